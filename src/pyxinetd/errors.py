@@ -1,0 +1,33 @@
+"""Typed errors raised by the library; only cli.py turns them into exit statuses."""
+
+from __future__ import annotations
+
+
+class PyxinetdError(Exception):
+    """Base class of every error pyxinetd raises on purpose."""
+
+
+class ConfigError(PyxinetdError):
+    """A configuration problem that stops loading altogether (e.g. unreadable main file)."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None,
+                 col: int | None = None) -> None:
+        self.message = message
+        self.path = path
+        self.line = line
+        self.col = col
+        where = ""
+        if path is not None:
+            where = path if line is None else f"{path}:{line}"
+            if line is not None and col is not None:
+                where += f":{col}"
+            where += ": "
+        super().__init__(where + message)
+
+
+class BindError(PyxinetdError):
+    """A service's listening socket could not be created or bound."""
+
+
+class SpawnError(PyxinetdError):
+    """A server process could not be started."""
