@@ -1,0 +1,93 @@
+"""The single-threaded event loop every part of the daemon runs on.
+
+One selector, one timer heap. Handlers are plain callables receiving the ready event
+mask; they must never block. `run_once()` sleeps until the next I/O event or the next
+timer deadline, and indefinitely when no timer is pending, so an idle daemon uses no
+CPU. Signals reach the loop through signals.SignalWakeup, which registers a socket here.
+"""
+
+from __future__ import annotations
+
+import selectors
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from pyxinetd.timers import Clock, Timer, TimerQueue
+
+READ = selectors.EVENT_READ
+WRITE = selectors.EVENT_WRITE
+
+Handler = Callable[[int], None]
+
+
+class FileLike(Protocol):
+    def fileno(self) -> int: ...
+
+
+class Loop:
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.timers = TimerQueue(clock)
+        self.clock = clock
+        self._running = False
+
+    # -- I/O registration -------------------------------------------------
+    def register(self, fileobj: FileLike | int, events: int, handler: Handler) -> None:
+        self.selector.register(fileobj, events, handler)
+
+    def modify(self, fileobj: FileLike | int, events: int, handler: Handler) -> None:
+        self.selector.modify(fileobj, events, handler)
+
+    def unregister(self, fileobj: FileLike | int) -> None:
+        """Unregister if registered; a no-op otherwise (callers close sockets freely)."""
+        try:
+            self.selector.unregister(fileobj)
+        except (KeyError, ValueError):
+            pass
+
+    def is_registered(self, fileobj: FileLike | int) -> bool:
+        try:
+            self.selector.get_key(fileobj)
+        except (KeyError, ValueError):
+            return False
+        return True
+
+    def set_events(self, fileobj: FileLike | int, events: int, handler: Handler) -> None:
+        """Register, modify or unregister so that exactly `events` are watched."""
+        registered = self.is_registered(fileobj)
+        if events == 0:
+            if registered:
+                self.selector.unregister(fileobj)
+        elif registered:
+            self.selector.modify(fileobj, events, handler)
+        else:
+            self.selector.register(fileobj, events, handler)
+
+    # -- timers -----------------------------------------------------------
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> Timer:
+        return self.timers.call_at(deadline, callback)
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        return self.timers.call_later(delay, callback)
+
+    # -- running ----------------------------------------------------------
+    def run_once(self) -> None:
+        deadline = self.timers.next_deadline()
+        timeout = None if deadline is None else max(0.0, deadline - self.clock())
+        for key, mask in self.selector.select(timeout):
+            handler: Handler = key.data
+            handler(mask)
+        self.timers.run_due()
+
+    def run(self) -> None:
+        """Run until stop() is called from a handler or timer."""
+        self._running = True
+        while self._running:
+            self.run_once()
+
+    def stop(self) -> None:
+        self._running = False
+
+    def close(self) -> None:
+        self.selector.close()

@@ -1,0 +1,94 @@
+"""Signals reach the loop through one wakeup socket; handlers only record.
+
+A Python signal handler that does real work can run between any two bytecodes of the
+loop (mid-fork, mid-accept, while holding the logging lock). So each handler only adds
+its signal number to an ordered set, and `signal.set_wakeup_fd` writes a byte to a
+non-blocking socketpair that the selector watches. The loop then drains the socket and
+dispatches every pending signal, in arrival order, from one table. Repeated signals
+coalesce; the SIGCHLD role must therefore reap until nothing is left.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import Callable, Mapping
+from types import FrameType
+
+from pyxinetd.loop import READ, Loop
+
+# Signals by role (xinetd's xconfig.h names them the same way).
+RECONFIG_SIGNALS = (signal.SIGHUP, signal.SIGUSR2)
+DUMP_SIGNAL = signal.SIGUSR1
+TERMINATE_SIGNAL = signal.SIGTERM
+QUICK_EXIT_SIGNAL = signal.SIGQUIT
+REAP_SIGNAL = signal.SIGCHLD
+CONSISTENCY_SIGNAL = signal.SIGABRT
+INTERRUPT_SIGNAL = signal.SIGINT
+
+# Reset to the default disposition in every child before exec; SIG_IGN survives exec.
+CHILD_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCONT, signal.SIGTTIN,
+                         signal.SIGTTOU, signal.SIGTSTP)
+
+
+class SignalWakeup:
+    """Owns the wakeup socketpair and the record-only handlers."""
+
+    def __init__(self, loop: Loop, dispatch: Mapping[int, Callable[[], None]]) -> None:
+        self._loop = loop
+        self._dispatch = dict(dispatch)
+        self._pending: dict[int, None] = {}
+        self._previous: dict[int, object] = {}
+        self._rsock, self._wsock = socket.socketpair()
+        self._rsock.setblocking(False)
+        self._wsock.setblocking(False)
+        self._old_wakeup_fd = -1
+        self.installed = False
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        # Record only: no logging, no allocation beyond the dict slot, no raising.
+        self._pending[signum] = None
+
+    def install(self) -> None:
+        self._old_wakeup_fd = signal.set_wakeup_fd(self._wsock.fileno(), warn_on_full_buffer=False)
+        for signum in self._dispatch:
+            self._previous[signum] = signal.signal(signum, self._record)
+        self._loop.register(self._rsock, READ, self._on_readable)
+        self.installed = True
+
+    def uninstall(self) -> None:
+        if not self.installed:
+            return
+        self._loop.unregister(self._rsock)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
+        signal.set_wakeup_fd(self._old_wakeup_fd)
+        self.installed = False
+
+    def close(self) -> None:
+        self.uninstall()
+        self._rsock.close()
+        self._wsock.close()
+
+    def fds(self) -> tuple[int, int]:
+        return self._rsock.fileno(), self._wsock.fileno()
+
+    def _on_readable(self, mask: int) -> None:
+        try:
+            while self._rsock.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        self.dispatch_pending()
+
+    def dispatch_pending(self) -> None:
+        while self._pending:
+            signum = next(iter(self._pending))
+            del self._pending[signum]
+            action = self._dispatch.get(signum)
+            if action is not None:
+                action()
+
+    def inject(self, signum: int) -> None:
+        """Record a signal as if it had arrived (used by tests and by the CLI)."""
+        self._pending[signum] = None
