@@ -1,0 +1,493 @@
+"""The real xinetd 2.3.15.3 as a test oracle.
+
+`xinetd_path()` fetches Debian's binary once per test session (scripts/fetch-xinetd)
+and answers None when it cannot be had; tests then skip with `unavailable_reason()`.
+
+`run_xinetd_dump()` starts the real daemon on a configuration file and returns its
+SIGUSR1 state dump and its program log. Every run gets fresh namespaces:
+
+- a private network namespace (`unshare -n`) with only `lo` up, so the services it
+  binds never touch the host network and parallel runs cannot collide on ports;
+- a private mount namespace (`unshare -m`) in which the run's own folder is bound
+  onto /run: the dump path is fixed (/var/run/xinetd.dump, /var/run -> /run), so
+  this is what keeps concurrent runs apart, and it lets the host read the dump;
+- /tmp and /var/log are overlaid with a private tmpfs layer, so log files named by
+  the configuration under test (`log_type = FILE /var/log/...`) are written there
+  and vanish with the namespace instead of landing on the host;
+- optionally, missing server programs are created as tiny executable stubs in an
+  overlay over their nearest existing folder. The overlay's writable layer is the
+  private tmpfs: nothing is ever written into the real /usr.
+
+`parse_dump()` turns the dump into comparable data (`DumpState`).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FETCH_SCRIPT = REPO / "scripts" / "fetch-xinetd"
+
+STARTED_MARK = "Started working"
+DUMP_END_MARK = "END OF DUMP"
+
+# Runs inside `unshare -n -m` as bash; the host side passes everything through the
+# environment. /run is the run folder from the host's point of view, so the dump and
+# the program log written there are visible outside; priv/ holds the tmpfs that backs
+# every overlay's writable layer.
+_NAMESPACE_SCRIPT = r"""
+set -eu
+ip link set lo up
+mount --bind "$ORACLE_RUN" /run
+mount -t tmpfs -o mode=0700 tmpfs /run/priv
+n=0
+overlay() {
+    [ -d "$1" ] || return 0
+    n=$((n + 1))
+    mkdir -p "/run/priv/$n/u" "/run/priv/$n/w"
+    mount -t overlay overlay \
+        -o "lowerdir=$1,upperdir=/run/priv/$n/u,workdir=/run/priv/$n/w" "$1"
+}
+overlay /tmp
+overlay /var/log
+while IFS= read -r d; do
+    [ -n "$d" ] && overlay "$d"
+done <<EOF_DIRS
+$ORACLE_STUB_DIRS
+EOF_DIRS
+printf '#!/bin/sh\nexit 0\n' > /run/priv/stub
+while IFS= read -r p; do
+    [ -n "$p" ] || continue
+    # A path under an existing regular file cannot be created: leave it missing.
+    { mkdir -p "$(dirname "$p")" && cp /run/priv/stub "$p" && chmod 0755 "$p"; } \
+        2>/dev/null || true
+done <<EOF_STUBS
+$ORACLE_STUBS
+EOF_STUBS
+cd /run
+if [ -n "${ORACLE_BEFORE:-}" ]; then
+    sh -c "$ORACLE_BEFORE" >/run/before.out 2>/run/before.err || true
+    : >/run/before.done
+fi
+exec "$ORACLE_XINETD" -dontfork -f "$ORACLE_CONF" -filelog /run/xinetd.log
+"""
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+@functools.lru_cache(maxsize=1)
+def _fetch() -> tuple[str | None, str]:
+    """Run scripts/fetch-xinetd once; (wrapper path, '') or (None, why not)."""
+    if os.geteuid() != 0:
+        return None, "the xinetd oracle needs root (network and mount namespaces)"
+    for tool in ("unshare", "ip", "mount"):
+        if shutil.which(tool) is None:
+            return None, f"the xinetd oracle needs {tool!r} (util-linux, iproute2)"
+    try:
+        done = subprocess.run([str(FETCH_SCRIPT)], capture_output=True, text=True,
+                              timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"scripts/fetch-xinetd failed: {exc}"
+    path = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    if done.returncode != 0 or not path or not os.access(path, os.X_OK):
+        tail = " ".join(done.stderr.strip().splitlines()[-3:])
+        return None, f"scripts/fetch-xinetd failed (status {done.returncode}): {tail}"
+    # Namespaces may be forbidden even to root (a seccomp profile, a locked container).
+    probe = subprocess.run(["unshare", "-n", "-m", "true"], capture_output=True, text=True,
+                           timeout=30, check=False)
+    if probe.returncode != 0:
+        return None, f"unshare -n -m is not permitted here: {probe.stderr.strip()}"
+    return path, ""
+
+
+def xinetd_path() -> str | None:
+    """Path of the wrapper running Debian's xinetd 2.3.15.3, or None if unavailable."""
+    return _fetch()[0]
+
+
+def unavailable_reason() -> str:
+    return _fetch()[1] or "xinetd is available"
+
+
+def require_xinetd() -> str:
+    """The wrapper path, or skip the calling test with the reason."""
+    import pytest
+
+    path = xinetd_path()
+    if path is None:
+        pytest.skip(unavailable_reason())
+    return path
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass(frozen=True)
+class XinetdRun:
+    """What one run of the real xinetd produced."""
+
+    dump: str                 # the state dump ('' if it never got that far)
+    log: str                  # the program log (-filelog)
+    started: bool             # `Started working` was logged
+    returncode: int | None    # exit status; None when it had to be killed
+    before_stdout: str = ""   # output of the `before` command, if one was given
+    before_stderr: str = ""
+
+
+def stub_plan(paths: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(folders to overlay, files to create) for the absolute paths that do not exist.
+
+    Each missing path is created under an overlay of its nearest existing ancestor
+    folder; ancestors nested in another chosen ancestor need no overlay of their own.
+    Paths whose nearest existing ancestor is / are left missing (an overlay on / is
+    not something to do lightly).
+    """
+    stubs: list[str] = []
+    dirs: set[str] = set()
+    for raw in paths:
+        if not raw.startswith("/") or "\n" in raw:
+            continue
+        path = os.path.normpath(raw)
+        if os.path.lexists(path):
+            continue
+        parent = os.path.dirname(path)
+        while not os.path.isdir(parent):
+            if os.path.lexists(parent):   # a file where a folder would be needed
+                parent = ""
+                break
+            parent = os.path.dirname(parent)
+        if parent in ("", "/") or parent.startswith(("/proc", "/sys", "/dev", "/run")):
+            continue
+        stubs.append(path)
+        dirs.add(parent)
+    chosen: list[str] = []
+    for d in sorted(dirs, key=lambda p: (p.count("/"), p)):
+        if not any(d == c or d.startswith(c + "/") for c in chosen):
+            chosen.append(d)
+    return chosen, sorted(set(stubs))
+
+
+def run_xinetd_dump(conf_path: str | os.PathLike[str], *, stubs: Sequence[str] = (),
+                    before: str | None = None, timeout: float = 20.0) -> XinetdRun:
+    """Run the real xinetd on `conf_path` in private namespaces and return its state.
+
+    Waits (up to `timeout`) for `Started working`, sends SIGUSR1, waits for the dump,
+    then SIGTERM. `stubs`: server paths to create as executable stubs when missing.
+    `before`: a shell command run in the same namespaces just before xinetd starts
+    (to have another program see exactly the same file system); its output is
+    returned in `before_stdout`/`before_stderr`.
+    """
+    xinetd = xinetd_path()
+    if xinetd is None:
+        raise RuntimeError(unavailable_reason())
+    stub_dirs, stub_files = stub_plan(stubs)
+    run = Path(tempfile.mkdtemp(prefix="xinetd-oracle-"))
+    try:
+        (run / "priv").mkdir()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "ORACLE_RUN": str(run),
+            "ORACLE_XINETD": xinetd,
+            "ORACLE_CONF": os.path.abspath(conf_path),
+            "ORACLE_STUB_DIRS": "\n".join(stub_dirs),
+            "ORACLE_STUBS": "\n".join(stub_files),
+            "ORACLE_BEFORE": before or "",
+            "LANG": "C",
+        }
+        for name in ("PYTHONPATH", "VIRTUAL_ENV", "HOME"):
+            if name in os.environ:
+                env[name] = os.environ[name]
+        with open(run / "stderr", "wb") as err:
+            proc = subprocess.Popen(
+                ["unshare", "-n", "-m", "--propagation", "private",
+                 "bash", "-c", _NAMESPACE_SCRIPT],
+                env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                start_new_session=True)
+        try:
+            return _drive(proc, run, timeout, before is not None)
+        finally:
+            _stop(proc)
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _wait_for(predicate: object, proc: subprocess.Popen[bytes], deadline: float) -> bool:
+    """Poll `predicate()` until true, the process exits, or the deadline passes."""
+    assert callable(predicate)
+    delay = 0.002
+    while True:
+        if predicate():
+            return True
+        if proc.poll() is not None or time.monotonic() >= deadline:
+            return bool(predicate())
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def _drive(proc: subprocess.Popen[bytes], run: Path, timeout: float,
+           has_before: bool) -> XinetdRun:
+    deadline = time.monotonic() + timeout
+    log_path, dump_path = run / "xinetd.log", run / "xinetd.dump"
+    started = _wait_for(lambda: STARTED_MARK in _read(log_path), proc, deadline)
+    dump = ""
+    if started and proc.poll() is None:
+        proc.send_signal(signal.SIGUSR1)
+        if _wait_for(lambda: DUMP_END_MARK in _read(dump_path), proc, deadline):
+            dump = _read(dump_path)
+    returncode: int | None = proc.poll()
+    if returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            returncode = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            returncode = None
+    log = _read(log_path)
+    if not log and not started:
+        log = _read(run / "stderr")
+    return XinetdRun(dump=dump, log=log, started=started, returncode=returncode,
+                     before_stdout=_read(run / "before.out") if has_before else "",
+                     before_stderr=_read(run / "before.err") if has_before else "")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Make sure the run's process group is gone (it is ours: start_new_session)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- the dump
+
+
+@dataclass
+class DumpService:
+    """One service of the state dump. None means the dump printed no such line."""
+
+    name: str
+    id: str = ""
+    state: str = ""
+    flags: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    socket_type: str | None = None
+    protocol: str | None = None
+    protocol_number: int | None = None
+    port: int | None = None
+    # Printed only when the service set it itself: 'UNLIMITED', a number, or None.
+    instances: str | None = None
+    wait: bool | None = None
+    user: int | None = None
+    group: int | None = None
+    groups: bool | None = None
+    umask: int | None = None
+    nice: int | None = None
+    cps: tuple[int, int] | None = None      # printed only when the service set it
+    per_source: int | None = None           # -1 = UNLIMITED
+    bind: str | None = None
+    server: str | None = None
+    server_argv: tuple[str, ...] | None = None
+    redirect: str | None = None
+    only_from: str | None = None
+    no_access: str | None = None
+    access_times: str | None = None
+    deny_time: int | None = None
+    log: str | None = None
+    log_on_success: tuple[str, ...] = ()
+    log_on_failure: tuple[str, ...] = ()
+    passenv: tuple[str, ...] | None = None
+    env_additions: tuple[str, ...] = ()
+    libwrap: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DumpState:
+    defaults: DumpService
+    services: list[DumpService]
+
+    def by_id(self) -> dict[str, DumpService]:
+        return {s.id: s for s in self.services}
+
+    def effective_instances(self, svc: DumpService) -> int | None:
+        """instances as the service runs: its own value, else the defaults', else UNLIMITED.
+
+        The dump prints `Instances` only for a value the service set itself (and for
+        the defaults section); inherited values are applied after parsing without
+        being printed, so they are taken from the defaults section.
+        """
+        text = svc.instances if svc.instances is not None else self.defaults.instances
+        if text is None or text.upper() == "UNLIMITED":
+            return None
+        return int(text)
+
+    def effective_cps(self, svc: DumpService) -> tuple[int, int]:
+        """cps as the service runs: its own, else the defaults', else 50 10 (same reason)."""
+        if svc.cps is not None:
+            return svc.cps
+        if self.defaults.cps is not None:
+            return self.defaults.cps
+        return (50, 10)
+
+    @staticmethod
+    def effective_per_source(svc: DumpService) -> int | None:
+        return None if svc.per_source is None or svc.per_source < 0 else svc.per_source
+
+
+_CPS_RE = re.compile(r"max conn:(\d+) wait:(\d+)")
+_PROTO_RE = re.compile(r"\((.*),(-?\d+)\)")
+
+
+def _apply_line(svc: DumpService, key: str, value: str) -> None:
+    lowered = key.lower()
+    if lowered == "id":
+        svc.id = value
+    elif lowered == "state":
+        svc.state = value
+    elif lowered == "flags":
+        svc.flags = tuple(value.split())
+    elif lowered == "type":
+        svc.types = tuple(value.split())
+    elif lowered == "socket_type":
+        svc.socket_type = value
+    elif lowered == "protocol (name,number)":
+        m = _PROTO_RE.fullmatch(value)
+        if m:
+            svc.protocol, svc.protocol_number = m.group(1), int(m.group(2))
+    elif lowered == "port":
+        svc.port = int(value)
+    elif lowered == "instances":
+        svc.instances = value
+    elif lowered == "wait":
+        svc.wait = value == "yes"
+    elif lowered == "user":
+        svc.user = int(value)
+    elif lowered == "group":
+        svc.group = int(value)
+    elif lowered == "groups":
+        svc.groups = value == "yes"
+    elif lowered == "umask":
+        svc.umask = int(value, 8)
+    elif lowered == "nice":
+        svc.nice = int(value)
+    elif lowered == "cps":
+        m = _CPS_RE.search(value)
+        if m:
+            svc.cps = (int(m.group(1)), int(m.group(2)))
+    elif lowered == "per_source":
+        svc.per_source = int(value)
+    elif lowered == "bind":
+        svc.bind = value
+    elif lowered == "server":
+        svc.server = value
+    elif lowered == "server argv":
+        svc.server_argv = tuple(value.split())
+    elif lowered == "redirect":
+        svc.redirect = value
+    elif lowered == "access times":
+        svc.access_times = value
+    elif lowered == "log_on_success flags":
+        svc.log_on_success = tuple(value.split())
+    elif lowered == "log_on_failure flags":
+        svc.log_on_failure = tuple(value.split())
+    elif lowered == "passenv":
+        svc.passenv = tuple(value.split())
+    elif lowered == "libwrap":
+        svc.libwrap = value
+    else:
+        svc.extra[key] = value
+
+
+def _split(line: str) -> tuple[str, str] | None:
+    """'key = value' or 'Key: value' -> (key, value)."""
+    for sep in (" = ", ": "):
+        if sep in line:
+            key, _, value = line.partition(sep)
+            return key.strip(), value.strip()
+    if line.endswith(" =") or line.endswith(":"):   # 'Server argv =' with nothing after
+        return line.rstrip(" =:").strip(), ""
+    return None
+
+
+def parse_dump(text: str) -> DumpState:
+    """Parse a SIGUSR1 state dump into the defaults and the services it lists.
+
+    The dump file is appended to, so only the last dump in `text` is read.
+    """
+    start = text.rfind("INTERNAL STATE DUMP")
+    if start > 0:
+        text = text[start:]
+    defaults = DumpService(name="defaults")
+    services: list[DumpService] = []
+    current: DumpService | None = None
+    sub: str | None = None            # a multi-line block inside the current service
+    lines = text.splitlines()
+    i = 0
+    for i, raw in enumerate(lines):
+        if raw.startswith("Server table dump:"):
+            break
+        stripped = raw.strip()
+        if not stripped:
+            continue
+        depth = len(raw) - len(raw.lstrip("\t"))
+        if depth == 0:
+            sub = None
+            if stripped == "Service defaults":
+                current = defaults
+            elif stripped.startswith("Service = "):
+                current = DumpService(name=stripped[len("Service = "):])
+                services.append(current)
+            else:
+                current = None
+            continue
+        if current is None:
+            continue
+        if stripped.startswith("Service configuration:"):
+            continue
+        if sub is not None and depth >= 3:
+            if sub == "env":
+                current.env_additions += (stripped,)
+            continue
+        sub = None
+        if stripped == "Environment additions:":
+            sub = "env"
+            continue
+        if stripped in ("Environment strings:", "RPC data"):
+            sub = "skip"
+            continue
+        if stripped.startswith("Only from:"):
+            current.only_from = stripped[len("Only from:"):].strip()
+            continue
+        if stripped.startswith("No access:"):
+            current.no_access = stripped[len("No access:"):].strip()
+            continue
+        if stripped.startswith("Deny Time:"):
+            current.deny_time = int(stripped.split(":", 1)[1])
+            continue
+        if stripped.startswith(("Logging to", "No logging")):
+            current.log = stripped
+            continue
+        pair = _split(stripped)
+        if pair is not None:
+            _apply_line(current, *pair)
+    del i
+    return DumpState(defaults=defaults, services=services)
