@@ -1,0 +1,227 @@
+"""pyxinetd check: the report built from a Configuration, and the command end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pyxinetd.check import (
+    STATUS_DROPPED,
+    STATUS_OK,
+    STATUS_UNREADABLE,
+    check_report,
+    exit_status,
+    render_text,
+    run_check,
+)
+from pyxinetd.config.diagnostics import Diagnostic, Severity
+from pyxinetd.config.model import (
+    DEFAULT_CPS,
+    AddressEntry,
+    Configuration,
+    Defaults,
+    DroppedEntry,
+    FileTarget,
+    Origin,
+    Rlimits,
+    ServiceConfig,
+    SocketType,
+    SyslogTarget,
+    TimeWindow,
+)
+
+SERVICE_KEYS = {
+    "name", "id", "type", "flags", "socket_type", "protocol", "port", "wait", "user",
+    "group", "server", "server_args", "instances", "per_source", "cps", "bind", "only_from",
+    "no_access", "access_times", "redirect", "env", "passenv", "nice", "umask", "log_type",
+    "log_on_success", "log_on_failure",
+}
+
+
+def make_service(**changes: object) -> ServiceConfig:
+    base = ServiceConfig(
+        name="echo", id="echo-stream", origin=Origin("/etc/xinetd.d/echo", 3),
+        types=frozenset({"UNLISTED"}), flags=frozenset({"IPv4", "REUSE"}),
+        socket_type=SocketType.STREAM, protocol="tcp", protocol_number=6, port=2007,
+        wait=False, user=65534, user_name="nobody", group=65534, groups=False,
+        supplementary_groups=(), server="/bin/cat", server_argv=("cat", "-u"),
+        environment=("PATH=/bin",), passenv=None, env=("A=1", "B=x=y"),
+        instances=None, per_source=4, cps=DEFAULT_CPS, max_load=None, bind=None,
+        family=socket.AF_INET, v6only=False, only_from=None, no_access=(),
+        access_times=(TimeWindow(8 * 60, 17 * 60 + 30),), redirect=None, banner=None,
+        banner_success=None, banner_fail=None, umask=0o22, nice=None, rlimits=Rlimits(),
+        log_type=SyslogTarget("daemon"), log_on_success=frozenset({"PID", "HOST"}),
+        log_on_failure=frozenset({"HOST"}), deny_time=0, libwrap=None, rpc_version=None,
+        rpc_number=None,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def make_config(*services: ServiceConfig, dropped: tuple[DroppedEntry, ...] = (),
+                diagnostics: tuple[Diagnostic, ...] = ()) -> Configuration:
+    return Configuration(path="/etc/xinetd.conf", defaults=Defaults(), services=services,
+                         dropped=dropped, diagnostics=diagnostics,
+                         files=("/etc/xinetd.conf",))
+
+
+def test_report_has_every_documented_field_with_defaults_resolved() -> None:
+    report = check_report(make_config(make_service()))
+    svc = report["services"][0]
+    assert SERVICE_KEYS <= set(svc)
+    assert svc["type"] == ["UNLISTED"]
+    assert svc["flags"] == ["REUSE", "IPv4"]          # xinetd's canonical order
+    assert svc["cps"] == [50, 10]
+    assert svc["instances"] is None and svc["per_source"] == 4
+    assert svc["argv0"] == "cat" and svc["server_args"] == ["-u"]
+    assert svc["env"] == {"A": "1", "B": "x=y"}
+    assert svc["access_times"] == ["08:00-17:30"]
+    assert svc["log_type"] == {"kind": "syslog", "facility": "daemon", "level": "info"}
+    assert svc["log_on_success"] == ["HOST", "PID"]
+    assert svc["family"] == "inet"
+    assert svc["origin"] == {"file": "/etc/xinetd.d/echo", "line": 3}
+    assert report["dropped"] == [] and report["diagnostics"] == []
+    assert report["status"] == STATUS_OK
+    json.dumps(report)                                 # serialisable as is
+
+
+def test_only_from_absent_and_empty_are_distinct() -> None:
+    absent = check_report(make_config(make_service(only_from=None)))["services"][0]
+    empty = check_report(make_config(make_service(only_from=())))["services"][0]
+    listed = check_report(make_config(make_service(
+        only_from=(AddressEntry("127.0.0.1", "numeric"),))))["services"][0]
+    assert absent["only_from"] is None
+    assert empty["only_from"] == []
+    assert listed["only_from"] == ["127.0.0.1"]
+
+
+def test_redirect_and_file_log_in_report() -> None:
+    svc = make_service(redirect=("10.0.0.1", 25), server=None, server_argv=(),
+                       log_type=FileTarget("/var/log/x", 1000, 2000, common=True))
+    out = check_report(make_config(svc))["services"][0]
+    assert out["redirect"] == ["10.0.0.1", 25]
+    assert out["server"] is None and out["argv0"] is None and out["server_args"] == []
+    assert out["log_type"] == {"kind": "file", "path": "/var/log/x", "soft_limit": 1000,
+                               "hard_limit": 2000, "common": True}
+
+
+def test_exit_status_follows_errors_not_warnings() -> None:
+    warn = Diagnostic(Severity.WARNING, "/f", 2, "bad service attribute: foo")
+    err = Diagnostic(Severity.ERROR, "/f", 3, "Unknown user: nosuch")
+    assert exit_status(make_config(make_service(), diagnostics=(warn,))) == STATUS_OK
+    assert exit_status(make_config(diagnostics=(warn, err))) == STATUS_DROPPED
+    dropped = DroppedEntry("x", "x", "/f", 3, "Unknown user: nosuch")
+    assert exit_status(make_config(dropped=(dropped,))) == STATUS_DROPPED
+
+
+def test_text_has_one_block_per_service_then_diagnostics() -> None:
+    diag = Diagnostic(Severity.WARNING, "/etc/xinetd.d/echo", 9, "bad service attribute: foo")
+    debug = Diagnostic(Severity.DEBUG, "/etc/xinetd.conf", 1, "Reading included file")
+    dropped = DroppedEntry("daytime", "daytime", "/etc/xinetd.d/daytime", 4,
+                           "Unknown user: nosuch")
+    text = render_text(make_config(make_service(), make_service(name="time", id="time"),
+                                   dropped=(dropped,), diagnostics=(diag, debug)))
+    lines = text.splitlines()
+    assert lines[0] == "service echo (id echo-stream)  # /etc/xinetd.d/echo:3"
+    assert any(line.split() == ["argv", "cat", "-u"] for line in lines)
+    assert any(line.startswith("service time (id time)") for line in lines)
+    assert "/etc/xinetd.d/daytime:4: dropped: daytime: Unknown user: nosuch" in lines
+    assert "/etc/xinetd.d/echo:9: warning: bad service attribute: foo" in lines
+    assert "Reading included file" not in text
+    assert lines[-1] == "/etc/xinetd.conf: configuration test failed"
+
+
+# --------------------------------------------------------------------------- end to end
+
+def _loader_present() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyxinetd.config.loader") is not None
+
+
+pytestmark_loader = pytest.mark.skipif(not _loader_present(),
+                                       reason="the configuration loader is not there yet")
+
+GOOD = """\
+defaults
+{
+    instances = 30
+}
+
+service testsrv
+{
+    type        = UNLISTED
+    socket_type = stream
+    protocol    = tcp
+    port        = 20100
+    wait        = no
+    user        = nobody
+    server      = /bin/cat
+    server_args = a1 a2
+    only_from   =
+    frobnicate  = 1
+}
+"""
+
+
+@pytestmark_loader
+def test_run_check_json_on_a_real_file(tmp_path: Path) -> None:
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text(GOOD)
+    output, status = run_check(str(conf), as_json=True)
+    report = json.loads(output)
+    assert status == STATUS_OK, output
+    [svc] = report["services"]
+    assert (svc["name"], svc["id"], svc["port"], svc["wait"]) == ("testsrv", "testsrv", 20100,
+                                                                 False)
+    assert svc["user"] == 65534 and svc["server"] == "/bin/cat"
+    assert svc["server_args"] == ["a1", "a2"] and svc["instances"] == 30
+    assert svc["cps"] == [50, 10] and svc["only_from"] == []
+    assert any(d["severity"] == "warning" and d["line"] == 16 for d in report["diagnostics"])
+
+
+@pytestmark_loader
+def test_run_check_reports_dropped_service(tmp_path: Path) -> None:
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text(GOOD.replace("user        = nobody", "user = no-such-user-here"))
+    output, status = run_check(str(conf), as_json=True)
+    report = json.loads(output)
+    assert status == STATUS_DROPPED
+    assert report["services"] == []
+    assert [d["name"] for d in report["dropped"]] == ["testsrv"]
+    text, status = run_check(str(conf))
+    assert status == STATUS_DROPPED and "no-such-user-here" in text
+
+
+@pytestmark_loader
+def test_unreadable_main_file(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.conf")
+    text, status = run_check(missing)
+    assert status == STATUS_UNREADABLE and missing in text
+    output, status = run_check(missing, as_json=True)
+    report = json.loads(output)
+    assert status == STATUS_UNREADABLE and report["diagnostics"][0]["severity"] == "critical"
+
+
+@pytestmark_loader
+def test_cli_check_exit_statuses(tmp_path: Path) -> None:
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text(GOOD)
+    env = dict(os.environ)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pyxinetd", "check", *args],
+                              capture_output=True, text=True, env=env, timeout=60, check=False)
+
+    done = cli("-f", str(conf))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("service testsrv (id testsrv)")
+    done = cli("-f", str(conf), "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["services"][0]["port"] == 20100
+    assert cli("-f", str(tmp_path / "missing")).returncode == 2
