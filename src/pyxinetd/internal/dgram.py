@@ -1,0 +1,49 @@
+"""The datagram builtins: one datagram in, at most one reply out, never blocking.
+
+Replies go out with a non-blocking sendto; when the socket buffer is full the reply is
+dropped (UDP may lose it anyway). Replies to source port 0 and to the well-known ports
+of the UDP builtins themselves are dropped too: two such services answering each other
+(echo <-> chargen) would loop forever on a spoofed datagram.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from pyxinetd.internal import chargen, clock, status
+
+# xinetd reads up to this much of a datagram for echo; longer ones are truncated.
+ECHO_DATAGRAM = 2048
+# Enough for any datagram, so that one recvfrom consumes exactly one.
+_MAX_DATAGRAM = 65536
+_LOOP_PORTS = frozenset({0, 7, 9, 13, 19, 37})
+
+
+def reply_for(name: str, data: bytes, view: status.MasterView | None) -> bytes | None:
+    """The reply a builtin sends for one received datagram, or None for no reply."""
+    if name == "echo":
+        return data[:ECHO_DATAGRAM]
+    if name == "chargen":
+        return chargen.DATAGRAM_CYCLE.next_reply()
+    if name == "daytime":
+        return clock.daytime_text()
+    if name == "time":
+        return clock.time_bytes()
+    if name in ("servers", "services") and view is not None:
+        return status.report(name, view)
+    return None     # discard, or nothing to say
+
+
+def handle(name: str, sock: socket.socket, view: status.MasterView | None) -> None:
+    """Receive one datagram and answer it; never raises OSError."""
+    try:
+        data, peer = sock.recvfrom(_MAX_DATAGRAM, socket.MSG_DONTWAIT)
+    except OSError:
+        return      # nothing queued after all, or an ICMP error reported late
+    reply = reply_for(name, data, view)
+    if reply is None or peer[1] in _LOOP_PORTS:
+        return
+    try:
+        sock.sendto(reply, socket.MSG_DONTWAIT, peer)
+    except OSError:
+        pass        # EAGAIN (dropped), or the peer vanished

@@ -1,0 +1,157 @@
+"""A non-blocking stream connection on the master's loop, with a bounded output buffer.
+
+Every in-loop builtin is a StreamSession with a few hooks. The session watches READ
+only while it wants input and its pending output is below OUTPUT_LIMIT, and WRITE only
+while output is pending (or the subclass wants to produce more): a peer that never
+reads stops our reading, so memory stays bounded and nothing spins.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pyxinetd.loop import READ, WRITE, Loop
+
+Peer = tuple[Any, ...]
+OnClose = Callable[[], None]
+
+# Pending output above which a session stops reading (echo) or producing (chargen).
+OUTPUT_LIMIT = 64 * 1024
+RECV_SIZE = 16 * 1024
+
+WRITES_PER_WAKEUP = 4
+
+
+class Session(Protocol):
+    """A connection served inside the loop."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def close(self) -> None:
+        """End the session now: unregister, close the sockets, call on_close once."""
+
+
+class StreamSession:
+    """Base of the in-loop stream builtins.
+
+    Subclasses override `received(data)`, `eof()` and `refill()`; they queue output
+    with `send(data)` and ask for the end with `finish()` (close once the output is
+    flushed).
+    """
+
+    wants_input = True
+
+    def __init__(self, loop: Loop, conn: socket.socket, on_close: OnClose, *,
+                 greeting: bytes = b"") -> None:
+        self.loop = loop
+        self.conn = conn
+        self._on_close = on_close
+        self._out = bytearray(greeting)
+        self._finishing = False
+        self._closed = False
+        conn.setblocking(False)
+        # Always wait for the first write readiness (immediate on a fresh connection)
+        # instead of deciding now: on_close is then never called before the session's
+        # creator has recorded it.
+        self.loop.set_events(conn, self._events() | WRITE, self._ready)
+
+    # -- hooks --------------------------------------------------------------
+    def received(self, data: bytes) -> None:
+        """Bytes arrived from the peer."""
+
+    def eof(self) -> None:
+        """The peer shut down its sending side; by default, end after flushing."""
+        self.finish()
+
+    def refill(self) -> bool:
+        """Called when output is below the limit; queue more and return True if any."""
+        return False
+
+    def producing(self) -> bool:
+        """True while refill() would queue more output (chargen)."""
+        return False
+
+    # -- used by subclasses ---------------------------------------------------
+    def send(self, data: bytes) -> None:
+        self._out += data
+
+    def finish(self) -> None:
+        """Close once every queued byte has been written."""
+        self._finishing = True
+        self.wants_input = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def pending(self) -> int:
+        return len(self._out)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.loop.unregister(self.conn)
+        self.conn.close()
+        self._on_close()
+
+    # -- loop side ------------------------------------------------------------
+    def _events(self) -> int:
+        events = 0
+        if self.wants_input and not self._finishing and len(self._out) < OUTPUT_LIMIT:
+            events |= READ
+        if self._out or (self.producing() and not self._finishing):
+            events |= WRITE
+        return events
+
+    def _update(self) -> None:
+        if self._closed:
+            return
+        if self._finishing and not self._out:
+            self.close()
+            return
+        events = self._events()
+        if events == 0 and not self._finishing:
+            # Neither reading nor writing nor producing: nothing can happen any more.
+            self.close()
+            return
+        self.loop.set_events(self.conn, events, self._ready)
+
+    def _ready(self, mask: int) -> None:
+        if self._closed:
+            return
+        try:
+            if mask & WRITE:
+                self._write()
+            if mask & READ and self._events() & READ:
+                self._read()
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            # Reset, broken pipe, timeout...: the peer is gone; nothing to report.
+            self.close()
+            return
+        self._update()
+
+    def _read(self) -> None:
+        room = max(1, min(RECV_SIZE, OUTPUT_LIMIT - len(self._out)))
+        data = self.conn.recv(room)
+        if not data:
+            self.eof()
+            return
+        self.received(data)
+
+    def _write(self) -> None:
+        # A bounded number of sends per wake-up: a fast reader of chargen must not
+        # keep the loop here forever.
+        for _ in range(WRITES_PER_WAKEUP):
+            if not self._out and (self._finishing or not self.refill()):
+                return
+            sent = self.conn.send(self._out)
+            del self._out[:sent]
+            if self._out:
+                return      # the socket buffer is full; wait for the next readiness

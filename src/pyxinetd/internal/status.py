@@ -1,0 +1,55 @@
+"""`servers` and `services`: what the daemon runs, as text lines.
+
+xinetd 2.3.15 dropped these builtins, but Debian still ships /etc/xinetd.d/servers and
+/etc/xinetd.d/services (disabled), so they are served again, in a documented line
+format (docs/internal-services.md), each line ending in CRLF:
+
+    services:  ID PROTOCOL PORT             (PORT is `-` for services with no port)
+    servers:   PID ID PEER START            (START: local ISO-8601 time with offset)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from pyxinetd.config.model import ServiceConfig
+
+
+class ServerInfo(NamedTuple):
+    """One running server as the `servers` builtin lists it."""
+
+    pid: int
+    service_id: str
+    peer: str           # numeric address text, as in the log's from=
+    start_time: float   # time.time() when it started
+
+
+class MasterView(Protocol):
+    """The read-only view of the master's state `servers` and `services` need."""
+
+    def active_services(self) -> Sequence[ServiceConfig]: ...
+
+    def running_servers(self) -> Sequence[tuple[int, str, str, float]]: ...
+
+
+def services_text(view: MasterView) -> bytes:
+    lines = []
+    for svc in view.active_services():
+        port = "-" if svc.port is None else str(svc.port)
+        lines.append(f"{svc.id} {svc.protocol} {port}\r\n")
+    return "".join(lines).encode("utf-8", "replace")
+
+
+def servers_text(view: MasterView) -> bytes:
+    lines = []
+    for pid, service_id, peer, start in view.running_servers():
+        started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start))
+        lines.append(f"{pid} {service_id} {peer or '-'} {started}\r\n")
+    return "".join(lines).encode("utf-8", "replace")
+
+
+def report(name: str, view: MasterView) -> bytes:
+    """The reply of the `servers` or `services` builtin."""
+    return servers_text(view) if name == "servers" else services_text(view)

@@ -1,0 +1,130 @@
+"""tcpmux (RFC 1078): read a service name, then hand the connection to that service.
+
+Differences from xinetd, all deliberate (docs/compatibility.md):
+- the name line is read with MSG_PEEK and only the line itself is consumed, so bytes
+  the client sent right after it stay queued for the selected server (xinetd read up
+  to 1024 bytes and lost the rest);
+- a name split over several segments is waited for (up to NAME_TIMEOUT seconds)
+  instead of failing on the first read;
+- the replies carry no trailing NUL byte (xinetd sent `+Go\\r\\n\\0` and
+  `-Service name not found\\r\\n\\0`; RFC 1078 has no NUL, and a client that takes the
+  NUL for the first byte of the server's output is confused by it);
+- `help` lists the TCPMUX service names, one per CRLF-terminated line, as RFC 1078
+  asks (a configured service literally named `help` still wins).
+As in xinetd, a line of 2 bytes or less, or one not ending in CRLF within
+MAX_LINE bytes, closes the connection without a reply.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Sequence
+
+from pyxinetd.config.model import ServiceConfig
+from pyxinetd.internal.session import OnClose, Peer
+from pyxinetd.loop import READ, WRITE, Loop
+from pyxinetd.timers import Timer
+
+MAX_LINE = 1024
+NAME_TIMEOUT = 60.0
+GO = b"+Go\r\n"
+NOT_FOUND = b"-Service name not found\r\n"
+
+Lookup = Callable[[str], "ServiceConfig | None"]
+Launch = Callable[[ServiceConfig, socket.socket, Peer], None]
+
+
+class TcpmuxSession:
+    def __init__(self, loop: Loop, conn: socket.socket, peer: Peer, lookup: Lookup,
+                 launch: Launch, on_close: OnClose, *,
+                 names: Callable[[], Sequence[str]] | None = None) -> None:
+        self.loop = loop
+        self.conn = conn
+        self.peer = peer
+        self._lookup = lookup
+        self._launch = launch
+        self._on_close = on_close
+        self._names = names
+        self._closed = False
+        self._reply = bytearray()
+        conn.setblocking(False)
+        self._timer: Timer | None = loop.call_later(NAME_TIMEOUT, self.close)
+        loop.register(conn, READ, self._ready)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._detach()
+        self.conn.close()
+        self._on_close()
+
+    def _detach(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.loop.unregister(self.conn)
+
+    def _ready(self, mask: int) -> None:
+        if self._closed:
+            return
+        try:
+            if self._reply:
+                self._write_reply()
+            elif mask & READ:
+                self._read_name()
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self.close()
+
+    def _read_name(self) -> None:
+        queued = self.conn.recv(MAX_LINE, socket.MSG_PEEK)
+        end = queued.find(b"\r\n")
+        if end < 0:
+            if not queued or len(queued) >= MAX_LINE:
+                self.close()    # EOF before a full line, or a line far too long
+            return              # wait for the rest of the line
+        line = self.conn.recv(end + 2)   # consume the line and nothing after it
+        if len(line) <= 2:
+            self.close()
+            return
+        name = line[:-2].decode("latin-1")
+        service = self._lookup(name)
+        if service is not None:
+            self._start(service)
+        elif name.lower() == "help" and self._names is not None:
+            listing = "".join(f"{n}\r\n" for n in self._names())
+            self._answer(listing.encode("latin-1", "replace"))
+        else:
+            self._answer(NOT_FOUND)
+
+    def _answer(self, reply: bytes) -> None:
+        """Send a reply, then close; what does not fit now goes on write readiness."""
+        self._reply += reply
+        self.loop.modify(self.conn, WRITE, self._ready)
+        self._write_reply()
+
+    def _write_reply(self) -> None:
+        while self._reply:
+            sent = self.conn.send(self._reply)
+            del self._reply[:sent]
+        self.close()
+
+    def _start(self, service: ServiceConfig) -> None:
+        self._detach()
+        conn = self.conn
+        conn.setblocking(True)   # the server inherits the file status flags
+        if "TCPMUXPLUS" in service.types:
+            try:
+                conn.send(GO, socket.MSG_DONTWAIT)
+            except OSError:
+                pass    # 5 bytes on a fresh connection: fails only if the peer is gone
+        try:
+            self._launch(service, conn, self.peer)
+        finally:
+            self._on_close()

@@ -1,0 +1,278 @@
+"""`redirect = HOST PORT`: a TCP relay run in the master's loop, without forking.
+
+xinetd forks a child per connection that copies 1500-byte chunks with blocking I/O
+and ends the session at the first EOF from either side. Here the relay is two
+bounded buffers on the loop, one per direction:
+
+- each side is read only while the buffer towards the other side holds less than
+  BUFFER_LIMIT bytes, and written only on write readiness, so a slow peer slows its
+  sender (TCP flow control) instead of growing memory or blocking the daemon;
+- half-close is honoured: EOF from one side is passed on as shutdown(SHUT_WR) once
+  its buffer is flushed, and the other direction keeps flowing until it ends too
+  (protocols that send a request then shut down their writing side need this);
+- TCP_NODELAY on both sockets, SO_KEEPALIVE on the outgoing one with the KEEPALIVE
+  flag; the outgoing socket gets no IPV6_V6ONLY (xinetd set it there by mistake);
+- bytes are counted both ways for the TRAFFIC line: in = client -> target,
+  out = target -> client (bytes handed to the kernel towards the other side).
+
+Target addresses are resolved once, by resolve_targets() at configuration load, so
+the serving path never waits for DNS (a numeric address needs no lookup at all).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Callable, Iterable
+
+from pyxinetd.config.model import ServiceConfig
+from pyxinetd.internal.session import Peer
+from pyxinetd.loop import READ, WRITE, Loop
+
+BUFFER_LIMIT = 64 * 1024
+RECV_SIZE = 16 * 1024
+
+OnTraffic = Callable[[int, int], None]
+OnError = Callable[[str], None]
+
+Target = tuple[int, tuple[object, ...]]   # (family, sockaddr)
+
+# (host, port) -> resolved target; filled by resolve_targets().
+_targets: dict[tuple[str, int], Target] = {}
+
+
+def resolve(host: str, port: int) -> Target:
+    """Resolve one target (blocking for names); raises OSError (socket.gaierror)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                               proto=socket.IPPROTO_TCP)
+    family, _, _, _, sockaddr = infos[0]
+    return int(family), tuple(sockaddr)
+
+
+def resolve_targets(services: Iterable[ServiceConfig]) -> dict[str, str]:
+    """Resolve the redirect target of every service once (call at load and reload).
+
+    Returns {service id: error text} for the targets that could not be resolved; those
+    services fail each connection with the `can't connect` message until the next load.
+    """
+    errors: dict[str, str] = {}
+    fresh: dict[tuple[str, int], Target] = {}
+    for svc in services:
+        if svc.redirect is None or svc.redirect in fresh:
+            continue
+        try:
+            fresh[svc.redirect] = resolve(*svc.redirect)
+        except OSError as exc:
+            errors[svc.id] = f"{svc.redirect[0]}: {exc.strerror or exc}"
+    _targets.clear()
+    _targets.update(fresh)
+    return errors
+
+
+def _target_of(service: ServiceConfig) -> Target:
+    assert service.redirect is not None
+    target = _targets.get(service.redirect)
+    if target is None:
+        # Not pre-resolved: a numeric address costs nothing; a name is looked up once.
+        target = resolve(*service.redirect)
+        _targets[service.redirect] = target
+    return target
+
+
+def _errno_text(code: int) -> str:
+    """xinetd's %m: `<strerror> (errno = N)`."""
+    return f"{os.strerror(code)} (errno = {code})"
+
+
+class _Direction:
+    """Bytes read from `src` waiting to be written to `dst`."""
+
+    def __init__(self, src: socket.socket, dst: socket.socket) -> None:
+        self.src = src
+        self.dst = dst
+        self.buffer = bytearray()
+        self.eof = False        # src sent its FIN
+        self.shut = False       # FIN passed on to dst
+        self.count = 0
+        self.uncounted = 0      # leading bytes of the buffer that are not traffic
+
+    @property
+    def done(self) -> bool:
+        return self.shut
+
+    def wants_read(self) -> bool:
+        return not self.eof and len(self.buffer) < BUFFER_LIMIT
+
+    def read(self) -> None:
+        data = self.src.recv(min(RECV_SIZE, BUFFER_LIMIT - len(self.buffer)))
+        if data:
+            self.buffer += data
+        else:
+            self.eof = True
+        self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            try:
+                sent = self.dst.send(self.buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            del self.buffer[:sent]
+            skipped = min(sent, self.uncounted)
+            self.uncounted -= skipped
+            self.count += sent - skipped
+        if self.eof and not self.buffer and not self.shut:
+            self.shut = True
+            try:
+                self.dst.shutdown(socket.SHUT_WR)
+            except OSError as exc:
+                if exc.errno != errno.ENOTCONN:
+                    raise
+
+
+class RedirectSession:
+    """One client connection relayed to the service's redirect target.
+
+    Exactly one of the two callbacks is called, once: `on_error(message)` when the
+    target cannot be reached (the program-log text `can't connect to remote host A:
+    ...`; xinetd logs no TRAFFIC then), otherwise `on_close(bytes_in, bytes_out)` when
+    the relay ends or close() is called. Neither is called before the constructor
+    returns.
+    """
+
+    def __init__(self, loop: Loop, service: ServiceConfig, conn: socket.socket,
+                 peer: Peer, on_close: OnTraffic, on_error: OnError, *,
+                 greeting: bytes = b"") -> None:
+        self.loop = loop
+        self.service = service
+        self.conn = conn
+        self.peer = peer
+        self._on_close = on_close
+        self._on_error = on_error
+        self._closed = False
+        self._connected = False
+        self._target_text = service.redirect[0] if service.redirect else "?"
+        conn.setblocking(False)
+        _nodelay(conn)
+        self.out: socket.socket | None = None
+        try:
+            family, sockaddr = _target_of(service)
+            self._target_text = str(sockaddr[0])
+            self.out = socket.socket(family, socket.SOCK_STREAM)
+            self.out.setblocking(False)
+            _nodelay(self.out)
+            if "KEEPALIVE" in service.flags:
+                self.out.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            code = self.out.connect_ex(sockaddr)
+        except OSError as exc:
+            code = exc.errno or errno.EINVAL
+        self.to_target = _Direction(conn, self.out) if self.out else None
+        self.to_client = _Direction(self.out, conn) if self.out else None
+        if self.to_client is not None and greeting:
+            # The banners go to the client first; they are not relayed traffic.
+            self.to_client.buffer += greeting
+            self.to_client.uncounted = len(greeting)
+        if code in (0, errno.EINPROGRESS) and self.out is not None:
+            loop.register(self.out, WRITE, self._connect_ready)
+        else:
+            # Report from the loop, not from inside the creator's call.
+            loop.call_later(0, lambda: self._fail(code))
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def bytes_in(self) -> int:
+        return self.to_target.count if self.to_target else 0
+
+    @property
+    def bytes_out(self) -> int:
+        return self.to_client.count if self.to_client else 0
+
+    def close(self) -> None:
+        """End the relay now (shutdown, reload); on_close gets the counts so far."""
+        if self._closed:
+            return
+        self._release()
+        self._on_close(self.bytes_in, self.bytes_out)
+
+    def _release(self) -> None:
+        self._closed = True
+        self.loop.unregister(self.conn)
+        self.conn.close()
+        if self.out is not None:
+            self.loop.unregister(self.out)
+            self.out.close()
+
+    def _fail(self, code: int) -> None:
+        if self._closed:
+            return
+        self._release()
+        self._on_error(f"can't connect to remote host {self._target_text}: "
+                       f"{_errno_text(code)}")
+
+    def _connect_ready(self, mask: int) -> None:
+        assert self.out is not None
+        code = self.out.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code != 0:
+            self._fail(code)
+            return
+        self._connected = True
+        self._update()
+
+    def _update(self) -> None:
+        """Watch exactly what each socket can usefully do now; end when both are done."""
+        a, b = self.to_target, self.to_client
+        assert a is not None and b is not None and self.out is not None
+        if a.done and b.done:
+            self.close()
+            return
+        conn_events = (READ if a.wants_read() else 0) | (WRITE if b.buffer else 0)
+        out_events = (READ if b.wants_read() else 0) | (WRITE if a.buffer else 0)
+        self.loop.set_events(self.conn, conn_events, self._conn_ready)
+        self.loop.set_events(self.out, out_events, self._out_ready)
+
+    def _conn_ready(self, mask: int) -> None:
+        assert self.to_target is not None and self.to_client is not None
+        self._step(mask, reader=self.to_target, writer=self.to_client)
+
+    def _out_ready(self, mask: int) -> None:
+        assert self.to_target is not None and self.to_client is not None
+        self._step(mask, reader=self.to_client, writer=self.to_target)
+
+    def _step(self, mask: int, reader: _Direction, writer: _Direction) -> None:
+        """One socket is ready: `reader` reads from it, `writer` writes to it."""
+        if self._closed:
+            return
+        try:
+            if mask & WRITE:
+                writer.flush()
+            if mask & READ and reader.wants_read():
+                reader.read()
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            # A reset or a broken pipe on either side ends the whole relay.
+            self.close()
+            return
+        self._update()
+
+
+def _nodelay(sock: socket.socket) -> None:
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass    # not TCP (a test's socketpair) or already reset
+
+
+def start_redirect(loop: Loop, service: ServiceConfig, conn: socket.socket, peer: Peer,
+                   on_close: OnTraffic, on_error: OnError, *,
+                   greeting: bytes = b"") -> RedirectSession:
+    """Relay `conn` to service.redirect; see RedirectSession for the callbacks.
+
+    `greeting` (banners) is written to the client before anything from the target.
+    """
+    return RedirectSession(loop, service, conn, peer, on_close, on_error,
+                           greeting=greeting)
