@@ -47,6 +47,7 @@ class TcpmuxSession:
         self._names = names
         self._closed = False
         self._reply = bytearray()
+        self._line = bytearray()
         conn.setblocking(False)
         self._timer: Timer | None = loop.call_later(NAME_TIMEOUT, self.close)
         loop.register(conn, READ, self._ready)
@@ -83,13 +84,22 @@ class TcpmuxSession:
             self.close()
 
     def _read_name(self) -> None:
+        # Peek, then consume only up to the end of the line. Bytes before the CRLF are
+        # part of the name and are taken into self._line (leaving them queued would
+        # keep the socket readable and spin the loop).
         queued = self.conn.recv(MAX_LINE, socket.MSG_PEEK)
-        end = queued.find(b"\r\n")
+        if not queued:
+            self.close()        # EOF before a full line
+            return
+        tail = bytes(self._line[-1:])     # a CR already taken may start the CRLF
+        end = (tail + queued).find(b"\r\n")
         if end < 0:
-            if not queued or len(queued) >= MAX_LINE:
-                self.close()    # EOF before a full line, or a line far too long
-            return              # wait for the rest of the line
-        line = self.conn.recv(end + 2)   # consume the line and nothing after it
+            self._line += self.conn.recv(len(queued))
+            if len(self._line) >= MAX_LINE:
+                self.close()    # far too long for a service name
+            return
+        self._line += self.conn.recv(end + 2 - len(tail))   # up to the CRLF, no further
+        line = bytes(self._line)
         if len(line) <= 2:
             self.close()
             return

@@ -1,0 +1,196 @@
+"""The redirect relay on a real Loop: half-close, byte counts, failures, big transfers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from internal_support import DEADLINE, LoopThread, make_service, recv_all, wait_for
+
+from pyxinetd import internal, redirect
+
+
+class Target:
+    """A plain blocking TCP server in a thread, one connection at a time."""
+
+    def __init__(self, handler: Callable[[socket.socket], None],
+                 family: int = socket.AF_INET) -> None:
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1" if family == socket.AF_INET else "::1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(DEADLINE)
+        self.port = self.sock.getsockname()[1]
+        self.handler = handler
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+            with conn:
+                conn.settimeout(DEADLINE)
+                self.handler(conn)
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def close(self) -> None:
+        self.thread.join(DEADLINE)
+        self.sock.close()
+        assert not self.errors, self.errors
+
+
+def answer_after_eof(conn: socket.socket) -> None:
+    """Read the whole request (until the client's FIN), then answer and close."""
+    request = recv_all(conn)
+    conn.sendall(b"got %d bytes\n" % len(request) + request[::-1])
+
+
+def relay(lt: LoopThread, host: str, port: int, **kw: Any) -> tuple[Any, ...]:
+    svc = make_service("redir", redirect=(host, port), **kw)
+    return lt.listen(lambda loop, conn, peer: internal.start_redirect(
+        loop, svc, conn, peer, lt.on_close("traffic"), lt.on_close("error")))
+
+
+@pytest.fixture
+def targets() -> Iterator[list[Target]]:
+    made: list[Target] = []
+    yield made
+    for t in made:
+        t.close()
+
+
+def test_half_close_passes_through_and_bytes_are_counted(targets: list[Target]) -> None:
+    target = Target(answer_after_eof)
+    targets.append(target)
+    request = b"0123456789" * 5000
+    lt = LoopThread()
+    addr = relay(lt, "127.0.0.1", target.port)
+    with lt, socket.create_connection(addr[:2], timeout=DEADLINE) as c:
+        c.sendall(request)
+        c.shutdown(socket.SHUT_WR)       # xinetd would end the session here
+        reply = recv_all(c)
+        assert reply == b"got 50000 bytes\n" + request[::-1]
+        assert wait_for(lambda: lt.closes == [("traffic", len(request), len(reply))])
+
+
+def test_large_transfer_both_ways_at_once(targets: list[Target]) -> None:
+    def echo(conn: socket.socket) -> None:
+        while chunk := conn.recv(65536):
+            conn.sendall(chunk)
+    target = Target(echo)
+    targets.append(target)
+    payload = bytes(range(256)) * 16384     # 4 MiB, far above the buffer limit
+    lt = LoopThread()
+    addr = relay(lt, "127.0.0.1", target.port, flags=frozenset({"KEEPALIVE"}))
+    with lt, socket.create_connection(addr[:2], timeout=DEADLINE) as c:
+        sender = threading.Thread(target=lambda: (c.sendall(payload),
+                                                  c.shutdown(socket.SHUT_WR)))
+        sender.start()
+        assert wait_for(lambda: len(lt.sessions) == 1)
+        session = lt.sessions[0]
+        got = recv_all(c)
+        sender.join(DEADLINE)
+        assert got == payload
+        assert wait_for(lambda: lt.closes == [("traffic", len(payload), len(payload))])
+        assert session.closed
+
+
+def test_socket_options(targets: list[Target]) -> None:
+    seen: list[Any] = []
+    target = Target(lambda conn: seen.append(recv_all(conn)))
+    targets.append(target)
+    lt = LoopThread()
+    addr = relay(lt, "127.0.0.1", target.port, flags=frozenset({"KEEPALIVE"}))
+    with lt, socket.create_connection(addr[:2], timeout=DEADLINE) as c:
+        assert wait_for(lambda: len(lt.sessions) == 1)
+        s = lt.sessions[0]
+        assert wait_for(lambda: s._connected)
+        assert s.out.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert s.out.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        assert s.conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        c.sendall(b"x")
+    assert wait_for(lambda: seen == [b"x"])
+
+
+def test_connection_refused_is_reported_once() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()           # nothing listens there now
+    lt = LoopThread()
+    addr = relay(lt, "127.0.0.1", port)
+    with lt, socket.create_connection(addr[:2], timeout=DEADLINE) as c:
+        assert recv_all(c) == b""
+        assert wait_for(lambda: len(lt.closes) == 1)
+    assert lt.closes == [("error", "can't connect to remote host 127.0.0.1: "
+                                   "Connection refused (errno = 111)")]
+
+
+def test_target_name_resolved_once_and_greeting_not_counted(targets: list[Target]) -> None:
+    target = Target(answer_after_eof)
+    targets.append(target)
+    svc = make_service("redir", redirect=("localhost", target.port))
+    assert redirect.resolve_targets([svc]) == {}
+    lt = LoopThread()
+    addr = lt.listen(lambda loop, conn, peer: internal.start_redirect(
+        loop, svc, conn, peer, lt.on_close("traffic"), lt.on_close("error"),
+        greeting=b"hello\r\n"))
+    with lt, socket.create_connection(addr[:2], timeout=DEADLINE) as c:
+        c.sendall(b"abc")
+        c.shutdown(socket.SHUT_WR)
+        assert recv_all(c) == b"hello\r\ngot 3 bytes\ncba"
+        assert wait_for(lambda: lt.closes == [("traffic", 3, 15)])
+
+
+def test_unresolvable_target_is_reported_by_resolve_targets() -> None:
+    svc = make_service("redir", redirect=("no-such-host.invalid", 1))
+    errors = redirect.resolve_targets([svc])
+    assert list(errors) == ["redir"]
+
+
+def test_ipv6_service_to_ipv4_target(targets: list[Target]) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    target = Target(answer_after_eof)
+    targets.append(target)
+    svc = make_service("redir", redirect=("127.0.0.1", target.port),
+                       family=socket.AF_INET6)
+    lt = LoopThread()
+    try:
+        addr = lt.listen(lambda loop, conn, peer: internal.start_redirect(
+            loop, svc, conn, peer, lt.on_close("traffic"), lt.on_close("error")),
+            family=socket.AF_INET6)
+    except OSError:
+        target.sock.close()
+        pytest.skip("no ::1 here")
+    with lt, socket.create_connection(addr[:2], timeout=DEADLINE) as c:
+        c.sendall(b"v6")
+        c.shutdown(socket.SHUT_WR)
+        assert recv_all(c) == b"got 2 bytes\n6v"
+        assert wait_for(lambda: len(lt.closes) == 1)
+    assert lt.closes[0][0] == "traffic"
+
+
+def test_client_reset_ends_the_relay(targets: list[Target]) -> None:
+    done = threading.Event()
+
+    def hold(conn: socket.socket) -> None:
+        recv_all(conn)      # returns when the relay closes its side
+        done.set()
+    target = Target(hold)
+    targets.append(target)
+    lt = LoopThread()
+    addr = relay(lt, "127.0.0.1", target.port)
+    with lt:
+        c = socket.create_connection(addr[:2], timeout=DEADLINE)
+        c.sendall(b"abc")
+        assert wait_for(lambda: len(lt.sessions) == 1 and lt.sessions[0]._connected)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()           # RST
+        assert done.wait(DEADLINE)
+        assert wait_for(lambda: len(lt.closes) == 1)
+    assert lt.closes[0][0] == "traffic"
