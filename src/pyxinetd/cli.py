@@ -1,32 +1,159 @@
 """The command line: xinetd's own options, plus `pyxinetd check`.
 
 This is the only module that prints to the terminal or chooses an exit status.
+
+Serving takes xinetd's options exactly (reference §6.6): single-dash words, no
+bundling, parsing stops at the first word that is not an option and any such word is a
+usage error, unknown `-words` are ignored (Debian's init script passes -inetd_ipv6).
+click cannot express that (it would read `-inetd_ipv6` as a bundle containing `-d`),
+so those words are parsed by a small table here; click serves the subcommands
+(`pyxinetd check ...`) and `--help`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Sequence
+from dataclasses import replace
 
 import click
 
 from pyxinetd import XINETD_COMPAT_VERSION, __version__
+from pyxinetd.master import DEFAULT_CONFIG, MasterOptions, version_text
 
-DEFAULT_CONFIG = "/etc/xinetd.conf"
+USAGE = ("Usage: pyxinetd [-d] [-f config_file] [-filelog filename] [-syslog facility] "
+         "[-reuse] [-limit proc_limit] [-pidfile filename] [-logprocs limit] "
+         "[-shutdownprocs limit] [-cc interval]")
+
+# option -> (MasterOptions field or None, kind); kind: flag, str, int (>= 0), pos (> 0).
+_OPTIONS: dict[str, tuple[str | None, str]] = {
+    "-d": ("debug", "flag"),
+    "-f": ("config_path", "str"),
+    "-filelog": ("filelog", "str"),
+    "-syslog": ("syslog_facility", "str"),
+    "-pidfile": ("pidfile", "str"),
+    "-dontfork": ("dontfork", "flag"),
+    "-stayalive": ("stayalive", "flag"),
+    "-limit": ("process_limit", "int"),
+    "-logprocs": ("logprocs", "int"),
+    "-cc": ("cc_interval", "int"),
+    "-inetd_compat": ("inetd_compat", "flag"),
+    "-reuse": (None, "flag"),
+    "-shutdownprocs": (None, "int"),
+    "-version": (None, "flag"),
+}
 
 
-@click.group(invoke_without_command=True,
-             context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-f", "config_file", default=DEFAULT_CONFIG, show_default=True,
-              metavar="FILE", help="Configuration file.")
-@click.option("-dontfork", "dontfork", is_flag=True,
-              help="Stay in the foreground (implies -stayalive).")
-@click.pass_context
-def cli(ctx: click.Context, config_file: str, dontfork: bool) -> None:
+class UsageError(Exception):
+    pass
+
+
+def parse_serving_args(args: Sequence[str]) -> tuple[MasterOptions, list[str], list[str]]:
+    """Parse xinetd's options; returns (options, seen option words, warnings)."""
+    values: dict[str, object] = {}
+    seen: list[str] = []
+    warnings: list[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if not word.startswith("-") or word == "-":
+            raise UsageError(f"unexpected argument {word!r}")
+        spec = _OPTIONS.get(word)
+        if spec is None:
+            warnings.append(f"pyxinetd: ignoring unknown option {word}")
+            i += 1
+            continue
+        name, kind = spec
+        seen.append(word)
+        if kind == "flag":
+            if name is not None:
+                values[name] = True
+            i += 1
+            continue
+        if i + 1 >= len(args):
+            raise UsageError(f"option {word} needs an argument")
+        raw = args[i + 1]
+        i += 2
+        value: object = raw
+        if kind == "int":
+            try:
+                number = int(raw, 10)
+            except ValueError:
+                raise UsageError(f"option {word}: bad number {raw!r}") from None
+            if number < 0:
+                raise UsageError(f"option {word}: bad number {raw!r}")
+            value = number
+        if name is not None:
+            values[name] = value
+    if "filelog" in values and "syslog_facility" in values:
+        raise UsageError("-filelog and -syslog cannot be used together")
+    options = MasterOptions()
+    options = replace(options, **values)  # type: ignore[arg-type]
+    if options.cc_interval == 0:
+        options = replace(options, cc_interval=None)
+    return options, seen, warnings
+
+
+def serve(args: Sequence[str]) -> int:
+    """Run the daemon with xinetd's command line; return the exit status."""
+    from pyxinetd.errors import ConfigError
+    from pyxinetd.log import FACILITIES, ProgramLog, SyslogSender
+    from pyxinetd.master import Master
+
+    try:
+        options, seen, warnings = parse_serving_args(args)
+    except UsageError as err:
+        click.echo(f"pyxinetd: {err}", err=True)
+        click.echo(USAGE, err=True)
+        return 1
+    for text in warnings:
+        click.echo(text, err=True)
+    if "-version" in seen:
+        click.echo(f"{version_text()} loadavg", err=True)
+        return 0
+    if "-shutdownprocs" in seen:
+        click.echo("The shutdownprocs option has been deprecated.", err=True)
+    options = replace(options, config_path=os.path.abspath(options.config_path))
+
+    syslog = SyslogSender()
+    bad_facility = None
+    try:
+        if options.filelog is not None:
+            program = ProgramLog.to_file(options.filelog, debug=options.debug)
+        elif options.syslog_facility is not None:
+            facility = options.syslog_facility.lower()
+            if facility not in FACILITIES:
+                bad_facility, facility = options.syslog_facility, "daemon"
+            program = ProgramLog.to_syslog(syslog, facility)
+        elif options.debug or options.dontfork:
+            program = ProgramLog.to_stderr(debug=options.debug)
+        else:
+            program = ProgramLog.to_syslog(syslog, "daemon")
+    except OSError as err:
+        click.echo(f"pyxinetd: msg_init failed: can't open log file ({err.strerror})", err=True)
+        return 1
+    if bad_facility is not None:
+        program.error("parse_args", f"Bad syslog facility: {bad_facility}")
+
+    try:
+        from pyxinetd.config import load
+
+        config = load(options.config_path)
+    except (ConfigError, OSError, ImportError) as err:
+        program.critical("init_services", f"couldn't get configuration ({err}). Exiting...")
+        program.close()
+        return 1
+    try:
+        return Master(config, options, program_log=program, syslog=syslog).run()
+    finally:
+        program.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             epilog="Without a command, serve: " + USAGE.removeprefix("Usage: "))
+def cli() -> None:
     """pyxinetd: the Internet super-daemon, compatible with xinetd."""
-    if ctx.invoked_subcommand is not None:
-        return
-    click.echo("pyxinetd: serving is not implemented yet", err=True)
-    ctx.exit(1)
 
 
 @cli.command()
@@ -42,8 +169,12 @@ def check(config_file: str, as_json: bool) -> None:
     sys.exit(status)
 
 
-def main() -> None:
-    cli(prog_name="pyxinetd")
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and (args[0] in cli.commands or args[0] in ("-h", "--help")):
+        cli(args, prog_name="pyxinetd")
+        return
+    sys.exit(serve(args))
 
 
-__all__ = ["main", "cli", "XINETD_COMPAT_VERSION", "__version__"]
+__all__ = ["main", "cli", "serve", "parse_serving_args", "XINETD_COMPAT_VERSION", "__version__"]

@@ -1,0 +1,144 @@
+"""The table of running servers, and reaping.
+
+The table is authoritative: a server is recorded the moment spawn() returns its pid,
+before anything else can fail, and leaves it only when waitpid() reports it. Every
+limit (instances, per_source, -limit) is counted from here, so a server that crashes,
+hangs or exits at once can never leave a count wrong. In-loop sessions of internal
+services and redirects occupy the same counters while they are open.
+
+Reaping loops `waitpid(-1, WNOHANG)` until nothing is left, because SIGCHLDs coalesce.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from pyxinetd.config.model import ServiceConfig
+
+# Peer text of a request whose sender is unknown (stream/wait), as xinetd logs it.
+NO_ADDRESS = "<no address>"
+
+K = TypeVar("K")
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """A decoded wait status: `kind` is "status" (exit code) or "signal"."""
+
+    kind: str
+    value: int
+    core_dumped: bool = False
+
+    @classmethod
+    def decode(cls, status: int) -> ExitStatus:
+        if os.WIFSIGNALED(status):
+            return cls("signal", os.WTERMSIG(status), os.WCOREDUMP(status))
+        if os.WIFEXITED(status):
+            return cls("status", os.WEXITSTATUS(status))
+        return cls("status", status)
+
+    def as_pair(self) -> tuple[str, int]:
+        return (self.kind, self.value)
+
+    def __str__(self) -> str:
+        if self.kind == "signal":
+            try:
+                name = signal.Signals(self.value).name
+            except ValueError:
+                name = str(self.value)
+            return f"terminated by {name}" + (" (core dumped)" if self.core_dumped else "")
+        return f"exit status {self.value}"
+
+
+@dataclass
+class Child:
+    """A running server process started by the master."""
+
+    pid: int
+    service: ServiceConfig
+    peer: str
+    start_time: float        # loop clock, for durations
+    started_at: float        # wall clock, for reports
+    on_reap: Callable[[Child, ExitStatus], None] | None = field(default=None, repr=False)
+
+
+class Occupancy:
+    """Running instances per service, per (service, peer), and overall."""
+
+    def __init__(self) -> None:
+        self._by_service: Counter[str] = Counter()
+        self._by_peer: Counter[tuple[str, str]] = Counter()
+        self.total = 0
+
+    def add(self, service_id: str, peer: str) -> None:
+        self._by_service[service_id] += 1
+        self._by_peer[(service_id, peer)] += 1
+        self.total += 1
+
+    def remove(self, service_id: str, peer: str) -> None:
+        self._decrement(self._by_service, service_id)
+        self._decrement(self._by_peer, (service_id, peer))
+        self.total -= 1
+
+    @staticmethod
+    def _decrement(counter: Counter[K], key: K) -> None:
+        # Drop zero entries so the counters never grow with the number of peers seen.
+        counter[key] -= 1
+        if counter[key] <= 0:
+            del counter[key]
+
+    def of_service(self, service_id: str) -> int:
+        return self._by_service.get(service_id, 0)
+
+    def of_peer(self, service_id: str, peer: str) -> int:
+        return self._by_peer.get((service_id, peer), 0)
+
+
+class ChildTable:
+    """pid -> Child, with the occupancy counters kept in step."""
+
+    def __init__(self) -> None:
+        self._children: dict[int, Child] = {}
+        self.occupancy = Occupancy()
+
+    def add(self, child: Child) -> None:
+        self._children[child.pid] = child
+        self.occupancy.add(child.service.id, child.peer)
+
+    def pop(self, pid: int) -> Child | None:
+        child = self._children.pop(pid, None)
+        if child is not None:
+            self.occupancy.remove(child.service.id, child.peer)
+        return child
+
+    def get(self, pid: int) -> Child | None:
+        return self._children.get(pid)
+
+    def __len__(self) -> int:
+        return len(self._children)
+
+    def __iter__(self) -> Iterator[Child]:
+        return iter(list(self._children.values()))
+
+    def of_service(self, service_id: str) -> list[Child]:
+        return [c for c in self._children.values() if c.service.id == service_id]
+
+
+WaitPid = Callable[[int, int], tuple[int, int]]
+
+
+def reap(waitpid: WaitPid = os.waitpid) -> Iterator[tuple[int, ExitStatus]]:
+    """Yield (pid, status) for every exited child until none is left; never blocks."""
+    while True:
+        try:
+            pid, status = waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, ExitStatus.decode(status)

@@ -1,0 +1,527 @@
+"""What happens when a service's socket becomes readable: one handler per dispatch model.
+
+Reference §4.3. The per-request path is kept to the minimum: accept (or peek), a few
+integer checks, spawn, record the child, log only when the service has a log_type,
+close the parent's copy. No DNS, no NSS, no configuration work.
+
+  stream/nowait   accept here; the server gets the connection; our copy closed at once
+  stream/wait     the server gets the listening socket; the service is suspended until
+                  that server is reaped
+  dgram/wait      MSG_PEEK learns the sender; the server gets the service socket;
+                  suspended until reaped; then whatever is still queued is discarded
+  dgram/nowait    (external servers; broken in xinetd 2.3.15.3) each datagram is read
+                  here and handed to a server through an AF_UNIX datagram socketpair;
+                  what the server writes is sent to the client from the service socket;
+                  more datagrams from the same peer go to the same running server
+  internal        builtins, tcpmux and redirect run in the loop (pyxinetd.internal)
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pyxinetd import banners, internal
+from pyxinetd.children import NO_ADDRESS, Child, ChildTable, ExitStatus
+from pyxinetd.config.model import ServiceConfig, SocketType
+from pyxinetd.errors import SpawnError
+from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch, bind_socket, \
+    create_socket, peer_text
+from pyxinetd.log import ProgramLog, ServiceLogs, exit_entry, fail_entry, start_entry, \
+    strerror, traffic_entry
+from pyxinetd.loop import READ, Handler, Loop
+from pyxinetd.service import REASON_ADDRESS, REASON_CPS, Event, Limits, ServiceRuntime, State
+from pyxinetd.spawner import spawn
+
+# Datagrams handled per readiness event before the loop serves others.
+DGRAM_BATCH = 64
+# Upper bound of the drain after a dgram/wait server exits (a flood cannot pin us).
+DRAIN_LIMIT = 10_000
+MAX_DATAGRAM = 65_535
+# Pause of a listener after EMFILE/ENFILE/ENOBUFS/ENOMEM on accept.
+ACCEPT_RETRY_DELAY = 1.0
+# Builtins xinetd forks (they log EXIT when they end); the others never do.
+FORKING_BUILTINS = frozenset({"echo", "discard", "chargen", "tcpmux"})
+# SENSOR: most addresses remembered on the global deny list.
+DENY_LIST_MAX = 10_240
+
+
+@dataclass
+class _Relay:
+    """A dgram/nowait server's private datagram channel."""
+
+    service: ServiceRuntime
+    addr: tuple[object, ...]
+    sock: socket.socket
+    pid: int = 0
+
+
+@dataclass
+class _SessionRecord:
+    service: ServiceConfig
+    peer: str
+    start: float
+    session: internal.Session | None = field(default=None)
+
+
+class Dispatcher:
+    """Handles requests for every active service; owns sessions and relays."""
+
+    def __init__(self, loop: Loop, children: ChildTable, program: ProgramLog,
+                 logs: ServiceLogs, limits: Limits, *, as_root: bool,
+                 services: Callable[[], Sequence[ServiceRuntime]],
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.loop = loop
+        self.children = children
+        self.program = program
+        self.logs = logs
+        self.limits = limits
+        self.as_root = as_root
+        self._services = services
+        self._wall = wall_clock
+        self._sessions: dict[int, _SessionRecord] = {}
+        self._session_ids = iter(range(1, 1 << 62))
+        self._relays: dict[tuple[str, tuple[object, ...]], _Relay] = {}
+        self._deny: dict[str, float] = {}
+
+    # -- registration ------------------------------------------------------
+    def activate(self, rt: ServiceRuntime, sock: socket.socket | None, event: Event) -> None:
+        rt.sock = sock
+        if sock is not None and self._is_external_wait(rt.config):
+            # The wait=yes server reads this socket itself and expects blocking I/O;
+            # the master only peeks/drains it, with MSG_DONTWAIT.
+            sock.setblocking(True)
+        rt.transition(event)
+        self.refresh(rt)
+
+    def refresh(self, rt: ServiceRuntime) -> None:
+        """Watch the listener exactly when the service accepts requests."""
+        if rt.sock is None:
+            return
+        self.loop.set_events(rt.sock, READ if rt.wants_events else 0, self._handler_for(rt))
+
+    def close_listener(self, rt: ServiceRuntime) -> None:
+        if rt.sock is not None:
+            self.loop.unregister(rt.sock)
+            rt.sock.close()
+            rt.sock = None
+
+    @staticmethod
+    def _is_external_wait(svc: ServiceConfig) -> bool:
+        return svc.wait and not svc.is_internal and not svc.is_redirect
+
+    def _handler_for(self, rt: ServiceRuntime) -> Handler:
+        svc = rt.config
+        connected = svc.socket_type in (SocketType.STREAM, SocketType.SEQPACKET)
+        if connected:
+            if svc.wait and not svc.is_internal and not svc.is_redirect:
+                return lambda mask: self._on_stream_wait(rt)
+            return lambda mask: self._on_acceptable(rt)
+        if svc.is_internal:
+            return lambda mask: self._on_dgram_internal(rt)
+        if svc.wait:
+            return lambda mask: self._on_dgram_wait(rt)
+        return lambda mask: self._on_dgram_nowait(rt)
+
+    # -- refusals, cps -----------------------------------------------------
+    def _refuse(self, rt: ServiceRuntime, peer: str, reason: str,
+                conn: socket.socket | None) -> None:
+        svc = rt.config
+        if svc.log_type is not None:
+            self.logs.write(svc, fail_entry(svc, reason, peer))
+        if conn is not None:
+            if svc.banner_fail:
+                banners.banner_fail(svc, conn, self._banner_error)
+            conn.close()
+        if reason == REASON_CPS:
+            self.deactivate_cps(rt)
+
+    def deactivate_cps(self, rt: ServiceRuntime) -> None:
+        wait = rt.config.cps[1]
+        self.close_listener(rt)
+        rt.transition(Event.CPS_TRIPPED)
+        self.program.error("svc_deactivate",
+                           f"Deactivating service {rt.config.name} due to excessive incoming "
+                           f"connections.  Restarting in {wait} seconds.")
+        self.loop.call_later(wait, lambda: self._reactivate(rt))
+
+    def _reactivate(self, rt: ServiceRuntime) -> None:
+        if rt.state is not State.SUSPENDED_CPS:
+            return
+        rt.cps.reset()
+        try:
+            sock = create_socket(rt.config)
+            try:
+                bind_socket(sock, rt.config)
+            except OSError:
+                sock.close()
+                raise
+        except OSError:
+            self.program.error("cps_reactivate", f"Error activating service {rt.config.name}")
+            rt.transition(Event.REBIND_FAILED)
+            return
+        self.program.error("cps_reactivate", f"Activating service {rt.config.name}")
+        self.activate(rt, sock, Event.CPS_EXPIRED)
+
+    def _pause_accept(self, rt: ServiceRuntime, err: OSError) -> None:
+        """Out of descriptors or memory: stop watching the listener for a while."""
+        rt.accept_paused = True
+        self.refresh(rt)
+        self.program.error("svc_accept",
+                           f"{rt.id}: accept failed: {strerror(err)}; "
+                           f"retrying in {ACCEPT_RETRY_DELAY:g} seconds")
+
+        def resume() -> None:
+            rt.accept_paused = False
+            self.refresh(rt)
+
+        self.loop.call_later(ACCEPT_RETRY_DELAY, resume)
+
+    def _banner_error(self, text: str) -> None:
+        self.program.error("banner", text)
+
+    # -- SENSOR and the global deny list (reference §4.6) --------------------
+    def denied(self, peer: str) -> bool:
+        if not self._deny:
+            return False
+        expiry = self._deny.get(peer)
+        if expiry is None:
+            return False
+        if expiry <= self.loop.clock():
+            del self._deny[peer]
+            return False
+        return True
+
+    def _sensor_hit(self, rt: ServiceRuntime, peer: str) -> None:
+        minutes = rt.config.deny_time
+        if minutes == 0 or peer == NO_ADDRESS:
+            return
+        if peer not in self._deny and len(self._deny) >= DENY_LIST_MAX:
+            return
+        expiry = float("inf") if minutes < 0 else self.loop.clock() + minutes * 60
+        self._deny[peer] = expiry
+        self.program.critical("process_sensor",
+                              f"Adding {peer} to the global_no_access list for {minutes} minutes")
+
+    # -- stream ------------------------------------------------------------
+    def _on_acceptable(self, rt: ServiceRuntime) -> None:
+        sock = rt.sock
+        if sock is None:
+            return
+        try:
+            for conn, addr, peer in accept_batch(sock):
+                self._handle_connection(rt, conn, addr, peer)
+                if rt.sock is not sock or not rt.wants_events:
+                    return
+        except OSError as err:
+            if err.errno in ACCEPT_CAPACITY_ERRNOS:
+                self._pause_accept(rt, err)
+            elif err.errno != errno.EBADF:
+                self.program.error("svc_accept", f"{rt.id}: accept failed: {strerror(err)}")
+
+    def _handle_connection(self, rt: ServiceRuntime, conn: socket.socket,
+                           addr: tuple[object, ...], peer: str) -> None:
+        svc = rt.config
+        if svc.banner:
+            banners.banner(svc, conn, self._banner_error)
+        reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
+        if reason is None and svc.is_sensor:
+            self._sensor_hit(rt, peer)
+            reason = REASON_ADDRESS
+        if reason is not None:
+            self._refuse(rt, peer, reason, conn)
+            return
+        if svc.is_internal or svc.is_redirect:
+            self._start_session(rt.config, conn, addr, peer)
+        else:
+            self.launch(svc, conn, addr, peer, checked=True)
+
+    def launch(self, svc: ServiceConfig, conn: socket.socket, addr: tuple[object, ...],
+               peer: str, *, checked: bool = False) -> None:
+        """Start an external server on an accepted connection; closes our copy."""
+        try:
+            if not checked:
+                rt = self._runtime(svc)
+                reason = rt.check(peer, self.children.occupancy, self.limits, self.denied) \
+                    if rt is not None else None
+                if reason is not None and rt is not None:
+                    self._refuse(rt, peer, reason, conn)
+                    return
+            if svc.banner_success:
+                banners.banner_success(svc, conn, self._banner_error)
+            self._spawn(svc, conn, peer)
+        finally:
+            conn.close()
+
+    def _spawn(self, svc: ServiceConfig, sock: socket.socket, peer: str,
+               on_reap: Callable[[Child, ExitStatus], None] | None = None) -> int | None:
+        try:
+            pid = spawn(svc, sock, peer, as_root=self.as_root)
+        except SpawnError as err:
+            self.program.error("spawn", str(err))
+            if svc.log_type is not None:
+                self.logs.write(svc, fail_entry(svc, "fork", peer))
+            return None
+        self.children.add(Child(pid, svc, peer, self.loop.clock(), self._wall(), on_reap))
+        if svc.log_type is not None:
+            self.logs.write(svc, start_entry(svc, pid, peer))
+        return pid
+
+    def _runtime(self, svc: ServiceConfig) -> ServiceRuntime | None:
+        for rt in self._services():
+            if rt.config is svc:
+                return rt
+        return None
+
+    def _on_stream_wait(self, rt: ServiceRuntime) -> None:
+        svc = rt.config
+        reason = rt.check(NO_ADDRESS, self.children.occupancy, self.limits, self.denied)
+        if reason is not None:
+            # Nothing to refuse on: the pending connection stays queued (as xinetd).
+            self._refuse(rt, NO_ADDRESS, reason, None)
+            return
+        assert rt.sock is not None
+        if self._spawn(svc, rt.sock, NO_ADDRESS, self._wait_reaped(rt)) is not None:
+            rt.transition(Event.WAIT_SPAWNED)
+            self.refresh(rt)
+
+    def _wait_reaped(self, rt: ServiceRuntime) -> Callable[[Child, ExitStatus], None]:
+        def resume(child: Child, status: ExitStatus) -> None:
+            if rt.state is not State.SUSPENDED_WAIT:
+                return
+            if rt.sock is not None and rt.config.socket_type is not SocketType.STREAM:
+                self._drain(rt.sock)
+            rt.transition(Event.WAIT_REAPED)
+            self.refresh(rt)
+        return resume
+
+    @staticmethod
+    def _drain(sock: socket.socket) -> None:
+        for _ in range(DRAIN_LIMIT):
+            try:
+                sock.recv(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+
+    # -- in-loop sessions ----------------------------------------------------
+    def _start_session(self, svc: ServiceConfig, conn: socket.socket,
+                       addr: tuple[object, ...], peer: str) -> None:
+        key = next(self._session_ids)
+        record = _SessionRecord(svc, peer, self.loop.clock())
+        self._sessions[key] = record
+        self.children.occupancy.add(svc.id, peer)
+        if svc.log_type is not None:
+            self.logs.write(svc, start_entry(svc, 0, peer))
+        greeting = b""
+        if svc.banner_success:
+            greeting = banners.load(svc, banners.Moment.SUCCESS, self._banner_error)
+
+        def closed(bytes_in: int | None = None, bytes_out: int | None = None) -> None:
+            if self._sessions.pop(key, None) is None:
+                return
+            self.children.occupancy.remove(svc.id, peer)
+            if svc.log_type is None:
+                return
+            if bytes_in is not None and bytes_out is not None:
+                self.logs.write(svc, traffic_entry(svc, bytes_in, bytes_out))
+            if svc.is_redirect or svc.name in FORKING_BUILTINS:
+                self.logs.write(svc, exit_entry(svc, 0, ("status", 0),
+                                                self.loop.clock() - record.start))
+
+        try:
+            if svc.is_redirect:
+                record.session = internal.start_redirect(
+                    self.loop, svc, conn, addr, closed,
+                    lambda text: self.program.error("redirect", text))
+            elif svc.name == "tcpmux":
+                record.session = internal.start_tcpmux(
+                    self.loop, svc, conn, addr, self._tcpmux_lookup, self._tcpmux_launch,
+                    closed, names=self._tcpmux_names)
+            else:
+                record.session = internal.start_stream(self.loop, svc, conn, addr, closed,
+                                                       view=self, greeting=greeting)
+        except (ValueError, OSError) as err:
+            self.program.error("internal", f"{svc.id}: {err}")
+            conn.close()
+            closed()
+
+    def _tcpmux_lookup(self, name: str) -> ServiceConfig | None:
+        wanted = name.lower()
+        for rt in self._services():
+            svc = rt.config
+            if svc.is_tcpmux_client and svc.name.lower() == wanted \
+                    and rt.state is State.ACTIVE:
+                return svc
+        return None
+
+    def _tcpmux_names(self) -> list[str]:
+        return [rt.config.name for rt in self._services()
+                if rt.config.is_tcpmux_client and rt.state is State.ACTIVE]
+
+    def _tcpmux_launch(self, svc: ServiceConfig, conn: socket.socket,
+                       addr: tuple[object, ...]) -> None:
+        self.launch(svc, conn, addr, peer_text(addr))
+
+    # -- datagrams ---------------------------------------------------------
+    def _peek(self, rt: ServiceRuntime) -> tuple[object, ...] | None:
+        assert rt.sock is not None
+        try:
+            _, addr = rt.sock.recvfrom(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            # A queued ICMP error (e.g. port unreachable) is reported once; consumed now.
+            return None
+        return tuple(addr) if isinstance(addr, tuple) else ()
+
+    def _discard_one(self, rt: ServiceRuntime) -> None:
+        if rt.sock is None:
+            return
+        try:
+            rt.sock.recv(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+
+    def _on_dgram_wait(self, rt: ServiceRuntime) -> None:
+        addr = self._peek(rt)
+        if addr is None:
+            return
+        peer = peer_text(addr)
+        reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
+        if reason is None and rt.config.is_sensor:
+            self._sensor_hit(rt, peer)
+            reason = REASON_ADDRESS
+        if reason is not None:
+            # Discard the refused datagram, or it would wake us again at once.
+            self._discard_one(rt)
+            self._refuse(rt, peer, reason, None)
+            return
+        assert rt.sock is not None
+        if self._spawn(rt.config, rt.sock, peer, self._wait_reaped(rt)) is None:
+            self._discard_one(rt)
+            return
+        rt.transition(Event.WAIT_SPAWNED)
+        self.refresh(rt)
+
+    def _on_dgram_internal(self, rt: ServiceRuntime) -> None:
+        svc = rt.config
+        for _ in range(DGRAM_BATCH):
+            if rt.sock is None or not rt.wants_events:
+                return
+            addr = self._peek(rt)
+            if addr is None:
+                return
+            peer = peer_text(addr)
+            reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
+            if reason is None and svc.is_sensor:
+                self._sensor_hit(rt, peer)
+                reason = REASON_ADDRESS
+            if reason is not None:
+                self._discard_one(rt)
+                self._refuse(rt, peer, reason, None)
+                continue
+            if svc.log_type is not None:
+                self.logs.write(svc, start_entry(svc, 0, peer))
+            internal.handle_datagram(svc, rt.sock, view=self)
+
+    def _on_dgram_nowait(self, rt: ServiceRuntime) -> None:
+        for _ in range(DGRAM_BATCH):
+            sock = rt.sock
+            if sock is None or not rt.wants_events:
+                return
+            try:
+                data, raw_addr = sock.recvfrom(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            addr = tuple(raw_addr)
+            relay = self._relays.get((rt.id, addr))
+            if relay is not None:
+                self._send_quietly(relay.sock, data, None)
+                continue
+            peer = peer_text(addr)
+            reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
+            if reason is None and rt.config.is_sensor:
+                self._sensor_hit(rt, peer)
+                reason = REASON_ADDRESS
+            if reason is not None:
+                self._refuse(rt, peer, reason, None)
+                continue
+            self._start_relay(rt, addr, peer, data)
+
+    def _start_relay(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
+                     first: bytes) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ours.setblocking(False)
+        relay = _Relay(rt, addr, ours)
+        self._send_quietly(ours, first, None)
+        try:
+            pid = self._spawn(rt.config, theirs, peer, lambda c, s: self._end_relay(relay))
+        finally:
+            theirs.close()
+        if pid is None:
+            ours.close()
+            return
+        relay.pid = pid
+        self._relays[(rt.id, addr)] = relay
+        self.loop.register(ours, READ, lambda mask: self._relay_replies(relay))
+
+    def _relay_replies(self, relay: _Relay) -> None:
+        for _ in range(DGRAM_BATCH):
+            try:
+                data = relay.sock.recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            target = relay.service.sock
+            if target is not None:
+                self._send_quietly(target, data, relay.addr)
+
+    def _end_relay(self, relay: _Relay) -> None:
+        # Forward what the server wrote before it exited, then drop the channel.
+        self._relay_replies(relay)
+        self.loop.unregister(relay.sock)
+        relay.sock.close()
+        if self._relays.get((relay.service.id, relay.addr)) is relay:
+            del self._relays[(relay.service.id, relay.addr)]
+
+    @staticmethod
+    def _send_quietly(sock: socket.socket, data: bytes, addr: tuple[object, ...] | None
+                      ) -> None:
+        # Datagrams are best effort: a full buffer drops the datagram, never blocks.
+        try:
+            if addr is None:
+                sock.send(data, socket.MSG_DONTWAIT)
+            else:
+                sock.sendto(data, socket.MSG_DONTWAIT, addr)
+        except OSError:
+            pass
+
+    # -- the view the `servers` and `services` builtins read ------------------
+    def active_services(self) -> list[ServiceConfig]:
+        live = (State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS)
+        return [rt.config for rt in self._services() if rt.state in live]
+
+    def running_servers(self) -> list[tuple[int, str, str, float]]:
+        return [(c.pid, c.service.id, c.peer, c.started_at) for c in self.children]
+
+    # -- shutdown ----------------------------------------------------------
+    def session_count(self) -> int:
+        return len(self._sessions)
+
+    def close_all(self) -> None:
+        for record in list(self._sessions.values()):
+            if record.session is not None and not record.session.closed:
+                record.session.close()
+        self._sessions.clear()
+        for relay in list(self._relays.values()):
+            self.loop.unregister(relay.sock)
+            relay.sock.close()
+        self._relays.clear()

@@ -1,0 +1,199 @@
+"""Listening sockets: create, bind (with timer-driven retries) and accept.
+
+As xinetd (reference §4.2): AF_INET6 is dual-stack unless the service sets v6only;
+SO_REUSEADDR always; NODELAY/KEEPALIVE on the listener (Linux hands them to accepted
+sockets); listen backlog 64. Unlike xinetd, a failed bind is retried from timers
+(XINETD_BIND_DELAY microseconds apart, default 0) so the loop never sleeps.
+
+Every listener is non-blocking and close-on-exec; spawn() hands a listener to a
+wait=yes server explicitly on fds 0-2.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Callable, Iterator
+
+from pyxinetd.config.model import ServiceConfig, SocketType
+from pyxinetd.errors import BindError
+from pyxinetd.loop import Loop
+
+LISTEN_BACKLOG = 64
+BIND_RETRIES = 10
+BIND_DELAY_ENV = "XINETD_BIND_DELAY"
+MAX_BIND_DELAY_US = 500_000
+# How many connections one readiness event may accept before the loop serves others.
+ACCEPT_BATCH = 64
+# accept() errors that mean "out of a resource": pause the listener, do not spin.
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# Errors about one connection only (the peer gave up before we accepted it).
+ACCEPT_TRANSIENT_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM,
+                                     errno.EINTR})
+IPV6_ADDRFORM = getattr(socket, "IPV6_ADDRFORM", 1)
+
+
+def bind_delay(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
+    """The pause between bind attempts in seconds, from XINETD_BIND_DELAY (µs)."""
+    try:
+        micros = int(environ.get(BIND_DELAY_ENV, "0"))
+    except ValueError:
+        return 0.0
+    return max(0, min(micros, MAX_BIND_DELAY_US)) / 1_000_000
+
+
+def _protocol(service: ServiceConfig) -> int:
+    if service.socket_type is SocketType.RAW:
+        return service.protocol_number
+    if service.socket_type is SocketType.SEQPACKET:
+        return service.protocol_number if service.protocol not in ("tcp", "udp") else 0
+    return 0
+
+
+def create_socket(service: ServiceConfig,
+                  warn: Callable[[str], None] | None = None) -> socket.socket:
+    """Create and configure the unbound socket; raises BindError."""
+    family = service.family
+    try:
+        sock = socket.socket(family, service.socket_type.kernel_type, _protocol(service))
+    except OSError as err:
+        if family != socket.AF_INET6 or service.bind is not None:
+            raise BindError(f"socket creation failed for service {service.id}") from err
+        if warn is not None:
+            warn(f"IPv6 socket creation failed for service {service.id}, trying IPv4")
+        family = socket.AF_INET
+        try:
+            sock = socket.socket(family, service.socket_type.kernel_type, _protocol(service))
+        except OSError as err2:
+            raise BindError(f"socket creation failed for service {service.id}") from err2
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(service.v6only))
+        if service.socket_type is SocketType.STREAM and service.protocol == "tcp":
+            if "NODELAY" in service.flags:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if "KEEPALIVE" in service.flags:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    except OSError as err:
+        sock.close()
+        raise BindError(f"setsockopt failed for service {service.id}") from err
+    return sock
+
+
+def bind_socket(sock: socket.socket, service: ServiceConfig) -> None:
+    """Bind (and listen, for connection-oriented types); raises OSError for a retry."""
+    family = sock.family
+    host = service.bind or ("::" if family == socket.AF_INET6 else "0.0.0.0")
+    port = service.port or 0
+    sock.bind((host, port))
+    if family == socket.AF_INET and service.bind is not None:
+        address = ipaddress.ip_address(service.bind)
+        if address.is_multicast:
+            mreq = struct.pack("4s4s", address.packed, socket.inet_aton("0.0.0.0"))
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+    if service.socket_type in (SocketType.STREAM, SocketType.SEQPACKET):
+        sock.listen(LISTEN_BACKLOG)
+
+
+class Binder:
+    """Binds one service's socket, retrying from loop timers; reports once.
+
+    `on_bound(sock)` or `on_failed()` is called exactly once. `log_error(text)`
+    receives xinetd's `bind failed` / `bind retry attempt N` lines.
+    """
+
+    def __init__(self, loop: Loop, service: ServiceConfig,
+                 on_bound: Callable[[socket.socket], None], on_failed: Callable[[], None],
+                 log_error: Callable[[str], None], *, retries: int = BIND_RETRIES,
+                 delay: float | None = None) -> None:
+        self._loop = loop
+        self._service = service
+        self._on_bound = on_bound
+        self._on_failed = on_failed
+        self._log_error = log_error
+        self._retries = retries
+        self._delay = bind_delay() if delay is None else delay
+        self._attempt = 0
+        self._sock: socket.socket | None = None
+        self._timer: object | None = None
+        self.done = False
+
+    def start(self) -> None:
+        try:
+            self._sock = create_socket(self._service, self._log_error)
+        except BindError as err:
+            cause = err.__cause__
+            self._log_error(f"{err}: {cause}" if cause else str(err))
+            self._finish(None)
+            return
+        self._try()
+
+    def _try(self) -> None:
+        assert self._sock is not None
+        try:
+            bind_socket(self._sock, self._service)
+        except OSError as err:
+            from pyxinetd.log import strerror
+
+            self._log_error(f"bind failed ({strerror(err)}). service = {self._service.id}")
+            if self._attempt >= self._retries:
+                self._sock.close()
+                self._finish(None)
+                return
+            self._attempt += 1
+            self._log_error(f"bind retry attempt {self._attempt}")
+            self._loop.call_later(self._delay, self._try)
+            return
+        self._finish(self._sock)
+
+    def _finish(self, sock: socket.socket | None) -> None:
+        self.done = True
+        if sock is None:
+            self._on_failed()
+        else:
+            self._on_bound(sock)
+
+    def cancel(self) -> None:
+        """Abandon a pending retry (shutdown); the callbacks are not called."""
+        if not self.done and self._sock is not None:
+            self._sock.close()
+        self.done = True
+
+
+def accept_batch(sock: socket.socket, limit: int = ACCEPT_BATCH
+                 ) -> Iterator[tuple[socket.socket, tuple[object, ...], str]]:
+    """Accept up to `limit` connections; yields (conn, address tuple, peer text).
+
+    Stops quietly on BlockingIOError; lets capacity errors (EMFILE...) propagate so
+    the caller can pause the listener. Accepted sockets are blocking and
+    close-on-exec; IPv4-mapped peers are turned into plain IPv4 for the server
+    (IPV6_ADDRFORM), while the peer text keeps the `::ffff:` form xinetd logs.
+    """
+    for _ in range(limit):
+        try:
+            conn, addr = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as err:
+            if err.errno in ACCEPT_TRANSIENT_ERRNOS:
+                continue
+            raise
+        peer = peer_text(addr)
+        if conn.family == socket.AF_INET6 and peer.startswith("::ffff:") and "." in peer:
+            try:
+                conn.setsockopt(socket.IPPROTO_IPV6, IPV6_ADDRFORM, socket.AF_INET)
+            except OSError:
+                pass
+        yield conn, tuple(addr), peer
+
+
+def peer_text(addr: object) -> str:
+    """The numeric peer text xinetd logs (`::ffff:a.b.c.d` for mapped peers)."""
+    if isinstance(addr, tuple) and addr and isinstance(addr[0], str):
+        return addr[0]
+    return "<no address>"

@@ -1,0 +1,321 @@
+"""The two logs of xinetd (reference §5): the program log and the service logs.
+
+The program log carries the daemon's own messages to a file, to stderr, or to syslog.
+Service logs carry START/EXIT/FAIL/TRAFFIC lines to each service's `log_type`. Lines
+are byte-for-byte xinetd's formats, so existing log parsers (fail2ban filters,
+logwatch scripts) keep working; the syslog ident is therefore `xinetd` too.
+
+Syslog is spoken directly on the datagram socket (/dev/log, or $PYXINETD_SYSLOG_SOCKET)
+instead of through the `syslog` module: the socket is non-blocking, so a stalled syslog
+daemon can never block the serving loop (a message is dropped instead), and tests can
+bind a real socket of their own.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from pyxinetd.config.model import FileTarget, LogTarget, ServiceConfig, SyslogTarget
+
+SYSLOG_SOCKET_ENV = "PYXINETD_SYSLOG_SOCKET"
+DEFAULT_SYSLOG_SOCKET = "/dev/log"
+SYSLOG_IDENT = "xinetd"
+
+FACILITIES: dict[str, int] = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
+    "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11,
+    **{f"local{n}": 16 + n for n in range(8)},
+}
+SEVERITIES: dict[str, int] = {
+    "emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5, "info": 6,
+    "debug": 7,
+}
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class Level(enum.Enum):
+    """Program-log levels: the word xinetd writes, and the syslog severity."""
+
+    CRITICAL = ("CRITICAL", 2)
+    ERROR = ("ERROR", 3)
+    WARNING = ("WARNING", 4)
+    NOTICE = ("NOTICE", 5)
+    INFO = ("INFO", 6)
+    DEBUG = ("DEBUG", 7)
+
+    @property
+    def word(self) -> str:
+        return self.value[0]
+
+    @property
+    def severity(self) -> int:
+        return self.value[1]
+
+
+def file_timestamp(now: float) -> str:
+    """xinetd's file-log stamp: YY/M/D@HH:MM:SS, month and day not zero-padded."""
+    t = time.localtime(now)
+    return (f"{t.tm_year % 100:02d}/{t.tm_mon}/{t.tm_mday}@"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}")
+
+
+def syslog_timestamp(now: float) -> str:
+    """RFC 3164 stamp: `Mmm dd hh:mm:ss`, the day padded with a space."""
+    t = time.localtime(now)
+    return f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+
+
+def strerror(err: OSError) -> str:
+    """xinetd's %m: `<strerror text> (errno = N)`."""
+    if err.errno is None:
+        return str(err)
+    return f"{os.strerror(err.errno)} (errno = {err.errno})"
+
+
+class SyslogSender:
+    """Sends RFC 3164 datagrams to the local syslog socket; never blocks, drops on failure."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path or os.environ.get(SYSLOG_SOCKET_ENV) or DEFAULT_SYSLOG_SOCKET
+        self._sock: socket.socket | None = None
+        self._pid = os.getpid()
+
+    def _connect(self) -> socket.socket | None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            return None
+        return sock
+
+    def send(self, priority: int, text: str, now: float | None = None) -> None:
+        stamp = syslog_timestamp(time.time() if now is None else now)
+        data = f"<{priority}>{stamp} {SYSLOG_IDENT}[{self._pid}]: {text}".encode(errors="replace")
+        # One reconnect attempt covers a restarted syslog daemon; otherwise drop.
+        for _ in range(2):
+            if self._sock is None:
+                self._sock = self._connect()
+                if self._sock is None:
+                    return
+            try:
+                self._sock.send(data)
+                return
+            except BlockingIOError:
+                return
+            except OSError:
+                self._sock.close()
+                self._sock = None
+
+    def fileno(self) -> int | None:
+        return None if self._sock is None else self._sock.fileno()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+class ProgramLog:
+    """The daemon's own log. `debug` mode adds DEBUG lines and `PID {func}` everywhere."""
+
+    def __init__(self, *, stream: TextIO | None = None, syslog: SyslogSender | None = None,
+                 facility: int = FACILITIES["daemon"], debug: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._stream = stream
+        self._syslog = syslog
+        self._facility = facility
+        self.debug_mode = debug
+        self._clock = clock
+        self._pid = os.getpid()
+
+    @classmethod
+    def to_file(cls, path: str, *, debug: bool = False) -> ProgramLog:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return cls(stream=os.fdopen(fd, "a", buffering=1, encoding="utf-8",
+                                    errors="replace"), debug=debug)
+
+    @classmethod
+    def to_stderr(cls, *, debug: bool = False) -> ProgramLog:
+        return cls(stream=sys.stderr, debug=debug)
+
+    @classmethod
+    def to_syslog(cls, sender: SyslogSender, facility: str = "daemon") -> ProgramLog:
+        return cls(syslog=sender, facility=FACILITIES[facility])
+
+    def fds(self) -> list[int]:
+        """Descriptors the log holds (the spawner must not pass them on)."""
+        out: list[int] = []
+        if self._stream is not None and self._stream is not sys.stderr:
+            out.append(self._stream.fileno())
+        if self._syslog is not None and self._syslog.fileno() is not None:
+            out.append(self._syslog.fileno())  # type: ignore[arg-type]
+        return out
+
+    def log(self, level: Level, func: str, text: str) -> None:
+        if level is Level.DEBUG and not self.debug_mode:
+            return
+        if self.debug_mode or level is Level.CRITICAL:
+            text = f"{self._pid} {{{func}}} {text}"
+        now = self._clock()
+        if self._syslog is not None:
+            self._syslog.send(self._facility * 8 + level.severity, text, now)
+        if self._stream is not None:
+            if self.debug_mode:
+                line = f"{file_timestamp(now)}: {level.word}: {text}\n"
+            else:
+                line = f"{file_timestamp(now)} {SYSLOG_IDENT}[{self._pid}]: {level.word}: {text}\n"
+            try:
+                self._stream.write(line)
+                self._stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    def critical(self, func: str, text: str) -> None:
+        self.log(Level.CRITICAL, func, text)
+
+    def error(self, func: str, text: str) -> None:
+        self.log(Level.ERROR, func, text)
+
+    def warning(self, func: str, text: str) -> None:
+        self.log(Level.WARNING, func, text)
+
+    def notice(self, func: str, text: str) -> None:
+        self.log(Level.NOTICE, func, text)
+
+    def info(self, func: str, text: str) -> None:
+        self.log(Level.INFO, func, text)
+
+    def debug(self, func: str, text: str) -> None:
+        self.log(Level.DEBUG, func, text)
+
+    def close(self) -> None:
+        if self._stream is not None and self._stream is not sys.stderr:
+            self._stream.close()
+        self._stream = None
+
+
+# -- service log lines (reference §5.3) ------------------------------------
+
+def start_entry(service: ServiceConfig, pid: int, peer: str) -> str | None:
+    """`START: ID[ pid=P][ from=A]`, or None when log_on_success is empty."""
+    flags = service.log_on_success
+    if not flags:
+        return None
+    text = f"START: {service.id}"
+    if "PID" in flags:
+        text += f" pid={pid}"
+    if "HOST" in flags:
+        text += f" from={peer}"
+    return text
+
+
+def exit_entry(service: ServiceConfig, pid: int, status: tuple[str, int] | None,
+               duration: float) -> str | None:
+    """`EXIT: ID[ status=N|signal=N][ pid=P][ duration=S(sec)]`, when EXIT or DURATION is set."""
+    flags = service.log_on_success
+    if "EXIT" not in flags and "DURATION" not in flags:
+        return None
+    text = f"EXIT: {service.id}"
+    if "EXIT" in flags and status is not None:
+        text += f" {status[0]}={status[1]}"
+    if "PID" in flags:
+        text += f" pid={pid}"
+    if "DURATION" in flags:
+        text += f" duration={int(duration)}(sec)"
+    return text
+
+
+def fail_entry(service: ServiceConfig, reason: str, peer: str) -> str | None:
+    """`FAIL: ID REASON[ from=A]`, or None when log_on_failure is empty."""
+    flags = service.log_on_failure
+    if not flags:
+        return None
+    text = f"FAIL: {service.id} {reason}"
+    if "HOST" in flags:
+        text += f" from={peer}"
+    return text
+
+
+def traffic_entry(service: ServiceConfig, bytes_in: int, bytes_out: int) -> str | None:
+    if "TRAFFIC" not in service.log_on_success:
+        return None
+    return f"TRAFFIC: {service.id} in={bytes_in}(bytes) out={bytes_out}(bytes)"
+
+
+@dataclass
+class _LogFile:
+    fd: int
+    size: int
+    hard_limit: int | None
+    label: str
+    closed_for_good: bool = False
+
+
+class ServiceLogs:
+    """Writes service entries to each service's log_type; one descriptor per FILE path."""
+
+    def __init__(self, program: ProgramLog, syslog: SyslogSender,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._program = program
+        self._syslog = syslog
+        self._clock = clock
+        self._files: dict[str, _LogFile] = {}
+
+    def write(self, service: ServiceConfig, entry: str | None) -> None:
+        target: LogTarget | None = service.log_type
+        if entry is None or target is None:
+            return
+        if isinstance(target, SyslogTarget):
+            pri = FACILITIES.get(target.facility, 3) * 8 + SEVERITIES.get(target.level, 6)
+            self._syslog.send(pri, entry, self._clock())
+            return
+        self._write_file(target, "common" if target.common else service.id, entry)
+
+    def _open(self, target: FileTarget, label: str) -> _LogFile | None:
+        try:
+            fd = os.open(target.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                         0o644)
+        except OSError as err:
+            self._program.error("log_open", f"Cannot open {target.path}: {strerror(err)}")
+            return None
+        log = _LogFile(fd, os.fstat(fd).st_size, target.hard_limit, label)
+        self._files[target.path] = log
+        return log
+
+    def _write_file(self, target: FileTarget, label: str, entry: str) -> None:
+        log = self._files.get(target.path) or self._open(target, label)
+        if log is None:
+            return
+        if log.closed_for_good:
+            self._program.error("log_write", f"Error in {log.label} log: size limit reached")
+            return
+        data = f"{file_timestamp(self._clock())}: {entry}\n".encode(errors="replace")
+        try:
+            log.size += os.write(log.fd, data)
+        except OSError as err:
+            self._program.error("log_write", f"Error writing {target.path}: {strerror(err)}")
+            return
+        if log.hard_limit is not None and log.size > log.hard_limit:
+            # As xinetd: finish the line, then close the log until the next reload.
+            os.close(log.fd)
+            log.closed_for_good = True
+            self._program.error("log_write", f"Size of {log.label} log exceeded hard limit")
+
+    def fds(self) -> list[int]:
+        return [f.fd for f in self._files.values() if not f.closed_for_good]
+
+    def close(self) -> None:
+        for log in self._files.values():
+            if not log.closed_for_good:
+                os.close(log.fd)
+        self._files.clear()

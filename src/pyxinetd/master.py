@@ -1,0 +1,314 @@
+"""The master: start-up, the serving loop, signals, reaping, shutdown.
+
+Read top to bottom, this is the daemon's lifecycle (reference §4.1):
+prepare the process -> install signals -> bind every service (retries are timers) ->
+`Started working: N available services` -> serve until a terminating signal ->
+close everything and return an exit status to the CLI, the only place that exits.
+
+Everything runs on one thread and one Loop. Signal handlers only record; the
+actions below run from the loop, one table mapping each signal to its action.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyxinetd import XINETD_COMPAT_VERSION, __version__
+from pyxinetd.children import ChildTable, ExitStatus, reap
+from pyxinetd.config.diagnostics import Severity
+from pyxinetd.config.model import Configuration, ServiceConfig
+from pyxinetd.dispatch import Dispatcher
+from pyxinetd.listener import Binder
+from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry
+from pyxinetd.loop import Loop
+from pyxinetd.service import Event, Limits, ServiceRuntime, State
+from pyxinetd.signals import (CONSISTENCY_SIGNAL, DUMP_SIGNAL, INTERRUPT_SIGNAL,
+                              QUICK_EXIT_SIGNAL, RECONFIG_SIGNALS, REAP_SIGNAL,
+                              TERMINATE_SIGNAL, SignalWakeup)
+from pyxinetd.timers import Clock
+
+DEFAULT_CONFIG = "/etc/xinetd.conf"
+# The features word of xinetd's start-up line; libwrap is not supported.
+COMPILED_OPTIONS = "loadavg"
+# Signals xinetd ignores. A recording handler (reset to default by exec) is used
+# instead of SIG_IGN, which servers would inherit across exec.
+IGNORED_SIGNALS = tuple(getattr(signal, name) for name in (
+    "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGCONT",
+    "SIGTTIN", "SIGTTOU", "SIGTSTP") if hasattr(signal, name))
+TTY_SIGNALS = (signal.SIGTTIN, signal.SIGTTOU, signal.SIGTSTP)
+
+
+def version_text() -> str:
+    return f"pyxinetd {__version__} (compatible with xinetd {XINETD_COMPAT_VERSION})"
+
+
+@dataclass(frozen=True)
+class MasterOptions:
+    """The command line as the master needs it (reference §6.6)."""
+
+    config_path: str = DEFAULT_CONFIG
+    debug: bool = False
+    dontfork: bool = False
+    stayalive: bool = False
+    process_limit: int | None = None
+    logprocs: int = 15
+    cc_interval: int | None = None
+    inetd_compat: bool = False
+    pidfile: str | None = None
+    filelog: str | None = None
+    syslog_facility: str | None = None
+
+    @property
+    def keeps_running_without_services(self) -> bool:
+        # -dontfork implies -stayalive (reference §6.6).
+        return self.stayalive or self.dontfork
+
+
+class Master:
+    """Owns the loop, the signal wakeup, the services, the children and the logs."""
+
+    def __init__(self, config: Configuration, options: MasterOptions, *,
+                 program_log: ProgramLog | None = None, syslog: SyslogSender | None = None,
+                 clock: Clock = time.monotonic) -> None:
+        self.config = config
+        self.options = options
+        self.syslog = syslog or SyslogSender()
+        self.program = program_log or ProgramLog.to_stderr(debug=options.debug)
+        self.loop = Loop(clock)
+        self.children = ChildTable()
+        self.logs = ServiceLogs(self.program, self.syslog)
+        self.services: list[ServiceRuntime] = [ServiceRuntime(s, clock)
+                                               for s in config.services]
+        self.dispatcher = Dispatcher(self.loop, self.children, self.program, self.logs,
+                                     Limits(options.process_limit),
+                                     as_root=os.geteuid() == 0,
+                                     services=lambda: self.services)
+        self.signals = SignalWakeup(self.loop, self._signal_table())
+        self._binders: list[Binder] = []
+        self._pending_binds = 0
+        self.started = False
+        self.exit_status = 0
+        self.loop_should_stop = False
+
+    # -- lifecycle, in order -------------------------------------------------
+    def run(self) -> int:
+        """Serve until a terminating signal; return the exit status."""
+        try:
+            self.start()
+            if not self.loop_should_stop:
+                self.loop.run()
+        finally:
+            self.shutdown()
+        return self.exit_status
+
+    def start(self) -> None:
+        prepare_process()
+        self.signals.install()
+        for diagnostic in self.config.diagnostics:
+            self._log_diagnostic(diagnostic.severity, str(diagnostic.message),
+                                 diagnostic.file, diagnostic.line)
+        as_root = os.geteuid() == 0
+        for rt in self.services:
+            svc = rt.config
+            if not as_root and (svc.user is not None or svc.group is not None):
+                self.program.warning("init_services",
+                                     f"{svc.id}: not running as root, user and group ignored")
+            self._bind(rt)
+        if self._pending_binds == 0 and not self.started:
+            self._started_working()
+        if self.options.cc_interval:
+            self._schedule_consistency_check()
+
+    def _bind(self, rt: ServiceRuntime) -> None:
+        svc = rt.config
+        if svc.port is None:
+            # TCPMUX clients own no socket: they are reached through tcpmux.
+            if svc.rpc_number is not None:
+                self.program.error("init_services",
+                                   f"RPC service {svc.id} is not supported; not started")
+                rt.transition(Event.BIND_FAILED)
+                return
+            self.dispatcher.activate(rt, None, Event.BOUND)
+            return
+        self._pending_binds += 1
+
+        def bound(sock: object) -> None:
+            import socket as _socket
+            assert isinstance(sock, _socket.socket)
+            self.dispatcher.activate(rt, sock, Event.BOUND)
+            self._bind_done()
+
+        def failed() -> None:
+            rt.transition(Event.BIND_FAILED)
+            self.program.error("activate_normal",
+                               f"Service {svc.id} failed to start and is deactivated.")
+            self._bind_done()
+
+        binder = Binder(self.loop, svc, bound, failed,
+                        lambda text: self.program.error("activate_normal", text))
+        self._binders.append(binder)
+        binder.start()
+
+    def _bind_done(self) -> None:
+        self._pending_binds -= 1
+        if self._pending_binds == 0 and not self.started:
+            self._started_working()
+
+    def _started_working(self) -> None:
+        self.started = True
+        self._binders = [b for b in self._binders if not b.done]
+        os.chdir("/")
+        self.program.notice("main",
+                            f"{version_text()} started with {COMPILED_OPTIONS} options "
+                            f"compiled in.")
+        available = self.available_count()
+        plural = "service" if available == 1 else "services"
+        self.program.notice("main", f"Started working: {available} available {plural}")
+        if available == 0 and not self.options.keeps_running_without_services:
+            self.program.critical("main", "no services. Exiting...")
+            self.stop(1)
+
+    def available_count(self) -> int:
+        return sum(1 for rt in self.services
+                   if rt.state in (State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS))
+
+    def stop(self, status: int) -> None:
+        self.exit_status = status
+        self.loop_should_stop = True
+        self.loop.stop()
+
+    def shutdown(self) -> None:
+        """Close every socket and session; servers keep running, as with xinetd."""
+        for binder in self._binders:
+            binder.cancel()
+        self.dispatcher.close_all()
+        for rt in self.services:
+            self.dispatcher.close_listener(rt)
+            if rt.state is not State.STOPPED:
+                rt.transition(Event.STOP)
+        self.signals.close()
+        self.logs.close()
+        self.syslog.close()
+        self.loop.close()
+
+    # -- signals -----------------------------------------------------------
+    def _signal_table(self) -> dict[int, Callable[[], None]]:
+        table: dict[int, Callable[[], None]] = {
+            TERMINATE_SIGNAL: self.terminate,
+            QUICK_EXIT_SIGNAL: self.terminate,
+            INTERRUPT_SIGNAL: self.interrupt,
+            REAP_SIGNAL: self.reap_children,
+            DUMP_SIGNAL: self.dump,
+            CONSISTENCY_SIGNAL: self.consistency_check,
+        }
+        for signum in RECONFIG_SIGNALS:
+            table[signum] = self.reconfigure
+        for signum in IGNORED_SIGNALS:
+            if self.options.debug and signum in TTY_SIGNALS:
+                continue
+            table.setdefault(signum, _ignore)
+        return table
+
+    def terminate(self) -> None:
+        self.program.warning("exit", "Exiting...")
+        self.stop(0)
+
+    def interrupt(self) -> None:
+        """SIGINT is ignored, except in -d mode where it ends the daemon (status 1)."""
+        if self.options.debug:
+            self.program.warning("exit", "Exiting...")
+            self.stop(1)
+
+    def reconfigure(self) -> None:
+        self.program.warning("reconfig", "Reconfiguration is not available yet; "
+                             "the running configuration is kept")
+
+    def dump(self) -> None:
+        self.program.warning("dump", "The state dump is not available yet")
+
+    def consistency_check(self) -> None:
+        errors = 0
+        occupancy = self.children.occupancy
+        if occupancy.total != len(self.children) + self.dispatcher.session_count():
+            errors += 1
+            self.program.error("consistency_check",
+                               f"running servers: counted {occupancy.total}, "
+                               f"table {len(self.children)}, "
+                               f"sessions {self.dispatcher.session_count()}")
+        if errors:
+            self.program.error("consistency_check", f"Consistency check detected {errors} errors")
+        else:
+            self.program.info("consistency_check", "Consistency check passed")
+
+    def _schedule_consistency_check(self) -> None:
+        interval = self.options.cc_interval
+        assert interval is not None
+
+        def tick() -> None:
+            self.consistency_check()
+            self.loop.call_later(interval, tick)
+
+        self.loop.call_later(interval, tick)
+
+    # -- children ----------------------------------------------------------
+    def reap_children(self) -> None:
+        """Collect every exited child; log EXIT; let its service resume."""
+        for pid, status in reap():
+            child = self.children.pop(pid)
+            if child is None:
+                self.program.error("child_exit", f"unknown child process {pid} died")
+                continue
+            svc: ServiceConfig = child.service
+            if svc.log_type is not None:
+                duration = self.loop.clock() - child.start_time
+                self.logs.write(svc, exit_entry(svc, pid, status.as_pair(), duration))
+            if child.on_reap is not None:
+                child.on_reap(child, status)
+
+    # -- helpers -----------------------------------------------------------
+    def _log_diagnostic(self, severity: Severity, message: str, file: str | None,
+                        line: int | None) -> None:
+        where = ""
+        if file is not None:
+            where = f" [file={file}]" + (f" [line={line}]" if line is not None else "")
+        text = message + where
+        writer = {
+            Severity.CRITICAL: self.program.critical,
+            Severity.ERROR: self.program.error,
+            Severity.WARNING: self.program.warning,
+            Severity.INFO: self.program.info,
+            Severity.DEBUG: self.program.debug,
+        }[severity]
+        writer("parse", text)
+
+
+def _ignore() -> None:
+    """Signals xinetd ignores still need a handler so they wake nothing and kill nothing."""
+
+
+def prepare_process() -> None:
+    """Raise the descriptor limit, make sure fds 0-2 exist, set the umask (§4.1)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    old = os.umask(0o022)
+    os.umask(old | 0o022)
+
+
+__all__ = ["Master", "MasterOptions", "version_text", "ExitStatus"]

@@ -1,0 +1,220 @@
+"""Per-service runtime state: the state machine, cps, and the parent-level checks.
+
+A ServiceRuntime wraps one ServiceConfig with what changes while serving: its state,
+its listening socket, its cps window. The state moves only through `transition()`,
+driven by one explicit (state, event) table, so every path that suspends a service
+has exactly one way back (s6's actions[state][event]).
+
+The checks run in xinetd's order (reference §4.4) and cost a few comparisons per
+request: no DNS, no NSS, no configuration work.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyxinetd.children import NO_ADDRESS, Occupancy
+from pyxinetd.config.model import AddressEntry, ServiceConfig
+
+
+class State(enum.Enum):
+    STARTING = "starting"              # binding (retries pending)
+    ACTIVE = "active"                  # listener registered
+    SUSPENDED_WAIT = "suspended_wait"  # a wait=yes server owns the socket
+    SUSPENDED_CPS = "suspended_cps"    # closed by a cps trip, reopened by a timer
+    FAILED = "failed"                  # could not bind: deactivated for good
+    STOPPED = "stopped"                # shut down
+
+
+class Event(enum.Enum):
+    BOUND = "bound"
+    BIND_FAILED = "bind_failed"
+    WAIT_SPAWNED = "wait_spawned"
+    WAIT_REAPED = "wait_reaped"
+    CPS_TRIPPED = "cps_tripped"
+    CPS_EXPIRED = "cps_expired"        # the socket was bound again
+    REBIND_FAILED = "rebind_failed"
+    STOP = "stop"
+
+
+TRANSITIONS: dict[tuple[State, Event], State] = {
+    (State.STARTING, Event.BOUND): State.ACTIVE,
+    (State.STARTING, Event.BIND_FAILED): State.FAILED,
+    (State.ACTIVE, Event.WAIT_SPAWNED): State.SUSPENDED_WAIT,
+    (State.SUSPENDED_WAIT, Event.WAIT_REAPED): State.ACTIVE,
+    (State.ACTIVE, Event.CPS_TRIPPED): State.SUSPENDED_CPS,
+    (State.SUSPENDED_CPS, Event.CPS_EXPIRED): State.ACTIVE,
+    (State.SUSPENDED_CPS, Event.REBIND_FAILED): State.FAILED,
+    **{(state, Event.STOP): State.STOPPED for state in State},
+}
+
+
+class InvalidTransition(RuntimeError):
+    pass
+
+
+def next_state(state: State, event: Event) -> State:
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise InvalidTransition(f"{event.value} in state {state.value}") from None
+
+
+class Cps:
+    """xinetd's connections-per-second window (reference §4.5), in whole seconds.
+
+    The window length in seconds equals the rate; the test is integer division.
+    """
+
+    def __init__(self, rate: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self._clock = clock
+        self.count = 0
+        self.window = 0
+
+    def admit(self) -> bool:
+        """Count one request; False means the service must be deactivated."""
+        now = int(self._clock())
+        if self.count == 0:
+            self.count, self.window = 1, now
+            return True
+        if now - self.window < self.rate:
+            self.count += 1
+            elapsed = max(1, now - self.window)
+            return self.count // elapsed <= self.rate
+        self.count, self.window = 1, now
+        return True
+
+    def reset(self) -> None:
+        self.count = 0
+        self.window = 0
+
+
+# FAIL reasons, as xinetd spells them.
+REASON_CPS = "connections per second"
+REASON_LOAD = "load"
+REASON_TIME = "time"
+REASON_INSTANCES = "service_limit"
+REASON_PER_SOURCE = "per_source_limit"
+REASON_PROCESS_LIMIT = "process_limit"
+REASON_ADDRESS = "address"
+
+
+def read_load_average(path: str = "/proc/loadavg") -> float:
+    try:
+        with open(path, encoding="ascii") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def within_access_times(service: ServiceConfig, now: float | None = None) -> bool:
+    if not service.access_times:
+        return True
+    t = time.localtime(now)
+    minute = t.tm_hour * 60 + t.tm_min
+    return any(w.start <= minute <= w.end for w in service.access_times)
+
+
+def _ip(peer: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(peer.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def _matches(entries: tuple[AddressEntry, ...], addr: ipaddress.IPv4Address |
+             ipaddress.IPv6Address) -> bool:
+    # IPv4 entries also match IPv4-mapped IPv6 clients (reference §3.2).
+    mapped = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) else None
+    for entry in entries:
+        net = entry.network
+        if net is None:
+            continue
+        if addr.version == net.version and addr in net:
+            return True
+        if mapped is not None and net.version == 4 and mapped in net:
+            return True
+    return False
+
+
+def address_allowed(service: ServiceConfig, peer: str) -> bool:
+    """only_from / no_access by numeric network only; deny when both lists match.
+
+    Host and domain names are not resolved here (they never match).
+    """
+    if service.only_from is None and not service.no_access:
+        return True
+    addr = _ip(peer)
+    if addr is None:
+        # No address (stream/wait): HEAD's fix, the address test is skipped.
+        return peer == NO_ADDRESS
+    if service.no_access and _matches(service.no_access, addr):
+        return False
+    if service.only_from is None:
+        return True
+    return _matches(service.only_from, addr)
+
+
+@dataclass
+class Limits:
+    """Process-wide limits from the command line."""
+
+    process_limit: int | None = None     # -limit
+
+
+class ServiceRuntime:
+    """One configured service while the daemon runs."""
+
+    def __init__(self, config: ServiceConfig, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.config = config
+        self.state = State.STARTING
+        self.sock: socket.socket | None = None
+        self.cps = Cps(config.cps[0], clock)
+        # The accept loop is paused after EMFILE and friends (listener stays open).
+        self.accept_paused = False
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    def transition(self, event: Event) -> State:
+        self.state = next_state(self.state, event)
+        return self.state
+
+    @property
+    def wants_events(self) -> bool:
+        """True when the listener should be watched for requests."""
+        return self.state is State.ACTIVE and not self.accept_paused and self.sock is not None
+
+    def check(self, peer: str, occupancy: Occupancy, limits: Limits,
+              deny_peer: Callable[[str], bool] | None = None) -> str | None:
+        """Run the parent-level checks in xinetd's order; the FAIL reason or None.
+
+        A cps trip returns REASON_CPS; the caller then deactivates the service.
+        """
+        svc = self.config
+        if not self.cps.admit():
+            return REASON_CPS
+        if svc.max_load is not None and read_load_average() >= svc.max_load:
+            return REASON_LOAD
+        if svc.access_times and not within_access_times(svc):
+            return REASON_TIME
+        if svc.instances is not None and occupancy.of_service(svc.id) >= svc.instances:
+            return REASON_INSTANCES
+        if svc.per_source is not None and peer != NO_ADDRESS \
+                and occupancy.of_peer(svc.id, peer) >= svc.per_source:
+            return REASON_PER_SOURCE
+        if limits.process_limit is not None and occupancy.total >= limits.process_limit:
+            return REASON_PROCESS_LIMIT
+        if not address_allowed(svc, peer):
+            return REASON_ADDRESS
+        if deny_peer is not None and deny_peer(peer):
+            return REASON_ADDRESS
+        return None

@@ -1,0 +1,199 @@
+"""Run a real pyxinetd daemon for a test, and clean up after it.
+
+Two ways to start one, both in their own session (start_new_session) with the program
+log in a file:
+- `start_config(conf_text, *args)`: `python -m pyxinetd -f CONF -dontfork -filelog LOG`;
+- `start_services(services, **options)`: tests/helpers/run_master.py runs a Master on
+  ServiceConfig objects built with tests.factories (no configuration loader needed).
+Readiness is the `Started working` log line, awaited with a deadline. At the end the
+daemon's process group is killed, and so is every server it started that is still
+alive (servers call setsid, so they are not in the daemon's group).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pyxinetd.config.model import ServiceConfig
+from pyxinetd.master import MasterOptions
+
+HELPERS = Path(__file__).parent / "helpers"
+READY_TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1 (racy by nature; rare)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                    u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(port)
+    raise RuntimeError("no free port")
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
+               what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def children_of(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            text = Path(f"/proc/{pid}/task/{tid}/children").read_text()
+        except OSError:
+            continue
+        out.extend(int(x) for x in text.split())
+    return out
+
+
+def process_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def open_fds(pid: int) -> dict[int, str]:
+    fds: dict[int, str] = {}
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            fds[int(name)] = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            pass
+    return fds
+
+
+class Daemon:
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.log_path = log_path
+        self._seen_servers: set[int] = set()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text()
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0, count: int = 1) -> str:
+        regex = re.compile(pattern)
+
+        def found() -> str | None:
+            text = self.log()
+            if len(regex.findall(text)) >= count:
+                return text
+            if self.proc.poll() is not None and len(regex.findall(self.log())) < count:
+                raise AssertionError(f"daemon exited ({self.proc.returncode}) before "
+                                     f"{pattern!r}; log:\n{self.log()}")
+            return None
+
+        return str(wait_until(found, timeout, what=f"log line {pattern!r}"))
+
+    def wait_ready(self) -> None:
+        self.wait_for_log(r"Started working: \d+ available service", READY_TIMEOUT)
+
+    def children(self) -> list[int]:
+        kids = children_of(self.pid)
+        self._seen_servers.update(kids)
+        return kids
+
+    def zombies(self) -> list[int]:
+        return [p for p in self.children() if process_state(p) == "Z"]
+
+    def signal(self, signum: int) -> None:
+        os.kill(self.pid, signum)
+
+    def wait_exit(self, timeout: float = 10.0) -> int:
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        self.children()
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+        for pid in self._seen_servers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class DaemonFactory:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.daemons: list[Daemon] = []
+        self._n = 0
+
+    def _paths(self) -> tuple[Path, Path]:
+        self._n += 1
+        return self.tmp_path / f"daemon{self._n}.log", self.tmp_path / f"daemon{self._n}.err"
+
+    def _spawn(self, argv: list[str], log_path: Path, err_path: Path, ready: bool) -> Daemon:
+        with open(err_path, "wb") as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                    start_new_session=True, cwd=self.tmp_path)
+        daemon = Daemon(proc, log_path)
+        self.daemons.append(daemon)
+        if ready:
+            daemon.wait_ready()
+        return daemon
+
+    def start_services(self, services: list[ServiceConfig], *, ready: bool = True,
+                       **options: Any) -> Daemon:
+        log_path, err_path = self._paths()
+        opts = replace(MasterOptions(dontfork=True), filelog=str(log_path), **options)
+        spec = self.tmp_path / f"daemon{self._n}.pickle"
+        spec.write_bytes(pickle.dumps((services, opts)))
+        return self._spawn([sys.executable, str(HELPERS / "run_master.py"), str(spec)],
+                           log_path, err_path, ready)
+
+    def start_config(self, conf_text: str, *args: str, ready: bool = True) -> Daemon:
+        log_path, err_path = self._paths()
+        conf = self.tmp_path / f"daemon{self._n}.conf"
+        conf.write_text(conf_text)
+        argv = [sys.executable, "-m", "pyxinetd", "-f", str(conf), "-dontfork",
+                "-filelog", str(log_path), *args]
+        return self._spawn(argv, log_path, err_path, ready)
+
+    def stop_all(self) -> None:
+        for daemon in self.daemons:
+            daemon.stop()
+
+
+def python_server(script: str, *args: str) -> dict[str, Any]:
+    """Overrides for make_service() that run a helper script with this interpreter."""
+    return {"server": sys.executable,
+            "server_argv": ("python3", str(HELPERS / script), *args)}

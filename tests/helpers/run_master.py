@@ -1,0 +1,29 @@
+"""Run a Master on services built in a test (no configuration loader involved).
+
+Usage: python run_master.py SPEC.pickle, where the pickle holds
+(list[ServiceConfig], MasterOptions). The program log goes to options.filelog.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+
+from pyxinetd.config.model import Configuration, Defaults
+from pyxinetd.log import ProgramLog
+from pyxinetd.master import Master
+
+
+def main() -> int:
+    with open(sys.argv[1], "rb") as f:
+        services, options = pickle.load(f)
+    config = Configuration(path="<test>", defaults=Defaults(), services=tuple(services))
+    program = ProgramLog.to_file(options.filelog, debug=options.debug)
+    try:
+        return Master(config, options, program_log=program).run()
+    finally:
+        program.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
