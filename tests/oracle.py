@@ -23,6 +23,7 @@ SIGUSR1 state dump and its program log. Every run gets fresh namespaces:
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import re
@@ -51,33 +52,33 @@ ip link set lo up
 mount --bind "$ORACLE_RUN" /run
 mount -t tmpfs -o mode=0700 tmpfs /run/priv
 n=0
-overlay() {
+writable() {   # FOLDER [STUB LAYER]: writes go to the private tmpfs
     [ -d "$1" ] || return 0
     n=$((n + 1))
     mkdir -p "/run/priv/$n/u" "/run/priv/$n/w"
     mount -t overlay overlay \
-        -o "lowerdir=$1,upperdir=/run/priv/$n/u,workdir=/run/priv/$n/w" "$1"
+        -o "lowerdir=${2:+$2:}$1,upperdir=/run/priv/$n/u,workdir=/run/priv/$n/w" "$1"
 }
-overlay /tmp
-overlay /var/log
-while IFS= read -r d; do
-    [ -n "$d" ] && overlay "$d"
-done <<EOF_DIRS
-$ORACLE_STUB_DIRS
-EOF_DIRS
+writable /tmp
+writable /var/log
+# Read-only overlays: FOLDER<TAB>LAYER, the layer holding the stubs at their places.
+while IFS="$(printf '\t')" read -r dir layer; do
+    [ -n "$dir" ] && mount -t overlay overlay -o "lowerdir=$layer:$dir" "$dir"
+done <<EOF_LAYERS
+$ORACLE_LAYERS
+EOF_LAYERS
+# Stubs under the writable folders (a layer cannot live inside the folder it covers).
 printf '#!/bin/sh\nexit 0\n' > /run/priv/stub
+chmod 0755 /run/priv/stub
 while IFS= read -r p; do
     [ -n "$p" ] || continue
-    # A path under an existing regular file cannot be created: leave it missing.
-    { mkdir -p "$(dirname "$p")" && cp /run/priv/stub "$p" && chmod 0755 "$p"; } \
-        2>/dev/null || true
+    { mkdir -p "$(dirname "$p")" && cp -p /run/priv/stub "$p"; } 2>/dev/null || true
 done <<EOF_STUBS
 $ORACLE_STUBS
 EOF_STUBS
 cd /run
 if [ -n "${ORACLE_BEFORE:-}" ]; then
     sh -c "$ORACLE_BEFORE" >/run/before.out 2>/run/before.err || true
-    : >/run/before.done
 fi
 exec "$ORACLE_XINETD" -dontfork -f "$ORACLE_CONF" -filelog /run/xinetd.log
 """
@@ -145,18 +146,28 @@ class XinetdRun:
     before_stderr: str = ""
 
 
-def stub_plan(paths: Iterable[str]) -> tuple[list[str], list[str]]:
-    """(folders to overlay, files to create) for the absolute paths that do not exist.
+# Folders overlaid read-write in every run; stubs under them are created in place.
+_WRITABLE = ("/tmp", "/var/log")
+# Never overlaid: the system's own configuration and the kernel's file systems.
+_UNTOUCHABLE = ("/etc", "/proc", "/sys", "/dev", "/run", "/var/run", "/boot")
+_STUB_TEXT = "#!/bin/sh\nexit 0\n"
 
-    Each missing path is created under an overlay of its nearest existing ancestor
-    folder; ancestors nested in another chosen ancestor need no overlay of their own.
-    Paths whose nearest existing ancestor is / are left missing (an overlay on / is
-    not something to do lightly).
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder + "/")
+
+
+def stub_plan(paths: Iterable[str]) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """Where to put executable stubs for the absolute paths that do not exist.
+
+    Returns (read-only overlays as (folder, stub paths under it), stubs to create in
+    the writable folders). Each missing path goes under an overlay of its nearest
+    existing ancestor; ancestors nested in another chosen one share its overlay.
+    Paths whose nearest ancestor is /, or lies in _UNTOUCHABLE, stay missing.
     """
-    stubs: list[str] = []
-    dirs: set[str] = set()
+    stubs: dict[str, str] = {}
     for raw in paths:
-        if not raw.startswith("/") or "\n" in raw:
+        if not raw.startswith("/") or "\n" in raw or "\t" in raw:
             continue
         path = os.path.normpath(raw)
         if os.path.lexists(path):
@@ -167,15 +178,46 @@ def stub_plan(paths: Iterable[str]) -> tuple[list[str], list[str]]:
                 parent = ""
                 break
             parent = os.path.dirname(parent)
-        if parent in ("", "/") or parent.startswith(("/proc", "/sys", "/dev", "/run")):
+        if parent in ("", "/") or any(_under(parent, u) for u in _UNTOUCHABLE):
             continue
-        stubs.append(path)
-        dirs.add(parent)
+        stubs[path] = parent
+    in_place = sorted(p for p, d in stubs.items() if any(_under(d, w) for w in _WRITABLE))
     chosen: list[str] = []
-    for d in sorted(dirs, key=lambda p: (p.count("/"), p)):
-        if not any(d == c or d.startswith(c + "/") for c in chosen):
+    for d in sorted({d for p, d in stubs.items() if p not in in_place},
+                    key=lambda p: (p.count("/"), p)):
+        if not any(_under(d, c) for c in chosen):
             chosen.append(d)
-    return chosen, sorted(set(stubs))
+    overlays = [(c, sorted(p for p in stubs if p not in in_place and _under(p, c)))
+                for c in chosen]
+    return overlays, in_place
+
+
+_LAYERS: dict[tuple[tuple[str, tuple[str, ...]], ...], list[tuple[str, str]]] = {}
+
+
+def _stub_layers(overlays: list[tuple[str, list[str]]]) -> list[tuple[str, str]]:
+    """Build (once per process and plan) the read-only layers holding the stubs.
+
+    They live in /dev/shm (or the fetch cache): an overlay refuses a layer inside the
+    folder it covers, and /tmp is itself overlaid in every run.
+    """
+    key = tuple((d, tuple(ps)) for d, ps in overlays)
+    if key in _LAYERS:
+        return _LAYERS[key]
+    base_dir = "/dev/shm" if os.path.isdir("/dev/shm") else str(REPO / ".cache")
+    base = Path(tempfile.mkdtemp(prefix="xinetd-stubs-", dir=base_dir))
+    atexit.register(shutil.rmtree, base, True)
+    layers: list[tuple[str, str]] = []
+    for n, (folder, files) in enumerate(overlays):
+        layer = base / str(n)
+        for path in files:
+            target = layer / os.path.relpath(path, folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(_STUB_TEXT)
+            target.chmod(0o755)
+        layers.append((folder, str(layer)))
+    _LAYERS[key] = layers
+    return layers
 
 
 def run_xinetd_dump(conf_path: str | os.PathLike[str], *, stubs: Sequence[str] = (),
@@ -191,7 +233,8 @@ def run_xinetd_dump(conf_path: str | os.PathLike[str], *, stubs: Sequence[str] =
     xinetd = xinetd_path()
     if xinetd is None:
         raise RuntimeError(unavailable_reason())
-    stub_dirs, stub_files = stub_plan(stubs)
+    overlays, in_place = stub_plan(stubs)
+    layers = _stub_layers(overlays) if overlays else []
     run = Path(tempfile.mkdtemp(prefix="xinetd-oracle-"))
     try:
         (run / "priv").mkdir()
@@ -200,8 +243,8 @@ def run_xinetd_dump(conf_path: str | os.PathLike[str], *, stubs: Sequence[str] =
             "ORACLE_RUN": str(run),
             "ORACLE_XINETD": xinetd,
             "ORACLE_CONF": os.path.abspath(conf_path),
-            "ORACLE_STUB_DIRS": "\n".join(stub_dirs),
-            "ORACLE_STUBS": "\n".join(stub_files),
+            "ORACLE_LAYERS": "\n".join(f"{d}\t{layer}" for d, layer in layers),
+            "ORACLE_STUBS": "\n".join(in_place),
             "ORACLE_BEFORE": before or "",
             "LANG": "C",
         }

@@ -1,0 +1,190 @@
+"""The corpus cases of the compatibility suite, and how their results are compared.
+
+Each corpus file becomes a main configuration file for both daemons:
+
+- a file of corpus/xinetd.d is copied alone into an empty folder (under a name without
+  '.', which includedir would skip) and the main file is just `includedir FOLDER`;
+- a file of corpus/xinetd.conf is the main file itself, with the folder of every
+  `includedir` line pointed at an empty folder, so the result does not depend on
+  what this machine has in /etc/xinetd.d.
+
+Variants: `asis` (the bytes as published), `enabled` (every `disable = yes` turned to
+`no`, as an administrator enabling the shipped services would), and `stubbed`
+(`enabled`, and every missing server program created as an executable stub inside
+the private mount namespace, so that services get past the server check).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from oracle import DumpService, DumpState
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def corpus_root() -> Path:
+    """shared/corpus beside the repository (CI lays it next to the clone)."""
+    for base in (REPO.parent / "shared", REPO / "shared", Path("/work/shared")):
+        if (base / "corpus").is_dir():
+            return base / "corpus"
+    return REPO.parent / "shared" / "corpus"
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str        # "xinetd.d" or "xinetd.conf"
+    name: str        # file name in the corpus folder
+
+    @property
+    def source(self) -> Path:
+        return corpus_root() / self.kind / self.name
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+def corpus_cases() -> list[Case]:
+    root = corpus_root()
+    cases: list[Case] = []
+    for kind in ("xinetd.d", "xinetd.conf"):
+        folder = root / kind
+        if folder.is_dir():
+            cases.extend(Case(kind, p.name) for p in sorted(folder.iterdir()) if p.is_file())
+    return cases
+
+
+VARIANTS = ("asis", "enabled", "stubbed")
+
+_DISABLE_YES = re.compile(rb"(?im)^([ \t]*disable[ \t]+=[ \t]*)yes(?=[ \t]*\r?$)")
+_INCLUDEDIR = re.compile(rb"(?im)^([ \t]*includedir[ \t]+)(\S+)")
+_SERVER = re.compile(rb"(?im)^[ \t]*server[ \t]+=[ \t]*(\S+)")
+
+
+def enable_all(text: bytes) -> bytes:
+    """Every `disable = yes` becomes `disable = no` (nothing else changes)."""
+    return _DISABLE_YES.sub(rb"\1no", text)
+
+
+def server_paths(text: bytes) -> list[str]:
+    return [m.group(1).decode("utf-8", "replace") for m in _SERVER.finditer(text)]
+
+
+def prepare(case: Case, variant: str, workdir: Path) -> Path:
+    """Write the main configuration file for (case, variant) under `workdir`; return it."""
+    text = case.source.read_bytes()
+    if variant in ("enabled", "stubbed"):
+        text = enable_all(text)
+    workdir.mkdir(parents=True, exist_ok=True)
+    main = workdir / "xinetd.conf"
+    if case.kind == "xinetd.d":
+        confd = workdir / "confd"
+        confd.mkdir(exist_ok=True)
+        (confd / case.name.replace(".", "_").rstrip("~")).write_bytes(text)
+        main.write_bytes(b"includedir " + str(confd).encode() + b"\n")
+    else:
+        empty = workdir / "empty"
+        empty.mkdir(exist_ok=True)
+        main.write_bytes(_INCLUDEDIR.sub(lambda m: m.group(1) + str(empty).encode(), text))
+    return main
+
+
+# --------------------------------------------------------------------------- comparing
+
+COMPARED = ("name", "socket_type", "protocol", "port", "wait", "user", "server",
+            "server_argv", "instances", "per_source", "cps")
+
+
+def project_oracle(state: DumpState, svc: DumpService) -> dict[str, Any]:
+    """The compared attributes of one service of xinetd's dump."""
+    return {
+        "name": svc.name,
+        "socket_type": svc.socket_type,
+        "protocol": svc.protocol,
+        "port": svc.port,
+        "wait": svc.wait,
+        "user": svc.user,
+        "server": svc.server,
+        "server_argv": list(svc.server_argv) if svc.server_argv is not None else None,
+        "instances": state.effective_instances(svc),
+        "per_source": state.effective_per_source(svc),
+        "cps": list(state.effective_cps(svc)),
+    }
+
+
+def project_pyxinetd(svc: dict[str, Any]) -> dict[str, Any]:
+    """The same attributes from one service of `pyxinetd check --json`."""
+    server = svc["server"]
+    return {
+        "name": svc["name"],
+        "socket_type": svc["socket_type"],
+        "protocol": svc["protocol"],
+        "port": svc["port"],
+        "wait": svc["wait"],
+        "user": svc["user"],
+        "server": server,
+        "server_argv": ([svc["argv0"], *svc["server_args"]] if server is not None else None),
+        "instances": svc["instances"],
+        "per_source": svc["per_source"],
+        "cps": list(svc["cps"]),
+    }
+
+
+def _by_id(items: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for key, value in items:
+        grouped.setdefault(key, []).append(value)
+    return grouped
+
+
+_DEACTIVATED = re.compile(r"Service (\S+) failed to start and is deactivated")
+
+
+def deactivated_ids(log: str) -> set[str]:
+    """Services xinetd accepted but could not start (bind or portmapper failure).
+
+    They are gone from the dump, yet the configuration was fine: `check` does not
+    bind, so it lists them. Their attributes cannot be compared, only their presence.
+    """
+    return set(_DEACTIVATED.findall(log))
+
+
+def compare(state: DumpState | None, report: dict[str, Any],
+            deactivated: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+    """Differences between xinetd's activated services and pyxinetd's (empty = agree).
+
+    `state` None means xinetd never started working (e.g. it exited on a fatal error
+    in `defaults`): it activates nothing then. `deactivated`: see deactivated_ids().
+    """
+    ours = _by_id([(s["id"], project_pyxinetd(s)) for s in report["services"]])
+    theirs: dict[str, list[dict[str, Any]]] = {}
+    if state is not None:
+        theirs = _by_id([(s.id, project_oracle(state, s)) for s in state.services])
+    diffs: list[str] = []
+    for sid in sorted(set(theirs) - set(ours)):
+        diffs.append(f"{sid}: activated by xinetd, not by pyxinetd")
+    for sid in sorted(set(ours) - set(theirs) - deactivated):
+        diffs.append(f"{sid}: activated by pyxinetd, not by xinetd")
+    for sid in sorted(set(ours) & set(theirs)):
+        if len(ours[sid]) != len(theirs[sid]):
+            diffs.append(f"{sid}: xinetd has {len(theirs[sid])} entries with this id, "
+                         f"pyxinetd {len(ours[sid])}")
+            continue
+        for mine, real in zip(ours[sid], theirs[sid]):
+            for key in COMPARED:
+                if mine[key] != real[key]:
+                    diffs.append(f"{sid}: {key}: xinetd {real[key]!r}, pyxinetd {mine[key]!r}")
+    return diffs
+
+
+_RPC_TYPE = re.compile(rb"(?im)^[ \t]*type[ \t]+=.*\bRPC\b")
+
+
+def slow_first(confs: dict[tuple[str, str], Path]) -> list[tuple[tuple[str, str], Path]]:
+    """Order runs so the slow ones start first (RPC services: xinetd waits about 1 s
+    per version for a portmapper that is not there), which keeps the wall time short."""
+    return sorted(confs.items(), key=lambda item: not _RPC_TYPE.search(item[1].read_bytes()))

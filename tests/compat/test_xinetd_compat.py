@@ -1,0 +1,139 @@
+"""Compatibility with the real xinetd 2.3.15.3, file by file over the corpus.
+
+For every corpus file and variant (see corpus.py) both daemons read the same main
+file: xinetd in private namespaces (tests/oracle.py), answering with its SIGUSR1
+state dump, and pyxinetd through `pyxinetd check --json`. They must activate the
+same services with the same socket_type, protocol, port, wait, user, server, server
+argv, instances, per_source and cps.
+
+All runs happen once per session (a few xinetd runs in parallel, ~0.1 s each); the
+parametrised tests then only compare. Deliberate deviations are listed in KNOWN with
+their reason and in docs/compatibility.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corpus import (VARIANTS, Case, compare, corpus_cases, deactivated_ids, prepare,
+                    server_paths, slow_first)
+from oracle import DumpState, XinetdRun, parse_dump, run_xinetd_dump, xinetd_path
+
+pytestmark = pytest.mark.oracle
+
+CASES = corpus_cases()
+BATCH_CHECK = Path(__file__).with_name("batch_check.py")
+PARALLEL_RUNS = 3   # xinetd runs mostly wait on the daemon; 3 keep 2 cores busy
+
+# (variant or "*", corpus label) -> why pyxinetd deliberately differs there.
+KNOWN: dict[tuple[str, str], str] = {}
+
+
+@dataclass
+class CaseResult:
+    run: XinetdRun
+    report: dict[str, Any] | None
+    error: str | None             # pyxinetd raised (it never may)
+
+
+def _loader_present() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyxinetd.config.loader") is not None
+
+
+def _check_in_process(conf: Path) -> tuple[dict[str, Any] | None, str | None]:
+    from pyxinetd.check import run_check
+
+    try:
+        output, _status = run_check(str(conf), as_json=True)
+        return json.loads(output), None
+    except Exception as exc:  # recorded: the test for that file fails with it
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+@pytest.fixture(scope="session")
+def compat_results() -> Iterator[dict[tuple[str, str], CaseResult]]:
+    if xinetd_path() is None:
+        from oracle import unavailable_reason
+
+        pytest.skip(unavailable_reason())
+    if not _loader_present():
+        pytest.skip("the configuration loader is not there yet")
+    with tempfile.TemporaryDirectory(prefix="pyxinetd-compat-") as tmp:
+        base = Path(tmp)
+        confs = {(v, c.label): prepare(c, v, base / v / c.label.replace("/", "__"))
+                 for v in VARIANTS for c in CASES}
+        stubs = sorted({p for c in CASES for p in server_paths(c.source.read_bytes())})
+        stubbed = [str(confs[("stubbed", c.label)]) for c in CASES]
+        # pyxinetd must see the stubs too: one interpreter, inside the same kind of
+        # namespace, loads every stubbed file (xinetd itself runs on an empty file).
+        empty = base / "empty.conf"
+        empty.write_text("")
+        batch_cmd = shlex.join([sys.executable, str(BATCH_CHECK), *stubbed])
+        runs: dict[tuple[str, str], Any] = {}
+        with ThreadPoolExecutor(max_workers=PARALLEL_RUNS) as pool:
+            batch = pool.submit(run_xinetd_dump, empty, stubs=stubs, before=batch_cmd,
+                                timeout=120.0)
+            for (variant, label), conf in slow_first(confs):
+                runs[(variant, label)] = pool.submit(
+                    run_xinetd_dump, conf, stubs=stubs if variant == "stubbed" else ())
+            reports = {key: _check_in_process(conf) for key, conf in confs.items()
+                       if key[0] != "stubbed"}
+            batch_run = batch.result()
+            try:
+                batched = json.loads(batch_run.before_stdout)
+            except ValueError:
+                batched = {}
+            for c in CASES:
+                item = batched.get(str(confs[("stubbed", c.label)]))
+                if item is None:
+                    reports[("stubbed", c.label)] = (
+                        None, f"batch check gave nothing: {batch_run.before_stderr[-2000:]}")
+                elif item.get("error"):
+                    reports[("stubbed", c.label)] = (None, item["error"])
+                else:
+                    reports[("stubbed", c.label)] = (item["report"], None)
+            results = {key: CaseResult(fut.result(), *reports[key]) for key, fut in runs.items()}
+        yield results
+
+
+def _params() -> list[Any]:
+    return [pytest.param(v, c, id=f"{v}:{c.label}") for v in VARIANTS for c in CASES]
+
+
+@pytest.mark.parametrize(("variant", "case"), _params())
+def test_same_services_as_xinetd(variant: str, case: Case,
+                                 compat_results: dict[tuple[str, str], CaseResult]) -> None:
+    result = compat_results[(variant, case.label)]
+    assert result.error is None, f"pyxinetd check raised on {case.label}: {result.error}"
+    assert result.report is not None
+    run = result.run
+    state: DumpState | None = parse_dump(run.dump) if run.started else None
+    if run.started:
+        assert run.dump, f"xinetd started but wrote no dump:\n{run.log}"
+    diffs = compare(state, result.report, deactivated_ids(run.log))
+    known = KNOWN.get((variant, case.label)) or KNOWN.get(("*", case.label))
+    if diffs and known:
+        pytest.xfail(known)
+    assert not diffs, (f"{case.label} ({variant}) differs from xinetd:\n  "
+                       + "\n  ".join(diffs) + "\n--- xinetd log ---\n" + run.log
+                       + "--- pyxinetd diagnostics ---\n"
+                       + "\n".join(f"{d['file']}:{d['line']}: {d['severity']}: {d['message']}"
+                                   for d in result.report["diagnostics"]))
+
+
+def test_corpus_is_there() -> None:
+    assert len(CASES) > 100, "shared/corpus not found beside the repository"
+    assert os.path.isdir(CASES[0].source.parent)
