@@ -187,4 +187,8 @@ _RPC_TYPE = re.compile(rb"(?im)^[ \t]*type[ \t]+=.*\bRPC\b")
 def slow_first(confs: dict[tuple[str, str], Path]) -> list[tuple[tuple[str, str], Path]]:
     """Order runs so the slow ones start first (RPC services: xinetd waits about 1 s
     per version for a portmapper that is not there), which keeps the wall time short."""
-    return sorted(confs.items(), key=lambda item: not _RPC_TYPE.search(item[1].read_bytes()))
+    def has_rpc(main: Path) -> bool:
+        return any(_RPC_TYPE.search(f.read_bytes()) for f in main.parent.rglob("*")
+                   if f.is_file())
+
+    return sorted(confs.items(), key=lambda item: not has_rpc(item[1]))
