@@ -30,4 +30,15 @@ class BindError(PyxinetdError):
 
 
 class SpawnError(PyxinetdError):
-    """A server process could not be started."""
+    """A server process could not be started.
+
+    `errno` is the failing call's errno (0 when there is none), `step` names the set-up
+    step that failed ("fork", "setuid", "exec", ...). The child, if one was created, has
+    already been reaped: there is nothing left to wait for.
+    """
+
+    def __init__(self, message: str, *, errno: int = 0, step: str = "") -> None:
+        self.message = message
+        self.errno = errno
+        self.step = step
+        super().__init__(message)

@@ -1,53 +1,424 @@
-"""Starting external servers (minimal version: to be replaced by the full checklist).
+"""Starting external servers: one ordered checklist, three ways of getting there.
 
-This covers the contract the master relies on: the socket on fds 0-2 and nothing
-else inherited, a new session, default signal dispositions, user/group/groups/umask,
-the environment with REMOTE_HOST, and exec failures reported as SpawnError with the
-child already gone. It does not apply `nice` or rlimits yet.
+What the server must find when it starts (xinetd reference §4.7-4.9): the connection
+on descriptors 0, 1 and 2 and no other descriptor; every signal at its default
+disposition and an empty mask; a new session; supplementary groups, gid and uid (in
+that order) when the daemon runs as root and the service names a user or group; the
+service's umask, nice and rlimits (RLIMIT_NOFILE soft = hard = the daemon's hard limit
+unless rlimit_files says otherwise); the environment of the service plus REMOTE_HOST;
+argv exactly service.server_argv.
 
-The master reaps every child itself with waitpid(-1), so the Popen object must never
-wait: its returncode is set at once, which keeps subprocess from collecting the
-child behind the master's back (subprocess._cleanup would otherwise steal the status).
+How fast the child gets there is a separate, measured choice (docs/spawner.md):
+
+* SPAWN: `os.posix_spawn`, which glibc runs with CLONE_VM|CLONE_VFORK, so its cost does
+  not grow with the daemon's memory. It cannot change credentials, nice, umask or
+  rlimits in the child, but those the child inherits; so the parent sets umask,
+  RLIMIT_NOFILE and nice on itself around the call and puts them back right after (the
+  master is single-threaded, and its signal handlers only record). Used whenever no
+  credential change is needed and every such temporary change is reversible.
+* FORK_EXEC: CPython's C-level fork/exec (`_posixsubprocess`, behind subprocess) for
+  services that change user or group. The credential change rules out vfork, but the
+  child still runs no Python code. Used only when the master ignores and blocks no
+  signal that the C path would leave as it found it.
+* CHECKLIST: `os.fork` and the steps below in Python, each checked, any failure sent
+  as "errno:step:message" through a close-on-exec pipe and `os._exit(127)` always.
+  Used for RLIMIT_AS/CPU/DATA/RSS/STACK (setting them on the parent, even briefly,
+  could kill it or starve its allocations) and for whatever the faster paths cannot
+  reproduce exactly.
+
+Temporarily switching the parent's uid to the server's (to reach vfork speed with a
+credential change) was measured and rejected: while the master's real uid is the
+server's, any process of that user may signal it (kill(2) compares real uids).
+
+The master reaps every child with waitpid(-1, WNOHANG) against its own table, so a
+successfully started child is never waited for here; a child that failed before exec
+is reaped here (glibc's posix_spawn does so itself) before SpawnError is raised.
 """
 
 from __future__ import annotations
 
+import enum
+import errno
 import os
+import pwd
+import resource
+import signal
 import socket
-import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn
 
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.errors import SpawnError
+from pyxinetd.posix import HAVE_FORK_EXEC, RESETTABLE_SIGNALS, Posix, RealPosix
+
+# The limits applied in the child, by xinetd attribute suffix (RLIMIT_NOFILE apart).
+RLIMIT_RESOURCES: dict[str, int] = {
+    "as": resource.RLIMIT_AS,
+    "cpu": resource.RLIMIT_CPU,
+    "data": resource.RLIMIT_DATA,
+    "rss": resource.RLIMIT_RSS,
+    "stack": resource.RLIMIT_STACK,
+}
+
+# Signals the C-level fork path resets itself (restore_signals); any other signal the
+# master ignores would survive exec there.
+_C_PATH_RESETS = frozenset({int(signal.SIGPIPE), int(signal.SIGXFSZ)})
+
+# Above any descriptor number the kernel hands out; os.closerange uses close_range(2).
+_MAX_FD = 2**31 - 1
+
+_NICE_MIN, _NICE_MAX = -20, 19
+
+
+class Method(enum.Enum):
+    SPAWN = "posix_spawn"
+    FORK_EXEC = "fork_exec"
+    CHECKLIST = "checklist"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the child becomes; groups are set even when empty (setgroups(0))."""
+
+    uid: int | None
+    gid: int | None
+    groups: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SpawnRequest:
+    """Everything the child needs, computed in the parent before anything is created."""
+
+    service_id: str
+    path: str
+    argv: tuple[str, ...]
+    env: tuple[str, ...]                      # NAME=value, REMOTE_HOST included
+    fd: int
+    credentials: Credentials | None
+    umask: int | None
+    nice: int | None
+    nofile: tuple[int, int] | None            # None: leave the inherited limit alone
+    rlimits: tuple[tuple[str, int, int], ...]  # (name, resource, value), NOFILE apart
+
+    def env_mapping(self) -> dict[str, str]:
+        mapping: dict[str, str] = {}
+        for item in self.env:
+            name, _, value = item.partition("=")
+            mapping[name] = value
+        return mapping
+
+
+def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root: bool,
+                  posix: Posix) -> SpawnRequest:
+    """Resolve the service and connection into a SpawnRequest. Raises SpawnError."""
+    if service.server is None:
+        raise SpawnError(f"{service.id}: no server to start", errno=errno.EINVAL, step="exec")
+    if not service.server_argv:
+        raise SpawnError(f"{service.id}: empty argv for {service.server}",
+                         errno=errno.EINVAL, step="exec")
+    base = service.environment
+    if base is None:
+        base = tuple(f"{k}={v}" for k, v in os.environ.items())
+    env = tuple(e for e in base if not e.startswith("REMOTE_HOST=") and not e.startswith("=")
+                ) + (f"REMOTE_HOST={remote_host}",)
+
+    credentials = None
+    if as_root and (service.user is not None or service.group is not None):
+        gid = service.group
+        if gid is None and service.user is not None:
+            gid = _primary_gid(service.user)
+        credentials = Credentials(service.user, gid, tuple(service.supplementary_groups))
+
+    limits = service.rlimits
+    if limits.files is not None:
+        nofile: tuple[int, int] | None = (limits.files, limits.files)
+    else:
+        hard = posix.getrlimit(resource.RLIMIT_NOFILE)[1]
+        nofile = None if hard == resource.RLIM_INFINITY else (hard, hard)
+    rlimits = tuple((name, RLIMIT_RESOURCES[name], value)
+                    for name, value in limits.items() if name != "files")
+    return SpawnRequest(service.id, service.server, tuple(service.server_argv), env, fd,
+                        credentials, service.umask, service.nice, nofile, rlimits)
+
+
+def _primary_gid(uid: int) -> int:
+    # The loader resolves `group` whenever `user` is set; this is only a safety net, so
+    # that a server never keeps gid 0 because a group was left unresolved.
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return uid  # xinetd: a numeric user without passwd entry gets gid = uid
+
+
+class Spawner:
+    """Starts servers through a Posix facade (RealPosix in the daemon)."""
+
+    def __init__(self, posix: Posix) -> None:
+        self._os = posix
+
+    def spawn(self, service: ServiceConfig, sock: socket.socket, remote_host: str, *,
+              as_root: bool, method: Method | None = None) -> int:
+        """Start the service's server on `sock`; return its pid. Raises SpawnError."""
+        request = build_request(service, sock.fileno(), remote_host, as_root=as_root,
+                                posix=self._os)
+        chosen = method if method is not None else self.choose(request)
+        if chosen is Method.SPAWN:
+            return self.run_spawn(request)
+        if chosen is Method.FORK_EXEC:
+            return self.run_fork_exec(request)
+        return self.run_checklist(request)
+
+    # -- choosing ---------------------------------------------------------------------
+
+    def choose(self, req: SpawnRequest) -> Method:
+        """The fastest path that reproduces the whole checklist exactly."""
+        if req.rlimits or not self._parent_state_reversible(req):
+            return Method.CHECKLIST
+        if req.credentials is None:
+            return Method.SPAWN
+        if HAVE_FORK_EXEC and self._signal_state_plain():
+            return Method.FORK_EXEC
+        return Method.CHECKLIST
+
+    def _parent_state_reversible(self, req: SpawnRequest) -> bool:
+        # Root can put any limit or priority back; others can neither raise a hard
+        # limit nor lower their nice value again.
+        if self._os.geteuid() == 0:
+            return True
+        if req.nice is not None:
+            return False
+        if req.nofile is not None:
+            return req.nofile[1] == self._os.getrlimit(resource.RLIMIT_NOFILE)[1]
+        return True
+
+    def _signal_state_plain(self) -> bool:
+        """True when the C fork path would leave no signal ignored or blocked."""
+        if self._os.blocked_signals():
+            return False
+        for signum in RESETTABLE_SIGNALS:
+            if signum in _C_PATH_RESETS:
+                continue
+            handler = self._os.disposition(signum)
+            if handler is None or handler == signal.SIG_IGN:
+                return False
+        return True
+
+    # -- parent-side state the fast paths lend to the child ---------------------------
+
+    def _lend_parent_state(self, req: SpawnRequest, *, umask: bool) -> list[Callable[[], None]]:
+        """Set umask/NOFILE/nice on the parent for the child to inherit; return undo steps."""
+        posix = self._os
+        undo: list[Callable[[], None]] = []
+        step = ""
+        try:
+            if umask and req.umask is not None:
+                step = "umask"
+                old_mask = posix.umask(req.umask)
+
+                def restore_umask() -> None:
+                    posix.umask(old_mask)
+                undo.append(restore_umask)
+            if req.nofile is not None:
+                current = posix.getrlimit(resource.RLIMIT_NOFILE)
+                if current != req.nofile:
+                    step = "rlimit_files"
+                    posix.setrlimit(resource.RLIMIT_NOFILE, req.nofile)
+                    undo.append(lambda: posix.setrlimit(resource.RLIMIT_NOFILE, current))
+            if req.nice:
+                step = "nice"
+                old_prio = posix.getpriority()
+                posix.setpriority(min(_NICE_MAX, max(_NICE_MIN, old_prio + req.nice)))
+                undo.append(lambda: posix.setpriority(old_prio))
+        except OSError as err:
+            self._undo(undo)
+            raise _error(req, step, err) from err
+        return undo
+
+    @staticmethod
+    def _undo(undo: list[Callable[[], None]]) -> None:
+        # Putting the master's own state back cannot fail for root (the only case where
+        # a hard limit or priority was changed); if it ever did, the error escapes.
+        for action in reversed(undo):
+            action()
+
+    # -- path 1: posix_spawn ----------------------------------------------------------
+
+    def run_spawn(self, req: SpawnRequest) -> int:
+        """posix_spawn with dup2/close actions, setsid, default signals, empty mask."""
+        if req.credentials is not None:
+            raise ValueError("posix_spawn cannot change credentials")
+        posix = self._os
+        inherited = []
+        for fd in posix.open_fds():
+            if fd < 3:
+                continue
+            try:
+                if not posix.is_cloexec(fd):
+                    inherited.append(fd)
+            except OSError:
+                pass  # the listing's own descriptor, already closed
+        src = req.fd if req.fd >= 3 else posix.dup_above(req.fd, 3)
+        actions: list[tuple[int, ...]] = [(os.POSIX_SPAWN_DUP2, src, target)
+                                          for target in (0, 1, 2)]
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in inherited]
+        try:
+            undo = self._lend_parent_state(req, umask=True)
+            try:
+                return posix.posix_spawn(req.path, req.argv, req.env_mapping(),
+                                         file_actions=actions, setsigdef=RESETTABLE_SIGNALS)
+            except OSError as err:
+                raise _error(req, "exec", err) from err
+            except ValueError as err:  # e.g. NUL in argv or env
+                raise SpawnError(f"{req.service_id}: cannot start {req.path}: {err}",
+                                 errno=errno.EINVAL, step="exec") from err
+            finally:
+                self._undo(undo)
+        finally:
+            if src != req.fd:
+                posix.close(src)
+
+    # -- path 2: C-level fork/exec with a credential change ---------------------------
+
+    def run_fork_exec(self, req: SpawnRequest) -> int:
+        """_posixsubprocess.fork_exec: groups, gid, uid, umask, setsid, fds in C."""
+        posix = self._os
+        creds = req.credentials
+        errpipe = posix.pipe()
+        try:
+            undo = self._lend_parent_state(req, umask=False)
+            try:
+                pid = posix.fork_exec(
+                    req.path, req.argv, [e for e in req.env], fd=req.fd, errpipe=errpipe,
+                    uid=creds.uid if creds else None, gid=creds.gid if creds else None,
+                    groups=creds.groups if creds else None,
+                    umask=req.umask if req.umask is not None else -1)
+            except OSError as err:
+                raise _error(req, "fork", err) from err
+            except ValueError as err:
+                raise SpawnError(f"{req.service_id}: cannot start {req.path}: {err}",
+                                 errno=errno.EINVAL, step="exec") from err
+            finally:
+                self._undo(undo)
+                posix.close(errpipe[1])
+            report = posix.read_all(errpipe[0])
+        finally:
+            posix.close(errpipe[0])
+        if not report:
+            return pid
+        posix.waitpid(pid)
+        # subprocess's format: "ExceptionName:hex_errno:noexec" when the failure came
+        # before exec (dup2, setsid, setgroups, setgid, setuid, umask).
+        _, hex_errno, detail = (report.split(b":", 2) + [b"", b""])[:3]
+        try:
+            code = int(hex_errno, 16)
+        except ValueError:
+            code = 0
+        step = "credentials" if detail.startswith(b"noexec") else "exec"
+        raise _error(req, step, OSError(code, os.strerror(code)))
+
+    # -- path 3: os.fork and the checklist in Python ----------------------------------
+
+    def run_checklist(self, req: SpawnRequest) -> int:
+        """os.fork, then child_checklist in the child; errors come back on a pipe."""
+        posix = self._os
+        errpipe_read, errpipe_write = posix.pipe()
+        # Nothing may run a Python signal handler in the child before the dispositions
+        # are reset (it would write to the master's wakeup socket): block everything
+        # across fork; the child empties the mask once the handlers are gone.
+        saved_mask = posix.block_signals()
+        try:
+            pid = posix.fork()
+        except OSError as err:
+            posix.set_sigmask(saved_mask)
+            posix.close(errpipe_read)
+            posix.close(errpipe_write)
+            raise _error(req, "fork", err) from err
+        if pid == 0:
+            self.child_checklist(req, errpipe_write)
+        posix.set_sigmask(saved_mask)
+        posix.close(errpipe_write)
+        try:
+            report = posix.read_all(errpipe_read)
+        finally:
+            posix.close(errpipe_read)
+        if not report:
+            return pid
+        posix.waitpid(pid)
+        code_text, _, rest = report.decode("utf-8", "replace").partition(":")
+        step, _, message = rest.partition(":")
+        code = int(code_text) if code_text.isdigit() else 0
+        raise SpawnError(f"{req.service_id}: cannot start {req.path}: {step}: {message}",
+                         errno=code, step=step)
+
+    def child_checklist(self, req: SpawnRequest, errpipe: int) -> NoReturn:
+        """Called in the child; never returns. The order below is the behaviour."""
+        posix = self._os
+        step = "signals"
+        try:
+            posix.reset_signal_dispositions()
+            posix.set_sigmask([])
+            step = "descriptors"
+            src = req.fd if req.fd >= 3 else posix.dup_above(req.fd, 3)
+            for target in (0, 1, 2):
+                posix.dup2(src, target)
+            posix.closerange(3, errpipe)
+            posix.closerange(errpipe + 1, _MAX_FD)
+            step = "setsid"
+            posix.setsid()
+            if req.umask is not None:
+                step = "umask"
+                posix.umask(req.umask)
+            # nice and limits while still root: lowering nice or raising a hard limit
+            # needs the privilege the next steps give up.
+            if req.nice:
+                step = "nice"
+                posix.nice(req.nice)
+            if req.nofile is not None:
+                step = "rlimit_files"
+                posix.setrlimit(resource.RLIMIT_NOFILE, req.nofile)
+            for name, res, value in req.rlimits:
+                step = f"rlimit_{name}"
+                posix.setrlimit(res, (value, value))
+            creds = req.credentials
+            if creds is not None:
+                step = "setgroups"
+                posix.setgroups(creds.groups)
+                if creds.gid is not None:
+                    step = "setgid"
+                    posix.setgid(creds.gid)
+                if creds.uid is not None:
+                    step = "setuid"
+                    posix.setuid(creds.uid)
+            step = "exec"
+            posix.execve(req.path, req.argv, req.env_mapping())
+        except BaseException as exc:
+            code = exc.errno if isinstance(exc, OSError) and exc.errno else 0
+            text = (exc.strerror if isinstance(exc, OSError) and exc.strerror
+                    else f"{type(exc).__name__}: {exc}")
+            try:
+                posix.write(errpipe, f"{code}:{step}:{text}".encode("utf-8", "replace"))
+            except BaseException:
+                pass
+        finally:
+            posix.exit_now(127)
+
+
+def _error(req: SpawnRequest, step: str, err: OSError) -> SpawnError:
+    code = err.errno or 0
+    reason = err.strerror or os.strerror(code)
+    return SpawnError(f"{req.service_id}: cannot start {req.path}: {step}: {reason}",
+                      errno=code, step=step)
+
+
+_DEFAULT = Spawner(RealPosix())
 
 
 def spawn(service: ServiceConfig, sock: socket.socket, remote_host: str, *,
           as_root: bool) -> int:
-    """Start the service's server on `sock`; return its pid. Raises SpawnError."""
-    if service.server is None:
-        raise SpawnError(f"service {service.id} has no server")
-    base = service.environment if service.environment is not None else tuple(
-        f"{k}={v}" for k, v in os.environ.items())
-    env: dict[str, str] = {}
-    for item in base:
-        name, _, value = item.partition("=")
-        env[name] = value
-    env["REMOTE_HOST"] = remote_host
-    fd = sock.fileno()
-    change_ids = as_root and (service.user is not None or service.group is not None)
-    try:
-        proc = subprocess.Popen(
-            list(service.server_argv), executable=service.server, env=env,
-            stdin=fd, stdout=fd, stderr=fd, close_fds=True, start_new_session=True,
-            restore_signals=True,
-            user=service.user if change_ids else None,
-            group=service.group if change_ids else None,
-            extra_groups=list(service.supplementary_groups) if change_ids else None,
-            umask=service.umask if service.umask is not None else -1,
-        )
-    except OSError as err:
-        raise SpawnError(f"{service.id}: exec of {service.server} failed: {err.strerror}"
-                         ) from err
-    except (ValueError, subprocess.SubprocessError) as err:
-        raise SpawnError(f"{service.id}: could not start {service.server}: {err}") from err
-    proc.returncode = 0
-    return proc.pid
+    """Start the service's server on `sock`; return its pid. Raises SpawnError.
+
+    The caller records the pid at once and reaps it; nothing here ever waits for a
+    server that started.
+    """
+    return _DEFAULT.spawn(service, sock, remote_host, as_root=as_root)
