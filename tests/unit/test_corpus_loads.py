@@ -1,0 +1,52 @@
+"""Every real-world configuration file of the corpus loads without an exception.
+
+Each file is loaded as the main file (a service file is a valid main file too), as
+published and with every `disable = yes` turned to `no`, and the `check` report is
+built from the result: the check command must never crash on any of them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+_DISABLE_YES = re.compile(rb"(?im)^([ \t]*disable[ \t]+=[ \t]*)yes(?=[ \t]*\r?$)")
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("pyxinetd.config.loader") is None,
+                                reason="the configuration loader is not there yet")
+
+
+def _corpus() -> Path:
+    for base in (REPO.parent / "shared", REPO / "shared", Path("/work/shared")):
+        if (base / "corpus").is_dir():
+            return base / "corpus"
+    return REPO.parent / "shared" / "corpus"
+
+
+FILES = sorted(p for kind in ("xinetd.d", "xinetd.conf")
+               for p in (_corpus() / kind).glob("*") if p.is_file())
+
+
+def test_corpus_found() -> None:
+    assert len(FILES) > 100
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("variant", ["asis", "enabled"])
+def test_corpus_file_loads(path: Path, variant: str, tmp_path: Path) -> None:
+    from pyxinetd.check import check_report, render_text
+    from pyxinetd.config import Configuration, load
+
+    if variant == "enabled":
+        copy = tmp_path / "main"
+        copy.write_bytes(_DISABLE_YES.sub(rb"\1no", path.read_bytes()))
+        path = copy
+    config = load(str(path), environ={"PATH": "/usr/bin:/bin", "TZ": "UTC"})
+    assert isinstance(config, Configuration)
+    json.dumps(check_report(config))
+    assert render_text(config).endswith("\n")
