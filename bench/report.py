@@ -1,0 +1,153 @@
+"""Verdicts against the targets, and the printed table."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from bench.cases import Case
+from bench.confgen import BenchService
+
+RSS_TARGET_KIB = 25 * 1024  # pyxinetd's resident set: at most 25 MiB
+IDLE_TICKS_TARGET = 0  # pyxinetd's CPU time while idle
+CEILING_WARN = 0.7  # a daemon above this fraction of the client ceiling may be client-bound
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def fmt_ms(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
+
+
+def ceiling_key(kind: str, concurrency: int) -> str:
+    return f"{kind}-c{concurrency}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+def case_row(case: Case, service: BenchService, results: dict[str, Any],
+             ceilings: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    xi, py = results.get("xinetd"), results.get("pyxinetd")
+    warnings = []
+    ceiling = ceilings.get(ceiling_key(service.kind, case.concurrency))
+    fractions = {}
+    for name, r in results.items():
+        if r.get("errors"):
+            warnings.append(f"{name}: {r['errors']} failed requests {r['error_kinds']}")
+        if r.get("udp_retransmits"):
+            warnings.append(f"{name}: {r['udp_retransmits']} UDP requests sent again after "
+                            "a lost datagram")
+        if r.get("note"):
+            warnings.append(f"{name}: {r['note']}")
+        if ceiling and ceiling["rate_per_s"]:
+            fractions[name] = round(r["rate_per_s"] / ceiling["rate_per_s"], 3)
+            if fractions[name] > CEILING_WARN:
+                warnings.append(f"{name} reached {fractions[name]:.0%} of the load generator's "
+                                f"ceiling ({ceiling['rate_per_s']:.0f}/s): it may be client-bound")
+    ratio = None
+    rate_ok = p99_ok = None
+    if xi and py and xi["rate_per_s"] > 0:
+        ratio = round(py["rate_per_s"] / xi["rate_per_s"], 3)
+        rate_ok = ratio >= case.min_ratio
+        if xi["p99_ms"] is not None and py["p99_ms"] is not None:
+            p99_ok = py["p99_ms"] <= xi["p99_ms"]
+    return {
+        "name": case.name,
+        "what": case.what,
+        "kind": service.kind,
+        "concurrency": case.concurrency,
+        "target_ratio": case.min_ratio,
+        "results": results,
+        "ratio": ratio,
+        "rate_verdict": _verdict(rate_ok),
+        "p99_verdict": _verdict(p99_ok),
+        "ceiling_fraction": fractions,
+        "warnings": warnings,
+    }
+
+
+def resource_verdicts(resources: dict[str, Any]) -> dict[str, str]:
+    py = resources.get("pyxinetd", {})
+    verdicts = {}
+    for which in ("bench", "many"):
+        entry = py.get(which)
+        if not entry or "error" in entry:
+            continue
+        rss = entry.get("rss_kib")
+        verdicts[f"rss_{which}"] = _verdict(None if rss is None else rss <= RSS_TARGET_KIB)
+        if "idle_ticks" in entry:
+            ticks = entry["idle_ticks"]
+            verdicts[f"idle_{which}"] = _verdict(
+                None if ticks is None else ticks <= IDLE_TICKS_TARGET)
+    return verdicts
+
+
+def _rate(r: dict[str, Any] | None) -> str:
+    return f"{r['rate_per_s']:.1f}" if r else "-"
+
+
+def _mib(kib: object) -> str:
+    return f"{kib / 1024:.1f}" if isinstance(kib, (int, float)) else "-"
+
+
+def render(data: dict[str, Any]) -> str:
+    m = data["machine"]
+    lines = [
+        "",
+        f"pyxinetd serving benchmark  commit {data.get('git_commit')}  {data['generated']}",
+        f"machine: {m['cpus']} x {m['cpu_model']}, {m['mem_mib']} MiB, Linux {m['kernel']}, "
+        f"Python {m['python']}",
+        f"per case: {data['options']['warmup']:g} s warm-up + "
+        f"{data['options']['duration']:g} s measured; rates in requests/s, latency in ms",
+        "",
+    ]
+    head = (f"{'case':<15}{'cl':>3} | {'xinetd/s':>9}{'p50':>7}{'p99':>7} | "
+            f"{'pyxinetd/s':>10}{'p50':>7}{'p99':>7} | {'ratio':>6}{'target':>8}"
+            f"{'rate':>6}{'p99':>6}")
+    lines += [head, "-" * len(head)]
+    warnings = []
+    for row in data.get("cases", []):
+        xi, py = row["results"].get("xinetd"), row["results"].get("pyxinetd")
+        ratio = f"{row['ratio']:.2f}" if row["ratio"] is not None else "-"
+        lines.append(
+            f"{row['name']:<15}{row['concurrency']:>3} | {_rate(xi):>9}"
+            f"{fmt_ms(xi and xi['p50_ms']):>7}{fmt_ms(xi and xi['p99_ms']):>7} | "
+            f"{_rate(py):>10}{fmt_ms(py and py['p50_ms']):>7}{fmt_ms(py and py['p99_ms']):>7} | "
+            f"{ratio:>6}{'>=' + format(row['target_ratio'], 'g'):>8}"
+            f"{row['rate_verdict']:>6}{row['p99_verdict']:>6}")
+        warnings += [f"{row['name']}: {w}" for w in row["warnings"]]
+    ceilings = data.get("ceilings") or {}
+    if ceilings:
+        lines += ["", "load generator ceiling (trivial pre-forked server): " + ", ".join(
+            f"{k} {v['rate_per_s']:.0f}/s" for k, v in ceilings.items())]
+    resources = data.get("resources") or {}
+    if resources:
+        verdicts = data.get("resource_verdicts", {})
+        lines += ["", f"{'resources':<44}{'xinetd':>10}{'pyxinetd':>10}  target"]
+        for which, label in (("bench", "benchmark configuration"),
+                             ("many", f"{data['options']['services']} services")):
+            xi_e = resources.get("xinetd", {}).get(which, {})
+            py_e = resources.get("pyxinetd", {}).get(which, {})
+            if not xi_e and not py_e:
+                continue
+            lines.append(f"{'RSS MiB, ' + label:<44}{_mib(xi_e.get('rss_kib')):>10}"
+                         f"{_mib(py_e.get('rss_kib')):>10}  <= {RSS_TARGET_KIB // 1024} "
+                         f"{verdicts.get('rss_' + which, 'n/a')}")
+            if "idle_ticks" in xi_e or "idle_ticks" in py_e:
+                idle = xi_e.get("idle_s", py_e.get("idle_s"))
+                lines.append(f"{f'CPU ticks idle {idle:g} s, ' + label:<44}"
+                             f"{str(xi_e.get('idle_ticks', '-')):>10}"
+                             f"{str(py_e.get('idle_ticks', '-')):>10}  == 0 "
+                             f"{verdicts.get('idle_' + which, 'n/a')}")
+            for name, e in (("xinetd", xi_e), ("pyxinetd", py_e)):
+                if "error" in e:
+                    warnings.append(f"{name} ({label}): {e['error']}")
+    for name, why in (data.get("dropped_daemons") or {}).items():
+        warnings.append(f"{name} was not measured: {why}")
+    if warnings:
+        lines += ["", "warnings:"] + [f"  - {w}" for w in warnings]
+    return "\n".join(lines)

@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""Serving benchmark: pyxinetd against the real xinetd 2.3.15.3, same configuration, same run.
+
+    python3 bench/serve.py [--duration S] [--cases GLOBS] [--idle S] [--services N] ...
+
+Phases, all on 127.0.0.1:
+1. the load generator's ceiling: the same client loops against trivial pre-forked servers;
+2. the cases: for each case, each daemon is started on the generated configuration, the
+   clients run a warm-up then a measured window, and the daemon is stopped (daemons are
+   restarted per case, and which one goes first alternates, so drift on a shared machine
+   does not favour either);
+3. resources: both daemons started at once, each on the benchmark configuration and on one
+   with --services services (same text, each on its own free ports): VmRSS, then the CPU
+   ticks used over --idle idle seconds.
+Prints a table and writes every number to bench/results/latest.json (or --json).
+Run it as root: the nobody case needs the daemons to switch users.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if not __package__:  # run as a script: make `bench` importable from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import cases as case_table  # noqa: E402
+from bench import confgen, daemons, loadgen, procinfo, report  # noqa: E402
+from bench.procs import Janitor, become_subreaper, terminate_raises  # noqa: E402
+from bench.refserver import reference_server  # noqa: E402
+
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
+DAEMONS = ("xinetd", "pyxinetd")
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    janitor: Janitor
+    workdir: Path
+    specs: dict[str, daemons.DaemonSpec]
+    failed: dict[str, str] = field(default_factory=dict)  # daemon -> why it was dropped
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=5.0,
+                   help="measured seconds per case and daemon (default 5)")
+    p.add_argument("--warmup", type=float, default=0.5,
+                   help="unmeasured seconds of load before each measurement (default 0.5)")
+    p.add_argument("--cases", default=None,
+                   help="comma-separated case names or globs; a word matches a prefix "
+                        "(default: all; see --list)")
+    p.add_argument("--list", action="store_true", help="list the cases and exit")
+    p.add_argument("--idle", type=float, default=30.0,
+                   help="idle seconds for the CPU-time measurement (default 30; 0 skips)")
+    p.add_argument("--services", type=int, default=1000,
+                   help="services in the memory configuration (default 1000; 0 skips)")
+    p.add_argument("--no-resources", action="store_true",
+                   help="skip the RSS and idle-CPU phase")
+    p.add_argument("--daemons", default=",".join(DAEMONS),
+                   help="which daemons to run (default xinetd,pyxinetd)")
+    p.add_argument("--xinetd", default=None,
+                   help="xinetd binary or wrapper (default: what scripts/fetch-xinetd prints)")
+    p.add_argument("--pyxinetd-cmd", default=None,
+                   help="command that runs pyxinetd (default: PYTHON -m pyxinetd)")
+    p.add_argument("--ceiling-duration", type=float, default=None,
+                   help="measured seconds per load-generator ceiling run (default: "
+                        "--duration, at most 3)")
+    p.add_argument("--no-ceiling", action="store_true", help="skip the ceiling phase")
+    p.add_argument("--service-log", action="store_true",
+                   help="give both daemons a FILE service log (START/EXIT per connection)")
+    p.add_argument("--timeout", type=float, default=5.0,
+                   help="per-request socket timeout in seconds (default 5)")
+    p.add_argument("--udp-rto", type=float, default=0.1,
+                   help="seconds before a UDP request is sent again (default 0.1)")
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the work folder (configurations and daemon logs)")
+    args = p.parse_args(argv)
+    if args.duration <= 0 or args.warmup < 0 or args.idle < 0 or args.services < 0:
+        p.error("durations and counts must not be negative (and --duration > 0)")
+    return args
+
+
+# -- phase 1: the load generator's ceiling ----------------------------------------------
+
+def measure_ceilings(ctx: Context, chosen: list[case_table.Case],
+                     services: dict[str, confgen.BenchService]) -> dict[str, dict[str, object]]:
+    args = ctx.args
+    duration = args.ceiling_duration or min(args.duration, 3.0)
+    wanted = sorted({(services[c.service].kind, services[c.service].payload, c.concurrency)
+                     for c in chosen})
+    ceilings: dict[str, dict[str, object]] = {}
+    for kind, payload, concurrency in wanted:
+        with reference_server(ctx.janitor, kind, payload) as addr:
+            result = loadgen.run_load(ctx.janitor, kind, addr, payload, concurrency,
+                                      args.warmup, duration, args.timeout, args.udp_rto)
+        ceilings[report.ceiling_key(kind, concurrency)] = result.summary()
+        report.progress(f"ceiling {kind:<5} c{concurrency}: {result.rate:10.1f} req/s"
+                        + (f"  ({result.errors} errors)" if result.errors else ""))
+    return ceilings
+
+
+# -- phase 2: the cases ------------------------------------------------------------------
+
+def _probe(pid: int) -> loadgen.Probe:
+    def probe() -> dict[str, float]:
+        ticks = procinfo.cpu_ticks(pid) or (0, 0)
+        busy, total = procinfo.system_cpu()
+        return {"self": ticks[0], "children": ticks[1], "sys_busy": busy, "sys_total": total}
+    return probe
+
+
+def _cpu_summary(result: loadgen.LoadResult) -> dict[str, float]:
+    if result.probes is None:
+        return {}
+    a, b = result.probes
+    seconds = result.duration * procinfo.CLOCK_TICKS
+    sys_total = b["sys_total"] - a["sys_total"]
+    return {
+        "daemon_cpu_pct": round(100 * (b["self"] - a["self"]) / seconds, 1),
+        "reaped_children_cpu_pct": round(100 * (b["children"] - a["children"]) / seconds, 1),
+        "machine_busy_pct": round(100 * (b["sys_busy"] - a["sys_busy"]) / sys_total, 1)
+        if sys_total else 0.0,
+    }
+
+
+def run_case(ctx: Context, case: case_table.Case, service: confgen.BenchService,
+             conf: Path, order: list[str]) -> dict[str, object]:
+    args = ctx.args
+    results: dict[str, object] = {}
+    for name in order:
+        if name in ctx.failed:
+            continue
+        try:
+            running = daemons.start(ctx.janitor, ctx.specs[name], conf, ctx.workdir,
+                                    f"{case.name}-{name}")
+        except daemons.DaemonError as e:
+            ctx.failed[name] = str(e).splitlines()[0]
+            report.progress(f"{name} could not start, dropped from the run:\n{e}")
+            continue
+        try:
+            result = loadgen.run_load(ctx.janitor, service.kind, ("127.0.0.1", service.port),
+                                      service.payload, case.concurrency, args.warmup,
+                                      args.duration, args.timeout, args.udp_rto,
+                                      probe=_probe(running.pid))
+            summary = result.summary()
+            summary.update(_cpu_summary(result))
+            summary["rss_after_kib"] = procinfo.status_kib(running.pid, "VmRSS")
+            summary["hwm_after_kib"] = procinfo.status_kib(running.pid, "VmHWM")
+            if running.proc.poll() is not None:
+                summary["note"] = f"daemon exited during the case (status {running.proc.returncode})"
+        finally:
+            daemons.stop(ctx.janitor, running)
+        results[name] = summary
+        report.progress(f"{case.name:<15} {name:<8} {result.rate:10.1f} req/s  "
+                        f"p50 {report.fmt_ms(summary['p50_ms'])} ms  "
+                        f"p99 {report.fmt_ms(summary['p99_ms'])} ms"
+                        + (f"  {result.errors} errors {result.error_kinds}"
+                           if result.errors else "")
+                        + (f"  {result.retransmits} UDP retransmissions"
+                           if result.retransmits else ""))
+    return results
+
+
+# -- phase 3: memory and idle CPU --------------------------------------------------------
+
+def measure_resources(ctx: Context, names: list[str]) -> dict[str, dict[str, object]]:
+    """Both daemons at once, each on the bench configuration and on the N-service one."""
+    args = ctx.args
+    configs: list[tuple[str, str, Path]] = []
+    for name in names:
+        text, _ = confgen.bench_config()
+        conf = ctx.workdir / f"resources-bench-{name}.conf"
+        conf.write_text(text)
+        configs.append((name, "bench", conf))
+        if args.services:
+            conf = ctx.workdir / f"resources-many-{name}.conf"
+            conf.write_text(confgen.many_services_config(args.services))
+            configs.append((name, "many", conf))
+    running: list[tuple[str, str, daemons.Running]] = []
+    out: dict[str, dict[str, object]] = {name: {} for name in names}
+    try:
+        for name, which, conf in configs:
+            try:
+                r = daemons.start(ctx.janitor, ctx.specs[name], conf, ctx.workdir,
+                                  f"resources-{which}-{name}", timeout=120.0)
+            except daemons.DaemonError as e:
+                out[name][which] = {"error": str(e).splitlines()[0]}
+                report.progress(f"{name} ({which} configuration) could not start:\n{e}")
+                continue
+            running.append((name, which, r))
+        time.sleep(1.0)  # let start-up work (imports, first allocations) settle
+        before = {}
+        for name, which, r in running:
+            before[(name, which)] = procinfo.cpu_ticks(r.pid)
+            out[name][which] = {"services": r.services,
+                                "rss_kib": procinfo.status_kib(r.pid, "VmRSS"),
+                                "hwm_kib": procinfo.status_kib(r.pid, "VmHWM")}
+        if args.idle and running:
+            report.progress(f"idle for {args.idle:g} s ...")
+            time.sleep(args.idle)
+            for name, which, r in running:
+                t0, t1 = before[(name, which)], procinfo.cpu_ticks(r.pid)
+                entry = out[name][which]
+                assert isinstance(entry, dict)
+                entry["idle_s"] = args.idle
+                entry["idle_ticks"] = None if t0 is None or t1 is None else t1[0] - t0[0]
+                entry["rss_after_idle_kib"] = procinfo.status_kib(r.pid, "VmRSS")
+    finally:
+        for _, _, r in running:
+            daemons.stop(ctx.janitor, r)
+    return out
+
+
+# -- the run -----------------------------------------------------------------------------
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(daemons.REPO), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def _raise_fd_limit() -> int:
+    """1,000 listeners need more than the usual soft limit of 1,024 descriptors; the
+    daemons inherit the raised limit (xinetd sizes its tables from the hard one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def run(args: argparse.Namespace) -> int:
+    chosen = case_table.select(args.cases)
+    names = [n.strip() for n in args.daemons.split(",") if n.strip()]
+    if not names or any(n not in DAEMONS for n in names):
+        raise SystemExit(f"--daemons takes a list of {', '.join(DAEMONS)}")
+    if os.geteuid() != 0:
+        report.progress("warning: not root; the daemons cannot switch to nobody")
+    nofile = _raise_fd_limit()
+    subreaper = become_subreaper()
+    janitor = Janitor()
+    workdir = Path(tempfile.mkdtemp(prefix="pyxinetd-bench-"))
+    specs: dict[str, daemons.DaemonSpec] = {}
+    failed: dict[str, str] = {}
+    for name in names:
+        try:
+            specs[name] = (daemons.xinetd_spec(args.xinetd) if name == "xinetd"
+                           else daemons.pyxinetd_spec(args.pyxinetd_cmd))
+        except daemons.DaemonError as e:
+            failed[name] = str(e)
+    ctx = Context(args, janitor, workdir, specs, failed)
+    data: dict[str, object] = {
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "git_commit": _git_commit(),
+        "machine": procinfo.machine(),
+        "commands": {n: list(s.argv) for n, s in specs.items()},
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "nofile_soft_limit": nofile,
+        "subreaper": subreaper,
+    }
+    try:
+        with terminate_raises():
+            service_log = str(workdir / "service.log") if args.service_log else None
+            text, bench_services = confgen.bench_config(service_log)
+            conf = workdir / "bench.conf"
+            conf.write_text(text)
+            services = {s.key: s for s in bench_services}
+            data["config"] = text
+            ceilings = {} if args.no_ceiling else measure_ceilings(ctx, chosen, services)
+            data["ceilings"] = ceilings
+            case_rows = []
+            for i, case in enumerate(chosen):
+                order = names if i % 2 == 0 else list(reversed(names))
+                results = run_case(ctx, case, services[case.service], conf, order)
+                case_rows.append(report.case_row(case, services[case.service], results,
+                                                 ceilings))
+            data["cases"] = case_rows
+            alive = [n for n in names if n in specs and n not in ctx.failed]
+            data["resources"] = ({} if args.no_resources or not alive
+                                 else measure_resources(ctx, alive))
+            data["resource_verdicts"] = report.resource_verdicts(data["resources"])
+    finally:
+        janitor.cleanup()
+        data["dropped_daemons"] = ctx.failed
+        data["workdir"] = str(workdir) if args.keep else None
+        if not args.keep:
+            for path in sorted(workdir.rglob("*"), reverse=True):
+                path.unlink() if path.is_file() else path.rmdir()
+            workdir.rmdir()
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(data, indent=2) + "\n")
+    print(report.render(data))
+    print(f"\nJSON: {args.json}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for case in case_table.CASES:
+            print(f"{case.name:<16} ratio >= {case.min_ratio:<4g} {case.what}")
+        return 0
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("interrupted; every started process was stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
