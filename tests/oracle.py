@@ -24,6 +24,7 @@ SIGUSR1 state dump and its program log. Every run gets fresh namespaces:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import re
@@ -32,7 +33,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,6 +231,27 @@ def run_xinetd_dump(conf_path: str | os.PathLike[str], *, stubs: Sequence[str] =
     (to have another program see exactly the same file system); its output is
     returned in `before_stdout`/`before_stderr`.
     """
+    with _xinetd_in_namespace(conf_path, stubs, before) as (proc, run):
+        return _drive(proc, run, timeout, before is not None)
+
+
+def xinetd_startup_seconds(conf_path: str | os.PathLike[str],
+                           timeout: float = 120.0) -> float | None:
+    """Seconds from starting the real xinetd to its `Started working` line (None if it
+    never got there), namespace set-up included; the daemon is then stopped."""
+    with _xinetd_in_namespace(conf_path, (), None) as (proc, run):
+        start = time.monotonic()
+        log_path = run / "xinetd.log"
+        if not _wait_for(lambda: STARTED_MARK in _read(log_path), proc, start + timeout,
+                         max_delay=0.002):
+            return None
+        return time.monotonic() - start
+
+
+@contextlib.contextmanager
+def _xinetd_in_namespace(conf_path: str | os.PathLike[str], stubs: Sequence[str],
+                         before: str | None) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """Start xinetd in fresh namespaces; on exit, stop it and remove its run folder."""
     xinetd = xinetd_path()
     if xinetd is None:
         raise RuntimeError(unavailable_reason())
@@ -258,7 +280,7 @@ def run_xinetd_dump(conf_path: str | os.PathLike[str], *, stubs: Sequence[str] =
                 env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
                 start_new_session=True)
         try:
-            return _drive(proc, run, timeout, before is not None)
+            yield proc, run
         finally:
             _stop(proc)
     finally:
@@ -272,9 +294,9 @@ def _read(path: Path) -> str:
         return ""
 
 
-def _wait_for(predicate: object, proc: subprocess.Popen[bytes], deadline: float) -> bool:
+def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[bytes], deadline: float,
+              max_delay: float = 0.05) -> bool:
     """Poll `predicate()` until true, the process exits, or the deadline passes."""
-    assert callable(predicate)
     delay = 0.002
     while True:
         if predicate():
@@ -282,7 +304,7 @@ def _wait_for(predicate: object, proc: subprocess.Popen[bytes], deadline: float)
         if proc.poll() is not None or time.monotonic() >= deadline:
             return bool(predicate())
         time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+        delay = min(delay * 2, max_delay)
 
 
 def _drive(proc: subprocess.Popen[bytes], run: Path, timeout: float,
