@@ -272,3 +272,19 @@ def run_load(janitor: Janitor, kind: str, addr: tuple[str, int], payload: bytes,
             receiver.close()
         for proc in workers:
             janitor.stop_worker(proc)
+
+
+def merge(results: list[LoadResult]) -> LoadResult:
+    """Pool several runs of the same load: requests, errors and latencies add up."""
+    first = results[0]
+    out = LoadResult(first.kind, first.concurrency, sum(r.duration for r in results))
+    errors: Counter[str] = Counter()
+    for r in results:
+        out.ok += r.ok
+        out.errors += r.errors
+        out.retransmits += r.retransmits
+        errors.update(r.error_kinds)
+        out.latencies.extend(r.latencies)
+    out.latencies.sort()
+    out.error_kinds = dict(errors)
+    return out

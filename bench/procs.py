@@ -116,10 +116,10 @@ class Janitor:
             except subprocess.TimeoutExpired:
                 pass
         self._popens.clear()
-        for proc in list(self._workers.values()):
-            if proc.is_alive():
-                proc.kill()
-            proc.join(timeout=10)
+        for worker in list(self._workers.values()):
+            if worker.is_alive():
+                worker.kill()
+            worker.join(timeout=10)
         self._workers.clear()
         self.reap_orphans()
 

@@ -28,6 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 if not __package__:  # run as a script: make `bench` importable from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -56,6 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=5.0,
                    help="measured seconds per case and daemon (default 5)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every case this many times, interleaved; figures are pooled "
+                        "(default 1)")
     p.add_argument("--warmup", type=float, default=0.5,
                    help="unmeasured seconds of load before each measurement (default 0.5)")
     p.add_argument("--cases", default=None,
@@ -88,6 +92,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true",
                    help="keep the work folder (configurations and daemon logs)")
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     if args.duration <= 0 or args.warmup < 0 or args.idle < 0 or args.services < 0:
         p.error("durations and counts must not be negative (and --duration > 0)")
     return args
@@ -136,10 +142,14 @@ def _cpu_summary(result: loadgen.LoadResult) -> dict[str, float]:
     }
 
 
+Measured = tuple[loadgen.LoadResult, dict[str, Any]]  # a run and the daemon's figures
+
+
 def run_case(ctx: Context, case: case_table.Case, service: confgen.BenchService,
-             conf: Path, order: list[str]) -> dict[str, object]:
+             conf: Path, order: list[str]) -> dict[str, Measured]:
+    """One round of one case: each daemon in `order` started, measured and stopped."""
     args = ctx.args
-    results: dict[str, object] = {}
+    results: dict[str, Measured] = {}
     for name in order:
         if name in ctx.failed:
             continue
@@ -155,23 +165,43 @@ def run_case(ctx: Context, case: case_table.Case, service: confgen.BenchService,
                                       service.payload, case.concurrency, args.warmup,
                                       args.duration, args.timeout, args.udp_rto,
                                       probe=_probe(running.pid))
-            summary = result.summary()
-            summary.update(_cpu_summary(result))
-            summary["rss_after_kib"] = procinfo.status_kib(running.pid, "VmRSS")
-            summary["hwm_after_kib"] = procinfo.status_kib(running.pid, "VmHWM")
+            extra: dict[str, Any] = dict(_cpu_summary(result))
+            extra["rss_after_kib"] = procinfo.status_kib(running.pid, "VmRSS")
+            extra["hwm_after_kib"] = procinfo.status_kib(running.pid, "VmHWM")
             if running.proc.poll() is not None:
-                summary["note"] = f"daemon exited during the case (status {running.proc.returncode})"
+                extra["note"] = f"daemon exited during the case (status {running.proc.returncode})"
         finally:
             daemons.stop(ctx.janitor, running)
-        results[name] = summary
+        results[name] = (result, extra)
         report.progress(f"{case.name:<15} {name:<8} {result.rate:10.1f} req/s  "
-                        f"p50 {report.fmt_ms(summary['p50_ms'])} ms  "
-                        f"p99 {report.fmt_ms(summary['p99_ms'])} ms"
+                        f"p50 {report.fmt_ms(result.summary()['p50_ms'])} ms  "
+                        f"p99 {report.fmt_ms(result.summary()['p99_ms'])} ms  "
+                        f"daemon cpu {extra.get('daemon_cpu_pct', 0):.0f}%"
                         + (f"  {result.errors} errors {result.error_kinds}"
                            if result.errors else "")
                         + (f"  {result.retransmits} UDP retransmissions"
                            if result.retransmits else ""))
     return results
+
+
+def combine(rounds: list[Measured]) -> dict[str, Any]:
+    """One daemon's figures for a case over every round: pooled requests and latencies."""
+    merged = loadgen.merge([r for r, _ in rounds])
+    summary = merged.summary()
+    extras = [e for _, e in rounds]
+    for key in ("daemon_cpu_pct", "reaped_children_cpu_pct", "machine_busy_pct"):
+        values = [e[key] for e in extras if key in e]
+        if values:
+            summary[key] = round(sum(values) / len(values), 1)
+    for key in ("rss_after_kib", "hwm_after_kib"):
+        values = [e[key] for e in extras if e.get(key) is not None]
+        summary[key] = max(values) if values else None
+    notes = [e["note"] for e in extras if "note" in e]
+    if notes:
+        summary["note"] = "; ".join(notes)
+    if len(rounds) > 1:
+        summary["round_rates_per_s"] = [round(r.rate, 1) for r, _ in rounds]
+    return summary
 
 
 # -- phase 3: memory and idle CPU --------------------------------------------------------
@@ -284,17 +314,24 @@ def run(args: argparse.Namespace) -> int:
             data["config"] = text
             ceilings = {} if args.no_ceiling else measure_ceilings(ctx, chosen, services)
             data["ceilings"] = ceilings
-            case_rows = []
-            for i, case in enumerate(chosen):
-                order = names if i % 2 == 0 else list(reversed(names))
-                results = run_case(ctx, case, services[case.service], conf, order)
-                case_rows.append(report.case_row(case, services[case.service], results,
-                                                 ceilings))
-            data["cases"] = case_rows
+            measured: dict[str, dict[str, list[Measured]]] = {c.name: {} for c in chosen}
+            for round_no in range(args.rounds):
+                for i, case in enumerate(chosen):
+                    # Alternate which daemon goes first, so neither always runs warmer.
+                    order = names if (i + round_no) % 2 == 0 else list(reversed(names))
+                    for name, m in run_case(ctx, case, services[case.service], conf,
+                                            order).items():
+                        measured[case.name].setdefault(name, []).append(m)
+            data["cases"] = [
+                report.case_row(case, services[case.service],
+                                {n: combine(ms) for n, ms in measured[case.name].items()},
+                                ceilings)
+                for case in chosen]
             alive = [n for n in names if n in specs and n not in ctx.failed]
-            data["resources"] = ({} if args.no_resources or not alive
-                                 else measure_resources(ctx, alive))
-            data["resource_verdicts"] = report.resource_verdicts(data["resources"])
+            resources = ({} if args.no_resources or not alive
+                         else measure_resources(ctx, alive))
+            data["resources"] = resources
+            data["resource_verdicts"] = report.resource_verdicts(resources)
     finally:
         janitor.cleanup()
         data["dropped_daemons"] = ctx.failed

@@ -11,7 +11,7 @@ import _socket
 import os
 
 listener = _socket.socket(fileno=0)
-fd, _ = listener._accept()
+fd, _ = listener._accept()  # type: ignore[attr-defined]
 try:
     os.write(fd, b"hello\n")
 finally:
