@@ -1,0 +1,103 @@
+"""instances, per_source, -limit and cps: refusals with FAIL lines, and recovery."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from tests.daemon import DaemonFactory, free_port
+from tests.integration.test_dispatch import connect, logged, read_all, wait_service_log
+from tests.factories import make_service
+
+
+def sleeper(tmp_path: Path, name: str, port: int, **overrides: object):  # type: ignore[no-untyped-def]
+    return make_service(name=name, port=port, server="/bin/sleep",
+                        server_argv=("sleep", "300"), **logged(tmp_path, **overrides))
+
+
+def test_instances_limit_rejects_and_frees_on_exit(daemons: DaemonFactory,
+                                                   tmp_path: Path) -> None:
+    port = free_port()
+    daemon = daemons.start_services([sleeper(tmp_path, "one", port, instances=1)])
+    first = connect(port)
+    wait_service_log(tmp_path, r"START: one pid=\d+")
+    with connect(port) as second:
+        assert read_all(second) == b""
+    wait_service_log(tmp_path, r"FAIL: one service_limit from=127\.0\.0\.1")
+    # The running server is killed: its slot is free again.
+    for pid in daemon.children():
+        import os
+        import signal
+        os.kill(pid, signal.SIGKILL)
+    wait_service_log(tmp_path, r"EXIT: one signal=9")
+    first.close()
+    third = connect(port)
+    wait_service_log(tmp_path, r"START: one pid=\d+", 2)
+    third.close()
+
+
+def test_per_source_limit(daemons: DaemonFactory, tmp_path: Path) -> None:
+    port = free_port()
+    daemons.start_services([sleeper(tmp_path, "ps", port, per_source=1)])
+    first = connect(port)
+    wait_service_log(tmp_path, r"START: ps pid=\d+")
+    with connect(port) as second:
+        assert read_all(second) == b""
+    wait_service_log(tmp_path, r"FAIL: ps per_source_limit from=127\.0\.0\.1")
+    first.close()
+
+
+def test_process_limit_counts_every_service(daemons: DaemonFactory, tmp_path: Path) -> None:
+    p1, p2 = free_port(), free_port()
+    daemons.start_services([sleeper(tmp_path, "a", p1), sleeper(tmp_path, "b", p2)],
+                           process_limit=1)
+    first = connect(p1)
+    wait_service_log(tmp_path, r"START: a pid=\d+")
+    with connect(p2) as other:
+        assert read_all(other) == b""
+    wait_service_log(tmp_path, r"FAIL: b process_limit from=127\.0\.0\.1")
+    first.close()
+
+
+def test_access_lists_refuse_in_the_parent(daemons: DaemonFactory, tmp_path: Path) -> None:
+    import ipaddress
+
+    from pyxinetd.config.model import AddressEntry
+
+    port = free_port()
+    deny = AddressEntry("127.0.0.1", "numeric", ipaddress.ip_network("127.0.0.1/32"))
+    svc = make_service(name="acl", port=port, server="/bin/echo", server_argv=("echo", "x"),
+                       **logged(tmp_path, no_access=(deny,)))
+    daemons.start_services([svc])
+    with connect(port) as conn:
+        assert read_all(conn) == b""
+    wait_service_log(tmp_path, r"FAIL: acl address from=127\.0\.0\.1")
+
+
+def test_cps_deactivates_then_reactivates(daemons: DaemonFactory, tmp_path: Path) -> None:
+    port = free_port()
+    svc = make_service(name="rate", port=port, server="/bin/echo", server_argv=("echo", "r"),
+                       cps=(2, 3), **logged(tmp_path))
+    daemon = daemons.start_services([svc])
+    refused = False
+    for _ in range(20):
+        try:
+            with connect(port) as conn:
+                read_all(conn)
+        except ConnectionRefusedError:
+            refused = True
+            break
+        except ConnectionResetError:
+            pass  # queued in the backlog when the listener was closed
+    daemon.wait_for_log(r"Deactivating service rate due to excessive incoming connections\.  "
+                        r"Restarting in 3 seconds\.")
+    wait_service_log(tmp_path, r"FAIL: rate connections per second from=127\.0\.0\.1")
+    if not refused:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        except ConnectionRefusedError:
+            refused = True
+    assert refused
+    daemon.wait_for_log(r"ERROR: Activating service rate")
+    with connect(port) as conn:
+        assert read_all(conn) == b"r\n"
