@@ -1,0 +1,55 @@
+"""xinetd's command line: single-dash words, unknown ones ignored, usage errors exit 1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pyxinetd.cli import UsageError, parse_serving_args
+
+
+def test_all_options() -> None:
+    options, seen, warnings = parse_serving_args(
+        ["-d", "-f", "x.conf", "-filelog", "l", "-pidfile", "p", "-dontfork", "-stayalive",
+         "-limit", "7", "-logprocs", "3", "-cc", "5", "-inetd_compat", "-reuse",
+         "-shutdownprocs", "2", "-inetd_ipv6"])
+    assert options.debug and options.dontfork and options.stayalive and options.inetd_compat
+    assert (options.config_path, options.filelog, options.pidfile) == ("x.conf", "l", "p")
+    assert (options.process_limit, options.logprocs, options.cc_interval) == (7, 3, 5)
+    assert "-shutdownprocs" in seen
+    assert warnings == ["pyxinetd: ignoring unknown option -inetd_ipv6"]
+
+
+@pytest.mark.parametrize("args", [
+    ["positional"], ["-f"], ["-limit", "many"], ["-limit", "-1"],
+    ["-filelog", "a", "-syslog", "daemon"], ["-dontfork", "extra"],
+])
+def test_usage_errors(args: list[str]) -> None:
+    with pytest.raises(UsageError):
+        parse_serving_args(args)
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pyxinetd", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_version_goes_to_stderr() -> None:
+    out = run("-version")
+    assert out.returncode == 0
+    assert "2.3.15.3" in out.stderr and out.stdout == ""
+
+
+def test_usage_error_exits_1_with_usage_line() -> None:
+    out = run("-limit")
+    assert out.returncode == 1
+    assert "Usage: pyxinetd [-d] [-f config_file]" in out.stderr
+
+
+def test_unreadable_config_exits_1(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "log"
+    out = run("-f", str(tmp_path / "missing.conf"), "-dontfork", "-filelog", str(log))
+    assert out.returncode == 1
+    assert "couldn't get configuration" in log.read_text()
