@@ -1,0 +1,39 @@
+"""Signals to a running daemon: TERM/QUIT exit 0, INT ignored, HUP/USR1 kept running."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from tests.daemon import DaemonFactory, free_port
+from tests.integration.test_dispatch import connect, read_all
+from tests.factories import make_service
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGQUIT])
+def test_terminating_signals_exit_0(daemons: DaemonFactory, signum: int) -> None:
+    daemon = daemons.start_services([make_service(name="s", port=free_port())])
+    daemon.signal(signum)
+    assert daemon.wait_exit() == 0
+    assert "WARNING: Exiting..." in daemon.log()
+
+
+def test_other_signals_keep_serving(daemons: DaemonFactory) -> None:
+    port = free_port()
+    svc = make_service(name="s", port=port, server="/bin/echo", server_argv=("echo", "s"))
+    daemon = daemons.start_services([svc])
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+                   signal.SIGALRM, signal.SIGWINCH, signal.SIGABRT):
+        daemon.signal(signum)
+    daemon.wait_for_log("Consistency check passed")
+    daemon.wait_for_log("Reconfiguration is not available yet", count=2)
+    with connect(port) as conn:
+        assert read_all(conn) == b"s\n"
+    assert daemon.proc.poll() is None
+
+
+def test_sigint_exits_in_debug_mode(daemons: DaemonFactory) -> None:
+    daemon = daemons.start_services([make_service(name="s", port=free_port())], debug=True)
+    daemon.signal(signal.SIGINT)
+    assert daemon.wait_exit() == 1
