@@ -75,6 +75,7 @@ class Posix(Protocol):
     def setgid(self, gid: int) -> None: ...
     def setuid(self, uid: int) -> None: ...
     def geteuid(self) -> int: ...
+    def effective_capabilities(self) -> int: ...
 
 
 class RealPosix:
@@ -207,3 +208,14 @@ class RealPosix:
 
     def geteuid(self) -> int:
         return os.geteuid()
+
+    def effective_capabilities(self) -> int:
+        """The CapEff bit set (root in a container may lack some capabilities)."""
+        try:
+            with open("/proc/self/status") as status:
+                for line in status:
+                    if line.startswith("CapEff:"):
+                        return int(line.split()[1], 16)
+        except OSError:
+            pass
+        return -1 if os.geteuid() == 0 else 0

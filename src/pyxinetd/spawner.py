@@ -10,16 +10,21 @@ argv exactly service.server_argv.
 
 How fast the child gets there is a separate, measured choice (docs/spawner.md):
 
-* SPAWN: `os.posix_spawn`, which glibc runs with CLONE_VM|CLONE_VFORK, so its cost does
-  not grow with the daemon's memory. It cannot change credentials, nice, umask or
-  rlimits in the child, but those the child inherits; so the parent sets umask,
-  RLIMIT_NOFILE and nice on itself around the call and puts them back right after (the
-  master is single-threaded, and its signal handlers only record). Used whenever no
-  credential change is needed and every such temporary change is reversible.
-* FORK_EXEC: CPython's C-level fork/exec (`_posixsubprocess`, behind subprocess) for
-  services that change user or group. The credential change rules out vfork, but the
-  child still runs no Python code. Used only when the master ignores and blocks no
-  signal that the C path would leave as it found it.
+* FORK_EXEC: CPython's C-level fork/exec (`_posixsubprocess`, behind subprocess). The
+  child runs no Python code, and without a credential change it uses vfork, so its
+  cost does not grow with the daemon's memory; a credential change rules vfork out.
+  It resets SIGPIPE and SIGXFSZ but keeps any other ignored signal and the signal mask,
+  so it is used only while the master ignores and blocks nothing else (the master's
+  "ignored" signals have recording handlers, which exec resets). It cannot set nice or
+  rlimits in the child, but the child inherits them: the parent sets RLIMIT_NOFILE and
+  nice on itself around the call and puts them back right after (the master is
+  single-threaded and its signal handlers only record), when that is reversible
+  (lowering a hard limit needs CAP_SYS_RESOURCE to undo, raising priority CAP_SYS_NICE;
+  root in a container may lack either).
+* SPAWN: `os.posix_spawn` (glibc: CLONE_VM|CLONE_VFORK) with dup2/close actions,
+  setsid, every signal at default and an empty mask, for when the master's signal
+  state is not plain and no credential change is needed (same lending of umask,
+  NOFILE and nice). glibc leaves its two internal signals (32, 33) ignored there.
 * CHECKLIST: `os.fork` and the steps below in Python, each checked, any failure sent
   as "errno:step:message" through a close-on-exec pipe and `os._exit(127)` always.
   Used for RLIMIT_AS/CPU/DATA/RSS/STACK (setting them on the parent, even briefly,
@@ -69,6 +74,10 @@ _C_PATH_RESETS = frozenset({int(signal.SIGPIPE), int(signal.SIGXFSZ)})
 _MAX_FD = 2**31 - 1
 
 _NICE_MIN, _NICE_MAX = -20, 19
+
+# linux/capability.h
+CAP_SYS_NICE = 23
+CAP_SYS_RESOURCE = 24
 
 
 class Method(enum.Enum):
@@ -156,6 +165,8 @@ class Spawner:
 
     def __init__(self, posix: Posix) -> None:
         self._os = posix
+        # Read once: the master does not change its capabilities while serving.
+        self._caps: int | None = None
 
     def spawn(self, service: ServiceConfig, sock: socket.socket, remote_host: str, *,
               as_root: bool, method: Method | None = None) -> int:
@@ -175,22 +186,27 @@ class Spawner:
         """The fastest path that reproduces the whole checklist exactly."""
         if req.rlimits or not self._parent_state_reversible(req):
             return Method.CHECKLIST
-        if req.credentials is None:
-            return Method.SPAWN
         if HAVE_FORK_EXEC and self._signal_state_plain():
             return Method.FORK_EXEC
+        if req.credentials is None:
+            return Method.SPAWN
         return Method.CHECKLIST
 
     def _parent_state_reversible(self, req: SpawnRequest) -> bool:
-        # Root can put any limit or priority back; others can neither raise a hard
-        # limit nor lower their nice value again.
-        if self._os.geteuid() == 0:
-            return True
-        if req.nice is not None:
+        # Raising a hard limit takes CAP_SYS_RESOURCE and lowering nice CAP_SYS_NICE,
+        # which root in a container may not have; without them a change lent to the
+        # child could not be taken back.
+        caps = self._capabilities()
+        if req.nice and not caps & (1 << CAP_SYS_NICE):
             return False
-        if req.nofile is not None:
+        if req.nofile is not None and not caps & (1 << CAP_SYS_RESOURCE):
             return req.nofile[1] == self._os.getrlimit(resource.RLIMIT_NOFILE)[1]
         return True
+
+    def _capabilities(self) -> int:
+        if self._caps is None:
+            self._caps = self._os.effective_capabilities()
+        return self._caps
 
     def _signal_state_plain(self) -> bool:
         """True when the C fork path would leave no signal ignored or blocked."""
