@@ -6,6 +6,8 @@ import re
 import socket
 from pathlib import Path
 
+import pytest
+
 from pyxinetd.config.model import FileTarget, SocketType
 from tests.daemon import DaemonFactory, free_port, python_server, wait_until
 from tests.factories import make_service
@@ -216,3 +218,42 @@ def test_no_services_exits_1_unless_stayalive(daemons: DaemonFactory) -> None:
         alive = daemons.start_services([svc], dontfork=False, stayalive=True)
         alive.wait_for_log("Started working: 0 available services")
         assert alive.proc.poll() is None
+
+
+def _have_loader() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyxinetd.config.loader") is not None
+
+
+@pytest.mark.skipif(not _have_loader(), reason="the configuration loader is not available")
+def test_command_line_serves_a_configuration_file(daemons: DaemonFactory,
+                                                  tmp_path: Path) -> None:
+    port = free_port()
+    conf = f"""
+defaults
+{{
+    log_type = FILE {tmp_path / "services.log"}
+    log_on_success = PID HOST EXIT
+}}
+
+service hello
+{{
+    type = UNLISTED
+    socket_type = stream
+    protocol = tcp
+    port = {port}
+    wait = no
+    user = root
+    server = /bin/echo
+    server_args = hello
+    bind = 127.0.0.1
+}}
+"""
+    daemon = daemons.start_config(conf, "-inetd_ipv6")
+    assert "Started working: 1 available service" in daemon.log()
+    with connect(port) as conn:
+        assert read_all(conn) == b"hello\n"
+    wait_service_log(tmp_path, r"EXIT: hello status=0 pid=\d+")
+    daemon.signal(15)
+    assert daemon.wait_exit() == 0
