@@ -28,7 +28,9 @@ except ImportError:  # pragma: no cover - every CPython on POSIX has it
 
 # The argument list of _posixsubprocess.fork_exec is private and changes between
 # versions; it is used only on the versions whose signature this module was written for.
-HAVE_FORK_EXEC = _posixsubprocess is not None and (3, 11) <= sys.version_info[:2] <= (3, 12)
+# 3.12.0 is left out: with extra_groups=[] it skipped setgroups() (CVE-2023-6507).
+HAVE_FORK_EXEC = _posixsubprocess is not None and (
+    sys.version_info[:2] == (3, 11) or (3, 12, 1) <= sys.version_info[:3] < (3, 13))
 
 
 class Posix(Protocol):
