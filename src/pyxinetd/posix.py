@@ -152,7 +152,10 @@ class RealPosix:
     def open_fds(self) -> list[int]:
         # The directory's own descriptor appears in the listing; it is closed by the
         # time the caller looks, and is_cloexec() on it then fails with EBADF.
-        return [int(name) for name in os.listdir("/proc/self/fd")]
+        try:
+            return [int(name) for name in os.listdir("/proc/self/fd")]
+        except OSError:  # no /proc: every number below the soft limit
+            return list(range(min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 1 << 16)))
 
     def is_cloexec(self, fd: int) -> bool:
         return bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)

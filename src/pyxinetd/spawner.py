@@ -258,6 +258,12 @@ class Spawner:
         for action in reversed(undo):
             action()
 
+    def _errpipe(self, req: SpawnRequest) -> tuple[int, int]:
+        try:
+            return self._os.pipe()
+        except OSError as err:  # EMFILE/ENFILE: no child could have been made either
+            raise _error(req, "fork", err) from err
+
     # -- path 1: posix_spawn ----------------------------------------------------------
 
     def run_spawn(self, req: SpawnRequest) -> int:
@@ -294,13 +300,13 @@ class Spawner:
             if src != req.fd:
                 posix.close(src)
 
-    # -- path 2: C-level fork/exec with a credential change ---------------------------
+    # -- path 2: C-level fork/exec (vfork unless credentials change) -------------------
 
     def run_fork_exec(self, req: SpawnRequest) -> int:
         """_posixsubprocess.fork_exec: groups, gid, uid, umask, setsid, fds in C."""
         posix = self._os
         creds = req.credentials
-        errpipe = posix.pipe()
+        errpipe = self._errpipe(req)
         try:
             undo = self._lend_parent_state(req, umask=False)
             try:
@@ -338,7 +344,7 @@ class Spawner:
     def run_checklist(self, req: SpawnRequest) -> int:
         """os.fork, then child_checklist in the child; errors come back on a pipe."""
         posix = self._os
-        errpipe_read, errpipe_write = posix.pipe()
+        errpipe_read, errpipe_write = self._errpipe(req)
         # Nothing may run a Python signal handler in the child before the dispositions
         # are reset (it would write to the master's wakeup socket): block everything
         # across fork; the child empties the mask once the handlers are gone.
