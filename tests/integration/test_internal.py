@@ -126,6 +126,7 @@ def test_stalled_clients_do_not_stall_others_and_memory_stays_bounded() -> None:
 
 
 def test_chargen_stream_matches_xinetds_lines() -> None:
+    chargen.DATAGRAM_CYCLE.position = 0     # as in a daemon that answered no datagram
     lt = LoopThread()
     addr = serve(lt, "chargen")
     with lt:
@@ -281,3 +282,14 @@ def test_dgram_never_answers_builtin_ports(udp_pair: Any) -> None:
 def test_dgram_with_nothing_queued_does_not_raise(udp_pair: Any) -> None:
     server, _ = udp_pair
     internal.handle_datagram(make_service("echo", socket_type=SocketType.DGRAM), server)
+
+
+def test_chargen_stream_starts_where_the_datagrams_left_off() -> None:
+    """xinetd's forked chargen starts from its copy of the daemon's dgram position."""
+    chargen.DATAGRAM_CYCLE.position = 31
+    lt = LoopThread()
+    addr = serve(lt, "chargen")
+    with lt, connect(addr) as c:
+        got = recv_all(c, 74 * 2)
+    assert got[:1] == b"@" and got[74:75] == b"A"
+    assert chargen.DATAGRAM_CYCLE.position == 31

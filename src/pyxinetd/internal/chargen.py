@@ -7,7 +7,9 @@ not 93 (measured on xinetd 2.3.15.3): lines 93 and 94 start again at `!` and `"`
 line 95 starts at `!` like line 0. A datagram reply is exactly 1024
 bytes: 13 full lines and a 60-character line, each line advancing the cycle by one;
 the position is process-wide and persists from one datagram to the next (as in xinetd,
-where it is a static of the daemon). A stream session starts its own cycle at `!`.
+where it is a static of the daemon). A stream session starts at that same position and
+then runs its own count without moving it (xinetd's forked child starts from its copy
+of the daemon's position: `!` only until the first datagram was answered).
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ class ChargenSession(StreamSession):
 
     def __init__(self, loop: Loop, conn: socket.socket, on_close: OnClose, *,
                  greeting: bytes = b"") -> None:
-        self._position = 0
+        self._position = DATAGRAM_CYCLE.position
         try:
             conn.shutdown(socket.SHUT_RD)
         except OSError:
