@@ -335,9 +335,12 @@ class Dispatcher:
 
         try:
             if svc.is_redirect:
+                def unreachable(text: str) -> None:
+                    # on_error replaces on_close: release the session here (no TRAFFIC).
+                    self.program.error("redirect", text)
+                    closed()
                 record.session = internal.start_redirect(
-                    self.loop, svc, conn, addr, closed,
-                    lambda text: self.program.error("redirect", text))
+                    self.loop, svc, conn, addr, closed, unreachable, greeting=greeting)
             elif svc.name == "tcpmux":
                 record.session = internal.start_tcpmux(
                     self.loop, svc, conn, addr, self._tcpmux_lookup, self._tcpmux_launch,
