@@ -1,0 +1,172 @@
+"""Parsing only_from / no_access tokens into AddressEntry objects.
+
+xinetd tries, in order: a numeric address (an IPv4 mask comes from its trailing zero
+octets, glibc short forms such as 127.1 are accepted), a host name or `.domain`
+suffix, an explicit `addr/bits` mask, a factorised `a.b.c.{x,y}` form, and finally a
+name from /etc/networks. A token nothing recognises is dropped with a message and the
+service stays up.
+
+Two differences, both documented in docs/compatibility.md: host names are recognised
+by their shape, not by resolving them now (xinetd calls getaddrinfo at load time only
+to throw the answer away: entries match by reverse lookup at connection time, and a
+name that does not resolve could never match anyway), and an IPv6 `/128` entry matches
+its host instead of never matching.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyxinetd.config.model import AddressEntry
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+NetworkLookup = Callable[[str], "ipaddress.IPv4Network | None"]
+
+# RFC 1123 labels, plus '_' which resolvers accept in /etc/hosts.
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+                          r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$")
+_TCPD_WORDS = {"ALL", "LOCAL", "KNOWN", "UNKNOWN", "PARANOID"}
+
+
+class AddressError(ValueError):
+    """A token that must disable its service (xinetd reports these as errors)."""
+
+
+@dataclass(frozen=True)
+class AddressParse:
+    entries: tuple[AddressEntry, ...]
+    # A warning to report (token dropped, or parsed in a surprising way).
+    warning: str | None = None
+
+
+def _ipv4_numeric(token: str) -> ipaddress.IPv4Address | None:
+    if not token or not all(c.isdigit() or c in ".xXabcdefABCDEF" for c in token):
+        return None
+    try:
+        # inet_aton is what getaddrinfo(AI_NUMERICHOST) uses: 127.1, 10, 0x7f.1 all work.
+        return ipaddress.IPv4Address(socket.inet_aton(token))
+    except OSError:
+        return None
+
+
+def _trailing_zero_network(address: ipaddress.IPv4Address) -> ipaddress.IPv4Network:
+    octets = address.packed
+    significant = 4
+    while significant > 0 and octets[significant - 1] == 0:
+        significant -= 1
+    return ipaddress.IPv4Network((address, significant * 8))
+
+
+def _numeric(token: str) -> AddressEntry | None:
+    if "/" in token or "{" in token:
+        return None
+    if ":" in token:
+        try:
+            address6 = ipaddress.IPv6Address(token)
+        except ValueError:
+            return None
+        return AddressEntry(token, "numeric", ipaddress.IPv6Network((address6, 128)))
+    address = _ipv4_numeric(token)
+    if address is None:
+        return None
+    network = _trailing_zero_network(address)
+    kind = "numeric" if network.prefixlen == 32 else "net"
+    return AddressEntry(token, kind, network)
+
+
+def _cidr(token: str) -> tuple[AddressEntry | None, str | None]:
+    address_text, _, bits_text = token.partition("/")
+    if not bits_text.isdigit():
+        return None, None
+    bits = int(bits_text)
+    warning = None
+    if ":" in address_text:
+        try:
+            address6 = ipaddress.IPv6Address(address_text)
+        except ValueError:
+            return None, None
+        if bits > 128:
+            warning = f"{token}: a prefix longer than 128 bits is taken as /128"
+            bits = 128
+        net6 = ipaddress.IPv6Network((address6, bits), strict=False)
+        return AddressEntry(token, "cidr", net6), warning
+    address = _ipv4_numeric(address_text)
+    if address is None:
+        return None, None
+    if bits > 32:
+        warning = f"{token}: a prefix longer than 32 bits is taken as /32"
+        bits = 32
+    return AddressEntry(token, "cidr", ipaddress.IPv4Network((address, bits), strict=False)), warning
+
+
+def _factorized(token: str) -> tuple[AddressEntry, ...] | None:
+    head, brace, tail = token.partition("{")
+    if not brace:
+        return None
+    if ":" in head or (head and not all(c.isdigit() or c == "." for c in head)):
+        return None
+    if head and not head.endswith("."):
+        raise AddressError(f"bad address {token}: the part before '{{' must end with a dot")
+    if ".." in head:
+        raise AddressError(f"bad address {token}: consecutive dots")
+    prefix = [int(p) for p in head.split(".") if p] if head else []
+    if len(prefix) > 3 or any(p > 255 for p in prefix):
+        raise AddressError(f"bad address {token}: expected at most three octets before '{{'")
+    if not tail.endswith("}") or "}" in tail[:-1]:
+        raise AddressError(f"bad address {token}: the closing '}}' must end the address")
+    items = tail[:-1].split(",")
+    if any(item == "" for item in items):
+        raise AddressError(f"bad address {token}: consecutive commas")
+    if not all(item.isdigit() and int(item) <= 255 for item in items):
+        raise AddressError(f"bad address {token}: expected numbers 0-255 between the braces")
+    bits = 8 * (len(prefix) + 1)
+    entries = []
+    for item in items:
+        octets = prefix + [int(item)] + [0] * (3 - len(prefix))
+        network = ipaddress.IPv4Network((".".join(map(str, octets)), bits))
+        entries.append(AddressEntry(token, "factorized", network))
+    return tuple(entries)
+
+
+def parse_address(token: str, networks: NetworkLookup) -> AddressParse:
+    """Parse one token; raises AddressError for the mistakes xinetd treats as fatal."""
+    if token == "":
+        return AddressParse(())
+    if "," in token and "{" not in token:
+        raise AddressError(f"address {token} has a comma in it; separate addresses with blanks")
+    entry = _numeric(token)
+    if entry is not None:
+        return AddressParse((entry,))
+    if "/" not in token and "{" not in token:
+        if token.startswith("."):
+            if _HOSTNAME_RE.match(token[1:]) and not all(c.isdigit() or c == "." for c in token):
+                return AddressParse((AddressEntry(token, "domain", name=token.lower()),))
+        else:
+            named = networks(token)
+            if named is not None:
+                return AddressParse((AddressEntry(token, "netname", named),))
+            if _HOSTNAME_RE.match(token) and not all(c.isdigit() or c == "." for c in token):
+                warning = None
+                if token.upper() in _TCPD_WORDS:
+                    warning = (f"{token} is not a keyword in xinetd address lists; it is taken as "
+                               "a host name (use 0.0.0.0/0 ::/0 for everyone)")
+                return AddressParse((AddressEntry(token, "host", name=token.lower()),), warning)
+    if "/" in token:
+        cidr, warning = _cidr(token)
+        if cidr is not None:
+            return AddressParse((cidr,), warning)
+    factorized = _factorized(token)
+    if factorized is not None:
+        return AddressParse(factorized)
+    return AddressParse((), f"failed to parse address {token}; it is ignored")
+
+
+def same_address(a: AddressEntry, b: AddressEntry) -> bool:
+    """The equality `-=` uses: same network and mask, or same name ignoring case."""
+    if a.network is not None or b.network is not None:
+        return a.network == b.network
+    return (a.name or "").lower() == (b.name or "").lower() and a.kind == b.kind

@@ -1,0 +1,282 @@
+"""The attribute table, and how one attribute line changes a service or the defaults.
+
+One row per attribute, in the spirit of xinetd's own table: how many values it takes,
+whether it is a list (which may be modified with `+=`/`-=`), whether `defaults` may
+carry it, and the value parser. The severities are xinetd's (reference §1.8): an unknown
+attribute, a wrong number of values, a forbidden operator or a repeated attribute is a
+warning and the line is ignored; a value the parser rejects disables the service (or,
+in defaults, is reported as an error and the line ignored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pyxinetd.config import values as v
+from pyxinetd.config.addresses import same_address
+from pyxinetd.config.diagnostics import DiagnosticSink, did_you_mean
+from pyxinetd.config.grammar import RawAttribute, RawEntry
+from pyxinetd.config.model import AddressEntry
+
+Parser = Callable[[v.Values, v.ValueContext], object]
+_ALL_OPS = frozenset({"=", "+=", "-="})
+_ASSIGN = frozenset({"="})
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    """One row of the table. `count` None means the parser checks the number of values."""
+
+    name: str
+    parse: Parser
+    count: int | None = 1
+    is_list: bool = False
+    service_ops: frozenset[str] = _ASSIGN
+    in_defaults: bool = False
+    defaults_only: bool = False
+
+
+def _spec(name: str, parse: Parser, count: int | None = 1, *, is_list: bool = False,
+          ops: frozenset[str] = _ASSIGN, defaults: bool = False,
+          defaults_only: bool = False) -> AttributeSpec:
+    return AttributeSpec(name, parse, count, is_list, ops, defaults, defaults_only)
+
+
+_LIST_OPS = _ALL_OPS
+TABLE: dict[str, AttributeSpec] = {s.name: s for s in (
+    _spec("id", v.parse_text),
+    _spec("type", v.parse_types, None),
+    _spec("flags", v.parse_flags, None),
+    _spec("disable", v.parse_yes_no),
+    _spec("socket_type", v.parse_socket_type),
+    _spec("protocol", v.parse_protocol),
+    _spec("wait", v.parse_yes_no),
+    _spec("port", v.parse_port),
+    _spec("rpc_version", v.parse_rpc_version),
+    _spec("rpc_number", v.parse_uint),
+    _spec("server", v.parse_server),
+    _spec("server_args", v.parse_server_args, None),
+    _spec("user", v.parse_user),
+    _spec("group", v.parse_group),
+    _spec("groups", v.parse_yes_no, defaults=True),
+    _spec("umask", v.parse_umask, defaults=True),
+    _spec("nice", v.parse_nice),
+    _spec("env", v.parse_env, None, is_list=True, ops=frozenset({"=", "+="})),
+    _spec("passenv", v.parse_names, None, is_list=True, ops=_LIST_OPS, defaults=True),
+    _spec("rlimit_as", v.parse_rlimit_size),
+    _spec("rlimit_cpu", v.parse_rlimit_cpu),
+    _spec("rlimit_data", v.parse_rlimit_size),
+    _spec("rlimit_rss", v.parse_rlimit_size),
+    _spec("rlimit_stack", v.parse_rlimit_size),
+    _spec("rlimit_files", v.parse_rlimit_size),
+    _spec("redirect", v.parse_redirect, 2),
+    _spec("libwrap", v.parse_text),
+    _spec("bind", v.parse_bind, defaults=True),
+    _spec("v6only", v.parse_yes_no, defaults=True),
+    _spec("only_from", v.parse_addresses, None, is_list=True, ops=_LIST_OPS, defaults=True),
+    _spec("no_access", v.parse_addresses, None, is_list=True, ops=_LIST_OPS, defaults=True),
+    _spec("access_times", v.parse_access_times, None),
+    _spec("instances", v.parse_limit, defaults=True),
+    _spec("per_source", v.parse_limit, defaults=True),
+    _spec("cps", v.parse_cps, 2, defaults=True),
+    _spec("max_load", v.parse_max_load, defaults=True),
+    _spec("deny_time", v.parse_deny_time),
+    _spec("banner", v.parse_text, defaults=True),
+    _spec("banner_success", v.parse_text, defaults=True),
+    _spec("banner_fail", v.parse_text, defaults=True),
+    _spec("log_type", v.parse_log_type, None, defaults=True),
+    _spec("log_on_success", v.parse_log_on_success, None, is_list=True, ops=_LIST_OPS,
+          defaults=True),
+    _spec("log_on_failure", v.parse_log_on_failure, None, is_list=True, ops=_LIST_OPS,
+          defaults=True),
+    _spec("enabled", v.parse_ids, None, is_list=True, defaults=True, defaults_only=True),
+    _spec("disabled", v.parse_ids, None, is_list=True, defaults=True, defaults_only=True),
+)}
+ALIASES = {"interface": "bind"}
+# Copied from the defaults into a service when its block starts (reference §1.6).
+COPIED_AT_PARSE = ("log_on_success", "log_on_failure", "only_from", "no_access", "passenv",
+                   "banner", "banner_success", "banner_fail")
+
+
+def lookup(name: str) -> AttributeSpec | None:
+    key = name.lower()
+    return TABLE.get(ALIASES.get(key, key))
+
+
+@dataclass
+class Draft:
+    """A service or the defaults while its lines are applied."""
+
+    kind: Literal["service", "defaults"]
+    name: str
+    file: str
+    line: int
+    values: dict[str, object] = field(default_factory=dict)
+    # Attributes written in this block (as opposed to copied from the defaults).
+    own: dict[str, RawAttribute] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    disabled: bool = False
+    explicit_traffic: bool = False
+
+    @classmethod
+    def start(cls, entry: RawEntry) -> Draft:
+        return cls(entry.kind, entry.name, entry.file, entry.line)
+
+    def title(self) -> str:
+        return "defaults" if self.kind == "defaults" else f"service {self.name}"
+
+
+def _combine(name: str, old: object, new: object, op: str) -> object:
+    """Apply a list operator; `old` is the current value or None."""
+    if op == "=" or old is None:
+        if op == "-=":
+            return _empty(new)
+        return new
+    if isinstance(new, frozenset) and isinstance(old, frozenset):
+        return old | new if op == "+=" else old - new
+    assert isinstance(old, tuple) and isinstance(new, tuple)
+    if op == "+=":
+        return old + tuple(x for x in new if x not in old)
+    if name in ("only_from", "no_access"):
+        return tuple(a for a in old if not any(
+            isinstance(a, AddressEntry) and isinstance(b, AddressEntry) and same_address(a, b)
+            for b in new))
+    return tuple(x for x in old if x not in new)
+
+
+def _empty(sample: object) -> object:
+    return frozenset() if isinstance(sample, frozenset) else ()
+
+
+class Applier:
+    """Applies attribute lines to drafts, reporting through the sink."""
+
+    def __init__(self, ctx: v.ValueContext, sink: DiagnosticSink) -> None:
+        self.ctx = ctx
+        self.sink = sink
+
+    def apply(self, draft: Draft, raw: RawAttribute) -> bool:
+        """Apply one line; False means stop reading this block (`disable = yes`)."""
+        spec = lookup(raw.name)
+        where = (raw.file, raw.line)
+        if draft.kind == "defaults":
+            self._apply_defaults(draft, raw, spec)
+            return True
+        if spec is None or spec.defaults_only:
+            hint = did_you_mean(raw.name, [n for n, s in TABLE.items() if not s.defaults_only])
+            what = ("is only allowed in defaults" if spec is not None
+                    else "is not a known attribute")
+            self.sink.warning(*where, f"{draft.title()}: {raw.name} {what}{hint}; line ignored",
+                              raw.col)
+            return True
+        if raw.op not in spec.service_ops:
+            if spec.is_list:  # env -=: xinetd disables the service
+                self._fail(draft, raw, f"operator '{raw.op}' cannot be used for {spec.name}; "
+                                       "expected '=' or '+='")
+                return True
+            self.sink.warning(*where, f"{draft.title()}: operator '{raw.op}' cannot be used for "
+                                      f"attribute {spec.name} (only '=' can); line ignored",
+                              raw.col)
+            return True
+        if not self._count_ok(draft, raw, spec):
+            return True
+        if not spec.is_list and spec.name in draft.own:
+            first = draft.own[spec.name]
+            self.sink.warning(*where, f"{draft.title()}: attribute {spec.name} already set at "
+                                      f"{first.file}:{first.line}; this line is ignored", raw.col)
+            return True
+        value = self._parse(draft, raw, spec)
+        if value is None:
+            return True
+        draft.own[spec.name] = raw
+        if spec.is_list:
+            draft.values[spec.name] = _combine(spec.name, draft.values.get(spec.name), value, raw.op)
+            if spec.name == "log_on_success" and isinstance(value, frozenset):
+                if raw.op == "=":
+                    draft.explicit_traffic = "TRAFFIC" in value
+                elif "TRAFFIC" in value:
+                    draft.explicit_traffic = raw.op == "+="
+        else:
+            draft.values[spec.name] = value
+        if spec.name == "disable":
+            if value is True:
+                draft.disabled = True
+                return False
+            if draft.failures:
+                self.sink.warning(*where, f"{draft.title()}: 'disable = no' does not re-enable a "
+                                          "service whose attribute failed (xinetd 2.3.15.3 "
+                                          "would run it with that attribute unset)", raw.col)
+        return True
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _count_ok(self, draft: Draft, raw: RawAttribute, spec: AttributeSpec) -> bool:
+        if spec.count is None or len(raw.values) == spec.count:
+            return True
+        self.sink.warning(raw.file, raw.line, (
+            f"{draft.title()}: attribute {spec.name} expects {spec.count} value"
+            f"{'s' if spec.count > 1 else ''} and {len(raw.values)} were given; line ignored"),
+            raw.col)
+        return False
+
+    def _parse(self, draft: Draft, raw: RawAttribute, spec: AttributeSpec) -> object | None:
+        self.ctx.remarks.clear()
+        try:
+            value = spec.parse(raw.values, self.ctx)
+        except v.ValueProblem as exc:
+            if draft.kind == "defaults":
+                self.sink.error(raw.file, raw.line, (
+                    f"defaults: {exc}; this defaults line is ignored (xinetd 2.3.15.3 would "
+                    "stop with exit status 0)"), raw.col)
+            else:
+                self._fail(draft, raw, str(exc))
+            return None
+        finally:
+            for remark in self.ctx.remarks:
+                self.sink.warning(raw.file, raw.line, f"{draft.title()}: {remark}", raw.col)
+        return value
+
+    def _fail(self, draft: Draft, raw: RawAttribute, problem: str) -> None:
+        self.sink.error(raw.file, raw.line, f"{draft.title()}: {problem}; service disabled",
+                        raw.col)
+        draft.failures.append(f"{raw.file}:{raw.line}: {problem}")
+
+    def _apply_defaults(self, draft: Draft, raw: RawAttribute, spec: AttributeSpec | None) -> None:
+        where = (raw.file, raw.line)
+        if spec is None or not spec.in_defaults:
+            hint = ""
+            if spec is None:
+                hint = did_you_mean(raw.name, [n for n, s in TABLE.items() if s.in_defaults])
+            self.sink.warning(*where, f"attribute {raw.name} should not be in the defaults "
+                                      f"section{hint}; line ignored", raw.col)
+            return
+        cumulative = spec.is_list or spec.name == "log_type"
+        if not cumulative and raw.op != "=":
+            self.sink.warning(*where, f"defaults: operator '{raw.op}' cannot be used for "
+                                      f"attribute {spec.name} (only '=' can); line ignored",
+                              raw.col)
+            return
+        if not self._count_ok(draft, raw, spec):
+            return
+        if not spec.is_list and spec.name in draft.own:
+            first = draft.own[spec.name]
+            if spec.name == "log_type":
+                self.sink.error(*where, "defaults: cannot set more than one log_type attribute "
+                                        f"(first at {first.file}:{first.line}); line ignored",
+                                raw.col)
+            else:
+                self.sink.warning(*where, f"defaults: attribute {spec.name} already set at "
+                                          f"{first.file}:{first.line}; line ignored", raw.col)
+            return
+        value = self._parse(draft, raw, spec)
+        if value is None:
+            return
+        draft.own[spec.name] = raw
+        if spec.is_list:
+            # In defaults '=' adds; for enabled/disabled even '-=' adds (xinetd).
+            op = "+=" if raw.op == "=" or spec.defaults_only else raw.op
+            draft.values[spec.name] = _combine(spec.name, draft.values.get(spec.name), value, op)
+        else:
+            draft.values[spec.name] = value

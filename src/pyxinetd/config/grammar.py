@@ -1,0 +1,347 @@
+"""Syntax of xinetd configuration files: text in, raw entries with file/line out.
+
+The language is line-oriented (xinetd reads it line by line and decides what a line
+is from its first token), so the grammar is a set of pyparsing productions for one
+line each, driven by a small state machine over the lines of a file. No meaning is
+given to attribute names or values here: that is the attribute table's job
+(attributes.py). docs/grammar.md holds the BNF and must be kept in step.
+
+Speed: pyparsing's per-call cost dominates (tens of microseconds per line), and real
+configuration files repeat the same lines over and over ("wait = no", "user = root"),
+so parsed attribute lines are memoised per process. The productions are built once,
+on first use, never at import time.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyparsing as pp
+
+from pyxinetd.config.diagnostics import DiagnosticSink
+
+EntryKind = Literal["service", "defaults"]
+IncludeKind = Literal["include", "includedir"]
+
+# Tokens are separated by blanks and tabs only (any other byte, \r included, stays in
+# the token), exactly as xinetd splits its lines.
+BLANKS = " \t"
+_VALUE_RE = re.compile(r"[^ \t]+")
+_HEADER_WORDS = ("service", "defaults", "include", "includedir")
+
+
+@dataclass(frozen=True, slots=True)
+class RawAttribute:
+    """One `name op values...` line as written; `col` is the 1-based column of the name."""
+
+    name: str
+    op: str
+    values: tuple[str, ...]
+    file: str
+    line: int
+    col: int
+
+
+@dataclass(slots=True)
+class RawEntry:
+    """A `service NAME { ... }` or `defaults { ... }` block.
+
+    `broken` is set when a syntax error dropped the entry (services) or cut it
+    short (defaults keep the lines read before the error, as xinetd does).
+    """
+
+    kind: EntryKind
+    name: str
+    file: str
+    line: int
+    attrs: list[RawAttribute] = field(default_factory=list)
+    broken: str | None = None
+    # A second `defaults` in one file: read to keep the line count right, then ignored.
+    ignored: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RawInclude:
+    kind: IncludeKind
+    path: str
+    file: str
+    line: int
+
+
+RawItem = RawEntry | RawInclude
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """The line productions, built once per process by `grammar()`."""
+
+    header: pp.ParserElement
+    attribute: pp.ParserElement
+
+
+@functools.cache
+def grammar() -> Grammar:
+    """Build the pyparsing productions (whitespace set per element, never globally)."""
+    header = pp.Regex(
+        r"[ \t]*(?P<keyword>(?i:includedir|include|service|defaults))"
+        r"(?=[ \t]|$)[ \t]*(?P<args>.*)"
+    ).set_name("entry header")
+    header.leave_whitespace()
+    attribute = pp.Regex(
+        r"[ \t]*(?P<name>[^ \t=]+?)(?=[+-]?=|[ \t]|$)"
+        r"(?P<gap>[ \t]*)(?P<op>[+-]?=)?[ \t]*(?P<rest>.*)"
+    ).set_name("attribute line")
+    attribute.leave_whitespace()
+    for element in (header, attribute):
+        element.parse_with_tabs()
+    return Grammar(header=header, attribute=attribute)
+
+
+@dataclass(frozen=True, slots=True)
+class _AttrTokens:
+    name: str
+    gap: bool
+    op: str | None
+    values: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_attribute(text: str) -> _AttrTokens:
+    result = grammar().attribute.parse_string(text)
+    rest: str = result.get("rest") or ""
+    return _AttrTokens(
+        name=result["name"], gap=bool(result.get("gap")), op=result.get("op"),
+        values=tuple(_VALUE_RE.findall(rest)),
+    )
+
+
+def _parse_header(text: str) -> tuple[str, tuple[str, ...]] | None:
+    try:
+        result = grammar().header.parse_string(text)
+    except pp.ParseException:
+        return None
+    return result["keyword"].lower(), tuple(_VALUE_RE.findall(result.get("args") or ""))
+
+
+def _brace(stripped: str) -> tuple[str, bool] | None:
+    """('{' or '}', has_trailing_comment) for a brace line, else None."""
+    if not stripped or stripped[0] not in "{}":
+        return None
+    rest = stripped[1:].strip()
+    if not rest:
+        return stripped[0], False
+    if rest.startswith("#"):
+        return stripped[0], True
+    return None
+
+
+def _is_header(stripped: str) -> bool:
+    word = stripped.split(None, 1)[0].lower() if stripped else ""
+    return word in _HEADER_WORDS
+
+
+class _State(enum.Enum):
+    TOP = "top"
+    OPEN = "expect-brace"
+    BODY = "body"
+    SKIP = "skip"
+
+
+class _FileParser:
+    """Walks the lines of one file; see module docstring."""
+
+    def __init__(self, file: str, sink: DiagnosticSink) -> None:
+        self.file = file
+        self.sink = sink
+        self.items: list[RawItem] = []
+        self.state = _State.TOP
+        self.entry: RawEntry | None = None
+        self.seen_defaults = False
+
+    def run(self, text: str) -> list[RawItem]:
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        crlf_warned = False
+        for number, line in enumerate(lines, start=1):
+            if line.endswith("\r"):
+                line = line[:-1]
+                if not crlf_warned:
+                    crlf_warned = True
+                    self.sink.warning(self.file, number, (
+                        "file has CRLF (DOS) line endings; read as if they were LF "
+                        "(xinetd 2.3.15.3 would keep the \\r in every last value)"))
+            stripped = line.strip()
+            if not stripped or stripped[0] == "#":
+                continue
+            self._line(line, stripped, number)
+        self._end_of_file(len(lines))
+        return self.items
+
+    # -- one line, by state ------------------------------------------------------
+
+    def _line(self, line: str, stripped: str, number: int) -> None:
+        if self.state is _State.TOP:
+            self._top(line, stripped, number)
+        elif self.state is _State.OPEN:
+            self._open(line, stripped, number)
+        elif self.state is _State.BODY:
+            self._body(line, stripped, number)
+        else:
+            self._skip(line, stripped, number)
+
+    def _top(self, line: str, stripped: str, number: int) -> None:
+        header = _parse_header(line)
+        if header is None:
+            brace = _brace(stripped)
+            if brace is not None and brace[0] == "}":
+                self.sink.warning(self.file, number, "stray '}' outside any entry; ignored")
+                return
+            self.sink.error(self.file, number, (
+                f"expected 'service NAME', 'defaults', 'include FILE' or 'includedir DIR', "
+                f"found {stripped.split()[0]!r}; lines up to the next lone '}}' are skipped"))
+            self.state = _State.SKIP
+            return
+        keyword, args = header
+        if keyword in ("include", "includedir"):
+            if not args:
+                self.sink.error(self.file, number, f"{keyword} needs a path; line ignored")
+                return
+            if len(args) > 1:
+                self.sink.warning(self.file, number,
+                                  f"{keyword}: extra words after the path ignored: {' '.join(args[1:])}")
+            kind: IncludeKind = "include" if keyword == "include" else "includedir"
+            self.items.append(RawInclude(kind, args[0], self.file, number))
+            return
+        if keyword == "service":
+            if not args:
+                self.sink.error(self.file, number, "service name missing after 'service'")
+                self.state = _State.SKIP
+                return
+            name, extra = args[0], args[1:]
+            entry = RawEntry("service", name, self.file, number)
+        else:
+            name, extra = "defaults", args
+            entry = RawEntry("defaults", "defaults", self.file, number)
+            if self.seen_defaults:
+                entry.ignored = True
+                self.sink.error(self.file, number,
+                                "only 1 defaults entry is allowed per file; this one is ignored")
+            self.seen_defaults = True
+        if extra:
+            hint = (" ('{' must be on a line of its own)" if "{" in extra else "")
+            self.sink.warning(self.file, number,
+                              f"extra words after {keyword} {name!r} ignored: {' '.join(extra)}{hint}")
+        self.entry = entry
+        self.state = _State.OPEN
+
+    def _open(self, line: str, stripped: str, number: int) -> None:
+        entry = self.entry
+        assert entry is not None
+        brace = _brace(stripped)
+        if brace is not None and brace[0] == "{":
+            if brace[1]:
+                self.sink.warning(self.file, number,
+                                  "comment after '{' ignored (xinetd accepts only a lone '{')")
+            self.state = _State.BODY
+            return
+        self._break(entry, number, f"missing '{{' on the line after {self._title(entry)}")
+        if _is_header(stripped):
+            self.state = _State.TOP
+            self._top(line, stripped, number)
+
+    def _body(self, line: str, stripped: str, number: int) -> None:
+        entry = self.entry
+        assert entry is not None
+        brace = _brace(stripped)
+        if brace is not None and brace[0] == "}":
+            if brace[1]:
+                self.sink.warning(self.file, number, (
+                    "'}' followed by a comment taken as the end of the entry (xinetd 2.3.15.3 "
+                    "would not, and would swallow the next entry)"))
+            self._close(entry)
+            return
+        word = stripped.split(None, 1)[0].lower()
+        if word in ("service", "defaults") and _parse_header(line) is not None:
+            self._break(entry, number,
+                        f"missing '}}' before this line: {self._title(entry)} is incomplete")
+            self.state = _State.TOP
+            self._top(line, stripped, number)
+            return
+        self._attribute(entry, line, number)
+
+    def _skip(self, line: str, stripped: str, number: int) -> None:
+        brace = _brace(stripped)
+        if brace is not None and brace[0] == "}":
+            self.state = _State.TOP
+        elif _is_header(stripped) and _parse_header(line) is not None:
+            self.state = _State.TOP
+            self._top(line, stripped, number)
+
+    # -- attribute lines -----------------------------------------------------------
+
+    def _attribute(self, entry: RawEntry, line: str, number: int) -> None:
+        tokens = _parse_attribute(line)
+        col = len(line) - len(line.lstrip(BLANKS)) + 1
+        if tokens.op is None:
+            if tokens.values:
+                problem = (f"bad operator for attribute {tokens.name}: expected '=', '+=' or "
+                           f"'-=' after the name, found {tokens.values[0]!r}")
+            else:
+                problem = f"nothing after attribute {tokens.name}: expected '= VALUE'"
+            self._break(entry, number, problem, col)
+            return
+        if not tokens.gap:
+            self._break(entry, number,
+                        f"attribute {tokens.name} needs a space before operator {tokens.op!r}",
+                        col + len(tokens.name))
+            return
+        values = tokens.values
+        for index, value in enumerate(values):
+            if value.startswith("#") and (index > 0 or value == "#"):
+                self.sink.warning(self.file, number, (
+                    f"inline comment after the value of {tokens.name} ignored: "
+                    f"{' '.join(values[index:])!r} (xinetd has no inline comments and would "
+                    "read those words as values)"), line.find(value, col) + 1)
+                values = values[:index]
+                break
+        entry.attrs.append(RawAttribute(tokens.name, tokens.op, values, self.file, number, col))
+
+    # -- entry bookkeeping ---------------------------------------------------------
+
+    @staticmethod
+    def _title(entry: RawEntry) -> str:
+        return "defaults" if entry.kind == "defaults" else f"service {entry.name}"
+
+    def _break(self, entry: RawEntry, number: int, problem: str, col: int | None = None) -> None:
+        """A syntax error: the service is dropped, defaults keep what came before."""
+        if entry.kind == "service":
+            effect = "service dropped"
+        else:
+            effect = "the rest of this defaults entry is ignored"
+        self.sink.error(self.file, number, f"{problem}; {effect}", col)
+        if entry.broken is None:
+            entry.broken = f"syntax error at {self.file}:{number}: {problem}"
+        self.items.append(entry)
+        self.entry = None
+        self.state = _State.SKIP
+
+    def _close(self, entry: RawEntry) -> None:
+        self.items.append(entry)
+        self.entry = None
+        self.state = _State.TOP
+
+    def _end_of_file(self, last_line: int) -> None:
+        if self.entry is not None:
+            self._break(self.entry, max(last_line, 1),
+                        f"end of file inside {self._title(self.entry)} (missing '}}')")
+        self.state = _State.TOP
+
+
+def parse_text(text: str, file: str, sink: DiagnosticSink) -> list[RawItem]:
+    """Split one file into raw entries and include directives, in file order."""
+    return _FileParser(file, sink).run(text)

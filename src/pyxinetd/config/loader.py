@@ -1,0 +1,206 @@
+"""load_configuration(): read the main file and everything it includes, in order.
+
+Entries are applied in the order xinetd reads them, because order matters: list
+attributes of the defaults reach a service when its block is read (§1.6), so a
+`defaults` placed after an `includedir` does not give its only_from to the included
+services. Only an unreadable main file raises (ConfigError); everything else becomes
+a Diagnostic, and a service that cannot run becomes a DroppedEntry.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pyxinetd.config.attributes import COPIED_AT_PARSE, Applier, Draft
+from pyxinetd.config.diagnostics import DiagnosticSink
+from pyxinetd.config.grammar import RawEntry, RawInclude, parse_text
+from pyxinetd.config.includes import list_includedir, read_text
+from pyxinetd.config.lookups import Lookups
+from pyxinetd.config.model import (
+    AddressEntry, Configuration, Defaults, DroppedEntry, LogTarget, ServiceConfig,
+)
+from pyxinetd.config.pipeline import FillContext, ServiceRejected, build_service, find_duplicates
+from pyxinetd.config.values import BindSpec, ValueContext
+from pyxinetd.errors import ConfigError
+
+_MAX_INCLUDE_DEPTH = 16
+
+
+class _Reader:
+    def __init__(self, lookups: Lookups, sink: DiagnosticSink) -> None:
+        self.sink = sink
+        self.defaults = Draft("defaults", "defaults", "", 0)
+        self.services: list[Draft] = []
+        self.dropped: list[DroppedEntry] = []
+        self.files: list[str] = []
+        self.applier = Applier(ValueContext(lookups), sink)
+        self._active: list[str] = []
+
+    def read_file(self, path: str, text: str) -> None:
+        self.files.append(path)
+        self._active.append(os.path.realpath(path))
+        try:
+            for item in parse_text(text, path, self.sink):
+                if isinstance(item, RawInclude):
+                    self._include(item)
+                else:
+                    self._entry(item)
+        finally:
+            self._active.pop()
+
+    def _include(self, item: RawInclude) -> None:
+        if item.kind == "include":
+            paths = [item.path]
+        else:
+            paths = list_includedir(item.path, item.file, item.line, self.sink)
+        for path in paths:
+            if os.path.realpath(path) in self._active or len(self._active) >= _MAX_INCLUDE_DEPTH:
+                self.sink.error(item.file, item.line, f"{path} includes itself (directly or "
+                                                      "through other files); not read again")
+                continue
+            try:
+                text = read_text(path)
+            except OSError as exc:
+                what = "included configuration file" if item.kind == "include" else "file"
+                self.sink.error(item.file, item.line,
+                                f"unable to open {what} {path}: {exc.strerror}")
+                continue
+            self.sink.debug(item.file, item.line, f"reading included configuration file: {path}")
+            self.read_file(path, text)
+
+    def _entry(self, entry: RawEntry) -> None:
+        if entry.ignored:
+            return
+        if entry.kind == "defaults":
+            # A syntax error cut the block short; what came before it still counts.
+            for raw in entry.attrs:
+                self.applier.apply(self.defaults, raw)
+            if self.defaults.line == 0:
+                self.defaults.file, self.defaults.line = entry.file, entry.line
+            return
+        if entry.broken is not None:
+            self.dropped.append(DroppedEntry(entry.name, None, entry.file, entry.line, entry.broken))
+            return
+        draft = Draft.start(entry)
+        for name in COPIED_AT_PARSE:
+            if name in self.defaults.values:
+                draft.values[name] = self.defaults.values[name]
+        for raw in entry.attrs:
+            if not self.applier.apply(draft, raw):
+                break
+        self.services.append(draft)
+
+
+def _defaults_model(draft: Draft) -> Defaults:
+    values = draft.values
+    bind = values.get("bind")
+    enabled = values.get("enabled")
+    return Defaults(
+        log_type=_typed(values.get("log_type"), LogTarget),
+        log_on_success=_frozen(values.get("log_on_success")),
+        log_on_failure=_frozen(values.get("log_on_failure")),
+        only_from=_addresses(values.get("only_from")),
+        no_access=_addresses(values.get("no_access")) or (),
+        passenv=_strings(values.get("passenv")),
+        instances=_typed(values.get("instances"), int),
+        per_source=_typed(values.get("per_source"), int),
+        cps=_typed(values.get("cps"), tuple),
+        max_load=_typed(values.get("max_load"), float),
+        groups=_typed(values.get("groups"), bool),
+        umask=_typed(values.get("umask"), int),
+        bind=bind.text if isinstance(bind, BindSpec) else None,
+        banner=_typed(values.get("banner"), str),
+        banner_success=_typed(values.get("banner_success"), str),
+        banner_fail=_typed(values.get("banner_fail"), str),
+        v6only=_typed(values.get("v6only"), bool),
+        enabled=_frozen(enabled) if enabled is not None else None,
+        disabled=_frozen(values.get("disabled")),
+    )
+
+
+def _typed(value: object, kind: type | tuple[type, ...]) -> object:
+    return value if isinstance(value, kind) else None  # type: ignore[return-value]
+
+
+def _frozen(value: object) -> frozenset[str]:
+    return value if isinstance(value, frozenset) else frozenset()
+
+
+def _strings(value: object) -> tuple[str, ...] | None:
+    return tuple(str(x) for x in value) if isinstance(value, tuple) else None
+
+
+def _addresses(value: object) -> tuple[AddressEntry, ...] | None:
+    if not isinstance(value, tuple):
+        return None
+    return tuple(x for x in value if isinstance(x, AddressEntry))
+
+
+def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
+                       lookups: Lookups | None = None) -> Configuration:
+    """Load `path`; raises ConfigError only if the main file cannot be read."""
+    try:
+        text = read_text(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file: {exc.strerror}", path) from exc
+    env = dict(os.environ if environ is None else environ)
+    lookups = lookups or Lookups()
+    sink = DiagnosticSink()
+    reader = _Reader(lookups, sink)
+    reader.read_file(path, text)
+    defaults = reader.defaults
+    if defaults.values.get("v6only") is True:
+        sink.warning(defaults.file, defaults.line, "defaults: v6only = yes makes every IPv6 "
+                     "socket v6-only (xinetd 2.3.15.3 ignores v6only in defaults)")
+
+    dropped = list(reader.dropped)
+    enabled = defaults.values.get("enabled")
+    disabled = defaults.values.get("disabled") or frozenset()
+    ctx = FillContext(defaults, lookups, env, sink,
+                      tuple(f"{k}={v}" for k, v in env.items()))
+    built: list[ServiceConfig] = []
+    for draft in reader.services:
+        sid = str(draft.values.get("id") or draft.name)
+        reason = _removal(draft, sid, enabled, disabled)
+        if reason is not None:
+            sink.debug(draft.file, draft.line, f"removing {draft.name}: {reason}")
+            dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line, reason))
+            continue
+        try:
+            built.append(build_service(draft, ctx))
+        except ServiceRejected as exc:
+            sink.error(draft.file, draft.line, f"{exc} - service disabled")
+            dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line, str(exc)))
+    services, duplicates = find_duplicates(built, sink)
+    for service, reason in duplicates:
+        dropped.append(DroppedEntry(service.name, service.id, service.origin.file,
+                                    service.origin.line, reason))
+    _warn_shared_ids(services, sink)
+    return Configuration(path=path, defaults=_defaults_model(defaults), services=tuple(services),
+                         dropped=tuple(dropped), diagnostics=tuple(sink.items),
+                         files=tuple(reader.files))
+
+
+def _removal(draft: Draft, sid: str, enabled: object, disabled: object) -> str | None:
+    if draft.disabled:
+        return "disabled (disable = yes)"
+    if draft.failures:
+        return "bad attribute value: " + "; ".join(draft.failures)
+    key = sid.lower()
+    if isinstance(enabled, frozenset) and key not in enabled:
+        return f"id {sid} is not in the defaults' enabled list"
+    if isinstance(disabled, frozenset) and key in disabled:
+        return f"id {sid} is in the defaults' disabled list"
+    return None
+
+
+def _warn_shared_ids(services: list[ServiceConfig], sink: DiagnosticSink) -> None:
+    seen: dict[str, ServiceConfig] = {}
+    for service in services:
+        first = seen.setdefault(service.id.lower(), service)
+        if first is not service:
+            sink.warning(service.origin.file, service.origin.line, (
+                f"service {service.name}: id {service.id} is also used by the service at "
+                f"{first.origin}; give each an `id` so logs and reconfiguration can tell "
+                "them apart"))

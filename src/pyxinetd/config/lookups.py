@@ -1,0 +1,180 @@
+"""Name look-ups done once, at load time: users, groups, services, protocols, RPC, networks.
+
+Nothing on the serving path may consult NSS (it can block on LDAP), so every name in the
+configuration is turned into a number here. /etc/services, /etc/protocols, /etc/rpc and
+/etc/networks are read once per load and indexed (a thousand services would otherwise
+mean a thousand scans of /etc/services); users and groups go through pwd/grp so that
+NSS sources other than files still work. Paths are parameters so tests can use fixtures.
+"""
+
+from __future__ import annotations
+
+import grp
+import ipaddress
+import os
+import pwd
+import socket
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    uid: int
+    gid: int
+    name: str | None
+
+
+def _read_table(path: str) -> list[list[str]]:
+    """Rows of whitespace-separated words with '#' comments removed; [] if unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8", errors="surrogateescape")
+    except OSError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if words:
+            rows.append(words)
+    return rows
+
+
+class Lookups:
+    """Per-load caches of the system databases."""
+
+    def __init__(self, *, services: str = "/etc/services", protocols: str = "/etc/protocols",
+                 rpc: str = "/etc/rpc", networks: str = "/etc/networks") -> None:
+        self._paths = {"services": services, "protocols": protocols, "rpc": rpc,
+                       "networks": networks}
+        self._services: dict[tuple[str, str], int] | None = None
+        self._protocols: dict[str, tuple[str, int]] | None = None
+        self._rpc: dict[str, int] | None = None
+        self._networks: dict[str, ipaddress.IPv4Network] | None = None
+        self._users: dict[str, UserInfo | None] = {}
+        self._groups: dict[str, int | None] = {}
+
+    # -- /etc/services -----------------------------------------------------------
+
+    def service_port(self, name: str, protocol: str) -> int | None:
+        """Port of NAME/PROTOCOL (aliases included), as getservbyname would give."""
+        if self._services is None:
+            table: dict[tuple[str, str], int] = {}
+            for row in _read_table(self._paths["services"]):
+                if len(row) < 2 or "/" not in row[1]:
+                    continue
+                port_text, proto = row[1].split("/", 1)
+                if not port_text.isdigit():
+                    continue
+                for alias in [row[0], *row[2:]]:
+                    table.setdefault((alias, proto), int(port_text))
+            self._services = table
+        return self._services.get((name, protocol))
+
+    # -- /etc/protocols ----------------------------------------------------------
+
+    def protocol(self, name: str) -> tuple[str, int] | None:
+        """(official name, number) of a protocol name or alias."""
+        if self._protocols is None:
+            table: dict[str, tuple[str, int]] = {}
+            for row in _read_table(self._paths["protocols"]):
+                if len(row) < 2 or not row[1].isdigit():
+                    continue
+                for alias in [row[0], *row[2:]]:
+                    table.setdefault(alias, (row[0], int(row[1])))
+            if not table:
+                # No readable file: fall back to the C library for the usual two.
+                for proto in ("tcp", "udp"):
+                    try:
+                        table[proto] = (proto, socket.getprotobyname(proto))
+                    except OSError:
+                        pass
+            self._protocols = table
+        return self._protocols.get(name)
+
+    # -- /etc/rpc ----------------------------------------------------------------
+
+    def rpc_number(self, name: str) -> int | None:
+        if self._rpc is None:
+            table: dict[str, int] = {}
+            for row in _read_table(self._paths["rpc"]):
+                if len(row) < 2 or not row[1].isdigit():
+                    continue
+                for alias in [row[0], *row[2:]]:
+                    table.setdefault(alias, int(row[1]))
+            self._rpc = table
+        return self._rpc.get(name)
+
+    # -- /etc/networks -----------------------------------------------------------
+
+    def network(self, name: str) -> ipaddress.IPv4Network | None:
+        """A named IPv4 network; the mask follows the size of the network number."""
+        if self._networks is None:
+            table: dict[str, ipaddress.IPv4Network] = {}
+            for row in _read_table(self._paths["networks"]):
+                if len(row) < 2:
+                    continue
+                net = _network_number(row[1])
+                if net is not None:
+                    for alias in [row[0], *row[2:]]:
+                        table.setdefault(alias, net)
+            self._networks = table
+        return self._networks.get(name)
+
+    # -- users and groups --------------------------------------------------------
+
+    def user(self, text: str) -> UserInfo | None:
+        """A user name, or an all-digit uid (accepted without a passwd entry, as xinetd)."""
+        if text in self._users:
+            return self._users[text]
+        info: UserInfo | None
+        if text.isdigit():
+            uid = int(text)
+            try:
+                entry = pwd.getpwuid(uid)
+                name: str | None = entry.pw_name
+            except (KeyError, OverflowError):
+                name = None
+            # A numeric user gets the same number as its group unless `group` says
+            # otherwise: that is what xinetd does, passwd entry or not.
+            info = UserInfo(uid, uid, name)
+        else:
+            try:
+                entry = pwd.getpwnam(text)
+                info = UserInfo(entry.pw_uid, entry.pw_gid, entry.pw_name)
+            except (KeyError, ValueError):
+                info = None
+        self._users[text] = info
+        return info
+
+    def group(self, text: str) -> int | None:
+        if text.isdigit():
+            return int(text)
+        if text not in self._groups:
+            try:
+                self._groups[text] = grp.getgrnam(text).gr_gid
+            except (KeyError, ValueError):
+                self._groups[text] = None
+        return self._groups[text]
+
+    @staticmethod
+    def supplementary_groups(user_name: str, gid: int) -> tuple[int, ...]:
+        """What initgroups(user, gid) would install."""
+        try:
+            return tuple(os.getgrouplist(user_name, gid))
+        except OSError:
+            return (gid,)
+
+
+def _network_number(text: str) -> ipaddress.IPv4Network | None:
+    """'169.254' or '169.254.0.0' -> 169.254.0.0/16 (mask from the significant octets)."""
+    parts = text.split(".")
+    if not 1 <= len(parts) <= 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+        return None
+    octets = [int(p) for p in parts] + [0] * (4 - len(parts))
+    significant = 4
+    while significant > 0 and octets[significant - 1] == 0:
+        significant -= 1
+    if significant == 0:
+        return None
+    address = ".".join(str(o) for o in octets)
+    return ipaddress.IPv4Network(f"{address}/{significant * 8}")

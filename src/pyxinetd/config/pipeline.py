@@ -1,0 +1,335 @@
+"""After every file is read: fill in each service, check it, and build ServiceConfig.
+
+Order as xinetd's (reference §1.7): late defaults and inference ("fill"), then the
+checks of §2.4; any failure removes just that service, with a reason an administrator
+can act on. Duplicates across services are found afterwards by `find_duplicates`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeVar, cast
+
+from pyxinetd.config.attributes import Draft
+from pyxinetd.config.diagnostics import DiagnosticSink
+from pyxinetd.config.lookups import Lookups
+from pyxinetd.config.model import (
+    DEFAULT_CPS, AddressEntry, FileTarget, LogTarget, Origin, Rlimits, ServiceConfig, SocketType,
+    TimeWindow,
+)
+from pyxinetd.config.values import BindSpec, UserSpec
+
+T = TypeVar("T")
+# Builtins pyxinetd serves, by service name and socket type (reference §4.10). `servers`
+# and `services` were dropped from xinetd in 2003; pyxinetd still serves them.
+BUILTINS: dict[str, frozenset[SocketType]] = {
+    "echo": frozenset({SocketType.STREAM, SocketType.DGRAM}),
+    "discard": frozenset({SocketType.STREAM, SocketType.DGRAM}),
+    "chargen": frozenset({SocketType.STREAM, SocketType.DGRAM}),
+    "daytime": frozenset({SocketType.STREAM, SocketType.DGRAM}),
+    "time": frozenset({SocketType.STREAM, SocketType.DGRAM}),
+    "tcpmux": frozenset({SocketType.STREAM}),
+    "servers": frozenset({SocketType.STREAM}),
+    "services": frozenset({SocketType.STREAM}),
+}
+_INFER_SOCKET = {"tcp": SocketType.STREAM, "udp": SocketType.DGRAM}
+_INFER_PROTOCOL = {SocketType.STREAM: "tcp", SocketType.DGRAM: "udp"}
+
+
+class ServiceRejected(Exception):
+    """The service cannot run; the message is the reason."""
+
+
+@dataclass
+class FillContext:
+    defaults: Draft
+    lookups: Lookups
+    environ: Mapping[str, str]
+    sink: DiagnosticSink
+    # The start-up environment as NAME=value strings, shared by every service that
+    # passes all of it (a thousand copies would cost megabytes for nothing).
+    full_environment: tuple[str, ...]
+
+
+def _get(draft: Draft, name: str, kind: type[T]) -> T | None:
+    value = draft.values.get(name)
+    return cast(T, value) if value is not None else None
+
+
+def _late(draft: Draft, ctx: FillContext, name: str) -> object | None:
+    """The service's own value, else the final defaults' (the second moment of §1.6)."""
+    if name in draft.values:
+        return draft.values[name]
+    return ctx.defaults.values.get(name)
+
+
+def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
+    """Fill and check one service; raises ServiceRejected."""
+    name = draft.name
+    sid = _get(draft, "id", str) or name
+    types = _get(draft, "type", frozenset) or frozenset()
+    flags = set(_get(draft, "flags", frozenset) or frozenset())
+    sink = ctx.sink
+    where = (draft.file, draft.line)
+
+    # -- socket type and protocol, each inferred from the other --------------------
+    socket_type = _get(draft, "socket_type", SocketType)
+    proto = _get(draft, "protocol", tuple)
+    protocol: str | None = proto[0] if proto else None
+    protocol_number: int | None = proto[1] if proto else None
+    if socket_type is None and protocol in _INFER_SOCKET:
+        socket_type = _INFER_SOCKET[protocol]
+    if protocol is None and socket_type in _INFER_PROTOCOL:
+        protocol = _INFER_PROTOCOL[socket_type]
+        found = ctx.lookups.protocol(protocol)
+        protocol_number = found[1] if found else None
+    if socket_type is None:
+        raise ServiceRejected(f"service {sid} missing attribute socket_type")
+    wait = _get(draft, "wait", bool)
+    if wait is None:
+        raise ServiceRejected(f"service {sid} missing attribute wait")
+    if protocol is None or protocol_number is None:
+        raise ServiceRejected(f"service {sid} missing attribute protocol (cannot be inferred "
+                              f"from socket_type {socket_type.value})")
+
+    internal = "INTERNAL" in types
+    unlisted = "UNLISTED" in types
+    rpc = "RPC" in types
+    tcpmux = bool({"TCPMUX", "TCPMUXPLUS"} & types)
+    sensor = "SENSOR" in flags
+    redirect = _get(draft, "redirect", tuple)
+    server = _get(draft, "server", str)
+    server_args = _get(draft, "server_args", tuple)
+    user = _get(draft, "user", UserSpec)
+
+    # -- required attributes (reference §2.4) ------------------------------------------
+    if sensor and not internal and server is None:
+        raise ServiceRejected(f"must specify a server in {sid} (SENSOR services still need one)")
+    if not internal and not sensor:
+        if user is None:
+            raise ServiceRejected(f"service {sid} missing attribute user")
+        if server is None and redirect is None:
+            raise ServiceRejected(f"service {sid} missing attribute server")
+    if internal:
+        builtin = BUILTINS.get(name)
+        if builtin is None or socket_type not in builtin:
+            raise ServiceRejected(f"no such internal service: {name}/{socket_type.value} "
+                                  f"(builtins: {', '.join(sorted(BUILTINS))})")
+    if "NAMEINARGS" in flags:
+        if server_args is None:
+            raise ServiceRejected(f"service {sid}: NAMEINARGS needs server_args (argv[0] first)")
+        if internal or redirect is not None:
+            raise ServiceRejected(f"service {sid}: NAMEINARGS cannot be used on internal or "
+                                  "redirected services")
+    if redirect is not None and (socket_type is not SocketType.STREAM or wait):
+        raise ServiceRejected(f"service {sid}: redirect needs socket_type = stream and wait = no")
+    external = not internal and not sensor and redirect is None
+    if external and socket_type is SocketType.DGRAM and not wait:
+        raise ServiceRejected(f"service {name} has socket_type dgram, but does not wait")
+    if "LABELED" in flags and not (external and socket_type is SocketType.STREAM and not wait):
+        raise ServiceRejected(f"service {sid}: LABELED is only for external stream wait = no "
+                              "services")
+    if "INTERCEPT" in flags and (internal or not wait):
+        flags.discard("INTERCEPT")
+        sink.error(*where, f"service {sid}: INTERCEPT cleared: it only applies to external "
+                           "wait = yes services")
+
+    # -- port / RPC -----------------------------------------------------------------
+    port = _get(draft, "port", int)
+    rpc_version = _get(draft, "rpc_version", tuple)
+    rpc_number = _get(draft, "rpc_number", int)
+    if tcpmux:
+        if not unlisted or protocol != "tcp":
+            raise ServiceRejected(f"service {sid}: TCPMUX services must be UNLISTED with "
+                                  "protocol tcp")
+        port = None
+    elif rpc:
+        if rpc_version is None:
+            raise ServiceRejected(f"service {sid} missing attribute rpc_version")
+        if unlisted:
+            if rpc_number is None:
+                raise ServiceRejected(f"service {sid} missing attribute rpc_number")
+        else:
+            rpc_number = ctx.lookups.rpc_number(name)
+            if rpc_number is None:
+                raise ServiceRejected(f"unknown RPC service: {name} (not in /etc/rpc; add "
+                                      "type = UNLISTED and rpc_number)")
+        port = None
+    elif unlisted:
+        if port is None:
+            raise ServiceRejected(f"unlisted service {name} must have a port entry")
+    else:
+        listed = ctx.lookups.service_port(name, protocol)
+        if listed is None:
+            raise ServiceRejected(f"service/protocol combination not in /etc/services: "
+                                  f"{name}/{protocol} (add type = UNLISTED and a port)")
+        if port is not None and port != listed:
+            raise ServiceRejected(f"service {name} expects port {listed}, not {port}")
+        port = listed
+
+    # -- log flags (the TRAFFIC and port-113 rules) ------------------------------------
+    log_on_success = set(cast(frozenset[str], _late(draft, ctx, "log_on_success") or frozenset()))
+    log_on_failure = cast(frozenset[str], _late(draft, ctx, "log_on_failure") or frozenset())
+    if "TRAFFIC" in log_on_success and redirect is None:
+        if draft.explicit_traffic:
+            raise ServiceRejected(f"service {name} should not have TRAFFIC flag set since it is "
+                                  "not redirected")
+        log_on_success.discard("TRAFFIC")
+        sink.warning(*where, f"service {sid}: TRAFFIC from the defaults' log_on_success dropped "
+                             "(it only applies to redirected services; xinetd 2.3.15.3 would "
+                             "disable the service)")
+    if port == 113 and protocol == "tcp" and "USERID" in log_on_success:
+        log_on_success.discard("USERID")
+        sink.info(*where, f"{sid} service: clearing USERID option from log_on_success")
+
+    # -- family and bind -------------------------------------------------------------
+    bind_spec = cast(BindSpec | None, _late(draft, ctx, "bind"))
+    family = socket.AF_INET if "IPv4" in flags and "IPv6" not in flags else socket.AF_INET6
+    if "IPv4" in flags and "IPv6" in flags:
+        sink.info(*where, f"service {sid} will use IPv6 (both IPv4 and IPv6 flags are set)")
+    bind: str | None = None
+    if bind_spec is not None:
+        chosen = next((c for c in bind_spec.candidates if c[0] == family),
+                      bind_spec.candidates[0])
+        family, bind = chosen
+    own_v6only = _get(draft, "v6only", bool)
+    if own_v6only is False:
+        sink.warning(*where, f"service {sid}: v6only = no keeps the socket dual-stack (xinetd "
+                             "2.3.15.3 would turn IPV6_V6ONLY on)")
+    v6only = bool(_late(draft, ctx, "v6only") or False)
+
+    # -- credentials -----------------------------------------------------------------
+    group = _get(draft, "group", int)
+    groups = bool(_late(draft, ctx, "groups") or False)
+    uid = user.info.uid if user else None
+    user_name = user.info.name if user else None
+    if group is None and user is not None:
+        group = user.info.gid
+    supplementary: tuple[int, ...] = ()
+    if groups and user is not None and user.info.name is not None:
+        supplementary = ctx.lookups.supplementary_groups(user.info.name, user.info.gid)
+
+    # -- argv and environment --------------------------------------------------------
+    if internal or redirect is not None:
+        server = None if redirect is not None else server
+        argv: tuple[str, ...] = ()
+    elif "NAMEINARGS" in flags:
+        argv = tuple(server_args or ())
+    else:
+        argv = (os.path.basename(server or ""),) + tuple(server_args or ())
+    env = cast(tuple[str, ...], _get(draft, "env", tuple) or ())
+    passenv = cast(tuple[str, ...] | None, _late(draft, ctx, "passenv"))
+    environment = None if not external else _environment(draft, ctx, passenv, env)
+
+    # -- the rest, with defaults of §9 -------------------------------------------------
+    log_type = _log_type(draft, ctx)
+    cps = cast(tuple[int, int] | None, _late(draft, ctx, "cps")) or DEFAULT_CPS
+    rlimits = Rlimits(
+        as_=_get(draft, "rlimit_as", int), cpu=_get(draft, "rlimit_cpu", int),
+        data=_get(draft, "rlimit_data", int), rss=_get(draft, "rlimit_rss", int),
+        stack=_get(draft, "rlimit_stack", int), files=_get(draft, "rlimit_files", int))
+    return ServiceConfig(
+        name=name, id=sid, origin=Origin(draft.file, draft.line), types=types,
+        flags=frozenset(flags), socket_type=socket_type, protocol=protocol,
+        protocol_number=protocol_number, port=port, wait=wait, user=uid, user_name=user_name,
+        group=group, groups=groups, supplementary_groups=supplementary, server=server,
+        server_argv=argv, environment=environment, passenv=passenv, env=env,
+        instances=cast(int | None, _late(draft, ctx, "instances")),
+        per_source=cast(int | None, _late(draft, ctx, "per_source")),
+        cps=cps, max_load=cast(float | None, _late(draft, ctx, "max_load")),
+        bind=bind, family=family, v6only=v6only,
+        only_from=cast(tuple[AddressEntry, ...] | None, draft.values.get("only_from")),
+        no_access=cast(tuple[AddressEntry, ...], draft.values.get("no_access") or ()),
+        access_times=cast(tuple[TimeWindow, ...], draft.values.get("access_times") or ()),
+        redirect=cast(tuple[str, int] | None, redirect),
+        banner=_get(draft, "banner", str), banner_success=_get(draft, "banner_success", str),
+        banner_fail=_get(draft, "banner_fail", str),
+        umask=cast(int | None, _late(draft, ctx, "umask")), nice=_get(draft, "nice", int),
+        rlimits=rlimits, log_type=log_type, log_on_success=frozenset(log_on_success),
+        log_on_failure=log_on_failure, deny_time=_get(draft, "deny_time", int) or 0,
+        libwrap=_get(draft, "libwrap", str),
+        rpc_version=cast(tuple[int, int] | None, rpc_version) if rpc else None,
+        rpc_number=rpc_number if rpc else None,
+    )
+
+
+def _log_type(draft: Draft, ctx: FillContext) -> LogTarget | None:
+    own = draft.values.get("log_type")
+    if own is not None:
+        return cast(LogTarget, own)
+    inherited = cast(LogTarget | None, ctx.defaults.values.get("log_type"))
+    if isinstance(inherited, FileTarget):
+        # Every service shares the one log file of the defaults.
+        return FileTarget(inherited.path, inherited.soft_limit, inherited.hard_limit, common=True)
+    return inherited
+
+
+def _environment(draft: Draft, ctx: FillContext, passenv: tuple[str, ...] | None,
+                 env: tuple[str, ...]) -> tuple[str, ...]:
+    """The server's environment as of start-up (reference §4.7), REMOTE_HOST excluded."""
+    if passenv is None:
+        if not env:
+            return ctx.full_environment
+        base = dict(ctx.environ)
+    else:
+        base = {}
+        for variable in passenv:
+            if variable in ctx.environ:
+                base[variable] = ctx.environ[variable]
+            else:
+                ctx.sink.warning(draft.file, draft.line, f"service {draft.name}: undefined "
+                                 f"environment variable {variable} in passenv; skipped")
+    for setting in env:
+        key, _, value = setting.partition("=")
+        base.pop(key, None)
+        base[key] = value
+    return tuple(f"{k}={v}" for k, v in base.items())
+
+
+def _conflict(a: ServiceConfig, b: ServiceConfig) -> bool:
+    """Would b's listening socket clash with a's?"""
+    if a.rpc_number is not None or b.rpc_number is not None:
+        if a.rpc_number != b.rpc_number or a.protocol != b.protocol:
+            return False
+        assert a.rpc_version is not None and b.rpc_version is not None
+        return a.rpc_version[0] <= b.rpc_version[1] and b.rpc_version[0] <= a.rpc_version[1]
+    if a.port is None or a.port != b.port or a.protocol != b.protocol:
+        return False
+    if a.bind is not None and b.bind is not None:
+        return a.bind == b.bind and a.family == b.family
+    if a.family != b.family:
+        # A v6-only socket and an IPv4 one can share a port; dual-stack cannot.
+        six = a if a.family == socket.AF_INET6 else b
+        return not six.v6only
+    return True
+
+
+def find_duplicates(services: list[ServiceConfig], sink: DiagnosticSink
+                    ) -> tuple[list[ServiceConfig], list[tuple[ServiceConfig, str]]]:
+    """Keep the first of any services that would listen on the same socket."""
+    kept: list[ServiceConfig] = []
+    dropped: list[tuple[ServiceConfig, str]] = []
+    for service in services:
+        if service.is_tcpmux_client:
+            kept.append(service)
+            continue
+        earlier = next((k for k in kept if not k.is_tcpmux_client and _conflict(k, service)), None)
+        if earlier is None:
+            kept.append(service)
+            continue
+        same = earlier.id.lower() == service.id.lower()
+        what = ("is not unique or is a duplicate" if same else
+                f"is unique but identical to service {earlier.name} id {earlier.id}")
+        reason = (f"service {service.name} id {service.id} {what} (same port/protocol as "
+                  f"{earlier.origin}) - disabled")
+        where = (service.origin.file, service.origin.line)
+        if earlier.bind is not None:
+            sink.error(*where, reason)
+        else:
+            sink.warning(*where, reason + " (xinetd 2.3.15.3 would keep both and fail to bind "
+                                          "the second)")
+        dropped.append((service, reason))
+    return kept, dropped

@@ -1,0 +1,391 @@
+"""Value parsers of the attribute table: tokens in, typed value out, or ValueProblem.
+
+Each parser gets the tokens after the operator (count already checked where the count
+is fixed) and a ValueContext for look-ups and non-fatal remarks. A ValueProblem's
+message says what is wrong and what was expected; the loader adds file:line and the
+consequence (service disabled, defaults line ignored).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import resource
+import socket
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pyxinetd.config.addresses import AddressError, parse_address
+from pyxinetd.config.diagnostics import did_you_mean
+from pyxinetd.config.lookups import Lookups, UserInfo
+from pyxinetd.config.model import (
+    LOG_ON_FAILURE_FLAGS, LOG_ON_SUCCESS_FLAGS, SERVICE_FLAGS, SERVICE_TYPES, AddressEntry,
+    FileTarget, LogTarget, SocketType, SyslogTarget, TimeWindow,
+)
+
+Values = tuple[str, ...]
+
+SYSLOG_FACILITIES = ("daemon", "auth", "authpriv", "user", "mail", "lpr", "news", "uucp", "ftp",
+                     "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7")
+SYSLOG_LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+_KIB = 1024
+_MIB = 1024 * 1024
+
+
+class ValueProblem(ValueError):
+    """The value is unusable; the message names it and what was expected."""
+
+
+@dataclass
+class ValueContext:
+    lookups: Lookups
+    remarks: list[str] = field(default_factory=list)
+
+    def remark(self, message: str) -> None:
+        self.remarks.append(message)
+
+
+@dataclass(frozen=True)
+class BindSpec:
+    """A bind address as written, with the (family, numeric address) it can mean."""
+
+    text: str
+    candidates: tuple[tuple[int, str], ...]
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    text: str
+    info: UserInfo
+
+
+def _choices(words: Iterable[str]) -> str:
+    items = list(words)
+    return ", ".join(items[:-1]) + " or " + items[-1] if len(items) > 1 else items[0]
+
+
+def _enum(word: str, allowed: Iterable[str], what: str) -> str:
+    pool = list(allowed)
+    for candidate in pool:
+        if candidate.lower() == word.lower():
+            return candidate
+    raise ValueProblem(f"bad {what} {word!r}: expected {_choices(pool)}{did_you_mean(word, pool)}")
+
+
+def _uint(word: str, what: str, maximum: int | None = None) -> int:
+    if not word.isdigit():
+        raise ValueProblem(f"bad {what} {word!r}: expected a non-negative decimal number")
+    value = int(word)
+    if maximum is not None and value > maximum:
+        raise ValueProblem(f"bad {what} {word!r}: expected a number from 0 to {maximum}")
+    return value
+
+
+def parse_yes_no(values: Values, ctx: ValueContext) -> bool:
+    return _enum(values[0], ("yes", "no"), "yes/no value") == "yes"
+
+
+def parse_text(values: Values, ctx: ValueContext) -> str:
+    return values[0]
+
+
+def parse_types(values: Values, ctx: ValueContext) -> frozenset[str]:
+    if not values:
+        raise ValueProblem(f"type needs at least one of {_choices(SERVICE_TYPES)}")
+    return frozenset(_enum(v, SERVICE_TYPES, "service type") for v in values)
+
+
+def parse_flags(values: Values, ctx: ValueContext) -> frozenset[str]:
+    return frozenset(_enum(v, SERVICE_FLAGS, "service flag") for v in values)
+
+
+def parse_socket_type(values: Values, ctx: ValueContext) -> SocketType:
+    return SocketType(_enum(values[0], [s.value for s in SocketType], "socket type"))
+
+
+def parse_protocol(values: Values, ctx: ValueContext) -> tuple[str, int]:
+    found = ctx.lookups.protocol(values[0])
+    if found is None:
+        raise ValueProblem(f"protocol {values[0]!r} is not in /etc/protocols")
+    return found
+
+
+def parse_port(values: Values, ctx: ValueContext) -> int:
+    return _uint(values[0], "port number", 65535)
+
+
+def parse_rpc_version(values: Values, ctx: ValueContext) -> tuple[int, int]:
+    low, dash, high = values[0].partition("-")
+    first = _uint(low, "rpc_version")
+    last = _uint(high, "rpc_version") if dash else first
+    if first > last:
+        raise ValueProblem(f"bad version range {values[0]!r}: expected N or N-M with N <= M")
+    return first, last
+
+
+def parse_uint(values: Values, ctx: ValueContext) -> int:
+    return _uint(values[0], "number")
+
+
+def parse_server(values: Values, ctx: ValueContext) -> str:
+    path = values[0]
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ValueProblem(f"server {path} is not executable: {exc.strerror}") from None
+    if not stat.S_ISREG(mode) or not os.access(path, os.X_OK):
+        raise ValueProblem(f"server {path} is not executable: expected an executable regular file")
+    return path
+
+
+def parse_server_args(values: Values, ctx: ValueContext) -> Values:
+    if not values:
+        raise ValueProblem("server_args expects at least 1 value and none was given")
+    return values
+
+
+def parse_user(values: Values, ctx: ValueContext) -> UserSpec:
+    info = ctx.lookups.user(values[0])
+    if info is None:
+        raise ValueProblem(f"unknown user {values[0]!r}: expected a user name or a numeric uid")
+    return UserSpec(values[0], info)
+
+
+def parse_group(values: Values, ctx: ValueContext) -> int:
+    gid = ctx.lookups.group(values[0])
+    if gid is None:
+        raise ValueProblem(f"unknown group {values[0]!r}: expected a group name or a numeric gid")
+    return gid
+
+
+def parse_umask(values: Values, ctx: ValueContext) -> int:
+    word = values[0]
+    if not word or any(c not in "01234567" for c in word) or int(word, 8) > 0o777:
+        raise ValueProblem(f"umask argument {word!r} is invalid: expected an octal number 0-777")
+    return int(word, 8)
+
+
+def parse_nice(values: Values, ctx: ValueContext) -> int:
+    word = values[0]
+    digits = word[1:] if word[:1] in "+-" else word
+    if not digits.isdigit():
+        raise ValueProblem(f"bad nice value {word!r}: expected a signed decimal number")
+    return int(word)
+
+
+def parse_env(values: Values, ctx: ValueContext) -> Values:
+    for value in values:
+        if "=" not in value or value.startswith("="):
+            raise ValueProblem(f"env string {value!r} has no '=': expected NAME=value")
+    return values
+
+
+def parse_names(values: Values, ctx: ValueContext) -> Values:
+    return values
+
+
+def _size(word: str, what: str, suffixes: bool = True) -> int:
+    multiplier = 1
+    number = word
+    if suffixes and word[-1:] in ("k", "K"):
+        multiplier, number = _KIB, word[:-1]
+    elif suffixes and word[-1:] in ("m", "M"):
+        multiplier, number = _MIB, word[:-1]
+    if not number.isdigit():
+        expected = "a number with an optional k or m suffix" if suffixes else "a number"
+        raise ValueProblem(f"{what} {word!r} is invalid: expected {expected}")
+    return int(number) * multiplier
+
+
+def _rlimit(values: Values, suffixes: bool) -> int | None:
+    if values[0].upper() == "UNLIMITED":
+        return resource.RLIM_INFINITY
+    value = _size(values[0], "limit", suffixes)
+    return value or None  # 0 means "not set"
+
+
+def parse_rlimit_size(values: Values, ctx: ValueContext) -> int | None:
+    return _rlimit(values, True)
+
+
+def parse_rlimit_cpu(values: Values, ctx: ValueContext) -> int | None:
+    return _rlimit(values, False)
+
+
+def parse_redirect(values: Values, ctx: ValueContext) -> tuple[str, int]:
+    host, port_text = values
+    if port_text.isdigit():
+        port = int(port_text)
+        if not 0 < port <= 65535:
+            raise ValueProblem(f"bad redirect port {port_text!r}: expected 1-65535")
+    else:
+        found = ctx.lookups.service_port(port_text, "tcp")
+        if found is None:
+            raise ValueProblem(f"bad redirect port {port_text!r}: expected a number or a tcp "
+                               "service name from /etc/services")
+        port = found
+    return _resolve_one(host, "redirect host"), port
+
+
+def _resolve_one(host: str, what: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ValueProblem(f"{what} {host!r} does not resolve: {exc}") from None
+    if not infos:
+        raise ValueProblem(f"{what} {host!r} does not resolve")
+    return str(infos[0][4][0])
+
+
+def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
+    text = values[0]
+    if text and all(c.isdigit() or c == "." for c in text):
+        try:
+            return BindSpec(text, ((socket.AF_INET, str(ipaddress.IPv4Address(text))),))
+        except ValueError:
+            raise ValueProblem(f"bad bind address {text!r}: expected an IPv4 address") from None
+    if ":" in text:
+        try:
+            return BindSpec(text, ((socket.AF_INET6, str(ipaddress.IPv6Address(text))),))
+        except ValueError:
+            raise ValueProblem(f"bad bind address {text!r}: expected an IPv6 address") from None
+    try:
+        infos = socket.getaddrinfo(text, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ValueProblem(f"bind host {text!r} does not resolve: {exc}") from None
+    candidates: list[tuple[int, str]] = []
+    for family, _, _, _, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            pair = (int(family), str(sockaddr[0]))
+            if pair not in candidates:
+                candidates.append(pair)
+    if not candidates:
+        raise ValueProblem(f"bind host {text!r} has no IPv4 or IPv6 address")
+    return BindSpec(text, tuple(candidates))
+
+
+def parse_addresses(values: Values, ctx: ValueContext) -> tuple[AddressEntry, ...]:
+    entries: list[AddressEntry] = []
+    for token in values:
+        try:
+            parsed = parse_address(token, ctx.lookups.network)
+        except AddressError as exc:
+            raise ValueProblem(str(exc)) from None
+        if parsed.warning:
+            ctx.remark(parsed.warning)
+        entries.extend(parsed.entries)
+    return tuple(entries)
+
+
+def _clock(text: str, interval: str) -> int:
+    hours, colon, minutes = text.partition(":")
+    if (not colon or not hours.isdigit() or not minutes.isdigit()
+            or len(hours) > 2 or len(minutes) > 2):
+        raise ValueProblem(f"invalid time interval {interval!r}: expected H:MM-H:MM")
+    hour, minute = int(hours), int(minutes)
+    if hour == 24 and minute == 0:
+        return 24 * 60
+    if hour > 23 or minute > 59:
+        raise ValueProblem(f"invalid time interval {interval!r}: hours 0-23, minutes 0-59")
+    return hour * 60 + minute
+
+
+def parse_access_times(values: Values, ctx: ValueContext) -> tuple[TimeWindow, ...]:
+    if not values:
+        raise ValueProblem("access_times needs at least one H:MM-H:MM interval")
+    windows = []
+    for interval in values:
+        start_text, dash, end_text = interval.partition("-")
+        if not dash:
+            raise ValueProblem(f"invalid time interval {interval!r}: expected H:MM-H:MM")
+        start, end = _clock(start_text, interval), _clock(end_text, interval)
+        if start == 24 * 60:
+            raise ValueProblem(f"invalid time interval {interval!r}: 24:00 can only end an interval")
+        if end == 24 * 60:
+            ctx.remark(f"{interval}: 24:00 taken as the end of the day (xinetd 2.3.15.3 rejects "
+                       "it and disables the service)")
+        if start >= end:
+            raise ValueProblem(f"invalid time interval {interval!r}: the start must be before the "
+                               "end (split intervals that cross midnight in two)")
+        windows.append(TimeWindow(start, end))
+    return tuple(windows)
+
+
+def parse_limit(values: Values, ctx: ValueContext) -> int | None:
+    if values[0].upper() == "UNLIMITED":
+        return None
+    return _uint(values[0], "limit (expected a number or UNLIMITED)")
+
+
+def parse_cps(values: Values, ctx: ValueContext) -> tuple[int, int]:
+    return _uint(values[0], "cps rate"), _uint(values[1], "cps wait")
+
+
+def parse_max_load(values: Values, ctx: ValueContext) -> float:
+    try:
+        load = float(values[0])
+    except ValueError:
+        load = -1.0
+    if not load > 0 or load != load or load == float("inf"):
+        raise ValueProblem(f"bad max_load {values[0]!r}: expected a number greater than 0")
+    return load
+
+
+def parse_deny_time(values: Values, ctx: ValueContext) -> int:
+    word = values[0].upper()
+    if word == "FOREVER":
+        return -1
+    if word == "NEVER":
+        return 0
+    return _uint(values[0], "deny_time (expected minutes, FOREVER or NEVER)")
+
+
+def parse_log_type(values: Values, ctx: ValueContext) -> LogTarget:
+    if not values:
+        raise ValueProblem("log_type needs SYSLOG facility [level] or FILE path [soft [hard]]")
+    kind = values[0].upper()
+    if kind == "SYSLOG":
+        if not 2 <= len(values) <= 3:
+            raise ValueProblem("wrong number of arguments: expected SYSLOG facility [level]")
+        facility = _enum(values[1], SYSLOG_FACILITIES, "syslog facility")
+        level = _enum(values[2], SYSLOG_LEVELS, "syslog level") if len(values) == 3 else "info"
+        return SyslogTarget(facility, level)
+    if kind == "FILE":
+        if not 2 <= len(values) <= 4:
+            raise ValueProblem("wrong number of arguments: expected FILE path [soft [hard]]")
+        soft = _size(values[2], "soft limit") if len(values) > 2 else None
+        hard = _size(values[3], "hard limit") if len(values) > 3 else None
+        if soft is not None and hard is None:
+            hard = soft + min(max(soft // 100, 5 * _KIB), 20 * _KIB)
+        if soft is not None and hard is not None and hard < soft:
+            raise ValueProblem(f"hard limit ({hard}) is less than soft limit ({soft})")
+        return FileTarget(values[1], soft, hard)
+    raise ValueProblem(f"unknown log type {values[0]!r}: expected SYSLOG or FILE"
+                       f"{did_you_mean(values[0], ('SYSLOG', 'FILE'))}")
+
+
+def _log_flags(values: Values, allowed: tuple[str, ...], what: str) -> frozenset[str]:
+    flags = []
+    for value in values:
+        if value.upper() == "RECORD" and what == "log_on_failure":
+            raise ValueProblem("bad log_on_failure flag 'RECORD': it no longer exists; "
+                               f"expected {_choices(allowed)}")
+        flags.append(_enum(value, allowed, f"{what} flag"))
+    return frozenset(flags)
+
+
+def parse_log_on_success(values: Values, ctx: ValueContext) -> frozenset[str]:
+    return _log_flags(values, LOG_ON_SUCCESS_FLAGS, "log_on_success")
+
+
+def parse_log_on_failure(values: Values, ctx: ValueContext) -> frozenset[str]:
+    return _log_flags(values, LOG_ON_FAILURE_FLAGS, "log_on_failure")
+
+
+def parse_ids(values: Values, ctx: ValueContext) -> frozenset[str]:
+    return frozenset(v.lower() for v in values)
