@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyxinetd import XINETD_COMPAT_VERSION, __version__
+from pyxinetd import XINETD_COMPAT_VERSION, __version__, redirect
 from pyxinetd.children import ChildTable, ExitStatus, reap
 from pyxinetd.config.diagnostics import Severity
 from pyxinetd.config.model import Configuration, ServiceConfig
@@ -112,6 +112,9 @@ class Master:
         for diagnostic in self.config.diagnostics:
             self._log_diagnostic(diagnostic.severity, str(diagnostic.message),
                                  diagnostic.file, diagnostic.line)
+        # Redirect targets are looked up now, so no connection ever waits for DNS.
+        for service_id, error in redirect.resolve_targets(self.config.services).items():
+            self.program.error("init_services", f"{service_id}: redirect target {error}")
         as_root = os.geteuid() == 0
         for rt in self.services:
             svc = rt.config
