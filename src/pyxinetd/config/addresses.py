@@ -74,8 +74,9 @@ def _numeric(token: str) -> AddressEntry | None:
     if address is None:
         return None
     network = _trailing_zero_network(address)
-    kind = "numeric" if network.prefixlen == 32 else "net"
-    return AddressEntry(token, kind, network)
+    if network.prefixlen == 32:
+        return AddressEntry(token, "numeric", network)
+    return AddressEntry(token, "net", network)
 
 
 def _cidr(token: str) -> tuple[AddressEntry | None, str | None]:

@@ -112,11 +112,18 @@ class _AttrTokens:
 @functools.lru_cache(maxsize=8192)
 def _parse_attribute(text: str) -> _AttrTokens:
     result = grammar().attribute.parse_string(text)
-    rest: str = result.get("rest") or ""
     return _AttrTokens(
-        name=result["name"], gap=bool(result.get("gap")), op=result.get("op"),
-        values=tuple(_VALUE_RE.findall(rest)),
+        name=str(result["name"]), gap=bool(_group(result, "gap")), op=_group(result, "op"),
+        values=tuple(_VALUE_RE.findall(_group(result, "rest") or "")),
     )
+
+
+def _group(result: pp.ParseResults, name: str) -> str | None:
+    """A named group of a Regex production, None when it did not take part."""
+    if name not in result:
+        return None
+    value = result[name]
+    return None if value is None else str(value)
 
 
 def _parse_header(text: str) -> tuple[str, tuple[str, ...]] | None:
@@ -124,7 +131,8 @@ def _parse_header(text: str) -> tuple[str, tuple[str, ...]] | None:
         result = grammar().header.parse_string(text)
     except pp.ParseException:
         return None
-    return result["keyword"].lower(), tuple(_VALUE_RE.findall(result.get("args") or ""))
+    keyword = str(result["keyword"]).lower()
+    return keyword, tuple(_VALUE_RE.findall(_group(result, "args") or ""))
 
 
 def _brace(stripped: str) -> tuple[str, bool] | None:
@@ -301,7 +309,7 @@ class _FileParser:
                         col + len(tokens.name))
             return
         values = tokens.values
-        for index, value in enumerate(values):
+        for index, value in enumerate(values if "#" in line else ()):
             if value.startswith("#") and (index > 0 or value == "#"):
                 self.sink.warning(self.file, number, (
                     f"inline comment after the value of {tokens.name} ignored: "

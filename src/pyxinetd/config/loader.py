@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TypeVar, cast
 
 from pyxinetd.config.attributes import COPIED_AT_PARSE, Applier, Draft
 from pyxinetd.config.diagnostics import DiagnosticSink
@@ -24,6 +25,7 @@ from pyxinetd.config.pipeline import FillContext, ServiceRejected, build_service
 from pyxinetd.config.values import BindSpec, ValueContext
 from pyxinetd.errors import ConfigError
 
+T = TypeVar("T")
 _MAX_INCLUDE_DEPTH = 16
 
 
@@ -35,11 +37,12 @@ class _Reader:
         self.dropped: list[DroppedEntry] = []
         self.files: list[str] = []
         self.applier = Applier(ValueContext(lookups), sink)
-        self._active: list[str] = []
+        # (device, inode) of the files being read, to refuse include loops.
+        self._active: list[tuple[int, int]] = []
 
-    def read_file(self, path: str, text: str) -> None:
+    def read_file(self, path: str, text: str, identity: tuple[int, int]) -> None:
         self.files.append(path)
-        self._active.append(os.path.realpath(path))
+        self._active.append(identity)
         try:
             for item in parse_text(text, path, self.sink):
                 if isinstance(item, RawInclude):
@@ -55,11 +58,13 @@ class _Reader:
         else:
             paths = list_includedir(item.path, item.file, item.line, self.sink)
         for path in paths:
-            if os.path.realpath(path) in self._active or len(self._active) >= _MAX_INCLUDE_DEPTH:
-                self.sink.error(item.file, item.line, f"{path} includes itself (directly or "
-                                                      "through other files); not read again")
-                continue
             try:
+                info = os.stat(path)
+                identity = (info.st_dev, info.st_ino)
+                if identity in self._active or len(self._active) >= _MAX_INCLUDE_DEPTH:
+                    self.sink.error(item.file, item.line, f"{path} includes itself (directly or "
+                                                          "through other files); not read again")
+                    continue
                 text = read_text(path)
             except OSError as exc:
                 what = "included configuration file" if item.kind == "include" else "file"
@@ -67,7 +72,7 @@ class _Reader:
                                 f"unable to open {what} {path}: {exc.strerror}")
                 continue
             self.sink.debug(item.file, item.line, f"reading included configuration file: {path}")
-            self.read_file(path, text)
+            self.read_file(path, text, identity)
 
     def _entry(self, entry: RawEntry) -> None:
         if entry.ignored:
@@ -97,7 +102,7 @@ def _defaults_model(draft: Draft) -> Defaults:
     bind = values.get("bind")
     enabled = values.get("enabled")
     return Defaults(
-        log_type=_typed(values.get("log_type"), LogTarget),
+        log_type=cast(LogTarget | None, values.get("log_type")),
         log_on_success=_frozen(values.get("log_on_success")),
         log_on_failure=_frozen(values.get("log_on_failure")),
         only_from=_addresses(values.get("only_from")),
@@ -119,8 +124,8 @@ def _defaults_model(draft: Draft) -> Defaults:
     )
 
 
-def _typed(value: object, kind: type | tuple[type, ...]) -> object:
-    return value if isinstance(value, kind) else None  # type: ignore[return-value]
+def _typed(value: object, kind: type[T]) -> T | None:
+    return value if isinstance(value, kind) else None
 
 
 def _frozen(value: object) -> frozenset[str]:
@@ -142,13 +147,14 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     """Load `path`; raises ConfigError only if the main file cannot be read."""
     try:
         text = read_text(path)
+        info = os.stat(path)
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file: {exc.strerror}", path) from exc
     env = dict(os.environ if environ is None else environ)
     lookups = lookups or Lookups()
     sink = DiagnosticSink()
     reader = _Reader(lookups, sink)
-    reader.read_file(path, text)
+    reader.read_file(path, text, (info.st_dev, info.st_ino))
     defaults = reader.defaults
     if defaults.values.get("v6only") is True:
         sink.warning(defaults.file, defaults.line, "defaults: v6only = yes makes every IPv6 "

@@ -187,7 +187,7 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
 
     # -- family and bind -------------------------------------------------------------
     bind_spec = cast(BindSpec | None, _late(draft, ctx, "bind"))
-    family = socket.AF_INET if "IPv4" in flags and "IPv6" not in flags else socket.AF_INET6
+    family = int(socket.AF_INET if "IPv4" in flags and "IPv6" not in flags else socket.AF_INET6)
     if "IPv4" in flags and "IPv6" in flags:
         sink.info(*where, f"service {sid} will use IPv6 (both IPv4 and IPv6 flags are set)")
     bind: str | None = None
@@ -307,18 +307,29 @@ def _conflict(a: ServiceConfig, b: ServiceConfig) -> bool:
     return True
 
 
+def _socket_key(service: ServiceConfig) -> tuple[str, int | None, int | None]:
+    """Services that can clash share this key (RPC: program number; others: port)."""
+    if service.rpc_number is not None:
+        return service.protocol, None, service.rpc_number
+    return service.protocol, service.port, None
+
+
 def find_duplicates(services: list[ServiceConfig], sink: DiagnosticSink
                     ) -> tuple[list[ServiceConfig], list[tuple[ServiceConfig, str]]]:
     """Keep the first of any services that would listen on the same socket."""
     kept: list[ServiceConfig] = []
     dropped: list[tuple[ServiceConfig, str]] = []
+    by_key: dict[tuple[str, int | None, int | None], list[ServiceConfig]] = {}
     for service in services:
         if service.is_tcpmux_client:
             kept.append(service)
             continue
-        earlier = next((k for k in kept if not k.is_tcpmux_client and _conflict(k, service)), None)
+        key = _socket_key(service)
+        same_socket = by_key.setdefault(key, [])
+        earlier = next((k for k in same_socket if _conflict(k, service)), None)
         if earlier is None:
             kept.append(service)
+            same_socket.append(service)
             continue
         same = earlier.id.lower() == service.id.lower()
         what = ("is not unique or is a duplicate" if same else

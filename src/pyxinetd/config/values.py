@@ -16,7 +16,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pyxinetd.config.addresses import AddressError, parse_address
+from pyxinetd.config.addresses import AddressError, AddressParse, parse_address
 from pyxinetd.config.diagnostics import did_you_mean
 from pyxinetd.config.lookups import Lookups, UserInfo
 from pyxinetd.config.model import (
@@ -41,6 +41,8 @@ class ValueProblem(ValueError):
 class ValueContext:
     lookups: Lookups
     remarks: list[str] = field(default_factory=list)
+    # Parsed address tokens: the same lists recur in file after file.
+    addresses: dict[str, AddressParse | AddressError] = field(default_factory=dict)
 
     def remark(self, message: str) -> None:
         self.remarks.append(message)
@@ -272,10 +274,15 @@ def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
 def parse_addresses(values: Values, ctx: ValueContext) -> tuple[AddressEntry, ...]:
     entries: list[AddressEntry] = []
     for token in values:
-        try:
-            parsed = parse_address(token, ctx.lookups.network)
-        except AddressError as exc:
-            raise ValueProblem(str(exc)) from None
+        parsed = ctx.addresses.get(token)
+        if parsed is None:
+            try:
+                parsed = parse_address(token, ctx.lookups.network)
+            except AddressError as exc:
+                parsed = exc
+            ctx.addresses[token] = parsed
+        if isinstance(parsed, AddressError):
+            raise ValueProblem(str(parsed))
         if parsed.warning:
             ctx.remark(parsed.warning)
         entries.extend(parsed.entries)
