@@ -1,0 +1,265 @@
+"""Every attribute of the table: accepted values, rejected values, defaults or not."""
+
+from __future__ import annotations
+
+import resource
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyxinetd.config.model import FileTarget, SocketType, SyslogTarget, TimeWindow
+from tests.unit.config_kit import dropped_reasons, errors, load_text, service_block, warnings
+
+INF = resource.RLIM_INFINITY
+
+
+def one(tmp_path: Path, *lines: str, defaults: str = "") -> Any:
+    text = (f"defaults\n{{\n{defaults}}}\n" if defaults else "") + service_block("svc", *lines)
+    config = load_text(tmp_path, text)
+    assert len(config.services) == 1, (dropped_reasons(config), errors(config))
+    return config.services[0]
+
+
+# (attribute line, ServiceConfig field, expected value)
+GOOD = [
+    ("id = other", "id", "other"),
+    ("flags = nodelay KEEPALIVE ipv4", "flags", frozenset({"NODELAY", "KEEPALIVE", "IPv4"})),
+    ("flags =", "flags", frozenset()),
+    ("disable = no", "name", "svc"),
+    ("group = nogroup", "group", 65534),
+    ("group = 123", "group", 123),
+    ("groups = yes", "groups", True),
+    ("umask = 027", "umask", 0o27),
+    ("nice = -5", "nice", -5),
+    ("nice = 10", "nice", 10),
+    ("env = A=1 B=x=y", "env", ("A=1", "B=x=y")),
+    ("passenv = PATH", "passenv", ("PATH",)),
+    ("rlimit_as = 512M", "rlimits.as_", 512 * 1024 * 1024),
+    ("rlimit_data = 4k", "rlimits.data", 4096),
+    ("rlimit_rss = UNLIMITED", "rlimits.rss", INF),
+    ("rlimit_stack = 8192", "rlimits.stack", 8192),
+    ("rlimit_files = 0", "rlimits.files", None),
+    ("rlimit_cpu = 20", "rlimits.cpu", 20),
+    ("libwrap = other", "libwrap", "other"),
+    ("bind = 127.0.0.1", "bind", "127.0.0.1"),
+    ("interface = ::1", "bind", "::1"),
+    ("v6only = yes", "v6only", True),
+    ("only_from = 127.0.0.1", "only_from", "len1"),
+    ("no_access = 10.0.0.0", "no_access", "len1"),
+    ("access_times = 2:00-8:59 12:00-23:59", "access_times",
+     (TimeWindow(120, 539), TimeWindow(720, 1439))),
+    ("access_times = 12:00-24:00", "access_times", (TimeWindow(720, 1440),)),
+    ("instances = 7", "instances", 7),
+    ("instances = UNLIMITED", "instances", None),
+    ("per_source = 0", "per_source", 0),
+    ("per_source = unlimited", "per_source", None),
+    ("cps = 0 0", "cps", (0, 0)),
+    ("max_load = 2.5", "max_load", 2.5),
+    ("deny_time = FOREVER", "deny_time", -1),
+    ("deny_time = never", "deny_time", 0),
+    ("deny_time = 120", "deny_time", 120),
+    ("banner = /etc/issue", "banner", "/etc/issue"),
+    ("banner_success = /a", "banner_success", "/a"),
+    ("banner_fail = /b", "banner_fail", "/b"),
+    ("log_type = SYSLOG authpriv", "log_type", SyslogTarget("authpriv", "info")),
+    ("log_type = syslog LOCAL4 Warning", "log_type", SyslogTarget("local4", "warning")),
+    ("log_type = FILE /var/log/x", "log_type", FileTarget("/var/log/x")),
+    ("log_type = FILE /l 100k", "log_type", FileTarget("/l", 102400, 102400 + 5120)),
+    ("log_type = FILE /l 10m", "log_type", FileTarget("/l", 10485760, 10485760 + 20480)),
+    ("log_type = FILE /l 1000000", "log_type", FileTarget("/l", 1000000, 1010000)),
+    ("log_type = FILE /l 1k 3k", "log_type", FileTarget("/l", 1024, 3072)),
+    ("log_on_success = pid HOST exit Duration userid", "log_on_success",
+     frozenset({"PID", "HOST", "EXIT", "DURATION", "USERID"})),
+    ("log_on_failure = HOST ATTEMPT USERID", "log_on_failure",
+     frozenset({"HOST", "ATTEMPT", "USERID"})),
+]
+
+
+def _field(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@pytest.mark.parametrize("line, path, expected", GOOD, ids=[g[0] for g in GOOD])
+def test_good_value(tmp_path: Path, line: str, path: str, expected: Any) -> None:
+    value = _field(one(tmp_path, line), path)
+    if expected == "len1":
+        assert value is not None and len(value) == 1
+    else:
+        assert value == expected
+
+
+BAD = [
+    ("type = UNLISTED BOGUS", "bad service type 'BOGUS'"),
+    ("flags = NODELAI", 'did you mean "NODELAY"'),
+    ("disable = maybe", "expected yes or no"),
+    ("socket_type = strem", 'did you mean "stream"'),
+    ("socket_type = rdm", "bad socket type 'rdm'"),
+    ("protocol = tcp4", "protocol 'tcp4' is not in /etc/protocols"),
+    ("wait = nope", "expected yes or no"),
+    ("rpc_version = 3-2", "bad version range"),
+    ("rpc_number = x", "bad number 'x'"),
+    ("server = /etc/passwd", "server /etc/passwd is not executable"),
+    ("server = /nonexistent/x", "is not executable"),
+    ("server_args =", "server_args expects at least 1 value"),
+    ("user = no-such-user-xyz", "unknown user 'no-such-user-xyz'"),
+    ("group = no-such-group-xyz", "unknown group"),
+    ("groups = sometimes", "expected yes or no"),
+    ("umask = 0999", "umask argument '0999' is invalid"),
+    ("umask = 1777", "umask argument '1777' is invalid"),
+    ("nice = high", "bad nice value"),
+    ("env = NOEQUALS", "has no '='"),
+    ("rlimit_as = 5g", "limit '5g' is invalid"),
+    ("rlimit_cpu = 5k", "limit '5k' is invalid"),
+    ("redirect = 127.0.0.1 0", "bad redirect port"),
+    ("redirect = 127.0.0.1 no-such-service", "bad redirect port"),
+    ("bind = 999.1.1.1", "bad bind address"),
+    ("bind = ::zz", "bad bind address"),
+    ("v6only = perhaps", "expected yes or no"),
+    ("only_from = 10.0.0.1,10.0.0.2", "has a comma in it"),
+    ("no_access = 10.0.{1,,2}", "consecutive commas"),
+    ("access_times = 25:00-26:00", "invalid time interval"),
+    ("access_times = 9:00-8:00", "the start must be before the end"),
+    ("access_times = 9-10", "invalid time interval"),
+    ("access_times =", "needs at least one"),
+    ("instances = -1", "bad limit"),
+    ("per_source = many", "bad limit"),
+    ("cps = 1 x", "bad cps wait"),
+    ("max_load = 0", "bad max_load '0'"),
+    ("max_load = abc", "bad max_load"),
+    ("deny_time = always", "bad deny_time"),
+    ("log_type = SYSLOG daemonn", 'did you mean "daemon"'),
+    ("log_type = SYSLOG daemon loud", "bad syslog level 'loud'"),
+    ("log_type = SYSLOG", "wrong number of arguments"),
+    ("log_type = FILE", "wrong number of arguments"),
+    ("log_type = FILE /l 2k 1k", "hard limit (1024) is less than soft limit (2048)"),
+    ("log_type = FILE /l x", "soft limit 'x' is invalid"),
+    ("log_type = FILES /l", 'did you mean "FILE"'),
+    ("log_on_success = HOST PIDS", 'did you mean "PID"'),
+    ("log_on_failure = RECORD", "'RECORD': it no longer exists"),
+]
+
+
+@pytest.mark.parametrize("line, words", BAD, ids=[b[0] for b in BAD])
+def test_bad_value_disables_only_its_service(tmp_path: Path, line: str, words: str) -> None:
+    text = service_block("bad", line, port=20001) + service_block("good", port=20002)
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["good"]
+    (dropped,) = config.dropped
+    assert dropped.name == "bad" and dropped.file and dropped.line == 1
+    assert words in dropped.reason
+    assert any(words in e and "service disabled" in e for e in errors(config))
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("nice = 1 2", "attribute nice expects 1 value and 2 were given"),
+    ("cps = 5", "attribute cps expects 2 values and 1 were given"),
+    ("redirect = host", "attribute redirect expects 2 values"),
+    ("frobnicate = 1", "frobnicate is not a known attribute"),
+    ("sockettype = stream", 'did you mean "socket_type"'),
+    ("mdns = yes", "mdns is not a known attribute"),
+    ("enabled = svc", "enabled is only allowed in defaults"),
+])
+def test_count_and_unknown_are_warnings(tmp_path: Path, line: str, expected: str) -> None:
+    config = load_text(tmp_path, service_block("svc", line))
+    assert [s.name for s in config.services] == ["svc"]
+    assert any(expected in w and ":10:2:" in w for w in warnings(config))
+
+
+def test_case_insensitive_attribute_names_and_values(tmp_path: Path) -> None:
+    text = ("service svc\n{\n\tTYPE = unlisted\n\tSocket_Type = STREAM\n\tProtocol = tcp\n"
+            "\tWAIT = NO\n\tUser = nobody\n\tSERVER = /bin/cat\n\tPort = 20001\n\tFLAGS = ipv6\n}\n")
+    svc = load_text(tmp_path, text).services[0]
+    assert svc.socket_type is SocketType.STREAM and svc.wait is False
+    assert svc.flags == frozenset({"IPv6"}) and svc.types == frozenset({"UNLISTED"})
+
+
+def test_disable_yes_drops_and_skips_rest(tmp_path: Path) -> None:
+    config = load_text(tmp_path, service_block("svc", "disable = yes", "bogus = 1",
+                                               "port = x"))
+    assert config.services == () and dropped_reasons(config) == ["disabled (disable = yes)"]
+    assert warnings(config) == [] and errors(config) == []
+
+
+def test_disable_no_does_not_resurrect(tmp_path: Path) -> None:
+    config = load_text(tmp_path, service_block("svc", "nice = x", "disable = no"))
+    assert config.services == ()
+    assert any("does not re-enable" in w for w in warnings(config))
+
+
+def test_user_resolution(tmp_path: Path) -> None:
+    svc = one(tmp_path)
+    assert (svc.user, svc.user_name, svc.group) == (65534, "nobody", 65534)
+    assert svc.supplementary_groups == ()
+
+
+def test_numeric_user_sets_gid_to_same_number(tmp_path: Path) -> None:
+    svc = one(tmp_path, "user = 4321")
+    assert (svc.user, svc.group, svc.user_name) == (4321, 4321, None)
+    svc = one(tmp_path, "user = 4321", "group = 7")
+    assert (svc.user, svc.group) == (4321, 7)
+    svc = one(tmp_path, "user = 0")
+    assert (svc.user, svc.group, svc.user_name) == (0, 0, "root")
+
+
+def test_groups_yes_resolves_supplementary_groups(tmp_path: Path) -> None:
+    svc = one(tmp_path, "groups = yes", "user = root")
+    assert svc.groups is True and 0 in svc.supplementary_groups
+
+
+def test_defaults_accepts_only_its_attributes(tmp_path: Path) -> None:
+    lines = ["log_type = SYSLOG daemon", "log_on_success = PID", "log_on_failure = HOST",
+             "only_from = 127.0.0.1", "no_access = 10.0.0.1", "passenv = PATH",
+             "instances = 5", "per_source = 2", "cps = 10 5", "max_load = 3",
+             "groups = yes", "umask = 022", "bind = 127.0.0.1", "banner = /a",
+             "banner_success = /b", "banner_fail = /c", "v6only = no", "enabled = svc",
+             "disabled = other"]
+    config = load_text(tmp_path, "defaults\n{\n" + "".join(f"\t{l}\n" for l in lines) + "}\n")
+    assert warnings(config) == [] and errors(config) == []
+    d = config.defaults
+    assert d.log_type == SyslogTarget("daemon") and d.instances == 5 and d.cps == (10, 5)
+    assert d.umask == 0o22 and d.bind == "127.0.0.1" and d.enabled == frozenset({"svc"})
+    assert d.disabled == frozenset({"other"}) and d.passenv == ("PATH",)
+
+
+@pytest.mark.parametrize("line", ["port = 1", "user = root", "server = /bin/cat", "wait = no",
+                                  "env = A=1", "flags = IPv4", "nice = 1", "deny_time = 5",
+                                  "access_times = 1:00-2:00", "rlimit_cpu = 20", "mdns = yes"])
+def test_service_only_attributes_warn_in_defaults(tmp_path: Path, line: str) -> None:
+    config = load_text(tmp_path, f"defaults\n{{\n\t{line}\n}}\n")
+    assert any("should not be in the defaults section" in w and ":3:2:" in w
+               for w in warnings(config))
+
+
+def test_bad_value_in_defaults_is_an_error_and_loading_goes_on(tmp_path: Path) -> None:
+    text = ("defaults\n{\n\tlog_on_failure = RECORD\n\tinstances = 3\n}\n"
+            + service_block("svc"))
+    config = load_text(tmp_path, text)
+    assert [s.instances for s in config.services] == [3]
+    (err,) = errors(config)
+    assert ":3:2:" in err and "exit status 0" in err
+
+
+def test_repeated_single_attribute_first_wins(tmp_path: Path) -> None:
+    svc = one(tmp_path, "flags = IPv4", "flags = IPv6")
+    assert svc.flags == frozenset({"IPv4"})
+
+
+def test_second_log_type_in_defaults_is_an_error(tmp_path: Path) -> None:
+    config = load_text(tmp_path, "defaults\n{\n\tlog_type = SYSLOG daemon\n"
+                                 "\tlog_type = FILE /x\n}\n")
+    assert config.defaults.log_type == SyslogTarget("daemon")
+    assert any("more than one log_type" in e for e in errors(config))
+
+
+def test_bind_host_name_is_resolved(tmp_path: Path) -> None:
+    svc = one(tmp_path, "bind = localhost", "flags = IPv4")
+    assert (svc.bind, svc.family) == ("127.0.0.1", socket.AF_INET)
+
+
+def test_access_times_24_00_warns(tmp_path: Path) -> None:
+    config = load_text(tmp_path, service_block("svc", "access_times = 12:00-24:00"))
+    assert any("24:00 taken as the end of the day" in w for w in warnings(config))

@@ -1,0 +1,228 @@
+"""The line grammar: entries, braces, comments, whitespace, recovery, includes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pyxinetd.config.diagnostics import DiagnosticSink
+from pyxinetd.config.grammar import RawEntry, RawInclude, grammar, parse_text
+from tests.unit.config_kit import dropped_reasons, errors, load_text, service_block, warnings
+
+
+def parse(text: str) -> tuple[list[RawEntry | RawInclude], list[str]]:
+    sink = DiagnosticSink()
+    items = parse_text(text, "f.conf", sink)
+    return items, [str(d) for d in sink.items]
+
+
+def test_grammar_is_built_once_and_named() -> None:
+    assert grammar() is grammar()
+    assert grammar().attribute.customName == "attribute line"
+    assert grammar().header.customName == "entry header"
+
+
+def test_service_block_with_comments_blank_lines_and_tabs() -> None:
+    items, diags = parse("# top comment\n\nservice echo\n{\n\t# inside\n\n"
+                         "\tsocket_type\t=\tstream  \n  wait = no\t\n}\n")
+    assert diags == []
+    (entry,) = items
+    assert isinstance(entry, RawEntry)
+    assert (entry.kind, entry.name, entry.line) == ("service", "echo", 3)
+    assert [(a.name, a.op, a.values, a.line, a.col) for a in entry.attrs] == [
+        ("socket_type", "=", ("stream",), 7, 2), ("wait", "=", ("no",), 8, 3)]
+
+
+def test_keywords_are_case_insensitive() -> None:
+    items, diags = parse("SERVICE upper\n{\nWAIT = no\n}\nDefaults\n{\n}\nINCLUDE /x\n")
+    assert diags == []
+    assert [type(i).__name__ for i in items] == ["RawEntry", "RawEntry", "RawInclude"]
+    assert isinstance(items[0], RawEntry) and items[0].attrs[0].name == "WAIT"
+
+
+def test_missing_final_newline_and_operators() -> None:
+    items, diags = parse("service a\n{\nx += 1 2\ny -= 3\nport =20100\n}")
+    assert diags == []
+    entry = items[0]
+    assert isinstance(entry, RawEntry)
+    assert [(a.name, a.op, a.values) for a in entry.attrs] == [
+        ("x", "+=", ("1", "2")), ("y", "-=", ("3",)), ("port", "=", ("20100",))]
+
+
+def test_empty_value_list() -> None:
+    items, _ = parse("service a\n{\nonly_from =\n}\n")
+    entry = items[0]
+    assert isinstance(entry, RawEntry) and entry.attrs[0].values == ()
+
+
+def test_space_before_operator_is_required() -> None:
+    items, diags = parse("service a\n{\nsocket_type= stream\nwait = no\n}\nservice b\n{\n}\n")
+    first, second = items
+    assert isinstance(first, RawEntry) and first.broken is not None
+    assert "needs a space before operator" in diags[0] and "f.conf:3:12" in diags[0]
+    assert isinstance(second, RawEntry) and second.broken is None
+
+
+@pytest.mark.parametrize("line, words", [
+    ("foo bar", "bad operator for attribute foo"),
+    ("foo", "nothing after attribute foo"),
+    ("include /etc/x", "bad operator for attribute include"),
+])
+def test_line_errors_drop_the_service(line: str, words: str) -> None:
+    items, diags = parse(f"service a\n{{\n{line}\nwait = no\n}}\n")
+    assert isinstance(items[0], RawEntry) and items[0].broken
+    assert any(words in d for d in diags)
+
+
+def test_syntax_error_in_defaults_keeps_earlier_lines() -> None:
+    items, diags = parse("defaults\n{\ninstances = 4\ncps=1 2\numask = 022\n}\n")
+    entry = items[0]
+    assert isinstance(entry, RawEntry) and entry.kind == "defaults"
+    assert [a.name for a in entry.attrs] == ["instances"]
+    assert "rest of this defaults entry is ignored" in diags[0]
+
+
+def test_brace_with_comment_closes_entry_and_next_service_survives() -> None:
+    items, diags = parse("service a\n{\nwait = no\n} # end of a\nservice b\n{\nwait = no\n}\n")
+    assert [i.name for i in items if isinstance(i, RawEntry)] == ["a", "b"]
+    assert all(isinstance(i, RawEntry) and i.broken is None for i in items)
+    assert "'}' followed by a comment" in diags[0]
+
+
+def test_missing_open_brace() -> None:
+    items, diags = parse("service a\nwait = no\n}\nservice b\n{\n}\n")
+    assert [(i.name, i.broken is not None) for i in items if isinstance(i, RawEntry)] == [
+        ("a", True), ("b", False)]
+    assert "missing '{'" in diags[0]
+
+
+def test_brace_on_header_line_is_not_accepted() -> None:
+    items, diags = parse("service a {\nwait = no\n}\n")
+    assert isinstance(items[0], RawEntry) and items[0].broken
+    assert "'{' must be on a line of its own" in diags[0]
+
+
+def test_stray_line_does_not_swallow_next_service() -> None:
+    text = ("ssh stream tcp nowait root /usr/sbin/tcpd sshd -i\nservice b\n{\nwait = no\n}\n")
+    items, diags = parse(text)
+    assert [i.name for i in items if isinstance(i, RawEntry)] == ["b"]
+    assert "expected 'service NAME'" in diags[0]
+
+
+def test_anonymous_block_is_skipped_and_stray_brace_warned() -> None:
+    items, diags = parse("{\ninstances = 1\n}\n}\nservice b\n{\n}\n")
+    assert [i.name for i in items if isinstance(i, RawEntry)] == ["b"]
+    assert "stray '}'" in diags[1]
+
+
+def test_unclosed_service_before_next_service() -> None:
+    items, diags = parse("service a\n{\nwait = no\nservice b\n{\nwait = no\n}\n")
+    assert [(i.name, i.broken is not None) for i in items if isinstance(i, RawEntry)] == [
+        ("a", True), ("b", False)]
+    assert "missing '}'" in diags[0]
+
+
+def test_end_of_file_inside_entry() -> None:
+    items, diags = parse("service a\n{\nwait = no\n")
+    assert isinstance(items[0], RawEntry) and items[0].broken
+    assert "end of file inside service a" in diags[0]
+
+
+def test_service_name_missing() -> None:
+    items, diags = parse("service\n{\n}\n")
+    assert items == [] and "service name missing" in diags[0]
+
+
+def test_second_defaults_in_one_file_is_ignored() -> None:
+    items, diags = parse("defaults\n{\n}\ndefaults\n{\ninstances = 3\n}\n")
+    assert [isinstance(i, RawEntry) and i.ignored for i in items] == [False, True]
+    assert "only 1 defaults entry" in diags[0]
+
+
+def test_crlf_read_as_lf_with_one_warning() -> None:
+    items, diags = parse("service a\r\n{\r\nsocket_type = stream\r\nwait = no\r\n}\r\n")
+    entry = items[0]
+    assert isinstance(entry, RawEntry) and entry.broken is None
+    assert entry.attrs[0].values == ("stream",)
+    assert len(diags) == 1 and "CRLF" in diags[0]
+
+
+def test_carriage_return_inside_line_stays_in_token() -> None:
+    items, _ = parse("service a\n{\nuser = a\rb\n}\n")
+    entry = items[0]
+    assert isinstance(entry, RawEntry) and entry.attrs[0].values == ("a\rb",)
+
+
+def test_inline_comment_is_stripped_with_warning() -> None:
+    items, diags = parse("service a\n{\nport = 20122 # comment here\nuser = ###SITE###\n}\n")
+    entry = items[0]
+    assert isinstance(entry, RawEntry)
+    assert entry.attrs[0].values == ("20122",)
+    assert entry.attrs[1].values == ("###SITE###",)
+    assert len(diags) == 1 and "inline comment" in diags[0] and "f.conf:3:14" in diags[0]
+
+
+def test_include_lines() -> None:
+    items, diags = parse("include /a/b\nincludedir /etc/xinetd.d/\nincludedir\n")
+    assert [(i.kind, i.path) for i in items if isinstance(i, RawInclude)] == [
+        ("include", "/a/b"), ("includedir", "/etc/xinetd.d/")]
+    assert "includedir needs a path" in diags[0]
+
+
+def test_non_utf8_file_loads(tmp_path: Path) -> None:
+    path = tmp_path / "main"
+    path.write_bytes("# \u65e5\u672c\u8a9e\n".encode("euc-jp") + b"service a\xff\n{\n}\n")
+    from pyxinetd.config import load
+    config = load(str(path), environ={})
+    assert config.dropped and config.dropped[0].name == "a\udcff"
+
+
+# -- include and includedir --------------------------------------------------------
+
+
+def _svc_file(directory: Path, file_name: str, service: str, port: int) -> None:
+    (directory / file_name).write_text(service_block(service, port=port))
+
+
+def test_includedir_order_and_skipping(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    d.mkdir()
+    for index, name in enumerate(["b", "Z_1", "a", "A", "x.conf", ".hidden", "old~"]):
+        _svc_file(d, name, name.replace(".", "_").replace("~", "_"), 21000 + index)
+    (d / "sub").mkdir()
+    _svc_file(d / "sub", "inner", "inner", 21100)
+    os.symlink(d / "a", d / "link")
+    os.symlink(d / "missing", d / "dangling")
+    config = load_text(tmp_path, f"includedir {d}\n")
+    # The symlink to a regular file is read like any file (as a second "a": same port).
+    assert [s.name for s in config.services] == ["A", "Z_1", "a", "b"]
+    assert str(d / "link") in config.files
+    assert any("dangling" in w and "unable to stat" in w for w in warnings(config))
+    assert any("same port/protocol" in r for r in dropped_reasons(config))
+
+
+def test_include_file_and_relative_errors(tmp_path: Path) -> None:
+    other = tmp_path / "other.conf"
+    other.write_text(service_block("inc", port=21200))
+    config = load_text(tmp_path, f"include {other}\ninclude {tmp_path}/missing\n"
+                                 f"includedir {tmp_path}/nodir\n")
+    assert [s.name for s in config.services] == ["inc"]
+    errs = errors(config)
+    assert any("unable to open included configuration file" in e for e in errs)
+    assert any("unable to read included directory" in e for e in errs)
+
+
+def test_include_loop_is_refused(tmp_path: Path) -> None:
+    main = tmp_path / "xinetd.conf"
+    config = load_text(tmp_path, f"include {main}\n" + service_block("a", port=21300))
+    assert [s.name for s in config.services] == ["a"]
+    assert any("includes itself" in e for e in errors(config))
+
+
+def test_main_file_unreadable_raises_config_error(tmp_path: Path) -> None:
+    from pyxinetd.config import load
+    from pyxinetd.errors import ConfigError
+    with pytest.raises(ConfigError):
+        load(str(tmp_path / "absent"), environ={})
