@@ -1,0 +1,106 @@
+"""only_from / no_access tokens (reference §3.1)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from pyxinetd.config.addresses import AddressError, parse_address, same_address
+from pyxinetd.config.lookups import Lookups
+
+NETS = Lookups().network
+
+
+def nets(token: str) -> list[str]:
+    return [str(e.network) for e in parse_address(token, NETS).entries]
+
+
+@pytest.mark.parametrize("token, expected", [
+    ("128.138.12.0", ["128.138.12.0/24"]),
+    ("10.0.0.0", ["10.0.0.0/8"]),
+    ("128.0.12.0", ["128.0.12.0/24"]),
+    ("0.0.0.0", ["0.0.0.0/0"]),
+    ("127.0.0.1", ["127.0.0.1/32"]),
+    ("127.1", ["127.0.0.1/32"]),
+    ("::1", ["::1/128"]),
+    ("::", ["::/128"]),
+    ("10.1.2.3/8", ["10.0.0.0/8"]),
+    ("0.0.0.0/0", ["0.0.0.0/0"]),
+    ("192.168.1.7/32", ["192.168.1.7/32"]),
+    ("10.0.0.1/40", ["10.0.0.1/32"]),
+    ("::/0", ["::/0"]),
+    ("fe80::/10", ["fe80::/10"]),
+    ("::1/128", ["::1/128"]),
+    ("128.138.{200,201}", ["128.138.200.0/24", "128.138.201.0/24"]),
+    ("192.168.1.{1,2}", ["192.168.1.1/32", "192.168.1.2/32"]),
+    ("{10,11}", ["10.0.0.0/8", "11.0.0.0/8"]),
+    ("loopback", ["127.0.0.0/8"]),
+])
+def test_numeric_forms(token: str, expected: list[str]) -> None:
+    assert nets(token) == expected
+
+
+def test_kinds() -> None:
+    kinds = {t: parse_address(t, NETS).entries[0].kind for t in
+             ("127.0.0.1", "10.0.0.0", "10.0.0.0/8", "host.example", ".example.org",
+              "10.{1,2}", "loopback")}
+    assert kinds == {"127.0.0.1": "numeric", "10.0.0.0": "net", "10.0.0.0/8": "cidr",
+                     "host.example": "host", ".example.org": "domain", "10.{1,2}": "factorized",
+                     "loopback": "netname"}
+
+
+def test_names_are_stored_as_text_lowercased() -> None:
+    (entry,) = parse_address("LocalHost", NETS).entries
+    assert (entry.kind, entry.name, entry.network) == ("host", "localhost", None)
+    (entry,) = parse_address(".Example.COM", NETS).entries
+    assert (entry.kind, entry.name) == ("domain", ".example.com")
+
+
+@pytest.mark.parametrize("token", ["10.0.0.1,10.0.0.2", "a,b"])
+def test_comma_outside_braces_is_an_error(token: str) -> None:
+    with pytest.raises(AddressError, match="comma"):
+        parse_address(token, NETS)
+
+
+@pytest.mark.parametrize("token, words", [
+    ("10..{1,2}", "consecutive dots"),
+    ("10.0.{1,,2}", "consecutive commas"),
+    ("10.0.{1,2}x", "closing"),
+    ("10.0.{1,x}", "numbers"),
+    ("10.0.{}", "consecutive commas"),
+    ("1.2.3.4.{5}", "at most three octets"),
+])
+def test_bad_factorized_is_an_error(token: str, words: str) -> None:
+    with pytest.raises(AddressError, match=words):
+        parse_address(token, NETS)
+
+
+@pytest.mark.parametrize("token", ["127.0.0.", "$(bogusnet)", "10.0.0.0/x", "fe80::/abc"])
+def test_unparseable_token_is_dropped_with_warning(token: str) -> None:
+    parsed = parse_address(token, NETS)
+    assert parsed.entries == () and parsed.warning and "failed to parse" in parsed.warning
+
+
+def test_tcpd_words_warn() -> None:
+    parsed = parse_address("ALL", NETS)
+    assert parsed.entries[0].kind == "host" and parsed.warning and "not a keyword" in parsed.warning
+
+
+def test_empty_token_is_ignored() -> None:
+    assert parse_address("", NETS).entries == ()
+
+
+def test_ipv6_128_matches_its_host() -> None:
+    (entry,) = parse_address("::1/128", NETS).entries
+    assert entry.network is not None and ipaddress.ip_address("::1") in entry.network
+
+
+def test_same_address() -> None:
+    a = parse_address("10.0.0.0", NETS).entries[0]
+    b = parse_address("10.0.0.0/8", NETS).entries[0]
+    c = parse_address("10.0.0.0/16", NETS).entries[0]
+    h1 = parse_address("Host.example", NETS).entries[0]
+    h2 = parse_address("host.EXAMPLE", NETS).entries[0]
+    assert same_address(a, b) and not same_address(a, c) and same_address(h1, h2)
+    assert not same_address(a, h1)
