@@ -1,0 +1,288 @@
+"""The post-parse pipeline: inference, look-ups, required attributes, special cases."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyxinetd.config.model import SocketType
+from tests.unit.config_kit import (
+    dropped_reasons, errors, load_text, messages, service_block, warnings,
+)
+
+
+def block(name: str, *lines: str) -> str:
+    return service_block(name, *lines, base=False)
+
+
+def only(tmp_path: Path, text: str) -> Any:
+    config = load_text(tmp_path, text)
+    assert len(config.services) == 1, (dropped_reasons(config), errors(config))
+    return config.services[0]
+
+
+def test_protocol_inferred_from_socket_type_and_back(tmp_path: Path) -> None:
+    s = only(tmp_path, block("echo", "type = INTERNAL", "socket_type = dgram", "wait = yes"))
+    assert (s.protocol, s.protocol_number, s.port) == ("udp", 17, 7)
+    s = only(tmp_path, block("echo", "type = INTERNAL", "protocol = tcp", "wait = no"))
+    assert (s.socket_type, s.port, s.server, s.server_argv, s.environment) == (
+        SocketType.STREAM, 7, None, (), None)
+
+
+def test_listed_service_port_from_etc_services(tmp_path: Path) -> None:
+    s = only(tmp_path, block("ftp", "socket_type = stream", "wait = no", "user = root",
+                             "server = /bin/cat", "server_args = -u"))
+    assert (s.port, s.server_argv) == (21, ("cat", "-u"))
+
+
+def test_listed_service_expects_its_port(tmp_path: Path) -> None:
+    config = load_text(tmp_path, block("ftp", "socket_type = stream", "wait = no",
+                                       "user = root", "server = /bin/cat", "port = 2121"))
+    assert dropped_reasons(config) == ["service ftp expects port 21, not 2121"]
+
+
+def test_listed_service_must_be_in_etc_services(tmp_path: Path) -> None:
+    config = load_text(tmp_path, block("nosuchsvc", "socket_type = stream", "wait = no",
+                                       "user = root", "server = /bin/cat"))
+    assert "not in /etc/services: nosuchsvc/tcp" in dropped_reasons(config)[0]
+
+
+@pytest.mark.parametrize("missing, words", [
+    ("socket_type", "missing attribute socket_type"),
+    ("wait", "missing attribute wait"),
+    ("user", "missing attribute user"),
+    ("server", "missing attribute server"),
+    ("port", "must have a port entry"),
+])
+def test_required_attributes(tmp_path: Path, missing: str, words: str) -> None:
+    lines = [l for l in ("type = UNLISTED", "socket_type = raw", "protocol = tcp", "wait = no",
+                         "user = nobody", "server = /bin/cat", "port = 20001")
+             if not l.startswith(missing)]
+    if missing == "socket_type":
+        lines = [l.replace("protocol = tcp", "protocol = icmp") for l in lines]
+    config = load_text(tmp_path, block("svc", *lines))
+    assert config.services == () and words in dropped_reasons(config)[0]
+    assert any(words in e and "service disabled" in e for e in errors(config))
+
+
+def test_internal_builtins_by_name_and_socket_type(tmp_path: Path) -> None:
+    text = (block("daytime", "type = INTERNAL", "id = daytime-dgram", "socket_type = dgram",
+                  "wait = yes")
+            + block("tcpmux", "type = INTERNAL", "socket_type = stream", "wait = no")
+            + block("servers", "type = INTERNAL UNLISTED", "socket_type = stream",
+                    "wait = no", "port = 9099")
+            + block("tcpmux", "id = tcpmux-dgram", "type = INTERNAL", "socket_type = dgram",
+                    "wait = yes")
+            + block("bogus", "type = INTERNAL UNLISTED", "socket_type = stream", "wait = no",
+                    "port = 9"))
+    config = load_text(tmp_path, text)
+    assert [s.id for s in config.services] == ["daytime-dgram", "tcpmux", "servers"]
+    reasons = dropped_reasons(config)
+    assert reasons[0].startswith("no such internal service: tcpmux/dgram")
+    assert reasons[1].startswith("no such internal service: bogus/stream")
+
+
+def test_tcpmux_clients(tmp_path: Path) -> None:
+    ok = block("helper", "type = TCPMUX UNLISTED", "socket_type = stream", "wait = no",
+               "user = nobody", "server = /bin/cat")
+    bad = block("helper2", "type = TCPMUXPLUS", "socket_type = stream", "wait = no",
+                "user = nobody", "server = /bin/cat")
+    config = load_text(tmp_path, ok + bad)
+    assert [(s.name, s.port, s.is_tcpmux_client) for s in config.services] == [
+        ("helper", None, True)]
+    assert "must be UNLISTED" in dropped_reasons(config)[0]
+
+
+def test_rpc_services(tmp_path: Path) -> None:
+    text = (block("rstatd", "type = RPC", "socket_type = dgram", "wait = yes",
+                  "user = nobody", "server = /bin/cat", "rpc_version = 2-4")
+            + block("mine", "type = RPC UNLISTED", "socket_type = stream", "wait = no",
+                    "user = nobody", "server = /bin/cat", "rpc_version = 1",
+                    "rpc_number = 300000")
+            + block("nosuchrpc", "type = RPC", "socket_type = stream", "wait = no",
+                    "user = nobody", "server = /bin/cat", "rpc_version = 1")
+            + block("noversion", "type = RPC UNLISTED", "socket_type = stream", "wait = no",
+                    "user = nobody", "server = /bin/cat", "rpc_number = 300001"))
+    config = load_text(tmp_path, text)
+    assert [(s.name, s.rpc_number, s.rpc_version, s.port) for s in config.services] == [
+        ("rstatd", 100001, (2, 4), None), ("mine", 300000, (1, 1), None)]
+    reasons = dropped_reasons(config)
+    assert "unknown RPC service: nosuchrpc" in reasons[0]
+    assert "missing attribute rpc_version" in reasons[1]
+
+
+def test_redirect_rules(tmp_path: Path) -> None:
+    s = only(tmp_path, service_block("redir", "redirect = 127.0.0.1 8080").replace(
+        "\tserver = /bin/cat\n", ""))
+    assert (s.redirect, s.server, s.server_argv, s.environment) == (
+        ("127.0.0.1", 8080), None, (), None)
+    config = load_text(tmp_path, service_block("r", "redirect = ::1 smtp", "wait = yes"))
+    assert "redirect needs socket_type = stream and wait = no" in dropped_reasons(config)[0]
+    config = load_text(tmp_path, service_block("r", "redirect = ::1 25").replace(
+        "\tuser = nobody\n", ""))
+    assert "missing attribute user" in dropped_reasons(config)[0]
+
+
+def test_nameinargs(tmp_path: Path) -> None:
+    s = only(tmp_path, service_block("svc", "flags = NAMEINARGS", "server_args = custom 2"))
+    assert s.server_argv == ("custom", "2")
+    config = load_text(tmp_path, service_block("svc", "flags = NAMEINARGS"))
+    assert "NAMEINARGS needs server_args" in dropped_reasons(config)[0]
+    config = load_text(tmp_path, block("echo", "type = INTERNAL", "socket_type = stream",
+                                       "wait = no", "flags = NAMEINARGS", "server_args = x"))
+    assert "cannot be used on internal" in dropped_reasons(config)[0]
+
+
+def test_port_113_clears_userid(tmp_path: Path) -> None:
+    s = only(tmp_path, service_block("auth2", "port = 113", "log_on_success = PID USERID"))
+    assert s.log_on_success == frozenset({"PID"})
+    assert any("clearing USERID option from log_on_success" in m for m in messages(config=_c(
+        tmp_path, service_block("auth2", "port = 113", "log_on_success = USERID"))))
+
+
+def _c(tmp_path: Path, text: str) -> Any:
+    return load_text(tmp_path, text)
+
+
+def test_traffic_from_defaults_is_dropped_not_fatal(tmp_path: Path) -> None:
+    text = "defaults\n{\n\tlog_on_success = TRAFFIC PID\n}\n" + service_block("svc")
+    config = load_text(tmp_path, text)
+    assert config.services[0].log_on_success == frozenset({"PID"})
+    assert any("TRAFFIC from the defaults" in w for w in warnings(config))
+    config = load_text(tmp_path, service_block("svc", "log_on_success = TRAFFIC"))
+    assert "should not have TRAFFIC flag" in dropped_reasons(config)[0]
+
+
+def test_dgram_nowait_external_is_rejected(tmp_path: Path) -> None:
+    config = load_text(tmp_path, service_block("svc", "socket_type = dgram", "protocol = udp"))
+    assert dropped_reasons(config) == ["service svc has socket_type dgram, but does not wait"]
+
+
+def test_intercept_cleared_on_nowait(tmp_path: Path) -> None:
+    s = only(tmp_path, service_block("svc", "flags = INTERCEPT"))
+    assert "INTERCEPT" not in s.flags
+
+
+def test_sensor_needs_server_not_user(tmp_path: Path) -> None:
+    s = only(tmp_path, block("ftp", "socket_type = stream", "wait = no", "flags = SENSOR",
+                             "server = /bin/cat", "deny_time = 10"))
+    assert s.is_sensor and s.deny_time == 10 and s.environment is None
+    config = load_text(tmp_path, block("ftp", "socket_type = stream", "wait = no",
+                                       "flags = SENSOR"))
+    assert "must specify a server" in dropped_reasons(config)[0]
+
+
+def test_family_and_v6only(tmp_path: Path) -> None:
+    assert only(tmp_path, service_block("s")).family == socket.AF_INET6
+    assert only(tmp_path, service_block("s", "flags = IPv4")).family == socket.AF_INET
+    assert only(tmp_path, service_block("s", "flags = IPv4 IPv6")).family == socket.AF_INET6
+    s = only(tmp_path, service_block("s", "flags = IPv6", "bind = 127.0.0.1"))
+    assert (s.family, s.bind) == (socket.AF_INET, "127.0.0.1")
+    assert only(tmp_path, service_block("s", "v6only = yes")).v6only is True
+    config = load_text(tmp_path, service_block("s", "v6only = no"))
+    assert config.services[0].v6only is False
+    assert any("keeps the socket dual-stack" in w for w in warnings(config))
+    s = only(tmp_path, "defaults\n{\n\tv6only = yes\n\tbind = ::1\n}\n" + service_block("s"))
+    assert (s.v6only, s.bind, s.family) == (True, "::1", socket.AF_INET6)
+
+
+def test_environment(tmp_path: Path) -> None:
+    env = {"PATH": "/bin", "HOME": "/root", "TERM": "x"}
+    s = load_text(tmp_path, service_block("s"), environ=env).services[0]
+    assert s.environment == ("PATH=/bin", "HOME=/root", "TERM=x")
+    s = load_text(tmp_path, service_block("s", "env = TERM=y NEW=1"), environ=env).services[0]
+    assert s.environment == ("PATH=/bin", "HOME=/root", "TERM=y", "NEW=1")
+    config = load_text(tmp_path, service_block("s", "passenv = PATH NOPE", "env = PATH=/x"),
+                       environ=env)
+    assert config.services[0].environment == ("PATH=/x",)
+    assert any("undefined environment variable NOPE" in w for w in warnings(config))
+    config = load_text(tmp_path, service_block("early") + "defaults\n{\n\tpassenv = HOME\n}\n",
+                       environ=env)
+    assert config.services[0].environment == ("HOME=/root",)
+    s = load_text(tmp_path, "defaults\n{\n\tpassenv =\n}\n" + service_block("s"),
+                  environ=env).services[0]
+    assert s.environment == ()
+
+
+def test_log_type_file_in_defaults_is_common(tmp_path: Path) -> None:
+    s = only(tmp_path, "defaults\n{\n\tlog_type = FILE /tmp/x.log\n}\n" + service_block("s"))
+    assert s.log_type is not None and getattr(s.log_type, "common") is True
+
+
+def test_enabled_and_disabled_lists(tmp_path: Path) -> None:
+    text = ("defaults\n{\n\tenabled = A b\n\tdisabled = B\n}\n" + service_block("a", port=1)
+            + service_block("b", port=2) + service_block("c", port=3))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a"]
+    assert dropped_reasons(config) == ["id b is in the defaults' disabled list",
+                                       "id c is not in the defaults' enabled list"]
+
+
+def test_duplicates(tmp_path: Path) -> None:
+    text = (service_block("a", "bind = 127.0.0.1", port=20001)
+            + service_block("b", port=20001)
+            + service_block("c", port=20002) + service_block("d", port=20002)
+            + service_block("e", "flags = IPv4", port=20003)
+            + service_block("f", "v6only = yes", port=20003)
+            + service_block("g", "protocol = udp", "socket_type = dgram", "wait = yes",
+                            port=20002))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a", "c", "e", "f", "g"]
+    reasons = dropped_reasons(config)
+    assert "is unique but identical to service a" in reasons[0]
+    assert any("is unique but identical to service a" in e for e in errors(config))
+    assert any("identical to service c" in w and "would keep both" in w
+               for w in warnings(config))
+
+
+def test_same_id_on_different_ports_is_kept_with_warning(tmp_path: Path) -> None:
+    text = (service_block("echo2", "id = same", port=20001)
+            + service_block("echo3", "id = same", port=20002))
+    config = load_text(tmp_path, text)
+    assert len(config.services) == 2
+    assert any("id same is also used" in w for w in warnings(config))
+
+
+def test_every_diagnostic_names_file_and_line(tmp_path: Path) -> None:
+    text = (service_block("a", "bogus = 1", "nice = x") + "junk line\n"
+            + service_block("b", "socket_type= stream") + "}\n")
+    config = load_text(tmp_path, text)
+    for diagnostic in config.diagnostics:
+        if diagnostic.severity.value in ("warning", "error"):
+            assert diagnostic.file and diagnostic.line, diagnostic
+    assert all(d.file and d.line for d in config.dropped)
+
+
+# -- data-driven fixtures -------------------------------------------------------------
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "conf"
+
+
+def _summary(config: Any) -> dict[str, Any]:
+    return {
+        "services": [{"id": s.id, "port": s.port, "protocol": s.protocol,
+                      "socket_type": s.socket_type.value, "wait": s.wait,
+                      "argv": list(s.server_argv)} for s in config.services],
+        "dropped": [d.name for d in config.dropped],
+    }
+
+
+@pytest.mark.parametrize("conf", sorted((DATA / "valid").glob("*.conf")), ids=lambda p: p.name)
+def test_valid_fixture(conf: Path) -> None:
+    from pyxinetd.config import load
+    config = load(str(conf), environ={"PATH": "/bin"})
+    expected = json.loads(conf.with_suffix(".json").read_text())
+    assert _summary(config) == expected
+
+
+@pytest.mark.parametrize("conf", sorted((DATA / "invalid").glob("*.conf")), ids=lambda p: p.name)
+def test_invalid_fixture(conf: Path) -> None:
+    from pyxinetd.config import load
+    config = load(str(conf), environ={"PATH": "/bin"})
+    rendered = [str(d).replace(str(conf), conf.name) for d in config.diagnostics]
+    for wanted in conf.with_suffix(".err").read_text().splitlines():
+        assert any(wanted in line for line in rendered), (wanted, rendered)
