@@ -21,6 +21,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pyxinetd.config.lookups import is_digits
 from pyxinetd.config.model import AddressEntry
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -44,12 +45,12 @@ class AddressParse:
 
 
 def _ipv4_numeric(token: str) -> ipaddress.IPv4Address | None:
-    if not token or not all(c.isdigit() or c in ".xXabcdefABCDEF" for c in token):
+    if not token or not all(is_digits(c) or c in ".xXabcdefABCDEF" for c in token):
         return None
     try:
         # inet_aton is what getaddrinfo(AI_NUMERICHOST) uses: 127.1, 10, 0x7f.1 all work.
         return ipaddress.IPv4Address(socket.inet_aton(token))
-    except OSError:
+    except (OSError, ValueError):
         return None
 
 
@@ -81,7 +82,7 @@ def _numeric(token: str) -> AddressEntry | None:
 
 def _cidr(token: str) -> tuple[AddressEntry | None, str | None]:
     address_text, _, bits_text = token.partition("/")
-    if not bits_text.isdigit():
+    if not is_digits(bits_text):
         return None, None
     bits = int(bits_text)
     warning = None
@@ -108,7 +109,7 @@ def _factorized(token: str) -> tuple[AddressEntry, ...] | None:
     head, brace, tail = token.partition("{")
     if not brace:
         return None
-    if ":" in head or (head and not all(c.isdigit() or c == "." for c in head)):
+    if ":" in head or (head and not all(is_digits(c) or c == "." for c in head)):
         return None
     if head and not head.endswith("."):
         raise AddressError(f"bad address {token}: the part before '{{' must end with a dot")
@@ -122,7 +123,7 @@ def _factorized(token: str) -> tuple[AddressEntry, ...] | None:
     items = tail[:-1].split(",")
     if any(item == "" for item in items):
         raise AddressError(f"bad address {token}: consecutive commas")
-    if not all(item.isdigit() and int(item) <= 255 for item in items):
+    if not all(is_digits(item) and int(item) <= 255 for item in items):
         raise AddressError(f"bad address {token}: expected numbers 0-255 between the braces")
     bits = 8 * (len(prefix) + 1)
     entries = []
@@ -144,13 +145,13 @@ def parse_address(token: str, networks: NetworkLookup) -> AddressParse:
         return AddressParse((entry,))
     if "/" not in token and "{" not in token:
         if token.startswith("."):
-            if _HOSTNAME_RE.match(token[1:]) and not all(c.isdigit() or c == "." for c in token):
+            if _HOSTNAME_RE.match(token[1:]) and not all(is_digits(c) or c == "." for c in token):
                 return AddressParse((AddressEntry(token, "domain", name=token.lower()),))
         else:
             named = networks(token)
             if named is not None:
                 return AddressParse((AddressEntry(token, "netname", named),))
-            if _HOSTNAME_RE.match(token) and not all(c.isdigit() or c == "." for c in token):
+            if _HOSTNAME_RE.match(token) and not all(is_digits(c) or c == "." for c in token):
                 warning = None
                 if token.upper() in _TCPD_WORDS:
                     warning = (f"{token} is not a keyword in xinetd address lists; it is taken as "

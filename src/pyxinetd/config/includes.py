@@ -32,8 +32,9 @@ def list_includedir(directory: str, file: str, line: int, sink: DiagnosticSink) 
     """The files `includedir directory` reads, in order; problems become diagnostics."""
     try:
         names = os.listdir(directory)
-    except OSError as exc:
-        sink.error(file, line, f"unable to read included directory {directory}: {exc.strerror}")
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        sink.error(file, line, f"unable to read included directory {directory}: {why}")
         return []
     names.sort(key=os.fsencode)
     paths: list[str] = []

@@ -66,10 +66,10 @@ class _Reader:
                                                           "through other files); not read again")
                     continue
                 text = read_text(path)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 what = "included configuration file" if item.kind == "include" else "file"
-                self.sink.error(item.file, item.line,
-                                f"unable to open {what} {path}: {exc.strerror}")
+                why = exc.strerror if isinstance(exc, OSError) else str(exc)
+                self.sink.error(item.file, item.line, f"unable to open {what} {path}: {why}")
                 continue
             self.sink.debug(item.file, item.line, f"reading included configuration file: {path}")
             self.read_file(path, text, identity)
@@ -148,8 +148,9 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     try:
         text = read_text(path)
         info = os.stat(path)
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration file: {exc.strerror}", path) from exc
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ConfigError(f"cannot read configuration file: {why}", path) from exc
     env = dict(os.environ if environ is None else environ)
     lookups = lookups or Lookups()
     sink = DiagnosticSink()

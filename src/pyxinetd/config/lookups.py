@@ -24,6 +24,15 @@ class UserInfo:
     name: str | None
 
 
+# (uid_t)-1 means "no change" to setuid/setgid: the largest usable id is one less.
+_MAX_ID = 2**32 - 2
+
+
+def is_digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts characters int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _read_table(path: str) -> list[list[str]]:
     """Rows of whitespace-separated words with '#' comments removed; [] if unreadable."""
     try:
@@ -63,7 +72,7 @@ class Lookups:
                 if len(row) < 2 or "/" not in row[1]:
                     continue
                 port_text, proto = row[1].split("/", 1)
-                if not port_text.isdigit():
+                if not is_digits(port_text):
                     continue
                 for alias in [row[0], *row[2:]]:
                     table.setdefault((alias, proto), int(port_text))
@@ -77,7 +86,7 @@ class Lookups:
         if self._protocols is None:
             table: dict[str, tuple[str, int]] = {}
             for row in _read_table(self._paths["protocols"]):
-                if len(row) < 2 or not row[1].isdigit():
+                if len(row) < 2 or not is_digits(row[1]):
                     continue
                 for alias in [row[0], *row[2:]]:
                     table.setdefault(alias, (row[0], int(row[1])))
@@ -97,7 +106,7 @@ class Lookups:
         if self._rpc is None:
             table: dict[str, int] = {}
             for row in _read_table(self._paths["rpc"]):
-                if len(row) < 2 or not row[1].isdigit():
+                if len(row) < 2 or not is_digits(row[1]):
                     continue
                 for alias in [row[0], *row[2:]]:
                     table.setdefault(alias, int(row[1]))
@@ -127,8 +136,11 @@ class Lookups:
         if text in self._users:
             return self._users[text]
         info: UserInfo | None
-        if text.isdigit():
+        if is_digits(text):
             uid = int(text)
+            if uid > _MAX_ID:
+                self._users[text] = None
+                return None
             try:
                 entry = pwd.getpwuid(uid)
                 name: str | None = entry.pw_name
@@ -147,8 +159,8 @@ class Lookups:
         return info
 
     def group(self, text: str) -> int | None:
-        if text.isdigit():
-            return int(text)
+        if is_digits(text):
+            return int(text) if int(text) <= _MAX_ID else None
         if text not in self._groups:
             try:
                 self._groups[text] = grp.getgrnam(text).gr_gid
@@ -168,7 +180,7 @@ class Lookups:
 def _network_number(text: str) -> ipaddress.IPv4Network | None:
     """'169.254' or '169.254.0.0' -> 169.254.0.0/16 (mask from the significant octets)."""
     parts = text.split(".")
-    if not 1 <= len(parts) <= 4 or not all(p.isdigit() and int(p) < 256 for p in parts):
+    if not 1 <= len(parts) <= 4 or not all(is_digits(p) and int(p) < 256 for p in parts):
         return None
     octets = [int(p) for p in parts] + [0] * (4 - len(parts))
     significant = 4

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pyxinetd.config.addresses import AddressError, AddressParse, parse_address
 from pyxinetd.config.diagnostics import did_you_mean
 from pyxinetd.config.lookups import Lookups, UserInfo
+from pyxinetd.config.lookups import is_digits
 from pyxinetd.config.model import (
     LOG_ON_FAILURE_FLAGS, LOG_ON_SUCCESS_FLAGS, SERVICE_FLAGS, SERVICE_TYPES, AddressEntry,
     FileTarget, LogTarget, SocketType, SyslogTarget, TimeWindow,
@@ -76,7 +77,7 @@ def _enum(word: str, allowed: Iterable[str], what: str) -> str:
 
 
 def _uint(word: str, what: str, maximum: int | None = None) -> int:
-    if not word.isdigit():
+    if not is_digits(word):
         raise ValueProblem(f"bad {what} {word!r}: expected a non-negative decimal number")
     value = int(word)
     if maximum is not None and value > maximum:
@@ -134,8 +135,9 @@ def parse_server(values: Values, ctx: ValueContext) -> str:
     path = values[0]
     try:
         mode = os.stat(path).st_mode
-    except OSError as exc:
-        raise ValueProblem(f"server {path} is not executable: {exc.strerror}") from None
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise ValueProblem(f"server {path} is not executable: {why}") from None
     if not stat.S_ISREG(mode) or not os.access(path, os.X_OK):
         raise ValueProblem(f"server {path} is not executable: expected an executable regular file")
     return path
@@ -171,7 +173,7 @@ def parse_umask(values: Values, ctx: ValueContext) -> int:
 def parse_nice(values: Values, ctx: ValueContext) -> int:
     word = values[0]
     digits = word[1:] if word[:1] in "+-" else word
-    if not digits.isdigit():
+    if not is_digits(digits):
         raise ValueProblem(f"bad nice value {word!r}: expected a signed decimal number")
     return int(word)
 
@@ -194,7 +196,7 @@ def _size(word: str, what: str, suffixes: bool = True) -> int:
         multiplier, number = _KIB, word[:-1]
     elif suffixes and word[-1:] in ("m", "M"):
         multiplier, number = _MIB, word[:-1]
-    if not number.isdigit():
+    if not is_digits(number):
         expected = "a number with an optional k or m suffix" if suffixes else "a number"
         raise ValueProblem(f"{what} {word!r} is invalid: expected {expected}")
     return int(number) * multiplier
@@ -217,7 +219,7 @@ def parse_rlimit_cpu(values: Values, ctx: ValueContext) -> int | None:
 
 def parse_redirect(values: Values, ctx: ValueContext) -> tuple[str, int]:
     host, port_text = values
-    if port_text.isdigit():
+    if is_digits(port_text):
         port = int(port_text)
         if not 0 < port <= 65535:
             raise ValueProblem(f"bad redirect port {port_text!r}: expected 1-65535")
@@ -237,7 +239,7 @@ def _resolve_one(host: str, what: str) -> str:
         pass
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise ValueProblem(f"{what} {host!r} does not resolve: {exc}") from None
     if not infos:
         raise ValueProblem(f"{what} {host!r} does not resolve")
@@ -246,7 +248,7 @@ def _resolve_one(host: str, what: str) -> str:
 
 def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
     text = values[0]
-    if text and all(c.isdigit() or c == "." for c in text):
+    if text and all(is_digits(c) or c == "." for c in text):
         try:
             return BindSpec(text, ((socket.AF_INET, str(ipaddress.IPv4Address(text))),))
         except ValueError:
@@ -258,7 +260,7 @@ def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
             raise ValueProblem(f"bad bind address {text!r}: expected an IPv6 address") from None
     try:
         infos = socket.getaddrinfo(text, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise ValueProblem(f"bind host {text!r} does not resolve: {exc}") from None
     candidates: list[tuple[int, str]] = []
     for family, _, _, _, sockaddr in infos:
@@ -291,7 +293,7 @@ def parse_addresses(values: Values, ctx: ValueContext) -> tuple[AddressEntry, ..
 
 def _clock(text: str, interval: str) -> int:
     hours, colon, minutes = text.partition(":")
-    if (not colon or not hours.isdigit() or not minutes.isdigit()
+    if (not colon or not is_digits(hours) or not is_digits(minutes)
             or len(hours) > 2 or len(minutes) > 2):
         raise ValueProblem(f"invalid time interval {interval!r}: expected H:MM-H:MM")
     hour, minute = int(hours), int(minutes)
