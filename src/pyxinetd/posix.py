@@ -9,6 +9,7 @@ DummyOptions does. `RealPosix` adds nothing to the calls it wraps.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import resource
@@ -25,6 +26,16 @@ try:  # CPython's C-level fork/exec, the machinery behind subprocess.
     import _posixsubprocess
 except ImportError:  # pragma: no cover - every CPython on POSIX has it
     _posixsubprocess = None  # type: ignore[assignment]
+
+try:  # The whole child checklist in C (src/pyxinetd/_spawn.c); an optional build.
+    from pyxinetd import _spawn
+except ImportError:  # built without a compiler or Python headers, or not on Linux
+    _spawn = None  # type: ignore[assignment]
+
+HAVE_NATIVE = _spawn is not None
+# PYXINETD_NATIVE_SPAWN=0 makes the daemon behave as if the extension were not built
+# (to run it, or the test suite, on the fallback paths).
+NATIVE_ENABLED = HAVE_NATIVE and os.environ.get("PYXINETD_NATIVE_SPAWN", "1") != "0"
 
 # The argument list of _posixsubprocess.fork_exec is private and changes between
 # versions; it is used only on the versions whose signature this module was written for.
@@ -43,6 +54,10 @@ class Posix(Protocol):
     def fork_exec(self, path: str, argv: Sequence[str], env: Sequence[str], *, fd: int,
                   errpipe: tuple[int, int], uid: int | None, gid: int | None,
                   groups: Sequence[int] | None, umask: int) -> int: ...
+    def native_available(self) -> bool: ...
+    def native_spawn(self, path: str, argv: Sequence[str], env: Sequence[str], *, fd: int,
+                     groups: Sequence[int] | None, gid: int, uid: int, umask: int,
+                     nice: int | None, rlimits: Sequence[tuple[int, int, int]]) -> int: ...
     def execve(self, path: str, argv: Sequence[str], env: Mapping[str, str]) -> None: ...
     def exit_now(self, status: int) -> NoReturn: ...
     def waitpid(self, pid: int) -> None: ...
@@ -83,6 +98,9 @@ class Posix(Protocol):
 class RealPosix:
     """The facade backed by the running kernel."""
 
+    def __init__(self, *, native: bool = NATIVE_ENABLED) -> None:
+        self._native = native and HAVE_NATIVE
+
     def fork(self) -> int:
         return os.fork()
 
@@ -109,6 +127,20 @@ class RealPosix:
             gid, None if groups is None else list(groups), uid, umask,
             None, True)                        # no preexec_fn; vfork when allowed
         return pid
+
+    def native_available(self) -> bool:
+        return self._native
+
+    def native_spawn(self, path: str, argv: Sequence[str], env: Sequence[str], *, fd: int,
+                     groups: Sequence[int] | None, gid: int, uid: int, umask: int,
+                     nice: int | None, rlimits: Sequence[tuple[int, int, int]]) -> int:
+        """pyxinetd._spawn.spawn; OSError carries `step` (and `rlimit_index`)."""
+        if _spawn is None:
+            raise OSError(errno.ENOSYS, "pyxinetd._spawn is not built")
+        return _spawn.spawn(os.fsencode(path), [os.fsencode(a) for a in argv],
+                            [os.fsencode(e) for e in env], fd, setsid=True,
+                            groups=None if groups is None else list(groups), gid=gid,
+                            uid=uid, umask=umask, nice=nice, rlimits=list(rlimits))
 
     def execve(self, path: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
         os.execve(path, list(argv), env)
@@ -200,7 +232,13 @@ class RealPosix:
         return resource.getrlimit(res)
 
     def setrlimit(self, res: int, limits: tuple[int, int]) -> None:
-        resource.setrlimit(res, limits)
+        try:
+            resource.setrlimit(res, limits)
+        except ValueError as err:
+            # The resource module turns EPERM and EINVAL into ValueError; give the errno
+            # back so that every path reports the same failure.
+            code = errno.EPERM if "not allowed" in str(err) else errno.EINVAL
+            raise OSError(code, os.strerror(code)) from err
 
     def setgroups(self, groups: Sequence[int]) -> None:
         os.setgroups(list(groups))

@@ -10,6 +10,11 @@ argv exactly service.server_argv.
 
 How fast the child gets there is a separate, measured choice (docs/spawner.md):
 
+* NATIVE: the optional C extension pyxinetd._spawn does every step above, in order, in a
+  CLONE_VM|CLONE_VFORK child (vfork speed, with or without a credential change, nice
+  and rlimits included: nothing is lent by the parent). The first choice whenever it
+  was built; the three paths below are the fallbacks (PYXINETD_NATIVE_SPAWN=0 forces
+  them).
 * FORK_EXEC: CPython's C-level fork/exec (`_posixsubprocess`, behind subprocess). The
   child runs no Python code, and without a credential change it uses vfork, so its
   cost does not grow with the daemon's memory; a credential change rules vfork out.
@@ -81,6 +86,7 @@ CAP_SYS_RESOURCE = 24
 
 
 class Method(enum.Enum):
+    NATIVE = "native"
     SPAWN = "posix_spawn"
     FORK_EXEC = "fork_exec"
     CHECKLIST = "checklist"
@@ -174,6 +180,8 @@ class Spawner:
         request = build_request(service, sock.fileno(), remote_host, as_root=as_root,
                                 posix=self._os)
         chosen = method if method is not None else self.choose(request)
+        if chosen is Method.NATIVE:
+            return self.run_native(request)
         if chosen is Method.SPAWN:
             return self.run_spawn(request)
         if chosen is Method.FORK_EXEC:
@@ -184,6 +192,8 @@ class Spawner:
 
     def choose(self, req: SpawnRequest) -> Method:
         """The fastest path that reproduces the whole checklist exactly."""
+        if self._os.native_available():
+            return Method.NATIVE
         if req.rlimits or not self._parent_state_reversible(req):
             return Method.CHECKLIST
         if HAVE_FORK_EXEC and self._signal_state_plain():
@@ -263,6 +273,31 @@ class Spawner:
             return self._os.pipe()
         except OSError as err:  # EMFILE/ENFILE: no child could have been made either
             raise _error(req, "fork", err) from err
+
+    # -- path 0: the C extension -------------------------------------------------------
+
+    def run_native(self, req: SpawnRequest) -> int:
+        """pyxinetd._spawn: the whole checklist in C, in a CLONE_VM|CLONE_VFORK child."""
+        creds = req.credentials
+        limits = [("files", resource.RLIMIT_NOFILE, req.nofile)] if req.nofile else []
+        limits += [(name, res, (value, value)) for name, res, value in req.rlimits]
+        try:
+            return self._os.native_spawn(
+                req.path, req.argv, req.env, fd=req.fd,
+                groups=creds.groups if creds else None,
+                gid=-1 if creds is None or creds.gid is None else creds.gid,
+                uid=-1 if creds is None or creds.uid is None else creds.uid,
+                umask=-1 if req.umask is None else req.umask,
+                nice=req.nice or None,
+                rlimits=[(res, soft, hard) for _, res, (soft, hard) in limits])
+        except OSError as err:
+            step = str(getattr(err, "step", "fork"))
+            if step == "rlimit":
+                step = f"rlimit_{limits[int(getattr(err, 'rlimit_index', 0))][0]}"
+            raise _error(req, step, err) from err
+        except ValueError as err:  # e.g. NUL in argv or env
+            raise SpawnError(f"{req.service_id}: cannot start {req.path}: {err}",
+                             errno=errno.EINVAL, step="exec") from err
 
     # -- path 1: posix_spawn ----------------------------------------------------------
 

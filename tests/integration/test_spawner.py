@@ -25,7 +25,7 @@ import pytest
 
 from pyxinetd.config.model import Rlimits
 from pyxinetd.errors import SpawnError
-from pyxinetd.posix import HAVE_FORK_EXEC, RealPosix
+from pyxinetd.posix import HAVE_FORK_EXEC, HAVE_NATIVE, NATIVE_ENABLED, RealPosix
 from pyxinetd.spawner import Method, Spawner, build_request, spawn
 from tests.factories import make_service
 
@@ -39,9 +39,29 @@ root_only = pytest.mark.skipif(not ROOT, reason="needs root")
 ENV = ("LC_ALL=C.UTF-8", "PATH=/usr/bin:/bin")
 DEADLINE = 30.0
 
-# None = let the spawner choose.
-ALL_METHODS = [None, Method.SPAWN, Method.CHECKLIST] + (
-    [Method.FORK_EXEC] if HAVE_FORK_EXEC else [])
+# None = let the default spawner choose (the C extension when it was built);
+# FALLBACK = let a spawner that does not use the C extension choose.
+FALLBACK = "auto-fallback"
+SpawnPath = Method | None | str
+ALL_METHODS: list[SpawnPath] = [None, FALLBACK, Method.SPAWN, Method.CHECKLIST] + (
+    [Method.FORK_EXEC] if HAVE_FORK_EXEC else []) + ([Method.NATIVE] if HAVE_NATIVE else [])
+# The paths that can change credentials, and those that can set every rlimit.
+CRED_METHODS = [m for m in ALL_METHODS if m is not Method.SPAWN]
+RLIMIT_METHODS = [m for m in ALL_METHODS if m in (None, FALLBACK, Method.CHECKLIST,
+                                                  Method.NATIVE)]
+
+
+def start(service: Any, sock: socket.socket, remote_host: str, method: SpawnPath, *,
+          as_root: bool) -> int:
+    """Spawn through the path named by a test parameter."""
+    if method is None:
+        return spawn(service, sock, remote_host, as_root=as_root)
+    if method == FALLBACK:
+        return Spawner(RealPosix(native=False)).spawn(service, sock, remote_host,
+                                                      as_root=as_root)
+    assert isinstance(method, Method)
+    return Spawner(RealPosix()).spawn(service, sock, remote_host, as_root=as_root,
+                                      method=method)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +80,7 @@ def helper() -> Iterator[str]:
 
 def read_all(sock: socket.socket) -> bytes:
     sock.settimeout(DEADLINE)
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         chunk = sock.recv(65536)
         if not chunk:
@@ -97,16 +117,12 @@ def zombies_of_me() -> list[int]:
     return found
 
 
-def run(service: Any, method: Method | None, *, as_root: bool = ROOT,
+def run(service: Any, method: SpawnPath, *, as_root: bool = ROOT,
         remote_host: str = "192.0.2.7") -> tuple[bytes, int]:
     ours, theirs = socket.socketpair()
     with ours:
         try:
-            if method is None:
-                pid = spawn(service, theirs, remote_host, as_root=as_root)
-            else:
-                pid = Spawner(RealPosix()).spawn(service, theirs, remote_host,
-                                                 as_root=as_root, method=method)
+            pid = start(service, theirs, remote_host, method, as_root=as_root)
         finally:
             theirs.close()
         out = read_all(ours)
@@ -114,7 +130,7 @@ def run(service: Any, method: Method | None, *, as_root: bool = ROOT,
     return out, pid
 
 
-def report(helper: str, method: Method | None, **overrides: Any) -> dict[str, Any]:
+def report(helper: str, method: SpawnPath, **overrides: Any) -> dict[str, Any]:
     as_root = overrides.pop("_as_root", ROOT)
     overrides.setdefault("environment", ENV)
     overrides.setdefault("server_argv", ("report-server", helper))
@@ -126,7 +142,7 @@ def report(helper: str, method: Method | None, **overrides: Any) -> dict[str, An
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)
-def test_only_the_socket_on_0_1_2(helper: str, method: Method | None) -> None:
+def test_only_the_socket_on_0_1_2(helper: str, method: SpawnPath) -> None:
     leaked_r, leaked_w = os.pipe()
     os.set_inheritable(leaked_r, True)  # an fd the launcher might have passed us
     try:
@@ -141,14 +157,14 @@ def test_only_the_socket_on_0_1_2(helper: str, method: Method | None) -> None:
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)
-def test_new_session(helper: str, method: Method | None) -> None:
+def test_new_session(helper: str, method: SpawnPath) -> None:
     data = report(helper, method)
     assert data["sid"] == data["pid"] == data["pgid"]
     assert data["ppid"] == os.getpid()
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)
-def test_environment_and_argv(helper: str, method: Method | None) -> None:
+def test_environment_and_argv(helper: str, method: SpawnPath) -> None:
     data = report(helper, method,
                   environment=ENV + ("REMOTE_HOST=stale", "EQ=a=b", "EMPTY="),
                   server_argv=("custom-name", helper, "one", "two words", ""))
@@ -158,7 +174,7 @@ def test_environment_and_argv(helper: str, method: Method | None) -> None:
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)
-def test_umask(helper: str, method: Method | None) -> None:
+def test_umask(helper: str, method: SpawnPath) -> None:
     mine = os.umask(0o022)
     os.umask(mine)
     assert report(helper, method, umask=0o027)["umask"] == 0o027
@@ -167,7 +183,7 @@ def test_umask(helper: str, method: Method | None) -> None:
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)
-def test_nofile_defaults_to_the_daemon_hard_limit(helper: str, method: Method | None) -> None:
+def test_nofile_defaults_to_the_daemon_hard_limit(helper: str, method: SpawnPath) -> None:
     before = resource.getrlimit(resource.RLIMIT_NOFILE)
     hard = before[1]
     if hard == resource.RLIM_INFINITY:
@@ -182,19 +198,19 @@ def test_nofile_defaults_to_the_daemon_hard_limit(helper: str, method: Method | 
     assert data["rlimits"]["files"] == [hard, hard]
 
 
-@pytest.mark.parametrize("method", [None, Method.CHECKLIST])
-def test_rlimit_files(helper: str, method: Method | None) -> None:
+@pytest.mark.parametrize("method", RLIMIT_METHODS)
+def test_rlimit_files(helper: str, method: SpawnPath) -> None:
     before = resource.getrlimit(resource.RLIMIT_NOFILE)
     data = report(helper, method, rlimits=Rlimits(files=512))
     assert data["rlimits"]["files"] == [512, 512]
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == before
 
 
-@pytest.mark.parametrize("method", [None, Method.CHECKLIST])
-def test_other_rlimits(helper: str, method: Method | None) -> None:
+@pytest.mark.parametrize("method", RLIMIT_METHODS)
+def test_other_rlimits(helper: str, method: SpawnPath) -> None:
     limits = Rlimits(as_=4 << 30, cpu=100, data=2 << 30, rss=1 << 30, stack=16 << 20)
     service = make_service(server=PYTHON, rlimits=limits)
-    assert Spawner(RealPosix()).choose(
+    assert Spawner(RealPosix(native=False)).choose(
         build_request(service, 0, "x", as_root=ROOT, posix=RealPosix())) is Method.CHECKLIST
     data = report(helper, method, rlimits=limits)
     assert data["rlimits"]["as"] == [4 << 30, 4 << 30]
@@ -204,8 +220,10 @@ def test_other_rlimits(helper: str, method: Method | None) -> None:
     assert data["rlimits"]["stack"] == [16 << 20, 16 << 20]
 
 
-@pytest.mark.parametrize("method", ALL_METHODS if CAN_RENICE else [None, Method.CHECKLIST])
-def test_nice(helper: str, method: Method | None) -> None:
+@pytest.mark.parametrize("method", ALL_METHODS if CAN_RENICE else [
+    m for m in ALL_METHODS if m in (FALLBACK, Method.CHECKLIST, Method.NATIVE)
+    or (m is None and NATIVE_ENABLED)])
+def test_nice(helper: str, method: SpawnPath) -> None:
     mine = os.getpriority(os.PRIO_PROCESS, 0)
     data = report(helper, method, nice=5)
     assert data["nice"] == min(19, mine + 5)
@@ -213,8 +231,8 @@ def test_nice(helper: str, method: Method | None) -> None:
 
 
 @root_only
-@pytest.mark.parametrize("method", [m for m in ALL_METHODS if m is not Method.SPAWN])
-def test_credentials(helper: str, method: Method | None) -> None:
+@pytest.mark.parametrize("method", CRED_METHODS)
+def test_credentials(helper: str, method: SpawnPath) -> None:
     data = report(helper, method, user=NOBODY, group=NOBODY, supplementary_groups=())
     assert data["uid"] == [NOBODY] * 3
     assert data["gid"] == [NOBODY] * 3
@@ -224,24 +242,25 @@ def test_credentials(helper: str, method: Method | None) -> None:
 
 
 @root_only
-@pytest.mark.parametrize("method", [m for m in ALL_METHODS if m is not Method.SPAWN])
-def test_supplementary_groups(helper: str, method: Method | None) -> None:
+@pytest.mark.parametrize("method", CRED_METHODS)
+def test_supplementary_groups(helper: str, method: SpawnPath) -> None:
     data = report(helper, method, user=NOBODY, group=NOBODY, supplementary_groups=(100, 4242))
     assert data["groups"] == [100, 4242]
     assert data["gid"] == [NOBODY] * 3
 
 
 @root_only
-def test_group_only_keeps_uid(helper: str) -> None:
-    data = report(helper, None, group=4242)
+@pytest.mark.parametrize("method", CRED_METHODS)
+def test_group_only_keeps_uid(helper: str, method: SpawnPath) -> None:
+    data = report(helper, method, group=4242)
     assert data["uid"] == [0, 0, 0]
     assert data["gid"] == [4242] * 3
     assert data["groups"] == []
 
 
 @root_only
-@pytest.mark.parametrize("method", [m for m in ALL_METHODS if m is not Method.SPAWN])
-def test_negative_nice_for_a_dropped_user(helper: str, method: Method | None) -> None:
+@pytest.mark.parametrize("method", CRED_METHODS)
+def test_negative_nice_for_a_dropped_user(helper: str, method: SpawnPath) -> None:
     data = report(helper, method, user=NOBODY, group=NOBODY, nice=-3)
     assert data["nice"] == -3
     assert data["uid"] == [NOBODY] * 3
@@ -254,7 +273,7 @@ def test_unprivileged_ignores_user_and_group(helper: str) -> None:
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)
-def test_real_tcp_connection(helper: str, method: Method | None) -> None:
+def test_real_tcp_connection(helper: str, method: SpawnPath) -> None:
     with socket.create_server(("127.0.0.1", 0)) as listener:
         client = socket.create_connection(listener.getsockname())
         with client:
@@ -262,11 +281,7 @@ def test_real_tcp_connection(helper: str, method: Method | None) -> None:
             service = make_service(server=PYTHON, environment=ENV,
                                    server_argv=("report-server", helper))
             try:
-                if method is None:
-                    pid = spawn(service, conn, peer[0], as_root=ROOT)
-                else:
-                    pid = Spawner(RealPosix()).spawn(service, conn, peer[0], as_root=ROOT,
-                                                     method=method)
+                pid = start(service, conn, peer[0], method, as_root=ROOT)
             finally:
                 conn.close()
             data = json.loads(read_all(client))
@@ -290,14 +305,15 @@ if sys.argv[5] == "ignoring":
 else:  # as the daemon: recording handlers, nothing blocked
     for name in ("SIGHUP", "SIGCONT", "SIGTTIN", "SIGTTOU", "SIGTSTP", "SIGUSR2"):
         signal.signal(getattr(signal, name), lambda signum, frame: None)
-method = None if sys.argv[2] == "auto" else Method(sys.argv[2])
+method = None if sys.argv[2] in ("auto", "fallback") else Method(sys.argv[2])
+posix = RealPosix(native=False) if sys.argv[2] == "fallback" else RealPosix()
 creds = dict(user=65534, group=65534) if sys.argv[3] == "nobody" else {}
 probe = ("sh", "-c", "grep -E '^SigIgn' /proc/$$/status; "
          "exec " + sys.argv[4] + " -c 'import re; print(open(\"/proc/self/status\").read())'")
 results = {}
 ours, theirs = socket.socketpair()
 service = make_service(server="/bin/sh", server_argv=probe, environment=("LC_ALL=C.UTF-8",), **creds)
-pid = Spawner(RealPosix()).spawn(service, theirs, "peer", as_root=os.geteuid() == 0, method=method)
+pid = Spawner(posix).spawn(service, theirs, "peer", as_root=os.geteuid() == 0, method=method)
 theirs.close()
 out = b""
 while True:
@@ -316,11 +332,17 @@ GLIBC_INTERNAL = (1 << 31) | (1 << 32)
 
 @pytest.mark.parametrize("method,who,state", [
     ("auto", "self", "plain"), ("auto", "self", "ignoring"),
+    ("fallback", "self", "plain"), ("fallback", "self", "ignoring"),
     ("posix_spawn", "self", "ignoring"), ("checklist", "self", "ignoring"),
+    pytest.param("native", "self", "ignoring",
+                 marks=pytest.mark.skipif(not HAVE_NATIVE, reason="C extension not built")),
+    pytest.param("native", "nobody", "ignoring",
+                 marks=[root_only, pytest.mark.skipif(not HAVE_NATIVE, reason="not built")]),
     pytest.param("fork_exec", "self", "plain",
                  marks=pytest.mark.skipif(not HAVE_FORK_EXEC, reason="no fork_exec")),
     pytest.param("auto", "nobody", "plain", marks=root_only),
     pytest.param("auto", "nobody", "ignoring", marks=root_only),
+    pytest.param("fallback", "nobody", "ignoring", marks=root_only),
     pytest.param("checklist", "nobody", "ignoring", marks=root_only),
 ])
 def test_signals_default_and_unblocked(method: str, who: str, state: str) -> None:
@@ -331,8 +353,9 @@ def test_signals_default_and_unblocked(method: str, who: str, state: str) -> Non
     # The shell saw every disposition at its default (dash keeps inherited SIG_IGN).
     assert lines[0].startswith("SigIgn:"), out
     ignored = int(lines[0].split()[1], 16)
+    auto_fallback = method == "fallback" or (method == "auto" and not NATIVE_ENABLED)
     uses_posix_spawn = method == "posix_spawn" or (
-        method == "auto" and state == "ignoring" and who == "self")
+        auto_fallback and state == "ignoring" and who == "self")
     if uses_posix_spawn:
         ignored &= ~GLIBC_INTERNAL
     assert ignored == 0, out
@@ -364,15 +387,12 @@ EXPECTED_ERRNO = {"missing": errno.ENOENT, "noexec": errno.EACCES,
 
 @pytest.mark.parametrize("method", ALL_METHODS)
 @pytest.mark.parametrize("kind", sorted(EXPECTED_ERRNO))
-def test_exec_failure(bad_servers: dict[str, str], kind: str, method: Method | None) -> None:
+def test_exec_failure(bad_servers: dict[str, str], kind: str, method: SpawnPath) -> None:
     service = make_service(server=bad_servers[kind], environment=ENV)
     ours, theirs = socket.socketpair()
     with ours, theirs:
         with pytest.raises(SpawnError) as info:
-            if method is None:
-                spawn(service, theirs, "peer", as_root=ROOT)
-            else:
-                Spawner(RealPosix()).spawn(service, theirs, "peer", as_root=ROOT, method=method)
+            start(service, theirs, "peer", method, as_root=ROOT)
     assert info.value.errno == EXPECTED_ERRNO[kind]
     assert info.value.step == "exec"
     assert bad_servers[kind] in str(info.value)
@@ -382,8 +402,8 @@ def test_exec_failure(bad_servers: dict[str, str], kind: str, method: Method | N
 
 
 @root_only
-@pytest.mark.parametrize("method", [m for m in ALL_METHODS if m is not Method.SPAWN])
-def test_exec_failure_as_nobody(tmp_path: Path, method: Method | None) -> None:
+@pytest.mark.parametrize("method", CRED_METHODS)
+def test_exec_failure_as_nobody(tmp_path: Path, method: SpawnPath) -> None:
     private = tmp_path / "private"  # pytest's tmp dirs are 0700: nobody cannot reach it
     private.write_text("#!/bin/sh\n")
     private.chmod(0o755)
@@ -391,10 +411,84 @@ def test_exec_failure_as_nobody(tmp_path: Path, method: Method | None) -> None:
     ours, theirs = socket.socketpair()
     with ours, theirs:
         with pytest.raises(SpawnError) as info:
-            if method is None:
-                spawn(service, theirs, "peer", as_root=True)
-            else:
-                Spawner(RealPosix()).spawn(service, theirs, "peer", as_root=True, method=method)
+            start(service, theirs, "peer", method, as_root=True)
     assert info.value.errno == errno.EACCES
     assert zombies_of_me() == []
 
+
+
+@pytest.mark.parametrize("method", RLIMIT_METHODS)
+def test_failing_rlimit_names_its_step(method: SpawnPath) -> None:
+    # Above fs.nr_open (2**20 by default) even root cannot set RLIMIT_NOFILE.
+    service = make_service(server="/bin/true", environment=ENV, rlimits=Rlimits(files=1 << 30))
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        with pytest.raises(SpawnError) as info:
+            start(service, theirs, "peer", method, as_root=ROOT)
+    assert (info.value.errno, info.value.step) == (errno.EPERM, "rlimit_files")
+    assert zombies_of_me() == []
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 1 << 30
+
+
+# A socket that is already fd 0, 1 or 2 (and close-on-exec, as Python makes it) must still
+# end up on all three without close-on-exec: dup2(fd, fd) would leave the flag set.
+LOW_FD_DRIVER = r"""
+import fcntl, json, os, socket, sys
+sys.path.insert(0, sys.argv[1])
+from tests.factories import make_service
+from pyxinetd.posix import RealPosix
+from pyxinetd.spawner import Method, Spawner
+low = int(sys.argv[3])
+ours, theirs = socket.socketpair()
+os.dup2(theirs.fileno(), low)
+fcntl.fcntl(low, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+theirs.close()
+service = make_service(server=sys.argv[4], server_argv=("report-server", sys.argv[5]),
+                       environment=("LC_ALL=C.UTF-8",))
+sock = socket.socket(fileno=low)
+pid = Spawner(RealPosix()).spawn(service, sock, "peer", as_root=False, method=Method(sys.argv[2]))
+sock.close()
+out = b""
+while True:
+    chunk = ours.recv(65536)
+    if not chunk:
+        break
+    out += chunk
+os.waitpid(pid, 0)
+os.write(int(sys.argv[6]), out)
+"""
+
+
+@pytest.mark.parametrize("low", [0, 2])
+@pytest.mark.parametrize("method", [m for m in ALL_METHODS if isinstance(m, Method)])
+def test_socket_already_on_a_low_descriptor(helper: str, method: Method, low: int) -> None:
+    root = str(Path(__file__).resolve().parents[2])
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LOW_FD_DRIVER, root, method.value, str(low), PYTHON, helper,
+             str(write_end)], pass_fds=(write_end,), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL)
+        os.close(write_end)
+        write_end = -1
+        with os.fdopen(read_end, "rb") as pipe:
+            read_end = -1
+            out = pipe.read()
+        assert proc.wait(timeout=DEADLINE) == 0
+    finally:
+        for fd in (read_end, write_end):
+            if fd >= 0:
+                os.close(fd)
+    data = json.loads(out)
+    assert data["fds"] == [0, 1, 2]
+    assert {data["fd_info"][str(fd)]["kind"] for fd in (0, 1, 2)} == {"socket"}
+    assert len({data["fd_info"][str(fd)]["ino"] for fd in (0, 1, 2)}) == 1
+
+
+def test_native_path_can_be_switched_off() -> None:
+    env = dict(os.environ, PYXINETD_NATIVE_SPAWN="0")
+    code = ("from pyxinetd.posix import NATIVE_ENABLED, RealPosix; "
+            "print(NATIVE_ENABLED, RealPosix().native_available())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=DEADLINE, check=True).stdout
+    assert out.split() == ["False", "False"]

@@ -34,8 +34,11 @@ class RecordingPosix:
                  caps: int = ALL_CAPS, nofile: tuple[int, int] = (1024, 4096),
                  fail: Mapping[str, OSError] | None = None,
                  dispositions: Mapping[int, object] | None = None,
-                 blocked: Sequence[int] = ()) -> None:
+                 blocked: Sequence[int] = (), native: bool = False,
+                 native_error: OSError | None = None) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.native = native
+        self.native_error = native_error
         self.fork_result = fork_result
         self.report = report
         self.euid = euid
@@ -70,6 +73,19 @@ class RecordingPosix:
         self._record("fork_exec", path, tuple(argv), uid, gid,
                      None if groups is None else tuple(groups), umask)
         return 888
+
+    def native_available(self) -> bool:
+        return self.native
+
+    def native_spawn(self, path: str, argv: Sequence[str], env: Sequence[str], *, fd: int,
+                     groups: Sequence[int] | None, gid: int, uid: int, umask: int,
+                     nice: int | None, rlimits: Sequence[tuple[int, int, int]]) -> int:
+        self._record("native_spawn", path, tuple(argv), tuple(env), fd,
+                     None if groups is None else tuple(groups), gid, uid, umask, nice,
+                     list(rlimits))
+        if self.native_error is not None:
+            raise self.native_error
+        return 999
 
     def execve(self, path: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
         self._record("execve", path, tuple(argv), dict(env))
@@ -355,3 +371,75 @@ def test_group_defaults_to_the_users_primary_group() -> None:
     request = build_request(make_service(user=0, group=None), 3, "h", as_root=True,
                             posix=RecordingPosix())
     assert request.credentials is not None and request.credentials.gid == 0
+
+
+# -- the C extension ------------------------------------------------------------------
+
+def test_native_is_first_choice_for_every_service() -> None:
+    assert choose(RecordingPosix(native=True)) is Method.NATIVE
+    assert choose(RecordingPosix(native=True), user=65534, group=65534) is Method.NATIVE
+    assert choose(RecordingPosix(native=True), rlimits=Rlimits(as_=1 << 30)) is Method.NATIVE
+    assert choose(RecordingPosix(caps=0, native=True), nice=-3,
+                  rlimits=Rlimits(files=64)) is Method.NATIVE
+    hup = {int(signal.SIGHUP): signal.SIG_IGN}
+    assert choose(RecordingPosix(dispositions=hup, blocked=[int(signal.SIGTERM)], native=True),
+                  user=1) is Method.NATIVE
+
+
+def test_native_gets_the_whole_checklist_and_the_parent_lends_nothing(
+        sock: socket.socket) -> None:
+    fake = RecordingPosix(native=True, nofile=(1024, 4096))
+    assert Spawner(fake).spawn(full_service(), sock, "10.0.0.9", as_root=True) == 999
+    assert fake.calls == [
+        ("native_spawn", "/usr/sbin/in.fingerd", ("in.fingerd", "-w"),
+         ("PATH=/bin", "REMOTE_HOST=10.0.0.9"), sock.fileno(), (100, 200), 65533, 65534,
+         0o027, -5,
+         [(resource.RLIMIT_NOFILE, 64, 64), (resource.RLIMIT_AS, 1 << 30, 1 << 30),
+          (resource.RLIMIT_CPU, 10, 10), (resource.RLIMIT_STACK, 1 << 23, 1 << 23)]),
+    ]
+
+
+def test_native_without_credentials_or_extras(sock: socket.socket) -> None:
+    fake = RecordingPosix(native=True, nofile=(1024, 4096))
+    service = make_service(server="/bin/cat", environment=("A=1",), user=65534, nice=0)
+    Spawner(fake).spawn(service, sock, "h", as_root=False)
+    assert fake.calls[0][5:] == (None, -1, -1, -1, None,
+                                 [(resource.RLIMIT_NOFILE, 4096, 4096)])
+
+
+def test_native_group_only(sock: socket.socket) -> None:
+    fake = RecordingPosix(native=True, nofile=(resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    Spawner(fake).spawn(make_service(server="/bin/cat", group=5), sock, "h", as_root=True)
+    assert fake.calls[0][5:] == ((), 5, -1, -1, None, [])
+
+
+def native_failure(step: str, code: int, index: int = -1) -> OSError:
+    err = OSError(code, os.strerror(code))
+    err.step = step  # type: ignore[attr-defined]
+    err.rlimit_index = index  # type: ignore[attr-defined]
+    return err
+
+
+@pytest.mark.parametrize("step,index,expected", [
+    ("setuid", -1, "setuid"), ("exec", -1, "exec"), ("rlimit", 0, "rlimit_files"),
+    ("rlimit", 2, "rlimit_cpu"), ("fork", -1, "fork"),
+])
+def test_native_failure_names_the_step(sock: socket.socket, step: str, index: int,
+                                       expected: str) -> None:
+    fake = RecordingPosix(native=True, native_error=native_failure(step, errno.EPERM, index))
+    with pytest.raises(SpawnError) as info:
+        Spawner(fake).spawn(full_service(), sock, "h", as_root=True)
+    assert (info.value.errno, info.value.step) == (errno.EPERM, expected)
+    assert f"{expected}: Operation not permitted" in str(info.value)
+    assert fake.names() == ["native_spawn"]  # the extension reaped its failed child
+
+
+def test_native_embedded_nul_is_an_exec_error(sock: socket.socket) -> None:
+    fake = RecordingPosix(native=True, native_error=None)
+
+    def refuse(*args: Any, **kwargs: Any) -> int:
+        raise ValueError("embedded null byte")
+    fake.native_spawn = refuse  # type: ignore[method-assign]
+    with pytest.raises(SpawnError) as info:
+        Spawner(fake).spawn(make_service(server="/bin/cat"), sock, "h", as_root=True)
+    assert (info.value.errno, info.value.step) == (errno.EINVAL, "exec")
