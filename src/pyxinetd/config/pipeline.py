@@ -127,8 +127,6 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
     if redirect is not None and (socket_type is not SocketType.STREAM or wait):
         raise ServiceRejected(f"service {sid}: redirect needs socket_type = stream and wait = no")
     external = not internal and not sensor and redirect is None
-    if external and socket_type is SocketType.DGRAM and not wait:
-        raise ServiceRejected(f"service {name} has socket_type dgram, but does not wait")
     if "LABELED" in flags and not (external and socket_type is SocketType.STREAM and not wait):
         raise ServiceRejected(f"service {sid}: LABELED is only for external stream wait = no "
                               "services")
