@@ -45,6 +45,15 @@ class SocketType(str, enum.Enum):
         }[self]
 
 
+# The internal services pyxinetd serves, by service name, with the socket types each
+# supports. `servers` and `services` were dropped by xinetd 2.3.15; pyxinetd keeps them.
+BUILTINS: dict[str, frozenset[SocketType]] = {
+    name: frozenset({SocketType.STREAM, SocketType.DGRAM})
+    for name in ("echo", "discard", "chargen", "daytime", "time", "servers", "services")
+}
+BUILTINS["tcpmux"] = frozenset({SocketType.STREAM})
+
+
 @dataclass(frozen=True)
 class Origin:
     """Where a configuration item was written."""

@@ -17,7 +17,7 @@ from pyxinetd.config.attributes import Draft
 from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.lookups import Lookups
 from pyxinetd.config.model import (
-    DEFAULT_CPS, AddressEntry, FileTarget, LogTarget, Origin, Rlimits, ServiceConfig, SocketType,
+    BUILTINS, DEFAULT_CPS, AddressEntry, FileTarget, LogTarget, Origin, Rlimits, ServiceConfig, SocketType,
     TimeWindow,
 )
 from pyxinetd.config.values import BindSpec, UserSpec
@@ -25,16 +25,6 @@ from pyxinetd.config.values import BindSpec, UserSpec
 T = TypeVar("T")
 # Builtins pyxinetd serves, by service name and socket type (reference §4.10). `servers`
 # and `services` were dropped from xinetd in 2003; pyxinetd still serves them.
-BUILTINS: dict[str, frozenset[SocketType]] = {
-    "echo": frozenset({SocketType.STREAM, SocketType.DGRAM}),
-    "discard": frozenset({SocketType.STREAM, SocketType.DGRAM}),
-    "chargen": frozenset({SocketType.STREAM, SocketType.DGRAM}),
-    "daytime": frozenset({SocketType.STREAM, SocketType.DGRAM}),
-    "time": frozenset({SocketType.STREAM, SocketType.DGRAM}),
-    "tcpmux": frozenset({SocketType.STREAM}),
-    "servers": frozenset({SocketType.STREAM}),
-    "services": frozenset({SocketType.STREAM}),
-}
 _INFER_SOCKET = {"tcp": SocketType.STREAM, "udp": SocketType.DGRAM}
 _INFER_PROTOCOL = {SocketType.STREAM: "tcp", SocketType.DGRAM: "udp"}
 

@@ -59,7 +59,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Sequence
 
-from pyxinetd.config.model import ServiceConfig, SocketType
+from pyxinetd.config.model import BUILTINS, ServiceConfig, SocketType
 from pyxinetd.internal import chargen, clock, dgram, echo, status, tcpmux
 from pyxinetd.internal.session import OnClose, Peer, Session
 from pyxinetd.internal.status import MasterView, ServerInfo
@@ -72,19 +72,6 @@ __all__ = [
     "supports",
 ]
 
-# The builtins and the socket types each supports.
-_STREAM = frozenset({SocketType.STREAM})
-_BOTH = frozenset({SocketType.STREAM, SocketType.DGRAM})
-BUILTINS: dict[str, frozenset[SocketType]] = {
-    "echo": _BOTH,
-    "discard": _BOTH,
-    "chargen": _BOTH,
-    "daytime": _BOTH,
-    "time": _BOTH,
-    "tcpmux": _STREAM,
-    "servers": _BOTH,
-    "services": _BOTH,
-}
 
 
 def supports(name: str, socket_type: SocketType) -> bool:
