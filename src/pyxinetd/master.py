@@ -116,14 +116,16 @@ class Master:
         for service_id, error in redirect.resolve_targets(self.config.services).items():
             self.program.error("init_services", f"{service_id}: redirect target {error}")
         as_root = os.geteuid() == 0
+        # Held while binding starts: a bind that succeeds at once must not announce
+        # `Started working` before the other services were even tried.
+        self._pending_binds += 1
         for rt in self.services:
             svc = rt.config
             if not as_root and (svc.user is not None or svc.group is not None):
                 self.program.warning("init_services",
                                      f"{svc.id}: not running as root, user and group ignored")
             self._bind(rt)
-        if self._pending_binds == 0 and not self.started:
-            self._started_working()
+        self._bind_done()
         if self.options.cc_interval:
             self._schedule_consistency_check()
 
