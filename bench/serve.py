@@ -34,7 +34,7 @@ if not __package__:  # run as a script: make `bench` importable from the checkou
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cases as case_table  # noqa: E402
-from bench import confgen, daemons, loadgen, procinfo, report  # noqa: E402
+from bench import confgen, daemons, loadgen, procinfo, profile, report  # noqa: E402
 from bench.procs import Janitor, become_subreaper, terminate_raises  # noqa: E402
 from bench.refserver import reference_server  # noqa: E402
 
@@ -49,7 +49,7 @@ class Context:
     workdir: Path
     specs: dict[str, daemons.DaemonSpec]
     failed: dict[str, str] = field(default_factory=dict)  # daemon -> why it was dropped
-    notes: list[str] = field(default_factory=list)
+    profiles: dict[str, list[dict[str, object]]] = field(default_factory=dict)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -88,6 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="per-request socket timeout in seconds (default 5)")
     p.add_argument("--udp-rto", type=float, default=0.1,
                    help="seconds before a UDP request is sent again (default 0.1)")
+    p.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                   help="sample pyxinetd with py-spy during each case; collapsed stacks go "
+                        "to DIR, a summary to the JSON (rates are then not comparable)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON")
     p.add_argument("--keep", action="store_true",
                    help="keep the work folder (configurations and daemon logs)")
@@ -160,6 +163,11 @@ def run_case(ctx: Context, case: case_table.Case, service: confgen.BenchService,
             ctx.failed[name] = str(e).splitlines()[0]
             report.progress(f"{name} could not start, dropped from the run:\n{e}")
             continue
+        sampler = None
+        if args.profile and name == "pyxinetd":
+            runs = len(ctx.profiles.get(case.name, []))
+            sampler = profile.Sampler(ctx.janitor, running.pid,
+                                      args.profile / f"{case.name}-{runs}.txt")
         try:
             result = loadgen.run_load(ctx.janitor, service.kind, ("127.0.0.1", service.port),
                                       service.payload, case.concurrency, args.warmup,
@@ -171,6 +179,8 @@ def run_case(ctx: Context, case: case_table.Case, service: confgen.BenchService,
             if running.proc.poll() is not None:
                 extra["note"] = f"daemon exited during the case (status {running.proc.returncode})"
         finally:
+            if sampler is not None:
+                ctx.profiles.setdefault(case.name, []).append(sampler.finish())
             daemons.stop(ctx.janitor, running)
         results[name] = (result, extra)
         report.progress(f"{case.name:<15} {name:<8} {result.rate:10.1f} req/s  "
@@ -335,6 +345,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         janitor.cleanup()
         data["dropped_daemons"] = ctx.failed
+        if ctx.profiles:
+            data["profiles"] = ctx.profiles
         data["workdir"] = str(workdir) if args.keep else None
         if not args.keep:
             for path in sorted(workdir.rglob("*"), reverse=True):
