@@ -23,6 +23,9 @@ from pyxinetd.config.model import AddressEntry
 Parser = Callable[[v.Values, v.ValueContext], object]
 _ALL_OPS = frozenset({"=", "+=", "-="})
 _ASSIGN = frozenset({"="})
+# What _parse returns for a rejected value; None cannot say it, being a value itself
+# (`instances = UNLIMITED`).
+_REJECTED = object()
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,7 @@ class Applier:
                                       f"{first.file}:{first.line}; this line is ignored", raw.col)
             return True
         value = self._parse(draft, raw, spec)
-        if value is None:
+        if value is _REJECTED:
             return True
         draft.own[spec.name] = raw
         if spec.is_list:
@@ -222,6 +225,7 @@ class Applier:
         return False
 
     def _parse(self, draft: Draft, raw: RawAttribute, spec: AttributeSpec) -> object | None:
+        """The parsed value (None is a value: UNLIMITED), or _REJECTED."""
         self.ctx.remarks.clear()
         try:
             value = spec.parse(raw.values, self.ctx)
@@ -232,7 +236,7 @@ class Applier:
                     "stop with exit status 0)"), raw.col)
             else:
                 self._fail(draft, raw, str(exc))
-            return None
+            return _REJECTED
         finally:
             for remark in self.ctx.remarks:
                 self.sink.warning(raw.file, raw.line, f"{draft.title()}: {remark}", raw.col)
@@ -271,7 +275,7 @@ class Applier:
                                           f"{first.file}:{first.line}; line ignored", raw.col)
             return
         value = self._parse(draft, raw, spec)
-        if value is None:
+        if value is _REJECTED:
             return
         draft.own[spec.name] = raw
         if spec.is_list:

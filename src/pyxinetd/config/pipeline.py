@@ -103,7 +103,7 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
             raise ServiceRejected(f"service {sid} missing attribute user")
         if server is None and redirect is None:
             raise ServiceRejected(f"service {sid} missing attribute server")
-    if internal:
+    if internal and not sensor:   # a sensor replaces the builtin, whatever the name
         builtin = BUILTINS.get(name)
         if builtin is None or socket_type not in builtin:
             raise ServiceRejected(f"no such internal service: {name}/{socket_type.value} "
