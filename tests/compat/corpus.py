@@ -17,6 +17,7 @@ the private mount namespace, so that services get past the server check).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,40 +145,52 @@ def _by_id(items: list[tuple[str, dict[str, Any]]]) -> dict[str, list[dict[str, 
 _DEACTIVATED = re.compile(r"Service (\S+) failed to start and is deactivated")
 
 
-def deactivated_ids(log: str) -> set[str]:
-    """Services xinetd accepted but could not start (bind or portmapper failure).
+def deactivated_ids(log: str) -> Counter[str]:
+    """Services xinetd accepted but could not start (bind or portmapper failure), by id.
 
     They are gone from the dump, yet the configuration was fine: `check` does not
     bind, so it lists them. Their attributes cannot be compared, only their presence.
     """
-    return set(_DEACTIVATED.findall(log))
+    return Counter(_DEACTIVATED.findall(log))
 
 
 def compare(state: DumpState | None, report: dict[str, Any],
-            deactivated: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+            deactivated: Counter[str] | None = None) -> list[str]:
     """Differences between xinetd's activated services and pyxinetd's (empty = agree).
 
     `state` None means xinetd never started working (e.g. it exited on a fatal error
     in `defaults`): it activates nothing then. `deactivated`: see deactivated_ids().
     """
+    deactivated = deactivated or Counter()
     ours = _by_id([(s["id"], project_pyxinetd(s)) for s in report["services"]])
     theirs: dict[str, list[dict[str, Any]]] = {}
     if state is not None:
         theirs = _by_id([(s.id, project_oracle(state, s)) for s in state.services])
     diffs: list[str] = []
-    for sid in sorted(set(theirs) - set(ours)):
-        diffs.append(f"{sid}: activated by xinetd, not by pyxinetd")
-    for sid in sorted(set(ours) - set(theirs) - deactivated):
-        diffs.append(f"{sid}: activated by pyxinetd, not by xinetd")
-    for sid in sorted(set(ours) & set(theirs)):
-        if len(ours[sid]) != len(theirs[sid]):
-            diffs.append(f"{sid}: xinetd has {len(theirs[sid])} entries with this id, "
-                         f"pyxinetd {len(ours[sid])}")
+    for sid in sorted(set(ours) | set(theirs)):
+        mine, real = list(ours.get(sid, [])), theirs.get(sid, [])
+        if not mine:
+            diffs.append(f"{sid}: activated by xinetd, not by pyxinetd")
             continue
-        for mine, real in zip(ours[sid], theirs[sid]):
-            for key in COMPARED:
-                if mine[key] != real[key]:
-                    diffs.append(f"{sid}: {key}: xinetd {real[key]!r}, pyxinetd {mine[key]!r}")
+        if not real and not deactivated[sid]:
+            diffs.append(f"{sid}: activated by pyxinetd, not by xinetd")
+            continue
+        # Pair each of xinetd's entries with an identical one of ours when there is one
+        # (entries sharing an id need not come in the same order once some failed to bind).
+        for entry in real:
+            same = next((m for m in mine if all(m[k] == entry[k] for k in COMPARED)), None)
+            if same is None and mine:
+                same = mine[0]
+                for key in COMPARED:
+                    if same[key] != entry[key]:
+                        diffs.append(f"{sid}: {key}: xinetd {entry[key]!r}, "
+                                     f"pyxinetd {same[key]!r}")
+            if same is not None:
+                mine.remove(same)
+        if len(mine) > deactivated[sid] or len(real) > len(ours.get(sid, [])):
+            diffs.append(f"{sid}: xinetd activates {len(real)} entries with this id "
+                         f"({deactivated[sid]} more failed to bind), pyxinetd "
+                         f"{len(ours.get(sid, []))}")
     return diffs
 
 

@@ -183,7 +183,7 @@ def test_run_check_json_on_a_real_file(tmp_path: Path) -> None:
     assert svc["user"] == 65534 and svc["server"] == "/bin/cat"
     assert svc["server_args"] == ["a1", "a2"] and svc["instances"] == 30
     assert svc["cps"] == [50, 10] and svc["only_from"] == []
-    assert any(d["severity"] == "warning" and d["line"] == 16 for d in report["diagnostics"])
+    assert any(d["severity"] == "warning" and d["line"] == 17 for d in report["diagnostics"])
 
 
 @pytestmark_loader
