@@ -67,10 +67,11 @@ def exit_status(config: Configuration) -> int:
 
 
 def _is_deliberate(entry: DroppedEntry) -> bool:
-    """A service switched off on purpose (`disable = yes`, `disabled`, not `enabled`)."""
+    """A service switched off on purpose: `disable = yes`, or the `enabled`/`disabled`
+    lists of `defaults` (the loader's reasons for those, docs/check-json.md)."""
     reason = entry.reason.lower()
-    return reason.startswith(("disable", "not enabled", "not in enabled", "listed in disabled",
-                              "in disabled", "removed by disabled", "removed by enabled"))
+    return (reason.startswith("disabled (disable = yes)")
+            or "defaults' enabled list" in reason or "defaults' disabled list" in reason)
 
 
 # --------------------------------------------------------------------------- report

@@ -200,6 +200,21 @@ def test_run_check_reports_dropped_service(tmp_path: Path) -> None:
 
 
 @pytestmark_loader
+def test_services_switched_off_on_purpose_do_not_fail(tmp_path: Path) -> None:
+    service = ("service {name}\n{{\n    type = UNLISTED\n    socket_type = stream\n"
+               "    port = {port}\n    wait = no\n    user = nobody\n    server = /bin/cat\n"
+               "{extra}}}\n")
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text("defaults\n{\n    disabled = other\n}\n"
+                    + service.format(name="first", port=20100, extra="    disable = yes\n")
+                    + service.format(name="other", port=20101, extra=""))
+    output, status = run_check(str(conf), as_json=True)
+    report = json.loads(output)
+    assert sorted(d["name"] for d in report["dropped"]) == ["first", "other"], output
+    assert report["services"] == [] and status == STATUS_OK
+
+
+@pytestmark_loader
 def test_unreadable_main_file(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.conf")
     text, status = run_check(missing)
