@@ -38,12 +38,15 @@ def free_ports(count: int, kind: int = socket.SOCK_STREAM) -> list[int]:
 
     All sockets stay bound until every port is chosen (so the ports are distinct); a port
     is kept only if the other protocol can bind it too, so a service of either type fits.
+    The TCP check of a UDP port uses SO_REUSEADDR, as both daemons do: after a busy case
+    thousands of client-side TIME_WAIT sockets occupy ephemeral ports, which keep a
+    daemon from nothing but would fail a plain bind().
     """
     held: list[socket.socket] = []
     ports: list[int] = []
     try:
         attempts = 0
-        while len(ports) < count and attempts < count * 4:
+        while len(ports) < count and attempts < count * 4 + 100:
             attempts += 1
             s = socket.socket(socket.AF_INET, kind)
             held.append(s)
@@ -53,6 +56,8 @@ def free_ports(count: int, kind: int = socket.SOCK_STREAM) -> list[int]:
                                   socket.SOCK_DGRAM if kind == socket.SOCK_STREAM
                                   else socket.SOCK_STREAM)
             held.append(other)
+            if kind == socket.SOCK_DGRAM:
+                other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 other.bind(("127.0.0.1", port))
             except OSError:
