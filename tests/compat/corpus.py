@@ -97,11 +97,54 @@ def prepare(case: Case, variant: str, workdir: Path) -> Path:
 # --------------------------------------------------------------------------- comparing
 
 COMPARED = ("name", "socket_type", "protocol", "port", "wait", "user", "server",
-            "server_argv", "instances", "per_source", "cps")
+            "server_argv", "instances", "per_source", "cps",
+            # Beyond those, whatever else the dump shows reliably:
+            "types", "flags", "family", "group", "nice", "umask", "env", "passenv", "log",
+            "log_on_success", "log_on_failure", "deny_time")
+_FAMILY_FLAGS = {"IPv4", "IPv6"}
+
+
+class _NotShown:
+    """An attribute the dump does not print in this case: it matches any value."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "<not in the dump>"
+
+
+NOT_SHOWN: Any = _NotShown()
+
+
+def _log_of_dump(text: str | None) -> tuple[str, ...]:
+    if text is None or text == "No logging":
+        return ("none",)
+    if text == "Logging to common log file":
+        return ("common",)
+    m = re.fullmatch(r"Logging to file: (\S+) \(.*\)", text)
+    if m:
+        return ("file", m.group(1))
+    m = re.fullmatch(r"Logging to syslog\. Facility = (\S+), level = (\S+)", text)
+    if m:
+        return ("syslog", m.group(1), m.group(2))
+    return ("unknown", text)
+
+
+def _log_of_report(log: dict[str, Any] | None) -> tuple[str, ...]:
+    if log is None:
+        return ("none",)
+    if log["kind"] == "file":
+        return ("common",) if log["common"] else ("file", log["path"])
+    return ("syslog", log["facility"], log["level"])
 
 
 def project_oracle(state: DumpState, svc: DumpService) -> dict[str, Any]:
     """The compared attributes of one service of xinetd's dump."""
+    logging = _log_of_dump(svc.log)
+    umask = svc.umask if svc.umask is not None else state.defaults.umask
     return {
         "name": svc.name,
         "socket_type": svc.socket_type,
@@ -114,12 +157,28 @@ def project_oracle(state: DumpState, svc: DumpService) -> dict[str, Any]:
         "instances": state.effective_instances(svc),
         "per_source": state.effective_per_source(svc),
         "cps": list(state.effective_cps(svc)),
+        "types": sorted(svc.types),
+        "flags": sorted(set(svc.flags) - _FAMILY_FLAGS),
+        "family": "inet" if "IPv4" in svc.flags else "inet6",
+        "group": svc.group if svc.group is not None else NOT_SHOWN,
+        "nice": svc.nice,
+        "umask": umask,
+        "env": sorted(svc.env_additions),
+        "passenv": sorted(svc.passenv) if svc.passenv is not None else NOT_SHOWN,
+        "log": logging,
+        # The flags are printed only for a service that logs.
+        "log_on_success": sorted(svc.log_on_success) if logging != ("none",) else NOT_SHOWN,
+        "log_on_failure": sorted(svc.log_on_failure) if logging != ("none",) else NOT_SHOWN,
+        "deny_time": svc.deny_time if svc.deny_time is not None else NOT_SHOWN,
     }
 
 
 def project_pyxinetd(svc: dict[str, Any]) -> dict[str, Any]:
     """The same attributes from one service of `pyxinetd check --json`."""
     server = svc["server"]
+    types = set(svc["type"])
+    if "SENSOR" in svc["flags"]:
+        types.add("INTERNAL")   # xinetd turns sensors INTERNAL; pyxinetd keeps the types
     return {
         "name": svc["name"],
         "socket_type": svc["socket_type"],
@@ -132,6 +191,18 @@ def project_pyxinetd(svc: dict[str, Any]) -> dict[str, Any]:
         "instances": svc["instances"],
         "per_source": svc["per_source"],
         "cps": list(svc["cps"]),
+        "types": sorted(types),
+        "flags": sorted(set(svc["flags"]) - _FAMILY_FLAGS),
+        "family": svc["family"],
+        "group": svc["group"],
+        "nice": svc["nice"],
+        "umask": svc["umask"],
+        "env": sorted(f"{k}={v}" for k, v in svc["env"].items()),
+        "passenv": sorted(svc["passenv"]) if svc["passenv"] is not None else None,
+        "log": _log_of_report(svc["log_type"]),
+        "log_on_success": sorted(svc["log_on_success"]),
+        "log_on_failure": sorted(svc["log_on_failure"]),
+        "deny_time": svc["deny_time"],
     }
 
 

@@ -4,7 +4,8 @@ For every corpus file and variant (see corpus.py) both daemons read the same mai
 file: xinetd in private namespaces (tests/oracle.py), answering with its SIGUSR1
 state dump, and pyxinetd through `pyxinetd check --json`. They must activate the
 same services with the same socket_type, protocol, port, wait, user, server, server
-argv, instances, per_source and cps.
+argv, instances, per_source and cps, and the same of everything else the dump shows
+reliably (corpus.COMPARED).
 
 All runs happen once per session (a few xinetd runs in parallel, ~0.1 s each); the
 parametrised tests then only compare. Deliberate deviations are listed in KNOWN with
