@@ -137,8 +137,10 @@ class RealPosix:
         """pyxinetd._spawn.spawn; OSError carries `step` (and `rlimit_index`)."""
         if _spawn is None:
             raise OSError(errno.ENOSYS, "pyxinetd._spawn is not built")
-        return _spawn.spawn(os.fsencode(path), [os.fsencode(a) for a in argv],
-                            [os.fsencode(e) for e in env], fd, setsid=True,
+        # str.encode as os.fsencode does, without its per-call overhead (many strings).
+        code = sys.getfilesystemencoding()
+        return _spawn.spawn(os.fsencode(path), [a.encode(code, "surrogateescape") for a in argv],
+                            [e.encode(code, "surrogateescape") for e in env], fd, setsid=True,
                             groups=None if groups is None else list(groups), gid=gid,
                             uid=uid, umask=umask, nice=nice, rlimits=list(rlimits))
 
