@@ -1,6 +1,7 @@
 """The corpus cases of the compatibility suite, and how their results are compared.
 
-Each corpus file becomes a main configuration file for both daemons:
+Each corpus file becomes a main configuration file for both daemons (the synthetic
+files of ./synthetic are main files already and run only as they are):
 
 - a file of corpus/xinetd.d is copied alone into an empty folder (under a name without
   '.', which includedir would skip) and the main file is just `includedir FOLDER`;
@@ -35,13 +36,18 @@ def corpus_root() -> Path:
     return REPO.parent / "shared" / "corpus"
 
 
+SYNTHETIC = Path(__file__).resolve().parent / "synthetic"
+
+
 @dataclass(frozen=True)
 class Case:
-    kind: str        # "xinetd.d" or "xinetd.conf"
-    name: str        # file name in the corpus folder
+    kind: str        # "xinetd.d", "xinetd.conf" (corpus) or "synthetic"
+    name: str        # file name in its folder
 
     @property
     def source(self) -> Path:
+        if self.kind == "synthetic":
+            return SYNTHETIC / self.name
         return corpus_root() / self.kind / self.name
 
     @property
@@ -57,6 +63,11 @@ def corpus_cases() -> list[Case]:
         if folder.is_dir():
             cases.extend(Case(kind, p.name) for p in sorted(folder.iterdir()) if p.is_file())
     return cases
+
+
+def synthetic_cases() -> list[Case]:
+    """Hand-written main files, each probing one corner of the configuration language."""
+    return [Case("synthetic", p.name) for p in sorted(SYNTHETIC.glob("*.conf"))]
 
 
 VARIANTS = ("asis", "enabled", "stubbed")
@@ -82,7 +93,9 @@ def prepare(case: Case, variant: str, workdir: Path) -> Path:
         text = enable_all(text)
     workdir.mkdir(parents=True, exist_ok=True)
     main = workdir / "xinetd.conf"
-    if case.kind == "xinetd.d":
+    if case.kind == "synthetic":
+        main.write_bytes(text)
+    elif case.kind == "xinetd.d":
         confd = workdir / "confd"
         confd.mkdir(exist_ok=True)
         (confd / case.name.replace(".", "_").rstrip("~")).write_bytes(text)
@@ -178,7 +191,10 @@ def project_pyxinetd(svc: dict[str, Any]) -> dict[str, Any]:
     server = svc["server"]
     types = set(svc["type"])
     if "SENSOR" in svc["flags"]:
-        types.add("INTERNAL")   # xinetd turns sensors INTERNAL; pyxinetd keeps the types
+        # xinetd turns sensors INTERNAL (so its dump shows no server); pyxinetd keeps the
+        # types and the server line, which is never run (docs/compatibility.md).
+        types.add("INTERNAL")
+        server = None
     return {
         "name": svc["name"],
         "socket_type": svc["socket_type"],

@@ -28,12 +28,13 @@ from typing import Any
 import pytest
 
 from corpus import (VARIANTS, Case, compare, corpus_cases, deactivated_ids, prepare,
-                    server_paths, slow_first)
+                    server_paths, slow_first, synthetic_cases)
 from oracle import DumpState, XinetdRun, parse_dump, run_xinetd_dump, xinetd_path
 
 pytestmark = pytest.mark.oracle
 
 CASES = corpus_cases()
+SYNTHETIC = synthetic_cases()
 BATCH_CHECK = Path(__file__).with_name("batch_check.py")
 PARALLEL_RUNS = 3   # xinetd runs mostly wait on the daemon; 3 keep 2 cores busy
 
@@ -66,6 +67,25 @@ KNOWN: dict[tuple[str, str], Deviation] = {
     ("stubbed", "xinetd.conf/adamyg__inetd-win32__inetd.xconf"): Deviation(
         _FATAL_DEFAULTS, frozenset({"ftp: activated by pyxinetd, not by xinetd",
                                     "telnet: activated by pyxinetd, not by xinetd"})),
+    ("asis", "synthetic/deviation-brace-comment.conf"): Deviation(
+        "`} # comment` closes the entry in pyxinetd; xinetd drops that entry and, skipping "
+        "to the next lone `}`, the following one",
+        frozenset({"commented-end: activated by pyxinetd, not by xinetd",
+                   "swallowed: activated by pyxinetd, not by xinetd"})),
+    ("asis", "synthetic/deviation-crlf.conf"): Deviation(
+        "CRLF files load as if LF; xinetd keeps the \\r in every last token",
+        frozenset({"crlf: activated by pyxinetd, not by xinetd"})),
+    ("asis", "synthetic/deviation-disable-no.conf"): Deviation(
+        "a failed attribute keeps the service disabled; xinetd's later `disable = no` "
+        "resurrects it without the attribute",
+        frozenset({"resurrected: activated by xinetd, not by pyxinetd"})),
+    ("asis", "synthetic/deviation-inline-comment.conf"): Deviation(
+        "inline comments are stripped; xinetd takes `# the port` as values, ignores the "
+        "port line and drops the UNLISTED service",
+        frozenset({"inline: activated by pyxinetd, not by xinetd"})),
+    ("asis", "synthetic/deviation-traffic.conf"): Deviation(
+        "TRAFFIC in the defaults is dropped from non-redirect services; xinetd disables them",
+        frozenset({"plain: activated by pyxinetd, not by xinetd"})),
 }
 
 
@@ -104,6 +124,8 @@ def compat_results() -> Iterator[dict[tuple[str, str], CaseResult]]:
         base = Path(tmp)
         confs = {(v, c.label): prepare(c, v, base / v / c.label.replace("/", "__"))
                  for v in VARIANTS for c in CASES}
+        confs.update({("asis", c.label): prepare(c, "asis", base / "synthetic" / c.name)
+                      for c in SYNTHETIC})
         stubs = sorted({p for c in CASES for p in server_paths(c.source.read_bytes())})
         stubbed = [str(confs[("stubbed", c.label)]) for c in CASES]
         # pyxinetd must see the stubs too: one interpreter, inside the same kind of
@@ -139,7 +161,8 @@ def compat_results() -> Iterator[dict[tuple[str, str], CaseResult]]:
 
 
 def _params() -> list[Any]:
-    return [pytest.param(v, c, id=f"{v}:{c.label}") for v in VARIANTS for c in CASES]
+    return ([pytest.param(v, c, id=f"{v}:{c.label}") for v in VARIANTS for c in CASES]
+            + [pytest.param("asis", c, id=c.label) for c in SYNTHETIC])
 
 
 @pytest.mark.parametrize(("variant", "case"), _params())
