@@ -145,6 +145,7 @@ class XinetdRun:
     returncode: int | None    # exit status; None when it had to be killed
     before_stdout: str = ""   # output of the `before` command, if one was given
     before_stderr: str = ""
+    harness_error: str = ""   # set when the namespace set-up failed and xinetd never ran
 
 
 # Folders overlaid read-write in every run; stubs under them are created in place.
@@ -325,11 +326,13 @@ def _drive(proc: subprocess.Popen[bytes], run: Path, timeout: float,
         except subprocess.TimeoutExpired:
             returncode = None
     log = _read(log_path)
-    if not log and not started:
-        log = _read(run / "stderr")
+    # No program log at all: xinetd never ran, the namespace set-up failed.
+    harness_error = "" if log or started else (_read(run / "stderr").strip()
+                                                 or f"exit status {returncode}")
     return XinetdRun(dump=dump, log=log, started=started, returncode=returncode,
                      before_stdout=_read(run / "before.out") if has_before else "",
-                     before_stderr=_read(run / "before.err") if has_before else "")
+                     before_stderr=_read(run / "before.err") if has_before else "",
+                     harness_error=harness_error)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -172,6 +172,7 @@ def test_same_services_as_xinetd(variant: str, case: Case,
     assert result.error is None, f"pyxinetd check raised on {case.label}: {result.error}"
     assert result.report is not None
     run = result.run
+    assert not run.harness_error, f"the xinetd run could not be set up: {run.harness_error}"
     state: DumpState | None = parse_dump(run.dump) if run.started else None
     if run.started:
         assert run.dump, f"xinetd started but wrote no dump:\n{run.log}"
