@@ -240,3 +240,24 @@ def test_cli_check_exit_statuses(tmp_path: Path) -> None:
     done = cli("-f", str(conf), "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["services"][0]["port"] == 20100
     assert cli("-f", str(tmp_path / "missing")).returncode == 2
+
+
+def _documented_fields(section: str) -> set[str]:
+    """Field names in the first column of a table under `## section` of docs/check-json.md."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "check-json.md").read_text()
+    body = text.split(f"## `{section}`", 1)[1].split("\n## ", 1)[0]
+    names: set[str] = set()
+    for line in body.splitlines():
+        if line.startswith("| `"):
+            cell = line.split("|")[1]
+            names.update(part.strip(" `") for part in cell.split(","))
+    return names
+
+
+def test_json_fields_match_the_documentation() -> None:
+    dropped = DroppedEntry("x", "x", "/f", 1, "why")
+    diag = Diagnostic(Severity.WARNING, "/f", 2, "hmm")
+    report = check_report(make_config(make_service(), dropped=(dropped,), diagnostics=(diag,)))
+    assert set(report["services"][0]) == _documented_fields("services[]")
+    assert set(report["dropped"][0]) == _documented_fields("dropped[]")
+    assert set(report["diagnostics"][0]) == _documented_fields("diagnostics[]")
