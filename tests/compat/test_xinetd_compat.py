@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -190,3 +191,26 @@ def test_same_services_as_xinetd(variant: str, case: Case,
 def test_corpus_is_there() -> None:
     assert len(CASES) > 100, "shared/corpus not found beside the repository"
     assert os.path.isdir(CASES[0].source.parent)
+
+
+# xinetd's ERROR lines that are about the run, not about the configuration text.
+_RUNTIME_ERRORS = re.compile(r"bind failed|pmap_set failed|failed to start and is deactivated")
+_ERROR_LINE = re.compile(r"\]: (ERROR|CRITICAL): ")
+
+
+@pytest.mark.parametrize(("variant", "case"), _params())
+def test_same_verdict_as_xinetd(variant: str, case: Case,
+                                compat_results: dict[tuple[str, str], CaseResult]) -> None:
+    """`check` fails (status 1) exactly when xinetd logs an error about the configuration."""
+    result = compat_results[(variant, case.label)]
+    assert result.report is not None, result.error
+    errors = [line for line in result.run.log.splitlines()
+              if _ERROR_LINE.search(line) and not _RUNTIME_ERRORS.search(line)]
+    failed = result.report["status"] != 0
+    known = KNOWN.get((variant, case.label)) or KNOWN.get(("*", case.label))
+    if bool(errors) != failed and known is not None:
+        pytest.xfail(known.reason)
+    ours = [f"{d['severity']}: {d['message']}" for d in result.report["diagnostics"]
+            if d["severity"] in ("error", "critical")]
+    assert bool(errors) == failed, (f"xinetd errors: {errors}\npyxinetd status "
+                                    f"{result.report['status']}, errors: {ours}")
