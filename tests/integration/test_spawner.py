@@ -492,3 +492,90 @@ def test_native_path_can_be_switched_off() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=DEADLINE, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+# -- the C extension itself ------------------------------------------------------------
+
+native_only = pytest.mark.skipif(not HAVE_NATIVE, reason="C extension not built")
+
+NATIVE_PARENT_STATE = r"""
+import os, signal, socket, sys
+from pyxinetd import _spawn
+got = []
+signal.signal(signal.SIGUSR1, lambda signum, frame: got.append(signum))
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])
+before = ({s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGHUP, signal.SIGPIPE)},
+          signal.pthread_sigmask(signal.SIG_BLOCK, []))
+ours, theirs = socket.socketpair()
+for _ in range(20):
+    pid = _spawn.spawn(b"/bin/true", [b"true"], [], theirs.fileno(), uid=65534 if os.geteuid() == 0 else -1)
+    os.waitpid(pid, 0)
+after = ({s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGHUP, signal.SIGPIPE)},
+         signal.pthread_sigmask(signal.SIG_BLOCK, []))
+assert before == after, (before, after)
+os.kill(os.getpid(), signal.SIGUSR1)
+assert got == [signal.SIGUSR1], got
+assert os.getresuid() == (os.getuid(),) * 3
+print("ok")
+"""
+
+
+@native_only
+def test_native_leaves_the_parent_signal_state_and_ids_alone() -> None:
+    # The child resets every disposition and its mask while sharing the parent's memory:
+    # none of it may reach the parent (CLONE_VM without CLONE_SIGHAND).
+    out = subprocess.run([sys.executable, "-c", NATIVE_PARENT_STATE], capture_output=True,
+                         text=True, timeout=DEADLINE)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+@native_only
+def test_native_argument_errors_create_no_child() -> None:
+    from pyxinetd import _spawn
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        fd = theirs.fileno()
+        with pytest.raises(ValueError):
+            _spawn.spawn(b"/bin/true", [b"tr\0ue"], [], fd)
+        with pytest.raises(ValueError):
+            _spawn.spawn(b"/bin/true", [b"true"], [b"A=\0"], fd)
+        with pytest.raises(ValueError):
+            _spawn.spawn(b"/bin/true", [], [], fd)
+        with pytest.raises(ValueError):
+            _spawn.spawn(b"/bin/true", [b"true"], [], fd, uid=2**32 - 1)
+        with pytest.raises(ValueError):
+            _spawn.spawn(b"/bin/true", [b"true"], [], fd, groups=[-5])
+        with pytest.raises(TypeError):
+            _spawn.spawn(b"/bin/true", ["true"], [], fd)  # type: ignore[list-item]
+        with pytest.raises(TypeError):
+            _spawn.spawn(b"/bin/true", [b"true"], [], fd, rlimits=[(1, 2)])  # type: ignore[list-item]
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+@native_only
+def test_native_reports_the_step_and_reaps() -> None:
+    from pyxinetd import _spawn
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        fd = theirs.fileno()
+        with pytest.raises(FileNotFoundError) as missing:
+            _spawn.spawn(b"/nonexistent/server", [b"x"], [], fd)
+        assert getattr(missing.value, "step") == "exec"
+        with pytest.raises(OSError) as bad_fd:
+            _spawn.spawn(b"/bin/true", [b"true"], [], 1 << 20)
+        assert (bad_fd.value.errno, getattr(bad_fd.value, "step")) == (errno.EBADF,
+                                                                        "descriptors")
+        with pytest.raises(PermissionError) as limit:
+            _spawn.spawn(b"/bin/true", [b"true"], [], fd, rlimits=[
+                (resource.RLIMIT_CPU, 100, 100), (resource.RLIMIT_NOFILE, 1 << 30, 1 << 30)])
+        assert getattr(limit.value, "step") == "rlimit"
+        assert getattr(limit.value, "rlimit_index") == 1
+        if not ROOT:
+            with pytest.raises(PermissionError) as ids:
+                _spawn.spawn(b"/bin/true", [b"true"], [], fd, groups=[])
+            assert getattr(ids.value, "step") == "setgroups"
+    assert zombies_of_me() == []
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
