@@ -21,16 +21,17 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from oracle import DumpService, DumpState
+if TYPE_CHECKING:   # only for annotations: the unit tests import this without oracle
+    from oracle import DumpService, DumpState
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def corpus_root() -> Path:
     """shared/corpus beside the repository (CI lays it next to the clone)."""
-    for base in (REPO.parent / "shared", REPO / "shared", Path("/work/shared")):
+    for base in (REPO.parent / "shared", REPO / "shared"):
         if (base / "corpus").is_dir():
             return base / "corpus"
     return REPO.parent / "shared" / "corpus"

@@ -9,27 +9,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-_DISABLE_YES = re.compile(rb"(?im)^([ \t]*disable[ \t]+=[ \t]*)yes(?=[ \t]*\r?$)")
+from tests.compat.corpus import corpus_cases, enable_all
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("pyxinetd.config.loader") is None,
                                 reason="the configuration loader is not there yet")
 
-
-def _corpus() -> Path:
-    for base in (REPO.parent / "shared", REPO / "shared", Path("/work/shared")):
-        if (base / "corpus").is_dir():
-            return base / "corpus"
-    return REPO.parent / "shared" / "corpus"
-
-
-FILES = sorted(p for kind in ("xinetd.d", "xinetd.conf")
-               for p in (_corpus() / kind).glob("*") if p.is_file())
+FILES = [case.source for case in corpus_cases()]
 
 
 def test_corpus_found() -> None:
@@ -44,7 +33,7 @@ def test_corpus_file_loads(path: Path, variant: str, tmp_path: Path) -> None:
 
     if variant == "enabled":
         copy = tmp_path / "main"
-        copy.write_bytes(_DISABLE_YES.sub(rb"\1no", path.read_bytes()))
+        copy.write_bytes(enable_all(path.read_bytes()))
         path = copy
     config = load(str(path), environ={"PATH": "/usr/bin:/bin", "TZ": "UTC"})
     assert isinstance(config, Configuration)

@@ -23,8 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyxinetd.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.compat.corpus import corpus_cases
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("pyxinetd.config.loader") is None,
                                 reason="the configuration loader is not there yet")
@@ -33,16 +32,7 @@ FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def _corpus_files() -> list[Path]:
-    for base in (REPO.parent / "shared", REPO / "shared", Path("/work/shared")):
-        root = base / "corpus"
-        if root.is_dir():
-            return sorted(p for kind in ("xinetd.d", "xinetd.conf")
-                          for p in (root / kind).glob("*") if p.is_file())
-    return []
-
-
-CORPUS = _corpus_files()
+CORPUS = [case.source for case in corpus_cases()]
 
 ATTRIBUTES = [
     "id", "type", "flags", "disable", "socket_type", "protocol", "wait", "port", "user",
