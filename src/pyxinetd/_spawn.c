@@ -154,7 +154,7 @@ child_fail(struct child *c, enum step step, int index)
 static void
 close_from_3(void)
 {
-#ifdef SYS_close_range
+#if defined(SYS_close_range) && !defined(PYXINETD_NO_CLOSE_RANGE)
     if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
         return;
 #endif
@@ -165,8 +165,10 @@ close_from_3(void)
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
             && rl.rlim_cur < (rlim_t)INT_MAX)
         top = (long)rl.rlim_cur;
+    /* The raw call: glibc's close() is a cancellation point and would touch the
+       (shared) thread control block of the parent's thread in a threaded parent. */
     for (long fd = 3; fd < top; fd++)
-        close((int)fd);
+        syscall(SYS_close, (int)fd);
 }
 
 /* Runs in the child, on its own stack, until execve; never returns. */
@@ -449,6 +451,7 @@ spawn(PyObject *module, PyObject *args, PyObject *kwargs)
     c.umask = mask < 0 ? -1 : mask;
 
     PyObject *argv_keep = NULL, *envp_keep = NULL, *result = NULL;
+    pid_t pid;
     char **argv = NULL, **envp = NULL;
     gid_t *groups = NULL;
     struct limit *limits = NULL;
@@ -499,7 +502,7 @@ spawn(PyObject *module, PyObject *args, PyObject *kwargs)
 
     /* The GIL stays held: no Python thread runs while the child shares our memory, and
        every object the arrays point into stays alive and unchanged. */
-    pid_t pid = start_child(&c);
+    pid = start_child(&c);
     if (pid < 0) {
         raise_step_error(errno, STEP_FORK, 0);
         goto done;
