@@ -508,9 +508,8 @@ def parse_dump(text: str) -> DumpState:
     services: list[DumpService] = []
     current: DumpService | None = None
     sub: str | None = None            # a multi-line block inside the current service
-    lines = text.splitlines()
-    i = 0
-    for i, raw in enumerate(lines):
+    sub_depth = 0                     # the tab depth of that block's heading
+    for raw in text.splitlines():
         if raw.startswith("Server table dump:"):
             break
         stripped = raw.strip()
@@ -531,16 +530,16 @@ def parse_dump(text: str) -> DumpState:
             continue
         if stripped.startswith("Service configuration:"):
             continue
-        if sub is not None and depth >= 3:
+        if sub is not None and depth > sub_depth:
             if sub == "env":
                 current.env_additions += (stripped,)
             continue
         sub = None
         if stripped == "Environment additions:":
-            sub = "env"
+            sub, sub_depth = "env", depth
             continue
         if stripped in ("Environment strings:", "RPC data"):
-            sub = "skip"
+            sub, sub_depth = "skip", depth
             continue
         if stripped.startswith("Only from:"):
             current.only_from = stripped[len("Only from:"):].strip()
@@ -557,5 +556,4 @@ def parse_dump(text: str) -> DumpState:
         pair = _split(stripped)
         if pair is not None:
             _apply_line(current, *pair)
-    del i
     return DumpState(defaults=defaults, services=services)

@@ -96,3 +96,72 @@ def test_stub_plan_never_touches_system_configuration() -> None:
                                     "/tmp/pyxinetd-nope/x", "/usr/pyxinetd-nope/a/b"])
     assert in_place == ["/tmp/pyxinetd-nope/x"]
     assert overlays == [("/usr", ["/usr/pyxinetd-nope/a/b"])]
+
+
+CANNED_DUMP = """\
+INTERNAL STATE DUMP: 2.3.15.3
+Current time: Thu Nov 26 19:02:58 2026
+
+Services + defaults:
+Service defaults
+\tInstances = UNLIMITED
+\tBind = All addresses.
+\tOnly from: All sites
+\tNo access: No blocked sites
+\tLogging to file: /srv/xt/svc.log (no limits)
+\tLog_on_success flags = HOST DURATION EXIT PID
+\tLog_on_failure flags = HOST ATTEMPT
+\tPassenv = PATH
+\tEnvironment strings:
+\t\tPATH=/usr/bin
+Service = testsrv
+\tState = Active
+\tService configuration: testsrv
+\t\tid = testsrv
+\t\tflags = IPv4
+\t\ttype = UNLISTED
+\t\tsocket_type = stream
+\t\tProtocol (name,number) = (tcp,6)
+\t\tport = 20100
+\t\twait = no
+\t\tuser = 65534
+\t\tGroups = no
+\t\tumask = 27
+\t\tNice = 5
+\t\tPER_SOURCE = -1
+\t\tBind = localhost
+\t\tServer = /srv/xt/srv.sh
+\t\tServer argv = srv.sh a1 a2
+\t\tOnly from: 10.0.0.0/255.0.0.0(NET)
+\t\tNo access: No blocked sites
+\t\tLogging to common log file
+\t\tLog_on_success flags = HOST PID
+\t\tLog_on_failure flags =
+\t\tEnvironment additions:
+\t\t\tFOO=bar
+\t\tEnvironment strings:
+\t\t\tFOO=bar
+\t\t\tPATH=/usr/bin
+\trunning servers = 0
+\tservice fd = 10
+
+Server table dump:
+
+END OF DUMP
+"""
+
+
+def test_parse_canned_dump() -> None:
+    state = parse_dump("older dump text\n" + CANNED_DUMP)
+    assert state.defaults.instances == "UNLIMITED" and state.defaults.passenv == ("PATH",)
+    [svc] = state.services
+    assert (svc.name, svc.id, svc.state, svc.flags, svc.types) == (
+        "testsrv", "testsrv", "Active", ("IPv4",), ("UNLISTED",))
+    assert (svc.protocol, svc.protocol_number, svc.port, svc.wait) == ("tcp", 6, 20100, False)
+    assert (svc.user, svc.groups, svc.umask, svc.nice) == (65534, False, 0o27, 5)
+    assert svc.server_argv == ("srv.sh", "a1", "a2") and svc.bind == "localhost"
+    assert svc.only_from == "10.0.0.0/255.0.0.0(NET)" and svc.log == "Logging to common log file"
+    assert svc.log_on_success == ("HOST", "PID") and svc.log_on_failure == ()
+    assert svc.env_additions == ("FOO=bar",)
+    assert state.effective_instances(svc) is None and state.effective_cps(svc) == (50, 10)
+    assert state.effective_per_source(svc) is None
