@@ -137,6 +137,8 @@ def render(data: dict[str, Any]) -> str:
             lines.append(f"{'RSS MiB, ' + label:<44}{_mib(xi_e.get('rss_kib')):>10}"
                          f"{_mib(py_e.get('rss_kib')):>10}  <= {RSS_TARGET_KIB // 1024} "
                          f"{verdicts.get('rss_' + which, 'n/a')}")
+            lines.append(f"{'  of which anonymous (not shared)':<44}"
+                         f"{_mib(xi_e.get('rss_anon_kib')):>10}{_mib(py_e.get('rss_anon_kib')):>10}")
             if "idle_ticks" in xi_e or "idle_ticks" in py_e:
                 idle = xi_e.get("idle_s", py_e.get("idle_s"))
                 lines.append(f"{f'CPU ticks idle {idle:g} s, ' + label:<44}"

@@ -247,7 +247,11 @@ def measure_resources(ctx: Context, names: list[str]) -> dict[str, dict[str, obj
             before[(name, which)] = procinfo.cpu_ticks(r.pid)
             out[name][which] = {"services": r.services,
                                 "rss_kib": procinfo.status_kib(r.pid, "VmRSS"),
-                                "hwm_kib": procinfo.status_kib(r.pid, "VmHWM")}
+                                "hwm_kib": procinfo.status_kib(r.pid, "VmHWM"),
+                                # Anonymous memory is the daemon's own; file-backed pages
+                                # (interpreter, libraries) are shared with other processes.
+                                "rss_anon_kib": procinfo.status_kib(r.pid, "RssAnon"),
+                                "rss_file_kib": procinfo.status_kib(r.pid, "RssFile")}
         if args.idle and running:
             report.progress(f"idle for {args.idle:g} s ...")
             time.sleep(args.idle)
