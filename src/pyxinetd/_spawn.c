@@ -244,10 +244,16 @@ child_main(void *arg)
     child_fail(c, STEP_EXEC, 0);
 }
 
-/* Creates the child; returns its pid, or -1 with errno set. */
-static pid_t
-start_child(struct child *c)
+/* The child's stack: mapped once and reused. Only one child at a time can be on it:
+   every call holds the GIL from before the clone until the child has exec'd or exited
+   (CLONE_VFORK), after which nothing runs on that stack any more. */
+static char *child_stack_top;
+
+static int
+ensure_child_stack(void)
 {
+    if (child_stack_top != NULL)
+        return 0;
     long page = sysconf(_SC_PAGESIZE);
     if (page <= 0)
         page = 4096;
@@ -264,17 +270,26 @@ start_child(struct child *c)
         errno = saved;
         return -1;
     }
+    child_stack_top = base + total;
+    return 0;
+}
+
+/* Creates the child; returns its pid, or -1 with errno set. */
+static pid_t
+start_child(struct child *c)
+{
+    if (ensure_child_stack() < 0)
+        return -1;
 
     unsigned char all[sizeof(sigset_t)], old[sizeof(sigset_t)];
     memset(all, 0xff, sizeof all);
     memset(old, 0, sizeof old);
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, all, old, KERNEL_SIGSET_SIZE);
 
-    pid_t pid = clone(child_main, base + total, CLONE_VM | CLONE_VFORK | SIGCHLD, c);
+    pid_t pid = clone(child_main, child_stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, c);
     int saved = errno;
 
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, old, NULL, KERNEL_SIGSET_SIZE);
-    munmap(base, total);
     errno = saved;
     return pid;
 }
