@@ -47,11 +47,12 @@ class Loop:
             pass
 
     def is_registered(self, fileobj: FileLike | int) -> bool:
+        # get_map().get() instead of get_key(): the KeyError that get_key() raises for an
+        # unregistered socket formats repr(socket), two system calls, on every new session.
         try:
-            self.selector.get_key(fileobj)
-        except (KeyError, ValueError):
+            return self.selector.get_map().get(fileobj) is not None
+        except ValueError:  # a closed socket (fileno() == -1)
             return False
-        return True
 
     def set_events(self, fileobj: FileLike | int, events: int, handler: Handler) -> None:
         """Register, modify or unregister so that exactly `events` are watched."""
