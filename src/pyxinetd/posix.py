@@ -55,8 +55,8 @@ class Posix(Protocol):
                   errpipe: tuple[int, int], uid: int | None, gid: int | None,
                   groups: Sequence[int] | None, umask: int) -> int: ...
     def native_available(self) -> bool: ...
-    def native_spawn(self, path: str, argv: Sequence[str], env: Sequence[str], *, fd: int,
-                     groups: Sequence[int] | None, gid: int, uid: int, umask: int,
+    def native_spawn(self, path: bytes, argv: Sequence[bytes], env: Sequence[bytes], *,
+                     fd: int, groups: Sequence[int] | None, gid: int, uid: int, umask: int,
                      nice: int | None, rlimits: Sequence[tuple[int, int, int]]) -> int: ...
     def execve(self, path: str, argv: Sequence[str], env: Mapping[str, str]) -> None: ...
     def exit_now(self, status: int) -> NoReturn: ...
@@ -131,18 +131,14 @@ class RealPosix:
     def native_available(self) -> bool:
         return self._native
 
-    def native_spawn(self, path: str, argv: Sequence[str], env: Sequence[str], *, fd: int,
-                     groups: Sequence[int] | None, gid: int, uid: int, umask: int,
+    def native_spawn(self, path: bytes, argv: Sequence[bytes], env: Sequence[bytes], *,
+                     fd: int, groups: Sequence[int] | None, gid: int, uid: int, umask: int,
                      nice: int | None, rlimits: Sequence[tuple[int, int, int]]) -> int:
         """pyxinetd._spawn.spawn; OSError carries `step` (and `rlimit_index`)."""
         if _spawn is None:
             raise OSError(errno.ENOSYS, "pyxinetd._spawn is not built")
-        # str.encode as os.fsencode does, without its per-call overhead (many strings).
-        code = sys.getfilesystemencoding()
-        return _spawn.spawn(os.fsencode(path), [a.encode(code, "surrogateescape") for a in argv],
-                            [e.encode(code, "surrogateescape") for e in env], fd, setsid=True,
-                            groups=None if groups is None else list(groups), gid=gid,
-                            uid=uid, umask=umask, nice=nice, rlimits=list(rlimits))
+        return _spawn.spawn(path, argv, env, fd, setsid=True, groups=groups, gid=gid, uid=uid,
+                            umask=umask, nice=nice, rlimits=rlimits)
 
     def execve(self, path: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
         os.execve(path, list(argv), env)

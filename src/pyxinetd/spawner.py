@@ -165,6 +165,12 @@ def _server_environment(base: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(e for e in base if not e.startswith("REMOTE_HOST=") and not e.startswith("="))
 
 
+@functools.lru_cache(maxsize=4096)
+def _encoded(strings: tuple[str, ...]) -> tuple[bytes, ...]:
+    # os.fsencode of each string, once per distinct argv or environment.
+    return tuple(os.fsencode(text) for text in strings)
+
+
 def _primary_gid(uid: int) -> int:
     # The loader resolves `group` whenever `user` is set; this is only a safety net, so
     # that a server never keeps gid 0 because a group was left unresolved.
@@ -289,9 +295,11 @@ class Spawner:
         creds = req.credentials
         limits = [("files", resource.RLIMIT_NOFILE, req.nofile)] if req.nofile else []
         limits += [(name, res, (value, value)) for name, res, value in req.rlimits]
+        # build_request puts REMOTE_HOST last; the rest is fixed per service.
+        env = _encoded(req.env[:-1]) + (os.fsencode(req.env[-1]),)
         try:
             return self._os.native_spawn(
-                req.path, req.argv, req.env, fd=req.fd,
+                os.fsencode(req.path), _encoded(req.argv), env, fd=req.fd,
                 groups=creds.groups if creds else None,
                 gid=-1 if creds is None or creds.gid is None else creds.gid,
                 uid=-1 if creds is None or creds.uid is None else creds.uid,

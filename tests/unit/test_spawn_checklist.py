@@ -77,8 +77,8 @@ class RecordingPosix:
     def native_available(self) -> bool:
         return self.native
 
-    def native_spawn(self, path: str, argv: Sequence[str], env: Sequence[str], *, fd: int,
-                     groups: Sequence[int] | None, gid: int, uid: int, umask: int,
+    def native_spawn(self, path: bytes, argv: Sequence[bytes], env: Sequence[bytes], *,
+                     fd: int, groups: Sequence[int] | None, gid: int, uid: int, umask: int,
                      nice: int | None, rlimits: Sequence[tuple[int, int, int]]) -> int:
         self._record("native_spawn", path, tuple(argv), tuple(env), fd,
                      None if groups is None else tuple(groups), gid, uid, umask, nice,
@@ -391,8 +391,8 @@ def test_native_gets_the_whole_checklist_and_the_parent_lends_nothing(
     fake = RecordingPosix(native=True, nofile=(1024, 4096))
     assert Spawner(fake).spawn(full_service(), sock, "10.0.0.9", as_root=True) == 999
     assert fake.calls == [
-        ("native_spawn", "/usr/sbin/in.fingerd", ("in.fingerd", "-w"),
-         ("PATH=/bin", "REMOTE_HOST=10.0.0.9"), sock.fileno(), (100, 200), 65533, 65534,
+        ("native_spawn", b"/usr/sbin/in.fingerd", (b"in.fingerd", b"-w"),
+         (b"PATH=/bin", b"REMOTE_HOST=10.0.0.9"), sock.fileno(), (100, 200), 65533, 65534,
          0o027, -5,
          [(resource.RLIMIT_NOFILE, 64, 64), (resource.RLIMIT_AS, 1 << 30, 1 << 30),
           (resource.RLIMIT_CPU, 10, 10), (resource.RLIMIT_STACK, 1 << 23, 1 << 23)]),
