@@ -72,7 +72,9 @@ def create_socket(service: ServiceConfig,
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
+        # A raw IPv6 socket never sees IPv4 traffic, and Linux refuses IPV6_V6ONLY on
+        # it (EINVAL: the socket already has its protocol as local "port").
+        if family == socket.AF_INET6 and service.socket_type is not SocketType.RAW:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(service.v6only))
         if service.socket_type is SocketType.STREAM and service.protocol == "tcp":
             if "NODELAY" in service.flags:
