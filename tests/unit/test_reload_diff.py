@@ -81,7 +81,8 @@ def test_different_services_are_removed_and_added(overrides: dict[str, object]) 
 def test_rpc_services_compare_program_numbers_not_ports() -> None:
     old = make_service(name="r", port=None, types=frozenset({"RPC"}), rpc_number=100000)
     assert not is_different(old, make_service(name="r", port=None, types=frozenset({"RPC"}),
-                                              rpc_number=100000, socket_type="dgram", wait=False))
+                                              rpc_number=100000, socket_type="dgram", wait=False,
+                                              protocol="tcp", protocol_number=6))
     assert is_different(old, make_service(name="r", port=None, types=frozenset({"RPC"}),
                                           rpc_number=100001))
 
