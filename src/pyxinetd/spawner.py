@@ -49,28 +49,21 @@ from __future__ import annotations
 
 import enum
 import errno
-import functools
 import os
-import pwd
 import resource
 import signal
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NoReturn
 
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.errors import SpawnError
 from pyxinetd.posix import HAVE_FORK_EXEC, RESETTABLE_SIGNALS, Posix, RealPosix
-
-# The limits applied in the child, by xinetd attribute suffix (RLIMIT_NOFILE apart).
-RLIMIT_RESOURCES: dict[str, int] = {
-    "as": resource.RLIMIT_AS,
-    "cpu": resource.RLIMIT_CPU,
-    "data": resource.RLIMIT_DATA,
-    "rss": resource.RLIMIT_RSS,
-    "stack": resource.RLIMIT_STACK,
-}
+from pyxinetd.spawnrequest import RLIMIT_RESOURCES as RLIMIT_RESOURCES
+from pyxinetd.spawnrequest import Credentials as Credentials
+from pyxinetd.spawnrequest import SpawnRequest as SpawnRequest
+from pyxinetd.spawnrequest import build_request as build_request
+from pyxinetd.spawnrequest import encoded
 
 # Signals the C-level fork path resets itself (restore_signals); any other signal the
 # master ignores would survive exec there.
@@ -91,93 +84,6 @@ class Method(enum.Enum):
     SPAWN = "posix_spawn"
     FORK_EXEC = "fork_exec"
     CHECKLIST = "checklist"
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """What the child becomes; groups are set even when empty (setgroups(0))."""
-
-    uid: int | None
-    gid: int | None
-    groups: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class SpawnRequest:
-    """Everything the child needs, computed in the parent before anything is created."""
-
-    service_id: str
-    path: str
-    argv: tuple[str, ...]
-    env: tuple[str, ...]                      # NAME=value, REMOTE_HOST included
-    fd: int
-    credentials: Credentials | None
-    umask: int | None
-    nice: int | None
-    nofile: tuple[int, int] | None            # None: leave the inherited limit alone
-    rlimits: tuple[tuple[str, int, int], ...]  # (name, resource, value), NOFILE apart
-
-    def env_mapping(self) -> dict[str, str]:
-        mapping: dict[str, str] = {}
-        for item in self.env:
-            name, _, value = item.partition("=")
-            mapping[name] = value
-        return mapping
-
-
-def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root: bool,
-                  posix: Posix) -> SpawnRequest:
-    """Resolve the service and connection into a SpawnRequest. Raises SpawnError."""
-    if service.server is None:
-        raise SpawnError(f"{service.id}: no server to start", errno=errno.EINVAL, step="exec")
-    if not service.server_argv:
-        raise SpawnError(f"{service.id}: empty argv for {service.server}",
-                         errno=errno.EINVAL, step="exec")
-    base = service.environment
-    if base is None:
-        base = tuple(f"{k}={v}" for k, v in os.environ.items())
-    env = _server_environment(base) + (f"REMOTE_HOST={remote_host}",)
-
-    credentials = None
-    if as_root and (service.user is not None or service.group is not None):
-        gid = service.group
-        if gid is None and service.user is not None:
-            gid = _primary_gid(service.user)
-        credentials = Credentials(service.user, gid, tuple(service.supplementary_groups))
-
-    limits = service.rlimits
-    if limits.files is not None:
-        nofile: tuple[int, int] | None = (limits.files, limits.files)
-    else:
-        hard = posix.getrlimit(resource.RLIMIT_NOFILE)[1]
-        nofile = None if hard == resource.RLIM_INFINITY else (hard, hard)
-    rlimits = tuple((name, RLIMIT_RESOURCES[name], value)
-                    for name, value in limits.items() if name != "files")
-    return SpawnRequest(service.id, service.server, tuple(service.server_argv), env, fd,
-                        credentials, service.umask, service.nice, nofile, rlimits)
-
-
-@functools.lru_cache(maxsize=4096)
-def _server_environment(base: tuple[str, ...]) -> tuple[str, ...]:
-    # Filtered once per distinct environment rather than on every connection: a
-    # service's environment is fixed at load time, and this was a measurable share of the
-    # master's time per spawn.
-    return tuple(e for e in base if not e.startswith("REMOTE_HOST=") and not e.startswith("="))
-
-
-@functools.lru_cache(maxsize=4096)
-def _encoded(strings: tuple[str, ...]) -> tuple[bytes, ...]:
-    # os.fsencode of each string, once per distinct argv or environment.
-    return tuple(os.fsencode(text) for text in strings)
-
-
-def _primary_gid(uid: int) -> int:
-    # The loader resolves `group` whenever `user` is set; this is only a safety net, so
-    # that a server never keeps gid 0 because a group was left unresolved.
-    try:
-        return pwd.getpwuid(uid).pw_gid
-    except KeyError:
-        return uid  # xinetd: a numeric user without passwd entry gets gid = uid
 
 
 class Spawner:
@@ -296,10 +202,10 @@ class Spawner:
         limits = [("files", resource.RLIMIT_NOFILE, req.nofile)] if req.nofile else []
         limits += [(name, res, (value, value)) for name, res, value in req.rlimits]
         # build_request puts REMOTE_HOST last; the rest is fixed per service.
-        env = _encoded(req.env[:-1]) + (os.fsencode(req.env[-1]),)
+        env = encoded(req.env[:-1]) + (os.fsencode(req.env[-1]),)
         try:
             return self._os.native_spawn(
-                os.fsencode(req.path), _encoded(req.argv), env, fd=req.fd,
+                os.fsencode(req.path), encoded(req.argv), env, fd=req.fd,
                 groups=creds.groups if creds else None,
                 gid=-1 if creds is None or creds.gid is None else creds.gid,
                 uid=-1 if creds is None or creds.uid is None else creds.uid,
