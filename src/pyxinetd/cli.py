@@ -16,11 +16,19 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import click
 
 from pyxinetd import XINETD_COMPAT_VERSION, __version__
+from pyxinetd.daemonize import READY_TIMEOUT
+from pyxinetd.log import SyslogSender
 from pyxinetd.master import DEFAULT_CONFIG, MasterOptions, version_text
+
+if TYPE_CHECKING:
+    from pyxinetd.config.model import Configuration
+    from pyxinetd.daemonize import StartupReport
+    from pyxinetd.log import ProgramLog
 
 USAGE = ("Usage: pyxinetd [-d] [-f config_file] [-filelog filename] [-syslog facility] "
          "[-reuse] [-limit proc_limit] [-pidfile filename] [-logprocs limit] "
@@ -96,10 +104,13 @@ def parse_serving_args(args: Sequence[str]) -> tuple[MasterOptions, list[str], l
 
 
 def serve(args: Sequence[str]) -> int:
-    """Run the daemon with xinetd's command line; return the exit status."""
+    """Run the daemon with xinetd's command line; return the exit status.
+
+    Without -d/-dontfork the daemon detaches, and this returns (in the foreground
+    process) 0 once it serves or 1 with the reason on stderr (see daemonize.py).
+    """
     from pyxinetd.errors import ConfigError
-    from pyxinetd.log import FACILITIES, ProgramLog, SyslogSender
-    from pyxinetd.master import Master
+    from pyxinetd.pidfile import lock_holder, locked_message
 
     try:
         options, seen, warnings = parse_serving_args(args)
@@ -114,28 +125,27 @@ def serve(args: Sequence[str]) -> int:
         return 0
     if "-shutdownprocs" in seen:
         click.echo("The shutdownprocs option has been deprecated.", err=True)
-    options = replace(options, config_path=os.path.abspath(options.config_path))
+    # The detached daemon works from `/`: relative paths are taken from here, now.
+    options = replace(
+        options, config_path=os.path.abspath(options.config_path),
+        filelog=None if options.filelog is None else os.path.abspath(options.filelog),
+        pidfile=None if options.pidfile is None else os.path.abspath(options.pidfile))
+    detach = not (options.debug or options.dontfork)
+
+    if options.pidfile is not None:
+        # A courtesy check before anything is loaded or bound; the lock taken by the
+        # serving process is what actually keeps a second daemon out.
+        holder = lock_holder(options.pidfile)
+        if holder is not None:
+            click.echo(f"pyxinetd: {locked_message(options.pidfile, holder)}", err=True)
+            return 1
 
     syslog = SyslogSender()
-    bad_facility = None
     try:
-        if options.filelog is not None:
-            program = ProgramLog.to_file(options.filelog, debug=options.debug)
-        elif options.syslog_facility is not None:
-            facility = options.syslog_facility.lower()
-            if facility not in FACILITIES:
-                bad_facility, facility = options.syslog_facility, "daemon"
-            program = ProgramLog.to_syslog(syslog, facility)
-        elif options.debug or options.dontfork:
-            program = ProgramLog.to_stderr(debug=options.debug)
-        else:
-            program = ProgramLog.to_syslog(syslog, "daemon")
+        program, bad_facility = _open_program_log(options, syslog)
     except OSError as err:
         click.echo(f"pyxinetd: msg_init failed: can't open log file ({err.strerror})", err=True)
         return 1
-    if bad_facility is not None:
-        program.error("parse_args", f"Bad syslog facility: {bad_facility}")
-
     try:
         from pyxinetd.config import load
 
@@ -143,11 +153,111 @@ def serve(args: Sequence[str]) -> int:
     except (ConfigError, OSError, ImportError) as err:
         program.critical("init_services", f"couldn't get configuration ({err}). Exiting...")
         program.close()
+        syslog.close()
+        if detach:
+            click.echo(f"pyxinetd: couldn't get configuration ({err})", err=True)
         return 1
+    if not detach:
+        try:
+            return _run_master(config, options, program, syslog, bad_facility)
+        finally:
+            program.close()
+
+    # The detached daemon opens its own log, so that lines carry its pid.
+    program.close()
+    syslog.close()
+    return _start_detached(config, options)
+
+
+def _open_program_log(options: MasterOptions, syslog: SyslogSender, *,
+                      reporting: bool = False) -> tuple[ProgramLog, str | None]:
+    """The program log the options ask for; also returns an unknown -syslog facility."""
+    from pyxinetd.daemonize import ReportingProgramLog
+    from pyxinetd.log import FACILITIES, ProgramLog
+
+    kind = ReportingProgramLog if reporting else ProgramLog
+    bad_facility = None
+    if options.filelog is not None:
+        return kind.to_file(options.filelog, debug=options.debug), None
+    if options.syslog_facility is not None:
+        facility = options.syslog_facility.lower()
+        if facility not in FACILITIES:
+            bad_facility, facility = options.syslog_facility, "daemon"
+        return kind.to_syslog(syslog, facility), bad_facility
+    if options.debug or options.dontfork:
+        return kind.to_stderr(debug=options.debug), None
+    return kind.to_syslog(syslog, "daemon"), None
+
+
+def _run_master(config: Configuration, options: MasterOptions, program: ProgramLog,
+                syslog: SyslogSender, bad_facility: str | None,
+                report: StartupReport | None = None) -> int:
+    """Serve (in the process that serves: foreground, or detached); return the status.
+
+    The master closes `syslog` when it shuts down.
+    """
+    from pyxinetd.master import Master
+    from pyxinetd.pidfile import PidFile, PidFileError
+
+    if bad_facility is not None:
+        program.error("parse_args", f"Bad syslog facility: {bad_facility}")
+    pidfile = PidFile(options.pidfile) if options.pidfile is not None else None
     try:
-        return Master(config, options, program_log=program, syslog=syslog).run()
+        if pidfile is not None:
+            try:
+                pidfile.acquire()
+            except PidFileError as err:
+                program.critical("main", f"{err}. Exiting...")
+                syslog.close()
+                if report is None:
+                    click.echo(f"pyxinetd: {err}", err=True)
+                return 1
+        master = Master(config, options, program_log=program, syslog=syslog)
+        if report is not None:
+            master.on_started = report.ready
+        return master.run()
     finally:
-        program.close()
+        # Removed on every exit of a serving daemon: SIGTERM/SIGQUIT, no services, -d's SIGINT.
+        if pidfile is not None:
+            pidfile.release()
+
+
+def _start_detached(config: Configuration, options: MasterOptions) -> int:
+    from pyxinetd.daemonize import ReportingProgramLog, start_detached
+
+    def serve_detached(report: StartupReport) -> int:
+        syslog = SyslogSender()
+        try:
+            program, bad_facility = _open_program_log(options, syslog, reporting=True)
+        except OSError as err:
+            report.message(f"msg_init failed: can't open log file ({err.strerror})")
+            return 1
+        assert isinstance(program, ReportingProgramLog)
+        program.report = report
+        try:
+            return _run_master(config, options, program, syslog, bad_facility, report)
+        except Exception as err:
+            # stderr is /dev/null from here on: the program log is the only witness.
+            program.critical("main", f"unexpected error: {err!r}. Exiting...")
+            raise
+        finally:
+            program.close()
+
+    try:
+        outcome = start_detached(serve_detached)
+    except KeyboardInterrupt:
+        return 1
+    for text in outcome.messages:
+        click.echo(text if text.startswith("pyxinetd") else f"pyxinetd: {text}", err=True)
+    if outcome.ready:
+        return 0
+    if outcome.timed_out:
+        pid = f" (pid {outcome.pid})" if outcome.pid is not None else ""
+        click.echo(f"pyxinetd: the daemon{pid} did not report that it serves within "
+                   f"{READY_TIMEOUT:.0f} s", err=True)
+    elif not outcome.messages:
+        click.echo("pyxinetd: the daemon exited before serving; see the program log", err=True)
+    return 1
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},

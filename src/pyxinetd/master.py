@@ -94,6 +94,9 @@ class Master:
         self.started = False
         self.exit_status = 0
         self.loop_should_stop = False
+        # Called once, when `Started working` is logged and the daemon stays up
+        # (the detached start command waits for it).
+        self.on_started: Callable[[], None] | None = None
 
     # -- lifecycle, in order -------------------------------------------------
     def run(self) -> int:
@@ -174,6 +177,9 @@ class Master:
         available = self.available_count()
         plural = "service" if available == 1 else "services"
         self.program.notice("main", f"Started working: {available} available {plural}")
+        if self.on_started is not None and (
+                available > 0 or self.options.keeps_running_without_services):
+            self.on_started()
         if available == 0 and not self.options.keeps_running_without_services:
             self.program.critical("main", "no services. Exiting...")
             self.stop(1)

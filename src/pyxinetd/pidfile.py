@@ -1,0 +1,157 @@
+"""The pidfile: `PID\\n`, mode 0644, held under an fcntl lock while the daemon runs.
+
+Why not python-daemon's `daemon.pidfile`: it depends on the deprecated `lockfile`
+package, and it would be entered inside `DaemonContext.open()`, whereas the pidfile must
+name the process that serves and must be written once that process exists (after
+detaching; reference §4.1 step 5).
+
+The lock is a POSIX record lock (`fcntl.lockf`) on the whole file, held for the life of
+the daemon. A second daemon pointed at the same file therefore refuses to start instead
+of overwriting it, and a stale file left by a crash (no process holds the lock) is
+simply taken over. POSIX locks belong to the process, are not inherited by forked
+children, and vanish with the process; they are also dropped if the process closes *any*
+descriptor of the file, so the daemon never opens the file a second time.
+
+Releasing unlinks the file first, then drops the lock. A starter that opened the old
+file just before the unlink would then lock an inode no longer reachable by its path;
+`acquire` detects that by comparing inodes and starts over.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import struct
+from types import TracebackType
+
+from pyxinetd.errors import PyxinetdError
+
+PIDFILE_MODE = 0o644
+# Attempts to lock the file that is currently at the path (see the module docstring).
+_ACQUIRE_ATTEMPTS = 5
+# struct flock on Linux: short l_type, short l_whence, off_t l_start, off_t l_len,
+# pid_t l_pid (native alignment). The query is padded: the kernel writes sizeof(struct
+# flock), which may include trailing padding.
+_FLOCK = "hhqqi"
+
+
+class PidFileError(PyxinetdError):
+    """The pidfile cannot be written, or another process holds its lock."""
+
+    def __init__(self, path: str, message: str, holder: int | None = None) -> None:
+        self.path = path
+        self.holder = holder
+        super().__init__(message)
+
+
+def locked_message(path: str, holder: int | None) -> str:
+    who = f"pid {holder}" if holder else "another process"
+    return (f"pidfile {path} is locked by {who}: pyxinetd is already running "
+            f"with this pidfile")
+
+
+def lock_holder(path: str) -> int | None:
+    """The pid holding the lock on `path` (0 if in another pid namespace), or None.
+
+    Only asks (F_GETLK): it neither creates the file nor takes the lock, so it cannot
+    make a daemon starting at the same moment fail.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0) + bytes(16)
+        try:
+            answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
+        except OSError:
+            return None
+        l_type, _, _, _, l_pid = struct.unpack_from(_FLOCK, answer)
+        return None if l_type == fcntl.F_UNLCK else int(l_pid)
+    finally:
+        os.close(fd)
+
+
+class PidFile:
+    """`with PidFile(path):` writes this process's pid under a lock; exit removes it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Lock, then write `PID\\n`; raises PidFileError if another process holds it."""
+        if self._fd is not None:
+            return
+        for _ in range(_ACQUIRE_ATTEMPTS):
+            fd = self._open_locked()
+            if self._still_at_path(fd):
+                break
+            os.close(fd)
+        else:
+            raise PidFileError(self.path, f"pidfile {self.path} keeps being replaced")
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.fchmod(fd, PIDFILE_MODE)
+        except OSError as err:
+            os.close(fd)
+            raise PidFileError(self.path, f"cannot write pidfile {self.path}: "
+                                          f"{err.strerror}") from err
+        self._fd = fd
+
+    def _open_locked(self) -> int:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                         PIDFILE_MODE)
+        except OSError as err:
+            raise PidFileError(self.path, f"cannot open pidfile {self.path}: "
+                                          f"{err.strerror}") from err
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.EACCES, errno.EAGAIN):
+                holder = lock_holder(self.path)
+                raise PidFileError(self.path, locked_message(self.path, holder),
+                                   holder) from None
+            raise PidFileError(self.path, f"cannot lock pidfile {self.path}: "
+                                          f"{err.strerror}") from err
+        return fd
+
+    def _still_at_path(self, fd: int) -> bool:
+        try:
+            on_disk = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (on_disk.st_dev, on_disk.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def release(self) -> None:
+        """Remove the file (if it is still ours), then drop the lock. Idempotent."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            if self._still_at_path(fd):
+                os.unlink(self.path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> PidFile:
+        self.acquire()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+
+__all__ = ["PidFile", "PidFileError", "lock_holder", "locked_message", "PIDFILE_MODE"]
