@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pyxinetd import banners, internal
 from pyxinetd.children import NO_ADDRESS, Child, ChildTable, ExitStatus
 from pyxinetd.config.model import ServiceConfig, SocketType
-from pyxinetd.errors import SpawnError
+from pyxinetd.errors import BindError, SpawnError
 from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch, bind_socket, \
     create_socket, peer_text
 from pyxinetd.log import ProgramLog, ServiceLogs, exit_entry, fail_entry, start_entry, \
@@ -159,7 +159,8 @@ class Dispatcher:
             except OSError:
                 sock.close()
                 raise
-        except OSError:
+        except (BindError, OSError):
+            # BindError: no socket at all (EMFILE...). Ending here must not end the loop.
             self.program.error("cps_reactivate", f"Error activating service {rt.config.name}")
             rt.transition(Event.REBIND_FAILED)
             return

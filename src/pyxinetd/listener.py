@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 
 from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.errors import BindError
+from pyxinetd.log import strerror
 from pyxinetd.loop import Loop
 
 LISTEN_BACKLOG = 64
@@ -55,20 +56,25 @@ def _protocol(service: ServiceConfig) -> int:
 
 def create_socket(service: ServiceConfig,
                   warn: Callable[[str], None] | None = None) -> socket.socket:
-    """Create and configure the unbound socket; raises BindError."""
+    """Create and configure the unbound socket; raises BindError.
+
+    The BindError's text is the line xinetd logs; `warn` gets the IPv6 fallback notice.
+    """
     family = service.family
     try:
         sock = socket.socket(family, service.socket_type.kernel_type, _protocol(service))
     except OSError as err:
         if family != socket.AF_INET6 or service.bind is not None:
-            raise BindError(f"socket creation failed for service {service.id}") from err
+            raise BindError(f"socket creation failed ({strerror(err)}). "
+                            f"service = {service.id}") from err
         if warn is not None:
             warn(f"IPv6 socket creation failed for service {service.id}, trying IPv4")
         family = socket.AF_INET
         try:
             sock = socket.socket(family, service.socket_type.kernel_type, _protocol(service))
         except OSError as err2:
-            raise BindError(f"socket creation failed for service {service.id}") from err2
+            raise BindError(f"socket creation failed ({strerror(err2)}). "
+                            f"service = {service.id}") from err2
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -83,7 +89,7 @@ def create_socket(service: ServiceConfig,
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     except OSError as err:
         sock.close()
-        raise BindError(f"setsockopt failed for service {service.id}") from err
+        raise BindError(f"setsockopt failed ({strerror(err)}). service = {service.id}") from err
     return sock
 
 
@@ -106,18 +112,22 @@ class Binder:
     """Binds one service's socket, retrying from loop timers; reports once.
 
     `on_bound(sock)` or `on_failed()` is called exactly once. `log_error(text)`
-    receives xinetd's `bind failed` / `bind retry attempt N` lines.
+    receives xinetd's ERROR lines (`bind failed`, `socket creation failed`), and
+    `log_notice(text)` its NOTICE lines (`bind retry attempt N`, the IPv6 fallback);
+    without `log_notice` those go to `log_error` too.
     """
 
     def __init__(self, loop: Loop, service: ServiceConfig,
                  on_bound: Callable[[socket.socket], None], on_failed: Callable[[], None],
                  log_error: Callable[[str], None], *, retries: int = BIND_RETRIES,
-                 delay: float | None = None) -> None:
+                 delay: float | None = None,
+                 log_notice: Callable[[str], None] | None = None) -> None:
         self._loop = loop
         self._service = service
         self._on_bound = on_bound
         self._on_failed = on_failed
         self._log_error = log_error
+        self._log_notice = log_notice or log_error
         self._retries = retries
         self._delay = bind_delay() if delay is None else delay
         self._attempt = 0
@@ -127,10 +137,9 @@ class Binder:
 
     def start(self) -> None:
         try:
-            self._sock = create_socket(self._service, self._log_error)
+            self._sock = create_socket(self._service, self._log_notice)
         except BindError as err:
-            cause = err.__cause__
-            self._log_error(f"{err}: {cause}" if cause else str(err))
+            self._log_error(str(err))
             self._finish(None)
             return
         self._try()
@@ -140,15 +149,13 @@ class Binder:
         try:
             bind_socket(self._sock, self._service)
         except OSError as err:
-            from pyxinetd.log import strerror
-
             self._log_error(f"bind failed ({strerror(err)}). service = {self._service.id}")
             if self._attempt >= self._retries:
                 self._sock.close()
                 self._finish(None)
                 return
             self._attempt += 1
-            self._log_error(f"bind retry attempt {self._attempt}")
+            self._log_notice(f"bind retry attempt {self._attempt}")
             self._loop.call_later(self._delay, self._try)
             return
         self._finish(self._sock)

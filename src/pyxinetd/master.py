@@ -158,7 +158,8 @@ class Master:
             self._bind_done()
 
         binder = Binder(self.loop, svc, bound, failed,
-                        lambda text: self.program.error("activate_normal", text))
+                        lambda text: self.program.error("activate_normal", text),
+                        log_notice=lambda text: self.program.notice("activate_normal", text))
         self._binders.append(binder)
         binder.start()
 

@@ -347,6 +347,42 @@ def test_accept_backs_off_on_emfile(daemons: DaemonFactory) -> None:
     assert daemon.proc.poll() is None
 
 
+def test_cps_reactivation_without_descriptors_deactivates_only_that_service(
+        daemons: DaemonFactory) -> None:
+    tripped_port, busy_port, udp_port = free_ports(3)
+    internal = {"types": {"INTERNAL"}, "server": None, "server_argv": (),
+                "environment": None, "instances": None}
+    tripped = make_service(name="echo", id="echo_cps", port=tripped_port, cps=(2, 2),
+                           **internal)
+    busy = make_service(name="echo", id="echo_tcp", port=busy_port, cps=(1000, 1),
+                        **internal)
+    udp = make_service(name="echo", id="echo_udp", port=udp_port, socket_type="dgram",
+                       cps=(1000, 1), **internal)
+    nofile = 40
+    daemon = start_limited(daemons, [tripped, busy, udp], nofile)
+    clients: list[socket.socket] = []
+    try:
+        # The third connection within a second trips cps: the listener is closed
+        # and a timer will bind it again in 2 seconds...
+        clients += [socket.create_connection(("127.0.0.1", tripped_port), timeout=TIMEOUT)
+                    for _ in range(3)]
+        daemon.wait_for_log(r"Deactivating service echo due to excessive incoming "
+                            r"connections\.  Restarting in 2 seconds\.", TIMEOUT)
+        # ...by when idle sessions of another service hold every descriptor.
+        for _ in range(nofile):
+            clients.append(socket.create_connection(("127.0.0.1", busy_port),
+                                                    timeout=TIMEOUT))
+        daemon.wait_for_log(ACCEPT_FAILED, TIMEOUT)
+        assert "Activating service echo" not in daemon.log(), "filled too late"
+        daemon.wait_for_log(r"ERROR: Error activating service echo\n", TIMEOUT)
+        assert daemon.proc.poll() is None, daemon.log()
+        assert udp_echo(udp_port, b"alive") == b"alive"
+    finally:
+        for conn in clients:
+            conn.close()
+    assert daemon.proc.poll() is None, daemon.log()
+
+
 def test_hung_external_servers_hold_no_descriptor_of_the_daemon(
         daemons: DaemonFactory) -> None:
     # The master closes its copy of each connection it hands to an external server,
@@ -450,7 +486,11 @@ def test_seqpacket_without_kernel_support_is_deactivated(daemons: DaemonFactory)
             + block("other", other, flags="IPv4"))
     daemon = daemons.start_config(conf)
     log = daemon.log()
-    assert "Service seq failed to start and is deactivated." in log
+    # xinetd's lines, levels included: the IPv6 attempt, the IPv4 fallback, the end.
+    assert "NOTICE: IPv6 socket creation failed for service seq, trying IPv4" in log
+    assert re.search(r"ERROR: socket creation failed \(.* \(errno = \d+\)\)\. "
+                     r"service = seq\n", log), log
+    assert "ERROR: Service seq failed to start and is deactivated." in log
     assert re.search(r"Started working: 1 available service\b", log)
     report = fetch("127.0.0.1", other)
     assert report is not None and report["remote_host"] == "127.0.0.1"
@@ -470,7 +510,7 @@ def test_unbindable_service_is_deactivated_while_others_serve(
               f"    port = {udp}\n    socket_type = dgram\n    wait = yes\n"
               "    flags = IPv4\n}\n")
     daemon = daemons.start_config(conf, ready=False)
-    daemon.wait_for_log(r"ERROR: bind retry attempt 1\b", TIMEOUT)
+    daemon.wait_for_log(r"NOTICE: bind retry attempt 1\b", TIMEOUT)
     report = fetch("127.0.0.1", good)
     echoed = udp_echo(udp, b"during retries")
     pending = daemon.log()
@@ -480,9 +520,11 @@ def test_unbindable_service_is_deactivated_while_others_serve(
     assert "failed to start" not in pending, pending
 
     log = daemon.wait_for_log(r"Started working: 2 available services", TIMEOUT)
-    assert log.count("bind failed (Cannot assign requested address (errno = 99)). "
-                     "service = bad") == 11
-    assert len(re.findall(r"bind retry attempt \d+", log)) == 10
-    assert "Service bad failed to start and is deactivated." in log
+    # xinetd's lines and levels: 11 failures (ERROR), 10 retries (NOTICE), the end.
+    assert log.count("ERROR: bind failed (Cannot assign requested address (errno = 99)). "
+                     "service = bad\n") == 11
+    assert re.findall(r"NOTICE: bind retry attempt (\d+)\n", log) == \
+        [str(n) for n in range(1, 11)]
+    assert "ERROR: Service bad failed to start and is deactivated.\n" in log
     assert fetch("127.0.0.1", good) is not None
     assert udp_echo(udp, b"after") == b"after"
