@@ -1,0 +1,227 @@
+"""Detached start: readiness, exit status, detachment, pidfile and its lock.
+
+Every daemon is started the way an operator would (`pyxinetd -f FILE -pidfile FILE`,
+no -dontfork) and is killed at the end through the pid in its pidfile, with its process
+group (fixture `detached`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import free_port, wait_until
+
+START_TIMEOUT = 30.0
+
+
+def echo_conf(port: int) -> str:
+    return (f"service echo\n{{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+            f"\tprotocol = tcp\n\tport = {port}\n\tbind = 127.0.0.1\n\twait = no\n}}\n")
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class Detached:
+    """Starts detached daemons and remembers their pids for the final kill."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.pids: set[int] = set()
+        self.pidfiles: list[Path] = []
+        self.n = 0
+
+    def start(self, conf_text: str | None, *args: str, pidfile: Path | None = None,
+              umask: int | None = None) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+        """Run the start command to completion; returns (result, pidfile, log)."""
+        self.n += 1
+        conf = self.tmp_path / f"d{self.n}.conf"
+        if conf_text is not None:
+            conf.write_text(conf_text)
+        log = self.tmp_path / f"d{self.n}.log"
+        pidfile = pidfile or self.tmp_path / f"d{self.n}.pid"
+        self.pidfiles.append(pidfile)
+        argv = [sys.executable, "-m", "pyxinetd", "-f", str(conf), "-filelog", str(log),
+                "-pidfile", str(pidfile), *args]
+        if umask is not None:
+            argv = ["sh", "-c", f'umask {umask:03o} && exec "$@"', "sh", *argv]
+        # Captured output: if the daemon kept the start command's stdout or stderr
+        # open, run() would wait for the timeout instead of returning.
+        result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                text=True, timeout=START_TIMEOUT, cwd=self.tmp_path)
+        pid = read_pid(pidfile)
+        if pid is not None:
+            self.pids.add(pid)
+        return result, pidfile, log
+
+    def kill_all(self) -> None:
+        for pidfile in self.pidfiles:
+            pid = read_pid(pidfile)
+            if pid is not None:
+                self.pids.add(pid)
+        for pid in self.pids:
+            if not alive(pid):
+                continue
+            try:
+                pgid = os.getpgid(pid)
+                if pgid != os.getpgid(0):
+                    os.killpg(pgid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def detached(tmp_path: Path) -> Iterator[Detached]:
+    factory = Detached(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.kill_all()
+
+
+def echo_roundtrip(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"ping\n")
+        return conn.recv(100)
+
+
+def stat_fields(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def test_start_returns_once_serving_and_the_daemon_is_detached(detached: Detached) -> None:
+    port = free_port()
+    result, pidfile, log = detached.start(echo_conf(port), umask=0o027)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    # No waiting: the start command returned, so the service answers now.
+    assert echo_roundtrip(port) == b"ping\n"
+
+    pid = read_pid(pidfile)
+    assert pid is not None
+    assert pidfile.read_text() == f"{pid}\n"
+    assert pidfile.stat().st_mode & 0o777 == 0o644
+    # The pid in the pidfile is the process that serves and logs.
+    assert f"xinetd[{pid}]: NOTICE: Started working: 1 available service" in log.read_text()
+
+    # Detached: not our child, not in our session, not a session leader (so it can
+    # never acquire a controlling terminal), and it has no controlling terminal.
+    fields = stat_fields(pid)
+    ppid, pgrp, session, tty_nr = (int(x) for x in fields[1:5])
+    assert ppid != os.getpid()
+    assert session != os.getsid(0)
+    assert session != pid and pgrp != pid
+    assert tty_nr == 0
+    for fd in (0, 1, 2):
+        assert os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/null"
+    # The readiness pipe is closed once the daemon reported.
+    others = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")
+              if int(fd) > 2]
+    assert not [target for target in others if target.startswith("pipe:")], others
+    assert os.readlink(f"/proc/{pid}/cwd") == "/"
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert "Umask:\t0027" in status
+
+
+def test_sigterm_removes_the_pidfile(detached: Detached) -> None:
+    port = free_port()
+    result, pidfile, log = detached.start(echo_conf(port))
+    assert result.returncode == 0, result.stderr
+    pid = read_pid(pidfile)
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not alive(pid), what="the daemon to exit")
+    assert not pidfile.exists()
+    assert "WARNING: Exiting..." in log.read_text()
+
+
+def test_sigquit_removes_the_pidfile(detached: Detached) -> None:
+    result, pidfile, _ = detached.start(echo_conf(free_port()))
+    assert result.returncode == 0, result.stderr
+    pid = read_pid(pidfile)
+    assert pid is not None
+    os.kill(pid, signal.SIGQUIT)
+    wait_until(lambda: not alive(pid), what="the daemon to exit")
+    assert not pidfile.exists()
+
+
+def test_nothing_to_serve_fails_with_the_reason_on_stderr(detached: Detached) -> None:
+    port = free_port()
+    # Someone else listens on the service's port: every bind attempt fails.
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        result, pidfile, log = detached.start(echo_conf(port))
+    assert result.returncode == 1
+    assert "Service echo failed to start and is deactivated." in result.stderr
+    assert "CRITICAL: no services. Exiting..." in result.stderr
+    # The pidfile written by the daemon is removed on "no services".
+    assert not pidfile.exists()
+    assert "no services. Exiting..." in log.read_text()
+
+
+def test_unreadable_configuration_fails_before_detaching(detached: Detached) -> None:
+    result, pidfile, log = detached.start(None)
+    assert result.returncode == 1
+    assert "couldn't get configuration" in result.stderr
+    assert not pidfile.exists()
+    assert "couldn't get configuration" in log.read_text()
+
+
+def test_a_second_daemon_on_the_same_pidfile_refuses(detached: Detached) -> None:
+    port = free_port()
+    first, pidfile, _ = detached.start(echo_conf(port))
+    assert first.returncode == 0, first.stderr
+    pid = read_pid(pidfile)
+
+    second, _, log2 = detached.start(echo_conf(free_port()), pidfile=pidfile)
+    assert second.returncode == 1
+    assert f"pidfile {pidfile} is locked by pid {pid}" in second.stderr
+    assert "already running" in second.stderr
+    foreground, _, _ = detached.start(echo_conf(free_port()), "-dontfork", pidfile=pidfile)
+    assert foreground.returncode == 1
+    assert "already running" in foreground.stderr
+
+    # The first daemon and its pidfile are untouched.
+    assert read_pid(pidfile) == pid
+    assert echo_roundtrip(port) == b"ping\n"
+
+
+def test_a_stale_pidfile_is_taken_over(detached: Detached, tmp_path: Path) -> None:
+    pidfile = tmp_path / "stale.pid"
+    pidfile.write_text("999999999\n")
+    result, _, _ = detached.start(echo_conf(free_port()), pidfile=pidfile)
+    assert result.returncode == 0, result.stderr
+    pid = read_pid(pidfile)
+    assert pid is not None and pid != 999999999 and alive(pid)
+
+
+def test_stayalive_with_no_services_still_reports_ready(detached: Detached) -> None:
+    conf = "service echo\n{\n\ttype = INTERNAL UNLISTED\n\tdisable = yes\n" \
+           "\tsocket_type = stream\n\tprotocol = tcp\n\tport = 7\n\twait = no\n}\n"
+    result, pidfile, log = detached.start(conf, "-stayalive")
+    assert result.returncode == 0, result.stderr
+    pid = read_pid(pidfile)
+    assert pid is not None and alive(pid)
+    assert "Started working: 0 available services" in log.read_text()

@@ -1,0 +1,175 @@
+"""etc/init.d/xinetd, run for real with /bin/sh on a temporary pidfile and configuration.
+
+The script's paths come from PYXINETD_* variables (defaulting to /run, /etc/default):
+here they point into tmp_path, and PYXINETD_DAEMON at a wrapper running this checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import free_port, wait_until
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the init script is run as root")
+
+SCRIPT = Path(__file__).resolve().parents[2] / "etc" / "init.d" / "xinetd"
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat_line.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class InitScript:
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.pidfile = tmp_path / "xinetd.pid"
+        self.log = tmp_path / "xinetd.log"
+        conf = tmp_path / "xinetd.conf"
+        conf.write_text(f"service echo\n{{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+                        f"\tprotocol = tcp\n\tport = {self.port}\n\tbind = 127.0.0.1\n"
+                        f"\twait = no\n}}\n")
+        defaults = tmp_path / "default-xinetd"
+        defaults.write_text(f'XINETD_OPTS="-f {conf} -filelog {self.log}"\n')
+        wrapper = tmp_path / "pyxinetd"
+        wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m pyxinetd "$@"\n')
+        wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+        self.env = {**os.environ, "PYXINETD_DAEMON": str(wrapper),
+                    "PYXINETD_PIDFILE": str(self.pidfile),
+                    "PYXINETD_DEFAULTS": str(defaults),
+                    "PYXINETD_DUMPFILE": str(tmp_path / "xinetd.dump")}
+        self.pids: set[int] = set()
+
+    def run(self, action: str) -> subprocess.CompletedProcess[str]:
+        before = self.pid()
+        result = subprocess.run(["/bin/sh", str(SCRIPT), action], env=self.env,
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                timeout=30)
+        for pid in (before, self.pid()):
+            if pid is not None:
+                self.pids.add(pid)
+        return result
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def serves(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as conn:
+            conn.sendall(b"hello\n")
+            return conn.recv(100) == b"hello\n"
+
+    def kill_all(self) -> None:
+        pid = self.pid()
+        if pid is not None:
+            self.pids.add(pid)
+        for pid in self.pids:
+            if not alive(pid):
+                continue
+            try:
+                pgid = os.getpgid(pid)
+                if pgid != os.getpgid(0):
+                    os.killpg(pgid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Iterator[InitScript]:
+    it = InitScript(tmp_path)
+    try:
+        yield it
+    finally:
+        it.kill_all()
+
+
+def test_start_status_reload_stop(script: InitScript) -> None:
+    status = script.run("status")
+    assert status.returncode == 3, status
+    assert "not running" in status.stdout
+
+    start = script.run("start")
+    assert start.returncode == 0, start
+    pid = script.pid()
+    assert pid is not None and alive(pid)
+    assert script.serves()
+
+    status = script.run("status")
+    assert status.returncode == 0, status
+    assert f"is running (pid {pid})" in status.stdout
+
+    reload = script.run("reload")
+    assert reload.returncode == 0, reload
+    assert script.run("force-reload").returncode == 0
+    assert script.pid() == pid and alive(pid)
+    assert script.serves()
+
+    stop = script.run("stop")
+    assert stop.returncode == 0, stop
+    assert not alive(pid)
+    assert not script.pidfile.exists()
+    status = script.run("status")
+    assert status.returncode == 3, status
+    assert "not running" in status.stdout
+    assert script.run("reload").returncode == 7
+    # Stopping what is not running succeeds (LSB).
+    assert script.run("stop").returncode == 0
+
+
+def test_start_twice_is_a_no_op_and_restart_replaces_the_daemon(script: InitScript) -> None:
+    assert script.run("start").returncode == 0
+    first = script.pid()
+    again = script.run("start")
+    assert again.returncode == 0, again
+    assert "already running" in again.stdout
+    assert script.pid() == first
+
+    restart = script.run("restart")
+    assert restart.returncode == 0, restart
+    second = script.pid()
+    assert second is not None and second != first
+    assert first is not None and not alive(first)
+    assert script.serves()
+
+
+def test_a_failing_start_reports_failure(script: InitScript) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", script.port))
+        squatter.listen()
+        start = script.run("start")
+    assert start.returncode == 1
+    assert "no services" in start.stderr
+    assert "failed" in start.stdout
+    assert script.run("status").returncode == 3
+
+
+def test_status_ignores_a_pidfile_naming_another_program(script: InitScript) -> None:
+    # A stale pidfile whose pid now belongs to an unrelated, running process.
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        script.pidfile.write_text(f"{other.pid}\n")
+        status = script.run("status")
+        assert status.returncode == 1, status
+        start = script.run("start")
+        assert start.returncode == 0, start
+        pid = script.pid()
+        assert pid is not None and pid != other.pid
+        wait_until(script.serves, what="the echo service")
+    finally:
+        other.kill()
+        other.wait()
