@@ -520,6 +520,15 @@ class Dispatcher:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    def close_sessions(self, selected: Callable[[ServiceConfig], bool]) -> int:
+        """Close the in-loop sessions whose service `selected` picks (a reload removed
+        it); each one releases its instance count through its on_close. Returns how many."""
+        doomed = [r for r in self._sessions.values() if selected(r.service)]
+        for record in doomed:
+            if record.session is not None and not record.session.closed:
+                record.session.close()
+        return len(doomed)
+
     def close_all(self) -> None:
         for record in list(self._sessions.values()):
             if record.session is not None and not record.session.closed:

@@ -18,14 +18,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyxinetd import XINETD_COMPAT_VERSION, __version__, redirect
+from pyxinetd import XINETD_COMPAT_VERSION, __version__, dump, redirect
 from pyxinetd.children import ChildTable, ExitStatus, reap
 from pyxinetd.config.diagnostics import Severity
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.dispatch import Dispatcher
 from pyxinetd.listener import Binder
-from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry
+from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry, strerror
 from pyxinetd.loop import Loop
+from pyxinetd.reconfig import Reconfigurer
 from pyxinetd.service import Event, Limits, ServiceRuntime, State
 from pyxinetd.signals import (CONSISTENCY_SIGNAL, DUMP_SIGNAL, INTERRUPT_SIGNAL,
                               QUICK_EXIT_SIGNAL, RECONFIG_SIGNALS, REAP_SIGNAL,
@@ -89,8 +90,11 @@ class Master:
                                      as_root=os.geteuid() == 0,
                                      services=lambda: self.services)
         self.signals = SignalWakeup(self.loop, self._signal_table())
-        self._binders: list[Binder] = []
+        # Pending binds (retries), with what to call once each one is settled.
+        self._binders: dict[ServiceRuntime, tuple[Binder, Callable[[], None]]] = {}
         self._pending_binds = 0
+        self.reconfig = Reconfigurer(self)
+        self._reload_requested = False
         self.started = False
         self.exit_status = 0
         self.loop_should_stop = False
@@ -113,26 +117,24 @@ class Master:
         prepare_process()
         self.signals.install()
         for diagnostic in self.config.diagnostics:
-            self._log_diagnostic(diagnostic.severity, str(diagnostic.message),
-                                 diagnostic.file, diagnostic.line)
+            self.log_diagnostic(diagnostic.severity, str(diagnostic.message),
+                                diagnostic.file, diagnostic.line)
         # Redirect targets are looked up now, so no connection ever waits for DNS.
         for service_id, error in redirect.resolve_targets(self.config.services).items():
             self.program.error("init_services", f"{service_id}: redirect target {error}")
-        as_root = os.geteuid() == 0
         # Held while binding starts: a bind that succeeds at once must not announce
         # `Started working` before the other services were even tried.
         self._pending_binds += 1
         for rt in self.services:
-            svc = rt.config
-            if not as_root and (svc.user is not None or svc.group is not None):
-                self.program.warning("init_services",
-                                     f"{svc.id}: not running as root, user and group ignored")
-            self._bind(rt)
+            self.warn_if_ids_ignored(rt.config)
+            self._pending_binds += 1
+            self.bind(rt, self._bind_done)
         self._bind_done()
         if self.options.cc_interval:
             self._schedule_consistency_check()
 
-    def _bind(self, rt: ServiceRuntime) -> None:
+    def bind(self, rt: ServiceRuntime, settled: Callable[[], None]) -> None:
+        """Bind `rt` (retries are timers); `settled()` runs once it is active or failed."""
         svc = rt.config
         if svc.port is None:
             # TCPMUX clients own no socket: they are reached through tcpmux.
@@ -140,28 +142,44 @@ class Master:
                 self.program.error("init_services",
                                    f"RPC service {svc.id} is not supported; not started")
                 rt.transition(Event.BIND_FAILED)
+                settled()
                 return
             self.dispatcher.activate(rt, None, Event.BOUND)
+            settled()
             return
-        self._pending_binds += 1
 
         def bound(sock: object) -> None:
             import socket as _socket
             assert isinstance(sock, _socket.socket)
+            self._binders.pop(rt, None)
             self.dispatcher.activate(rt, sock, Event.BOUND)
-            self._bind_done()
+            settled()
 
         def failed() -> None:
+            self._binders.pop(rt, None)
             rt.transition(Event.BIND_FAILED)
             self.program.error("activate_normal",
                                f"Service {svc.id} failed to start and is deactivated.")
-            self._bind_done()
+            settled()
 
         binder = Binder(self.loop, svc, bound, failed,
                         lambda text: self.program.error("activate_normal", text),
                         log_notice=lambda text: self.program.notice("activate_normal", text))
-        self._binders.append(binder)
+        self._binders[rt] = (binder, settled)
         binder.start()
+
+    def cancel_bind(self, rt: ServiceRuntime) -> None:
+        """Abandon the pending bind of `rt` (a reload replaced it); it counts as settled."""
+        entry = self._binders.pop(rt, None)
+        if entry is not None:
+            binder, settled = entry
+            binder.cancel()
+            settled()
+
+    def warn_if_ids_ignored(self, svc: ServiceConfig) -> None:
+        if os.geteuid() != 0 and (svc.user is not None or svc.group is not None):
+            self.program.warning("init_services",
+                                 f"{svc.id}: not running as root, user and group ignored")
 
     def _bind_done(self) -> None:
         self._pending_binds -= 1
@@ -170,7 +188,6 @@ class Master:
 
     def _started_working(self) -> None:
         self.started = True
-        self._binders = [b for b in self._binders if not b.done]
         os.chdir("/")
         self.program.notice("main",
                             f"{version_text()} started with {COMPILED_OPTIONS} options "
@@ -184,6 +201,8 @@ class Master:
         if available == 0 and not self.options.keeps_running_without_services:
             self.program.critical("main", "no services. Exiting...")
             self.stop(1)
+        elif self._reload_requested:
+            self.reload()
 
     def available_count(self) -> int:
         return sum(1 for rt in self.services
@@ -196,8 +215,9 @@ class Master:
 
     def shutdown(self) -> None:
         """Close every socket and session; servers keep running, as with xinetd."""
-        for binder in self._binders:
+        for binder, _ in self._binders.values():
             binder.cancel()
+        self._binders.clear()
         self.dispatcher.close_all()
         for rt in self.services:
             self.dispatcher.close_listener(rt)
@@ -219,7 +239,7 @@ class Master:
             CONSISTENCY_SIGNAL: self.consistency_check,
         }
         for signum in RECONFIG_SIGNALS:
-            table[signum] = self.reconfigure
+            table[signum] = self.reload
         for signum in IGNORED_SIGNALS:
             if self.options.debug and signum in TTY_SIGNALS:
                 continue
@@ -236,12 +256,34 @@ class Master:
             self.program.warning("exit", "Exiting...")
             self.stop(1)
 
-    def reconfigure(self) -> None:
-        self.program.warning("reconfig", "Reconfiguration is not available yet; "
-                             "the running configuration is kept")
+    def reload(self) -> None:
+        """SIGHUP/SIGUSR2: read the configuration again and apply the difference."""
+        if not self.started:
+            # Binds of the start-up are still settling; reload once they are.
+            self._reload_requested = True
+            return
+        self._reload_requested = False
+        self.reconfig.reload()
 
     def dump(self) -> None:
-        self.program.warning("dump", "The state dump is not available yet")
+        """SIGUSR1: append the state dump to the dump file (reference §6.4)."""
+        path = dump.dump_path()
+        text = dump.render(self.config, self.services, self.children,
+                           self.dispatcher.session_count(), self._socket_fds(),
+                           version=version_text(), process_limit=self.options.process_limit)
+        try:
+            dump.append(path, text)
+        except OSError as err:
+            self.program.error("dump_internal_state",
+                               f"open( {path} ) failed: {strerror(err)}")
+            return
+        self.program.info("dump_internal_state", f"generated state dump in file {path}")
+
+    def _socket_fds(self) -> list[int]:
+        """Descriptors the loop watches for requests: listeners and the signal wakeup."""
+        fds = [rt.sock.fileno() for rt in self.services
+               if rt.sock is not None and rt.wants_events]
+        return fds + [self.signals.fds()[0]]
 
     def consistency_check(self) -> None:
         errors = 0
@@ -283,8 +325,8 @@ class Master:
                 child.on_reap(child, status)
 
     # -- helpers -----------------------------------------------------------
-    def _log_diagnostic(self, severity: Severity, message: str, file: str | None,
-                        line: int | None) -> None:
+    def log_diagnostic(self, severity: Severity, message: str, file: str | None,
+                       line: int | None) -> None:
         where = ""
         if file is not None:
             where = f" [file={file}]" + (f" [line={line}]" if line is not None else "")

@@ -1,0 +1,240 @@
+"""The SIGUSR1 state dump, in xinetd's layout (reference §6.4).
+
+The dump is appended to /var/run/xinetd.dump (mode 0644), which Debian's init script
+prints for `status`; $PYXINETD_DUMP_FILE overrides the path (tests). The labels are
+xinetd's wherever the same fact exists, so tools that read xinetd's dump (and the
+test suite's parser of it) read this one too. It shows what the daemon *runs*: every
+default already applied, so Instances, CPS and PER_SOURCE are printed for every
+service, not only where the configuration wrote them.
+
+Rendering is a pure function of the master's state; only append() touches the disk.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import resource
+import socket
+import time
+from collections.abc import Sequence
+
+from pyxinetd.children import ChildTable
+from pyxinetd.config.model import (LOG_ON_FAILURE_FLAGS, LOG_ON_SUCCESS_FLAGS, SERVICE_FLAGS,
+                                   SERVICE_TYPES, AddressEntry, Configuration, Defaults,
+                                   FileTarget, LogTarget, ServiceConfig, SyslogTarget)
+from pyxinetd.service import ServiceRuntime, State
+
+DUMP_FILE_ENV = "PYXINETD_DUMP_FILE"
+DEFAULT_DUMP_FILE = "/var/run/xinetd.dump"
+
+_STATE_WORDS = {
+    State.STARTING: "Not started",
+    State.ACTIVE: "Active",
+    State.SUSPENDED_WAIT: "Suspended",
+    State.SUSPENDED_CPS: "Suspended",
+}
+_AVAILABLE = (State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS)
+
+
+def dump_path(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    return environ.get(DUMP_FILE_ENV) or DEFAULT_DUMP_FILE
+
+
+def append(path: str, text: str) -> None:
+    """Append one dump to `path` (created 0644); raises OSError."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        data = text.encode(errors="replace")
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
+
+
+def render(config: Configuration, services: Sequence[ServiceRuntime], children: ChildTable,
+           sessions: int, socket_fds: Sequence[int], *, version: str,
+           process_limit: int | None, now: float | None = None,
+           open_fds: Sequence[int] | None = None) -> str:
+    """The whole dump, from `INTERNAL STATE DUMP` to `END OF DUMP`."""
+    shown = [rt for rt in services if rt.state in _STATE_WORDS]
+    out = [f"INTERNAL STATE DUMP: {version}",
+           f"Current time: {time.ctime(time.time() if now is None else now)}", "",
+           "Services + defaults:", "Service defaults"]
+    out += [f"\t{line}" for line in _defaults_lines(config.defaults)]
+    for rt in shown:
+        out += _service_block(rt, children)
+    out += ["", "Server table dump:"]
+    for child in children:
+        out += [f"{child.service.id} server",
+                f"pid = {child.pid}",
+                f"start_time = {time.ctime(child.started_at)}",
+                "Connection info:",
+                f"\tservice = {child.service.id}",
+                f"\tremote_address = {child.peer}",
+                ""]
+    out += ["", "Retry table dump:", ""]
+    mask = list(socket_fds)
+    fds = _open_fds() if open_fds is None else list(open_fds)
+    others = [fd for fd in fds if fd not in mask]
+    max_fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    out += [f"Socket mask: {' '.join(map(str, mask))}",
+            f"pfds_last = {len(mask)}",
+            f"Open descriptors (not in socket mask): {' '.join(map(str, others))}",
+            "",
+            f"active_services = {len(shown)}",
+            f"available_services = {sum(1 for rt in shown if rt.state in _AVAILABLE)}",
+            f"descriptors_free = {max(0, max_fds - len(fds))}",
+            f"running_servers = {len(children) + sessions}",
+            "Logging service = enabled",
+            "",
+            f"max_descriptors = {max_fds}",
+            f"process_limit = {process_limit or 0}",
+            f"config_file = {config.path}",
+            "",
+            "END OF DUMP",
+            "", ""]
+    return "\n".join(out)
+
+
+def _open_fds() -> list[int]:
+    try:
+        return sorted(int(name) for name in os.listdir("/proc/self/fd"))
+    except OSError:
+        return []
+
+
+def _defaults_lines(d: Defaults) -> list[str]:
+    lines: list[str] = []
+    if d.instances is not None:
+        lines.append(f"Instances = {_limit(d.instances)}")
+    if d.per_source is not None:
+        lines.append(f"PER_SOURCE = {d.per_source}")
+    if d.cps is not None:
+        lines.append(f"CPS = max conn:{d.cps[0]} wait:{d.cps[1]}")
+    if d.umask is not None:
+        lines.append(f"umask = {d.umask:o}")
+    if d.max_load is not None:
+        lines.append(f"Max_load = {d.max_load:g}")
+    lines.append(f"Bind = {d.bind or 'All addresses.'}")
+    lines += _access_lines(d.only_from, d.no_access)
+    lines += _logging_lines(d.log_type, d.log_on_success, d.log_on_failure, common=False)
+    if d.passenv is not None:
+        lines.append(f"Passenv = {' '.join(d.passenv)}".rstrip())
+    return lines
+
+
+def _service_block(rt: ServiceRuntime, children: ChildTable) -> list[str]:
+    svc = rt.config
+    lines = [f"Service = {svc.name}",
+             f"\tState = {_STATE_WORDS[rt.state]}",
+             f"\tService configuration: {svc.name}"]
+    lines += [f"\t\t{line}" for line in _config_lines(svc)]
+    fd = rt.sock.fileno() if rt.sock is not None else -1
+    lines += [f"\trunning servers = {children.occupancy.of_service(svc.id)}",
+              "\tretry servers = 0",
+              "\tattempts = 0",
+              f"\tservice fd = {fd}"]
+    return lines
+
+
+def _config_lines(svc: ServiceConfig) -> list[str]:
+    family_flag = "IPv4" if svc.family == socket.AF_INET else "IPv6"
+    flags = [f for f in SERVICE_FLAGS if f in svc.flags or f == family_flag]
+    lines = [f"id = {svc.id}", f"flags = {' '.join(flags)}"]
+    if svc.types:
+        lines.append(f"type = {' '.join(t for t in SERVICE_TYPES if t in svc.types)}")
+    lines += [f"socket_type = {svc.socket_type.value}",
+              f"Protocol (name,number) = ({svc.protocol},{svc.protocol_number})"]
+    if svc.port is not None:
+        lines.append(f"port = {svc.port}")
+    if svc.rpc_number is not None:
+        lines.append(f"RPC program number = {svc.rpc_number}")
+    lines += [f"Instances = {_limit(svc.instances)}",
+              f"wait = {'yes' if svc.wait else 'no'}"]
+    if svc.user is not None:
+        lines.append(f"user = {svc.user}")
+    if svc.group is not None:
+        lines.append(f"group = {svc.group}")
+    lines.append(f"Groups = {'yes' if svc.groups else 'no'}")
+    if svc.umask is not None:
+        lines.append(f"umask = {svc.umask:o}")
+    if svc.nice is not None:
+        lines.append(f"Nice = {svc.nice}")
+    lines += [f"CPS = max conn:{svc.cps[0]} wait:{svc.cps[1]}",
+              f"PER_SOURCE = {-1 if svc.per_source is None else svc.per_source}"]
+    if svc.max_load is not None:
+        lines.append(f"Max_load = {svc.max_load:g}")
+    lines.append(f"Bind = {svc.bind or 'All addresses.'}")
+    if svc.server is not None:
+        lines += [f"Server = {svc.server}", f"Server argv = {' '.join(svc.server_argv)}"]
+    if svc.redirect is not None:
+        lines.append(f"Redirect = {svc.redirect[0]}:{svc.redirect[1]}")
+    if svc.access_times:
+        lines.append(f"Access times = {' '.join(str(w) for w in svc.access_times)}")
+    lines += _access_lines(svc.only_from, svc.no_access)
+    if svc.is_sensor:
+        lines.append(f"Deny Time: {svc.deny_time}")
+    common = isinstance(svc.log_type, FileTarget) and svc.log_type.common
+    lines += _logging_lines(svc.log_type, svc.log_on_success, svc.log_on_failure,
+                            common=common)
+    if svc.passenv is not None:
+        lines.append(f"Passenv = {' '.join(svc.passenv)}".rstrip())
+    if svc.libwrap is not None:
+        lines.append(f"Libwrap = {svc.libwrap}")
+    if svc.env:
+        lines += ["Environment additions:", *(f"\t{item}" for item in svc.env)]
+    if svc.environment is not None:
+        lines += ["Environment strings:", *(f"\t{item}" for item in svc.environment)]
+    return lines
+
+
+def _limit(value: int | None) -> str:
+    return "UNLIMITED" if value is None else str(value)
+
+
+def _access_lines(only_from: tuple[AddressEntry, ...] | None,
+                  no_access: tuple[AddressEntry, ...]) -> list[str]:
+    if only_from is None:
+        allowed = " All sites"
+    elif not only_from:
+        allowed = " No sites"
+    else:
+        allowed = "".join(f" {_address(e)}" for e in only_from)
+    blocked = "".join(f" {_address(e)}" for e in no_access) if no_access \
+        else " No blocked sites"
+    # xinetd writes a second space before the first entry of a non-empty list.
+    return [f"Only from:{' ' if only_from else ''}{allowed}",
+            f"No access:{' ' if no_access else ''}{blocked}"]
+
+
+def _address(entry: AddressEntry) -> str:
+    net = entry.network
+    if net is None:
+        kind = "HOST" if entry.kind == "host" else entry.kind.upper()
+        return f"{entry.name or entry.text}({kind})"
+    if net.prefixlen == net.max_prefixlen and entry.kind == "numeric":
+        return f"{net.network_address}(NUMERIC)"
+    if isinstance(net, ipaddress.IPv4Network):
+        return f"{net.network_address}/{net.netmask}(NET)"
+    return f"{net.network_address}/{net.prefixlen}(NET)"
+
+
+def _logging_lines(target: LogTarget | None, success: frozenset[str],
+                   failure: frozenset[str], *, common: bool) -> list[str]:
+    if target is None:
+        return ["No logging"]
+    if common:
+        where = "Logging to common log file"
+    elif isinstance(target, SyslogTarget):
+        where = f"Logging to syslog. Facility = {target.facility}, level = {target.level}"
+    else:
+        assert isinstance(target, FileTarget)
+        limits = "no limits" if target.soft_limit is None \
+            else f"soft={target.soft_limit} hard={target.hard_limit}"
+        where = f"Logging to file: {target.path} ({limits})"
+    return [where,
+            "Log_on_success flags = " + " ".join(f for f in LOG_ON_SUCCESS_FLAGS
+                                                 if f in success),
+            "Log_on_failure flags = " + " ".join(f for f in LOG_ON_FAILURE_FLAGS
+                                                 if f in failure)]

@@ -1,0 +1,231 @@
+"""Applying a reconfiguration (SIGHUP, SIGUSR2) to the running master.
+
+Parse, validate, diff, apply; never die on bad input (reference §6.2, §1.8):
+
+1. load the whole configuration again from the main file given at start-up (its
+   absolute path: the daemon has chdir'ed to /). An unreadable main file changes
+   nothing: `reconfiguration failed`. Anything else wrong in the text was turned into
+   diagnostics by the loader, logged here with file:line as at start-up; only the
+   services it concerns are missing from the new configuration. A bad value in
+   `defaults` is reported and ignored (xinetd exits with status 0 there).
+2. swap in the new configuration, close the service log files (they reopen on the
+   next write: this is how logs are rotated), resolve redirect targets again;
+3. diff (pyxinetd.reload) and apply:
+   - removed services: listener closed, in-loop sessions closed, servers sent SIGTERM
+     now and SIGKILL from a timer after a grace period if still alive; their reaping
+     is logged as usual, with the configuration they were started with;
+   - kept services whose socket is unchanged: the new attributes replace the old ones
+     for future requests; listener, running servers, wait suspension and a pending cps
+     re-activation carry on untouched;
+   - kept services whose socket changed: the old listener is closed and a new one
+     bound (retries as at start-up); servers holding the old socket (wait = yes) are
+     terminated as for a removal, the others finish their connection;
+   - new services are bound;
+4. once every bind has settled: `Reconfigured: new=N old=N dropped=N (services)`, and
+   without -stayalive/-dontfork, no available service left means exit 1.
+
+xinetd sends SIGKILL at once to the external servers of a removed service (SIGTERM to
+internal ones) and then blocks about 0.5 s per server; here every server gets SIGTERM
+first and the escalation is a timer, so the loop never waits.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pyxinetd import redirect
+from pyxinetd.children import Child
+from pyxinetd.config.model import Configuration, ServiceConfig
+from pyxinetd.errors import ConfigError
+from pyxinetd.reload import Change, diff_services
+from pyxinetd.service import Event, ServiceRuntime, State
+
+if TYPE_CHECKING:
+    from pyxinetd.master import Master
+
+# Seconds between SIGTERM and SIGKILL for the servers of a removed service.
+KILL_GRACE_ENV = "PYXINETD_KILL_GRACE"
+DEFAULT_KILL_GRACE = 3.0
+MAX_KILL_GRACE = 3600.0
+# Runtimes in these states take part in the diff; FAILED ones are retried as new.
+_LIVE = (State.STARTING, State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS)
+
+
+def kill_grace(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
+    """The SIGTERM -> SIGKILL delay in seconds, from $PYXINETD_KILL_GRACE."""
+    try:
+        value = float(environ.get(KILL_GRACE_ENV, DEFAULT_KILL_GRACE))
+    except ValueError:
+        return DEFAULT_KILL_GRACE
+    if value != value:  # NaN
+        return DEFAULT_KILL_GRACE
+    return max(0.0, min(value, MAX_KILL_GRACE))
+
+
+class Reconfigurer:
+    """Runs the reloads of one master."""
+
+    def __init__(self, master: Master) -> None:
+        self.master = master
+        # The file the running configuration was read from, made absolute now: the
+        # master chdir's to / once it has started.
+        self.path = os.path.abspath(master.config.path)
+
+    # -- 1. load -----------------------------------------------------------------
+    def reload(self) -> None:
+        m = self.master
+        m.program.notice("hard_reconfig", "Starting reconfiguration")
+        try:
+            from pyxinetd.config import load
+
+            new = load(self.path)
+        except (ConfigError, OSError) as err:
+            m.program.error("hard_reconfig", str(err))
+            m.program.warning("hard_reconfig", "reconfiguration failed")
+            return
+        for diagnostic in new.diagnostics:
+            m.log_diagnostic(diagnostic.severity, str(diagnostic.message),
+                             diagnostic.file, diagnostic.line)
+        self.apply(new)
+
+    # -- 2, 3. swap and apply ----------------------------------------------------
+    def apply(self, new: Configuration) -> None:
+        m = self.master
+        m.program.notice("hard_reconfig", "Swapping defaults")
+        m.config = new
+        m.logs.close()
+        for service_id, error in redirect.resolve_targets(new.services).items():
+            m.program.error("init_services", f"{service_id}: redirect target {error}")
+
+        live = [rt for rt in m.services if rt.state in _LIVE]
+        plan = diff_services([rt.config for rt in live], new.services)
+        owner = {id(rt.config): rt for rt in live}
+
+        kept_ids = {c.old.id.lower() for c in plan.kept}
+        removed_configs = list(plan.removed)
+        for svc in plan.removed:
+            self._remove(owner[id(svc)], svc, kept_ids, removed_configs)
+
+        runtime_of: dict[int, ServiceRuntime] = {}
+        to_bind: list[ServiceRuntime] = []
+        for change in plan.kept:
+            rt = owner[id(change.old)]
+            m.program.notice("hard_reconfig", f"readjusting service {change.old.id}")
+            if change.keeps_listener:
+                self._readjust(rt, change)
+                runtime_of[id(change.new)] = rt
+            else:
+                fresh = self._replace_listener(rt, change, kept_ids)
+                runtime_of[id(change.new)] = fresh
+                to_bind.append(fresh)
+        added: list[ServiceRuntime] = []
+        for svc in plan.added:
+            rt = ServiceRuntime(svc, m.loop.clock)
+            m.warn_if_ids_ignored(svc)
+            runtime_of[id(svc)] = rt
+            added.append(rt)
+            to_bind.append(rt)
+        m.services = [runtime_of[id(svc)] for svc in new.services]
+
+        counts = (len(plan.kept), len(plan.removed))
+        self._bind_all(to_bind, lambda: self._reconfigured(added, *counts))
+
+    def _remove(self, rt: ServiceRuntime, svc: ServiceConfig, kept_ids: set[str],
+                removed: list[ServiceConfig]) -> None:
+        m = self.master
+        m.cancel_bind(rt)
+        m.dispatcher.close_listener(rt)
+        rt.transition(Event.STOP)
+        selected = self._selector(svc, kept_ids)
+        m.dispatcher.close_sessions(selected)
+        self.terminate([c for c in m.children if selected(c.service)])
+        m.program.notice("hard_reconfig", f"service {svc.id} deactivated")
+
+    @staticmethod
+    def _selector(svc: ServiceConfig, kept_ids: set[str]) -> Callable[[ServiceConfig], bool]:
+        """Which servers and sessions belong to the removed service `svc`.
+
+        They carry the configuration they were started with, which may be an older
+        one of the same service, so they are matched by id. When another running
+        service keeps that id (duplicate ids), only the exact configuration is
+        matched: xinetd cannot tell such services apart either.
+        """
+        wanted = svc.id.lower()
+        if wanted in kept_ids:
+            return lambda other: other is svc
+        return lambda other: other.id.lower() == wanted
+
+    def _readjust(self, rt: ServiceRuntime, change: Change) -> None:
+        rt.config = change.new
+        rt.cps.rate = change.new.cps[0]
+        self.master.dispatcher.refresh(rt)
+
+    def _replace_listener(self, rt: ServiceRuntime, change: Change,
+                          kept_ids: set[str]) -> ServiceRuntime:
+        """A kept service whose socket changed: stop the old runtime, return a new one."""
+        m = self.master
+        m.cancel_bind(rt)
+        m.dispatcher.close_listener(rt)
+        rt.transition(Event.STOP)
+        old = change.old
+        if old.wait and not old.is_internal and not old.is_redirect:
+            # Those servers hold the old listening socket: it must go away.
+            selected = self._selector(old, kept_ids - {old.id.lower()})
+            self.terminate([c for c in m.children if selected(c.service)])
+        return ServiceRuntime(change.new, m.loop.clock)
+
+    # -- 4. bind and report --------------------------------------------------------
+    def _bind_all(self, runtimes: list[ServiceRuntime], finish: Callable[[], None]) -> None:
+        """Bind every runtime; call `finish()` once all of them are active or failed.
+
+        Each reload counts its own binds: a reload that starts while binds of the
+        previous one are still retrying does not swallow that one's report.
+        """
+        # One extra count is held while binds start, so binds settling at once
+        # cannot finish early.
+        remaining = [len(runtimes) + 1]
+
+        def settled() -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                finish()
+
+        for rt in runtimes:
+            self.master.bind(rt, settled)
+        settled()
+
+    def _reconfigured(self, added: list[ServiceRuntime], old: int, dropped: int) -> None:
+        m = self.master
+        new = sum(1 for rt in added if rt.state in _LIVE)
+        m.program.notice("hard_reconfig",
+                         f"Reconfigured: new={new} old={old} dropped={dropped} (services)")
+        if m.available_count() == 0 and not m.options.keeps_running_without_services:
+            m.program.critical("hard_reconfig", "No available services. Exiting")
+            m.stop(1)
+
+    # -- servers of removed services --------------------------------------------------
+    def terminate(self, children: list[Child]) -> None:
+        """SIGTERM now; SIGKILL after the grace period to those not reaped by then."""
+        if not children:
+            return
+        for child in children:
+            self._send(child, signal.SIGTERM)
+        self.master.loop.call_later(kill_grace(), lambda: self._kill_survivors(children))
+
+    def _kill_survivors(self, children: list[Child]) -> None:
+        for child in children:
+            # Still our child (not reaped): the pid cannot have been reused.
+            if self.master.children.get(child.pid) is child:
+                self._send(child, signal.SIGKILL)
+
+    def _send(self, child: Child, signum: int) -> None:
+        self.master.program.warning(
+            "terminate_servers",
+            f"Sending signal {int(signum)} to {child.service.id} server {child.pid}")
+        try:
+            os.kill(child.pid, signum)
+        except ProcessLookupError:
+            pass

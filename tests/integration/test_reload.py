@@ -1,0 +1,304 @@
+"""SIGHUP reconfiguration of a running daemon, with real sockets and real servers."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, open_fds, wait_until
+
+SERVER = HELPERS / "reload_server.py"
+
+
+def service(name: str, port: int, *args: str, **attrs: str) -> str:
+    """One external service running reload_server.py with `args`."""
+    lines = {
+        "type": "UNLISTED", "socket_type": "stream", "protocol": "tcp", "port": str(port),
+        "bind": "127.0.0.1", "wait": "no", "user": "root", "server": sys.executable,
+        "server_args": " ".join([str(SERVER), *args]),
+    }
+    lines.update(attrs)
+    body = "".join(f"\t{key} = {value}\n" for key, value in lines.items())
+    return f"service {name}\n{{\n{body}}}\n"
+
+
+def defaults(tmp_path: Path) -> str:
+    return (f"defaults\n{{\n\tlog_type = FILE {tmp_path / 'services.log'}\n"
+            "\tlog_on_success = PID HOST EXIT\n\tlog_on_failure = HOST\n}\n")
+
+
+def conf_path(daemon: Daemon) -> Path:
+    return daemon.log_path.with_suffix(".conf")
+
+
+def reload(daemon: Daemon, text: str | None, count: int) -> str:
+    """Write the new configuration (unless None), send SIGHUP, wait for reload `count`."""
+    if text is not None:
+        conf_path(daemon).write_text(text)
+    daemon.signal(signal.SIGHUP)
+    return daemon.wait_for_log(r"Reconfigured: |reconfiguration failed", count=count)
+
+
+def greeting(port: int) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        return read_line(conn)
+
+
+def read_line(conn: socket.socket) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode()
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def service_log(tmp_path: Path) -> str:
+    path = tmp_path / "services.log"
+    return path.read_text() if path.exists() else ""
+
+
+def wait_service_log(tmp_path: Path, pattern: str) -> str:
+    return str(wait_until(lambda: re.search(pattern, service_log(tmp_path)),
+                          what=f"service log {pattern!r}").group(0))
+
+
+def listener_inode(port: int) -> int:
+    """Inode of the TCP socket listening on 127.0.0.1:port (/proc/net/tcp, state 0A)."""
+    local = f"0100007F:{port:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[3] == "0A":
+            return int(fields[9])
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def holds_socket(pid: int, inode: int) -> bool:
+    return f"socket:[{inode}]" in open_fds(pid).values()
+
+
+def test_added_service_serves(daemons: DaemonFactory, tmp_path: Path) -> None:
+    a, b = free_port(), free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + service("a", a, "A"))
+    assert refused(b)
+    log = reload(daemon, defaults(tmp_path) + service("a", a, "A") + service("b", b, "B"), 1)
+    assert "Starting reconfiguration" in log and "readjusting service a" in log
+    assert "Reconfigured: new=1 old=1 dropped=0 (services)" in log
+    assert greeting(b).startswith("B pid=")
+    assert greeting(a).startswith("A pid=")
+
+
+def test_removed_service_refuses_and_its_servers_are_terminated(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYXINETD_KILL_GRACE", "0.3")
+    keep, polite, stubborn = free_port(), free_port(), free_port()
+    text = (defaults(tmp_path) + service("keep", keep, "K")
+            + service("polite", polite, "P", "hold")
+            + service("stubborn", stubborn, "S", "hold", "ignore-term"))
+    daemon = daemons.start_config(text)
+    with socket.create_connection(("127.0.0.1", polite), timeout=10) as c1, \
+            socket.create_connection(("127.0.0.1", stubborn), timeout=10) as c2:
+        pid1 = int(read_line(c1).split("pid=")[1])
+        pid2 = int(read_line(c2).split("pid=")[1])
+        log = reload(daemon, defaults(tmp_path) + service("keep", keep, "K"), 1)
+        assert "Reconfigured: new=0 old=1 dropped=2 (services)" in log
+        assert "service polite deactivated" in log and "service stubborn deactivated" in log
+        assert refused(polite) and refused(stubborn)
+        # TERM ends the polite one; the stubborn one needs the KILL of the grace timer.
+        wait_service_log(tmp_path, rf"EXIT: polite signal=15 pid={pid1}")
+        wait_service_log(tmp_path, rf"EXIT: stubborn signal=9 pid={pid2}")
+        log = daemon.log()
+        assert f"Sending signal 15 to stubborn server {pid2}" in log
+        assert f"Sending signal 9 to stubborn server {pid2}" in log
+        assert f"Sending signal 9 to polite server {pid1}" not in log
+        assert c1.recv(100) == b"" and c2.recv(100) == b""
+    assert greeting(keep).startswith("K pid=")
+    assert daemon.zombies() == []
+
+
+def test_changed_attributes_keep_the_listener_and_queued_clients(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    waiter, plain = free_port(), free_port()
+    before = (defaults(tmp_path) + service("waiter", waiter, "old", "wait", "hold", wait="yes")
+              + service("plain", plain, "old"))
+    daemon = daemons.start_config(before)
+    inodes = {port: listener_inode(port) for port in (waiter, plain)}
+    assert all(holds_socket(daemon.pid, inode) for inode in inodes.values())
+    first = socket.create_connection(("127.0.0.1", waiter), timeout=10)
+    assert read_line(first).startswith("old pid=")
+    # The wait server holds the listener and accepts nothing more: this client stays
+    # queued in the listen backlog across the reload.
+    queued = socket.create_connection(("127.0.0.1", waiter), timeout=10)
+    after = (defaults(tmp_path) + service("waiter", waiter, "new", "wait", wait="yes")
+             + service("plain", plain, "new", only_from="10.0.0.0/8"))
+    log = reload(daemon, after, 1)
+    assert "readjusting service waiter" in log and "readjusting service plain" in log
+    assert "Reconfigured: new=0 old=2 dropped=0 (services)" in log
+    assert {port: listener_inode(port) for port in (waiter, plain)} == inodes
+    assert all(holds_socket(daemon.pid, inode) for inode in inodes.values())
+    # The running wait server was left alone; when it ends, the queued client is
+    # served by a server started with the new arguments.
+    first.close()
+    assert read_line(queued).startswith("new pid=")
+    queued.close()
+    # The new only_from applies to new connections of the other service.
+    with socket.create_connection(("127.0.0.1", plain), timeout=10) as conn:
+        assert conn.recv(100) == b""
+    wait_service_log(tmp_path, r"FAIL: plain address from=127.0.0.1")
+
+
+def test_changed_bind_address_rebinds(daemons: DaemonFactory, tmp_path: Path) -> None:
+    port = free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + service("s", port, "one"))
+    old_inode = listener_inode(port)
+    log = reload(daemon, defaults(tmp_path) + service("s", port, "two", bind="127.0.0.2"), 1)
+    assert "Reconfigured: new=0 old=1 dropped=0 (services)" in log
+    assert not holds_socket(daemon.pid, old_inode)
+    assert refused(port)
+    with socket.create_connection(("127.0.0.2", port), timeout=10) as conn:
+        assert read_line(conn).startswith("two pid=")
+
+
+def test_syntax_error_drops_only_that_service(daemons: DaemonFactory, tmp_path: Path) -> None:
+    good, bad = free_port(), free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + service("good", good, "G")
+                                  + service("bad", bad, "B"))
+    broken = service("bad", bad, "B").replace("\tsocket_type = stream", "\tsocket_type= stream")
+    text = defaults(tmp_path) + service("good", good, "G2") + broken
+    log = reload(daemon, text, 1)
+    line = text.splitlines().index("\tsocket_type= stream") + 1
+    assert re.search(rf"ERROR: .*socket_type.* \[file={re.escape(str(conf_path(daemon)))}\] "
+                     rf"\[line={line}\]", log)
+    assert "service bad deactivated" in log
+    assert "Reconfigured: new=0 old=1 dropped=1 (services)" in log
+    assert greeting(good).startswith("G2 pid=")
+    assert refused(bad)
+
+
+def test_unreadable_main_file_changes_nothing(daemons: DaemonFactory, tmp_path: Path) -> None:
+    port = free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + service("s", port, "S"))
+    text = conf_path(daemon).read_text()
+    conf_path(daemon).unlink()
+    log = reload(daemon, None, 1)
+    assert re.search(r"WARNING: reconfiguration failed", log)
+    assert "Reconfigured" not in log and "deactivated" not in log
+    assert greeting(port).startswith("S pid=")
+    # Once the file is back, reloading works again.
+    log = reload(daemon, text, 2)
+    assert "Reconfigured: new=0 old=1 dropped=0 (services)" in log
+
+
+def test_bad_defaults_value_keeps_the_daemon_running(daemons: DaemonFactory,
+                                                     tmp_path: Path) -> None:
+    port = free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + service("s", port, "S"))
+    bad = defaults(tmp_path).replace("\tlog_on_failure = HOST\n",
+                                     "\tlog_on_failure = RECORD\n\tinstances = many\n")
+    log = reload(daemon, bad + service("s", port, "T"), 1)
+    assert re.search(r"ERROR: .*RECORD.*\[line=\d+\]", log)
+    assert "Reconfigured: new=0 old=1 dropped=0 (services)" in log
+    assert greeting(port).startswith("T pid=")
+    assert daemon.proc.poll() is None
+
+
+# Serves a configuration file like the command line does, but with the options given
+# as a repr()'d dict: the command line always runs -dontfork here, which implies
+# -stayalive, and a daemon that detaches could not report its exit status.
+_RUN_CONFIG = """
+import ast
+import sys
+from dataclasses import replace
+from pyxinetd.config import load
+from pyxinetd.log import ProgramLog
+from pyxinetd.master import Master, MasterOptions
+conf, log, options = sys.argv[1], sys.argv[2], ast.literal_eval(sys.argv[3])
+program = ProgramLog.to_file(log)
+sys.exit(Master(load(conf), replace(MasterOptions(), **options), program_log=program).run())
+"""
+
+
+def test_no_service_left_exits_1_unless_stayalive(daemons: DaemonFactory,
+                                                  tmp_path: Path) -> None:
+    started = []
+    for name, options in (("leaving", {}), ("staying", {"stayalive": True})):
+        conf = tmp_path / f"{name}.conf"
+        conf.write_text(defaults(tmp_path) + service("s", free_port(), "S"))
+        log = tmp_path / f"{name}.log"
+        argv = [sys.executable, "-c", _RUN_CONFIG, str(conf), str(log), repr(options)]
+        started.append((conf, daemons._spawn(argv, log, tmp_path / f"{name}.err", True)))
+    for conf, daemon in started:
+        conf.write_text(defaults(tmp_path))
+        daemon.signal(signal.SIGHUP)
+    (_, leaving), (_, staying) = started
+    assert leaving.wait_exit() == 1
+    assert "CRITICAL: " in leaving.log() and "No available services. Exiting" in leaving.log()
+    log = staying.wait_for_log("Reconfigured: new=0 old=0 dropped=1")
+    assert "No available services" not in log and staying.proc.poll() is None
+
+
+def test_burst_of_reloads_leaks_nothing(daemons: DaemonFactory, tmp_path: Path) -> None:
+    a, b, c = free_port(), free_port(), free_port()
+    one = defaults(tmp_path) + service("a", a, "A1") + service("b", b, "B")
+    two = defaults(tmp_path) + service("a", a, "A2") + service("c", c, "C")
+    daemon = daemons.start_config(one)
+    assert greeting(a).startswith("A1")
+    wait_service_log(tmp_path, r"EXIT: a ")
+    fds_before = len(open_fds(daemon.pid))
+
+    stop = threading.Event()
+    served: list[str] = []
+    errors: list[OSError] = []
+
+    def clients() -> None:
+        # Service a is kept by every reload: its listener never closes, so every
+        # client must be served.
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", a), timeout=10) as conn:
+                    served.append(read_line(conn))
+            except OSError as err:
+                errors.append(err)
+
+    thread = threading.Thread(target=clients)
+    thread.start()
+    try:
+        for n in range(12):
+            conf_path(daemon).write_text(two if n % 2 == 0 else one)
+            daemon.signal(signal.SIGHUP)
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(30)
+    conf_path(daemon).write_text(one)
+    daemon.signal(signal.SIGHUP)
+
+    def settled() -> bool:
+        log = daemon.log()
+        return log.count("Starting reconfiguration") == log.count("Reconfigured:")
+    wait_until(settled, what="every reload to finish")
+    reload(daemon, None, daemon.log().count("Reconfigured:") + 1)
+    assert errors == []
+    assert served and all(re.fullmatch(r"A[12] pid=\d+\n", line) for line in served)
+    assert greeting(a).startswith("A1")
+    wait_until(lambda: not daemon.children(), what="every server to be reaped")
+    assert daemon.zombies() == []
+    assert len(open_fds(daemon.pid)) == fds_before
+    assert "Traceback" not in daemon.log() + (daemon.log_path.with_suffix(".err").read_text())
+    assert daemon.proc.poll() is None
