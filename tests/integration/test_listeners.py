@@ -31,6 +31,7 @@ from tests.factories import make_service
 
 TIMEOUT = 10.0
 PROBE = HELPERS / "listener_probe.py"
+RESEND_AFTER = 0.5
 # A protocol number nothing else on a test machine listens for (xtp).
 RAW_PROTOCOL = ("xtp", 36)
 
@@ -75,36 +76,66 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def block(name: str, port: int, **attrs: str) -> str:
-    """One `service` entry of an UNLISTED stream service running the probe."""
-    lines = {"type": "UNLISTED", "port": str(port), "socket_type": "stream",
-             "wait": "no", "user": "root", "server": sys.executable,
-             "server_args": f"{PROBE} report", **attrs}
+# What each kind of service runs: stream/nowait and dgram/nowait servers report on
+# their fd 1; a dgram/wait server reads the datagram itself and answers its sender.
+KINDS = {
+    "stream": {"socket_type": "stream", "wait": "no", "server_args": f"{PROBE} report"},
+    "dgram": {"socket_type": "dgram", "wait": "yes", "server_args": f"{PROBE} dgram"},
+    "dgram_nowait": {"socket_type": "dgram", "wait": "no",
+                     "server_args": f"{PROBE} report"},
+}
+
+
+def block(name: str, port: int, kind: str = "stream", **attrs: str) -> str:
+    """One `service` entry of an UNLISTED service running the probe."""
+    lines = {"type": "UNLISTED", "port": str(port), "user": "root",
+             "server": sys.executable, **KINDS[kind], **attrs}
     body = "".join(f"    {k} = {v}\n" for k, v in lines.items())
     return f"service {name}\n{{\n{body}}}\n"
 
 
-def fetch(host: str, port: int) -> dict[str, object] | None:
-    """The probe's report for one connection, or None when the connection is refused."""
+def ask(conn: socket.socket) -> bytes:
+    """One datagram request, sent again until answered: a dgram/wait service discards
+    what arrives while its previous server runs (xinetd's drain), as designed."""
+    deadline = time.monotonic() + TIMEOUT
+    conn.settimeout(RESEND_AFTER)
+    while True:
+        conn.send(b"probe")
+        try:
+            return conn.recv(4096)
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def fetch(host: str, port: int, kind: str = "stream") -> dict[str, object] | None:
+    """The probe's report for one request, or None when the request is refused
+    (a TCP RST, or for UDP the ICMP port unreachable a connected socket reports)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as conn:
+    stream = kind == "stream"
+    with socket.socket(family, socket.SOCK_STREAM if stream else socket.SOCK_DGRAM) as conn:
         conn.settimeout(TIMEOUT)
         try:
             conn.connect((host, port))
+            if stream:
+                chunks = []
+                while data := conn.recv(4096):
+                    chunks.append(data)
+                text = b"".join(chunks)
+            else:
+                text = ask(conn)
         except ConnectionRefusedError:
             return None
-        chunks = []
-        while data := conn.recv(4096):
-            chunks.append(data)
-    report: dict[str, object] = json.loads(b"".join(chunks))
+    report: dict[str, object] = json.loads(text)
     return report
 
 
-def listening_address(port: int) -> str | None:
-    """The local address `ss` shows for the TCP listener on `port`, when ss exists."""
+def listening_address(port: int, kind: str = "stream") -> str | None:
+    """The local address `ss` shows for the listener on `port`, when ss exists."""
     if shutil.which("ss") is None:
         return None
-    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+    which = "-Hltn" if kind == "stream" else "-Hlun"
+    out = subprocess.run(["ss", which, f"sport = :{port}"], capture_output=True,
                          text=True, timeout=TIMEOUT, check=True).stdout
     addresses = [line.split()[3] for line in out.splitlines() if line.strip()]
     assert len(addresses) == 1, out
@@ -140,6 +171,7 @@ class FamilyCase:
     ipv4: str | None            # REMOTE_HOST for a 127.0.0.1 client, None when refused
     ipv6: bool                  # ::1 served
     shown: str                  # local address in `ss`, with P for the port
+    kind: str = "stream"        # a key of KINDS
 
 
 FAMILY_CASES = [
@@ -158,6 +190,14 @@ FAMILY_CASES = [
                "0.0.0.0:P"),
     FamilyCase("nodelay", {"flags": "NODELAY"}, "::ffff:127.0.0.1", True, "*:P"),
     FamilyCase("keepalive", {"flags": "IPv4 KEEPALIVE"}, "127.0.0.1", False, "0.0.0.0:P"),
+    FamilyCase("udp_dual", {}, "::ffff:127.0.0.1", True, "*:P", "dgram"),
+    FamilyCase("udp_ipv4", {"flags": "IPv4"}, "127.0.0.1", False, "0.0.0.0:P", "dgram"),
+    FamilyCase("udp_bind_v6", {"bind": "::1"}, None, True, "[::1]:P", "dgram"),
+    FamilyCase("udp_v6only_yes", {"v6only": "yes"}, None, True, "[::]:P", "dgram"),
+    FamilyCase("udp_v6only_no", {"v6only": "no"}, "::ffff:127.0.0.1", True, "*:P", "dgram"),
+    FamilyCase("udp_nowait_dual", {}, "::ffff:127.0.0.1", True, "*:P", "dgram_nowait"),
+    FamilyCase("udp_nowait_ipv4", {"flags": "IPv4"}, "127.0.0.1", False, "0.0.0.0:P",
+               "dgram_nowait"),
 ]
 
 
@@ -173,7 +213,7 @@ def family_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]
         pytest.skip("no IPv6 loopback on this machine")
     factory = DaemonFactory(tmp_path_factory.mktemp("families"))
     ports = dict(zip((c.name for c in FAMILY_CASES), free_ports(len(FAMILY_CASES))))
-    conf = "".join(block(c.name, ports[c.name], **c.attrs) for c in FAMILY_CASES)
+    conf = "".join(block(c.name, ports[c.name], c.kind, **c.attrs) for c in FAMILY_CASES)
     try:
         daemon = factory.start_config(conf)
         yield Running(daemon, ports)
@@ -184,27 +224,41 @@ def family_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]
 @pytest.mark.parametrize("case", FAMILY_CASES, ids=lambda c: c.name)
 def test_family_choice(family_daemon: Running, case: FamilyCase) -> None:
     port = family_daemon.ports[case.name]
-    shown = listening_address(port)
+    shown = listening_address(port, case.kind)
     if shown is not None:
         assert shown == case.shown.replace("P", str(port))
+    service_family = socket.AF_INET6 if case.ipv6 else socket.AF_INET
 
-    four = fetch("127.0.0.1", port)
+    four = fetch("127.0.0.1", port, case.kind)
     if case.ipv4 is None:
         assert four is None, f"{case.name}: an IPv4 client was served"
     else:
         assert four is not None, f"{case.name}: an IPv4 client was refused"
-        # REMOTE_HOST is what xinetd logs; the server's own socket is plain IPv4
-        # (IPV6_ADDRFORM), so getpeername() gives 127.0.0.1 either way.
+        # REMOTE_HOST is the address xinetd logs.
         assert four["remote_host"] == case.ipv4
-        assert four["family"] == socket.AF_INET
-        assert four["peer"][0] == "127.0.0.1"  # type: ignore[index]
+        if case.kind == "stream":
+            # The accepted socket is made plain IPv4 (IPV6_ADDRFORM), so the server's
+            # getpeername() gives 127.0.0.1 either way.
+            assert four["family"] == socket.AF_INET
+            assert four["peer"][0] == "127.0.0.1"  # type: ignore[index]
+        elif case.kind == "dgram":
+            # A wait = yes server reads the service socket itself.
+            assert four["family"] == service_family
+            assert four["peer"][0] == case.ipv4  # type: ignore[index]
+        else:
+            assert four["family"] == socket.AF_UNIX
 
-    six = fetch("::1", port)
+    if case.kind == "dgram":
+        # Its server must be gone, or the drain that follows its exit eats the request.
+        wait_until(lambda: not family_daemon.daemon.children(), TIMEOUT,
+                   what="the dgram server reaped")
+    six = fetch("::1", port, case.kind)
     if case.ipv6:
         assert six is not None, f"{case.name}: ::1 was refused"
         assert six["remote_host"] == "::1"
-        assert six["family"] == socket.AF_INET6
-        assert six["peer"][0] == "::1"  # type: ignore[index]
+        if case.kind != "dgram_nowait":
+            assert six["family"] == socket.AF_INET6
+            assert six["peer"][0] == "::1"  # type: ignore[index]
     else:
         assert six is None, f"{case.name}: an IPv6 client was served"
 
@@ -502,19 +556,20 @@ def test_seqpacket_without_kernel_support_is_deactivated(daemons: DaemonFactory)
 def test_unbindable_service_is_deactivated_while_others_serve(
         daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     bad, good, udp = free_ports(3)
-    # 0.3 s between attempts: ten retries span 3 s, during which the loop must serve.
-    monkeypatch.setenv("XINETD_BIND_DELAY", "300000")
+    # 0.2 s between attempts: ten retries span 2 s, during which the loop must serve.
+    monkeypatch.setenv("XINETD_BIND_DELAY", "200000")
     conf = (block("bad", bad, bind="192.0.2.1")
-            + block("good", good, flags="IPv4")
+            + block("good", good, flags="IPv4", server="/bin/echo", server_args="good")
             + "service echo\n{\n    type = INTERNAL UNLISTED\n    id = echo_udp\n"
               f"    port = {udp}\n    socket_type = dgram\n    wait = yes\n"
               "    flags = IPv4\n}\n")
     daemon = daemons.start_config(conf, ready=False)
     daemon.wait_for_log(r"NOTICE: bind retry attempt 1\b", TIMEOUT)
-    report = fetch("127.0.0.1", good)
+    with socket.create_connection(("127.0.0.1", good), timeout=TIMEOUT) as conn:
+        answer = conn.recv(100)
     echoed = udp_echo(udp, b"during retries")
     pending = daemon.log()
-    assert report is not None and report["remote_host"] == "127.0.0.1"
+    assert answer == b"good\n"
     assert echoed == b"during retries"
     # Both answers arrived while the retries were still pending.
     assert "failed to start" not in pending, pending
@@ -526,5 +581,6 @@ def test_unbindable_service_is_deactivated_while_others_serve(
     assert re.findall(r"NOTICE: bind retry attempt (\d+)\n", log) == \
         [str(n) for n in range(1, 11)]
     assert "ERROR: Service bad failed to start and is deactivated.\n" in log
-    assert fetch("127.0.0.1", good) is not None
+    with socket.create_connection(("127.0.0.1", good), timeout=TIMEOUT) as conn:
+        assert conn.recv(100) == b"good\n"
     assert udp_echo(udp, b"after") == b"after"
