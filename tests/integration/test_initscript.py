@@ -49,7 +49,7 @@ class InitScript:
         self.env = {**os.environ, "PYXINETD_DAEMON": str(wrapper),
                     "PYXINETD_PIDFILE": str(self.pidfile),
                     "PYXINETD_DEFAULTS": str(defaults),
-                    "PYXINETD_DUMPFILE": str(tmp_path / "xinetd.dump")}
+                    "PYXINETD_DUMP_FILE": str(tmp_path / "xinetd.dump")}
         self.pids: set[int] = set()
 
     def run(self, action: str) -> subprocess.CompletedProcess[str]:
