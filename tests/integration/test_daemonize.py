@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import free_port, wait_until
+from tests.daemon import DaemonFactory, free_port, wait_until
 
 START_TIMEOUT = 30.0
 
@@ -225,3 +225,13 @@ def test_stayalive_with_no_services_still_reports_ready(detached: Detached) -> N
     pid = read_pid(pidfile)
     assert pid is not None and alive(pid)
     assert "Started working: 0 available services" in log.read_text()
+
+
+def test_dontfork_writes_and_removes_the_pidfile_too(daemons: DaemonFactory,
+                                                      tmp_path: Path) -> None:
+    pidfile = tmp_path / "fg.pid"
+    daemon = daemons.start_config(echo_conf(free_port()), "-pidfile", str(pidfile))
+    assert pidfile.read_text() == f"{daemon.pid}\n"
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit() == 0
+    assert not pidfile.exists()

@@ -1,0 +1,93 @@
+"""The fcntl-locked pidfile, with a second process as the competing daemon."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pyxinetd.pidfile import PidFile, PidFileError, lock_holder
+
+# A competing process: takes the lock, says so, then waits for stdin to close.
+HOLDER = textwrap.dedent("""
+    import sys
+    from pyxinetd.pidfile import PidFile
+    with PidFile(sys.argv[1]):
+        print("locked", flush=True)
+        sys.stdin.read()
+""")
+
+
+def test_writes_pid_mode_0644_and_removes_on_release(tmp_path: Path) -> None:
+    path = tmp_path / "x.pid"
+    old = os.umask(0o077)
+    try:
+        with PidFile(str(path)) as pidfile:
+            assert pidfile.held
+            assert path.read_bytes() == f"{os.getpid()}\n".encode()
+            assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
+    assert not path.exists()
+
+
+def test_a_stale_file_is_taken_over_and_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "x.pid"
+    path.write_text("123456789012\n")
+    pidfile = PidFile(str(path))
+    pidfile.acquire()
+    try:
+        assert path.read_text() == f"{os.getpid()}\n"
+        # Nobody else holds it: this process's own lock is not reported by F_GETLK.
+        assert lock_holder(str(path)) is None
+    finally:
+        pidfile.release()
+    pidfile.release()  # idempotent
+
+
+def test_another_process_holding_the_lock_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.pid"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        assert lock_holder(str(path)) == holder.pid
+        with pytest.raises(PidFileError) as info:
+            PidFile(str(path)).acquire()
+        assert info.value.holder == holder.pid
+        assert f"locked by pid {holder.pid}" in str(info.value)
+        # The refused attempt neither removed nor rewrote the holder's file.
+        assert path.read_text() == f"{holder.pid}\n"
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(10)
+        assert holder.stdout is not None
+        holder.stdout.close()
+    assert not path.exists()
+    assert lock_holder(str(path)) is None
+
+
+def test_release_leaves_a_file_that_is_no_longer_ours(tmp_path: Path) -> None:
+    path = tmp_path / "x.pid"
+    pidfile = PidFile(str(path))
+    pidfile.acquire()
+    # Someone replaced the file (a new inode at the path): it is not ours to remove.
+    path.unlink()
+    path.write_text("1\n")
+    pidfile.release()
+    assert path.read_text() == "1\n"
+
+
+def test_a_symlink_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("keep\n")
+    link = tmp_path / "x.pid"
+    link.symlink_to(target)
+    with pytest.raises(PidFileError):
+        PidFile(str(link)).acquire()
+    assert target.read_text() == "keep\n"
