@@ -461,7 +461,16 @@ class Dispatcher:
 
     def _start_relay(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
                      first: bytes) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        except OSError as err:
+            # Out of descriptors (each running server holds one pair end): drop this
+            # datagram; the next one tries again.
+            self.program.error("svc_relay", f"{rt.id}: cannot start a server: "
+                                            f"{strerror(err)}")
+            if rt.config.log_type is not None:
+                self.logs.write(rt.config, fail_entry(rt.config, "fork", peer))
+            return
         ours.setblocking(False)
         relay = _Relay(rt, addr, ours)
         self._send_quietly(ours, first, None)

@@ -449,6 +449,42 @@ def test_cps_reactivation_without_descriptors_deactivates_only_that_service(
     assert daemon.proc.poll() is None, daemon.log()
 
 
+def test_dgram_nowait_relays_out_of_descriptors_drop_the_datagram(
+        daemons: DaemonFactory) -> None:
+    # Each running dgram/wait = no server keeps one end of its socket pair in the
+    # daemon: hung servers, one per client, use up a small RLIMIT_NOFILE.
+    relay_port, udp_port = free_ports(2)
+    relay = make_service(name="hang", port=relay_port, socket_type="dgram", wait=False,
+                         server="/bin/sleep", server_argv=("sleep", "30"), instances=None,
+                         cps=(1000, 1))
+    udp = make_service(name="echo", id="echo_udp", port=udp_port, socket_type="dgram",
+                       types={"INTERNAL"}, server=None, server_argv=(), environment=None)
+    nofile = 32
+    daemon = start_limited(daemons, [relay, udp], nofile)
+    clients = []
+    try:
+        for _ in range(nofile):
+            client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            clients.append(client)
+            client.sendto(b"x", ("127.0.0.1", relay_port))   # a new peer each time
+        daemon.wait_for_log(r"hang: .*Too many open files", TIMEOUT)
+        assert daemon.proc.poll() is None, daemon.log()
+        assert udp_echo(udp_port, b"alive") == b"alive"
+        # One line per dropped datagram at most: nothing loops on the failure.
+        assert len(re.findall(r"Too many open files", daemon.log())) <= nofile
+    finally:
+        for client in clients:
+            client.close()
+    for pid in daemon.children():
+        os.kill(pid, 9)
+    wait_until(lambda: not daemon.children(), TIMEOUT, what="the servers reaped")
+    # Descriptors are back: a new client gets a server again.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.sendto(b"x", ("127.0.0.1", relay_port))
+        wait_until(lambda: len(daemon.children()) == 1, TIMEOUT, what="a new server")
+    assert daemon.proc.poll() is None, daemon.log()
+
+
 def test_hung_external_servers_hold_no_descriptor_of_the_daemon(
         daemons: DaemonFactory) -> None:
     # The master closes its copy of each connection it hands to an external server,
