@@ -235,3 +235,31 @@ def test_dontfork_writes_and_removes_the_pidfile_too(daemons: DaemonFactory,
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit() == 0
     assert not pidfile.exists()
+
+
+def test_detached_program_log_goes_to_syslog_facility_daemon(detached: Detached,
+                                                             tmp_path: Path) -> None:
+    port = free_port()
+    conf = tmp_path / "syslog.conf"
+    conf.write_text(echo_conf(port))
+    pidfile = tmp_path / "syslog.pid"
+    detached.pidfiles.append(pidfile)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslog:
+        syslog.bind(str(tmp_path / "log.sock"))
+        syslog.settimeout(10)
+        env = {**os.environ, "PYXINETD_SYSLOG_SOCKET": str(tmp_path / "log.sock")}
+        result = subprocess.run([sys.executable, "-m", "pyxinetd", "-f", str(conf),
+                                 "-pidfile", str(pidfile)], env=env,
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                timeout=START_TIMEOUT)
+        assert result.returncode == 0, result.stderr
+        pid = read_pid(pidfile)
+        wanted = f"xinetd[{pid}]: Started working: 1 available service"
+        messages: list[str] = []
+        # Bounded: a few start-up lines, each awaited with the socket's timeout.
+        for _ in range(20):
+            messages.append(syslog.recv(4096).decode())
+            if wanted in messages[-1]:
+                break
+    # daemon (3) * 8 + notice (5)
+    assert messages[-1].startswith("<29>") and wanted in messages[-1], messages
