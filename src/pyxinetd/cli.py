@@ -247,6 +247,9 @@ def _start_detached(config: Configuration, options: MasterOptions) -> int:
         outcome = start_detached(serve_detached)
     except KeyboardInterrupt:
         return 1
+    except OSError as err:
+        click.echo(f"pyxinetd: cannot detach: {err.strerror}", err=True)
+        return 1
     for text in outcome.messages:
         click.echo(text if text.startswith("pyxinetd") else f"pyxinetd: {text}", err=True)
     if outcome.ready:
