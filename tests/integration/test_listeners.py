@@ -9,7 +9,6 @@ Behaviour is checked first (a client connects or is refused); the listening addr
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import pickle
@@ -145,7 +144,8 @@ def listening_address(port: int, kind: str = "stream") -> str | None:
 
 
 def start_limited(factory: DaemonFactory, services: list[object], nofile: int) -> Daemon:
-    """Run a Master under RLIMIT_NOFILE soft = hard = `nofile` (prlimit or setrlimit)."""
+    """Run a Master under RLIMIT_NOFILE soft = hard = `nofile`, set before exec (the
+    master raises its soft limit to the hard one at start, so both are lowered)."""
     tmp = factory.tmp_path
     log_path = tmp / "limited.log"
     spec = tmp / "limited.pickle"
