@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -70,14 +69,19 @@ class Child:
 class Occupancy:
     """Running instances per service, per (service, peer), and overall."""
 
+    # Plain dicts rather than Counter: this runs twice per connection, and Counter's
+    # Python-level __missing__ made it several times slower.
     def __init__(self) -> None:
-        self._by_service: Counter[str] = Counter()
-        self._by_peer: Counter[tuple[str, str]] = Counter()
+        self._by_service: dict[str, int] = {}
+        self._by_peer: dict[tuple[str, str], int] = {}
         self.total = 0
 
     def add(self, service_id: str, peer: str) -> None:
-        self._by_service[service_id] += 1
-        self._by_peer[(service_id, peer)] += 1
+        by_service = self._by_service
+        by_service[service_id] = by_service.get(service_id, 0) + 1
+        by_peer = self._by_peer
+        key = (service_id, peer)
+        by_peer[key] = by_peer.get(key, 0) + 1
         self.total += 1
 
     def remove(self, service_id: str, peer: str) -> None:
@@ -86,11 +90,13 @@ class Occupancy:
         self.total -= 1
 
     @staticmethod
-    def _decrement(counter: Counter[K], key: K) -> None:
+    def _decrement(counter: dict[K, int], key: K) -> None:
         # Drop zero entries so the counters never grow with the number of peers seen.
-        counter[key] -= 1
-        if counter[key] <= 0:
-            del counter[key]
+        count = counter.get(key, 0) - 1
+        if count <= 0:
+            counter.pop(key, None)
+        else:
+            counter[key] = count
 
     def of_service(self, service_id: str) -> int:
         return self._by_service.get(service_id, 0)

@@ -31,6 +31,8 @@ class Loop:
         self.timers = TimerQueue(clock)
         self.clock = clock
         self._running = False
+        # Callbacks for the end of the current turn (call_soon): cheaper than a timer.
+        self._soon: list[Callable[[], None]] = []
 
     # -- I/O registration -------------------------------------------------
     def register(self, fileobj: FileLike | int, events: int, handler: Handler) -> None:
@@ -47,12 +49,13 @@ class Loop:
             pass
 
     def is_registered(self, fileobj: FileLike | int) -> bool:
-        # get_map().get() instead of get_key(): the KeyError that get_key() raises for an
-        # unregistered socket formats repr(socket), two system calls, on every new session.
-        try:
-            return self.selector.get_map().get(fileobj) is not None
-        except ValueError:  # a closed socket (fileno() == -1)
-            return False
+        # Looked up by descriptor number: on a miss the selector's mapping (get_key()
+        # and get_map() alike) raises a KeyError that formats repr(fileobj), and
+        # repr(socket) costs a getsockname() and a getpeername().
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        if fd < 0:  # a closed socket: the selector finds it by identity, if at all
+            return any(key.fileobj is fileobj for key in self.selector.get_map().values())
+        return self.selector.get_map().get(fd) is not None
 
     def set_events(self, fileobj: FileLike | int, events: int, handler: Handler) -> None:
         """Register, modify or unregister so that exactly `events` are watched."""
@@ -72,14 +75,26 @@ class Loop:
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         return self.timers.call_later(delay, callback)
 
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run `callback` at the end of the current turn (next turn, outside the loop)."""
+        self._soon.append(callback)
+
     # -- running ----------------------------------------------------------
     def run_once(self) -> None:
-        deadline = self.timers.next_deadline()
-        timeout = None if deadline is None else max(0.0, deadline - self.clock())
+        if self._soon:
+            timeout: float | None = 0.0
+        else:
+            deadline = self.timers.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
         for key, mask in self.selector.select(timeout):
             handler: Handler = key.data
             handler(mask)
         self.timers.run_due()
+        if self._soon:
+            # One batch per turn: callbacks queued by these run in the next turn.
+            soon, self._soon = self._soon, []
+            for callback in soon:
+                callback()
 
     def run(self) -> None:
         """Run until stop() is called from a handler or timer."""

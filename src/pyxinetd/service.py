@@ -80,6 +80,10 @@ class Cps:
     def admit(self) -> bool:
         """Count one request; False means the service must be deactivated."""
         now = int(self._clock())
+        if self.rate <= 0:
+            # No limit (cps = 0 0): the window restarts at every request, as below.
+            self.count, self.window = 1, now
+            return True
         if self.count == 0:
             self.count, self.window = 1, now
             return True
@@ -179,6 +183,9 @@ class ServiceRuntime:
         self.cps = Cps(config.cps[0], clock)
         # The accept loop is paused after EMFILE and friends (listener stays open).
         self.accept_paused = False
+        # The configuration `_unlimited` was computed for (reloads replace self.config).
+        self._limits_of: ServiceConfig | None = None
+        self._unlimited = False
 
     @property
     def id(self) -> str:
@@ -202,6 +209,18 @@ class ServiceRuntime:
         svc = self.config
         if not self.cps.admit():
             return REASON_CPS
+        if svc is not self._limits_of:
+            self._limits_of = svc
+            self._unlimited = (svc.max_load is None and not svc.access_times
+                               and svc.instances is None and svc.per_source is None
+                               and svc.only_from is None and not svc.no_access)
+        if self._unlimited:
+            # No per-service limit can refuse: only -limit and the global deny list.
+            if limits.process_limit is not None and occupancy.total >= limits.process_limit:
+                return REASON_PROCESS_LIMIT
+            if deny_peer is not None and deny_peer(peer):
+                return REASON_ADDRESS
+            return None
         if svc.max_load is not None and read_load_average() >= svc.max_load:
             return REASON_LOAD
         if svc.access_times and not within_access_times(svc):

@@ -45,9 +45,8 @@ class ReplySession(StreamSession):
 
     def __init__(self, loop: Loop, conn: socket.socket, on_close: OnClose,
                  reply: bytes) -> None:
-        super().__init__(loop, conn, on_close, greeting=reply)
-        # The reply goes out on the first write readiness, then the session closes.
-        self.finish()
+        # The reply goes out at once (or on write readiness), then the session closes.
+        super().__init__(loop, conn, on_close, greeting=reply, finish=True)
 
 
 def reply_session(loop: Loop, conn: socket.socket, on_close: OnClose,

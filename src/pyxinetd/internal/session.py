@@ -4,6 +4,13 @@ Every in-loop builtin is a StreamSession with a few hooks. The session watches R
 only while it wants input and its pending output is below OUTPUT_LIMIT, and WRITE only
 while output is pending (or the subclass wants to produce more): a peer that never
 reads stops our reading, so memory stays bounded and nothing spins.
+
+I/O is optimistic, as asyncio's sock_sendall: a new session reads and writes at once
+(on loopback the request is usually queued before the connection is accepted), output
+is sent as soon as it is queued, and the socket is registered only for what would
+block. The registered mask is tracked here, so the selector is touched only when it
+really changes. A session that ends before its creator got it back defers on_close
+to the loop (Loop.call_soon), so that callback still never runs inside start_*.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ OUTPUT_LIMIT = 64 * 1024
 RECV_SIZE = 16 * 1024
 
 WRITES_PER_WAKEUP = 4
+READS_PER_WAKEUP = 4
 
 
 class Session(Protocol):
@@ -45,18 +53,21 @@ class StreamSession:
     wants_input = True
 
     def __init__(self, loop: Loop, conn: socket.socket, on_close: OnClose, *,
-                 greeting: bytes = b"") -> None:
+                 greeting: bytes = b"", finish: bool = False) -> None:
         self.loop = loop
         self.conn = conn
         self._on_close = on_close
         self._out = bytearray(greeting)
-        self._finishing = False
+        # finish=True: the greeting is all there is (set before the first write).
+        self._finishing = finish
+        if finish:
+            self.wants_input = False
         self._closed = False
+        self._mask = 0          # the events registered with the loop (0: not registered)
+        self._starting = True   # on_close must wait until the creator has the session
         conn.setblocking(False)
-        # Always wait for the first write readiness (immediate on a fresh connection)
-        # instead of deciding now: on_close is then never called before the session's
-        # creator has recorded it.
-        self.loop.set_events(conn, self._events() | WRITE, self._ready)
+        self._ready(READ | WRITE)
+        self._starting = False
 
     # -- hooks --------------------------------------------------------------
     def received(self, data: bytes) -> None:
@@ -95,9 +106,14 @@ class StreamSession:
         if self._closed:
             return
         self._closed = True
-        self.loop.unregister(self.conn)
+        if self._mask:
+            self._mask = 0
+            self.loop.unregister(self.conn)
         self.conn.close()
-        self._on_close()
+        if self._starting:
+            self.loop.call_soon(self._on_close)
+        else:
+            self._on_close()
 
     # -- loop side ------------------------------------------------------------
     def _events(self) -> int:
@@ -119,7 +135,14 @@ class StreamSession:
             # Neither reading nor writing nor producing: nothing can happen any more.
             self.close()
             return
-        self.loop.set_events(self.conn, events, self._ready)
+        if events != self._mask:
+            if not self._mask:
+                self.loop.register(self.conn, events, self._ready)
+            elif events:
+                self.loop.modify(self.conn, events, self._ready)
+            else:
+                self.loop.unregister(self.conn)
+            self._mask = events
 
     def _ready(self, mask: int) -> None:
         if self._closed:
@@ -127,8 +150,11 @@ class StreamSession:
         try:
             if mask & WRITE:
                 self._write()
-            if mask & READ and self._events() & READ:
-                self._read()
+            if mask & READ:
+                self._read_available()
+                if self._out:
+                    # Written at once: the socket is almost always writable.
+                    self._write()
         except (BlockingIOError, InterruptedError):
             pass
         except OSError:
@@ -136,6 +162,17 @@ class StreamSession:
             self.close()
             return
         self._update()
+
+    def _read_available(self) -> None:
+        """Read until the socket would block, EOF or the output limit; a bounded number
+        of reads (a peer streaming fast must not keep the loop here)."""
+        for _ in range(READS_PER_WAKEUP):
+            if not self._events() & READ:
+                return
+            try:
+                self._read()
+            except (BlockingIOError, InterruptedError):
+                return
 
     def _read(self) -> None:
         room = max(1, min(RECV_SIZE, OUTPUT_LIMIT - len(self._out)))
@@ -146,12 +183,15 @@ class StreamSession:
         self.received(data)
 
     def _write(self) -> None:
+        # Once finishing, the close follows the last byte: MSG_MORE lets the kernel put
+        # the FIN in the same segment as the end of the output (one packet less).
+        flags = socket.MSG_MORE if self._finishing else 0
         # A bounded number of sends per wake-up: a fast reader of chargen must not
         # keep the loop here forever.
         for _ in range(WRITES_PER_WAKEUP):
             if not self._out and (self._finishing or not self.refill()):
                 return
-            sent = self.conn.send(self._out)
+            sent = self.conn.send(self._out, flags)
             del self._out[:sent]
             if self._out:
                 return      # the socket buffer is full; wait for the next readiness
