@@ -415,10 +415,15 @@ class Dispatcher:
     def _on_dgram_internal(self, rt: ServiceRuntime) -> None:
         svc = rt.config
         for _ in range(DGRAM_BATCH):
-            if rt.sock is None or not rt.wants_events:
+            sock = rt.sock
+            if sock is None or not rt.wants_events:
                 return
-            addr = self._peek(rt)
-            if addr is None:
+            # One recvfrom gives both the datagram and the sender the checks need (no
+            # MSG_PEEK first); a refused datagram is thereby consumed.
+            try:
+                data, addr = sock.recvfrom(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+            except OSError:
+                # Nothing queued, or a queued ICMP error (reported once; consumed now).
                 return
             peer = peer_text(addr)
             reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
@@ -426,12 +431,11 @@ class Dispatcher:
                 self._sensor_hit(rt, peer)
                 reason = REASON_ADDRESS
             if reason is not None:
-                self._discard_one(rt)
                 self._refuse(rt, peer, reason, None)
                 continue
             if svc.log_type is not None:
                 self.logs.write(svc, start_entry(svc, 0, peer))
-            internal.handle_datagram(svc, rt.sock, view=self)
+            internal.reply_datagram(svc, sock, data, addr, view=self)
 
     def _on_dgram_nowait(self, rt: ServiceRuntime) -> None:
         for _ in range(DGRAM_BATCH):

@@ -24,6 +24,10 @@ API used by the master (all functions are called from the loop and never block):
         The service's dgram socket is readable: receive one datagram and send at most one
         reply with a non-blocking sendto (dropped on EAGAIN). Never raises OSError.
 
+    reply_datagram(service, sock, data, peer, *, view=None) -> None
+        The same for a datagram the master has already received (with recvfrom, which
+        gives the sender its checks need): send at most one reply to `peer`.
+
     start_tcpmux(loop, service, conn, peer, lookup, launch, on_close, *, names=None)
         -> Session
         RFC 1078 dispatcher. Reads the service name line; `lookup(name)` returns the
@@ -68,8 +72,8 @@ from pyxinetd.loop import Loop
 
 __all__ = [
     "BUILTINS", "Launch", "Lookup", "MasterView", "OnClose", "Peer", "ServerInfo", "Session",
-    "handle_datagram", "is_builtin", "start_redirect", "start_stream", "start_tcpmux",
-    "supports",
+    "handle_datagram", "is_builtin", "reply_datagram", "start_redirect", "start_stream",
+    "start_tcpmux", "supports",
 ]
 
 
@@ -108,6 +112,12 @@ def handle_datagram(service: ServiceConfig, sock: socket.socket, *,
                     view: MasterView | None = None) -> None:
     """Receive one datagram on a dgram builtin's socket and reply at most once."""
     dgram.handle(service.name, sock, view)
+
+
+def reply_datagram(service: ServiceConfig, sock: socket.socket, data: bytes, peer: Peer, *,
+                   view: MasterView | None = None) -> None:
+    """Answer one datagram already received from `peer`; never raises OSError."""
+    dgram.answer(service.name, sock, data, peer, view)
 
 
 def start_tcpmux(loop: Loop, service: ServiceConfig, conn: socket.socket, peer: Peer,

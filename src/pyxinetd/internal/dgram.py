@@ -9,6 +9,7 @@ of the UDP builtins themselves are dropped too: two such services answering each
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from pyxinetd.internal import chargen, clock, status
 
@@ -40,6 +41,12 @@ def handle(name: str, sock: socket.socket, view: status.MasterView | None) -> No
         data, peer = sock.recvfrom(_MAX_DATAGRAM, socket.MSG_DONTWAIT)
     except OSError:
         return      # nothing queued after all, or an ICMP error reported late
+    answer(name, sock, data, peer, view)
+
+
+def answer(name: str, sock: socket.socket, data: bytes, peer: tuple[Any, ...],
+           view: status.MasterView | None) -> None:
+    """Answer one datagram already received from `peer`; never raises OSError."""
     reply = reply_for(name, data, view)
     if reply is None or peer[1] in _LOOP_PORTS:
         return
