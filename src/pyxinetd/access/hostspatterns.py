@@ -1,0 +1,337 @@
+"""Matching one request against the daemon and client lists of a hosts_access(5) rule.
+
+The semantics follow TCP Wrappers 7.6 as Debian builds it (reference
+peers-and-tcp-wrappers.md §5.3-5.4; the vectors in shared/vectors/hosts_access.json are
+the oracle): lists are scanned left to right, `EXCEPT` nests to the right, comparisons
+ignore case (netgroup names apart), and a pattern that cannot be parsed (a bad net/mask)
+simply never matches.
+
+Nothing here resolves names or reads NIS: the request carries the client's name as the
+caller found it (or None), and netgroup membership and `/file` lists come through the
+injectable `Lookups` object, so the evaluator can run against fixture files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+UNKNOWN = "unknown"
+PARANOID = "paranoid"
+# List separators of hosts_access(5): blanks and commas.
+_SEPARATORS = re.compile(r"[\s,]+")
+_DOT_QUAD = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
+_ADDRESS_CHARS = set("0123456789./")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One end of the connection. `name` is the verified host name (None = unknown);
+    `paranoid` means the reverse and forward lookups disagreed."""
+
+    address: str | None = None
+    name: str | None = None
+    paranoid: bool = False
+    port: int = 0
+
+    @property
+    def addr_text(self) -> str:
+        return self.address if self.address is not None else UNKNOWN
+
+    @property
+    def name_text(self) -> str:
+        if self.paranoid:
+            return PARANOID
+        return self.name if self.name is not None else UNKNOWN
+
+    @property
+    def name_known(self) -> bool:
+        return self.name is not None and not self.paranoid
+
+    @property
+    def info(self) -> str:
+        """Name when known, else the address, else `unknown` (tcpd's eval_hostinfo)."""
+        if self.name_known:
+            assert self.name is not None
+            return self.name
+        if self.address is not None:
+            return self.address
+        return self.name_text
+
+
+def normalize_address(text: str) -> str:
+    """IPv4-mapped IPv6 addresses become plain IPv4 (§5.4: normalise before matching);
+    a scope suffix is dropped."""
+    try:
+        addr = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return text
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+@dataclass(frozen=True)
+class Request:
+    daemon: str
+    client: Endpoint
+    server: Endpoint = field(default_factory=Endpoint)
+    user: str | None = None       # RFC 931 user name; pyxinetd never asks, so None
+    pid: int = 0
+
+    @property
+    def user_text(self) -> str:
+        return self.user if self.user is not None else UNKNOWN
+
+
+class Lookups:
+    """Netgroups and `/file` lists; the defaults read /etc/netgroup and the real file.
+
+    Subclass or pass callables to substitute fixtures.
+    """
+
+    def __init__(self, *, netgroup_file: str = "/etc/netgroup",
+                 read_file: Callable[[str], str | None] | None = None) -> None:
+        self._netgroup_file = netgroup_file
+        self._read = read_file or _read_text
+        self._groups: dict[str, list[list[str]]] | None = None
+
+    def read_list(self, path: str) -> str | None:
+        return self._read(path)
+
+    def innetgr(self, group: str, host: str) -> bool:
+        """Host membership, following nested groups; group names are case-sensitive."""
+        if self._groups is None:
+            self._groups = parse_netgroups(self._read(self._netgroup_file) or "")
+        return self._member(group, host.lower(), set())
+
+    def _member(self, group: str, host: str, seen: set[str]) -> bool:
+        if group in seen or self._groups is None:
+            return False
+        seen.add(group)
+        for member in self._groups.get(group, []):
+            if len(member) == 1:
+                if self._member(member[0], host, seen):
+                    return True
+            elif member[0] == "" or member[0].lower() == host:
+                return True
+        return False
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def parse_netgroups(text: str) -> dict[str, list[list[str]]]:
+    """netgroup(5): `name (host,user,domain) ... othergroup`; `-` is an empty field."""
+    groups: dict[str, list[list[str]]] = {}
+    for raw in text.replace("\\\n", " ").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, _, rest = line.partition(" ")
+        members: list[list[str]] = []
+        for triple, nested in re.findall(r"\(([^)]*)\)|(\S+)", rest):
+            if nested:
+                members.append([nested])
+            else:
+                host = triple.split(",")[0].strip()
+                # '-' means "no valid value": it never matches a host.
+                members.append(["\0" if host == "-" else host, "", ""])
+        groups[name] = members
+    return groups
+
+
+def tokens(text: str) -> list[str]:
+    return [t for t in _SEPARATORS.split(text) if t]
+
+
+def list_match(items: list[str], match: Callable[[str], bool]) -> bool:
+    """First matching item wins; `a EXCEPT b` = a and not b, nesting to the right."""
+    for i, item in enumerate(items):
+        if item.upper() == "EXCEPT":
+            return False
+        if match(item):
+            rest = iter(items[i + 1:])
+            for j, later in enumerate(rest):
+                if later.upper() == "EXCEPT":
+                    return not list_match(items[i + 2 + j:], match)
+            return True
+    return False
+
+
+def string_match(pattern: str, text: str) -> bool:
+    """tcpd's string_match: .suffix, ALL, KNOWN, prefix., wildcards, exact; any case."""
+    text = normalize_address(text) if text.lower().startswith("::ffff:") else text
+    if pattern.startswith("."):
+        return len(text) > len(pattern) and text.lower().endswith(pattern.lower())
+    upper = pattern.upper()
+    if upper == "ALL":
+        return True
+    if upper == "KNOWN":
+        return text.lower() != UNKNOWN
+    if pattern.endswith("."):
+        return text.lower().startswith(pattern.lower())
+    if "*" in pattern or "?" in pattern:
+        return fnmatch.fnmatchcase(text.lower(), pattern.lower())
+    return pattern.lower() == text.lower()
+
+
+def _dot_quad(text: str) -> int | None:
+    """inet_addr for a strict dotted quad; 255.255.255.255 is INADDR_NONE (an error)."""
+    if not _DOT_QUAD.match(text):
+        return None
+    parts = [int(p) for p in text.split(".")]
+    if any(p > 255 for p in parts):
+        return None
+    value = int.from_bytes(bytes(parts), "big")
+    return None if value == 0xFFFFFFFF else value
+
+
+def _mask_value(text: str) -> int | None:
+    quad = _dot_quad(text)
+    if quad is not None:
+        return quad
+    if text.isdigit() and 1 <= int(text) <= 32:
+        return (0xFFFFFFFF << (32 - int(text))) & 0xFFFFFFFF
+    return None
+
+
+def masked_match(net_text: str, mask_text: str, address: str | None) -> bool:
+    """IPv4 net/mask or net/len (1-32; /0 and a mask of all ones are bad patterns)."""
+    net = _dot_quad(net_text)
+    mask = _mask_value(mask_text)
+    if net is None or mask is None or address is None:
+        return False
+    addr = _dot_quad(address)
+    return addr is not None and (addr & mask) == net
+
+
+def _ipv6_match(pattern: str, address: str | None) -> bool:
+    """`[v6addr]` or `[v6net]/len`; an IPv4 (or mapped) client never matches."""
+    close = pattern.find("]")
+    if close < 0 or address is None:
+        return False
+    try:
+        net_addr = ipaddress.IPv6Address(pattern[1:close])
+        client = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if not isinstance(client, ipaddress.IPv6Address):
+        return False
+    rest = pattern[close + 1:]
+    if rest == "":
+        return client == net_addr
+    if not rest.startswith("/") or not rest[1:].isdigit() or int(rest[1:]) > 128:
+        return False
+    bits = int(rest[1:])
+    network = ipaddress.IPv6Network((net_addr, bits), strict=False)
+    if network.network_address != net_addr:
+        return False
+    return client in network
+
+
+def host_match(pattern: str, host: Endpoint, lookups: Lookups, depth: int = 0) -> bool:
+    upper = pattern.upper()
+    if pattern.startswith("@"):
+        return host.name_known and lookups.innetgr(pattern[1:], host.name_text)
+    if pattern.startswith("/"):
+        return depth < 4 and _file_match(pattern, host, lookups, depth)
+    if upper == "KNOWN":
+        return host.address is not None and host.name_known
+    if upper == "LOCAL":
+        return host.name_known and "." not in host.name_text
+    if upper == "UNKNOWN":
+        return host.address is None or not host.name_known
+    if upper == "PARANOID":
+        return host.paranoid
+    if pattern.startswith("["):
+        return _ipv6_match(pattern, host.address)
+    if "/" in pattern:
+        net, _, mask = pattern.partition("/")
+        return masked_match(net, mask, host.address)
+    if string_match(pattern, host.addr_text):
+        return True
+    # Address-like patterns are never compared with names.
+    return not set(pattern) <= _ADDRESS_CHARS and host.name_known \
+        and string_match(pattern, host.name_text)
+
+
+def _file_match(path: str, host: Endpoint, lookups: Lookups, depth: int) -> bool:
+    text = lookups.read_list(path)
+    if text is None:
+        return False
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        for item in tokens(line):
+            if host_match(item, host, lookups, depth + 1):
+                return True
+    return False
+
+
+def split_at(text: str, delimiter: str) -> tuple[str, str | None]:
+    """Split at the first delimiter outside [brackets] (Debian's IPv6-aware split_at)."""
+    depth = 0
+    for i, char in enumerate(text):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif depth == 0 and char == delimiter:
+            return text[:i], text[i + 1:]
+    return text, None
+
+
+def daemon_match(pattern: str, request: Request, lookups: Lookups) -> bool:
+    head, host = split_at(pattern[1:], "@")
+    name = pattern[:1] + head
+    if host is None:
+        return string_match(pattern, request.daemon)
+    return string_match(name, request.daemon) and host_match(host, request.server, lookups)
+
+
+def client_match(pattern: str, request: Request, lookups: Lookups) -> bool:
+    user_part, host = split_at(pattern[1:], "@")
+    if host is None:
+        return host_match(pattern, request.client, lookups)
+    user = pattern[:1] + user_part
+    return host_match(host, request.client, lookups) and string_match(user, request.user_text)
+
+
+def patterns_need_names(items: list[str]) -> bool:
+    """True when matching may look at a host name (so the caller must resolve first)."""
+    for item in items:
+        host = item
+        if "@" in item[1:]:
+            host = split_at(item[1:], "@")[1] or ""
+        upper = host.upper()
+        if upper in ("ALL", "EXCEPT") or host.startswith("[") or "/" in host[1:] \
+                or (set(host) <= _ADDRESS_CHARS and host != ""):
+            continue
+        return True
+    return False
+
+
+def iter_expansions(text: str) -> Iterator[tuple[str, str | None]]:
+    """Split `%` sequences: yields (literal, None) and ('', letter) parts in order."""
+    i = 0
+    start = 0
+    while i < len(text):
+        if text[i] == "%" and i + 1 < len(text):
+            if start < i:
+                yield text[start:i], None
+            yield "", text[i + 1]
+            i += 2
+            start = i
+        else:
+            i += 1
+    if start < len(text):
+        yield text[start:], None
