@@ -77,11 +77,20 @@ while IFS= read -r p; do
 done <<EOF_STUBS
 $ORACLE_STUBS
 EOF_STUBS
+# -inetd_compat reads the fixed path /etc/inetd.conf: bind the file under test over it.
+# When the host has none, /etc gets a writable overlay (tmpfs layer) to hold the mount
+# point, so the real /etc is never written.
+compat=""
+if [ -n "${ORACLE_INETD:-}" ]; then
+    [ -e /etc/inetd.conf ] || { writable /etc; : > /etc/inetd.conf; }
+    mount --bind "$ORACLE_INETD" /etc/inetd.conf
+    compat="-inetd_compat"
+fi
 cd /run
 if [ -n "${ORACLE_BEFORE:-}" ]; then
     sh -c "$ORACLE_BEFORE" >/run/before.out 2>/run/before.err || true
 fi
-exec "$ORACLE_XINETD" -dontfork -f "$ORACLE_CONF" -filelog /run/xinetd.log
+exec "$ORACLE_XINETD" -dontfork -f "$ORACLE_CONF" -filelog /run/xinetd.log $compat
 """
 
 
@@ -223,16 +232,18 @@ def _stub_layers(overlays: list[tuple[str, list[str]]]) -> list[tuple[str, str]]
 
 
 def run_xinetd_dump(conf_path: str | os.PathLike[str], *, stubs: Sequence[str] = (),
-                    before: str | None = None, timeout: float = 20.0) -> XinetdRun:
+                    before: str | None = None, timeout: float = 20.0,
+                    inetd_conf: str | os.PathLike[str] | None = None) -> XinetdRun:
     """Run the real xinetd on `conf_path` in private namespaces and return its state.
 
     Waits (up to `timeout`) for `Started working`, sends SIGUSR1, waits for the dump,
     then SIGTERM. `stubs`: server paths to create as executable stubs when missing.
     `before`: a shell command run in the same namespaces just before xinetd starts
     (to have another program see exactly the same file system); its output is
-    returned in `before_stdout`/`before_stderr`.
+    returned in `before_stdout`/`before_stderr`. `inetd_conf`: run with -inetd_compat,
+    this file bound over /etc/inetd.conf inside the namespace.
     """
-    with _xinetd_in_namespace(conf_path, stubs, before) as (proc, run):
+    with _xinetd_in_namespace(conf_path, stubs, before, inetd_conf) as (proc, run):
         return _drive(proc, run, timeout, before is not None)
 
 
@@ -251,7 +262,8 @@ def xinetd_startup_seconds(conf_path: str | os.PathLike[str],
 
 @contextlib.contextmanager
 def _xinetd_in_namespace(conf_path: str | os.PathLike[str], stubs: Sequence[str],
-                         before: str | None) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+                         before: str | None, inetd_conf: str | os.PathLike[str] | None = None,
+                         ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """Start xinetd in fresh namespaces; on exit, stop it and remove its run folder."""
     xinetd = xinetd_path()
     if xinetd is None:
@@ -269,6 +281,7 @@ def _xinetd_in_namespace(conf_path: str | os.PathLike[str], stubs: Sequence[str]
             "ORACLE_LAYERS": "\n".join(f"{d}\t{layer}" for d, layer in layers),
             "ORACLE_STUBS": "\n".join(in_place),
             "ORACLE_BEFORE": before or "",
+            "ORACLE_INETD": os.path.abspath(inetd_conf) if inetd_conf is not None else "",
             "LANG": "C",
         }
         for name in ("PYTHONPATH", "VIRTUAL_ENV", "HOME"):

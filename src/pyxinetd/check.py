@@ -43,12 +43,14 @@ STATUS_UNREADABLE = 2
 _FAILING = (Severity.ERROR, Severity.CRITICAL)
 
 
-def run_check(config_file: str, *, as_json: bool = False) -> tuple[str, int]:
-    """Load `config_file`; return (the report to print, the exit status)."""
+def run_check(config_file: str, *, as_json: bool = False, inetd_compat: bool = False,
+              inetd_path: str = "/etc/inetd.conf") -> tuple[str, int]:
+    """Load `config_file` (and inetd.conf, with `inetd_compat`); return (the report to
+    print, the exit status)."""
     from pyxinetd.config import load
 
     try:
-        config = load(config_file)
+        config = load(config_file, inetd_compat=inetd_compat, inetd_path=inetd_path)
     except ConfigError as exc:
         return _unreadable(config_file, exc, as_json), STATUS_UNREADABLE
     status = exit_status(config)

@@ -149,7 +149,7 @@ def serve(args: Sequence[str]) -> int:
     try:
         from pyxinetd.config import load
 
-        config = load(options.config_path)
+        config = load(options.config_path, inetd_compat=options.inetd_compat)
     except (ConfigError, OSError, ImportError) as err:
         program.critical("init_services", f"couldn't get configuration ({err}). Exiting...")
         program.close()
@@ -273,13 +273,46 @@ def cli() -> None:
 @click.option("-f", "--file", "config_file", default=DEFAULT_CONFIG, show_default=True,
               metavar="FILE", help="Configuration file to check.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (docs/check-json.md).")
-def check(config_file: str, as_json: bool) -> None:
+@click.option("--inetd-compat", is_flag=True,
+              help="Also read inetd.conf, as the daemon's -inetd_compat does.")
+@click.option("--inetd-conf", "inetd_conf", default="/etc/inetd.conf", show_default=True,
+              metavar="PATH", help="The inetd.conf read with --inetd-compat.")
+def check(config_file: str, as_json: bool, inetd_compat: bool, inetd_conf: str) -> None:
     """Load the configuration, print what would be served and every diagnostic."""
     from pyxinetd.check import run_check
 
-    output, status = run_check(config_file, as_json=as_json)
+    output, status = run_check(config_file, as_json=as_json, inetd_compat=inetd_compat,
+                               inetd_path=inetd_conf)
     click.echo(output, nl=not output.endswith("\n"))
     sys.exit(status)
+
+
+@cli.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--daemon-dir", metavar="DIR",
+              help="Folder of the daemons tcpd entries name without a path (itox -daemon_dir).")
+def convert(file: str | None, daemon_dir: str | None) -> None:
+    """Write xinetd service blocks for the inetd.conf FILE (default: standard input).
+
+    Lines that cannot be converted are reported on stderr and left commented out;
+    the exit status is then 1.
+    """
+    from pyxinetd.convert import convert as convert_text
+
+    name = "<stdin>" if file in (None, "-") else file
+    try:
+        with click.open_file(file or "-", "rb") as handle:
+            data = handle.read()
+    except OSError as err:
+        click.echo(f"pyxinetd convert: cannot read {name}: {err.strerror}", err=True)
+        sys.exit(2)
+    result = convert_text(data.decode("utf-8", errors="surrogateescape"), name,
+                          daemon_dir=daemon_dir)
+    sys.stdout.buffer.write(result.text.encode("utf-8", errors="surrogateescape"))
+    sys.stdout.flush()
+    for problem in result.problems():
+        click.echo(problem, err=True)
+    sys.exit(1 if result.skipped else 0)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -81,7 +81,7 @@ class Reconfigurer:
         try:
             from pyxinetd.config import load
 
-            new = load(self.path)
+            new = load(self.path, inetd_compat=m.options.inetd_compat)
         except (ConfigError, OSError) as err:
             m.program.error("hard_reconfig", str(err))
             m.program.warning("hard_reconfig", "reconfiguration failed")

@@ -9,12 +9,16 @@ __all__ = ["Configuration", "Defaults", "Diagnostic", "DroppedEntry", "ServiceCo
            "Severity", "load"]
 
 
-def load(path: str, *, environ: dict[str, str] | None = None) -> Configuration:
+def load(path: str, environ: dict[str, str] | None = None, inetd_compat: bool = False,
+         inetd_path: str = "/etc/inetd.conf") -> Configuration:
     """Read `path` and everything it includes; never raises for bad configuration text.
 
     Raises ConfigError only when the main file itself cannot be read. `environ` is
-    the daemon's start-up environment (default: os.environ) used for passenv.
+    the daemon's start-up environment (default: os.environ) used for passenv. With
+    `inetd_compat`, the services of `inetd_path` are appended after all xinetd files
+    (an unreadable inetd.conf is a warning, as for xinetd's -inetd_compat).
     """
     from pyxinetd.config.loader import load_configuration
 
-    return load_configuration(path, environ=environ)
+    return load_configuration(path, environ=environ, inetd_compat=inetd_compat,
+                              inetd_path=inetd_path)

@@ -17,6 +17,7 @@ from pyxinetd.config.attributes import COPIED_AT_PARSE, Applier, Draft
 from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.grammar import RawEntry, RawInclude, parse_text
 from pyxinetd.config.includes import list_includedir, read_text
+from pyxinetd.config.inetdconf import read_inetd_conf
 from pyxinetd.config.lookups import Lookups
 from pyxinetd.config.model import (
     AddressEntry, Configuration, Defaults, DroppedEntry, LogTarget, ServiceConfig,
@@ -27,6 +28,8 @@ from pyxinetd.errors import ConfigError
 
 T = TypeVar("T")
 _MAX_INCLUDE_DEPTH = 16
+# xinetd reads this fixed path with -inetd_compat.
+DEFAULT_INETD_CONF = "/etc/inetd.conf"
 
 
 class _Reader:
@@ -143,8 +146,10 @@ def _addresses(value: object) -> tuple[AddressEntry, ...] | None:
 
 
 def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
-                       lookups: Lookups | None = None) -> Configuration:
-    """Load `path`; raises ConfigError only if the main file cannot be read."""
+                       lookups: Lookups | None = None, inetd_compat: bool = False,
+                       inetd_path: str = DEFAULT_INETD_CONF) -> Configuration:
+    """Load `path` (and, with `inetd_compat`, `inetd_path` after it); raises ConfigError
+    only if the main file cannot be read."""
     try:
         text = read_text(path)
         info = os.stat(path)
@@ -156,6 +161,8 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     sink = DiagnosticSink()
     reader = _Reader(lookups, sink)
     reader.read_file(path, text, (info.st_dev, info.st_ino))
+    if inetd_compat:
+        _read_inetd(reader, inetd_path)
     defaults = reader.defaults
     if defaults.values.get("v6only") is True:
         sink.warning(defaults.file, defaults.line, "defaults: v6only = yes makes every IPv6 "
@@ -187,6 +194,20 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     return Configuration(path=path, defaults=_defaults_model(defaults), services=tuple(services),
                          dropped=tuple(dropped), diagnostics=tuple(sink.items),
                          files=tuple(reader.files))
+
+
+def _read_inetd(reader: _Reader, path: str) -> None:
+    """Append the services of inetd.conf after every xinetd file, as xinetd does."""
+    try:
+        text = read_text(path)
+    except (OSError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        reader.sink.warning(path, None, f"cannot read {path} (-inetd_compat): {why}")
+        return
+    reader.files.append(path)
+    drafts, dropped = read_inetd_conf(text, path, reader.applier, reader.sink)
+    reader.services.extend(drafts)
+    reader.dropped.extend(dropped)
 
 
 def _removal(draft: Draft, sid: str, enabled: object, disabled: object) -> str | None:
