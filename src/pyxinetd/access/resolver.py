@@ -1,0 +1,224 @@
+"""Reverse DNS (with forward confirmation) and shell commands, away from the master loop.
+
+Why a helper process: getnameinfo/getaddrinfo block, for as long as the resolver likes,
+and the master must never block; threads in the master are ruled out because it forks
+servers (a fork while another thread holds a libc lock can deadlock the child). So the
+master starts one long-lived helper (`python -m pyxinetd.access.resolver`) on first need,
+with one end of an AF_UNIX SOCK_SEQPACKET pair on its fd 0. Requests and answers are
+one JSON object per packet; the helper answers lookups from a small thread pool (threads
+are harmless there: it never forks while looking up) and runs `spawn` commands of
+hosts.allow/hosts.deny with stdio on /dev/null, reaping them itself, so the master's
+child table never sees them.
+
+On the master side every lookup has a deadline (a loop timer); when it passes, or when
+the helper is gone, the callback gets "name unknown" and the connection proceeds as if
+the lookup had failed. The helper exits when its socket reaches EOF (the master closed
+it or died).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from pyxinetd.loop import READ, Loop
+from pyxinetd.timers import Timer
+
+DEFAULT_TIMEOUT = 5.0
+MAX_PACKET = 65_536
+LOOKUP_THREADS = 4
+
+
+@dataclass(frozen=True)
+class NameInfo:
+    """`name`: the reverse name (None: none or timed out); `confirmed`: the name's
+    forward lookup gives the address back (False with a name means PARANOID)."""
+
+    name: str | None = None
+    confirmed: bool = False
+
+
+NO_NAME = NameInfo()
+NameCallback = Callable[[NameInfo], None]
+
+
+class Resolver:
+    """Master side: asynchronous lookups through the helper process."""
+
+    def __init__(self, loop: Loop, *, timeout: float = DEFAULT_TIMEOUT,
+                 on_error: Callable[[str], None] | None = None) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self._on_error = on_error
+        self._sock: socket.socket | None = None
+        self.pid: int | None = None
+        self._ids = iter(range(1, 1 << 62))
+        self._pending: dict[int, tuple[NameCallback, Timer]] = {}
+
+    def lookup(self, address: str, callback: NameCallback) -> None:
+        """Call `callback` later (never before returning) with what the name is."""
+        request_id = next(self._ids)
+        timer = self.loop.call_later(self.timeout, lambda: self._expire(request_id))
+        self._pending[request_id] = (callback, timer)
+        if not self._send({"id": request_id, "op": "name", "addr": address}):
+            self.loop.call_soon(lambda: self._expire(request_id))
+
+    def run_shell(self, command: str) -> None:
+        """Run `/bin/sh -c command` with stdio on /dev/null; do not wait for it."""
+        self._send({"op": "sh", "cmd": command})
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self.loop.unregister(self._sock)
+            self._sock.close()
+            self._sock = None
+        for request_id in list(self._pending):
+            self._expire(request_id)
+
+    def _send(self, message: dict[str, object]) -> bool:
+        if self._sock is None and not self._start():
+            return False
+        assert self._sock is not None
+        try:
+            self._sock.send(json.dumps(message).encode(), socket.MSG_DONTWAIT)
+            return True
+        except OSError as err:
+            self._report(f"name resolver: {err.strerror or err}")
+            if not isinstance(err, BlockingIOError):
+                self._lost()
+            return False
+
+    def _start(self) -> bool:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.pid = os.posix_spawn(
+                sys.executable, [sys.executable, "-m", "pyxinetd.access.resolver"],
+                dict(os.environ),
+                file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), 0)],
+                setsigmask=(), setsigdef=(2, 15, 1, 13))
+        except OSError as err:
+            ours.close()
+            self._report(f"cannot start the name resolver: {err.strerror or err}")
+            return False
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._sock = ours
+        self.loop.register(ours, READ, lambda mask: self._readable())
+        return True
+
+    def _readable(self) -> None:
+        sock = self._sock
+        while sock is not None:
+            try:
+                packet = sock.recv(MAX_PACKET)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                packet = b""
+            if not packet:
+                self._lost()
+                return
+            try:
+                answer = json.loads(packet)
+                request_id = int(answer["id"])
+                info = NameInfo(answer.get("name"), bool(answer.get("confirmed")))
+            except (ValueError, KeyError, TypeError):
+                continue
+            entry = self._pending.pop(request_id, None)
+            if entry is not None:
+                entry[1].cancel()
+                entry[0](info)
+
+    def _lost(self) -> None:
+        if self._sock is not None:
+            self._report("name resolver exited; it is restarted when needed")
+        self.close()
+
+    def _expire(self, request_id: int) -> None:
+        entry = self._pending.pop(request_id, None)
+        if entry is not None:
+            entry[1].cancel()
+            entry[0](NO_NAME)
+
+    def _report(self, text: str) -> None:
+        if self._on_error is not None:
+            self._on_error(text)
+
+
+# -- the helper process -------------------------------------------------------
+
+def resolve(address: str) -> NameInfo:
+    """Blocking: reverse lookup, then forward confirmation (as tcpd does)."""
+    try:
+        name, _ = socket.getnameinfo((address, 0), socket.NI_NAMEREQD)
+    except (OSError, UnicodeError):
+        return NO_NAME
+    try:
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return NameInfo(name.lower(), False)
+    found = {str(info[4][0]).split("%", 1)[0] for info in infos}
+    return NameInfo(name.lower(), address in found)
+
+
+def _serve(sock: socket.socket) -> None:
+    lock = threading.Lock()
+
+    def answer(request_id: int, address: str) -> None:
+        info = resolve(address)
+        data = json.dumps({"id": request_id, "name": info.name,
+                           "confirmed": info.confirmed}).encode()
+        with lock:
+            try:
+                sock.send(data)
+            except OSError:
+                pass
+
+    def shell(command: str) -> None:
+        try:
+            proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+        except OSError:
+            return
+        proc.wait()
+
+    with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
+        while True:
+            try:
+                packet = sock.recv(MAX_PACKET)
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+            if not packet:
+                break
+            try:
+                message = json.loads(packet)
+            except ValueError:
+                continue
+            if message.get("op") == "name":
+                pool.submit(answer, int(message["id"]), str(message["addr"]))
+            elif message.get("op") == "sh":
+                threading.Thread(target=shell, args=(str(message["cmd"]),),
+                                 daemon=True).start()
+
+
+def main() -> None:
+    sock = socket.socket(fileno=os.dup(0))
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.close(null)
+    _serve(sock)
+
+
+if __name__ == "__main__":
+    main()
