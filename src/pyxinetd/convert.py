@@ -42,7 +42,9 @@ def _line(name: str, *values: str) -> str:
 
 def service_block(entry: InetdEntry, daemon_dir: str | None, sink: DiagnosticSink) -> list[str]:
     """The xinetd block for one entry."""
-    lines = [f"service {entry.name}", "{"]
+    # `disable = no` comes first: after an attribute that fails, xinetd 2.3.15.3 would
+    # take it as "run the service anyway, with that attribute unset".
+    lines = [f"service {entry.name}", "{", _line("disable", "no")]
     types: list[str] = []
     flags: list[str] = []
     if entry.internal:
@@ -92,7 +94,7 @@ def service_block(entry: InetdEntry, daemon_dir: str | None, sink: DiagnosticSin
         lines.append(_line("instances", str(entry.instances)))
     if entry.per_source is not None:
         lines.append(_line("per_source", str(entry.per_source)))
-    lines += [_line("disable", "no"), "}"]
+    lines.append("}")
     return lines
 
 
