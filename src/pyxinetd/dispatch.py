@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pyxinetd import banners, internal
+from pyxinetd.access.gate import PASS, AccessGate, Verdict
 from pyxinetd.children import NO_ADDRESS, Child, ChildTable, ExitStatus
 from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.errors import BindError, SpawnError
@@ -86,6 +87,8 @@ class Dispatcher:
         self._session_ids = iter(range(1, 1 << 62))
         self._relays: dict[tuple[str, tuple[object, ...]], _Relay] = {}
         self._deny: dict[str, float] = {}
+        # only_from/no_access and TCP Wrappers, after the parent checks (§4.4).
+        self.access = AccessGate(loop, program)
 
     # -- registration ------------------------------------------------------
     def activate(self, rt: ServiceRuntime, sock: socket.socket | None, event: Event) -> None:
@@ -235,8 +238,30 @@ class Dispatcher:
         if reason is not None:
             self._refuse(rt, peer, reason, conn)
             return
+        verdict = self.access.check(svc, peer)
+        if verdict is not PASS:
+            self._admit(rt, conn, addr, peer, verdict)
+            return
         if svc.is_internal or svc.is_redirect:
             self._start_session(rt.config, conn, addr, peer)
+        else:
+            self.launch(svc, conn, addr, peer, checked=True)
+
+    def _admit(self, rt: ServiceRuntime, conn: socket.socket, addr: tuple[object, ...],
+               peer: str, verdict: Verdict | None) -> None:
+        """The end of the access checks (§4.4): refuse, or start the (possibly twisted)
+        server. None: the rules need the client's name; the connection waits, parked."""
+        if verdict is None:
+            self.access.wait(rt.config, peer, lambda v: self._admit(rt, conn, addr, peer, v))
+            return
+        if not verdict.allowed:
+            self._refuse(rt, peer, verdict.reason or "address", conn)
+            return
+        svc = rt.config
+        if verdict.decision is not None:
+            svc = self.access.prepare(svc, verdict, conn, peer)
+        if svc.is_internal or svc.is_redirect:
+            self._start_session(svc, conn, addr, peer)
         else:
             self.launch(svc, conn, addr, peer, checked=True)
 
@@ -405,9 +430,33 @@ class Dispatcher:
             self._discard_one(rt)
             self._refuse(rt, peer, reason, None)
             return
-        assert rt.sock is not None
-        if self._spawn(rt.config, rt.sock, peer, self._wait_reaped(rt)) is None:
+        verdict = self.access.check(rt.config, peer)
+        if verdict is None:
+            # The rules need the sender's name: stop watching the socket (the datagram
+            # stays queued) until the verdict.
+            rt.accept_paused = True
+            self.refresh(rt)
+            self.access.wait(rt.config, peer,
+                             lambda v: self._dgram_wait_admit(rt, peer, v, resumed=True))
+            return
+        self._dgram_wait_admit(rt, peer, verdict)
+
+    def _dgram_wait_admit(self, rt: ServiceRuntime, peer: str, verdict: Verdict, *,
+                          resumed: bool = False) -> None:
+        if resumed:
+            rt.accept_paused = False
+        if rt.sock is None or rt.state is not State.ACTIVE:
+            self.refresh(rt)
+            return
+        if not verdict.allowed:
             self._discard_one(rt)
+            self._refuse(rt, peer, verdict.reason or REASON_ADDRESS, None)
+            self.refresh(rt)
+            return
+        svc = self.access.prepare(rt.config, verdict, None, peer)
+        if self._spawn(svc, rt.sock, peer, self._wait_reaped(rt)) is None:
+            self._discard_one(rt)
+            self.refresh(rt)
             return
         rt.transition(Event.WAIT_SPAWNED)
         self.refresh(rt)
@@ -433,9 +482,29 @@ class Dispatcher:
             if reason is not None:
                 self._refuse(rt, peer, reason, None)
                 continue
+            verdict = self.access.check(svc, peer)
+            if verdict is not PASS:
+                self._dgram_internal_admit(rt, data, addr, peer, verdict)
+                continue
             if svc.log_type is not None:
                 self.logs.write(svc, start_entry(svc, 0, peer))
             internal.reply_datagram(svc, sock, data, addr, view=self)
+
+    def _dgram_internal_admit(self, rt: ServiceRuntime, data: bytes, addr: tuple[object, ...],
+                              peer: str, verdict: Verdict | None) -> None:
+        if verdict is None:
+            self.access.wait(rt.config, peer,
+                             lambda v: self._dgram_internal_admit(rt, data, addr, peer, v))
+            return
+        if not verdict.allowed:
+            self._refuse(rt, peer, verdict.reason or REASON_ADDRESS, None)
+            return
+        svc, sock = rt.config, rt.sock
+        if sock is None:
+            return
+        if svc.log_type is not None:
+            self.logs.write(svc, start_entry(svc, 0, peer))
+        internal.reply_datagram(svc, sock, data, addr, view=self)
 
     def _on_dgram_nowait(self, rt: ServiceRuntime) -> None:
         for _ in range(DGRAM_BATCH):
@@ -461,6 +530,26 @@ class Dispatcher:
             if reason is not None:
                 self._refuse(rt, peer, reason, None)
                 continue
+            verdict = self.access.check(rt.config, peer)
+            if verdict is not PASS:
+                self._dgram_nowait_admit(rt, addr, peer, data, verdict)
+                continue
+            self._start_relay(rt, addr, peer, data)
+
+    def _dgram_nowait_admit(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
+                            data: bytes, verdict: Verdict | None) -> None:
+        if verdict is None:
+            self.access.wait(rt.config, peer,
+                             lambda v: self._dgram_nowait_admit(rt, addr, peer, data, v))
+            return
+        if not verdict.allowed:
+            self._refuse(rt, peer, verdict.reason or REASON_ADDRESS, None)
+            return
+        relay = self._relays.get((rt.id, addr))
+        if relay is not None:
+            # Another datagram of this peer started its server while this one waited.
+            self._send_quietly(relay.sock, data, None)
+        elif rt.sock is not None:
             self._start_relay(rt, addr, peer, data)
 
     def _start_relay(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
@@ -543,6 +632,7 @@ class Dispatcher:
         return len(doomed)
 
     def close_all(self) -> None:
+        self.access.close()
         for record in list(self._sessions.values()):
             if record.session is not None and not record.session.closed:
                 record.session.close()

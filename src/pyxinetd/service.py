@@ -150,7 +150,8 @@ def _matches(entries: tuple[AddressEntry, ...], addr: ipaddress.IPv4Address |
 def address_allowed(service: ServiceConfig, peer: str) -> bool:
     """only_from / no_access by numeric network only; deny when both lists match.
 
-    Host and domain names are not resolved here (they never match).
+    Host and domain names are not resolved here (they never match). Serving uses
+    pyxinetd.access (names, the better-match rule, TCP Wrappers) after `check`.
     """
     if service.only_from is None and not service.no_access:
         return True
@@ -212,8 +213,7 @@ class ServiceRuntime:
         if svc is not self._limits_of:
             self._limits_of = svc
             self._unlimited = (svc.max_load is None and not svc.access_times
-                               and svc.instances is None and svc.per_source is None
-                               and svc.only_from is None and not svc.no_access)
+                               and svc.instances is None and svc.per_source is None)
         if self._unlimited:
             # No per-service limit can refuse: only -limit and the global deny list.
             if limits.process_limit is not None and occupancy.total >= limits.process_limit:
@@ -232,8 +232,6 @@ class ServiceRuntime:
             return REASON_PER_SOURCE
         if limits.process_limit is not None and occupancy.total >= limits.process_limit:
             return REASON_PROCESS_LIMIT
-        if not address_allowed(svc, peer):
-            return REASON_ADDRESS
         if deny_peer is not None and deny_peer(peer):
             return REASON_ADDRESS
         return None
