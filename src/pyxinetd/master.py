@@ -34,8 +34,8 @@ from pyxinetd.signals import (CONSISTENCY_SIGNAL, DUMP_SIGNAL, INTERRUPT_SIGNAL,
 from pyxinetd.timers import Clock
 
 DEFAULT_CONFIG = "/etc/xinetd.conf"
-# The features word of xinetd's start-up line; libwrap is not supported.
-COMPILED_OPTIONS = "loadavg"
+# The features word of xinetd's start-up line (TCP Wrappers is built in: pyxinetd.access).
+COMPILED_OPTIONS = "libwrap loadavg"
 # Signals xinetd ignores. A recording handler (reset to default by exec) is used
 # instead of SIG_IGN, which servers would inherit across exec.
 IGNORED_SIGNALS = tuple(getattr(signal, name) for name in (
