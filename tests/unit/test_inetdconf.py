@@ -1,0 +1,343 @@
+"""inetd.conf: each field form, -inetd_compat loading of the corpus, and `pyxinetd convert`."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyxinetd.config import Configuration, ServiceConfig, Severity, load
+from pyxinetd.config.diagnostics import DiagnosticSink
+from pyxinetd.config.inetdconf import InetdEntry, parse_inetd_text, unwrap_tcpd
+from pyxinetd.convert import convert
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "inetd.conf"
+CORPUS_FILES = sorted(p for p in CORPUS.glob("*") if p.name != "INDEX.tsv") if CORPUS.is_dir() else []
+CAT = "/bin/cat"
+
+
+def parse_one(line: str) -> tuple[InetdEntry | str | None, DiagnosticSink]:
+    sink = DiagnosticSink()
+    items = parse_inetd_text(line + "\n", "inetd.conf", sink)
+    return items[0][1], sink
+
+
+def entry(line: str) -> InetdEntry:
+    item, _ = parse_one(line)
+    assert isinstance(item, InetdEntry), item
+    return item
+
+
+def load_inetd(tmp_path: Path, text: str, xinetd: str = "") -> Configuration:
+    main = tmp_path / "xinetd.conf"
+    main.write_text(xinetd or "defaults\n{\n}\n")
+    inetd = tmp_path / "inetd.conf"
+    inetd.write_text(text)
+    return load(str(main), inetd_compat=True, inetd_path=str(inetd))
+
+
+def only(config: Configuration) -> ServiceConfig:
+    assert len(config.services) == 1, [str(d) for d in config.diagnostics]
+    return config.services[0]
+
+
+def messages(config: Configuration, severity: Severity | None = None) -> list[str]:
+    return [str(d) for d in config.diagnostics
+            if d.severity is not Severity.DEBUG and (severity is None or d.severity is severity)]
+
+
+# --------------------------------------------------------------------------- fields
+
+
+def test_plain_external_entry_follows_xinetd(tmp_path: Path) -> None:
+    svc = only(load_inetd(tmp_path, f"daytime\tstream\ttcp\tnowait\tnobody\t{CAT}\tcat -n\n"))
+    assert (svc.id, svc.port, svc.server, svc.server_argv) == ("daytime", 13, CAT, ("cat", "-n"))
+    assert svc.flags == {"REUSE", "NAMEINARGS", "NOLIBWRAP"}
+    assert svc.groups is True and svc.user == 65534 and not svc.wait
+    assert svc.family == socket.AF_INET6 and not svc.v6only
+
+
+def test_added_service_is_logged_at_debug_with_its_line(tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, f"# c\ndaytime stream tcp nowait nobody {CAT} cat\n")
+    debug = [d for d in config.diagnostics if d.severity is Severity.DEBUG
+             and d.message == "added service daytime"]
+    assert debug and debug[0].line == 2 and debug[0].file == str(tmp_path / "inetd.conf")
+
+
+def test_argv0_field_is_argv0_and_missing_one_is_the_server_name(tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, f"daytime stream tcp nowait nobody {CAT} other -x\n"
+                                  f"time stream tcp nowait nobody {CAT}\n")
+    argvs = {s.id: s.server_argv for s in config.services}
+    assert argvs == {"daytime": ("other", "-x"), "time": ("cat",)}
+
+
+@pytest.mark.parametrize("field", ["nobody.nogroup", "nobody:nogroup"])
+def test_user_and_group_forms(tmp_path: Path, field: str) -> None:
+    svc = only(load_inetd(tmp_path, f"daytime stream tcp wait {field} {CAT} cat\n"))
+    assert (svc.user, svc.group) == (65534, 65534)
+
+
+def test_login_class_is_ignored_with_a_warning() -> None:
+    item, sink = parse_one(f"daytime stream tcp nowait nobody:nogroup/daemon {CAT} cat")
+    assert isinstance(item, InetdEntry) and (item.user, item.group) == ("nobody", "nogroup")
+    assert any("login class" in d.message for d in sink.items)
+
+
+def test_unknown_user_disables_with_file_and_line(tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, f"\ndaytime stream tcp nowait nosuchuser-x {CAT} cat\n")
+    assert not config.services
+    assert any(":2:" in m and "unknown user" in m for m in messages(config, Severity.ERROR))
+
+
+@pytest.mark.parametrize(("name", "socket_type", "sid"), [
+    ("echo", "stream", "echo-stream"), ("echo", "dgram", "echo-dgram"),
+    ("discard", "stream", "discard-stream"), ("chargen", "dgram", "chargen-dgram"),
+    ("tcpmux", "stream", "tcpmux"),
+])
+def test_internal_ids(tmp_path: Path, name: str, socket_type: str, sid: str) -> None:
+    proto = "tcp" if socket_type == "stream" else "udp"
+    wait = "nowait" if socket_type == "stream" else "wait"
+    svc = only(load_inetd(tmp_path, f"{name} {socket_type} {proto} {wait} root internal\n"))
+    assert svc.id == sid and svc.is_internal and svc.server is None and not svc.flags
+
+
+def test_unknown_internal_service_is_reported(tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, "ssh stream tcp nowait root internal\n")
+    assert not config.services
+    assert any("no such internal service" in m for m in messages(config, Severity.ERROR))
+
+
+def test_tcp6_is_ipv6_only_and_tcp4_ipv4(tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, "daytime stream tcp6 nowait root internal\n"
+                                  "time stream tcp4 nowait root internal\n")
+    six, four = config.services
+    assert six.family == socket.AF_INET6 and six.v6only
+    assert four.family == socket.AF_INET and "IPv4" in four.flags
+
+
+def test_tcp6_twin_of_a_tcp_line_is_served_by_the_dual_stack_socket(tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, "daytime stream tcp6 nowait root internal\n"
+                                  "daytime stream tcp nowait root internal\n")
+    svc = only(config)
+    assert svc.origin.line == 2 and not svc.v6only
+    assert not config.dropped
+    assert any(":1: info:" in m and "dual-stack" in m for m in messages(config))
+
+
+def test_socket_options_are_warned_and_ignored(tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, "echo stream tcp,rcvbuf=1k,sndbuf=2k nowait root internal\n")
+    assert only(config).protocol == "tcp"
+    assert any("rcvbuf=1k" in m for m in messages(config, Severity.WARNING))
+
+
+def test_rate_suffix_dot_n_becomes_cps(tmp_path: Path) -> None:
+    svc = only(load_inetd(tmp_path, "echo stream tcp nowait.200 root internal\n"))
+    assert svc.cps == (200, 600)
+
+
+def test_freebsd_limits_become_instances_and_per_source(tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, "echo stream tcp nowait/3/10/2 root internal\n"
+                                  "time stream tcp nowait/0/0/0 root internal\n")
+    a, b = config.services
+    assert (a.instances, a.per_source) == (3, 2)
+    assert (b.instances, b.per_source, b.cps) == (None, None, (50, 10))
+    assert any("per client" in m for m in messages(config, Severity.WARNING))
+
+
+def test_rpc_entry(tmp_path: Path) -> None:
+    svc = only(load_inetd(tmp_path, f"rstatd/1-3 dgram rpc/udp wait root {CAT} rpc.rstatd\n"))
+    assert "RPC" in svc.types and svc.rpc_version == (1, 3) and svc.rpc_number == 100001
+    assert svc.port is None and svc.protocol == "udp"
+
+
+def test_rpc_without_version_is_skipped(tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, f"rstatd dgram rpc/udp wait root {CAT} x\n")
+    assert not config.services and config.dropped[0].line == 1
+
+
+def test_host_prefix_and_default_host_line(tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, "127.0.0.1:daytime stream tcp nowait root internal\n"
+                                  "[::1]:time stream tcp6 nowait root internal\n"
+                                  "127.0.0.1:\n"
+                                  "echo stream tcp nowait root internal\n"
+                                  "*:\n"
+                                  "chargen stream tcp nowait root internal\n")
+    binds = {s.id: s.bind for s in config.services}
+    assert binds == {"daytime-stream": "127.0.0.1", "time-stream": "::1",
+                     "echo-stream": "127.0.0.1", "chargen-stream": None}
+
+
+def test_tcpmux_subservice(tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, "tcpmux stream tcp nowait root internal\n"
+                                  f"tcpmux/+hello stream tcp nowait nobody {CAT} cat\n")
+    client = config.service("hello")
+    assert client is not None and {"TCPMUXPLUS", "UNLISTED"} <= client.types
+
+
+@pytest.mark.parametrize(("line", "needle"), [
+    ("ftp stream tcp", "no wait"),
+    (f"ftp stream tcp waut root {CAT} cat", "bad value for wait"),
+    (f"ftp stream unix nowait root {CAT} cat", "UNIX-domain"),
+    (f"a,b:ftp stream tcp nowait root {CAT} cat", "several listening addresses"),
+    (f"ftp/1 stream tcp nowait root {CAT} cat", "a '/' is only allowed"),
+])
+def test_unusable_lines_are_skipped_with_file_and_line(tmp_path: Path, line: str,
+                                                       needle: str) -> None:
+    config = load_inetd(tmp_path, "# first\n" + line + "\n")
+    assert not config.services
+    errors = messages(config, Severity.ERROR)
+    assert any(needle in m and "inetd.conf:2" in m for m in errors), errors
+    assert [d.line for d in config.dropped] == [2]
+
+
+def test_comments_blank_and_commented_out_lines_are_skipped(tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, "#:STANDARD: update-inetd section\n\n   \n"
+                                  f"#daytime stream tcp nowait root {CAT} cat\n"
+                                  f"#<off># time stream tcp nowait root {CAT} cat\n")
+    assert not config.services and not config.dropped and not messages(config)
+
+
+def test_only_late_defaults_apply(tmp_path: Path) -> None:
+    xinetd = ("defaults\n{\n\tonly_from = 127.0.0.1\n\tinstances = 7\n\tcps = 5 6\n"
+              "\tgroups = no\n}\n")
+    svc = only(load_inetd(tmp_path, f"daytime stream tcp nowait nobody {CAT} cat\n", xinetd))
+    assert svc.only_from is None
+    assert (svc.instances, svc.cps, svc.groups) == (7, (5, 6), True)
+
+
+def test_inetd_services_come_after_xinetd_ones(tmp_path: Path) -> None:
+    xinetd = ("service time\n{\n\ttype = INTERNAL\n\tsocket_type = stream\n\twait = no\n}\n")
+    config = load_inetd(tmp_path, "daytime stream tcp nowait root internal\n", xinetd)
+    assert [s.id for s in config.services] == ["time", "daytime-stream"]
+    assert config.files[-1] == str(tmp_path / "inetd.conf")
+
+
+def test_missing_inetd_conf_is_a_warning(tmp_path: Path) -> None:
+    main = tmp_path / "xinetd.conf"
+    main.write_text("")
+    config = load(str(main), inetd_compat=True, inetd_path=str(tmp_path / "none"))
+    assert any("cannot read" in m for m in messages(config, Severity.WARNING))
+    assert load(str(main)).diagnostics == ()
+
+
+def test_unwrap_tcpd() -> None:
+    assert unwrap_tcpd("/usr/sbin/tcpd", ("/usr/sbin/in.ftpd", "-l")) == (
+        "/usr/sbin/in.ftpd", ("in.ftpd", "-l"))
+    assert unwrap_tcpd("/usr/sbin/tcpd", ("in.ftpd", "-l")) is None
+    assert unwrap_tcpd("/usr/sbin/tcpd", ("in.ftpd",), "/usr/libexec") == (
+        "/usr/libexec/in.ftpd", ("in.ftpd",))
+    assert unwrap_tcpd("/bin/cat", ("cat",)) is None
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+@pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name)
+def test_corpus_file_loads_and_every_entry_is_accounted_for(tmp_path: Path, path: Path) -> None:
+    main = tmp_path / "xinetd.conf"
+    main.write_text("")
+    config = load(str(main), inetd_compat=True, inetd_path=str(path))
+    lines = {s.origin.line for s in config.services}
+    reported = {d.line for d in config.diagnostics
+                if d.file == str(path) and d.severity is not Severity.DEBUG}
+    for number, raw in enumerate(path.read_text(errors="replace").split("\n"), start=1):
+        words = raw.split()
+        if words and not words[0].startswith("#") and not (len(words) == 1
+                                                            and words[0].endswith(":")):
+            assert number in lines or number in reported, f"{path.name}:{number}: {raw}"
+
+
+# --------------------------------------------------------------------------- convert
+
+
+SAMPLE = f"""\
+# local services
+echo\tstream\ttcp\tnowait\troot\tinternal
+echo\tdgram\tudp\twait\troot\tinternal
+daytime stream tcp nowait.100 nobody:nogroup {CAT} cat -n
+time stream tcp nowait nobody /usr/sbin/tcpd {CAT} -u
+chargen stream tcp6 nowait/4/0/1 nobody {CAT} other
+rstatd/1-3 dgram rpc/udp wait root {CAT} rpc.rstatd
+127.0.0.1:finger stream tcp4 nowait nobody {CAT}
+discard stream tcp nowait root internal
+bogus line here
+"""
+
+
+def _services(config: Configuration) -> list[tuple[object, ...]]:
+    def key(s: ServiceConfig) -> tuple[object, ...]:
+        server, argv = s.server, s.server_argv
+        if server is not None:
+            server, argv = unwrap_tcpd(server, argv) or (server, argv)
+        return (s.id, s.name, s.port, s.socket_type, s.protocol, s.wait, s.user, s.group,
+                s.groups, server, argv, s.family, s.v6only, s.bind, s.cps, s.instances,
+                s.per_source, s.types, s.rpc_version)
+    return sorted((key(s) for s in config.services), key=repr)
+
+
+def test_converted_sample_loads_cleanly_and_matches_inetd_compat(tmp_path: Path) -> None:
+    result = convert(SAMPLE, "inetd.conf")
+    assert result.skipped == 1
+    assert any(":10:" in p and "entry skipped" in p for p in result.problems())
+    assert "# local services" in result.text and "# bogus line here" in result.text
+    conf = tmp_path / "converted.conf"
+    conf.write_text(result.text)
+    converted = load(str(conf))
+    assert not messages(converted), messages(converted)
+    assert len(converted.services) == 8
+    time = converted.service("time")
+    assert time is not None and (time.server, time.server_argv) == (CAT, ("cat", "-u"))
+    # -inetd_compat keeps tcpd, absent here: the unwrapped entry is the only difference.
+    compat = load_inetd(tmp_path, SAMPLE)
+    assert [d.name for d in compat.dropped if d.name] == ["time"]
+    assert [s for s in _services(converted) if s[0] != "time"] == _services(compat)
+
+
+def test_converter_argv0_handling() -> None:
+    text = convert(f"a stream tcp nowait root {CAT} cat -n\n"
+                   f"b stream tcp nowait root {CAT} other -n\n"
+                   f"c stream tcp nowait root {CAT}\n").text
+    blocks = text.split("service ")[1:]
+    assert "server_args     = -n" in blocks[0] and "NAMEINARGS" not in blocks[0]
+    assert "server_args     = other -n" in blocks[1] and "NAMEINARGS" in blocks[1]
+    assert "server_args" not in blocks[2]
+
+
+def test_converter_keeps_relative_tcpd_daemons_wrapped_unless_given_a_folder() -> None:
+    line = "ftp stream tcp nowait root /usr/sbin/tcpd in.ftpd -l\n"
+    kept = convert(line)
+    assert "server          = /usr/sbin/tcpd" in kept.text
+    assert any("--daemon-dir" in p for p in kept.problems())
+    moved = convert(line, daemon_dir="/usr/libexec")
+    assert "server          = /usr/libexec/in.ftpd" in moved.text
+    assert "server_args     = -l" in moved.text and "NOLIBWRAP" not in moved.text
+
+
+def test_convert_command_reads_stdin_and_reports_on_stderr(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    done = subprocess.run([sys.executable, "-m", "pyxinetd", "convert"],
+                          input=f"daytime stream tcp nowait root {CAT} cat\nx y\n",
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert done.returncode == 1
+    assert "service daytime" in done.stdout
+    assert "<stdin>:2:" in done.stderr
+    (tmp_path / "in.conf").write_text(f"daytime stream tcp nowait root {CAT} cat\n")
+    done = subprocess.run([sys.executable, "-m", "pyxinetd", "convert",
+                           str(tmp_path / "in.conf")],
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert done.returncode == 0 and "service daytime" in done.stdout and not done.stderr
+
+
+def test_check_inetd_compat_option(tmp_path: Path) -> None:
+    (tmp_path / "x.conf").write_text("")
+    (tmp_path / "inetd.conf").write_text("daytime stream tcp nowait root internal\n")
+    done = subprocess.run([sys.executable, "-m", "pyxinetd", "check", "-f",
+                           str(tmp_path / "x.conf"), "--inetd-compat", "--inetd-conf",
+                           str(tmp_path / "inetd.conf")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "daytime-stream" in done.stdout
