@@ -220,7 +220,7 @@ class InetdParser:
         if ":" in user:
             name, _, group = user.partition(":")
         elif "." in user and not is_digits(user):
-            # `first.last` user names exist; xinetd always splits on the first '.'.
+            # As xinetd: the first '.' separates user and group.
             name, _, group = user.partition(".")
         else:
             return user, None
