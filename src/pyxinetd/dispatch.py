@@ -268,14 +268,18 @@ class Dispatcher:
     def launch(self, svc: ServiceConfig, conn: socket.socket, addr: tuple[object, ...],
                peer: str, *, checked: bool = False) -> None:
         """Start an external server on an accepted connection; closes our copy."""
-        try:
-            if not checked:
-                rt = self._runtime(svc)
-                reason = rt.check(peer, self.children.occupancy, self.limits, self.denied) \
-                    if rt is not None else None
-                if reason is not None and rt is not None:
+        if not checked:
+            rt = self._runtime(svc)
+            if rt is not None:
+                reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
+                if reason is not None:
                     self._refuse(rt, peer, reason, conn)
                     return
+                # The access checks come back here with checked=True (or park the
+                # connection while the client's name is looked up).
+                self._admit(rt, conn, addr, peer, self.access.check(svc, peer))
+                return
+        try:
             if svc.banner_success:
                 banners.banner_success(svc, conn, self._banner_error)
             self._spawn(svc, conn, peer)
