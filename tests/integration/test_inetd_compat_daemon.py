@@ -1,0 +1,84 @@
+"""The daemon with -inetd_compat serves /etc/inetd.conf, and reads it again on SIGHUP.
+
+/etc/inetd.conf is a fixed path, so the daemon runs in a private mount namespace where
+/etc is overlaid by a tmpfs layer and a test file is bound over /etc/inetd.conf (and
+one over /etc/services, naming a free port): the real /etc is never written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from daemon import free_port, wait_until  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="needs root and unshare for a private mount namespace")
+
+_SCRIPT = r"""
+set -eu
+mount -t tmpfs tmpfs "$T/mnt"
+mkdir -p "$T/mnt/u" "$T/mnt/w"
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$T/mnt/u,workdir=$T/mnt/w" /etc
+: > /etc/inetd.conf
+mount --bind "$T/inetd.conf" /etc/inetd.conf
+mount --bind "$T/services" /etc/services
+exec "$PY" -m pyxinetd -f "$T/xinetd.conf" -dontfork -filelog "$T/log" -inetd_compat
+"""
+
+
+def _read(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        data = b""
+        while chunk := conn.recv(4096):
+            data += chunk
+        return data
+
+
+def _answer(port: int) -> bytes | None:
+    try:
+        return _read(port)
+    except OSError:
+        return None
+
+
+def test_inetd_compat_serves_and_reloads(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "mnt").mkdir()
+    (tmp_path / "xinetd.conf").write_text("defaults\n{\n}\n")
+    (tmp_path / "services").write_text(f"pyxinetd-test {port}/tcp\n")
+    inetd = tmp_path / "inetd.conf"
+    inetd.write_text("pyxinetd-test stream tcp nowait nobody /bin/echo echo first\n")
+    log = tmp_path / "log"
+    env = {**os.environ, "T": str(tmp_path), "PY": sys.executable}
+    proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "bash", "-c", _SCRIPT],
+                            env=env, start_new_session=True, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: log.exists() and "Started working" in log.read_text(),
+                   timeout=15, what="Started working")
+        assert _read(port) == b"first\n"
+        # Same inode: the bind mount shows the new text.
+        with open(inetd, "r+") as handle:
+            handle.truncate(0)
+            handle.write("pyxinetd-test stream tcp nowait nobody /bin/echo echo second\n")
+        os.kill(proc.pid, signal.SIGHUP)
+        wait_until(lambda: "Starting reconfiguration" in log.read_text(), timeout=15,
+                   what="the reload")
+        wait_until(lambda: _answer(port) == b"second\n", timeout=15,
+                   what="the reloaded inetd.conf entry")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
