@@ -147,7 +147,7 @@ def serve(args: Sequence[str]) -> int:
         click.echo(f"pyxinetd: msg_init failed: can't open log file ({err.strerror})", err=True)
         return 1
     try:
-        from pyxinetd.config import load
+        from pyxinetd.config.isolated import load_isolated as load
 
         config = load(options.config_path, inetd_compat=options.inetd_compat)
     except (ConfigError, OSError, ImportError) as err:

@@ -79,7 +79,7 @@ class Reconfigurer:
         m = self.master
         m.program.notice("hard_reconfig", "Starting reconfiguration")
         try:
-            from pyxinetd.config import load
+            from pyxinetd.config.isolated import load_isolated as load
 
             new = load(self.path, inetd_compat=m.options.inetd_compat)
         except (ConfigError, OSError) as err:

@@ -54,7 +54,7 @@ BUILTINS: dict[str, frozenset[SocketType]] = {
 BUILTINS["tcpmux"] = frozenset({SocketType.STREAM})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Origin:
     """Where a configuration item was written."""
 
@@ -68,7 +68,7 @@ class Origin:
 AddressKind = Literal["numeric", "net", "cidr", "host", "domain", "factorized", "netname"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AddressEntry:
     """One parsed only_from/no_access token.
 
@@ -82,7 +82,7 @@ class AddressEntry:
     name: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimeWindow:
     """An access_times interval, both ends inclusive, in minutes after local midnight."""
 
@@ -93,13 +93,13 @@ class TimeWindow:
         return f"{self.start // 60:02d}:{self.start % 60:02d}-{self.end // 60:02d}:{self.end % 60:02d}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SyslogTarget:
     facility: str
     level: str = "info"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileTarget:
     path: str
     soft_limit: int | None = None
@@ -112,7 +112,7 @@ LogTarget = SyslogTarget | FileTarget
 
 
 # RLIM_INFINITY in a limit field means `UNLIMITED` was written; None means not set.
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rlimits:
     as_: int | None = None
     cpu: int | None = None
@@ -128,7 +128,7 @@ class Rlimits:
         return [(n, v) for n, v in pairs if v is not None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Defaults:
     """The `defaults` section after every file was read."""
 
@@ -153,7 +153,7 @@ class Defaults:
     disabled: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ServiceConfig:
     """One service as the daemon runs it; every default of xinetd already applied."""
 
@@ -230,7 +230,7 @@ class ServiceConfig:
         return "SENSOR" in self.flags
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DroppedEntry:
     """A service or entry that will not be activated, and why."""
 
@@ -241,7 +241,7 @@ class DroppedEntry:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Configuration:
     path: str
     defaults: Defaults
