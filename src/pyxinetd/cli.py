@@ -23,7 +23,7 @@ import click
 from pyxinetd import XINETD_COMPAT_VERSION, __version__
 from pyxinetd.daemonize import READY_TIMEOUT
 from pyxinetd.log import SyslogSender
-from pyxinetd.master import DEFAULT_CONFIG, MasterOptions, version_text
+from pyxinetd.master import COMPILED_OPTIONS, DEFAULT_CONFIG, MasterOptions, version_text
 
 if TYPE_CHECKING:
     from pyxinetd.config.model import Configuration
@@ -121,7 +121,7 @@ def serve(args: Sequence[str]) -> int:
     for text in warnings:
         click.echo(text, err=True)
     if "-version" in seen:
-        click.echo(f"{version_text()} loadavg", err=True)
+        click.echo(f"{version_text()} {COMPILED_OPTIONS}", err=True)
         return 0
     if "-shutdownprocs" in seen:
         click.echo("The shutdownprocs option has been deprecated.", err=True)
