@@ -193,7 +193,8 @@ def accept_batch(sock: socket.socket, limit: int = ACCEPT_BATCH
                 continue
             raise
         peer = peer_text(addr)
-        if conn.family == socket.AF_INET6 and peer.startswith("::ffff:") and "." in peer:
+        # The text tests first: socket.family converts to an enum on every access.
+        if peer.startswith("::ffff:") and "." in peer and conn.family == socket.AF_INET6:
             try:
                 conn.setsockopt(socket.IPPROTO_IPV6, IPV6_ADDRFORM, socket.AF_INET)
             except OSError:

@@ -1,0 +1,120 @@
+"""A stream session's optimistic I/O: what it does at once, and what it leaves to the loop.
+
+Driven by hand on one thread: the test owns the Loop and turns it with run_once(), so it
+can look at the selector and at on_close between steps.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Iterator
+
+import pytest
+from internal_support import DEADLINE, make_service
+
+from pyxinetd import internal
+from pyxinetd.loop import READ, WRITE, Loop
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """(client, server side) of one accepted loopback TCP connection."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname(), timeout=DEADLINE)
+        conn, _ = listener.accept()
+    yield client, conn
+    client.close()
+    conn.close()
+
+
+def _registered(loop: Loop) -> dict[int, int]:
+    return {key.fd: key.events for key in loop.selector.get_map().values()}
+
+
+def _recv_all(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_queued_request_is_answered_before_start_returns(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    client, conn = pair
+    client.sendall(b"hello\n")
+    client.shutdown(socket.SHUT_WR)
+    loop, closes = Loop(), []
+    try:
+        # Wait until the request and its EOF are both queued on the server side.
+        poller = select.poll()
+        poller.register(conn, select.POLLRDHUP)
+        assert poller.poll(DEADLINE * 1000)
+        session = internal.start_stream(loop, make_service("echo"), conn, ("127.0.0.1", 1),
+                                        lambda: closes.append("closed"))
+        # Served and closed inside start_stream, without touching the selector, but
+        # on_close waits for the loop.
+        assert session.closed
+        assert conn.fileno() == -1
+        assert _registered(loop) == {}
+        assert closes == []
+        loop.run_once()
+        assert closes == ["closed"]
+        assert _recv_all(client) == b"hello\n"
+    finally:
+        loop.close()
+
+
+def test_request_not_yet_sent_waits_for_read_only(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    client, conn = pair
+    loop, closes = Loop(), []
+    try:
+        session = internal.start_stream(loop, make_service("echo"), conn, ("127.0.0.1", 1),
+                                        lambda: closes.append("closed"))
+        assert not session.closed
+        assert _registered(loop) == {conn.fileno(): READ}    # nothing to write: no WRITE
+        client.sendall(b"ping\n")
+        loop.run_once()
+        assert client.recv(5) == b"ping\n"                  # echoed in the same turn
+        assert _registered(loop) == {conn.fileno(): READ}
+        client.shutdown(socket.SHUT_WR)
+        loop.run_once()
+        assert session.closed and closes == ["closed"]
+        assert _registered(loop) == {}
+        assert _recv_all(client) == b""
+    finally:
+        loop.close()
+
+
+def test_peer_not_reading_leaves_output_for_write_readiness(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    client, conn = pair
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    loop, closes = Loop(), []
+    try:
+        session = internal.start_stream(loop, make_service("chargen"), conn,
+                                        ("127.0.0.1", 1), lambda: closes.append("closed"))
+        # chargen writes at once until the socket is full, then waits for WRITE only.
+        assert _registered(loop) == {conn.fileno(): WRITE}
+        assert client.recv(74).endswith(b"\r\n")
+        session.close()
+        assert closes == ["closed"]                         # after start: called at once
+        assert _registered(loop) == {}
+    finally:
+        loop.close()
+
+
+def test_reply_session_sends_and_closes_at_once(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    client, conn = pair
+    loop, closes = Loop(), []
+    try:
+        session = internal.start_stream(loop, make_service("time"), conn, ("127.0.0.1", 1),
+                                        lambda: closes.append("closed"))
+        assert session.closed and _registered(loop) == {}
+        loop.run_once()
+        assert closes == ["closed"]
+        assert len(_recv_all(client)) == 4
+    finally:
+        loop.close()
