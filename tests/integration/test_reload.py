@@ -38,6 +38,13 @@ def conf_path(daemon: Daemon) -> Path:
     return daemon.log_path.with_suffix(".conf")
 
 
+def replace_conf(daemon: Daemon, text: str) -> None:
+    """Swap the file whole: a reload still running must never read it half written."""
+    tmp = conf_path(daemon).with_suffix(".conf.new")
+    tmp.write_text(text)
+    tmp.replace(conf_path(daemon))
+
+
 def reload(daemon: Daemon, text: str | None, count: int) -> str:
     """Write the new configuration (unless None), send SIGHUP, wait for reload `count`."""
     if text is not None:
@@ -280,13 +287,13 @@ def test_burst_of_reloads_leaks_nothing(daemons: DaemonFactory, tmp_path: Path) 
     thread.start()
     try:
         for n in range(12):
-            conf_path(daemon).write_text(two if n % 2 == 0 else one)
+            replace_conf(daemon, two if n % 2 == 0 else one)
             daemon.signal(signal.SIGHUP)
             time.sleep(0.05)
     finally:
         stop.set()
         thread.join(30)
-    conf_path(daemon).write_text(one)
+    replace_conf(daemon, one)
     daemon.signal(signal.SIGHUP)
 
     def settled() -> bool:
