@@ -341,3 +341,8 @@ def test_check_inetd_compat_option(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "daytime-stream" in done.stdout
+
+
+def test_the_inetd_corpus_was_found() -> None:
+    # Without this, a missing corpus would silently parametrize nothing.
+    assert CORPUS_FILES, f"no inetd.conf corpus at {CORPUS}"
