@@ -97,12 +97,6 @@ class CaseResult:
     error: str | None             # pyxinetd raised (it never may)
 
 
-def _loader_present() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("pyxinetd.config.loader") is not None
-
-
 def _check_in_process(conf: Path) -> tuple[dict[str, Any] | None, str | None]:
     from pyxinetd.check import run_check
 
@@ -119,8 +113,6 @@ def compat_results() -> Iterator[dict[tuple[str, str], CaseResult]]:
         from oracle import unavailable_reason
 
         pytest.skip(unavailable_reason())
-    if not _loader_present():
-        pytest.skip("the configuration loader is not there yet")
     with tempfile.TemporaryDirectory(prefix="pyxinetd-compat-") as tmp:
         base = Path(tmp)
         confs = {(v, c.label): prepare(c, v, base / v / c.label.replace("/", "__"))

@@ -220,13 +220,6 @@ def test_no_services_exits_1_unless_stayalive(daemons: DaemonFactory) -> None:
         assert alive.proc.poll() is None
 
 
-def _have_loader() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("pyxinetd.config.loader") is not None
-
-
-@pytest.mark.skipif(not _have_loader(), reason="the configuration loader is not available")
 def test_command_line_serves_a_configuration_file(daemons: DaemonFactory,
                                                   tmp_path: Path) -> None:
     port = free_port()

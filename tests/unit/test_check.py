@@ -139,15 +139,6 @@ def test_text_has_one_block_per_service_then_diagnostics() -> None:
 
 # --------------------------------------------------------------------------- end to end
 
-def _loader_present() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("pyxinetd.config.loader") is not None
-
-
-pytestmark_loader = pytest.mark.skipif(not _loader_present(),
-                                       reason="the configuration loader is not there yet")
-
 GOOD = """\
 defaults
 {
@@ -170,7 +161,6 @@ service testsrv
 """
 
 
-@pytestmark_loader
 def test_run_check_json_on_a_real_file(tmp_path: Path) -> None:
     conf = tmp_path / "xinetd.conf"
     conf.write_text(GOOD)
@@ -186,7 +176,6 @@ def test_run_check_json_on_a_real_file(tmp_path: Path) -> None:
     assert any(d["severity"] == "warning" and d["line"] == 17 for d in report["diagnostics"])
 
 
-@pytestmark_loader
 def test_run_check_reports_dropped_service(tmp_path: Path) -> None:
     conf = tmp_path / "xinetd.conf"
     conf.write_text(GOOD.replace("user        = nobody", "user = no-such-user-here"))
@@ -199,7 +188,6 @@ def test_run_check_reports_dropped_service(tmp_path: Path) -> None:
     assert status == STATUS_DROPPED and "no-such-user-here" in text
 
 
-@pytestmark_loader
 def test_services_switched_off_on_purpose_do_not_fail(tmp_path: Path) -> None:
     service = ("service {name}\n{{\n    type = UNLISTED\n    socket_type = stream\n"
                "    port = {port}\n    wait = no\n    user = nobody\n    server = /bin/cat\n"
@@ -214,7 +202,6 @@ def test_services_switched_off_on_purpose_do_not_fail(tmp_path: Path) -> None:
     assert report["services"] == [] and status == STATUS_OK
 
 
-@pytestmark_loader
 def test_unreadable_main_file(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope.conf")
     text, status = run_check(missing)
@@ -224,7 +211,6 @@ def test_unreadable_main_file(tmp_path: Path) -> None:
     assert status == STATUS_UNREADABLE and report["diagnostics"][0]["severity"] == "critical"
 
 
-@pytestmark_loader
 def test_cli_check_exit_statuses(tmp_path: Path) -> None:
     conf = tmp_path / "xinetd.conf"
     conf.write_text(GOOD)

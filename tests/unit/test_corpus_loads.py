@@ -7,7 +7,6 @@ built from the result: the check command must never crash on any of them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,8 +14,6 @@ import pytest
 
 from tests.compat.corpus import corpus_cases, enable_all
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("pyxinetd.config.loader") is None,
-                                reason="the configuration loader is not there yet")
 
 FILES = [case.source for case in corpus_cases()]
 

@@ -12,7 +12,6 @@ result as well.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import tempfile
@@ -25,8 +24,6 @@ from hypothesis import strategies as st
 from pyxinetd.errors import ConfigError
 from tests.compat.corpus import corpus_cases
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("pyxinetd.config.loader") is None,
-                                reason="the configuration loader is not there yet")
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
