@@ -11,6 +11,7 @@ Reaping loops `waitpid(-1, WNOHANG)` until nothing is left, because SIGCHLDs coa
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -35,6 +36,12 @@ class ExitStatus:
 
     @classmethod
     def decode(cls, status: int) -> ExitStatus:
+        # Immutable, and servers exit with few distinct statuses: decoded once each
+        # rather than a new frozen instance per reaped child.
+        return _decode(status)
+
+    @classmethod
+    def _decode_new(cls, status: int) -> ExitStatus:
         if os.WIFSIGNALED(status):
             return cls("signal", os.WTERMSIG(status), os.WCOREDUMP(status))
         if os.WIFEXITED(status):
@@ -52,6 +59,11 @@ class ExitStatus:
                 name = str(self.value)
             return f"terminated by {name}" + (" (core dumped)" if self.core_dumped else "")
         return f"exit status {self.value}"
+
+
+@functools.lru_cache(maxsize=512)
+def _decode(status: int) -> ExitStatus:
+    return ExitStatus._decode_new(status)
 
 
 @dataclass

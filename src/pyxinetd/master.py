@@ -28,6 +28,7 @@ from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry, stre
 from pyxinetd.loop import Loop
 from pyxinetd.reconfig import Reconfigurer
 from pyxinetd.service import Event, Limits, ServiceRuntime, State
+from pyxinetd.spawner import use_short_slice
 from pyxinetd.signals import (CONSISTENCY_SIGNAL, DUMP_SIGNAL, INTERRUPT_SIGNAL,
                               QUICK_EXIT_SIGNAL, RECONFIG_SIGNALS, REAP_SIGNAL,
                               TERMINATE_SIGNAL, SignalWakeup)
@@ -363,6 +364,8 @@ def prepare_process() -> None:
                 os.close(null)
     old = os.umask(0o022)
     os.umask(old | 0o022)
+    # Scheduling only: servers get the default slice back (docs/performance.md).
+    use_short_slice()
 
 
 __all__ = ["Master", "MasterOptions", "version_text", "ExitStatus"]

@@ -74,8 +74,10 @@ class SignalWakeup:
         return self._rsock.fileno(), self._wsock.fileno()
 
     def _on_readable(self, mask: int) -> None:
+        # A short read means the socket is empty now (one recv per wakeup, not a
+        # second one failing with EAGAIN); a byte written later wakes the loop again.
         try:
-            while self._rsock.recv(4096):
+            while len(self._rsock.recv(4096)) == 4096:
                 pass
         except (BlockingIOError, InterruptedError):
             pass

@@ -54,6 +54,7 @@ import resource
 import signal
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NoReturn
 
 from pyxinetd.config.model import ServiceConfig
@@ -74,6 +75,13 @@ _MAX_FD = 2**31 - 1
 
 _NICE_MIN, _NICE_MAX = -20, 19
 
+# Native plans kept (one per service and as_root); past this the cache starts afresh, so
+# services dropped by reloads are not kept alive forever.
+_PLAN_CACHE_MAX = 4096
+
+# The master's time slice (see use_short_slice).
+MASTER_SLICE_NS = 100_000
+
 # linux/capability.h
 CAP_SYS_NICE = 23
 CAP_SYS_RESOURCE = 24
@@ -86,6 +94,26 @@ class Method(enum.Enum):
     CHECKLIST = "checklist"
 
 
+@dataclass(frozen=True, slots=True)
+class NativePlan:
+    """The C extension's arguments for one service, encoded once: per connection only
+    REMOTE_HOST (always the last environment entry) and the descriptor change."""
+
+    service: ServiceConfig
+    as_root: bool
+    request: SpawnRequest            # built with fd -1 and an empty REMOTE_HOST
+    path: bytes
+    argv: tuple[bytes, ...]
+    env: tuple[bytes, ...]           # REMOTE_HOST excluded
+    groups: tuple[int, ...] | None
+    gid: int
+    uid: int
+    umask: int
+    nice: int | None
+    rlimits: list[tuple[int, int, int]]
+    limit_names: tuple[str, ...]     # step name of each rlimits entry, for errors
+
+
 class Spawner:
     """Starts servers through a Posix facade (RealPosix in the daemon)."""
 
@@ -93,10 +121,24 @@ class Spawner:
         self._os = posix
         # Read once: the master does not change its capabilities while serving.
         self._caps: int | None = None
+        self._native: bool | None = None
+        # id(service) -> plan; the plan holds the service, so an id is never reused
+        # while its entry exists, and the identity check below makes it exact.
+        self._plans: dict[int, NativePlan] = {}
 
     def spawn(self, service: ServiceConfig, sock: socket.socket, remote_host: str, *,
               as_root: bool, method: Method | None = None) -> int:
         """Start the service's server on `sock`; return its pid. Raises SpawnError."""
+        if method is None:
+            if self._native is None:
+                self._native = self._os.native_available()
+            if self._native:
+                # The per-connection path: everything but REMOTE_HOST was resolved and
+                # encoded the first time this service was spawned.
+                plan = self._plans.get(id(service))
+                if plan is None or plan.service is not service or plan.as_root is not as_root:
+                    plan = self._native_plan(service, as_root)
+                return self._run_plan(plan, sock.fileno(), remote_host)
         request = build_request(service, sock.fileno(), remote_host, as_root=as_root,
                                 posix=self._os)
         chosen = method if method is not None else self.choose(request)
@@ -218,6 +260,43 @@ class Spawner:
                 step = f"rlimit_{limits[int(getattr(err, 'rlimit_index', 0))][0]}"
             raise _error(req, step, err) from err
         except ValueError as err:  # e.g. NUL in argv or env
+            raise SpawnError(f"{req.service_id}: cannot start {req.path}: {err}",
+                             errno=errno.EINVAL, step="exec") from err
+
+    def _native_plan(self, service: ServiceConfig, as_root: bool) -> NativePlan:
+        # build_request validates (no server, empty argv: SpawnError, nothing cached).
+        req = build_request(service, -1, "", as_root=as_root, posix=self._os)
+        creds = req.credentials
+        limits = [("files", resource.RLIMIT_NOFILE, req.nofile)] if req.nofile else []
+        limits += [(name, res, (value, value)) for name, res, value in req.rlimits]
+        plan = NativePlan(
+            service, as_root, req, os.fsencode(req.path), encoded(req.argv),
+            encoded(req.env[:-1]),
+            groups=creds.groups if creds else None,
+            gid=-1 if creds is None or creds.gid is None else creds.gid,
+            uid=-1 if creds is None or creds.uid is None else creds.uid,
+            umask=-1 if req.umask is None else req.umask,
+            nice=req.nice or None,
+            rlimits=[(res, soft, hard) for _, res, (soft, hard) in limits],
+            limit_names=tuple(name for name, _, _ in limits))
+        if len(self._plans) >= _PLAN_CACHE_MAX:
+            self._plans.clear()
+        self._plans[id(service)] = plan
+        return plan
+
+    def _run_plan(self, plan: NativePlan, fd: int, remote_host: str) -> int:
+        env = plan.env + (os.fsencode("REMOTE_HOST=" + remote_host),)
+        try:
+            return self._os.native_spawn(
+                plan.path, plan.argv, env, fd=fd, groups=plan.groups, gid=plan.gid,
+                uid=plan.uid, umask=plan.umask, nice=plan.nice, rlimits=plan.rlimits)
+        except OSError as err:
+            step = str(getattr(err, "step", "fork"))
+            if step == "rlimit":
+                step = f"rlimit_{plan.limit_names[int(getattr(err, 'rlimit_index', 0))]}"
+            raise _error(plan.request, step, err) from err
+        except ValueError as err:  # e.g. NUL in argv or env
+            req = plan.request
             raise SpawnError(f"{req.service_id}: cannot start {req.path}: {err}",
                              errno=errno.EINVAL, step="exec") from err
 
@@ -401,3 +480,27 @@ def spawn(service: ServiceConfig, sock: socket.socket, remote_host: str, *,
     server that started.
     """
     return _DEFAULT.spawn(service, sock, remote_host, as_root=as_root)
+
+
+def use_short_slice() -> bool:
+    """Ask for a short time slice for the master (Linux 6.12+ EEVDF custom slice); True if
+    granted. Only with the C extension, whose child puts the default back before exec,
+    so servers never inherit it.
+
+    A nowait master is suspended in every native spawn until the child has exec'd; on a
+    busy machine that child (which inherits the slice) otherwise waits behind other
+    runnable tasks for a core, and so does the master when a connection arrives. A short
+    slice gives both an earlier deadline; they run for tens of microseconds, so what
+    they take from others is small. Nice and policy are unchanged.
+    """
+    if not _DEFAULT._os.native_available():
+        return False
+    try:
+        from pyxinetd import _spawn
+    except ImportError:
+        return False
+    try:
+        _spawn.set_slice(MASTER_SLICE_NS)
+    except OSError:
+        return False
+    return True
