@@ -199,6 +199,14 @@ class Dispatcher:
             return False
         return True
 
+    def _parent_check(self, rt: ServiceRuntime, peer: str) -> str | None:
+        """xinetd's checks before forking, then the SENSOR trap: the refusal reason or None."""
+        reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
+        if reason is None and rt.config.is_sensor:
+            self._sensor_hit(rt, peer)
+            return REASON_ADDRESS
+        return reason
+
     def _sensor_hit(self, rt: ServiceRuntime, peer: str) -> None:
         minutes = rt.config.deny_time
         if minutes == 0 or peer == NO_ADDRESS:
@@ -231,10 +239,7 @@ class Dispatcher:
         svc = rt.config
         if svc.banner:
             banners.banner(svc, conn, self._banner_error)
-        reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
-        if reason is None and svc.is_sensor:
-            self._sensor_hit(rt, peer)
-            reason = REASON_ADDRESS
+        reason = self._parent_check(rt, peer)
         if reason is not None:
             self._refuse(rt, peer, reason, conn)
             return
@@ -425,10 +430,7 @@ class Dispatcher:
         if addr is None:
             return
         peer = peer_text(addr)
-        reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
-        if reason is None and rt.config.is_sensor:
-            self._sensor_hit(rt, peer)
-            reason = REASON_ADDRESS
+        reason = self._parent_check(rt, peer)
         if reason is not None:
             # Discard the refused datagram, or it would wake us again at once.
             self._discard_one(rt)
@@ -479,10 +481,7 @@ class Dispatcher:
                 # Nothing queued, or a queued ICMP error (reported once; consumed now).
                 return
             peer = peer_text(addr)
-            reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
-            if reason is None and svc.is_sensor:
-                self._sensor_hit(rt, peer)
-                reason = REASON_ADDRESS
+            reason = self._parent_check(rt, peer)
             if reason is not None:
                 self._refuse(rt, peer, reason, None)
                 continue
@@ -527,10 +526,7 @@ class Dispatcher:
                 self._send_quietly(relay.sock, data, None)
                 continue
             peer = peer_text(addr)
-            reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
-            if reason is None and rt.config.is_sensor:
-                self._sensor_hit(rt, peer)
-                reason = REASON_ADDRESS
+            reason = self._parent_check(rt, peer)
             if reason is not None:
                 self._refuse(rt, peer, reason, None)
                 continue
