@@ -197,3 +197,37 @@ def python_server(script: str, *args: str) -> dict[str, Any]:
     """Overrides for make_service() that run a helper script with this interpreter."""
     return {"server": sys.executable,
             "server_argv": ("python3", str(HELPERS / script), *args)}
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def kill_detached(pids: set[int], pidfiles: list[Path]) -> None:
+    """SIGKILL detached daemons (by pid and by the pid in their pidfiles) and their groups."""
+    for pidfile in pidfiles:
+        pid = read_pid(pidfile)
+        if pid is not None:
+            pids.add(pid)
+    for pid in pids:
+        if not alive(pid):
+            continue
+        try:
+            pgid = os.getpgid(pid)
+            if pgid != os.getpgid(0):
+                os.killpg(pgid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

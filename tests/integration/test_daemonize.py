@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import DaemonFactory, free_port, wait_until
+from tests.daemon import (DaemonFactory, alive, free_port, kill_detached, read_pid,
+                          wait_until)
 
 START_TIMEOUT = 30.0
 
@@ -25,21 +26,6 @@ START_TIMEOUT = 30.0
 def echo_conf(port: int) -> str:
     return (f"service echo\n{{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
             f"\tprotocol = tcp\n\tport = {port}\n\tbind = 127.0.0.1\n\twait = no\n}}\n")
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def read_pid(pidfile: Path) -> int | None:
-    try:
-        return int(pidfile.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 class Detached:
@@ -75,20 +61,7 @@ class Detached:
         return result, pidfile, log
 
     def kill_all(self) -> None:
-        for pidfile in self.pidfiles:
-            pid = read_pid(pidfile)
-            if pid is not None:
-                self.pids.add(pid)
-        for pid in self.pids:
-            if not alive(pid):
-                continue
-            try:
-                pgid = os.getpgid(pid)
-                if pgid != os.getpgid(0):
-                    os.killpg(pgid, signal.SIGKILL)
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_detached(self.pids, self.pidfiles)
 
 
 @pytest.fixture

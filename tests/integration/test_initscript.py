@@ -7,7 +7,6 @@ here they point into tmp_path, and PYXINETD_DAEMON at a wrapper running this che
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import stat
 import subprocess
@@ -17,19 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import free_port, wait_until
+from tests.daemon import alive, free_port, kill_detached, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the init script is run as root")
 
 SCRIPT = Path(__file__).resolve().parents[2] / "etc" / "init.d" / "xinetd"
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat_line = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat_line.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class InitScript:
@@ -74,19 +65,7 @@ class InitScript:
             return conn.recv(100) == b"hello\n"
 
     def kill_all(self) -> None:
-        pid = self.pid()
-        if pid is not None:
-            self.pids.add(pid)
-        for pid in self.pids:
-            if not alive(pid):
-                continue
-            try:
-                pgid = os.getpgid(pid)
-                if pgid != os.getpgid(0):
-                    os.killpg(pgid, signal.SIGKILL)
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_detached(self.pids, [self.pidfile])
 
 
 @pytest.fixture
