@@ -6,8 +6,6 @@ import re
 import socket
 from pathlib import Path
 
-import pytest
-
 from pyxinetd.config.model import FileTarget, SocketType
 from tests.daemon import DaemonFactory, free_port, python_server, wait_until
 from tests.factories import make_service

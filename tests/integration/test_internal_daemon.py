@@ -116,8 +116,8 @@ def test_unreachable_redirect_target_frees_its_instance(daemons: DaemonFactory,
     for _ in range(3):
         with connect(port) as c:
             assert read_all(c) == b""
-    daemon.wait_for_log(re.escape(f"can't connect to remote host 127.0.0.1: "
-                                  f"Connection refused (errno = 111)"), count=3)
+    daemon.wait_for_log(re.escape("can't connect to remote host 127.0.0.1: "
+                                  "Connection refused (errno = 111)"), count=3)
     log = wait_service_log(tmp_path, r"EXIT: redir", count=3)
     assert "service_limit" not in log
     assert "TRAFFIC" not in log

@@ -10,7 +10,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 
 from pyxinetd.check import (
     STATUS_DROPPED,
