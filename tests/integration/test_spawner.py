@@ -579,3 +579,44 @@ def test_native_reports_the_step_and_reaps() -> None:
     assert zombies_of_me() == []
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)
+
+
+NATIVE_SIGNAL_MASK = r"""
+import os, signal, socket, sys
+from pyxinetd import _spawn
+def bit(sig):
+    return 1 << (int(sig) - 1)
+signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, lambda signum, frame: None)
+found = _spawn.nondefault_signals()
+assert found & bit(signal.SIGUSR2) and found & bit(signal.SIGHUP), bin(found)
+assert found & bit(signal.SIGPIPE), bin(found)  # Python ignores it
+assert not found & bit(signal.SIGUSR1) and not found & bit(signal.SIGTERM), bin(found)
+def ignored_in_child(signals):
+    ours, theirs = socket.socketpair()
+    probe = [b"sh", b"-c", b"grep '^SigIgn' /proc/$$/status"]
+    pid = _spawn.spawn(b"/bin/sh", probe, [b"PATH=/usr/bin:/bin"], theirs.fileno(),
+                       signals=signals)
+    theirs.close()
+    out = b""
+    while chunk := ours.recv(4096):
+        out += chunk
+    os.waitpid(pid, 0)
+    return int(out.split()[1], 16)
+assert ignored_in_child(found) == 0
+assert ignored_in_child(None) == 0
+# The mask is what the child goes by: a signal left out keeps its disposition.
+assert ignored_in_child(found & ~bit(signal.SIGUSR2)) == bit(signal.SIGUSR2)
+signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+assert not _spawn.nondefault_signals() & bit(signal.SIGUSR2)
+print("ok")
+"""
+
+
+@native_only
+def test_native_resets_the_signals_it_is_given() -> None:
+    # Per-service plans pass nondefault_signals(): the child skips the sigaction calls
+    # for signals already at SIG_DFL and resets the others.
+    out = subprocess.run([sys.executable, "-c", NATIVE_SIGNAL_MASK], capture_output=True,
+                         text=True, timeout=DEADLINE)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
