@@ -61,7 +61,6 @@
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -141,9 +140,6 @@ struct child {
     /* Prepared by the parent before the clone; read-only in the child. */
     const char *path;
     char *const *argv;
-    /* Signals the child must put back to SIG_DFL (bit sig - 1): every one, or the set
-       nondefault_signals() found (a signal already at SIG_DFL needs no call). */
-    uint64_t reset_signals;
     char *const *envp;
     int sock_fd;
     int setsid;
@@ -207,8 +203,6 @@ child_main(void *arg)
     sigemptyset(&dfl.sa_mask);
     for (int sig = 1; sig < NSIG; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP)
-            continue;
-        if (sig <= 64 && !(c->reset_signals & (UINT64_C(1) << (sig - 1))))
             continue;
         /* glibc refuses its two internal signals (EINVAL); exec resets their handlers. */
         if (sigaction(sig, &dfl, NULL) < 0 && errno != EINVAL)
@@ -466,12 +460,11 @@ raise_step_error(int err, enum step step, int index)
 
 PyDoc_STRVAR(spawn_doc,
 "spawn(path, argv, envp, sock_fd, *, setsid=True, groups=None, gid=-1, uid=-1,\n"
-"      umask=-1, nice=None, rlimits=(), signals=None) -> pid\n\n"
+"      umask=-1, nice=None, rlimits=()) -> pid\n\n"
 "Start `path` with argv/envp (bytes) and sock_fd on descriptors 0, 1 and 2, after the\n"
 "child checklist: signals to default and unblocked, every other descriptor closed,\n"
 "setsid, umask, nice (an increment), rlimits ((resource, soft, hard), in order),\n"
 "setgroups (when groups is not None), setgid, setuid (-1 = unchanged), execve.\n"
-"signals: None resets every signal; a mask from nondefault_signals() only those.\n"
 "Returns the pid of a server that exec'd (never waited for here). Raises OSError with\n"
 "`step` (and `rlimit_index`) when a step or the exec failed; that child is reaped.");
 
@@ -479,17 +472,17 @@ static PyObject *
 spawn(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"path", "argv", "envp", "sock_fd", "setsid", "groups", "gid",
-                               "uid", "umask", "nice", "rlimits", "signals", NULL};
+                               "uid", "umask", "nice", "rlimits", NULL};
     const char *path;
     PyObject *argv_obj, *envp_obj, *groups_obj = Py_None, *nice_obj = Py_None;
-    PyObject *rlimits_obj = NULL, *signals_obj = Py_None;
+    PyObject *rlimits_obj = NULL;
     long long gid = -1, uid = -1;
     int sock_fd, do_setsid = 1, mask = -1;
     (void)module;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "yOOi|$pOLLiOOO:spawn", keywords, &path,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "yOOi|$pOLLiOO:spawn", keywords, &path,
                                      &argv_obj, &envp_obj, &sock_fd, &do_setsid, &groups_obj,
-                                     &gid, &uid, &mask, &nice_obj, &rlimits_obj, &signals_obj))
+                                     &gid, &uid, &mask, &nice_obj, &rlimits_obj))
         return NULL;
     if (sock_fd < 0) {
         PyErr_SetString(PyExc_ValueError, "sock_fd must be a descriptor");
@@ -506,13 +499,6 @@ spawn(PyObject *module, PyObject *args, PyObject *kwargs)
     c.sock_fd = sock_fd;
     c.setsid = do_setsid;
     c.umask = mask < 0 ? -1 : mask;
-    c.reset_signals = ~UINT64_C(0);
-    if (signals_obj != Py_None) {
-        unsigned long long bits = PyLong_AsUnsignedLongLong(signals_obj);
-        if (bits == (unsigned long long)-1 && PyErr_Occurred())
-            return NULL;
-        c.reset_signals = (uint64_t)bits;
-    }
 
     PyObject *argv_keep = NULL, *envp_keep = NULL, *result = NULL;
     pid_t pid;
@@ -590,28 +576,6 @@ done:
     return result;
 }
 
-PyDoc_STRVAR(nondefault_signals_doc,
-"nondefault_signals() -> int\n\n"
-"The signals whose disposition in this process is not SIG_DFL, as a bit mask (bit\n"
-"sig - 1), for spawn(signals=...): a child then resets only those instead of all.\n"
-"Signals that cannot be queried (glibc's internal ones) are included.");
-
-static PyObject *
-nondefault_signals(PyObject *module, PyObject *unused)
-{
-    (void)module;
-    (void)unused;
-    uint64_t set = 0;
-    for (int sig = 1; sig < NSIG && sig <= 64; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP)
-            continue;
-        struct sigaction old;
-        if (sigaction(sig, NULL, &old) < 0 || old.sa_handler != SIG_DFL)
-            set |= UINT64_C(1) << (sig - 1);
-    }
-    return PyLong_FromUnsignedLongLong((unsigned long long)set);
-}
-
 PyDoc_STRVAR(set_slice_doc,
 "set_slice(nanoseconds) -> None\n\n"
 "Give the calling process a custom time slice (EEVDF, Linux 6.12+; the kernel clamps\n"
@@ -648,7 +612,6 @@ set_slice(PyObject *module, PyObject *arg)
 static PyMethodDef spawn_methods[] = {
     {"spawn", (PyCFunction)(void (*)(void))spawn, METH_VARARGS | METH_KEYWORDS, spawn_doc},
     {"set_slice", set_slice, METH_O, set_slice_doc},
-    {"nondefault_signals", nondefault_signals, METH_NOARGS, nondefault_signals_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -55,11 +55,9 @@ class Posix(Protocol):
                   errpipe: tuple[int, int], uid: int | None, gid: int | None,
                   groups: Sequence[int] | None, umask: int) -> int: ...
     def native_available(self) -> bool: ...
-    def native_signals(self) -> int | None: ...
     def native_spawn(self, path: bytes, argv: Sequence[bytes], env: Sequence[bytes], *,
                      fd: int, groups: Sequence[int] | None, gid: int, uid: int, umask: int,
-                     nice: int | None, rlimits: Sequence[tuple[int, int, int]],
-                     signals: int | None = None) -> int: ...
+                     nice: int | None, rlimits: Sequence[tuple[int, int, int]]) -> int: ...
     def execve(self, path: str, argv: Sequence[str], env: Mapping[str, str]) -> None: ...
     def exit_now(self, status: int) -> NoReturn: ...
     def waitpid(self, pid: int) -> None: ...
@@ -133,19 +131,14 @@ class RealPosix:
     def native_available(self) -> bool:
         return self._native
 
-    def native_signals(self) -> int | None:
-        """pyxinetd._spawn.nondefault_signals (None without the extension)."""
-        return None if _spawn is None else _spawn.nondefault_signals()
-
     def native_spawn(self, path: bytes, argv: Sequence[bytes], env: Sequence[bytes], *,
                      fd: int, groups: Sequence[int] | None, gid: int, uid: int, umask: int,
-                     nice: int | None, rlimits: Sequence[tuple[int, int, int]],
-                     signals: int | None = None) -> int:
+                     nice: int | None, rlimits: Sequence[tuple[int, int, int]]) -> int:
         """pyxinetd._spawn.spawn; OSError carries `step` (and `rlimit_index`)."""
         if _spawn is None:
             raise OSError(errno.ENOSYS, "pyxinetd._spawn is not built")
         return _spawn.spawn(path, argv, env, fd, setsid=True, groups=groups, gid=gid, uid=uid,
-                            umask=umask, nice=nice, rlimits=rlimits, signals=signals)
+                            umask=umask, nice=nice, rlimits=rlimits)
 
     def execve(self, path: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
         os.execve(path, list(argv), env)

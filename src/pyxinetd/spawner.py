@@ -112,7 +112,6 @@ class NativePlan:
     nice: int | None
     rlimits: list[tuple[int, int, int]]
     limit_names: tuple[str, ...]     # step name of each rlimits entry, for errors
-    signals: int | None              # the master's non-default signals (None: reset all)
 
 
 class Spawner:
@@ -279,8 +278,7 @@ class Spawner:
             umask=-1 if req.umask is None else req.umask,
             nice=req.nice or None,
             rlimits=[(res, soft, hard) for _, res, (soft, hard) in limits],
-            limit_names=tuple(name for name, _, _ in limits),
-            signals=self._os.native_signals())
+            limit_names=tuple(name for name, _, _ in limits))
         if len(self._plans) >= _PLAN_CACHE_MAX:
             self._plans.clear()
         self._plans[id(service)] = plan
@@ -291,8 +289,7 @@ class Spawner:
         try:
             return self._os.native_spawn(
                 plan.path, plan.argv, env, fd=fd, groups=plan.groups, gid=plan.gid,
-                uid=plan.uid, umask=plan.umask, nice=plan.nice, rlimits=plan.rlimits,
-                signals=plan.signals)
+                uid=plan.uid, umask=plan.umask, nice=plan.nice, rlimits=plan.rlimits)
         except OSError as err:
             step = str(getattr(err, "step", "fork"))
             if step == "rlimit":

@@ -77,13 +77,9 @@ class RecordingPosix:
     def native_available(self) -> bool:
         return self.native
 
-    def native_signals(self) -> int | None:
-        return None
-
     def native_spawn(self, path: bytes, argv: Sequence[bytes], env: Sequence[bytes], *,
                      fd: int, groups: Sequence[int] | None, gid: int, uid: int, umask: int,
-                     nice: int | None, rlimits: Sequence[tuple[int, int, int]],
-                     signals: int | None = None) -> int:
+                     nice: int | None, rlimits: Sequence[tuple[int, int, int]]) -> int:
         self._record("native_spawn", path, tuple(argv), tuple(env), fd,
                      None if groups is None else tuple(groups), gid, uid, umask, nice,
                      list(rlimits))
