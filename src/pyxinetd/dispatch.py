@@ -243,14 +243,7 @@ class Dispatcher:
         if reason is not None:
             self._refuse(rt, peer, reason, conn)
             return
-        verdict = self.access.check(svc, peer)
-        if verdict is not PASS:
-            self._admit(rt, conn, addr, peer, verdict)
-            return
-        if svc.is_internal or svc.is_redirect:
-            self._start_session(rt.config, conn, addr, peer)
-        else:
-            self.launch(svc, conn, addr, peer, checked=True)
+        self._admit(rt, conn, addr, peer, self.access.check(svc, peer))
 
     def _admit(self, rt: ServiceRuntime, conn: socket.socket, addr: tuple[object, ...],
                peer: str, verdict: Verdict | None) -> None:
