@@ -29,8 +29,35 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
 
+def cpu_per_request(r: dict[str, Any], cpus: int) -> dict[str, float] | None:
+    """Microseconds of CPU per completed request: the daemon itself, the servers it reaped,
+    and everything else on the machine (clients, kernel work charged to them, other jobs).
+
+    When the machine is saturated (several clients on few cores), the rate is simply the
+    cores divided by `total`, so the ratio of two daemons' totals is the ratio their rates
+    can reach there, whatever their latency."""
+    rate = r.get("rate_per_s")
+    keys = ("daemon_cpu_pct", "reaped_children_cpu_pct", "machine_busy_pct")
+    if not rate or any(k not in r for k in keys):
+        return None
+    daemon = r["daemon_cpu_pct"] / 100 / rate * 1e6
+    servers = r["reaped_children_cpu_pct"] / 100 / rate * 1e6
+    total = r["machine_busy_pct"] / 100 * cpus / rate * 1e6
+    return {"daemon": round(daemon), "servers": round(servers),
+            "other": round(max(total - daemon - servers, 0.0)), "total": round(total)}
+
+
+def round_ratios(xi: dict[str, Any], py: dict[str, Any]) -> list[float]:
+    """pyxinetd/xinetd per round: the two daemons of a round ran back to back, so each
+    ratio compares them under the same conditions; their spread shows the noise."""
+    xs, ps = xi.get("round_rates_per_s"), py.get("round_rates_per_s")
+    if not xs or not ps or len(xs) != len(ps):
+        return []
+    return [round(p / x, 3) for x, p in zip(xs, ps) if x > 0]
+
+
 def case_row(case: Case, service: BenchService, results: dict[str, Any],
-             ceilings: dict[str, dict[str, Any]]) -> dict[str, Any]:
+             ceilings: dict[str, dict[str, Any]], cpus: int = 1) -> dict[str, Any]:
     xi, py = results.get("xinetd"), results.get("pyxinetd")
     warnings = []
     ceiling = ceilings.get(ceiling_key(service.kind, case.concurrency))
@@ -66,6 +93,8 @@ def case_row(case: Case, service: BenchService, results: dict[str, Any],
         "rate_verdict": _verdict(rate_ok),
         "p99_verdict": _verdict(p99_ok),
         "ceiling_fraction": fractions,
+        "round_ratios": round_ratios(xi, py) if xi and py else [],
+        "cpu_per_request_us": {name: cpu_per_request(r, cpus) for name, r in results.items()},
         "warnings": warnings,
     }
 
@@ -94,6 +123,29 @@ def _mib(kib: object) -> str:
     return f"{kib / 1024:.1f}" if isinstance(kib, (int, float)) else "-"
 
 
+def _cpu_text(cpu: dict[str, float] | None) -> str:
+    if not cpu:
+        return "-"
+    return f"{cpu['daemon']:.0f} + {cpu['servers']:.0f} + {cpu['other']:.0f} = {cpu['total']:.0f}"
+
+
+def _cpu_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Where each request's CPU went, the ratio a saturated machine allows, and the
+    per-round ratios."""
+    lines = ["", "CPU per request, us: daemon + its servers + everything else = total; "
+             "'cpu' = xinetd total / pyxinetd total",
+             f"{'case':<15} {'xinetd':>27} {'pyxinetd':>27} {'cpu':>6}  per-round ratios"]
+    for row in rows:
+        cpu = row.get("cpu_per_request_us") or {}
+        xi, py = cpu.get("xinetd"), cpu.get("pyxinetd")
+        cpu_ratio = (f"{xi['total'] / py['total']:.2f}" if xi and py and py["total"]
+                     else "-")
+        rounds = " ".join(f"{r:.2f}" for r in row.get("round_ratios", [])) or "-"
+        lines.append(f"{row['name']:<15} {_cpu_text(xi):>27} {_cpu_text(py):>27} "
+                     f"{cpu_ratio:>6}  {rounds}")
+    return lines
+
+
 def render(data: dict[str, Any]) -> str:
     m = data["machine"]
     lines = [
@@ -120,6 +172,7 @@ def render(data: dict[str, Any]) -> str:
             f"{ratio:>6}{'>=' + format(row['target_ratio'], 'g'):>8}"
             f"{row['rate_verdict']:>6}{row['p99_verdict']:>6}")
         warnings += [f"{row['name']}: {w}" for w in row["warnings"]]
+    lines += _cpu_lines(data.get("cases", []))
     ceilings = data.get("ceilings") or {}
     if ceilings:
         lines += ["", "load generator ceiling (trivial pre-forked server): " + ", ".join(
