@@ -339,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
             data["cases"] = [
                 report.case_row(case, services[case.service],
                                 {n: combine(ms) for n, ms in measured[case.name].items()},
-                                ceilings, int(data["machine"]["cpus"]))
+                                ceilings, os.cpu_count() or 1)
                 for case in chosen]
             alive = [n for n in names if n in specs and n not in ctx.failed]
             resources = ({} if args.no_resources or not alive
