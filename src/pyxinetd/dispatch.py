@@ -7,13 +7,9 @@ close the parent's copy. No DNS, no NSS, no configuration work.
   stream/nowait   accept here; the server gets the connection; our copy closed at once
   stream/wait     the server gets the listening socket; the service is suspended until
                   that server is reaped
-  dgram/wait      MSG_PEEK learns the sender; the server gets the service socket;
-                  suspended until reaped; then whatever is still queued is discarded
-  dgram/nowait    (external servers; broken in xinetd 2.3.15.3) each datagram is read
-                  here and handed to a server through an AF_UNIX datagram socketpair;
-                  what the server writes is sent to the client from the service socket;
-                  more datagrams from the same peer go to the same running server
-  internal        builtins, tcpmux and redirect run in the loop (pyxinetd.internal)
+  dgram/*         pyxinetd.dgram (dgram/wait, dgram/nowait relays, datagram builtins);
+                  routed from here, using the checks and spawn below through its Host
+  internal        stream builtins, tcpmux and redirect run in the loop (pyxinetd.internal)
 """
 
 from __future__ import annotations
@@ -25,9 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pyxinetd import banners, internal
-from pyxinetd.access.gate import PASS, AccessGate, Verdict
+from pyxinetd.access.gate import AccessGate, Verdict
 from pyxinetd.children import NO_ADDRESS, Child, ChildTable, ExitStatus
 from pyxinetd.config.model import ServiceConfig, SocketType
+from pyxinetd.dgram import DatagramDispatch, drain
 from pyxinetd.errors import BindError, SpawnError
 from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch, bind_socket, \
     create_socket, peer_text
@@ -37,27 +34,12 @@ from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.service import REASON_ADDRESS, REASON_CPS, Event, Limits, ServiceRuntime, State
 from pyxinetd.spawner import spawn
 
-# Datagrams handled per readiness event before the loop serves others.
-DGRAM_BATCH = 64
-# Upper bound of the drain after a dgram/wait server exits (a flood cannot pin us).
-DRAIN_LIMIT = 10_000
-MAX_DATAGRAM = 65_535
 # Pause of a listener after EMFILE/ENFILE/ENOBUFS/ENOMEM on accept.
 ACCEPT_RETRY_DELAY = 1.0
 # Builtins xinetd forks (they log EXIT when they end); the others never do.
 FORKING_BUILTINS = frozenset({"echo", "discard", "chargen", "tcpmux"})
 # SENSOR: most addresses remembered on the global deny list.
 DENY_LIST_MAX = 10_240
-
-
-@dataclass
-class _Relay:
-    """A dgram/nowait server's private datagram channel."""
-
-    service: ServiceRuntime
-    addr: tuple[object, ...]
-    sock: socket.socket
-    pid: int = 0
 
 
 @dataclass
@@ -69,7 +51,8 @@ class _SessionRecord:
 
 
 class Dispatcher:
-    """Handles requests for every active service; owns sessions and relays."""
+    """Handles requests for every active service; owns the in-loop sessions. The
+    datagram models live in `self.dgram` (pyxinetd.dgram)."""
 
     def __init__(self, loop: Loop, children: ChildTable, program: ProgramLog,
                  logs: ServiceLogs, limits: Limits, *, as_root: bool,
@@ -85,10 +68,10 @@ class Dispatcher:
         self._wall = wall_clock
         self._sessions: dict[int, _SessionRecord] = {}
         self._session_ids = iter(range(1, 1 << 62))
-        self._relays: dict[tuple[str, tuple[object, ...]], _Relay] = {}
         self._deny: dict[str, float] = {}
         # only_from/no_access and TCP Wrappers, after the parent checks (§4.4).
         self.access = AccessGate(loop, program)
+        self.dgram = DatagramDispatch(self)
 
     # -- registration ------------------------------------------------------
     def activate(self, rt: ServiceRuntime, sock: socket.socket | None, event: Event) -> None:
@@ -124,13 +107,13 @@ class Dispatcher:
                 return lambda mask: self._on_stream_wait(rt)
             return lambda mask: self._on_acceptable(rt)
         if svc.is_internal:
-            return lambda mask: self._on_dgram_internal(rt)
+            return lambda mask: self.dgram.on_internal(rt)
         if svc.wait:
-            return lambda mask: self._on_dgram_wait(rt)
-        return lambda mask: self._on_dgram_nowait(rt)
+            return lambda mask: self.dgram.on_wait(rt)
+        return lambda mask: self.dgram.on_nowait(rt)
 
     # -- refusals, cps -----------------------------------------------------
-    def _refuse(self, rt: ServiceRuntime, peer: str, reason: str,
+    def refuse(self, rt: ServiceRuntime, peer: str, reason: str,
                 conn: socket.socket | None) -> None:
         svc = rt.config
         if svc.log_type is not None:
@@ -199,7 +182,7 @@ class Dispatcher:
             return False
         return True
 
-    def _parent_check(self, rt: ServiceRuntime, peer: str) -> str | None:
+    def parent_check(self, rt: ServiceRuntime, peer: str) -> str | None:
         """xinetd's checks before forking, then the SENSOR trap: the refusal reason or None."""
         reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
         if reason is None and rt.config.is_sensor:
@@ -239,9 +222,9 @@ class Dispatcher:
         svc = rt.config
         if svc.banner:
             banners.banner(svc, conn, self._banner_error)
-        reason = self._parent_check(rt, peer)
+        reason = self.parent_check(rt, peer)
         if reason is not None:
-            self._refuse(rt, peer, reason, conn)
+            self.refuse(rt, peer, reason, conn)
             return
         self._admit(rt, conn, addr, peer, self.access.check(svc, peer))
 
@@ -253,7 +236,7 @@ class Dispatcher:
             self.access.wait(rt.config, peer, lambda v: self._admit(rt, conn, addr, peer, v))
             return
         if not verdict.allowed:
-            self._refuse(rt, peer, verdict.reason or "address", conn)
+            self.refuse(rt, peer, verdict.reason or "address", conn)
             return
         svc = rt.config
         if verdict.decision is not None:
@@ -271,7 +254,7 @@ class Dispatcher:
             if rt is not None:
                 reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
                 if reason is not None:
-                    self._refuse(rt, peer, reason, conn)
+                    self.refuse(rt, peer, reason, conn)
                     return
                 # The access checks come back here with checked=True (or park the
                 # connection while the client's name is looked up).
@@ -280,11 +263,11 @@ class Dispatcher:
         try:
             if svc.banner_success:
                 banners.banner_success(svc, conn, self._banner_error)
-            self._spawn(svc, conn, peer)
+            self.spawn_server(svc, conn, peer)
         finally:
             conn.close()
 
-    def _spawn(self, svc: ServiceConfig, sock: socket.socket, peer: str,
+    def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
                on_reap: Callable[[Child, ExitStatus], None] | None = None) -> int | None:
         try:
             pid = spawn(svc, sock, peer, as_root=self.as_root)
@@ -309,32 +292,22 @@ class Dispatcher:
         reason = rt.check(NO_ADDRESS, self.children.occupancy, self.limits, self.denied)
         if reason is not None:
             # Nothing to refuse on: the pending connection stays queued (as xinetd).
-            self._refuse(rt, NO_ADDRESS, reason, None)
+            self.refuse(rt, NO_ADDRESS, reason, None)
             return
         assert rt.sock is not None
-        if self._spawn(svc, rt.sock, NO_ADDRESS, self._wait_reaped(rt)) is not None:
+        if self.spawn_server(svc, rt.sock, NO_ADDRESS, self.wait_reaped(rt)) is not None:
             rt.transition(Event.WAIT_SPAWNED)
             self.refresh(rt)
 
-    def _wait_reaped(self, rt: ServiceRuntime) -> Callable[[Child, ExitStatus], None]:
+    def wait_reaped(self, rt: ServiceRuntime) -> Callable[[Child, ExitStatus], None]:
         def resume(child: Child, status: ExitStatus) -> None:
             if rt.state is not State.SUSPENDED_WAIT:
                 return
             if rt.sock is not None and rt.config.socket_type is not SocketType.STREAM:
-                self._drain(rt.sock)
+                drain(rt.sock)
             rt.transition(Event.WAIT_REAPED)
             self.refresh(rt)
         return resume
-
-    @staticmethod
-    def _drain(sock: socket.socket) -> None:
-        for _ in range(DRAIN_LIMIT):
-            try:
-                sock.recv(MAX_DATAGRAM, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                continue
 
     # -- in-loop sessions ----------------------------------------------------
     def _start_session(self, svc: ServiceConfig, conn: socket.socket,
@@ -398,211 +371,6 @@ class Dispatcher:
                        addr: tuple[object, ...]) -> None:
         self.launch(svc, conn, addr, peer_text(addr))
 
-    # -- datagrams ---------------------------------------------------------
-    def _peek(self, rt: ServiceRuntime) -> tuple[object, ...] | None:
-        assert rt.sock is not None
-        try:
-            _, addr = rt.sock.recvfrom(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return None
-        except OSError:
-            # A queued ICMP error (e.g. port unreachable) is reported once; consumed now.
-            return None
-        return tuple(addr) if isinstance(addr, tuple) else ()
-
-    def _discard_one(self, rt: ServiceRuntime) -> None:
-        if rt.sock is None:
-            return
-        try:
-            rt.sock.recv(MAX_DATAGRAM, socket.MSG_DONTWAIT)
-        except OSError:
-            pass
-
-    def _on_dgram_wait(self, rt: ServiceRuntime) -> None:
-        addr = self._peek(rt)
-        if addr is None:
-            return
-        peer = peer_text(addr)
-        reason = self._parent_check(rt, peer)
-        if reason is not None:
-            # Discard the refused datagram, or it would wake us again at once.
-            self._discard_one(rt)
-            self._refuse(rt, peer, reason, None)
-            return
-        verdict = self.access.check(rt.config, peer)
-        if verdict is None:
-            # The rules need the sender's name: stop watching the socket (the datagram
-            # stays queued) until the verdict.
-            rt.accept_paused = True
-            self.refresh(rt)
-            self.access.wait(rt.config, peer,
-                             lambda v: self._dgram_wait_admit(rt, peer, v, resumed=True))
-            return
-        self._dgram_wait_admit(rt, peer, verdict)
-
-    def _dgram_wait_admit(self, rt: ServiceRuntime, peer: str, verdict: Verdict, *,
-                          resumed: bool = False) -> None:
-        if resumed:
-            rt.accept_paused = False
-        if rt.sock is None or rt.state is not State.ACTIVE:
-            self.refresh(rt)
-            return
-        if not verdict.allowed:
-            self._discard_one(rt)
-            self._refuse(rt, peer, verdict.reason or REASON_ADDRESS, None)
-            self.refresh(rt)
-            return
-        svc = self.access.prepare(rt.config, verdict, None, peer)
-        if self._spawn(svc, rt.sock, peer, self._wait_reaped(rt)) is None:
-            self._discard_one(rt)
-            self.refresh(rt)
-            return
-        rt.transition(Event.WAIT_SPAWNED)
-        self.refresh(rt)
-
-    def _on_dgram_internal(self, rt: ServiceRuntime) -> None:
-        svc = rt.config
-        for _ in range(DGRAM_BATCH):
-            sock = rt.sock
-            if sock is None or not rt.wants_events:
-                return
-            # One recvfrom gives both the datagram and the sender the checks need (no
-            # MSG_PEEK first); a refused datagram is thereby consumed.
-            try:
-                data, addr = sock.recvfrom(MAX_DATAGRAM, socket.MSG_DONTWAIT)
-            except OSError:
-                # Nothing queued, or a queued ICMP error (reported once; consumed now).
-                return
-            peer = peer_text(addr)
-            reason = self._parent_check(rt, peer)
-            if reason is not None:
-                self._refuse(rt, peer, reason, None)
-                continue
-            verdict = self.access.check(svc, peer)
-            if verdict is not PASS:
-                self._dgram_internal_admit(rt, data, addr, peer, verdict)
-                continue
-            if svc.log_type is not None:
-                self.logs.write(svc, start_entry(svc, 0, peer))
-            internal.reply_datagram(svc, sock, data, addr, view=self)
-
-    def _dgram_internal_admit(self, rt: ServiceRuntime, data: bytes, addr: tuple[object, ...],
-                              peer: str, verdict: Verdict | None) -> None:
-        if verdict is None:
-            self.access.wait(rt.config, peer,
-                             lambda v: self._dgram_internal_admit(rt, data, addr, peer, v))
-            return
-        if not verdict.allowed:
-            self._refuse(rt, peer, verdict.reason or REASON_ADDRESS, None)
-            return
-        svc, sock = rt.config, rt.sock
-        if sock is None:
-            return
-        if svc.log_type is not None:
-            self.logs.write(svc, start_entry(svc, 0, peer))
-        internal.reply_datagram(svc, sock, data, addr, view=self)
-
-    def _on_dgram_nowait(self, rt: ServiceRuntime) -> None:
-        for _ in range(DGRAM_BATCH):
-            sock = rt.sock
-            if sock is None or not rt.wants_events:
-                return
-            try:
-                data, raw_addr = sock.recvfrom(MAX_DATAGRAM, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                continue
-            addr = tuple(raw_addr)
-            relay = self._relays.get((rt.id, addr))
-            if relay is not None:
-                self._send_quietly(relay.sock, data, None)
-                continue
-            peer = peer_text(addr)
-            reason = self._parent_check(rt, peer)
-            if reason is not None:
-                self._refuse(rt, peer, reason, None)
-                continue
-            verdict = self.access.check(rt.config, peer)
-            if verdict is not PASS:
-                self._dgram_nowait_admit(rt, addr, peer, data, verdict)
-                continue
-            self._start_relay(rt, addr, peer, data)
-
-    def _dgram_nowait_admit(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
-                            data: bytes, verdict: Verdict | None) -> None:
-        if verdict is None:
-            self.access.wait(rt.config, peer,
-                             lambda v: self._dgram_nowait_admit(rt, addr, peer, data, v))
-            return
-        if not verdict.allowed:
-            self._refuse(rt, peer, verdict.reason or REASON_ADDRESS, None)
-            return
-        relay = self._relays.get((rt.id, addr))
-        if relay is not None:
-            # Another datagram of this peer started its server while this one waited.
-            self._send_quietly(relay.sock, data, None)
-        elif rt.sock is not None:
-            self._start_relay(rt, addr, peer, data)
-
-    def _start_relay(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
-                     first: bytes) -> None:
-        try:
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        except OSError as err:
-            # Out of descriptors (each running server holds one pair end): drop this
-            # datagram; the next one tries again.
-            self.program.error("svc_relay", f"{rt.id}: cannot start a server: "
-                                            f"{strerror(err)}")
-            if rt.config.log_type is not None:
-                self.logs.write(rt.config, fail_entry(rt.config, "fork", peer))
-            return
-        ours.setblocking(False)
-        relay = _Relay(rt, addr, ours)
-        self._send_quietly(ours, first, None)
-        try:
-            pid = self._spawn(rt.config, theirs, peer, lambda c, s: self._end_relay(relay))
-        finally:
-            theirs.close()
-        if pid is None:
-            ours.close()
-            return
-        relay.pid = pid
-        self._relays[(rt.id, addr)] = relay
-        self.loop.register(ours, READ, lambda mask: self._relay_replies(relay))
-
-    def _relay_replies(self, relay: _Relay) -> None:
-        for _ in range(DGRAM_BATCH):
-            try:
-                data = relay.sock.recv(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            target = relay.service.sock
-            if target is not None:
-                self._send_quietly(target, data, relay.addr)
-
-    def _end_relay(self, relay: _Relay) -> None:
-        # Forward what the server wrote before it exited, then drop the channel.
-        self._relay_replies(relay)
-        self.loop.unregister(relay.sock)
-        relay.sock.close()
-        if self._relays.get((relay.service.id, relay.addr)) is relay:
-            del self._relays[(relay.service.id, relay.addr)]
-
-    @staticmethod
-    def _send_quietly(sock: socket.socket, data: bytes, addr: tuple[object, ...] | None
-                      ) -> None:
-        # Datagrams are best effort: a full buffer drops the datagram, never blocks.
-        try:
-            if addr is None:
-                sock.send(data, socket.MSG_DONTWAIT)
-            else:
-                sock.sendto(data, socket.MSG_DONTWAIT, addr)
-        except OSError:
-            pass
-
     # -- the view the `servers` and `services` builtins read ------------------
     def active_services(self) -> list[ServiceConfig]:
         live = (State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS)
@@ -630,7 +398,4 @@ class Dispatcher:
             if record.session is not None and not record.session.closed:
                 record.session.close()
         self._sessions.clear()
-        for relay in list(self._relays.values()):
-            self.loop.unregister(relay.sock)
-            relay.sock.close()
-        self._relays.clear()
+        self.dgram.close_all()

@@ -1,0 +1,312 @@
+"""The datagram dispatch models: what happens when a dgram service's socket is readable.
+
+Reference §4.3. Kept apart from dispatch.py, which holds the stream models, the shared
+parent-level checks and the routing; everything here reaches those through `Host`.
+
+  dgram/wait      MSG_PEEK learns the sender; the server gets the service socket;
+                  suspended until reaped; then whatever is still queued is discarded
+                  (`drain`, called from the shared wait=yes reap hook)
+  dgram/nowait    (external servers; broken in xinetd 2.3.15.3) each datagram is read
+                  here and handed to a server through an AF_UNIX datagram socketpair;
+                  what the server writes is sent to the client from the service socket;
+                  more datagrams from the same peer go to the same running server
+  internal        the datagram builtins answer in the loop, one recvfrom per datagram
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from pyxinetd import internal
+from pyxinetd.access.gate import PASS, AccessGate, Verdict
+from pyxinetd.children import Child, ExitStatus
+from pyxinetd.config.model import ServiceConfig
+from pyxinetd.internal.status import MasterView
+from pyxinetd.listener import peer_text
+from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry, strerror
+from pyxinetd.loop import READ, Loop
+from pyxinetd.service import REASON_ADDRESS, Event, ServiceRuntime, State
+
+# Datagrams handled per readiness event before the loop serves others.
+DGRAM_BATCH = 64
+# Upper bound of the drain after a dgram/wait server exits (a flood cannot pin us).
+DRAIN_LIMIT = 10_000
+MAX_DATAGRAM = 65_535
+
+OnReap = Callable[[Child, ExitStatus], None]
+
+
+class Host(MasterView, Protocol):
+    """What the datagram models use of the dispatcher: the shared checks and spawn."""
+
+    loop: Loop
+    program: ProgramLog
+    logs: ServiceLogs
+    access: AccessGate
+
+    def parent_check(self, rt: ServiceRuntime, peer: str) -> str | None: ...
+
+    def refuse(self, rt: ServiceRuntime, peer: str, reason: str,
+               conn: socket.socket | None) -> None: ...
+
+    def refresh(self, rt: ServiceRuntime) -> None: ...
+
+    def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
+                     on_reap: OnReap | None = None) -> int | None: ...
+
+    def wait_reaped(self, rt: ServiceRuntime) -> OnReap: ...
+
+
+def drain(sock: socket.socket) -> None:
+    """Discard what is queued on a datagram socket, bounded by DRAIN_LIMIT."""
+    for _ in range(DRAIN_LIMIT):
+        try:
+            sock.recv(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            continue
+
+
+def send_quietly(sock: socket.socket, data: bytes, addr: tuple[object, ...] | None) -> None:
+    # Datagrams are best effort: a full buffer drops the datagram, never blocks.
+    try:
+        if addr is None:
+            sock.send(data, socket.MSG_DONTWAIT)
+        else:
+            sock.sendto(data, socket.MSG_DONTWAIT, addr)
+    except OSError:
+        pass
+
+
+@dataclass
+class _Relay:
+    """A dgram/nowait server's private datagram channel."""
+
+    service: ServiceRuntime
+    addr: tuple[object, ...]
+    sock: socket.socket
+    pid: int = 0
+
+
+class DatagramDispatch:
+    """The readiness handlers of datagram services; owns the dgram/nowait relays."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._relays: dict[tuple[str, tuple[object, ...]], _Relay] = {}
+
+    # -- dgram/wait ----------------------------------------------------------
+    @staticmethod
+    def _peek(rt: ServiceRuntime) -> tuple[object, ...] | None:
+        assert rt.sock is not None
+        try:
+            _, addr = rt.sock.recvfrom(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            # A queued ICMP error (e.g. port unreachable) is reported once; consumed now.
+            return None
+        return tuple(addr) if isinstance(addr, tuple) else ()
+
+    @staticmethod
+    def _discard_one(rt: ServiceRuntime) -> None:
+        if rt.sock is None:
+            return
+        try:
+            rt.sock.recv(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+
+    def on_wait(self, rt: ServiceRuntime) -> None:
+        host = self.host
+        addr = self._peek(rt)
+        if addr is None:
+            return
+        peer = peer_text(addr)
+        reason = host.parent_check(rt, peer)
+        if reason is not None:
+            # Discard the refused datagram, or it would wake us again at once.
+            self._discard_one(rt)
+            host.refuse(rt, peer, reason, None)
+            return
+        verdict = host.access.check(rt.config, peer)
+        if verdict is None:
+            # The rules need the sender's name: stop watching the socket (the datagram
+            # stays queued) until the verdict.
+            rt.accept_paused = True
+            host.refresh(rt)
+            host.access.wait(rt.config, peer,
+                             lambda v: self._wait_admit(rt, peer, v, resumed=True))
+            return
+        self._wait_admit(rt, peer, verdict)
+
+    def _wait_admit(self, rt: ServiceRuntime, peer: str, verdict: Verdict, *,
+                    resumed: bool = False) -> None:
+        host = self.host
+        if resumed:
+            rt.accept_paused = False
+        if rt.sock is None or rt.state is not State.ACTIVE:
+            host.refresh(rt)
+            return
+        if not verdict.allowed:
+            self._discard_one(rt)
+            host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None)
+            host.refresh(rt)
+            return
+        svc = host.access.prepare(rt.config, verdict, None, peer)
+        if host.spawn_server(svc, rt.sock, peer, host.wait_reaped(rt)) is None:
+            self._discard_one(rt)
+            host.refresh(rt)
+            return
+        rt.transition(Event.WAIT_SPAWNED)
+        host.refresh(rt)
+
+    # -- internal datagram builtins -----------------------------------------
+    def on_internal(self, rt: ServiceRuntime) -> None:
+        host = self.host
+        svc = rt.config
+        for _ in range(DGRAM_BATCH):
+            sock = rt.sock
+            if sock is None or not rt.wants_events:
+                return
+            # One recvfrom gives both the datagram and the sender the checks need (no
+            # MSG_PEEK first); a refused datagram is thereby consumed.
+            try:
+                data, addr = sock.recvfrom(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+            except OSError:
+                # Nothing queued, or a queued ICMP error (reported once; consumed now).
+                return
+            peer = peer_text(addr)
+            reason = host.parent_check(rt, peer)
+            if reason is not None:
+                host.refuse(rt, peer, reason, None)
+                continue
+            verdict = host.access.check(svc, peer)
+            if verdict is not PASS:
+                self._internal_admit(rt, data, addr, peer, verdict)
+                continue
+            if svc.log_type is not None:
+                host.logs.write(svc, start_entry(svc, 0, peer))
+            internal.reply_datagram(svc, sock, data, addr, view=host)
+
+    def _internal_admit(self, rt: ServiceRuntime, data: bytes, addr: tuple[object, ...],
+                        peer: str, verdict: Verdict | None) -> None:
+        host = self.host
+        if verdict is None:
+            host.access.wait(rt.config, peer,
+                             lambda v: self._internal_admit(rt, data, addr, peer, v))
+            return
+        if not verdict.allowed:
+            host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None)
+            return
+        svc, sock = rt.config, rt.sock
+        if sock is None:
+            return
+        if svc.log_type is not None:
+            host.logs.write(svc, start_entry(svc, 0, peer))
+        internal.reply_datagram(svc, sock, data, addr, view=host)
+
+    # -- dgram/nowait relays ---------------------------------------------------
+    def on_nowait(self, rt: ServiceRuntime) -> None:
+        host = self.host
+        for _ in range(DGRAM_BATCH):
+            sock = rt.sock
+            if sock is None or not rt.wants_events:
+                return
+            try:
+                data, raw_addr = sock.recvfrom(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            addr = tuple(raw_addr)
+            relay = self._relays.get((rt.id, addr))
+            if relay is not None:
+                send_quietly(relay.sock, data, None)
+                continue
+            peer = peer_text(addr)
+            reason = host.parent_check(rt, peer)
+            if reason is not None:
+                host.refuse(rt, peer, reason, None)
+                continue
+            verdict = host.access.check(rt.config, peer)
+            if verdict is not PASS:
+                self._nowait_admit(rt, addr, peer, data, verdict)
+                continue
+            self._start_relay(rt, addr, peer, data)
+
+    def _nowait_admit(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
+                      data: bytes, verdict: Verdict | None) -> None:
+        host = self.host
+        if verdict is None:
+            host.access.wait(rt.config, peer,
+                             lambda v: self._nowait_admit(rt, addr, peer, data, v))
+            return
+        if not verdict.allowed:
+            host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None)
+            return
+        relay = self._relays.get((rt.id, addr))
+        if relay is not None:
+            # Another datagram of this peer started its server while this one waited.
+            send_quietly(relay.sock, data, None)
+        elif rt.sock is not None:
+            self._start_relay(rt, addr, peer, data)
+
+    def _start_relay(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
+                     first: bytes) -> None:
+        host = self.host
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        except OSError as err:
+            # Out of descriptors (each running server holds one pair end): drop this
+            # datagram; the next one tries again.
+            host.program.error("svc_relay", f"{rt.id}: cannot start a server: "
+                                            f"{strerror(err)}")
+            if rt.config.log_type is not None:
+                host.logs.write(rt.config, fail_entry(rt.config, "fork", peer))
+            return
+        ours.setblocking(False)
+        relay = _Relay(rt, addr, ours)
+        send_quietly(ours, first, None)
+        try:
+            pid = host.spawn_server(rt.config, theirs, peer,
+                                    lambda c, s: self._end_relay(relay))
+        finally:
+            theirs.close()
+        if pid is None:
+            ours.close()
+            return
+        relay.pid = pid
+        self._relays[(rt.id, addr)] = relay
+        host.loop.register(ours, READ, lambda mask: self._relay_replies(relay))
+
+    def _relay_replies(self, relay: _Relay) -> None:
+        for _ in range(DGRAM_BATCH):
+            try:
+                data = relay.sock.recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            target = relay.service.sock
+            if target is not None:
+                send_quietly(target, data, relay.addr)
+
+    def _end_relay(self, relay: _Relay) -> None:
+        # Forward what the server wrote before it exited, then drop the channel.
+        self._relay_replies(relay)
+        self.host.loop.unregister(relay.sock)
+        relay.sock.close()
+        if self._relays.get((relay.service.id, relay.addr)) is relay:
+            del self._relays[(relay.service.id, relay.addr)]
+
+    def close_all(self) -> None:
+        """Shutdown: drop every relay channel (the servers see EOF)."""
+        for relay in list(self._relays.values()):
+            self.host.loop.unregister(relay.sock)
+            relay.sock.close()
+        self._relays.clear()
