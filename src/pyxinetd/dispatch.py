@@ -383,6 +383,10 @@ class Dispatcher:
     def session_count(self) -> int:
         return len(self._sessions)
 
+    def open_sessions(self) -> list[_SessionRecord]:
+        """The in-loop sessions, oldest first (a reload checks them again)."""
+        return list(self._sessions.values())
+
     def close_sessions(self, selected: Callable[[ServiceConfig], bool]) -> int:
         """Close the in-loop sessions whose service `selected` picks (a reload removed
         it); each one releases its instance count through its on_close. Returns how many."""
