@@ -168,6 +168,12 @@ def test_intercept_cleared_on_nowait(tmp_path: Path) -> None:
     assert "INTERCEPT" not in s.flags
 
 
+def test_intercept_on_wait_service_kept_with_a_warning(tmp_path: Path) -> None:
+    config = load_text(tmp_path, service_block("svc", "flags = INTERCEPT", "wait = yes"))
+    assert "INTERCEPT" in config.services[0].flags
+    assert any("INTERCEPT is not supported" in w for w in warnings(config))
+
+
 def test_sensor_needs_server_not_user(tmp_path: Path) -> None:
     s = only(tmp_path, block("ftp", "socket_type = stream", "wait = no", "flags = SENSOR",
                              "server = /bin/cat", "deny_time = 10"))
