@@ -21,6 +21,10 @@ Parse, validate, diff, apply; never die on bad input (reference §6.2, §1.8):
      bound (retries as at start-up); servers holding the old socket (wait = yes) are
      terminated as for a removal, the others finish their connection;
    - new services are bound;
+   - the running servers and in-loop sessions of every kept service are checked again
+     against its new access_times, only_from/no_access and instances, as xinetd's
+     manual promises (pyxinetd.recheck); those that fail are ended like the servers of
+     a removed service;
 4. once every bind has settled: `Reconfigured: new=N old=N dropped=N (services)`, and
    without -stayalive/-dontfork, no available service left means exit 1.
 
@@ -33,17 +37,21 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pyxinetd import redirect
+from pyxinetd.access.hostspatterns import normalize_address
 from pyxinetd.children import Child
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.errors import ConfigError
+from pyxinetd.recheck import Recheck, Running
 from pyxinetd.reload import Change, diff_services
 from pyxinetd.service import Event, ServiceRuntime, State
 
 if TYPE_CHECKING:
+    from pyxinetd.dispatch import _SessionRecord as SessionRecord
     from pyxinetd.master import Master
 
 # Seconds between SIGTERM and SIGKILL for the servers of a removed service.
@@ -73,6 +81,10 @@ class Reconfigurer:
         # The file the running configuration was read from, made absolute now: the
         # master chdir's to / once it has started.
         self.path = os.path.abspath(master.config.path)
+        # Servers sent SIGTERM and not yet past their SIGKILL timer, by pid.
+        self._terminating: dict[int, Child] = {}
+        # The rechecks of the last reload (name lookups may still be pending).
+        self._rechecks: list[Recheck] = []
 
     # -- 1. load -----------------------------------------------------------------
     def reload(self) -> None:
@@ -129,6 +141,7 @@ class Reconfigurer:
             added.append(rt)
             to_bind.append(rt)
         m.services = [runtime_of[id(svc)] for svc in new.services]
+        self._recheck(plan.kept)
 
         counts = (len(plan.kept), len(plan.removed))
         self._bind_all(to_bind, lambda: self._reconfigured(added, *counts))
@@ -177,6 +190,82 @@ class Reconfigurer:
             self.terminate([c for c in m.children if selected(c.service)])
         return ServiceRuntime(change.new, m.loop.clock)
 
+    # -- running servers of kept services (pyxinetd.recheck) ------------------------
+    def _recheck(self, kept: tuple[Change, ...]) -> None:
+        m = self.master
+        for job in self._rechecks:
+            job.cancel()
+        self._rechecks = []
+        shared = Counter(change.old.id.lower() for change in kept)
+        children = [c for c in m.children if not self._is_terminating(c)]
+        sessions = m.dispatcher.open_sessions()
+        for change in kept:
+            svc = change.new
+            if not (svc.access_times or svc.only_from is not None or svc.no_access
+                    or svc.instances is not None):
+                continue
+            old, wanted = change.old, change.old.id.lower()
+            if shared[wanted] > 1:
+                # Duplicate ids: only what was started with this very configuration.
+                def picked(other: ServiceConfig) -> bool:
+                    return other is old
+            else:
+                def picked(other: ServiceConfig) -> bool:
+                    return other.id.lower() == wanted
+            servers = [self._running_child(svc, c) for c in children if picked(c.service)]
+            servers += [self._running_session(svc, r) for r in sessions if picked(r.service)]
+            if not servers:
+                continue
+            job = Recheck(svc, servers, self._lookup_name, on_tie=self._tie_reporter(svc))
+            self._rechecks.append(job)
+            job.start()
+
+    def _running_child(self, svc: ServiceConfig, child: Child) -> Running:
+        m = self.master
+
+        def alive() -> bool:
+            return m.children.get(child.pid) is child and not self._is_terminating(child)
+
+        def end(reason: str) -> None:
+            if not alive():
+                return
+            m.program.warning("recheck_servers",
+                              f"service {svc.id} server {child.pid} from {child.peer} no "
+                              f"longer allowed (reason={reason}); terminating")
+            self.terminate([child])
+
+        return Running(child.peer, child.start_time, end, alive)
+
+    def _running_session(self, svc: ServiceConfig, record: SessionRecord) -> Running:
+        def alive() -> bool:
+            return record.session is not None and not record.session.closed
+
+        def end(reason: str) -> None:
+            if record.session is None or record.session.closed:
+                return
+            self.master.program.warning(
+                "recheck_servers", f"service {svc.id} session from {record.peer} no "
+                                   f"longer allowed (reason={reason}); closing")
+            record.session.close()
+
+        return Running(record.peer, record.start, end, alive)
+
+    def _tie_reporter(self, svc: ServiceConfig) -> Callable[[str], None]:
+        def report(peer: str) -> None:
+            # The line new connections log in this case (pyxinetd.access.gate).
+            self.master.program.error("check_access",
+                                      f"Service={svc.id}: only_from list and no_access "
+                                      f"list match equally the address {peer}")
+        return report
+
+    def _lookup_name(self, peer: str, done: Callable[[str | None], None]) -> None:
+        # The resolver new connections use: a helper process, never blocking the loop.
+        self.master.dispatcher.access.resolver.lookup(normalize_address(peer),
+                                                      lambda info: done(info.name))
+
+    def _is_terminating(self, child: Child) -> bool:
+        return self._terminating.get(child.pid) is child
+
     # -- 4. bind and report --------------------------------------------------------
     def _bind_all(self, runtimes: list[ServiceRuntime], finish: Callable[[], None]) -> None:
         """Bind every runtime; call `finish()` once all of them are active or failed.
@@ -212,11 +301,14 @@ class Reconfigurer:
         if not children:
             return
         for child in children:
+            self._terminating[child.pid] = child
             self._send(child, signal.SIGTERM)
         self.master.loop.call_later(kill_grace(), lambda: self._kill_survivors(children))
 
     def _kill_survivors(self, children: list[Child]) -> None:
         for child in children:
+            if self._terminating.get(child.pid) is child:
+                del self._terminating[child.pid]
             # Still our child (not reaped): the pid cannot have been reused.
             if self.master.children.get(child.pid) is child:
                 self._send(child, signal.SIGKILL)
