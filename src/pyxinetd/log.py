@@ -1,9 +1,9 @@
 """The two logs of xinetd (reference §5): the program log and the service logs.
 
 The program log carries the daemon's own messages to a file, to stderr, or to syslog.
-Service logs carry START/EXIT/FAIL/TRAFFIC lines to each service's `log_type`. Lines
-are byte-for-byte xinetd's formats, so existing log parsers (fail2ban filters,
-logwatch scripts) keep working; the syslog ident is therefore `xinetd` too.
+Service logs carry START/EXIT/FAIL/TRAFFIC/USERID/NOID lines to each service's
+`log_type`. Lines are byte-for-byte xinetd's formats, so existing log parsers (fail2ban
+filters, logwatch scripts) keep working; the syslog ident is therefore `xinetd` too.
 
 Syslog is spoken directly on the datagram socket (/dev/log, or $PYXINETD_SYSLOG_SOCKET)
 instead of through the `syslog` module: the socket is non-blocking, so a stalled syslog
@@ -244,6 +244,16 @@ def fail_entry(service: ServiceConfig, reason: str, peer: str) -> str | None:
     if "HOST" in flags:
         text += f" from={peer}"
     return text
+
+
+def userid_entry(service: ServiceConfig, userid: str) -> str:
+    """`USERID: ID TEXT`: TEXT is what the client's identd said after `USERID :`."""
+    return f"USERID: {service.id} {userid}"
+
+
+def noid_entry(service: ServiceConfig, peer: str, reason: str) -> str:
+    """`NOID: ID A REASON`: an IDONLY service could not identify its client."""
+    return f"NOID: {service.id} {peer} {reason}"
 
 
 def traffic_entry(service: ServiceConfig, bytes_in: int, bytes_out: int) -> str | None:
