@@ -5,9 +5,15 @@ Wrappers unless the service has NOLIBWRAP (reason `libwrap`). pyxinetd runs both
 master, before any process is created.
 
 Cost per request: a service without address lists, whose hosts tables are empty (or
-that has NOLIBWRAP), gets one cached plan lookup and one boolean test. Only when the
-rules that apply contain host names does the request wait, parked, for the resolver
-helper (pyxinetd.access.resolver); numeric-only rules are decided at once.
+that has NOLIBWRAP), gets one cached plan lookup and one boolean test. The connection's
+endpoints (getsockname/getpeername) are read only when a rule can use them (`daemon@host`
+patterns, `%A %H %N %R %r %s`, banners). A request is decided at once unless it needs
+something the loop must not wait for; then `check` answers None and `wait` parks it:
+- host names (the client's, or the server's for `daemon@host` patterns and `%N`), looked
+  up by the resolver helper (pyxinetd.access.resolver) with a deadline each;
+- an `aclexec` check of the matched rule: the helper runs the commands and the exit
+  status decides, within `aclexec_timeout` seconds (then the check is killed and counts
+  as failed: the rule does not apply, exactly as a non-zero status).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from pyxinetd.access.hostsaccess import DEFAULT_ALLOW, DEFAULT_DENY, Decision, H
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, normalize_address
 from pyxinetd.access.resolver import NameInfo, Resolver
 from pyxinetd.config.model import ServiceConfig
-from pyxinetd.log import ProgramLog
+from pyxinetd.log import Level, ProgramLog
 from pyxinetd.loop import Loop
 
 REASON_ADDRESS = "address"
@@ -31,6 +37,12 @@ REASON_LIBWRAP = "libwrap"
 # Environment variables that point the daemon at other tables (tests, chroots).
 ALLOW_ENV = "PYXINETD_HOSTS_ALLOW"
 DENY_ENV = "PYXINETD_HOSTS_DENY"
+# How long an aclexec check may run (libwrap waits for ever; the request is parked).
+ACLEXEC_TIMEOUT = 10.0
+# `severity` level -> the program-log level of the refusal line (default INFO).
+SEVERITY_LEVELS = {"emerg": Level.CRITICAL, "alert": Level.CRITICAL, "crit": Level.CRITICAL,
+                   "err": Level.ERROR, "warning": Level.WARNING, "notice": Level.NOTICE,
+                   "info": Level.INFO, "debug": Level.DEBUG}
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,44 @@ class _Plan:
     list_names: bool
     wrap: bool
     daemon: str
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """What the rules may read of the connection besides the client address."""
+
+    client_port: int = 0
+    server: str | None = None
+    server_port: int = 0
+
+
+NO_ENDPOINTS = Endpoints()
+
+
+def endpoints(svc: ServiceConfig, conn: socket.socket | None) -> Endpoints:
+    """The accepted connection's ports and local address; without one (datagrams), the
+    service's bound address and port (a wildcard bind reads as 0.0.0.0 or ::, which is
+    what getsockname gives libwrap on such a socket)."""
+    if conn is not None:
+        try:
+            local, remote = conn.getsockname(), conn.getpeername()
+        except OSError:
+            pass
+        else:
+            if isinstance(local, tuple) and isinstance(remote, tuple):
+                return Endpoints(int(remote[1]), normalize_address(str(local[0])),
+                                 int(local[1]))
+    wildcard = "::" if svc.family == socket.AF_INET6 else "0.0.0.0"
+    return Endpoints(0, normalize_address(svc.bind or wildcard), svc.port or 0)
+
+
+def _endpoint(address: str | None, info: NameInfo | None, port: int) -> Endpoint:
+    """A confirmed name is the host's name; an unconfirmed one makes it PARANOID."""
+    if info is None or info.name is None:
+        return Endpoint(address, port=port)
+    if info.confirmed:
+        return Endpoint(address, name=info.name, port=port)
+    return Endpoint(address, paranoid=True, port=port)
 
 
 def daemon_name(svc: ServiceConfig) -> str:
@@ -72,7 +122,8 @@ def wraps(svc: ServiceConfig) -> bool:
 
 class AccessGate:
     def __init__(self, loop: Loop, program: ProgramLog, *, tables: HostsTables | None = None,
-                 resolver: Resolver | None = None, lookups: Lookups | None = None) -> None:
+                 resolver: Resolver | None = None, lookups: Lookups | None = None,
+                 aclexec_timeout: float = ACLEXEC_TIMEOUT) -> None:
         self.loop = loop
         self.program = program
         self.tables = tables or HostsTables(
@@ -82,6 +133,7 @@ class AccessGate:
         self.resolver = resolver or Resolver(
             loop, on_error=lambda text: program.error("resolver", text))
         self.lookups = lookups or Lookups()
+        self.aclexec_timeout = aclexec_timeout
         self._plans: dict[int, tuple[ServiceConfig, _Plan]] = {}
 
     def _plan(self, svc: ServiceConfig) -> _Plan:
@@ -93,51 +145,133 @@ class AccessGate:
         self._plans[id(svc)] = (svc, plan)
         return plan
 
-    def check(self, svc: ServiceConfig, peer: str) -> Verdict | None:
-        """The verdict now, or None when names are needed: then call `wait`."""
+    def _wrap(self, plan: _Plan) -> bool:
+        return plan.wrap and not self.tables.empty
+
+    def _ends(self, svc: ServiceConfig, wrap: bool, conn: socket.socket | None) -> Endpoints:
+        return endpoints(svc, conn) if wrap and self.tables.endpoints else NO_ENDPOINTS
+
+    def _wants(self, plan: _Plan, wrap: bool, peer: str, ends: Endpoints
+               ) -> tuple[bool, bool]:
+        """Which names the request must wait for: (the client's, the server's)."""
+        client = lists.parse_peer(peer) is not None and (
+            plan.list_names or (wrap and self.tables.client_names))
+        server = wrap and ends.server is not None and self.tables.server_names
+        return client, server
+
+    def check(self, svc: ServiceConfig, peer: str,
+              conn: socket.socket | None = None) -> Verdict | None:
+        """The verdict now, or None when it must wait (names, aclexec): then call
+        `wait`. `conn`: the accepted connection, when there is one."""
         plan = self._plan(svc)
-        wrap = plan.wrap and not self.tables.empty
+        wrap = self._wrap(plan)
         if not plan.lists and not wrap:
             return PASS
-        if lists.parse_peer(peer) is not None and (
-                plan.list_names or (wrap and self.tables.needs_names)):
+        ends = self._ends(svc, wrap, conn)
+        if any(self._wants(plan, wrap, peer, ends)):
             return None
-        return self._decide(svc, plan, peer, None)
+        outcome = self._judge(svc, plan, peer, ends, None, None)
+        if isinstance(outcome, Verdict):
+            return outcome
+        decision, request = outcome
+        if decision.aclexec:
+            return None
+        self._start(decision)
+        return self._verdict(svc, plan, peer, decision, request, conn)
 
-    def wait(self, svc: ServiceConfig, peer: str, done: Callable[[Verdict], None]) -> None:
-        """Resolve the peer's name without blocking, then call `done` with the verdict."""
+    def wait(self, svc: ServiceConfig, peer: str, done: Callable[[Verdict], None],
+             conn: socket.socket | None = None) -> None:
+        """Look the names up and run the aclexec check without blocking, then call
+        `done` (never before returning) with the verdict."""
         plan = self._plan(svc)
-        self.resolver.lookup(normalize_address(peer),
-                             lambda info: done(self._decide(svc, plan, peer, info)))
+        wrap = self._wrap(plan)
+        ends = self._ends(svc, wrap, conn)
+        want_client, want_server = self._wants(plan, wrap, peer, ends)
+        names: dict[str, NameInfo] = {}
+        missing = int(want_client) + int(want_server)
 
-    def _decide(self, svc: ServiceConfig, plan: _Plan, peer: str,
-                info: NameInfo | None) -> Verdict:
-        name = info.name if info is not None else None
+        def proceed() -> None:
+            outcome = self._judge(svc, plan, peer, ends, names.get("client"),
+                                  names.get("server"))
+            if isinstance(outcome, Verdict):
+                done(outcome)
+            else:
+                self._settle(svc, plan, peer, *outcome, conn, done)
+
+        def arrived(side: str, info: NameInfo) -> None:
+            nonlocal missing
+            names[side] = info
+            missing -= 1
+            if missing == 0:
+                proceed()
+
+        if want_client:
+            self.resolver.lookup(normalize_address(peer), lambda i: arrived("client", i))
+        if want_server and ends.server is not None:
+            self.resolver.lookup(ends.server, lambda i: arrived("server", i))
+        if missing == 0:
+            self.loop.call_soon(proceed)
+
+    def _judge(self, svc: ServiceConfig, plan: _Plan, peer: str, ends: Endpoints,
+               client: NameInfo | None, server: NameInfo | None
+               ) -> Verdict | tuple[Decision, Request]:
+        """The address lists' verdict, or what hosts_access decided (nothing run yet)."""
         if plan.lists:
-            result = lists.check(svc, peer, name)
+            result = lists.check(svc, peer, client.name if client is not None else None)
             if result.tie:
                 self.program.error("check_access",
                                    f"Service={svc.id}: only_from list and no_access list "
                                    f"match equally the address {peer}")
             if not result.allowed:
                 return Verdict(False, REASON_ADDRESS)
-        if not plan.wrap or self.tables.empty:
+        if not self._wrap(plan):
             return PASS
         allow, deny = self.tables.current()
         address = normalize_address(peer) if lists.parse_peer(peer) is not None else None
-        client = Endpoint(address, name=name if info is None or info.confirmed else None,
-                          paranoid=info is not None and name is not None
-                          and not info.confirmed)
-        request = Request(plan.daemon, client, pid=os.getpid())
-        decision = evaluate(allow, deny, request, self.lookups)
+        request = Request(plan.daemon, _endpoint(address, client, ends.client_port),
+                          _endpoint(ends.server, server, ends.server_port), pid=os.getpid())
+        return evaluate(allow, deny, request, self.lookups), request
+
+    def _start(self, decision: Decision) -> None:
+        """What the matched rule does whatever the verdict: errors logged, spawns run."""
         for line in decision.trace:
             if line.startswith("error:"):
                 self.program.error("hosts_access", line[len("error: "):])
         for command in decision.spawn:
             self.resolver.run_shell(command)
+
+    def _settle(self, svc: ServiceConfig, plan: _Plan, peer: str, decision: Decision,
+                request: Request, conn: socket.socket | None,
+                done: Callable[[Verdict], None]) -> None:
+        """Run the decision's aclexec check, if any, then call `done`."""
+        self._start(decision)
+        if not decision.aclexec:
+            done(self._verdict(svc, plan, peer, decision, request, conn))
+            return
+
+        def finished(status: int | None) -> None:
+            if status == 0:
+                done(self._verdict(svc, plan, peer, decision, request, conn))
+                return
+            outcome = (f"returned {status}" if status is not None else
+                       f"did not finish within {self.aclexec_timeout:g} s (killed)")
+            self.program.info("libwrap", f"aclexec {outcome} ({decision.matched}) for "
+                                         f"{svc.id} from {peer}: the rule does not apply")
+            self._settle(svc, plan, peer, decision.otherwise or Decision("granted"),
+                         request, conn, done)
+
+        self.resolver.run_check(decision.aclexec, self.aclexec_timeout, finished)
+
+    def _verdict(self, svc: ServiceConfig, plan: _Plan, peer: str, decision: Decision,
+                 request: Request, conn: socket.socket | None) -> Verdict:
+        if decision.banners and conn is not None:
+            # Sent while the options are processed, as libwrap does: a refusing rule's
+            # banner reaches the client too (before banner_fail).
+            self._banner(plan, decision.banners, request, conn)
         if decision.access == "denied":
-            self.program.info("libwrap", f"libwrap refused connection to {svc.id} "
-                                         f"(libwrap={plan.daemon}) from {peer}")
+            level = SEVERITY_LEVELS.get(decision.severity or "info", Level.INFO)
+            self.program.log(level, "libwrap", f"libwrap refused connection to {svc.id} "
+                                               f"(libwrap={plan.daemon}) from {peer}")
             return Verdict(False, REASON_LIBWRAP, decision)
         if decision.matched is None or decision.trace == ():
             return PASS
@@ -152,8 +286,6 @@ class AccessGate:
             return svc
         if conn is not None:
             self._socket_options(decision, conn)
-            if decision.banners:
-                self._banner(svc, decision, conn, peer)
         changes: dict[str, object] = {}
         environment = list(svc.environment if svc.environment is not None
                            else (f"PATH={os.defpath}",))
@@ -187,17 +319,15 @@ class AccessGate:
         except OSError:
             pass
 
-    def _banner(self, svc: ServiceConfig, decision: Decision, conn: socket.socket,
-                peer: str) -> None:
-        assert decision.banners is not None
-        plan = self._plan(svc)
-        path = os.path.join(decision.banners, plan.daemon)
+    @staticmethod
+    def _banner(plan: _Plan, folder: str, request: Request, conn: socket.socket) -> None:
+        """`banners DIR`: DIR/<daemon name>, %-expanded, newlines as CRLF."""
+        path = os.path.join(folder, plan.daemon)
         try:
             with open(path, encoding="utf-8", errors="replace") as f:
                 text = f.read()
         except OSError:
             return
-        request = Request(plan.daemon, Endpoint(normalize_address(peer)), pid=os.getpid())
         data = expand(text, request).replace("\r\n", "\n").replace("\n", "\r\n").encode()
         try:
             conn.send(data, socket.MSG_DONTWAIT)

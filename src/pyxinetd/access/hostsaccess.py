@@ -6,9 +6,14 @@ expansions); the vectors in shared/vectors/hosts_access.json are what tcpdmatch 
 `evaluate()` is pure: it returns a Decision listing what the matched rule asks for
 (spawn and twist commands already `%`-expanded, setenv pairs, banners, process
 attributes) and leaves running them to the caller (pyxinetd.access.gate). Options are
-parsed when a table is loaded but, as in libwrap, an option error only counts when its
-rule matches, and then it denies. User names in `user` options are resolved at load
-time, never per connection (NSS may block).
+parsed when a table is loaded (pyxinetd.access.hostsoptions) but, as in libwrap, an
+option error only counts when its rule matches, and then it denies.
+
+`aclexec` is the one option whose outcome is not known here: its commands' exit status
+decides whether the rule applies at all. So a Decision with aclexec commands carries
+`otherwise`, the decision to use when the last command fails: libwrap then ends the scan
+of that rule's file as if nothing had matched (the rest of hosts.allow is skipped and
+hosts.deny is scanned; a failure in hosts.deny grants). Checked with Debian's libwrap.
 
 `HostsTables` keeps both files parsed and re-reads one only when its mtime, size or
 inode changes, checked at most once per `recheck` seconds: no file I/O per connection.
@@ -16,54 +21,23 @@ inode changes, checked at most once per `recheck` seconds: no file I/O per conne
 
 from __future__ import annotations
 
-import grp
 import os
-import pwd
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from pyxinetd.access.hostsoptions import CLIENT_NAME_LETTERS, ENDPOINT_LETTERS, OPTIONS, \
+    SERVER_NAME_LETTERS, Option, expand, parse_option
 from pyxinetd.access.hostspatterns import Lookups, Request, client_match, daemon_match, \
-    iter_expansions, list_match, patterns_need_names, split_at, tokens
+    list_match, patterns_need_names, split_at, tokens
+
+__all__ = ["DEFAULT_ALLOW", "DEFAULT_DENY", "Decision", "HostsTables", "Rule", "Table",
+           "evaluate", "expand", "parse_table"]
 
 DEFAULT_ALLOW = "/etc/hosts.allow"
 DEFAULT_DENY = "/etc/hosts.deny"
-# Characters kept as they are in `%` expansions; anything else becomes '_' so that
-# the result cannot confuse a shell (percent_x in libwrap).
-_SAFE = set("1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
 Access = Literal["granted", "denied", "delegated"]
-
-# keyword -> (needs a value, may have a value, must be last, %-expanded)
-_OPTIONS: dict[str, tuple[bool, bool, bool, bool]] = {
-    "allow": (False, False, True, False),
-    "deny": (False, False, True, False),
-    "twist": (True, True, True, True),
-    "spawn": (True, True, False, True),
-    "aclexec": (True, True, False, True),
-    "setenv": (True, True, False, True),
-    "severity": (True, True, False, False),
-    "banners": (True, True, False, False),
-    "nice": (False, True, False, False),
-    "umask": (True, True, False, False),
-    "user": (True, True, False, False),
-    "group": (True, True, False, False),
-    "rfc931": (False, True, False, False),
-    "keepalive": (False, False, False, False),
-    "linger": (True, True, False, False),
-}
-
-
-@dataclass(frozen=True)
-class Option:
-    keyword: str            # as written (the trace shows it so)
-    value: str | None
-    error: str | None = None
-    # `user`/`group` resolved at load time.
-    uid: int | None = None
-    gid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +52,16 @@ class Rule:
     def where(self) -> str:
         return f"{self.label} line {self.line}"
 
+    @property
+    def server_hosts(self) -> list[str]:
+        """The host parts of the `daemon@host` patterns."""
+        return [split_at(d[1:], "@")[1] or "" for d in self.daemons if "@" in d[1:]]
+
+    @property
+    def letters(self) -> frozenset[str]:
+        """Every `%` letter the options expand."""
+        return frozenset().union(*(o.letters for o in self.options or ()))
+
 
 @dataclass(frozen=True)
 class Table:
@@ -86,10 +70,28 @@ class Table:
     warnings: tuple[str, ...] = ()
 
     @property
+    def client_names(self) -> bool:
+        """Matching or expanding may need the client's host name."""
+        return any(patterns_need_names(list(r.clients)) or r.letters & CLIENT_NAME_LETTERS
+                   for r in self.rules)
+
+    @property
+    def server_names(self) -> bool:
+        """Matching or expanding may need the server's (local) host name."""
+        return any(patterns_need_names(r.server_hosts) or r.letters & SERVER_NAME_LETTERS
+                   for r in self.rules)
+
+    @property
+    def endpoints(self) -> bool:
+        """A rule reads the server address or a port: a `daemon@host` pattern, one of
+        `%A %H %N %R %r %s`, or a banner file (whose text is only known when sent)."""
+        return any(r.server_hosts or r.letters & ENDPOINT_LETTERS
+                   or any(o.keyword.lower() == "banners" for o in r.options or ())
+                   for r in self.rules)
+
+    @property
     def needs_names(self) -> bool:
-        return any(patterns_need_names(list(r.clients)) for r in self.rules) or any(
-            "@" in d[1:] and patterns_need_names([split_at(d[1:], "@")[1] or ""])
-            for r in self.rules for d in r.daemons)
+        return self.client_names or self.server_names
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,11 @@ class Decision:
     gid: int | None = None
     keepalive: bool = False
     linger: int | None = None
+    severity: str | None = None              # syslog level word for the refusal line
+    # Commands whose exit status decides whether the rule applies (the last one's
+    # status counts, as in libwrap), and the decision when it is not 0.
     aclexec: tuple[str, ...] = ()
+    otherwise: Decision | None = None
 
     @property
     def granted(self) -> bool:
@@ -150,55 +156,6 @@ def _split_options(text: str) -> list[str]:
     return fields
 
 
-def _resolve_user(value: str) -> tuple[int | None, int | None, str | None]:
-    user, _, group = value.partition(".")
-    try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
-        return None, None, f'unknown user: "{user}"'
-    gid = entry.pw_gid
-    if group:
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            return None, None, f'unknown group: "{group}"'
-    return entry.pw_uid, gid, None
-
-
-def _parse_option(field_text: str, is_last: bool, where: str) -> Option:
-    match = re.match(r"([^\s=]*)\s*(?:=\s*)?(.*)$", field_text, re.S)
-    assert match is not None
-    key, value_text = match.group(1), match.group(2).strip()
-    value = value_text or None
-    if key == "":
-        return Option(key, value, f"{where}: missing option name")
-    spec = _OPTIONS.get(key.lower())
-    if spec is None:
-        return Option(key, value, f'{where}: bad option name: "{key}"')
-    needs, may, last, _ = spec
-    if value is None and needs:
-        return Option(key, value, f'{where}: option "{key}" requires value')
-    if value is not None and not may:
-        return Option(key, value, f'{where}: option "{key}" requires no value')
-    if last and not is_last:
-        return Option(key, value, f'{where}: option "{key}" must be at end')
-    lowered = key.lower()
-    if lowered == "user" and value is not None:
-        uid, gid, error = _resolve_user(value)
-        return Option(key, value, f"{where}: {error}" if error else None, uid, gid)
-    if lowered == "group" and value is not None:
-        try:
-            return Option(key, value, gid=grp.getgrnam(value).gr_gid)
-        except KeyError:
-            return Option(key, value, f'{where}: unknown group: "{value}"')
-    if lowered in ("nice", "linger", "rfc931") and value is not None \
-            and not re.fullmatch(r"-?\d+", value):
-        return Option(key, value, f'{where}: bad {lowered} value: "{value}"')
-    if lowered == "umask" and value is not None and not re.fullmatch(r"[0-7]+", value):
-        return Option(key, value, f'{where}: bad umask value: "{value}"')
-    return Option(key, value)
-
-
 def parse_table(text: str, label: str) -> Table:
     """Parse one file's text; `label` (hosts.allow / hosts.deny) names it in messages."""
     rules: list[Rule] = []
@@ -215,59 +172,11 @@ def parse_table(text: str, label: str) -> Table:
         if option_text is not None:
             where = f"{label}, line {number}"
             fields = _split_options(option_text)
-            options = tuple(_parse_option(f, i == len(fields) - 1, where)
+            options = tuple(parse_option(f, i == len(fields) - 1, where)
                             for i, f in enumerate(fields))
         rules.append(Rule(label, number, tuple(tokens(daemons)), tuple(tokens(clients)),
                           options))
     return Table(label, tuple(rules), tuple(warnings))
-
-
-def expand(text: str, request: Request) -> str:
-    """`%` sequences of hosts_options(5); unsafe characters of each expansion -> '_'."""
-    out: list[str] = []
-    for literal, letter in iter_expansions(text):
-        if letter is None:
-            out.append(literal)
-            continue
-        value = _expansion(letter, request)
-        if letter != "%":
-            value = "".join(c if c in _SAFE else "_" for c in value)
-        out.append(value)
-    return "".join(out)
-
-
-def _expansion(letter: str, request: Request) -> str:
-    client, server = request.client, request.server
-    if letter == "a":
-        return client.addr_text
-    if letter == "A":
-        return server.addr_text
-    if letter == "c":
-        return f"{request.user}@{client.info}" if request.user else client.info
-    if letter == "d":
-        return request.daemon
-    if letter == "h":
-        return client.info
-    if letter == "H":
-        return server.info
-    if letter == "n":
-        return client.name_text
-    if letter == "N":
-        return server.name_text
-    if letter == "p":
-        return str(request.pid)
-    if letter == "r":
-        return str(client.port)
-    if letter == "R":
-        return str(server.port)
-    if letter == "s":
-        info = server.info
-        return request.daemon if info == "unknown" else f"{request.daemon}@{info}"
-    if letter == "u":
-        return request.user_text
-    if letter == "%":
-        return "%"
-    return ""
 
 
 def _rule_matches(rule: Rule, request: Request, lookups: Lookups) -> bool:
@@ -275,24 +184,24 @@ def _rule_matches(rule: Rule, request: Request, lookups: Lookups) -> bool:
         and list_match(list(rule.clients), lambda p: client_match(p, request, lookups))
 
 
-def _apply_options(rule: Rule, request: Request, file_access: Access,
-                   serving: bool) -> Decision:
+def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decision:
     """Process the matched rule's options left to right, as libwrap does."""
     assert rule.options is not None
     trace: list[str] = []
     fields: dict[str, object] = {}
-    spawn: list[str] = []
+    # spawn and aclexec commands in option order: ("spawn"|"aclexec", command).
+    commands: list[tuple[str, str]] = []
     setenv: list[tuple[str, str]] = []
-    aclexec: list[str] = []
     access: Access = file_access
     for option in rule.options:
         if option.error is not None:
             trace.append(f"error: {option.error}")
-            return Decision("denied", rule.where, tuple(trace), spawn=tuple(spawn))
+            # Commands before the error have run in libwrap; none decides any more.
+            return Decision("denied", rule.where, tuple(trace),
+                            spawn=tuple(c for _, c in commands))
         key = option.keyword.lower()
-        spec = _OPTIONS[key]
         value = option.value
-        if value is not None and spec[3]:
+        if value is not None and OPTIONS[key][3]:
             value = expand(value, request)
         trace.append(f"option: {option.keyword} {value or ''}")
         if key == "allow":
@@ -302,17 +211,13 @@ def _apply_options(rule: Rule, request: Request, file_access: Access,
         elif key == "twist":
             fields["twist"] = value
             access = "delegated"
-        elif key == "spawn" and value is not None:
-            spawn.append(value)
+        elif key in ("spawn", "aclexec") and value is not None:
+            commands.append((key, value))
         elif key == "setenv" and value is not None:
             name, _, text = value.partition(" ")
             setenv.append((name, text.lstrip()))
-        elif key == "aclexec" and value is not None:
-            if serving:
-                trace.append(f"error: {rule.label}, line {rule.line}: "
-                             "aclexec is not supported")
-                return Decision("denied", rule.where, tuple(trace), spawn=tuple(spawn))
-            aclexec.append(value)
+        elif key == "severity":
+            fields["severity"] = option.level
         elif key == "banners":
             fields["banners"] = value
         elif key == "nice":
@@ -328,23 +233,40 @@ def _apply_options(rule: Rule, request: Request, file_access: Access,
             fields["keepalive"] = True
         elif key == "linger" and value is not None:
             fields["linger"] = int(value)
-        # severity and rfc931 are accepted; pyxinetd logs at its own levels and does
-        # not ask identd from the access check.
-    return Decision(access, rule.where, tuple(trace), spawn=tuple(spawn),
-                    setenv=tuple(setenv), aclexec=tuple(aclexec), **fields)  # type: ignore[arg-type]
+        # rfc931 is accepted: the user name comes from the request when an ident
+        # lookup has given one (Request.user), else it is `unknown`.
+    # allow/deny/twist end libwrap's processing before the aclexec status is looked
+    # at: then the commands only run.
+    terminal = any(o.keyword.lower() in ("allow", "deny", "twist") for o in rule.options)
+    deciding = () if terminal else tuple(c for k, c in commands if k == "aclexec")
+    spawn = tuple(c for k, c in commands if k == "spawn" or not deciding)
+    return Decision(access, rule.where, tuple(trace), spawn=spawn, setenv=tuple(setenv),
+                    aclexec=deciding, **fields)  # type: ignore[arg-type]
+
+
+def _scan(tables: tuple[tuple[Table, Access], ...], request: Request, lookups: Lookups,
+          serving: bool) -> Decision:
+    for index, (table, access) in enumerate(tables):
+        for rule in table.rules:
+            if not _rule_matches(rule, request, lookups):
+                continue
+            if rule.options is None:
+                return Decision(access, rule.where)
+            decision = _apply_options(rule, request, access)
+            if decision.aclexec and serving:
+                # A failed aclexec ends this file's scan with no match.
+                rest = _scan(tables[index + 1:], request, lookups, serving)
+                decision = replace(decision, otherwise=rest)
+            return decision
+    return Decision("granted")
 
 
 def evaluate(allow: Table, deny: Table, request: Request, lookups: Lookups, *,
              serving: bool = True) -> Decision:
-    """The verdict for one request. `serving=False` predicts like tcpdmatch (aclexec is
-    shown but not run); with `serving=True` an aclexec option is an error."""
-    for table, access in ((allow, "granted"), (deny, "denied")):
-        for rule in table.rules:
-            if _rule_matches(rule, request, lookups):
-                if rule.options is None:
-                    return Decision(access, rule.where)  # type: ignore[arg-type]
-                return _apply_options(rule, request, access, serving)  # type: ignore[arg-type]
-    return Decision("granted")
+    """The verdict for one request, as if every aclexec command succeeds; with
+    `serving` (the default) a Decision with aclexec commands also carries `otherwise`.
+    `serving=False` predicts like tcpdmatch, which never runs aclexec."""
+    return _scan(((allow, "granted"), (deny, "denied")), request, lookups, serving)
 
 
 @dataclass
@@ -366,7 +288,9 @@ class HostsTables:
     _deny: _Loaded | None = field(default=None, init=False)
     _checked_at: float = field(default=float("-inf"), init=False)
     _empty: bool = field(default=True, init=False)
-    _needs_names: bool = field(default=False, init=False)
+    _client_names: bool = field(default=False, init=False)
+    _server_names: bool = field(default=False, init=False)
+    _endpoints: bool = field(default=False, init=False)
 
     def current(self) -> tuple[Table, Table]:
         now = self.clock()
@@ -375,7 +299,10 @@ class HostsTables:
             self._allow = self._load(self.allow_path, "hosts.allow", self._allow)
             self._deny = self._load(self.deny_path, "hosts.deny", self._deny)
             self._empty = not self._allow.table.rules and not self._deny.table.rules
-            self._needs_names = self._allow.table.needs_names or self._deny.table.needs_names
+            tables = (self._allow.table, self._deny.table)
+            self._client_names = any(t.client_names for t in tables)
+            self._server_names = any(t.server_names for t in tables)
+            self._endpoints = any(t.endpoints for t in tables)
         return self._allow.table, self._deny.table
 
     @property
@@ -385,9 +312,27 @@ class HostsTables:
         return self._empty
 
     @property
+    def client_names(self) -> bool:
+        """A rule may need the client's host name (after `current()`)."""
+        self.current()
+        return self._client_names
+
+    @property
+    def server_names(self) -> bool:
+        """A rule may need the server's host name (after `current()`)."""
+        self.current()
+        return self._server_names
+
+    @property
+    def endpoints(self) -> bool:
+        """A rule may read the server address or a port (after `current()`)."""
+        self.current()
+        return self._endpoints
+
+    @property
     def needs_names(self) -> bool:
         self.current()
-        return self._needs_names
+        return self._client_names or self._server_names
 
     def _load(self, path: str, label: str, old: _Loaded | None) -> _Loaded:
         try:

@@ -6,24 +6,29 @@ servers (a fork while another thread holds a libc lock can deadlock the child). 
 master starts one long-lived helper (`python -m pyxinetd.access.resolver`) on first need,
 with one end of an AF_UNIX SOCK_SEQPACKET pair on its fd 0. Requests and answers are
 one JSON object per packet; the helper answers lookups from a small thread pool (threads
-are harmless there: it never forks while looking up) and runs `spawn` commands of
-hosts.allow/hosts.deny with stdio on /dev/null, reaping them itself, so the master's
-child table never sees them.
+are harmless there: it never forks while looking up) and runs the `spawn` and `aclexec`
+commands of hosts.allow/hosts.deny with stdio on /dev/null, each in its own session,
+reaping them itself, so the master's child table never sees them. A spawn command is
+not waited for; the exit status of an aclexec check (one or more commands run in turn)
+is sent back, and the check is killed (its whole process group) at its deadline.
 
-On the master side every lookup has a deadline (a loop timer); when it passes, or when
-the helper is gone, the callback gets "name unknown" and the connection proceeds as if
-the lookup had failed. The helper exits when its socket reaches EOF (the master closed
-it or died).
+On the master side every lookup and every check has a deadline (a loop timer); when it
+passes, or when the helper is gone, the callback gets "name unknown" (a lookup) or None
+(a check), and the request proceeds as if the lookup had failed or the command had
+exited non-zero. The helper exits when its socket reaches EOF (the master closed it or
+died).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +39,9 @@ from pyxinetd.timers import Timer
 DEFAULT_TIMEOUT = 5.0
 MAX_PACKET = 65_536
 LOOKUP_THREADS = 4
+# The master's deadline for a check passes this long after the helper's own, so that
+# the helper's answer (status None after its kill) normally arrives first.
+CHECK_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,9 @@ class NameInfo:
 
 NO_NAME = NameInfo()
 NameCallback = Callable[[NameInfo], None]
+# The exit status of a check's last command (negative: killed by that signal), or None
+# when it did not finish in time or could not be run.
+StatusCallback = Callable[[int | None], None]
 
 
 class Resolver:
@@ -61,6 +72,7 @@ class Resolver:
         self.pid: int | None = None
         self._ids = iter(range(1, 1 << 62))
         self._pending: dict[int, tuple[NameCallback, Timer]] = {}
+        self._checks: dict[int, tuple[StatusCallback, Timer]] = {}
 
     def lookup(self, address: str, callback: NameCallback) -> None:
         """Call `callback` later (never before returning) with what the name is."""
@@ -74,6 +86,18 @@ class Resolver:
         """Run `/bin/sh -c command` with stdio on /dev/null; do not wait for it."""
         self._send({"op": "sh", "cmd": command})
 
+    def run_check(self, commands: tuple[str, ...], timeout: float,
+                  callback: StatusCallback) -> None:
+        """Run the commands one after the other (`/bin/sh -c`, stdio on /dev/null) and
+        call `callback` later (never before returning) with the last one's status."""
+        request_id = next(self._ids)
+        timer = self.loop.call_later(timeout + CHECK_GRACE,
+                                     lambda: self._finish_check(request_id, None))
+        self._checks[request_id] = (callback, timer)
+        if not self._send({"id": request_id, "op": "check", "cmds": list(commands),
+                           "timeout": timeout}):
+            self.loop.call_soon(lambda: self._finish_check(request_id, None))
+
     def close(self) -> None:
         if self._sock is not None:
             self.loop.unregister(self._sock)
@@ -81,6 +105,8 @@ class Resolver:
             self._sock = None
         for request_id in list(self._pending):
             self._expire(request_id)
+        for request_id in list(self._checks):
+            self._finish_check(request_id, None)
 
     def _send(self, message: dict[str, object]) -> bool:
         if self._sock is None and not self._start():
@@ -129,6 +155,10 @@ class Resolver:
             try:
                 answer = json.loads(packet)
                 request_id = int(answer["id"])
+                if "status" in answer:
+                    status = answer["status"]
+                    self._finish_check(request_id, None if status is None else int(status))
+                    continue
                 info = NameInfo(answer.get("name"), bool(answer.get("confirmed")))
             except (ValueError, KeyError, TypeError):
                 continue
@@ -147,6 +177,12 @@ class Resolver:
         if entry is not None:
             entry[1].cancel()
             entry[0](NO_NAME)
+
+    def _finish_check(self, request_id: int, status: int | None) -> None:
+        entry = self._checks.pop(request_id, None)
+        if entry is not None:
+            entry[1].cancel()
+            entry[0](status)
 
     def _report(self, text: str) -> None:
         if self._on_error is not None:
@@ -169,27 +205,59 @@ def resolve(address: str) -> NameInfo:
     return NameInfo(name.lower(), address in found)
 
 
+def _start_shell(command: str) -> subprocess.Popen[bytes] | None:
+    """`/bin/sh -c command`, stdio on /dev/null, in a session (and group) of its own."""
+    try:
+        return subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    except OSError:
+        return None
+
+
+def run_check(commands: list[str], timeout: float) -> int | None:
+    """Blocking: run the commands in turn within `timeout` seconds in all; the last
+    one's status (negative: the signal that ended it), or None when a command could
+    not be started or the deadline passed (its process group is then killed)."""
+    deadline = time.monotonic() + timeout
+    status: int | None = None
+    for command in commands:
+        proc = _start_shell(command)
+        if proc is None:
+            return None
+        try:
+            status = proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            proc.wait()
+            return None
+    return status
+
+
 def _serve(sock: socket.socket) -> None:
     lock = threading.Lock()
 
-    def answer(request_id: int, address: str) -> None:
-        info = resolve(address)
-        data = json.dumps({"id": request_id, "name": info.name,
-                           "confirmed": info.confirmed}).encode()
+    def send(message: dict[str, object]) -> None:
         with lock:
             try:
-                sock.send(data)
+                sock.send(json.dumps(message).encode())
             except OSError:
                 pass
 
+    def answer(request_id: int, address: str) -> None:
+        info = resolve(address)
+        send({"id": request_id, "name": info.name, "confirmed": info.confirmed})
+
     def shell(command: str) -> None:
-        try:
-            proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    start_new_session=True)
-        except OSError:
-            return
-        proc.wait()
+        proc = _start_shell(command)
+        if proc is not None:
+            proc.wait()
+
+    def check(request_id: int, commands: list[str], timeout: float) -> None:
+        send({"id": request_id, "status": run_check(commands, timeout)})
 
     with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
         while True:
@@ -210,6 +278,10 @@ def _serve(sock: socket.socket) -> None:
             elif message.get("op") == "sh":
                 threading.Thread(target=shell, args=(str(message["cmd"]),),
                                  daemon=True).start()
+            elif message.get("op") == "check":
+                threading.Thread(target=check, args=(
+                    int(message["id"]), [str(c) for c in message["cmds"]],
+                    float(message["timeout"])), daemon=True).start()
 
 
 def main() -> None:
