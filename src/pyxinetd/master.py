@@ -216,6 +216,7 @@ class Master:
 
     def shutdown(self) -> None:
         """Close every socket and session; servers keep running, as with xinetd."""
+        self.reconfig.close()
         for binder, _ in self._binders.values():
             binder.cancel()
         self._binders.clear()
@@ -314,6 +315,8 @@ class Master:
     def reap_children(self) -> None:
         """Collect every exited child; log EXIT; let its service resume."""
         for pid, status in reap():
+            if self.reconfig.claim(pid, status):
+                continue    # the reload's configuration loader
             child = self.children.pop(pid)
             if child is None:
                 self.program.error("child_exit", f"unknown child process {pid} died")

@@ -3,7 +3,9 @@
 Parse, validate, diff, apply; never die on bad input (reference §6.2, §1.8):
 
 1. load the whole configuration again from the main file given at start-up (its
-   absolute path: the daemon has chdir'ed to /). An unreadable main file changes
+   absolute path: the daemon has chdir'ed to /), in a loader child whose result the
+   loop picks up when it arrives (pyxinetd.configload): serving goes on meanwhile, and
+   a reload asked for during a load runs once that load is applied. An unreadable main file changes
    nothing: `reconfiguration failed`. Anything else wrong in the text was turned into
    diagnostics by the loader, logged here with file:line as at start-up; only the
    services it concerns are missing from the new configuration. A bad value in
@@ -43,9 +45,10 @@ from typing import TYPE_CHECKING
 
 from pyxinetd import redirect
 from pyxinetd.access.hostspatterns import normalize_address
-from pyxinetd.children import Child
+from pyxinetd.children import Child, ExitStatus
+from pyxinetd.config.isolated import LoaderFailed
 from pyxinetd.config.model import Configuration, ServiceConfig
-from pyxinetd.errors import ConfigError
+from pyxinetd.configload import Outcome, PendingLoad
 from pyxinetd.recheck import Recheck, Running
 from pyxinetd.reload import Change, diff_services
 from pyxinetd.service import Event, ServiceRuntime, State
@@ -85,23 +88,52 @@ class Reconfigurer:
         self._terminating: dict[int, Child] = {}
         # The rechecks of the last reload (name lookups may still be pending).
         self._rechecks: list[Recheck] = []
+        # The load in progress, and whether another reload was asked for meanwhile.
+        self._load: PendingLoad | None = None
+        self._again = False
 
     # -- 1. load -----------------------------------------------------------------
     def reload(self) -> None:
+        """Start loading the configuration beside the loop; apply it when it arrives.
+
+        A request while a load runs is remembered, and one more load runs after it
+        (further requests coalesce into that one): a change written during the load is
+        never missed."""
+        if self._load is not None:
+            self._again = True
+            return
         m = self.master
         m.program.notice("hard_reconfig", "Starting reconfiguration")
-        try:
-            from pyxinetd.config.isolated import load_isolated as load
+        self._load = PendingLoad(m.loop, self.path, self._loaded,
+                                 inetd_compat=m.options.inetd_compat)
 
-            new = load(self.path, inetd_compat=m.options.inetd_compat)
-        except (ConfigError, OSError) as err:
-            m.program.error("hard_reconfig", str(err))
+    def _loaded(self, outcome: Outcome) -> None:
+        self._load = None
+        m = self.master
+        if isinstance(outcome, LoaderFailed):
+            m.program.error("hard_reconfig", f"{outcome}; the running configuration is kept")
             m.program.warning("hard_reconfig", "reconfiguration failed")
-            return
-        for diagnostic in new.diagnostics:
-            m.log_diagnostic(diagnostic.severity, str(diagnostic.message),
-                             diagnostic.file, diagnostic.line)
-        self.apply(new)
+        elif isinstance(outcome, Exception):
+            m.program.error("hard_reconfig", str(outcome))
+            m.program.warning("hard_reconfig", "reconfiguration failed")
+        else:
+            for diagnostic in outcome.diagnostics:
+                m.log_diagnostic(diagnostic.severity, str(diagnostic.message),
+                                 diagnostic.file, diagnostic.line)
+            self.apply(outcome)
+        if self._again and not m.loop_should_stop:
+            self._again = False
+            self.reload()
+
+    def claim(self, pid: int, status: ExitStatus) -> bool:
+        """For the reaper: True when `pid` is the loader child (its status is taken)."""
+        return self._load is not None and self._load.claim(pid, status)
+
+    def close(self) -> None:
+        """The daemon stops: a load still running is killed and its child reaped."""
+        if self._load is not None:
+            self._load.kill()
+            self._load = None
 
     # -- 2, 3. swap and apply ----------------------------------------------------
     def apply(self, new: Configuration) -> None:

@@ -7,17 +7,25 @@ only once it is entirely empty). The daemon therefore forks a child that loads t
 configuration, interns the values services share, and sends the finished model back
 pickled; the daemon itself only ever unpickles the result, and never imports the parser.
 
-The result is the same Configuration `load()` returns. Whenever the child cannot give
-it (fork fails, the child dies, pickling fails, or the load raises, e.g. ConfigError
-for an unreadable main file), the configuration is loaded again in this process, so
-errors are raised exactly as by `load()` and the outcome never depends on the child.
-The caller blocks until the child is done, as it would during an in-process load; the
-child is reaped here, by pid, before this returns, so the daemon's reaper never sees it.
+The child sends either the Configuration or the ConfigError/OSError the load raised
+(e.g. an unreadable main file), rebuilt here field by field. It closes every descriptor
+it inherited but its pipe first: listening sockets, sessions and the resolver's socket
+must not outlive their closing in the daemon while a load runs.
+
+Two ways to use it:
+- `load_isolated()` (start-up) blocks until the child is done and reaps it by pid. When
+  the child cannot give a result (fork fails, it dies, it sends garbage), the
+  configuration is loaded again in this process, so the outcome never depends on the
+  child;
+- `start_loader()` + `receive()` (a reload, pyxinetd.reconfig) let the daemon's loop
+  read the pipe and reap the child itself; there a failed child raises LoaderFailed and
+  the caller decides (the loop does not load in-process: docs/reload.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import pickle
 import signal
@@ -25,10 +33,23 @@ from collections.abc import Hashable
 from typing import Any
 
 from pyxinetd.config.model import Configuration, ServiceConfig
+from pyxinetd.errors import ConfigError
 
-# The child's exit status when it sent a Configuration.
-_SENT = 0
+# The child's exit status when it sent a result (a Configuration or an error).
+SENT = 0
 _FAILED = 1
+
+
+class LoaderFailed(Exception):
+    """The loader child gave no usable result (it died, or its data made no sense)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoaderChild:
+    """A running loader: its pid, and the read end of its pipe (non-blocking)."""
+
+    pid: int
+    fd: int
 
 
 def load_isolated(path: str, environ: dict[str, str] | None = None,
@@ -37,59 +58,125 @@ def load_isolated(path: str, environ: dict[str, str] | None = None,
     """`pyxinetd.config.load()`, run in a child process; see the module docstring."""
     kwargs: dict[str, Any] = dict(environ=environ, inetd_compat=inetd_compat,
                                   inetd_path=inetd_path)
-    config = _load_in_child(path, kwargs)
-    if config is None:
-        from pyxinetd.config import load
-
-        config = compact(load(path, **kwargs))
-    return config
-
-
-def _load_in_child(path: str, kwargs: dict[str, Any]) -> Configuration | None:
     try:
-        rfd, wfd = os.pipe()
-    except OSError:
-        return None
+        return _load_in_child(path, kwargs)
+    except LoaderFailed:
+        pass
+    from pyxinetd.config import load
+
+    return compact(load(path, **kwargs))
+
+
+def _load_in_child(path: str, kwargs: dict[str, Any]) -> Configuration:
+    try:
+        child = start_loader(path, **kwargs)
+    except OSError as err:
+        raise LoaderFailed(str(err)) from err
+    os.set_blocking(child.fd, True)
+    with os.fdopen(child.fd, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(child.pid, 0)
+    sent = os.WIFEXITED(status) and os.WEXITSTATUS(status) == SENT
+    return receive(data, sent)
+
+
+def start_loader(path: str, environ: dict[str, str] | None = None,
+                 inetd_compat: bool = False, inetd_path: str = "/etc/inetd.conf"
+                 ) -> LoaderChild:
+    """Fork the loader child; raises OSError when it cannot be started.
+
+    The caller reads `fd` to EOF, closes it, reaps `pid`, then calls receive()."""
+    kwargs: dict[str, Any] = dict(environ=environ, inetd_compat=inetd_compat,
+                                  inetd_path=inetd_path)
+    rfd, wfd = os.pipe()
     try:
         pid = os.fork()
     except OSError:
         os.close(rfd)
         os.close(wfd)
-        return None
+        raise
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
         _child(rfd, wfd, path, kwargs)
     os.close(wfd)
-    with os.fdopen(rfd, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != _SENT:
-        return None
+    os.set_blocking(rfd, False)
+    return LoaderChild(pid, rfd)
+
+
+def receive(data: bytes, sent: bool) -> Configuration:
+    """The loader's result: the Configuration, or the error the load raised.
+
+    `sent`: the child exited with status SENT. Raises ConfigError or OSError as load()
+    did in the child, LoaderFailed when the child gave nothing usable."""
+    if not sent:
+        raise LoaderFailed("the configuration loader exited without a result")
     try:
-        config = pickle.loads(data)
-    except Exception:
+        message = pickle.loads(data)
+    except Exception as err:
+        raise LoaderFailed(f"the configuration loader sent unreadable data ({err})") from None
+    if isinstance(message, tuple) and len(message) == 2 and message[0] == "config" \
+            and isinstance(message[1], Configuration):
+        return message[1]
+    error = _rebuild_error(message)
+    if error is not None:
+        raise error
+    raise LoaderFailed("the configuration loader sent unexpected data")
+
+
+def _rebuild_error(message: object) -> Exception | None:
+    if not isinstance(message, tuple) or len(message) != 5:
         return None
-    return config if isinstance(config, Configuration) else None
+    kind, *fields = message
+    if kind == "ConfigError":
+        text, path, line, col = fields
+        if isinstance(text, str) and all(v is None or isinstance(v, t) for v, t in
+                                         ((path, str), (line, int), (col, int))):
+            return ConfigError(text, path, line, col)
+    elif kind == "OSError":
+        errno, strerror, filename, _ = fields
+        if isinstance(errno, int) and isinstance(strerror, str):
+            return OSError(errno, strerror, filename) if filename is not None \
+                else OSError(errno, strerror)
+    return None
 
 
 def _child(rfd: int, wfd: int, path: str, kwargs: dict[str, Any]) -> None:
     """Called in the child; never returns."""
     status = _FAILED
     try:
-        os.close(rfd)
         # Signals meant for the daemon must not reach its wakeup socket from here.
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
+        # Objects of the daemon that are already garbage are never collected here, so no
+        # finalizer closes a descriptor number the load has since reused.
+        gc.freeze()
+        os.close(rfd)
+        os.closerange(3, wfd)
+        os.closerange(wfd + 1, _max_fd())
         from pyxinetd.config import load
 
-        data = pickle.dumps(compact(load(path, **kwargs)), pickle.HIGHEST_PROTOCOL)
+        message: tuple[object, ...]
+        try:
+            message = ("config", compact(load(path, **kwargs)))
+        except ConfigError as err:
+            message = ("ConfigError", err.message, err.path, err.line, err.col)
+        except OSError as err:
+            message = ("OSError", err.errno, err.strerror, err.filename, None)
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
         with os.fdopen(wfd, "wb") as pipe:
             pipe.write(data)
-        status = _SENT
+        status = SENT
     except BaseException:
         pass
     finally:
         os._exit(status)
+
+
+def _max_fd() -> int:
+    try:
+        return max(int(os.sysconf("SC_OPEN_MAX")), 256)
+    except (ValueError, OSError):
+        return 65_536
 
 
 def compact(config: Configuration) -> Configuration:

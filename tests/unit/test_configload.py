@@ -1,0 +1,75 @@
+"""The reload's loader child driven by a Loop (pyxinetd.configload), and what a loader
+that sends garbage or nothing gives (pyxinetd.config.isolated.receive)."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from pathlib import Path
+
+import pytest
+
+from pyxinetd.children import reap
+from pyxinetd.config.isolated import LoaderFailed, receive
+from pyxinetd.config.model import Configuration
+from pyxinetd.configload import Outcome, PendingLoad
+from pyxinetd.errors import ConfigError
+from pyxinetd.loop import Loop
+
+CONF = "service echo\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n" \
+       "\tprotocol = tcp\n\twait = no\n\tport = 7007\n}\n"
+
+
+def run_load(path: Path) -> Outcome:
+    loop = Loop()
+    outcomes: list[Outcome] = []
+    load = PendingLoad(loop, str(path), outcomes.append)
+    deadline = time.monotonic() + 20
+    while not outcomes:
+        assert time.monotonic() < deadline, "the load never finished"
+        # The test plays the master's reaper: SIGCHLD is not routed to this loop.
+        loop.call_later(0.02, lambda: None)
+        loop.run_once()
+        for pid, status in reap():
+            assert load.claim(pid, status)
+    loop.close()
+    return outcomes[0]
+
+
+def test_configuration_arrives_through_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "xinetd.conf"
+    path.write_text(CONF)
+    outcome = run_load(path)
+    assert isinstance(outcome, Configuration)
+    assert [s.id for s in outcome.services] == ["echo"]
+
+
+def test_unreadable_main_file_gives_the_error_load_raises(tmp_path: Path) -> None:
+    outcome = run_load(tmp_path / "missing.conf")
+    assert isinstance(outcome, ConfigError)
+    assert outcome.path == str(tmp_path / "missing.conf")
+    assert "missing.conf" in str(outcome)
+
+
+def test_garbage_or_nothing_is_a_loader_failure() -> None:
+    with pytest.raises(LoaderFailed):
+        receive(b"\x00not a pickle", True)
+    with pytest.raises(LoaderFailed):
+        receive(pickle.dumps(("config", "not a configuration")), True)
+    with pytest.raises(LoaderFailed):
+        receive(pickle.dumps(("something", 1, 2, 3, 4)), True)
+    with pytest.raises(LoaderFailed):
+        receive(b"", False)
+
+
+def test_kill_reaps_a_running_loader(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.conf"
+    os.mkfifo(fifo)
+    loop = Loop()
+    load = PendingLoad(loop, str(fifo), lambda outcome: None)
+    assert load.child is not None
+    pid = load.child.pid
+    load.kill()
+    assert not os.path.exists(f"/proc/{pid}")
+    loop.close()
