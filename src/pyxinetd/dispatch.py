@@ -33,6 +33,7 @@ from pyxinetd.log import ProgramLog, ServiceLogs, exit_entry, fail_entry, start_
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.service import REASON_ADDRESS, REASON_CPS, Event, Limits, ServiceRuntime, State
 from pyxinetd.spawner import spawn
+from pyxinetd.userid import UserIds
 
 # Pause of a listener after EMFILE/ENFILE/ENOBUFS/ENOMEM on accept.
 ACCEPT_RETRY_DELAY = 1.0
@@ -72,6 +73,10 @@ class Dispatcher:
         # only_from/no_access and TCP Wrappers, after the parent checks (§4.4).
         self.access = AccessGate(loop, program)
         self.dgram = DatagramDispatch(self)
+        # USERID/IDONLY: ident lookups before a server starts or after a refusal.
+        self.userid = UserIds(loop, program, logs, children.occupancy,
+                              lambda svc: not svc.is_internal
+                              or svc.name in FORKING_BUILTINS)
 
     # -- registration ------------------------------------------------------
     def activate(self, rt: ServiceRuntime, sock: socket.socket | None, event: Event) -> None:
@@ -121,7 +126,8 @@ class Dispatcher:
         if conn is not None:
             if svc.banner_fail:
                 banners.banner_fail(svc, conn, self._banner_error)
-            conn.close()
+            if not self.userid.after_refusal(svc, conn, peer):
+                conn.close()
         if reason == REASON_CPS:
             self.deactivate_cps(rt)
 
@@ -241,10 +247,23 @@ class Dispatcher:
         svc = rt.config
         if verdict.decision is not None:
             svc = self.access.prepare(svc, verdict, conn, peer)
+        if self.userid.wanted(svc):
+            self._identify_then_start(svc, conn, addr, peer)
+            return
         if svc.is_internal or svc.is_redirect:
             self._start_session(svc, conn, addr, peer)
         else:
             self.launch(svc, conn, addr, peer, checked=True)
+
+    def _identify_then_start(self, svc: ServiceConfig, conn: socket.socket,
+                             addr: tuple[object, ...], peer: str) -> None:
+        """USERID (§4.11): the server starts once its client is identified."""
+        def start() -> None:
+            if svc.is_internal or svc.is_redirect:
+                self._start_session(svc, conn, addr, peer)
+            else:
+                self.launch(svc, conn, addr, peer, checked=True)
+        self.userid.before_start(svc, conn, peer, start)
 
     def launch(self, svc: ServiceConfig, conn: socket.socket, addr: tuple[object, ...],
                peer: str, *, checked: bool = False) -> None:
@@ -381,7 +400,7 @@ class Dispatcher:
 
     # -- shutdown ----------------------------------------------------------
     def session_count(self) -> int:
-        return len(self._sessions)
+        return len(self._sessions) + self.userid.running()
 
     def open_sessions(self) -> list[_SessionRecord]:
         """The in-loop sessions, oldest first (a reload checks them again)."""
@@ -391,6 +410,7 @@ class Dispatcher:
         """Close the in-loop sessions whose service `selected` picks (a reload removed
         it); each one releases its instance count through its on_close. Returns how many."""
         doomed = [r for r in self._sessions.values() if selected(r.service)]
+        self.userid.cancel(selected)
         for record in doomed:
             if record.session is not None and not record.session.closed:
                 record.session.close()
@@ -403,3 +423,4 @@ class Dispatcher:
                 record.session.close()
         self._sessions.clear()
         self.dgram.close_all()
+        self.userid.close()

@@ -90,6 +90,8 @@ class Master:
                                      Limits(options.process_limit),
                                      as_root=os.geteuid() == 0,
                                      services=lambda: self.services)
+        # -logprocs: the most ident lookups after refusals at once (pyxinetd.userid).
+        self.dispatcher.userid.logprocs = options.logprocs
         self.signals = SignalWakeup(self.loop, self._signal_table())
         # Pending binds (retries), with what to call once each one is settled.
         self._binders: dict[ServiceRuntime, tuple[Binder, Callable[[], None]]] = {}

@@ -188,10 +188,10 @@ class UserIds:
             self._logs.write(svc, userid_entry(svc, result.userid))
 
     def _refusal_ended(self, held: _Held, result: IdentResult) -> None:
-        held.conn.close()
         if result.userid is not None:
             self._logs.write(held.service, userid_entry(held.service, result.userid))
         elif result.outcome is not Outcome.NO_SERVER:
             self._program.error("stream_logging",
                                 f"Failed to contact identity server at {held.peer}: "
                                 f"{result.outcome.reason}")
+        held.conn.close()
