@@ -1,0 +1,212 @@
+"""The access gate with a real loop, the real resolver helper and real sockets on
+loopback: the server endpoint of an accepted connection, aclexec (status, fallback,
+deadline), severity and banners of a refusing rule.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyxinetd.access.gate import AccessGate, Verdict
+from pyxinetd.access.hostsaccess import HostsTables
+from pyxinetd.access.resolver import resolve
+from pyxinetd.log import ProgramLog
+from pyxinetd.loop import Loop
+from tests.daemon import alive, wait_until
+from tests.factories import make_service
+
+TIMEOUT = 15.0
+
+
+class Gate:
+    def __init__(self, tmp_path: Path, aclexec_timeout: float) -> None:
+        self.allow = tmp_path / "hosts.allow"
+        self.deny = tmp_path / "hosts.deny"
+        self.loop = Loop()
+        self.log = io.StringIO()
+        program = ProgramLog(stream=self.log)
+        tables = HostsTables(str(self.allow), str(self.deny), recheck=0.0,
+                             clock=self.loop.clock)
+        self.gate = AccessGate(self.loop, program, tables=tables,
+                               aclexec_timeout=aclexec_timeout)
+
+    def tables(self, allow: str, deny: str) -> None:
+        self.allow.write_text(allow)
+        self.deny.write_text(deny)
+
+    def verdict(self, peer: str = "127.0.0.1", conn: socket.socket | None = None,
+                **service: object) -> tuple[Verdict, bool]:
+        """The verdict, and whether it had to wait (bounded by TIMEOUT)."""
+        svc = make_service(name="svc", libwrap="in.test", **service)
+        now = self.gate.check(svc, peer, conn)
+        if now is not None:
+            return now, False
+        box: list[Verdict] = []
+        self.gate.wait(svc, peer, box.append, conn)
+        deadline = time.monotonic() + TIMEOUT
+        while not box:
+            assert time.monotonic() < deadline, "no verdict in time"
+            self.loop.run_once()
+        return box[0], True
+
+    def close(self) -> None:
+        self.gate.close()
+        pid = self.gate.resolver.pid
+        deadline = time.monotonic() + TIMEOUT
+        while pid is not None and time.monotonic() < deadline:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                break
+            time.sleep(0.02)
+        self.loop.close()
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[Gate]:
+    g = Gate(tmp_path, aclexec_timeout=1.0)
+    yield g
+    g.close()
+
+
+@pytest.fixture
+def connection() -> Iterator[tuple[socket.socket, socket.socket, socket.socket]]:
+    """An accepted connection to 127.0.0.2 (listener, client, accepted)."""
+    listener = socket.create_server(("127.0.0.2", 0))
+    client = socket.create_connection(listener.getsockname(), timeout=TIMEOUT)
+    accepted, _ = listener.accept()
+    yield listener, client, accepted
+    for s in (accepted, client, listener):
+        s.close()
+
+
+# -- aclexec ---------------------------------------------------------------------
+
+def test_aclexec_true_keeps_the_rule(gate: Gate) -> None:
+    gate.tables("in.test: ALL: aclexec /bin/true\n", "ALL: ALL\n")
+    verdict, waited = gate.verdict()
+    assert waited and verdict.allowed
+
+
+def test_aclexec_false_falls_through_to_hosts_deny(gate: Gate) -> None:
+    gate.tables("in.test: ALL: aclexec /bin/false\n", "ALL: ALL\n")
+    verdict, waited = gate.verdict()
+    assert waited and not verdict.allowed and verdict.reason == "libwrap"
+    assert "aclexec returned 1 (hosts.allow line 1) for svc from 127.0.0.1: " \
+           "the rule does not apply" in gate.log.getvalue()
+
+
+def test_aclexec_failing_in_hosts_deny_grants(gate: Gate) -> None:
+    gate.tables("", "in.test: ALL: aclexec exit 3\n")
+    assert gate.verdict()[0].allowed
+    gate.tables("", "in.test: ALL: aclexec exit 0\n")
+    assert not gate.verdict()[0].allowed
+
+
+def test_aclexec_expansions_and_other_daemons(gate: Gate, tmp_path: Path) -> None:
+    out = tmp_path / "acl.out"
+    gate.tables(f"in.test: ALL: aclexec echo %d %a > {out}\n", "ALL: ALL\n")
+    assert gate.verdict()[0].allowed
+    assert out.read_text() == "in.test 127.0.0.1\n"
+    # A request no aclexec rule matches is decided at once.
+    svc = make_service(name="other", libwrap="in.other")
+    assert gate.gate.check(svc, "127.0.0.1") is not None
+
+
+def test_aclexec_deadline_kills_the_check(tmp_path: Path) -> None:
+    g = Gate(tmp_path, aclexec_timeout=0.5)
+    try:
+        pidfile = tmp_path / "check.pid"
+        g.tables(f"in.test: ALL: aclexec echo $$ > {pidfile}; exec sleep 60\n",
+                 "ALL: ALL\n")
+        verdict, waited = g.verdict()
+        assert waited and not verdict.allowed
+        assert "aclexec did not finish within 0.5 s (killed)" in g.log.getvalue()
+        pid = int(pidfile.read_text())
+        wait_until(lambda: not alive(pid), TIMEOUT, what="the timed-out check to die")
+    finally:
+        g.close()
+
+
+# -- the server endpoint -------------------------------------------------------------
+
+def test_daemon_at_host_reads_the_local_address(
+        gate: Gate, connection: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    _, _, accepted = connection
+    gate.tables("in.test@127.0.0.2: ALL\n", "ALL: ALL\n")
+    assert gate.verdict(conn=accepted)[0].allowed
+    gate.tables("in.test@127.0.0.1: ALL\n", "ALL: ALL\n")
+    assert not gate.verdict(conn=accepted)[0].allowed
+    gate.tables("in.test@127.0.0.0/255.255.255.0: ALL\n", "ALL: ALL\n")
+    assert gate.verdict(conn=accepted)[0].allowed
+
+
+def test_without_a_connection_the_bound_address_counts(gate: Gate) -> None:
+    gate.tables("in.test@127.0.0.3: ALL\n", "ALL: ALL\n")
+    assert gate.verdict(bind="127.0.0.3")[0].allowed
+    assert not gate.verdict(bind="127.0.0.1")[0].allowed
+    gate.tables("in.test@0.0.0.0: ALL\n", "ALL: ALL\n")
+    assert gate.verdict(bind=None)[0].allowed
+
+
+def test_endpoint_expansions(gate: Gate, tmp_path: Path,
+                             connection: tuple[socket.socket, socket.socket, socket.socket]
+                             ) -> None:
+    listener, client, accepted = connection
+    out = tmp_path / "spawn.out"
+    gate.tables(f"in.test: ALL: spawn echo %A %R %a %r %H %s > {out}\n", "")
+    verdict, _ = gate.verdict(conn=accepted)
+    assert verdict.allowed
+    port, client_port = listener.getsockname()[1], client.getsockname()[1]
+    wait_until(out.exists, TIMEOUT, what="the spawn command's output")
+    wait_until(lambda: out.read_text().endswith("\n"), TIMEOUT, what="a whole line")
+    assert out.read_text() == \
+        f"127.0.0.2 {port} 127.0.0.1 {client_port} 127.0.0.2 in.test@127.0.0.2\n"
+
+
+@pytest.mark.skipif(resolve("127.0.0.1").name != "localhost",
+                    reason="127.0.0.1 does not resolve to localhost")
+def test_server_name_is_looked_up_for_percent_n(gate: Gate, tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener, socket.create_connection(listener.getsockname(), timeout=TIMEOUT):
+        accepted, _ = listener.accept()
+        with accepted:
+            out = tmp_path / "names.out"
+            gate.tables(f"in.test@localhost: ALL: spawn echo %N %H %s > {out}\n",
+                        "ALL: ALL\n")
+            verdict, waited = gate.verdict(conn=accepted)
+            assert waited and verdict.allowed
+            wait_until(lambda: out.exists() and out.read_text().endswith("\n"), TIMEOUT,
+                       what="the spawn command's output")
+            assert out.read_text() == "localhost localhost in.test@localhost\n"
+
+
+# -- severity and banners of a refusing rule -----------------------------------------
+
+def test_severity_sets_the_refusal_level(gate: Gate) -> None:
+    gate.tables("", "in.test: ALL: severity auth.warning\n")
+    assert not gate.verdict()[0].allowed
+    assert "WARNING: libwrap refused connection to svc (libwrap=in.test) from 127.0.0.1" \
+        in gate.log.getvalue()
+
+
+def test_banner_of_a_refusing_rule_is_sent(
+        gate: Gate, tmp_path: Path,
+        connection: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    _, client, accepted = connection
+    banners = tmp_path / "banners"
+    banners.mkdir()
+    (banners / "in.test").write_text("no entry to %A for %a\n")
+    gate.tables("", f"in.test: ALL: banners {banners}\n")
+    verdict, _ = gate.verdict(conn=accepted)
+    assert not verdict.allowed
+    accepted.close()
+    data = b""
+    while chunk := client.recv(4096):
+        data += chunk
+    assert data == b"no entry to 127.0.0.2 for 127.0.0.1\r\n"

@@ -1,0 +1,212 @@
+"""The hosts_access evaluator's server side and the options beyond the vectors file:
+`daemon@host` patterns, every `%` expansion, what a table needs before a request can be
+evaluated, `aclexec`'s fallback decision and `severity`.
+
+Where the vectors file has no case, the expected results are what Debian's libwrap
+7.6.q (the one the xinetd oracle links) answered for the same tables.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pyxinetd.access.hostsaccess import Decision, evaluate, expand, parse_table
+from pyxinetd.access.hostsoptions import parse_option
+from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request
+
+CLIENT = Endpoint("10.0.0.5", name="host5.example.com", port=40000)
+SERVER = Endpoint("192.0.2.1", name="ftp.example.com", port=21)
+
+
+def decide(allow: str, deny: str, request: Request, *, serving: bool = True) -> Decision:
+    return evaluate(parse_table(allow, "hosts.allow"), parse_table(deny, "hosts.deny"),
+                    request, Lookups(), serving=serving)
+
+
+def request(server: Endpoint = SERVER, client: Endpoint = CLIENT, daemon: str = "in.ftpd",
+            user: str | None = None) -> Request:
+    return Request(daemon, client, server, user=user, pid=4242)
+
+
+# -- daemon@host ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("pattern", "server", "matches"), [
+    ("in.ftpd@192.0.2.1", SERVER, True),
+    ("in.ftpd@192.0.2.2", SERVER, False),
+    ("in.ftpd@192.0.2.", SERVER, True),
+    ("in.ftpd@192.0.2.0/255.255.255.0", SERVER, True),
+    ("in.ftpd@192.0.2.0/24", SERVER, True),
+    ("in.ftpd@198.51.100.0/24", SERVER, False),
+    ("in.ftpd@ftp.example.com", SERVER, True),
+    ("in.ftpd@FTP.Example.COM", SERVER, True),
+    ("in.ftpd@.example.com", SERVER, True),
+    ("in.ftpd@KNOWN", SERVER, True),
+    ("in.ftpd@KNOWN", Endpoint("192.0.2.1"), False),
+    ("in.ftpd@UNKNOWN", Endpoint("192.0.2.1"), True),
+    ("in.ftpd@PARANOID", Endpoint("192.0.2.1", paranoid=True), True),
+    ("in.ftpd@ALL", Endpoint(), True),
+    ("in.ftpd@192.0.2.1", Endpoint(), False),          # server endpoint unknown
+    ("in.ftpd@ftp.example.com", Endpoint("192.0.2.1"), False),   # name not known
+    ("ALL@192.0.2.1", SERVER, True),
+    ("in.telnetd@192.0.2.1", SERVER, False),
+    ("in.ftpd@[2001:db8::1]", Endpoint("2001:db8::1"), True),
+    ("in.ftpd@[2001:db8::]/64", Endpoint("2001:db8::1"), True),
+    ("in.ftpd@[2001:db8::]/64", Endpoint("2001:db9::1"), False),
+])
+def test_daemon_at_host(pattern: str, server: Endpoint, matches: bool) -> None:
+    decision = decide(f"{pattern}: ALL\n", "ALL: ALL\n", request(server))
+    assert decision.access == ("granted" if matches else "denied")
+
+
+def test_daemon_at_host_with_except() -> None:
+    allow = "ALL@127.0.0.0/8 EXCEPT in.ftpd@127.0.0.2: ALL\n"
+    assert decide(allow, "ALL: ALL\n", request(Endpoint("127.0.0.1"))).granted
+    assert not decide(allow, "ALL: ALL\n", request(Endpoint("127.0.0.2"))).granted
+    assert decide(allow, "ALL: ALL\n", request(Endpoint("127.0.0.2"), daemon="x")).granted
+
+
+# -- % expansions ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "req", "expected"), [
+    ("%a %A", request(), "10.0.0.5 192.0.2.1"),
+    ("%h %H", request(), "host5.example.com ftp.example.com"),
+    ("%n %N", request(), "host5.example.com ftp.example.com"),
+    ("%r %R", request(), "40000 21"),
+    ("%d %p", request(), "in.ftpd 4242"),
+    ("%s", request(), "in.ftpd@ftp.example.com"),
+    ("%c %u", request(), "10.0.0.5 unknown".replace("10.0.0.5", "host5.example.com")),
+    ("%c %u", request(user="joe"), "joe@host5.example.com joe"),
+    ("%%", request(), "%"),
+    # Names not known: %h %H %s fall back to the address, %n %N say unknown.
+    ("%h %H %n %N %s", request(Endpoint("192.0.2.1", port=21), Endpoint("10.0.0.5")),
+     "10.0.0.5 192.0.2.1 unknown unknown in.ftpd@192.0.2.1"),
+    # Lookups that disagree with the address: paranoid.
+    ("%n %N %h", request(Endpoint("192.0.2.1", paranoid=True),
+                         Endpoint("10.0.0.5", paranoid=True)),
+     "paranoid paranoid 10.0.0.5"),
+    # Nothing known about the server (a request without endpoints).
+    ("%A %H %N %R %s", request(Endpoint()), "unknown unknown unknown 0 in.ftpd"),
+    ("%c", request(client=Endpoint("10.0.0.5"), user="b;ob"), "b_ob@10.0.0.5"),
+])
+def test_expansions(text: str, req: Request, expected: str) -> None:
+    assert expand(text, req) == expected
+
+
+def test_expansions_reach_spawn_twist_and_setenv() -> None:
+    allow = ("in.ftpd: ALL: spawn echo %A\\:%R %H : setenv SERVER %s : "
+             "twist echo %N %r\n")
+    decision = decide(allow, "", request())
+    assert decision.spawn == ("echo 192.0.2.1:21 ftp.example.com",)
+    assert decision.setenv == (("SERVER", "in.ftpd@ftp.example.com"),)
+    assert decision.twist == "echo ftp.example.com 40000"
+    assert decision.access == "delegated"
+
+
+# -- what a table needs before evaluating ------------------------------------------
+
+@pytest.mark.parametrize(("line", "client", "server", "ends"), [
+    ("ALL: 10.0.0.5", False, False, False),
+    ("ALL: .example.com", True, False, False),
+    ("ALL: 10.0.0.5: spawn echo %a %d %h %c %u", False, False, False),
+    ("ALL: 10.0.0.5: spawn echo %n", True, False, False),
+    ("ALL: 10.0.0.5: spawn echo %A", False, False, True),
+    ("ALL: 10.0.0.5: spawn echo %r", False, False, True),
+    ("ALL: 10.0.0.5: spawn echo %H %s", False, False, True),
+    ("ALL: 10.0.0.5: spawn echo %N", False, True, True),
+    ("in.ftpd@127.0.0.1: ALL", False, False, True),
+    ("in.ftpd@localhost: ALL", False, True, True),
+    ("in.ftpd@KNOWN: ALL", False, True, True),
+    ("ALL: ALL: banners /etc/banners", False, False, True),
+    ("ALL: ALL: severity auth.info", False, False, False),
+])
+def test_table_needs(line: str, client: bool, server: bool, ends: bool) -> None:
+    table = parse_table(line + "\n", "hosts.allow")
+    assert (table.client_names, table.server_names, table.endpoints) == (client, server, ends)
+
+
+# -- aclexec -------------------------------------------------------------------------
+
+def test_aclexec_in_allow_falls_back_to_hosts_deny() -> None:
+    decision = decide("ALL: ALL: aclexec check %a\nALL: ALL: deny\n", "ALL: 10.0.0.5\n",
+                      request())
+    assert decision.access == "granted" and decision.matched == "hosts.allow line 1"
+    assert decision.aclexec == ("check 10.0.0.5",)
+    # On failure the rest of hosts.allow is skipped (line 2 would deny): hosts.deny decides.
+    assert decision.otherwise is not None
+    assert decision.otherwise.access == "denied"
+    assert decision.otherwise.matched == "hosts.deny line 1"
+
+
+def test_aclexec_in_allow_without_deny_match_grants() -> None:
+    decision = decide("ALL: ALL: aclexec check\n", "", request())
+    assert decision.otherwise == Decision("granted")
+
+
+def test_aclexec_in_deny_grants_on_failure() -> None:
+    decision = decide("", "ALL: ALL: aclexec listed %a\n", request())
+    assert decision.access == "denied"
+    assert decision.otherwise == Decision("granted")
+
+
+def test_aclexec_fallback_may_run_its_own_check() -> None:
+    decision = decide("ALL: ALL: aclexec one\n", "ALL: ALL: aclexec two\n", request())
+    assert decision.otherwise is not None
+    assert decision.otherwise.aclexec == ("two",)
+    assert decision.otherwise.otherwise == Decision("granted")
+
+
+def test_several_aclexec_commands_run_in_order() -> None:
+    decision = decide("ALL: ALL: aclexec one: spawn s: aclexec two\n", "", request())
+    assert decision.aclexec == ("one", "two")
+    assert decision.spawn == ("s",)
+
+
+@pytest.mark.parametrize("ending", ["allow", "deny", "twist echo hi"])
+def test_aclexec_before_a_terminal_option_does_not_decide(ending: str) -> None:
+    decision = decide(f"ALL: ALL: aclexec one: {ending}\n", "", request())
+    assert decision.aclexec == () and decision.otherwise is None
+    assert decision.spawn == ("one",)           # still run, for its side effects
+
+
+def test_aclexec_then_an_option_error_denies() -> None:
+    decision = decide("ALL: ALL: aclexec one: bogus\n", "", request())
+    assert decision.access == "denied" and decision.aclexec == ()
+    assert decision.spawn == ("one",)
+
+
+def test_tcpdmatch_prediction_has_no_fallback() -> None:
+    decision = decide("ALL: ALL: aclexec /bin/false\n", "ALL: ALL\n", request(),
+                      serving=False)
+    assert decision.access == "granted" and decision.otherwise is None
+
+
+# -- severity and the other checked values -------------------------------------------
+
+@pytest.mark.parametrize(("value", "level"), [
+    ("info", "info"), ("WARNING", "warning"), ("auth.warning", "warning"),
+    ("Auth.Info", "info"), ("local7.emerg", "emerg"), ("kern.debug", "debug"),
+    ("err", "err"),
+    ("error", None), ("warn", None), ("panic", None), ("3", None), ("bogus", None),
+    ("authpriv.info", None), ("ftp.info", None), (".info", None), ("auth.", None),
+])
+def test_severity_values(value: str, level: str | None) -> None:
+    option = parse_option(f"severity {value}", False, "hosts.allow, line 1")
+    assert option.level == level
+    assert (option.error is None) == (level is not None)
+    if level is None:
+        assert option.error == \
+            f'hosts.allow, line 1: bad syslog facility or severity: "{value}"'
+
+
+def test_severity_reaches_the_decision_and_a_bad_one_denies() -> None:
+    assert decide("", "ALL: ALL: severity auth.warning\n", request()).severity == "warning"
+    bad = decide("ALL: ALL: severity bogus\n", "", request())
+    assert bad.access == "denied"
+    assert any("bad syslog facility or severity" in line for line in bad.trace)
+
+
+@pytest.mark.parametrize(("option", "granted"), [
+    ("rfc931", True), ("rfc931 10", True), ("rfc931 x", False), ("severity=auth.info", True),
+])
+def test_values_checked_like_libwrap(option: str, granted: bool) -> None:
+    assert decide(f"ALL: ALL: {option}\n", "", request()).granted is granted
