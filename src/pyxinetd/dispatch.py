@@ -232,14 +232,16 @@ class Dispatcher:
         if reason is not None:
             self.refuse(rt, peer, reason, conn)
             return
-        self._admit(rt, conn, addr, peer, self.access.check(svc, peer))
+        self._admit(rt, conn, addr, peer, self.access.check(svc, peer, conn))
 
     def _admit(self, rt: ServiceRuntime, conn: socket.socket, addr: tuple[object, ...],
                peer: str, verdict: Verdict | None) -> None:
         """The end of the access checks (§4.4): refuse, or start the (possibly twisted)
-        server. None: the rules need the client's name; the connection waits, parked."""
+        server. None: the rules need a name looked up or an aclexec check run; the
+        connection waits, parked."""
         if verdict is None:
-            self.access.wait(rt.config, peer, lambda v: self._admit(rt, conn, addr, peer, v))
+            self.access.wait(rt.config, peer,
+                             lambda v: self._admit(rt, conn, addr, peer, v), conn)
             return
         if not verdict.allowed:
             self.refuse(rt, peer, verdict.reason or "address", conn)
@@ -277,7 +279,7 @@ class Dispatcher:
                     return
                 # The access checks come back here with checked=True (or park the
                 # connection while the client's name is looked up).
-                self._admit(rt, conn, addr, peer, self.access.check(svc, peer))
+                self._admit(rt, conn, addr, peer, self.access.check(svc, peer, conn))
                 return
         try:
             if svc.banner_success:
