@@ -44,6 +44,8 @@ class Scenario:
     client_host: str = "127.0.0.1"
     source: str | None = None   # the client's own address
     internal: bool = False
+    # Connect twice: the second connection arrives while the first one is held.
+    twice: bool = False
 
 
 def _far_window() -> str:
@@ -74,6 +76,7 @@ SCENARIOS = [
     Scenario("daytime_only", 7015, "garbage", flags="IPv4 IDONLY", internal=True),
     Scenario("only_silent", 7016, "silent", flags="IPv4 IDONLY"),
     Scenario("silent", 7017, "silent"),
+    Scenario("held_limit", 7018, "silent", extra="instances = 1", twice=True),
 ]
 INTERNAL_NAMES = {"echo_only": "echo", "daytime_only": "daytime"}
 
@@ -144,6 +147,9 @@ class Identd:
             sock.close()
 
 
+IDENTD: Identd
+
+
 # -- the daemon ---------------------------------------------------------------------
 
 def write_config(workdir: Path, scenarios: list[Scenario]) -> Path:
@@ -199,23 +205,45 @@ def _read(path: Path) -> str:
 
 
 def run_client(s: Scenario) -> str:
-    """Connect, half-close, read to EOF: what the client received, or an error word."""
+    """Connect, half-close, read to EOF: what the client received, or an error word.
+    With `twice`, both answers, joined by `|`."""
     family = socket.AF_INET6 if ":" in s.client_host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.settimeout(DEADLINE)
-        if s.source:
-            sock.bind((s.source, 0))
+    first = socket.socket(family, socket.SOCK_STREAM)
+    second = socket.socket(family, socket.SOCK_STREAM) if s.twice else None
+    with first:
         try:
-            sock.connect((s.client_host, s.port))
-            sock.shutdown(socket.SHUT_WR)
-            data = b""
-            while True:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    return data.decode(errors="replace")
-                data += chunk
+            _connect(first, s)
+            if second is None:
+                return _read_all(first)
+            with second:
+                # The daemon accepted the first one once the identd saw its query.
+                deadline = time.monotonic() + DEADLINE
+                while not any(q.endswith(f",{s.port}\r\n") for q in IDENTD.queries):
+                    if time.monotonic() > deadline:
+                        return "<no query>"
+                    time.sleep(0.01)
+                _connect(second, s)
+                later = _read_all(second)
+                return f"{_read_all(first)}|{later}"
         except OSError as err:
             return f"<{type(err).__name__}>"
+
+
+def _connect(sock: socket.socket, s: Scenario) -> None:
+    sock.settimeout(DEADLINE)
+    if s.source:
+        sock.bind((s.source, 0))
+    sock.connect((s.client_host, s.port))
+    sock.shutdown(socket.SHUT_WR)
+
+
+def _read_all(sock: socket.socket) -> str:
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data.decode(errors="replace")
+        data += chunk
 
 
 def main() -> int:
@@ -227,7 +255,8 @@ def main() -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     wanted = set(filter(None, args.only.split(",")))
     scenarios = [s for s in SCENARIOS if not wanted or s.name in wanted]
-    identd = Identd({s.port: s.mode for s in scenarios})
+    global IDENTD
+    identd = IDENTD = Identd({s.port: s.mode for s in scenarios})
     conf = write_config(args.workdir, scenarios)
     proc = start_daemon(conf, args.workdir, args.xinetd)
     clients: dict[str, str] = {}
