@@ -1,0 +1,124 @@
+"""hosts.allow/hosts.deny end to end with the real daemon on loopback: `daemon@host`
+patterns (services on 127.0.0.1 and 127.0.0.2 under one daemon name), the `%`
+expansions of the server endpoint seen through a `spawn` command, and `aclexec` with
+/bin/true and /bin/false in both files.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from pyxinetd.access.resolver import resolve
+from tests.daemon import Daemon, DaemonFactory, free_port, wait_until
+
+TIMEOUT = 10.0
+
+
+def service(name: str, bind: str, port: int, log: Path, libwrap: str) -> str:
+    return f"""
+service {name}
+{{
+    type = UNLISTED
+    socket_type = stream
+    protocol = tcp
+    port = {port}
+    wait = no
+    user = root
+    server = /bin/echo
+    server_args = hello
+    bind = {bind}
+    libwrap = {libwrap}
+    log_type = FILE {log}
+    log_on_success = PID HOST
+    log_on_failure = HOST
+}}
+"""
+
+
+def fetch(address: str, port: int) -> bytes:
+    with socket.create_connection((address, port), timeout=TIMEOUT) as conn:
+        chunks = []
+        while data := conn.recv(65536):
+            chunks.append(data)
+        return b"".join(chunks)
+
+
+@pytest.fixture
+def setup(daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+          ) -> tuple[Daemon, dict[str, tuple[str, int]], Path]:
+    log = tmp_path / "services.log"
+    spawned = tmp_path / "spawned.txt"
+    (tmp_path / "hosts.allow").write_text(
+        "in.both@127.0.0.2: ALL\n"
+        f"in.expand: ALL: spawn echo %A %R %a %H %s %d %N > {spawned}\n"
+        "in.acltrue: ALL: aclexec /bin/true\n"
+        "in.aclfalse: ALL: aclexec /bin/false\n"
+        # Never reached for in.aclfalse: a failed aclexec ends the scan of this file.
+        "in.aclfalse: ALL: allow\n")
+    (tmp_path / "hosts.deny").write_text(
+        "in.both, in.acltrue, in.aclfalse: ALL\n"
+        "in.listed: ALL: aclexec /bin/true\n"
+        "in.unlisted: ALL: aclexec /bin/false\n")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    specs = {
+        "both-one": ("127.0.0.1", "in.both"),
+        "both-two": ("127.0.0.2", "in.both"),
+        "expand": ("127.0.0.2", "in.expand"),
+        "acl-true": ("127.0.0.1", "in.acltrue"),
+        "acl-false": ("127.0.0.1", "in.aclfalse"),
+        "listed": ("127.0.0.1", "in.listed"),
+        "unlisted": ("127.0.0.1", "in.unlisted"),
+    }
+    where = {name: (bind, free_port()) for name, (bind, _) in specs.items()}
+    conf = "".join(service(name, where[name][0], where[name][1], log, libwrap)
+                   for name, (_, libwrap) in specs.items())
+    return daemons.start_config(conf), where, log
+
+
+def wait_log(log: Path, text: str) -> None:
+    wait_until(lambda: log.exists() and text in log.read_text(), TIMEOUT, what=text)
+
+
+def test_daemon_at_host_tells_the_local_addresses_apart(
+        setup: tuple[Daemon, dict[str, tuple[str, int]], Path]) -> None:
+    daemon, where, log = setup
+    assert fetch(*where["both-two"]) == b"hello\n"
+    assert fetch(*where["both-one"]) == b""
+    wait_log(log, "FAIL: both-one libwrap from=127.0.0.1")
+    daemon.wait_for_log(r"INFO: libwrap refused connection to both-one "
+                        r"\(libwrap=in.both\) from 127.0.0.1")
+
+
+def test_server_endpoint_expansions(setup: tuple[Daemon, dict[str, tuple[str, int]], Path],
+                                    tmp_path: Path) -> None:
+    daemon, where, log = setup
+    assert fetch(*where["expand"]) == b"hello\n"
+    spawned = tmp_path / "spawned.txt"
+    wait_until(lambda: spawned.exists() and spawned.read_text().endswith("\n"), TIMEOUT,
+               what="the spawn command's output")
+    port = where["expand"][1]
+    # %N has the server's name looked up; %H and %s use it when there is one.
+    info = resolve("127.0.0.2")
+    name = (info.name if info.confirmed else "paranoid") if info.name else "unknown"
+    host = info.name if info.name and info.confirmed else "127.0.0.2"
+    assert spawned.read_text().split() == [
+        "127.0.0.2", str(port), "127.0.0.1", host, f"in.expand@{host}", "in.expand", name]
+
+
+def test_aclexec_status_decides(setup: tuple[Daemon, dict[str, tuple[str, int]], Path]
+                                ) -> None:
+    daemon, where, log = setup
+    assert fetch(*where["acl-true"]) == b"hello\n"
+    assert fetch(*where["acl-false"]) == b""
+    wait_log(log, "FAIL: acl-false libwrap from=127.0.0.1")
+    daemon.wait_for_log(r"aclexec returned 1 \(hosts.allow line 4\) for acl-false from "
+                        r"127.0.0.1: the rule does not apply")
+    # In hosts.deny, a successful check refuses and a failed one lets the client in.
+    assert fetch(*where["listed"]) == b""
+    wait_log(log, "FAIL: listed libwrap from=127.0.0.1")
+    assert fetch(*where["unlisted"]) == b"hello\n"
+    assert "START: acl-false" not in log.read_text()
