@@ -79,7 +79,7 @@ class Request:
     daemon: str
     client: Endpoint
     server: Endpoint = field(default_factory=Endpoint)
-    user: str | None = None       # RFC 931 user name; pyxinetd never asks, so None
+    user: str | None = None       # RFC 931 user name, when an ident lookup gave one
     pid: int = 0
 
     @property
