@@ -1,0 +1,77 @@
+"""aclexec, severity and rfc931 values against Debian's libwrap itself.
+
+tcpdmatch never runs aclexec, so the vectors file cannot show what its exit status
+does; the library that Debian's xinetd links (unpacked by scripts/fetch-xinetd) can.
+Each query runs tests/helpers/libwrap_probe.py in a fresh process; pyxinetd's side is
+the evaluator plus the helper's check runner, following `otherwise` on a failure.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from oracle import xinetd_path
+from pyxinetd.access.hostsaccess import Decision, evaluate, parse_table
+from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request
+from pyxinetd.access.resolver import run_check
+
+PROBE = Path(__file__).resolve().parents[1] / "helpers" / "libwrap_probe.py"
+
+CASES = [
+    ("ALL: ALL: aclexec /bin/false\n", ""),
+    ("ALL: ALL: aclexec /bin/false\n", "ALL: ALL\n"),
+    ("ALL: ALL: aclexec /bin/true\n", "ALL: ALL\n"),
+    ("", "ALL: ALL: aclexec /bin/false\n"),
+    ("", "ALL: ALL: aclexec /bin/true\n"),
+    ("ALL: ALL: aclexec /bin/false\nALL: ALL: deny\n", ""),
+    ("ALL: ALL: aclexec /bin/false: deny\n", ""),
+    ("ALL: ALL: aclexec /bin/false: allow\n", "ALL: ALL\n"),
+    ("ALL: ALL: aclexec /bin/false: aclexec /bin/true\n", "ALL: ALL\n"),
+    ("ALL: ALL: aclexec /bin/true: aclexec /bin/false\n", "ALL: ALL\n"),
+    ("ALL: ALL: aclexec kill -9 $$\n", "ALL: ALL\n"),
+    ("ALL: ALL: aclexec test %a = 10.0.0.5 -a %d = in.ftpd\n", "ALL: ALL\n"),
+    ("ALL: ALL: aclexec /bin/false\n", "ALL: ALL: aclexec /bin/false\n"),
+    ("ALL: ALL: severity auth.warning\n", "ALL: ALL\n"),
+    ("ALL: ALL: severity warn\n", ""),
+    ("ALL: ALL: severity authpriv.info\n", ""),
+    ("ALL: ALL: severity 3\n", ""),
+    ("ALL: ALL: rfc931 x\n", ""),
+    ("ALL: ALL: rfc931 5\n", "ALL: ALL\n"),
+]
+
+
+def libwrap() -> Path:
+    wrapper = xinetd_path()
+    if wrapper is None:
+        pytest.skip("Debian's xinetd and libwrap are not available")
+    found = sorted(Path(wrapper).parent.glob("root/**/libwrap.so.0"))
+    if not found:
+        pytest.skip("libwrap.so.0 not found beside the xinetd oracle")
+    return found[0]
+
+
+def ours(allow: str, deny: str) -> str:
+    decision: Decision | None = evaluate(
+        parse_table(allow, "hosts.allow"), parse_table(deny, "hosts.deny"),
+        Request("in.ftpd", Endpoint("10.0.0.5")), Lookups())
+    while decision is not None:
+        if not decision.aclexec or run_check(list(decision.aclexec), 10.0) == 0:
+            return "granted" if decision.granted else "denied"
+        decision = decision.otherwise or Decision("granted")
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(("allow", "deny"), CASES)
+def test_verdict_matches_libwrap(allow: str, deny: str, tmp_path: Path) -> None:
+    library = libwrap()
+    (tmp_path / "allow").write_text(allow)
+    (tmp_path / "deny").write_text(deny)
+    done = subprocess.run(
+        [sys.executable, str(PROBE), str(library), str(tmp_path / "allow"),
+         str(tmp_path / "deny"), "in.ftpd", "10.0.0.5"],
+        capture_output=True, text=True, timeout=30, check=True, cwd=tmp_path)
+    assert ours(allow, deny) == done.stdout.strip()
