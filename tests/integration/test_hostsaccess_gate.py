@@ -69,7 +69,7 @@ class Gate:
 
 @pytest.fixture
 def gate(tmp_path: Path) -> Iterator[Gate]:
-    g = Gate(tmp_path, aclexec_timeout=1.0)
+    g = Gate(tmp_path, aclexec_timeout=10.0)
     yield g
     g.close()
 
@@ -127,6 +127,10 @@ def test_aclexec_deadline_kills_the_check(tmp_path: Path) -> None:
         verdict, waited = g.verdict()
         assert waited and not verdict.allowed
         assert "aclexec did not finish within 0.5 s (killed)" in g.log.getvalue()
+        # The master's own deadline may pass before the helper has even started the
+        # command (a slow machine): the helper still runs it and kills it at its deadline.
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().endswith("\n"), TIMEOUT,
+                   what="the check to start")
         pid = int(pidfile.read_text())
         wait_until(lambda: not alive(pid), TIMEOUT, what="the timed-out check to die")
     finally:
