@@ -24,11 +24,12 @@ from pyxinetd import internal
 from pyxinetd.access.gate import PASS, AccessGate, Verdict
 from pyxinetd.children import Child, ExitStatus
 from pyxinetd.config.model import ServiceConfig
+from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.internal.status import MasterView
 from pyxinetd.listener import peer_text
 from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry, strerror
 from pyxinetd.loop import READ, Loop
-from pyxinetd.service import REASON_ADDRESS, Event, ServiceRuntime, State
+from pyxinetd.service import REASON_ADDRESS, ServiceRuntime, State
 
 # Datagrams handled per readiness event before the loop serves others.
 DGRAM_BATCH = 64
@@ -55,9 +56,11 @@ class Host(MasterView, Protocol):
     def refresh(self, rt: ServiceRuntime) -> None: ...
 
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
-                     on_reap: OnReap | None = None) -> int | None: ...
+                     on_reap: OnReap | None = None, *,
+                     hold: Hold | None = None) -> int | Outcome | None: ...
 
-    def wait_reaped(self, rt: ServiceRuntime) -> OnReap: ...
+    def start_wait_server(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str,
+                          drop: Callable[[socket.socket], None]) -> int | Outcome | None: ...
 
 
 def drain(sock: socket.socket) -> None:
@@ -69,6 +72,14 @@ def drain(sock: socket.socket) -> None:
             return
         except OSError:
             continue
+
+
+def _discard(sock: socket.socket) -> None:
+    """Drop the datagram at the head of the queue."""
+    try:
+        sock.recv(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+    except OSError:
+        pass
 
 
 def send_quietly(sock: socket.socket, data: bytes, addr: tuple[object, ...] | None) -> None:
@@ -114,12 +125,8 @@ class DatagramDispatch:
 
     @staticmethod
     def _discard_one(rt: ServiceRuntime) -> None:
-        if rt.sock is None:
-            return
-        try:
-            rt.sock.recv(MAX_DATAGRAM, socket.MSG_DONTWAIT)
-        except OSError:
-            pass
+        if rt.sock is not None:
+            _discard(rt.sock)
 
     def on_wait(self, rt: ServiceRuntime) -> None:
         host = self.host
@@ -158,12 +165,9 @@ class DatagramDispatch:
             host.refresh(rt)
             return
         svc = host.access.prepare(rt.config, verdict, None, peer)
-        if host.spawn_server(svc, rt.sock, peer, host.wait_reaped(rt)) is None:
+        # A failed fork keeps the datagram queued for the retry; given up, it goes.
+        if host.start_wait_server(rt, svc, peer, _discard) is None:
             self._discard_one(rt)
-            host.refresh(rt)
-            return
-        rt.transition(Event.WAIT_SPAWNED)
-        host.refresh(rt)
 
     # -- internal datagram builtins -----------------------------------------
     def on_internal(self, rt: ServiceRuntime) -> None:
@@ -272,17 +276,35 @@ class DatagramDispatch:
         ours.setblocking(False)
         relay = _Relay(rt, addr, ours)
         send_quietly(ours, first, None)
-        try:
-            pid = host.spawn_server(rt.config, theirs, peer,
-                                    lambda c, s: self._end_relay(relay))
-        finally:
-            theirs.close()
-        if pid is None:
-            ours.close()
-            return
-        relay.pid = pid
+        # Known before the spawn: while a failed fork waits for its retry, more
+        # datagrams of this peer queue in the pair for the server to come.
         self._relays[(rt.id, addr)] = relay
-        host.loop.register(ours, READ, lambda mask: self._relay_replies(relay))
+        self._spawn_relay(relay, rt.config, theirs, peer)
+
+    def _spawn_relay(self, relay: _Relay, svc: ServiceConfig, theirs: socket.socket,
+                     peer: str) -> None:
+        host = self.host
+
+        def release() -> None:
+            theirs.close()
+            self._drop_relay(relay)
+
+        hold = Hold(relay.service, lambda: self._spawn_relay(relay, svc, theirs, peer),
+                    release)
+        try:
+            result = host.spawn_server(svc, theirs, peer, lambda c, s: self._end_relay(relay),
+                                       hold=hold)
+        except BaseException:
+            release()
+            raise
+        if result is Outcome.HELD:
+            return
+        theirs.close()
+        if isinstance(result, int):
+            relay.pid = result
+            host.loop.register(relay.sock, READ, lambda mask: self._relay_replies(relay))
+        else:
+            self._drop_relay(relay)
 
     def _relay_replies(self, relay: _Relay) -> None:
         for _ in range(DGRAM_BATCH):
@@ -299,7 +321,11 @@ class DatagramDispatch:
     def _end_relay(self, relay: _Relay) -> None:
         # Forward what the server wrote before it exited, then drop the channel.
         self._relay_replies(relay)
-        self.host.loop.unregister(relay.sock)
+        self._drop_relay(relay)
+
+    def _drop_relay(self, relay: _Relay) -> None:
+        if self.host.loop.is_registered(relay.sock):
+            self.host.loop.unregister(relay.sock)
         relay.sock.close()
         if self._relays.get((relay.service.id, relay.addr)) is relay:
             del self._relays[(relay.service.id, relay.addr)]
@@ -307,6 +333,4 @@ class DatagramDispatch:
     def close_all(self) -> None:
         """Shutdown: drop every relay channel (the servers see EOF)."""
         for relay in list(self._relays.values()):
-            self.host.loop.unregister(relay.sock)
-            relay.sock.close()
-        self._relays.clear()
+            self._drop_relay(relay)

@@ -26,6 +26,7 @@ from pyxinetd.children import NO_ADDRESS, Child, ChildTable, ExitStatus
 from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.dgram import DatagramDispatch, drain
 from pyxinetd.errors import BindError, SpawnError
+from pyxinetd.forkretry import REASON_FORK, ForkRetry, Hold, Outcome
 from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch, bind_socket, \
     create_socket, peer_text
 from pyxinetd.log import ProgramLog, ServiceLogs, exit_entry, fail_entry, start_entry, \
@@ -77,6 +78,8 @@ class Dispatcher:
         self.userid = UserIds(loop, program, logs, children.occupancy,
                               lambda svc: not svc.is_internal
                               or svc.name in FORKING_BUILTINS)
+        # Requests whose fork failed, waiting for their retry (§4.15).
+        self.retries = ForkRetry(loop, program, logs, children.occupancy)
 
     # -- registration ------------------------------------------------------
     def activate(self, rt: ServiceRuntime, sock: socket.socket | None, event: Event) -> None:
@@ -255,7 +258,7 @@ class Dispatcher:
         if svc.is_internal or svc.is_redirect:
             self._start_session(svc, conn, addr, peer)
         else:
-            self.launch(svc, conn, addr, peer, checked=True)
+            self.launch(svc, conn, addr, peer, checked=True, rt=rt)
 
     def _identify_then_start(self, svc: ServiceConfig, conn: socket.socket,
                              addr: tuple[object, ...], peer: str) -> None:
@@ -268,8 +271,9 @@ class Dispatcher:
         self.userid.before_start(svc, conn, peer, start)
 
     def launch(self, svc: ServiceConfig, conn: socket.socket, addr: tuple[object, ...],
-               peer: str, *, checked: bool = False) -> None:
-        """Start an external server on an accepted connection; closes our copy."""
+               peer: str, *, checked: bool = False, rt: ServiceRuntime | None = None) -> None:
+        """Start an external server on an accepted connection; closes our copy (once
+        the server started, or for good when a failed fork is not retried)."""
         if not checked:
             rt = self._runtime(svc)
             if rt is not None:
@@ -284,19 +288,41 @@ class Dispatcher:
         try:
             if svc.banner_success:
                 banners.banner_success(svc, conn, self._banner_error)
-            self.spawn_server(svc, conn, peer)
-        finally:
+        except BaseException:
+            conn.close()
+            raise
+        self._start_on(rt, svc, conn, peer)
+
+    def _start_on(self, rt: ServiceRuntime | None, svc: ServiceConfig, conn: socket.socket,
+                  peer: str) -> None:
+        hold = None
+        if rt is not None:
+            hold = Hold(rt, lambda: self._start_on(rt, svc, conn, peer), conn.close)
+        try:
+            result = self.spawn_server(svc, conn, peer, hold=hold)
+        except BaseException:
+            conn.close()
+            raise
+        if result is not Outcome.HELD:
             conn.close()
 
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
-               on_reap: Callable[[Child, ExitStatus], None] | None = None) -> int | None:
+                     on_reap: Callable[[Child, ExitStatus], None] | None = None, *,
+                     hold: Hold | None = None) -> int | Outcome | None:
+        """Start svc's server on `sock`: its pid, or None after a failure (logged).
+        With `hold`, a failed fork is retried later (Outcome.HELD) or given up
+        (Outcome.RELEASED, hold.release has run); see pyxinetd.forkretry."""
         try:
             pid = spawn(svc, sock, peer, as_root=self.as_root)
         except SpawnError as err:
+            if hold is not None and err.no_process:
+                return self.retries.failed(hold, svc, peer, err)
             self.program.error("spawn", str(err))
             if svc.log_type is not None:
-                self.logs.write(svc, fail_entry(svc, "fork", peer))
+                self.logs.write(svc, fail_entry(svc, REASON_FORK, peer))
             return None
+        if hold is not None:
+            self.retries.succeeded(hold.rt)
         self.children.add(Child(pid, svc, peer, self.loop.clock(), self._wall(), on_reap))
         if svc.log_type is not None:
             self.logs.write(svc, start_entry(svc, pid, peer))
@@ -315,10 +341,35 @@ class Dispatcher:
             # Nothing to refuse on: the pending connection stays queued (as xinetd).
             self.refuse(rt, NO_ADDRESS, reason, None)
             return
-        assert rt.sock is not None
-        if self.spawn_server(svc, rt.sock, NO_ADDRESS, self.wait_reaped(rt)) is not None:
-            rt.transition(Event.WAIT_SPAWNED)
+        self.start_wait_server(rt, svc, NO_ADDRESS, _reject_pending)
+
+    def start_wait_server(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str,
+                          drop: Callable[[socket.socket], None]) -> int | Outcome | None:
+        """Start a wait = yes server on the service socket. While a failed fork waits
+        for its retry, the socket is not watched (the request stays queued); `drop`
+        removes that request when it is given up."""
+        def release() -> None:
+            rt.accept_paused = False
+            if rt.sock is not None:
+                drop(rt.sock)
             self.refresh(rt)
+
+        def retry() -> None:
+            rt.accept_paused = False
+            if rt.sock is None or rt.state is not State.ACTIVE:
+                self.refresh(rt)
+                return
+            self.start_wait_server(rt, svc, peer, drop)
+
+        assert rt.sock is not None
+        result = self.spawn_server(svc, rt.sock, peer, self.wait_reaped(rt),
+                                   hold=Hold(rt, retry, release))
+        if isinstance(result, int):
+            rt.transition(Event.WAIT_SPAWNED)
+        elif result is Outcome.HELD:
+            rt.accept_paused = True
+        self.refresh(rt)
+        return result
 
     def wait_reaped(self, rt: ServiceRuntime) -> Callable[[Child, ExitStatus], None]:
         def resume(child: Child, status: ExitStatus) -> None:
@@ -402,7 +453,9 @@ class Dispatcher:
 
     # -- shutdown ----------------------------------------------------------
     def session_count(self) -> int:
-        return len(self._sessions) + self.userid.running()
+        """In-loop sessions plus held requests: what holds an instance slot without
+        a child in the table."""
+        return len(self._sessions) + self.userid.running() + len(self.retries)
 
     def open_sessions(self) -> list[_SessionRecord]:
         """The in-loop sessions, oldest first (a reload checks them again)."""
@@ -416,9 +469,11 @@ class Dispatcher:
         for record in doomed:
             if record.session is not None and not record.session.closed:
                 record.session.close()
-        return len(doomed)
+        # Requests of that service still waiting for a fork retry go too.
+        return len(doomed) + self.retries.release_matching(selected)
 
     def close_all(self) -> None:
+        self.retries.close_all()
         self.access.close()
         for record in list(self._sessions.values()):
             if record.session is not None and not record.session.closed:
@@ -426,3 +481,16 @@ class Dispatcher:
         self._sessions.clear()
         self.dgram.close_all()
         self.userid.close()
+
+
+def _reject_pending(sock: socket.socket) -> None:
+    """Accept and close the connection a given-up stream/wait request left queued (the
+    server was to accept it), so it does not wake the loop again at once."""
+    sock.setblocking(False)
+    try:
+        conn, _ = sock.accept()
+        conn.close()
+    except OSError:
+        pass
+    finally:
+        sock.setblocking(True)

@@ -42,3 +42,14 @@ class SpawnError(PyxinetdError):
         self.errno = errno
         self.step = step
         super().__init__(message)
+
+    @property
+    def no_process(self) -> bool:
+        """True when no child process could be created at all (fork/clone failed:
+        EAGAIN, ENOMEM...), as opposed to a child that failed a set-up step or exec.
+        Only the former is worth retrying later (reference §4.15)."""
+        return self.step == FORK_STEP
+
+
+# SpawnError.step when the process itself could not be created.
+FORK_STEP = "fork"

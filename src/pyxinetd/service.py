@@ -184,6 +184,8 @@ class ServiceRuntime:
         self.cps = Cps(config.cps[0], clock)
         # The accept loop is paused after EMFILE and friends (listener stays open).
         self.accept_paused = False
+        # Forks that failed in a row (no process created); see pyxinetd.forkretry.
+        self.fork_failures = 0
         # The configuration `_unlimited` was computed for (reloads replace self.config).
         self._limits_of: ServiceConfig | None = None
         self._unlimited = False

@@ -1,0 +1,158 @@
+"""Requests whose server could not be forked, held by the master and retried later.
+
+Reference §4.15: when fork() itself fails (EAGAIN at the process limit, ENOMEM...),
+xinetd logs `ID: fork failed: ...`, keeps the connection open and tries again every
+5 s; after 5 consecutive failures it logs `service ID: too many consecutive fork
+failures` and gives up with FAIL reason `fork`. NORETRY services give up at once.
+
+Only failures where no process was created are held (SpawnError.no_process). A child
+that failed a set-up step or exec would fail the same way again, so those keep the
+plain failure path (one ERROR line and FAIL fork).
+
+What "held" means depends on the dispatch model, so the dispatcher hands over two
+callbacks with each request (`Hold`): `retry` runs the model's spawn step again, and
+`release` lets go of whatever was kept (closes the connection; for wait = yes services
+drops the queued request and watches the socket again). This module only decides,
+counts and keeps the timers: one deadline per held request, never a sleep or a tick.
+
+Counting is per service (`ServiceRuntime.fork_failures`): every failed fork adds one,
+any successful spawn of the service resets it. At MAX_FORK_FAILURES the request that
+failed is given up, and so is every later one whose first fork fails, until a fork of
+that service succeeds again: a service whose forks keep failing does not pile up held
+connections. A held request keeps its instance slot (it counts toward instances,
+per_source and -limit, like the server it is waiting to become).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyxinetd.children import Occupancy
+from pyxinetd.config.model import ServiceConfig
+from pyxinetd.errors import SpawnError
+from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry
+from pyxinetd.loop import Loop
+from pyxinetd.service import ServiceRuntime, State
+from pyxinetd.timers import Timer
+
+# Seconds between two fork attempts for a held request (xinetd: RETRY_INTERVAL, 5 s).
+RETRY_INTERVAL = 5.0
+# Test-only override of RETRY_INTERVAL (so the give-up path runs in seconds).
+RETRY_INTERVAL_ENV = "PYXINETD_FORK_RETRY_INTERVAL"
+MAX_RETRY_INTERVAL = 3600.0
+# Consecutive failed forks of one service after which its requests are given up.
+MAX_FORK_FAILURES = 5
+REASON_FORK = "fork"
+
+
+def retry_interval(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
+    """RETRY_INTERVAL, or $PYXINETD_FORK_RETRY_INTERVAL (seconds) when set and valid."""
+    try:
+        value = float(environ.get(RETRY_INTERVAL_ENV, RETRY_INTERVAL))
+    except ValueError:
+        return RETRY_INTERVAL
+    if value != value or value <= 0:  # NaN, or a value that would spin
+        return RETRY_INTERVAL
+    return min(value, MAX_RETRY_INTERVAL)
+
+
+class Outcome(enum.Enum):
+    """What became of a request whose fork failed (besides a pid or a plain failure)."""
+
+    HELD = "held"           # kept; a timer will run Hold.retry
+    RELEASED = "released"   # given up; Hold.release has already run
+
+
+@dataclass(frozen=True)
+class Hold:
+    """How to retry, and how to let go of, one request of service `rt`."""
+
+    rt: ServiceRuntime
+    retry: Callable[[], None]
+    release: Callable[[], None]
+
+
+@dataclass(eq=False)
+class _Held:
+    hold: Hold
+    service: ServiceConfig
+    peer: str
+    timer: Timer | None = field(default=None)
+
+
+class ForkRetry:
+    """The held requests of every service, each with its retry deadline."""
+
+    def __init__(self, loop: Loop, program: ProgramLog, logs: ServiceLogs,
+                 occupancy: Occupancy, interval: float | None = None) -> None:
+        self.loop = loop
+        self.program = program
+        self.logs = logs
+        self.occupancy = occupancy
+        self.interval = retry_interval() if interval is None else interval
+        self._held: list[_Held] = []
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    @staticmethod
+    def succeeded(rt: ServiceRuntime) -> None:
+        """A server of `rt` started: its consecutive failures start again from 0."""
+        rt.fork_failures = 0
+
+    def failed(self, hold: Hold, svc: ServiceConfig, peer: str, err: SpawnError) -> Outcome:
+        """fork() failed for this request (err.no_process): hold it, or give it up."""
+        rt = hold.rt
+        reason = os.strerror(err.errno) if err.errno else err.message
+        self.program.error("server_start", f"{svc.id}: fork failed: {reason}")
+        rt.fork_failures += 1
+        noretry = "NORETRY" in svc.flags
+        if noretry or rt.fork_failures >= MAX_FORK_FAILURES:
+            if not noretry:
+                self.program.error("server_retry",
+                                   f"service {svc.id}: too many consecutive fork failures")
+            if svc.log_type is not None:
+                self.logs.write(svc, fail_entry(svc, REASON_FORK, peer))
+            hold.release()
+            return Outcome.RELEASED
+        held = _Held(hold, svc, peer)
+        self.occupancy.add(svc.id, peer)
+        held.timer = self.loop.call_later(self.interval, lambda: self._retry(held))
+        self._held.append(held)
+        return Outcome.HELD
+
+    def _retry(self, held: _Held) -> None:
+        if not self._forget(held):
+            return
+        if held.hold.rt.state is State.STOPPED:
+            # The service went away (reload, shutdown) without release_matching.
+            held.hold.release()
+            return
+        held.hold.retry()
+
+    def _forget(self, held: _Held) -> bool:
+        """Drop `held` from the queue and give back its slot; False if it was gone."""
+        try:
+            self._held.remove(held)
+        except ValueError:
+            return False
+        if held.timer is not None:
+            held.timer.cancel()
+        self.occupancy.remove(held.service.id, held.peer)
+        return True
+
+    def release_matching(self, selected: Callable[[ServiceConfig], bool]) -> int:
+        """Let go of the held requests of the services `selected` picks (a reload
+        removed them), without a FAIL line. Returns how many."""
+        doomed = [h for h in self._held if selected(h.service)]
+        for held in doomed:
+            if self._forget(held):
+                held.hold.release()
+        return len(doomed)
+
+    def close_all(self) -> None:
+        """Shutdown: let go of every held request."""
+        self.release_matching(lambda svc: True)

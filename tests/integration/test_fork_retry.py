@@ -1,0 +1,223 @@
+"""Failed forks (reference §4.15), for real: the daemon runs as nobody, and its
+RLIMIT_NPROC soft limit is lowered while it runs, so the kernel refuses its forks with
+EAGAIN until the limit is raised again.
+
+The daemon is started through setpriv (uid and gid of nobody, no supplementary
+groups). It keeps CAP_DAC_READ_SEARCH as an ambient capability only so that an
+interpreter installed under a private home (here /root) can still be read; that
+capability has no bearing on the process limit (only CAP_SYS_RESOURCE/CAP_SYS_ADMIN
+bypass it). The limit is changed by a process of the same user (prlimit(2) needs
+matching ids, or CAP_SYS_RESOURCE, which a container's root may lack); only the soft
+limit moves, so it can always be put back.
+
+RLIMIT_NPROC counts every process of the user, so a limit of 1 makes every fork of the
+daemon fail, whatever else runs as nobody. $PYXINETD_FORK_RETRY_INTERVAL shortens the
+5 s retry interval, so the give-up path (5 failures) runs in about a second.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import HELPERS, READY_TIMEOUT, Daemon, free_port, wait_until
+
+SETPRIV = shutil.which("setpriv")
+PRLIMIT = shutil.which("prlimit")
+# The helper server runs as nobody, whose access(2) checks see no capability: an
+# interpreter under a private home would not count as executable.
+SERVER_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the daemon as nobody"),
+    pytest.mark.skipif(SETPRIV is None or PRLIMIT is None, reason="needs util-linux"),
+]
+
+
+def _nobody() -> pwd.struct_passwd:
+    return pwd.getpwnam("nobody")
+
+
+def _as_nobody(*argv: str) -> list[str]:
+    user = _nobody()
+    assert SETPRIV is not None
+    return [SETPRIV, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
+            *argv]
+
+
+class Box:
+    """A directory nobody can write to, with a daemon running as nobody in it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.daemons: list[Daemon] = []
+
+    def service_log(self) -> str:
+        log = self.path / "services.log"
+        return log.read_text() if log.exists() else ""
+
+    def wait_service_log(self, pattern: str) -> None:
+        wait_until(lambda: re.search(pattern, self.service_log()),
+                   what=f"service log {pattern!r}")
+
+    def start(self, services: str, interval: str) -> Daemon:
+        conf = self.path / f"daemon{len(self.daemons)}.conf"
+        log = self.path / f"daemon{len(self.daemons)}.log"
+        conf.write_text(f"defaults\n{{\n\tlog_type = FILE {self.path / 'services.log'}\n"
+                        "\tlog_on_success = PID HOST EXIT\n\tlog_on_failure = HOST\n}\n"
+                        + services)
+        conf.chmod(0o644)
+        env = dict(os.environ, PYXINETD_FORK_RETRY_INTERVAL=interval)
+        argv = _as_nobody("--inh-caps", "+dac_read_search", "--ambient-caps",
+                          "+dac_read_search", sys.executable, "-m", "pyxinetd", "-f",
+                          str(conf), "-dontfork", "-filelog", str(log))
+        with open(self.path / "daemon.err", "ab") as err:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                    start_new_session=True, cwd=self.path, env=env)
+        daemon = Daemon(proc, log)
+        self.daemons.append(daemon)
+        daemon.wait_for_log(r"Started working: \d+ available service", READY_TIMEOUT)
+        return daemon
+
+
+def set_process_limit(daemon: Daemon, soft: int) -> None:
+    """Set the running daemon's RLIMIT_NPROC soft limit (the hard one is kept)."""
+    assert PRLIMIT is not None
+    value = "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
+    subprocess.run(_as_nobody(PRLIMIT, f"--pid={daemon.pid}", f"--nproc={value}:"),
+                   check=True, timeout=10, capture_output=True)
+
+
+def restore_process_limit(daemon: Daemon) -> None:
+    # The daemon inherited this process's limits; its hard limit is ours.
+    set_process_limit(daemon, resource.getrlimit(resource.RLIMIT_NPROC)[1])
+
+
+@pytest.fixture
+def box() -> Iterator[Box]:
+    path = Path(tempfile.mkdtemp(prefix="pyxinetd-forkretry-", dir="/tmp"))
+    path.chmod(0o777)
+    b = Box(path)
+    try:
+        yield b
+    finally:
+        for daemon in b.daemons:
+            daemon.stop()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def service(name: str, port: int, *extra: str, **attrs: str) -> str:
+    lines = {"type": "UNLISTED", "socket_type": "stream", "protocol": "tcp",
+             "port": str(port), "bind": "127.0.0.1", "wait": "no", "user": "nobody",
+             "server": "/bin/echo", "server_args": f"hello from {name}", **attrs}
+    body = "".join(f"\t{key} = {value}\n" for key, value in lines.items())
+    body += "".join(f"\t{line}\n" for line in extra)
+    return f"service {name}\n{{\n{body}}}\n"
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.settimeout(10)
+    return sock
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def nothing_yet(sock: socket.socket) -> bool:
+    """True when the connection is open and nothing has arrived on it."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return True
+    finally:
+        sock.settimeout(timeout)
+    return False
+
+
+def test_held_connection_and_datagram_are_served_once_fork_works(box: Box) -> None:
+    held, noretry, udp = free_port(), free_port(), free_port()
+    daemon = box.start(
+        service("held", held, instances="1")
+        + service("noretry", noretry, "flags = NORETRY")
+        + service("udpwait", udp, socket_type="dgram", protocol="udp", wait="yes",
+                  server=SERVER_PYTHON,
+                  server_args=str(HELPERS / "udp_wait_server.py")),
+        interval="1")
+    set_process_limit(daemon, 1)
+    try:
+        # NORETRY: one failed fork and the request is given up at once.
+        with connect(noretry) as c:
+            assert read_all(c) == b""
+        box.wait_service_log(r"FAIL: noretry fork from=127\.0\.0\.1")
+        assert "noretry: fork failed: Resource temporarily unavailable" in daemon.log()
+
+        # Retried: the connection stays open, and holds its instance slot.
+        client = connect(held)
+        daemon.wait_for_log(r"held: fork failed: Resource temporarily unavailable")
+        assert nothing_yet(client)
+        with connect(held) as second:
+            assert read_all(second) == b""
+        box.wait_service_log(r"FAIL: held service_limit from=127\.0\.0\.1")
+
+        # dgram/wait: the datagram stays queued for the retry.
+        udp_client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp_client.settimeout(10)
+        udp_client.sendto(b"ping", ("127.0.0.1", udp))
+        daemon.wait_for_log(r"udpwait: fork failed: Resource temporarily unavailable")
+    finally:
+        restore_process_limit(daemon)
+    with client, udp_client:
+        assert read_all(client) == b"hello from held\n"
+        reply = udp_client.recv(1000).decode()
+        assert reply.startswith("pid=") and reply.endswith("got=ping")
+    box.wait_service_log(r"START: held pid=\d+ from=127\.0\.0\.1")
+    box.wait_service_log(r"START: udpwait pid=\d+ from=127\.0\.0\.1")
+    log = daemon.log()
+    assert "too many consecutive fork failures" not in log
+    assert "FAIL: held fork" not in box.service_log()
+    # Nothing is left held: a new client is served at once.
+    with connect(held) as c:
+        assert read_all(c) == b"hello from held\n"
+
+
+def test_five_consecutive_failures_give_up(box: Box) -> None:
+    port = free_port()
+    daemon = box.start(service("gives", port), interval="0.1")
+    set_process_limit(daemon, 1)
+    try:
+        with connect(port) as c:
+            daemon.wait_for_log(r"service gives: too many consecutive fork failures")
+            # Given up: the held connection is closed.
+            assert read_all(c) == b""
+        box.wait_service_log(r"FAIL: gives fork from=127\.0\.0\.1")
+        failures = re.findall(r"gives: fork failed: Resource temporarily unavailable",
+                              daemon.log())
+        assert len(failures) == 5
+        # Still failing: the next request is not held (the count resets only when a
+        # fork succeeds).
+        with connect(port) as c:
+            assert read_all(c) == b""
+        box.wait_service_log(r"(?s)FAIL: gives fork.*FAIL: gives fork")
+    finally:
+        restore_process_limit(daemon)
+    with connect(port) as c:
+        assert read_all(c) == b"hello from gives\n"
+    box.wait_service_log(r"START: gives pid=\d+")
