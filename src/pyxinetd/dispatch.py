@@ -32,6 +32,7 @@ from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch, bind_socket,
 from pyxinetd.log import ProgramLog, ServiceLogs, exit_entry, fail_entry, start_entry, \
     strerror, traffic_entry
 from pyxinetd.loop import READ, Handler, Loop
+from pyxinetd.sensor import DenyList
 from pyxinetd.service import REASON_ADDRESS, REASON_CPS, Event, Limits, ServiceRuntime, State
 from pyxinetd.spawner import spawn
 from pyxinetd.userid import UserIds
@@ -40,8 +41,6 @@ from pyxinetd.userid import UserIds
 ACCEPT_RETRY_DELAY = 1.0
 # Builtins xinetd forks (they log EXIT when they end); the others never do.
 FORKING_BUILTINS = frozenset({"echo", "discard", "chargen", "tcpmux"})
-# SENSOR: most addresses remembered on the global deny list.
-DENY_LIST_MAX = 10_240
 
 
 @dataclass
@@ -70,7 +69,9 @@ class Dispatcher:
         self._wall = wall_clock
         self._sessions: dict[int, _SessionRecord] = {}
         self._session_ids = iter(range(1, 1 << 62))
-        self._deny: dict[str, float] = {}
+        # SENSOR services and the global deny list (§4.6).
+        self.sensor = DenyList(loop.clock, program)
+        self.denied: Callable[[str], bool] = self.sensor.denied
         # only_from/no_access and TCP Wrappers, after the parent checks (§4.4).
         self.access = AccessGate(loop, program)
         self.dgram = DatagramDispatch(self)
@@ -179,36 +180,13 @@ class Dispatcher:
     def _banner_error(self, text: str) -> None:
         self.program.error("banner", text)
 
-    # -- SENSOR and the global deny list (reference §4.6) --------------------
-    def denied(self, peer: str) -> bool:
-        if not self._deny:
-            return False
-        expiry = self._deny.get(peer)
-        if expiry is None:
-            return False
-        if expiry <= self.loop.clock():
-            del self._deny[peer]
-            return False
-        return True
-
     def parent_check(self, rt: ServiceRuntime, peer: str) -> str | None:
         """xinetd's checks before forking, then the SENSOR trap: the refusal reason or None."""
         reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
         if reason is None and rt.config.is_sensor:
-            self._sensor_hit(rt, peer)
+            self.sensor.hit(rt.config, peer)
             return REASON_ADDRESS
         return reason
-
-    def _sensor_hit(self, rt: ServiceRuntime, peer: str) -> None:
-        minutes = rt.config.deny_time
-        if minutes == 0 or peer == NO_ADDRESS:
-            return
-        if peer not in self._deny and len(self._deny) >= DENY_LIST_MAX:
-            return
-        expiry = float("inf") if minutes < 0 else self.loop.clock() + minutes * 60
-        self._deny[peer] = expiry
-        self.program.critical("process_sensor",
-                              f"Adding {peer} to the global_no_access list for {minutes} minutes")
 
     # -- stream ------------------------------------------------------------
     def _on_acceptable(self, rt: ServiceRuntime) -> None:
@@ -253,21 +231,21 @@ class Dispatcher:
         if verdict.decision is not None:
             svc = self.access.prepare(svc, verdict, conn, peer)
         if self.userid.wanted(svc):
-            self._identify_then_start(svc, conn, addr, peer)
+            self._identify_then_start(rt, svc, conn, addr, peer)
             return
         if svc.is_internal or svc.is_redirect:
             self._start_session(svc, conn, addr, peer)
         else:
             self.launch(svc, conn, addr, peer, checked=True, rt=rt)
 
-    def _identify_then_start(self, svc: ServiceConfig, conn: socket.socket,
-                             addr: tuple[object, ...], peer: str) -> None:
+    def _identify_then_start(self, rt: ServiceRuntime, svc: ServiceConfig,
+                             conn: socket.socket, addr: tuple[object, ...], peer: str) -> None:
         """USERID (§4.11): the server starts once its client is identified."""
         def start() -> None:
             if svc.is_internal or svc.is_redirect:
                 self._start_session(svc, conn, addr, peer)
             else:
-                self.launch(svc, conn, addr, peer, checked=True)
+                self.launch(svc, conn, addr, peer, checked=True, rt=rt)
         self.userid.before_start(svc, conn, peer, start)
 
     def launch(self, svc: ServiceConfig, conn: socket.socket, addr: tuple[object, ...],
