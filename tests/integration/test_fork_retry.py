@@ -22,6 +22,7 @@ import pwd
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -221,3 +222,31 @@ def test_five_consecutive_failures_give_up(box: Box) -> None:
     with connect(port) as c:
         assert read_all(c) == b"hello from gives\n"
     box.wait_service_log(r"START: gives pid=\d+")
+
+
+def test_reload_removing_the_service_releases_held_connections(box: Box) -> None:
+    gone, kept = free_port(), free_port()
+    daemon = box.start(service("gone", gone) + service("kept", kept), interval="60")
+    set_process_limit(daemon, 1)
+    try:
+        client = connect(gone)
+        daemon.wait_for_log(r"gone: fork failed: Resource temporarily unavailable")
+    finally:
+        # The reload loads the configuration in a child process: forks must work again.
+        restore_process_limit(daemon)
+    with client:
+        assert nothing_yet(client)
+        conf = daemon.log_path.with_suffix(".conf")
+        new = conf.with_suffix(".new")
+        text = conf.read_text()
+        new.write_text(text[:text.index("service gone")] + service("kept", kept))
+        new.chmod(0o644)
+        new.replace(conf)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log(r"Reconfigured: new=0 old=1 dropped=1")
+        # Released without a server and without a FAIL line.
+        assert read_all(client) == b""
+    log = box.service_log()
+    assert "START: gone" not in log and "FAIL: gone" not in log
+    with connect(kept) as c:
+        assert read_all(c) == b"hello from kept\n"
