@@ -9,7 +9,8 @@ close the parent's copy. No DNS, no NSS, no configuration work.
                   that server is reaped
   dgram/*         pyxinetd.dgram (dgram/wait, dgram/nowait relays, datagram builtins);
                   routed from here, using the checks and spawn below through its Host
-  internal        stream builtins, tcpmux and redirect run in the loop (pyxinetd.internal)
+  internal        stream builtins, tcpmux and redirect run in the loop (pyxinetd.sessions,
+                  after the same checks)
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ import errno
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
-from pyxinetd import banners, internal
+from pyxinetd import banners
 from pyxinetd.access.gate import AccessGate, Verdict
 from pyxinetd.children import NO_ADDRESS, Child, ChildTable, ExitStatus
 from pyxinetd.config.model import ServiceConfig, SocketType
@@ -28,32 +28,23 @@ from pyxinetd.dgram import DatagramDispatch, drain
 from pyxinetd.errors import BindError, SpawnError
 from pyxinetd.forkretry import REASON_FORK, ForkRetry, Hold, Outcome
 from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch, bind_socket, \
-    create_socket, peer_text
-from pyxinetd.log import ProgramLog, ServiceLogs, exit_entry, fail_entry, start_entry, \
-    strerror, traffic_entry
+    create_socket
+from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry, strerror
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.sensor import DenyList
 from pyxinetd.service import REASON_ADDRESS, REASON_CPS, Event, Limits, ServiceRuntime, State
+from pyxinetd.sessions import FORKING_BUILTINS, SessionRecord, Sessions
 from pyxinetd.spawner import spawn
 from pyxinetd.userid import UserIds
 
 # Pause of a listener after EMFILE/ENFILE/ENOBUFS/ENOMEM on accept.
 ACCEPT_RETRY_DELAY = 1.0
-# Builtins xinetd forks (they log EXIT when they end); the others never do.
-FORKING_BUILTINS = frozenset({"echo", "discard", "chargen", "tcpmux"})
-
-
-@dataclass
-class _SessionRecord:
-    service: ServiceConfig
-    peer: str
-    start: float
-    session: internal.Session | None = field(default=None)
 
 
 class Dispatcher:
-    """Handles requests for every active service; owns the in-loop sessions. The
-    datagram models live in `self.dgram` (pyxinetd.dgram)."""
+    """Handles requests for every active service. The datagram models live in
+    `self.dgram` (pyxinetd.dgram), the in-loop sessions in `self.sessions`
+    (pyxinetd.sessions)."""
 
     def __init__(self, loop: Loop, children: ChildTable, program: ProgramLog,
                  logs: ServiceLogs, limits: Limits, *, as_root: bool,
@@ -67,8 +58,9 @@ class Dispatcher:
         self.as_root = as_root
         self._services = services
         self._wall = wall_clock
-        self._sessions: dict[int, _SessionRecord] = {}
-        self._session_ids = iter(range(1, 1 << 62))
+        # Stream builtins, tcpmux and redirect, served in the loop.
+        self.sessions = Sessions(loop, children.occupancy, program, logs,
+                                 services=services, view=self, launch=self.launch)
         # SENSOR services and the global deny list (§4.6).
         self.sensor = DenyList(loop.clock, program)
         self.denied: Callable[[str], bool] = self.sensor.denied
@@ -234,7 +226,7 @@ class Dispatcher:
             self._identify_then_start(rt, svc, conn, addr, peer)
             return
         if svc.is_internal or svc.is_redirect:
-            self._start_session(svc, conn, addr, peer)
+            self.sessions.start(svc, conn, addr, peer)
         else:
             self.launch(svc, conn, addr, peer, checked=True, rt=rt)
 
@@ -243,7 +235,7 @@ class Dispatcher:
         """USERID (§4.11): the server starts once its client is identified."""
         def start() -> None:
             if svc.is_internal or svc.is_redirect:
-                self._start_session(svc, conn, addr, peer)
+                self.sessions.start(svc, conn, addr, peer)
             else:
                 self.launch(svc, conn, addr, peer, checked=True, rt=rt)
         self.userid.before_start(svc, conn, peer, start)
@@ -359,68 +351,6 @@ class Dispatcher:
             self.refresh(rt)
         return resume
 
-    # -- in-loop sessions ----------------------------------------------------
-    def _start_session(self, svc: ServiceConfig, conn: socket.socket,
-                       addr: tuple[object, ...], peer: str) -> None:
-        key = next(self._session_ids)
-        record = _SessionRecord(svc, peer, self.loop.clock())
-        self._sessions[key] = record
-        self.children.occupancy.add(svc.id, peer)
-        if svc.log_type is not None:
-            self.logs.write(svc, start_entry(svc, 0, peer))
-        greeting = b""
-        if svc.banner_success:
-            greeting = banners.load(svc, banners.Moment.SUCCESS, self._banner_error)
-
-        def closed(bytes_in: int | None = None, bytes_out: int | None = None) -> None:
-            if self._sessions.pop(key, None) is None:
-                return
-            self.children.occupancy.remove(svc.id, peer)
-            if svc.log_type is None:
-                return
-            if bytes_in is not None and bytes_out is not None:
-                self.logs.write(svc, traffic_entry(svc, bytes_in, bytes_out))
-            if svc.is_redirect or svc.name in FORKING_BUILTINS:
-                self.logs.write(svc, exit_entry(svc, 0, ("status", 0),
-                                                self.loop.clock() - record.start))
-
-        try:
-            if svc.is_redirect:
-                def unreachable(text: str) -> None:
-                    # on_error replaces on_close: release the session here (no TRAFFIC).
-                    self.program.error("redirect", text)
-                    closed()
-                record.session = internal.start_redirect(
-                    self.loop, svc, conn, addr, closed, unreachable, greeting=greeting)
-            elif svc.name == "tcpmux":
-                record.session = internal.start_tcpmux(
-                    self.loop, svc, conn, addr, self._tcpmux_lookup, self._tcpmux_launch,
-                    closed, names=self._tcpmux_names)
-            else:
-                record.session = internal.start_stream(self.loop, svc, conn, addr, closed,
-                                                       view=self, greeting=greeting)
-        except (ValueError, OSError) as err:
-            self.program.error("internal", f"{svc.id}: {err}")
-            conn.close()
-            closed()
-
-    def _tcpmux_lookup(self, name: str) -> ServiceConfig | None:
-        wanted = name.lower()
-        for rt in self._services():
-            svc = rt.config
-            if svc.is_tcpmux_client and svc.name.lower() == wanted \
-                    and rt.state is State.ACTIVE:
-                return svc
-        return None
-
-    def _tcpmux_names(self) -> list[str]:
-        return [rt.config.name for rt in self._services()
-                if rt.config.is_tcpmux_client and rt.state is State.ACTIVE]
-
-    def _tcpmux_launch(self, svc: ServiceConfig, conn: socket.socket,
-                       addr: tuple[object, ...]) -> None:
-        self.launch(svc, conn, addr, peer_text(addr))
-
     # -- the view the `servers` and `services` builtins read ------------------
     def active_services(self) -> list[ServiceConfig]:
         live = (State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS)
@@ -433,33 +363,26 @@ class Dispatcher:
     def session_count(self) -> int:
         """In-loop sessions plus held requests: what holds an instance slot without
         a child in the table."""
-        return len(self._sessions) + self.userid.running() + len(self.retries)
+        return len(self.sessions) + self.userid.running() + len(self.retries)
 
-    def open_sessions(self) -> list[_SessionRecord]:
+    def open_sessions(self) -> list[SessionRecord]:
         """The in-loop sessions, oldest first (a reload checks them again)."""
-        return list(self._sessions.values())
+        return self.sessions.open()
 
     def close_sessions(self, selected: Callable[[ServiceConfig], bool]) -> int:
         """Close the in-loop sessions whose service `selected` picks (a reload removed
-        it); each one releases its instance count through its on_close. Returns how many."""
-        doomed = [r for r in self._sessions.values() if selected(r.service)]
+        it), drop its ident lookups and its requests waiting for a fork retry.
+        Returns how many sessions and held requests were closed."""
         self.userid.cancel(selected)
-        for record in doomed:
-            if record.session is not None and not record.session.closed:
-                record.session.close()
-        # Requests of that service still waiting for a fork retry go too.
-        return len(doomed) + self.retries.release_matching(selected)
+        closed = self.sessions.close_matching(selected)
+        return closed + self.retries.release_matching(selected)
 
     def close_all(self) -> None:
         self.retries.close_all()
         self.access.close()
-        for record in list(self._sessions.values()):
-            if record.session is not None and not record.session.closed:
-                record.session.close()
-        self._sessions.clear()
+        self.sessions.close_all()
         self.dgram.close_all()
         self.userid.close()
-
 
 def _reject_pending(sock: socket.socket) -> None:
     """Accept and close the connection a given-up stream/wait request left queued (the

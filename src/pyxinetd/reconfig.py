@@ -54,7 +54,7 @@ from pyxinetd.reload import Change, diff_services
 from pyxinetd.service import Event, ServiceRuntime, State
 
 if TYPE_CHECKING:
-    from pyxinetd.dispatch import _SessionRecord as SessionRecord
+    from pyxinetd.sessions import SessionRecord
     from pyxinetd.master import Master
 
 # Seconds between SIGTERM and SIGKILL for the servers of a removed service.

@@ -1,0 +1,148 @@
+"""Stream builtins, tcpmux and redirect served in the loop: the in-loop sessions.
+
+Reference §4.3. These requests never fork, yet each holds an instance slot for as long
+as its connection lasts, like a server would: the session is counted in the shared
+occupancy from its START until its connection closes, and removing its service on a
+reload closes it. Kept apart from dispatch.py, which decides *that* a request is served
+in the loop (after the same checks as every other request); this module only runs the
+session and keeps its record.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from pyxinetd import banners, internal
+from pyxinetd.children import Occupancy
+from pyxinetd.config.model import ServiceConfig
+from pyxinetd.internal.status import MasterView
+from pyxinetd.listener import peer_text
+from pyxinetd.log import ProgramLog, ServiceLogs, exit_entry, start_entry, traffic_entry
+from pyxinetd.loop import Loop
+from pyxinetd.service import ServiceRuntime, State
+
+# Builtins xinetd forks (they log EXIT when they end); the others never do.
+FORKING_BUILTINS = frozenset({"echo", "discard", "chargen", "tcpmux"})
+
+# Starts an external server on an accepted connection (tcpmux hands its client over).
+Launch = Callable[[ServiceConfig, socket.socket, tuple[object, ...], str], None]
+
+
+@dataclass
+class SessionRecord:
+    """One in-loop session: the configuration it was started with, its client and
+    when it started (loop clock). `session` is None only while it is being set up."""
+
+    service: ServiceConfig
+    peer: str
+    start: float
+    session: internal.Session | None = field(default=None)
+
+
+class Sessions:
+    """The in-loop sessions, keyed by a private counter (they have no pid)."""
+
+    def __init__(self, loop: Loop, occupancy: Occupancy, program: ProgramLog,
+                 logs: ServiceLogs, *, services: Callable[[], Sequence[ServiceRuntime]],
+                 view: MasterView, launch: Launch) -> None:
+        self.loop = loop
+        self.occupancy = occupancy
+        self.program = program
+        self.logs = logs
+        self._services = services
+        self._view = view
+        self._launch = launch
+        self._records: dict[int, SessionRecord] = {}
+        self._ids = iter(range(1, 1 << 62))
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def start(self, svc: ServiceConfig, conn: socket.socket,
+              addr: tuple[object, ...], peer: str) -> None:
+        """Serve an accepted (and admitted) connection in the loop; takes `conn` over."""
+        key = next(self._ids)
+        record = SessionRecord(svc, peer, self.loop.clock())
+        self._records[key] = record
+        self.occupancy.add(svc.id, peer)
+        if svc.log_type is not None:
+            self.logs.write(svc, start_entry(svc, 0, peer))
+        greeting = b""
+        if svc.banner_success:
+            greeting = banners.load(svc, banners.Moment.SUCCESS, self._banner_error)
+
+        def closed(bytes_in: int | None = None, bytes_out: int | None = None) -> None:
+            if self._records.pop(key, None) is None:
+                return
+            self.occupancy.remove(svc.id, peer)
+            if svc.log_type is None:
+                return
+            if bytes_in is not None and bytes_out is not None:
+                self.logs.write(svc, traffic_entry(svc, bytes_in, bytes_out))
+            if svc.is_redirect or svc.name in FORKING_BUILTINS:
+                self.logs.write(svc, exit_entry(svc, 0, ("status", 0),
+                                                self.loop.clock() - record.start))
+
+        try:
+            if svc.is_redirect:
+                def unreachable(text: str) -> None:
+                    # on_error replaces on_close: release the session here (no TRAFFIC).
+                    self.program.error("redirect", text)
+                    closed()
+                record.session = internal.start_redirect(
+                    self.loop, svc, conn, addr, closed, unreachable, greeting=greeting)
+            elif svc.name == "tcpmux":
+                record.session = internal.start_tcpmux(
+                    self.loop, svc, conn, addr, self._tcpmux_lookup, self._tcpmux_launch,
+                    closed, names=self._tcpmux_names)
+            else:
+                record.session = internal.start_stream(self.loop, svc, conn, addr, closed,
+                                                       view=self._view, greeting=greeting)
+        except (ValueError, OSError) as err:
+            self.program.error("internal", f"{svc.id}: {err}")
+            conn.close()
+            closed()
+
+    def _banner_error(self, text: str) -> None:
+        self.program.error("banner", text)
+
+    def _tcpmux_lookup(self, name: str) -> ServiceConfig | None:
+        wanted = name.lower()
+        for rt in self._services():
+            svc = rt.config
+            if svc.is_tcpmux_client and svc.name.lower() == wanted \
+                    and rt.state is State.ACTIVE:
+                return svc
+        return None
+
+    def _tcpmux_names(self) -> list[str]:
+        return [rt.config.name for rt in self._services()
+                if rt.config.is_tcpmux_client and rt.state is State.ACTIVE]
+
+    def _tcpmux_launch(self, svc: ServiceConfig, conn: socket.socket,
+                       addr: tuple[object, ...]) -> None:
+        self._launch(svc, conn, addr, peer_text(addr))
+
+    def open(self) -> list[SessionRecord]:
+        """The sessions, oldest first."""
+        return list(self._records.values())
+
+    def close_matching(self, selected: Callable[[ServiceConfig], bool]) -> int:
+        """Close the sessions whose service `selected` picks; each one releases its
+        instance count through its on_close. Returns how many."""
+        doomed = [r for r in self._records.values() if selected(r.service)]
+        for record in doomed:
+            _close(record)
+        return len(doomed)
+
+    def close_all(self) -> None:
+        for record in list(self._records.values()):
+            _close(record)
+        self._records.clear()
+
+
+def _close(record: SessionRecord) -> None:
+    if record.session is not None and not record.session.closed:
+        record.session.close()
