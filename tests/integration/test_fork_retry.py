@@ -250,3 +250,86 @@ def test_reload_removing_the_service_releases_held_connections(box: Box) -> None
     assert "START: gone" not in log and "FAIL: gone" not in log
     with connect(kept) as c:
         assert read_all(c) == b"hello from kept\n"
+
+
+def test_stream_wait_request_stays_queued_until_fork_works(box: Box) -> None:
+    port = free_port()
+    daemon = box.start(service("swait", port, wait="yes", server=SERVER_PYTHON,
+                               server_args=str(HELPERS / "wait_stream_server.py")),
+                       interval="1")
+    set_process_limit(daemon, 1)
+    try:
+        client = connect(port)
+        # Held across a retry that fails too: the connection stays in the listen
+        # queue (the server is to accept it), nobody accepts or closes it.
+        daemon.wait_for_log(r"swait: fork failed: Resource temporarily unavailable",
+                            count=2)
+        assert nothing_yet(client)
+    finally:
+        restore_process_limit(daemon)
+    with client:
+        # The retry starts the server, which accepts the queued connection itself.
+        assert client.recv(100).startswith(b"pid=")
+        client.sendall(b"still here\n")
+        assert read_all(client) == b"still here\n"
+    box.wait_service_log(r"START: swait pid=\d+ from=<no address>")
+    assert "too many consecutive fork failures" not in daemon.log()
+    assert "FAIL: swait" not in box.service_log()
+    # The socket is watched again after the server's exit: the next client is served.
+    with connect(port) as c:
+        assert c.recv(100).startswith(b"pid=")
+
+
+def test_stream_wait_request_given_up_is_accepted_and_closed(box: Box) -> None:
+    port = free_port()
+    daemon = box.start(service("swaitgone", port, wait="yes", server=SERVER_PYTHON,
+                               server_args=str(HELPERS / "wait_stream_server.py")),
+                       interval="0.1")
+    set_process_limit(daemon, 1)
+    try:
+        with connect(port) as c, connect(port) as behind:
+            daemon.wait_for_log(r"service swaitgone: too many consecutive fork failures")
+            # Given up: the daemon accepts the queued connection and closes it.
+            assert read_all(c) == b""
+            # The one queued behind it fails at once (the failures are not reset)
+            # and goes the same way.
+            assert read_all(behind) == b""
+        box.wait_service_log(r"(?s)FAIL: swaitgone fork from=<no address>.*"
+                             r"FAIL: swaitgone fork from=<no address>")
+    finally:
+        restore_process_limit(daemon)
+    # The socket is watched again: a new client gets a server.
+    with connect(port) as c:
+        assert c.recv(100).startswith(b"pid=")
+    box.wait_service_log(r"START: swaitgone pid=\d+")
+
+
+def test_dgram_nowait_relay_queues_the_peers_datagrams_while_held(box: Box) -> None:
+    port = free_port()
+    daemon = box.start(service("dnowait", port, socket_type="dgram", protocol="udp",
+                               server=SERVER_PYTHON,
+                               server_args=f"{HELPERS / 'dgram_nowait_server.py'} 1"),
+                       interval="1")
+    set_process_limit(daemon, 1)
+    udp_client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp_client.settimeout(10)
+    with udp_client:
+        try:
+            udp_client.sendto(b"one", ("127.0.0.1", port))
+            daemon.wait_for_log(r"dnowait: fork failed: Resource temporarily unavailable")
+            # A later datagram of the same peer joins the held relay instead of
+            # starting (or failing) a server of its own.
+            udp_client.sendto(b"two", ("127.0.0.1", port))
+            daemon.wait_for_log(r"dnowait: fork failed: Resource temporarily unavailable",
+                                count=2)
+        finally:
+            restore_process_limit(daemon)
+        first = udp_client.recv(1000).decode()
+        second = udp_client.recv(1000).decode()
+    assert re.fullmatch(r"pid=\d+ got=one", first)
+    # Delivered to the same server, once it started.
+    assert second == first.replace("got=one", "got=two")
+    box.wait_service_log(r"START: dnowait pid=\d+ from=127\.0\.0\.1")
+    log = box.service_log()
+    assert len(re.findall(r"START: dnowait", log)) == 1
+    assert "FAIL: dnowait" not in log
