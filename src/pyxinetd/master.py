@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import socket as _socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyxinetd import XINETD_COMPAT_VERSION, __version__, dump, redirect
+from pyxinetd import XINETD_COMPAT_VERSION, __version__, dump, redirect, rpc
 from pyxinetd.children import ChildTable, ExitStatus, reap
 from pyxinetd.config.diagnostics import Severity
 from pyxinetd.config.model import Configuration, ServiceConfig
@@ -94,13 +95,17 @@ class Master:
         self.dispatcher.userid.logprocs = options.logprocs
         self.signals = SignalWakeup(self.loop, self._signal_table())
         # Pending binds (retries), with what to call once each one is settled.
-        self._binders: dict[ServiceRuntime, tuple[Binder, Callable[[], None]]] = {}
+        self._binders: dict[ServiceRuntime,
+                            tuple[Binder | rpc.Activation, Callable[[], None]]] = {}
+        # Portmapper registrations of RPC services (pyxinetd.rpc).
+        self.rpc = rpc.RpcRegistry(self.loop, self.program)
         self._pending_binds = 0
         self.reconfig = Reconfigurer(self)
         self._reload_requested = False
         self.started = False
         self.exit_status = 0
         self.loop_should_stop = False
+        self._exiting = False
         # Called once, when `Started working` is logged and the daemon stays up
         # (the detached start command waits for it).
         self.on_started: Callable[[], None] | None = None
@@ -139,21 +144,23 @@ class Master:
     def bind(self, rt: ServiceRuntime, settled: Callable[[], None]) -> None:
         """Bind `rt` (retries are timers); `settled()` runs once it is active or failed."""
         svc = rt.config
-        if svc.port is None:
+        if svc.port is None and not rpc.is_rpc(svc):
             # TCPMUX clients own no socket: they are reached through tcpmux.
-            if svc.rpc_number is not None:
-                self.program.error("init_services",
-                                   f"RPC service {svc.id} is not supported; not started")
-                rt.transition(Event.BIND_FAILED)
-                settled()
-                return
             self.dispatcher.activate(rt, None, Event.BOUND)
             settled()
             return
 
         def bound(sock: object) -> None:
-            import socket as _socket
             assert isinstance(sock, _socket.socket)
+            if rpc.is_rpc(svc):
+                # Bound to port 0: the service is available once registered.
+                step = self.rpc.activation(rt, sock, registered, failed)
+                self._binders[rt] = (step, settled)
+                step.start()
+                return
+            registered(sock)
+
+        def registered(sock: _socket.socket) -> None:
             self._binders.pop(rt, None)
             self.dispatcher.activate(rt, sock, Event.BOUND)
             settled()
@@ -222,6 +229,9 @@ class Master:
         for binder, _ in self._binders.values():
             binder.cancel()
         self._binders.clear()
+        # Registrations still there (an early stop): the UNSET calls are sent, unanswered.
+        self.rpc.unregister_all(lambda: None)
+        self.rpc.close()
         self.dispatcher.close_all()
         for rt in self.services:
             self.dispatcher.close_listener(rt)
@@ -236,7 +246,7 @@ class Master:
     def _signal_table(self) -> dict[int, Callable[[], None]]:
         table: dict[int, Callable[[], None]] = {
             TERMINATE_SIGNAL: self.terminate,
-            QUICK_EXIT_SIGNAL: self.terminate,
+            QUICK_EXIT_SIGNAL: self.quick_exit,
             INTERRUPT_SIGNAL: self.interrupt,
             REAP_SIGNAL: self.reap_children,
             DUMP_SIGNAL: self.dump,
@@ -251,8 +261,17 @@ class Master:
         return table
 
     def terminate(self) -> None:
+        """SIGTERM: RPC servers get SIGKILL (reference §6.1), then quick_exit()."""
+        rpc.kill_servers(list(self.children), self.program)
+        self.quick_exit()
+
+    def quick_exit(self) -> None:
+        """SIGQUIT: exit 0 once the RPC services are unregistered; no server is signalled."""
+        if self._exiting:
+            return
+        self._exiting = True
         self.program.warning("exit", "Exiting...")
-        self.stop(0)
+        self.rpc.unregister_all(lambda: self.stop(0))
 
     def interrupt(self) -> None:
         """SIGINT is ignored, except in -d mode where it ends the daemon (status 1)."""

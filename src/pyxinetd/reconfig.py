@@ -182,6 +182,7 @@ class Reconfigurer:
                 removed: list[ServiceConfig]) -> None:
         m = self.master
         m.cancel_bind(rt)
+        m.rpc.unregister(rt)
         m.dispatcher.close_listener(rt)
         rt.transition(Event.STOP)
         selected = self._selector(svc, kept_ids)
@@ -207,12 +208,14 @@ class Reconfigurer:
         rt.config = change.new
         rt.cps.rate = change.new.cps[0]
         self.master.dispatcher.refresh(rt)
+        self.master.rpc.reregister(rt, change.old)
 
     def _replace_listener(self, rt: ServiceRuntime, change: Change,
                           kept_ids: set[str]) -> ServiceRuntime:
         """A kept service whose socket changed: stop the old runtime, return a new one."""
         m = self.master
         m.cancel_bind(rt)
+        m.rpc.unregister(rt)
         m.dispatcher.close_listener(rt)
         rt.transition(Event.STOP)
         old = change.old

@@ -1,0 +1,269 @@
+"""RPC services (`type = RPC`): portmapper registration around a normal listener.
+
+An RPC service listens like any other (reference §4.2), except that its socket is
+bound to port 0 (or its bind address) and the kernel picks the port. The service is
+then registered with the portmapper for every version of its `rpc_version` range and
+its protocol (pyxinetd.portmap), and it is available once at least one version is
+registered; with none, it fails like a bind failure (xinetd's rule). Requests are then
+dispatched as for any service of its socket type and wait mode.
+
+The registrations are dropped (PMAPPROC_UNSET of every version) when a reload removes
+the service or moves it to a new socket, and at SIGTERM/SIGQUIT; a reload that only
+changes the version range unregisters the old range and registers the new one.
+
+UNSET is protocol-blind: the portmapper drops the tcp *and* udp entries of a program
+version. xinetd leaves the other protocol's service unregistered in that case; here
+the versions of any other live service of the same program are registered again.
+
+Unlike xinetd, no call blocks: the SET of every version is sent at once, without the
+1 s sleep xinetd makes after each one, and the loop serves the other services meanwhile.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from pyxinetd.children import Child
+from pyxinetd.config.model import ServiceConfig
+from pyxinetd.log import ProgramLog
+from pyxinetd.loop import Loop
+from pyxinetd.portmap import Mapping, PortmapClient
+from pyxinetd.service import ServiceRuntime
+
+
+def is_rpc(svc: ServiceConfig) -> bool:
+    return "RPC" in svc.types and svc.rpc_number is not None
+
+
+def versions(svc: ServiceConfig) -> range:
+    assert svc.rpc_version is not None
+    low, high = svc.rpc_version
+    return range(low, high + 1)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What one service registered: the versions the portmapper accepted."""
+
+    program: int
+    protocol: int
+    port: int
+    versions: tuple[int, ...]
+
+    def mappings(self) -> list[Mapping]:
+        return [Mapping(self.program, v, self.protocol, self.port) for v in self.versions]
+
+
+class RpcRegistry:
+    """The portmapper registrations of the master's RPC services."""
+
+    def __init__(self, loop: Loop, program: ProgramLog,
+                 client: PortmapClient | None = None) -> None:
+        self.log = program
+        self.client = client or PortmapClient(loop)
+        self._registered: dict[ServiceRuntime, Registration] = {}
+
+    def registration(self, rt: ServiceRuntime) -> Registration | None:
+        return self._registered.get(rt)
+
+    def activation(self, rt: ServiceRuntime, sock: socket.socket,
+                   on_registered: Callable[[socket.socket], None],
+                   on_failed: Callable[[], None]) -> Activation:
+        """The registration step of a freshly bound RPC service (call start())."""
+        return Activation(self, rt, sock, on_registered, on_failed)
+
+    # -- registering -------------------------------------------------------------
+    def register(self, rt: ServiceRuntime, port: int,
+                 done: Callable[[Registration | None], None]) -> None:
+        """SET every version of `rt` at `port`; done(registration, or None if none took)."""
+        svc = rt.config
+        assert svc.rpc_number is not None
+        program, protocol = svc.rpc_number, svc.protocol_number
+        wanted = list(versions(svc))
+        accepted: list[int] = []
+        remaining = [len(wanted)]
+
+        def answered(version: int, ok: bool | None, error: str | None) -> None:
+            if ok:
+                accepted.append(version)
+            else:
+                why = f" ({error})" if error else ""
+                self.log.error("activate_rpc",
+                                    f"pmap_set failed. service={svc.id} program={program} "
+                                    f"version={version}{why}")
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+            self.log.debug("activate_rpc",
+                                f"Registered {len(accepted)} versions of {svc.id}")
+            if not accepted:
+                done(None)
+                return
+            done(Registration(program, protocol, port, tuple(sorted(accepted))))
+
+        for version in wanted:
+            self.client.set(Mapping(program, version, protocol, port),
+                            functools.partial(answered, version))
+
+    def keep(self, rt: ServiceRuntime, registration: Registration) -> None:
+        self._registered[rt] = registration
+
+    # -- unregistering -----------------------------------------------------------
+    def unregister(self, rt: ServiceRuntime, then: Callable[[], None] | None = None) -> None:
+        """UNSET what `rt` registered (if anything); `then()` once answered."""
+        registration = self._registered.pop(rt, None)
+        if registration is None:
+            if then is not None:
+                then()
+            return
+        self.unset(rt.config.id, registration, then)
+
+    def unregister_all(self, then: Callable[[], None]) -> None:
+        """UNSET every registration (shutdown); `then()` once every call is answered."""
+        entries = list(self._registered.items())
+        self._registered.clear()
+        remaining = [len(entries) + 1]
+
+        def one_done() -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                then()
+
+        for rt, registration in entries:
+            self.unset(rt.config.id, registration, one_done, restore=False)
+        one_done()
+
+    def reregister(self, rt: ServiceRuntime, old: ServiceConfig) -> None:
+        """A readjusted service: register again if its version range changed (§6.2)."""
+        if old.rpc_version == rt.config.rpc_version or rt not in self._registered:
+            return
+        port = self._registered[rt].port
+
+        def register_new() -> None:
+            if rt.sock is None:
+                return      # stopped meanwhile
+            self.register(rt, port, lambda reg: self._keep_if_live(rt, reg))
+
+        self.unregister(rt, register_new)
+
+    def _keep_if_live(self, rt: ServiceRuntime, registration: Registration | None) -> None:
+        if registration is None:
+            self.log.error("activate_rpc",
+                                f"No RPC versions registered for service {rt.config.id}")
+        elif rt.sock is not None:
+            self._registered[rt] = registration
+        else:
+            self.unset(rt.config.id, registration, None)
+
+    def unset(self, service_id: str, registration: Registration,
+               then: Callable[[], None] | None, *, restore: bool = True) -> None:
+        remaining = [len(registration.versions)]
+
+        def answered(version: int, ok: bool | None, error: str | None) -> None:
+            if not ok:
+                why = f" ({error})" if error else ""
+                self.log.error("deactivate",
+                                    f"pmap_unset failed. service={service_id} "
+                                    f"program={registration.program} version={version}{why}")
+            remaining[0] -= 1
+            if remaining[0]:
+                return
+            if restore:
+                self._restore_shared(registration)
+            if then is not None:
+                then()
+
+        for mapping in registration.mappings():
+            self.client.unset(mapping, functools.partial(answered, mapping.version))
+
+    def _restore_shared(self, dropped: Registration) -> None:
+        """SET again the versions of other services that the protocol-blind UNSET took."""
+        for rt, other in self._registered.items():
+            if other.program != dropped.program:
+                continue
+            for mapping in other.mappings():
+                if mapping.version in dropped.versions:
+                    self.client.set(mapping, functools.partial(
+                        self._restored, rt.config.id, other, mapping.version))
+
+    def _restored(self, service_id: str, registration: Registration, version: int,
+                  ok: bool | None, error: str | None) -> None:
+        if not ok:
+            why = f" ({error})" if error else ""
+            self.log.error("activate_rpc",
+                                f"pmap_set failed. service={service_id} "
+                                f"program={registration.program} version={version}{why}")
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class Activation:
+    """Registers one freshly bound RPC service; reports once, like listener.Binder.
+
+    `on_registered(sock)` when at least one version was registered, else `on_failed()`
+    (the socket is then closed). cancel() abandons it: nothing is reported, and the
+    versions the portmapper accepts meanwhile are unregistered again.
+    """
+
+    def __init__(self, registry: RpcRegistry, rt: ServiceRuntime, sock: socket.socket,
+                 on_registered: Callable[[socket.socket], None],
+                 on_failed: Callable[[], None]) -> None:
+        self._registry = registry
+        self._rt = rt
+        self._sock = sock
+        self._on_registered = on_registered
+        self._on_failed = on_failed
+        self.done = False
+
+    def start(self) -> None:
+        self._registry.register(self._rt, self._sock.getsockname()[1], self._answered)
+
+    def _answered(self, registration: Registration | None) -> None:
+        if self.done:
+            if registration is not None:
+                self._registry.unset(self._rt.config.id, registration, None)
+            return
+        self.done = True
+        if registration is None:
+            self._registry.log.error(
+                "activate_rpc", f"No RPC versions registered for service {self._rt.config.id}")
+            self._sock.close()
+            self._on_failed()
+            return
+        self._registry.keep(self._rt, registration)
+        self._on_registered(self._sock)
+
+    def cancel(self) -> None:
+        if not self.done:
+            self._sock.close()
+        self.done = True
+
+
+def kill_servers(children: Iterable[Child], log: ProgramLog) -> None:
+    """SIGTERM of the daemon: RPC servers get SIGKILL, as xinetd sends them (§6.1)."""
+    for child in children:
+        if not is_rpc(child.service):
+            continue
+        log.warning("terminate_servers", f"Sending signal {int(signal.SIGKILL)} to "
+                                         f"{child.service.id} server {child.pid}")
+        try:
+            os.kill(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def dump_lines(svc: ServiceConfig, registration: Registration | None) -> list[str]:
+    """The `RPC data` block of the SIGUSR1 dump (reference §6.4)."""
+    if not is_rpc(svc):
+        return []
+    assert svc.rpc_version is not None
+    low, high = svc.rpc_version
+    return ["RPC data",
+            f"\tprogram number = {svc.rpc_number}",
+            f"\trpc_version = {low}" + (f"-{high}" if high != low else "")]

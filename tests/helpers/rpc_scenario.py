@@ -1,0 +1,246 @@
+"""RPC services against a real portmapper (Debian's rpcbind), with pyxinetd or xinetd.
+
+Run inside private network and mount namespaces (it sets them up itself):
+
+    unshare -n -m --propagation private python3 rpc_scenario.py --workdir DIR \
+        --rpcbind PATH [--xinetd PATH] [--no-rpcbind]
+
+Brings `lo` up, puts a tmpfs on /run (rpcbind's socket, lock and state folder, and
+xinetd's dump file live there), adds rpcbind's `_rpc` account to a private copy of
+/etc/passwd when the host has none, and starts `rpcbind -f` (unless --no-rpcbind).
+Then it writes a configuration with two RPC services and one plain service, starts the
+daemon (pyxinetd, or the real xinetd with --xinetd) with -dontfork -filelog, and:
+
+1. reads the portmapper's table (PMAPPROC_DUMP) once the daemon has started;
+2. talks to each RPC server through the port registered for it;
+3. sends SIGUSR1 and keeps the dump's `RPC data` blocks;
+4. removes the dgram RPC service from the configuration, sends SIGHUP, reads the table;
+5. sends SIGTERM, waits for the exit, reads the table.
+
+With --no-rpcbind it only starts the daemon, talks to the plain service and stops.
+It prints one JSON object; the caller compares (programs, versions, protocols).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pyxinetd.portmap import PMAPPROC_DUMP, decode_dump, decode_reply, encode_call
+
+HERE = Path(__file__).resolve().parent
+DEADLINE = 30.0
+UDP_PROGRAM = 0x20000111
+TCP_PROGRAM = 0x20000112
+PLAIN_PORT = 7311
+
+
+def service_text(name: str, body: str) -> str:
+    return f"service {name}\n{{\n{body}}}\n"
+
+
+def configuration(with_udp: bool) -> str:
+    py = sys.executable
+    udp = service_text("rpcudp", f"""\
+\ttype = RPC UNLISTED
+\trpc_number = {UDP_PROGRAM}
+\trpc_version = 1-3
+\tsocket_type = dgram
+\tprotocol = udp
+\twait = yes
+\tuser = root
+\tflags = IPv4
+\tserver = {py}
+\tserver_args = {HERE / 'rpc_udp_server.py'}
+""")
+    tcp = service_text("rpctcp", f"""\
+\ttype = RPC UNLISTED
+\trpc_number = {TCP_PROGRAM}
+\trpc_version = 2
+\tsocket_type = stream
+\tprotocol = tcp
+\twait = no
+\tuser = root
+\tflags = IPv4
+\tserver = {py}
+\tserver_args = {HERE / 'rpc_tcp_server.py'}
+""")
+    plain = service_text("plain", f"""\
+\ttype = UNLISTED
+\tsocket_type = stream
+\tprotocol = tcp
+\tport = {PLAIN_PORT}
+\twait = no
+\tuser = root
+\tflags = IPv4
+\tserver = {py}
+\tserver_args = {HERE / 'rpc_tcp_server.py'}
+""")
+    return (udp if with_udp else "") + tcp + plain
+
+
+def wait_for(predicate, what: str, deadline: float) -> None:  # type: ignore[no-untyped-def]
+    delay = 0.005
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def portmap_table() -> list[list[int]] | str:
+    """[program, version, protocol, port] rows other than the portmapper's own."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(2.0)
+    try:
+        sock.connect(("127.0.0.1", 111))
+        sock.send(encode_call(4242, PMAPPROC_DUMP))
+        _, body = decode_reply(sock.recv(65536))
+    except OSError as err:
+        return f"error: {err}"
+    finally:
+        sock.close()
+    return sorted([m.program, m.version, m.protocol, m.port]
+                  for m in decode_dump(body) if m.program != 100000)
+
+
+def talk_udp(port: int) -> str:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(5.0)
+    try:
+        sock.sendto(b"ping", ("127.0.0.1", port))
+        return sock.recv(4096).decode(errors="replace")
+    except OSError as err:
+        return f"error: {err}"
+    finally:
+        sock.close()
+
+
+def talk_tcp(port: int) -> str:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5.0) as sock:
+            chunks = []
+            while chunk := sock.recv(4096):
+                chunks.append(chunk)
+            return b"".join(chunks).decode(errors="replace")
+    except OSError as err:
+        return f"error: {err}"
+
+
+def rpc_data(dump: str) -> list[str]:
+    """The `RPC data` lines of each service block, tabs kept."""
+    out: list[str] = []
+    lines = dump.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == "RPC data":
+            out += lines[i:i + 3]
+    return out
+
+
+def setup_namespace(workdir: Path, rpcbind: str | None) -> subprocess.Popen[bytes] | None:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run"], check=True)
+    os.makedirs("/run/rpcbind", exist_ok=True)
+    passwd = Path("/etc/passwd").read_text()
+    if not any(line.startswith("_rpc:") for line in passwd.splitlines()):
+        private = workdir / "passwd"
+        private.write_text(passwd.rstrip("\n") + "\n_rpc:x:64999:65534::/run/rpcbind:"
+                           "/usr/sbin/nologin\n")
+        subprocess.run(["mount", "--bind", str(private), "/etc/passwd"], check=True)
+    if rpcbind is None:
+        return None
+    with open(workdir / "rpcbind.err", "wb") as err:
+        proc = subprocess.Popen([rpcbind, "-f"], stdin=subprocess.DEVNULL, stdout=err,
+                                stderr=err)
+    deadline = time.monotonic() + DEADLINE
+    wait_for(lambda: not isinstance(portmap_table(), str) or proc.poll() is not None,
+             "rpcbind", deadline)
+    if proc.poll() is not None:
+        raise SystemExit(f"rpcbind exited: {read(workdir / 'rpcbind.err')}")
+    return proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", required=True, type=Path)
+    parser.add_argument("--rpcbind", required=True)
+    parser.add_argument("--xinetd")
+    parser.add_argument("--no-rpcbind", action="store_true")
+    args = parser.parse_args()
+    work: Path = args.workdir
+    portmapper = setup_namespace(work, None if args.no_rpcbind else args.rpcbind)
+    conf, log = work / "rpc.conf", work / "daemon.log"
+    conf.write_text(configuration(with_udp=True))
+    dump_file = Path("/run/xinetd.dump")
+    env = dict(os.environ, PYXINETD_DUMP_FILE=str(dump_file))
+    if args.xinetd:
+        argv = [args.xinetd]
+    else:
+        argv = [sys.executable, "-m", "pyxinetd"]
+    argv += ["-dontfork", "-f", str(conf), "-filelog", str(log)]
+    result: dict[str, object] = {}
+    deadline = time.monotonic() + DEADLINE
+    with open(work / "daemon.err", "wb") as err:
+        daemon = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=err,
+                                  stderr=err, start_new_session=True)
+    try:
+        wait_for(lambda: "Started working" in read(log) or daemon.poll() is not None,
+                 "Started working", deadline)
+        result["plain"] = talk_tcp(PLAIN_PORT)
+        if args.no_rpcbind:
+            return
+        table = portmap_table()
+        result["started"] = table
+        ports = {(row[0], row[2]): row[3] for row in table} if isinstance(table, list) else {}
+        udp_port = ports.get((UDP_PROGRAM, 17))
+        tcp_port = ports.get((TCP_PROGRAM, 6))
+        result["udp_answer"] = talk_udp(udp_port) if udp_port else "not registered"
+        result["tcp_answer"] = talk_tcp(tcp_port) if tcp_port else "not registered"
+        daemon.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "END OF DUMP" in read(dump_file), "the dump", deadline)
+        result["rpc_data"] = rpc_data(read(dump_file))
+        conf.write_text(configuration(with_udp=False))
+        daemon.send_signal(signal.SIGHUP)
+        wait_for(lambda: "Reconfigured" in read(log), "Reconfigured", deadline)
+        # The UNSET calls go out as the reload is applied; give the answers a moment.
+        wait_for(lambda: not any(r[0] == UDP_PROGRAM for r in portmap_table()),
+                 "the dgram service to be unregistered", time.monotonic() + 5.0)
+        result["reloaded"] = portmap_table()
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=max(1.0, deadline - time.monotonic()))
+        result["terminated"] = portmap_table()
+    except SystemExit as stop:
+        result["error"] = str(stop)
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait(timeout=10)
+        result["returncode"] = daemon.returncode
+        result["log"] = read(log)
+        result["stderr"] = read(work / "daemon.err")
+        if portmapper is not None:
+            portmapper.terminate()
+            try:
+                portmapper.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                portmapper.kill()
+                portmapper.wait(timeout=5)
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
