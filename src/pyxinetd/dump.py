@@ -19,6 +19,7 @@ import socket
 import time
 from collections.abc import Sequence
 
+from pyxinetd import rpc
 from pyxinetd.children import ChildTable
 from pyxinetd.config.model import (LOG_ON_FAILURE_FLAGS, LOG_ON_SUCCESS_FLAGS, SERVICE_FLAGS,
                                    SERVICE_TYPES, AddressEntry, Configuration, Defaults,
@@ -140,7 +141,9 @@ def _service_block(rt: ServiceRuntime, children: ChildTable) -> list[str]:
 
 def _config_lines(svc: ServiceConfig) -> list[str]:
     family_flag = "IPv4" if svc.family == socket.AF_INET else "IPv6"
-    flags = [f for f in SERVICE_FLAGS if f in svc.flags or f == family_flag]
+    # TCP RPC services never go through TCP Wrappers: xinetd shows that as NOLIBWRAP.
+    shown = svc.flags | rpc.implied_flags(svc)
+    flags = [f for f in SERVICE_FLAGS if f in shown or f == family_flag]
     lines = [f"id = {svc.id}", f"flags = {' '.join(flags)}"]
     if svc.types:
         lines.append(f"type = {' '.join(t for t in SERVICE_TYPES if t in svc.types)}")
@@ -148,8 +151,6 @@ def _config_lines(svc: ServiceConfig) -> list[str]:
               f"Protocol (name,number) = ({svc.protocol},{svc.protocol_number})"]
     if svc.port is not None:
         lines.append(f"port = {svc.port}")
-    if svc.rpc_number is not None:
-        lines.append(f"RPC program number = {svc.rpc_number}")
     lines += [f"Instances = {_limit(svc.instances)}",
               f"wait = {'yes' if svc.wait else 'no'}"]
     if svc.user is not None:
@@ -170,6 +171,7 @@ def _config_lines(svc: ServiceConfig) -> list[str]:
         lines += [f"Server = {svc.server}", f"Server argv = {' '.join(svc.server_argv)}"]
     if svc.redirect is not None:
         lines.append(f"Redirect = {svc.redirect[0]}:{svc.redirect[1]}")
+    lines += rpc.dump_lines(svc)
     if svc.access_times:
         lines.append(f"Access times = {' '.join(str(w) for w in svc.access_times)}")
     lines += _access_lines(svc.only_from, svc.no_access)

@@ -258,7 +258,13 @@ def kill_servers(children: Iterable[Child], log: ProgramLog) -> None:
             pass
 
 
-def dump_lines(svc: ServiceConfig, registration: Registration | None) -> list[str]:
+def implied_flags(svc: ServiceConfig) -> frozenset[str]:
+    """Flags xinetd adds by itself: NOLIBWRAP on TCP RPC services (reference §4.14)."""
+    return frozenset({"NOLIBWRAP"}) if is_rpc(svc) and svc.protocol == "tcp" \
+        else frozenset()
+
+
+def dump_lines(svc: ServiceConfig) -> list[str]:
     """The `RPC data` block of the SIGUSR1 dump (reference §6.4)."""
     if not is_rpc(svc):
         return []

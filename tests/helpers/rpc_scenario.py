@@ -213,6 +213,7 @@ def main() -> None:
         daemon.send_signal(signal.SIGUSR1)
         wait_for(lambda: "END OF DUMP" in read(dump_file), "the dump", deadline)
         result["rpc_data"] = rpc_data(read(dump_file))
+        result["dump"] = read(dump_file)
         conf.write_text(configuration(with_udp=False))
         daemon.send_signal(signal.SIGHUP)
         wait_for(lambda: "Reconfigured" in read(log), "Reconfigured", deadline)
