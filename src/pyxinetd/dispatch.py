@@ -16,6 +16,7 @@ close the parent's copy. No DNS, no NSS, no configuration work.
 from __future__ import annotations
 
 import errno
+import select
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -51,6 +52,10 @@ class Dispatcher:
                  services: Callable[[], Sequence[ServiceRuntime]],
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.loop = loop
+        # Called when a cps trip closes a listener and when its new one is bound (on a
+        # new port): RPC services follow it in the portmapper (pyxinetd.rpc).
+        self.on_cps_closed: Callable[[ServiceRuntime], None] | None = None
+        self.on_cps_reopened: Callable[[ServiceRuntime], None] | None = None
         self.children = children
         self.program = program
         self.logs = logs
@@ -131,6 +136,8 @@ class Dispatcher:
         wait = rt.config.cps[1]
         self.close_listener(rt)
         rt.transition(Event.CPS_TRIPPED)
+        if self.on_cps_closed is not None:
+            self.on_cps_closed(rt)
         self.program.error("svc_deactivate",
                            f"Deactivating service {rt.config.name} due to excessive incoming "
                            f"connections.  Restarting in {wait} seconds.")
@@ -154,6 +161,8 @@ class Dispatcher:
             return
         self.program.error("cps_reactivate", f"Activating service {rt.config.name}")
         self.activate(rt, sock, Event.CPS_EXPIRED)
+        if self.on_cps_reopened is not None:
+            self.on_cps_reopened(rt)
 
     def _pause_accept(self, rt: ServiceRuntime, err: OSError) -> None:
         """Out of descriptors or memory: stop watching the listener for a while."""
@@ -349,7 +358,16 @@ class Dispatcher:
                 drain(rt.sock)
             rt.transition(Event.WAIT_REAPED)
             self.refresh(rt)
+            # A request that queued while the server ran is usually already there:
+            # serve it at the end of this turn instead of one more select() later.
+            sock = rt.sock
+            if sock is not None and rt.wants_events and _readable_now(sock):
+                self.loop.call_soon(lambda: self._serve_pending(rt, sock))
         return resume
+
+    def _serve_pending(self, rt: ServiceRuntime, sock: socket.socket) -> None:
+        if rt.sock is sock and rt.wants_events and _readable_now(sock):
+            self._handler_for(rt)(READ)
 
     # -- the view the `servers` and `services` builtins read ------------------
     def active_services(self) -> list[ServiceConfig]:
@@ -395,3 +413,11 @@ def _reject_pending(sock: socket.socket) -> None:
         pass
     finally:
         sock.setblocking(True)
+
+
+def _readable_now(sock: socket.socket) -> bool:
+    """Whether a request waits on `sock`, without waiting (a zero-timeout poll)."""
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):  # closed meanwhile
+        return False

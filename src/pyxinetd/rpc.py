@@ -151,11 +151,18 @@ class RpcRegistry:
 
         self.unregister(rt, register_new)
 
+    def follow(self, rt: ServiceRuntime) -> None:
+        """A cps re-activation bound a new socket: register it (xinetd does too)."""
+        if not is_rpc(rt.config) or rt.sock is None:
+            return
+        port = rt.sock.getsockname()[1]
+        self.register(rt, port, lambda reg: self._keep_if_live(rt, reg))
+
     def _keep_if_live(self, rt: ServiceRuntime, registration: Registration | None) -> None:
         if registration is None:
             self.log.error("activate_rpc",
                                 f"No RPC versions registered for service {rt.config.id}")
-        elif rt.sock is not None:
+        elif rt.sock is not None and rt.sock.getsockname()[1] == registration.port:
             self._registered[rt] = registration
         else:
             self.unset(rt.config.id, registration, None)
