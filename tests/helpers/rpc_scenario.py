@@ -18,6 +18,7 @@ daemon (pyxinetd, or the real xinetd with --xinetd) with -dontfork -filelog, and
 5. sends SIGTERM, waits for the exit, reads the table.
 
 With --no-rpcbind it only starts the daemon, talks to the plain service and stops.
+When the namespace or rpcbind cannot be set up it prints {"skip": reason}.
 It prints one JSON object; the caller compares (programs, versions, protocols).
 """
 
@@ -167,8 +168,13 @@ def setup_namespace(workdir: Path, rpcbind: str | None) -> subprocess.Popen[byte
         proc = subprocess.Popen([rpcbind, "-f"], stdin=subprocess.DEVNULL, stdout=err,
                                 stderr=err)
     deadline = time.monotonic() + DEADLINE
-    wait_for(lambda: not isinstance(portmap_table(), str) or proc.poll() is not None,
-             "rpcbind", deadline)
+    try:
+        wait_for(lambda: not isinstance(portmap_table(), str) or proc.poll() is not None,
+                 "rpcbind", deadline)
+    except SystemExit:
+        proc.kill()
+        proc.wait(timeout=10)
+        raise
     if proc.poll() is not None:
         raise SystemExit(f"rpcbind exited: {read(workdir / 'rpcbind.err')}")
     return proc
@@ -182,7 +188,12 @@ def main() -> None:
     parser.add_argument("--no-rpcbind", action="store_true")
     args = parser.parse_args()
     work: Path = args.workdir
-    portmapper = setup_namespace(work, None if args.no_rpcbind else args.rpcbind)
+    try:
+        portmapper = setup_namespace(work, None if args.no_rpcbind else args.rpcbind)
+    except (SystemExit, subprocess.CalledProcessError) as why:
+        # The caller skips: this machine cannot run the portmapper in a namespace.
+        print(json.dumps({"skip": f"rpcbind does not run in a namespace here: {why}"}))
+        return
     conf, log = work / "rpc.conf", work / "daemon.log"
     conf.write_text(configuration(with_udp=True))
     dump_file = Path("/run/xinetd.dump")

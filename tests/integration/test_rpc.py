@@ -74,6 +74,8 @@ def _run(*extra: str) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
+    if "skip" in result:
+        pytest.skip(result["skip"])
     assert "error" not in result, (result["error"], result["log"], result["stderr"])
     return result
 
