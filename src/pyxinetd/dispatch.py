@@ -26,21 +26,17 @@ from pyxinetd.access.gate import AccessGate, Verdict
 from pyxinetd.children import NO_ADDRESS, Child, ChildTable, ExitStatus
 from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.dgram import DatagramDispatch, drain
-from pyxinetd.errors import BindError, SpawnError
+from pyxinetd.errors import SpawnError
 from pyxinetd.forkretry import REASON_FORK, ForkRetry, Hold, Outcome
-from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch, bind_socket, \
-    create_socket
+from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
 from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry, strerror
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.sensor import DenyList
 from pyxinetd.service import REASON_ADDRESS, REASON_CPS, Event, Limits, ServiceRuntime, State
 from pyxinetd.sessions import FORKING_BUILTINS, SessionRecord, Sessions
 from pyxinetd.spawner import spawn
+from pyxinetd.suspend import Suspensions
 from pyxinetd.userid import UserIds
-
-# Pause of a listener after EMFILE/ENFILE/ENOBUFS/ENOMEM on accept.
-ACCEPT_RETRY_DELAY = 1.0
-
 
 class Dispatcher:
     """Handles requests for every active service. The datagram models live in
@@ -52,10 +48,8 @@ class Dispatcher:
                  services: Callable[[], Sequence[ServiceRuntime]],
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.loop = loop
-        # Called when a cps trip closes a listener and when its new one is bound (on a
-        # new port): RPC services follow it in the portmapper (pyxinetd.rpc).
-        self.on_cps_closed: Callable[[ServiceRuntime], None] | None = None
-        self.on_cps_reopened: Callable[[ServiceRuntime], None] | None = None
+        # cps suspensions and accept pauses (pyxinetd.suspend).
+        self.suspend = Suspensions(loop, program, self)
         self.children = children
         self.program = program
         self.logs = logs
@@ -130,53 +124,7 @@ class Dispatcher:
             if not self.userid.after_refusal(svc, conn, peer):
                 conn.close()
         if reason == REASON_CPS:
-            self.deactivate_cps(rt)
-
-    def deactivate_cps(self, rt: ServiceRuntime) -> None:
-        wait = rt.config.cps[1]
-        self.close_listener(rt)
-        rt.transition(Event.CPS_TRIPPED)
-        if self.on_cps_closed is not None:
-            self.on_cps_closed(rt)
-        self.program.error("svc_deactivate",
-                           f"Deactivating service {rt.config.name} due to excessive incoming "
-                           f"connections.  Restarting in {wait} seconds.")
-        self.loop.call_later(wait, lambda: self._reactivate(rt))
-
-    def _reactivate(self, rt: ServiceRuntime) -> None:
-        if rt.state is not State.SUSPENDED_CPS:
-            return
-        rt.cps.reset()
-        try:
-            sock = create_socket(rt.config)
-            try:
-                bind_socket(sock, rt.config)
-            except OSError:
-                sock.close()
-                raise
-        except (BindError, OSError):
-            # BindError: no socket at all (EMFILE...). Ending here must not end the loop.
-            self.program.error("cps_reactivate", f"Error activating service {rt.config.name}")
-            rt.transition(Event.REBIND_FAILED)
-            return
-        self.program.error("cps_reactivate", f"Activating service {rt.config.name}")
-        self.activate(rt, sock, Event.CPS_EXPIRED)
-        if self.on_cps_reopened is not None:
-            self.on_cps_reopened(rt)
-
-    def _pause_accept(self, rt: ServiceRuntime, err: OSError) -> None:
-        """Out of descriptors or memory: stop watching the listener for a while."""
-        rt.accept_paused = True
-        self.refresh(rt)
-        self.program.error("svc_accept",
-                           f"{rt.id}: accept failed: {strerror(err)}; "
-                           f"retrying in {ACCEPT_RETRY_DELAY:g} seconds")
-
-        def resume() -> None:
-            rt.accept_paused = False
-            self.refresh(rt)
-
-        self.loop.call_later(ACCEPT_RETRY_DELAY, resume)
+            self.suspend.cps_tripped(rt)
 
     def _banner_error(self, text: str) -> None:
         self.program.error("banner", text)
@@ -201,7 +149,7 @@ class Dispatcher:
                     return
         except OSError as err:
             if err.errno in ACCEPT_CAPACITY_ERRNOS:
-                self._pause_accept(rt, err)
+                self.suspend.pause_accept(rt, err)
             elif err.errno != errno.EBADF:
                 self.program.error("svc_accept", f"{rt.id}: accept failed: {strerror(err)}")
 

@@ -99,8 +99,8 @@ class Master:
                             tuple[Binder | rpc.Activation, Callable[[], None]]] = {}
         # Portmapper registrations of RPC services (pyxinetd.rpc).
         self.rpc = rpc.RpcRegistry(self.loop, self.program)
-        self.dispatcher.on_cps_closed = self.rpc.unregister
-        self.dispatcher.on_cps_reopened = self.rpc.follow
+        self.dispatcher.suspend.on_cps_closed = self.rpc.unregister
+        self.dispatcher.suspend.on_cps_reopened = self.rpc.follow
         self._pending_binds = 0
         self.reconfig = Reconfigurer(self)
         self._reload_requested = False

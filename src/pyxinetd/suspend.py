@@ -1,0 +1,94 @@
+"""Taking a listener out of the loop for a while, and putting it back.
+
+Two reasons, both timed by the loop's deadline timers (nothing sleeps):
+
+* cps (reference §4.5): a service accepting more than its rate closes its listening
+  socket for the configured number of seconds, then binds a new one (xinetd's
+  "Deactivating service ... Restarting in N seconds"). The service is SUSPENDED_CPS
+  meanwhile; a bind failure at the end leaves it FAILED, logged, and the loop serving.
+* accept() out of descriptors or memory: the socket stays open but is not watched for
+  ACCEPT_RETRY_DELAY seconds, so the loop does not spin on a backlog it cannot accept.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Protocol
+
+from pyxinetd.errors import BindError
+from pyxinetd.listener import bind_socket, create_socket
+from pyxinetd.log import ProgramLog, strerror
+from pyxinetd.loop import Loop
+from pyxinetd.service import Event, ServiceRuntime, State
+
+# Pause of a listener after EMFILE/ENFILE/ENOBUFS/ENOMEM on accept.
+ACCEPT_RETRY_DELAY = 1.0
+
+
+class Listeners(Protocol):
+    """What the dispatcher offers: (un)watching and replacing a service's listener."""
+
+    def activate(self, rt: ServiceRuntime, sock: socket.socket | None,
+                 event: Event) -> None: ...
+
+    def refresh(self, rt: ServiceRuntime) -> None: ...
+
+    def close_listener(self, rt: ServiceRuntime) -> None: ...
+
+
+class Suspensions:
+    def __init__(self, loop: Loop, program: ProgramLog, listeners: Listeners) -> None:
+        self.loop = loop
+        self.program = program
+        self.listeners = listeners
+        # Called when a cps trip closes a listener and when its new one is bound (on a
+        # new port): RPC services follow it in the portmapper (pyxinetd.rpc).
+        self.on_cps_closed: Callable[[ServiceRuntime], None] | None = None
+        self.on_cps_reopened: Callable[[ServiceRuntime], None] | None = None
+
+    def cps_tripped(self, rt: ServiceRuntime) -> None:
+        wait = rt.config.cps[1]
+        self.listeners.close_listener(rt)
+        rt.transition(Event.CPS_TRIPPED)
+        if self.on_cps_closed is not None:
+            self.on_cps_closed(rt)
+        self.program.error("svc_deactivate",
+                           f"Deactivating service {rt.config.name} due to excessive incoming "
+                           f"connections.  Restarting in {wait} seconds.")
+        self.loop.call_later(wait, lambda: self._reactivate(rt))
+
+    def _reactivate(self, rt: ServiceRuntime) -> None:
+        if rt.state is not State.SUSPENDED_CPS:
+            return
+        rt.cps.reset()
+        try:
+            sock = create_socket(rt.config)
+            try:
+                bind_socket(sock, rt.config)
+            except OSError:
+                sock.close()
+                raise
+        except (BindError, OSError):
+            # BindError: no socket at all (EMFILE...). Ending here must not end the loop.
+            self.program.error("cps_reactivate", f"Error activating service {rt.config.name}")
+            rt.transition(Event.REBIND_FAILED)
+            return
+        self.program.error("cps_reactivate", f"Activating service {rt.config.name}")
+        self.listeners.activate(rt, sock, Event.CPS_EXPIRED)
+        if self.on_cps_reopened is not None:
+            self.on_cps_reopened(rt)
+
+    def pause_accept(self, rt: ServiceRuntime, err: OSError) -> None:
+        """Out of descriptors or memory: stop watching the listener for a while."""
+        rt.accept_paused = True
+        self.listeners.refresh(rt)
+        self.program.error("svc_accept",
+                           f"{rt.id}: accept failed: {strerror(err)}; "
+                           f"retrying in {ACCEPT_RETRY_DELAY:g} seconds")
+
+        def resume() -> None:
+            rt.accept_paused = False
+            self.listeners.refresh(rt)
+
+        self.loop.call_later(ACCEPT_RETRY_DELAY, resume)
