@@ -18,6 +18,7 @@ import os
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
@@ -329,3 +330,16 @@ class ServiceLogs:
             if not log.closed_for_good:
                 os.close(log.fd)
         self._files.clear()
+
+
+def internal_error_text(what: str, exc: Exception) -> str:
+    """`internal error in WHAT: Type: message (file.py:LINE in function)`, the frame
+    being the innermost one of pyxinetd's own code, else the innermost one."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if f"{os.sep}pyxinetd{os.sep}" in f.filename]
+    where = ""
+    if ours or frames:
+        frame = (ours or frames)[-1]
+        where = f" ({os.path.basename(frame.filename)}:{frame.lineno} in {frame.name})"
+    return (f"internal error in {what}: {type(exc).__name__}: {exc}{where}; "
+            "serving goes on")

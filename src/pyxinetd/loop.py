@@ -4,6 +4,14 @@ One selector, one timer heap. Handlers are plain callables receiving the ready e
 mask; they must never block. `run_once()` sleeps until the next I/O event or the next
 timer deadline, and indefinitely when no timer is pending, so an idle daemon uses no
 CPU. Signals reach the loop through signals.SignalWakeup, which registers a socket here.
+
+A handler, timer or callback that raises (a bug: handlers catch the errors they expect)
+must not end the loop and with it every service: with `on_error` set (the master sets
+it) the exception is reported there and the loop goes on, as asyncio's loop does. A
+failing I/O handler's descriptor is also taken out of the selector, since a handler that
+raises before consuming its readiness would otherwise be called again at once, forever;
+whatever it served stops, the rest keeps serving. Without `on_error` (unit tests) the
+exception propagates.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
 
 Handler = Callable[[int], None]
+# Told what failed ("the handler of descriptor 7", "a timer") and the exception.
+ErrorHook = Callable[[str, Exception], None]
 
 
 class FileLike(Protocol):
@@ -33,6 +43,7 @@ class Loop:
         self._running = False
         # Callbacks for the end of the current turn (call_soon): cheaper than a timer.
         self._soon: list[Callable[[], None]] = []
+        self.on_error: ErrorHook | None = None
 
     # -- I/O registration -------------------------------------------------
     def register(self, fileobj: FileLike | int, events: int, handler: Handler) -> None:
@@ -88,13 +99,24 @@ class Loop:
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
         for key, mask in self.selector.select(timeout):
             handler: Handler = key.data
-            handler(mask)
-        self.timers.run_due()
+            try:
+                handler(mask)
+            except Exception as exc:
+                if self.on_error is None:
+                    raise
+                self.unregister(key.fileobj)
+                self.on_error(f"the handler of descriptor {key.fd} (no longer watched)", exc)
+        self.timers.run_due(self.on_error)
         if self._soon:
             # One batch per turn: callbacks queued by these run in the next turn.
             soon, self._soon = self._soon, []
             for callback in soon:
-                callback()
+                try:
+                    callback()
+                except Exception as exc:
+                    if self.on_error is None:
+                        raise
+                    self.on_error("a callback", exc)
 
     def run(self) -> None:
         """Run until stop() is called from a handler or timer."""

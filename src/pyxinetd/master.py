@@ -16,6 +16,7 @@ import resource
 import signal
 import socket as _socket
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,7 +26,8 @@ from pyxinetd.config.diagnostics import Severity
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.dispatch import Dispatcher
 from pyxinetd.listener import Binder
-from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry, strerror
+from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry, \
+    internal_error_text, strerror
 from pyxinetd.loop import Loop
 from pyxinetd.reconfig import Reconfigurer
 from pyxinetd.service import Event, Limits, ServiceRuntime, State
@@ -83,6 +85,7 @@ class Master:
         self.syslog = syslog or SyslogSender()
         self.program = program_log or ProgramLog.to_stderr(debug=options.debug)
         self.loop = Loop(clock)
+        self.loop.on_error = self._internal_error
         self.children = ChildTable()
         self.logs = ServiceLogs(self.program, self.syslog)
         self.services: list[ServiceRuntime] = [ServiceRuntime(s, clock)
@@ -111,6 +114,13 @@ class Master:
         # Called once, when `Started working` is logged and the daemon stays up
         # (the detached start command waits for it).
         self.on_started: Callable[[], None] | None = None
+
+    def _internal_error(self, what: str, exc: Exception) -> None:
+        """A bug reached the loop: say where, in one line, and keep serving."""
+        self.program.error("internal_error", internal_error_text(what, exc))
+        for line in traceback.format_exception(exc):
+            for part in line.rstrip().splitlines():
+                self.program.debug("internal_error", part)
 
     # -- lifecycle, in order -------------------------------------------------
     def run(self) -> int:
@@ -395,3 +405,4 @@ def prepare_process() -> None:
 
 
 __all__ = ["Master", "MasterOptions", "version_text", "ExitStatus"]
+

@@ -88,8 +88,16 @@ class SignalWakeup:
             signum = next(iter(self._pending))
             del self._pending[signum]
             action = self._dispatch.get(signum)
-            if action is not None:
+            if action is None:
+                continue
+            # One failing action must not cost the others, nor this socket its place
+            # in the loop (a daemon that no longer sees SIGTERM).
+            try:
                 action()
+            except Exception as exc:
+                if self._loop.on_error is None:
+                    raise
+                self._loop.on_error(f"the action for {signal.Signals(signum).name}", exc)
 
     def inject(self, signum: int) -> None:
         """Record a signal as if it had arrived (used by tests and by the CLI)."""

@@ -51,8 +51,10 @@ class TimerQueue:
         self._drop_cancelled()
         return self._heap[0].deadline if self._heap else None
 
-    def run_due(self) -> int:
-        """Run every timer whose deadline has passed; return how many ran."""
+    def run_due(self, on_error: Callable[[str, Exception], None] | None = None) -> int:
+        """Run every timer whose deadline has passed; return how many ran. A callback
+        that raises is reported to `on_error` and the others still run (without
+        `on_error`, the exception propagates)."""
         now = self.clock()
         ran = 0
         while True:
@@ -61,8 +63,13 @@ class TimerQueue:
                 return ran
             timer = heapq.heappop(self._heap)
             timer.cancelled = True
-            timer.callback()
             ran += 1
+            try:
+                timer.callback()
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error("a timer", exc)
 
     def __len__(self) -> int:
         return sum(1 for t in self._heap if not t.cancelled)
