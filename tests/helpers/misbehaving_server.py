@@ -5,6 +5,7 @@ can kill whatever is still running, by pid, at the end.
 - exit: exit at once without touching the connection;
 - kill: die by SIGKILL;
 - hang: sleep until killed;
+- stubborn: ignore SIGTERM and sleep until killed;
 - closeout: close stdin, stdout and stderr, then keep running until killed;
 - grandchild: fork a grandchild that holds the connection for a second, then exit.
 """
@@ -22,6 +23,10 @@ if mode == "exit":
 if mode == "kill":
     os.kill(os.getpid(), signal.SIGKILL)
 if mode == "hang":
+    while True:
+        time.sleep(60)
+if mode == "stubborn":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     while True:
         time.sleep(60)
 if mode == "closeout":

@@ -54,8 +54,31 @@ class Ports:
     servers: int
 
 
-def make_ports() -> Ports:
-    return Ports(*(free_port() for _ in range(10)))
+def unique_ports(n: int) -> list[int]:
+    """n distinct free ports (free_port() alone may hand out the same one twice)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
+def make_ports(extra: int = 0) -> tuple[Ports, list[int]]:
+    ports = unique_ports(10 + extra)
+    return Ports(*ports[:10]), ports[10:]
+
+
+def listener_inodes(ports: list[int]) -> set[str]:
+    """Socket inodes of the listening (or bound UDP) sockets on these loopback ports."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/udp"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            port = int(fields[1].rsplit(":", 1)[1], 16)
+            if port in ports and fields[3] in ("0A", "07"):
+                found.add(fields[9])
+    return found
 
 
 def service(name: str, **attrs: object) -> str:
@@ -230,17 +253,19 @@ def check_healthy(daemon: Daemon, tmp_path: Path, baseline: dict[int, str],
     # no descriptor is left over. Both settle once the last EXIT was handled.
     wait_until(lambda: not external_children(daemon), what="servers to end")
     assert daemon.zombies() == []
-    wait_until(lambda: set(open_fds(daemon.pid)) == set(baseline), timeout=5.0,
-               what="the descriptor table to return to its baseline")
-    assert open_fds(daemon.pid) == baseline or _same_kinds(open_fds(daemon.pid), baseline)
+    # A reload may reopen a log file or bind a socket again, so descriptor numbers and
+    # socket inodes may change; what is open, counted by kind, must be exactly the same.
+    deadline = time.monotonic() + 5.0
+    while kinds(now := open_fds(daemon.pid)) != kinds(baseline) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert kinds(now) == kinds(baseline), (now, baseline)
     assert program_problems(daemon, tmp_path) == []
 
 
-def _same_kinds(now: dict[int, str], before: dict[int, str]) -> bool:
-    # Sockets are re-created by a reload (new inode numbers); only their kind counts.
-    def kinds(fds: dict[int, str]) -> list[str]:
-        return sorted(re.sub(r"\[\d+\]", "[]", v) for v in fds.values())
-    return kinds(now) == kinds(before)
+def kinds(fds: dict[int, str]) -> list[str]:
+    """What the descriptors point at, sorted, with socket and pipe inodes left out."""
+    return sorted(re.sub(r":\[\d+\]", ":[]", link) for link in fds.values())
 
 
 def settle_baseline(daemon: Daemon, checks: dict[str, Callable[[], None]]) -> dict[int, str]:
@@ -311,9 +336,13 @@ CHAOS_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD,
 
 def test_signals_while_clients_hammer(daemons: DaemonFactory, tmp_path: Path,
                                       dump_file: Path, rng: random.Random) -> None:
-    p = make_ports()
+    p, (broken_port,) = make_ports(1)
     full = configuration(tmp_path, p)
     without_daytime = configuration(tmp_path, p, with_daytime=False)
+    # A third version with one bad line: only that service is left out, with file:line.
+    broken = configuration(tmp_path, p, extra=service("broken", **stream(
+        broken_port, server="/bin/echo", instances="many")))
+    bad_line = broken.splitlines().index("    instances = many") + 1
     daemon = daemons.start_config(full)
     conf = tmp_path / "daemon1.conf"
     all_checks = probes(p)
@@ -326,7 +355,7 @@ def test_signals_while_clients_hammer(daemons: DaemonFactory, tmp_path: Path,
         while time.monotonic() < end:
             signum = rng.choice(CHAOS_SIGNALS)
             if signum == signal.SIGHUP:
-                conf.write_text(rng.choice([full, without_daytime]))
+                conf.write_text(rng.choice([full, without_daytime, broken]))
             daemon.signal(signum)
             sent[signal.Signals(signum).name] = sent.get(signal.Signals(signum).name, 0) + 1
             time.sleep(rng.uniform(0.0, 0.05))
@@ -342,6 +371,9 @@ def test_signals_while_clients_hammer(daemons: DaemonFactory, tmp_path: Path,
     daemon.wait_for_log("Consistency check passed")
     assert "Consistency check detected" not in daemon.log()
     assert dump_file.exists() == ("SIGUSR1" in sent)
+    for line in daemon.log().splitlines():
+        if "broken" in line and "ERROR" in line:
+            assert f"[file={conf}] [line={bad_line}]" in line, line
     check_healthy(daemon, tmp_path, baseline, all_checks)
 
 
@@ -360,7 +392,18 @@ def random_bytes(rng: random.Random, n: int) -> bytes:
 def hostile_tcp(rng: random.Random, port: int, held: list[socket.socket]) -> str:
     """One hostile connection; returns what it did (for the failure message)."""
     kind = rng.choice(["long", "binary", "nuls", "halfopen", "reset", "reset-after-send",
-                       "noread"])
+                       "noread", "burst-reset"])
+    if kind == "burst-reset":
+        # Reset before the daemon even accepts: its accept() hands it a dead socket.
+        burst = []
+        try:
+            for _ in range(10):
+                burst.append(connect(port))
+        except OSError:
+            pass
+        for c in burst:
+            rst(c)
+        return kind
     try:
         c = connect(port)
     except OSError as exc:
@@ -425,7 +468,7 @@ def hostile_udp(rng: random.Random, port: int, sockets: list[socket.socket]) -> 
 
 def test_hostile_clients(daemons: DaemonFactory, tmp_path: Path,
                          rng: random.Random) -> None:
-    p = make_ports()
+    p, _ = make_ports()
     daemon = daemons.start_config(configuration(tmp_path, p))
     checks = probes(p)
     baseline = settle_baseline(daemon, checks)
@@ -487,7 +530,8 @@ def test_hostile_clients(daemons: DaemonFactory, tmp_path: Path,
 
 # -- 3. servers that misbehave ---------------------------------------------------------
 
-MODES = ("exit", "kill", "hang", "closeout", "grandchild")
+MODES = ("exit", "kill", "hang", "stubborn", "closeout", "grandchild")
+REMOVED = ("hang", "stubborn")      # taken out by a reload while their servers run
 
 
 def misbehaving(piddir: Path, ports: dict[str, int]) -> str:
@@ -516,11 +560,14 @@ def piddir(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_misbehaving_servers(daemons: DaemonFactory, tmp_path: Path, dump_file: Path,
-                             piddir: Path, rng: random.Random) -> None:
-    p = make_ports()
-    bad_ports = {mode: free_port() for mode in MODES}
+                             piddir: Path, rng: random.Random,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYXINETD_KILL_GRACE", "0.3")
+    p, more = make_ports(len(MODES))
+    bad_ports = dict(zip(MODES, more))
     daemon = daemons.start_config(configuration(tmp_path, p,
                                                 extra=misbehaving(piddir, bad_ports)))
+    conf = tmp_path / "daemon1.conf"
     checks = probes(p)
     baseline = settle_baseline(daemon, checks)
     held: list[socket.socket] = []
@@ -532,7 +579,7 @@ def test_misbehaving_servers(daemons: DaemonFactory, tmp_path: Path, dump_file: 
                 c = connect(bad_ports[mode])
             except OSError as exc:
                 raise AssertionError(f"bad-{mode} refused a connection: {exc!r}") from exc
-            if mode in ("hang", "closeout") and len(held) < 10:
+            if mode in ("hang", "stubborn", "closeout") and len(held) < 12:
                 held.append(c)
             else:
                 c.close()
@@ -541,7 +588,24 @@ def test_misbehaving_servers(daemons: DaemonFactory, tmp_path: Path, dump_file: 
     assert hammer.failures == []
     for c in held:
         c.close()
-    # The hung servers never end on their own: kill them by the pids they recorded.
+    # A reload removes the services whose servers hang: SIGTERM, then SIGKILL for the
+    # one that ignores SIGTERM, both from the daemon.
+    removed_pids = [pid for pid in recorded_pids(piddir)
+                    if any((piddir / f"{m}.{pid}").exists() for m in REMOVED)]
+    gone = listener_inodes([bad_ports[m] for m in REMOVED])
+    assert len(gone) == len(REMOVED)
+    baseline = {fd: link for fd, link in baseline.items()
+                if link.removeprefix("socket:[").rstrip("]") not in gone}
+    conf.write_text(configuration(tmp_path, p, extra=misbehaving(
+        piddir, {m: port for m, port in bad_ports.items() if m not in REMOVED})))
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_log("Reconfigured:")
+    wait_until(lambda: not set(removed_pids) & set(external_children(daemon)),
+               what="the servers of the removed services to be terminated and reaped")
+    for mode in REMOVED:
+        with pytest.raises(ConnectionRefusedError):
+            connect(bad_ports[mode]).close()
+    # The other hung servers never end on their own: kill them by the pids they recorded.
     for pid in recorded_pids(piddir):
         try:
             os.kill(pid, signal.SIGKILL)
