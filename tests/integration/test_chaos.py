@@ -466,7 +466,7 @@ def hostile_udp(rng: random.Random, port: int, sockets: list[socket.socket]) -> 
         pass
 
 
-def test_hostile_clients(daemons: DaemonFactory, tmp_path: Path,
+def test_hostile_clients(daemons: DaemonFactory, tmp_path: Path, dump_file: Path,
                          rng: random.Random) -> None:
     p, _ = make_ports()
     daemon = daemons.start_config(configuration(tmp_path, p))
@@ -490,8 +490,12 @@ def test_hostile_clients(daemons: DaemonFactory, tmp_path: Path,
         with Hammer(others, threads=2, rng=rng) as hammer:
             end = time.monotonic() + CHAOS_SECONDS
             while time.monotonic() < end:
-                what = rng.choice([*tcp_ports, "tcpmux-garbage", "udp"])
-                if what == "udp":
+                what = rng.choice([*tcp_ports, "tcpmux-garbage", "udp", "signal"])
+                if what == "signal":
+                    # The same configuration again: in-loop sessions and held servers
+                    # of unchanged services must survive it.
+                    daemon.signal(rng.choice(CHAOS_SIGNALS))
+                elif what == "udp":
                     hostile_udp(rng, rng.choice(udp_ports), senders)
                 elif what == "tcpmux-garbage":
                     hostile_tcpmux(rng, p.tcpmux)
