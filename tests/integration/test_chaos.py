@@ -175,6 +175,15 @@ CHARGEN_LINE = re.compile(rb"^[!-}]{72}\r\n")
 DAYTIME = re.compile(rb"^\d\d [A-Z]{3} \d{4} \d\d:\d\d:\d\d \S+\r\n$")
 
 
+def replace_config(conf: Path, text: str) -> None:
+    """Swap the configuration in one rename, as an administrator's tools should: a
+    reload that reads a half-written file sees only part of it (xinetd and pyxinetd
+    alike), and a truncated file drops the services it no longer shows."""
+    tmp = conf.with_name(conf.name + ".new")
+    tmp.write_text(text)
+    os.replace(tmp, conf)
+
+
 def probes(p: Ports, *, with_daytime: bool = True) -> dict[str, Callable[[], None]]:
     """One correct request per service, each asserting the exact answer."""
     def exec_() -> None:
@@ -355,7 +364,7 @@ def test_signals_while_clients_hammer(daemons: DaemonFactory, tmp_path: Path,
         while time.monotonic() < end:
             signum = rng.choice(CHAOS_SIGNALS)
             if signum == signal.SIGHUP:
-                conf.write_text(rng.choice([full, without_daytime, broken]))
+                replace_config(conf, rng.choice([full, without_daytime, broken]))
             daemon.signal(signum)
             sent[signal.Signals(signum).name] = sent.get(signal.Signals(signum).name, 0) + 1
             time.sleep(rng.uniform(0.0, 0.05))
@@ -363,7 +372,7 @@ def test_signals_while_clients_hammer(daemons: DaemonFactory, tmp_path: Path,
     assert hammer.failures == []
     assert hammer.done > 0
     # Back to the full configuration, and make sure the daemon has read it.
-    conf.write_text(full)
+    replace_config(conf, full)
     count = daemon.log().count("Reconfigured:")
     daemon.signal(signal.SIGHUP)
     daemon.wait_for_log("Reconfigured:", count=count + 1)
@@ -600,7 +609,7 @@ def test_misbehaving_servers(daemons: DaemonFactory, tmp_path: Path, dump_file: 
     assert len(gone) == len(REMOVED)
     baseline = {fd: link for fd, link in baseline.items()
                 if link.removeprefix("socket:[").rstrip("]") not in gone}
-    conf.write_text(configuration(tmp_path, p, extra=misbehaving(
+    replace_config(conf, configuration(tmp_path, p, extra=misbehaving(
         piddir, {m: port for m, port in bad_ports.items() if m not in REMOVED})))
     daemon.signal(signal.SIGHUP)
     daemon.wait_for_log("Reconfigured:")
