@@ -16,6 +16,7 @@ import os
 import pickle
 import re
 import signal
+import collections
 import socket
 import subprocess
 import sys
@@ -32,18 +33,28 @@ HELPERS = Path(__file__).parent / "helpers"
 READY_TIMEOUT = 15.0
 
 
+# Ports handed out recently by free_port(): the kernel may give the same free port to
+# two bind(0) calls in a row, and a test asking for two ports before starting its
+# daemon would then configure two services on one port.
+_RECENT_PORTS: collections.deque[int] = collections.deque(maxlen=256)
+
+
 def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (racy by nature; rare)."""
-    for _ in range(50):
+    """A port free for both TCP and UDP on 127.0.0.1, not handed out recently
+    (racy by nature against other processes; rare)."""
+    for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
             t.bind(("127.0.0.1", 0))
-            port = t.getsockname()[1]
+            port = int(t.getsockname()[1])
+            if port in _RECENT_PORTS:
+                continue
             try:
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
                     u.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return int(port)
+            _RECENT_PORTS.append(port)
+            return port
     raise RuntimeError("no free port")
 
 
