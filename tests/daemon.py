@@ -12,11 +12,11 @@ alive (servers call setsid, so they are not in the daemon's group).
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 import re
 import signal
-import collections
 import socket
 import subprocess
 import sys
