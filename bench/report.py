@@ -42,9 +42,11 @@ def cpu_per_request(r: dict[str, Any], cpus: int) -> dict[str, float] | None:
         return None
     daemon = r["daemon_cpu_pct"] / 100 / rate * 1e6
     servers = r["reaped_children_cpu_pct"] / 100 / rate * 1e6
-    total = r["machine_busy_pct"] / 100 * cpus / rate * 1e6
+    # The machine-wide counters tick at 100 Hz: at a few requests per second (xinetd's
+    # UDP echo) they can read less than the daemon's own share.
+    total = max(r["machine_busy_pct"] / 100 * cpus / rate * 1e6, daemon + servers)
     return {"daemon": round(daemon), "servers": round(servers),
-            "other": round(max(total - daemon - servers, 0.0)), "total": round(total)}
+            "other": round(total - daemon - servers), "total": round(total)}
 
 
 def round_ratios(xi: dict[str, Any], py: dict[str, Any]) -> list[float]:
