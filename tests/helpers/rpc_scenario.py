@@ -3,7 +3,7 @@
 Run inside private network and mount namespaces (it sets them up itself):
 
     unshare -n -m --propagation private python3 rpc_scenario.py --workdir DIR \
-        --rpcbind PATH [--xinetd PATH] [--no-rpcbind]
+        --rpcbind PATH [--xinetd PATH] [--no-rpcbind | --more]
 
 Brings `lo` up, puts a tmpfs on /run (rpcbind's socket, lock and state folder, and
 xinetd's dump file live there), adds rpcbind's `_rpc` account to a private copy of
@@ -18,6 +18,19 @@ daemon (pyxinetd, or the real xinetd with --xinetd) with -dontfork -filelog, and
 5. sends SIGTERM, waits for the exit, reads the table.
 
 With --no-rpcbind it only starts the daemon, talks to the plain service and stops.
+
+With --more the configuration is another one (more_configuration()): two services
+sharing one program number (one udp, one tcp), a tcp service with a low cps limit and
+a tcp service bound to 127.0.0.1. The steps are then:
+
+1. reads the table once the daemon has started;
+2. talks to the bound service at its registered port on 127.0.0.1, and tries the same
+   port on 127.0.0.2 (refused when the socket is bound to 127.0.0.1 only);
+3. connects to the cps service until it is deactivated, reads the table while its
+   socket is closed, then again once it is reactivated, and talks to it there;
+4. removes the udp service of the shared program, sends SIGHUP and reads the table
+   once the tcp one's versions are back (or after a few seconds);
+5. sends SIGTERM, waits for the exit, reads the table.
 When the namespace or rpcbind cannot be set up it prints {"skip": reason}.
 It prints one JSON object; the caller compares (programs, versions, protocols).
 """
@@ -87,6 +100,40 @@ def configuration(with_udp: bool) -> str:
     return (udp if with_udp else "") + tcp + plain
 
 
+SHARED_PROGRAM = 0x20000113
+CPS_PROGRAM = 0x20000114
+BOUND_PROGRAM = 0x20000115
+CPS_WAIT = 2
+
+
+def rpc_service(name: str, program: int, versions: str, protocol: str,
+                extra: str = "") -> str:
+    py = sys.executable
+    if protocol == "udp":
+        kind, server = "socket_type = dgram\n\twait = yes", "rpc_udp_server.py"
+    else:
+        kind, server = "socket_type = stream\n\twait = no", "rpc_tcp_server.py"
+    return service_text(name, f"""\
+\ttype = RPC UNLISTED
+\trpc_number = {program}
+\trpc_version = {versions}
+\t{kind}
+\tprotocol = {protocol}
+\tuser = root
+\tflags = IPv4
+{extra}\tserver = {py}
+\tserver_args = {HERE / server}
+""")
+
+
+def more_configuration(with_shared_udp: bool) -> str:
+    shared_udp = rpc_service("shareudp", SHARED_PROGRAM, "1-2", "udp")
+    shared_tcp = rpc_service("sharetcp", SHARED_PROGRAM, "1-2", "tcp")
+    cps = rpc_service("cpstcp", CPS_PROGRAM, "1", "tcp", f"\tcps = 1 {CPS_WAIT}\n")
+    bound = rpc_service("boundtcp", BOUND_PROGRAM, "1", "tcp", "\tbind = 127.0.0.1\n")
+    return (shared_udp if with_shared_udp else "") + shared_tcp + cps + bound
+
+
 def wait_for(predicate, what: str, deadline: float) -> None:  # type: ignore[no-untyped-def]
     delay = 0.005
     while not predicate():
@@ -131,9 +178,23 @@ def talk_udp(port: int) -> str:
         sock.close()
 
 
-def talk_tcp(port: int) -> str:
+def settle(predicate, timeout: float) -> list[list[int]] | str:  # type: ignore[no-untyped-def]
+    """The table once predicate(table) holds, or as it is after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        table = portmap_table()
+        if predicate(table) or time.monotonic() > deadline:
+            return table
+        time.sleep(0.02)
+
+
+def rows(table: list[list[int]] | str, program: int) -> list[list[int]]:
+    return [row for row in table if row[0] == program] if isinstance(table, list) else []
+
+
+def talk_tcp(port: int, host: str = "127.0.0.1") -> str:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5.0) as sock:
+        with socket.create_connection((host, port), timeout=5.0) as sock:
             chunks = []
             while chunk := sock.recv(4096):
                 chunks.append(chunk)
@@ -180,12 +241,55 @@ def setup_namespace(workdir: Path, rpcbind: str | None) -> subprocess.Popen[byte
     return proc
 
 
+def more_steps(result: dict[str, object], daemon: subprocess.Popen[bytes], conf: Path,
+               log: Path, deadline: float) -> None:
+    """Steps 1-5 of --more (see the module docstring)."""
+    table = portmap_table()
+    result["started"] = table
+    bound = rows(table, BOUND_PROGRAM)
+    if bound:
+        result["bound_answer"] = talk_tcp(bound[0][3])
+        result["bound_elsewhere"] = talk_tcp(bound[0][3], "127.0.0.2")
+    cps_before = rows(table, CPS_PROGRAM)
+    result["cps_before"] = cps_before
+    if cps_before:
+        # cps = 1 N: the second connection within one second trips it, and the socket
+        # closes (refused from then on); connect until then, at most 20 times.
+        for _ in range(20):
+            if talk_tcp(cps_before[0][3]).startswith("error:"):
+                break
+        wait_for(lambda: "Deactivating service cpstcp" in read(log), "the cps deactivation",
+                 deadline)
+        result["cps_closed"] = settle(lambda t: not rows(t, CPS_PROGRAM), CPS_WAIT / 2)
+        wait_for(lambda: "Activating service cpstcp" in read(log), "the cps reactivation",
+                 deadline)
+        reopened = settle(lambda t: bool(rows(t, CPS_PROGRAM)), 5.0)
+        result["cps_reopened"] = reopened
+        port = rows(reopened, CPS_PROGRAM)[0][3] if rows(reopened, CPS_PROGRAM) else 0
+        result["cps_answer"] = talk_tcp(port) if port else "not registered"
+    conf.write_text(more_configuration(False))
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Reconfigured" in read(log), "Reconfigured", deadline)
+
+    def survivor_back(t: list[list[int]] | str) -> bool:
+        shared = rows(t, SHARED_PROGRAM)
+        return bool(shared) and all(row[2] == 6 for row in shared) and len(shared) == 2
+    reloaded = settle(survivor_back, 5.0)
+    result["reloaded"] = reloaded
+    shared = rows(reloaded, SHARED_PROGRAM)
+    result["shared_answer"] = talk_tcp(shared[0][3]) if shared else "not registered"
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(timeout=max(1.0, deadline - time.monotonic()))
+    result["terminated"] = portmap_table()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--rpcbind", required=True)
     parser.add_argument("--xinetd")
     parser.add_argument("--no-rpcbind", action="store_true")
+    parser.add_argument("--more", action="store_true")
     args = parser.parse_args()
     work: Path = args.workdir
     try:
@@ -195,7 +299,7 @@ def main() -> None:
         print(json.dumps({"skip": f"rpcbind does not run in a namespace here: {why}"}))
         return
     conf, log = work / "rpc.conf", work / "daemon.log"
-    conf.write_text(configuration(with_udp=True))
+    conf.write_text(more_configuration(True) if args.more else configuration(with_udp=True))
     dump_file = Path("/run/xinetd.dump")
     env = dict(os.environ, PYXINETD_DUMP_FILE=str(dump_file))
     if args.xinetd:
@@ -211,6 +315,9 @@ def main() -> None:
     try:
         wait_for(lambda: "Started working" in read(log) or daemon.poll() is not None,
                  "Started working", deadline)
+        if args.more:
+            more_steps(result, daemon, conf, log, deadline)
+            return
         result["plain"] = talk_tcp(PLAIN_PORT)
         if args.no_rpcbind:
             return

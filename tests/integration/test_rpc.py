@@ -6,6 +6,9 @@ never installed) running in the foreground there. The scenario reads the portmap
 table (PMAPPROC_DUMP) at start, after a reload that removes the dgram service and after
 SIGTERM; the same scenario with the real xinetd 2.3.15.3 must give the same
 registrations (program, version, protocol; the ports are the kernel's choice).
+
+The `--more` run covers two services sharing a program number (one removed by a
+reload), a cps deactivation and reactivation, and a service with a `bind` address.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ SCENARIO = REPO / "tests" / "helpers" / "rpc_scenario.py"
 FETCH = REPO / "scripts" / "fetch-rpcbind"
 UDP_PROGRAM = 0x20000111
 TCP_PROGRAM = 0x20000112
+SHARED_PROGRAM = 0x20000113
+CPS_PROGRAM = 0x20000114
+BOUND_PROGRAM = 0x20000115
 UDP, TCP = 17, 6
 
 
@@ -91,6 +97,12 @@ def scenario(*extra: str) -> dict[str, Any]:
     return result
 
 
+def _rows(table: list[list[int]] | str, program: int) -> list[list[int]]:
+    """The rows of `program` in a table the scenario read (an error there fails)."""
+    assert isinstance(table, list), table
+    return [row for row in table if row[0] == program]
+
+
 def _triples(table: list[list[int]]) -> list[tuple[int, int, int]]:
     return sorted((program, version, protocol) for program, version, protocol, _ in table)
 
@@ -137,6 +149,49 @@ def test_without_a_portmapper_the_service_fails_and_the_others_serve() -> None:
     assert "Service rpcudp failed to start and is deactivated." in log
     assert "Service rpctcp failed to start and is deactivated." in log
     assert "Started working: 1 available service\n" in log
+
+
+def test_the_survivor_of_a_shared_program_is_registered_again_after_a_reload() -> None:
+    result = scenario("--more")
+    shared = _rows(result["started"], SHARED_PROGRAM)
+    assert _triples(shared) == [(SHARED_PROGRAM, 1, TCP), (SHARED_PROGRAM, 1, UDP),
+                                (SHARED_PROGRAM, 2, TCP), (SHARED_PROGRAM, 2, UDP)]
+    # Removing the udp service UNSETs both protocols of versions 1 and 2; the tcp
+    # service's versions come back, at the port of its socket, which it kept.
+    survivor = _rows(result["reloaded"], SHARED_PROGRAM)
+    assert survivor == [r for r in shared if r[2] == TCP]
+    assert result["shared_answer"] == "tcp-rpc\n"
+    # The other services were not touched by the reload.
+    others = [r for r in result["reloaded"] if r[0] != SHARED_PROGRAM]
+    assert _triples(others) == [(CPS_PROGRAM, 1, TCP), (BOUND_PROGRAM, 1, TCP)]
+
+
+def test_a_cps_deactivation_unregisters_and_the_reactivation_registers_the_new_port() -> None:
+    result = scenario("--more")
+    assert _triples(result["cps_before"]) == [(CPS_PROGRAM, 1, TCP)]
+    assert "Deactivating service cpstcp due to excessive incoming connections" in \
+        result["log"]
+    assert _rows(result["cps_closed"], CPS_PROGRAM) == []
+    reopened = _rows(result["cps_reopened"], CPS_PROGRAM)
+    assert _triples(reopened) == [(CPS_PROGRAM, 1, TCP)]
+    # The new socket's port (the kernel's choice, maybe the same number) is the one
+    # registered: a client that asks the portmapper reaches the server there.
+    assert result["cps_answer"] == "tcp-rpc\n"
+
+
+def test_a_bound_service_is_registered_at_its_socket_port() -> None:
+    result = scenario("--more")
+    bound = _rows(result["started"], BOUND_PROGRAM)
+    assert _triples(bound) == [(BOUND_PROGRAM, 1, TCP)]
+    assert result["bound_answer"] == "tcp-rpc\n"
+    # Bound to 127.0.0.1 only: the same port on another loopback address is closed.
+    assert result["bound_elsewhere"].startswith("error:")
+
+
+def test_the_more_scenario_unregisters_everything_at_sigterm() -> None:
+    result = scenario("--more")
+    assert result["terminated"] == []
+    assert result["returncode"] == 0
 
 
 def test_same_registrations_and_dump_as_xinetd() -> None:
