@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pyxinetd import internal
-from pyxinetd.access.gate import PASS, AccessGate, Verdict
+from pyxinetd.access.gate import PASS, AccessGate, Datagram, Verdict
 from pyxinetd.children import Child, ExitStatus
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.forkretry import Hold, Outcome
@@ -140,14 +140,17 @@ class DatagramDispatch:
             self._discard_one(rt)
             host.refuse(rt, peer, reason, None)
             return
-        verdict = host.access.check(rt.config, peer)
+        assert rt.sock is not None
+        datagram = Datagram(rt.sock, addr)
+        verdict = host.access.check(rt.config, peer, datagram=datagram)
         if verdict is None:
             # The rules need the sender's name: stop watching the socket (the datagram
             # stays queued) until the verdict.
             rt.accept_paused = True
             host.refresh(rt)
             host.access.wait(rt.config, peer,
-                             lambda v: self._wait_admit(rt, peer, v, resumed=True))
+                             lambda v: self._wait_admit(rt, peer, v, resumed=True),
+                             datagram=datagram)
             return
         self._wait_admit(rt, peer, verdict)
 
@@ -189,20 +192,22 @@ class DatagramDispatch:
             if reason is not None:
                 host.refuse(rt, peer, reason, None)
                 continue
-            verdict = host.access.check(svc, peer)
+            datagram = Datagram(sock, addr)
+            verdict = host.access.check(svc, peer, datagram=datagram)
             if verdict is not PASS:
-                self._internal_admit(rt, data, addr, peer, verdict)
+                self._internal_admit(rt, data, datagram, peer, verdict)
                 continue
             if svc.log_type is not None:
                 host.logs.write(svc, start_entry(svc, 0, peer))
             internal.reply_datagram(svc, sock, data, addr, view=host)
 
-    def _internal_admit(self, rt: ServiceRuntime, data: bytes, addr: tuple[object, ...],
+    def _internal_admit(self, rt: ServiceRuntime, data: bytes, datagram: Datagram,
                         peer: str, verdict: Verdict | None) -> None:
         host = self.host
         if verdict is None:
             host.access.wait(rt.config, peer,
-                             lambda v: self._internal_admit(rt, data, addr, peer, v))
+                             lambda v: self._internal_admit(rt, data, datagram, peer, v),
+                             datagram=datagram)
             return
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None)
@@ -212,7 +217,7 @@ class DatagramDispatch:
             return
         if svc.log_type is not None:
             host.logs.write(svc, start_entry(svc, 0, peer))
-        internal.reply_datagram(svc, sock, data, addr, view=host)
+        internal.reply_datagram(svc, sock, data, datagram.sender, view=host)
 
     # -- dgram/nowait relays ---------------------------------------------------
     def on_nowait(self, rt: ServiceRuntime) -> None:
@@ -237,7 +242,7 @@ class DatagramDispatch:
             if reason is not None:
                 host.refuse(rt, peer, reason, None)
                 continue
-            verdict = host.access.check(rt.config, peer)
+            verdict = host.access.check(rt.config, peer, datagram=Datagram(sock, addr))
             if verdict is not PASS:
                 self._nowait_admit(rt, addr, peer, data, verdict)
                 continue
@@ -247,8 +252,11 @@ class DatagramDispatch:
                       data: bytes, verdict: Verdict | None) -> None:
         host = self.host
         if verdict is None:
+            if rt.sock is None:
+                return      # closed since (a reload): the datagram goes with it
             host.access.wait(rt.config, peer,
-                             lambda v: self._nowait_admit(rt, addr, peer, data, v))
+                             lambda v: self._nowait_admit(rt, addr, peer, data, v),
+                             datagram=Datagram(rt.sock, addr))
             return
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None)

@@ -7,6 +7,7 @@ expansions of the server endpoint seen through a `spawn` command, and `aclexec` 
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,56 @@ def test_aclexec_status_decides(setup: tuple[Daemon, dict[str, tuple[str, int]],
     wait_log(log, "FAIL: listed libwrap from=127.0.0.1")
     assert fetch(*where["unlisted"]) == b"hello\n"
     assert "START: acl-false" not in log.read_text()
+
+
+# -- datagram requests -----------------------------------------------------------------
+
+def udp_service(name: str, port: int, kind: str) -> str:
+    """A udp service on 127.0.0.2 with the id `name`, wrapped as in.`name` (the builtin
+    is the service `echo`)."""
+    helpers = Path(__file__).resolve().parents[1] / "helpers"
+    body = {
+        "internal": "type = INTERNAL UNLISTED\n    wait = yes",
+        "wait": f"type = UNLISTED\n    wait = yes\n    server = {sys.executable}\n"
+                f"    server_args = {helpers / 'udp_wait_server.py'}",
+        "nowait": f"type = UNLISTED\n    wait = no\n    server = {sys.executable}\n"
+                  f"    server_args = {helpers / 'dgram_nowait_server.py'}",
+    }[kind]
+    return f"""
+service {"echo" if kind == "internal" else name}
+{{
+    id = {name}
+    {body}
+    socket_type = dgram
+    protocol = udp
+    port = {port}
+    bind = 127.0.0.2
+    user = root
+    libwrap = in.{name}
+}}
+"""
+
+
+@pytest.mark.parametrize("kind", ["internal", "wait", "nowait"])
+def test_datagram_expansions_have_the_client_port(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        kind: str) -> None:
+    spawned = tmp_path / "spawned.txt"
+    (tmp_path / "hosts.allow").write_text(
+        f"in.udp{kind}: ALL: spawn echo %A %R %a %r %s > {spawned}\n")
+    (tmp_path / "hosts.deny").write_text("")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    port = free_port()
+    daemons.start_config(udp_service(f"udp{kind}", port, kind))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(TIMEOUT)
+        client.sendto(b"ping", ("127.0.0.2", port))
+        assert client.recv(4096).endswith(b"ping")
+        client_port = client.getsockname()[1]
+    wait_until(lambda: spawned.exists() and spawned.read_text().endswith("\n"), TIMEOUT,
+               what="the spawn command's output")
+    # The sender's port (%r), and the service socket's address and port (%A %R).
+    assert spawned.read_text().split() == [
+        "127.0.0.2", str(port), "127.0.0.1", str(client_port), f"in.udp{kind}@127.0.0.2"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pyxinetd.access.gate import AccessGate, Verdict
+from pyxinetd.access.gate import AccessGate, Datagram, Verdict
 from pyxinetd.access.hostsaccess import HostsTables
 from pyxinetd.access.resolver import resolve
 from pyxinetd.log import ProgramLog
@@ -42,14 +42,15 @@ class Gate:
         self.deny.write_text(deny)
 
     def verdict(self, peer: str = "127.0.0.1", conn: socket.socket | None = None,
-                **service: object) -> tuple[Verdict, bool]:
+                datagram: Datagram | None = None, **service: object
+                ) -> tuple[Verdict, bool]:
         """The verdict, and whether it had to wait (bounded by TIMEOUT)."""
         svc = make_service(name="svc", libwrap="in.test", **service)
-        now = self.gate.check(svc, peer, conn)
+        now = self.gate.check(svc, peer, conn, datagram)
         if now is not None:
             return now, False
         box: list[Verdict] = []
-        self.gate.wait(svc, peer, box.append, conn)
+        self.gate.wait(svc, peer, box.append, conn, datagram)
         deadline = time.monotonic() + TIMEOUT
         while not box:
             assert time.monotonic() < deadline, "no verdict in time"
@@ -214,3 +215,24 @@ def test_banner_of_a_refusing_rule_is_sent(
     while chunk := client.recv(4096):
         data += chunk
     assert data == b"no entry to 127.0.0.2 for 127.0.0.1\r\n"
+
+
+def test_datagram_endpoint_expansions(gate: Gate, tmp_path: Path) -> None:
+    """A datagram: the sender's port, and the service socket's address and port (here
+    the kernel's choice, as for an RPC service, not the configured port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as service, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        service.bind(("127.0.0.2", 0))
+        client.bind(("127.0.0.1", 0))
+        client.sendto(b"x", service.getsockname())
+        _, sender = service.recvfrom(16)
+        out = tmp_path / "spawn.out"
+        gate.tables(f"in.test: ALL: spawn echo %A %R %a %r %s > {out}\n", "")
+        verdict, _ = gate.verdict(datagram=Datagram(service, sender), socket_type="dgram",
+                                  protocol="udp", port=None, bind="127.0.0.2")
+        assert verdict.allowed
+        wait_until(lambda: out.exists() and out.read_text().endswith("\n"), TIMEOUT,
+                   what="the spawn command's output")
+        assert out.read_text().split() == [
+            "127.0.0.2", str(service.getsockname()[1]), "127.0.0.1",
+            str(client.getsockname()[1]), "in.test@127.0.0.2"]

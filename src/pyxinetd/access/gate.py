@@ -7,7 +7,8 @@ master, before any process is created.
 Cost per request: a service without address lists, whose hosts tables are empty (or
 that has NOLIBWRAP), gets one cached plan lookup and one boolean test. The connection's
 endpoints (getsockname/getpeername) are read only when a rule can use them (`daemon@host`
-patterns, `%A %H %N %R %r %s`, banners). A request is decided at once unless it needs
+patterns, `%A %H %N %R %r %s`, banners). A datagram request has no connection: its
+dispatcher passes a `Datagram` (the service socket and the sender's address) instead. A request is decided at once unless it needs
 something the loop must not wait for; then `check` answers None and `wait` parks it:
 - host names (the client's, or the server's for `daemon@host` patterns and `%N`), looked
   up by the resolver helper (pyxinetd.access.resolver) with a deadline each;
@@ -75,10 +76,21 @@ class Endpoints:
 NO_ENDPOINTS = Endpoints()
 
 
-def endpoints(svc: ServiceConfig, conn: socket.socket | None) -> Endpoints:
-    """The accepted connection's ports and local address; without one (datagrams), the
-    service's bound address and port (a wildcard bind reads as 0.0.0.0 or ::, which is
-    what getsockname gives libwrap on such a socket)."""
+@dataclass(frozen=True)
+class Datagram:
+    """A datagram request: the service socket it came in on and its sender's address
+    (what recvfrom gave). Banners and socket options never apply to it."""
+
+    sock: socket.socket
+    sender: tuple[object, ...]
+
+
+def endpoints(svc: ServiceConfig, conn: socket.socket | None,
+              datagram: Datagram | None = None) -> Endpoints:
+    """The accepted connection's ports and local address; for a datagram, the sender's
+    port and the service socket's address (a wildcard bind reads as 0.0.0.0 or ::, which
+    is what getsockname gives libwrap on such a socket). Without either, the service's
+    configured address and port."""
     if conn is not None:
         try:
             local, remote = conn.getsockname(), conn.getpeername()
@@ -89,7 +101,19 @@ def endpoints(svc: ServiceConfig, conn: socket.socket | None) -> Endpoints:
                 return Endpoints(int(remote[1]), normalize_address(str(local[0])),
                                  int(local[1]))
     wildcard = "::" if svc.family == socket.AF_INET6 else "0.0.0.0"
-    return Endpoints(0, normalize_address(svc.bind or wildcard), svc.port or 0)
+    fallback = Endpoints(0, normalize_address(svc.bind or wildcard), svc.port or 0)
+    if datagram is None:
+        return fallback
+    sender = datagram.sender
+    client_port = sender[1] if len(sender) >= 2 and isinstance(sender[1], int) else 0
+    try:
+        local = datagram.sock.getsockname()
+    except OSError:
+        # Closed meanwhile (a reload): the configured address is the best we know.
+        return replace(fallback, client_port=client_port)
+    if not isinstance(local, tuple):
+        return replace(fallback, client_port=client_port)
+    return Endpoints(client_port, normalize_address(str(local[0])), int(local[1]))
 
 
 def _endpoint(address: str | None, info: NameInfo | None, port: int) -> Endpoint:
@@ -148,8 +172,11 @@ class AccessGate:
     def _wrap(self, plan: _Plan) -> bool:
         return plan.wrap and not self.tables.empty
 
-    def _ends(self, svc: ServiceConfig, wrap: bool, conn: socket.socket | None) -> Endpoints:
-        return endpoints(svc, conn) if wrap and self.tables.endpoints else NO_ENDPOINTS
+    def _ends(self, svc: ServiceConfig, wrap: bool, conn: socket.socket | None,
+              datagram: Datagram | None) -> Endpoints:
+        if not (wrap and self.tables.endpoints):
+            return NO_ENDPOINTS
+        return endpoints(svc, conn, datagram)
 
     def _wants(self, plan: _Plan, wrap: bool, peer: str, ends: Endpoints
                ) -> tuple[bool, bool]:
@@ -159,15 +186,16 @@ class AccessGate:
         server = wrap and ends.server is not None and self.tables.server_names
         return client, server
 
-    def check(self, svc: ServiceConfig, peer: str,
-              conn: socket.socket | None = None) -> Verdict | None:
+    def check(self, svc: ServiceConfig, peer: str, conn: socket.socket | None = None,
+              datagram: Datagram | None = None) -> Verdict | None:
         """The verdict now, or None when it must wait (names, aclexec): then call
-        `wait`. `conn`: the accepted connection, when there is one."""
+        `wait`. `conn`: the accepted connection, when there is one; `datagram`: the
+        service socket and sender of a datagram request."""
         plan = self._plan(svc)
         wrap = self._wrap(plan)
         if not plan.lists and not wrap:
             return PASS
-        ends = self._ends(svc, wrap, conn)
+        ends = self._ends(svc, wrap, conn, datagram)
         if any(self._wants(plan, wrap, peer, ends)):
             return None
         outcome = self._judge(svc, plan, peer, ends, None, None)
@@ -180,12 +208,12 @@ class AccessGate:
         return self._verdict(svc, plan, peer, decision, request, conn)
 
     def wait(self, svc: ServiceConfig, peer: str, done: Callable[[Verdict], None],
-             conn: socket.socket | None = None) -> None:
+             conn: socket.socket | None = None, datagram: Datagram | None = None) -> None:
         """Look the names up and run the aclexec check without blocking, then call
         `done` (never before returning) with the verdict."""
         plan = self._plan(svc)
         wrap = self._wrap(plan)
-        ends = self._ends(svc, wrap, conn)
+        ends = self._ends(svc, wrap, conn, datagram)
         want_client, want_server = self._wants(plan, wrap, peer, ends)
         names: dict[str, NameInfo] = {}
         missing = int(want_client) + int(want_server)
