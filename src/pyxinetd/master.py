@@ -12,7 +12,6 @@ actions below run from the loop, one table mapping each signal to its action.
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import socket as _socket
 import time
@@ -29,9 +28,9 @@ from pyxinetd.listener import Binder
 from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry, \
     internal_error_text, strerror
 from pyxinetd.loop import Loop
+from pyxinetd.process import prepare_process
 from pyxinetd.reconfig import Reconfigurer
 from pyxinetd.service import Event, Limits, ServiceRuntime, State
-from pyxinetd.spawner import use_short_slice
 from pyxinetd.signals import (CONSISTENCY_SIGNAL, DUMP_SIGNAL, INTERRUPT_SIGNAL,
                               QUICK_EXIT_SIGNAL, RECONFIG_SIGNALS, REAP_SIGNAL,
                               TERMINATE_SIGNAL, SignalWakeup)
@@ -380,28 +379,6 @@ class Master:
 
 def _ignore() -> None:
     """Signals xinetd ignores still need a handler so they wake nothing and kill nothing."""
-
-
-def prepare_process() -> None:
-    """Raise the descriptor limit, make sure fds 0-2 exist, set the umask (§4.1)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            null = os.open(os.devnull, os.O_RDWR)
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-    old = os.umask(0o022)
-    os.umask(old | 0o022)
-    # Scheduling only: servers get the default slice back (docs/performance.md).
-    use_short_slice()
 
 
 __all__ = ["Master", "MasterOptions", "version_text", "ExitStatus"]
