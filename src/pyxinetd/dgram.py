@@ -193,13 +193,8 @@ class DatagramDispatch:
                 host.refuse(rt, peer, reason, None)
                 continue
             datagram = Datagram(sock, addr)
-            verdict = host.access.check(svc, peer, datagram=datagram)
-            if verdict is not PASS:
-                self._internal_admit(rt, data, datagram, peer, verdict)
-                continue
-            if svc.log_type is not None:
-                host.logs.write(svc, start_entry(svc, 0, peer))
-            internal.reply_datagram(svc, sock, data, addr, view=host)
+            self._internal_admit(rt, data, datagram, peer,
+                                 host.access.check(svc, peer, datagram=datagram))
 
     def _internal_admit(self, rt: ServiceRuntime, data: bytes, datagram: Datagram,
                         peer: str, verdict: Verdict | None) -> None:
