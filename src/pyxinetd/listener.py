@@ -183,18 +183,23 @@ def accept_batch(sock: socket.socket, limit: int = ACCEPT_BATCH
     close-on-exec; IPv4-mapped peers are turned into plain IPv4 for the server
     (IPV6_ADDRFORM), while the peer text keeps the `::ffff:` form xinetd logs.
     """
+    # socket.accept() converts the listener's family and type to enums on every call
+    # (about half its cost here); the batch reads them once and wraps the descriptor
+    # itself. Like socket.accept(), the new socket is blocking (accept4 without
+    # SOCK_NONBLOCK, default timeout) and close-on-exec.
+    family, kind, proto = sock.family, sock.type, sock.proto
     for _ in range(limit):
         try:
-            conn, addr = sock.accept()
+            fd, addr = sock._accept()  # type: ignore[attr-defined]
         except (BlockingIOError, InterruptedError):
             return
         except OSError as err:
             if err.errno in ACCEPT_TRANSIENT_ERRNOS:
                 continue
             raise
+        conn = socket.socket(family, kind, proto, fd)
         peer = peer_text(addr)
-        # The text tests first: socket.family converts to an enum on every access.
-        if peer.startswith("::ffff:") and "." in peer and conn.family == socket.AF_INET6:
+        if peer.startswith("::ffff:") and "." in peer and family == socket.AF_INET6:
             try:
                 conn.setsockopt(socket.IPPROTO_IPV6, IPV6_ADDRFORM, socket.AF_INET)
             except OSError:
