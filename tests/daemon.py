@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -183,19 +183,22 @@ class DaemonFactory:
         return daemon
 
     def start_services(self, services: list[ServiceConfig], *, ready: bool = True,
-                       **options: Any) -> Daemon:
+                       wrapper: Sequence[str] = (), **options: Any) -> Daemon:
+        """Run a Master on `services`; `wrapper` prefixes the command (it must exec it,
+        as `unshare -n --` does, so the pid stays the daemon's)."""
         log_path, err_path = self._paths()
         opts = replace(MasterOptions(dontfork=True), filelog=str(log_path), **options)
         spec = self.tmp_path / f"daemon{self._n}.pickle"
         spec.write_bytes(pickle.dumps((services, opts)))
-        return self._spawn([sys.executable, str(HELPERS / "run_master.py"), str(spec)],
-                           log_path, err_path, ready)
+        return self._spawn([*wrapper, sys.executable, str(HELPERS / "run_master.py"),
+                            str(spec)], log_path, err_path, ready)
 
-    def start_config(self, conf_text: str, *args: str, ready: bool = True) -> Daemon:
+    def start_config(self, conf_text: str, *args: str, ready: bool = True,
+                     wrapper: Sequence[str] = ()) -> Daemon:
         log_path, err_path = self._paths()
         conf = self.tmp_path / f"daemon{self._n}.conf"
         conf.write_text(conf_text)
-        argv = [sys.executable, "-m", "pyxinetd", "-f", str(conf), "-dontfork",
+        argv = [*wrapper, sys.executable, "-m", "pyxinetd", "-f", str(conf), "-dontfork",
                 "-filelog", str(log_path), *args]
         return self._spawn(argv, log_path, err_path, ready)
 

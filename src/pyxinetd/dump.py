@@ -31,6 +31,7 @@ DEFAULT_DUMP_FILE = "/var/run/xinetd.dump"
 
 _STATE_WORDS = {
     State.STARTING: "Not started",
+    State.AWAITING_ADDRESS: "Not started",
     State.ACTIVE: "Active",
     State.SUSPENDED_WAIT: "Suspended",
     State.SUSPENDED_CPS: "Suspended",

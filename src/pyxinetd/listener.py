@@ -114,14 +114,17 @@ class Binder:
     `on_bound(sock)` or `on_failed()` is called exactly once. `log_error(text)`
     receives xinetd's ERROR lines (`bind failed`, `socket creation failed`), and
     `log_notice(text)` its NOTICE lines (`bind retry attempt N`, the IPv6 fallback);
-    without `log_notice` those go to `log_error` too.
+    without `log_notice` those go to `log_error` too. `last_errno` is the errno of the
+    last failed bind. With `quiet_missing`, a bind failing because the address is not
+    on the host (EADDRNOTAVAIL) is not logged (a service waiting for its address).
     """
 
     def __init__(self, loop: Loop, service: ServiceConfig,
                  on_bound: Callable[[socket.socket], None], on_failed: Callable[[], None],
                  log_error: Callable[[str], None], *, retries: int = BIND_RETRIES,
                  delay: float | None = None,
-                 log_notice: Callable[[str], None] | None = None) -> None:
+                 log_notice: Callable[[str], None] | None = None,
+                 quiet_missing: bool = False) -> None:
         self._loop = loop
         self._service = service
         self._on_bound = on_bound
@@ -133,6 +136,8 @@ class Binder:
         self._attempt = 0
         self._sock: socket.socket | None = None
         self._timer: object | None = None
+        self._quiet_missing = quiet_missing
+        self.last_errno: int | None = None
         self.done = False
 
     def start(self) -> None:
@@ -149,7 +154,10 @@ class Binder:
         try:
             bind_socket(self._sock, self._service)
         except OSError as err:
-            self._log_error(f"bind failed ({strerror(err)}). service = {self._service.id}")
+            self.last_errno = err.errno
+            if not (self._quiet_missing and err.errno == errno.EADDRNOTAVAIL):
+                self._log_error(f"bind failed ({strerror(err)}). "
+                                f"service = {self._service.id}")
             if self._attempt >= self._retries:
                 self._sock.close()
                 self._finish(None)

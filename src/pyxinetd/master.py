@@ -11,6 +11,7 @@ actions below run from the loop, one table mapping each signal to its action.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket as _socket
@@ -20,11 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyxinetd import XINETD_COMPAT_VERSION, __version__, dump, redirect, rpc
+from pyxinetd.addresswait import AddressWait
 from pyxinetd.children import ChildTable, ExitStatus, reap
 from pyxinetd.config.diagnostics import Severity
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.dispatch import Dispatcher
-from pyxinetd.listener import Binder
+from pyxinetd.listener import BIND_RETRIES, Binder
 from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry, \
     internal_error_text, strerror
 from pyxinetd.loop import Loop
@@ -104,6 +106,10 @@ class Master:
         self.dispatcher.suspend.on_cps_closed = self.rpc.unregister
         self.dispatcher.suspend.on_cps_reopened = self.rpc.follow
         self._pending_binds = 0
+        # Services whose bind address is not on the host yet (pyxinetd.addresswait).
+        self.address_wait = AddressWait(
+            self.loop, self._awaiting_address, self._bind_appeared,
+            lambda text: self.program.warning("activate_normal", text))
         self.reconfig = Reconfigurer(self)
         self._reload_requested = False
         self.started = False
@@ -153,8 +159,10 @@ class Master:
             self._schedule_consistency_check()
 
     def bind(self, rt: ServiceRuntime, settled: Callable[[], None]) -> None:
-        """Bind `rt` (retries are timers); `settled()` runs once it is active or failed."""
+        """Bind `rt` (retries are timers); `settled()` runs once it is active or failed
+        (or waits for its address to appear: State.AWAITING_ADDRESS)."""
         svc = rt.config
+        awaiting = rt.state is State.AWAITING_ADDRESS
         if svc.port is None and not rpc.is_rpc(svc):
             # TCPMUX clients own no socket: they are reached through tcpmux.
             self.dispatcher.activate(rt, None, Event.BOUND)
@@ -173,21 +181,50 @@ class Master:
 
         def registered(sock: _socket.socket) -> None:
             self._binders.pop(rt, None)
+            if rt.state is State.AWAITING_ADDRESS:
+                self.program.notice("activate_normal",
+                                    f"Service {svc.id}: address {svc.bind} appeared, "
+                                    f"service activated")
             self.dispatcher.activate(rt, sock, Event.BOUND)
+            self.address_wait.refresh()
             settled()
 
         def failed() -> None:
             self._binders.pop(rt, None)
-            rt.transition(Event.BIND_FAILED)
+            missing = (binder.last_errno == errno.EADDRNOTAVAIL and svc.bind is not None
+                       and self.address_wait.can_wait())
+            if awaiting and missing:
+                settled()   # still not there: wait on, silently
+                return
+            # xinetd's line either way (log watchers look for it): the service does not
+            # serve now. A missing address is waited for; any other failure is final.
             self.program.error("activate_normal",
                                f"Service {svc.id} failed to start and is deactivated.")
+            if missing:
+                rt.transition(Event.ADDRESS_MISSING)
+                self.program.notice("activate_normal",
+                                    f"Service {svc.id} will be activated when address "
+                                    f"{svc.bind} appears")
+            else:
+                rt.transition(Event.BIND_FAILED)
+                self.address_wait.refresh()
             settled()
 
+        # A waiting service's attempt is one bind, silent while the address is missing.
         binder = Binder(self.loop, svc, bound, failed,
                         lambda text: self.program.error("activate_normal", text),
-                        log_notice=lambda text: self.program.notice("activate_normal", text))
+                        log_notice=lambda text: self.program.notice("activate_normal", text),
+                        retries=0 if awaiting else BIND_RETRIES, quiet_missing=awaiting)
         self._binders[rt] = (binder, settled)
         binder.start()
+
+    def _awaiting_address(self) -> list[ServiceRuntime]:
+        """Services waiting for their address, without an attempt in flight."""
+        return [rt for rt in self.services
+                if rt.state is State.AWAITING_ADDRESS and rt not in self._binders]
+
+    def _bind_appeared(self, rt: ServiceRuntime) -> None:
+        self.bind(rt, lambda: None)
 
     def cancel_bind(self, rt: ServiceRuntime) -> None:
         """Abandon the pending bind of `rt` (a reload replaced it); it counts as settled."""
@@ -216,10 +253,13 @@ class Master:
         available = self.available_count()
         plural = "service" if available == 1 else "services"
         self.program.notice("main", f"Started working: {available} available {plural}")
-        if self.on_started is not None and (
-                available > 0 or self.options.keeps_running_without_services):
+        # A service waiting for its address will serve once it appears: the daemon
+        # stays (xinetd would have given up on it, and exited without services).
+        stays = (available > 0 or self.options.keeps_running_without_services
+                 or any(rt.state is State.AWAITING_ADDRESS for rt in self.services))
+        if self.on_started is not None and stays:
             self.on_started()
-        if available == 0 and not self.options.keeps_running_without_services:
+        if not stays:
             self.program.critical("main", "no services. Exiting...")
             self.stop(1)
         elif self._reload_requested:
@@ -240,6 +280,7 @@ class Master:
         for binder, _ in self._binders.values():
             binder.cancel()
         self._binders.clear()
+        self.address_wait.close()
         # Registrations still there (an early stop): the UNSET calls are sent, unanswered.
         self.rpc.unregister_all(lambda: None)
         self.rpc.close()

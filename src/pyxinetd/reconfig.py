@@ -61,7 +61,8 @@ if TYPE_CHECKING:
 KILL_GRACE_ENV = "PYXINETD_KILL_GRACE"
 DEFAULT_KILL_GRACE = 3.0
 MAX_KILL_GRACE = 3600.0
-# Runtimes in these states take part in the diff; FAILED ones are retried as new.
+# Runtimes in these states take part in the diff; FAILED ones, and those waiting for
+# their address, are retried as new.
 _LIVE = (State.STARTING, State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS)
 
 
@@ -172,7 +173,13 @@ class Reconfigurer:
             runtime_of[id(svc)] = rt
             added.append(rt)
             to_bind.append(rt)
+        for rt in m.services:
+            if rt.state not in _LIVE:
+                # A service waiting for its address may have an attempt in flight
+                # (an RPC registration); its replacement is bound afresh.
+                m.cancel_bind(rt)
         m.services = [runtime_of[id(svc)] for svc in new.services]
+        m.address_wait.refresh()
         self._recheck(plan.kept)
 
         counts = (len(plan.kept), len(plan.removed))

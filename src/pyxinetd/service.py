@@ -27,6 +27,7 @@ class State(enum.Enum):
     ACTIVE = "active"                  # listener registered
     SUSPENDED_WAIT = "suspended_wait"  # a wait=yes server owns the socket
     SUSPENDED_CPS = "suspended_cps"    # closed by a cps trip, reopened by a timer
+    AWAITING_ADDRESS = "awaiting_address"  # its bind address is not on the host yet
     FAILED = "failed"                  # could not bind: deactivated for good
     STOPPED = "stopped"                # shut down
 
@@ -34,6 +35,7 @@ class State(enum.Enum):
 class Event(enum.Enum):
     BOUND = "bound"
     BIND_FAILED = "bind_failed"
+    ADDRESS_MISSING = "address_missing"  # bind failed with EADDRNOTAVAIL
     WAIT_SPAWNED = "wait_spawned"
     WAIT_REAPED = "wait_reaped"
     CPS_TRIPPED = "cps_tripped"
@@ -45,6 +47,9 @@ class Event(enum.Enum):
 TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.STARTING, Event.BOUND): State.ACTIVE,
     (State.STARTING, Event.BIND_FAILED): State.FAILED,
+    (State.STARTING, Event.ADDRESS_MISSING): State.AWAITING_ADDRESS,
+    (State.AWAITING_ADDRESS, Event.BOUND): State.ACTIVE,
+    (State.AWAITING_ADDRESS, Event.BIND_FAILED): State.FAILED,
     (State.ACTIVE, Event.WAIT_SPAWNED): State.SUSPENDED_WAIT,
     (State.SUSPENDED_WAIT, Event.WAIT_REAPED): State.ACTIVE,
     (State.ACTIVE, Event.CPS_TRIPPED): State.SUSPENDED_CPS,
