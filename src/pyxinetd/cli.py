@@ -183,7 +183,9 @@ def _open_program_log(options: MasterOptions, syslog: SyslogSender, *,
         facility = options.syslog_facility.lower()
         if facility not in FACILITIES:
             bad_facility, facility = options.syslog_facility, "daemon"
-        return kind.to_syslog(syslog, facility), bad_facility
+        # -d -syslog: the debug lines go to syslog too (at LOG_DEBUG), for journald and
+        # the like; xinetd sends them to /dev/tty whatever -syslog says.
+        return kind.to_syslog(syslog, facility, debug=options.debug), bad_facility
     if options.debug or options.dontfork:
         return kind.to_stderr(debug=options.debug), None
     return kind.to_syslog(syslog, "daemon"), None

@@ -150,8 +150,9 @@ class ProgramLog:
         return cls(stream=sys.stderr, debug=debug)
 
     @classmethod
-    def to_syslog(cls, sender: SyslogSender, facility: str = "daemon") -> ProgramLog:
-        return cls(syslog=sender, facility=FACILITIES[facility])
+    def to_syslog(cls, sender: SyslogSender, facility: str = "daemon", *,
+                  debug: bool = False) -> ProgramLog:
+        return cls(syslog=sender, facility=FACILITIES[facility], debug=debug)
 
     def fds(self) -> list[int]:
         """Descriptors the log holds (the spawner must not pass them on)."""

@@ -185,6 +185,12 @@ class Master:
                 self.program.notice("activate_normal",
                                     f"Service {svc.id}: address {svc.bind} appeared, "
                                     f"service activated")
+            if self.program.debug_mode:
+                where = sock.getsockname()
+                self.program.debug("activate_normal",
+                                   f"Service {svc.id} listens on {where[0]} port {where[1]}"
+                                   if isinstance(where, tuple) else
+                                   f"Service {svc.id} listens on {where!r}")
             self.dispatcher.activate(rt, sock, Event.BOUND)
             self.address_wait.refresh()
             settled()

@@ -236,3 +236,35 @@ def test_detached_program_log_goes_to_syslog_facility_daemon(detached: Detached,
                 break
     # daemon (3) * 8 + notice (5)
     assert messages[-1].startswith("<29>") and wanted in messages[-1], messages
+
+
+def test_debug_lines_go_to_syslog_with_dash_syslog(tmp_path: Path) -> None:
+    # -d -syslog: the program log, DEBUG lines included, goes to syslog (xinetd sends
+    # -d output to /dev/tty whatever -syslog says; xinetd-org PR 27 asked for this).
+    port = free_port()
+    conf = tmp_path / "debug.conf"
+    conf.write_text(echo_conf(port))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslog:
+        syslog.bind(str(tmp_path / "log.sock"))
+        syslog.settimeout(10)
+        env = {**os.environ, "PYXINETD_SYSLOG_SOCKET": str(tmp_path / "log.sock")}
+        proc = subprocess.Popen([sys.executable, "-m", "pyxinetd", "-d", "-syslog", "local3",
+                                 "-f", str(conf)], env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        try:
+            messages: list[str] = []
+            for _ in range(20):  # bounded: a few start-up lines
+                messages.append(syslog.recv(4096).decode())
+                if "Started working" in messages[-1]:
+                    break
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, stderr = proc.communicate(timeout=10)
+    # local3 (19) * 8 + debug (7) = 159; the debug prefix "PID {function}" as in -d.
+    listening = [m for m in messages if f"listens on 127.0.0.1 port {port}" in m]
+    assert listening and listening[0].startswith("<159>"), messages
+    assert f"xinetd[{proc.pid}]: {proc.pid} {{activate_normal}} Service" in listening[0]
+    assert any(m.startswith("<157>") and "Started working: 1 available service" in m
+               for m in messages), messages
+    assert b"Started working" not in stderr
