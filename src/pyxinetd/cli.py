@@ -24,6 +24,7 @@ from pyxinetd import XINETD_COMPAT_VERSION, __version__
 from pyxinetd.daemonize import READY_TIMEOUT
 from pyxinetd.log import SyslogSender
 from pyxinetd.master import COMPILED_OPTIONS, DEFAULT_CONFIG, MasterOptions, version_text
+from pyxinetd.notify import Notifier, NotifyTarget, take_from_environment
 
 if TYPE_CHECKING:
     from pyxinetd.config.model import Configuration
@@ -131,6 +132,9 @@ def serve(args: Sequence[str]) -> int:
         filelog=None if options.filelog is None else os.path.abspath(options.filelog),
         pidfile=None if options.pidfile is None else os.path.abspath(options.pidfile))
     detach = not (options.debug or options.dontfork)
+    # Read (and removed, so servers never inherit it) before the configuration's
+    # environment is taken: the service manager's socket, if any (pyxinetd.notify).
+    notify_target = take_from_environment(os.environ)
 
     if options.pidfile is not None:
         # A courtesy check before anything is loaded or bound; the lock taken by the
@@ -159,14 +163,15 @@ def serve(args: Sequence[str]) -> int:
         return 1
     if not detach:
         try:
-            return _run_master(config, options, program, syslog, bad_facility)
+            return _run_master(config, options, program, syslog, bad_facility,
+                               notify_target=notify_target)
         finally:
             program.close()
 
     # The detached daemon opens its own log, so that lines carry its pid.
     program.close()
     syslog.close()
-    return _start_detached(config, options)
+    return _start_detached(config, options, notify_target)
 
 
 def _open_program_log(options: MasterOptions, syslog: SyslogSender, *,
@@ -193,7 +198,8 @@ def _open_program_log(options: MasterOptions, syslog: SyslogSender, *,
 
 def _run_master(config: Configuration, options: MasterOptions, program: ProgramLog,
                 syslog: SyslogSender, bad_facility: str | None,
-                report: StartupReport | None = None) -> int:
+                report: StartupReport | None = None, *,
+                notify_target: NotifyTarget | None = None) -> int:
     """Serve (in the process that serves: foreground, or detached); return the status.
 
     The master closes `syslog` when it shuts down.
@@ -214,7 +220,8 @@ def _run_master(config: Configuration, options: MasterOptions, program: ProgramL
                 if report is None:
                     click.echo(f"pyxinetd: {err}", err=True)
                 return 1
-        master = Master(config, options, program_log=program, syslog=syslog)
+        master = Master(config, options, program_log=program, syslog=syslog,
+                        notifier=Notifier(notify_target))
         if report is not None:
             master.on_started = report.ready
         return master.run()
@@ -224,7 +231,8 @@ def _run_master(config: Configuration, options: MasterOptions, program: ProgramL
             pidfile.release()
 
 
-def _start_detached(config: Configuration, options: MasterOptions) -> int:
+def _start_detached(config: Configuration, options: MasterOptions,
+                    notify_target: NotifyTarget | None) -> int:
     from pyxinetd.daemonize import ReportingProgramLog, start_detached
 
     def serve_detached(report: StartupReport) -> int:
@@ -237,7 +245,8 @@ def _start_detached(config: Configuration, options: MasterOptions) -> int:
         assert isinstance(program, ReportingProgramLog)
         program.report = report
         try:
-            return _run_master(config, options, program, syslog, bad_facility, report)
+            return _run_master(config, options, program, syslog, bad_facility, report,
+                               notify_target=notify_target)
         except Exception as err:
             # stderr is /dev/null from here on: the program log is the only witness.
             program.critical("main", f"unexpected error: {err!r}. Exiting...")

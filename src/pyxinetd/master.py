@@ -30,6 +30,7 @@ from pyxinetd.listener import BIND_RETRIES, Binder
 from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry, \
     internal_error_text, strerror
 from pyxinetd.loop import Loop
+from pyxinetd.notify import Notifier
 from pyxinetd.process import prepare_process
 from pyxinetd.reconfig import Reconfigurer
 from pyxinetd.service import Event, Limits, ServiceRuntime, State
@@ -80,9 +81,11 @@ class Master:
 
     def __init__(self, config: Configuration, options: MasterOptions, *,
                  program_log: ProgramLog | None = None, syslog: SyslogSender | None = None,
-                 clock: Clock = time.monotonic) -> None:
+                 clock: Clock = time.monotonic, notifier: Notifier | None = None) -> None:
         self.config = config
         self.options = options
+        # The service manager's view of the daemon (sd_notify), a no-op without one.
+        self.notifier = notifier or Notifier()
         self.syslog = syslog or SyslogSender()
         self.program = program_log or ProgramLog.to_stderr(debug=options.debug)
         self.loop = Loop(clock)
@@ -141,6 +144,7 @@ class Master:
     def start(self) -> None:
         prepare_process()
         self.signals.install()
+        self.notifier.start_watchdog(self.loop)
         for diagnostic in self.config.diagnostics:
             self.log_diagnostic(diagnostic.severity, str(diagnostic.message),
                                 diagnostic.file, diagnostic.line)
@@ -265,6 +269,8 @@ class Master:
                  or any(rt.state is State.AWAITING_ADDRESS for rt in self.services))
         if self.on_started is not None and stays:
             self.on_started()
+        if stays:
+            self.notifier.ready(f"Started working: {available} available {plural}")
         if not stays:
             self.program.critical("main", "no services. Exiting...")
             self.stop(1)
@@ -276,6 +282,7 @@ class Master:
                    if rt.state in (State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS))
 
     def stop(self, status: int) -> None:
+        self.notifier.stopping("Exiting")
         self.exit_status = status
         self.loop_should_stop = True
         self.loop.stop()
@@ -298,6 +305,7 @@ class Master:
         self.signals.close()
         self.logs.close()
         self.syslog.close()
+        self.notifier.close()
         self.loop.close()
 
     # -- signals -----------------------------------------------------------

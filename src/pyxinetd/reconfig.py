@@ -105,6 +105,7 @@ class Reconfigurer:
             return
         m = self.master
         m.program.notice("hard_reconfig", "Starting reconfiguration")
+        m.notifier.reloading()
         self._load = PendingLoad(m.loop, self.path, self._loaded,
                                  inetd_compat=m.options.inetd_compat)
 
@@ -114,9 +115,13 @@ class Reconfigurer:
         if isinstance(outcome, LoaderFailed):
             m.program.error("hard_reconfig", f"{outcome}; the running configuration is kept")
             m.program.warning("hard_reconfig", "reconfiguration failed")
+            m.notifier.ready(f"reconfiguration failed ({outcome}); the running "
+                             f"configuration is kept")
         elif isinstance(outcome, Exception):
             m.program.error("hard_reconfig", str(outcome))
             m.program.warning("hard_reconfig", "reconfiguration failed")
+            m.notifier.ready(f"reconfiguration failed ({outcome}); the running "
+                             f"configuration is kept")
         else:
             for diagnostic in outcome.diagnostics:
                 m.log_diagnostic(diagnostic.severity, str(diagnostic.message),
@@ -333,6 +338,7 @@ class Reconfigurer:
         new = sum(1 for rt in added if rt.state in _LIVE)
         m.program.notice("hard_reconfig",
                          f"Reconfigured: new={new} old={old} dropped={dropped} (services)")
+        m.notifier.ready(f"Reconfigured: {m.available_count()} available services")
         if m.available_count() == 0 and not m.options.keeps_running_without_services:
             m.program.critical("hard_reconfig", "No available services. Exiting")
             m.stop(1)
