@@ -57,6 +57,7 @@ from dataclasses import dataclass
 
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.errors import SpawnError
+from pyxinetd.peerenv import PEERENV_FLAG, peer_environment
 from pyxinetd.posix import HAVE_FORK_EXEC, RESETTABLE_SIGNALS, Posix, RealPosix
 from pyxinetd.spawnrequest import RLIMIT_RESOURCES as RLIMIT_RESOURCES
 from pyxinetd.spawnrequest import Credentials as Credentials
@@ -124,6 +125,8 @@ class Spawner(FallbackPaths):
     def spawn(self, service: ServiceConfig, sock: socket.socket, remote_host: str, *,
               as_root: bool, method: Method | None = None) -> int:
         """Start the service's server on `sock`; return its pid. Raises SpawnError."""
+        # flags = PEERENV: the addresses, read from the socket the server gets.
+        peer_env = peer_environment(sock) if PEERENV_FLAG in service.flags else ()
         if method is None:
             if self._native is None:
                 self._native = self._os.native_available()
@@ -133,9 +136,9 @@ class Spawner(FallbackPaths):
                 plan = self._plans.get(id(service))
                 if plan is None or plan.service is not service or plan.as_root is not as_root:
                     plan = self._native_plan(service, as_root)
-                return self._run_plan(plan, sock.fileno(), remote_host)
+                return self._run_plan(plan, sock.fileno(), remote_host, peer_env)
         request = build_request(service, sock.fileno(), remote_host, as_root=as_root,
-                                posix=self._os)
+                                posix=self._os, peer_env=peer_env)
         chosen = method if method is not None else self.choose(request)
         if chosen is Method.NATIVE:
             return self.run_native(request)
@@ -235,8 +238,11 @@ class Spawner(FallbackPaths):
         self._plans[id(service)] = plan
         return plan
 
-    def _run_plan(self, plan: NativePlan, fd: int, remote_host: str) -> int:
-        env = plan.env + (os.fsencode("REMOTE_HOST=" + remote_host),)
+    def _run_plan(self, plan: NativePlan, fd: int, remote_host: str,
+                  peer_env: tuple[str, ...] = ()) -> int:
+        remote = (os.fsencode("REMOTE_HOST=" + remote_host),)
+        env = (plan.env + tuple(map(os.fsencode, peer_env)) + remote if peer_env
+               else plan.env + remote)
         try:
             return self._os.native_spawn(
                 plan.path, plan.argv, env, fd=fd, groups=plan.groups, gid=plan.gid,

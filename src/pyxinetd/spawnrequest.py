@@ -62,8 +62,10 @@ class SpawnRequest:
 
 
 def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root: bool,
-                  posix: Posix) -> SpawnRequest:
-    """Resolve the service and connection into a SpawnRequest. Raises SpawnError."""
+                  posix: Posix, peer_env: tuple[str, ...] = ()) -> SpawnRequest:
+    """Resolve the service and connection into a SpawnRequest. Raises SpawnError.
+
+    `peer_env` (flags = PEERENV, pyxinetd.peerenv) goes just before REMOTE_HOST."""
     if service.server is None:
         raise SpawnError(f"{service.id}: no server to start", errno=errno.EINVAL, step="exec")
     if not service.server_argv:
@@ -72,7 +74,7 @@ def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root:
     base = service.environment
     if base is None:
         base = tuple(f"{k}={v}" for k, v in os.environ.items())
-    env = _server_environment(base) + (f"REMOTE_HOST={remote_host}",)
+    env = _server_environment(base) + peer_env + (f"REMOTE_HOST={remote_host}",)
 
     credentials = None
     if as_root and (service.user is not None or service.group is not None):

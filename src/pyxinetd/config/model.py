@@ -21,6 +21,7 @@ SERVICE_TYPES: tuple[str, ...] = ("RPC", "INTERNAL", "UNLISTED", "TCPMUX", "TCPM
 SERVICE_FLAGS: tuple[str, ...] = (
     "REUSE", "INTERCEPT", "NORETRY", "IDONLY", "NAMEINARGS", "NODELAY", "KEEPALIVE",
     "NOLIBWRAP", "SENSOR", "IPv4", "IPv6", "LABELED",
+    "PEERENV",  # pyxinetd's: client and local addresses in the environment (peerenv.py)
 )
 LOG_ON_SUCCESS_FLAGS: tuple[str, ...] = ("HOST", "PID", "USERID", "EXIT", "DURATION", "TRAFFIC")
 LOG_ON_FAILURE_FLAGS: tuple[str, ...] = ("HOST", "ATTEMPT", "USERID")

@@ -1,0 +1,140 @@
+"""flags = PEERENV: the client's and the service's addresses in the server's environment.
+
+Real daemon, real servers (tests/helpers/env_probe.py sends back the environment it was
+exec'd with, in order), real TCP and UDP clients on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+
+import pytest
+
+from tests.daemon import HELPERS, DaemonFactory, free_port
+
+TIMEOUT = 10.0
+PROBE = HELPERS / "env_probe.py"
+PEER_NAMES = ("PROTO", "TCPLOCALIP", "TCPLOCALPORT", "TCPREMOTEIP", "TCPREMOTEPORT",
+              "REMOTE_ADDR", "REMOTE_PORT")
+
+
+def service(port: int, mode: str, *, socket_type: str = "stream", wait: str = "no",
+            flags: str = "PEERENV", extra: str = "") -> str:
+    return (f"service probe-{mode}\n{{\n\ttype = UNLISTED\n\tsocket_type = {socket_type}\n"
+            f"\twait = {wait}\n\tuser = root\n\tserver = {sys.executable}\n"
+            f"\tserver_args = -I -S {PROBE} {mode}\n\tport = {port}\n"
+            + (f"\tflags = {flags}\n" if flags else "") + extra + "}\n")
+
+
+def variables(entries: list[str]) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in entries)
+
+
+def tcp_environment(host: str, port: int) -> tuple[list[str], tuple[str, int]]:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as conn:
+        conn.settimeout(TIMEOUT)
+        conn.connect((host, port))
+        mine = conn.getsockname()
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    return json.loads(data), (mine[0], mine[1])
+
+
+@pytest.mark.parametrize("native", ["1", "0"], ids=["native-spawn", "fallback-spawn"])
+def test_stream_connection_gets_both_ends(daemons: DaemonFactory, native: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYXINETD_NATIVE_SPAWN", native)
+    port = free_port()
+    daemons.start_config(service(port, "stream", extra="\tbind = 127.0.0.1\n"))
+    entries, (ip, client_port) = tcp_environment("127.0.0.1", port)
+    env = variables(entries)
+    assert {k: env[k] for k in PEER_NAMES} == {
+        "PROTO": "TCP", "TCPLOCALIP": "127.0.0.1", "TCPLOCALPORT": str(port),
+        "TCPREMOTEIP": ip, "TCPREMOTEPORT": str(client_port),
+        "REMOTE_ADDR": ip, "REMOTE_PORT": str(client_port)}
+    # xinetd's REMOTE_HOST is still there, and still last.
+    assert entries[-1] == "REMOTE_HOST=127.0.0.1"
+
+
+def test_ipv4_client_of_a_dual_stack_service_is_plain_ipv4(daemons: DaemonFactory) -> None:
+    port = free_port()
+    daemons.start_config(service(port, "stream", extra="\tflags += IPv6\n"))
+    entries, (ip, client_port) = tcp_environment("127.0.0.1", port)
+    env = variables(entries)
+    assert env["TCPREMOTEIP"] == env["REMOTE_ADDR"] == "127.0.0.1"
+    assert env["REMOTE_PORT"] == str(client_port)
+    assert env["TCPLOCALIP"] == "127.0.0.1"
+    # REMOTE_HOST keeps the form xinetd gives it.
+    assert env["REMOTE_HOST"] == "::ffff:127.0.0.1"
+
+
+def test_ipv6_client(daemons: DaemonFactory) -> None:
+    port = free_port()
+    try:
+        daemons.start_config(service(port, "stream", extra="\tbind = ::1\n"))
+    except AssertionError as err:  # pragma: no cover - depends on the machine
+        pytest.skip(f"no IPv6 loopback here: {err}")
+    entries, (ip, client_port) = tcp_environment("::1", port)
+    env = variables(entries)
+    assert (env["TCPREMOTEIP"], env["TCPLOCALIP"], env["REMOTE_ADDR"]) == ("::1",) * 3
+    assert env["TCPREMOTEPORT"] == env["REMOTE_PORT"] == str(client_port)
+
+
+def test_with_env_only_those_and_the_addresses(daemons: DaemonFactory) -> None:
+    # passenv/env make the whole environment, as in xinetd; the addresses come on
+    # top, like REMOTE_HOST.
+    port = free_port()
+    daemons.start_config(service(port, "stream", extra="\tpassenv = PATH\n"
+                                 "\tenv = ONLY=this\n\tbind = 127.0.0.1\n"))
+    entries, (ip, client_port) = tcp_environment("127.0.0.1", port)
+    names = [e.split("=", 1)[0] for e in entries]
+    assert names == ["PATH", "ONLY", *PEER_NAMES, "REMOTE_HOST"]
+
+
+def test_without_the_flag_nothing_is_added(daemons: DaemonFactory) -> None:
+    port = free_port()
+    daemons.start_config(service(port, "stream", flags="",
+                                 extra="\tpassenv = PATH\n\tenv = ONLY=this\n"
+                                       "\tbind = 127.0.0.1\n"))
+    entries, _ = tcp_environment("127.0.0.1", port)
+    assert [e.split("=", 1)[0] for e in entries] == ["PATH", "ONLY", "REMOTE_HOST"]
+
+
+def test_stream_wait_server_gets_the_local_end_only(daemons: DaemonFactory) -> None:
+    port = free_port()
+    daemons.start_config(service(port, "wait-stream", wait="yes",
+                                 extra="\tbind = 127.0.0.1\n"))
+    entries, _ = tcp_environment("127.0.0.1", port)
+    env = variables(entries)
+    assert {k: env.get(k) for k in PEER_NAMES} == {
+        "PROTO": "TCP", "TCPLOCALIP": "127.0.0.1", "TCPLOCALPORT": str(port),
+        "TCPREMOTEIP": None, "TCPREMOTEPORT": None, "REMOTE_ADDR": None,
+        "REMOTE_PORT": None}
+
+
+def test_datagram_wait_server_gets_the_sender(daemons: DaemonFactory) -> None:
+    port = free_port()
+    daemons.start_config(service(port, "dgram", socket_type="dgram", wait="yes",
+                                 extra="\tbind = 127.0.0.1\n"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(1.0)
+        deadline = time.monotonic() + TIMEOUT
+        reply = None
+        while reply is None and time.monotonic() < deadline:
+            client.sendto(b"env?", ("127.0.0.1", port))
+            try:
+                reply = client.recv(65536)
+            except socket.timeout:
+                continue
+        assert reply is not None
+        mine = client.getsockname()
+    env = variables(json.loads(reply))
+    assert {k: env.get(k) for k in PEER_NAMES} == {
+        "PROTO": "UDP", "TCPLOCALIP": None, "TCPLOCALPORT": None, "TCPREMOTEIP": None,
+        "TCPREMOTEPORT": None, "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": str(mine[1])}
