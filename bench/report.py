@@ -156,7 +156,8 @@ def render(data: dict[str, Any]) -> str:
         f"machine: {m['cpus']} x {m['cpu_model']}, {m['mem_mib']} MiB, Linux {m['kernel']}, "
         f"Python {m['python']}",
         f"per case and daemon: {data['options']['rounds']} x ({data['options']['warmup']:g} s "
-        f"warm-up + {data['options']['duration']:g} s measured); requests/s, latency in ms",
+        f"warm-up + {data['options']['duration']:g} s measured, 4 x that for wait-c1); "
+        f"requests/s, latency in ms",
         "",
     ]
     head = (f"{'case':<15}{'cl':>3} | {'xinetd/s':>9}{'p50':>7}{'p99':>7} | "
