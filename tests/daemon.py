@@ -13,9 +13,11 @@ alive (servers call setsid, so they are not in the daemon's group).
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import pickle
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -205,6 +207,22 @@ class DaemonFactory:
     def stop_all(self) -> None:
         for daemon in self.daemons:
             daemon.stop()
+
+
+@functools.lru_cache(maxsize=8)
+def namespace_problem(*tools: str) -> str | None:
+    """Why a private network namespace (`unshare -n`) cannot be used here, or None.
+    `tools` are the other commands the test runs (`ip`, `nsenter`, ...)."""
+    if os.geteuid() != 0:
+        return "needs root for a private network namespace (unshare -n)"
+    for tool in ("unshare", *tools):
+        if shutil.which(tool) is None:
+            return f"needs {tool!r} (util-linux, iproute2)"
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True,
+                           timeout=30, check=False)
+    if probe.returncode != 0:
+        return f"unshare -n is not permitted here: {probe.stderr.strip()}"
+    return None
 
 
 def python_server(script: str, *args: str) -> dict[str, Any]:

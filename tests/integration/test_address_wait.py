@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +16,7 @@ import sys
 
 import pytest
 
-from tests.daemon import Daemon, DaemonFactory, free_port, wait_until
+from tests.daemon import Daemon, DaemonFactory, free_port, namespace_problem, wait_until
 from tests.factories import make_service
 
 # The loopback device comes up first: in a namespace without any IPv4 address the
@@ -38,21 +37,8 @@ sys.stdout.write(data.decode())
 """
 
 
-def _namespace_problem() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root for a private network namespace (unshare -n)"
-    for tool in ("unshare", "nsenter", "ip"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True,
-                           timeout=10)
-    if probe.returncode != 0:
-        return f"unshare -n is not permitted here: {probe.stderr.strip()}"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_namespace_problem() is not None,
-                                reason=str(_namespace_problem()))
+pytestmark = pytest.mark.skipif(namespace_problem("ip", "nsenter") is not None,
+                                reason=str(namespace_problem("ip", "nsenter")))
 
 
 def in_namespace(daemon: Daemon, *argv: str) -> subprocess.CompletedProcess[str]:

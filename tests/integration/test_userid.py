@@ -9,11 +9,9 @@ messages are compared (timestamps and pids aside).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.daemon import namespace_problem
 from tests.oracle import require_xinetd
 
 SCENARIO = Path(__file__).resolve().parents[1] / "helpers" / "ident_scenario.py"
@@ -32,27 +31,13 @@ ALL_BUT_SLOW = ",".join(name for name in (
     "daytime_only"))
 
 
-@functools.lru_cache(maxsize=1)
-def _namespace_problem() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root for a private network namespace (unshare -n)"
-    for tool in ("unshare", "ip"):
-        if shutil.which(tool) is None:
-            return f"needs {tool!r} (util-linux, iproute2)"
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, text=True,
-                           timeout=30, check=False)
-    if probe.returncode != 0:
-        return f"unshare -n is not permitted here: {probe.stderr.strip()}"
-    return None
-
-
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root for a private network namespace")
 
 
 def run_scenarios(workdir: Path, *, xinetd: str | None = None, only: str = ""
                   ) -> dict[str, Any]:
-    problem = _namespace_problem()
+    problem = namespace_problem("ip")
     if problem is not None:
         pytest.skip(problem)
     argv = ["unshare", "-n", sys.executable, str(SCENARIO), "--workdir", str(workdir)]
