@@ -190,11 +190,9 @@ class Master:
                                     f"Service {svc.id}: address {svc.bind} appeared, "
                                     f"service activated")
             if self.program.debug_mode:
-                where = sock.getsockname()
+                host, port = sock.getsockname()[:2]
                 self.program.debug("activate_normal",
-                                   f"Service {svc.id} listens on {where[0]} port {where[1]}"
-                                   if isinstance(where, tuple) else
-                                   f"Service {svc.id} listens on {where!r}")
+                                   f"Service {svc.id} listens on {host} port {port}")
             self.dispatcher.activate(rt, sock, Event.BOUND)
             self.address_wait.refresh()
             settled()
@@ -267,14 +265,14 @@ class Master:
         # stays (xinetd would have given up on it, and exited without services).
         stays = (available > 0 or self.options.keeps_running_without_services
                  or any(rt.state is State.AWAITING_ADDRESS for rt in self.services))
-        if self.on_started is not None and stays:
-            self.on_started()
-        if stays:
-            self.notifier.ready(f"Started working: {available} available {plural}")
         if not stays:
             self.program.critical("main", "no services. Exiting...")
             self.stop(1)
-        elif self._reload_requested:
+            return
+        if self.on_started is not None:
+            self.on_started()
+        self.notifier.ready(f"Started working: {available} available {plural}")
+        if self._reload_requested:
             self.reload()
 
     def available_count(self) -> int:
