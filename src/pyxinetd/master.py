@@ -119,6 +119,9 @@ class Master:
         self.exit_status = 0
         self.loop_should_stop = False
         self._exiting = False
+        # As process 1 (a container's init) the daemon inherits every orphan of its
+        # namespace; reaping those is its job, not an error.
+        self._adopts_orphans = os.getpid() == 1
         # Called once, when `Started working` is logged and the daemon stays up
         # (the detached start command waits for it).
         self.on_started: Callable[[], None] | None = None
@@ -404,7 +407,10 @@ class Master:
                 continue    # the reload's configuration loader
             child = self.children.pop(pid)
             if child is None:
-                self.program.error("child_exit", f"unknown child process {pid} died")
+                if self._adopts_orphans:
+                    self.program.debug("child_exit", f"reaped orphaned process {pid}")
+                else:
+                    self.program.error("child_exit", f"unknown child process {pid} died")
                 continue
             svc: ServiceConfig = child.service
             if svc.log_type is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -42,3 +45,25 @@ def test_sigint_exits_in_debug_mode(daemons: DaemonFactory) -> None:
     daemon = daemons.start_services([make_service(name="s", port=free_port())], debug=True)
     daemon.signal(signal.SIGINT)
     assert daemon.wait_exit() == 1
+
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="needs root and unshare for a PID namespace")
+def test_as_process_one_orphans_are_reaped_quietly(daemons: DaemonFactory,
+                                                   tmp_path: Path) -> None:
+    # A container's init: the server leaves a background process behind, which the
+    # kernel hands to process 1, the daemon, once the server has exited.
+    server = tmp_path / "orphan-maker"
+    server.write_text("#!/bin/sh\necho started\n(sleep 0.3) </dev/null >/dev/null 2>&1 &\n")
+    server.chmod(0o755)
+    port = free_port()
+    conf = (f"service orphan-maker\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n"
+            f"\twait = no\n\tuser = root\n\tserver = {server}\n"
+            f"\tbind = 127.0.0.1\n\tport = {port}\n}}\n")
+    daemon = daemons.start_config(conf, "-d", wrapper=("unshare", "-p", "-f", "--"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        assert conn.makefile("rb").readline() == b"started\n"
+    log = daemon.wait_for_log(r"reaped orphaned process \d+")
+    assert ": 1 {main} Started working" in log  # -d lines carry the pid: process 1
+    assert "unknown child process" not in log
