@@ -87,6 +87,9 @@ class Occupancy:
         self._by_service: dict[str, int] = {}
         self._by_peer: dict[tuple[str, str], int] = {}
         self.total = 0
+        # Called after every release while someone waits for a free slot (a refused
+        # wait = yes request, pyxinetd.suspend); None otherwise.
+        self.on_release: Callable[[], None] | None = None
 
     def add(self, service_id: str, peer: str) -> None:
         by_service = self._by_service
@@ -100,6 +103,8 @@ class Occupancy:
         self._decrement(self._by_service, service_id)
         self._decrement(self._by_peer, (service_id, peer))
         self.total -= 1
+        if self.on_release is not None:
+            self.on_release()
 
     @staticmethod
     def _decrement(counter: dict[K, int], key: K) -> None:

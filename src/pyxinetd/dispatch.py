@@ -49,7 +49,7 @@ class Dispatcher:
                  wall_clock: Callable[[], float] = time.time) -> None:
         self.loop = loop
         # cps suspensions and accept pauses (pyxinetd.suspend).
-        self.suspend = Suspensions(loop, program, self)
+        self.suspend = Suspensions(loop, program, self, children.occupancy)
         self.children = children
         self.program = program
         self.logs = logs
@@ -265,8 +265,12 @@ class Dispatcher:
         svc = rt.config
         reason = rt.check(NO_ADDRESS, self.children.occupancy, self.limits, self.denied)
         if reason is not None:
-            # Nothing to refuse on: the pending connection stays queued (as xinetd).
+            # Nothing to refuse on: the pending connection stays queued (as xinetd),
+            # looked at again once a slot frees or after a while (a cps trip closed
+            # the socket already).
             self.refuse(rt, NO_ADDRESS, reason, None)
+            if reason != REASON_CPS and rt.sock is not None:
+                self.suspend.hold_refused(rt)
             return
         self.start_wait_server(rt, svc, NO_ADDRESS, _reject_pending)
 
@@ -305,17 +309,23 @@ class Dispatcher:
             if rt.sock is not None and rt.config.socket_type is not SocketType.STREAM:
                 drain(rt.sock)
             rt.transition(Event.WAIT_REAPED)
-            self.refresh(rt)
             # A request that queued while the server ran is usually already there:
-            # serve it at the end of this turn instead of one more select() later.
+            # serve it at the end of this turn instead of one more select() later, and
+            # without watching the socket only to stop again for the next server.
             sock = rt.sock
             if sock is not None and rt.wants_events and _readable_now(sock):
                 self.loop.call_soon(lambda: self._serve_pending(rt, sock))
+            else:
+                self.refresh(rt)
         return resume
 
     def _serve_pending(self, rt: ServiceRuntime, sock: socket.socket) -> None:
         if rt.sock is sock and rt.wants_events and _readable_now(sock):
             self._handler_for(rt)(READ)
+        # Watch whatever the service now wants: nothing while the new server runs; the
+        # socket if the request was refused, or gone meanwhile (the client gave up, a
+        # reload replaced the socket).
+        self.refresh(rt)
 
     # -- the view the `servers` and `services` builtins read ------------------
     def active_services(self) -> list[ServiceConfig]:

@@ -8,6 +8,12 @@ Two reasons, both timed by the loop's deadline timers (nothing sleeps):
   meanwhile; a bind failure at the end leaves it FAILED, logged, and the loop serving.
 * accept() out of descriptors or memory: the socket stays open but is not watched for
   ACCEPT_RETRY_DELAY seconds, so the loop does not spin on a backlog it cannot accept.
+* a wait = yes stream request refused by a limit (`-limit`, instances, per_source,
+  max_load, access_times) stays queued, as in xinetd, but the socket is not watched
+  until a server or in-loop session ends (a slot may be free) or REFUSED_RETRY_DELAY
+  passes (load and time windows change by themselves). Watched all along, the queued
+  request was refused again on every loop turn: 100 % CPU and a FAIL line each time,
+  until cps tripped (xinetd 2.3.15.3 does the same).
 """
 
 from __future__ import annotations
@@ -16,14 +22,18 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
+from pyxinetd.children import Occupancy
 from pyxinetd.errors import BindError
 from pyxinetd.listener import bind_socket, create_socket
 from pyxinetd.log import ProgramLog, strerror
 from pyxinetd.loop import Loop
 from pyxinetd.service import Event, ServiceRuntime, State
+from pyxinetd.timers import Timer
 
 # Pause of a listener after EMFILE/ENFILE/ENOBUFS/ENOMEM on accept.
 ACCEPT_RETRY_DELAY = 1.0
+# A refused wait = yes request is looked at again after this long at the latest.
+REFUSED_RETRY_DELAY = 1.0
 
 
 class Listeners(Protocol):
@@ -38,10 +48,14 @@ class Listeners(Protocol):
 
 
 class Suspensions:
-    def __init__(self, loop: Loop, program: ProgramLog, listeners: Listeners) -> None:
+    def __init__(self, loop: Loop, program: ProgramLog, listeners: Listeners,
+                 occupancy: Occupancy) -> None:
         self.loop = loop
         self.program = program
         self.listeners = listeners
+        self.occupancy = occupancy
+        # Services whose queued wait = yes request was refused, with their retry timer.
+        self._refused: dict[ServiceRuntime, Timer] = {}
         # Called when a cps trip closes a listener and when its new one is bound (on a
         # new port): RPC services follow it in the portmapper (pyxinetd.rpc).
         self.on_cps_closed: Callable[[ServiceRuntime], None] | None = None
@@ -92,3 +106,28 @@ class Suspensions:
             self.listeners.refresh(rt)
 
         self.loop.call_later(ACCEPT_RETRY_DELAY, resume)
+
+    def hold_refused(self, rt: ServiceRuntime) -> None:
+        """A queued wait = yes request was refused: look again when a slot frees or
+        after REFUSED_RETRY_DELAY, not on every loop turn."""
+        if rt in self._refused:
+            return
+        rt.accept_paused = True
+        self.listeners.refresh(rt)
+        self._refused[rt] = self.loop.call_later(REFUSED_RETRY_DELAY,
+                                                 lambda: self._look_again(rt))
+        self.occupancy.on_release = self._slot_freed
+
+    def _slot_freed(self) -> None:
+        for rt in list(self._refused):
+            self._look_again(rt)
+
+    def _look_again(self, rt: ServiceRuntime) -> None:
+        timer = self._refused.pop(rt, None)
+        if timer is None:
+            return
+        timer.cancel()
+        if not self._refused:
+            self.occupancy.on_release = None
+        rt.accept_paused = False
+        self.listeners.refresh(rt)

@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 from tests.daemon import DaemonFactory, free_port
-from tests.integration.test_dispatch import connect, logged, read_all, wait_service_log
+from tests.integration.test_dispatch import connect, logged, read_all, service_log, wait_service_log
 from tests.factories import make_service
 
 
@@ -101,3 +101,37 @@ def test_cps_deactivates_then_reactivates(daemons: DaemonFactory, tmp_path: Path
     daemon.wait_for_log(r"ERROR: Activating service rate")
     with connect(port) as conn:
         assert read_all(conn) == b"r\n"
+
+
+def test_refused_wait_request_waits_for_a_free_slot_without_spinning(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # -limit 1 is taken by a nowait server; a wait = yes request cannot start, stays
+    # queued (as in xinetd), and is served once that server exits. cps is off, so
+    # nothing else stops a loop that refuses it again on every turn (each refusal
+    # writes a FAIL line: they are what this test counts).
+    import sys
+
+    from tests.daemon import HELPERS
+    holder_port, wait_port = free_port(), free_port()
+    holder = make_service(name="holder", port=holder_port, server="/bin/cat",
+                          server_argv=("cat",), **logged(tmp_path, cps=(0, 0)))
+    waiter = make_service(name="waiter", port=wait_port, wait=True, server=sys.executable,
+                          server_argv=("python3", "-I", "-S",
+                                       str(HELPERS / "wait_stream_server.py")),
+                          **logged(tmp_path, cps=(0, 0)))
+    daemons.start_services([holder, waiter], process_limit=1)
+    first = connect(holder_port)
+    wait_service_log(tmp_path, r"START: holder pid=\d+")
+    with connect(wait_port) as queued:
+        queued.sendall(b"still here\n")
+        wait_service_log(tmp_path, r"FAIL: waiter process_limit from=<no address>")
+        first.close()  # cat sees EOF and exits: the slot is free
+        reply = b""
+        while b"still here\n" not in reply:
+            chunk = queued.recv(4096)
+            assert chunk, reply
+            reply += chunk
+    assert reply.startswith(b"pid=")
+    # One refusal, then one look per second at most until the slot was free (not one
+    # per loop turn: thousands).
+    assert service_log(tmp_path).count("FAIL: waiter process_limit") <= 3
