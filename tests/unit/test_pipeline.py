@@ -174,6 +174,16 @@ def test_intercept_on_wait_service_kept_with_a_warning(tmp_path: Path) -> None:
     assert any("INTERCEPT is not supported" in w for w in warnings(config))
 
 
+def test_peerenv_is_a_flag_and_warns_where_nothing_is_execd(tmp_path: Path) -> None:
+    config = load_text(tmp_path, service_block("svc", "flags = PEERENV"))
+    assert "PEERENV" in config.services[0].flags
+    assert not any("PEERENV" in w for w in warnings(config))
+    config = load_text(tmp_path, block("echo", "type = INTERNAL", "socket_type = stream",
+                                       "wait = no", "flags = PEERENV"))
+    assert "PEERENV" in config.services[0].flags  # harmless: kept, and said so
+    assert any("PEERENV has no effect" in w for w in warnings(config))
+
+
 def test_sensor_needs_server_not_user(tmp_path: Path) -> None:
     s = only(tmp_path, block("ftp", "socket_type = stream", "wait = no", "flags = SENSOR",
                              "server = /bin/cat", "deny_time = 10"))

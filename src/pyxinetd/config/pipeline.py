@@ -131,6 +131,11 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
                              "without an interceptor, so only the request that starts it is "
                              "checked against only_from, no_access and access_times")
 
+    if "PEERENV" in flags and not external:
+        # Nothing is exec'd, so there is no environment to add the addresses to.
+        sink.warning(*where, f"service {sid}: PEERENV has no effect on internal, "
+                             "redirected and SENSOR services")
+
     # -- port / RPC -----------------------------------------------------------------
     port = _get(draft, "port", int)
     rpc_version = _get(draft, "rpc_version", tuple)
