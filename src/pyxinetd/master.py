@@ -11,22 +11,19 @@ actions below run from the loop, one table mapping each signal to its action.
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
-import socket as _socket
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyxinetd import XINETD_COMPAT_VERSION, __version__, dump, redirect, rpc
-from pyxinetd.addresswait import AddressWait
+from pyxinetd.activation import Activations
 from pyxinetd.children import ChildTable, ExitStatus, reap
 from pyxinetd.config.diagnostics import Severity
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.dispatch import Dispatcher
-from pyxinetd.listener import BIND_RETRIES, Binder
 from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry, \
     internal_error_text, strerror
 from pyxinetd.loop import Loop
@@ -101,18 +98,14 @@ class Master:
         # -logprocs: the most ident lookups after refusals at once (pyxinetd.userid).
         self.dispatcher.userid.logprocs = options.logprocs
         self.signals = SignalWakeup(self.loop, self._signal_table())
-        # Pending binds (retries), with what to call once each one is settled.
-        self._binders: dict[ServiceRuntime,
-                            tuple[Binder | rpc.Activation, Callable[[], None]]] = {}
         # Portmapper registrations of RPC services (pyxinetd.rpc).
         self.rpc = rpc.RpcRegistry(self.loop, self.program)
         self.dispatcher.suspend.on_cps_closed = self.rpc.unregister
         self.dispatcher.suspend.on_cps_reopened = self.rpc.follow
         self._pending_binds = 0
-        # Services whose bind address is not on the host yet (pyxinetd.addresswait).
-        self.address_wait = AddressWait(
-            self.loop, self._awaiting_address, self._bind_appeared,
-            lambda text: self.program.warning("activate_normal", text))
+        # Binds, RPC registrations and services waiting for their address.
+        self.activations = Activations(self.loop, self.program, self.dispatcher, self.rpc,
+                                       lambda: self.services)
         self.reconfig = Reconfigurer(self)
         self._reload_requested = False
         self.started = False
@@ -160,90 +153,10 @@ class Master:
         for rt in self.services:
             self.warn_if_ids_ignored(rt.config)
             self._pending_binds += 1
-            self.bind(rt, self._bind_done)
+            self.activations.start(rt, self._bind_done)
         self._bind_done()
         if self.options.cc_interval:
             self._schedule_consistency_check()
-
-    def bind(self, rt: ServiceRuntime, settled: Callable[[], None]) -> None:
-        """Bind `rt` (retries are timers); `settled()` runs once it is active or failed
-        (or waits for its address to appear: State.AWAITING_ADDRESS)."""
-        svc = rt.config
-        awaiting = rt.state is State.AWAITING_ADDRESS
-        if svc.port is None and not rpc.is_rpc(svc):
-            # TCPMUX clients own no socket: they are reached through tcpmux.
-            self.dispatcher.activate(rt, None, Event.BOUND)
-            settled()
-            return
-
-        def bound(sock: object) -> None:
-            assert isinstance(sock, _socket.socket)
-            if rpc.is_rpc(svc):
-                # Bound to port 0: the service is available once registered.
-                step = self.rpc.activation(rt, sock, registered, failed)
-                self._binders[rt] = (step, settled)
-                step.start()
-                return
-            registered(sock)
-
-        def registered(sock: _socket.socket) -> None:
-            self._binders.pop(rt, None)
-            if rt.state is State.AWAITING_ADDRESS:
-                self.program.notice("activate_normal",
-                                    f"Service {svc.id}: address {svc.bind} appeared, "
-                                    f"service activated")
-            if self.program.debug_mode:
-                host, port = sock.getsockname()[:2]
-                self.program.debug("activate_normal",
-                                   f"Service {svc.id} listens on {host} port {port}")
-            self.dispatcher.activate(rt, sock, Event.BOUND)
-            self.address_wait.refresh()
-            settled()
-
-        def failed() -> None:
-            self._binders.pop(rt, None)
-            missing = (binder.last_errno == errno.EADDRNOTAVAIL and svc.bind is not None
-                       and self.address_wait.can_wait())
-            if awaiting and missing:
-                settled()   # still not there: wait on, silently
-                return
-            # xinetd's line either way (log watchers look for it): the service does not
-            # serve now. A missing address is waited for; any other failure is final.
-            self.program.error("activate_normal",
-                               f"Service {svc.id} failed to start and is deactivated.")
-            if missing:
-                rt.transition(Event.ADDRESS_MISSING)
-                self.program.notice("activate_normal",
-                                    f"Service {svc.id} will be activated when address "
-                                    f"{svc.bind} appears")
-            else:
-                rt.transition(Event.BIND_FAILED)
-                self.address_wait.refresh()
-            settled()
-
-        # A waiting service's attempt is one bind, silent while the address is missing.
-        binder = Binder(self.loop, svc, bound, failed,
-                        lambda text: self.program.error("activate_normal", text),
-                        log_notice=lambda text: self.program.notice("activate_normal", text),
-                        retries=0 if awaiting else BIND_RETRIES, quiet_missing=awaiting)
-        self._binders[rt] = (binder, settled)
-        binder.start()
-
-    def _awaiting_address(self) -> list[ServiceRuntime]:
-        """Services waiting for their address, without an attempt in flight."""
-        return [rt for rt in self.services
-                if rt.state is State.AWAITING_ADDRESS and rt not in self._binders]
-
-    def _bind_appeared(self, rt: ServiceRuntime) -> None:
-        self.bind(rt, lambda: None)
-
-    def cancel_bind(self, rt: ServiceRuntime) -> None:
-        """Abandon the pending bind of `rt` (a reload replaced it); it counts as settled."""
-        entry = self._binders.pop(rt, None)
-        if entry is not None:
-            binder, settled = entry
-            binder.cancel()
-            settled()
 
     def warn_if_ids_ignored(self, svc: ServiceConfig) -> None:
         if os.geteuid() != 0 and (svc.user is not None or svc.group is not None):
@@ -291,10 +204,7 @@ class Master:
     def shutdown(self) -> None:
         """Close every socket and session; servers keep running, as with xinetd."""
         self.reconfig.close()
-        for binder, _ in self._binders.values():
-            binder.cancel()
-        self._binders.clear()
-        self.address_wait.close()
+        self.activations.close()
         # Registrations still there (an early stop): the UNSET calls are sent, unanswered.
         self.rpc.unregister_all(lambda: None)
         self.rpc.close()

@@ -182,9 +182,9 @@ class Reconfigurer:
             if rt.state not in _LIVE:
                 # A service waiting for its address may have an attempt in flight
                 # (an RPC registration); its replacement is bound afresh.
-                m.cancel_bind(rt)
+                m.activations.cancel(rt)
         m.services = [runtime_of[id(svc)] for svc in new.services]
-        m.address_wait.refresh()
+        m.activations.refresh()
         self._recheck(plan.kept)
 
         counts = (len(plan.kept), len(plan.removed))
@@ -193,7 +193,7 @@ class Reconfigurer:
     def _remove(self, rt: ServiceRuntime, svc: ServiceConfig, kept_ids: set[str],
                 removed: list[ServiceConfig]) -> None:
         m = self.master
-        m.cancel_bind(rt)
+        m.activations.cancel(rt)
         m.rpc.unregister(rt)
         m.dispatcher.close_listener(rt)
         rt.transition(Event.STOP)
@@ -226,7 +226,7 @@ class Reconfigurer:
                           kept_ids: set[str]) -> ServiceRuntime:
         """A kept service whose socket changed: stop the old runtime, return a new one."""
         m = self.master
-        m.cancel_bind(rt)
+        m.activations.cancel(rt)
         m.rpc.unregister(rt)
         m.dispatcher.close_listener(rt)
         rt.transition(Event.STOP)
@@ -330,7 +330,7 @@ class Reconfigurer:
                 finish()
 
         for rt in runtimes:
-            self.master.bind(rt, settled)
+            self.master.activations.start(rt, settled)
         settled()
 
     def _reconfigured(self, added: list[ServiceRuntime], old: int, dropped: int) -> None:

@@ -1,0 +1,134 @@
+"""Activating services: bind, RPC registration, and waiting for a missing address.
+
+One activation per service in flight (reference §4.2): the bind with xinetd's retries
+(timers, pyxinetd.listener.Binder), then for RPC services the portmapper registration
+(pyxinetd.rpc), then the dispatcher watches the socket. `settled()` tells the caller
+(start-up, a reload) once the service is ACTIVE, FAILED, or AWAITING_ADDRESS: its `bind`
+address is not on the host yet, and pyxinetd.addresswait tries again when an address
+appears.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Callable
+
+from pyxinetd import rpc
+from pyxinetd.addresswait import AddressWait
+from pyxinetd.dispatch import Dispatcher
+from pyxinetd.listener import BIND_RETRIES, Binder
+from pyxinetd.log import ProgramLog
+from pyxinetd.loop import Loop
+from pyxinetd.service import Event, ServiceRuntime, State
+
+
+class Activations:
+    """The activations in flight, by service; the address watch for waiting ones."""
+
+    def __init__(self, loop: Loop, program: ProgramLog, dispatcher: Dispatcher,
+                 registry: rpc.RpcRegistry,
+                 services: Callable[[], list[ServiceRuntime]]) -> None:
+        self.loop = loop
+        self.program = program
+        self.dispatcher = dispatcher
+        self.rpc = registry
+        self._services = services
+        # Pending binds (retries) and registrations, with what to call once settled.
+        self._pending: dict[ServiceRuntime,
+                            tuple[Binder | rpc.Activation, Callable[[], None]]] = {}
+        self._address_wait = AddressWait(
+            loop, self._awaiting_address, self._address_appeared,
+            lambda text: program.warning("activate_normal", text))
+
+    def start(self, rt: ServiceRuntime, settled: Callable[[], None]) -> None:
+        """Bind `rt` (retries are timers); `settled()` runs once it is active or failed
+        (or waits for its address to appear: State.AWAITING_ADDRESS)."""
+        svc = rt.config
+        awaiting = rt.state is State.AWAITING_ADDRESS
+        if svc.port is None and not rpc.is_rpc(svc):
+            # TCPMUX clients own no socket: they are reached through tcpmux.
+            self.dispatcher.activate(rt, None, Event.BOUND)
+            settled()
+            return
+
+        def bound(sock: object) -> None:
+            assert isinstance(sock, socket.socket)
+            if rpc.is_rpc(svc):
+                # Bound to port 0: the service is available once registered.
+                step = self.rpc.activation(rt, sock, registered, failed)
+                self._pending[rt] = (step, settled)
+                step.start()
+                return
+            registered(sock)
+
+        def registered(sock: socket.socket) -> None:
+            self._pending.pop(rt, None)
+            if rt.state is State.AWAITING_ADDRESS:
+                self.program.notice("activate_normal",
+                                    f"Service {svc.id}: address {svc.bind} appeared, "
+                                    f"service activated")
+            if self.program.debug_mode:
+                host, port = sock.getsockname()[:2]
+                self.program.debug("activate_normal",
+                                   f"Service {svc.id} listens on {host} port {port}")
+            self.dispatcher.activate(rt, sock, Event.BOUND)
+            self._address_wait.refresh()
+            settled()
+
+        def failed() -> None:
+            self._pending.pop(rt, None)
+            missing = (binder.last_errno == errno.EADDRNOTAVAIL and svc.bind is not None
+                       and self._address_wait.can_wait())
+            if awaiting and missing:
+                settled()   # still not there: wait on, silently
+                return
+            # xinetd's line either way (log watchers look for it): the service does not
+            # serve now. A missing address is waited for; any other failure is final.
+            self.program.error("activate_normal",
+                               f"Service {svc.id} failed to start and is deactivated.")
+            if missing:
+                rt.transition(Event.ADDRESS_MISSING)
+                self.program.notice("activate_normal",
+                                    f"Service {svc.id} will be activated when address "
+                                    f"{svc.bind} appears")
+            else:
+                rt.transition(Event.BIND_FAILED)
+                self._address_wait.refresh()
+            settled()
+
+        # A waiting service's attempt is one bind, silent while the address is missing.
+        binder = Binder(self.loop, svc, bound, failed,
+                        lambda text: self.program.error("activate_normal", text),
+                        log_notice=lambda text: self.program.notice("activate_normal", text),
+                        retries=0 if awaiting else BIND_RETRIES, quiet_missing=awaiting)
+        self._pending[rt] = (binder, settled)
+        binder.start()
+
+    def _awaiting_address(self) -> list[ServiceRuntime]:
+        """Services waiting for their address, without an attempt in flight."""
+        return [rt for rt in self._services()
+                if rt.state is State.AWAITING_ADDRESS and rt not in self._pending]
+
+    def _address_appeared(self, rt: ServiceRuntime) -> None:
+        self.start(rt, lambda: None)
+
+    def cancel(self, rt: ServiceRuntime) -> None:
+        """Abandon the activation of `rt` in flight (a reload replaced it); it counts as
+        settled."""
+        entry = self._pending.pop(rt, None)
+        if entry is not None:
+            binder, settled = entry
+            binder.cancel()
+            settled()
+
+    def refresh(self) -> None:
+        """After a reload: stop watching addresses if no service waits any more."""
+        self._address_wait.refresh()
+
+    def close(self) -> None:
+        """Shutdown: abandon every activation in flight (nothing is called back)."""
+        for pending, _ in self._pending.values():
+            pending.cancel()
+        self._pending.clear()
+        self._address_wait.close()
