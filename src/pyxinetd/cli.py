@@ -220,8 +220,10 @@ def _run_master(config: Configuration, options: MasterOptions, program: ProgramL
                 if report is None:
                     click.echo(f"pyxinetd: {err}", err=True)
                 return 1
+        notifier = Notifier(notify_target,
+                            lambda text: program.warning("sd_notify", text))
         master = Master(config, options, program_log=program, syslog=syslog,
-                        notifier=Notifier(notify_target))
+                        notifier=notifier)
         if report is not None:
             master.on_started = report.ready
         return master.run()

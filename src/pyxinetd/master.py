@@ -81,10 +81,10 @@ class Master:
                  clock: Clock = time.monotonic, notifier: Notifier | None = None) -> None:
         self.config = config
         self.options = options
-        # The service manager's view of the daemon (sd_notify), a no-op without one.
-        self.notifier = notifier or Notifier()
         self.syslog = syslog or SyslogSender()
         self.program = program_log or ProgramLog.to_stderr(debug=options.debug)
+        # The service manager's view of the daemon (sd_notify), a no-op without one.
+        self.notifier = notifier or Notifier()
         self.loop = Loop(clock)
         self.loop.on_error = self._internal_error
         self.children = ChildTable()

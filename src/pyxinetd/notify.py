@@ -14,7 +14,8 @@ datagram of `KEY=value` lines each:
 
 The variables are removed from the daemon's environment as soon as they are read, so
 servers never inherit them: xinetd's servers never had them either. Sending is best
-effort and never blocks: a full or vanished socket only loses that notification.
+effort and never blocks: a full or vanished socket only loses that notification (the
+first failure is logged, once).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
+from pyxinetd.log import strerror
 from pyxinetd.loop import Loop
 
 NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
@@ -66,10 +68,13 @@ def take_from_environment(environ: MutableMapping[str, str],
 class Notifier:
     """Sends the daemon's state changes to the service manager; a no-op without target."""
 
-    def __init__(self, target: NotifyTarget | None = None) -> None:
+    def __init__(self, target: NotifyTarget | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         self._target = target
+        self._warn = warn
         self._sock: socket.socket | None = None
         self._stopping = False
+        self._warned = False
 
     @property
     def enabled(self) -> bool:
@@ -109,15 +114,16 @@ class Notifier:
     def _send(self, message: str) -> None:
         if self._target is None:
             return
-        if self._sock is None:
-            try:
+        try:
+            if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM
                                            | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-            except OSError:
-                return
-        try:
             self._sock.sendto(message.encode("utf-8", "replace"), self._target.address)
-        except OSError:
+        except OSError as err:
             # EAGAIN (the manager is behind), ENOENT/ECONNREFUSED (it went away), ...:
             # that notification is lost; serving is not affected.
-            pass
+            if not self._warned and self._warn is not None:
+                self._warned = True
+                where = self._target.address.replace("\0", "@", 1)
+                self._warn(f"cannot notify the service manager at {where} "
+                           f"({strerror(err)}); further failures are not logged")

@@ -152,3 +152,15 @@ def test_abstract_socket_name(daemons: DaemonFactory, monkeypatch: pytest.Monkey
         assert end.until("READY")[-1]["READY"] == "1"
     finally:
         end.close()
+
+
+def test_unreachable_socket_is_logged_once(daemons: DaemonFactory, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "no-such.sock"
+    monkeypatch.setenv("NOTIFY_SOCKET", str(missing))
+    daemon = start(daemons, free_port())
+    daemon.signal(signal.SIGHUP)  # two more notifications: RELOADING, READY
+    log = daemon.wait_for_log(r"Reconfigured")
+    assert log.count("cannot notify the service manager") == 1
+    assert (f"WARNING: cannot notify the service manager at {missing} (No such file or "
+            f"directory (errno = 2)); further failures are not logged") in log
