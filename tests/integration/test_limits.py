@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import socket
+import sys
 from pathlib import Path
 
-from tests.daemon import DaemonFactory, free_port
+from tests.daemon import HELPERS, DaemonFactory, free_port
 from tests.integration.test_dispatch import connect, logged, read_all, service_log, wait_service_log
 from tests.factories import make_service
 
@@ -109,9 +110,6 @@ def test_refused_wait_request_waits_for_a_free_slot_without_spinning(
     # queued (as in xinetd), and is served once that server exits. cps is off, so
     # nothing else stops a loop that refuses it again on every turn (each refusal
     # writes a FAIL line: they are what this test counts).
-    import sys
-
-    from tests.daemon import HELPERS
     holder_port, wait_port = free_port(), free_port()
     holder = make_service(name="holder", port=holder_port, server="/bin/cat",
                           server_argv=("cat",), **logged(tmp_path, cps=(0, 0)))
