@@ -1,9 +1,9 @@
 """Services whose `bind` address is not on the host yet: bound when it appears.
 
-xinetd deactivates a service for good when its bind address does not exist at start-up
+xinetd deactivates a service when its bind address does not exist at start-up
 (EADDRNOTAVAIL after the bind retries), so a daemon started before the network is
-configured serves nothing on that address until it is restarted (openSUSE/xinetd
-issue 13). pyxinetd logs the same failed binds, then keeps such a service waiting
+configured serves nothing on that address until it is restarted or reloaded
+(openSUSE/xinetd issue 13). pyxinetd logs the same failed binds, then keeps such a service waiting
 (State.AWAITING_ADDRESS) and tries its bind again whenever the kernel reports a new
 address: an rtnetlink socket subscribed to the IPv4 and IPv6 address groups, watched by
 the loop like any other descriptor. Nothing polls: without an address event the
