@@ -32,7 +32,8 @@ from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
 from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry, strerror
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.sensor import DenyList
-from pyxinetd.service import REASON_ADDRESS, REASON_CPS, Event, Limits, ServiceRuntime, State
+from pyxinetd.service import (REASON_ADDRESS, REASON_CPS, REASON_LOAD, REASON_TIME, Event,
+                              Limits, ServiceRuntime, State)
 from pyxinetd.sessions import FORKING_BUILTINS, SessionRecord, Sessions
 from pyxinetd.spawner import spawn
 from pyxinetd.suspend import Suspensions
@@ -265,11 +266,15 @@ class Dispatcher:
         svc = rt.config
         reason = rt.check(NO_ADDRESS, self.children.occupancy, self.limits, self.denied)
         if reason is not None:
-            # Nothing to refuse on: the pending connection stays queued (as xinetd),
-            # looked at again once a slot frees or after a while (a cps trip closed
-            # the socket already).
             self.refuse(rt, NO_ADDRESS, reason, None)
-            if reason != REASON_CPS and rt.sock is not None:
+            if rt.sock is None or reason == REASON_CPS:
+                return  # a cps trip closed the socket already
+            if reason in (REASON_TIME, REASON_LOAD):
+                # Outside access_times or over max_load: the client is turned away as
+                # a wait = no service's would be, not kept waiting for hours.
+                _reject_pending(rt.sock)
+            else:
+                # A limit: the connection stays queued until a slot frees.
                 self.suspend.hold_refused(rt)
             return
         self.start_wait_server(rt, svc, NO_ADDRESS, _reject_pending)

@@ -8,12 +8,11 @@ Two reasons, both timed by the loop's deadline timers (nothing sleeps):
   meanwhile; a bind failure at the end leaves it FAILED, logged, and the loop serving.
 * accept() out of descriptors or memory: the socket stays open but is not watched for
   ACCEPT_RETRY_DELAY seconds, so the loop does not spin on a backlog it cannot accept.
-* a wait = yes stream request refused by a limit (`-limit`, instances, per_source,
-  max_load, access_times) stays queued, but the socket is not watched until a server or
-  in-loop session ends (a slot may be free) or REFUSED_RETRY_DELAY passes (load and time
-  windows change by themselves). Watched all along, the queued request would be refused
-  again on every loop turn (100 % CPU, a FAIL line each time); xinetd 2.3.15.3 instead
-  never resumes the service (docs/compatibility.md).
+* a wait = yes stream request refused by a limit (`-limit`, instances, per_source)
+  stays queued, but the socket is not watched until a server or in-loop session ends (a
+  slot may be free), or REFUSED_RETRY_DELAY passes at the latest. Watched all along, the
+  queued request would be refused again on every loop turn (100 % CPU, a FAIL line each
+  time); xinetd 2.3.15.3 instead never resumes the service (docs/compatibility.md).
 """
 
 from __future__ import annotations

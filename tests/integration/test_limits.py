@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 from pathlib import Path
 
 from tests.daemon import HELPERS, DaemonFactory, free_port
@@ -133,3 +134,27 @@ def test_refused_wait_request_waits_for_a_free_slot_without_spinning(
     # One refusal, then one look per second at most until the slot was free (not one
     # per loop turn: thousands).
     assert service_log(tmp_path).count("FAIL: waiter process_limit") <= 3
+
+
+def test_wait_request_outside_access_times_is_turned_away(daemons: DaemonFactory,
+                                                          tmp_path: Path) -> None:
+    # access_times will not let it in for an hour at least: the waiting client is
+    # closed after one FAIL line instead of kept waiting (and re-checked every second).
+    hour = (time.localtime().tm_hour + 2) % 24
+    window = f"{hour:02d}:00-{hour:02d}:59"
+    port = free_port()
+    log = tmp_path / "services.log"
+    daemons.start_config(
+        f"service waiter\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = yes\n"
+        f"\tuser = root\n\tserver = {sys.executable}\n"
+        f"\tserver_args = -I -S {HELPERS / 'wait_stream_server.py'}\n"
+        f"\tbind = 127.0.0.1\n\tport = {port}\n\taccess_times = {window}\n"
+        f"\tlog_type = FILE {log}\n\tlog_on_failure = HOST\n}}\n")
+    for attempt in (1, 2):
+        with connect(port) as conn:
+            try:
+                assert read_all(conn) == b""
+            except ConnectionResetError:
+                pass  # closed with the request unread: a reset is as good an answer
+        wait_service_log(tmp_path, r"FAIL: waiter time from=<no address>", attempt)
+    assert service_log(tmp_path).count("FAIL: waiter") == 2  # one per client
