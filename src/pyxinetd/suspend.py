@@ -1,6 +1,6 @@
 """Taking a listener out of the loop for a while, and putting it back.
 
-Two reasons, both timed by the loop's deadline timers (nothing sleeps):
+Three reasons, all timed by the loop's deadline timers (nothing sleeps):
 
 * cps (reference §4.5): a service accepting more than its rate closes its listening
   socket for the configured number of seconds, then binds a new one (xinetd's
