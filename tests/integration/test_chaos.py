@@ -114,6 +114,9 @@ def configuration(tmp_path: Path, p: Ports, *, with_daytime: bool = True,
                 port=p.udpwait, bind="127.0.0.1", wait="yes", user="root", server=py,
                 server_args=HELPERS / "udp_wait_server.py"),
         service("servers", **builtin(p.servers, "servers")),
+        # Its address never appears: it waits through every reload (the address watch
+        # is closed and opened again around each one).
+        service("late", **stream(p.exec, bind="203.0.113.1", server="/bin/echo")),
     ]
     if with_daytime:
         parts.append(service("daytime", **builtin(p.daytime, "daytime-stream")))
