@@ -60,7 +60,9 @@ class Host(MasterView, Protocol):
                      hold: Hold | None = None) -> int | Outcome | None: ...
 
     def start_wait_server(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str,
-                          drop: Callable[[socket.socket], None]) -> int | Outcome | None: ...
+                          drop: Callable[[socket.socket], None], *,
+                          sender: tuple[object, ...] | None = None
+                          ) -> int | Outcome | None: ...
 
 
 def drain(sock: socket.socket) -> None:
@@ -149,13 +151,13 @@ class DatagramDispatch:
             rt.accept_paused = True
             host.refresh(rt)
             host.access.wait(rt.config, peer,
-                             lambda v: self._wait_admit(rt, peer, v, resumed=True),
+                             lambda v: self._wait_admit(rt, addr, peer, v, resumed=True),
                              datagram=datagram)
             return
-        self._wait_admit(rt, peer, verdict)
+        self._wait_admit(rt, addr, peer, verdict)
 
-    def _wait_admit(self, rt: ServiceRuntime, peer: str, verdict: Verdict, *,
-                    resumed: bool = False) -> None:
+    def _wait_admit(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
+                    verdict: Verdict, *, resumed: bool = False) -> None:
         host = self.host
         if resumed:
             rt.accept_paused = False
@@ -169,7 +171,7 @@ class DatagramDispatch:
             return
         svc = host.access.prepare(rt.config, verdict, None, peer)
         # A failed fork keeps the datagram queued for the retry; given up, it goes.
-        if host.start_wait_server(rt, svc, peer, _discard) is None:
+        if host.start_wait_server(rt, svc, peer, _discard, sender=addr) is None:
             self._discard_one(rt)
 
     # -- internal datagram builtins -----------------------------------------

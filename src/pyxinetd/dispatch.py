@@ -28,6 +28,7 @@ from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.dgram import DatagramDispatch, drain
 from pyxinetd.errors import SpawnError
 from pyxinetd.forkretry import REASON_FORK, ForkRetry, Hold, Outcome
+from pyxinetd.intercept import INTERCEPT_FLAG, Address, Interceptors
 from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
 from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry, strerror
 from pyxinetd.loop import READ, Handler, Loop
@@ -73,6 +74,8 @@ class Dispatcher:
                               or svc.name in FORKING_BUILTINS)
         # Requests whose fork failed, waiting for their retry (§4.15).
         self.retries = ForkRetry(loop, program, logs, children.occupancy)
+        # flags = INTERCEPT: wait = yes servers whose clients the master checks (§4.13).
+        self.intercept = Interceptors(self)
 
     # -- registration ------------------------------------------------------
     def activate(self, rt: ServiceRuntime, sock: socket.socket | None, event: Event) -> None:
@@ -88,9 +91,20 @@ class Dispatcher:
         """Watch the listener exactly when the service accepts requests."""
         if rt.sock is None:
             return
+        if self.intercept.watch(rt):
+            return  # an intercepted server runs: the interceptor reads the socket
         self.loop.set_events(rt.sock, READ if rt.wants_events else 0, self._handler_for(rt))
+        if rt.wants_events and self.intercept.holds(rt):
+            # Clients an intercepted server left unserved wait for the next one, as a
+            # connection queued on the socket would.
+            sock = rt.sock
+            self.loop.call_soon(lambda: self._serve_pending(rt, sock))
+
+    def pause_accept(self, rt: ServiceRuntime, err: OSError) -> None:
+        self.suspend.pause_accept(rt, err)
 
     def close_listener(self, rt: ServiceRuntime) -> None:
+        self.intercept.drop_held(rt)
         if rt.sock is not None:
             self.loop.unregister(rt.sock)
             rt.sock.close()
@@ -236,10 +250,12 @@ class Dispatcher:
 
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
                      on_reap: Callable[[Child, ExitStatus], None] | None = None, *,
-                     hold: Hold | None = None) -> int | Outcome | None:
+                     hold: Hold | None = None,
+                     announce: bool = True) -> int | Outcome | None:
         """Start svc's server on `sock`: its pid, or None after a failure (logged).
         With `hold`, a failed fork is retried later (Outcome.HELD) or given up
-        (Outcome.RELEASED, hold.release has run); see pyxinetd.forkretry."""
+        (Outcome.RELEASED, hold.release has run); see pyxinetd.forkretry. `announce`:
+        write the START line (an intercepted server's clients get their own)."""
         try:
             pid = spawn(svc, sock, peer, as_root=self.as_root)
         except SpawnError as err:
@@ -252,7 +268,7 @@ class Dispatcher:
         if hold is not None:
             self.retries.succeeded(hold.rt)
         self.children.add(Child(pid, svc, peer, self.loop.clock(), self._wall(), on_reap))
-        if svc.log_type is not None:
+        if announce and svc.log_type is not None:
             self.logs.write(svc, start_entry(svc, pid, peer))
         return pid
 
@@ -268,22 +284,36 @@ class Dispatcher:
         if reason is not None:
             self.refuse(rt, NO_ADDRESS, reason, None)
             if rt.sock is None or reason == REASON_CPS:
+                self.intercept.drop_held(rt)
                 return  # a cps trip closed the socket already
             if reason in (REASON_TIME, REASON_LOAD):
                 # Outside access_times or over max_load: the client is turned away as
                 # a wait = no service's would be, not kept waiting for hours.
-                _reject_pending(rt.sock)
+                self._turn_away(rt)
             else:
                 # A limit: the connection stays queued until a slot frees.
                 self.suspend.hold_refused(rt)
             return
-        self.start_wait_server(rt, svc, NO_ADDRESS, _reject_pending)
+        if self.start_wait_server(rt, svc, NO_ADDRESS,
+                                  lambda sock: self._turn_away(rt)) is None:
+            # The server could not start (a failed exec, logged): the same would happen
+            # again at once for the connection still queued, in a loop until cps trips.
+            self._turn_away(rt)
+
+    def _turn_away(self, rt: ServiceRuntime) -> None:
+        """Give up the request a stream wait = yes service could not serve: the clients
+        held for an intercepted server, or else the connection queued on the socket."""
+        if not self.intercept.drop_held(rt) and rt.sock is not None:
+            _reject_pending(rt.sock)
 
     def start_wait_server(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str,
-                          drop: Callable[[socket.socket], None]) -> int | Outcome | None:
-        """Start a wait = yes server on the service socket. While a failed fork waits
-        for its retry, the socket is not watched (the request stays queued); `drop`
-        removes that request when it is given up."""
+                          drop: Callable[[socket.socket], None], *,
+                          sender: Address | None = None) -> int | Outcome | None:
+        """Start a wait = yes server on the service socket (or, with INTERCEPT, on a
+        private one, the interceptor reading the service socket; `sender`: the datagram
+        sender already checked). While a failed fork waits for its retry, the socket is
+        not watched (the request stays queued); `drop` removes that request when it is
+        given up."""
         def release() -> None:
             rt.accept_paused = False
             if rt.sock is not None:
@@ -295,11 +325,14 @@ class Dispatcher:
             if rt.sock is None or rt.state is not State.ACTIVE:
                 self.refresh(rt)
                 return
-            self.start_wait_server(rt, svc, peer, drop)
+            self.start_wait_server(rt, svc, peer, drop, sender=sender)
 
         assert rt.sock is not None
-        result = self.spawn_server(svc, rt.sock, peer, self.wait_reaped(rt),
-                                   hold=Hold(rt, retry, release))
+        hold = Hold(rt, retry, release)
+        if INTERCEPT_FLAG in svc.flags:
+            result = self.intercept.start(rt, svc, peer, self.wait_reaped(rt), hold, sender)
+        else:
+            result = self.spawn_server(svc, rt.sock, peer, self.wait_reaped(rt), hold=hold)
         if isinstance(result, int):
             rt.transition(Event.WAIT_SPAWNED)
         elif result is Outcome.HELD:
@@ -318,14 +351,17 @@ class Dispatcher:
             # serve it at the end of this turn instead of one more select() later, and
             # without watching the socket only to stop again for the next server.
             sock = rt.sock
-            if sock is not None and rt.wants_events and _readable_now(sock):
+            if sock is not None and rt.wants_events and self._pending(rt, sock):
                 self.loop.call_soon(lambda: self._serve_pending(rt, sock))
             else:
                 self.refresh(rt)
         return resume
 
+    def _pending(self, rt: ServiceRuntime, sock: socket.socket) -> bool:
+        return self.intercept.holds(rt) or _readable_now(sock)
+
     def _serve_pending(self, rt: ServiceRuntime, sock: socket.socket) -> None:
-        if rt.sock is sock and rt.wants_events and _readable_now(sock):
+        if rt.sock is sock and rt.wants_events and self._pending(rt, sock):
             self._handler_for(rt)(READ)
         # Watch whatever the service now wants: nothing while the new server runs; the
         # socket if the request was refused, or gone meanwhile (the client gave up, a
@@ -359,6 +395,7 @@ class Dispatcher:
         return closed + self.retries.release_matching(selected)
 
     def close_all(self) -> None:
+        self.intercept.close_all()
         self.retries.close_all()
         self.access.close()
         self.sessions.close_all()

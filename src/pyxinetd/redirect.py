@@ -101,6 +101,12 @@ class _Direction:
     def done(self) -> bool:
         return self.shut
 
+    @property
+    def pending(self) -> bool:
+        """Something to write: bytes, or the FIN of a source that finished (a relay
+        that starts with its source already finished has only that)."""
+        return bool(self.buffer) or (self.eof and not self.shut)
+
     def wants_read(self) -> bool:
         return not self.eof and len(self.buffer) < BUFFER_LIMIT
 
@@ -143,7 +149,8 @@ class RedirectSession:
 
     def __init__(self, loop: Loop, service: ServiceConfig, conn: socket.socket,
                  peer: Peer, on_close: OnTraffic, on_error: OnError, *,
-                 greeting: bytes = b"") -> None:
+                 greeting: bytes = b"", target: Target | None = None,
+                 sent: bytes = b"", client_done: bool = False) -> None:
         self.loop = loop
         self.service = service
         self.conn = conn
@@ -152,12 +159,15 @@ class RedirectSession:
         self._on_error = on_error
         self._closed = False
         self._connected = False
+        # Set once the target can take no more (an intercepted server exited): the
+        # relay then ends as soon as what the target wrote has reached the client.
+        self._target_gone = False
         self._target_text = service.redirect[0] if service.redirect else "?"
         conn.setblocking(False)
         _nodelay(conn)
         self.out: socket.socket | None = None
         try:
-            family, sockaddr = _target_of(service)
+            family, sockaddr = target if target is not None else _target_of(service)
             self._target_text = str(sockaddr[0])
             self.out = socket.socket(family, socket.SOCK_STREAM)
             self.out.setblocking(False)
@@ -173,6 +183,11 @@ class RedirectSession:
             # The banners go to the client first; they are not relayed traffic.
             self.to_client.buffer += greeting
             self.to_client.uncounted = len(greeting)
+        if self.to_target is not None:
+            # What the client sent before this relay existed (a client moved from one
+            # intercepted server to the next), and whether it had finished sending.
+            self.to_target.buffer += sent
+            self.to_target.eof = client_done
         if code in (0, errno.EINPROGRESS) and self.out is not None:
             loop.register(self.out, WRITE, self._connect_ready)
         else:
@@ -190,6 +205,35 @@ class RedirectSession:
     @property
     def bytes_out(self) -> int:
         return self.to_client.count if self.to_client else 0
+
+    def target_gone(self) -> None:
+        """The target exited: deliver what it already wrote to the client, then end
+        (a client that keeps its side open would otherwise hold the relay forever)."""
+        self._target_gone = True
+        if self._connected and not self._closed:
+            self._update()
+
+    def target_end(self) -> tuple[object, ...] | None:
+        """The address of our connection to the target (what the target's accept()
+        would give as the peer), or None before there is one."""
+        try:
+            return tuple(self.out.getsockname()) if self.out is not None else None
+        except OSError:
+            return None
+
+    def detach_client(self) -> tuple[socket.socket, bytes, bool]:
+        """End the relay but keep the client's connection open for another one: returns
+        it, the bytes read from it not yet written to the target, and whether it had
+        finished sending. Neither callback is called."""
+        self._closed = True
+        self.loop.unregister(self.conn)
+        if self.out is not None:
+            self.loop.unregister(self.out)
+            self.out.close()
+        towards = self.to_target
+        if towards is None:
+            return self.conn, b"", False
+        return self.conn, bytes(towards.buffer), towards.eof
 
     def close(self) -> None:
         """End the relay now (shutdown, reload); on_close gets the counts so far."""
@@ -226,11 +270,11 @@ class RedirectSession:
         """Watch exactly what each socket can usefully do now; end when both are done."""
         a, b = self.to_target, self.to_client
         assert a is not None and b is not None and self.out is not None
-        if a.done and b.done:
+        if b.done and (a.done or self._target_gone):
             self.close()
             return
-        conn_events = (READ if a.wants_read() else 0) | (WRITE if b.buffer else 0)
-        out_events = (READ if b.wants_read() else 0) | (WRITE if a.buffer else 0)
+        conn_events = (READ if a.wants_read() else 0) | (WRITE if b.pending else 0)
+        out_events = (READ if b.wants_read() else 0) | (WRITE if a.pending else 0)
         self.loop.set_events(self.conn, conn_events, self._conn_ready)
         self.loop.set_events(self.out, out_events, self._out_ready)
 

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
@@ -52,12 +52,14 @@ class Ports:
     relay: int
     udpwait: int
     servers: int
+    intercepted: int
 
 
 def make_ports(extra: int = 0) -> tuple[Ports, list[int]]:
     # free_port() never hands out the same port twice in a row.
-    ports = [free_port() for _ in range(10 + extra)]
-    return Ports(*ports[:10]), ports[10:]
+    count = len(fields(Ports))
+    ports = [free_port() for _ in range(count + extra)]
+    return Ports(*ports[:count]), ports[count:]
 
 
 def listener_inodes(ports: list[int]) -> set[str]:
@@ -114,6 +116,10 @@ def configuration(tmp_path: Path, p: Ports, *, with_daytime: bool = True,
                 port=p.udpwait, bind="127.0.0.1", wait="yes", user="root", server=py,
                 server_args=HELPERS / "udp_wait_server.py"),
         service("servers", **builtin(p.servers, "servers")),
+        # Every client of its wait = yes server passes through the master's relay.
+        service("intercepted", **stream(p.intercepted, wait="yes", server=py,
+                                        server_args=HELPERS / "wait_stream_server.py",
+                                        flags="INTERCEPT", no_access="127.0.0.3")),
         # Its address never appears: it waits through every reload (the address watch
         # is closed and opened again around each one).
         service("late", **stream(p.exec, bind="203.0.113.1", server="/bin/echo")),
@@ -216,9 +222,15 @@ def probes(p: Ports, *, with_daytime: bool = True) -> dict[str, Callable[[], Non
     def udpwait() -> None:
         assert re.fullmatch(rb"pid=\d+ got=u", ask_dgram(p.udpwait, b"u"))
 
+    def intercepted() -> None:
+        with connect(p.intercepted) as c:
+            c.sendall(b"hello\n")
+            reply = read_all(c)
+        assert re.fullmatch(rb"pid=\d+\nhello\n", reply), reply
+
     found = {"exec": exec_, "waitstream": waitstream, "echo": echo,
              "echo_dgram": echo_dgram, "chargen": chargen, "tcpmux": tcpmux,
-             "relay": relay, "udpwait": udpwait}
+             "relay": relay, "udpwait": udpwait, "intercepted": intercepted}
     if with_daytime:
         found["daytime"] = daytime
     return found

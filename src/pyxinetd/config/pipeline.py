@@ -124,12 +124,6 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         flags.discard("INTERCEPT")
         sink.error(*where, f"service {sid}: INTERCEPT cleared: it only applies to external "
                            "wait = yes services")
-    elif "INTERCEPT" in flags:
-        # xinetd's interceptor re-checks every new peer of a wait = yes server; pyxinetd
-        # has none, so say plainly that only the peer that started the server is checked.
-        sink.warning(*where, f"service {sid}: INTERCEPT is not supported: the server runs "
-                             "without an interceptor, so only the request that starts it is "
-                             "checked against only_from, no_access and access_times")
 
     if "PEERENV" in flags and not external:
         # Nothing is exec'd, so there is no environment to add the addresses to.

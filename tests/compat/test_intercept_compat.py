@@ -1,0 +1,56 @@
+"""flags = INTERCEPT: pyxinetd against the real xinetd 2.3.15.3.
+
+xinetd forks an interceptor that should check each client of a wait = yes server and
+relay it to the server on a private loopback socket; in 2.3.15.3 the server never gets
+that socket (`dup2( 0, 0 ) failed: Bad file descriptor` in child.c's set-up), so every
+client is closed, allowed or not. pyxinetd does what the manual promises: refused
+clients are closed with a FAIL line, the others reach the server (docs/compatibility.md).
+Each daemon runs in its own network namespace (tests/helpers/intercept_scenario.py).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.daemon import HELPERS, namespace_problem
+from tests.oracle import require_xinetd
+
+SCENARIO = HELPERS / "intercept_scenario.py"
+
+pytestmark = pytest.mark.skipif(namespace_problem("ip") is not None,
+                                reason=str(namespace_problem("ip")))
+
+
+def run(workdir: Path, *daemon: str) -> dict[str, Any]:
+    done = subprocess.run(["unshare", "-n", sys.executable, str(SCENARIO), str(workdir),
+                           *daemon], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_pyxinetd_relays_the_admitted_clients_to_one_server(tmp_path: Path) -> None:
+    result = run(tmp_path, sys.executable, "-m", "pyxinetd")
+    first, refused, again = result["replies"]
+    assert first.startswith("pid=") and " peer=127.0.0.1 " in first
+    assert refused == ""
+    assert again.split()[0] == first.split()[0]
+    pid = first.split()[0]
+    assert result["lines"] == [f"START: icept {pid} from=127.0.0.2",
+                               "FAIL: icept address from=127.0.0.3",
+                               f"START: icept {pid} from=127.0.0.2"]
+
+
+def test_xinetd_serves_no_client_at_all(tmp_path: Path) -> None:
+    # The deviation, shown on the real binary: the refused client gets a FAIL line,
+    # the allowed ones are logged as started and closed, their server never set up.
+    result = run(tmp_path, require_xinetd())
+    assert result["replies"] == ["", "", ""]
+    assert "FAIL: icept address from=127.0.0.3" in result["lines"]
+    assert "dup2( 0, 0 ) failed: Bad file descriptor" in result["program_log"]

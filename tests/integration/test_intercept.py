@@ -1,0 +1,236 @@
+"""flags = INTERCEPT: every client of a wait = yes server is checked (reference §4.13).
+
+A real daemon, real servers (tests/helpers/intercept_server.py serves COUNT requests on
+the socket it gets, reporting the peer it sees), clients on distinct loopback addresses.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import HELPERS, DaemonFactory, free_port, wait_until
+
+TIMEOUT = 10.0
+SERVER = HELPERS / "intercept_server.py"
+
+
+def config(tmp_path: Path, port: int, *lines: str, socket_type: str = "stream",
+           count: int = 3, bind: str = "127.0.0.1") -> str:
+    body = "\n".join(f"\t{line}" for line in lines)
+    return f"""defaults
+{{
+\tlog_type = FILE {tmp_path / "services.log"}
+\tlog_on_success = PID HOST EXIT
+\tlog_on_failure = HOST
+\tcps = 0 0
+}}
+service icept
+{{
+\ttype = UNLISTED
+\tsocket_type = {socket_type}
+\twait = yes
+\tuser = root
+\tport = {port}
+\tbind = {bind}
+\tserver = {sys.executable}
+\tserver_args = -I -S {SERVER} {count}
+\tflags = INTERCEPT
+{body}
+}}
+"""
+
+
+def service_log(tmp_path: Path) -> str:
+    path = tmp_path / "services.log"
+    return path.read_text() if path.exists() else ""
+
+
+def wait_log(tmp_path: Path, pattern: str, count: int = 1) -> str:
+    regex = re.compile(pattern)
+    return str(wait_until(lambda: len(regex.findall(service_log(tmp_path))) >= count
+                          and service_log(tmp_path), TIMEOUT, what=pattern))
+
+
+def tcp_from(source: str, port: int, host: str = "127.0.0.1") -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    conn = socket.socket(family, socket.SOCK_STREAM)
+    conn.settimeout(TIMEOUT)
+    conn.bind((source, 0))
+    conn.connect((host, port))
+    return conn
+
+
+def exchange(conn: socket.socket) -> dict[str, str]:
+    """The server's greeting as a dict, after checking that it echoes a line back."""
+    with conn:
+        greeting = b""
+        while not greeting.endswith(b"\n"):
+            data = conn.recv(4096)
+            assert data, f"closed after {greeting!r}"
+            greeting += data
+        conn.sendall(b"ping\n")
+        assert conn.recv(4096) == b"ping\n"
+        return dict(item.split("=", 1) for item in greeting.decode().split())
+
+
+def refused(conn: socket.socket) -> bool:
+    with conn:
+        try:
+            return conn.recv(4096) == b""
+        except ConnectionResetError:
+            return True
+
+
+def test_stream_checks_every_connection_and_relays_the_admitted(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    port = free_port()
+    daemons.start_config(config(tmp_path, port, "no_access = 127.0.0.3"))
+    first = exchange(tcp_from("127.0.0.2", port))
+    # The server sees the relay, not the client; its socket is a private loopback one.
+    assert first["peer"] == "127.0.0.1" and first["local"] == "127.0.0.1"
+    assert refused(tcp_from("127.0.0.3", port))
+    second = exchange(tcp_from("127.0.0.2", port))
+    third = exchange(tcp_from("127.0.0.4", port))
+    # One server for all three admitted clients: the refused one never reached it.
+    assert first["pid"] == second["pid"] == third["pid"]
+    pid = first["pid"]
+    text = wait_log(tmp_path, rf"EXIT: icept status=0 pid={pid}")
+    assert re.findall(r"(?:START|FAIL): icept .*", text) == [
+        f"START: icept pid={pid} from=127.0.0.2",
+        "FAIL: icept address from=127.0.0.3",
+        f"START: icept pid={pid} from=127.0.0.2",
+        f"START: icept pid={pid} from=127.0.0.4",
+    ]
+    # The service resumed: the next client starts a new server, checked the same way.
+    fourth = exchange(tcp_from("127.0.0.2", port))
+    assert fourth["pid"] != pid
+    assert refused(tcp_from("127.0.0.3", port))
+    wait_log(tmp_path, r"FAIL: icept address from=127\.0\.0\.3", 2)
+
+
+def test_only_from_admits_the_listed_clients(daemons: DaemonFactory,
+                                            tmp_path: Path) -> None:
+    # xinetd's parent check of a stream wait = yes request has no address, so with
+    # only_from it refuses every start; here the interceptor checks each client.
+    port = free_port()
+    daemons.start_config(config(tmp_path, port, "only_from = 127.0.0.2 127.0.0.4"))
+    assert refused(tcp_from("127.0.0.5", port))
+    assert exchange(tcp_from("127.0.0.2", port))["peer"] == "127.0.0.1"
+    assert exchange(tcp_from("127.0.0.4", port))["peer"] == "127.0.0.1"
+    text = wait_log(tmp_path, r"START: icept", 2)
+    assert "FAIL: icept address from=127.0.0.5" in text
+    assert "<no address>" not in text
+
+
+def test_datagrams_of_a_refused_sender_never_reach_the_server(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    port = free_port()
+    daemons.start_config(config(tmp_path, port, "no_access = 127.0.0.3",
+                                socket_type="dgram"))
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with a, r, b:
+        for sock, source in ((a, "127.0.0.2"), (r, "127.0.0.3"), (b, "127.0.0.4")):
+            sock.bind((source, 0))
+            sock.settimeout(TIMEOUT)
+        a.sendto(b"a1", ("127.0.0.1", port))
+        first = a.recv(1000).decode()
+        assert first.startswith("pid=") and first.endswith("peer=127.0.0.1 got=a1")
+        pid = first.split()[0]
+        r.sendto(b"r1", ("127.0.0.1", port))
+        r.sendto(b"r2", ("127.0.0.1", port))
+        a.sendto(b"a2", ("127.0.0.1", port))
+        assert a.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=a2"
+        b.sendto(b"b1", ("127.0.0.1", port))
+        assert b.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=b1"
+        # The server answered exactly its three datagrams, a1 a2 b1: r1 and r2 were
+        # dropped by the master, which logged the sender once.
+        text = wait_log(tmp_path, rf"EXIT: icept status=0 {pid}")
+        r.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            r.recv(1000)
+    assert text.count("FAIL: icept address from=127.0.0.3") == 1
+    starts = re.findall(r"START: icept pid=\d+ from=(\S+)", text)
+    assert starts == ["127.0.0.2", "127.0.0.4"]
+
+
+def test_ipv6_service_gets_a_private_ipv6_socket(daemons: DaemonFactory,
+                                                 tmp_path: Path) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as err:
+        pytest.skip(f"no IPv6 loopback here: {err}")
+    port = free_port()
+    daemons.start_config(config(tmp_path, port, "flags = IPv6", "no_access = ::1",
+                                bind="::", count=1))
+    assert refused(tcp_from("::1", port, "::1"))
+    reply = exchange(tcp_from("127.0.0.2", port))
+    assert reply["peer"] == "::1" and reply["local"] == "::1"
+    wait_log(tmp_path, r"START: icept pid=\d+ from=::ffff:127\.0\.0\.2")
+
+
+def test_stream_wait_server_that_cannot_exec_is_tried_once_per_connection(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # Before: the connection stayed queued, so the loop tried again at once, forever
+    # with cps off. Now each connection that cannot be served is closed after one try.
+    script = tmp_path / "broken.sh"
+    script.write_text("#!/nonexistent/interpreter\n")
+    script.chmod(0o755)
+    port = free_port()
+    text = config(tmp_path, port).replace(f"server = {sys.executable}",
+                                          f"server = {script}")
+    text = re.sub(r"\tserver_args = .*\n", "", text).replace("\tflags = INTERCEPT\n", "")
+    daemon = daemons.start_config(text)
+    for attempt in range(1, 4):
+        assert refused(tcp_from("127.0.0.2", port))
+        daemon.wait_for_log(r"icept: cannot start .*broken\.sh: exec", count=attempt)
+    assert len(re.findall(r"icept: cannot start", daemon.log())) == 3
+
+
+def test_reload_applies_the_new_rules_to_the_running_servers_next_clients(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    port = free_port()
+    daemon = daemons.start_config(config(tmp_path, port, "no_access = 127.0.0.3"))
+    pid = exchange(tcp_from("127.0.0.2", port))["pid"]
+    conf = next(tmp_path.glob("daemon*.conf"))
+    conf.write_text(config(tmp_path, port, "no_access = 127.0.0.2"))
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_log("Reconfigured")
+    assert refused(tcp_from("127.0.0.2", port))
+    assert exchange(tcp_from("127.0.0.3", port))["pid"] == pid
+    text = wait_log(tmp_path, r"START: icept pid=\d+ from=127\.0\.0\.3")
+    assert "FAIL: icept address from=127.0.0.2" in text
+
+
+def test_clients_a_server_never_accepted_go_to_the_next_server(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # A server that serves one client per start (count = 1): clients admitted while it
+    # runs are held when it exits, with what they already sent, for the next server.
+    port = free_port()
+    daemons.start_config(config(tmp_path, port, count=1))
+    clients = [tcp_from(f"127.0.0.{n}", port) for n in (2, 4, 5)]
+    for n, conn in enumerate(clients):
+        conn.sendall(f"early-{n}\n".encode())
+    pids = set()
+    for n, conn in enumerate(clients):
+        with conn:
+            data = b""
+            while data.count(b"\n") < 2:
+                chunk = conn.recv(4096)
+                assert chunk, f"client {n} closed after {data!r}"
+                data += chunk
+        greeting, echoed = data.decode().splitlines()[:2]
+        assert echoed == f"early-{n}"
+        pids.add(greeting.split()[0])
+    assert len(pids) == 3
+    text = wait_log(tmp_path, r"EXIT: icept status=0", 3)
+    for pid in pids:
+        assert len(re.findall(rf"START: icept {pid} ", text)) >= 1
