@@ -1,7 +1,8 @@
 """RPC services (`type = RPC`): portmapper registration around a normal listener.
 
 An RPC service listens like any other (reference §4.2), except that its socket is
-bound to port 0 (or its bind address) and the kernel picks the port. The service is
+bound to port 0 (or its bind address) and the kernel picks the port, unless the service
+gives a `port` (Red Hat's xinetd honours it, Debian's ignores it). The service is
 then registered with the portmapper for every version of its `rpc_version` range and
 its protocol (pyxinetd.portmap), and it is available once at least one version is
 registered; with none, it fails like a bind failure (xinetd's rule). Requests are then

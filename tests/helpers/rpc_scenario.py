@@ -20,12 +20,14 @@ daemon (pyxinetd, or the real xinetd with --xinetd) with -dontfork -filelog, and
 With --no-rpcbind it only starts the daemon, talks to the plain service and stops.
 
 With --more the configuration is another one (more_configuration()): two services
-sharing one program number (one udp, one tcp), a tcp service with a low cps limit and
-a tcp service bound to 127.0.0.1. The steps are then:
+sharing one program number (one udp, one tcp), a tcp service with a low cps limit, a
+tcp service bound to 127.0.0.1 and a tcp service with `port = FIXED_PORT`. The steps
+are then:
 
 1. reads the table once the daemon has started;
 2. talks to the bound service at its registered port on 127.0.0.1, and tries the same
-   port on 127.0.0.2 (refused when the socket is bound to 127.0.0.1 only);
+   port on 127.0.0.2 (refused when the socket is bound to 127.0.0.1 only); talks to
+   FIXED_PORT;
 3. connects to the cps service until it is deactivated, reads the table while its
    socket is closed, then again once it is reactivated, and talks to it there;
 4. removes the udp service of the shared program, sends SIGHUP and reads the table
@@ -103,6 +105,10 @@ def configuration(with_udp: bool) -> str:
 SHARED_PROGRAM = 0x20000113
 CPS_PROGRAM = 0x20000114
 BOUND_PROGRAM = 0x20000115
+FIXED_PROGRAM = 0x20000116
+# The fixed service's port: the scenario runs in a network namespace of its own, where
+# nothing else listens.
+FIXED_PORT = 4711
 CPS_WAIT = 2
 
 
@@ -131,7 +137,8 @@ def more_configuration(with_shared_udp: bool) -> str:
     shared_tcp = rpc_service("sharetcp", SHARED_PROGRAM, "1-2", "tcp")
     cps = rpc_service("cpstcp", CPS_PROGRAM, "1", "tcp", f"\tcps = 1 {CPS_WAIT}\n")
     bound = rpc_service("boundtcp", BOUND_PROGRAM, "1", "tcp", "\tbind = 127.0.0.1\n")
-    return (shared_udp if with_shared_udp else "") + shared_tcp + cps + bound
+    fixed = rpc_service("fixedtcp", FIXED_PROGRAM, "1", "tcp", f"\tport = {FIXED_PORT}\n")
+    return (shared_udp if with_shared_udp else "") + shared_tcp + cps + bound + fixed
 
 
 def wait_for(predicate, what: str, deadline: float) -> None:  # type: ignore[no-untyped-def]
@@ -250,6 +257,7 @@ def more_steps(result: dict[str, object], daemon: subprocess.Popen[bytes], conf:
     if bound:
         result["bound_answer"] = talk_tcp(bound[0][3])
         result["bound_elsewhere"] = talk_tcp(bound[0][3], "127.0.0.2")
+    result["fixed_answer"] = talk_tcp(FIXED_PORT)
     cps_before = rows(table, CPS_PROGRAM)
     result["cps_before"] = cps_before
     if cps_before:

@@ -35,6 +35,8 @@ TCP_PROGRAM = 0x20000112
 SHARED_PROGRAM = 0x20000113
 CPS_PROGRAM = 0x20000114
 BOUND_PROGRAM = 0x20000115
+FIXED_PROGRAM = 0x20000116
+FIXED_PORT = 4711
 UDP, TCP = 17, 6
 
 
@@ -163,7 +165,8 @@ def test_the_survivor_of_a_shared_program_is_registered_again_after_a_reload() -
     assert result["shared_answer"] == "tcp-rpc\n"
     # The other services were not touched by the reload.
     others = [r for r in result["reloaded"] if r[0] != SHARED_PROGRAM]
-    assert _triples(others) == [(CPS_PROGRAM, 1, TCP), (BOUND_PROGRAM, 1, TCP)]
+    assert _triples(others) == [(CPS_PROGRAM, 1, TCP), (BOUND_PROGRAM, 1, TCP),
+                                (FIXED_PROGRAM, 1, TCP)]
 
 
 def test_a_cps_deactivation_unregisters_and_the_reactivation_registers_the_new_port() -> None:
@@ -186,6 +189,25 @@ def test_a_bound_service_is_registered_at_its_socket_port() -> None:
     assert result["bound_answer"] == "tcp-rpc\n"
     # Bound to 127.0.0.1 only: the same port on another loopback address is closed.
     assert result["bound_elsewhere"].startswith("error:")
+
+
+def test_a_service_with_a_port_is_bound_and_registered_there() -> None:
+    # Red Hat's xinetd honours `port` on an RPC service (a firewall can allow it).
+    result = scenario("--more")
+    assert _rows(result["started"], FIXED_PROGRAM) == [[FIXED_PROGRAM, 1, TCP, FIXED_PORT]]
+    assert result["fixed_answer"] == "tcp-rpc\n"
+
+
+def test_xinetd_ignores_the_port_of_an_rpc_service() -> None:
+    # The deviation, on the real binary: the kernel's port is registered instead.
+    xinetd = oracle.xinetd_path()
+    if xinetd is None:
+        pytest.skip(oracle.unavailable_reason())
+    result = scenario("--more", "--xinetd", xinetd)
+    fixed = _rows(result["started"], FIXED_PROGRAM)
+    assert [row[:3] for row in fixed] == [[FIXED_PROGRAM, 1, TCP]]
+    assert fixed[0][3] != FIXED_PORT
+    assert result["fixed_answer"].startswith("error:")
 
 
 def test_the_more_scenario_unregisters_everything_at_sigterm() -> None:

@@ -103,13 +103,17 @@ def test_rpc_services(tmp_path: Path) -> None:
             + block("mine", "type = RPC UNLISTED", "socket_type = stream", "wait = no",
                     "user = nobody", "server = /bin/cat", "rpc_version = 1",
                     "rpc_number = 300000")
+            + block("fixed", "type = RPC UNLISTED", "socket_type = stream", "wait = no",
+                    "user = nobody", "server = /bin/cat", "rpc_version = 1",
+                    "rpc_number = 300002", "port = 4711")
             + block("nosuchrpc", "type = RPC", "socket_type = stream", "wait = no",
                     "user = nobody", "server = /bin/cat", "rpc_version = 1")
             + block("noversion", "type = RPC UNLISTED", "socket_type = stream", "wait = no",
                     "user = nobody", "server = /bin/cat", "rpc_number = 300001"))
     config = load_text(tmp_path, text)
     assert [(s.name, s.rpc_number, s.rpc_version, s.port) for s in config.services] == [
-        ("rstatd", 100001, (2, 4), None), ("mine", 300000, (1, 1), None)]
+        ("rstatd", 100001, (2, 4), None), ("mine", 300000, (1, 1), None),
+        ("fixed", 300002, (1, 1), 4711)]
     reasons = dropped_reasons(config)
     assert "unknown RPC service: nosuchrpc" in reasons[0]
     assert "missing attribute rpc_version" in reasons[1]

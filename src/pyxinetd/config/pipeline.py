@@ -150,7 +150,8 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
             if rpc_number is None:
                 raise ServiceRejected(f"unknown RPC service: {name} (not in /etc/rpc; add "
                                       "type = UNLISTED and rpc_number)")
-        port = None
+        # `port`, when given, fixes the port the portmapper hands out (a firewall can
+        # then allow it), as Red Hat's xinetd does; without it the kernel picks one.
     elif unlisted:
         if port is None:
             raise ServiceRejected(f"unlisted service {name} must have a port entry")
