@@ -97,8 +97,18 @@ class Loop:
         else:
             deadline = self.timers.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
+        registered = self.selector.get_map()
         for key, mask in self.selector.select(timeout):
-            handler: Handler = key.data
+            # An earlier handler of this batch may have unregistered, closed or re-armed
+            # this descriptor: deliver only what is still asked for, to the handler that
+            # asks for it now (the selector is level-triggered: nothing skipped is lost).
+            current = registered.get(key.fd)
+            if current is None or current.fileobj is not key.fileobj:
+                continue
+            mask &= current.events
+            if not mask:
+                continue
+            handler: Handler = current.data
             try:
                 handler(mask)
             except Exception as exc:

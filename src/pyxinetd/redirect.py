@@ -258,6 +258,8 @@ class RedirectSession:
                        f"{_errno_text(code)}")
 
     def _connect_ready(self, mask: int) -> None:
+        if self._closed:
+            return
         assert self.out is not None
         code = self.out.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code != 0:
