@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import json
 import os
 import pickle
 import re
@@ -223,6 +224,16 @@ def namespace_problem(*tools: str) -> str | None:
     if probe.returncode != 0:
         return f"unshare -n is not permitted here: {probe.stderr.strip()}"
     return None
+
+
+def run_scenario(script: Path, workdir: Path, *daemon: str) -> dict[str, Any]:
+    """Run a one-daemon scenario (tests/helpers/*_scenario.py, built on
+    scenario_support.py) in a private network namespace; its JSON result."""
+    done = subprocess.run(["unshare", "-n", sys.executable, str(script), str(workdir),
+                           *daemon], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def python_server(script: str, *args: str) -> dict[str, Any]:

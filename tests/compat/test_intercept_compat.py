@@ -10,15 +10,13 @@ Each daemon runs in its own network namespace (tests/helpers/intercept_scenario.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon import HELPERS, namespace_problem
+from tests.daemon import HELPERS, namespace_problem, run_scenario
 from tests.oracle import require_xinetd
 
 SCENARIO = HELPERS / "intercept_scenario.py"
@@ -28,11 +26,7 @@ pytestmark = pytest.mark.skipif(namespace_problem("ip") is not None,
 
 
 def run(workdir: Path, *daemon: str) -> dict[str, Any]:
-    done = subprocess.run(["unshare", "-n", sys.executable, str(SCENARIO), str(workdir),
-                           *daemon], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_scenario(SCENARIO, workdir, *daemon)
 
 
 def test_pyxinetd_relays_the_admitted_clients_to_one_server(tmp_path: Path) -> None:

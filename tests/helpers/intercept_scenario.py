@@ -15,31 +15,13 @@ Standard library only; every wait bounded.
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
 import sys
 import time
 
+from scenario_support import bring_up_loopback, free_port, read, running, wait_for
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(path: str, pattern: str, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        try:
-            with open(path, errors="replace") as f:
-                if re.search(pattern, f.read()):
-                    return True
-        except FileNotFoundError:
-            pass
-        time.sleep(0.02)
-    return False
 
 
 def first_reply(source: str, port: int) -> str:
@@ -59,17 +41,9 @@ def first_reply(source: str, port: int) -> str:
         conn.close()
 
 
-def read(path: str) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
 def main() -> int:
     workdir, daemon = sys.argv[1], sys.argv[2:]
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    bring_up_loopback()
     port = free_port()
     service_log = os.path.join(workdir, "services.log")
     program_log = os.path.join(workdir, "program.log")
@@ -96,24 +70,12 @@ service icept
 \tno_access = 127.0.0.3
 }}
 """)
-    proc = subprocess.Popen([*daemon, "-f", conf, "-dontfork", "-filelog", program_log],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
     result = {}
-    try:
-        if not wait_for(program_log, "Started working", time.monotonic() + 20):
-            raise SystemExit("the daemon did not start")
+    with running(daemon, conf, program_log):
         result["replies"] = [first_reply(source, port)
                              for source in ("127.0.0.2", "127.0.0.3", "127.0.0.2")]
         wait_for(service_log, r"(START|FAIL): icept .*127\.0\.0\.3", time.monotonic() + 5)
         result["lines"] = re.findall(r"(?:START|FAIL): icept .*", read(service_log))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     result["program_log"] = read(program_log)
     print(json.dumps(result))
     return 0

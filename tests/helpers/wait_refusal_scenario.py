@@ -13,33 +13,14 @@ served and how many FAIL lines `waiter` got. Standard library only; every wait b
 
 import json
 import os
-import re
-import signal
 import socket
-import subprocess
 import sys
 import time
 
+from scenario_support import bring_up_loopback, free_port, read, running, wait_for
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ANSWER_WAIT = 3.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(path: str, pattern: str, deadline: float) -> bool:
-    while time.monotonic() < deadline:
-        try:
-            with open(path, errors="replace") as f:
-                if re.search(pattern, f.read()):
-                    return True
-        except FileNotFoundError:
-            pass
-        time.sleep(0.02)
-    return False
 
 
 def served(conn: socket.socket) -> bool:
@@ -52,7 +33,7 @@ def served(conn: socket.socket) -> bool:
 
 def main() -> int:
     workdir, daemon = sys.argv[1], sys.argv[2:]
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    bring_up_loopback()
     holder_port, waiter_port = free_port(), free_port()
     service_log = os.path.join(workdir, "services.log")
     program_log = os.path.join(workdir, "program.log")
@@ -87,13 +68,8 @@ service waiter
 \tport = {waiter_port}
 }}
 """)
-    proc = subprocess.Popen([*daemon, "-f", conf, "-dontfork", "-limit", "1",
-                             "-filelog", program_log], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     result = {}
-    try:
-        if not wait_for(program_log, "Started working", time.monotonic() + 20):
-            raise SystemExit("the daemon did not start")
+    with running(daemon, conf, program_log, "-limit", "1"):
         holder = socket.create_connection(("127.0.0.1", holder_port), timeout=5)
         wait_for(service_log, r"START: holder", time.monotonic() + 10)
         queued = socket.create_connection(("127.0.0.1", waiter_port), timeout=5)
@@ -107,15 +83,7 @@ service waiter
         later.sendall(b"later\n")
         result["later_served"] = served(later)
         later.close()
-        with open(service_log, errors="replace") as f:
-            result["fail_lines"] = f.read().count("FAIL: waiter")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        result["fail_lines"] = read(service_log).count("FAIL: waiter")
     print(json.dumps(result))
     return 0
 

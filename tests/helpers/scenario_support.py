@@ -1,0 +1,61 @@
+"""What the one-daemon scenarios run inside a private network namespace share
+(wait_refusal_scenario.py, intercept_scenario.py): `lo` up, a free port, bounded waits on
+log files, and the daemon under test started and stopped. Standard library only: the
+scenarios run as plain scripts (`unshare -n python3 SCRIPT WORKDIR DAEMON [ARG...]`)
+and print one JSON object, read by tests.daemon.run_scenario()."""
+
+import contextlib
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+
+
+def bring_up_loopback() -> None:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def wait_for(path: str, pattern: str, deadline: float) -> bool:
+    """Whether `pattern` appears in the file at `path` before the monotonic `deadline`."""
+    while time.monotonic() < deadline:
+        if re.search(pattern, read(path)):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@contextlib.contextmanager
+def running(daemon: Sequence[str], conf: str, program_log: str,
+            *options: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`DAEMON -f CONF -dontfork -filelog LOG OPTIONS...`, ready (its `Started working`
+    line) when the block starts; SIGTERM (SIGKILL after 10 s) when it ends."""
+    proc = subprocess.Popen([*daemon, "-f", conf, "-dontfork", *options,
+                             "-filelog", program_log], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if not wait_for(program_log, "Started working", time.monotonic() + 20):
+            raise SystemExit("the daemon did not start")
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
