@@ -73,6 +73,23 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
+def read_log(path: Path) -> str:
+    """A log file's text so far ('' before the daemon has created it)."""
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def wait_log_lines(path: Path, pattern: str, count: int = 1, timeout: float = 10.0) -> str:
+    """Wait until the regular expression `pattern` matches `count` times in the log at
+    `path`; returns the log's text then."""
+    regex = re.compile(pattern)
+    text: str = wait_until(lambda: len(regex.findall(read_log(path))) >= count
+                           and read_log(path), timeout, what=f"{path.name}: {pattern!r}")
+    return text
+
+
 def children_of(pid: int) -> list[int]:
     out: list[int] = []
     try:

@@ -7,13 +7,14 @@ name tests rely on; they skip when that is not so.
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
 import pytest
 
 from pyxinetd.access.resolver import resolve
-from tests.daemon import Daemon, DaemonFactory, free_port, wait_until
+from tests.daemon import Daemon, DaemonFactory, free_port, read_log, wait_log_lines, wait_until
 
 TIMEOUT = 10.0
 LOCALHOST_KNOWN = resolve("127.0.0.1").name == "localhost"
@@ -84,11 +85,11 @@ def setup(daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def service_log(log: Path) -> str:
-    return log.read_text() if log.exists() else ""
+    return read_log(log)
 
 
 def wait_log(log: Path, text: str) -> None:
-    wait_until(lambda: text in service_log(log), TIMEOUT, what=text)
+    wait_log_lines(log, re.escape(text), timeout=TIMEOUT)
 
 
 def test_address_lists(setup: tuple[Daemon, dict[str, int], Path]) -> None:

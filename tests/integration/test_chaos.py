@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, open_fds, wait_until
+from tests.daemon import Daemon, DaemonFactory, HELPERS, free_port, open_fds, read_log, wait_until
 
 DEADLINE = 5.0          # every socket operation of a client
 CHAOS_SECONDS = 2.5     # length of each random schedule
@@ -246,10 +246,7 @@ def program_problems(daemon: Daemon, tmp_path: Path) -> list[str]:
 
 
 def service_log(tmp_path: Path) -> str:
-    try:
-        return (tmp_path / "services.log").read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
+    return read_log(tmp_path / "services.log")
 
 
 def external_children(daemon: Daemon) -> list[int]:

@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 from pyxinetd.config.model import FileTarget, SocketType
-from tests.daemon import DaemonFactory, free_port, python_server, wait_until
+from tests.daemon import DaemonFactory, free_port, python_server, read_log, wait_log_lines
 from tests.factories import make_service
 
 TIMEOUT = 10.0
@@ -20,14 +20,11 @@ def logged(tmp_path: Path, **overrides: object) -> dict[str, object]:
 
 
 def service_log(tmp_path: Path) -> str:
-    path = tmp_path / "services.log"
-    return path.read_text() if path.exists() else ""
+    return read_log(tmp_path / "services.log")
 
 
 def wait_service_log(tmp_path: Path, pattern: str, count: int = 1) -> str:
-    regex = re.compile(pattern)
-    return str(wait_until(lambda: len(regex.findall(service_log(tmp_path))) >= count
-                          and service_log(tmp_path), TIMEOUT, what=pattern))
+    return wait_log_lines(tmp_path / "services.log", pattern, count, TIMEOUT)
 
 
 def connect(port: int) -> socket.socket:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import HELPERS, READY_TIMEOUT, Daemon, free_port, wait_until
+from tests.daemon import Daemon, HELPERS, READY_TIMEOUT, free_port, read_log, wait_until
 
 SETPRIV = shutil.which("setpriv")
 PRLIMIT = shutil.which("prlimit")
@@ -65,8 +65,7 @@ class Box:
         self.daemons: list[Daemon] = []
 
     def service_log(self) -> str:
-        log = self.path / "services.log"
-        return log.read_text() if log.exists() else ""
+        return read_log(self.path / "services.log")
 
     def wait_service_log(self, pattern: str) -> None:
         wait_until(lambda: re.search(pattern, self.service_log()),

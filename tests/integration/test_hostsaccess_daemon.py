@@ -6,6 +6,7 @@ expansions of the server endpoint seen through a `spawn` command, and `aclexec` 
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pyxinetd.access.resolver import resolve
-from tests.daemon import Daemon, DaemonFactory, free_port, wait_until
+from tests.daemon import Daemon, DaemonFactory, free_port, wait_log_lines, wait_until
 
 TIMEOUT = 10.0
 
@@ -81,7 +82,7 @@ def setup(daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def wait_log(log: Path, text: str) -> None:
-    wait_until(lambda: log.exists() and text in log.read_text(), TIMEOUT, what=text)
+    wait_log_lines(log, re.escape(text), timeout=TIMEOUT)
 
 
 def test_daemon_at_host_tells_the_local_addresses_apart(

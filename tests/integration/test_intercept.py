@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import HELPERS, DaemonFactory, free_port, wait_until
+from tests.daemon import HELPERS, DaemonFactory, free_port, wait_log_lines
 
 TIMEOUT = 10.0
 SERVER = HELPERS / "intercept_server.py"
@@ -44,17 +44,6 @@ service icept
 {body}
 }}
 """
-
-
-def service_log(tmp_path: Path) -> str:
-    path = tmp_path / "services.log"
-    return path.read_text() if path.exists() else ""
-
-
-def wait_log(tmp_path: Path, pattern: str, count: int = 1) -> str:
-    regex = re.compile(pattern)
-    return str(wait_until(lambda: len(regex.findall(service_log(tmp_path))) >= count
-                          and service_log(tmp_path), TIMEOUT, what=pattern))
 
 
 def tcp_from(source: str, port: int, host: str = "127.0.0.1") -> socket.socket:
@@ -100,7 +89,7 @@ def test_stream_checks_every_connection_and_relays_the_admitted(
     # One server for all three admitted clients: the refused one never reached it.
     assert first["pid"] == second["pid"] == third["pid"]
     pid = first["pid"]
-    text = wait_log(tmp_path, rf"EXIT: icept status=0 pid={pid}")
+    text = wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 pid={pid}")
     assert re.findall(r"(?:START|FAIL): icept .*", text) == [
         f"START: icept pid={pid} from=127.0.0.2",
         "FAIL: icept address from=127.0.0.3",
@@ -111,7 +100,7 @@ def test_stream_checks_every_connection_and_relays_the_admitted(
     fourth = exchange(tcp_from("127.0.0.2", port))
     assert fourth["pid"] != pid
     assert refused(tcp_from("127.0.0.3", port))
-    wait_log(tmp_path, r"FAIL: icept address from=127\.0\.0\.3", 2)
+    wait_log_lines(tmp_path / "services.log", r"FAIL: icept address from=127\.0\.0\.3", 2)
 
 
 def test_only_from_admits_the_listed_clients(daemons: DaemonFactory,
@@ -123,7 +112,7 @@ def test_only_from_admits_the_listed_clients(daemons: DaemonFactory,
     assert refused(tcp_from("127.0.0.5", port))
     assert exchange(tcp_from("127.0.0.2", port))["peer"] == "127.0.0.1"
     assert exchange(tcp_from("127.0.0.4", port))["peer"] == "127.0.0.1"
-    text = wait_log(tmp_path, r"START: icept", 2)
+    text = wait_log_lines(tmp_path / "services.log", r"START: icept", 2)
     assert "FAIL: icept address from=127.0.0.5" in text
     assert "<no address>" not in text
 
@@ -152,7 +141,7 @@ def test_datagrams_of_a_refused_sender_never_reach_the_server(
         assert b.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=b1"
         # The server answered exactly its three datagrams, a1 a2 b1: r1 and r2 were
         # dropped by the master, which logged the sender once.
-        text = wait_log(tmp_path, rf"EXIT: icept status=0 {pid}")
+        text = wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 {pid}")
         r.setblocking(False)
         with pytest.raises(BlockingIOError):
             r.recv(1000)
@@ -174,7 +163,7 @@ def test_ipv6_service_gets_a_private_ipv6_socket(daemons: DaemonFactory,
     assert refused(tcp_from("::1", port, "::1"))
     reply = exchange(tcp_from("127.0.0.2", port))
     assert reply["peer"] == "::1" and reply["local"] == "::1"
-    wait_log(tmp_path, r"START: icept pid=\d+ from=::ffff:127\.0\.0\.2")
+    wait_log_lines(tmp_path / "services.log", r"START: icept pid=\d+ from=::ffff:127\.0\.0\.2")
 
 
 def test_stream_wait_server_that_cannot_exec_is_tried_once_per_connection(
@@ -206,7 +195,7 @@ def test_reload_applies_the_new_rules_to_the_running_servers_next_clients(
     daemon.wait_for_log("Reconfigured")
     assert refused(tcp_from("127.0.0.2", port))
     assert exchange(tcp_from("127.0.0.3", port))["pid"] == pid
-    text = wait_log(tmp_path, r"START: icept pid=\d+ from=127\.0\.0\.3")
+    text = wait_log_lines(tmp_path / "services.log", r"START: icept pid=\d+ from=127\.0\.0\.3")
     assert "FAIL: icept address from=127.0.0.2" in text
 
 
@@ -231,6 +220,6 @@ def test_clients_a_server_never_accepted_go_to_the_next_server(
         assert echoed == f"early-{n}"
         pids.add(greeting.split()[0])
     assert len(pids) == 3
-    text = wait_log(tmp_path, r"EXIT: icept status=0", 3)
+    text = wait_log_lines(tmp_path / "services.log", r"EXIT: icept status=0", 3)
     for pid in pids:
         assert len(re.findall(rf"START: icept {pid} ", text)) >= 1

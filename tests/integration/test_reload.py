@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, open_fds, wait_until
+from tests.daemon import Daemon, DaemonFactory, HELPERS, free_port, open_fds, read_log, wait_until
 
 SERVER = HELPERS / "reload_server.py"
 
@@ -77,8 +77,7 @@ def refused(port: int) -> bool:
 
 
 def service_log(tmp_path: Path) -> str:
-    path = tmp_path / "services.log"
-    return path.read_text() if path.exists() else ""
+    return read_log(tmp_path / "services.log")
 
 
 def wait_service_log(tmp_path: Path, pattern: str) -> str:
