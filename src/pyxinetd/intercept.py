@@ -483,7 +483,14 @@ class Interceptors:
     def holds(self, rt: ServiceRuntime) -> bool:
         """Whether clients wait for rt's next server."""
         entry = self._held.get(rt.id)
-        return entry is not None and entry[0] is rt and bool(entry[1])
+        if entry is None or entry[0] is not rt or not entry[1]:
+            return False
+        if INTERCEPT_FLAG not in rt.config.flags:
+            # A reload removed the flag: the next server reads the service socket itself
+            # and could never be given these clients.
+            self.drop_held(rt)
+            return False
+        return True
 
     def drop_held(self, rt: ServiceRuntime) -> int:
         """Close the clients held for rt's next server (it may not start); how many."""
