@@ -223,3 +223,27 @@ def test_clients_a_server_never_accepted_go_to_the_next_server(
     text = wait_log_lines(tmp_path / "services.log", r"EXIT: icept status=0", 3)
     for pid in pids:
         assert len(re.findall(rf"START: icept {pid} ", text)) >= 1
+
+
+def test_tcp_wrappers_decide_for_each_client(daemons: DaemonFactory, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # hosts.deny refuses one client; a `twist` answers another with its own command
+    # instead of the running server; an `aclexec` check (decided off the loop) admits a
+    # third to the same server as the first.
+    (tmp_path / "hosts.allow").write_text(
+        "in.icept: 127.0.0.4: twist /bin/echo twisted %a\n"
+        "in.icept: 127.0.0.5: aclexec /bin/true\n")
+    (tmp_path / "hosts.deny").write_text("in.icept: 127.0.0.3 127.0.0.5\n")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    port = free_port()
+    daemons.start_config(config(tmp_path, port, "libwrap = in.icept", count=2))
+    first = exchange(tcp_from("127.0.0.2", port))
+    assert refused(tcp_from("127.0.0.3", port))
+    with tcp_from("127.0.0.4", port) as twisted:
+        assert twisted.recv(4096) == b"twisted 127.0.0.4\n"
+    assert exchange(tcp_from("127.0.0.5", port))["pid"] == first["pid"]
+    text = wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 pid={first['pid']}")
+    assert "FAIL: icept libwrap from=127.0.0.3" in text
+    assert re.findall(rf"START: icept pid={first['pid']} from=(\S+)", text) == [
+        "127.0.0.2", "127.0.0.5"]
