@@ -52,6 +52,12 @@ from pyxinetd.service import REASON_ADDRESS, REASON_TIME, ServiceRuntime, within
 INTERCEPT_FLAG = "INTERCEPT"
 # Senders one intercepted datagram server talks to at once: each holds a descriptor.
 MAX_CHANNELS = 1024
+# Stream clients in the master's hands for one intercepted server at once (relayed, or
+# waiting for a verdict): each relay holds two descriptors. At the limit the service
+# socket is not read until one ends, so further clients wait in its listen queue, as
+# they would for a server that reads it itself, instead of the master running out of
+# descriptors for every service.
+MAX_CLIENTS = 512
 # Datagrams kept for a sender whose verdict waits for a name lookup.
 PENDING_LIMIT = 16
 
@@ -171,6 +177,8 @@ class Interception:
         self._refused: set[Address] = set()
         self._pending: dict[Address, list[bytes]] = {}
         self._full_reported = False
+        self._deciding = 0      # stream clients waiting for a verdict
+        self.stopped = False   # not reading the service socket: saturated
 
     @property
     def svc(self) -> ServiceConfig:
@@ -192,6 +200,7 @@ class Interception:
             self._open_channel(admitted, peer_text(admitted), [])
         for client in held:
             self._relay(client.conn, client.peer, client.sent, client.done)
+        self.stopped = self.saturated
 
     def server_exited(self) -> list[Held]:
         """Stop reading the service socket; let the relays and channels deliver what
@@ -238,6 +247,11 @@ class Interception:
             self._close_channel(channel)
         self._pending.clear()
 
+    @property
+    def saturated(self) -> bool:
+        """At MAX_CLIENTS: the service socket is not read until a client is done."""
+        return len(self._mine) + self._deciding >= MAX_CLIENTS
+
     def on_readable(self, mask: int) -> None:
         if self.finished or self.rt.sock is not self.listener:
             return
@@ -279,10 +293,15 @@ class Interception:
             for conn, _, peer in accept_batch(self.listener):
                 verdict = self._verdict_now(peer, conn, None)
                 if verdict is None:
+                    self._deciding += 1
                     self.host.access.wait(self.svc, peer, self._admitting(conn, peer), conn)
                 else:
                     self._admit(conn, peer, verdict)
                 if self.finished:
+                    return
+                if self.saturated:
+                    self.stopped = True
+                    self.host.refresh(self.rt)   # stop reading until a client is done
                     return
         except OSError as err:
             if err.errno in ACCEPT_CAPACITY_ERRNOS:
@@ -292,7 +311,17 @@ class Interception:
                                         f"{self.svc.id}: accept failed: {strerror(err)}")
 
     def _admitting(self, conn: socket.socket, peer: str) -> Callable[[Verdict], None]:
-        return lambda verdict: self._admit(conn, peer, verdict)
+        def decided(verdict: Verdict) -> None:
+            self._deciding -= 1
+            self._admit(conn, peer, verdict)
+            self._unsaturate()
+        return decided
+
+    def _unsaturate(self) -> None:
+        """A client is done: read the service socket again if it was not."""
+        if self.stopped and not self.finished and not self.saturated:
+            self.stopped = False
+            self.host.refresh(self.rt)
 
     def _admit(self, conn: socket.socket, peer: str, verdict: Verdict) -> None:
         if self.finished:
@@ -322,6 +351,7 @@ class Interception:
         def ended(bytes_in: int, bytes_out: int) -> None:
             self._mine.discard(relay)
             self._relays.discard(relay)
+            self._unsaturate()
 
         def failed(text: str) -> None:
             ended(0, 0)
@@ -513,7 +543,7 @@ class Interceptors:
         if interception is None or interception.rt is not rt \
                 or interception.listener is not rt.sock:
             return False
-        events = 0 if rt.accept_paused else READ
+        events = 0 if rt.accept_paused or interception.stopped else READ
         self.host.loop.set_events(interception.listener, events, interception.on_readable)
         return True
 

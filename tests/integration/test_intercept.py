@@ -7,6 +7,7 @@ the socket it gets, reporting the peer it sees), clients on distinct loopback ad
 from __future__ import annotations
 
 import re
+import resource
 import signal
 import socket
 import sys
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import HELPERS, DaemonFactory, free_port, wait_log_lines
+from pyxinetd.intercept import MAX_CLIENTS
+from tests.daemon import HELPERS, DaemonFactory, free_port, open_fds, wait_log_lines
 
 TIMEOUT = 10.0
 SERVER = HELPERS / "intercept_server.py"
@@ -247,3 +249,46 @@ def test_tcp_wrappers_decide_for_each_client(daemons: DaemonFactory, tmp_path: P
     assert "FAIL: icept libwrap from=127.0.0.3" in text
     assert re.findall(rf"START: icept pid={first['pid']} from=(\S+)", text) == [
         "127.0.0.2", "127.0.0.5"]
+
+
+def test_a_flood_against_a_server_that_never_accepts_is_bounded(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # Every admitted client costs the master two descriptors; past MAX_CLIENTS the
+    # service socket is left alone and clients wait in its listen queue, so the other
+    # services keep their descriptors and keep serving.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_CLIENTS + 40   # the rest fits the listen queue (64): connect() returns
+    if max(soft, hard) < wanted + 100:
+        pytest.skip(f"needs {wanted + 100} descriptors in the test process")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted + 100), hard))
+    port, echo_port = free_port(), free_port()
+    text = config(tmp_path, port).replace(f"server = {sys.executable}",
+                                          "server = /bin/sleep")
+    text = re.sub(r"\tserver_args = .*\n", "\tserver_args = 30\n", text)
+    text += f"""service echo
+{{
+\ttype = INTERNAL UNLISTED
+\tsocket_type = stream
+\twait = no
+\tport = {echo_port}
+\tbind = 127.0.0.1
+}}
+"""
+    daemon = daemons.start_config(text)
+    base = len(open_fds(daemon.pid))
+    clients = []
+    try:
+        for _ in range(wanted):
+            clients.append(tcp_from("127.0.0.2", port))
+        wait_log_lines(tmp_path / "services.log", r"START: icept", MAX_CLIENTS)
+        with socket.create_connection(("127.0.0.1", echo_port), timeout=TIMEOUT) as echo:
+            echo.sendall(b"still here")
+            echo.shutdown(socket.SHUT_WR)
+            assert echo.recv(100) == b"still here"
+        assert len(open_fds(daemon.pid)) <= base + 2 * MAX_CLIENTS + 4
+        text = (tmp_path / "services.log").read_text()
+        assert len(re.findall(r"START: icept", text)) == MAX_CLIENTS
+    finally:
+        for conn in clients:
+            conn.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
