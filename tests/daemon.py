@@ -192,10 +192,12 @@ class DaemonFactory:
         self._n += 1
         return self.tmp_path / f"daemon{self._n}.log", self.tmp_path / f"daemon{self._n}.err"
 
-    def _spawn(self, argv: list[str], log_path: Path, err_path: Path, ready: bool) -> Daemon:
+    def _spawn(self, argv: list[str], log_path: Path, err_path: Path, ready: bool,
+               pass_fds: Sequence[int] = ()) -> Daemon:
         with open(err_path, "wb") as err:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                    start_new_session=True, cwd=self.tmp_path)
+                                    start_new_session=True, cwd=self.tmp_path,
+                                    pass_fds=tuple(pass_fds))
         daemon = Daemon(proc, log_path)
         self.daemons.append(daemon)
         if ready:
@@ -214,13 +216,13 @@ class DaemonFactory:
                             str(spec)], log_path, err_path, ready)
 
     def start_config(self, conf_text: str, *args: str, ready: bool = True,
-                     wrapper: Sequence[str] = ()) -> Daemon:
+                     wrapper: Sequence[str] = (), pass_fds: Sequence[int] = ()) -> Daemon:
         log_path, err_path = self._paths()
         conf = self.tmp_path / f"daemon{self._n}.conf"
         conf.write_text(conf_text)
         argv = [*wrapper, sys.executable, "-m", "pyxinetd", "-f", str(conf), "-dontfork",
                 "-filelog", str(log_path), *args]
-        return self._spawn(argv, log_path, err_path, ready)
+        return self._spawn(argv, log_path, err_path, ready, pass_fds)
 
     def stop_all(self) -> None:
         for daemon in self.daemons:

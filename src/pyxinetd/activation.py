@@ -52,6 +52,12 @@ class Activations:
             settled()
             return
 
+        handed = self.dispatcher.handed_over_socket(svc)
+        if handed is not None:
+            self.program.debug("activate_normal", f"Service {svc.id} uses the socket the "
+                                                  f"service manager passed")
+        binder: Binder | None = None
+
         def bound(sock: object) -> None:
             assert isinstance(sock, socket.socket)
             if rpc.is_rpc(svc):
@@ -78,8 +84,8 @@ class Activations:
 
         def failed() -> None:
             self._pending.pop(rt, None)
-            missing = (binder.last_errno == errno.EADDRNOTAVAIL and svc.bind is not None
-                       and self._address_wait.can_wait())
+            missing = (binder is not None and binder.last_errno == errno.EADDRNOTAVAIL
+                       and svc.bind is not None and self._address_wait.can_wait())
             if awaiting and missing:
                 settled()   # still not there: wait on, silently
                 return
@@ -97,6 +103,9 @@ class Activations:
                 self._address_wait.refresh()
             settled()
 
+        if handed is not None:
+            bound(handed)
+            return
         # A waiting service's attempt is one bind, silent while the address is missing.
         binder = Binder(self.loop, svc, bound, failed,
                         lambda text: self.program.error("activate_normal", text),

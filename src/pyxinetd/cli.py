@@ -24,6 +24,8 @@ from pyxinetd import XINETD_COMPAT_VERSION, __version__
 from pyxinetd.daemonize import READY_TIMEOUT
 from pyxinetd.log import SyslogSender
 from pyxinetd.master import COMPILED_OPTIONS, DEFAULT_CONFIG, MasterOptions, version_text
+from pyxinetd.handover import HandedOver
+from pyxinetd.handover import take_from_environment as take_handed_over
 from pyxinetd.notify import Notifier, NotifyTarget, take_from_environment
 
 if TYPE_CHECKING:
@@ -135,6 +137,9 @@ def serve(args: Sequence[str]) -> int:
     # Read (and removed, so servers never inherit it) before the configuration's
     # environment is taken: the service manager's socket, if any (pyxinetd.notify).
     notify_target = take_from_environment(os.environ)
+    # Likewise the sockets of systemd's socket activation (pyxinetd.handover); only a
+    # daemon that stays in the foreground is the process they were passed to.
+    handed_over = take_handed_over(os.environ, None if not detach else -1)
 
     if options.pidfile is not None:
         # A courtesy check before anything is loaded or bound; the lock taken by the
@@ -164,7 +169,7 @@ def serve(args: Sequence[str]) -> int:
     if not detach:
         try:
             return _run_master(config, options, program, syslog, bad_facility,
-                               notify_target=notify_target)
+                               notify_target=notify_target, handed_over=handed_over)
         finally:
             program.close()
 
@@ -199,7 +204,8 @@ def _open_program_log(options: MasterOptions, syslog: SyslogSender, *,
 def _run_master(config: Configuration, options: MasterOptions, program: ProgramLog,
                 syslog: SyslogSender, bad_facility: str | None,
                 report: StartupReport | None = None, *,
-                notify_target: NotifyTarget | None = None) -> int:
+                notify_target: NotifyTarget | None = None,
+                handed_over: HandedOver | None = None) -> int:
     """Serve (in the process that serves: foreground, or detached); return the status.
 
     The master closes `syslog` when it shuts down.
@@ -223,7 +229,7 @@ def _run_master(config: Configuration, options: MasterOptions, program: ProgramL
         notifier = Notifier(notify_target,
                             lambda text: program.warning("sd_notify", text))
         master = Master(config, options, program_log=program, syslog=syslog,
-                        notifier=notifier)
+                        notifier=notifier, handed_over=handed_over)
         if report is not None:
             master.on_started = report.ready
         return master.run()

@@ -28,6 +28,7 @@ from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.dgram import DatagramDispatch, drain
 from pyxinetd.errors import SpawnError
 from pyxinetd.forkretry import REASON_FORK, ForkRetry, Hold, Outcome
+from pyxinetd.handover import HandedOver
 from pyxinetd.intercept import INTERCEPT_FLAG, Address, Interceptors
 from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
 from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry, strerror
@@ -76,6 +77,8 @@ class Dispatcher:
         self.retries = ForkRetry(loop, program, logs, children.occupancy)
         # flags = INTERCEPT: wait = yes servers whose clients the master checks (§4.13).
         self.intercept = Interceptors(self)
+        # Sockets the service manager passed (set by the master; pyxinetd.handover).
+        self.handed_over = HandedOver()
 
     # -- registration ------------------------------------------------------
     def activate(self, rt: ServiceRuntime, sock: socket.socket | None, event: Event) -> None:
@@ -107,8 +110,13 @@ class Dispatcher:
         self.intercept.drop_held(rt)
         if rt.sock is not None:
             self.loop.unregister(rt.sock)
-            rt.sock.close()
+            if not self.handed_over.give_back(rt.sock):
+                rt.sock.close()
             rt.sock = None
+
+    def handed_over_socket(self, svc: ServiceConfig) -> socket.socket | None:
+        """The socket the service manager bound for svc, if it passed one."""
+        return self.handed_over.claim(svc)
 
     @staticmethod
     def _is_external_wait(svc: ServiceConfig) -> bool:

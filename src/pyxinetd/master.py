@@ -27,6 +27,7 @@ from pyxinetd.dispatch import Dispatcher
 from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry, \
     internal_error_text, strerror
 from pyxinetd.loop import Loop
+from pyxinetd.handover import HandedOver
 from pyxinetd.notify import Notifier
 from pyxinetd.process import prepare_process
 from pyxinetd.reconfig import Reconfigurer
@@ -78,7 +79,8 @@ class Master:
 
     def __init__(self, config: Configuration, options: MasterOptions, *,
                  program_log: ProgramLog | None = None, syslog: SyslogSender | None = None,
-                 clock: Clock = time.monotonic, notifier: Notifier | None = None) -> None:
+                 clock: Clock = time.monotonic, notifier: Notifier | None = None,
+                 handed_over: HandedOver | None = None) -> None:
         self.config = config
         self.options = options
         self.syslog = syslog or SyslogSender()
@@ -95,6 +97,11 @@ class Master:
                                      Limits(options.process_limit),
                                      as_root=os.geteuid() == 0,
                                      services=lambda: self.services)
+        # Sockets the service manager bound for us (pyxinetd.handover): the services
+        # whose sockets they are serve on them instead of binding.
+        self.handed_over = handed_over or HandedOver()
+        self.handed_over.attach(self.loop)
+        self.dispatcher.handed_over = self.handed_over
         # -logprocs: the most ident lookups after refusals at once (pyxinetd.userid).
         self.dispatcher.userid.logprocs = options.logprocs
         self.signals = SignalWakeup(self.loop, self._signal_table())
@@ -144,6 +151,8 @@ class Master:
         for diagnostic in self.config.diagnostics:
             self.log_diagnostic(diagnostic.severity, str(diagnostic.message),
                                 diagnostic.file, diagnostic.line)
+        for problem in self.handed_over.problems:
+            self.program.warning("init_services", problem)
         # Redirect targets are looked up now, so no connection ever waits for DNS.
         for service_id, error in redirect.resolve_targets(self.config.services).items():
             self.program.error("init_services", f"{service_id}: redirect target {error}")
@@ -171,6 +180,10 @@ class Master:
     def _started_working(self) -> None:
         self.started = True
         os.chdir("/")
+        for unclaimed in self.handed_over.unclaimed():
+            self.program.warning("init_services",
+                                 f"no service listens on the socket the service manager "
+                                 f"passed as {unclaimed}; it is kept for a reload")
         self.program.notice("main",
                             f"{version_text()} started with {COMPILED_OPTIONS} options "
                             f"compiled in.")
@@ -213,6 +226,7 @@ class Master:
             self.dispatcher.close_listener(rt)
             if rt.state is not State.STOPPED:
                 rt.transition(Event.STOP)
+        self.handed_over.close()
         self.signals.close()
         self.logs.close()
         self.syslog.close()

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from pyxinetd.children import Occupancy
+from pyxinetd.config.model import ServiceConfig
 from pyxinetd.errors import BindError
 from pyxinetd.listener import bind_socket, create_socket
 from pyxinetd.log import ProgramLog, strerror
@@ -44,6 +45,8 @@ class Listeners(Protocol):
     def refresh(self, rt: ServiceRuntime) -> None: ...
 
     def close_listener(self, rt: ServiceRuntime) -> None: ...
+
+    def handed_over_socket(self, svc: ServiceConfig) -> socket.socket | None: ...
 
 
 class Suspensions:
@@ -76,12 +79,14 @@ class Suspensions:
             return
         rt.cps.reset()
         try:
-            sock = create_socket(rt.config)
-            try:
-                bind_socket(sock, rt.config)
-            except OSError:
-                sock.close()
-                raise
+            sock = self.listeners.handed_over_socket(rt.config)
+            if sock is None:
+                sock = create_socket(rt.config)
+                try:
+                    bind_socket(sock, rt.config)
+                except OSError:
+                    sock.close()
+                    raise
         except (BindError, OSError):
             # BindError: no socket at all (EMFILE...). Ending here must not end the loop.
             self.program.error("cps_reactivate", f"Error activating service {rt.config.name}")

@@ -1,0 +1,201 @@
+"""Listening sockets handed over by the service manager (systemd's socket activation).
+
+With a `.socket` unit, systemd binds the ports itself and starts the daemon with the
+sockets on descriptors 3 and up: `$LISTEN_FDS` of them, for the process `$LISTEN_PID`
+names (`$LISTEN_FDNAMES` gives their names). A service whose socket matches one (same
+socket type and protocol, same port, and its `bind` address or, without one, a wildcard
+address) serves on it instead of binding its own. The ports can then be privileged while
+the daemon need not bind them, and the sockets outlive a restart of the daemon: clients
+queue meanwhile instead of being refused.
+
+- The variables are removed from the environment as soon as they are read and the
+  descriptors made close-on-exec, so servers inherit neither (xinetd's never had them).
+- A handed-over socket is never closed here: when its service stops using it (a reload
+  removes the service, cps deactivates it) it goes back to the pool and its service, or
+  a later one, claims it again. systemd keeps its own copy bound, so binding the port
+  anew would fail.
+- A socket in the pool is still read: its clients are turned away (a connection is
+  accepted and closed, a datagram dropped), as they would be by a closed port, instead
+  of waiting in its queue for a service that is not there.
+- A socket that no service claims at start-up is reported (WARNING) and kept for a
+  service a reload may add.
+
+Only a daemon that stays in the foreground (`-dontfork` or `-d`, as a unit for socket
+activation runs it) uses the sockets; a detaching one only removes the variables (its
+serving process is not the one they were passed to).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import MutableMapping
+
+from pyxinetd.config.model import ServiceConfig, SocketType
+from pyxinetd.log import strerror
+from pyxinetd.loop import READ, Loop
+
+LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
+FIRST_DESCRIPTOR = 3  # SD_LISTEN_FDS_START
+# Clients turned away per readiness event of a socket in the pool.
+TURN_AWAY_BATCH = 64
+
+
+def _same_address(a: str, b: str) -> bool:
+    try:
+        x, y = ipaddress.ip_address(a.split("%")[0]), ipaddress.ip_address(b.split("%")[0])
+    except ValueError:
+        return a == b
+    if isinstance(x, ipaddress.IPv6Address) and x.ipv4_mapped is not None:
+        x = x.ipv4_mapped
+    if isinstance(y, ipaddress.IPv6Address) and y.ipv4_mapped is not None:
+        y = y.ipv4_mapped
+    return x == y
+
+
+def describe(sock: socket.socket) -> str:
+    """`descriptor N (HOST port P, stream)` for the log."""
+    try:
+        local = sock.getsockname()
+        where = f"{local[0]} port {local[1]}" if isinstance(local, tuple) else str(local)
+    except OSError:
+        where = "not bound"
+    kind = {socket.SOCK_STREAM: "stream", socket.SOCK_DGRAM: "dgram",
+            socket.SOCK_SEQPACKET: "seqpacket", socket.SOCK_RAW: "raw"}.get(sock.type, "?")
+    return f"descriptor {sock.fileno()} ({where}, {kind})"
+
+
+def matches(sock: socket.socket, service: ServiceConfig) -> bool:
+    """Whether `service` would have bound `sock` itself."""
+    if service.port is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    if sock.type != service.socket_type.kernel_type:
+        return False
+    if sock.proto not in (0, service.protocol_number):
+        return False
+    try:
+        host, port = sock.getsockname()[:2]
+    except OSError:
+        return False
+    if port != service.port:
+        return False
+    if service.bind is None:
+        # A wildcard socket of either family: `::` without IPV6_V6ONLY (systemd's
+        # default for `ListenStream=PORT`) takes IPv4 clients too.
+        return host in ("0.0.0.0", "::")
+    return _same_address(str(host), service.bind)
+
+
+def _turn_away(sock: socket.socket) -> None:
+    """Accept and close what waits on `sock` (drop, for datagrams), never blocking."""
+    for _ in range(TURN_AWAY_BATCH):
+        try:
+            if sock.type == socket.SOCK_STREAM or sock.type == socket.SOCK_SEQPACKET:
+                conn, _ = sock.accept()
+                conn.close()
+            else:
+                sock.recv(65536, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            continue    # the client reset meanwhile, or a queued ICMP error
+
+
+class HandedOver:
+    """The sockets the service manager passed, and which of them no service uses now."""
+
+    def __init__(self, sockets: list[socket.socket] | None = None,
+                 problems: list[str] | None = None) -> None:
+        self._all = {sock.fileno(): sock for sock in sockets or []}
+        self._free = list(sockets or [])
+        self._loop: Loop | None = None
+        # What could not be taken over (the daemon logs it once it has a log).
+        self.problems = problems or []
+
+    def __bool__(self) -> bool:
+        return bool(self._all)
+
+    def attach(self, loop: Loop) -> None:
+        """Turn away the clients of every socket in the pool from now on."""
+        self._loop = loop
+        for sock in self._free:
+            self._watch(sock)
+
+    def _watch(self, sock: socket.socket) -> None:
+        if self._loop is not None:
+            self._loop.register(sock, READ, lambda mask: _turn_away(sock))
+
+    def claim(self, service: ServiceConfig) -> socket.socket | None:
+        """A free handed-over socket for `service`, now its own; None if none matches."""
+        for sock in self._free:
+            if matches(sock, service):
+                self._free.remove(sock)
+                if self._loop is not None:
+                    self._loop.unregister(sock)
+                if service.socket_type is SocketType.STREAM and service.protocol == "tcp":
+                    # The flags a socket of our own would have got (listener.create_socket).
+                    try:
+                        if "NODELAY" in service.flags:
+                            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        if "KEEPALIVE" in service.flags:
+                            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                    except OSError:
+                        pass
+                return sock
+        return None
+
+    def give_back(self, sock: socket.socket) -> bool:
+        """True if `sock` is a handed-over socket: it is kept open, free again."""
+        if self._all.get(sock.fileno()) is not sock:
+            return False
+        sock.setblocking(False)
+        if sock not in self._free:
+            self._free.append(sock)
+            self._watch(sock)
+        return True
+
+    def unclaimed(self) -> list[str]:
+        return [describe(sock) for sock in self._free]
+
+    def close(self) -> None:
+        """Shutdown: the daemon's copies go (systemd keeps its own)."""
+        for sock in self._all.values():
+            if self._loop is not None:
+                self._loop.unregister(sock)
+            sock.close()
+        self._all.clear()
+        self._free.clear()
+
+
+def take_from_environment(environ: MutableMapping[str, str],
+                          pid: int | None = None) -> HandedOver:
+    """Read and remove $LISTEN_PID, $LISTEN_FDS and $LISTEN_FDNAMES; the sockets they
+    pass to this process (`pid`, default this one), made close-on-exec and
+    non-blocking. Descriptors that are not sockets are left alone and reported."""
+    values = {name: environ.pop(name, None) for name in LISTEN_VARIABLES}
+    if values["LISTEN_PID"] != str(os.getpid() if pid is None else pid):
+        return HandedOver()
+    try:
+        count = int(values["LISTEN_FDS"] or "0")
+    except ValueError:
+        return HandedOver(problems=[f"LISTEN_FDS={values['LISTEN_FDS']!r} is not a number: "
+                                    "no socket taken over"])
+    sockets: list[socket.socket] = []
+    problems: list[str] = []
+    for fd in range(FIRST_DESCRIPTOR, FIRST_DESCRIPTOR + max(count, 0)):
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as err:
+            problems.append(f"descriptor {fd} passed by the service manager is not a "
+                            f"usable socket: {strerror(err)}")
+            continue
+        try:
+            os.set_inheritable(fd, False)
+            sock.setblocking(False)
+        except OSError as err:
+            sock.detach()
+            problems.append(f"descriptor {fd} passed by the service manager: {strerror(err)}")
+            continue
+        sockets.append(sock)
+    return HandedOver(sockets, problems)

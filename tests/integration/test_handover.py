@@ -1,0 +1,162 @@
+"""Sockets handed over by the service manager (systemd's socket activation, LISTEN_FDS).
+
+The test plays systemd: it binds the sockets, and starts the daemon through a shell that
+moves them to descriptors 3 and up and sets LISTEN_PID to its own pid before exec'ing
+the daemon (so the pid is the daemon's), LISTEN_FDS and LISTEN_FDNAMES
+(tests/helpers/listen_fds.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from tests.daemon import HELPERS, DaemonFactory, Daemon, free_port, wait_log_lines
+
+TIMEOUT = 10.0
+
+
+def listening(family: int = socket.AF_INET, host: str = "127.0.0.1",
+              kind: int = socket.SOCK_STREAM) -> socket.socket:
+    sock = socket.socket(family, kind)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind((host, 0))
+    if kind == socket.SOCK_STREAM:
+        sock.listen(16)
+    return sock
+
+
+def start(daemons: DaemonFactory, conf: str, sockets: list[socket.socket]) -> Daemon:
+    fds = [sock.fileno() for sock in sockets]
+    wrapper = [sys.executable, str(HELPERS / "listen_fds.py"), *map(str, fds), "--"]
+    return daemons.start_config(conf, wrapper=wrapper, pass_fds=fds)
+
+
+def service(name: str, port: int, *lines: str) -> str:
+    body = "".join(f"\t{line}\n" for line in lines)
+    return f"""service {name}
+{{
+\ttype = UNLISTED
+\tsocket_type = stream
+\twait = no
+\tuser = root
+\tport = {port}
+{body}}}
+"""
+
+
+def listeners_on(port: int) -> list[str]:
+    """Inodes of the TCP sockets listening on `port` (any address, /proc/net/tcp{,6})."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                found.append(fields[9])
+    return found
+
+
+def ask(port: int, host: str = "127.0.0.1") -> bytes:
+    with socket.create_connection((host, port), timeout=TIMEOUT) as conn:
+        chunks = []
+        while data := conn.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks)
+
+
+def test_a_service_serves_on_the_socket_it_was_handed(daemons: DaemonFactory,
+                                                     tmp_path: Path) -> None:
+    sock = listening()
+    port = sock.getsockname()[1]
+    with sock:
+        daemon = start(daemons, service("report", port, "bind = 127.0.0.1",
+                                        f"server = {sys.executable}",
+                                        f"server_args = {HELPERS / 'report_server.py'}"),
+                       [sock])
+        report = json.loads(ask(port))
+        # The daemon bound nothing of its own: the one listener is the handed socket.
+        assert listeners_on(port) == [str(os.fstat(sock.fileno()).st_ino)]
+        # Servers inherit neither the variables nor the descriptors.
+        assert not [name for name in report["environ"] if name.startswith("LISTEN_")]
+        assert report["fds"] == [0, 1, 2]
+        assert "WARNING" not in daemon.log()
+
+
+def test_a_wildcard_ipv6_socket_serves_an_ipv4_service(daemons: DaemonFactory,
+                                                       tmp_path: Path) -> None:
+    # systemd's `ListenStream=PORT` is `[::]:PORT` taking IPv4 clients too.
+    sock = listening(socket.AF_INET6, "::")
+    port = sock.getsockname()[1]
+    with sock:
+        start(daemons, service("hello", port, "server = /bin/echo", "server_args = hello",
+                               f"log_type = FILE {tmp_path / 'services.log'}",
+                               "log_on_success = HOST"), [sock])
+        assert ask(port) == b"hello\n"
+        wait_log_lines(tmp_path / "services.log", r"START: hello from=::ffff:127\.0\.0\.1")
+        assert listeners_on(port) == [str(os.fstat(sock.fileno()).st_ino)]
+
+
+def test_a_cps_deactivation_keeps_the_handed_socket(daemons: DaemonFactory,
+                                                    tmp_path: Path) -> None:
+    # Closing it would lose it for good: systemd keeps its own copy bound, so a new bind
+    # of the port fails. It goes back to the pool and the reactivation takes it again.
+    sock = listening()
+    port = sock.getsockname()[1]
+    with sock:
+        daemon = start(daemons, service("hello", port, "bind = 127.0.0.1", "cps = 1 1",
+                                        "server = /bin/echo", "server_args = hello"), [sock])
+        for _ in range(10):
+            if ask(port) == b"":    # the connection that tripped cps, closed unserved
+                break
+        daemon.wait_for_log("Deactivating service hello")
+        daemon.wait_for_log("Activating service hello")
+        assert ask(port) == b"hello\n"
+        assert "Error activating" not in daemon.log()
+        assert listeners_on(port) == [str(os.fstat(sock.fileno()).st_ino)]
+
+
+def test_a_socket_no_service_claims_is_reported_and_the_others_serve(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    used, spare = listening(), listening(kind=socket.SOCK_DGRAM)
+    port, spare_port = used.getsockname()[1], spare.getsockname()[1]
+    other = free_port()
+    with used, spare:
+        daemon = start(daemons, service("hello", port, "bind = 127.0.0.1",
+                                        "server = /bin/echo", "server_args = hello")
+                       + service("own", other, "bind = 127.0.0.1", "server = /bin/echo",
+                                 "server_args = own"), [used, spare])
+        assert ask(port) == b"hello\n"
+        assert ask(other) == b"own\n"   # no handed socket for it: bound as usual
+        line = daemon.wait_for_log("no service listens on the socket")
+        assert re.search(rf"passed as descriptor 4 \(127\.0\.0\.1 port {spare_port}, dgram\); "
+                         r"it is kept for a reload", line), line
+
+
+def test_a_reload_gives_the_socket_back_and_takes_it_again(daemons: DaemonFactory,
+                                                           tmp_path: Path) -> None:
+    sock = listening()
+    port = sock.getsockname()[1]
+    hello = service("hello", port, "bind = 127.0.0.1", "server = /bin/echo",
+                    "server_args = hello")
+    placeholder = service("other", free_port(), "bind = 127.0.0.1", "server = /bin/echo")
+    with sock:
+        daemon = start(daemons, hello + placeholder, [sock])
+        conf = next(tmp_path.glob("daemon*.conf"))
+        assert ask(port) == b"hello\n"
+        conf.write_text(placeholder)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("Reconfigured")
+        # Back in the pool: its clients are turned away, not left waiting in its queue.
+        assert ask(port) == b""
+        conf.write_text(service("hello", port, "bind = 127.0.0.1", "server = /bin/echo",
+                                "server_args = again") + placeholder)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("Reconfigured", count=2)
+        assert ask(port) == b"again\n"
+        assert listeners_on(port) == [str(os.fstat(sock.fileno()).st_ino)]
