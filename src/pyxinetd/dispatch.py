@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 
 from pyxinetd import banners
 from pyxinetd.access.gate import AccessGate, Verdict
+from pyxinetd.access.hostspatterns import normalize_address
+from pyxinetd.access.resolver import NameInfo
 from pyxinetd.children import NO_ADDRESS, Child, ChildTable, ExitStatus
 from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.dgram import DatagramDispatch, drain
@@ -32,6 +34,7 @@ from pyxinetd.handover import HandedOver
 from pyxinetd.intercept import INTERCEPT_FLAG, Address, Interceptors
 from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
 from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry, strerror
+from pyxinetd.peerenv import PEERENV_FLAG
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.sensor import DenyList
 from pyxinetd.service import (REASON_ADDRESS, REASON_CPS, REASON_LOAD, REASON_TIME, Event,
@@ -208,7 +211,20 @@ class Dispatcher:
         if svc.is_internal or svc.is_redirect:
             self.sessions.start(svc, conn, addr, peer)
         else:
+            self._name_then_launch(rt, svc, conn, addr, peer)
+
+    def _name_then_launch(self, rt: ServiceRuntime, svc: ServiceConfig, conn: socket.socket,
+                          addr: tuple[object, ...], peer: str) -> None:
+        """Start the server; with PEERENV on TCP, once the client's name is known
+        (TCPREMOTEHOST), looked up without blocking the loop."""
+        if PEERENV_FLAG not in svc.flags or conn.type != socket.SOCK_STREAM:
             self.launch(svc, conn, addr, peer, checked=True, rt=rt)
+            return
+
+        def named(info: NameInfo) -> None:
+            name = info.name if info.confirmed else None
+            self.launch(svc, conn, addr, peer, checked=True, rt=rt, remote_name=name)
+        self.access.resolver.lookup(normalize_address(peer), named)
 
     def _identify_then_start(self, rt: ServiceRuntime, svc: ServiceConfig,
                              conn: socket.socket, addr: tuple[object, ...], peer: str) -> None:
@@ -217,11 +233,12 @@ class Dispatcher:
             if svc.is_internal or svc.is_redirect:
                 self.sessions.start(svc, conn, addr, peer)
             else:
-                self.launch(svc, conn, addr, peer, checked=True, rt=rt)
+                self._name_then_launch(rt, svc, conn, addr, peer)
         self.userid.before_start(svc, conn, peer, start)
 
     def launch(self, svc: ServiceConfig, conn: socket.socket, addr: tuple[object, ...],
-               peer: str, *, checked: bool = False, rt: ServiceRuntime | None = None) -> None:
+               peer: str, *, checked: bool = False, rt: ServiceRuntime | None = None,
+               remote_name: str | None = None) -> None:
         """Start an external server on an accepted connection; closes our copy (once
         the server started, or for good when a failed fork is not retried)."""
         if not checked:
@@ -241,15 +258,16 @@ class Dispatcher:
         except BaseException:
             conn.close()
             raise
-        self._start_on(rt, svc, conn, peer)
+        self._start_on(rt, svc, conn, peer, remote_name)
 
     def _start_on(self, rt: ServiceRuntime | None, svc: ServiceConfig, conn: socket.socket,
-                  peer: str) -> None:
+                  peer: str, remote_name: str | None = None) -> None:
         hold = None
         if rt is not None:
-            hold = Hold(rt, lambda: self._start_on(rt, svc, conn, peer), conn.close)
+            hold = Hold(rt, lambda: self._start_on(rt, svc, conn, peer, remote_name),
+                        conn.close)
         try:
-            result = self.spawn_server(svc, conn, peer, hold=hold)
+            result = self.spawn_server(svc, conn, peer, hold=hold, remote_name=remote_name)
         except BaseException:
             conn.close()
             raise
@@ -258,14 +276,15 @@ class Dispatcher:
 
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
                      on_reap: Callable[[Child, ExitStatus], None] | None = None, *,
-                     hold: Hold | None = None,
-                     announce: bool = True) -> int | Outcome | None:
+                     hold: Hold | None = None, announce: bool = True,
+                     remote_name: str | None = None) -> int | Outcome | None:
         """Start svc's server on `sock`: its pid, or None after a failure (logged).
         With `hold`, a failed fork is retried later (Outcome.HELD) or given up
         (Outcome.RELEASED, hold.release has run); see pyxinetd.forkretry. `announce`:
-        write the START line (an intercepted server's clients get their own)."""
+        write the START line (an intercepted server's clients get their own);
+        `remote_name`: the client's confirmed name, for PEERENV."""
         try:
-            pid = spawn(svc, sock, peer, as_root=self.as_root)
+            pid = spawn(svc, sock, peer, as_root=self.as_root, remote_name=remote_name)
         except SpawnError as err:
             if hold is not None and err.no_process:
                 return self.retries.failed(hold, svc, peer, err)

@@ -6,8 +6,11 @@ server also gets the variables of the two conventions servers already read:
 
 - systemd's socket activation: `REMOTE_ADDR`, `REMOTE_PORT`;
 - UCSPI (tcpserver, s6-tcpserver): `PROTO=TCP`, `TCPREMOTEIP`, `TCPREMOTEPORT`,
-  `TCPLOCALIP`, `TCPLOCALPORT` for TCP; `PROTO=UDP` for UDP (UCSPI names no UDP
-  variables, so only the systemd pair tells the sender there).
+  `TCPLOCALIP`, `TCPLOCALPORT` for TCP, and `TCPREMOTEHOST`, the client's name, when
+  its reverse lookup gives one whose forward lookup gives the address back (looked up
+  by the dispatcher before the start, without blocking the loop: pyxinetd.dispatch);
+  `PROTO=UDP` for UDP (UCSPI names no UDP variables, so only the systemd pair tells the
+  sender there).
 
 The values are read from the socket the server gets, so they are what the server would
 see itself: `getpeername`/`getsockname`; for a `wait = yes` datagram service, the sender
@@ -53,8 +56,9 @@ def _remote(sock: socket.socket, kind: int) -> tuple[str, int] | None:
     return _host(sender)
 
 
-def peer_environment(sock: socket.socket) -> tuple[str, ...]:
-    """The PEERENV variables for a server started on `sock` (TCP or UDP; else none)."""
+def peer_environment(sock: socket.socket, remote_name: str | None = None) -> tuple[str, ...]:
+    """The PEERENV variables for a server started on `sock` (TCP or UDP; else none);
+    `remote_name`: the client's confirmed name, for TCPREMOTEHOST."""
     kind = sock.type
     if kind == socket.SOCK_STREAM and sock.proto in (0, socket.IPPROTO_TCP):
         proto = "TCP"
@@ -73,5 +77,7 @@ def peer_environment(sock: socket.socket) -> tuple[str, ...]:
     if remote is not None:
         if proto == "TCP":
             out += [f"TCPREMOTEIP={remote[0]}", f"TCPREMOTEPORT={remote[1]}"]
+            if remote_name:
+                out.append(f"TCPREMOTEHOST={remote_name}")
         out += [f"REMOTE_ADDR={remote[0]}", f"REMOTE_PORT={remote[1]}"]
     return tuple(out)

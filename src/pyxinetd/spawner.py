@@ -123,10 +123,13 @@ class Spawner(FallbackPaths):
         self._plans: dict[int, NativePlan] = {}
 
     def spawn(self, service: ServiceConfig, sock: socket.socket, remote_host: str, *,
-              as_root: bool, method: Method | None = None) -> int:
-        """Start the service's server on `sock`; return its pid. Raises SpawnError."""
+              as_root: bool, method: Method | None = None,
+              remote_name: str | None = None) -> int:
+        """Start the service's server on `sock`; return its pid. Raises SpawnError.
+        `remote_name`: the client's confirmed name (PEERENV's TCPREMOTEHOST)."""
         # flags = PEERENV: the addresses, read from the socket the server gets.
-        peer_env = peer_environment(sock) if PEERENV_FLAG in service.flags else ()
+        peer_env = (peer_environment(sock, remote_name) if PEERENV_FLAG in service.flags
+                    else ())
         if method is None:
             if self._native is None:
                 self._native = self._os.native_available()
@@ -261,13 +264,14 @@ _DEFAULT = Spawner(RealPosix())
 
 
 def spawn(service: ServiceConfig, sock: socket.socket, remote_host: str, *,
-          as_root: bool) -> int:
+          as_root: bool, remote_name: str | None = None) -> int:
     """Start the service's server on `sock`; return its pid. Raises SpawnError.
 
     The caller records the pid at once and reaps it; nothing here ever waits for a
     server that started.
     """
-    return _DEFAULT.spawn(service, sock, remote_host, as_root=as_root)
+    return _DEFAULT.spawn(service, sock, remote_host, as_root=as_root,
+                          remote_name=remote_name)
 
 
 def use_short_slice() -> bool:

@@ -61,6 +61,43 @@ def test_stream_connection_gets_both_ends(daemons: DaemonFactory, native: str,
     assert entries[-1] == "REMOTE_HOST=127.0.0.1"
 
 
+def tcp_environment_from(source: str, port: int) -> dict[str, str]:
+    with socket.socket() as conn:
+        conn.settimeout(TIMEOUT)
+        conn.bind((source, 0))
+        conn.connect(("127.0.0.1", port))
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    return variables(json.loads(data))
+
+
+def test_a_client_with_a_confirmed_name_gets_tcpremotehost(daemons: DaemonFactory) -> None:
+    # /etc/hosts maps 127.0.0.1 to localhost and back (checked here, not assumed).
+    try:
+        reverse = socket.gethostbyaddr("127.0.0.1")[0]
+        forward = socket.gethostbyname_ex(reverse)[2]
+    except OSError as err:
+        pytest.skip(f"127.0.0.1 has no name here: {err}")
+    if "127.0.0.1" not in forward:
+        pytest.skip(f"{reverse} does not map back to 127.0.0.1 here")
+    port = free_port()
+    daemons.start_config(service(port, "stream", extra="\tbind = 127.0.0.1\n"))
+    assert tcp_environment_from("127.0.0.1", port)["TCPREMOTEHOST"] == reverse
+
+
+def test_a_client_without_a_name_gets_no_tcpremotehost(daemons: DaemonFactory) -> None:
+    try:
+        name = socket.gethostbyaddr("127.0.0.2")[0]
+        pytest.skip(f"127.0.0.2 has a name here: {name}")
+    except OSError:
+        pass
+    port = free_port()
+    daemons.start_config(service(port, "stream", extra="\tbind = 127.0.0.1\n"))
+    env = tcp_environment_from("127.0.0.2", port)
+    assert env["TCPREMOTEIP"] == "127.0.0.2" and "TCPREMOTEHOST" not in env
+
+
 def test_ipv4_client_of_a_dual_stack_service_is_plain_ipv4(daemons: DaemonFactory) -> None:
     port = free_port()
     daemons.start_config(service(port, "stream", extra="\tflags += IPv6\n"))
@@ -93,7 +130,9 @@ def test_with_env_only_those_and_the_addresses(daemons: DaemonFactory) -> None:
                                  "\tenv = ONLY=this\n\tbind = 127.0.0.1\n"))
     entries, (ip, client_port) = tcp_environment("127.0.0.1", port)
     names = [e.split("=", 1)[0] for e in entries]
-    assert names == ["PATH", "ONLY", *PEER_NAMES, "REMOTE_HOST"]
+    # 127.0.0.1 is `localhost` both ways in /etc/hosts: TCPREMOTEHOST is set too.
+    assert names == ["PATH", "ONLY", *PEER_NAMES[:5], "TCPREMOTEHOST", *PEER_NAMES[5:],
+                     "REMOTE_HOST"]
 
 
 def test_without_the_flag_nothing_is_added(daemons: DaemonFactory) -> None:
