@@ -1,0 +1,129 @@
+"""What the stream and datagram interceptions share: the dispatcher they use, the
+private socket their server gets, and the checks and log lines of each client."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Protocol
+
+from pyxinetd.access.gate import PASS, AccessGate, Datagram, Verdict
+from pyxinetd.children import Child, ExitStatus
+from pyxinetd.config.model import ServiceConfig
+from pyxinetd.forkretry import Hold, Outcome
+from pyxinetd.listener import LISTEN_BACKLOG
+from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry
+from pyxinetd.loop import Loop
+from pyxinetd.service import REASON_ADDRESS, REASON_TIME, ServiceRuntime, within_access_times
+
+INTERCEPT_FLAG = "INTERCEPT"
+
+OnReap = Callable[[Child, ExitStatus], None]
+Address = tuple[object, ...]
+
+
+class Host(Protocol):
+    """What the interceptions use of the dispatcher."""
+
+    loop: Loop
+    program: ProgramLog
+    logs: ServiceLogs
+    access: AccessGate
+    denied: Callable[[str], bool]
+
+    def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
+                     on_reap: OnReap | None = None, *, hold: Hold | None = None,
+                     announce: bool = True) -> int | Outcome | None: ...
+
+    def refresh(self, rt: ServiceRuntime) -> None: ...
+
+    def pause_accept(self, rt: ServiceRuntime, err: OSError) -> None: ...
+
+
+def loopback(family: int) -> str:
+    return "::1" if family == socket.AF_INET6 else "127.0.0.1"
+
+
+def private_socket(listener: socket.socket) -> socket.socket:
+    """The intercepted server's socket: the service socket's type and protocol, bound to
+    the loopback address of its family on an ephemeral port (listening, for a stream).
+    A host without an IPv6 loopback (IPv6 disabled) gets 127.0.0.1 for an IPv6
+    service: the relay carries bytes, not addresses."""
+    others = [f for f in (socket.AF_INET, socket.AF_INET6) if f != listener.family]
+    failure: OSError | None = None
+    for family in [listener.family, *others]:
+        sock = socket.socket(family, listener.type, listener.proto)
+        try:
+            sock.bind((loopback(family), 0))
+            if listener.type == socket.SOCK_STREAM:
+                sock.listen(LISTEN_BACKLOG)
+        except OSError as err:
+            sock.close()
+            failure = err
+            continue
+        return sock
+    assert failure is not None
+    raise failure
+
+
+class Interception:
+    """The service socket of one running intercepted server, read by the master."""
+
+    def __init__(self, host: Host, rt: ServiceRuntime, listener: socket.socket,
+                 server: socket.socket) -> None:
+        self.host = host
+        self.rt = rt
+        self.listener = listener
+        self.family = server.family
+        self.server_address: Address = tuple(server.getsockname())
+        self.pid = 0
+        self.finished = False
+        # Not reading the service socket for now (too many clients in hand).
+        self.stopped = False
+
+    @property
+    def svc(self) -> ServiceConfig:
+        # The service as it is now: a reload that keeps the service replaces its
+        # attributes, and the new access rules apply to the clients that come next.
+        return self.rt.config
+
+    def on_readable(self, mask: int) -> None:
+        if not self.finished and self.rt.sock is self.listener:
+            self.receive()
+
+    def receive(self) -> None:
+        """Take what waits on the service socket."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Shutdown: end everything now."""
+        self.finished = True
+
+    # -- the checks, the log lines -------------------------------------------------
+    def fail(self, peer: str, reason: str) -> None:
+        if self.svc.log_type is not None:
+            self.host.logs.write(self.svc, fail_entry(self.svc, reason, peer))
+
+    def started(self, peer: str) -> None:
+        if self.svc.log_type is not None:
+            self.host.logs.write(self.svc, start_entry(self.svc, self.pid, peer))
+
+    def verdict_now(self, peer: str, conn: socket.socket | None,
+                    sender: Address | None) -> Verdict | None:
+        """The address verdict (deny list, only_from/no_access, TCP Wrappers), or None
+        when it must wait for a name or an aclexec check (AccessGate.wait)."""
+        if INTERCEPT_FLAG not in self.svc.flags:
+            return PASS     # a reload removed the flag: relay without checking
+        if self.host.denied(peer):
+            return Verdict(False, REASON_ADDRESS)
+        datagram = Datagram(self.listener, sender) if sender is not None else None
+        return self.host.access.check(self.svc, peer, conn, datagram)
+
+    def refusal(self, verdict: Verdict) -> str | None:
+        """xinetd's interceptor order: the address rules, then access_times."""
+        if not verdict.allowed:
+            return verdict.reason or REASON_ADDRESS
+        svc = self.svc
+        if INTERCEPT_FLAG in svc.flags and svc.access_times and not within_access_times(svc):
+            return REASON_TIME
+        return None

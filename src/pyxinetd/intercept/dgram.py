@@ -1,0 +1,154 @@
+"""An intercepted datagram server: its senders checked, and their datagrams relayed.
+
+Every datagram on the service socket is read by the master. A sender's first datagram
+is checked (common.py): a refused sender gets one `FAIL` line and its datagrams are
+dropped for the rest of this server's life; an admitted one gets `START` and a channel,
+a loopback socket connected to the server's private socket, through which its datagrams
+reach the server and the server's replies come back, to leave from the service socket
+towards it. The sender whose datagram started the server was checked by the dispatcher
+before the start, and gets its channel at once.
+
+Bounded: at most MAX_CHANNELS senders talk to one server at once (a descriptor each);
+datagrams of further senders are dropped, with one ERROR line. While a sender's verdict
+waits for a name lookup, at most PENDING_LIMIT of its datagrams are kept.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from pyxinetd.access.gate import Datagram, Verdict
+from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, send_quietly
+from pyxinetd.intercept.common import Address, Host, Interception, loopback
+from pyxinetd.listener import peer_text
+from pyxinetd.log import strerror
+from pyxinetd.loop import READ
+from pyxinetd.service import ServiceRuntime
+
+MAX_CHANNELS = 1024
+PENDING_LIMIT = 16
+
+
+class _Channel:
+    """One sender's way to and from the intercepted server."""
+
+    def __init__(self, sender: Address, sock: socket.socket) -> None:
+        self.sender = sender
+        self.sock = sock
+
+
+class DatagramInterception(Interception):
+    def __init__(self, host: Host, rt: ServiceRuntime, listener: socket.socket,
+                 server: socket.socket) -> None:
+        super().__init__(host, rt, listener, server)
+        self._channels: dict[Address, _Channel] = {}
+        self._refused: set[Address] = set()
+        self._pending: dict[Address, list[bytes]] = {}    # waiting for a verdict
+        self._full_reported = False
+
+    def begin(self, pid: int, admitted: Address | None) -> None:
+        """The server runs: read the service socket from now on. `admitted`: the sender
+        whose datagram started the server, already checked by the dispatcher."""
+        self.pid = pid
+        if admitted is not None:
+            self._open_channel(admitted, peer_text(admitted), [])
+
+    def server_exited(self) -> None:
+        """Stop reading the service socket; forward the replies still queued, then end."""
+        self.finished = True
+        self.host.loop.unregister(self.listener)
+        for channel in list(self._channels.values()):
+            self._forward_replies(channel)
+            self._close_channel(channel)
+        self._pending.clear()
+
+    def close(self) -> None:
+        super().close()
+        for channel in list(self._channels.values()):
+            self._close_channel(channel)
+        self._pending.clear()
+
+    # -- senders ------------------------------------------------------------------
+    def receive(self) -> None:
+        for _ in range(DGRAM_BATCH):
+            if self.finished:
+                return
+            try:
+                data, raw = self.listener.recvfrom(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue    # a queued ICMP error, reported once
+            sender = tuple(raw)
+            channel = self._channels.get(sender)
+            if channel is not None:
+                send_quietly(channel.sock, data, None)
+            elif sender in self._pending:
+                if len(self._pending[sender]) < PENDING_LIMIT:
+                    self._pending[sender].append(data)
+            elif sender not in self._refused:
+                self._check_sender(sender, data)
+
+    def _check_sender(self, sender: Address, data: bytes) -> None:
+        peer = peer_text(sender)
+        self._pending[sender] = [data]
+        verdict = self.verdict_now(peer, None, sender)
+        if verdict is None:
+            self.host.access.wait(self.svc, peer,
+                                  lambda v: self._admit_sender(sender, peer, v),
+                                  datagram=Datagram(self.listener, sender))
+        else:
+            self._admit_sender(sender, peer, verdict)
+
+    def _admit_sender(self, sender: Address, peer: str, verdict: Verdict) -> None:
+        queued = self._pending.pop(sender, [])
+        if self.finished:
+            return
+        reason = self.refusal(verdict)
+        if reason is not None:
+            if len(self._refused) < MAX_CHANNELS:
+                self._refused.add(sender)
+            self.fail(peer, reason)
+            return
+        self._open_channel(sender, peer, queued)
+
+    def _open_channel(self, sender: Address, peer: str, queued: list[bytes]) -> None:
+        if len(self._channels) >= MAX_CHANNELS:
+            if not self._full_reported:
+                self._full_reported = True
+                self.host.program.error("intercept", f"{self.svc.id}: {MAX_CHANNELS} "
+                                        "senders already talk to this server; datagrams "
+                                        "from new ones are dropped until it exits")
+            return
+        sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((loopback(self.family), 0))
+            sock.connect(self.server_address)
+        except OSError as err:
+            sock.close()
+            self.host.program.error("intercept", f"{self.svc.id}: cannot relay for "
+                                                 f"{peer}: {strerror(err)}")
+            return
+        channel = _Channel(sender, sock)
+        self._channels[sender] = channel
+        self.host.loop.register(sock, READ, lambda mask: self._forward_replies(channel))
+        self.started(peer)
+        for data in queued:
+            send_quietly(sock, data, None)
+
+    def _forward_replies(self, channel: _Channel) -> None:
+        for _ in range(DGRAM_BATCH):
+            try:
+                data = channel.sock.recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # ECONNREFUSED: the server's socket is gone
+            send_quietly(self.listener, data, channel.sender)
+
+    def _close_channel(self, channel: _Channel) -> None:
+        self.host.loop.unregister(channel.sock)
+        channel.sock.close()
+        if self._channels.get(channel.sender) is channel:
+            del self._channels[channel.sender]

@@ -1,0 +1,146 @@
+"""The running intercepted servers, one per service at most (wait = yes), and the stream
+clients held for a service's next server: what the dispatcher calls.
+
+`start` makes the private socket, starts the server on it (no `START` line: each
+admitted client gets its own) and reads the service socket for it; `watch` is how the
+dispatcher's `refresh` leaves the service socket to a running interception; when the
+server is reaped, the interception ends and the clients it never served are held until
+the service's next server, which the dispatcher starts as for a queued request
+(`holds`), or are closed when that cannot happen (`drop_held`).
+"""
+
+from __future__ import annotations
+
+import socket
+
+from pyxinetd.children import Child, ExitStatus
+from pyxinetd.config.model import ServiceConfig
+from pyxinetd.forkretry import Hold, Outcome
+from pyxinetd.intercept.common import INTERCEPT_FLAG, Address, Host, OnReap, private_socket
+from pyxinetd.intercept.dgram import DatagramInterception
+from pyxinetd.intercept.stream import Held, StreamInterception
+from pyxinetd.log import fail_entry, strerror
+from pyxinetd.loop import READ
+from pyxinetd.redirect import RedirectSession
+from pyxinetd.service import ServiceRuntime
+
+Running = StreamInterception | DatagramInterception
+
+
+class Interceptors:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._running: dict[str, Running] = {}
+        self._held: dict[str, tuple[ServiceRuntime, list[Held]]] = {}
+        # Every relay still open, including those of servers that exited and are
+        # still delivering their last bytes (closed at shutdown).
+        self._relays: set[RedirectSession] = set()
+
+    def start(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str, on_reap: OnReap,
+              hold: Hold, admitted: Address | None = None) -> int | Outcome | None:
+        """Start svc's server on a private socket and read the service socket for it
+        (`admitted`: the datagram sender the dispatcher checked). Returns what
+        Dispatcher.spawn_server returns."""
+        listener = rt.sock
+        assert listener is not None
+        try:
+            server = private_socket(listener)
+        except OSError as err:
+            self.host.program.error("intercept", f"{svc.id}: cannot make the server's "
+                                                 f"socket: {strerror(err)}")
+            if svc.log_type is not None:
+                self.host.logs.write(svc, fail_entry(svc, "fork", peer))
+            return None
+        interception: Running
+        if listener.type == socket.SOCK_STREAM:
+            interception = StreamInterception(self.host, rt, listener, server, self._relays)
+        else:
+            interception = DatagramInterception(self.host, rt, listener, server)
+
+        def reaped(child: Child, status: ExitStatus) -> None:
+            if isinstance(interception, StreamInterception):
+                held = interception.server_exited()
+                if held:
+                    self._held.setdefault(rt.id, (rt, []))[1].extend(held)
+            else:
+                interception.server_exited()
+            if self._running.get(rt.id) is interception:
+                del self._running[rt.id]
+            self.host.refresh(rt)
+            on_reap(child, status)
+
+        try:
+            result = self.host.spawn_server(svc, server, peer, reaped, hold=hold,
+                                            announce=False)
+        except BaseException:
+            server.close()
+            raise
+        if not isinstance(result, int):
+            server.close()
+            return result
+        self._running[rt.id] = interception
+        if isinstance(interception, StreamInterception):
+            # It keeps our copy of the server's socket (see stream.py).
+            interception.begin(result, self._take_held(rt))
+        else:
+            server.close()  # the server has its own copy
+            interception.begin(result, admitted)
+        return result
+
+    def _take_held(self, rt: ServiceRuntime) -> list[Held]:
+        entry = self._held.pop(rt.id, None)
+        if entry is None:
+            return []
+        owner, held = entry
+        if owner is rt:
+            return held
+        self._close(held)   # held for a service a reload replaced
+        return []
+
+    def holds(self, rt: ServiceRuntime) -> bool:
+        """Whether clients wait for rt's next server."""
+        entry = self._held.get(rt.id)
+        if entry is None or entry[0] is not rt or not entry[1]:
+            return False
+        if INTERCEPT_FLAG not in rt.config.flags:
+            # A reload removed the flag: the next server reads the service socket itself
+            # and could never be given these clients.
+            self.drop_held(rt)
+            return False
+        return True
+
+    def drop_held(self, rt: ServiceRuntime) -> int:
+        """Close the clients held for rt's next server (it may not start); how many."""
+        entry = self._held.get(rt.id)
+        if entry is None or entry[0] is not rt:
+            return 0
+        del self._held[rt.id]
+        self._close(entry[1])
+        return len(entry[1])
+
+    @staticmethod
+    def _close(held: list[Held]) -> None:
+        for client in held:
+            client.conn.close()
+
+    def watch(self, rt: ServiceRuntime) -> bool:
+        """If an intercepted server of rt runs, watch the service socket for it (or
+        not, while accepting is paused) and answer True."""
+        interception = self._running.get(rt.id)
+        if interception is None or interception.rt is not rt \
+                or interception.listener is not rt.sock:
+            return False
+        events = 0 if rt.accept_paused or interception.stopped else READ
+        self.host.loop.set_events(interception.listener, events, interception.on_readable)
+        return True
+
+    def close_all(self) -> None:
+        for interception in list(self._running.values()):
+            interception.close()
+        self._running.clear()
+        for _, held in self._held.values():
+            self._close(held)
+        self._held.clear()
+        for relay in list(self._relays):
+            relay.close()
+        self._relays.clear()

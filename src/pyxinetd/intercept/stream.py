@@ -1,0 +1,215 @@
+"""An intercepted stream server: its clients accepted, checked and relayed by the master.
+
+Each connection on the service socket is accepted here and checked (common.py); an
+admitted one gets `START` with the server's pid and is relayed to the server's private
+listening socket by a RedirectSession aimed at it. A `twist` rule of hosts.allow runs
+its command for that client instead, as it would for a wait = no service.
+
+Clients the server never accepted are not lost: the master keeps its own copy of the
+private listening socket, so when the server exits such connections are still queued
+there, recognised by their address (the relay's end). The client, and the bytes it
+already sent, are then held for the next server (pyxinetd.intercept.registry), which
+starts as soon as the service's checks allow, as for a connection queued on the
+service socket.
+
+At most MAX_CLIENTS clients are in the master's hands at once (relayed, or waiting for a
+verdict; each relay holds two descriptors): at the limit the service socket is not read
+until one is done, and further clients wait in its listen queue, as they would for a
+server that reads the socket itself, instead of the master running out of descriptors
+for every service (a server that never accepts would otherwise take them all).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+from pyxinetd.access.gate import Verdict
+from pyxinetd.intercept.common import Address, Host, Interception
+from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
+from pyxinetd.log import strerror
+from pyxinetd.redirect import RedirectSession
+from pyxinetd.service import ServiceRuntime
+
+MAX_CLIENTS = 512
+
+
+class Held:
+    """An admitted client its server never accepted, waiting for the next one."""
+
+    def __init__(self, conn: socket.socket, peer: str, sent: bytes, done: bool) -> None:
+        self.conn = conn
+        self.peer = peer
+        self.sent = sent    # what it already sent, for the next server
+        self.done = done    # it had finished sending (shut down its side)
+
+
+def _unaccepted(private: socket.socket) -> dict[Address, socket.socket]:
+    """The connections still queued on our copy of an exited server's listening socket,
+    by their peer address (the relay's end)."""
+    private.setblocking(False)
+    found: dict[Address, socket.socket] = {}
+    while True:
+        try:
+            conn, peer = private.accept()
+        except OSError:
+            return found
+        found[tuple(peer)] = conn
+
+
+def _read_queued(conn: socket.socket) -> bytes:
+    """What the relay had already written towards the server, queued unread."""
+    conn.setblocking(False)
+    chunks = []
+    while True:
+        try:
+            data = conn.recv(65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+class StreamInterception(Interception):
+    def __init__(self, host: Host, rt: ServiceRuntime, listener: socket.socket,
+                 server: socket.socket, relays: set[RedirectSession]) -> None:
+        super().__init__(host, rt, listener, server)
+        # Our copy of the server's listening socket: it keeps the connections the
+        # server did not accept queued after the server exits.
+        self.private: socket.socket | None = server
+        self._relays = relays           # shared by all: relays outlive their server
+        self._mine: set[RedirectSession] = set()
+        self._deciding = 0              # clients waiting for a verdict
+
+    @property
+    def saturated(self) -> bool:
+        """At MAX_CLIENTS: the service socket is not read until a client is done."""
+        return len(self._mine) + self._deciding >= MAX_CLIENTS
+
+    def begin(self, pid: int, held: list[Held]) -> None:
+        """The server runs: read the service socket from now on; `held`: clients an
+        earlier server never accepted, relayed to this one first."""
+        self.pid = pid
+        # The socket was blocking for the server that would have read it; here the
+        # master accepts from it and must never wait.
+        self.listener.setblocking(False)
+        for client in held:
+            self._relay(client.conn, client.peer, client.sent, client.done)
+        self.stopped = self.saturated
+
+    def server_exited(self) -> list[Held]:
+        """Stop reading the service socket; let the relays deliver what the server
+        wrote, then end. Returns the clients the server never accepted."""
+        self.finished = True
+        self.host.loop.unregister(self.listener)
+        try:
+            self.listener.setblocking(True)
+        except OSError:
+            pass    # closed by a reload meanwhile
+        unserved = _unaccepted(self.private) if self.private is not None else {}
+        held = []
+        for relay in list(self._mine):
+            end = relay.target_end()
+            if end is not None and end in unserved:
+                queued = _read_queued(unserved[end])
+                conn, buffered, done = relay.detach_client()
+                self._forget(relay)
+                held.append(Held(conn, str(relay.peer[0]), queued + buffered, done))
+            else:
+                relay.target_gone()
+        for conn in unserved.values():
+            conn.close()
+        self._close_private()
+        return held
+
+    def close(self) -> None:
+        super().close()
+        self._close_private()
+        for relay in list(self._mine):
+            relay.close()
+
+    def _close_private(self) -> None:
+        if self.private is not None:
+            self.private.close()
+            self.private = None
+
+    def _forget(self, relay: RedirectSession) -> None:
+        self._mine.discard(relay)
+        self._relays.discard(relay)
+
+    # -- clients ------------------------------------------------------------------
+    def receive(self) -> None:
+        try:
+            for conn, _, peer in accept_batch(self.listener):
+                verdict = self.verdict_now(peer, conn, None)
+                if verdict is None:
+                    self._deciding += 1
+                    self.host.access.wait(self.svc, peer, self._admitting(conn, peer), conn)
+                else:
+                    self._admit(conn, peer, verdict)
+                if self.finished:
+                    return
+                if self.saturated:
+                    self.stopped = True
+                    self.host.refresh(self.rt)   # stop reading until a client is done
+                    return
+        except OSError as err:
+            if err.errno in ACCEPT_CAPACITY_ERRNOS:
+                self.host.pause_accept(self.rt, err)
+            else:
+                self.host.program.error("intercept",
+                                        f"{self.svc.id}: accept failed: {strerror(err)}")
+
+    def _admitting(self, conn: socket.socket, peer: str) -> Callable[[Verdict], None]:
+        def decided(verdict: Verdict) -> None:
+            self._deciding -= 1
+            self._admit(conn, peer, verdict)
+            self._unsaturate()
+        return decided
+
+    def _unsaturate(self) -> None:
+        """A client is done: read the service socket again if it was not."""
+        if self.stopped and not self.finished and not self.saturated:
+            self.stopped = False
+            self.host.refresh(self.rt)
+
+    def _admit(self, conn: socket.socket, peer: str, verdict: Verdict) -> None:
+        if self.finished:
+            conn.close()    # the server is gone; a verdict that came too late
+            return
+        reason = self.refusal(verdict)
+        if reason is not None:
+            self.fail(peer, reason)
+            conn.close()
+            return
+        svc = self.host.access.prepare(self.svc, verdict, conn, peer)
+        if verdict.decision is not None and verdict.decision.twist is not None:
+            # A hosts.allow `twist`: that command answers this client instead of the
+            # running server, as it would have for a wait = no service.
+            try:
+                self.host.spawn_server(svc, conn, peer)
+            finally:
+                conn.close()
+            return
+        self._relay(conn, peer)
+
+    def _relay(self, conn: socket.socket, peer: str, sent: bytes = b"",
+               done: bool = False) -> None:
+        self.started(peer)
+        relay: RedirectSession
+
+        def ended(bytes_in: int, bytes_out: int) -> None:
+            self._forget(relay)
+            self._unsaturate()
+
+        def failed(text: str) -> None:
+            ended(0, 0)
+            self.host.program.error("intercept", f"{self.svc.id}: {text}")
+
+        relay = RedirectSession(self.host.loop, self.svc, conn, (peer,), ended, failed,
+                                target=(self.family, self.server_address),
+                                sent=sent, client_done=done)
+        self._mine.add(relay)
+        self._relays.add(relay)
