@@ -17,6 +17,11 @@ bounded buffers on the loop, one per direction:
 
 Target addresses are resolved once, by resolve_targets() at configuration load, so
 the serving path never waits for DNS (a numeric address needs no lookup at all).
+
+The same relay carries the clients of an intercepted wait = yes server
+(pyxinetd.intercept.stream), aimed at the server's private socket instead: it can start
+with what the client already sent to an earlier server, end once the server is gone
+and what it wrote has reached the client, or hand the client back untouched.
 """
 
 from __future__ import annotations
