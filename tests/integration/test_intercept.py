@@ -292,3 +292,40 @@ def test_a_flood_against_a_server_that_never_accepts_is_bounded(
         for conn in clients:
             conn.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_reload_that_removes_the_service_ends_its_clients_and_serving_goes_on(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    port, other = free_port(), free_port()
+    kept = f"""service echo
+{{
+\ttype = INTERNAL UNLISTED
+\tsocket_type = stream
+\twait = no
+\tport = {other}
+\tbind = 127.0.0.1
+}}
+"""
+    daemon = daemons.start_config(config(tmp_path, port, count=2) + kept)
+    client = tcp_from("127.0.0.2", port)
+    with client:
+        greeting = client.recv(4096)
+        assert greeting.startswith(b"pid=")
+        conf = next(tmp_path.glob("daemon*.conf"))
+        conf.write_text(config(tmp_path, port).split("service icept")[0] + kept)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("Reconfigured")
+        # Its server is stopped; the relay ends and the client sees the end.
+        try:
+            assert client.recv(4096) == b""
+        except ConnectionResetError:
+            pass
+    # The service socket is closed: the port refuses connections.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    with socket.create_connection(("127.0.0.1", other), timeout=TIMEOUT) as echo:
+        echo.sendall(b"on")
+        echo.shutdown(socket.SHUT_WR)
+        assert echo.recv(10) == b"on"
+    assert "internal error" not in daemon.log()
+
