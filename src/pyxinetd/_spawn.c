@@ -142,6 +142,7 @@ struct child {
     char *const *argv;
     char *const *envp;
     int sock_fd;
+    int err_fd;               /* descriptor 2 instead of the socket; -1: the socket */
     int setsid;
     int umask;                /* -1: keep */
     int set_nice;
@@ -213,16 +214,22 @@ child_main(void *arg)
     if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
         child_fail(c, STEP_SIGNALS, 0);
 
-    /* 2. descriptors: dup2(fd, fd) would keep close-on-exec, so a socket that is already
-       0, 1 or 2 is first copied above 2. */
+    /* 2. descriptors: dup2(fd, fd) would keep close-on-exec, and a later dup2 could
+       overwrite a source below 3, so sources below 3 are first copied above 2. */
     int src = c->sock_fd;
     if (src < 3) {
         src = fcntl(src, F_DUPFD, 3);
         if (src < 0)
             child_fail(c, STEP_DESCRIPTORS, 0);
     }
+    int err = c->err_fd < 0 ? src : c->err_fd;
+    if (err < 3) {
+        err = fcntl(err, F_DUPFD, 3);
+        if (err < 0)
+            child_fail(c, STEP_DESCRIPTORS, 2);
+    }
     for (int target = 0; target < 3; target++) {
-        if (dup2(src, target) < 0)
+        if (dup2(target == 2 ? err : src, target) < 0)
             child_fail(c, STEP_DESCRIPTORS, target);
     }
     close_from_3();
@@ -460,8 +467,9 @@ raise_step_error(int err, enum step step, int index)
 
 PyDoc_STRVAR(spawn_doc,
 "spawn(path, argv, envp, sock_fd, *, setsid=True, groups=None, gid=-1, uid=-1,\n"
-"      umask=-1, nice=None, rlimits=()) -> pid\n\n"
-"Start `path` with argv/envp (bytes) and sock_fd on descriptors 0, 1 and 2, after the\n"
+"      umask=-1, nice=None, rlimits=(), stderr_fd=-1) -> pid\n\n"
+"Start `path` with argv/envp (bytes) and sock_fd on descriptors 0, 1 and 2 (stderr_fd,\n"
+"when not -1, on 2 instead), after the\n"
 "child checklist: signals to default and unblocked, every other descriptor closed,\n"
 "setsid, umask, nice (an increment), rlimits ((resource, soft, hard), in order),\n"
 "setgroups (when groups is not None), setgid, setuid (-1 = unchanged), execve.\n"
@@ -472,17 +480,17 @@ static PyObject *
 spawn(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"path", "argv", "envp", "sock_fd", "setsid", "groups", "gid",
-                               "uid", "umask", "nice", "rlimits", NULL};
+                               "uid", "umask", "nice", "rlimits", "stderr_fd", NULL};
     const char *path;
     PyObject *argv_obj, *envp_obj, *groups_obj = Py_None, *nice_obj = Py_None;
     PyObject *rlimits_obj = NULL;
     long long gid = -1, uid = -1;
-    int sock_fd, do_setsid = 1, mask = -1;
+    int sock_fd, do_setsid = 1, mask = -1, stderr_fd = -1;
     (void)module;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "yOOi|$pOLLiOO:spawn", keywords, &path,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "yOOi|$pOLLiOOi:spawn", keywords, &path,
                                      &argv_obj, &envp_obj, &sock_fd, &do_setsid, &groups_obj,
-                                     &gid, &uid, &mask, &nice_obj, &rlimits_obj))
+                                     &gid, &uid, &mask, &nice_obj, &rlimits_obj, &stderr_fd))
         return NULL;
     if (sock_fd < 0) {
         PyErr_SetString(PyExc_ValueError, "sock_fd must be a descriptor");
@@ -497,6 +505,7 @@ spawn(PyObject *module, PyObject *args, PyObject *kwargs)
     memset(&c, 0, sizeof c);
     c.path = path;
     c.sock_fd = sock_fd;
+    c.err_fd = stderr_fd < 0 ? -1 : stderr_fd;
     c.setsid = do_setsid;
     c.umask = mask < 0 ? -1 : mask;
 

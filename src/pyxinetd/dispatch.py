@@ -16,6 +16,7 @@ close the parent's copy. No DNS, no NSS, no configuration work.
 from __future__ import annotations
 
 import errno
+import os
 import select
 import socket
 import time
@@ -283,8 +284,12 @@ class Dispatcher:
         (Outcome.RELEASED, hold.release has run); see pyxinetd.forkretry. `announce`:
         write the START line (an intercepted server's clients get their own);
         `remote_name`: the client's confirmed name, for PEERENV."""
+        stderr_fd = -1
         try:
-            pid = spawn(svc, sock, peer, as_root=self.as_root, remote_name=remote_name)
+            if svc.stderr is not None:
+                stderr_fd = self._stderr_for(svc)
+            pid = spawn(svc, sock, peer, as_root=self.as_root, remote_name=remote_name,
+                        stderr_fd=stderr_fd)
         except SpawnError as err:
             if hold is not None and err.no_process:
                 return self.retries.failed(hold, svc, peer, err)
@@ -292,12 +297,34 @@ class Dispatcher:
             if svc.log_type is not None:
                 self.logs.write(svc, fail_entry(svc, REASON_FORK, peer))
             return None
+        finally:
+            if stderr_fd >= 0:
+                os.close(stderr_fd)     # the server has its own copy
         if hold is not None:
             self.retries.succeeded(hold.rt)
         self.children.add(Child(pid, svc, peer, self.loop.clock(), self._wall(), on_reap))
         if announce and svc.log_type is not None:
             self.logs.write(svc, start_entry(svc, pid, peer))
         return pid
+
+    def _stderr_for(self, svc: ServiceConfig) -> int:
+        """`stderr = FILE`: the file, opened for this start (appending; created 0640 by
+        the daemon, so a server running as nobody can write it too). A file that cannot
+        be opened is reported and the server's stderr goes to /dev/null: never to the
+        client, which the service asked not to have it."""
+        assert svc.stderr is not None
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY
+        try:
+            return os.open(svc.stderr, flags, 0o640)
+        except OSError as err:
+            self.program.error("spawn", f"{svc.id}: cannot open stderr file {svc.stderr} "
+                                        f"({strerror(err)}); the server's stderr goes to "
+                                        f"/dev/null")
+        try:
+            return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as err:
+            raise SpawnError(f"{svc.id}: cannot open /dev/null for stderr: {strerror(err)}",
+                             errno=err.errno or 0, step="descriptors") from err
 
     def _runtime(self, svc: ServiceConfig) -> ServiceRuntime | None:
         for rt in self._services():

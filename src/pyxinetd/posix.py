@@ -53,11 +53,12 @@ class Posix(Protocol):
                     file_actions: Sequence[tuple[int, ...]], setsigdef: Sequence[int]) -> int: ...
     def fork_exec(self, path: str, argv: Sequence[str], env: Sequence[str], *, fd: int,
                   errpipe: tuple[int, int], uid: int | None, gid: int | None,
-                  groups: Sequence[int] | None, umask: int) -> int: ...
+                  groups: Sequence[int] | None, umask: int, stderr_fd: int = -1) -> int: ...
     def native_available(self) -> bool: ...
     def native_spawn(self, path: bytes, argv: Sequence[bytes], env: Sequence[bytes], *,
                      fd: int, groups: Sequence[int] | None, gid: int, uid: int, umask: int,
-                     nice: int | None, rlimits: Sequence[tuple[int, int, int]]) -> int: ...
+                     nice: int | None, rlimits: Sequence[tuple[int, int, int]],
+                     stderr_fd: int = -1) -> int: ...
     def execve(self, path: str, argv: Sequence[str], env: Mapping[str, str]) -> None: ...
     def exit_now(self, status: int) -> NoReturn: ...
     def waitpid(self, pid: int) -> None: ...
@@ -111,7 +112,7 @@ class RealPosix:
 
     def fork_exec(self, path: str, argv: Sequence[str], env: Sequence[str], *, fd: int,
                   errpipe: tuple[int, int], uid: int | None, gid: int | None,
-                  groups: Sequence[int] | None, umask: int) -> int:
+                  groups: Sequence[int] | None, umask: int, stderr_fd: int = -1) -> int:
         if not HAVE_FORK_EXEC:
             raise OSError(0, "C-level fork/exec unavailable on this Python")
         errpipe_read, errpipe_write = errpipe
@@ -121,7 +122,8 @@ class RealPosix:
             [os.fsencode(a) for a in argv], [os.fsencode(path)],
             True, (errpipe_write,),            # close_fds, pass_fds
             None, [os.fsencode(e) for e in env],   # cwd, env
-            fd, -1, -1, fd, -1, fd,            # stdin, stdout, stderr = the socket
+            fd, -1, -1, fd, -1,                # stdin, stdout = the socket
+            stderr_fd if stderr_fd >= 0 else fd,   # stderr: the socket unless redirected
             errpipe_read, errpipe_write,
             True, True, -1,                    # restore_signals, setsid, no process group
             gid, None if groups is None else list(groups), uid, umask,
@@ -133,12 +135,13 @@ class RealPosix:
 
     def native_spawn(self, path: bytes, argv: Sequence[bytes], env: Sequence[bytes], *,
                      fd: int, groups: Sequence[int] | None, gid: int, uid: int, umask: int,
-                     nice: int | None, rlimits: Sequence[tuple[int, int, int]]) -> int:
+                     nice: int | None, rlimits: Sequence[tuple[int, int, int]],
+                     stderr_fd: int = -1) -> int:
         """pyxinetd._spawn.spawn; OSError carries `step` (and `rlimit_index`)."""
         if _spawn is None:
             raise OSError(errno.ENOSYS, "pyxinetd._spawn is not built")
         return _spawn.spawn(path, argv, env, fd, setsid=True, groups=groups, gid=gid, uid=uid,
-                            umask=umask, nice=nice, rlimits=rlimits)
+                            umask=umask, nice=nice, rlimits=rlimits, stderr_fd=stderr_fd)
 
     def execve(self, path: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
         os.execve(path, list(argv), env)

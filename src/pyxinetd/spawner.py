@@ -124,9 +124,10 @@ class Spawner(FallbackPaths):
 
     def spawn(self, service: ServiceConfig, sock: socket.socket, remote_host: str, *,
               as_root: bool, method: Method | None = None,
-              remote_name: str | None = None) -> int:
+              remote_name: str | None = None, stderr_fd: int = -1) -> int:
         """Start the service's server on `sock`; return its pid. Raises SpawnError.
-        `remote_name`: the client's confirmed name (PEERENV's TCPREMOTEHOST)."""
+        `remote_name`: the client's confirmed name (PEERENV's TCPREMOTEHOST);
+        `stderr_fd`: the server's descriptor 2 instead of `sock` (`stderr`)."""
         # flags = PEERENV: the addresses, read from the socket the server gets.
         peer_env = (peer_environment(sock, remote_name) if PEERENV_FLAG in service.flags
                     else ())
@@ -139,9 +140,9 @@ class Spawner(FallbackPaths):
                 plan = self._plans.get(id(service))
                 if plan is None or plan.service is not service or plan.as_root is not as_root:
                     plan = self._native_plan(service, as_root)
-                return self._run_plan(plan, sock.fileno(), remote_host, peer_env)
+                return self._run_plan(plan, sock.fileno(), remote_host, peer_env, stderr_fd)
         request = build_request(service, sock.fileno(), remote_host, as_root=as_root,
-                                posix=self._os, peer_env=peer_env)
+                                posix=self._os, peer_env=peer_env, stderr_fd=stderr_fd)
         chosen = method if method is not None else self.choose(request)
         if chosen is Method.NATIVE:
             return self.run_native(request)
@@ -210,7 +211,8 @@ class Spawner(FallbackPaths):
                 uid=-1 if creds is None or creds.uid is None else creds.uid,
                 umask=-1 if req.umask is None else req.umask,
                 nice=req.nice or None,
-                rlimits=[(res, soft, hard) for _, res, (soft, hard) in limits])
+                rlimits=[(res, soft, hard) for _, res, (soft, hard) in limits],
+                stderr_fd=req.stderr_fd)
         except OSError as err:
             step = str(getattr(err, "step", "fork"))
             if step == "rlimit":
@@ -242,14 +244,15 @@ class Spawner(FallbackPaths):
         return plan
 
     def _run_plan(self, plan: NativePlan, fd: int, remote_host: str,
-                  peer_env: tuple[str, ...] = ()) -> int:
+                  peer_env: tuple[str, ...] = (), stderr_fd: int = -1) -> int:
         remote = (os.fsencode("REMOTE_HOST=" + remote_host),)
         env = (plan.env + tuple(map(os.fsencode, peer_env)) + remote if peer_env
                else plan.env + remote)
         try:
             return self._os.native_spawn(
                 plan.path, plan.argv, env, fd=fd, groups=plan.groups, gid=plan.gid,
-                uid=plan.uid, umask=plan.umask, nice=plan.nice, rlimits=plan.rlimits)
+                uid=plan.uid, umask=plan.umask, nice=plan.nice, rlimits=plan.rlimits,
+                stderr_fd=stderr_fd)
         except OSError as err:
             step = str(getattr(err, "step", "fork"))
             if step == "rlimit":
@@ -264,14 +267,14 @@ _DEFAULT = Spawner(RealPosix())
 
 
 def spawn(service: ServiceConfig, sock: socket.socket, remote_host: str, *,
-          as_root: bool, remote_name: str | None = None) -> int:
+          as_root: bool, remote_name: str | None = None, stderr_fd: int = -1) -> int:
     """Start the service's server on `sock`; return its pid. Raises SpawnError.
 
     The caller records the pid at once and reaps it; nothing here ever waits for a
     server that started.
     """
     return _DEFAULT.spawn(service, sock, remote_host, as_root=as_root,
-                          remote_name=remote_name)
+                          remote_name=remote_name, stderr_fd=stderr_fd)
 
 
 def use_short_slice() -> bool:

@@ -103,8 +103,12 @@ class FallbackPaths:
             except OSError:
                 pass  # the listing's own descriptor, already closed
         src = req.fd if req.fd >= 3 else posix.dup_above(req.fd, 3)
-        actions: list[tuple[int, ...]] = [(os.POSIX_SPAWN_DUP2, src, target)
-                                          for target in (0, 1, 2)]
+        err_src = src if req.stderr_fd < 0 else req.stderr_fd
+        if err_src < 3:
+            err_src = posix.dup_above(err_src, 3)
+        actions: list[tuple[int, ...]] = [(os.POSIX_SPAWN_DUP2, src, 0),
+                                          (os.POSIX_SPAWN_DUP2, src, 1),
+                                          (os.POSIX_SPAWN_DUP2, err_src, 2)]
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in inherited]
         try:
             undo = self._lend_parent_state(req, umask=True)
@@ -121,6 +125,8 @@ class FallbackPaths:
         finally:
             if src != req.fd:
                 posix.close(src)
+            if err_src not in (src, req.stderr_fd):
+                posix.close(err_src)
 
     # -- path 2: C-level fork/exec (vfork unless credentials change) -------------------
 
@@ -136,7 +142,8 @@ class FallbackPaths:
                     req.path, req.argv, [e for e in req.env], fd=req.fd, errpipe=errpipe,
                     uid=creds.uid if creds else None, gid=creds.gid if creds else None,
                     groups=creds.groups if creds else None,
-                    umask=req.umask if req.umask is not None else -1)
+                    umask=req.umask if req.umask is not None else -1,
+                    stderr_fd=req.stderr_fd)
             except OSError as err:
                 raise spawn_error(req, "fork", err) from err
             except ValueError as err:
@@ -204,8 +211,11 @@ class FallbackPaths:
             posix.set_sigmask([])
             step = "descriptors"
             src = req.fd if req.fd >= 3 else posix.dup_above(req.fd, 3)
+            err_src = src if req.stderr_fd < 0 else req.stderr_fd
+            if err_src < 3:
+                err_src = posix.dup_above(err_src, 3)
             for target in (0, 1, 2):
-                posix.dup2(src, target)
+                posix.dup2(err_src if target == 2 else src, target)
             posix.closerange(3, errpipe)
             posix.closerange(errpipe + 1, _MAX_FD)
             step = "setsid"

@@ -52,6 +52,7 @@ class SpawnRequest:
     nice: int | None
     nofile: tuple[int, int] | None            # None: leave the inherited limit alone
     rlimits: tuple[tuple[str, int, int], ...]  # (name, resource, value), NOFILE apart
+    stderr_fd: int = -1                       # descriptor 2 instead of fd (`stderr`)
 
     def env_mapping(self) -> dict[str, str]:
         mapping: dict[str, str] = {}
@@ -62,7 +63,8 @@ class SpawnRequest:
 
 
 def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root: bool,
-                  posix: Posix, peer_env: tuple[str, ...] = ()) -> SpawnRequest:
+                  posix: Posix, peer_env: tuple[str, ...] = (),
+                  stderr_fd: int = -1) -> SpawnRequest:
     """Resolve the service and connection into a SpawnRequest. Raises SpawnError.
 
     `peer_env` (flags = PEERENV, pyxinetd.peerenv) goes just before REMOTE_HOST."""
@@ -92,7 +94,7 @@ def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root:
     rlimits = tuple((name, RLIMIT_RESOURCES[name], value)
                     for name, value in limits.items() if name != "files")
     return SpawnRequest(service.id, service.server, tuple(service.server_argv), env, fd,
-                        credentials, service.umask, service.nice, nofile, rlimits)
+                        credentials, service.umask, service.nice, nofile, rlimits, stderr_fd)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -157,6 +157,56 @@ def test_only_the_socket_on_0_1_2(helper: str, method: SpawnPath) -> None:
 
 
 @pytest.mark.parametrize("method", ALL_METHODS)
+@pytest.mark.parametrize("low", [False, True], ids=["file-above-2", "file-on-0"])
+def test_stderr_to_a_file_instead_of_the_client(tmp_path: Path, method: SpawnPath,
+                                                low: bool) -> None:
+    # `stderr = FILE`: descriptor 2 is the file, 0 and 1 stay the connection. With
+    # `low`, the file's own descriptor is 0 in the parent (a daemon started with
+    # descriptors 0-2 closed), which the child must not overwrite before using it.
+    path = tmp_path / "stderr.log"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    saved = None
+    if low:
+        saved = os.dup(0)
+        os.dup2(fd, 0, inheritable=False)
+        os.close(fd)
+        fd = 0
+    service = make_service(server="/bin/sh", environment=ENV,
+                           server_argv=("sh", "-c",
+                                        "echo out; echo err >&2; ls -l /proc/self/fd/2 >&2"))
+    ours, theirs = socket.socketpair()
+    try:
+        with ours:
+            try:
+                pid = start_with_stderr(service, theirs, method, fd)
+            finally:
+                theirs.close()
+            out = read_all(ours)
+        assert reap(pid) == 0
+    finally:
+        if saved is not None:
+            os.dup2(saved, 0)
+            os.close(saved)
+        else:
+            os.close(fd)
+    assert out == b"out\n"
+    written = path.read_text().splitlines()
+    assert written[0] == "err" and written[1].endswith(str(path))
+
+
+def start_with_stderr(service: Any, sock: socket.socket, method: SpawnPath,
+                      stderr_fd: int) -> int:
+    if method is None:
+        return spawn(service, sock, "peer", as_root=ROOT, stderr_fd=stderr_fd)
+    if method == FALLBACK:
+        return Spawner(RealPosix(native=False)).spawn(service, sock, "peer", as_root=ROOT,
+                                                      stderr_fd=stderr_fd)
+    assert isinstance(method, Method)
+    return Spawner(RealPosix()).spawn(service, sock, "peer", as_root=ROOT, method=method,
+                                      stderr_fd=stderr_fd)
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
 def test_new_session(helper: str, method: SpawnPath) -> None:
     data = report(helper, method)
     assert data["sid"] == data["pid"] == data["pgid"]

@@ -63,6 +63,7 @@ GOOD = [
     ("banner = /etc/issue", "banner", "/etc/issue"),
     ("banner_success = /a", "banner_success", "/a"),
     ("banner_fail = /b", "banner_fail", "/b"),
+    ("stderr = /var/log/svc.err", "stderr", "/var/log/svc.err"),
     ("log_type = SYSLOG authpriv", "log_type", SyslogTarget("authpriv", "info")),
     ("log_type = syslog LOCAL4 Warning", "log_type", SyslogTarget("local4", "warning")),
     ("log_type = FILE /var/log/x", "log_type", FileTarget("/var/log/x")),
@@ -140,6 +141,7 @@ BAD = [
     ("log_type = FILES /l", 'did you mean "FILE"'),
     ("log_on_success = HOST PIDS", 'did you mean "PID"'),
     ("log_on_failure = RECORD", "'RECORD': it no longer exists"),
+    ("stderr = svc.err", "stderr needs an absolute file name, not 'svc.err'"),
 ]
 
 

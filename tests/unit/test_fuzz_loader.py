@@ -36,7 +36,8 @@ ATTRIBUTES = [
     "group", "groups", "server", "server_args", "instances", "per_source", "cps",
     "max_load", "only_from", "no_access", "access_times", "log_type", "log_on_success",
     "log_on_failure", "env", "passenv", "umask", "nice", "redirect", "bind", "interface",
-    "banner", "banner_success", "banner_fail", "deny_time", "rpc_version", "rpc_number",
+    "banner", "banner_success", "banner_fail", "stderr", "deny_time", "rpc_version",
+    "rpc_number",
     "rlimit_as", "rlimit_cpu", "rlimit_data", "rlimit_rss", "rlimit_stack", "rlimit_files",
     "v6only", "libwrap", "enabled", "disabled", "mdns", "FLAGS", "Socket_Type", "}", "{",
 ]

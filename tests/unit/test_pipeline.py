@@ -188,6 +188,21 @@ def test_peerenv_is_a_flag_and_warns_where_nothing_is_execd(tmp_path: Path) -> N
     assert any("PEERENV has no effect" in w for w in warnings(config))
 
 
+def test_stderr_from_the_defaults_and_a_warning_where_nothing_is_execd(
+        tmp_path: Path) -> None:
+    text = ("defaults\n{\n\tstderr = /var/log/all.err\n}\n" + service_block("svc")
+            + block("echo", "type = INTERNAL", "socket_type = stream", "wait = no")
+            + block("daytime", "type = INTERNAL", "socket_type = stream", "wait = no",
+                    "stderr = /var/log/daytime.err"))
+    config = load_text(tmp_path, text)
+    by_name = {s.name: s for s in config.services}
+    assert by_name["svc"].stderr == "/var/log/all.err"
+    # Internal services start no server: no stderr, and a word only where it was asked for.
+    assert by_name["echo"].stderr is None and by_name["daytime"].stderr is None
+    said = [w for w in warnings(config) if "stderr has no effect" in w]
+    assert len(said) == 1 and "service daytime" in said[0]
+
+
 def test_sensor_needs_server_not_user(tmp_path: Path) -> None:
     s = only(tmp_path, block("ftp", "socket_type = stream", "wait = no", "flags = SENSOR",
                              "server = /bin/cat", "deny_time = 10"))

@@ -69,7 +69,7 @@ class RecordingPosix:
 
     def fork_exec(self, path: str, argv: Sequence[str], env: Sequence[str], *, fd: int,
                   errpipe: tuple[int, int], uid: int | None, gid: int | None,
-                  groups: Sequence[int] | None, umask: int) -> int:
+                  groups: Sequence[int] | None, umask: int, stderr_fd: int = -1) -> int:
         self._record("fork_exec", path, tuple(argv), uid, gid,
                      None if groups is None else tuple(groups), umask)
         return 888
@@ -79,7 +79,8 @@ class RecordingPosix:
 
     def native_spawn(self, path: bytes, argv: Sequence[bytes], env: Sequence[bytes], *,
                      fd: int, groups: Sequence[int] | None, gid: int, uid: int, umask: int,
-                     nice: int | None, rlimits: Sequence[tuple[int, int, int]]) -> int:
+                     nice: int | None, rlimits: Sequence[tuple[int, int, int]],
+                     stderr_fd: int = -1) -> int:
         self._record("native_spawn", path, tuple(argv), tuple(env), fd,
                      None if groups is None else tuple(groups), gid, uid, umask, nice,
                      list(rlimits))

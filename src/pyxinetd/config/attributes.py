@@ -89,6 +89,7 @@ TABLE: dict[str, AttributeSpec] = {s.name: s for s in (
     _spec("banner", v.parse_text, defaults=True),
     _spec("banner_success", v.parse_text, defaults=True),
     _spec("banner_fail", v.parse_text, defaults=True),
+    _spec("stderr", v.parse_stderr, defaults=True),     # pyxinetd's own
     _spec("log_type", v.parse_log_type, None, defaults=True),
     _spec("log_on_success", v.parse_log_on_success, None, is_list=True, ops=_LIST_OPS,
           defaults=True),

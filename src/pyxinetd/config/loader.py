@@ -121,6 +121,7 @@ def _defaults_model(draft: Draft) -> Defaults:
         banner=_typed(values.get("banner"), str),
         banner_success=_typed(values.get("banner_success"), str),
         banner_fail=_typed(values.get("banner_fail"), str),
+        stderr=_typed(values.get("stderr"), str),
         v6only=_typed(values.get("v6only"), bool),
         enabled=_frozen(enabled) if enabled is not None else None,
         disabled=_frozen(values.get("disabled")),

@@ -149,6 +149,7 @@ class Defaults:
     banner: str | None = None
     banner_success: str | None = None
     banner_fail: str | None = None
+    stderr: str | None = None
     v6only: bool | None = None
     enabled: frozenset[str] | None = None
     disabled: frozenset[str] = frozenset()
@@ -209,6 +210,8 @@ class ServiceConfig:
     libwrap: str | None
     rpc_version: tuple[int, int] | None
     rpc_number: int | None
+    # pyxinetd's `stderr = FILE`: the server's descriptor 2 (None: the client, as xinetd).
+    stderr: str | None = None
 
     @property
     def is_internal(self) -> bool:

@@ -129,6 +129,9 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         # Nothing is exec'd, so there is no environment to add the addresses to.
         sink.warning(*where, f"service {sid}: PEERENV has no effect on internal, "
                              "redirected and SENSOR services")
+    if "stderr" in draft.values and not external:
+        sink.warning(*where, f"service {sid}: stderr has no effect on internal, "
+                             "redirected and SENSOR services (they start no server)")
 
     # -- port / RPC -----------------------------------------------------------------
     port = _get(draft, "port", int)
@@ -247,6 +250,7 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         libwrap=_get(draft, "libwrap", str),
         rpc_version=cast(tuple[int, int] | None, rpc_version) if rpc else None,
         rpc_number=rpc_number if rpc else None,
+        stderr=cast(str | None, _late(draft, ctx, "stderr")) if external else None,
     )
 
 

@@ -143,6 +143,15 @@ def parse_server(values: Values, ctx: ValueContext) -> str:
     return path
 
 
+def parse_stderr(values: Values, ctx: ValueContext) -> str:
+    """pyxinetd's `stderr = FILE`: where a server's descriptor 2 goes instead of the
+    client (appended to; /dev/null to discard)."""
+    path = values[0]
+    if not path.startswith("/"):
+        raise ValueProblem(f"stderr needs an absolute file name, not {path!r}")
+    return path
+
+
 def parse_server_args(values: Values, ctx: ValueContext) -> Values:
     if not values:
         raise ValueProblem("server_args expects at least 1 value and none was given")
