@@ -136,6 +136,7 @@ def service_report(svc: ServiceConfig) -> dict[str, Any]:
         "banner_success": svc.banner_success,
         "banner_fail": svc.banner_fail,
         "stderr": svc.stderr,
+        "redirect_source": svc.redirect_source,
         "deny_time": svc.deny_time,
         "libwrap": svc.libwrap,
         "rpc_version": None if svc.rpc_version is None else list(svc.rpc_version),
@@ -269,7 +270,8 @@ def _service_lines(svc: ServiceConfig) -> list[tuple[str, str]]:
         add("log_on_success", " ".join(report["log_on_success"]))
     if svc.log_on_failure:
         add("log_on_failure", " ".join(report["log_on_failure"]))
-    for key in ("banner", "banner_success", "banner_fail", "stderr", "libwrap"):
+    for key in ("banner", "banner_success", "banner_fail", "stderr", "redirect_source",
+                "libwrap"):
         if report[key] is not None:
             add(key, str(report[key]))
     if svc.is_sensor:

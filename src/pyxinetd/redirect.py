@@ -168,6 +168,7 @@ class RedirectSession:
         # relay then ends as soon as what the target wrote has reached the client.
         self._target_gone = False
         self._target_text = service.redirect[0] if service.redirect else "?"
+        self._source: str | None = None
         conn.setblocking(False)
         _nodelay(conn)
         self.out: socket.socket | None = None
@@ -176,6 +177,10 @@ class RedirectSession:
             self._target_text = str(sockaddr[0])
             self.out = socket.socket(family, socket.SOCK_STREAM)
             self.out.setblocking(False)
+            if target is None and service.redirect_source is not None:
+                # `redirect_source`: connect from that address (any port).
+                self._source = service.redirect_source
+                self.out.bind((self._source, 0))
             _nodelay(self.out)
             if "KEEPALIVE" in service.flags:
                 self.out.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -259,7 +264,8 @@ class RedirectSession:
         if self._closed:
             return
         self._release()
-        self._on_error(f"can't connect to remote host {self._target_text}: "
+        origin = f" from {self._source}" if self._source is not None else ""
+        self._on_error(f"can't connect to remote host {self._target_text}{origin}: "
                        f"{_errno_text(code)}")
 
     def _connect_ready(self, mask: int) -> None:

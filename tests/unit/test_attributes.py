@@ -142,6 +142,7 @@ BAD = [
     ("log_on_success = HOST PIDS", 'did you mean "PID"'),
     ("log_on_failure = RECORD", "'RECORD': it no longer exists"),
     ("stderr = svc.err", "stderr needs an absolute file name, not 'svc.err'"),
+    ("redirect_source = gateway", "bad redirect_source 'gateway': expected a numeric"),
 ]
 
 

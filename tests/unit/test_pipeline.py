@@ -119,6 +119,18 @@ def test_rpc_services(tmp_path: Path) -> None:
     assert "missing attribute rpc_version" in reasons[1]
 
 
+def test_redirect_source_only_with_redirect(tmp_path: Path) -> None:
+    relay = service_block("relay", "redirect = 127.0.0.1 8080",
+                          "redirect_source = 2001:DB8::9").replace("\tserver = /bin/cat\n", "")
+    plain = service_block("plain", "redirect_source = 127.0.0.9", port=20003)
+    config = load_text(tmp_path, relay + plain)
+    by_name = {s.name: s for s in config.services}
+    assert by_name["relay"].redirect_source == "2001:db8::9"   # normalised
+    assert by_name["plain"].redirect_source is None
+    said = [w for w in warnings(config) if "redirect_source has no effect" in w]
+    assert len(said) == 1 and "service plain" in said[0]
+
+
 def test_redirect_rules(tmp_path: Path) -> None:
     s = only(tmp_path, service_block("redir", "redirect = 127.0.0.1 8080").replace(
         "\tserver = /bin/cat\n", ""))

@@ -75,6 +75,7 @@ TABLE: dict[str, AttributeSpec] = {s.name: s for s in (
     _spec("rlimit_stack", v.parse_rlimit_size),
     _spec("rlimit_files", v.parse_rlimit_size),
     _spec("redirect", v.parse_redirect, 2),
+    _spec("redirect_source", v.parse_redirect_source),  # pyxinetd's own
     _spec("libwrap", v.parse_text),
     _spec("bind", v.parse_bind, defaults=True),
     _spec("v6only", v.parse_yes_no, defaults=True),

@@ -212,6 +212,8 @@ class ServiceConfig:
     rpc_number: int | None
     # pyxinetd's `stderr = FILE`: the server's descriptor 2 (None: the client, as xinetd).
     stderr: str | None = None
+    # pyxinetd's `redirect_source`: the local address a redirect connects from.
+    redirect_source: str | None = None
 
     @property
     def is_internal(self) -> bool:

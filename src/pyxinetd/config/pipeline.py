@@ -129,6 +129,9 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         # Nothing is exec'd, so there is no environment to add the addresses to.
         sink.warning(*where, f"service {sid}: PEERENV has no effect on internal, "
                              "redirected and SENSOR services")
+    if "redirect_source" in draft.values and redirect is None:
+        sink.warning(*where, f"service {sid}: redirect_source has no effect without "
+                             "redirect")
     if "stderr" in draft.values and not external:
         sink.warning(*where, f"service {sid}: stderr has no effect on internal, "
                              "redirected and SENSOR services (they start no server)")
@@ -251,6 +254,7 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         rpc_version=cast(tuple[int, int] | None, rpc_version) if rpc else None,
         rpc_number=rpc_number if rpc else None,
         stderr=cast(str | None, _late(draft, ctx, "stderr")) if external else None,
+        redirect_source=_get(draft, "redirect_source", str) if redirect is not None else None,
     )
 
 

@@ -241,6 +241,16 @@ def parse_redirect(values: Values, ctx: ValueContext) -> tuple[str, int]:
     return _resolve_one(host, "redirect host"), port
 
 
+def parse_redirect_source(values: Values, ctx: ValueContext) -> str:
+    """pyxinetd's `redirect_source = ADDRESS`: the local address a redirect connects
+    from (a numeric address of this host)."""
+    try:
+        return str(ipaddress.ip_address(values[0]))
+    except ValueError:
+        raise ValueProblem(f"bad redirect_source {values[0]!r}: expected a numeric IPv4 or "
+                           "IPv6 address") from None
+
+
 def _resolve_one(host: str, what: str) -> str:
     try:
         return str(ipaddress.ip_address(host))
