@@ -5,8 +5,8 @@ integer checks, spawn, record the child, log only when the service has a log_typ
 close the parent's copy. No DNS, no NSS, no configuration work.
 
   stream/nowait   accept here; the server gets the connection; our copy closed at once
-  stream/wait     the server gets the listening socket; the service is suspended until
-                  that server is reaped
+  stream/wait     pyxinetd.waitservers: the server gets the listening socket; the service
+                  is suspended until that server is reaped (INTERCEPT: pyxinetd.intercept)
   dgram/*         pyxinetd.dgram (dgram/wait, dgram/nowait relays, datagram builtins);
                   routed from here, using the checks and spawn below through its Host
   internal        stream builtins, tcpmux and redirect run in the loop (pyxinetd.sessions,
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -26,24 +25,24 @@ from pyxinetd import banners
 from pyxinetd.access.gate import AccessGate, Verdict
 from pyxinetd.access.hostspatterns import normalize_address
 from pyxinetd.access.resolver import NameInfo
-from pyxinetd.children import NO_ADDRESS, Child, ChildTable, ExitStatus
+from pyxinetd.children import Child, ChildTable, ExitStatus
 from pyxinetd.config.model import ServiceConfig, SocketType
-from pyxinetd.dgram import DatagramDispatch, drain
+from pyxinetd.dgram import DatagramDispatch
 from pyxinetd.errors import SpawnError
 from pyxinetd.forkretry import REASON_FORK, ForkRetry, Hold, Outcome
 from pyxinetd.handover import HandedOver
-from pyxinetd.intercept import INTERCEPT_FLAG, Address, Interceptors
+from pyxinetd.intercept import Address, Interceptors
 from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
 from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry, strerror
 from pyxinetd.peerenv import PEERENV_FLAG
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.sensor import DenyList
-from pyxinetd.service import (REASON_ADDRESS, REASON_CPS, REASON_LOAD, REASON_TIME, Event,
-                              Limits, ServiceRuntime, State)
+from pyxinetd.service import REASON_ADDRESS, REASON_CPS, Event, Limits, ServiceRuntime, State
 from pyxinetd.sessions import FORKING_BUILTINS, SessionRecord, Sessions
 from pyxinetd.spawner import spawn
 from pyxinetd.suspend import Suspensions
 from pyxinetd.userid import UserIds
+from pyxinetd.waitservers import WaitServers
 
 class Dispatcher:
     """Handles requests for every active service. The datagram models live in
@@ -81,6 +80,8 @@ class Dispatcher:
         self.retries = ForkRetry(loop, program, logs, children.occupancy)
         # flags = INTERCEPT: wait = yes servers whose clients the master checks (§4.13).
         self.intercept = Interceptors(self)
+        # wait = yes: servers on the service socket, and the resume (pyxinetd.waitservers).
+        self.waits = WaitServers(self)
         # Sockets the service manager passed (set by the master; pyxinetd.handover).
         self.handed_over = HandedOver()
 
@@ -100,12 +101,12 @@ class Dispatcher:
             return
         if self.intercept.watch(rt):
             return  # an intercepted server runs: the interceptor reads the socket
-        self.loop.set_events(rt.sock, READ if rt.wants_events else 0, self._handler_for(rt))
+        self.loop.set_events(rt.sock, READ if rt.wants_events else 0, self.handler_for(rt))
         if rt.wants_events and self.intercept.holds(rt):
             # Clients an intercepted server left unserved wait for the next one, as a
             # connection queued on the socket would.
             sock = rt.sock
-            self.loop.call_soon(lambda: self._serve_pending(rt, sock))
+            self.loop.call_soon(lambda: self.waits.serve_pending(rt, sock))
 
     def pause_accept(self, rt: ServiceRuntime, err: OSError) -> None:
         self.suspend.pause_accept(rt, err)
@@ -126,12 +127,12 @@ class Dispatcher:
     def _is_external_wait(svc: ServiceConfig) -> bool:
         return svc.wait and not svc.is_internal and not svc.is_redirect
 
-    def _handler_for(self, rt: ServiceRuntime) -> Handler:
+    def handler_for(self, rt: ServiceRuntime) -> Handler:
         svc = rt.config
         connected = svc.socket_type in (SocketType.STREAM, SocketType.SEQPACKET)
         if connected:
             if svc.wait and not svc.is_internal and not svc.is_redirect:
-                return lambda mask: self._on_stream_wait(rt)
+                return lambda mask: self.waits.on_stream(rt)
             return lambda mask: self._on_acceptable(rt)
         if svc.is_internal:
             return lambda mask: self.dgram.on_internal(rt)
@@ -332,95 +333,11 @@ class Dispatcher:
                 return rt
         return None
 
-    def _on_stream_wait(self, rt: ServiceRuntime) -> None:
-        svc = rt.config
-        reason = rt.check(NO_ADDRESS, self.children.occupancy, self.limits, self.denied)
-        if reason is not None:
-            self.refuse(rt, NO_ADDRESS, reason, None)
-            if rt.sock is None or reason == REASON_CPS:
-                self.intercept.drop_held(rt)
-                return  # a cps trip closed the socket already
-            if reason in (REASON_TIME, REASON_LOAD):
-                # Outside access_times or over max_load: the client is turned away as
-                # a wait = no service's would be, not kept waiting for hours.
-                self._turn_away(rt)
-            else:
-                # A limit: the connection stays queued until a slot frees.
-                self.suspend.hold_refused(rt)
-            return
-        if self.start_wait_server(rt, svc, NO_ADDRESS,
-                                  lambda sock: self._turn_away(rt)) is None:
-            # The server could not start (a failed exec, logged): the same would happen
-            # again at once for the connection still queued, in a loop until cps trips.
-            self._turn_away(rt)
-
-    def _turn_away(self, rt: ServiceRuntime) -> None:
-        """Give up the request a stream wait = yes service could not serve: the clients
-        held for an intercepted server, or else the connection queued on the socket."""
-        if not self.intercept.drop_held(rt) and rt.sock is not None:
-            _reject_pending(rt.sock)
-
     def start_wait_server(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str,
                           drop: Callable[[socket.socket], None], *,
                           sender: Address | None = None) -> int | Outcome | None:
-        """Start a wait = yes server on the service socket (or, with INTERCEPT, on a
-        private one, the interceptor reading the service socket; `sender`: the datagram
-        sender already checked). While a failed fork waits for its retry, the socket is
-        not watched (the request stays queued); `drop` removes that request when it is
-        given up."""
-        def release() -> None:
-            rt.accept_paused = False
-            if rt.sock is not None:
-                drop(rt.sock)
-            self.refresh(rt)
-
-        def retry() -> None:
-            rt.accept_paused = False
-            if rt.sock is None or rt.state is not State.ACTIVE:
-                self.refresh(rt)
-                return
-            self.start_wait_server(rt, svc, peer, drop, sender=sender)
-
-        assert rt.sock is not None
-        hold = Hold(rt, retry, release)
-        if INTERCEPT_FLAG in svc.flags:
-            result = self.intercept.start(rt, svc, peer, self.wait_reaped(rt), hold, sender)
-        else:
-            result = self.spawn_server(svc, rt.sock, peer, self.wait_reaped(rt), hold=hold)
-        if isinstance(result, int):
-            rt.transition(Event.WAIT_SPAWNED)
-        elif result is Outcome.HELD:
-            rt.accept_paused = True
-        self.refresh(rt)
-        return result
-
-    def wait_reaped(self, rt: ServiceRuntime) -> Callable[[Child, ExitStatus], None]:
-        def resume(child: Child, status: ExitStatus) -> None:
-            if rt.state is not State.SUSPENDED_WAIT:
-                return
-            if rt.sock is not None and rt.config.socket_type is not SocketType.STREAM:
-                drain(rt.sock)
-            rt.transition(Event.WAIT_REAPED)
-            # A request that queued while the server ran is usually already there:
-            # serve it at the end of this turn instead of one more select() later, and
-            # without watching the socket only to stop again for the next server.
-            sock = rt.sock
-            if sock is not None and rt.wants_events and self._pending(rt, sock):
-                self.loop.call_soon(lambda: self._serve_pending(rt, sock))
-            else:
-                self.refresh(rt)
-        return resume
-
-    def _pending(self, rt: ServiceRuntime, sock: socket.socket) -> bool:
-        return self.intercept.holds(rt) or _readable_now(sock)
-
-    def _serve_pending(self, rt: ServiceRuntime, sock: socket.socket) -> None:
-        if rt.sock is sock and rt.wants_events and self._pending(rt, sock):
-            self._handler_for(rt)(READ)
-        # Watch whatever the service now wants: nothing while the new server runs; the
-        # socket if the request was refused, or gone meanwhile (the client gave up, a
-        # reload replaced the socket).
-        self.refresh(rt)
+        """A wait = yes server for a request the datagram model admitted (WaitServers)."""
+        return self.waits.start(rt, svc, peer, drop, sender=sender)
 
     # -- the view the `servers` and `services` builtins read ------------------
     def active_services(self) -> list[ServiceConfig]:
@@ -455,23 +372,3 @@ class Dispatcher:
         self.sessions.close_all()
         self.dgram.close_all()
         self.userid.close()
-
-def _reject_pending(sock: socket.socket) -> None:
-    """Accept and close the connection a given-up stream/wait request left queued (the
-    server was to accept it), so it does not wake the loop again at once."""
-    sock.setblocking(False)
-    try:
-        conn, _ = sock.accept()
-        conn.close()
-    except OSError:
-        pass
-    finally:
-        sock.setblocking(True)
-
-
-def _readable_now(sock: socket.socket) -> bool:
-    """Whether a request waits on `sock`, without waiting (a zero-timeout poll)."""
-    try:
-        return bool(select.select([sock], [], [], 0)[0])
-    except (OSError, ValueError):  # closed meanwhile
-        return False

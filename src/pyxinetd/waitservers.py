@@ -1,0 +1,177 @@
+"""`wait = yes` servers: the server gets the service socket itself, and the service is
+suspended until that server is reaped (reference §4.3).
+
+  stream   `on_stream`: the request has no address yet (the server will accept it), so
+           only the parent-level checks run; refused by a limit it stays queued and is
+           looked at again when a slot frees (pyxinetd.suspend), refused by access_times
+           or max_load it is accepted and closed, and so is one whose server could not
+           start (a failed exec would otherwise be tried again at once, for ever)
+  both     `start`: the server on the service socket, or with INTERCEPT on a private one
+           while the master reads the service socket for it (pyxinetd.intercept); a
+           failed fork keeps the request queued for the retry (pyxinetd.forkretry)
+           `reaped`: the resume, serving a request that queued meanwhile in the same
+           loop turn (dgram/wait first drains what the server left)
+
+The datagram side of the checks lives in pyxinetd.dgram, which starts its servers here.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Callable
+from typing import Protocol
+
+from pyxinetd.children import NO_ADDRESS, Child, ChildTable, ExitStatus
+from pyxinetd.config.model import ServiceConfig, SocketType
+from pyxinetd.dgram import drain
+from pyxinetd.forkretry import Hold, Outcome
+from pyxinetd.intercept import INTERCEPT_FLAG, Address, Interceptors
+from pyxinetd.loop import READ, Handler, Loop
+from pyxinetd.service import REASON_CPS, REASON_LOAD, REASON_TIME, Event, Limits, \
+    ServiceRuntime, State
+from pyxinetd.suspend import Suspensions
+
+OnReap = Callable[[Child, ExitStatus], None]
+
+
+class Host(Protocol):
+    """What the wait = yes models use of the dispatcher."""
+
+    loop: Loop
+    children: ChildTable
+    limits: Limits
+    suspend: Suspensions
+    intercept: Interceptors
+    denied: Callable[[str], bool]
+
+    def refuse(self, rt: ServiceRuntime, peer: str, reason: str,
+               conn: socket.socket | None) -> None: ...
+
+    def refresh(self, rt: ServiceRuntime) -> None: ...
+
+    def handler_for(self, rt: ServiceRuntime) -> Handler: ...
+
+    def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
+                     on_reap: OnReap | None = None, *,
+                     hold: Hold | None = None) -> int | Outcome | None: ...
+
+
+class WaitServers:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def on_stream(self, rt: ServiceRuntime) -> None:
+        """A stream wait = yes service's socket is readable."""
+        host = self.host
+        reason = rt.check(NO_ADDRESS, host.children.occupancy, host.limits, host.denied)
+        if reason is not None:
+            host.refuse(rt, NO_ADDRESS, reason, None)
+            if rt.sock is None or reason == REASON_CPS:
+                host.intercept.drop_held(rt)
+                return  # a cps trip closed the socket already
+            if reason in (REASON_TIME, REASON_LOAD):
+                # Outside access_times or over max_load: the client is turned away as
+                # a wait = no service's would be, not kept waiting for hours.
+                self._turn_away(rt)
+            else:
+                # A limit: the connection stays queued until a slot frees.
+                host.suspend.hold_refused(rt)
+            return
+        if self.start(rt, rt.config, NO_ADDRESS, lambda sock: self._turn_away(rt)) is None:
+            # The server could not start (a failed exec, logged): the same would happen
+            # again at once for the connection still queued, in a loop until cps trips.
+            self._turn_away(rt)
+
+    def _turn_away(self, rt: ServiceRuntime) -> None:
+        """Give up the request a stream wait = yes service could not serve: the clients
+        held for an intercepted server, or else the connection queued on the socket."""
+        if not self.host.intercept.drop_held(rt) and rt.sock is not None:
+            _reject_pending(rt.sock)
+
+    def start(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str,
+              drop: Callable[[socket.socket], None], *,
+              sender: Address | None = None) -> int | Outcome | None:
+        """Start a wait = yes server on the service socket (or, with INTERCEPT, on a
+        private one, the interceptor reading the service socket; `sender`: the datagram
+        sender already checked). While a failed fork waits for its retry, the socket is
+        not watched (the request stays queued); `drop` removes that request when it is
+        given up."""
+        host = self.host
+
+        def release() -> None:
+            rt.accept_paused = False
+            if rt.sock is not None:
+                drop(rt.sock)
+            host.refresh(rt)
+
+        def retry() -> None:
+            rt.accept_paused = False
+            if rt.sock is None or rt.state is not State.ACTIVE:
+                host.refresh(rt)
+                return
+            self.start(rt, svc, peer, drop, sender=sender)
+
+        assert rt.sock is not None
+        hold = Hold(rt, retry, release)
+        if INTERCEPT_FLAG in svc.flags:
+            result = host.intercept.start(rt, svc, peer, self.reaped(rt), hold, sender)
+        else:
+            result = host.spawn_server(svc, rt.sock, peer, self.reaped(rt), hold=hold)
+        if isinstance(result, int):
+            rt.transition(Event.WAIT_SPAWNED)
+        elif result is Outcome.HELD:
+            rt.accept_paused = True
+        host.refresh(rt)
+        return result
+
+    def reaped(self, rt: ServiceRuntime) -> OnReap:
+        """What to do when rt's wait = yes server is reaped: resume the service."""
+        def resume(child: Child, status: ExitStatus) -> None:
+            if rt.state is not State.SUSPENDED_WAIT:
+                return
+            if rt.sock is not None and rt.config.socket_type is not SocketType.STREAM:
+                drain(rt.sock)
+            rt.transition(Event.WAIT_REAPED)
+            # A request that queued while the server ran is usually already there:
+            # serve it at the end of this turn instead of one more select() later, and
+            # without watching the socket only to stop again for the next server.
+            sock = rt.sock
+            if sock is not None and rt.wants_events and self._pending(rt, sock):
+                self.host.loop.call_soon(lambda: self.serve_pending(rt, sock))
+            else:
+                self.host.refresh(rt)
+        return resume
+
+    def _pending(self, rt: ServiceRuntime, sock: socket.socket) -> bool:
+        return self.host.intercept.holds(rt) or _readable_now(sock)
+
+    def serve_pending(self, rt: ServiceRuntime, sock: socket.socket) -> None:
+        """Serve a request waiting for rt (on its socket, or held by the interceptor)."""
+        if rt.sock is sock and rt.wants_events and self._pending(rt, sock):
+            self.host.handler_for(rt)(READ)
+        # Watch whatever the service now wants: nothing while the new server runs; the
+        # socket if the request was refused, or gone meanwhile (the client gave up, a
+        # reload replaced the socket).
+        self.host.refresh(rt)
+
+
+def _reject_pending(sock: socket.socket) -> None:
+    """Accept and close the connection a given-up stream/wait request left queued (the
+    server was to accept it), so it does not wake the loop again at once."""
+    sock.setblocking(False)
+    try:
+        conn, _ = sock.accept()
+        conn.close()
+    except OSError:
+        pass
+    finally:
+        sock.setblocking(True)
+
+
+def _readable_now(sock: socket.socket) -> bool:
+    """Whether a request waits on `sock`, without waiting (a zero-timeout poll)."""
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):  # closed meanwhile
+        return False
