@@ -19,7 +19,7 @@ import socket
 import sys
 import time
 
-from scenario_support import bring_up_loopback, free_port, read, running, wait_for
+from scenario_support import begin, free_port, read, running, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -42,12 +42,9 @@ def first_reply(source: str, port: int) -> str:
 
 
 def main() -> int:
-    workdir, daemon = sys.argv[1], sys.argv[2:]
-    bring_up_loopback()
+    run = begin()
+    service_log, program_log, conf = run.service_log, run.program_log, run.conf
     port = free_port()
-    service_log = os.path.join(workdir, "services.log")
-    program_log = os.path.join(workdir, "program.log")
-    conf = os.path.join(workdir, "xinetd.conf")
     with open(conf, "w") as f:
         f.write(f"""defaults
 {{
@@ -71,7 +68,7 @@ service icept
 }}
 """)
     result = {}
-    with running(daemon, conf, program_log):
+    with running(run.daemon, conf, program_log):
         result["replies"] = [first_reply(source, port)
                              for source in ("127.0.0.2", "127.0.0.3", "127.0.0.2")]
         wait_for(service_log, r"(START|FAIL): icept .*127\.0\.0\.3", time.monotonic() + 5)

@@ -5,16 +5,38 @@ scenarios run as plain scripts (`unshare -n python3 SCRIPT WORKDIR DAEMON [ARG..
 and print one JSON object, read by tests.daemon.run_scenario()."""
 
 import contextlib
+import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 
 def bring_up_loopback() -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The daemon under test and the files of one run, in its work folder."""
+
+    daemon: list[str]
+    conf: str           # the configuration the scenario writes
+    service_log: str    # for its `log_type = FILE`
+    program_log: str    # the daemon's -filelog
+
+
+def begin() -> Scenario:
+    """Read `WORKDIR DAEMON [ARG...]` from the command line and bring `lo` up."""
+    workdir, daemon = sys.argv[1], sys.argv[2:]
+    bring_up_loopback()
+    return Scenario(daemon, os.path.join(workdir, "xinetd.conf"),
+                    os.path.join(workdir, "services.log"),
+                    os.path.join(workdir, "program.log"))
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 
-from scenario_support import bring_up_loopback, free_port, read, running, wait_for
+from scenario_support import begin, free_port, read, running, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ANSWER_WAIT = 3.0
@@ -32,12 +32,9 @@ def served(conn: socket.socket) -> bool:
 
 
 def main() -> int:
-    workdir, daemon = sys.argv[1], sys.argv[2:]
-    bring_up_loopback()
+    run = begin()
+    service_log, program_log, conf = run.service_log, run.program_log, run.conf
     holder_port, waiter_port = free_port(), free_port()
-    service_log = os.path.join(workdir, "services.log")
-    program_log = os.path.join(workdir, "program.log")
-    conf = os.path.join(workdir, "xinetd.conf")
     with open(conf, "w") as f:
         f.write(f"""defaults
 {{
@@ -69,7 +66,7 @@ service waiter
 }}
 """)
     result = {}
-    with running(daemon, conf, program_log, "-limit", "1"):
+    with running(run.daemon, conf, program_log, "-limit", "1"):
         holder = socket.create_connection(("127.0.0.1", holder_port), timeout=5)
         wait_for(service_log, r"START: holder", time.monotonic() + 10)
         queued = socket.create_connection(("127.0.0.1", waiter_port), timeout=5)
