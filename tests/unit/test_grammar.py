@@ -203,6 +203,21 @@ def test_includedir_order_and_skipping(tmp_path: Path) -> None:
     assert any("same port/protocol" in r for r in dropped_reasons(config))
 
 
+def test_a_skipped_name_that_is_no_leftover_is_mentioned(tmp_path: Path) -> None:
+    # `telnet.conf` is skipped, as by xinetd, but said so: the usual reason a service
+    # "does not load". Leftovers of editors and packages stay silent.
+    d = tmp_path / "d"
+    d.mkdir()
+    names = ["telnet.conf", "echo.dpkg-dist", "ftp.rpmsave", "old~", ".hidden", "tftp.swp"]
+    for index, name in enumerate(names):
+        _svc_file(d, name, f"svc{index}", 21300 + index)
+    config = load_text(tmp_path, f"includedir {d}\n")
+    assert config.services == ()
+    said = [str(x.message) for x in config.diagnostics if "is not read" in str(x.message)]
+    assert said == [f"{d / 'telnet.conf'} is not read: includedir skips names with a '.' "
+                    "in them, as xinetd does"]
+
+
 def test_include_file_and_relative_errors(tmp_path: Path) -> None:
     other = tmp_path / "other.conf"
     other.write_text(service_block("inc", port=21200))

@@ -3,6 +3,9 @@
 xinetd reads an included directory in strcmp (byte) order and skips editor backups and
 packaging leftovers: any name containing a '.', any name ending in '~', anything that
 is not a regular file once symlinks are followed. Subdirectories are not descended.
+xinetd says nothing about the names it skips; pyxinetd says so (INFO) for a name with a
+dot that does not look like a leftover (`telnet.conf`), the usual reason a service
+"does not load".
 Text is decoded so that no byte sequence can raise: configuration files in the wild
 are in every legacy encoding (the corpus holds an EUC-JP one), and only ASCII matters
 to the grammar.
@@ -23,9 +26,23 @@ def read_text(path: str) -> str:
     return data.decode("utf-8", errors="surrogateescape")
 
 
+# What editors and package managers leave beside a file: skipped without a word.
+LEFTOVER_SUFFIXES = (".dpkg-old", ".dpkg-dist", ".dpkg-new", ".dpkg-bak", ".dpkg-tmp",
+                     ".ucf-old", ".ucf-dist", ".ucf-new", ".rpmnew", ".rpmsave", ".rpmorig",
+                     ".bak", ".orig", ".old", ".save", ".swp", ".tmp", ".disabled")
+
+
 def skipped_name(name: str) -> bool:
-    """True for the names includedir ignores without a word (xinetd's rule)."""
+    """True for the names includedir ignores (xinetd's rule)."""
     return "." in name or name.endswith("~")
+
+
+def unexpectedly_skipped(name: str) -> bool:
+    """A skipped name that does not look like a leftover: most likely a service file
+    named `telnet.conf` that its author expects to be read (a common surprise), so it
+    is worth a word. Hidden files and leftovers stay silent."""
+    return ("." in name and not name.startswith(".") and not name.endswith("~")
+            and not name.lower().endswith(LEFTOVER_SUFFIXES))
 
 
 def list_includedir(directory: str, file: str, line: int, sink: DiagnosticSink) -> list[str]:
@@ -40,6 +57,10 @@ def list_includedir(directory: str, file: str, line: int, sink: DiagnosticSink) 
     paths: list[str] = []
     for name in names:
         if skipped_name(name):
+            if unexpectedly_skipped(name):
+                sink.info(file, line, f"{os.path.join(directory, name)} is not read: "
+                                      "includedir skips names with a '.' in them, as xinetd "
+                                      "does")
             continue
         path = os.path.join(directory, name)
         try:
