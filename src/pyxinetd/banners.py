@@ -7,7 +7,9 @@ Reference §4.4: for every request the master writes
      starts.
 The file is read afresh at every use (editing it needs no reload, as in xinetd). A file
 that cannot be opened is skipped, and `log_error` receives the program-log text
-`service = ID, open of banner F failed` (the master logs it at ERROR level).
+`service = ID, open of banner F failed` (the master logs it at ERROR level); so is a
+path that is not a regular file (a FIFO would block the loop, /dev/zero never end), and
+no more than BANNER_LIMIT bytes of a file are sent.
 
 Writing never blocks the loop:
 - for a connection about to go to a spawned server, or to be closed after
@@ -23,12 +25,16 @@ On datagram services the write fails silently (there is no connected peer), as i
 from __future__ import annotations
 
 import enum
+import os
 import socket
+import stat
 from collections.abc import Callable
 
 from pyxinetd.config.model import ServiceConfig
 
 LogError = Callable[[str], None]
+# The most of a banner file that is read and sent.
+BANNER_LIMIT = 16 << 20
 
 
 class Moment(str, enum.Enum):
@@ -47,13 +53,36 @@ def banner_path(service: ServiceConfig, moment: Moment) -> str | None:
     return service.banner_fail
 
 
-def read_banner(path: str) -> bytes | None:
-    """The file's bytes, or None when it cannot be opened or read."""
+def read_small_file(path: str, limit: int = BANNER_LIMIT) -> bytes | None:
+    """A regular file's first `limit` bytes, or None when it cannot be opened or read or
+    is not a regular file. Opened without blocking and never read past `limit`: a
+    banner that names a FIFO or a device (/dev/zero) must not stall the loop or fill
+    the memory."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError:
         return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks = []
+        left = limit
+        while left > 0:
+            data = os.read(fd, min(left, 65536))
+            if not data:
+                break
+            chunks.append(data)
+            left -= len(data)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_banner(path: str) -> bytes | None:
+    """The banner file's bytes (at most BANNER_LIMIT), or None when it cannot be read."""
+    return read_small_file(path)
 
 
 def open_failed_message(service: ServiceConfig, path: str) -> str:

@@ -314,9 +314,18 @@ class Dispatcher:
         be opened is reported and the server's stderr goes to /dev/null: never to the
         client, which the service asked not to have it."""
         assert svc.stderr is not None
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY
+        # O_NONBLOCK: a FIFO without a reader must not stall the loop (ENXIO instead);
+        # the server gets the descriptor back in blocking mode.
+        flags = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY
+                 | os.O_NONBLOCK)
         try:
-            return os.open(svc.stderr, flags, 0o640)
+            fd = os.open(svc.stderr, flags, 0o640)
+            try:
+                os.set_blocking(fd, True)
+            except OSError:
+                os.close(fd)
+                raise
+            return fd
         except OSError as err:
             self.program.error("spawn", f"{svc.id}: cannot open stderr file {svc.stderr} "
                                         f"({strerror(err)}); the server's stderr goes to "

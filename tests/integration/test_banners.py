@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -83,3 +84,24 @@ def test_in_loop_session_keeps_the_whole_banner_in_order(tmp_path: Path) -> None
     assert got.startswith(head)
     assert got[len(head):].endswith(b"\r\n") and len(got) > len(head) + 20
     assert errors == []
+
+
+def test_a_banner_that_is_no_regular_file_never_stalls_the_loop(tmp_path: Path) -> None:
+    # A FIFO nobody writes to would block an open() or read() for ever; /dev/zero would
+    # never end. Both are refused like an unreadable file.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    errors: list[str] = []
+    for path in (str(fifo), "/dev/zero"):
+        svc = make_service("echo", id="echo-stream", banner=path)
+        a, b = socket.socketpair()
+        with a, b:
+            assert banners.banner(svc, a, errors.append) == b""
+    assert errors == [f"service = echo-stream, open of banner {fifo} failed",
+                      "service = echo-stream, open of banner /dev/zero failed"]
+
+
+def test_a_banner_is_read_up_to_its_limit(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (banners.BANNER_LIMIT + 10))
+    assert banners.read_banner(str(big)) == b"x" * banners.BANNER_LIMIT

@@ -101,3 +101,16 @@ def test_a_file_that_cannot_be_opened_is_reported_and_stderr_is_discarded(
     line = daemon.wait_for_log("cannot open stderr file")
     assert f"talker: cannot open stderr file {missing} (No such file or directory" in line
     assert "the server's stderr goes to /dev/null" in line
+
+
+def test_a_fifo_without_a_reader_never_stalls_the_daemon(daemons: DaemonFactory,
+                                                         tmp_path: Path, talker: str) -> None:
+    # Opening a FIFO for writing waits for a reader; the daemon opens without waiting
+    # (ENXIO), reports it, and the server's stderr is discarded.
+    fifo = tmp_path / "stderr.fifo"
+    os.mkfifo(fifo)
+    port = free_port()
+    daemon = daemons.start_config(service(port, talker, "user = root", f"stderr = {fifo}"))
+    assert ask(port) == b"out\n"
+    line = daemon.wait_for_log("cannot open stderr file")
+    assert f"cannot open stderr file {fifo} (No such device or address" in line

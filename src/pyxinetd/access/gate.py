@@ -29,6 +29,7 @@ from pyxinetd.access.hostsaccess import DEFAULT_ALLOW, DEFAULT_DENY, Decision, H
     evaluate, expand
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, normalize_address
 from pyxinetd.access.resolver import NameInfo, Resolver
+from pyxinetd.banners import read_small_file
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.log import Level, ProgramLog
 from pyxinetd.loop import Loop
@@ -350,12 +351,10 @@ class AccessGate:
     @staticmethod
     def _banner(plan: _Plan, folder: str, request: Request, conn: socket.socket) -> None:
         """`banners DIR`: DIR/<daemon name>, %-expanded, newlines as CRLF."""
-        path = os.path.join(folder, plan.daemon)
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                text = f.read()
-        except OSError:
-            return
+        raw = read_small_file(os.path.join(folder, plan.daemon))
+        if raw is None:
+            return  # none, or not a regular file (a FIFO would block the loop)
+        text = raw.decode("utf-8", errors="replace")
         data = expand(text, request).replace("\r\n", "\n").replace("\n", "\r\n").encode()
         try:
             conn.send(data, socket.MSG_DONTWAIT)
