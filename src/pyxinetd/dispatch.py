@@ -33,7 +33,8 @@ from pyxinetd.forkretry import REASON_FORK, ForkRetry, Hold, Outcome
 from pyxinetd.handover import HandedOver
 from pyxinetd.intercept import Address, Interceptors
 from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
-from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry, strerror
+from pyxinetd.log import (ProgramLog, ServiceLogs, fail_entry, open_for_append,
+                          start_entry, strerror)
 from pyxinetd.peerenv import PEERENV_FLAG
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.sensor import DenyList
@@ -314,18 +315,9 @@ class Dispatcher:
         be opened is reported and the server's stderr goes to /dev/null: never to the
         client, which the service asked not to have it."""
         assert svc.stderr is not None
-        # O_NONBLOCK: a FIFO without a reader must not stall the loop (ENXIO instead);
-        # the server gets the descriptor back in blocking mode.
-        flags = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY
-                 | os.O_NONBLOCK)
         try:
-            fd = os.open(svc.stderr, flags, 0o640)
-            try:
-                os.set_blocking(fd, True)
-            except OSError:
-                os.close(fd)
-                raise
-            return fd
+            # Without waiting: a FIFO with no reader is an error here, not a stall.
+            return open_for_append(svc.stderr, 0o640)
         except OSError as err:
             self.program.error("spawn", f"{svc.id}: cannot open stderr file {svc.stderr} "
                                         f"({strerror(err)}); the server's stderr goes to "

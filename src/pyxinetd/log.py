@@ -126,6 +126,20 @@ class SyslogSender:
             self._sock = None
 
 
+def open_for_append(path: str, mode: int = 0o644) -> int:
+    """A log file opened for appending (created with `mode`). Opened without waiting: a
+    FIFO with no reader gives ENXIO instead of stalling the loop; the descriptor is then
+    made blocking again, as a log file's writes expect."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY
+                 | os.O_NONBLOCK, mode)
+    try:
+        os.set_blocking(fd, True)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 class ProgramLog:
     """The daemon's own log. `debug` mode adds DEBUG lines and `PID {func}` everywhere."""
 
@@ -141,7 +155,7 @@ class ProgramLog:
 
     @classmethod
     def to_file(cls, path: str, *, debug: bool = False) -> ProgramLog:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = open_for_append(path)
         return cls(stream=os.fdopen(fd, "a", buffering=1, encoding="utf-8",
                                     errors="replace"), debug=debug)
 
@@ -295,8 +309,7 @@ class ServiceLogs:
 
     def _open(self, target: FileTarget, label: str) -> _LogFile | None:
         try:
-            fd = os.open(target.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                         0o644)
+            fd = open_for_append(target.path)
         except OSError as err:
             self._program.error("log_open", f"Cannot open {target.path}: {strerror(err)}")
             return None

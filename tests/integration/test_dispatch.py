@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
@@ -245,3 +246,21 @@ service hello
     wait_service_log(tmp_path, r"EXIT: hello status=0 pid=\d+")
     daemon.signal(15)
     assert daemon.wait_exit() == 0
+
+
+def test_a_service_log_that_is_a_fifo_without_reader_never_stalls_the_daemon(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # Opening a FIFO for writing waits for a reader: the daemon opens its logs without
+    # waiting, reports the failure, and goes on serving.
+    fifo = tmp_path / "services.fifo"
+    os.mkfifo(fifo)
+    port = free_port()
+    svc = make_service(name="hello", port=port, server="/bin/echo",
+                       server_argv=("echo", "hello"),
+                       **logged(tmp_path, log_type=FileTarget(str(fifo))))
+    daemon = daemons.start_services([svc])
+    for _ in range(2):
+        with connect(port) as conn:
+            assert read_all(conn) == b"hello\n"
+    line = daemon.wait_for_log("Cannot open")
+    assert f"Cannot open {fifo}: No such device or address (errno = 6)" in line
