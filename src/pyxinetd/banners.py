@@ -25,16 +25,15 @@ On datagram services the write fails silently (there is no connected peer), as i
 from __future__ import annotations
 
 import enum
-import os
 import socket
-import stat
 from collections.abc import Callable
 
 from pyxinetd.config.model import ServiceConfig
+from pyxinetd.files import READ_LIMIT, read_regular
 
 LogError = Callable[[str], None]
 # The most of a banner file that is read and sent.
-BANNER_LIMIT = 16 << 20
+BANNER_LIMIT = READ_LIMIT
 
 
 class Moment(str, enum.Enum):
@@ -53,36 +52,9 @@ def banner_path(service: ServiceConfig, moment: Moment) -> str | None:
     return service.banner_fail
 
 
-def read_small_file(path: str, limit: int = BANNER_LIMIT) -> bytes | None:
-    """A regular file's first `limit` bytes, or None when it cannot be opened or read or
-    is not a regular file. Opened without blocking and never read past `limit`: a
-    banner that names a FIFO or a device (/dev/zero) must not stall the loop or fill
-    the memory."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        chunks = []
-        left = limit
-        while left > 0:
-            data = os.read(fd, min(left, 65536))
-            if not data:
-                break
-            chunks.append(data)
-            left -= len(data)
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
 def read_banner(path: str) -> bytes | None:
     """The banner file's bytes (at most BANNER_LIMIT), or None when it cannot be read."""
-    return read_small_file(path)
+    return read_regular(path, BANNER_LIMIT)
 
 
 def open_failed_message(service: ServiceConfig, path: str) -> str:

@@ -33,8 +33,8 @@ from pyxinetd.forkretry import REASON_FORK, ForkRetry, Hold, Outcome
 from pyxinetd.handover import HandedOver
 from pyxinetd.intercept import Address, Interceptors
 from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
-from pyxinetd.log import (ProgramLog, ServiceLogs, fail_entry, open_for_append,
-                          start_entry, strerror)
+from pyxinetd.files import open_for_append
+from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry, strerror
 from pyxinetd.peerenv import PEERENV_FLAG
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.sensor import DenyList

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from pyxinetd.config.model import FileTarget, LogTarget, ServiceConfig, SyslogTarget
+from pyxinetd.files import open_for_append
 
 SYSLOG_SOCKET_ENV = "PYXINETD_SYSLOG_SOCKET"
 DEFAULT_SYSLOG_SOCKET = "/dev/log"
@@ -124,20 +125,6 @@ class SyslogSender:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-
-
-def open_for_append(path: str, mode: int = 0o644) -> int:
-    """A log file opened for appending (created with `mode`). Opened without waiting: a
-    FIFO with no reader gives ENXIO instead of stalling the loop; the descriptor is then
-    made blocking again, as a log file's writes expect."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY
-                 | os.O_NONBLOCK, mode)
-    try:
-        os.set_blocking(fd, True)
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
 
 
 class ProgramLog:

@@ -236,3 +236,11 @@ def test_datagram_endpoint_expansions(gate: Gate, tmp_path: Path) -> None:
         assert out.read_text().split() == [
             "127.0.0.2", str(service.getsockname()[1]), "127.0.0.1",
             str(client.getsockname()[1]), "in.test@127.0.0.2"]
+
+
+def test_tables_that_are_no_regular_files_count_as_missing(gate: Gate) -> None:
+    # A FIFO would make open() wait for a writer for ever: read as an absent table.
+    os.mkfifo(gate.allow)
+    gate.deny.write_text("in.test: 127.0.0.2\n")
+    assert gate.verdict("127.0.0.1")[0].allowed
+    assert not gate.verdict("127.0.0.2")[0].allowed

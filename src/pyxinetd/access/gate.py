@@ -29,8 +29,8 @@ from pyxinetd.access.hostsaccess import DEFAULT_ALLOW, DEFAULT_DENY, Decision, H
     evaluate, expand
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, normalize_address
 from pyxinetd.access.resolver import NameInfo, Resolver
-from pyxinetd.banners import read_small_file
 from pyxinetd.config.model import ServiceConfig
+from pyxinetd.files import read_regular
 from pyxinetd.log import Level, ProgramLog
 from pyxinetd.loop import Loop
 
@@ -351,7 +351,7 @@ class AccessGate:
     @staticmethod
     def _banner(plan: _Plan, folder: str, request: Request, conn: socket.socket) -> None:
         """`banners DIR`: DIR/<daemon name>, %-expanded, newlines as CRLF."""
-        raw = read_small_file(os.path.join(folder, plan.daemon))
+        raw = read_regular(os.path.join(folder, plan.daemon))
         if raw is None:
             return  # none, or not a regular file (a FIFO would block the loop)
         text = raw.decode("utf-8", errors="replace")

@@ -31,6 +31,7 @@ from pyxinetd.access.hostsoptions import CLIENT_NAME_LETTERS, ENDPOINT_LETTERS, 
     SERVER_NAME_LETTERS, Option, expand, parse_option
 from pyxinetd.access.hostspatterns import Lookups, Request, client_match, daemon_match, \
     list_match, patterns_need_names, split_at, tokens
+from pyxinetd.files import read_regular
 
 __all__ = ["DEFAULT_ALLOW", "DEFAULT_DENY", "Decision", "HostsTables", "Rule", "Table",
            "evaluate", "expand", "parse_table"]
@@ -342,12 +343,10 @@ class HostsTables:
         key = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
         if old is not None and old.key == key:
             return old
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                text = f.read()
-        except OSError:
+        raw = read_regular(path)    # never a wait, whatever the path names
+        if raw is None:
             return _Loaded(None, Table(label))
-        table = parse_table(text, label)
+        table = parse_table(raw.decode("utf-8", errors="replace"), label)
         if self.on_warning is not None:
             for warning in table.warnings:
                 self.on_warning(warning)

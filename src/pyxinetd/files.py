@@ -1,0 +1,55 @@
+"""Files the configuration names (banners, logs, a server's stderr, the hosts tables),
+opened and read without ever making the loop wait.
+
+open() of a FIFO waits for the other end, and read() of a device such as /dev/zero never
+ends: a path in a configuration file can name either. So files are opened with
+O_NONBLOCK (a FIFO without a reader is ENXIO for a writer; a reader is refused below),
+what is read must be a regular file and is read up to a limit, and a descriptor handed
+on for writing is made blocking again, as log files and servers expect.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+# The most of a file read_regular() returns.
+READ_LIMIT = 16 << 20
+
+
+def read_regular(path: str, limit: int = READ_LIMIT) -> bytes | None:
+    """A regular file's first `limit` bytes; None when it cannot be opened or read, or
+    is not a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks = []
+        left = limit
+        while left > 0:
+            data = os.read(fd, min(left, 65536))
+            if not data:
+                break
+            chunks.append(data)
+            left -= len(data)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def open_for_append(path: str, mode: int = 0o644) -> int:
+    """A file opened for appending (created with `mode`), close-on-exec. Raises OSError,
+    ENXIO for a FIFO without a reader."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY
+                 | os.O_NONBLOCK, mode)
+    try:
+        os.set_blocking(fd, True)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
