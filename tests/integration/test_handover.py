@@ -160,3 +160,23 @@ def test_a_reload_gives_the_socket_back_and_takes_it_again(daemons: DaemonFactor
         daemon.wait_for_log("Reconfigured", count=2)
         assert ask(port) == b"again\n"
         assert listeners_on(port) == [str(os.fstat(sock.fileno()).st_ino)]
+
+
+def test_a_datagram_service_serves_on_its_handed_socket(daemons: DaemonFactory) -> None:
+    sock = listening(kind=socket.SOCK_DGRAM)
+    port = sock.getsockname()[1]
+    with sock:
+        daemon = start(daemons, f"""service echo
+{{
+\ttype = INTERNAL UNLISTED
+\tsocket_type = dgram
+\twait = yes
+\tport = {port}
+\tbind = 127.0.0.1
+}}
+""", [sock])
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(TIMEOUT)
+            client.sendto(b"ping", ("127.0.0.1", port))
+            assert client.recv(100) == b"ping"
+        assert "bind failed" not in daemon.log()   # it never bound a socket of its own
