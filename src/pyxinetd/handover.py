@@ -32,7 +32,8 @@ import os
 import socket
 from collections.abc import MutableMapping
 
-from pyxinetd.config.model import ServiceConfig, SocketType
+from pyxinetd.config.model import ServiceConfig
+from pyxinetd.listener import set_connection_flags
 from pyxinetd.log import strerror
 from pyxinetd.loop import READ, Loop
 
@@ -133,15 +134,11 @@ class HandedOver:
                 self._free.remove(sock)
                 if self._loop is not None:
                     self._loop.unregister(sock)
-                if service.socket_type is SocketType.STREAM and service.protocol == "tcp":
-                    # The flags a socket of our own would have got (listener.create_socket).
-                    try:
-                        if "NODELAY" in service.flags:
-                            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                        if "KEEPALIVE" in service.flags:
-                            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-                    except OSError:
-                        pass
+                try:
+                    # The flags a socket of our own would have got.
+                    set_connection_flags(sock, service)
+                except OSError:
+                    pass    # the socket serves without them, as systemd set it up
                 return sock
         return None
 

@@ -82,15 +82,21 @@ def create_socket(service: ServiceConfig,
         # it (EINVAL: the socket already has its protocol as local "port").
         if family == socket.AF_INET6 and service.socket_type is not SocketType.RAW:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(service.v6only))
-        if service.socket_type is SocketType.STREAM and service.protocol == "tcp":
-            if "NODELAY" in service.flags:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if "KEEPALIVE" in service.flags:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        set_connection_flags(sock, service)
     except OSError as err:
         sock.close()
         raise BindError(f"setsockopt failed ({strerror(err)}). service = {service.id}") from err
     return sock
+
+
+def set_connection_flags(sock: socket.socket, service: ServiceConfig) -> None:
+    """NODELAY and KEEPALIVE on a TCP listener (Linux hands them on to every accepted
+    connection). Raises OSError."""
+    if service.socket_type is SocketType.STREAM and service.protocol == "tcp":
+        if "NODELAY" in service.flags:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if "KEEPALIVE" in service.flags:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
 
 def bind_socket(sock: socket.socket, service: ServiceConfig) -> None:
