@@ -281,12 +281,21 @@ def kinds(fds: dict[int, str]) -> list[str]:
 
 
 def settle_baseline(daemon: Daemon, checks: dict[str, Callable[[], None]]) -> dict[int, str]:
-    """Serve every service once (lazy opens happen now), then record the descriptors."""
+    """Serve every service once (lazy opens happen now), then record the descriptors
+    once they hold still: the probes' last sockets (an intercepted client's relay, its
+    server's private socket) close a few loop turns after the probe is done, later still
+    on a loaded machine, and a baseline taken before would count them."""
     for check in checks.values():
         check()
     wait_until(lambda: not external_children(daemon), what="servers to end")
-    time.sleep(0.1)
-    return open_fds(daemon.pid)
+    deadline = time.monotonic() + 5.0
+    previous = open_fds(daemon.pid)
+    while True:
+        time.sleep(0.2)
+        current = open_fds(daemon.pid)
+        if kinds(current) == kinds(previous) or time.monotonic() > deadline:
+            return current
+        previous = current
 
 
 def servers_reply(port: int) -> bytes:
