@@ -177,3 +177,39 @@ def test_datagram_wait_server_gets_the_sender(daemons: DaemonFactory) -> None:
     assert {k: env.get(k) for k in PEER_NAMES} == {
         "PROTO": "UDP", "TCPLOCALIP": None, "TCPLOCALPORT": None, "TCPREMOTEIP": None,
         "TCPREMOTEPORT": None, "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": str(mine[1])}
+
+
+def test_tcpmux_client_service_gets_the_peer_and_its_name(daemons: DaemonFactory) -> None:
+    # A TCPMUX service is started by the tcpmux builtin once the client named it; its
+    # server sees the connection to tcpmux's port, and the client's name like any other.
+    try:
+        reverse = socket.gethostbyaddr("127.0.0.1")[0]
+        confirmed = "127.0.0.1" in socket.gethostbyname_ex(reverse)[2]
+    except OSError:
+        confirmed = False
+    port = free_port()
+    daemons.start_config(
+        f"service tcpmux\n{{\n\ttype = INTERNAL UNLISTED\n\tid = tcpmux\n"
+        f"\tsocket_type = stream\n\twait = no\n\tuser = root\n\tport = {port}\n"
+        f"\tbind = 127.0.0.1\n}}\n"
+        f"service probe\n{{\n\ttype = TCPMUX UNLISTED\n\tprotocol = tcp\n"
+        f"\tsocket_type = stream\n\twait = no\n\tuser = root\n"
+        f"\tserver = {sys.executable}\n\tserver_args = -I -S {PROBE} stream\n"
+        f"\tflags = PEERENV\n}}\n")
+    with socket.socket() as conn:
+        conn.settimeout(TIMEOUT)
+        conn.connect(("127.0.0.1", port))
+        mine = conn.getsockname()
+        conn.sendall(b"probe\r\n")
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    env = variables(json.loads(data))
+    assert {k: env[k] for k in PEER_NAMES} == {
+        "PROTO": "TCP", "TCPLOCALIP": "127.0.0.1", "TCPLOCALPORT": str(port),
+        "TCPREMOTEIP": "127.0.0.1", "TCPREMOTEPORT": str(mine[1]),
+        "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": str(mine[1])}
+    if confirmed:
+        assert env["TCPREMOTEHOST"] == reverse
+    else:
+        assert "TCPREMOTEHOST" not in env
