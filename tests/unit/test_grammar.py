@@ -69,11 +69,23 @@ def test_space_before_operator_is_required() -> None:
     ("foo bar", "bad operator for attribute foo"),
     ("foo", "nothing after attribute foo"),
     ("include /etc/x", "bad operator for attribute include"),
+    ("= stream", "attribute name missing before operator '='"),
+    ("\t=", "attribute name missing before operator '='"),
+    ("==x", "attribute name missing before operator '='"),
 ])
 def test_line_errors_drop_the_service(line: str, words: str) -> None:
     items, diags = parse(f"service a\n{{\n{line}\nwait = no\n}}\n")
     assert isinstance(items[0], RawEntry) and items[0].broken
     assert any(words in d for d in diags)
+
+
+def test_line_without_a_name_is_an_error_in_defaults_too(tmp_path: Path) -> None:
+    # Such a line used to escape the grammar as an exception and stop the whole load.
+    conf = load_text(tmp_path, "defaults\n{\ninstances = 4\n=\numask = 022\n}\n"
+                     + service_block("after", port=20100))
+    assert [s.name for s in conf.services] == ["after"]
+    assert conf.defaults.instances == 4 and conf.defaults.umask is None
+    assert any("attribute name missing before operator" in e for e in errors(conf))
 
 
 def test_syntax_error_in_defaults_keeps_earlier_lines() -> None:

@@ -92,7 +92,9 @@ def grammar() -> Grammar:
     ).set_name("entry header")
     header.leave_whitespace()
     attribute = pp.Regex(
-        r"[ \t]*(?P<name>[^ \t=]+?)(?=[+-]?=|[ \t]|$)"
+        # The name may be empty (a line starting with '='): the line is then an error
+        # to report, never a parse failure.
+        r"[ \t]*(?P<name>[^ \t=]+?|)(?=[+-]?=|[ \t]|$)"
         r"(?P<gap>[ \t]*)(?P<op>[+-]?=)?[ \t]*(?P<rest>.*)"
     ).set_name("attribute line")
     attribute.leave_whitespace()
@@ -295,6 +297,10 @@ class _FileParser:
     def _attribute(self, entry: RawEntry, line: str, number: int) -> None:
         tokens = _parse_attribute(line)
         col = len(line) - len(line.lstrip(BLANKS)) + 1
+        if not tokens.name:
+            self._break(entry, number, f"attribute name missing before operator "
+                                       f"{tokens.op or '='!r}", col)
+            return
         if tokens.op is None:
             if tokens.values:
                 problem = (f"bad operator for attribute {tokens.name}: expected '=', '+=' or "
