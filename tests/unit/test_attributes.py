@@ -26,7 +26,6 @@ def one(tmp_path: Path, *lines: str, defaults: str = "") -> Any:
 GOOD = [
     ("id = other", "id", "other"),
     ("flags = nodelay KEEPALIVE ipv4", "flags", frozenset({"NODELAY", "KEEPALIVE", "IPv4"})),
-    ("flags =", "flags", frozenset()),
     ("disable = no", "name", "svc"),
     ("group = nogroup", "group", 65534),
     ("group = 123", "group", 123),
@@ -96,6 +95,7 @@ def test_good_value(tmp_path: Path, line: str, path: str, expected: Any) -> None
 BAD = [
     ("type = UNLISTED BOGUS", "bad service type 'BOGUS'"),
     ("flags = NODELAI", 'did you mean "NODELAY"'),
+    ("flags =", "flags needs at least one of REUSE"),
     ("disable = maybe", "expected yes or no"),
     ("socket_type = strem", 'did you mean "stream"'),
     ("socket_type = rdm", "bad socket type 'rdm'"),

@@ -100,6 +100,8 @@ def parse_types(values: Values, ctx: ValueContext) -> frozenset[str]:
 
 
 def parse_flags(values: Values, ctx: ValueContext) -> frozenset[str]:
+    if not values:   # xinetd: "attribute flags expects at least 1 value"
+        raise ValueProblem(f"flags needs at least one of {_choices(SERVICE_FLAGS)}")
     return frozenset(_enum(v, SERVICE_FLAGS, "service flag") for v in values)
 
 
