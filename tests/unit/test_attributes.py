@@ -26,6 +26,17 @@ def one(tmp_path: Path, *lines: str, defaults: str = "") -> Any:
 GOOD = [
     ("id = other", "id", "other"),
     ("flags = nodelay KEEPALIVE ipv4", "flags", frozenset({"NODELAY", "KEEPALIVE", "IPv4"})),
+    # A leading '+' is read as xinetd's strtol reads it.
+    ("port = +20001", "port", 20001),
+    ("instances = +5", "instances", 5),
+    ("instances = 2147483647", "instances", 2147483647),
+    ("cps = +3 +4", "cps", (3, 4)),
+    ("umask = +027", "umask", 0o27),
+    ("deny_time = +5", "deny_time", 5),
+    ("rlimit_as = +5k", "rlimits.as_", 5 * 1024),
+    # Limits beyond what setrlimit can be handed are unlimited in effect.
+    ("rlimit_as = 9223372036854775808", "rlimits.as_", INF),
+    ("rlimit_files = 18446744073709551615", "rlimits.files", INF),
     ("disable = no", "name", "svc"),
     ("group = nogroup", "group", 65534),
     ("group = 123", "group", 123),
@@ -112,6 +123,13 @@ BAD = [
     ("umask = 0999", "umask argument '0999' is invalid"),
     ("umask = 1777", "umask argument '1777' is invalid"),
     ("nice = high", "bad nice value"),
+    ("nice = 99999999999999999999", "bad nice value"),
+    ("per_source = 2147483648", "expected a number from 0 to 2147483647"),
+    ("rlimit_as = 18446744073709551616", "more than 18446744073709551615"),
+    ("rlimit_data = 99999999999999m", "more than 18446744073709551615"),
+    ("rpc_number = 4294967296", "expected a number from 0 to 4294967295"),
+    ("deny_time = 99999999999999999999", "expected a number from 0 to 9223372036854775807"),
+    ("port = ++5", "bad port number '++5'"),
     ("env = NOEQUALS", "has no '='"),
     ("rlimit_as = 5g", "limit '5g' is invalid"),
     ("rlimit_cpu = 5k", "limit '5k' is invalid"),
@@ -144,6 +162,27 @@ BAD = [
     ("stderr = svc.err", "stderr needs an absolute file name, not 'svc.err'"),
     ("redirect_source = gateway", "bad redirect_source 'gateway': expected a numeric"),
 ]
+
+
+@pytest.mark.parametrize("line, words", [
+    ("port = " + "1" * 5000, "bad port number"),
+    ("nice = -" + "9" * 5000, "bad nice value"),
+    ("rlimit_as = " + "9" * 5000 + "k", "more than 18446744073709551615"),
+    ("only_from = 10.{1," + "9" * 5000 + "}", "expected numbers 0-255 between the braces"),
+], ids=["port", "nice", "rlimit", "factorized"])
+def test_numbers_longer_than_int_converts_are_reported(tmp_path: Path, line: str,
+                                                       words: str) -> None:
+    # Python's int() refuses strings of over 4300 digits: such a value once escaped
+    # the loader as a ValueError.
+    text = service_block("bad", line, port=20001) + service_block("good", port=20002)
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["good"]
+    assert any(words in e for e in errors(config)), errors(config)
+
+
+def test_leading_zeros_beyond_int_limits_still_read(tmp_path: Path) -> None:
+    svc = one(tmp_path, "instances = " + "0" * 5000 + "7", "user = " + "0" * 5000 + "65534")
+    assert (svc.instances, svc.user) == (7, 65534)
 
 
 @pytest.mark.parametrize("line, words", BAD, ids=[b[0] for b in BAD])

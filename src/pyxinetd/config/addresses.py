@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyxinetd.config.lookups import is_digits
+from pyxinetd.config.lookups import decimal, is_digits
 from pyxinetd.config.model import AddressEntry
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -82,9 +82,9 @@ def _numeric(token: str) -> AddressEntry | None:
 
 def _cidr(token: str) -> tuple[AddressEntry | None, str | None]:
     address_text, _, bits_text = token.partition("/")
-    if not is_digits(bits_text):
+    bits = decimal(bits_text)
+    if bits is None:
         return None, None
-    bits = int(bits_text)
     warning = None
     if ":" in address_text:
         try:
@@ -115,7 +115,7 @@ def _factorized(token: str) -> tuple[AddressEntry, ...] | None:
         raise AddressError(f"bad address {token}: the part before '{{' must end with a dot")
     if ".." in head:
         raise AddressError(f"bad address {token}: consecutive dots")
-    prefix = [int(p) for p in head.split(".") if p] if head else []
+    prefix = [decimal(p) or 0 for p in head.split(".") if p] if head else []
     if len(prefix) > 3 or any(p > 255 for p in prefix):
         raise AddressError(f"bad address {token}: expected at most three octets before '{{'")
     if not tail.endswith("}") or "}" in tail[:-1]:
@@ -123,12 +123,13 @@ def _factorized(token: str) -> tuple[AddressEntry, ...] | None:
     items = tail[:-1].split(",")
     if any(item == "" for item in items):
         raise AddressError(f"bad address {token}: consecutive commas")
-    if not all(is_digits(item) and int(item) <= 255 for item in items):
+    numbers = [decimal(item) for item in items]
+    if not all(n is not None and n <= 255 for n in numbers):
         raise AddressError(f"bad address {token}: expected numbers 0-255 between the braces")
     bits = 8 * (len(prefix) + 1)
     entries = []
-    for item in items:
-        octets = prefix + [int(item)] + [0] * (3 - len(prefix))
+    for number in numbers:
+        octets = prefix + [number or 0] + [0] * (3 - len(prefix))
         network = ipaddress.IPv4Network((".".join(map(str, octets)), bits))
         entries.append(AddressEntry(token, "factorized", network))
     return tuple(entries)

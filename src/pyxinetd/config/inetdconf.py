@@ -22,7 +22,7 @@ from typing import Literal
 from pyxinetd.config.attributes import Applier, Draft
 from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.grammar import RawAttribute
-from pyxinetd.config.lookups import is_digits
+from pyxinetd.config.lookups import decimal, is_digits
 from pyxinetd.config.model import DroppedEntry
 
 Family = Literal["any", "ipv4", "ipv6"]
@@ -32,7 +32,7 @@ _CLASSIC_BUILTINS = ("echo", "discard", "chargen", "daytime", "time")
 # inetd's "looping server" pause (RETRYTIME): 10 minutes.
 INETD_RETRY_SECONDS = 600
 _FAMILY_SUFFIX = re.compile(r"(tcp|udp)(4|6|46|6only)?")
-_WAIT_RE = re.compile(r"(wait|nowait)(?:\.(\d+)|((?:/\d+){1,3}))?")
+_WAIT_RE = re.compile(r"(wait|nowait)(?:\.([0-9]+)|((?:/[0-9]+){1,3}))?")
 _FIELDS = ("service name", "socket type", "protocol", "wait", "user", "server")
 
 
@@ -194,7 +194,7 @@ class InetdParser:
         wait = m.group(1) == "wait"
         cps = instances = per_source = None
         if m.group(2) is not None:
-            per_minute = int(m.group(2))
+            per_minute = decimal(m.group(2)) or 0
             if per_minute > 0:
                 cps = (per_minute, INETD_RETRY_SECONDS)
                 self.sink.info(self.file, number, (
@@ -202,7 +202,7 @@ class InetdParser:
                     f"{per_minute} {INETD_RETRY_SECONDS} (paused 10 minutes after more than "
                     f"{per_minute} connections in one second)"))
         elif m.group(3) is not None:
-            limits = [int(x) for x in m.group(3).split("/")[1:]]
+            limits = [decimal(x) or 0 for x in m.group(3).split("/")[1:]]
             instances = limits[0] or None
             if len(limits) > 1 and limits[1]:
                 self.sink.warning(self.file, number, (

@@ -33,6 +33,20 @@ def is_digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+# More significant digits than any range the configuration checks (2**64 has 20).
+_MAX_DIGITS = 40
+
+
+def decimal(text: str) -> int | None:
+    """The value of an all-ASCII-digit word, else None. A word of more than 40
+    significant digits reads as 10**40, beyond every range checked: int() refuses
+    words over 4300 digits, and such a value must be reported, never raised."""
+    if not is_digits(text):
+        return None
+    significant = text.lstrip("0")
+    return int(significant or "0") if len(significant) <= _MAX_DIGITS else 10 ** _MAX_DIGITS
+
+
 def _read_table(path: str) -> list[list[str]]:
     """Rows of whitespace-separated words with '#' comments removed; [] if unreadable."""
     try:
@@ -136,8 +150,8 @@ class Lookups:
         if text in self._users:
             return self._users[text]
         info: UserInfo | None
-        if is_digits(text):
-            uid = int(text)
+        uid = decimal(text)
+        if uid is not None:
             if uid > _MAX_ID:
                 self._users[text] = None
                 return None
@@ -159,8 +173,9 @@ class Lookups:
         return info
 
     def group(self, text: str) -> int | None:
-        if is_digits(text):
-            return int(text) if int(text) <= _MAX_ID else None
+        gid = decimal(text)
+        if gid is not None:
+            return gid if gid <= _MAX_ID else None
         if text not in self._groups:
             try:
                 self._groups[text] = grp.getgrnam(text).gr_gid
@@ -180,9 +195,10 @@ class Lookups:
 def _network_number(text: str) -> ipaddress.IPv4Network | None:
     """'169.254' or '169.254.0.0' -> 169.254.0.0/16 (mask from the significant octets)."""
     parts = text.split(".")
-    if not 1 <= len(parts) <= 4 or not all(is_digits(p) and int(p) < 256 for p in parts):
+    numbers = [decimal(p) for p in parts]
+    if not 1 <= len(parts) <= 4 or not all(n is not None and n < 256 for n in numbers):
         return None
-    octets = [int(p) for p in parts] + [0] * (4 - len(parts))
+    octets = [n for n in numbers if n is not None] + [0] * (4 - len(parts))
     significant = 4
     while significant > 0 and octets[significant - 1] == 0:
         significant -= 1

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pyxinetd.config.addresses import AddressError, AddressParse, parse_address
 from pyxinetd.config.diagnostics import did_you_mean
 from pyxinetd.config.lookups import Lookups, UserInfo
-from pyxinetd.config.lookups import is_digits
+from pyxinetd.config.lookups import decimal, is_digits
 from pyxinetd.config.model import (
     LOG_ON_FAILURE_FLAGS, LOG_ON_SUCCESS_FLAGS, SERVICE_FLAGS, SERVICE_TYPES, AddressEntry,
     FileTarget, LogTarget, SocketType, SyslogTarget, TimeWindow,
@@ -32,6 +32,12 @@ SYSLOG_FACILITIES = ("daemon", "auth", "authpriv", "user", "mail", "lpr", "news"
 SYSLOG_LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 _KIB = 1024
 _MIB = 1024 * 1024
+# The largest numbers xinetd's parsers take into their C types (int, unsigned 32-bit
+# wire fields, unsigned long / rlim_t); anything larger is rejected as it is there.
+_INT_MAX = 2**31 - 1
+_U32_MAX = 2**32 - 1
+_LONG_MAX = 2**63 - 1
+_ULONG_MAX = 2**64 - 1
 
 
 class ValueProblem(ValueError):
@@ -76,12 +82,18 @@ def _enum(word: str, allowed: Iterable[str], what: str) -> str:
     raise ValueProblem(f"bad {what} {word!r}: expected {_choices(pool)}{did_you_mean(word, pool)}")
 
 
+def _unsigned(word: str) -> int | None:
+    """An unsigned decimal word as xinetd's strtol/strtoul read it: an optional '+'."""
+    return decimal(word[1:] if word[:1] == "+" else word)
+
+
 def _uint(word: str, what: str, maximum: int | None = None) -> int:
-    if not is_digits(word):
+    value = _unsigned(word)
+    if value is None:
         raise ValueProblem(f"bad {what} {word!r}: expected a non-negative decimal number")
-    value = int(word)
-    if maximum is not None and value > maximum:
-        raise ValueProblem(f"bad {what} {word!r}: expected a number from 0 to {maximum}")
+    limit = _ULONG_MAX if maximum is None else maximum
+    if value > limit:
+        raise ValueProblem(f"bad {what} {word!r}: expected a number from 0 to {limit}")
     return value
 
 
@@ -122,15 +134,15 @@ def parse_port(values: Values, ctx: ValueContext) -> int:
 
 def parse_rpc_version(values: Values, ctx: ValueContext) -> tuple[int, int]:
     low, dash, high = values[0].partition("-")
-    first = _uint(low, "rpc_version")
-    last = _uint(high, "rpc_version") if dash else first
+    first = _uint(low, "rpc_version", _U32_MAX)
+    last = _uint(high, "rpc_version", _U32_MAX) if dash else first
     if first > last:
         raise ValueProblem(f"bad version range {values[0]!r}: expected N or N-M with N <= M")
     return first, last
 
 
 def parse_uint(values: Values, ctx: ValueContext) -> int:
-    return _uint(values[0], "number")
+    return _uint(values[0], "number", _U32_MAX)
 
 
 def parse_server(values: Values, ctx: ValueContext) -> str:
@@ -176,17 +188,20 @@ def parse_group(values: Values, ctx: ValueContext) -> int:
 
 def parse_umask(values: Values, ctx: ValueContext) -> int:
     word = values[0]
-    if not word or any(c not in "01234567" for c in word) or int(word, 8) > 0o777:
+    digits = word[1:] if word[:1] == "+" else word
+    if not digits or any(c not in "01234567" for c in digits) or int(digits, 8) > 0o777:
         raise ValueProblem(f"umask argument {word!r} is invalid: expected an octal number 0-777")
-    return int(word, 8)
+    return int(digits, 8)
 
 
 def parse_nice(values: Values, ctx: ValueContext) -> int:
     word = values[0]
-    digits = word[1:] if word[:1] in "+-" else word
-    if not is_digits(digits):
+    magnitude = decimal(word[1:] if word[:1] in "+-" else word)
+    if magnitude is None:
         raise ValueProblem(f"bad nice value {word!r}: expected a signed decimal number")
-    return int(word)
+    if magnitude > _LONG_MAX:
+        raise ValueProblem(f"bad nice value {word!r}: out of range (-20 to 19 are useful)")
+    return -magnitude if word[:1] == "-" else magnitude
 
 
 def parse_env(values: Values, ctx: ValueContext) -> Values:
@@ -207,16 +222,22 @@ def _size(word: str, what: str, suffixes: bool = True) -> int:
         multiplier, number = _KIB, word[:-1]
     elif suffixes and word[-1:] in ("m", "M"):
         multiplier, number = _MIB, word[:-1]
-    if not is_digits(number):
+    value = _unsigned(number)
+    if value is None:
         expected = "a number with an optional k or m suffix" if suffixes else "a number"
         raise ValueProblem(f"{what} {word!r} is invalid: expected {expected}")
-    return int(number) * multiplier
+    if value * multiplier > _ULONG_MAX:
+        raise ValueProblem(f"{what} {word!r} is invalid: more than {_ULONG_MAX}")
+    return value * multiplier
 
 
 def _rlimit(values: Values, suffixes: bool) -> int | None:
     if values[0].upper() == "UNLIMITED":
         return resource.RLIM_INFINITY
     value = _size(values[0], "limit", suffixes)
+    if value > _LONG_MAX:
+        # Beyond what setrlimit can be handed from Python, and no smaller in effect.
+        return resource.RLIM_INFINITY
     return value or None  # 0 means "not set"
 
 
@@ -230,8 +251,9 @@ def parse_rlimit_cpu(values: Values, ctx: ValueContext) -> int | None:
 
 def parse_redirect(values: Values, ctx: ValueContext) -> tuple[str, int]:
     host, port_text = values
-    if is_digits(port_text):
-        port = int(port_text)
+    number = _unsigned(port_text)
+    if number is not None:
+        port = number
         if not 0 < port <= 65535:
             raise ValueProblem(f"bad redirect port {port_text!r}: expected 1-65535")
     else:
@@ -349,7 +371,7 @@ def parse_access_times(values: Values, ctx: ValueContext) -> tuple[TimeWindow, .
 def parse_limit(values: Values, ctx: ValueContext) -> int | None:
     if values[0].upper() == "UNLIMITED":
         return None
-    return _uint(values[0], "limit (expected a number or UNLIMITED)")
+    return _uint(values[0], "limit (expected a number or UNLIMITED)", _INT_MAX)
 
 
 def parse_cps(values: Values, ctx: ValueContext) -> tuple[int, int]:
@@ -372,7 +394,7 @@ def parse_deny_time(values: Values, ctx: ValueContext) -> int:
         return -1
     if word == "NEVER":
         return 0
-    return _uint(values[0], "deny_time (expected minutes, FOREVER or NEVER)")
+    return _uint(values[0], "deny_time (expected minutes, FOREVER or NEVER)", _LONG_MAX)
 
 
 def parse_log_type(values: Values, ctx: ValueContext) -> LogTarget:
