@@ -19,6 +19,10 @@ from pyxinetd.config.model import ServiceConfig
 from pyxinetd.errors import SpawnError
 from pyxinetd.posix import Posix
 
+# A nice increment beyond the width of the priority range (-20..19) does no more than
+# one of this size; xinetd hands any number to nice(2), which clamps.
+NICE_SPAN = 40
+
 # The limits applied in the child, by xinetd attribute suffix (RLIMIT_NOFILE apart).
 RLIMIT_RESOURCES: dict[str, int] = {
     "as": resource.RLIMIT_AS,
@@ -93,8 +97,9 @@ def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root:
         nofile = None if hard == resource.RLIM_INFINITY else (hard, hard)
     rlimits = tuple((name, RLIMIT_RESOURCES[name], value)
                     for name, value in limits.items() if name != "files")
+    nice = None if service.nice is None else max(-NICE_SPAN, min(NICE_SPAN, service.nice))
     return SpawnRequest(service.id, service.server, tuple(service.server_argv), env, fd,
-                        credentials, service.umask, service.nice, nofile, rlimits, stderr_fd)
+                        credentials, service.umask, nice, nofile, rlimits, stderr_fd)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -280,6 +280,16 @@ def test_nice(helper: str, method: SpawnPath) -> None:
     assert os.getpriority(os.PRIO_PROCESS, 0) == mine
 
 
+@pytest.mark.parametrize("method", ALL_METHODS if CAN_RENICE else [
+    m for m in ALL_METHODS if m in (FALLBACK, Method.CHECKLIST, Method.NATIVE)
+    or (m is None and NATIVE_ENABLED)])
+def test_nice_beyond_the_priority_range(helper: str, method: SpawnPath) -> None:
+    # xinetd accepts `nice = 100` (nice(2) clamps); the native spawn refused any
+    # increment beyond 40 and the server never started.
+    data = report(helper, method, nice=100)
+    assert data["nice"] == 19
+
+
 @root_only
 @pytest.mark.parametrize("method", CRED_METHODS)
 def test_credentials(helper: str, method: SpawnPath) -> None:
