@@ -167,6 +167,26 @@ def test_carriage_return_inside_line_stays_in_token() -> None:
     assert isinstance(entry, RawEntry) and entry.attrs[0].values == ("a\rb",)
 
 
+def test_form_feed_and_vertical_tab_are_blank_as_for_xinetd() -> None:
+    items, diags = parse("service a\n{\f\n\v\nwait = no\n\f\n}\v\n")
+    assert diags == []
+    entry = items[0]
+    assert isinstance(entry, RawEntry) and entry.broken is None and len(entry.attrs) == 1
+
+
+@pytest.mark.parametrize("char", ["\xa0", "\u2028", "\x1c", "\u3000"])
+def test_unicode_space_is_text_not_blank(char: str) -> None:
+    # xinetd's isspace() knows ASCII only: a line holding a no-break space (pasted from a
+    # web page) is an attribute without operator, and '{' followed by one is no brace.
+    items, diags = parse(f"service a\n{{\nwait = no\n{char}\n}}\n"
+                         f"service b\n{{{char}\nwait = no\n}}\n"
+                         f"service c\n{{\nwait = no\n}}{char}\n")
+    broken = {i.name: i.broken for i in items if isinstance(i, RawEntry)}
+    assert all(broken[name] for name in "abc"), broken
+    assert any(f"nothing after attribute {char!r}" in d for d in diags), diags
+    assert any("missing '{' on the line after service b" in d for d in diags), diags
+
+
 def test_inline_comment_is_stripped_with_warning() -> None:
     items, diags = parse("service a\n{\nport = 20122 # comment here\nuser = ###SITE###\n}\n")
     entry = items[0]

@@ -17,7 +17,7 @@ from typing import Literal
 from pyxinetd.config import values as v
 from pyxinetd.config.addresses import same_address
 from pyxinetd.config.diagnostics import DiagnosticSink, did_you_mean
-from pyxinetd.config.grammar import RawAttribute, RawEntry
+from pyxinetd.config.grammar import RawAttribute, RawEntry, shown_name
 from pyxinetd.config.model import AddressEntry
 
 Parser = Callable[[v.Values, v.ValueContext], object]
@@ -173,7 +173,8 @@ class Applier:
             hint = did_you_mean(raw.name, [n for n, s in TABLE.items() if not s.defaults_only])
             what = ("is only allowed in defaults" if spec is not None
                     else "is not a known attribute")
-            self.sink.warning(*where, f"{draft.title()}: {raw.name} {what}{hint}; line ignored",
+            self.sink.warning(*where, f"{draft.title()}: {shown_name(raw.name)} {what}{hint}; "
+                                      "line ignored",
                               raw.col)
             return True
         if raw.op not in spec.service_ops:
@@ -255,8 +256,8 @@ class Applier:
             hint = ""
             if spec is None:
                 hint = did_you_mean(raw.name, [n for n, s in TABLE.items() if s.in_defaults])
-            self.sink.warning(*where, f"attribute {raw.name} should not be in the defaults "
-                                      f"section{hint}; line ignored", raw.col)
+            self.sink.warning(*where, f"attribute {shown_name(raw.name)} should not be in the "
+                                      f"defaults section{hint}; line ignored", raw.col)
             return
         cumulative = spec.is_list or spec.name == "log_type"
         if not cumulative and raw.op != "=":

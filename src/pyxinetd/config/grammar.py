@@ -30,6 +30,10 @@ IncludeKind = Literal["include", "includedir"]
 # Tokens are separated by blanks and tabs only (any other byte, \r included, stays in
 # the token), exactly as xinetd splits its lines.
 BLANKS = " \t"
+# What xinetd's isspace() (C locale) skips around a line and a brace: ASCII only. Python's
+# str.strip() also strips NO-BREAK SPACE, U+2028 and \x1c-\x1f, which xinetd reads as
+# text: a line of them is not blank, and `{` followed by one is not a brace line.
+SPACES = " \t\n\v\f\r"
 _VALUE_RE = re.compile(r"[^ \t]+")
 _HEADER_WORDS = ("service", "defaults", "include", "includedir")
 
@@ -141,7 +145,7 @@ def _brace(stripped: str) -> tuple[str, bool] | None:
     """('{' or '}', has_trailing_comment) for a brace line, else None."""
     if not stripped or stripped[0] not in "{}":
         return None
-    rest = stripped[1:].strip()
+    rest = stripped[1:].strip(SPACES)
     if not rest:
         return stripped[0], False
     if rest.startswith("#"):
@@ -149,8 +153,19 @@ def _brace(stripped: str) -> tuple[str, bool] | None:
     return None
 
 
+def _first_word(stripped: str) -> str:
+    """The first token of a stripped line (tokens end at a blank or a tab only)."""
+    found = _VALUE_RE.match(stripped)
+    return found.group() if found else ""
+
+
+def shown_name(name: str) -> str:
+    """A name as a message shows it: quoted when it holds invisible characters."""
+    return name if name.isprintable() else repr(name)
+
+
 def _is_header(stripped: str) -> bool:
-    word = stripped.split(None, 1)[0].lower() if stripped else ""
+    word = _first_word(stripped).lower()
     return word in _HEADER_WORDS
 
 
@@ -185,7 +200,7 @@ class _FileParser:
                     self.sink.warning(self.file, number, (
                         "file has CRLF (DOS) line endings; read as if they were LF "
                         "(xinetd 2.3.15.3 would keep the \\r in every last value)"))
-            stripped = line.strip()
+            stripped = line.strip(SPACES)
             if not stripped or stripped[0] == "#":
                 continue
             self._line(line, stripped, number)
@@ -213,7 +228,7 @@ class _FileParser:
                 return
             self.sink.error(self.file, number, (
                 f"expected 'service NAME', 'defaults', 'include FILE' or 'includedir DIR', "
-                f"found {stripped.split()[0]!r}; lines up to the next lone '}}' are skipped"))
+                f"found {_first_word(stripped)!r}; lines up to the next lone '}}' are skipped"))
             self.state = _State.SKIP
             return
         keyword, args = header
@@ -275,7 +290,7 @@ class _FileParser:
                     "would not, and would swallow the next entry)"))
             self._close(entry)
             return
-        word = stripped.split(None, 1)[0].lower()
+        word = _first_word(stripped).lower()
         if word in ("service", "defaults") and _parse_header(line) is not None:
             self._break(entry, number,
                         f"missing '}}' before this line: {self._title(entry)} is incomplete")
@@ -303,15 +318,18 @@ class _FileParser:
             return
         if tokens.op is None:
             if tokens.values:
-                problem = (f"bad operator for attribute {tokens.name}: expected '=', '+=' or "
+                problem = (f"bad operator for attribute {shown_name(tokens.name)}: expected "
+                           "'=', '+=' or "
                            f"'-=' after the name, found {tokens.values[0]!r}")
             else:
-                problem = f"nothing after attribute {tokens.name}: expected '= VALUE'"
+                problem = (f"nothing after attribute {shown_name(tokens.name)}: "
+                           "expected '= VALUE'")
             self._break(entry, number, problem, col)
             return
         if not tokens.gap:
             self._break(entry, number,
-                        f"attribute {tokens.name} needs a space before operator {tokens.op!r}",
+                        f"attribute {shown_name(tokens.name)} needs a space before operator "
+                        f"{tokens.op!r}",
                         col + len(tokens.name))
             return
         values = tokens.values
