@@ -121,6 +121,8 @@ class Draft:
     values: dict[str, object] = field(default_factory=dict)
     # Attributes written in this block (as opposed to copied from the defaults).
     own: dict[str, RawAttribute] = field(default_factory=dict)
+    # Every line of a list attribute applied, in order (own keeps only the last).
+    list_lines: list[RawAttribute] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     disabled: bool = False
     explicit_traffic: bool = False
@@ -198,6 +200,7 @@ class Applier:
             return True
         draft.own[spec.name] = raw
         if spec.is_list:
+            draft.list_lines.append(raw)
             draft.values[spec.name] = _combine(spec.name, draft.values.get(spec.name), value, raw.op)
             if spec.name == "log_on_success" and isinstance(value, frozenset):
                 if raw.op == "=":
@@ -282,6 +285,7 @@ class Applier:
             return
         draft.own[spec.name] = raw
         if spec.is_list:
+            draft.list_lines.append(raw)
             # In defaults '=' adds; for enabled/disabled even '-=' adds (xinetd).
             op = "+=" if raw.op == "=" or spec.defaults_only else raw.op
             draft.values[spec.name] = _combine(spec.name, draft.values.get(spec.name), value, op)

@@ -223,6 +223,10 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
     env = cast(tuple[str, ...], _get(draft, "env", tuple) or ())
     passenv = cast(tuple[str, ...] | None, _late(draft, ctx, "passenv"))
     environment = None if not external else _environment(draft, ctx, passenv, env)
+    if passenv is not None:
+        # A variable the daemon was not started with is skipped (warned above); xinetd
+        # drops it from the service's list too, and its state dump shows the rest.
+        passenv = tuple(v for v in passenv if v in ctx.environ)
 
     # -- the rest, with defaults of §9 -------------------------------------------------
     log_type = _log_type(draft, ctx)
@@ -282,13 +286,23 @@ def _environment(draft: Draft, ctx: FillContext, passenv: tuple[str, ...] | None
             if variable in ctx.environ:
                 base[variable] = ctx.environ[variable]
             else:
-                ctx.sink.warning(draft.file, draft.line, f"service {draft.name}: undefined "
-                                 f"environment variable {variable} in passenv; skipped")
+                ctx.sink.warning(*_passenv_line(draft, ctx, variable), f"service {draft.name}: "
+                                 f"undefined environment variable {variable} in passenv; skipped")
     for setting in env:
         key, _, value = setting.partition("=")
         base.pop(key, None)
         base[key] = value
     return tuple(f"{k}={v}" for k, v in base.items())
+
+
+def _passenv_line(draft: Draft, ctx: FillContext, variable: str) -> tuple[str, int]:
+    """The passenv line that names `variable` (the service's, else the defaults'), as
+    xinetd points at it; the service's header when neither line does."""
+    for lines in (draft.list_lines, ctx.defaults.list_lines):
+        for raw in reversed(lines):
+            if raw.name.lower() == "passenv" and variable in raw.values:
+                return raw.file, raw.line
+    return draft.file, draft.line
 
 
 def _conflict(a: ServiceConfig, b: ServiceConfig) -> bool:
