@@ -167,6 +167,33 @@ def test_carriage_return_inside_line_stays_in_token() -> None:
     assert isinstance(entry, RawEntry) and entry.attrs[0].values == ("a\rb",)
 
 
+def test_lines_after_disable_yes_are_not_read() -> None:
+    items, diags = parse("service a\n{\ndisable = yes\nsocket_type= stream\nfoo\n}\n"
+                         "service b\n{\nwait = no\n}\n")
+    assert diags == []
+    a, b = items
+    assert isinstance(a, RawEntry) and a.broken is None
+    assert [x.name for x in a.attrs] == ["disable"]
+    assert isinstance(b, RawEntry) and b.broken is None and b.attrs[0].name == "wait"
+
+
+def test_a_repeated_or_invalid_disable_line_does_not_stop_the_reading() -> None:
+    items, _ = parse("service a\n{\ndisable = no\ndisable = yes\nwait = no\n}\n"
+                     "service b\n{\ndisable = yes please\ndisable += yes\nwait = no\n}\n")
+    assert [[x.name for x in i.attrs] for i in items if isinstance(i, RawEntry)] == [
+        ["disable", "disable", "wait"], ["disable", "disable", "wait"]]
+
+
+def test_disabled_block_without_closing_brace() -> None:
+    items, diags = parse("service a\n{\ndisable = yes\nwait\nservice b\n{\nwait = no\n}\n"
+                         "service c\n{\ndisable = YES\n")
+    assert [i.name for i in items if isinstance(i, RawEntry) and i.broken is None] == [
+        "a", "b", "c"]
+    assert len(diags) == 2 and all(": warning: " in d for d in diags), diags
+    assert "the disabled service a ends here" in diags[0]
+    assert "end of file inside the disabled service c" in diags[1]
+
+
 def test_form_feed_and_vertical_tab_are_blank_as_for_xinetd() -> None:
     items, diags = parse("service a\n{\f\n\v\nwait = no\n\f\n}\v\n")
     assert diags == []

@@ -164,6 +164,14 @@ def shown_name(name: str) -> str:
     return name if name.isprintable() else repr(name)
 
 
+def _disable_value(raw: RawAttribute) -> str | None:
+    """'yes' or 'no' for a line that sets `disable`, else None."""
+    if raw.name.lower() != "disable" or raw.op != "=" or len(raw.values) != 1:
+        return None
+    value = raw.values[0].lower()
+    return value if value in ("yes", "no") else None
+
+
 def _is_header(stripped: str) -> bool:
     word = _first_word(stripped).lower()
     return word in _HEADER_WORDS
@@ -174,6 +182,7 @@ class _State(enum.Enum):
     OPEN = "expect-brace"
     BODY = "body"
     SKIP = "skip"
+    DISABLED = "disabled"   # after `disable = yes`: the rest of the block is not read
 
 
 class _FileParser:
@@ -216,6 +225,8 @@ class _FileParser:
             self._open(line, stripped, number)
         elif self.state is _State.BODY:
             self._body(line, stripped, number)
+        elif self.state is _State.DISABLED:
+            self._disabled(line, stripped, number)
         else:
             self._skip(line, stripped, number)
 
@@ -299,6 +310,20 @@ class _FileParser:
             return
         self._attribute(entry, line, number)
 
+    def _disabled(self, line: str, stripped: str, number: int) -> None:
+        """Lines after `disable = yes`: skipped unread up to the closing brace, as xinetd
+        skips them (nothing in them is reported: the service is off anyway)."""
+        entry = self.entry
+        assert entry is not None
+        brace = _brace(stripped)
+        if brace is not None and brace[0] == "}":
+            self._close(entry)
+        elif _is_header(stripped) and _parse_header(line) is not None:
+            self.sink.warning(self.file, number, f"missing '}}' before this line: the disabled "
+                                                 f"{self._title(entry)} ends here")
+            self._close(entry)
+            self._top(line, stripped, number)
+
     def _skip(self, line: str, stripped: str, number: int) -> None:
         brace = _brace(stripped)
         if brace is not None and brace[0] == "}":
@@ -341,7 +366,12 @@ class _FileParser:
                     "read those words as values)"), line.find(value, col) + 1)
                 values = values[:index]
                 break
-        entry.attrs.append(RawAttribute(tokens.name, tokens.op, values, self.file, number, col))
+        raw = RawAttribute(tokens.name, tokens.op, values, self.file, number, col)
+        # Only the first valid `disable` line counts (a repeated one is ignored).
+        if (entry.kind == "service" and _disable_value(raw) == "yes"
+                and not any(_disable_value(a) for a in entry.attrs)):
+            self.state = _State.DISABLED
+        entry.attrs.append(raw)
 
     # -- entry bookkeeping ---------------------------------------------------------
 
@@ -368,7 +398,12 @@ class _FileParser:
         self.state = _State.TOP
 
     def _end_of_file(self, last_line: int) -> None:
-        if self.entry is not None:
+        if self.entry is not None and self.state is _State.DISABLED:
+            self.sink.warning(self.file, max(last_line, 1), "end of file inside the disabled "
+                                                            f"{self._title(self.entry)} "
+                                                            "(missing '}')")
+            self._close(self.entry)
+        elif self.entry is not None:
             self._break(self.entry, max(last_line, 1),
                         f"end of file inside {self._title(self.entry)} (missing '}}')")
         self.state = _State.TOP
