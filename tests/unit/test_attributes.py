@@ -305,3 +305,11 @@ def test_bind_host_name_is_resolved(tmp_path: Path) -> None:
 def test_access_times_24_00_warns(tmp_path: Path) -> None:
     config = load_text(tmp_path, service_block("svc", "access_times = 12:00-24:00"))
     assert any("24:00 taken as the end of the day" in w for w in warnings(config))
+
+
+def test_env_string_without_a_name_warns_and_keeps_the_service(tmp_path: Path) -> None:
+    # xinetd accepts `env = =x`; pyxinetd once disabled the service saying "has no '='".
+    config = load_text(tmp_path, service_block("svc", "env = =x A=1"), environ={"P": "1"})
+    (svc,) = config.services
+    assert svc.environment == ("P=1", "=x", "A=1")
+    assert any("env string '=x' has no variable name" in w for w in warnings(config))

@@ -206,8 +206,12 @@ def parse_nice(values: Values, ctx: ValueContext) -> int:
 
 def parse_env(values: Values, ctx: ValueContext) -> Values:
     for value in values:
-        if "=" not in value or value.startswith("="):
+        if "=" not in value:
             raise ValueProblem(f"env string {value!r} has no '=': expected NAME=value")
+        if value.startswith("="):
+            # xinetd accepts it; no server could read a variable without a name.
+            ctx.remark(f"env string {value!r} has no variable name before '='; it is not "
+                       "passed to the server")
     return values
 
 
