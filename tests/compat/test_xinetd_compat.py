@@ -84,6 +84,10 @@ KNOWN: dict[tuple[str, str], Deviation] = {
         "inline comments are stripped; xinetd takes `# the port` as values, ignores the "
         "port line and drops the UNLISTED service",
         frozenset({"inline: activated by pyxinetd, not by xinetd"})),
+    ("asis", "synthetic/deviation-long-line.conf"): Deviation(
+        "lines are read whole; xinetd cuts a line at its 16 KiB buffer, reads the rest as "
+        "an attribute line of its own and drops the entry",
+        frozenset({"long-line: activated by pyxinetd, not by xinetd"})),
     ("asis", "synthetic/deviation-traffic.conf"): Deviation(
         "TRAFFIC in the defaults is dropped from non-redirect services; xinetd disables them",
         frozenset({"plain: activated by pyxinetd, not by xinetd"})),

@@ -194,6 +194,17 @@ def test_disabled_block_without_closing_brace() -> None:
     assert "end of file inside the disabled service c" in diags[1]
 
 
+def test_a_line_longer_than_xinetd_reads_is_read_whole_with_a_warning() -> None:
+    words = " ".join(["10.0.0.1"] * 2500)            # 22499 bytes of only_from
+    items, diags = parse(f"service a\n{{\nonly_from = {words}\nwait = no\n}}\n")
+    entry = items[0]
+    assert isinstance(entry, RawEntry) and entry.broken is None
+    assert len(entry.attrs[0].values) == 2500
+    assert len(diags) == 1 and "f.conf:3: warning: line is 22511 bytes long" in diags[0]
+    _, diags = parse(f"service a\n{{\nonly_from = {words[:12000]}\n}}\n")
+    assert diags == []
+
+
 def test_form_feed_and_vertical_tab_are_blank_as_for_xinetd() -> None:
     items, diags = parse("service a\n{\f\n\v\nwait = no\n\f\n}\v\n")
     assert diags == []

@@ -36,6 +36,10 @@ BLANKS = " \t"
 SPACES = " \t\n\v\f\r"
 _VALUE_RE = re.compile(r"[^ \t]+")
 _HEADER_WORDS = ("service", "defaults", "include", "includedir")
+# xinetd 2.3.15.3 reads a line through a 16 KiB buffer: a longer line (a little less,
+# depending on where it sits in the file) is cut in two, and its second half is read as
+# an attribute line of its own. pyxinetd reads lines of any length and says so from here.
+XINETD_LINE_BYTES = 16 * 1024 - 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +216,19 @@ class _FileParser:
             stripped = line.strip(SPACES)
             if not stripped or stripped[0] == "#":
                 continue
+            if len(line) >= XINETD_LINE_BYTES // 4:
+                self._long_line(line, number)
             self._line(line, stripped, number)
         self._end_of_file(len(lines))
         return self.items
+
+    def _long_line(self, line: str, number: int) -> None:
+        size = len(line.encode("utf-8", "surrogateescape"))
+        if size >= XINETD_LINE_BYTES:
+            self.sink.warning(self.file, number, (
+                f"line is {size} bytes long; read whole (xinetd 2.3.15.3 reads about 16 KiB "
+                "of a line and would take the rest for a line of its own, dropping the "
+                "entry)"))
 
     # -- one line, by state ------------------------------------------------------
 
