@@ -84,6 +84,10 @@ KNOWN: dict[tuple[str, str], Deviation] = {
         "inline comments are stripped; xinetd takes `# the port` as values, ignores the "
         "port line and drops the UNLISTED service",
         frozenset({"inline: activated by pyxinetd, not by xinetd"})),
+    ("asis", "synthetic/deviation-bind-family.conf"): Deviation(
+        "a bind address of the other family than the IPv4/IPv6 flag is bound; xinetd "
+        "ignores it and listens on every address with the flag's family",
+        frozenset({"flag-against-bind: family: xinetd 'inet6', pyxinetd 'inet'"})),
     ("asis", "synthetic/deviation-long-line.conf"): Deviation(
         "lines are read whole; xinetd cuts a line at its 16 KiB buffer, reads the rest as "
         "an attribute line of its own and drops the entry",

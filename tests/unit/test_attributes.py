@@ -28,6 +28,7 @@ GOOD = [
     ("flags = nodelay KEEPALIVE ipv4", "flags", frozenset({"NODELAY", "KEEPALIVE", "IPv4"})),
     # A leading '+' is read as xinetd's strtol reads it.
     ("port = +20001", "port", 20001),
+    ("bind = 127.1", "bind", "127.0.0.1"),        # inet_aton's short form, as in xinetd
     ("instances = +5", "instances", 5),
     ("instances = 2147483647", "instances", 2147483647),
     ("cps = +3 +4", "cps", (3, 4)),
@@ -136,6 +137,7 @@ BAD = [
     ("redirect = 127.0.0.1 0", "bad redirect port"),
     ("redirect = 127.0.0.1 no-such-service", "bad redirect port"),
     ("bind = 999.1.1.1", "bad bind address"),
+    ("bind = 127.0.0.1.", "bad bind address"),
     ("bind = ::zz", "bad bind address"),
     ("v6only = perhaps", "expected yes or no"),
     ("only_from = 10.0.0.1,10.0.0.2", "has a comma in it"),
@@ -313,3 +315,13 @@ def test_env_string_without_a_name_warns_and_keeps_the_service(tmp_path: Path) -
     (svc,) = config.services
     assert svc.environment == ("P=1", "=x", "A=1")
     assert any("env string '=x' has no variable name" in w for w in warnings(config))
+
+
+def test_bind_address_of_the_other_family_than_the_flag_is_kept(tmp_path: Path) -> None:
+    # xinetd 2.3.15.3 drops the bind address then and listens on every address.
+    config = load_text(tmp_path, service_block("svc", "bind = 127.0.0.1", "flags = IPv6"))
+    (svc,) = config.services
+    assert (svc.bind, svc.family) == ("127.0.0.1", socket.AF_INET)
+    assert any("bind address 127.0.0.1 has no IPv6 address" in w for w in warnings(config))
+    config = load_text(tmp_path, service_block("svc", "bind = 127.0.0.1"))
+    assert config.services[0].family == socket.AF_INET and warnings(config) == []

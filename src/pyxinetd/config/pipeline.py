@@ -192,8 +192,15 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         sink.info(*where, f"service {sid} will use IPv6 (both IPv4 and IPv6 flags are set)")
     bind: str | None = None
     if bind_spec is not None:
-        chosen = next((c for c in bind_spec.candidates if c[0] == family),
-                      bind_spec.candidates[0])
+        chosen = next((c for c in bind_spec.candidates if c[0] == family), None)
+        if chosen is None:
+            chosen = bind_spec.candidates[0]
+            if {"IPv4", "IPv6"} & flags:
+                wanted = "IPv4" if family == socket.AF_INET else "IPv6"
+                sink.warning(*where, f"service {sid}: bind address {bind_spec.text} has no "
+                                     f"{wanted} address; bound to {chosen[1]} regardless of "
+                                     f"the {wanted} flag (xinetd 2.3.15.3 would ignore the "
+                                     "bind address and listen on every address)")
         family, bind = chosen
     own_v6only = _get(draft, "v6only", bool)
     if own_v6only is False:

@@ -296,10 +296,13 @@ def _resolve_one(host: str, what: str) -> str:
 def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
     text = values[0]
     if text and all(is_digits(c) or c == "." for c in text):
+        # Numeric, as xinetd reads it (getaddrinfo, AI_NUMERICHOST): inet_aton's short
+        # forms work (127.1 is 127.0.0.1); nothing is looked up.
         try:
-            return BindSpec(text, ((socket.AF_INET, str(ipaddress.IPv4Address(text))),))
-        except ValueError:
+            infos = socket.getaddrinfo(text, None, socket.AF_INET, flags=socket.AI_NUMERICHOST)
+        except (OSError, ValueError):
             raise ValueProblem(f"bad bind address {text!r}: expected an IPv4 address") from None
+        return BindSpec(text, ((socket.AF_INET, str(infos[0][4][0])),))
     if ":" in text:
         try:
             return BindSpec(text, ((socket.AF_INET6, str(ipaddress.IPv6Address(text))),))
