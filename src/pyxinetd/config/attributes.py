@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pyxinetd.config import netvalues as nv
 from pyxinetd.config import values as v
 from pyxinetd.config.addresses import same_address
 from pyxinetd.config.diagnostics import DiagnosticSink, did_you_mean
@@ -74,13 +75,13 @@ TABLE: dict[str, AttributeSpec] = {s.name: s for s in (
     _spec("rlimit_rss", v.parse_rlimit_size),
     _spec("rlimit_stack", v.parse_rlimit_size),
     _spec("rlimit_files", v.parse_rlimit_size),
-    _spec("redirect", v.parse_redirect, 2),
-    _spec("redirect_source", v.parse_redirect_source),  # pyxinetd's own
+    _spec("redirect", nv.parse_redirect, 2),
+    _spec("redirect_source", nv.parse_redirect_source),  # pyxinetd's own
     _spec("libwrap", v.parse_text),
-    _spec("bind", v.parse_bind, defaults=True),
+    _spec("bind", nv.parse_bind, defaults=True),
     _spec("v6only", v.parse_yes_no, defaults=True),
-    _spec("only_from", v.parse_addresses, None, is_list=True, ops=_LIST_OPS, defaults=True),
-    _spec("no_access", v.parse_addresses, None, is_list=True, ops=_LIST_OPS, defaults=True),
+    _spec("only_from", nv.parse_addresses, None, is_list=True, ops=_LIST_OPS, defaults=True),
+    _spec("no_access", nv.parse_addresses, None, is_list=True, ops=_LIST_OPS, defaults=True),
     _spec("access_times", v.parse_access_times, None),
     _spec("instances", v.parse_limit, defaults=True),
     _spec("per_source", v.parse_limit, defaults=True),

@@ -23,7 +23,8 @@ from pyxinetd.config.model import (
     AddressEntry, Configuration, Defaults, DroppedEntry, LogTarget, ServiceConfig,
 )
 from pyxinetd.config.pipeline import FillContext, ServiceRejected, build_service, find_duplicates
-from pyxinetd.config.values import BindSpec, ValueContext
+from pyxinetd.config.netvalues import BindSpec
+from pyxinetd.config.values import ValueContext
 from pyxinetd.errors import ConfigError
 
 T = TypeVar("T")

@@ -20,7 +20,8 @@ from pyxinetd.config.model import (
     BUILTINS, DEFAULT_CPS, AddressEntry, FileTarget, LogTarget, Origin, Rlimits, ServiceConfig, SocketType,
     TimeWindow,
 )
-from pyxinetd.config.values import BindSpec, UserSpec
+from pyxinetd.config.netvalues import BindSpec
+from pyxinetd.config.values import UserSpec
 
 T = TypeVar("T")
 # Builtins pyxinetd serves, by service name and socket type (reference §4.10). `servers`

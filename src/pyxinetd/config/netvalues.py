@@ -1,0 +1,113 @@
+"""Value parsers for the network attributes: where a service listens (`bind`), where a
+redirect goes and from where (`redirect`, `redirect_source`), and who may connect
+(`only_from`, `no_access`). Same contract as pyxinetd.config.values: tokens in, typed
+value out, or ValueProblem.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+from pyxinetd.config.addresses import AddressError, parse_address
+from pyxinetd.config.lookups import is_digits
+from pyxinetd.config.model import AddressEntry
+from pyxinetd.config.values import ValueContext, ValueProblem, Values, unsigned
+
+
+@dataclass(frozen=True)
+class BindSpec:
+    """A bind address as written, with the (family, numeric address) it can mean."""
+
+    text: str
+    candidates: tuple[tuple[int, str], ...]
+
+
+
+def parse_redirect(values: Values, ctx: ValueContext) -> tuple[str, int]:
+    host, port_text = values
+    number = unsigned(port_text)
+    if number is not None:
+        port = number
+        if not 0 < port <= 65535:
+            raise ValueProblem(f"bad redirect port {port_text!r}: expected 1-65535")
+    else:
+        found = ctx.lookups.service_port(port_text, "tcp")
+        if found is None:
+            raise ValueProblem(f"bad redirect port {port_text!r}: expected a number or a tcp "
+                               "service name from /etc/services")
+        port = found
+    return _resolve_one(host, "redirect host"), port
+
+
+def parse_redirect_source(values: Values, ctx: ValueContext) -> str:
+    """pyxinetd's `redirect_source = ADDRESS`: the local address a redirect connects
+    from (a numeric address of this host)."""
+    try:
+        return str(ipaddress.ip_address(values[0]))
+    except ValueError:
+        raise ValueProblem(f"bad redirect_source {values[0]!r}: expected a numeric IPv4 or "
+                           "IPv6 address") from None
+
+
+def _resolve_one(host: str, what: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as exc:
+        raise ValueProblem(f"{what} {host!r} does not resolve: {exc}") from None
+    if not infos:
+        raise ValueProblem(f"{what} {host!r} does not resolve")
+    return str(infos[0][4][0])
+
+
+def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
+    text = values[0]
+    if text and all(is_digits(c) or c == "." for c in text):
+        # Numeric, as xinetd reads it (getaddrinfo, AI_NUMERICHOST): inet_aton's short
+        # forms work (127.1 is 127.0.0.1); nothing is looked up.
+        try:
+            infos = socket.getaddrinfo(text, None, socket.AF_INET, flags=socket.AI_NUMERICHOST)
+        except (OSError, ValueError):
+            raise ValueProblem(f"bad bind address {text!r}: expected an IPv4 address") from None
+        return BindSpec(text, ((socket.AF_INET, str(infos[0][4][0])),))
+    if ":" in text:
+        try:
+            return BindSpec(text, ((socket.AF_INET6, str(ipaddress.IPv6Address(text))),))
+        except ValueError:
+            raise ValueProblem(f"bad bind address {text!r}: expected an IPv6 address") from None
+    try:
+        infos = socket.getaddrinfo(text, None, type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as exc:
+        raise ValueProblem(f"bind host {text!r} does not resolve: {exc}") from None
+    candidates: list[tuple[int, str]] = []
+    for family, _, _, _, sockaddr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6):
+            pair = (int(family), str(sockaddr[0]))
+            if pair not in candidates:
+                candidates.append(pair)
+    if not candidates:
+        raise ValueProblem(f"bind host {text!r} has no IPv4 or IPv6 address")
+    return BindSpec(text, tuple(candidates))
+
+
+def parse_addresses(values: Values, ctx: ValueContext) -> tuple[AddressEntry, ...]:
+    entries: list[AddressEntry] = []
+    for token in values:
+        parsed = ctx.addresses.get(token)
+        if parsed is None:
+            try:
+                parsed = parse_address(token, ctx.lookups.network)
+            except AddressError as exc:
+                parsed = exc
+            ctx.addresses[token] = parsed
+        if isinstance(parsed, AddressError):
+            raise ValueProblem(str(parsed))
+        if parsed.warning:
+            ctx.remark(parsed.warning)
+        entries.extend(parsed.entries)
+    return tuple(entries)
