@@ -33,6 +33,28 @@ def test_protocol_inferred_from_socket_type_and_back(tmp_path: Path) -> None:
         SocketType.STREAM, 7, None, (), None)
 
 
+@pytest.mark.parametrize("protocol, socket_type, takes", [
+    ("tcp", "dgram", "stream"), ("tcp", "seqpacket", "stream"), ("udp", "stream", "dgram"),
+])
+def test_protocol_that_cannot_carry_the_socket_type(tmp_path: Path, protocol: str,
+                                                    socket_type: str, takes: str) -> None:
+    # xinetd takes the pair and fails at start: "socket creation failed (Protocol not
+    # supported)"; rejected here with the service's file and line instead.
+    config = load_text(tmp_path, block("time", "type = INTERNAL UNLISTED", "port = 3737",
+                                       f"protocol = {protocol}", f"socket_type = {socket_type}",
+                                       "wait = no"))
+    assert dropped_reasons(config) == [
+        f"service time: protocol {protocol} does not carry socket_type {socket_type} "
+        f"(it takes {takes} or raw)"]
+
+
+def test_raw_sockets_take_any_protocol(tmp_path: Path) -> None:
+    s = only(tmp_path, block("rawtcp", "type = UNLISTED", "port = 3737", "protocol = tcp",
+                             "socket_type = raw", "wait = yes", "user = root",
+                             "server = /bin/cat"))
+    assert (s.protocol, s.socket_type) == ("tcp", SocketType.RAW)
+
+
 def test_listed_service_port_from_etc_services(tmp_path: Path) -> None:
     s = only(tmp_path, block("ftp", "socket_type = stream", "wait = no", "user = root",
                              "server = /bin/cat", "server_args = -u"))

@@ -28,6 +28,8 @@ T = TypeVar("T")
 # and `services` were dropped from xinetd in 2003; pyxinetd still serves them.
 _INFER_SOCKET = {"tcp": SocketType.STREAM, "udp": SocketType.DGRAM}
 _INFER_PROTOCOL = {SocketType.STREAM: "tcp", SocketType.DGRAM: "udp"}
+# The one socket type (besides raw) each of these protocols can be opened with.
+_CARRIES = {"tcp": SocketType.STREAM, "udp": SocketType.DGRAM}
 
 
 class ServiceRejected(Exception):
@@ -85,6 +87,12 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
     if protocol is None or protocol_number is None:
         raise ServiceRejected(f"service {sid} missing attribute protocol (cannot be inferred "
                               f"from socket_type {socket_type.value})")
+    carried = _CARRIES.get(protocol)
+    if carried is not None and socket_type not in (carried, SocketType.RAW):
+        # xinetd takes the pair and fails to create the socket at start ("Protocol not
+        # supported"); said here, with the file and line, it is also caught by `check`.
+        raise ServiceRejected(f"service {sid}: protocol {protocol} does not carry socket_type "
+                              f"{socket_type.value} (it takes {carried.value} or raw)")
 
     internal = "INTERNAL" in types
     unlisted = "UNLISTED" in types
