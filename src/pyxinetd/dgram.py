@@ -51,7 +51,8 @@ class Host(MasterView, Protocol):
     def parent_check(self, rt: ServiceRuntime, peer: str) -> str | None: ...
 
     def refuse(self, rt: ServiceRuntime, peer: str, reason: str,
-               conn: socket.socket | None) -> None: ...
+               conn: socket.socket | None, *, sender: tuple[object, ...] | None = None
+               ) -> None: ...
 
     def refresh(self, rt: ServiceRuntime) -> None: ...
 
@@ -140,7 +141,7 @@ class DatagramDispatch:
         if reason is not None:
             # Discard the refused datagram, or it would wake us again at once.
             self._discard_one(rt)
-            host.refuse(rt, peer, reason, None)
+            host.refuse(rt, peer, reason, None, sender=addr)
             return
         assert rt.sock is not None
         datagram = Datagram(rt.sock, addr)
@@ -166,7 +167,7 @@ class DatagramDispatch:
             return
         if not verdict.allowed:
             self._discard_one(rt)
-            host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None)
+            host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=addr)
             host.refresh(rt)
             return
         svc = host.access.prepare(rt.config, verdict, None, peer)
@@ -192,7 +193,7 @@ class DatagramDispatch:
             peer = peer_text(addr)
             reason = host.parent_check(rt, peer)
             if reason is not None:
-                host.refuse(rt, peer, reason, None)
+                host.refuse(rt, peer, reason, None, sender=addr)
                 continue
             datagram = Datagram(sock, addr)
             self._internal_admit(rt, data, datagram, peer,
@@ -207,7 +208,7 @@ class DatagramDispatch:
                              datagram=datagram)
             return
         if not verdict.allowed:
-            host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None)
+            host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=datagram.sender)
             return
         svc, sock = rt.config, rt.sock
         if sock is None:
@@ -237,7 +238,7 @@ class DatagramDispatch:
             peer = peer_text(addr)
             reason = host.parent_check(rt, peer)
             if reason is not None:
-                host.refuse(rt, peer, reason, None)
+                host.refuse(rt, peer, reason, None, sender=addr)
                 continue
             verdict = host.access.check(rt.config, peer, datagram=Datagram(sock, addr))
             if verdict is not PASS:
@@ -256,7 +257,7 @@ class DatagramDispatch:
                              datagram=Datagram(rt.sock, addr))
             return
         if not verdict.allowed:
-            host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None)
+            host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=addr)
             return
         relay = self._relays.get((rt.id, addr))
         if relay is not None:

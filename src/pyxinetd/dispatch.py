@@ -38,7 +38,8 @@ from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry, strer
 from pyxinetd.peerenv import PEERENV_FLAG
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.sensor import DenyList
-from pyxinetd.service import REASON_ADDRESS, REASON_CPS, Event, Limits, ServiceRuntime, State
+from pyxinetd.service import REASON_ADDRESS, REASON_CPS, REASON_LOAD, Event, Limits, \
+    ServiceRuntime, State
 from pyxinetd.sessions import FORKING_BUILTINS, SessionRecord, Sessions
 from pyxinetd.spawner import spawn
 from pyxinetd.suspend import Suspensions
@@ -143,17 +144,26 @@ class Dispatcher:
 
     # -- refusals, cps -----------------------------------------------------
     def refuse(self, rt: ServiceRuntime, peer: str, reason: str,
-                conn: socket.socket | None) -> None:
+               conn: socket.socket | None, *, sender: tuple[object, ...] | None = None
+               ) -> None:
+        """Log and answer a refused request, in xinetd's order: the program-log line of
+        a cps trip or of max_load first, then the FAIL line, then banner_fail.
+        `sender`: a datagram's source (address, port); an address refusal that repeats
+        the last one of this service within a minute is not logged again."""
         svc = rt.config
-        if svc.log_type is not None:
+        if reason == REASON_CPS:
+            self.suspend.cps_tripped(rt)
+        elif reason == REASON_LOAD:
+            self.program.error("xinetd", f"refused connect from {peer} due to excessive load")
+        if svc.log_type is not None and not (
+                reason == REASON_ADDRESS and sender is not None
+                and rt.repeated_refusal(sender)):
             self.logs.write(svc, fail_entry(svc, reason, peer))
         if conn is not None:
             if svc.banner_fail:
                 banners.banner_fail(svc, conn, self._banner_error)
             if not self.userid.after_refusal(svc, conn, peer):
                 conn.close()
-        if reason == REASON_CPS:
-            self.suspend.cps_tripped(rt)
 
     def _banner_error(self, text: str) -> None:
         self.program.error("banner", text)

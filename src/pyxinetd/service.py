@@ -113,6 +113,10 @@ REASON_PER_SOURCE = "per_source_limit"
 REASON_PROCESS_LIMIT = "process_limit"
 REASON_ADDRESS = "address"
 
+# A datagram sender refused for its address again within this many seconds is not
+# logged again (xinetd's DGRAM_IGNORE_TIME, service.c failed_service()).
+DGRAM_IGNORE_TIME = 60
+
 
 def read_load_average(path: str = "/proc/loadavg") -> float:
     try:
@@ -187,10 +191,14 @@ class ServiceRuntime:
         self.state = State.STARTING
         self.sock: socket.socket | None = None
         self.cps = Cps(config.cps[0], clock)
+        self._clock = clock
         # The accept loop is paused after EMFILE and friends (listener stays open).
         self.accept_paused = False
         # Forks that failed in a row (no process created); see pyxinetd.forkretry.
         self.fork_failures = 0
+        # The last datagram sender refused for its address, and when it was last logged.
+        self._refused_sender: tuple[object, ...] | None = None
+        self._refused_logged_at = 0
         # The configuration `_unlimited` was computed for (reloads replace self.config).
         self._limits_of: ServiceConfig | None = None
         self._unlimited = False
@@ -207,6 +215,18 @@ class ServiceRuntime:
     def wants_events(self) -> bool:
         """True when the listener should be watched for requests."""
         return self.state is State.ACTIVE and not self.accept_paused and self.sock is not None
+
+    def repeated_refusal(self, sender: tuple[object, ...]) -> bool:
+        """Whether a datagram from `sender` (address and port), refused for its address,
+        repeats the last one logged for this service within DGRAM_IGNORE_TIME seconds:
+        then it is not logged again. Clients of datagram services resend before they
+        give up, and nothing tells them they were refused (xinetd, failed_service())."""
+        now = int(self._clock())
+        sender = sender[:2]     # address and port; an IPv6 flow label does not count
+        if sender == self._refused_sender and now - self._refused_logged_at <= DGRAM_IGNORE_TIME:
+            return True
+        self._refused_sender, self._refused_logged_at = sender, now
+        return False
 
     def check(self, peer: str, occupancy: Occupancy, limits: Limits,
               deny_peer: Callable[[str], bool] | None = None) -> str | None:
