@@ -46,6 +46,7 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 class Level(enum.Enum):
     """Program-log levels: the word xinetd writes, and the syslog severity."""
 
+    ALERT = ("ALERT", 1)
     CRITICAL = ("CRITICAL", 2)
     ERROR = ("ERROR", 3)
     WARNING = ("WARNING", 4)
@@ -269,8 +270,10 @@ def traffic_entry(service: ServiceConfig, bytes_in: int, bytes_out: int) -> str 
 class _LogFile:
     fd: int
     size: int
+    soft_limit: int | None
     hard_limit: int | None
     label: str
+    warned: bool = False            # the soft-limit message was written
     closed_for_good: bool = False
 
 
@@ -300,7 +303,7 @@ class ServiceLogs:
         except OSError as err:
             self._program.error("log_open", f"Cannot open {target.path}: {strerror(err)}")
             return None
-        log = _LogFile(fd, os.fstat(fd).st_size, target.hard_limit, label)
+        log = _LogFile(fd, os.fstat(fd).st_size, target.soft_limit, target.hard_limit, label)
         self._files[target.path] = log
         return log
 
@@ -317,8 +320,25 @@ class ServiceLogs:
         except OSError as err:
             self._program.error("log_write", f"Error writing {target.path}: {strerror(err)}")
             return
+        if log.soft_limit is not None and log.size > log.soft_limit:
+            self._over_soft_limit(log)
+
+    def _over_soft_limit(self, log: _LogFile) -> None:
+        """The manual's two limits (reference §5.4): a message at ALERT the first time
+        the soft limit is exceeded (xinetd 2.3.15.3 never writes it), then, past the
+        hard limit, the line is finished and the log closed until the next reload."""
+        try:
+            # The file's real size: a rotation may have truncated it since it was opened.
+            log.size = os.fstat(log.fd).st_size
+        except OSError:
+            pass
+        if log.soft_limit is None or log.size <= log.soft_limit:
+            return
+        if not log.warned:
+            log.warned = True
+            self._program.log(Level.ALERT, "log_write",
+                              f"Size of {log.label} log exceeded soft limit")
         if log.hard_limit is not None and log.size > log.hard_limit:
-            # As xinetd: finish the line, then close the log until the next reload.
             os.close(log.fd)
             log.closed_for_good = True
             self._program.error("log_write", f"Size of {log.label} log exceeded hard limit")
