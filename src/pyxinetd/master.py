@@ -261,13 +261,13 @@ class Master:
         if self._exiting:
             return
         self._exiting = True
-        self.program.warning("exit", "Exiting...")
+        self.program.warning("quit_program", "Exiting...")
         self.rpc.unregister_all(lambda: self.stop(0))
 
     def interrupt(self) -> None:
         """SIGINT is ignored, except in -d mode where it ends the daemon (status 1)."""
         if self.options.debug:
-            self.program.warning("exit", "Exiting...")
+            self.program.warning("quit_program", "Exiting...")
             self.stop(1)
 
     def reload(self) -> None:

@@ -69,7 +69,7 @@ class Suspensions:
         rt.transition(Event.CPS_TRIPPED)
         if self.on_cps_closed is not None:
             self.on_cps_closed(rt)
-        self.program.error("svc_deactivate",
+        self.program.error("service_stop",
                            f"Deactivating service {rt.config.name} due to excessive incoming "
                            f"connections.  Restarting in {wait} seconds.")
         self.loop.call_later(wait, lambda: self._reactivate(rt))
@@ -89,10 +89,10 @@ class Suspensions:
                     raise
         except (BindError, OSError):
             # BindError: no socket at all (EMFILE...). Ending here must not end the loop.
-            self.program.error("cps_reactivate", f"Error activating service {rt.config.name}")
+            self.program.error("cps_service_restart", f"Error activating service {rt.config.name}")
             rt.transition(Event.REBIND_FAILED)
             return
-        self.program.error("cps_reactivate", f"Activating service {rt.config.name}")
+        self.program.error("cps_service_restart", f"Activating service {rt.config.name}")
         self.listeners.activate(rt, sock, Event.CPS_EXPIRED)
         if self.on_cps_reopened is not None:
             self.on_cps_reopened(rt)

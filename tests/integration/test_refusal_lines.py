@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import time
 from pathlib import Path
@@ -121,3 +122,22 @@ def test_stream_address_refusals_are_all_logged(daemons: DaemonFactory,
             assert read_all(conn) == b""
     wait_until(lambda: log.exists() and log.read_text().count("FAIL: acl address") == 3,
                TIMEOUT, what="three FAIL lines")
+
+
+def test_debug_lines_name_xinetds_functions(daemons: DaemonFactory, tmp_path: Path) -> None:
+    # -d prefixes every line with `PID {function}`; the functions are xinetd's.
+    port = free_port()
+    daemon = daemons.start_config(service("rate", port, tmp_path / "services.log",
+                                          "\tcps = 1 1\n"), "-d")
+    for _ in range(10):
+        try:
+            with connect(port) as conn:
+                read_all(conn)
+        except (ConnectionRefusedError, ConnectionResetError):
+            break
+    pid = daemon.pid
+    daemon.wait_for_log(rf"ERROR: {pid} {{service_stop}} Deactivating service rate ")
+    daemon.wait_for_log(rf"ERROR: {pid} {{cps_service_restart}} Activating service rate")
+    daemon.signal(signal.SIGTERM)
+    daemon.wait_exit()
+    daemon.wait_for_log(rf"WARNING: {pid} {{quit_program}} Exiting\.\.\.")
