@@ -5,17 +5,13 @@ Service logs carry START/EXIT/FAIL/TRAFFIC/USERID/NOID lines to each service's
 `log_type`. Lines are byte-for-byte xinetd's formats, so existing log parsers (fail2ban
 filters, logwatch scripts) keep working; the syslog ident is therefore `xinetd` too.
 
-Syslog is spoken directly on the datagram socket (/dev/log, or $PYXINETD_SYSLOG_SOCKET)
-instead of through the `syslog` module: the socket is non-blocking, so a stalled syslog
-daemon can never block the serving loop (a message is dropped instead), and tests can
-bind a real socket of their own.
+Syslog is spoken directly on the datagram socket (pyxinetd.syslogsender).
 """
 
 from __future__ import annotations
 
 import enum
 import os
-import socket
 import sys
 import time
 import traceback
@@ -25,10 +21,13 @@ from typing import TextIO
 
 from pyxinetd.config.model import FileTarget, LogTarget, ServiceConfig, SyslogTarget
 from pyxinetd.files import open_for_append
+# Re-exported: the syslog socket lives in its own module, its users import it from here.
+from pyxinetd.syslogsender import DEFAULT_SYSLOG_SOCKET as DEFAULT_SYSLOG_SOCKET
+from pyxinetd.syslogsender import SYSLOG_IDENT as SYSLOG_IDENT
+from pyxinetd.syslogsender import SYSLOG_SOCKET_ENV as SYSLOG_SOCKET_ENV
+from pyxinetd.syslogsender import SyslogSender as SyslogSender
+from pyxinetd.syslogsender import syslog_timestamp as syslog_timestamp
 
-SYSLOG_SOCKET_ENV = "PYXINETD_SYSLOG_SOCKET"
-DEFAULT_SYSLOG_SOCKET = "/dev/log"
-SYSLOG_IDENT = "xinetd"
 
 FACILITIES: dict[str, int] = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
@@ -39,8 +38,6 @@ SEVERITIES: dict[str, int] = {
     "emerg": 0, "alert": 1, "crit": 2, "err": 3, "warning": 4, "notice": 5, "info": 6,
     "debug": 7,
 }
-
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 class Level(enum.Enum):
@@ -70,62 +67,11 @@ def file_timestamp(now: float) -> str:
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}")
 
 
-def syslog_timestamp(now: float) -> str:
-    """RFC 3164 stamp: `Mmm dd hh:mm:ss`, the day padded with a space."""
-    t = time.localtime(now)
-    return f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-
-
 def strerror(err: OSError) -> str:
     """xinetd's %m: `<strerror text> (errno = N)`."""
     if err.errno is None:
         return str(err)
     return f"{os.strerror(err.errno)} (errno = {err.errno})"
-
-
-class SyslogSender:
-    """Sends RFC 3164 datagrams to the local syslog socket; never blocks, drops on failure."""
-
-    def __init__(self, path: str | None = None) -> None:
-        self.path = path or os.environ.get(SYSLOG_SOCKET_ENV) or DEFAULT_SYSLOG_SOCKET
-        self._sock: socket.socket | None = None
-        self._pid = os.getpid()
-
-    def _connect(self) -> socket.socket | None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        try:
-            sock.connect(self.path)
-        except OSError:
-            sock.close()
-            return None
-        return sock
-
-    def send(self, priority: int, text: str, now: float | None = None) -> None:
-        stamp = syslog_timestamp(time.time() if now is None else now)
-        data = f"<{priority}>{stamp} {SYSLOG_IDENT}[{self._pid}]: {text}".encode(errors="replace")
-        # One reconnect attempt covers a restarted syslog daemon; otherwise drop.
-        for _ in range(2):
-            if self._sock is None:
-                self._sock = self._connect()
-                if self._sock is None:
-                    return
-            try:
-                self._sock.send(data)
-                return
-            except BlockingIOError:
-                return
-            except OSError:
-                self._sock.close()
-                self._sock = None
-
-    def fileno(self) -> int | None:
-        return None if self._sock is None else self._sock.fileno()
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
 
 
 class ProgramLog:

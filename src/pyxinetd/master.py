@@ -89,6 +89,8 @@ class Master:
         self.notifier = notifier or Notifier()
         self.loop = Loop(clock)
         self.loop.on_error = self._internal_error
+        # Syslog messages the syslog daemon had no room for are sent from the loop.
+        self.syslog.attach(self.loop)
         self.children = ChildTable()
         self.logs = ServiceLogs(self.program, self.syslog)
         self.services: list[ServiceRuntime] = [ServiceRuntime(s, clock)
