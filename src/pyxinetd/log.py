@@ -251,6 +251,10 @@ class ServiceLogs:
             return None
         log = _LogFile(fd, os.fstat(fd).st_size, target.soft_limit, target.hard_limit, label)
         self._files[target.path] = log
+        if log.soft_limit is not None and log.size > log.soft_limit:
+            # Already past a limit (not rotated since): say so; past the hard one,
+            # nothing more is written to it, as in xinetd.
+            self._over_soft_limit(log)
         return log
 
     def _write_file(self, target: FileTarget, label: str, entry: str) -> None:

@@ -73,3 +73,5 @@ def test_log_limits_follow_the_manual(results: tuple[dict[str, Any], dict[str, A
                                       "ERROR: Size of chatty log exceeded hard limit"]
     assert set(pyxinetd["chatty"][2:]) == {"ERROR: Error in chatty log: size limit reached"}
     assert len(pyxinetd["chatty"]) == len(xinetd["chatty"]) + 1
+    # A log already past its hard limit when opened gets nothing more.
+    assert xinetd["full_untouched"] and pyxinetd["full_untouched"]

@@ -6,10 +6,11 @@ Brings `lo` up, makes /proc/loadavg read 9.50 (a bind mount, in this mount names
 only), writes a configuration whose services log to the daemon's own program log file
 (`log_type = FILE` on the `-filelog` path, so the file keeps the order of the lines):
 `busy` (max_load = 1), `rate` (cps = 1 3), `echo-dgram` (only_from another host), and
-`chatty`, logging to a file of its own with a 300-byte soft and 500-byte hard limit.
-Each is asked until it refuses (or, for `chatty`, past its hard limit). Prints one JSON
-object: the lines of the shared file without their stamps and pids, in order, and the
-program-log lines about `chatty`'s log. Standard library only; every wait bounded.
+`chatty`, logging to a file of its own with a 300-byte soft and 500-byte hard limit,
+and `full`, whose log is past such limits before the daemon starts. Each is asked until
+it refuses (or, for `chatty`, past its hard limit). Prints one JSON object: the lines of
+the shared file without their stamps and pids, in order, the program-log lines about
+`chatty`'s log, and whether `full`'s log was left as it was. Standard library only; every wait bounded.
 """
 
 import json
@@ -60,7 +61,10 @@ def main() -> int:
         f.write("9.50 9.00 8.00 1/100 1234\n")
     subprocess.run(["mount", "--bind", fake, "/proc/loadavg"], check=True)
     shared, chatty_log = run.program_log, os.path.join(workdir, "chatty.log")
-    busy, rate, echo, chatty = free_port(), free_port(), free_port(), free_port()
+    busy, rate, echo, chatty, full = (free_port() for _ in range(5))
+    full_log, full_text = os.path.join(workdir, "full.log"), "x" * 599 + "\n"
+    with open(full_log, "w") as f:
+        f.write(full_text)
     with open(run.conf, "w") as f:
         f.write(service("busy", busy, shared, "\tmax_load = 1\n")
                 + service("rate", rate, shared, "\tcps = 1 3\n")
@@ -68,7 +72,8 @@ def main() -> int:
                   f"\tsocket_type = dgram\n\twait = yes\n\tbind = {PEER}\n\tport = {echo}\n"
                   f"\tonly_from = 10.1.2.3\n\tlog_type = FILE {shared}\n"
                   f"\tlog_on_failure = HOST\n}}\n"
-                + service("chatty", chatty, f"{chatty_log} 300 500", "\tcps = 0 0\n"))
+                + service("chatty", chatty, f"{chatty_log} 300 500", "\tcps = 0 0\n")
+                + service("full", full, f"{full_log} 300 500", ""))
     with running(run.daemon, run.conf, shared):
         ask(busy)
         wait_for(shared, r"FAIL: busy", time.monotonic() + 10)
@@ -86,11 +91,13 @@ def main() -> int:
         for _ in range(12):     # about 50 bytes a line: past 500 bytes
             ask(chatty)
             time.sleep(0.05)
+        ask(full)
         time.sleep(0.5)
     lines = [line for line in stripped(read(shared))
              if not line.startswith(("NOTICE", "WARNING: Exiting"))]
     print(json.dumps({
-        "refusals": [line for line in lines if "chatty" not in line],
+        "refusals": [line for line in lines if "chatty" not in line and "full" not in line],
+        "full_untouched": read(full_log) == full_text,
         "chatty": [re.sub(r"log: -?\d+$", "log: NUMBER", line)
                    for line in lines if "chatty log" in line],
         "chatty_lines": len(read(chatty_log).splitlines()),

@@ -69,3 +69,19 @@ def test_a_truncated_log_is_measured_again(daemons: DaemonFactory, tmp_path: Pat
     serve(port, log, 6)     # now the file itself is past 1000
     daemon.wait_for_log(r"ALERT: Size of chatty log exceeded soft limit")
     assert limit_lines(daemon) == ["ALERT: Size of chatty log exceeded soft limit"]
+
+
+def test_a_log_already_past_its_hard_limit_gets_nothing(daemons: DaemonFactory,
+                                                        tmp_path: Path) -> None:
+    full = b"x" * 599 + b"\n"
+    (tmp_path / "chatty.log").write_bytes(full)
+    daemon, port, log = start(daemons, tmp_path, "300 500")
+    for _ in range(2):
+        with connect(port) as conn:
+            assert read_all(conn) == b"hi\n"
+    daemon.wait_for_log(r"Error in chatty log", count=2)
+    assert limit_lines(daemon) == ["ALERT: Size of chatty log exceeded soft limit",
+                                   "ERROR: Size of chatty log exceeded hard limit",
+                                   "ERROR: Error in chatty log: size limit reached",
+                                   "ERROR: Error in chatty log: size limit reached"]
+    assert log.read_bytes() == full
