@@ -9,8 +9,10 @@ or a burst of FAIL lines, fills it as soon as the syslog daemon is a moment late
 then waits in `send`; dropping them would lose exactly the lines that explain a problem.
 So a message that does not fit waits in a backlog (at most BACKLOG_LIMIT of them, then
 the newest are counted and dropped, and a line says how many), sent in order as soon as
-the socket takes it: before any newer message, and from a timer of the loop once one is
-attached. `close()` gives the backlog up to FLUSH_ON_CLOSE seconds.
+the socket takes it: before any newer message, and when the loop (once one is attached)
+reports the socket writable. Linux wakes a connected datagram socket's writers when the
+receiver's queue has room again, so nothing is retried on a clock. `close()` gives the
+backlog up to FLUSH_ON_CLOSE seconds.
 """
 
 from __future__ import annotations
@@ -21,14 +23,12 @@ import select
 import socket
 import time
 
-from pyxinetd.loop import Loop
-from pyxinetd.timers import Timer
+from pyxinetd.loop import WRITE, Loop
 
 SYSLOG_SOCKET_ENV = "PYXINETD_SYSLOG_SOCKET"
 DEFAULT_SYSLOG_SOCKET = "/dev/log"
 SYSLOG_IDENT = "xinetd"
 BACKLOG_LIMIT = 1000
-RETRY_INTERVAL = 0.05
 FLUSH_ON_CLOSE = 2.0
 # daemon.warning, for the line that counts dropped messages.
 DROPPED_PRIORITY = 3 * 8 + 4
@@ -52,10 +52,11 @@ class SyslogSender:
         self._backlog: collections.deque[bytes] = collections.deque()
         self._dropped = 0
         self._loop: Loop | None = None
-        self._timer: Timer | None = None
+        # The socket the loop watches for room, while a backlog waits.
+        self._watched: socket.socket | None = None
 
     def attach(self, loop: Loop) -> None:
-        """Send the backlog from `loop`'s timers from now on."""
+        """Send the backlog from `loop` from now on, as the socket has room."""
         self._loop = loop
         self._schedule()
 
@@ -71,6 +72,8 @@ class SyslogSender:
             self._queue(data)
         elif not self._deliver(data):
             self._queue(data)
+        else:
+            self._schedule()    # a backlog this call emptied is no longer watched
 
     def flush(self) -> bool:
         """Send what waits, in order; True once nothing waits."""
@@ -102,9 +105,17 @@ class SyslogSender:
             except BlockingIOError:
                 return False
             except OSError:
-                self._sock.close()
-                self._sock = None
+                self._close_socket()
         return True
+
+    def _close_socket(self) -> None:
+        if self._sock is None:
+            return
+        if self._sock is self._watched and self._loop is not None:
+            self._loop.unregister(self._sock)
+        self._watched = None
+        self._sock.close()
+        self._sock = None
 
     def _queue(self, data: bytes) -> None:
         if len(self._backlog) < BACKLOG_LIMIT:
@@ -114,13 +125,21 @@ class SyslogSender:
         self._schedule()
 
     def _schedule(self) -> None:
-        if self._loop is not None and self._timer is None and (self._backlog or self._dropped):
-            self._timer = self._loop.call_later(RETRY_INTERVAL, self._retry)
+        """Watch the socket for room while something waits; stop once nothing does."""
+        waiting = bool(self._backlog or self._dropped)
+        sock = self._sock if waiting and self._loop is not None else None
+        if sock is self._watched:
+            return
+        if self._watched is not None and self._loop is not None:
+            self._loop.unregister(self._watched)
+        self._watched = None
+        if sock is not None and self._loop is not None:
+            self._loop.register(sock, WRITE, self._writable)
+            self._watched = sock
 
-    def _retry(self) -> None:
-        self._timer = None
-        if not self.flush():
-            self._schedule()
+    def _writable(self, mask: int) -> None:
+        self.flush()
+        self._schedule()
 
     def _connect(self) -> socket.socket | None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -137,9 +156,9 @@ class SyslogSender:
 
     def close(self) -> None:
         """Give the backlog FLUSH_ON_CLOSE seconds, then close the socket."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._watched is not None and self._loop is not None:
+            self._loop.unregister(self._watched)
+        self._watched = None
         self._loop = None
         deadline = time.monotonic() + FLUSH_ON_CLOSE
         while not self.flush() and self._sock is not None:
@@ -149,6 +168,4 @@ class SyslogSender:
             select.select([], [self._sock], [], left)
         self._backlog.clear()
         self._dropped = 0
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        self._close_socket()
