@@ -169,8 +169,15 @@ def start_entry(service: ServiceConfig, pid: int, peer: str) -> str | None:
     return text
 
 
+def whole_seconds(started_wall: float, elapsed: float) -> int:
+    """A duration as xinetd logs it: the difference of the whole wall-clock seconds at
+    the start and at the end (a 0.3 s session that crosses a second is `1(sec)`). The
+    elapsed time comes from the monotonic clock, so a clock step cannot make it negative."""
+    return int(started_wall + elapsed) - int(started_wall)
+
+
 def exit_entry(service: ServiceConfig, pid: int, status: tuple[str, int] | None,
-               duration: float) -> str | None:
+               duration: int) -> str | None:
     """`EXIT: ID[ status=N|signal=N][ pid=P][ duration=S(sec)]`, when EXIT or DURATION is set."""
     flags = service.log_on_success
     if "EXIT" not in flags and "DURATION" not in flags:
@@ -181,7 +188,7 @@ def exit_entry(service: ServiceConfig, pid: int, status: tuple[str, int] | None,
     if "PID" in flags:
         text += f" pid={pid}"
     if "DURATION" in flags:
-        text += f" duration={int(duration)}(sec)"
+        text += f" duration={duration}(sec)"
     return text
 
 

@@ -24,7 +24,7 @@ from pyxinetd.children import ChildTable, ExitStatus, reap
 from pyxinetd.config.diagnostics import Severity
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.dispatch import Dispatcher
-from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry, \
+from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry, whole_seconds, \
     internal_error_text, strerror
 from pyxinetd.loop import Loop
 from pyxinetd.handover import HandedOver
@@ -340,7 +340,7 @@ class Master:
                 continue
             svc: ServiceConfig = child.service
             if svc.log_type is not None:
-                duration = self.loop.clock() - child.start_time
+                duration = whole_seconds(child.started_at, self.loop.clock() - child.start_time)
                 self.logs.write(svc, exit_entry(svc, pid, status.as_pair(), duration))
             if child.on_reap is not None:
                 child.on_reap(child, status)

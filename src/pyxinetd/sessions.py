@@ -11,6 +11,7 @@ session and keeps its record.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,7 +20,9 @@ from pyxinetd.children import Occupancy
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.internal.status import MasterView
 from pyxinetd.listener import peer_text
-from pyxinetd.log import ProgramLog, ServiceLogs, exit_entry, start_entry, traffic_entry
+from pyxinetd.log import (
+    ProgramLog, ServiceLogs, exit_entry, start_entry, traffic_entry, whole_seconds,
+)
 from pyxinetd.loop import Loop
 from pyxinetd.service import ServiceRuntime, State
 
@@ -33,11 +36,13 @@ Launch = Callable[[ServiceConfig, socket.socket, tuple[object, ...], str], None]
 @dataclass
 class SessionRecord:
     """One in-loop session: the configuration it was started with, its client and
-    when it started (loop clock). `session` is None only while it is being set up."""
+    when it started (loop clock, and wall clock for the logged duration). `session` is
+    None only while it is being set up."""
 
     service: ServiceConfig
     peer: str
     start: float
+    started_at: float
     session: internal.Session | None = field(default=None)
 
 
@@ -64,7 +69,7 @@ class Sessions:
               addr: tuple[object, ...], peer: str) -> None:
         """Serve an accepted (and admitted) connection in the loop; takes `conn` over."""
         key = next(self._ids)
-        record = SessionRecord(svc, peer, self.loop.clock())
+        record = SessionRecord(svc, peer, self.loop.clock(), time.time())
         self._records[key] = record
         self.occupancy.add(svc.id, peer)
         if svc.log_type is not None:
@@ -82,8 +87,8 @@ class Sessions:
             if bytes_in is not None and bytes_out is not None:
                 self.logs.write(svc, traffic_entry(svc, bytes_in, bytes_out))
             if svc.is_redirect or svc.name in FORKING_BUILTINS:
-                self.logs.write(svc, exit_entry(svc, 0, ("status", 0),
-                                                self.loop.clock() - record.start))
+                duration = whole_seconds(record.started_at, self.loop.clock() - record.start)
+                self.logs.write(svc, exit_entry(svc, 0, ("status", 0), duration))
 
         try:
             if svc.is_redirect:

@@ -8,7 +8,9 @@ import signal
 import pytest
 
 from pyxinetd.children import Child, ChildTable, ExitStatus, reap
-from pyxinetd.log import exit_entry, fail_entry, file_timestamp, start_entry, traffic_entry
+from pyxinetd.log import (
+    exit_entry, fail_entry, file_timestamp, start_entry, traffic_entry, whole_seconds,
+)
 from pyxinetd.service import (REASON_CPS, REASON_INSTANCES, REASON_PER_SOURCE,
                               REASON_PROCESS_LIMIT, Cps, Event, InvalidTransition, Limits,
                               ServiceRuntime, State, next_state)
@@ -154,11 +156,19 @@ def test_exit_status_decoding_of_a_real_child() -> None:
     assert ExitStatus.decode(3 << 8).as_pair() == ("status", 3)
 
 
+def test_durations_count_whole_wall_clock_seconds_as_xinetd() -> None:
+    # xinetd subtracts time() at the start from time() at the end.
+    assert whole_seconds(1000.8, 0.3) == 1      # crosses a second: 1(sec)
+    assert whole_seconds(1000.1, 0.3) == 0
+    assert whole_seconds(1000.5, 2.4) == 2
+    assert whole_seconds(1000.9, 2.4) == 3
+
+
 def test_service_entries_follow_the_flags() -> None:
     full = make_service(name="svc", log_on_success={"PID", "HOST", "EXIT", "DURATION"},
                         log_on_failure={"HOST"})
     assert start_entry(full, 42, "::1") == "START: svc pid=42 from=::1"
-    assert exit_entry(full, 42, ("signal", 9), 3.7) == "EXIT: svc signal=9 pid=42 duration=3(sec)"
+    assert exit_entry(full, 42, ("signal", 9), 3) == "EXIT: svc signal=9 pid=42 duration=3(sec)"
     assert fail_entry(full, "service_limit", "::1") == "FAIL: svc service_limit from=::1"
     bare = make_service(name="svc", log_on_success={"HOST"}, log_on_failure={"ATTEMPT"})
     assert start_entry(bare, 42, "a") == "START: svc from=a"
