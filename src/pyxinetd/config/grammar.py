@@ -17,15 +17,12 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import pyparsing as pp
 
 from pyxinetd.config.diagnostics import DiagnosticSink
-
-EntryKind = Literal["service", "defaults"]
-IncludeKind = Literal["include", "includedir"]
+from pyxinetd.config.rawentries import IncludeKind, RawAttribute, RawEntry, RawInclude, RawItem
 
 # Tokens are separated by blanks and tabs only (any other byte, \r included, stays in
 # the token), exactly as xinetd splits its lines.
@@ -40,47 +37,6 @@ _HEADER_WORDS = ("service", "defaults", "include", "includedir")
 # depending on where it sits in the file) is cut in two, and its second half is read as
 # an attribute line of its own. pyxinetd reads lines of any length and says so from here.
 XINETD_LINE_BYTES = 16 * 1024 - 256
-
-
-@dataclass(frozen=True, slots=True)
-class RawAttribute:
-    """One `name op values...` line as written; `col` is the 1-based column of the name."""
-
-    name: str
-    op: str
-    values: tuple[str, ...]
-    file: str
-    line: int
-    col: int
-
-
-@dataclass(slots=True)
-class RawEntry:
-    """A `service NAME { ... }` or `defaults { ... }` block.
-
-    `broken` is set when a syntax error dropped the entry (services) or cut it
-    short (defaults keep the lines read before the error, as xinetd does).
-    """
-
-    kind: EntryKind
-    name: str
-    file: str
-    line: int
-    attrs: list[RawAttribute] = field(default_factory=list)
-    broken: str | None = None
-    # A second `defaults` in one file: read to keep the line count right, then ignored.
-    ignored: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RawInclude:
-    kind: IncludeKind
-    path: str
-    file: str
-    line: int
-
-
-RawItem = RawEntry | RawInclude
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Literal
 
 from pyxinetd.config.attributes import Applier, Draft
 from pyxinetd.config.diagnostics import DiagnosticSink
-from pyxinetd.config.grammar import RawAttribute
+from pyxinetd.config.rawentries import RawAttribute
 from pyxinetd.config.lookups import decimal, is_digits
 from pyxinetd.config.model import DroppedEntry
 

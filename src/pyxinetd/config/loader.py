@@ -15,7 +15,8 @@ from typing import TypeVar, cast
 
 from pyxinetd.config.attributes import COPIED_AT_PARSE, Applier, Draft
 from pyxinetd.config.diagnostics import DiagnosticSink
-from pyxinetd.config.grammar import RawEntry, RawInclude, parse_text
+from pyxinetd.config.grammar import parse_text
+from pyxinetd.config.rawentries import RawEntry, RawInclude
 from pyxinetd.config.includes import list_includedir, read_text
 from pyxinetd.config.inetdconf import read_inetd_conf
 from pyxinetd.config.lookups import Lookups
