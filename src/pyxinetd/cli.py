@@ -101,6 +101,10 @@ def parse_serving_args(args: Sequence[str]) -> tuple[MasterOptions, list[str], l
         raise UsageError("-filelog and -syslog cannot be used together")
     options = MasterOptions()
     options = replace(options, **values)  # type: ignore[arg-type]
+    # 0 means "none" for both, as in xinetd: `-limit 0` sets no process limit (it does
+    # not refuse everything), `-cc 0` schedules no periodic check.
+    if options.process_limit == 0:
+        options = replace(options, process_limit=None)
     if options.cc_interval == 0:
         options = replace(options, cc_interval=None)
     return options, seen, warnings

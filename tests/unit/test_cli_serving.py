@@ -22,6 +22,12 @@ def test_all_options() -> None:
     assert warnings == ["pyxinetd: ignoring unknown option -inetd_ipv6"]
 
 
+def test_zero_limit_and_cc_mean_none() -> None:
+    # xinetd tests `if (process_limit)`: -limit 0 is no limit, not "refuse everything".
+    options, _, _ = parse_serving_args(["-limit", "0", "-cc", "0"])
+    assert options.process_limit is None and options.cc_interval is None
+
+
 @pytest.mark.parametrize("args", [
     ["positional"], ["-f"], ["-limit", "many"], ["-limit", "-1"],
     ["-filelog", "a", "-syslog", "daemon"], ["-dontfork", "extra"],
