@@ -301,7 +301,9 @@ class Master:
                if rt.sock is not None and rt.wants_events]
         return fds + [self.signals.fds()[0]]
 
-    def consistency_check(self) -> None:
+    def consistency_check(self, periodic: bool = False) -> None:
+        """SIGABRT (and -cc N): check the counters; a periodic pass is only logged with -d,
+        as in xinetd, so `-cc 60` does not add a line to the log every minute."""
         errors = 0
         occupancy = self.children.occupancy
         if occupancy.total != len(self.children) + self.dispatcher.session_count():
@@ -312,7 +314,7 @@ class Master:
                                f"sessions {self.dispatcher.session_count()}")
         if errors:
             self.program.error("consistency_check", f"Consistency check detected {errors} errors")
-        else:
+        elif not periodic or self.options.debug:
             self.program.info("consistency_check", "Consistency check passed")
 
     def _schedule_consistency_check(self) -> None:
@@ -320,7 +322,7 @@ class Master:
         assert interval is not None
 
         def tick() -> None:
-            self.consistency_check()
+            self.consistency_check(periodic=True)
             self.loop.call_later(interval, tick)
 
         self.loop.call_later(interval, tick)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -58,3 +59,17 @@ def _read(path: Path) -> str:
         return path.read_text()
     except FileNotFoundError:
         return ""
+
+
+def test_periodic_consistency_check_logs_a_pass_only_in_debug_mode(
+        daemons: DaemonFactory) -> None:
+    # xinetd logs `Consistency check passed` for SIGABRT, and for the -cc timer only
+    # with -d; otherwise `-cc N` would add a line to the log every N seconds.
+    quiet = daemons.start_config(echo_service(free_port()), "-cc", "1")
+    debug = daemons.start_config(echo_service(free_port()), "-cc", "1", "-d")
+    debug.wait_for_log("Consistency check passed", count=2, timeout=10)
+    assert "Consistency check" not in quiet.log()
+    quiet.signal(signal.SIGABRT)
+    quiet.wait_for_log("Consistency check passed")
+    time.sleep(1.5)
+    assert quiet.log().count("Consistency check passed") == 1
