@@ -220,23 +220,32 @@ def _run_master(config: Configuration, options: MasterOptions, program: ProgramL
     if bad_facility is not None:
         program.error("parse_args", f"Bad syslog facility: {bad_facility}")
     pidfile = PidFile(options.pidfile) if options.pidfile is not None else None
+
+    def acquire_pidfile() -> None:
+        assert pidfile is not None
+        try:
+            pidfile.acquire()
+        except PidFileError as err:
+            program.critical("main", f"{err}. Exiting...")
+            if report is None:
+                click.echo(f"pyxinetd: {err}", err=True)
+            raise
+
     try:
-        if pidfile is not None:
-            try:
-                pidfile.acquire()
-            except PidFileError as err:
-                program.critical("main", f"{err}. Exiting...")
-                syslog.close()
-                if report is None:
-                    click.echo(f"pyxinetd: {err}", err=True)
-                return 1
         notifier = Notifier(notify_target,
                             lambda text: program.warning("sd_notify", text))
         master = Master(config, options, program_log=program, syslog=syslog,
                         notifier=notifier, handed_over=handed_over)
         if report is not None:
             master.on_started = report.ready
-        return master.run()
+        if pidfile is not None:
+            # Written once the signal handlers are in place: a SIGHUP or SIGTERM sent
+            # to the pid as soon as the file names it is handled, never fatal.
+            master.on_signals_installed = acquire_pidfile
+        try:
+            return master.run()
+        except PidFileError:
+            return 1
     finally:
         # Removed on every exit of a serving daemon: SIGTERM/SIGQUIT, no services, -d's SIGINT.
         if pidfile is not None:

@@ -127,6 +127,11 @@ class Master:
         # Called once, when `Started working` is logged and the daemon stays up
         # (the detached start command waits for it).
         self.on_started: Callable[[], None] | None = None
+        # Called once the signal handlers are installed, before any service is bound:
+        # where the CLI writes the pidfile, so that a signal sent to the pid it names
+        # is always handled (xinetd installs its handlers before writing the file).
+        # An exception raised here ends the start-up.
+        self.on_signals_installed: Callable[[], None] | None = None
 
     def _internal_error(self, what: str, exc: Exception) -> None:
         """A bug reached the loop: say where, in one line, and keep serving."""
@@ -149,6 +154,8 @@ class Master:
     def start(self) -> None:
         prepare_process()
         self.signals.install()
+        if self.on_signals_installed is not None:
+            self.on_signals_installed()
         self.notifier.start_watchdog(self.loop)
         for diagnostic in self.config.diagnostics:
             self.log_diagnostic(diagnostic.severity, str(diagnostic.message),

@@ -181,6 +181,21 @@ def test_a_second_daemon_on_the_same_pidfile_refuses(detached: Detached) -> None
     assert echo_roundtrip(port) == b"ping\n"
 
 
+@pytest.mark.parametrize("mode", [(), ("-dontfork",)])
+def test_a_pidfile_that_cannot_be_written_stops_the_start(detached: Detached,
+                                                          tmp_path: Path,
+                                                          mode: tuple[str, ...]) -> None:
+    port = free_port()
+    result, _, log = detached.start(echo_conf(port), *mode,
+                                    pidfile=tmp_path / "missing-dir" / "xinetd.pid")
+    assert result.returncode == 1
+    assert "cannot open pidfile" in result.stderr
+    assert "CRITICAL" in log.read_text()
+    # Nothing was bound: the port is free for the next attempt.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))
+
+
 def test_a_stale_pidfile_is_taken_over(detached: Detached, tmp_path: Path) -> None:
     pidfile = tmp_path / "stale.pid"
     pidfile.write_text("999999999\n")
