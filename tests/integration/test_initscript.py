@@ -7,10 +7,12 @@ here they point into tmp_path, and PYXINETD_DAEMON at a wrapper running this che
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,3 +154,41 @@ def test_status_ignores_a_pidfile_naming_another_program(script: InitScript) -> 
     finally:
         other.kill()
         other.wait()
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder other users can read (pytest's tmp_path is not)."""
+    path = Path(tempfile.mkdtemp(prefix="pyxinetd-initscript-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_user_other_than_root_sees_the_daemon_running(script: InitScript,
+                                                        shared_dir: Path) -> None:
+    # `service xinetd status` run by an ordinary user: `kill -0` on root's daemon fails
+    # with EPERM, which must not make the script report it dead (LSB status 1).
+    script.pidfile = shared_dir / "xinetd.pid"
+    script.env["PYXINETD_PIDFILE"] = str(script.pidfile)
+    assert script.run("start").returncode == 0
+    pid = script.pid()
+    assert pid is not None and alive(pid)
+
+    def as_nobody(action: str) -> subprocess.CompletedProcess[str]:
+        # The script comes on stdin: the checkout may not be readable by that user.
+        return subprocess.run(["/bin/sh", "-s", action], input=SCRIPT.read_text(),
+                              env=script.env, user=65534, group=65534, extra_groups=[],
+                              capture_output=True, text=True, timeout=30, cwd="/")
+
+    status = as_nobody("status")
+    assert status.returncode == 0, status
+    assert f"is running (pid {pid})" in status.stdout
+    # Not allowed to signal it: LSB status 4 at once, no 10 s wait for an exit.
+    stop = as_nobody("stop")
+    assert stop.returncode == 4, stop
+    assert as_nobody("reload").returncode == 4
+    assert alive(pid) and script.serves()
+    assert script.run("status").returncode == 0
