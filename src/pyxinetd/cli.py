@@ -51,7 +51,7 @@ _OPTIONS: dict[str, tuple[str | None, str]] = {
     "-cc": ("cc_interval", "int"),
     "-inetd_compat": ("inetd_compat", "flag"),
     "-reuse": (None, "flag"),
-    "-shutdownprocs": (None, "int"),
+    "-shutdownprocs": (None, "str"),  # its argument is skipped unread, as in xinetd
     "-version": (None, "flag"),
 }
 
@@ -61,7 +61,11 @@ class UsageError(Exception):
 
 
 def parse_serving_args(args: Sequence[str]) -> tuple[MasterOptions, list[str], list[str]]:
-    """Parse xinetd's options; returns (options, seen option words, warnings)."""
+    """Parse xinetd's options; returns (options, seen option words, messages).
+
+    Words are taken in order, as xinetd does: `-version` ends the parsing where it
+    stands (what follows it is not looked at), and the messages (unknown options, the
+    -shutdownprocs deprecation) are in the order of their words."""
     values: dict[str, object] = {}
     seen: list[str] = []
     warnings: list[str] = []
@@ -77,6 +81,8 @@ def parse_serving_args(args: Sequence[str]) -> tuple[MasterOptions, list[str], l
             continue
         name, kind = spec
         seen.append(word)
+        if word == "-version":
+            return MasterOptions(), seen, warnings
         if kind == "flag":
             if name is not None:
                 values[name] = True
@@ -97,6 +103,8 @@ def parse_serving_args(args: Sequence[str]) -> tuple[MasterOptions, list[str], l
             value = number
         if name is not None:
             values[name] = value
+        if word == "-shutdownprocs":
+            warnings.append("The shutdownprocs option has been deprecated.")
     if "filelog" in values and "syslog_facility" in values:
         raise UsageError("-filelog and -syslog cannot be used together")
     options = MasterOptions()
@@ -130,8 +138,6 @@ def serve(args: Sequence[str]) -> int:
     if "-version" in seen:
         click.echo(f"{version_text()} {COMPILED_OPTIONS}", err=True)
         return 0
-    if "-shutdownprocs" in seen:
-        click.echo("The shutdownprocs option has been deprecated.", err=True)
     # The detached daemon works from `/`: relative paths are taken from here, now.
     options = replace(
         options, config_path=os.path.abspath(options.config_path),

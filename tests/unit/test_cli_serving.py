@@ -19,7 +19,8 @@ def test_all_options() -> None:
     assert (options.config_path, options.filelog, options.pidfile) == ("x.conf", "l", "p")
     assert (options.process_limit, options.logprocs, options.cc_interval) == (7, 3, 5)
     assert "-shutdownprocs" in seen
-    assert warnings == ["pyxinetd: ignoring unknown option -inetd_ipv6"]
+    assert warnings == ["The shutdownprocs option has been deprecated.",
+                        "pyxinetd: ignoring unknown option -inetd_ipv6"]
 
 
 def test_zero_limit_and_cc_mean_none() -> None:
@@ -46,6 +47,27 @@ def test_version_goes_to_stderr() -> None:
     out = run("-version")
     assert out.returncode == 0
     assert "2.3.15.3" in out.stderr and out.stdout == ""
+
+
+@pytest.mark.parametrize("args", [
+    ["-version", "positional"], ["-version", "-limit", "many"],
+    ["-version", "-filelog", "a", "-syslog", "daemon"], ["-d", "-version", "-f"],
+])
+def test_version_ends_the_parsing_where_it_stands(args: list[str]) -> None:
+    # xinetd prints the version and exits 0 when it reaches -version: later words,
+    # even bad ones, are never looked at.
+    out = run(*args)
+    assert out.returncode == 0, out.stderr
+    assert "2.3.15.3" in out.stderr and "Usage" not in out.stderr
+
+
+def test_shutdownprocs_argument_is_not_a_number_and_its_message_comes_in_order() -> None:
+    # xinetd skips -shutdownprocs' argument unread and prints its message on the spot.
+    out = run("-shutdownprocs", "any", "-version")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines()[0] == "The shutdownprocs option has been deprecated."
+    assert "2.3.15.3" in out.stderr.splitlines()[1]
+    assert "deprecated" not in run("-version", "-shutdownprocs", "1").stderr
 
 
 def test_usage_error_exits_1_with_usage_line() -> None:
