@@ -127,6 +127,7 @@ def serve(args: Sequence[str]) -> int:
     from pyxinetd.errors import ConfigError
     from pyxinetd.pidfile import lock_holder, locked_message
 
+    _restore_standard_streams()
     try:
         options, seen, warnings = parse_serving_args(args)
     except UsageError as err:
@@ -187,6 +188,18 @@ def serve(args: Sequence[str]) -> int:
     program.close()
     syslog.close()
     return _start_detached(config, options, notify_target)
+
+
+def _restore_standard_streams() -> None:
+    """Started with fd 0, 1 or 2 closed: put /dev/null there (as xinetd does first
+    thing) and give Python a stream for it, which it left as None."""
+    from pyxinetd.process import open_missing_standard_fds
+
+    for fd in open_missing_standard_fds():
+        name = ("stdin", "stdout", "stderr")[fd]
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False,
+                                    encoding="utf-8", errors="backslashreplace"))
 
 
 def _open_program_log(options: MasterOptions, syslog: SyslogSender, *,

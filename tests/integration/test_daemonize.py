@@ -196,6 +196,29 @@ def test_a_pidfile_that_cannot_be_written_stops_the_start(detached: Detached,
         probe.bind(("127.0.0.1", port))
 
 
+@pytest.mark.parametrize("closing", ["<&- >&- 2>&-", ">&-", "<&-", "2>&-"])
+def test_start_with_standard_descriptors_closed(detached: Detached, tmp_path: Path,
+                                                closing: str) -> None:
+    # xinetd points a closed 0, 1 or 2 at /dev/null first thing. pyxinetd used to die
+    # with a traceback (sys.stdout is None), or lose its readiness pipe to /dev/null.
+    port = free_port()
+    conf, log, pidfile = tmp_path / "c.conf", tmp_path / "c.log", tmp_path / "c.pid"
+    conf.write_text(echo_conf(port))
+    detached.pidfiles.append(pidfile)
+    result = subprocess.run(
+        ["sh", "-c", f'exec "$@" {closing}', "sh", sys.executable, "-m", "pyxinetd",
+         "-f", str(conf), "-filelog", str(log), "-pidfile", str(pidfile)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=START_TIMEOUT)
+    pid = read_pid(pidfile)
+    if pid is not None:
+        detached.pids.add(pid)
+    assert result.returncode == 0, result.stderr
+    assert pid is not None and alive(pid)
+    assert echo_roundtrip(port) == b"ping\n"
+    for fd in (0, 1, 2):
+        assert os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/null"
+
+
 def test_a_stale_pidfile_is_taken_over(detached: Detached, tmp_path: Path) -> None:
     pidfile = tmp_path / "stale.pid"
     pidfile.write_text("999999999\n")
