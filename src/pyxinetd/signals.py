@@ -43,6 +43,8 @@ class SignalWakeup:
         self._rsock.setblocking(False)
         self._wsock.setblocking(False)
         self._old_wakeup_fd = -1
+        # The mask the daemon was started with, restored by uninstall().
+        self._old_mask: set[int | signal.Signals] | None = None
         self.installed = False
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
@@ -53,6 +55,10 @@ class SignalWakeup:
         self._old_wakeup_fd = signal.set_wakeup_fd(self._wsock.fileno(), warn_on_full_buffer=False)
         for signum in self._dispatch:
             self._previous[signum] = signal.signal(signum, self._record)
+        # A blocked mask survives exec: started by a program that blocks SIGCHLD or
+        # SIGTERM, the daemon would never reap a server nor stop (xinetd has that
+        # flaw). Every signal with a role is let through.
+        self._old_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, self._dispatch)
         self._loop.register(self._rsock, READ, self._on_readable)
         self.installed = True
 
@@ -60,6 +66,9 @@ class SignalWakeup:
         if not self.installed:
             return
         self._loop.unregister(self._rsock)
+        if self._old_mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
+            self._old_mask = None
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)  # type: ignore[arg-type]
         signal.set_wakeup_fd(self._old_wakeup_fd)

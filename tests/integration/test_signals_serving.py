@@ -6,11 +6,12 @@ import os
 import shutil
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.daemon import DaemonFactory, free_port
+from tests.daemon import DaemonFactory, free_port, wait_until
 from tests.integration.test_dispatch import connect, read_all
 from tests.factories import make_service
 
@@ -67,3 +68,28 @@ def test_as_process_one_orphans_are_reaped_quietly(daemons: DaemonFactory,
     log = daemon.wait_for_log(r"reaped orphaned process \d+")
     assert ": 1 {main} Started working" in log  # -d lines carry the pid: process 1
     assert "unknown child process" not in log
+
+
+BLOCKING_WRAPPER = (sys.executable, "-c",
+                    "import os, signal, sys\n"
+                    "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD, signal.SIGHUP,"
+                    " signal.SIGTERM])\n"
+                    "os.execv(sys.argv[1], sys.argv[1:])\n")
+
+
+def test_a_blocked_signal_mask_inherited_at_start_is_cleared(daemons: DaemonFactory,
+                                                              tmp_path: Path) -> None:
+    # Started by a program that blocks signals (the mask survives exec), the daemon
+    # used to keep its servers as zombies and ignore SIGHUP and SIGTERM.
+    port = free_port()
+    conf = (f"service s\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\tprotocol = tcp\n"
+            f"\tport = {port}\n\tbind = 127.0.0.1\n\twait = no\n\tuser = nobody\n"
+            f"\tserver = /bin/echo\n\tserver_args = s\n}}\n")
+    daemon = daemons.start_config(conf, wrapper=BLOCKING_WRAPPER)
+    with connect(port) as conn:
+        assert read_all(conn) == b"s\n"
+    wait_until(lambda: not daemon.children(), what="the server to be reaped")
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_log("Reconfigured:")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit() == 0
