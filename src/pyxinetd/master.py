@@ -224,7 +224,9 @@ class Master:
         self.loop.stop()
 
     def shutdown(self) -> None:
-        """Close every socket and session; servers keep running, as with xinetd."""
+        """Close every socket and session; servers keep running, as with xinetd.
+
+        The process is expected to exit afterwards: the handled signals stay ignored."""
         self.reconfig.close()
         self.activations.close()
         # Registrations still there (an early stop): the UNSET calls are sent, unanswered.
@@ -236,7 +238,8 @@ class Master:
             if rt.state is not State.STOPPED:
                 rt.transition(Event.STOP)
         self.handed_over.close()
-        self.signals.close()
+        # From here the process only exits: a late signal must not change its status.
+        self.signals.close(exiting=True)
         self.logs.close()
         self.syslog.close()
         self.notifier.close()

@@ -62,20 +62,32 @@ class SignalWakeup:
         self._loop.register(self._rsock, READ, self._on_readable)
         self.installed = True
 
-    def uninstall(self) -> None:
+    def uninstall(self, *, ignore: bool = False) -> None:
+        """Restore the previous dispositions, or with `ignore` leave the signals
+        ignored (see close())."""
         if not self.installed:
             return
         self._loop.unregister(self._rsock)
+        for signum, previous in self._previous.items():
+            if ignore and signum != REAP_SIGNAL:
+                previous = signal.SIG_IGN
+            signal.signal(signum, previous)  # type: ignore[arg-type]
         if self._old_mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask)
             self._old_mask = None
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)  # type: ignore[arg-type]
         signal.set_wakeup_fd(self._old_wakeup_fd)
         self.installed = False
 
-    def close(self) -> None:
-        self.uninstall()
+    def close(self, *, exiting: bool = False) -> None:
+        """Uninstall and close the socket pair.
+
+        `exiting`: the process is about to exit; leave every handled signal ignored
+        instead of restoring its previous (default) action. A SIGHUP from a reload
+        racing the stop, or a second SIGTERM, would otherwise kill the process on its
+        way out, with the signal as its status and maybe its pidfile left behind;
+        xinetd keeps its handlers until it exits. SIGCHLD keeps its default (ignored
+        anyway), since SIG_IGN would change how children are reaped."""
+        self.uninstall(ignore=exiting)
         self._rsock.close()
         self._wsock.close()
 

@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,24 @@ def test_a_blocked_signal_mask_inherited_at_start_is_cleared(daemons: DaemonFact
     daemon.wait_for_log("Reconfigured:")
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit() == 0
+
+
+@pytest.mark.parametrize("late", [signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM])
+def test_a_signal_right_behind_sigterm_does_not_kill_the_exiting_daemon(
+        daemons: DaemonFactory, tmp_path: Path, late: int) -> None:
+    # A reload (logrotate's SIGHUP, `systemctl reload`) racing a stop, or a second
+    # SIGTERM: xinetd keeps its handlers until it exits, so it still exits 0. pyxinetd
+    # used to restore the default actions while shutting down and die of the signal.
+    for n in range(4):
+        pidfile = tmp_path / f"x{n}.pid"
+        conf = (f"service echo\n{{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+                f"\tprotocol = tcp\n\tport = {free_port()}\n\tbind = 127.0.0.1\n"
+                f"\twait = no\n}}\n")
+        daemon = daemons.start_config(conf, "-pidfile", str(pidfile))
+        daemon.signal(signal.SIGTERM)
+        # Keep sending until it is gone (poll() reaps it, so the pid is still ours).
+        deadline = time.monotonic() + 10
+        while daemon.proc.poll() is None and time.monotonic() < deadline:
+            daemon.signal(late)
+        assert daemon.wait_exit() == 0
+        assert not pidfile.exists()
