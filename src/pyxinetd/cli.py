@@ -13,6 +13,7 @@ so those words are parsed by a small table here; click serves the subcommands
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from pyxinetd.daemonize import StartupReport
     from pyxinetd.log import ProgramLog
 
+_NUMBER = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
 USAGE = ("Usage: pyxinetd [-d] [-f config_file] [-filelog filename] [-syslog facility] "
          "[-reuse] [-limit proc_limit] [-pidfile filename] [-logprocs limit] "
          "[-shutdownprocs limit] [-cc interval]")
@@ -94,13 +96,11 @@ def parse_serving_args(args: Sequence[str]) -> tuple[MasterOptions, list[str], l
         i += 2
         value: object = raw
         if kind == "int":
-            try:
-                number = int(raw, 10)
-            except ValueError:
-                raise UsageError(f"option {word}: bad number {raw!r}") from None
-            if number < 0:
+            # As xinetd's strtol with an end check: leading white space and a sign,
+            # then ASCII digits only (Python's int() would also take `1_0` or `5 `).
+            if _NUMBER.fullmatch(raw) is None or int(raw) < 0:
                 raise UsageError(f"option {word}: bad number {raw!r}")
-            value = number
+            value = int(raw)
         if name is not None:
             values[name] = value
         if word == "-shutdownprocs":

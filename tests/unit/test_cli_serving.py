@@ -23,6 +23,11 @@ def test_all_options() -> None:
                         "pyxinetd: ignoring unknown option -inetd_ipv6"]
 
 
+def test_numbers_as_xinetd_reads_them() -> None:
+    options, _, _ = parse_serving_args(["-limit", "+5", "-logprocs", " 7", "-cc", "05"])
+    assert (options.process_limit, options.logprocs, options.cc_interval) == (5, 7, 5)
+
+
 def test_zero_limit_and_cc_mean_none() -> None:
     # xinetd tests `if (process_limit)`: -limit 0 is no limit, not "refuse everything".
     options, _, _ = parse_serving_args(["-limit", "0", "-cc", "0"])
@@ -31,6 +36,9 @@ def test_zero_limit_and_cc_mean_none() -> None:
 
 @pytest.mark.parametrize("args", [
     ["positional"], ["-f"], ["-limit", "many"], ["-limit", "-1"],
+    # xinetd reads numbers with strtol and an end check: no `_`, no trailing blank,
+    # no other digits than ASCII ones, no hexadecimal.
+    ["-limit", "1_0"], ["-limit", "5 "], ["-limit", "\u0663"], ["-cc", "0x10"],
     ["-filelog", "a", "-syslog", "daemon"], ["-dontfork", "extra"],
 ])
 def test_usage_errors(args: list[str]) -> None:
