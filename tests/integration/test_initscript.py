@@ -156,6 +156,26 @@ def test_status_ignores_a_pidfile_naming_another_program(script: InitScript) -> 
         other.wait()
 
 
+def test_an_xinetd_running_under_another_name_is_recognised(script: InitScript) -> None:
+    # The xinetd being replaced (or pyxinetd installed as `xinetd`), still running on
+    # the pidfile: status sees it and stop stops it, rather than start adding a second
+    # daemon beside it.
+    other = subprocess.Popen(["xinetd", "60"], executable="sleep")
+    try:
+        script.pidfile.write_text(f"{other.pid}\n")
+        status = script.run("status")
+        assert status.returncode == 0 and f"pid {other.pid}" in status.stdout, status
+        start = script.run("start")
+        assert start.returncode == 0 and "already running" in start.stdout, start
+        stop = script.run("stop")
+        assert stop.returncode == 0, stop
+        assert other.wait(timeout=10) == -15
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A folder other users can read (pytest's tmp_path is not)."""
