@@ -152,17 +152,17 @@ class Reconfigurer:
 
         live = [rt for rt in m.services if rt.state in _LIVE]
         plan = diff_services([rt.config for rt in live], new.services)
-        owner = {id(rt.config): rt for rt in live}
-
+        change_of = {id(change.old): change for change in plan.kept}
         kept_ids = {c.old.id.lower() for c in plan.kept}
-        removed_configs = list(plan.removed)
-        for svc in plan.removed:
-            self._remove(owner[id(svc)], svc, kept_ids, removed_configs)
 
         runtime_of: dict[int, ServiceRuntime] = {}
         to_bind: list[ServiceRuntime] = []
-        for change in plan.kept:
-            rt = owner[id(change.old)]
+        # As xinetd: the running services in their order, each readjusted or removed.
+        for rt in live:
+            change = change_of.get(id(rt.config))
+            if change is None:
+                self._remove(rt, rt.config, kept_ids)
+                continue
             m.program.notice("hard_reconfig", f"readjusting service {change.old.id}")
             if change.keeps_listener:
                 self._readjust(rt, change)
@@ -190,8 +190,7 @@ class Reconfigurer:
         counts = (len(plan.kept), len(plan.removed))
         self._bind_all(to_bind, lambda: self._reconfigured(added, *counts))
 
-    def _remove(self, rt: ServiceRuntime, svc: ServiceConfig, kept_ids: set[str],
-                removed: list[ServiceConfig]) -> None:
+    def _remove(self, rt: ServiceRuntime, svc: ServiceConfig, kept_ids: set[str]) -> None:
         m = self.master
         m.activations.cancel(rt)
         m.rpc.unregister(rt)
