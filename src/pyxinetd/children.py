@@ -79,7 +79,10 @@ class Child:
 
 
 class Occupancy:
-    """Running instances per service, per (service, peer), and overall."""
+    """Running instances per service, per (service, peer), and overall.
+
+    Services are counted by id, case-insensitively, as a reload matches them: a
+    service whose id only changed case is the same service, with the same servers."""
 
     # Plain dicts rather than Counter: this runs twice per connection, and Counter's
     # Python-level __missing__ made it several times slower.
@@ -92,6 +95,7 @@ class Occupancy:
         self.on_release: Callable[[], None] | None = None
 
     def add(self, service_id: str, peer: str) -> None:
+        service_id = service_id.lower()
         by_service = self._by_service
         by_service[service_id] = by_service.get(service_id, 0) + 1
         by_peer = self._by_peer
@@ -100,6 +104,7 @@ class Occupancy:
         self.total += 1
 
     def remove(self, service_id: str, peer: str) -> None:
+        service_id = service_id.lower()
         self._decrement(self._by_service, service_id)
         self._decrement(self._by_peer, (service_id, peer))
         self.total -= 1
@@ -116,10 +121,10 @@ class Occupancy:
             counter[key] = count
 
     def of_service(self, service_id: str) -> int:
-        return self._by_service.get(service_id, 0)
+        return self._by_service.get(service_id.lower(), 0)
 
     def of_peer(self, service_id: str, peer: str) -> int:
-        return self._by_peer.get((service_id, peer), 0)
+        return self._by_peer.get((service_id.lower(), peer), 0)
 
 
 class ChildTable:
@@ -150,6 +155,13 @@ class ChildTable:
 
     def of_service(self, service_id: str) -> list[Child]:
         return [c for c in self._children.values() if c.service.id == service_id]
+
+    def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
+        """A reload kept the service `old` as `new`: its servers belong to `new` now
+        (their EXIT is logged with it). The counters need no change (same id)."""
+        for child in self._children.values():
+            if child.service is old:
+                child.service = new
 
 
 WaitPid = Callable[[int, int], tuple[int, int]]

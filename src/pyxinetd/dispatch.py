@@ -368,6 +368,13 @@ class Dispatcher:
         """The in-loop sessions, oldest first (a reload checks them again)."""
         return self.sessions.open()
 
+    def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
+        """A reload kept the service `old` as `new`: its in-loop sessions, ident
+        lookups and held requests belong to `new` from now on."""
+        self.sessions.rehome(old, new)
+        self.userid.rehome(old, new)
+        self.retries.rehome(old, new)
+
     def close_sessions(self, selected: Callable[[ServiceConfig], bool]) -> int:
         """Close the in-loop sessions whose service `selected` picks (a reload removed
         it), drop its ident lookups and its requests waiting for a fork retry.

@@ -144,6 +144,13 @@ class ForkRetry:
         self.occupancy.remove(held.service.id, held.peer)
         return True
 
+    def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
+        """A reload kept the service `old` as `new`: its held requests belong to `new`
+        (a later reload that removes it finds them); each retries as admitted."""
+        for held in self._held:
+            if held.service is old:
+                held.service = new
+
     def release_matching(self, selected: Callable[[ServiceConfig], bool]) -> int:
         """Let go of the held requests of the services `selected` picks (a reload
         removed them), without a FAIL line. Returns how many."""

@@ -18,7 +18,9 @@ Parse, validate, diff, apply; never die on bad input (reference §6.2, §1.8):
      is logged as usual, with the configuration they were started with;
    - kept services whose socket is unchanged: the new attributes replace the old ones
      for future requests; listener, running servers, wait suspension and a pending cps
-     re-activation carry on untouched;
+     re-activation carry on untouched. The running servers, sessions and waiting
+     requests of every kept service are its own under the new configuration (they
+     count toward it, their EXIT is logged with it, a later removal finds them);
    - kept services whose socket changed: the old listener is closed and a new one
      bound (retries as at start-up); servers holding the old socket (wait = yes) are
      terminated as for a removal, the others finish their connection;
@@ -171,6 +173,7 @@ class Reconfigurer:
                 fresh = self._replace_listener(rt, change, kept_ids)
                 runtime_of[id(change.new)] = fresh
                 to_bind.append(fresh)
+            self._rehome(change)
         added: list[ServiceRuntime] = []
         for svc in plan.added:
             rt = ServiceRuntime(svc, m.loop.clock)
@@ -221,6 +224,13 @@ class Reconfigurer:
         self.master.dispatcher.refresh(rt)
         self.master.rpc.reregister(rt, change.old)
 
+    def _rehome(self, change: Change) -> None:
+        """The servers, sessions and waiting requests of a kept service are its own
+        under the new configuration, as in xinetd: their EXIT is logged with it, they
+        count toward its instances, and a later reload that removes it finds them."""
+        self.master.children.rehome(change.old, change.new)
+        self.master.dispatcher.rehome(change.old, change.new)
+
     def _replace_listener(self, rt: ServiceRuntime, change: Change,
                           kept_ids: set[str]) -> ServiceRuntime:
         """A kept service whose socket changed: stop the old runtime, return a new one."""
@@ -250,11 +260,11 @@ class Reconfigurer:
             if not (svc.access_times or svc.only_from is not None or svc.no_access
                     or svc.instances is not None):
                 continue
-            old, wanted = change.old, change.old.id.lower()
+            wanted = change.old.id.lower()
             if shared[wanted] > 1:
-                # Duplicate ids: only what was started with this very configuration.
+                # Duplicate ids: only what belongs to this very service (rehomed).
                 def picked(other: ServiceConfig) -> bool:
-                    return other is old
+                    return other is svc
             else:
                 def picked(other: ServiceConfig) -> bool:
                     return other.id.lower() == wanted

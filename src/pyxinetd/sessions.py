@@ -134,6 +134,14 @@ class Sessions:
         """The sessions, oldest first."""
         return list(self._records.values())
 
+    def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
+        """A reload kept the service `old` as `new`: its sessions now belong to `new`
+        (a later reload or recheck finds them there); each still logs with the
+        configuration it was started with."""
+        for record in self._records.values():
+            if record.service is old:
+                record.service = new
+
     def close_matching(self, selected: Callable[[ServiceConfig], bool]) -> int:
         """Close the sessions whose service `selected` picks; each one releases its
         instance count through its on_close. Returns how many."""

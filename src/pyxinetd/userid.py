@@ -120,6 +120,13 @@ class UserIds:
         return True
 
     # -- reload and shutdown ----------------------------------------------------
+    def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
+        """A reload kept the service `old` as `new`: its lookups belong to `new` (a
+        later reload that removes it finds them)."""
+        for held in self._held.values():
+            if held.service is old:
+                held.service = new
+
     def cancel(self, selected: Callable[[ServiceConfig], bool]) -> int:
         """Drop the lookups of the services `selected` picks (a reload removed them):
         their connections are closed, nothing is started. Returns how many."""

@@ -5,10 +5,26 @@ Real daemon, real servers that hold their connection (tests/helpers/reload_serve
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 
-from tests.daemon import DaemonFactory, free_port
-from tests.integration.test_reload import defaults, reload, service
+import pytest
+
+from tests.daemon import DaemonFactory, free_port, read_log, wait_until
+from tests.integration.test_reload import defaults, read_line, reload, service, \
+    wait_service_log
+
+
+@pytest.fixture(autouse=True)
+def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYXINETD_KILL_GRACE", "0.5")
+
+
+def hold(port: int) -> tuple[socket.socket, int]:
+    """A client whose server holds the connection; returns it with the server's pid."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return conn, int(read_line(conn).split("pid=")[1])
 
 
 def test_running_services_are_readjusted_or_deactivated_in_their_order(
@@ -24,3 +40,43 @@ def test_running_services_are_readjusted_or_deactivated_in_their_order(
     assert lines == ["readjusting service a", "service b deactivated",
                      "readjusting service c", "service d deactivated"]
     assert "Reconfigured: new=0 old=2 dropped=2 (services)" in log
+
+
+def test_servers_of_a_kept_service_belong_to_its_new_configuration(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    port = free_port()
+    daemon = daemons.start_config(defaults(tmp_path)
+                                  + service("Foo", port, "A", "hold", instances="1"))
+    first, pid = hold(port)
+    with first:
+        # Only the case of the id changes (the same service), and its log file.
+        log = reload(daemon, defaults(tmp_path) + service(
+            "foo", port, "B", "hold", instances="1",
+            log_type=f"FILE {tmp_path / 'new.log'}"), 1)
+        assert "readjusting service Foo" in log
+        # The running server still counts toward instances = 1.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as second:
+            assert second.recv(100) == b""
+        wait_until(lambda: "FAIL: foo service_limit from=127.0.0.1"
+                   in read_log(tmp_path / "new.log"), what="FAIL in the new log")
+    # Its EXIT is logged with the configuration it runs under now, as xinetd does.
+    wait_until(lambda: re.search(rf"EXIT: foo status=0 pid={pid}\b",
+                                 read_log(tmp_path / "new.log")), what="EXIT in the new log")
+    assert f"EXIT: Foo status=0 pid={pid}" not in read_log(tmp_path / "services.log")
+    second, _ = hold(port)
+    second.close()
+
+
+def test_a_removed_service_sharing_its_id_ends_servers_started_before_a_readjust(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    one, two = free_port(), free_port()
+    pair = (service("dup", one, "A", "hold"), service("dup", two, "B", "hold"))
+    daemon = daemons.start_config(defaults(tmp_path) + pair[0] + pair[1])
+    conn, pid = hold(one)
+    with conn:
+        reload(daemon, defaults(tmp_path) + service("dup", one, "A2", "hold") + pair[1], 1)
+        log = reload(daemon, defaults(tmp_path) + pair[1], 2)
+        assert "Reconfigured: new=0 old=1 dropped=1 (services)" in log.split(
+            "Starting reconfiguration")[-1]
+        wait_service_log(tmp_path, rf"EXIT: dup signal=15 pid={pid}\b")
+        assert conn.recv(100) == b""

@@ -106,6 +106,18 @@ def test_child_table_counts_per_service_peer_and_total() -> None:
     assert occ.total == 0 and occ.of_service("a") == 0 and len(table) == 0
 
 
+def test_child_table_counts_ids_case_insensitively_and_rehomes() -> None:
+    table = ChildTable()
+    child = _child(10, "Foo", "1.1.1.1")
+    table.add(child)
+    renamed = make_service(name="foo")
+    table.rehome(child.service, renamed)
+    assert child.service is renamed
+    assert (table.occupancy.of_service("foo"), table.occupancy.of_peer("FOO", "1.1.1.1")) \
+        == (1, 1)
+    assert table.pop(10) is child and table.occupancy.of_service("Foo") == 0
+
+
 def test_checks_in_xinetd_order() -> None:
     clock = FakeClock()
     table = ChildTable()
