@@ -157,7 +157,9 @@ class Reconfigurer:
         change_of = {id(change.old): change for change in plan.kept}
         kept_ids = {c.old.id.lower() for c in plan.kept}
 
-        runtime_of: dict[int, ServiceRuntime] = {}
+        # Kept services keep their place, added ones come after them (xinetd's table):
+        # the order of the next reload's lines and of the state dump.
+        running: list[ServiceRuntime] = []
         to_bind: list[ServiceRuntime] = []
         # As xinetd: the running services in their order, each readjusted or removed.
         for rt in live:
@@ -168,17 +170,16 @@ class Reconfigurer:
             m.program.notice("hard_reconfig", f"readjusting service {change.old.id}")
             if change.keeps_listener:
                 self._readjust(rt, change)
-                runtime_of[id(change.new)] = rt
+                running.append(rt)
             else:
                 fresh = self._replace_listener(rt, change, kept_ids)
-                runtime_of[id(change.new)] = fresh
+                running.append(fresh)
                 to_bind.append(fresh)
             self._rehome(change)
         added: list[ServiceRuntime] = []
         for svc in plan.added:
             rt = ServiceRuntime(svc, m.loop.clock)
             m.warn_if_ids_ignored(svc)
-            runtime_of[id(svc)] = rt
             added.append(rt)
             to_bind.append(rt)
         for rt in m.services:
@@ -186,7 +187,7 @@ class Reconfigurer:
                 # A service waiting for its address may have an attempt in flight
                 # (an RPC registration); its replacement is bound afresh.
                 m.activations.cancel(rt)
-        m.services = [runtime_of[id(svc)] for svc in new.services]
+        m.services = running + added
         m.activations.refresh()
         self._recheck(plan.kept)
 

@@ -80,3 +80,16 @@ def test_a_removed_service_sharing_its_id_ends_servers_started_before_a_readjust
             "Starting reconfiguration")[-1]
         wait_service_log(tmp_path, rf"EXIT: dup signal=15 pid={pid}\b")
         assert conn.recv(100) == b""
+
+
+def test_added_services_come_after_the_kept_ones(daemons: DaemonFactory,
+                                                  tmp_path: Path) -> None:
+    a, b, c = free_port(), free_port(), free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + service("a", a, "A")
+                                  + service("c", c, "C"))
+    text = (defaults(tmp_path) + service("a", a, "A") + service("b", b, "B")
+            + service("c", c, "C"))
+    assert "Reconfigured: new=1 old=2 dropped=0 (services)" in reload(daemon, text, 1)
+    # xinetd appends an added service to its table: b now runs after c.
+    log = reload(daemon, None, 2).split("Starting reconfiguration")[-1]
+    assert re.findall(r"readjusting service (\w+)", log) == ["a", "c", "b"]
