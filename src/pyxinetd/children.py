@@ -76,6 +76,9 @@ class Child:
     start_time: float        # loop clock, for durations
     started_at: float        # wall clock, for reports
     on_reap: Callable[[Child, ExitStatus], None] | None = field(default=None, repr=False)
+    # False once a reload removed its service: it is being terminated and no longer
+    # counts toward a service of that id (it still counts toward the total).
+    counted: bool = field(default=True, repr=False)
 
 
 class Occupancy:
@@ -103,11 +106,21 @@ class Occupancy:
         by_peer[key] = by_peer.get(key, 0) + 1
         self.total += 1
 
-    def remove(self, service_id: str, peer: str) -> None:
+    def remove(self, service_id: str, peer: str, *, released: bool = False) -> None:
+        if not released:
+            service_id = service_id.lower()
+            self._decrement(self._by_service, service_id)
+            self._decrement(self._by_peer, (service_id, peer))
+        self.total -= 1
+        if self.on_release is not None:
+            self.on_release()
+
+    def release(self, service_id: str, peer: str) -> None:
+        """A server still running stops counting toward its service and peer (its
+        service was removed); `remove(..., released=True)` ends it later."""
         service_id = service_id.lower()
         self._decrement(self._by_service, service_id)
         self._decrement(self._by_peer, (service_id, peer))
-        self.total -= 1
         if self.on_release is not None:
             self.on_release()
 
@@ -141,8 +154,15 @@ class ChildTable:
     def pop(self, pid: int) -> Child | None:
         child = self._children.pop(pid, None)
         if child is not None:
-            self.occupancy.remove(child.service.id, child.peer)
+            self.occupancy.remove(child.service.id, child.peer, released=not child.counted)
         return child
+
+    def release(self, child: Child) -> None:
+        """`child` no longer counts toward its service: a reload removed the service,
+        and a new service with the same id starts from zero, as in xinetd."""
+        if child.counted and self._children.get(child.pid) is child:
+            child.counted = False
+            self.occupancy.release(child.service.id, child.peer)
 
     def get(self, pid: int) -> Child | None:
         return self._children.get(pid)

@@ -202,7 +202,10 @@ class Reconfigurer:
         rt.transition(Event.STOP)
         selected = self._selector(svc, kept_ids)
         m.dispatcher.close_sessions(selected)
-        self.terminate([c for c in m.children if selected(c.service)])
+        doomed = [c for c in m.children if selected(c.service)]
+        for child in doomed:
+            m.children.release(child)
+        self.terminate(doomed)
         m.program.notice("hard_reconfig", f"service {svc.id} deactivated")
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""What a reload does to the services it keeps, and in which order, as xinetd does it.
+"""What a reload does to the running servers of kept and removed services, as xinetd.
 
 Real daemon, real servers that hold their connection (tests/helpers/reload_server.py).
 """
@@ -93,3 +93,23 @@ def test_added_services_come_after_the_kept_ones(daemons: DaemonFactory,
     # xinetd appends an added service to its table: b now runs after c.
     log = reload(daemon, None, 2).split("Starting reconfiguration")[-1]
     assert re.findall(r"readjusting service (\w+)", log) == ["a", "c", "b"]
+
+
+def test_servers_of_a_removed_service_leave_its_id_free_while_they_end(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The old server ignores SIGTERM, and its SIGKILL is far away.
+    monkeypatch.setenv("PYXINETD_KILL_GRACE", "60")
+    old, new = free_port(), free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + service(
+        "s", old, "A", "hold", "ignore-term", instances="1", per_source="1"))
+    conn, pid = hold(old)
+    with conn:
+        # Another port: a different service with the same id (removed, then added).
+        log = reload(daemon, defaults(tmp_path) + service(
+            "s", new, "B", "hold", instances="1", per_source="1"), 1)
+        assert "Reconfigured: new=1 old=0 dropped=1 (services)" in log
+        assert f"Sending signal 15 to s server {pid}" in daemon.log()
+        # The dying server is no instance of the new service: its one slot is free.
+        second, _ = hold(new)
+        second.close()
+        assert "FAIL" not in read_log(tmp_path / "services.log")

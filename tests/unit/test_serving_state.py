@@ -118,6 +118,19 @@ def test_child_table_counts_ids_case_insensitively_and_rehomes() -> None:
     assert table.pop(10) is child and table.occupancy.of_service("Foo") == 0
 
 
+def test_released_child_counts_only_toward_the_total() -> None:
+    table = ChildTable()
+    child = _child(10, "a", "1.1.1.1")
+    table.add(child)
+    table.release(child)
+    table.release(child)
+    occ = table.occupancy
+    assert (occ.of_service("a"), occ.of_peer("a", "1.1.1.1"), occ.total) == (0, 0, 1)
+    table.add(_child(11, "a", "1.1.1.1"))
+    assert table.pop(10) is child
+    assert (occ.of_service("a"), occ.of_peer("a", "1.1.1.1"), occ.total) == (1, 1, 1)
+
+
 def test_checks_in_xinetd_order() -> None:
     clock = FakeClock()
     table = ChildTable()
