@@ -214,8 +214,11 @@ class Master:
             self.reload()
 
     def available_count(self) -> int:
+        """The services with a socket of their own, as xinetd counts them: a TCPMUX
+        service is reached through tcpmux's socket and does not count."""
         return sum(1 for rt in self.services
-                   if rt.state in (State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS))
+                   if rt.state in (State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS)
+                   and not rt.config.is_tcpmux_client)
 
     def stop(self, status: int) -> None:
         self.notifier.stopping("Exiting")

@@ -62,13 +62,15 @@ def test_missing_banner_is_logged(daemons: DaemonFactory, tmp_path: Path) -> Non
 def test_tcpmux_hands_the_connection_and_following_bytes_to_the_server(
         daemons: DaemonFactory, tmp_path: Path) -> None:
     port = free_port()
-    daemons.start_services([
+    daemon = daemons.start_services([
         builtin("tcpmux", port, **logged(tmp_path)),
         make_service(name="plus", port=None, types={"TCPMUXPLUS", "UNLISTED"},
                      server="/bin/cat", server_argv=("cat",), **logged(tmp_path)),
         make_service(name="plain", port=None, types={"TCPMUX", "UNLISTED"},
                      server="/bin/cat", server_argv=("cat",)),
     ])
+    # As xinetd counts them: the TCPMUX services have no socket of their own.
+    assert "Started working: 1 available service\n" in daemon.log()
     with connect(port) as c:
         c.sendall(b"PLUS\r\nsent with the name")
         c.shutdown(socket.SHUT_WR)
