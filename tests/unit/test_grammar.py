@@ -296,7 +296,7 @@ def test_include_file_and_relative_errors(tmp_path: Path) -> None:
                                  f"includedir {tmp_path}/nodir\n")
     assert [s.name for s in config.services] == ["inc"]
     errs = errors(config)
-    assert any("unable to open included configuration file" in e for e in errs)
+    assert any("Unable to open included configuration file: " in e for e in errs)
     assert any("unable to read included directory" in e for e in errs)
 
 

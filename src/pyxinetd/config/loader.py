@@ -72,11 +72,12 @@ class _Reader:
                     continue
                 text = read_text(path)
             except (OSError, ValueError) as exc:
-                what = "included configuration file" if item.kind == "include" else "file"
+                # xinetd's words (the path last, alone), and the reason after it.
                 why = exc.strerror if isinstance(exc, OSError) else str(exc)
-                self.sink.error(item.file, item.line, f"unable to open {what} {path}: {why}")
+                self.sink.error(item.file, item.line,
+                                f"Unable to open included configuration file: {path} ({why})")
                 continue
-            self.sink.debug(item.file, item.line, f"reading included configuration file: {path}")
+            self.sink.debug(item.file, item.line, f"Reading included configuration file: {path}")
             self.read_file(path, text, identity)
 
     def _entry(self, entry: RawEntry) -> None:
