@@ -1,4 +1,4 @@
-"""aclexec, severity and rfc931 values against Debian's libwrap itself.
+"""aclexec, severity and rfc931 values and unreadable lines against Debian's libwrap.
 
 tcpdmatch never runs aclexec, so the vectors file cannot show what its exit status
 does; the library that Debian's xinetd links (unpacked by scripts/fetch-xinetd) can.
@@ -41,6 +41,13 @@ CASES = [
     ("ALL: ALL: severity 3\n", ""),
     ("ALL: ALL: rfc931 x\n", ""),
     ("ALL: ALL: rfc931 5\n", "ALL: ALL\n"),
+    # A last line without its newline, or a rule too long for libwrap's buffer.
+    ("", "in.other: ALL"),
+    ("", "# comment"),
+    ("ALL: ALL: deny", ""),
+    ("x" * 2047 + "\nALL: ALL\n", ""),
+    ("in.ftpd: 10.0.0.5 " + "y" * 2028 + "\n", "ALL: ALL\n"),
+    ("in.ftpd: 10.0.0.5 " + "y" * 2029 + "\n", "ALL: ALL\n"),
 ]
 
 

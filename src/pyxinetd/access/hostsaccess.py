@@ -48,6 +48,10 @@ class Rule:
     daemons: tuple[str, ...]
     clients: tuple[str, ...]
     options: tuple[Option, ...] | None   # None: two-field rule
+    # A line libwrap cannot read whole (no final newline, or longer than its buffer):
+    # reaching it ends the scan of the file with an error, which hosts.deny turns into
+    # a refusal and hosts.allow into "no match" (checked with Debian's libwrap).
+    broken: bool = False
 
     @property
     def where(self) -> str:
@@ -121,18 +125,32 @@ class Decision:
         return self.access != "denied"
 
 
-def _logical_lines(text: str) -> list[tuple[int, str]]:
-    """Join backslash-newline continuations; number each rule by its last line."""
-    result: list[tuple[int, str]] = []
-    pending = ""
-    for number, line in enumerate(text.split("\n"), start=1):
-        if line.endswith("\\"):
+# libwrap reads a rule into a buffer of this many bytes (continuations included); a rule
+# that does not fit, or a last line without its newline, is an error (see `Rule.broken`).
+LINE_BUFFER = 2048
+
+
+def _logical_lines(text: str) -> list[tuple[int, str, bool]]:
+    """Join backslash-newline continuations; number each rule by its last line. The
+    flag is False for a rule libwrap cannot read whole: one that does not fit in its
+    buffer with the final newline, or that the end of the file cuts before a newline."""
+    result: list[tuple[int, str, bool]] = []
+    lines = text.split("\n")
+    last = len(lines) - 1           # lines[last] has no newline after it ('' if none)
+    pending, size, fits = "", 0, True
+    for index, line in enumerate(lines):
+        if index == last and line == "" and pending == "":
+            break
+        terminated = index < last
+        # fgets keeps what it read plus the newline; a continuation drops "\\\n".
+        size += len(line.encode("utf-8")) + (1 if terminated else 0)
+        fits = fits and size < LINE_BUFFER
+        if terminated and line.endswith("\\"):
             pending += line[:-1]
+            size -= 2
             continue
-        result.append((number, pending + line))
-        pending = ""
-    if pending:
-        result.append((len(text.split("\n")), pending))
+        result.append((index + 1, pending + line, fits and terminated))
+        pending, size, fits = "", 0, True
     return result
 
 
@@ -161,7 +179,14 @@ def parse_table(text: str, label: str) -> Table:
     """Parse one file's text; `label` (hosts.allow / hosts.deny) names it in messages."""
     rules: list[Rule] = []
     warnings: list[str] = []
-    for number, line in _logical_lines(text):
+    for number, line, whole in _logical_lines(text):
+        if not whole:
+            warnings.append(f"{label}, line {number}: missing newline or line too long "
+                            f"(longer than {LINE_BUFFER - 1} bytes): "
+                            + ("every request reaching it is refused" if label == "hosts.deny"
+                               else "the rest of the file is ignored"))
+            rules.append(Rule(label, number, (), (), None, broken=True))
+            break
         if line.startswith("#") or line.strip() == "":
             continue
         daemons, rest = split_at(line, ":")
@@ -249,6 +274,10 @@ def _scan(tables: tuple[tuple[Table, Access], ...], request: Request, lookups: L
           serving: bool) -> Decision:
     for index, (table, access) in enumerate(tables):
         for rule in table.rules:
+            if rule.broken:
+                if access == "denied":
+                    return Decision("denied", rule.where)
+                break
             if not _rule_matches(rule, request, lookups):
                 continue
             if rule.options is None:

@@ -1,0 +1,86 @@
+"""hosts.allow/hosts.deny read as Debian's libwrap reads them, end to end: the daemon
+on loopback, tables given through PYXINETD_HOSTS_ALLOW/PYXINETD_HOSTS_DENY, one
+connection per verdict.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import Daemon, DaemonFactory, free_port, wait_log_lines
+
+TIMEOUT = 10.0
+
+
+def conf(port: int, log: Path, libwrap: str = "in.tables") -> str:
+    return f"""
+service tables
+{{
+    type = UNLISTED
+    socket_type = stream
+    protocol = tcp
+    port = {port}
+    wait = no
+    user = root
+    server = /bin/echo
+    server_args = hello
+    bind = 127.0.0.1
+    libwrap = {libwrap}
+    log_type = FILE {log}
+    log_on_success = PID HOST
+    log_on_failure = HOST
+}}
+"""
+
+
+def fetch(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as conn:
+        chunks = []
+        while data := conn.recv(65536):
+            chunks.append(data)
+        return b"".join(chunks)
+
+
+def start(daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+          allow: str, deny: str) -> tuple[Daemon, int, Path]:
+    (tmp_path / "hosts.allow").write_text(allow)
+    (tmp_path / "hosts.deny").write_text(deny)
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    port = free_port()
+    log = tmp_path / "services.log"
+    return daemons.start_config(conf(port, log)), port, log
+
+
+@pytest.mark.parametrize("deny", ["in.other: ALL", "# no newline after this comment",
+                                  "in.other: ALL \\\n", "x" * 2100 + "\nin.other: ALL\n"],
+                         ids=["rule", "comment", "continued", "too-long"])
+def test_unreadable_last_line_of_hosts_deny_refuses(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        deny: str) -> None:
+    daemon, port, log = start(daemons, tmp_path, monkeypatch, "", deny)
+    assert fetch(port) == b""
+    wait_log_lines(log, re.escape("FAIL: tables libwrap from=127.0.0.1"), timeout=TIMEOUT)
+    daemon.wait_for_log(r"hosts.deny, line \d+: missing newline or line too long",
+                        timeout=TIMEOUT)
+
+
+def test_unreadable_line_ends_the_scan_of_hosts_allow(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The allowing rule after the long line is never reached, so hosts.deny decides.
+    daemon, port, log = start(daemons, tmp_path, monkeypatch,
+                              "y" * 2100 + "\nin.tables: ALL\n", "in.tables: ALL\n")
+    assert fetch(port) == b""
+    wait_log_lines(log, re.escape("FAIL: tables libwrap from=127.0.0.1"), timeout=TIMEOUT)
+    # Without a newline the last rule of hosts.allow does not apply either.
+    (tmp_path / "hosts.allow").write_text("# denied unless the newline is there\n"
+                                          "in.tables: 127.0.0.1: deny")
+    (tmp_path / "hosts.deny").write_text("")
+    time.sleep(1.2)     # the tables are looked at again at most once a second
+    assert fetch(port) == b"hello\n"
+    daemon.wait_for_log(r"hosts.allow, line 2: missing newline", timeout=TIMEOUT)
