@@ -84,3 +84,20 @@ def test_unreadable_line_ends_the_scan_of_hosts_allow(
     time.sleep(1.2)     # the tables are looked at again at most once a second
     assert fetch(port) == b"hello\n"
     daemon.wait_for_log(r"hosts.allow, line 2: missing newline", timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize(("listed", "served"), [
+    ("# 127.0.0.1\n", False),           # '#' starts no comment: 127.0.0.1 is listed
+    ("#127.0.0.1\n", True),             # one word, `#127.0.0.1`, that matches nobody
+    ("127.0.0.2,127.0.0.1\n", True),    # commas do not separate: one word
+    ("127.0.0.2\n\t127.0.0.1", False),  # any blanks separate, a newline at the end or not
+])
+def test_file_pattern_lists_blank_separated_words(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        listed: str, served: bool) -> None:
+    (tmp_path / "blocked").write_text(listed)
+    daemon, port, log = start(daemons, tmp_path, monkeypatch, "",
+                              f"in.tables: {tmp_path / 'blocked'}\n")
+    assert fetch(port) == (b"hello\n" if served else b"")
+    wait_log_lines(log, re.escape("START: tables" if served else
+                                  "FAIL: tables libwrap from=127.0.0.1"), timeout=TIMEOUT)

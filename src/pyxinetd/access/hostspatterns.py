@@ -265,16 +265,13 @@ def host_match(pattern: str, host: Endpoint, lookups: Lookups, depth: int = 0) -
 
 
 def _file_match(path: str, host: Endpoint, lookups: Lookups, depth: int) -> bool:
+    """A `/file` pattern: every blank-separated word of the file is a host pattern, as
+    libwrap reads it (fscanf "%s"): commas do not separate, and `#` starts no comment
+    (`# 10.0.0.5` lists the words `#` and `10.0.0.5`)."""
     text = lookups.read_list(path)
     if text is None:
         return False
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        for item in tokens(line):
-            if host_match(item, host, lookups, depth + 1):
-                return True
-    return False
+    return any(host_match(item, host, lookups, depth + 1) for item in text.split())
 
 
 def split_at(text: str, delimiter: str) -> tuple[str, str | None]:
