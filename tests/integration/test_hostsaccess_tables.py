@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import Daemon, DaemonFactory, free_port, wait_log_lines
+from tests.daemon import Daemon, DaemonFactory, free_port, namespace_problem, wait_log_lines
 
 TIMEOUT = 10.0
 
@@ -38,8 +38,9 @@ service tables
 """
 
 
-def fetch(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as conn:
+def fetch(port: int, source: str = "127.0.0.1") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT,
+                                  source_address=(source, 0)) as conn:
         chunks = []
         while data := conn.recv(65536):
             chunks.append(data)
@@ -47,14 +48,14 @@ def fetch(port: int) -> bytes:
 
 
 def start(daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-          allow: str, deny: str) -> tuple[Daemon, int, Path]:
+          allow: str, deny: str, wrapper: tuple[str, ...] = ()) -> tuple[Daemon, int, Path]:
     (tmp_path / "hosts.allow").write_text(allow)
     (tmp_path / "hosts.deny").write_text(deny)
     monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
     monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
     port = free_port()
     log = tmp_path / "services.log"
-    return daemons.start_config(conf(port, log)), port, log
+    return daemons.start_config(conf(port, log), wrapper=wrapper), port, log
 
 
 @pytest.mark.parametrize("deny", ["in.other: ALL", "# no newline after this comment",
@@ -101,3 +102,29 @@ def test_file_pattern_lists_blank_separated_words(
     assert fetch(port) == (b"hello\n" if served else b"")
     wait_log_lines(log, re.escape("START: tables" if served else
                                   "FAIL: tables libwrap from=127.0.0.1"), timeout=TIMEOUT)
+
+
+# 127.0.0.9's name is "127.0.0.10", whose forward lookup never gives 127.0.0.9 back:
+# a PARANOID client, in a mount namespace of the daemon's own with this /etc/hosts.
+PARANOID_HOSTS = "127.0.0.1 localhost\n127.0.0.9 127.0.0.10\n"
+
+
+@pytest.mark.skipif(namespace_problem("mount") is not None,
+                    reason=str(namespace_problem("mount")))
+@pytest.mark.parametrize(("deny", "served"), [
+    ("in.tables: PARANOID\n", False),
+    ("in.tables: UNKNOWN\n", True),    # its name is known, only wrong: not UNKNOWN
+    ("in.tables: KNOWN\n", True),
+    ("in.tables: paranoid\n", False),  # the name reads `paranoid`, as in %n
+])
+def test_paranoid_client_is_not_unknown(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        deny: str, served: bool) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text(PARANOID_HOSTS)
+    wrapper = ("unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
+               str(hosts))
+    daemon, port, log = start(daemons, tmp_path, monkeypatch, "", deny, wrapper)
+    assert fetch(port, "127.0.0.9") == (b"hello\n" if served else b"")
+    wait_log_lines(log, re.escape("START: tables" if served else
+                                  "FAIL: tables libwrap from=127.0.0.9"), timeout=TIMEOUT)

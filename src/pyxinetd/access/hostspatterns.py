@@ -248,10 +248,6 @@ def host_match(pattern: str, host: Endpoint, lookups: Lookups, depth: int = 0) -
         return host.address is not None and host.name_known
     if upper == "LOCAL":
         return host.name_known and "." not in host.name_text
-    if upper == "UNKNOWN":
-        return host.address is None or not host.name_known
-    if upper == "PARANOID":
-        return host.paranoid
     if pattern.startswith("["):
         return _ipv6_match(pattern, host.address)
     if "/" in pattern:
@@ -259,9 +255,11 @@ def host_match(pattern: str, host: Endpoint, lookups: Lookups, depth: int = 0) -
         return masked_match(net, mask, host.address)
     if string_match(pattern, host.addr_text):
         return True
-    # Address-like patterns are never compared with names.
-    return not set(pattern) <= _ADDRESS_CHARS and host.name_known \
-        and string_match(pattern, host.name_text)
+    # Address-like patterns are never compared with names. As in libwrap, the name is
+    # compared as text, `unknown` or `paranoid` included: that is how UNKNOWN and
+    # PARANOID match, and why UNKNOWN does not match a paranoid host (its name is
+    # `paranoid`).
+    return not set(pattern) <= _ADDRESS_CHARS and string_match(pattern, host.name_text)
 
 
 def _file_match(path: str, host: Endpoint, lookups: Lookups, depth: int) -> bool:
