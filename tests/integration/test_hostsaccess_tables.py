@@ -17,7 +17,7 @@ from tests.daemon import Daemon, DaemonFactory, free_port, namespace_problem, wa
 TIMEOUT = 10.0
 
 
-def conf(port: int, log: Path, libwrap: str = "in.tables") -> str:
+def conf(port: int, log: Path, bind: str = "127.0.0.1") -> str:
     return f"""
 service tables
 {{
@@ -29,8 +29,8 @@ service tables
     user = root
     server = /bin/echo
     server_args = hello
-    bind = 127.0.0.1
-    libwrap = {libwrap}
+    bind = {bind}
+    libwrap = in.tables
     log_type = FILE {log}
     log_on_success = PID HOST
     log_on_failure = HOST
@@ -38,8 +38,8 @@ service tables
 """
 
 
-def fetch(port: int, source: str = "127.0.0.1") -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT,
+def fetch(port: int, source: str = "127.0.0.1", server: str = "127.0.0.1") -> bytes:
+    with socket.create_connection((server, port), timeout=TIMEOUT,
                                   source_address=(source, 0)) as conn:
         chunks = []
         while data := conn.recv(65536):
@@ -48,14 +48,15 @@ def fetch(port: int, source: str = "127.0.0.1") -> bytes:
 
 
 def start(daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-          allow: str, deny: str, wrapper: tuple[str, ...] = ()) -> tuple[Daemon, int, Path]:
+          allow: str, deny: str, wrapper: tuple[str, ...] = (), bind: str = "127.0.0.1"
+          ) -> tuple[Daemon, int, Path]:
     (tmp_path / "hosts.allow").write_text(allow)
     (tmp_path / "hosts.deny").write_text(deny)
     monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
     monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
     port = free_port()
     log = tmp_path / "services.log"
-    return daemons.start_config(conf(port, log), wrapper=wrapper), port, log
+    return daemons.start_config(conf(port, log, bind), wrapper=wrapper), port, log
 
 
 @pytest.mark.parametrize("deny", ["in.other: ALL", "# no newline after this comment",
@@ -128,3 +129,45 @@ def test_paranoid_client_is_not_unknown(
     assert fetch(port, "127.0.0.9") == (b"hello\n" if served else b"")
     wait_log_lines(log, re.escape("START: tables" if served else
                                   "FAIL: tables libwrap from=127.0.0.9"), timeout=TIMEOUT)
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("deny", "served"), [
+    ("in.tables: [::2]/64\n", False),       # the net is masked: ::/64 holds ::1
+    ("in.tables: [::1]/64x\n", False),      # the length is read as atoi reads it
+    ("in.tables: [::ffff:0:0]/96\n", True),
+    ("in.tables: [::2]\n", True),
+])
+def test_ipv6_net_patterns_as_libwrap_reads_them(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        deny: str, served: bool) -> None:
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    daemon, port, log = start(daemons, tmp_path, monkeypatch, "", deny, bind="::1")
+    assert fetch(port, "::1", "::1") == (b"hello\n" if served else b"")
+    wait_log_lines(log, re.escape("START: tables" if served else
+                                  "FAIL: tables libwrap from=::1"), timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize(("deny", "served"), [
+    ("in.tables: 127.0.0.0/8x\n", False),
+    ("in.tables: 127.0.0.0/+8\n", False),
+    ("in.tables: 0177.0.0.0/255.0.0.0\n", False),   # octal, as inet_addr reads it
+    ("in.tables: 127.0.0.1/255.255.255.255\n", True),  # INADDR_NONE: a bad pattern
+    ("in.tables: 127.0.0.1/24\n", True),            # the net is not masked
+])
+def test_ipv4_net_patterns_as_libwrap_reads_them(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        deny: str, served: bool) -> None:
+    daemon, port, log = start(daemons, tmp_path, monkeypatch, "", deny)
+    assert fetch(port) == (b"hello\n" if served else b"")
+    wait_log_lines(log, re.escape("START: tables" if served else
+                                  "FAIL: tables libwrap from=127.0.0.1"), timeout=TIMEOUT)

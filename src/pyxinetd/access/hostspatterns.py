@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ UNKNOWN = "unknown"
 PARANOID = "paranoid"
 # List separators of hosts_access(5): blanks and commas.
 _SEPARATORS = re.compile(r"[\s,]+")
-_DOT_QUAD = re.compile(r"^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$")
+_LEADING_INT = re.compile(r"[+-]?\d+")
 _ADDRESS_CHARS = set("0123456789./")
 
 
@@ -185,27 +186,38 @@ def string_match(pattern: str, text: str) -> bool:
 
 
 def _dot_quad(text: str) -> int | None:
-    """inet_addr for a strict dotted quad; 255.255.255.255 is INADDR_NONE (an error)."""
-    if not _DOT_QUAD.match(text):
+    """libwrap's dot_quad_addr: four dot-separated parts read by inet_addr (so octal
+    `010` and hex `0x0a` parts count as C reads them); 255.255.255.255 is INADDR_NONE,
+    an error."""
+    if len([part for part in text.split(".") if part]) != 4:
         return None
-    parts = [int(p) for p in text.split(".")]
-    if any(p > 255 for p in parts):
+    try:
+        value = int.from_bytes(socket.inet_aton(text), "big")
+    except OSError:
         return None
-    value = int.from_bytes(bytes(parts), "big")
     return None if value == 0xFFFFFFFF else value
 
 
+def _leading_int(text: str) -> int | None:
+    """What strtol/atoi read from the start of `text` (trailing junk ignored)."""
+    match = _LEADING_INT.match(text)
+    return int(match.group()) if match else None
+
+
 def _mask_value(text: str) -> int | None:
+    """A dotted mask, else a prefix length (`/8.` reads as /8, as in libwrap)."""
     quad = _dot_quad(text)
     if quad is not None:
         return quad
-    if text.isdigit() and 1 <= int(text) <= 32:
-        return (0xFFFFFFFF << (32 - int(text))) & 0xFFFFFFFF
-    return None
+    bits = _leading_int(text)
+    if bits is None or not 1 <= bits <= 32:
+        return None
+    return (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF
 
 
 def masked_match(net_text: str, mask_text: str, address: str | None) -> bool:
-    """IPv4 net/mask or net/len (1-32; /0 and a mask of all ones are bad patterns)."""
+    """IPv4 net/mask or net/len (1-32; /0 and a mask of all ones are bad patterns). As in
+    libwrap the net is not masked: 10.0.0.5/24 matches nobody."""
     net = _dot_quad(net_text)
     mask = _mask_value(mask_text)
     if net is None or mask is None or address is None:
@@ -215,7 +227,9 @@ def masked_match(net_text: str, mask_text: str, address: str | None) -> bool:
 
 
 def _ipv6_match(pattern: str, address: str | None) -> bool:
-    """`[v6addr]` or `[v6net]/len`; an IPv4 (or mapped) client never matches."""
+    """`[v6addr]` or `[v6net]/len`; an IPv4 (or mapped) client never matches. As in
+    libwrap, the net is masked (`[2001:db8::1]/64` is 2001:db8::/64) and the length is
+    read as atoi reads it (`/64x` is /64, an empty or wordy one is /0)."""
     close = pattern.find("]")
     if close < 0 or address is None:
         return False
@@ -229,13 +243,12 @@ def _ipv6_match(pattern: str, address: str | None) -> bool:
     rest = pattern[close + 1:]
     if rest == "":
         return client == net_addr
-    if not rest.startswith("/") or not rest[1:].isdigit() or int(rest[1:]) > 128:
+    if not rest.startswith("/"):
         return False
-    bits = int(rest[1:])
-    network = ipaddress.IPv6Network((net_addr, bits), strict=False)
-    if network.network_address != net_addr:
+    bits = _leading_int(rest[1:]) or 0
+    if not 0 <= bits <= 128:
         return False
-    return client in network
+    return client in ipaddress.IPv6Network((net_addr, bits), strict=False)
 
 
 def host_match(pattern: str, host: Endpoint, lookups: Lookups, depth: int = 0) -> bool:
