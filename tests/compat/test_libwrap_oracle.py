@@ -1,4 +1,4 @@
-"""aclexec, severity and rfc931 values and unreadable lines against Debian's libwrap.
+"""aclexec, option values and unreadable lines against Debian's libwrap itself.
 
 tcpdmatch never runs aclexec, so the vectors file cannot show what its exit status
 does; the library that Debian's xinetd links (unpacked by scripts/fetch-xinetd) can.
@@ -41,6 +41,15 @@ CASES = [
     ("ALL: ALL: severity 3\n", ""),
     ("ALL: ALL: rfc931 x\n", ""),
     ("ALL: ALL: rfc931 5\n", "ALL: ALL\n"),
+    # Option values libwrap refuses or accepts.
+    ("ALL: ALL: setenv X=1\n", ""),
+    ("ALL: ALL: linger -1\n", ""),
+    ("ALL: ALL: linger +3\n", "ALL: ALL\n"),
+    ("ALL: ALL: nice +5\n", "ALL: ALL\n"),
+    ("ALL: ALL: umask 1000\n", ""),
+    ("ALL: ALL: umask +22\n", "ALL: ALL\n"),
+    ("ALL: ALL: user nobody.\n", ""),
+    ("ALL: ALL: rfc931 0\n", ""),
     # A last line without its newline, or a rule too long for libwrap's buffer.
     ("", "in.other: ALL"),
     ("", "# comment"),

@@ -17,7 +17,9 @@ from tests.daemon import Daemon, DaemonFactory, free_port, namespace_problem, wa
 TIMEOUT = 10.0
 
 
-def conf(port: int, log: Path, bind: str = "127.0.0.1") -> str:
+def conf(port: int, log: Path, bind: str = "127.0.0.1", server: str = "/bin/echo hello"
+         ) -> str:
+    program, _, args = server.partition(" ")
     return f"""
 service tables
 {{
@@ -27,8 +29,8 @@ service tables
     port = {port}
     wait = no
     user = root
-    server = /bin/echo
-    server_args = hello
+    server = {program}
+    server_args = {args}
     bind = {bind}
     libwrap = in.tables
     log_type = FILE {log}
@@ -48,15 +50,15 @@ def fetch(port: int, source: str = "127.0.0.1", server: str = "127.0.0.1") -> by
 
 
 def start(daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-          allow: str, deny: str, wrapper: tuple[str, ...] = (), bind: str = "127.0.0.1"
-          ) -> tuple[Daemon, int, Path]:
+          allow: str, deny: str, wrapper: tuple[str, ...] = (), bind: str = "127.0.0.1",
+          server: str = "/bin/echo hello") -> tuple[Daemon, int, Path]:
     (tmp_path / "hosts.allow").write_text(allow)
     (tmp_path / "hosts.deny").write_text(deny)
     monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
     monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
     port = free_port()
     log = tmp_path / "services.log"
-    return daemons.start_config(conf(port, log, bind), wrapper=wrapper), port, log
+    return daemons.start_config(conf(port, log, bind, server), wrapper=wrapper), port, log
 
 
 @pytest.mark.parametrize("deny", ["in.other: ALL", "# no newline after this comment",
@@ -171,3 +173,37 @@ def test_ipv4_net_patterns_as_libwrap_reads_them(
     assert fetch(port) == (b"hello\n" if served else b"")
     wait_log_lines(log, re.escape("START: tables" if served else
                                   "FAIL: tables libwrap from=127.0.0.1"), timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize("option", [
+    "linger 99999999999", "linger -1", "rfc931 0", "umask 1000", "umask 7777",
+    "user nobody.", "setenv GREETING=hi", "setenv GREETING= hi",
+])
+def test_option_values_libwrap_rejects_refuse(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        option: str) -> None:
+    daemon, port, log = start(daemons, tmp_path, monkeypatch,
+                              f"in.tables: ALL: {option}\n", "")
+    for attempt in (1, 2):      # the service keeps serving after a refusal
+        assert fetch(port) == b""
+        wait_log_lines(log, re.escape("FAIL: tables libwrap from=127.0.0.1"), count=attempt,
+                       timeout=TIMEOUT)
+    daemon.wait_for_log(r"ERROR: .*hosts.allow, line 1: bad|ERROR: .*unknown group",
+                        timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize("option", ["nice +5", "linger +3", "rfc931 +3", "umask +22"])
+def test_option_values_with_a_plus_sign_are_numbers(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        option: str) -> None:
+    daemon, port, log = start(daemons, tmp_path, monkeypatch,
+                              f"in.tables: ALL: {option}\n", "")
+    assert fetch(port) == b"hello\n"
+
+
+def test_setenv_name_ends_at_any_blank(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    daemon, port, log = start(daemons, tmp_path, monkeypatch,
+                              "in.tables: ALL: setenv GREETING\thello there \n", "",
+                              server="/usr/bin/env env")
+    assert "GREETING=hello there" in fetch(port).decode().splitlines()

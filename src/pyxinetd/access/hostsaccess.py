@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from pyxinetd.access.hostsoptions import CLIENT_NAME_LETTERS, ENDPOINT_LETTERS, OPTIONS, \
-    SERVER_NAME_LETTERS, Option, expand, parse_option
+    SERVER_NAME_LETTERS, Option, expand, parse_option, setenv_pair, umask_value
 from pyxinetd.access.hostspatterns import Lookups, Request, client_match, daemon_match, \
     list_match, patterns_need_names, split_at, tokens
 from pyxinetd.files import read_regular
@@ -240,8 +240,13 @@ def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decisio
         elif key in ("spawn", "aclexec") and value is not None:
             commands.append((key, value))
         elif key == "setenv" and value is not None:
-            name, _, text = value.partition(" ")
-            setenv.append((name, text.lstrip()))
+            pair = setenv_pair(value)
+            if pair is None:    # a `%` expansion put `=` in the name
+                trace.append(f'error: {rule.label}, line {rule.line}: bad setenv name: '
+                             f'"{value}"')
+                return Decision("denied", rule.where, tuple(trace),
+                                spawn=tuple(c for _, c in commands))
+            setenv.append(pair)
         elif key == "severity":
             fields["severity"] = option.level
         elif key == "banners":
@@ -249,7 +254,7 @@ def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decisio
         elif key == "nice":
             fields["nice"] = int(value) if value is not None else 10
         elif key == "umask" and value is not None:
-            fields["umask"] = int(value, 8)
+            fields["umask"] = umask_value(value)
         elif key == "user":
             fields["uid"] = option.uid
             fields["gid"] = option.gid

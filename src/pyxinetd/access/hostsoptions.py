@@ -52,6 +52,13 @@ OPTIONS: dict[str, tuple[bool, bool, bool, bool]] = {
     "linger": (True, True, False, False),
 }
 
+# The values libwrap accepts for numeric options: a C int, a linger time of 0 or more,
+# an rfc931 timeout of 1 or more (checked with Debian's libwrap). pyxinetd also refuses
+# values beyond a C int, which libwrap would silently wrap.
+_INT_MAX = 2**31 - 1
+NUMBER_RANGES: dict[str, tuple[int, int]] = {
+    "nice": (-_INT_MAX - 1, _INT_MAX), "linger": (0, _INT_MAX), "rfc931": (1, _INT_MAX)}
+
 # libwrap's tables (options.c): the facilities and levels `severity` accepts.
 SYSLOG_FACILITIES = frozenset({
     "kern", "user", "mail", "daemon", "auth", "lpr", "news", "uucp", "cron",
@@ -80,13 +87,13 @@ class Option:
 
 
 def _resolve_user(value: str) -> tuple[int | None, int | None, str | None]:
-    user, _, group = value.partition(".")
+    user, dot, group = value.partition(".")
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
         return None, None, f'unknown user: "{user}"'
     gid = entry.pw_gid
-    if group:
+    if dot:     # `user nobody.` names the group "", which does not exist
         try:
             gid = grp.getgrnam(group).gr_gid
         except KeyError:
@@ -135,12 +142,46 @@ def parse_option(field_text: str, is_last: bool, where: str) -> Option:
             return Option(key, value,
                           f'{where}: bad syslog facility or severity: "{value}"')
         return Option(key, value, level=level)
-    if lowered in ("nice", "linger", "rfc931") and value is not None \
-            and not re.fullmatch(r"-?\d+", value):
+    if lowered in NUMBER_RANGES and value is not None and not _number_ok(lowered, value):
         return Option(key, value, f'{where}: bad {lowered} value: "{value}"')
-    if lowered == "umask" and value is not None and not re.fullmatch(r"[0-7]+", value):
+    if lowered == "umask" and value is not None and umask_value(value) is None:
         return Option(key, value, f'{where}: bad umask value: "{value}"')
+    if lowered == "setenv" and value is not None and "%" not in value \
+            and setenv_pair(value) is None:
+        return Option(key, value, f'{where}: bad setenv name: "{value}"')
     return Option(key, value)
+
+
+def _number_ok(keyword: str, text: str) -> bool:
+    """sscanf("%d") reads all of `text` (a sign allowed), in libwrap's range."""
+    if not re.fullmatch(r"[+-]?\d+", text):
+        return False
+    low, high = NUMBER_RANGES[keyword]
+    return low <= int(text) <= high
+
+
+def umask_value(text: str) -> int | None:
+    """sscanf("%o") of the whole value, which must fit in 0777 (libwrap's check)."""
+    if not re.fullmatch(r"[+-]?[0-7]+", text):
+        return None
+    mask = int(text, 8) % 2**32     # a negative value wraps, as in C
+    return mask if mask <= 0o777 else None
+
+
+def setenv_pair(text: str) -> tuple[str, str] | None:
+    """`NAME VALUE` split at the first blank; None when setenv(3) would refuse the name
+    (empty, or with `=` in it, which libwrap reports as an error)."""
+    name, value = _split_first_blank(text.strip())
+    if name == "" or "=" in name:
+        return None
+    return name, value.strip()
+
+
+def _split_first_blank(text: str) -> tuple[str, str]:
+    match = re.search(r"[ \t\r\n]", text)
+    if match is None:
+        return text, ""
+    return text[:match.start()], text[match.start():]
 
 
 def expand(text: str, request: Request) -> str:
