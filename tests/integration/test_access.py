@@ -150,3 +150,21 @@ def test_tables_are_reread_when_they_change(setup: tuple[Daemon, dict[str, int],
     wait_until(lambda: fetch(ports["better"]) == b"", TIMEOUT, interval=0.2,
                what="the edited hosts.deny to apply")
     wait_log(log, "FAIL: better libwrap from=127.0.0.1")
+
+
+@pytest.mark.parametrize(("only_from", "served"), [
+    ("127.0.0.0/8x", True),        # xinetd reads /8 and ignores the rest
+    ("127.0.0.0/+8", True),
+    ("127.0.0.2/32junk", False),
+])
+def test_only_from_prefix_length_read_as_xinetd_reads_it(
+        daemons: DaemonFactory, tmp_path: Path, only_from: str, served: bool) -> None:
+    port = free_port()
+    log = tmp_path / "services.log"
+    daemon = daemons.start_config(service("masked", port, log, f"only_from = {only_from}\n"
+                                                                 "flags = NOLIBWRAP"))
+    assert fetch(port) == (b"hello\n" if served else b"")
+    wait_log_lines(log, re.escape("START: masked" if served else
+                                  "FAIL: masked address from=127.0.0.1"), timeout=TIMEOUT)
+    if only_from != "127.0.0.0/+8":
+        daemon.wait_for_log(r"after the prefix length is ignored", timeout=TIMEOUT)

@@ -81,11 +81,17 @@ def _numeric(token: str) -> AddressEntry | None:
 
 
 def _cidr(token: str) -> tuple[AddressEntry | None, str | None]:
+    """`addr/bits`, read as xinetd's sscanf("%[^/]/%u") reads it: the length is the
+    leading number (a `+` allowed), anything after it is ignored (with a warning)."""
     address_text, _, bits_text = token.partition("/")
-    bits = decimal(bits_text)
-    if bits is None:
+    length = re.match(r"\+?([0-9]+)", bits_text)
+    bits = decimal(length.group(1)) if length else None
+    if length is None or bits is None:
         return None, None
     warning = None
+    if length.end() < len(bits_text):
+        warning = (f"{token}: {bits_text[length.end():]!r} after the prefix length is "
+                   "ignored, as xinetd ignores it")
     if ":" in address_text:
         try:
             address6 = ipaddress.IPv6Address(address_text)
