@@ -213,6 +213,12 @@ class DatagramDispatch:
         svc, sock = rt.config, rt.sock
         if sock is None:
             return
+        if internal.loops_back(datagram.sender, host):
+            # A forged sender: answering would start a loop between builtins.
+            host.program.warning("svc_dgram", f"{svc.id}: no reply to {peer} port "
+                                              f"{datagram.sender[1]}: the port of a "
+                                              "datagram builtin (possible loop)")
+            return
         if svc.log_type is not None:
             host.logs.write(svc, start_entry(svc, 0, peer))
         internal.reply_datagram(svc, sock, data, datagram.sender, view=host)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
+import struct
 from pathlib import Path
 
-from pyxinetd.config.model import AddressEntry
+import pytest
+
+from pyxinetd.config.model import AddressEntry, SocketType
 from tests.daemon import DaemonFactory, free_port
 from tests.factories import make_service
 from tests.integration.test_dispatch import connect, logged, read_all, wait_service_log
@@ -123,3 +127,41 @@ def test_unreachable_redirect_target_frees_its_instance(daemons: DaemonFactory,
     log = wait_service_log(tmp_path, r"EXIT: redir", count=3)
     assert "service_limit" not in log
     assert "TRAFFIC" not in log
+
+
+def forge_udp(source_port: int, port: int, payload: bytes) -> None:
+    """Send a loopback UDP datagram whose source port is `source_port` (a raw socket:
+    root only), as a spoofing attacker would."""
+    header = struct.pack("!HHHH", source_port, port, 8 + len(payload), 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP) as raw:
+        # Checksum 0: none, which IPv4 UDP allows.
+        raw.sendto(header + payload, ("127.0.0.1", 0))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="forging a source port needs a raw socket")
+def test_forged_datagram_from_a_builtin_port_is_not_answered(daemons: DaemonFactory,
+                                                              tmp_path: Path) -> None:
+    # Ports of our own choosing, not 7 or 13: a datagram forged from the echo port to
+    # itself, or to daytime, would bounce between the builtins for ever.
+    echo_port, daytime_port = free_port(), free_port()
+    daemon = daemons.start_services([
+        builtin("echo", echo_port, id="echo-d", socket_type=SocketType.DGRAM, wait=True,
+                **logged(tmp_path)),
+        builtin("daytime", daytime_port, id="daytime-d", socket_type=SocketType.DGRAM,
+                wait=True, **logged(tmp_path)),
+    ])
+    forge_udp(echo_port, echo_port, b"loop")
+    forge_udp(echo_port, daytime_port, b"loop")
+    daemon.wait_for_log(re.escape(f"no reply to 127.0.0.1 port {echo_port}: the port "
+                                  "of a datagram builtin (possible loop)"), count=2)
+    # Both still answer ordinary clients, and the forged datagrams started nothing: a
+    # loop would log a START line for every bounce.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        client.sendto(b"ping", ("127.0.0.1", echo_port))
+        assert client.recv(100) == b"ping"
+        client.sendto(b"", ("127.0.0.1", daytime_port))
+        assert re.match(rb"\d\d [A-Z]{3} ", client.recv(100))
+    log = wait_service_log(tmp_path, r"START: daytime-d ")
+    assert len(re.findall(r"START: echo-d ", log)) == 1, log
+    assert len(re.findall(r"START: daytime-d ", log)) == 1, log

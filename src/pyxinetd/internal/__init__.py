@@ -72,7 +72,7 @@ from pyxinetd.loop import Loop
 
 __all__ = [
     "BUILTINS", "Launch", "Lookup", "MasterView", "OnClose", "Peer", "ServerInfo", "Session",
-    "handle_datagram", "is_builtin", "reply_datagram", "start_redirect", "start_stream",
+    "handle_datagram", "is_builtin", "loops_back", "reply_datagram", "start_redirect", "start_stream",
     "start_tcpmux", "supports",
 ]
 
@@ -112,6 +112,11 @@ def handle_datagram(service: ServiceConfig, sock: socket.socket, *,
                     view: MasterView | None = None) -> None:
     """Receive one datagram on a dgram builtin's socket and reply at most once."""
     dgram.handle(service.name, sock, view)
+
+
+def loops_back(peer: Peer, view: MasterView | None) -> bool:
+    """True when a datagram builtin must not answer `peer` (see internal.dgram)."""
+    return dgram.loops_back(peer, view)
 
 
 def reply_datagram(service: ServiceConfig, sock: socket.socket, data: bytes, peer: Peer, *,

@@ -1,9 +1,10 @@
 """The datagram builtins: one datagram in, at most one reply out, never blocking.
 
 Replies go out with a non-blocking sendto; when the socket buffer is full the reply is
-dropped (UDP may lose it anyway). Replies to source port 0 and to the well-known ports
-of the UDP builtins themselves are dropped too: two such services answering each other
-(echo <-> chargen) would loop forever on a spoofed datagram.
+dropped (UDP may lose it anyway). Replies to source port 0, to the well-known ports of
+the UDP builtins and to the port of any datagram builtin this daemon serves are dropped
+too: two such services answering each other (echo <-> chargen), or one answering
+itself, would bounce a single forged datagram forever.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from pyxinetd.config.model import SocketType
 from pyxinetd.internal import chargen, clock, status
 
 # xinetd reads up to this much of a datagram for echo; longer ones are truncated.
@@ -44,11 +46,25 @@ def handle(name: str, sock: socket.socket, view: status.MasterView | None) -> No
     answer(name, sock, data, peer, view)
 
 
+def loops_back(peer: tuple[Any, ...], view: status.MasterView | None) -> bool:
+    """True when a reply to `peer` could be answered by a datagram builtin: its source
+    port is 0, a well-known builtin port, or the port of one of our datagram builtins
+    (a forged datagram from there would otherwise bounce between them, or between a
+    service and itself, as fast as the loop runs)."""
+    port = peer[1]
+    if port in _LOOP_PORTS:
+        return True
+    if view is None:
+        return False
+    return any(svc.port == port and svc.is_internal and svc.socket_type is SocketType.DGRAM
+               for svc in view.active_services())
+
+
 def answer(name: str, sock: socket.socket, data: bytes, peer: tuple[Any, ...],
            view: status.MasterView | None) -> None:
     """Answer one datagram already received from `peer`; never raises OSError."""
     reply = reply_for(name, data, view)
-    if reply is None or peer[1] in _LOOP_PORTS:
+    if reply is None or loops_back(peer, view):
         return
     try:
         sock.sendto(reply, socket.MSG_DONTWAIT, peer)
