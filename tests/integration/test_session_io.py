@@ -118,3 +118,61 @@ def test_reply_session_sends_and_closes_at_once(
         assert len(_recv_all(client)) == 4
     finally:
         loop.close()
+
+
+def _queued(conn: socket.socket, size: int) -> None:
+    """Wait until `size` bytes the client sent are queued on the server side."""
+    poller = select.poll()
+    poller.register(conn, select.POLLIN)
+    assert poller.poll(DEADLINE * 1000)
+    assert len(conn.recv(size, socket.MSG_PEEK | socket.MSG_WAITALL)) == size
+
+
+@pytest.mark.parametrize("sent", [b"\r\n", b"x" * 300_000], ids=["newline", "flood"])
+def test_reply_reaches_a_client_that_sent_something_first(
+        pair: tuple[socket.socket, socket.socket], sent: bytes) -> None:
+    # A client that types a line at daytime: the unread input must not turn the close
+    # into a reset that throws the reply away.
+    client, conn = pair
+    client.setblocking(False)
+    try:
+        client.send(sent)       # as much as fits: the flood fills the daemon's buffer
+    except BlockingIOError:
+        pass
+    client.setblocking(True)
+    client.settimeout(DEADLINE)
+    _queued(conn, min(len(sent), 65536))
+    loop, closes = Loop(), []
+    try:
+        session = internal.start_stream(loop, make_service("daytime"), conn,
+                                        ("127.0.0.1", 1), lambda: closes.append("closed"))
+        assert session.closed
+        loop.run_once()
+        assert closes == ["closed"]
+        reply = client.recv(100)
+        assert reply.endswith(b"\r\n") and len(reply) > 20, reply
+        if len(sent) < 65536:
+            assert client.recv(100) == b""      # a FIN, not a reset
+    finally:
+        loop.close()
+
+
+def test_tcpmux_reply_reaches_a_client_that_sent_more_after_the_name(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    client, conn = pair
+    request = b"nosuch\r\nand then some"
+    client.sendall(request)
+    _queued(conn, len(request))
+    loop = Loop()
+    try:
+        session = internal.start_tcpmux(loop, make_service("tcpmux"), conn,
+                                        ("127.0.0.1", 1), lambda name: None,
+                                        lambda svc, c, peer: None, lambda: None)
+        for _ in range(10):
+            if session.closed:
+                break
+            loop.run_once()
+        assert session.closed
+        assert _recv_all(client) == b"-Service name not found\r\n"
+    finally:
+        loop.close()

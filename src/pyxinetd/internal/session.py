@@ -32,6 +32,29 @@ WRITES_PER_WAKEUP = 4
 READS_PER_WAKEUP = 4
 
 
+# How much unread input a finished session discards before it closes (see discard_input).
+DISCARD_LIMIT = 4 * RECV_SIZE
+
+
+def discard_input(conn: socket.socket) -> None:
+    """Before closing a connection whose output is all written: consume what the client
+    sent and nobody read (a newline typed at daytime, bytes after a tcpmux name).
+
+    Closing with unread input makes the kernel send a reset instead of a FIN, and a
+    reset throws away output still in our send queue: the last write went out with
+    MSG_MORE, so the reply itself could be lost. Up to DISCARD_LIMIT bytes are read
+    without waiting; beyond that, shutdown(SHUT_WR) sends the queued output and the FIN
+    before the close resets the connection. Never raises OSError.
+    """
+    try:
+        for _ in range(DISCARD_LIMIT // RECV_SIZE):
+            if not conn.recv(RECV_SIZE, socket.MSG_DONTWAIT):
+                return      # EOF: nothing left to discard
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass                # EAGAIN: nothing queued; or the peer is gone
+
+
 class Session(Protocol):
     """A connection served inside the loop."""
 
@@ -128,6 +151,7 @@ class StreamSession:
         if self._closed:
             return
         if self._finishing and not self._out:
+            discard_input(self.conn)
             self.close()
             return
         events = self._events()

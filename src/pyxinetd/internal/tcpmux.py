@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable, Sequence
 
 from pyxinetd.config.model import ServiceConfig
-from pyxinetd.internal.session import OnClose, Peer
+from pyxinetd.internal.session import OnClose, Peer, discard_input
 from pyxinetd.loop import READ, WRITE, Loop
 from pyxinetd.timers import Timer
 
@@ -123,6 +123,9 @@ class TcpmuxSession:
         while self._reply:
             sent = self.conn.send(self._reply)
             del self._reply[:sent]
+        # What the client sent after the line (xinetd read it with the name) would turn
+        # the close into a reset.
+        discard_input(self.conn)
         self.close()
 
     def _start(self, service: ServiceConfig) -> None:
