@@ -24,6 +24,7 @@ from pyxinetd.children import ChildTable
 from pyxinetd.config.model import (LOG_ON_FAILURE_FLAGS, LOG_ON_SUCCESS_FLAGS, SERVICE_FLAGS,
                                    SERVICE_TYPES, AddressEntry, Configuration, Defaults,
                                    FileTarget, LogTarget, ServiceConfig, SyslogTarget)
+from pyxinetd.log import strerror
 from pyxinetd.service import ServiceRuntime, State
 
 DUMP_FILE_ENV = "PYXINETD_DUMP_FILE"
@@ -43,15 +44,28 @@ def dump_path(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
     return environ.get(DUMP_FILE_ENV) or DEFAULT_DUMP_FILE
 
 
-def append(path: str, text: str) -> None:
-    """Append one dump to `path` (created 0644); raises OSError."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+def append(path: str, text: str) -> str | None:
+    """Append one dump to `path` (created 0644); None when done, else the program-log
+    text of the failure.
+
+    Never waits: the file is opened and written with O_NONBLOCK, so a FIFO nobody reads
+    fails at once (ENXIO) and one whose reader does not keep up gets what fits; for a
+    regular file the flag changes nothing.
+    """
     try:
-        data = text.encode(errors="replace")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                     | os.O_NOCTTY | os.O_NONBLOCK, 0o644)
+    except OSError as err:
+        return f"open( {path} ) failed: {strerror(err)}"
+    data = text.encode(errors="replace")
+    try:
         while data:
             data = data[os.write(fd, data):]
+    except OSError as err:
+        return f"write to {path} failed, dump incomplete: {strerror(err)}"
     finally:
         os.close(fd)
+    return None
 
 
 def render(config: Configuration, services: Sequence[ServiceRuntime], children: ChildTable,

@@ -25,7 +25,7 @@ from pyxinetd.config.diagnostics import Severity
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.dispatch import Dispatcher
 from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry, whole_seconds, \
-    internal_error_text, strerror
+    internal_error_text
 from pyxinetd.loop import Loop
 from pyxinetd.handover import HandedOver
 from pyxinetd.notify import Notifier
@@ -300,11 +300,9 @@ class Master:
         text = dump.render(self.config, self.services, self.children,
                            self.dispatcher.session_count(), self._socket_fds(),
                            version=version_text(), process_limit=self.options.process_limit)
-        try:
-            dump.append(path, text)
-        except OSError as err:
-            self.program.error("dump_internal_state",
-                               f"open( {path} ) failed: {strerror(err)}")
+        problem = dump.append(path, text)
+        if problem is not None:
+            self.program.error("dump_internal_state", problem)
             return
         self.program.info("dump_internal_state", f"generated state dump in file {path}")
 

@@ -165,3 +165,38 @@ def test_dump_file_that_cannot_be_written_is_logged(daemons: DaemonFactory, tmp_
     daemon.signal(signal.SIGUSR1)
     daemon.wait_for_log(rf"ERROR: open\( {re.escape(str(target))} \) failed: No such file")
     assert daemon.proc.poll() is None
+
+
+def test_dump_file_that_is_a_fifo_never_makes_the_daemon_wait(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ports = [free_port() for _ in range(4)]
+    target = tmp_path / "xinetd.dump"
+    os.mkfifo(target)
+    monkeypatch.setenv("PYXINETD_DUMP_FILE", str(target))
+    daemon = daemons.start_config(configuration(tmp_path, ports))
+    # Nobody reads the FIFO: the open fails at once instead of waiting for a reader.
+    daemon.signal(signal.SIGUSR1)
+    daemon.wait_for_log(rf"ERROR: open\( {re.escape(str(target))} \) failed: No such device "
+                        r"or address")
+    with socket.create_connection(("127.0.0.1", ports[1]), timeout=10) as conn:
+        conn.sendall(b"still serving")
+        conn.shutdown(socket.SHUT_WR)
+        assert conn.recv(100) == b"still serving"
+    # A reader that takes nothing more, its pipe full: the dump fails at once with
+    # what it could not write reported, instead of waiting for room.
+    reader = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
+    writer = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        with pytest.raises(BlockingIOError):
+            while True:
+                os.write(writer, b"x" * 65536)
+        daemon.signal(signal.SIGUSR1)
+        daemon.wait_for_log(rf"ERROR: write to {re.escape(str(target))} failed, dump "
+                            r"incomplete: Resource temporarily unavailable")
+    finally:
+        os.close(writer)
+        os.close(reader)
+    with socket.create_connection(("127.0.0.1", ports[1]), timeout=10) as conn:
+        conn.sendall(b"and still")
+        conn.shutdown(socket.SHUT_WR)
+        assert conn.recv(100) == b"and still"
