@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from pyxinetd.access.resolver import resolve
-from tests.daemon import Daemon, DaemonFactory, free_port, wait_log_lines, wait_until
+from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, namespace_problem, \
+    run_scenario, wait_log_lines, wait_until
 
 TIMEOUT = 10.0
 
@@ -177,3 +178,14 @@ def test_datagram_expansions_have_the_client_port(
     # The sender's port (%r), and the service socket's address and port (%A %R).
     assert spawned.read_text().split() == [
         "127.0.0.2", str(port), "127.0.0.1", str(client_port), f"in.udp{kind}@127.0.0.2"]
+
+
+@pytest.mark.skipif(namespace_problem("ip") is not None, reason=str(namespace_problem("ip")))
+def test_a_burst_of_slow_lookups_does_not_delay_later_ones(tmp_path: Path) -> None:
+    # Lookups the daemon gave up on are not made any more: without that, the burst's
+    # 200 one-second lookups (4 at a time) would keep a later client waiting 50 s.
+    result = run_scenario(HELPERS / "slow_dns_scenario.py", tmp_path,
+                          sys.executable, "-m", "pyxinetd")
+    assert result["before"]
+    assert result["fail_lines"] == 200
+    assert result["after"]

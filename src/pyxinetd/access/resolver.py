@@ -15,7 +15,9 @@ is sent back, and the check is killed (its whole process group) at its deadline.
 On the master side every lookup and every check has a deadline (a loop timer); when it
 passes, or when the helper is gone, the callback gets "name unknown" (a lookup) or None
 (a check), and the request proceeds as if the lookup had failed or the command had
-exited non-zero. The helper exits when its socket reaches EOF (the master closed it or
+exited non-zero. The helper is told that deadline and skips a lookup it reaches after
+it: a burst of requests whose lookups the DNS answers slowly would otherwise queue work
+that nobody waits for, ahead of every later lookup, long after the burst. The helper exits when its socket reaches EOF (the master closed it or
 died).
 """
 
@@ -79,7 +81,10 @@ class Resolver:
         request_id = next(self._ids)
         timer = self.loop.call_later(self.timeout, lambda: self._expire(request_id))
         self._pending[request_id] = (callback, timer)
-        if not self._send({"id": request_id, "op": "name", "addr": address}):
+        # `until`: when nobody waits for the answer any more (CLOCK_MONOTONIC is the
+        # same in the helper), so that the helper skips a lookup it reaches too late.
+        if not self._send({"id": request_id, "op": "name", "addr": address,
+                           "until": time.monotonic() + self.timeout}):
             self.loop.call_soon(lambda: self._expire(request_id))
 
     def run_shell(self, command: str) -> None:
@@ -247,7 +252,11 @@ def _serve(sock: socket.socket) -> None:
             except OSError:
                 pass
 
-    def answer(request_id: int, address: str) -> None:
+    def answer(request_id: int, address: str, until: float) -> None:
+        if time.monotonic() >= until:
+            # The master gave up on it already: a burst of lookups that the DNS answers
+            # slowly must not keep the ones queued after it waiting for hours.
+            return
         info = resolve(address)
         send({"id": request_id, "name": info.name, "confirmed": info.confirmed})
 
@@ -274,7 +283,8 @@ def _serve(sock: socket.socket) -> None:
             except ValueError:
                 continue
             if message.get("op") == "name":
-                pool.submit(answer, int(message["id"]), str(message["addr"]))
+                pool.submit(answer, int(message["id"]), str(message["addr"]),
+                            float(message.get("until", "inf")))
             elif message.get("op") == "sh":
                 threading.Thread(target=shell, args=(str(message["cmd"]),),
                                  daemon=True).start()
