@@ -142,7 +142,10 @@ class SyslogSender:
         self._schedule()
 
     def _connect(self) -> socket.socket | None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        except OSError:
+            return None     # out of descriptors: this line is dropped, the next retries
         sock.setblocking(False)
         try:
             sock.connect(self.path)

@@ -6,7 +6,9 @@ expansions of the server endpoint seen through a `spawn` command, and `aclexec` 
 
 from __future__ import annotations
 
+import os
 import re
+import resource
 import socket
 import sys
 from pathlib import Path
@@ -189,3 +191,49 @@ def test_a_burst_of_slow_lookups_does_not_delay_later_ones(tmp_path: Path) -> No
     assert result["before"]
     assert result["fail_lines"] == 200
     assert result["after"]
+
+
+def test_resolver_that_cannot_start_for_want_of_descriptors_is_retried(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    port = free_port()
+    daemon = daemons.start_config(f"""
+service echo
+{{
+    type = INTERNAL UNLISTED
+    id = echo-dgram
+    socket_type = dgram
+    protocol = udp
+    port = {port}
+    bind = 127.0.0.1
+    wait = yes
+    only_from = localhost
+}}
+""")
+    pid = daemon.proc.pid
+
+    def ask() -> bytes | None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(TIMEOUT)
+            client.sendto(b"ping", ("127.0.0.1", port))
+            try:
+                return client.recv(100)
+            except TimeoutError:
+                return None
+
+    # The name of each sender is looked up by the resolver helper, started on first
+    # need: no descriptor is left for its socket pair (the soft limit is the lowest
+    # free descriptor number).
+    used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    lowest_free = min(set(range(len(used) + 1)) - used)
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(b"ping", ("127.0.0.1", port))
+        daemon.wait_for_log("ERROR: cannot start the name resolver: Too many open files")
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    # That datagram went on without a name (refused, as after a failed lookup); the
+    # service still reads its socket, and the next datagram starts the helper.
+    assert ask() == b"ping"
+    assert "internal error" not in daemon.log()

@@ -127,7 +127,13 @@ class Resolver:
             return False
 
     def _start(self) -> bool:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError as err:
+            # Out of descriptors (EMFILE): this request goes on without a name, the
+            # next one tries again.
+            self._report(f"cannot start the name resolver: {err.strerror or err}")
+            return False
         try:
             self.pid = os.posix_spawn(
                 sys.executable, [sys.executable, "-m", "pyxinetd.access.resolver"],
