@@ -6,6 +6,7 @@ the socket it gets, reporting the peer it sees), clients on distinct loopback ad
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import signal
@@ -329,3 +330,36 @@ def test_a_reload_that_removes_the_service_ends_its_clients_and_serving_goes_on(
         assert echo.recv(10) == b"on"
     assert "internal error" not in daemon.log()
 
+
+
+def test_no_descriptor_for_a_new_senders_channel_leaves_the_server_served(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    port = free_port()
+    daemon = daemons.start_config(config(tmp_path, port, socket_type="dgram"))
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with a, b:
+        for sock, source in ((a, "127.0.0.2"), (b, "127.0.0.4")):
+            sock.bind((source, 0))
+            sock.settimeout(TIMEOUT)
+        a.sendto(b"a1", ("127.0.0.1", port))
+        pid = a.recv(1000).decode().split()[0]
+        # No descriptor left for b's channel to the running server.
+        master = daemon.proc.pid
+        used = {int(fd) for fd in os.listdir(f"/proc/{master}/fd")}
+        lowest_free = min(set(range(len(used) + 1)) - used)
+        soft, hard = resource.prlimit(master, resource.RLIMIT_NOFILE)
+        resource.prlimit(master, resource.RLIMIT_NOFILE, (lowest_free, hard))
+        try:
+            b.sendto(b"b1", ("127.0.0.1", port))
+            daemon.wait_for_log("ERROR: icept: cannot relay for 127.0.0.4: Too many open "
+                                "files")
+        finally:
+            resource.prlimit(master, resource.RLIMIT_NOFILE, (soft, hard))
+        # The master still reads the service socket for the server: both senders are
+        # served by it now.
+        b.sendto(b"b2", ("127.0.0.1", port))
+        assert b.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=b2"
+        a.sendto(b"a2", ("127.0.0.1", port))
+        assert a.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=a2"
+    assert "internal error" not in daemon.log()

@@ -120,13 +120,15 @@ class DatagramInterception(Interception):
                                         "senders already talk to this server; datagrams "
                                         "from new ones are dropped until it exits")
             return
-        sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        sock: socket.socket | None = None
         try:
+            sock = socket.socket(self.family, socket.SOCK_DGRAM)
             sock.setblocking(False)
             sock.bind((loopback(self.family), 0))
             sock.connect(self.server_address)
         except OSError as err:
-            sock.close()
+            if sock is not None:
+                sock.close()
             self.host.program.error("intercept", f"{self.svc.id}: cannot relay for "
                                                  f"{peer}: {strerror(err)}")
             return
