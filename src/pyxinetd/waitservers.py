@@ -27,6 +27,7 @@ from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.dgram import drain
 from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.intercept import INTERCEPT_FLAG, Address, Interceptors
+from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.service import REASON_CPS, REASON_LOAD, REASON_TIME, Event, Limits, \
     ServiceRuntime, State
@@ -87,7 +88,11 @@ class WaitServers:
         """Give up the request a stream wait = yes service could not serve: the clients
         held for an intercepted server, or else the connection queued on the socket."""
         if not self.host.intercept.drop_held(rt) and rt.sock is not None:
-            _reject_pending(rt.sock)
+            err = _reject_pending(rt.sock)
+            if err is not None:
+                # Out of descriptors: the connection is still queued and the socket
+                # still readable; look again later, as a wait = no listener does.
+                self.host.suspend.pause_accept(rt, err)
 
     def start(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str,
               drop: Callable[[socket.socket], None], *,
@@ -156,17 +161,20 @@ class WaitServers:
         self.host.refresh(rt)
 
 
-def _reject_pending(sock: socket.socket) -> None:
+def _reject_pending(sock: socket.socket) -> OSError | None:
     """Accept and close the connection a given-up stream/wait request left queued (the
-    server was to accept it), so it does not wake the loop again at once."""
+    server was to accept it), so it does not wake the loop again at once. Returns the
+    error when accept() ran out of a resource (EMFILE...): the connection stays queued."""
     sock.setblocking(False)
     try:
         conn, _ = sock.accept()
         conn.close()
-    except OSError:
-        pass
+    except OSError as err:
+        if err.errno in ACCEPT_CAPACITY_ERRNOS:
+            return err
     finally:
         sock.setblocking(True)
+    return None
 
 
 def _readable_now(sock: socket.socket) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import socket
 import sys
 import time
@@ -158,3 +160,38 @@ def test_wait_request_outside_access_times_is_turned_away(daemons: DaemonFactory
                 pass  # closed with the request unread: a reset is as good an answer
         wait_service_log(tmp_path, r"FAIL: waiter time from=<no address>", attempt)
     assert service_log(tmp_path).count("FAIL: waiter") == 2  # one per client
+
+
+def test_wait_request_turned_away_without_a_descriptor_is_looked_at_later(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # Turning the client away means accepting it: with no descriptor left, the
+    # connection stays queued and the socket readable, so the service pauses as a
+    # listener out of descriptors does, instead of refusing it again on every turn.
+    hour = (time.localtime().tm_hour + 2) % 24
+    port = free_port()
+    log = tmp_path / "services.log"
+    daemon = daemons.start_config(
+        f"service waiter\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = yes\n"
+        f"\tuser = root\n\tserver = {sys.executable}\n"
+        f"\tserver_args = -I -S {HELPERS / 'wait_stream_server.py'}\n"
+        f"\tbind = 127.0.0.1\n\tport = {port}\n\taccess_times = {hour:02d}:00-{hour:02d}:59\n"
+        f"\tcps = 0 0\n\tlog_type = FILE {log}\n\tlog_on_failure = HOST\n}}\n")
+    pid = daemon.proc.pid
+    with connect(port) as first:        # one FAIL line: the service log is open now
+        read_all(first)
+    used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    lowest_free = min(set(range(len(used) + 1)) - used)
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        with connect(port) as conn:
+            daemon.wait_for_log("ERROR: waiter: accept failed: Too many open files "
+                                r"\(errno = 24\); retrying in 1 seconds")
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+            try:
+                assert read_all(conn) == b""    # turned away once it could be accepted
+            except ConnectionResetError:
+                pass
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    assert daemon.proc.poll() is None
