@@ -30,10 +30,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 
 from pyxinetd.config.model import ServiceConfig
-from pyxinetd.listener import set_connection_flags
+from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, set_connection_flags
 from pyxinetd.log import strerror
 from pyxinetd.loop import READ, Loop
 
@@ -41,6 +41,8 @@ LISTEN_VARIABLES = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
 FIRST_DESCRIPTOR = 3  # SD_LISTEN_FDS_START
 # Clients turned away per readiness event of a socket in the pool.
 TURN_AWAY_BATCH = 64
+# How long a pooled socket is not watched after running out of descriptors.
+TURN_AWAY_RETRY = 1.0
 
 
 def _same_address(a: str, b: str) -> bool:
@@ -88,8 +90,10 @@ def matches(sock: socket.socket, service: ServiceConfig) -> bool:
     return _same_address(str(host), service.bind)
 
 
-def _turn_away(sock: socket.socket) -> None:
-    """Accept and close what waits on `sock` (drop, for datagrams), never blocking."""
+def _turn_away(sock: socket.socket) -> OSError | None:
+    """Accept and close what waits on `sock` (drop, for datagrams), never blocking.
+    Returns the error when accept() ran out of a resource (EMFILE...): the clients are
+    still queued."""
     for _ in range(TURN_AWAY_BATCH):
         try:
             if sock.type == socket.SOCK_STREAM or sock.type == socket.SOCK_SEQPACKET:
@@ -98,9 +102,12 @@ def _turn_away(sock: socket.socket) -> None:
             else:
                 sock.recv(65536, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
+            return None
+        except OSError as err:
+            if err.errno in ACCEPT_CAPACITY_ERRNOS:
+                return err
             continue    # the client reset meanwhile, or a queued ICMP error
+    return None
 
 
 class HandedOver:
@@ -111,21 +118,41 @@ class HandedOver:
         self._all = {sock.fileno(): sock for sock in sockets or []}
         self._free = list(sockets or [])
         self._loop: Loop | None = None
+        self._report: Callable[[str], None] | None = None
         # What could not be taken over (the daemon logs it once it has a log).
         self.problems = problems or []
 
     def __bool__(self) -> bool:
         return bool(self._all)
 
-    def attach(self, loop: Loop) -> None:
-        """Turn away the clients of every socket in the pool from now on."""
+    def attach(self, loop: Loop, report: Callable[[str], None] | None = None) -> None:
+        """Turn away the clients of every socket in the pool from now on; `report`
+        gets the errors that pause it."""
         self._loop = loop
+        self._report = report
         for sock in self._free:
             self._watch(sock)
 
     def _watch(self, sock: socket.socket) -> None:
         if self._loop is not None:
-            self._loop.register(sock, READ, lambda mask: _turn_away(sock))
+            self._loop.register(sock, READ, lambda mask: self._turn_away(sock))
+
+    def _turn_away(self, sock: socket.socket) -> None:
+        err = _turn_away(sock)
+        loop = self._loop
+        if err is None or loop is None:
+            return
+        # Out of descriptors: the clients stay queued and the socket readable; look
+        # again in a while rather than on every loop turn.
+        loop.unregister(sock)
+        if self._report is not None:
+            self._report(f"cannot turn away the clients of {describe(sock)}: "
+                         f"{strerror(err)}; retrying in {TURN_AWAY_RETRY:g} seconds")
+
+        def again() -> None:
+            if sock in self._free and not loop.is_registered(sock):
+                self._watch(sock)
+        loop.call_later(TURN_AWAY_RETRY, again)
 
     def claim(self, service: ServiceConfig) -> socket.socket | None:
         """A free handed-over socket for `service`, now its own; None if none matches."""

@@ -102,7 +102,7 @@ class Master:
         # Sockets the service manager bound for us (pyxinetd.handover): the services
         # whose sockets they are serve on them instead of binding.
         self.handed_over = handed_over or HandedOver()
-        self.handed_over.attach(self.loop)
+        self.handed_over.attach(self.loop, lambda text: self.program.error("handover", text))
         self.dispatcher.handed_over = self.handed_over
         # -logprocs: the most ident lookups after refusals at once (pyxinetd.userid).
         self.dispatcher.userid.logprocs = options.logprocs

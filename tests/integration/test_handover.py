@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import sys
@@ -180,3 +181,31 @@ def test_a_datagram_service_serves_on_its_handed_socket(daemons: DaemonFactory) 
             client.sendto(b"ping", ("127.0.0.1", port))
             assert client.recv(100) == b"ping"
         assert "bind failed" not in daemon.log()   # it never bound a socket of its own
+
+
+def test_a_spare_socket_without_a_descriptor_to_turn_clients_away_waits(
+        daemons: DaemonFactory) -> None:
+    used, spare = listening(), listening()
+    port, spare_port = used.getsockname()[1], spare.getsockname()[1]
+    with used, spare:
+        daemon = start(daemons, service("hello", port, "bind = 127.0.0.1",
+                                        "server = /bin/echo", "server_args = hello"),
+                       [used, spare])
+        daemon.wait_for_log("no service listens on the socket")
+        pid = daemon.proc.pid
+        in_use = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+        lowest_free = min(set(range(len(in_use) + 1)) - in_use)
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (lowest_free, hard))
+        try:
+            with socket.create_connection(("127.0.0.1", spare_port), timeout=TIMEOUT) as c:
+                # Accepting it to close it needs a descriptor: the socket is left alone
+                # for a while instead of being tried again on every loop turn.
+                daemon.wait_for_log(rf"ERROR: cannot turn away the clients of descriptor "
+                                    rf"4 \(127\.0\.0\.1 port {spare_port}, stream\): Too "
+                                    r"many open files \(errno = 24\); retrying in 1 seconds")
+                resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+                assert c.recv(100) == b""     # turned away once it could be accepted
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        assert ask(port) == b"hello\n"
