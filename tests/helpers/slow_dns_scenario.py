@@ -91,10 +91,17 @@ service echo
     result: dict[str, object] = {}
     with running(run.daemon, run.conf, run.program_log):
         result["before"] = answered("127.0.0.1", port)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as burst:
-            burst.bind(("127.0.0.5", 0))
-            for _ in range(BURST):
-                burst.sendto(b"x", ("127.0.0.1", port))
+        # Each datagram from a port of its own (all open at once, so no port repeats):
+        # a refusal is logged once a minute per sender (address and port), and the FAIL
+        # lines count the refusals here.
+        senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(BURST)]
+        try:
+            for sender in senders:
+                sender.bind(("127.0.0.5", 0))
+                sender.sendto(b"x", ("127.0.0.1", port))
+        finally:
+            for sender in senders:
+                sender.close()
         # Every datagram of the burst has been given up (refused) by the daemon.
         deadline = time.monotonic() + 30
         while refusals(run.service_log) < BURST and time.monotonic() < deadline:

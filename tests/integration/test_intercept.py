@@ -52,9 +52,13 @@ service icept
 def tcp_from(source: str, port: int, host: str = "127.0.0.1") -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     conn = socket.socket(family, socket.SOCK_STREAM)
-    conn.settimeout(TIMEOUT)
-    conn.bind((source, 0))
-    conn.connect((host, port))
+    try:
+        conn.settimeout(TIMEOUT)
+        conn.bind((source, 0))
+        conn.connect((host, port))
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
