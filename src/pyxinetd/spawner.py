@@ -63,7 +63,7 @@ from pyxinetd.spawnrequest import RLIMIT_RESOURCES as RLIMIT_RESOURCES
 from pyxinetd.spawnrequest import Credentials as Credentials
 from pyxinetd.spawnrequest import SpawnRequest as SpawnRequest
 from pyxinetd.spawnrequest import build_request as build_request
-from pyxinetd.spawnrequest import encoded
+from pyxinetd.spawnrequest import encoded, replaced_by
 from pyxinetd.spawnpaths import FallbackPaths, spawn_error
 
 # Signals the C-level fork path resets itself (restore_signals); any other signal the
@@ -246,8 +246,8 @@ class Spawner(FallbackPaths):
     def _run_plan(self, plan: NativePlan, fd: int, remote_host: str,
                   peer_env: tuple[str, ...] = (), stderr_fd: int = -1) -> int:
         remote = (os.fsencode("REMOTE_HOST=" + remote_host),)
-        env = (plan.env + tuple(map(os.fsencode, peer_env)) + remote if peer_env
-               else plan.env + remote)
+        env = (replaced_by(plan.env, peer_env) + tuple(map(os.fsencode, peer_env)) + remote
+               if peer_env else plan.env + remote)
         try:
             return self._os.native_spawn(
                 plan.path, plan.argv, env, fd=fd, groups=plan.groups, gid=plan.gid,

@@ -14,10 +14,13 @@ import os
 import pwd
 import resource
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.errors import SpawnError
 from pyxinetd.posix import Posix
+
+_Text = TypeVar("_Text", str, bytes)
 
 # A nice increment beyond the width of the priority range (-20..19) does no more than
 # one of this size; xinetd hands any number to nice(2), which clamps.
@@ -71,7 +74,8 @@ def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root:
                   stderr_fd: int = -1) -> SpawnRequest:
     """Resolve the service and connection into a SpawnRequest. Raises SpawnError.
 
-    `peer_env` (flags = PEERENV, pyxinetd.peerenv) goes just before REMOTE_HOST."""
+    `peer_env` (flags = PEERENV, pyxinetd.peerenv) goes just before REMOTE_HOST and,
+    like it, replaces any earlier value of the same variables."""
     if service.server is None:
         raise SpawnError(f"{service.id}: no server to start", errno=errno.EINVAL, step="exec")
     if not service.server_argv:
@@ -80,7 +84,8 @@ def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root:
     base = service.environment
     if base is None:
         base = tuple(f"{k}={v}" for k, v in os.environ.items())
-    env = _server_environment(base) + peer_env + (f"REMOTE_HOST={remote_host}",)
+    env = (replaced_by(_server_environment(base), peer_env) + peer_env
+           + (f"REMOTE_HOST={remote_host}",))
 
     credentials = None
     if as_root and (service.user is not None or service.group is not None):
@@ -108,6 +113,20 @@ def _server_environment(base: tuple[str, ...]) -> tuple[str, ...]:
     # service's environment is fixed at load time, and this was a measurable share of the
     # master's time per spawn.
     return tuple(e for e in base if not e.startswith("REMOTE_HOST=") and not e.startswith("="))
+
+
+def replaced_by(env: tuple[_Text, ...], assignments: tuple[str, ...]) -> tuple[_Text, ...]:
+    """`env` without the variables that `assignments` (NAME=value) set again: a name
+    given twice would leave the first, older value to getenv(). Works on str or bytes
+    entries (the native plan keeps its environment encoded)."""
+    if not assignments:
+        return env
+    names = tuple(a.partition("=")[0] + "=" for a in assignments)
+    if env and isinstance(env[0], bytes):
+        prefixes: tuple[Any, ...] = tuple(map(os.fsencode, names))
+    else:
+        prefixes = names
+    return tuple(e for e in env if not e.startswith(prefixes))
 
 
 @functools.lru_cache(maxsize=4096)

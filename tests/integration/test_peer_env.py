@@ -135,6 +135,36 @@ def test_with_env_only_those_and_the_addresses(daemons: DaemonFactory) -> None:
                      "REMOTE_HOST"]
 
 
+@pytest.mark.parametrize("native", ["1", "0"], ids=["native-spawn", "fallback-spawn"])
+def test_the_addresses_replace_earlier_values(daemons: DaemonFactory, native: str,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # Like REMOTE_HOST, a variable the flag sets replaces an earlier one (from `env`,
+    # `passenv` or the daemon's environment): a name given twice leaves the first,
+    # stale value to getenv(). One the socket cannot tell is not set, so `env` keeps it.
+    monkeypatch.setenv("PYXINETD_NATIVE_SPAWN", native)
+    monkeypatch.setenv("REMOTE_ADDR", "192.0.2.1")
+    port = free_port()
+    daemons.start_config(service(port, "stream", extra="\tpassenv = PATH REMOTE_ADDR\n"
+                                 "\tenv = PROTO=stale REMOTE_PORT=1 KEPT=yes\n"
+                                 "\tbind = 127.0.0.1\n"))
+    entries, (ip, client_port) = tcp_environment("127.0.0.1", port)
+    names = [e.split("=", 1)[0] for e in entries]
+    assert len(names) == len(set(names)), entries
+    env = variables(entries)
+    assert (env["PROTO"], env["REMOTE_ADDR"], env["REMOTE_PORT"], env["KEPT"]) == (
+        "TCP", ip, str(client_port), "yes")
+
+    wait_port = free_port()
+    daemons.start_config(service(wait_port, "wait-stream", wait="yes",
+                                 extra="\tpassenv = PATH\n\tenv = TCPREMOTEIP=configured "
+                                       "PROTO=stale\n\tbind = 127.0.0.1\n"))
+    entries, _ = tcp_environment("127.0.0.1", wait_port)
+    names = [e.split("=", 1)[0] for e in entries]
+    assert len(names) == len(set(names)), entries
+    env = variables(entries)
+    assert (env["PROTO"], env["TCPREMOTEIP"]) == ("TCP", "configured")
+
+
 def test_without_the_flag_nothing_is_added(daemons: DaemonFactory) -> None:
     port = free_port()
     daemons.start_config(service(port, "stream", flags="",

@@ -350,6 +350,28 @@ def test_real_tcp_connection(helper: str, method: SpawnPath) -> None:
     assert data["environ"]["REMOTE_HOST"] == "127.0.0.1"
 
 
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_peerenv_replaces_earlier_values(helper: str, method: SpawnPath) -> None:
+    # A name set twice would leave the older value first, where getenv() finds it.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        with client:
+            conn, peer = listener.accept()
+            service = make_service(server=PYTHON, flags=frozenset({"PEERENV"}),
+                                   environment=ENV + ("PROTO=stale", "REMOTE_PORT=1",
+                                                      "KEPT=yes"),
+                                   server_argv=("report-server", helper))
+            try:
+                pid = start(service, conn, peer[0], method, as_root=ROOT)
+            finally:
+                conn.close()
+            data = json.loads(read_all(client))
+            port = client.getsockname()[1]
+    assert reap(pid) == 0
+    env = data["environ"]
+    assert (env["PROTO"], env["REMOTE_PORT"], env["KEPT"]) == ("TCP", str(port), "yes")
+
+
 # -- signals: the master's signal state is changed in a separate interpreter ----------
 
 SIGNAL_DRIVER = r"""
