@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pwd
 import resource
 import shutil
 import socket
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from pyxinetd.config import load
 from pyxinetd.config.model import Rlimits
 from pyxinetd.errors import SpawnError
 from pyxinetd.posix import HAVE_FORK_EXEC, HAVE_NATIVE, NATIVE_ENABLED, RealPosix
@@ -307,6 +309,38 @@ def test_supplementary_groups(helper: str, method: SpawnPath) -> None:
     data = report(helper, method, user=NOBODY, group=NOBODY, supplementary_groups=(100, 4242))
     assert data["groups"] == [100, 4242]
     assert data["gid"] == [NOBODY] * 3
+
+
+def user_with_other_gid() -> Any:
+    """A passwd entry whose gid differs from its uid and is not a group numbered like
+    the uid, or None."""
+    for entry in pwd.getpwall():
+        if entry.pw_uid != entry.pw_gid and entry.pw_uid not in os.getgrouplist(
+                entry.pw_name, entry.pw_gid):
+            return entry
+    return None
+
+
+@root_only
+@pytest.mark.parametrize("method", CRED_METHODS)
+def test_numeric_user_with_groups_gets_the_users_own_groups(
+        tmp_path: Path, helper: str, method: SpawnPath) -> None:
+    # `user = UID` makes the primary gid the same number (xinetd), but `groups = yes`
+    # is initgroups(name, the passwd gid): the user's groups, not the uid's number.
+    entry = user_with_other_gid()
+    if entry is None:
+        pytest.skip("no user whose gid differs from its uid")
+    conf = tmp_path / "conf"
+    conf.write_text(f"service probe\n{{\n\ttype = UNLISTED\n\tport = 7\n"
+                    f"\tsocket_type = stream\n\twait = no\n\tuser = {entry.pw_uid}\n"
+                    f"\tgroups = yes\n\tserver = {PYTHON}\n"
+                    f"\tserver_args = {helper}\n\tpassenv =\n}}\n")
+    service = next(s for s in load(str(conf)).services if s.id == "probe")
+    out, _ = run(service, method)
+    data = json.loads(out)
+    assert data["uid"] == [entry.pw_uid] * 3
+    assert data["gid"] == [entry.pw_uid] * 3
+    assert data["groups"] == sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid)))
 
 
 @root_only

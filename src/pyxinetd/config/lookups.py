@@ -20,8 +20,11 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class UserInfo:
     uid: int
-    gid: int
+    gid: int                    # the primary gid the server gets when `group` is unset
     name: str | None
+    # The passwd entry's gid, for initgroups (`groups = yes`): a numeric user's `gid`
+    # is the uid's number, which need not be one of the user's groups at all.
+    passwd_gid: int | None = None
 
 
 # (uid_t)-1 means "no change" to setuid/setgid: the largest usable id is one less.
@@ -155,18 +158,20 @@ class Lookups:
             if uid > _MAX_ID:
                 self._users[text] = None
                 return None
+            passwd_gid: int | None
             try:
                 entry = pwd.getpwuid(uid)
                 name: str | None = entry.pw_name
+                passwd_gid = entry.pw_gid
             except (KeyError, OverflowError):
-                name = None
+                name = passwd_gid = None
             # A numeric user gets the same number as its group unless `group` says
             # otherwise: that is what xinetd does, passwd entry or not.
-            info = UserInfo(uid, uid, name)
+            info = UserInfo(uid, uid, name, passwd_gid)
         else:
             try:
                 entry = pwd.getpwnam(text)
-                info = UserInfo(entry.pw_uid, entry.pw_gid, entry.pw_name)
+                info = UserInfo(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_gid)
             except (KeyError, ValueError):
                 info = None
         self._users[text] = info

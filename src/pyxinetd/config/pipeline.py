@@ -226,7 +226,10 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         group = user.info.gid
     supplementary: tuple[int, ...] = ()
     if groups and user is not None and user.info.name is not None:
-        supplementary = ctx.lookups.supplementary_groups(user.info.name, user.info.gid)
+        # initgroups(name, the passwd gid), as xinetd: the user's own groups, also for
+        # a numeric user, whose primary gid is the uid's number.
+        login_gid = user.info.passwd_gid if user.info.passwd_gid is not None else user.info.gid
+        supplementary = ctx.lookups.supplementary_groups(user.info.name, login_gid)
 
     # -- argv and environment --------------------------------------------------------
     if internal or redirect is not None:
