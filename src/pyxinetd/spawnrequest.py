@@ -95,9 +95,12 @@ def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root:
         credentials = Credentials(service.user, gid, tuple(service.supplementary_groups))
 
     limits = service.rlimits
-    if limits.files is not None:
+    if limits.files is not None and limits.files != resource.RLIM_INFINITY:
         nofile: tuple[int, int] | None = (limits.files, limits.files)
     else:
+        # Unset, or UNLIMITED, which the kernel refuses for RLIMIT_NOFILE (it caps the
+        # limit at fs.nr_open, whatever the privilege): the daemon's hard limit, the most
+        # it can hand out.
         hard = posix.getrlimit(resource.RLIMIT_NOFILE)[1]
         nofile = None if hard == resource.RLIM_INFINITY else (hard, hard)
     rlimits = tuple((name, RLIMIT_RESOURCES[name], value)

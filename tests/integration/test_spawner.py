@@ -258,6 +258,25 @@ def test_rlimit_files(helper: str, method: SpawnPath) -> None:
     assert resource.getrlimit(resource.RLIMIT_NOFILE) == before
 
 
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_rlimit_files_unlimited_is_the_daemon_hard_limit(helper: str, method: SpawnPath) -> None:
+    # The kernel refuses RLIM_INFINITY for RLIMIT_NOFILE (above fs.nr_open) even with
+    # CAP_SYS_RESOURCE: `rlimit_files = UNLIMITED` must not fail every start; it gives
+    # what an unset rlimit_files gives, the most the daemon may hand out.
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = before[1]
+    if hard == resource.RLIM_INFINITY:
+        pytest.skip("hard NOFILE limit is unlimited")
+    lowered = (min(before[0], 64), hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, lowered)
+    try:
+        data = report(helper, method, rlimits=Rlimits(files=resource.RLIM_INFINITY))
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
+    assert data["rlimits"]["files"] == [hard, hard]
+
+
 @pytest.mark.parametrize("method", RLIMIT_METHODS)
 def test_other_rlimits(helper: str, method: SpawnPath) -> None:
     limits = Rlimits(as_=4 << 30, cpu=100, data=2 << 30, rss=1 << 30, stack=16 << 20)
