@@ -165,6 +165,11 @@ class Master:
         # Redirect targets are looked up now, so no connection ever waits for DNS.
         for service_id, error in redirect.resolve_targets(self.config.services).items():
             self.program.error("init_services", f"{service_id}: redirect target {error}")
+        # Before any service is watched: binds retry from timers and RPC services wait
+        # for the portmapper, while the services bound already serve, and their
+        # servers must find / as their working directory, as xinetd's (which binds
+        # with blocking retries and only then chdir's) do.
+        os.chdir("/")
         # Held while binding starts: a bind that succeeds at once must not announce
         # `Started working` before the other services were even tried.
         self._pending_binds += 1
@@ -188,7 +193,6 @@ class Master:
 
     def _started_working(self) -> None:
         self.started = True
-        os.chdir("/")
         for unclaimed in self.handed_over.unclaimed():
             self.program.warning("init_services",
                                  f"no service listens on the socket the service manager "

@@ -623,6 +623,29 @@ def _absent_address_is_local() -> bool:
     return True
 
 
+def test_servers_started_while_binds_retry_run_in_the_root_directory(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # xinetd binds with blocking retries and chdir's to / before serving anything;
+    # here the services bound already serve during the retries, and their servers
+    # must not inherit the directory the daemon was started from.
+    good = free_ports(1)[0]
+    monkeypatch.setenv("XINETD_BIND_DELAY", "200000")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        conf = (block("taken", taken, bind="127.0.0.1", flags="IPv4")
+                + block("good", good, bind="127.0.0.1", flags="IPv4", server="/bin/sh",
+                         server_args="-c pwd"))
+        daemon = daemons.start_config(conf, ready=False)
+        daemon.wait_for_log(r"NOTICE: bind retry attempt 1\b", TIMEOUT)
+        with socket.create_connection(("127.0.0.1", good), timeout=TIMEOUT) as conn:
+            answer = conn.recv(100)
+        assert "Started working" not in daemon.log()
+    # The factory starts every daemon in the test's own directory.
+    assert answer == b"/\n"
+
+
 @pytest.mark.skipif(_absent_address_is_local(), reason=f"{ABSENT_ADDRESS} is local here")
 def test_unbindable_service_is_deactivated_while_others_serve(
         daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
