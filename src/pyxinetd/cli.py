@@ -28,6 +28,7 @@ from pyxinetd.master import COMPILED_OPTIONS, DEFAULT_CONFIG, MasterOptions, ver
 from pyxinetd.handover import HandedOver
 from pyxinetd.handover import take_from_environment as take_handed_over
 from pyxinetd.notify import Notifier, NotifyTarget, take_from_environment
+from pyxinetd.process import drop_coerced_locale
 
 if TYPE_CHECKING:
     from pyxinetd.config.model import Configuration
@@ -145,6 +146,9 @@ def serve(args: Sequence[str]) -> int:
         filelog=None if options.filelog is None else os.path.abspath(options.filelog),
         pidfile=None if options.pidfile is None else os.path.abspath(options.pidfile))
     detach = not (options.debug or options.dontfork)
+    # The environment servers get is the one the daemon was started with: not the
+    # LC_CTYPE the interpreter itself may have added (pyxinetd.process).
+    drop_coerced_locale()
     # Read (and removed, so servers never inherit it) before the configuration's
     # environment is taken: the service manager's socket, if any (pyxinetd.notify).
     notify_target = take_from_environment(os.environ)

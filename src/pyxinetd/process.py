@@ -3,13 +3,15 @@
 The descriptor limit raised to its hard value (servers inherit it: xinetd's
 RLIMIT_NOFILE rule), descriptors 0-2 opened on /dev/null when missing (so no listener
 or connection ever lands there), the umask widened by 022 as xinetd does, and the
-master's short scheduling slice (docs/performance.md).
+master's short scheduling slice (docs/performance.md). Before the configuration takes
+its environment, the LC_CTYPE the interpreter added to it (drop_coerced_locale).
 """
 
 from __future__ import annotations
 
 import os
 import resource
+from collections.abc import MutableMapping
 
 from pyxinetd.spawner import use_short_slice
 
@@ -46,3 +48,28 @@ def prepare_process() -> None:
     os.umask(old | 0o022)
     # Scheduling only: servers get the default slice back (docs/performance.md).
     use_short_slice()
+
+
+def drop_coerced_locale(environ: MutableMapping[str, str] | None = None,
+                        initial: str = "/proc/self/environ") -> bool:
+    """Remove the LC_CTYPE that CPython put in its own environment; True if it did.
+
+    Started in the C or POSIX locale, CPython coerces the locale (PEP 538) and sets
+    LC_CTYPE=C.UTF-8 in the process environment, where every server would inherit it
+    (and `passenv = LC_CTYPE` would find it): the daemon was not started with it, and
+    xinetd would pass no such variable. /proc/self/environ still shows the environment
+    the process was exec'd with (setenv never rewrites it); without it nothing is
+    changed. The daemon's own locale, set at interpreter start, stays as it is.
+    """
+    env = os.environ if environ is None else environ
+    if "LC_CTYPE" not in env:
+        return False
+    try:
+        with open(initial, "rb") as f:
+            entries = f.read().split(b"\0")
+    except OSError:
+        return False
+    if any(e.startswith(b"LC_CTYPE=") for e in entries):
+        return False
+    del env["LC_CTYPE"]
+    return True

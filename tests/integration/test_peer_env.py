@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
 import time
 
@@ -172,6 +173,27 @@ def test_without_the_flag_nothing_is_added(daemons: DaemonFactory) -> None:
                                        "\tbind = 127.0.0.1\n"))
     entries, _ = tcp_environment("127.0.0.1", port)
     assert [e.split("=", 1)[0] for e in entries] == ["PATH", "ONLY", "REMOTE_HOST"]
+
+
+@pytest.mark.parametrize("native", ["1", "0"], ids=["native-spawn", "fallback-spawn"])
+def test_a_daemon_started_in_the_c_locale_passes_no_lc_ctype(
+        daemons: DaemonFactory, native: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Started in the C locale (an init system's empty environment), CPython coerces
+    # its locale and sets LC_CTYPE=C.UTF-8 in its own environment (PEP 538). The
+    # servers get the environment the daemon was started with, as in xinetd: without it.
+    monkeypatch.setenv("PYXINETD_NATIVE_SPAWN", native)
+    for name in ("LC_ALL", "LC_CTYPE", "LANG", "PYTHONCOERCECLOCALE", "PYTHONUTF8"):
+        monkeypatch.delenv(name, raising=False)
+    coerced = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get("
+                              "'LC_CTYPE'))"], capture_output=True, text=True, check=True)
+    if coerced.stdout.strip() in ("", "None"):
+        pytest.skip("this Python does not coerce the C locale")
+    port = free_port()
+    daemons.start_config(service(port, "stream", flags="", extra="\tbind = 127.0.0.1\n"))
+    entries, _ = tcp_environment("127.0.0.1", port)
+    names = [e.split("=", 1)[0] for e in entries]
+    assert "LC_CTYPE" not in names, entries
+    assert "PYXINETD_NATIVE_SPAWN" in names     # the rest of its environment is there
 
 
 def test_stream_wait_server_gets_the_local_end_only(daemons: DaemonFactory) -> None:
