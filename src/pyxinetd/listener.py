@@ -222,7 +222,16 @@ def accept_batch(sock: socket.socket, limit: int = ACCEPT_BATCH
 
 
 def peer_text(addr: object) -> str:
-    """The numeric peer text xinetd logs (`::ffff:a.b.c.d` for mapped peers)."""
+    """The numeric peer text xinetd logs (`::ffff:a.b.c.d` for mapped peers), and gives
+    servers as REMOTE_HOST: with the zone of a scoped IPv6 peer (`fe80::1%eth0`), as
+    xinetd's getnameinfo(NI_NUMERICHOST) writes it. Python's address tuples carry the
+    zone apart (the scope id), so it is put back here."""
     if isinstance(addr, tuple) and addr and isinstance(addr[0], str):
+        if len(addr) >= 4 and addr[3]:
+            try:
+                return socket.getnameinfo((addr[0], 0, 0, int(addr[3])),
+                                          socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)[0]
+            except (OSError, ValueError, TypeError):
+                return f"{addr[0]}%{addr[3]}"
         return addr[0]
     return "<no address>"
