@@ -58,7 +58,8 @@ class Host(MasterView, Protocol):
 
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
                      on_reap: OnReap | None = None, *,
-                     hold: Hold | None = None) -> int | Outcome | None: ...
+                     hold: Hold | None = None,
+                     sender: object = None) -> int | Outcome | None: ...
 
     def start_wait_server(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str,
                           drop: Callable[[socket.socket], None], *,
@@ -304,8 +305,9 @@ class DatagramDispatch:
         hold = Hold(relay.service, lambda: self._spawn_relay(relay, svc, theirs, peer),
                     release)
         try:
+            # The server's socket pair cannot tell PEERENV who sent the datagram.
             result = host.spawn_server(svc, theirs, peer, lambda c, s: self._end_relay(relay),
-                                       hold=hold)
+                                       hold=hold, sender=relay.addr)
         except BaseException:
             release()
             raise

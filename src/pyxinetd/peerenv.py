@@ -14,7 +14,9 @@ server also gets the variables of the two conventions servers already read:
 
 The values are read from the socket the server gets, so they are what the server would
 see itself: `getpeername`/`getsockname`; for a `wait = yes` datagram service, the sender
-of the datagram waiting on the socket (read with MSG_PEEK, so it stays for the server).
+of the datagram waiting on the socket (read with MSG_PEEK, so it stays for the server);
+for a `wait = no` datagram server, whose socket pair cannot tell it, the sender the
+dispatcher received the datagram from.
 A `wait = yes` stream server gets the listening socket and no client yet: only `PROTO`
 and the local pair. IPv4 clients of a dual-stack socket appear as plain IPv4 (as on the
 connection the server gets), not `::ffff:a.b.c.d`. Variables the socket cannot tell are
@@ -56,9 +58,12 @@ def _remote(sock: socket.socket, kind: int) -> tuple[str, int] | None:
     return _host(sender)
 
 
-def peer_environment(sock: socket.socket, remote_name: str | None = None) -> tuple[str, ...]:
+def peer_environment(sock: socket.socket, remote_name: str | None = None,
+                     sender: object = None) -> tuple[str, ...]:
     """The PEERENV variables for a server started on `sock` (TCP or UDP; else none);
-    `remote_name`: the client's confirmed name, for TCPREMOTEHOST."""
+    `remote_name`: the client's confirmed name, for TCPREMOTEHOST; `sender`: the
+    address of the datagram that started the server when the socket cannot tell it
+    (dgram wait = no: the server talks through a socket pair the master relays)."""
     kind = sock.type
     if kind == socket.SOCK_STREAM and sock.proto in (0, socket.IPPROTO_TCP):
         proto = "TCP"
@@ -74,6 +79,8 @@ def peer_environment(sock: socket.socket, remote_name: str | None = None) -> tup
     if proto == "TCP" and local is not None:
         out += [f"TCPLOCALIP={local[0]}", f"TCPLOCALPORT={local[1]}"]
     remote = _remote(sock, kind)
+    if remote is None and sender is not None:
+        remote = _host(sender)
     if remote is not None:
         if proto == "TCP":
             out += [f"TCPREMOTEIP={remote[0]}", f"TCPREMOTEPORT={remote[1]}"]

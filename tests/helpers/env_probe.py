@@ -5,6 +5,8 @@
                               stream wait = yes service) and write it there
     env_probe.py dgram        read one datagram from fd 0 (a dgram wait = yes service
                               socket) and send it to the datagram's sender
+    env_probe.py relay        read one datagram from fd 0 (the socket pair of a dgram
+                              wait = no server) and send it back there
 
 Standard library only. The order is the one execve received (/proc/self/environ).
 """
@@ -36,8 +38,13 @@ def main() -> int:
         _, sender = sock.recvfrom(65535)
         sock.sendto(environment(), sender)
         sock.detach()
+    elif mode == ["relay"]:
+        sock = socket.socket(fileno=0)
+        sock.recv(65535)
+        sock.send(environment())
+        sock.detach()
     else:
-        os.write(2, b"usage: env_probe.py stream | wait-stream | dgram\n")
+        os.write(2, b"usage: env_probe.py stream | wait-stream | dgram | relay\n")
         return 2
     return 0
 

@@ -231,6 +231,34 @@ def test_datagram_wait_server_gets_the_sender(daemons: DaemonFactory) -> None:
         "TCPREMOTEPORT": None, "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": str(mine[1])}
 
 
+@pytest.mark.parametrize("native", ["1", "0"], ids=["native-spawn", "fallback-spawn"])
+def test_datagram_nowait_server_gets_the_sender(daemons: DaemonFactory, native: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server talks through a socket pair the master relays, which cannot tell who
+    # sent the datagram: the master, which received it, says so.
+    monkeypatch.setenv("PYXINETD_NATIVE_SPAWN", native)
+    port = free_port()
+    daemons.start_config(service(port, "relay", socket_type="dgram", wait="no",
+                                 extra="\tbind = 127.0.0.1\n"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.bind(("127.0.0.1", 0))
+        client.settimeout(1.0)
+        deadline = time.monotonic() + TIMEOUT
+        reply = None
+        while reply is None and time.monotonic() < deadline:
+            client.sendto(b"env?", ("127.0.0.1", port))
+            try:
+                reply = client.recv(65536)
+            except socket.timeout:
+                continue
+        assert reply is not None
+        mine = client.getsockname()
+    env = variables(json.loads(reply))
+    assert {k: env.get(k) for k in PEER_NAMES} == {
+        "PROTO": "UDP", "TCPLOCALIP": None, "TCPLOCALPORT": None, "TCPREMOTEIP": None,
+        "TCPREMOTEPORT": None, "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": str(mine[1])}
+
+
 def test_tcpmux_client_service_gets_the_peer_and_its_name(daemons: DaemonFactory) -> None:
     # A TCPMUX service is started by the tcpmux builtin once the client named it; its
     # server sees the connection to tcpmux's port, and the client's name like any other.
