@@ -204,9 +204,8 @@ class DatagramDispatch:
                         peer: str, verdict: Verdict | None) -> None:
         host = self.host
         if verdict is None:
-            host.access.wait(rt.config, peer,
-                             lambda v: self._internal_admit(rt, data, datagram, peer, v),
-                             datagram=datagram)
+            self._park(rt, lambda v: self._internal_admit(rt, data, datagram, peer, v),
+                       peer, datagram, len(data))
             return
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=datagram.sender)
@@ -223,6 +222,26 @@ class DatagramDispatch:
         if svc.log_type is not None:
             host.logs.write(svc, start_entry(svc, 0, peer))
         internal.reply_datagram(svc, sock, data, datagram.sender, view=host)
+
+    def _park(self, rt: ServiceRuntime, admit: Callable[[Verdict], None], peer: str,
+              datagram: Datagram, size: int) -> None:
+        """Hold a datagram of `size` bytes read from `rt`'s socket until the access
+        verdict; while the service holds as many as its bounds allow (ServiceRuntime's
+        parked counts), its socket is not read."""
+        host = self.host
+        rt.parked += 1
+        rt.parked_bytes += size
+        if not rt.wants_events:
+            host.refresh(rt)
+
+        def decided(verdict: Verdict) -> None:
+            was_full = not rt.wants_events
+            rt.parked -= 1
+            rt.parked_bytes -= size
+            if was_full and rt.wants_events:
+                host.refresh(rt)
+            admit(verdict)
+        host.access.wait(rt.config, peer, decided, datagram=datagram)
 
     # -- dgram/nowait relays ---------------------------------------------------
     def on_nowait(self, rt: ServiceRuntime) -> None:
@@ -259,9 +278,8 @@ class DatagramDispatch:
         if verdict is None:
             if rt.sock is None:
                 return      # closed since (a reload): the datagram goes with it
-            host.access.wait(rt.config, peer,
-                             lambda v: self._nowait_admit(rt, addr, peer, data, v),
-                             datagram=Datagram(rt.sock, addr))
+            self._park(rt, lambda v: self._nowait_admit(rt, addr, peer, data, v),
+                       peer, Datagram(rt.sock, addr), len(data))
             return
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=addr)

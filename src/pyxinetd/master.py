@@ -348,6 +348,8 @@ class Master:
         for pid, status in reap():
             if self.reconfig.claim(pid, status):
                 continue    # the reload's configuration loader
+            if self.dispatcher.access.resolver.reaped(pid):
+                continue    # the name resolver helper; restarted when needed
             child = self.children.pop(pid)
             if child is None:
                 if self._adopts_orphans:

@@ -182,6 +182,15 @@ class Limits:
     process_limit: int | None = None     # -limit
 
 
+# Datagrams (and their bytes) a service may hold at once while names are looked up:
+# the ones after them wait in the socket's receive buffer, whose size the kernel bounds
+# (and beyond which it drops), as they would if the daemon looked the names up itself.
+# Without a bound, a flood from senders the DNS answers slowly grew the daemon by each
+# datagram (up to 64 KiB) for the lookup's 5 seconds.
+MAX_PARKED_DATAGRAMS = 1024
+MAX_PARKED_BYTES = 4 * 1024 * 1024
+
+
 class ServiceRuntime:
     """One configured service while the daemon runs."""
 
@@ -194,6 +203,11 @@ class ServiceRuntime:
         self._clock = clock
         # The accept loop is paused after EMFILE and friends (listener stays open).
         self.accept_paused = False
+        # Datagrams read and held while their sender's name is looked up (builtins and
+        # dgram/nowait), and their bytes; at either bound (MAX_PARKED_*) the socket is
+        # not read until one is decided.
+        self.parked = 0
+        self.parked_bytes = 0
         # Forks that failed in a row (no process created); see pyxinetd.forkretry.
         self.fork_failures = 0
         # The last datagram sender refused for its address, and when it was last logged.
@@ -214,7 +228,8 @@ class ServiceRuntime:
     @property
     def wants_events(self) -> bool:
         """True when the listener should be watched for requests."""
-        return self.state is State.ACTIVE and not self.accept_paused and self.sock is not None
+        return (self.state is State.ACTIVE and not self.accept_paused and self.sock is not None
+                and self.parked < MAX_PARKED_DATAGRAMS and self.parked_bytes < MAX_PARKED_BYTES)
 
     def repeated_refusal(self, sender: tuple[object, ...]) -> bool:
         """Whether a datagram from `sender` (address and port), refused for its address,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pyxinetd.access.resolver import resolve
+from pyxinetd.service import MAX_PARKED_BYTES
 from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, namespace_problem, \
     run_scenario, wait_log_lines, wait_until
 
@@ -191,6 +192,20 @@ def test_a_burst_of_slow_lookups_does_not_delay_later_ones(tmp_path: Path) -> No
     assert result["before"]
     assert result["fail_lines"] == 200
     assert result["after"]
+
+
+@pytest.mark.skipif(namespace_problem("ip") is not None, reason=str(namespace_problem("ip")))
+def test_datagrams_held_for_their_senders_names_are_bounded(tmp_path: Path) -> None:
+    # While names are looked up, a service holds at most MAX_PARKED_BYTES of datagrams;
+    # the next one stays in the socket's receive queue (bounded by the kernel) instead
+    # of growing the daemon.
+    result = run_scenario(HELPERS / "parked_flood_scenario.py", tmp_path,
+                          sys.executable, "-m", "pyxinetd")
+    size = 60_000
+    assert result["read"] == -(-MAX_PARKED_BYTES // size)
+    assert result["held"]
+    # Its lookups still pending, the name resolver helper ends with the daemon.
+    assert result["helpers"] == 1 and result["helpers_left"] == 0
 
 
 def test_resolver_that_cannot_start_for_want_of_descriptors_is_retried(

@@ -39,6 +39,9 @@ from pyxinetd.loop import READ, Loop
 from pyxinetd.timers import Timer
 
 DEFAULT_TIMEOUT = 5.0
+# Test-only override of DEFAULT_TIMEOUT, in seconds (so a test can keep lookups pending).
+TIMEOUT_ENV = "PYXINETD_LOOKUP_TIMEOUT"
+MAX_TIMEOUT = 3600.0
 MAX_PACKET = 65_536
 LOOKUP_THREADS = 4
 # The master's deadline for a check passes this long after the helper's own, so that
@@ -62,16 +65,29 @@ NameCallback = Callable[[NameInfo], None]
 StatusCallback = Callable[[int | None], None]
 
 
+def lookup_timeout(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
+    """DEFAULT_TIMEOUT, or $PYXINETD_LOOKUP_TIMEOUT (seconds) when set and valid."""
+    try:
+        value = float(environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_TIMEOUT
+    if value != value or value <= 0:
+        return DEFAULT_TIMEOUT
+    return min(value, MAX_TIMEOUT)
+
+
 class Resolver:
     """Master side: asynchronous lookups through the helper process."""
 
-    def __init__(self, loop: Loop, *, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, loop: Loop, *, timeout: float | None = None,
                  on_error: Callable[[str], None] | None = None) -> None:
         self.loop = loop
-        self.timeout = timeout
+        self.timeout = lookup_timeout() if timeout is None else timeout
         self._on_error = on_error
         self._sock: socket.socket | None = None
         self.pid: int | None = None
+        # Helpers that exited on their own and are not reaped yet.
+        self._exited: set[int] = set()
         self._ids = iter(range(1, 1 << 62))
         self._pending: dict[int, tuple[NameCallback, Timer]] = {}
         self._checks: dict[int, tuple[StatusCallback, Timer]] = {}
@@ -104,6 +120,28 @@ class Resolver:
             self.loop.call_soon(lambda: self._finish_check(request_id, None))
 
     def close(self) -> None:
+        """Stop the helper (its queued lookups answer nobody now; left alone it would
+        linger until the slowest of them gave up) and expire what waits."""
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except OSError:
+                pass
+            self.pid = None
+        self._disconnect()
+
+    def reaped(self, pid: int) -> bool:
+        """Whether `pid`, just reaped by the master, was the helper (whose pid must then
+        never be signalled again)."""
+        if pid == self.pid:
+            self.pid = None
+            return True
+        if pid in self._exited:
+            self._exited.discard(pid)
+            return True
+        return False
+
+    def _disconnect(self) -> None:
         if self._sock is not None:
             self.loop.unregister(self._sock)
             self._sock.close()
@@ -181,7 +219,12 @@ class Resolver:
     def _lost(self) -> None:
         if self._sock is not None:
             self._report("name resolver exited; it is restarted when needed")
-        self.close()
+        # It is gone (or going): never signalled again; its pid waits for the master's
+        # reaping (a new helper may be started before that).
+        if self.pid is not None:
+            self._exited.add(self.pid)
+            self.pid = None
+        self._disconnect()
 
     def _expire(self, request_id: int) -> None:
         entry = self._pending.pop(request_id, None)
