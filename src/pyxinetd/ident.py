@@ -83,6 +83,15 @@ class Endpoints:
     remote_port: int
     scope_id: int = 0             # IPv6 link-local addresses
     ident_port: int = IDENT_PORT  # another port only in tests
+    # The client's address as messages name it (empty: remote_host). The caller
+    # passes the `from=` text: an IPv4 client of a dual-stack service is then
+    # `::ffff:a.b.c.d`, as in xinetd's `Bad line received from identity server at A`
+    # (xinetd prints the address of its AF_INET6 socket).
+    peer_name: str = ""
+
+    @property
+    def shown_host(self) -> str:
+        return self.peer_name or self.remote_host
 
     def query(self) -> bytes:
         """The request line: the port on the client's host first (RFC 1413)."""
@@ -273,7 +282,7 @@ class IdentQuery:
             shown = printable(line.split(b"\0", 1)[0])
             self._fail(Outcome.BAD_RESPONSE, "log_remote_user",
                        f"Bad line received from identity server at "
-                       f"{self._where.remote_host}: {shown}")
+                       f"{self._where.shown_host}: {shown}")
             return
         self._finish(IdentResult(Outcome.OK, printable(text)))
 

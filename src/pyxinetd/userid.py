@@ -26,6 +26,7 @@ IDONLY, where xinetd waits forever (docs/compatibility.md). $PYXINETD_IDENT_TIME
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import socket
@@ -145,7 +146,7 @@ class UserIds:
     def _hold(self, svc: ServiceConfig, conn: socket.socket, peer: str,
               start: Callable[[], None] | None) -> _Held | None:
         try:
-            where = endpoints_of(conn)
+            where = dataclasses.replace(endpoints_of(conn), peer_name=peer)
         except OSError as err:
             # The client is already gone (ENOTCONN): xinetd's `system error`.
             self._program.error("log_remote_user", f"getpeername: {strerror(err)}")

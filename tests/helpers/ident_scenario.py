@@ -77,6 +77,9 @@ SCENARIOS = [
     Scenario("only_silent", 7016, "silent", flags="IPv4 IDONLY"),
     Scenario("silent", 7017, "silent"),
     Scenario("held_limit", 7018, "silent", extra="instances = 1", twice=True),
+    # An IPv4 client of a dual-stack service whose identd answers garbage: the
+    # program log names it as the socket does (::ffff:127.0.0.1).
+    Scenario("dual_garbage", 7019, "garbage", flags="IDONLY"),
 ]
 INTERNAL_NAMES = {"echo_only": "echo", "daytime_only": "daytime"}
 

@@ -28,7 +28,7 @@ SLOW_FOR_XINETD = ("only_silent", "silent", "held_limit")
 ALL_BUT_SLOW = ",".join(name for name in (
     "ok", "err", "only_ok", "only_garbage", "only_ports", "only_eof", "only_long",
     "only_none", "none", "refused", "refused_addr", "dual", "v6", "echo_only",
-    "daytime_only"))
+    "daytime_only", "dual_garbage"))
 
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
@@ -101,6 +101,7 @@ def test_service_log(pyxinetd_run: dict[str, Any]) -> None:
         # The held connection counts as a running instance (instances = 1).
         "FAIL: held_limit service_limit from=127.0.0.1",
         "START: held_limit from=127.0.0.1",
+        "NOID: dual_garbage ::ffff:127.0.0.1 bad response",
     ]
 
 
@@ -109,7 +110,7 @@ def test_what_the_clients_got(pyxinetd_run: dict[str, Any]) -> None:
     served = {"ok", "err", "only_ok", "none", "dual", "v6", "silent"}
     assert {name: clients[name] for name in served} == {name: f"{name}\n" for name in served}
     dropped = {"only_garbage", "only_ports", "only_eof", "only_long", "only_none",
-               "only_silent", "refused", "refused_addr", "echo_only"}
+               "only_silent", "refused", "refused_addr", "echo_only", "dual_garbage"}
     assert {name: clients[name] for name in dropped} == dict.fromkeys(dropped, "")
     assert clients["held_limit"] == "held_limit\n|"
     assert clients["daytime_only"].endswith("\r\n")
@@ -122,7 +123,7 @@ def test_the_queries(pyxinetd_run: dict[str, Any]) -> None:
                    if (m := re.fullmatch(r"(\d+),(\d+)\r\n", q)))
     assert len(asked) == len(pyxinetd_run["queries"])
     assert asked == [7001, 7002, 7003, 7004, 7005, 7006, 7007, 7010, 7011, 7012, 7013,
-                     7014, 7016, 7017, 7018]
+                     7014, 7016, 7017, 7018, 7019]
 
 
 def test_program_log(pyxinetd_run: dict[str, Any]) -> None:
@@ -134,6 +135,7 @@ def test_program_log(pyxinetd_run: dict[str, Any]) -> None:
         "ERROR: identd server reply missing ending CR-LF",
         "ERROR: Too much input from identity server",
         "ERROR: Bad line received from identity server at 127.0.0.1: garbage",
+        "ERROR: Bad line received from identity server at ::ffff:127.0.0.1: garbage",
     ]
 
 
