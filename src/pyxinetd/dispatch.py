@@ -357,6 +357,13 @@ class Dispatcher:
         live = (State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS)
         return [rt.config for rt in self._services() if rt.state in live]
 
+    def port_of(self, svc: ServiceConfig) -> int | None:
+        rt = self._runtime(svc)
+        if svc.port is None and rt is not None and rt.sock is not None:
+            # An RPC service without `port`: the kernel chose it at bind time.
+            return int(rt.sock.getsockname()[1])
+        return svc.port
+
     def running_servers(self) -> list[tuple[int, str, str, float]]:
         return [(c.pid, c.service.id, c.peer, c.started_at) for c in self.children]
 

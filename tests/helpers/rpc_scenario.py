@@ -110,6 +110,7 @@ FIXED_PROGRAM = 0x20000116
 # nothing else listens.
 FIXED_PORT = 4711
 CPS_WAIT = 2
+SERVICES_PORT = 7312
 
 
 def rpc_service(name: str, program: int, versions: str, protocol: str,
@@ -138,7 +139,18 @@ def more_configuration(with_shared_udp: bool) -> str:
     cps = rpc_service("cpstcp", CPS_PROGRAM, "1", "tcp", f"\tcps = 1 {CPS_WAIT}\n")
     bound = rpc_service("boundtcp", BOUND_PROGRAM, "1", "tcp", "\tbind = 127.0.0.1\n")
     fixed = rpc_service("fixedtcp", FIXED_PROGRAM, "1", "tcp", f"\tport = {FIXED_PORT}\n")
-    return (shared_udp if with_shared_udp else "") + shared_tcp + cps + bound + fixed
+    # pyxinetd's `services` builtin (xinetd 2.3.15 has none and disables it).
+    listing = service_text("services", f"""\
+\ttype = INTERNAL UNLISTED
+\tsocket_type = stream
+\tprotocol = tcp
+\twait = no
+\tuser = root
+\tflags = IPv4
+\tport = {SERVICES_PORT}
+""")
+    return ((shared_udp if with_shared_udp else "") + shared_tcp + cps + bound + fixed
+            + listing)
 
 
 def wait_for(predicate, what: str, deadline: float) -> None:  # type: ignore[no-untyped-def]
@@ -258,6 +270,7 @@ def more_steps(result: dict[str, object], daemon: subprocess.Popen[bytes], conf:
         result["bound_answer"] = talk_tcp(bound[0][3])
         result["bound_elsewhere"] = talk_tcp(bound[0][3], "127.0.0.2")
     result["fixed_answer"] = talk_tcp(FIXED_PORT)
+    result["services"] = talk_tcp(SERVICES_PORT)
     cps_before = rows(table, CPS_PROGRAM)
     result["cps_before"] = cps_before
     if cps_before:

@@ -31,6 +31,10 @@ class View:
     def active_services(self) -> list[Any]:
         return self.services
 
+    def port_of(self, svc: Any) -> int | None:
+        port: int | None = svc.port
+        return port
+
     def running_servers(self) -> list[ServerInfo]:
         return self.servers
 

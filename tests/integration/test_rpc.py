@@ -198,6 +198,21 @@ def test_a_service_with_a_port_is_bound_and_registered_there() -> None:
     assert result["fixed_answer"] == "tcp-rpc\n"
 
 
+def test_the_services_builtin_lists_the_ports_rpc_services_listen_on() -> None:
+    # An RPC service owns a port even when the kernel chose it: `services` shows the
+    # one the portmapper hands out, not `-`.
+    result = scenario("--more")
+    listed = {line.split(" ")[0]: line.split(" ")[1:]
+              for line in result["services"].splitlines()}
+    for name, program in (("sharetcp", SHARED_PROGRAM), ("cpstcp", CPS_PROGRAM),
+                          ("boundtcp", BOUND_PROGRAM), ("fixedtcp", FIXED_PROGRAM)):
+        port = _rows(result["started"], program)[0][3]
+        assert listed[name] == ["tcp", str(port)], name
+    assert listed["shareudp"][0] == "udp"
+    assert listed["shareudp"][1] == str(
+        next(row[3] for row in _rows(result["started"], SHARED_PROGRAM) if row[2] == UDP))
+
+
 def test_xinetd_ignores_the_port_of_an_rpc_service() -> None:
     # The deviation, on the real binary: the kernel's port is registered instead.
     xinetd = oracle.xinetd_path()

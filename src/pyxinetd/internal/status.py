@@ -4,7 +4,8 @@ xinetd 2.3.15 dropped these builtins, but Debian still ships /etc/xinetd.d/serve
 /etc/xinetd.d/services (disabled), so they are served again, in a documented line
 format (docs/internal-services.md), each line ending in CRLF:
 
-    services:  ID PROTOCOL PORT             (PORT is `-` for services with no port)
+    services:  ID PROTOCOL PORT             (PORT is `-` for services with no port;
+                                             an RPC service's is the kernel's choice)
     servers:   PID ID PEER START            (START: local ISO-8601 time with offset)
 """
 
@@ -31,13 +32,19 @@ class MasterView(Protocol):
 
     def active_services(self) -> Sequence[ServiceConfig]: ...
 
+    def port_of(self, svc: ServiceConfig) -> int | None:
+        """The port `svc` listens on: its configured port, or for an RPC service the
+        one its socket was bound to; None when it has none (TCPMUX clients)."""
+        ...
+
     def running_servers(self) -> Sequence[tuple[int, str, str, float]]: ...
 
 
 def services_text(view: MasterView) -> bytes:
     lines = []
     for svc in view.active_services():
-        port = "-" if svc.port is None else str(svc.port)
+        number = view.port_of(svc)
+        port = "-" if number is None else str(number)
         lines.append(f"{svc.id} {svc.protocol} {port}\r\n")
     return "".join(lines).encode("utf-8", "replace")
 
