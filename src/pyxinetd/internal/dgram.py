@@ -20,6 +20,9 @@ ECHO_DATAGRAM = 2048
 # Enough for any datagram, so that one recvfrom consumes exactly one.
 _MAX_DATAGRAM = 65536
 _LOOP_PORTS = frozenset({0, 7, 9, 13, 19, 37})
+# The largest UDP payload over IPv4 (65535 - 20 - 8): a `servers` or `services` list
+# longer than this would make sendto fail (EMSGSIZE) and the client get nothing.
+MAX_REPLY = 65507
 
 
 def reply_for(name: str, data: bytes, view: status.MasterView | None) -> bytes | None:
@@ -33,8 +36,16 @@ def reply_for(name: str, data: bytes, view: status.MasterView | None) -> bytes |
     if name == "time":
         return clock.time_bytes()
     if name in ("servers", "services") and view is not None:
-        return status.report(name, view)
+        return fit_lines(status.report(name, view))
     return None     # discard, or nothing to say
+
+
+def fit_lines(report: bytes, limit: int = MAX_REPLY) -> bytes:
+    """`report` cut after its last whole CRLF-terminated line within `limit` bytes."""
+    if len(report) <= limit:
+        return report
+    end = report.rfind(b"\r\n", 0, limit)
+    return report[:end + 2] if end >= 0 else b""
 
 
 def handle(name: str, sock: socket.socket, view: status.MasterView | None) -> None:
