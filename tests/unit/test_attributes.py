@@ -114,6 +114,7 @@ BAD = [
     ("protocol = tcp4", "protocol 'tcp4' is not in /etc/protocols"),
     ("wait = nope", "expected yes or no"),
     ("rpc_version = 3-2", "bad version range"),
+    ("rpc_version = 1-4294967295", "at most 1000 versions"),
     ("rpc_number = x", "bad number 'x'"),
     ("server = /etc/passwd", "server /etc/passwd is not executable"),
     ("server = /nonexistent/x", "is not executable"),

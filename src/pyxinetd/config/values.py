@@ -36,6 +36,8 @@ _INT_MAX = 2**31 - 1
 _U32_MAX = 2**32 - 1
 _LONG_MAX = 2**63 - 1
 _ULONG_MAX = 2**64 - 1
+# The widest rpc_version range a service may register.
+MAX_RPC_VERSIONS = 1000
 
 
 class ValueProblem(ValueError):
@@ -128,6 +130,11 @@ def parse_rpc_version(values: Values, ctx: ValueContext) -> tuple[int, int]:
     last = _uint(high, "rpc_version", _U32_MAX) if dash else first
     if first > last:
         raise ValueProblem(f"bad version range {values[0]!r}: expected N or N-M with N <= M")
+    if last - first >= MAX_RPC_VERSIONS:
+        # Each version is registered with the portmapper, one call each (xinetd sleeps a
+        # second per version at start): a range of millions is a typo, never a service.
+        raise ValueProblem(f"bad version range {values[0]!r}: at most {MAX_RPC_VERSIONS} "
+                           "versions")
     return first, last
 
 
