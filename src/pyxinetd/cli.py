@@ -330,14 +330,16 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (docs/check-json.md).")
 @click.option("--inetd-compat", is_flag=True,
               help="Also read inetd.conf, as the daemon's -inetd_compat does.")
-@click.option("--inetd-conf", "inetd_conf", default="/etc/inetd.conf", show_default=True,
-              metavar="PATH", help="The inetd.conf read with --inetd-compat.")
-def check(config_file: str, as_json: bool, inetd_compat: bool, inetd_conf: str) -> None:
+@click.option("--inetd-conf", "inetd_conf", metavar="PATH",
+              help="The inetd.conf to read (default /etc/inetd.conf); implies --inetd-compat.")
+def check(config_file: str, as_json: bool, inetd_compat: bool, inetd_conf: str | None) -> None:
     """Load the configuration, print what would be served and every diagnostic."""
     from pyxinetd.check import run_check
 
-    output, status = run_check(config_file, as_json=as_json, inetd_compat=inetd_compat,
-                               inetd_path=inetd_conf)
+    # A file named on the command line is meant to be checked, never silently skipped.
+    output, status = run_check(config_file, as_json=as_json,
+                               inetd_compat=inetd_compat or inetd_conf is not None,
+                               inetd_path=inetd_conf or "/etc/inetd.conf")
     click.echo(output, nl=not output.endswith("\n"))
     sys.exit(status)
 

@@ -343,6 +343,20 @@ def test_check_inetd_compat_option(tmp_path: Path) -> None:
     assert "daytime-stream" in done.stdout
 
 
+def test_check_inetd_conf_path_alone_is_checked(tmp_path: Path) -> None:
+    # Naming the file is asking for it to be checked: it must not be skipped silently
+    # for want of --inetd-compat (the bad line below must fail the check).
+    (tmp_path / "x.conf").write_text("")
+    (tmp_path / "inetd.conf").write_text("daytime stream tcp nowait root internal\nbad\n")
+    done = subprocess.run([sys.executable, "-m", "pyxinetd", "check", "-f",
+                           str(tmp_path / "x.conf"), "--inetd-conf",
+                           str(tmp_path / "inetd.conf")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "daytime-stream" in done.stdout
+    assert f"{tmp_path / 'inetd.conf'}:2:" in done.stdout + done.stderr
+
+
 def test_the_inetd_corpus_was_found() -> None:
     # Without this, a missing corpus would silently parametrize nothing.
     assert CORPUS_FILES, f"no inetd.conf corpus at {CORPUS}"
