@@ -70,7 +70,8 @@ def test_inetd_compat_serves_and_reloads(tmp_path: Path) -> None:
         # Same inode: the bind mount shows the new text.
         with open(inetd, "r+") as handle:
             handle.truncate(0)
-            handle.write("pyxinetd-test stream tcp nowait nobody /bin/echo echo second\n")
+            # The arguments on a continuation line (BSD inetd's rule) reach the server.
+            handle.write("pyxinetd-test stream tcp nowait nobody /bin/echo\n\techo second\n")
         os.kill(proc.pid, signal.SIGHUP)
         wait_until(lambda: "Starting reconfiguration" in log.read_text(), timeout=15,
                    what="the reload")

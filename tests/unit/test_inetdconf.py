@@ -201,6 +201,33 @@ def test_comments_blank_and_commented_out_lines_are_skipped(tmp_path: Path) -> N
     assert not config.services and not config.dropped and not messages(config)
 
 
+def test_blank_led_lines_continue_the_entry_above_as_in_bsd_inetd(tmp_path: Path) -> None:
+    # OpenBSD/NetBSD/FreeBSD read a line starting with a blank as more words of the
+    # entry above; xinetd rejects such a line and runs the entry without its arguments.
+    config = load_inetd(tmp_path, f"daytime stream tcp nowait nobody {CAT}\n"
+                                  "\tcat -u\n"
+                                  "time stream tcp\n"
+                                  f"  nowait nobody\n   {CAT} cat -n\n")
+    assert not messages(config), messages(config)
+    daytime, time = config.services
+    assert (daytime.origin.line, daytime.server_argv) == (1, ("cat", "-u"))
+    assert (time.origin.line, time.server, time.server_argv) == (3, CAT, ("cat", "-n"))
+
+
+def test_indented_entries_and_comments_are_no_continuation(tmp_path: Path) -> None:
+    # An indented line that is an entry of its own stays one (as in xinetd); a comment,
+    # a blank line or a `host:` line ends an entry.
+    config = load_inetd(tmp_path, f"daytime stream tcp nowait nobody {CAT} cat\n"
+                                  f"\ttime stream tcp nowait nobody {CAT} cat\n"
+                                  "\t# -u\n"
+                                  f"echo stream tcp nowait root internal\n\n\tstray\n"
+                                  f"127.0.0.1:\n  chargen stream tcp nowait root internal\n")
+    assert [(s.id, s.origin.line) for s in config.services] == [
+        ("daytime", 1), ("time", 2), ("echo-stream", 4), ("chargen-stream", 8)]
+    assert config.services[0].server_argv == ("cat",)
+    assert [d.line for d in config.dropped] == [6]
+
+
 def test_only_late_defaults_apply(tmp_path: Path) -> None:
     xinetd = ("defaults\n{\n\tonly_from = 127.0.0.1\n\tinstances = 7\n\tcps = 5 6\n"
               "\tgroups = no\n}\n")
@@ -305,6 +332,16 @@ def test_converter_argv0_handling() -> None:
     assert "server_args     = -n" in blocks[0] and "NAMEINARGS" not in blocks[0]
     assert "server_args     = other -n" in blocks[1] and "NAMEINARGS" in blocks[1]
     assert "server_args" not in blocks[2]
+
+
+def test_converter_reads_continuation_lines_once() -> None:
+    result = convert(f"daytime stream tcp nowait root {CAT}\n\tother -n\n"
+                     "bad stream tcp\n\tnowait.x root\n")
+    blocks = result.text.split("service ")[1:]
+    assert len(blocks) == 1 and "server_args     = other -n" in blocks[0]
+    assert "# \tother -n" not in result.text and "# other -n" not in result.text
+    # A line that cannot be converted is kept whole, continuation included.
+    assert "# bad stream tcp\n# \tnowait.x root" in result.text and result.skipped == 1
 
 
 def test_converter_keeps_relative_tcpd_daemons_wrapped_unless_given_a_folder() -> None:

@@ -1,9 +1,10 @@
 """inetd.conf: the classic one-line-per-service format, read into the loader's drafts.
 
-Each line is `[host:]name[/ver] socket_type protocol[,opts] wait[.N|/A/B/C] user[.:group]
-server|internal [argv0 args...]`. xinetd 2.3.15.3 reads this file with -inetd_compat
-(reference §7.1); pyxinetd follows it where it is sane and accepts the forms the inetds
-people actually run (OpenBSD, FreeBSD, GNU) where xinetd rejects them or gets them
+Each entry is `[host:]name[/ver] socket_type protocol[,opts] wait[.N|/A/B/C] user[.:group]
+server|internal [argv0 args...]`, on one line or continued on lines that start with a
+blank (the BSD inetds' rule, see `continues`). xinetd 2.3.15.3 reads this file with
+-inetd_compat (reference §7.1); pyxinetd follows it where it is sane and accepts the
+forms the inetds people actually run (OpenBSD, FreeBSD, GNU) where xinetd rejects them or gets them
 wrong. docs/compatibility.md ("inetd.conf") lists every difference.
 
 An entry is turned into attribute lines (RawAttribute) and applied through the same
@@ -34,6 +35,7 @@ INETD_RETRY_SECONDS = 600
 _FAMILY_SUFFIX = re.compile(r"(tcp|udp)(4|6|46|6only)?")
 _WAIT_RE = re.compile(r"(wait|nowait)(?:\.([0-9]+)|((?:/[0-9]+){1,3}))?")
 _FIELDS = ("service name", "socket type", "protocol", "wait", "user", "server")
+_SOCKET_TYPES = frozenset(("stream", "dgram", "raw", "rdm", "seqpacket"))
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,24 @@ def _columns(text: str) -> list[tuple[int, str]]:
     return [(m.start() + 1, m.group()) for m in re.finditer(r"[^ \t]+", text)]
 
 
+def _at(cols: tuple[int, ...], index: int) -> int | None:
+    return cols[index] if index < len(cols) else None
+
+
+def continues(line: str) -> bool:
+    """True if `line`, coming right after a line of an entry, holds more words of that
+    entry. The BSD inetds (OpenBSD, NetBSD, FreeBSD) read every line that starts with a
+    blank or a tab that way; here only when the line cannot be an entry of its own (its
+    second word is no socket type, so xinetd would reject it) and is no comment, so that
+    an indented entry still stands alone as in xinetd."""
+    if line[:1] not in (" ", "\t"):
+        return False
+    words = [w for _, w in _columns(line.rstrip("\r"))]
+    if words and words[0].startswith("#"):
+        return False
+    return len(words) < 2 or words[1] not in _SOCKET_TYPES
+
+
 class InetdParser:
     """Decodes lines; remembers OpenBSD's `host:` default between lines."""
 
@@ -83,13 +103,18 @@ class InetdParser:
         self.sink = sink
         self.default_host: str | None = None
 
-    def parse(self, text: str, number: int) -> InetdEntry | None | str:
+    def parse(self, text: str, number: int, continued: tuple[str, ...] = ()
+              ) -> InetdEntry | None | str:
         """An entry; None for blank, comment and `host:` lines; else the reason it was skipped
-        (already reported as an error)."""
+        (already reported as an error). `continued`: the continuation lines of the entry
+        (their words carry no column)."""
         stripped = text.strip(" \t\r")
         if not stripped or stripped.startswith("#"):
             return None
-        words = _columns(text.rstrip("\r"))
+        first = _columns(text.rstrip("\r"))
+        words: list[tuple[int | None, str]] = [(c, w) for c, w in first]
+        for more in continued:
+            words += [(None, w) for _, w in _columns(more.rstrip("\r"))]
         if len(words) == 1 and words[0][1].endswith(":"):
             host = self._host(words[0][1][:-1], number, words[0][0])
             if isinstance(host, _Skip):
@@ -101,7 +126,7 @@ class InetdParser:
             return self._skip(number, words[-1][0], (
                 f"inetd.conf entry has {len(words)} field{'s' if len(words) != 1 else ''}, no "
                 f"{missing}: expected `name socket_type protocol wait user server [argv0 args]`"))
-        cols = tuple(c for c, _ in words)
+        cols = tuple(c for c, _ in first)
         fields = [w for _, w in words]
         try:
             return self._entry(fields, cols, number)
@@ -116,18 +141,18 @@ class InetdParser:
         host = self.default_host
         if ":" in name_field:
             host_text, _, name_field = name_field.rpartition(":")
-            parsed = self._host(host_text, number, cols[0])
+            parsed = self._host(host_text, number, _at(cols, 0))
             if isinstance(parsed, _Skip):
                 raise parsed
             host = parsed
-        protocol, family, rpc = self._protocol(proto_field, number, cols[2])
-        name, rpc_version, tcpmux = self._name(name_field, rpc, number, cols[0])
-        wait, cps, instances, per_source = self._wait(wait_field, number, cols[3])
-        user, group = self._user(user_field, number, cols[4])
+        protocol, family, rpc = self._protocol(proto_field, number, _at(cols, 2))
+        name, rpc_version, tcpmux = self._name(name_field, rpc, number, _at(cols, 0))
+        wait, cps, instances, per_source = self._wait(wait_field, number, _at(cols, 3))
+        user, group = self._user(user_field, number, _at(cols, 4))
         internal = server == "internal"
         if internal and argv:
             self.sink.warning(self.file, number, f"arguments of internal service {name} "
-                              f"ignored: {' '.join(argv)}", cols[6])
+                              f"ignored: {' '.join(argv)}", _at(cols, 6))
             argv = ()
         return InetdEntry(
             file=self.file, line=number, name=name, socket_type=socket_type,
@@ -136,7 +161,7 @@ class InetdParser:
             rpc_version=rpc_version, tcpmux=tcpmux, cps=cps, instances=instances,
             per_source=per_source, cols=cols)
 
-    def _host(self, text: str, number: int, col: int) -> str | None | _Skip:
+    def _host(self, text: str, number: int, col: int | None) -> str | None | _Skip:
         if text.startswith("[") and text.endswith("]"):
             text = text[1:-1]
         if text in ("*", ""):
@@ -147,7 +172,7 @@ class InetdParser:
                 "per address")))
         return text
 
-    def _protocol(self, text: str, number: int, col: int) -> tuple[str, Family, bool]:
+    def _protocol(self, text: str, number: int, col: int | None) -> tuple[str, Family, bool]:
         base, _, options = text.partition(",")
         if options:
             self.sink.warning(self.file, number, (
@@ -166,7 +191,7 @@ class InetdParser:
         family: Family = "ipv4" if suffix == "4" else "any" if suffix in ("", "46") else "ipv6"
         return m.group(1), family, rpc
 
-    def _name(self, text: str, rpc: bool, number: int, col: int
+    def _name(self, text: str, rpc: bool, number: int, col: int | None
               ) -> tuple[str, str | None, str | None]:
         name, slash, rest = text.partition("/")
         if rpc:
@@ -184,7 +209,7 @@ class InetdParser:
             f"service name {text!r}: a '/' is only allowed for RPC services (protocol "
             "rpc/tcp or rpc/udp) and tcpmux/NAME")))
 
-    def _wait(self, text: str, number: int, col: int
+    def _wait(self, text: str, number: int, col: int | None
               ) -> tuple[bool, tuple[int, int] | None, int | None, int | None]:
         m = _WAIT_RE.fullmatch(text.lower())
         if m is None:
@@ -212,7 +237,7 @@ class InetdParser:
                 per_source = limits[2]
         return wait, cps, instances, per_source
 
-    def _user(self, text: str, number: int, col: int) -> tuple[str, str | None]:
+    def _user(self, text: str, number: int, col: int | None) -> tuple[str, str | None]:
         user, slash, login_class = text.partition("/")
         if slash:
             self.sink.warning(self.file, number, (
@@ -249,8 +274,8 @@ def parse_inetd_text(text: str, file: str, sink: DiagnosticSink
     for the family gives no service of its own (an INFO says so), wherever it is.
     """
     parser = InetdParser(file, sink)
-    items = [(number, parser.parse(line, number))
-             for number, line in enumerate(text.split("\n"), start=1)]
+    items = [(number, parser.parse(line, number, continued) if read else None)
+             for number, line, continued, read in _entry_lines(text.split("\n"))]
     dual = {_twin_key(e): e for _, e in items if isinstance(e, InetdEntry) and e.family == "any"}
     merged: list[tuple[int, InetdEntry | str | None]] = []
     for number, item in items:
@@ -264,6 +289,26 @@ def parse_inetd_text(text: str, file: str, sink: DiagnosticSink
                 item = None
         merged.append((number, item))
     return merged
+
+
+def _entry_lines(lines: list[str]) -> list[tuple[int, str, tuple[str, ...], bool]]:
+    """(number, line, its continuation lines, False if the line is itself a continuation)
+    for every line."""
+    out: list[tuple[int, str, tuple[str, ...], bool]] = []
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        words = _columns(line.rstrip("\r"))
+        end = index + 1
+        # Entries continue; comments, blank lines and lone `host:` lines do not.
+        if words and not words[0][1].startswith("#") and not (
+                len(words) == 1 and words[0][1].endswith(":")):
+            while end < len(lines) and continues(lines[end]):
+                end += 1
+        out.append((index + 1, line, tuple(lines[index + 1:end]), True))
+        out += [(n + 1, lines[n], (), False) for n in range(index + 1, end)]
+        index = end
+    return out
 
 
 def _twin_key(entry: InetdEntry) -> InetdEntry:
