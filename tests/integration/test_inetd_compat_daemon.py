@@ -51,21 +51,41 @@ def _answer(port: int) -> bytes | None:
         return None
 
 
-def test_inetd_compat_serves_and_reloads(tmp_path: Path) -> None:
+def _start(tmp_path: Path, entry: str, defaults: str = "",
+           env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """pyxinetd -inetd_compat with `entry` (for the service `pyxinetd-test`) as
+    /etc/inetd.conf, once it has started working; returns it and the service's port."""
     port = free_port()
     (tmp_path / "mnt").mkdir()
-    (tmp_path / "xinetd.conf").write_text("defaults\n{\n}\n")
+    (tmp_path / "xinetd.conf").write_text(f"defaults\n{{\n{defaults}}}\n")
     (tmp_path / "services").write_text(f"pyxinetd-test {port}/tcp\n")
-    inetd = tmp_path / "inetd.conf"
-    inetd.write_text("pyxinetd-test stream tcp nowait nobody /bin/echo echo first\n")
+    (tmp_path / "inetd.conf").write_text(entry)
     log = tmp_path / "log"
-    env = {**os.environ, "T": str(tmp_path), "PY": sys.executable}
+    env = {**os.environ, **(env or {}), "T": str(tmp_path), "PY": sys.executable}
     proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "bash", "-c", _SCRIPT],
                             env=env, start_new_session=True, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: log.exists() and "Started working" in log.read_text(),
                    timeout=15, what="Started working")
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc, port
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+def test_inetd_compat_serves_and_reloads(tmp_path: Path) -> None:
+    proc, port = _start(tmp_path, "pyxinetd-test stream tcp nowait nobody /bin/echo echo first\n")
+    inetd, log = tmp_path / "inetd.conf", tmp_path / "log"
+    try:
         assert _read(port) == b"first\n"
         # Same inode: the bind mount shows the new text.
         with open(inetd, "r+") as handle:
@@ -78,8 +98,18 @@ def test_inetd_compat_serves_and_reloads(tmp_path: Path) -> None:
         wait_until(lambda: _answer(port) == b"second\n", timeout=15,
                    what="the reloaded inetd.conf entry")
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
+        _stop(proc)
+
+
+def test_inetd_compat_entry_gets_passenv_but_not_only_from_of_defaults(tmp_path: Path) -> None:
+    # As xinetd 2.3.15.3 does at run time (its state dump shows no passenv for such a
+    # service, but the server gets only the listed variables); only_from is not applied.
+    defaults = "\tpassenv = PYX_KEPT\n\tonly_from = 192.0.2.1\n"
+    proc, port = _start(tmp_path, "pyxinetd-test stream tcp nowait nobody /usr/bin/env env\n",
+                        defaults, {"PYX_KEPT": "kept", "PYX_DROPPED": "dropped"})
+    try:
+        environment = _read(port).decode().splitlines()
+        assert "PYX_KEPT=kept" in environment
+        assert not [v for v in environment if v.startswith(("PYX_DROPPED=", "PATH="))]
+    finally:
+        _stop(proc)
