@@ -208,7 +208,14 @@ def test_blank_led_lines_continue_the_entry_above_as_in_bsd_inetd(tmp_path: Path
                                   "\tcat -u\n"
                                   "time stream tcp\n"
                                   f"  nowait nobody\n   {CAT} cat -n\n")
-    assert not messages(config), messages(config)
+    # Each continuation line is named (a mistyped indented entry is read this way too).
+    assert [m.split("inetd.conf:")[1] for m in messages(config)] == [
+        "2: info: continues the entry of line 1 (it starts with a blank and is no entry of "
+        "its own)",
+        "4: info: continues the entry of line 3 (it starts with a blank and is no entry of "
+        "its own)",
+        "5: info: continues the entry of line 3 (it starts with a blank and is no entry of "
+        "its own)"]
     daytime, time = config.services
     assert (daytime.origin.line, daytime.server_argv) == (1, ("cat", "-u"))
     assert (time.origin.line, time.server, time.server_argv) == (3, CAT, ("cat", "-n"))

@@ -274,8 +274,14 @@ def parse_inetd_text(text: str, file: str, sink: DiagnosticSink
     for the family gives no service of its own (an INFO says so), wherever it is.
     """
     parser = InetdParser(file, sink)
-    items = [(number, parser.parse(line, number, continued) if read else None)
-             for number, line, continued, read in _entry_lines(text.split("\n"))]
+    items: list[tuple[int, InetdEntry | str | None]] = []
+    for number, line, continued, read in _entry_lines(text.split("\n")):
+        items.append((number, parser.parse(line, number, continued) if read else None))
+        for offset, more in enumerate(continued, start=1):
+            if more.strip(" \t\r"):
+                # Visible, since a mistyped indented entry is read this way too.
+                sink.info(file, number + offset, f"continues the entry of line {number} "
+                          "(it starts with a blank and is no entry of its own)")
     dual = {_twin_key(e): e for _, e in items if isinstance(e, InetdEntry) and e.family == "any"}
     merged: list[tuple[int, InetdEntry | str | None]] = []
     for number, item in items:
