@@ -235,6 +235,17 @@ def test_indented_entries_and_comments_are_no_continuation(tmp_path: Path) -> No
     assert [d.line for d in config.dropped] == [6]
 
 
+def test_shared_id_advice_for_inetd_entries_can_be_followed(tmp_path: Path) -> None:
+    # inetd.conf has no id field: "give each an id" cannot be done there.
+    config = load_inetd(tmp_path, f"127.0.0.1:daytime stream tcp nowait nobody {CAT} cat\n"
+                                  f"[::1]:daytime stream tcp6 nowait nobody {CAT} cat\n")
+    assert len(config.services) == 2
+    warnings = messages(config, Severity.WARNING)
+    assert len(warnings) == 1 and "inetd.conf:2:" in warnings[0], warnings
+    assert "move it to an xinetd file (pyxinetd convert writes one)" in warnings[0]
+    assert "give each an `id`" not in warnings[0]
+
+
 def test_only_late_defaults_apply(tmp_path: Path) -> None:
     xinetd = ("defaults\n{\n\tonly_from = 127.0.0.1\n\tinstances = 7\n\tcps = 5 6\n"
               "\tgroups = no\n}\n")

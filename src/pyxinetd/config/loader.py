@@ -194,7 +194,7 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     for service, reason in duplicates:
         dropped.append(DroppedEntry(service.name, service.id, service.origin.file,
                                     service.origin.line, reason))
-    _warn_shared_ids(services, sink)
+    _warn_shared_ids(services, sink, inetd_path if inetd_compat else None)
     return Configuration(path=path, defaults=_defaults_model(defaults), services=tuple(services),
                          dropped=tuple(dropped), diagnostics=tuple(sink.items),
                          files=tuple(reader.files))
@@ -227,12 +227,16 @@ def _removal(draft: Draft, sid: str, enabled: object, disabled: object) -> str |
     return None
 
 
-def _warn_shared_ids(services: list[ServiceConfig], sink: DiagnosticSink) -> None:
+def _warn_shared_ids(services: list[ServiceConfig], sink: DiagnosticSink,
+                     inetd_path: str | None) -> None:
     seen: dict[str, ServiceConfig] = {}
     for service in services:
         first = seen.setdefault(service.id.lower(), service)
         if first is not service:
+            # inetd.conf has no field for an id: the entry has to move to an xinetd file.
+            advice = ("move it to an xinetd file (pyxinetd convert writes one) and give it "
+                      "its own `id`" if service.origin.file == inetd_path else "give each an "
+                      "`id`")
             sink.warning(service.origin.file, service.origin.line, (
                 f"service {service.name}: id {service.id} is also used by the service at "
-                f"{first.origin}; give each an `id` so logs and reconfiguration can tell "
-                "them apart"))
+                f"{first.origin}; {advice} so logs and reconfiguration can tell them apart"))
