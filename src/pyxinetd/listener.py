@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import re
 import socket
 import struct
 from collections.abc import Callable, Iterator
@@ -27,6 +28,8 @@ LISTEN_BACKLOG = 64
 BIND_RETRIES = 10
 BIND_DELAY_ENV = "XINETD_BIND_DELAY"
 MAX_BIND_DELAY_US = 500_000
+# atoi(): blanks, an optional sign, decimal digits; whatever follows is ignored.
+_LEADING_INTEGER = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)", re.ASCII)
 # How many connections one readiness event may accept before the loop serves others.
 ACCEPT_BATCH = 64
 # accept() errors that mean "out of a resource": pause the listener, do not spin.
@@ -38,12 +41,17 @@ IPV6_ADDRFORM = getattr(socket, "IPV6_ADDRFORM", 1)
 
 
 def bind_delay(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
-    """The pause between bind attempts in seconds, from XINETD_BIND_DELAY (µs)."""
-    try:
-        micros = int(environ.get(BIND_DELAY_ENV, "0"))
-    except ValueError:
+    """The pause between bind attempts in seconds, from XINETD_BIND_DELAY (µs).
+
+    Read as xinetd reads it (atoi): leading blanks, a sign, then the digits up to the
+    first other character (`20000us` is 20000, `1e5` is 1). A value over 500000 (or
+    not positive) means no pause at all: xinetd ignores it rather than capping it.
+    """
+    match = _LEADING_INTEGER.match(environ.get(BIND_DELAY_ENV, ""))
+    micros = int(match.group(1)) if match else 0
+    if not 0 < micros <= MAX_BIND_DELAY_US:
         return 0.0
-    return max(0, min(micros, MAX_BIND_DELAY_US)) / 1_000_000
+    return micros / 1_000_000
 
 
 def _protocol(service: ServiceConfig) -> int:
