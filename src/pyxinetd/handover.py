@@ -4,7 +4,8 @@ With a `.socket` unit, systemd binds the ports itself and starts the daemon with
 sockets on descriptors 3 and up: `$LISTEN_FDS` of them, for the process `$LISTEN_PID`
 names (`$LISTEN_FDNAMES` gives their names). A service whose socket matches one (same
 socket type and protocol, same port, and its `bind` address or, without one, a wildcard
-address) serves on it instead of binding its own. The ports can then be privileged while
+address: the one of its own family and IPV6_V6ONLY first, never one that cannot reach its
+clients) serves on it instead of binding its own. The ports can then be privileged while
 the daemon need not bind them, and the sockets outlive a restart of the daemon: clients
 queue meanwhile instead of being refused.
 
@@ -69,25 +70,50 @@ def describe(sock: socket.socket) -> str:
     return f"descriptor {sock.fileno()} ({where}, {kind})"
 
 
-def matches(sock: socket.socket, service: ServiceConfig) -> bool:
-    """Whether `service` would have bound `sock` itself."""
+def _v6only(sock: socket.socket) -> bool:
+    try:
+        return bool(sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
+    except OSError:
+        return False
+
+
+def fit(sock: socket.socket, service: ServiceConfig) -> int:
+    """How well `sock` fits `service`: 0 not at all; 1 it serves the service's clients
+    (a dual-stack `::` socket for an IPv4 service, a `0.0.0.0` one for a dual-stack
+    service); 2 it is the socket the service would have bound itself (same family, and
+    for IPv6 the same IPV6_V6ONLY)."""
     if service.port is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        return False
+        return 0
     if sock.type != service.socket_type.kernel_type:
-        return False
+        return 0
     if sock.proto not in (0, service.protocol_number):
-        return False
+        return 0
     try:
         host, port = sock.getsockname()[:2]
     except OSError:
-        return False
+        return 0
     if port != service.port:
-        return False
-    if service.bind is None:
-        # A wildcard socket of either family: `::` without IPV6_V6ONLY (systemd's
-        # default for `ListenStream=PORT`) takes IPv4 clients too.
-        return host in ("0.0.0.0", "::")
-    return _same_address(str(host), service.bind)
+        return 0
+    if service.bind is not None:
+        return 2 if _same_address(str(host), service.bind) else 0
+    if host not in ("0.0.0.0", "::"):
+        return 0
+    v6only = sock.family == socket.AF_INET6 and _v6only(sock)
+    if sock.family == service.family and (sock.family == socket.AF_INET
+                                          or v6only == service.v6only):
+        return 2
+    if service.family == socket.AF_INET:
+        # `::` without IPV6_V6ONLY (systemd's default for `ListenStream=PORT`) takes
+        # IPv4 clients too; a v6-only one never sees them.
+        return 0 if v6only else 1
+    # An IPv6 service on `0.0.0.0` (or a dual-stack one on a v6-only `::`) reaches
+    # part of its clients; a v6-only service on `0.0.0.0` none of them.
+    return 0 if service.v6only and sock.family == socket.AF_INET else 1
+
+
+def matches(sock: socket.socket, service: ServiceConfig) -> bool:
+    """Whether `sock` serves the clients `service` would have had on its own socket."""
+    return fit(sock, service) > 0
 
 
 def _turn_away(sock: socket.socket) -> OSError | None:
@@ -155,19 +181,24 @@ class HandedOver:
         loop.call_later(TURN_AWAY_RETRY, again)
 
     def claim(self, service: ServiceConfig) -> socket.socket | None:
-        """A free handed-over socket for `service`, now its own; None if none matches."""
+        """The free handed-over socket that fits `service` best (the first of the best),
+        now its own; None if none serves its clients."""
+        best, chosen = 0, None
         for sock in self._free:
-            if matches(sock, service):
-                self._free.remove(sock)
-                if self._loop is not None:
-                    self._loop.unregister(sock)
-                try:
-                    # The flags a socket of our own would have got.
-                    set_connection_flags(sock, service)
-                except OSError:
-                    pass    # the socket serves without them, as systemd set it up
-                return sock
-        return None
+            rank = fit(sock, service)
+            if rank > best:
+                best, chosen = rank, sock
+        if chosen is None:
+            return None
+        self._free.remove(chosen)
+        if self._loop is not None:
+            self._loop.unregister(chosen)
+        try:
+            # The flags a socket of our own would have got.
+            set_connection_flags(chosen, service)
+        except OSError:
+            pass    # the socket serves without them, as systemd set it up
+        return chosen
 
     def give_back(self, sock: socket.socket) -> bool:
         """True if `sock` is a handed-over socket: it is kept open, free again."""

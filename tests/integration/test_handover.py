@@ -209,3 +209,39 @@ def test_a_spare_socket_without_a_descriptor_to_turn_clients_away_waits(
         finally:
             resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
         assert ask(port) == b"hello\n"
+
+
+def test_each_family_takes_the_socket_of_its_family(daemons: DaemonFactory) -> None:
+    # systemd with `BindIPv6Only=ipv6-only` and two ListenStream lines passes a v6-only
+    # `[::]:P` and a `0.0.0.0:P`; an IPv4 service and a v6-only one share port P. Each
+    # takes the socket it would have bound itself, whatever order they come in.
+    six = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    six.bind(("::", 0))
+    port = six.getsockname()[1]
+    four = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    four.bind(("0.0.0.0", port))
+    for sock in (six, four):
+        sock.listen(16)
+    with six, four:
+        daemon = start(daemons, service("four", port, "flags = IPv4", "server = /bin/echo",
+                                        "server_args = four")
+                       + service("six", port, "v6only = yes", "server = /bin/echo",
+                                 "server_args = six"), [six, four])
+        assert ask(port, "127.0.0.1") == b"four\n"
+        assert ask(port, "::1") == b"six\n"
+        assert "WARNING" not in daemon.log()
+
+
+def test_a_v6only_socket_is_not_taken_for_ipv4(daemons: DaemonFactory) -> None:
+    # It would never see an IPv4 client: the service binds its own socket instead.
+    six = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    six.bind(("::", 0))
+    six.listen(16)
+    port = six.getsockname()[1]
+    with six:
+        daemon = start(daemons, service("four", port, "flags = IPv4", "server = /bin/echo",
+                                        "server_args = four"), [six])
+        assert ask(port, "127.0.0.1") == b"four\n"
+        assert daemon.log().count("WARNING") == 1   # the socket no service claims
