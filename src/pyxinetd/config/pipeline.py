@@ -208,8 +208,9 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
                 wanted = "IPv4" if family == socket.AF_INET else "IPv6"
                 sink.warning(*where, f"service {sid}: bind address {bind_spec.text} has no "
                                      f"{wanted} address; bound to {chosen[1]} regardless of "
-                                     f"the {wanted} flag (xinetd 2.3.15.3 would ignore the "
-                                     "bind address and listen on every address)")
+                                     f"the {wanted} flag (xinetd 2.3.15.3 would not bind "
+                                     "this address: it listens on every address, or fails "
+                                     "to bind)")
         family, bind = chosen
     own_v6only = _get(draft, "v6only", bool)
     if own_v6only is False:
