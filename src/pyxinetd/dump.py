@@ -21,23 +21,28 @@ from collections.abc import Sequence
 
 from pyxinetd import rpc
 from pyxinetd.children import ChildTable
-from pyxinetd.config.model import (LOG_ON_FAILURE_FLAGS, LOG_ON_SUCCESS_FLAGS, SERVICE_FLAGS,
-                                   SERVICE_TYPES, AddressEntry, Configuration, Defaults,
-                                   FileTarget, LogTarget, ServiceConfig, SyslogTarget)
+from pyxinetd.config.model import (SERVICE_FLAGS, SERVICE_TYPES, AddressEntry, Configuration,
+                                   Defaults, FileTarget, LogTarget, ServiceConfig, SyslogTarget)
 from pyxinetd.log import strerror
 from pyxinetd.service import ServiceRuntime, State
 
 DUMP_FILE_ENV = "PYXINETD_DUMP_FILE"
 DEFAULT_DUMP_FILE = "/var/run/xinetd.dump"
 
+# xinetd's words: a service closed by a cps trip is `Disabled` until its timer reopens it.
 _STATE_WORDS = {
     State.STARTING: "Not started",
     State.AWAITING_ADDRESS: "Not started",
     State.ACTIVE: "Active",
     State.SUSPENDED_WAIT: "Suspended",
-    State.SUSPENDED_CPS: "Suspended",
+    State.SUSPENDED_CPS: "Disabled",
 }
-_AVAILABLE = (State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS)
+# xinetd counts only active services as active, and suspended ones (a wait = yes server
+# runs) as available too; a disabled one is neither.
+_AVAILABLE = (State.ACTIVE, State.SUSPENDED_WAIT)
+# The log flags in xinetd's order (that of their bit numbers), not the manual's.
+_SUCCESS_ORDER = ("HOST", "DURATION", "EXIT", "PID", "USERID", "TRAFFIC")
+_FAILURE_ORDER = ("HOST", "ATTEMPT", "USERID")
 
 
 def dump_path(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
@@ -80,7 +85,7 @@ def render(config: Configuration, services: Sequence[ServiceRuntime], children: 
     out += [f"\t{line}" for line in _defaults_lines(config.defaults)]
     for rt in shown:
         out += _service_block(rt, children)
-    out += ["", "Server table dump:"]
+    out += ["Server table dump:"]
     for child in children:
         out += [f"{child.service.id} server",
                 f"pid = {child.pid}",
@@ -98,7 +103,7 @@ def render(config: Configuration, services: Sequence[ServiceRuntime], children: 
             f"pfds_last = {len(mask)}",
             f"Open descriptors (not in socket mask): {' '.join(map(str, others))}",
             "",
-            f"active_services = {len(shown)}",
+            f"active_services = {sum(1 for rt in shown if rt.state is State.ACTIVE)}",
             f"available_services = {sum(1 for rt in shown if rt.state in _AVAILABLE)}",
             f"descriptors_free = {max(0, max_fds - len(fds))}",
             f"running_servers = {len(children) + sessions}",
@@ -121,22 +126,25 @@ def _open_fds() -> list[int]:
 
 
 def _defaults_lines(d: Defaults) -> list[str]:
+    """What the defaults set, in xinetd's order (it has no line for max_load)."""
     lines: list[str] = []
     if d.instances is not None:
         lines.append(f"Instances = {_limit(d.instances)}")
-    if d.per_source is not None:
-        lines.append(f"PER_SOURCE = {d.per_source}")
-    if d.cps is not None:
-        lines.append(f"CPS = max conn:{d.cps[0]} wait:{d.cps[1]}")
+    if d.groups is not None:
+        lines.append(f"Groups = {'yes' if d.groups else 'no'}")
     if d.umask is not None:
         lines.append(f"umask = {d.umask:o}")
-    if d.max_load is not None:
-        lines.append(f"Max_load = {d.max_load:g}")
+    if d.cps is not None:
+        lines.append(f"CPS = max conn:{d.cps[0]} wait:{d.cps[1]}")
+    if d.per_source is not None:
+        lines.append(f"PER_SOURCE = {d.per_source}")
     lines.append(f"Bind = {d.bind or 'All addresses.'}")
     lines += _access_lines(d.only_from, d.no_access)
     lines += _logging_lines(d.log_type, d.log_on_success, d.log_on_failure, common=False)
     if d.passenv is not None:
         lines.append(f"Passenv = {' '.join(d.passenv)}".rstrip())
+    if d.environment is not None:
+        lines += ["Environment strings:", *(f"\t{item}" for item in d.environment)]
     return lines
 
 
@@ -146,12 +154,13 @@ def _service_block(rt: ServiceRuntime, children: ChildTable) -> list[str]:
              f"\tState = {_STATE_WORDS[rt.state]}",
              f"\tService configuration: {svc.name}"]
     lines += [f"\t\t{line}" for line in _config_lines(svc)]
-    fd = rt.sock.fileno() if rt.sock is not None else -1
-    lines += [f"\trunning servers = {children.occupancy.of_service(svc.id)}",
-              "\tretry servers = 0",
-              "\tattempts = 0",
-              f"\tservice fd = {fd}"]
-    return lines
+    if rt.state is State.ACTIVE:
+        fd = rt.sock.fileno() if rt.sock is not None else -1
+        lines += [f"\trunning servers = {children.occupancy.of_service(svc.id)}",
+                  "\tretry servers = 0",
+                  "\tattempts = 0",
+                  f"\tservice fd = {fd}"]
+    return lines + [""]
 
 
 def _config_lines(svc: ServiceConfig) -> list[str]:
@@ -170,7 +179,7 @@ def _config_lines(svc: ServiceConfig) -> list[str]:
               f"wait = {'yes' if svc.wait else 'no'}"]
     if svc.user is not None:
         lines.append(f"user = {svc.user}")
-    if svc.group is not None:
+    if svc.group is not None and svc.group_set:
         lines.append(f"group = {svc.group}")
     lines.append(f"Groups = {'yes' if svc.groups else 'no'}")
     if svc.umask is not None:
@@ -179,11 +188,11 @@ def _config_lines(svc: ServiceConfig) -> list[str]:
         lines.append(f"Nice = {svc.nice}")
     lines += [f"CPS = max conn:{svc.cps[0]} wait:{svc.cps[1]}",
               f"PER_SOURCE = {-1 if svc.per_source is None else svc.per_source}"]
-    if svc.max_load is not None:
-        lines.append(f"Max_load = {svc.max_load:g}")
     lines.append(f"Bind = {svc.bind or 'All addresses.'}")
-    if svc.server is not None:
+    if svc.server is not None and not svc.is_internal and svc.redirect is None:
         lines += [f"Server = {svc.server}", f"Server argv = {' '.join(svc.server_argv)}"]
+    if svc.libwrap is not None:
+        lines.append(f"Libwrap = {svc.libwrap}")
     if svc.redirect is not None:
         lines.append(f"Redirect = {svc.redirect[0]}:{svc.redirect[1]}")
     lines += rpc.dump_lines(svc)
@@ -197,12 +206,10 @@ def _config_lines(svc: ServiceConfig) -> list[str]:
                             common=common)
     if svc.passenv is not None:
         lines.append(f"Passenv = {' '.join(svc.passenv)}".rstrip())
-    if svc.libwrap is not None:
-        lines.append(f"Libwrap = {svc.libwrap}")
     if svc.env:
         lines += ["Environment additions:", *(f"\t{item}" for item in svc.env)]
-    if svc.environment is not None:
-        lines += ["Environment strings:", *(f"\t{item}" for item in svc.environment)]
+    if svc.own_environment is not None:
+        lines += ["Environment strings:", *(f"\t{item}" for item in svc.own_environment)]
     return lines
 
 
@@ -226,15 +233,16 @@ def _access_lines(only_from: tuple[AddressEntry, ...] | None,
 
 
 def _address(entry: AddressEntry) -> str:
+    """As xinetd prints a list entry: inet_ntop's text, the mask as an address, and
+    only the labels NUMERIC, NET and HOST (a `.domain` entry is a HOST one there)."""
     net = entry.network
     if net is None:
-        kind = "HOST" if entry.kind == "host" else entry.kind.upper()
-        return f"{entry.name or entry.text}({kind})"
-    if net.prefixlen == net.max_prefixlen and entry.kind == "numeric":
-        return f"{net.network_address}(NUMERIC)"
-    if isinstance(net, ipaddress.IPv4Network):
-        return f"{net.network_address}/{net.netmask}(NET)"
-    return f"{net.network_address}/{net.prefixlen}(NET)"
+        return f"{entry.name or entry.text}(HOST)"
+    family = socket.AF_INET if isinstance(net, ipaddress.IPv4Network) else socket.AF_INET6
+    address = socket.inet_ntop(family, net.network_address.packed)
+    if net.prefixlen == net.max_prefixlen:
+        return f"{address}(NUMERIC)"
+    return f"{address}/{socket.inet_ntop(family, net.netmask.packed)}(NET)"
 
 
 def _logging_lines(target: LogTarget | None, success: frozenset[str],
@@ -251,7 +259,5 @@ def _logging_lines(target: LogTarget | None, success: frozenset[str],
             else f"soft={target.soft_limit} hard={target.hard_limit}"
         where = f"Logging to file: {target.path} ({limits})"
     return [where,
-            "Log_on_success flags = " + " ".join(f for f in LOG_ON_SUCCESS_FLAGS
-                                                 if f in success),
-            "Log_on_failure flags = " + " ".join(f for f in LOG_ON_FAILURE_FLAGS
-                                                 if f in failure)]
+            "Log_on_success flags = " + " ".join(f for f in _SUCCESS_ORDER if f in success),
+            "Log_on_failure flags = " + " ".join(f for f in _FAILURE_ORDER if f in failure)]

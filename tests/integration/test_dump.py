@@ -200,3 +200,114 @@ def test_dump_file_that_is_a_fifo_never_makes_the_daemon_wait(
         conn.sendall(b"and still")
         conn.shutdown(socket.SHUT_WR)
         assert conn.recv(100) == b"and still"
+
+
+def test_dump_states_and_counts_of_suspended_and_disabled_services(
+        daemons: DaemonFactory, tmp_path: Path, dump_file: Path) -> None:
+    # As xinetd 2.3.15.3: a wait = yes service whose server runs is `Suspended`, one a
+    # cps trip closed is `Disabled`; neither prints the counters of an active service,
+    # both are left out of active_services, and the disabled one out of the available.
+    ports = [free_port() for _ in range(3)]
+    daemon = daemons.start_config(f"""
+service waits
+{{
+    type = UNLISTED
+    socket_type = dgram
+    protocol = udp
+    port = {ports[0]}
+    bind = 127.0.0.1
+    wait = yes
+    user = root
+    server = {sys.executable}
+    server_args = {HELPERS / "udp_wait_server.py"} 30
+}}
+
+service echo
+{{
+    type = INTERNAL UNLISTED
+    id = echo-tripped
+    socket_type = stream
+    protocol = tcp
+    port = {ports[1]}
+    bind = 127.0.0.1
+    wait = no
+    cps = 1 30
+}}
+
+service discard
+{{
+    type = INTERNAL UNLISTED
+    id = discard-quiet
+    socket_type = stream
+    protocol = tcp
+    port = {ports[2]}
+    bind = 127.0.0.1
+    wait = no
+}}
+""")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        client.sendto(b"x", ("127.0.0.1", ports[0]))
+        assert client.recv(100).startswith(b"pid=")
+    for _ in range(3):
+        try:
+            with socket.create_connection(("127.0.0.1", ports[1]), timeout=5):
+                pass
+        except OSError:
+            break
+    daemon.wait_for_log("Deactivating service echo due")
+    text = take_dump(daemon, dump_file, 1)
+    services = text.split("\nServer table dump:")[0].split("\nService = ")[1:]
+    blocks = {"Service = " + b.split("\n", 1)[0]: b for b in services}
+    assert "\tState = Suspended\n" in blocks["Service = waits"]
+    assert "\tState = Disabled\n" in blocks["Service = echo"]
+    assert "\tState = Active\n" in blocks["Service = discard"]
+    assert "running servers" not in blocks["Service = waits"]
+    assert "running servers" not in blocks["Service = echo"]
+    assert "\trunning servers = 0\n" in blocks["Service = discard"]
+    assert "\nactive_services = 1\navailable_services = 2\n" in text
+    assert "\nrunning_servers = 1\n" in text
+
+
+def test_dump_service_lines_in_xinetds_order(daemons: DaemonFactory, tmp_path: Path,
+                                             dump_file: Path) -> None:
+    port = free_port()
+    daemon = daemons.start_config(f"""
+defaults
+{{
+    log_type = FILE {tmp_path / "common.log"}
+    log_on_success = PID HOST USERID EXIT DURATION
+    log_on_failure = USERID ATTEMPT HOST
+    groups = yes
+    max_load = 3
+    passenv = PATH
+}}
+
+service plain
+{{
+    type = UNLISTED
+    socket_type = stream
+    protocol = tcp
+    port = {port}
+    bind = 127.0.0.1
+    wait = no
+    user = nobody
+    server = {sys.executable}
+    only_from = 2001:db8::/32 .example.com
+    libwrap = plainsvc
+}}
+""")
+    text = take_dump(daemon, dump_file, 1)
+    defaults, service = text.split("Service defaults\n")[1].split("Service = plain\n")
+    assert defaults.startswith("\tGroups = yes\n\tBind = All addresses.\n")
+    assert "\tLog_on_success flags = HOST DURATION EXIT PID USERID\n" in defaults
+    assert "\tLog_on_failure flags = HOST ATTEMPT USERID\n" in defaults
+    assert f"\tPassenv = PATH\n\tEnvironment strings:\n\t\tPATH={os.environ['PATH']}\n" \
+        in defaults
+    assert "Max_load" not in text
+    assert "\t\tuser = 65534\n\t\tGroups = yes\n" in service  # no group: not written
+    assert f"\t\tServer argv = {Path(sys.executable).name}\n\t\tLibwrap = plainsvc\n" in service
+    assert "\t\tOnly from:  2001:db8::/ffff:ffff::(NET) .example.com(HOST)\n" in service
+    assert "\t\tPassenv = PATH\n\trunning servers = 0\n" in service  # inherited: no strings
+    assert "\tservice fd = " in service and service.split("\tservice fd = ")[1].split("\n")[1:3] \
+        == ["", "Server table dump:"]

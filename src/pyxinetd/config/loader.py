@@ -10,6 +10,7 @@ a Diagnostic, and a service that cannot run becomes a DroppedEntry.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from collections.abc import Mapping
 from typing import TypeVar, cast
 
@@ -178,6 +179,7 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     ctx = FillContext(defaults, lookups, env, sink,
                       tuple(f"{k}={v}" for k, v in env.items()))
     built: list[ServiceConfig] = []
+    takes_defaults_env = False
     for draft in reader.services:
         sid = str(draft.values.get("id") or draft.name)
         reason = _removal(draft, sid, enabled, disabled)
@@ -187,6 +189,9 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
             continue
         try:
             built.append(build_service(draft, ctx))
+            # xinetd builds the defaults' environment for the first service without a
+            # passenv of its own (its dump then shows it under `Service defaults`).
+            takes_defaults_env = takes_defaults_env or "passenv" not in draft.own
         except ServiceRejected as exc:
             sink.error(draft.file, draft.line, f"{exc} - service disabled")
             dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line, str(exc)))
@@ -195,7 +200,11 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
         dropped.append(DroppedEntry(service.name, service.id, service.origin.file,
                                     service.origin.line, reason))
     _warn_shared_ids(services, sink, inetd_path if inetd_compat else None)
-    return Configuration(path=path, defaults=_defaults_model(defaults), services=tuple(services),
+    model = _defaults_model(defaults)
+    if model.passenv is not None and takes_defaults_env:
+        model = replace(model, environment=tuple(
+            f"{name}={env[name]}" for name in model.passenv if name in env))
+    return Configuration(path=path, defaults=model, services=tuple(services),
                          dropped=tuple(dropped), diagnostics=tuple(sink.items),
                          files=tuple(reader.files))
 

@@ -153,6 +153,9 @@ class Defaults:
     v6only: bool | None = None
     enabled: frozenset[str] | None = None
     disabled: frozenset[str] = frozenset()
+    # The environment built from the defaults' passenv (NAME=value) when some service
+    # takes it (names no passenv of its own); xinetd's dump shows it. None otherwise.
+    environment: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,12 @@ class ServiceConfig:
     stderr: str | None = None
     # pyxinetd's `redirect_source`: the local address a redirect connects from.
     redirect_source: str | None = None
+    # `group` was written (in the service), not taken from the user's passwd entry.
+    group_set: bool = False
+    # The environment a service of its own (its passenv and/or env, xinetd's
+    # CUSTOM_ENV) gets, internal and redirected services included; None when the
+    # service names neither and takes the daemon's or the defaults' environment.
+    own_environment: tuple[str, ...] | None = None
 
     @property
     def is_internal(self) -> bool:

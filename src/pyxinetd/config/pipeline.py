@@ -243,6 +243,10 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
     env = cast(tuple[str, ...], _get(draft, "env", tuple) or ())
     passenv = cast(tuple[str, ...] | None, _late(draft, ctx, "passenv"))
     environment = None if not external else _environment(draft, ctx, passenv, env)
+    own_environment: tuple[str, ...] | None = None
+    if "passenv" in draft.own or "env" in draft.own:
+        own_environment = environment if environment is not None \
+            else _environment(draft, ctx, passenv, env, warn=False)
     if passenv is not None:
         # A variable the daemon was not started with is skipped (warned above); xinetd
         # drops it from the service's list too, and its state dump shows the rest.
@@ -279,6 +283,7 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         rpc_number=rpc_number if rpc else None,
         stderr=cast(str | None, _late(draft, ctx, "stderr")) if external else None,
         redirect_source=_get(draft, "redirect_source", str) if redirect is not None else None,
+        group_set="group" in draft.own, own_environment=own_environment,
     )
 
 
@@ -294,8 +299,9 @@ def _log_type(draft: Draft, ctx: FillContext) -> LogTarget | None:
 
 
 def _environment(draft: Draft, ctx: FillContext, passenv: tuple[str, ...] | None,
-                 env: tuple[str, ...]) -> tuple[str, ...]:
-    """The server's environment as of start-up (reference §4.7), REMOTE_HOST excluded."""
+                 env: tuple[str, ...], *, warn: bool = True) -> tuple[str, ...]:
+    """The server's environment as of start-up (reference §4.7), REMOTE_HOST excluded;
+    `warn`: report passenv variables the daemon was not started with."""
     if passenv is None:
         if not env:
             return ctx.full_environment
@@ -305,7 +311,7 @@ def _environment(draft: Draft, ctx: FillContext, passenv: tuple[str, ...] | None
         for variable in passenv:
             if variable in ctx.environ:
                 base[variable] = ctx.environ[variable]
-            else:
+            elif warn:
                 ctx.sink.warning(*_passenv_line(draft, ctx, variable), f"service {draft.name}: "
                                  f"undefined environment variable {variable} in passenv; skipped")
     for setting in env:

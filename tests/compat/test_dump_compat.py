@@ -1,0 +1,176 @@
+"""The SIGUSR1 state dump, line by line against the real xinetd 2.3.15.3.
+
+One configuration with services of most kinds (internal, sensor, external wait and
+nowait, redirect, IPv6; own and inherited passenv/env, group given or not, libwrap,
+access lists of every label) is run by both daemons; their dumps must be the same lines
+once the differences docs/compatibility.md lists are taken out: the header, `Instances`
+and `CPS` printed for every service, numeric `Bind`/`Redirect` hosts, descriptor numbers,
+and the values of the environment (each daemon has its own).
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import DaemonFactory, free_port
+from tests.oracle import require_xinetd, run_xinetd_dump
+
+pytestmark = pytest.mark.oracle
+
+
+def configuration(tmp_path: Path, ports: list[int]) -> str:
+    server = sys.executable
+    return f"""
+defaults
+{{
+    instances = 30
+    groups = yes
+    umask = 022
+    cps = 40 7
+    per_source = 9
+    max_load = 3.5
+    only_from = 127.0.0.0/8 10.0.0.0/8 2001:db8::/32
+    no_access = 10.1.0.0/16
+    log_type = FILE {tmp_path / "services.log"}
+    log_on_success = PID HOST USERID EXIT DURATION
+    log_on_failure = USERID ATTEMPT HOST
+    passenv = PATH
+}}
+
+service echo
+{{
+    type = INTERNAL UNLISTED
+    socket_type = stream
+    protocol = tcp
+    port = {ports[0]}
+    bind = 127.0.0.1
+    wait = no
+    env = FROM_ECHO=1
+    libwrap = echosvc
+}}
+
+service sensor
+{{
+    type = INTERNAL UNLISTED
+    flags = SENSOR
+    socket_type = stream
+    protocol = tcp
+    port = {ports[1]}
+    bind = 127.0.0.1
+    wait = no
+    deny_time = 5
+    server = {server}
+}}
+
+service nowait
+{{
+    type = UNLISTED
+    flags = NAMEINARGS KEEPALIVE
+    socket_type = stream
+    protocol = tcp
+    port = {ports[2]}
+    bind = 127.0.0.1
+    wait = no
+    user = nobody
+    server = {server}
+    server_args = python3 -c pass
+    nice = 5
+    max_load = 2
+    access_times = 00:00-23:59
+    only_from = 127.0.0.1 192.168.1.5/32 .example.com ::ffff:10.0.0.1 fe80::/10
+    no_access = 127.0.0.2
+    log_type = SYSLOG daemon warning
+    log_on_success += TRAFFIC
+    log_on_success -= TRAFFIC
+    passenv = LANG
+    env = FOO=bar
+    libwrap = nowaitsvc
+}}
+
+service waits
+{{
+    type = UNLISTED
+    socket_type = dgram
+    protocol = udp
+    port = {ports[3]}
+    bind = 127.0.0.1
+    wait = yes
+    user = nobody
+    group = nogroup
+    server = {server}
+    log_type = FILE {tmp_path / "own.log"} 1000 2000
+}}
+
+service relay
+{{
+    type = UNLISTED
+    socket_type = stream
+    protocol = tcp
+    port = {ports[4]}
+    bind = 127.0.0.1
+    wait = no
+    user = root
+    redirect = 127.0.0.1 {ports[0]}
+    log_on_success += TRAFFIC
+    libwrap = relaysvc
+}}
+
+service six
+{{
+    type = UNLISTED
+    flags = IPv6
+    socket_type = stream
+    protocol = tcp
+    port = {ports[5]}
+    bind = ::1
+    wait = no
+    user = nobody
+    server = {server}
+    groups = no
+}}
+"""
+
+
+# Lines that differ by design or by machine: dropped, or their value replaced.
+_DROPPED = re.compile(r"^(INTERNAL STATE DUMP|Current time|\t\tInstances = |\t\tCPS = "
+                      r"|Socket mask|pfds_last|Open descriptors|descriptors_free)")
+_VALUE = re.compile(r"^(\t+(?:Bind|service fd) = ).*$|^(\t+Redirect = )[^:]*(:.*)$")
+
+
+def normalised(dump: str) -> list[str]:
+    lines: list[str] = []
+    environment_depth = None
+    for line in dump.split("\n"):
+        depth = len(line) - len(line.lstrip("\t"))
+        if environment_depth is not None and depth > environment_depth:
+            continue  # one NAME=value of the daemon's own environment
+        environment_depth = depth if line.strip() == "Environment strings:" else None
+        if _DROPPED.match(line):
+            continue
+        lines.append(_VALUE.sub(lambda m: (m.group(1) or m.group(2)) + "X" + (m.group(3) or ""),
+                                line))
+    return lines
+
+
+def test_dump_has_xinetds_lines(daemons: DaemonFactory, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    require_xinetd()
+    dump_file = tmp_path / "xinetd.dump"
+    monkeypatch.setenv("PYXINETD_DUMP_FILE", str(dump_file))
+    text = configuration(tmp_path, [free_port() for _ in range(6)])
+    daemon = daemons.start_config(text)
+    daemon.signal(signal.SIGUSR1)
+    daemon.wait_for_log("generated state dump")
+    ours = dump_file.read_text()
+    conf = daemon.log_path.with_suffix(".conf")
+    theirs = run_xinetd_dump(conf)
+    assert theirs.started, theirs.log + theirs.harness_error
+    assert "ERROR" not in theirs.log, theirs.log
+    assert normalised(ours) == normalised(theirs.dump)
+    # What the normalisation hides is still there.
+    assert "\t\tInstances = 30\n" in ours and "\tEnvironment strings:\n\t\tPATH=" in ours
