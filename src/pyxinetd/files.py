@@ -53,3 +53,25 @@ def open_for_append(path: str, mode: int = 0o644) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def through_stderr(fd: int) -> int:
+    """`fd`, or in its place (closed) a duplicate of descriptor 2 when both write to the
+    same regular file: a log named `/dev/stderr`, or the file stderr was redirected to.
+
+    Two opens of one file are two offsets: the daemon's own lines (written on fd 2, which
+    a shell's `2> FILE` leaves without O_APPEND) would overwrite the service's lines. One
+    shared offset keeps every line.
+    """
+    try:
+        mine, err = os.fstat(fd), os.fstat(2)
+    except OSError:
+        return fd
+    if not stat.S_ISREG(mine.st_mode) or (mine.st_dev, mine.st_ino) != (err.st_dev, err.st_ino):
+        return fd
+    try:
+        shared = os.dup(2)  # close-on-exec, as Python makes every new descriptor
+    except OSError:
+        return fd
+    os.close(fd)
+    return shared

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from pyxinetd.config.model import FileTarget, LogTarget, ServiceConfig, SyslogTarget
-from pyxinetd.files import open_for_append
+from pyxinetd.files import open_for_append, through_stderr
 # Re-exported: the syslog socket lives in its own module, its users import it from here.
 from pyxinetd.syslogsender import DEFAULT_SYSLOG_SOCKET as DEFAULT_SYSLOG_SOCKET
 from pyxinetd.syslogsender import SYSLOG_IDENT as SYSLOG_IDENT
@@ -252,7 +252,7 @@ class ServiceLogs:
 
     def _open(self, target: FileTarget, label: str) -> _LogFile | None:
         try:
-            fd = open_for_append(target.path)
+            fd = through_stderr(open_for_append(target.path))
         except OSError as err:
             self._program.error("log_open", f"Cannot open {target.path}: {strerror(err)}")
             return None
