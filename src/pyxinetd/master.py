@@ -84,6 +84,9 @@ class Master:
         self.config = config
         self.options = options
         self.syslog = syslog or SyslogSender()
+        # Taken before the daemon changes to `/`, so that a relative path means the
+        # folder it was started in, as the log line that names it suggests.
+        self._dump_path = os.path.abspath(dump.dump_path())
         self.program = program_log or ProgramLog.to_stderr(debug=options.debug)
         # The service manager's view of the daemon (sd_notify), a no-op without one.
         self.notifier = notifier or Notifier()
@@ -300,7 +303,7 @@ class Master:
 
     def dump(self) -> None:
         """SIGUSR1: append the state dump to the dump file (reference §6.4)."""
-        path = dump.dump_path()
+        path = self._dump_path
         text = dump.render(self.config, self.services, self.children,
                            self.dispatcher.session_count(), self._socket_fds(),
                            version=version_text(), process_limit=self.options.process_limit)

@@ -157,6 +157,16 @@ def test_dump_shows_running_servers_and_appends(daemons: DaemonFactory, tmp_path
     assert stat.S_IMODE(os.stat(dump_file).st_mode) == 0o644
 
 
+def test_a_relative_dump_file_is_in_the_folder_the_daemon_started_in(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The daemon runs in `/` once started; the path means the folder it was started in
+    # (tests.daemon starts it in tmp_path), and the log line names it in full.
+    monkeypatch.setenv("PYXINETD_DUMP_FILE", "relative.dump")
+    daemon = daemons.start_config(configuration(tmp_path, [free_port() for _ in range(4)]))
+    text = take_dump(daemon, tmp_path / "relative.dump", 1)
+    assert "INTERNAL STATE DUMP" in text
+
+
 def test_dump_file_that_cannot_be_written_is_logged(daemons: DaemonFactory, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "missing" / "xinetd.dump"
