@@ -133,6 +133,21 @@ class Occupancy:
         else:
             counter[key] = count
 
+    def reserve(self, service_id: str, peer: str) -> Callable[[], None]:
+        """Count a request that passed the limits but waits for something else (a
+        name lookup, an aclexec check) before its server starts, as the server it will
+        become: xinetd forks before those checks, so the child holds the slot. Returns
+        the release, to call (once; later calls do nothing) just before the server
+        starts or the request is refused."""
+        self.add(service_id, peer)
+        held = [True]
+
+        def release() -> None:
+            if held[0]:
+                held[0] = False
+                self.remove(service_id, peer)
+        return release
+
     def of_service(self, service_id: str) -> int:
         return self._by_service.get(service_id.lower(), 0)
 

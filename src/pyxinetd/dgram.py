@@ -50,6 +50,8 @@ class Host(MasterView, Protocol):
 
     def parent_check(self, rt: ServiceRuntime, peer: str) -> str | None: ...
 
+    def reserve(self, rt: ServiceRuntime, peer: str) -> Callable[[], None]: ...
+
     def refuse(self, rt: ServiceRuntime, peer: str, reason: str,
                conn: socket.socket | None, *, sender: tuple[object, ...] | None = None
                ) -> None: ...
@@ -113,6 +115,9 @@ class DatagramDispatch:
     def __init__(self, host: Host) -> None:
         self.host = host
         self._relays: dict[tuple[str, tuple[object, ...]], _Relay] = {}
+        # dgram/nowait senders whose first datagram waits for its access verdict, with
+        # the datagrams they sent meanwhile: these follow the first to its server.
+        self._waiting: dict[tuple[str, tuple[object, ...]], list[bytes]] = {}
 
     # -- dgram/wait ----------------------------------------------------------
     @staticmethod
@@ -261,6 +266,8 @@ class DatagramDispatch:
             if relay is not None:
                 send_quietly(relay.sock, data, None)
                 continue
+            if self._follow(rt, addr, data):
+                continue
             peer = peer_text(addr)
             reason = host.parent_check(rt, peer)
             if reason is not None:
@@ -278,8 +285,22 @@ class DatagramDispatch:
         if verdict is None:
             if rt.sock is None:
                 return      # closed since (a reload): the datagram goes with it
-            self._park(rt, lambda v: self._nowait_admit(rt, addr, peer, data, v),
-                       peer, Datagram(rt.sock, addr), len(data))
+            # Its server would count from here on: the slot is held while it waits,
+            # and the sender's next datagrams wait with it (_follow).
+            release = host.reserve(rt, peer)
+            key = (rt.id, addr)
+            self._waiting[key] = []
+
+            def decided(v: Verdict) -> None:
+                release()
+                later = self._waiting.pop(key, [])
+                self._unpark(rt, later)
+                self._nowait_admit(rt, addr, peer, data, v)
+                relay = self._relays.get(key)
+                for datagram in later:
+                    if relay is not None:
+                        send_quietly(relay.sock, datagram, None)
+            self._park(rt, decided, peer, Datagram(rt.sock, addr), len(data))
             return
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=addr)
@@ -290,6 +311,26 @@ class DatagramDispatch:
             send_quietly(relay.sock, data, None)
         elif rt.sock is not None:
             self._start_relay(rt, addr, peer, data)
+
+    def _follow(self, rt: ServiceRuntime, addr: tuple[object, ...], data: bytes) -> bool:
+        """Whether `data` joins its sender's first datagram, which waits for its access
+        verdict: it goes to the same server (or with it, when refused)."""
+        later = self._waiting.get((rt.id, addr))
+        if later is None:
+            return False
+        later.append(data)
+        rt.parked += 1
+        rt.parked_bytes += len(data)
+        if not rt.wants_events:
+            self.host.refresh(rt)
+        return True
+
+    def _unpark(self, rt: ServiceRuntime, later: list[bytes]) -> None:
+        was_full = not rt.wants_events
+        rt.parked -= len(later)
+        rt.parked_bytes -= sum(len(d) for d in later)
+        if was_full and rt.wants_events:
+            self.host.refresh(rt)
 
     def _start_relay(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
                      first: bytes) -> None:

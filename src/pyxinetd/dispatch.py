@@ -168,6 +168,11 @@ class Dispatcher:
     def _banner_error(self, text: str) -> None:
         self.program.error("banner", text)
 
+    def reserve(self, rt: ServiceRuntime, peer: str) -> Callable[[], None]:
+        """Hold an instance slot of `rt` for `peer` while its admitted request waits
+        for a name or an aclexec check (Occupancy.reserve); returns the release."""
+        return self.children.occupancy.reserve(rt.id, peer)
+
     def parent_check(self, rt: ServiceRuntime, peer: str) -> str | None:
         """xinetd's checks before forking, then the SENSOR trap: the refusal reason or None."""
         reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
@@ -209,8 +214,12 @@ class Dispatcher:
         server. None: the rules need a name looked up or an aclexec check run; the
         connection waits, parked."""
         if verdict is None:
-            self.access.wait(rt.config, peer,
-                             lambda v: self._admit(rt, conn, addr, peer, v), conn)
+            release = self.reserve(rt, peer)
+
+            def decided(v: Verdict) -> None:
+                release()
+                self._admit(rt, conn, addr, peer, v)
+            self.access.wait(rt.config, peer, decided, conn)
             return
         if not verdict.allowed:
             self.refuse(rt, peer, verdict.reason or "address", conn)
@@ -234,7 +243,10 @@ class Dispatcher:
             self.launch(svc, conn, addr, peer, checked=True, rt=rt)
             return
 
+        release = self.reserve(rt, peer)
+
         def named(info: NameInfo) -> None:
+            release()
             name = info.name if info.confirmed else None
             self.launch(svc, conn, addr, peer, checked=True, rt=rt, remote_name=name)
         self.access.resolver.lookup(normalize_address(peer), named)
