@@ -224,7 +224,10 @@ class Reconfigurer:
 
     def _readjust(self, rt: ServiceRuntime, change: Change) -> None:
         rt.config = change.new
+        # The window starts again, as in xinetd, whose counter lives in the
+        # configuration a reload replaces.
         rt.cps.rate = change.new.cps[0]
+        rt.cps.reset()
         self.master.dispatcher.refresh(rt)
         self.master.rpc.reregister(rt, change.old)
 

@@ -77,7 +77,8 @@ class Suspensions:
     def _reactivate(self, rt: ServiceRuntime) -> None:
         if rt.state is not State.SUSPENDED_CPS:
             return
-        rt.cps.reset()
+        # The cps window carries on, as in xinetd (the counter is not reset): a burst
+        # within the window's `rate` seconds may deactivate the service again at once.
         try:
             sock = self.listeners.handed_over_socket(rt.config)
             if sock is None:
