@@ -69,7 +69,7 @@ class Dispatcher:
         self.sessions = Sessions(loop, children.occupancy, program, logs,
                                  services=services, view=self, launch=self.launch)
         # SENSOR services and the global deny list (§4.6).
-        self.sensor = DenyList(loop.clock, program)
+        self.sensor = DenyList(loop.clock, loop.call_later, program)
         self.denied: Callable[[str], bool] = self.sensor.denied
         # only_from/no_access and TCP Wrappers, after the parent checks (§4.4).
         self.access = AccessGate(loop, program)
@@ -175,8 +175,11 @@ class Dispatcher:
 
     def parent_check(self, rt: ServiceRuntime, peer: str) -> str | None:
         """xinetd's checks before forking, then the SENSOR trap: the refusal reason or None."""
-        reason = rt.check(peer, self.children.occupancy, self.limits, self.denied)
-        if reason is None and rt.config.is_sensor:
+        if not rt.config.is_sensor:
+            return rt.check(peer, self.children.occupancy, self.limits, self.denied)
+        # A sensor does not consult the deny list: a listed client hits it again.
+        reason = rt.check(peer, self.children.occupancy, self.limits)
+        if reason is None:
             self.sensor.hit(rt.config, peer)
             return REASON_ADDRESS
         return reason
@@ -411,3 +414,4 @@ class Dispatcher:
         self.sessions.close_all()
         self.dgram.close_all()
         self.userid.close()
+        self.sensor.close()

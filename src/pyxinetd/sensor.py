@@ -2,50 +2,105 @@
 
 A client that reaches a service flagged SENSOR is added to one process-wide list for
 the service's deny_time (minutes; -1 = forever, 0 = not added); while listed, every
-service refuses it with FAIL reason `address`. Expired entries are dropped when they
-are next looked up, so no timer is needed.
+other service refuses it with FAIL reason `address`. As in xinetd (sensor.c):
+
+* a sensor does not look at the list: a listed client that reaches a sensor again has
+  its expiry moved to the later of the two (never earlier; a FOREVER entry stays), with
+  no new CRITICAL line;
+* the list is scrubbed every minute (SCRUB_INTERVAL), from the first addition while it
+  holds entries: expired entries leave it then (INFO `At least 1 DENY_TIME has expired,
+  global_no_access list updated`), and once it is empty `global_no_access list is
+  empty.` is logged and the timer stops. Until its scrub an expired entry still denies;
+* a full list (DENY_LIST_MAX) takes nothing more: each hit then logs ERROR `Maximum
+  global_no_access count reached.`, a listed client's included.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from pyxinetd.children import NO_ADDRESS
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.log import ProgramLog
+from pyxinetd.timers import Timer
 
 # Most addresses remembered at once; past it, new ones are not added (memory bound).
 DENY_LIST_MAX = 10_240
+# Seconds in a minute of deny_time, and between two scrubs of the list (xinetd's timer).
+SCRUB_INTERVAL = 60.0
+# Test-only override of SCRUB_INTERVAL, which also sets the length of a deny_time minute.
+MINUTE_ENV = "PYXINETD_SENSOR_MINUTE"
+FOREVER = float("inf")
+
+
+def sensor_minute(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
+    """SCRUB_INTERVAL, or $PYXINETD_SENSOR_MINUTE (seconds) when set and valid."""
+    try:
+        value = float(environ.get(MINUTE_ENV, SCRUB_INTERVAL))
+    except ValueError:
+        return SCRUB_INTERVAL
+    if value != value or value <= 0 or value > SCRUB_INTERVAL:
+        return SCRUB_INTERVAL
+    return value
 
 
 class DenyList:
-    """peer -> expiry (monotonic seconds, or infinity)."""
+    """peer -> expiry (loop clock seconds, or FOREVER)."""
 
-    def __init__(self, clock: Callable[[], float], program: ProgramLog) -> None:
+    def __init__(self, clock: Callable[[], float],
+                 call_later: Callable[[float, Callable[[], None]], Timer],
+                 program: ProgramLog) -> None:
         self._clock = clock
+        self._call_later = call_later
         self._program = program
         self._deny: dict[str, float] = {}
+        self._timer: Timer | None = None
+        self._minute = sensor_minute()
 
     def denied(self, peer: str) -> bool:
-        if not self._deny:
-            return False
-        expiry = self._deny.get(peer)
-        if expiry is None:
-            return False
-        if expiry <= self._clock():
-            del self._deny[peer]
-            return False
-        return True
+        return bool(self._deny) and peer in self._deny
 
     def hit(self, svc: ServiceConfig, peer: str) -> None:
         """`peer` reached the SENSOR service `svc`: list it for svc.deny_time minutes."""
         minutes = svc.deny_time
         if minutes == 0 or peer == NO_ADDRESS:
             return
-        if peer not in self._deny and len(self._deny) >= DENY_LIST_MAX:
+        if len(self._deny) >= DENY_LIST_MAX:
+            self._program.error("process_sensor", "Maximum global_no_access count reached.")
             return
-        expiry = float("inf") if minutes < 0 else self._clock() + minutes * 60
+        expiry = FOREVER if minutes < 0 else self._clock() + minutes * self._minute
+        listed = self._deny.get(peer)
+        if listed is not None:
+            # Here again: a later expiry replaces the listed one (FOREVER stays).
+            if minutes > 0 and expiry > listed:
+                self._deny[peer] = expiry
+            return
         self._deny[peer] = expiry
         self._program.critical("process_sensor",
                                f"Adding {peer} to the global_no_access list for {minutes} "
                                "minutes")
+        if self._timer is None:
+            self._timer = self._call_later(self._minute, self._scrub)
+
+    def _scrub(self) -> None:
+        self._timer = None
+        if not self._deny:
+            return
+        now = self._clock()
+        expired = [peer for peer, expiry in self._deny.items() if expiry <= now]
+        for peer in expired:
+            del self._deny[peer]
+        if expired:
+            self._program.info("scrub_global_no_access_list",
+                               "At least 1 DENY_TIME has expired, global_no_access list "
+                               "updated")
+        if self._deny:
+            self._timer = self._call_later(self._minute, self._scrub)
+        else:
+            self._program.info("scrub_global_no_access_list", "global_no_access list is empty.")
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
