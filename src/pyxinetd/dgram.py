@@ -157,9 +157,12 @@ class DatagramDispatch:
             # stays queued) until the verdict.
             rt.accept_paused = True
             host.refresh(rt)
-            host.access.wait(rt.config, peer,
-                             lambda v: self._wait_admit(rt, addr, peer, v, resumed=True),
-                             datagram=datagram)
+            release = host.reserve(rt, peer)     # its server would count from here on
+
+            def decided(v: Verdict) -> None:
+                release()
+                self._wait_admit(rt, addr, peer, v, resumed=True)
+            host.access.wait(rt.config, peer, decided, datagram=datagram)
             return
         self._wait_admit(rt, addr, peer, verdict)
 

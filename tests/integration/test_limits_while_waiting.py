@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from pyxinetd.access.resolver import resolve
-from tests.daemon import HELPERS, DaemonFactory, free_port, read_log, wait_log_lines
+from tests.daemon import HELPERS, DaemonFactory, free_port, read_log, wait_log_lines, \
+    wait_until
 
 TIMEOUT = 10.0
 LOCALHOST_KNOWN = resolve("127.0.0.1").name == "localhost"
@@ -95,3 +96,47 @@ def test_dgram_nowait_senders_waiting_for_names_hold_their_slot(
     finally:
         for sock in senders:
             sock.close()
+
+
+def test_a_dgram_wait_request_held_by_an_aclexec_check_keeps_its_slot_under_limit(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The aclexec check runs until the test creates `gate`: meanwhile the admitted
+    # datagram holds the only process slot of -limit 1, so the stream client is refused.
+    log, gate, checking = tmp_path / "services.log", tmp_path / "gate", tmp_path / "checking"
+    (tmp_path / "hosts.allow").write_text(
+        f"in.gated: ALL: aclexec touch {checking}; "
+        f"while [ ! -e {gate} ]; do sleep 0.05; done\n")
+    (tmp_path / "hosts.deny").write_text("")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    udp, tcp = free_port(), free_port()
+    gated = f"""
+service gated
+{{
+    type = UNLISTED
+    socket_type = dgram
+    protocol = udp
+    port = {udp}
+    wait = yes
+    user = root
+    server = {sys.executable}
+    server_args = {HELPERS / 'udp_wait_server.py'}
+    bind = 127.0.0.1
+    libwrap = in.gated
+    log_type = FILE {log}
+    log_on_success = PID HOST
+    log_on_failure = HOST
+}}
+"""
+    daemons.start_config(gated + service(tcp, log, "flags = NOLIBWRAP"), "-limit", "1")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(TIMEOUT)
+        client.sendto(b"x", ("127.0.0.1", udp))
+        wait_until(checking.exists, TIMEOUT)
+        with socket.create_connection(("127.0.0.1", tcp), timeout=TIMEOUT) as conn:
+            assert conn.recv(10) == b""
+        wait_log_lines(log, r"FAIL: limited process_limit", 1, TIMEOUT)
+        gate.write_text("")
+        assert client.recv(100).decode().endswith("got=x")
+    wait_log_lines(log, r"START: gated", 1, TIMEOUT)
+    assert "START: limited" not in read_log(log)
