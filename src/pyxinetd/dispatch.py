@@ -384,9 +384,10 @@ class Dispatcher:
 
     # -- shutdown ----------------------------------------------------------
     def session_count(self) -> int:
-        """In-loop sessions plus held requests: what holds an instance slot without
-        a child in the table."""
-        return len(self.sessions) + self.userid.running() + len(self.retries)
+        """In-loop sessions plus held requests (ident lookups, fork retries, access
+        checks): what holds an instance slot without a child in the table."""
+        return (len(self.sessions) + self.userid.running() + len(self.retries)
+                + self.children.occupancy.reserved)
 
     def open_sessions(self) -> list[SessionRecord]:
         """The in-loop sessions, oldest first (a reload checks them again)."""

@@ -5,6 +5,7 @@ does: a burst of clients never starts more servers than `instances`."""
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -128,7 +129,8 @@ service gated
     log_on_failure = HOST
 }}
 """
-    daemons.start_config(gated + service(tcp, log, "flags = NOLIBWRAP"), "-limit", "1")
+    daemon = daemons.start_config(gated + service(tcp, log, "flags = NOLIBWRAP"),
+                                  "-limit", "1")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         client.settimeout(TIMEOUT)
         client.sendto(b"x", ("127.0.0.1", udp))
@@ -136,6 +138,10 @@ service gated
         with socket.create_connection(("127.0.0.1", tcp), timeout=TIMEOUT) as conn:
             assert conn.recv(10) == b""
         wait_log_lines(log, r"FAIL: limited process_limit", 1, TIMEOUT)
+        # The held slot is accounted for: the counters agree with what holds them.
+        daemon.signal(signal.SIGABRT)
+        daemon.wait_for_log(r"Consistency check (passed|detected)")
+        assert "Consistency check passed" in daemon.log()
         gate.write_text("")
         assert client.recv(100).decode().endswith("got=x")
     wait_log_lines(log, r"START: gated", 1, TIMEOUT)
