@@ -93,8 +93,6 @@ class Occupancy:
         self._by_service: dict[str, int] = {}
         self._by_peer: dict[tuple[str, str], int] = {}
         self.total = 0
-        # Slots held by requests waiting for a check (reserve()), included in the counts.
-        self.reserved = 0
         # Called after every release while someone waits for a free slot (a refused
         # wait = yes request, pyxinetd.suspend); None otherwise.
         self.on_release: Callable[[], None] | None = None
@@ -134,23 +132,6 @@ class Occupancy:
             counter.pop(key, None)
         else:
             counter[key] = count
-
-    def reserve(self, service_id: str, peer: str) -> Callable[[], None]:
-        """Count a request that passed the limits but waits for something else (a
-        name lookup, an aclexec check) before its server starts, as the server it will
-        become: xinetd forks before those checks, so the child holds the slot. Returns
-        the release, to call (once; later calls do nothing) just before the server
-        starts or the request is refused."""
-        self.add(service_id, peer)
-        self.reserved += 1
-        held = [True]
-
-        def release() -> None:
-            if held[0]:
-                held[0] = False
-                self.reserved -= 1
-                self.remove(service_id, peer)
-        return release
 
     def of_service(self, service_id: str) -> int:
         return self._by_service.get(service_id.lower(), 0)

@@ -50,7 +50,8 @@ class Host(MasterView, Protocol):
 
     def parent_check(self, rt: ServiceRuntime, peer: str) -> str | None: ...
 
-    def reserve(self, rt: ServiceRuntime, peer: str) -> Callable[[], None]: ...
+    def hold(self, rt: ServiceRuntime, peer: str, drop: Callable[[], None]
+             ) -> Callable[[], bool]: ...
 
     def refuse(self, rt: ServiceRuntime, peer: str, reason: str,
                conn: socket.socket | None, *, sender: tuple[object, ...] | None = None
@@ -86,6 +87,10 @@ def _discard(sock: socket.socket) -> None:
         sock.recv(MAX_DATAGRAM, socket.MSG_DONTWAIT)
     except OSError:
         pass
+
+
+def _nothing() -> None:
+    """What dropping a waiting datagram takes: nothing (it goes with its socket)."""
 
 
 def send_quietly(sock: socket.socket, data: bytes, addr: tuple[object, ...] | None) -> None:
@@ -157,11 +162,13 @@ class DatagramDispatch:
             # stays queued) until the verdict.
             rt.accept_paused = True
             host.refresh(rt)
-            release = host.reserve(rt, peer)     # its server would count from here on
+            resume = host.hold(rt, peer, _nothing)     # counts as its server would
 
             def decided(v: Verdict) -> None:
-                release()
-                self._wait_admit(rt, addr, peer, v, resumed=True)
+                if resume():
+                    self._wait_admit(rt, addr, peer, v, resumed=True)
+                else:
+                    rt.accept_paused = False    # its service was removed meanwhile
             host.access.wait(rt.config, peer, decided, datagram=datagram)
             return
         self._wait_admit(rt, addr, peer, verdict)
@@ -290,14 +297,15 @@ class DatagramDispatch:
                 return      # closed since (a reload): the datagram goes with it
             # Its server would count from here on: the slot is held while it waits,
             # and the sender's next datagrams wait with it (_follow).
-            release = host.reserve(rt, peer)
+            resume = host.hold(rt, peer, _nothing)
             key = (rt.id, addr)
             self._waiting[key] = []
 
             def decided(v: Verdict) -> None:
-                release()
                 later = self._waiting.pop(key, [])
                 self._unpark(rt, later)
+                if not resume():
+                    return      # its service was removed meanwhile
                 self._nowait_admit(rt, addr, peer, data, v)
                 relay = self._relays.get(key)
                 for datagram in later:

@@ -44,6 +44,7 @@ from pyxinetd.sessions import FORKING_BUILTINS, SessionRecord, Sessions
 from pyxinetd.spawner import spawn
 from pyxinetd.suspend import Suspensions
 from pyxinetd.userid import UserIds
+from pyxinetd.waiting import Waiting
 from pyxinetd.waitservers import WaitServers
 
 class Dispatcher:
@@ -80,6 +81,7 @@ class Dispatcher:
                               or svc.name in FORKING_BUILTINS)
         # Requests whose fork failed, waiting for their retry (§4.15).
         self.retries = ForkRetry(loop, program, logs, children.occupancy)
+        self.waiting = Waiting(children.occupancy)
         # flags = INTERCEPT: wait = yes servers whose clients the master checks (§4.13).
         self.intercept = Interceptors(self)
         # wait = yes: servers on the service socket, and the resume (pyxinetd.waitservers).
@@ -168,10 +170,11 @@ class Dispatcher:
     def _banner_error(self, text: str) -> None:
         self.program.error("banner", text)
 
-    def reserve(self, rt: ServiceRuntime, peer: str) -> Callable[[], None]:
+    def hold(self, rt: ServiceRuntime, peer: str, drop: Callable[[], None]
+             ) -> Callable[[], bool]:
         """Hold an instance slot of `rt` for `peer` while its admitted request waits
-        for a name or an aclexec check (Occupancy.reserve); returns the release."""
-        return self.children.occupancy.reserve(rt.id, peer)
+        for a name or an aclexec check; returns `resume` (pyxinetd.waiting)."""
+        return self.waiting.hold(rt.config, peer, drop)
 
     def parent_check(self, rt: ServiceRuntime, peer: str) -> str | None:
         """xinetd's checks before forking, then the SENSOR trap: the refusal reason or None."""
@@ -217,11 +220,11 @@ class Dispatcher:
         server. None: the rules need a name looked up or an aclexec check run; the
         connection waits, parked."""
         if verdict is None:
-            release = self.reserve(rt, peer)
+            resume = self.hold(rt, peer, conn.close)
 
             def decided(v: Verdict) -> None:
-                release()
-                self._admit(rt, conn, addr, peer, v)
+                if resume():
+                    self._admit(rt, conn, addr, peer, v)
             self.access.wait(rt.config, peer, decided, conn)
             return
         if not verdict.allowed:
@@ -246,10 +249,11 @@ class Dispatcher:
             self.launch(svc, conn, addr, peer, checked=True, rt=rt)
             return
 
-        release = self.reserve(rt, peer)
+        resume = self.hold(rt, peer, conn.close)
 
         def named(info: NameInfo) -> None:
-            release()
+            if not resume():
+                return
             name = info.name if info.confirmed else None
             self.launch(svc, conn, addr, peer, checked=True, rt=rt, remote_name=name)
         self.access.resolver.lookup(normalize_address(peer), named)
@@ -387,7 +391,7 @@ class Dispatcher:
         """In-loop sessions plus held requests (ident lookups, fork retries, access
         checks): what holds an instance slot without a child in the table."""
         return (len(self.sessions) + self.userid.running() + len(self.retries)
-                + self.children.occupancy.reserved)
+                + len(self.waiting))
 
     def open_sessions(self) -> list[SessionRecord]:
         """The in-loop sessions, oldest first (a reload checks them again)."""
@@ -399,17 +403,19 @@ class Dispatcher:
         self.sessions.rehome(old, new)
         self.userid.rehome(old, new)
         self.retries.rehome(old, new)
+        self.waiting.rehome(old, new)
 
     def close_sessions(self, selected: Callable[[ServiceConfig], bool]) -> int:
         """Close the in-loop sessions whose service `selected` picks (a reload removed
         it), drop its ident lookups and its requests waiting for a fork retry.
         Returns how many sessions and held requests were closed."""
         self.userid.cancel(selected)
-        closed = self.sessions.close_matching(selected)
+        closed = self.sessions.close_matching(selected) + self.waiting.cancel(selected)
         return closed + self.retries.release_matching(selected)
 
     def close_all(self) -> None:
         self.intercept.close_all()
+        self.waiting.cancel(lambda svc: True)
         self.retries.close_all()
         self.access.close()
         self.sessions.close_all()

@@ -13,7 +13,8 @@ Parse, validate, diff, apply; never die on bad input (reference §6.2, §1.8):
 2. swap in the new configuration, close the service log files (they reopen on the
    next write: this is how logs are rotated), resolve redirect targets again;
 3. diff (pyxinetd.reload) and apply:
-   - removed services: listener closed, in-loop sessions closed, servers sent SIGTERM
+   - removed services: listener closed, in-loop sessions and the requests still
+     waiting for a check (pyxinetd.waiting) closed, servers sent SIGTERM
      now and SIGKILL from a timer after a grace period if still alive; their reaping
      is logged as usual, with the configuration they were started with;
    - kept services whose socket is unchanged: the new attributes replace the old ones

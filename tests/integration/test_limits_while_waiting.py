@@ -54,6 +54,19 @@ def outcomes(log: Path, count: int) -> tuple[int, list[str]]:
             re.findall(r"FAIL: limited (\S+)", text))
 
 
+def gated_by_aclexec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """hosts.allow for daemon name `in.gated`: an aclexec check that creates `checking`
+    when it starts, then runs until the test creates `gate` (and allows)."""
+    gate, checking = tmp_path / "gate", tmp_path / "checking"
+    (tmp_path / "hosts.allow").write_text(
+        f"in.gated: ALL: aclexec touch {checking}; "
+        f"while [ ! -e {gate} ]; do sleep 0.05; done\n")
+    (tmp_path / "hosts.deny").write_text("")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    return gate, checking
+
+
 @pytest.mark.skipif(not LOCALHOST_KNOWN, reason="127.0.0.1 does not resolve to localhost")
 @pytest.mark.parametrize("extra", ["instances = 1\n    only_from = localhost",
                                    "instances = 1\n    flags = PEERENV",
@@ -103,13 +116,8 @@ def test_a_dgram_wait_request_held_by_an_aclexec_check_keeps_its_slot_under_limi
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The aclexec check runs until the test creates `gate`: meanwhile the admitted
     # datagram holds the only process slot of -limit 1, so the stream client is refused.
-    log, gate, checking = tmp_path / "services.log", tmp_path / "gate", tmp_path / "checking"
-    (tmp_path / "hosts.allow").write_text(
-        f"in.gated: ALL: aclexec touch {checking}; "
-        f"while [ ! -e {gate} ]; do sleep 0.05; done\n")
-    (tmp_path / "hosts.deny").write_text("")
-    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
-    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    log = tmp_path / "services.log"
+    gate, checking = gated_by_aclexec(tmp_path, monkeypatch)
     udp, tcp = free_port(), free_port()
     gated = f"""
 service gated
@@ -146,3 +154,24 @@ service gated
         assert client.recv(100).decode().endswith("got=x")
     wait_log_lines(log, r"START: gated", 1, TIMEOUT)
     assert "START: limited" not in read_log(log)
+
+
+def test_a_request_waiting_for_its_access_check_goes_with_its_removed_service(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "services.log"
+    gate, checking = gated_by_aclexec(tmp_path, monkeypatch)
+    port, other = free_port(), free_port()
+    conf = tmp_path / "daemon1.conf"
+    daemon = daemons.start_config(service(port, log, "libwrap = in.gated")
+                                  + service(other, log, "").replace("limited", "other"))
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as conn:
+        wait_until(checking.exists, TIMEOUT)
+        conf.write_text(service(other, log, "").replace("limited", "other"))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log(r"Reconfigured: new=0 old=1 dropped=1")
+        gate.write_text("")
+        assert conn.recv(10) == b""     # closed by the reload, nothing started
+    daemon.signal(signal.SIGABRT)
+    daemon.wait_for_log(r"Consistency check (passed|detected)")
+    assert "Consistency check passed" in daemon.log()
+    assert "START" not in read_log(log)
