@@ -79,6 +79,11 @@ class Suspensions:
             return
         # The cps window carries on, as in xinetd (the counter is not reset): a burst
         # within the window's `rate` seconds may deactivate the service again at once.
+        if rt.config.is_tcpmux_client:
+            # It owns no socket (it is reached through tcpmux): nothing to bind.
+            self.program.error("cps_service_restart", f"Activating service {rt.config.name}")
+            self.listeners.activate(rt, None, Event.CPS_EXPIRED)
+            return
         try:
             sock = self.listeners.handed_over_socket(rt.config)
             if sock is None:

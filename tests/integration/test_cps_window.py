@@ -9,6 +9,7 @@ fall within the window's first two seconds, where the elapsed time counts as 1.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -91,3 +92,69 @@ def test_a_reload_starts_the_window_again(daemons: DaemonFactory, tmp_path: Path
     # Counted on, these would make 4 and 5 within a second.
     assert [fetch(port) for _ in range(2)] == [b"r\n"] * 2
     assert "Deactivating" not in daemon.log()
+
+
+def listening_sockets(pid: int) -> int:
+    """How many TCP sockets in the LISTEN state process `pid` holds."""
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":
+                listening.add(f"socket:[{fields[9]}]")
+    fds = Path(f"/proc/{pid}/fd")
+    held = set()
+    for fd in fds.iterdir():
+        try:
+            held.add(os.readlink(fd))
+        except OSError:
+            pass
+    return len(listening & held)
+
+
+def test_a_tcpmux_service_activated_again_binds_no_socket(daemons: DaemonFactory,
+                                                          tmp_path: Path) -> None:
+    # A TCPMUX service is reached through tcpmux's socket only: its cps deactivation
+    # and reactivation must not give it a listening socket of its own (on a port the
+    # kernel would pick).
+    port, log = free_port(), tmp_path / "services.log"
+    daemon = daemons.start_config(f"""
+service tcpmux
+{{
+    type = INTERNAL UNLISTED
+    socket_type = stream
+    protocol = tcp
+    port = {port}
+    wait = no
+    bind = 127.0.0.1
+}}
+service tm
+{{
+    type = UNLISTED TCPMUX
+    socket_type = stream
+    protocol = tcp
+    wait = no
+    user = root
+    server = /bin/echo
+    server_args = r
+    cps = 1 1
+    log_type = FILE {log}
+    log_on_failure = HOST
+}}
+""")
+
+    def mux() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as conn:
+            conn.sendall(b"tm\r\n")
+            chunks = []
+            while data := conn.recv(100):
+                chunks.append(data)
+            return b"".join(chunks)
+
+    assert listening_sockets(daemon.pid) == 1
+    start_of_a_second()
+    assert [mux() for _ in range(2)] == [b"r\n", b""]
+    wait_log_lines(log, r"FAIL: tm connections per second", 1, TIMEOUT)
+    daemon.wait_for_log(r"ERROR: Activating service tm")
+    assert listening_sockets(daemon.pid) == 1
+    assert mux() == b"r\n"
