@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -192,6 +193,37 @@ def test_a_burst_of_slow_lookups_does_not_delay_later_ones(tmp_path: Path) -> No
     assert result["before"]
     assert result["fail_lines"] == 200
     assert result["after"]
+
+
+def test_an_aclexec_check_still_running_ends_with_the_daemon(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The check runs in a session of its own; the daemon that waited for it exits: its
+    # name resolver helper kills it rather than leaving it running for nobody.
+    pidfile = tmp_path / "check.pid"
+    (tmp_path / "hosts.allow").write_text(
+        f"in.slow: ALL: aclexec echo $$ > {pidfile}; n=0; "
+        "while [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done\n")
+    (tmp_path / "hosts.deny").write_text("")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    port = free_port()
+    daemon = daemons.start_config(service("slow", "127.0.0.1", port,
+                                          tmp_path / "services.log", "in.slow"))
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT):
+        wait_until(lambda: pidfile.exists() and pidfile.read_text().endswith("\n"),
+                   TIMEOUT, what="the aclexec check")
+        check = int(pidfile.read_text())
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait_exit() == 0
+    wait_until(lambda: not running(check), TIMEOUT, what="the check to end")
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 @pytest.mark.skipif(namespace_problem("ip") is not None, reason=str(namespace_problem("ip")))

@@ -56,11 +56,11 @@ def outcomes(log: Path, count: int) -> tuple[int, list[str]]:
 
 def gated_by_aclexec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     """hosts.allow for daemon name `in.gated`: an aclexec check that creates `checking`
-    when it starts, then runs until the test creates `gate` (and allows)."""
+    when it starts, then runs until the test creates `gate` (and allows), 30 s at most."""
     gate, checking = tmp_path / "gate", tmp_path / "checking"
     (tmp_path / "hosts.allow").write_text(
-        f"in.gated: ALL: aclexec touch {checking}; "
-        f"while [ ! -e {gate} ]; do sleep 0.05; done\n")
+        f"in.gated: ALL: aclexec touch {checking}; n=0; "
+        f"while [ ! -e {gate} ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done\n")
     (tmp_path / "hosts.deny").write_text("")
     monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
     monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))

@@ -269,6 +269,12 @@ def _start_shell(command: str) -> subprocess.Popen[bytes] | None:
         return None
 
 
+# The process groups of the checks running now: killed when the helper ends, since
+# nobody would kill them at their deadline any more.
+_running_checks: set[int] = set()
+_running_lock = threading.Lock()
+
+
 def run_check(commands: list[str], timeout: float) -> int | None:
     """Blocking: run the commands in turn within `timeout` seconds in all; the last
     one's status (negative: the signal that ended it), or None when a command could
@@ -279,16 +285,33 @@ def run_check(commands: list[str], timeout: float) -> int | None:
         proc = _start_shell(command)
         if proc is None:
             return None
+        with _running_lock:
+            _running_checks.add(proc.pid)
         try:
             status = proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            _kill_group(proc.pid)
             proc.wait()
             return None
+        finally:
+            with _running_lock:
+                _running_checks.discard(proc.pid)
     return status
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _end_checks() -> None:
+    """Kill every check still running (the helper is ending)."""
+    with _running_lock:
+        groups = list(_running_checks)
+    for pgid in groups:
+        _kill_group(pgid)
 
 
 def _serve(sock: socket.socket) -> None:
@@ -343,12 +366,23 @@ def _serve(sock: socket.socket) -> None:
                     float(message["timeout"])), daemon=True).start()
 
 
+def _terminated(signum: int, frame: object) -> None:
+    # The daemon is exiting (pyxinetd.access.resolver.Resolver.close): its checks go
+    # with it; pending lookups are simply dropped.
+    _end_checks()
+    os._exit(0)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     sock = socket.socket(fileno=os.dup(0))
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.close(null)
-    _serve(sock)
+    try:
+        _serve(sock)
+    finally:
+        _end_checks()
 
 
 if __name__ == "__main__":
