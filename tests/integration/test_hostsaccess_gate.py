@@ -58,8 +58,10 @@ class Gate:
         return box[0], True
 
     def close(self) -> None:
-        self.gate.close()
+        # close() stops the helper and forgets its pid: reaping it is its parent's job
+        # (the daemon's waitpid loop; this test's here).
         pid = self.gate.resolver.pid
+        self.gate.close()
         deadline = time.monotonic() + TIMEOUT
         while pid is not None and time.monotonic() < deadline:
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
