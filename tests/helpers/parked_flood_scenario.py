@@ -19,7 +19,7 @@ import socket
 import time
 
 from scenario_support import begin, free_port, running
-from slow_dns_scenario import mute_dns, nameservers
+from slow_dns_scenario import mute_dns, nameservers, write_echo_config
 
 SIZE = 60_000
 MOST = 200          # far beyond any bound the daemon may have
@@ -75,20 +75,7 @@ def main() -> int:
     run = begin()
     servers = [mute_dns(address) for address in nameservers()]
     port = free_port()
-    with open(run.conf, "w") as f:
-        f.write(f"""service echo
-{{
-    type = INTERNAL UNLISTED
-    id = echo-dgram
-    socket_type = dgram
-    protocol = udp
-    port = {port}
-    bind = 127.0.0.1
-    wait = yes
-    only_from = localhost
-    cps = 0 0
-}}
-""")
+    write_echo_config(run.conf, port, extra="    cps = 0 0\n")
     os.environ["RES_OPTIONS"] = "timeout:30 attempts:1"
     os.environ["PYXINETD_LOOKUP_TIMEOUT"] = "60"
     read, held = 0, False

@@ -62,19 +62,12 @@ def refusals(service_log: str) -> int:
     return read(service_log).count("FAIL: echo-dgram address from=127.0.0.5")
 
 
-def main() -> int:
-    run = begin()
-    servers = [mute_dns(address) for address in nameservers()]
-    port = free_port()
-    with open(run.conf, "w") as f:
-        f.write(f"""defaults
-{{
-    log_type = FILE {run.service_log}
-    log_on_success = HOST
-    log_on_failure = HOST
-    cps = 100000 1
-}}
-
+def write_echo_config(path: str, port: int, before: str = "", extra: str = "") -> None:
+    """A configuration whose one service, the datagram echo builtin on 127.0.0.1:PORT,
+    needs its senders' names (`only_from = localhost`); `before` goes ahead of it (a
+    defaults entry), `extra` lines into it."""
+    with open(path, "w") as f:
+        f.write(f"""{before}
 service echo
 {{
     type = INTERNAL UNLISTED
@@ -85,6 +78,20 @@ service echo
     bind = 127.0.0.1
     wait = yes
     only_from = localhost
+{extra}}}
+""")
+
+
+def main() -> int:
+    run = begin()
+    servers = [mute_dns(address) for address in nameservers()]
+    port = free_port()
+    write_echo_config(run.conf, port, f"""defaults
+{{
+    log_type = FILE {run.service_log}
+    log_on_success = HOST
+    log_on_failure = HOST
+    cps = 100000 1
 }}
 """)
     os.environ["RES_OPTIONS"] = "timeout:1 attempts:1"

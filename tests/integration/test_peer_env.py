@@ -208,10 +208,9 @@ def test_stream_wait_server_gets_the_local_end_only(daemons: DaemonFactory) -> N
         "REMOTE_PORT": None}
 
 
-def test_datagram_wait_server_gets_the_sender(daemons: DaemonFactory) -> None:
-    port = free_port()
-    daemons.start_config(service(port, "dgram", socket_type="dgram", wait="yes",
-                                 extra="\tbind = 127.0.0.1\n"))
+def udp_environment(port: int) -> tuple[dict[str, str], tuple[str, int]]:
+    """Ask a datagram service's server for its environment (sent again until it
+    answers): the variables, and the client's own address."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         client.bind(("127.0.0.1", 0))
         client.settimeout(1.0)
@@ -225,7 +224,14 @@ def test_datagram_wait_server_gets_the_sender(daemons: DaemonFactory) -> None:
                 continue
         assert reply is not None
         mine = client.getsockname()
-    env = variables(json.loads(reply))
+    return variables(json.loads(reply)), (mine[0], mine[1])
+
+
+def test_datagram_wait_server_gets_the_sender(daemons: DaemonFactory) -> None:
+    port = free_port()
+    daemons.start_config(service(port, "dgram", socket_type="dgram", wait="yes",
+                                 extra="\tbind = 127.0.0.1\n"))
+    env, mine = udp_environment(port)
     assert {k: env.get(k) for k in PEER_NAMES} == {
         "PROTO": "UDP", "TCPLOCALIP": None, "TCPLOCALPORT": None, "TCPREMOTEIP": None,
         "TCPREMOTEPORT": None, "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": str(mine[1])}
@@ -240,20 +246,7 @@ def test_datagram_nowait_server_gets_the_sender(daemons: DaemonFactory, native: 
     port = free_port()
     daemons.start_config(service(port, "relay", socket_type="dgram", wait="no",
                                  extra="\tbind = 127.0.0.1\n"))
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-        client.bind(("127.0.0.1", 0))
-        client.settimeout(1.0)
-        deadline = time.monotonic() + TIMEOUT
-        reply = None
-        while reply is None and time.monotonic() < deadline:
-            client.sendto(b"env?", ("127.0.0.1", port))
-            try:
-                reply = client.recv(65536)
-            except socket.timeout:
-                continue
-        assert reply is not None
-        mine = client.getsockname()
-    env = variables(json.loads(reply))
+    env, mine = udp_environment(port)
     assert {k: env.get(k) for k in PEER_NAMES} == {
         "PROTO": "UDP", "TCPLOCALIP": None, "TCPLOCALPORT": None, "TCPREMOTEIP": None,
         "TCPREMOTEPORT": None, "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": str(mine[1])}
