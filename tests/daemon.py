@@ -43,8 +43,10 @@ _RECENT_PORTS: collections.deque[int] = collections.deque(maxlen=256)
 
 
 def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1, not handed out recently
-    (racy by nature against other processes; rare)."""
+    """A port free for both TCP and UDP on 127.0.0.1, and for TCP on every address of
+    both families (a service without `bind` listens there: a client socket of an
+    earlier test on 127.0.0.2 or ::1 with that port would make its bind fail), not
+    handed out recently (racy by nature against other processes; rare)."""
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
             t.bind(("127.0.0.1", 0))
@@ -56,9 +58,30 @@ def free_port() -> int:
                     u.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            _RECENT_PORTS.append(port)
-            return port
+        try:
+            _bind_everywhere(port)
+        except OSError:
+            continue
+        _RECENT_PORTS.append(port)
+        return port
     raise RuntimeError("no free port")
+
+
+def _bind_everywhere(port: int) -> None:
+    """Raise OSError unless a TCP socket can take `port` on every address (the IPv6
+    wildcard in dual stack, or the IPv4 one where there is no IPv6)."""
+    try:
+        wildcard = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as v4:
+            v4.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            v4.bind(("0.0.0.0", port))
+        return
+    with wildcard:
+        wildcard.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        # As the daemon binds (SO_REUSEADDR): sockets in TIME_WAIT do not count.
+        wildcard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        wildcard.bind(("::", port))
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
