@@ -9,7 +9,8 @@ MAX_REPLY bytes; a deadline timer bounds the whole exchange. Nothing here blocks
 query that is cancelled never calls back.
 
 The outcome and its wording are xinetd's (`idresult_explain`), because they appear in
-`NOID` log lines. What counts as a good reply is xinetd's too (`verify_line`): the two
+`NOID` log lines. The failure messages start with xinetd's text and then name the
+client and the identity server (`Endpoints.about`): xinetd's name neither. What counts as a good reply is xinetd's too (`verify_line`): the two
 port numbers must be the ones asked about, the keyword must be `USERID`, and what
 follows the colon after it (leading white space skipped) is the text xinetd logs,
 e.g. `UNIX : alice`. xinetd keeps that text byte for byte; pyxinetd writes control
@@ -92,6 +93,13 @@ class Endpoints:
     @property
     def shown_host(self) -> str:
         return self.peer_name or self.remote_host
+
+    def about(self) -> str:
+        """What failure messages append after xinetd's wording, so that they name the
+        client and the identity server asked (xinetd's text alone names neither):
+        `(client A port P, identity server A port 113)`."""
+        return (f"(client {self.shown_host} port {self.remote_port}, "
+                f"identity server {self.remote_host} port {self.ident_port})")
 
     def query(self) -> bytes:
         """The request line: the port on the client's host first (RFC 1413)."""
@@ -208,7 +216,8 @@ class IdentQuery:
         try:
             sock = socket.socket(self._where.family, socket.SOCK_STREAM)
         except OSError as err:
-            self._fail_soon(Outcome.ERROR, f"socket creation: {strerror(err)}")
+            self._fail_soon(Outcome.ERROR, f"socket creation: {strerror(err)} "
+                                           f"{self._where.about()}")
             return
         self._sock = sock
         sock.setblocking(False)
@@ -217,7 +226,8 @@ class IdentQuery:
             # about the right connection.
             sock.bind(self._where.bind_address())
         except OSError as err:
-            self._fail_soon(Outcome.ERROR, f"socket bind: {strerror(err)}")
+            self._fail_soon(Outcome.ERROR, f"socket bind: {strerror(err)} "
+                                           f"{self._where.about()}")
             return
         code = sock.connect_ex(self._where.ident_address())
         if code not in (0, errno.EINPROGRESS):
@@ -264,18 +274,21 @@ class IdentQuery:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as err:
-            self._fail(Outcome.RESPONSE_ERROR, "get_line", f"read: {strerror(err)}")
+            self._fail(Outcome.RESPONSE_ERROR, "get_line",
+                       f"read: {strerror(err)} {self._where.about()}")
             return
         if not data:
             self._fail(Outcome.RESPONSE_ERROR, "get_line",
-                       "identd server reply missing ending CR-LF")
+                       "identd server reply missing ending CR-LF "
+                       f"{self._where.about()}")
             return
         self._in += data
         line = split_reply(self._in)
         if line is None:
             if len(self._in) >= MAX_REPLY:
                 self._fail(Outcome.RESPONSE_ERROR, "get_line",
-                           "Too much input from identity server")
+                           "Too much input from identity server "
+                           f"{self._where.about()}")
             return
         text = parse_reply(line, self._where.remote_port, self._where.local_port)
         if text is None:

@@ -149,7 +149,8 @@ class UserIds:
             where = dataclasses.replace(endpoints_of(conn), peer_name=peer)
         except OSError as err:
             # The client is already gone (ENOTCONN): xinetd's `system error`.
-            self._program.error("log_remote_user", f"getpeername: {strerror(err)}")
+            self._program.error("log_remote_user",
+                                f"getpeername: {strerror(err)} (client {peer})")
             if start is not None:
                 self._ended(svc, conn, peer, start, IdentResult(Outcome.ERROR))
             return None

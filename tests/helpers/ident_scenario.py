@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -80,6 +81,8 @@ SCENARIOS = [
     # An IPv4 client of a dual-stack service whose identd answers garbage: the
     # program log names it as the socket does (::ffff:127.0.0.1).
     Scenario("dual_garbage", 7019, "garbage", flags="IDONLY"),
+    # An identd that resets the connection half way through its line.
+    Scenario("only_reset", 7020, "reset", flags="IPv4 IDONLY"),
 ]
 INTERNAL_NAMES = {"echo_only": "echo", "daytime_only": "daytime"}
 
@@ -135,12 +138,18 @@ class Identd:
                 "wrongports": f"{remote + 1} , {local} : USERID : UNIX : mallory\r\n",
                 "eof": "no end of line",
                 "long": "x" * 2000,
+                "reset": f"{remote} , {local} : USERID",
             }
             try:
                 if mode in replies:
                     conn.sendall(replies[mode].encode())
                 if mode in ("long", "silent"):
                     self.stop.wait(60)
+                if mode == "reset":
+                    # Close with a reset (SO_LINGER 0) instead of a FIN: the reader
+                    # gets the partial line, then ECONNRESET.
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    struct.pack("ii", 1, 0))
             except OSError:
                 pass
 

@@ -192,14 +192,17 @@ def test_end_of_file_before_crlf() -> None:
     with ident_server(lambda c, q: c.sendall(b"40001 , 23 : USERID : UNIX : x")) as (port, _):
         result, reports = run_query(port)
     assert result == IdentResult(Outcome.RESPONSE_ERROR)
-    assert reports == [("get_line", "identd server reply missing ending CR-LF")]
+    assert reports == [("get_line", "identd server reply missing ending CR-LF (client "
+                                    f"127.0.0.1 port 40001, identity server 127.0.0.1 port {port})")]
 
 
 def test_an_over_long_line() -> None:
     with ident_server(lambda c, q: (c.sendall(b"x" * 3000), hold(c, q))) as (port, _):
         result, reports = run_query(port)
     assert result == IdentResult(Outcome.RESPONSE_ERROR)
-    assert reports == [("get_line", "Too much input from identity server")]
+    # xinetd's wording first, then the client and the identity server it names.
+    assert reports == [("get_line", "Too much input from identity server (client "
+                                    f"127.0.0.1 port 40001, identity server 127.0.0.1 port {port})")]
 
 
 def test_a_silent_server_times_out() -> None:
@@ -244,3 +247,5 @@ def test_a_bind_failure_is_a_system_error() -> None:
     loop.close()
     assert results == [IdentResult(Outcome.ERROR)]
     assert reports[0][0] == "log_remote_user" and reports[0][1].startswith("socket bind: ")
+    assert reports[0][1].endswith(
+        f"(client 127.0.0.1 port {R}, identity server 127.0.0.1 port 9)")
