@@ -7,9 +7,10 @@ Reference §4.4: for every request the master writes
      starts.
 The file is read afresh at every use (editing it needs no reload, as in xinetd). A file
 that cannot be opened is skipped, and `log_error` receives the program-log text
-`service = ID, open of banner F failed` (the master logs it at ERROR level); so is a
-path that is not a regular file (a FIFO would block the loop, /dev/zero never end), and
-no more than BANNER_LIMIT bytes of a file are sent.
+`service = ID, open of banner F failed: WHY (client A)` (the master logs it at ERROR
+level; xinetd's text stops before the colon and names neither the cause nor the
+client); so is a path that is not a regular file (a FIFO would block the loop,
+/dev/zero never end), and no more than BANNER_LIMIT bytes of a file are sent.
 
 Writing never blocks the loop:
 - for a connection about to go to a spawned server, or to be closed after
@@ -25,11 +26,15 @@ On datagram services the write fails silently (there is no connected peer), as i
 from __future__ import annotations
 
 import enum
+import os
 import socket
+import stat
 from collections.abc import Callable
 
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.files import READ_LIMIT, read_regular
+from pyxinetd.listener import peer_text
+from pyxinetd.log import strerror
 
 LogError = Callable[[str], None]
 # The most of a banner file that is read and sent.
@@ -57,18 +62,46 @@ def read_banner(path: str) -> bytes | None:
     return read_regular(path, BANNER_LIMIT)
 
 
-def open_failed_message(service: ServiceConfig, path: str) -> str:
-    return f"service = {service.id}, open of banner {path} failed"
+def why_unreadable(path: str) -> str:
+    """Why read_banner() gave nothing: the error of opening `path`, or its kind. Asked
+    only after a failure, and never opens anything but a regular file."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return "not a regular file"
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY))
+    except OSError as err:
+        return strerror(err)
+    return "cannot be read"
 
 
-def load(service: ServiceConfig, moment: Moment, log_error: LogError) -> bytes:
-    """The banner for `moment`, b"" when none is configured or the file cannot be read."""
+def open_failed_message(service: ServiceConfig, path: str, client: str | None = None
+                        ) -> str:
+    """xinetd's text, then why the file was skipped and the client it was meant for."""
+    text = f"service = {service.id}, open of banner {path} failed: {why_unreadable(path)}"
+    return text if client is None else f"{text} (client {client})"
+
+
+def client_of(sock: socket.socket) -> str | None:
+    """The connected client as `from=` writes it; None on a datagram service socket
+    (or any socket without an IP peer)."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    try:
+        return peer_text(sock.getpeername())
+    except OSError:
+        return None
+
+
+def load(service: ServiceConfig, moment: Moment, log_error: LogError,
+         client: str | None = None) -> bytes:
+    """The banner for `moment`, b"" when none is configured or the file cannot be read
+    (`client`: who it was for, named in the message)."""
     path = banner_path(service, moment)
     if path is None:
         return b""
     data = read_banner(path)
     if data is None:
-        log_error(open_failed_message(service, path))
+        log_error(open_failed_message(service, path, client))
         return b""
     return data
 
@@ -87,7 +120,14 @@ def send_now(sock: socket.socket, data: bytes) -> bytes:
 def write(service: ServiceConfig, sock: socket.socket, moment: Moment,
           log_error: LogError) -> bytes:
     """Write the `moment` banner to `sock` (best effort); return the unsent bytes."""
-    return send_now(sock, load(service, moment, log_error))
+    path = banner_path(service, moment)
+    if path is None:
+        return b""
+    data = read_banner(path)
+    if data is None:
+        log_error(open_failed_message(service, path, client_of(sock)))
+        return b""
+    return send_now(sock, data)
 
 
 def banner(service: ServiceConfig, sock: socket.socket, log_error: LogError) -> bytes:

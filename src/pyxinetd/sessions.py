@@ -76,7 +76,7 @@ class Sessions:
             self.logs.write(svc, start_entry(svc, 0, peer))
         greeting = b""
         if svc.banner_success:
-            greeting = banners.load(svc, banners.Moment.SUCCESS, self._banner_error)
+            greeting = banners.load(svc, banners.Moment.SUCCESS, self._banner_error, peer)
 
         def closed(bytes_in: int | None = None, bytes_out: int | None = None) -> None:
             if self._records.pop(key, None) is None:

@@ -39,7 +39,8 @@ def test_missing_file_is_reported_and_skipped(tmp_path: Path) -> None:
     with a, b:
         assert banners.banner_fail(svc, a, errors.append) == b""
         assert banners.banner(svc, a, errors.append) == b""     # none configured
-    assert errors == [f"service = echo-stream, open of banner {missing} failed"]
+    assert errors == [f"service = echo-stream, open of banner {missing} failed: "
+                      "No such file or directory (errno = 2)"]
 
 
 def test_full_socket_returns_the_rest_instead_of_blocking(tmp_path: Path) -> None:
@@ -97,8 +98,10 @@ def test_a_banner_that_is_no_regular_file_never_stalls_the_loop(tmp_path: Path) 
         a, b = socket.socketpair()
         with a, b:
             assert banners.banner(svc, a, errors.append) == b""
-    assert errors == [f"service = echo-stream, open of banner {fifo} failed",
-                      "service = echo-stream, open of banner /dev/zero failed"]
+    assert errors == [f"service = echo-stream, open of banner {fifo} failed: "
+                      "not a regular file",
+                      "service = echo-stream, open of banner /dev/zero failed: "
+                      "not a regular file"]
 
 
 def test_a_banner_is_read_up_to_its_limit(tmp_path: Path) -> None:
