@@ -94,7 +94,8 @@ class Sessions:
             if svc.is_redirect:
                 def unreachable(text: str) -> None:
                     # on_error replaces on_close: release the session here (no TRAFFIC).
-                    self.program.error("redirect", text)
+                    # xinetd's text names the target only; the client is added.
+                    self.program.error("redirect", f"{text} (client {peer})")
                     closed()
                 record.session = internal.start_redirect(
                     self.loop, svc, conn, addr, closed, unreachable, greeting=greeting)
