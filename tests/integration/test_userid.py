@@ -162,6 +162,12 @@ def test_same_lines_as_xinetd(tmp_path: Path) -> None:
     # The same messages, each starting with xinetd's text; pyxinetd's name the client.
     mine = [without_ports(m) for m in ident_messages(ours["program_log"])]
     xinetds = [without_ports(m) for m in ident_messages(theirs["program_log"])]
-    assert [m.removesuffix(ABOUT) for m in mine] == xinetds
+    # The dual-stack client: pyxinetd names it as the socket does, every time. xinetd
+    # 2.3.15.3 writes `::ffff:127.0.0.1` in some runs and `127.0.0.1` in others for the
+    # same scenario, so its side is compared with the mapped prefix taken off.
+    assert "ERROR: Bad line received from identity server at ::ffff:127.0.0.1: garbage" \
+        in mine
+    assert [m.removesuffix(ABOUT).replace(" at ::ffff:", " at ") for m in mine] == \
+        [m.replace(" at ::ffff:", " at ") for m in xinetds]
     assert ours["clients"] == theirs["clients"] | {
         "daytime_only": ours["clients"]["daytime_only"]}
