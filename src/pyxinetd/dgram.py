@@ -230,9 +230,12 @@ class DatagramDispatch:
             return
         if internal.loops_back(datagram.sender, host):
             # A forged sender: answering would start a loop between builtins.
-            host.program.warning("svc_dgram", f"{svc.id}: no reply to {peer} port "
-                                              f"{datagram.sender[1]}: the port of a "
-                                              "datagram builtin (possible loop)")
+            unlogged = rt.loop_warning_due()
+            if unlogged is not None:
+                since = f" ({unlogged} more dropped since the last warning)" if unlogged else ""
+                host.program.warning("svc_dgram", f"{svc.id}: no reply to {peer} port "
+                                                  f"{datagram.sender[1]}: the port of a "
+                                                  f"datagram builtin (possible loop){since}")
             return
         if svc.log_type is not None:
             host.logs.write(svc, start_entry(svc, 0, peer))

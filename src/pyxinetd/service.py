@@ -213,6 +213,10 @@ class ServiceRuntime:
         # The last datagram sender refused for its address, and when it was last logged.
         self._refused_sender: tuple[object, ...] | None = None
         self._refused_logged_at = 0
+        # Datagrams a builtin dropped as possible loops: when the last warning was
+        # written (None: never) and how many were dropped silently since.
+        self._loop_warned_at: int | None = None
+        self._loops_unlogged = 0
         # The configuration `_unlimited` was computed for (reloads replace self.config).
         self._limits_of: ServiceConfig | None = None
         self._unlimited = False
@@ -242,6 +246,19 @@ class ServiceRuntime:
             return True
         self._refused_sender, self._refused_logged_at = sender, now
         return False
+
+    def loop_warning_due(self) -> int | None:
+        """A datagram builtin dropped a datagram from a builtin's port (a forged sender):
+        whether to warn now. At most one warning per DGRAM_IGNORE_TIME seconds, since a
+        flood of forged datagrams, whatever source they claim, must not flood the log;
+        returns how many were dropped unlogged since the last warning, or None (do not
+        log this one)."""
+        now = int(self._clock())
+        if self._loop_warned_at is not None and now - self._loop_warned_at <= DGRAM_IGNORE_TIME:
+            self._loops_unlogged += 1
+            return None
+        dropped, self._loops_unlogged, self._loop_warned_at = self._loops_unlogged, 0, now
+        return dropped
 
     def check(self, peer: str, occupancy: Occupancy, limits: Limits,
               deny_peer: Callable[[str], bool] | None = None) -> str | None:

@@ -165,3 +165,25 @@ def test_forged_datagram_from_a_builtin_port_is_not_answered(daemons: DaemonFact
     log = wait_service_log(tmp_path, r"START: daytime-d ")
     assert len(re.findall(r"START: echo-d ", log)) == 1, log
     assert len(re.findall(r"START: daytime-d ", log)) == 1, log
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="forging a source port needs a raw socket")
+def test_a_flood_of_forged_datagrams_is_warned_about_once(daemons: DaemonFactory,
+                                                          tmp_path: Path) -> None:
+    echo_port, other_port = free_port(), free_port()
+    daemon = daemons.start_services([
+        builtin("echo", echo_port, id="echo-d", socket_type=SocketType.DGRAM, wait=True),
+        builtin("discard", other_port, id="discard-d", socket_type=SocketType.DGRAM,
+                wait=True),
+    ])
+    # Forged sources vary: the builtins' own ports and the well-known ones.
+    for i in range(40):
+        forge_udp((echo_port, other_port, 7, 19)[i % 4], echo_port, b"loop")
+    # Datagrams are read in order: once an ordinary request sent after the flood is
+    # answered, every forged one has been dropped.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        client.sendto(b"ping", ("127.0.0.1", echo_port))
+        assert client.recv(100) == b"ping"
+    warnings = re.findall(r"echo-d: no reply to .*\(possible loop\)", daemon.log())
+    assert len(warnings) == 1, warnings

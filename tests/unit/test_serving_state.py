@@ -210,3 +210,15 @@ def test_file_timestamp_is_not_zero_padded_for_month_and_day() -> None:
 
     stamp = file_timestamp(time.mktime((2018, 9, 9, 8, 5, 3, 0, 0, -1)))
     assert stamp == "18/9/9@08:05:03"
+
+
+def test_loop_warnings_at_most_once_a_minute_with_the_count_dropped_since() -> None:
+    now = [1000.0]
+    rt = ServiceRuntime(make_service(name="echo"), lambda: now[0])
+    assert rt.loop_warning_due() == 0
+    assert [rt.loop_warning_due() for _ in range(5)] == [None] * 5
+    now[0] += 60
+    assert rt.loop_warning_due() is None
+    now[0] += 1
+    assert rt.loop_warning_due() == 6
+    assert rt.loop_warning_due() is None
