@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 
 from pyxinetd.config.diagnostics import Diagnostic, DiagnosticSink, Severity
-from pyxinetd.config.inetdconf import InetdEntry, continues, parse_inetd_text, unwrap_tcpd
+from pyxinetd.config.inetdconf import InetdEntry, entry_lines, parse_inetd_text, unwrap_tcpd
 
 
 _BLANKS = " \t"
@@ -98,26 +98,18 @@ def service_block(entry: InetdEntry, daemon_dir: str | None, sink: DiagnosticSin
     return lines
 
 
-def _continuation(source: list[str], number: int) -> list[str]:
-    """The continuation lines of the entry on line `number`."""
-    end = number
-    while end < len(source) and continues(source[end]):
-        end += 1
-    return source[number:end]
-
-
 def convert(text: str, file: str = "<stdin>", *, daemon_dir: str | None = None) -> Conversion:
     """Convert the inetd.conf `text`; `file` names it in the diagnostics."""
     sink = DiagnosticSink()
     source = text.split("\n")
     out: list[str] = [f"# Converted from {file} by pyxinetd convert.", ""]
     skipped = 0
-    in_entry = False    # the line above is (part of) an entry
+    # The lines each entry goes on over; their words are in its block (or comment).
+    continued = {number: more for number, _, more, read in entry_lines(source) if read}
     for number, item in parse_inetd_text(text, file, sink):
         original = source[number - 1].rstrip("\r")
-        if item is None and in_entry and continues(original):
-            continue        # its words are in the block (or the comment) above
-        in_entry = item is not None
+        if number not in continued:
+            continue
         if isinstance(item, InetdEntry):
             out += service_block(item, daemon_dir, sink)
             out.append("")
@@ -125,7 +117,7 @@ def convert(text: str, file: str = "<stdin>", *, daemon_dir: str | None = None) 
             skipped += 1
             out.append(f"# not converted ({item}):")
             out.append(f"# {original}")
-            out += [f"# {line.rstrip(chr(13))}" for line in _continuation(source, number)]
+            out += [f"# {line.rstrip(chr(13))}" for line in continued[number]]
         elif stripped := original.strip(_BLANKS):
             # A comment, or a line that needs no block of its own (a `host:` default,
             # which every following block carries as `bind`; a tcp6 twin of a tcp line).

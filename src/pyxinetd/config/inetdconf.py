@@ -102,6 +102,8 @@ class InetdParser:
         self.file = file
         self.sink = sink
         self.default_host: str | None = None
+        # The text of a lone `host:` that holds for the next entry only.
+        self.entry_host: str | None = None
 
     def parse(self, text: str, number: int, continued: tuple[str, ...] = ()
               ) -> InetdEntry | None | str:
@@ -115,12 +117,24 @@ class InetdParser:
         words: list[tuple[int | None, str]] = [(c, w) for c, w in first]
         for more in continued:
             words += [(None, w) for _, w in _columns(more.rstrip("\r"))]
-        if len(words) == 1 and words[0][1].endswith(":"):
-            host = self._host(words[0][1][:-1], number, words[0][0])
-            if isinstance(host, _Skip):
-                return host.reason
-            self.default_host = host
-            return None
+        host = self.default_host
+        if self.entry_host is not None:
+            words.insert(0, (None, self.entry_host + ":"))
+            first.insert(0, (0, ""))
+            self.entry_host = None
+        if words[0][1].endswith(":"):
+            line_host = self._host(words[0][1][:-1], number, words[0][0])
+            if isinstance(line_host, _Skip):
+                return line_host.reason
+            if len(words) == 1:
+                self.default_host = line_host
+                return None
+            host = line_host
+            # OpenBSD reads `host: name ...` (a blank after the colon, or the entry on the
+            # indented lines after a lone `host:`) as `host:name ...`: the address is this
+            # entry's, and the default of the following lines stays as it was.
+            words = words[1:]
+            first = first[1:]
         if len(words) < 6:
             missing = _FIELDS[len(words)]
             return self._skip(number, words[-1][0], (
@@ -129,16 +143,16 @@ class InetdParser:
         cols = tuple(c for c, _ in first)
         fields = [w for _, w in words]
         try:
-            return self._entry(fields, cols, number)
+            return self._entry(fields, cols, number, host)
         except _Skip as skip:
             return skip.reason
 
     # -- fields ------------------------------------------------------------------
 
-    def _entry(self, fields: list[str], cols: tuple[int, ...], number: int) -> InetdEntry:
+    def _entry(self, fields: list[str], cols: tuple[int, ...], number: int,
+               host: str | None) -> InetdEntry:
         name_field, socket_type, proto_field, wait_field, user_field, server = fields[:6]
         argv = tuple(fields[6:])
-        host = self.default_host
         if ":" in name_field:
             host_text, _, name_field = name_field.rpartition(":")
             parsed = self._host(host_text, number, _at(cols, 0))
@@ -275,7 +289,17 @@ def parse_inetd_text(text: str, file: str, sink: DiagnosticSink
     """
     parser = InetdParser(file, sink)
     items: list[tuple[int, InetdEntry | str | None]] = []
-    for number, line, continued, read in _entry_lines(text.split("\n")):
+    lines = text.split("\n")
+    for number, line, continued, read in entry_lines(lines):
+        if _is_lone_host(line) and number < len(lines) and _holds_words(lines[number]):
+            # OpenBSD reads a lone `host:` on over the indented line after it: the address
+            # is that entry's only (its `skip()` goes on over lines that start with a blank).
+            parser.entry_host = line.strip(" \t\r")[:-1]
+            sink.info(file, number, f"address for the entry of line {number + 1} only (it "
+                      "starts with a blank, so OpenBSD inetd reads it as the rest of this "
+                      "line); the default address of the lines after it is unchanged")
+            items.append((number, None))
+            continue
         items.append((number, parser.parse(line, number, continued) if read else None))
         for offset, more in enumerate(continued, start=1):
             if more.strip(" \t\r"):
@@ -297,7 +321,7 @@ def parse_inetd_text(text: str, file: str, sink: DiagnosticSink
     return merged
 
 
-def _entry_lines(lines: list[str]) -> list[tuple[int, str, tuple[str, ...], bool]]:
+def entry_lines(lines: list[str]) -> list[tuple[int, str, tuple[str, ...], bool]]:
     """(number, line, its continuation lines, False if the line is itself a continuation)
     for every line."""
     out: list[tuple[int, str, tuple[str, ...], bool]] = []
@@ -307,14 +331,24 @@ def _entry_lines(lines: list[str]) -> list[tuple[int, str, tuple[str, ...], bool
         words = _columns(line.rstrip("\r"))
         end = index + 1
         # Entries continue; comments, blank lines and lone `host:` lines do not.
-        if words and not words[0][1].startswith("#") and not (
-                len(words) == 1 and words[0][1].endswith(":")):
+        if words and not words[0][1].startswith("#") and not _is_lone_host(line):
             while end < len(lines) and continues(lines[end]):
                 end += 1
         out.append((index + 1, line, tuple(lines[index + 1:end]), True))
         out += [(n + 1, lines[n], (), False) for n in range(index + 1, end)]
         index = end
     return out
+
+
+def _is_lone_host(line: str) -> bool:
+    words = _columns(line.rstrip("\r"))
+    return len(words) == 1 and words[0][1].endswith(":")
+
+
+def _holds_words(line: str) -> bool:
+    """True for a line that starts with a blank or a tab and holds words (no comment)."""
+    words = _columns(line.rstrip("\r"))
+    return line[:1] in (" ", "\t") and bool(words) and not words[0][1].startswith("#")
 
 
 def _twin_key(entry: InetdEntry) -> InetdEntry:
