@@ -15,7 +15,9 @@ by the same parsers with the same messages; `pyxinetd convert` uses the same par
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -262,14 +264,32 @@ class InetdParser:
             # As xinetd: the first '.' separates user and group.
             name, _, group = user.partition(".")
         else:
-            return user, None
+            name, group = user, ""
         if not name:
             raise _Skip(self._skip(number, col, f"no user name in {text!r}"))
+        # Every inetd (OpenBSD, FreeBSD, NetBSD, netkit, GNU) looks both up by name only
+        # (getpwnam, getgrnam) and ignores the service, as xinetd -inetd_compat does
+        # (`Unknown user: 0`): a number here is not taken as an id.
+        for kind, value in (("user", name), ("group", group)):
+            if is_digits(value):
+                raise _Skip(self._skip(number, col, (
+                    f"{kind} {value!r} is a number: inetd.conf takes {kind} names only (inetd "
+                    f"and xinetd look the name up and ignore the entry){_named(kind, value)}")))
         return name, group or None
 
     def _skip(self, number: int, col: int | None, reason: str) -> str:
         self.sink.error(self.file, number, reason + "; entry skipped", col)
         return reason
+
+
+def _named(kind: str, number: str) -> str:
+    """`: write NAME` with the account or group name of that id, if there is one."""
+    try:
+        name = (pwd.getpwuid(int(number)).pw_name if kind == "user"
+                else grp.getgrgid(int(number)).gr_name)
+    except (KeyError, OverflowError):
+        return ""
+    return f"; write {name!r}"
 
 
 class _Skip(Exception):
