@@ -15,6 +15,7 @@ its line number, and written back commented out so nothing is silently lost.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -40,16 +41,81 @@ def _line(name: str, *values: str) -> str:
     return f"\t{name:<15} = {' '.join(values)}"
 
 
-def service_block(entry: InetdEntry, daemon_dir: str | None, sink: DiagnosticSink) -> list[str]:
-    """The xinetd block for one entry."""
+def _protocol_word(entry: InetdEntry) -> str:
+    return entry.protocol + {"any": "", "ipv4": "4", "ipv6": "6"}[entry.family]
+
+
+def _overlaps(a: InetdEntry, b: InetdEntry) -> bool:
+    """True if the two entries would listen on one port and protocol with overlapping
+    addresses (the same one, or one of them on all)."""
+    return ((a.name, a.socket_type, _protocol_word(a), a.rpc_version, a.tcpmux)
+            == (b.name, b.socket_type, _protocol_word(b), b.rpc_version, b.tcpmux)
+            and (a.host == b.host or a.host is None or b.host is None))
+
+
+def _telling_apart(group: list[InetdEntry]) -> list[list[str]]:
+    """The fewest of (socket type, protocol as written, address) that tell the entries
+    of `group` apart, in that order of preference; each as one value per entry."""
+    parts = [[e.socket_type for e in group], [_protocol_word(e) for e in group],
+             [e.host or "any" for e in group]]
+    varying = [p for p in parts if len(set(p)) > 1]
+    distinct = len(set(zip(*varying)))
+    for size in range(1, len(varying) + 1):
+        for chosen in itertools.combinations(varying, size):
+            if len(set(zip(*chosen))) == distinct:
+                return list(chosen)
+    return varying
+
+
+def block_ids(entries: list[InetdEntry], sink: DiagnosticSink) -> dict[int, str]:
+    """The `id` to write for each entry (by line); entries not listed keep the default.
+
+    itox and xconv.pl give every block of one service name the same id (the name, or
+    NAME-SOCKTYPE for a builtin); xinetd then serves them under one id, which logs and
+    reconfiguration cannot tell apart (and pyxinetd warns about). Here the blocks that
+    would share an id get the default one followed by the fewest of what tells them
+    apart: the socket type, the protocol as written (`udp`, `udp6`), the address (`any`
+    for none) (`comsat-127.0.0.1`, `comsat-::1`; `time-stream`, `time-dgram`). Entries
+    whose addresses overlap on one port cannot all be served: they are reported, and
+    numbered (`-2`, ...) where nothing else tells them apart.
+    """
+    ids: dict[int, str] = {e.line: e.id for e in entries if e.internal}
+    groups: dict[str, list[InetdEntry]] = {}
+    for entry in entries:
+        groups.setdefault(entry.id, []).append(entry)
+    taken = {base for base, group in groups.items() if len(group) == 1}
+    for base, group in groups.items():
+        if len(group) == 1:
+            continue
+        parts = _telling_apart(group)
+        for index, entry in enumerate(group):
+            earlier = next((e for e in group[:index] if _overlaps(e, entry)), None)
+            if earlier is not None:
+                sink.warning(entry.file, entry.line, (
+                    f"service {entry.name} listens on the port and protocol of the entry of "
+                    f"line {earlier.line}, on the same or an overlapping address: only the "
+                    "first can be served"))
+            sid = "-".join([base] + [p[index] for p in parts])
+            candidate, number = sid, 2
+            while candidate in taken:
+                candidate, number = f"{sid}-{number}", number + 1
+            taken.add(candidate)
+            ids[entry.line] = candidate
+    return ids
+
+
+def service_block(entry: InetdEntry, daemon_dir: str | None, sink: DiagnosticSink,
+                  sid: str | None = None) -> list[str]:
+    """The xinetd block for one entry; `sid`: its id, when not the default."""
     # `disable = no` comes first: after an attribute that fails, xinetd 2.3.15.3 would
     # take it as "run the service anyway, with that attribute unset".
     lines = [f"service {entry.name}", "{", _line("disable", "no")]
     types: list[str] = []
     flags: list[str] = []
+    if sid is not None:
+        lines.append(_line("id", sid))
     if entry.internal:
         types.append("INTERNAL")
-        lines.append(_line("id", entry.id))
     if entry.rpc_version is not None:
         types.append("RPC")
     if entry.tcpmux is not None:
@@ -106,12 +172,14 @@ def convert(text: str, file: str = "<stdin>", *, daemon_dir: str | None = None) 
     skipped = 0
     # The lines each entry goes on over; their words are in its block (or comment).
     continued = {number: more for number, _, more, read in entry_lines(source) if read}
-    for number, item in parse_inetd_text(text, file, sink):
+    items = parse_inetd_text(text, file, sink)
+    ids = block_ids([item for _, item in items if isinstance(item, InetdEntry)], sink)
+    for number, item in items:
         original = source[number - 1].rstrip("\r")
         if number not in continued:
             continue
         if isinstance(item, InetdEntry):
-            out += service_block(item, daemon_dir, sink)
+            out += service_block(item, daemon_dir, sink, ids.get(number))
             out.append("")
         elif isinstance(item, str):
             skipped += 1

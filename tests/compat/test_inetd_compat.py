@@ -128,7 +128,7 @@ def _effective(svc: dict[str, Any]) -> dict[str, Any]:
                                         + svc["server_args"])
     if server is not None:
         server, argv = unwrap_tcpd(server, argv) or (server, argv)
-    keys = ("id", "name", "type", "socket_type", "protocol", "port", "wait", "user", "group",
+    keys = ("name", "type", "socket_type", "protocol", "port", "wait", "user", "group",
             "groups", "bind", "family", "v6only", "cps", "instances", "per_source",
             "rpc_version", "rpc_number")
     return {**{k: svc.get(k) for k in keys}, "server": server, "argv": list(argv)}
@@ -139,11 +139,18 @@ def test_converted_file_gives_the_same_services(name: str,
                                                 runs: dict[str, tuple[XinetdRun, Any]]) -> None:
     _, ours = runs[name]
     assert "error" not in ours, ours.get("error")
-    compat = sorted((_effective(s) for s in ours["compat"]["services"]), key=repr)
-    converted = sorted((_effective(s) for s in ours["converted"]["services"]), key=repr)
-    assert converted == compat, (f"compat {[s['id'] for s in compat]}\n"
-                                 f"converted {[s['id'] for s in converted]}\n"
-                                 + json.dumps(ours["converted"]["diagnostics"], indent=1))
+    compat = sorted(((_effective(s), s["id"]) for s in ours["compat"]["services"]), key=repr)
+    converted = sorted(((_effective(s), s["id"]) for s in ours["converted"]["services"]),
+                       key=repr)
+    assert [s for s, _ in converted] == [s for s, _ in compat], (
+        f"compat {[i for _, i in compat]}\nconverted {[i for _, i in converted]}\n"
+        + json.dumps(ours["converted"]["diagnostics"], indent=1))
+    # Same ids, except that blocks sharing one under -inetd_compat get their own.
+    shared = {i for _, i in compat if [j for _, j in compat].count(i) > 1}
+    for (_, theirs), (_, mine) in zip(compat, converted):
+        assert mine == theirs or (theirs in shared and mine.startswith(theirs + "-")), (
+            theirs, mine)
+    assert len({i for _, i in converted}) == len(converted)
     # What -inetd_compat drops with a service name, the converted file drops too
     # (lines that could not be read at all are comments in the converted file).
     dropped = sorted(d["name"] for d in ours["compat"]["dropped"] if d["name"] is not None)

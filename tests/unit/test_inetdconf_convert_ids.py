@@ -1,0 +1,62 @@
+"""`pyxinetd convert` gives blocks that share a service name ids of their own, so the
+converted file loads with every block served (itox/xconv.pl give them one id)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyxinetd.config import Severity, load
+from pyxinetd.convert import convert
+
+CAT = "/bin/cat"
+
+
+def load_converted(tmp_path: Path, text: str) -> tuple[dict[str, str], list[str], list[str]]:
+    result = convert(text, "inetd.conf")
+    conf = tmp_path / "converted.conf"
+    conf.write_text(result.text)
+    config = load(str(conf))
+    problems = [str(d) for d in config.diagnostics
+                if d.severity in (Severity.WARNING, Severity.ERROR)]
+    return ({s.id: s.name for s in config.services}, problems, result.problems())
+
+
+def test_shared_names_get_ids_telling_them_apart(tmp_path: Path) -> None:
+    ids, problems, reported = load_converted(tmp_path, (
+        f"127.0.0.1:comsat dgram udp wait root {CAT} comsat\n"
+        f"[::1]:comsat dgram udp6 wait root {CAT} comsat\n"
+        f"time stream tcp nowait nobody {CAT} cat\n"
+        f"time dgram udp wait nobody {CAT} cat\n"
+        "127.0.0.1:daytime stream tcp nowait root internal\n"
+        "127.0.0.2:daytime stream tcp nowait root internal\n"
+        f"finger stream tcp nowait nobody {CAT} cat\n"))
+    assert problems == [] and reported == []
+    assert ids == {"comsat-udp": "comsat", "comsat-udp6": "comsat", "time-stream": "time",
+                   "time-dgram": "time", "daytime-stream-127.0.0.1": "daytime",
+                   "daytime-stream-127.0.0.2": "daytime", "finger": "finger"}
+
+
+def test_a_name_alone_keeps_the_default_id() -> None:
+    text = convert(f"finger stream tcp nowait nobody {CAT} cat\n"
+                   "echo stream tcp nowait root internal\n").text
+    assert text.count("\tid ") == 1 and "id              = echo-stream" in text
+
+
+def test_entries_on_one_socket_are_numbered_and_reported(tmp_path: Path) -> None:
+    ids, problems, reported = load_converted(tmp_path, (
+        f"time stream tcp nowait nobody {CAT} cat\n"
+        f"time stream tcp nowait nobody {CAT} cat -x\n"))
+    assert set(ids) == {"time"}
+    assert any("inetd.conf:2:" in p and "entry of line 1" in p and "only the first" in p
+               for p in reported), reported
+    assert "id              = time-2" in convert(
+        f"time stream tcp nowait nobody {CAT} cat\n"
+        f"time stream tcp nowait nobody {CAT} cat -x\n").text
+    assert len(problems) == 1 and "identical" in problems[0]
+
+
+def test_generated_ids_do_not_take_another_services_name() -> None:
+    text = convert(f"time stream tcp nowait nobody {CAT} cat\n"
+                   f"time dgram udp wait nobody {CAT} cat\n"
+                   f"time-stream stream tcp nowait nobody {CAT} cat\n").text
+    assert "id              = time-stream-2" in text and "id              = time-dgram" in text
