@@ -233,7 +233,8 @@ def _stub_layers(overlays: list[tuple[str, list[str]]]) -> list[tuple[str, str]]
 
 def run_xinetd_dump(conf_path: str | os.PathLike[str], *, stubs: Sequence[str] = (),
                     before: str | None = None, timeout: float = 20.0,
-                    inetd_conf: str | os.PathLike[str] | None = None) -> XinetdRun:
+                    inetd_conf: str | os.PathLike[str] | None = None,
+                    after_start: Callable[[int], None] | None = None) -> XinetdRun:
     """Run the real xinetd on `conf_path` in private namespaces and return its state.
 
     Waits (up to `timeout`) for `Started working`, sends SIGUSR1, waits for the dump,
@@ -241,10 +242,12 @@ def run_xinetd_dump(conf_path: str | os.PathLike[str], *, stubs: Sequence[str] =
     `before`: a shell command run in the same namespaces just before xinetd starts
     (to have another program see exactly the same file system); its output is
     returned in `before_stdout`/`before_stderr`. `inetd_conf`: run with -inetd_compat,
-    this file bound over /etc/inetd.conf inside the namespace.
+    this file bound over /etc/inetd.conf inside the namespace. `after_start`: called
+    with xinetd's pid once it has started, before the SIGUSR1 (to start clients in its
+    namespaces with `nsenter -t PID`, so that the dump shows running servers).
     """
     with _xinetd_in_namespace(conf_path, stubs, before, inetd_conf) as (proc, run):
-        return _drive(proc, run, timeout, before is not None)
+        return _drive(proc, run, timeout, before is not None, after_start)
 
 
 def xinetd_startup_seconds(conf_path: str | os.PathLike[str],
@@ -322,11 +325,13 @@ def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[bytes], dead
 
 
 def _drive(proc: subprocess.Popen[bytes], run: Path, timeout: float,
-           has_before: bool) -> XinetdRun:
+           has_before: bool, after_start: Callable[[int], None] | None = None) -> XinetdRun:
     deadline = time.monotonic() + timeout
     log_path, dump_path = run / "xinetd.log", run / "xinetd.dump"
     started = _wait_for(lambda: STARTED_MARK in _read(log_path), proc, deadline)
     dump = ""
+    if started and after_start is not None and proc.poll() is None:
+        after_start(proc.pid)
     if started and proc.poll() is None:
         proc.send_signal(signal.SIGUSR1)
         if _wait_for(lambda: DUMP_END_MARK in _read(dump_path), proc, deadline):

@@ -79,6 +79,8 @@ class Child:
     # False once a reload removed its service: it is being terminated and no longer
     # counts toward a service of that id (it still counts toward the total).
     counted: bool = field(default=True, repr=False)
+    # The client's port (0 when unknown), for the state dump's `remote_address`.
+    peer_port: int = field(default=0, repr=False)
 
 
 class Occupancy:

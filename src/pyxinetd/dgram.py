@@ -62,7 +62,8 @@ class Host(MasterView, Protocol):
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
                      on_reap: OnReap | None = None, *,
                      hold: Hold | None = None,
-                     sender: object = None) -> int | Outcome | None: ...
+                     sender: object = None,
+                     client: tuple[object, ...] | None = None) -> int | Outcome | None: ...
 
     def start_wait_server(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str,
                           drop: Callable[[socket.socket], None], *,

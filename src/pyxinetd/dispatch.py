@@ -310,13 +310,16 @@ class Dispatcher:
                      on_reap: Callable[[Child, ExitStatus], None] | None = None, *,
                      hold: Hold | None = None, announce: bool = True,
                      remote_name: str | None = None,
-                     sender: object = None) -> int | Outcome | None:
+                     sender: object = None,
+                     client: tuple[object, ...] | None = None) -> int | Outcome | None:
         """Start svc's server on `sock`: its pid, or None after a failure (logged).
         With `hold`, a failed fork is retried later (Outcome.HELD) or given up
         (Outcome.RELEASED, hold.release has run); see pyxinetd.forkretry. `announce`:
         write the START line (an intercepted server's clients get their own);
         `remote_name`: the client's confirmed name, and `sender` the datagram's source
-        when `sock` cannot tell it (dgram wait = no), for PEERENV."""
+        when `sock` cannot tell it (dgram wait = no), for PEERENV; `client`: the address
+        of the request a datagram wait = yes server starts for (the state dump shows its
+        port)."""
         stderr_fd = -1
         try:
             if svc.stderr is not None:
@@ -335,7 +338,8 @@ class Dispatcher:
                 os.close(stderr_fd)     # the server has its own copy
         if hold is not None:
             self.retries.succeeded(hold.rt)
-        self.children.add(Child(pid, svc, peer, self.loop.clock(), self._wall(), on_reap))
+        self.children.add(Child(pid, svc, peer, self.loop.clock(), self._wall(), on_reap,
+                                peer_port=_client_port(sock, client or sender)))
         if announce and svc.log_type is not None:
             self.logs.write(svc, start_entry(svc, pid, peer))
         return pid
@@ -422,3 +426,15 @@ class Dispatcher:
         self.dgram.close_all()
         self.userid.close()
         self.sensor.close()
+
+
+def _client_port(sock: socket.socket, address: object) -> int:
+    """The client's port: from the datagram's source when given, else from a connected
+    stream socket; 0 when neither tells (a wait = yes stream server accepts itself)."""
+    if not isinstance(address, tuple):
+        try:
+            address = sock.getpeername()
+        except OSError:
+            return 0
+    port = address[1] if isinstance(address, tuple) and len(address) > 1 else 0
+    return port if isinstance(port, int) else 0

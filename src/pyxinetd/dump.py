@@ -20,9 +20,11 @@ import time
 from collections.abc import Sequence
 
 from pyxinetd import rpc
-from pyxinetd.children import ChildTable
+from pyxinetd.children import Child, ChildTable
 from pyxinetd.config.model import (SERVICE_FLAGS, SERVICE_TYPES, AddressEntry, Configuration,
-                                   Defaults, FileTarget, LogTarget, ServiceConfig, SyslogTarget)
+                                   Defaults, FileTarget, LogTarget, ServiceConfig, SocketType,
+                                   SyslogTarget)
+from pyxinetd.intercept import INTERCEPT_FLAG
 from pyxinetd.log import strerror
 from pyxinetd.service import ServiceRuntime, State
 
@@ -86,14 +88,9 @@ def render(config: Configuration, services: Sequence[ServiceRuntime], children: 
     for rt in shown:
         out += _service_block(rt, children)
     out += ["Server table dump:"]
+    sockets = {rt.config.id: rt.sock.fileno() for rt in services if rt.sock is not None}
     for child in children:
-        out += [f"{child.service.id} server",
-                f"pid = {child.pid}",
-                f"start_time = {time.ctime(child.started_at)}",
-                "Connection info:",
-                f"\tservice = {child.service.id}",
-                f"\tremote_address = {child.peer}",
-                ""]
+        out += _server_lines(child, sockets.get(child.service.id, -1))
     out += ["", "Retry table dump:", ""]
     mask = list(socket_fds)
     fds = _open_fds() if open_fds is None else list(open_fds)
@@ -116,6 +113,38 @@ def render(config: Configuration, services: Sequence[ServiceRuntime], children: 
             "END OF DUMP",
             "", ""]
     return "\n".join(out)
+
+
+def _server_lines(child: Child, service_fd: int) -> list[str]:
+    """One server of the server table, as xinetd prints it. Its connection: a `wait = no`
+    stream server's descriptor is closed in the daemon (-1) and xinetd's flags say so
+    (3); the others run on the service's socket (flags 1), and a `wait = yes` stream
+    server accepts for itself, so no client is known. The server asked identd first
+    (`log_remote_user`) only for a logging `wait = no` stream service with USERID in
+    log_on_success; `writes_to_log` is the same flag, or, for INTERCEPT, whether the
+    service logs at all."""
+    svc = child.service
+    stream = svc.socket_type is SocketType.STREAM
+    if stream and not svc.wait:
+        descriptor, flags, remote = -1, 3, f"{child.peer},{child.peer_port}"
+    elif stream:
+        descriptor, flags, remote = service_fd, 1, "<no address>,0"
+    else:
+        descriptor, flags, remote = service_fd, 1, f"{child.peer},{child.peer_port}"
+    log_user = (svc.log_type is not None and "USERID" in svc.log_on_success
+                and stream and not svc.wait)
+    writes = log_user or (INTERCEPT_FLAG in svc.flags and svc.log_type is not None)
+    return [f"{svc.id} server",
+            f"pid = {child.pid}",
+            f"start_time = {time.ctime(child.started_at)}",
+            "Connection info:",
+            f"\tservice = {svc.id}",
+            f"\tdescriptor = {descriptor}",
+            f"\tflags = {flags}",
+            f"\tremote_address = {remote}",
+            f"log_remote_user = {'YES' if log_user else 'NO'}",
+            f"writes_to_log = {'YES' if writes else 'NO'}",
+            ""]
 
 
 def _open_fds() -> list[int]:
@@ -233,16 +262,38 @@ def _access_lines(only_from: tuple[AddressEntry, ...] | None,
 
 
 def _address(entry: AddressEntry) -> str:
-    """As xinetd prints a list entry: inet_ntop's text, the mask as an address, and
-    only the labels NUMERIC, NET and HOST (a `.domain` entry is a HOST one there)."""
+    """As xinetd prints a list entry: inet_ntop's text and the labels NUMERIC, NET and
+    HOST (a `.domain` entry is a HOST one there). A plain address (`10.0.0.0`, its
+    network implied by the trailing zeros), a factorised one and `a/32` are NUMERIC
+    with no mask; `a/bits` is NET, the address as written (host bits kept) and the mask
+    written as an address."""
     net = entry.network
     if net is None:
         return f"{entry.name or entry.text}(HOST)"
     family = socket.AF_INET if isinstance(net, ipaddress.IPv4Network) else socket.AF_INET6
     address = socket.inet_ntop(family, net.network_address.packed)
-    if net.prefixlen == net.max_prefixlen:
+    if entry.kind == "cidr":
+        written, _, bits = entry.text.partition("/")
+        address = _as_written(family, written) or address
+        if family == socket.AF_INET6 and net.prefixlen == net.max_prefixlen:
+            # xinetd makes `a/128` a nameless HOST entry that never matches; here it is
+            # the host itself (docs/compatibility.md).
+            return f"{address}(NUMERIC)"
+        if family == socket.AF_INET and bits == "32":
+            return f"{address}(NUMERIC)"
+    elif entry.kind != "netname":
         return f"{address}(NUMERIC)"
     return f"{address}/{socket.inet_ntop(family, net.netmask.packed)}(NET)"
+
+
+def _as_written(family: int, text: str) -> str | None:
+    """The address part of an `a/bits` entry in inet_ntop's text (None if unreadable)."""
+    try:
+        packed = socket.inet_aton(text) if family == socket.AF_INET \
+            else socket.inet_pton(family, text)
+    except OSError:
+        return None
+    return socket.inet_ntop(family, packed)
 
 
 def _logging_lines(target: LogTarget | None, success: frozenset[str],

@@ -55,7 +55,8 @@ class Host(Protocol):
 
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
                      on_reap: OnReap | None = None, *,
-                     hold: Hold | None = None) -> int | Outcome | None: ...
+                     hold: Hold | None = None,
+                     client: Address | None = None) -> int | Outcome | None: ...
 
 
 class WaitServers:
@@ -122,7 +123,8 @@ class WaitServers:
         if INTERCEPT_FLAG in svc.flags:
             result = host.intercept.start(rt, svc, peer, self.reaped(rt), hold, sender)
         else:
-            result = host.spawn_server(svc, rt.sock, peer, self.reaped(rt), hold=hold)
+            result = host.spawn_server(svc, rt.sock, peer, self.reaped(rt), hold=hold,
+                                       client=sender)
         if isinstance(result, int):
             rt.transition(Event.WAIT_SPAWNED)
         elif result is Outcome.HELD:

@@ -2,7 +2,7 @@
 
 One configuration with services of most kinds (internal, sensor, external wait and
 nowait, redirect, IPv6; own and inherited passenv/env, group given or not, libwrap,
-access lists of every label) is run by both daemons; their dumps must be the same lines
+access lists of every label, host bits in `a/bits`) is run by both daemons; their dumps must be the same lines
 once the differences docs/compatibility.md lists are taken out: the header, `Instances`
 and `CPS` printed for every service, numeric `Bind`/`Redirect` hosts, descriptor numbers,
 and the values of the environment (each daemon has its own).
@@ -10,8 +10,10 @@ and the values of the environment (each daemon has its own).
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -83,6 +85,7 @@ service nowait
     max_load = 2
     access_times = 00:00-23:59
     only_from = 127.0.0.1 192.168.1.5/32 .example.com ::ffff:10.0.0.1 fe80::/10
+    only_from += 10.1.2.3/8 10.0.0.0 128.0.12.0 127.1 2001:db8::1/64 128.138.{{200,201}}
     no_access = 127.0.0.2
     log_type = SYSLOG daemon warning
     log_on_success += TRAFFIC
@@ -174,3 +177,110 @@ def test_dump_has_xinetds_lines(daemons: DaemonFactory, tmp_path: Path,
     assert normalised(ours) == normalised(theirs.dump)
     # What the normalisation hides is still there.
     assert "\t\tInstances = 30\n" in ours and "\tEnvironment strings:\n\t\tPATH=" in ours
+
+
+# --------------------------------------------------------------------------- server table
+
+# Run where the daemon listens (inside xinetd's namespaces through nsenter): one client
+# at a time, each waiting for its START line so both daemons fork in the same order;
+# then "ready", and the connections stay open until the process is killed.
+_CLIENTS = r"""
+import socket, sys, time
+log, stream_nowait, stream_wait, dgram_wait = sys.argv[1], *map(int, sys.argv[2:])
+held = []
+def started(count):
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with open(log) as f:
+                if f.read().count("START:") >= count:
+                    return
+        except FileNotFoundError:
+            pass
+        time.sleep(0.02)
+    sys.exit("no START line " + str(count))
+held.append(socket.create_connection(("127.0.0.1", stream_nowait)))
+started(1)
+held.append(socket.create_connection(("127.0.0.1", stream_wait)))
+started(2)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.sendto(b"x", ("127.0.0.1", dgram_wait))
+held.append(u)
+started(3)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def servers_configuration(log: Path, ports: list[int]) -> str:
+    def service(name: str, socket_type: str, protocol: str, wait: str, port: int) -> str:
+        return (f"service {name}\n{{\n    type = UNLISTED\n    socket_type = {socket_type}\n"
+                f"    protocol = {protocol}\n    port = {port}\n    wait = {wait}\n"
+                "    user = nobody\n    server = /bin/sleep\n    server_args = 20\n}\n")
+    return (f"defaults\n{{\n    log_type = FILE {log}\n"
+            "    log_on_success = PID HOST USERID\n}\n"
+            + service("nowait", "stream", "tcp", "no", ports[0])
+            + service("waits", "stream", "tcp", "yes", ports[1])
+            + service("datagrams", "dgram", "udp", "yes", ports[2]))
+
+
+def _server_table(dump: str) -> list[str]:
+    """The server table, with what differs by run (pids, times, descriptor numbers of
+    service sockets, client ports) replaced by X."""
+    table = dump.split("Server table dump:\n", 1)[1].split("\nRetry table dump:", 1)[0]
+    table = re.sub(r"(?m)^(pid|start_time) = .*$", r"\1 = X", table)
+    table = re.sub(r"(?m)^(\tdescriptor = )[0-9]+$", r"\1X", table)
+    table = re.sub(r"(?m)^(\tremote_address = .*,)[1-9][0-9]*$", r"\1X", table)
+    return table.split("\n")
+
+
+def _clients(prefix: list[str], log: str, ports: list[int]) -> subprocess.Popen[str]:
+    """Start the clients; returns once their servers run."""
+    proc = subprocess.Popen([*prefix, sys.executable, "-c", _CLIENTS, log, *map(str, ports)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()      # bounded: the script exits after its deadline
+    assert line == "ready\n", proc.stderr.read() if proc.stderr else line
+    return proc
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)
+
+
+def test_server_table_has_xinetds_lines(daemons: DaemonFactory, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    require_xinetd()
+    ports = [free_port() for _ in range(3)]
+    log = tmp_path / "services.log"
+    conf = tmp_path / "servers.conf"
+    conf.write_text(servers_configuration(log, ports))
+    dump_file = tmp_path / "xinetd.dump"
+    monkeypatch.setenv("PYXINETD_DUMP_FILE", str(dump_file))
+    daemon = daemons.start_config(conf.read_text())
+    clients = _clients([], str(log), ports)
+    try:
+        daemon.signal(signal.SIGUSR1)
+        daemon.wait_for_log("generated state dump")
+    finally:
+        _stop(clients)
+    ours = dump_file.read_text()
+
+    def connect(pid: int) -> None:
+        # In xinetd's namespaces, where its /tmp (and so the log) is its own.
+        started = _clients(["nsenter", "-t", str(pid), "-n", "-m", "--"], str(log), ports)
+        running.append(started)
+
+    running: list[subprocess.Popen[str]] = []
+    try:
+        theirs = run_xinetd_dump(conf, after_start=connect)
+    finally:
+        for proc in running:
+            _stop(proc)
+    assert theirs.started and theirs.dump, theirs.log + theirs.harness_error
+    assert _server_table(ours) == _server_table(theirs.dump)
+    # What the normalisation hides: a real port, and -1 for the closed connection.
+    assert re.search(r"\tremote_address = ::ffff:127\.0\.0\.1,[1-9][0-9]*\n", ours)
+    assert "\tdescriptor = -1\n\tflags = 3\n" in ours

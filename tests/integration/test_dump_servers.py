@@ -1,0 +1,61 @@
+"""SIGUSR1: the server table of the state dump names each running server's connection
+as xinetd does (descriptor, flags, the client's address and port, log_remote_user,
+writes_to_log); tests/compat/test_dump_compat.py compares it with the real xinetd."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import DaemonFactory, free_port, wait_until
+
+
+def configuration(log: Path, ports: list[int]) -> str:
+    def service(name: str, socket_type: str, protocol: str, wait: str, port: int) -> str:
+        return (f"service {name}\n{{\n    type = UNLISTED\n    socket_type = {socket_type}\n"
+                f"    protocol = {protocol}\n    port = {port}\n    bind = 127.0.0.1\n"
+                f"    wait = {wait}\n    user = nobody\n    server = /bin/sleep\n"
+                "    server_args = 20\n}\n")
+    return (f"defaults\n{{\n    log_type = FILE {log}\n    log_on_success = PID HOST USERID\n}}\n"
+            + service("nowait", "stream", "tcp", "no", ports[0])
+            + service("waits", "stream", "tcp", "yes", ports[1])
+            + service("datagrams", "dgram", "udp", "yes", ports[2]))
+
+
+def server_entry(dump: str, sid: str) -> str:
+    match = re.search(rf"(?ms)^{sid} server\n.*?\n\n", dump)
+    assert match, dump
+    return match.group()
+
+
+def test_server_table_shows_each_connection(daemons: DaemonFactory, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    dump_file = tmp_path / "xinetd.dump"
+    monkeypatch.setenv("PYXINETD_DUMP_FILE", str(dump_file))
+    ports = [free_port() for _ in range(3)]
+    daemon = daemons.start_config(configuration(tmp_path / "services.log", ports))
+    with socket.create_connection(("127.0.0.1", ports[0])) as stream, \
+            socket.create_connection(("127.0.0.1", ports[1])), \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as datagram:
+        datagram.bind(("127.0.0.1", 0))
+        datagram.sendto(b"x", ("127.0.0.1", ports[2]))
+        log = tmp_path / "services.log"
+        wait_until(lambda: log.exists() and log.read_text().count("START:") >= 3, 10,
+                   what="three servers")
+        daemon.signal(signal.SIGUSR1)
+        daemon.wait_for_log("generated state dump")
+        dump = dump_file.read_text()
+        nowait = server_entry(dump, "nowait")
+        assert (f"\tdescriptor = -1\n\tflags = 3\n\tremote_address = 127.0.0.1,"
+                f"{stream.getsockname()[1]}\nlog_remote_user = YES\nwrites_to_log = YES\n"
+                ) in nowait
+        waits = server_entry(dump, "waits")
+        assert re.search(r"\tdescriptor = [0-9]+\n\tflags = 1\n\tremote_address = "
+                         r"<no address>,0\nlog_remote_user = NO\nwrites_to_log = NO\n", waits)
+        datagrams = server_entry(dump, "datagrams")
+        assert re.search(rf"\tdescriptor = [0-9]+\n\tflags = 1\n\tremote_address = 127\.0\.0\.1,"
+                         rf"{datagram.getsockname()[1]}\nlog_remote_user = NO\n", datagrams)
