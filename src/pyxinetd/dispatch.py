@@ -290,16 +290,18 @@ class Dispatcher:
         except BaseException:
             conn.close()
             raise
-        self._start_on(rt, svc, conn, peer, remote_name)
+        self._start_on(rt, svc, conn, peer, addr, remote_name)
 
     def _start_on(self, rt: ServiceRuntime | None, svc: ServiceConfig, conn: socket.socket,
-                  peer: str, remote_name: str | None = None) -> None:
+                  peer: str, addr: tuple[object, ...], remote_name: str | None = None
+                  ) -> None:
         hold = None
         if rt is not None:
-            hold = Hold(rt, lambda: self._start_on(rt, svc, conn, peer, remote_name),
+            hold = Hold(rt, lambda: self._start_on(rt, svc, conn, peer, addr, remote_name),
                         conn.close)
         try:
-            result = self.spawn_server(svc, conn, peer, hold=hold, remote_name=remote_name)
+            result = self.spawn_server(svc, conn, peer, hold=hold, remote_name=remote_name,
+                                       client=addr)
         except BaseException:
             conn.close()
             raise
