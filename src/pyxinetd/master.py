@@ -124,6 +124,7 @@ class Master:
         self.exit_status = 0
         self.loop_should_stop = False
         self._exiting = False
+        self._serving_stopped = False
         # As process 1 (a container's init) the daemon inherits every orphan of its
         # namespace; reaping those is its job, not an error.
         self._adopts_orphans = os.getpid() == 1
@@ -233,20 +234,33 @@ class Master:
         self.loop_should_stop = True
         self.loop.stop()
 
-    def shutdown(self) -> None:
-        """Close every socket and session; servers keep running, as with xinetd.
+    @property
+    def stopping(self) -> bool:
+        """The daemon has begun to exit (SIGTERM, SIGQUIT, no services left)."""
+        return self._exiting or self.loop_should_stop
 
-        The process is expected to exit afterwards: the handled signals stay ignored."""
+    def stop_serving(self) -> None:
+        """Close every listener, session and waiting request, and kill a configuration
+        load still running; servers keep running, as with xinetd. Done once."""
+        if self._serving_stopped:
+            return
+        self._serving_stopped = True
         self.reconfig.close()
         self.activations.close()
-        # Registrations still there (an early stop): the UNSET calls are sent, unanswered.
-        self.rpc.unregister_all(lambda: None)
-        self.rpc.close()
         self.dispatcher.close_all()
         for rt in self.services:
             self.dispatcher.close_listener(rt)
             if rt.state is not State.STOPPED:
                 rt.transition(Event.STOP)
+
+    def shutdown(self) -> None:
+        """Close every socket and session; servers keep running, as with xinetd.
+
+        The process is expected to exit afterwards: the handled signals stay ignored."""
+        self.stop_serving()
+        # Registrations still there (an early stop): the UNSET calls are sent, unanswered.
+        self.rpc.unregister_all(lambda: None)
+        self.rpc.close()
         self.handed_over.close()
         # From here the process only exits: a late signal must not change its status.
         self.signals.close(exiting=True)
@@ -275,25 +289,36 @@ class Master:
 
     def terminate(self) -> None:
         """SIGTERM: RPC servers get SIGKILL (reference §6.1), then quick_exit()."""
+        if self.stopping:
+            return
         rpc.kill_servers(list(self.children), self.program)
         self.quick_exit()
 
     def quick_exit(self) -> None:
-        """SIGQUIT: exit 0 once the RPC services are unregistered; no server is signalled."""
-        if self._exiting:
+        """SIGQUIT: exit 0 once the RPC services are unregistered; no server is signalled.
+
+        Unregistering takes a portmapper exchange (seconds, if it does not answer),
+        during which the loop still turns; xinetd blocks in it and serves nothing more.
+        So serving stops first: no connection is accepted (an RPC server started then
+        would escape the SIGKILL above), and a reload, a dump or a second SIGTERM sent
+        meanwhile does nothing (see `stopping`)."""
+        if self.stopping:
             return
         self._exiting = True
         self.program.warning("quit_program", "Exiting...")
+        self.stop_serving()
         self.rpc.unregister_all(lambda: self.stop(0))
 
     def interrupt(self) -> None:
         """SIGINT is ignored, except in -d mode where it ends the daemon (status 1)."""
-        if self.options.debug:
+        if self.options.debug and not self.stopping:
             self.program.warning("quit_program", "Exiting...")
             self.stop(1)
 
     def reload(self) -> None:
         """SIGHUP/SIGUSR2: read the configuration again and apply the difference."""
+        if self.stopping:
+            return
         if not self.started:
             # Binds of the start-up are still settling; reload once they are.
             self._reload_requested = True
@@ -303,6 +328,8 @@ class Master:
 
     def dump(self) -> None:
         """SIGUSR1: append the state dump to the dump file (reference §6.4)."""
+        if self.stopping:
+            return
         path = self._dump_path
         text = dump.render(self.config, self.services, self.children,
                            self.dispatcher.session_count(), self._socket_fds(),
@@ -322,6 +349,8 @@ class Master:
     def consistency_check(self, periodic: bool = False) -> None:
         """SIGABRT (and -cc N): check the counters; a periodic pass is only logged with -d,
         as in xinetd, so `-cc 60` does not add a line to the log every minute."""
+        if self.stopping:
+            return
         errors = 0
         occupancy = self.children.occupancy
         if occupancy.total != len(self.children) + self.dispatcher.session_count():

@@ -115,6 +115,10 @@ class Reconfigurer:
     def _loaded(self, outcome: Outcome) -> None:
         self._load = None
         m = self.master
+        if m.stopping:
+            # Delivered in the turn the daemon began to exit: too late to apply (the
+            # servers of removed services would be signalled, new services bound).
+            return
         if isinstance(outcome, LoaderFailed):
             m.program.error("hard_reconfig", f"{outcome}; the running configuration is kept")
             m.program.warning("hard_reconfig", "reconfiguration failed")
