@@ -52,6 +52,7 @@ from pyxinetd.children import Child, ExitStatus
 from pyxinetd.config.isolated import LoaderFailed
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.configload import Outcome, PendingLoad
+from pyxinetd.portholders import PortHolders
 from pyxinetd.recheck import Recheck, Running
 from pyxinetd.reload import Change, diff_services
 from pyxinetd.service import Event, ServiceRuntime, State
@@ -90,6 +91,8 @@ class Reconfigurer:
         self.path = os.path.abspath(master.config.path)
         # Servers sent SIGTERM and not yet past their SIGKILL timer, by pid.
         self._terminating: dict[int, Child] = {}
+        # Ports still held by terminated wait = yes servers: binds wait for them.
+        self._holders = PortHolders(master)
         # The rechecks of the last reload (name lookups may still be pending).
         self._rechecks: list[Recheck] = []
         # The load in progress, and whether another reload was asked for meanwhile.
@@ -211,6 +214,7 @@ class Reconfigurer:
         for child in doomed:
             m.children.release(child)
         self.terminate(doomed)
+        self._holders.hold(doomed)
         m.program.notice("hard_reconfig", f"service {svc.id} deactivated")
 
     @staticmethod
@@ -255,7 +259,9 @@ class Reconfigurer:
         if old.wait and not old.is_internal and not old.is_redirect:
             # Those servers hold the old listening socket: it must go away.
             selected = self._selector(old, kept_ids - {old.id.lower()})
-            self.terminate([c for c in m.children if selected(c.service)])
+            holders = [c for c in m.children if selected(c.service)]
+            self.terminate(holders)
+            self._holders.hold(holders)
         return ServiceRuntime(change.new, m.loop.clock)
 
     # -- running servers of kept services (pyxinetd.recheck) ------------------------
@@ -351,7 +357,7 @@ class Reconfigurer:
                 finish()
 
         for rt in runtimes:
-            self.master.activations.start(rt, settled)
+            self._holders.start_when_free(rt, settled)
         settled()
 
     def _reconfigured(self, added: list[ServiceRuntime], old: int, dropped: int) -> None:

@@ -1,0 +1,75 @@
+"""A reload that rebinds the port a running wait = yes server still holds.
+
+An external `wait = yes` server owns the service's listening socket. When a reload
+replaces that socket (the service is removed and added again with a different `wait`,
+or its `bind` or socket flags change), the server is terminated, but the port stays
+taken until it is gone: binding the new socket at once failed every retry and left the
+service deactivated. xinetd kills the server and pauses before binding, so the new
+socket is bound there; here the bind waits for the server's exit instead.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import DaemonFactory, free_port
+from tests.integration.test_reload import defaults, greeting, reload, replace_conf, service
+
+WAIT_SERVER = {"wait": "yes"}
+
+
+@pytest.fixture(autouse=True)
+def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYXINETD_KILL_GRACE", "0.5")
+
+
+@pytest.mark.parametrize("change", [
+    {"wait": "no"},                                    # removed and added again
+    {"wait": "yes", "bind": "0.0.0.0"},                # the socket changes
+    {"wait": "yes", "flags": "KEEPALIVE"},
+])
+@pytest.mark.parametrize("server_words", [("wait", "hold"), ("wait", "hold", "ignore-term")])
+def test_the_new_socket_is_bound_once_the_holder_is_gone(
+        daemons: DaemonFactory, tmp_path: Path, change: dict[str, str],
+        server_words: tuple[str, ...]) -> None:
+    port = free_port()
+    daemon = daemons.start_config(defaults(tmp_path)
+                                  + service("w", port, "OLD", *server_words, **WAIT_SERVER))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as held:
+        held.settimeout(10)
+        assert held.recv(100).startswith(b"OLD")
+        words = ("wait",) if change["wait"] == "yes" else ()
+        log = reload(daemon, defaults(tmp_path) + service("w", port, "NEW", *words, **change), 1)
+    assert "failed to start" not in log and "bind failed" not in log
+    assert "Reconfigured: " in log
+    assert greeting(port).startswith("NEW")
+    assert daemon.zombies() == []
+    assert daemon.proc.poll() is None
+
+
+def test_a_reload_during_the_wait_binds_the_last_configuration(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The service changes again while its new socket still waits for the old server
+    # (which only SIGKILL ends, after the grace period): the last configuration is
+    # the one that serves.
+    monkeypatch.setenv("PYXINETD_KILL_GRACE", "3")
+    port = free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + service(
+        "w", port, "OLD", "wait", "hold", "ignore-term", wait="yes"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as held:
+        held.settimeout(10)
+        assert held.recv(100).startswith(b"OLD")
+        replace_conf(daemon, defaults(tmp_path) + service("w", port, "MID"))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("Sending signal 15 to w server")
+        replace_conf(daemon, defaults(tmp_path) + service("w", port, "NEW", bind="0.0.0.0"))
+        daemon.signal(signal.SIGHUP)
+        log = daemon.wait_for_log("Reconfigured: ", count=2)
+    assert "failed to start" not in log and "bind failed" not in log
+    assert greeting(port).startswith("NEW")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit() == 0
