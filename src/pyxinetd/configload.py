@@ -9,7 +9,11 @@ their order.
 
 A child that cannot be started, dies or sends garbage gives a LoaderFailed to `done`:
 loading again inside the loop would stall it for the whole load and bring the parser into
-the daemon for good, so the caller keeps the running configuration instead.
+the daemon for good, so the caller keeps the running configuration instead. So does a
+child that gives no result before its deadline (the main file or an `include` is a FIFO
+nobody writes, a hung network file system): it is sent SIGKILL and the load given up,
+otherwise every later reload would wait behind it forever. Its exit is still claimed
+when the reaper finds it, however late.
 """
 
 from __future__ import annotations
@@ -24,22 +28,39 @@ from pyxinetd.config import isolated
 from pyxinetd.config.isolated import LoaderFailed
 from pyxinetd.config.model import Configuration
 from pyxinetd.loop import READ, Loop
+from pyxinetd.timers import Timer
 
 # What a load gives: the configuration, or the error (ConfigError, OSError, LoaderFailed).
 Outcome = Configuration | Exception
 CHUNK = 1 << 16
+# Seconds a reload's loader has to send its result ($PYXINETD_LOAD_TIMEOUT). A load of
+# 1,000 services takes about half a second; this only ends loads that are stuck.
+LOAD_TIMEOUT_ENV = "PYXINETD_LOAD_TIMEOUT"
+DEFAULT_LOAD_TIMEOUT = 60.0
+
+
+def load_timeout(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
+    """The loader's deadline in seconds, from $PYXINETD_LOAD_TIMEOUT (positive)."""
+    try:
+        value = float(environ.get(LOAD_TIMEOUT_ENV, DEFAULT_LOAD_TIMEOUT))
+    except ValueError:
+        return DEFAULT_LOAD_TIMEOUT
+    if not value > 0 or value == float("inf"):  # NaN, zero, negative, infinite
+        return DEFAULT_LOAD_TIMEOUT
+    return value
 
 
 class PendingLoad:
     """One load in a loader child; `done(outcome)` is called once, from the loop."""
 
     def __init__(self, loop: Loop, path: str, done: Callable[[Outcome], None],
-                 **kwargs: Any) -> None:
+                 timeout: float | None = None, **kwargs: Any) -> None:
         self.loop = loop
         self._done = done
         self._chunks: list[bytes] = []
         self._eof = False
         self._status: ExitStatus | None = None
+        self._timer: Timer | None = None
         self.finished = False
         try:
             self.child: isolated.LoaderChild | None = isolated.start_loader(path, **kwargs)
@@ -49,6 +70,26 @@ class PendingLoad:
                                       f"{err.strerror or err}"))
             return
         loop.register(self.child.fd, READ, lambda mask: self._readable())
+        if timeout is not None:
+            self._timer = loop.call_later(timeout, lambda: self._expired(timeout))
+
+    @property
+    def reaped(self) -> bool:
+        """No child of this load is left to reap (never started, or collected)."""
+        return self.child is None or self._status is not None
+
+    def _expired(self, timeout: float) -> None:
+        """The deadline passed without a result: kill the loader, give the load up."""
+        self._timer = None
+        if self.finished or self.child is None:
+            return
+        self._close_pipe()
+        try:
+            os.kill(self.child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._finish(LoaderFailed(f"the configuration loader gave no result within "
+                                  f"{timeout:g} s (killed)"))
 
     def _readable(self) -> None:
         assert self.child is not None
@@ -91,6 +132,9 @@ class PendingLoad:
 
     def _finish(self, outcome: Outcome) -> None:
         self.finished = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         # Delivered from the loop, never from inside the constructor.
         self.loop.call_soon(lambda: self._done(outcome))
 
@@ -105,6 +149,9 @@ class PendingLoad:
         if self.finished and self._status is not None:
             return
         self.finished = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._close_pipe()
         if self.child is None or self._status is not None:
             return

@@ -51,7 +51,7 @@ from pyxinetd.access.hostspatterns import normalize_address
 from pyxinetd.children import Child, ExitStatus
 from pyxinetd.config.isolated import LoaderFailed
 from pyxinetd.config.model import Configuration, ServiceConfig
-from pyxinetd.configload import Outcome, PendingLoad
+from pyxinetd.configload import Outcome, PendingLoad, load_timeout
 from pyxinetd.portholders import PortHolders
 from pyxinetd.recheck import Recheck, Running
 from pyxinetd.reload import Change, diff_services
@@ -98,6 +98,8 @@ class Reconfigurer:
         # The load in progress, and whether another reload was asked for meanwhile.
         self._load: PendingLoad | None = None
         self._again = False
+        # Loads given up on (their deadline passed) whose child is not reaped yet.
+        self._abandoned: list[PendingLoad] = []
 
     # -- 1. load -----------------------------------------------------------------
     def reload(self) -> None:
@@ -112,10 +114,12 @@ class Reconfigurer:
         m = self.master
         m.program.notice("hard_reconfig", "Starting reconfiguration")
         m.notifier.reloading()
-        self._load = PendingLoad(m.loop, self.path, self._loaded,
+        self._load = PendingLoad(m.loop, self.path, self._loaded, timeout=load_timeout(),
                                  inetd_compat=m.options.inetd_compat)
 
     def _loaded(self, outcome: Outcome) -> None:
+        if self._load is not None and not self._load.reaped:
+            self._abandoned.append(self._load)
         self._load = None
         m = self.master
         if m.stopping:
@@ -142,8 +146,14 @@ class Reconfigurer:
             self.reload()
 
     def claim(self, pid: int, status: ExitStatus) -> bool:
-        """For the reaper: True when `pid` is the loader child (its status is taken)."""
-        return self._load is not None and self._load.claim(pid, status)
+        """For the reaper: True when `pid` is a loader child (its status is taken)."""
+        if self._load is not None and self._load.claim(pid, status):
+            return True
+        for load in self._abandoned:
+            if load.claim(pid, status):
+                self._abandoned.remove(load)
+                return True
+        return False
 
     def close(self) -> None:
         """The daemon stops: a load still running is killed and its child reaped."""

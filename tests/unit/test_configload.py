@@ -73,3 +73,32 @@ def test_kill_reaps_a_running_loader(tmp_path: Path) -> None:
     load.kill()
     assert not os.path.exists(f"/proc/{pid}")
     loop.close()
+
+
+def test_a_load_past_its_deadline_fails_and_its_child_is_still_claimed(
+        tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.conf"
+    os.mkfifo(fifo)
+    loop = Loop()
+    outcomes: list[Outcome] = []
+    load = PendingLoad(loop, str(fifo), outcomes.append, timeout=0.1)
+    assert load.child is not None
+    deadline = time.monotonic() + 20
+    while not (outcomes and load.reaped):
+        assert time.monotonic() < deadline, "the load was never given up"
+        loop.call_later(0.02, lambda: None)
+        loop.run_once()
+        for pid, status in reap():
+            assert load.claim(pid, status)
+    loop.close()
+    assert isinstance(outcomes[0], LoaderFailed)
+    assert "gave no result within 0.1 s (killed)" in str(outcomes[0])
+    assert len(outcomes) == 1
+
+
+def test_load_timeout_from_the_environment() -> None:
+    from pyxinetd.configload import DEFAULT_LOAD_TIMEOUT, load_timeout
+    assert load_timeout({}) == DEFAULT_LOAD_TIMEOUT
+    assert load_timeout({"PYXINETD_LOAD_TIMEOUT": "2.5"}) == 2.5
+    for bad in ("0", "-1", "nan", "inf", "soon"):
+        assert load_timeout({"PYXINETD_LOAD_TIMEOUT": bad}) == DEFAULT_LOAD_TIMEOUT
