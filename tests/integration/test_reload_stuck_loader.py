@@ -28,8 +28,10 @@ def test_a_stuck_load_is_killed_and_the_next_reload_works(
     os.mkfifo(fifo)
     fifo.replace(conf_path(daemon))
     daemon.signal(signal.SIGHUP)
-    # Asked for during the stuck load (or just after it, on the same FIFO): a second
-    # load, stuck as well.
+    # Two SIGHUPs sent back to back may be recorded as one; the second is sent once
+    # the first load has started. Asked for during the stuck load (or just after it,
+    # on the same FIFO): a second load, stuck as well.
+    daemon.wait_for_log("Starting reconfiguration")
     daemon.signal(signal.SIGHUP)
     daemon.wait_for_log("reconfiguration failed", count=2)
     replace_conf(daemon, defaults(tmp_path) + service("a", port, "NEW"))
