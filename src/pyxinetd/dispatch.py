@@ -16,7 +16,6 @@ close the parent's copy. No DNS, no NSS, no configuration work.
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -28,20 +27,19 @@ from pyxinetd.access.resolver import NameInfo
 from pyxinetd.children import Child, ChildTable, ExitStatus
 from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.dgram import DatagramDispatch
-from pyxinetd.errors import SpawnError
-from pyxinetd.forkretry import REASON_FORK, ForkRetry, Hold, Outcome
+from pyxinetd.dgramrelay import NowaitRelays
+from pyxinetd.forkretry import ForkRetry, Hold, Outcome
 from pyxinetd.handover import HandedOver
 from pyxinetd.intercept import Address, Interceptors
 from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
-from pyxinetd.files import open_for_append
-from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry, strerror
+from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, strerror
 from pyxinetd.peerenv import PEERENV_FLAG
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.sensor import DenyList
 from pyxinetd.service import REASON_ADDRESS, REASON_CPS, REASON_LOAD, Event, Limits, \
     ServiceRuntime, State
+from pyxinetd.serverstart import ServerStarter
 from pyxinetd.sessions import FORKING_BUILTINS, SessionRecord, Sessions
-from pyxinetd.spawner import spawn
 from pyxinetd.suspend import Suspensions
 from pyxinetd.userid import UserIds
 from pyxinetd.waiting import Waiting
@@ -63,9 +61,7 @@ class Dispatcher:
         self.program = program
         self.logs = logs
         self.limits = limits
-        self.as_root = as_root
         self._services = services
-        self._wall = wall_clock
         # Stream builtins, tcpmux and redirect, served in the loop.
         self.sessions = Sessions(loop, children.occupancy, program, logs,
                                  services=services, view=self, launch=self.launch)
@@ -75,12 +71,15 @@ class Dispatcher:
         # only_from/no_access and TCP Wrappers, after the parent checks (§4.4).
         self.access = AccessGate(loop, program)
         self.dgram = DatagramDispatch(self)
+        self.relays = NowaitRelays(self, self.dgram.park)
         # USERID/IDONLY: ident lookups before a server starts or after a refusal.
         self.userid = UserIds(loop, program, logs, children.occupancy,
                               lambda svc: not svc.is_internal
                               or svc.name in FORKING_BUILTINS)
         # Requests whose fork failed, waiting for their retry (§4.15).
         self.retries = ForkRetry(loop, program, logs, children.occupancy)
+        self.starter = ServerStarter(children, program, logs, self.retries, as_root=as_root,
+                                     clock=loop.clock, wall_clock=wall_clock)
         self.waiting = Waiting(children.occupancy)
         # flags = INTERCEPT: wait = yes servers whose clients the master checks (§4.13).
         self.intercept = Interceptors(self)
@@ -142,7 +141,7 @@ class Dispatcher:
             return lambda mask: self.dgram.on_internal(rt)
         if svc.wait:
             return lambda mask: self.dgram.on_wait(rt)
-        return lambda mask: self.dgram.on_nowait(rt)
+        return lambda mask: self.relays.on_readable(rt)
 
     # -- refusals, cps -----------------------------------------------------
     def refuse(self, rt: ServiceRuntime, peer: str, reason: str,
@@ -300,8 +299,8 @@ class Dispatcher:
             hold = Hold(rt, lambda: self._start_on(rt, svc, conn, peer, addr, remote_name),
                         conn.close)
         try:
-            result = self.spawn_server(svc, conn, peer, hold=hold, remote_name=remote_name,
-                                       client=addr)
+            result = self.starter.start(svc, conn, peer, hold=hold, remote_name=remote_name,
+                                        client=addr)
         except BaseException:
             conn.close()
             raise
@@ -314,56 +313,9 @@ class Dispatcher:
                      remote_name: str | None = None,
                      sender: object = None,
                      client: tuple[object, ...] | None = None) -> int | Outcome | None:
-        """Start svc's server on `sock`: its pid, or None after a failure (logged).
-        With `hold`, a failed fork is retried later (Outcome.HELD) or given up
-        (Outcome.RELEASED, hold.release has run); see pyxinetd.forkretry. `announce`:
-        write the START line (an intercepted server's clients get their own);
-        `remote_name`: the client's confirmed name, and `sender` the datagram's source
-        when `sock` cannot tell it (dgram wait = no), for PEERENV; `client`: the address
-        of the request a datagram wait = yes server starts for (the state dump shows its
-        port)."""
-        stderr_fd = -1
-        try:
-            if svc.stderr is not None:
-                stderr_fd = self._stderr_for(svc)
-            pid = spawn(svc, sock, peer, as_root=self.as_root, remote_name=remote_name,
-                        stderr_fd=stderr_fd, sender=sender)
-        except SpawnError as err:
-            if hold is not None and err.no_process:
-                return self.retries.failed(hold, svc, peer, err)
-            self.program.error("spawn", str(err))
-            if svc.log_type is not None:
-                self.logs.write(svc, fail_entry(svc, REASON_FORK, peer))
-            return None
-        finally:
-            if stderr_fd >= 0:
-                os.close(stderr_fd)     # the server has its own copy
-        if hold is not None:
-            self.retries.succeeded(hold.rt)
-        self.children.add(Child(pid, svc, peer, self.loop.clock(), self._wall(), on_reap,
-                                peer_port=_client_port(sock, client or sender)))
-        if announce and svc.log_type is not None:
-            self.logs.write(svc, start_entry(svc, pid, peer))
-        return pid
-
-    def _stderr_for(self, svc: ServiceConfig) -> int:
-        """`stderr = FILE`: the file, opened for this start (appending; created 0640 by
-        the daemon, so a server running as nobody can write it too). A file that cannot
-        be opened is reported and the server's stderr goes to /dev/null: never to the
-        client, which the service asked not to have it."""
-        assert svc.stderr is not None
-        try:
-            # Without waiting: a FIFO with no reader is an error here, not a stall.
-            return open_for_append(svc.stderr, 0o640)
-        except OSError as err:
-            self.program.error("spawn", f"{svc.id}: cannot open stderr file {svc.stderr} "
-                                        f"({strerror(err)}); the server's stderr goes to "
-                                        f"/dev/null")
-        try:
-            return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-        except OSError as err:
-            raise SpawnError(f"{svc.id}: cannot open /dev/null for stderr: {strerror(err)}",
-                             errno=err.errno or 0, step="descriptors") from err
+        """Start svc's server on `sock` (pyxinetd.serverstart.ServerStarter.start)."""
+        return self.starter.start(svc, sock, peer, on_reap, hold=hold, announce=announce,
+                                  remote_name=remote_name, sender=sender, client=client)
 
     def _runtime(self, svc: ServiceConfig) -> ServiceRuntime | None:
         for rt in self._services():
@@ -425,18 +377,7 @@ class Dispatcher:
         self.retries.close_all()
         self.access.close()
         self.sessions.close_all()
-        self.dgram.close_all()
+        self.relays.close_all()
         self.userid.close()
         self.sensor.close()
 
-
-def _client_port(sock: socket.socket, address: object) -> int:
-    """The client's port: from the datagram's source when given, else from a connected
-    stream socket; 0 when neither tells (a wait = yes stream server accepts itself)."""
-    if not isinstance(address, tuple):
-        try:
-            address = sock.getpeername()
-        except OSError:
-            return 0
-    port = address[1] if isinstance(address, tuple) and len(address) > 1 else 0
-    return port if isinstance(port, int) else 0

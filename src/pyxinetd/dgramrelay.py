@@ -1,0 +1,213 @@
+"""dgram/nowait with external servers (reference §4.3; broken in xinetd 2.3.15.3).
+
+Each datagram is read in the loop and handed to a server through an AF_UNIX datagram
+socketpair (the server reads it from descriptor 0 and writes its replies there); what
+the server writes is sent to the client from the service socket. More datagrams from
+the same sender go to the same running server; those that arrive while the first waits
+for its access verdict follow it (to its server, or with it when refused).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyxinetd.access.gate import PASS, Datagram, Verdict
+from pyxinetd.config.model import ServiceConfig
+from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, Host, send_quietly
+from pyxinetd.forkretry import Hold, Outcome
+from pyxinetd.listener import peer_text
+from pyxinetd.log import fail_entry, strerror
+from pyxinetd.loop import READ
+from pyxinetd.service import REASON_ADDRESS, ServiceRuntime
+
+# Holds a datagram until its access verdict (DatagramDispatch.park).
+Park = Callable[[ServiceRuntime, Callable[[Verdict], None], str, Datagram, int], None]
+
+
+def _nothing() -> None:
+    """What dropping a waiting datagram takes: nothing (it goes with its socket)."""
+
+
+@dataclass
+class _Relay:
+    """A dgram/nowait server's private datagram channel."""
+
+    service: ServiceRuntime
+    addr: tuple[object, ...]
+    sock: socket.socket
+    pid: int = 0
+
+
+
+class NowaitRelays:
+    """The dgram/nowait services' readiness handler and their servers' channels."""
+
+    def __init__(self, host: Host, park: Park) -> None:
+        self.host = host
+        self._park_datagram = park
+        self._relays: dict[tuple[str, tuple[object, ...]], _Relay] = {}
+        # Senders whose first datagram waits for its access verdict, with the datagrams
+        # they sent meanwhile: these follow the first to its server.
+        self._waiting: dict[tuple[str, tuple[object, ...]], list[bytes]] = {}
+
+    def on_readable(self, rt: ServiceRuntime) -> None:
+        host = self.host
+        for _ in range(DGRAM_BATCH):
+            sock = rt.sock
+            if sock is None or not rt.wants_events:
+                return
+            try:
+                data, raw_addr = sock.recvfrom(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue
+            addr = tuple(raw_addr)
+            relay = self._relays.get((rt.id, addr))
+            if relay is not None:
+                send_quietly(relay.sock, data, None)
+                continue
+            if self._follow(rt, addr, data):
+                continue
+            peer = peer_text(addr)
+            reason = host.parent_check(rt, peer)
+            if reason is not None:
+                host.refuse(rt, peer, reason, None, sender=addr)
+                continue
+            verdict = host.access.check(rt.config, peer, datagram=Datagram(sock, addr))
+            if verdict is not PASS:
+                self._nowait_admit(rt, addr, peer, data, verdict)
+                continue
+            self._start_relay(rt, addr, peer, data)
+
+    def _nowait_admit(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
+                      data: bytes, verdict: Verdict | None) -> None:
+        host = self.host
+        if verdict is None:
+            if rt.sock is None:
+                return      # closed since (a reload): the datagram goes with it
+            # Its server would count from here on: the slot is held while it waits,
+            # and the sender's next datagrams wait with it (_follow).
+            resume = host.hold(rt, peer, _nothing)
+            key = (rt.id, addr)
+            self._waiting[key] = []
+
+            def decided(v: Verdict) -> None:
+                later = self._waiting.pop(key, [])
+                self._unpark(rt, later)
+                if not resume():
+                    return      # its service was removed meanwhile
+                self._nowait_admit(rt, addr, peer, data, v)
+                relay = self._relays.get(key)
+                for datagram in later:
+                    if relay is not None:
+                        send_quietly(relay.sock, datagram, None)
+            self._park_datagram(rt, decided, peer, Datagram(rt.sock, addr), len(data))
+            return
+        if not verdict.allowed:
+            host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=addr)
+            return
+        relay = self._relays.get((rt.id, addr))
+        if relay is not None:
+            # Another datagram of this peer started its server while this one waited.
+            send_quietly(relay.sock, data, None)
+        elif rt.sock is not None:
+            self._start_relay(rt, addr, peer, data)
+
+    def _follow(self, rt: ServiceRuntime, addr: tuple[object, ...], data: bytes) -> bool:
+        """Whether `data` joins its sender's first datagram, which waits for its access
+        verdict: it goes to the same server (or with it, when refused)."""
+        later = self._waiting.get((rt.id, addr))
+        if later is None:
+            return False
+        later.append(data)
+        rt.parked += 1
+        rt.parked_bytes += len(data)
+        if not rt.wants_events:
+            self.host.refresh(rt)
+        return True
+
+    def _unpark(self, rt: ServiceRuntime, later: list[bytes]) -> None:
+        was_full = not rt.wants_events
+        rt.parked -= len(later)
+        rt.parked_bytes -= sum(len(d) for d in later)
+        if was_full and rt.wants_events:
+            self.host.refresh(rt)
+
+    def _start_relay(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
+                     first: bytes) -> None:
+        host = self.host
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        except OSError as err:
+            # Out of descriptors (each running server holds one pair end): drop this
+            # datagram; the next one tries again.
+            host.program.error("svc_relay", f"{rt.id}: cannot start a server: "
+                                            f"{strerror(err)}")
+            if rt.config.log_type is not None:
+                host.logs.write(rt.config, fail_entry(rt.config, "fork", peer))
+            return
+        ours.setblocking(False)
+        relay = _Relay(rt, addr, ours)
+        send_quietly(ours, first, None)
+        # Known before the spawn: while a failed fork waits for its retry, more
+        # datagrams of this peer queue in the pair for the server to come.
+        self._relays[(rt.id, addr)] = relay
+        self._spawn_relay(relay, rt.config, theirs, peer)
+
+    def _spawn_relay(self, relay: _Relay, svc: ServiceConfig, theirs: socket.socket,
+                     peer: str) -> None:
+        host = self.host
+
+        def release() -> None:
+            theirs.close()
+            self._drop_relay(relay)
+
+        hold = Hold(relay.service, lambda: self._spawn_relay(relay, svc, theirs, peer),
+                    release)
+        try:
+            # The server's socket pair cannot tell PEERENV who sent the datagram.
+            result = host.spawn_server(svc, theirs, peer, lambda c, s: self._end_relay(relay),
+                                       hold=hold, sender=relay.addr)
+        except BaseException:
+            release()
+            raise
+        if result is Outcome.HELD:
+            return
+        theirs.close()
+        if isinstance(result, int):
+            relay.pid = result
+            host.loop.register(relay.sock, READ, lambda mask: self._relay_replies(relay))
+        else:
+            self._drop_relay(relay)
+
+    def _relay_replies(self, relay: _Relay) -> None:
+        for _ in range(DGRAM_BATCH):
+            try:
+                data = relay.sock.recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            target = relay.service.sock
+            if target is not None:
+                send_quietly(target, data, relay.addr)
+
+    def _end_relay(self, relay: _Relay) -> None:
+        # Forward what the server wrote before it exited, then drop the channel.
+        self._relay_replies(relay)
+        self._drop_relay(relay)
+
+    def _drop_relay(self, relay: _Relay) -> None:
+        if self.host.loop.is_registered(relay.sock):
+            self.host.loop.unregister(relay.sock)
+        relay.sock.close()
+        if self._relays.get((relay.service.id, relay.addr)) is relay:
+            del self._relays[(relay.service.id, relay.addr)]
+
+    def close_all(self) -> None:
+        """Shutdown: drop every relay channel (the servers see EOF)."""
+        for relay in list(self._relays.values()):
+            self._drop_relay(relay)
