@@ -11,11 +11,17 @@ What xinetd does (recorded here, so a change of the oracle shows):
   glibc hands out the network number padded to four octets (0x7f000000), which
   xinetd's net_addr (addr.c) takes as a host number. The manual promises the network;
   pyxinetd matches 127.0.0.0/8 (docs/compatibility.md).
+- `default` (network 0.0.0.0) is dropped with `failed to parse default`: net_addr
+  refuses the network number 0, and the name is no host name either. `no_access =
+  default` refuses nobody, `only_from = default` (left empty) everybody. The manual's
+  network name is the network, and 0.0.0.0 is every IPv4 address: pyxinetd matches
+  every IPv4 client and says so with a warning naming file:line.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +40,8 @@ SOURCES = ("127.0.0.1", "127.0.0.2", "127.0.0.0")
 SERVICES = (
     ("only-loopback", "only_from = loopback"),
     ("deny-loopback", "no_access = loopback"),
+    ("deny-default", "no_access = default"),
+    ("only-default", "only_from = default"),
 )
 
 # Argument: a JSON object {service id: port}. Prints {service id: [sources served]}.
@@ -73,7 +81,7 @@ def _networks_present() -> str | None:
     except OSError as exc:
         return f"/etc/networks: {exc}"
     rows = {tuple(line.split()[:2]) for line in text.splitlines() if line.split()}
-    for row in (("loopback", "127.0.0.0"),):
+    for row in (("loopback", "127.0.0.0"), ("default", "0.0.0.0")):
         if row not in rows:
             return f"/etc/networks has no line {' '.join(row)!r}"
     return None
@@ -84,6 +92,12 @@ def _conf(ports: dict[str, int]) -> str:
               f"    port = {ports[sid]}\n    socket_type = stream\n    protocol = tcp\n"
               f"    wait = no\n    {line}\n}}\n" for sid, line in SERVICES]
     return "defaults\n{\n}\n" + "".join(blocks)
+
+
+def _default_lines() -> list[int]:
+    """The line numbers of the `... = default` lines in _conf()."""
+    text = _conf({sid: 1 for sid, _ in SERVICES})
+    return [n for n, line in enumerate(text.splitlines(), 1) if line.endswith("= default")]
 
 
 def _clients(prefix: list[str], ports: dict[str, int]) -> dict[str, list[str]]:
@@ -131,6 +145,16 @@ def test_xinetd_matches_only_the_network_address_of_a_network_name(
     assert served["deny-loopback"] == ["127.0.0.1", "127.0.0.2"]
 
 
+def test_xinetd_drops_the_name_of_network_zero(
+        xinetd_run: tuple[str, str, dict[str, list[str]]]) -> None:
+    _, log, served = xinetd_run
+    lines = [line.split(": ", 1)[1] for line in log.splitlines() if "default" in line]
+    assert [re.sub(r"\[file=[^]]*\]", "[file=F]", line) for line in lines] == [
+        f"ERROR: failed to parse default [file=F] [line={n}]" for n in _default_lines()]
+    assert served["deny-default"] == list(SOURCES)
+    assert served["only-default"] == []
+
+
 def test_xinetd_takes_a_short_network_number_the_same_way(tmp_path: Path) -> None:
     # `loopback 127` (BSD style) in a networks file bound over /etc/networks inside
     # xinetd's own mount namespace: still a host entry, glibc pads the number.
@@ -152,3 +176,21 @@ def test_pyxinetd_matches_the_whole_network_of_a_network_name(daemons: DaemonFac
     assert served["only-loopback"] == list(SOURCES)
     assert served["deny-loopback"] == []
     assert "loopback" not in log
+
+
+def test_pyxinetd_takes_default_as_every_ipv4_address_with_a_warning(
+        daemons: DaemonFactory) -> None:
+    missing = _networks_present()
+    if missing:
+        pytest.skip(missing)
+    ports = {sid: free_port() for sid, _ in SERVICES}
+    daemon = daemons.start_config(_conf(ports))
+    served = _clients([], ports)
+    assert served["deny-default"] == []
+    assert served["only-default"] == list(SOURCES)
+    warnings = [line.split(": ", 1)[1] for line in daemon.log().splitlines()
+                if "network 0.0.0.0" in line]
+    assert [re.sub(r"\[file=[^]]*\]", "[file=F]", line) for line in warnings] == [
+        "WARNING: service echo: default is the /etc/networks name of network 0.0.0.0: it "
+        "matches every IPv4 client, as 0.0.0.0 does (xinetd 2.3.15.3 ignores it: failed "
+        f"to parse default) [file=F] [line={n}]" for n in _default_lines()]

@@ -1,5 +1,6 @@
 """only_from / no_access entries naming /etc/networks networks: each is the whole
-network, whichever way the file writes its number (docs/access-control.md)."""
+network, whichever way the file writes its number; the network 0.0.0.0 (`default`) is
+every IPv4 address, with a warning (docs/access-control.md)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ short         10
 link-local    169.254.0.0
 two           192.168.7
 host-number   10.1.2.3
+default       0.0.0.0
+zero          0
 """
 
 
@@ -62,3 +65,30 @@ def test_a_network_name_does_not_reach_beyond_its_network(lookups: Lookups,
                                                           peer: str) -> None:
     assert not verdict(lookups, peer, only_from="loopback")
     assert verdict(lookups, peer, no_access="loopback")
+
+
+@pytest.mark.parametrize("name", ["default", "zero"])
+def test_the_network_zero_is_every_ipv4_address_with_a_warning(lookups: Lookups,
+                                                               name: str) -> None:
+    parsed = parse_address(name, lookups.network)
+    assert [(e.kind, str(e.network)) for e in parsed.entries] == [("netname", "0.0.0.0/0")]
+    assert parsed.warning == (
+        f"{name} is the /etc/networks name of network 0.0.0.0: it matches every IPv4 "
+        f"client, as 0.0.0.0 does (xinetd 2.3.15.3 ignores it: failed to parse {name})")
+
+
+@pytest.mark.parametrize(("peer", "ipv4"), [
+    ("127.0.0.1", True), ("203.0.113.9", True), ("::ffff:198.51.100.1", True),
+    ("::1", False), ("2001:db8::1", False),
+])
+def test_default_matches_ipv4_clients_only(lookups: Lookups, peer: str, ipv4: bool) -> None:
+    # "This form does not work for IPv6 hosts" (xinetd.conf(5)), as for 0.0.0.0.
+    assert verdict(lookups, peer, no_access="default") is not ipv4
+    assert verdict(lookups, peer, only_from="default") is ipv4
+    assert verdict(lookups, peer, only_from="0.0.0.0") is ipv4
+
+
+def test_default_is_not_taken_as_a_host_name(lookups: Lookups) -> None:
+    # Before: a host entry `default(HOST)`, matching a client whose reverse name is that.
+    svc = make_service(no_access=parse_address("default", lookups.network).entries)
+    assert not lists.needs_names(svc)

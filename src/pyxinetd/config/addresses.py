@@ -6,11 +6,13 @@ suffix, an explicit `addr/bits` mask, a factorised `a.b.c.{x,y}` form, and final
 name from /etc/networks. A token nothing recognises is dropped with a message and the
 service stays up.
 
-Two differences, both documented in docs/compatibility.md: host names are recognised
-by their shape, not by resolving them now (xinetd calls getaddrinfo at load time only
-to throw the answer away: entries match by reverse lookup at connection time, and a
-name that does not resolve could never match anyway), and an IPv6 `/128` entry matches
-its host instead of never matching.
+Differences, all documented in docs/compatibility.md: host names are recognised by
+their shape, not by resolving them now (xinetd calls getaddrinfo at load time only to
+throw the answer away: entries match by reverse lookup at connection time, and a name
+that does not resolve could never match anyway); an IPv6 `/128` entry matches its host
+instead of never matching; and an /etc/networks name is its whole network, as the
+manual promises (xinetd matches only the network's own address, and drops the name of
+network 0.0.0.0, `default`, which here matches every IPv4 client, with a warning).
 """
 
 from __future__ import annotations
@@ -157,7 +159,12 @@ def parse_address(token: str, networks: NetworkLookup) -> AddressParse:
         else:
             named = networks(token)
             if named is not None:
-                return AddressParse((AddressEntry(token, "netname", named),))
+                warning = None
+                if named.prefixlen == 0:
+                    warning = (f"{token} is the /etc/networks name of network 0.0.0.0: it "
+                               "matches every IPv4 client, as 0.0.0.0 does (xinetd 2.3.15.3 "
+                               f"ignores it: failed to parse {token})")
+                return AddressParse((AddressEntry(token, "netname", named),), warning)
             if _HOSTNAME_RE.match(token) and not all(is_digits(c) or c == "." for c in token):
                 warning = None
                 if token.upper() in _TCPD_WORDS:

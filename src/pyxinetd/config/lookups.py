@@ -198,7 +198,10 @@ class Lookups:
 
 
 def _network_number(text: str) -> ipaddress.IPv4Network | None:
-    """'169.254' or '169.254.0.0' -> 169.254.0.0/16 (mask from the significant octets)."""
+    """'169.254' or '169.254.0.0' -> 169.254.0.0/16 (mask from the significant octets).
+
+    The number 0 (`default 0.0.0.0`) is 0.0.0.0/0, every IPv4 address, as the numeric
+    entry 0.0.0.0 is in an address list; xinetd refuses it (docs/compatibility.md)."""
     parts = text.split(".")
     numbers = [decimal(p) for p in parts]
     if not 1 <= len(parts) <= 4 or not all(n is not None and n < 256 for n in numbers):
@@ -207,7 +210,5 @@ def _network_number(text: str) -> ipaddress.IPv4Network | None:
     significant = 4
     while significant > 0 and octets[significant - 1] == 0:
         significant -= 1
-    if significant == 0:
-        return None
     address = ".".join(str(o) for o in octets)
     return ipaddress.IPv4Network(f"{address}/{significant * 8}")
