@@ -454,6 +454,8 @@ def entry_draft(entry: InetdEntry, applier: Applier) -> Draft:
 def read_inetd_conf(text: str, file: str, applier: Applier, sink: DiagnosticSink
                     ) -> tuple[list[Draft], list[DroppedEntry]]:
     """The drafts of every entry of an inetd.conf text, and the entries skipped."""
+    # Same look-ups and caches; only the messages about users and groups differ.
+    applier = Applier(replace(applier.ctx, numeric_ids=False), applier.sink)
     drafts: list[Draft] = []
     dropped: list[DroppedEntry] = []
     for number, item in parse_inetd_text(text, file, sink):

@@ -50,6 +50,9 @@ class ValueContext:
     remarks: list[str] = field(default_factory=list)
     # Parsed address tokens: the same lists recur in file after file.
     addresses: dict[str, AddressParse | AddressError] = field(default_factory=dict)
+    # xinetd.conf takes numeric uids and gids; inetd.conf names only (its numbers are
+    # refused before they get here), so its messages must not suggest a number.
+    numeric_ids: bool = True
 
     def remark(self, message: str) -> None:
         self.remarks.append(message)
@@ -172,14 +175,18 @@ def parse_server_args(values: Values, ctx: ValueContext) -> Values:
 def parse_user(values: Values, ctx: ValueContext) -> UserSpec:
     info = ctx.lookups.user(values[0])
     if info is None:
-        raise ValueProblem(f"unknown user {values[0]!r}: expected a user name or a numeric uid")
+        raise ValueProblem(f"unknown user {values[0]!r}: " + (
+            "expected a user name or a numeric uid" if ctx.numeric_ids
+            else "expected a user name (inetd.conf takes names only)"))
     return UserSpec(values[0], info)
 
 
 def parse_group(values: Values, ctx: ValueContext) -> int:
     gid = ctx.lookups.group(values[0])
     if gid is None:
-        raise ValueProblem(f"unknown group {values[0]!r}: expected a group name or a numeric gid")
+        raise ValueProblem(f"unknown group {values[0]!r}: " + (
+            "expected a group name or a numeric gid" if ctx.numeric_ids
+            else "expected a group name (inetd.conf takes names only)"))
     return gid
 
 
