@@ -1,0 +1,139 @@
+"""etc/init.d/xinetd stop and status on the awkward cases: a daemon that does not exit
+on SIGTERM, a stale pidfile, a pidfile naming another program or unreadable.
+
+Run for real with /bin/sh, as in test_initscript.py (whose InitScript fixture this reuses).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import alive, wait_until
+from tests.integration.test_initscript import SCRIPT, InitScript, shared_dir
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the init script is run as root")
+
+__all__ = ["shared_dir"]  # a fixture, used below
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Iterator[InitScript]:
+    it = InitScript(tmp_path)
+    it.env["PYXINETD_STOP_TIMEOUT"] = "1"
+    try:
+        yield it
+    finally:
+        it.kill_all()
+
+
+def test_stop_kills_a_daemon_that_does_not_exit_on_sigterm(script: InitScript) -> None:
+    # A wedged daemon (here: stopped, so its SIGTERM stays pending) is killed once the
+    # stop timeout has passed, as start-stop-daemon --retry TERM/N/KILL/M does; the
+    # pidfile it could not remove goes too, so `status` says "not running" (3), not
+    # "dead but the pidfile exists" (1), and `start` works at once.
+    assert script.run("start").returncode == 0
+    pid = script.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    stop = script.run("stop")
+    assert stop.returncode == 0, stop
+    assert "killed" in stop.stdout and "SIGTERM" in stop.stdout, stop
+    assert not alive(pid)
+    assert not script.pidfile.exists()
+    assert script.run("status").returncode == 3
+    assert script.run("start").returncode == 0
+    assert script.serves()
+
+
+def test_stop_kills_a_process_ignoring_sigterm(script: InitScript) -> None:
+    # The xinetd being replaced, or any daemon stuck with SIGTERM ignored.
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time\n"
+         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint(flush=True)\ntime.sleep(60)",
+         "xinetd"], stdout=subprocess.PIPE)
+    try:
+        assert stubborn.stdout is not None and stubborn.stdout.readline() == b"\n"
+        script.pidfile.write_text(f"{stubborn.pid}\n")
+        stop = script.run("stop")
+        assert stop.returncode == 0, stop
+        assert stubborn.wait(timeout=10) == -signal.SIGKILL
+        assert not script.pidfile.exists()
+    finally:
+        if stubborn.poll() is None:
+            stubborn.kill()
+            stubborn.wait()
+        assert stubborn.stdout is not None
+        stubborn.stdout.close()
+
+
+def test_a_stale_pidfile(script: InitScript) -> None:
+    # Left by a crash: its pid is gone. Nothing to stop (0); status 1 (LSB: dead, pidfile
+    # exists); start takes the file over.
+    script.pidfile.write_text("999999999\n")
+    stop = script.run("stop")
+    assert stop.returncode == 0 and "not running" in stop.stdout, stop
+    status = script.run("status")
+    assert status.returncode == 1 and "exists" in status.stdout, status
+    assert script.run("reload").returncode == 7
+    assert script.run("start").returncode == 0
+    pid = script.pid()
+    assert pid is not None and pid != 999999999 and alive(pid)
+
+
+def test_stop_leaves_an_unrelated_process_alone(script: InitScript) -> None:
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        script.pidfile.write_text(f"{other.pid}\n")
+        stop = script.run("stop")
+        assert stop.returncode == 0 and "not running" in stop.stdout, stop
+        assert script.run("reload").returncode == 7
+        assert other.poll() is None
+        # Not ours to remove either: it names a live process.
+        assert script.pidfile.read_text() == f"{other.pid}\n"
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_restart_and_force_reload_when_not_running(script: InitScript) -> None:
+    # restart starts a daemon that was not running; force-reload only reloads (7).
+    assert script.run("force-reload").returncode == 7
+    restart = script.run("restart")
+    assert restart.returncode == 0, restart
+    pid = script.pid()
+    assert pid is not None and alive(pid)
+    wait_until(script.serves, what="the echo service")
+    try_restart = script.run("try-restart")
+    assert try_restart.returncode == 0, try_restart
+    assert script.pid() not in (None, pid)
+
+
+def test_status_unknown_when_the_pidfile_cannot_be_read(script: InitScript,
+                                                        shared_dir: Path) -> None:
+    # LSB status 4: the state cannot be determined. Likewise stop and reload cannot
+    # tell whether there is something to stop: 4, not "not running".
+    script.pidfile = shared_dir / "xinetd.pid"
+    script.env["PYXINETD_PIDFILE"] = str(script.pidfile)
+    assert script.run("start").returncode == 0
+    pid = script.pid()
+    assert pid is not None
+    script.pidfile.chmod(0o600)
+
+    def as_nobody(action: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["/bin/sh", "-s", action], input=SCRIPT.read_text(),
+                              env=script.env, user=65534, group=65534, extra_groups=[],
+                              capture_output=True, text=True, timeout=30, cwd="/")
+
+    for action in ("status", "stop", "reload"):
+        result = as_nobody(action)
+        assert result.returncode == 4, (action, result)
+        assert f"cannot read {script.pidfile}" in result.stdout + result.stderr
+    assert alive(pid)
+    assert script.run("status").returncode == 0
