@@ -249,6 +249,12 @@ def _run_master(config: Configuration, options: MasterOptions, program: ProgramL
         try:
             pidfile.acquire()
         except PidFileError as err:
+            if not err.locked:
+                # As xinetd (which says so only at DEBUG level): a pidfile that cannot
+                # be written is no reason to leave the services unserved. Only a lock
+                # held by another daemon, which serves them already, stops the start.
+                program.error("main", f"{err}; serving without a pidfile")
+                return
             program.critical("main", f"{err}. Exiting...")
             if report is None:
                 click.echo(f"pyxinetd: {err}", err=True)

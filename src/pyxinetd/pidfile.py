@@ -37,11 +37,13 @@ _FLOCK = "hhqqi"
 
 
 class PidFileError(PyxinetdError):
-    """The pidfile cannot be written, or another process holds its lock."""
+    """The pidfile cannot be written, or (`locked`) another process holds its lock."""
 
-    def __init__(self, path: str, message: str, holder: int | None = None) -> None:
+    def __init__(self, path: str, message: str, holder: int | None = None, *,
+                 locked: bool = False) -> None:
         self.path = path
         self.holder = holder
+        self.locked = locked
         super().__init__(message)
 
 
@@ -119,7 +121,7 @@ class PidFile:
             if err.errno in (errno.EACCES, errno.EAGAIN):
                 holder = lock_holder(self.path)
                 raise PidFileError(self.path, locked_message(self.path, holder),
-                                   holder) from None
+                                   holder, locked=True) from None
             raise PidFileError(self.path, f"cannot lock pidfile {self.path}: "
                                           f"{err.strerror}") from err
         return fd

@@ -181,21 +181,6 @@ def test_a_second_daemon_on_the_same_pidfile_refuses(detached: Detached) -> None
     assert echo_roundtrip(port) == b"ping\n"
 
 
-@pytest.mark.parametrize("mode", [(), ("-dontfork",)])
-def test_a_pidfile_that_cannot_be_written_stops_the_start(detached: Detached,
-                                                          tmp_path: Path,
-                                                          mode: tuple[str, ...]) -> None:
-    port = free_port()
-    result, _, log = detached.start(echo_conf(port), *mode,
-                                    pidfile=tmp_path / "missing-dir" / "xinetd.pid")
-    assert result.returncode == 1
-    assert "cannot open pidfile" in result.stderr
-    assert "CRITICAL" in log.read_text()
-    # Nothing was bound: the port is free for the next attempt.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", port))
-
-
 @pytest.mark.parametrize("closing", ["<&- >&- 2>&-", ">&-", "<&-", "2>&-"])
 def test_start_with_standard_descriptors_closed(detached: Detached, tmp_path: Path,
                                                 closing: str) -> None:

@@ -137,3 +137,17 @@ def test_status_unknown_when_the_pidfile_cannot_be_read(script: InitScript,
         assert f"cannot read {script.pidfile}" in result.stdout + result.stderr
     assert alive(pid)
     assert script.run("status").returncode == 0
+
+
+def test_start_without_a_writable_pidfile_serves_and_warns(script: InitScript,
+                                                           tmp_path: Path) -> None:
+    script.pidfile = tmp_path / "missing" / "xinetd.pid"
+    script.env["PYXINETD_PIDFILE"] = str(script.pidfile)
+    start = script.run("start")
+    assert start.returncode == 0, start
+    assert "serving without a pidfile" in start.stderr
+    assert f"serves, but without {script.pidfile}" in start.stderr
+    assert script.serves()
+    # Found through the log, to be killed at the end.
+    script.pids.add(int(script.log.read_text().split("xinetd[", 1)[1].split("]", 1)[0]))
+    assert script.run("status").returncode == 3
