@@ -134,3 +134,29 @@ def test_dontfork_with_an_unwritable_pidfile_keeps_the_port(daemons: DaemonFacto
     with socket.socket() as probe:
         with pytest.raises(OSError):
             probe.bind(("127.0.0.1", port))
+
+
+def test_xinetd_leaves_a_relative_pidfile_behind(tmp_path: Path) -> None:
+    # xinetd writes it before its chdir("/") and unlinks the same relative name after.
+    (tmp_path / "echo.conf").write_text(echo_conf(7))
+    report, log = run_oracle(tmp_path, "-f", "echo.conf", "-filelog", "log",
+                             "-pidfile", "rel.pid", then='kill -TERM "$(cat rel.pid)"; sleep 1')
+    assert "running=" not in report and "WARNING: Exiting..." in log, report
+    assert (tmp_path / "rel.pid").exists()
+
+
+def test_a_relative_pidfile_is_removed_on_sigterm(detached: Detached, tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "rel.conf").write_text(echo_conf(port))
+    pidfile = tmp_path / "rel.pid"
+    detached.pidfiles.append(pidfile)
+    result = subprocess.run([sys.executable, "-m", "pyxinetd", "-f", "rel.conf", "-filelog",
+                             "rel.log", "-pidfile", "rel.pid"], cwd=tmp_path,
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    pid = read_pid(pidfile)
+    assert pid is not None and echo_roundtrip(port) == b"ping\n"
+    os.kill(pid, 15)
+    wait_until(lambda: not alive(pid), what="the daemon to exit")
+    assert not pidfile.exists()
