@@ -1,0 +1,105 @@
+"""xinetd's command line, side by side with the real xinetd 2.3.15.3.
+
+Each case starts both daemons the same way (detached: no -dontfork) in fresh network,
+mount and pid namespaces, and compares the exit status, stdout, the last stderr line
+(the usage line, the version, the log-file failure) and whether a daemon is left
+serving. Differences listed in docs/compatibility.md (pyxinetd's extra first line
+naming a usage error, its name in the usage and version lines) are normalised.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_daemonize import echo_conf
+from tests.oracle import require_xinetd
+
+_RUN = r"""
+ip link set lo up
+cd "$1"; shift
+"$@" </dev/null >out 2>err
+echo "status=$?"
+i=0
+while [ -s log ] && ! grep -q -e "Started working" -e Exiting log && [ $i -lt 100 ]; do
+    sleep 0.1; i=$((i+1))
+done
+for p in $(ls /proc | grep '^[0-9]*$'); do
+    [ "$p" = 1 ] || [ "$p" = $$ ] && continue
+    grep -q xinetd "/proc/$p/cmdline" 2>/dev/null && echo "running"
+done
+true
+"""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    stdout: str
+    last_stderr_line: str
+    running: bool
+
+
+def start(folder: Path, command: list[str], args: tuple[str, ...]) -> Outcome:
+    folder.mkdir()
+    (folder / "echo.conf").write_text(echo_conf(7))
+    done = subprocess.run(["unshare", "-n", "-m", "-p", "--fork", "--mount-proc",
+                           "sh", "-c", _RUN, "sh", str(folder), *command, *args],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYXINETD_SYSLOG_SOCKET": str(folder / "no")})
+    assert done.returncode == 0, done.stderr
+    report = done.stdout.splitlines()
+    err = (folder / "err").read_text().splitlines()
+    return Outcome(status=int(report[0].removeprefix("status=")),
+                   stdout=(folder / "out").read_text(),
+                   last_stderr_line=err[-1] if err else "",
+                   running="running" in report)
+
+
+def normalise(line: str) -> str:
+    """pyxinetd's name where xinetd has its own (documented in compatibility.md)."""
+    line = line.replace("Usage: pyxinetd ", "Usage: xinetd ")
+    line = line.replace("pyxinetd: msg_init failed: can't open log file (No such file or "
+                        "directory)", "xinetd: msg_init failed: can't open log file")
+    return line.replace(f"pyxinetd {_version()} (compatible with xinetd 2.3.15.3)",
+                        "2.3.15.3")
+
+
+def _version() -> str:
+    from pyxinetd import __version__
+    return __version__
+
+
+LOG = ("-f", "echo.conf", "-filelog", "log")
+CASES = [
+    ("-version",),
+    ("-f", "echo.conf", "-version", "-limit", "x"),
+    (*LOG, "-limit"),
+    (*LOG, "-limit", "abc"),
+    (*LOG, "-limit", "5x"),
+    (*LOG, "-cc", "-1"),
+    (*LOG, "-logprocs", "x"),
+    ("-f",),
+    (*LOG, "extra"),
+    (*LOG, "-syslog", "daemon"),
+    ("-f", "echo.conf", "-filelog", "/nonexistent/log"),
+    (*LOG, "-reuse", "-limit", "0", "-logprocs", "3", "-cc", "0", "-stayalive"),
+    (*LOG, "-shutdownprocs", "5"),
+    (*LOG, "-syslog"),
+]
+
+
+@pytest.mark.parametrize("args", CASES, ids=[" ".join(c) for c in CASES])
+def test_same_outcome_as_xinetd(tmp_path: Path, args: tuple[str, ...]) -> None:
+    xinetd = require_xinetd()
+    theirs = start(tmp_path / "xinetd", [xinetd], args)
+    ours = start(tmp_path / "pyxinetd", [sys.executable, "-m", "pyxinetd"], args)
+    assert ours.status == theirs.status
+    assert ours.stdout == theirs.stdout == ""
+    assert normalise(ours.last_stderr_line) == theirs.last_stderr_line
+    assert ours.running == theirs.running
