@@ -131,7 +131,7 @@ def test_status_unknown_when_the_pidfile_cannot_be_read(script: InitScript,
                               env=script.env, user=65534, group=65534, extra_groups=[],
                               capture_output=True, text=True, timeout=30, cwd="/")
 
-    for action in ("status", "stop", "reload"):
+    for action in ("status", "stop", "reload", "start", "try-restart", "restart"):
         result = as_nobody(action)
         assert result.returncode == 4, (action, result)
         assert f"cannot read {script.pidfile}" in result.stdout + result.stderr
