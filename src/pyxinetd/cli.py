@@ -175,7 +175,9 @@ def serve(args: Sequence[str]) -> int:
 
         config = load(options.config_path, inetd_compat=options.inetd_compat)
     except (ConfigError, OSError, ImportError) as err:
-        program.critical("init_services", f"couldn't get configuration ({err}). Exiting...")
+        # xinetd's two lines: the reason, then the CRITICAL line word for word.
+        program.error("init_services", str(err))
+        program.critical("init_services", "couldn't get configuration. Exiting...")
         program.close()
         syslog.close()
         if detach:

@@ -10,6 +10,7 @@ naming a usage error, its name in the usage and version lines) are normalised.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -103,3 +104,30 @@ def test_same_outcome_as_xinetd(tmp_path: Path, args: tuple[str, ...]) -> None:
     assert ours.stdout == theirs.stdout == ""
     assert normalise(ours.last_stderr_line) == theirs.last_stderr_line
     assert ours.running == theirs.running
+
+
+def _levels_and_texts(log: str) -> list[str]:
+    """`LEVEL: text` of each line, without the date, the pid and xinetd's file names."""
+    lines = []
+    for line in log.splitlines():
+        text = line.split("]: ", 1)[1]
+        lines.append(re.sub(r"^(\w+: )\d+ ", r"\1PID ", text))
+    return lines
+
+
+def test_an_unreadable_configuration_is_logged_as_by_xinetd(tmp_path: Path) -> None:
+    # xinetd: the reason at ERROR, then `CRITICAL: PID {init_services} couldn't get
+    # configuration. Exiting...`, a line log watchers know word for word.
+    xinetd = require_xinetd()
+    args = ("-f", "missing.conf", "-filelog", "log")
+    start(tmp_path / "xinetd", [xinetd], args)
+    ours = start(tmp_path / "pyxinetd", [sys.executable, "-m", "pyxinetd"], args)
+    theirs_log = _levels_and_texts((tmp_path / "xinetd" / "log").read_text())
+    ours_log = _levels_and_texts((tmp_path / "pyxinetd" / "log").read_text())
+    assert theirs_log[-1] == "CRITICAL: PID {init_services} couldn't get configuration. Exiting..."
+    assert ours_log[-1] == theirs_log[-1]
+    assert [line.split(":", 1)[0] for line in ours_log] == ["ERROR", "CRITICAL"]
+    assert "missing.conf" in ours_log[0] and "No such file or directory" in ours_log[0]
+    # The start command says why (xinetd's parent has exited 0 long before).
+    assert ours.status == 1
+    assert ours.last_stderr_line.startswith("pyxinetd: couldn't get configuration (")
