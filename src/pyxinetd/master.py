@@ -201,20 +201,22 @@ class Master:
             self.program.warning("init_services",
                                  f"no service listens on the socket the service manager "
                                  f"passed as {unclaimed}; it is kept for a reload")
-        self.program.notice("main",
-                            f"{version_text()} started with {COMPILED_OPTIONS} options "
-                            f"compiled in.")
         available = self.available_count()
-        plural = "service" if available == 1 else "services"
-        self.program.notice("main", f"Started working: {available} available {plural}")
         # A service waiting for its address will serve once it appears: the daemon
         # stays (xinetd would have given up on it, and exited without services).
         stays = (available > 0 or self.options.keeps_running_without_services
                  or any(rt.state is State.AWAITING_ADDRESS for rt in self.services))
         if not stays:
-            self.program.critical("main", "no services. Exiting...")
+            # As xinetd, which gives up in init_services, before its start-up lines: a
+            # `Started working: 0 available services` would read as a daemon that runs.
+            self.program.critical("init_services", "no services. Exiting...")
             self.stop(1)
             return
+        self.program.notice("main",
+                            f"{version_text()} started with {COMPILED_OPTIONS} options "
+                            f"compiled in.")
+        plural = "service" if available == 1 else "services"
+        self.program.notice("main", f"Started working: {available} available {plural}")
         if self.on_started is not None:
             self.on_started()
         self.notifier.ready(f"Started working: {available} available {plural}")

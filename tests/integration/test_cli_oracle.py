@@ -131,3 +131,20 @@ def test_an_unreadable_configuration_is_logged_as_by_xinetd(tmp_path: Path) -> N
     # The start command says why (xinetd's parent has exited 0 long before).
     assert ours.status == 1
     assert ours.last_stderr_line.startswith("pyxinetd: couldn't get configuration (")
+
+
+def test_no_services_is_logged_as_by_xinetd(tmp_path: Path) -> None:
+    # xinetd gives up in init_services: no start-up lines, no `Started working: 0`
+    # (which a log watcher would read as a running daemon), only the CRITICAL line.
+    xinetd = require_xinetd()
+    conf = ("service echo\n{\n\ttype = INTERNAL\n\tsocket_type = stream\n\tprotocol = tcp\n"
+            "\twait = no\n\tdisable = yes\n}\n")
+    logs = []
+    for name, command in (("xinetd", [xinetd]), ("pyxinetd", [sys.executable, "-m",
+                                                               "pyxinetd"])):
+        (tmp_path / f"{name}.conf").write_text(conf)
+        outcome = start(tmp_path / name, command, ("-f", f"../{name}.conf", "-filelog", "log"))
+        assert not outcome.running
+        logs.append(_levels_and_texts((tmp_path / name / "log").read_text()))
+    assert logs[0] == ["CRITICAL: PID {init_services} no services. Exiting..."]
+    assert logs[1] == logs[0]
