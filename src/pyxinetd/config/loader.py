@@ -158,9 +158,13 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     try:
         text = read_text(path)
         info = os.stat(path)
-    except (OSError, ValueError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else str(exc)
-        raise ConfigError(f"cannot read configuration file: {why}", path) from exc
+    except OSError as exc:
+        # xinetd's own line for this (log parsers know it): open( PATH ) failed: %m.
+        why = (f"{os.strerror(exc.errno)} (errno = {exc.errno})" if exc.errno is not None
+               else str(exc))
+        raise ConfigError(f"open( {path} ) failed: {why}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"cannot read configuration file: {exc}", path) from exc
     env = dict(os.environ if environ is None else environ)
     lookups = lookups or Lookups()
     sink = DiagnosticSink()
