@@ -260,6 +260,13 @@ class ServiceRuntime:
         dropped, self._loops_unlogged, self._loop_warned_at = self._loops_unlogged, 0, now
         return dropped
 
+    def limit_is_zero(self, reason: str) -> bool:
+        """Whether `reason` is a limit of 0 (`instances = 0`, `per_source = 0`): no
+        slot will ever free for the refused request."""
+        svc = self.config
+        return ((reason == REASON_INSTANCES and svc.instances == 0)
+                or (reason == REASON_PER_SOURCE and svc.per_source == 0))
+
     def check(self, peer: str, occupancy: Occupancy, limits: Limits,
               deny_peer: Callable[[str], bool] | None = None) -> str | None:
         """Run the parent-level checks in xinetd's order; the FAIL reason or None.
@@ -286,8 +293,9 @@ class ServiceRuntime:
             return REASON_TIME
         if svc.instances is not None and occupancy.of_service(svc.id) >= svc.instances:
             return REASON_INSTANCES
-        if svc.per_source is not None and peer != NO_ADDRESS \
-                and occupancy.of_peer(svc.id, peer) >= svc.per_source:
+        # A request without an address (stream/wait) is checked too, as by xinetd: none
+        # of the running servers can be its, so only per_source = 0 refuses it.
+        if svc.per_source is not None and occupancy.of_peer(svc.id, peer) >= svc.per_source:
             return REASON_PER_SOURCE
         if limits.process_limit is not None and occupancy.total >= limits.process_limit:
             return REASON_PROCESS_LIMIT

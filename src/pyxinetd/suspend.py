@@ -8,7 +8,7 @@ Three reasons, all timed by the loop's deadline timers (nothing sleeps):
   meanwhile; a bind failure at the end leaves it FAILED, logged, and the loop serving.
 * accept() out of descriptors or memory: the socket stays open but is not watched for
   ACCEPT_RETRY_DELAY seconds, so the loop does not spin on a backlog it cannot accept.
-* a wait = yes stream request refused by a limit (`-limit`, instances, per_source)
+* a wait = yes stream request refused by a limit above 0 (`-limit`, instances, per_source)
   stays queued, but the socket is not watched until a server or in-loop session ends (a
   slot may be free), or REFUSED_RETRY_DELAY passes at the latest. Watched all along, the
   queued request would be refused again on every loop turn (100 % CPU, a FAIL line each

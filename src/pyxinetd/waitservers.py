@@ -72,9 +72,10 @@ class WaitServers:
             if rt.sock is None or reason == REASON_CPS:
                 host.intercept.drop_held(rt)
                 return  # a cps trip closed the socket already
-            if reason in (REASON_TIME, REASON_LOAD):
-                # Outside access_times or over max_load: the client is turned away as
-                # a wait = no service's would be, not kept waiting for hours.
+            if reason in (REASON_TIME, REASON_LOAD) or rt.limit_is_zero(reason):
+                # Outside access_times, over max_load, or a limit of 0: the client is
+                # turned away as a wait = no service's would be, not kept waiting for
+                # hours (or for ever, refused again every second).
                 self._turn_away(rt)
             else:
                 # A limit: the connection stays queued until a slot frees.
