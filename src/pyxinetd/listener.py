@@ -112,7 +112,7 @@ def bind_socket(sock: socket.socket, service: ServiceConfig) -> None:
     family = sock.family
     host = service.bind or ("::" if family == socket.AF_INET6 else "0.0.0.0")
     port = service.port or 0
-    sock.bind((host, port))
+    sock.bind(_sockaddr(family, host, port))
     if family == socket.AF_INET and service.bind is not None:
         address = ipaddress.ip_address(service.bind)
         if address.is_multicast:
@@ -120,6 +120,23 @@ def bind_socket(sock: socket.socket, service: ServiceConfig) -> None:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
     if service.socket_type in (SocketType.STREAM, SocketType.SEQPACKET):
         sock.listen(LISTEN_BACKLOG)
+
+
+def _sockaddr(family: int, host: str, port: int) -> tuple[str, int] | tuple[str, int, int, int]:
+    """The address to bind; a zone (`fe80::1%eth0`) becomes the scope id, which a plain
+    (host, port) pair would leave 0 (EINVAL for a link-local address). Raises OSError:
+    EADDRNOTAVAIL when the zone's interface is gone (a service waiting for its address
+    is bound again once it is back)."""
+    if family != socket.AF_INET6 or "%" not in host:
+        return (host, port)
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_INET6, flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        raise OSError(errno.EADDRNOTAVAIL, os.strerror(errno.EADDRNOTAVAIL)) from None
+    address = infos[0][4]
+    if len(address) != 4:
+        return (host, port)
+    return (str(address[0]), int(address[1]), int(address[2]), int(address[3]))
 
 
 class Binder:

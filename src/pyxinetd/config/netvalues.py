@@ -77,9 +77,18 @@ def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
         return BindSpec(text, ((socket.AF_INET, str(infos[0][4][0])),))
     if ":" in text:
         try:
-            return BindSpec(text, ((socket.AF_INET6, str(ipaddress.IPv6Address(text))),))
+            address = str(ipaddress.IPv6Address(text))
         except ValueError:
             raise ValueProblem(f"bad bind address {text!r}: expected an IPv6 address") from None
+        if "%" in text:
+            # A zone (`fe80::1%eth0`) must name an interface now, as xinetd's numeric
+            # getaddrinfo() requires; the socket is bound on it (listener.bind_socket).
+            try:
+                socket.getaddrinfo(text, None, socket.AF_INET6, flags=socket.AI_NUMERICHOST)
+            except (OSError, ValueError):
+                raise ValueProblem(f"bad bind address {text!r}: no interface "
+                                   f"{text.split('%', 1)[1]!r} for its zone") from None
+        return BindSpec(text, ((socket.AF_INET6, address),))
     try:
         infos = socket.getaddrinfo(text, None, type=socket.SOCK_STREAM)
     except (OSError, ValueError) as exc:
