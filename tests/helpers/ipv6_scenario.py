@@ -5,11 +5,14 @@
 WORKDIR/plan.json says what to do:
 
 - "links": `ip` argument lists run after `lo` is up (a veth pair, addresses...);
+- "hosts": the text of /etc/hosts for the run (optional; needs a private mount
+  namespace too: `unshare -n -m`);
 - "conf": the configuration, where {LOG} is the service log, {PY} this interpreter and
   {HELPERS} this folder;
 - "probes": a list of {"proto": "tcp"|"udp", "dst": ADDRESS, "port": N, "src": ADDRESS
   (optional), "scope": INTERFACE (optional, for link-local addresses), "send": TEXT
-  (optional)}.
+  (optional), "until": TEXT (optional: stop reading a stream once the reply ends
+  with it, instead of at EOF)}.
 
 Prints one JSON object: "replies" (per probe, the text received, or `refused`,
 `timeout`, `error: ...`; for UDP also the reply's source address as "from"), and the
@@ -60,6 +63,8 @@ def probe_tcp(p: dict) -> dict:
                 s.sendall(p["send"].encode())
             while chunk := s.recv(65536):
                 data += chunk
+                if p.get("until") and data.endswith(p["until"].encode()):
+                    break
         except socket.timeout:
             return {"reply": data.decode(errors="replace") + "<timeout>"}
         except OSError:
@@ -92,6 +97,12 @@ def main() -> int:
     run = begin()
     with open(os.path.join(os.path.dirname(run.conf), "plan.json")) as f:
         plan = json.load(f)
+    if "hosts" in plan:
+        hosts = os.path.join(os.path.dirname(run.conf), "hosts")
+        with open(hosts, "w") as f:
+            f.write(plan["hosts"])
+        subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+        subprocess.run(["mount", "--bind", hosts, "/etc/hosts"], check=True)
     for link in plan.get("links", []):
         subprocess.run(["ip", *link], check=True)
     with open(run.conf, "w") as f:

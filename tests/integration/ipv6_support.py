@@ -5,6 +5,7 @@ xinetd, so the same plan gives comparable results."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,18 @@ def env_server(mode: str = "stream") -> str:
 
 
 def run_plan(tmp_path: Path, plan: dict[str, Any], *daemon: str) -> dict[str, Any]:
+    """Run `plan` against `daemon` (pyxinetd by default); the scenario's JSON result.
+    A plan with "hosts" runs in a private mount namespace as well."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "plan.json").write_text(json.dumps(plan))
-    return run_scenario(SCENARIO, tmp_path, *(daemon or PYXINETD))
+    if "hosts" not in plan:
+        return run_scenario(SCENARIO, tmp_path, *(daemon or PYXINETD))
+    done = subprocess.run(["unshare", "-n", "-m", sys.executable, str(SCENARIO),
+                           str(tmp_path), *(daemon or PYXINETD)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def environment(reply: str) -> dict[str, str]:

@@ -52,6 +52,10 @@ def parse_redirect_source(values: Values, ctx: ValueContext) -> str:
 
 
 def _resolve_one(host: str, what: str) -> str:
+    """A numeric address, or the first address of a host name: its first IPv4 one, as
+    xinetd asks getaddrinfo for IPv4 unless the text holds a colon (a name with both
+    reaches its target over IPv4); an IPv6-only name gets its first IPv6 address,
+    where xinetd rejects it (docs/compatibility.md)."""
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
@@ -60,9 +64,11 @@ def _resolve_one(host: str, what: str) -> str:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (OSError, ValueError) as exc:
         raise ValueProblem(f"{what} {host!r} does not resolve: {exc}") from None
-    if not infos:
+    usable = [info for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
+    if not usable:
         raise ValueProblem(f"{what} {host!r} does not resolve")
-    return str(infos[0][4][0])
+    chosen = next((info for info in usable if info[0] == socket.AF_INET), usable[0])
+    return str(chosen[4][0])
 
 
 def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:

@@ -1,0 +1,39 @@
+"""`redirect` between the address families through the real daemon, in a private network
+and mount namespace (its own /etc/hosts): an IPv6 client relayed to an IPv4 target and
+back, and a target given by a host name with both an IPv4 and an IPv6 address, which
+xinetd resolves for IPv4 only (reference §4.12)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.integration.ipv6_support import needs_namespace, run_plan, service
+
+pytestmark = needs_namespace
+
+HOSTS = "127.0.0.1 localhost\n127.0.0.1 both\n::1 both\n2001:db8::2 onlysix\n"
+
+
+def echo(name: str, port: int, bind: str) -> str:
+    return (f"service echo\n{{\n    type = INTERNAL UNLISTED\n    id = {name}\n"
+            f"    port = {port}\n    socket_type = stream\n    wait = no\n"
+            f"    bind = {bind}\n}}\n")
+
+
+def redirect(name: str, port: int, target: str) -> str:
+    return service(name, port, "    socket_type = stream\n    wait = no\n    user = root\n"
+                   f"    redirect = {target}\n    log_on_success += TRAFFIC\n")
+
+
+def test_a_host_name_target_is_reached_over_ipv4(tmp_path: Path) -> None:
+    # `both` has 127.0.0.1 and ::1; only the IPv4 echo listens: xinetd connects to
+    # 127.0.0.1 (its getaddrinfo asks for IPv4 unless the target holds a colon).
+    conf = (echo("echo4", 7302, "127.0.0.1") + redirect("byname", 7303, "both 7302")
+            + redirect("tofour", 7304, "127.0.0.1 7302"))
+    result = run_plan(tmp_path, {"hosts": HOSTS, "conf": conf, "exits": 2, "probes": [
+        {"proto": "tcp", "dst": "::1", "port": 7303, "send": "by name\n", "until": "\n"},
+        {"proto": "tcp", "dst": "::1", "port": 7304, "send": "six to four\n",
+         "until": "\n"}]})
+    assert [r["reply"] for r in result["replies"]] == ["by name\n", "six to four\n"], result
+    assert "TRAFFIC: byname in=8(bytes) out=8(bytes)" in result["service_log"], result
+    assert not any("can't connect" in line for line in result["program_log"]), result
