@@ -13,10 +13,16 @@ other service refuses it with FAIL reason `address`. As in xinetd (sensor.c):
   empty.` is logged and the timer stops. Until its scrub an expired entry still denies;
 * a full list (DENY_LIST_MAX) takes nothing more: each hit then logs ERROR `Maximum
   global_no_access count reached.`, a listed client's included.
+
+A client is listed as the host it is: an IPv4 client of a dual-stack socket
+(`::ffff:a.b.c.d`, as the CRITICAL line names it) is refused on IPv4 sockets too, and one
+caught on an IPv4 socket on dual-stack ones (xinetd only does the latter: its list holds
+`::ffff:a.b.c.d` as an IPv6 address, which no IPv4 client matches).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable
 
@@ -45,6 +51,19 @@ def sensor_minute(environ: dict[str, str] | os._Environ[str] = os.environ) -> fl
     return value
 
 
+def _host(peer: str) -> str:
+    """The key of `peer` in the list: an IPv4-mapped address as plain IPv4 (the same
+    host); anything else as written (a link-local peer keeps its zone)."""
+    if peer.startswith("::ffff:") and "." in peer:
+        try:
+            mapped = ipaddress.IPv6Address(peer).ipv4_mapped
+        except ValueError:
+            return peer
+        if mapped is not None:
+            return str(mapped)
+    return peer
+
+
 class DenyList:
     """peer -> expiry (loop clock seconds, or FOREVER)."""
 
@@ -59,7 +78,7 @@ class DenyList:
         self._minute = sensor_minute()
 
     def denied(self, peer: str) -> bool:
-        return bool(self._deny) and peer in self._deny
+        return bool(self._deny) and _host(peer) in self._deny
 
     def hit(self, svc: ServiceConfig, peer: str) -> None:
         """`peer` reached the SENSOR service `svc`: list it for svc.deny_time minutes."""
@@ -70,13 +89,14 @@ class DenyList:
             self._program.error("process_sensor", "Maximum global_no_access count reached.")
             return
         expiry = FOREVER if minutes < 0 else self._clock() + minutes * self._minute
-        listed = self._deny.get(peer)
+        host = _host(peer)
+        listed = self._deny.get(host)
         if listed is not None:
             # Here again: a later expiry replaces the listed one (FOREVER stays).
             if minutes > 0 and expiry > listed:
-                self._deny[peer] = expiry
+                self._deny[host] = expiry
             return
-        self._deny[peer] = expiry
+        self._deny[host] = expiry
         self._program.critical("process_sensor",
                                f"Adding {peer} to the global_no_access list for {minutes} "
                                "minutes")
