@@ -198,7 +198,7 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
     bind_spec = cast(BindSpec | None, _late(draft, ctx, "bind"))
     family = int(socket.AF_INET if "IPv4" in flags and "IPv6" not in flags else socket.AF_INET6)
     if "IPv4" in flags and "IPv6" in flags:
-        sink.info(*where, f"service {sid} will use IPv6 (both IPv4 and IPv6 flags are set)")
+        sink.info(*where, f"Service {sid} will use IPv6 or fallback to IPv4")
     bind: str | None = None
     if bind_spec is not None:
         chosen = next((c for c in bind_spec.candidates if c[0] == family), None)
