@@ -24,3 +24,21 @@ def test_both_family_flags_give_ipv6_with_xinetds_line(tmp_path: Path) -> None:
     assert [r["reply"] for r in result["replies"]] == ["both\n", "both\n"], result
     assert any(line.startswith("xinetd[N]: INFO: Service both will use IPv6 or fallback to "
                                "IPv4") for line in result["program_log"]), result["program_log"]
+
+
+def test_an_ipv4_mapped_bind_address_is_always_bound(tmp_path: Path) -> None:
+    # `v6only = yes` in defaults would make the socket v6-only, on which Linux refuses
+    # a mapped address (EINVAL); with the IPv4 flag the address is the IPv4 one it maps.
+    conf = ("defaults\n{\n    v6only = yes\n}\n"
+            + echo_server("mapped", 7702, "    bind = ::ffff:127.0.0.1\n")
+            + echo_server("mapped4", 7703, "    bind = ::ffff:127.0.0.1\n    flags = IPv4\n"))
+    result = run_plan(tmp_path, {"conf": conf, "exits": 2, "probes": [
+        {"proto": "tcp", "dst": "127.0.0.1", "port": 7702},
+        {"proto": "tcp", "dst": "127.0.0.1", "port": 7703}]})
+    assert [r["reply"] for r in result["replies"]] == ["mapped\n", "mapped4\n"], result
+    assert "START: mapped pid=N from=::ffff:127.0.0.1" in result["service_log"]
+    assert "START: mapped4 pid=N from=127.0.0.1" in result["service_log"]
+    assert not [line for line in result["program_log"]
+                if "bind failed" in line or "has no IPv4 address" in line], result
+    assert any("service mapped: v6only = yes ignored: bind address ::ffff:127.0.0.1 needs "
+               "a dual-stack socket" in line for line in result["program_log"]), result

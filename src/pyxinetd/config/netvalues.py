@@ -25,6 +25,15 @@ class BindSpec:
 
 
 
+def needs_dual_stack(address: str) -> bool:
+    """Whether the IPv6 bind `address` is IPv4-mapped (`::ffff:a.b.c.d`): only a
+    dual-stack socket can bind it (a v6-only one gets EINVAL)."""
+    try:
+        return ipaddress.IPv6Address(address).ipv4_mapped is not None
+    except ValueError:
+        return False
+
+
 def parse_redirect(values: Values, ctx: ValueContext) -> tuple[str, int]:
     host, port_text = values
     number = unsigned(port_text)
@@ -83,9 +92,18 @@ def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
         return BindSpec(text, ((socket.AF_INET, str(infos[0][4][0])),))
     if ":" in text:
         try:
-            address = str(ipaddress.IPv6Address(text))
+            parsed = ipaddress.IPv6Address(text)
         except ValueError:
             raise ValueProblem(f"bad bind address {text!r}: expected an IPv6 address") from None
+        # inet_ntop's form, as xinetd writes addresses (`::ffff:127.0.0.1`, which
+        # Python 3.11's ipaddress would print `::ffff:7f00:1`).
+        address = socket.inet_ntop(socket.AF_INET6, parsed.packed)
+        if parsed.scope_id:
+            address += f"%{parsed.scope_id}"
+        if parsed.ipv4_mapped is not None:
+            # An IPv4 address too: with the IPv4 flag the socket binds the address it maps.
+            return BindSpec(text, ((socket.AF_INET6, address),
+                                   (socket.AF_INET, str(parsed.ipv4_mapped))))
         if "%" in text:
             # A zone (`fe80::1%eth0`) must name an interface now, as xinetd's numeric
             # getaddrinfo() requires; the socket is bound on it (listener.bind_socket).

@@ -20,7 +20,7 @@ from pyxinetd.config.model import (
     BUILTINS, DEFAULT_CPS, AddressEntry, FileTarget, LogTarget, Origin, Rlimits, ServiceConfig, SocketType,
     TimeWindow,
 )
-from pyxinetd.config.netvalues import BindSpec
+from pyxinetd.config.netvalues import BindSpec, needs_dual_stack
 from pyxinetd.config.values import UserSpec
 
 T = TypeVar("T")
@@ -217,6 +217,11 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         sink.warning(*where, f"service {sid}: v6only = no keeps the socket dual-stack (xinetd "
                              "2.3.15.3 would turn IPV6_V6ONLY on)")
     v6only = bool(_late(draft, ctx, "v6only") or False)
+    if v6only and bind is not None and family == socket.AF_INET6 and needs_dual_stack(bind):
+        # A v6-only socket cannot bind an IPv4-mapped address at all.
+        v6only = False
+        sink.warning(*where, f"service {sid}: v6only = yes ignored: bind address {bind} "
+                             "needs a dual-stack socket")
 
     # -- credentials -----------------------------------------------------------------
     group = _get(draft, "group", int)
