@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.internal.session import Peer
+from pyxinetd.listener import peer_text
 from pyxinetd.loop import READ, WRITE, Loop
 
 BUFFER_LIMIT = 64 * 1024
@@ -53,6 +54,15 @@ def resolve(host: str, port: int) -> Target:
                                proto=socket.IPPROTO_TCP)
     family, _, _, _, sockaddr = infos[0]
     return int(family), tuple(sockaddr)
+
+
+def _local(family: int, source: str) -> tuple[object, ...]:
+    """The address a `redirect_source` binds: a zone (`fe80::1%eth0`) becomes the scope
+    id, which a plain (host, port) pair would leave 0. Raises OSError."""
+    if family != socket.AF_INET6 or "%" not in source:
+        return (source, 0)
+    infos = socket.getaddrinfo(source, 0, socket.AF_INET6, flags=socket.AI_NUMERICHOST)
+    return tuple(infos[0][4])
 
 
 def resolve_targets(services: Iterable[ServiceConfig]) -> dict[str, str]:
@@ -174,13 +184,15 @@ class RedirectSession:
         self.out: socket.socket | None = None
         try:
             family, sockaddr = target if target is not None else _target_of(service)
-            self._target_text = str(sockaddr[0])
+            # Numeric, with the zone of a link-local target (`fe80::1%eth0`), as
+            # xinetd's line names it.
+            self._target_text = peer_text(sockaddr)
             self.out = socket.socket(family, socket.SOCK_STREAM)
             self.out.setblocking(False)
             if target is None and service.redirect_source is not None:
                 # `redirect_source`: connect from that address (any port).
                 self._source = service.redirect_source
-                self.out.bind((self._source, 0))
+                self.out.bind(_local(family, self._source))
             _nodelay(self.out)
             if "KEEPALIVE" in service.flags:
                 self.out.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.ipv6_support import needs_namespace, run_plan, service
+from tests.integration.ipv6_support import VETH, needs_namespace, run_plan, service
 
 pytestmark = needs_namespace
 
@@ -37,3 +37,16 @@ def test_a_host_name_target_is_reached_over_ipv4(tmp_path: Path) -> None:
     assert [r["reply"] for r in result["replies"]] == ["by name\n", "six to four\n"], result
     assert "TRAFFIC: byname in=8(bytes) out=8(bytes)" in result["service_log"], result
     assert not any("can't connect" in line for line in result["program_log"]), result
+
+
+def test_a_link_local_target_and_source_keep_their_zone(tmp_path: Path) -> None:
+    conf = (echo("echoll", 7305, "fe80::1%d0")
+            + redirect("toll", 7306, "fe80::1%d0 7305").replace(
+                "    redirect =", "    redirect_source = fe80::1%d0\n    redirect =")
+            + redirect("nobody", 7307, "fe80::1%d0 7308"))
+    result = run_plan(tmp_path, {"links": VETH, "conf": conf, "exits": 2, "probes": [
+        {"proto": "tcp", "dst": "::1", "port": 7306, "send": "zoned\n", "until": "\n"},
+        {"proto": "tcp", "dst": "::1", "port": 7307}]})
+    assert [r["reply"] for r in result["replies"]] == ["zoned\n", ""], result
+    assert "xinetd[N]: ERROR: can't connect to remote host fe80::1%d0: Connection refused " \
+           "(errno = 111) (client ::1)" in result["program_log"], result["program_log"]
