@@ -46,6 +46,13 @@ class Activations:
         (or waits for its address to appear: State.AWAITING_ADDRESS)."""
         svc = rt.config
         awaiting = rt.state is State.AWAITING_ADDRESS
+        if not self.dispatcher.logs.open(svc):
+            # xinetd does not activate a service whose log it cannot create.
+            self.program.error("activate_normal",
+                               f"Service {svc.id} failed to start and is deactivated.")
+            rt.transition(Event.BIND_FAILED)
+            settled()
+            return
         if svc.port is None and not rpc.is_rpc(svc):
             # TCPMUX clients own no socket: they are reached through tcpmux.
             self.dispatcher.activate(rt, None, Event.BOUND)

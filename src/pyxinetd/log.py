@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import os
+import stat
 import sys
 import time
 import traceback
@@ -219,6 +220,13 @@ def traffic_entry(service: ServiceConfig, bytes_in: int, bytes_out: int) -> str 
     return f"TRAFFIC: {service.id} in={bytes_in}(bytes) out={bytes_out}(bytes)"
 
 
+def _is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 @dataclass
 class _LogFile:
     fd: int
@@ -249,6 +257,23 @@ class ServiceLogs:
             self._syslog.send(pri, entry, self._clock())
             return
         self._write_file(target, "common" if target.common else service.id, entry)
+
+    def open(self, service: ServiceConfig) -> bool:
+        """Open `service`'s FILE log ahead of its first entry, as xinetd does when it
+        activates a service (the file exists from then on). False when it cannot be
+        created: the reason is logged, then xinetd's `creation of ID log failed`, and
+        the caller does not activate the service (xinetd's log_start() fails it)."""
+        target = service.log_type
+        if not isinstance(target, FileTarget) or target.path in self._files:
+            return True
+        if self._open(target, "common" if target.common else service.id) is not None:
+            return True
+        if _is_fifo(target.path):
+            # A FIFO whose reader is not there yet: it may come, so the service serves
+            # and each entry tries again (xinetd would wait for the reader, stalled).
+            return True
+        self._program.error("log_start", f"creation of {service.id} log failed")
+        return False
 
     def _open(self, target: FileTarget, label: str) -> _LogFile | None:
         try:

@@ -1,0 +1,57 @@
+"""A service whose `log_type = FILE` cannot be created is not activated, as in xinetd
+(reference §5.1): `creation of ID log failed`, then `Service ID failed to start and is
+deactivated.`; the other services serve. A reload tries again."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+from pathlib import Path
+
+from tests.daemon import DaemonFactory, free_port
+from tests.integration.test_dispatch import connect, read_all
+
+
+def service(name: str, port: int, log: Path) -> str:
+    return (f"service {name}\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = no\n"
+            f"\tuser = root\n\tserver = /bin/echo\n\tserver_args = hi\n"
+            f"\tbind = 127.0.0.1\n\tport = {port}\n\tlog_type = FILE {log}\n}}\n")
+
+
+def refused(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_a_service_whose_log_cannot_be_created_is_deactivated(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    bad_port, good_port = free_port(), free_port()
+    missing = tmp_path / "no-such-folder" / "bad.log"
+    good_log = tmp_path / "good.log"
+    daemon = daemons.start_config(service("bad", bad_port, missing)
+                                  + service("good", good_port, good_log))
+    text = daemon.log()
+    lines = re.findall(r"ERROR: .*", text)
+    assert lines[-2:] == ["ERROR: creation of bad log failed",
+                          "ERROR: Service bad failed to start and is deactivated."]
+    # The reason comes first, naming the file.
+    assert f"Cannot open {missing}: No such file or directory (errno = 2)" in text
+    assert "Started working: 1 available service\n" in text
+    assert refused(bad_port)
+    with connect(good_port) as conn:
+        assert read_all(conn) == b"hi\n"
+    # The log of a service that starts exists before its first entry, as in xinetd.
+    assert good_log.exists()
+
+    # Once the folder exists, a reload activates the service.
+    missing.parent.mkdir()
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_log(r"Reconfigured")
+    with connect(bad_port) as conn:
+        assert read_all(conn) == b"hi\n"
+    daemon.wait_for_log(r"Reconfigured")
+    assert daemon.log().count("creation of bad log failed") == 1
