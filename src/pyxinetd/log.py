@@ -247,6 +247,8 @@ class ServiceLogs:
         self._syslog = syslog
         self._clock = clock
         self._files: dict[str, _LogFile] = {}
+        # The shared log of `defaults` could not be created (until the next reload).
+        self._common_failed = False
 
     def write(self, service: ServiceConfig, entry: str | None) -> None:
         target: LogTarget | None = service.log_type
@@ -261,18 +263,23 @@ class ServiceLogs:
     def open(self, service: ServiceConfig) -> bool:
         """Open `service`'s FILE log ahead of its first entry, as xinetd does when it
         activates a service (the file exists from then on). False when it cannot be
-        created: the reason is logged, then xinetd's `creation of ID log failed`, and
-        the caller does not activate the service (xinetd's log_start() fails it)."""
+        created: the reason is logged, then xinetd's `creation of ID log failed` (ID
+        `default` for the shared log of `defaults`, said once for all its services),
+        and the caller does not activate the service (xinetd's log_start() fails it)."""
         target = service.log_type
         if not isinstance(target, FileTarget) or target.path in self._files:
             return True
+        if target.common and self._common_failed:
+            return False    # said once, for the first service that shares it
         if self._open(target, "common" if target.common else service.id) is not None:
             return True
         if _is_fifo(target.path):
             # A FIFO whose reader is not there yet: it may come, so the service serves
             # and each entry tries again (xinetd would wait for the reader, stalled).
             return True
-        self._program.error("log_start", f"creation of {service.id} log failed")
+        self._common_failed = target.common
+        label = "default" if target.common else service.id
+        self._program.error("log_start", f"creation of {label} log failed")
         return False
 
     def _open(self, target: FileTarget, label: str) -> _LogFile | None:
@@ -333,6 +340,7 @@ class ServiceLogs:
             if not log.closed_for_good:
                 os.close(log.fd)
         self._files.clear()
+        self._common_failed = False
 
 
 def internal_error_text(what: str, exc: Exception) -> str:

@@ -55,3 +55,24 @@ def test_a_service_whose_log_cannot_be_created_is_deactivated(
         assert read_all(conn) == b"hi\n"
     daemon.wait_for_log(r"Reconfigured")
     assert daemon.log().count("creation of bad log failed") == 1
+
+
+def test_a_defaults_log_that_cannot_be_created_is_reported_once(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    ports = [free_port() for _ in range(3)]
+    missing = tmp_path / "no-such-folder" / "common.log"
+    services = "".join(
+        f"service s{n}\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = no\n"
+        f"\tuser = root\n\tserver = /bin/echo\n\tserver_args = hi\n"
+        f"\tbind = 127.0.0.1\n\tport = {port}\n"
+        + ("\tlog_type = SYSLOG daemon\n" if n == 2 else "") + "}\n"
+        for n, port in enumerate(ports))
+    daemon = daemons.start_config(f"defaults\n{{\n\tlog_type = FILE {missing}\n}}\n"
+                                  + services)
+    assert re.findall(r"ERROR: (?!Cannot open).*", daemon.log()) == [
+        "ERROR: creation of default log failed",
+        "ERROR: Service s0 failed to start and is deactivated.",
+        "ERROR: Service s1 failed to start and is deactivated."]
+    assert refused(ports[0]) and refused(ports[1])
+    with connect(ports[2]) as conn:
+        assert read_all(conn) == b"hi\n"
