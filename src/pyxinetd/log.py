@@ -220,6 +220,11 @@ def traffic_entry(service: ServiceConfig, bytes_in: int, bytes_out: int) -> str 
     return f"TRAFFIC: {service.id} in={bytes_in}(bytes) out={bytes_out}(bytes)"
 
 
+def _label(service: ServiceConfig, target: FileTarget) -> str:
+    """The id a FILE log goes by in the messages about it."""
+    return "common" if target.common else service.id
+
+
 def _is_fifo(path: str) -> bool:
     try:
         return stat.S_ISFIFO(os.stat(path).st_mode)
@@ -239,14 +244,18 @@ class _LogFile:
 
 
 class ServiceLogs:
-    """Writes service entries to each service's log_type; one descriptor per FILE path."""
+    """Writes service entries to each service's log_type.
+
+    A FILE log is one descriptor per service, or one for every service sharing the
+    log of `defaults`, as in xinetd: services naming the same file each have their
+    own log, with their own limits and their own id in the messages about them."""
 
     def __init__(self, program: ProgramLog, syslog: SyslogSender,
                  clock: Callable[[], float] = time.time) -> None:
         self._program = program
         self._syslog = syslog
         self._clock = clock
-        self._files: dict[str, _LogFile] = {}
+        self._files: dict[tuple[str, str], _LogFile] = {}
         # The shared log of `defaults` could not be created (until the next reload).
         self._common_failed = False
 
@@ -258,7 +267,7 @@ class ServiceLogs:
             pri = FACILITIES.get(target.facility, 3) * 8 + SEVERITIES.get(target.level, 6)
             self._syslog.send(pri, entry, self._clock())
             return
-        self._write_file(target, "common" if target.common else service.id, entry)
+        self._write_file(target, _label(service, target), entry)
 
     def open(self, service: ServiceConfig) -> bool:
         """Open `service`'s FILE log ahead of its first entry, as xinetd does when it
@@ -267,11 +276,12 @@ class ServiceLogs:
         `default` for the shared log of `defaults`, said once for all its services),
         and the caller does not activate the service (xinetd's log_start() fails it)."""
         target = service.log_type
-        if not isinstance(target, FileTarget) or target.path in self._files:
+        if not isinstance(target, FileTarget) or (target.path,
+                                                  _label(service, target)) in self._files:
             return True
         if target.common and self._common_failed:
             return False    # said once, for the first service that shares it
-        if self._open(target, "common" if target.common else service.id) is not None:
+        if self._open(target, _label(service, target)) is not None:
             return True
         if _is_fifo(target.path):
             # A FIFO whose reader is not there yet: it may come, so the service serves
@@ -289,15 +299,15 @@ class ServiceLogs:
             self._program.error("log_open", f"Cannot open {target.path}: {strerror(err)}")
             return None
         log = _LogFile(fd, os.fstat(fd).st_size, target.soft_limit, target.hard_limit, label)
-        self._files[target.path] = log
+        self._files[(target.path, label)] = log
         if log.soft_limit is not None and log.size > log.soft_limit:
             # Already past a limit (not rotated since): say so; past the hard one,
             # nothing more is written to it, as in xinetd.
-            self._over_soft_limit(log)
+            self._check_limits(log)
         return log
 
     def _write_file(self, target: FileTarget, label: str, entry: str) -> None:
-        log = self._files.get(target.path) or self._open(target, label)
+        log = self._files.get((target.path, label)) or self._open(target, label)
         if log is None:
             return
         if log.closed_for_good:
@@ -309,15 +319,16 @@ class ServiceLogs:
         except OSError as err:
             self._program.error("log_write", f"Error writing {target.path}: {strerror(err)}")
             return
-        if log.soft_limit is not None and log.size > log.soft_limit:
-            self._over_soft_limit(log)
+        if log.soft_limit is not None:
+            self._check_limits(log)
 
-    def _over_soft_limit(self, log: _LogFile) -> None:
-        """The manual's two limits (reference §5.4): a message at ALERT the first time
-        the soft limit is exceeded (xinetd 2.3.15.3 never writes it), then, past the
+    def _check_limits(self, log: _LogFile) -> None:
+        """The manual's two limits (reference §5.4), against the file's size after a
+        line: a message at ALERT the first time the soft limit is exceeded (xinetd 2.3.15.3 never writes it), then, past the
         hard limit, the line is finished and the log closed until the next reload."""
         try:
-            # The file's real size: a rotation may have truncated it since it was opened.
+            # The file's real size: other services may write to it too, and a rotation
+            # may have truncated it since it was opened.
             log.size = os.fstat(log.fd).st_size
         except OSError:
             pass

@@ -1,0 +1,47 @@
+"""Two services whose `log_type = FILE` names the same file, with size limits: as in
+xinetd, each service has its own log (xinetd opens the file once per service), so each
+reports the limits under its own id and keeps writing until its own entry finds the
+file past its hard limit."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.daemon import DaemonFactory, free_port
+from tests.integration.test_dispatch import connect, read_all
+
+
+def service(name: str, port: int, log: Path) -> str:
+    return (f"service {name}\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = no\n"
+            f"\tuser = root\n\tserver = /bin/echo\n\tserver_args = hi\n\tcps = 0 0\n"
+            f"\tbind = 127.0.0.1\n\tport = {port}\n\tlog_type = FILE {log} 300 500\n"
+            f"\tlog_on_success = HOST PID\n}}\n")
+
+
+def test_each_service_reports_the_limits_of_a_shared_file_under_its_own_id(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    log = tmp_path / "shared.log"
+    ports = {"aa": free_port(), "bb": free_port()}
+    daemon = daemons.start_config("".join(service(name, port, log)
+                                          for name, port in ports.items()))
+    for _ in range(10):     # about 45 bytes a line, 20 lines: past 500
+        for port in ports.values():
+            with connect(port) as conn:
+                assert read_all(conn) == b"hi\n"
+    daemon.wait_for_log(r"Error in bb log")
+    daemon.wait_for_log(r"Error in aa log")
+    lines = re.findall(r"(?:ALERT|ERROR): (?:Size|Error) .*", daemon.log())
+    for name in ports:
+        mine = [line for line in lines if f" {name} log" in line]
+        assert mine[:2] == [f"ALERT: Size of {name} log exceeded soft limit",
+                            f"ERROR: Size of {name} log exceeded hard limit"]
+        assert set(mine[2:]) == {f"ERROR: Error in {name} log: size limit reached"}
+    text = log.read_text()
+    # Every START line is written or reported, under its own service.
+    for name in ports:
+        written = len(re.findall(rf"START: {name} ", text))
+        refused = sum(f"Error in {name} log" in line for line in lines)
+        assert written + refused == 10
+    # The file's own size is what the limit is about.
+    assert 500 < len(text) < 600
