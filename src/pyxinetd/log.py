@@ -310,6 +310,9 @@ class ServiceLogs:
         log = self._files.get((target.path, label)) or self._open(target, label)
         if log is None:
             return
+        if log.hard_limit is not None and not log.closed_for_good:
+            # Another service writing to the same file may have taken it past the limit.
+            self._check_limits(log)
         if log.closed_for_good:
             self._program.error("log_write", f"Error in {log.label} log: size limit reached")
             return
