@@ -1,4 +1,4 @@
-"""Syslog over the local datagram socket: the loop never waits, and a burst is not lost.
+"""Syslog over the local socket: the loop never waits, and a burst is not lost.
 
 The socket (/dev/log, or $PYXINETD_SYSLOG_SOCKET for tests) is non-blocking, spoken to
 directly instead of through the `syslog` module, whose send blocks while the syslog
@@ -13,11 +13,18 @@ the socket takes it: before any newer message, and when the loop (once one is at
 reports the socket writable. Linux wakes a connected datagram socket's writers when the
 receiver's queue has room again, so nothing is retried on a clock. `close()` gives the
 backlog up to FLUSH_ON_CLOSE seconds.
+
+A syslog daemon may listen on a stream socket instead (syslog-ng's
+`unix-stream("/dev/log")`): like glibc's syslog(), and so xinetd, the sender then
+connects a stream and ends each message with a NUL byte. A stream may take a message
+in part; its tail is sent before anything else, and dropped if the connection breaks
+(the start of it went to a connection that is gone).
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import select
 import socket
@@ -48,6 +55,10 @@ class SyslogSender:
     def __init__(self, path: str | None = None) -> None:
         self.path = path or os.environ.get(SYSLOG_SOCKET_ENV) or DEFAULT_SYSLOG_SOCKET
         self._sock: socket.socket | None = None
+        # The socket is a stream: messages end with NUL, and may be sent in parts.
+        self._stream = False
+        # The head of the backlog is the unsent tail of a message begun on this stream.
+        self._partial = False
         self._pid = os.getpid()
         self._backlog: collections.deque[bytes] = collections.deque()
         self._dropped = 0
@@ -70,43 +81,57 @@ class SyslogSender:
         data = f"<{priority}>{stamp} {SYSLOG_IDENT}[{self._pid}]: {text}".encode(errors="replace")
         if self._backlog and not self.flush():
             self._queue(data)
-        elif not self._deliver(data):
-            self._queue(data)
+            return
+        left = self._deliver(data)
+        if left is not None:
+            self._queue(left)   # the backlog is empty: this is its head
         else:
             self._schedule()    # a backlog this call emptied is no longer watched
 
     def flush(self) -> bool:
         """Send what waits, in order; True once nothing waits."""
-        while self._backlog:
-            if not self._deliver(self._backlog[0]):
+        while True:
+            if not self._backlog:
+                if not self._dropped:
+                    return True
+                dropped, self._dropped = self._dropped, 0
+                self._backlog.append(
+                    f"<{DROPPED_PRIORITY}>{syslog_timestamp(time.time())} {SYSLOG_IDENT}"
+                    f"[{self._pid}]: {dropped} messages dropped: the syslog socket was "
+                    f"full".encode())
+            left = self._deliver(self._backlog[0])
+            if left is not None:
+                self._backlog[0] = left
                 return False
             self._backlog.popleft()
-        if self._dropped:
-            dropped, self._dropped = self._dropped, 0
-            note = (f"<{DROPPED_PRIORITY}>{syslog_timestamp(time.time())} {SYSLOG_IDENT}"
-                    f"[{self._pid}]: {dropped} messages dropped: the syslog socket was full")
-            if not self._deliver(note.encode()):
-                self._dropped = dropped
-                return False
-        return True
 
-    def _deliver(self, data: bytes) -> bool:
-        """Send one datagram: False when the queue is full; True once sent, or when no
-        syslog daemon listens (then there is nobody to wait for, and it is dropped)."""
+    def _deliver(self, data: bytes) -> bytes | None:
+        """Send one message (or the tail of the one begun on a stream): None once sent,
+        or when no syslog daemon listens (then there is nobody to wait for, and it is
+        dropped); else what is left to send, when the socket has no room."""
         # One reconnect attempt covers a restarted syslog daemon.
         for _ in range(2):
             if self._sock is None:
                 self._sock = self._connect()
                 if self._sock is None:
-                    return True
+                    return None
+            payload = data + b"\0" if self._stream and not self._partial else data
             try:
-                self._sock.send(data)
-                return True
+                sent = self._sock.send(payload, socket.MSG_NOSIGNAL)
             except BlockingIOError:
-                return False
+                return data
             except OSError:
+                tail_only = self._partial
                 self._close_socket()
-        return True
+                if tail_only:
+                    return None     # a tail alone would read as a message of its own
+                continue
+            if sent == len(payload):
+                self._partial = False
+                return None
+            self._partial = True
+            return payload[sent:]
+        return None
 
     def _close_socket(self) -> None:
         if self._sock is None:
@@ -116,6 +141,7 @@ class SyslogSender:
         self._watched = None
         self._sock.close()
         self._sock = None
+        self._stream = self._partial = False
 
     def _queue(self, data: bytes) -> None:
         if len(self._backlog) < BACKLOG_LIMIT:
@@ -142,17 +168,26 @@ class SyslogSender:
         self._schedule()
 
     def _connect(self) -> socket.socket | None:
-        try:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        except OSError:
-            return None     # out of descriptors: this line is dropped, the next retries
-        sock.setblocking(False)
-        try:
-            sock.connect(self.path)
-        except OSError:
-            sock.close()
-            return None
-        return sock
+        """A connected, non-blocking socket to the syslog daemon, datagram or (when it
+        listens on a stream: EPROTOTYPE) stream, as glibc's syslog() does; None when
+        nobody listens or no descriptor is left (this line is dropped, the next
+        retries)."""
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            try:
+                sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
+            except OSError:
+                return None
+            sock.setblocking(False)
+            try:
+                sock.connect(self.path)
+            except OSError as err:
+                sock.close()
+                if err.errno == errno.EPROTOTYPE:
+                    continue
+                return None     # EAGAIN too: a stream listener's backlog is full
+            self._stream = kind == socket.SOCK_STREAM
+            return sock
+        return None
 
     def fileno(self) -> int | None:
         return None if self._sock is None else self._sock.fileno()
