@@ -22,6 +22,10 @@ checked here to be exactly those:
 - cps trips on the same count, but how many clients fit in the first second is timing;
 - libwrap's own `can't get client address` warnings (xinetd runs TCP Wrappers on the
   listening socket of a stream `wait = yes` service) are not written.
+
+A second scenario (tests/helpers/shared_log_scenario.py) puts two services' lines in
+one file with size limits: as the log of `defaults` (one log, `common`), and named by
+each service (a log each, reported under each id).
 """
 
 from __future__ import annotations
@@ -179,3 +183,48 @@ def test_a_log_that_cannot_be_created_deactivates_its_service(
         # pyxinetd says why first (`Cannot open PATH: REASON`), then xinetd's lines.
         assert [line for line in about(pyxinetd, sid)
                 if not line.startswith("ERROR: Cannot open")] == expected
+
+
+SHARED = HELPERS / "shared_log_scenario.py"
+
+
+@pytest.fixture(scope="module")
+def shared_logs(tmp_path_factory: pytest.TempPathFactory,
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(xinetd's, pyxinetd's) result of tests/helpers/shared_log_scenario.py."""
+    root = tmp_path_factory.mktemp("shared_log")
+    runs = []
+    for name, daemon in (("x", [require_xinetd()]),
+                         ("p", [sys.executable, "-m", "pyxinetd"])):
+        (root / name).mkdir()
+        done = subprocess.run(["unshare", "-n", sys.executable, str(SHARED),
+                               str(root / name), *daemon], capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return runs[0], runs[1]
+
+
+def test_the_defaults_log_is_one_log_for_every_service(
+        shared_logs: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    xinetd, pyxinetd = shared_logs
+    assert xinetd["common"]["lines"] == ["ERROR: Size of common log exceeded hard limit",
+                                         "ERROR: Error in common log: N"]
+    # The soft-limit line the manual promises, then xinetd's.
+    assert pyxinetd["common"]["lines"] == ["ALERT: Size of common log exceeded soft limit",
+                                           *xinetd["common"]["lines"]]
+    assert pyxinetd["common"]["starts"] == xinetd["common"]["starts"]
+
+
+def test_services_naming_one_file_each_have_a_log(
+        shared_logs: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    xinetd, pyxinetd = shared_logs
+    ours = [line for line in pyxinetd["shared"]["lines"] if not line.startswith("ALERT")]
+    assert sorted(ours) == sorted(xinetd["shared"]["lines"])
+    assert sorted(xinetd["shared"]["lines"]) == sorted(
+        f"ERROR: {text}" for name in ("aa", "bb")
+        for text in (f"Size of {name} log exceeded hard limit", f"Error in {name} log: N"))
+    # xinetd counts each log's own lines (each service writes up to the limit, about
+    # 500 bytes each); pyxinetd the file's size (docs/compatibility.md).
+    assert sum(xinetd["shared"]["starts"].values()) > sum(
+        pyxinetd["shared"]["starts"].values())
