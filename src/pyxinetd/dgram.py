@@ -8,7 +8,10 @@ parent-level checks and the routing; everything here reaches those through `Host
                   (`drain`, called from the shared wait=yes reap hook)
   dgram/nowait    (external servers; broken in xinetd 2.3.15.3) pyxinetd.dgramrelay:
                   each datagram is handed to a server through a socketpair
-  internal        the datagram builtins answer in the loop, one recvfrom per datagram
+  internal        the datagram builtins answer in the loop, one read per datagram
+
+On a wildcard-bound socket the read is a recvmsg that also gives the datagram's
+destination, and the reply leaves from it (pyxinetd.replysource).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
-from pyxinetd import internal
+from pyxinetd import internal, replysource
 from pyxinetd.access.gate import AccessGate, Datagram, Verdict
 from pyxinetd.children import Child, ExitStatus
 from pyxinetd.config.model import ServiceConfig
@@ -91,13 +94,11 @@ def _nothing() -> None:
     """What dropping a waiting datagram takes: nothing (it goes with its socket)."""
 
 
-def send_quietly(sock: socket.socket, data: bytes, addr: tuple[object, ...] | None) -> None:
+def send_quietly(sock: socket.socket, data: bytes, addr: tuple[object, ...] | None,
+                 source: replysource.Source = replysource.KERNEL_CHOICE) -> None:
     # Datagrams are best effort: a full buffer drops the datagram, never blocks.
     try:
-        if addr is None:
-            sock.send(data, socket.MSG_DONTWAIT)
-        else:
-            sock.sendto(data, socket.MSG_DONTWAIT, addr)
+        replysource.send(sock, data, addr, source)
     except OSError:
         pass
 
@@ -180,14 +181,17 @@ class DatagramDispatch:
     def on_internal(self, rt: ServiceRuntime) -> None:
         host = self.host
         svc = rt.config
+        seen, room = None, 0
         for _ in range(DGRAM_BATCH):
             sock = rt.sock
             if sock is None or not rt.wants_events:
                 return
-            # One recvfrom gives both the datagram and the sender the checks need (no
-            # MSG_PEEK first); a refused datagram is thereby consumed.
+            if sock is not seen:
+                seen, room = sock, replysource.space(sock)
+            # One read gives the datagram, the sender the checks need (no MSG_PEEK
+            # first) and the address to answer from; a refused datagram is consumed.
             try:
-                data, addr = sock.recvfrom(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+                data, addr, source = replysource.receive(sock, MAX_DATAGRAM, room)
             except OSError:
                 # Nothing queued, or a queued ICMP error (reported once; consumed now).
                 return
@@ -197,15 +201,16 @@ class DatagramDispatch:
                 host.refuse(rt, peer, reason, None, sender=addr)
                 continue
             datagram = Datagram(sock, addr)
-            self._internal_admit(rt, data, datagram, peer,
+            self._internal_admit(rt, data, datagram, peer, source,
                                  host.access.check(svc, peer, datagram=datagram))
 
     def _internal_admit(self, rt: ServiceRuntime, data: bytes, datagram: Datagram,
-                        peer: str, verdict: Verdict | None) -> None:
+                        peer: str, source: replysource.Source, verdict: Verdict | None
+                        ) -> None:
         host = self.host
         if verdict is None:
-            self.park(rt, lambda v: self._internal_admit(rt, data, datagram, peer, v),
-                       peer, datagram, len(data))
+            self.park(rt, lambda v: self._internal_admit(rt, data, datagram, peer, source, v),
+                      peer, datagram, len(data))
             return
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=datagram.sender)
@@ -224,7 +229,7 @@ class DatagramDispatch:
             return
         if svc.log_type is not None:
             host.logs.write(svc, start_entry(svc, 0, peer))
-        internal.reply_datagram(svc, sock, data, datagram.sender, view=host)
+        internal.reply_datagram(svc, sock, data, datagram.sender, view=host, source=source)
 
     def park(self, rt: ServiceRuntime, admit: Callable[[Verdict], None], peer: str,
               datagram: Datagram, size: int) -> None:

@@ -2,7 +2,9 @@
 
 Each datagram is read in the loop and handed to a server through an AF_UNIX datagram
 socketpair (the server reads it from descriptor 0 and writes its replies there); what
-the server writes is sent to the client from the service socket. More datagrams from
+the server writes is sent to the client from the service socket, from the address the
+client's first datagram was sent to (pyxinetd.replysource; it matters on a wildcard
+bind, where the kernel would pick the source for the route back). More datagrams from
 the same sender go to the same running server; those that arrive while the first waits
 for its access verdict follow it (to its server, or with it when refused).
 """
@@ -13,6 +15,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pyxinetd import replysource
 from pyxinetd.access.gate import PASS, Datagram, Verdict
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, Host, send_quietly
@@ -37,6 +40,8 @@ class _Relay:
     service: ServiceRuntime
     addr: tuple[object, ...]
     sock: socket.socket
+    # Where the replies leave from: the destination of the client's first datagram.
+    source: replysource.Source
     pid: int = 0
 
 
@@ -54,17 +59,19 @@ class NowaitRelays:
 
     def on_readable(self, rt: ServiceRuntime) -> None:
         host = self.host
+        seen, room = None, 0
         for _ in range(DGRAM_BATCH):
             sock = rt.sock
             if sock is None or not rt.wants_events:
                 return
+            if sock is not seen:
+                seen, room = sock, replysource.space(sock)
             try:
-                data, raw_addr = sock.recvfrom(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+                data, addr, source = replysource.receive(sock, MAX_DATAGRAM, room)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 continue
-            addr = tuple(raw_addr)
             relay = self._relays.get((rt.id, addr))
             if relay is not None:
                 send_quietly(relay.sock, data, None)
@@ -78,12 +85,13 @@ class NowaitRelays:
                 continue
             verdict = host.access.check(rt.config, peer, datagram=Datagram(sock, addr))
             if verdict is not PASS:
-                self._nowait_admit(rt, addr, peer, data, verdict)
+                self._nowait_admit(rt, addr, peer, data, source, verdict)
                 continue
-            self._start_relay(rt, addr, peer, data)
+            self._start_relay(rt, addr, peer, data, source)
 
     def _nowait_admit(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
-                      data: bytes, verdict: Verdict | None) -> None:
+                      data: bytes, source: replysource.Source, verdict: Verdict | None
+                      ) -> None:
         host = self.host
         if verdict is None:
             if rt.sock is None:
@@ -99,7 +107,7 @@ class NowaitRelays:
                 self._unpark(rt, later)
                 if not resume():
                     return      # its service was removed meanwhile
-                self._nowait_admit(rt, addr, peer, data, v)
+                self._nowait_admit(rt, addr, peer, data, source, v)
                 relay = self._relays.get(key)
                 for datagram in later:
                     if relay is not None:
@@ -114,7 +122,7 @@ class NowaitRelays:
             # Another datagram of this peer started its server while this one waited.
             send_quietly(relay.sock, data, None)
         elif rt.sock is not None:
-            self._start_relay(rt, addr, peer, data)
+            self._start_relay(rt, addr, peer, data, source)
 
     def _follow(self, rt: ServiceRuntime, addr: tuple[object, ...], data: bytes) -> bool:
         """Whether `data` joins its sender's first datagram, which waits for its access
@@ -137,7 +145,7 @@ class NowaitRelays:
             self.host.refresh(rt)
 
     def _start_relay(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
-                     first: bytes) -> None:
+                     first: bytes, source: replysource.Source) -> None:
         host = self.host
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -150,7 +158,7 @@ class NowaitRelays:
                 host.logs.write(rt.config, fail_entry(rt.config, "fork", peer))
             return
         ours.setblocking(False)
-        relay = _Relay(rt, addr, ours)
+        relay = _Relay(rt, addr, ours, source)
         send_quietly(ours, first, None)
         # Known before the spawn: while a failed fork waits for its retry, more
         # datagrams of this peer queue in the pair for the server to come.
@@ -193,7 +201,7 @@ class NowaitRelays:
                 return
             target = relay.service.sock
             if target is not None:
-                send_quietly(target, data, relay.addr)
+                send_quietly(target, data, relay.addr, relay.source)
 
     def _end_relay(self, relay: _Relay) -> None:
         # Forward what the server wrote before it exited, then drop the channel.

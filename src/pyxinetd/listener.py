@@ -5,6 +5,9 @@ SO_REUSEADDR always; NODELAY/KEEPALIVE on the listener (Linux hands them to acce
 sockets); listen backlog 64. Unlike xinetd, a failed bind is retried from timers
 (XINETD_BIND_DELAY microseconds apart, default 0) so the loop never sleeps.
 
+A wildcard-bound datagram socket the daemon answers on learns each datagram's
+destination (pyxinetd.replysource), so that replies leave from the address asked.
+
 Every listener is non-blocking and close-on-exec; spawn() hands a listener to a
 wait=yes server explicitly on fds 0-2.
 """
@@ -19,6 +22,7 @@ import socket
 import struct
 from collections.abc import Callable, Iterator
 
+from pyxinetd import replysource
 from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.errors import BindError
 from pyxinetd.log import strerror
@@ -91,10 +95,34 @@ def create_socket(service: ServiceConfig,
         if family == socket.AF_INET6 and service.socket_type is not SocketType.RAW:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(service.v6only))
         set_connection_flags(sock, service)
+        if answers_datagrams(service) and is_wildcard(service.bind):
+            replysource.enable(sock, v6only=family == socket.AF_INET6 and service.v6only)
     except OSError as err:
         sock.close()
         raise BindError(f"setsockopt failed ({strerror(err)}). service = {service.id}") from err
     return sock
+
+
+def answers_datagrams(service: ServiceConfig) -> bool:
+    """Whether the daemon itself sends on the service's datagram socket: the builtins
+    and the dgram/nowait relay. A dgram/wait server reads and answers on the socket
+    itself and gets it without options it did not ask for."""
+    return service.socket_type is SocketType.DGRAM and (service.is_internal
+                                                        or not service.wait)
+
+
+def is_wildcard(bind: str | None) -> bool:
+    """Whether a service bound to `bind` listens on every address (no `bind`, 0.0.0.0,
+    :: or ::ffff:0.0.0.0), so that its replies must name their source
+    (pyxinetd.replysource)."""
+    if bind is None:
+        return True
+    try:
+        address = ipaddress.ip_address(bind.partition("%")[0])
+    except ValueError:
+        return False
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return address.is_unspecified or (mapped is not None and mapped.is_unspecified)
 
 
 def set_connection_flags(sock: socket.socket, service: ServiceConfig) -> None:

@@ -22,11 +22,14 @@ API used by the master (all functions are called from the loop and never block):
 
     handle_datagram(service, sock, *, view=None) -> None
         The service's dgram socket is readable: receive one datagram and send at most one
-        reply with a non-blocking sendto (dropped on EAGAIN). Never raises OSError.
+        reply without waiting (dropped on EAGAIN). Never raises OSError. On a
+        wildcard-bound socket the reply leaves from the request's destination address.
 
-    reply_datagram(service, sock, data, peer, *, view=None) -> None
-        The same for a datagram the master has already received (with recvfrom, which
-        gives the sender its checks need): send at most one reply to `peer`.
+    reply_datagram(service, sock, data, peer, *, view=None, source=()) -> None
+        The same for a datagram the master has already received (with
+        replysource.receive, which gives the sender its checks need and `source`, the
+        ancillary data naming the address to answer from): send at most one reply to
+        `peer`.
 
     start_tcpmux(loop, service, conn, peer, lookup, launch, on_close, *, names=None)
         -> Session
@@ -69,6 +72,7 @@ from pyxinetd.internal.session import OnClose, Peer, Session
 from pyxinetd.internal.status import MasterView, ServerInfo
 from pyxinetd.internal.tcpmux import Launch, Lookup
 from pyxinetd.loop import Loop
+from pyxinetd.replysource import KERNEL_CHOICE, Source
 
 __all__ = [
     "BUILTINS", "Launch", "Lookup", "MasterView", "OnClose", "Peer", "ServerInfo", "Session",
@@ -120,9 +124,11 @@ def loops_back(peer: Peer, view: MasterView | None) -> bool:
 
 
 def reply_datagram(service: ServiceConfig, sock: socket.socket, data: bytes, peer: Peer, *,
-                   view: MasterView | None = None) -> None:
-    """Answer one datagram already received from `peer`; never raises OSError."""
-    dgram.answer(service.name, sock, data, peer, view)
+                   view: MasterView | None = None,
+                   source: Source = KERNEL_CHOICE) -> None:
+    """Answer one datagram already received from `peer`, from `source`; never raises
+    OSError."""
+    dgram.answer(service.name, sock, data, peer, view, source)
 
 
 def start_tcpmux(loop: Loop, service: ServiceConfig, conn: socket.socket, peer: Peer,

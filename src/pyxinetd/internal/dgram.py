@@ -1,7 +1,8 @@
 """The datagram builtins: one datagram in, at most one reply out, never blocking.
 
-Replies go out with a non-blocking sendto; when the socket buffer is full the reply is
-dropped (UDP may lose it anyway). Replies to source port 0, to the well-known ports of
+Replies go out without waiting; when the socket buffer is full the reply is dropped
+(UDP may lose it anyway). On a wildcard-bound socket a reply leaves from the address
+the request was sent to (pyxinetd.replysource). Replies to source port 0, to the well-known ports of
 the UDP builtins and to the port of any datagram builtin this daemon serves are dropped
 too: two such services answering each other (echo <-> chargen), or one answering
 itself, would bounce a single forged datagram forever.
@@ -12,12 +13,13 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from pyxinetd import replysource
 from pyxinetd.config.model import SocketType
 from pyxinetd.internal import chargen, clock, status
 
 # xinetd reads up to this much of a datagram for echo; longer ones are truncated.
 ECHO_DATAGRAM = 2048
-# Enough for any datagram, so that one recvfrom consumes exactly one.
+# Enough for any datagram, so that one read consumes exactly one.
 _MAX_DATAGRAM = 65536
 _LOOP_PORTS = frozenset({0, 7, 9, 13, 19, 37})
 # The largest UDP payload over IPv4 (65535 - 20 - 8): a `servers` or `services` list
@@ -51,10 +53,11 @@ def fit_lines(report: bytes, limit: int = MAX_REPLY) -> bytes:
 def handle(name: str, sock: socket.socket, view: status.MasterView | None) -> None:
     """Receive one datagram and answer it; never raises OSError."""
     try:
-        data, peer = sock.recvfrom(_MAX_DATAGRAM, socket.MSG_DONTWAIT)
+        data, peer, source = replysource.receive(sock, _MAX_DATAGRAM,
+                                                 replysource.space(sock))
     except OSError:
         return      # nothing queued after all, or an ICMP error reported late
-    answer(name, sock, data, peer, view)
+    answer(name, sock, data, peer, view, source)
 
 
 def loops_back(peer: tuple[Any, ...], view: status.MasterView | None) -> bool:
@@ -72,12 +75,14 @@ def loops_back(peer: tuple[Any, ...], view: status.MasterView | None) -> bool:
 
 
 def answer(name: str, sock: socket.socket, data: bytes, peer: tuple[Any, ...],
-           view: status.MasterView | None) -> None:
-    """Answer one datagram already received from `peer`; never raises OSError."""
+           view: status.MasterView | None,
+           source: replysource.Source = replysource.KERNEL_CHOICE) -> None:
+    """Answer one datagram already received from `peer`, from `source` (what
+    replysource.receive gave); never raises OSError."""
     reply = reply_for(name, data, view)
     if reply is None or loops_back(peer, view):
         return
     try:
-        sock.sendto(reply, socket.MSG_DONTWAIT, peer)
+        replysource.send(sock, reply, peer, source)
     except OSError:
         pass        # EAGAIN (dropped), or the peer vanished
