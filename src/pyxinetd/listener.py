@@ -104,11 +104,11 @@ def create_socket(service: ServiceConfig,
 
 
 def answers_datagrams(service: ServiceConfig) -> bool:
-    """Whether the daemon itself sends on the service's datagram socket: the builtins
-    and the dgram/nowait relay. A dgram/wait server reads and answers on the socket
-    itself and gets it without options it did not ask for."""
-    return service.socket_type is SocketType.DGRAM and (service.is_internal
-                                                        or not service.wait)
+    """Whether the daemon itself sends on the service's datagram socket: the builtins,
+    the dgram/nowait relay and INTERCEPT. A dgram/wait server reads and answers on the
+    socket itself and gets it without options it did not ask for."""
+    return service.socket_type is SocketType.DGRAM and (
+        service.is_internal or not service.wait or "INTERCEPT" in service.flags)
 
 
 def is_wildcard(bind: str | None) -> bool:

@@ -24,8 +24,11 @@ pytestmark = pytest.mark.skipif(namespace_problem("ip", "nsenter") is not None,
 
 UNSHARE = ("unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh")
 BUILTINS = ("echo", "daytime", "time", "chargen")
-# The name the relayed server's replies are checked under.
+# The names the relayed servers' replies are checked under: dgram/nowait, INTERCEPT.
 RELAY = "relay"
+INTERCEPT = "intercept"
+SERVERS = (RELAY, INTERCEPT)
+INTERCEPT_FLAG = "\tflags = INTERCEPT\n"
 
 # Sends one datagram per (name, port) from a socket bound to argv[1] and connect()ed to
 # argv[2]; prints, as JSON, what each received (or null when nothing came).
@@ -58,6 +61,11 @@ def config(ports: dict[str, int], flags: str) -> str:
                   f"\tprotocol = udp\n\twait = no\n\tuser = root\n\tport = {ports[RELAY]}\n"
                   f"\tserver = {sys.executable}\n"
                   f"\tserver_args = -I -S {HELPERS / 'dgram_nowait_server.py'}\n{flags}}}\n")
+    blocks.append(f"service {INTERCEPT}\n{{\n\ttype = UNLISTED\n\tsocket_type = dgram\n"
+                  f"\tprotocol = udp\n\twait = yes\n\tuser = root\n"
+                  f"\tport = {ports[INTERCEPT]}\n\tserver = {sys.executable}\n"
+                  f"\tserver_args = -I -S {HELPERS / 'intercept_server.py'} 1 5\n"
+                  f"{flags.replace('flags =', 'flags = INTERCEPT') or INTERCEPT_FLAG}}}\n")
     return "".join(blocks)
 
 
@@ -70,7 +78,7 @@ def ask_all(daemons: DaemonFactory, flags: str, source: str, target: str,
             addresses: tuple[str, ...] = ()) -> dict[str, str | None]:
     """Start a daemon serving every probe on a wildcard address, then ask each from
     `source` to `target`; what each answered."""
-    ports = {name: free_port() for name in (*BUILTINS, RELAY)}
+    ports = {name: free_port() for name in (*BUILTINS, *SERVERS)}
     daemon = daemons.start_config(config(ports, flags), wrapper=UNSHARE)
     for address in addresses:
         in_namespace(daemon, "ip", "addr", "add", f"{address}/128", "dev", "lo", "nodad")
@@ -85,7 +93,8 @@ def check(replies: dict[str, str | None]) -> None:
     assert replies["daytime"] is not None and replies["daytime"].endswith("\r\n")
     assert replies["time"] is not None and len(replies["time"]) == 4
     assert replies["chargen"] is not None and len(replies["chargen"]) == 1024
-    assert replies[RELAY] is not None and replies[RELAY].endswith(f"got=hello {RELAY}")
+    for name in SERVERS:
+        assert replies[name] is not None and replies[name].endswith(f"got=hello {name}")
 
 
 def test_ipv4_service_answers_from_the_address_asked(daemons: DaemonFactory) -> None:
@@ -121,7 +130,7 @@ def test_broadcast_request_is_answered_from_the_interface_address(
         daemons: DaemonFactory, flags: str) -> None:
     # A broadcast destination cannot be a source: the reply leaves from the address of
     # the interface the request came in on.
-    ports = {name: free_port() for name in (*BUILTINS, RELAY)}
+    ports = {name: free_port() for name in (*BUILTINS, *SERVERS)}
     daemon = daemons.start_config(config(ports, flags), wrapper=UNSHARE)
     for step in (["link", "add", "d0", "type", "veth", "peer", "name", "d1"],
                  ["link", "set", "d0", "up"], ["link", "set", "d1", "up"],

@@ -5,7 +5,8 @@ is checked (common.py): a refused sender gets one `FAIL` line and its datagrams 
 dropped for the rest of this server's life; an admitted one gets `START` and a channel,
 a loopback socket connected to the server's private socket, through which its datagrams
 reach the server and the server's replies come back, to leave from the service socket
-towards it. The sender whose datagram started the server was checked by the dispatcher
+towards it, from the address the sender's first datagram was sent to (on a wildcard
+bind; pyxinetd.replysource). The sender whose datagram started the server was checked by the dispatcher
 before the start, and gets its channel at once.
 
 Bounded: at most MAX_CHANNELS senders talk to one server at once (a descriptor each);
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import socket
 
+from pyxinetd import replysource
 from pyxinetd.access.gate import Datagram, Verdict
 from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, send_quietly
 from pyxinetd.intercept.common import Address, Host, Interception, loopback
@@ -32,9 +34,13 @@ PENDING_LIMIT = 16
 class _Channel:
     """One sender's way to and from the intercepted server."""
 
-    def __init__(self, sender: Address, sock: socket.socket) -> None:
+    def __init__(self, sender: Address, sock: socket.socket,
+                 source: replysource.Source | None) -> None:
         self.sender = sender
         self.sock = sock
+        # Where replies leave from; None until the sender's first datagram is read
+        # (the one that started the server is read after its channel is open).
+        self.source = source
 
 
 class DatagramInterception(Interception):
@@ -44,6 +50,7 @@ class DatagramInterception(Interception):
         self._channels: dict[Address, _Channel] = {}
         self._refused: set[Address] = set()
         self._pending: dict[Address, list[bytes]] = {}    # waiting for a verdict
+        self._sources: dict[Address, replysource.Source] = {}   # of the pending senders
         self._full_reported = False
 
     def begin(self, pid: int, admitted: Address | None) -> None:
@@ -51,7 +58,7 @@ class DatagramInterception(Interception):
         whose datagram started the server, already checked by the dispatcher."""
         self.pid = pid
         if admitted is not None:
-            self._open_channel(admitted, peer_text(admitted), [])
+            self._open_channel(admitted, peer_text(admitted), [], None)
 
     def server_exited(self) -> None:
         """Stop reading the service socket; forward the replies still queued, then end."""
@@ -61,37 +68,44 @@ class DatagramInterception(Interception):
             self._forward_replies(channel)
             self._close_channel(channel)
         self._pending.clear()
+        self._sources.clear()
 
     def close(self) -> None:
         super().close()
         for channel in list(self._channels.values()):
             self._close_channel(channel)
         self._pending.clear()
+        self._sources.clear()
 
     # -- senders ------------------------------------------------------------------
     def receive(self) -> None:
+        room = replysource.space(self.listener)
         for _ in range(DGRAM_BATCH):
             if self.finished:
                 return
             try:
-                data, raw = self.listener.recvfrom(MAX_DATAGRAM, socket.MSG_DONTWAIT)
+                data, sender, source = replysource.receive(self.listener, MAX_DATAGRAM,
+                                                           room)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 continue    # a queued ICMP error, reported once
-            sender = tuple(raw)
             channel = self._channels.get(sender)
             if channel is not None:
+                if channel.source is None:
+                    channel.source = source
                 send_quietly(channel.sock, data, None)
             elif sender in self._pending:
                 if len(self._pending[sender]) < PENDING_LIMIT:
                     self._pending[sender].append(data)
             elif sender not in self._refused:
-                self._check_sender(sender, data)
+                self._check_sender(sender, data, source)
 
-    def _check_sender(self, sender: Address, data: bytes) -> None:
+    def _check_sender(self, sender: Address, data: bytes,
+                      source: replysource.Source) -> None:
         peer = peer_text(sender)
         self._pending[sender] = [data]
+        self._sources[sender] = source
         verdict = self.verdict_now(peer, None, sender)
         if verdict is None:
             self.host.access.wait(self.svc, peer,
@@ -102,6 +116,7 @@ class DatagramInterception(Interception):
 
     def _admit_sender(self, sender: Address, peer: str, verdict: Verdict) -> None:
         queued = self._pending.pop(sender, [])
+        source = self._sources.pop(sender, replysource.KERNEL_CHOICE)
         if self.finished:
             return
         reason = self.refusal(verdict)
@@ -110,9 +125,10 @@ class DatagramInterception(Interception):
                 self._refused.add(sender)
             self.fail(peer, reason)
             return
-        self._open_channel(sender, peer, queued)
+        self._open_channel(sender, peer, queued, source)
 
-    def _open_channel(self, sender: Address, peer: str, queued: list[bytes]) -> None:
+    def _open_channel(self, sender: Address, peer: str, queued: list[bytes],
+                      source: replysource.Source | None) -> None:
         if len(self._channels) >= MAX_CHANNELS:
             if not self._full_reported:
                 self._full_reported = True
@@ -132,7 +148,7 @@ class DatagramInterception(Interception):
             self.host.program.error("intercept", f"{self.svc.id}: cannot relay for "
                                                  f"{peer}: {strerror(err)}")
             return
-        channel = _Channel(sender, sock)
+        channel = _Channel(sender, sock, source)
         self._channels[sender] = channel
         self.host.loop.register(sock, READ, lambda mask: self._forward_replies(channel))
         self.started(peer)
@@ -147,7 +163,8 @@ class DatagramInterception(Interception):
                 return
             except OSError:
                 return  # ECONNREFUSED: the server's socket is gone
-            send_quietly(self.listener, data, channel.sender)
+            send_quietly(self.listener, data, channel.sender,
+                         channel.source or replysource.KERNEL_CHOICE)
 
     def _close_channel(self, channel: _Channel) -> None:
         self.host.loop.unregister(channel.sock)
