@@ -46,11 +46,28 @@ TURN_AWAY_BATCH = 64
 TURN_AWAY_RETRY = 1.0
 
 
+def _zone_index(address: str) -> int | None:
+    """The interface index of a scoped address's zone (`fe80::1%eth0` or `%2`)."""
+    if "%" not in address:
+        return None
+    zone = address.split("%", 1)[1]
+    if zone.isdigit():
+        return int(zone)
+    try:
+        return socket.if_nametoindex(zone)
+    except OSError:
+        return -1       # names no interface: equal to no other zone
+
+
 def _same_address(a: str, b: str) -> bool:
     try:
         x, y = ipaddress.ip_address(a.split("%")[0]), ipaddress.ip_address(b.split("%")[0])
     except ValueError:
         return a == b
+    # The same link-local address on two links is two addresses.
+    zone_a, zone_b = _zone_index(a), _zone_index(b)
+    if zone_a is not None and zone_b is not None and zone_a != zone_b:
+        return False
     if isinstance(x, ipaddress.IPv6Address) and x.ipv4_mapped is not None:
         x = x.ipv4_mapped
     if isinstance(y, ipaddress.IPv6Address) and y.ipv4_mapped is not None:
