@@ -328,7 +328,8 @@ class AccessGate:
                            environment=tuple(environment), types=frozenset({"UNLISTED"}),
                            redirect=None)
         if decision.nice is not None:
-            changes["nice"] = decision.nice
+            # nice(2) is relative: the option adds to the service's own `nice`.
+            changes["nice"] = (svc.nice or 0) + decision.nice
         if decision.umask is not None:
             changes["umask"] = decision.umask
         if decision.uid is not None:
@@ -350,12 +351,13 @@ class AccessGate:
 
     @staticmethod
     def _banner(plan: _Plan, folder: str, request: Request, conn: socket.socket) -> None:
-        """`banners DIR`: DIR/<daemon name>, %-expanded, newlines as CRLF."""
+        """`banners DIR`: DIR/<daemon name>, %-expanded, every newline sent as CRLF
+        (a CRLF in the file too, which goes out as CR CR LF, as libwrap sends it)."""
         raw = read_regular(os.path.join(folder, plan.daemon))
         if raw is None:
             return  # none, or not a regular file (a FIFO would block the loop)
         text = raw.decode("utf-8", errors="replace")
-        data = expand(text, request).replace("\r\n", "\n").replace("\n", "\r\n").encode()
+        data = expand(text, request).replace("\n", "\r\n").encode()
         try:
             conn.send(data, socket.MSG_DONTWAIT)
         except OSError:

@@ -1,0 +1,82 @@
+"""hosts.allow/hosts.deny options as the real daemon applies them, where xinetd 2.3.15.3
+with Debian's libwrap was seen to apply them so (tests/compat/test_wrap_options_oracle.py
+runs such rules against both daemons side by side).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+
+from pyxinetd.access.resolver import resolve
+from tests.daemon import Daemon, DaemonFactory, free_port, wait_until
+
+TIMEOUT = 10.0
+PROBE = """#!/bin/sh
+echo "nice=$(nice) umask=$(umask)"
+env | LC_ALL=C sort
+"""
+
+
+def service(name: str, port: int, server: Path, extra: str = "") -> str:
+    return (f"service {name}\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n"
+            f"\twait = no\n\tuser = root\n\tserver = {server}\n\tbind = 127.0.0.1\n"
+            f"\tport = {port}\n{extra}}}\n")
+
+
+def fetch(port: int) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as conn:
+        chunks = []
+        while data := conn.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks).decode()
+
+
+def start(daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+          allow: str, deny: str = "", extra: str = "") -> tuple[Daemon, int]:
+    """One service, `in.probe` (its daemon name), with the given tables."""
+    probe = tmp_path / "in.probe"
+    probe.write_text(PROBE)
+    probe.chmod(0o755)
+    (tmp_path / "hosts.allow").write_text(allow)
+    (tmp_path / "hosts.deny").write_text(deny)
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    port = free_port()
+    return daemons.start_config(service("probe", port, probe, extra)), port
+
+
+def spawned(path: Path) -> str:
+    return str(wait_until(lambda: path.exists() and path.read_text().endswith("\n")
+                          and path.read_text(), TIMEOUT, what=f"{path.name} written"))
+
+
+def test_nice_option_adds_to_the_services_nice(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    own = os.nice(0)
+    _, port = start(daemons, tmp_path, monkeypatch, "in.probe: ALL: nice 5: umask 027\n",
+                    extra="\tnice = 2\n\tumask = 077\n")
+    first = fetch(port).splitlines()[0]
+    assert first == f"nice={min(own + 7, 19)} umask=0027"
+
+
+def expected_name(address: str) -> str:
+    info = resolve(address)
+    if info.name is None:
+        return "unknown"
+    return info.name if info.confirmed else "paranoid"
+
+
+def test_banner_newlines_become_crlf_even_after_a_cr(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "banners"
+    folder.mkdir()
+    (folder / "in.probe").write_bytes(b"dos %d\r\nunix\nlast")
+    _, port = start(daemons, tmp_path, monkeypatch,
+                    f"in.probe: ALL: banners {folder}: twist echo served\n")
+    assert fetch(port) == "dos in.probe\r\r\nunix\r\nlastserved\n"
