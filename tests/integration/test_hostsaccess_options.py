@@ -65,6 +65,30 @@ def test_nice_option_adds_to_the_services_nice(
     assert first == f"nice={min(own + 7, 19)} umask=0027"
 
 
+def test_twist_runs_with_the_daemons_environment(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYX_OUTER_MARK", "outer")
+    daemon, port = start(daemons, tmp_path, monkeypatch,
+                         "in.probe: ALL: setenv FOO bar baz: twist env\n",
+                         extra="\tenv = SVC=1\n")
+    lines = fetch(port).splitlines()
+    assert "PYX_OUTER_MARK=outer" in lines
+    assert "FOO=bar baz" in lines
+    assert "SVC=1" not in lines
+    # libwrap's own line about it (syslog there).
+    daemon.wait_for_log(r"INFO: twist 127.0.0.1 to env\n")
+
+
+def test_setenv_reaches_an_ordinary_server(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # xinetd drops it (it execs the server with the service's environment); pyxinetd
+    # does what hosts_options(5) says (docs/compatibility.md).
+    _, port = start(daemons, tmp_path, monkeypatch, "in.probe: ALL: setenv FOO bar\n",
+                    extra="\tenv = SVC=1\n")
+    lines = fetch(port).splitlines()
+    assert "FOO=bar" in lines and "SVC=1" in lines
+
+
 def expected_name(address: str) -> str:
     info = resolve(address)
     if info.name is None:

@@ -324,6 +324,15 @@ class AccessGate:
             environment += [f"{n}={v}" for n, v in decision.setenv]
             changes["environment"] = tuple(environment)
         if decision.twist is not None:
+            # libwrap's own line (syslog there, the program log here).
+            level = SEVERITY_LEVELS.get(decision.severity or "info", Level.INFO)
+            self.program.log(level, "twist_option",
+                             f"twist {decision.twist_client or peer} to {decision.twist}")
+            # libwrap execs the command from the process that checked, whose environment
+            # is the daemon's own (plus `setenv`), not the service's env/passenv.
+            names = {n for n, _ in decision.setenv}
+            environment = [f"{n}={v}" for n, v in os.environ.items() if n not in names]
+            environment += [f"{n}={v}" for n, v in decision.setenv]
             changes.update(server="/bin/sh", server_argv=("sh", "-c", decision.twist),
                            environment=tuple(environment), types=frozenset({"UNLISTED"}),
                            redirect=None)

@@ -119,6 +119,9 @@ class Decision:
     # status counts, as in libwrap), and the decision when it is not 0.
     aclexec: tuple[str, ...] = ()
     otherwise: Decision | None = None
+    # The client as `%c` showed it when the twist was processed (for libwrap's log
+    # line `twist CLIENT to COMMAND`).
+    twist_client: str | None = None
 
     @property
     def granted(self) -> bool:
@@ -236,6 +239,7 @@ def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decisio
             access = "denied"
         elif key == "twist":
             fields["twist"] = value
+            fields["twist_client"] = expand("%c", request)
             access = "delegated"
         elif key in ("spawn", "aclexec") and value is not None:
             commands.append((key, value))
