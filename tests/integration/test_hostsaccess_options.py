@@ -96,6 +96,44 @@ def expected_name(address: str) -> str:
     return info.name if info.confirmed else "paranoid"
 
 
+def test_host_info_shows_a_name_only_once_looked_up(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    name = expected_name("127.0.0.1")
+    host = name if name not in ("unknown", "paranoid") else "127.0.0.1"
+    _, port = start(daemons, tmp_path, monkeypatch,
+                    f"in.probe: ALL: spawn echo %h %c %s %n %h %c %s %N %s > {out}\n")
+    fetch(port)
+    assert spawned(out).split() == [
+        "127.0.0.1", "127.0.0.1", "in.probe@127.0.0.1", name, host, host,
+        "in.probe@127.0.0.1", name, f"in.probe@{host}"]
+
+
+def test_a_name_pattern_reached_before_looks_the_name_up(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    name = expected_name("127.0.0.1")
+    host = name if name not in ("unknown", "paranoid") else "127.0.0.1"
+    # Line 1 is not reached for a name (its daemon does not match): no lookup; line 2
+    # compares the client's name with a pattern: looked up from then on.
+    _, port = start(daemons, tmp_path, monkeypatch,
+                    "other: nosuch.invalid\nin.probe: nosuch.invalid: deny\n"
+                    f"in.probe: ALL: spawn echo %h %c > {out}\n")
+    fetch(port)
+    assert spawned(out).split() == [host, host]
+
+
+def test_other_names_wait_for_their_lookup(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    # The name is needed (a name pattern in another rule) but never reached here.
+    _, port = start(daemons, tmp_path, monkeypatch,
+                    "other: .invalid\n"
+                    f"in.probe: ALL: spawn echo %h %c > {out}\n")
+    fetch(port)
+    assert spawned(out).split() == ["127.0.0.1", "127.0.0.1"]
+
+
 def test_banner_newlines_become_crlf_even_after_a_cr(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "banners"

@@ -120,10 +120,10 @@ def endpoints(svc: ServiceConfig, conn: socket.socket | None,
 def _endpoint(address: str | None, info: NameInfo | None, port: int) -> Endpoint:
     """A confirmed name is the host's name; an unconfirmed one makes it PARANOID."""
     if info is None or info.name is None:
-        return Endpoint(address, port=port)
+        return Endpoint(address, port=port, lazy=True)
     if info.confirmed:
-        return Endpoint(address, name=info.name, port=port)
-    return Endpoint(address, paranoid=True, port=port)
+        return Endpoint(address, name=info.name, port=port, lazy=True)
+    return Endpoint(address, paranoid=True, port=port, lazy=True)
 
 
 def daemon_name(svc: ServiceConfig) -> str:

@@ -37,6 +37,12 @@ class Endpoint:
     name: str | None = None
     paranoid: bool = False
     port: int = 0
+    # The gate looks names up before the rules are evaluated, but libwrap looks a name
+    # up only when a pattern or `%n`/`%N` needs it, and `%h %H %c %s` show it only from
+    # then on (the address before). A `lazy` endpoint counts as not looked up until its
+    # name is first read (`name_text`, `name_known`), for the rest of its request.
+    lazy: bool = False
+    _looked: list[bool] = field(default_factory=lambda: [False], compare=False, repr=False)
 
     @property
     def addr_text(self) -> str:
@@ -44,17 +50,22 @@ class Endpoint:
 
     @property
     def name_text(self) -> str:
+        self._looked[0] = True
         if self.paranoid:
             return PARANOID
         return self.name if self.name is not None else UNKNOWN
 
     @property
     def name_known(self) -> bool:
+        self._looked[0] = True
         return self.name is not None and not self.paranoid
 
     @property
     def info(self) -> str:
-        """Name when known, else the address, else `unknown` (tcpd's eval_hostinfo)."""
+        """Name when known, else the address, else `unknown` (tcpd's eval_hostinfo);
+        the address while a lazy endpoint's name has not been looked up."""
+        if self.lazy and not self._looked[0]:
+            return self.addr_text
         if self.name_known:
             assert self.name is not None
             return self.name
@@ -258,7 +269,7 @@ def host_match(pattern: str, host: Endpoint, lookups: Lookups, depth: int = 0) -
     if pattern.startswith("/"):
         return depth < 4 and _file_match(pattern, host, lookups, depth)
     if upper == "KNOWN":
-        return host.address is not None and host.name_known
+        return host.name_known and host.address is not None
     if upper == "LOCAL":
         return host.name_known and "." not in host.name_text
     if pattern.startswith("["):
