@@ -134,6 +134,15 @@ def test_other_names_wait_for_their_lookup(
     assert spawned(out).split() == ["127.0.0.1", "127.0.0.1"]
 
 
+def test_critical_refusal_names_xinetds_function(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    daemon, port = start(daemons, tmp_path, monkeypatch, "",
+                         "in.probe: ALL: severity crit\n")
+    assert fetch(port) == ""
+    daemon.wait_for_log(rf"CRITICAL: {daemon.pid} {{access_control}} libwrap refused "
+                        r"connection to probe \(libwrap=in.probe\) from 127.0.0.1")
+
+
 def test_banner_newlines_become_crlf_even_after_a_cr(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "banners"

@@ -299,8 +299,10 @@ class AccessGate:
             self._banner(plan, decision.banners, request, conn)
         if decision.access == "denied":
             level = SEVERITY_LEVELS.get(decision.severity or "info", Level.INFO)
-            self.program.log(level, "libwrap", f"libwrap refused connection to {svc.id} "
-                                               f"(libwrap={plan.daemon}) from {peer}")
+            # xinetd's function name: shown on CRITICAL lines (`severity crit`).
+            self.program.log(level, "access_control",
+                             f"libwrap refused connection to {svc.id} "
+                             f"(libwrap={plan.daemon}) from {peer}")
             return Verdict(False, REASON_LIBWRAP, decision)
         if decision.matched is None or decision.trace == ():
             return PASS
