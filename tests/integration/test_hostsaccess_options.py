@@ -151,3 +151,12 @@ def test_banner_newlines_become_crlf_even_after_a_cr(
     _, port = start(daemons, tmp_path, monkeypatch,
                     f"in.probe: ALL: banners {folder}: twist echo served\n")
     assert fetch(port) == "dos in.probe\r\r\nunix\r\nlastserved\n"
+
+
+def test_option_errors_name_the_files_path(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    daemon, port = start(daemons, tmp_path, monkeypatch,
+                         "# a comment\nin.probe: ALL: bogus 1\n")
+    assert fetch(port) == ""
+    daemon.wait_for_log(re.escape(f'ERROR: {tmp_path / "hosts.allow"}, line 2: bad option '
+                                  f'name: "bogus"'))

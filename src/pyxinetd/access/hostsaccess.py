@@ -52,6 +52,7 @@ class Rule:
     # reaching it ends the scan of the file with an error, which hosts.deny turns into
     # a refusal and hosts.allow into "no match" (checked with Debian's libwrap).
     broken: bool = False
+    source: str = ""        # the file's path, for messages (libwrap names it so)
 
     @property
     def where(self) -> str:
@@ -178,13 +179,15 @@ def _split_options(text: str) -> list[str]:
     return fields
 
 
-def parse_table(text: str, label: str) -> Table:
-    """Parse one file's text; `label` (hosts.allow / hosts.deny) names it in messages."""
+def parse_table(text: str, label: str, path: str | None = None) -> Table:
+    """Parse one file's text; `label` (hosts.allow / hosts.deny) says which file it is,
+    `path` (the label when not given) names it in error messages, as libwrap does."""
+    source = path or label
     rules: list[Rule] = []
     warnings: list[str] = []
     for number, line, whole in _logical_lines(text):
         if not whole:
-            warnings.append(f"{label}, line {number}: missing newline or line too long "
+            warnings.append(f"{source}, line {number}: missing newline or line too long "
                             f"(longer than {LINE_BUFFER - 1} bytes): "
                             + ("every request reaching it is refused" if label == "hosts.deny"
                                else "the rest of the file is ignored"))
@@ -194,17 +197,17 @@ def parse_table(text: str, label: str) -> Table:
             continue
         daemons, rest = split_at(line, ":")
         if rest is None:
-            warnings.append(f'{label}, line {number}: missing ":" separator')
+            warnings.append(f'{source}, line {number}: missing ":" separator')
             continue
         clients, option_text = split_at(rest, ":")
         options: tuple[Option, ...] | None = None
         if option_text is not None:
-            where = f"{label}, line {number}"
+            where = f"{source}, line {number}"
             fields = _split_options(option_text)
             options = tuple(parse_option(f, i == len(fields) - 1, where)
                             for i, f in enumerate(fields))
         rules.append(Rule(label, number, tuple(tokens(daemons)), tuple(tokens(clients)),
-                          options))
+                          options, source=source))
     return Table(label, tuple(rules), tuple(warnings))
 
 
@@ -246,8 +249,8 @@ def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decisio
         elif key == "setenv" and value is not None:
             pair = setenv_pair(value)
             if pair is None:    # a `%` expansion put `=` in the name
-                trace.append(f'error: {rule.label}, line {rule.line}: bad setenv name: '
-                             f'"{value}"')
+                trace.append(f'error: {rule.source or rule.label}, line {rule.line}: '
+                             f'bad setenv name: "{value}"')
                 return Decision("denied", rule.where, tuple(trace),
                                 spawn=tuple(c for _, c in commands))
             setenv.append(pair)
@@ -384,7 +387,7 @@ class HostsTables:
         raw = read_regular(path)    # never a wait, whatever the path names
         if raw is None:
             return _Loaded(None, Table(label))
-        table = parse_table(raw.decode("utf-8", errors="replace"), label)
+        table = parse_table(raw.decode("utf-8", errors="replace"), label, path)
         if self.on_warning is not None:
             for warning in table.warnings:
                 self.on_warning(warning)
