@@ -143,6 +143,18 @@ def test_critical_refusal_names_xinetds_function(
                         r"connection to probe \(libwrap=in.probe\) from 127.0.0.1")
 
 
+def test_spawn_helper_is_no_unknown_child_at_exit(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    daemon, port = start(daemons, tmp_path, monkeypatch,
+                         f"in.probe: ALL: spawn echo spawned > {out}\n")
+    fetch(port)
+    assert spawned(out) == "spawned\n"
+    daemon.signal(signal.SIGTERM)
+    daemon.wait_exit(TIMEOUT)
+    assert not re.search(r"unknown child process", daemon.log()), daemon.log()
+
+
 def test_banner_newlines_become_crlf_even_after_a_cr(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "banners"

@@ -127,6 +127,8 @@ class Resolver:
                 os.kill(self.pid, signal.SIGTERM)
             except OSError:
                 pass
+            # Still ours to reap (at exit, or after a reload): not an unknown child.
+            self._exited.add(self.pid)
             self.pid = None
         self._disconnect()
 
