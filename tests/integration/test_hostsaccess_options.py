@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, client_match
 from pyxinetd.access.resolver import resolve
 from tests.daemon import Daemon, DaemonFactory, free_port, wait_until
 
@@ -172,3 +173,20 @@ def test_option_errors_name_the_files_path(
     assert fetch(port) == ""
     daemon.wait_for_log(re.escape(f'ERROR: {tmp_path / "hosts.allow"}, line 2: bad option '
                                   f'name: "bogus"'))
+
+
+@pytest.mark.parametrize(("nsswitch", "member"), [
+    ("passwd: files\nnetgroup:       nis\n", False),       # Debian's default
+    ("netgroup: files [NOTFOUND=return] nis  # local first\n", True),
+    ("passwd: files\n", True),                               # no netgroup line
+    (None, True),                                            # no nsswitch.conf
+])
+def test_netgroups_come_from_the_file_only_when_nsswitch_says_files(
+        tmp_path: Path, nsswitch: str | None, member: bool) -> None:
+    (tmp_path / "netgroup").write_text("trusted (ws1,,) (ws2,-,)\n")
+    if nsswitch is not None:
+        (tmp_path / "nsswitch.conf").write_text(nsswitch)
+    lookups = Lookups(netgroup_file=str(tmp_path / "netgroup"),
+                      nsswitch_file=str(tmp_path / "nsswitch.conf"))
+    request = Request("in.probe", Endpoint("10.0.0.5", name="ws1"))
+    assert client_match("@trusted", request, lookups) is member

@@ -106,8 +106,10 @@ class Lookups:
     """
 
     def __init__(self, *, netgroup_file: str = "/etc/netgroup",
+                 nsswitch_file: str = "/etc/nsswitch.conf",
                  read_file: Callable[[str], str | None] | None = None) -> None:
         self._netgroup_file = netgroup_file
+        self._nsswitch_file = nsswitch_file
         self._read = read_file or _read_text
         self._groups: dict[str, list[list[str]]] | None = None
 
@@ -117,8 +119,19 @@ class Lookups:
     def innetgr(self, group: str, host: str) -> bool:
         """Host membership, following nested groups; group names are case-sensitive."""
         if self._groups is None:
-            self._groups = parse_netgroups(self._read(self._netgroup_file) or "")
+            text = self._read(self._netgroup_file) if self._netgroup_files() else None
+            self._groups = parse_netgroups(text or "")
         return self._member(group, host.lower(), set())
+
+    def _netgroup_files(self) -> bool:
+        """Whether innetgr(3) would read the netgroup file: nsswitch.conf lists `files`
+        for netgroup, or has no netgroup line. Other sources (Debian's default is
+        `nis`) are not consulted: their groups have no members here."""
+        for raw in (self._read(self._nsswitch_file) or "").splitlines():
+            key, colon, sources = raw.split("#", 1)[0].partition(":")
+            if colon and key.strip() == "netgroup":
+                return "files" in sources.split()
+        return True
 
     def _member(self, group: str, host: str, seen: set[str]) -> bool:
         if group in seen or self._groups is None:
