@@ -1,0 +1,176 @@
+"""hosts.allow/hosts.deny options against one daemon, in private network and mount
+namespaces, reading the real /etc/hosts.allow and /etc/hosts.deny.
+
+    unshare -n -m python3 wrap_scenario.py CASEFILE DAEMON [ARG...]
+
+CASEFILE (JSON): {"allow": TEXT, "deny": TEXT, "services": TEXT, "requests": [...]}.
+`services` is xinetd.conf text in which `{port:NAME}` is replaced by a free port and
+`{dir}` by the run folder. A request is {"proto": "tcp"|"udp", "port": NAME,
+"send": TEXT}. The run folder is a tmpfs on /mnt (mode 0755, so servers running as
+`nobody` can read it); /etc and /dev get writable overlays whose upper layers live in a
+private tmpfs, so the tables are written at their real paths and a syslog socket can
+be bound at /dev/log: nothing outside the namespace is written. The run folder holds
+`probe` (a server printing its uid, gid, umask, nice value and environment),
+`in.probe` (the same under a daemon-style name), and `banners/`.
+
+Prints one JSON object: what each client received (text, `\\r` kept), the program
+log, the service log (`{dir}/services.log`), the syslog messages (libwrap's own lines)
+and `{dir}/out*` files the rules wrote. Standard library only; every wait bounded.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+RUN = "/mnt"
+PEER = "127.0.0.1"
+
+PROBE = """#!/bin/sh
+echo "uid=$(id -u) gid=$(id -g) umask=$(umask) nice=$(nice) args=$*"
+env | LC_ALL=C sort
+"""
+
+
+def sh(*argv: str) -> None:
+    subprocess.run(list(argv), check=True)
+
+
+def overlay(folder: str, n: int) -> None:
+    upper, work = f"/run/wrap-priv/{n}/u", f"/run/wrap-priv/{n}/w"
+    os.makedirs(upper)
+    os.makedirs(work)
+    sh("mount", "-t", "overlay", "overlay", "-o",
+       f"lowerdir={folder},upperdir={upper},workdir={work}", folder)
+
+
+def setup() -> None:
+    sh("ip", "link", "set", "lo", "up")
+    sh("mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", RUN)
+    os.makedirs("/run/wrap-priv", exist_ok=True)
+    sh("mount", "-t", "tmpfs", "-o", "mode=0700", "tmpfs", "/run/wrap-priv")
+    overlay("/etc", 1)
+    overlay("/dev", 2)
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((PEER, 0))
+        return int(s.getsockname()[1])
+
+
+def read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def ask(req: dict[str, str], port: int) -> str:
+    data = req.get("send", "").encode()
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 5
+    try:
+        if req.get("proto", "tcp") == "tcp":
+            with socket.create_connection((PEER, port), timeout=5) as conn:
+                if data:
+                    conn.sendall(data)
+                    conn.shutdown(socket.SHUT_WR)
+                while time.monotonic() < deadline:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as conn:
+                conn.settimeout(1.5)
+                conn.sendto(data or b"x\n", (PEER, port))
+                while time.monotonic() < deadline:
+                    chunks.append(conn.recv(65536))
+    except socket.timeout:
+        chunks.append(b"<timeout>")
+    except OSError as exc:
+        chunks.append(f"<{exc.__class__.__name__}>".encode())
+    return b"".join(chunks).decode(errors="replace")
+
+
+def main() -> int:
+    case = json.loads(read(sys.argv[1]))
+    daemon = sys.argv[2:]
+    setup()
+    with open("/etc/hosts.allow", "w") as f:
+        f.write(case.get("allow", ""))
+    with open("/etc/hosts.deny", "w") as f:
+        f.write(case.get("deny", ""))
+    for name, text in case.get("etc", {}).items():     # /etc/netgroup and the like
+        with open(os.path.join("/etc", name), "w") as f:
+            f.write(text)
+    for name in ("probe", "in.probe"):
+        with open(os.path.join(RUN, name), "w") as f:
+            f.write(PROBE)
+        os.chmod(os.path.join(RUN, name), 0o755)
+    os.makedirs(os.path.join(RUN, "banners"))
+    for name, text in case.get("banners", {}).items():
+        with open(os.path.join(RUN, "banners", name), "w") as f:
+            f.write(text)
+    syslog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    if os.path.lexists("/dev/log"):
+        os.unlink("/dev/log")
+    syslog.bind("/dev/log")
+    syslog.setblocking(False)
+    ports: dict[str, int] = {}
+
+    def port_of(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in ports:
+            ports[name] = free_port(socket.SOCK_DGRAM if name.startswith("u")
+                                    else socket.SOCK_STREAM)
+        return str(ports[name])
+
+    conf = re.sub(r"\{port:([\w-]+)\}", port_of, case["services"]).replace("{dir}", RUN)
+    conf_path, program_log = os.path.join(RUN, "xinetd.conf"), os.path.join(RUN, "program.log")
+    with open(conf_path, "w") as f:
+        f.write(conf)
+    proc = subprocess.Popen([*daemon, "-f", conf_path, "-dontfork", "-filelog", program_log],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin",
+                                                            "PYTHONPATH": os.environ.get(
+                                                                "PYTHONPATH", ""),
+                                                            "OUTER": "yes"})
+    answers = []
+    try:
+        deadline = time.monotonic() + 20
+        while "Started working" not in read(program_log) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for req in case["requests"]:
+            answers.append(ask(req, ports[req["port"]]))
+            time.sleep(float(req.get("pause", 0.3)))
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    messages = []
+    while True:
+        try:
+            messages.append(syslog.recv(65536).decode(errors="replace"))
+        except BlockingIOError:
+            break
+    outs = {name: read(os.path.join(RUN, name)) for name in sorted(os.listdir(RUN))
+            if name.startswith("out")}
+    print(json.dumps({"answers": answers, "program": read(program_log),
+                      "services": read(os.path.join(RUN, "services.log")),
+                      "syslog": messages, "outs": outs, "ports": ports}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
