@@ -61,7 +61,10 @@ SERVICES = (
                         "\tport = {port:redir}\n\tredirect = 127.0.0.1 {port:inprobe}\n")
     + _service("uprobe", "\tsocket_type = dgram\n\twait = yes\n\tuser = root\n"
                          "\tserver = {dir}/probe\n\tlibwrap = udp.probe\n"
-                         "\tport = {port:uprobe}\n"))
+                         "\tport = {port:uprobe}\n")
+    + _service("udgram", "\tsocket_type = dgram\n\twait = yes\n\tuser = root\n"
+                         "\tserver = {dir}/probe\n\tlibwrap = udp.served\n"
+                         "\tport = {port:udgram}\n\tenv = PROBE_OUT=/mnt/out-udgram\n"))
 
 ALLOW = (
     # %r and %p differ from run to run.
@@ -74,6 +77,7 @@ ALLOW = (
     "in.lazy: nosuch.invalid: deny\n"
     "in.lazy: ALL: spawn echo %h %c > /mnt/out2\n"
     "in.bad: ALL: nice x\n"
+    "udp.served: ALL: umask 027: nice 4: spawn echo %a %A %d %H > /mnt/out3\n"
     # No match where nsswitch.conf says `nis` for netgroup (Debian's default), but the
     # name is looked up for it.
     "in.fake: @grp: twist echo netgroup\n"
@@ -86,7 +90,8 @@ CASE = {
     "etc": {"netgroup": "grp (localhost,,) (127.0.0.1,,)\n"},
     "requests": [{"port": "probe"}, {"port": "inprobe"}, {"port": "echo"},
                  {"port": "redir"}, {"port": "uprobe", "proto": "udp"}, {"port": "crit"},
-                 {"port": "err"}, {"port": "lazy"}, {"port": "bad"}, {"port": "nia"}],
+                 {"port": "err"}, {"port": "lazy"}, {"port": "bad"}, {"port": "nia"},
+                 {"port": "udgram", "proto": "udp"}],
 }
 
 
@@ -153,6 +158,8 @@ def test_spawn_expansions_are_the_same(
     xinetd, pyxinetd = results
     assert pyxinetd["outs"] == xinetd["outs"]
     assert "out9" not in xinetd["outs"]     # the option error came first
+    # The datagram server, which writes a file instead of answering.
+    assert xinetd["outs"]["out-udgram"].startswith("uid=0 gid=0 umask=0027 nice=4 ")
     words = xinetd["outs"]["out1"].split()
     # %h %c before the %n: the address; after it: the name (when the host has one).
     assert words[:3] == ["127.0.0.1", "127.0.0.1", "127.0.0.1"]

@@ -11,7 +11,8 @@ CASEFILE (JSON): {"allow": TEXT, "deny": TEXT, "services": TEXT, "requests": [..
 private tmpfs, so the tables are written at their real paths and a syslog socket can
 be bound at /dev/log: nothing outside the namespace is written. The run folder holds
 `probe` (a server printing its uid, gid, umask, nice value and environment),
-`in.probe` (the same under a daemon-style name), and `banners/`.
+`in.probe` (the same under a daemon-style name; both write to the file $PROBE_OUT
+instead when it is set), and `banners/`.
 
 Prints one JSON object: what each client received (text, `\\r` kept), the program
 log, the service log (`{dir}/services.log`), the syslog messages (libwrap's own lines)
@@ -31,6 +32,8 @@ RUN = "/mnt"
 PEER = "127.0.0.1"
 
 PROBE = """#!/bin/sh
+# A datagram server cannot answer on its unconnected socket: it writes a file.
+[ -n "$PROBE_OUT" ] && exec >"$PROBE_OUT"
 echo "uid=$(id -u) gid=$(id -g) umask=$(umask) nice=$(nice) args=$*"
 env | LC_ALL=C sort
 """
