@@ -62,6 +62,10 @@ SERVICES = (
     + _service("uprobe", "\tsocket_type = dgram\n\twait = yes\n\tuser = root\n"
                          "\tserver = {dir}/probe\n\tlibwrap = udp.probe\n"
                          "\tport = {port:uprobe}\n")
+    + _service("time", "\tid = stime\n\tsocket_type = stream\n\twait = no\n"
+                       "\tport = {port:stime}\n", "INTERNAL UNLISTED")
+    + _service("daytime", "\tid = sday\n\tsocket_type = stream\n\twait = no\n"
+                          "\tport = {port:sday}\n", "INTERNAL UNLISTED")
     + _service("udgram", "\tsocket_type = dgram\n\twait = yes\n\tuser = root\n"
                          "\tserver = {dir}/probe\n\tlibwrap = udp.served\n"
                          "\tport = {port:udgram}\n\tenv = PROBE_OUT=/mnt/out-udgram\n"))
@@ -81,7 +85,12 @@ ALLOW = (
     # No match where nsswitch.conf says `nis` for netgroup (Debian's default), but the
     # name is looked up for it.
     "in.fake: @grp: twist echo netgroup\n"
-    "in.fake: ALL: twist echo fake %d %h \\\n  continued\n")
+    "in.fake: ALL: twist echo fake %d %h \\\n  continued\n"
+    # xinetd serves these builtins in the daemon process itself: a twist is an error
+    # there (libwrap's "resident process"), once the daemon has checked one request
+    # itself (the time request); the first would replace the daemon.
+    "time: ALL: deny\n"
+    "daytime: ALL: twist echo no\n")
 DENY = "udp.probe: ALL: severity warning\nin.crit: ALL: severity crit\n"
 
 CASE = {
@@ -91,7 +100,7 @@ CASE = {
     "requests": [{"port": "probe"}, {"port": "inprobe"}, {"port": "echo"},
                  {"port": "redir"}, {"port": "uprobe", "proto": "udp"}, {"port": "crit"},
                  {"port": "err"}, {"port": "lazy"}, {"port": "bad"}, {"port": "nia"},
-                 {"port": "udgram", "proto": "udp"}],
+                 {"port": "udgram", "proto": "udp"}, {"port": "stime"}, {"port": "sday"}],
 }
 
 
@@ -173,7 +182,9 @@ def test_refusal_lines_are_the_same(results: tuple[dict[str, Any], dict[str, Any
         "CRITICAL: N {access_control} libwrap refused connection to crit (libwrap=in.crit) "
         "from 127.0.0.1",
         "INFO: libwrap refused connection to err (libwrap=in.err) from 127.0.0.1",
-        "INFO: libwrap refused connection to bad (libwrap=in.bad) from 127.0.0.1"]
+        "INFO: libwrap refused connection to bad (libwrap=in.bad) from 127.0.0.1",
+        "INFO: libwrap refused connection to stime (libwrap=time) from 127.0.0.1",
+        "INFO: libwrap refused connection to sday (libwrap=daytime) from 127.0.0.1"]
 
 
 def test_fail_lines_are_the_same(results: tuple[dict[str, Any], dict[str, Any]]) -> None:
@@ -191,3 +202,4 @@ def test_libwrap_messages_are_the_same(
     assert libwrap_lines_of_pyxinetd(pyxinetd["program"]) == expected
     assert 'ERROR: /etc/hosts.allow, line 5: option "deny" must be at end' in expected
     assert 'ERROR: /etc/hosts.allow, line 8: bad nice value: "x"' in expected
+    assert "ERROR: /etc/hosts.allow, line 14: twist option in resident process" in expected

@@ -190,3 +190,36 @@ def test_netgroups_come_from_the_file_only_when_nsswitch_says_files(
                       nsswitch_file=str(tmp_path / "nsswitch.conf"))
     request = Request("in.probe", Endpoint("10.0.0.5", name="ws1"))
     assert client_match("@trusted", request, lookups) is member
+
+
+def builtin(name: str, kind: str, port: int, log: Path) -> str:
+    return (f"service {name}\n{{\n\ttype = INTERNAL UNLISTED\n\tid = {name}-{kind}\n"
+            f"\tsocket_type = {kind}\n\twait = {'yes' if kind == 'dgram' else 'no'}\n"
+            f"\tbind = 127.0.0.1\n\tport = {port}\n\tlog_type = FILE {log}\n"
+            f"\tlog_on_failure = HOST\n}}\n")
+
+
+def test_twist_on_a_builtin_xinetd_serves_itself_is_an_error(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    allow = tmp_path / "hosts.allow"
+    allow.write_text("daytime: ALL: twist echo twisted %d\necho: ALL: twist echo twisted %d\n")
+    (tmp_path / "hosts.deny").write_text("")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(allow))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    log = tmp_path / "services.log"
+    ports = {kind: free_port() for kind in ("stream", "dgram", "echo")}
+    daemon = daemons.start_config(builtin("daytime", "stream", ports["stream"], log)
+                                  + builtin("daytime", "dgram", ports["dgram"], log)
+                                  + builtin("echo", "stream", ports["echo"], log))
+    # A builtin xinetd forks for gets the twist; the others are refused.
+    assert fetch(ports["echo"]) == "twisted echo\n"
+    assert fetch(ports["stream"]) == ""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.sendto(b"x", ("127.0.0.1", ports["dgram"]))
+        wait_until(lambda: "FAIL: daytime-dgram libwrap" in log.read_text(), TIMEOUT,
+                   what="the datagram's FAIL line")
+        with pytest.raises(BlockingIOError):
+            client.recv(100, socket.MSG_DONTWAIT)
+    assert "FAIL: daytime-stream libwrap from=127.0.0.1" in log.read_text()
+    daemon.wait_for_log(re.escape(f"ERROR: {allow}, line 1: twist option in resident "
+                                  "process"), count=2)

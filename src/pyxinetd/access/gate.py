@@ -29,7 +29,7 @@ from pyxinetd.access.hostsaccess import DEFAULT_ALLOW, DEFAULT_DENY, Decision, H
     evaluate, expand
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, normalize_address
 from pyxinetd.access.resolver import NameInfo, Resolver
-from pyxinetd.config.model import ServiceConfig
+from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.files import read_regular
 from pyxinetd.log import Level, ProgramLog
 from pyxinetd.loop import Loop
@@ -42,6 +42,9 @@ DENY_ENV = "PYXINETD_HOSTS_DENY"
 # How long an aclexec check may run (libwrap waits for ever; the request is parked).
 ACLEXEC_TIMEOUT = 10.0
 # `severity` level -> the program-log level of the refusal line (default INFO).
+# The builtins xinetd serves in a child of its own; it serves the others (datagram
+# builtins, stream daytime and time) in the daemon process, libwrap's "resident" case.
+FORKED_BUILTINS = frozenset({"echo", "discard", "chargen", "tcpmux"})
 SEVERITY_LEVELS = {"emerg": Level.CRITICAL, "alert": Level.CRITICAL, "crit": Level.CRITICAL,
                    "err": Level.ERROR, "warning": Level.WARNING, "notice": Level.NOTICE,
                    "info": Level.INFO, "debug": Level.DEBUG}
@@ -63,6 +66,7 @@ class _Plan:
     list_names: bool
     wrap: bool
     daemon: str
+    resident: bool
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,12 @@ def daemon_name(svc: ServiceConfig) -> str:
     return os.path.basename(svc.server)
 
 
+def resident(svc: ServiceConfig) -> bool:
+    """xinetd checks this service's requests in the daemon process itself."""
+    return svc.is_internal and (svc.socket_type is SocketType.DGRAM
+                                or svc.name not in FORKED_BUILTINS)
+
+
 def wraps(svc: ServiceConfig) -> bool:
     if "NOLIBWRAP" in svc.flags:
         return False
@@ -166,7 +176,7 @@ class AccessGate:
         if cached is not None and cached[0] is svc:
             return cached[1]
         plan = _Plan(lists.has_lists(svc), lists.needs_names(svc), wraps(svc),
-                     daemon_name(svc))
+                     daemon_name(svc), resident(svc))
         self._plans[id(svc)] = (svc, plan)
         return plan
 
@@ -258,7 +268,8 @@ class AccessGate:
         allow, deny = self.tables.current()
         address = normalize_address(peer) if lists.parse_peer(peer) is not None else None
         request = Request(plan.daemon, _endpoint(address, client, ends.client_port),
-                          _endpoint(ends.server, server, ends.server_port), pid=os.getpid())
+                          _endpoint(ends.server, server, ends.server_port), pid=os.getpid(),
+                          resident=plan.resident)
         return evaluate(allow, deny, request, self.lookups), request
 
     def _start(self, decision: Decision) -> None:

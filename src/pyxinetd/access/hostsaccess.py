@@ -240,6 +240,12 @@ def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decisio
             access = "granted"
         elif key == "deny":
             access = "denied"
+        elif key == "twist" and request.resident:
+            # libwrap refuses to replace a resident process (xinetd itself).
+            trace.append(f"error: {rule.source or rule.label}, line {rule.line}: "
+                         f"twist option in resident process")
+            return Decision("denied", rule.where, tuple(trace),
+                            spawn=tuple(c for _, c in commands))
         elif key == "twist":
             fields["twist"] = value
             fields["twist_client"] = expand("%c", request)

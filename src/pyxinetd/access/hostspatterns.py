@@ -93,6 +93,9 @@ class Request:
     server: Endpoint = field(default_factory=Endpoint)
     user: str | None = None       # RFC 931 user name, when an ident lookup gave one
     pid: int = 0
+    # Checked in a long-lived process (libwrap's "resident" one): under xinetd, a
+    # builtin that the daemon serves itself. `twist` is an error there.
+    resident: bool = False
 
     @property
     def user_text(self) -> str:
