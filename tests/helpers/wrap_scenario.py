@@ -118,6 +118,9 @@ def main() -> int:
             f.write(PROBE)
         os.chmod(os.path.join(RUN, name), 0o755)
     os.makedirs(os.path.join(RUN, "banners"))
+    # Where commands running as another user (`nobody`) may write their out* files.
+    os.makedirs(os.path.join(RUN, "w"))
+    os.chmod(os.path.join(RUN, "w"), 0o1777)
     for name, text in case.get("banners", {}).items():
         with open(os.path.join(RUN, "banners", name), "w") as f:
             f.write(text)
@@ -167,7 +170,8 @@ def main() -> int:
             messages.append(syslog.recv(65536).decode(errors="replace"))
         except BlockingIOError:
             break
-    outs = {name: read(os.path.join(RUN, name)) for name in sorted(os.listdir(RUN))
+    outs = {name: read(os.path.join(folder, name))
+            for folder in (RUN, os.path.join(RUN, "w")) for name in sorted(os.listdir(folder))
             if name.startswith("out")}
     print(json.dumps({"answers": answers, "program": read(program_log),
                       "services": read(os.path.join(RUN, "services.log")),

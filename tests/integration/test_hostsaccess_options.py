@@ -6,9 +6,13 @@ runs such rules against both daemons side by side).
 from __future__ import annotations
 
 import os
+import pwd
 import re
+import shutil
 import signal
 import socket
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,8 +29,9 @@ env | LC_ALL=C sort
 
 
 def service(name: str, port: int, server: Path, extra: str = "") -> str:
+    user = "" if "user =" in extra else "\tuser = root\n"
     return (f"service {name}\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n"
-            f"\twait = no\n\tuser = root\n\tserver = {server}\n\tbind = 127.0.0.1\n"
+            f"\twait = no\n{user}\tserver = {server}\n\tbind = 127.0.0.1\n"
             f"\tport = {port}\n{extra}}}\n")
 
 
@@ -223,3 +228,33 @@ def test_twist_on_a_builtin_xinetd_serves_itself_is_an_error(
     assert "FAIL: daytime-stream libwrap from=127.0.0.1" in log.read_text()
     daemon.wait_for_log(re.escape(f"ERROR: {allow}, line 1: twist option in resident "
                                   "process"), count=2)
+
+
+@pytest.fixture
+def open_folder() -> Iterator[Path]:
+    """A folder that a command running as `nobody` can write into."""
+    folder = Path(tempfile.mkdtemp(prefix="pyxinetd-wrap-"))
+    folder.chmod(0o1777)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to nobody needs root")
+def test_spawn_runs_as_the_services_user_with_the_options_before_it(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        open_folder: Path) -> None:
+    nobody = pwd.getpwnam("nobody")
+    probe = tmp_path / "in.probe"
+    _, port = start(daemons, tmp_path, monkeypatch,
+                    f"in.probe: ALL: setenv XV one: umask 077: spawn (id -u; id -g; umask; "
+                    f"echo $XV) > {open_folder}/out1: setenv XV two: aclexec echo $XV > "
+                    f"{open_folder}/out2\n", extra="\tuser = nobody\n\tumask = 027\n")
+    tmp_path.chmod(0o755)        # the server, as nobody, runs ./in.probe from here
+    assert probe.exists()
+    fetch(port)
+    assert spawned(open_folder / "out1").split() == [
+        str(nobody.pw_uid), str(nobody.pw_gid), "0077", "one"]
+    assert spawned(open_folder / "out2") == "two\n"
+    assert (open_folder / "out1").stat().st_uid == nobody.pw_uid

@@ -20,15 +20,16 @@ something the loop must not wait for; then `check` answers None and `wait` parks
 from __future__ import annotations
 
 import os
+import pwd
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from pyxinetd.access import lists
-from pyxinetd.access.hostsaccess import DEFAULT_ALLOW, DEFAULT_DENY, Decision, HostsTables, \
-    evaluate, expand
+from pyxinetd.access.hostsaccess import DEFAULT_ALLOW, DEFAULT_DENY, NO_SETUP, \
+    CommandSetup, Decision, HostsTables, evaluate, expand
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, normalize_address
-from pyxinetd.access.resolver import NameInfo, Resolver
+from pyxinetd.access.resolver import NameInfo, Resolver, ShellContext
 from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.files import read_regular
 from pyxinetd.log import Level, ProgramLog
@@ -67,6 +68,12 @@ class _Plan:
     wrap: bool
     daemon: str
     resident: bool
+    # Who spawn/aclexec commands run as: the service's server would be (xinetd's child
+    # has switched when libwrap runs them).
+    uid: int | None
+    gid: int | None
+    groups: tuple[int, ...] | None
+    umask: int | None
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,26 @@ def daemon_name(svc: ServiceConfig) -> str:
     return os.path.basename(svc.server)
 
 
+def _credentials(svc: ServiceConfig) -> tuple[int | None, int | None, tuple[int, ...] | None]:
+    """(uid, gid, supplementary groups) of the service's servers, when the daemon can
+    switch to them (it runs as root) and the service names a user or group; else
+    Nones: the commands run as the daemon. Computed once per service (NSS may block)."""
+    if os.geteuid() != 0 or (svc.user is None and svc.group is None):
+        return None, None, None
+    gid = svc.group
+    if gid is None and svc.user is not None:
+        try:
+            gid = pwd.getpwuid(svc.user).pw_gid
+        except KeyError:
+            gid = None
+    return svc.user, gid, tuple(svc.supplementary_groups)
+
+
+def _context(plan: _Plan, setup: CommandSetup) -> ShellContext:
+    return ShellContext(plan.uid, plan.gid, plan.groups,
+                        plan.umask if setup.umask is None else setup.umask, setup.setenv)
+
+
 def resident(svc: ServiceConfig) -> bool:
     """xinetd checks this service's requests in the daemon process itself."""
     return svc.is_internal and (svc.socket_type is SocketType.DGRAM
@@ -175,8 +202,9 @@ class AccessGate:
         cached = self._plans.get(id(svc))
         if cached is not None and cached[0] is svc:
             return cached[1]
+        uid, gid, groups = _credentials(svc)
         plan = _Plan(lists.has_lists(svc), lists.needs_names(svc), wraps(svc),
-                     daemon_name(svc), resident(svc))
+                     daemon_name(svc), resident(svc), uid, gid, groups, svc.umask)
         self._plans[id(svc)] = (svc, plan)
         return plan
 
@@ -215,7 +243,7 @@ class AccessGate:
         decision, request = outcome
         if decision.aclexec:
             return None
-        self._start(decision)
+        self._start(plan, decision)
         return self._verdict(svc, plan, peer, decision, request, conn)
 
     def wait(self, svc: ServiceConfig, peer: str, done: Callable[[Verdict], None],
@@ -272,19 +300,20 @@ class AccessGate:
                           resident=plan.resident)
         return evaluate(allow, deny, request, self.lookups), request
 
-    def _start(self, decision: Decision) -> None:
+    def _start(self, plan: _Plan, decision: Decision) -> None:
         """What the matched rule does whatever the verdict: errors logged, spawns run."""
         for line in decision.trace:
             if line.startswith("error:"):
                 self.program.error("hosts_access", line[len("error: "):])
-        for command in decision.spawn:
-            self.resolver.run_shell(command)
+        setups = decision.spawn_setup or (NO_SETUP,) * len(decision.spawn)
+        for command, setup in zip(decision.spawn, setups):
+            self.resolver.run_shell(command, _context(plan, setup))
 
     def _settle(self, svc: ServiceConfig, plan: _Plan, peer: str, decision: Decision,
                 request: Request, conn: socket.socket | None,
                 done: Callable[[Verdict], None]) -> None:
         """Run the decision's aclexec check, if any, then call `done`."""
-        self._start(decision)
+        self._start(plan, decision)
         if not decision.aclexec:
             done(self._verdict(svc, plan, peer, decision, request, conn))
             return
@@ -300,7 +329,8 @@ class AccessGate:
             self._settle(svc, plan, peer, decision.otherwise or Decision("granted"),
                          request, conn, done)
 
-        self.resolver.run_check(decision.aclexec, self.aclexec_timeout, finished)
+        self.resolver.run_check(decision.aclexec, self.aclexec_timeout, finished,
+                                _context(plan, decision.aclexec_setup))
 
     def _verdict(self, svc: ServiceConfig, plan: _Plan, peer: str, decision: Decision,
                  request: Request, conn: socket.socket | None) -> Verdict:

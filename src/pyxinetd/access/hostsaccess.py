@@ -101,11 +101,24 @@ class Table:
 
 
 @dataclass(frozen=True)
+class CommandSetup:
+    """What a spawn or aclexec command inherits from the options before it: libwrap
+    runs it from the process those options changed (`setenv` pairs, `umask`)."""
+
+    setenv: tuple[tuple[str, str], ...] = ()
+    umask: int | None = None
+
+
+NO_SETUP = CommandSetup()
+
+
+@dataclass(frozen=True)
 class Decision:
     access: Access
     matched: str | None = None               # "hosts.allow line 3", None: no rule
     trace: tuple[str, ...] = ()              # "option: ..." / "error: ..." lines
     spawn: tuple[str, ...] = ()
+    spawn_setup: tuple[CommandSetup, ...] = ()     # one per spawn command
     twist: str | None = None
     setenv: tuple[tuple[str, str], ...] = ()
     banners: str | None = None
@@ -119,6 +132,7 @@ class Decision:
     # Commands whose exit status decides whether the rule applies (the last one's
     # status counts, as in libwrap), and the decision when it is not 0.
     aclexec: tuple[str, ...] = ()
+    aclexec_setup: CommandSetup = NO_SETUP
     otherwise: Decision | None = None
     # The client as `%c` showed it when the twist was processed (for libwrap's log
     # line `twist CLIENT to COMMAND`).
@@ -221,16 +235,14 @@ def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decisio
     assert rule.options is not None
     trace: list[str] = []
     fields: dict[str, object] = {}
-    # spawn and aclexec commands in option order: ("spawn"|"aclexec", command).
-    commands: list[tuple[str, str]] = []
+    # spawn and aclexec commands in option order: ("spawn"|"aclexec", command, setup).
+    commands: list[tuple[str, str, CommandSetup]] = []
     setenv: list[tuple[str, str]] = []
     access: Access = file_access
     for option in rule.options:
         if option.error is not None:
             trace.append(f"error: {option.error}")
-            # Commands before the error have run in libwrap; none decides any more.
-            return Decision("denied", rule.where, tuple(trace),
-                            spawn=tuple(c for _, c in commands))
+            return _refused(rule, trace, commands)
         key = option.keyword.lower()
         value = option.value
         if value is not None and OPTIONS[key][3]:
@@ -244,21 +256,21 @@ def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decisio
             # libwrap refuses to replace a resident process (xinetd itself).
             trace.append(f"error: {rule.source or rule.label}, line {rule.line}: "
                          f"twist option in resident process")
-            return Decision("denied", rule.where, tuple(trace),
-                            spawn=tuple(c for _, c in commands))
+            return _refused(rule, trace, commands)
         elif key == "twist":
             fields["twist"] = value
             fields["twist_client"] = expand("%c", request)
             access = "delegated"
         elif key in ("spawn", "aclexec") and value is not None:
-            commands.append((key, value))
+            umask = fields.get("umask")
+            commands.append((key, value, CommandSetup(
+                tuple(setenv), umask if isinstance(umask, int) else None)))
         elif key == "setenv" and value is not None:
             pair = setenv_pair(value)
             if pair is None:    # a `%` expansion put `=` in the name
                 trace.append(f'error: {rule.source or rule.label}, line {rule.line}: '
                              f'bad setenv name: "{value}"')
-                return Decision("denied", rule.where, tuple(trace),
-                                spawn=tuple(c for _, c in commands))
+                return _refused(rule, trace, commands)
             setenv.append(pair)
         elif key == "severity":
             fields["severity"] = option.level
@@ -282,10 +294,24 @@ def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decisio
     # allow/deny/twist end libwrap's processing before the aclexec status is looked
     # at: then the commands only run.
     terminal = any(o.keyword.lower() in ("allow", "deny", "twist") for o in rule.options)
-    deciding = () if terminal else tuple(c for k, c in commands if k == "aclexec")
-    spawn = tuple(c for k, c in commands if k == "spawn" or not deciding)
-    return Decision(access, rule.where, tuple(trace), spawn=spawn, setenv=tuple(setenv),
+    checks = [] if terminal else [(c, setup) for k, c, setup in commands if k == "aclexec"]
+    deciding = tuple(c for c, _ in checks)
+    if checks:
+        fields["aclexec_setup"] = checks[-1][1]
+    spawned = [c for c in commands if c[0] == "spawn" or not deciding]
+    return Decision(access, rule.where, tuple(trace), setenv=tuple(setenv),
+                    spawn=tuple(c for _, c, _ in spawned),
+                    spawn_setup=tuple(setup for _, _, setup in spawned),
                     aclexec=deciding, **fields)  # type: ignore[arg-type]
+
+
+def _refused(rule: Rule, trace: list[str],
+             commands: list[tuple[str, str, CommandSetup]]) -> Decision:
+    """An error stops the options: the commands before it have run in libwrap, and
+    none decides any more."""
+    return Decision("denied", rule.where, tuple(trace),
+                    spawn=tuple(c for _, c, _ in commands),
+                    spawn_setup=tuple(setup for _, _, setup in commands))
 
 
 def _scan(tables: tuple[tuple[Table, Access], ...], request: Request, lookups: Lookups,

@@ -59,6 +59,45 @@ class NameInfo:
 
 
 NO_NAME = NameInfo()
+
+
+@dataclass(frozen=True)
+class ShellContext:
+    """What a spawn or aclexec command runs as: under xinetd, libwrap runs it from the
+    child that checks the request, which already has the service's user, groups and
+    umask, and the environment of xinetd itself plus the rule's `setenv` pairs so far.
+    None fields are left as the helper has them (it runs as the daemon)."""
+
+    uid: int | None = None
+    gid: int | None = None
+    groups: tuple[int, ...] | None = None
+    umask: int | None = None
+    setenv: tuple[tuple[str, str], ...] = ()
+
+    def message(self) -> dict[str, object]:
+        return {"uid": self.uid, "gid": self.gid,
+                "groups": None if self.groups is None else list(self.groups),
+                "umask": self.umask, "setenv": [list(pair) for pair in self.setenv]}
+
+    @staticmethod
+    def read(message: dict[str, object]) -> ShellContext:
+        """The context of a request packet; wrong types are dropped (defaults)."""
+        def number(key: str) -> int | None:
+            value = message.get(key)
+            return value if isinstance(value, int) else None
+        groups = message.get("groups")
+        pairs = message.get("setenv")
+        return ShellContext(
+            number("uid"), number("gid"),
+            tuple(g for g in groups if isinstance(g, int)) if isinstance(groups, list)
+            else None,
+            number("umask"),
+            tuple((str(p[0]), str(p[1])) for p in pairs
+                  if isinstance(p, list) and len(p) == 2) if isinstance(pairs, list)
+            else ())
+
+
+DAEMON_CONTEXT = ShellContext()
 NameCallback = Callable[[NameInfo], None]
 # The exit status of a check's last command (negative: killed by that signal), or None
 # when it did not finish in time or could not be run.
@@ -103,12 +142,12 @@ class Resolver:
                            "until": time.monotonic() + self.timeout}):
             self.loop.call_soon(lambda: self._expire(request_id))
 
-    def run_shell(self, command: str) -> None:
+    def run_shell(self, command: str, context: ShellContext = DAEMON_CONTEXT) -> None:
         """Run `/bin/sh -c command` with stdio on /dev/null; do not wait for it."""
-        self._send({"op": "sh", "cmd": command})
+        self._send({"op": "sh", "cmd": command, **context.message()})
 
     def run_check(self, commands: tuple[str, ...], timeout: float,
-                  callback: StatusCallback) -> None:
+                  callback: StatusCallback, context: ShellContext = DAEMON_CONTEXT) -> None:
         """Run the commands one after the other (`/bin/sh -c`, stdio on /dev/null) and
         call `callback` later (never before returning) with the last one's status."""
         request_id = next(self._ids)
@@ -116,7 +155,7 @@ class Resolver:
                                      lambda: self._finish_check(request_id, None))
         self._checks[request_id] = (callback, timer)
         if not self._send({"id": request_id, "op": "check", "cmds": list(commands),
-                           "timeout": timeout}):
+                           "timeout": timeout, **context.message()}):
             self.loop.call_soon(lambda: self._finish_check(request_id, None))
 
     def close(self) -> None:
@@ -261,13 +300,22 @@ def resolve(address: str) -> NameInfo:
     return NameInfo(name.lower(), address in found)
 
 
-def _start_shell(command: str) -> subprocess.Popen[bytes] | None:
-    """`/bin/sh -c command`, stdio on /dev/null, in a session (and group) of its own."""
+def _start_shell(command: str, context: ShellContext = DAEMON_CONTEXT
+                 ) -> subprocess.Popen[bytes] | None:
+    """`/bin/sh -c command`, stdio on /dev/null, in a session (and group) of its own,
+    as `context` says (groups, then gid, then uid: Popen's order)."""
+    env = None
+    if context.setenv:
+        env = dict(os.environ)
+        env.update(context.setenv)
     try:
         return subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
-    except OSError:
+                                start_new_session=True, env=env,
+                                user=context.uid, group=context.gid,
+                                extra_groups=context.groups,
+                                umask=-1 if context.umask is None else context.umask)
+    except (OSError, ValueError, subprocess.SubprocessError):
         return None
 
 
@@ -277,14 +325,15 @@ _running_checks: set[int] = set()
 _running_lock = threading.Lock()
 
 
-def run_check(commands: list[str], timeout: float) -> int | None:
+def run_check(commands: list[str], timeout: float,
+              context: ShellContext = DAEMON_CONTEXT) -> int | None:
     """Blocking: run the commands in turn within `timeout` seconds in all; the last
     one's status (negative: the signal that ended it), or None when a command could
     not be started or the deadline passed (its process group is then killed)."""
     deadline = time.monotonic() + timeout
     status: int | None = None
     for command in commands:
-        proc = _start_shell(command)
+        proc = _start_shell(command, context)
         if proc is None:
             return None
         with _running_lock:
@@ -334,13 +383,14 @@ def _serve(sock: socket.socket) -> None:
         info = resolve(address)
         send({"id": request_id, "name": info.name, "confirmed": info.confirmed})
 
-    def shell(command: str) -> None:
-        proc = _start_shell(command)
+    def shell(command: str, context: ShellContext) -> None:
+        proc = _start_shell(command, context)
         if proc is not None:
             proc.wait()
 
-    def check(request_id: int, commands: list[str], timeout: float) -> None:
-        send({"id": request_id, "status": run_check(commands, timeout)})
+    def check(request_id: int, commands: list[str], timeout: float,
+              context: ShellContext) -> None:
+        send({"id": request_id, "status": run_check(commands, timeout, context)})
 
     with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
         while True:
@@ -360,12 +410,14 @@ def _serve(sock: socket.socket) -> None:
                 pool.submit(answer, int(message["id"]), str(message["addr"]),
                             float(message.get("until", "inf")))
             elif message.get("op") == "sh":
-                threading.Thread(target=shell, args=(str(message["cmd"]),),
+                threading.Thread(target=shell, args=(str(message["cmd"]),
+                                                     ShellContext.read(message)),
                                  daemon=True).start()
             elif message.get("op") == "check":
                 threading.Thread(target=check, args=(
                     int(message["id"]), [str(c) for c in message["cmds"]],
-                    float(message["timeout"])), daemon=True).start()
+                    float(message["timeout"]), ShellContext.read(message)),
+                    daemon=True).start()
 
 
 def _terminated(signum: int, frame: object) -> None:
