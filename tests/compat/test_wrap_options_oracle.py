@@ -57,7 +57,9 @@ SERVICES = (
     # The daemon name is the basename of server_args' first word.
     + _stream("nia", "probe", "\tflags = NAMEINARGS\n\tserver_args = /x/in.fake a b\n")
     + _service("echo", "\tid = echosvc\n\tsocket_type = stream\n\twait = no\n"
-                       "\tport = {port:echo}\n\tenv = SVC=1\n", "INTERNAL UNLISTED")
+                       "\tport = {port:echo}\n\tenv = SVC=1\n"
+                       # Not sent: the twist runs inside the check, before it.
+                       "\tbanner_success = /mnt/banners/ok\n", "INTERNAL UNLISTED")
     + _service("redir", "\tsocket_type = stream\n\twait = no\n\tuser = root\n"
                         "\tport = {port:redir}\n\tredirect = 127.0.0.1 {port:inprobe}\n")
     + _service("uprobe", "\tsocket_type = dgram\n\twait = yes\n\tuser = root\n"
@@ -99,7 +101,7 @@ DENY = "udp.probe: ALL: severity warning\nin.crit: ALL: severity crit\n"
 
 CASE = {
     "allow": ALLOW, "deny": DENY, "services": SERVICES,
-    "banners": {"redir": "dos %d\r\nunix %h\n"},
+    "banners": {"redir": "dos %d\r\nunix %h\n", "ok": "SUCCESS\n"},
     "etc": {"netgroup": "grp (localhost,,) (127.0.0.1,,)\n"},
     "requests": [{"port": "probe"}, {"port": "inprobe"}, {"port": "echo"},
                  {"port": "redir"}, {"port": "uprobe", "proto": "udp"}, {"port": "crit"},

@@ -258,3 +258,13 @@ def test_spawn_runs_as_the_services_user_with_the_options_before_it(
         str(nobody.pw_uid), str(nobody.pw_gid), "0077", "one"]
     assert spawned(open_folder / "out2") == "two\n"
     assert (open_folder / "out1").stat().st_uid == nobody.pw_uid
+
+
+def test_a_twisted_client_gets_no_banner_success(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "first").write_text("FIRST\n")
+    (tmp_path / "success").write_text("SUCCESS\n")
+    _, port = start(daemons, tmp_path, monkeypatch, "in.probe: ALL: twist echo twisted\n",
+                    extra=f"\tbanner = {tmp_path / 'first'}\n"
+                          f"\tbanner_success = {tmp_path / 'success'}\n")
+    assert fetch(port) == "FIRST\ntwisted\n"

@@ -376,9 +376,11 @@ class AccessGate:
             names = {n for n, _ in decision.setenv}
             environment = [f"{n}={v}" for n, v in os.environ.items() if n not in names]
             environment += [f"{n}={v}" for n, v in decision.setenv]
+            # xinetd's child execs the command inside the access check, before it would
+            # have written banner_success.
             changes.update(server="/bin/sh", server_argv=("sh", "-c", decision.twist),
                            environment=tuple(environment), types=frozenset({"UNLISTED"}),
-                           redirect=None)
+                           redirect=None, banner_success=None)
         if decision.nice is not None:
             # nice(2) is relative: the option adds to the service's own `nice`.
             changes["nice"] = (svc.nice or 0) + decision.nice
