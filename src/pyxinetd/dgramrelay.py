@@ -122,7 +122,9 @@ class NowaitRelays:
             # Another datagram of this peer started its server while this one waited.
             send_quietly(relay.sock, data, None)
         elif rt.sock is not None:
-            self._start_relay(rt, addr, peer, data, source)
+            # What the matched hosts.allow rule asks for (twist, umask, nice, ...).
+            self._start_relay(rt, addr, peer, data, source,
+                              host.access.prepare(rt.config, verdict, None, peer))
 
     def _follow(self, rt: ServiceRuntime, addr: tuple[object, ...], data: bytes) -> bool:
         """Whether `data` joins its sender's first datagram, which waits for its access
@@ -145,7 +147,8 @@ class NowaitRelays:
             self.host.refresh(rt)
 
     def _start_relay(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
-                     first: bytes, source: replysource.Source) -> None:
+                     first: bytes, source: replysource.Source,
+                     svc: ServiceConfig | None = None) -> None:
         host = self.host
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -163,7 +166,7 @@ class NowaitRelays:
         # Known before the spawn: while a failed fork waits for its retry, more
         # datagrams of this peer queue in the pair for the server to come.
         self._relays[(rt.id, addr)] = relay
-        self._spawn_relay(relay, rt.config, theirs, peer)
+        self._spawn_relay(relay, svc or rt.config, theirs, peer)
 
     def _spawn_relay(self, relay: _Relay, svc: ServiceConfig, theirs: socket.socket,
                      peer: str) -> None:

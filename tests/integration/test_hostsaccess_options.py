@@ -23,6 +23,7 @@ from tests.daemon import Daemon, DaemonFactory, free_port, wait_until
 
 TIMEOUT = 10.0
 PROBE = """#!/bin/sh
+[ -n "$PROBE_OUT" ] && exec >"$PROBE_OUT"
 echo "nice=$(nice) umask=$(umask)"
 env | LC_ALL=C sort
 """
@@ -268,3 +269,35 @@ def test_a_twisted_client_gets_no_banner_success(
                     extra=f"\tbanner = {tmp_path / 'first'}\n"
                           f"\tbanner_success = {tmp_path / 'success'}\n")
     assert fetch(port) == "FIRST\ntwisted\n"
+
+
+def dgram_nowait(name: str, port: int, server: Path, extra: str = "") -> str:
+    return (f"service {name}\n{{\n\ttype = UNLISTED\n\tsocket_type = dgram\n"
+            f"\twait = no\n\tuser = root\n\tserver = {server}\n\tbind = 127.0.0.1\n"
+            f"\tport = {port}\n{extra}}}\n")
+
+
+def test_options_apply_to_datagram_nowait_servers(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    probe = tmp_path / "in.probe"
+    probe.write_text(PROBE)
+    probe.chmod(0o755)
+    twisted = tmp_path / "twisted"
+    twisted.symlink_to(probe)
+    (tmp_path / "hosts.allow").write_text("in.probe: ALL: umask 027: nice 3\n"
+                                          "twisted: ALL: twist echo twisted %d\n")
+    (tmp_path / "hosts.deny").write_text("")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    own = os.nice(0)
+    out = tmp_path / "out"
+    ports = free_port(), free_port()
+    daemons.start_config(dgram_nowait("plain", ports[0], probe, f"\tenv = PROBE_OUT={out}\n")
+                         + dgram_nowait("twist", ports[1], twisted))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(TIMEOUT)
+        client.sendto(b"x", ("127.0.0.1", ports[0]))
+        assert spawned(out).splitlines()[0] == f"nice={min(own + 3, 19)} umask=0027"
+        # The command's output goes back to the sender, as a server's would.
+        client.sendto(b"x", ("127.0.0.1", ports[1]))
+        assert client.recv(100) == b"twisted twisted\n"
