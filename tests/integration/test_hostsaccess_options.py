@@ -250,7 +250,8 @@ def test_spawn_runs_as_the_services_user_with_the_options_before_it(
     probe = tmp_path / "in.probe"
     _, port = start(daemons, tmp_path, monkeypatch,
                     f"in.probe: ALL: setenv XV one: umask 077: spawn (id -u; id -g; umask; "
-                    f"echo $XV) > {open_folder}/out1: setenv XV two: aclexec echo $XV > "
+                    f"echo $XV) > {open_folder}/part; mv {open_folder}/part {open_folder}/out1: "
+                    f"setenv XV two: aclexec echo $XV > "
                     f"{open_folder}/out2\n", extra="\tuser = nobody\n\tumask = 027\n")
     tmp_path.chmod(0o755)        # the server, as nobody, runs ./in.probe from here
     assert probe.exists()
