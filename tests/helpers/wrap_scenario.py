@@ -102,6 +102,33 @@ def ask(req: dict[str, str], port: int) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+def _snapshot(program_log: str) -> tuple[object, ...]:
+    files = []
+    for folder in (RUN, os.path.join(RUN, "w")):
+        for name in sorted(os.listdir(folder)):
+            if name.startswith("out"):
+                try:
+                    files.append((name, os.path.getsize(os.path.join(folder, name))))
+                except OSError:
+                    pass
+    return (tuple(files), len(read(program_log)))
+
+
+def settle(program_log: str, quiet: float = 1.0, limit: float = 15.0) -> None:
+    """Wait until the commands the rules spawned have stopped writing (their out*
+    files and the program log unchanged for `quiet` seconds), at most `limit` seconds:
+    a slow machine gets the time it needs, a fast one does not wait long."""
+    deadline = time.monotonic() + limit
+    last, since = _snapshot(program_log), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = _snapshot(program_log)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+
+
 def main() -> int:
     case = json.loads(read(sys.argv[1]))
     daemon = sys.argv[2:]
@@ -156,7 +183,7 @@ def main() -> int:
         for req in case["requests"]:
             answers.append(ask(req, ports[req["port"]]))
             time.sleep(float(req.get("pause", 0.3)))
-        time.sleep(0.5)
+        settle(program_log)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
