@@ -7,37 +7,25 @@ same services with the same socket_type, protocol, port, wait, user, server, ser
 argv, instances, per_source and cps, and the same of everything else the dump shows
 reliably (corpus.COMPARED).
 
-All runs happen once per session (a few xinetd runs in parallel, ~0.1 s each); the
-parametrised tests then only compare. Deliberate deviations are listed in KNOWN with
-their reason and in docs/compatibility.md.
+All runs happen once per session (compat_runs.py, shared with the diagnostics
+comparison); the parametrised tests then only compare. Deliberate deviations are
+listed in KNOWN with their reason and in docs/compatibility.md.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import shlex
-import sys
-import tempfile
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from corpus import (VARIANTS, Case, compare, corpus_cases, deactivated_ids, prepare,
-                    server_paths, slow_first, synthetic_cases)
-from oracle import DumpState, XinetdRun, parse_dump, run_xinetd_dump, xinetd_path
+from compat_runs import CASES, CaseResult, case_params
+from corpus import Case, compare, deactivated_ids
+from oracle import DumpState, parse_dump
 
 pytestmark = pytest.mark.oracle
-
-CASES = corpus_cases()
-SYNTHETIC = synthetic_cases()
-BATCH_CHECK = Path(__file__).with_name("batch_check.py")
-PARALLEL_RUNS = 3   # xinetd runs mostly wait on the daemon; 3 keep 2 cores busy
 
 
 @dataclass(frozen=True)
@@ -98,75 +86,7 @@ KNOWN: dict[tuple[str, str], Deviation] = {
 }
 
 
-@dataclass
-class CaseResult:
-    run: XinetdRun
-    report: dict[str, Any] | None
-    error: str | None             # pyxinetd raised (it never may)
-
-
-def _check_in_process(conf: Path) -> tuple[dict[str, Any] | None, str | None]:
-    from pyxinetd.check import run_check
-
-    try:
-        output, _status = run_check(str(conf), as_json=True)
-        return json.loads(output), None
-    except Exception as exc:  # recorded: the test for that file fails with it
-        return None, f"{type(exc).__name__}: {exc}"
-
-
-@pytest.fixture(scope="session")
-def compat_results() -> Iterator[dict[tuple[str, str], CaseResult]]:
-    if xinetd_path() is None:
-        from oracle import unavailable_reason
-
-        pytest.skip(unavailable_reason())
-    with tempfile.TemporaryDirectory(prefix="pyxinetd-compat-") as tmp:
-        base = Path(tmp)
-        confs = {(v, c.label): prepare(c, v, base / v / c.label.replace("/", "__"))
-                 for v in VARIANTS for c in CASES}
-        confs.update({("asis", c.label): prepare(c, "asis", base / "synthetic" / c.name)
-                      for c in SYNTHETIC})
-        stubs = sorted({p for c in CASES for p in server_paths(c.source.read_bytes())})
-        stubbed = [str(confs[("stubbed", c.label)]) for c in CASES]
-        # pyxinetd must see the stubs too: one interpreter, inside the same kind of
-        # namespace, loads every stubbed file (xinetd itself runs on an empty file).
-        empty = base / "empty.conf"
-        empty.write_text("")
-        batch_cmd = shlex.join([sys.executable, str(BATCH_CHECK), *stubbed])
-        runs: dict[tuple[str, str], Any] = {}
-        with ThreadPoolExecutor(max_workers=PARALLEL_RUNS) as pool:
-            batch = pool.submit(run_xinetd_dump, empty, stubs=stubs, before=batch_cmd,
-                                timeout=120.0)
-            for (variant, label), conf in slow_first(confs):
-                runs[(variant, label)] = pool.submit(
-                    run_xinetd_dump, conf, stubs=stubs if variant == "stubbed" else ())
-            reports = {key: _check_in_process(conf) for key, conf in confs.items()
-                       if key[0] != "stubbed"}
-            batch_run = batch.result()
-            try:
-                batched = json.loads(batch_run.before_stdout)
-            except ValueError:
-                batched = {}
-            for c in CASES:
-                item = batched.get(str(confs[("stubbed", c.label)]))
-                if item is None:
-                    reports[("stubbed", c.label)] = (
-                        None, f"batch check gave nothing: {batch_run.before_stderr[-2000:]}")
-                elif item.get("error"):
-                    reports[("stubbed", c.label)] = (None, item["error"])
-                else:
-                    reports[("stubbed", c.label)] = (item["report"], None)
-            results = {key: CaseResult(fut.result(), *reports[key]) for key, fut in runs.items()}
-        yield results
-
-
-def _params() -> list[Any]:
-    return ([pytest.param(v, c, id=f"{v}:{c.label}") for v in VARIANTS for c in CASES]
-            + [pytest.param("asis", c, id=c.label) for c in SYNTHETIC])
-
-
-@pytest.mark.parametrize(("variant", "case"), _params())
+@pytest.mark.parametrize(("variant", "case"), case_params())
 def test_same_services_as_xinetd(variant: str, case: Case,
                                  compat_results: dict[tuple[str, str], CaseResult]) -> None:
     result = compat_results[(variant, case.label)]
@@ -198,7 +118,7 @@ _RUNTIME_ERRORS = re.compile(r"bind failed|pmap_set failed|failed to start and i
 _ERROR_LINE = re.compile(r"\]: (ERROR|CRITICAL): ")
 
 
-@pytest.mark.parametrize(("variant", "case"), _params())
+@pytest.mark.parametrize(("variant", "case"), case_params())
 def test_same_verdict_as_xinetd(variant: str, case: Case,
                                 compat_results: dict[tuple[str, str], CaseResult]) -> None:
     """`check` fails (status 1) exactly when xinetd logs an error about the configuration."""
