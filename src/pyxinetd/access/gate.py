@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from pyxinetd.access import lists
-from pyxinetd.access.hostsaccess import DEFAULT_ALLOW, DEFAULT_DENY, NO_SETUP, \
-    CommandSetup, Decision, HostsTables, evaluate, expand
+from pyxinetd.access.hostsaccess import NO_SETUP, CommandSetup, Decision, evaluate, expand
+from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, normalize_address
 from pyxinetd.access.resolver import NameInfo, Resolver, ShellContext
 from pyxinetd.config.model import ServiceConfig, SocketType

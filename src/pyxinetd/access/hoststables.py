@@ -1,0 +1,252 @@
+"""The hosts.allow and hosts.deny tables: reading, parsing, and keeping them current.
+
+Reference: peers-and-tcp-wrappers.md §5. `parse_table()` turns one file's text into
+rules, joining continued lines and numbering each rule by its last line, as libwrap does;
+options are parsed here (pyxinetd.access.hostsoptions) but, as in libwrap, an option
+error only counts when its rule matches (pyxinetd.access.hostsaccess), and then it denies.
+
+`HostsTables` keeps both files parsed and re-reads one only when its mtime, size or
+inode changes, checked at most once per `recheck` seconds: no file I/O per connection.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pyxinetd.access.hostsoptions import CLIENT_NAME_LETTERS, ENDPOINT_LETTERS, \
+    SERVER_NAME_LETTERS, Option, parse_option
+from pyxinetd.access.hostspatterns import patterns_need_names, split_at, tokens
+from pyxinetd.files import read_regular
+
+__all__ = ["DEFAULT_ALLOW", "DEFAULT_DENY", "HostsTables", "LINE_BUFFER", "Rule", "Table",
+           "parse_table"]
+
+DEFAULT_ALLOW = "/etc/hosts.allow"
+DEFAULT_DENY = "/etc/hosts.deny"
+
+
+@dataclass(frozen=True)
+class Rule:
+    label: str              # hosts.allow or hosts.deny
+    line: int               # last physical line of the (continued) rule
+    daemons: tuple[str, ...]
+    clients: tuple[str, ...]
+    options: tuple[Option, ...] | None   # None: two-field rule
+    # A line libwrap cannot read whole (no final newline, or longer than its buffer):
+    # reaching it ends the scan of the file with an error, which hosts.deny turns into
+    # a refusal and hosts.allow into "no match" (checked with Debian's libwrap).
+    broken: bool = False
+    source: str = ""        # the file's path, for messages (libwrap names it so)
+
+    @property
+    def where(self) -> str:
+        return f"{self.label} line {self.line}"
+
+    @property
+    def server_hosts(self) -> list[str]:
+        """The host parts of the `daemon@host` patterns."""
+        return [split_at(d[1:], "@")[1] or "" for d in self.daemons if "@" in d[1:]]
+
+    @property
+    def letters(self) -> frozenset[str]:
+        """Every `%` letter the options expand."""
+        return frozenset().union(*(o.letters for o in self.options or ()))
+
+
+@dataclass(frozen=True)
+class Table:
+    label: str
+    rules: tuple[Rule, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def client_names(self) -> bool:
+        """Matching or expanding may need the client's host name."""
+        return any(patterns_need_names(list(r.clients)) or r.letters & CLIENT_NAME_LETTERS
+                   for r in self.rules)
+
+    @property
+    def server_names(self) -> bool:
+        """Matching or expanding may need the server's (local) host name."""
+        return any(patterns_need_names(r.server_hosts) or r.letters & SERVER_NAME_LETTERS
+                   for r in self.rules)
+
+    @property
+    def endpoints(self) -> bool:
+        """A rule reads the server address or a port: a `daemon@host` pattern, one of
+        `%A %H %N %R %r %s`, or a banner file (whose text is only known when sent)."""
+        return any(r.server_hosts or r.letters & ENDPOINT_LETTERS
+                   or any(o.keyword.lower() == "banners" for o in r.options or ())
+                   for r in self.rules)
+
+    @property
+    def needs_names(self) -> bool:
+        return self.client_names or self.server_names
+
+
+# libwrap reads a rule into a buffer of this many bytes (continuations included); a rule
+# that does not fit, or a last line without its newline, is an error (see `Rule.broken`).
+LINE_BUFFER = 2048
+
+
+def _logical_lines(text: str) -> list[tuple[int, str, bool]]:
+    """Join backslash-newline continuations; number each rule by its last line. The
+    flag is False for a rule libwrap cannot read whole: one that does not fit in its
+    buffer with the final newline, or that the end of the file cuts before a newline."""
+    result: list[tuple[int, str, bool]] = []
+    lines = text.split("\n")
+    last = len(lines) - 1           # lines[last] has no newline after it ('' if none)
+    pending, size, fits = "", 0, True
+    for index, line in enumerate(lines):
+        if index == last and line == "" and pending == "":
+            break
+        terminated = index < last
+        # fgets keeps what it read plus the newline; a continuation drops "\\\n".
+        size += len(line.encode("utf-8")) + (1 if terminated else 0)
+        fits = fits and size < LINE_BUFFER
+        if terminated and line.endswith("\\"):
+            pending += line[:-1]
+            size -= 2
+            continue
+        result.append((index + 1, pending + line, fits and terminated))
+        pending, size, fits = "", 0, True
+    return result
+
+
+def _split_options(text: str) -> list[str]:
+    """Fields separated by ':' not escaped with a backslash; blanks trimmed."""
+    fields: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\" and i + 1 < len(text) and text[i + 1] == ":":
+            current.append(":")
+            i += 2
+            continue
+        if char == ":":
+            fields.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    fields.append("".join(current).strip())
+    return fields
+
+
+def parse_table(text: str, label: str, path: str | None = None) -> Table:
+    """Parse one file's text; `label` (hosts.allow / hosts.deny) says which file it is,
+    `path` (the label when not given) names it in error messages, as libwrap does."""
+    source = path or label
+    rules: list[Rule] = []
+    warnings: list[str] = []
+    for number, line, whole in _logical_lines(text):
+        if not whole:
+            warnings.append(f"{source}, line {number}: missing newline or line too long "
+                            f"(longer than {LINE_BUFFER - 1} bytes): "
+                            + ("every request reaching it is refused" if label == "hosts.deny"
+                               else "the rest of the file is ignored"))
+            rules.append(Rule(label, number, (), (), None, broken=True))
+            break
+        if line.startswith("#") or line.strip() == "":
+            continue
+        daemons, rest = split_at(line, ":")
+        if rest is None:
+            warnings.append(f'{source}, line {number}: missing ":" separator')
+            continue
+        clients, option_text = split_at(rest, ":")
+        options: tuple[Option, ...] | None = None
+        if option_text is not None:
+            where = f"{source}, line {number}"
+            fields = _split_options(option_text)
+            options = tuple(parse_option(f, i == len(fields) - 1, where)
+                            for i, f in enumerate(fields))
+        rules.append(Rule(label, number, tuple(tokens(daemons)), tuple(tokens(clients)),
+                          options, source=source))
+    return Table(label, tuple(rules), tuple(warnings))
+
+
+@dataclass
+class _Loaded:
+    key: tuple[int, int, int, int] | None
+    table: Table
+
+
+@dataclass
+class HostsTables:
+    """Both files, parsed, re-read when they change (checked at most every `recheck` s)."""
+
+    allow_path: str = DEFAULT_ALLOW
+    deny_path: str = DEFAULT_DENY
+    recheck: float = 1.0
+    clock: Callable[[], float] = time.monotonic
+    on_warning: Callable[[str], None] | None = None
+    _allow: _Loaded | None = field(default=None, init=False)
+    _deny: _Loaded | None = field(default=None, init=False)
+    _checked_at: float = field(default=float("-inf"), init=False)
+    _empty: bool = field(default=True, init=False)
+    _client_names: bool = field(default=False, init=False)
+    _server_names: bool = field(default=False, init=False)
+    _endpoints: bool = field(default=False, init=False)
+
+    def current(self) -> tuple[Table, Table]:
+        now = self.clock()
+        if self._allow is None or self._deny is None or now - self._checked_at >= self.recheck:
+            self._checked_at = now
+            self._allow = self._load(self.allow_path, "hosts.allow", self._allow)
+            self._deny = self._load(self.deny_path, "hosts.deny", self._deny)
+            self._empty = not self._allow.table.rules and not self._deny.table.rules
+            tables = (self._allow.table, self._deny.table)
+            self._client_names = any(t.client_names for t in tables)
+            self._server_names = any(t.server_names for t in tables)
+            self._endpoints = any(t.endpoints for t in tables)
+        return self._allow.table, self._deny.table
+
+    @property
+    def empty(self) -> bool:
+        """No rule in either file (after `current()`): every request is granted."""
+        self.current()
+        return self._empty
+
+    @property
+    def client_names(self) -> bool:
+        """A rule may need the client's host name (after `current()`)."""
+        self.current()
+        return self._client_names
+
+    @property
+    def server_names(self) -> bool:
+        """A rule may need the server's host name (after `current()`)."""
+        self.current()
+        return self._server_names
+
+    @property
+    def endpoints(self) -> bool:
+        """A rule may read the server address or a port (after `current()`)."""
+        self.current()
+        return self._endpoints
+
+    @property
+    def needs_names(self) -> bool:
+        self.current()
+        return self._client_names or self._server_names
+
+    def _load(self, path: str, label: str, old: _Loaded | None) -> _Loaded:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return _Loaded(None, Table(label))
+        key = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+        if old is not None and old.key == key:
+            return old
+        raw = read_regular(path)    # never a wait, whatever the path names
+        if raw is None:
+            return _Loaded(None, Table(label))
+        table = parse_table(raw.decode("utf-8", errors="replace"), label, path)
+        if self.on_warning is not None:
+            for warning in table.warnings:
+                self.on_warning(warning)
+        return _Loaded(key, table)
