@@ -20,17 +20,17 @@ something the loop must not wait for; then `check` answers None and `wait` parks
 from __future__ import annotations
 
 import os
-import pwd
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from pyxinetd.access import lists
-from pyxinetd.access.hostsaccess import NO_SETUP, CommandSetup, Decision, evaluate, expand
-from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables
+from pyxinetd.access.hostsaccess import NO_SETUP, Decision, evaluate, expand
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, normalize_address
-from pyxinetd.access.resolver import NameInfo, Resolver, ShellContext
-from pyxinetd.config.model import ServiceConfig, SocketType
+from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables
+from pyxinetd.access.resolver import NameInfo, Resolver
+from pyxinetd.access.serviceplan import ServicePlan, command_context, plan_for
+from pyxinetd.config.model import ServiceConfig
 from pyxinetd.files import read_regular
 from pyxinetd.log import Level, ProgramLog
 from pyxinetd.loop import Loop
@@ -43,9 +43,6 @@ DENY_ENV = "PYXINETD_HOSTS_DENY"
 # How long an aclexec check may run (libwrap waits for ever; the request is parked).
 ACLEXEC_TIMEOUT = 10.0
 # `severity` level -> the program-log level of the refusal line (default INFO).
-# The builtins xinetd serves in a child of its own; it serves the others (datagram
-# builtins, stream daytime and time) in the daemon process, libwrap's "resident" case.
-FORKED_BUILTINS = frozenset({"echo", "discard", "chargen", "tcpmux"})
 SEVERITY_LEVELS = {"emerg": Level.CRITICAL, "alert": Level.CRITICAL, "crit": Level.CRITICAL,
                    "err": Level.ERROR, "warning": Level.WARNING, "notice": Level.NOTICE,
                    "info": Level.INFO, "debug": Level.DEBUG}
@@ -59,21 +56,6 @@ class Verdict:
 
 
 PASS = Verdict(True)
-
-
-@dataclass(frozen=True)
-class _Plan:
-    lists: bool
-    list_names: bool
-    wrap: bool
-    daemon: str
-    resident: bool
-    # Who spawn/aclexec commands run as: the service's server would be (xinetd's child
-    # has switched when libwrap runs them).
-    uid: int | None
-    gid: int | None
-    groups: tuple[int, ...] | None
-    umask: int | None
 
 
 @dataclass(frozen=True)
@@ -137,51 +119,6 @@ def _endpoint(address: str | None, info: NameInfo | None, port: int) -> Endpoint
     return Endpoint(address, paranoid=True, port=port, lazy=True)
 
 
-def daemon_name(svc: ServiceConfig) -> str:
-    """§4.14: `libwrap` attribute; internal/redirect: the service name; NAMEINARGS:
-    basename of the first server argument; else the basename of the server."""
-    if svc.libwrap:
-        return svc.libwrap
-    if svc.is_internal or svc.is_redirect or not svc.server:
-        return svc.name
-    if "NAMEINARGS" in svc.flags and svc.server_argv:
-        return os.path.basename(svc.server_argv[0])
-    return os.path.basename(svc.server)
-
-
-def _credentials(svc: ServiceConfig) -> tuple[int | None, int | None, tuple[int, ...] | None]:
-    """(uid, gid, supplementary groups) of the service's servers, when the daemon can
-    switch to them (it runs as root) and the service names a user or group; else
-    Nones: the commands run as the daemon. Computed once per service (NSS may block)."""
-    if os.geteuid() != 0 or (svc.user is None and svc.group is None):
-        return None, None, None
-    gid = svc.group
-    if gid is None and svc.user is not None:
-        try:
-            gid = pwd.getpwuid(svc.user).pw_gid
-        except KeyError:
-            gid = None
-    return svc.user, gid, tuple(svc.supplementary_groups)
-
-
-def _context(plan: _Plan, setup: CommandSetup) -> ShellContext:
-    return ShellContext(plan.uid, plan.gid, plan.groups,
-                        plan.umask if setup.umask is None else setup.umask, setup.setenv)
-
-
-def resident(svc: ServiceConfig) -> bool:
-    """xinetd checks this service's requests in the daemon process itself."""
-    return svc.is_internal and (svc.socket_type is SocketType.DGRAM
-                                or svc.name not in FORKED_BUILTINS)
-
-
-def wraps(svc: ServiceConfig) -> bool:
-    if "NOLIBWRAP" in svc.flags:
-        return False
-    # libwrap is forced off for RPC services over TCP.
-    return not ("RPC" in svc.types and svc.protocol == "tcp")
-
-
 class AccessGate:
     def __init__(self, loop: Loop, program: ProgramLog, *, tables: HostsTables | None = None,
                  resolver: Resolver | None = None, lookups: Lookups | None = None,
@@ -196,19 +133,17 @@ class AccessGate:
             loop, on_error=lambda text: program.error("resolver", text))
         self.lookups = lookups or Lookups()
         self.aclexec_timeout = aclexec_timeout
-        self._plans: dict[int, tuple[ServiceConfig, _Plan]] = {}
+        self._plans: dict[int, tuple[ServiceConfig, ServicePlan]] = {}
 
-    def _plan(self, svc: ServiceConfig) -> _Plan:
+    def _plan(self, svc: ServiceConfig) -> ServicePlan:
         cached = self._plans.get(id(svc))
         if cached is not None and cached[0] is svc:
             return cached[1]
-        uid, gid, groups = _credentials(svc)
-        plan = _Plan(lists.has_lists(svc), lists.needs_names(svc), wraps(svc),
-                     daemon_name(svc), resident(svc), uid, gid, groups, svc.umask)
+        plan = plan_for(svc)
         self._plans[id(svc)] = (svc, plan)
         return plan
 
-    def _wrap(self, plan: _Plan) -> bool:
+    def _wrap(self, plan: ServicePlan) -> bool:
         return plan.wrap and not self.tables.empty
 
     def _ends(self, svc: ServiceConfig, wrap: bool, conn: socket.socket | None,
@@ -217,7 +152,7 @@ class AccessGate:
             return NO_ENDPOINTS
         return endpoints(svc, conn, datagram)
 
-    def _wants(self, plan: _Plan, wrap: bool, peer: str, ends: Endpoints
+    def _wants(self, plan: ServicePlan, wrap: bool, peer: str, ends: Endpoints
                ) -> tuple[bool, bool]:
         """Which names the request must wait for: (the client's, the server's)."""
         client = lists.parse_peer(peer) is not None and (
@@ -279,7 +214,7 @@ class AccessGate:
         if missing == 0:
             self.loop.call_soon(proceed)
 
-    def _judge(self, svc: ServiceConfig, plan: _Plan, peer: str, ends: Endpoints,
+    def _judge(self, svc: ServiceConfig, plan: ServicePlan, peer: str, ends: Endpoints,
                client: NameInfo | None, server: NameInfo | None
                ) -> Verdict | tuple[Decision, Request]:
         """The address lists' verdict, or what hosts_access decided (nothing run yet)."""
@@ -300,16 +235,16 @@ class AccessGate:
                           resident=plan.resident)
         return evaluate(allow, deny, request, self.lookups), request
 
-    def _start(self, plan: _Plan, decision: Decision) -> None:
+    def _start(self, plan: ServicePlan, decision: Decision) -> None:
         """What the matched rule does whatever the verdict: errors logged, spawns run."""
         for line in decision.trace:
             if line.startswith("error:"):
                 self.program.error("hosts_access", line[len("error: "):])
         setups = decision.spawn_setup or (NO_SETUP,) * len(decision.spawn)
         for command, setup in zip(decision.spawn, setups):
-            self.resolver.run_shell(command, _context(plan, setup))
+            self.resolver.run_shell(command, command_context(plan, setup))
 
-    def _settle(self, svc: ServiceConfig, plan: _Plan, peer: str, decision: Decision,
+    def _settle(self, svc: ServiceConfig, plan: ServicePlan, peer: str, decision: Decision,
                 request: Request, conn: socket.socket | None,
                 done: Callable[[Verdict], None]) -> None:
         """Run the decision's aclexec check, if any, then call `done`."""
@@ -330,9 +265,9 @@ class AccessGate:
                          request, conn, done)
 
         self.resolver.run_check(decision.aclexec, self.aclexec_timeout, finished,
-                                _context(plan, decision.aclexec_setup))
+                                command_context(plan, decision.aclexec_setup))
 
-    def _verdict(self, svc: ServiceConfig, plan: _Plan, peer: str, decision: Decision,
+    def _verdict(self, svc: ServiceConfig, plan: ServicePlan, peer: str, decision: Decision,
                  request: Request, conn: socket.socket | None) -> Verdict:
         if decision.banners and conn is not None:
             # Sent while the options are processed, as libwrap does: a refusing rule's
@@ -404,7 +339,7 @@ class AccessGate:
             pass
 
     @staticmethod
-    def _banner(plan: _Plan, folder: str, request: Request, conn: socket.socket) -> None:
+    def _banner(plan: ServicePlan, folder: str, request: Request, conn: socket.socket) -> None:
         """`banners DIR`: DIR/<daemon name>, %-expanded, every newline sent as CRLF
         (a CRLF in the file too, which goes out as CR CR LF, as libwrap sends it)."""
         raw = read_regular(os.path.join(folder, plan.daemon))
