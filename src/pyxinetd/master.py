@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyxinetd import XINETD_COMPAT_VERSION, __version__, dump, redirect, rpc
+from pyxinetd import XINETD_COMPAT_VERSION, __version__, redirect, rpc
 from pyxinetd.activation import Activations
 from pyxinetd.children import ChildTable, ExitStatus, reap
 from pyxinetd.config.diagnostics import Severity
@@ -28,6 +28,7 @@ from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry, whol
     internal_error_text
 from pyxinetd.loop import Loop
 from pyxinetd.handover import HandedOver
+from pyxinetd.internals import Internals
 from pyxinetd.notify import Notifier
 from pyxinetd.process import prepare_process
 from pyxinetd.reconfig import Reconfigurer
@@ -84,9 +85,9 @@ class Master:
         self.config = config
         self.options = options
         self.syslog = syslog or SyslogSender()
-        # Taken before the daemon changes to `/`, so that a relative path means the
-        # folder it was started in, as the log line that names it suggests.
-        self._dump_path = os.path.abspath(dump.dump_path())
+        # The state dump and the consistency check (its dump path is taken now,
+        # before the daemon changes to `/`).
+        self.internals = Internals(self, version_text())
         self.program = program_log or ProgramLog.to_stderr(debug=options.debug)
         # The service manager's view of the daemon (sd_notify), a no-op without one.
         self.notifier = notifier or Notifier()
@@ -183,7 +184,7 @@ class Master:
             self.activations.start(rt, self._bind_done)
         self._bind_done()
         if self.options.cc_interval:
-            self._schedule_consistency_check()
+            self.internals.schedule_consistency_check()
 
     def warn_if_ids_ignored(self, svc: ServiceConfig) -> None:
         if os.geteuid() != 0 and (svc.user is not None or svc.group is not None):
@@ -278,8 +279,8 @@ class Master:
             QUICK_EXIT_SIGNAL: self.quick_exit,
             INTERRUPT_SIGNAL: self.interrupt,
             REAP_SIGNAL: self.reap_children,
-            DUMP_SIGNAL: self.dump,
-            CONSISTENCY_SIGNAL: self.consistency_check,
+            DUMP_SIGNAL: self.internals.dump,
+            CONSISTENCY_SIGNAL: self.internals.consistency_check,
         }
         for signum in RECONFIG_SIGNALS:
             table[signum] = self.reload
@@ -327,54 +328,6 @@ class Master:
             return
         self._reload_requested = False
         self.reconfig.reload()
-
-    def dump(self) -> None:
-        """SIGUSR1: append the state dump to the dump file (reference §6.4)."""
-        if self.stopping:
-            return
-        path = self._dump_path
-        text = dump.render(self.config, self.services, self.children,
-                           self.dispatcher.session_count(), self._socket_fds(),
-                           version=version_text(), process_limit=self.options.process_limit)
-        problem = dump.append(path, text)
-        if problem is not None:
-            self.program.error("dump_internal_state", problem)
-            return
-        self.program.info("dump_internal_state", f"generated state dump in file {path}")
-
-    def _socket_fds(self) -> list[int]:
-        """Descriptors the loop watches for requests: listeners and the signal wakeup."""
-        fds = [rt.sock.fileno() for rt in self.services
-               if rt.sock is not None and rt.wants_events]
-        return fds + [self.signals.fds()[0]]
-
-    def consistency_check(self, periodic: bool = False) -> None:
-        """SIGABRT (and -cc N): check the counters; a periodic pass is only logged with -d,
-        as in xinetd, so `-cc 60` does not add a line to the log every minute."""
-        if self.stopping:
-            return
-        errors = 0
-        occupancy = self.children.occupancy
-        if occupancy.total != len(self.children) + self.dispatcher.session_count():
-            errors += 1
-            self.program.error("consistency_check",
-                               f"running servers: counted {occupancy.total}, "
-                               f"table {len(self.children)}, "
-                               f"sessions {self.dispatcher.session_count()}")
-        if errors:
-            self.program.error("consistency_check", f"Consistency check detected {errors} errors")
-        elif not periodic or self.options.debug:
-            self.program.info("consistency_check", "Consistency check passed")
-
-    def _schedule_consistency_check(self) -> None:
-        interval = self.options.cc_interval
-        assert interval is not None
-
-        def tick() -> None:
-            self.consistency_check(periodic=True)
-            self.loop.call_later(interval, tick)
-
-        self.loop.call_later(interval, tick)
 
     # -- children ----------------------------------------------------------
     def reap_children(self) -> None:
