@@ -35,13 +35,12 @@ Parse, validate, diff, apply; never die on bad input (reference §6.2, §1.8):
 
 xinetd sends SIGKILL at once to the external servers of a removed service (SIGTERM to
 internal ones) and then blocks about 0.5 s per server; here every server gets SIGTERM
-first and the escalation is a timer, so the loop never waits.
+first and the escalation is a timer, so the loop never waits (pyxinetd.terminations).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -56,29 +55,15 @@ from pyxinetd.portholders import PortHolders
 from pyxinetd.recheck import Recheck, Running
 from pyxinetd.reload import Change, diff_services
 from pyxinetd.service import Event, ServiceRuntime, State
+from pyxinetd.terminations import Terminations
 
 if TYPE_CHECKING:
     from pyxinetd.sessions import SessionRecord
     from pyxinetd.master import Master
 
-# Seconds between SIGTERM and SIGKILL for the servers of a removed service.
-KILL_GRACE_ENV = "PYXINETD_KILL_GRACE"
-DEFAULT_KILL_GRACE = 3.0
-MAX_KILL_GRACE = 3600.0
 # Runtimes in these states take part in the diff; FAILED ones, and those waiting for
 # their address, are retried as new.
 _LIVE = (State.STARTING, State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS)
-
-
-def kill_grace(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
-    """The SIGTERM -> SIGKILL delay in seconds, from $PYXINETD_KILL_GRACE."""
-    try:
-        value = float(environ.get(KILL_GRACE_ENV, DEFAULT_KILL_GRACE))
-    except ValueError:
-        return DEFAULT_KILL_GRACE
-    if value != value:  # NaN
-        return DEFAULT_KILL_GRACE
-    return max(0.0, min(value, MAX_KILL_GRACE))
 
 
 class Reconfigurer:
@@ -89,8 +74,8 @@ class Reconfigurer:
         # The file the running configuration was read from, made absolute now: the
         # master chdir's to / once it has started.
         self.path = os.path.abspath(master.config.path)
-        # Servers sent SIGTERM and not yet past their SIGKILL timer, by pid.
-        self._terminating: dict[int, Child] = {}
+        # Servers sent SIGTERM and not yet past their SIGKILL timer.
+        self.terminations = Terminations(master)
         # Ports still held by terminated wait = yes servers: binds wait for them.
         self._holders = PortHolders(master)
         # The rechecks of the last reload (name lookups may still be pending).
@@ -223,7 +208,7 @@ class Reconfigurer:
         doomed = [c for c in m.children if selected(c.service)]
         for child in doomed:
             m.children.release(child)
-        self.terminate(doomed)
+        self.terminations.terminate(doomed)
         self._holders.hold(doomed)
         m.program.notice("hard_reconfig", f"service {svc.id} deactivated")
 
@@ -270,7 +255,7 @@ class Reconfigurer:
             # Those servers hold the old listening socket: it must go away.
             selected = self._selector(old, kept_ids - {old.id.lower()})
             holders = [c for c in m.children if selected(c.service)]
-            self.terminate(holders)
+            self.terminations.terminate(holders)
             self._holders.hold(holders)
         return ServiceRuntime(change.new, m.loop.clock)
 
@@ -281,7 +266,7 @@ class Reconfigurer:
             job.cancel()
         self._rechecks = []
         shared = Counter(change.old.id.lower() for change in kept)
-        children = [c for c in m.children if not self._is_terminating(c)]
+        children = [c for c in m.children if not self.terminations.is_terminating(c)]
         sessions = m.dispatcher.open_sessions()
         for change in kept:
             svc = change.new
@@ -308,7 +293,8 @@ class Reconfigurer:
         m = self.master
 
         def alive() -> bool:
-            return m.children.get(child.pid) is child and not self._is_terminating(child)
+            return (m.children.get(child.pid) is child
+                    and not self.terminations.is_terminating(child))
 
         def end(reason: str) -> None:
             if not alive():
@@ -316,7 +302,7 @@ class Reconfigurer:
             m.program.warning("recheck_servers",
                               f"service {svc.id} server {child.pid} from {child.peer} no "
                               f"longer allowed (reason={reason}); terminating")
-            self.terminate([child])
+            self.terminations.terminate([child])
 
         return Running(child.peer, child.start_time, end, alive)
 
@@ -347,9 +333,6 @@ class Reconfigurer:
         self.master.dispatcher.access.resolver.lookup(normalize_address(peer),
                                                       lambda info: done(info.name))
 
-    def _is_terminating(self, child: Child) -> bool:
-        return self._terminating.get(child.pid) is child
-
     # -- 4. bind and report --------------------------------------------------------
     def _bind_all(self, runtimes: list[ServiceRuntime], finish: Callable[[], None]) -> None:
         """Bind every runtime; call `finish()` once all of them are active or failed.
@@ -379,30 +362,3 @@ class Reconfigurer:
         if m.available_count() == 0 and not m.options.keeps_running_without_services:
             m.program.critical("hard_reconfig", "No available services. Exiting")
             m.stop(1)
-
-    # -- servers of removed services --------------------------------------------------
-    def terminate(self, children: list[Child]) -> None:
-        """SIGTERM now; SIGKILL after the grace period to those not reaped by then."""
-        if not children:
-            return
-        for child in children:
-            self._terminating[child.pid] = child
-            self._send(child, signal.SIGTERM)
-        self.master.loop.call_later(kill_grace(), lambda: self._kill_survivors(children))
-
-    def _kill_survivors(self, children: list[Child]) -> None:
-        for child in children:
-            if self._terminating.get(child.pid) is child:
-                del self._terminating[child.pid]
-            # Still our child (not reaped): the pid cannot have been reused.
-            if self.master.children.get(child.pid) is child:
-                self._send(child, signal.SIGKILL)
-
-    def _send(self, child: Child, signum: int) -> None:
-        self.master.program.warning(
-            "terminate_servers",
-            f"Sending signal {int(signum)} to {child.service.id} server {child.pid}")
-        try:
-            os.kill(child.pid, signum)
-        except ProcessLookupError:
-            pass
