@@ -5,8 +5,10 @@ and the master must never block; threads in the master are ruled out because it 
 servers (a fork while another thread holds a libc lock can deadlock the child). So the
 master starts one long-lived helper (`python -m pyxinetd.access.resolver`) on first need,
 with one end of an AF_UNIX SOCK_SEQPACKET pair on its fd 0. Requests and answers are
-one JSON object per packet; the helper answers lookups from a small thread pool (threads
-are harmless there: it never forks while looking up) and runs the `spawn` and `aclexec`
+one JSON object per packet; the helper answers lookups from a bounded pool of threads
+that grows with demand and makes each address's lookup once however many ask for it
+(pyxinetd.access.lookups; threads are harmless there: it never forks while looking
+up), and runs the `spawn` and `aclexec`
 commands of hosts.allow/hosts.deny with stdio on /dev/null, each in its own session,
 reaping them itself, so the master's child table never sees them. A spawn command is
 not waited for; the exit status of an aclexec check (one or more commands run in turn)
@@ -15,10 +17,8 @@ is sent back, and the check is killed (its whole process group) at its deadline.
 On the master side every lookup and every check has a deadline (a loop timer); when it
 passes, or when the helper is gone, the callback gets "name unknown" (a lookup) or None
 (a check), and the request proceeds as if the lookup had failed or the command had
-exited non-zero. The helper is told that deadline and skips a lookup it reaches after
-it: a burst of requests whose lookups the DNS answers slowly would otherwise queue work
-that nobody waits for, ahead of every later lookup, long after the burst. The helper exits when its socket reaches EOF (the master closed it or
-died).
+exited non-zero. The helper is told that deadline and skips a lookup nobody waits for
+any more. The helper exits when its socket reaches EOF (the master closed it or died).
 """
 
 from __future__ import annotations
@@ -32,9 +32,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from pyxinetd.access.lookups import NO_NAME as NO_NAME
+from pyxinetd.access.lookups import LookupPool
+from pyxinetd.access.lookups import NameInfo as NameInfo
+from pyxinetd.access.lookups import resolve as resolve
 from pyxinetd.loop import READ, Loop
 from pyxinetd.timers import Timer
 
@@ -43,22 +46,9 @@ DEFAULT_TIMEOUT = 5.0
 TIMEOUT_ENV = "PYXINETD_LOOKUP_TIMEOUT"
 MAX_TIMEOUT = 3600.0
 MAX_PACKET = 65_536
-LOOKUP_THREADS = 4
 # The master's deadline for a check passes this long after the helper's own, so that
 # the helper's answer (status None after its kill) normally arrives first.
 CHECK_GRACE = 1.0
-
-
-@dataclass(frozen=True)
-class NameInfo:
-    """`name`: the reverse name (None: none or timed out); `confirmed`: the name's
-    forward lookup gives the address back (False with a name means PARANOID)."""
-
-    name: str | None = None
-    confirmed: bool = False
-
-
-NO_NAME = NameInfo()
 
 
 @dataclass(frozen=True)
@@ -286,20 +276,6 @@ class Resolver:
 
 # -- the helper process -------------------------------------------------------
 
-def resolve(address: str) -> NameInfo:
-    """Blocking: reverse lookup, then forward confirmation (as tcpd does)."""
-    try:
-        name, _ = socket.getnameinfo((address, 0), socket.NI_NAMEREQD)
-    except (OSError, UnicodeError):
-        return NO_NAME
-    try:
-        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return NameInfo(name.lower(), False)
-    found = {str(info[4][0]).split("%", 1)[0] for info in infos}
-    return NameInfo(name.lower(), address in found)
-
-
 def _start_shell(command: str, context: ShellContext = DAEMON_CONTEXT
                  ) -> subprocess.Popen[bytes] | None:
     """`/bin/sh -c command`, stdio on /dev/null, in a session (and group) of its own,
@@ -375,12 +351,7 @@ def _serve(sock: socket.socket) -> None:
             except OSError:
                 pass
 
-    def answer(request_id: int, address: str, until: float) -> None:
-        if time.monotonic() >= until:
-            # The master gave up on it already: a burst of lookups that the DNS answers
-            # slowly must not keep the ones queued after it waiting for hours.
-            return
-        info = resolve(address)
+    def answer(request_id: int, info: NameInfo) -> None:
         send({"id": request_id, "name": info.name, "confirmed": info.confirmed})
 
     def shell(command: str, context: ShellContext) -> None:
@@ -392,7 +363,8 @@ def _serve(sock: socket.socket) -> None:
               context: ShellContext) -> None:
         send({"id": request_id, "status": run_check(commands, timeout, context)})
 
-    with ThreadPoolExecutor(LOOKUP_THREADS) as pool:
+    pool = LookupPool(answer)
+    try:
         while True:
             try:
                 packet = sock.recv(MAX_PACKET)
@@ -407,8 +379,8 @@ def _serve(sock: socket.socket) -> None:
             except ValueError:
                 continue
             if message.get("op") == "name":
-                pool.submit(answer, int(message["id"]), str(message["addr"]),
-                            float(message.get("until", "inf")))
+                pool.ask(int(message["id"]), str(message["addr"]),
+                         float(message.get("until", "inf")))
             elif message.get("op") == "sh":
                 threading.Thread(target=shell, args=(str(message["cmd"]),
                                                      ShellContext.read(message)),
@@ -418,6 +390,8 @@ def _serve(sock: socket.socket) -> None:
                     int(message["id"]), [str(c) for c in message["cmds"]],
                     float(message["timeout"]), ShellContext.read(message)),
                     daemon=True).start()
+    finally:
+        pool.close()
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -1,0 +1,191 @@
+"""Name lookups in the resolver helper (pyxinetd.access.resolver): the blocking lookup
+itself, and the pool of threads that runs them.
+
+A burst of clients whose reverse lookups the DNS answers slowly (or never) must be
+decided in about one lookup deadline, not one deadline per handful of clients. So:
+
+- the pool grows on demand, one thread per lookup waiting to run, up to a bound
+  ($PYXINETD_LOOKUP_THREADS, default 32), and a thread idle for IDLE_SECONDS ends;
+- identical lookups are made once: while an address is queued or being looked up, a
+  further request for it joins it and gets the same answer (many clients from one
+  address are one DNS query, not one each);
+- every request carries its own deadline (`until`, CLOCK_MONOTONIC, the master's clock
+  too): an address whose askers have all given up is dropped from the queue unasked,
+  its forward confirmation is not started, and nobody is answered late.
+
+Threads are harmless in the helper (it never forks while looking up); the master, which
+forks servers, has none.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+THREADS_ENV = "PYXINETD_LOOKUP_THREADS"
+DEFAULT_THREADS = 32
+MAX_THREADS = 256
+# How long a thread with nothing to look up lingers for the next burst before it ends.
+IDLE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class NameInfo:
+    """`name`: the reverse name (None: none or timed out); `confirmed`: the name's
+    forward lookup gives the address back (False with a name means PARANOID)."""
+
+    name: str | None = None
+    confirmed: bool = False
+
+
+NO_NAME = NameInfo()
+
+
+def _never_late() -> bool:
+    return True
+
+
+def resolve(address: str, wanted: Callable[[], bool] = _never_late) -> NameInfo:
+    """Blocking: reverse lookup, then forward confirmation (as tcpd does), the latter
+    only while `wanted()` (somebody still waits for the answer)."""
+    try:
+        name, _ = socket.getnameinfo((address, 0), socket.NI_NAMEREQD)
+    except (OSError, UnicodeError):
+        return NO_NAME
+    if not wanted():
+        return NameInfo(name.lower(), False)
+    try:
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return NameInfo(name.lower(), False)
+    found = {str(info[4][0]).split("%", 1)[0] for info in infos}
+    return NameInfo(name.lower(), address in found)
+
+
+def lookup_threads(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
+    """DEFAULT_THREADS, or $PYXINETD_LOOKUP_THREADS when set to a whole number from 1
+    (at most MAX_THREADS)."""
+    try:
+        value = int(environ.get(THREADS_ENV, DEFAULT_THREADS))
+    except ValueError:
+        return DEFAULT_THREADS
+    if value < 1:
+        return DEFAULT_THREADS
+    return min(value, MAX_THREADS)
+
+
+Answer = Callable[[int, NameInfo], None]
+Resolve = Callable[[str, Callable[[], bool]], NameInfo]
+
+
+class LookupPool:
+    """Looks addresses up on a bounded, growing set of threads; `answer(id, info)` is
+    called (from a pool thread) for every request still within its deadline."""
+
+    def __init__(self, answer: Answer, *, max_threads: int | None = None,
+                 resolve: Resolve = resolve, idle: float = IDLE_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._answer = answer
+        self._max = lookup_threads() if max_threads is None else max_threads
+        self._resolve = resolve
+        self._idle_seconds = idle
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        # Addresses no thread has taken yet, oldest first.
+        self._queue: deque[str] = deque()
+        # The requests (id, deadline) of every address queued or being looked up.
+        self._askers: dict[str, list[tuple[int, float]]] = {}
+        self._threads = 0
+        self._idle = 0       # threads waiting for work
+        self._closed = False
+
+    @property
+    def threads(self) -> int:
+        with self._lock:
+            return self._threads
+
+    def ask(self, request_id: int, address: str, until: float) -> None:
+        """Look `address` up for request `request_id`, whose asker waits until the
+        monotonic time `until`."""
+        with self._lock:
+            if self._closed:
+                return
+            askers = self._askers.get(address)
+            if askers is not None:
+                askers.append((request_id, until))
+                return
+            self._askers[address] = [(request_id, until)]
+            self._queue.append(address)
+            self._drop_stale_head(self._clock())
+            if len(self._queue) > self._idle and self._threads < self._max:
+                self._threads += 1
+                threading.Thread(target=self._run, daemon=True,
+                                 name="lookup").start()
+            self._work.notify()
+
+    def close(self) -> None:
+        """Take no more requests; idle threads end now, busy ones after their lookup."""
+        with self._lock:
+            self._closed = True
+            self._queue.clear()
+            self._askers.clear()
+            self._work.notify_all()
+
+    def _drop_stale_head(self, now: float) -> None:
+        # Requests come with about the same timeout, so the oldest queued addresses are
+        # the first to go stale: dropping them here keeps the queue to one deadline's
+        # worth of requests even while every thread is stuck in a slow lookup.
+        while self._queue:
+            address = self._queue[0]
+            if self._live(address, now):
+                return
+            self._queue.popleft()
+            del self._askers[address]
+
+    def _live(self, address: str, now: float) -> bool:
+        return any(until > now for _, until in self._askers[address])
+
+    def _take(self) -> str | None:
+        """The next address somebody still waits for (lock held)."""
+        while self._queue:
+            address = self._queue.popleft()
+            if self._live(address, self._clock()):
+                return address
+            del self._askers[address]
+        return None
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                address = self._take()
+                while address is None:
+                    if self._closed:
+                        self._threads -= 1
+                        return
+                    self._idle += 1
+                    notified = self._work.wait(self._idle_seconds)
+                    self._idle -= 1
+                    address = self._take()
+                    if address is None and not notified:
+                        self._threads -= 1
+                        return
+            info = self._resolve(address, lambda: self._wanted(address))
+            self._deliver(address, info)
+
+    def _wanted(self, address: str) -> bool:
+        with self._lock:
+            return address in self._askers and self._live(address, self._clock())
+
+    def _deliver(self, address: str, info: NameInfo) -> None:
+        with self._lock:
+            askers = self._askers.pop(address, [])
+            now = self._clock()
+        for request_id, until in askers:
+            if until > now:
+                self._answer(request_id, info)

@@ -1,0 +1,35 @@
+"""A burst of clients whose reverse lookups the DNS answers late (but within the lookup
+deadline) is decided on those answers, not refused for waiting in a queue: the resolver
+helper runs their lookups side by side, and one address's lookup once
+(tests/helpers/slow_dns_burst_scenario.py: 30 clients, answers 1 s late, deadline 3 s;
+4 lookups at a time would leave more than half of them unanswered)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import HELPERS, namespace_problem, run_scenario
+
+SCENARIO = HELPERS / "slow_dns_burst_scenario.py"
+pytestmark = pytest.mark.skipif(namespace_problem("ip") is not None,
+                                reason=str(namespace_problem("ip")))
+
+
+def test_clients_from_distinct_slow_addresses_are_all_decided_on_their_names(
+        tmp_path: Path) -> None:
+    result = run_scenario(SCENARIO, tmp_path, "distinct", sys.executable, "-m", "pyxinetd")
+    assert result["warm"]
+    assert result["echoed"] == 30
+    assert result["fail_lines"] == 0
+    assert result["ptr_queries"] == 30
+
+
+def test_clients_from_one_slow_address_share_one_lookup(tmp_path: Path) -> None:
+    result = run_scenario(SCENARIO, tmp_path, "same", sys.executable, "-m", "pyxinetd")
+    assert result["warm"]
+    assert result["echoed"] == 30
+    assert result["fail_lines"] == 0
+    assert result["ptr_queries"] == 1
