@@ -124,9 +124,14 @@ class LookupPool:
             self._queue.append(address)
             self._drop_stale_head(self._clock())
             if len(self._queue) > self._idle and self._threads < self._max:
-                self._threads += 1
-                threading.Thread(target=self._run, daemon=True,
-                                 name="lookup").start()
+                try:
+                    threading.Thread(target=self._run, daemon=True,
+                                     name="lookup").start()
+                    self._threads += 1
+                except RuntimeError:
+                    # No thread to be had (memory, process limits): the threads there
+                    # are take it in turn, or it expires and the next ask tries again.
+                    pass
             self._work.notify()
 
     def close(self) -> None:
