@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pyxinetd.config import Severity
 from pyxinetd.config.model import FileTarget, SocketType, SyslogTarget, TimeWindow
 from tests.unit.config_kit import dropped_reasons, errors, load_text, service_block, warnings
 
@@ -116,11 +117,11 @@ BAD = [
     ("rpc_version = 3-2", "bad version range"),
     ("rpc_version = 1-4294967295", "at most 1000 versions"),
     ("rpc_number = x", "bad number 'x'"),
-    ("server = /etc/passwd", "server /etc/passwd is not executable"),
-    ("server = /nonexistent/x", "is not executable"),
+    ("server = /etc/passwd", "Server /etc/passwd is not executable"),
+    ("server = /nonexistent/x", "Server /nonexistent/x is not executable"),
     ("server_args =", "server_args expects at least 1 value"),
-    ("user = no-such-user-xyz", "unknown user 'no-such-user-xyz'"),
-    ("group = no-such-group-xyz", "unknown group"),
+    ("user = no-such-user-xyz", "Unknown user: no-such-user-xyz"),
+    ("group = no-such-group-xyz", "Unknown group: no-such-group-xyz"),
     ("groups = sometimes", "expected yes or no"),
     ("umask = 0999", "umask argument '0999' is invalid"),
     ("umask = 1777", "umask argument '1777' is invalid"),
@@ -197,6 +198,13 @@ def test_bad_value_disables_only_its_service(tmp_path: Path, line: str, words: s
     assert dropped.name == "bad" and dropped.file and dropped.line == 1
     assert words in dropped.reason
     assert any(words in e and "service disabled" in e for e in errors(config))
+
+
+def test_bad_server_line_starts_with_xinetds_words(tmp_path: Path) -> None:
+    config = load_text(tmp_path, service_block("bad", "server = /nonexistent/x", port=20001))
+    assert [d.message for d in config.diagnostics if d.severity is Severity.ERROR] == [
+        "Server /nonexistent/x is not executable (service bad: No such file or directory; "
+        "service disabled)"]
 
 
 @pytest.mark.parametrize("line, expected", [

@@ -90,7 +90,7 @@ def test_login_class_is_ignored_with_a_warning() -> None:
 def test_unknown_user_disables_with_file_and_line(tmp_path: Path) -> None:
     config = load_inetd(tmp_path, f"\ndaytime stream tcp nowait nosuchuser-x {CAT} cat\n")
     assert not config.services
-    assert any(":2:" in m and "unknown user" in m for m in messages(config, Severity.ERROR))
+    assert any(":2:" in m and "Unknown user: " in m for m in messages(config, Severity.ERROR))
 
 
 @pytest.mark.parametrize(("name", "socket_type", "sid"), [

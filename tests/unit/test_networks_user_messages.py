@@ -39,8 +39,8 @@ def test_unknown_user_in_inetd_conf_asks_for_a_name(tmp_path: Path) -> None:
     config = load_both(tmp_path, "user = nobody",
                        f"\ndaytime stream tcp nowait nosuchuser-x {CAT} cat\n")
     assert errors(config, tmp_path / "inetd.conf") == [
-        "2: service daytime: unknown user 'nosuchuser-x': expected a user name (inetd.conf "
-        "takes names only); service disabled"]
+        "2: Unknown user: nosuchuser-x (service daytime: expected a user name (inetd.conf "
+        "takes names only); service disabled)"]
     assert [s.id for s in config.services] == ["ghost"]
 
 
@@ -48,24 +48,24 @@ def test_unknown_group_in_inetd_conf_asks_for_a_name(tmp_path: Path) -> None:
     config = load_both(tmp_path, "user = nobody",
                        f"daytime stream tcp nowait nobody:nosuchgroup-x {CAT} cat\n")
     assert errors(config, tmp_path / "inetd.conf") == [
-        "1: service daytime: unknown group 'nosuchgroup-x': expected a group name (inetd.conf "
-        "takes names only); service disabled"]
+        "1: Unknown group: nosuchgroup-x (service daytime: expected a group name (inetd.conf "
+        "takes names only); service disabled)"]
 
 
 def test_unknown_user_in_xinetd_conf_still_suggests_a_uid(tmp_path: Path) -> None:
     config = load_both(tmp_path, "user = nosuchuser-x",
                        f"daytime stream tcp nowait nosuchuser-y {CAT} cat\n")
     assert errors(config, tmp_path / "xinetd.conf") == [
-        "12: service ghost: unknown user 'nosuchuser-x': expected a user name or a numeric "
-        "uid; service disabled"]
+        "12: Unknown user: nosuchuser-x (service ghost: expected a user name or a numeric "
+        "uid; service disabled)"]
     assert not config.services
 
 
 def test_unknown_group_in_xinetd_conf_still_suggests_a_gid(tmp_path: Path) -> None:
     config = load_both(tmp_path, "group = nosuchgroup-x", "")
     assert errors(config, tmp_path / "xinetd.conf") == [
-        "12: service ghost: unknown group 'nosuchgroup-x': expected a group name or a "
-        "numeric gid; service disabled"]
+        "12: Unknown group: nosuchgroup-x (service ghost: expected a group name or a "
+        "numeric gid; service disabled)"]
 
 
 def test_numeric_ids_keep_their_meaning_in_each_file(tmp_path: Path) -> None:

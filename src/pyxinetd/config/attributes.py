@@ -183,8 +183,8 @@ class Applier:
             return True
         if raw.op not in spec.service_ops:
             if spec.is_list:  # env -=: xinetd disables the service
-                self._fail(draft, raw, f"operator '{raw.op}' cannot be used for {spec.name}; "
-                                       "expected '=' or '+='")
+                self._fail(draft, raw, v.ValueProblem(
+                    f"operator '{raw.op}' cannot be used for {spec.name}; expected '=' or '+='"))
                 return True
             self.sink.warning(*where, f"{draft.title()}: operator '{raw.op}' cannot be used for "
                                       f"attribute {spec.name} (only '=' can); line ignored",
@@ -239,20 +239,20 @@ class Applier:
             value = spec.parse(raw.values, self.ctx)
         except v.ValueProblem as exc:
             if draft.kind == "defaults":
-                self.sink.error(raw.file, raw.line, (
-                    f"defaults: {exc}; this defaults line is ignored (xinetd 2.3.15.3 would "
+                self.sink.error(raw.file, raw.line, v.describe(
+                    exc, "defaults", "this defaults line is ignored (xinetd 2.3.15.3 would "
                     "stop with exit status 0)"), raw.col)
             else:
-                self._fail(draft, raw, str(exc))
+                self._fail(draft, raw, exc)
             return _REJECTED
         finally:
             for remark in self.ctx.remarks:
                 self.sink.warning(raw.file, raw.line, f"{draft.title()}: {remark}", raw.col)
         return value
 
-    def _fail(self, draft: Draft, raw: RawAttribute, problem: str) -> None:
-        self.sink.error(raw.file, raw.line, f"{draft.title()}: {problem}; service disabled",
-                        raw.col)
+    def _fail(self, draft: Draft, raw: RawAttribute, problem: v.ValueProblem) -> None:
+        self.sink.error(raw.file, raw.line, v.describe(problem, draft.title(),
+                                                       "service disabled"), raw.col)
         draft.failures.append(f"{raw.file}:{raw.line}: {problem}")
 
     def _apply_defaults(self, draft: Draft, raw: RawAttribute, spec: AttributeSpec | None) -> None:

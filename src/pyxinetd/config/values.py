@@ -41,7 +41,30 @@ MAX_RPC_VERSIONS = 1000
 
 
 class ValueProblem(ValueError):
-    """The value is unusable; the message names it and what was expected."""
+    """The value is unusable; the message names it and what was expected.
+
+    With `reason`, `message` is xinetd's own words for the problem, which log parsers
+    and administrators grep: the loader's line starts with them and goes on with the
+    service and the reason (see xinetd_first).
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message if reason is None else f"{message}: {reason}")
+        self.message = message
+        self.reason = reason
+
+
+def xinetd_first(words: str, title: str, rest: str) -> str:
+    """A log line that starts with xinetd's `words`, then says where and what follows:
+    `Server /x is not executable (service S: No such file or directory; service disabled)`."""
+    return f"{words} ({title}: {rest})"
+
+
+def describe(problem: ValueProblem, title: str, consequence: str) -> str:
+    """The line reporting `problem` in the service or defaults `title`."""
+    if problem.reason is None:
+        return f"{title}: {problem.message}; {consequence}"
+    return xinetd_first(problem.message, title, f"{problem.reason}; {consequence}")
 
 
 @dataclass
@@ -151,9 +174,10 @@ def parse_server(values: Values, ctx: ValueContext) -> str:
         mode = os.stat(path).st_mode
     except (OSError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) else str(exc)
-        raise ValueProblem(f"server {path} is not executable: {why}") from None
+        raise ValueProblem(f"Server {path} is not executable", why) from None
     if not stat.S_ISREG(mode) or not os.access(path, os.X_OK):
-        raise ValueProblem(f"server {path} is not executable: expected an executable regular file")
+        raise ValueProblem(f"Server {path} is not executable",
+                           "expected an executable regular file")
     return path
 
 
@@ -175,7 +199,7 @@ def parse_server_args(values: Values, ctx: ValueContext) -> Values:
 def parse_user(values: Values, ctx: ValueContext) -> UserSpec:
     info = ctx.lookups.user(values[0])
     if info is None:
-        raise ValueProblem(f"unknown user {values[0]!r}: " + (
+        raise ValueProblem(f"Unknown user: {values[0]}", (
             "expected a user name or a numeric uid" if ctx.numeric_ids
             else "expected a user name (inetd.conf takes names only)"))
     return UserSpec(values[0], info)
@@ -184,7 +208,7 @@ def parse_user(values: Values, ctx: ValueContext) -> UserSpec:
 def parse_group(values: Values, ctx: ValueContext) -> int:
     gid = ctx.lookups.group(values[0])
     if gid is None:
-        raise ValueProblem(f"unknown group {values[0]!r}: " + (
+        raise ValueProblem(f"Unknown group: {values[0]}", (
             "expected a group name or a numeric gid" if ctx.numeric_ids
             else "expected a group name (inetd.conf takes names only)"))
     return gid
