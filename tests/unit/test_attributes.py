@@ -108,7 +108,7 @@ def test_good_value(tmp_path: Path, line: str, path: str, expected: Any) -> None
 BAD = [
     ("type = UNLISTED BOGUS", "bad service type 'BOGUS'"),
     ("flags = NODELAI", 'did you mean "NODELAY"'),
-    ("flags =", "flags needs at least one of REUSE"),
+    ("flags =", "attribute flags expects at least 1 value and none was given."),
     ("disable = maybe", "expected yes or no"),
     ("socket_type = strem", 'did you mean "stream"'),
     ("socket_type = rdm", "bad socket type 'rdm'"),
@@ -119,7 +119,7 @@ BAD = [
     ("rpc_number = x", "bad number 'x'"),
     ("server = /etc/passwd", "Server /etc/passwd is not executable"),
     ("server = /nonexistent/x", "Server /nonexistent/x is not executable"),
-    ("server_args =", "server_args expects at least 1 value"),
+    ("server_args =", "attribute server_args expects at least 1 value and none was given."),
     ("user = no-such-user-xyz", "Unknown user: no-such-user-xyz"),
     ("group = no-such-group-xyz", "Unknown group: no-such-group-xyz"),
     ("groups = sometimes", "expected yes or no"),
@@ -147,7 +147,7 @@ BAD = [
     ("access_times = 25:00-26:00", "invalid time interval"),
     ("access_times = 9:00-8:00", "the start must be before the end"),
     ("access_times = 9-10", "invalid time interval"),
-    ("access_times =", "needs at least one"),
+    ("access_times =", "attribute access_times expects at least 1 value and none was given."),
     ("instances = -1", "bad limit"),
     ("per_source = many", "bad limit"),
     ("cps = 1 x", "bad cps wait"),
@@ -207,9 +207,18 @@ def test_bad_server_line_starts_with_xinetds_words(tmp_path: Path) -> None:
         "service disabled)"]
 
 
+
+def test_empty_value_line_starts_with_xinetds_words(tmp_path: Path) -> None:
+    config = load_text(tmp_path, service_block("bad", "flags =", port=20001))
+    (error,) = [d.message for d in config.diagnostics if d.severity is Severity.ERROR]
+    assert error.startswith("attribute flags expects at least 1 value and none was given. "
+                            "(service bad: flags needs at least one of REUSE, ")
+    assert error.endswith("; service disabled)")
+
+
 @pytest.mark.parametrize("line, expected", [
-    ("nice = 1 2", "attribute nice expects 1 value and 2 were given"),
-    ("cps = 5", "attribute cps expects 2 values and 1 were given"),
+    ("nice = 1 2", "attribute nice expects 1 values and 2 values were specified (service "),
+    ("cps = 5", "attribute cps expects 2 values and 1 values were specified (service "),
     ("redirect = host", "attribute redirect expects 2 values"),
     ("frobnicate = 1", "frobnicate is not a known attribute"),
     ("sockettype = stream", 'did you mean "socket_type"'),

@@ -226,10 +226,10 @@ class Applier:
     def _count_ok(self, draft: Draft, raw: RawAttribute, spec: AttributeSpec) -> bool:
         if spec.count is None or len(raw.values) == spec.count:
             return True
-        self.sink.warning(raw.file, raw.line, (
-            f"{draft.title()}: attribute {spec.name} expects {spec.count} value"
-            f"{'s' if spec.count > 1 else ''} and {len(raw.values)} were given; line ignored"),
-            raw.col)
+        # xinetd's words, plural even for 1, then where and what happens.
+        self.sink.warning(raw.file, raw.line, v.xinetd_first(
+            f"attribute {spec.name} expects {spec.count} values and {len(raw.values)} values "
+            "were specified", draft.title(), "line ignored"), raw.col)
         return False
 
     def _parse(self, draft: Draft, raw: RawAttribute, spec: AttributeSpec) -> object | None:
@@ -237,7 +237,11 @@ class Applier:
         self.ctx.remarks.clear()
         try:
             value = spec.parse(raw.values, self.ctx)
-        except v.ValueProblem as exc:
+        except v.ValueProblem as problem:
+            exc = problem
+            if not raw.values and problem.reason is None:
+                # An empty value the parser refuses: xinetd's count check stops it first.
+                exc = v.ValueProblem(v.expects_at_least_one(spec.name), problem.message)
             if draft.kind == "defaults":
                 self.sink.error(raw.file, raw.line, v.describe(
                     exc, "defaults", "this defaults line is ignored (xinetd 2.3.15.3 would "

@@ -49,7 +49,8 @@ class ValueProblem(ValueError):
     """
 
     def __init__(self, message: str, reason: str | None = None) -> None:
-        super().__init__(message if reason is None else f"{message}: {reason}")
+        joint = " " if message.endswith(".") else ": "
+        super().__init__(message if reason is None else f"{message}{joint}{reason}")
         self.message = message
         self.reason = reason
 
@@ -58,6 +59,11 @@ def xinetd_first(words: str, title: str, rest: str) -> str:
     """A log line that starts with xinetd's `words`, then says where and what follows:
     `Server /x is not executable (service S: No such file or directory; service disabled)`."""
     return f"{words} ({title}: {rest})"
+
+
+def expects_at_least_one(name: str) -> str:
+    """xinetd's words for an attribute of a variable number of values written empty."""
+    return f"attribute {name} expects at least 1 value and none was given."
 
 
 def describe(problem: ValueProblem, title: str, consequence: str) -> str:
@@ -192,7 +198,8 @@ def parse_stderr(values: Values, ctx: ValueContext) -> str:
 
 def parse_server_args(values: Values, ctx: ValueContext) -> Values:
     if not values:
-        raise ValueProblem("server_args expects at least 1 value and none was given")
+        raise ValueProblem(expects_at_least_one("server_args"),
+                           "remove the line to run the server without arguments")
     return values
 
 
