@@ -158,13 +158,7 @@ KNOWN: tuple[Known, ...] = (
           "xinetd checks its attributes first"),
     # -- not aligned yet: xinetd's text, then pyxinetd's (the levels and places agree) ----
     *(Known(side, pattern, _NOT_YET) for side, pattern in (
-        ("xinetd", r"^WARNING: (bad|Bad) service (attribute|flag): "),
-        ("pyxinetd", r"^WARNING: service \S+: \S+ is (not a known attribute|only allowed)"),
-        ("xinetd", r"^WARNING: Service \S+: attribute already set: "),
-        ("pyxinetd", r"^WARNING: (service \S+|defaults): attribute \S+ already set at "),
-        ("xinetd", r"^WARNING: attribute: \S+ should not be in default section"),
-        ("pyxinetd", r"^WARNING: attribute \S+ should not be in the defaults section"),
-        ("xinetd", r"^WARNING: (missing \} in last service|Service \S+: operator|Bad \S+ flag|"
+        ("xinetd", r"^WARNING: (missing \} in last service|Bad \S+ flag|"
                    r"undefined environment variable|auth service)"),
         ("xinetd", r"^INFO: Service \S+ will use IPv6 or fallback to IPv4$"),
         ("pyxinetd", r"^INFO: Service \S+ will use IPv6 or fallback to IPv4"),

@@ -220,10 +220,11 @@ def test_empty_value_line_starts_with_xinetds_words(tmp_path: Path) -> None:
     ("nice = 1 2", "attribute nice expects 1 values and 2 values were specified (service "),
     ("cps = 5", "attribute cps expects 2 values and 1 values were specified (service "),
     ("redirect = host", "attribute redirect expects 2 values"),
-    ("frobnicate = 1", "frobnicate is not a known attribute"),
+    ("frobnicate = 1", "bad service attribute: frobnicate (service svc: not a known attribute;"),
     ("sockettype = stream", 'did you mean "socket_type"'),
-    ("mdns = yes", "mdns is not a known attribute"),
-    ("enabled = svc", "enabled is only allowed in defaults"),
+    ("mdns = yes", "bad service attribute: mdns (service svc: not a known attribute;"),
+    ("enabled = svc", "bad service attribute: enabled (service svc: only allowed in defaults"),
+    ("port = 1\n\tport = 2", "Service svc: attribute already set: port (first at "),
 ])
 def test_count_and_unknown_are_warnings(tmp_path: Path, line: str, expected: str) -> None:
     config = load_text(tmp_path, service_block("svc", line))
@@ -292,8 +293,9 @@ def test_defaults_accepts_only_its_attributes(tmp_path: Path) -> None:
                                   "access_times = 1:00-2:00", "rlimit_cpu = 20", "mdns = yes"])
 def test_service_only_attributes_warn_in_defaults(tmp_path: Path, line: str) -> None:
     config = load_text(tmp_path, f"defaults\n{{\n\t{line}\n}}\n")
-    assert any("should not be in the defaults section" in w and ":3:2:" in w
-               for w in warnings(config))
+    name = line.split()[0]
+    assert any(f"attribute: {name} should not be in default section (defaults: " in w
+               and ":3:2:" in w for w in warnings(config))
 
 
 def test_bad_value_in_defaults_is_an_error_and_loading_goes_on(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def test_single_value_attributes_only_take_equals(tmp_path: Path, op: str, line:
     name, value = line.split(" ", 1)
     config = load_text(tmp_path, service_block("svc", f"{name} {op} {value}"))
     assert len(config.services) == 1
-    assert any(f"operator '{op}' cannot be used for attribute {name}" in w
+    assert any(f"Service svc: operator '{op}' cannot be used for attribute '{name}'" in w
                for w in warnings(config))
 
 

@@ -175,27 +175,28 @@ class Applier:
             return True
         if spec is None or spec.defaults_only:
             hint = did_you_mean(raw.name, [n for n, s in TABLE.items() if not s.defaults_only])
-            what = ("is only allowed in defaults" if spec is not None
-                    else "is not a known attribute")
-            self.sink.warning(*where, f"{draft.title()}: {shown_name(raw.name)} {what}{hint}; "
-                                      "line ignored",
-                              raw.col)
+            what = ("only allowed in defaults" if spec is not None
+                    else "not a known attribute")
+            self.sink.warning(*where, v.xinetd_first(
+                f"bad service attribute: {shown_name(raw.name)}", draft.title(),
+                f"{what}{hint}; line ignored"), raw.col)
             return True
         if raw.op not in spec.service_ops:
             if spec.is_list:  # env -=: xinetd disables the service
                 self._fail(draft, raw, v.ValueProblem(
                     f"operator '{raw.op}' cannot be used for {spec.name}; expected '=' or '+='"))
                 return True
-            self.sink.warning(*where, f"{draft.title()}: operator '{raw.op}' cannot be used for "
-                                      f"attribute {spec.name} (only '=' can); line ignored",
-                              raw.col)
+            self.sink.warning(*where, f"Service {draft.name}: operator '{raw.op}' cannot be "
+                                      f"used for attribute '{spec.name}' (only '=' can; line "
+                                      "ignored)", raw.col)
             return True
         if not self._count_ok(draft, raw, spec):
             return True
         if not spec.is_list and spec.name in draft.own:
             first = draft.own[spec.name]
-            self.sink.warning(*where, f"{draft.title()}: attribute {spec.name} already set at "
-                                      f"{first.file}:{first.line}; this line is ignored", raw.col)
+            self.sink.warning(*where, f"Service {draft.name}: attribute already set: "
+                                      f"{shown_name(raw.name)} (first at {first.file}:"
+                                      f"{first.line}; this line is ignored)", raw.col)
             return True
         value = self._parse(draft, raw, spec)
         if value is _REJECTED:
@@ -264,14 +265,18 @@ class Applier:
         if spec is None or not spec.in_defaults:
             hint = ""
             if spec is None:
+                # ' (did you mean "x"?)' goes inside the parentheses, before the effect.
                 hint = did_you_mean(raw.name, [n for n, s in TABLE.items() if s.in_defaults])
-            self.sink.warning(*where, f"attribute {shown_name(raw.name)} should not be in the "
-                                      f"defaults section{hint}; line ignored", raw.col)
+                hint = f"{hint.strip()[1:-1]}; " if hint else ""
+            self.sink.warning(*where, v.xinetd_first(
+                f"attribute: {shown_name(raw.name)} should not be in default section",
+                "defaults", f"{hint}line ignored"), raw.col)
             return
         cumulative = spec.is_list or spec.name == "log_type"
         if not cumulative and raw.op != "=":
+            # xinetd names the defaults "(null)" in this line; pyxinetd says defaults.
             self.sink.warning(*where, f"defaults: operator '{raw.op}' cannot be used for "
-                                      f"attribute {spec.name} (only '=' can); line ignored",
+                                      f"attribute '{spec.name}' (only '=' can; line ignored)",
                               raw.col)
             return
         if not self._count_ok(draft, raw, spec):
@@ -283,8 +288,9 @@ class Applier:
                                         f"(first at {first.file}:{first.line}); line ignored",
                                 raw.col)
             else:
-                self.sink.warning(*where, f"defaults: attribute {spec.name} already set at "
-                                          f"{first.file}:{first.line}; line ignored", raw.col)
+                self.sink.warning(*where, f"defaults: attribute already set: "
+                                          f"{shown_name(raw.name)} (first at {first.file}:"
+                                          f"{first.line}; line ignored)", raw.col)
             return
         value = self._parse(draft, raw, spec)
         if value is _REJECTED:
