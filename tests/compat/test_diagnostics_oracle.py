@@ -90,12 +90,15 @@ def pair(theirs: list[Line], ours: list[Line]) -> tuple[list[Line], list[Line]]:
     """(xinetd's lines pyxinetd has no counterpart for, pyxinetd's left over).
 
     A counterpart has the same level and place and a text starting with xinetd's.
+    xinetd's checks of a whole service give no place; pyxinetd's name the service's
+    file and line, so such a line pairs with one at any place.
     """
     left = list(ours)
     missing: list[Line] = []
     for line in theirs:
-        match = next((o for o in left if o.level == line.level and o.file == line.file
-                      and o.line == line.line and o.text.startswith(line.text)), None)
+        match = next((o for o in left if o.level == line.level
+                      and (line.file is None or (o.file == line.file and o.line == line.line))
+                      and o.text.startswith(line.text)), None)
         if match is None:
             missing.append(line)
         else:
@@ -107,7 +110,9 @@ def pair(theirs: list[Line], ours: list[Line]) -> tuple[list[Line], list[Line]]:
 class Known:
     """Lines of one side ("xinetd" or "pyxinetd") matching `pattern`, and why.
 
-    With `beside`, only where the other daemon has a line at the same place matching it.
+    With `beside`, only where the other daemon has a line at the same place matching it
+    (anywhere, for a line without a place); `(?P=sid)` in it stands for the service name
+    the pattern's group `sid` matched.
     """
 
     side: str
@@ -116,11 +121,16 @@ class Known:
     beside: str | None = None
 
     def explains(self, side: str, line: Line, other: list[Line]) -> bool:
-        if side != self.side or re.search(self.pattern, str(line)) is None:
+        m = re.search(self.pattern, str(line)) if side == self.side else None
+        if m is None:
             return False
-        return self.beside is None or any(
-            o.file == line.file and o.line == line.line and re.search(self.beside, str(o))
-            for o in other)
+        if self.beside is None:
+            return True
+        beside = self.beside
+        if "sid" in m.groupdict():
+            beside = beside.replace("(?P=sid)", re.escape(m.group("sid")))
+        return any((line.file is None or (o.file == line.file and o.line == line.line))
+                   and re.search(beside, str(o)) for o in other)
 
 
 _ONE_LINE = ("pyxinetd reports a bad value in one line that ends with what happens to the "
@@ -135,6 +145,30 @@ KNOWN: tuple[Known, ...] = (
           + ")"),
     Known("pyxinetd", r"^ERROR: attribute \S+ expects at least 1 value and none was given\. ",
           "xinetd's WARNING words, in pyxinetd's one ERROR line (" + _ONE_LINE + ")"),
+    Known("xinetd", r"^ERROR: Must specify a server in (?P<sid>\S+)$",
+          "xinetd goes on with a service whose server line failed; pyxinetd's line for "
+          "that failure disables it",
+          beside=r"^ERROR: Server \S+ is not executable \(service (?P=sid):"),
+    Known("xinetd", r"^ERROR: Service (?P<sid>\S+) missing attribute user - DISABLING$",
+          "xinetd goes on with a service whose user line failed; pyxinetd's line for "
+          "that failure disables it",
+          beside=r"^ERROR: Unknown user: .* \(service (?P=sid):"),
+    Known("xinetd", r"^ERROR: Service (?P<sid>\S+) missing attribute \S+ - DISABLING$",
+          "pyxinetd names the first missing attribute of a service only",
+          beside=r"^ERROR: Service (?P=sid) missing attribute \S+ - DISABLING"),
+    Known("xinetd", r"^ERROR: Port not specified and can't find service: (?P<sid>\S+) with ",
+          "pyxinetd names one reason per service: here the missing builtin, which it checks "
+          "first",
+          beside=r"^ERROR: No such internal service: (?P=sid)/"),
+    Known("xinetd", r"^ERROR: Unlisted service: (?P<sid>\S+) must have a port entry$",
+          "the port line had an inline comment, which xinetd counts as values",
+          beside=r"^WARNING: .*inline comment after the value of port"),
+    Known("xinetd", r"^ERROR: Service \S+ should not have TRAFFIC flag set since its not "
+                    r"redirected$",
+          "TRAFFIC from the defaults is dropped with a warning (docs/compatibility.md)",
+          beside=r"^WARNING: .*TRAFFIC from the defaults' log_on_success dropped"),
+    Known("pyxinetd", r"^INFO: Service (servers|services) will use IPv6 or fallback to IPv4",
+          "pyxinetd serves the `servers` and `services` internal services"),
     Known("xinetd", r"^DEBUG: removing \S+$",
           "pyxinetd's `removing ID: reason` DEBUG line names the service's file and line"),
     Known("pyxinetd", r"^DEBUG: removing ", "the same line, with its place"),
@@ -159,21 +193,14 @@ KNOWN: tuple[Known, ...] = (
     # -- not aligned yet: xinetd's text, then pyxinetd's (the levels and places agree) ----
     *(Known(side, pattern, _NOT_YET) for side, pattern in (
         ("xinetd", r"^WARNING: (missing \} in last service|Bad \S+ flag|"
-                   r"undefined environment variable|auth service)"),
-        ("xinetd", r"^INFO: Service \S+ will use IPv6 or fallback to IPv4$"),
-        ("pyxinetd", r"^INFO: Service \S+ will use IPv6 or fallback to IPv4"),
-        ("xinetd", r"^ERROR: (Must specify a server in|Service \S+ missing attribute|"
-                   r"Unlisted service|Port not specified|Service \S+ expects port|"
-                   r"Service \S+ should not have TRAFFIC|service: \S+ id: |No such internal|"
-                   r"Bad (socket type|value for wait)|Unknown syslog facility|"
+                   r"undefined environment variable)"),
+        ("xinetd", r"^ERROR: (Bad (socket type|value for wait)|Unknown syslog facility|"
                    r"(Number of|Address space|Data) .* is invalid|Error parsing: |"
                    r"bad address|failed to parse|port number is invalid|missing service|"
                    r"Service \S+: missing '\{'|Attribute \S* needs a space|"
                    r"Bad operator for attribute|A fatal error|\S+ has no '='|"
-                   r"\w+ limit is invalid|service/protocol combination not in|"
-                   r"creation of default log failed)"),
+                   r"\w+ limit is invalid|creation of default log failed)"),
         ("xinetd", r"^WARNING: Bad service type: "),
-        ("pyxinetd", r"^INFO: auth service: clearing USERID"),
         ("pyxinetd", r"^(ERROR|WARNING): "),
     )),
 )

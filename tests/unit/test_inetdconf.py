@@ -108,7 +108,7 @@ def test_internal_ids(tmp_path: Path, name: str, socket_type: str, sid: str) -> 
 def test_unknown_internal_service_is_reported(tmp_path: Path) -> None:
     config = load_inetd(tmp_path, "ssh stream tcp nowait root internal\n")
     assert not config.services
-    assert any("no such internal service" in m for m in messages(config, Severity.ERROR))
+    assert any("No such internal service: " in m for m in messages(config, Severity.ERROR))
 
 
 def test_tcp6_is_ipv6_only_and_tcp4_ipv4(tmp_path: Path) -> None:

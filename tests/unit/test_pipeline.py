@@ -64,21 +64,23 @@ def test_listed_service_port_from_etc_services(tmp_path: Path) -> None:
 def test_listed_service_expects_its_port(tmp_path: Path) -> None:
     config = load_text(tmp_path, block("ftp", "socket_type = stream", "wait = no",
                                        "user = root", "server = /bin/cat", "port = 2121"))
-    assert dropped_reasons(config) == ["service ftp expects port 21, not 2121"]
+    assert dropped_reasons(config) == ["Service ftp expects port 21, not 2121"]
 
 
 def test_listed_service_must_be_in_etc_services(tmp_path: Path) -> None:
     config = load_text(tmp_path, block("nosuchsvc", "socket_type = stream", "wait = no",
                                        "user = root", "server = /bin/cat"))
-    assert "not in /etc/services: nosuchsvc/tcp" in dropped_reasons(config)[0]
+    assert dropped_reasons(config)[0].startswith(
+        "Port not specified and can't find service: nosuchsvc with getservbyname (")
+    assert "nosuchsvc/tcp is not in /etc/services" in dropped_reasons(config)[0]
 
 
 @pytest.mark.parametrize("missing, words", [
-    ("socket_type", "missing attribute socket_type"),
-    ("wait", "missing attribute wait"),
-    ("user", "missing attribute user"),
-    ("server", "missing attribute server"),
-    ("port", "must have a port entry"),
+    ("socket_type", "Service svc missing attribute socket_type - DISABLING"),
+    ("wait", "Service svc missing attribute wait - DISABLING"),
+    ("user", "Service svc missing attribute user - DISABLING"),
+    ("server", "Must specify a server in svc - service disabled"),
+    ("port", "Unlisted service: svc must have a port entry - service disabled"),
 ])
 def test_required_attributes(tmp_path: Path, missing: str, words: str) -> None:
     lines = [l for l in ("type = UNLISTED", "socket_type = raw", "protocol = tcp", "wait = no",
@@ -87,8 +89,8 @@ def test_required_attributes(tmp_path: Path, missing: str, words: str) -> None:
     if missing == "socket_type":
         lines = [l.replace("protocol = tcp", "protocol = icmp") for l in lines]
     config = load_text(tmp_path, block("svc", *lines))
-    assert config.services == () and words in dropped_reasons(config)[0]
-    assert any(words in e and "service disabled" in e for e in errors(config))
+    assert config.services == () and words.split(" - ")[0] in dropped_reasons(config)[0]
+    assert any(e.endswith(f"error: {words}") for e in errors(config))
 
 
 def test_internal_builtins_by_name_and_socket_type(tmp_path: Path) -> None:
@@ -104,8 +106,8 @@ def test_internal_builtins_by_name_and_socket_type(tmp_path: Path) -> None:
     config = load_text(tmp_path, text)
     assert [s.id for s in config.services] == ["daytime-dgram", "tcpmux", "servers"]
     reasons = dropped_reasons(config)
-    assert reasons[0].startswith("no such internal service: tcpmux/dgram")
-    assert reasons[1].startswith("no such internal service: bogus/stream")
+    assert reasons[0].startswith("No such internal service: tcpmux/dgram - DISABLING (")
+    assert reasons[1].startswith("No such internal service: bogus/stream - DISABLING (")
 
 
 def test_tcpmux_clients(tmp_path: Path) -> None:
@@ -243,7 +245,7 @@ def test_sensor_needs_server_not_user(tmp_path: Path) -> None:
     assert s.is_sensor and s.deny_time == 10 and s.environment is None
     config = load_text(tmp_path, block("ftp", "socket_type = stream", "wait = no",
                                        "flags = SENSOR"))
-    assert "must specify a server" in dropped_reasons(config)[0]
+    assert dropped_reasons(config)[0].startswith("Must specify a server in ftp (")
 
 
 def test_family_and_v6only(tmp_path: Path) -> None:
@@ -306,9 +308,10 @@ def test_duplicates(tmp_path: Path) -> None:
     config = load_text(tmp_path, text)
     assert [s.name for s in config.services] == ["a", "c", "e", "f", "g"]
     reasons = dropped_reasons(config)
-    assert "is unique but identical to service a" in reasons[0]
-    assert any("is unique but identical to service a" in e for e in errors(config))
-    assert any("identical to service c" in w and "would keep both" in w
+    words = "service: b id: b is unique but its identical to service: a id: a - DISABLING ("
+    assert reasons[0].startswith(words)
+    assert any(words in e for e in errors(config))
+    assert any("its identical to service: c id: c - DISABLING" in w and "would keep both" in w
                for w in warnings(config))
 
 

@@ -24,7 +24,9 @@ from pyxinetd.config.lookups import Lookups
 from pyxinetd.config.model import (
     AddressEntry, Configuration, Defaults, DroppedEntry, LogTarget, ServiceConfig,
 )
-from pyxinetd.config.pipeline import FillContext, ServiceRejected, build_service, find_duplicates
+from pyxinetd.config.pipeline import (
+    FillContext, ServiceRejected, build_service, find_duplicates, rejection_line,
+)
 from pyxinetd.config.netvalues import BindSpec
 from pyxinetd.config.values import ValueContext
 from pyxinetd.errors import ConfigError
@@ -197,7 +199,7 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
             # passenv of its own (its dump then shows it under `Service defaults`).
             takes_defaults_env = takes_defaults_env or "passenv" not in draft.own
         except ServiceRejected as exc:
-            sink.error(draft.file, draft.line, f"{exc} - service disabled")
+            sink.error(draft.file, draft.line, rejection_line(str(exc)))
             dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line, str(exc)))
     services, duplicates = find_duplicates(built, sink)
     for service, reason in duplicates:

@@ -33,7 +33,20 @@ _CARRIES = {"tcp": SocketType.STREAM, "udp": SocketType.DGRAM}
 
 
 class ServiceRejected(Exception):
-    """The service cannot run; the message is the reason."""
+    """The service cannot run; the message is the reason.
+
+    Where xinetd has words for the reason, the message starts with them (log parsers
+    grep them); pyxinetd's explanation follows in parentheses. See rejection_line.
+    """
+
+
+# xinetd's own ending of some of these lines; the log line then needs no other.
+DISABLING = " - DISABLING"
+
+
+def rejection_line(reason: str) -> str:
+    """The ERROR line for a service rejected for `reason`."""
+    return reason if DISABLING in reason else f"{reason} - service disabled"
 
 
 @dataclass
@@ -80,12 +93,13 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         found = ctx.lookups.protocol(protocol)
         protocol_number = found[1] if found else None
     if socket_type is None:
-        raise ServiceRejected(f"service {sid} missing attribute socket_type")
+        raise ServiceRejected(f"Service {sid} missing attribute socket_type{DISABLING}")
     wait = _get(draft, "wait", bool)
     if wait is None:
-        raise ServiceRejected(f"service {sid} missing attribute wait")
+        raise ServiceRejected(f"Service {sid} missing attribute wait{DISABLING}")
     if protocol is None or protocol_number is None:
-        raise ServiceRejected(f"service {sid} missing attribute protocol (cannot be inferred "
+        raise ServiceRejected(f"Service {sid} missing attribute protocol{DISABLING} (cannot be "
+                              "inferred "
                               f"from socket_type {socket_type.value})")
     carried = _CARRIES.get(protocol)
     if carried is not None and socket_type not in (carried, SocketType.RAW):
@@ -106,17 +120,17 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
 
     # -- required attributes (reference §2.4) ------------------------------------------
     if sensor and not internal and server is None:
-        raise ServiceRejected(f"must specify a server in {sid} (SENSOR services still need one)")
+        raise ServiceRejected(f"Must specify a server in {sid} (SENSOR services still need one)")
     if not internal and not sensor:
         if user is None:
-            raise ServiceRejected(f"service {sid} missing attribute user")
+            raise ServiceRejected(f"Service {sid} missing attribute user{DISABLING}")
         if server is None and redirect is None:
-            raise ServiceRejected(f"service {sid} missing attribute server")
+            raise ServiceRejected(f"Must specify a server in {sid}")
     if internal and not sensor:   # a sensor replaces the builtin, whatever the name
         builtin = BUILTINS.get(name)
         if builtin is None or socket_type not in builtin:
-            raise ServiceRejected(f"no such internal service: {name}/{socket_type.value} "
-                                  f"(builtins: {', '.join(sorted(BUILTINS))})")
+            raise ServiceRejected(f"No such internal service: {name}/{socket_type.value}"
+                                  f"{DISABLING} (builtins: {', '.join(sorted(BUILTINS))})")
     if "NAMEINARGS" in flags:
         if server_args is None:
             raise ServiceRejected(f"service {sid}: NAMEINARGS needs server_args (argv[0] first)")
@@ -156,10 +170,10 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         port = None
     elif rpc:
         if rpc_version is None:
-            raise ServiceRejected(f"service {sid} missing attribute rpc_version")
+            raise ServiceRejected(f"Service {sid} missing attribute rpc_version{DISABLING}")
         if unlisted:
             if rpc_number is None:
-                raise ServiceRejected(f"service {sid} missing attribute rpc_number")
+                raise ServiceRejected(f"Service {sid} missing attribute rpc_number{DISABLING}")
         else:
             rpc_number = ctx.lookups.rpc_number(name)
             if rpc_number is None:
@@ -169,14 +183,18 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         # then allow it), as Red Hat's xinetd does; without it the kernel picks one.
     elif unlisted:
         if port is None:
-            raise ServiceRejected(f"unlisted service {name} must have a port entry")
+            raise ServiceRejected(f"Unlisted service: {name} must have a port entry")
     else:
         listed = ctx.lookups.service_port(name, protocol)
+        if listed is None and port is None:
+            raise ServiceRejected(f"Port not specified and can't find service: {name} with "
+                                  f"getservbyname ({name}/{protocol} is not in /etc/services: "
+                                  "add type = UNLISTED and a port)")
         if listed is None:
             raise ServiceRejected(f"service/protocol combination not in /etc/services: "
-                                  f"{name}/{protocol} (add type = UNLISTED and a port)")
+                                  f"{name}/{protocol} (add type = UNLISTED)")
         if port is not None and port != listed:
-            raise ServiceRejected(f"service {name} expects port {listed}, not {port}")
+            raise ServiceRejected(f"Service {name} expects port {listed}, not {port}")
         port = listed
 
     # -- log flags (the TRAFFIC and port-113 rules) ------------------------------------
@@ -184,7 +202,8 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
     log_on_failure = cast(frozenset[str], _late(draft, ctx, "log_on_failure") or frozenset())
     if "TRAFFIC" in log_on_success and redirect is None:
         if draft.explicit_traffic:
-            raise ServiceRejected(f"service {name} should not have TRAFFIC flag set since it is "
+            # xinetd's words, "its" included.
+            raise ServiceRejected(f"Service {name} should not have TRAFFIC flag set since its "
                                   "not redirected")
         log_on_success.discard("TRAFFIC")
         sink.warning(*where, f"service {sid}: TRAFFIC from the defaults' log_on_success dropped "
@@ -192,13 +211,13 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
                              "disable the service)")
     if port == 113 and protocol == "tcp" and "USERID" in log_on_success:
         log_on_success.discard("USERID")
-        sink.info(*where, f"{sid} service: clearing USERID option from log_on_success")
+        sink.warning(*where, f"{sid} service: clearing USERID option from log_on_success")
 
     # -- family and bind -------------------------------------------------------------
     bind_spec = cast(BindSpec | None, _late(draft, ctx, "bind"))
     family = int(socket.AF_INET if "IPv4" in flags and "IPv6" not in flags else socket.AF_INET6)
     if "IPv4" in flags and "IPv6" in flags:
-        sink.info(*where, f"Service {sid} will use IPv6 or fallback to IPv4")
+        sink.info(*where, f"Service {name} will use IPv6 or fallback to IPv4")
     bind: str | None = None
     if bind_spec is not None:
         chosen = next((c for c in bind_spec.candidates if c[0] == family), None)
@@ -379,10 +398,11 @@ def find_duplicates(services: list[ServiceConfig], sink: DiagnosticSink
             same_socket.append(service)
             continue
         same = earlier.id.lower() == service.id.lower()
-        what = ("is not unique or is a duplicate" if same else
-                f"is unique but identical to service {earlier.name} id {earlier.id}")
-        reason = (f"service {service.name} id {service.id} {what} (same port/protocol as "
-                  f"{earlier.origin}) - disabled")
+        # xinetd's words ("its" included), then where the first one is.
+        what = ("not unique or is a duplicate" if same else
+                f"is unique but its identical to service: {earlier.name} id: {earlier.id}")
+        reason = (f"service: {service.name} id: {service.id} {what}{DISABLING} (same "
+                  f"port/protocol as {earlier.origin})")
         where = (service.origin.file, service.origin.line)
         if earlier.bind is not None:
             sink.error(*where, reason)

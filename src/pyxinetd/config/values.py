@@ -148,7 +148,8 @@ def parse_socket_type(values: Values, ctx: ValueContext) -> SocketType:
 def parse_protocol(values: Values, ctx: ValueContext) -> tuple[str, int]:
     found = ctx.lookups.protocol(values[0])
     if found is None:
-        raise ValueProblem(f"protocol {values[0]!r} is not in /etc/protocols")
+        raise ValueProblem(f"Protocol {values[0]} not in /etc/protocols",
+                           "expected a protocol name listed there")
     return found
 
 
