@@ -111,14 +111,15 @@ class Known:
     """Lines of one side ("xinetd" or "pyxinetd") matching `pattern`, and why.
 
     With `beside`, only where the other daemon has a line at the same place matching it
-    (anywhere, for a line without a place); `(?P=sid)` in it stands for the service name
-    the pattern's group `sid` matched.
+    (at any place when either line has none, or with `anywhere`); `(?P=sid)` in it
+    stands for the service name the pattern's group `sid` matched.
     """
 
     side: str
     pattern: str
     reason: str
     beside: str | None = None
+    anywhere: bool = False
 
     def explains(self, side: str, line: Line, other: list[Line]) -> bool:
         m = re.search(self.pattern, str(line)) if side == self.side else None
@@ -129,7 +130,8 @@ class Known:
         beside = self.beside
         if "sid" in m.groupdict():
             beside = beside.replace("(?P=sid)", re.escape(m.group("sid")))
-        return any((line.file is None or (o.file == line.file and o.line == line.line))
+        return any((self.anywhere or line.file is None or o.file is None
+                    or (o.file == line.file and o.line == line.line))
                    and re.search(beside, str(o)) for o in other)
 
 
@@ -169,6 +171,27 @@ KNOWN: tuple[Known, ...] = (
           beside=r"^WARNING: .*TRAFFIC from the defaults' log_on_success dropped"),
     Known("pyxinetd", r"^INFO: Service (servers|services) will use IPv6 or fallback to IPv4",
           "pyxinetd serves the `servers` and `services` internal services"),
+    Known("pyxinetd", r"^ERROR: No such internal service: (?P<sid>\S+)/",
+          "the same service: the one reason pyxinetd names",
+          beside=r"^ERROR: Port not specified and can't find service: (?P=sid) with "),
+    Known("pyxinetd", r"^(ERROR|WARNING): ",
+          "xinetd stops at a bad value in the defaults; pyxinetd ignores that line and "
+          "reads on (docs/compatibility.md), reporting what follows",
+          beside=r"^ERROR: A fatal error was encountered while parsing the default section",
+          anywhere=True),
+    Known("pyxinetd", r"^(ERROR|WARNING): ",
+          "xinetd's skip after a block missing its `}` swallows the next entry; pyxinetd "
+          "stops before it (docs/grammar.md) and reports that entry's lines",
+          beside=r"^ERROR: Bad operator for attribute: service ", anywhere=True),
+    Known("pyxinetd", r"^ERROR: service \S+: protocol \S+ does not carry socket_type ",
+          "xinetd takes the pair and fails when it creates the socket, a run-time line"),
+    Known("pyxinetd", r"^WARNING: service \S+: id \S+ is also used by the service at ",
+          "pyxinetd warns of two services sharing an id; xinetd is silent"),
+    Known("pyxinetd", r"^WARNING: service \S+: TRAFFIC from the defaults' log_on_success "
+                      r"dropped ",
+          "TRAFFIC in the defaults no longer disables services (docs/compatibility.md)"),
+    Known("pyxinetd", r"^WARNING: extra words after service '[^']*' ignored: \{ ",
+          "pyxinetd says why the next line is not the `{` (xinetd: `missing '{'` only)"),
     Known("xinetd", r"^DEBUG: removing \S+$",
           "pyxinetd's `removing ID: reason` DEBUG line names the service's file and line"),
     Known("pyxinetd", r"^DEBUG: removing ", "the same line, with its place"),
@@ -201,7 +224,14 @@ KNOWN: tuple[Known, ...] = (
                    r"Bad operator for attribute|A fatal error|\S+ has no '='|"
                    r"\w+ limit is invalid|creation of default log failed)"),
         ("xinetd", r"^WARNING: Bad service type: "),
-        ("pyxinetd", r"^(ERROR|WARNING): "),
+        ("pyxinetd", r"^ERROR: service \S+: (bad (socket type|port number|limit|nice value|"
+                     r"deny_time|service flag|syslog facility) |limit '\S+' is invalid|"
+                     r"env string '[^']*' has no '='|redirect host '\S+' does not resolve)"),
+        ("pyxinetd", r"^ERROR: (missing '\{' on the line after|missing '\}' before this line|"
+                     r"attribute \S* ?(name missing|needs a space) before operator|"
+                     r"nothing after attribute|expected 'service NAME')"),
+        ("pyxinetd", r"^WARNING: (stray '\}' outside any entry|service \S+: failed to parse "
+                     r"address|service \S+: undefined environment variable)"),
     )),
 )
 
@@ -240,6 +270,21 @@ def test_every_known_difference_still_occurs(
             used |= compare_lines(result)[1]
     stale = [k for k in KNOWN if k not in used]
     assert not stale, "KNOWN entries no line needs any more:\n" + "\n".join(map(str, stale))
+
+
+def test_a_pyxinetd_line_no_entry_lists_is_a_difference() -> None:
+    new = Line("WARNING", "service s: something new", "/f", 3)
+    assert _unexplained("pyxinetd", [new], []) == [f"pyxinetd only: {new}"]
+    known = Line("WARNING", "service s: id s is also used by the service at /f:1", "/f", 3)
+    assert _unexplained("pyxinetd", [known], []) == []
+
+
+def test_a_line_beside_another_needs_that_line() -> None:
+    theirs = Line("ERROR", "Must specify a server in s", None, None)
+    failed = Line("ERROR", "Server /x is not executable (service s: gone; service disabled)",
+                  "/f", 9)
+    assert _unexplained("xinetd", [theirs], [failed]) == []
+    assert _unexplained("xinetd", [theirs], []) == [f"xinetd only: {theirs}"]
 
 
 # ------------------------------------------------------------------- the real daemon
