@@ -42,9 +42,12 @@ def test_pyxinetd_relays_the_admitted_clients_to_one_server(tmp_path: Path) -> N
 
 
 def test_xinetd_serves_no_client_at_all(tmp_path: Path) -> None:
-    # The deviation, shown on the real binary: the refused client gets a FAIL line,
-    # the allowed ones are logged as started and closed, their server never set up.
+    # The deviation, shown on the real binary: every client is closed, the allowed
+    # ones' server never set up. What else xinetd logs varies from run to run: the
+    # refused client's FAIL line, the START lines, or none of them when its
+    # interceptor's own connect to the (never listening) server is refused first.
     result = run(tmp_path, require_xinetd())
     assert result["replies"] == ["", "", ""]
-    assert "FAIL: icept address from=127.0.0.3" in result["lines"]
     assert "dup2( 0, 0 ) failed: Bad file descriptor" in result["program_log"]
+    assert not [line for line in result["lines"]
+                if line.startswith("START") and "127.0.0.3" in line]
