@@ -67,9 +67,9 @@ def test_space_before_operator_is_required() -> None:
 
 
 @pytest.mark.parametrize("line, words", [
-    ("foo bar", "bad operator for attribute foo"),
-    ("foo", "nothing after attribute foo"),
-    ("include /etc/x", "bad operator for attribute include"),
+    ("foo bar", "Bad operator for attribute: foo (expected"),
+    ("foo", "Bad operator for attribute: foo (nothing after foo"),
+    ("include /etc/x", "Bad operator for attribute: include ("),
     ("= stream", "attribute name missing before operator '='"),
     ("\t=", "attribute name missing before operator '='"),
     ("==x", "attribute name missing before operator '='"),
@@ -222,8 +222,8 @@ def test_unicode_space_is_text_not_blank(char: str) -> None:
                          f"service c\n{{\nwait = no\n}}{char}\n")
     broken = {i.name: i.broken for i in items if isinstance(i, RawEntry)}
     assert all(broken[name] for name in "abc"), broken
-    assert any(f"nothing after attribute {char!r}" in d for d in diags), diags
-    assert any("missing '{' on the line after service b" in d for d in diags), diags
+    assert any(f"Bad operator for attribute: {char} (nothing after {char!r}" in d for d in diags), diags
+    assert any("Service b: missing '{' (on the line after service b" in d for d in diags), diags
 
 
 def test_inline_comment_is_stripped_with_warning() -> None:
@@ -312,3 +312,27 @@ def test_main_file_unreadable_raises_config_error(tmp_path: Path) -> None:
     from pyxinetd.errors import ConfigError
     with pytest.raises(ConfigError):
         load(str(tmp_path / "absent"), environ={})
+
+
+@pytest.mark.parametrize(("text", "words", "level"), [
+    ("junk\n", "missing service keyword (expected 'service NAME'", "error"),
+    ("}\n", "missing service keyword (stray '}'", "warning"),
+    ("service a\nwait = no\n", "Service a: missing '{' (on the line after service a;", "error"),
+    ("service a\n{\nwait=no\n}\n", "Attribute wait needs a space before operator (", "error"),
+    ("service a\n{\n= no\n}\n", "Attribute  needs a space before operator (", "error"),
+    ("service a\n{\nwait = no\nservice b\n{\n}\n",
+     "Bad operator for attribute: service (missing '}' before this line: service a", "error"),
+])
+def test_syntax_errors_start_with_xinetds_words(text: str, words: str, level: str) -> None:
+    # Log parsers grep xinetd's words: pyxinetd's line starts with them, its reason follows.
+    _items, diags = parse(text)
+    assert any(d.split(f": {level}: ", 1)[-1].startswith(words) and d.endswith(")")
+               for d in diags), diags
+
+
+def test_end_of_file_while_skipping_is_reported_in_xinetds_words() -> None:
+    _items, diags = parse("service a\n{\n}\nssh stream tcp nowait root /x x\n")
+    assert diags[-1] == ("f.conf:4: warning: missing } in last service entry (end of file "
+                         "while skipping lines up to a lone '}')"), diags
+    _items, diags = parse("junk\n}\n")
+    assert not any("missing }" in d for d in diags), diags

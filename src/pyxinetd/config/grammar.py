@@ -205,11 +205,13 @@ class _FileParser:
         if header is None:
             brace = _brace(stripped)
             if brace is not None and brace[0] == "}":
-                self.sink.warning(self.file, number, "stray '}' outside any entry; ignored")
+                self.sink.warning(self.file, number,
+                                  "missing service keyword (stray '}' outside any entry; ignored)")
                 return
             self.sink.error(self.file, number, (
-                f"expected 'service NAME', 'defaults', 'include FILE' or 'includedir DIR', "
-                f"found {_first_word(stripped)!r}; lines up to the next lone '}}' are skipped"))
+                "missing service keyword (expected 'service NAME', 'defaults', 'include FILE' "
+                f"or 'includedir DIR', found {_first_word(stripped)!r}; lines up to the next "
+                "lone '}' are skipped)"))
             self.state = _State.SKIP
             return
         keyword, args = header
@@ -255,7 +257,8 @@ class _FileParser:
                                   "comment after '{' ignored (xinetd accepts only a lone '{')")
             self.state = _State.BODY
             return
-        self._break(entry, number, f"missing '{{' on the line after {self._title(entry)}")
+        self._break(entry, number, f"Service {entry.name}: missing '{{' (on the line after "
+                                   f"{self._title(entry)}", close=True)
         if _is_header(stripped):
             self.state = _State.TOP
             self._top(line, stripped, number)
@@ -273,8 +276,9 @@ class _FileParser:
             return
         word = _first_word(stripped).lower()
         if word in ("service", "defaults") and _parse_header(line) is not None:
-            self._break(entry, number,
-                        f"missing '}}' before this line: {self._title(entry)} is incomplete")
+            self._break(entry, number, (
+                f"Bad operator for attribute: {_first_word(stripped)} (missing '}}' before this "
+                f"line: {self._title(entry)} is incomplete"), close=True)
             self.state = _State.TOP
             self._top(line, stripped, number)
             return
@@ -308,24 +312,24 @@ class _FileParser:
         tokens = _parse_attribute(line)
         col = len(line) - len(line.lstrip(BLANKS)) + 1
         if not tokens.name:
-            self._break(entry, number, f"attribute name missing before operator "
-                                       f"{tokens.op or '='!r}", col)
+            self._break(entry, number, f"Attribute  needs a space before operator (attribute "
+                                       f"name missing before operator {tokens.op or '='!r}",
+                        col, close=True)
             return
         if tokens.op is None:
             if tokens.values:
-                problem = (f"bad operator for attribute {shown_name(tokens.name)}: expected "
-                           "'=', '+=' or "
-                           f"'-=' after the name, found {tokens.values[0]!r}")
+                problem = (f"Bad operator for attribute: {tokens.name} (expected '=', '+=' or "
+                           f"'-=' after {shown_name(tokens.name)}, found {tokens.values[0]!r}")
             else:
-                problem = (f"nothing after attribute {shown_name(tokens.name)}: "
-                           "expected '= VALUE'")
-            self._break(entry, number, problem, col)
+                problem = (f"Bad operator for attribute: {tokens.name} (nothing after "
+                           f"{shown_name(tokens.name)}: expected '= VALUE'")
+            self._break(entry, number, problem, col, close=True)
             return
         if not tokens.gap:
             self._break(entry, number,
-                        f"attribute {shown_name(tokens.name)} needs a space before operator "
-                        f"{tokens.op!r}",
-                        col + len(tokens.name))
+                        f"Attribute {tokens.name} needs a space before operator ({tokens.op!r} "
+                        f"right after {shown_name(tokens.name)}",
+                        col + len(tokens.name), close=True)
             return
         values = tokens.values
         for index, value in enumerate(values if "#" in line else ()):
@@ -349,15 +353,21 @@ class _FileParser:
     def _title(entry: RawEntry) -> str:
         return "defaults" if entry.kind == "defaults" else f"service {entry.name}"
 
-    def _break(self, entry: RawEntry, number: int, problem: str, col: int | None = None) -> None:
-        """A syntax error: the service is dropped, defaults keep what came before."""
+    def _break(self, entry: RawEntry, number: int, problem: str, col: int | None = None,
+               close: bool = False) -> None:
+        """A syntax error: the service is dropped, defaults keep what came before.
+
+        With `close`, `problem` starts with xinetd's words and opens a parenthesis that the
+        consequence closes (`missing '{' (on the line after service S; service dropped)`).
+        """
         if entry.kind == "service":
             effect = "service dropped"
         else:
             effect = "the rest of this defaults entry is ignored"
-        self.sink.error(self.file, number, f"{problem}; {effect}", col)
+        self.sink.error(self.file, number, f"{problem}; {effect}{')' if close else ''}", col)
         if entry.broken is None:
-            entry.broken = f"syntax error at {self.file}:{number}: {problem}"
+            entry.broken = (f"syntax error at {self.file}:{number}: {problem}"
+                            f"{')' if close else ''}")
         self.items.append(entry)
         self.entry = None
         self.state = _State.SKIP
@@ -376,6 +386,12 @@ class _FileParser:
         elif self.entry is not None:
             self._break(self.entry, max(last_line, 1),
                         f"end of file inside {self._title(self.entry)} (missing '}}')")
+        elif self.state is _State.SKIP:
+            # Nothing is lost, but the lone '}' the skip looked for never came: xinetd
+            # says so in these words.
+            self.sink.warning(self.file, max(last_line, 1), (
+                "missing } in last service entry (end of file while skipping lines up to "
+                "a lone '}')"))
         self.state = _State.TOP
 
 
