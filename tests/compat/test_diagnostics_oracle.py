@@ -233,8 +233,7 @@ KNOWN: tuple[Known, ...] = (
           beside=r"^WARNING: line is \d+ bytes long", anywhere=True),
     # -- not aligned yet: xinetd's text, then pyxinetd's (the levels and places agree) ----
     *(Known(side, pattern, _NOT_YET) for side, pattern in (
-        ("xinetd", r"^WARNING: (Bad \S+ flag|"
-                   r"undefined environment variable)"),
+        ("xinetd", r"^WARNING: Bad \S+ flag"),
         ("xinetd", r"^ERROR: (Bad (socket type|value for wait)|Unknown syslog facility|"
                    r"(Number of|Address space|Data) .* is invalid|Error parsing: |"
                    r"bad address|failed to parse|port number is invalid|"
@@ -244,8 +243,7 @@ KNOWN: tuple[Known, ...] = (
         ("pyxinetd", r"^ERROR: service \S+: (bad (socket type|port number|limit|nice value|"
                      r"deny_time|service flag|syslog facility) |limit '\S+' is invalid|"
                      r"env string '[^']*' has no '='|redirect host '\S+' does not resolve)"),
-        ("pyxinetd", r"^WARNING: (service \S+: failed to parse "
-                     r"address|service \S+: undefined environment variable)"),
+        ("pyxinetd", r"^WARNING: service \S+: failed to parse address"),
     )),
 )
 

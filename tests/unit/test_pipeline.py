@@ -272,7 +272,7 @@ def test_environment(tmp_path: Path) -> None:
                        environ=env)
     assert config.services[0].environment == ("PATH=/x",)
     assert config.services[0].passenv == ("PATH",)   # as xinetd's dump lists it
-    assert any("undefined environment variable NOPE" in w for w in warnings(config))
+    assert any("undefined environment variable: NOPE (service " in w for w in warnings(config))
     (where,) = [d for d in config.diagnostics if "NOPE" in d.message]
     assert where.line == 10   # the passenv line, as xinetd says, not the service's header
     config = load_text(tmp_path, service_block("early") + "defaults\n{\n\tpassenv = HOME\n}\n",

@@ -336,8 +336,9 @@ def _environment(draft: Draft, ctx: FillContext, passenv: tuple[str, ...] | None
             if variable in ctx.environ:
                 base[variable] = ctx.environ[variable]
             elif warn:
-                ctx.sink.warning(*_passenv_line(draft, ctx, variable), f"service {draft.name}: "
-                                 f"undefined environment variable {variable} in passenv; skipped")
+                ctx.sink.warning(*_passenv_line(draft, ctx, variable), (
+                    f"undefined environment variable: {variable} (service {draft.name}: "
+                    "named in passenv; skipped)"))
     for setting in env:
         key, _, value = setting.partition("=")
         base.pop(key, None)
