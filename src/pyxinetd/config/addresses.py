@@ -44,6 +44,8 @@ class AddressParse:
     entries: tuple[AddressEntry, ...]
     # A warning to report (token dropped, or parsed in a surprising way).
     warning: str | None = None
+    # xinetd's words for it, where xinetd has a line for it.
+    words: str | None = None
 
 
 def _ipv4_numeric(token: str) -> ipaddress.IPv4Address | None:
@@ -178,7 +180,8 @@ def parse_address(token: str, networks: NetworkLookup) -> AddressParse:
     factorized = _factorized(token)
     if factorized is not None:
         return AddressParse(factorized)
-    return AddressParse((), f"failed to parse address {token}; it is ignored")
+    return AddressParse((), "not an address, a network or a host name; it is ignored",
+                        f"failed to parse {token}")
 
 
 def same_address(a: AddressEntry, b: AddressEntry) -> bool:

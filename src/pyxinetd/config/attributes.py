@@ -57,7 +57,7 @@ TABLE: dict[str, AttributeSpec] = {s.name: s for s in (
     _spec("disable", v.parse_yes_no),
     _spec("socket_type", v.parse_socket_type),
     _spec("protocol", v.parse_protocol),
-    _spec("wait", v.parse_yes_no),
+    _spec("wait", v.yes_no("wait")),
     _spec("port", v.parse_port),
     _spec("rpc_version", v.parse_rpc_version),
     _spec("rpc_number", v.parse_uint),
@@ -65,27 +65,27 @@ TABLE: dict[str, AttributeSpec] = {s.name: s for s in (
     _spec("server_args", v.parse_server_args, None),
     _spec("user", v.parse_user),
     _spec("group", v.parse_group),
-    _spec("groups", v.parse_yes_no, defaults=True),
+    _spec("groups", v.yes_no("groups"), defaults=True),
     _spec("umask", v.parse_umask, defaults=True),
     _spec("nice", v.parse_nice),
     _spec("env", v.parse_env, None, is_list=True, ops=frozenset({"=", "+="})),
     _spec("passenv", v.parse_names, None, is_list=True, ops=_LIST_OPS, defaults=True),
-    _spec("rlimit_as", v.parse_rlimit_size),
+    _spec("rlimit_as", v.rlimit_size("Address space")),
     _spec("rlimit_cpu", v.parse_rlimit_cpu),
-    _spec("rlimit_data", v.parse_rlimit_size),
-    _spec("rlimit_rss", v.parse_rlimit_size),
-    _spec("rlimit_stack", v.parse_rlimit_size),
-    _spec("rlimit_files", v.parse_rlimit_size),
+    _spec("rlimit_data", v.rlimit_size("Data")),
+    _spec("rlimit_rss", v.rlimit_size("RSS")),
+    _spec("rlimit_stack", v.rlimit_size("Stack")),
+    _spec("rlimit_files", v.rlimit_size("Max files")),
     _spec("redirect", nv.parse_redirect, 2),
     _spec("redirect_source", nv.parse_redirect_source),  # pyxinetd's own
     _spec("libwrap", v.parse_text),
     _spec("bind", nv.parse_bind, defaults=True),
-    _spec("v6only", v.parse_yes_no, defaults=True),
+    _spec("v6only", v.yes_no("v6only"), defaults=True),
     _spec("only_from", nv.parse_addresses, None, is_list=True, ops=_LIST_OPS, defaults=True),
     _spec("no_access", nv.parse_addresses, None, is_list=True, ops=_LIST_OPS, defaults=True),
     _spec("access_times", v.parse_access_times, None),
-    _spec("instances", v.parse_limit, defaults=True),
-    _spec("per_source", v.parse_limit, defaults=True),
+    _spec("instances", v.limit("instances"), defaults=True),
+    _spec("per_source", v.limit("per source instances"), defaults=True),
     _spec("cps", v.parse_cps, 2, defaults=True),
     _spec("max_load", v.parse_max_load, defaults=True),
     _spec("deny_time", v.parse_deny_time),
@@ -251,8 +251,10 @@ class Applier:
                 self._fail(draft, raw, exc)
             return _REJECTED
         finally:
-            for remark in self.ctx.remarks:
-                self.sink.warning(raw.file, raw.line, f"{draft.title()}: {remark}", raw.col)
+            for words, remark in self.ctx.remarks:
+                self.sink.warning(raw.file, raw.line, f"{draft.title()}: {remark}"
+                                  if words is None else v.xinetd_first(words, draft.title(), remark),
+                                  raw.col)
         return value
 
     def _fail(self, draft: Draft, raw: RawAttribute, problem: v.ValueProblem) -> None:

@@ -47,7 +47,7 @@ def parse_redirect(values: Values, ctx: ValueContext) -> tuple[str, int]:
             raise ValueProblem(f"bad redirect port {port_text!r}: expected a number or a tcp "
                                "service name from /etc/services")
         port = found
-    return _resolve_one(host, "redirect host"), port
+    return _resolve_one(host, "redirect host", "bad address"), port
 
 
 def parse_redirect_source(values: Values, ctx: ValueContext) -> str:
@@ -60,7 +60,7 @@ def parse_redirect_source(values: Values, ctx: ValueContext) -> str:
                            "IPv6 address") from None
 
 
-def _resolve_one(host: str, what: str) -> str:
+def _resolve_one(host: str, what: str, words: str | None = None) -> str:
     """A numeric address, or the first address of a host name: its first IPv4 one, as
     xinetd asks getaddrinfo for IPv4 unless the text holds a colon (a name with both
     reaches its target over IPv4); an IPv6-only name gets its first IPv6 address,
@@ -72,10 +72,12 @@ def _resolve_one(host: str, what: str) -> str:
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (OSError, ValueError) as exc:
-        raise ValueProblem(f"{what} {host!r} does not resolve: {exc}") from None
+        problem = f"{what} {host!r} does not resolve: {exc}"
+        raise (ValueProblem(problem) if words is None else ValueProblem(words, problem)) from None
     usable = [info for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
     if not usable:
-        raise ValueProblem(f"{what} {host!r} does not resolve")
+        problem = f"{what} {host!r} does not resolve"
+        raise ValueProblem(problem) if words is None else ValueProblem(words, problem)
     chosen = next((info for info in usable if info[0] == socket.AF_INET), usable[0])
     return str(chosen[4][0])
 
@@ -141,6 +143,6 @@ def parse_addresses(values: Values, ctx: ValueContext) -> tuple[AddressEntry, ..
         if isinstance(parsed, AddressError):
             raise ValueProblem(str(parsed))
         if parsed.warning:
-            ctx.remark(parsed.warning)
+            ctx.remark(parsed.warning, parsed.words)
         entries.extend(parsed.entries)
     return tuple(entries)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import resource
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pyxinetd.config.addresses import AddressError, AddressParse
@@ -76,15 +76,17 @@ def describe(problem: ValueProblem, title: str, consequence: str) -> str:
 @dataclass
 class ValueContext:
     lookups: Lookups
-    remarks: list[str] = field(default_factory=list)
+    # (xinetd's words or None, pyxinetd's text): see remark.
+    remarks: list[tuple[str | None, str]] = field(default_factory=list)
     # Parsed address tokens: the same lists recur in file after file.
     addresses: dict[str, AddressParse | AddressError] = field(default_factory=dict)
     # xinetd.conf takes numeric uids and gids; inetd.conf names only (its numbers are
     # refused before they get here), so its messages must not suggest a number.
     numeric_ids: bool = True
 
-    def remark(self, message: str) -> None:
-        self.remarks.append(message)
+    def remark(self, message: str, words: str | None = None) -> None:
+        """A warning about the value; with `words`, xinetd's for it, which start the line."""
+        self.remarks.append((words, message))
 
 
 @dataclass(frozen=True)
@@ -98,12 +100,16 @@ def _choices(words: Iterable[str]) -> str:
     return ", ".join(items[:-1]) + " or " + items[-1] if len(items) > 1 else items[0]
 
 
-def _enum(word: str, allowed: Iterable[str], what: str) -> str:
+def _enum(word: str, allowed: Iterable[str], what: str, words: str | None = None) -> str:
+    """`word` as spelt in `allowed` (any case); `words` are xinetd's for a bad one."""
     pool = list(allowed)
     for candidate in pool:
         if candidate.lower() == word.lower():
             return candidate
-    raise ValueProblem(f"bad {what} {word!r}: expected {_choices(pool)}{did_you_mean(word, pool)}")
+    expected = f"expected {_choices(pool)}{did_you_mean(word, pool)}"
+    if words is not None:
+        raise ValueProblem(words, expected)
+    raise ValueProblem(f"bad {what} {word!r}: {expected}")
 
 
 def unsigned(word: str) -> int | None:
@@ -111,18 +117,32 @@ def unsigned(word: str) -> int | None:
     return decimal(word[1:] if word[:1] == "+" else word)
 
 
-def _uint(word: str, what: str, maximum: int | None = None) -> int:
+def _uint(word: str, what: str, maximum: int | None = None, words: str | None = None) -> int:
+    """An unsigned number up to `maximum`; `words` are xinetd's for a bad one (the
+    reason names the word unless they do)."""
     value = unsigned(word)
-    if value is None:
-        raise ValueProblem(f"bad {what} {word!r}: expected a non-negative decimal number")
     limit = _ULONG_MAX if maximum is None else maximum
-    if value > limit:
-        raise ValueProblem(f"bad {what} {word!r}: expected a number from 0 to {limit}")
-    return value
+    if value is None:
+        expected = "expected a non-negative decimal number"
+    elif value > limit:
+        expected = f"expected a number from 0 to {limit}"
+    else:
+        return value
+    if words is None:
+        raise ValueProblem(f"bad {what} {word!r}: {expected}")
+    raise ValueProblem(words, expected if word in words else f"{word!r}: {expected}")
 
 
 def parse_yes_no(values: Values, ctx: ValueContext) -> bool:
     return _enum(values[0], ("yes", "no"), "yes/no value") == "yes"
+
+
+def yes_no(name: str) -> Callable[[Values, ValueContext], bool]:
+    """The parser of a yes/no attribute xinetd names in its message (`wait`, ...)."""
+    def parse(values: Values, ctx: ValueContext) -> bool:
+        return _enum(values[0], ("yes", "no"), "yes/no value",
+                     f"Bad value for {name}: {values[0]}") == "yes"
+    return parse
 
 
 def parse_text(values: Values, ctx: ValueContext) -> str:
@@ -132,17 +152,20 @@ def parse_text(values: Values, ctx: ValueContext) -> str:
 def parse_types(values: Values, ctx: ValueContext) -> frozenset[str]:
     if not values:
         raise ValueProblem(f"type needs at least one of {_choices(SERVICE_TYPES)}")
-    return frozenset(_enum(v, SERVICE_TYPES, "service type") for v in values)
+    return frozenset(_enum(v, SERVICE_TYPES, "service type", f"Bad service type: {v}")
+                     for v in values)
 
 
 def parse_flags(values: Values, ctx: ValueContext) -> frozenset[str]:
     if not values:   # xinetd: "attribute flags expects at least 1 value"
         raise ValueProblem(f"flags needs at least one of {_choices(SERVICE_FLAGS)}")
-    return frozenset(_enum(v, SERVICE_FLAGS, "service flag") for v in values)
+    return frozenset(_enum(v, SERVICE_FLAGS, "service flag", f"Bad service flag: {v}")
+                     for v in values)
 
 
 def parse_socket_type(values: Values, ctx: ValueContext) -> SocketType:
-    return SocketType(_enum(values[0], [s.value for s in SocketType], "socket type"))
+    return SocketType(_enum(values[0], [s.value for s in SocketType], "socket type",
+                            f"Bad socket type: {values[0]}"))
 
 
 def parse_protocol(values: Values, ctx: ValueContext) -> tuple[str, int]:
@@ -154,7 +177,7 @@ def parse_protocol(values: Values, ctx: ValueContext) -> tuple[str, int]:
 
 
 def parse_port(values: Values, ctx: ValueContext) -> int:
-    return _uint(values[0], "port number", 65535)
+    return _uint(values[0], "port number", 65535, "port number is invalid")
 
 
 def parse_rpc_version(values: Values, ctx: ValueContext) -> tuple[int, int]:
@@ -234,16 +257,16 @@ def parse_nice(values: Values, ctx: ValueContext) -> int:
     word = values[0]
     magnitude = decimal(word[1:] if word[:1] in "+-" else word)
     if magnitude is None:
-        raise ValueProblem(f"bad nice value {word!r}: expected a signed decimal number")
+        raise ValueProblem(f"Error parsing: {word}", "expected a signed decimal number")
     if magnitude > _LONG_MAX:
-        raise ValueProblem(f"bad nice value {word!r}: out of range (-20 to 19 are useful)")
+        raise ValueProblem(f"Error parsing: {word}", "out of range (-20 to 19 are useful)")
     return -magnitude if word[:1] == "-" else magnitude
 
 
 def parse_env(values: Values, ctx: ValueContext) -> Values:
     for value in values:
         if "=" not in value:
-            raise ValueProblem(f"env string {value!r} has no '=': expected NAME=value")
+            raise ValueProblem(f"{value} has no '='", "expected NAME=value")
         if value.startswith("="):
             # xinetd accepts it; no server could read a variable without a name.
             ctx.remark(f"env string {value!r} has no variable name before '='; it is not "
@@ -255,7 +278,7 @@ def parse_names(values: Values, ctx: ValueContext) -> Values:
     return values
 
 
-def _size(word: str, what: str, suffixes: bool = True) -> int:
+def _size(word: str, what: str, suffixes: bool = True, words: str | None = None) -> int:
     multiplier = 1
     number = word
     if suffixes and word[-1:] in ("k", "K"):
@@ -265,28 +288,36 @@ def _size(word: str, what: str, suffixes: bool = True) -> int:
     value = unsigned(number)
     if value is None:
         expected = "a number with an optional k or m suffix" if suffixes else "a number"
+        if words is not None:
+            raise ValueProblem(words, f"expected {expected}")
         raise ValueProblem(f"{what} {word!r} is invalid: expected {expected}")
     if value * multiplier > _ULONG_MAX:
+        if words is not None:
+            raise ValueProblem(words, f"more than {_ULONG_MAX}")
         raise ValueProblem(f"{what} {word!r} is invalid: more than {_ULONG_MAX}")
     return value * multiplier
 
 
-def _rlimit(values: Values, suffixes: bool) -> int | None:
+def _rlimit(values: Values, suffixes: bool, words: str | None = None) -> int | None:
     if values[0].upper() == "UNLIMITED":
         return resource.RLIM_INFINITY
-    value = _size(values[0], "limit", suffixes)
+    value = _size(values[0], "limit", suffixes,
+                  None if words is None else f"{words} limit is invalid: {values[0]}")
     if value > _LONG_MAX:
         # Beyond what setrlimit can be handed from Python, and no smaller in effect.
         return resource.RLIM_INFINITY
     return value or None  # 0 means "not set"
 
 
-def parse_rlimit_size(values: Values, ctx: ValueContext) -> int | None:
-    return _rlimit(values, True)
-
-
 def parse_rlimit_cpu(values: Values, ctx: ValueContext) -> int | None:
-    return _rlimit(values, False)
+    return _rlimit(values, False, "CPU")
+
+
+def rlimit_size(words: str) -> Callable[[Values, ValueContext], int | None]:
+    """The parser of a size limit xinetd calls `WORDS limit` (`Data`, ...)."""
+    def parse(values: Values, ctx: ValueContext) -> int | None:
+        return _rlimit(values, True, words)
+    return parse
 
 
 def _clock(text: str, interval: str) -> int:
@@ -323,10 +354,14 @@ def parse_access_times(values: Values, ctx: ValueContext) -> tuple[TimeWindow, .
     return tuple(windows)
 
 
-def parse_limit(values: Values, ctx: ValueContext) -> int | None:
-    if values[0].upper() == "UNLIMITED":
-        return None
-    return _uint(values[0], "limit (expected a number or UNLIMITED)", _INT_MAX)
+def limit(words: str) -> Callable[[Values, ValueContext], int | None]:
+    """The parser of a number-or-UNLIMITED xinetd calls `Number of WORDS`."""
+    def parse(values: Values, ctx: ValueContext) -> int | None:
+        if values[0].upper() == "UNLIMITED":
+            return None
+        return _uint(values[0], "limit", _INT_MAX,
+                     f"Number of {words} is invalid: {values[0]}")
+    return parse
 
 
 def parse_cps(values: Values, ctx: ValueContext) -> tuple[int, int]:
@@ -349,7 +384,7 @@ def parse_deny_time(values: Values, ctx: ValueContext) -> int:
         return -1
     if word == "NEVER":
         return 0
-    return _uint(values[0], "deny_time (expected minutes, FOREVER or NEVER)", _LONG_MAX)
+    return _uint(values[0], "deny_time", _LONG_MAX, f"Error parsing: {values[0]}")
 
 
 def parse_log_type(values: Values, ctx: ValueContext) -> LogTarget:
@@ -359,8 +394,10 @@ def parse_log_type(values: Values, ctx: ValueContext) -> LogTarget:
     if kind == "SYSLOG":
         if not 2 <= len(values) <= 3:
             raise ValueProblem("wrong number of arguments: expected SYSLOG facility [level]")
-        facility = _enum(values[1], SYSLOG_FACILITIES, "syslog facility")
-        level = _enum(values[2], SYSLOG_LEVELS, "syslog level") if len(values) == 3 else "info"
+        facility = _enum(values[1], SYSLOG_FACILITIES, "syslog facility",
+                         f"Unknown syslog facility: {values[1]}")
+        level = (_enum(values[2], SYSLOG_LEVELS, "syslog level",
+                       f"Unknown syslog level: {values[2]}") if len(values) == 3 else "info")
         return SyslogTarget(facility, level)
     if kind == "FILE":
         if not 2 <= len(values) <= 4:
@@ -380,9 +417,9 @@ def _log_flags(values: Values, allowed: tuple[str, ...], what: str) -> frozenset
     flags = []
     for value in values:
         if value.upper() == "RECORD" and what == "log_on_failure":
-            raise ValueProblem("bad log_on_failure flag 'RECORD': it no longer exists; "
-                               f"expected {_choices(allowed)}")
-        flags.append(_enum(value, allowed, f"{what} flag"))
+            raise ValueProblem("Bad log_on_failure flag: RECORD",
+                               f"it no longer exists; expected {_choices(allowed)}")
+        flags.append(_enum(value, allowed, f"{what} flag", f"Bad {what} flag: {value}"))
     return frozenset(flags)
 
 
