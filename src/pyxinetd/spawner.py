@@ -63,7 +63,7 @@ from pyxinetd.spawnrequest import RLIMIT_RESOURCES as RLIMIT_RESOURCES
 from pyxinetd.spawnrequest import Credentials as Credentials
 from pyxinetd.spawnrequest import SpawnRequest as SpawnRequest
 from pyxinetd.spawnrequest import build_request as build_request
-from pyxinetd.spawnrequest import encoded, replaced_by
+from pyxinetd.spawnrequest import TWIST_FLAG, encoded, replaced_by
 from pyxinetd.spawnpaths import FallbackPaths, spawn_error
 
 # Signals the C-level fork path resets itself (restore_signals); any other signal the
@@ -141,6 +141,12 @@ class Spawner(FallbackPaths):
                 # encoded the first time this service was spawned.
                 plan = self._plans.get(id(service))
                 if plan is None or plan.service is not service or plan.as_root is not as_root:
+                    if TWIST_FLAG in service.flags:
+                        # Made for this one connection (no plan to keep), and its
+                        # environment has no REMOTE_HOST to append.
+                        return self.run_native(build_request(
+                            service, sock.fileno(), remote_host, as_root=as_root,
+                            posix=self._os, stderr_fd=stderr_fd))
                     plan = self._native_plan(service, as_root)
                 return self._run_plan(plan, sock.fileno(), remote_host, peer_env, stderr_fd)
         request = build_request(service, sock.fileno(), remote_host, as_root=as_root,
@@ -203,8 +209,9 @@ class Spawner(FallbackPaths):
         creds = req.credentials
         limits = [("files", resource.RLIMIT_NOFILE, req.nofile)] if req.nofile else []
         limits += [(name, res, (value, value)) for name, res, value in req.rlimits]
-        # build_request puts REMOTE_HOST last; the rest is fixed per service.
-        env = encoded(req.env[:-1]) + (os.fsencode(req.env[-1]),)
+        # build_request puts REMOTE_HOST last; the rest is fixed per service (a twist
+        # command's environment may be empty).
+        env = encoded(req.env[:-1]) + tuple(map(os.fsencode, req.env[-1:]))
         try:
             return self._os.native_spawn(
                 os.fsencode(req.path), encoded(req.argv), env, fd=req.fd,

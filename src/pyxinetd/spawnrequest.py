@@ -22,6 +22,11 @@ from pyxinetd.posix import Posix
 
 _Text = TypeVar("_Text", str, bytes)
 
+# Marks a service that gate.prepare made of a `twist` command (never a config word:
+# those are upper case): libwrap execs the command with the checking process's own
+# environment, so it gets no REMOTE_HOST (and no PEERENV variables) from the spawner.
+TWIST_FLAG = "twist"
+
 # A nice increment beyond the width of the priority range (-20..19) does no more than
 # one of this size; xinetd hands any number to nice(2), which clamps.
 NICE_SPAN = 40
@@ -52,7 +57,7 @@ class SpawnRequest:
     service_id: str
     path: str
     argv: tuple[str, ...]
-    env: tuple[str, ...]                      # NAME=value, REMOTE_HOST included
+    env: tuple[str, ...]                      # NAME=value, REMOTE_HOST last (not twist)
     fd: int
     credentials: Credentials | None
     umask: int | None
@@ -84,8 +89,11 @@ def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root:
     base = service.environment
     if base is None:
         base = tuple(f"{k}={v}" for k, v in os.environ.items())
-    env = (replaced_by(_server_environment(base), peer_env) + peer_env
-           + (f"REMOTE_HOST={remote_host}",))
+    if TWIST_FLAG in service.flags:
+        env = base      # exactly what the access check gave it
+    else:
+        env = (replaced_by(_server_environment(base), peer_env) + peer_env
+               + (f"REMOTE_HOST={remote_host}",))
 
     credentials = None
     if as_root and (service.user is not None or service.group is not None):

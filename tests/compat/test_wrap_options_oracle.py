@@ -11,13 +11,14 @@ commands wrote) and line for line (refusal lines, FAIL lines, libwrap's messages
 
 Known differences left out here (docs/compatibility.md): xinetd forks before checking
 (START/EXIT around a refusal), `setenv` reaches ordinary servers, `user` takes effect,
-a twist command gets `REMOTE_HOST`, `%p`/`%r` differ from run to run, and libwrap's
-lines go to the program log instead of syslog (compared after moving them).
+`%p`/`%r` differ from run to run, and libwrap's lines go to the program log instead of
+syslog (compared after moving them).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -71,7 +72,8 @@ SERVICES = (
                           "\tport = {port:sday}\n", "INTERNAL UNLISTED")
     + _service("udgram", "\tsocket_type = dgram\n\twait = yes\n\tuser = root\n"
                          "\tserver = {dir}/probe\n\tlibwrap = udp.served\n"
-                         "\tport = {port:udgram}\n\tenv = PROBE_OUT=/mnt/out-udgram\n"))
+                         "\tport = {port:udgram}\n\tenv = PROBE_OUT=/mnt/out-udgram\n")
+    + _stream("twenv", "in.probe", "\tlibwrap = in.twenv\n\tenv = SVC=1\n"))
 
 ALLOW = (
     # %r and %p differ from run to run.
@@ -96,7 +98,9 @@ ALLOW = (
     # there (libwrap's "resident process"), once the daemon has checked one request
     # itself (the time request); the first would replace the daemon.
     "time: ALL: deny\n"
-    "daytime: ALL: twist echo no\n")
+    "daytime: ALL: twist echo no\n"
+    # The command's environment: the daemon's, plus the rule's setenv pairs.
+    "in.twenv: ALL: setenv FOO bar: twist env | LC_ALL=C sort\n")
 DENY = "udp.probe: ALL: severity warning\nin.crit: ALL: severity crit\n"
 
 CASE = {
@@ -106,7 +110,10 @@ CASE = {
     "requests": [{"port": "probe"}, {"port": "inprobe"}, {"port": "echo"},
                  {"port": "redir"}, {"port": "uprobe", "proto": "udp"}, {"port": "crit"},
                  {"port": "err"}, {"port": "lazy"}, {"port": "bad"}, {"port": "nia"}, {"port": "nobody"},
-                 {"port": "udgram", "proto": "udp"}, {"port": "stime"}, {"port": "sday"}],
+                 {"port": "udgram", "proto": "udp"}, {"port": "twenv"},
+                 # Last: from the first check xinetd makes itself, libwrap refuses
+                 # every twist, in the daemon and in the children it forks after.
+                 {"port": "stime"}, {"port": "sday"}],
 }
 
 
@@ -129,6 +136,12 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], d
     (root / "x").mkdir()
     (root / "p").mkdir()
     return (run(root / "x", xinetd), run(root / "p", sys.executable, "-m", "pyxinetd"))
+
+
+def answer(result: dict[str, Any], port: str) -> str:
+    """What the client of the request to `port` received."""
+    index = [request["port"] for request in CASE["requests"]].index(port)
+    return str(result["answers"][index])
 
 
 def refusals(program: str) -> list[str]:
@@ -167,6 +180,9 @@ def test_clients_receive_the_same_bytes(
     assert inprobe.startswith("uid=0 gid=0 umask=0027 nice=7 ")
     assert echo == "tw echo yes  bar\n"
     assert redir.startswith("dos redir\r\r\nunix 127.0.0.1\r\nuid=0 gid=0 umask=0027 nice=7")
+    # The daemon's environment and the setenv pair: no REMOTE_HOST, nothing of `env`.
+    assert answer(xinetd, "twenv") == ("FOO=bar\nOUTER=yes\nPATH=/usr/bin:/bin\nPWD=/\n"
+                                       f"PYTHONPATH={os.environ.get('PYTHONPATH', '')}\n")
 
 
 def test_spawn_expansions_are_the_same(

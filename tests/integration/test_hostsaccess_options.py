@@ -86,6 +86,19 @@ def test_twist_runs_with_the_daemons_environment(
     daemon.wait_for_log(r"INFO: twist 127.0.0.1 to env\n")
 
 
+def test_twist_gets_no_remote_host_or_peer_variables(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # xinetd adds REMOTE_HOST only when it execs a server; the twist command keeps the
+    # daemon's own value, if it has one, and gets nothing of the connection.
+    monkeypatch.setenv("REMOTE_HOST", "daemons-own")
+    _, port = start(daemons, tmp_path, monkeypatch, "in.probe: ALL: twist env\n",
+                    extra="\tflags = PEERENV\n")
+    lines = fetch(port).splitlines()
+    assert [line for line in lines if line.startswith("REMOTE_")] == [
+        "REMOTE_HOST=daemons-own"]
+    assert not [line for line in lines if line.startswith(("TCP", "PROTO="))]
+
+
 def test_setenv_reaches_an_ordinary_server(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # xinetd drops it (it execs the server with the service's environment); pyxinetd

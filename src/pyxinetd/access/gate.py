@@ -34,6 +34,8 @@ from pyxinetd.config.model import ServiceConfig
 from pyxinetd.files import read_regular
 from pyxinetd.log import Level, ProgramLog
 from pyxinetd.loop import Loop
+from pyxinetd.peerenv import PEERENV_FLAG
+from pyxinetd.spawnrequest import TWIST_FLAG
 
 REASON_ADDRESS = "address"
 REASON_LIBWRAP = "libwrap"
@@ -307,7 +309,9 @@ class AccessGate:
             self.program.log(level, "twist_option",
                              f"twist {decision.twist_client or peer} to {decision.twist}")
             # libwrap execs the command from the process that checked, whose environment
-            # is the daemon's own (plus `setenv`), not the service's env/passenv.
+            # is the daemon's own plus `setenv`: not the service's env/passenv, and
+            # neither REMOTE_HOST nor the PEERENV variables (TWIST_FLAG tells the
+            # spawner), which xinetd adds only when it execs a server.
             names = {n for n, _ in decision.setenv}
             environment = [f"{n}={v}" for n, v in os.environ.items() if n not in names]
             environment += [f"{n}={v}" for n, v in decision.setenv]
@@ -315,7 +319,8 @@ class AccessGate:
             # have written banner_success.
             changes.update(server="/bin/sh", server_argv=("sh", "-c", decision.twist),
                            environment=tuple(environment), types=frozenset({"UNLISTED"}),
-                           redirect=None, banner_success=None)
+                           redirect=None, banner_success=None,
+                           flags=(svc.flags - {PEERENV_FLAG}) | {TWIST_FLAG})
         if decision.nice is not None:
             # nice(2) is relative: the option adds to the service's own `nice`.
             changes["nice"] = (svc.nice or 0) + decision.nice
