@@ -73,7 +73,8 @@ SERVICES = (
     + _service("udgram", "\tsocket_type = dgram\n\twait = yes\n\tuser = root\n"
                          "\tserver = {dir}/probe\n\tlibwrap = udp.served\n"
                          "\tport = {port:udgram}\n\tenv = PROBE_OUT=/mnt/out-udgram\n")
-    + _stream("twenv", "in.probe", "\tlibwrap = in.twenv\n\tenv = SVC=1\n"))
+    + _stream("twenv", "in.probe", "\tlibwrap = in.twenv\n\tenv = SVC=1\n")
+    + _stream("nicesp", "in.probe", "\tlibwrap = in.nicesp\n\tnice = 3\n"))
 
 ALLOW = (
     # %r and %p differ from run to run.
@@ -100,7 +101,10 @@ ALLOW = (
     "time: ALL: deny\n"
     "daytime: ALL: twist echo no\n"
     # The command's environment: the daemon's, plus the rule's setenv pairs.
-    "in.twenv: ALL: setenv FOO bar: twist env | LC_ALL=C sort\n")
+    "in.twenv: ALL: setenv FOO bar: twist env | LC_ALL=C sort\n"
+    # Commands run at the service's nice value, plus the rule's `nice` before them.
+    "in.nicesp: ALL: spawn nice > /mnt/out6: nice 2: nice 1: spawn nice > /mnt/out7:"
+    " aclexec nice > /mnt/out8\n")
 DENY = "udp.probe: ALL: severity warning\nin.crit: ALL: severity crit\n"
 
 CASE = {
@@ -111,6 +115,7 @@ CASE = {
                  {"port": "redir"}, {"port": "uprobe", "proto": "udp"}, {"port": "crit"},
                  {"port": "err"}, {"port": "lazy"}, {"port": "bad"}, {"port": "nia"}, {"port": "nobody"},
                  {"port": "udgram", "proto": "udp"}, {"port": "twenv"},
+                 {"port": "nicesp"},
                  # Last: from the first check xinetd makes itself, libwrap refuses
                  # every twist, in the daemon and in the children it forks after.
                  {"port": "stime"}, {"port": "sday"}],
@@ -179,6 +184,8 @@ def test_clients_receive_the_same_bytes(
     assert "SVC=1\n" in probe
     assert inprobe.startswith("uid=0 gid=0 umask=0027 nice=7 ")
     assert echo == "tw echo yes  bar\n"
+    # Two `nice` options add up, to the service's own.
+    assert answer(xinetd, "nicesp").startswith("uid=0 gid=0 umask=0022 nice=6 ")
     assert redir.startswith("dos redir\r\r\nunix 127.0.0.1\r\nuid=0 gid=0 umask=0027 nice=7")
     # The daemon's environment and the setenv pair: no REMOTE_HOST, nothing of `env`.
     assert answer(xinetd, "twenv") == ("FOO=bar\nOUTER=yes\nPATH=/usr/bin:/bin\nPWD=/\n"
@@ -195,6 +202,9 @@ def test_spawn_expansions_are_the_same(
     assert xinetd["outs"]["out4"].startswith("uid=65534(nobody) ")
     assert xinetd["outs"]["out4"].endswith("\n0077\none\n")
     assert xinetd["outs"]["out5"] == "two\n"
+    # The service's nice (3), then the rule's `nice` options before the command.
+    assert [xinetd["outs"][name] for name in ("out6", "out7", "out8")] == [
+        "3\n", "6\n", "6\n"]
     words = xinetd["outs"]["out1"].split()
     # %h %c before the %n: the address; after it: the name (when the host has one).
     assert words[:3] == ["127.0.0.1", "127.0.0.1", "127.0.0.1"]

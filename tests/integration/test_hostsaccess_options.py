@@ -72,6 +72,20 @@ def test_nice_option_adds_to_the_services_nice(
     assert first == f"nice={min(own + 7, 19)} umask=0027"
 
 
+def test_spawn_and_aclexec_run_at_the_services_nice_plus_the_options_before_them(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # xinetd's child applies the service's nice before libwrap runs the commands; each
+    # `nice` option adds to it for the commands after it.
+    own = os.nice(0)
+    _, port = start(daemons, tmp_path, monkeypatch,
+                    f"in.probe: ALL: spawn nice > {tmp_path}/out1: nice 2: nice 1:"
+                    f" spawn nice > {tmp_path}/out2: aclexec nice > {tmp_path}/out3\n",
+                    extra="\tnice = 3\n")
+    fetch(port)
+    assert [spawned(tmp_path / name) for name in ("out1", "out2", "out3")] == [
+        f"{min(own + 3, 19)}\n", f"{min(own + 6, 19)}\n", f"{min(own + 6, 19)}\n"]
+
+
 def test_twist_runs_with_the_daemons_environment(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYX_OUTER_MARK", "outer")

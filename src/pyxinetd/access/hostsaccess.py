@@ -37,10 +37,12 @@ Access = Literal["granted", "denied", "delegated"]
 @dataclass(frozen=True)
 class CommandSetup:
     """What a spawn or aclexec command inherits from the options before it: libwrap
-    runs it from the process those options changed (`setenv` pairs, `umask`)."""
+    runs it from the process those options changed (`setenv` pairs, `umask`, and the
+    `nice` increments, which add up as nice(2) calls do)."""
 
     setenv: tuple[tuple[str, str], ...] = ()
     umask: int | None = None
+    nice: int = 0
 
 
 NO_SETUP = CommandSetup()
@@ -91,6 +93,7 @@ def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decisio
     commands: list[tuple[str, str, CommandSetup]] = []
     setenv: list[tuple[str, str]] = []
     access: Access = file_access
+    niced = 0
     for option in rule.options:
         if option.error is not None:
             trace.append(f"error: {option.error}")
@@ -116,7 +119,7 @@ def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decisio
         elif key in ("spawn", "aclexec") and value is not None:
             umask = fields.get("umask")
             commands.append((key, value, CommandSetup(
-                tuple(setenv), umask if isinstance(umask, int) else None)))
+                tuple(setenv), umask if isinstance(umask, int) else None, niced)))
         elif key == "setenv" and value is not None:
             pair = setenv_pair(value)
             if pair is None:    # a `%` expansion put `=` in the name
@@ -129,7 +132,9 @@ def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decisio
         elif key == "banners":
             fields["banners"] = value
         elif key == "nice":
-            fields["nice"] = int(value) if value is not None else 10
+            # Each one is a nice(2) call in libwrap: they add up.
+            niced += int(value) if value is not None else 10
+            fields["nice"] = niced
         elif key == "umask" and value is not None:
             fields["umask"] = umask_value(value)
         elif key == "user":

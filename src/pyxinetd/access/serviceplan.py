@@ -38,6 +38,9 @@ class ServicePlan:
     gid: int | None
     groups: tuple[int, ...] | None
     umask: int | None
+    # Their nice increment: the service's `nice`, which xinetd's child has applied
+    # before it checks (none where the daemon checks itself, the resident case).
+    nice: int
 
 
 def daemon_name(svc: ServiceConfig) -> str:
@@ -69,7 +72,8 @@ def credentials(svc: ServiceConfig) -> tuple[int | None, int | None, tuple[int, 
 
 def command_context(plan: ServicePlan, setup: CommandSetup) -> ShellContext:
     return ShellContext(plan.uid, plan.gid, plan.groups,
-                        plan.umask if setup.umask is None else setup.umask, setup.setenv)
+                        plan.umask if setup.umask is None else setup.umask, setup.setenv,
+                        plan.nice + setup.nice)
 
 
 def resident(svc: ServiceConfig) -> bool:
@@ -87,5 +91,7 @@ def wraps(svc: ServiceConfig) -> bool:
 
 def plan_for(svc: ServiceConfig) -> ServicePlan:
     uid, gid, groups = credentials(svc)
+    inside = resident(svc)
     return ServicePlan(lists.has_lists(svc), lists.needs_names(svc), wraps(svc),
-                       daemon_name(svc), resident(svc), uid, gid, groups, svc.umask)
+                       daemon_name(svc), inside, uid, gid, groups, svc.umask,
+                       0 if inside else svc.nice or 0)
