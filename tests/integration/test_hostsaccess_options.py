@@ -199,6 +199,20 @@ def test_banner_newlines_become_crlf_even_after_a_cr(
     assert fetch(port) == "dos in.probe\r\r\nunix\r\nlastserved\n"
 
 
+def test_a_banner_is_expanded_where_its_option_stands(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # libwrap sends the banner while it processes the options: the `%n` after it has
+    # not looked the name up yet, so the banner's `%h` is the address.
+    folder = tmp_path / "banners"
+    folder.mkdir()
+    (folder / "in.probe").write_text("before %h\n")
+    _, port = start(daemons, tmp_path, monkeypatch,
+                    f"in.probe: ALL: banners {folder}: twist echo %n %h\n")
+    name = expected_name("127.0.0.1")
+    after = "127.0.0.1" if name in ("unknown", "paranoid") else name
+    assert fetch(port) == f"before 127.0.0.1\r\n{name} {after}\n"
+
+
 def test_option_errors_name_the_files_path(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     daemon, port = start(daemons, tmp_path, monkeypatch,

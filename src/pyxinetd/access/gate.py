@@ -274,7 +274,7 @@ class AccessGate:
         if decision.banners and conn is not None:
             # Sent while the options are processed, as libwrap does: a refusing rule's
             # banner reaches the client too (before banner_fail).
-            self._banner(plan, decision.banners, request, conn)
+            self._banner(plan, decision.banners, decision.banner_request or request, conn)
         if decision.access == "denied":
             level = SEVERITY_LEVELS.get(decision.severity or "info", Level.INFO)
             # xinetd's function name: shown on CRITICAL lines (`severity crit`).

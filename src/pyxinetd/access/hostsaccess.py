@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from pyxinetd.access.hostsoptions import OPTIONS, expand, setenv_pair, umask_value
-from pyxinetd.access.hostspatterns import Lookups, Request, client_match, daemon_match, \
+from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, client_match, daemon_match, \
     list_match
 # The tables are read and kept by their own module; their names stay importable here.
 from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables, Rule, \
@@ -58,6 +58,9 @@ class Decision:
     twist: str | None = None
     setenv: tuple[tuple[str, str], ...] = ()
     banners: str | None = None
+    # The request as it stood at the `banners` option: libwrap expands the file there,
+    # so a `%h` before the option that looks the name up shows the address.
+    banner_request: Request | None = None
     nice: int | None = None
     umask: int | None = None
     uid: int | None = None
@@ -131,6 +134,7 @@ def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decisio
             fields["severity"] = option.level
         elif key == "banners":
             fields["banners"] = value
+            fields["banner_request"] = _as_now(request)
         elif key == "nice":
             # Each one is a nice(2) call in libwrap: they add up.
             niced += int(value) if value is not None else 10
@@ -160,6 +164,14 @@ def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decisio
                     spawn=tuple(c for _, c, _ in spawned),
                     spawn_setup=tuple(setup for _, _, setup in spawned),
                     aclexec=deciding, **fields)  # type: ignore[arg-type]
+
+
+def _as_now(request: Request) -> Request:
+    """A copy of `request` whose endpoints keep what has been looked up so far (the
+    original goes on with the options after this one)."""
+    def endpoint(end: Endpoint) -> Endpoint:
+        return replace(end, _looked=[end._looked[0]])
+    return replace(request, client=endpoint(request.client), server=endpoint(request.server))
 
 
 def _refused(rule: Rule, trace: list[str],
