@@ -75,7 +75,8 @@ SERVICES = (
                          "\tport = {port:udgram}\n\tenv = PROBE_OUT=/mnt/out-udgram\n")
     + _stream("twenv", "in.probe", "\tlibwrap = in.twenv\n\tenv = SVC=1\n")
     + _stream("nicesp", "in.probe", "\tlibwrap = in.nicesp\n\tnice = 3\n")
-    + _stream("bann", "in.probe", "\tlibwrap = in.bann\n"))
+    + _stream("bann", "in.probe", "\tlibwrap = in.bann\n")
+    + _stream("bann2", "in.probe", "\tlibwrap = in.bann2\n"))
 
 ALLOW = (
     # %r and %p differ from run to run.
@@ -107,18 +108,21 @@ ALLOW = (
     "in.nicesp: ALL: spawn nice > /mnt/out6: nice 2: nice 1: spawn nice > /mnt/out7:"
     " aclexec nice > /mnt/out8\n"
     # The banner is expanded where its option stands: %h before the %n shows the address.
-    "in.bann: ALL: banners /mnt/banners: spawn echo %n > /mnt/out10\n")
+    "in.bann: ALL: banners /mnt/banners: spawn echo %n > /mnt/out10\n"
+    # A %n in the banner looks the name up, for the rest of the banner too.
+    "in.bann2: ALL: banners /mnt/banners\n")
 DENY = "udp.probe: ALL: severity warning\nin.crit: ALL: severity crit\n"
 
 CASE = {
     "allow": ALLOW, "deny": DENY, "services": SERVICES,
     "banners": {"redir": "dos %d\r\nunix %h\n", "ok": "SUCCESS\n",
-                "in.bann": "host %h\n"},
+                "in.bann": "host %h\n", "in.bann2": "name %n then %h\n"},
     "etc": {"netgroup": "grp (localhost,,) (127.0.0.1,,)\n"},
     "requests": [{"port": "probe"}, {"port": "inprobe"}, {"port": "echo"},
                  {"port": "redir"}, {"port": "uprobe", "proto": "udp"}, {"port": "crit"},
                  {"port": "err"}, {"port": "lazy"}, {"port": "bad"}, {"port": "nia"}, {"port": "nobody"},
-                 {"port": "udgram", "proto": "udp"}, {"port": "twenv"}, {"port": "nicesp"}, {"port": "bann"},
+                 {"port": "udgram", "proto": "udp"}, {"port": "twenv"},
+                 {"port": "nicesp"}, {"port": "bann"}, {"port": "bann2"},
                  # Last: from the first check xinetd makes itself, libwrap refuses
                  # every twist, in the daemon and in the children it forks after.
                  {"port": "stime"}, {"port": "sday"}],
@@ -189,6 +193,7 @@ def test_clients_receive_the_same_bytes(
     assert echo == "tw echo yes  bar\n"
     # The banner went out at its option: the %n after it had not looked the name up.
     assert answer(xinetd, "bann").startswith("host 127.0.0.1\r\nuid=0 ")
+    assert answer(xinetd, "bann2").startswith("name localhost then localhost\r\nuid=0 ")
     # Two `nice` options add up, to the service's own.
     assert answer(xinetd, "nicesp").startswith("uid=0 gid=0 umask=0022 nice=6 ")
     assert redir.startswith("dos redir\r\r\nunix 127.0.0.1\r\nuid=0 gid=0 umask=0027 nice=7")

@@ -213,6 +213,19 @@ def test_a_banner_is_expanded_where_its_option_stands(
     assert fetch(port) == f"before 127.0.0.1\r\n{name} {after}\n"
 
 
+def test_a_banners_n_looks_the_name_up(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nothing in the tables needs the name, but the banner file asks for it.
+    folder = tmp_path / "banners"
+    folder.mkdir()
+    (folder / "in.probe").write_text("name %n then %h\n")
+    _, port = start(daemons, tmp_path, monkeypatch,
+                    f"in.probe: ALL: banners {folder}: twist echo %h\n")
+    name = expected_name("127.0.0.1")
+    host = "127.0.0.1" if name in ("unknown", "paranoid") else name
+    assert fetch(port) == f"name {name} then {host}\r\n{host}\n"
+
+
 def test_option_errors_name_the_files_path(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     daemon, port = start(daemons, tmp_path, monkeypatch,

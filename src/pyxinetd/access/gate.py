@@ -10,8 +10,9 @@ endpoints (getsockname/getpeername) are read only when a rule can use them (`dae
 patterns, `%A %H %N %R %r %s`, banners). A datagram request has no connection: its
 dispatcher passes a `Datagram` (the service socket and the sender's address) instead. A request is decided at once unless it needs
 something the loop must not wait for; then `check` answers None and `wait` parks it:
-- host names (the client's, or the server's for `daemon@host` patterns and `%N`), looked
-  up by the resolver helper (pyxinetd.access.resolver) with a deadline each;
+- host names (the client's, or the server's for `daemon@host` patterns and `%N`, also
+  when the matched rule's banner file asks for them), looked up by the resolver
+  helper (pyxinetd.access.resolver) with a deadline each;
 - an `aclexec` check of the matched rule: the helper runs the commands and the exit
   status decides, within `aclexec_timeout` seconds (then the check is killed and counts
   as failed: the rule does not apply, exactly as a non-zero status).
@@ -178,7 +179,7 @@ class AccessGate:
         if isinstance(outcome, Verdict):
             return outcome
         decision, request = outcome
-        if decision.aclexec:
+        if decision.aclexec or any(self._banner_wants(plan, decision, peer, ends, conn)):
             return None
         self._start(plan, decision)
         return self._verdict(svc, plan, peer, decision, request, conn)
@@ -191,6 +192,15 @@ class AccessGate:
         wrap = self._wrap(plan)
         ends = self._ends(svc, wrap, conn, datagram)
         want_client, want_server = self._wants(plan, wrap, peer, ends)
+        if wrap and conn is not None and self.tables.endpoints \
+                and not (want_client and want_server):
+            # A banner file's %n/%N looks the name up in libwrap: known only once the
+            # rule that sends it has been found (rare: banners with those letters).
+            decision = self._decide(plan, peer, ends, None, None)[0]
+            banner_client, banner_server = self._banner_wants(plan, decision, peer, ends,
+                                                              conn)
+            want_client, want_server = (want_client or banner_client,
+                                        want_server or banner_server)
         names: dict[str, NameInfo] = {}
         missing = int(want_client) + int(want_server)
 
@@ -230,12 +240,32 @@ class AccessGate:
                 return Verdict(False, REASON_ADDRESS)
         if not self._wrap(plan):
             return PASS
+        return self._decide(plan, peer, ends, client, server)
+
+    def _decide(self, plan: ServicePlan, peer: str, ends: Endpoints,
+                client: NameInfo | None, server: NameInfo | None
+                ) -> tuple[Decision, Request]:
+        """What hosts_access decides (nothing run yet)."""
         allow, deny = self.tables.current()
         address = normalize_address(peer) if lists.parse_peer(peer) is not None else None
         request = Request(plan.daemon, _endpoint(address, client, ends.client_port),
                           _endpoint(ends.server, server, ends.server_port), pid=os.getpid(),
                           resident=plan.resident)
         return evaluate(allow, deny, request, self.lookups), request
+
+    def _banner_wants(self, plan: ServicePlan, decision: Decision, peer: str,
+                      ends: Endpoints, conn: socket.socket | None) -> tuple[bool, bool]:
+        """Which names the decision's banner file asks for with %n/%N (client, server)
+        that no lookup was planned for."""
+        if decision.banners is None or conn is None:
+            return False, False
+        letters = self.lookups.banner_letters(os.path.join(decision.banners, plan.daemon))
+        request = decision.banner_request
+        client = "n" in letters and lists.parse_peer(peer) is not None and (
+            request is None or request.client.name is None)
+        server = "N" in letters and ends.server is not None and (
+            request is None or request.server.name is None)
+        return client, server
 
     def _start(self, plan: ServicePlan, decision: Decision) -> None:
         """What the matched rule does whatever the verdict: errors logged, spawns run."""

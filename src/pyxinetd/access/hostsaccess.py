@@ -18,6 +18,7 @@ hosts.deny is scanned; a failure in hosts.deny grants). Checked with Debian's li
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -87,7 +88,8 @@ def _rule_matches(rule: Rule, request: Request, lookups: Lookups) -> bool:
         and list_match(list(rule.clients), lambda p: client_match(p, request, lookups))
 
 
-def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decision:
+def _apply_options(rule: Rule, request: Request, file_access: Access,
+                   lookups: Lookups) -> Decision:
     """Process the matched rule's options left to right, as libwrap does."""
     assert rule.options is not None
     trace: list[str] = []
@@ -135,6 +137,14 @@ def _apply_options(rule: Rule, request: Request, file_access: Access) -> Decisio
         elif key == "banners":
             fields["banners"] = value
             fields["banner_request"] = _as_now(request)
+            if value is not None:
+                # Its %n/%N look the name up (in libwrap, as the file is sent): the
+                # options after it see the name in %h %H %c %s.
+                letters = lookups.banner_letters(os.path.join(value, request.daemon))
+                if "n" in letters:
+                    request.client.look_up()
+                if "N" in letters:
+                    request.server.look_up()
         elif key == "nice":
             # Each one is a nice(2) call in libwrap: they add up.
             niced += int(value) if value is not None else 10
@@ -195,7 +205,7 @@ def _scan(tables: tuple[tuple[Table, Access], ...], request: Request, lookups: L
                 continue
             if rule.options is None:
                 return Decision(access, rule.where)
-            decision = _apply_options(rule, request, access)
+            decision = _apply_options(rule, request, access, lookups)
             if decision.aclexec and serving:
                 # A failed aclexec ends this file's scan with no match.
                 rest = _scan(tables[index + 1:], request, lookups, serving)

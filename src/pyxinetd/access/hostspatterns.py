@@ -20,6 +20,8 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from pyxinetd.files import read_regular
+
 UNKNOWN = "unknown"
 PARANOID = "paranoid"
 # List separators of hosts_access(5): blanks and commas.
@@ -54,6 +56,10 @@ class Endpoint:
         if self.paranoid:
             return PARANOID
         return self.name if self.name is not None else UNKNOWN
+
+    def look_up(self) -> None:
+        """From now on the name counts as looked up (libwrap looked it up)."""
+        self._looked[0] = True
 
     @property
     def name_known(self) -> bool:
@@ -118,6 +124,16 @@ class Lookups:
 
     def read_list(self, path: str) -> str | None:
         return self._read(path)
+
+    def banner_letters(self, path: str) -> frozenset[str]:
+        """The `%` letters of a banner file (none when it is missing or not a regular
+        file: a FIFO would block)."""
+        raw = read_regular(path)
+        if raw is None:
+            return frozenset()
+        return frozenset(letter for _, letter in
+                         iter_expansions(raw.decode("utf-8", errors="replace"))
+                         if letter is not None)
 
     def innetgr(self, group: str, host: str) -> bool:
         """Host membership, following nested groups; group names are case-sensitive."""
