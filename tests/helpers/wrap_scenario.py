@@ -28,6 +28,8 @@ import subprocess
 import sys
 import time
 
+from scenario_support import read
+
 RUN = "/mnt"
 PEER = "127.0.0.1"
 
@@ -64,14 +66,6 @@ def free_port(kind: int) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind((PEER, 0))
         return int(s.getsockname()[1])
-
-
-def read(path: str) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
 
 
 def ask(req: dict[str, str], port: int) -> str:
