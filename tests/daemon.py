@@ -268,11 +268,16 @@ def namespace_problem(*tools: str) -> str | None:
     return None
 
 
-def run_scenario(script: Path, workdir: Path, *daemon: str) -> dict[str, Any]:
+def run_scenario(script: Path, workdir: Path | str, *daemon: str,
+                 mount: bool = False) -> dict[str, Any]:
     """Run a one-daemon scenario (tests/helpers/*_scenario.py, built on
-    scenario_support.py) in a private network namespace; its JSON result."""
-    done = subprocess.run(["unshare", "-n", sys.executable, str(script), str(workdir),
-                           *daemon], capture_output=True, text=True, timeout=120, check=False)
+    scenario_support.py) in a private network namespace (and, with `mount`, a private
+    mount namespace, for scenarios that mount over /etc, /dev or /proc files); its JSON
+    result."""
+    namespaces = ["-n", "-m", "--propagation", "private"] if mount else ["-n"]
+    done = subprocess.run(["unshare", *namespaces, sys.executable, str(script),
+                           str(workdir), *daemon],
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result

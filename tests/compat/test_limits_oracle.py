@@ -10,15 +10,13 @@ the same.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon import HELPERS, namespace_problem
+from tests.daemon import HELPERS, namespace_problem, run_scenario
 from tests.oracle import require_xinetd
 
 SCENARIO = HELPERS / "limits_scenario.py"
@@ -28,12 +26,7 @@ pytestmark = pytest.mark.skipif(namespace_problem("ip", "mount") is not None,
 
 
 def run(workdir: Path, *daemon: str) -> dict[str, Any]:
-    done = subprocess.run(["unshare", "-n", "-m", sys.executable, str(SCENARIO),
-                           str(workdir), *daemon], capture_output=True, text=True,
-                          timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_scenario(SCENARIO, workdir, *daemon, mount=True)
 
 
 @pytest.fixture(scope="module")

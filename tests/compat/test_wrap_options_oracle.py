@@ -20,14 +20,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon import HELPERS, namespace_problem
+from tests.daemon import HELPERS, namespace_problem, run_scenario
 from tests.oracle import require_xinetd
 
 SCENARIO = HELPERS / "wrap_scenario.py"
@@ -132,12 +131,7 @@ CASE = {
 def run(workdir: Path, *daemon: str) -> dict[str, Any]:
     case = workdir / "case.json"
     case.write_text(json.dumps(CASE))
-    done = subprocess.run(["unshare", "-n", "-m", "--propagation", "private",
-                           sys.executable, str(SCENARIO), str(case), *daemon],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_scenario(SCENARIO, case, *daemon, mount=True)
 
 
 @pytest.fixture(scope="module")
