@@ -283,6 +283,16 @@ def run_scenario(script: Path, workdir: Path | str, *daemon: str,
     return result
 
 
+def run_scenario_both(script: Path, root: Path, xinetd: str, *, mount: bool = False
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(xinetd's result, pyxinetd's) for one scenario, each in its own folder under
+    `root`; `xinetd` is the real binary (tests.oracle.require_xinetd)."""
+    (root / "x").mkdir()
+    (root / "p").mkdir()
+    return (run_scenario(script, root / "x", xinetd, mount=mount),
+            run_scenario(script, root / "p", sys.executable, "-m", "pyxinetd", mount=mount))
+
+
 def python_server(script: str, *args: str) -> dict[str, Any]:
     """Overrides for make_service() that run a helper script with this interpreter."""
     return {"server": sys.executable,

@@ -11,13 +11,11 @@ pyxinetd says `size limit reached` (docs/compatibility.md).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon import HELPERS, namespace_problem, run_scenario
+from tests.daemon import HELPERS, namespace_problem, run_scenario_both
 from tests.oracle import require_xinetd
 
 SCENARIO = HELPERS / "refusal_lines_scenario.py"
@@ -26,18 +24,11 @@ pytestmark = pytest.mark.skipif(namespace_problem("ip", "mount") is not None,
                                 reason=str(namespace_problem("ip", "mount")))
 
 
-def run(workdir: Path, *daemon: str) -> dict[str, Any]:
-    return run_scenario(SCENARIO, workdir, *daemon, mount=True)
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any]]:
     """(xinetd's result, pyxinetd's), one run each for the whole module."""
-    root = tmp_path_factory.mktemp("refusal_lines")
-    (root / "x").mkdir()
-    (root / "p").mkdir()
-    return (run(root / "x", require_xinetd()),
-            run(root / "p", sys.executable, "-m", "pyxinetd"))
+    return run_scenario_both(SCENARIO, tmp_path_factory.mktemp("refusal_lines"), require_xinetd(),
+                             mount=True)
 
 
 def test_refusal_lines_are_xinetds(results: tuple[dict[str, Any], dict[str, Any]]) -> None:

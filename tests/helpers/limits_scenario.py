@@ -16,11 +16,10 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 import time
 
-from scenario_support import begin, free_port, read, running, wait_for
+from scenario_support import begin, fake_load, free_port, read, running, wait_for
 
 PEER = "127.0.0.1"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -88,10 +87,7 @@ def stripped(text: str) -> list[str]:
 def main() -> int:
     run = begin()
     workdir = os.path.dirname(run.conf)
-    fake = os.path.join(workdir, "loadavg")
-    with open(fake, "w") as f:
-        f.write("9.50 9.00 8.00 1/100 1234\n")
-    subprocess.run(["mount", "--bind", fake, "/proc/loadavg"], check=True)
+    fake_load(workdir, "9.50")
     banner = os.path.join(workdir, "banner_fail")
     with open(banner, "w") as f:
         f.write("GO AWAY\n")

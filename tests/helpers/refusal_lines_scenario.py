@@ -17,11 +17,10 @@ import json
 import os
 import re
 import socket
-import subprocess
 import sys
 import time
 
-from scenario_support import begin, free_port, read, running, wait_for
+from scenario_support import begin, fake_load, free_port, read, running, wait_for
 
 PEER = "127.0.0.1"
 
@@ -56,10 +55,7 @@ def stripped(text: str) -> list[str]:
 def main() -> int:
     run = begin()
     workdir = os.path.dirname(run.conf)
-    fake = os.path.join(workdir, "loadavg")
-    with open(fake, "w") as f:
-        f.write("9.50 9.00 8.00 1/100 1234\n")
-    subprocess.run(["mount", "--bind", fake, "/proc/loadavg"], check=True)
+    fake_load(workdir, "9.50")
     shared, chatty_log = run.program_log, os.path.join(workdir, "chatty.log")
     busy, rate, echo, chatty, full = (free_port() for _ in range(5))
     full_log, full_text = os.path.join(workdir, "full.log"), "x" * 599 + "\n"

@@ -39,6 +39,15 @@ def begin() -> Scenario:
                     os.path.join(workdir, "program.log"))
 
 
+def fake_load(workdir: str, load: str) -> None:
+    """Mount a file over /proc/loadavg (the scenario runs in its own mount namespace)
+    so that both daemons read `load` as the one-minute load average."""
+    fake = os.path.join(workdir, "loadavg")
+    with open(fake, "w") as f:
+        f.write(f"{load} 9.00 8.00 1/100 1234\n")
+    subprocess.run(["mount", "--bind", fake, "/proc/loadavg"], check=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
