@@ -4,10 +4,10 @@ xinetd ships two converters, both wrong in ways that matter (reference §7.2, §
 itox drops the argv[0] field even when it differs from the server's name and stops
 half-way through the output on a tcpd line without -daemon_dir; xconv.pl puts
 NAMEINARGS on internal services, which xinetd then refuses, and skips RPC lines.
-This one reads each line with the same parser as -inetd_compat (config/inetdconf.py),
-so a converted file yields the services -inetd_compat would have run, except that
-tcpd is unwrapped (pyxinetd applies hosts.allow/hosts.deny itself) and the port of
-each service still comes from /etc/services.
+This one reads each line with the same parser as -inetd_compat (config/inetdconf.py
+and config/inetdentry.py), so a converted file yields the services -inetd_compat would
+have run, except that tcpd is unwrapped (pyxinetd applies hosts.allow/hosts.deny
+itself) and the port of each service still comes from /etc/services.
 
 Comments and blank lines are kept; a line that cannot be converted is reported with
 its line number, and written back commented out so nothing is silently lost.
@@ -20,7 +20,8 @@ import os
 from dataclasses import dataclass
 
 from pyxinetd.config.diagnostics import Diagnostic, DiagnosticSink, Severity
-from pyxinetd.config.inetdconf import InetdEntry, entry_lines, parse_inetd_text, unwrap_tcpd
+from pyxinetd.config.inetdconf import entry_lines, parse_inetd_text
+from pyxinetd.config.inetdentry import InetdEntry, unwrap_tcpd
 
 
 _BLANKS = " \t"

@@ -122,7 +122,7 @@ def test_inetd_compat_same_services_as_xinetd(name: str,
 
 def _effective(svc: dict[str, Any]) -> dict[str, Any]:
     """What a service runs: tcpd entries by the daemon tcpd would execute."""
-    from pyxinetd.config.inetdconf import unwrap_tcpd
+    from pyxinetd.config.inetdentry import unwrap_tcpd
 
     server, argv = svc["server"], tuple(([svc["argv0"]] if svc["argv0"] else [])
                                         + svc["server_args"])

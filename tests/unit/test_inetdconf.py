@@ -12,7 +12,8 @@ import pytest
 
 from pyxinetd.config import Configuration, ServiceConfig, Severity, load
 from pyxinetd.config.diagnostics import DiagnosticSink
-from pyxinetd.config.inetdconf import InetdEntry, parse_inetd_text, unwrap_tcpd
+from pyxinetd.config.inetdconf import parse_inetd_text
+from pyxinetd.config.inetdentry import InetdEntry, unwrap_tcpd
 from pyxinetd.convert import convert
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "inetd.conf"
