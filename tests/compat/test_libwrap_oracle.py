@@ -17,7 +17,7 @@ import pytest
 from oracle import xinetd_path
 from pyxinetd.access.hostsaccess import Decision, evaluate, parse_table
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request
-from pyxinetd.access.resolver import run_check
+from pyxinetd.access.resolverhelper import run_check
 
 PROBE = Path(__file__).resolve().parents[1] / "helpers" / "libwrap_probe.py"
 

@@ -3,9 +3,10 @@
 Why a helper process: getnameinfo/getaddrinfo block, for as long as the resolver likes,
 and the master must never block; threads in the master are ruled out because it forks
 servers (a fork while another thread holds a libc lock can deadlock the child). So the
-master starts one long-lived helper (`python -m pyxinetd.access.resolver`) on first need,
-with one end of an AF_UNIX SOCK_SEQPACKET pair on its fd 0. Requests and answers are
-one JSON object per packet; the helper answers lookups from a bounded pool of threads
+master starts one long-lived helper (`python -m pyxinetd.access.resolver`, whose code is
+pyxinetd.access.resolverhelper) on first need, with one end of an AF_UNIX SOCK_SEQPACKET
+pair on its fd 0. Requests and answers are one JSON object per packet
+(pyxinetd.access.resolverwire); the helper answers lookups from a bounded pool of threads
 that grows with demand and makes each address's lookup once however many ask for it
 (pyxinetd.access.lookups; threads are harmless there: it never forks while looking
 up), and runs the `spawn` and `aclexec`
@@ -27,17 +28,14 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from pyxinetd.access.lookups import NO_NAME as NO_NAME
-from pyxinetd.access.lookups import LookupPool
 from pyxinetd.access.lookups import NameInfo as NameInfo
 from pyxinetd.access.lookups import resolve as resolve
+from pyxinetd.access.resolverwire import DAEMON_CONTEXT, MAX_PACKET, ShellContext
 from pyxinetd.loop import READ, Loop
 from pyxinetd.timers import Timer
 
@@ -45,53 +43,10 @@ DEFAULT_TIMEOUT = 5.0
 # Test-only override of DEFAULT_TIMEOUT, in seconds (so a test can keep lookups pending).
 TIMEOUT_ENV = "PYXINETD_LOOKUP_TIMEOUT"
 MAX_TIMEOUT = 3600.0
-MAX_PACKET = 65_536
 # The master's deadline for a check passes this long after the helper's own, so that
 # the helper's answer (status None after its kill) normally arrives first.
 CHECK_GRACE = 1.0
 
-
-@dataclass(frozen=True)
-class ShellContext:
-    """What a spawn or aclexec command runs as: under xinetd, libwrap runs it from the
-    child that checks the request, which already has the service's user, groups and
-    umask, and the environment of xinetd itself plus the rule's `setenv` pairs so far.
-    None fields are left as the helper has them (it runs as the daemon)."""
-
-    uid: int | None = None
-    gid: int | None = None
-    groups: tuple[int, ...] | None = None
-    umask: int | None = None
-    setenv: tuple[tuple[str, str], ...] = ()
-    # Added to the helper's nice value (the daemon's), as nice(2) adds.
-    nice: int = 0
-
-    def message(self) -> dict[str, object]:
-        return {"uid": self.uid, "gid": self.gid,
-                "groups": None if self.groups is None else list(self.groups),
-                "umask": self.umask, "setenv": [list(pair) for pair in self.setenv],
-                "nice": self.nice}
-
-    @staticmethod
-    def read(message: dict[str, object]) -> ShellContext:
-        """The context of a request packet; wrong types are dropped (defaults)."""
-        def number(key: str) -> int | None:
-            value = message.get(key)
-            return value if isinstance(value, int) else None
-        groups = message.get("groups")
-        pairs = message.get("setenv")
-        return ShellContext(
-            number("uid"), number("gid"),
-            tuple(g for g in groups if isinstance(g, int)) if isinstance(groups, list)
-            else None,
-            number("umask"),
-            tuple((str(p[0]), str(p[1])) for p in pairs
-                  if isinstance(p, list) and len(p) == 2) if isinstance(pairs, list)
-            else (),
-            number("nice") or 0)
-
-
-DAEMON_CONTEXT = ShellContext()
 NameCallback = Callable[[NameInfo], None]
 # The exit status of a check's last command (negative: killed by that signal), or None
 # when it did not finish in time or could not be run.
@@ -278,165 +233,7 @@ class Resolver:
             self._on_error(text)
 
 
-# -- the helper process -------------------------------------------------------
-
-def _start_shell(command: str, context: ShellContext = DAEMON_CONTEXT
-                 ) -> subprocess.Popen[bytes] | None:
-    """`/bin/sh -c command`, stdio on /dev/null, in a session (and group) of its own,
-    as `context` says (groups, then gid, then uid: Popen's order)."""
-    env = None
-    if context.setenv:
-        env = dict(os.environ)
-        env.update(context.setenv)
-    # On Linux the nice value belongs to the thread, and a child starts with its
-    # forking thread's: set on this thread around the start, it reaches the command
-    # only (Popen has no nice of its own, and a preexec_fn is unsafe with threads).
-    before = os.getpriority(os.PRIO_PROCESS, 0) if context.nice else None
-    if before is not None:
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0,
-                           max(NICE_MIN, min(NICE_MAX, _base_nice + context.nice)))
-        except OSError:
-            pass    # lowering it takes privilege: the command runs anyway, as in libwrap
-    try:
-        return subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True, env=env,
-                                user=context.uid, group=context.gid,
-                                extra_groups=context.groups,
-                                umask=-1 if context.umask is None else context.umask)
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return None
-    finally:
-        if before is not None:
-            try:
-                os.setpriority(os.PRIO_PROCESS, 0, before)
-            except OSError:
-                pass    # not root: the thread stays where the command was put
-
-
-# nice(2)'s range; and the helper's own value, which increments start from.
-NICE_MIN, NICE_MAX = -20, 19
-_base_nice = os.getpriority(os.PRIO_PROCESS, 0)
-
-
-# The process groups of the checks running now: killed when the helper ends, since
-# nobody would kill them at their deadline any more.
-_running_checks: set[int] = set()
-_running_lock = threading.Lock()
-
-
-def run_check(commands: list[str], timeout: float,
-              context: ShellContext = DAEMON_CONTEXT) -> int | None:
-    """Blocking: run the commands in turn within `timeout` seconds in all; the last
-    one's status (negative: the signal that ended it), or None when a command could
-    not be started or the deadline passed (its process group is then killed)."""
-    deadline = time.monotonic() + timeout
-    status: int | None = None
-    for command in commands:
-        proc = _start_shell(command, context)
-        if proc is None:
-            return None
-        with _running_lock:
-            _running_checks.add(proc.pid)
-        try:
-            status = proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            _kill_group(proc.pid)
-            proc.wait()
-            return None
-        finally:
-            with _running_lock:
-                _running_checks.discard(proc.pid)
-    return status
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def _end_checks() -> None:
-    """Kill every check still running (the helper is ending)."""
-    with _running_lock:
-        groups = list(_running_checks)
-    for pgid in groups:
-        _kill_group(pgid)
-
-
-def _serve(sock: socket.socket) -> None:
-    lock = threading.Lock()
-
-    def send(message: dict[str, object]) -> None:
-        with lock:
-            try:
-                sock.send(json.dumps(message).encode())
-            except OSError:
-                pass
-
-    def answer(request_id: int, info: NameInfo) -> None:
-        send({"id": request_id, "name": info.name, "confirmed": info.confirmed})
-
-    def shell(command: str, context: ShellContext) -> None:
-        proc = _start_shell(command, context)
-        if proc is not None:
-            proc.wait()
-
-    def check(request_id: int, commands: list[str], timeout: float,
-              context: ShellContext) -> None:
-        send({"id": request_id, "status": run_check(commands, timeout, context)})
-
-    pool = LookupPool(answer)
-    try:
-        while True:
-            try:
-                packet = sock.recv(MAX_PACKET)
-            except InterruptedError:
-                continue
-            except OSError:
-                break
-            if not packet:
-                break
-            try:
-                message = json.loads(packet)
-            except ValueError:
-                continue
-            if message.get("op") == "name":
-                pool.ask(int(message["id"]), str(message["addr"]),
-                         float(message.get("until", "inf")))
-            elif message.get("op") == "sh":
-                threading.Thread(target=shell, args=(str(message["cmd"]),
-                                                     ShellContext.read(message)),
-                                 daemon=True).start()
-            elif message.get("op") == "check":
-                threading.Thread(target=check, args=(
-                    int(message["id"]), [str(c) for c in message["cmds"]],
-                    float(message["timeout"]), ShellContext.read(message)),
-                    daemon=True).start()
-    finally:
-        pool.close()
-
-
-def _terminated(signum: int, frame: object) -> None:
-    # The daemon is exiting (pyxinetd.access.resolver.Resolver.close): its checks go
-    # with it; pending lookups are simply dropped.
-    _end_checks()
-    os._exit(0)
-
-
-def main() -> None:
-    signal.signal(signal.SIGTERM, _terminated)
-    sock = socket.socket(fileno=os.dup(0))
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    os.close(null)
-    try:
-        _serve(sock)
-    finally:
-        _end_checks()
-
-
 if __name__ == "__main__":
+    # The helper's command line (what `ps` shows) names this module, the resolver's.
+    from pyxinetd.access.resolverhelper import main
     main()

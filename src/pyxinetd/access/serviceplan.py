@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from pyxinetd.access import lists
 from pyxinetd.access.hostsaccess import CommandSetup
-from pyxinetd.access.resolver import ShellContext
+from pyxinetd.access.resolverwire import ShellContext
 from pyxinetd.config.model import ServiceConfig, SocketType
 
 # The builtins xinetd serves in a child of its own; it serves the others (datagram
