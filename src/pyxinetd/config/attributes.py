@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pyxinetd.config import limitvalues as lv
+from pyxinetd.config import logvalues as lg
 from pyxinetd.config import netvalues as nv
 from pyxinetd.config import values as v
 from pyxinetd.config.addresses import same_address
@@ -70,12 +72,12 @@ TABLE: dict[str, AttributeSpec] = {s.name: s for s in (
     _spec("nice", v.parse_nice),
     _spec("env", v.parse_env, None, is_list=True, ops=frozenset({"=", "+="})),
     _spec("passenv", v.parse_names, None, is_list=True, ops=_LIST_OPS, defaults=True),
-    _spec("rlimit_as", v.rlimit_size("Address space")),
-    _spec("rlimit_cpu", v.parse_rlimit_cpu),
-    _spec("rlimit_data", v.rlimit_size("Data")),
-    _spec("rlimit_rss", v.rlimit_size("RSS")),
-    _spec("rlimit_stack", v.rlimit_size("Stack")),
-    _spec("rlimit_files", v.rlimit_size("Max files")),
+    _spec("rlimit_as", lv.rlimit_size("Address space")),
+    _spec("rlimit_cpu", lv.parse_rlimit_cpu),
+    _spec("rlimit_data", lv.rlimit_size("Data")),
+    _spec("rlimit_rss", lv.rlimit_size("RSS")),
+    _spec("rlimit_stack", lv.rlimit_size("Stack")),
+    _spec("rlimit_files", lv.rlimit_size("Max files")),
     _spec("redirect", nv.parse_redirect, 2),
     _spec("redirect_source", nv.parse_redirect_source),  # pyxinetd's own
     _spec("libwrap", v.parse_text),
@@ -83,20 +85,20 @@ TABLE: dict[str, AttributeSpec] = {s.name: s for s in (
     _spec("v6only", v.yes_no("v6only"), defaults=True),
     _spec("only_from", nv.parse_addresses, None, is_list=True, ops=_LIST_OPS, defaults=True),
     _spec("no_access", nv.parse_addresses, None, is_list=True, ops=_LIST_OPS, defaults=True),
-    _spec("access_times", v.parse_access_times, None),
-    _spec("instances", v.limit("instances"), defaults=True),
-    _spec("per_source", v.limit("per source instances"), defaults=True),
-    _spec("cps", v.parse_cps, 2, defaults=True),
-    _spec("max_load", v.parse_max_load, defaults=True),
-    _spec("deny_time", v.parse_deny_time),
+    _spec("access_times", lv.parse_access_times, None),
+    _spec("instances", lv.limit("instances"), defaults=True),
+    _spec("per_source", lv.limit("per source instances"), defaults=True),
+    _spec("cps", lv.parse_cps, 2, defaults=True),
+    _spec("max_load", lv.parse_max_load, defaults=True),
+    _spec("deny_time", lv.parse_deny_time),
     _spec("banner", v.parse_text, defaults=True),
     _spec("banner_success", v.parse_text, defaults=True),
     _spec("banner_fail", v.parse_text, defaults=True),
     _spec("stderr", v.parse_stderr, defaults=True),     # pyxinetd's own
-    _spec("log_type", v.parse_log_type, None, defaults=True),
-    _spec("log_on_success", v.parse_log_on_success, None, is_list=True, ops=_LIST_OPS,
+    _spec("log_type", lg.parse_log_type, None, defaults=True),
+    _spec("log_on_success", lg.parse_log_on_success, None, is_list=True, ops=_LIST_OPS,
           defaults=True),
-    _spec("log_on_failure", v.parse_log_on_failure, None, is_list=True, ops=_LIST_OPS,
+    _spec("log_on_failure", lg.parse_log_on_failure, None, is_list=True, ops=_LIST_OPS,
           defaults=True),
     _spec("enabled", v.parse_ids, None, is_list=True, defaults=True, defaults_only=True),
     _spec("disabled", v.parse_ids, None, is_list=True, defaults=True, defaults_only=True),

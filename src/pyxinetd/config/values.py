@@ -4,12 +4,18 @@ Each parser gets the tokens after the operator (count already checked where the 
 is fixed) and a ValueContext for look-ups and non-fatal remarks. A ValueProblem's
 message says what is wrong and what was expected; the loader adds file:line and the
 consequence (service disabled, defaults line ignored).
+
+This module holds that contract (ValueProblem, ValueContext, how a problem is worded)
+and the word readers every parser shares (`one_of`, `uint`, `byte_size`), with the
+parsers of what a service is and runs: its type and flags, socket, port, server,
+account and environment. The parsers of its limits are in pyxinetd.config.limitvalues,
+of its logging in pyxinetd.config.logvalues, of its network addresses in
+pyxinetd.config.netvalues.
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,25 +23,19 @@ from dataclasses import dataclass, field
 from pyxinetd.config.addresses import AddressError, AddressParse
 from pyxinetd.config.diagnostics import did_you_mean
 from pyxinetd.config.lookups import Lookups, UserInfo
-from pyxinetd.config.lookups import decimal, is_digits
-from pyxinetd.config.model import (
-    LOG_ON_FAILURE_FLAGS, LOG_ON_SUCCESS_FLAGS, SERVICE_FLAGS, SERVICE_TYPES,
-    FileTarget, LogTarget, SocketType, SyslogTarget, TimeWindow,
-)
+from pyxinetd.config.lookups import decimal
+from pyxinetd.config.model import SERVICE_FLAGS, SERVICE_TYPES, SocketType
 
 Values = tuple[str, ...]
 
-SYSLOG_FACILITIES = ("daemon", "auth", "authpriv", "user", "mail", "lpr", "news", "uucp", "ftp",
-                     "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7")
-SYSLOG_LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
-_KIB = 1024
-_MIB = 1024 * 1024
+KIB = 1024
+MIB = 1024 * 1024
 # The largest numbers xinetd's parsers take into their C types (int, unsigned 32-bit
 # wire fields, unsigned long / rlim_t); anything larger is rejected as it is there.
-_INT_MAX = 2**31 - 1
-_U32_MAX = 2**32 - 1
-_LONG_MAX = 2**63 - 1
-_ULONG_MAX = 2**64 - 1
+INT_MAX = 2**31 - 1
+U32_MAX = 2**32 - 1
+LONG_MAX = 2**63 - 1
+ULONG_MAX = 2**64 - 1
 # The widest rpc_version range a service may register.
 MAX_RPC_VERSIONS = 1000
 
@@ -95,18 +95,19 @@ class UserSpec:
     info: UserInfo
 
 
-def _choices(words: Iterable[str]) -> str:
+def choices(words: Iterable[str]) -> str:
+    """`a, b or c`."""
     items = list(words)
     return ", ".join(items[:-1]) + " or " + items[-1] if len(items) > 1 else items[0]
 
 
-def _enum(word: str, allowed: Iterable[str], what: str, words: str | None = None) -> str:
+def one_of(word: str, allowed: Iterable[str], what: str, words: str | None = None) -> str:
     """`word` as spelt in `allowed` (any case); `words` are xinetd's for a bad one."""
     pool = list(allowed)
     for candidate in pool:
         if candidate.lower() == word.lower():
             return candidate
-    expected = f"expected {_choices(pool)}{did_you_mean(word, pool)}"
+    expected = f"expected {choices(pool)}{did_you_mean(word, pool)}"
     if words is not None:
         raise ValueProblem(words, expected)
     raise ValueProblem(f"bad {what} {word!r}: {expected}")
@@ -117,11 +118,11 @@ def unsigned(word: str) -> int | None:
     return decimal(word[1:] if word[:1] == "+" else word)
 
 
-def _uint(word: str, what: str, maximum: int | None = None, words: str | None = None) -> int:
+def uint(word: str, what: str, maximum: int | None = None, words: str | None = None) -> int:
     """An unsigned number up to `maximum`; `words` are xinetd's for a bad one (the
     reason names the word unless they do)."""
     value = unsigned(word)
-    limit = _ULONG_MAX if maximum is None else maximum
+    limit = ULONG_MAX if maximum is None else maximum
     if value is None:
         expected = "expected a non-negative decimal number"
     elif value > limit:
@@ -134,13 +135,13 @@ def _uint(word: str, what: str, maximum: int | None = None, words: str | None = 
 
 
 def parse_yes_no(values: Values, ctx: ValueContext) -> bool:
-    return _enum(values[0], ("yes", "no"), "yes/no value") == "yes"
+    return one_of(values[0], ("yes", "no"), "yes/no value") == "yes"
 
 
 def yes_no(name: str) -> Callable[[Values, ValueContext], bool]:
     """The parser of a yes/no attribute xinetd names in its message (`wait`, ...)."""
     def parse(values: Values, ctx: ValueContext) -> bool:
-        return _enum(values[0], ("yes", "no"), "yes/no value",
+        return one_of(values[0], ("yes", "no"), "yes/no value",
                      f"Bad value for {name}: {values[0]}") == "yes"
     return parse
 
@@ -151,20 +152,20 @@ def parse_text(values: Values, ctx: ValueContext) -> str:
 
 def parse_types(values: Values, ctx: ValueContext) -> frozenset[str]:
     if not values:
-        raise ValueProblem(f"type needs at least one of {_choices(SERVICE_TYPES)}")
-    return frozenset(_enum(v, SERVICE_TYPES, "service type", f"Bad service type: {v}")
+        raise ValueProblem(f"type needs at least one of {choices(SERVICE_TYPES)}")
+    return frozenset(one_of(v, SERVICE_TYPES, "service type", f"Bad service type: {v}")
                      for v in values)
 
 
 def parse_flags(values: Values, ctx: ValueContext) -> frozenset[str]:
     if not values:   # xinetd: "attribute flags expects at least 1 value"
-        raise ValueProblem(f"flags needs at least one of {_choices(SERVICE_FLAGS)}")
-    return frozenset(_enum(v, SERVICE_FLAGS, "service flag", f"Bad service flag: {v}")
+        raise ValueProblem(f"flags needs at least one of {choices(SERVICE_FLAGS)}")
+    return frozenset(one_of(v, SERVICE_FLAGS, "service flag", f"Bad service flag: {v}")
                      for v in values)
 
 
 def parse_socket_type(values: Values, ctx: ValueContext) -> SocketType:
-    return SocketType(_enum(values[0], [s.value for s in SocketType], "socket type",
+    return SocketType(one_of(values[0], [s.value for s in SocketType], "socket type",
                             f"Bad socket type: {values[0]}"))
 
 
@@ -177,13 +178,13 @@ def parse_protocol(values: Values, ctx: ValueContext) -> tuple[str, int]:
 
 
 def parse_port(values: Values, ctx: ValueContext) -> int:
-    return _uint(values[0], "port number", 65535, "port number is invalid")
+    return uint(values[0], "port number", 65535, "port number is invalid")
 
 
 def parse_rpc_version(values: Values, ctx: ValueContext) -> tuple[int, int]:
     low, dash, high = values[0].partition("-")
-    first = _uint(low, "rpc_version", _U32_MAX)
-    last = _uint(high, "rpc_version", _U32_MAX) if dash else first
+    first = uint(low, "rpc_version", U32_MAX)
+    last = uint(high, "rpc_version", U32_MAX) if dash else first
     if first > last:
         raise ValueProblem(f"bad version range {values[0]!r}: expected N or N-M with N <= M")
     if last - first >= MAX_RPC_VERSIONS:
@@ -195,7 +196,7 @@ def parse_rpc_version(values: Values, ctx: ValueContext) -> tuple[int, int]:
 
 
 def parse_uint(values: Values, ctx: ValueContext) -> int:
-    return _uint(values[0], "number", _U32_MAX)
+    return uint(values[0], "number", U32_MAX)
 
 
 def parse_server(values: Values, ctx: ValueContext) -> str:
@@ -258,7 +259,7 @@ def parse_nice(values: Values, ctx: ValueContext) -> int:
     magnitude = decimal(word[1:] if word[:1] in "+-" else word)
     if magnitude is None:
         raise ValueProblem(f"Error parsing: {word}", "expected a signed decimal number")
-    if magnitude > _LONG_MAX:
+    if magnitude > LONG_MAX:
         raise ValueProblem(f"Error parsing: {word}", "out of range (-20 to 19 are useful)")
     return -magnitude if word[:1] == "-" else magnitude
 
@@ -278,157 +279,26 @@ def parse_names(values: Values, ctx: ValueContext) -> Values:
     return values
 
 
-def _size(word: str, what: str, suffixes: bool = True, words: str | None = None) -> int:
+def byte_size(word: str, what: str, suffixes: bool = True, words: str | None = None) -> int:
+    """A number of bytes, with an optional k or m suffix when `suffixes`; `words` are
+    xinetd's for a bad one."""
     multiplier = 1
     number = word
     if suffixes and word[-1:] in ("k", "K"):
-        multiplier, number = _KIB, word[:-1]
+        multiplier, number = KIB, word[:-1]
     elif suffixes and word[-1:] in ("m", "M"):
-        multiplier, number = _MIB, word[:-1]
+        multiplier, number = MIB, word[:-1]
     value = unsigned(number)
     if value is None:
         expected = "a number with an optional k or m suffix" if suffixes else "a number"
         if words is not None:
             raise ValueProblem(words, f"expected {expected}")
         raise ValueProblem(f"{what} {word!r} is invalid: expected {expected}")
-    if value * multiplier > _ULONG_MAX:
+    if value * multiplier > ULONG_MAX:
         if words is not None:
-            raise ValueProblem(words, f"more than {_ULONG_MAX}")
-        raise ValueProblem(f"{what} {word!r} is invalid: more than {_ULONG_MAX}")
+            raise ValueProblem(words, f"more than {ULONG_MAX}")
+        raise ValueProblem(f"{what} {word!r} is invalid: more than {ULONG_MAX}")
     return value * multiplier
-
-
-def _rlimit(values: Values, suffixes: bool, words: str | None = None) -> int | None:
-    if values[0].upper() == "UNLIMITED":
-        return resource.RLIM_INFINITY
-    value = _size(values[0], "limit", suffixes,
-                  None if words is None else f"{words} limit is invalid: {values[0]}")
-    if value > _LONG_MAX:
-        # Beyond what setrlimit can be handed from Python, and no smaller in effect.
-        return resource.RLIM_INFINITY
-    return value or None  # 0 means "not set"
-
-
-def parse_rlimit_cpu(values: Values, ctx: ValueContext) -> int | None:
-    return _rlimit(values, False, "CPU")
-
-
-def rlimit_size(words: str) -> Callable[[Values, ValueContext], int | None]:
-    """The parser of a size limit xinetd calls `WORDS limit` (`Data`, ...)."""
-    def parse(values: Values, ctx: ValueContext) -> int | None:
-        return _rlimit(values, True, words)
-    return parse
-
-
-def _clock(text: str, interval: str) -> int:
-    hours, colon, minutes = text.partition(":")
-    if (not colon or not is_digits(hours) or not is_digits(minutes)
-            or len(hours) > 2 or len(minutes) > 2):
-        raise ValueProblem(f"invalid time interval {interval!r}: expected H:MM-H:MM")
-    hour, minute = int(hours), int(minutes)
-    if hour == 24 and minute == 0:
-        return 24 * 60
-    if hour > 23 or minute > 59:
-        raise ValueProblem(f"invalid time interval {interval!r}: hours 0-23, minutes 0-59")
-    return hour * 60 + minute
-
-
-def parse_access_times(values: Values, ctx: ValueContext) -> tuple[TimeWindow, ...]:
-    if not values:
-        raise ValueProblem("access_times needs at least one H:MM-H:MM interval")
-    windows = []
-    for interval in values:
-        start_text, dash, end_text = interval.partition("-")
-        if not dash:
-            raise ValueProblem(f"invalid time interval {interval!r}: expected H:MM-H:MM")
-        start, end = _clock(start_text, interval), _clock(end_text, interval)
-        if start == 24 * 60:
-            raise ValueProblem(f"invalid time interval {interval!r}: 24:00 can only end an interval")
-        if end == 24 * 60:
-            ctx.remark(f"{interval}: 24:00 taken as the end of the day (xinetd 2.3.15.3 rejects "
-                       "it and disables the service)")
-        if start >= end:
-            raise ValueProblem(f"invalid time interval {interval!r}: the start must be before the "
-                               "end (split intervals that cross midnight in two)")
-        windows.append(TimeWindow(start, end))
-    return tuple(windows)
-
-
-def limit(words: str) -> Callable[[Values, ValueContext], int | None]:
-    """The parser of a number-or-UNLIMITED xinetd calls `Number of WORDS`."""
-    def parse(values: Values, ctx: ValueContext) -> int | None:
-        if values[0].upper() == "UNLIMITED":
-            return None
-        return _uint(values[0], "limit", _INT_MAX,
-                     f"Number of {words} is invalid: {values[0]}")
-    return parse
-
-
-def parse_cps(values: Values, ctx: ValueContext) -> tuple[int, int]:
-    return _uint(values[0], "cps rate"), _uint(values[1], "cps wait")
-
-
-def parse_max_load(values: Values, ctx: ValueContext) -> float:
-    try:
-        load = float(values[0])
-    except ValueError:
-        load = -1.0
-    if not load > 0 or load != load or load == float("inf"):
-        raise ValueProblem(f"bad max_load {values[0]!r}: expected a number greater than 0")
-    return load
-
-
-def parse_deny_time(values: Values, ctx: ValueContext) -> int:
-    word = values[0].upper()
-    if word == "FOREVER":
-        return -1
-    if word == "NEVER":
-        return 0
-    return _uint(values[0], "deny_time", _LONG_MAX, f"Error parsing: {values[0]}")
-
-
-def parse_log_type(values: Values, ctx: ValueContext) -> LogTarget:
-    if not values:
-        raise ValueProblem("log_type needs SYSLOG facility [level] or FILE path [soft [hard]]")
-    kind = values[0].upper()
-    if kind == "SYSLOG":
-        if not 2 <= len(values) <= 3:
-            raise ValueProblem("wrong number of arguments: expected SYSLOG facility [level]")
-        facility = _enum(values[1], SYSLOG_FACILITIES, "syslog facility",
-                         f"Unknown syslog facility: {values[1]}")
-        level = (_enum(values[2], SYSLOG_LEVELS, "syslog level",
-                       f"Unknown syslog level: {values[2]}") if len(values) == 3 else "info")
-        return SyslogTarget(facility, level)
-    if kind == "FILE":
-        if not 2 <= len(values) <= 4:
-            raise ValueProblem("wrong number of arguments: expected FILE path [soft [hard]]")
-        soft = _size(values[2], "soft limit") if len(values) > 2 else None
-        hard = _size(values[3], "hard limit") if len(values) > 3 else None
-        if soft is not None and hard is None:
-            hard = soft + min(max(soft // 100, 5 * _KIB), 20 * _KIB)
-        if soft is not None and hard is not None and hard < soft:
-            raise ValueProblem(f"hard limit ({hard}) is less than soft limit ({soft})")
-        return FileTarget(values[1], soft, hard)
-    raise ValueProblem(f"unknown log type {values[0]!r}: expected SYSLOG or FILE"
-                       f"{did_you_mean(values[0], ('SYSLOG', 'FILE'))}")
-
-
-def _log_flags(values: Values, allowed: tuple[str, ...], what: str) -> frozenset[str]:
-    flags = []
-    for value in values:
-        if value.upper() == "RECORD" and what == "log_on_failure":
-            raise ValueProblem("Bad log_on_failure flag: RECORD",
-                               f"it no longer exists; expected {_choices(allowed)}")
-        flags.append(_enum(value, allowed, f"{what} flag", f"Bad {what} flag: {value}"))
-    return frozenset(flags)
-
-
-def parse_log_on_success(values: Values, ctx: ValueContext) -> frozenset[str]:
-    return _log_flags(values, LOG_ON_SUCCESS_FLAGS, "log_on_success")
-
-
-def parse_log_on_failure(values: Values, ctx: ValueContext) -> frozenset[str]:
-    return _log_flags(values, LOG_ON_FAILURE_FLAGS, "log_on_failure")
 
 
 def parse_ids(values: Values, ctx: ValueContext) -> frozenset[str]:

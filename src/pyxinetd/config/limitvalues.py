@@ -1,0 +1,106 @@
+"""Value parsers for the limits a service runs under: the server's rlimits
+(`rlimit_*`), how many may run (`instances`, `per_source`), how fast they may start
+(`cps`), the load above which none start (`max_load`), how long a SENSOR keeps a client
+out (`deny_time`) and when the service answers at all (`access_times`). Same contract as
+pyxinetd.config.values: tokens in, typed value out, or ValueProblem.
+"""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Callable
+
+from pyxinetd.config.lookups import is_digits
+from pyxinetd.config.model import TimeWindow
+from pyxinetd.config.values import (
+    INT_MAX, LONG_MAX, ValueContext, ValueProblem, Values, byte_size, uint,
+)
+
+
+def _rlimit(values: Values, suffixes: bool, words: str | None = None) -> int | None:
+    if values[0].upper() == "UNLIMITED":
+        return resource.RLIM_INFINITY
+    value = byte_size(values[0], "limit", suffixes,
+                  None if words is None else f"{words} limit is invalid: {values[0]}")
+    if value > LONG_MAX:
+        # Beyond what setrlimit can be handed from Python, and no smaller in effect.
+        return resource.RLIM_INFINITY
+    return value or None  # 0 means "not set"
+
+
+def parse_rlimit_cpu(values: Values, ctx: ValueContext) -> int | None:
+    return _rlimit(values, False, "CPU")
+
+
+def rlimit_size(words: str) -> Callable[[Values, ValueContext], int | None]:
+    """The parser of a size limit xinetd calls `WORDS limit` (`Data`, ...)."""
+    def parse(values: Values, ctx: ValueContext) -> int | None:
+        return _rlimit(values, True, words)
+    return parse
+
+
+def _clock(text: str, interval: str) -> int:
+    hours, colon, minutes = text.partition(":")
+    if (not colon or not is_digits(hours) or not is_digits(minutes)
+            or len(hours) > 2 or len(minutes) > 2):
+        raise ValueProblem(f"invalid time interval {interval!r}: expected H:MM-H:MM")
+    hour, minute = int(hours), int(minutes)
+    if hour == 24 and minute == 0:
+        return 24 * 60
+    if hour > 23 or minute > 59:
+        raise ValueProblem(f"invalid time interval {interval!r}: hours 0-23, minutes 0-59")
+    return hour * 60 + minute
+
+
+def parse_access_times(values: Values, ctx: ValueContext) -> tuple[TimeWindow, ...]:
+    if not values:
+        raise ValueProblem("access_times needs at least one H:MM-H:MM interval")
+    windows = []
+    for interval in values:
+        start_text, dash, end_text = interval.partition("-")
+        if not dash:
+            raise ValueProblem(f"invalid time interval {interval!r}: expected H:MM-H:MM")
+        start, end = _clock(start_text, interval), _clock(end_text, interval)
+        if start == 24 * 60:
+            raise ValueProblem(f"invalid time interval {interval!r}: 24:00 can only end an interval")
+        if end == 24 * 60:
+            ctx.remark(f"{interval}: 24:00 taken as the end of the day (xinetd 2.3.15.3 rejects "
+                       "it and disables the service)")
+        if start >= end:
+            raise ValueProblem(f"invalid time interval {interval!r}: the start must be before the "
+                               "end (split intervals that cross midnight in two)")
+        windows.append(TimeWindow(start, end))
+    return tuple(windows)
+
+
+def limit(words: str) -> Callable[[Values, ValueContext], int | None]:
+    """The parser of a number-or-UNLIMITED xinetd calls `Number of WORDS`."""
+    def parse(values: Values, ctx: ValueContext) -> int | None:
+        if values[0].upper() == "UNLIMITED":
+            return None
+        return uint(values[0], "limit", INT_MAX,
+                     f"Number of {words} is invalid: {values[0]}")
+    return parse
+
+
+def parse_cps(values: Values, ctx: ValueContext) -> tuple[int, int]:
+    return uint(values[0], "cps rate"), uint(values[1], "cps wait")
+
+
+def parse_max_load(values: Values, ctx: ValueContext) -> float:
+    try:
+        load = float(values[0])
+    except ValueError:
+        load = -1.0
+    if not load > 0 or load != load or load == float("inf"):
+        raise ValueProblem(f"bad max_load {values[0]!r}: expected a number greater than 0")
+    return load
+
+
+def parse_deny_time(values: Values, ctx: ValueContext) -> int:
+    word = values[0].upper()
+    if word == "FOREVER":
+        return -1
+    if word == "NEVER":
+        return 0
+    return uint(values[0], "deny_time", LONG_MAX, f"Error parsing: {values[0]}")

@@ -1,0 +1,60 @@
+"""Value parsers for logging: where a service's log entries go (`log_type`: syslog or a
+file with its size limits) and what they say (`log_on_success`, `log_on_failure`). Same
+contract as pyxinetd.config.values: tokens in, typed value out, or ValueProblem.
+"""
+
+from __future__ import annotations
+
+from pyxinetd.config.diagnostics import did_you_mean
+from pyxinetd.config.model import (
+    LOG_ON_FAILURE_FLAGS, LOG_ON_SUCCESS_FLAGS, FileTarget, LogTarget, SyslogTarget,
+)
+from pyxinetd.config.values import KIB, ValueContext, ValueProblem, Values, byte_size, choices, one_of
+
+SYSLOG_FACILITIES = ("daemon", "auth", "authpriv", "user", "mail", "lpr", "news", "uucp", "ftp",
+                     "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7")
+SYSLOG_LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+
+def parse_log_type(values: Values, ctx: ValueContext) -> LogTarget:
+    if not values:
+        raise ValueProblem("log_type needs SYSLOG facility [level] or FILE path [soft [hard]]")
+    kind = values[0].upper()
+    if kind == "SYSLOG":
+        if not 2 <= len(values) <= 3:
+            raise ValueProblem("wrong number of arguments: expected SYSLOG facility [level]")
+        facility = one_of(values[1], SYSLOG_FACILITIES, "syslog facility",
+                         f"Unknown syslog facility: {values[1]}")
+        level = (one_of(values[2], SYSLOG_LEVELS, "syslog level",
+                       f"Unknown syslog level: {values[2]}") if len(values) == 3 else "info")
+        return SyslogTarget(facility, level)
+    if kind == "FILE":
+        if not 2 <= len(values) <= 4:
+            raise ValueProblem("wrong number of arguments: expected FILE path [soft [hard]]")
+        soft = byte_size(values[2], "soft limit") if len(values) > 2 else None
+        hard = byte_size(values[3], "hard limit") if len(values) > 3 else None
+        if soft is not None and hard is None:
+            hard = soft + min(max(soft // 100, 5 * KIB), 20 * KIB)
+        if soft is not None and hard is not None and hard < soft:
+            raise ValueProblem(f"hard limit ({hard}) is less than soft limit ({soft})")
+        return FileTarget(values[1], soft, hard)
+    raise ValueProblem(f"unknown log type {values[0]!r}: expected SYSLOG or FILE"
+                       f"{did_you_mean(values[0], ('SYSLOG', 'FILE'))}")
+
+
+def _log_flags(values: Values, allowed: tuple[str, ...], what: str) -> frozenset[str]:
+    flags = []
+    for value in values:
+        if value.upper() == "RECORD" and what == "log_on_failure":
+            raise ValueProblem("Bad log_on_failure flag: RECORD",
+                               f"it no longer exists; expected {choices(allowed)}")
+        flags.append(one_of(value, allowed, f"{what} flag", f"Bad {what} flag: {value}"))
+    return frozenset(flags)
+
+
+def parse_log_on_success(values: Values, ctx: ValueContext) -> frozenset[str]:
+    return _log_flags(values, LOG_ON_SUCCESS_FLAGS, "log_on_success")
+
+
+def parse_log_on_failure(values: Values, ctx: ValueContext) -> frozenset[str]:
+    return _log_flags(values, LOG_ON_FAILURE_FLAGS, "log_on_failure")
