@@ -24,9 +24,8 @@ from pyxinetd.config.lookups import Lookups
 from pyxinetd.config.model import (
     AddressEntry, Configuration, Defaults, DroppedEntry, LogTarget, ServiceConfig,
 )
-from pyxinetd.config.pipeline import (
-    FillContext, ServiceRejected, build_service, find_duplicates, rejection_line,
-)
+from pyxinetd.config.duplicates import find_duplicates
+from pyxinetd.config.pipeline import FillContext, ServiceRejected, build_service, rejection_line
 from pyxinetd.config.netvalues import BindSpec
 from pyxinetd.config.values import ValueContext
 from pyxinetd.errors import ConfigError

@@ -1,0 +1,75 @@
+"""Services that would listen on the same socket: the first one read is kept.
+
+Run after every service was built (pyxinetd.config.pipeline), over the whole list, in
+the order xinetd reads the files. Two services clash when they share protocol and port
+(RPC services: protocol, program number and an overlapping version range) and their
+sockets cannot coexist: both bound to the same address of the same family, or one of
+them bound to no particular address, on the same family or as a dual-stack IPv6
+socket beside an IPv4 one. tcpmux clients have no socket of their own and never clash.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from pyxinetd.config.diagnostics import DiagnosticSink
+from pyxinetd.config.model import ServiceConfig
+from pyxinetd.config.pipeline import DISABLING
+
+
+def _conflict(a: ServiceConfig, b: ServiceConfig) -> bool:
+    """Would b's listening socket clash with a's?"""
+    if a.rpc_number is not None or b.rpc_number is not None:
+        if a.rpc_number != b.rpc_number or a.protocol != b.protocol:
+            return False
+        assert a.rpc_version is not None and b.rpc_version is not None
+        return a.rpc_version[0] <= b.rpc_version[1] and b.rpc_version[0] <= a.rpc_version[1]
+    if a.port is None or a.port != b.port or a.protocol != b.protocol:
+        return False
+    if a.bind is not None and b.bind is not None:
+        return a.bind == b.bind and a.family == b.family
+    if a.family != b.family:
+        # A v6-only socket and an IPv4 one can share a port; dual-stack cannot.
+        six = a if a.family == socket.AF_INET6 else b
+        return not six.v6only
+    return True
+
+
+def _socket_key(service: ServiceConfig) -> tuple[str, int | None, int | None]:
+    """Services that can clash share this key (RPC: program number; others: port)."""
+    if service.rpc_number is not None:
+        return service.protocol, None, service.rpc_number
+    return service.protocol, service.port, None
+
+
+def find_duplicates(services: list[ServiceConfig], sink: DiagnosticSink
+                    ) -> tuple[list[ServiceConfig], list[tuple[ServiceConfig, str]]]:
+    """Keep the first of any services that would listen on the same socket."""
+    kept: list[ServiceConfig] = []
+    dropped: list[tuple[ServiceConfig, str]] = []
+    by_key: dict[tuple[str, int | None, int | None], list[ServiceConfig]] = {}
+    for service in services:
+        if service.is_tcpmux_client:
+            kept.append(service)
+            continue
+        key = _socket_key(service)
+        same_socket = by_key.setdefault(key, [])
+        earlier = next((k for k in same_socket if _conflict(k, service)), None)
+        if earlier is None:
+            kept.append(service)
+            same_socket.append(service)
+            continue
+        same = earlier.id.lower() == service.id.lower()
+        # xinetd's words ("its" included), then where the first one is.
+        what = ("not unique or is a duplicate" if same else
+                f"is unique but its identical to service: {earlier.name} id: {earlier.id}")
+        reason = (f"service: {service.name} id: {service.id} {what}{DISABLING} (same "
+                  f"port/protocol as {earlier.origin})")
+        where = (service.origin.file, service.origin.line)
+        if earlier.bind is not None:
+            sink.error(*where, reason)
+        else:
+            sink.warning(*where, reason + " (xinetd 2.3.15.3 would keep both and fail to bind "
+                                          "the second)")
+        dropped.append((service, reason))
+    return kept, dropped
