@@ -17,8 +17,8 @@ destination, and the reply leaves from it (pyxinetd.replysource).
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import Literal, Protocol
 
 from pyxinetd import internal, replysource
 from pyxinetd.access.gate import AccessGate, Datagram, Verdict
@@ -38,6 +38,9 @@ DRAIN_LIMIT = 10_000
 MAX_DATAGRAM = 65_535
 
 OnReap = Callable[[Child, ExitStatus], None]
+# A datagram as read: the socket it came in on, its bytes, its sender, and the source
+# its reply leaves from.
+Received = tuple[socket.socket, bytes, tuple[object, ...], replysource.Source]
 
 
 class Host(MasterView, Protocol):
@@ -101,6 +104,45 @@ def send_quietly(sock: socket.socket, data: bytes, addr: tuple[object, ...] | No
         replysource.send(sock, data, addr, source)
     except OSError:
         pass
+
+
+def read_datagrams(rt: ServiceRuntime, *, on_error: Literal["stop", "skip"]
+                   ) -> Iterator[Received]:
+    """The datagrams of one readiness event of `rt`'s socket, one read each
+    (`replysource.receive`), at most DGRAM_BATCH reads.
+
+    Before each read the service is looked at again, since handling the previous
+    datagram may have changed it: reading stops once it has no socket or is not to be
+    watched (`wants_events`: suspended, paused, too much parked), and a socket other
+    than the one read before gets its own `space()` (the room for its ancillary data).
+    Reading stops when nothing is queued (BlockingIOError, InterruptedError).
+
+    Any other OSError from the read is handled as each caller always has:
+    "stop" (the internal datagram builtins) ends this event's reading; "skip" (the
+    dgram/nowait relays) counts the failed read against the batch and reads on. The
+    failed read consumed the error either way, and the socket is level-triggered, so
+    nothing is lost: what is queued behind the error is read in this event ("skip") or
+    in the loop's next turn ("stop"). Kept apart because the relays read past an error
+    as `drain` does, while a builtin's reading never went past one; pyxinetd sets no
+    IP_RECVERR, and Linux reports ICMP errors to an unconnected UDP socket only with
+    it, so these errors should be rare.
+    """
+    seen, room = None, 0
+    for _ in range(DGRAM_BATCH):
+        sock = rt.sock
+        if sock is None or not rt.wants_events:
+            return
+        if sock is not seen:
+            seen, room = sock, replysource.space(sock)
+        try:
+            data, addr, source = replysource.receive(sock, MAX_DATAGRAM, room)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            if on_error == "stop":
+                return
+            continue
+        yield sock, data, addr, source
 
 
 class DatagramDispatch:
@@ -181,20 +223,10 @@ class DatagramDispatch:
     def on_internal(self, rt: ServiceRuntime) -> None:
         host = self.host
         svc = rt.config
-        seen, room = None, 0
-        for _ in range(DGRAM_BATCH):
-            sock = rt.sock
-            if sock is None or not rt.wants_events:
-                return
-            if sock is not seen:
-                seen, room = sock, replysource.space(sock)
-            # One read gives the datagram, the sender the checks need (no MSG_PEEK
-            # first) and the address to answer from; a refused datagram is consumed.
-            try:
-                data, addr, source = replysource.receive(sock, MAX_DATAGRAM, room)
-            except OSError:
-                # Nothing queued, or a queued ICMP error (reported once; consumed now).
-                return
+        # One read gives the datagram, the sender the checks need (no MSG_PEEK first)
+        # and the address to answer from; a refused datagram is consumed. A failed
+        # read ends the batch: a queued ICMP error is reported once, consumed now.
+        for sock, data, addr, source in read_datagrams(rt, on_error="stop"):
             peer = peer_text(addr)
             reason = host.parent_check(rt, peer)
             if reason is not None:

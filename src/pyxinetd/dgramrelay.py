@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pyxinetd import replysource
 from pyxinetd.access.gate import PASS, Datagram, Verdict
 from pyxinetd.config.model import ServiceConfig
-from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, Host, send_quietly
+from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, Host, read_datagrams, send_quietly
 from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.listener import peer_text
 from pyxinetd.log import fail_entry, strerror
@@ -59,19 +59,8 @@ class NowaitRelays:
 
     def on_readable(self, rt: ServiceRuntime) -> None:
         host = self.host
-        seen, room = None, 0
-        for _ in range(DGRAM_BATCH):
-            sock = rt.sock
-            if sock is None or not rt.wants_events:
-                return
-            if sock is not seen:
-                seen, room = sock, replysource.space(sock)
-            try:
-                data, addr, source = replysource.receive(sock, MAX_DATAGRAM, room)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                continue
+        # A failed read (other than nothing queued) does not end the batch.
+        for sock, data, addr, source in read_datagrams(rt, on_error="skip"):
             relay = self._relays.get((rt.id, addr))
             if relay is not None:
                 send_quietly(relay.sock, data, None)
