@@ -12,6 +12,10 @@ simply taken over. POSIX locks belong to the process, are not inherited by forke
 children, and vanish with the process; they are also dropped if the process closes *any*
 descriptor of the file, so the daemon never opens the file a second time.
 
+A symlink at the path is removed (the link, never its target) and a regular file is
+created in its place, exclusively and without following links, as xinetd does; a link
+that reappears in between makes the creation fail instead of writing through it.
+
 Releasing unlinks the file first, then drops the lock. A starter that opened the old
 file just before the unlink would then lock an inode no longer reachable by its path;
 `acquire` detects that by comparing inodes and starts over.
@@ -75,6 +79,35 @@ def lock_holder(path: str) -> int | None:
         os.close(fd)
 
 
+def replace_symlink(path: str) -> int:
+    """Remove the symlink at `path` (never its target) and create the file in its place.
+
+    As xinetd does, which unlinks the path before creating it. The creation is
+    exclusive and does not follow links: if something appears at the path in between
+    (a new symlink, say), it fails rather than writing through it.
+    """
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        raise PidFileError(path, f"cannot remove the symlink at pidfile {path}: "
+                                 f"{err.strerror}") from err
+    return create_exclusive(path)
+
+
+def create_exclusive(path: str) -> int:
+    """Create `path` as a new regular file; fails if anything (a symlink too) is there."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                       | os.O_NOFOLLOW, PIDFILE_MODE)
+    except FileExistsError as err:
+        raise PidFileError(path, f"cannot create pidfile {path}: something was put there "
+                                 f"while its symlink was being replaced") from err
+    except OSError as err:
+        raise PidFileError(path, f"cannot create pidfile {path}: {err.strerror}") from err
+
+
 class PidFile:
     """`with PidFile(path):` writes this process's pid under a lock; exit removes it."""
 
@@ -112,8 +145,10 @@ class PidFile:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
                          PIDFILE_MODE)
         except OSError as err:
-            raise PidFileError(self.path, f"cannot open pidfile {self.path}: "
-                                          f"{err.strerror}") from err
+            if err.errno != errno.ELOOP:
+                raise PidFileError(self.path, f"cannot open pidfile {self.path}: "
+                                              f"{err.strerror}") from err
+            fd = replace_symlink(self.path)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -156,4 +191,5 @@ class PidFile:
         self.release()
 
 
-__all__ = ["PidFile", "PidFileError", "lock_holder", "locked_message", "PIDFILE_MODE"]
+__all__ = ["PidFile", "PidFileError", "create_exclusive", "lock_holder", "locked_message",
+           "replace_symlink", "PIDFILE_MODE"]

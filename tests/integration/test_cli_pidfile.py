@@ -160,3 +160,41 @@ def test_a_relative_pidfile_is_removed_on_sigterm(detached: Detached, tmp_path: 
     os.kill(pid, 15)
     wait_until(lambda: not alive(pid), what="the daemon to exit")
     assert not pidfile.exists()
+
+
+def symlinked_pidfile(tmp_path: Path) -> tuple[Path, Path]:
+    """A pidfile path that is a symlink to a file holding something else."""
+    target = tmp_path / "target"
+    target.write_text("not a pid\n")
+    link = tmp_path / "x.pid"
+    link.symlink_to(target)
+    return link, target
+
+
+def test_xinetd_replaces_a_symlinked_pidfile(tmp_path: Path) -> None:
+    (tmp_path / "echo.conf").write_text(echo_conf(7))
+    link, target = symlinked_pidfile(tmp_path)
+    report, log = run_oracle(tmp_path, "-f", "echo.conf", "-filelog", "log",
+                             "-pidfile", str(link),
+                             then=f'cp {link} seen; kill -TERM "$(cat {link})"; sleep 1')
+    assert "running=" not in report and "WARNING: Exiting..." in log, report
+    assert (tmp_path / "seen").read_text().rstrip("\n").isdigit()
+    assert target.read_text() == "not a pid\n"
+    assert not link.exists() and not link.is_symlink()
+
+
+def test_a_symlinked_pidfile_is_replaced_and_its_target_kept(detached: Detached,
+                                                              tmp_path: Path) -> None:
+    link, target = symlinked_pidfile(tmp_path)
+    result, _, log = detached.start(echo_conf(free_port()), pidfile=link)
+    assert result.returncode == 0, result.stderr
+    assert not link.is_symlink()
+    pid = read_pid(link)
+    assert pid is not None
+    assert f"xinetd[{pid}]: NOTICE: Started working" in log.read_text()
+    assert "ERROR" not in log.read_text()
+    assert target.read_text() == "not a pid\n"
+    os.kill(pid, 15)
+    wait_until(lambda: not alive(pid), what="the daemon to exit")
+    assert not link.exists() and not link.is_symlink()
+    assert target.read_text() == "not a pid\n"

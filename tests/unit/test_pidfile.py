@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pyxinetd.pidfile import PidFile, PidFileError, lock_holder
+from pyxinetd.pidfile import PidFile, PidFileError, create_exclusive, lock_holder
 
 # A competing process: takes the lock, says so, then waits for stdin to close.
 HOLDER = textwrap.dedent("""
@@ -83,11 +83,39 @@ def test_release_leaves_a_file_that_is_no_longer_ours(tmp_path: Path) -> None:
     assert path.read_text() == "1\n"
 
 
-def test_a_symlink_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_symlink_is_replaced_by_a_regular_file_and_its_target_kept(
+        tmp_path: Path, dangling: bool) -> None:
+    target = tmp_path / "elsewhere"
+    if not dangling:
+        target.write_text("keep\n")
+    link = tmp_path / "x.pid"
+    link.symlink_to(target)
+    with PidFile(str(link)):
+        assert not link.is_symlink()
+        assert link.read_text() == f"{os.getpid()}\n"
+        assert link.stat().st_mode & 0o777 == 0o644
+    assert not link.exists() and not link.is_symlink()
+    if dangling:
+        assert not target.exists()
+    else:
+        assert target.read_text() == "keep\n"
+
+
+def test_a_link_put_back_before_the_creation_is_not_written_through(tmp_path: Path) -> None:
+    # The moment between removing the link and creating the file: a new link there
+    # makes the exclusive creation fail.
     target = tmp_path / "elsewhere"
     target.write_text("keep\n")
     link = tmp_path / "x.pid"
     link.symlink_to(target)
+    with pytest.raises(PidFileError) as info:
+        create_exclusive(str(link))
+    assert str(info.value) == (f"cannot create pidfile {link}: something was put there "
+                               f"while its symlink was being replaced")
+    assert target.read_text() == "keep\n" and link.is_symlink()
+    dangling = tmp_path / "y.pid"
+    dangling.symlink_to(tmp_path / "nowhere")
     with pytest.raises(PidFileError):
-        PidFile(str(link)).acquire()
-    assert target.read_text() == "keep\n"
+        create_exclusive(str(dangling))
+    assert not (tmp_path / "nowhere").exists()
