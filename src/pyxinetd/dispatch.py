@@ -371,6 +371,11 @@ class Dispatcher:
         closed = self.sessions.close_matching(selected) + self.waiting.cancel(selected)
         return closed + self.retries.release_matching(selected)
 
+    def give_up_held(self, rt: ServiceRuntime, log_as: ServiceConfig) -> int:
+        """A reload replaced the socket of `rt`: end its requests held for a fork
+        retry, with their FAIL line (pyxinetd.forkretry). Returns how many."""
+        return self.retries.give_up_runtime(rt, log_as)
+
     def close_all(self) -> None:
         self.intercept.close_all()
         self.waiting.cancel(lambda svc: True)

@@ -21,6 +21,10 @@ failed is given up, and so is every later one whose first fork fails, until a fo
 that service succeeds again: a service whose forks keep failing does not pile up held
 connections. A held request keeps its instance slot (it counts toward instances,
 per_source and -limit, like the server it is waiting to become).
+
+A reload that removes the service lets go of its held requests (release_matching); one
+that replaces its socket gives them up as the last failed fork does, FAIL line
+included (give_up_runtime): they were to be served from a socket that is gone.
 """
 
 from __future__ import annotations
@@ -114,8 +118,7 @@ class ForkRetry:
             if not noretry:
                 self.program.error("server_retry",
                                    f"service {svc.id}: too many consecutive fork failures")
-            if svc.log_type is not None:
-                self.logs.write(svc, fail_entry(svc, REASON_FORK, peer))
+            self._log_fail(svc, peer)
             hold.release()
             return Outcome.RELEASED
         held = _Held(hold, svc, peer)
@@ -128,7 +131,8 @@ class ForkRetry:
         if not self._forget(held):
             return
         if held.hold.rt.state is State.STOPPED:
-            # The service went away (reload, shutdown) without release_matching.
+            # The service went away (reload, shutdown) without release_matching or
+            # give_up_runtime.
             held.hold.release()
             return
         held.hold.retry()
@@ -159,6 +163,21 @@ class ForkRetry:
             if self._forget(held):
                 held.hold.release()
         return len(doomed)
+
+    def give_up_runtime(self, rt: ServiceRuntime, log_as: ServiceConfig) -> int:
+        """A reload replaced the socket of `rt` (the service is kept under `log_as`):
+        its held requests cannot be retried there, so they end as a request given up
+        after its last failed fork does, with `FAIL: ID fork`. Returns how many."""
+        doomed = [h for h in self._held if h.hold.rt is rt]
+        for held in doomed:
+            if self._forget(held):
+                self._log_fail(log_as, held.peer)
+                held.hold.release()
+        return len(doomed)
+
+    def _log_fail(self, svc: ServiceConfig, peer: str) -> None:
+        if svc.log_type is not None:
+            self.logs.write(svc, fail_entry(svc, REASON_FORK, peer))
 
     def close_all(self) -> None:
         """Shutdown: let go of every held request."""

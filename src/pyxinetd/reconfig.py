@@ -24,7 +24,8 @@ Parse, validate, diff, apply; never die on bad input (reference §6.2, §1.8):
      count toward it, their EXIT is logged with it, a later removal finds them);
    - kept services whose socket changed: the old listener is closed and a new one
      bound (retries as at start-up); servers holding the old socket (wait = yes) are
-     terminated as for a removal, the others finish their connection;
+     terminated as for a removal, the others finish their connection; requests held
+     for a fork retry end with `FAIL: ID fork` (pyxinetd.forkretry);
    - new services are bound;
    - the running servers and in-loop sessions of every kept service are checked again
      against its new access_times, only_from/no_access and instances, as xinetd's
@@ -250,6 +251,9 @@ class Reconfigurer:
         m.rpc.unregister(rt)
         m.dispatcher.close_listener(rt)
         rt.transition(Event.STOP)
+        # Requests held for a fork retry belong to the old socket's runtime: they end
+        # now, logged as given up, rather than silently at their retry.
+        m.dispatcher.give_up_held(rt, change.new)
         old = change.old
         if old.wait and not old.is_internal and not old.is_redirect:
             # Those servers hold the old listening socket: it must go away.

@@ -251,6 +251,38 @@ def test_reload_removing_the_service_releases_held_connections(box: Box) -> None
         assert read_all(c) == b"hello from kept\n"
 
 
+def test_reload_changing_the_bind_gives_up_held_connections_with_a_fail_line(
+        box: Box) -> None:
+    port = free_port()
+    daemon = box.start(service("moved", port), interval="60")
+    set_process_limit(daemon, 1)
+    try:
+        client = connect(port)
+        daemon.wait_for_log(r"moved: fork failed: Resource temporarily unavailable")
+    finally:
+        restore_process_limit(daemon)
+    with client:
+        assert nothing_yet(client)
+        conf = daemon.log_path.with_suffix(".conf")
+        new = conf.with_suffix(".new")
+        text = conf.read_text()
+        new.write_text(text.replace("bind = 127.0.0.1", "bind = 127.0.0.2"))
+        new.chmod(0o644)
+        new.replace(conf)
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log(r"Reconfigured: new=0 old=1 dropped=0")
+        # The request cannot be retried on the old socket: it ends at the reload, as a
+        # request given up after its last failed fork does (not at its retry, 60 s on).
+        assert read_all(client) == b""
+    box.wait_service_log(r"FAIL: moved fork from=127\.0\.0\.1")
+    assert "START: moved" not in box.service_log()
+    # Its slot is free again: the service, on its new address, serves at once.
+    with socket.create_connection(("127.0.0.2", port), timeout=10) as c:
+        c.settimeout(10)
+        assert read_all(c) == b"hello from moved\n"
+    box.wait_service_log(r"START: moved pid=\d+")
+
+
 def test_stream_wait_request_stays_queued_until_fork_works(box: Box) -> None:
     port = free_port()
     daemon = box.start(service("swait", port, wait="yes", server=SERVER_PYTHON,
