@@ -92,14 +92,15 @@ class Method(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class NativePlan:
     """The C extension's arguments for one service, encoded once: per connection only
-    REMOTE_HOST (always the last environment entry) and the descriptor change."""
+    REMOTE_HOST (between env_head and env_tail) and the descriptor change."""
 
     service: ServiceConfig
     as_root: bool
     request: SpawnRequest            # built with fd -1 and an empty REMOTE_HOST
     path: bytes
     argv: tuple[bytes, ...]
-    env: tuple[bytes, ...]           # REMOTE_HOST excluded
+    env_head: tuple[bytes, ...]      # the environment before REMOTE_HOST
+    env_tail: tuple[bytes, ...]      # after it (xinetd's place for it; usually empty)
     groups: tuple[int, ...] | None
     gid: int
     uid: int
@@ -209,9 +210,10 @@ class Spawner(FallbackPaths):
         creds = req.credentials
         limits = [("files", resource.RLIMIT_NOFILE, req.nofile)] if req.nofile else []
         limits += [(name, res, (value, value)) for name, res, value in req.rlimits]
-        # build_request puts REMOTE_HOST last; the rest is fixed per service (a twist
-        # command's environment may be empty).
-        env = encoded(req.env[:-1]) + tuple(map(os.fsencode, req.env[-1:]))
+        # All but REMOTE_HOST is fixed per service (a twist command has none).
+        at = req.remote_at
+        env = (encoded(req.env) if at is None else
+               encoded(req.env[:at]) + (os.fsencode(req.env[at]),) + encoded(req.env[at + 1:]))
         try:
             return self._os.native_spawn(
                 os.fsencode(req.path), encoded(req.argv), env, fd=req.fd,
@@ -234,12 +236,14 @@ class Spawner(FallbackPaths):
     def _native_plan(self, service: ServiceConfig, as_root: bool) -> NativePlan:
         # build_request validates (no server, empty argv: SpawnError, nothing cached).
         req = build_request(service, -1, "", as_root=as_root, posix=self._os)
+        at = req.remote_at
+        assert at is not None  # a twist command is never planned
         creds = req.credentials
         limits = [("files", resource.RLIMIT_NOFILE, req.nofile)] if req.nofile else []
         limits += [(name, res, (value, value)) for name, res, value in req.rlimits]
         plan = NativePlan(
             service, as_root, req, os.fsencode(req.path), encoded(req.argv),
-            encoded(req.env[:-1]),
+            encoded(req.env[:at]), encoded(req.env[at + 1:]),
             groups=creds.groups if creds else None,
             gid=-1 if creds is None or creds.gid is None else creds.gid,
             uid=-1 if creds is None or creds.uid is None else creds.uid,
@@ -255,8 +259,9 @@ class Spawner(FallbackPaths):
     def _run_plan(self, plan: NativePlan, fd: int, remote_host: str,
                   peer_env: tuple[str, ...] = (), stderr_fd: int = -1) -> int:
         remote = (os.fsencode("REMOTE_HOST=" + remote_host),)
-        env = (replaced_by(plan.env, peer_env) + tuple(map(os.fsencode, peer_env)) + remote
-               if peer_env else plan.env + remote)
+        env = (replaced_by(plan.env_head, peer_env) + tuple(map(os.fsencode, peer_env))
+               + remote + replaced_by(plan.env_tail, peer_env)
+               if peer_env else plan.env_head + remote + plan.env_tail)
         try:
             return self._os.native_spawn(
                 plan.path, plan.argv, env, fd=fd, groups=plan.groups, gid=plan.gid,

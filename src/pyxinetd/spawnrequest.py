@@ -1,7 +1,7 @@
 """What a server needs, resolved in the parent before any process is created.
 
 `build_request` turns a service and a connection into a `SpawnRequest`: path, argv, the
-environment (the service's, REMOTE_HOST last), credentials (only when the daemon runs as
+environment (the service's, REMOTE_HOST where xinetd puts it), credentials (only when the daemon runs as
 root and the service names a user or group), umask, nice and the rlimits in the order
 the child applies them. Every spawn path in pyxinetd.spawner works from it.
 """
@@ -57,7 +57,7 @@ class SpawnRequest:
     service_id: str
     path: str
     argv: tuple[str, ...]
-    env: tuple[str, ...]                      # NAME=value, REMOTE_HOST last (not twist)
+    env: tuple[str, ...]                      # NAME=value, REMOTE_HOST at remote_at
     fd: int
     credentials: Credentials | None
     umask: int | None
@@ -65,6 +65,9 @@ class SpawnRequest:
     nofile: tuple[int, int] | None            # None: leave the inherited limit alone
     rlimits: tuple[tuple[str, int, int], ...]  # (name, resource, value), NOFILE apart
     stderr_fd: int = -1                       # descriptor 2 instead of fd (`stderr`)
+    # Where REMOTE_HOST is in env (None: a twist command, which gets none). The rest of
+    # env is fixed per service; see server_environment.
+    remote_at: int | None = None
 
     def env_mapping(self) -> dict[str, str]:
         mapping: dict[str, str] = {}
@@ -80,7 +83,7 @@ def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root:
     """Resolve the service and connection into a SpawnRequest. Raises SpawnError.
 
     `peer_env` (flags = PEERENV, pyxinetd.peerenv) goes just before REMOTE_HOST and,
-    like it, replaces any earlier value of the same variables."""
+    like it, replaces any other value of the same variables."""
     if service.server is None:
         raise SpawnError(f"{service.id}: no server to start", errno=errno.EINVAL, step="exec")
     if not service.server_argv:
@@ -89,11 +92,14 @@ def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root:
     base = service.environment
     if base is None:
         base = tuple(f"{k}={v}" for k, v in os.environ.items())
+    remote_at: int | None = None
     if TWIST_FLAG in service.flags:
         env = base      # exactly what the access check gave it
     else:
-        env = (replaced_by(_server_environment(base), peer_env) + peer_env
-               + (f"REMOTE_HOST={remote_host}",))
+        head, tail = server_environment(base)
+        head = replaced_by(head, peer_env) + peer_env
+        remote_at = len(head)
+        env = head + (f"REMOTE_HOST={remote_host}",) + replaced_by(tail, peer_env)
 
     credentials = None
     if as_root and (service.user is not None or service.group is not None):
@@ -115,15 +121,31 @@ def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root:
                     for name, value in limits.items() if name != "files")
     nice = None if service.nice is None else max(-NICE_SPAN, min(NICE_SPAN, service.nice))
     return SpawnRequest(service.id, service.server, tuple(service.server_argv), env, fd,
-                        credentials, service.umask, nice, nofile, rlimits, stderr_fd)
+                        credentials, service.umask, nice, nofile, rlimits, stderr_fd,
+                        remote_at)
 
 
 @functools.lru_cache(maxsize=4096)
-def _server_environment(base: tuple[str, ...]) -> tuple[str, ...]:
-    # Filtered once per distinct environment rather than on every connection: a
-    # service's environment is fixed at load time, and this was a measurable share of the
-    # master's time per spawn.
-    return tuple(e for e in base if not e.startswith("REMOTE_HOST=") and not e.startswith("="))
+def server_environment(base: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The service environment `base` as the two halves REMOTE_HOST goes between.
+
+    As xinetd, which sets REMOTE_HOST in the server's environment as it sets any
+    variable: in the place of one already there (from its own start-up environment,
+    `passenv` or `env`), else at the end. Computed once per distinct environment rather
+    than on every connection: it is fixed at load time, and filtering it was a
+    measurable share of the master's time per spawn.
+    """
+    head: list[str] = []
+    tail: list[str] | None = None
+    for entry in base:
+        if entry.startswith("="):
+            continue
+        if entry.startswith("REMOTE_HOST="):
+            if tail is None:
+                tail = []
+            continue
+        (head if tail is None else tail).append(entry)
+    return tuple(head), tuple(tail or ())
 
 
 def replaced_by(env: tuple[_Text, ...], assignments: tuple[str, ...]) -> tuple[_Text, ...]:

@@ -13,7 +13,6 @@ Standard library only. The order is the one execve received (/proc/self/environ)
 
 import json
 import os
-import socket
 import sys
 
 
@@ -27,7 +26,12 @@ def main() -> int:
     mode = sys.argv[1:2]
     if mode == ["stream"]:
         os.write(1, environment())
-    elif mode == ["wait-stream"]:
+        return 0
+    # Imported only now: `stream` needs no extension module, so it works under an
+    # interpreter that cannot find its lib-dynload (no PATH to locate itself by).
+    import socket
+
+    if mode == ["wait-stream"]:
         listener = socket.socket(fileno=0)
         conn, _ = listener.accept()
         conn.sendall(environment())

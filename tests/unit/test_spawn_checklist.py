@@ -362,10 +362,28 @@ def test_fork_exec_error_is_decoded_and_child_reaped(sock: socket.socket) -> Non
     assert fake.calls[-1] == ("waitpid", 888)
 
 
-def test_environment_replaces_remote_host() -> None:
-    request = build_request(make_service(environment=("REMOTE_HOST=x", "B=2")), 3, "::1",
+def test_environment_replaces_remote_host_in_its_place() -> None:
+    # As xinetd: a REMOTE_HOST already in the service's environment keeps its place.
+    request = build_request(make_service(environment=("A=1", "REMOTE_HOST=x", "B=2")), 3,
+                            "::1", as_root=False, posix=RecordingPosix())
+    assert request.env == ("A=1", "REMOTE_HOST=::1", "B=2")
+    assert request.remote_at == 1
+    request = build_request(make_service(environment=("A=1", "B=2")), 3, "::1",
                             as_root=False, posix=RecordingPosix())
-    assert request.env == ("B=2", "REMOTE_HOST=::1")
+    assert request.env == ("A=1", "B=2", "REMOTE_HOST=::1") and request.remote_at == 2
+
+
+@pytest.mark.parametrize("planned", [True, False], ids=["plan", "request"])
+def test_native_spawn_puts_remote_host_in_its_place(sock: socket.socket,
+                                                    planned: bool) -> None:
+    fake = RecordingPosix(native=True)
+    service = make_service(environment=("A=1", "REMOTE_HOST=x", "B=2"))
+    if planned:
+        Spawner(fake).spawn(service, sock, "10.0.0.9", as_root=False)
+    else:
+        Spawner(fake).spawn(service, sock, "10.0.0.9", as_root=False, method=Method.NATIVE)
+    (call,) = [c for c in fake.calls if c[0] == "native_spawn"]
+    assert call[3] == (b"A=1", b"REMOTE_HOST=10.0.0.9", b"B=2")
 
 
 def test_group_defaults_to_the_users_primary_group() -> None:

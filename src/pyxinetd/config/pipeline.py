@@ -341,8 +341,8 @@ def _environment(draft: Draft, ctx: FillContext, passenv: tuple[str, ...] | None
                     f"undefined environment variable: {variable} (service {draft.name}: "
                     "named in passenv; skipped)"))
     for setting in env:
+        # As xinetd: a variable already there keeps its place, with the new value.
         key, _, value = setting.partition("=")
-        base.pop(key, None)
         base[key] = value
     return tuple(f"{k}={v}" for k, v in base.items())
 
