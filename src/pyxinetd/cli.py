@@ -23,6 +23,7 @@ import click
 
 from pyxinetd import XINETD_COMPAT_VERSION, __version__
 from pyxinetd.daemonize import READY_TIMEOUT
+from pyxinetd.dump import dump_path
 from pyxinetd.log import SyslogSender
 from pyxinetd.master import COMPILED_OPTIONS, DEFAULT_CONFIG, MasterOptions, version_text
 from pyxinetd.handover import HandedOver
@@ -144,7 +145,8 @@ def serve(args: Sequence[str]) -> int:
     options = replace(
         options, config_path=os.path.abspath(options.config_path),
         filelog=None if options.filelog is None else os.path.abspath(options.filelog),
-        pidfile=None if options.pidfile is None else os.path.abspath(options.pidfile))
+        pidfile=None if options.pidfile is None else os.path.abspath(options.pidfile),
+        dump_file=os.path.abspath(dump_path()))
     detach = not (options.debug or options.dontfork)
     # The environment servers get is the one the daemon was started with: not the
     # LC_CTYPE the interpreter itself may have added (pyxinetd.process).

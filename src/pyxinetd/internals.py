@@ -22,9 +22,9 @@ class Internals:
     def __init__(self, master: Master, version: str) -> None:
         self.master = master
         self.version = version
-        # Taken before the daemon changes to `/`, so that a relative path means the
-        # folder it was started in, as the log line that names it suggests.
-        self.dump_path = os.path.abspath(dump.dump_path())
+        # A relative path means the folder the daemon was started in, as the log line
+        # that names it suggests: the command line resolves it before detaching.
+        self.dump_path = master.options.dump_file or os.path.abspath(dump.dump_path())
 
     def dump(self) -> None:
         """SIGUSR1: append the state dump to the dump file (reference §6.4)."""

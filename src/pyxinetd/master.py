@@ -68,6 +68,9 @@ class MasterOptions:
     pidfile: str | None = None
     filelog: str | None = None
     syslog_facility: str | None = None
+    # The SIGUSR1 dump file, absolute; None: $PYXINETD_DUMP_FILE or the default, as
+    # the master finds it (cli.py resolves it before the daemon changes to `/`).
+    dump_file: str | None = None
 
     @property
     def keeps_running_without_services(self) -> bool:

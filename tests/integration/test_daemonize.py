@@ -291,3 +291,19 @@ def test_debug_lines_go_to_syslog_with_dash_syslog(tmp_path: Path) -> None:
     assert any(m.startswith("<157>") and "Started working: 1 available service" in m
                for m in messages), messages
     assert b"Started working" not in stderr
+
+
+def test_a_relative_dump_file_is_in_the_folder_the_start_command_ran_in(
+        detached: Detached, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The detached daemon works from `/`; PYXINETD_DUMP_FILE=name still means the
+    # folder the command was started in (the fixture runs it in tmp_path).
+    monkeypatch.setenv("PYXINETD_DUMP_FILE", "relative.dump")
+    result, pidfile, log = detached.start(echo_conf(free_port()))
+    assert result.returncode == 0, result.stderr
+    pid = read_pid(pidfile)
+    assert pid is not None
+    os.kill(pid, signal.SIGUSR1)
+    target = tmp_path / "relative.dump"
+    wait_until(lambda: "generated state dump" in log.read_text(), timeout=10)
+    assert f"generated state dump in file {target}" in log.read_text()
+    assert "INTERNAL STATE DUMP" in target.read_text()
