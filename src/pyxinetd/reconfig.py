@@ -362,7 +362,9 @@ class Reconfigurer:
         new = sum(1 for rt in added if rt.state in _LIVE)
         m.program.notice("hard_reconfig",
                          f"Reconfigured: new={new} old={old} dropped={dropped} (services)")
-        m.notifier.ready(f"Reconfigured: {m.available_count()} available services")
+        available = m.available_count()
+        plural = "service" if available == 1 else "services"
+        m.notifier.ready(f"Reconfigured: {available} available {plural}")
         if m.available_count() == 0 and not m.options.keeps_running_without_services:
             m.program.critical("hard_reconfig", "No available services. Exiting")
             m.stop(1)

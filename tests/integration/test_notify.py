@@ -106,7 +106,8 @@ def test_reload_reports_reloading_then_ready(daemons: DaemonFactory,
     assert reloading["RELOADING"] == "1"
     assert int(reloading["MONOTONIC_USEC"]) > 0
     ready = manager.until("READY")[-1]
-    assert ready["STATUS"] == "Reconfigured: 1 available services"
+    # Worded as the start-up line: "1 available service".
+    assert ready["STATUS"] == "Reconfigured: 1 available service"
 
 
 def test_failed_reload_still_ends_with_ready(daemons: DaemonFactory, manager: ManagerSocket,
