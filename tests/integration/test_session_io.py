@@ -14,6 +14,7 @@ import pytest
 from internal_support import DEADLINE, make_service
 
 from pyxinetd import internal
+from pyxinetd.internal import session
 from pyxinetd.loop import READ, WRITE, Loop
 
 
@@ -176,3 +177,19 @@ def test_tcpmux_reply_reaches_a_client_that_sent_more_after_the_name(
         assert _recv_all(client) == b"-Service name not found\r\n"
     finally:
         loop.close()
+
+
+def test_input_arriving_after_the_discard_cannot_reset_away_the_reply(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    # The client's line arrives between the last read of discard_input and the close:
+    # the close resets the connection, but the reply (written with MSG_MORE, as a
+    # finishing session writes it) and the FIN must already be on their way.
+    client, conn = pair
+    conn.send(b"27 NOV 2026 08:25:06 UTC\r\n", socket.MSG_MORE)
+    session.discard_input(conn)
+    client.sendall(b"hello\r\n")
+    _queued(conn, 7)
+    conn.close()
+    client.settimeout(DEADLINE)
+    assert client.recv(100) == b"27 NOV 2026 08:25:06 UTC\r\n"
+    assert client.recv(100) == b""      # the FIN came before the reset

@@ -38,21 +38,27 @@ DISCARD_LIMIT = 4 * RECV_SIZE
 
 def discard_input(conn: socket.socket) -> None:
     """Before closing a connection whose output is all written: consume what the client
-    sent and nobody read (a newline typed at daytime, bytes after a tcpmux name).
+    sent and nobody read (a newline typed at daytime, bytes after a tcpmux name), then
+    send the FIN.
 
     Closing with unread input makes the kernel send a reset instead of a FIN, and a
     reset throws away output still in our send queue: the last write went out with
     MSG_MORE, so the reply itself could be lost. Up to DISCARD_LIMIT bytes are read
-    without waiting; beyond that, shutdown(SHUT_WR) sends the queued output and the FIN
-    before the close resets the connection. Never raises OSError.
+    without waiting. shutdown(SHUT_WR) then sends the queued output and the FIN at once,
+    whatever happens next: input that arrives after the last read (or beyond
+    DISCARD_LIMIT) makes the close reset the connection, but only after the client has
+    its reply and the FIN. Never raises OSError.
     """
     try:
         for _ in range(DISCARD_LIMIT // RECV_SIZE):
             if not conn.recv(RECV_SIZE, socket.MSG_DONTWAIT):
-                return      # EOF: nothing left to discard
-        conn.shutdown(socket.SHUT_WR)
+                break       # EOF: nothing left to discard
     except OSError:
         pass                # EAGAIN: nothing queued; or the peer is gone
+    try:
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass                # the peer is gone
 
 
 class Session(Protocol):
