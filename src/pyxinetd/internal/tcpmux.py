@@ -11,8 +11,8 @@ Differences from xinetd, all deliberate (docs/compatibility.md):
   NUL for the first byte of the server's output is confused by it);
 - `help` lists the TCPMUX service names, one per CRLF-terminated line, as RFC 1078
   asks (a configured service literally named `help` still wins).
-As in xinetd, a line of 2 bytes or less, or one not ending in CRLF within
-MAX_LINE bytes, closes the connection without a reply.
+As in xinetd, a line of 2 bytes or less, one ending in a bare LF, or one not ending
+in CRLF within MAX_LINE bytes, closes the connection without a reply.
 """
 
 from __future__ import annotations
@@ -95,8 +95,10 @@ class TcpmuxSession:
         end = (tail + queued).find(b"\r\n")
         if end < 0:
             self._line += self.conn.recv(len(queued))
-            if len(self._line) >= MAX_LINE:
-                self.close()    # far too long for a service name
+            if len(self._line) >= MAX_LINE or self._line.endswith(b"\n"):
+                # Far too long for a service name; or a line that ended without its
+                # CR (`echo name | nc`): closed without a reply at once, as xinetd does.
+                self.close()
             return
         self._line += self.conn.recv(end + 2 - len(tail))   # up to the CRLF, no further
         line = bytes(self._line)
