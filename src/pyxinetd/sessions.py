@@ -102,7 +102,7 @@ class Sessions:
             elif svc.name == "tcpmux":
                 record.session = internal.start_tcpmux(
                     self.loop, svc, conn, addr, self._tcpmux_lookup, self._tcpmux_launch,
-                    closed, names=self._tcpmux_names)
+                    closed, names=self._tcpmux_names, greeting=greeting)
             else:
                 record.session = internal.start_stream(self.loop, svc, conn, addr, closed,
                                                        view=self._view, greeting=greeting)

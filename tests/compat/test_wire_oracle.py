@@ -76,7 +76,7 @@ def test_clients_see_what_xinetds_see(results: Results) -> None:
     for key, seen in theirs.items():
         if key in HELP or key == SPLIT_NAME:
             continue
-        if key.startswith("tcpmux"):
+        if "tcpmux" in key:
             seen = without_nul(seen)
         if any(racing in key for racing in RACING):
             (data, _), (our_data, _) = split(seen), split(ours[key])
@@ -108,7 +108,8 @@ def test_tcpmux_differences_are_the_documented_ones(results: Results) -> None:
     assert ours["tcpmux plus"] == "b'+Go\\r\\nfrom plus\\n' EOF"
     for key in HELP:
         assert theirs[key] == "b'-Service name not found\\r\\n\\x00' EOF"
-        assert ours[key] == "b'plus\\r\\nmux\\r\\n' EOF"
+        assert ours[key] == ("b'plus\\r\\nmux\\r\\ndenied\\r\\ndeniedplus\\r\\n"
+                             "greeted\\r\\n' EOF")
     assert theirs[SPLIT_NAME] == "b'' EOF"
     assert ours[SPLIT_NAME] == "b'' open"
     # A line ended by a bare LF (`echo plus | nc`) is closed at once by both.
@@ -120,3 +121,18 @@ def test_no_client_stalls_the_daemon(results: Results) -> None:
     assert pyxinetd["serving"] == xinetd["serving"]
     assert all(pyxinetd["serving"].values()), pyxinetd["serving"]
     assert len(pyxinetd["serving"]) == 9
+
+
+def test_tcpmux_banners_come_in_xinetds_order(results: Results) -> None:
+    # The tcpmux service's banner and banner_success, then the reply; a TCPMUX
+    # service's own banner_success or banner_fail after `+Go` (its `banner` is not sent).
+    xinetd, pyxinetd = results
+    ours, theirs = pyxinetd["clients"], xinetd["clients"]
+    assert ours["b-tcpmux allowed"] == without_nul(theirs["b-tcpmux allowed"]) == (
+        "b'<banner>\\n<banner_success>\\n+Go\\r\\nfrom plus\\n' EOF")
+    assert ours["b-tcpmux allowed, unknown"] == (
+        "b'<banner>\\n<banner_success>\\n-Service name not found\\r\\n' EOF")
+    assert ours["tcpmux greeted"] == without_nul(theirs["tcpmux greeted"]) == (
+        "b'+Go\\r\\n<banner_success>\\nfrom greeted\\n' EOF")
+    assert ours["tcpmux deniedplus"] == without_nul(theirs["tcpmux deniedplus"]) == (
+        "b'+Go\\r\\n<banner_fail>\\n' EOF")

@@ -182,7 +182,16 @@ def configuration(workdir: str, log: str, ports: dict[str, int]) -> str:
                     extra="\tserver_args = from plus\n")
     text += service("mux", types="TCPMUX UNLISTED", server="/bin/echo",
                     extra="\tserver_args = from mux\n")
+    text += service("denied", types="TCPMUX UNLISTED", server="/bin/echo",
+                    extra=f"\tserver_args = from denied\n{banners}\tonly_from = {OTHER}\n")
+    text += service("deniedplus", types="TCPMUXPLUS UNLISTED", server="/bin/echo",
+                    extra=f"\tserver_args = from deniedplus\n{banners}"
+                          f"\tonly_from = {OTHER}\n")
+    text += service("greeted", types="TCPMUXPLUS UNLISTED", server="/bin/echo",
+                    extra=f"\tserver_args = from greeted\n{banners}")
     unlisted = "INTERNAL UNLISTED"
+    text += service("tcpmux", id_="b-tcpmux", port=ports["b-tcpmux"], types=unlisted,
+                    extra=refusing)
     text += service("echo", id_="b-echo", port=ports["b-echo"], types=unlisted,
                     extra=refusing)
     text += service("daytime", id_="b-daytime", port=ports["b-daytime"], types=unlisted,
@@ -283,7 +292,23 @@ TCPMUX_LINES = {
 }
 
 
-def tcpmux_cases(clients: dict[str, str]) -> None:
+def reset_by_client(port: int, data: bytes) -> None:
+    """A client that sends `data` and then resets the connection (SO_LINGER 0)."""
+    with connect(port) as conn:
+        conn.sendall(data)
+        time.sleep(0.02)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def tcpmux_cases(clients: dict[str, str], ports: dict[str, int]) -> None:
+    for name in ("denied", "deniedplus", "greeted"):
+        clients[f"tcpmux {name}"] = stream(1, f"{name}\r\n".encode())
+    clients["b-tcpmux allowed"] = stream(ports["b-tcpmux"], b"plus\r\n")
+    clients["b-tcpmux allowed, unknown"] = stream(ports["b-tcpmux"], b"nosuch\r\n")
+    clients["b-tcpmux refused"] = stream(ports["b-tcpmux"], source=OTHER)
+    for port, data in ((1, b"pl"), (7, b"x" * 1000), (19, b""), (13, b""), (1, b"plus\r\n")):
+        reset_by_client(port, data)
+    clients["echo after resets"] = stream(7, b"ok\r\n", half_close=True)
     for label, data in TCPMUX_LINES.items():
         clients[f"tcpmux {label}"] = stream(1, data)
     clients["tcpmux no newline, half-closed"] = stream(1, b"plus", half_close=True)
@@ -395,7 +420,7 @@ def main() -> int:
     if os.path.exists(log):
         os.unlink(log)
     ports = {key: free_port() for key in ("b-echo", "b-daytime", "b-ext", "b-echo-dgram",
-                                          "i-echo", "p-cat", "n-echo")}
+                                          "i-echo", "p-cat", "n-echo", "b-tcpmux")}
     with open(run.conf, "w") as f:
         f.write(configuration(workdir, log, ports))
     clients: dict[str, str] = {}
@@ -403,7 +428,7 @@ def main() -> int:
     with running(run.daemon, run.conf, log):
         builtin_cases(clients)
         clients["time shape"] = time_reply_shape()
-        tcpmux_cases(clients)
+        tcpmux_cases(clients, ports)
         datagram_cases(clients)
         refusal_cases(clients, ports)
         stalls(serving, clients)

@@ -31,9 +31,10 @@ API used by the master (all functions are called from the loop and never block):
         ancillary data naming the address to answer from): send at most one reply to
         `peer`.
 
-    start_tcpmux(loop, service, conn, peer, lookup, launch, on_close, *, names=None)
-        -> Session
-        RFC 1078 dispatcher. Reads the service name line; `lookup(name)` returns the
+    start_tcpmux(loop, service, conn, peer, lookup, launch, on_close, *, names=None,
+                 greeting=b"") -> Session
+        RFC 1078 dispatcher. Writes `greeting` (the tcpmux service's banner_success)
+        first, then reads the service name line; `lookup(name)` returns the
         TCPMUX/TCPMUXPLUS ServiceConfig with that name (case-insensitive) or None.
         When one is found, the session leaves the loop, `conn` is made blocking again,
         TCPMUXPLUS services get "+Go\\r\\n", then `launch(service, conn, peer)` is called:
@@ -133,9 +134,11 @@ def reply_datagram(service: ServiceConfig, sock: socket.socket, data: bytes, pee
 
 def start_tcpmux(loop: Loop, service: ServiceConfig, conn: socket.socket, peer: Peer,
                  lookup: Lookup, launch: Launch, on_close: OnClose, *,
-                 names: Callable[[], Sequence[str]] | None = None) -> Session:
+                 names: Callable[[], Sequence[str]] | None = None,
+                 greeting: bytes = b"") -> Session:
     """Run the RFC 1078 dispatcher on one connection; see the module docstring."""
-    return tcpmux.TcpmuxSession(loop, conn, peer, lookup, launch, on_close, names=names)
+    return tcpmux.TcpmuxSession(loop, conn, peer, lookup, launch, on_close, names=names,
+                                greeting=greeting)
 
 
 def start_redirect(loop: Loop, service: ServiceConfig, conn: socket.socket, peer: Peer,

@@ -37,7 +37,8 @@ Launch = Callable[[ServiceConfig, socket.socket, Peer], None]
 class TcpmuxSession:
     def __init__(self, loop: Loop, conn: socket.socket, peer: Peer, lookup: Lookup,
                  launch: Launch, on_close: OnClose, *,
-                 names: Callable[[], Sequence[str]] | None = None) -> None:
+                 names: Callable[[], Sequence[str]] | None = None,
+                 greeting: bytes = b"") -> None:
         self.loop = loop
         self.conn = conn
         self.peer = peer
@@ -48,9 +49,12 @@ class TcpmuxSession:
         self._closed = False
         self._reply = bytearray()
         self._line = bytearray()
+        # The tcpmux service's own banner_success: written before the name is read, so
+        # that it comes before any reply and before the selected server's output.
+        self._greeting = bytearray(greeting)
         conn.setblocking(False)
         self._timer: Timer | None = loop.call_later(NAME_TIMEOUT, self.close)
-        loop.register(conn, READ, self._ready)
+        loop.register(conn, WRITE if greeting else READ, self._ready)
 
     @property
     def closed(self) -> bool:
@@ -74,7 +78,9 @@ class TcpmuxSession:
         if self._closed:
             return
         try:
-            if self._reply:
+            if self._greeting:
+                self._write_greeting()
+            elif self._reply:
                 self._write_reply()
             elif mask & READ:
                 self._read_name()
@@ -82,6 +88,12 @@ class TcpmuxSession:
             pass
         except OSError:
             self.close()
+
+    def _write_greeting(self) -> None:
+        while self._greeting:
+            sent = self.conn.send(self._greeting)
+            del self._greeting[:sent]
+        self.loop.modify(self.conn, READ, self._ready)
 
     def _read_name(self) -> None:
         # Peek, then consume only up to the end of the line. Bytes before the CRLF are
