@@ -326,7 +326,11 @@ def datagram_cases(clients: dict[str, str]) -> None:
     clients["echo-dgram 2049 bytes"] = datagram(7, b"e" * 2049)
     clients["echo-dgram 65507 bytes"] = datagram(7, b"f" * 65507)
     clients["chargen-dgram 65507 bytes"] = datagram(19, b"f" * 65507)
-    for source_port in (1, 53, 123, 1023, 1024):
+    for name, port in (("discard", 9), ("daytime", 13), ("time", 37)):
+        clients[f"{name}-dgram 65507 bytes"] = datagram(port, b"g" * 65507)
+    # (Not 7, 9, 13 or 37: a client bound to 127.0.0.1 on a builtin's own port would
+    # receive its datagram itself, the more specific binding.)
+    for source_port in (1, 19, 53, 123, 1023, 1024):
         clients[f"echo-dgram from port {source_port}"] = datagram(
             7, b"ping", (HOST, source_port))
         clients[f"daytime-dgram from port {source_port}"] = datagram(
