@@ -104,8 +104,8 @@ def stream(port: int, data: bytes = b"", *, half_close: bool = False,
                     conn.sendall(data)
                 if half_close:
                     conn.shutdown(socket.SHUT_WR)
-            except OSError as exc:
-                return f"send {type(exc).__name__}"
+            except OSError:
+                pass    # the server closed first: what it sent is still there to read
         result = outcome(conn, wait, limit, opaque=opaque)
         if sender is not None:
             sender.join(5)
@@ -340,8 +340,8 @@ def datagram_cases(clients: dict[str, str]) -> None:
 def refusal_cases(clients: dict[str, str], ports: dict[str, int]) -> None:
     for key in ("b-echo", "b-daytime", "b-ext"):
         port = ports[key]
-        # (daytime reads nothing: a line sent to it would only race with its close)
-        clients[f"{key} allowed"] = stream(port, b"" if key == "b-daytime" else b"hi\r\n",
+        # (only echo reads: a line sent to the others would only race with their close)
+        clients[f"{key} allowed"] = stream(port, b"hi\r\n" if key == "b-echo" else b"",
                                            half_close=True)
         clients[f"{key} refused"] = stream(port, source=OTHER)
         clients[f"{key} refused, half-closed at once"] = stream(port, half_close=True,
