@@ -125,7 +125,7 @@ def test_no_client_stalls_the_daemon(results: Results) -> None:
     xinetd, pyxinetd = results
     assert pyxinetd["serving"] == xinetd["serving"]
     assert all(pyxinetd["serving"].values()), pyxinetd["serving"]
-    assert len(pyxinetd["serving"]) == 9
+    assert len(pyxinetd["serving"]) == 13
 
 
 def test_tcpmux_banners_come_in_xinetds_order(results: Results) -> None:

@@ -372,6 +372,10 @@ def stalls(serving: dict[str, bool], clients: dict[str, str]) -> None:
             time.sleep(0.3)
             serving[label] = daytime_answers()
         finally:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)     # wakes a thread blocked in recv
+            except OSError:
+                pass
             conn.close()
         time.sleep(0.1)
         serving[f"after {label}"] = daytime_answers()
@@ -404,7 +408,28 @@ def stalls(serving: dict[str, bool], clients: dict[str, str]) -> None:
             pass
         return conn
 
+    def flat_out(port: int, payload: bytes) -> Callable[[], socket.socket]:
+        """A client that sends `payload` (if any) and reads as fast as it can, in a
+        thread, until its connection is closed."""
+        def setup() -> socket.socket:
+            conn = connect(port)
+
+            def pump() -> None:
+                try:
+                    while True:
+                        if payload:
+                            conn.sendall(payload)
+                        if not conn.recv(65536):
+                            return
+                except OSError:
+                    return
+            threading.Thread(target=pump, daemon=True).start()
+            return conn
+        return setup
+
     during("tcpmux partial name", tcpmux_partial)
+    during("chargen read flat out", flat_out(19, b""))
+    during("echo flooded both ways", flat_out(7, b"p" * 65536))
     during("echo flooded, never read", echo_flood)
     during("chargen never read", chargen_unread)
     during("tcpmux flooded", tcpmux_flood)
