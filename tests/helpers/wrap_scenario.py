@@ -12,7 +12,8 @@ private tmpfs, so the tables are written at their real paths and a syslog socket
 be bound at /dev/log: nothing outside the namespace is written. The run folder holds
 `probe` (a server printing its uid, gid, umask, nice value and environment),
 `in.probe` (the same under a daemon-style name; both write to the file $PROBE_OUT
-instead when it is set), and `banners/`.
+instead when it is set), `banners/` (the case's "banners" files) and the case's
+"files" (paths relative to the run folder).
 
 Prints one JSON object: what each client received (text, `\\r` kept), the program
 log, the service log (`{dir}/services.log`), the syslog messages (libwrap's own lines)
@@ -144,6 +145,10 @@ def main() -> int:
     os.chmod(os.path.join(RUN, "w"), 0o1777)
     for name, text in case.get("banners", {}).items():
         with open(os.path.join(RUN, "banners", name), "w") as f:
+            f.write(text)
+    for name, text in case.get("files", {}).items():     # more banner folders
+        os.makedirs(os.path.dirname(os.path.join(RUN, name)), exist_ok=True)
+        with open(os.path.join(RUN, name), "w") as f:
             f.write(text)
     syslog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     if os.path.lexists("/dev/log"):

@@ -226,6 +226,79 @@ def test_a_banners_n_looks_the_name_up(
     assert fetch(port) == f"name {name} then {host}\r\n{host}\n"
 
 
+def test_every_banners_option_sends_its_file_in_order(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = tmp_path / "b1", tmp_path / "b2"
+    for folder, text in ((first, "one %d\n"), (second, "two\n")):
+        folder.mkdir()
+        (folder / "in.probe").write_text(text)
+    _, port = start(daemons, tmp_path, monkeypatch,
+                    f"in.probe: ALL: banners {first}: banners {second}: banners={first}:"
+                    f" twist echo served\n")
+    assert fetch(port) == "one in.probe\r\ntwo\r\none in.probe\r\nserved\n"
+
+
+def test_banners_before_an_option_error_are_sent(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "banners"
+    folder.mkdir()
+    (folder / "in.probe").write_text("before\n")
+    daemon, port = start(daemons, tmp_path, monkeypatch,
+                         f"in.probe: ALL: banners {folder}: nice x: banners {folder}\n")
+    assert fetch(port) == "before\r\n"
+    daemon.wait_for_log("libwrap refused connection to probe")
+
+
+def test_the_rule_after_a_failed_aclexec_sends_its_banners_with_the_name(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The failing rule's banner went out before its aclexec ran; hosts.deny's rule then
+    # applies like any matching rule: its %n waits for the name.
+    first, second = tmp_path / "b1", tmp_path / "b2"
+    first.mkdir()
+    second.mkdir()
+    (first / "in.probe").write_text("first %h\n")
+    (second / "in.probe").write_text("second %n %h\n")
+    _, port = start(daemons, tmp_path, monkeypatch,
+                    f"in.probe: ALL: banners {first}: aclexec /bin/false\n",
+                    f"in.probe: ALL: banners {second}: twist echo %h\n")
+    name = expected_name("127.0.0.1")
+    host = "127.0.0.1" if name in ("unknown", "paranoid") else name
+    assert fetch(port) == f"first 127.0.0.1\r\nsecond {name} {host}\r\n{host}\n"
+
+
+def test_a_percent_before_the_newline_takes_the_cr(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # libwrap ends the line with CRLF, then expands: `%` + CR is an unknown sequence.
+    folder = tmp_path / "banners"
+    folder.mkdir()
+    (folder / "in.probe").write_text("100%\nnext %z.\n")
+    daemon, port = start(daemons, tmp_path, monkeypatch,
+                         f"in.probe: ALL: banners {folder}: spawn echo %y\n"
+                         f"in.probe: ALL: twist echo served\n")
+    assert fetch(port).startswith("100\nnext .\r\n")
+    where = f"{tmp_path / 'hosts.allow'}, line 1"
+    daemon.wait_for_log("unrecognized %y")
+    log = daemon.log_path.read_bytes().decode()     # the CR kept
+    warnings = [line.split("WARNING: ", 1)[1] for line in log.split("\n")
+                if "WARNING: " in line]
+    assert warnings == [f"{where}: unrecognized %\r", f"{where}: unrecognized %z",
+                        f"{where}: unrecognized %y"]
+
+
+def test_an_unreadable_banner_folder_is_warned_about(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # libwrap is silent about a missing file, not about a missing folder.
+    folder = tmp_path / "banners"
+    folder.mkdir()
+    daemon, port = start(daemons, tmp_path, monkeypatch,
+                         f"in.probe: ALL: banners {folder}: banners {tmp_path / 'none'}:"
+                         f" twist echo served\n")
+    assert fetch(port) == "served\n"
+    daemon.wait_for_log(re.escape(f"WARNING: {tmp_path / 'hosts.allow'}, line 1: "
+                                  f"{tmp_path / 'none'}: No such file or directory"))
+    assert "banners: No such file" not in daemon.log()
+
+
 def test_option_errors_name_the_files_path(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     daemon, port = start(daemons, tmp_path, monkeypatch,

@@ -11,7 +11,8 @@ patterns, `%A %H %N %R %r %s`, banners). A datagram request has no connection: i
 dispatcher passes a `Datagram` (the service socket and the sender's address) instead. A request is decided at once unless it needs
 something the loop must not wait for; then `check` answers None and `wait` parks it:
 - host names (the client's, or the server's for `daemon@host` patterns and `%N`, also
-  when the matched rule's banner file asks for them), looked up by the resolver
+  when a banner file of the matched rule, or of a rule a failed aclexec hands over to,
+  asks for them), looked up by the resolver
   helper (pyxinetd.access.resolver) with a deadline each;
 - an `aclexec` check of the matched rule: the helper runs the commands and the exit
   status decides, within `aclexec_timeout` seconds (then the check is killed and counts
@@ -26,7 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from pyxinetd.access import lists
-from pyxinetd.access.hostsaccess import NO_SETUP, Decision, evaluate, expand
+from pyxinetd.access.hostsaccess import NO_SETUP, Banner, Decision, evaluate, expand
+from pyxinetd.access.hostsoptions import unrecognized
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, normalize_address
 from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables
 from pyxinetd.access.resolver import NameInfo, Resolver
@@ -76,7 +78,8 @@ NO_ENDPOINTS = Endpoints()
 @dataclass(frozen=True)
 class Datagram:
     """A datagram request: the service socket it came in on and its sender's address
-    (what recvfrom gave). Banners and socket options never apply to it."""
+    (what recvfrom gave). Socket options never apply to it; a banner is read (libwrap
+    warns about it) but not sent, and its `%n`/`%N` look nothing up."""
 
     sock: socket.socket
     sender: tuple[object, ...]
@@ -178,11 +181,11 @@ class AccessGate:
         outcome = self._judge(svc, plan, peer, ends, None, None)
         if isinstance(outcome, Verdict):
             return outcome
-        decision, request = outcome
-        if decision.aclexec or any(self._banner_wants(plan, decision, peer, ends, conn)):
+        decision = outcome
+        if decision.aclexec or conn is not None and any(self._banner_wants(plan, decision, peer, ends)):
             return None
-        self._start(plan, decision)
-        return self._verdict(svc, plan, peer, decision, request, conn)
+        self._start(plan, decision, conn)
+        return self._verdict(svc, plan, peer, decision)
 
     def wait(self, svc: ServiceConfig, peer: str, done: Callable[[Verdict], None],
              conn: socket.socket | None = None, datagram: Datagram | None = None) -> None:
@@ -195,12 +198,16 @@ class AccessGate:
         if wrap and conn is not None and self.tables.endpoints \
                 and not (want_client and want_server):
             # A banner file's %n/%N looks the name up in libwrap: known only once the
-            # rule that sends it has been found (rare: banners with those letters).
-            decision = self._decide(plan, peer, ends, None, None)[0]
-            banner_client, banner_server = self._banner_wants(plan, decision, peer, ends,
-                                                              conn)
-            want_client, want_server = (want_client or banner_client,
-                                        want_server or banner_server)
+            # rule that sends it has been found (rare: banners with those letters). A
+            # failed aclexec hands over to the next matching rule, whose banners may
+            # ask for a name too: every rule of the chain may end up sending its own.
+            decision: Decision | None = self._decide(plan, peer, ends, None, None)
+            while decision is not None:
+                banner_client, banner_server = self._banner_wants(plan, decision, peer,
+                                                                  ends)
+                want_client, want_server = (want_client or banner_client,
+                                            want_server or banner_server)
+                decision = decision.otherwise
         names: dict[str, NameInfo] = {}
         missing = int(want_client) + int(want_server)
 
@@ -210,7 +217,7 @@ class AccessGate:
             if isinstance(outcome, Verdict):
                 done(outcome)
             else:
-                self._settle(svc, plan, peer, *outcome, conn, done)
+                self._settle(svc, plan, peer, outcome, conn, done)
 
         def arrived(side: str, info: NameInfo) -> None:
             nonlocal missing
@@ -228,7 +235,7 @@ class AccessGate:
 
     def _judge(self, svc: ServiceConfig, plan: ServicePlan, peer: str, ends: Endpoints,
                client: NameInfo | None, server: NameInfo | None
-               ) -> Verdict | tuple[Decision, Request]:
+               ) -> Verdict | Decision:
         """The address lists' verdict, or what hosts_access decided (nothing run yet)."""
         if plan.lists:
             result = lists.check(svc, peer, client.name if client is not None else None)
@@ -244,67 +251,73 @@ class AccessGate:
 
     def _decide(self, plan: ServicePlan, peer: str, ends: Endpoints,
                 client: NameInfo | None, server: NameInfo | None
-                ) -> tuple[Decision, Request]:
+                ) -> Decision:
         """What hosts_access decides (nothing run yet)."""
         allow, deny = self.tables.current()
         address = normalize_address(peer) if lists.parse_peer(peer) is not None else None
         request = Request(plan.daemon, _endpoint(address, client, ends.client_port),
                           _endpoint(ends.server, server, ends.server_port), pid=os.getpid(),
                           resident=plan.resident)
-        return evaluate(allow, deny, request, self.lookups), request
+        return evaluate(allow, deny, request, self.lookups)
 
     def _banner_wants(self, plan: ServicePlan, decision: Decision, peer: str,
-                      ends: Endpoints, conn: socket.socket | None) -> tuple[bool, bool]:
-        """Which names the decision's banner file asks for with %n/%N (client, server)
+                      ends: Endpoints) -> tuple[bool, bool]:
+        """Which names the decision's banner files ask for with %n/%N (client, server)
         that no lookup was planned for."""
-        if decision.banners is None or conn is None:
-            return False, False
-        letters = self.lookups.banner_letters(os.path.join(decision.banners, plan.daemon))
-        request = decision.banner_request
-        client = "n" in letters and lists.parse_peer(peer) is not None and (
-            request is None or request.client.name is None)
-        server = "N" in letters and ends.server is not None and (
-            request is None or request.server.name is None)
+        client = server = False
+        for banner in decision.banners:
+            letters = self.lookups.banner_letters(os.path.join(banner.folder, plan.daemon))
+            request = banner.request
+            client = client or ("n" in letters and lists.parse_peer(peer) is not None
+                                and request.client.name is None)
+            server = server or ("N" in letters and ends.server is not None
+                                and request.server.name is None)
         return client, server
 
-    def _start(self, plan: ServicePlan, decision: Decision) -> None:
-        """What the matched rule does whatever the verdict: errors logged, spawns run."""
-        for line in decision.trace:
+    def _start(self, plan: ServicePlan, decision: Decision,
+               conn: socket.socket | None) -> None:
+        """What the matched rule does whatever the verdict, and whatever its aclexec
+        check will say: banners sent (libwrap sends them as it processes the options:
+        a refusing rule's reach the client too, before banner_fail), errors logged,
+        spawns run. Messages in libwrap's order: each banner's after the options
+        before it."""
+        banners = list(decision.banners)
+        for step, line in enumerate((*decision.trace, "")):
+            while banners and banners[0].step <= step:
+                self._banner(plan, banners.pop(0), conn)
             if line.startswith("error:"):
                 self.program.error("hosts_access", line[len("error: "):])
+            elif line.startswith("warning:"):
+                self.program.warning("hosts_access", line[len("warning: "):])
         setups = decision.spawn_setup or (NO_SETUP,) * len(decision.spawn)
         for command, setup in zip(decision.spawn, setups):
             self.resolver.run_shell(command, command_context(plan, setup))
 
     def _settle(self, svc: ServiceConfig, plan: ServicePlan, peer: str, decision: Decision,
-                request: Request, conn: socket.socket | None,
+                conn: socket.socket | None,
                 done: Callable[[Verdict], None]) -> None:
         """Run the decision's aclexec check, if any, then call `done`."""
-        self._start(plan, decision)
+        self._start(plan, decision, conn)
         if not decision.aclexec:
-            done(self._verdict(svc, plan, peer, decision, request, conn))
+            done(self._verdict(svc, plan, peer, decision))
             return
 
         def finished(status: int | None) -> None:
             if status == 0:
-                done(self._verdict(svc, plan, peer, decision, request, conn))
+                done(self._verdict(svc, plan, peer, decision))
                 return
             outcome = (f"returned {status}" if status is not None else
                        f"did not finish within {self.aclexec_timeout:g} s (killed)")
             self.program.info("libwrap", f"aclexec {outcome} ({decision.matched}) for "
                                          f"{svc.id} from {peer}: the rule does not apply")
             self._settle(svc, plan, peer, decision.otherwise or Decision("granted"),
-                         request, conn, done)
+                         conn, done)
 
         self.resolver.run_check(decision.aclexec, self.aclexec_timeout, finished,
                                 command_context(plan, decision.aclexec_setup))
 
-    def _verdict(self, svc: ServiceConfig, plan: ServicePlan, peer: str, decision: Decision,
-                 request: Request, conn: socket.socket | None) -> Verdict:
-        if decision.banners and conn is not None:
-            # Sent while the options are processed, as libwrap does: a refusing rule's
-            # banner reaches the client too (before banner_fail).
-            self._banner(plan, decision.banners, decision.banner_request or request, conn)
+    def _verdict(self, svc: ServiceConfig, plan: ServicePlan, peer: str,
+                 decision: Decision) -> Verdict:
         if decision.access == "denied":
             level = SEVERITY_LEVELS.get(decision.severity or "info", Level.INFO)
             # xinetd's function name: shown on CRITICAL lines (`severity crit`).
@@ -373,15 +386,29 @@ class AccessGate:
         except OSError:
             pass
 
-    @staticmethod
-    def _banner(plan: ServicePlan, folder: str, request: Request, conn: socket.socket) -> None:
+    def _banner(self, plan: ServicePlan, banner: Banner, conn: socket.socket | None) -> None:
         """`banners DIR`: DIR/<daemon name>, %-expanded, every newline sent as CRLF
-        (a CRLF in the file too, which goes out as CR CR LF, as libwrap sends it)."""
-        raw = read_regular(os.path.join(folder, plan.daemon))
+        (a CRLF in the file too, which goes out as CR CR LF, as libwrap sends it).
+        When DIR itself cannot be read, libwrap warns (a missing file is silent); it
+        warns about `%` letters it does not know. A datagram request has nowhere to
+        send the banner to (libwrap's write fails), but gets the warnings."""
+        raw = read_regular(os.path.join(banner.folder, plan.daemon))
         if raw is None:
-            return  # none, or not a regular file (a FIFO would block the loop)
-        text = raw.decode("utf-8", errors="replace")
-        data = expand(text, request).replace("\n", "\r\n").encode()
+            # none, or not a regular file (a FIFO would block the loop)
+            try:
+                os.stat(banner.folder)
+            except OSError as exc:
+                self.program.warning("hosts_access", f"{banner.where}: {banner.folder}: "
+                                                     f"{os.strerror(exc.errno or 0)}")
+            return
+        # libwrap ends each line with CRLF before expanding it: a `%` before the newline
+        # eats the CR.
+        text = raw.decode("utf-8", errors="replace").replace("\n", "\r\n")
+        for warning in unrecognized(text):
+            self.program.warning("hosts_access", f"{banner.where}: {warning}")
+        if conn is None:
+            return
+        data = expand(text, banner.request).encode()
         try:
             conn.send(data, socket.MSG_DONTWAIT)
         except OSError:

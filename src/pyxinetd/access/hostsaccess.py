@@ -22,14 +22,15 @@ import os
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from pyxinetd.access.hostsoptions import OPTIONS, expand, setenv_pair, umask_value
+from pyxinetd.access.hostsoptions import OPTIONS, expand, setenv_pair, umask_value, \
+    unrecognized
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, client_match, daemon_match, \
     list_match
 # The tables are read and kept by their own module; their names stay importable here.
 from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables, Rule, \
     Table, parse_table
 
-__all__ = ["DEFAULT_ALLOW", "DEFAULT_DENY", "Decision", "HostsTables", "Rule", "Table",
+__all__ = ["DEFAULT_ALLOW", "DEFAULT_DENY", "Banner", "Decision", "HostsTables", "Rule", "Table",
            "evaluate", "expand", "parse_table"]
 
 Access = Literal["granted", "denied", "delegated"]
@@ -50,18 +51,32 @@ NO_SETUP = CommandSetup()
 
 
 @dataclass(frozen=True)
+class Banner:
+    """One `banners DIR` option of the matched rule. libwrap sends each such file as it
+    processes the option, so a rule with several sends them all, in order, and a rule
+    that an error or a failed aclexec cuts short still sends those before. `request` is
+    the request as it stood at the option (a `%h` before an option that looks the name
+    up shows the address); `where` ("/etc/hosts.allow, line 3") prefixes libwrap's
+    warnings (DIR cannot be read, an unknown `%` letter in the file); `step`: how many
+    lines of the decision's trace come before it, so that the messages keep libwrap's
+    order."""
+
+    folder: str
+    request: Request
+    where: str
+    step: int = 0
+
+
+@dataclass(frozen=True)
 class Decision:
     access: Access
     matched: str | None = None               # "hosts.allow line 3", None: no rule
-    trace: tuple[str, ...] = ()              # "option: ..." / "error: ..." lines
+    trace: tuple[str, ...] = ()              # "option: ..." / "warning: ..." / "error: ..."
     spawn: tuple[str, ...] = ()
     spawn_setup: tuple[CommandSetup, ...] = ()     # one per spawn command
     twist: str | None = None
     setenv: tuple[tuple[str, str], ...] = ()
-    banners: str | None = None
-    # The request as it stood at the `banners` option: libwrap expands the file there,
-    # so a `%h` before the option that looks the name up shows the address.
-    banner_request: Request | None = None
+    banners: tuple[Banner, ...] = ()
     nice: int | None = None
     umask: int | None = None
     uid: int | None = None
@@ -97,15 +112,18 @@ def _apply_options(rule: Rule, request: Request, file_access: Access,
     # spawn and aclexec commands in option order: ("spawn"|"aclexec", command, setup).
     commands: list[tuple[str, str, CommandSetup]] = []
     setenv: list[tuple[str, str]] = []
+    banners: list[Banner] = []
+    place = f"{rule.source or rule.label}, line {rule.line}"
     access: Access = file_access
     niced = 0
     for option in rule.options:
         if option.error is not None:
             trace.append(f"error: {option.error}")
-            return _refused(rule, trace, commands)
+            return _refused(rule, trace, commands, banners)
         key = option.keyword.lower()
         value = option.value
         if value is not None and OPTIONS[key][3]:
+            trace.extend(f"warning: {place}: {text}" for text in unrecognized(value))
             value = expand(value, request)
         trace.append(f"option: {option.keyword} {value or ''}")
         if key == "allow":
@@ -114,9 +132,8 @@ def _apply_options(rule: Rule, request: Request, file_access: Access,
             access = "denied"
         elif key == "twist" and request.resident:
             # libwrap refuses to replace a resident process (xinetd itself).
-            trace.append(f"error: {rule.source or rule.label}, line {rule.line}: "
-                         f"twist option in resident process")
-            return _refused(rule, trace, commands)
+            trace.append(f"error: {place}: twist option in resident process")
+            return _refused(rule, trace, commands, banners)
         elif key == "twist":
             fields["twist"] = value
             fields["twist_client"] = expand("%c", request)
@@ -128,16 +145,14 @@ def _apply_options(rule: Rule, request: Request, file_access: Access,
         elif key == "setenv" and value is not None:
             pair = setenv_pair(value)
             if pair is None:    # a `%` expansion put `=` in the name
-                trace.append(f'error: {rule.source or rule.label}, line {rule.line}: '
-                             f'bad setenv name: "{value}"')
-                return _refused(rule, trace, commands)
+                trace.append(f'error: {place}: bad setenv name: "{value}"')
+                return _refused(rule, trace, commands, banners)
             setenv.append(pair)
         elif key == "severity":
             fields["severity"] = option.level
         elif key == "banners":
-            fields["banners"] = value
-            fields["banner_request"] = _as_now(request)
             if value is not None:
+                banners.append(Banner(value, _as_now(request), place, len(trace)))
                 # Its %n/%N look the name up (in libwrap, as the file is sent): the
                 # options after it see the name in %h %H %c %s.
                 letters = lookups.banner_letters(os.path.join(value, request.daemon))
@@ -171,7 +186,7 @@ def _apply_options(rule: Rule, request: Request, file_access: Access,
         fields["aclexec_setup"] = checks[-1][1]
     spawned = [c for c in commands if c[0] == "spawn" or not deciding]
     return Decision(access, rule.where, tuple(trace), setenv=tuple(setenv),
-                    spawn=tuple(c for _, c, _ in spawned),
+                    banners=tuple(banners), spawn=tuple(c for _, c, _ in spawned),
                     spawn_setup=tuple(setup for _, _, setup in spawned),
                     aclexec=deciding, **fields)  # type: ignore[arg-type]
 
@@ -185,10 +200,11 @@ def _as_now(request: Request) -> Request:
 
 
 def _refused(rule: Rule, trace: list[str],
-             commands: list[tuple[str, str, CommandSetup]]) -> Decision:
-    """An error stops the options: the commands before it have run in libwrap, and
-    none decides any more."""
-    return Decision("denied", rule.where, tuple(trace),
+             commands: list[tuple[str, str, CommandSetup]], banners: list[Banner]
+             ) -> Decision:
+    """An error stops the options: the commands and banners before it have run or
+    been sent in libwrap, and no command decides any more."""
+    return Decision("denied", rule.where, tuple(trace), banners=tuple(banners),
                     spawn=tuple(c for _, c, _ in commands),
                     spawn_setup=tuple(setup for _, _, setup in commands))
 

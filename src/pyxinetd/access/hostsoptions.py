@@ -26,6 +26,8 @@ from pyxinetd.access.hostspatterns import Request, iter_expansions
 # the result cannot confuse a shell (percent_x in libwrap).
 _SAFE = set("1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
+# The letters `expand` knows; libwrap warns about any other and expands it to nothing.
+KNOWN_LETTERS = frozenset("aAcdhHnNprRsu%")
 # Letters that look up a host name: the client's, the server's.
 CLIENT_NAME_LETTERS = frozenset("n")
 SERVER_NAME_LETTERS = frozenset("N")
@@ -182,6 +184,13 @@ def _split_first_blank(text: str) -> tuple[str, str]:
     if match is None:
         return text, ""
     return text[:match.start()], text[match.start():]
+
+
+def unrecognized(text: str) -> list[str]:
+    """libwrap's warnings about the `%` sequences of `text` it does not know, in order
+    (`%z`, or a `%` before a CR)."""
+    return [f"unrecognized %{letter}" for _, letter in iter_expansions(text)
+            if letter is not None and letter not in KNOWN_LETTERS]
 
 
 def expand(text: str, request: Request) -> str:
