@@ -285,6 +285,22 @@ def test_a_percent_before_the_newline_takes_the_cr(
                         f"{where}: unrecognized %y"]
 
 
+def test_banner_bytes_go_out_unchanged(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A latin-1 file, and the NUL an rlogin banner starts with, as libwrap sends them
+    # (tests/compat/test_libwrap_banner_bytes.py compares more files with libwrap).
+    folder = tmp_path / "banners"
+    folder.mkdir()
+    (folder / "in.probe").write_bytes(b"\0caf\xe9 %d\ncut\0here\n")
+    _, port = start(daemons, tmp_path, monkeypatch,
+                    f"in.probe: ALL: banners {folder}: twist echo served\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as conn:
+        received = b""
+        while data := conn.recv(65536):
+            received += data
+    assert received == b"\0caf\xe9 in.probe\r\ncutserved\n"
+
+
 def test_an_unreadable_banner_folder_is_warned_about(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # libwrap is silent about a missing file, not about a missing folder.

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 from pyxinetd.access import lists
 from pyxinetd.access.hostsaccess import NO_SETUP, Banner, Decision, evaluate, expand
-from pyxinetd.access.hostsoptions import unrecognized
+from pyxinetd.access.hostsoptions import banner_lines, unrecognized
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, normalize_address
 from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables
 from pyxinetd.access.resolver import NameInfo, Resolver
@@ -402,13 +402,15 @@ class AccessGate:
                                                      f"{os.strerror(exc.errno or 0)}")
             return
         # libwrap ends each line with CRLF before expanding it: a `%` before the newline
-        # eats the CR.
-        text = raw.decode("utf-8", errors="replace").replace("\n", "\r\n")
-        for warning in unrecognized(text):
-            self.program.warning("hosts_access", f"{banner.where}: {warning}")
+        # takes the CR.
+        lead, lines = banner_lines(raw)
+        for line in lines:
+            for warning in unrecognized(line):
+                self.program.warning("hosts_access", f"{banner.where}: {warning}")
         if conn is None:
             return
-        data = expand(text, banner.request).encode()
+        data = lead + b"".join(expand(line, banner.request).encode("latin-1")
+                               for line in lines)
         try:
             conn.send(data, socket.MSG_DONTWAIT)
         except OSError:
