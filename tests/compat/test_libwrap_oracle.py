@@ -91,3 +91,29 @@ def test_verdict_matches_libwrap(allow: str, deny: str, tmp_path: Path) -> None:
          str(tmp_path / "deny"), "in.ftpd", "10.0.0.5"],
         capture_output=True, text=True, timeout=30, check=True, cwd=tmp_path)
     assert ours(allow, deny) == done.stdout.strip()
+
+
+# After a failed aclexec, Debian's libwrap keeps the failing status in a static
+# variable: the hosts.deny rule that matches next is taken as not matching too when it
+# has options but none that ends the processing (allow, deny, twist, an error) and no
+# aclexec of its own, so the request is granted. pyxinetd refuses it, as a hosts.deny
+# match does (docs/compatibility.md).
+STALE_ACLEXEC = [
+    ("ALL: ALL: aclexec /bin/false\n", "ALL: ALL: spawn /bin/true\n"),
+    ("ALL: ALL: aclexec /bin/false\n", "ALL: ALL: banners /nonexistent\n"),
+    ("ALL: ALL: aclexec /bin/true: aclexec /bin/false\n", "ALL: ALL: severity info\n"),
+]
+
+
+@pytest.mark.parametrize(("allow", "deny"), STALE_ACLEXEC)
+def test_a_failed_aclexec_does_not_open_the_hosts_deny_rule_after_it(
+        allow: str, deny: str, tmp_path: Path) -> None:
+    library = libwrap()
+    (tmp_path / "allow").write_text(allow)
+    (tmp_path / "deny").write_text(deny)
+    done = subprocess.run(
+        [sys.executable, str(PROBE), str(library), str(tmp_path / "allow"),
+         str(tmp_path / "deny"), "in.ftpd", "10.0.0.5"],
+        capture_output=True, text=True, timeout=30, check=True, cwd=tmp_path)
+    assert done.stdout.strip() == "granted"     # libwrap's stale status
+    assert ours(allow, deny) == "denied"
