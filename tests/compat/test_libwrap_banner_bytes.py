@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pyxinetd.access.hostsoptions import banner_lines, expand
+from pyxinetd.access.banners import banner_lines
+from pyxinetd.access.hostsoptions import expand
 from pyxinetd.access.hostspatterns import Endpoint, Request
 from tests.compat.test_libwrap_oracle import libwrap
 

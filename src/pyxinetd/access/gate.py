@@ -27,14 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from pyxinetd.access import lists
-from pyxinetd.access.hostsaccess import NO_SETUP, Banner, Decision, evaluate, expand
-from pyxinetd.access.hostsoptions import banner_lines, unrecognized
+from pyxinetd.access.banners import send_banner
+from pyxinetd.access.hostsaccess import NO_SETUP, Decision, evaluate
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, normalize_address
 from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables
 from pyxinetd.access.resolver import NameInfo, Resolver
 from pyxinetd.access.serviceplan import ServicePlan, command_context, plan_for
 from pyxinetd.config.model import ServiceConfig
-from pyxinetd.files import read_regular
 from pyxinetd.log import Level, ProgramLog
 from pyxinetd.loop import Loop
 from pyxinetd.peerenv import PEERENV_FLAG
@@ -284,7 +283,8 @@ class AccessGate:
         banners = list(decision.banners)
         for step, line in enumerate((*decision.trace, "")):
             while banners and banners[0].step <= step:
-                self._banner(plan, banners.pop(0), conn)
+                send_banner(banners.pop(0), plan.daemon, conn,
+                            lambda text: self.program.warning("hosts_access", text))
             if line.startswith("error:"):
                 self.program.error("hosts_access", line[len("error: "):])
             elif line.startswith("warning:"):
@@ -383,36 +383,6 @@ class AccessGate:
             if decision.linger is not None:
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                 (1).to_bytes(4, "little") + decision.linger.to_bytes(4, "little"))
-        except OSError:
-            pass
-
-    def _banner(self, plan: ServicePlan, banner: Banner, conn: socket.socket | None) -> None:
-        """`banners DIR`: DIR/<daemon name>, %-expanded, every newline sent as CRLF
-        (a CRLF in the file too, which goes out as CR CR LF, as libwrap sends it).
-        When DIR itself cannot be read, libwrap warns (a missing file is silent); it
-        warns about `%` letters it does not know. A datagram request has nowhere to
-        send the banner to (libwrap's write fails), but gets the warnings."""
-        raw = read_regular(os.path.join(banner.folder, plan.daemon))
-        if raw is None:
-            # none, or not a regular file (a FIFO would block the loop)
-            try:
-                os.stat(banner.folder)
-            except OSError as exc:
-                self.program.warning("hosts_access", f"{banner.where}: {banner.folder}: "
-                                                     f"{os.strerror(exc.errno or 0)}")
-            return
-        # libwrap ends each line with CRLF before expanding it: a `%` before the newline
-        # takes the CR.
-        lead, lines = banner_lines(raw)
-        for line in lines:
-            for warning in unrecognized(line):
-                self.program.warning("hosts_access", f"{banner.where}: {warning}")
-        if conn is None:
-            return
-        data = lead + b"".join(expand(line, banner.request).encode("latin-1")
-                               for line in lines)
-        try:
-            conn.send(data, socket.MSG_DONTWAIT)
         except OSError:
             pass
 

@@ -193,33 +193,6 @@ def unrecognized(text: str) -> list[str]:
             if letter is not None and letter not in KNOWN_LETTERS]
 
 
-# libwrap reads a banner file with fgets(3) into a BUFSIZ (8192) buffer, one byte kept
-# for the CRLF that replaces the newline: a longer line is read, and expanded, in
-# pieces of this size (checked with Debian's libwrap).
-_BANNER_PIECE = 8192 - 1 - 1
-
-
-def banner_lines(raw: bytes) -> tuple[bytes, list[str]]:
-    """A banner file as libwrap's `banners` option sends it: the NUL bytes it starts
-    with (sent as they are, for protocols such as rlogin's), then each line (or piece
-    of a long one) as C text: cut at its first NUL, its newline made CRLF, to be
-    `%`-expanded. Lines are latin-1 text, so that every byte goes out unchanged once
-    expanded and encoded back (expansions are plain ASCII)."""
-    body = raw.lstrip(b"\0")
-    lead = raw[:len(raw) - len(body)]
-    lines: list[str] = []
-    start = 0
-    while start < len(body):
-        newline = body.find(b"\n", start, start + _BANNER_PIECE)
-        stop = newline + 1 if newline >= 0 else min(start + _BANNER_PIECE, len(body))
-        piece = body[start:stop].split(b"\0", 1)[0]
-        start = stop
-        if b"\n" in piece:
-            piece = piece[:piece.index(b"\n")] + b"\r\n"
-        lines.append(piece.decode("latin-1"))
-    return lead, lines
-
-
 def expand(text: str, request: Request) -> str:
     """`%` sequences of hosts_access(5); unsafe characters of each expansion -> '_'."""
     out: list[str] = []
