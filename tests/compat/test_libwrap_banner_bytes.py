@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pyxinetd.access.banners import banner_lines
+from pyxinetd.access.hostsbanners import banner_lines
 from pyxinetd.access.hostsoptions import expand
 from pyxinetd.access.hostspatterns import Endpoint, Request
 from tests.compat.test_libwrap_oracle import libwrap

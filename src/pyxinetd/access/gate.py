@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from pyxinetd.access import lists
-from pyxinetd.access.banners import send_banner
+from pyxinetd.access.hostsbanners import send_banner
 from pyxinetd.access.hostsaccess import NO_SETUP, Decision, evaluate
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, normalize_address
 from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables
