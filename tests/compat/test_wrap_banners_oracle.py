@@ -88,7 +88,7 @@ CASE = {
     "allow": ALLOW, "deny": DENY, "services": SERVICES,
     "etc": {"hosts": f"127.0.0.1 {NAME} localhost\n"},
     "banners": {"in.two": "A1 %d\n", "in.same": "S %n\n", "in.order": "B %h\n",
-                "in.cut": "C\n", "in.fall": "D %n %h\n", "in.fall2": "E1\n",
+                "in.cut": "C\n", "in.fall": "D %n %h %N %H\n", "in.fall2": "E1\n",
                 "in.missing": "F\n", "in.pct": "P %z %d 100%\n", "in.combo": "W %h\n",
                 "in.denyf": "J %d\n", "in.allowd": "K\n", "in.tw": "L %h\n",
                 "in.late2": "X\n", "in.acld": "T\n"},
@@ -153,8 +153,9 @@ def test_clients_receive_the_same_banners(
     assert seen["same"] == f"S {NAME}\r\n" * 2
     assert seen["order"] == f"B2 {NAME}\r\nB {NAME}\r\n"
     assert seen["cut"] == "C\r\n"
-    # The fallback rule's banner looks the name up, as any matching rule's does.
-    assert seen["fall"] == f"D {NAME} {NAME}\r\n"
+    # The fallback rule's banner looks the names up (the client's, the server's), as
+    # any matching rule's does.
+    assert seen["fall"] == f"D {NAME} {NAME} {NAME} {NAME}\r\n"
     assert seen["fall2"] == f"E1\r\nE2\r\nE3 {NAME}\r\n"
     assert seen["missing"] == "F\r\n"
     # `100%` before the newline: the `%` takes the CR that libwrap put there.
