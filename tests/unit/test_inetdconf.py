@@ -129,6 +129,17 @@ def test_tcp6_twin_of_a_tcp_line_is_served_by_the_dual_stack_socket(tmp_path: Pa
     assert any(":1: info:" in m and "dual-stack" in m for m in messages(config))
 
 
+def test_tcp6_twin_names_the_tcp_line_that_is_served_when_that_line_repeats(
+        tmp_path: Path) -> None:
+    # The second tcp line is a duplicate, dropped: the twin is served by the first.
+    config = load_inetd(tmp_path, "daytime stream tcp nowait root internal\n"
+                                  "daytime stream tcp6 nowait root internal\n"
+                                  "daytime stream tcp nowait root internal\n")
+    assert only(config).origin.line == 1
+    twin = [m for m in messages(config) if ":2: info:" in m]
+    assert twin and "socket of line 1 " in twin[0], messages(config)
+
+
 def test_socket_options_are_warned_and_ignored(tmp_path: Path) -> None:
     config = load_inetd(tmp_path, "echo stream tcp,rcvbuf=1k,sndbuf=2k nowait root internal\n")
     assert only(config).protocol == "tcp"

@@ -70,7 +70,12 @@ def parse_inetd_text(text: str, file: str, sink: DiagnosticSink
                 # Visible, since a mistyped indented entry is read this way too.
                 sink.info(file, number + offset, f"continues the entry of line {number} "
                           "(it starts with a blank and is no entry of its own)")
-    dual = {_twin_key(e): e for _, e in items if isinstance(e, InetdEntry) and e.family == "any"}
+    # The first dual-stack line of a key: a later one repeats it and is dropped as a
+    # duplicate, so the twin is served by the first.
+    dual: dict[InetdEntry, InetdEntry] = {}
+    for _, e in items:
+        if isinstance(e, InetdEntry) and e.family == "any":
+            dual.setdefault(_twin_key(e), e)
     merged: list[tuple[int, InetdEntry | str | None]] = []
     for number, item in items:
         if isinstance(item, InetdEntry) and item.family == "ipv6":
