@@ -1,0 +1,58 @@
+"""A server for reload_diff_scenario.py: greets its client, holds it, and writes down
+what happened to it, so that the scenario sees which signal a reload sent.
+
+Usage: reload_diff_server.py TAG RECORD [stream|wait|dgram]
+  stream  (default) fd 0 is the connection
+  wait    fd 0 is the listening socket (stream wait = yes): accept one connection
+  dgram   fd 0 is the datagram socket (wait = yes): answer one datagram
+
+It answers `TAG\n`, appends `TAG start PID` to RECORD, then stays until its client
+closes (`TAG eof PID`) or a catchable signal arrives (`TAG sig=NAME PID`, then it
+exits); a SIGKILL leaves no line. It never stays longer than 60 s.
+"""
+
+import os
+import select
+import signal
+import socket
+import sys
+import time
+
+tag, record, mode = sys.argv[1], sys.argv[2], (sys.argv[3:] or ["stream"])[0]
+
+
+def note(what: str) -> None:
+    fd = os.open(record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.write(fd, f"{tag} {what} {os.getpid()}\n".encode())
+    os.close(fd)
+
+
+def on_signal(signum: int, _frame: object) -> None:
+    note(f"sig={signal.Signals(signum).name}")
+    os._exit(0)
+
+
+for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGUSR1,
+            signal.SIGUSR2, signal.SIGPIPE, signal.SIGQUIT):
+    signal.signal(sig, on_signal)
+
+sock = socket.socket(fileno=0)
+if mode == "dgram":
+    _data, peer = sock.recvfrom(65535)
+    note("start")   # before the answer: a client that has it finds the line
+    sock.sendto(f"{tag}\n".encode(), peer)
+    time.sleep(60)
+    os._exit(0)
+conn = sock.accept()[0] if mode == "wait" else sock
+note("start")
+conn.sendall(f"{tag}\n".encode())
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    if select.select([conn], [], [], 1)[0]:
+        try:
+            if not conn.recv(4096):
+                break
+        except OSError:
+            break
+note("eof")
+os._exit(0)
