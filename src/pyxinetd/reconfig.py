@@ -17,7 +17,9 @@ Parse, validate, diff, apply; never die on bad input (reference §6.2, §1.8):
      waiting for a check (pyxinetd.waiting) closed, servers sent SIGTERM
      now and SIGKILL from a timer after a grace period if still alive; their reaping
      is logged as usual, with the configuration they were started with;
-   - kept services whose socket is unchanged: the new attributes replace the old ones
+   - kept services whose socket is unchanged: the log file is opened again (one that
+     cannot be created drops the service as a removal, as xinetd's readjust() does);
+     the new attributes replace the old ones
      for future requests; listener, running servers, wait suspension and a pending cps
      re-activation carry on untouched. The running servers, sessions and waiting
      requests of every kept service are its own under the new configuration (they
@@ -165,6 +167,7 @@ class Reconfigurer:
         # the order of the next reload's lines and of the state dump.
         running: list[ServiceRuntime] = []
         to_bind: list[ServiceRuntime] = []
+        kept: list[Change] = []
         # As xinetd: the running services in their order, each readjusted or removed.
         for rt in live:
             change = change_of.get(id(rt.config))
@@ -172,6 +175,13 @@ class Reconfigurer:
                 self._remove(rt, rt.config, kept_ids)
                 continue
             m.program.notice("hard_reconfig", f"readjusting service {change.old.id}")
+            if change.keeps_listener and not m.logs.open(change.new):
+                # As xinetd's readjust(), which opens the log again: a service whose
+                # log cannot be created is dropped like a removed one (a new socket
+                # is not activated either, see pyxinetd.activation).
+                self._remove(rt, rt.config, kept_ids - {change.old.id.lower()})
+                continue
+            kept.append(change)
             if change.keeps_listener:
                 self._readjust(rt, change)
                 running.append(rt)
@@ -193,9 +203,9 @@ class Reconfigurer:
                 m.activations.cancel(rt)
         m.services = running + added
         m.activations.refresh()
-        self._recheck(plan.kept)
+        self._recheck(tuple(kept))
 
-        counts = (len(plan.kept), len(plan.removed))
+        counts = (len(kept), len(live) - len(kept))
         self._bind_all(to_bind, lambda: self._reconfigured(added, *counts))
 
     def _remove(self, rt: ServiceRuntime, svc: ServiceConfig, kept_ids: set[str]) -> None:

@@ -310,3 +310,30 @@ def test_burst_of_reloads_leaks_nothing(daemons: DaemonFactory, tmp_path: Path) 
     assert len(open_fds(daemon.pid)) == fds_before
     assert "Traceback" not in daemon.log() + (daemon.log_path.with_suffix(".err").read_text())
     assert daemon.proc.poll() is None
+
+
+def test_kept_service_whose_new_log_cannot_be_created_is_dropped(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As xinetd's readjust() (src/reconfig.c): the log is opened again there, and a
+    # service whose log cannot be created is dropped as a removed one; pyxinetd's
+    # start-up does not activate such a service either.
+    monkeypatch.setenv("PYXINETD_KILL_GRACE", "0.3")
+    keep, bad = free_port(), free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + service("keep", keep, "K")
+                                  + service("bad", bad, "B", "hold"))
+    with socket.create_connection(("127.0.0.1", bad), timeout=10) as client:
+        pid = int(read_line(client).split("pid=")[1])
+        log = reload(daemon, defaults(tmp_path) + service("keep", keep, "K")
+                     + service("bad", bad, "B", "hold",
+                               log_type=f"FILE {tmp_path / 'missing' / 'bad.log'}"), 1)
+        lines = log[log.index("Starting reconfiguration"):].splitlines()
+        texts = [line.split(": ", 2)[-1] for line in lines]
+        at = texts.index("readjusting service bad")
+        assert texts[at + 1].startswith(f"Cannot open {tmp_path / 'missing' / 'bad.log'}")
+        assert texts[at + 2:at + 5] == ["creation of bad log failed",
+                                        f"Sending signal 15 to bad server {pid}",
+                                        "service bad deactivated"]
+        assert "Reconfigured: new=0 old=1 dropped=1 (services)" in log
+        assert refused(bad)
+        assert client.recv(100) == b""
+    assert greeting(keep).startswith("K pid=")
