@@ -501,6 +501,9 @@ def main() -> int:
         w.log = w.logs[1]
         step("defaults log_type changed", {"keep": lambda: probe_tcp(p["keep"])})
 
+        svc["dis"]["log_type"] = f"FILE {os.path.join(w.workdir, 'missing', 'dis.log')}"
+        step("a service's log file cannot be created", {"dis": lambda: probe_tcp(p["dis"])})
+
         # The survivors: clients still served, servers still running.
         final: dict[str, object] = {}
         for label in ("echo-stream", "redir"):
