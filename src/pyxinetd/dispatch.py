@@ -312,10 +312,12 @@ class Dispatcher:
                      hold: Hold | None = None, announce: bool = True,
                      remote_name: str | None = None,
                      sender: object = None,
-                     client: tuple[object, ...] | None = None) -> int | Outcome | None:
+                     client: tuple[object, ...] | None = None,
+                     addresses: socket.socket | None = None) -> int | Outcome | None:
         """Start svc's server on `sock` (pyxinetd.serverstart.ServerStarter.start)."""
         return self.starter.start(svc, sock, peer, on_reap, hold=hold, announce=announce,
-                                  remote_name=remote_name, sender=sender, client=client)
+                                  remote_name=remote_name, sender=sender, client=client,
+                                  addresses=addresses)
 
     def _runtime(self, svc: ServiceConfig) -> ServiceRuntime | None:
         for rt in self._services():

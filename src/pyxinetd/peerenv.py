@@ -16,7 +16,9 @@ The values are read from the socket the server gets, so they are what the server
 see itself: `getpeername`/`getsockname`; for a `wait = yes` datagram service, the sender
 of the datagram waiting on the socket (read with MSG_PEEK, so it stays for the server);
 for a `wait = no` datagram server, whose socket pair cannot tell it, the sender the
-dispatcher received the datagram from.
+dispatcher received the datagram from. An intercepted `wait = yes` server
+(pyxinetd.intercept) gets a private socket, but the variables are read from the service
+socket, as for the same server without INTERCEPT.
 A `wait = yes` stream server gets the listening socket and no client yet: only `PROTO`
 and the local pair. IPv4 clients of a dual-stack socket appear as plain IPv4 (as on the
 connection the server gets), not `::ffff:a.b.c.d`. Variables the socket cannot tell are

@@ -40,20 +40,23 @@ class ServerStarter:
               on_reap: Callable[[Child, ExitStatus], None] | None = None, *,
               hold: Hold | None = None, announce: bool = True,
               remote_name: str | None = None, sender: object = None,
-              client: tuple[object, ...] | None = None) -> int | Outcome | None:
+              client: tuple[object, ...] | None = None,
+              addresses: socket.socket | None = None) -> int | Outcome | None:
         """Start svc's server on `sock`: its pid, or None after a failure (logged).
         With `hold`, a failed fork is retried later (Outcome.HELD) or given up
         (Outcome.RELEASED, hold.release has run); see pyxinetd.forkretry. `announce`:
         write the START line (an intercepted server's clients get their own);
         `remote_name`: the client's confirmed name, and `sender` the datagram's source
         when `sock` cannot tell it (dgram wait = no), for PEERENV; `client`: the
-        address of the request (the state dump shows its port)."""
+        address of the request (the state dump shows its port); `addresses`: the
+        socket whose addresses PEERENV tells, when not `sock` (an intercepted server's
+        service socket)."""
         stderr_fd = -1
         try:
             if svc.stderr is not None:
                 stderr_fd = self._stderr_for(svc)
             pid = spawn(svc, sock, peer, as_root=self.as_root, remote_name=remote_name,
-                        stderr_fd=stderr_fd, sender=sender)
+                        stderr_fd=stderr_fd, sender=sender, addresses=addresses)
         except SpawnError as err:
             if hold is not None and err.no_process:
                 return self.retries.failed(hold, svc, peer, err)

@@ -126,13 +126,16 @@ class Spawner(FallbackPaths):
     def spawn(self, service: ServiceConfig, sock: socket.socket, remote_host: str, *,
               as_root: bool, method: Method | None = None,
               remote_name: str | None = None, stderr_fd: int = -1,
-              sender: object = None) -> int:
+              sender: object = None, addresses: socket.socket | None = None) -> int:
         """Start the service's server on `sock`; return its pid. Raises SpawnError.
         `remote_name`: the client's confirmed name (PEERENV's TCPREMOTEHOST);
         `stderr_fd`: the server's descriptor 2 instead of `sock` (`stderr`);
-        `sender`: the datagram's source when `sock` cannot tell it (PEERENV)."""
+        `sender`: the datagram's source when `sock` cannot tell it (PEERENV);
+        `addresses`: the socket whose addresses PEERENV tells, when not `sock` (the
+        service socket of an intercepted server, which gets a private one)."""
         # flags = PEERENV: the addresses, read from the socket the server gets.
-        peer_env = (peer_environment(sock, remote_name, sender)
+        peer_env = (peer_environment(sock if addresses is None else addresses,
+                                     remote_name, sender)
                     if PEERENV_FLAG in service.flags else ())
         if method is None:
             if self._native is None:
@@ -282,14 +285,15 @@ _DEFAULT = Spawner(RealPosix())
 
 def spawn(service: ServiceConfig, sock: socket.socket, remote_host: str, *,
           as_root: bool, remote_name: str | None = None, stderr_fd: int = -1,
-          sender: object = None) -> int:
+          sender: object = None, addresses: socket.socket | None = None) -> int:
     """Start the service's server on `sock`; return its pid. Raises SpawnError.
 
     The caller records the pid at once and reaps it; nothing here ever waits for a
     server that started.
     """
     return _DEFAULT.spawn(service, sock, remote_host, as_root=as_root,
-                          remote_name=remote_name, stderr_fd=stderr_fd, sender=sender)
+                          remote_name=remote_name, stderr_fd=stderr_fd, sender=sender,
+                          addresses=addresses)
 
 
 def use_short_slice() -> bool:

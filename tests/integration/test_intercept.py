@@ -367,3 +367,36 @@ def test_no_descriptor_for_a_new_senders_channel_leaves_the_server_served(
         a.sendto(b"a2", ("127.0.0.1", port))
         assert a.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=a2"
     assert "internal error" not in daemon.log()
+
+
+@pytest.mark.parametrize("socket_type", ["stream", "dgram"])
+def test_peerenv_tells_the_service_not_the_private_socket(
+        daemons: DaemonFactory, tmp_path: Path, socket_type: str) -> None:
+    # The server's PEERENV variables are those the same server gets without INTERCEPT:
+    # the service's address (stream: the listener's, no client yet), the sender of the
+    # datagram that started it (dgram); never the private loopback socket's.
+    port, plain_port = free_port(), free_port()
+    intercepted = config(tmp_path, port, socket_type=socket_type).replace(
+        "\tflags = INTERCEPT", "\tflags = INTERCEPT PEERENV").replace(
+        f"{SERVER} 3\n", f"{SERVER} 1 10 env\n")
+    plain = intercepted.split("service icept")[1].replace(
+        "\tflags = INTERCEPT PEERENV", "\tflags = PEERENV").replace(
+        f"port = {port}", f"port = {plain_port}")
+    daemons.start_config(f"{intercepted}service plain{plain}")
+    for service_port in (port, plain_port):
+        if socket_type == "stream":
+            reply = exchange(tcp_from("127.0.0.2", service_port))
+            client_port = 0
+        else:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                client.bind(("127.0.0.2", 0))
+                client.settimeout(TIMEOUT)
+                client_port = client.getsockname()[1]
+                client.sendto(b"x", ("127.0.0.1", service_port))
+                reply = dict(item.split("=", 1) for item in client.recv(1000).decode().split())
+        told = {name: value for name, value in reply.items() if name.isupper()}
+        expected = ({"PROTO": "TCP", "TCPLOCALIP": "127.0.0.1",
+                     "TCPLOCALPORT": str(service_port)} if socket_type == "stream" else
+                    {"PROTO": "UDP", "REMOTE_ADDR": "127.0.0.2",
+                     "REMOTE_PORT": str(client_port)})
+        assert told == expected

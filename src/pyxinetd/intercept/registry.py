@@ -70,8 +70,11 @@ class Interceptors:
             on_reap(child, status)
 
         try:
+            # PEERENV tells the server what it would see on the service socket (the
+            # listener's address; the sender of the datagram that starts it, still
+            # queued there), not the private socket that only the relays reach.
             result = self.host.spawn_server(svc, server, peer, reaped, hold=hold,
-                                            announce=False)
+                                            announce=False, addresses=listener)
         except BaseException:
             server.close()
             raise
