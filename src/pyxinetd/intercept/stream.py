@@ -10,7 +10,8 @@ private listening socket, so when the server exits such connections are still qu
 there, recognised by their address (the relay's end). The client, and the bytes it
 already sent, are then held for the next server (pyxinetd.intercept.registry), which
 starts as soon as the service's checks allow, as for a connection queued on the
-service socket.
+service socket. Such a client is logged once, when it was admitted (its `START` names
+the server running then); its relay to the next server writes no second line.
 
 At most MAX_CLIENTS clients are in the master's hands at once (relayed, or waiting for a
 verdict; each relay holds two descriptors): at the limit the service socket is not read
@@ -90,13 +91,15 @@ class StreamInterception(Interception):
 
     def begin(self, pid: int, held: list[Held]) -> None:
         """The server runs: read the service socket from now on; `held`: clients an
-        earlier server never accepted, relayed to this one first."""
+        earlier server never accepted, relayed to this one first (without a second
+        `START`: theirs was written when they were admitted)."""
         self.pid = pid
         # The socket was blocking for the server that would have read it; here the
         # master accepts from it and must never wait.
         self.listener.setblocking(False)
         for client in held:
-            self._relay(client.conn, client.peer, client.sent, client.done)
+            self._relay(client.conn, client.peer, client.sent, client.done,
+                        announce=False)
         self.stopped = self.saturated
 
     def server_exited(self) -> list[Held]:
@@ -196,8 +199,11 @@ class StreamInterception(Interception):
         self._relay(conn, peer)
 
     def _relay(self, conn: socket.socket, peer: str, sent: bytes = b"",
-               done: bool = False) -> None:
-        self.started(peer)
+               done: bool = False, *, announce: bool = True) -> None:
+        """Relay a client to the server; `announce`: write its `START` line (it was
+        admitted just now: one line per client, as xinetd's interceptor logs them)."""
+        if announce:
+            self.started(peer)
         relay: RedirectSession
 
         def ended(bytes_in: int, bytes_out: int) -> None:
