@@ -108,29 +108,39 @@ def send_quietly(sock: socket.socket, data: bytes, addr: tuple[object, ...] | No
 
 def read_datagrams(rt: ServiceRuntime, *, on_error: Literal["stop", "skip"]
                    ) -> Iterator[Received]:
-    """The datagrams of one readiness event of `rt`'s socket, one read each
-    (`replysource.receive`), at most DGRAM_BATCH reads.
+    """The datagrams of one readiness event of `rt`'s socket (`receive_datagrams`).
 
     Before each read the service is looked at again, since handling the previous
     datagram may have changed it: reading stops once it has no socket or is not to be
-    watched (`wants_events`: suspended, paused, too much parked), and a socket other
-    than the one read before gets its own `space()` (the room for its ancillary data).
-    Reading stops when nothing is queued (BlockingIOError, InterruptedError).
+    watched (`wants_events`: suspended, paused, too much parked), and goes on from a
+    socket that replaced the one read before.
+    """
+    return receive_datagrams(lambda: rt.sock if rt.wants_events else None,
+                             on_error=on_error)
+
+
+def receive_datagrams(current: Callable[[], socket.socket | None], *,
+                      on_error: Literal["stop", "skip"]) -> Iterator[Received]:
+    """The datagrams of one readiness event, one read each (`replysource.receive`), at
+    most DGRAM_BATCH reads. `current()` is asked before each read for the socket to
+    read, None to stop; a socket other than the one read before gets its own
+    `space()` (the room for its ancillary data). Reading stops when nothing is queued
+    (BlockingIOError, InterruptedError).
 
     Any other OSError from the read is handled as each caller always has:
     "stop" (the internal datagram builtins) ends this event's reading; "skip" (the
-    dgram/nowait relays) counts the failed read against the batch and reads on. The
-    failed read consumed the error either way, and the socket is level-triggered, so
-    nothing is lost: what is queued behind the error is read in this event ("skip") or
-    in the loop's next turn ("stop"). Kept apart because the relays read past an error
-    as `drain` does, while a builtin's reading never went past one; pyxinetd sets no
-    IP_RECVERR, and Linux reports ICMP errors to an unconnected UDP socket only with
-    it, so these errors should be rare.
+    dgram/nowait relays, the INTERCEPT'ed servers' senders) counts the failed read
+    against the batch and reads on. The failed read consumed the error either way, and
+    the socket is level-triggered, so nothing is lost: what is queued behind the error
+    is read in this event ("skip") or in the loop's next turn ("stop"). Kept apart
+    because the relays read past an error as `drain` does, while a builtin's reading
+    never went past one; pyxinetd sets no IP_RECVERR, and Linux reports ICMP errors to
+    an unconnected UDP socket only with it, so these errors should be rare.
     """
     seen, room = None, 0
     for _ in range(DGRAM_BATCH):
-        sock = rt.sock
-        if sock is None or not rt.wants_events:
+        sock = current()
+        if sock is None:
             return
         if sock is not seen:
             seen, room = sock, replysource.space(sock)

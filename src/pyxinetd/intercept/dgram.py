@@ -20,7 +20,7 @@ import socket
 
 from pyxinetd import replysource
 from pyxinetd.access.gate import Datagram, Verdict
-from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, send_quietly
+from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, receive_datagrams, send_quietly
 from pyxinetd.intercept.common import Address, Host, Interception, loopback
 from pyxinetd.listener import peer_text
 from pyxinetd.log import strerror
@@ -78,18 +78,14 @@ class DatagramInterception(Interception):
         self._sources.clear()
 
     # -- senders ------------------------------------------------------------------
+    def _reading(self) -> socket.socket | None:
+        """The socket to read next: the service socket, until the server is gone."""
+        return None if self.finished else self.listener
+
     def receive(self) -> None:
-        room = replysource.space(self.listener)
-        for _ in range(DGRAM_BATCH):
-            if self.finished:
-                return
-            try:
-                data, sender, source = replysource.receive(self.listener, MAX_DATAGRAM,
-                                                           room)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                continue    # a queued ICMP error, reported once
+        # The read loop of the dgram/nowait relays (pyxinetd.dgram), on the fixed
+        # service socket; a failed read (a queued ICMP error) is skipped, as they skip it.
+        for _, data, sender, source in receive_datagrams(self._reading, on_error="skip"):
             channel = self._channels.get(sender)
             if channel is not None:
                 if channel.source is None:
