@@ -10,13 +10,15 @@ Each daemon runs in its own network namespace (tests/helpers/intercept_scenario.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon import HELPERS, namespace_problem, run_scenario
+from tests.daemon import HELPERS, alive, namespace_problem, run_scenario
 from tests.oracle import require_xinetd
 
 SCENARIO = HELPERS / "intercept_scenario.py"
@@ -51,3 +53,22 @@ def test_xinetd_serves_no_client_at_all(tmp_path: Path) -> None:
     assert "dup2( 0, 0 ) failed: Bad file descriptor" in result["program_log"]
     assert not [line for line in result["lines"]
                 if line.startswith("START") and "127.0.0.3" in line]
+
+
+def test_the_scenario_ends_what_its_daemon_left_behind(tmp_path: Path) -> None:
+    # A process that left the daemon's process group (xinetd's interceptor can) used
+    # to outlive the scenario, reparented to init; the scenario adopts and ends it.
+    leak = tmp_path / "leak.pid"
+    daemon = tmp_path / "leaky-daemon"
+    daemon.write_text(f"#!/bin/sh\nsetsid sleep 60 &\necho $! > {leak}\n"
+                      f'exec {sys.executable} -m pyxinetd "$@"\n')
+    daemon.chmod(0o755)
+    (tmp_path / "run").mkdir()
+    result = run(tmp_path / "run", str(daemon))
+    pid = int(leak.read_text())
+    try:
+        assert result["replies"][1] == ""
+        assert not alive(pid)
+    finally:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)

@@ -10,6 +10,10 @@ LOG`, then connects from 127.0.0.2, 127.0.0.3 and 127.0.0.2 again, one after the
 Prints one JSON object: what each client got first (the server's greeting, or "" when it
 was closed or reset), the service log's START and FAIL lines and the program log.
 Standard library only; every wait bounded.
+
+xinetd's interceptor can leave the daemon's process group and outlive the daemon, so
+the scenario adopts its orphaned descendants (a child subreaper) and, at the end, kills
+and reaps every process still below it, by pid; their pids go to stderr.
 """
 
 import json
@@ -19,7 +23,8 @@ import socket
 import sys
 import time
 
-from scenario_support import begin, free_port, read, running, wait_for
+from scenario_support import (
+    become_subreaper, begin, end_descendants, free_port, read, running, wait_for)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -42,6 +47,17 @@ def first_reply(source: str, port: int) -> str:
 
 
 def main() -> int:
+    if not become_subreaper():
+        raise SystemExit("cannot become a child subreaper (prctl)")
+    try:
+        return scenario()
+    finally:
+        left = end_descendants()
+        if left:
+            print(f"ended leftover processes: {left}", file=sys.stderr)
+
+
+def scenario() -> int:
     run = begin()
     service_log, program_log, conf = run.service_log, run.program_log, run.conf
     port = free_port()

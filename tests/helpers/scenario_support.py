@@ -2,9 +2,14 @@
 (wait_refusal_scenario.py, intercept_scenario.py): `lo` up, a free port, bounded waits on
 log files, and the daemon under test started and stopped. Standard library only: the
 scenarios run as plain scripts (`unshare -n python3 SCRIPT WORKDIR DAEMON [ARG...]`)
-and print one JSON object, read by tests.daemon.run_scenario()."""
+and print one JSON object, read by tests.daemon.run_scenario().
+
+A scenario whose daemon's processes may leave its process group and outlive it (an
+xinetd interceptor) calls become_subreaper() first and end_descendants() last: such
+orphans become its own children instead of init's, and are killed and reaped by pid."""
 
 import contextlib
+import ctypes
 import os
 import re
 import signal
@@ -14,6 +19,63 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux >= 3.4; not inherited by children); False when
+    the call is refused."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def own_children() -> list[int]:
+    """The pids whose parent is this process (one pass over /proc)."""
+    me, found = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue    # gone meanwhile
+        # The command name may hold spaces and parentheses: split after the last ')'.
+        if int(stat[stat.rindex(b")") + 2:].split()[1]) == me:
+            found.append(int(name))
+    return found
+
+
+def end_descendants(timeout: float = 10.0) -> list[int]:
+    """SIGKILL and reap every child of this process, then the children of those that
+    become ours as their parents die (a subreaper adopts them), until none is left or
+    `timeout` seconds have passed; the pids ended."""
+    deadline = time.monotonic() + timeout
+    ended: list[int] = []
+    while time.monotonic() < deadline:
+        children = own_children()
+        if not children:
+            break
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in children:
+            while time.monotonic() < deadline:
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0]:
+                        break
+                except ChildProcessError:
+                    break
+                time.sleep(0.01)
+        ended += children
+    return ended
 
 
 def bring_up_loopback() -> None:
