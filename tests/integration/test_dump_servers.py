@@ -15,15 +15,18 @@ from tests.daemon import DaemonFactory, free_port, wait_until
 
 
 def configuration(log: Path, ports: list[int]) -> str:
-    def service(name: str, socket_type: str, protocol: str, wait: str, port: int) -> str:
+    def service(name: str, socket_type: str, protocol: str, wait: str, port: int,
+                flags: str = "") -> str:
         return (f"service {name}\n{{\n    type = UNLISTED\n    socket_type = {socket_type}\n"
                 f"    protocol = {protocol}\n    port = {port}\n    bind = 127.0.0.1\n"
                 f"    wait = {wait}\n    user = nobody\n    server = /bin/sleep\n"
-                "    server_args = 20\n}\n")
+                f"    server_args = 20\n{flags}}}\n")
     return (f"defaults\n{{\n    log_type = FILE {log}\n    log_on_success = PID HOST USERID\n}}\n"
             + service("nowait", "stream", "tcp", "no", ports[0])
             + service("waits", "stream", "tcp", "yes", ports[1])
-            + service("datagrams", "dgram", "udp", "yes", ports[2]))
+            + service("datagrams", "dgram", "udp", "yes", ports[2])
+            + (service("intercepted", "dgram", "udp", "yes", ports[3],
+                       "    flags = INTERCEPT\n") if len(ports) > 3 else ""))
 
 
 def server_entry(dump: str, sid: str) -> str:
@@ -59,3 +62,24 @@ def test_server_table_shows_each_connection(daemons: DaemonFactory, tmp_path: Pa
         datagrams = server_entry(dump, "datagrams")
         assert re.search(rf"\tdescriptor = [0-9]+\n\tflags = 1\n\tremote_address = 127\.0\.0\.1,"
                          rf"{datagram.getsockname()[1]}\nlog_remote_user = NO\n", datagrams)
+
+
+def test_an_intercepted_datagram_server_shows_its_first_senders_port(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """INTERCEPT relays through a private socket that has no peer; the dump still names
+    the sender whose datagram started the server, as without INTERCEPT."""
+    dump_file = tmp_path / "xinetd.dump"
+    monkeypatch.setenv("PYXINETD_DUMP_FILE", str(dump_file))
+    ports = [free_port() for _ in range(3)] + [free_port()]
+    daemon = daemons.start_config(configuration(tmp_path / "services.log", ports))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as datagram:
+        datagram.bind(("127.0.0.1", 0))
+        datagram.sendto(b"x", ("127.0.0.1", ports[3]))
+        log = tmp_path / "services.log"
+        wait_until(lambda: log.exists() and "START: intercepted" in log.read_text(), 10,
+                   what="the intercepted server")
+        daemon.signal(signal.SIGUSR1)
+        daemon.wait_for_log("generated state dump")
+        entry = server_entry(dump_file.read_text(), "intercepted")
+        assert re.search(rf"\tremote_address = 127\.0\.0\.1,{datagram.getsockname()[1]}\n",
+                         entry), entry

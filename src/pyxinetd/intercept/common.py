@@ -34,7 +34,8 @@ class Host(Protocol):
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
                      on_reap: OnReap | None = None, *, hold: Hold | None = None,
                      announce: bool = True,
-                     addresses: socket.socket | None = None) -> int | Outcome | None: ...
+                     addresses: socket.socket | None = None,
+                     client: tuple[object, ...] | None = None) -> int | Outcome | None: ...
 
     def refresh(self, rt: ServiceRuntime) -> None: ...
 

@@ -73,8 +73,11 @@ class Interceptors:
             # PEERENV tells the server what it would see on the service socket (the
             # listener's address; the sender of the datagram that starts it, still
             # queued there), not the private socket that only the relays reach.
+            # `client`: the state dump shows the sender's port, as for the same
+            # server without INTERCEPT (the private socket has no peer).
             result = self.host.spawn_server(svc, server, peer, reaped, hold=hold,
-                                            announce=False, addresses=listener)
+                                            announce=False, addresses=listener,
+                                            client=admitted)
         except BaseException:
             server.close()
             raise
