@@ -148,6 +148,13 @@ def _combine(name: str, old: object, new: object, op: str) -> object:
     if isinstance(new, frozenset) and isinstance(old, frozenset):
         return old | new if op == "+=" else old - new
     assert isinstance(old, tuple) and isinstance(new, tuple)
+    if name == "passenv":
+        # xinetd compares the names of an existing passenv list without regard to case:
+        # `passenv -= home` removes HOME, `passenv += path` keeps PATH alone.
+        present = {str(x).casefold() for x in (new if op == "-=" else old)}
+        if op == "+=":
+            return old + tuple(x for x in new if str(x).casefold() not in present)
+        return tuple(x for x in old if str(x).casefold() not in present)
     if op == "+=":
         return old + tuple(x for x in new if x not in old)
     if name in ("only_from", "no_access"):

@@ -276,7 +276,8 @@ def parse_env(values: Values, ctx: ValueContext) -> Values:
 
 
 def parse_names(values: Values, ctx: ValueContext) -> Values:
-    return values
+    # A set of names, as xinetd keeps it: `passenv = PATH PATH` names PATH once.
+    return tuple(dict.fromkeys(values))
 
 
 def byte_size(word: str, what: str, suffixes: bool = True, words: str | None = None) -> int:
