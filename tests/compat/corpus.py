@@ -155,6 +155,17 @@ def _log_of_report(log: dict[str, Any] | None) -> tuple[str, ...]:
     return ("syslog", log["facility"], log["level"])
 
 
+def _effective_env(additions: tuple[str, ...]) -> list[str]:
+    """The env strings as the server gets them: the dump lists every string written
+    (`env = A=1 A=2` shows both), while the server's environment holds the last value
+    of each name (checked against the running xinetd)."""
+    last: dict[str, str] = {}
+    for item in additions:
+        name, _, value = item.partition("=")
+        last[name] = value
+    return sorted(f"{k}={v}" for k, v in last.items())
+
+
 def project_oracle(state: DumpState, svc: DumpService) -> dict[str, Any]:
     """The compared attributes of one service of xinetd's dump."""
     logging = _log_of_dump(svc.log)
@@ -177,7 +188,7 @@ def project_oracle(state: DumpState, svc: DumpService) -> dict[str, Any]:
         "group": svc.group if svc.group is not None else NOT_SHOWN,
         "nice": svc.nice,
         "umask": umask,
-        "env": sorted(svc.env_additions),
+        "env": _effective_env(svc.env_additions),
         "passenv": sorted(svc.passenv) if svc.passenv is not None else NOT_SHOWN,
         "log": logging,
         # The flags are printed only for a service that logs.
