@@ -186,14 +186,18 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         if port is None:
             raise ServiceRejected(f"Unlisted service: {name} must have a port entry")
     else:
-        listed = ctx.lookups.service_port(name, protocol)
+        # /etc/services is searched under the protocol as written, as getservbyname
+        # does for xinetd: `protocol = TCP` (an /etc/protocols alias) finds no tcp entry.
+        written = draft.own.get("protocol")
+        looked_up = written.values[0] if written is not None and written.values else protocol
+        listed = ctx.lookups.service_port(name, looked_up)
         if listed is None and port is None:
             raise ServiceRejected(f"Port not specified and can't find service: {name} with "
-                                  f"getservbyname ({name}/{protocol} is not in /etc/services: "
+                                  f"getservbyname ({name}/{looked_up} is not in /etc/services: "
                                   "add type = UNLISTED and a port)")
         if listed is None:
             raise ServiceRejected(f"service/protocol combination not in /etc/services: "
-                                  f"{name}/{protocol} (add type = UNLISTED)")
+                                  f"{name}/{looked_up} (add type = UNLISTED)")
         if port is not None and port != listed:
             raise ServiceRejected(f"Service {name} expects port {listed}, not {port}")
         port = listed
