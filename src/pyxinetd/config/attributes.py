@@ -190,6 +190,14 @@ class Applier:
                 f"bad service attribute: {shown_name(raw.name)}", draft.title(),
                 f"{what}{hint}; line ignored"), raw.col)
             return True
+        # xinetd's order: a repeated line is "already set" whatever its operator or its
+        # number of values; then the operator; then the number of values.
+        if not spec.is_list and spec.name in draft.own:
+            first = draft.own[spec.name]
+            self.sink.warning(*where, f"Service {draft.name}: attribute already set: "
+                                      f"{shown_name(raw.name)} (first at {first.file}:"
+                                      f"{first.line}; this line is ignored)", raw.col)
+            return True
         if raw.op not in spec.service_ops:
             if spec.is_list:  # env -=: xinetd disables the service
                 self._fail(draft, raw, v.ValueProblem(
@@ -200,12 +208,6 @@ class Applier:
                                       "ignored)", raw.col)
             return True
         if not self._count_ok(draft, raw, spec):
-            return True
-        if not spec.is_list and spec.name in draft.own:
-            first = draft.own[spec.name]
-            self.sink.warning(*where, f"Service {draft.name}: attribute already set: "
-                                      f"{shown_name(raw.name)} (first at {first.file}:"
-                                      f"{first.line}; this line is ignored)", raw.col)
             return True
         value = self._parse(draft, raw, spec)
         if value is _REJECTED:
@@ -284,6 +286,12 @@ class Applier:
                 "defaults", f"{hint}line ignored"), raw.col)
             return
         cumulative = spec.is_list or spec.name == "log_type"
+        if not cumulative and spec.name in draft.own:   # before the operator, as xinetd
+            first = draft.own[spec.name]
+            self.sink.warning(*where, f"defaults: attribute already set: "
+                                      f"{shown_name(raw.name)} (first at {first.file}:"
+                                      f"{first.line}; line ignored)", raw.col)
+            return
         if not cumulative and raw.op != "=":
             # xinetd names the defaults "(null)" in this line; pyxinetd says defaults.
             self.sink.warning(*where, f"defaults: operator '{raw.op}' cannot be used for "
@@ -292,16 +300,11 @@ class Applier:
             return
         if not self._count_ok(draft, raw, spec):
             return
-        if not spec.is_list and spec.name in draft.own:
+        if spec.name == "log_type" and spec.name in draft.own:
             first = draft.own[spec.name]
-            if spec.name == "log_type":
-                self.sink.error(*where, "defaults: cannot set more than one log_type attribute "
-                                        f"(first at {first.file}:{first.line}); line ignored",
-                                raw.col)
-            else:
-                self.sink.warning(*where, f"defaults: attribute already set: "
-                                          f"{shown_name(raw.name)} (first at {first.file}:"
-                                          f"{first.line}; line ignored)", raw.col)
+            self.sink.error(*where, "defaults: cannot set more than one log_type attribute "
+                                    f"(first at {first.file}:{first.line}); line ignored",
+                            raw.col)
             return
         value = self._parse(draft, raw, spec)
         if value is _REJECTED:
