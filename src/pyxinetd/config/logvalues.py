@@ -37,6 +37,10 @@ def parse_log_type(values: Values, ctx: ValueContext) -> LogTarget:
             hard = soft + min(max(soft // 100, 5 * KIB), 20 * KIB)
         if soft is not None and hard is not None and hard < soft:
             raise ValueProblem(f"hard limit ({hard}) is less than soft limit ({soft})")
+        if soft == 0:
+            # xinetd controls the size only when the soft limit is not 0 (src/log.h,
+            # FILELOG_SIZE_CONTROL): `FILE path 0 [hard]` is a log without limits.
+            return FileTarget(values[1])
         return FileTarget(values[1], soft, hard)
     raise ValueProblem(f"unknown log type {values[0]!r}: expected SYSLOG or FILE"
                        f"{did_you_mean(values[0], ('SYSLOG', 'FILE'))}")
