@@ -220,6 +220,20 @@ def traffic_entry(service: ServiceConfig, bytes_in: int, bytes_out: int) -> str 
     return f"TRAFFIC: {service.id} in={bytes_in}(bytes) out={bytes_out}(bytes)"
 
 
+# xinetd builds each entry in a 1024-byte buffer (src/log.c, LOGBUF_SIZE): a longer one
+# (a very long `id`, a USERID text) is cut there, in the file and in syslog alike.
+MAX_ENTRY_BYTES = 1024
+
+
+def bounded_entry(entry: str) -> str:
+    """`entry` cut to its first MAX_ENTRY_BYTES bytes of UTF-8, as xinetd cuts it (a
+    character split by the cut is dropped)."""
+    data = entry.encode(errors="replace")
+    if len(data) <= MAX_ENTRY_BYTES:
+        return entry
+    return data[:MAX_ENTRY_BYTES].decode(errors="ignore")
+
+
 def _label(service: ServiceConfig, target: FileTarget) -> str:
     """The id a FILE log goes by in the messages about it."""
     return "common" if target.common else service.id
@@ -263,6 +277,7 @@ class ServiceLogs:
         target: LogTarget | None = service.log_type
         if entry is None or target is None:
             return
+        entry = bounded_entry(entry)
         if isinstance(target, SyslogTarget):
             pri = FACILITIES.get(target.facility, 3) * 8 + SEVERITIES.get(target.level, 6)
             self._syslog.send(pri, entry, self._clock())
