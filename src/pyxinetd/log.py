@@ -313,7 +313,13 @@ class ServiceLogs:
         except OSError as err:
             self._program.error("log_open", f"Cannot open {target.path}: {strerror(err)}")
             return None
-        log = _LogFile(fd, os.fstat(fd).st_size, target.soft_limit, target.hard_limit, label)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            # A FIFO (or a terminal) whose reader stops reading would block the loop,
+            # and every service with it: an entry that does not fit is lost and reported
+            # (entries are under PIPE_BUF, so a pipe takes each whole or not at all).
+            os.set_blocking(fd, False)
+        log = _LogFile(fd, info.st_size, target.soft_limit, target.hard_limit, label)
         self._files[(target.path, label)] = log
         if log.soft_limit is not None and log.size > log.soft_limit:
             # Already past a limit (not rotated since): say so; past the hard one,
