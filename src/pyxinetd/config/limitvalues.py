@@ -84,7 +84,8 @@ def limit(words: str) -> Callable[[Values, ValueContext], int | None]:
 
 
 def parse_cps(values: Values, ctx: ValueContext) -> tuple[int, int]:
-    return uint(values[0], "cps rate"), uint(values[1], "cps wait")
+    return (uint(values[0], "cps rate", words="cps argument not a number"),
+            uint(values[1], "cps wait", words="cps time argument not a number"))
 
 
 def parse_max_load(values: Values, ctx: ValueContext) -> float:

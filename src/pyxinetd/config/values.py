@@ -135,7 +135,8 @@ def uint(word: str, what: str, maximum: int | None = None, words: str | None = N
 
 
 def parse_yes_no(values: Values, ctx: ValueContext) -> bool:
-    return one_of(values[0], ("yes", "no"), "yes/no value") == "yes"
+    """`disable`: xinetd's message does not name the attribute."""
+    return one_of(values[0], ("yes", "no"), "yes/no value", f"Bad value: {values[0]}") == "yes"
 
 
 def yes_no(name: str) -> Callable[[Values, ValueContext], bool]:
