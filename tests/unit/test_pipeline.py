@@ -75,6 +75,18 @@ def test_listed_service_must_be_in_etc_services(tmp_path: Path) -> None:
     assert "nosuchsvc/tcp is not in /etc/services" in dropped_reasons(config)[0]
 
 
+@pytest.mark.parametrize("extra, words", [
+    ((), "Port not specified for service: ftp and no protocol given"),
+    (("port = 21",), "A protocol or a socket_type must be specified for service: ftp."),
+    (("type = UNLISTED",), "Unlisted service: ftp must have a port entry"),
+])
+def test_no_socket_type_nor_protocol_fails_the_port_first(
+        tmp_path: Path, extra: tuple[str, ...], words: str) -> None:
+    config = load_text(tmp_path, block("ftp", "wait = no", "user = nobody",
+                                       "server = /bin/cat", *extra))
+    assert config.services == () and dropped_reasons(config)[0].startswith(words)
+
+
 @pytest.mark.parametrize("missing, words", [
     ("socket_type", "Service svc missing attribute socket_type - DISABLING"),
     ("wait", "Service svc missing attribute wait - DISABLING"),

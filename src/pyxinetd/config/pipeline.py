@@ -93,6 +93,19 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         protocol = _INFER_PROTOCOL[socket_type]
         found = ctx.lookups.protocol(protocol)
         protocol_number = found[1] if found else None
+    if socket_type is None and protocol is None and not ({"RPC", "TCPMUX", "TCPMUXPLUS"}
+                                                         & types):
+        # xinetd looks the port up before it checks the required attributes, so a service
+        # with neither socket_type nor protocol fails there first, in these words.
+        if "UNLISTED" in types:
+            if _get(draft, "port", int) is None:
+                raise ServiceRejected(f"Unlisted service: {name} must have a port entry")
+        elif _get(draft, "port", int) is None:
+            raise ServiceRejected(f"Port not specified for service: {name} and no protocol "
+                                  "given")
+        else:
+            raise ServiceRejected(f"A protocol or a socket_type must be specified for "
+                                  f"service: {name}.")
     if socket_type is None:
         raise ServiceRejected(f"Service {sid} missing attribute socket_type{DISABLING}")
     wait = _get(draft, "wait", bool)
