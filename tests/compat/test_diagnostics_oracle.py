@@ -198,6 +198,10 @@ KNOWN: tuple[Known, ...] = (
     Known("pyxinetd", r"^WARNING: .*\(xinetd 2\.3\.15\.3 (would|rejects|reads)",
           "a warning about a deliberate difference of behaviour (docs/compatibility.md), "
           "which xinetd has no line for"),
+    Known("pyxinetd", r"^ERROR: Server \S+ is not executable \(service \S+: expected an "
+                      r"executable regular file;",
+          "a server that is not a regular file (a folder) is rejected at load; xinetd's "
+          "access(X_OK) check passes it (docs/compatibility.md)"),
     Known("pyxinetd", r"^WARNING: .*inline comment after the value",
           "inline comments are stripped (docs/compatibility.md); xinetd has no line for it"),
     Known("xinetd", r"^WARNING: attribute \S+ expects \d+ values and \d+ values were specified",

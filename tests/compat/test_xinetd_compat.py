@@ -80,6 +80,10 @@ KNOWN: dict[tuple[str, str], Deviation] = {
         "lines are read whole; xinetd cuts a line at its 16 KiB buffer, reads the rest as "
         "an attribute line of its own and drops the entry",
         frozenset({"long-line: activated by pyxinetd, not by xinetd"})),
+    ("asis", "synthetic/deviation-server-directory.conf"): Deviation(
+        "a server that is not a regular file is rejected at load; xinetd serves the service "
+        "and every exec fails",
+        frozenset({"server-directory: activated by xinetd, not by pyxinetd"})),
     ("asis", "synthetic/deviation-traffic.conf"): Deviation(
         "TRAFFIC in the defaults is dropped from non-redirect services; xinetd disables them",
         frozenset({"plain: activated by pyxinetd, not by xinetd"})),
