@@ -211,7 +211,9 @@ class Applier:
             return True
         value = self._parse(draft, raw, spec)
         if value is _REJECTED:
-            return True
+            # A `disable` line that fails ends the block as `disable = yes` does (xinetd
+            # marks the service disabled, then stops at the disabled mark).
+            return spec.name != "disable"
         draft.own[spec.name] = raw
         if spec.is_list:
             draft.list_lines.append(raw)
