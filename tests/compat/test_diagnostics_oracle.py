@@ -98,7 +98,9 @@ def pair(theirs: list[Line], ours: list[Line]) -> tuple[list[Line], list[Line]]:
     for line in theirs:
         match = next((o for o in left if o.level == line.level
                       and (line.file is None or (o.file == line.file and o.line == line.line))
-                      and o.text.startswith(line.text)), None)
+                      # rstrip: xinetd ends a few messages with a newline of their own
+                      # (`umask argument is invalid.\n [file=F] [line=N]`).
+                      and o.text.startswith(line.text.rstrip())), None)
         if match is None:
             missing.append(line)
         else:

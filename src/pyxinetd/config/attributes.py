@@ -242,7 +242,8 @@ class Applier:
             return True
         # xinetd's words, plural even for 1, then where and what happens.
         self.sink.warning(raw.file, raw.line, v.xinetd_first(
-            f"attribute {spec.name} expects {spec.count} values and {len(raw.values)} values "
+            f"attribute {shown_name(raw.name)} expects {spec.count} values and "
+            f"{len(raw.values)} values "
             "were specified", draft.title(), "line ignored"), raw.col)
         return False
 

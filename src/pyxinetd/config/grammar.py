@@ -327,7 +327,9 @@ class _FileParser:
             return
         if not tokens.gap:
             self._break(entry, number,
-                        f"Attribute {tokens.name} needs a space before operator ({tokens.op!r} "
+                        # xinetd's name runs up to the '=': `instances+=` is `instances+`.
+                        f"Attribute {tokens.name}{tokens.op[:-1]} needs a space before "
+                        f"operator ({tokens.op!r} "
                         f"right after {shown_name(tokens.name)}",
                         col + len(tokens.name), close=True)
             return

@@ -7,6 +7,7 @@ pyxinetd.config.values: tokens in, typed value out, or ValueProblem.
 
 from __future__ import annotations
 
+import re
 import resource
 from collections.abc import Callable
 
@@ -43,12 +44,12 @@ def _clock(text: str, interval: str) -> int:
     hours, colon, minutes = text.partition(":")
     if (not colon or not is_digits(hours) or not is_digits(minutes)
             or len(hours) > 2 or len(minutes) > 2):
-        raise ValueProblem(f"invalid time interval {interval!r}: expected H:MM-H:MM")
+        raise ValueProblem("incorrect time interval", f"{interval!r}: expected H:MM-H:MM")
     hour, minute = int(hours), int(minutes)
     if hour == 24 and minute == 0:
         return 24 * 60
     if hour > 23 or minute > 59:
-        raise ValueProblem(f"invalid time interval {interval!r}: hours 0-23, minutes 0-59")
+        raise ValueProblem("invalid time interval", f"{interval!r}: hours 0-23, minutes 0-59")
     return hour * 60 + minute
 
 
@@ -59,16 +60,18 @@ def parse_access_times(values: Values, ctx: ValueContext) -> tuple[TimeWindow, .
     for interval in values:
         start_text, dash, end_text = interval.partition("-")
         if not dash:
-            raise ValueProblem(f"invalid time interval {interval!r}: expected H:MM-H:MM")
+            raise ValueProblem("incorrect time interval", f"{interval!r}: expected H:MM-H:MM")
         start, end = _clock(start_text, interval), _clock(end_text, interval)
         if start == 24 * 60:
-            raise ValueProblem(f"invalid time interval {interval!r}: 24:00 can only end an interval")
+            raise ValueProblem("invalid time interval",
+                               f"{interval!r}: 24:00 can only end an interval")
         if end == 24 * 60:
             ctx.remark(f"{interval}: 24:00 taken as the end of the day (xinetd 2.3.15.3 rejects "
                        "it and disables the service)")
         if start >= end:
-            raise ValueProblem(f"invalid time interval {interval!r}: the start must be before the "
-                               "end (split intervals that cross midnight in two)")
+            raise ValueProblem(f"invalid time interval: {interval}",
+                               "the start must be before the end (split intervals that cross "
+                               "midnight in two)")
         windows.append(TimeWindow(start, end))
     return tuple(windows)
 
@@ -88,13 +91,27 @@ def parse_cps(values: Values, ctx: ValueContext) -> tuple[int, int]:
             uint(values[1], "cps wait", words="cps time argument not a number"))
 
 
+# What strtod reads at the start of a word (xinetd reads max_load with it).
+_LEADING_NUMBER = re.compile(r"[ \t]*([+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?|[+-]?(inf|nan))",
+                             re.IGNORECASE)
+
+
 def parse_max_load(values: Values, ctx: ValueContext) -> float:
+    word = values[0]
     try:
-        load = float(values[0])
+        load = float(word)
     except ValueError:
         load = -1.0
+    leading = _LEADING_NUMBER.match(word)
+    if leading is not None and float(leading.group(1)) == 0:
+        raise ValueProblem("error parsing max_load argument",
+                           f"{word!r}: expected a number greater than 0")
+    if leading is None:
+        raise ValueProblem("error reading max_load argument",
+                           f"{word!r}: expected a number greater than 0")
     if not load > 0 or load != load or load == float("inf"):
-        raise ValueProblem(f"bad max_load {values[0]!r}: expected a number greater than 0")
+        # xinetd takes these (docs/compatibility.md): no words of its own.
+        raise ValueProblem(f"bad max_load {word!r}: expected a number greater than 0")
     return load
 
 

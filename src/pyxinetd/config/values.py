@@ -197,7 +197,7 @@ def parse_rpc_version(values: Values, ctx: ValueContext) -> tuple[int, int]:
 
 
 def parse_uint(values: Values, ctx: ValueContext) -> int:
-    return uint(values[0], "number", U32_MAX)
+    return uint(values[0], "number", U32_MAX, f"Error parsing: {values[0]}")
 
 
 def parse_server(values: Values, ctx: ValueContext) -> str:
@@ -251,7 +251,8 @@ def parse_umask(values: Values, ctx: ValueContext) -> int:
     word = values[0]
     digits = word[1:] if word[:1] == "+" else word
     if not digits or any(c not in "01234567" for c in digits) or int(digits, 8) > 0o777:
-        raise ValueProblem(f"umask argument {word!r} is invalid: expected an octal number 0-777")
+        raise ValueProblem("umask argument is invalid.",
+                           f"{word!r}: expected an octal number 0-777")
     return int(digits, 8)
 
 
