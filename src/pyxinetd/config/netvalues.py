@@ -40,11 +40,14 @@ def parse_redirect(values: Values, ctx: ValueContext) -> tuple[str, int]:
     if number is not None:
         port = number
         if not 0 < port <= 65535:
-            raise ValueProblem(f"bad redirect port {port_text!r}: expected 1-65535")
+            raise ValueProblem("port number too large" if port > 65535 else
+                               "port number invalid",
+                               f"redirect port {port_text!r}: expected 1-65535")
     else:
         found = ctx.lookups.service_port(port_text, "tcp")
         if found is None:
-            raise ValueProblem(f"bad redirect port {port_text!r}: expected a number or a tcp "
+            raise ValueProblem("port number invalid",
+                               f"redirect port {port_text!r}: expected a number or a tcp "
                                "service name from /etc/services")
         port = found
     return _resolve_one(host, "redirect host", "bad address"), port

@@ -151,8 +151,12 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         if internal or redirect is not None:
             raise ServiceRejected(f"service {sid}: NAMEINARGS cannot be used on internal or "
                                   "redirected services")
-    if redirect is not None and (socket_type is not SocketType.STREAM or wait):
-        raise ServiceRejected(f"service {sid}: redirect needs socket_type = stream and wait = no")
+    if redirect is not None and socket_type is not SocketType.STREAM:
+        raise ServiceRejected(f"Only tcp sockets are supported for redirected service {name} "
+                              "(redirect needs socket_type = stream and wait = no)")
+    if redirect is not None and wait:
+        raise ServiceRejected(f"Redirected service {name} must not wait (redirect needs "
+                              "socket_type = stream and wait = no)")
     external = not internal and not sensor and redirect is None
     if "LABELED" in flags and not (external and socket_type is SocketType.STREAM and not wait):
         raise ServiceRejected(f"service {sid}: LABELED is only for external stream wait = no "
@@ -178,9 +182,12 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
     rpc_version = _get(draft, "rpc_version", tuple)
     rpc_number = _get(draft, "rpc_number", int)
     if tcpmux:
-        if not unlisted or protocol != "tcp":
-            raise ServiceRejected(f"service {sid}: TCPMUX services must be UNLISTED with "
-                                  "protocol tcp")
+        if not unlisted:
+            raise ServiceRejected(f"Service: {name} (tcpmux) should have UNLISTED in type. "
+                                  "(TCPMUX services must be UNLISTED with protocol tcp)")
+        if protocol != "tcp":
+            raise ServiceRejected(f"Service: {name} (tcpmux) should have tcp in protocol. "
+                                  "(TCPMUX services must be UNLISTED with protocol tcp)")
         port = None
     elif rpc:
         if rpc_version is None:

@@ -187,7 +187,8 @@ def parse_rpc_version(values: Values, ctx: ValueContext) -> tuple[int, int]:
     first = uint(low, "rpc_version", U32_MAX)
     last = uint(high, "rpc_version", U32_MAX) if dash else first
     if first > last:
-        raise ValueProblem(f"bad version range {values[0]!r}: expected N or N-M with N <= M")
+        raise ValueProblem(f"bad version range: {first}",
+                           f"{values[0]!r}: expected N or N-M with N <= M")
     if last - first >= MAX_RPC_VERSIONS:
         # Each version is registered with the portmapper, one call each (xinetd sleeps a
         # second per version at start): a range of millions is a typo, never a service.
