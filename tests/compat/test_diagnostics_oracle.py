@@ -216,10 +216,6 @@ KNOWN: tuple[Known, ...] = (
     Known("xinetd", r"^(ERROR|WARNING): (Unknown user: nobody|Server /bin/cat|"
                     r"Bad (service|socket) type: \S+|Bad value for wait: no)\n",
           "CRLF files: xinetd keeps the \\r in the last value of a line"),
-    Known("xinetd", r"^ERROR: Server \S+ is not executable \[file=[^\]]*"
-                    r"Bee1To__raspbmc-files__samba\] \[line=11\]",
-          "a block missing its `}` is dropped unread by pyxinetd (docs/grammar.md); "
-          "xinetd checks its attributes first"),
     Known("xinetd", r"^ERROR: missing service keyword",
           "a lone `}` between entries: pyxinetd ignores that line with a WARNING in "
           "xinetd's words; xinetd skips up to the next `}` (docs/compatibility.md)",

@@ -374,3 +374,12 @@ def test_invalid_fixture(conf: Path) -> None:
     rendered = [str(d).replace(str(conf), conf.name) for d in config.diagnostics]
     for wanted in conf.with_suffix(".err").read_text().splitlines():
         assert any(wanted in line for line in rendered), (wanted, rendered)
+
+
+def test_lines_before_a_syntax_error_get_their_messages(tmp_path: Path) -> None:
+    config = load_text(tmp_path, service_block("broken", "bogus = 1", "server= /bin/cat")
+                       + service_block("after", port=20002))
+    assert [s.name for s in config.services] == ["after"]
+    assert any(w.endswith("bad service attribute: bogus (service broken: not a known "
+                          "attribute; line ignored)") for w in warnings(config))
+    assert any("Attribute server needs a space before operator" in e for e in errors(config))

@@ -93,6 +93,12 @@ class _Reader:
                 self.defaults.file, self.defaults.line = entry.file, entry.line
             return
         if entry.broken is not None:
+            # Dropped; but its lines before the syntax error are read for their
+            # diagnostics, as xinetd reads them before it meets the error.
+            scratch = Draft.start(entry)
+            for raw in entry.attrs:
+                if not self.applier.apply(scratch, raw):
+                    break
             self.dropped.append(DroppedEntry(entry.name, None, entry.file, entry.line, entry.broken))
             return
         draft = Draft.start(entry)
