@@ -150,7 +150,8 @@ def parse_address(token: str, networks: NetworkLookup) -> AddressParse:
     if token == "":
         return AddressParse(())
     if "," in token and "{" not in token:
-        raise AddressError(f"address {token} has a comma in it; separate addresses with blanks")
+        raise AddressError(f"Address: {token} has a comma in it - remove the comma "
+                           "(separate addresses with blanks)")
     entry = _numeric(token)
     if entry is not None:
         return AddressParse((entry,))

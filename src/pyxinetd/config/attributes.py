@@ -305,8 +305,8 @@ class Applier:
             return
         if spec.name == "log_type" and spec.name in draft.own:
             first = draft.own[spec.name]
-            self.sink.error(*where, "defaults: cannot set more than one log_type attribute "
-                                    f"(first at {first.file}:{first.line}); line ignored",
+            self.sink.error(*where, "Cannot set more than one log_type attribute (defaults: "
+                                    f"first at {first.file}:{first.line}; line ignored)",
                             raw.col)
             return
         value = self._parse(draft, raw, spec)

@@ -22,7 +22,7 @@ def parse_log_type(values: Values, ctx: ValueContext) -> LogTarget:
     kind = values[0].upper()
     if kind == "SYSLOG":
         if not 2 <= len(values) <= 3:
-            raise ValueProblem("wrong number of arguments: expected SYSLOG facility [level]")
+            raise ValueProblem("wrong number of arguments", "expected SYSLOG facility [level]")
         facility = one_of(values[1], SYSLOG_FACILITIES, "syslog facility",
                          f"Unknown syslog facility: {values[1]}")
         level = (one_of(values[2], SYSLOG_LEVELS, "syslog level",
@@ -30,13 +30,14 @@ def parse_log_type(values: Values, ctx: ValueContext) -> LogTarget:
         return SyslogTarget(facility, level)
     if kind == "FILE":
         if not 2 <= len(values) <= 4:
-            raise ValueProblem("wrong number of arguments: expected FILE path [soft [hard]]")
+            raise ValueProblem("wrong number of arguments", "expected FILE path [soft [hard]]")
         soft = byte_size(values[2], "soft limit") if len(values) > 2 else None
         hard = byte_size(values[3], "hard limit") if len(values) > 3 else None
         if soft is not None and hard is None:
             hard = soft + min(max(soft // 100, 5 * KIB), 20 * KIB)
         if soft is not None and hard is not None and hard < soft:
-            raise ValueProblem(f"hard limit ({hard}) is less than soft limit ({soft})")
+            raise ValueProblem(f"hard limit ({hard}) is less than soft limit ({soft})",
+                               "the hard limit must be at least the soft one")
         if soft == 0:
             # xinetd controls the size only when the soft limit is not 0 (src/log.h,
             # FILELOG_SIZE_CONTROL): `FILE path 0 [hard]` is a log without limits.

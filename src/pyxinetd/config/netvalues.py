@@ -121,7 +121,8 @@ def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
     try:
         infos = socket.getaddrinfo(text, None, type=socket.SOCK_STREAM)
     except (OSError, ValueError) as exc:
-        raise ValueProblem(f"bind host {text!r} does not resolve: {exc}") from None
+        raise ValueProblem("bad address", f"bind host {text!r} does not resolve: {exc}") \
+            from None
     candidates: list[tuple[int, str]] = []
     for family, _, _, _, sockaddr in infos:
         if family in (socket.AF_INET, socket.AF_INET6):
@@ -144,7 +145,11 @@ def parse_addresses(values: Values, ctx: ValueContext) -> tuple[AddressEntry, ..
                 parsed = exc
             ctx.addresses[token] = parsed
         if isinstance(parsed, AddressError):
-            raise ValueProblem(str(parsed))
+            text = str(parsed)
+            words, paren, reason = text.partition(" (")
+            if text.startswith("Address: ") and paren:   # xinetd's words, then why
+                raise ValueProblem(words, reason.removesuffix(")"))
+            raise ValueProblem(text)
         if parsed.warning:
             ctx.remark(parsed.warning, parsed.words)
         entries.extend(parsed.entries)

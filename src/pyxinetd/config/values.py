@@ -184,8 +184,8 @@ def parse_port(values: Values, ctx: ValueContext) -> int:
 
 def parse_rpc_version(values: Values, ctx: ValueContext) -> tuple[int, int]:
     low, dash, high = values[0].partition("-")
-    first = uint(low, "rpc_version", U32_MAX)
-    last = uint(high, "rpc_version", U32_MAX) if dash else first
+    first = uint(low, "rpc_version", U32_MAX, f"bad version range: {low}")
+    last = uint(high, "rpc_version", U32_MAX, f"bad version range: {low}") if dash else first
     if first > last:
         raise ValueProblem(f"bad version range: {first}",
                            f"{values[0]!r}: expected N or N-M with N <= M")
