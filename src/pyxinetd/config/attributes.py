@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 from pyxinetd.config import limitvalues as lv
 from pyxinetd.config import logvalues as lg
@@ -210,6 +210,9 @@ class Applier:
         if not self._count_ok(draft, raw, spec):
             return True
         value = self._parse(draft, raw, spec)
+        if spec.name == "passenv" and value is not _REJECTED:
+            value = self._passenv_names(draft, raw, cast(tuple[str, ...], value),
+                                        replace=raw.op == "=")
         if value is _REJECTED:
             # A `disable` line that fails ends the block as `disable = yes` does (xinetd
             # marks the service disabled, then stops at the disabled mark).
@@ -236,6 +239,28 @@ class Applier:
         return True
 
     # -- helpers -------------------------------------------------------------------
+
+    def _passenv_names(self, draft: Draft, raw: RawAttribute, names: tuple[str, ...],
+                       replace: bool) -> tuple[str, ...]:
+        """The names of a passenv line that add to the list, as xinetd adds them: one by
+        one, a name already listed (whatever its case) silently skipped, a name the
+        daemon was not started with skipped with a warning naming this line."""
+        environ = self.ctx.environ
+        if raw.op == "-=" or environ is None:
+            return names
+        listed = () if replace else cast(tuple[str, ...], draft.values.get("passenv") or ())
+        present = {name.casefold() for name in listed}
+        added: list[str] = []
+        for name in names:
+            if name.casefold() in present:
+                continue
+            if name not in environ:
+                self.sink.warning(raw.file, raw.line, f"undefined environment variable: {name} "
+                                  f"({draft.title()}: named in passenv; skipped)", raw.col)
+                continue
+            present.add(name.casefold())
+            added.append(name)
+        return tuple(added)
 
     def _count_ok(self, draft: Draft, raw: RawAttribute, spec: AttributeSpec) -> bool:
         if spec.count is None or len(raw.values) == spec.count:
@@ -312,6 +337,8 @@ class Applier:
         value = self._parse(draft, raw, spec)
         if value is _REJECTED:
             return
+        if spec.name == "passenv":
+            value = self._passenv_names(draft, raw, cast(tuple[str, ...], value), replace=False)
         draft.own[spec.name] = raw
         if spec.is_list:
             draft.list_lines.append(raw)

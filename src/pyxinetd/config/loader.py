@@ -37,13 +37,14 @@ DEFAULT_INETD_CONF = "/etc/inetd.conf"
 
 
 class _Reader:
-    def __init__(self, lookups: Lookups, sink: DiagnosticSink) -> None:
+    def __init__(self, lookups: Lookups, sink: DiagnosticSink,
+                 environ: Mapping[str, str] | None = None) -> None:
         self.sink = sink
         self.defaults = Draft("defaults", "defaults", "", 0)
         self.services: list[Draft] = []
         self.dropped: list[DroppedEntry] = []
         self.files: list[str] = []
-        self.applier = Applier(ValueContext(lookups), sink)
+        self.applier = Applier(ValueContext(lookups, environ), sink)
         # (device, inode) of the files being read, to refuse include loops.
         self._active: list[tuple[int, int]] = []
 
@@ -175,7 +176,7 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     env = dict(os.environ if environ is None else environ)
     lookups = lookups or Lookups()
     sink = DiagnosticSink()
-    reader = _Reader(lookups, sink)
+    reader = _Reader(lookups, sink, env)
     reader.read_file(path, text, (info.st_dev, info.st_ino))
     if inetd_compat:
         _read_inetd(reader, inetd_path)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pyxinetd.config.addresses import AddressError, AddressParse
@@ -76,6 +76,8 @@ def describe(problem: ValueProblem, title: str, consequence: str) -> str:
 @dataclass
 class ValueContext:
     lookups: Lookups
+    # The daemon's start-up environment, for passenv's names (None: not checked here).
+    environ: Mapping[str, str] | None = None
     # (xinetd's words or None, pyxinetd's text): see remark.
     remarks: list[tuple[str | None, str]] = field(default_factory=list)
     # Parsed address tokens: the same lists recur in file after file.
