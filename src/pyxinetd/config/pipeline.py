@@ -283,7 +283,9 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
 
     # -- argv and environment --------------------------------------------------------
     if internal or redirect is not None:
-        server = None if redirect is not None else server
+        # A builtin runs no program: xinetd ignores its server line (its dump shows
+        # none); a sensor keeps it in the report (docs/compatibility.md).
+        server = None if redirect is not None or not sensor else server
         argv: tuple[str, ...] = ()
     elif "NAMEINARGS" in flags:
         argv = tuple(server_args or ())
