@@ -71,7 +71,7 @@ def test_env_operators_and_minus_is_rejected(tmp_path: Path) -> None:
     assert s.env == ("B=2",)
     config = load_text(tmp_path, service_block("svc", "env = A=1", "env -= A=1"))
     assert config.services == ()
-    assert any("operator '-=' cannot be used for env" in e for e in errors(config))
+    assert any("operator '-=' not supported for env attribute" in e for e in errors(config))
 
 
 @pytest.mark.parametrize("op", ["+=", "-="])

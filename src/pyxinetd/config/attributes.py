@@ -201,11 +201,12 @@ class Applier:
         if raw.op not in spec.service_ops:
             if spec.is_list:  # env -=: xinetd disables the service
                 self._fail(draft, raw, v.ValueProblem(
-                    f"operator '{raw.op}' cannot be used for {spec.name}; expected '=' or '+='"))
+                    f"operator '{raw.op}' not supported for {spec.name} attribute",
+                    "expected '=' or '+='"))
                 return True
             self.sink.warning(*where, f"Service {draft.name}: operator '{raw.op}' cannot be "
-                                      f"used for attribute '{spec.name}' (only '=' can; line "
-                                      "ignored)", raw.col)
+                                      f"used for attribute '{shown_name(raw.name)}' (only '=' "
+                                      "can; line ignored)", raw.col)
             return True
         if not self._count_ok(draft, raw, spec):
             return True
@@ -323,7 +324,8 @@ class Applier:
         if not cumulative and raw.op != "=":
             # xinetd names the defaults "(null)" in this line; pyxinetd says defaults.
             self.sink.warning(*where, f"defaults: operator '{raw.op}' cannot be used for "
-                                      f"attribute '{spec.name}' (only '=' can; line ignored)",
+                                      f"attribute '{shown_name(raw.name)}' (only '=' can; "
+                                      "line ignored)",
                               raw.col)
             return
         if not self._count_ok(draft, raw, spec):

@@ -31,8 +31,10 @@ def parse_log_type(values: Values, ctx: ValueContext) -> LogTarget:
     if kind == "FILE":
         if not 2 <= len(values) <= 4:
             raise ValueProblem("wrong number of arguments", "expected FILE path [soft [hard]]")
-        soft = byte_size(values[2], "soft limit") if len(values) > 2 else None
-        hard = byte_size(values[3], "hard limit") if len(values) > 3 else None
+        soft = (byte_size(values[2], "soft limit", words="soft limit is invalid")
+                if len(values) > 2 else None)
+        hard = (byte_size(values[3], "hard limit", words="hard limit is invalid")
+                if len(values) > 3 else None)
         if soft is not None and hard is None:
             hard = soft + min(max(soft // 100, 5 * KIB), 20 * KIB)
         if soft is not None and hard is not None and hard < soft:
