@@ -129,7 +129,11 @@ def serve(args: Sequence[str]) -> int:
     from pyxinetd.errors import ConfigError
     from pyxinetd.pidfile import lock_holder, locked_message
 
+    from pyxinetd.process import wait_for_own_children
+
     _restore_standard_streams()
+    # Before the first child (the configuration loader, the detaching fork).
+    wait_for_own_children()
     try:
         options, seen, warnings = parse_serving_args(args)
     except UsageError as err:

@@ -2,7 +2,8 @@
 
 The descriptor limit raised to its hard value (servers inherit it: xinetd's
 RLIMIT_NOFILE rule), descriptors 0-2 opened on /dev/null when missing (so no listener
-or connection ever lands there), the umask widened by 022 as xinetd does, and the
+or connection ever lands there), an inherited SIG_IGN of SIGCHLD undone (so children
+can be waited for), the umask widened by 022 as xinetd does, and the
 master's short scheduling slice (docs/performance.md). Before the configuration takes
 its environment, the LC_CTYPE the interpreter added to it (drop_coerced_locale).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 from collections.abc import MutableMapping
 
 from pyxinetd.spawner import use_short_slice
@@ -33,6 +35,21 @@ def open_missing_standard_fds() -> list[int]:
                 os.close(null)
             missing.append(fd)
     return missing
+
+
+def wait_for_own_children() -> bool:
+    """Put SIGCHLD back to its default if the daemon was started with it ignored;
+    True if it was.
+
+    An ignored SIGCHLD survives exec (a shell's `trap '' CHLD`, some supervisors), and
+    with it the kernel reaps every child itself: waitpid() fails with ECHILD, so the
+    configuration loader, the detaching fork and every server could never be waited
+    for (the daemon would not even start). xinetd installs its own SIGCHLD handler
+    first thing; this is done before the first child likewise."""
+    if signal.getsignal(signal.SIGCHLD) != signal.SIG_IGN:
+        return False
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    return True
 
 
 def prepare_process() -> None:

@@ -123,6 +123,19 @@ def io_priority():
     return libc.syscall(252, 1, 0)   # ioprio_get(IOPRIO_WHO_PROCESS, self), x86-64
 
 
+def process_controls():
+    """prctl(2) settings a spawner could leave behind (linux/prctl.h numbers)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    found = {name: libc.prctl(option, 0, 0, 0, 0) for name, option in
+             (("dumpable", 3), ("keepcaps", 7), ("securebits", 27), ("thp_disable", 42))}
+    for name, option in (("pdeathsig", 2), ("child_subreaper", 37)):
+        value = ctypes.c_int(-1)
+        libc.prctl(option, ctypes.byref(value), 0, 0, 0)
+        found[name] = value.value
+    return found
+
+
 def report():
     fds = open_descriptors()
     status = status_fields()
@@ -152,6 +165,10 @@ def report():
         "timerslack_ns": read_first("/proc/self/timerslack_ns"),
         "slice": sched_slice(),
         "ioprio": io_priority() if os.uname().machine == "x86_64" else None,
+        "prctl": process_controls(),
+        "personality": read_first("/proc/self/personality"),
+        "coredump_filter": read_first("/proc/self/coredump_filter"),
+        "loginuid": read_first("/proc/self/loginuid"),
     }
 
 

@@ -148,7 +148,8 @@ def perturb() -> None:
     with open("/proc/self/oom_score_adj", "w") as f:
         f.write("123")
     os.sched_setaffinity(0, {0})
-    for sig in (signal.SIGURG, signal.SIGPROF, signal.SIGTTOU, signal.SIGRTMIN + 6):
+    for sig in (signal.SIGURG, signal.SIGPROF, signal.SIGTTOU, signal.SIGRTMIN + 6,
+                signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGWINCH})
     import resource
