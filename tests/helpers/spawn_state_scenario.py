@@ -93,7 +93,8 @@ PROBED = {
 ARGS = {
     "nameinargs": f"probe-name {PROBE} one",
     "nameinargs-late": f"late-name {PROBE} two",
-    "quoting": f"{PROBE} 'a b' \"c d\" \\e f=g '' \"\" ${{HOME}} * ; caf\udce9 \u00e9t\u00e9",
+    "quoting": f"{PROBE} 'a b' \"c d\" \\e f=g '' \"\" ${{HOME}} * ; caf\udce9 \u00e9t\u00e9"
+               " a#b\t\ttab  two-spaces #c = += \\",
 }
 # What the daemon started with descriptors 0-2 closed is asked (its sockets land there).
 CLOSED_START = ("nowait-nobody", "wait-stream", "wait-dgram", "wait-dgram-ipv6", "status-root")
