@@ -84,6 +84,11 @@ PROBED = {
     "dual-stack": ("stream", "no", "any6", "user = root"),
     "wait-dgram-ipv6": ("dgram", "yes", "6", "user = nobody"),
     "keepalive": ("stream", "no", "4", "user = root\nflags = KEEPALIVE NODELAY"),
+    "banner": ("stream", "no", "4", "user = nobody\nbanner_success = {BANNER}"),
+    "userid": ("stream", "no", "4", "user = nobody\nlog_on_success = PID USERID\n"
+               "log_type = FILE {SERVICES_LOG}"),
+    "access": ("stream", "no", "4", "user = root\nonly_from = 127.0.0.0/8\n"
+               "no_access = 10.0.0.1\naccess_times = 00:00-23:59"),
     # Documented deviations (docs/compatibility.md): nice and rlimits are set while
     # still root, and `rlimit_files = UNLIMITED` means the daemon's hard limit.
     "nice-negative": ("stream", "no", "4", "user = nobody\nnice = -3"),
@@ -106,9 +111,15 @@ def bind_line(family: str) -> str:
     return {"4": "bind = 127.0.0.1", "6": "bind = ::1", "any6": "bind = ::"}[family]
 
 
-def configuration(ports: dict) -> str:
+def configuration(ports: dict, workdir: str) -> str:
+    banner = os.path.join(workdir, "banner")
+    with open(banner, "w") as f:
+        f.write("hello\n")
+    places = {"{BANNER}": banner, "{SERVICES_LOG}": os.path.join(workdir, "services.log")}
     text = []
     for name, (kind, wait, family, extra) in PROBED.items():
+        for mark, value in places.items():
+            extra = extra.replace(mark, value)
         extras = extra.split("\n")
         # One `flags` line (a second would replace the first), ahead of `server_args`:
         # xinetd 2.3.15.3's child crashes when NAMEINARGS follows it.
@@ -145,6 +156,7 @@ def perturb() -> None:
     fcntl.ioctl(tty, termios.TIOCSCTTY, 0)
     os.umask(0o003)
     os.nice(2)
+    os.setgroups([1, 2, 4402])
     os.sched_setscheduler(0, os.SCHED_BATCH | os.SCHED_RESET_ON_FORK, os.sched_param(0))
     with open("/proc/self/oom_score_adj", "w") as f:
         f.write("123")
@@ -267,7 +279,7 @@ def main() -> int:
     names = [*PROBED, *CAT]
     ports = distinct_ports(names)
     with open(run.conf, "w", errors="surrogateescape") as f:
-        f.write(configuration(ports))
+        f.write(configuration(ports, os.path.dirname(run.conf)))
     result = {}
     for n, state in enumerate(("plain", "perturbed", "closed")):
         log = f"{run.program_log}.{n}"
@@ -296,6 +308,8 @@ def main() -> int:
                 if name in CAT:
                     result[f"{state}/{name}"] = status_report(data.decode())
                     continue
+                if name == "banner" and data.startswith(b"hello\n"):
+                    data = data[len(b"hello\n"):]
                 try:
                     report = json.loads(data)
                 except ValueError:
