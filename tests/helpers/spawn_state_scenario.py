@@ -3,10 +3,13 @@ namespace.
 
     unshare -n -m --propagation private python3 spawn_state_scenario.py WORKDIR DAEMON [ARG...]
 
-Starts the daemon twice on the same configuration: once in a plain state, once
-`perturbed` (umask 003, nice +2, SCHED_BATCH on CPU 0 only, a few signals ignored and
-one blocked, lower RLIMIT_NOFILE/RLIMIT_STACK, two extra descriptors open without
-close-on-exec). Every service runs spawn_probe.py (or `/bin/cat /proc/self/status`,
+Starts the daemon three times on the same configuration: in a plain state,
+`perturbed` (umask 003, nice +2, SCHED_BATCH with reset-on-fork on CPU 0 only,
+oom_score_adj 123, supplementary groups, a session of its own with a controlling
+terminal, signals ignored (SIGCHLD, SIGTERM, SIGHUP and a real-time one among them)
+and one blocked, lower RLIMIT_NOFILE/RLIMIT_STACK/RLIMIT_CORE, two extra descriptors
+open without close-on-exec), and with descriptors 0-2 closed (a few services only).
+Services behind tcpmux (port 1) are asked through it. Every service runs spawn_probe.py (or `/bin/cat /proc/self/status`,
 whose signal masks Python cannot disturb) and is asked once per start. Prints one JSON
 object: "START/SERVICE" -> the probe's report, with what differs between runs by
 nature (ports, pids) replaced by names. Standard library only; every wait bounded.
@@ -103,6 +106,8 @@ ARGS = {
 }
 # What the daemon started with descriptors 0-2 closed is asked (its sockets land there).
 CLOSED_START = ("nowait-nobody", "wait-stream", "wait-dgram", "wait-dgram-ipv6", "status-root")
+# Reached through tcpmux (port 1): name -> type.
+MUXED = {"mux-plus": "TCPMUXPLUS", "mux": "TCPMUX"}
 # Read with /bin/cat: the exact signal state, nothing of Python's.
 CAT = {"status-root": "user = root", "status-nobody": "user = nobody"}
 
@@ -136,6 +141,12 @@ def configuration(ports: dict, workdir: str) -> str:
         lines += ["protocol = udp"] if kind == "dgram" else []
         text.append(f"service {name}\n{{\n\ttype = UNLISTED\n"
                     + "".join(f"\t{line}\n" for line in lines) + "}\n")
+    text.append("service tcpmux\n{\n\ttype = INTERNAL\n\tsocket_type = stream\n"
+                "\twait = no\n\tuser = root\n\tbind = 127.0.0.1\n}\n")
+    for name, kind in MUXED.items():
+        text.append(f"service {name}\n{{\n\ttype = {kind} UNLISTED\n\tsocket_type = stream\n"
+                    f"\twait = no\n\tuser = nobody\n\tserver = {PYTHON}\n"
+                    f"\tserver_args = {PROBE}\n}}\n")
     for name, extra in CAT.items():
         text.append(f"service {name}\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n"
                     f"\twait = no\n\tserver = /bin/cat\n\tserver_args = /proc/self/status\n"
@@ -169,6 +180,19 @@ def perturb() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 4096))
     resource.setrlimit(resource.RLIMIT_STACK, (6 << 20, 16 << 20))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 1 << 20))
+
+
+def ask_mux(name: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", 1), timeout=10) as s:
+        s.settimeout(10)
+        s.sendall(name.encode() + b"\r\n")
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    data = b"".join(chunks)
+    # What comes before the report: `+Go` from the daemon for TCPMUXPLUS (xinetd's
+    # with a NUL); kept in the report's "before" field.
+    return data
 
 
 def ask(family: str, kind: str, port: int) -> dict:
@@ -297,6 +321,21 @@ def main() -> int:
         try:
             if not wait_for(log, "Started working", time.monotonic() + 20):
                 raise SystemExit(f"the daemon did not start: {open(log).read()!r}")
+            for name in () if state == "closed" else MUXED:
+                try:
+                    data = ask_mux(name)
+                except OSError as exc:
+                    result[f"{state}/{name}"] = {"error": str(exc)}
+                    continue
+                before, brace, rest = data.partition(b"{")
+                try:
+                    report = json.loads(brace + rest)
+                except ValueError:
+                    result[f"{state}/{name}"] = {"unreadable": data.decode("latin-1")}
+                    continue
+                report = normalise(report, proc.pid, 1)
+                report["before"] = before.decode("latin-1")
+                result[f"{state}/{name}"] = report
             for name in CLOSED_START if state == "closed" else names:
                 kind, _, family, _ = PROBED.get(name, ("stream", "no", "4", ""))
                 try:
