@@ -166,6 +166,9 @@ def report():
         "slice": sched_slice(),
         "ioprio": io_priority() if os.uname().machine == "x86_64" else None,
         "prctl": process_controls(),
+        # In order; pyxinetd's spawn path switch is the test's, not the spawner's.
+        "environ": [f"{k}={v}" for k, v in os.environ.items()
+                    if k != "PYXINETD_NATIVE_SPAWN"],
         "personality": read_first("/proc/self/personality"),
         "coredump_filter": read_first("/proc/self/coredump_filter"),
         "loginuid": read_first("/proc/self/loginuid"),
