@@ -177,6 +177,10 @@ def perturb() -> None:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGWINCH})
     import resource
+    # A descriptor above the limits the daemon is started with, without close-on-exec.
+    high = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(high, 5000)
+    os.close(high)
     resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 4096))
     resource.setrlimit(resource.RLIMIT_STACK, (6 << 20, 16 << 20))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 1 << 20))
