@@ -77,7 +77,7 @@ PROBED = {
     "e-nice-40": ("stream", "no", "4", "user = root\nnice = 40"),
     "e-nice-m25": ("stream", "no", "4", "user = root\nnice = -25"),
     "e-cpu-m": ("stream", "no", "4", "user = root\nrlimit_cpu = 1M"),
-    "quoting": ("stream", "no", "4", "user = root"),
+    "quoting": ("stream", "no", "4", "user = root\nenv = LATIN=caf\udce9 UTF=\u00e9t\u00e9 E="),
     "wait-stream": ("stream", "yes", "4", "user = root"),
     "wait-stream-nobody": ("stream", "yes", "4", "user = nobody"),
     "wait-dgram": ("dgram", "yes", "4", "user = root"),
