@@ -5,7 +5,8 @@ Service logs carry START/EXIT/FAIL/TRAFFIC/USERID/NOID lines to each service's
 `log_type`. Lines are byte-for-byte xinetd's formats, so existing log parsers (fail2ban
 filters, logwatch scripts) keep working; the syslog ident is therefore `xinetd` too.
 
-Syslog is spoken directly on the datagram socket (pyxinetd.syslogsender).
+Syslog is spoken directly on the datagram socket (pyxinetd.syslogsender); a file or
+stderr is written without waiting for its reader (pyxinetd.logstream).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import TextIO
 
 from pyxinetd.config.model import FileTarget, LogTarget, ServiceConfig, SyslogTarget
 from pyxinetd.files import open_for_append, through_stderr
+from pyxinetd.logstream import LogStream
+from pyxinetd.loop import Loop
 # Re-exported: the syslog socket lives in its own module, its users import it from here.
 from pyxinetd.syslogsender import DEFAULT_SYSLOG_SOCKET as DEFAULT_SYSLOG_SOCKET
 from pyxinetd.syslogsender import SYSLOG_IDENT as SYSLOG_IDENT
@@ -76,41 +79,70 @@ def strerror(err: OSError) -> str:
 
 
 class ProgramLog:
-    """The daemon's own log. `debug` mode adds DEBUG lines and `PID {func}` everywhere."""
+    """The daemon's own log. `debug` mode adds DEBUG lines and `PID {func}` everywhere.
+
+    Its file or stderr is a LogStream (never waits for a reader); `stream` is for an
+    in-memory text stream."""
 
     def __init__(self, *, stream: TextIO | None = None, syslog: SyslogSender | None = None,
                  facility: int = FACILITIES["daemon"], debug: bool = False,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 output: Callable[[ProgramLog], LogStream] | None = None) -> None:
         self._stream = stream
         self._syslog = syslog
         self._facility = facility
         self.debug_mode = debug
         self._clock = clock
         self._pid = os.getpid()
+        self._output = None if output is None else output(self)
 
     @classmethod
     def to_file(cls, path: str, *, debug: bool = False) -> ProgramLog:
         fd = open_for_append(path)
-        return cls(stream=os.fdopen(fd, "a", buffering=1, encoding="utf-8",
-                                    errors="replace"), debug=debug)
+        return cls(debug=debug, output=lambda log: LogStream(
+            fd, owned=True, dropped_message=log._dropped_line))
 
     @classmethod
     def to_stderr(cls, *, debug: bool = False) -> ProgramLog:
-        return cls(stream=sys.stderr, debug=debug)
+        # Lines already in Python's stderr buffer go first (it is line-buffered: only
+        # a line without its end can wait there).
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+        return cls(debug=debug, output=lambda log: LogStream(
+            2, owned=False, dropped_message=log._dropped_line))
 
     @classmethod
     def to_syslog(cls, sender: SyslogSender, facility: str = "daemon", *,
                   debug: bool = False) -> ProgramLog:
         return cls(syslog=sender, facility=FACILITIES[facility], debug=debug)
 
+    def attach(self, loop: Loop) -> None:
+        """Write the lines the file or stderr had no room for from `loop`, as it has room."""
+        if self._output is not None:
+            self._output.attach(loop)
+
     def fds(self) -> list[int]:
         """Descriptors the log holds (the spawner must not pass them on)."""
         out: list[int] = []
-        if self._stream is not None and self._stream is not sys.stderr:
-            out.append(self._stream.fileno())
+        if self._output is not None:
+            out.extend(self._output.fds())
         if self._syslog is not None and self._syslog.fileno() is not None:
             out.append(self._syslog.fileno())  # type: ignore[arg-type]
         return out
+
+    def _line(self, now: float, level: Level, text: str) -> str:
+        if self.debug_mode:
+            return f"{file_timestamp(now)}: {level.word}: {text}\n"
+        return f"{file_timestamp(now)} {SYSLOG_IDENT}[{self._pid}]: {level.word}: {text}\n"
+
+    def _dropped_line(self, count: int) -> bytes:
+        """The line that says how many lines the file or stderr had no room for."""
+        text = f"{count} messages dropped: the log was full"
+        if self.debug_mode:
+            text = f"{self._pid} {{log_write}} {text}"
+        return self._line(self._clock(), Level.WARNING, text).encode(errors="replace")
 
     def log(self, level: Level, func: str, text: str) -> None:
         if level is Level.DEBUG and not self.debug_mode:
@@ -120,13 +152,11 @@ class ProgramLog:
         now = self._clock()
         if self._syslog is not None:
             self._syslog.send(self._facility * 8 + level.severity, text, now)
+        if self._output is not None:
+            self._output.write_line(self._line(now, level, text).encode(errors="replace"))
         if self._stream is not None:
-            if self.debug_mode:
-                line = f"{file_timestamp(now)}: {level.word}: {text}\n"
-            else:
-                line = f"{file_timestamp(now)} {SYSLOG_IDENT}[{self._pid}]: {level.word}: {text}\n"
             try:
-                self._stream.write(line)
+                self._stream.write(self._line(now, level, text))
                 self._stream.flush()
             except (OSError, ValueError):
                 pass
@@ -150,8 +180,10 @@ class ProgramLog:
         self.log(Level.DEBUG, func, text)
 
     def close(self) -> None:
-        if self._stream is not None and self._stream is not sys.stderr:
-            self._stream.close()
+        """Give the lines waiting for room a bounded time (pyxinetd.backlog), then close."""
+        if self._output is not None:
+            self._output.close()
+        self._output = None
         self._stream = None
 
 

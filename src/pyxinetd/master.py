@@ -96,8 +96,10 @@ class Master:
         self.notifier = notifier or Notifier()
         self.loop = Loop(clock)
         self.loop.on_error = self._internal_error
-        # Syslog messages the syslog daemon had no room for are sent from the loop.
+        # Syslog messages the syslog daemon had no room for are sent from the loop, and
+        # so are the lines a program log's reader had no room for.
         self.syslog.attach(self.loop)
+        self.program.attach(self.loop)
         self.children = ChildTable()
         self.logs = ServiceLogs(self.program, self.syslog)
         self.services: list[ServiceRuntime] = [ServiceRuntime(s, clock)

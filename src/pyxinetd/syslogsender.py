@@ -7,12 +7,10 @@ not rare, though: Linux lets a datagram socket hold `net.unix.max_dgram_qlen` me
 (10 unless a distribution raises it), so a start-up with a dozen configuration messages,
 or a burst of FAIL lines, fills it as soon as the syslog daemon is a moment late. xinetd
 then waits in `send`; dropping them would lose exactly the lines that explain a problem.
-So a message that does not fit waits in a backlog (at most BACKLOG_LIMIT of them, then
-the newest are counted and dropped, and a line says how many), sent in order as soon as
-the socket takes it: before any newer message, and when the loop (once one is attached)
-reports the socket writable. Linux wakes a connected datagram socket's writers when the
-receiver's queue has room again, so nothing is retried on a clock. `close()` gives the
-backlog up to FLUSH_ON_CLOSE seconds.
+So a message that does not fit waits in the shared backlog (pyxinetd.backlog: at most
+BACKLOG_LIMIT of them, the newest dropped and counted beyond, sent in order as the
+socket has room; Linux wakes a connected datagram socket's writers when the receiver's
+queue has room again). `close()` gives the backlog up to FLUSH_ON_CLOSE seconds.
 
 A syslog daemon may listen on a stream socket instead (syslog-ng's
 `unix-stream("/dev/log")`): like glibc's syslog(), and so xinetd, the sender then
@@ -23,20 +21,17 @@ in part; its tail is sent before anything else, and dropped if the connection br
 
 from __future__ import annotations
 
-import collections
 import errno
 import os
-import select
 import socket
 import time
 
-from pyxinetd.loop import WRITE, Loop
+from pyxinetd.backlog import BACKLOG_LIMIT as BACKLOG_LIMIT
+from pyxinetd.backlog import FLUSH_ON_CLOSE, Backlog
 
 SYSLOG_SOCKET_ENV = "PYXINETD_SYSLOG_SOCKET"
 DEFAULT_SYSLOG_SOCKET = "/dev/log"
 SYSLOG_IDENT = "xinetd"
-BACKLOG_LIMIT = 1000
-FLUSH_ON_CLOSE = 2.0
 # daemon.warning, for the line that counts dropped messages.
 DROPPED_PRIORITY = 3 * 8 + 4
 
@@ -49,10 +44,11 @@ def syslog_timestamp(now: float) -> str:
     return f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
 
 
-class SyslogSender:
+class SyslogSender(Backlog):
     """Sends RFC 3164 datagrams to the local syslog socket; never blocks the loop."""
 
     def __init__(self, path: str | None = None) -> None:
+        super().__init__()
         self.path = path or os.environ.get(SYSLOG_SOCKET_ENV) or DEFAULT_SYSLOG_SOCKET
         self._sock: socket.socket | None = None
         # The socket is a stream: messages end with NUL, and may be sent in parts.
@@ -60,50 +56,19 @@ class SyslogSender:
         # The head of the backlog is the unsent tail of a message begun on this stream.
         self._partial = False
         self._pid = os.getpid()
-        self._backlog: collections.deque[bytes] = collections.deque()
-        self._dropped = 0
-        self._loop: Loop | None = None
-        # The socket the loop watches for room, while a backlog waits.
-        self._watched: socket.socket | None = None
-
-    def attach(self, loop: Loop) -> None:
-        """Send the backlog from `loop` from now on, as the socket has room."""
-        self._loop = loop
-        self._schedule()
-
-    @property
-    def pending(self) -> int:
-        """Messages waiting for room in the syslog daemon's queue."""
-        return len(self._backlog)
 
     def send(self, priority: int, text: str, now: float | None = None) -> None:
         stamp = syslog_timestamp(time.time() if now is None else now)
-        data = f"<{priority}>{stamp} {SYSLOG_IDENT}[{self._pid}]: {text}".encode(errors="replace")
-        if self._backlog and not self.flush():
-            self._queue(data)
-            return
-        left = self._deliver(data)
-        if left is not None:
-            self._queue(left)   # the backlog is empty: this is its head
-        else:
-            self._schedule()    # a backlog this call emptied is no longer watched
+        self.submit(f"<{priority}>{stamp} {SYSLOG_IDENT}[{self._pid}]: {text}"
+                    .encode(errors="replace"))
 
-    def flush(self) -> bool:
-        """Send what waits, in order; True once nothing waits."""
-        while True:
-            if not self._backlog:
-                if not self._dropped:
-                    return True
-                dropped, self._dropped = self._dropped, 0
-                self._backlog.append(
-                    f"<{DROPPED_PRIORITY}>{syslog_timestamp(time.time())} {SYSLOG_IDENT}"
-                    f"[{self._pid}]: {dropped} messages dropped: the syslog socket was "
-                    f"full".encode())
-            left = self._deliver(self._backlog[0])
-            if left is not None:
-                self._backlog[0] = left
-                return False
-            self._backlog.popleft()
+    def _dropped_message(self, count: int) -> bytes:
+        return (f"<{DROPPED_PRIORITY}>{syslog_timestamp(time.time())} {SYSLOG_IDENT}"
+                f"[{self._pid}]: {count} messages dropped: the syslog socket was "
+                f"full".encode())
+
+    def _room_target(self) -> socket.socket | None:
+        return self._sock
 
     def _deliver(self, data: bytes) -> bytes | None:
         """Send one message (or the tail of the one begun on a stream): None once sent,
@@ -136,36 +101,11 @@ class SyslogSender:
     def _close_socket(self) -> None:
         if self._sock is None:
             return
-        if self._sock is self._watched and self._loop is not None:
-            self._loop.unregister(self._sock)
-        self._watched = None
+        if self._sock is self._watched:
+            self._unwatch()
         self._sock.close()
         self._sock = None
         self._stream = self._partial = False
-
-    def _queue(self, data: bytes) -> None:
-        if len(self._backlog) < BACKLOG_LIMIT:
-            self._backlog.append(data)
-        else:
-            self._dropped += 1
-        self._schedule()
-
-    def _schedule(self) -> None:
-        """Watch the socket for room while something waits; stop once nothing does."""
-        waiting = bool(self._backlog or self._dropped)
-        sock = self._sock if waiting and self._loop is not None else None
-        if sock is self._watched:
-            return
-        if self._watched is not None and self._loop is not None:
-            self._loop.unregister(self._watched)
-        self._watched = None
-        if sock is not None and self._loop is not None:
-            self._loop.register(sock, WRITE, self._writable)
-            self._watched = sock
-
-    def _writable(self, mask: int) -> None:
-        self.flush()
-        self._schedule()
 
     def _connect(self) -> socket.socket | None:
         """A connected, non-blocking socket to the syslog daemon, datagram or (when it
@@ -194,16 +134,5 @@ class SyslogSender:
 
     def close(self) -> None:
         """Give the backlog FLUSH_ON_CLOSE seconds, then close the socket."""
-        if self._watched is not None and self._loop is not None:
-            self._loop.unregister(self._watched)
-        self._watched = None
-        self._loop = None
-        deadline = time.monotonic() + FLUSH_ON_CLOSE
-        while not self.flush() and self._sock is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            select.select([], [self._sock], [], left)
-        self._backlog.clear()
-        self._dropped = 0
+        self.drain(FLUSH_ON_CLOSE)
         self._close_socket()

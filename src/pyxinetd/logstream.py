@@ -1,0 +1,150 @@
+"""The program log's descriptor (`-filelog FILE`, or stderr): written without waiting.
+
+A reader that stops reading must not stall the daemon: `-filelog` naming a FIFO whose
+reader pauses, or `-dontfork` with stderr a pipe (`pyxinetd -dontfork | slow-reader`, a
+paused pager) or a socket (journald's stdout stream) whose reader stalls. A blocking
+write there would stop every service until the reader reads again, so each line is
+written without waiting, and a line that finds no room waits in the shared backlog
+(pyxinetd.backlog), drained from the loop when the descriptor is writable.
+
+How a write is kept from waiting depends on what the descriptor is, because O_NONBLOCK
+is a flag of the open file description, which an inherited descriptor shares with other
+processes (the shell's terminal, the other end of `|`): setting it on stderr would
+change it for them too. So the description stderr came with is never changed:
+- a socket gets send(MSG_DONTWAIT) per line, a flag of the call alone;
+- a pipe or FIFO is opened again through /proc/self/fd/N: a description of its own on
+  the same pipe, made non-blocking (a FIFO the daemon opened itself, for `-filelog`, is
+  its own description already);
+- a regular file never waits for a reader, and a terminal waits only while its user
+  holds it (^S): both are written as they are, a blocking write.
+Each line is one write of one whole line (lines are far below PIPE_BUF, which a pipe
+writes whole or not at all), so lines never interleave with parts of others; a longer
+line a stream takes in part has its tail written before anything else.
+"""
+
+from __future__ import annotations
+
+import enum
+import fcntl
+import os
+import socket
+import stat
+from collections.abc import Callable
+
+from pyxinetd.backlog import BACKLOG_LIMIT, FLUSH_ON_CLOSE, Backlog
+
+
+class Kind(enum.Enum):
+    BLOCKING = "a regular file or a terminal"
+    PIPE = "a pipe or a FIFO"
+    SOCKET = "a socket"
+
+
+class LogStream(Backlog):
+    """Writes whole lines to one descriptor; never waits for its reader.
+
+    `owned`: the descriptor was opened by the daemon (`-filelog`) and is closed with
+    the stream; else it is inherited (stderr) and left as it came."""
+
+    def __init__(self, fd: int, *, owned: bool,
+                 dropped_message: Callable[[int], bytes], limit: int = BACKLOG_LIMIT) -> None:
+        super().__init__(limit)
+        self._fd: int | None = fd
+        self._owned = owned
+        self._dropped_line = dropped_message
+        # The descriptor written to, when it is not `fd` itself.
+        self._writer: int | None = None
+        self._sock: socket.socket | None = None
+        self.kind = self._prepare(fd)
+
+    def _prepare(self, fd: int) -> Kind:
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            return Kind.BLOCKING    # writes fail, and are dropped, as before
+        if stat.S_ISSOCK(mode):
+            try:
+                # A descriptor of our own on the same description: a socket object
+                # closes what it wraps, and stderr must stay open.
+                self._sock = socket.socket(fileno=os.dup(fd))
+            except OSError:
+                return Kind.BLOCKING
+            return Kind.SOCKET
+        if stat.S_ISFIFO(mode):
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+                return Kind.BLOCKING    # a reading end: writes fail, as they always did
+            if self._owned:
+                os.set_blocking(fd, False)      # a description only the daemon holds
+                return Kind.PIPE
+            try:
+                self._writer = os.open(f"/proc/self/fd/{fd}",
+                                       os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError:
+                # No /proc, or the reader is gone (ENXIO): writing as before; with no
+                # reader a write fails at once, and the line is dropped.
+                return Kind.BLOCKING
+            return Kind.PIPE
+        return Kind.BLOCKING
+
+    def write_line(self, data: bytes) -> None:
+        """Write one whole line now, or queue it; never waits (but on a regular file or
+        a terminal, see the module docstring)."""
+        if self._fd is None:
+            return
+        if self.kind is Kind.BLOCKING:
+            self._write_through(data)
+            return
+        self.submit(data)
+
+    def _write_through(self, data: bytes) -> None:
+        assert self._fd is not None
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+        except OSError:
+            pass        # a full disk, a closed terminal: the line is lost, serving goes on
+
+    def _deliver(self, data: bytes) -> bytes | None:
+        try:
+            if self._sock is not None:
+                sent = self._sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+            else:
+                fd = self._writer if self._writer is not None else self._fd
+                if fd is None:
+                    return None
+                sent = os.write(fd, data)
+        except BlockingIOError:
+            return data
+        except OSError:
+            return None     # the reader is gone (EPIPE): nobody to wait for
+        return data[sent:] if sent < len(data) else None
+
+    def _room_target(self) -> socket.socket | int | None:
+        if self._sock is not None:
+            return self._sock
+        return self._writer if self._writer is not None else self._fd
+
+    def _dropped_message(self, count: int) -> bytes:
+        return self._dropped_line(count)
+
+    def fds(self) -> list[int]:
+        """Descriptors the stream opened (the spawner must not pass them on)."""
+        out = [fd for fd in (self._writer, self._fd if self._owned else None) if fd is not None]
+        if self._sock is not None:
+            out.append(self._sock.fileno())
+        return out
+
+    def close(self) -> None:
+        """Give the waiting lines FLUSH_ON_CLOSE seconds, then close what was opened."""
+        if self._fd is None:
+            return
+        self.drain(FLUSH_ON_CLOSE)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._writer is not None:
+            os.close(self._writer)
+            self._writer = None
+        if self._owned:
+            os.close(self._fd)
+        self._fd = None
