@@ -184,3 +184,25 @@ def test_lines_waiting_at_exit_are_written_once_the_reader_reads(
     finally:
         os.close(rfd)
         os.close(wfd)
+
+
+def test_a_reader_that_never_reads_again_does_not_keep_the_daemon_from_exiting(
+        tmp_path: Path, started: list[subprocess.Popen[bytes]]) -> None:
+    port = free_port()
+    rfd, wfd = os.pipe()
+    try:
+        fcntl.fcntl(wfd, F_SETPIPE_SZ, 4096)
+        conf = config(tmp_path, port)
+        proc = start(started, conf, "-d", stderr=wfd)
+        Reader(rfd).read_until(r"Started working")
+        config(tmp_path, port, "reloaded")
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + TIMEOUT
+        while echo(port) != b"reloaded\n":
+            assert time.monotonic() < deadline, "the reload never applied"
+        # The waiting lines get a bounded time at exit, then are given up.
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(TIMEOUT) == 0
+    finally:
+        os.close(rfd)
+        os.close(wfd)
