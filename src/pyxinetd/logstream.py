@@ -66,8 +66,13 @@ class LogStream(Backlog):
             try:
                 # A descriptor of our own on the same description: a socket object
                 # closes what it wraps, and stderr must stay open.
-                self._sock = socket.socket(fileno=os.dup(fd))
+                own = os.dup(fd)
             except OSError:
+                return Kind.BLOCKING
+            try:
+                self._sock = socket.socket(fileno=own)
+            except OSError:
+                os.close(own)
                 return Kind.BLOCKING
             return Kind.SOCKET
         if stat.S_ISFIFO(mode):
