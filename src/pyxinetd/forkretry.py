@@ -110,7 +110,9 @@ class ForkRetry:
     def failed(self, hold: Hold, svc: ServiceConfig, peer: str, err: SpawnError) -> Outcome:
         """fork() failed for this request (err.no_process): hold it, or give it up."""
         rt = hold.rt
-        reason = os.strerror(err.errno) if err.errno else err.message
+        # xinetd's `fork failed: %m`: the text, then `(errno = N)`.
+        reason = (f"{os.strerror(err.errno)} (errno = {err.errno})" if err.errno
+                  else err.message)
         self.program.error("server_start", f"{svc.id}: fork failed: {reason}")
         rt.fork_failures += 1
         noretry = "NORETRY" in svc.flags

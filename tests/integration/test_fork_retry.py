@@ -167,7 +167,9 @@ def test_held_connection_and_datagram_are_served_once_fork_works(box: Box) -> No
         with connect(noretry) as c:
             assert read_all(c) == b""
         box.wait_service_log(r"FAIL: noretry fork from=127\.0\.0\.1")
-        assert "noretry: fork failed: Resource temporarily unavailable" in daemon.log()
+        # xinetd's `%m`: the errno follows the text.
+        assert ("ERROR: noretry: fork failed: Resource temporarily unavailable "
+                "(errno = 11)\n") in daemon.log()
 
         # Retried: the connection stays open, and holds its instance slot.
         client = connect(held)
