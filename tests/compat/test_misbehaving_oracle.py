@@ -10,7 +10,8 @@ drained); a stream wait = yes server exits without accepting (it is started agai
 once for the queued connection, until cps deactivates the service, bounded here by
 `cps = 3 30`), one keeps the listening socket while serving a client (the service is
 `Suspended`; a second client waits for the next server), one forks a daemon and
-exits; a server closes descriptors 0-2 at once and keeps running; one writes to its
+exits (stream nowait, stream and dgram wait = yes); a server closes descriptors 0-2
+at once and keeps running (stream nowait and wait = yes); one writes to its
 stderr (the client gets it); servers whose exec fails (ENOENT, EACCES, a script with a
 missing interpreter, ENOEXEC: broken after the configuration was read, so that the
 start itself fails); one runs for minutes under `instances = 1` (the dump counts it,
@@ -152,7 +153,7 @@ def test_program_log_is_xinetds(results: tuple[Result, Result]) -> None:
     assert theirs.count("ERROR: Deactivating service sw-noaccept due to excessive "
                         "incoming connections.  Restarting in 30 seconds.") == 1
     checks = [line for line in pyxinetd["program"] if "Consistency check" in line]
-    assert checks == ["xinetd[N]: INFO: Consistency check passed"] * 3
+    assert checks and set(checks) == {"xinetd[N]: INFO: Consistency check passed"}
 
 
 def test_the_scenario_reached_the_servers(results: tuple[Result, Result]) -> None:

@@ -10,10 +10,10 @@ socket it reads one datagram; a connected socket is the request itself. It answe
 - segv, kill, term: die of that signal (no core file);
 - noaccept, noread: exit 0 without taking the request;
 - partial: answer one datagram of a burst, exit;
-- hold: keep the listening socket and the connection for a second, then exit;
+- hold: keep the listening socket and the connection for 0.6 s, then exit;
 - daemon: fork a grandchild in its own session that keeps the request and the service
-  socket, writes `late` half a second later, exits a second later; exit 0 at once;
-- closeout: close descriptors 0-2 at once, keep running for a second;
+  socket, writes `late` 0.3 s later, exits 0.3 s after that; exit 0 at once;
+- closeout: close descriptors 0-2 at once, keep running for 0.6 s;
 - stderr: write `out` on descriptor 1 and `err` on descriptor 2, exit 0;
 - long: keep running until killed.
 Standard library only.
@@ -61,22 +61,22 @@ if mode in ("segv", "kill", "term"):
     os.kill(os.getpid(), signum)
     time.sleep(5)
 if mode == "hold":
-    time.sleep(1.0)
+    time.sleep(0.6)
     os._exit(0)
 if mode == "daemon":
     if os.fork() == 0:
         os.setsid()
         with open(os.path.join(piddir, str(os.getpid())), "w"):
             pass
-        time.sleep(0.5)
+        time.sleep(0.3)
         write(b"late\n")
-        time.sleep(0.5)
+        time.sleep(0.3)
         os._exit(0)
     os._exit(0)
 if mode == "closeout":
     for fd in (0, 1, 2):
         os.close(fd)
-    time.sleep(1.0)
+    time.sleep(0.6)
     os._exit(0)
 if mode == "stderr":
     os.write(1, b"out\n")

@@ -68,6 +68,8 @@ def cases(workdir):
         Case("sw-daemon", "daemon", "stream"),
         Case("sn-daemon", "daemon", "stream"),
         Case("sn-closeout", "closeout", "closeout", again=False),
+        Case("sw-closeout", "closeout", "hold2", again=False),
+        Case("dw-daemon", "daemon", "dgram-late"),
         Case("sn-stderr", "stderr", "stream"),
         Case("sn-long", "long", "long2", extra=("instances = 1",), again=False),
         Case("sn-crowd", "exit0", "crowd", again=False),
@@ -203,6 +205,8 @@ def drive(case, run, daemon_pid, workdir):
         return stream_client(port)
     if case.client == "dgram":
         return dgram_client(port, ["c1"], settle)
+    if case.client == "dgram-late":
+        return dgram_client(port, ["c1"], settle, quiet=0.6)
     if case.client == "burst":
         return dgram_client(port, [f"b{n}" for n in range(1, 6)], settle)
     if case.client == "crowd":
@@ -218,7 +222,7 @@ def drive(case, run, daemon_pid, workdir):
     if case.client == "loop":
         s = socket.create_connection(("127.0.0.1", port), timeout=3)
         wait_for(run.service_log, rf"FAIL: {case.sid} ", time.monotonic() + 5)
-        time.sleep(0.5)
+        time.sleep(0.3)
         return stream_client(port, 1.0, first=s)
     if case.client == "hold2":
         a = socket.create_connection(("127.0.0.1", port), timeout=3)
@@ -247,6 +251,7 @@ def drive(case, run, daemon_pid, workdir):
         c.settimeout(3)
         got_c = c.recv(100).decode()
         c.close()
+        kill_leftovers(os.path.join(workdir, "pids"))
         return {"a": got_a, "b": b, "during": during, "c": got_c}
     raise ValueError(case.client)
 
@@ -283,14 +288,15 @@ def main():
             for case in every:
                 if only and case.sid not in only.split(","):
                     continue
+                began = time.monotonic()
                 got = {"first": drive(case, run, proc.pid, workdir)}
                 settled(run.service_log, case.sid, time.monotonic() + 3)
                 if case.again:
                     got["second"] = drive(case, run, proc.pid, workdir)
                     settled(run.service_log, case.sid, time.monotonic() + 3)
                 result["clients"][case.sid] = got
+                print(f"{case.sid}: {time.monotonic() - began:.2f} s", file=sys.stderr)
                 kill_leftovers(piddir)
-            time.sleep(0.3)
     finally:
         kill_leftovers(piddir)
     for case in every:
