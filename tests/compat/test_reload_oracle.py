@@ -66,13 +66,25 @@ IN_LOOP = ("echo-stream", "redir", "flipsock")
 _EXPLANATION = re.compile(r" \(.*\)(?= \[file=)")
 
 
+def _whole_lines(lines: list[str]) -> list[str]:
+    """xinetd's freed id (below) may hold a newline byte: a line that does not start
+    with a level belongs to the one before it."""
+    whole: list[str] = []
+    for line in lines:
+        if whole and not re.match(r"[A-Z]+: ", line):
+            whole[-1] += "\n" + line
+        else:
+            whole.append(line)
+    return whole
+
+
 def program_lines(lines: list[str], *, xinetd: bool) -> Counter[str]:
     out: list[str] = []
     readjusting = ""
-    for line in lines:
+    for line in (_whole_lines(lines) if xinetd else lines):
         if line.startswith("NOTICE: readjusting service "):
             readjusting = line.rsplit(" ", 1)[1]
-        if xinetd and re.fullmatch(r"NOTICE: service .*[^\w.-].* deactivated", line):
+        if xinetd and re.fullmatch(r"NOTICE: service .*[^\w.-].* deactivated", line, re.S):
             # When readjust() fails, xinetd prints the id it has just freed.
             line = f"NOTICE: service {readjusting} deactivated"
         if not xinetd and line.startswith("ERROR: Cannot open "):
