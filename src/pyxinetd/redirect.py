@@ -10,6 +10,8 @@ bounded buffers on the loop, one per direction:
 - half-close is honoured: EOF from one side is passed on as shutdown(SHUT_WR) once
   its buffer is flushed, and the other direction keeps flowing until it ends too
   (protocols that send a request then shut down their writing side need this);
+- a reset (or broken pipe) loses that side only: what was read from it still reaches
+  the other side, then a FIN, and the relay ends (xinetd lost nothing there either);
 - TCP_NODELAY on both sockets, SO_KEEPALIVE on the outgoing one with the KEEPALIVE
   flag; the outgoing socket gets no IPV6_V6ONLY (xinetd set it there by mistake);
 - bytes are counted both ways for the TRAFFIC line: in = client -> target,
@@ -126,12 +128,22 @@ class _Direction:
         return not self.eof and len(self.buffer) < BUFFER_LIMIT
 
     def read(self) -> None:
+        """Receive what `src` has (OSError when it was reset); flush() passes it on."""
         data = self.src.recv(min(RECV_SIZE, BUFFER_LIMIT - len(self.buffer)))
         if data:
             self.buffer += data
         else:
             self.eof = True
-        self.flush()
+
+    def source_lost(self) -> None:
+        """`src` was reset: what it sent before still goes to `dst`, then a FIN."""
+        self.eof = True
+
+    def destination_lost(self) -> None:
+        """`dst` was reset: nothing more can reach it; stop reading for it."""
+        self.buffer.clear()
+        self.uncounted = 0
+        self.eof = self.shut = True
 
     def flush(self) -> None:
         if self.buffer:
@@ -312,7 +324,12 @@ class RedirectSession:
         self._step(mask, reader=self.to_client, writer=self.to_target)
 
     def _step(self, mask: int, reader: _Direction, writer: _Direction) -> None:
-        """One socket is ready: `reader` reads from it, `writer` writes to it."""
+        """One socket is ready: `reader` reads from it, `writer` writes to it.
+
+        A reset or a broken pipe loses that socket only: what was read from it still
+        reaches the other side, followed by a FIN, and then the relay ends (xinetd's
+        child wrote each chunk before it read the next, so it lost nothing either).
+        """
         if self._closed:
             return
         try:
@@ -323,10 +340,19 @@ class RedirectSession:
         except (BlockingIOError, InterruptedError):
             pass
         except OSError:
-            # A reset or a broken pipe on either side ends the whole relay.
-            self.close()
-            return
+            self._lost(reader, writer)
+        try:
+            reader.flush()
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self._lost(writer, reader)   # the other socket
         self._update()
+
+    def _lost(self, from_it: _Direction, to_it: _Direction) -> None:
+        """The socket `from_it` reads (and `to_it` writes) is gone."""
+        from_it.source_lost()
+        to_it.destination_lost()
 
 
 def _nodelay(sock: socket.socket) -> None:

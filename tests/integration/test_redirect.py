@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,8 +19,11 @@ class Target:
     """A plain blocking TCP server in a thread, one connection at a time."""
 
     def __init__(self, handler: Callable[[socket.socket], None],
-                 family: int = socket.AF_INET) -> None:
+                 family: int = socket.AF_INET, rcvbuf: int | None = None) -> None:
         self.sock = socket.socket(family, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            # Before listen(): the accepted connection inherits it.
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.bind(("127.0.0.1" if family == socket.AF_INET else "::1", 0))
         self.sock.listen(16)
         self.sock.settimeout(DEADLINE)
@@ -194,3 +199,90 @@ def test_client_reset_ends_the_relay(targets: list[Target]) -> None:
         assert done.wait(DEADLINE)
         assert wait_for(lambda: len(lt.closes) == 1)
     assert lt.closes[0][0] == "traffic"
+
+
+SIOCOUTQ = 0x5411       # bytes of a socket's send queue its peer has not acknowledged
+STALL = 0.3             # no progress for this long: every buffer on the way is full
+CYCLE = bytes(range(256)) + b"!"      # a lost or repeated chunk shows
+CYCLES = CYCLE * (65536 // len(CYCLE) + 2)
+
+
+def stream(start: int, size: int) -> bytes:
+    """`size` bytes of the endless CYCLE stream from offset `start`."""
+    if size > len(CYCLES) - len(CYCLE):
+        return b"".join(stream(at, min(65536, start + size - at))
+                        for at in range(start, start + size, 65536))
+    offset = start % len(CYCLE)
+    return CYCLES[offset:offset + size]
+
+
+def send_until_stalled_then_reset(sock: socket.socket) -> int:
+    """Send the stream until nothing moves, then reset: returns how many bytes reached
+    the peer's kernel (what the reset does not throw away)."""
+    sock.settimeout(STALL)
+    sent = 0
+    try:
+        while True:
+            sent += sock.send(stream(sent, 65536))
+    except TimeoutError:
+        pass
+    unacked = struct.unpack("i", fcntl.ioctl(sock.fileno(), SIOCOUTQ, b"\0" * 4))[0]
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    return sent - int(unacked)
+
+
+def test_target_reset_still_delivers_what_the_relay_read(targets: list[Target]) -> None:
+    """A target that resets after a large answer (a server closing over unread input
+    does): everything the relay received before the reset reaches the slow client,
+    then a FIN (xinetd's child wrote each chunk before reading the next)."""
+    delivered: list[int] = []
+    target = Target(lambda conn: delivered.append(send_until_stalled_then_reset(conn)))
+    targets.append(target)
+    svc = make_service("redir", redirect=("127.0.0.1", target.port))
+
+    def start(loop: Any, conn: socket.socket, peer: Any) -> Any:
+        # A small fixed send buffer towards the client: the kernel cannot take over
+        # what the relay holds, as on a slow network.
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        return internal.start_redirect(loop, svc, conn, peer, lt.on_close("traffic"),
+                                       lt.on_close("error"))
+    lt = LoopThread()
+    addr = lt.listen(start)
+    with lt, socket.socket() as c:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.settimeout(DEADLINE)
+        c.connect(addr[:2])
+        assert wait_for(lambda: delivered != [])     # the target has reset
+        got = recv_all(c)
+        assert len(got) == delivered[0] and got == stream(0, len(got))
+        assert wait_for(lambda: lt.closes == [("traffic", 0, len(got))])
+
+
+def test_client_reset_still_delivers_what_the_relay_read(targets: list[Target]) -> None:
+    """The mirror case: a client that sends a lot, then resets; the slow target still
+    gets all the relay received from it, then a FIN."""
+    go = threading.Event()
+    received: list[bytes] = []
+
+    def slow(conn: socket.socket) -> None:
+        go.wait(DEADLINE)
+        received.append(recv_all(conn))
+    target = Target(slow, rcvbuf=4096)
+    targets.append(target)
+    svc = make_service("redir", redirect=("127.0.0.1", target.port))
+
+    def start(loop: Any, conn: socket.socket, peer: Any) -> Any:
+        session = internal.start_redirect(loop, svc, conn, peer, lt.on_close("traffic"),
+                                          lt.on_close("error"))
+        session.out.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        return session
+    lt = LoopThread()
+    addr = lt.listen(start)
+    with lt:
+        c = socket.create_connection(addr[:2], timeout=DEADLINE)
+        delivered = send_until_stalled_then_reset(c)
+        go.set()
+        assert wait_for(lambda: received != [])
+        assert len(received[0]) == delivered and received[0] == stream(0, delivered)
+        assert wait_for(lambda: lt.closes == [("traffic", delivered, 0)])
