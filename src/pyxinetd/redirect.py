@@ -297,7 +297,13 @@ class RedirectSession:
             return
         assert self.out is not None
         code = self.out.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if code != 0:
+        if code in (errno.ECONNRESET, errno.EPIPE):
+            # Connected, then reset before the loop came here (a refused handshake is
+            # ECONNREFUSED): not a connection failure. What the target sent first is
+            # still relayed, then the relay ends, as for any reset.
+            assert self.to_target is not None
+            self.to_target.destination_lost()
+        elif code != 0:
             self._fail(code)
             return
         self._connected = True

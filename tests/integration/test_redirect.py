@@ -286,3 +286,30 @@ def test_client_reset_still_delivers_what_the_relay_read(targets: list[Target]) 
         assert wait_for(lambda: received != [])
         assert len(received[0]) == delivered and received[0] == stream(0, delivered)
         assert wait_for(lambda: lt.closes == [("traffic", delivered, 0)])
+
+
+def test_target_reset_before_the_loop_sees_the_connection(targets: list[Target]) -> None:
+    """The target accepts, answers and resets before the loop notices the connection
+    is up: that is not `can't connect` (the handshake succeeded, as xinetd's blocking
+    connect() reports); its answer is relayed, then the relay ends."""
+    gone = threading.Event()
+
+    def answer_and_reset(conn: socket.socket) -> None:
+        conn.sendall(b"bye\n")
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+        gone.set()
+    target = Target(answer_and_reset)
+    targets.append(target)
+    svc = make_service("redir", redirect=("127.0.0.1", target.port))
+
+    def start(loop: Any, conn: socket.socket, peer: Any) -> Any:
+        session = internal.start_redirect(loop, svc, conn, peer, lt.on_close("traffic"),
+                                          lt.on_close("error"))
+        gone.wait(DEADLINE)     # hold the loop until the target has reset
+        return session
+    lt = LoopThread()
+    addr = lt.listen(start)
+    with lt, socket.create_connection(addr[:2], timeout=DEADLINE) as c:
+        assert recv_all(c) == b"bye\n"
+        assert wait_for(lambda: lt.closes == [("traffic", 0, 4)])
