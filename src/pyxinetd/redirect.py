@@ -191,6 +191,7 @@ class RedirectSession:
         self._target_gone = False
         self._target_text = service.redirect[0] if service.redirect else "?"
         self._source: str | None = None
+        self._greeting = greeting
         conn.setblocking(False)
         _nodelay(conn)
         self.out: socket.socket | None = None
@@ -287,6 +288,13 @@ class RedirectSession:
     def _fail(self, code: int) -> None:
         if self._closed:
             return
+        if self._greeting:
+            # banner_success was due before the target was tried (xinetd writes it,
+            # then connects): one non-blocking send, as for a server's client.
+            try:
+                self.conn.send(self._greeting)
+            except OSError:
+                pass
         self._release()
         origin = f" from {self._source}" if self._source is not None else ""
         self._on_error(f"can't connect to remote host {self._target_text}{origin}: "

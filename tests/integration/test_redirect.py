@@ -135,6 +135,21 @@ def test_connection_refused_is_reported_once() -> None:
                                    "Connection refused (errno = 111)")]
 
 
+def test_greeting_reaches_the_client_when_the_target_refuses() -> None:
+    """banner_success is written before the target is tried, as xinetd does."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))        # bound, never listening: refused
+    svc = make_service("redir", redirect=("127.0.0.1", probe.getsockname()[1]))
+    lt = LoopThread()
+    addr = lt.listen(lambda loop, conn, peer: internal.start_redirect(
+        loop, svc, conn, peer, lt.on_close("traffic"), lt.on_close("error"),
+        greeting=b"welcome\r\n"))
+    with lt, probe, socket.create_connection(addr[:2], timeout=DEADLINE) as c:
+        assert recv_all(c) == b"welcome\r\n"
+        assert wait_for(lambda: len(lt.closes) == 1)
+    assert lt.closes[0][0] == "error"
+
+
 def test_target_name_resolved_once_and_greeting_not_counted(targets: list[Target]) -> None:
     target = Target(answer_after_eof)
     targets.append(target)
