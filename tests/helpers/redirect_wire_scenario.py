@@ -247,7 +247,8 @@ def service(name, port, target, extra=""):
     return (f"service {name}\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n"
             f"\tprotocol = tcp\n\twait = no\n\tuser = root\n\tport = {port}\n"
             f"\tredirect = {target}\n\tlog_type = FILE {SERVICE_LOG[0]}\n"
-            f"\tlog_on_success = {LOG_FLAGS}\n\tlog_on_failure = HOST ATTEMPT\n"
+            + ("" if "log_on_success" in extra else f"\tlog_on_success = {LOG_FLAGS}\n")
+            + "\tlog_on_failure = HOST ATTEMPT\n"
             + ("" if "bind" in extra or "flags" in extra else "\tbind = 127.0.0.1\n")
             + extra + "}\n")
 
@@ -442,6 +443,10 @@ def main():
         "banners": Target(t_hello),
         "bannfail": Target(t_hello),
         "inst": Target(t_hold),
+        "onlyhost": Target(t_ping),
+        "onlytraffic": Target(t_ping),
+        "onlyduration": Target(t_ping),
+        "bannrefused": Target(t_accept_close, listen=False),
     }
     where = {"byname": "localhost", "v6target": "::1"}
     extra = {
@@ -452,6 +457,10 @@ def main():
         "bannfail": f"\tbanner = {work}/banner\n\tbanner_success = {work}/success\n"
                     f"\tbanner_fail = {work}/fail\n\tonly_from = 10.9.9.9\n",
         "inst": "\tinstances = 1\n",
+        "onlyhost": "\tlog_on_success = HOST\n",
+        "onlytraffic": "\tlog_on_success = TRAFFIC\n",
+        "onlyduration": "\tlog_on_success = DURATION\n",
+        "bannrefused": f"\tbanner = {work}/banner\n\tbanner_success = {work}/success\n",
     }
     ports = {}
     text = ""
@@ -485,6 +494,10 @@ def main():
         "banners": lambda p: client_read(p),
         "bannfail": lambda p: client_read(p),
         "inst": c_instances,
+        "onlyhost": lambda p: client_read(p, send=b"ping\n"),
+        "onlytraffic": lambda p: client_read(p, send=b"ping\n"),
+        "onlyduration": lambda p: client_read(p, send=b"ping\n"),
+        "bannrefused": lambda p: client_read(p),
     }
     cases = {"during": {"client": "played by bigdown"}}
     with running(run.daemon, run.conf, run.program_log) as daemon:
