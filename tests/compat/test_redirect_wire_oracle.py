@@ -11,7 +11,8 @@ own network namespace, with a test-controlled target server per case:
 - the target as a host name and as an IPv6 address, a dual-stack service reached
   over IPv6 and IPv4, `redirect_source`, banner/banner_success/banner_fail with
   only_from (and banners before a refused target), `instances = 1`; the services log
-  `HOST PID EXIT DURATION TRAFFIC`, three others `HOST`, `TRAFFIC`, `DURATION` alone.
+  `HOST PID EXIT DURATION TRAFFIC`, three others `HOST`, `TRAFFIC`, `DURATION` alone;
+- a session still open when the daemon gets SIGTERM.
 
 What each client and target received and how each connection ended, the service log
 (pids and durations aside) and the program log must be the same, but for what
@@ -23,6 +24,8 @@ docs/compatibility.md lists, checked here to be exactly that:
 - `redirect_source` (xinetd warns and ignores it);
 - access lists are checked before any START (xinetd: START, FAIL, EXIT);
 - the connection failure names the client; no IPV6_V6ONLY error for IPv4 targets;
+- SIGTERM closes an open session, which logs its TRAFFIC line (xinetd SIGKILLs the
+  child: a `Sending signal 9` warning, no TRAFFIC);
 - TRAFFIC counts the bytes passed on, xinetd the bytes read: when the target resets
   as the client's first bytes arrive, xinetd may count them.
 """
@@ -60,7 +63,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Result, Result]:
 def test_what_each_side_received_and_how_it_ended(results: tuple[Result, Result]) -> None:
     xinetd, pyxinetd = (r["cases"] for r in results)
     assert sorted(xinetd) == sorted(pyxinetd)
-    plain = set(xinetd) - HALF_CLOSE - STALLED - {"bigdown", "source"}
+    plain = set(xinetd) - HALF_CLOSE - STALLED - {"bigdown", "source", "atexit"}
     for name in sorted(plain):
         assert pyxinetd[name] == xinetd[name], name
     for theirs in (xinetd, pyxinetd):
@@ -180,20 +183,36 @@ def test_service_log(results: tuple[Result, Result]) -> None:
                                       "EXIT: onlyduration duration=N(sec)"]
 
 
+def test_a_session_open_at_sigterm(results: tuple[Result, Result]) -> None:
+    xinetd, pyxinetd = results
+    for theirs in (xinetd, pyxinetd):
+        assert theirs["cases"]["atexit"]["client"] == {"end": "fin"}
+        assert theirs["cases"]["atexit"]["target"][0]["end"] == "fin"
+    # pyxinetd closes the session and logs its TRAFFIC; xinetd's killed child cannot.
+    assert xinetd["at_exit"] == ["START: atexit pid=N from=127.0.0.1",
+                                 "EXIT: atexit status=0 pid=N duration=N(sec)"]
+    assert pyxinetd["at_exit"] == ["START: atexit pid=N from=127.0.0.1",
+                                   "TRAFFIC: atexit in=5(bytes) out=5(bytes)",
+                                   "EXIT: atexit status=0 pid=N duration=N(sec)"]
+
+
 def test_program_log(results: tuple[Result, Result]) -> None:
     xinetd, pyxinetd = (r["program"] for r in results)
     refused = "ERROR: can't connect to remote host 127.0.0.1: Connection refused (errno = 111)"
     v6only = "ERROR: Setting IPV6_V6ONLY option failed (Protocol not available (errno = 92))"
     assert xinetd.count(refused) == pyxinetd.count(f"{refused} (client 127.0.0.1)") == 2
     assert xinetd.count(v6only) == 2        # one per connection to the dual-stack service
+    # SIGTERM with a session open: xinetd kills its child.
+    assert any(re.match(r"WARNING: Sending signal 9 to atexit server \d+$", line)
+               for line in xinetd)
     assert any(re.match(r"WARNING: bad service attribute: redirect_source \[file=", line)
                for line in xinetd)
 
     def common(lines: list[str]) -> list[str]:
         return [line for line in lines
                 if not line.startswith(("NOTICE: 2.3.15.3 started", "NOTICE: pyxinetd",
-                                        refused, v6only,
+                                        refused, v6only, "WARNING: Sending signal 9",
                                         "WARNING: bad service attribute: redirect_source"))]
     assert common(pyxinetd) == common(xinetd)
-    assert common(xinetd) == ["NOTICE: Started working: 26 available services",
+    assert common(xinetd) == ["NOTICE: Started working: 27 available services",
                               "WARNING: Exiting..."]

@@ -228,6 +228,11 @@ def t_ping(conn, note):
     conn.sendall(b"pong\n")
 
 
+def t_ping_hold(conn, note):
+    t_ping(conn, note)
+    note["end"] = drain(conn)[1]
+
+
 def t_hello(conn, note):
     conn.sendall(b"target hello\n")
 
@@ -447,6 +452,7 @@ def main():
         "onlytraffic": Target(t_ping),
         "onlyduration": Target(t_ping),
         "bannrefused": Target(t_accept_close, listen=False),
+        "atexit": Target(t_ping_hold),
     }
     where = {"byname": "localhost", "v6target": "::1"}
     extra = {
@@ -510,8 +516,15 @@ def main():
                      time.monotonic() + 1.0)
         cases["during"]["target"] = targets["during"].finish()
         service_log = read(run.service_log)
+        # A session still open when the daemon is told to stop (SIGTERM).
+        left_open = connect(ports["atexit"])
+        left_open.sendall(b"ping\n")
+        drain(left_open, limit=5)
+    cases["atexit"] = {"client": {"end": drain(left_open)[1]},
+                       "target": targets["atexit"].notes}
     print(json.dumps({"cases": cases, "rss_kib_start": rss_start,
                       "service": entries(service_log),
+                      "at_exit": entries(read(run.service_log)[len(service_log):]),
                       "program": entries(read(run.program_log))}))
     sys.stdout.flush()
     os._exit(0)     # the targets' threads may still wait on their sockets
