@@ -149,20 +149,20 @@ def test_service_log(results: tuple[Result, Result]) -> None:
         "thalf": [(0, 14)], "chalf": [(8, 0)], "bigup": [(BIG, 0)],
         "onlyhost": [], "onlytraffic": [(5, 5)], "onlyduration": [], "bannrefused": [],
     }
-    for name, theirs in expected_traffic.items():
-        assert traffic(xinetd[name]) == theirs, name
+    for name, counts in expected_traffic.items():
+        assert traffic(xinetd[name]) == counts, name
     # pyxinetd: its own delivered counts, and the half-closed directions counted.
     expected_traffic.update({
         "tresetbig": [(0, pcases["tresetbig"]["target"][0]["delivered"])],
         "cresetbig": [(pcases["cresetbig"]["client"]["delivered"], 0)],
         "thalf": [(6, 14)], "chalf": [(8, 24)], "bigup": [(BIG, 7)]})
-    for name, theirs in expected_traffic.items():
-        assert traffic(pyxinetd[name]) == theirs, name
+    for name, counts in expected_traffic.items():
+        assert traffic(pyxinetd[name]) == counts, name
     # A target that resets at once: a TRAFFIC line (the connection was made), which
     # counts the client's 3 bytes or not, depending on which side the relay looked
     # at first (xinetd counts what it read, pyxinetd what reached the target).
-    for theirs in (xinetd, pyxinetd):
-        assert traffic(theirs["tresetnow"]) in ([(0, 0)], [(3, 0)])
+    for daemon in (xinetd, pyxinetd):
+        assert traffic(daemon["tresetnow"]) in ([(0, 0)], [(3, 0)])
     for name in sorted(xinetd):
         theirs = [line for line in xinetd[name] if not line.startswith("TRAFFIC")]
         ours = [line for line in pyxinetd[name] if not line.startswith("TRAFFIC")]
