@@ -157,13 +157,6 @@ KNOWN: tuple[Known, ...] = (
           "xinetd goes on with a service whose user line failed; pyxinetd's line for "
           "that failure disables it",
           beside=r"^ERROR: Unknown user: .* \(service (?P=sid):"),
-    Known("xinetd", r"^ERROR: Service (?P<sid>\S+) missing attribute \S+ - DISABLING$",
-          "pyxinetd names the first missing attribute of a service only",
-          beside=r"^ERROR: Service (?P=sid) missing attribute \S+ - DISABLING"),
-    Known("xinetd", r"^ERROR: Port not specified and can't find service: (?P<sid>\S+) with ",
-          "pyxinetd names one reason per service: here the missing builtin, which it checks "
-          "first",
-          beside=r"^ERROR: No such internal service: (?P=sid)/"),
     Known("xinetd", r"^ERROR: Unlisted service: (?P<sid>\S+) must have a port entry$",
           "the port line had an inline comment, which xinetd counts as values",
           beside=r"^WARNING: .*inline comment after the value of port"),
@@ -173,9 +166,6 @@ KNOWN: tuple[Known, ...] = (
           beside=r"^WARNING: .*TRAFFIC from the defaults' log_on_success dropped"),
     Known("pyxinetd", r"^INFO: Service (servers|services) will use IPv6 or fallback to IPv4",
           "pyxinetd serves the `servers` and `services` internal services"),
-    Known("pyxinetd", r"^ERROR: No such internal service: (?P<sid>\S+)/",
-          "the same service: the one reason pyxinetd names",
-          beside=r"^ERROR: Port not specified and can't find service: (?P=sid) with "),
     Known("pyxinetd", r"^(ERROR|WARNING): ",
           "xinetd stops at a bad value in the defaults; pyxinetd ignores that line and "
           "reads on (docs/compatibility.md), reporting what follows",

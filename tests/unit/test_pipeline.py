@@ -40,9 +40,9 @@ def test_protocol_that_cannot_carry_the_socket_type(tmp_path: Path, protocol: st
                                                     socket_type: str, takes: str) -> None:
     # xinetd takes the pair and fails at start: "socket creation failed (Protocol not
     # supported)"; rejected here with the service's file and line instead.
-    config = load_text(tmp_path, block("time", "type = INTERNAL UNLISTED", "port = 3737",
+    config = load_text(tmp_path, block("time", "type = UNLISTED", "port = 3737",
                                        f"protocol = {protocol}", f"socket_type = {socket_type}",
-                                       "wait = no"))
+                                       "wait = no", "user = nobody", "server = /bin/cat"))
     assert dropped_reasons(config) == [
         f"service time: protocol {protocol} does not carry socket_type {socket_type} "
         f"(it takes {takes} or raw)"]
@@ -111,8 +111,8 @@ def test_internal_builtins_by_name_and_socket_type(tmp_path: Path) -> None:
             + block("tcpmux", "type = INTERNAL", "socket_type = stream", "wait = no")
             + block("servers", "type = INTERNAL UNLISTED", "socket_type = stream",
                     "wait = no", "port = 9099")
-            + block("tcpmux", "id = tcpmux-dgram", "type = INTERNAL", "socket_type = dgram",
-                    "wait = yes")
+            + block("tcpmux", "id = tcpmux-dgram", "type = INTERNAL UNLISTED",
+                    "socket_type = dgram", "wait = yes", "port = 9098")
             + block("bogus", "type = INTERNAL UNLISTED", "socket_type = stream", "wait = no",
                     "port = 9"))
     config = load_text(tmp_path, text)
@@ -183,10 +183,12 @@ def test_nameinargs(tmp_path: Path) -> None:
     s = only(tmp_path, service_block("svc", "flags = NAMEINARGS", "server_args = custom 2"))
     assert s.server_argv == ("custom", "2")
     config = load_text(tmp_path, service_block("svc", "flags = NAMEINARGS"))
-    assert "NAMEINARGS needs server_args" in dropped_reasons(config)[0]
+    assert dropped_reasons(config)[0].startswith(
+        "Must specify server args if using NAMEINARGS flag (service svc: ")
     config = load_text(tmp_path, block("echo", "type = INTERNAL", "socket_type = stream",
                                        "wait = no", "flags = NAMEINARGS", "server_args = x"))
-    assert "cannot be used on internal" in dropped_reasons(config)[0]
+    assert dropped_reasons(config)[0].startswith(
+        "Service echo is INTERNAL and has NAMEINARGS flag set (")
 
 
 def test_port_113_clears_userid(tmp_path: Path) -> None:
@@ -383,3 +385,20 @@ def test_lines_before_a_syntax_error_get_their_messages(tmp_path: Path) -> None:
     assert any(w.endswith("bad service attribute: bogus (service broken: not a known "
                           "attribute; line ignored)") for w in warnings(config))
     assert any("Attribute server needs a space before operator" in e for e in errors(config))
+
+
+def test_checks_run_in_xinetds_order_and_name_every_missing_attribute(
+        tmp_path: Path) -> None:
+    # A missing server comes first; with one, the INFO line of `IPv4 IPv6` comes before
+    # the missing attributes, each on its own line (wait, socket_type, protocol, user).
+    config = load_text(tmp_path, block("noserver", "type = UNLISTED", "flags = IPv4 IPv6")
+                       + block("svc", "type = UNLISTED", "port = 20001", "flags = IPv4 IPv6",
+                               "server = /bin/cat"))
+    assert [m.split(": ", 1)[1] for m in messages(config)] == [
+        "error: Must specify a server in noserver - service disabled",
+        "info: Service svc will use IPv6 or fallback to IPv4",
+        "error: Service svc missing attribute wait - DISABLING",
+        "error: Service svc missing attribute socket_type - DISABLING",
+        "error: Service svc missing attribute protocol - DISABLING",
+        "error: Service svc missing attribute user - DISABLING",
+    ]

@@ -205,8 +205,10 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
             # passenv of its own (its dump then shows it under `Service defaults`).
             takes_defaults_env = takes_defaults_env or "passenv" not in draft.own
         except ServiceRejected as exc:
-            sink.error(draft.file, draft.line, rejection_line(str(exc)))
-            dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line, str(exc)))
+            for reason in exc.reasons:
+                sink.error(draft.file, draft.line, rejection_line(reason))
+            dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line,
+                                        "; ".join(exc.reasons)))
     services, duplicates = find_duplicates(built, sink)
     for service, reason in duplicates:
         dropped.append(DroppedEntry(service.name, service.id, service.origin.file,

@@ -1,8 +1,8 @@
 """After every file is read: fill in each service, check it, and build ServiceConfig.
 
-Order as xinetd's (reference §1.7): late defaults and inference ("fill"), then the
-checks of §2.4; any failure removes just that service, with a reason an administrator
-can act on. Duplicates across services are found afterwards
+Order as xinetd's (reference §1.7): whether the service can run at all, with xinetd's
+lines in xinetd's order (pyxinetd.config.checks), then the late defaults; any failure
+removes just that service, with a reason an administrator can act on. Duplicates across services are found afterwards
 (pyxinetd.config.duplicates).
 """
 
@@ -15,39 +15,17 @@ from dataclasses import dataclass
 from typing import TypeVar, cast
 
 from pyxinetd.config.attributes import Draft
+from pyxinetd.config.checks import DISABLING, ServiceRejected, check_service, rejection_line
 from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.lookups import Lookups
 from pyxinetd.config.model import (
-    BUILTINS, DEFAULT_CPS, AddressEntry, FileTarget, LogTarget, Origin, Rlimits, ServiceConfig, SocketType,
-    TimeWindow,
+    DEFAULT_CPS, AddressEntry, FileTarget, LogTarget, Origin, Rlimits, ServiceConfig, TimeWindow,
 )
 from pyxinetd.config.netvalues import BindSpec, needs_dual_stack
 from pyxinetd.config.values import UserSpec
 
 T = TypeVar("T")
-# Builtins pyxinetd serves, by service name and socket type (reference §4.10). `servers`
-# and `services` were dropped from xinetd in 2003; pyxinetd still serves them.
-_INFER_SOCKET = {"tcp": SocketType.STREAM, "udp": SocketType.DGRAM}
-_INFER_PROTOCOL = {SocketType.STREAM: "tcp", SocketType.DGRAM: "udp"}
-# The one socket type (besides raw) each of these protocols can be opened with.
-_CARRIES = {"tcp": SocketType.STREAM, "udp": SocketType.DGRAM}
-
-
-class ServiceRejected(Exception):
-    """The service cannot run; the message is the reason.
-
-    Where xinetd has words for the reason, the message starts with them (log parsers
-    grep them); pyxinetd's explanation follows in parentheses. See rejection_line.
-    """
-
-
-# xinetd's own ending of some of these lines; the log line then needs no other.
-DISABLING = " - DISABLING"
-
-
-def rejection_line(reason: str) -> str:
-    """The ERROR line for a service rejected for `reason`."""
-    return reason if DISABLING in reason else f"{reason} - service disabled"
+__all__ = ["DISABLING", "FillContext", "ServiceRejected", "build_service", "rejection_line"]
 
 
 @dataclass
@@ -78,94 +56,23 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
     name = draft.name
     sid = _get(draft, "id", str) or name
     types = _get(draft, "type", frozenset) or frozenset()
-    flags = set(_get(draft, "flags", frozenset) or frozenset())
     sink = ctx.sink
     where = (draft.file, draft.line)
 
-    # -- socket type and protocol, each inferred from the other --------------------
-    socket_type = _get(draft, "socket_type", SocketType)
-    proto = _get(draft, "protocol", tuple)
-    protocol: str | None = proto[0] if proto else None
-    protocol_number: int | None = proto[1] if proto else None
-    if socket_type is None and protocol in _INFER_SOCKET:
-        socket_type = _INFER_SOCKET[protocol]
-    if protocol is None and socket_type in _INFER_PROTOCOL:
-        protocol = _INFER_PROTOCOL[socket_type]
-        found = ctx.lookups.protocol(protocol)
-        protocol_number = found[1] if found else None
-    if socket_type is None and protocol is None and not ({"RPC", "TCPMUX", "TCPMUXPLUS"}
-                                                         & types):
-        # xinetd looks the port up before it checks the required attributes, so a service
-        # with neither socket_type nor protocol fails there first, in these words.
-        if "UNLISTED" in types:
-            if _get(draft, "port", int) is None:
-                raise ServiceRejected(f"Unlisted service: {name} must have a port entry")
-        elif _get(draft, "port", int) is None:
-            raise ServiceRejected(f"Port not specified for service: {name} and no protocol "
-                                  "given")
-        else:
-            raise ServiceRejected(f"A protocol or a socket_type must be specified for "
-                                  f"service: {name}.")
-    if socket_type is None:
-        raise ServiceRejected(f"Service {sid} missing attribute socket_type{DISABLING}")
-    wait = _get(draft, "wait", bool)
-    if wait is None:
-        raise ServiceRejected(f"Service {sid} missing attribute wait{DISABLING}")
-    if protocol is None or protocol_number is None:
-        raise ServiceRejected(f"Service {sid} missing attribute protocol{DISABLING} (cannot be "
-                              "inferred "
-                              f"from socket_type {socket_type.value})")
-    carried = _CARRIES.get(protocol)
-    if carried is not None and socket_type not in (carried, SocketType.RAW):
-        # xinetd takes the pair and fails to create the socket at start ("Protocol not
-        # supported"); said here, with the file and line, it is also caught by `check`.
-        raise ServiceRejected(f"service {sid}: protocol {protocol} does not carry socket_type "
-                              f"{socket_type.value} (it takes {carried.value} or raw)")
-
+    checked = check_service(draft, ctx.lookups, sink)
+    socket_type, protocol, port = checked.socket_type, checked.protocol, checked.port
+    protocol_number, rpc_number = checked.protocol_number, checked.rpc_number
+    rpc_version = _get(draft, "rpc_version", tuple)
+    flags = set(checked.flags)
+    wait = bool(_get(draft, "wait", bool))
     internal = "INTERNAL" in types
-    unlisted = "UNLISTED" in types
     rpc = "RPC" in types
-    tcpmux = bool({"TCPMUX", "TCPMUXPLUS"} & types)
     sensor = "SENSOR" in flags
     redirect = _get(draft, "redirect", tuple)
     server = _get(draft, "server", str)
     server_args = _get(draft, "server_args", tuple)
     user = _get(draft, "user", UserSpec)
-
-    # -- required attributes (reference §2.4) ------------------------------------------
-    if sensor and not internal and server is None:
-        raise ServiceRejected(f"Must specify a server in {sid} (SENSOR services still need one)")
-    if not internal and not sensor:
-        if user is None:
-            raise ServiceRejected(f"Service {sid} missing attribute user{DISABLING}")
-        if server is None and redirect is None:
-            raise ServiceRejected(f"Must specify a server in {sid}")
-    if internal and not sensor:   # a sensor replaces the builtin, whatever the name
-        builtin = BUILTINS.get(name)
-        if builtin is None or socket_type not in builtin:
-            raise ServiceRejected(f"No such internal service: {name}/{socket_type.value}"
-                                  f"{DISABLING} (builtins: {', '.join(sorted(BUILTINS))})")
-    if "NAMEINARGS" in flags:
-        if server_args is None:
-            raise ServiceRejected(f"service {sid}: NAMEINARGS needs server_args (argv[0] first)")
-        if internal or redirect is not None:
-            raise ServiceRejected(f"service {sid}: NAMEINARGS cannot be used on internal or "
-                                  "redirected services")
-    if redirect is not None and socket_type is not SocketType.STREAM:
-        raise ServiceRejected(f"Only tcp sockets are supported for redirected service {name} "
-                              "(redirect needs socket_type = stream and wait = no)")
-    if redirect is not None and wait:
-        raise ServiceRejected(f"Redirected service {name} must not wait (redirect needs "
-                              "socket_type = stream and wait = no)")
     external = not internal and not sensor and redirect is None
-    if "LABELED" in flags and not (external and socket_type is SocketType.STREAM and not wait):
-        raise ServiceRejected(f"service {sid}: LABELED is only for external stream wait = no "
-                              "services")
-    if "INTERCEPT" in flags and (internal or not wait):
-        flags.discard("INTERCEPT")
-        sink.error(*where, f"service {sid}: INTERCEPT cleared: it only applies to external "
-                           "wait = yes services")
-
     if "PEERENV" in flags and not external:
         # Nothing is exec'd, so there is no environment to add the addresses to.
         sink.warning(*where, f"service {sid}: PEERENV has no effect on internal, "
@@ -177,59 +84,11 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         sink.warning(*where, f"service {sid}: stderr has no effect on internal, "
                              "redirected and SENSOR services (they start no server)")
 
-    # -- port / RPC -----------------------------------------------------------------
-    port = _get(draft, "port", int)
-    rpc_version = _get(draft, "rpc_version", tuple)
-    rpc_number = _get(draft, "rpc_number", int)
-    if tcpmux:
-        if not unlisted:
-            raise ServiceRejected(f"Service: {name} (tcpmux) should have UNLISTED in type. "
-                                  "(TCPMUX services must be UNLISTED with protocol tcp)")
-        if protocol != "tcp":
-            raise ServiceRejected(f"Service: {name} (tcpmux) should have tcp in protocol. "
-                                  "(TCPMUX services must be UNLISTED with protocol tcp)")
-        port = None
-    elif rpc:
-        if rpc_version is None:
-            raise ServiceRejected(f"Service {sid} missing attribute rpc_version{DISABLING}")
-        if unlisted:
-            if rpc_number is None:
-                raise ServiceRejected(f"Service {sid} missing attribute rpc_number{DISABLING}")
-        else:
-            rpc_number = ctx.lookups.rpc_number(name)
-            if rpc_number is None:
-                raise ServiceRejected(f"unknown RPC service: {name} (not in /etc/rpc; add "
-                                      "type = UNLISTED and rpc_number)")
-        # `port`, when given, fixes the port the portmapper hands out (a firewall can
-        # then allow it), as Red Hat's xinetd does; without it the kernel picks one.
-    elif unlisted:
-        if port is None:
-            raise ServiceRejected(f"Unlisted service: {name} must have a port entry")
-    else:
-        # /etc/services is searched under the protocol as written, as getservbyname
-        # does for xinetd: `protocol = TCP` (an /etc/protocols alias) finds no tcp entry.
-        written = draft.own.get("protocol")
-        looked_up = written.values[0] if written is not None and written.values else protocol
-        listed = ctx.lookups.service_port(name, looked_up)
-        if listed is None and port is None:
-            raise ServiceRejected(f"Port not specified and can't find service: {name} with "
-                                  f"getservbyname ({name}/{looked_up} is not in /etc/services: "
-                                  "add type = UNLISTED and a port)")
-        if listed is None:
-            raise ServiceRejected(f"service/protocol combination not in /etc/services: "
-                                  f"{name}/{looked_up} (add type = UNLISTED)")
-        if port is not None and port != listed:
-            raise ServiceRejected(f"Service {name} expects port {listed}, not {port}")
-        port = listed
-
     # -- log flags (the TRAFFIC and port-113 rules) ------------------------------------
     log_on_success = set(cast(frozenset[str], _late(draft, ctx, "log_on_success") or frozenset()))
     log_on_failure = cast(frozenset[str], _late(draft, ctx, "log_on_failure") or frozenset())
     if "TRAFFIC" in log_on_success and redirect is None:
-        if draft.explicit_traffic:
-            # xinetd's words, "its" included.
-            raise ServiceRejected(f"Service {name} should not have TRAFFIC flag set since its "
-                                  "not redirected")
+        # Only from the defaults: the service's own TRAFFIC was rejected by the checks.
         log_on_success.discard("TRAFFIC")
         sink.warning(*where, f"service {sid}: TRAFFIC from the defaults' log_on_success dropped "
                              "(it only applies to redirected services; xinetd 2.3.15.3 would "
@@ -241,8 +100,6 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
     # -- family and bind -------------------------------------------------------------
     bind_spec = cast(BindSpec | None, _late(draft, ctx, "bind"))
     family = int(socket.AF_INET if "IPv4" in flags and "IPv6" not in flags else socket.AF_INET6)
-    if "IPv4" in flags and "IPv6" in flags:
-        sink.info(*where, f"Service {name} will use IPv6 or fallback to IPv4")
     bind: str | None = None
     if bind_spec is not None:
         chosen = next((c for c in bind_spec.candidates if c[0] == family), None)
