@@ -174,7 +174,8 @@ def project_oracle(state: DumpState, svc: DumpService) -> dict[str, Any]:
         "name": svc.name,
         "socket_type": svc.socket_type,
         "protocol": svc.protocol,
-        "port": svc.port,
+        # A TCPMUX service's port line is kept in the dump but never listened on.
+        "port": None if {"TCPMUX", "TCPMUXPLUS"} & set(svc.types) else svc.port,
         "wait": svc.wait,
         "user": svc.user,
         "server": svc.server,

@@ -177,6 +177,8 @@ KNOWN: tuple[Known, ...] = (
           beside=r"^ERROR: Bad operator for attribute: service ", anywhere=True),
     Known("pyxinetd", r"^ERROR: service \S+: protocol \S+ does not carry socket_type ",
           "xinetd takes the pair and fails when it creates the socket, a run-time line"),
+    Known("pyxinetd", r"^WARNING: service \S+: port \d+ ignored: a TCPMUX service has no ",
+          "xinetd ignores a TCPMUX service's port silently (it listens on no such port)"),
     Known("pyxinetd", r"^WARNING: service \S+: id \S+ is also used by the service at ",
           "pyxinetd warns of two services sharing an id; xinetd is silent"),
     Known("pyxinetd", r"^WARNING: service \S+: TRAFFIC from the defaults' log_on_success "

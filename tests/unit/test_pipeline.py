@@ -133,6 +133,16 @@ def test_tcpmux_clients(tmp_path: Path) -> None:
     assert "must be UNLISTED" in dropped_reasons(config)[0]
 
 
+def test_tcpmux_client_port_is_ignored_with_a_warning(tmp_path: Path) -> None:
+    # xinetd keeps the value in its dump but listens on no such port either.
+    config = load_text(tmp_path, block("helper", "type = TCPMUX UNLISTED", "port = 5900",
+                                       "socket_type = stream", "wait = no", "user = nobody",
+                                       "server = /bin/cat"))
+    assert [(s.port, s.is_tcpmux_client) for s in config.services] == [(None, True)]
+    assert any("service helper: port 5900 ignored: a TCPMUX service has no socket of its "
+               "own" in w for w in warnings(config))
+
+
 def test_rpc_services(tmp_path: Path) -> None:
     text = (block("rstatd", "type = RPC", "socket_type = dgram", "wait = yes",
                   "user = nobody", "server = /bin/cat", "rpc_version = 2-4")

@@ -152,6 +152,12 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
         if protocol is not None and protocol != "tcp":
             raise ServiceRejected(f"Service: {name} (tcpmux) should have tcp in protocol. "
                                   "(TCPMUX services must be UNLISTED with protocol tcp)")
+        if port is not None:
+            # xinetd keeps the value (its state dump shows it) and listens on no such
+            # port either: the name, sent to the tcpmux service, is the only way in.
+            sink.warning(*where, f"service {sid}: port {port} ignored: a TCPMUX service has no "
+                                 "socket of its own; clients reach it by name through the "
+                                 "tcpmux service (port 1)")
     rpc_number = _get(draft, "rpc_number", int)
     if rpc and not unlisted:
         rpc_number = lookups.rpc_number(name)
