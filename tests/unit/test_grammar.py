@@ -80,6 +80,21 @@ def test_line_errors_drop_the_service(line: str, words: str) -> None:
     assert any(words in d for d in diags)
 
 
+@pytest.mark.parametrize("lines, words", [
+    # xinetd's scan of a lone name runs on past the end of its line: what follows
+    # decides its words.
+    ("foo \n}\n", "Nothing after attribute: foo (expected '= VALUE' after foo"),
+    ("foo\n}\n", "Nothing after attribute: foo ("),              # then only blanks
+    ("foo\n}\n\n\t\n", "Nothing after attribute: foo ("),
+    ("foo\nx=1\n}\n", "Attribute foo needs a space before operator (nothing after foo"),
+    ("foo\n\twait = no\n}\n", "Bad operator for attribute: foo (nothing after foo"),
+    ("foo\n}\n\nservice b\n{\n}\n", "Bad operator for attribute: foo (nothing after foo"),
+])
+def test_lone_name_words_depend_on_what_follows(lines: str, words: str) -> None:
+    _items, diags = parse(f"service a\n{{\n{lines}")
+    assert any(words in d for d in diags), diags
+
+
 def test_line_without_a_name_is_an_error_in_defaults_too(tmp_path: Path) -> None:
     # Such a line used to escape the grammar as an exception and stop the whole load.
     conf = load_text(tmp_path, "defaults\n{\ninstances = 4\n=\numask = 022\n}\n"

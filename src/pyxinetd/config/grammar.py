@@ -137,6 +137,32 @@ def _is_header(stripped: str) -> bool:
     return word in _HEADER_WORDS
 
 
+def _name_runs_on(following: list[str]) -> tuple[str, int | None]:
+    """How xinetd 2.3.15.3 reads a line that is a lone attribute name: (its words, the
+    index in `following` of a line it then never reads, if any).
+
+    xinetd's scan of the name stops only at a blank or an '=', not at the end of the
+    line: it runs on into the following lines (their newlines count as blanks) and ends
+    that text where it stops. A '=' there gives `needs a space before operator`; after
+    a blank, only blanks to the end of the file give `Nothing after attribute`, anything
+    else `Bad operator`. The text cut there costs one line: an indented line is emptied,
+    and a newline lost merges the line after it into its line.
+    """
+    for index, text in enumerate(following):
+        for col, char in enumerate(text + "\n"):
+            if char == "=":
+                return "Attribute {} needs a space before operator", None
+            if char not in SPACES:
+                continue
+            rest = "\n".join([text[col + 1:], *following[index + 1:]])
+            words = ("Nothing after attribute: {}" if not rest.strip(SPACES)
+                     else "Bad operator for attribute: {}")
+            if col == len(text):
+                return words, index + 1
+            return words, index if col == 0 else None
+    return "Nothing after attribute: {}", None
+
+
 class _State(enum.Enum):
     TOP = "top"
     OPEN = "expect-brace"
@@ -155,11 +181,13 @@ class _FileParser:
         self.state = _State.TOP
         self.entry: RawEntry | None = None
         self.seen_defaults = False
+        self.lines: list[str] = []
 
     def run(self, text: str) -> list[RawItem]:
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()
+        self.lines = lines
         crlf_warned = False
         for number, line in enumerate(lines, start=1):
             if line.endswith("\r"):
@@ -321,8 +349,14 @@ class _FileParser:
                 problem = (f"Bad operator for attribute: {tokens.name} (expected '=', '+=' or "
                            f"'-=' after {shown_name(tokens.name)}, found {tokens.values[0]!r}")
             else:
-                problem = (f"Bad operator for attribute: {tokens.name} (nothing after "
-                           f"{shown_name(tokens.name)}: expected '= VALUE'")
+                words = "Nothing after attribute: {}"
+                if self.lines[number - 1][-1:] not in SPACES:
+                    # No blank after the name: xinetd reads on (see _name_runs_on).
+                    words, _lost = _name_runs_on(self.lines[number:])
+                problem = words.format(tokens.name) + (
+                    f" (expected '= VALUE' after {shown_name(tokens.name)}"
+                    if words.startswith("Nothing") else
+                    f" (nothing after {shown_name(tokens.name)}: expected '= VALUE'")
             self._break(entry, number, problem, col, close=True)
             return
         if not tokens.gap:
