@@ -112,6 +112,35 @@ def test_syntax_error_in_defaults_keeps_earlier_lines() -> None:
     assert "rest of this defaults entry is ignored" in diags[0]
 
 
+@pytest.mark.parametrize("after, where, words", [
+    # Back between entries after the error: the next line xinetd reads is no entry.
+    ("umask = 022\nbanner = /b\n}\n", 5,
+     "missing service keyword (found 'umask' after the syntax error that ended the "
+     "defaults entry; lines up to the next lone '}' are skipped)"),
+    ("}\n", 5, "missing service keyword (the '}' of the defaults entry, read after its "
+                "syntax error; it ends the entry here: xinetd 2.3.15.3 would skip"),
+    ("", None, None),
+])
+def test_line_after_a_syntax_error_in_defaults(after: str, where: int | None,
+                                               words: str | None) -> None:
+    items, diags = parse("defaults\n{\ninstances = 4\ncps=1 2\n" + after
+                         + "service s\n{\nwait = no\n}\n")
+    assert [i.name for i in items if isinstance(i, RawEntry)] == ["defaults", "s"]
+    assert [i.broken is None for i in items if isinstance(i, RawEntry)] == [False, True]
+    expected = [] if words is None else [f"f.conf:{where}: error: {words}"]
+    assert len(diags) == 1 + len(expected)
+    assert all(d.startswith(e) for d, e in zip(diags[1:], expected)), diags
+
+
+def test_lone_name_in_defaults_reads_on_into_an_indented_line() -> None:
+    # xinetd empties the indented line the name's scan ran into: the line after it is
+    # the one it reads between entries.
+    _items, diags = parse("defaults\n{\n\\\n\tumask = 022\n\tbanner = /b\n}\n")
+    assert diags[0].startswith("f.conf:3:1: error: Bad operator for attribute: \\ (")
+    assert diags[1].startswith("f.conf:5: error: missing service keyword (found 'banner'")
+    assert len(diags) == 2
+
+
 def test_brace_with_comment_closes_entry_and_next_service_survives() -> None:
     items, diags = parse("service a\n{\nwait = no\n} # end of a\nservice b\n{\nwait = no\n}\n")
     assert [i.name for i in items if isinstance(i, RawEntry)] == ["a", "b"]

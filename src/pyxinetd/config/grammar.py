@@ -169,6 +169,9 @@ class _State(enum.Enum):
     BODY = "body"
     SKIP = "skip"
     DISABLED = "disabled"   # after `disable = yes`: the rest of the block is not read
+    # After a syntax error in `defaults`: xinetd is back between entries, so the next
+    # line it reads gets `missing service keyword`.
+    RECOVER = "recover"
 
 
 class _FileParser:
@@ -182,6 +185,8 @@ class _FileParser:
         self.entry: RawEntry | None = None
         self.seen_defaults = False
         self.lines: list[str] = []
+        # Line numbers xinetd never reads, having run into them (see _name_runs_on).
+        self.unread: set[int] = set()
 
     def run(self, text: str) -> list[RawItem]:
         lines = text.split("\n")
@@ -225,6 +230,8 @@ class _FileParser:
             self._body(line, stripped, number)
         elif self.state is _State.DISABLED:
             self._disabled(line, stripped, number)
+        elif self.state is _State.RECOVER:
+            self._recover(line, stripped, number)
         else:
             self._skip(line, stripped, number)
 
@@ -287,6 +294,7 @@ class _FileParser:
             return
         self._break(entry, number, f"Service {entry.name}: missing '{{' (on the line after "
                                    f"{self._title(entry)}", close=True)
+        self.state = _State.SKIP   # xinetd skips here for defaults too
         if _is_header(stripped):
             self.state = _State.TOP
             self._top(line, stripped, number)
@@ -326,6 +334,29 @@ class _FileParser:
             self._close(entry)
             self._top(line, stripped, number)
 
+    def _recover(self, line: str, stripped: str, number: int) -> None:
+        """The first line after a syntax error in `defaults`, read between entries."""
+        if number in self.unread:
+            return
+        if _is_header(stripped) and _parse_header(line) is not None:
+            self.state = _State.TOP
+            self._top(line, stripped, number)
+            return
+        brace = _brace(stripped)
+        if brace is not None and brace[0] == "}":
+            # Skipping from here would drop the next entry, as xinetd does.
+            self.sink.error(self.file, number, (
+                "missing service keyword (the '}' of the defaults entry, read after its "
+                "syntax error; it ends the entry here: xinetd 2.3.15.3 would skip the lines "
+                "up to the next lone '}', dropping the next entry)"))
+            self.state = _State.TOP
+            return
+        self.sink.error(self.file, number, (
+            f"missing service keyword (found {_first_word(stripped)!r} after the syntax "
+            "error that ended the defaults entry; lines up to the next lone '}' are "
+            "skipped)"))
+        self.state = _State.SKIP
+
     def _skip(self, line: str, stripped: str, number: int) -> None:
         brace = _brace(stripped)
         if brace is not None and brace[0] == "}":
@@ -352,7 +383,9 @@ class _FileParser:
                 words = "Nothing after attribute: {}"
                 if self.lines[number - 1][-1:] not in SPACES:
                     # No blank after the name: xinetd reads on (see _name_runs_on).
-                    words, _lost = _name_runs_on(self.lines[number:])
+                    words, lost = _name_runs_on(self.lines[number:])
+                    if lost is not None:
+                        self.unread.add(number + 1 + lost)
                 problem = words.format(tokens.name) + (
                     f" (expected '= VALUE' after {shown_name(tokens.name)}"
                     if words.startswith("Nothing") else
@@ -406,7 +439,7 @@ class _FileParser:
                             f"{')' if close else ''}")
         self.items.append(entry)
         self.entry = None
-        self.state = _State.SKIP
+        self.state = _State.SKIP if entry.kind == "service" else _State.RECOVER
 
     def _close(self, entry: RawEntry) -> None:
         self.items.append(entry)
