@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import TypeVar, cast
 
 from pyxinetd.config.attributes import COPIED_AT_PARSE, Applier, Draft
-from pyxinetd.config.diagnostics import DiagnosticSink
+from pyxinetd.config.diagnostics import Diagnostic, DiagnosticSink
 from pyxinetd.config.grammar import parse_text
 from pyxinetd.config.rawentries import RawEntry, RawInclude
 from pyxinetd.config.includes import list_includedir, read_text
@@ -47,18 +47,34 @@ class _Reader:
         self.applier = Applier(ValueContext(lookups, environ), sink)
         # (device, inode) of the files being read, to refuse include loops.
         self._active: list[tuple[int, int]] = []
+        # The grammar's diagnostics of the file being read not reported yet, last first.
+        self._syntax: list[Diagnostic] = []
 
     def read_file(self, path: str, text: str, identity: tuple[int, int]) -> None:
         self.files.append(path)
         self._active.append(identity)
+        # The grammar's lines (syntax errors) wait for the lines before them: xinetd
+        # reports a file's lines in order, reading each when it meets it.
+        syntax = DiagnosticSink()
+        items = parse_text(text, path, syntax)
+        outer, self._syntax = self._syntax, syntax.items[::-1]
         try:
-            for item in parse_text(text, path, self.sink):
+            for item in items:
+                self._report_syntax(before=item.line)
                 if isinstance(item, RawInclude):
                     self._include(item)
                 else:
                     self._entry(item)
+            self._report_syntax(before=None)
         finally:
             self._active.pop()
+            self._syntax = outer
+
+    def _report_syntax(self, before: int | None) -> None:
+        """Pass on the grammar's diagnostics of the lines before `before` (all: None)."""
+        pending = self._syntax
+        while pending and (before is None or (pending[-1].line or 0) < before):
+            self.sink.items.append(pending.pop())
 
     def _include(self, item: RawInclude) -> None:
         if item.kind == "include":
@@ -89,6 +105,7 @@ class _Reader:
         if entry.kind == "defaults":
             # A syntax error cut the block short; what came before it still counts.
             for raw in entry.attrs:
+                self._report_syntax(before=raw.line)
                 self.applier.apply(self.defaults, raw)
             if self.defaults.line == 0:
                 self.defaults.file, self.defaults.line = entry.file, entry.line
@@ -98,6 +115,7 @@ class _Reader:
             # diagnostics, as xinetd reads them before it meets the error.
             scratch = Draft.start(entry)
             for raw in entry.attrs:
+                self._report_syntax(before=raw.line)
                 if not self.applier.apply(scratch, raw):
                     break
             self.dropped.append(DroppedEntry(entry.name, None, entry.file, entry.line, entry.broken))
@@ -107,6 +125,7 @@ class _Reader:
             if name in self.defaults.values:
                 draft.values[name] = self.defaults.values[name]
         for raw in entry.attrs:
+            self._report_syntax(before=raw.line)
             if not self.applier.apply(draft, raw):
                 break
         self.services.append(draft)
