@@ -157,8 +157,9 @@ KNOWN: tuple[Known, ...] = (
           "xinetd goes on with a service whose user line failed; pyxinetd's line for "
           "that failure disables it",
           beside=r"^ERROR: Unknown user: .* \(service (?P=sid):"),
-    Known("xinetd", r"^ERROR: (?:Service |Unlisted service: )(?P<sid>\S+) (?:missing "
-                    r"attribute \S+ - DISABLING|must have a port entry)$",
+    Known("xinetd", r"^(?:ERROR|INFO): (?:Service |Unlisted service: )(?P<sid>\S+) (?:missing "
+                    r"attribute \S+ - DISABLING|must have a port entry|will use IPv6 or "
+                    r"fallback to IPv4)$",
           "xinetd's `disable = no` revives a service whose attribute failed, and then its "
           "checks reject it; pyxinetd keeps it disabled (docs/compatibility.md) and says so",
           beside=r"^WARNING: service (?P=sid): 'disable = no' does not re-enable"),
