@@ -163,6 +163,11 @@ KNOWN: tuple[Known, ...] = (
           "xinetd's `disable = no` revives a service whose attribute failed, and then its "
           "checks reject it; pyxinetd keeps it disabled (docs/compatibility.md) and says so",
           beside=r"^WARNING: service (?P=sid): 'disable = no' does not re-enable"),
+    Known("xinetd", r"^ERROR: (?:Must specify a server in |Service (?=\S+ expects port )|"
+                    r"Port not specified (?:for|and can't find) service: )(?P<sid>\S+)(?:$| "
+                    r"expects port \d+, not \d+$| and no protocol given$| with getservbyname$)",
+          "the same, for xinetd's checks of the server and the port",
+          beside=r"^WARNING: service (?P=sid): 'disable = no' does not re-enable"),
     Known("xinetd", r"^ERROR: Unlisted service: (?P<sid>\S+) must have a port entry$",
           "the port line had an inline comment, which xinetd counts as values",
           beside=r"^WARNING: .*inline comment after the value of port"),
