@@ -27,7 +27,8 @@ from pyxinetd.config.model import ServiceConfig
 from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.internal.status import MasterView
 from pyxinetd.listener import peer_text
-from pyxinetd.log import ProgramLog, ServiceLogs, start_entry
+from pyxinetd.log import ProgramLog
+from pyxinetd.servicelog import ServiceLogs, start_entry
 from pyxinetd.loop import Loop
 from pyxinetd.service import REASON_ADDRESS, ServiceRuntime, State
 

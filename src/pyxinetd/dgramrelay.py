@@ -21,7 +21,8 @@ from pyxinetd.config.model import ServiceConfig
 from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, Host, read_datagrams, send_quietly
 from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.listener import peer_text
-from pyxinetd.log import fail_entry, strerror
+from pyxinetd.log import strerror
+from pyxinetd.servicelog import fail_entry
 from pyxinetd.loop import READ
 from pyxinetd.service import REASON_ADDRESS, ServiceRuntime
 

@@ -32,7 +32,8 @@ from pyxinetd.forkretry import ForkRetry, Hold, Outcome
 from pyxinetd.handover import HandedOver
 from pyxinetd.intercept import Address, Interceptors
 from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
-from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, strerror
+from pyxinetd.log import ProgramLog, strerror
+from pyxinetd.servicelog import ServiceLogs, fail_entry
 from pyxinetd.peerenv import PEERENV_FLAG
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.sensor import DenyList

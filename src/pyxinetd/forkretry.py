@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from pyxinetd.children import Occupancy
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.errors import SpawnError
-from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry
+from pyxinetd.log import ProgramLog
+from pyxinetd.servicelog import ServiceLogs, fail_entry
 from pyxinetd.loop import Loop
 from pyxinetd.service import ServiceRuntime, State
 from pyxinetd.timers import Timer

@@ -1,9 +1,9 @@
-"""The two logs of xinetd (reference §5): the program log and the service logs.
+"""xinetd's program log (reference §5): the daemon's own messages.
 
-The program log carries the daemon's own messages to a file, to stderr, or to syslog.
-Service logs carry START/EXIT/FAIL/TRAFFIC/USERID/NOID lines to each service's
-`log_type`. Lines are byte-for-byte xinetd's formats, so existing log parsers (fail2ban
-filters, logwatch scripts) keep working; the syslog ident is therefore `xinetd` too.
+They go to a file, to stderr, or to syslog, byte-for-byte in xinetd's formats, so
+existing log parsers (fail2ban filters, logwatch scripts) keep working; the syslog ident
+is therefore `xinetd` too. The services' own entries (START, EXIT, FAIL ...) are
+pyxinetd.servicelog's.
 
 Syslog is spoken directly on the datagram socket (pyxinetd.syslogsender); a file or
 stderr is written without waiting for its reader (pyxinetd.logstream).
@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import enum
 import os
-import stat
 import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TextIO
 
-from pyxinetd.config.model import FileTarget, LogTarget, ServiceConfig, SyslogTarget
-from pyxinetd.files import open_for_append, through_stderr
+from pyxinetd.files import open_for_append
 from pyxinetd.logstream import LogStream
 from pyxinetd.loop import Loop
 # Re-exported: the syslog socket lives in its own module, its users import it from here.
@@ -185,229 +182,6 @@ class ProgramLog:
             self._output.close()
         self._output = None
         self._stream = None
-
-
-# -- service log lines (reference §5.3) ------------------------------------
-
-def start_entry(service: ServiceConfig, pid: int, peer: str) -> str | None:
-    """`START: ID[ pid=P][ from=A]`, or None when log_on_success is empty."""
-    flags = service.log_on_success
-    if not flags:
-        return None
-    text = f"START: {service.id}"
-    if "PID" in flags:
-        text += f" pid={pid}"
-    if "HOST" in flags:
-        text += f" from={peer}"
-    return text
-
-
-def whole_seconds(started_wall: float, elapsed: float) -> int:
-    """A duration as xinetd logs it: the difference of the whole wall-clock seconds at
-    the start and at the end (a 0.3 s session that crosses a second is `1(sec)`). The
-    elapsed time comes from the monotonic clock, so a clock step cannot make it negative."""
-    return int(started_wall + elapsed) - int(started_wall)
-
-
-def exit_entry(service: ServiceConfig, pid: int, status: tuple[str, int] | None,
-               duration: int) -> str | None:
-    """`EXIT: ID[ status=N|signal=N][ pid=P][ duration=S(sec)]`, when EXIT or DURATION is set."""
-    flags = service.log_on_success
-    if "EXIT" not in flags and "DURATION" not in flags:
-        return None
-    text = f"EXIT: {service.id}"
-    if "EXIT" in flags and status is not None:
-        text += f" {status[0]}={status[1]}"
-    if "PID" in flags:
-        text += f" pid={pid}"
-    if "DURATION" in flags:
-        text += f" duration={duration}(sec)"
-    return text
-
-
-def fail_entry(service: ServiceConfig, reason: str, peer: str) -> str | None:
-    """`FAIL: ID REASON[ from=A]`, or None when log_on_failure is empty."""
-    flags = service.log_on_failure
-    if not flags:
-        return None
-    text = f"FAIL: {service.id} {reason}"
-    if "HOST" in flags:
-        text += f" from={peer}"
-    return text
-
-
-def userid_entry(service: ServiceConfig, userid: str) -> str:
-    """`USERID: ID TEXT`: TEXT is what the client's identd said after `USERID :`."""
-    return f"USERID: {service.id} {userid}"
-
-
-def noid_entry(service: ServiceConfig, peer: str, reason: str) -> str:
-    """`NOID: ID A REASON`: an IDONLY service could not identify its client."""
-    return f"NOID: {service.id} {peer} {reason}"
-
-
-def traffic_entry(service: ServiceConfig, bytes_in: int, bytes_out: int) -> str | None:
-    if "TRAFFIC" not in service.log_on_success:
-        return None
-    return f"TRAFFIC: {service.id} in={bytes_in}(bytes) out={bytes_out}(bytes)"
-
-
-# xinetd builds each entry in a 1024-byte buffer (src/log.c, LOGBUF_SIZE): a longer one
-# (a very long `id`, a USERID text) is cut there, in the file and in syslog alike.
-MAX_ENTRY_BYTES = 1024
-
-
-def bounded_entry(entry: str) -> str:
-    """`entry` cut to its first MAX_ENTRY_BYTES bytes of UTF-8, as xinetd cuts it (a
-    character split by the cut is dropped)."""
-    data = entry.encode(errors="replace")
-    if len(data) <= MAX_ENTRY_BYTES:
-        return entry
-    return data[:MAX_ENTRY_BYTES].decode(errors="ignore")
-
-
-def _label(service: ServiceConfig, target: FileTarget) -> str:
-    """The id a FILE log goes by in the messages about it."""
-    return "common" if target.common else service.id
-
-
-def _is_fifo(path: str) -> bool:
-    try:
-        return stat.S_ISFIFO(os.stat(path).st_mode)
-    except OSError:
-        return False
-
-
-@dataclass
-class _LogFile:
-    fd: int
-    size: int
-    soft_limit: int | None
-    hard_limit: int | None
-    label: str
-    warned: bool = False            # the soft-limit message was written
-    closed_for_good: bool = False
-
-
-class ServiceLogs:
-    """Writes service entries to each service's log_type.
-
-    A FILE log is one descriptor per service, or one for every service sharing the
-    log of `defaults`, as in xinetd: services naming the same file each have their
-    own log, with their own limits and their own id in the messages about them."""
-
-    def __init__(self, program: ProgramLog, syslog: SyslogSender,
-                 clock: Callable[[], float] = time.time) -> None:
-        self._program = program
-        self._syslog = syslog
-        self._clock = clock
-        self._files: dict[tuple[str, str], _LogFile] = {}
-        # The shared log of `defaults` could not be created (until the next reload).
-        self._common_failed = False
-
-    def write(self, service: ServiceConfig, entry: str | None) -> None:
-        target: LogTarget | None = service.log_type
-        if entry is None or target is None:
-            return
-        entry = bounded_entry(entry)
-        if isinstance(target, SyslogTarget):
-            pri = FACILITIES.get(target.facility, 3) * 8 + SEVERITIES.get(target.level, 6)
-            self._syslog.send(pri, entry, self._clock())
-            return
-        self._write_file(target, _label(service, target), entry)
-
-    def open(self, service: ServiceConfig) -> bool:
-        """Open `service`'s FILE log ahead of its first entry, as xinetd does when it
-        activates a service (the file exists from then on). False when it cannot be
-        created: the reason is logged, then xinetd's `creation of ID log failed` (ID
-        `default` for the shared log of `defaults`, said once for all its services),
-        and the caller does not activate the service (xinetd's log_start() fails it)."""
-        target = service.log_type
-        if not isinstance(target, FileTarget) or (target.path,
-                                                  _label(service, target)) in self._files:
-            return True
-        if target.common and self._common_failed:
-            return False    # said once, for the first service that shares it
-        if self._open(target, _label(service, target)) is not None:
-            return True
-        if _is_fifo(target.path):
-            # A FIFO whose reader is not there yet: it may come, so the service serves
-            # and each entry tries again (xinetd would wait for the reader, stalled).
-            return True
-        self._common_failed = target.common
-        label = "default" if target.common else service.id
-        self._program.error("log_start", f"creation of {label} log failed")
-        return False
-
-    def _open(self, target: FileTarget, label: str) -> _LogFile | None:
-        try:
-            fd = through_stderr(open_for_append(target.path))
-        except OSError as err:
-            self._program.error("log_open", f"Cannot open {target.path}: {strerror(err)}")
-            return None
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            # A FIFO (or a terminal) whose reader stops reading would block the loop,
-            # and every service with it: an entry that does not fit is lost and reported
-            # (entries are under PIPE_BUF, so a pipe takes each whole or not at all).
-            os.set_blocking(fd, False)
-        log = _LogFile(fd, info.st_size, target.soft_limit, target.hard_limit, label)
-        self._files[(target.path, label)] = log
-        if log.soft_limit is not None and log.size > log.soft_limit:
-            # Already past a limit (not rotated since): say so; past the hard one,
-            # nothing more is written to it, as in xinetd.
-            self._check_limits(log)
-        return log
-
-    def _write_file(self, target: FileTarget, label: str, entry: str) -> None:
-        log = self._files.get((target.path, label)) or self._open(target, label)
-        if log is None:
-            return
-        if log.hard_limit is not None and not log.closed_for_good:
-            # Another service writing to the same file may have taken it past the limit.
-            self._check_limits(log)
-        if log.closed_for_good:
-            self._program.error("log_write", f"Error in {log.label} log: size limit reached")
-            return
-        data = f"{file_timestamp(self._clock())}: {entry}\n".encode(errors="replace")
-        try:
-            log.size += os.write(log.fd, data)
-        except OSError as err:
-            self._program.error("log_write", f"Error writing {target.path}: {strerror(err)}")
-            return
-        if log.soft_limit is not None:
-            self._check_limits(log)
-
-    def _check_limits(self, log: _LogFile) -> None:
-        """The manual's two limits (reference §5.4), against the file's size after a
-        line: a message at ALERT the first time the soft limit is exceeded (xinetd 2.3.15.3 never writes it), then, past the
-        hard limit, the line is finished and the log closed until the next reload."""
-        try:
-            # The file's real size: other services may write to it too, and a rotation
-            # may have truncated it since it was opened.
-            log.size = os.fstat(log.fd).st_size
-        except OSError:
-            pass
-        if log.soft_limit is None or log.size <= log.soft_limit:
-            return
-        if not log.warned:
-            log.warned = True
-            self._program.log(Level.ALERT, "log_write",
-                              f"Size of {log.label} log exceeded soft limit")
-        if log.hard_limit is not None and log.size > log.hard_limit:
-            os.close(log.fd)
-            log.closed_for_good = True
-            self._program.error("log_write", f"Size of {log.label} log exceeded hard limit")
-
-    def fds(self) -> list[int]:
-        return [f.fd for f in self._files.values() if not f.closed_for_good]
-
-    def close(self) -> None:
-        for log in self._files.values():
-            if not log.closed_for_good:
-                os.close(log.fd)
-        self._files.clear()
-        self._common_failed = False
 
 
 def internal_error_text(what: str, exc: Exception) -> str:

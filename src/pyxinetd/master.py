@@ -24,8 +24,8 @@ from pyxinetd.children import ChildTable, ExitStatus, reap
 from pyxinetd.config.diagnostics import Severity
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.dispatch import Dispatcher
-from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender, exit_entry, whole_seconds, \
-    internal_error_text
+from pyxinetd.log import ProgramLog, SyslogSender, internal_error_text
+from pyxinetd.servicelog import ServiceLogs, exit_entry, whole_seconds
 from pyxinetd.loop import Loop
 from pyxinetd.handover import HandedOver
 from pyxinetd.internals import Internals

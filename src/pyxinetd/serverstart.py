@@ -18,7 +18,8 @@ from pyxinetd.config.model import ServiceConfig
 from pyxinetd.errors import SpawnError
 from pyxinetd.files import open_for_append
 from pyxinetd.forkretry import REASON_FORK, ForkRetry, Hold, Outcome
-from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry, strerror
+from pyxinetd.log import ProgramLog, strerror
+from pyxinetd.servicelog import ServiceLogs, fail_entry, start_entry
 from pyxinetd.spawner import spawn
 
 

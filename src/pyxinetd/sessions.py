@@ -20,8 +20,9 @@ from pyxinetd.children import Occupancy
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.internal.status import MasterView
 from pyxinetd.listener import peer_text
-from pyxinetd.log import (
-    ProgramLog, ServiceLogs, exit_entry, start_entry, traffic_entry, whole_seconds,
+from pyxinetd.log import ProgramLog
+from pyxinetd.servicelog import (
+    ServiceLogs, exit_entry, start_entry, traffic_entry, whole_seconds,
 )
 from pyxinetd.loop import Loop
 from pyxinetd.service import ServiceRuntime, State

@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pyxinetd.children import Occupancy
 from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.ident import IdentQuery, IdentResult, Outcome, endpoints_of
-from pyxinetd.log import ProgramLog, ServiceLogs, noid_entry, strerror, userid_entry
+from pyxinetd.log import ProgramLog, strerror
+from pyxinetd.servicelog import ServiceLogs, noid_entry, userid_entry
 from pyxinetd.loop import Loop
 
 IDENT_TIMEOUT = 30.0

@@ -7,7 +7,8 @@ import socket
 from pathlib import Path
 
 from pyxinetd.config.model import FileTarget, SyslogTarget
-from pyxinetd.log import MAX_ENTRY_BYTES, ProgramLog, ServiceLogs, SyslogSender, start_entry
+from pyxinetd.log import ProgramLog, SyslogSender
+from pyxinetd.servicelog import MAX_ENTRY_BYTES, ServiceLogs, start_entry
 from tests.factories import make_service
 
 

@@ -8,8 +8,9 @@ import signal
 import pytest
 
 from pyxinetd.children import Child, ChildTable, ExitStatus, reap
-from pyxinetd.log import (
-    exit_entry, fail_entry, file_timestamp, start_entry, traffic_entry, whole_seconds,
+from pyxinetd.log import file_timestamp
+from pyxinetd.servicelog import (
+    exit_entry, fail_entry, start_entry, traffic_entry, whole_seconds,
 )
 from pyxinetd.service import (REASON_CPS, REASON_INSTANCES, REASON_PER_SOURCE,
                               REASON_PROCESS_LIMIT, Cps, Event, InvalidTransition, Limits,

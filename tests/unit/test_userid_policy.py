@@ -12,7 +12,8 @@ import pytest
 
 from pyxinetd.children import Occupancy
 from pyxinetd.config.model import FileTarget, SocketType
-from pyxinetd.log import ProgramLog, ServiceLogs, SyslogSender
+from pyxinetd.log import ProgramLog, SyslogSender
+from pyxinetd.servicelog import ServiceLogs
 from pyxinetd.loop import Loop
 from pyxinetd.userid import UserIds
 from tests.factories import make_service

@@ -12,7 +12,8 @@ from pyxinetd.children import Child, ExitStatus
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.listener import LISTEN_BACKLOG
-from pyxinetd.log import ProgramLog, ServiceLogs, fail_entry, start_entry
+from pyxinetd.log import ProgramLog
+from pyxinetd.servicelog import ServiceLogs, fail_entry, start_entry
 from pyxinetd.loop import Loop
 from pyxinetd.service import REASON_ADDRESS, REASON_TIME, ServiceRuntime, within_access_times
 

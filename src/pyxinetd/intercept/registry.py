@@ -19,7 +19,8 @@ from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.intercept.common import INTERCEPT_FLAG, Address, Host, OnReap, private_socket
 from pyxinetd.intercept.dgram import DatagramInterception
 from pyxinetd.intercept.stream import Held, StreamInterception
-from pyxinetd.log import fail_entry, strerror
+from pyxinetd.log import strerror
+from pyxinetd.servicelog import fail_entry
 from pyxinetd.loop import READ
 from pyxinetd.redirect import RedirectSession
 from pyxinetd.service import ServiceRuntime
