@@ -11,7 +11,7 @@ the target writable: the kernel wakes a writer when the reader makes room, so no
 is retried on a clock. `drain()` gives what waits a bounded time at exit.
 
 A subclass says how one message is delivered, what the loop watches for room, and how
-the count of dropped messages reads.
+the count of dropped messages reads (or that it is reported elsewhere).
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ class Backlog(abc.ABC):
         """What to watch for room (None: nothing to watch, the target is gone)."""
 
     @abc.abstractmethod
-    def _dropped_message(self, count: int) -> bytes:
-        """The message that says `count` messages were dropped."""
+    def _dropped_message(self, count: int) -> bytes | None:
+        """The message that says `count` messages were dropped, sent after the others;
+        None when the count was reported some other way."""
 
     # -- the queue -------------------------------------------------------------
     def attach(self, loop: Loop) -> None:
@@ -82,7 +83,10 @@ class Backlog(abc.ABC):
                 if not self._dropped:
                     return True
                 dropped, self._dropped = self._dropped, 0
-                self._backlog.append(self._dropped_message(dropped))
+                message = self._dropped_message(dropped)
+                if message is None:
+                    return True
+                self._backlog.append(message)
             left = self._deliver(self._backlog[0])
             if left is not None:
                 self._backlog[0] = left
@@ -117,9 +121,10 @@ class Backlog(abc.ABC):
         self.flush()
         self._schedule()
 
-    def drain(self, seconds: float = FLUSH_ON_CLOSE) -> None:
-        """Detach from the loop and give what waits up to `seconds`; the rest is
-        forgotten. Waits outside the loop: for the exit only."""
+    def drain(self, seconds: float = FLUSH_ON_CLOSE) -> int:
+        """Detach from the loop and give what waits up to `seconds` (0: what fits at
+        once); the rest is forgotten: returns how many messages, dropped ones included.
+        Waits outside the loop: for the exit only."""
         self._unwatch()
         self._loop = None
         deadline = time.monotonic() + seconds
@@ -129,5 +134,7 @@ class Backlog(abc.ABC):
             if target is None or left <= 0:
                 break
             select.select([], [target], [], left)
+        forgotten = len(self._backlog) + self._dropped
         self._backlog.clear()
         self._dropped = 0
+        return forgotten

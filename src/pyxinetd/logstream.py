@@ -1,4 +1,5 @@
-"""The program log's descriptor (`-filelog FILE`, or stderr): written without waiting.
+"""A log's descriptor written without waiting: the program log's (`-filelog FILE`, or
+stderr), a service log's FIFO.
 
 A reader that stops reading must not stall the daemon: `-filelog` naming a FIFO whose
 reader pauses, or `-dontfork` with stderr a pipe (`pyxinetd -dontfork | slow-reader`, a
@@ -43,15 +44,22 @@ class Kind(enum.Enum):
 class LogStream(Backlog):
     """Writes whole lines to one descriptor; never waits for its reader.
 
-    `owned`: the descriptor was opened by the daemon (`-filelog`) and is closed with
-    the stream; else it is inherited (stderr) and left as it came."""
+    `owned`: the descriptor was opened by the daemon and is closed with
+    the stream (a `-filelog` file, a service log's FIFO); else it is inherited
+    (stderr) and left as it came.
+
+    `dropped_message` reads the count of dropped lines (None: it reported the count
+    itself); `write_failed` hears of a write that failed for good (the reader is gone),
+    whose line is lost."""
 
     def __init__(self, fd: int, *, owned: bool,
-                 dropped_message: Callable[[int], bytes], limit: int = BACKLOG_LIMIT) -> None:
+                 dropped_message: Callable[[int], bytes | None], limit: int = BACKLOG_LIMIT,
+                 write_failed: Callable[[OSError], None] | None = None) -> None:
         super().__init__(limit)
         self._fd: int | None = fd
         self._owned = owned
         self._dropped_line = dropped_message
+        self._write_failed = write_failed
         # The descriptor written to, when it is not `fd` itself.
         self._writer: int | None = None
         self._sock: socket.socket | None = None
@@ -120,7 +128,9 @@ class LogStream(Backlog):
                 sent = os.write(fd, data)
         except BlockingIOError:
             return data
-        except OSError:
+        except OSError as err:
+            if self._write_failed is not None:
+                self._write_failed(err)
             return None     # the reader is gone (EPIPE): nobody to wait for
         return data[sent:] if sent < len(data) else None
 
@@ -129,7 +139,7 @@ class LogStream(Backlog):
             return self._sock
         return self._writer if self._writer is not None else self._fd
 
-    def _dropped_message(self, count: int) -> bytes:
+    def _dropped_message(self, count: int) -> bytes | None:
         return self._dropped_line(count)
 
     def fds(self) -> list[int]:
@@ -139,11 +149,12 @@ class LogStream(Backlog):
             out.append(self._sock.fileno())
         return out
 
-    def close(self) -> None:
-        """Give the waiting lines FLUSH_ON_CLOSE seconds, then close what was opened."""
+    def close(self, flush_for: float = FLUSH_ON_CLOSE) -> int:
+        """Give the waiting lines `flush_for` seconds, then close what was opened;
+        returns how many lines were forgotten."""
         if self._fd is None:
-            return
-        self.drain(FLUSH_ON_CLOSE)
+            return 0
+        forgotten = self.drain(flush_for)
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -153,3 +164,4 @@ class LogStream(Backlog):
         if self._owned:
             os.close(self._fd)
         self._fd = None
+        return forgotten

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from pyxinetd import XINETD_COMPAT_VERSION, __version__, redirect, rpc
 from pyxinetd.activation import Activations
+from pyxinetd.backlog import FLUSH_ON_CLOSE
 from pyxinetd.children import ChildTable, ExitStatus, reap
 from pyxinetd.config.diagnostics import Severity
 from pyxinetd.config.model import Configuration, ServiceConfig
@@ -102,6 +103,7 @@ class Master:
         self.program.attach(self.loop)
         self.children = ChildTable()
         self.logs = ServiceLogs(self.program, self.syslog)
+        self.logs.attach(self.loop)
         self.services: list[ServiceRuntime] = [ServiceRuntime(s, clock)
                                                for s in config.services]
         self.dispatcher = Dispatcher(self.loop, self.children, self.program, self.logs,
@@ -272,7 +274,7 @@ class Master:
         self.handed_over.close()
         # From here the process only exits: a late signal must not change its status.
         self.signals.close(exiting=True)
-        self.logs.close()
+        self.logs.close(flush_for=FLUSH_ON_CLOSE)
         self.syslog.close()
         self.notifier.close()
         self.loop.close()

@@ -3,6 +3,14 @@
 START/EXIT/FAIL/TRAFFIC/USERID/NOID entries, byte-for-byte xinetd's, are written to the
 service's `log_type`: syslog (pyxinetd.syslogsender), or a FILE with its size limits.
 Messages about a log (it cannot be opened, it is full) go to the program log.
+
+A FILE that is a FIFO is written without waiting for its reader (pyxinetd.logstream): an
+entry that finds the pipe full waits in the daemon, in order, and is written once the
+reader makes room, so a reader that is briefly slow delays entries instead of losing
+them, and one that stops reading never stalls the daemon. At most BACKLOG_LIMIT entries
+wait per log; the newest beyond are dropped, and a WARNING `N entries dropped: PATH was
+full` says how many once there is room (or when the log is closed: a reload gives what
+waits what fits at once, the exit up to FLUSH_ON_CLOSE seconds for every log together).
 """
 
 from __future__ import annotations
@@ -13,10 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pyxinetd.backlog import BACKLOG_LIMIT
 from pyxinetd.config.model import FileTarget, LogTarget, ServiceConfig, SyslogTarget
 from pyxinetd.files import open_for_append, through_stderr
 from pyxinetd.log import (FACILITIES, SEVERITIES, Level, ProgramLog, SyslogSender,
                           file_timestamp, strerror)
+from pyxinetd.logstream import LogStream
+from pyxinetd.loop import Loop
 
 
 # -- entries ---------------------------------------------------------------
@@ -119,6 +130,7 @@ class _LogFile:
     label: str
     warned: bool = False            # the soft-limit message was written
     closed_for_good: bool = False
+    stream: LogStream | None = None     # a FIFO's entries, written without waiting
 
 
 class ServiceLogs:
@@ -129,13 +141,23 @@ class ServiceLogs:
     own log, with their own limits and their own id in the messages about them."""
 
     def __init__(self, program: ProgramLog, syslog: SyslogSender,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 backlog_limit: int = BACKLOG_LIMIT) -> None:
         self._program = program
         self._syslog = syslog
         self._clock = clock
+        self._backlog_limit = backlog_limit
+        self._loop: Loop | None = None
         self._files: dict[tuple[str, str], _LogFile] = {}
         # The shared log of `defaults` could not be created (until the next reload).
         self._common_failed = False
+
+    def attach(self, loop: Loop) -> None:
+        """Write the entries a FIFO had no room for from `loop`, as it has room."""
+        self._loop = loop
+        for log in self._files.values():
+            if log.stream is not None:
+                log.stream.attach(loop)
 
     def write(self, service: ServiceConfig, entry: str | None) -> None:
         target: LogTarget | None = service.log_type
@@ -178,12 +200,22 @@ class ServiceLogs:
             self._program.error("log_open", f"Cannot open {target.path}: {strerror(err)}")
             return None
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            # A FIFO (or a terminal) whose reader stops reading would block the loop,
-            # and every service with it: an entry that does not fit is lost and reported
-            # (entries are under PIPE_BUF, so a pipe takes each whole or not at all).
-            os.set_blocking(fd, False)
         log = _LogFile(fd, info.st_size, target.soft_limit, target.hard_limit, label)
+        if stat.S_ISFIFO(info.st_mode):
+            # A blocking write would stall the loop, and every service, while the reader
+            # does not read: entries with no room wait (module docstring).
+            path = target.path
+            log.stream = LogStream(
+                fd, owned=True, limit=self._backlog_limit,
+                dropped_message=lambda count: self._report_dropped(path, count),
+                write_failed=lambda err: self._program.error(
+                    "log_write", f"Error writing {path}: {strerror(err)}"))
+            if self._loop is not None:
+                log.stream.attach(self._loop)
+        elif not stat.S_ISREG(info.st_mode):
+            # A device (a terminal) the loop must not wait for either: an entry it has no
+            # room for is lost, and reported.
+            os.set_blocking(fd, False)
         self._files[(target.path, label)] = log
         if log.soft_limit is not None and log.size > log.soft_limit:
             # Already past a limit (not rotated since): say so; past the hard one,
@@ -202,6 +234,9 @@ class ServiceLogs:
             self._program.error("log_write", f"Error in {log.label} log: size limit reached")
             return
         data = f"{file_timestamp(self._clock())}: {entry}\n".encode(errors="replace")
+        if log.stream is not None:
+            log.stream.write_line(data)     # no size limits: a pipe has no size
+            return
         try:
             log.size += os.write(log.fd, data)
         except OSError as err:
@@ -214,6 +249,8 @@ class ServiceLogs:
         """The manual's two limits (reference §5.4), against the file's size after a
         line: a message at ALERT the first time the soft limit is exceeded (xinetd 2.3.15.3 never writes it), then, past the
         hard limit, the line is finished and the log closed until the next reload."""
+        if log.stream is not None:
+            return
         try:
             # The file's real size: other services may write to it too, and a rotation
             # may have truncated it since it was opened.
@@ -234,9 +271,20 @@ class ServiceLogs:
     def fds(self) -> list[int]:
         return [f.fd for f in self._files.values() if not f.closed_for_good]
 
-    def close(self) -> None:
-        for log in self._files.values():
-            if not log.closed_for_good:
+    def _report_dropped(self, path: str, count: int) -> None:
+        self._program.warning("log_write", f"{count} entries dropped: {path} was full")
+
+    def close(self, flush_for: float = 0.0) -> None:
+        """Close every log (a reload opens them again). Entries waiting for a FIFO's
+        reader get `flush_for` seconds in all (0: what fits at once, the loop goes on;
+        the exit gives FLUSH_ON_CLOSE); the rest are counted as dropped."""
+        deadline = time.monotonic() + flush_for
+        for (path, _), log in self._files.items():
+            if log.stream is not None:
+                forgotten = log.stream.close(max(0.0, deadline - time.monotonic()))
+                if forgotten:
+                    self._report_dropped(path, forgotten)
+            elif not log.closed_for_good:
                 os.close(log.fd)
         self._files.clear()
         self._common_failed = False

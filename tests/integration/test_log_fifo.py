@@ -1,8 +1,9 @@
 """A service log that is a FIFO whose reader stops reading: the daemon keeps serving.
 
 xinetd writes its logs blocking, so once the pipe is full it waits for the reader and
-serves nobody (every service) until it reads again; pyxinetd writes to a log that is not
-a regular file without waiting: an entry that does not fit is lost and reported."""
+serves nobody (every service) until it reads again; pyxinetd writes to a FIFO without
+waiting: an entry that does not fit waits in the daemon and is written, whole and in
+order, once the reader reads again."""
 
 from __future__ import annotations
 
@@ -40,26 +41,32 @@ def test_a_fifo_log_whose_reader_stops_reading_never_stops_the_daemon(
         daemon = daemons.start_config(
             service("piped", logged, f"\tlog_type = FILE {fifo}\n", f"\tid = {LONG_ID}\n")
             + service("other", other, ""))
-        for _ in range(6):      # 12 entries of about 1 KiB: 3 fit
+        for _ in range(6):      # 12 entries of about 1 KiB: 3 fit, the others wait
             assert ask(logged) == b"hi\n"
         assert ask(other) == b"hi\n"
-        daemon.wait_for_log(rf"ERROR: Error writing {fifo}: Resource temporarily unavailable")
-        # The reader reads again: the next entries are written.
+        # The reader reads again: every entry comes, whole and in order.
         got = b""
-        while True:
-            try:
-                chunk = os.read(reader, 65536)
-            except BlockingIOError:
-                break
-            got += chunk
-        assert 3 <= got.count(b"\n") < 12
-        assert ask(logged) == b"hi\n"
 
-        def written() -> bool:
+        def everything() -> bool:
+            nonlocal got
             try:
-                return os.read(reader, 65536).count(f"EXIT: {LONG_ID}".encode()) > 0
+                got += os.read(reader, 65536)
             except BlockingIOError:
-                return False
-        wait_until(written, 10.0, what="an entry after the reader read again")
+                pass
+            return got.count(b"\n") >= 12
+        wait_until(everything, 10.0, what="the 12 entries once the reader read again")
+        entries = [line.split(b": ", 1)[1] for line in got.splitlines()]
+        assert len(entries) == 12
+        # Each line whole; each server's EXIT after its START (servers may overlap).
+        # Each entry whole (cut at 1024 bytes, as xinetd cuts it), none before the
+        # START of its server (servers may overlap).
+        assert all(len(entry) == 1024 for entry in entries)
+        kinds = [entry.split(b" ", 1)[0] for entry in entries]
+        assert all(entry.startswith(f"{kind.decode()} {LONG_ID} ".encode())
+                   for kind, entry in zip(kinds, entries))
+        assert kinds.count(b"START:") == kinds.count(b"EXIT:") == 6
+        assert all(kinds[:n].count(b"START:") >= kinds[:n].count(b"EXIT:")
+                   for n in range(13))
+        assert "Error writing" not in daemon.log()
     finally:
         os.close(reader)
