@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TypeVar, cast
 
 from pyxinetd.config.attributes import COPIED_AT_PARSE, Applier, Draft
+from pyxinetd.config.ceilings import Ceilings
 from pyxinetd.config.diagnostics import Diagnostic, DiagnosticSink
 from pyxinetd.config.grammar import parse_text
 from pyxinetd.config.rawentries import RawEntry, RawInclude
@@ -208,7 +209,7 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     enabled = defaults.values.get("enabled")
     disabled = defaults.values.get("disabled") or frozenset()
     ctx = FillContext(defaults, lookups, env, sink,
-                      tuple(f"{k}={v}" for k, v in env.items()))
+                      tuple(f"{k}={v}" for k, v in env.items()), Ceilings.of_this_process())
     built: list[ServiceConfig] = []
     takes_defaults_env = False
     for draft in reader.services:

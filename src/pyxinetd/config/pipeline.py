@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar, cast
 
 from pyxinetd.config.attributes import Draft
+from pyxinetd.config.ceilings import Ceilings, warn_unreachable_limits
 from pyxinetd.config.checks import DISABLING, ServiceRejected, check_service, rejection_line
 from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.lookups import Lookups
@@ -37,6 +38,8 @@ class FillContext:
     # The start-up environment as NAME=value strings, shared by every service that
     # passes all of it (a thousand copies would cost megabytes for nothing).
     full_environment: tuple[str, ...]
+    # The limits a server can be given (read once per load).
+    ceilings: Ceilings
 
 
 def _get(draft: Draft, name: str, kind: type[T]) -> T | None:
@@ -167,6 +170,9 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         as_=_get(draft, "rlimit_as", int), cpu=_get(draft, "rlimit_cpu", int),
         data=_get(draft, "rlimit_data", int), rss=_get(draft, "rlimit_rss", int),
         stack=_get(draft, "rlimit_stack", int), files=_get(draft, "rlimit_files", int))
+    if external:
+        # Only a server is given the limits (and fails every start on one it cannot have).
+        warn_unreachable_limits(sid, server, rlimits, draft.own, ctx.ceilings, sink, where)
     return ServiceConfig(
         name=name, id=sid, origin=Origin(draft.file, draft.line), types=types,
         flags=frozenset(flags), socket_type=socket_type, protocol=protocol,
