@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pyxinetd.config.diagnostics import DiagnosticSink
-from pyxinetd.config.grammar import grammar, parse_text
+from pyxinetd.config.grammar import parse_text
+from pyxinetd.config.linesyntax import grammar
 from pyxinetd.config.rawentries import RawEntry, RawInclude
 from tests.unit.config_kit import dropped_reasons, errors, load_text, service_block, warnings
 

@@ -20,7 +20,7 @@ from pyxinetd.config import netvalues as nv
 from pyxinetd.config import values as v
 from pyxinetd.config.addresses import same_address
 from pyxinetd.config.diagnostics import DiagnosticSink, did_you_mean
-from pyxinetd.config.grammar import shown_name
+from pyxinetd.config.linesyntax import shown_name
 from pyxinetd.config.rawentries import RawAttribute, RawEntry
 from pyxinetd.config.model import AddressEntry
 

@@ -1,166 +1,33 @@
-"""Syntax of xinetd configuration files: text in, raw entries with file/line out.
+"""The grammar of xinetd configuration files: text in, raw entries with file/line out.
 
 The language is line-oriented (xinetd reads it line by line and decides what a line
-is from its first token), so the grammar is a set of pyparsing productions for one
-line each, driven by a small state machine over the lines of a file. No meaning is
-given to attribute names or values here: that is the attribute table's job
-(attributes.py). docs/grammar.md holds the BNF and must be kept in step.
-
-Speed: pyparsing's per-call cost dominates (tens of microseconds per line), and real
-configuration files repeat the same lines over and over ("wait = no", "user = root"),
-so parsed attribute lines are memoised per process. The productions are built once,
-on first use, never at import time.
+is from its first token). The syntax of one line, its pyparsing productions and
+helpers, is in linesyntax.py; this module holds the small state machine that walks
+the lines of a file, knows where the reader is (between entries, waiting for `{`,
+inside a block, skipping after an error) and reports what is wrong with file:line.
+No meaning is given to attribute names or values here: that is the attribute table's
+job (attributes.py). docs/grammar.md holds the BNF and must be kept in step.
 """
 
 from __future__ import annotations
 
 import enum
-import functools
-import re
-from dataclasses import dataclass
-
-import pyparsing as pp
 
 from pyxinetd.config.diagnostics import DiagnosticSink
+from pyxinetd.config.linesyntax import (
+    BLANKS,
+    SPACES,
+    XINETD_LINE_BYTES,
+    brace_line,
+    disable_value,
+    first_word,
+    is_header,
+    name_runs_on,
+    parse_attribute,
+    parse_header,
+    shown_name,
+)
 from pyxinetd.config.rawentries import IncludeKind, RawAttribute, RawEntry, RawInclude, RawItem
-
-# Tokens are separated by blanks and tabs only (any other byte, \r included, stays in
-# the token), exactly as xinetd splits its lines.
-BLANKS = " \t"
-# What xinetd's isspace() (C locale) skips around a line and a brace: ASCII only. Python's
-# str.strip() also strips NO-BREAK SPACE, U+2028 and \x1c-\x1f, which xinetd reads as
-# text: a line of them is not blank, and `{` followed by one is not a brace line.
-SPACES = " \t\n\v\f\r"
-_VALUE_RE = re.compile(r"[^ \t]+")
-_HEADER_WORDS = ("service", "defaults", "include", "includedir")
-# xinetd 2.3.15.3 reads a line through a 16 KiB buffer: a longer line (a little less,
-# depending on where it sits in the file) is cut in two, and its second half is read as
-# an attribute line of its own. pyxinetd reads lines of any length and says so from here.
-XINETD_LINE_BYTES = 16 * 1024 - 256
-
-
-@dataclass(frozen=True)
-class Grammar:
-    """The line productions, built once per process by `grammar()`."""
-
-    header: pp.ParserElement
-    attribute: pp.ParserElement
-
-
-@functools.cache
-def grammar() -> Grammar:
-    """Build the pyparsing productions (whitespace set per element, never globally)."""
-    header = pp.Regex(
-        r"[ \t]*(?P<keyword>(?i:includedir|include|service|defaults))"
-        r"(?=[ \t]|$)[ \t]*(?P<args>.*)"
-    ).set_name("entry header")
-    header.leave_whitespace()
-    attribute = pp.Regex(
-        # The name may be empty (a line starting with '='): the line is then an error
-        # to report, never a parse failure.
-        r"[ \t]*(?P<name>[^ \t=]+?|)(?=[+-]?=|[ \t]|$)"
-        r"(?P<gap>[ \t]*)(?P<op>[+-]?=)?[ \t]*(?P<rest>.*)"
-    ).set_name("attribute line")
-    attribute.leave_whitespace()
-    for element in (header, attribute):
-        element.parse_with_tabs()
-    return Grammar(header=header, attribute=attribute)
-
-
-@dataclass(frozen=True, slots=True)
-class _AttrTokens:
-    name: str
-    gap: bool
-    op: str | None
-    values: tuple[str, ...]
-
-
-@functools.lru_cache(maxsize=8192)
-def _parse_attribute(text: str) -> _AttrTokens:
-    result = grammar().attribute.parse_string(text)
-    return _AttrTokens(
-        name=str(result["name"]), gap=bool(_group(result, "gap")), op=_group(result, "op"),
-        values=tuple(_VALUE_RE.findall(_group(result, "rest") or "")),
-    )
-
-
-def _group(result: pp.ParseResults, name: str) -> str | None:
-    """A named group of a Regex production, None when it did not take part."""
-    if name not in result:
-        return None
-    value = result[name]
-    return None if value is None else str(value)
-
-
-def _parse_header(text: str) -> tuple[str, tuple[str, ...]] | None:
-    try:
-        result = grammar().header.parse_string(text)
-    except pp.ParseException:
-        return None
-    keyword = str(result["keyword"]).lower()
-    return keyword, tuple(_VALUE_RE.findall(_group(result, "args") or ""))
-
-
-def _brace(stripped: str) -> tuple[str, bool] | None:
-    """('{' or '}', has_trailing_comment) for a brace line, else None."""
-    if not stripped or stripped[0] not in "{}":
-        return None
-    rest = stripped[1:].strip(SPACES)
-    if not rest:
-        return stripped[0], False
-    if rest.startswith("#"):
-        return stripped[0], True
-    return None
-
-
-def _first_word(stripped: str) -> str:
-    """The first token of a stripped line (tokens end at a blank or a tab only)."""
-    found = _VALUE_RE.match(stripped)
-    return found.group() if found else ""
-
-
-def shown_name(name: str) -> str:
-    """A name as a message shows it: quoted when it holds invisible characters."""
-    return name if name.isprintable() else repr(name)
-
-
-def _disable_value(raw: RawAttribute) -> str | None:
-    """'yes' or 'no' for a line that sets `disable`, else None."""
-    if raw.name.lower() != "disable" or raw.op != "=" or len(raw.values) != 1:
-        return None
-    value = raw.values[0].lower()
-    return value if value in ("yes", "no") else None
-
-
-def _is_header(stripped: str) -> bool:
-    word = _first_word(stripped).lower()
-    return word in _HEADER_WORDS
-
-
-def _name_runs_on(following: list[str]) -> tuple[str, int | None]:
-    """How xinetd 2.3.15.3 reads a line that is a lone attribute name: (its words, the
-    index in `following` of a line it then never reads, if any).
-
-    xinetd's scan of the name stops only at a blank or an '=', not at the end of the
-    line: it runs on into the following lines (their newlines count as blanks) and ends
-    that text where it stops. A '=' there gives `needs a space before operator`; after
-    a blank, only blanks to the end of the file give `Nothing after attribute`, anything
-    else `Bad operator`. The text cut there costs one line: an indented line is emptied,
-    and a newline lost merges the line after it into its line.
-    """
-    for index, text in enumerate(following):
-        for col, char in enumerate(text + "\n"):
-            if char == "=":
-                return "Attribute {} needs a space before operator", None
-            if char not in SPACES:
-                continue
-            rest = "\n".join([text[col + 1:], *following[index + 1:]])
-            words = ("Nothing after attribute: {}" if not rest.strip(SPACES)
-                     else "Bad operator for attribute: {}")
-            if col == len(text):
-                return words, index + 1
-            return words, index if col == 0 else None
-    return "Nothing after attribute: {}", None
 
 
 class _State(enum.Enum):
@@ -185,7 +52,7 @@ class _FileParser:
         self.entry: RawEntry | None = None
         self.seen_defaults = False
         self.lines: list[str] = []
-        # Line numbers xinetd never reads, having run into them (see _name_runs_on).
+        # Line numbers xinetd never reads, having run into them (see linesyntax.name_runs_on).
         self.unread: set[int] = set()
 
     def run(self, text: str) -> list[RawItem]:
@@ -236,16 +103,16 @@ class _FileParser:
             self._skip(line, stripped, number)
 
     def _top(self, line: str, stripped: str, number: int) -> None:
-        header = _parse_header(line)
+        header = parse_header(line)
         if header is None:
-            brace = _brace(stripped)
+            brace = brace_line(stripped)
             if brace is not None and brace[0] == "}":
                 self.sink.warning(self.file, number,
                                   "missing service keyword (stray '}' outside any entry; ignored)")
                 return
             self.sink.error(self.file, number, (
                 "missing service keyword (expected 'service NAME', 'defaults', 'include FILE' "
-                f"or 'includedir DIR', found {_first_word(stripped)!r}; lines up to the next "
+                f"or 'includedir DIR', found {first_word(stripped)!r}; lines up to the next "
                 "lone '}' are skipped)"))
             self.state = _State.SKIP
             return
@@ -285,7 +152,7 @@ class _FileParser:
     def _open(self, line: str, stripped: str, number: int) -> None:
         entry = self.entry
         assert entry is not None
-        brace = _brace(stripped)
+        brace = brace_line(stripped)
         if brace is not None and brace[0] == "{":
             if brace[1]:
                 self.sink.warning(self.file, number,
@@ -295,14 +162,14 @@ class _FileParser:
         self._break(entry, number, f"Service {entry.name}: missing '{{' (on the line after "
                                    f"{self._title(entry)}", close=True)
         self.state = _State.SKIP   # xinetd skips here for defaults too
-        if _is_header(stripped):
+        if is_header(stripped):
             self.state = _State.TOP
             self._top(line, stripped, number)
 
     def _body(self, line: str, stripped: str, number: int) -> None:
         entry = self.entry
         assert entry is not None
-        brace = _brace(stripped)
+        brace = brace_line(stripped)
         if brace is not None and brace[0] == "}":
             if brace[1]:
                 self.sink.warning(self.file, number, (
@@ -310,10 +177,10 @@ class _FileParser:
                     "would not, and would swallow the next entry)"))
             self._close(entry)
             return
-        word = _first_word(stripped).lower()
-        if word in ("service", "defaults") and _parse_header(line) is not None:
+        word = first_word(stripped).lower()
+        if word in ("service", "defaults") and parse_header(line) is not None:
             self._break(entry, number, (
-                f"Bad operator for attribute: {_first_word(stripped)} (missing '}}' before this "
+                f"Bad operator for attribute: {first_word(stripped)} (missing '}}' before this "
                 f"line: {self._title(entry)} is incomplete"), close=True)
             self.state = _State.TOP
             self._top(line, stripped, number)
@@ -325,10 +192,10 @@ class _FileParser:
         skips them (nothing in them is reported: the service is off anyway)."""
         entry = self.entry
         assert entry is not None
-        brace = _brace(stripped)
+        brace = brace_line(stripped)
         if brace is not None and brace[0] == "}":
             self._close(entry)
-        elif _is_header(stripped) and _parse_header(line) is not None:
+        elif is_header(stripped) and parse_header(line) is not None:
             self.sink.warning(self.file, number, f"missing '}}' before this line: the disabled "
                                                  f"{self._title(entry)} ends here")
             self._close(entry)
@@ -338,11 +205,11 @@ class _FileParser:
         """The first line after a syntax error in `defaults`, read between entries."""
         if number in self.unread:
             return
-        if _is_header(stripped) and _parse_header(line) is not None:
+        if is_header(stripped) and parse_header(line) is not None:
             self.state = _State.TOP
             self._top(line, stripped, number)
             return
-        brace = _brace(stripped)
+        brace = brace_line(stripped)
         if brace is not None and brace[0] == "}":
             # Skipping from here would drop the next entry, as xinetd does.
             self.sink.error(self.file, number, (
@@ -352,23 +219,23 @@ class _FileParser:
             self.state = _State.TOP
             return
         self.sink.error(self.file, number, (
-            f"missing service keyword (found {_first_word(stripped)!r} after the syntax "
+            f"missing service keyword (found {first_word(stripped)!r} after the syntax "
             "error that ended the defaults entry; lines up to the next lone '}' are "
             "skipped)"))
         self.state = _State.SKIP
 
     def _skip(self, line: str, stripped: str, number: int) -> None:
-        brace = _brace(stripped)
+        brace = brace_line(stripped)
         if brace is not None and brace[0] == "}":
             self.state = _State.TOP
-        elif _is_header(stripped) and _parse_header(line) is not None:
+        elif is_header(stripped) and parse_header(line) is not None:
             self.state = _State.TOP
             self._top(line, stripped, number)
 
     # -- attribute lines -----------------------------------------------------------
 
     def _attribute(self, entry: RawEntry, line: str, number: int) -> None:
-        tokens = _parse_attribute(line)
+        tokens = parse_attribute(line)
         col = len(line) - len(line.lstrip(BLANKS)) + 1
         if not tokens.name:
             self._break(entry, number, f"Attribute  needs a space before operator (attribute "
@@ -382,8 +249,8 @@ class _FileParser:
             else:
                 words = "Nothing after attribute: {}"
                 if self.lines[number - 1][-1:] not in SPACES:
-                    # No blank after the name: xinetd reads on (see _name_runs_on).
-                    words, lost = _name_runs_on(self.lines[number:])
+                    # No blank after the name: xinetd reads on (see linesyntax.name_runs_on).
+                    words, lost = name_runs_on(self.lines[number:])
                     if lost is not None:
                         self.unread.add(number + 1 + lost)
                 problem = words.format(tokens.name) + (
@@ -411,8 +278,8 @@ class _FileParser:
                 break
         raw = RawAttribute(tokens.name, tokens.op, values, self.file, number, col)
         # Only the first valid `disable` line counts (a repeated one is ignored).
-        if (entry.kind == "service" and _disable_value(raw) == "yes"
-                and not any(_disable_value(a) for a in entry.attrs)):
+        if (entry.kind == "service" and disable_value(raw) == "yes"
+                and not any(disable_value(a) for a in entry.attrs)):
             self.state = _State.DISABLED
         entry.attrs.append(raw)
 
