@@ -106,3 +106,16 @@ def test_same_address() -> None:
     h2 = parse_address("host.EXAMPLE", NETS).entries[0]
     assert same_address(a, b) and not same_address(a, c) and same_address(h1, h2)
     assert not same_address(a, h1)
+
+
+def test_dotted_netmask_is_read_as_xinetd_reads_it_with_a_warning_naming_the_prefix() -> None:
+    parsed = parse_address("127.0.0.0/255.0.0.0", NETS)
+    assert [str(e.network) for e in parsed.entries] == ["127.0.0.0/32"]
+    assert parsed.warning is not None
+    assert "dotted netmask" in parsed.warning and "write 127.0.0.0/8" in parsed.warning
+
+
+def test_junk_and_too_long_prefix_are_both_reported() -> None:
+    parsed = parse_address("::1/200x", NETS)
+    assert parsed.warning is not None
+    assert "'x' after the prefix length" in parsed.warning and "/128" in parsed.warning

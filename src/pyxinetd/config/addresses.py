@@ -92,27 +92,50 @@ def _cidr(token: str) -> tuple[AddressEntry | None, str | None]:
     bits = decimal(length.group(1)) if length else None
     if length is None or bits is None:
         return None, None
-    warning = None
+    # Both remarks may apply (`127.0.0.0/255.0.0.0`): neither may hide the other.
+    remarks = []
     if length.end() < len(bits_text):
-        warning = (f"{token}: {bits_text[length.end():]!r} after the prefix length is "
-                   "ignored, as xinetd ignores it")
+        remarks.append(f"{bits_text[length.end():]!r} after the prefix length is ignored, "
+                       "as xinetd ignores it")
     if ":" in address_text:
         try:
             address6 = ipaddress.IPv6Address(address_text)
         except ValueError:
             return None, None
         if bits > 128:
-            warning = f"{token}: a prefix longer than 128 bits is taken as /128"
+            remarks.append("a prefix longer than 128 bits is taken as /128")
             bits = 128
         net6 = ipaddress.IPv6Network((address6, bits), strict=False)
-        return AddressEntry(token, "cidr", net6), warning
+        return AddressEntry(token, "cidr", net6), _remark(token, remarks)
     address = _ipv4_numeric(address_text)
     if address is None:
         return None, None
     if bits > 32:
-        warning = f"{token}: a prefix longer than 32 bits is taken as /32"
+        remarks.append("a prefix longer than 32 bits is taken as /32")
         bits = 32
-    return AddressEntry(token, "cidr", ipaddress.IPv4Network((address, bits), strict=False)), warning
+    network = ipaddress.IPv4Network((address, bits), strict=False)
+    mask = _dotted_netmask(bits_text)
+    if mask is not None:
+        # xinetd has no netmask form and reads its first number as the length: say
+        # what the entry matches and how to write what was meant.
+        remarks = [f"a dotted netmask is not understood (as in xinetd, the length is "
+                   f"read as {bits_text[:length.end()]} and the rest ignored): the entry "
+                   f"matches {network}; write {address_text}/{mask} for the network"]
+    return AddressEntry(token, "cidr", network), _remark(token, remarks)
+
+
+def _remark(token: str, remarks: list[str]) -> str | None:
+    return f"{token}: {'; '.join(remarks)}" if remarks else None
+
+
+def _dotted_netmask(text: str) -> int | None:
+    """The prefix length of `text` if it is a dotted IPv4 netmask (255.0.0.0), else None."""
+    if text.count(".") != 3:
+        return None
+    try:
+        return ipaddress.IPv4Network(f"0.0.0.0/{text}").prefixlen
+    except ValueError:
+        return None
 
 
 def _factorized(token: str) -> tuple[AddressEntry, ...] | None:
