@@ -12,9 +12,9 @@ FAIL lines must be the same, except for the deviations docs/compatibility.md lis
 - only_from + no_access: the more specific match wins (xinetd refuses whenever both
   match, with its `match equally` ERROR line; reference §3.3, §8.2);
 - IPv6 `/128` entries match their host (xinetd: never; reference §3.1, §8.2);
-- an IPv4 client of a dual-stack service is looked up by its IPv4 address for name
-  entries (xinetd asks for the name of ::ffff:a.b.c.d, which /etc/hosts does not
-  answer, so its name entries never match mapped clients).
+- an IPv4 client of a dual-stack service is looked up by its IPv4 address for host
+  and `.domain` entries (xinetd asks for the name of ::ffff:a.b.c.d, which /etc/hosts
+  does not answer, so its name entries never match mapped clients).
 """
 
 from __future__ import annotations
@@ -60,6 +60,13 @@ FORMS = (
     ("zero", "only_from = 0.0.0.0"),
     ("netmask", "only_from = 127.0.0.0/255.0.0.0"),
     ("denylist", "no_access = 127.0.0.1 127.255.255.254"),
+    ("domain", "only_from = .example.com"),
+    ("factordeny", "no_access = 127.0.0.{1,2}"),
+    ("mapped128", "only_from = ::ffff:127.0.0.2/128"),
+    ("anyhost0", "only_from = 127.0.0.1/0"),
+    ("v6mapped96", "no_access = ::ffff:0.0.0.0/96"),
+    ("plusdeny", "only_from = 127.1.2.3\n    only_from += 127.0.0.2\n"
+                 "    no_access += 127.0.0.2"),
 )
 SOURCES4 = ("127.0.0.1", "127.0.0.2", "127.1.2.3", "127.255.255.254")
 SOURCES6 = ("::1", "::ffff:127.0.0.2")
@@ -71,12 +78,15 @@ DEVIATIONS = {
     ("bothspec-4", "127.0.0.1"): ("", "bothspec-4\n"),
     # IPv6 /128 entries match their host.
     ("v6128", "::1"): ("", "v6128\n"),
+    ("mapped128", "127.0.0.2"): ("", "mapped128\n"),
+    ("mapped128", "::ffff:127.0.0.2"): ("", "mapped128\n"),
     # Mapped clients are looked up by their IPv4 address.
     ("names", "127.0.0.2"): ("", "names\n"),
     ("names", "127.1.2.3"): ("", "names\n"),
     ("names", "::ffff:127.0.0.2"): ("", "names\n"),
     ("namedeny", "127.0.0.1"): ("namedeny\n", ""),
     ("namedeny", "127.255.255.254"): ("namedeny\n", ""),
+    ("domain", "127.1.2.3"): ("", "domain\n"),
 }
 # `match equally` lines xinetd writes where one list is more specific: pyxinetd then
 # follows that list silently (bothwide's no_access names a /32 inside only_from's /8).
