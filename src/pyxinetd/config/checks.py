@@ -7,9 +7,13 @@ both daemons' logs sees the same lines in the same order only if pyxinetd keeps 
    and protocol inferred from each other, then the port of a service that names none;
 2. check: INTERCEPT, the builtin of an INTERNAL service, LABELED, TCPMUX, the
    /etc/rpc or /etc/services entry, redirect, TRAFFIC, NAMEINARGS;
-3. the required attributes, announced by the INFO line of `flags = IPv4 IPv6`: every
-   missing one is named, in xinetd's order (wait, socket_type, protocol, user, server,
-   rpc_version, port, rpc_number).
+3. the required attributes: every missing one is named, in xinetd's order (wait,
+   socket_type, protocol, user, server, rpc_version, port, rpc_number).
+
+xinetd checks that a service is unique (pyxinetd.config.duplicates) before it logs the
+INFO line of `flags = IPv4 IPv6` and the required attributes: a service failing from
+stage 3 on logs that line first, one that passes gets it from the loader once it proved
+unique, and a duplicate never does.
 
 The first failing stage ends the service, as in xinetd. pyxinetd's own checks (a
 protocol that cannot carry the socket type, which xinetd only finds when it creates the
@@ -66,6 +70,13 @@ class Checked:
     port: int | None
     rpc_number: int | None
     flags: frozenset[str]
+
+
+def fallback_notice(name: str, flags: frozenset[str] | set[str]) -> str | None:
+    """xinetd's INFO line for a service with both family flags (IPv6 is used)."""
+    if "IPv4" in flags and "IPv6" in flags:
+        return f"Service {name} will use IPv6 or fallback to IPv4"
+    return None
 
 
 def _get(draft: Draft, name: str, kind: type[T]) -> T | None:
@@ -194,8 +205,13 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
                               "builtin takes no arguments)")
 
     # -- 3. required attributes (reference §2.4) -------------------------------------
-    if "IPv4" in flags and "IPv6" in flags:
-        sink.info(*where, f"Service {name} will use IPv6 or fallback to IPv4")
+    notice = fallback_notice(name, flags)
+
+    def rejected(*reasons: str) -> ServiceRejected:
+        if notice is not None:
+            sink.info(*where, notice)
+        return ServiceRejected(*reasons)
+
     present = {"wait": wait is not None, "socket_type": socket_type is not None,
                "protocol": protocol is not None, "user": "user" in draft.values,
                "server": server is not None or redirect is not None,
@@ -212,20 +228,19 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
             required.add("rpc_number")
     missing = [a for a in _REQUIRED_ORDER if a in required and not present[a]]
     if missing:
-        raise ServiceRejected(*(f"Service {sid} missing attribute {a}{DISABLING}"
-                                for a in missing))
+        raise rejected(*(f"Service {sid} missing attribute {a}{DISABLING}" for a in missing))
 
     # -- pyxinetd's own checks, for what xinetd lets through -----------------------------
     assert socket_type is not None and wait is not None
     if protocol is None or protocol_number is None:
-        raise ServiceRejected(f"Service {sid} missing attribute protocol{DISABLING} (cannot be "
-                              f"inferred from socket_type {socket_type.value})")
+        raise rejected(f"Service {sid} missing attribute protocol{DISABLING} (cannot be "
+                       f"inferred from socket_type {socket_type.value})")
     carried = _CARRIES.get(protocol)
     if carried is not None and socket_type not in (carried, SocketType.RAW):
         # xinetd takes the pair and fails to create the socket at start ("Protocol not
         # supported"); said here, with the file and line, it is also caught by `check`.
-        raise ServiceRejected(f"service {sid}: protocol {protocol} does not carry socket_type "
-                              f"{socket_type.value} (it takes {carried.value} or raw)")
+        raise rejected(f"service {sid}: protocol {protocol} does not carry socket_type "
+                       f"{socket_type.value} (it takes {carried.value} or raw)")
     return Checked(socket_type, protocol, protocol_number, None if tcpmux else port,
                    rpc_number if rpc else None, frozenset(flags))
 

@@ -1,7 +1,8 @@
 """Services that would listen on the same socket: the first one read is kept.
 
-Run after every service was built (pyxinetd.config.pipeline), over the whole list, in
-the order xinetd reads the files. Two services clash when they share protocol and port
+Each service is offered to a SocketTable as soon as it was built
+(pyxinetd.config.pipeline), in the order xinetd reads the files, as xinetd checks each
+one against those kept before it before logging anything more about it. Two services clash when they share protocol and port
 (RPC services: protocol, program number and an overlapping version range) and their
 sockets cannot coexist: both bound to the same address of the same family, or one of
 them bound to no particular address, on the same family or as a dual-stack IPv6
@@ -42,23 +43,22 @@ def _socket_key(service: ServiceConfig) -> tuple[str, int | None, int | None]:
     return service.protocol, service.port, None
 
 
-def find_duplicates(services: list[ServiceConfig], sink: DiagnosticSink
-                    ) -> tuple[list[ServiceConfig], list[tuple[ServiceConfig, str]]]:
-    """Keep the first of any services that would listen on the same socket."""
-    kept: list[ServiceConfig] = []
-    dropped: list[tuple[ServiceConfig, str]] = []
-    by_key: dict[tuple[str, int | None, int | None], list[ServiceConfig]] = {}
-    for service in services:
+class SocketTable:
+    """The services kept so far, by the socket key they would listen under."""
+
+    def __init__(self, sink: DiagnosticSink) -> None:
+        self._sink = sink
+        self._by_key: dict[tuple[str, int | None, int | None], list[ServiceConfig]] = {}
+
+    def admit(self, service: ServiceConfig) -> str | None:
+        """Keep `service`, or log and return why it is dropped (an earlier one clashes)."""
         if service.is_tcpmux_client:
-            kept.append(service)
-            continue
-        key = _socket_key(service)
-        same_socket = by_key.setdefault(key, [])
+            return None
+        same_socket = self._by_key.setdefault(_socket_key(service), [])
         earlier = next((k for k in same_socket if _conflict(k, service)), None)
         if earlier is None:
-            kept.append(service)
             same_socket.append(service)
-            continue
+            return None
         same = earlier.id.lower() == service.id.lower()
         # xinetd's words ("its" included), then where the first one is.
         what = ("not unique or is a duplicate" if same else
@@ -67,9 +67,8 @@ def find_duplicates(services: list[ServiceConfig], sink: DiagnosticSink
                   f"port/protocol as {earlier.origin})")
         where = (service.origin.file, service.origin.line)
         if earlier.bind is not None:
-            sink.error(*where, reason)
+            self._sink.error(*where, reason)
         else:
-            sink.warning(*where, reason + " (xinetd 2.3.15.3 would keep both and fail to bind "
-                                          "the second)")
-        dropped.append((service, reason))
-    return kept, dropped
+            self._sink.warning(*where, reason + " (xinetd 2.3.15.3 would keep both and fail "
+                                                "to bind the second)")
+        return reason

@@ -25,7 +25,8 @@ from pyxinetd.config.lookups import Lookups
 from pyxinetd.config.model import (
     AddressEntry, Configuration, Defaults, DroppedEntry, LogTarget, ServiceConfig,
 )
-from pyxinetd.config.duplicates import find_duplicates
+from pyxinetd.config.duplicates import SocketTable
+from pyxinetd.config.checks import fallback_notice
 from pyxinetd.config.pipeline import FillContext, ServiceRejected, build_service, rejection_line
 from pyxinetd.config.netvalues import BindSpec
 from pyxinetd.config.values import ValueContext
@@ -210,7 +211,8 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     disabled = defaults.values.get("disabled") or frozenset()
     ctx = FillContext(defaults, lookups, env, sink,
                       tuple(f"{k}={v}" for k, v in env.items()), Ceilings.of_this_process())
-    built: list[ServiceConfig] = []
+    services: list[ServiceConfig] = []
+    sockets = SocketTable(sink)
     takes_defaults_env = False
     for draft in reader.services:
         sid = str(draft.values.get("id") or draft.name)
@@ -220,7 +222,7 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
             dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line, reason))
             continue
         try:
-            built.append(build_service(draft, ctx))
+            service = build_service(draft, ctx)
             # xinetd builds the defaults' environment for the first service without a
             # passenv of its own (its dump then shows it under `Service defaults`).
             takes_defaults_env = takes_defaults_env or "passenv" not in draft.own
@@ -229,10 +231,17 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
                 sink.error(draft.file, draft.line, rejection_line(reason))
             dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line,
                                         "; ".join(exc.reasons)))
-    services, duplicates = find_duplicates(built, sink)
-    for service, reason in duplicates:
-        dropped.append(DroppedEntry(service.name, service.id, service.origin.file,
-                                    service.origin.line, reason))
+            continue
+        duplicate = sockets.admit(service)
+        if duplicate is not None:
+            dropped.append(DroppedEntry(service.name, service.id, service.origin.file,
+                                        service.origin.line, duplicate))
+            continue
+        # xinetd announces the fallback only for a service that proved unique.
+        notice = fallback_notice(service.name, service.flags)
+        if notice is not None:
+            sink.info(service.origin.file, service.origin.line, notice)
+        services.append(service)
     _warn_shared_ids(services, sink, inetd_path if inetd_compat else None)
     model = _defaults_model(defaults)
     if model.passenv is not None and takes_defaults_env:

@@ -2,8 +2,8 @@
 
 Order as xinetd's (reference §1.7): whether the service can run at all, with xinetd's
 lines in xinetd's order (pyxinetd.config.checks), then the late defaults; any failure
-removes just that service, with a reason an administrator can act on. Duplicates across services are found afterwards
-(pyxinetd.config.duplicates).
+removes just that service, with a reason an administrator can act on. The loader then
+checks the built service against those kept before it (pyxinetd.config.duplicates).
 """
 
 from __future__ import annotations
