@@ -110,10 +110,28 @@ def fake_load(workdir: str, load: str) -> None:
     subprocess.run(["mount", "--bind", fake, "/proc/loadavg"], check=True)
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free for TCP and UDP on 127.0.0.1 and not handed out before by this
+    process: the kernel may give the same port to two bind(0) calls in a row, and a
+    scenario asking for several ports before starting its daemons would then configure
+    two services on one port (xinetd and pyxinetd then drop one as a duplicate)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if port in _GIVEN_PORTS:
+                continue
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                    u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN_PORTS.add(port)
+        return port
+    raise RuntimeError("no free port")
 
 
 def read(path: str) -> str:

@@ -63,10 +63,19 @@ def setup() -> None:
     overlay("/dev", 2)
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
 def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((PEER, 0))
-        return int(s.getsockname()[1])
+    """Not one handed out before: two bind(0) calls in a row may get the same port."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((PEER, 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN_PORTS:
+            _GIVEN_PORTS.add(port)
+            return port
+    raise RuntimeError("no free port")
 
 
 def ask(req: dict[str, str], port: int) -> str:
