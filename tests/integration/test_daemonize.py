@@ -108,16 +108,20 @@ def test_start_returns_once_serving_and_the_daemon_is_detached(detached: Detache
     assert tty_nr == 0
     for fd in (0, 1, 2):
         assert os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/null"
-    # The readiness pipe is closed once the daemon reported. (A descriptor listed may
-    # be closed before it is read: the daemon goes on working meanwhile.)
-    others = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        if int(fd) > 2:
-            try:
-                others.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
-            except FileNotFoundError:
-                pass
-    assert not [target for target in others if target.startswith("pipe:")], others
+    # The readiness pipe is closed once the daemon reported: right after writing its
+    # report, so possibly just after the start command returned.
+    def pipes() -> list[str]:
+        found = []
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            if int(fd) > 2:
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except FileNotFoundError:
+                    continue    # closed between the listing and the reading
+                if target.startswith("pipe:"):
+                    found.append(target)
+        return found
+    wait_until(lambda: not pipes(), 5, what="the readiness pipe to be closed")
     assert os.readlink(f"/proc/{pid}/cwd") == "/"
     status = Path(f"/proc/{pid}/status").read_text()
     assert "Umask:\t0027" in status
