@@ -283,14 +283,21 @@ def run_scenario(script: Path, workdir: Path | str, *daemon: str,
     return result
 
 
-def run_scenario_both(script: Path, root: Path, xinetd: str, *, mount: bool = False
-                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_scenario_both(script: Path, root: Path, xinetd: str, *, mount: bool = False,
+                      case: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(xinetd's result, pyxinetd's) for one scenario, each in its own folder under
-    `root`; `xinetd` is the real binary (tests.oracle.require_xinetd)."""
-    (root / "x").mkdir()
-    (root / "p").mkdir()
-    return (run_scenario(script, root / "x", xinetd, mount=mount),
-            run_scenario(script, root / "p", sys.executable, "-m", "pyxinetd", mount=mount))
+    `root`; `xinetd` is the real binary (tests.oracle.require_xinetd). With `case`, the
+    scenario gets that JSON-able description as `case.json` in its folder instead of
+    the folder itself."""
+    def argument(folder: Path) -> Path:
+        folder.mkdir()
+        if case is None:
+            return folder
+        (folder / "case.json").write_text(json.dumps(case))
+        return folder / "case.json"
+    return (run_scenario(script, argument(root / "x"), xinetd, mount=mount),
+            run_scenario(script, argument(root / "p"), sys.executable, "-m", "pyxinetd",
+                         mount=mount))
 
 
 def python_server(script: str, *args: str) -> dict[str, Any]:

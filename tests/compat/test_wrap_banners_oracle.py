@@ -15,14 +15,11 @@ an unknown `%` letter and an unreadable banner folder are warned about.
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon import HELPERS, namespace_problem, run_scenario
+from tests.daemon import HELPERS, namespace_problem, run_scenario_both
 from tests.oracle import require_xinetd
 
 SCENARIO = HELPERS / "wrap_scenario.py"
@@ -99,20 +96,11 @@ CASE = {
 }
 
 
-def run(workdir: Path, *daemon: str) -> dict[str, Any]:
-    case = workdir / "case.json"
-    case.write_text(json.dumps(CASE))
-    return run_scenario(SCENARIO, case, *daemon, mount=True)
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any]]:
     """(xinetd's result, pyxinetd's), one run each for the whole module."""
-    xinetd = require_xinetd()
-    root = tmp_path_factory.mktemp("wrap_banners")
-    (root / "x").mkdir()
-    (root / "p").mkdir()
-    return (run(root / "x", xinetd), run(root / "p", sys.executable, "-m", "pyxinetd"))
+    return run_scenario_both(SCENARIO, tmp_path_factory.mktemp("wrap_banners"), require_xinetd(),
+                             mount=True, case=CASE)
 
 
 def answers(result: dict[str, Any]) -> dict[str, str]:

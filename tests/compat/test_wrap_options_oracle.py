@@ -17,16 +17,13 @@ syslog (compared after moving them).
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon import HELPERS, namespace_problem, run_scenario
+from tests.daemon import HELPERS, namespace_problem, run_scenario_both
 from tests.oracle import require_xinetd
 
 SCENARIO = HELPERS / "wrap_scenario.py"
@@ -128,20 +125,11 @@ CASE = {
 }
 
 
-def run(workdir: Path, *daemon: str) -> dict[str, Any]:
-    case = workdir / "case.json"
-    case.write_text(json.dumps(CASE))
-    return run_scenario(SCENARIO, case, *daemon, mount=True)
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any]]:
     """(xinetd's result, pyxinetd's), one run each for the whole module."""
-    xinetd = require_xinetd()
-    root = tmp_path_factory.mktemp("wrap_options")
-    (root / "x").mkdir()
-    (root / "p").mkdir()
-    return (run(root / "x", xinetd), run(root / "p", sys.executable, "-m", "pyxinetd"))
+    return run_scenario_both(SCENARIO, tmp_path_factory.mktemp("wrap_options"), require_xinetd(),
+                             mount=True, case=CASE)
 
 
 def answer(result: dict[str, Any], port: str) -> str:
