@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from scenario_support import begin, free_port, read, running, wait_for
+from scenario_support import SyslogSink, begin, free_port, read, running, wait_for
 
 PEER = "127.0.0.1"
 LONG_ID = "L" * 1500
@@ -110,20 +110,8 @@ def main():
     run = begin()
     work = os.path.dirname(run.conf)
     overlay_dev()
-    if os.path.lexists("/dev/log"):
-        os.unlink("/dev/log")
-    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sink.bind("/dev/log")
-    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    sink.setblocking(False)
-    messages = []
-
-    def drain():
-        while True:
-            try:
-                messages.append(sink.recv(65536).decode(errors="replace"))
-            except BlockingIOError:
-                return
+    sink = SyslogSink()
+    messages, drain = sink.messages, sink.drain
 
     def path(name):
         return os.path.join(work, name)

@@ -110,6 +110,28 @@ def fake_load(workdir: str, load: str) -> None:
     subprocess.run(["mount", "--bind", fake, "/proc/loadavg"], check=True)
 
 
+class SyslogSink:
+    """A datagram socket at /dev/log (the scenario's own, in its mount namespace: the
+    caller has put a private /dev over the real one) collecting what the daemon sends
+    to syslog; `drain()` takes in what has arrived, `messages` holds it, in order."""
+
+    def __init__(self) -> None:
+        if os.path.lexists("/dev/log"):
+            os.unlink("/dev/log")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("/dev/log")
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.setblocking(False)
+        self.messages: list[str] = []
+
+    def drain(self) -> None:
+        while True:
+            try:
+                self.messages.append(self.sock.recv(65536).decode(errors="replace"))
+            except BlockingIOError:
+                return
+
+
 _GIVEN_PORTS: set[int] = set()
 
 

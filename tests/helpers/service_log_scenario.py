@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from scenario_support import begin, free_port, read, running
+from scenario_support import SyslogSink, begin, free_port, read, running
 
 PEER = "127.0.0.1"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -292,20 +292,8 @@ def main():
     subprocess.run(["mount", "--bind", fake, "/proc/loadavg"], check=True)
     with open("/etc/hosts.deny", "w") as f:
         f.write("".join(f"deniedwrap{n}: ALL\n" for n in range(4)))
-    if os.path.lexists("/dev/log"):
-        os.unlink("/dev/log")
-    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sink.bind("/dev/log")
-    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    sink.setblocking(False)
-    messages = []
-
-    def drain():
-        while True:
-            try:
-                messages.append(sink.recv(65536).decode(errors="replace"))
-            except BlockingIOError:
-                return
+    sink = SyslogSink()
+    messages, drain = sink.messages, sink.drain
 
     case_list = cases(workdir)
     with open(run.conf, "w") as f:
