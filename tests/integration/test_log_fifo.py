@@ -15,7 +15,9 @@ from tests.daemon import DaemonFactory, free_port, wait_until
 from tests.integration.test_dispatch import connect, read_all
 
 F_SETPIPE_SZ = 1031     # <fcntl.h>; Python 3.11's fcntl module names it on Linux only
-LONG_ID = "x" * 1000    # about 1 KiB an entry: a few fill the smallest pipe
+# About 1 KiB an entry, so a few fill the smallest pipe; long enough that every entry,
+# even an EXIT with a 3-digit pid (pids wrap at pid_max), is cut at 1024 bytes.
+LONG_ID = "x" * 1010
 
 
 def service(name: str, port: int, log: str, extra: str = "") -> str:
@@ -57,10 +59,9 @@ def test_a_fifo_log_whose_reader_stops_reading_never_stops_the_daemon(
         wait_until(everything, 10.0, what="the 12 entries once the reader read again")
         entries = [line.split(b": ", 1)[1] for line in got.splitlines()]
         assert len(entries) == 12
-        # Each line whole; each server's EXIT after its START (servers may overlap).
         # Each entry whole (cut at 1024 bytes, as xinetd cuts it), none before the
         # START of its server (servers may overlap).
-        assert all(len(entry) == 1024 for entry in entries)
+        assert [len(entry) for entry in entries] == [1024] * 12, entries
         kinds = [entry.split(b" ", 1)[0] for entry in entries]
         assert all(entry.startswith(f"{kind.decode()} {LONG_ID} ".encode())
                    for kind, entry in zip(kinds, entries))
