@@ -3,7 +3,7 @@
 Run inside private network and mount namespaces (it sets them up itself):
 
     unshare -n -m --propagation private python3 rpc_scenario.py --workdir DIR \
-        --rpcbind PATH [--xinetd PATH] [--no-rpcbind | --more]
+        --rpcbind PATH [--xinetd PATH] [--no-rpcbind | --more [--first-steps]]
 
 Brings `lo` up, puts a tmpfs on /run (rpcbind's socket, lock and state folder, and
 xinetd's dump file live there), adds rpcbind's `_rpc` account to a private copy of
@@ -33,6 +33,7 @@ are then:
 4. removes the udp service of the shared program, sends SIGHUP and reads the table
    once the tcp one's versions are back (or after a few seconds);
 5. sends SIGTERM, waits for the exit, reads the table.
+With --first-steps it stops after step 2 (steps 3 and 4 wait seconds for timers).
 When the namespace or rpcbind cannot be set up it prints {"skip": reason}.
 It prints one JSON object; the caller compares (programs, versions, protocols).
 """
@@ -261,8 +262,8 @@ def setup_namespace(workdir: Path, rpcbind: str | None) -> subprocess.Popen[byte
 
 
 def more_steps(result: dict[str, object], daemon: subprocess.Popen[bytes], conf: Path,
-               log: Path, deadline: float) -> None:
-    """Steps 1-5 of --more (see the module docstring)."""
+               log: Path, deadline: float, first_only: bool) -> None:
+    """Steps 1-5 of --more, or 1-2 when `first_only` (see the module docstring)."""
     table = portmap_table()
     result["started"] = table
     bound = rows(table, BOUND_PROGRAM)
@@ -271,6 +272,8 @@ def more_steps(result: dict[str, object], daemon: subprocess.Popen[bytes], conf:
         result["bound_elsewhere"] = talk_tcp(bound[0][3], "127.0.0.2")
     result["fixed_answer"] = talk_tcp(FIXED_PORT)
     result["services"] = talk_tcp(SERVICES_PORT)
+    if first_only:
+        return
     cps_before = rows(table, CPS_PROGRAM)
     result["cps_before"] = cps_before
     if cps_before:
@@ -311,6 +314,7 @@ def main() -> None:
     parser.add_argument("--xinetd")
     parser.add_argument("--no-rpcbind", action="store_true")
     parser.add_argument("--more", action="store_true")
+    parser.add_argument("--first-steps", action="store_true")
     args = parser.parse_args()
     work: Path = args.workdir
     try:
@@ -337,7 +341,7 @@ def main() -> None:
         wait_for(lambda: "Started working" in read(log) or daemon.poll() is not None,
                  "Started working", deadline)
         if args.more:
-            more_steps(result, daemon, conf, log, deadline)
+            more_steps(result, daemon, conf, log, deadline, args.first_steps)
             return
         result["plain"] = talk_tcp(PLAIN_PORT)
         if args.no_rpcbind:

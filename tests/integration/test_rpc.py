@@ -218,7 +218,7 @@ def test_xinetd_ignores_the_port_of_an_rpc_service() -> None:
     xinetd = oracle.xinetd_path()
     if xinetd is None:
         pytest.skip(oracle.unavailable_reason())
-    result = scenario("--more", "--xinetd", xinetd)
+    result = scenario("--more", "--first-steps", "--xinetd", xinetd)
     fixed = _rows(result["started"], FIXED_PROGRAM)
     assert [row[:3] for row in fixed] == [[FIXED_PROGRAM, 1, TCP]]
     assert fixed[0][3] != FIXED_PORT
