@@ -3,7 +3,7 @@
 `build_request` turns a service and a connection into a `SpawnRequest`: path, argv, the
 environment (the service's, REMOTE_HOST where xinetd puts it), credentials (only when the daemon runs as
 root and the service names a user or group), umask, nice and the rlimits in the order
-the child applies them. Every spawn path in pyxinetd.spawner works from it.
+the child applies them, each as much of what the service asks as the daemon can give. Every spawn path in pyxinetd.spawner works from it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import resource
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pyxinetd.config.ceilings import Ceilings
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.errors import SpawnError
 from pyxinetd.posix import Posix
@@ -109,17 +110,27 @@ def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root:
         credentials = Credentials(service.user, gid, tuple(service.supplementary_groups))
 
     limits = service.rlimits
+    nice = None if service.nice is None else max(-NICE_SPAN, min(NICE_SPAN, service.nice))
+    # A limit above what the daemon can give, or a nice below it, is given as the
+    # nearest it can (pyxinetd.config.ceilings; warned about at load). Read here, once
+    # per service and configuration on the native path (its plan is kept).
+    ceilings = (Ceilings.of_this_process()
+                if limits.items() or (nice is not None and nice < 0)
+                else None)
+    if ceilings is not None and nice is not None:
+        nice = ceilings.granted_nice(nice)
     if limits.files is not None and limits.files != resource.RLIM_INFINITY:
-        nofile: tuple[int, int] | None = (limits.files, limits.files)
+        files = limits.files if ceilings is None else ceilings.granted("files", limits.files)
+        nofile: tuple[int, int] | None = (files, files)
     else:
         # Unset, or UNLIMITED, which the kernel refuses for RLIMIT_NOFILE (it caps the
         # limit at fs.nr_open, whatever the privilege): the daemon's hard limit, the most
         # it can hand out.
         hard = posix.getrlimit(resource.RLIMIT_NOFILE)[1]
         nofile = None if hard == resource.RLIM_INFINITY else (hard, hard)
-    rlimits = tuple((name, RLIMIT_RESOURCES[name], value)
+    rlimits = tuple((name, RLIMIT_RESOURCES[name],
+                     value if ceilings is None else ceilings.granted(name, value))
                     for name, value in limits.items() if name != "files")
-    nice = None if service.nice is None else max(-NICE_SPAN, min(NICE_SPAN, service.nice))
     return SpawnRequest(service.id, service.server, tuple(service.server_argv), env, fd,
                         credentials, service.umask, nice, nofile, rlimits, stderr_fd,
                         remote_at)

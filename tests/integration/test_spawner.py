@@ -7,6 +7,7 @@ the master does (which also proves the spawner left it unreaped).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -552,17 +553,39 @@ def test_exec_failure_as_nobody(tmp_path: Path, method: SpawnPath) -> None:
 
 
 
-@pytest.mark.parametrize("method", RLIMIT_METHODS)
-def test_failing_rlimit_names_its_step(method: SpawnPath) -> None:
-    # Above fs.nr_open (2**20 by default) even root cannot set RLIMIT_NOFILE.
-    service = make_service(server="/bin/true", environment=ENV, rlimits=Rlimits(files=1 << 30))
+CHILD_RLIMIT_PATHS = [Method.CHECKLIST] + ([Method.NATIVE] if HAVE_NATIVE else [])
+
+
+@pytest.mark.parametrize("method", CHILD_RLIMIT_PATHS)
+def test_failing_rlimit_names_its_step(method: Method) -> None:
+    # build_request asks only for what the daemon can give (test_ceilings.py), so the
+    # child is handed a limit the kernel refuses directly, as one that the daemon's own
+    # limits fell below since its start-up was prepared: above fs.nr_open (2**20 by
+    # default) even root cannot set RLIMIT_NOFILE.
+    service = make_service(server="/bin/true", environment=ENV)
+    spawner = Spawner(RealPosix())
     ours, theirs = socket.socketpair()
     with ours, theirs:
+        request = dataclasses.replace(
+            build_request(service, theirs.fileno(), "peer", as_root=ROOT, posix=RealPosix()),
+            nofile=(1 << 30, 1 << 30))
+        run = spawner.run_native if method is Method.NATIVE else spawner.run_checklist
         with pytest.raises(SpawnError) as info:
-            start(service, theirs, "peer", method, as_root=ROOT)
+            run(request)
     assert (info.value.errno, info.value.step) == (errno.EPERM, "rlimit_files")
     assert zombies_of_me() == []
     assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 1 << 30
+
+
+@pytest.mark.parametrize("method", RLIMIT_METHODS)
+def test_a_limit_above_fs_nr_open_is_given_as_the_most_the_daemon_can(
+        helper: str, method: SpawnPath) -> None:
+    nr_open = int(Path("/proc/sys/fs/nr_open").read_text())
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    capable = bool(RealPosix().effective_capabilities() & (1 << 24))  # CAP_SYS_RESOURCE
+    given = nr_open if capable else min(hard, nr_open)
+    data = report(helper, method, rlimits=Rlimits(files=1 << 30))
+    assert data["rlimits"]["files"] == [given, given]
 
 
 # A socket that is already fd 0, 1 or 2 (and close-on-exec, as Python makes it) must still

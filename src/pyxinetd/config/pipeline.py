@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TypeVar, cast
 
 from pyxinetd.config.attributes import Draft
-from pyxinetd.config.ceilings import Ceilings, warn_unreachable_limits
+from pyxinetd.config.ceilings import Ceilings, warn_unreachable
 from pyxinetd.config.checks import DISABLING, ServiceRejected, check_service, rejection_line
 from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.lookups import Lookups
@@ -170,9 +170,10 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         as_=_get(draft, "rlimit_as", int), cpu=_get(draft, "rlimit_cpu", int),
         data=_get(draft, "rlimit_data", int), rss=_get(draft, "rlimit_rss", int),
         stack=_get(draft, "rlimit_stack", int), files=_get(draft, "rlimit_files", int))
+    nice = _get(draft, "nice", int)
     if external:
-        # Only a server is given the limits (and fails every start on one it cannot have).
-        warn_unreachable_limits(sid, server, rlimits, draft.own, ctx.ceilings, sink, where)
+        # Only a server is given limits and nice (the nearest the daemon can give).
+        warn_unreachable(sid, rlimits, nice, draft.own, ctx.ceilings, sink, where)
     return ServiceConfig(
         name=name, id=sid, origin=Origin(draft.file, draft.line), types=types,
         flags=frozenset(flags), socket_type=socket_type, protocol=protocol,
@@ -189,7 +190,7 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         redirect=cast(tuple[str, int] | None, redirect),
         banner=_get(draft, "banner", str), banner_success=_get(draft, "banner_success", str),
         banner_fail=_get(draft, "banner_fail", str),
-        umask=cast(int | None, _late(draft, ctx, "umask")), nice=_get(draft, "nice", int),
+        umask=cast(int | None, _late(draft, ctx, "umask")), nice=nice,
         rlimits=rlimits, log_type=log_type, log_on_success=frozenset(log_on_success),
         log_on_failure=log_on_failure, deny_time=_get(draft, "deny_time", int) or 0,
         libwrap=_get(draft, "libwrap", str),
