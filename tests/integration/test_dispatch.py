@@ -34,7 +34,7 @@ def connect(port: int) -> socket.socket:
 
 
 def read_all(conn: socket.socket) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         data = conn.recv(65536)
         if not data:
