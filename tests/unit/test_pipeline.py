@@ -202,10 +202,15 @@ def test_nameinargs(tmp_path: Path) -> None:
 
 
 def test_port_113_clears_userid(tmp_path: Path) -> None:
-    s = only(tmp_path, service_block("auth2", "port = 113", "log_on_success = PID USERID"))
+    s = only(tmp_path, service_block("auth2", "port = 113", "log_on_success = PID USERID",
+                                     "log_on_failure = HOST USERID"))
     assert s.log_on_success == frozenset({"PID"})
-    assert any("clearing USERID option from log_on_success" in m for m in messages(config=_c(
-        tmp_path, service_block("auth2", "port = 113", "log_on_success = USERID"))))
+    assert s.log_on_failure == frozenset({"HOST"})
+    said = messages(config=_c(tmp_path, service_block(
+        "auth2", "port = 113", "log_on_success = USERID", "log_on_failure = USERID")))
+    cleared = [m for m in said if "clearing USERID" in m]
+    assert [m.rsplit(": ", 1)[-1] for m in cleared] == [
+        "clearing USERID option from log_on_success", "clearing USERID option from log_on_failure"]
 
 
 def _c(tmp_path: Path, text: str) -> Any:

@@ -27,7 +27,9 @@ from pyxinetd.config.model import (
 )
 from pyxinetd.config.duplicates import SocketTable
 from pyxinetd.config.checks import fallback_notice
-from pyxinetd.config.pipeline import FillContext, ServiceRejected, build_service, rejection_line
+from pyxinetd.config.pipeline import (
+    FillContext, ServiceRejected, build_service, rejection_line, without_ident_userid,
+)
 from pyxinetd.config.netvalues import BindSpec
 from pyxinetd.config.values import ValueContext
 from pyxinetd.errors import ConfigError
@@ -241,7 +243,7 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
         notice = fallback_notice(service.name, service.flags)
         if notice is not None:
             sink.info(service.origin.file, service.origin.line, notice)
-        services.append(service)
+        services.append(without_ident_userid(service, sink))
     _warn_shared_ids(services, sink, inetd_path if inetd_compat else None)
     model = _defaults_model(defaults)
     if model.passenv is not None and takes_defaults_env:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar, cast
 
 from pyxinetd.config.attributes import Draft
@@ -26,7 +26,11 @@ from pyxinetd.config.netvalues import BindSpec, needs_dual_stack
 from pyxinetd.config.values import UserSpec
 
 T = TypeVar("T")
-__all__ = ["DISABLING", "FillContext", "ServiceRejected", "build_service", "rejection_line"]
+__all__ = ["DISABLING", "FillContext", "ServiceRejected", "build_service", "rejection_line",
+           "without_ident_userid"]
+
+# The ident (RFC 1413) service: its own USERID look-ups would ask itself.
+IDENT_PORT = 113
 
 
 @dataclass
@@ -87,7 +91,7 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         sink.warning(*where, f"service {sid}: stderr has no effect on internal, "
                              "redirected and SENSOR services (they start no server)")
 
-    # -- log flags (the TRAFFIC and port-113 rules) ------------------------------------
+    # -- log flags (the TRAFFIC rule; port 113's: without_ident_userid) --------------
     log_on_success = set(cast(frozenset[str], _late(draft, ctx, "log_on_success") or frozenset()))
     log_on_failure = cast(frozenset[str], _late(draft, ctx, "log_on_failure") or frozenset())
     if "TRAFFIC" in log_on_success and redirect is None:
@@ -96,9 +100,6 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         sink.warning(*where, f"service {sid}: TRAFFIC from the defaults' log_on_success dropped "
                              "(it only applies to redirected services; xinetd 2.3.15.3 would "
                              "disable the service)")
-    if port == 113 and protocol == "tcp" and "USERID" in log_on_success:
-        log_on_success.discard("USERID")
-        sink.warning(*where, f"{sid} service: clearing USERID option from log_on_success")
 
     # -- family and bind -------------------------------------------------------------
     bind_spec = cast(BindSpec | None, _late(draft, ctx, "bind"))
@@ -200,6 +201,25 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         redirect_source=_get(draft, "redirect_source", str) if redirect is not None else None,
         group_set="group" in draft.own, own_environment=own_environment,
     )
+
+
+def without_ident_userid(service: ServiceConfig, sink: DiagnosticSink) -> ServiceConfig:
+    """The ident service (TCP port 113) without USERID in its log flags.
+
+    Looking up the identity of an ident client means asking that client's ident
+    service, which may ask ours back: xinetd clears USERID from both lists, a WARNING
+    for each. It does so last, for a service that passed every check and proved unique,
+    so the loader calls this after SocketTable.admit.
+    """
+    if service.port != IDENT_PORT or service.protocol != "tcp":
+        return service
+    where = (service.origin.file, service.origin.line)
+    for name, flags in (("log_on_success", service.log_on_success),
+                        ("log_on_failure", service.log_on_failure)):
+        if "USERID" in flags:
+            sink.warning(*where, f"{service.id} service: clearing USERID option from {name}")
+    return replace(service, log_on_success=service.log_on_success - {"USERID"},
+                   log_on_failure=service.log_on_failure - {"USERID"})
 
 
 def _log_type(draft: Draft, ctx: FillContext) -> LogTarget | None:
