@@ -38,9 +38,11 @@ _LOG_LINE = re.compile(r"^\d\d/\d+/\d+@[\d:]+ xinetd\[\d+\]: ([A-Z]+): (.*)$")
 _WHERE = re.compile(r" \[file=([^\]]*)\](?: \[line=(\d+)\])?\s*$")
 # Where the configuration has been read: the rest of the log is about the run.
 _STARTED = re.compile(r"^(pyxinetd \S+ \(compatible with xinetd \S+\) |\S+ )?started with ")
-# xinetd's lines about binding and starting services, not about the text.
+# xinetd's lines about binding and starting services, not about the text (a raw IPv6
+# socket refuses IPV6_V6ONLY: docs/compatibility.md, "Raw IPv6 services").
 _RUNTIME = re.compile(r"bind failed|socket creation failed|bind retry attempt|pmap_set|"
-                      r"failed to start and is deactivated|^Exiting\.\.\.$")
+                      r"failed to start and is deactivated|^Exiting\.\.\.$|"
+                      r"^Setting IPV6_V6ONLY option failed ")
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,8 @@ def test_corpus_is_there() -> None:
 
 
 # xinetd's ERROR lines that are about the run, not about the configuration text.
-_RUNTIME_ERRORS = re.compile(r"bind failed|pmap_set failed|failed to start and is deactivated")
+_RUNTIME_ERRORS = re.compile(r"bind failed|pmap_set failed|failed to start and is deactivated|"
+                             r"Setting IPV6_V6ONLY option failed")
 _ERROR_LINE = re.compile(r"\]: (ERROR|CRITICAL): ")
 
 

@@ -287,6 +287,10 @@ def test_family_and_v6only(tmp_path: Path) -> None:
     config = load_text(tmp_path, service_block("s", "v6only = no"))
     assert config.services[0].v6only is False
     assert any("keeps the socket dual-stack" in w for w in warnings(config))
+    # An IPv4 or a raw socket has no IPV6_V6ONLY: nothing to warn of.
+    for where in ("flags = IPv4", "bind = 127.0.0.1", "socket_type = raw"):
+        config = load_text(tmp_path, service_block("s", where, "v6only = no"))
+        assert not any("v6only" in w for w in warnings(config)), where
     s = only(tmp_path, "defaults\n{\n\tv6only = yes\n\tbind = ::1\n}\n" + service_block("s"))
     assert (s.v6only, s.bind, s.family) == (True, "::1", socket.AF_INET6)
 

@@ -20,7 +20,8 @@ from pyxinetd.config.checks import DISABLING, ServiceRejected, check_service, re
 from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.lookups import Lookups
 from pyxinetd.config.model import (
-    DEFAULT_CPS, AddressEntry, FileTarget, LogTarget, Origin, Rlimits, ServiceConfig, TimeWindow,
+    DEFAULT_CPS, AddressEntry, FileTarget, LogTarget, Origin, Rlimits, ServiceConfig, SocketType,
+    TimeWindow,
 )
 from pyxinetd.config.netvalues import BindSpec, needs_dual_stack
 from pyxinetd.config.values import UserSpec
@@ -117,8 +118,11 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
                                      "this address: it listens on every address, or fails "
                                      "to bind)")
         family, bind = chosen
+    # Only an IPv6 socket that is not raw has an IPV6_V6ONLY to set (listener.py); on
+    # any other, xinetd's v6only does nothing either, so there is nothing to warn of.
+    has_v6only = family == socket.AF_INET6 and socket_type is not SocketType.RAW
     own_v6only = _get(draft, "v6only", bool)
-    if own_v6only is False:
+    if own_v6only is False and has_v6only:
         sink.warning(*where, f"service {sid}: v6only = no keeps the socket dual-stack (xinetd "
                              "2.3.15.3 would turn IPV6_V6ONLY on)")
     v6only = bool(_late(draft, ctx, "v6only") or False)
@@ -126,7 +130,8 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         # A v6-only socket cannot bind an IPv4-mapped address at all.
         v6only = False
         sink.warning(*where, f"service {sid}: v6only = yes ignored: bind address {bind} "
-                             "needs a dual-stack socket")
+                             "needs a dual-stack socket (xinetd 2.3.15.3 would fail to bind "
+                             "it: Invalid argument)")
 
     # -- credentials -----------------------------------------------------------------
     group = _get(draft, "group", int)
