@@ -254,6 +254,23 @@ def test_disable_yes_drops_and_skips_rest(tmp_path: Path) -> None:
     assert warnings(config) == [] and errors(config) == []
 
 
+def test_disable_line_after_a_failure_ends_the_block(tmp_path: Path) -> None:
+    # Repeated, with a wrong operator or a wrong count: the block ends there, as a
+    # `disable = yes` would end it, since the failure left the service marked disabled.
+    for line in ("disable = yes", "disable += no", "DISABLE = no no"):
+        config = load_text(tmp_path, service_block(
+            "svc", "disable = no", "group = nosuchgroup", line, "server = /nonexistent/x",
+            "bogus = 1"))
+        assert config.services == ()
+        assert not any("nonexistent" in e for e in errors(config)), line
+        assert not any("bogus" in w for w in warnings(config)), line
+    # Without a failure, or with a `disable = no` after it, the block is read on.
+    for lines in (("disable = no", "disable = yes"),
+                  ("group = nosuchgroup", "disable = no", "disable = yes")):
+        config = load_text(tmp_path, service_block("svc", *lines, "server = /nonexistent/x"))
+        assert any("nonexistent" in e for e in errors(config)), lines
+
+
 def test_disable_no_does_not_resurrect(tmp_path: Path) -> None:
     config = load_text(tmp_path, service_block("svc", "nice = x", "disable = no"))
     assert config.services == ()

@@ -129,6 +129,9 @@ class Draft:
     list_lines: list[RawAttribute] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     disabled: bool = False
+    # xinetd's disabled mark: set by a failed attribute (or `disable = yes`), cleared by
+    # a `disable = no` read after it. Any `disable` line that leaves it set ends the block.
+    marked: bool = False
     explicit_traffic: bool = False
 
     @classmethod
@@ -176,12 +179,22 @@ class Applier:
         self.sink = sink
 
     def apply(self, draft: Draft, raw: RawAttribute) -> bool:
-        """Apply one line; False means stop reading this block (`disable = yes`)."""
+        """Apply one line; False means stop reading this block.
+
+        xinetd stops at a `disable` line after which the service is marked disabled:
+        `disable = yes`, a `disable` value that fails, and also a `disable` line ignored
+        (repeated, a wrong operator or number of values) in a service whose attribute
+        failed earlier, unless a `disable = no` came in between.
+        """
+        if draft.kind == "defaults":
+            self._apply_defaults(draft, raw, lookup(raw.name))
+            return True
+        self._apply_service(draft, raw)
+        return not (draft.marked and raw.name.lower() == "disable")
+
+    def _apply_service(self, draft: Draft, raw: RawAttribute) -> None:
         spec = lookup(raw.name)
         where = (raw.file, raw.line)
-        if draft.kind == "defaults":
-            self._apply_defaults(draft, raw, spec)
-            return True
         if spec is None or spec.defaults_only:
             hint = did_you_mean(raw.name, [n for n, s in TABLE.items() if not s.defaults_only])
             what = ("only allowed in defaults" if spec is not None
@@ -189,7 +202,7 @@ class Applier:
             self.sink.warning(*where, v.xinetd_first(
                 f"bad service attribute: {shown_name(raw.name)}", draft.title(),
                 f"{what}{hint}; line ignored"), raw.col)
-            return True
+            return
         # xinetd's order: a repeated line is "already set" whatever its operator or its
         # number of values; then the operator; then the number of values.
         if not spec.is_list and spec.name in draft.own:
@@ -197,27 +210,25 @@ class Applier:
             self.sink.warning(*where, f"Service {draft.name}: attribute already set: "
                                       f"{shown_name(raw.name)} (first at {first.file}:"
                                       f"{first.line}; this line is ignored)", raw.col)
-            return True
+            return
         if raw.op not in spec.service_ops:
             if spec.is_list:  # env -=: xinetd disables the service
                 self._fail(draft, raw, v.ValueProblem(
                     f"operator '{raw.op}' not supported for {spec.name} attribute",
                     "expected '=' or '+='"))
-                return True
+                return
             self.sink.warning(*where, f"Service {draft.name}: operator '{raw.op}' cannot be "
                                       f"used for attribute '{shown_name(raw.name)}' (only '=' "
                                       "can; line ignored)", raw.col)
-            return True
+            return
         if not self._count_ok(draft, raw, spec):
-            return True
+            return
         value = self._parse(draft, raw, spec)
         if spec.name == "passenv" and value is not _REJECTED:
             value = self._passenv_names(draft, raw, cast(tuple[str, ...], value),
                                         replace=raw.op == "=")
         if value is _REJECTED:
-            # A `disable` line that fails ends the block as `disable = yes` does (xinetd
-            # marks the service disabled, then stops at the disabled mark).
-            return spec.name != "disable"
+            return
         draft.own[spec.name] = raw
         if spec.is_list:
             draft.list_lines.append(raw)
@@ -230,14 +241,14 @@ class Applier:
         else:
             draft.values[spec.name] = value
         if spec.name == "disable":
+            draft.marked = value is True
             if value is True:
                 draft.disabled = True
-                return False
+                return
             if draft.failures:
                 self.sink.warning(*where, f"{draft.title()}: 'disable = no' does not re-enable a "
                                           "service whose attribute failed (xinetd 2.3.15.3 "
                                           "would run it with that attribute unset)", raw.col)
-        return True
 
     # -- helpers -------------------------------------------------------------------
 
@@ -301,6 +312,7 @@ class Applier:
         self.sink.error(raw.file, raw.line, v.describe(problem, draft.title(),
                                                        "service disabled"), raw.col)
         draft.failures.append(f"{raw.file}:{raw.line}: {problem}")
+        draft.marked = True
 
     def _apply_defaults(self, draft: Draft, raw: RawAttribute, spec: AttributeSpec | None) -> None:
         where = (raw.file, raw.line)
