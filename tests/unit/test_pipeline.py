@@ -348,6 +348,28 @@ def test_duplicates(tmp_path: Path) -> None:
                for w in warnings(config))
 
 
+def _lacking(name: str, port: int, *lines: str) -> str:
+    """An UNLISTED stream service on `port` with neither `wait` nor `user`."""
+    inner = "".join(f"\t{line}\n" for line in ("type = UNLISTED", "socket_type = stream",
+                                                f"port = {port}", "server = /bin/cat", *lines))
+    return f"service {name}\n{{\n{inner}}}\n"
+
+
+def test_duplicate_of_a_bound_service_comes_before_missing_attributes(tmp_path: Path) -> None:
+    # xinetd tests uniqueness first: only the duplicate line (no INFO, no missing lines).
+    text = (service_block("a", "bind = 127.0.0.1", port=20001)
+            + _lacking("b", 20001, "flags = IPv4 IPv6")
+            + service_block("c", port=20002) + _lacking("d", 20002))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a", "c"]
+    about_b = [m for m in messages(config) if " b " in m or "service: b " in m]
+    assert len(about_b) == 1
+    assert "service: b id: b is unique but its identical to service: a id: a" in about_b[0]
+    # Beside an unbound service xinetd has no duplicate test: the missing attributes.
+    assert any("Service d missing attribute wait - DISABLING" in e for e in errors(config))
+    assert not any("service: d id: d" in m for m in messages(config))
+
+
 def test_same_id_on_different_ports_is_kept_with_warning(tmp_path: Path) -> None:
     text = (service_block("echo2", "id = same", port=20001)
             + service_block("echo3", "id = same", port=20002))

@@ -12,8 +12,9 @@ both daemons' logs sees the same lines in the same order only if pyxinetd keeps 
 
 xinetd checks that a service is unique (pyxinetd.config.duplicates) before it logs the
 INFO line of `flags = IPv4 IPv6` and the required attributes: a service failing from
-stage 3 on logs that line first, one that passes gets it from the loader once it proved
-unique, and a duplicate never does.
+stage 3 on carries that line and where it would listen in its ServiceRejected, so the
+loader tests its uniqueness first (a duplicate logs only that) and then logs the line
+and the reasons; one that passes gets the line from the loader once it proved unique.
 
 The first failing stage ends the service, as in xinetd. pyxinetd's own checks (a
 protocol that cannot carry the socket type, which xinetd only finds when it creates the
@@ -42,17 +43,34 @@ _REQUIRED_ORDER = ("wait", "socket_type", "protocol", "user", "server", "rpc_ver
 DISABLING = " - DISABLING"
 
 
+@dataclass(frozen=True)
+class Listening:
+    """What a service rejected from stage 3 on would have listened under: xinetd tests
+    uniqueness before that stage, so such a service may be a duplicate first."""
+
+    protocol: str
+    port: int | None
+    rpc_number: int | None
+    flags: frozenset[str]
+    tcpmux: bool
+
+
 class ServiceRejected(Exception):
     """The service cannot run; the message is the (first) reason.
 
     Where xinetd has words for a reason, the message starts with them (log parsers grep
     them); pyxinetd's explanation follows in parentheses. `reasons` holds every line to
-    log, in order: xinetd names each missing attribute on a line of its own.
+    log, in order: xinetd names each missing attribute on a line of its own. A service
+    rejected from stage 3 on carries `listening` (for the uniqueness test that comes
+    first) and the `notice` xinetd logs before the reasons (fallback_notice).
     """
 
-    def __init__(self, reason: str, *more: str) -> None:
+    def __init__(self, reason: str, *more: str, listening: Listening | None = None,
+                 notice: str | None = None) -> None:
         super().__init__(reason)
         self.reasons = (reason, *more)
+        self.listening = listening
+        self.notice = notice
 
 
 def rejection_line(reason: str) -> str:
@@ -205,12 +223,12 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
                               "builtin takes no arguments)")
 
     # -- 3. required attributes (reference §2.4) -------------------------------------
-    notice = fallback_notice(name, flags)
-
     def rejected(*reasons: str) -> ServiceRejected:
-        if notice is not None:
-            sink.info(*where, notice)
-        return ServiceRejected(*reasons)
+        listening = None if protocol is None else Listening(
+            protocol, None if tcpmux else port, rpc_number if rpc else None,
+            frozenset(flags), tcpmux)
+        return ServiceRejected(*reasons, listening=listening,
+                               notice=fallback_notice(name, flags))
 
     present = {"wait": wait is not None, "socket_type": socket_type is not None,
                "protocol": protocol is not None, "user": "user" in draft.values,

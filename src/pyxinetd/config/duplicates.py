@@ -2,8 +2,10 @@
 
 Each service is offered to a SocketTable as soon as it was built
 (pyxinetd.config.pipeline), in the order xinetd reads the files, as xinetd checks each
-one against those kept before it before logging anything more about it. Two services clash when they share protocol and port
-(RPC services: protocol, program number and an overlapping version range) and their
+one against those kept before it before logging anything more about it; one that fails
+the required attributes (or a later check) is tested first too, against the services
+with a `bind` (the only ones xinetd's own test looks at). Two services clash when they
+share protocol and port (RPC services: protocol, program number and an overlapping version range) and their
 sockets cannot coexist: both bound to the same address of the same family, or one of
 them bound to no particular address, on the same family or as a dual-stack IPv6
 socket beside an IPv4 one. tcpmux clients have no socket of their own and never clash.
@@ -12,18 +14,43 @@ socket beside an IPv4 one. tcpmux clients have no socket of their own and never 
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 
 from pyxinetd.config.diagnostics import DiagnosticSink
-from pyxinetd.config.model import ServiceConfig
-from pyxinetd.config.pipeline import DISABLING
+from pyxinetd.config.model import Origin, ServiceConfig
+from pyxinetd.config.checks import DISABLING
 
 
-def _conflict(a: ServiceConfig, b: ServiceConfig) -> bool:
+@dataclass(frozen=True)
+class SocketClaim:
+    """The socket a service would listen on, as the uniqueness test compares it."""
+
+    id: str
+    name: str
+    origin: Origin
+    protocol: str
+    port: int | None
+    rpc_number: int | None
+    rpc_version: tuple[int, int] | None
+    bind: str | None
+    family: int
+    v6only: bool
+    tcpmux_client: bool
+
+    @classmethod
+    def of(cls, service: ServiceConfig) -> SocketClaim:
+        return cls(service.id, service.name, service.origin, service.protocol, service.port,
+                   service.rpc_number, service.rpc_version, service.bind, service.family,
+                   service.v6only, service.is_tcpmux_client)
+
+
+def _conflict(a: SocketClaim, b: SocketClaim) -> bool:
     """Would b's listening socket clash with a's?"""
     if a.rpc_number is not None or b.rpc_number is not None:
         if a.rpc_number != b.rpc_number or a.protocol != b.protocol:
             return False
-        assert a.rpc_version is not None and b.rpc_version is not None
+        if a.rpc_version is None or b.rpc_version is None:
+            return False
         return a.rpc_version[0] <= b.rpc_version[1] and b.rpc_version[0] <= a.rpc_version[1]
     if a.port is None or a.port != b.port or a.protocol != b.protocol:
         return False
@@ -36,11 +63,11 @@ def _conflict(a: ServiceConfig, b: ServiceConfig) -> bool:
     return True
 
 
-def _socket_key(service: ServiceConfig) -> tuple[str, int | None, int | None]:
+def _socket_key(claim: SocketClaim) -> tuple[str, int | None, int | None]:
     """Services that can clash share this key (RPC: program number; others: port)."""
-    if service.rpc_number is not None:
-        return service.protocol, None, service.rpc_number
-    return service.protocol, service.port, None
+    if claim.rpc_number is not None:
+        return claim.protocol, None, claim.rpc_number
+    return claim.protocol, claim.port, None
 
 
 class SocketTable:
@@ -48,24 +75,37 @@ class SocketTable:
 
     def __init__(self, sink: DiagnosticSink) -> None:
         self._sink = sink
-        self._by_key: dict[tuple[str, int | None, int | None], list[ServiceConfig]] = {}
+        self._by_key: dict[tuple[str, int | None, int | None], list[SocketClaim]] = {}
 
     def admit(self, service: ServiceConfig) -> str | None:
         """Keep `service`, or log and return why it is dropped (an earlier one clashes)."""
-        if service.is_tcpmux_client:
+        claim = SocketClaim.of(service)
+        if claim.tcpmux_client:
             return None
-        same_socket = self._by_key.setdefault(_socket_key(service), [])
-        earlier = next((k for k in same_socket if _conflict(k, service)), None)
+        same_socket = self._by_key.setdefault(_socket_key(claim), [])
+        earlier = next((k for k in same_socket if _conflict(k, claim)), None)
         if earlier is None:
-            same_socket.append(service)
+            same_socket.append(claim)
             return None
-        same = earlier.id.lower() == service.id.lower()
+        return self._refuse(claim, earlier)
+
+    def duplicate_of_bound(self, claim: SocketClaim) -> str | None:
+        """For a service that fails a later check: log and return why it is a duplicate
+        when xinetd's own test (an earlier service with a `bind`) finds it one first."""
+        if claim.tcpmux_client:
+            return None
+        earlier = next((k for k in self._by_key.get(_socket_key(claim), [])
+                        if k.bind is not None and _conflict(k, claim)), None)
+        return None if earlier is None else self._refuse(claim, earlier)
+
+    def _refuse(self, claim: SocketClaim, earlier: SocketClaim) -> str:
+        same = earlier.id.lower() == claim.id.lower()
         # xinetd's words ("its" included), then where the first one is.
         what = ("not unique or is a duplicate" if same else
                 f"is unique but its identical to service: {earlier.name} id: {earlier.id}")
-        reason = (f"service: {service.name} id: {service.id} {what}{DISABLING} (same "
+        reason = (f"service: {claim.name} id: {claim.id} {what}{DISABLING} (same "
                   f"port/protocol as {earlier.origin})")
-        where = (service.origin.file, service.origin.line)
+        where = (claim.origin.file, claim.origin.line)
         if earlier.bind is not None:
             self._sink.error(*where, reason)
         else:

@@ -28,7 +28,8 @@ from pyxinetd.config.model import (
 from pyxinetd.config.duplicates import SocketTable
 from pyxinetd.config.checks import fallback_notice
 from pyxinetd.config.pipeline import (
-    FillContext, ServiceRejected, build_service, rejection_line, without_ident_userid,
+    FillContext, ServiceRejected, build_service, rejected_claim, rejection_line,
+    without_ident_userid,
 )
 from pyxinetd.config.netvalues import BindSpec
 from pyxinetd.config.values import ValueContext
@@ -229,6 +230,15 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
             # passenv of its own (its dump then shows it under `Service defaults`).
             takes_defaults_env = takes_defaults_env or "passenv" not in draft.own
         except ServiceRejected as exc:
+            # xinetd tests uniqueness before the required attributes: a duplicate of a
+            # bound service gets only that line.
+            claim = rejected_claim(draft, ctx, exc)
+            duplicate = sockets.duplicate_of_bound(claim) if claim is not None else None
+            if duplicate is not None:
+                dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line, duplicate))
+                continue
+            if exc.notice is not None:
+                sink.info(draft.file, draft.line, exc.notice)
             for reason in exc.reasons:
                 sink.error(draft.file, draft.line, rejection_line(reason))
             dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line,

@@ -18,6 +18,7 @@ from pyxinetd.config.attributes import Draft
 from pyxinetd.config.ceilings import Ceilings, warn_unreachable
 from pyxinetd.config.checks import DISABLING, ServiceRejected, check_service, rejection_line
 from pyxinetd.config.diagnostics import DiagnosticSink
+from pyxinetd.config.duplicates import SocketClaim
 from pyxinetd.config.lookups import Lookups
 from pyxinetd.config.model import (
     DEFAULT_CPS, AddressEntry, FileTarget, LogTarget, Origin, Rlimits, ServiceConfig, SocketType,
@@ -27,8 +28,8 @@ from pyxinetd.config.netvalues import BindSpec, needs_dual_stack
 from pyxinetd.config.values import UserSpec
 
 T = TypeVar("T")
-__all__ = ["DISABLING", "FillContext", "ServiceRejected", "build_service", "rejection_line",
-           "without_ident_userid"]
+__all__ = ["DISABLING", "FillContext", "ServiceRejected", "build_service", "rejected_claim",
+           "rejection_line", "without_ident_userid"]
 
 # The ident (RFC 1413) service: its own USERID look-ups would ask itself.
 IDENT_PORT = 113
@@ -103,21 +104,7 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
                              "disable the service)")
 
     # -- family and bind -------------------------------------------------------------
-    bind_spec = cast(BindSpec | None, _late(draft, ctx, "bind"))
-    family = int(socket.AF_INET if "IPv4" in flags and "IPv6" not in flags else socket.AF_INET6)
-    bind: str | None = None
-    if bind_spec is not None:
-        chosen = next((c for c in bind_spec.candidates if c[0] == family), None)
-        if chosen is None:
-            chosen = bind_spec.candidates[0]
-            if {"IPv4", "IPv6"} & flags:
-                wanted = "IPv4" if family == socket.AF_INET else "IPv6"
-                sink.warning(*where, f"service {sid}: bind address {bind_spec.text} has no "
-                                     f"{wanted} address; bound to {chosen[1]} regardless of "
-                                     f"the {wanted} flag (xinetd 2.3.15.3 would not bind "
-                                     "this address: it listens on every address, or fails "
-                                     "to bind)")
-        family, bind = chosen
+    family, bind = _family_and_bind(draft, ctx, flags, sid, sink)
     # Only an IPv6 socket that is not raw has an IPV6_V6ONLY to set (listener.py); on
     # any other, xinetd's v6only does nothing either, so there is nothing to warn of.
     has_v6only = family == socket.AF_INET6 and socket_type is not SocketType.RAW
@@ -206,6 +193,41 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         redirect_source=_get(draft, "redirect_source", str) if redirect is not None else None,
         group_set="group" in draft.own, own_environment=own_environment,
     )
+
+
+def _family_and_bind(draft: Draft, ctx: FillContext, flags: set[str] | frozenset[str],
+                     sid: str, sink: DiagnosticSink | None) -> tuple[int, str | None]:
+    """The socket's family and bind address (warned of through `sink`, when given)."""
+    bind_spec = cast(BindSpec | None, _late(draft, ctx, "bind"))
+    family = int(socket.AF_INET if "IPv4" in flags and "IPv6" not in flags else socket.AF_INET6)
+    if bind_spec is None:
+        return family, None
+    chosen = next((c for c in bind_spec.candidates if c[0] == family), None)
+    if chosen is None:
+        chosen = bind_spec.candidates[0]
+        if {"IPv4", "IPv6"} & flags and sink is not None:
+            wanted = "IPv4" if family == socket.AF_INET else "IPv6"
+            sink.warning(draft.file, draft.line, (
+                f"service {sid}: bind address {bind_spec.text} has no {wanted} address; "
+                f"bound to {chosen[1]} regardless of the {wanted} flag (xinetd 2.3.15.3 "
+                "would not bind this address: it listens on every address, or fails to "
+                "bind)"))
+    return chosen
+
+
+def rejected_claim(draft: Draft, ctx: FillContext, rejected: ServiceRejected
+                   ) -> SocketClaim | None:
+    """Where a service rejected from the required attributes on would have listened, for
+    the uniqueness test xinetd runs first; None if it was rejected before that."""
+    listening = rejected.listening
+    if listening is None:
+        return None
+    sid = _get(draft, "id", str) or draft.name
+    family, bind = _family_and_bind(draft, ctx, listening.flags, sid, None)
+    return SocketClaim(sid, draft.name, Origin(draft.file, draft.line), listening.protocol,
+                       listening.port, listening.rpc_number,
+                       _get(draft, "rpc_version", tuple), bind, family,
+                       bool(_late(draft, ctx, "v6only")), listening.tcpmux)
 
 
 def without_ident_userid(service: ServiceConfig, sink: DiagnosticSink) -> ServiceConfig:
