@@ -59,11 +59,13 @@ def bind_delay(environ: dict[str, str] | os._Environ[str] = os.environ) -> float
 
 
 def _protocol(service: ServiceConfig) -> int:
+    """The socket's protocol, as xinetd asks for it: the `protocol` attribute's number,
+    so that `socket_type = stream` with `protocol = sctp` is SCTP, not TCP, and one the
+    kernel does not pair with the socket type (stream over icmp) fails to be created,
+    which deactivates the service. tcp and udp are the kernel's default (0)."""
     if service.socket_type is SocketType.RAW:
         return service.protocol_number
-    if service.socket_type is SocketType.SEQPACKET:
-        return service.protocol_number if service.protocol not in ("tcp", "udp") else 0
-    return 0
+    return service.protocol_number if service.protocol not in ("tcp", "udp") else 0
 
 
 def create_socket(service: ServiceConfig,
