@@ -105,7 +105,7 @@ def listed_as_the_host(lines: list[str]) -> list[str]:
 
 
 def without_the_24_00_service(lines: list[str]) -> list[str]:
-    """pyxinetd's lines without what its running t_24 (`12:00-24:00`, which xinetd
+    """pyxinetd's lines without what its running t_24 (`00:00-24:00`, which xinetd
     rejects) adds: its START, its reload line, one service in the counts."""
     def counted(line: str) -> str:
         return re.sub(r"(Started working: |old=)(\d+)",
@@ -171,7 +171,7 @@ def test_windows_xinetd_rejects(results: tuple[Result, Result]) -> None:
     # Across midnight: rejected alike; 24:00: taken as the end of the day, with a warning.
     assert [line.split(" (")[0] for line in ours] == [
         "ERROR: invalid time interval: 23:00-01:00",
-        "WARNING: service t_24: 12:00-24:00: 24:00 taken as the end of the day"] * 2
+        "WARNING: service t_24: 00:00-24:00: 24:00 taken as the end of the day"] * 2
 
 
 def test_the_dump_says_nothing_of_the_list(results: tuple[Result, Result]) -> None:

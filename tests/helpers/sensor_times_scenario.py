@@ -189,7 +189,7 @@ def main() -> int:
                           args=f"-I -S {HERE}/wait_stream_server.py", **python)
                 + service("t_in", ports["t_in"], "\taccess_times = 00:00-23:59\n")
                 + service("t_mid", ports["t_mid"], "\taccess_times = 23:00-01:00\n")
-                + service("t_24", ports["t_24"], "\taccess_times = 12:00-24:00\n"))
+                + service("t_24", ports["t_24"], "\taccess_times = 00:00-24:00\n"))
     got: dict[str, str] = {}
 
     def settle(pattern: str) -> None:
