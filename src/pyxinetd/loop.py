@@ -26,6 +26,12 @@ from pyxinetd.timers import Clock, Timer, TimerQueue
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
 
+# The longest sleep asked of the selector: epoll takes its timeout as a C int of
+# milliseconds (about 24.8 days) and raises OverflowError beyond, which would end the
+# loop. A timer due later (`-cc 2147483647`, a month-long cps pause) costs one idle
+# wake-up a day until it is due.
+_MAX_SLEEP = 86400.0
+
 Handler = Callable[[int], None]
 # Told what failed ("the handler of descriptor 7", "a timer") and the exception.
 ErrorHook = Callable[[str, Exception], None]
@@ -96,7 +102,8 @@ class Loop:
             timeout: float | None = 0.0
         else:
             deadline = self.timers.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            timeout = (None if deadline is None
+                       else min(_MAX_SLEEP, max(0.0, deadline - self.clock())))
         registered = self.selector.get_map()
         for key, mask in self.selector.select(timeout):
             # An earlier handler of this batch may have unregistered, closed or re-armed

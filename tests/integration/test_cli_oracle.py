@@ -92,6 +92,12 @@ CASES = [
     (*LOG, "-reuse", "-limit", "0", "-logprocs", "3", "-cc", "0", "-stayalive"),
     (*LOG, "-shutdownprocs", "5"),
     (*LOG, "-syslog"),
+    # A periodic check due in 68 years: both serve (pyxinetd's loop once ended on it).
+    (*LOG, "-cc", "2147483647"),
+    # Beyond an unsigned long (xinetd's strtoul reports ERANGE): a usage error.
+    (*LOG, "-limit", "18446744073709551616"),
+    (*LOG, "-logprocs", "18446744073709551616"),
+    (*LOG, "-limit", "18446744073709551615"),
 ]
 
 
