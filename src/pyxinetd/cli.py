@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from pyxinetd.log import ProgramLog
 
 _NUMBER = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
+_ULONG_MAX = 2**64 - 1
 USAGE = ("Usage: pyxinetd [-d] [-f config_file] [-filelog filename] [-syslog facility] "
          "[-reuse] [-limit proc_limit] [-pidfile filename] [-logprocs limit] "
          "[-shutdownprocs limit] [-cc interval]")
@@ -102,6 +103,10 @@ def parse_serving_args(args: Sequence[str]) -> tuple[MasterOptions, list[str], l
             # then ASCII digits only (Python's int() would also take `1_0` or `5 `).
             if _NUMBER.fullmatch(raw) is None or int(raw) < 0:
                 raise UsageError(f"option {word}: bad number {raw!r}")
+            # xinetd reads -limit and -logprocs with strtoul: beyond an unsigned long
+            # it reports ERANGE and prints the usage (-cc, an int there, is taken as is).
+            if word != "-cc" and int(raw) > _ULONG_MAX:
+                raise UsageError(f"option {word}: number out of range {raw!r}")
             value = int(raw)
         if name is not None:
             values[name] = value

@@ -28,6 +28,13 @@ def test_numbers_as_xinetd_reads_them() -> None:
     assert (options.process_limit, options.logprocs, options.cc_interval) == (5, 7, 5)
 
 
+def test_the_largest_numbers_xinetd_takes() -> None:
+    options, _, _ = parse_serving_args(["-limit", "18446744073709551615", "-logprocs",
+                                        "18446744073709551615", "-cc", "2147483647"])
+    assert options.process_limit == options.logprocs == 2**64 - 1
+    assert options.cc_interval == 2**31 - 1
+
+
 def test_zero_limit_and_cc_mean_none() -> None:
     # xinetd tests `if (process_limit)`: -limit 0 is no limit, not "refuse everything".
     options, _, _ = parse_serving_args(["-limit", "0", "-cc", "0"])
@@ -40,6 +47,8 @@ def test_zero_limit_and_cc_mean_none() -> None:
     # no other digits than ASCII ones, no hexadecimal.
     ["-limit", "1_0"], ["-limit", "5 "], ["-limit", "\u0663"], ["-cc", "0x10"],
     ["-filelog", "a", "-syslog", "daemon"], ["-dontfork", "extra"],
+    # Beyond an unsigned long: xinetd's strtoul reports ERANGE.
+    ["-limit", "18446744073709551616"], ["-logprocs", "18446744073709551616"],
 ])
 def test_usage_errors(args: list[str]) -> None:
     with pytest.raises(UsageError):
