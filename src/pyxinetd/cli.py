@@ -187,7 +187,8 @@ def serve(args: Sequence[str]) -> int:
         config = load(options.config_path, inetd_compat=options.inetd_compat)
     except (ConfigError, OSError, ImportError) as err:
         # xinetd's two lines: the reason, then the CRITICAL line word for word.
-        program.error("init_services", str(err))
+        program.error("cnf_init" if not isinstance(err, ImportError) else "init_services",
+                      str(err))
         program.critical("init_services", "couldn't get configuration. Exiting...")
         program.close()
         syslog.close()

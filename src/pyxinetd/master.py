@@ -291,11 +291,22 @@ class Master:
         }
         for signum in RECONFIG_SIGNALS:
             table[signum] = self.reload
+        # With -d, xinetd names each signal with a role as its loop takes it, so a
+        # debugging administrator sees which signal did what (SIGINT ends it at once).
+        for role, action in list(table.items()):
+            if role != INTERRUPT_SIGNAL:
+                table[role] = self._announced(role, action)
         for signum in IGNORED_SIGNALS:
             if self.options.debug and signum in TTY_SIGNALS:
                 continue
             table.setdefault(signum, _ignore)
         return table
+
+    def _announced(self, signum: int, action: Callable[[], None]) -> Callable[[], None]:
+        def announce_then_act() -> None:
+            self.program.debug("check_pipe", f"Got signal {signum} ({signal.strsignal(signum)})")
+            action()
+        return announce_then_act
 
     def terminate(self) -> None:
         """SIGTERM: RPC servers get SIGKILL (reference §6.1), then quick_exit()."""

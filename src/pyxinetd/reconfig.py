@@ -54,6 +54,7 @@ from pyxinetd.children import Child, ExitStatus
 from pyxinetd.config.isolated import LoaderFailed
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.configload import Outcome, PendingLoad, load_timeout
+from pyxinetd.errors import ConfigError
 from pyxinetd.portholders import PortHolders
 from pyxinetd.recheck import Recheck, Running
 from pyxinetd.reload import Change, diff_services
@@ -120,7 +121,10 @@ class Reconfigurer:
             m.notifier.ready(f"reconfiguration failed ({outcome}); the running "
                              f"configuration is kept")
         elif isinstance(outcome, Exception):
-            m.program.error("hard_reconfig", str(outcome))
+            # xinetd names the function that failed to read the file (its -d format).
+            unreadable = isinstance(outcome, (ConfigError, OSError))
+            failed_in = "cnf_init" if unreadable else "hard_reconfig"
+            m.program.error(failed_in, str(outcome))
             m.program.warning("hard_reconfig", "reconfiguration failed")
             m.notifier.ready(f"reconfiguration failed ({outcome}); the running "
                              f"configuration is kept")
@@ -174,7 +178,7 @@ class Reconfigurer:
             if change is None:
                 self._remove(rt, rt.config, kept_ids)
                 continue
-            m.program.notice("hard_reconfig", f"readjusting service {change.old.id}")
+            m.program.notice("readjust", f"readjusting service {change.old.id}")
             if change.keeps_listener and not m.logs.open(change.new):
                 # As xinetd's readjust(), which opens the log again: a service whose
                 # log cannot be created is dropped like a removed one (a new socket
