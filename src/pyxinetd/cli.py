@@ -152,9 +152,9 @@ def serve(args: Sequence[str]) -> int:
         return 0
     # The detached daemon works from `/`: relative paths are taken from here, now.
     options = replace(
-        options, config_path=os.path.abspath(options.config_path),
-        filelog=None if options.filelog is None else os.path.abspath(options.filelog),
-        pidfile=None if options.pidfile is None else os.path.abspath(options.pidfile),
+        options, config_path=_from_here(options.config_path),
+        filelog=None if options.filelog is None else _from_here(options.filelog),
+        pidfile=None if options.pidfile is None else _from_here(options.pidfile),
         dump_file=os.path.abspath(dump_path()))
     detach = not (options.debug or options.dontfork)
     # The environment servers get is the one the daemon was started with: not the
@@ -206,6 +206,12 @@ def serve(args: Sequence[str]) -> int:
     program.close()
     syslog.close()
     return _start_detached(config, options, notify_target)
+
+
+def _from_here(path: str) -> str:
+    """`path` taken from the current folder; an empty one stays empty, naming no file
+    (as for xinetd: `-f ''` cannot be opened, it is not the current folder)."""
+    return os.path.abspath(path) if path else path
 
 
 def _restore_standard_streams() -> None:

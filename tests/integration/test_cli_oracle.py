@@ -121,11 +121,13 @@ def _levels_and_texts(log: str) -> list[str]:
     return lines
 
 
-def test_an_unreadable_configuration_is_logged_as_by_xinetd(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["missing.conf", ""])
+def test_an_unreadable_configuration_is_logged_as_by_xinetd(tmp_path: Path, name: str) -> None:
     # xinetd: the reason at ERROR, then `CRITICAL: PID {init_services} couldn't get
-    # configuration. Exiting...`, a line log watchers know word for word.
+    # configuration. Exiting...`, a line log watchers know word for word. `-f ''` names
+    # no file (`open(  ) failed: No such file ...`), not the current folder.
     xinetd = require_xinetd()
-    args = ("-f", "missing.conf", "-filelog", "log")
+    args = ("-f", name, "-filelog", "log")
     start(tmp_path / "xinetd", [xinetd], args)
     ours = start(tmp_path / "pyxinetd", [sys.executable, "-m", "pyxinetd"], args)
     theirs_log = _levels_and_texts((tmp_path / "xinetd" / "log").read_text())
@@ -134,9 +136,9 @@ def test_an_unreadable_configuration_is_logged_as_by_xinetd(tmp_path: Path) -> N
     # Both lines word for word: `ERROR: open( missing.conf ) failed: No such file or
     # directory (errno = 2)`, then the CRITICAL line; pyxinetd names the file by its
     # absolute path (it resolves -f at start-up, so that reloads find it after chdir /).
-    missing = str(tmp_path / "pyxinetd" / "missing.conf")
-    assert [line.replace(missing, "missing.conf") for line in ours_log] == theirs_log
-    assert theirs_log[0].startswith("ERROR: open( missing.conf ) failed: No such file")
+    missing = str(tmp_path / "pyxinetd" / name) if name else "open(  )"
+    assert [line.replace(missing, name or "open(  )") for line in ours_log] == theirs_log
+    assert theirs_log[0].startswith(f"ERROR: open( {name} ) failed: No such file")
     # The start command says why (xinetd's parent has exited 0 long before).
     assert ours.status == 1
     assert ours.last_stderr_line.startswith("pyxinetd: couldn't get configuration (")
