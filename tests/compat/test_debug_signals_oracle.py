@@ -2,7 +2,7 @@
 
 tests/helpers/debug_signals_scenario.py runs each daemon with `-d` on a terminal of its
 own (xinetd writes its debug log to /dev/tty) and sends SIGHUP onto a changed
-configuration, SIGHUP onto a missing file, SIGABRT, SIGUSR1, an ignored SIGWINCH and
+configuration, SIGUSR2 onto a missing file, SIGABRT, SIGUSR1, an ignored SIGWINCH and
 SIGINT. The lines both write, `{function}` names included, must be the same; what
 differs is listed in docs/compatibility.md.
 """
@@ -73,7 +73,7 @@ def test_the_lines_of_each_signal_are_xinetds(results: Results) -> None:
         "NOTICE: {hard_reconfig} service discard-stream deactivated",
         "NOTICE: {readjust} readjusting service sleeper",
         "NOTICE: {hard_reconfig} Reconfigured: new=1 old=2 dropped=1 (services)",
-        "DEBUG: {check_pipe} Got signal 1 (Hangup)",
+        "DEBUG: {check_pipe} Got signal 12 (User defined signal 2)",
         "NOTICE: {hard_reconfig} Starting reconfiguration",
         "ERROR: {cnf_init} open( WORKDIR/xinetd.conf ) failed: No such file or directory "
         "(errno = 2)",
