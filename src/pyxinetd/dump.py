@@ -63,7 +63,7 @@ def append(path: str, text: str) -> str | None:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
                      | os.O_NOCTTY | os.O_NONBLOCK, 0o644)
     except OSError as err:
-        return f"open( {path} ) failed: {strerror(err)}"
+        return f"failed to open {path}: {strerror(err)}"   # xinetd's words
     data = text.encode(errors="replace")
     try:
         while data:

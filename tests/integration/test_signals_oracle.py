@@ -1,0 +1,69 @@
+"""Signals to a running daemon, side by side with the real xinetd 2.3.15.3.
+
+Each run starts one daemon in the foreground (-dontfork, -filelog) in fresh network,
+mount and pid namespaces with a private /run (xinetd's dump path, /var/run/xinetd.dump,
+is fixed), lets a shell snippet act on it (`$pid` is the daemon), and returns the exit
+status and the program log without stamps and pids. The snippet may call `wait_log
+PATTERN` (at most 10 s).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_daemonize import echo_conf
+from tests.oracle import require_xinetd
+
+_RUN = r"""
+wait_log() {   # PATTERN: until the log has it, at most 10 s
+    i=0
+    while ! grep -q -e "$1" log 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+}
+ip link set lo up
+mount -t tmpfs tmpfs /run
+cd "$1"; steps=$2; shift 2
+"$@" -dontfork -f conf -filelog log </dev/null >out 2>err &
+pid=$!
+wait_log "Started working"
+eval "$steps"
+kill -TERM $pid
+i=0
+while kill -0 $pid 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+kill -KILL $pid 2>/dev/null
+wait $pid
+echo "status=$?"
+"""
+
+
+def run(folder: Path, command: list[str], steps: str) -> tuple[int, list[str]]:
+    folder.mkdir()
+    (folder / "conf").write_text(echo_conf(7))
+    done = subprocess.run(["unshare", "-n", "-m", "-p", "--fork", "--mount-proc",
+                           "sh", "-c", _RUN, "sh", str(folder), steps, *command],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    status = int(done.stdout.splitlines()[-1].removeprefix("status="))
+    lines = [re.sub(r"^\S+ xinetd\[\d+\]: ", "", line)
+             for line in (folder / "log").read_text().splitlines()]
+    return status, [line for line in lines if " started with " not in line]
+
+
+def both(tmp_path: Path, steps: str) -> tuple[tuple[int, list[str]], tuple[int, list[str]]]:
+    return (run(tmp_path / "xinetd", [require_xinetd()], steps),
+            run(tmp_path / "pyxinetd", [sys.executable, "-m", "pyxinetd"], steps))
+
+
+@pytest.mark.parametrize("make", [
+    "mkdir /run/xinetd.dump",                     # a folder where the file would be
+    "ln -s /run/missing/dump /run/xinetd.dump",   # a link into a folder that is not there
+])
+def test_a_dump_file_that_cannot_be_opened_is_reported_in_xinetds_words(
+        tmp_path: Path, make: str) -> None:
+    theirs, ours = both(tmp_path, f"{make}; kill -USR1 $pid; wait_log dump")
+    assert ours == theirs
+    assert theirs[1][1].startswith("ERROR: failed to open /var/run/xinetd.dump: ")
