@@ -4,7 +4,7 @@ Each run starts one daemon in the foreground (-dontfork, -filelog) in fresh netw
 mount and pid namespaces with a private /run (xinetd's dump path, /var/run/xinetd.dump,
 is fixed), lets a shell snippet act on it (`$pid` is the daemon), and returns the exit
 status and the program log without stamps and pids. The snippet may call `wait_log
-PATTERN` (at most 10 s).
+GREP-ARGUMENTS` (at most 10 s).
 """
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ from tests.integration.test_daemonize import echo_conf
 from tests.oracle import require_xinetd
 
 _RUN = r"""
-wait_log() {   # PATTERN: until the log has it, at most 10 s
+wait_log() {   # GREP-ARGUMENTS: until the log has it, at most 10 s
     i=0
-    while ! grep -q -e "$1" log 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+    while ! grep -q "$@" log 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
 }
 ip link set lo up
 mount -t tmpfs tmpfs /run
 cd "$1"; steps=$2; shift 2
-"$@" -dontfork -f conf -filelog log </dev/null >out 2>err &
+# An absolute -f: xinetd works from / once started, -dontfork or not.
+"$@" -dontfork -f "$PWD/conf" -filelog log </dev/null >out 2>err &
 pid=$!
-wait_log "Started working"
+wait_log -e "Started working" -e Exiting
 eval "$steps"
 kill -TERM $pid
 i=0
@@ -67,3 +68,23 @@ def test_a_dump_file_that_cannot_be_opened_is_reported_in_xinetds_words(
     theirs, ours = both(tmp_path, f"{make}; kill -USR1 $pid; wait_log dump")
     assert ours == theirs
     assert theirs[1][1].startswith("ERROR: failed to open /var/run/xinetd.dump: ")
+
+
+def test_a_main_file_replaced_by_a_folder_is_not_read_as_an_empty_configuration(
+        tmp_path: Path) -> None:
+    # xinetd opens the folder, reads nothing from it and drops every service; pyxinetd
+    # refuses it as it refuses a missing file and keeps serving (compatibility.md).
+    theirs, ours = both(tmp_path, "rm conf; mkdir conf; kill -HUP $pid; "
+                                  "wait_log -e Reconfigured -e 'reconfiguration failed'")
+    assert theirs == (0, ["NOTICE: Started working: 1 available service",
+                          "NOTICE: Starting reconfiguration",
+                          "NOTICE: Swapping defaults",
+                          "NOTICE: service echo deactivated",
+                          "NOTICE: Reconfigured: new=0 old=0 dropped=1 (services)",
+                          "WARNING: Exiting..."])
+    folder = tmp_path / "pyxinetd" / "conf"
+    assert ours == (0, ["NOTICE: Started working: 1 available service",
+                        "NOTICE: Starting reconfiguration",
+                        f"ERROR: open( {folder} ) failed: Is a directory (errno = 21)",
+                        "WARNING: reconfiguration failed",
+                        "WARNING: Exiting..."])
