@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pyxinetd.cli import UsageError, parse_serving_args
+from pyxinetd.options import UsageError, parse_serving_args
 
 
 def test_all_options() -> None:
