@@ -9,6 +9,7 @@ subcommands (`pyxinetd check ...`) and `--help`.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -96,6 +97,7 @@ def serve(args: Sequence[str]) -> int:
         # xinetd's two lines: the reason, then the CRITICAL line word for word.
         program.error("cnf_init" if not isinstance(err, ImportError) else "init_services",
                       str(err))
+        _exiting()
         program.critical("init_services", "couldn't get configuration. Exiting...")
         program.close()
         syslog.close()
@@ -113,6 +115,15 @@ def serve(args: Sequence[str]) -> int:
     program.close()
     syslog.close()
     return _start_detached(config, options, notify_target)
+
+
+def _exiting() -> None:
+    """The exit status is decided: a signal arriving from now on (an init system's
+    SIGTERM once the failure is logged) must not turn it into a death by that signal.
+    xinetd is gone by the time it could arrive."""
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
+                   signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _from_here(path: str) -> str:
