@@ -120,6 +120,12 @@ class Backlog(abc.ABC):
     def _writable(self, mask: int) -> None:
         self.flush()
         self._schedule()
+        if not (self._backlog or self._dropped):
+            self._drained()
+
+    def _drained(self) -> None:
+        """What waited is all sent (or given up), from the loop: a subclass may let go
+        of a target kept only for it."""
 
     def drain(self, seconds: float = FLUSH_ON_CLOSE) -> int:
         """Detach from the loop and give what waits up to `seconds` (0: what fits at

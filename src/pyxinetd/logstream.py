@@ -64,6 +64,8 @@ class LogStream(Backlog):
         self._writer: int | None = None
         self._sock: socket.socket | None = None
         self.kind = self._prepare(fd)
+        # Told, from the loop, once the lines that waited are all written (or given up).
+        self.on_drained: Callable[[], None] | None = None
 
     def _prepare(self, fd: int) -> Kind:
         try:
@@ -141,6 +143,10 @@ class LogStream(Backlog):
 
     def _dropped_message(self, count: int) -> bytes | None:
         return self._dropped_line(count)
+
+    def _drained(self) -> None:
+        if self.on_drained is not None:
+            self.on_drained()
 
     def fds(self) -> list[int]:
         """Descriptors the stream opened (the spawner must not pass them on)."""

@@ -158,7 +158,7 @@ class Reconfigurer:
         m = self.master
         m.program.notice("hard_reconfig", "Swapping defaults")
         m.config = new
-        m.logs.close()
+        m.logs.close_for_reload()
         for service_id, error in redirect.resolve_targets(new.services).items():
             m.program.error("init_services", f"{service_id}: redirect target {error}")
 

@@ -9,8 +9,14 @@ entry that finds the pipe full waits in the daemon, in order, and is written onc
 reader makes room, so a reader that is briefly slow delays entries instead of losing
 them, and one that stops reading never stalls the daemon. At most BACKLOG_LIMIT entries
 wait per log; the newest beyond are dropped, and a WARNING `N entries dropped: PATH was
-full` says how many once there is room (or when the log is closed: a reload gives what
-waits what fits at once, the exit up to FLUSH_ON_CLOSE seconds for every log together).
+full` says how many once there is room (or, at exit, when what still waits gets up to
+FLUSH_ON_CLOSE seconds for every log together and the rest is counted).
+
+A reload loses none of them: a FIFO log closed for a reload with entries still waiting
+keeps its descriptor and its entries, written from the loop as the reader reads. The
+same log (path and id) opened again after the reload, while the path still names that
+FIFO, goes on with that stream, so its new entries come after the old ones; a log nobody
+opens again is closed once what waited is written.
 """
 
 from __future__ import annotations
@@ -149,6 +155,8 @@ class ServiceLogs:
         self._backlog_limit = backlog_limit
         self._loop: Loop | None = None
         self._files: dict[tuple[str, str], _LogFile] = {}
+        # FIFO logs closed for a reload whose entries still wait for the reader.
+        self._held: list[tuple[tuple[str, str], _LogFile]] = []
         # The shared log of `defaults` could not be created (until the next reload).
         self._common_failed = False
 
@@ -194,6 +202,10 @@ class ServiceLogs:
         return False
 
     def _open(self, target: FileTarget, label: str) -> _LogFile | None:
+        held = self._take_held(target.path, label)
+        if held is not None:
+            self._files[(target.path, label)] = held
+            return held
         try:
             fd = through_stderr(open_for_append(target.path))
         except OSError as err:
@@ -269,22 +281,66 @@ class ServiceLogs:
             self._program.error("log_write", f"Size of {log.label} log exceeded hard limit")
 
     def fds(self) -> list[int]:
-        return [f.fd for f in self._files.values() if not f.closed_for_good]
+        return [f.fd for f in self._files.values() if not f.closed_for_good] + [
+            log.fd for _, log in self._held]
 
     def _report_dropped(self, path: str, count: int) -> None:
         self._program.warning("log_write", f"{count} entries dropped: {path} was full")
 
-    def close(self, flush_for: float = 0.0) -> None:
-        """Close every log (a reload opens them again). Entries waiting for a FIFO's
-        reader get `flush_for` seconds in all (0: what fits at once, the loop goes on;
-        the exit gives FLUSH_ON_CLOSE); the rest are counted as dropped."""
-        deadline = time.monotonic() + flush_for
-        for (path, _), log in self._files.items():
-            if log.stream is not None:
-                forgotten = log.stream.close(max(0.0, deadline - time.monotonic()))
-                if forgotten:
-                    self._report_dropped(path, forgotten)
-            elif not log.closed_for_good:
-                os.close(log.fd)
+    def close_for_reload(self) -> None:
+        """Close every log: a reload opens them again. A FIFO's entries still waiting
+        for its reader are kept, and written from the loop (module docstring)."""
+        for key, log in self._files.items():
+            if log.stream is not None and self._loop is not None and not log.stream.flush():
+                self._hold(key, log)
+            else:
+                self._close_log(key[0], log, 0.0)
         self._files.clear()
+        self._common_failed = False
+
+    def _hold(self, key: tuple[str, str], log: _LogFile) -> None:
+        stream = log.stream
+        assert stream is not None
+
+        def drained() -> None:
+            # Nobody opened it again since the reload, and nothing waits any more.
+            self._held.remove((key, log))
+            self._close_log(key[0], log, 0.0)
+        stream.on_drained = drained
+        self._held.append((key, log))
+
+    def _take_held(self, path: str, label: str) -> _LogFile | None:
+        """The held log of (`path`, `label`), while `path` still names its FIFO (a FIFO
+        made anew there is another pipe, with perhaps another reader)."""
+        for key, log in self._held:
+            if key != (path, label):
+                continue
+            try:
+                same = os.path.samestat(os.stat(path), os.fstat(log.fd))
+            except OSError:
+                same = False
+            if same and log.stream is not None:
+                self._held.remove((key, log))
+                log.stream.on_drained = None
+                return log
+        return None
+
+    def _close_log(self, path: str, log: _LogFile, flush_for: float) -> None:
+        if log.stream is not None:
+            log.stream.on_drained = None
+            forgotten = log.stream.close(flush_for)
+            if forgotten:
+                self._report_dropped(path, forgotten)
+        elif not log.closed_for_good:
+            os.close(log.fd)
+
+    def close(self, flush_for: float = 0.0) -> None:
+        """Close every log, held ones too: the daemon stops. Entries waiting for a
+        FIFO's reader get `flush_for` seconds in all (the exit gives FLUSH_ON_CLOSE);
+        the rest are counted as dropped."""
+        deadline = time.monotonic() + flush_for
+        for (path, _), log in [*self._files.items(), *self._held]:
+            self._close_log(path, log, max(0.0, deadline - time.monotonic()))
+        self._files.clear()
+        self._held.clear()
         self._common_failed = False

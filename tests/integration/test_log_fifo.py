@@ -3,12 +3,13 @@
 xinetd writes its logs blocking, so once the pipe is full it waits for the reader and
 serves nobody (every service) until it reads again; pyxinetd writes to a FIFO without
 waiting: an entry that does not fit waits in the daemon and is written, whole and in
-order, once the reader reads again."""
+order, once the reader reads again, a reload in between losing none of them."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import signal
 from pathlib import Path
 
 from tests.daemon import DaemonFactory, free_port, wait_until
@@ -69,5 +70,51 @@ def test_a_fifo_log_whose_reader_stops_reading_never_stops_the_daemon(
         assert all(kinds[:n].count(b"START:") >= kinds[:n].count(b"EXIT:")
                    for n in range(13))
         assert "Error writing" not in daemon.log()
+    finally:
+        os.close(reader)
+
+
+def test_a_reload_loses_none_of_the_entries_waiting_for_the_reader(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    ident = "x" * 900      # about 1 KiB an entry, short enough to keep its end
+    try:
+        fcntl.fcntl(reader, F_SETPIPE_SZ, 4096)
+        port = free_port()
+        log = f"\tlog_type = FILE {fifo}\n\tid = {ident}\n"
+        daemon = daemons.start_config(service("piped", port, log))
+        for _ in range(6):      # 12 entries: 4 fit, the others wait
+            assert ask(port) == b"hi\n"
+        # Every EXIT is logged once its server is reaped.
+        wait_until(lambda: not daemon.children(), 10.0, what="the servers reaped")
+        args = list(daemon.proc.args)   # type: ignore[arg-type]
+        conf = Path(args[args.index("-f") + 1])
+        # After the reload EXIT entries carry their duration: told apart from before.
+        conf.write_text(service("piped", port, log).replace("EXIT\n", "EXIT DURATION\n"))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("Reconfigured")
+        for _ in range(2):
+            assert ask(port) == b"hi\n"
+        got = b""
+
+        def everything() -> bool:
+            nonlocal got
+            try:
+                got += os.read(reader, 65536)
+            except BlockingIOError:
+                pass
+            return got.count(b"\n") >= 16
+        wait_until(everything, 10.0, what="the 16 entries once the reader read again")
+        entries = [line.split(b": ", 1)[1] for line in got.splitlines()]
+        assert len(entries) == 16
+        assert all(entry.split(b" ", 2)[1] == ident.encode() for entry in entries), entries
+        before, after = entries[:12], entries[12:]
+        assert [e.split(b" ", 1)[0] for e in before].count(b"EXIT:") == 6
+        assert not any(b"duration=" in e for e in before)
+        assert [e for e in after if e.startswith(b"EXIT:")] and all(
+            b"duration=" in e for e in after if e.startswith(b"EXIT:"))
+        assert "entries dropped" not in daemon.log() and "Error writing" not in daemon.log()
     finally:
         os.close(reader)
