@@ -33,6 +33,22 @@ def ask(port: int) -> bytes:
         return read_all(conn)
 
 
+def read_entries(reader: int, count: int) -> list[bytes]:
+    """The first `count` entries the (non-blocking) reader gets, without their stamps;
+    waits (bounded) for them to come."""
+    got = b""
+
+    def everything() -> bool:
+        nonlocal got
+        try:
+            got += os.read(reader, 65536)
+        except BlockingIOError:
+            pass
+        return got.count(b"\n") >= count
+    wait_until(everything, 10.0, what=f"the {count} entries once the reader read again")
+    return [line.split(b": ", 1)[1] for line in got.splitlines()]
+
+
 def test_a_fifo_log_whose_reader_stops_reading_never_stops_the_daemon(
         daemons: DaemonFactory, tmp_path: Path) -> None:
     fifo = tmp_path / "log.fifo"
@@ -48,17 +64,7 @@ def test_a_fifo_log_whose_reader_stops_reading_never_stops_the_daemon(
             assert ask(logged) == b"hi\n"
         assert ask(other) == b"hi\n"
         # The reader reads again: every entry comes, whole and in order.
-        got = b""
-
-        def everything() -> bool:
-            nonlocal got
-            try:
-                got += os.read(reader, 65536)
-            except BlockingIOError:
-                pass
-            return got.count(b"\n") >= 12
-        wait_until(everything, 10.0, what="the 12 entries once the reader read again")
-        entries = [line.split(b": ", 1)[1] for line in got.splitlines()]
+        entries = read_entries(reader, 12)
         assert len(entries) == 12
         # Each entry whole (cut at 1024 bytes, as xinetd cuts it), none before the
         # START of its server (servers may overlap).
@@ -97,17 +103,7 @@ def test_a_reload_loses_none_of_the_entries_waiting_for_the_reader(
         daemon.wait_for_log("Reconfigured")
         for _ in range(2):
             assert ask(port) == b"hi\n"
-        got = b""
-
-        def everything() -> bool:
-            nonlocal got
-            try:
-                got += os.read(reader, 65536)
-            except BlockingIOError:
-                pass
-            return got.count(b"\n") >= 16
-        wait_until(everything, 10.0, what="the 16 entries once the reader read again")
-        entries = [line.split(b": ", 1)[1] for line in got.splitlines()]
+        entries = read_entries(reader, 16)
         assert len(entries) == 16
         assert all(entry.split(b" ", 2)[1] == ident.encode() for entry in entries), entries
         before, after = entries[:12], entries[12:]
