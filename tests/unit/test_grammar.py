@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -317,6 +319,29 @@ def test_includedir_order_and_skipping(tmp_path: Path) -> None:
     assert str(d / "link") in config.files
     assert any("dangling" in w and "unable to stat" in w for w in warnings(config))
     assert any("same port/protocol" in r for r in dropped_reasons(config))
+
+
+def test_an_included_fifo_or_device_is_refused_not_waited_on(tmp_path: Path) -> None:
+    # Opening a FIFO waits for a writer and /dev/zero never ends: either would stall the
+    # load forever (xinetd waits in open() on the FIFO). The check runs in a child so
+    # that a regression fails on the deadline instead of hanging the suite.
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "folder").mkdir()
+    main = tmp_path / "main.conf"
+    main.write_text(f"include {tmp_path}/pipe\ninclude /dev/zero\ninclude {tmp_path}/folder\n"
+                    + service_block("after", port=21400))
+    done = subprocess.run([sys.executable, "-m", "pyxinetd", "check", "-f", str(main)],
+                          capture_output=True, text=True, timeout=60)
+    lines = done.stdout.splitlines()
+    for expected in [
+        f"{main}:1: error: Unable to open included configuration file: {tmp_path}/pipe "
+        "(not a regular file)",
+        f"{main}:2: error: Unable to open included configuration file: /dev/zero "
+        "(not a regular file)",
+        f"{main}:3: error: Unable to open included configuration file: {tmp_path}/folder "
+        "(Is a directory)"]:
+        assert expected in lines, done.stdout
+    assert "1 service(s) to activate" in done.stdout
 
 
 def test_a_skipped_name_that_is_no_leftover_is_mentioned(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ to the grammar.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -23,6 +24,27 @@ def read_text(path: str) -> str:
     """The file's text; undecodable bytes survive as surrogate escapes. Raises OSError."""
     with open(path, "rb") as handle:
         data = handle.read()
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+def read_included_text(path: str) -> str:
+    """An included file's text. Raises OSError, also for anything but a regular file:
+    opening a FIFO would wait for a writer and a device may never end, and either would
+    stall the load (xinetd refuses them too, `Unable to open included configuration
+    file`). The main file is not held to this: `-f <(generate)` is a pipe."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        with os.fdopen(fd, "rb") as handle:
+            fd = -1
+            data = handle.read()
+    finally:
+        if fd >= 0:
+            os.close(fd)
     return data.decode("utf-8", errors="surrogateescape")
 
 

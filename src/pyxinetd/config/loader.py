@@ -19,7 +19,7 @@ from pyxinetd.config.ceilings import Ceilings
 from pyxinetd.config.diagnostics import Diagnostic, DiagnosticSink
 from pyxinetd.config.grammar import parse_text
 from pyxinetd.config.rawentries import RawEntry, RawInclude
-from pyxinetd.config.includes import list_includedir, read_text
+from pyxinetd.config.includes import list_includedir, read_included_text, read_text
 from pyxinetd.config.inetdconf import read_inetd_conf
 from pyxinetd.config.lookups import Lookups
 from pyxinetd.config.model import (
@@ -94,7 +94,7 @@ class _Reader:
                     self.sink.error(item.file, item.line, f"{path} includes itself (directly or "
                                                           "through other files); not read again")
                     continue
-                text = read_text(path)
+                text = read_included_text(path)
             except (OSError, ValueError) as exc:
                 # xinetd's words (the path last, alone), and the reason after it.
                 why = exc.strerror if isinstance(exc, OSError) else str(exc)
