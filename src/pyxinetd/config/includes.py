@@ -73,7 +73,7 @@ def list_includedir(directory: str, file: str, line: int, sink: DiagnosticSink) 
         names = os.listdir(directory)
     except (OSError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) else str(exc)
-        sink.error(file, line, f"unable to read included directory {directory}: {why}")
+        sink.error(file, line, f"Unable to read included directory: {directory} ({why})")
         return []
     names.sort(key=os.fsencode)
     paths: list[str] = []
@@ -88,10 +88,10 @@ def list_includedir(directory: str, file: str, line: int, sink: DiagnosticSink) 
         try:
             mode = os.stat(path).st_mode
         except OSError as exc:
-            sink.warning(file, line, f"unable to stat includedir file {path}: {exc.strerror}; skipped")
+            sink.error(file, line, f"Unable to stat includedir file {path} ({exc.strerror}); skipped")
             continue
         if not stat.S_ISREG(mode):
-            sink.info(file, line, f"{path} is not a regular file; skipped")
+            sink.error(file, line, f"{path} is not a regular file. It is being skipped.")
             continue
         paths.append(path)
     return paths
