@@ -19,31 +19,10 @@ import socket
 import sys
 import time
 
-from scenario_support import begin, fake_load, free_port, read, running, wait_for
+from scenario_support import begin, fake_load, free_port, read, running, seen, wait_for
 
 PEER = "127.0.0.1"
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def seen(conn: socket.socket, data: bytes = b"", wait: float = 1.0) -> str:
-    """What a client gets: the bytes, then EOF, `open` (nothing more within `wait`),
-    or the error that ended the connection."""
-    got = b""
-    conn.settimeout(wait)
-    try:
-        if data:
-            conn.sendall(data)
-        while True:
-            chunk = conn.recv(4096)
-            if not chunk:
-                return f"{got!r} EOF"
-            got += chunk
-    except socket.timeout:
-        return f"{got!r} open"
-    except OSError as exc:
-        return f"{got!r} {type(exc).__name__}"
-    finally:
-        conn.settimeout(None)
 
 
 def ask(port: int, data: bytes = b"") -> str:

@@ -156,6 +156,33 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
+def seen(conn: socket.socket, data: bytes = b"", wait: float = 1.0, *,
+         reset_after_data_is_eof: bool = False) -> str:
+    """What a stream client gets: the bytes, then EOF, `open` (nothing more within
+    `wait`), or the error that ended the connection. `reset_after_data_is_eof`: a
+    connection closed with the client's bytes unread ends with a reset rather than
+    EOF depending on whether they arrived before the close (a race in both daemons),
+    so that reset reads as EOF."""
+    got = b""
+    conn.settimeout(wait)
+    closed = ("ConnectionResetError",) if data and reset_after_data_is_eof else ()
+    try:
+        if data:
+            conn.sendall(data)
+        while True:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return f"{got!r} EOF"
+            got += chunk
+    except socket.timeout:
+        return f"{got!r} open"
+    except OSError as exc:
+        name = type(exc).__name__
+        return f"{got!r} {'EOF' if name in closed else name}"
+    finally:
+        conn.settimeout(None)
+
+
 def read(path: str) -> str:
     try:
         with open(path, errors="replace") as f:

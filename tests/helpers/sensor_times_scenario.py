@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from scenario_support import begin, free_port, read, running, wait_for
+from scenario_support import begin, free_port, read, running, seen, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DUMP = "/var/run/xinetd.dump"
@@ -35,30 +35,6 @@ DUMP = "/var/run/xinetd.dump"
 
 def source(n: int) -> str:
     return f"127.0.0.{n}"
-
-
-def seen(conn: socket.socket, data: bytes, wait: float) -> str:
-    """What a stream client gets: the bytes, then EOF, `open` (nothing more within
-    `wait`), or the error that ended the connection. A client that sends nothing
-    before the end sees EOF, never a reset, however fast the end comes."""
-    got = b""
-    conn.settimeout(wait)
-    # A connection closed with the client's bytes unread ends with a reset rather than
-    # EOF, depending on whether they arrived before the close: a race in both daemons.
-    closed = ("EOF", "ConnectionResetError") if data else ("EOF",)
-    try:
-        if data:
-            conn.sendall(data)
-        while True:
-            chunk = conn.recv(4096)
-            if not chunk:
-                return f"{got!r} EOF"
-            got += chunk
-    except socket.timeout:
-        return f"{got!r} open"
-    except OSError as exc:
-        name = type(exc).__name__
-        return f"{got!r} {'EOF' if name in closed else name}"
 
 
 def ask(port: int, src: str, data: bytes = b"", wait: float = 0.3) -> str:
@@ -73,7 +49,7 @@ def ask(port: int, src: str, data: bytes = b"", wait: float = 0.3) -> str:
         conn.close()
         return f"connect {type(exc).__name__}"
     with conn:
-        text = seen(conn, data, wait)
+        text = seen(conn, data, wait, reset_after_data_is_eof=True)
     # daytime's answer changes with the clock: keep only that it answered.
     return re.sub(r"b'\d{2} [A-Z]{3} \d{4} [^']*'", "b'DAYTIME'", text)
 
