@@ -31,6 +31,7 @@ from typing import Any
 
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.master import MasterOptions
+from tests.helpers import ports
 
 HELPERS = Path(__file__).parent / "helpers"
 READY_TIMEOUT = 15.0
@@ -47,24 +48,9 @@ def free_port() -> int:
     both families (a service without `bind` listens there: a client socket of an
     earlier test on 127.0.0.2 or ::1 with that port would make its bind fail), not
     handed out recently (racy by nature against other processes; rare)."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind(("127.0.0.1", 0))
-            port = int(t.getsockname()[1])
-            if port in _RECENT_PORTS:
-                continue
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                    u.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        try:
-            _bind_everywhere(port)
-        except OSError:
-            continue
-        _RECENT_PORTS.append(port)
-        return port
-    raise RuntimeError("no free port")
+    port = ports.free_port(_RECENT_PORTS, _bind_everywhere)
+    _RECENT_PORTS.append(port)
+    return port
 
 
 def _bind_everywhere(port: int) -> None:

@@ -20,6 +20,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import ports
+
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -137,23 +139,19 @@ _GIVEN_PORTS: set[int] = set()
 
 def free_port() -> int:
     """A port free for TCP and UDP on 127.0.0.1 and not handed out before by this
-    process: the kernel may give the same port to two bind(0) calls in a row, and a
-    scenario asking for several ports before starting its daemons would then configure
-    two services on one port (xinetd and pyxinetd then drop one as a duplicate)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-            if port in _GIVEN_PORTS:
-                continue
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                    u.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _GIVEN_PORTS.add(port)
-        return port
-    raise RuntimeError("no free port")
+    process (see ports.free_port)."""
+    port = ports.free_port(_GIVEN_PORTS)
+    _GIVEN_PORTS.add(port)
+    return port
+
+
+def write_file(path: str, text: str, mode: int | None = None) -> str:
+    """Write a scenario's file (banner, script, configuration) and return its path."""
+    with open(path, "w") as f:
+        f.write(text)
+    if mode is not None:
+        os.chmod(path, mode)
+    return path
 
 
 def seen(conn: socket.socket, data: bytes = b"", wait: float = 1.0, *,

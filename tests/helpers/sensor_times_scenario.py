@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from scenario_support import begin, free_port, read, running, seen, wait_for
+from scenario_support import begin, free_port, read, running, seen, wait_for, write_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DUMP = "/var/run/xinetd.dump"
@@ -98,12 +98,8 @@ def main() -> int:
     run = begin()
     workdir = os.path.dirname(run.conf)
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run"], check=True)
-    banner = os.path.join(workdir, "banner_fail")
-    with open(banner, "w") as f:
-        f.write("GO AWAY\n")
-    hello = os.path.join(workdir, "banner")
-    with open(hello, "w") as f:
-        f.write("HELLO\n")
+    banner = write_file(os.path.join(workdir, "banner_fail"), "GO AWAY\n")
+    hello = write_file(os.path.join(workdir, "banner"), "HELLO\n")
     log = run.program_log
     if os.path.exists(log):
         os.unlink(log)

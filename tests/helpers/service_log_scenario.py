@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from scenario_support import SyslogSink, begin, free_port, read, running
+from scenario_support import SyslogSink, begin, free_port, read, running, write_file
 
 PEER = "127.0.0.1"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -145,20 +145,12 @@ def internal(socket_type, wait, extra=""):
 def cases(workdir):
     out = []
     py = sys.executable
-    killer = os.path.join(workdir, "killer.sh")
-    with open(killer, "w") as f:
-        f.write("#!/bin/sh\nkill -TERM $$\n")
-    segv = os.path.join(workdir, "segv.sh")
-    with open(segv, "w") as f:
-        f.write("#!/bin/sh\nkill -KILL $$\n")
-    three = os.path.join(workdir, "three.sh")
-    with open(three, "w") as f:
-        f.write("#!/bin/sh\nexit 3\n")
-    broken = os.path.join(workdir, "broken.sh")
-    with open(broken, "w") as f:
-        f.write("#!/nonexistent/interpreter\n")
-    for p in (killer, broken, segv, three):
-        os.chmod(p, 0o755)
+    def script(name, text):
+        return write_file(os.path.join(workdir, name), text, 0o755)
+    killer = script("killer.sh", "#!/bin/sh\nkill -TERM $$\n")
+    segv = script("segv.sh", "#!/bin/sh\nkill -KILL $$\n")
+    three = script("three.sh", "#!/bin/sh\nexit 3\n")
+    broken = script("broken.sh", "#!/nonexistent/interpreter\n")
     every_success = " ".join(SUCCESS_FLAGS)
     # TRAFFIC only on a redirect: xinetd disables any other service that sets it.
     no_traffic = " ".join(f for f in SUCCESS_FLAGS if f != "TRAFFIC")
