@@ -54,10 +54,11 @@ def test_stop_kills_a_daemon_that_does_not_exit_on_sigterm(script: InitScript) -
 
 def test_stop_kills_a_process_ignoring_sigterm(script: InitScript) -> None:
     # The xinetd being replaced, or any daemon stuck with SIGTERM ignored.
+    # Python under the name xinetd, as the real one runs.
     stubborn = subprocess.Popen(
-        [sys.executable, "-c", "import signal, time\n"
-         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint(flush=True)\ntime.sleep(60)",
-         "xinetd"], stdout=subprocess.PIPE)
+        ["/usr/sbin/xinetd", "-c", "import signal, time\n"
+         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint(flush=True)\ntime.sleep(60)"],
+        executable=sys.executable, stdout=subprocess.PIPE)
     try:
         assert stubborn.stdout is not None and stubborn.stdout.readline() == b"\n"
         script.pidfile.write_text(f"{stubborn.pid}\n")
@@ -151,3 +152,33 @@ def test_start_without_a_writable_pidfile_serves_and_warns(script: InitScript,
     # Found through the log, to be killed at the end.
     script.pids.add(int(script.log.read_text().split("xinetd[", 1)[1].split("]", 1)[0]))
     assert script.run("status").returncode == 3
+
+
+@pytest.mark.parametrize("argv", [
+    # An administrator following the log, or editing the configuration, whose pid
+    # happens to be the one a crashed daemon left in its pidfile.
+    ["tail", "-f", "/dev/null", "/var/log/xinetd.log"],
+    ["sh", "-c", "sleep 60; exit", "/etc/init.d/xinetd"],
+    [sys.executable, "-c", "import time; time.sleep(60)", "/etc/xinetd.conf"],
+], ids=["tail", "sh", "python"])
+def test_a_program_only_mentioning_xinetd_is_left_alone(script: InitScript,
+                                                       argv: list[str]) -> None:
+    # Its command line says `xinetd`, but not as the program it runs: not ours to stop.
+    other = subprocess.Popen(argv)
+    try:
+        wait_until(lambda: Path(f"/proc/{other.pid}/cmdline").read_bytes().count(b"\0")
+                   >= len(argv), what="the program's command line")
+        script.pidfile.write_text(f"{other.pid}\n")
+        status = script.run("status")
+        assert status.returncode == 1, status
+        stop = script.run("stop")
+        assert stop.returncode == 0 and "not running" in stop.stdout, stop
+        assert script.run("reload").returncode == 7
+        assert other.poll() is None
+        start = script.run("start")
+        assert start.returncode == 0 and "already running" not in start.stdout, start
+        assert script.pid() not in (None, other.pid)
+        assert script.serves()
+    finally:
+        other.kill()
+        other.wait()
