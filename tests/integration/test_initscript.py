@@ -210,5 +210,9 @@ def test_a_user_other_than_root_sees_the_daemon_running(script: InitScript,
     stop = as_nobody("stop")
     assert stop.returncode == 4, stop
     assert as_nobody("reload").returncode == 4
+    # restart stops first, so cannot either: 4 as well, and nothing is started.
+    for action in ("restart", "try-restart"):
+        result = as_nobody(action)
+        assert result.returncode == 4, (action, result)
     assert alive(pid) and script.serves()
     assert script.run("status").returncode == 0
