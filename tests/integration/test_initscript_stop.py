@@ -6,7 +6,9 @@ Run for real with /bin/sh, as in test_initscript.py (whose InitScript fixture th
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -182,3 +184,18 @@ def test_a_program_only_mentioning_xinetd_is_left_alone(script: InitScript,
     finally:
         other.kill()
         other.wait()
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare(1)")
+def test_stop_never_signals_a_process_that_took_the_daemons_pid(tmp_path: Path) -> None:
+    # The daemon exits while stop waits for it, and another process gets its pid: stop
+    # must see that the process it sent SIGTERM to is gone, and never SIGKILL the newcomer
+    # (nor remove a pidfile that is not the daemon's).
+    helper = Path(__file__).resolve().parents[1] / "helpers" / "pid_reuse_scenario.py"
+    done = subprocess.run(["unshare", "-p", "-f", "--mount-proc", sys.executable,
+                           str(helper), str(SCRIPT), str(tmp_path / "xinetd.pid")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["survived"], result
+    assert result["status"] == 0 and "killed" not in result["output"], result
