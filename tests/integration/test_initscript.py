@@ -45,11 +45,13 @@ class InitScript:
                     "PYXINETD_DUMP_FILE": str(tmp_path / "xinetd.dump")}
         self.pids: set[int] = set()
 
-    def run(self, action: str) -> subprocess.CompletedProcess[str]:
+    def run(self, action: str, *, merged: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run the script; with `merged`, stderr goes to stdout, as on a terminal."""
         before = self.pid()
         result = subprocess.run(["/bin/sh", str(SCRIPT), action], env=self.env,
-                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                timeout=30)
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+                                text=True, timeout=30)
         for pid in (before, self.pid()):
             if pid is not None:
                 self.pids.add(pid)
@@ -137,6 +139,30 @@ def test_a_failing_start_reports_failure(script: InitScript) -> None:
     assert "no services" in start.stderr
     assert "failed" in start.stdout
     assert script.run("status").returncode == 3
+
+
+def test_start_messages_follow_the_outcome_on_their_own_lines(script: InitScript) -> None:
+    # On a terminal, the daemon's start-up errors used to land in the middle of the
+    # "Starting ...: xinetd" line, before its "." or "failed".
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", script.port))
+        squatter.listen()
+        failed = script.run("start", merged=True)
+    assert failed.returncode == 1
+    lines = failed.stdout.splitlines()
+    assert lines[0] == "Starting internet superserver: xinetd failed.", lines
+    assert "pyxinetd: CRITICAL: no services. Exiting..." in lines[1:]
+
+    conf = Path(script.env["PYXINETD_DEFAULTS"]).read_text().split()[1]
+    with open(conf, "a") as extra:
+        extra.write("service nosuch\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+                    "\tprotocol = tcp\n\tport = 1\n\twait = no\n}\n")
+    started = script.run("start", merged=True)
+    assert started.returncode == 0, started
+    lines = started.stdout.splitlines()
+    assert lines[0] == "Starting internet superserver: xinetd.", lines
+    assert lines[1].startswith("pyxinetd: ERROR: No such internal service: nosuch"), lines
+    assert script.serves()
 
 
 def test_status_ignores_a_pidfile_naming_another_program(script: InitScript) -> None:
