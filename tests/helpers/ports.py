@@ -23,8 +23,11 @@ def free_port(handed_out: Container[int],
             try:
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                     udp.bind(("127.0.0.1", port))
-                if also_free is not None:
-                    also_free(port)
+            except OSError:
+                continue
+        if also_free is not None:
+            try:
+                also_free(port)     # once the TCP probe has let go of the port
             except OSError:
                 continue
         return port
