@@ -251,6 +251,13 @@ def _start_detached(config: Configuration, options: MasterOptions,
         return 1
     for text in outcome.messages:
         click.echo(text if text.startswith("pyxinetd") else f"pyxinetd: {text}", err=True)
+    if outcome.interrupted:
+        # Only this command was interrupted: the daemon, in its own session, goes on,
+        # and saying nothing would leave a serving daemon that looks like a failed start.
+        daemon = f"the daemon (pid {outcome.pid})" if outcome.pid is not None else "the daemon"
+        click.echo(f"pyxinetd: interrupted before {daemon} reported that it serves; it goes "
+                   "on starting on its own (see the program log)", err=True)
+        return 130
     if outcome.ready:
         return 0
     if outcome.timed_out:

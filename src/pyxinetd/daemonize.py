@@ -32,7 +32,8 @@ belong to the wrong process. So:
 4. The detached process reports its pid, then every ERROR/CRITICAL program-log line,
    then `ready` once `Started working` is logged, and closes the pipe. The foreground
    process prints what it received and exits 0 on `ready`, 1 on anything else (the
-   daemon exited, or never got ready within READY_TIMEOUT seconds).
+   daemon exited, or never got ready within READY_TIMEOUT seconds). Interrupted while
+   it waits (Ctrl-C), it says which daemon goes on starting without it.
 """
 
 from __future__ import annotations
@@ -126,6 +127,9 @@ class StartupOutcome:
     pid: int | None = None
     messages: list[str] = field(default_factory=list)
     timed_out: bool = False
+    # Ctrl-C (SIGINT) reached the start command while it waited: the daemon, in a
+    # session of its own, did not get it and goes on.
+    interrupted: bool = False
 
 
 def start_umask() -> int:
@@ -190,6 +194,14 @@ def _become_daemon(serve: Callable[[StartupReport], int], wfd: int, umask: int) 
 
 def _read_report(rfd: int, timeout: float) -> StartupOutcome:
     outcome = StartupOutcome()
+    try:
+        _read_into(outcome, rfd, timeout)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    return outcome
+
+
+def _read_into(outcome: StartupOutcome, rfd: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     buffer = b""
     with selectors.DefaultSelector() as selector:
@@ -198,18 +210,18 @@ def _read_report(rfd: int, timeout: float) -> StartupOutcome:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 outcome.timed_out = True
-                return outcome
+                return
             if not selector.select(remaining):
                 continue
             chunk = os.read(rfd, 65536)
             if not chunk:
-                return outcome
+                return
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 _apply(outcome, line)
                 if outcome.ready:
-                    return outcome
+                    return
 
 
 def _apply(outcome: StartupOutcome, line: bytes) -> None:

@@ -317,3 +317,44 @@ def test_a_relative_dump_file_is_in_the_folder_the_start_command_ran_in(
     wait_until(lambda: "generated state dump" in log.read_text(), timeout=10)
     assert f"generated state dump in file {target}" in log.read_text()
     assert "INTERNAL STATE DUMP" in target.read_text()
+
+
+def test_ctrl_c_while_waiting_names_the_daemon_that_goes_on(detached: Detached,
+                                                            tmp_path: Path) -> None:
+    """SIGINT reaches only the start command (the daemon is in a session of its own):
+    it says which daemon goes on starting, exits 130, and the daemon then serves."""
+    port = free_port()
+    conf = tmp_path / "slow.conf"
+    conf.write_text(echo_conf(port))
+    pidfile = tmp_path / "slow.pid"
+    detached.pidfiles.append(pidfile)
+    go = tmp_path / "go"
+    helper = Path(__file__).resolve().parents[1] / "helpers" / "slow_ready.py"
+    start = subprocess.Popen(
+        [sys.executable, str(helper), "-f", str(conf), "-filelog", str(tmp_path / "slow.log"),
+         "-pidfile", str(pidfile)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "GO_FILE": str(go)})
+    try:
+        # The pidfile is written before the daemon reports that it serves, which it
+        # holds back until `go` exists: the start command is waiting now.
+        pid = wait_until(lambda: read_pid(pidfile), 20, what="the daemon's pidfile")
+        start.send_signal(signal.SIGINT)
+        out, err = start.communicate(timeout=20)
+    finally:
+        if start.poll() is None:
+            start.kill()
+            start.wait()
+    assert start.returncode == 130, err
+    assert out == ""
+    assert err == (f"pyxinetd: interrupted before the daemon (pid {pid}) reported that it "
+                   "serves; it goes on starting on its own (see the program log)\n")
+    assert alive(pid)
+    go.touch()
+    assert wait_until(lambda: _answers(port), 20, what="the echo service") == b"ping\n"
+
+
+def _answers(port: int) -> bytes | None:
+    try:
+        return echo_roundtrip(port)
+    except OSError:
+        return None
