@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from pyxinetd.intercept import MAX_CLIENTS
-from tests.daemon import HELPERS, DaemonFactory, free_port, open_fds, wait_log_lines
+from tests.daemon import (HELPERS, DaemonFactory, free_port, open_fds, wait_log_lines,
+                          wait_until)
 
 TIMEOUT = 10.0
 SERVER = HELPERS / "intercept_server.py"
@@ -370,6 +371,34 @@ def test_no_descriptor_for_a_new_senders_channel_leaves_the_server_served(
         assert b.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=b2"
         a.sendto(b"a2", ("127.0.0.1", port))
         assert a.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=a2"
+    assert "internal error" not in daemon.log()
+
+
+def test_no_descriptor_for_a_stream_clients_relay_names_the_client(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    port = free_port()
+    daemon = daemons.start_config(config(tmp_path, port))
+    master = daemon.proc.pid
+    before = len(open_fds(master))
+    assert exchange(tcp_from("127.0.0.2", port))["peer"] == "127.0.0.1"
+    # The server runs on; the master keeps one descriptor for it (its copy of the
+    # server's socket) once the first client's relay has ended.
+    wait_until(lambda: len(open_fds(master)) == before + 1, TIMEOUT,
+               what="the first relay to end")
+    # One descriptor left: the master accepts the next client, then has none for its
+    # relay to the running server.
+    used = set(open_fds(master))
+    lowest_free = min(set(range(len(used) + 1)) - used)
+    soft, hard = resource.prlimit(master, resource.RLIMIT_NOFILE)
+    resource.prlimit(master, resource.RLIMIT_NOFILE, (lowest_free + 1, hard))
+    try:
+        assert refused(tcp_from("127.0.0.4", port))
+        daemon.wait_for_log(r"ERROR: icept: can't connect to remote host 127\.0\.0\.1: "
+                            r"Too many open files \(errno = 24\) \(client 127\.0\.0\.4\)")
+    finally:
+        resource.prlimit(master, resource.RLIMIT_NOFILE, (soft, hard))
+    # The same server takes the next client once descriptors are back.
+    assert exchange(tcp_from("127.0.0.2", port))["peer"] == "127.0.0.1"
     assert "internal error" not in daemon.log()
 
 

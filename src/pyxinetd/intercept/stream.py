@@ -212,7 +212,9 @@ class StreamInterception(Interception):
 
         def failed(text: str) -> None:
             ended(0, 0)
-            self.host.program.error("intercept", f"{self.svc.id}: {text}")
+            # As for a redirect: the text names the target (the server's socket), the
+            # client it was for is added.
+            self.host.program.error("intercept", f"{self.svc.id}: {text} (client {peer})")
 
         relay = RedirectSession(self.host.loop, self.svc, conn, (peer,), ended, failed,
                                 target=(self.family, self.server_address),
