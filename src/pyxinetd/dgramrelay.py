@@ -146,7 +146,7 @@ class NowaitRelays:
             # Out of descriptors (each running server holds one pair end): drop this
             # datagram; the next one tries again.
             host.program.error("svc_relay", f"{rt.id}: cannot start a server: "
-                                            f"{strerror(err)}")
+                                            f"{strerror(err)} (client {peer})")
             if rt.config.log_type is not None:
                 host.logs.write(rt.config, fail_entry(rt.config, "fork", peer))
             return

@@ -475,7 +475,9 @@ def test_dgram_nowait_relays_out_of_descriptors_drop_the_datagram(
             client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             clients.append(client)
             client.sendto(b"x", ("127.0.0.1", relay_port))   # a new peer each time
-        daemon.wait_for_log(r"hang: .*Too many open files", TIMEOUT)
+        # The line names the client whose datagram is dropped.
+        daemon.wait_for_log(r"ERROR: hang: cannot start a server: Too many open files "
+                            r"\(errno = 24\) \(client 127\.0\.0\.1\)\n", TIMEOUT)
         assert daemon.proc.poll() is None, daemon.log()
         assert udp_echo(udp_port, b"alive") == b"alive"
         # One line per dropped datagram at most: nothing loops on the failure.
