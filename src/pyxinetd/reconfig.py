@@ -148,10 +148,12 @@ class Reconfigurer:
         return False
 
     def close(self) -> None:
-        """The daemon stops: a load still running is killed and its child reaped."""
+        """The daemon stops: a load still running is killed and its child reaped, and
+        the servers a reload is ending get their SIGKILL now rather than never."""
         if self._load is not None:
             self._load.kill()
             self._load = None
+        self.terminations.kill_now()
 
     # -- 2, 3. swap and apply ----------------------------------------------------
     def apply(self, new: Configuration) -> None:

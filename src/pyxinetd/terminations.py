@@ -4,7 +4,9 @@ The servers of a removed service, the `wait = yes` servers holding a kept servic
 socket, and the running servers a recheck no longer allows (pyxinetd.reconfig) get
 SIGTERM at once; those not reaped once $PYXINETD_KILL_GRACE seconds (default 3) have
 passed get SIGKILL from a timer, so the loop never waits. xinetd instead sends SIGKILL at
-once to external servers and blocks about 0.5 s per server.
+once to external servers and blocks about 0.5 s per server. A daemon that exits within
+the grace period sends the SIGKILL then (`kill_now`): the timer would never run, and a
+server that ignores SIGTERM would outlive a decision already taken.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class Terminations:
 
     def is_terminating(self, child: Child) -> bool:
         return self._terminating.get(child.pid) is child
+
+    def kill_now(self) -> None:
+        """The daemon exits: SIGKILL every server still within its grace period."""
+        pending = list(self._terminating.values())
+        self._kill_survivors(pending)
 
     def _kill_survivors(self, children: list[Child]) -> None:
         for child in children:

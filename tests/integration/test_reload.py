@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import Daemon, DaemonFactory, HELPERS, free_port, open_fds, read_log, wait_until
+from tests.daemon import (Daemon, DaemonFactory, HELPERS, free_port, open_fds, process_state,
+                          read_log, wait_until)
 
 SERVER = HELPERS / "reload_server.py"
 
@@ -136,6 +137,29 @@ def test_removed_service_refuses_and_its_servers_are_terminated(
         assert c1.recv(100) == b"" and c2.recv(100) == b""
     assert greeting(keep).startswith("K pid=")
     assert daemon.zombies() == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGQUIT])
+def test_servers_still_in_their_grace_are_killed_when_the_daemon_exits(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        signum: int) -> None:
+    # The daemon exits before the SIGKILL timer of a removed service's server that
+    # ignores SIGTERM: it sends that SIGKILL on its way out (xinetd sent SIGKILL at the
+    # reload), instead of leaving the server running for good.
+    monkeypatch.setenv("PYXINETD_KILL_GRACE", "600")
+    keep, stubborn = free_port(), free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + service("keep", keep, "K")
+                                  + service("stubborn", stubborn, "S", "hold", "ignore-term"))
+    with socket.create_connection(("127.0.0.1", stubborn), timeout=10) as conn:
+        pid = int(read_line(conn).split("pid=")[1])
+        reload(daemon, defaults(tmp_path) + service("keep", keep, "K"), 1)
+        daemon.wait_for_log(rf"Sending signal 15 to stubborn server {pid}\n")
+        daemon.signal(signum)
+        assert daemon.wait_exit() == 0
+        assert f"Sending signal 9 to stubborn server {pid}" in daemon.log()
+        wait_until(lambda: process_state(pid) in (None, "Z"),
+                   what="the stubborn server to be killed")
+        assert conn.recv(100) == b""
 
 
 def test_changed_attributes_keep_the_listener_and_queued_clients(
