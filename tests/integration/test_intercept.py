@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import sys
@@ -302,6 +303,78 @@ def test_a_flood_against_a_server_that_never_accepts_is_bounded(
         for conn in clients:
             conn.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+ECHO = """service echo
+{{
+\ttype = INTERNAL UNLISTED
+\tsocket_type = stream
+\twait = no
+\tport = {port}
+\tbind = 127.0.0.1
+}}
+"""
+# A descriptor limit as low as some hosts set: a quarter of it, not MAX_CLIENTS or
+# MAX_CHANNELS, bounds what one intercepted server's clients may hold.
+LOW_NOFILE = 128
+
+
+def limited(nofile: int) -> list[str]:
+    """A wrapper running the daemon under RLIMIT_NOFILE soft = hard = nofile."""
+    if shutil.which("prlimit") is None:
+        pytest.skip("needs prlimit (util-linux)")
+    return ["prlimit", f"--nofile={nofile}:{nofile}", "--"]
+
+
+def echoes(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as echo:
+        echo.sendall(b"still here")
+        echo.shutdown(socket.SHUT_WR)
+        return echo.recv(100) == b"still here"
+
+
+def test_stream_clients_in_hand_are_bounded_by_the_descriptor_limit(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    port, echo_port = free_port(), free_port()
+    text = config(tmp_path, port).replace(f"server = {sys.executable}", "server = /bin/sleep")
+    text = re.sub(r"\tserver_args = .*\n", "\tserver_args = 30\n", text)
+    daemons.start_config(text + ECHO.format(port=echo_port), wrapper=limited(LOW_NOFILE))
+    bound = LOW_NOFILE // 4 // 2     # two descriptors per client in hand
+    clients = []
+    try:
+        for _ in range(bound + 20):     # the rest waits in the listen queue
+            clients.append(tcp_from("127.0.0.2", port))
+        wait_log_lines(tmp_path / "services.log", r"START: icept", bound)
+        assert echoes(echo_port)
+        text = (tmp_path / "services.log").read_text()
+        assert len(re.findall(r"START: icept", text)) == bound
+    finally:
+        for conn in clients:
+            conn.close()
+
+
+def test_datagram_senders_are_bounded_by_the_descriptor_limit(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    port, echo_port = free_port(), free_port()
+    daemon = daemons.start_config(config(tmp_path, port, socket_type="dgram", count=10_000)
+                                  + ECHO.format(port=echo_port), wrapper=limited(LOW_NOFILE))
+    bound = LOW_NOFILE // 4         # one descriptor per sender's channel
+    senders = []
+    try:
+        for _ in range(bound + 40):
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            senders.append(sender)
+            sender.bind(("127.0.0.2", 0))
+            sender.sendto(b"x", ("127.0.0.1", port))
+        daemon.wait_for_log(rf"ERROR: icept: {bound} senders already talk to this server; "
+                            r"datagrams from new ones are dropped until it exits")
+        assert echoes(echo_port)
+        text = (tmp_path / "services.log").read_text()
+        assert len(re.findall(r"START: icept", text)) == bound
+        assert "Too many open files" not in daemon.log()
+    finally:
+        for sender in senders:
+            sender.close()
 
 
 def test_a_reload_that_removes_the_service_ends_its_clients_and_serving_goes_on(

@@ -3,6 +3,7 @@ private socket their server gets, and the checks and log lines of each client.""
 
 from __future__ import annotations
 
+import resource
 import socket
 from collections.abc import Callable
 from typing import Protocol
@@ -41,6 +42,17 @@ class Host(Protocol):
     def refresh(self, rt: ServiceRuntime) -> None: ...
 
     def pause_accept(self, rt: ServiceRuntime, err: OSError) -> None: ...
+
+
+def descriptor_share(each: int, most: int) -> int:
+    """How many relays of `each` descriptors one intercepted server may have at once:
+    `most`, but never more than a quarter of the daemon's descriptor limit, so that
+    whatever its clients do, the other services keep descriptors to serve with (under
+    the common limit of 1,024, `most` alone would allow them all)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return most
+    return max(1, min(most, soft // 4 // each))
 
 
 def loopback(family: int) -> str:

@@ -9,7 +9,8 @@ towards it, from the address the sender's first datagram was sent to (on a wildc
 bind; pyxinetd.replysource). The sender whose datagram started the server was checked by the dispatcher
 before the start, and gets its channel at once.
 
-Bounded: at most MAX_CHANNELS senders talk to one server at once (a descriptor each);
+Bounded: at most MAX_CHANNELS senders talk to one server at once (a descriptor each),
+and no more than a quarter of the daemon's descriptor limit (common.descriptor_share);
 datagrams of further senders are dropped, with one ERROR line. While a sender's verdict
 waits for a name lookup, at most PENDING_LIMIT of its datagrams are kept.
 """
@@ -21,7 +22,8 @@ import socket
 from pyxinetd import replysource
 from pyxinetd.access.gate import Datagram, Verdict
 from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, receive_datagrams, send_quietly
-from pyxinetd.intercept.common import Address, Host, Interception, loopback
+from pyxinetd.intercept.common import (Address, Host, Interception, descriptor_share,
+                                       loopback)
 from pyxinetd.listener import peer_text
 from pyxinetd.log import strerror
 from pyxinetd.loop import READ
@@ -52,6 +54,7 @@ class DatagramInterception(Interception):
         self._pending: dict[Address, list[bytes]] = {}    # waiting for a verdict
         self._sources: dict[Address, replysource.Source] = {}   # of the pending senders
         self._full_reported = False
+        self.max_channels = descriptor_share(1, MAX_CHANNELS)
 
     def begin(self, pid: int, admitted: Address | None) -> None:
         """The server runs: read the service socket from now on. `admitted`: the sender
@@ -125,10 +128,10 @@ class DatagramInterception(Interception):
 
     def _open_channel(self, sender: Address, peer: str, queued: list[bytes],
                       source: replysource.Source | None) -> None:
-        if len(self._channels) >= MAX_CHANNELS:
+        if len(self._channels) >= self.max_channels:
             if not self._full_reported:
                 self._full_reported = True
-                self.host.program.error("intercept", f"{self.svc.id}: {MAX_CHANNELS} "
+                self.host.program.error("intercept", f"{self.svc.id}: {self.max_channels} "
                                         "senders already talk to this server; datagrams "
                                         "from new ones are dropped until it exits")
             return

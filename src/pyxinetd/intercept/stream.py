@@ -14,7 +14,8 @@ service socket. Such a client is logged once, when it was admitted (its `START` 
 the server running then); its relay to the next server writes no second line.
 
 At most MAX_CLIENTS clients are in the master's hands at once (relayed, or waiting for a
-verdict; each relay holds two descriptors): at the limit the service socket is not read
+verdict; each relay holds two descriptors), and no more than a quarter of the daemon's
+descriptor limit (common.descriptor_share): at the bound the service socket is not read
 until one is done, and further clients wait in its listen queue, as they would for a
 server that reads the socket itself, instead of the master running out of descriptors
 for every service (a server that never accepts would otherwise take them all).
@@ -26,7 +27,7 @@ import socket
 from collections.abc import Callable
 
 from pyxinetd.access.gate import Verdict
-from pyxinetd.intercept.common import Address, Host, Interception
+from pyxinetd.intercept.common import Address, Host, Interception, descriptor_share
 from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
 from pyxinetd.log import strerror
 from pyxinetd.redirect import RedirectSession
@@ -83,11 +84,13 @@ class StreamInterception(Interception):
         self._relays = relays           # shared by all: relays outlive their server
         self._mine: set[RedirectSession] = set()
         self._deciding = 0              # clients waiting for a verdict
+        # Two descriptors per client in hand (its connection and the relay's).
+        self.max_clients = descriptor_share(2, MAX_CLIENTS)
 
     @property
     def saturated(self) -> bool:
-        """At MAX_CLIENTS: the service socket is not read until a client is done."""
-        return len(self._mine) + self._deciding >= MAX_CLIENTS
+        """At max_clients: the service socket is not read until a client is done."""
+        return len(self._mine) + self._deciding >= self.max_clients
 
     def begin(self, pid: int, held: list[Held]) -> None:
         """The server runs: read the service socket from now on; `held`: clients an
