@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from pyxinetd.intercept import MAX_CLIENTS
-from tests.daemon import (HELPERS, DaemonFactory, free_port, open_fds, wait_log_lines,
-                          wait_until)
+from pyxinetd.service import MAX_PARKED_BYTES
+from tests.daemon import (HELPERS, DaemonFactory, free_port, namespace_problem, open_fds,
+                          run_scenario, wait_log_lines, wait_until)
 
 TIMEOUT = 10.0
 SERVER = HELPERS / "intercept_server.py"
@@ -375,6 +376,25 @@ def test_datagram_senders_are_bounded_by_the_descriptor_limit(
     finally:
         for sender in senders:
             sender.close()
+
+
+@pytest.mark.skipif(namespace_problem("ip") is not None, reason=str(namespace_problem("ip")))
+def test_datagrams_waiting_for_their_senders_names_are_bounded(tmp_path: Path) -> None:
+    # Senders from many ports, each waiting for a name the DNS never gives: at most
+    # MAX_PARKED_BYTES of their datagrams are kept (70 of 60,000 bytes, not all 400),
+    # the rest is dropped with one ERROR line, and the admitted sender is still served.
+    result = run_scenario(HELPERS / "intercept_flood_scenario.py", tmp_path,
+                          sys.executable, "-m", "pyxinetd")
+    kept = -(-MAX_PARKED_BYTES // 60_000)
+    assert result["before"] == "peer=127.0.0.1 got=before"
+    assert result["read"] == 400
+    # 4 MiB kept, and some slack for the allocator; all of them would be 24 MB.
+    assert result["grown_kib"] < 12_000, result["grown_kib"]
+    assert result["errors"] == [
+        f"ERROR: icept: {kept} datagrams already wait for their senders' names; datagrams "
+        "from senders not yet checked (the first: 127.0.0.5) are dropped until verdicts "
+        "come"]
+    assert result["after"] == "peer=127.0.0.1 got=after"
 
 
 def test_a_reload_that_removes_the_service_ends_its_clients_and_serving_goes_on(

@@ -12,7 +12,12 @@ before the start, and gets its channel at once.
 Bounded: at most MAX_CHANNELS senders talk to one server at once (a descriptor each),
 and no more than a quarter of the daemon's descriptor limit (common.descriptor_share);
 datagrams of further senders are dropped, with one ERROR line. While a sender's verdict
-waits for a name lookup, at most PENDING_LIMIT of its datagrams are kept.
+waits for a name lookup, at most PENDING_LIMIT of its datagrams are kept, and all the
+senders waiting hold at most MAX_PARKED_DATAGRAMS datagrams and MAX_PARKED_BYTES bytes
+(the bounds of a service without INTERCEPT, pyxinetd.service): beyond them, datagrams
+of senders without a channel are dropped, with one ERROR line, while the admitted
+senders' datagrams still flow. Each new sender's datagram is otherwise kept for as long
+as its lookup takes (a flood from many ports grew the daemon by up to 64 KiB a sender).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pyxinetd.intercept.common import (Address, Host, Interception, descriptor_s
 from pyxinetd.listener import peer_text
 from pyxinetd.log import strerror
 from pyxinetd.loop import READ
-from pyxinetd.service import ServiceRuntime
+from pyxinetd.service import MAX_PARKED_BYTES, MAX_PARKED_DATAGRAMS, ServiceRuntime
 
 MAX_CHANNELS = 1024
 PENDING_LIMIT = 16
@@ -52,6 +57,9 @@ class DatagramInterception(Interception):
         self._channels: dict[Address, _Channel] = {}
         self._refused: set[Address] = set()
         self._pending: dict[Address, list[bytes]] = {}    # waiting for a verdict
+        self._pending_datagrams = 0     # in _pending, and their bytes
+        self._pending_bytes = 0
+        self._waiting_reported = False
         self._sources: dict[Address, replysource.Source] = {}   # of the pending senders
         self._full_reported = False
         self.max_channels = descriptor_share(1, MAX_CHANNELS)
@@ -70,15 +78,18 @@ class DatagramInterception(Interception):
         for channel in list(self._channels.values()):
             self._forward_replies(channel)
             self._close_channel(channel)
-        self._pending.clear()
-        self._sources.clear()
+        self._forget_pending()
 
     def close(self) -> None:
         super().close()
         for channel in list(self._channels.values()):
             self._close_channel(channel)
+        self._forget_pending()
+
+    def _forget_pending(self) -> None:
         self._pending.clear()
         self._sources.clear()
+        self._pending_datagrams = self._pending_bytes = 0
 
     # -- senders ------------------------------------------------------------------
     def _reading(self) -> socket.socket | None:
@@ -95,15 +106,39 @@ class DatagramInterception(Interception):
                     channel.source = source
                 send_quietly(channel.sock, data, None)
             elif sender in self._pending:
-                if len(self._pending[sender]) < PENDING_LIMIT:
-                    self._pending[sender].append(data)
-            elif sender not in self._refused:
+                if len(self._pending[sender]) < PENDING_LIMIT and self._room(sender):
+                    self._keep_pending(sender, data)
+            elif sender not in self._refused and self._room(sender):
                 self._check_sender(sender, data, source)
+
+    def _room(self, sender: Address) -> bool:
+        """Whether one more datagram may wait for its sender's verdict."""
+        if self._pending_datagrams < MAX_PARKED_DATAGRAMS and \
+                self._pending_bytes < MAX_PARKED_BYTES:
+            return True
+        if not self._waiting_reported:
+            self._waiting_reported = True
+            self.host.program.error(
+                "intercept", f"{self.svc.id}: {self._pending_datagrams} datagrams already "
+                f"wait for their senders' names; datagrams from senders not yet checked "
+                f"(the first: {peer_text(sender)}) are dropped until verdicts come")
+        return False
+
+    def _keep_pending(self, sender: Address, data: bytes) -> None:
+        self._pending.setdefault(sender, []).append(data)
+        self._pending_datagrams += 1
+        self._pending_bytes += len(data)
+
+    def _take_pending(self, sender: Address) -> list[bytes]:
+        queued = self._pending.pop(sender, [])
+        self._pending_datagrams -= len(queued)
+        self._pending_bytes -= sum(len(data) for data in queued)
+        return queued
 
     def _check_sender(self, sender: Address, data: bytes,
                       source: replysource.Source) -> None:
         peer = peer_text(sender)
-        self._pending[sender] = [data]
+        self._keep_pending(sender, data)
         self._sources[sender] = source
         verdict = self.verdict_now(peer, None, sender)
         if verdict is None:
@@ -114,7 +149,7 @@ class DatagramInterception(Interception):
             self._admit_sender(sender, peer, verdict)
 
     def _admit_sender(self, sender: Address, peer: str, verdict: Verdict) -> None:
-        queued = self._pending.pop(sender, [])
+        queued = self._take_pending(sender)
         source = self._sources.pop(sender, replysource.KERNEL_CHOICE)
         if self.finished:
             return
