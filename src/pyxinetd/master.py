@@ -312,7 +312,9 @@ class Master:
         """SIGTERM: RPC servers get SIGKILL (reference §6.1), then quick_exit()."""
         if self.stopping:
             return
-        rpc.kill_servers(list(self.children), self.program)
+        # Those a reload is ending get their SIGKILL from quick_exit(), once.
+        terminating = self.reconfig.terminations.is_terminating
+        rpc.kill_servers([c for c in self.children if not terminating(c)], self.program)
         self.quick_exit()
 
     def quick_exit(self) -> None:
