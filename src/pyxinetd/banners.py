@@ -5,7 +5,9 @@ Reference §4.4: for every request the master writes
   2. after a refusal, `banner_fail` (banner_fail()), then closes the connection;
   3. after every check passed, `banner_success` (banner_success()), then the service
      starts.
-The file is read afresh at every use (editing it needs no reload, as in xinetd). A file
+The file is read afresh at every use (editing it needs no reload, as in xinetd); a read
+that gives the same bytes as the last one returns that same object (read_banner), so
+the in-loop sessions holding a large banner share it. A file
 that cannot be opened is skipped, and `log_error` receives the program-log text
 `service = ID, open of banner F failed: WHY (client A)` (the master logs it at ERROR
 level; xinetd's text stops before the colon and names neither the cause nor the
@@ -57,9 +59,27 @@ def banner_path(service: ServiceConfig, moment: Moment) -> str | None:
     return service.banner_fail
 
 
+# The last bytes read from each banner file (a few files at most). A connection whose
+# banner reads the same gets this very object: an in-loop session queues its banner
+# without copying it, so clients that never read cost the daemon one copy of a large
+# banner in all, not one each (the fresh read is dropped at once).
+_SHARED_FILES = 4
+_shared: dict[str, bytes] = {}
+
+
 def read_banner(path: str) -> bytes | None:
-    """The banner file's bytes (at most BANNER_LIMIT), or None when it cannot be read."""
-    return read_regular(path, BANNER_LIMIT)
+    """The banner file's bytes (at most BANNER_LIMIT), or None when it cannot be read.
+    Read afresh at every call; equal contents come back as one shared object."""
+    data = read_regular(path, BANNER_LIMIT)
+    if data is None:
+        return None
+    known = _shared.pop(path, None)
+    if known is not None and known == data:
+        data = known
+    _shared[path] = data    # the most recent last, the oldest dropped first
+    while len(_shared) > _SHARED_FILES:
+        del _shared[next(iter(_shared))]
+    return data
 
 
 def why_unreadable(path: str) -> str:

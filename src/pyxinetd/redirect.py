@@ -102,6 +102,9 @@ def _errno_text(code: int) -> str:
     return f"{os.strerror(code)} (errno = {code})"
 
 
+_NOTHING = memoryview(b"")
+
+
 class _Direction:
     """Bytes read from `src` waiting to be written to `dst`."""
 
@@ -112,7 +115,9 @@ class _Direction:
         self.eof = False        # src sent its FIN
         self.shut = False       # FIN passed on to dst
         self.count = 0
-        self.uncounted = 0      # leading bytes of the buffer that are not traffic
+        # Written before the buffer and not traffic: the banners, a view of the caller's
+        # bytes (not a copy: many relays may share one large banner).
+        self.head = _NOTHING
 
     @property
     def done(self) -> bool:
@@ -122,14 +127,15 @@ class _Direction:
     def pending(self) -> bool:
         """Something to write: bytes, or the FIN of a source that finished (a relay
         that starts with its source already finished has only that)."""
-        return bool(self.buffer) or (self.eof and not self.shut)
+        return bool(self.head) or bool(self.buffer) or (self.eof and not self.shut)
 
     def wants_read(self) -> bool:
-        return not self.eof and len(self.buffer) < BUFFER_LIMIT
+        return not self.eof and len(self.head) + len(self.buffer) < BUFFER_LIMIT
 
     def read(self) -> None:
         """Receive what `src` has (OSError when it was reset); flush() passes it on."""
-        data = self.src.recv(min(RECV_SIZE, BUFFER_LIMIT - len(self.buffer)))
+        data = self.src.recv(max(1, min(RECV_SIZE,
+                                        BUFFER_LIMIT - len(self.head) - len(self.buffer))))
         if data:
             self.buffer += data
         else:
@@ -142,19 +148,26 @@ class _Direction:
     def destination_lost(self) -> None:
         """`dst` was reset: nothing more can reach it; stop reading for it."""
         self.buffer.clear()
-        self.uncounted = 0
+        self.head = _NOTHING
         self.eof = self.shut = True
 
     def flush(self) -> None:
+        if self.head:
+            try:
+                sent = self.dst.send(self.head)
+            except (BlockingIOError, InterruptedError):
+                return
+            # The rest as a view of the same bytes; none left: let them go.
+            self.head = self.head[sent:] if sent < len(self.head) else _NOTHING
+            if self.head:
+                return
         if self.buffer:
             try:
                 sent = self.dst.send(self.buffer)
             except (BlockingIOError, InterruptedError):
                 return
             del self.buffer[:sent]
-            skipped = min(sent, self.uncounted)
-            self.uncounted -= skipped
-            self.count += sent - skipped
+            self.count += sent
         if self.eof and not self.buffer and not self.shut:
             self.shut = True
             try:
@@ -216,8 +229,7 @@ class RedirectSession:
         self.to_client = _Direction(self.out, conn) if self.out else None
         if self.to_client is not None and greeting:
             # The banners go to the client first; they are not relayed traffic.
-            self.to_client.buffer += greeting
-            self.to_client.uncounted = len(greeting)
+            self.to_client.head = memoryview(greeting)
         if self.to_target is not None:
             # What the client sent before this relay existed (a client moved from one
             # intercepted server to the next), and whether it had finished sending.

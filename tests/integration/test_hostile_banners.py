@@ -10,7 +10,7 @@ import re
 import socket
 from pathlib import Path
 
-from tests.daemon import DaemonFactory, free_port
+from tests.daemon import DaemonFactory, free_port, wait_until
 
 DEADLINE = 10.0
 
@@ -70,3 +70,49 @@ def test_a_banner_that_cannot_be_opened(daemons: DaemonFactory, tmp_path: Path) 
     line = daemon.wait_for_log("open of banner")
     assert (f"service = bloop, open of banner {loop} failed: Too many levels of "
             "symbolic links (errno = 40) (client 127.0.0.1)") in line
+
+
+def resident_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_clients_that_never_read_a_large_banner_share_one_copy(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # An in-loop service queues its whole banner_success for each client; clients that
+    # never read it must not cost the daemon one copy each (40 x 8 MB).
+    banner = tmp_path / "banner"
+    banner.write_bytes(b"b" * 8_000_000)
+    port, log = free_port(), tmp_path / "services.log"
+    daemon = daemons.start_config(
+        f"service echo\n{{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+        f"\twait = no\n\tport = {port}\n\tbind = 127.0.0.1\n\tcps = 0 0\n"
+        f"\tbanner_success = {banner}\n\tlog_type = FILE {log}\n"
+        f"\tlog_on_success = HOST\n}}\n")
+    before = resident_kib(daemon.pid)
+    clients = []
+    try:
+        for _ in range(40):
+            client = socket.socket()
+            clients.append(client)
+            # A small window: the kernel takes little of the banner off the daemon.
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.connect(("127.0.0.1", port))
+        wait_until(lambda: log.exists() and log.read_text().count("START: echo") == 40,
+                   DEADLINE, what="40 sessions")
+        grown = resident_kib(daemon.pid) - before
+        assert grown < 80_000, f"the daemon grew by {grown} KiB"
+        # A client that reads gets the whole banner, then its echo.
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as c:
+            c.sendall(b"ping")
+            c.shutdown(socket.SHUT_WR)
+            data = b""
+            while chunk := c.recv(1 << 20):
+                data += chunk
+        assert data == b"b" * 8_000_000 + b"ping"
+    finally:
+        for client in clients:
+            client.close()
+    assert daemon.proc.poll() is None

@@ -103,13 +103,14 @@ def start_stream(loop: Loop, service: ServiceConfig, conn: socket.socket, peer: 
     if name == "chargen":
         return chargen.ChargenSession(loop, conn, on_close, greeting=greeting)
     if name == "daytime":
-        return clock.reply_session(loop, conn, on_close, greeting + clock.daytime_text())
+        return clock.reply_session(loop, conn, on_close, clock.daytime_text(), greeting)
     if name == "time":
-        return clock.reply_session(loop, conn, on_close, greeting + clock.time_bytes())
+        return clock.reply_session(loop, conn, on_close, clock.time_bytes(), greeting)
     if name in ("servers", "services"):
         if view is None:
             raise ValueError(f"the {name} builtin needs a MasterView")
-        return clock.reply_session(loop, conn, on_close, greeting + status.report(name, view))
+        return clock.reply_session(loop, conn, on_close, status.report(name, view),
+                                   greeting)
     raise ValueError(f"no stream builtin named {name!r}")
 
 

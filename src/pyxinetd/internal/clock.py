@@ -44,11 +44,12 @@ class ReplySession(StreamSession):
     wants_input = False
 
     def __init__(self, loop: Loop, conn: socket.socket, on_close: OnClose,
-                 reply: bytes) -> None:
-        # The reply goes out at once (or on write readiness), then the session closes.
-        super().__init__(loop, conn, on_close, greeting=reply, finish=True)
+                 reply: bytes, greeting: bytes = b"") -> None:
+        # The reply goes out at once (or on write readiness), after the greeting, then
+        # the session closes.
+        super().__init__(loop, conn, on_close, greeting=greeting, output=reply, finish=True)
 
 
 def reply_session(loop: Loop, conn: socket.socket, on_close: OnClose,
-                  reply: bytes) -> ReplySession:
-    return ReplySession(loop, conn, on_close, reply)
+                  reply: bytes, greeting: bytes = b"") -> ReplySession:
+    return ReplySession(loop, conn, on_close, reply, greeting)

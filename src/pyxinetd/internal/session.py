@@ -9,7 +9,9 @@ I/O is optimistic, as asyncio's sock_sendall: a new session reads and writes at 
 (on loopback the request is usually queued before the connection is accepted), output
 is sent as soon as it is queued, and the socket is registered only for what would
 block. The registered mask is tracked here, so the selector is touched only when it
-really changes. A session that ends before its creator got it back defers on_close
+really changes. A greeting (banner_success) is written first, from the caller's bytes
+without a copy: many sessions share one large banner (pyxinetd.banners) instead of each
+holding its own. A session that ends before its creator got it back defers on_close
 to the loop (Loop.call_soon), so that callback still never runs inside start_*.
 """
 
@@ -23,6 +25,8 @@ from pyxinetd.loop import READ, WRITE, Loop
 
 Peer = tuple[Any, ...]
 OnClose = Callable[[], None]
+
+_NOTHING = memoryview(b"")
 
 # Pending output above which a session stops reading (echo) or producing (chargen).
 OUTPUT_LIMIT = 64 * 1024
@@ -82,12 +86,15 @@ class StreamSession:
     wants_input = True
 
     def __init__(self, loop: Loop, conn: socket.socket, on_close: OnClose, *,
-                 greeting: bytes = b"", finish: bool = False) -> None:
+                 greeting: bytes = b"", output: bytes = b"", finish: bool = False) -> None:
         self.loop = loop
         self.conn = conn
         self._on_close = on_close
-        self._out = bytearray(greeting)
-        # finish=True: the greeting is all there is (set before the first write).
+        # Written first: the greeting (not copied), then the output queued after it.
+        self._head = memoryview(greeting) if greeting else _NOTHING
+        self._out = bytearray(output)
+        # finish=True: `greeting` and `output` are all there is (set before the first
+        # write).
         self._finishing = finish
         if finish:
             self.wants_input = False
@@ -129,12 +136,13 @@ class StreamSession:
 
     @property
     def pending(self) -> int:
-        return len(self._out)
+        return len(self._head) + len(self._out)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._head = _NOTHING
         if self._mask:
             self._mask = 0
             self.loop.unregister(self.conn)
@@ -147,16 +155,16 @@ class StreamSession:
     # -- loop side ------------------------------------------------------------
     def _events(self) -> int:
         events = 0
-        if self.wants_input and not self._finishing and len(self._out) < OUTPUT_LIMIT:
+        if self.wants_input and not self._finishing and self.pending < OUTPUT_LIMIT:
             events |= READ
-        if self._out or (self.producing() and not self._finishing):
+        if self.pending or (self.producing() and not self._finishing):
             events |= WRITE
         return events
 
     def _update(self) -> None:
         if self._closed:
             return
-        if self._finishing and not self._out:
+        if self._finishing and not self.pending:
             discard_input(self.conn)
             self.close()
             return
@@ -182,7 +190,7 @@ class StreamSession:
                 self._write()
             if mask & READ:
                 self._read_available()
-                if self._out:
+                if self.pending:
                     # Written at once: the socket is almost always writable.
                     self._write()
         except (BlockingIOError, InterruptedError):
@@ -205,7 +213,7 @@ class StreamSession:
                 return
 
     def _read(self) -> None:
-        room = max(1, min(RECV_SIZE, OUTPUT_LIMIT - len(self._out)))
+        room = max(1, min(RECV_SIZE, OUTPUT_LIMIT - self.pending))
         data = self.conn.recv(room)
         if not data:
             self.eof()
@@ -219,6 +227,13 @@ class StreamSession:
         # A bounded number of sends per wake-up: a fast reader of chargen must not
         # keep the loop here forever.
         for _ in range(WRITES_PER_WAKEUP):
+            if self._head:
+                sent = self.conn.send(self._head, flags)
+                # The rest as a view of the same bytes; none left: let them go.
+                self._head = self._head[sent:] if sent < len(self._head) else _NOTHING
+                if self._head:
+                    return  # the socket buffer is full; wait for the next readiness
+                continue
             if not self._out and (self._finishing or not self.refill()):
                 return
             sent = self.conn.send(self._out, flags)

@@ -51,7 +51,8 @@ class TcpmuxSession:
         self._line = bytearray()
         # The tcpmux service's own banner_success: written before the name is read, so
         # that it comes before any reply and before the selected server's output.
-        self._greeting = bytearray(greeting)
+        # A view of the caller's bytes, not a copy (a banner shared by many sessions).
+        self._greeting = memoryview(greeting)
         conn.setblocking(False)
         self._timer: Timer | None = loop.call_later(NAME_TIMEOUT, self.close)
         loop.register(conn, WRITE if greeting else READ, self._ready)
@@ -92,7 +93,8 @@ class TcpmuxSession:
     def _write_greeting(self) -> None:
         while self._greeting:
             sent = self.conn.send(self._greeting)
-            del self._greeting[:sent]
+            self._greeting = self._greeting[sent:]
+        self._greeting = memoryview(b"")    # lets the banner go
         self.loop.modify(self.conn, READ, self._ready)
 
     def _read_name(self) -> None:
