@@ -15,13 +15,15 @@ client); so is a path that is not a regular file (a FIFO would block the loop,
 /dev/zero never end), and no more than BANNER_LIMIT bytes of a file are sent.
 
 Writing never blocks the loop:
-- for a connection about to go to a spawned server, or to be closed after
-  banner_fail, the write is a best-effort non-blocking send (MSG_DONTWAIT): a banner
-  larger than the free space of the socket's send buffer (usually hundreds of KiB on
-  a fresh connection) is cut short. Each function returns the bytes it could not send;
-- for in-loop services (builtins, redirect), pass that remainder plus
-  load(service, SUCCESS, ...) as the session's `greeting`: the session writes it on
-  write readiness before anything else, so nothing is cut and the order is kept.
+- `banner`, `banner_fail`, and `banner_success` for a connection about to go to a
+  spawned server, are a best-effort non-blocking send (MSG_DONTWAIT): a banner larger
+  than the free space of the socket's send buffer (usually hundreds of KiB on a fresh
+  connection) is cut short (each function returns the bytes it could not send, which
+  the dispatcher drops);
+- for in-loop services (builtins, redirect, tcpmux), `banner_success` is read with
+  load(service, SUCCESS, ...) and given whole to the session as its `greeting`: the
+  session writes it on write readiness before anything else, so nothing is cut and the
+  order is kept.
 On datagram services the write fails silently (there is no connected peer), as in xinetd.
 """
 
