@@ -142,25 +142,26 @@ class Resolver:
             self._finish_check(request_id, None)
 
     def _send(self, message: dict[str, object]) -> bool:
-        if self._sock is None and not self._start():
+        if self._sock is None and not self._start(message):
             return False
         assert self._sock is not None
         try:
             self._sock.send(json.dumps(message).encode(), socket.MSG_DONTWAIT)
             return True
         except OSError as err:
-            self._report(f"name resolver: {err.strerror or err}")
+            self._report(f"name resolver: {err.strerror or err} ({_dropped(message)})")
             if not isinstance(err, BlockingIOError):
                 self._lost()
             return False
 
-    def _start(self) -> bool:
+    def _start(self, message: dict[str, object]) -> bool:
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         except OSError as err:
             # Out of descriptors (EMFILE): this request goes on without a name, the
             # next one tries again.
-            self._report(f"cannot start the name resolver: {err.strerror or err}")
+            self._report(f"cannot start the name resolver: {err.strerror or err} "
+                         f"({_dropped(message)})")
             return False
         try:
             self.pid = os.posix_spawn(
@@ -170,7 +171,8 @@ class Resolver:
                 setsigmask=(), setsigdef=(2, 15, 1, 13))
         except OSError as err:
             ours.close()
-            self._report(f"cannot start the name resolver: {err.strerror or err}")
+            self._report(f"cannot start the name resolver: {err.strerror or err} "
+                         f"({_dropped(message)})")
             return False
         finally:
             theirs.close()
@@ -231,6 +233,17 @@ class Resolver:
     def _report(self, text: str) -> None:
         if self._on_error is not None:
             self._on_error(text)
+
+
+def _dropped(message: dict[str, object]) -> str:
+    """What is given up with a request the helper cannot take: the log line names the
+    client whose name is not looked up, or the commands not run."""
+    if message.get("op") == "name":
+        return f"the name of {message.get('addr')} is not looked up"
+    commands = message.get("cmds")
+    if isinstance(commands, list):
+        return "aclexec not run: " + "; ".join(str(c) for c in commands)
+    return f"not run: {message.get('cmd')}"
 
 
 if __name__ == "__main__":
