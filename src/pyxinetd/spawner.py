@@ -70,8 +70,8 @@ from pyxinetd.spawnpaths import FallbackPaths, spawn_error
 # master ignores would survive exec there.
 _C_PATH_RESETS = frozenset({int(signal.SIGPIPE), int(signal.SIGXFSZ)})
 
-# Native plans kept (one per service and as_root); past this the cache starts afresh, so
-# services dropped by reloads are not kept alive forever.
+# Native plans kept (one per service id); past this the cache starts afresh, so the ids
+# of services dropped by reloads are not kept forever.
 _PLAN_CACHE_MAX = 4096
 
 # The master's time slice (see use_short_slice).
@@ -119,9 +119,13 @@ class Spawner(FallbackPaths):
         # Read once: the master does not change its capabilities while serving.
         self._caps: int | None = None
         self._native: bool | None = None
-        # id(service) -> plan; the plan holds the service, so an id is never reused
-        # while its entry exists, and the identity check below makes it exact.
-        self._plans: dict[int, NativePlan] = {}
+        # service id -> the plan of its current configuration (the identity check
+        # below makes it exact). Keyed by the service's id, not by the object: a
+        # reload's new configuration, or the one-connection copy a hosts.allow option
+        # makes (setenv, nice, user...), replaces the entry instead of adding one, so
+        # the cache holds one plan per service rather than one per connection or per
+        # reload seen.
+        self._plans: dict[str, NativePlan] = {}
 
     def spawn(self, service: ServiceConfig, sock: socket.socket, remote_host: str, *,
               as_root: bool, method: Method | None = None,
@@ -143,7 +147,7 @@ class Spawner(FallbackPaths):
             if self._native:
                 # The per-connection path: everything but REMOTE_HOST was resolved and
                 # encoded the first time this service was spawned.
-                plan = self._plans.get(id(service))
+                plan = self._plans.get(service.id)
                 if plan is None or plan.service is not service or plan.as_root is not as_root:
                     if TWIST_FLAG in service.flags:
                         # Made for this one connection (no plan to keep), and its
@@ -256,7 +260,7 @@ class Spawner(FallbackPaths):
             limit_names=tuple(name for name, _, _ in limits))
         if len(self._plans) >= _PLAN_CACHE_MAX:
             self._plans.clear()
-        self._plans[id(service)] = plan
+        self._plans[service.id] = plan
         return plan
 
     def _run_plan(self, plan: NativePlan, fd: int, remote_host: str,

@@ -138,14 +138,18 @@ class AccessGate:
             loop, on_error=lambda text: program.error("resolver", text))
         self.lookups = lookups or Lookups()
         self.aclexec_timeout = aclexec_timeout
-        self._plans: dict[int, tuple[ServiceConfig, ServicePlan]] = {}
+        # One plan per service id, for the configuration it was worked out for: a
+        # reload's new configuration replaces it, so the table never holds more than
+        # the services there are (keyed by the object, it kept every configuration of
+        # every service since the start, one more set per reload).
+        self._plans: dict[str, tuple[ServiceConfig, ServicePlan]] = {}
 
     def _plan(self, svc: ServiceConfig) -> ServicePlan:
-        cached = self._plans.get(id(svc))
+        cached = self._plans.get(svc.id)
         if cached is not None and cached[0] is svc:
             return cached[1]
         plan = plan_for(svc)
-        self._plans[id(svc)] = (svc, plan)
+        self._plans[svc.id] = (svc, plan)
         return plan
 
     def _wrap(self, plan: ServicePlan) -> bool:

@@ -1,0 +1,125 @@
+"""The daemon's tables follow what is active, not what it has seen.
+
+Each test runs the real daemon under tests/helpers/census_daemon.py, which adds to the
+SIGUSR1 dump a census of every table reachable from the master (and from pyxinetd's
+module-level objects), the loop's registrations and timers, and the descriptors. Many
+distinct clients come from 127.0.0.0/8 (each bound to its own source address), or a
+configuration is reloaded many times; once the traffic is over and its deadlines have
+passed, the tables are back to their size at the start. Counts, never timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, wait_until
+
+CENSUS = HELPERS / "census_daemon.py"
+
+
+def start(daemons: DaemonFactory, tmp_path: Path, conf_text: str) -> tuple[Daemon, Path]:
+    log_path, err_path = daemons._paths()
+    conf = tmp_path / f"daemon{daemons._n}.conf"
+    conf.write_text(conf_text)
+    out = tmp_path / f"census{daemons._n}.json"
+    argv = [sys.executable, str(CENSUS), str(out), "-f", str(conf), "-dontfork",
+            "-filelog", str(log_path)]
+    return daemons._spawn(argv, log_path, err_path, ready=True), out
+
+
+def census(daemon: Daemon, out: Path) -> dict[str, Any]:
+    """SIGUSR1, then the census the dump wrote."""
+    out.unlink(missing_ok=True)
+    daemon.signal(signal.SIGUSR1)
+    wait_until(out.exists, 10.0, what="census")
+    report: dict[str, Any] = json.loads(out.read_text())
+    return report
+
+
+def source(i: int) -> str:
+    """The i-th distinct client address of 127.0.0.0/8 (127.0.0.1 excluded)."""
+    return f"127.{1 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}"
+
+
+def connect(port: int, i: int, data: bytes = b"") -> bytes:
+    with socket.socket() as s:
+        s.settimeout(5)
+        s.bind((source(i), 0))
+        s.connect(("127.0.0.1", port))
+        if data:
+            s.sendall(data)
+        try:
+            return s.recv(100)
+        except OSError:
+            return b""
+
+
+@pytest.fixture(autouse=True)
+def dump_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYXINETD_DUMP_FILE", str(tmp_path / "dump"))
+
+
+def external(name: str, port: int, extra: str = "") -> str:
+    return f"""
+service {name}
+{{
+  type = UNLISTED
+  socket_type = stream
+  protocol = tcp
+  wait = no
+  user = root
+  server = /bin/echo
+  server_args = {name}
+  port = {port}
+  cps = 100000 1
+{extra}}}
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="servers run as root")
+def test_reloads_leave_one_access_plan_and_one_spawn_plan_per_service(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    ports = [free_port() for _ in range(2)]
+
+    def conf(generation: int) -> str:
+        # Every reload changes both services: each gets a new configuration object.
+        return (external("one", ports[0], f"  only_from = 127.0.0.0/8 10.0.0.{generation}\n")
+                + external("two", ports[1], f"  env = GENERATION={generation}\n"))
+
+    daemon, out = start(daemons, tmp_path, conf(0))
+    conf_path = tmp_path / f"daemon{daemons._n}.conf"
+    for generation in range(1, 16):
+        conf_path.write_text(conf(generation))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("Reconfigured", count=generation)
+        for port in ports:
+            assert connect(port, generation).strip() in (b"one", b"two")
+    tables = census(daemon, out)["tables"]
+    assert tables["master.dispatcher.access._plans"] <= 2
+    assert tables["pyxinetd.spawner._DEFAULT._plans"] <= 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="servers run as root")
+def test_a_hosts_allow_option_leaves_no_spawn_plan_per_connection(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
+    # setenv makes a copy of the service for each connection it allows.
+    allow.write_text("ALL: ALL: setenv SEEN yes\n")
+    deny.write_text("")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(allow))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(deny))
+    port = free_port()
+    daemon, out = start(daemons, tmp_path, external("one", port))
+    for i in range(200):
+        assert connect(port, i).strip() == b"one"
+    tables = census(daemon, out)["tables"]
+    assert tables["pyxinetd.spawner._DEFAULT._plans"] <= 1
+
