@@ -8,9 +8,14 @@ other service refuses it with FAIL reason `address`. As in xinetd (sensor.c):
   its expiry moved to the later of the two (never earlier; a FOREVER entry stays), with
   no new CRITICAL line;
 * the list is scrubbed every minute (SCRUB_INTERVAL), from the first addition while it
-  holds entries: expired entries leave it then (INFO `At least 1 DENY_TIME has expired,
-  global_no_access list updated`), and once it is empty `global_no_access list is
-  empty.` is logged and the timer stops. Until its scrub an expired entry still denies;
+  holds entries that can expire: expired entries leave it then (INFO `At least 1
+  DENY_TIME has expired, global_no_access list updated`), and once it is empty
+  `global_no_access list is empty.` is logged and the timer stops. Until its scrub an
+  expired entry still denies.
+  Unlike xinetd, whose timer goes on every minute for as long as the list holds
+  anything, the timer also stops when only FOREVER entries are left (a scrub would
+  find nothing to do): an idle daemon whose sensor caught a client for ever makes no
+  wake-ups, and the next entry that can expire starts the timer again;
 * a full list (DENY_LIST_MAX) takes nothing more: each hit then logs ERROR `Maximum
   global_no_access count reached.`, a listed client's included.
 
@@ -100,7 +105,7 @@ class DenyList:
         self._program.critical("process_sensor",
                                f"Adding {peer} to the global_no_access list for {minutes} "
                                "minutes")
-        if self._timer is None:
+        if self._timer is None and expiry != FOREVER:
             self._timer = self._call_later(self._minute, self._scrub)
 
     def _scrub(self) -> None:
@@ -115,9 +120,9 @@ class DenyList:
             self._program.info("scrub_global_no_access_list",
                                "At least 1 DENY_TIME has expired, global_no_access list "
                                "updated")
-        if self._deny:
+        if any(expiry != FOREVER for expiry in self._deny.values()):
             self._timer = self._call_later(self._minute, self._scrub)
-        else:
+        elif not self._deny:
             self._program.info("scrub_global_no_access_list", "global_no_access list is empty.")
 
     def close(self) -> None:

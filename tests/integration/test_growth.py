@@ -123,3 +123,63 @@ def test_a_hosts_allow_option_leaves_no_spawn_plan_per_connection(
     tables = census(daemon, out)["tables"]
     assert tables["pyxinetd.spawner._DEFAULT._plans"] <= 1
 
+
+def sensor_conf(sensor_port: int, deny_time: str, port: int) -> str:
+    return f"""
+service sensor
+{{
+  type = INTERNAL UNLISTED
+  id = trap
+  socket_type = stream
+  protocol = tcp
+  wait = no
+  port = {sensor_port}
+  flags = SENSOR
+  deny_time = {deny_time}
+}}
+{external("one", port)}"""
+
+
+def test_a_deny_list_of_forever_entries_keeps_no_timer(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A scrub finds nothing to do in a list that only holds FOREVER entries: no timer
+    # may wake the idle daemon for it.
+    monkeypatch.setenv("PYXINETD_SENSOR_MINUTE", "0.2")
+    sensor_port, port = free_port(), free_port()
+    daemon, out = start(daemons, tmp_path, sensor_conf(sensor_port, "FOREVER", port))
+    connect(sensor_port, 1)
+    daemon.wait_for_log(r"Adding (::ffff:)?127\.1\.0\.2 to the global_no_access list")
+    report = census(daemon, out)
+    assert report["timers_live"] == 0
+    assert report["tables"]["master.dispatcher.sensor._deny"] == 1
+    # Still listed: refused by the other service.
+    assert connect(port, 1) == b""
+
+
+def test_the_scrub_timer_stops_once_only_forever_entries_are_left(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYXINETD_SENSOR_MINUTE", "0.2")
+    forever, minute, port = free_port(), free_port(), free_port()
+    conf = sensor_conf(forever, "FOREVER", port) + f"""
+service sensor
+{{
+  type = INTERNAL UNLISTED
+  id = brief
+  socket_type = stream
+  protocol = tcp
+  wait = no
+  port = {minute}
+  flags = SENSOR
+  deny_time = 1
+}}
+"""
+    daemon, out = start(daemons, tmp_path, conf)
+    connect(forever, 1)
+    connect(minute, 2)
+    daemon.wait_for_log(r"Adding (::ffff:)?127\.1\.0\.3 to the global_no_access list for 1 minutes")
+    daemon.wait_for_log("At least 1 DENY_TIME has expired")
+    report = census(daemon, out)
+    assert report["timers_live"] == 0
+    assert report["tables"]["master.dispatcher.sensor._deny"] == 1
+    assert "global_no_access list is empty." not in daemon.log()
+    assert connect(port, 2).strip() == b"one"
