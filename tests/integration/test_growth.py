@@ -183,3 +183,56 @@ service sensor
     assert report["tables"]["master.dispatcher.sensor._deny"] == 1
     assert "global_no_access list is empty." not in daemon.log()
     assert connect(port, 2).strip() == b"one"
+
+
+def channel_tables(report: dict[str, Any]) -> list[int]:
+    return [size for path, size in report["tables"].items() if path.endswith("._channels")]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="servers run as root")
+def test_an_intercepted_datagram_server_keeps_channels_for_its_active_senders_only(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A wait = yes server that runs for long: each sender's channel (a descriptor) is
+    # closed once quiet, not kept until the server exits.
+    monkeypatch.setenv("PYXINETD_INTERCEPT_IDLE", "0.5")
+    port = free_port()
+    daemon, out = start(daemons, tmp_path, f"""
+service icept
+{{
+  type = UNLISTED
+  socket_type = dgram
+  protocol = udp
+  wait = yes
+  user = root
+  port = {port}
+  bind = 127.0.0.1
+  server = {sys.executable}
+  server_args = -I -S {HELPERS / "intercept_server.py"} 1000 60
+  flags = INTERCEPT
+  log_type = FILE {tmp_path / "services.log"}
+  log_on_success = PID HOST
+}}
+""")
+    before = census(daemon, out)
+
+    def ask(i: int) -> str:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(10)
+            s.bind((source(i), 0))
+            s.sendto(b"hello", ("127.0.0.1", port))
+            return s.recv(1000).decode()
+
+    first = ask(0)
+    for i in range(1, 60):
+        assert ask(i).split()[0] == first.split()[0]    # one server for them all
+
+    def quiet() -> dict[str, Any] | None:
+        report = census(daemon, out)
+        return report if channel_tables(report) in ([], [0]) else None
+
+    after = wait_until(quiet, 20.0, what="the quiet channels closed")
+    assert after["fds"] == before["fds"]
+    assert after["timers_live"] == 0
+    # A sender back after its channel closed is checked and served again.
+    assert ask(5).split()[0] == first.split()[0]
+    assert (tmp_path / "services.log").read_text().count(f"from={source(5)}\n") == 2

@@ -11,17 +11,23 @@ before the start, and gets its channel at once.
 
 Bounded: at most MAX_CHANNELS senders talk to one server at once (a descriptor each),
 and no more than a quarter of the daemon's descriptor limit (common.descriptor_share);
-datagrams of further senders are dropped, with one ERROR line. While a sender's verdict
-waits for a name lookup, at most PENDING_LIMIT of its datagrams are kept, and all the
-senders waiting hold at most MAX_PARKED_DATAGRAMS datagrams and MAX_PARKED_BYTES bytes
-(the bounds of a service without INTERCEPT, pyxinetd.service): beyond them, datagrams
-of senders without a channel are dropped, with one ERROR line, while the admitted
-senders' datagrams still flow. Each new sender's datagram is otherwise kept for as long
-as its lookup takes (a flood from many ports grew the daemon by up to 64 KiB a sender).
+datagrams of further senders are dropped, with one ERROR line. A channel that carried
+nothing either way for CHANNEL_IDLE seconds is closed, so a server that runs for long
+holds a descriptor per sender that talks to it now, not per sender it ever served: the
+sender's next datagram is checked again (a new START) and gets a new channel. One timer,
+at the idle deadline of the channel quiet for longest, exists while channels do. While
+a sender's verdict waits for a name lookup, at most PENDING_LIMIT of its datagrams are
+kept, and all the senders waiting hold at most MAX_PARKED_DATAGRAMS datagrams and
+MAX_PARKED_BYTES bytes (the bounds of a service without INTERCEPT, pyxinetd.service):
+beyond them, datagrams of senders without a channel are dropped, with one ERROR line,
+while the admitted senders' datagrams still flow. Each new sender's datagram is
+otherwise kept for as long as its lookup takes (a flood from many ports grew the daemon
+by up to 64 KiB a sender).
 """
 
 from __future__ import annotations
 
+import os
 import socket
 
 from pyxinetd import replysource
@@ -33,18 +39,37 @@ from pyxinetd.listener import peer_text
 from pyxinetd.log import strerror
 from pyxinetd.loop import READ
 from pyxinetd.service import MAX_PARKED_BYTES, MAX_PARKED_DATAGRAMS, ServiceRuntime
+from pyxinetd.timers import Timer
 
 MAX_CHANNELS = 1024
 PENDING_LIMIT = 16
+# Seconds a channel may stay quiet (nothing from its sender, nothing from the server)
+# before it is closed; as long as the kernel's connection tracking keeps a UDP stream.
+CHANNEL_IDLE = 120.0
+# Test-only override of CHANNEL_IDLE, in seconds.
+IDLE_ENV = "PYXINETD_INTERCEPT_IDLE"
+
+
+def channel_idle(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
+    """CHANNEL_IDLE, or $PYXINETD_INTERCEPT_IDLE (seconds) when set and valid."""
+    try:
+        value = float(environ.get(IDLE_ENV, CHANNEL_IDLE))
+    except ValueError:
+        return CHANNEL_IDLE
+    if value != value or value <= 0 or value > CHANNEL_IDLE:
+        return CHANNEL_IDLE
+    return value
 
 
 class _Channel:
     """One sender's way to and from the intercepted server."""
 
     def __init__(self, sender: Address, sock: socket.socket,
-                 source: replysource.Source | None) -> None:
+                 source: replysource.Source | None, now: float) -> None:
         self.sender = sender
         self.sock = sock
+        # When a datagram last went through it, either way (loop clock).
+        self.used = now
         # Where replies leave from; None until the sender's first datagram is read
         # (the one that started the server is read after its channel is open).
         self.source = source
@@ -63,6 +88,8 @@ class DatagramInterception(Interception):
         self._sources: dict[Address, replysource.Source] = {}   # of the pending senders
         self._full_reported = False
         self.max_channels = descriptor_share(1, MAX_CHANNELS)
+        self._idle = channel_idle()
+        self._expiry: Timer | None = None
 
     def begin(self, pid: int, admitted: Address | None) -> None:
         """The server runs: read the service socket from now on. `admitted`: the sender
@@ -104,6 +131,7 @@ class DatagramInterception(Interception):
             if channel is not None:
                 if channel.source is None:
                     channel.source = source
+                channel.used = self.host.loop.clock()
                 send_quietly(channel.sock, data, None)
             elif sender in self._pending:
                 if len(self._pending[sender]) < PENDING_LIMIT and self._room(sender):
@@ -182,8 +210,10 @@ class DatagramInterception(Interception):
             self.host.program.error("intercept", f"{self.svc.id}: cannot relay for "
                                                  f"{peer}: {strerror(err)}")
             return
-        channel = _Channel(sender, sock, source)
+        channel = _Channel(sender, sock, source, self.host.loop.clock())
         self._channels[sender] = channel
+        if self._expiry is None:
+            self._expiry = self.host.loop.call_later(self._idle, self._close_idle)
         self.host.loop.register(sock, READ, lambda mask: self._forward_replies(channel))
         self.started(peer)
         for data in queued:
@@ -197,6 +227,7 @@ class DatagramInterception(Interception):
                 return
             except OSError:
                 return  # ECONNREFUSED: the server's socket is gone
+            channel.used = self.host.loop.clock()
             send_quietly(self.listener, data, channel.sender,
                          channel.source or replysource.KERNEL_CHOICE)
 
@@ -205,3 +236,17 @@ class DatagramInterception(Interception):
         channel.sock.close()
         if self._channels.get(channel.sender) is channel:
             del self._channels[channel.sender]
+        if not self._channels and self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+
+    def _close_idle(self) -> None:
+        """The timer: close the channels quiet for CHANNEL_IDLE seconds, then wait for
+        the next one to be (no timer once none is left)."""
+        self._expiry = None
+        now = self.host.loop.clock()
+        for channel in [c for c in self._channels.values() if now - c.used >= self._idle]:
+            self._close_channel(channel)
+        if self._channels:
+            quiet = min(c.used for c in self._channels.values())
+            self._expiry = self.host.loop.call_at(quiet + self._idle, self._close_idle)
