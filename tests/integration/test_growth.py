@@ -236,3 +236,96 @@ service icept
     # A sender back after its channel closed is checked and served again.
     assert ask(5).split()[0] == first.split()[0]
     assert (tmp_path / "services.log").read_text().count(f"from={source(5)}\n") == 2
+
+
+def test_many_clients_leave_the_tables_as_they_were(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # per_source counts, in-loop sessions, redirect relays, a datagram refusal's log
+    # throttle and name lookups, each driven by 300 distinct client addresses.
+    # A name the DNS does not answer must not make each client wait 5 s.
+    monkeypatch.setenv("PYXINETD_LOOKUP_TIMEOUT", "0.3")
+    echo, relay, udp, named = free_port(), free_port(), free_port(), free_port()
+    log = tmp_path / "services.log"
+    daemon, out = start(daemons, tmp_path, f"""
+defaults
+{{
+  log_type = FILE {log}
+  log_on_success = PID HOST EXIT
+  log_on_failure = HOST
+  cps = 100000 1
+}}
+service echo
+{{
+  type = INTERNAL UNLISTED
+  socket_type = stream
+  protocol = tcp
+  wait = no
+  port = {echo}
+  per_source = 2
+}}
+service relay
+{{
+  type = UNLISTED
+  socket_type = stream
+  protocol = tcp
+  wait = no
+  user = root
+  port = {relay}
+  redirect = 127.0.0.1 {echo}
+}}
+service echo
+{{
+  type = INTERNAL UNLISTED
+  id = udp-refused
+  socket_type = dgram
+  protocol = udp
+  wait = yes
+  port = {udp}
+  only_from = 10.0.0.1
+}}
+service echo
+{{
+  type = INTERNAL UNLISTED
+  id = named
+  socket_type = stream
+  protocol = tcp
+  wait = no
+  port = {named}
+  only_from = localhost 127.0.0.0/8
+}}
+""")
+    # Made once and kept (one per service, the resolver helper's socket): made before
+    # the baseline by a first client of each service.
+    assert connect(echo, 10_000, b"x") == b"x"
+    assert connect(relay, 10_000, b"x") == b"x"
+    assert connect(named, 10_000, b"x") == b"x"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"q", ("127.0.0.1", udp))
+    wait_until(lambda: "FAIL: udp-refused" in log.read_text(), 10.0, what="refusal")
+    before = census(daemon, out)
+    for i in range(300):
+        assert connect(echo, i, b"x") == b"x"
+        assert connect(relay, i, b"y") == b"y"
+        assert connect(named, i, b"z") == b"z"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((source(i), 0))
+            s.sendto(b"q", ("127.0.0.1", udp))
+    wait_until(lambda: log.read_text().count("FAIL: udp-refused") == 301, 20.0,
+               what="every datagram refused")
+
+    last: dict[str, Any] = {}
+
+    def settled() -> dict[str, Any] | None:
+        report = census(daemon, out)
+        last.update(report)
+        return report if report["tables"] == before["tables"] else None
+
+    try:
+        after = wait_until(settled, 20.0, what="the tables back to their size")
+    except AssertionError:
+        changed = {k: (before["tables"].get(k), last["tables"].get(k))
+                   for k in set(before["tables"]) | set(last["tables"])
+                   if before["tables"].get(k) != last["tables"].get(k)}
+        raise AssertionError(f"tables changed: {changed}") from None
+    for key in ("registered", "timers_live", "fds"):
+        assert after[key] == before[key], key
