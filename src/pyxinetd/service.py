@@ -12,14 +12,13 @@ request: no DNS, no NSS, no configuration work.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyxinetd.children import NO_ADDRESS, Occupancy
-from pyxinetd.config.model import AddressEntry, ServiceConfig
+from pyxinetd.children import Occupancy
+from pyxinetd.config.model import ServiceConfig
 
 
 class State(enum.Enum):
@@ -132,47 +131,6 @@ def within_access_times(service: ServiceConfig, now: float | None = None) -> boo
     t = time.localtime(now)
     minute = t.tm_hour * 60 + t.tm_min
     return any(w.start <= minute <= w.end for w in service.access_times)
-
-
-def _ip(peer: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(peer.split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-def _matches(entries: tuple[AddressEntry, ...], addr: ipaddress.IPv4Address |
-             ipaddress.IPv6Address) -> bool:
-    # IPv4 entries also match IPv4-mapped IPv6 clients (reference §3.2).
-    mapped = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) else None
-    for entry in entries:
-        net = entry.network
-        if net is None:
-            continue
-        if addr.version == net.version and addr in net:
-            return True
-        if mapped is not None and net.version == 4 and mapped in net:
-            return True
-    return False
-
-
-def address_allowed(service: ServiceConfig, peer: str) -> bool:
-    """only_from / no_access by numeric network only; deny when both lists match.
-
-    Host and domain names are not resolved here (they never match). Serving uses
-    pyxinetd.access (names, the better-match rule, TCP Wrappers) after `check`.
-    """
-    if service.only_from is None and not service.no_access:
-        return True
-    addr = _ip(peer)
-    if addr is None:
-        # No address (stream/wait): HEAD's fix, the address test is skipped.
-        return peer == NO_ADDRESS
-    if service.no_access and _matches(service.no_access, addr):
-        return False
-    if service.only_from is None:
-        return True
-    return _matches(service.only_from, addr)
 
 
 @dataclass
