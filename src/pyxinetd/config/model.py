@@ -229,10 +229,6 @@ class ServiceConfig:
         return "INTERNAL" in self.types
 
     @property
-    def is_unlisted(self) -> bool:
-        return "UNLISTED" in self.types
-
-    @property
     def is_tcpmux_client(self) -> bool:
         return bool({"TCPMUX", "TCPMUXPLUS"} & self.types)
 
