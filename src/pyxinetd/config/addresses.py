@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pyxinetd.config.lookups import decimal, is_digits
 from pyxinetd.config.model import AddressEntry
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 NetworkLookup = Callable[[str], "ipaddress.IPv4Network | None"]
 
 # RFC 1123 labels, plus '_' which resolvers accept in /etc/hosts.
