@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from pyxinetd.log import strerror
 from pyxinetd.loop import Loop
 
-NOTIFY_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
-
 
 @dataclass(frozen=True)
 class NotifyTarget:
