@@ -43,7 +43,7 @@ def take_from_environment(environ: MutableMapping[str, str],
     """Read and remove $NOTIFY_SOCKET and the watchdog variables; None without a socket.
 
     `pid` is the process the service manager started (default: this one): the watchdog
-    is for it only when $WATCHDOG_PID names another process (sd_watchdog_enabled).
+    is not for it when $WATCHDOG_PID names another process (sd_watchdog_enabled).
     """
     name = environ.pop("NOTIFY_SOCKET", None)
     usec = environ.pop("WATCHDOG_USEC", None)
