@@ -26,10 +26,6 @@ REAP_SIGNAL = signal.SIGCHLD
 CONSISTENCY_SIGNAL = signal.SIGABRT
 INTERRUPT_SIGNAL = signal.SIGINT
 
-# Reset to the default disposition in every child before exec; SIG_IGN survives exec.
-CHILD_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGCONT, signal.SIGTTIN,
-                         signal.SIGTTOU, signal.SIGTSTP)
-
 
 class SignalWakeup:
     """Owns the wakeup socketpair and the record-only handlers."""
