@@ -117,5 +117,5 @@ class SignalWakeup:
                 self._loop.on_error(f"the action for {signal.Signals(signum).name}", exc)
 
     def inject(self, signum: int) -> None:
-        """Record a signal as if it had arrived (used by tests and by the CLI)."""
+        """Record a signal as if it had arrived (used by tests)."""
         self._pending[signum] = None
