@@ -90,6 +90,34 @@ class Method(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class NativeSettings:
+    """The C extension's arguments for what it sets in the child besides descriptors,
+    path, argv and environment."""
+
+    groups: tuple[int, ...] | None
+    gid: int
+    uid: int
+    umask: int
+    nice: int | None
+    rlimits: list[tuple[int, int, int]]
+    limit_names: tuple[str, ...]     # step name of each rlimits entry, for errors
+
+
+def native_settings(req: SpawnRequest) -> NativeSettings:
+    creds = req.credentials
+    limits = [("files", resource.RLIMIT_NOFILE, req.nofile)] if req.nofile else []
+    limits += [(name, res, (value, value)) for name, res, value in req.rlimits]
+    return NativeSettings(
+        groups=creds.groups if creds else None,
+        gid=-1 if creds is None or creds.gid is None else creds.gid,
+        uid=-1 if creds is None or creds.uid is None else creds.uid,
+        umask=-1 if req.umask is None else req.umask,
+        nice=req.nice or None,
+        rlimits=[(res, soft, hard) for _, res, (soft, hard) in limits],
+        limit_names=tuple(name for name, _, _ in limits))
+
+
+@dataclass(frozen=True, slots=True)
 class NativePlan:
     """The C extension's arguments for one service, encoded once: per connection only
     REMOTE_HOST (between env_head and env_tail) and the descriptor change."""
@@ -101,13 +129,7 @@ class NativePlan:
     argv: tuple[bytes, ...]
     env_head: tuple[bytes, ...]      # the environment before REMOTE_HOST
     env_tail: tuple[bytes, ...]      # after it (xinetd's place for it; usually empty)
-    groups: tuple[int, ...] | None
-    gid: int
-    uid: int
-    umask: int
-    nice: int | None
-    rlimits: list[tuple[int, int, int]]
-    limit_names: tuple[str, ...]     # step name of each rlimits entry, for errors
+    settings: NativeSettings
 
 
 class Spawner(FallbackPaths):
@@ -214,27 +236,26 @@ class Spawner(FallbackPaths):
 
     def run_native(self, req: SpawnRequest) -> int:
         """pyxinetd._spawn: the whole checklist in C, in a CLONE_VM|CLONE_VFORK child."""
-        creds = req.credentials
-        limits = [("files", resource.RLIMIT_NOFILE, req.nofile)] if req.nofile else []
-        limits += [(name, res, (value, value)) for name, res, value in req.rlimits]
         # All but REMOTE_HOST is fixed per service (a twist command has none).
         at = req.remote_at
         env = (encoded(req.env) if at is None else
                encoded(req.env[:at]) + (os.fsencode(req.env[at]),) + encoded(req.env[at + 1:]))
+        return self._native_spawn(req, native_settings(req), os.fsencode(req.path),
+                                  encoded(req.argv), env, req.fd, req.stderr_fd)
+
+    def _native_spawn(self, req: SpawnRequest, settings: NativeSettings, path: bytes,
+                      argv: tuple[bytes, ...], env: tuple[bytes, ...], fd: int,
+                      stderr_fd: int) -> int:
+        """The C extension's spawn; its failures as SpawnError naming the step."""
         try:
             return self._os.native_spawn(
-                os.fsencode(req.path), encoded(req.argv), env, fd=req.fd,
-                groups=creds.groups if creds else None,
-                gid=-1 if creds is None or creds.gid is None else creds.gid,
-                uid=-1 if creds is None or creds.uid is None else creds.uid,
-                umask=-1 if req.umask is None else req.umask,
-                nice=req.nice or None,
-                rlimits=[(res, soft, hard) for _, res, (soft, hard) in limits],
-                stderr_fd=req.stderr_fd)
+                path, argv, env, fd=fd, groups=settings.groups, gid=settings.gid,
+                uid=settings.uid, umask=settings.umask, nice=settings.nice,
+                rlimits=settings.rlimits, stderr_fd=stderr_fd)
         except OSError as err:
             step = str(getattr(err, "step", "fork"))
             if step == "rlimit":
-                step = f"rlimit_{limits[int(getattr(err, 'rlimit_index', 0))][0]}"
+                step = f"rlimit_{settings.limit_names[int(getattr(err, 'rlimit_index', 0))]}"
             raise spawn_error(req, step, err) from err
         except ValueError as err:  # e.g. NUL in argv or env
             raise SpawnError(f"{req.service_id}: cannot start {req.path}: {err}",
@@ -245,19 +266,9 @@ class Spawner(FallbackPaths):
         req = build_request(service, -1, "", as_root=as_root, posix=self._os)
         at = req.remote_at
         assert at is not None  # a twist command is never planned
-        creds = req.credentials
-        limits = [("files", resource.RLIMIT_NOFILE, req.nofile)] if req.nofile else []
-        limits += [(name, res, (value, value)) for name, res, value in req.rlimits]
         plan = NativePlan(
             service, as_root, req, os.fsencode(req.path), encoded(req.argv),
-            encoded(req.env[:at]), encoded(req.env[at + 1:]),
-            groups=creds.groups if creds else None,
-            gid=-1 if creds is None or creds.gid is None else creds.gid,
-            uid=-1 if creds is None or creds.uid is None else creds.uid,
-            umask=-1 if req.umask is None else req.umask,
-            nice=req.nice or None,
-            rlimits=[(res, soft, hard) for _, res, (soft, hard) in limits],
-            limit_names=tuple(name for name, _, _ in limits))
+            encoded(req.env[:at]), encoded(req.env[at + 1:]), native_settings(req))
         if len(self._plans) >= _PLAN_CACHE_MAX:
             self._plans.clear()
         self._plans[service.id] = plan
@@ -269,20 +280,8 @@ class Spawner(FallbackPaths):
         env = (replaced_by(plan.env_head, peer_env) + tuple(map(os.fsencode, peer_env))
                + remote + replaced_by(plan.env_tail, peer_env)
                if peer_env else plan.env_head + remote + plan.env_tail)
-        try:
-            return self._os.native_spawn(
-                plan.path, plan.argv, env, fd=fd, groups=plan.groups, gid=plan.gid,
-                uid=plan.uid, umask=plan.umask, nice=plan.nice, rlimits=plan.rlimits,
-                stderr_fd=stderr_fd)
-        except OSError as err:
-            step = str(getattr(err, "step", "fork"))
-            if step == "rlimit":
-                step = f"rlimit_{plan.limit_names[int(getattr(err, 'rlimit_index', 0))]}"
-            raise spawn_error(plan.request, step, err) from err
-        except ValueError as err:  # e.g. NUL in argv or env
-            req = plan.request
-            raise SpawnError(f"{req.service_id}: cannot start {req.path}: {err}",
-                             errno=errno.EINVAL, step="exec") from err
+        return self._native_spawn(plan.request, plan.settings, plan.path, plan.argv, env,
+                                  fd, stderr_fd)
 
 _DEFAULT = Spawner(RealPosix())
 
