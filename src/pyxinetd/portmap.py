@@ -23,6 +23,7 @@ import socket
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pyxinetd.log import strerror
 from pyxinetd.loop import READ, Loop
@@ -141,6 +142,7 @@ def decode_dump(body: bytes) -> list[Mapping]:
 
 # done(result body, error text): exactly one of the two is None.
 Done = Callable[[bytes | None, str | None], None]
+_Result = TypeVar("_Result")
 
 
 @dataclass
@@ -171,23 +173,15 @@ class PortmapClient:
 
     def set(self, mapping: Mapping, done: Callable[[bool | None, str | None], None]) -> None:
         """PMAPPROC_SET; done(True/False, None) with the answer, or (None, error)."""
-        self._call(PMAPPROC_SET, mapping, _as_bool(done))
+        self._call(PMAPPROC_SET, mapping, _decoding(decode_bool, done))
 
     def unset(self, mapping: Mapping,
               done: Callable[[bool | None, str | None], None]) -> None:
         """PMAPPROC_UNSET: the portmapper drops program/version for tcp *and* udp."""
-        self._call(PMAPPROC_UNSET, mapping, _as_bool(done))
+        self._call(PMAPPROC_UNSET, mapping, _decoding(decode_bool, done))
 
     def dump(self, done: Callable[[list[Mapping] | None, str | None], None]) -> None:
-        def decoded(body: bytes | None, error: str | None) -> None:
-            if body is None:
-                done(None, error)
-                return
-            try:
-                done(decode_dump(body), None)
-            except XdrError as err:
-                done(None, str(err))
-        self._call(PMAPPROC_DUMP, None, decoded)
+        self._call(PMAPPROC_DUMP, None, _decoding(decode_dump, done))
 
     def close(self) -> None:
         """Forget every pending call (their `done` is not called) and close the socket."""
@@ -293,13 +287,16 @@ class PortmapClient:
         call.done(body, error)
 
 
-def _as_bool(done: Callable[[bool | None, str | None], None]) -> Done:
+def _decoding(decode: Callable[[bytes], _Result],
+              done: Callable[[_Result | None, str | None], None]) -> Done:
+    """A Done that gives `done` the reply's body as `decode` reads it, or the call's
+    error, or why the body does not decode."""
     def decoded(body: bytes | None, error: str | None) -> None:
         if body is None:
             done(None, error)
             return
         try:
-            done(decode_bool(body), None)
+            done(decode(body), None)
         except XdrError as err:
             done(None, str(err))
     return decoded
