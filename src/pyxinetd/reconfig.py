@@ -214,12 +214,18 @@ class Reconfigurer:
         counts = (len(kept), len(live) - len(kept))
         self._bind_all(to_bind, lambda: self._reconfigured(added, *counts))
 
-    def _remove(self, rt: ServiceRuntime, svc: ServiceConfig, kept_ids: set[str]) -> None:
+    def _stop(self, rt: ServiceRuntime) -> None:
+        """Take a runtime out of service: its activation in flight abandoned, its RPC
+        registration unset, its listening socket closed."""
         m = self.master
         m.activations.cancel(rt)
         m.rpc.unregister(rt)
         m.dispatcher.close_listener(rt)
         rt.transition(Event.STOP)
+
+    def _remove(self, rt: ServiceRuntime, svc: ServiceConfig, kept_ids: set[str]) -> None:
+        m = self.master
+        self._stop(rt)
         selected = self._selector(svc, kept_ids)
         m.dispatcher.close_sessions(selected)
         doomed = [c for c in m.children if selected(c.service)]
@@ -263,10 +269,7 @@ class Reconfigurer:
                           kept_ids: set[str]) -> ServiceRuntime:
         """A kept service whose socket changed: stop the old runtime, return a new one."""
         m = self.master
-        m.activations.cancel(rt)
-        m.rpc.unregister(rt)
-        m.dispatcher.close_listener(rt)
-        rt.transition(Event.STOP)
+        self._stop(rt)
         # Requests held for a fork retry belong to the old socket's runtime: they end
         # now, logged as given up, rather than silently at their retry.
         m.dispatcher.give_up_held(rt, change.new)
