@@ -12,6 +12,14 @@ BACKLOG_LIMIT of them, the newest dropped and counted beyond, sent in order as t
 socket has room; Linux wakes a connected datagram socket's writers when the receiver's
 queue has room again). `close()` gives the backlog up to FLUSH_ON_CLOSE seconds.
 
+The syslog daemon may also be away for a while: restarted (its socket removed, a new
+one bound at the same path) or not started yet. A message that finds nobody listening
+waits in the same backlog instead of being lost, and the next message tries to connect
+again (nothing tells the daemon that a socket has appeared, and it never polls): once a
+syslog daemon listens, what waited goes first, in order, each with its own time stamp.
+Only what the old syslog daemon had taken but not read is lost with it. A message that
+cannot be sent for want of a descriptor (EMFILE) is dropped, and counted.
+
 A syslog daemon may listen on a stream socket instead (syslog-ng's
 `unix-stream("/dev/log")`): like glibc's syslog(), and so xinetd, the sender then
 connects a stream and ends each message with a NUL byte. A stream may take a message
@@ -56,6 +64,9 @@ class SyslogSender(Backlog):
         # The head of the backlog is the unsent tail of a message begun on this stream.
         self._partial = False
         self._pid = os.getpid()
+        # Why the messages counted as dropped were dropped (the line that counts them
+        # says it).
+        self._drop_reason = "the syslog socket was full"
 
     def send(self, priority: int, text: str, now: float | None = None) -> None:
         stamp = syslog_timestamp(time.time() if now is None else now)
@@ -63,23 +74,33 @@ class SyslogSender(Backlog):
                     .encode(errors="replace"))
 
     def _dropped_message(self, count: int) -> bytes:
+        reason, self._drop_reason = self._drop_reason, "the syslog socket was full"
         return (f"<{DROPPED_PRIORITY}>{syslog_timestamp(time.time())} {SYSLOG_IDENT}"
-                f"[{self._pid}]: {count} messages dropped: the syslog socket was "
-                f"full".encode())
+                f"[{self._pid}]: {count} messages dropped: {reason}".encode())
+
+    def _queue(self, data: bytes) -> None:
+        if self._sock is None and self.pending >= self._limit:
+            self._drop_reason = "no syslog daemon listened"
+        super()._queue(data)
 
     def _room_target(self) -> socket.socket | None:
         return self._sock
 
     def _deliver(self, data: bytes) -> bytes | None:
-        """Send one message (or the tail of the one begun on a stream): None once sent,
-        or when no syslog daemon listens (then there is nobody to wait for, and it is
-        dropped); else what is left to send, when the socket has no room."""
+        """Send one message (or the tail of the one begun on a stream): None once sent
+        (or dropped: no descriptor for the socket); else what is left to send, when the
+        socket has no room or no syslog daemon listens (module docstring)."""
         # One reconnect attempt covers a restarted syslog daemon.
         for _ in range(2):
             if self._sock is None:
-                self._sock = self._connect()
-                if self._sock is None:
+                try:
+                    self._sock = self._connect()
+                except OSError:
+                    self._dropped += 1
+                    self._drop_reason = "no descriptor was left"
                     return None
+                if self._sock is None:
+                    return data
             payload = data + b"\0" if self._stream and not self._partial else data
             try:
                 sent = self._sock.send(payload, socket.MSG_NOSIGNAL)
@@ -110,13 +131,10 @@ class SyslogSender(Backlog):
     def _connect(self) -> socket.socket | None:
         """A connected, non-blocking socket to the syslog daemon, datagram or (when it
         listens on a stream: EPROTOTYPE) stream, as glibc's syslog() does; None when
-        nobody listens or no descriptor is left (this line is dropped, the next
-        retries)."""
+        nobody listens (the next message retries). Raises OSError when no descriptor
+        is left."""
         for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-            try:
-                sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
-            except OSError:
-                return None
+            sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
             sock.setblocking(False)
             try:
                 sock.connect(self.path)

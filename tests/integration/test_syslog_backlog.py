@@ -1,9 +1,11 @@
-"""Syslog when the syslog daemon is late: nothing is lost, nothing blocks.
+"""Syslog when the syslog daemon is late or away: nothing is lost, nothing blocks.
 
 A datagram socket holds `net.unix.max_dgram_qlen` messages (10 by default); a syslog
 daemon that reads them a moment late used to lose the rest of a burst, because pyxinetd
 never waits on the socket. The messages now wait in the daemon, in order, and are sent
 as room appears (pyxinetd.syslogsender). The test's socket is read only after a pause.
+A syslog daemon that restarts (its socket closed and removed, a new one bound later)
+gets what was sent meanwhile, with what waited for room in the old one.
 """
 
 from __future__ import annotations
@@ -119,3 +121,34 @@ def test_the_backlog_is_sent_before_the_daemon_exits(tmp_path: Path,
         stop(proc)
     assert sum("bogus" in m for m in got) == 20
     assert "Started working" in "".join(got)
+
+
+def test_a_restarted_syslog_daemon_gets_what_was_logged_while_it_was_away(
+        tmp_path: Path, syslog_socket: socket.socket) -> None:
+    port = free_port()
+    proc = start(tmp_path, f"service a\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n"
+                           f"\twait = no\n\tuser = root\n\tserver = /bin/true\n"
+                           f"\tbind = 127.0.0.1\n\tport = {port}\n\tcps = 0 0\n"
+                           f"\tlog_type = SYSLOG local3\n\tlog_on_success = PID\n}}\n")
+    qlen = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+    try:
+        drain(syslog_socket, "Started working")
+        # 20 STARTs the old syslog daemon does not read: what its queue took is lost
+        # with it, the rest waits in pyxinetd.
+        for _ in range(20):
+            assert _connects(port)
+        syslog_socket.close()
+        os.unlink(tmp_path / "log.sock")
+        for _ in range(3):          # nobody listens
+            assert _connects(port)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as new:
+            new.bind(str(tmp_path / "log.sock"))
+            assert _connects(port)
+            got: list[str] = []
+            # A datagram socket's queue takes qlen + 1 messages.
+            expected = max(0, 20 - qlen - 1) + 4
+            wait_until(lambda: _more(new, got, expected), TIMEOUT,
+                       what=f"{expected} START lines")
+    finally:
+        stop(proc)
+    assert not any("dropped" in m for m in got)

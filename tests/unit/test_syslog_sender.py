@@ -29,3 +29,62 @@ def test_no_descriptor_for_the_socket_drops_the_line_and_the_next_one_goes(
         syslogd.settimeout(10)
         assert syslogd.recv(1000).endswith(b"and then")
         sender.close()
+
+
+def _received(sock: socket.socket) -> list[bytes]:
+    sock.setblocking(False)
+    got: list[bytes] = []
+    while True:
+        try:
+            got.append(sock.recv(1000))
+        except BlockingIOError:
+            return got
+
+
+def test_messages_sent_while_nobody_listens_go_first_once_a_syslog_daemon_listens(
+        tmp_path: Path) -> None:
+    path = str(tmp_path / "log")
+    sender = SyslogSender(path)
+    sender.send(27, "one")              # no syslog daemon yet
+    sender.send(27, "two")
+    assert sender.pending == 2
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslogd:
+        syslogd.bind(path)
+        sender.send(27, "three")
+        got = _received(syslogd)
+        sender.close()
+    assert [m.rsplit(b": ", 1)[1] for m in got] == [b"one", b"two", b"three"]
+
+
+def test_a_restarted_syslog_daemon_gets_what_was_sent_while_it_was_away(
+        tmp_path: Path) -> None:
+    path = str(tmp_path / "log")
+    old = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    old.bind(path)
+    sender = SyslogSender(path)
+    sender.send(27, "before")
+    assert [m.rsplit(b": ", 1)[1] for m in _received(old)] == [b"before"]
+    old.close()
+    os.unlink(path)
+    sender.send(27, "meanwhile")        # the old socket is gone, no new one yet
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as new:
+        new.bind(path)
+        sender.send(27, "after")
+        got = _received(new)
+        sender.close()
+    assert [m.rsplit(b": ", 1)[1] for m in got] == [b"meanwhile", b"after"]
+
+
+def test_what_nobody_listened_to_beyond_the_limit_is_counted_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "log")
+    sender = SyslogSender(path)
+    sender._limit = 3
+    for n in range(5):
+        sender.send(27, f"m{n}")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslogd:
+        syslogd.bind(path)
+        sender.send(27, "m5")
+        got = [m.split(b"]: ", 1)[1] for m in _received(syslogd)]
+        sender.close()
+    assert got == [b"m0", b"m1", b"m2", b"2 messages dropped: no syslog daemon listened",
+                   b"m5"]
