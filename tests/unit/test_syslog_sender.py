@@ -88,3 +88,23 @@ def test_what_nobody_listened_to_beyond_the_limit_is_counted_once(tmp_path: Path
         sender.close()
     assert got == [b"m0", b"m1", b"m2", b"2 messages dropped: no syslog daemon listened",
                    b"m5"]
+
+
+def test_a_syslog_daemon_that_stops_reading_never_blocks_and_the_loss_is_said_once(
+        tmp_path: Path) -> None:
+    path = str(tmp_path / "log")
+    qlen = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslogd:
+        syslogd.bind(path)
+        sender = SyslogSender(path)
+        sender._limit = 3
+        total = qlen + 1 + 3 + 5    # the socket's queue, the backlog, 5 too many
+        for n in range(total):
+            sender.send(27, f"m{n}")    # returns at once: the socket is non-blocking
+        assert sender.pending == 3
+        got = [m.split(b"]: ", 1)[1] for m in _received(syslogd)]
+        sender.flush()
+        got += [m.split(b"]: ", 1)[1] for m in _received(syslogd)]
+        sender.close()
+    assert got == [f"m{n}".encode() for n in range(total - 5)] + [
+        b"5 messages dropped: the syslog socket was full"]
