@@ -18,7 +18,7 @@ waits in the same backlog instead of being lost, and the next message tries to c
 again (nothing tells the daemon that a socket has appeared, and it never polls): once a
 syslog daemon listens, what waited goes first, in order, each with its own time stamp.
 Only what the old syslog daemon had taken but not read is lost with it. A message that
-cannot be sent for want of a descriptor (EMFILE) is dropped, and counted.
+finds no descriptor left for the socket (EMFILE) waits the same way.
 
 A syslog daemon may listen on a stream socket instead (syslog-ng's
 `unix-stream("/dev/log")`): like glibc's syslog(), and so xinetd, the sender then
@@ -87,18 +87,13 @@ class SyslogSender(Backlog):
         return self._sock
 
     def _deliver(self, data: bytes) -> bytes | None:
-        """Send one message (or the tail of the one begun on a stream): None once sent
-        (or dropped: no descriptor for the socket); else what is left to send, when the
-        socket has no room or no syslog daemon listens (module docstring)."""
+        """Send one message (or the tail of the one begun on a stream): None once sent;
+        else what is left to send, when the socket has no room, or no syslog daemon
+        listens, or no descriptor is left for the socket (module docstring)."""
         # One reconnect attempt covers a restarted syslog daemon.
         for _ in range(2):
             if self._sock is None:
-                try:
-                    self._sock = self._connect()
-                except OSError:
-                    self._dropped += 1
-                    self._drop_reason = "no descriptor was left"
-                    return None
+                self._sock = self._connect()
                 if self._sock is None:
                     return data
             payload = data + b"\0" if self._stream and not self._partial else data
@@ -131,10 +126,12 @@ class SyslogSender(Backlog):
     def _connect(self) -> socket.socket | None:
         """A connected, non-blocking socket to the syslog daemon, datagram or (when it
         listens on a stream: EPROTOTYPE) stream, as glibc's syslog() does; None when
-        nobody listens (the next message retries). Raises OSError when no descriptor
-        is left."""
+        nobody listens or no descriptor is left (the next message retries)."""
         for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-            sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
+            try:
+                sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
+            except OSError:
+                return None
             sock.setblocking(False)
             try:
                 sock.connect(self.path)
