@@ -15,6 +15,7 @@ from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.inetdconf import parse_inetd_text
 from pyxinetd.config.inetdentry import InetdEntry, unwrap_tcpd
 from pyxinetd.convert import convert
+from tests.compat.corpus import SHARED_ABSENT, shared_present
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "inetd.conf"
 CORPUS_FILES = sorted(p for p in CORPUS.glob("*") if p.name != "INDEX.tsv") if CORPUS.is_dir() else []
@@ -426,4 +427,6 @@ def test_check_inetd_conf_path_alone_is_checked(tmp_path: Path) -> None:
 
 def test_the_inetd_corpus_was_found() -> None:
     # Without this, a missing corpus would silently parametrize nothing.
+    if not shared_present():
+        pytest.skip(SHARED_ABSENT)
     assert CORPUS_FILES, f"no inetd.conf corpus at {CORPUS}"
