@@ -18,7 +18,11 @@ so that no shell stands between the scenario's start-up state and the daemon.
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,6 @@ from tests.daemon import HELPERS, namespace_problem, run_scenario
 from tests.oracle import require_xinetd
 
 SCENARIO = HELPERS / "spawn_state_scenario.py"
-PROBE = str(HELPERS / "spawn_probe.py")
 CAP_SYS_RESOURCE = 24
 RT_SIGNALS = ~0xFFFFFFFF   # SigIgn bits of signals 33 and up
 MB = 1 << 20
@@ -48,7 +51,25 @@ def has_cap_sys_resource() -> bool:
 
 
 @pytest.fixture(scope="module")
-def xinetd(tmp_path_factory: pytest.TempPathFactory) -> Report:
+def probe() -> Iterator[str]:
+    """A copy of the probe that the servers run as nobody can read, handed to the scenario
+    as $SPAWN_PROBE: a checkout under /root (mode 0700) is out of their reach, and so are
+    pytest's tmp dirs."""
+    directory = tempfile.mkdtemp(prefix="pyxinetd-spawn-probe-")
+    try:
+        os.chmod(directory, 0o755)
+        path = os.path.join(directory, "spawn_probe.py")
+        shutil.copyfile(HELPERS / "spawn_probe.py", path)
+        os.chmod(path, 0o644)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SPAWN_PROBE", path)
+            yield path
+    finally:
+        shutil.rmtree(directory)
+
+
+@pytest.fixture(scope="module")
+def xinetd(tmp_path_factory: pytest.TempPathFactory, probe: str) -> Report:
     command = direct_command(require_xinetd())
     return run_scenario(SCENARIO, tmp_path_factory.mktemp("x"), *command, mount=True)
 
@@ -67,7 +88,7 @@ def raised_or_most(report: Report, requested: list[int], resource: str) -> Repor
     return report
 
 
-def expected_from(xinetd: Report) -> Report:
+def expected_from(xinetd: Report, probe: str) -> Report:
     """xinetd's reports with pyxinetd's documented deviations applied."""
     want = copy.deepcopy({k: v for k, v in xinetd.items() if not k.endswith("/log")})
     for key in list(want):
@@ -78,7 +99,7 @@ def expected_from(xinetd: Report) -> Report:
         if name == "nameinargs-late":   # xinetd's child crashes on this order of lines
             assert want[key] == {"unreadable": ""}, want[key]
             want[key] = copy.deepcopy(xinetd[f"{state}/nameinargs"])
-            want[key]["argv"] = ["late-name", PROBE, "two"]
+            want[key]["argv"] = ["late-name", probe, "two"]
         report = want[key]
         # Every signal at its default: xinetd resets the signals below 32 (it handles
         # them all), but leaves a real-time signal the daemon inherited ignored.
@@ -102,12 +123,12 @@ def expected_from(xinetd: Report) -> Report:
 
 
 @pytest.mark.parametrize("native", ["1", "0"], ids=["native-spawn", "fallback-spawn"])
-def test_servers_start_in_xinetds_state(xinetd: Report, tmp_path: Path, native: str,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_servers_start_in_xinetds_state(xinetd: Report, probe: str, tmp_path: Path,
+                                        native: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCENARIO_EXTRA_ENV", f"PYXINETD_NATIVE_SPAWN={native}")
     pyxinetd = run_scenario(SCENARIO, tmp_path, sys.executable, "-m", "pyxinetd",
                             mount=True)
-    want = expected_from(xinetd)
+    want = expected_from(xinetd, probe)
     assert sorted(k for k in pyxinetd if not k.endswith("/log")) == sorted(want)
     for key, report in want.items():
         assert pyxinetd[key] == report, key

@@ -27,7 +27,8 @@ import time
 from scenario_support import begin, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PROBE = os.path.join(HERE, "spawn_probe.py")
+# $SPAWN_PROBE: a copy the servers run as nobody can read wherever the checkout lies.
+PROBE = os.environ.get("SPAWN_PROBE") or os.path.join(HERE, "spawn_probe.py")
 # An interpreter that finds its library whatever argv[0] and the environment are.
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 # The switch between pyxinetd's spawn paths, from the test (xinetd ignores it).
