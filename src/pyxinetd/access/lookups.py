@@ -54,7 +54,11 @@ def resolve(address: str, wanted: Callable[[], bool] = _never_late) -> NameInfo:
     """Blocking: reverse lookup, then forward confirmation (as tcpd does), the latter
     only while `wanted()` (somebody still waits for the answer)."""
     try:
-        name, _ = socket.getnameinfo((address, 0), socket.NI_NAMEREQD)
+        # gethostbyaddr, not getnameinfo(NI_NAMEREQD) (same glibc lookup, same name):
+        # Debian 12's Python 3.11.2 holds the interpreter lock for the whole of a
+        # getnameinfo, so one lookup waiting on a slow DNS server would stop every other
+        # thread of the helper, the other lookups and the reading of requests included.
+        name = socket.gethostbyaddr(address)[0]
     except (OSError, UnicodeError):
         return NO_NAME
     if not wanted():
