@@ -43,7 +43,10 @@ def serve(args: Sequence[str]) -> int:
     from pyxinetd.pidfile import lock_holder, locked_message
 
     from pyxinetd.process import wait_for_own_children
+    from pyxinetd.signals import hold_until_installed
 
+    # First: a reload or dump asked for while the configuration loads must not kill.
+    hold_until_installed()
     _restore_standard_streams()
     # Before the first child (the configuration loader, the detaching fork).
     wait_for_own_children()

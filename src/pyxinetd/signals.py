@@ -25,6 +25,22 @@ QUICK_EXIT_SIGNAL = signal.SIGQUIT
 REAP_SIGNAL = signal.SIGCHLD
 CONSISTENCY_SIGNAL = signal.SIGABRT
 INTERRUPT_SIGNAL = signal.SIGINT
+# Signals whose default action (terminate) the daemon must never take, held back until
+# the loop's handlers are in place (see hold_until_installed).
+HELD_AT_START = (*RECONFIG_SIGNALS, DUMP_SIGNAL)
+
+
+def hold_until_installed() -> None:
+    """Block SIGHUP, SIGUSR2 and SIGUSR1 until SignalWakeup.install() unblocks them.
+
+    xinetd installs its handlers before it reads its configuration; here the start-up
+    load comes first, and one of these signals arriving during it (seconds, for a
+    large configuration) would kill the daemon silently. Blocked, it stays pending
+    and is handled once the loop runs: a reload then follows `Started working`, as in
+    xinetd. SIGTERM, SIGQUIT and SIGINT keep their default action: they ask for the
+    end anyway.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_AT_START)
 
 
 class SignalWakeup:
