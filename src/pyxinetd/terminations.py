@@ -46,7 +46,12 @@ class Terminations:
         self._terminating: dict[int, Child] = {}
 
     def terminate(self, children: list[Child]) -> None:
-        """SIGTERM now; SIGKILL after the grace period to those not reaped by then."""
+        """SIGTERM now; SIGKILL after the grace period to those not reaped by then.
+
+        A server an earlier reload is already ending (a later reload drops its
+        service again) is left to the SIGKILL timer it has: a second SIGTERM means
+        "at once" to many servers, and the reload has nothing new to tell it."""
+        children = [child for child in children if not self.is_terminating(child)]
         if not children:
             return
         for child in children:

@@ -73,3 +73,32 @@ def test_a_reload_during_the_wait_binds_the_last_configuration(
     assert greeting(port).startswith("NEW")
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit() == 0
+
+
+def test_a_server_already_terminating_is_not_signalled_again(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its SIGTERM was sent by the first reload and its SIGKILL timer runs; a later
+    # reload that drops its service again sends nothing more (a second SIGTERM means
+    # "now" to many servers) and logs no second line for it.
+    monkeypatch.setenv("PYXINETD_KILL_GRACE", "60")
+    port = free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + service(
+        "w", port, "OLD", "wait", "hold", "ignore-term", wait="yes"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as held:
+        held.settimeout(10)
+        assert held.recv(100).startswith(b"OLD")
+        replace_conf(daemon, defaults(tmp_path)
+                     + service("w", port, "MID", "wait", wait="yes", bind="0.0.0.0"))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("Sending signal 15 to w server")
+        replace_conf(daemon, defaults(tmp_path) + service("w", port, "NEW"))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("Swapping defaults", count=2)
+        daemon.wait_for_log("service w deactivated")
+    # The client gone, the server ends by itself; both reloads then bind.
+    log = daemon.wait_for_log("Reconfigured: ", count=2)
+    assert log.count("Sending signal 15 to w server") == 1
+    assert "Sending signal 9" not in log
+    assert greeting(port).startswith("NEW")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit() == 0
