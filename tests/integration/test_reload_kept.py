@@ -113,3 +113,28 @@ def test_servers_of_a_removed_service_leave_its_id_free_while_they_end(
         second, _ = hold(new)
         second.close()
         assert "FAIL" not in read_log(tmp_path / "services.log")
+
+
+def tcpmux_conf(tmp_path: Path, port: int, *muxed: str) -> str:
+    text = defaults(tmp_path) + (
+        f"service tcpmux\n{{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+        f"\tprotocol = tcp\n\tport = {port}\n\tbind = 127.0.0.1\n\twait = no\n}}\n")
+    for name in muxed:
+        text += (f"service {name}\n{{\n\ttype = TCPMUX UNLISTED\n\tsocket_type = stream\n"
+                 f"\tprotocol = tcp\n\twait = no\n\tuser = root\n\tserver = /bin/echo\n"
+                 f"\tserver_args = {name}\n}}\n")
+    return text
+
+
+def test_a_tcpmux_session_still_reading_its_name_looks_it_up_in_the_new_configuration(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    port = free_port()
+    daemon = daemons.start_config(tcpmux_conf(tmp_path, port, "foo"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as gone, \
+            socket.create_connection(("127.0.0.1", port), timeout=10) as added:
+        wait_service_log(tmp_path, r"(?s)START: tcpmux .*START: tcpmux ")
+        reload(daemon, tcpmux_conf(tmp_path, port, "bar"), 1)
+        gone.sendall(b"foo\r\n")
+        added.sendall(b"bar\r\n")
+        assert read_line(gone) == "-Service name not found\r\n"
+        assert read_line(added) == "bar\n"
