@@ -165,6 +165,9 @@ def test_dump_has_xinetds_lines(daemons: DaemonFactory, tmp_path: Path,
     require_xinetd()
     dump_file = tmp_path / "xinetd.dump"
     monkeypatch.setenv("PYXINETD_DUMP_FILE", str(dump_file))
+    # The environment the oracle gives xinetd has LANG=C: `passenv = LANG` keeps the
+    # name only where the daemon was started with it.
+    monkeypatch.setenv("LANG", "C")
     text = configuration(tmp_path, [free_port() for _ in range(6)])
     daemon = daemons.start_config(text)
     daemon.signal(signal.SIGUSR1)

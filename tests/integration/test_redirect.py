@@ -151,7 +151,11 @@ def test_greeting_reaches_the_client_when_the_target_refuses() -> None:
 
 
 def test_target_name_resolved_once_and_greeting_not_counted(targets: list[Target]) -> None:
-    target = Target(answer_after_eof)
+    # The target listens where `localhost` leads first: 127.0.0.1, or ::1 where
+    # /etc/hosts also names ::1 localhost (Debian's default), which getaddrinfo then
+    # puts first.
+    family = socket.getaddrinfo("localhost", None, type=socket.SOCK_STREAM)[0][0]
+    target = Target(answer_after_eof, family=family)
     targets.append(target)
     svc = make_service("redir", redirect=("localhost", target.port))
     assert redirect.resolve_targets([svc]) == {}
