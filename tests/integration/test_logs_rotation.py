@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.daemon import Daemon, DaemonFactory, free_port, wait_until
+from tests.daemon import Daemon, DaemonFactory, free_port, process_state, wait_until
 from tests.integration.test_dispatch import connect, read_all
 
 TIMEOUT = 10.0
@@ -36,6 +36,20 @@ def serve(port: int, log: Path) -> int:
     return int(log.read_text().rsplit("pid=", 1)[1].split()[0])
 
 
+def reloaded(daemon: Daemon, program_log: Path) -> None:
+    """Wait for the reload's `Reconfigured:` line in `program_log`; on a timeout, say
+    what the daemon was doing (its state, its program log and its stderr)."""
+    try:
+        wait_until(lambda: "Reconfigured:" in program_log.read_text(), TIMEOUT,
+                   what="the reload")
+    except AssertionError as err:
+        stderr = daemon.log_path.with_suffix(".err")
+        raise AssertionError(
+            f"{err}; daemon state {process_state(daemon.pid)}, exit {daemon.proc.poll()}, "
+            f"program log {program_log.read_text()!r}, stderr "
+            f"{stderr.read_text() if stderr.exists() else ''!r}") from None
+
+
 def test_create_rotation_a_sighup_reopens_the_service_log_not_the_program_log(
         daemons: DaemonFactory, tmp_path: Path) -> None:
     log = tmp_path / "chatty.log"
@@ -50,7 +64,7 @@ def test_create_rotation_a_sighup_reopens_the_service_log_not_the_program_log(
     assert log.read_text() == ""
     daemon.signal(signal.SIGHUP)
     rotated = tmp_path / "program.log.1"
-    wait_until(lambda: "Reconfigured:" in rotated.read_text(), TIMEOUT, what="the reload")
+    reloaded(daemon, rotated)
     after = serve(port, log)
     assert f"pid={late}" in (tmp_path / "chatty.log.1").read_text()
     assert f"pid={after}" in log.read_text()
@@ -66,7 +80,7 @@ def test_copytruncate_the_next_lines_start_the_emptied_files(
         path.write_bytes(b"")
     serve(port, log)
     daemon.signal(signal.SIGHUP)
-    wait_until(lambda: "Reconfigured:" in daemon.log(), TIMEOUT, what="the reload")
+    reloaded(daemon, daemon.log_path)
     for text in (log.read_text(), daemon.log()):
         assert "\0" not in text
         assert text[0].isdigit()            # a time stamp: the line starts the file
