@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pyxinetd.children import NO_ADDRESS
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.log import ProgramLog
-from pyxinetd.timers import Timer
+from pyxinetd.timers import Timer, shortened
 
 # Most addresses remembered at once; past it, new ones are not added (memory bound).
 DENY_LIST_MAX = 10_240
@@ -47,13 +47,7 @@ FOREVER = float("inf")
 
 def sensor_minute(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
     """SCRUB_INTERVAL, or $PYXINETD_SENSOR_MINUTE (seconds) when set and valid."""
-    try:
-        value = float(environ.get(MINUTE_ENV, SCRUB_INTERVAL))
-    except ValueError:
-        return SCRUB_INTERVAL
-    if value != value or value <= 0 or value > SCRUB_INTERVAL:
-        return SCRUB_INTERVAL
-    return value
+    return shortened(SCRUB_INTERVAL, MINUTE_ENV, environ)
 
 
 def _host(peer: str) -> str:

@@ -9,11 +9,26 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 Clock = Callable[[], float]
+
+
+def shortened(default: float, variable: str,
+              environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
+    """`default` seconds, or $`variable` when it holds a number of seconds above 0 and
+    at most `default`: a test-only override that may make a period shorter (so a test
+    sees what follows it in seconds), never longer, NaN or negative."""
+    try:
+        value = float(environ.get(variable, default))
+    except ValueError:
+        return default
+    if value != value or value <= 0 or value > default:
+        return default
+    return value
 
 
 @dataclass(order=True)

@@ -39,7 +39,7 @@ from pyxinetd.listener import peer_text
 from pyxinetd.log import strerror
 from pyxinetd.loop import READ
 from pyxinetd.service import MAX_PARKED_BYTES, MAX_PARKED_DATAGRAMS, ServiceRuntime
-from pyxinetd.timers import Timer
+from pyxinetd.timers import Timer, shortened
 
 MAX_CHANNELS = 1024
 PENDING_LIMIT = 16
@@ -52,13 +52,7 @@ IDLE_ENV = "PYXINETD_INTERCEPT_IDLE"
 
 def channel_idle(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
     """CHANNEL_IDLE, or $PYXINETD_INTERCEPT_IDLE (seconds) when set and valid."""
-    try:
-        value = float(environ.get(IDLE_ENV, CHANNEL_IDLE))
-    except ValueError:
-        return CHANNEL_IDLE
-    if value != value or value <= 0 or value > CHANNEL_IDLE:
-        return CHANNEL_IDLE
-    return value
+    return shortened(CHANNEL_IDLE, IDLE_ENV, environ)
 
 
 class _Channel:
