@@ -244,7 +244,11 @@ def _clients(prefix: list[str], log: str, ports: list[int]) -> subprocess.Popen[
                             start_new_session=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()      # bounded: the script exits after its deadline
-    assert line == "ready\n", proc.stderr.read() if proc.stderr else line
+    if line != "ready\n":
+        # Reaped before failing: a zombie left to this process would fail every later
+        # test that checks it has none.
+        _, err = proc.communicate(timeout=30)
+        raise AssertionError(err or line)
     return proc
 
 
