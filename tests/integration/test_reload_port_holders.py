@@ -10,13 +10,15 @@ socket is bound there; here the bind waits for the server's exit instead.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.daemon import DaemonFactory, free_port
+from tests.daemon import Daemon, DaemonFactory, free_port
 from tests.integration.test_reload import defaults, greeting, reload, replace_conf, service
 
 WAIT_SERVER = {"wait": "yes"}
@@ -51,6 +53,18 @@ def test_the_new_socket_is_bound_once_the_holder_is_gone(
     assert daemon.proc.poll() is None
 
 
+@contextlib.contextmanager
+def old_server_held(daemons: DaemonFactory, tmp_path: Path, port: int) -> Iterator[Daemon]:
+    """A daemon whose wait = yes service `w` on `port` has its server (greeting OLD,
+    ignoring SIGTERM) busy with a client held open for the duration."""
+    daemon = daemons.start_config(defaults(tmp_path) + service(
+        "w", port, "OLD", "wait", "hold", "ignore-term", wait="yes"))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as held:
+        held.settimeout(10)
+        assert held.recv(100).startswith(b"OLD")
+        yield daemon
+
+
 def test_a_reload_during_the_wait_binds_the_last_configuration(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The service changes again while its new socket still waits for the old server
@@ -58,11 +72,7 @@ def test_a_reload_during_the_wait_binds_the_last_configuration(
     # the one that serves.
     monkeypatch.setenv("PYXINETD_KILL_GRACE", "3")
     port = free_port()
-    daemon = daemons.start_config(defaults(tmp_path) + service(
-        "w", port, "OLD", "wait", "hold", "ignore-term", wait="yes"))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as held:
-        held.settimeout(10)
-        assert held.recv(100).startswith(b"OLD")
+    with old_server_held(daemons, tmp_path, port) as daemon:
         replace_conf(daemon, defaults(tmp_path) + service("w", port, "MID"))
         daemon.signal(signal.SIGHUP)
         daemon.wait_for_log("Sending signal 15 to w server")
@@ -82,11 +92,7 @@ def test_a_server_already_terminating_is_not_signalled_again(
     # "now" to many servers) and logs no second line for it.
     monkeypatch.setenv("PYXINETD_KILL_GRACE", "60")
     port = free_port()
-    daemon = daemons.start_config(defaults(tmp_path) + service(
-        "w", port, "OLD", "wait", "hold", "ignore-term", wait="yes"))
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as held:
-        held.settimeout(10)
-        assert held.recv(100).startswith(b"OLD")
+    with old_server_held(daemons, tmp_path, port) as daemon:
         replace_conf(daemon, defaults(tmp_path)
                      + service("w", port, "MID", "wait", wait="yes", bind="0.0.0.0"))
         daemon.signal(signal.SIGHUP)
