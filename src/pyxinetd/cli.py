@@ -213,13 +213,17 @@ def _run_master(config: Configuration, options: MasterOptions, program: ProgramL
             # to the pid as soon as the file names it is handled, never fatal.
             master.on_signals_installed = acquire_pidfile
         try:
-            return master.run()
+            status = master.run()
         except PidFileError:
-            return 1
+            status = 1
     finally:
         # Removed on every exit of a serving daemon: SIGTERM/SIGQUIT, no services, -d's SIGINT.
         if pidfile is not None:
             pidfile.release()
+    # The waiting lines get what the master's own logs left of the exit's time. (After
+    # an unexpected error the caller logs it, then closes.)
+    program.close(flush_for=master.flush_time_left())
+    return status
 
 
 def _start_detached(config: Configuration, options: MasterOptions,

@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable
 from typing import TextIO
 
+from pyxinetd.backlog import FLUSH_ON_CLOSE
 from pyxinetd.files import open_for_append
 from pyxinetd.logstream import LogStream
 from pyxinetd.loop import Loop
@@ -176,10 +177,11 @@ class ProgramLog:
     def debug(self, func: str, text: str) -> None:
         self.log(Level.DEBUG, func, text)
 
-    def close(self) -> None:
-        """Give the lines waiting for room a bounded time (pyxinetd.backlog), then close."""
+    def close(self, flush_for: float = FLUSH_ON_CLOSE) -> None:
+        """Give the lines waiting for room `flush_for` seconds (pyxinetd.backlog), then
+        close."""
         if self._output is not None:
-            self._output.close()
+            self._output.close(flush_for)
         self._output = None
         self._stream = None
 

@@ -130,6 +130,9 @@ class Master:
         self._reload_requested = False
         self.started = False
         self.exit_status = 0
+        # Set by shutdown(): when the lines still waiting for a log's reader are given
+        # up. One deadline for every outlet, the program log's included (flush_time_left).
+        self._flush_deadline: float | None = None
         self.loop_should_stop = False
         self._exiting = False
         self._serving_stopped = False
@@ -274,10 +277,20 @@ class Master:
         self.handed_over.close()
         # From here the process only exits: a late signal must not change its status.
         self.signals.close(exiting=True)
-        self.logs.close(flush_for=FLUSH_ON_CLOSE)
-        self.syslog.close()
+        # The outlets share FLUSH_ON_CLOSE: each having its own would add up, and keep
+        # an init system's stop waiting three times as long.
+        self._flush_deadline = time.monotonic() + FLUSH_ON_CLOSE
+        self.logs.close(flush_for=self.flush_time_left())
+        self.syslog.close(flush_for=self.flush_time_left())
         self.notifier.close()
         self.loop.close()
+
+    def flush_time_left(self) -> float:
+        """What is left of the exit's time for waiting log lines (all of it before
+        shutdown), for the program log, which its owner closes after the master."""
+        if self._flush_deadline is None:
+            return FLUSH_ON_CLOSE
+        return max(0.0, self._flush_deadline - time.monotonic())
 
     # -- signals -----------------------------------------------------------
     def _signal_table(self) -> dict[int, Callable[[], None]]:

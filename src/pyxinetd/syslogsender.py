@@ -147,7 +147,7 @@ class SyslogSender(Backlog):
     def fileno(self) -> int | None:
         return None if self._sock is None else self._sock.fileno()
 
-    def close(self) -> None:
-        """Give the backlog FLUSH_ON_CLOSE seconds, then close the socket."""
-        self.drain(FLUSH_ON_CLOSE)
+    def close(self, flush_for: float = FLUSH_ON_CLOSE) -> None:
+        """Give the backlog `flush_for` seconds, then close the socket."""
+        self.drain(flush_for)
         self._close_socket()

@@ -83,6 +83,28 @@ class Reader:
         return self.text
 
 
+def exit_status(proc: subprocess.Popen[bytes]) -> int:
+    """The daemon's status once it exits; if it does not within TIMEOUT, what it is
+    blocked in (its state, kernel wait channel, system call and descriptors)."""
+    try:
+        return proc.wait(TIMEOUT)
+    except subprocess.TimeoutExpired:
+        where = [f"/proc/{proc.pid}/{name}" for name in ("wchan", "syscall", "status")]
+        seen = []
+        for path in where:
+            try:
+                seen.append(f"{path}: {Path(path).read_text().strip()[:600]}")
+            except OSError as err:
+                seen.append(f"{path}: {err}")
+        try:
+            fds = {fd: os.readlink(f"/proc/{proc.pid}/fd/{fd}")
+                   for fd in os.listdir(f"/proc/{proc.pid}/fd")}
+        except OSError as err:
+            fds = {"?": str(err)}
+        raise AssertionError(f"the daemon did not exit within {TIMEOUT} s of SIGTERM:\n"
+                             + "\n".join(seen) + f"\ndescriptors: {fds}") from None
+
+
 def echo(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as conn:
         data = b""
@@ -178,7 +200,7 @@ def test_lines_waiting_at_exit_are_written_once_the_reader_reads(
         # The pipe is full, lines wait in the daemon: it exits, giving them a while.
         proc.send_signal(signal.SIGTERM)
         text = reader.read_until(r"WARNING: Exiting\.\.\.$")
-        assert proc.wait(TIMEOUT) == 0
+        assert exit_status(proc) == 0
         assert re.findall(r"Reconfigured: ", text) == ["Reconfigured: "]
         assert all(LINE.match(line) for line in text.splitlines()), text
     finally:
@@ -202,7 +224,7 @@ def test_a_reader_that_never_reads_again_does_not_keep_the_daemon_from_exiting(
             assert time.monotonic() < deadline, "the reload never applied"
         # The waiting lines get a bounded time at exit, then are given up.
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(TIMEOUT) == 0
+        assert exit_status(proc) == 0
     finally:
         os.close(rfd)
         os.close(wfd)
