@@ -187,7 +187,7 @@ class AccessGate:
         decision = outcome
         if decision.aclexec or conn is not None and any(self._banner_wants(plan, decision, peer, ends)):
             return None
-        self._start(plan, decision, conn)
+        self._start(plan, decision, conn, svc.id, peer)
         return self._verdict(svc, plan, peer, decision)
 
     def wait(self, svc: ServiceConfig, peer: str, done: Callable[[Verdict], None],
@@ -277,8 +277,8 @@ class AccessGate:
                                 and request.server.name is None)
         return client, server
 
-    def _start(self, plan: ServicePlan, decision: Decision,
-               conn: socket.socket | None) -> None:
+    def _start(self, plan: ServicePlan, decision: Decision, conn: socket.socket | None,
+               service_id: str, peer: str) -> None:
         """What the matched rule does whatever the verdict, and whatever its aclexec
         check will say: banners sent (libwrap sends them as it processes the options:
         a refusing rule's reach the client too, before banner_fail), errors logged,
@@ -295,13 +295,14 @@ class AccessGate:
                 self.program.warning("hosts_access", line[len("warning: "):])
         setups = decision.spawn_setup or (NO_SETUP,) * len(decision.spawn)
         for command, setup in zip(decision.spawn, setups):
-            self.resolver.run_shell(command, command_context(plan, setup))
+            self.resolver.run_shell(command, command_context(plan, setup),
+                                    about=f"for {service_id} from {peer}")
 
     def _settle(self, svc: ServiceConfig, plan: ServicePlan, peer: str, decision: Decision,
                 conn: socket.socket | None,
                 done: Callable[[Verdict], None]) -> None:
         """Run the decision's aclexec check, if any, then call `done`."""
-        self._start(plan, decision, conn)
+        self._start(plan, decision, conn, svc.id, peer)
         if not decision.aclexec:
             done(self._verdict(svc, plan, peer, decision))
             return

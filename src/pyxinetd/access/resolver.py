@@ -12,7 +12,8 @@ that grows with demand and makes each address's lookup once however many ask for
 up), and runs the `spawn` and `aclexec`
 commands of hosts.allow/hosts.deny with stdio on /dev/null, each in its own session,
 reaping them itself, so the master's child table never sees them. A spawn command is
-not waited for; the exit status of an aclexec check (one or more commands run in turn)
+not waited for (the helper runs a bounded number at once, and says which it did not
+run); the exit status of an aclexec check (one or more commands run in turn)
 is sent back, and the check is killed (its whole process group) at its deadline.
 
 On the master side every lookup and every check has a deadline (a loop timer); when it
@@ -91,9 +92,13 @@ class Resolver:
                            "until": time.monotonic() + self.timeout}):
             self.loop.call_soon(lambda: self._expire(request_id))
 
-    def run_shell(self, command: str, context: ShellContext = DAEMON_CONTEXT) -> None:
-        """Run `/bin/sh -c command` with stdio on /dev/null; do not wait for it."""
-        self._send({"op": "sh", "cmd": command, **context.message()})
+    def run_shell(self, command: str, context: ShellContext = DAEMON_CONTEXT, *,
+                  about: str = "") -> None:
+        """Run `/bin/sh -c command` with stdio on /dev/null; do not wait for it.
+
+        `about` (`for SERVICE from CLIENT`) names the request in the line logged when
+        the command is not run (too many still running, no process for it)."""
+        self._send({"op": "sh", "cmd": command, "about": about, **context.message()})
 
     def run_check(self, commands: tuple[str, ...], timeout: float,
                   callback: StatusCallback, context: ShellContext = DAEMON_CONTEXT) -> None:
@@ -195,6 +200,11 @@ class Resolver:
                 return
             try:
                 answer = json.loads(packet)
+                if "skipped" in answer:
+                    about = f" {answer['about']}" if answer.get("about") else ""
+                    self._report(f"spawn command{about} not run ({answer['reason']}): "
+                                 f"{answer['skipped']}")
+                    continue
                 request_id = int(answer["id"])
                 if "status" in answer:
                     status = answer["status"]

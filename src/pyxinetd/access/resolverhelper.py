@@ -5,7 +5,8 @@ a process of their own) over the SOCK_SEQPACKET socket on its fd 0, one JSON obj
 packet (pyxinetd.access.resolverwire). Lookups run in a bounded pool of threads
 (pyxinetd.access.lookups); the `spawn` and `aclexec` commands of hosts.allow/hosts.deny
 run with stdio on /dev/null, each in its own session, reaped here, so the master's child
-table never sees them. A spawn command is not waited for; an aclexec check (one or more
+table never sees them. A spawn command is not waited for (at most SPAWN_LIMIT run at
+once: one more is not run, and the master is told); an aclexec check (one or more
 commands run in turn) answers with the last one's exit status, and is killed (its whole
 process group) at its deadline. The helper exits when its socket reaches EOF (the master
 closed it or died), or on SIGTERM (the master's `Resolver.close`), killing the checks
@@ -64,6 +65,26 @@ def _start_shell(command: str, context: ShellContext = DAEMON_CONTEXT
 # nice(2)'s range; and the helper's own value, which increments start from.
 NICE_MIN, NICE_MAX = -20, 19
 _base_nice = os.getpriority(os.PRIO_PROCESS, 0)
+
+
+# At most this many `spawn` commands run at once; one more is not run, and the master
+# logs that, naming the client. Under xinetd each one runs from the child that checks
+# the request, which waits for it, so a service's `instances` bounds them; here the
+# server starts at once and the command runs on its own, so without a bound a command
+# that hangs (a `safe_finger` towards a host that never answers) would add a process
+# and a thread per connection, for as long as clients keep coming.
+SPAWN_LIMIT = 128
+# Test-only: a lower limit (never a higher one).
+SPAWN_LIMIT_ENV = "PYXINETD_SPAWN_LIMIT"
+
+
+def spawn_limit(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
+    """SPAWN_LIMIT, or $PYXINETD_SPAWN_LIMIT when it is a smaller positive number."""
+    try:
+        value = int(environ.get(SPAWN_LIMIT_ENV, SPAWN_LIMIT))
+    except ValueError:
+        return SPAWN_LIMIT
+    return value if 0 < value < SPAWN_LIMIT else SPAWN_LIMIT
 
 
 # The process groups of the checks running now: killed when the helper ends, since
@@ -125,10 +146,22 @@ def _serve(sock: socket.socket) -> None:
     def answer(request_id: int, info: NameInfo) -> None:
         send({"id": request_id, "name": info.name, "confirmed": info.confirmed})
 
-    def shell(command: str, context: ShellContext) -> None:
-        proc = _start_shell(command, context)
-        if proc is not None:
-            proc.wait()
+    # Each spawn command holds a slot until its shell exits (see SPAWN_LIMIT).
+    spawn_slots = threading.BoundedSemaphore(spawn_limit())
+
+    def not_run(message: dict[str, object], reason: str) -> None:
+        send({"skipped": str(message.get("cmd")), "about": str(message.get("about", "")),
+              "reason": reason})
+
+    def shell(message: dict[str, object]) -> None:
+        try:
+            proc = _start_shell(str(message["cmd"]), ShellContext.read(message))
+            if proc is None:
+                not_run(message, "/bin/sh could not be started")
+            else:
+                proc.wait()
+        finally:
+            spawn_slots.release()
 
     def check(request_id: int, commands: list[str], timeout: float,
               context: ShellContext) -> None:
@@ -153,14 +186,23 @@ def _serve(sock: socket.socket) -> None:
                 pool.ask(int(message["id"]), str(message["addr"]),
                          float(message.get("until", "inf")))
             elif message.get("op") == "sh":
-                threading.Thread(target=shell, args=(str(message["cmd"]),
-                                                     ShellContext.read(message)),
-                                 daemon=True).start()
+                if not spawn_slots.acquire(blocking=False):
+                    not_run(message, f"{spawn_limit()} spawn commands are still running")
+                    continue
+                try:
+                    threading.Thread(target=shell, args=(message,), daemon=True).start()
+                except RuntimeError:    # no thread can be started (a limit on tasks)
+                    spawn_slots.release()
+                    not_run(message, "no thread could be started for it")
             elif message.get("op") == "check":
-                threading.Thread(target=check, args=(
-                    int(message["id"]), [str(c) for c in message["cmds"]],
-                    float(message["timeout"]), ShellContext.read(message)),
-                    daemon=True).start()
+                try:
+                    threading.Thread(target=check, args=(
+                        int(message["id"]), [str(c) for c in message["cmds"]],
+                        float(message["timeout"]), ShellContext.read(message)),
+                        daemon=True).start()
+                except RuntimeError:
+                    # Answered as a check that could not be run: the rule does not apply.
+                    send({"id": int(message["id"]), "status": None})
     finally:
         pool.close()
 
