@@ -2,7 +2,7 @@
 
 xinetd forks a child per connection that copies 1500-byte chunks with blocking I/O
 and ends the session at the first EOF from either side. Here the relay is two
-bounded buffers on the loop, one per direction:
+bounded buffers on the loop, one per direction (pyxinetd.relaydirection):
 
 - each side is read only while the buffer towards the other side holds less than
   BUFFER_LIMIT bytes, and written only on write readiness, so a slow peer slows its
@@ -37,9 +37,7 @@ from pyxinetd.config.model import ServiceConfig
 from pyxinetd.internal.session import Peer
 from pyxinetd.listener import peer_text
 from pyxinetd.loop import READ, WRITE, Loop
-
-BUFFER_LIMIT = 64 * 1024
-RECV_SIZE = 16 * 1024
+from pyxinetd.relaydirection import RelayDirection
 
 OnTraffic = Callable[[int, int], None]
 OnError = Callable[[str], None]
@@ -102,81 +100,6 @@ def _errno_text(code: int) -> str:
     return f"{os.strerror(code)} (errno = {code})"
 
 
-_NOTHING = memoryview(b"")
-
-
-class _Direction:
-    """Bytes read from `src` waiting to be written to `dst`."""
-
-    def __init__(self, src: socket.socket, dst: socket.socket) -> None:
-        self.src = src
-        self.dst = dst
-        self.buffer = bytearray()
-        self.eof = False        # src sent its FIN
-        self.shut = False       # FIN passed on to dst
-        self.count = 0
-        # Written before the buffer and not traffic: the banners, a view of the caller's
-        # bytes (not a copy: many relays may share one large banner).
-        self.head = _NOTHING
-
-    @property
-    def done(self) -> bool:
-        return self.shut
-
-    @property
-    def pending(self) -> bool:
-        """Something to write: bytes, or the FIN of a source that finished (a relay
-        that starts with its source already finished has only that)."""
-        return bool(self.head) or bool(self.buffer) or (self.eof and not self.shut)
-
-    def wants_read(self) -> bool:
-        return not self.eof and len(self.head) + len(self.buffer) < BUFFER_LIMIT
-
-    def read(self) -> None:
-        """Receive what `src` has (OSError when it was reset); flush() passes it on."""
-        data = self.src.recv(max(1, min(RECV_SIZE,
-                                        BUFFER_LIMIT - len(self.head) - len(self.buffer))))
-        if data:
-            self.buffer += data
-        else:
-            self.eof = True
-
-    def source_lost(self) -> None:
-        """`src` was reset: what it sent before still goes to `dst`, then a FIN."""
-        self.eof = True
-
-    def destination_lost(self) -> None:
-        """`dst` was reset: nothing more can reach it; stop reading for it."""
-        self.buffer.clear()
-        self.head = _NOTHING
-        self.eof = self.shut = True
-
-    def flush(self) -> None:
-        if self.head:
-            try:
-                sent = self.dst.send(self.head)
-            except (BlockingIOError, InterruptedError):
-                return
-            # The rest as a view of the same bytes; none left: let them go.
-            self.head = self.head[sent:] if sent < len(self.head) else _NOTHING
-            if self.head:
-                return
-        if self.buffer:
-            try:
-                sent = self.dst.send(self.buffer)
-            except (BlockingIOError, InterruptedError):
-                return
-            del self.buffer[:sent]
-            self.count += sent
-        if self.eof and not self.buffer and not self.shut:
-            self.shut = True
-            try:
-                self.dst.shutdown(socket.SHUT_WR)
-            except OSError as exc:
-                if exc.errno != errno.ENOTCONN:
-                    raise
-
-
 class RedirectSession:
     """One client connection relayed to the service's redirect target.
 
@@ -225,8 +148,8 @@ class RedirectSession:
             code = self.out.connect_ex(sockaddr)
         except OSError as exc:
             code = exc.errno or errno.EINVAL
-        self.to_target = _Direction(conn, self.out) if self.out else None
-        self.to_client = _Direction(self.out, conn) if self.out else None
+        self.to_target = RelayDirection(conn, self.out) if self.out else None
+        self.to_client = RelayDirection(self.out, conn) if self.out else None
         if self.to_client is not None and greeting:
             # The banners go to the client first; they are not relayed traffic.
             self.to_client.head = memoryview(greeting)
@@ -349,7 +272,7 @@ class RedirectSession:
         assert self.to_target is not None and self.to_client is not None
         self._step(mask, reader=self.to_client, writer=self.to_target)
 
-    def _step(self, mask: int, reader: _Direction, writer: _Direction) -> None:
+    def _step(self, mask: int, reader: RelayDirection, writer: RelayDirection) -> None:
         """One socket is ready: `reader` reads from it, `writer` writes to it.
 
         A reset or a broken pipe loses that socket only: what was read from it still
@@ -375,7 +298,7 @@ class RedirectSession:
             self._lost(writer, reader)   # the other socket
         self._update()
 
-    def _lost(self, from_it: _Direction, to_it: _Direction) -> None:
+    def _lost(self, from_it: RelayDirection, to_it: RelayDirection) -> None:
         """The socket `from_it` reads (and `to_it` writes) is gone."""
         from_it.source_lost()
         to_it.destination_lost()
