@@ -276,8 +276,11 @@ def test_server_table_has_xinetds_lines(daemons: DaemonFactory, tmp_path: Path,
     ours = dump_file.read_text()
 
     def connect(pid: int) -> None:
-        # In xinetd's namespaces, where its /tmp (and so the log) is its own.
-        started = _clients(["nsenter", "-t", str(pid), "-n", "-m", "--"], str(log), ports)
+        # In xinetd's namespaces, where its /tmp (and so the log) is its own. With its
+        # root too (-r): entering a mount namespace resets the root to the namespace's,
+        # which under a chroot is not xinetd's (nor has this interpreter).
+        started = _clients(["nsenter", "-t", str(pid), "-n", "-m", "-r", "--"], str(log),
+                           ports)
         running.append(started)
 
     running: list[subprocess.Popen[str]] = []
