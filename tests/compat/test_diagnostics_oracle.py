@@ -209,6 +209,9 @@ KNOWN: tuple[Known, ...] = (
                       r"executable regular file;",
           "a server that is not a regular file (a folder) is rejected at load; xinetd's "
           "access(X_OK) check passes it (docs/compatibility.md)"),
+    Known("pyxinetd", r"^WARNING: NUL byte at column \d+: the rest of the line is ignored",
+          "a NUL byte ends its line in both daemons (C strings); pyxinetd says so, xinetd "
+          "is silent"),
     Known("pyxinetd", r"^WARNING: .*inline comment after the value",
           "inline comments are stripped (docs/compatibility.md); xinetd has no line for it"),
     Known("xinetd", r"^WARNING: attribute \S+ expects \d+ values and \d+ values were specified",

@@ -209,6 +209,24 @@ def test_crlf_read_as_lf_with_one_warning() -> None:
     assert len(diags) == 1 and "CRLF" in diags[0]
 
 
+def test_a_nul_byte_ends_its_line_with_a_warning() -> None:
+    # xinetd's lines are C strings: nothing after a NUL is read. Kept, the NUL reached
+    # the server's argv and every connection failed in exec.
+    items, diags = parse("# c\0 comment\nservice a\0b\n{\nserver_args = -u\0 -n\n"
+                         "\0port = 9\nwait = no\n}\n")
+    (entry,) = items
+    assert isinstance(entry, RawEntry) and entry.name == "a"
+    assert [(a.name, a.values) for a in entry.attrs] == [("server_args", ("-u",)),
+                                                         ("wait", ("no",))]
+    assert [d.split(": ", 2)[2] for d in diags] == [
+        "NUL byte at column 10: the rest of the line is ignored, as xinetd does "
+        "(read as 'service a')",
+        "NUL byte at column 17: the rest of the line is ignored, as xinetd does "
+        "(read as 'server_args = -u')",
+        "NUL byte at column 1: the rest of the line is ignored, as xinetd does "
+        "(read as '')"]
+
+
 def test_carriage_return_inside_line_stays_in_token() -> None:
     items, _ = parse("service a\n{\nuser = a\rb\n}\n")
     entry = items[0]

@@ -59,6 +59,7 @@ class _FileParser:
         lines = text.split("\n")
         if lines and lines[-1] == "":
             lines.pop()
+        lines = [self._cut_at_nul(line, number) for number, line in enumerate(lines, start=1)]
         self.lines = lines
         crlf_warned = False
         for number, line in enumerate(lines, start=1):
@@ -77,6 +78,23 @@ class _FileParser:
             self._line(line, stripped, number)
         self._end_of_file(len(lines))
         return self.items
+
+    def _cut_at_nul(self, line: str, number: int) -> str:
+        """The line up to its first NUL byte, where xinetd's C strings end it.
+
+        Kept whole, a NUL would reach a value (an argv string no exec takes, a name no
+        lookup finds); cut, the service is the one xinetd runs. Said unless what is
+        lost is the rest of a comment.
+        """
+        cut = line.find("\0")
+        if cut < 0:
+            return line
+        kept = line[:cut]
+        if not kept.strip(SPACES).startswith("#"):
+            self.sink.warning(self.file, number, (
+                f"NUL byte at column {cut + 1}: the rest of the line is ignored, as "
+                f"xinetd does (read as {kept.strip(SPACES)!r})"))
+        return kept
 
     def _long_line(self, line: str, number: int) -> None:
         size = len(line.encode("utf-8", "surrogateescape"))
