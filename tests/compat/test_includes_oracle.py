@@ -82,6 +82,15 @@ CASES: dict[str, Case] = {
         "includedir @/d\n"),
     "missing-targets": Case({}, "include @/nofile\nincludedir @/nodir\nincludedir @/main.conf\n"
                                 + _service("after", 9020)),
+    # Each file is parsed on its own: an entry a file leaves open ends there, with
+    # xinetd's lines at that file's last line, and the next file starts afresh.
+    "files-ending-inside-entries": Case(
+        {"d/a": _service("cut", 9034)[:-2] + "\n# the end\n",
+         "d/b": "defaults\n{\n\tinstances = 5\n",
+         "d/c": _service("whole", 9035),
+         "d/d": "service bare\n\n",
+         "d/e": _service("off", 9036).replace("\tport", "\tdisable = yes\n\tport")[:-2]},
+        "includedir @/d\n", extra=("DEBUG: removing off: disabled (disable = yes)",)),
     "include-a-fifo": Case({"pipe": FIFO}, "include @/pipe\n" + _service("after", 9021),
                            xinetd_fails="hangs", services=("after",)),
     "in-a-service-block": Case(

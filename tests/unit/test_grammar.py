@@ -185,9 +185,31 @@ def test_unclosed_service_before_next_service() -> None:
 
 
 def test_end_of_file_inside_entry() -> None:
-    items, diags = parse("service a\n{\nwait = no\n")
+    # xinetd's two lines, at the file's last line (comments and blanks count).
+    items, diags = parse("service a\n{\nwait = no\n\n# end\n")
     assert isinstance(items[0], RawEntry) and items[0].broken
-    assert "end of file inside service a" in diags[0]
+    assert diags == [
+        "f.conf:5: error: incomplete entry (end of file inside service a: missing '}'; "
+        "service dropped)",
+        "f.conf:5: warning: missing } in last service entry (end of file inside service a)"]
+
+
+def test_end_of_file_inside_defaults_keeps_what_was_read() -> None:
+    items, diags = parse("defaults\n{\ninstances = 5\n")
+    (entry,) = items
+    assert isinstance(entry, RawEntry) and [a.name for a in entry.attrs] == ["instances"]
+    # No `missing }` warning here: xinetd has none for the defaults.
+    assert diags == ["f.conf:3: error: incomplete entry (end of file inside defaults: "
+                     "missing '}'; the rest of this defaults entry is ignored)"]
+
+
+def test_end_of_file_after_a_header() -> None:
+    items, diags = parse("service a\n\n")
+    assert isinstance(items[0], RawEntry) and items[0].broken
+    assert diags == [
+        "f.conf:2: error: Service a: missing '{' (end of file after service a; service "
+        "dropped)",
+        "f.conf:2: warning: missing } in last service entry (end of file after service a)"]
 
 
 def test_service_name_missing() -> None:
@@ -257,7 +279,8 @@ def test_disabled_block_without_closing_brace() -> None:
         "a", "b", "c"]
     assert len(diags) == 2 and all(": warning: " in d for d in diags), diags
     assert "the disabled service a ends here" in diags[0]
-    assert "end of file inside the disabled service c" in diags[1]
+    assert diags[1].endswith(": warning: missing } in last service entry (end of file inside "
+                             "the disabled service c)")
 
 
 def test_a_line_longer_than_xinetd_reads_is_read_whole_with_a_warning() -> None:

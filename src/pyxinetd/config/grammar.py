@@ -332,14 +332,27 @@ class _FileParser:
         self.state = _State.TOP
 
     def _end_of_file(self, last_line: int) -> None:
-        if self.entry is not None and self.state is _State.DISABLED:
-            self.sink.warning(self.file, max(last_line, 1), "end of file inside the disabled "
-                                                            f"{self._title(self.entry)} "
-                                                            "(missing '}')")
-            self._close(self.entry)
-        elif self.entry is not None:
-            self._break(self.entry, max(last_line, 1),
-                        f"end of file inside {self._title(self.entry)} (missing '}}')")
+        # The lines are xinetd's, at its place (the file's last line): an ERROR for the
+        # entry cut short, then the WARNING it adds when that entry is a service or
+        # never got its `{`.
+        last = max(last_line, 1)
+        entry = self.entry
+        if entry is not None and self.state is _State.DISABLED:
+            self.sink.warning(self.file, last, "missing } in last service entry (end of "
+                                               f"file inside the disabled {self._title(entry)})")
+            self._close(entry)
+        elif entry is not None:
+            title, opening = self._title(entry), self.state is _State.OPEN
+            if opening:
+                self._break(entry, last, f"Service {entry.name}: missing '{{' (end of file "
+                                         f"after {title}", close=True)
+            else:
+                self._break(entry, last, f"incomplete entry (end of file inside {title}: "
+                                         "missing '}'", close=True)
+            if opening or entry.kind == "service":
+                self.sink.warning(self.file, last,
+                                  "missing } in last service entry (end of file "
+                                  f"{'after' if opening else 'inside'} {title})")
         elif self.state is _State.SKIP:
             # Nothing is lost, but the lone '}' the skip looked for never came: xinetd
             # says so in these words.
