@@ -91,6 +91,11 @@ CASES: dict[str, Case] = {
          "d/d": "service bare\n\n",
          "d/e": _service("off", 9036).replace("\tport", "\tdisable = yes\n\tport")[:-2]},
         "includedir @/d\n", extra=("DEBUG: removing off: disabled (disable = yes)",)),
+    # Twenty files deep, each including the next: no loop, every one is read.
+    "deep-include-chain": Case(
+        {**{f"f{i}": _service(f"deep{i}", 9040 + i) + f"include @/f{i + 1}\n"
+            for i in range(1, 21)}, "f21": ""},
+        "include @/f1\n"),
     "include-a-fifo": Case({"pipe": FIFO}, "include @/pipe\n" + _service("after", 9021),
                            xinetd_fails="hangs", services=("after",)),
     "in-a-service-block": Case(

@@ -411,6 +411,24 @@ def test_include_file_and_relative_errors(tmp_path: Path) -> None:
     assert any("Unable to read included directory" in e for e in errs)
 
 
+def test_a_deep_chain_of_distinct_files_is_no_loop(tmp_path: Path) -> None:
+    from pyxinetd.config.loader import MAX_INCLUDE_DEPTH
+
+    # The main file includes f1, f1 includes f2 ...: every file up to the bound (the main
+    # file counts) is read; the first past it is refused with its own reason (it was
+    # reported as including itself).
+    count = MAX_INCLUDE_DEPTH
+    for i in range(1, count + 1):
+        (tmp_path / f"f{i}").write_text(service_block(f"s{i}", port=21400 + i)
+                                        + f"include {tmp_path}/f{i + 1}\n")
+    (tmp_path / f"f{count + 1}").write_text("")
+    config = load_text(tmp_path, f"include {tmp_path}/f1\n")
+    assert [s.name for s in config.services] == [f"s{i}" for i in range(1, count)]
+    assert errors(config) == [
+        f"{tmp_path}/f{count - 1}:11: error: {tmp_path}/f{count} not read: includes "
+        f"nested more than {MAX_INCLUDE_DEPTH} deep (xinetd 2.3.15.3 would read on)"]
+
+
 def test_include_loop_is_refused(tmp_path: Path) -> None:
     main = tmp_path / "xinetd.conf"
     config = load_text(tmp_path, f"include {main}\n" + service_block("a", port=21300))

@@ -36,7 +36,9 @@ from pyxinetd.config.values import ValueContext
 from pyxinetd.errors import ConfigError
 
 T = TypeVar("T")
-_MAX_INCLUDE_DEPTH = 16
+# Loops are caught by identity (below); this only bounds the recursion for a chain of
+# distinct files, far deeper than any real configuration (xinetd has no bound at all).
+MAX_INCLUDE_DEPTH = 64
 # xinetd reads this fixed path with -inetd_compat.
 DEFAULT_INETD_CONF = "/etc/inetd.conf"
 
@@ -90,9 +92,14 @@ class _Reader:
             try:
                 info = os.stat(path)
                 identity = (info.st_dev, info.st_ino)
-                if identity in self._active or len(self._active) >= _MAX_INCLUDE_DEPTH:
+                if identity in self._active:
                     self.sink.error(item.file, item.line, f"{path} includes itself (directly or "
                                                           "through other files); not read again")
+                    continue
+                if len(self._active) >= MAX_INCLUDE_DEPTH:
+                    self.sink.error(item.file, item.line, (
+                        f"{path} not read: includes nested more than {MAX_INCLUDE_DEPTH} deep "
+                        "(xinetd 2.3.15.3 would read on)"))
                     continue
                 text = read_included_text(path)
             except (OSError, ValueError) as exc:
