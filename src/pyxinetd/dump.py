@@ -309,6 +309,9 @@ def _logging_lines(target: LogTarget | None, success: frozenset[str],
         limits = "no limits" if target.soft_limit is None \
             else f"soft={target.soft_limit} hard={target.hard_limit}"
         where = f"Logging to file: {target.path} ({limits})"
+    # xinetd writes each flag after a blank: with none, the line ends at the '='.
     return [where,
-            "Log_on_success flags = " + " ".join(f for f in _SUCCESS_ORDER if f in success),
-            "Log_on_failure flags = " + " ".join(f for f in _FAILURE_ORDER if f in failure)]
+            ("Log_on_success flags = " + " ".join(f for f in _SUCCESS_ORDER if f in success)
+             ).rstrip(),
+            ("Log_on_failure flags = " + " ".join(f for f in _FAILURE_ORDER if f in failure)
+             ).rstrip()]
