@@ -141,7 +141,8 @@ class Daemon:
 
     def log(self) -> str:
         try:
-            return self.log_path.read_text()
+            # The log holds a configuration's bytes as they are, UTF-8 or not.
+            return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
 

@@ -27,6 +27,7 @@ from pyxinetd.config.model import (SERVICE_FLAGS, SERVICE_TYPES, AddressEntry, C
 from pyxinetd.intercept import INTERCEPT_FLAG
 from pyxinetd.log import strerror
 from pyxinetd.service import ServiceRuntime, State
+from pyxinetd.textbytes import as_written
 
 DUMP_FILE_ENV = "PYXINETD_DUMP_FILE"
 DEFAULT_DUMP_FILE = "/var/run/xinetd.dump"
@@ -64,7 +65,7 @@ def append(path: str, text: str) -> str | None:
                      | os.O_NOCTTY | os.O_NONBLOCK, 0o644)
     except OSError as err:
         return f"failed to open {path}: {strerror(err)}"   # xinetd's words
-    data = text.encode(errors="replace")
+    data = as_written(text)
     try:
         while data:
             data = data[os.write(fd, data):]

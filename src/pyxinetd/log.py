@@ -23,6 +23,7 @@ from pyxinetd.backlog import FLUSH_ON_CLOSE
 from pyxinetd.files import open_for_append
 from pyxinetd.logstream import LogStream
 from pyxinetd.loop import Loop
+from pyxinetd.textbytes import as_written
 # Re-exported: the syslog socket lives in its own module, its users import it from here.
 from pyxinetd.syslogsender import DEFAULT_SYSLOG_SOCKET as DEFAULT_SYSLOG_SOCKET
 from pyxinetd.syslogsender import SYSLOG_IDENT as SYSLOG_IDENT
@@ -140,7 +141,7 @@ class ProgramLog:
         text = f"{count} messages dropped: the log was full"
         if self.debug_mode:
             text = f"{self._pid} {{log_write}} {text}"
-        return self._line(self._clock(), Level.WARNING, text).encode(errors="replace")
+        return as_written(self._line(self._clock(), Level.WARNING, text))
 
     def log(self, level: Level, func: str, text: str) -> None:
         if level is Level.DEBUG and not self.debug_mode:
@@ -151,7 +152,7 @@ class ProgramLog:
         if self._syslog is not None:
             self._syslog.send(self._facility * 8 + level.severity, text, now)
         if self._output is not None:
-            self._output.write_line(self._line(now, level, text).encode(errors="replace"))
+            self._output.write_line(as_written(self._line(now, level, text)))
         if self._stream is not None:
             try:
                 self._stream.write(self._line(now, level, text))

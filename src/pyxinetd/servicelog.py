@@ -34,6 +34,7 @@ from pyxinetd.log import (FACILITIES, SEVERITIES, Level, ProgramLog, SyslogSende
                           file_timestamp, strerror)
 from pyxinetd.logstream import LogStream
 from pyxinetd.loop import Loop
+from pyxinetd.textbytes import as_written
 
 
 # -- entries ---------------------------------------------------------------
@@ -245,7 +246,7 @@ class ServiceLogs:
         if log.closed_for_good:
             self._program.error("log_write", f"Error in {log.label} log: size limit reached")
             return
-        data = f"{file_timestamp(self._clock())}: {entry}\n".encode(errors="replace")
+        data = as_written(f"{file_timestamp(self._clock())}: {entry}\n")
         if log.stream is not None:
             log.stream.write_line(data)     # no size limits: a pipe has no size
             return

@@ -36,6 +36,7 @@ import time
 
 from pyxinetd.backlog import BACKLOG_LIMIT as BACKLOG_LIMIT
 from pyxinetd.backlog import FLUSH_ON_CLOSE, Backlog
+from pyxinetd.textbytes import as_written
 
 SYSLOG_SOCKET_ENV = "PYXINETD_SYSLOG_SOCKET"
 DEFAULT_SYSLOG_SOCKET = "/dev/log"
@@ -70,8 +71,7 @@ class SyslogSender(Backlog):
 
     def send(self, priority: int, text: str, now: float | None = None) -> None:
         stamp = syslog_timestamp(time.time() if now is None else now)
-        self.submit(f"<{priority}>{stamp} {SYSLOG_IDENT}[{self._pid}]: {text}"
-                    .encode(errors="replace"))
+        self.submit(as_written(f"<{priority}>{stamp} {SYSLOG_IDENT}[{self._pid}]: {text}"))
 
     def _dropped_message(self, count: int) -> bytes:
         reason, self._drop_reason = self._drop_reason, "the syslog socket was full"

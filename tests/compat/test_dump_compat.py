@@ -205,6 +205,34 @@ def test_dump_of_logging_without_flags_has_xinetds_lines(
     assert normalised(ours) == normalised(theirs.dump)
 
 
+def test_bytes_that_are_not_utf8_are_written_as_read(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Latin-1 service name and argument: both daemons write the bytes themselves, in
+    # the dump and in the program log (pyxinetd wrote '?', so a log line named a file
+    # or a service that does not exist).
+    require_xinetd()
+    dump_file = tmp_path / "xinetd.dump"
+    monkeypatch.setenv("PYXINETD_DUMP_FILE", str(dump_file))
+    block = ("service {name}\n{{\n    type = UNLISTED\n    socket_type = stream\n"
+             "    protocol = tcp\n    port = {port}\n    wait = no\n    user = nobody\n"
+             "    server = /bin/true\n{extra}}}\n")
+    included = tmp_path / "latin1.conf"
+    included.write_bytes(os.fsencode(
+        block.format(name="caf\udce9", port=free_port(), extra="    server_args = \udcff\n")
+        + block.format(name="grp", port=free_port(), extra="    group = \udce9\n")))
+    daemon = daemons.start_config(f"include {included}\n")
+    daemon.signal(signal.SIGUSR1)
+    daemon.wait_for_log("generated state dump")
+    theirs = run_xinetd_dump(daemon.log_path.with_suffix(".conf"))
+    assert theirs.started, theirs.log + theirs.harness_error
+    ours = dump_file.read_bytes()
+    assert b"Service = caf\xe9\n" in ours and b"Server argv = true \xff\n" in ours
+    assert normalised(ours.decode(errors="replace")) == normalised(theirs.dump)
+    line = "ERROR: Unknown group: \xe9 (service grp: ".encode("latin-1")
+    assert line in daemon.log_path.read_bytes()
+    assert "ERROR: Unknown group: \ufffd [file=" in theirs.log
+
+
 # --------------------------------------------------------------------------- server table
 
 # Run where the daemon listens (inside xinetd's namespaces through nsenter): one client
