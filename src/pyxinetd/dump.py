@@ -197,7 +197,10 @@ def _config_lines(svc: ServiceConfig) -> list[str]:
     family_flag = "IPv4" if svc.family == socket.AF_INET else "IPv6"
     # TCP RPC services never go through TCP Wrappers: xinetd shows that as NOLIBWRAP.
     shown = svc.flags | rpc.implied_flags(svc)
-    flags = [f for f in SERVICE_FLAGS if f in shown or f == family_flag]
+    # One family flag, the socket's: with `flags = IPv4 IPv6` xinetd keeps only the
+    # family it uses (IPv6, or IPv4 where IPv6 is not to be had).
+    flags = [f for f in SERVICE_FLAGS
+             if f == family_flag or (f in shown and f not in ("IPv4", "IPv6"))]
     lines = [f"id = {svc.id}", f"flags = {' '.join(flags)}"]
     if svc.types:
         lines.append(f"type = {' '.join(t for t in SERVICE_TYPES if t in svc.types)}")

@@ -182,10 +182,10 @@ def test_dump_has_xinetds_lines(daemons: DaemonFactory, tmp_path: Path,
     assert "\t\tInstances = 30\n" in ours and "\tEnvironment strings:\n\t\tPATH=" in ours
 
 
-def test_dump_of_logging_without_flags_has_xinetds_lines(
+def test_dump_of_empty_log_flags_and_both_families_has_xinetds_lines(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Empty flag lists (none written, or emptied by `-=`): the line ends at the '=',
-    # with no blank after it.
+    # Empty log flag lists (none written, or emptied by `-=`): the line ends at the
+    # '=', with no blank after it.
     require_xinetd()
     dump_file = tmp_path / "xinetd.dump"
     monkeypatch.setenv("PYXINETD_DUMP_FILE", str(dump_file))
@@ -195,6 +195,10 @@ def test_dump_of_logging_without_flags_has_xinetds_lines(
             f"    protocol = tcp\n    port = {free_port()}\n    wait = no\n    user = nobody\n"
             f"    server = /bin/true\n    log_type = FILE {tmp_path / 'quiet.log'}\n"
             f"    log_on_failure -= HOST\n}}\n")
+    # And both family flags: the dump shows the one in use.
+    text += (f"service both\n{{\n    type = UNLISTED\n    socket_type = stream\n"
+             f"    protocol = tcp\n    port = {free_port()}\n    wait = no\n    user = nobody\n"
+             f"    server = /bin/true\n    flags = IPv4 REUSE IPv6\n}}\n")
     daemon = daemons.start_config(text)
     daemon.signal(signal.SIGUSR1)
     daemon.wait_for_log("generated state dump")
@@ -202,6 +206,7 @@ def test_dump_of_logging_without_flags_has_xinetds_lines(
     theirs = run_xinetd_dump(daemon.log_path.with_suffix(".conf"))
     assert theirs.started, theirs.log + theirs.harness_error
     assert "\tLog_on_success flags =\n" in theirs.dump
+    assert "\t\tflags = REUSE IPv6\n" in theirs.dump
     assert normalised(ours) == normalised(theirs.dump)
 
 
