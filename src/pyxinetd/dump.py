@@ -158,7 +158,7 @@ def _open_fds() -> list[int]:
 def _defaults_lines(d: Defaults) -> list[str]:
     """What the defaults set, in xinetd's order (it has no line for max_load)."""
     lines: list[str] = []
-    if d.instances is not None:
+    if d.instances is not None or "instances" in d.unlimited:
         lines.append(f"Instances = {_limit(d.instances)}")
     if d.groups is not None:
         lines.append(f"Groups = {'yes' if d.groups else 'no'}")
@@ -166,8 +166,9 @@ def _defaults_lines(d: Defaults) -> list[str]:
         lines.append(f"umask = {d.umask:o}")
     if d.cps is not None:
         lines.append(f"CPS = max conn:{d.cps[0]} wait:{d.cps[1]}")
-    if d.per_source is not None:
-        lines.append(f"PER_SOURCE = {d.per_source}")
+    if d.per_source is not None or "per_source" in d.unlimited:
+        # xinetd prints its number for UNLIMITED here, as in a service's block.
+        lines.append(f"PER_SOURCE = {-1 if d.per_source is None else d.per_source}")
     lines.append(f"Bind = {d.bind or 'All addresses.'}")
     lines += _access_lines(d.only_from, d.no_access)
     lines += _logging_lines(d.log_type, d.log_on_success, d.log_on_failure, common=False)

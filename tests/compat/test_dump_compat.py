@@ -182,15 +182,17 @@ def test_dump_has_xinetds_lines(daemons: DaemonFactory, tmp_path: Path,
     assert "\t\tInstances = 30\n" in ours and "\tEnvironment strings:\n\t\tPATH=" in ours
 
 
-def test_dump_of_empty_log_flags_and_both_families_has_xinetds_lines(
+def test_dump_of_unlimited_defaults_empty_log_flags_and_both_families(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Empty log flag lists (none written, or emptied by `-=`): the line ends at the
     # '=', with no blank after it.
     require_xinetd()
     dump_file = tmp_path / "xinetd.dump"
     monkeypatch.setenv("PYXINETD_DUMP_FILE", str(dump_file))
+    # UNLIMITED limits in the defaults are listed, per_source as xinetd's -1.
     text = (f"defaults\n{{\n    log_type = SYSLOG daemon\n    log_on_success = PID\n"
-            f"    log_on_success -= PID\n}}\n"
+            f"    log_on_success -= PID\n    instances = UNLIMITED\n"
+            f"    per_source = UNLIMITED\n}}\n"
             f"service quiet\n{{\n    type = UNLISTED\n    socket_type = stream\n"
             f"    protocol = tcp\n    port = {free_port()}\n    wait = no\n    user = nobody\n"
             f"    server = /bin/true\n    log_type = FILE {tmp_path / 'quiet.log'}\n"
@@ -207,6 +209,7 @@ def test_dump_of_empty_log_flags_and_both_families_has_xinetds_lines(
     assert theirs.started, theirs.log + theirs.harness_error
     assert "\tLog_on_success flags =\n" in theirs.dump
     assert "\t\tflags = REUSE IPv6\n" in theirs.dump
+    assert "\tInstances = UNLIMITED\n" in theirs.dump and "\tPER_SOURCE = -1\n" in theirs.dump
     assert normalised(ours) == normalised(theirs.dump)
 
 

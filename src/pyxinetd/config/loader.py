@@ -156,6 +156,8 @@ def _defaults_model(draft: Draft) -> Defaults:
         passenv=_strings(values.get("passenv")),
         instances=_typed(values.get("instances"), int),
         per_source=_typed(values.get("per_source"), int),
+        unlimited=frozenset(name for name in ("instances", "per_source")
+                            if name in values and values[name] is None),
         cps=_typed(values.get("cps"), tuple),
         max_load=_typed(values.get("max_load"), float),
         groups=_typed(values.get("groups"), bool),

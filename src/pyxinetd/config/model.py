@@ -141,6 +141,9 @@ class Defaults:
     passenv: tuple[str, ...] | None = None
     instances: int | None = None
     per_source: int | None = None
+    # Which of instances and per_source the defaults set to UNLIMITED: None above is
+    # also "not set", and xinetd's dump lists the ones written.
+    unlimited: frozenset[str] = frozenset()
     cps: tuple[int, int] | None = None
     max_load: float | None = None
     groups: bool | None = None
