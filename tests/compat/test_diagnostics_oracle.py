@@ -69,7 +69,9 @@ def _split_where(level: str, text: str) -> Line:
 def xinetd_lines(log: str) -> list[Line]:
     """xinetd's lines about the configuration text, in order."""
     entries: list[tuple[str, str]] = []
-    for raw in log.splitlines():
+    # Lines end at '\n' only: str.splitlines() would also cut at a \v or \f that a
+    # value in a message holds.
+    for raw in log.split("\n"):
         m = _LOG_LINE.match(raw)
         if m is None:
             if entries:   # a message with a newline inside (a value holding one)

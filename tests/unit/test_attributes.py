@@ -196,6 +196,24 @@ def test_leading_zeros_beyond_int_limits_still_read(tmp_path: Path) -> None:
     assert (svc.instances, svc.user) == (7, 65534)
 
 
+def test_c_locale_spaces_around_a_number_are_skipped(tmp_path: Path) -> None:
+    # xinetd's strtol/strtod skip them before a number and accept them after it.
+    config = load_text(tmp_path, service_block(
+        "a", "port = \v20002\f", "instances = \v5\v", "cps = 5\f \v6\v", "nice = \f-3\v",
+        "umask = \v022\f", "rlimit_as = \v5M\v", "per_source = \v+4", "max_load = \f2"))
+    assert errors(config) == []
+    (svc,) = config.services
+    assert (svc.port, svc.instances, svc.cps, svc.nice, svc.umask, svc.per_source,
+            svc.max_load) == (20002, 5, (5, 6), -3, 0o22, 4, 2.0)
+    assert svc.rlimits.as_ == 5 * 1024 * 1024
+
+
+def test_c_locale_spaces_inside_a_number_are_not(tmp_path: Path) -> None:
+    config = load_text(tmp_path, service_block("a", "instances = 5\vx"))
+    assert not config.services
+    assert "Number of instances is invalid: 5\vx" in errors(config)[0]
+
+
 @pytest.mark.parametrize("line, words", BAD, ids=[b[0] for b in BAD])
 def test_bad_value_disables_only_its_service(tmp_path: Path, line: str, words: str) -> None:
     text = service_block("bad", line, port=20001) + service_block("good", port=20002)

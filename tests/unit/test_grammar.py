@@ -249,6 +249,19 @@ def test_a_nul_byte_ends_its_line_with_a_warning() -> None:
         "(read as '')"]
 
 
+def test_c_locale_spaces_end_an_attribute_name() -> None:
+    # xinetd skips \v and \f (any C-locale space) around the name and the operator; a
+    # value's words are split on blanks and tabs only.
+    items, diags = parse("service a\n{\n\v\tport\v= 1\nflags \f+= REUSE\vNODELAY\n"
+                         "po\vrt = 2\n}\n")
+    entry = items[0]
+    assert isinstance(entry, RawEntry)
+    assert [(a.name, a.op, a.values, a.col) for a in entry.attrs] == [
+        ("port", "=", ("1",), 3), ("flags", "+=", ("REUSE\vNODELAY",), 1)]
+    assert diags == ["f.conf:5:1: error: Bad operator for attribute: po (expected '=', '+=' "
+                     "or '-=' after po, found 'rt'; service dropped)"]
+
+
 def test_carriage_return_inside_line_stays_in_token() -> None:
     items, _ = parse("service a\n{\nuser = a\rb\n}\n")
     entry = items[0]

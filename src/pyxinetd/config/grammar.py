@@ -15,7 +15,6 @@ import enum
 
 from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.linesyntax import (
-    BLANKS,
     SPACES,
     XINETD_LINE_BYTES,
     brace_line,
@@ -254,7 +253,7 @@ class _FileParser:
 
     def _attribute(self, entry: RawEntry, line: str, number: int) -> None:
         tokens = parse_attribute(line)
-        col = len(line) - len(line.lstrip(BLANKS)) + 1
+        col = len(line) - len(line.lstrip(SPACES)) + 1
         if not tokens.name:
             self._break(entry, number, f"Attribute  needs a space before operator (attribute "
                                        f"name missing before operator {tokens.op or '='!r}",

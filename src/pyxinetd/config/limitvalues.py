@@ -92,7 +92,7 @@ def parse_cps(values: Values, ctx: ValueContext) -> tuple[int, int]:
 
 
 # What strtod reads at the start of a word (xinetd reads max_load with it).
-_LEADING_NUMBER = re.compile(r"[ \t]*([+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?|[+-]?(inf|nan))",
+_LEADING_NUMBER = re.compile(r"[ \t\n\v\f\r]*([+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?|[+-]?(inf|nan))",
                              re.IGNORECASE)
 
 

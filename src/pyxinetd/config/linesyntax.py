@@ -56,9 +56,10 @@ def grammar() -> Grammar:
     header.leave_whitespace()
     attribute = pp.Regex(
         # The name may be empty (a line starting with '='): the line is then an error
-        # to report, never a parse failure.
-        r"[ \t]*(?P<name>[^ \t=]+?|)(?=[+-]?=|[ \t]|$)"
-        r"(?P<gap>[ \t]*)(?P<op>[+-]?=)?[ \t]*(?P<rest>.*)"
+        # to report, never a parse failure. Around the name xinetd skips every C-locale
+        # space (`port\v= 1` is a port line); the values are split on blanks and tabs.
+        r"[ \t\n\v\f\r]*(?P<name>[^ \t\n\v\f\r=]+?|)(?=[+-]?=|[ \t\n\v\f\r]|$)"
+        r"(?P<gap>[ \t\n\v\f\r]*)(?P<op>[+-]?=)?[ \t]*(?P<rest>.*)"
     ).set_name("attribute line")
     attribute.leave_whitespace()
     for element in (header, attribute):

@@ -38,6 +38,9 @@ LONG_MAX = 2**63 - 1
 ULONG_MAX = 2**64 - 1
 # The widest rpc_version range a service may register.
 MAX_RPC_VERSIONS = 1000
+# A value word never holds a blank or a tab; xinetd's strtol/strtoul/strtod skip these
+# other C-locale spaces before a number and accept them after it (`instances = 5\v`).
+NUMBER_SPACES = "\n\v\f\r"
 
 
 class ValueProblem(ValueError):
@@ -117,6 +120,7 @@ def one_of(word: str, allowed: Iterable[str], what: str, words: str | None = Non
 
 def unsigned(word: str) -> int | None:
     """An unsigned decimal word as xinetd's strtol/strtoul read it: an optional '+'."""
+    word = word.strip(NUMBER_SPACES)
     return decimal(word[1:] if word[:1] == "+" else word)
 
 
@@ -252,7 +256,8 @@ def parse_group(values: Values, ctx: ValueContext) -> int:
 
 def parse_umask(values: Values, ctx: ValueContext) -> int:
     word = values[0]
-    digits = word[1:] if word[:1] == "+" else word
+    bare = word.strip(NUMBER_SPACES)
+    digits = bare[1:] if bare[:1] == "+" else bare
     if not digits or any(c not in "01234567" for c in digits) or int(digits, 8) > 0o777:
         raise ValueProblem("umask argument is invalid.",
                            f"{word!r}: expected an octal number 0-777")
@@ -261,12 +266,13 @@ def parse_umask(values: Values, ctx: ValueContext) -> int:
 
 def parse_nice(values: Values, ctx: ValueContext) -> int:
     word = values[0]
-    magnitude = decimal(word[1:] if word[:1] in "+-" else word)
+    bare = word.strip(NUMBER_SPACES)
+    magnitude = decimal(bare[1:] if bare[:1] in "+-" else bare)
     if magnitude is None:
         raise ValueProblem(f"Error parsing: {word}", "expected a signed decimal number")
     if magnitude > LONG_MAX:
         raise ValueProblem(f"Error parsing: {word}", "out of range (-20 to 19 are useful)")
-    return -magnitude if word[:1] == "-" else magnitude
+    return -magnitude if bare[:1] == "-" else magnitude
 
 
 def parse_env(values: Values, ctx: ValueContext) -> Values:
@@ -289,7 +295,7 @@ def byte_size(word: str, what: str, suffixes: bool = True, words: str | None = N
     """A number of bytes, with an optional k or m suffix when `suffixes`; `words` are
     xinetd's for a bad one."""
     multiplier = 1
-    number = word
+    number = word = word.strip(NUMBER_SPACES)
     if suffixes and word[-1:] in ("k", "K"):
         multiplier, number = KIB, word[:-1]
     elif suffixes and word[-1:] in ("m", "M"):
