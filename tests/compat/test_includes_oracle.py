@@ -104,6 +104,12 @@ CASES: dict[str, Case] = {
                              extra=("ERROR: Unable to open included configuration file: @/sub "
                                     "(Is a directory)",),
                              xinetd_only=("DEBUG: Reading included configuration file: @/sub",)),
+    # A folder written with a trailing '/': xinetd names its files FOLDER//NAME, in
+    # its lines and in the [file=] of every line about them.
+    "trailing-slash": Case(
+        {"d/a": _service("slashed", 9061).replace("\tport", "\twait = no\n\tport"),
+         "d/b": _service("other", 9062)},
+        "includedir @//d//\n"),
     "include-a-fifo": Case({"pipe": FIFO}, "include @/pipe\n" + _service("after", 9021),
                            xinetd_fails="hangs", services=("after",)),
     "in-a-service-block": Case(

@@ -78,13 +78,15 @@ def list_includedir(directory: str, file: str, line: int, sink: DiagnosticSink) 
     names.sort(key=os.fsencode)
     paths: list[str] = []
     for name in names:
+        # Spelt as xinetd spells it, the folder as written then '/' and the name
+        # (`includedir /etc/xinetd.d/` gives /etc/xinetd.d//telnet): the [file=] of every
+        # line about the file is then the same in both daemons' logs.
+        path = f"{directory}/{name}"
         if skipped_name(name):
             if unexpectedly_skipped(name):
-                sink.info(file, line, f"{os.path.join(directory, name)} is not read: "
-                                      "includedir skips names with a '.' in them, as xinetd "
-                                      "does")
+                sink.info(file, line, f"{path} is not read: includedir skips names with a "
+                                      "'.' in them, as xinetd does")
             continue
-        path = os.path.join(directory, name)
         try:
             mode = os.stat(path).st_mode
         except OSError as exc:
