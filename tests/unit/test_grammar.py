@@ -217,10 +217,12 @@ def test_service_name_missing() -> None:
     assert items == [] and "service name missing" in diags[0]
 
 
-def test_second_defaults_in_one_file_is_ignored() -> None:
-    items, diags = parse("defaults\n{\n}\ndefaults\n{\ninstances = 3\n}\n")
-    assert [isinstance(i, RawEntry) and i.ignored for i in items] == [False, True]
-    assert "only 1 defaults entry" in diags[0]
+def test_second_defaults_in_one_file_is_skipped() -> None:
+    # xinetd's line at the `{`; the block is not read (its bad line is not reported).
+    items, diags = parse("defaults\n{\n}\ndefaults\n\n{\ninstances = 3\nbogus\n}\n")
+    assert [i.kind for i in items if isinstance(i, RawEntry)] == ["defaults"]
+    assert diags == ["f.conf:6: error: only 1 defaults entry is allowed. This entry will be "
+                     "ignored (one per file; its lines up to the next lone '}' are skipped)"]
 
 
 def test_crlf_read_as_lf_with_one_warning() -> None:

@@ -154,10 +154,8 @@ class _FileParser:
         else:
             name, extra = "defaults", args
             entry = RawEntry("defaults", "defaults", self.file, number)
-            if self.seen_defaults:
-                entry.ignored = True
-                self.sink.error(self.file, number,
-                                "only 1 defaults entry is allowed per file; this one is ignored")
+            # A second one is refused once its `{` is read (_open), as xinetd does.
+            entry.ignored = self.seen_defaults
             self.seen_defaults = True
         if extra:
             hint = (" ('{' must be on a line of its own)" if "{" in extra else "")
@@ -175,6 +173,13 @@ class _FileParser:
                 self.sink.warning(self.file, number,
                                   "comment after '{' ignored (xinetd accepts only a lone '{')")
             self.state = _State.BODY
+            if entry.ignored:
+                # xinetd's line, at the `{`; then, as xinetd, the block is skipped unread.
+                self.sink.error(self.file, number, (
+                    "only 1 defaults entry is allowed. This entry will be ignored (one per "
+                    "file; its lines up to the next lone '}' are skipped)"))
+                self.entry = None
+                self.state = _State.SKIP
             return
         self._break(entry, number, f"Service {entry.name}: missing '{{' (on the line after "
                                    f"{self._title(entry)}", close=True)
