@@ -53,16 +53,16 @@ class NowaitRelays:
     def __init__(self, host: Host, park: Park) -> None:
         self.host = host
         self._park_datagram = park
-        self._relays: dict[tuple[str, tuple[object, ...]], _Relay] = {}
+        self._relays: dict[tuple[ServiceRuntime, tuple[object, ...]], _Relay] = {}
         # Senders whose first datagram waits for its access verdict, with the datagrams
         # they sent meanwhile: these follow the first to its server.
-        self._waiting: dict[tuple[str, tuple[object, ...]], list[bytes]] = {}
+        self._waiting: dict[tuple[ServiceRuntime, tuple[object, ...]], list[bytes]] = {}
 
     def on_readable(self, rt: ServiceRuntime) -> None:
         host = self.host
         # A failed read (other than nothing queued) does not end the batch.
         for sock, data, addr, source in read_datagrams(rt, on_error="skip"):
-            relay = self._relays.get((rt.id, addr))
+            relay = self._relays.get((rt, addr))
             if relay is not None:
                 send_quietly(relay.sock, data, None)
                 continue
@@ -89,7 +89,7 @@ class NowaitRelays:
             # Its server would count from here on: the slot is held while it waits,
             # and the sender's next datagrams wait with it (_follow).
             resume = host.hold(rt, peer, _nothing)
-            key = (rt.id, addr)
+            key = (rt, addr)
             self._waiting[key] = []
 
             def decided(v: Verdict) -> None:
@@ -107,7 +107,7 @@ class NowaitRelays:
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=addr)
             return
-        relay = self._relays.get((rt.id, addr))
+        relay = self._relays.get((rt, addr))
         if relay is not None:
             # Another datagram of this peer started its server while this one waited.
             send_quietly(relay.sock, data, None)
@@ -119,7 +119,7 @@ class NowaitRelays:
     def _follow(self, rt: ServiceRuntime, addr: tuple[object, ...], data: bytes) -> bool:
         """Whether `data` joins its sender's first datagram, which waits for its access
         verdict: it goes to the same server (or with it, when refused)."""
-        later = self._waiting.get((rt.id, addr))
+        later = self._waiting.get((rt, addr))
         if later is None:
             return False
         later.append(data)
@@ -155,7 +155,7 @@ class NowaitRelays:
         send_quietly(ours, first, None)
         # Known before the spawn: while a failed fork waits for its retry, more
         # datagrams of this peer queue in the pair for the server to come.
-        self._relays[(rt.id, addr)] = relay
+        self._relays[(rt, addr)] = relay
         self._spawn_relay(relay, svc or rt.config, theirs, peer)
 
     def _spawn_relay(self, relay: _Relay, svc: ServiceConfig, theirs: socket.socket,
@@ -205,8 +205,18 @@ class NowaitRelays:
         if self.host.loop.is_registered(relay.sock):
             self.host.loop.unregister(relay.sock)
         relay.sock.close()
-        if self._relays.get((relay.service.id, relay.addr)) is relay:
-            del self._relays[(relay.service.id, relay.addr)]
+        if self._relays.get((relay.service, relay.addr)) is relay:
+            del self._relays[(relay.service, relay.addr)]
+
+    def move(self, old: ServiceRuntime, new: ServiceRuntime) -> None:
+        """A reload replaced the socket of `old` by `new`'s: the running servers keep
+        their clients, whose next datagrams reach them through the new socket, and
+        their replies leave from it."""
+        for (rt, addr), relay in list(self._relays.items()):
+            if rt is old:
+                del self._relays[(old, addr)]
+                relay.service = new
+                self._relays.setdefault((new, addr), relay)
 
     def close_all(self) -> None:
         """Shutdown: drop every relay channel (the servers see EOF)."""

@@ -27,7 +27,8 @@ Parse, validate, diff, apply; never die on bad input (reference §6.2, §1.8):
    - kept services whose socket changed: the old listener is closed and a new one
      bound (retries as at start-up); servers holding the old socket (wait = yes) are
      terminated as for a removal, the others finish their connection; requests held
-     for a fork retry end with `FAIL: ID fork` (pyxinetd.forkretry);
+     for a fork retry end with `FAIL: ID fork` (pyxinetd.forkretry); dgram wait = no
+     servers keep their client, their replies leaving from the new socket;
    - new services are bound;
    - the running servers and in-loop sessions of every kept service are checked again
      against its new access_times, only_from/no_access and instances, as xinetd's
@@ -280,7 +281,10 @@ class Reconfigurer:
             holders = [c for c in m.children if selected(c.service)]
             self.terminations.terminate(holders)
             self._holders.hold(holders)
-        return ServiceRuntime(change.new, m.loop.clock)
+        fresh = ServiceRuntime(change.new, m.loop.clock)
+        # A dgram wait = no server keeps its client: its channel moves to the new socket.
+        m.dispatcher.relays.move(rt, fresh)
+        return fresh
 
     # -- running servers of kept services (pyxinetd.recheck) ------------------------
     def _recheck(self, kept: tuple[Change, ...]) -> None:

@@ -1,0 +1,74 @@
+"""A reload keeps a dgram wait = no service's running servers talking to their clients.
+
+Real daemon, real datagram servers (tests/helpers/dgram_nowait_server.py), which answer
+`pid=PID got=DATA` to every datagram of their client while it keeps sending.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+from pathlib import Path
+
+from tests.daemon import HELPERS, DaemonFactory, free_port
+from tests.integration.test_reload import defaults, reload, service_log
+
+
+def dgram_service(port: int, **attrs: str) -> str:
+    lines = {
+        "type": "UNLISTED", "socket_type": "dgram", "protocol": "udp", "port": str(port),
+        "wait": "no", "user": "root", "server": sys.executable,
+        # Answers every datagram of its client for as long as it keeps sending.
+        "server_args": f"{HELPERS / 'dgram_nowait_server.py'} 20",
+    }
+    lines.update(attrs)
+    body = "".join(f"\t{key} = {value}\n" for key, value in lines.items())
+    return f"service relayed\n{{\n{body}}}\n"
+
+
+def ask(client: socket.socket, port: int, data: bytes) -> str:
+    client.sendto(data, ("127.0.0.1", port))
+    return client.recv(1000).decode()
+
+
+def check_same_server(daemons: DaemonFactory, tmp_path: Path, before: dict[str, str],
+                      after: dict[str, str], started: str) -> None:
+    port = free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + dgram_service(port, **before))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        first = ask(client, port, b"one")
+        assert first.endswith("got=one")
+        pid = first.split()[0]
+        log = reload(daemon, defaults(tmp_path) + dgram_service(port, **after), 1)
+        assert "readjusting service" in log
+        # The client's next datagram goes to the server it has, which answers it.
+        assert ask(client, port, b"two") == f"{pid} got=two"
+    assert len(re.findall(rf"START: {started} ", service_log(tmp_path))) == 1
+
+
+def test_a_server_keeps_its_client_when_only_the_ids_case_changes(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    check_same_server(daemons, tmp_path, {"id": "Relayed"}, {"id": "relayed"}, "Relayed")
+
+
+def test_a_server_keeps_answering_when_the_reload_replaces_its_socket(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # The wildcard socket is replaced by one bound to the loopback address the client
+    # talks to: the server it already has goes on answering, from the new socket.
+    check_same_server(daemons, tmp_path, {"flags": "IPv4"},
+                      {"flags": "IPv4", "bind": "127.0.0.1"}, "relayed")
+
+
+def test_services_sharing_an_id_each_start_their_own_server(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    one, two = free_port(), free_port()
+    daemons.start_config(defaults(tmp_path) + dgram_service(one, id="shared")
+                         + dgram_service(two, id="shared"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        first = ask(client, one, b"one")
+        # The same client, another port: that service's own server answers.
+        second = ask(client, two, b"two")
+        assert second.endswith("got=two") and second.split()[0] != first.split()[0]
