@@ -7,6 +7,9 @@ dispatcher's `refresh` leaves the service socket to a running interception; when
 server is reaped, the interception ends and the clients it never served are held until
 the service's next server, which the dispatcher starts as for a queued request
 (`holds`), or are closed when that cannot happen (`drop_held`).
+
+Both belong to the service's runtime, not to its id: ids may repeat on different
+ports, and a reload that keeps a service may change its id's case.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pyxinetd.log import strerror
 from pyxinetd.servicelog import fail_entry
 from pyxinetd.loop import READ
 from pyxinetd.redirect import RedirectSession
-from pyxinetd.service import ServiceRuntime
+from pyxinetd.service import ServiceRuntime, State
 
 Running = StreamInterception | DatagramInterception
 
@@ -31,8 +34,8 @@ Running = StreamInterception | DatagramInterception
 class Interceptors:
     def __init__(self, host: Host) -> None:
         self.host = host
-        self._running: dict[str, Running] = {}
-        self._held: dict[str, tuple[ServiceRuntime, list[Held]]] = {}
+        self._running: dict[ServiceRuntime, Running] = {}
+        self._held: dict[ServiceRuntime, list[Held]] = {}
         # Every relay still open, including those of servers that exited and are
         # still delivering their last bytes (closed at shutdown).
         self._relays: set[RedirectSession] = set()
@@ -61,12 +64,14 @@ class Interceptors:
         def reaped(child: Child, status: ExitStatus) -> None:
             if isinstance(interception, StreamInterception):
                 held = interception.server_exited()
-                if held:
-                    self._held.setdefault(rt.id, (rt, []))[1].extend(held)
+                if rt.state is State.STOPPED:
+                    self._close(held)   # a reload removed or replaced the service
+                elif held:
+                    self._held.setdefault(rt, []).extend(held)
             else:
                 interception.server_exited()
-            if self._running.get(rt.id) is interception:
-                del self._running[rt.id]
+            if self._running.get(rt) is interception:
+                del self._running[rt]
             self.host.refresh(rt)
             on_reap(child, status)
 
@@ -85,7 +90,7 @@ class Interceptors:
         if not isinstance(result, int):
             server.close()
             return result
-        self._running[rt.id] = interception
+        self._running[rt] = interception
         if isinstance(interception, StreamInterception):
             # It keeps our copy of the server's socket (see stream.py).
             interception.begin(result, self._take_held(rt))
@@ -95,19 +100,11 @@ class Interceptors:
         return result
 
     def _take_held(self, rt: ServiceRuntime) -> list[Held]:
-        entry = self._held.pop(rt.id, None)
-        if entry is None:
-            return []
-        owner, held = entry
-        if owner is rt:
-            return held
-        self._close(held)   # held for a service a reload replaced
-        return []
+        return self._held.pop(rt, [])
 
     def holds(self, rt: ServiceRuntime) -> bool:
         """Whether clients wait for rt's next server."""
-        entry = self._held.get(rt.id)
-        if entry is None or entry[0] is not rt or not entry[1]:
+        if not self._held.get(rt):
             return False
         if INTERCEPT_FLAG not in rt.config.flags:
             # A reload removed the flag: the next server reads the service socket itself
@@ -118,12 +115,9 @@ class Interceptors:
 
     def drop_held(self, rt: ServiceRuntime) -> int:
         """Close the clients held for rt's next server (it may not start); how many."""
-        entry = self._held.get(rt.id)
-        if entry is None or entry[0] is not rt:
-            return 0
-        del self._held[rt.id]
-        self._close(entry[1])
-        return len(entry[1])
+        held = self._held.pop(rt, [])
+        self._close(held)
+        return len(held)
 
     @staticmethod
     def _close(held: list[Held]) -> None:
@@ -133,7 +127,7 @@ class Interceptors:
     def watch(self, rt: ServiceRuntime) -> bool:
         """If an intercepted server of rt runs, watch the service socket for it (or
         not, while accepting is paused) and answer True."""
-        interception = self._running.get(rt.id)
+        interception = self._running.get(rt)
         if interception is None or interception.rt is not rt \
                 or interception.listener is not rt.sock:
             return False
@@ -145,7 +139,7 @@ class Interceptors:
         for interception in list(self._running.values()):
             interception.close()
         self._running.clear()
-        for _, held in self._held.values():
+        for held in self._held.values():
             self._close(held)
         self._held.clear()
         for relay in list(self._relays):
