@@ -87,7 +87,11 @@ class Occupancy:
     """Running instances per service, per (service, peer), and overall.
 
     Services are counted by id, case-insensitively, as a reload matches them: a
-    service whose id only changed case is the same service, with the same servers."""
+    service whose id only changed case is the same service, with the same servers.
+    Peers are counted by address: an IPv4 client a dual-stack socket sees as
+    `::ffff:a.b.c.d` is the client `a.b.c.d` of an IPv4 socket (a reload may switch the
+    service between the two while its servers run, and services sharing an id may
+    listen on both)."""
 
     # Plain dicts rather than Counter: this runs twice per connection, and Counter's
     # Python-level __missing__ made it several times slower.
@@ -101,6 +105,7 @@ class Occupancy:
 
     def add(self, service_id: str, peer: str) -> None:
         service_id = service_id.lower()
+        peer = _source(peer)
         by_service = self._by_service
         by_service[service_id] = by_service.get(service_id, 0) + 1
         by_peer = self._by_peer
@@ -112,7 +117,7 @@ class Occupancy:
         if not released:
             service_id = service_id.lower()
             self._decrement(self._by_service, service_id)
-            self._decrement(self._by_peer, (service_id, peer))
+            self._decrement(self._by_peer, (service_id, _source(peer)))
         self.total -= 1
         if self.on_release is not None:
             self.on_release()
@@ -122,7 +127,7 @@ class Occupancy:
         service was removed); `remove(..., released=True)` ends it later."""
         service_id = service_id.lower()
         self._decrement(self._by_service, service_id)
-        self._decrement(self._by_peer, (service_id, peer))
+        self._decrement(self._by_peer, (service_id, _source(peer)))
         if self.on_release is not None:
             self.on_release()
 
@@ -139,7 +144,16 @@ class Occupancy:
         return self._by_service.get(service_id.lower(), 0)
 
     def of_peer(self, service_id: str, peer: str) -> int:
-        return self._by_peer.get((service_id.lower(), peer), 0)
+        return self._by_peer.get((service_id.lower(), _source(peer)), 0)
+
+
+def _source(peer: str) -> str:
+    """The address `per_source` counts: an IPv4-mapped IPv6 peer as plain IPv4."""
+    # A prefix test, not ipaddress: this runs on every connection. Peers are numeric
+    # (pyxinetd.listener.peer_text), and the kernel writes the prefix in lower case.
+    if peer.startswith("::ffff:") and "." in peer:
+        return peer[7:]
+    return peer
 
 
 class ChildTable:
