@@ -151,7 +151,7 @@ def _source(peer: str) -> str:
     """The address `per_source` counts: an IPv4-mapped IPv6 peer as plain IPv4."""
     # A prefix test, not ipaddress: this runs on every connection. Peers are numeric
     # (pyxinetd.listener.peer_text), and the kernel writes the prefix in lower case.
-    if peer.startswith("::ffff:") and "." in peer:
+    if peer.startswith("::ffff:") and "." in peer and ":" not in peer[7:]:
         return peer[7:]
     return peer
 
