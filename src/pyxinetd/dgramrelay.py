@@ -7,10 +7,17 @@ client's first datagram was sent to (pyxinetd.replysource; it matters on a wildc
 bind, where the kernel would pick the source for the route back). More datagrams from
 the same sender go to the same running server; those that arrive while the first waits
 for its access verdict follow it (to its server, or with it when refused).
+
+A server that closes its end of the channel (descriptors 0-2) but runs on would take
+its client's datagrams into the void until it exits: the first one that finds the
+channel closed is logged (WARNING naming the service, the server and the client) and
+goes through the checks as a new client's, to a new server if they allow it.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +39,17 @@ Park = Callable[[ServiceRuntime, Callable[[Verdict], None], str, Datagram, int],
 
 def _nothing() -> None:
     """What dropping a waiting datagram takes: nothing (it goes with its socket)."""
+
+
+def _running(pid: int) -> bool:
+    """Whether the child `pid` has not exited yet; it is left to the reaper (WNOWAIT)."""
+    if pid <= 0:
+        return False
+    try:
+        exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return exited is None
 
 
 @dataclass
@@ -63,8 +81,7 @@ class NowaitRelays:
         # A failed read (other than nothing queued) does not end the batch.
         for sock, data, addr, source in read_datagrams(rt, on_error="skip"):
             relay = self._relays.get((rt, addr))
-            if relay is not None:
-                send_quietly(relay.sock, data, None)
+            if relay is not None and self._deliver(relay, data):
                 continue
             if self._follow(rt, addr, data):
                 continue
@@ -100,17 +117,16 @@ class NowaitRelays:
                 self._nowait_admit(rt, addr, peer, data, source, v)
                 relay = self._relays.get(key)
                 for datagram in later:
-                    if relay is not None:
-                        send_quietly(relay.sock, datagram, None)
+                    if relay is not None and not self._deliver(relay, datagram):
+                        break   # its server dropped the channel at once
             self._park_datagram(rt, decided, peer, Datagram(rt.sock, addr), len(data))
             return
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=addr)
             return
         relay = self._relays.get((rt, addr))
-        if relay is not None:
-            # Another datagram of this peer started its server while this one waited.
-            send_quietly(relay.sock, data, None)
+        if relay is not None and self._deliver(relay, data):
+            pass    # another datagram of this peer started its server while this waited
         elif rt.sock is not None:
             # What the matched hosts.allow rule asks for (twist, umask, nice, ...).
             self._start_relay(rt, addr, peer, data, source,
@@ -183,6 +199,26 @@ class NowaitRelays:
             host.loop.register(relay.sock, READ, lambda mask: self._relay_replies(relay))
         else:
             self._drop_relay(relay)
+
+    def _deliver(self, relay: _Relay, data: bytes) -> bool:
+        """Pass a datagram of its client to a running server. False when the server
+        closed its channel: the relay no longer takes the client's datagrams (it
+        still forwards what is left to read and ends when its server is reaped)."""
+        try:
+            relay.sock.send(data)
+        except OSError as err:
+            if err.errno not in (errno.ECONNREFUSED, errno.ENOTCONN):
+                return True     # a full channel: the datagram is dropped, as on a network
+            if self._relays.get((relay.service, relay.addr)) is relay:
+                del self._relays[(relay.service, relay.addr)]
+            # A server that exited (not reaped yet) closed it too, and says nothing.
+            if _running(relay.pid):
+                self.host.program.warning(
+                    "svc_relay", f"service {relay.service.id} server {relay.pid} from "
+                                 f"{peer_text(relay.addr)} closed its datagram channel; "
+                                 "its client's datagrams are handled as a new client's")
+            return False
+        return True
 
     def _relay_replies(self, relay: _Relay) -> None:
         for _ in range(DGRAM_BATCH):

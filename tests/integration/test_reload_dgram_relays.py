@@ -11,7 +11,7 @@ import socket
 import sys
 from pathlib import Path
 
-from tests.daemon import HELPERS, DaemonFactory, free_port
+from tests.daemon import HELPERS, DaemonFactory, free_port, wait_until
 from tests.integration.test_reload import defaults, reload, service_log
 
 
@@ -72,3 +72,31 @@ def test_services_sharing_an_id_each_start_their_own_server(
         # The same client, another port: that service's own server answers.
         second = ask(client, two, b"two")
         assert second.endswith("got=two") and second.split()[0] != first.split()[0]
+
+
+def test_a_server_that_closes_its_channel_does_not_cut_its_client_off(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    port, marker = free_port(), tmp_path / "first-server"
+    daemon = daemons.start_config(defaults(tmp_path) + dgram_service(
+        port, server_args=f"{HELPERS / 'dgram_closing_server.py'} {marker}"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        client.sendto(b"one", ("127.0.0.1", port))
+        first = int(wait_until(lambda: marker.exists() and marker.read_text(),
+                               what="the first server"))
+        # Its channel is closed but it runs on: the client's next datagram gets a
+        # server that reads it.
+        reply = wait_until(lambda: ask_once(client, port, b"two"), what="a reply")
+        assert reply.endswith("got=two") and reply.split()[0] != f"pid={first}"
+    daemon.wait_for_log(rf"WARNING: service relayed server {first} from (::ffff:)?"
+                        r"127\.0\.0\.1 closed its datagram channel")
+
+
+def ask_once(client: socket.socket, port: int, data: bytes) -> str | None:
+    """One datagram, one short wait for the answer (None: none came)."""
+    client.sendto(data, ("127.0.0.1", port))
+    client.settimeout(1)
+    try:
+        return client.recv(1000).decode()
+    except TimeoutError:
+        return None
