@@ -8,6 +8,11 @@ bind, where the kernel would pick the source for the route back). More datagrams
 the same sender go to the same running server; those that arrive while the first waits
 for its access verdict follow it (to its server, or with it when refused).
 
+A server's channel belongs to its service's runtime, not to the service's id: ids may
+repeat on different ports, and a reload may change an id's case. When a reload replaces
+the service's socket, the channels move to the new runtime (`move`): the servers keep
+their clients, and their replies leave from the new socket.
+
 A server that closes its end of the channel (descriptors 0-2) but runs on would take
 its client's datagrams into the void until it exits: the first one that finds the
 channel closed is logged (WARNING naming the service, the server and the client) and
