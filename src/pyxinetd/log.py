@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from pyxinetd.backlog import FLUSH_ON_CLOSE
+from pyxinetd.config.diagnostics import Diagnostic, Severity
 from pyxinetd.files import open_for_append
 from pyxinetd.logstream import LogStream
 from pyxinetd.loop import Loop
@@ -61,6 +62,16 @@ class Level(enum.Enum):
     @property
     def severity(self) -> int:
         return self.value[1]
+
+
+# The program-log level of each configuration diagnostic's severity.
+_SEVERITY_LEVELS = {
+    Severity.CRITICAL: Level.CRITICAL,
+    Severity.ERROR: Level.ERROR,
+    Severity.WARNING: Level.WARNING,
+    Severity.INFO: Level.INFO,
+    Severity.DEBUG: Level.DEBUG,
+}
 
 
 def file_timestamp(now: float) -> str:
@@ -177,6 +188,16 @@ class ProgramLog:
 
     def debug(self, func: str, text: str) -> None:
         self.log(Level.DEBUG, func, text)
+
+    def diagnostic(self, diagnostic: Diagnostic) -> None:
+        """A configuration diagnostic, as xinetd's parser logs it: `MESSAGE [file=F]
+        [line=N]`, at its severity (DEBUG ones only with -d)."""
+        text = str(diagnostic.message)
+        if diagnostic.file is not None:
+            text += f" [file={diagnostic.file}]"
+            if diagnostic.line is not None:
+                text += f" [line={diagnostic.line}]"
+        self.log(_SEVERITY_LEVELS[diagnostic.severity], "parse", text)
 
     def close(self, flush_for: float = FLUSH_ON_CLOSE) -> None:
         """Give the lines waiting for room `flush_for` seconds (pyxinetd.backlog), then

@@ -22,7 +22,6 @@ from pyxinetd import XINETD_COMPAT_VERSION, __version__, redirect, rpc
 from pyxinetd.activation import Activations
 from pyxinetd.backlog import FLUSH_ON_CLOSE
 from pyxinetd.children import ChildTable, ExitStatus, reap
-from pyxinetd.config.diagnostics import Severity
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.dispatch import Dispatcher
 from pyxinetd.log import ProgramLog, SyslogSender, internal_error_text
@@ -173,8 +172,7 @@ class Master:
             self.on_signals_installed()
         self.notifier.start_watchdog(self.loop)
         for diagnostic in self.config.diagnostics:
-            self.log_diagnostic(diagnostic.severity, str(diagnostic.message),
-                                diagnostic.file, diagnostic.line)
+            self.program.diagnostic(diagnostic)
         for problem in self.handed_over.problems:
             self.program.warning("init_services", problem)
         # Redirect targets are looked up now, so no connection ever waits for DNS.
@@ -383,22 +381,6 @@ class Master:
                 self.logs.write(svc, exit_entry(svc, pid, status.as_pair(), duration))
             if child.on_reap is not None:
                 child.on_reap(child, status)
-
-    # -- helpers -----------------------------------------------------------
-    def log_diagnostic(self, severity: Severity, message: str, file: str | None,
-                       line: int | None) -> None:
-        where = ""
-        if file is not None:
-            where = f" [file={file}]" + (f" [line={line}]" if line is not None else "")
-        text = message + where
-        writer = {
-            Severity.CRITICAL: self.program.critical,
-            Severity.ERROR: self.program.error,
-            Severity.WARNING: self.program.warning,
-            Severity.INFO: self.program.info,
-            Severity.DEBUG: self.program.debug,
-        }[severity]
-        writer("parse", text)
 
 
 def _ignore() -> None:

@@ -131,8 +131,7 @@ class Reconfigurer:
                              f"configuration is kept")
         else:
             for diagnostic in outcome.diagnostics:
-                m.log_diagnostic(diagnostic.severity, str(diagnostic.message),
-                                 diagnostic.file, diagnostic.line)
+                m.program.diagnostic(diagnostic)
             self.apply(outcome)
         if self._again and not m.loop_should_stop:
             self._again = False

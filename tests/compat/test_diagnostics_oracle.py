@@ -6,7 +6,7 @@ may go on with more: a reason, what was expected) and carry the same
 `[file=F] [line=N]`. The runs are those of test_xinetd_compat.py (compat_runs.py):
 xinetd's program log against the diagnostics of `pyxinetd check --json` on the same
 main file, which are the lines the daemon writes at start-up and on reload
-(Master.log_diagnostic: `message [file=F] [line=N]`, DEBUG ones only with -d, while
+(ProgramLog.diagnostic: `message [file=F] [line=N]`, DEBUG ones only with -d, while
 xinetd's -filelog always has them). test_daemon_logs_the_check_diagnostics shows
 that on a real daemon.
 
