@@ -11,23 +11,20 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
 from tests.daemon import DaemonFactory, free_port, wait_until
+from tests.integration.test_dispatch import connect, read_all
 
 TIMEOUT = 10.0
 LIMIT = 2
 
 
 def fetch(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as conn:
-        chunks = []
-        while data := conn.recv(65536):
-            chunks.append(data)
-        return b"".join(chunks)
+    with connect(port) as conn:
+        return read_all(conn)
 
 
 def release(fifo: Path) -> bool:
