@@ -67,6 +67,9 @@ FORMS = (
     ("v6mapped96", "no_access = ::ffff:0.0.0.0/96"),
     ("plusdeny", "only_from = 127.1.2.3\n    only_from += 127.0.0.2\n"
                  "    no_access += 127.0.0.2"),
+    # %u wraps a negative length: /-1 is /4294967295, the address alone.
+    ("negprefix", "only_from = 127.0.0.2/-1"),
+    ("negdeny", "no_access = 127.1.2.3/-1"),
 )
 SOURCES4 = ("127.0.0.1", "127.0.0.2", "127.1.2.3", "127.255.255.254")
 SOURCES6 = ("::1", "::ffff:127.0.0.2")

@@ -119,3 +119,17 @@ def test_junk_and_too_long_prefix_are_both_reported() -> None:
     parsed = parse_address("::1/200x", NETS)
     assert parsed.warning is not None
     assert "'x' after the prefix length" in parsed.warning and "/128" in parsed.warning
+
+
+def test_negative_prefix_is_read_as_xinetd_reads_it_the_address_alone() -> None:
+    # xinetd's %u wraps -1 to 4294967295: longer than 32 bits, so the host itself
+    # (observed: only_from = 127.0.0.2/-1 serves 127.0.0.2 alone).
+    parsed = parse_address("127.0.0.2/-1", NETS)
+    assert [str(e.network) for e in parsed.entries] == ["127.0.0.2/32"]
+    assert parsed.warning is not None
+    assert "as 4294967295" in parsed.warning and "taken as /32" in parsed.warning
+    (entry,) = parse_address("::1/-8", NETS).entries
+    assert str(entry.network) == "::1/128"
+    (zero,) = parse_address("127.0.0.2/-0", NETS).entries
+    assert str(zero.network) == "0.0.0.0/0"
+    assert parse_address("127.0.0.2/-", NETS).entries == ()

@@ -85,14 +85,21 @@ def _numeric(token: str) -> AddressEntry | None:
 
 def _cidr(token: str) -> tuple[AddressEntry | None, str | None]:
     """`addr/bits`, read as xinetd's sscanf("%[^/]/%u") reads it: the length is the
-    leading number (a `+` allowed), anything after it is ignored (with a warning)."""
+    leading number (a `+` allowed), anything after it is ignored (with a warning).
+    `%u` takes a `-` too and wraps the number: `/-1` is 4294967295, longer than any
+    address, so the entry is the address alone (xinetd matches 127.0.0.2/-1 as
+    127.0.0.2); dropping it instead would turn `no_access = a/-1` into a hole."""
     address_text, _, bits_text = token.partition("/")
-    length = re.match(r"\+?([0-9]+)", bits_text)
-    bits = decimal(length.group(1)) if length else None
+    length = re.match(r"([+-]?)([0-9]+)", bits_text)
+    bits = decimal(length.group(2)) if length else None
     if length is None or bits is None:
         return None, None
     # Both remarks may apply (`127.0.0.0/255.0.0.0`): neither may hide the other.
     remarks = []
+    if length.group(1) == "-" and bits != 0:
+        # Beyond 32 bits strtoul saturates before the wrap.
+        bits = 2 ** 32 - bits if bits < 2 ** 32 else 2 ** 32 - 1
+        remarks.append(f"a negative prefix length is read as xinetd reads it, as {bits}")
     if length.end() < len(bits_text):
         remarks.append(f"{bits_text[length.end():]!r} after the prefix length is ignored, "
                        "as xinetd ignores it")
