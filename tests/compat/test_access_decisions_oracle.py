@@ -166,3 +166,28 @@ def test_access_decisions_match_xinetd_but_for_the_documented_deviations(
     # The plan is only as good as its answers: both daemons serve and refuse somebody.
     replies = [r["reply"] for r in ours["replies"]]
     assert replies.count("") > 50 and len(replies) - replies.count("") > 50
+
+
+def test_factorised_numbers_over_255_disable_the_service_where_xinetd_carries_them(
+        tmp_path: Path) -> None:
+    """xinetd adds a number over 255 to the octets before it (127.0.0.{300} is
+    127.0.1.44, 127.0.{300} is 127.1.44.0/24) and says nothing; pyxinetd refuses the
+    entry and disables the service (docs/compatibility.md)."""
+    xinetd = require_xinetd()
+    forms = (("over", "only_from = 127.0.0.{2,300}"), ("over16", "only_from = 127.0.{300}"))
+    sources = ("127.0.0.2", "127.0.1.44", "127.1.44.1", "127.0.0.44")
+    conf = ""
+    probes = []
+    for port, (name, lines) in enumerate(forms, 7300):
+        conf += service(name, port, "    socket_type = stream\n    wait = no\n"
+                        "    user = root\n    server = /bin/echo\n"
+                        f"    server_args = {name}\n    flags = IPv4\n    {lines}\n")
+        probes += [{"proto": "tcp", "dst": "127.0.0.1", "port": port, "src": src}
+                   for src in sources]
+    plan = {"hosts": "127.0.0.1 localhost\n", "conf": conf, "probes": probes}
+    theirs = [r["reply"] for r in run_plan(tmp_path / "xinetd", plan, xinetd)["replies"]]
+    ours = run_plan(tmp_path / "pyxinetd", plan)
+    assert theirs == ["over\n", "over\n", "", "", "", "", "over16\n", ""]
+    assert [r["reply"] for r in ours["replies"]] == ["refused"] * 8
+    errors = [line for line in ours["program_log"] if "between the braces" in line]
+    assert len(errors) == 2 and all("service disabled" in line for line in errors), errors
