@@ -63,6 +63,8 @@ GOOD = [
     ("access_times = 2:00-8:59 12:00-23:59", "access_times",
      (TimeWindow(120, 539), TimeWindow(720, 1439))),
     ("access_times = 12:00-24:00", "access_times", (TimeWindow(720, 1440),)),
+    # Leading zeros are read as xinetd reads them: only the values are bounded.
+    ("access_times = 000:00-023:0059", "access_times", (TimeWindow(0, 1439),)),
     ("instances = 7", "instances", 7),
     ("instances = UNLIMITED", "instances", None),
     ("per_source = 0", "per_source", 0),
@@ -153,6 +155,7 @@ BAD = [
     ("access_times = 25:00-26:00", "invalid time interval"),
     ("access_times = 9:00-8:00", "the start must be before the end"),
     ("access_times = 9-10", "incorrect time interval"),
+    ("access_times = 0:00-123:59", "invalid time interval"),
     ("access_times =", "attribute access_times expects at least 1 value and none was given."),
     ("instances = -1", "Number of instances is invalid: -1 (service bad:"),
     ("per_source = many", "Number of per source instances is invalid: many (service bad:"),

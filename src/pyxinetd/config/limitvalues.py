@@ -11,7 +11,7 @@ import re
 import resource
 from collections.abc import Callable
 
-from pyxinetd.config.lookups import is_digits
+from pyxinetd.config.lookups import decimal
 from pyxinetd.config.model import TimeWindow
 from pyxinetd.config.values import (
     INT_MAX, LONG_MAX, ValueContext, ValueProblem, Values, byte_size, uint,
@@ -41,11 +41,12 @@ def rlimit_size(words: str) -> Callable[[Values, ValueContext], int | None]:
 
 
 def _clock(text: str, interval: str) -> int:
+    # Only the values are bounded, not the digits: xinetd takes `000:00` or `023:0059`
+    # (leading zeros) as the manual's hour 0-23 and minute 0-59.
     hours, colon, minutes = text.partition(":")
-    if (not colon or not is_digits(hours) or not is_digits(minutes)
-            or len(hours) > 2 or len(minutes) > 2):
+    hour, minute = decimal(hours), decimal(minutes)
+    if not colon or hour is None or minute is None:
         raise ValueProblem("incorrect time interval", f"{interval!r}: expected H:MM-H:MM")
-    hour, minute = int(hours), int(minutes)
     if hour == 24 and minute == 0:
         return 24 * 60
     if hour > 23 or minute > 59:
