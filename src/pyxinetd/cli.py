@@ -53,13 +53,13 @@ def serve(args: Sequence[str]) -> int:
     try:
         options, seen, warnings = parse_serving_args(args)
     except UsageError as err:
-        click.echo(f"pyxinetd: {err}", err=True)
-        click.echo(USAGE, err=True)
+        _tell(f"pyxinetd: {err}")
+        _tell(USAGE)
         return 1
     for text in warnings:
-        click.echo(text, err=True)
+        _tell(text)
     if "-version" in seen:
-        click.echo(f"{version_text()} {COMPILED_OPTIONS}", err=True)
+        _tell(f"{version_text()} {COMPILED_OPTIONS}")
         return 0
     # The detached daemon works from `/`: relative paths are taken from here, now.
     options = replace(
@@ -83,14 +83,14 @@ def serve(args: Sequence[str]) -> int:
         # serving process is what actually keeps a second daemon out.
         holder = lock_holder(options.pidfile)
         if holder is not None:
-            click.echo(f"pyxinetd: {locked_message(options.pidfile, holder)}", err=True)
+            _tell(f"pyxinetd: {locked_message(options.pidfile, holder)}")
             return 1
 
     syslog = SyslogSender()
     try:
         program, bad_facility = _open_program_log(options, syslog)
     except OSError as err:
-        click.echo(f"pyxinetd: msg_init failed: can't open log file ({err.strerror})", err=True)
+        _tell(f"pyxinetd: msg_init failed: can't open log file ({err.strerror})")
         return 1
     try:
         from pyxinetd.config.isolated import load_isolated as load
@@ -105,7 +105,7 @@ def serve(args: Sequence[str]) -> int:
         program.close()
         syslog.close()
         if detach:
-            click.echo(f"pyxinetd: couldn't get configuration ({err})", err=True)
+            _tell(f"pyxinetd: couldn't get configuration ({err})")
         return 1
     if not detach:
         try:
@@ -118,6 +118,26 @@ def serve(args: Sequence[str]) -> int:
     program.close()
     syslog.close()
     return _start_detached(config, options, notify_target)
+
+
+def _tell(text: str) -> None:
+    """One line on stderr for whoever runs the start command.
+
+    A stderr nobody can read any more (a pipe whose reader has exited, a terminal that
+    hung up) must not change what the command does: the daemon starts or not, with the
+    same exit status, as xinetd's does whatever its fprintf calls return. The line is
+    lost, and fd 2 is pointed at /dev/null so that later lines, and the interpreter's
+    final flush of what the failed write left buffered, are lost quietly too rather
+    than turning the exit status into 120."""
+    try:
+        click.echo(text, err=True)
+    except OSError:
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            return
+        os.dup2(null, 2)
+        os.close(null)
 
 
 def _exiting() -> None:
@@ -198,7 +218,7 @@ def _run_master(config: Configuration, options: MasterOptions, program: ProgramL
                 return
             program.critical("main", f"{err}. Exiting...")
             if report is None:
-                click.echo(f"pyxinetd: {err}", err=True)
+                _tell(f"pyxinetd: {err}")
             raise
 
     try:
@@ -254,25 +274,25 @@ def _start_detached(config: Configuration, options: MasterOptions,
     except KeyboardInterrupt:
         return 1
     except OSError as err:
-        click.echo(f"pyxinetd: cannot detach: {err.strerror}", err=True)
+        _tell(f"pyxinetd: cannot detach: {err.strerror}")
         return 1
     for text in outcome.messages:
-        click.echo(text if text.startswith("pyxinetd") else f"pyxinetd: {text}", err=True)
+        _tell(text if text.startswith("pyxinetd") else f"pyxinetd: {text}")
     if outcome.interrupted:
         # Only this command was interrupted: the daemon, in its own session, goes on,
         # and saying nothing would leave a serving daemon that looks like a failed start.
         daemon = f"the daemon (pid {outcome.pid})" if outcome.pid is not None else "the daemon"
-        click.echo(f"pyxinetd: interrupted before {daemon} reported that it serves; it goes "
-                   "on starting on its own (see the program log)", err=True)
+        _tell(f"pyxinetd: interrupted before {daemon} reported that it serves; it goes "
+              "on starting on its own (see the program log)")
         return 130
     if outcome.ready:
         return 0
     if outcome.timed_out:
         pid = f" (pid {outcome.pid})" if outcome.pid is not None else ""
-        click.echo(f"pyxinetd: the daemon{pid} did not report that it serves within "
-                   f"{READY_TIMEOUT:.0f} s", err=True)
+        _tell(f"pyxinetd: the daemon{pid} did not report that it serves within "
+              f"{READY_TIMEOUT:.0f} s")
     elif not outcome.messages:
-        click.echo("pyxinetd: the daemon exited before serving; see the program log", err=True)
+        _tell("pyxinetd: the daemon exited before serving; see the program log")
     return 1
 
 

@@ -214,6 +214,42 @@ def test_start_with_standard_descriptors_closed(detached: Detached, tmp_path: Pa
         assert os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/null"
 
 
+def _run_with_stderr_unread(argv: list[str]) -> int:
+    """Run argv with stderr a pipe whose reader is gone (every write fails: EPIPE)."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=writer, timeout=START_TIMEOUT).returncode
+    finally:
+        os.close(writer)
+
+
+@pytest.mark.parametrize("extra", [("-inetd_ipv6",), ("-syslog", "no-such-facility")])
+def test_a_stderr_nobody_reads_does_not_change_the_start(detached: Detached, tmp_path: Path,
+                                                         extra: tuple[str, ...]) -> None:
+    # Each option makes the start command say something on stderr (an unknown option
+    # is ignored; a bad facility is reported by the daemon). With nobody left to read
+    # it, pyxinetd used to die on the write: no daemon at all for the first, a daemon
+    # serving behind an exit status of 1 for the second. xinetd starts in both cases.
+    port = free_port()
+    conf, pidfile = tmp_path / "u.conf", tmp_path / "u.pid"
+    conf.write_text(echo_conf(port))
+    detached.pidfiles.append(pidfile)
+    status = _run_with_stderr_unread([sys.executable, "-m", "pyxinetd", "-f", str(conf),
+                                      "-pidfile", str(pidfile), *extra])
+    pid = read_pid(pidfile)
+    if pid is not None:
+        detached.pids.add(pid)
+    assert status == 0
+    assert pid is not None and alive(pid)
+    assert echo_roundtrip(port) == b"ping\n"
+
+
+def test_version_with_a_stderr_nobody_reads_still_exits_0() -> None:
+    assert _run_with_stderr_unread([sys.executable, "-m", "pyxinetd", "-version"]) == 0
+
+
 def test_a_stale_pidfile_is_taken_over(detached: Detached, tmp_path: Path) -> None:
     pidfile = tmp_path / "stale.pid"
     pidfile.write_text("999999999\n")
