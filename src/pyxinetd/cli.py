@@ -26,7 +26,7 @@ from pyxinetd.handover import HandedOver
 from pyxinetd.handover import take_from_environment as take_handed_over
 from pyxinetd.notify import Notifier, NotifyTarget, take_from_environment
 from pyxinetd.options import USAGE, UsageError, parse_serving_args
-from pyxinetd.process import drop_coerced_locale
+from pyxinetd.process import close_inherited_descriptors, drop_coerced_locale
 
 if TYPE_CHECKING:
     from pyxinetd.config.model import Configuration
@@ -77,6 +77,9 @@ def serve(args: Sequence[str]) -> int:
     # Likewise the sockets of systemd's socket activation (pyxinetd.handover); only a
     # daemon that stays in the foreground is the process they were passed to.
     handed_over = take_handed_over(os.environ, None if not detach else -1)
+    if not detach:
+        # Detaching closes them too (pyxinetd.daemonize), in the daemon.
+        close_inherited_descriptors(keep=handed_over.descriptors())
 
     if options.pidfile is not None:
         # A courtesy check before anything is loaded or bound; the lock taken by the

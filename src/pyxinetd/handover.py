@@ -168,6 +168,10 @@ class HandedOver:
     def __bool__(self) -> bool:
         return bool(self._all)
 
+    def descriptors(self) -> list[int]:
+        """The descriptors of every socket taken over (in use or in the pool)."""
+        return list(self._all)
+
     def attach(self, loop: Loop, report: Callable[[str], None] | None = None) -> None:
         """Turn away the clients of every socket in the pool from now on; `report`
         gets the errors that pause it."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
-from collections.abc import MutableMapping
+from collections.abc import Collection, MutableMapping
 
 from pyxinetd.spawner import use_short_slice
 
@@ -35,6 +35,29 @@ def open_missing_standard_fds() -> list[int]:
                 os.close(null)
             missing.append(fd)
     return missing
+
+
+def close_inherited_descriptors(keep: Collection[int] = ()) -> None:
+    """Close every descriptor above 2 that this process was started with, but `keep`
+    (the sockets a service manager handed over).
+
+    As xinetd does first thing. A detaching daemon gets this from python-daemon; one
+    that stays in the foreground (-dontfork, -d) would otherwise hold its starter's
+    files, pipes and locks for as long as it runs: a `$(...)` or a pipe whose reader
+    waits for end of file would wait for the daemon's exit, a lock taken by a wrapper
+    (flock) would never be released. Called before the daemon opens anything itself.
+    """
+    try:
+        # /proc lists only what is open (the limit may be ~10^9, too many to try).
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 1 << 16)))
+    for fd in fds:
+        if fd > 2 and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass    # the folder listdir read, already closed; or never open
 
 
 def wait_for_own_children() -> bool:

@@ -8,6 +8,7 @@ group (fixture `detached`).
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -277,6 +278,32 @@ def test_dontfork_writes_and_removes_the_pidfile_too(daemons: DaemonFactory,
     daemon.signal(signal.SIGTERM)
     assert daemon.wait_exit() == 0
     assert not pidfile.exists()
+
+
+@pytest.mark.parametrize("mode", ["-dontfork", "-d"])
+def test_a_foreground_daemon_keeps_none_of_its_starters_descriptors(
+        daemons: DaemonFactory, mode: str) -> None:
+    # xinetd closes every inherited descriptor above 2 first thing; a detaching
+    # pyxinetd does it too. A foreground one kept them for its whole life: the write
+    # end of a pipe its starter reads to the end (which then never ends), a file.
+    read_end, write_end = os.pipe()
+    other_read, other_write = os.pipe()
+    try:
+        daemon = daemons.start_config(echo_conf(free_port()), mode,
+                                      pass_fds=(write_end, other_read))
+        os.close(write_end)
+        write_end = -1
+        # End of file once the only other writer, the daemon, has closed its copy
+        # (it has: the daemon is ready; the wait is only a bound on a failure).
+        readable, _, _ = select.select([read_end], [], [], 10)
+        assert readable and os.read(read_end, 1) == b""
+        held = {os.readlink(f"/proc/{daemon.pid}/fd/{fd}")
+                for fd in os.listdir(f"/proc/{daemon.pid}/fd")}
+        assert f"pipe:[{os.fstat(other_read).st_ino}]" not in held
+    finally:
+        for fd in (read_end, write_end, other_read, other_write):
+            if fd >= 0:
+                os.close(fd)
 
 
 def test_detached_program_log_goes_to_syslog_facility_daemon(detached: Detached,
