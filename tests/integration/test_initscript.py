@@ -130,6 +130,30 @@ def test_start_twice_is_a_no_op_and_restart_replaces_the_daemon(script: InitScri
     assert script.serves()
 
 
+def test_restart_keeps_the_running_daemon_when_the_new_configuration_cannot_start(
+        script: InitScript, tmp_path: Path) -> None:
+    assert script.run("start").returncode == 0
+    first = script.pid()
+    conf = tmp_path / "xinetd.conf"
+    text = conf.read_text()
+    for broken, reason in (("missing", "open( "), ("disabled", "no service to activate")):
+        if broken == "missing":
+            conf.unlink()
+        else:
+            conf.write_text(text.replace("\twait = no\n", "\twait = no\n\tdisable = yes\n"))
+        for action in ("restart", "try-restart"):
+            result = script.run(action)
+            assert result.returncode == 1, result
+            assert "Not restarting xinetd: " in result.stderr and reason in result.stderr, result
+            assert "the running daemon is kept" in result.stderr
+            assert script.pid() == first and first is not None and alive(first)
+            assert script.serves()
+    # Mended, it restarts.
+    conf.write_text(text)
+    assert script.run("restart").returncode == 0
+    assert script.pid() != first and script.serves()
+
+
 def test_a_failing_start_reports_failure(script: InitScript) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", script.port))
