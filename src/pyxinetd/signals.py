@@ -1,11 +1,18 @@
 """Signals reach the loop through one wakeup socket; handlers only record.
 
 A Python signal handler that does real work can run between any two bytecodes of the
-loop (mid-fork, mid-accept, while holding the logging lock). So each handler only adds
-its signal number to an ordered set, and `signal.set_wakeup_fd` writes a byte to a
-non-blocking socketpair that the selector watches. The loop then drains the socket and
-dispatches every pending signal, in arrival order, from one table. Repeated signals
-coalesce; the SIGCHLD role must therefore reap until nothing is left.
+loop (mid-fork, mid-accept, while holding the logging lock). So the handlers do nothing
+at all: `signal.set_wakeup_fd` makes the interpreter write each signal's number, as one
+byte, to a non-blocking socketpair that the selector watches, and those bytes are the
+record. The loop drains the socket and dispatches every signal it read, in arrival
+order, from one table. Repeated signals coalesce; the SIGCHLD role must therefore reap
+until nothing is left.
+
+Not a record kept by the Python-level handler: that handler runs at some bytecode
+boundary after the byte was written, possibly after the loop had already read the byte
+and dispatched what was recorded so far. The signal then waited, unhandled, for the
+next wakeup (a SIGUSR1 dump that never came); and a handler adding to the set while it
+was being read broke the dispatch itself.
 """
 
 from __future__ import annotations
@@ -60,8 +67,10 @@ class SignalWakeup:
         self.installed = False
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
-        # Record only: no logging, no allocation beyond the dict slot, no raising.
-        self._pending[signum] = None
+        # Nothing: the byte the interpreter wrote to the wakeup socket is the record
+        # (module docstring). A handler is still needed: the default action would end
+        # the daemon, and SIG_IGN would write no byte.
+        pass
 
     def install(self) -> None:
         self._old_wakeup_fd = signal.set_wakeup_fd(self._wsock.fileno(), warn_on_full_buffer=False)
@@ -110,8 +119,12 @@ class SignalWakeup:
         # A short read means the socket is empty now (one recv per wakeup, not a
         # second one failing with EAGAIN); a byte written later wakes the loop again.
         try:
-            while len(self._rsock.recv(4096)) == 4096:
-                pass
+            while True:
+                data = self._rsock.recv(4096)
+                for signum in data:     # one byte per signal: its number
+                    self._pending[signum] = None
+                if len(data) < 4096:
+                    break
         except (BlockingIOError, InterruptedError):
             pass
         self.dispatch_pending()
@@ -133,5 +146,6 @@ class SignalWakeup:
                 self._loop.on_error(f"the action for {signal.Signals(signum).name}", exc)
 
     def inject(self, signum: int) -> None:
-        """Record a signal as if it had arrived (used by tests)."""
-        self._pending[signum] = None
+        """Record a signal as if it had arrived (used by tests): its byte, as the
+        interpreter writes it."""
+        self._wsock.send(bytes([signum]))
