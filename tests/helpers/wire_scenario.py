@@ -289,6 +289,7 @@ TCPMUX_LINES = {
     "NUL in name": b"pl\x00us\r\n", "non-ASCII": b"pl\xc3\xbcs\r\n",
     "1023 bytes": b"a" * 1021 + b"\r\n", "1025 bytes": b"a" * 1023 + b"\r\n",
     "CRCRLF": b"plus\r\r\n",
+    "LF then more": b"plus\nhello", "LF then a partial CR": b"plus\nhello\r",
 }
 
 

@@ -115,3 +115,17 @@ def test_bad_lines_close_silently(data: bytes) -> None:
             pass        # unread bytes at close turn the FIN into a reset
         assert mux.launched == []
         assert wait_for(lambda: mux.lt.closes == [("tcpmux",)])
+
+
+@pytest.mark.parametrize("data", [b"foo\nmore", b"foo\nmore\r"])
+def test_a_bare_lf_with_more_after_it_closes_at_once(data: bytes) -> None:
+    # No CRLF can make `foo\nmore` a service name: the connection is closed without
+    # waiting for the client's EOF or the name timeout, as xinetd closes it.
+    with Mux() as mux, mux.connect() as c:
+        c.sendall(data)
+        try:
+            assert recv_all(c) == b""
+        except ConnectionResetError:
+            pass
+        assert mux.launched == []
+        assert wait_for(lambda: mux.lt.closes == [("tcpmux",)])

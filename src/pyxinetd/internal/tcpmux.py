@@ -11,8 +11,9 @@ Differences from xinetd, all deliberate (docs/compatibility.md):
   NUL for the first byte of the server's output is confused by it);
 - `help` lists the TCPMUX service names, one per CRLF-terminated line, as RFC 1078
   asks (a configured service literally named `help` still wins).
-As in xinetd, a line of 2 bytes or less, one ending in a bare LF, or one not ending
-in CRLF within MAX_LINE bytes, closes the connection without a reply.
+As in xinetd, a line of 2 bytes or less, one ending in a bare LF (even with more bytes
+after it), or one not ending in CRLF within MAX_LINE bytes, closes the connection
+without a reply.
 """
 
 from __future__ import annotations
@@ -109,9 +110,11 @@ class TcpmuxSession:
         end = (tail + queued).find(b"\r\n")
         if end < 0:
             self._line += self.conn.recv(len(queued))
-            if len(self._line) >= MAX_LINE or self._line.endswith(b"\n"):
+            if len(self._line) >= MAX_LINE or b"\n" in self._line:
                 # Far too long for a service name; or a line that ended without its
-                # CR (`echo name | nc`): closed without a reply at once, as xinetd does.
+                # CR (`echo name | nc`), whether or not more followed it: no CRLF can
+                # make that a name any more, so it is closed without a reply at once,
+                # as xinetd does (waiting would hold the connection for NAME_TIMEOUT).
                 self.close()
             return
         self._line += self.conn.recv(end + 2 - len(tail))   # up to the CRLF, no further
