@@ -261,8 +261,9 @@ class DatagramDispatch:
         svc, sock = rt.config, rt.sock
         if sock is None:
             return
-        if internal.loops_back(datagram.sender, host):
-            # A forged sender: answering would start a loop between builtins.
+        if internal.answers_datagrams(svc) and internal.loops_back(datagram.sender, host):
+            # A forged sender: answering would start a loop between builtins (discard,
+            # which never answers, takes and logs the datagram like any other).
             unlogged = rt.loop_warning_due()
             if unlogged is not None:
                 since = f" ({unlogged} more dropped since the last warning)" if unlogged else ""

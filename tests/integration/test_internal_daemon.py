@@ -168,6 +168,27 @@ def test_forged_datagram_from_a_builtin_port_is_not_answered(daemons: DaemonFact
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="forging a source port needs a raw socket")
+def test_discard_takes_datagrams_from_builtin_ports(daemons: DaemonFactory,
+                                                    tmp_path: Path) -> None:
+    # discard never answers, so no datagram to it can start a loop: one from a
+    # builtin's port is consumed and logged like any other (as xinetd logs it),
+    # without a loop warning.
+    echo_port, discard_port = free_port(), free_port()
+    daemon = daemons.start_services([
+        builtin("echo", echo_port, id="echo-d", socket_type=SocketType.DGRAM, wait=True),
+        builtin("discard", discard_port, id="discard-d", socket_type=SocketType.DGRAM,
+                wait=True, **logged(tmp_path)),
+    ])
+    forge_udp(19, discard_port, b"from chargen's port")
+    forge_udp(echo_port, discard_port, b"from echo's port")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.sendto(b"ordinary", ("127.0.0.1", discard_port))
+    log = wait_service_log(tmp_path, r"START: discard-d ", count=3)
+    assert len(re.findall(r"START: discard-d ", log)) == 3, log
+    assert "possible loop" not in daemon.log()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="forging a source port needs a raw socket")
 def test_a_flood_of_forged_datagrams_is_warned_about_once(daemons: DaemonFactory,
                                                           tmp_path: Path) -> None:
     echo_port, other_port = free_port(), free_port()

@@ -55,6 +55,8 @@ API used by the master (all functions are called from the loop and never block):
     None of the callbacks is ever called before the start_* function returns.
 
     is_builtin(service) -> bool       the service names a builtin this package serves
+    answers_datagrams(service) -> bool   the datagram builtin ever replies (not discard)
+    loops_back(peer, view) -> bool    a reply to `peer` could start a loop between builtins
     supports(name, socket_type) -> bool
 
 The master counts an open Session as a running instance of its service, keeps it in a
@@ -77,7 +79,8 @@ from pyxinetd.replysource import KERNEL_CHOICE, Source
 
 __all__ = [
     "BUILTINS", "Launch", "Lookup", "MasterView", "OnClose", "Peer", "ServerInfo", "Session",
-    "handle_datagram", "is_builtin", "loops_back", "reply_datagram", "start_redirect", "start_stream",
+    "answers_datagrams", "handle_datagram", "is_builtin", "loops_back", "reply_datagram",
+    "start_redirect", "start_stream",
     "start_tcpmux", "supports",
 ]
 
@@ -118,6 +121,12 @@ def handle_datagram(service: ServiceConfig, sock: socket.socket, *,
                     view: MasterView | None = None) -> None:
     """Receive one datagram on a dgram builtin's socket and reply at most once."""
     dgram.handle(service.name, sock, view)
+
+
+def answers_datagrams(service: ServiceConfig) -> bool:
+    """Whether the datagram builtin ever replies (not discard): only a builtin that
+    replies needs the loop check (loops_back)."""
+    return dgram.answers(service.name)
 
 
 def loops_back(peer: Peer, view: MasterView | None) -> bool:

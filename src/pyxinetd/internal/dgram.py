@@ -60,6 +60,12 @@ def handle(name: str, sock: socket.socket, view: status.MasterView | None) -> No
     answer(name, sock, data, peer, view, source)
 
 
+def answers(name: str) -> bool:
+    """Whether the datagram builtin `name` ever sends a reply (discard never does, so no
+    datagram to it can start a loop)."""
+    return name != "discard"
+
+
 def loops_back(peer: tuple[Any, ...], view: status.MasterView | None) -> bool:
     """True when a reply to `peer` could be answered by a datagram builtin: its source
     port is 0, a well-known builtin port, or the port of one of our datagram builtins
