@@ -129,3 +129,18 @@ def test_a_bare_lf_with_more_after_it_closes_at_once(data: bytes) -> None:
             pass
         assert mux.launched == []
         assert wait_for(lambda: mux.lt.closes == [("tcpmux",)])
+
+
+def test_a_line_past_the_limit_in_two_segments_closes_silently() -> None:
+    # 1102 bytes with the CRLF: closed without a reply, as the same line in one
+    # segment is (the CRLF does not come within MAX_LINE bytes).
+    with Mux() as mux, mux.connect() as c:
+        c.sendall(b"a" * 1000)
+        time.sleep(0.2)     # a separate segment, read on its own
+        c.sendall(b"b" * 100 + b"\r\n")
+        try:
+            assert recv_all(c) == b""
+        except ConnectionResetError:
+            pass
+        assert mux.launched == []
+        assert wait_for(lambda: mux.lt.closes == [("tcpmux",)])

@@ -12,8 +12,8 @@ Differences from xinetd, all deliberate (docs/compatibility.md):
 - `help` lists the TCPMUX service names, one per CRLF-terminated line, as RFC 1078
   asks (a configured service literally named `help` still wins).
 As in xinetd, a line of 2 bytes or less, one ending in a bare LF (even with more bytes
-after it), or one not ending in CRLF within MAX_LINE bytes, closes the connection
-without a reply.
+after it), or one not ending in CRLF within MAX_LINE bytes (over all its segments),
+closes the connection without a reply.
 """
 
 from __future__ import annotations
@@ -119,7 +119,9 @@ class TcpmuxSession:
             return
         self._line += self.conn.recv(end + 2 - len(tail))   # up to the CRLF, no further
         line = bytes(self._line)
-        if len(line) <= 2:
+        if len(line) <= 2 or len(line) > MAX_LINE:
+            # An empty name; or a line that arrived in several segments and ended past
+            # MAX_LINE bytes, which in one segment would have been closed above.
             self.close()
             return
         name = line[:-2].decode("latin-1")
