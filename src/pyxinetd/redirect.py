@@ -10,8 +10,11 @@ bounded buffers on the loop, one per direction (pyxinetd.relaydirection):
 - half-close is honoured: EOF from one side is passed on as shutdown(SHUT_WR) once
   its buffer is flushed, and the other direction keeps flowing until it ends too
   (protocols that send a request then shut down their writing side need this);
-- a reset (or broken pipe) loses that side only: what was read from it still reaches
-  the other side, then a FIN, and the relay ends (xinetd lost nothing there either);
+- a reset (or broken pipe) loses that side only: what it sent, even what is still
+  queued in its socket after a failed write to it, reaches the other side, then a FIN,
+  and the relay ends. When the target is the side lost, the client is read (and its
+  bytes dropped) until its EOF, at most LINGER_SECONDS once it has everything: closing
+  over unread input would reset the connection and lose what is still queued for it;
 - TCP_NODELAY on both sockets, SO_KEEPALIVE on the outgoing one with the KEEPALIVE
   flag; the outgoing socket gets no IPV6_V6ONLY (xinetd set it there by mistake);
 - bytes are counted both ways for the TRAFFIC line: in = client -> target,
@@ -38,11 +41,16 @@ from pyxinetd.internal.session import Peer
 from pyxinetd.listener import peer_text
 from pyxinetd.loop import READ, WRITE, Loop
 from pyxinetd.relaydirection import RelayDirection
+from pyxinetd.timers import Timer
 
 OnTraffic = Callable[[int, int], None]
 OnError = Callable[[str], None]
 
 Target = tuple[int, tuple[object, ...]]   # (family, sockaddr)
+
+# How long a relay whose target is gone keeps reading (and dropping) what its client
+# still sends, after the client has everything and the FIN, waiting for its EOF.
+LINGER_SECONDS = 10.0
 
 # (host, port) -> resolved target; filled by resolve_targets().
 _targets: dict[tuple[str, int], Target] = {}
@@ -128,6 +136,7 @@ class RedirectSession:
         self._target_text = service.redirect[0] if service.redirect else "?"
         self._source: str | None = None
         self._greeting = greeting
+        self._linger: Timer | None = None
         conn.setblocking(False)
         _nodelay(conn)
         self.out: socket.socket | None = None
@@ -214,6 +223,9 @@ class RedirectSession:
 
     def _release(self) -> None:
         self._closed = True
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         self.loop.unregister(self.conn)
         self.conn.close()
         if self.out is not None:
@@ -245,7 +257,7 @@ class RedirectSession:
             # ECONNREFUSED): not a connection failure. What the target sent first is
             # still relayed, then the relay ends, as for any reset.
             assert self.to_target is not None
-            self.to_target.destination_lost()
+            self.to_target.destination_lost(drain=True)
         elif code != 0:
             self._fail(code)
             return
@@ -256,9 +268,15 @@ class RedirectSession:
         """Watch exactly what each socket can usefully do now; end when both are done."""
         a, b = self.to_target, self.to_client
         assert a is not None and b is not None and self.out is not None
-        if b.done and (a.done or self._target_gone):
+        if b.done and (a.settled or self._target_gone):
             self.close()
             return
+        if b.done and a.done and self._linger is None:
+            # The target is gone and the client has all it sent and the FIN, but the
+            # client still sends: its input is read and dropped until its EOF, for at
+            # most LINGER_SECONDS, so that the close does not reset the connection
+            # while the end of the answer is still queued towards the client.
+            self._linger = self.loop.call_later(LINGER_SECONDS, self.close)
         conn_events = (READ if a.wants_read() else 0) | (WRITE if b.pending else 0)
         out_events = (READ if b.wants_read() else 0) | (WRITE if a.pending else 0)
         self.loop.set_events(self.conn, conn_events, self._conn_ready)
@@ -284,24 +302,32 @@ class RedirectSession:
         try:
             if mask & WRITE:
                 writer.flush()
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            # Nothing more can be written there; what that socket already received is
+            # still read below, until its EOF or error.
+            self._destination_lost(writer)
+        try:
             if mask & READ and reader.wants_read():
                 reader.read()
         except (BlockingIOError, InterruptedError):
             pass
         except OSError:
-            self._lost(reader, writer)
+            reader.source_lost()
+            self._destination_lost(writer)
         try:
             reader.flush()
         except (BlockingIOError, InterruptedError):
             pass
         except OSError:
-            self._lost(writer, reader)   # the other socket
+            self._destination_lost(reader)   # the other socket
         self._update()
 
-    def _lost(self, from_it: RelayDirection, to_it: RelayDirection) -> None:
-        """The socket `from_it` reads (and `to_it` writes) is gone."""
-        from_it.source_lost()
-        to_it.destination_lost()
+    def _destination_lost(self, towards: RelayDirection) -> None:
+        """The socket `towards` writes to can take no more. When that is the target,
+        the client is read until its EOF (see _update)."""
+        towards.destination_lost(drain=towards is self.to_target)
 
 
 def _nodelay(sock: socket.socket) -> None:

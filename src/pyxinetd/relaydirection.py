@@ -27,6 +27,9 @@ class RelayDirection:
         self.buffer = bytearray()
         self.eof = False        # src sent its FIN
         self.shut = False       # FIN passed on to dst
+        # dst is gone, but src is still read until its EOF and what it sends dropped
+        # (see destination_lost).
+        self.dropping = False
         self.count = 0
         # Written before the buffer and not traffic: the banners, a view of the caller's
         # bytes (not a copy: many relays may share one large banner).
@@ -37,32 +40,47 @@ class RelayDirection:
         return self.shut
 
     @property
+    def settled(self) -> bool:
+        """Done, and, when dropping, src has finished sending too: nothing of this
+        direction is left to wait for."""
+        return self.shut and (self.eof or not self.dropping)
+
+    @property
     def pending(self) -> bool:
         """Something to write: bytes, or the FIN of a source that finished (a relay
         that starts with its source already finished has only that)."""
         return bool(self.head) or bool(self.buffer) or (self.eof and not self.shut)
 
     def wants_read(self) -> bool:
-        return not self.eof and len(self.head) + len(self.buffer) < BUFFER_LIMIT
+        if self.eof:
+            return False
+        return self.dropping or len(self.head) + len(self.buffer) < BUFFER_LIMIT
 
     def read(self) -> None:
         """Receive what `src` has (OSError when it was reset); flush() passes it on."""
         data = self.src.recv(max(1, min(RECV_SIZE,
                                         BUFFER_LIMIT - len(self.head) - len(self.buffer))))
-        if data:
-            self.buffer += data
-        else:
+        if not data:
             self.eof = True
+        elif not self.dropping:
+            self.buffer += data
 
     def source_lost(self) -> None:
         """`src` was reset: what it sent before still goes to `dst`, then a FIN."""
         self.eof = True
 
-    def destination_lost(self) -> None:
-        """`dst` was reset: nothing more can reach it; stop reading for it."""
+    def destination_lost(self, drain: bool = False) -> None:
+        """`dst` was reset: nothing more can reach it. Stop reading for it; or, with
+        `drain`, keep reading `src` until its EOF and drop what it sends: closing a
+        socket over input nobody read resets the connection, and the reset throws away
+        what is still queued towards that peer (the other direction's last bytes)."""
         self.buffer.clear()
         self.head = NOTHING
-        self.eof = self.shut = True
+        self.shut = True
+        if drain:
+            self.dropping = True
+        else:
+            self.eof = True
 
     def flush(self) -> None:
         if self.head:

@@ -5,9 +5,11 @@ that ran, frees every instance and descriptor, and keeps serving."""
 
 from __future__ import annotations
 
+import fcntl
 import re
 import socket
 import struct
+import termios
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -128,4 +130,53 @@ def test_hostile_targets_and_clients(daemons: DaemonFactory, tmp_path: Path) -> 
         # The service log is opened at its first line, after the baseline was taken.
         wait_until(lambda: set(open_fds(daemon.proc.pid).values()) <= baseline | {str(log)},
                    DEADLINE, what="the descriptors of the ended sessions to close")
+        assert daemon.zombies() == []
+
+
+PAYLOAD = 2 * 1024 * 1024
+
+
+def unacknowledged(sock: socket.socket) -> int:
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+
+
+def test_a_target_gone_while_its_client_still_sends(daemons: DaemonFactory,
+                                                    tmp_path: Path) -> None:
+    # The target sends its answer and resets; then the client, which reads slowly,
+    # sends more: what the target sent reaches the client whole, ended by a FIN.
+    # Closing the client's connection over input nobody read (or leaving later input
+    # to the closed socket) would reset it, and the kernel would throw away the
+    # answer still queued for the client.
+    log = tmp_path / "service.log"
+    port = free_port()
+    gone = threading.Event()
+
+    def send_all_then_reset(conn: socket.socket) -> None:
+        conn.recv(1)
+        conn.sendall(b"s" * PAYLOAD)
+        # Once all of it has reached the daemon (the reset would lose what had not):
+        # gone, without reading what the client sends.
+        wait_until(lambda: unacknowledged(conn) == 0, DEADLINE)
+        reset(conn)
+        gone.set()
+
+    with target(send_all_then_reset) as resetting:
+        daemon = daemons.start_config(redirected("resetting", port, resetting, log))
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)    # reads slowly
+        client.settimeout(DEADLINE)
+        with client:
+            client.connect(("127.0.0.1", port))
+            client.sendall(b"q")
+            assert gone.wait(DEADLINE)
+            client.sendall(b"more")
+            got, end = 0, "EOF"
+            try:
+                while chunk := client.recv(65536):
+                    got += len(chunk)
+            except ConnectionResetError:
+                end = "RST"
+        assert (got, end) == (PAYLOAD, "EOF")
+        wait_until(lambda: "EXIT: resetting" in read_log(log), DEADLINE)
+        assert f"TRAFFIC: resetting in=1(bytes) out={PAYLOAD}(bytes)" in read_log(log)
         assert daemon.zombies() == []

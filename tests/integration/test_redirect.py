@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import socket
 import struct
+import termios
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -332,3 +333,43 @@ def test_target_reset_before_the_loop_sees_the_connection(targets: list[Target])
     with lt, socket.create_connection(addr[:2], timeout=DEADLINE) as c:
         assert recv_all(c) == b"bye\n"
         assert wait_for(lambda: lt.closes == [("traffic", 0, 4)])
+
+
+def test_what_a_reset_target_sent_is_read_after_a_failed_write() -> None:
+    # The target's answer waits partly in the daemon's socket (the client reads
+    # slowly) when the target resets; a write of the client's next bytes to it then
+    # fails. What the target had sent is still read and relayed whole.
+    payload = 100_000
+    gone = threading.Event()
+
+    def answer_then_reset(conn: socket.socket) -> None:
+        conn.recv(1)
+        conn.sendall(b"a" * payload)
+        assert wait_for(lambda: struct.unpack("i", fcntl.ioctl(
+            conn.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0] == 0)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        gone.set()
+
+    target = Target(answer_then_reset)
+    lt = LoopThread()
+    svc = make_service("redir", redirect=("127.0.0.1", target.port))
+
+    def start(loop: Any, conn: socket.socket, peer: Any) -> Any:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)   # a short way out
+        return internal.start_redirect(loop, svc, conn, peer, lt.on_close("traffic"),
+                                       lt.on_close("error"))
+    addr = lt.listen(start)
+    lt.start()
+    try:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        with client:
+            client.settimeout(DEADLINE)
+            client.connect(addr[:2])
+            client.sendall(b"q")
+            target.close()          # the target has answered and reset
+            assert gone.is_set()
+            client.sendall(b"more")
+            assert recv_all(client) == b"a" * payload
+    finally:
+        lt.stop()
