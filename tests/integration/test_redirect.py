@@ -276,6 +276,9 @@ def test_target_reset_still_delivers_what_the_relay_read(targets: list[Target]) 
         assert wait_for(lambda: delivered != [])     # the target has reset
         got = recv_all(c)
         assert len(got) == delivered[0] and got == stream(0, len(got))
+        # Done too, as a client is once it has the answer and the FIN: the relay, which
+        # reads a client whose target is gone until its EOF, ends.
+        c.shutdown(socket.SHUT_WR)
         assert wait_for(lambda: lt.closes == [("traffic", 0, len(got))])
 
 
@@ -332,6 +335,7 @@ def test_target_reset_before_the_loop_sees_the_connection(targets: list[Target])
     addr = lt.listen(start)
     with lt, socket.create_connection(addr[:2], timeout=DEADLINE) as c:
         assert recv_all(c) == b"bye\n"
+        c.shutdown(socket.SHUT_WR)      # done too: the relay ends at the client's EOF
         assert wait_for(lambda: lt.closes == [("traffic", 0, 4)])
 
 
