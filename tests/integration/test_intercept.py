@@ -21,6 +21,7 @@ from pyxinetd.intercept import MAX_CLIENTS
 from pyxinetd.service import MAX_PARKED_BYTES
 from tests.daemon import (HELPERS, DaemonFactory, free_port, namespace_problem, open_fds,
                           run_scenario, wait_log_lines, wait_until)
+from tests.integration.test_reload import reload
 
 TIMEOUT = 10.0
 SERVER = HELPERS / "intercept_server.py"
@@ -199,10 +200,7 @@ def test_reload_applies_the_new_rules_to_the_running_servers_next_clients(
     port = free_port()
     daemon = daemons.start_config(config(tmp_path, port, "no_access = 127.0.0.3"))
     pid = exchange(tcp_from("127.0.0.2", port))["pid"]
-    conf = next(tmp_path.glob("daemon*.conf"))
-    conf.write_text(config(tmp_path, port, "no_access = 127.0.0.2"))
-    daemon.signal(signal.SIGHUP)
-    daemon.wait_for_log("Reconfigured")
+    reload(daemon, config(tmp_path, port, "no_access = 127.0.0.2"), 1)
     assert refused(tcp_from("127.0.0.2", port))
     assert exchange(tcp_from("127.0.0.3", port))["pid"] == pid
     text = wait_log_lines(tmp_path / "services.log", r"START: icept pid=\d+ from=127\.0\.0\.3")

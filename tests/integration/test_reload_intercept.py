@@ -6,11 +6,11 @@ Real daemon, real servers (tests/helpers/intercept_server.py, as in test_interce
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 from tests.daemon import DaemonFactory, free_port
 from tests.integration.test_intercept import config, exchange, tcp_from
+from tests.integration.test_reload import reload
 
 
 def test_the_running_server_keeps_its_clients_when_only_the_ids_case_changes(
@@ -18,10 +18,7 @@ def test_the_running_server_keeps_its_clients_when_only_the_ids_case_changes(
     port = free_port()
     daemon = daemons.start_config(config(tmp_path, port, "id = Icept"))
     pid = exchange(tcp_from("127.0.0.2", port))["pid"]
-    conf = next(tmp_path.glob("daemon*.conf"))
-    conf.write_text(config(tmp_path, port, "id = icept"))
-    daemon.signal(signal.SIGHUP)
-    daemon.wait_for_log("Reconfigured")
+    reload(daemon, config(tmp_path, port, "id = icept"), 1)
     # The same service: its running server is handed the next client.
     assert exchange(tcp_from("127.0.0.2", port))["pid"] == pid
 
@@ -35,8 +32,7 @@ def test_two_services_sharing_an_id_each_keep_their_own_server(
     first_pid = exchange(tcp_from("127.0.0.2", one))["pid"]
     second_pid = exchange(tcp_from("127.0.0.2", two))["pid"]
     assert first_pid != second_pid
-    daemon.signal(signal.SIGHUP)
-    daemon.wait_for_log("Reconfigured")
+    reload(daemon, None, 1)
     # Each server goes on being handed its own service's clients.
     assert exchange(tcp_from("127.0.0.2", one))["pid"] == first_pid
     assert exchange(tcp_from("127.0.0.2", two))["pid"] == second_pid
