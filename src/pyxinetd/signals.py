@@ -1,18 +1,22 @@
 """Signals reach the loop through one wakeup socket; handlers only record.
 
 A Python signal handler that does real work can run between any two bytecodes of the
-loop (mid-fork, mid-accept, while holding the logging lock). So the handlers do nothing
-at all: `signal.set_wakeup_fd` makes the interpreter write each signal's number, as one
-byte, to a non-blocking socketpair that the selector watches, and those bytes are the
-record. The loop drains the socket and dispatches every signal it read, in arrival
-order, from one table. Repeated signals coalesce; the SIGCHLD role must therefore reap
-until nothing is left.
+loop (mid-fork, mid-accept, while holding the logging lock). So the handlers only record
+the signal's number, and `signal.set_wakeup_fd` makes the interpreter write it, as one
+byte, to a non-blocking socketpair that the selector watches. The loop drains the socket
+and dispatches every recorded signal, in the order their bytes arrived, from one table.
+Repeated signals coalesce; the SIGCHLD role must therefore reap until nothing is left.
 
-Not a record kept by the Python-level handler: that handler runs at some bytecode
-boundary after the byte was written, possibly after the loop had already read the byte
-and dispatched what was recorded so far. The signal then waited, unhandled, for the
-next wakeup (a SIGUSR1 dump that never came); and a handler adding to the set while it
-was being read broke the dispatch itself.
+The bytes alone are not the record: the socket holds only a few hundred one-byte writes
+(each costs a whole buffer in the kernel), and a byte that does not fit is dropped. A
+burst of signals while the loop is busy (a few thousand SIGUSR1 during a dump) filled it,
+and the SIGTERM after them was lost: the daemon never stopped.
+
+Nor can the record alone wake the loop: the Python-level handler runs at some bytecode
+boundary after the interpreter wrote the byte, possibly after the loop had already read
+it. So the handler, once it has recorded, writes a byte of its own (0, no signal): the
+loop wakes once more and finds the record. If that byte does not fit either, the socket
+is full, hence readable, and wakes the loop all the same.
 """
 
 from __future__ import annotations
@@ -56,7 +60,10 @@ class SignalWakeup:
     def __init__(self, loop: Loop, dispatch: Mapping[int, Callable[[], None]]) -> None:
         self._loop = loop
         self._dispatch = dict(dispatch)
-        self._pending: dict[int, None] = {}
+        # Signals recorded by the handler and not yet dispatched (a dict: ordered).
+        self._recorded: dict[int, None] = {}
+        # Signals in the order their bytes were read, not yet recorded or dispatched.
+        self._arrived: dict[int, None] = {}
         self._previous: dict[int, object] = {}
         self._rsock, self._wsock = socket.socketpair()
         self._rsock.setblocking(False)
@@ -67,10 +74,12 @@ class SignalWakeup:
         self.installed = False
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
-        # Nothing: the byte the interpreter wrote to the wakeup socket is the record
-        # (module docstring). A handler is still needed: the default action would end
-        # the daemon, and SIG_IGN would write no byte.
-        pass
+        # Only record, then make sure the loop wakes after the record (module docstring).
+        self._recorded[signum] = None
+        try:
+            self._wsock.send(b"\0")
+        except OSError:
+            pass    # full: readable already; closed: the daemon is past its loop
 
     def install(self) -> None:
         self._old_wakeup_fd = signal.set_wakeup_fd(self._wsock.fileno(), warn_on_full_buffer=False)
@@ -121,8 +130,9 @@ class SignalWakeup:
         try:
             while True:
                 data = self._rsock.recv(4096)
-                for signum in data:     # one byte per signal: its number
-                    self._pending[signum] = None
+                for signum in data:     # one byte per signal (0: a handler's wakeup)
+                    if signum:
+                        self._arrived[signum] = None
                 if len(data) < 4096:
                     break
         except (BlockingIOError, InterruptedError):
@@ -130,9 +140,16 @@ class SignalWakeup:
         self.dispatch_pending()
 
     def dispatch_pending(self) -> None:
-        while self._pending:
-            signum = next(iter(self._pending))
-            del self._pending[signum]
+        # Taken in one assignment: a handler running meanwhile records into the new
+        # dict, and its own byte brings the loop back for it.
+        recorded, self._recorded = self._recorded, {}
+        # Arrival order where the byte was read; a signal whose byte was dropped
+        # comes after. A byte whose record is not made yet waits for it.
+        order = [signum for signum in self._arrived if signum in recorded]
+        order += [signum for signum in recorded if signum not in self._arrived]
+        for signum in order:
+            self._arrived.pop(signum, None)
+        for signum in order:
             action = self._dispatch.get(signum)
             if action is None:
                 continue
@@ -147,5 +164,6 @@ class SignalWakeup:
 
     def inject(self, signum: int) -> None:
         """Record a signal as if it had arrived (used by tests): its byte, as the
-        interpreter writes it."""
+        interpreter writes it, then what the handler does."""
         self._wsock.send(bytes([signum]))
+        self._record(signum, None)
