@@ -44,9 +44,11 @@ _FAILING = (Severity.ERROR, Severity.CRITICAL)
 
 
 def run_check(config_file: str, *, as_json: bool = False, inetd_compat: bool = False,
-              inetd_path: str = "/etc/inetd.conf") -> tuple[str, int]:
+              inetd_path: str = "/etc/inetd.conf", needs_service: bool = False
+              ) -> tuple[str, int]:
     """Load `config_file` (and inetd.conf, with `inetd_compat`); return (the report to
-    print, the exit status)."""
+    print, the exit status). `needs_service`: a daemon without -stayalive exits when
+    nothing is activated, so that is STATUS_UNREADABLE too (it would not start)."""
     from pyxinetd.config import load
 
     try:
@@ -54,9 +56,17 @@ def run_check(config_file: str, *, as_json: bool = False, inetd_compat: bool = F
     except ConfigError as exc:
         return _unreadable(config_file, exc, as_json), STATUS_UNREADABLE
     status = exit_status(config)
+    if needs_service and not config.services:
+        status = STATUS_UNREADABLE
     if as_json:
         return json.dumps(check_report(config, status), indent=2, sort_keys=False) + "\n", status
-    return render_text(config, status), status
+    text = render_text(config, status)
+    if status == STATUS_UNREADABLE:
+        # Before the verdict line, the reason it failed.
+        head, verdict = text.rstrip("\n").rsplit("\n", 1)
+        text = (f"{head}\n{config.path}: no service to activate, and without -stayalive "
+                f"the daemon exits\n{verdict}\n")
+    return text, status
 
 
 def exit_status(config: Configuration) -> int:

@@ -313,14 +313,31 @@ def cli() -> None:
               help="Also read inetd.conf, as the daemon's -inetd_compat does.")
 @click.option("--inetd-conf", "inetd_conf", metavar="PATH",
               help="The inetd.conf to read (default /etc/inetd.conf); implies --inetd-compat.")
-def check(config_file: str, as_json: bool, inetd_compat: bool, inetd_conf: str | None) -> None:
+@click.option("--daemon-options", "daemon_options", metavar="OPTIONS",
+              help="The daemon's own options (as in XINETD_OPTS): their -f and -inetd_compat "
+                   "name what is checked, and status 2 also says the daemon would not start "
+                   "(bad options, or no service without -stayalive).")
+def check(config_file: str, as_json: bool, inetd_compat: bool, inetd_conf: str | None,
+          daemon_options: str | None) -> None:
     """Load the configuration, print what would be served and every diagnostic."""
-    from pyxinetd.check import run_check
+    from pyxinetd.check import STATUS_UNREADABLE, run_check
 
+    keeps_running = True
+    if daemon_options is not None:
+        # Split as the shell splits an unquoted $XINETD_OPTS.
+        try:
+            options, _, _ = parse_serving_args(daemon_options.split())
+        except UsageError as err:
+            click.echo(f"pyxinetd: {err}", err=True)
+            sys.exit(STATUS_UNREADABLE)
+        config_file = options.config_path
+        inetd_compat = inetd_compat or options.inetd_compat
+        keeps_running = options.keeps_running_without_services
     # A file named on the command line is meant to be checked, never silently skipped.
     output, status = run_check(config_file, as_json=as_json,
                                inetd_compat=inetd_compat or inetd_conf is not None,
-                               inetd_path=inetd_conf or "/etc/inetd.conf")
+                               inetd_path=inetd_conf or "/etc/inetd.conf",
+                               needs_service=not keeps_running)
     click.echo(output, nl=not output.endswith("\n"))
     sys.exit(status)
 

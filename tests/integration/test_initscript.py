@@ -148,8 +148,16 @@ def test_restart_keeps_the_running_daemon_when_the_new_configuration_cannot_star
             assert "the running daemon is kept" in result.stderr
             assert script.pid() == first and first is not None and alive(first)
             assert script.serves()
-    # Mended, it restarts.
+    # Options the daemon would refuse.
     conf.write_text(text)
+    defaults = tmp_path / "default-xinetd"
+    good = defaults.read_text()
+    defaults.write_text(good.replace('"\n', ' -limit x"\n'))
+    result = script.run("restart")
+    assert result.returncode == 1 and "option -limit: bad number 'x'" in result.stderr, result
+    assert script.pid() == first and script.serves()
+    # Mended, it restarts.
+    defaults.write_text(good)
     assert script.run("restart").returncode == 0
     assert script.pid() != first and script.serves()
 

@@ -227,6 +227,33 @@ def test_cli_check_exit_statuses(tmp_path: Path) -> None:
     assert cli("-f", str(tmp_path / "missing")).returncode == 2
 
 
+def test_cli_check_with_the_daemons_options_says_whether_it_would_start(
+        tmp_path: Path) -> None:
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text(GOOD)
+    off = tmp_path / "off.conf"
+    off.write_text(GOOD.replace("service testsrv\n{\n", "service testsrv\n{\n    disable = yes\n"))
+
+    def cli(options: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pyxinetd", "check", "--daemon-options",
+                               options], capture_output=True, text=True, timeout=60,
+                              check=False)
+
+    # The options' -f is what is checked.
+    done = cli(f"-stayalive -f {conf} -limit 5")
+    assert done.returncode == 0 and "service testsrv" in done.stdout, done
+    # Options the daemon refuses: it would not start.
+    done = cli(f"-f {conf} -limit x")
+    assert done.returncode == 2 and "option -limit" in done.stderr, done
+    done = cli("-stayalive -f")
+    assert done.returncode == 2 and "-f needs an argument" in done.stderr, done
+    # Nothing to activate: the daemon exits, unless -stayalive keeps it waiting.
+    done = cli(f"-f {off}")
+    assert done.returncode == 2, done
+    assert "no service to activate, and without -stayalive the daemon exits" in done.stdout
+    assert cli(f"-stayalive -f {off}").returncode == 0
+
+
 def _documented_fields(section: str) -> set[str]:
     """Field names in the first column of a table under `## section` of docs/check-json.md."""
     text = (Path(__file__).resolve().parents[2] / "docs" / "check-json.md").read_text()
