@@ -334,17 +334,23 @@ def test_server_table_has_xinetds_lines(daemons: DaemonFactory, tmp_path: Path,
         _stop(clients)
     ours = dump_file.read_text()
 
+    # A log of its own: xinetd's /tmp is an overlay on this one, where pyxinetd's log
+    # already holds three START lines that would let its clients report ready at once.
+    their_log = tmp_path / "services-xinetd.log"
+    their_conf = tmp_path / "servers-xinetd.conf"
+    their_conf.write_text(servers_configuration(their_log, ports))
+
     def connect(pid: int) -> None:
         # In xinetd's namespaces, where its /tmp (and so the log) is its own. With its
         # root too (-r): entering a mount namespace resets the root to the namespace's,
         # which under a chroot is not xinetd's (nor has this interpreter).
-        started = _clients(["nsenter", "-t", str(pid), "-n", "-m", "-r", "--"], str(log),
-                           ports)
+        started = _clients(["nsenter", "-t", str(pid), "-n", "-m", "-r", "--"],
+                           str(their_log), ports)
         running.append(started)
 
     running: list[subprocess.Popen[str]] = []
     try:
-        theirs = run_xinetd_dump(conf, after_start=connect)
+        theirs = run_xinetd_dump(their_conf, after_start=connect)
     finally:
         for proc in running:
             _stop(proc)
