@@ -237,7 +237,9 @@ def test_a_v6only_socket_is_not_taken_for_ipv4(daemons: DaemonFactory) -> None:
     # It would never see an IPv4 client: the service binds its own socket instead.
     six = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    six.bind(("::", 0))
+    # A port free on IPv4 too (a port the kernel picks for IPv6 alone may be held on
+    # 127.0.0.1 by another connection, and the service's own bind would then fail).
+    six.bind(("::", free_port()))
     six.listen(16)
     port = six.getsockname()[1]
     with six:
