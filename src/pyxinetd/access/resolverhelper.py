@@ -25,6 +25,7 @@ import time
 
 from pyxinetd.access.lookups import LookupPool, NameInfo
 from pyxinetd.access.resolverwire import DAEMON_CONTEXT, MAX_PACKET, ShellContext
+from pyxinetd.timers import shortened
 
 
 def _start_shell(command: str, context: ShellContext = DAEMON_CONTEXT
@@ -80,11 +81,7 @@ SPAWN_LIMIT_ENV = "PYXINETD_SPAWN_LIMIT"
 
 def spawn_limit(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
     """SPAWN_LIMIT, or $PYXINETD_SPAWN_LIMIT when it is a smaller positive number."""
-    try:
-        value = int(environ.get(SPAWN_LIMIT_ENV, SPAWN_LIMIT))
-    except ValueError:
-        return SPAWN_LIMIT
-    return value if 0 < value < SPAWN_LIMIT else SPAWN_LIMIT
+    return max(1, int(shortened(SPAWN_LIMIT, SPAWN_LIMIT_ENV, environ)))
 
 
 # The process groups of the checks running now: killed when the helper ends, since
