@@ -148,9 +148,16 @@ def test_the_program_logs_differ_only_as_listed(results: tuple[Result, Result]) 
     assert sorted(again) == sorted(line for line in theirs[:theirs.index(
         "NOTICE: Starting reconfiguration")] if line.startswith("ERROR: Size of "))
     after = ours.index(next(line for line in ours if line.startswith("NOTICE: Reconfigured")))
-    assert "ERROR: Error in lim log: N" in ours[after:]
+    lim_refused = "ERROR: Error in lim log: N"
+    assert lim_refused in ours[:reload] and lim_refused in ours[after:]
+    # Before the reload, whether xinetd says it refused an entry of `lim` depends on the
+    # order in which its servers' EXIT and the next START lines came (a quiet run: 20
+    # such lines; one on a busy machine: none, with the same file); pyxinetd's, pinned
+    # above, depend only on the file's size.
     ours = ours[:reload] + [line for line in ours[reload:after] if line not in again] + [
-        line for line in ours[after:] if line != "ERROR: Error in lim log: N"]
+        line for line in ours[after:] if line != lim_refused]
+    ours = [line for line in ours if line != lim_refused]
+    theirs = [line for line in theirs if line != lim_refused]
     assert sorted(set(settled(ours))) == sorted(set(settled(theirs)))
     assert ([line for line in settled(ours) if "NOTICE" in line]
             == [line for line in settled(theirs) if "NOTICE" in line])
