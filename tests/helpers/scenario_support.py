@@ -208,7 +208,8 @@ def running(daemon: Sequence[str], conf: str, program_log: str,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         if not wait_for(program_log, "Started working", time.monotonic() + 20):
-            raise SystemExit("the daemon did not start")
+            raise SystemExit(f"the daemon did not start (exit status {proc.poll()}); "
+                             f"its log: {read(program_log)[-2000:]!r}")
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)

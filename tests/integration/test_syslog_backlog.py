@@ -108,11 +108,13 @@ def _more(sock: socket.socket, got: list[str], starts: int) -> bool:
 def test_the_backlog_is_sent_before_the_daemon_exits(tmp_path: Path,
                                                      syslog_socket: socket.socket) -> None:
     bad = "".join(f"\tbogus{n} = 1\n" for n in range(20))
+    port = free_port()
     proc = start(tmp_path, f"service a\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n"
                            f"\twait = no\n\tuser = root\n\tserver = /bin/true\n"
-                           f"\tbind = 127.0.0.1\n\tport = {free_port()}\n{bad}}}\n")
+                           f"\tbind = 127.0.0.1\n\tport = {port}\n{bad}}}\n")
     try:
-        time.sleep(1.5)             # started, its start-up messages waiting
+        # Serving (so its SIGTERM handler is in place), its start-up messages waiting.
+        wait_until(lambda: _connects(port), TIMEOUT, what="the service")
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)             # exiting: it waits for room, up to 2 s
         got = drain(syslog_socket, "Exiting...")
