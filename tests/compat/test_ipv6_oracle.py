@@ -3,7 +3,8 @@
 the same clients) runs against each daemon in its own network and mount namespace
 (tests/helpers/ipv6_scenario.py), and what the clients got and the FAIL lines must be
 the same. Covered: the default dual-stack socket, `flags = IPv4`/`IPv6`, `v6only = yes`,
-`bind = ::1` and a link-local bind with its zone, only_from/no_access with IPv4 entries
+`bind = ::1` and a link-local bind with its zone, an IPv4 service and one bound to an
+IPv6 address on the same port, only_from/no_access with IPv4 entries
 against mapped clients, IPv6 prefixes and mapped forms, a SENSOR caught on IPv4, UDP
 echo over IPv6 and IPv4-mapped, and redirects across the families, also to a host name.
 
@@ -54,6 +55,9 @@ CONF = "".join([
     echo_server("noloop4", 7014, "    no_access = 127.0.0.0/8\n"),
     echo_server("everyone4", 7015, "    only_from = 0.0.0.0\n"),
     echo_server("linklocal", 7016, "    only_from = fe80::/10\n"),
+    # An IPv4 socket and one bound to an IPv6 address share a port.
+    echo_server("port4", 7017, "    flags = IPv4\n"),
+    echo_server("port6", 7017, "    bind = 2001:db8::1\n"),
     echo_server("trap", 7020, "    flags = SENSOR IPv4\n    deny_time = 5\n"),
     echo_server("aftertrap", 7021),
     # One datagram per service: xinetd drains a wait = yes service's socket after each
@@ -90,6 +94,7 @@ PROBES = [
     tcp("127.0.0.1", 7014), tcp("::1", 7014),
     tcp("127.0.0.1", 7015), tcp("::1", 7015),
     tcp("fe80::1", 7016, scope="d0"), tcp("::1", 7016),
+    tcp("127.0.0.1", 7017), tcp("2001:db8::1", 7017), tcp("::1", 7017),
     tcp("192.0.2.1", 7020), tcp("192.0.2.1", 7021), tcp("::1", 7021),
     tcp("::1", 7033, send="six\n", until="\n"),
     tcp("127.0.0.1", 7033, send="mapped\n", until="\n"),

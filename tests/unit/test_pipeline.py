@@ -348,6 +348,25 @@ def test_duplicates(tmp_path: Path) -> None:
                for w in warnings(config))
 
 
+def test_an_ipv6_address_and_an_ipv4_socket_share_a_port(tmp_path: Path) -> None:
+    # A dual-stack socket bound to one IPv6 address takes no IPv4 traffic, so it can
+    # share a port with an IPv4 socket in either order; `::` and a mapped address cannot.
+    text = (service_block("a", "flags = IPv4", port=20001)
+            + service_block("b", "bind = 2001:db8::1", port=20001)
+            + service_block("c", "bind = ::1", port=20002)
+            + service_block("d", "flags = IPv4", port=20002)
+            + service_block("e", "bind = fe80::1%lo", port=20002)
+            + service_block("f", "flags = IPv4", port=20003)
+            + service_block("g", "bind = ::", port=20003)
+            + service_block("h", "bind = ::ffff:127.0.0.1", port=20003))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a", "b", "c", "d", "e", "f"]
+    reasons = dropped_reasons(config)
+    assert len(reasons) == 2, reasons
+    assert "service: g id: g is unique but its identical to service: f" in reasons[0]
+    assert "service: h id: h is unique but its identical to service: f" in reasons[1]
+
+
 def _lacking(name: str, port: int, *lines: str) -> str:
     """An UNLISTED stream service on `port` with neither `wait` nor `user`."""
     inner = "".join(f"\t{line}\n" for line in ("type = UNLISTED", "socket_type = stream",

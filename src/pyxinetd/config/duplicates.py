@@ -7,12 +7,13 @@ the required attributes (or a later check) is tested first too, against the serv
 with a `bind` (the only ones xinetd's own test looks at). Two services clash when they
 share protocol and port (RPC services: protocol, program number and an overlapping version range) and their
 sockets cannot coexist: both bound to the same address of the same family, or one of
-them bound to no particular address, on the same family or as a dual-stack IPv6
-socket beside an IPv4 one. tcpmux clients have no socket of their own and never clash.
+them bound to no particular address, on the same family or as an IPv6 socket that takes
+IPv4 traffic (dual-stack, bound to `::` or an IPv4-mapped address) beside an IPv4 one. tcpmux clients have no socket of their own and never clash.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from dataclasses import dataclass
 
@@ -57,10 +58,24 @@ def _conflict(a: SocketClaim, b: SocketClaim) -> bool:
     if a.bind is not None and b.bind is not None:
         return a.bind == b.bind and a.family == b.family
     if a.family != b.family:
-        # A v6-only socket and an IPv4 one can share a port; dual-stack cannot.
-        six = a if a.family == socket.AF_INET6 else b
-        return not six.v6only
+        return _takes_ipv4(a if a.family == socket.AF_INET6 else b)
     return True
+
+
+def _takes_ipv4(six: SocketClaim) -> bool:
+    """Does this IPv6 socket take IPv4 traffic, and so clash with an IPv4 socket on its
+    port? Only a dual-stack one bound to every address (`::`, or no `bind`) or to an
+    IPv4-mapped one: a v6-only socket, or one bound to a plain IPv6 address, can share
+    the port with any IPv4 socket."""
+    if six.v6only:
+        return False
+    if six.bind is None:
+        return True
+    try:
+        address = ipaddress.IPv6Address(six.bind.partition("%")[0])
+    except ValueError:
+        return True
+    return address.is_unspecified or address.ipv4_mapped is not None
 
 
 def _socket_key(claim: SocketClaim) -> tuple[str, int | None, int | None]:
