@@ -367,6 +367,19 @@ def test_an_ipv6_address_and_an_ipv4_socket_share_a_port(tmp_path: Path) -> None
     assert "service: h id: h is unique but its identical to service: f" in reasons[1]
 
 
+def test_a_udp_duplicate_names_what_xinetd_would_do(tmp_path: Path) -> None:
+    # Datagram sockets with SO_REUSEADDR bind the same port side by side: xinetd keeps
+    # both services and both bind, so the warning must not promise a bind failure.
+    udp = ("protocol = udp", "socket_type = dgram", "wait = yes")
+    text = (service_block("a", "flags = IPv4", *udp, port=20001)
+            + service_block("b", *udp, port=20001))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a"]
+    [warning] = [w for w in warnings(config) if "its identical to service: a" in w]
+    assert "(xinetd 2.3.15.3 would keep both, the two sockets sharing the port)" in warning
+    assert "fail to bind" not in warning
+
+
 def _lacking(name: str, port: int, *lines: str) -> str:
     """An UNLISTED stream service on `port` with neither `wait` nor `user`."""
     inner = "".join(f"\t{line}\n" for line in ("type = UNLISTED", "socket_type = stream",

@@ -124,6 +124,8 @@ class SocketTable:
         if earlier.bind is not None:
             self._sink.error(*where, reason)
         else:
-            self._sink.warning(*where, reason + " (xinetd 2.3.15.3 would keep both and fail "
-                                                "to bind the second)")
+            # Datagram sockets with SO_REUSEADDR bind one port side by side.
+            outcome = (", the two sockets sharing the port" if claim.protocol == "udp"
+                       else " and fail to bind the second")
+            self._sink.warning(*where, f"{reason} (xinetd 2.3.15.3 would keep both{outcome})")
         return reason
