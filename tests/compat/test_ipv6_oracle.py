@@ -130,3 +130,30 @@ def test_the_plan_serves_what_it_means_to(tmp_path: Path) -> None:
                                  "probes": chosen})
     assert [r["reply"] for r in result["replies"]] == ["plain\n", "plain\n", "zoned\n",
                                                        "name\n"], result
+
+
+# hosts.allow patterns with a zone, read as libwrap's getaddrinfo reads them: an
+# interface name for a link-local address, a decimal index for any; only the address
+# is compared then.
+SCOPED_RULES = (("zname", "[fe80::1%d0]"), ("zother", "[fe80::1%d1]"),
+                ("zindex", "[fe80::1%99]"), ("zglobal", "[2001:db8::1%5]"),
+                ("znamed", "[2001:db8::1%d0]/64"), ("zmissing", "[fe80::1%nosuch]/64"),
+                ("zloop", "[::1%lo]"), ("zserver@[fe80::1%d0]", "ALL"))
+
+
+def test_scoped_tcp_wrappers_patterns_match_xinetd(tmp_path: Path) -> None:
+    xinetd = require_xinetd()
+    allow = "".join(f"{daemon}: {clients}\n" for daemon, clients in SCOPED_RULES)
+    conf, probes = "", []
+    for port, (daemon, _) in enumerate(SCOPED_RULES, 7050):
+        name = daemon.split("@")[0]
+        conf += echo_server(name, port, f"    libwrap = {name}\n")
+        probes += [tcp("::1", port), tcp("2001:db8::1", port),
+                   tcp("fe80::1", port, scope="d0")]
+    plan = {"links": LINKS, "hosts": HOSTS, "conf": conf, "probes": probes,
+            "etc": {"hosts.allow": allow, "hosts.deny": "ALL: ALL\n"}}
+    theirs = comparable(run_plan(tmp_path / "xinetd", plan, xinetd))
+    ours = comparable(run_plan(tmp_path / "pyxinetd", plan))
+    assert ours == theirs
+    served = [p["port"] for p, r in zip(probes, ours["replies"]) if r["reply"].endswith("\n")]
+    assert served == [7050, 7051, 7052, 7053, 7057], served

@@ -7,6 +7,8 @@ WORKDIR/plan.json says what to do:
 - "links": `ip` argument lists run after `lo` is up (a veth pair, addresses...);
 - "hosts": the text of /etc/hosts for the run (optional; needs a private mount
   namespace too: `unshare -n -m`);
+- "etc": {NAME: TEXT} files written into a private layer over /etc, such as
+  hosts.allow (optional; with "hosts" only, for its mount namespace);
 - "conf": the configuration, where {LOG} is the service log, {PY} this interpreter and
   {HELPERS} this folder;
 - "probes": a list of {"proto": "tcp"|"udp", "dst": ADDRESS, "port": N, "src": ADDRESS
@@ -102,6 +104,21 @@ def main() -> int:
         with open(hosts, "w") as f:
             f.write(plan["hosts"])
         subprocess.run(["mount", "--make-rprivate", "/"], check=True)
+    if plan.get("etc"):
+        # Files /etc may lack (hosts.allow, hosts.deny): a private layer over it, on a
+        # tmpfs, as overlayfs takes no upper layer on an overlay (/tmp may be one).
+        layer = os.path.join(os.path.dirname(run.conf), "etc-layer")
+        os.makedirs(layer)
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", layer], check=True)
+        os.makedirs(os.path.join(layer, "u"))
+        os.makedirs(os.path.join(layer, "w"))
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                        f"lowerdir=/etc,upperdir={layer}/u,workdir={layer}/w", "/etc"],
+                       check=True)
+        for name, text in plan["etc"].items():
+            with open(os.path.join("/etc", name), "w") as f:
+                f.write(text)
+    if "hosts" in plan:
         subprocess.run(["mount", "--bind", hosts, "/etc/hosts"], check=True)
     for link in plan.get("links", []):
         subprocess.run(["ip", *link], check=True)

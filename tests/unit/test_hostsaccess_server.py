@@ -210,3 +210,34 @@ def test_severity_reaches_the_decision_and_a_bad_one_denies() -> None:
 ])
 def test_values_checked_like_libwrap(option: str, granted: bool) -> None:
     assert decide(f"ALL: ALL: {option}\n", "", request()).granted is granted
+
+
+@pytest.mark.parametrize(("pattern", "client", "matches"), [
+    # A zone is read as getaddrinfo reads it (checked against Debian's libwrap): an
+    # interface name for a link-local or link-local multicast address, a decimal index
+    # for any address; then only the address is compared, whatever the client's zone.
+    ("[fe80::1%lo]", "fe80::1", True),
+    ("[ff02::1%lo]", "ff02::1", True),
+    ("[fe80::1%2]", "fe80::1", True),
+    ("[fe80::1%01]", "fe80::1", True),
+    ("[fe80::1%4294967295]", "fe80::1", True),
+    ("[2001:db8::1%5]", "2001:db8::1", True),
+    ("[::1%0]", "::1", True),
+    ("[fe80::1%lo]/64", "fe80::2", True),
+    ("[fe80::1%lo]", "fe80::2", False),
+    ("[fe80::1%4294967296]", "fe80::1", False),
+    ("[fe80::1%no-such-if]/64", "fe80::2", False),
+    ("[fe80::1%LO]", "fe80::1", False),
+    ("[fe80::1%1x]", "fe80::1", False),
+    ("[fe80::1%+1]", "fe80::1", False),
+    ("[fe80::1%]", "fe80::1", False),
+    ("[2001:db8::1%lo]", "2001:db8::1", False),
+    ("[::1%lo]/128", "::1", False),
+])
+def test_scoped_ipv6_patterns(pattern: str, client: str, matches: bool) -> None:
+    decision = decide(f"in.ftpd: {pattern}\n", "ALL: ALL\n",
+                      request(client=Endpoint(client)))
+    assert decision.access == ("granted" if matches else "denied")
+    served = decide(f"in.ftpd@{pattern}: ALL\n", "ALL: ALL\n",
+                    request(server=Endpoint(client)))
+    assert served.access == decision.access

@@ -276,10 +276,12 @@ def _ipv6_match(pattern: str, address: str | None) -> bool:
     close = pattern.find("]")
     if close < 0 or address is None:
         return False
+    net_addr = _pattern_address(pattern[1:close])
     try:
-        net_addr = ipaddress.IPv6Address(pattern[1:close])
         client = ipaddress.ip_address(address)
     except ValueError:
+        return False
+    if net_addr is None:
         return False
     if not isinstance(client, ipaddress.IPv6Address):
         return False
@@ -292,6 +294,33 @@ def _ipv6_match(pattern: str, address: str | None) -> bool:
     if not 0 <= bits <= 128:
         return False
     return client in ipaddress.IPv6Network((net_addr, bits), strict=False)
+
+
+def _pattern_address(text: str) -> ipaddress.IPv6Address | None:
+    """The address of a `[v6addr%zone]` pattern, or None when libwrap cannot read it.
+    libwrap reads it with getaddrinfo, whose zone is an interface of this host for a
+    link-local (unicast or multicast) address, or a decimal index for any address
+    (`fe80::1%eth0`, `2001:db8::1%2`; not `::1%lo`). Only the address is compared then:
+    a client on another interface matches too."""
+    host, percent, zone = text.partition("%")
+    try:
+        address = ipaddress.IPv6Address(host)
+    except ValueError:
+        return None
+    if not percent:
+        return address
+    if zone.isascii() and zone.isdigit() and int(zone) < 1 << 32:
+        return address
+    # Link-local unicast, or multicast of interface-local or link-local scope.
+    scoped = address.is_link_local or (address.is_multicast
+                                       and address.packed[1] & 0x0F in (1, 2))
+    if not scoped or not zone:
+        return None
+    try:
+        socket.if_nametoindex(zone)
+    except (OSError, ValueError):
+        return None
+    return address
 
 
 def host_match(pattern: str, host: Endpoint, lookups: Lookups, depth: int = 0) -> bool:
