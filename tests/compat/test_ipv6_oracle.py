@@ -134,11 +134,13 @@ def test_the_plan_serves_what_it_means_to(tmp_path: Path) -> None:
 
 # hosts.allow patterns with a zone, read as libwrap's getaddrinfo reads them: an
 # interface name for a link-local address, a decimal index for any; only the address
-# is compared then.
+# is compared then; the addresses a twist command is given keep their zone.
 SCOPED_RULES = (("zname", "[fe80::1%d0]"), ("zother", "[fe80::1%d1]"),
                 ("zindex", "[fe80::1%99]"), ("zglobal", "[2001:db8::1%5]"),
                 ("znamed", "[2001:db8::1%d0]/64"), ("zmissing", "[fe80::1%nosuch]/64"),
-                ("zloop", "[::1%lo]"), ("zserver@[fe80::1%d0]", "ALL"))
+                ("zloop", "[::1%lo]"), ("zserver@[fe80::1%d0]", "ALL"),
+                # libwrap's addresses keep the zone: fe80::1%d0.
+                ("zwist", "ALL: twist /bin/echo a=%a c=%c s=%s"))
 
 
 def test_scoped_tcp_wrappers_patterns_match_xinetd(tmp_path: Path) -> None:
@@ -156,4 +158,5 @@ def test_scoped_tcp_wrappers_patterns_match_xinetd(tmp_path: Path) -> None:
     ours = comparable(run_plan(tmp_path / "pyxinetd", plan))
     assert ours == theirs
     served = [p["port"] for p, r in zip(probes, ours["replies"]) if r["reply"].endswith("\n")]
-    assert served == [7050, 7051, 7052, 7053, 7057], served
+    assert served == [7050, 7051, 7052, 7053, 7057, 7058, 7058, 7058], served
+    assert ours["replies"][-1]["reply"] == "a=fe80::1%d0 c=fe80::1%d0 s=zwist@fe80::1%d0\n"

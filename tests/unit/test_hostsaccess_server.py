@@ -241,3 +241,15 @@ def test_scoped_ipv6_patterns(pattern: str, client: str, matches: bool) -> None:
     served = decide(f"in.ftpd@{pattern}: ALL\n", "ALL: ALL\n",
                     request(server=Endpoint(client)))
     assert served.access == decision.access
+
+
+def test_a_scoped_client_keeps_its_zone_and_matches_without_it() -> None:
+    from pyxinetd.access.hostspatterns import wrap_address
+    assert wrap_address("fe80::1%eth0") == "fe80::1%eth0"
+    assert wrap_address("::ffff:127.0.0.1") == "127.0.0.1"
+    assert wrap_address("2001:DB8::1") == "2001:db8::1"
+    client = Endpoint(wrap_address("fe80::1%eth0"))
+    assert decide("in.ftpd: [fe80::1]\n", "ALL: ALL\n",
+                  request(client=client)).access == "granted"
+    assert decide("in.ftpd: [fe80::]/64\n", "ALL: ALL\n",
+                  request(client=client)).access == "granted"

@@ -29,11 +29,14 @@ from dataclasses import dataclass, replace
 from pyxinetd.access import lists
 from pyxinetd.access.hostsbanners import send_banner
 from pyxinetd.access.hostsaccess import NO_SETUP, Decision, evaluate
-from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, normalize_address
+from pyxinetd.access.hostspatterns import (
+    Endpoint, Lookups, Request, normalize_address, wrap_address,
+)
 from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables
 from pyxinetd.access.resolver import NameInfo, Resolver
 from pyxinetd.access.serviceplan import ServicePlan, command_context, plan_for
 from pyxinetd.config.model import ServiceConfig
+from pyxinetd.listener import peer_text
 from pyxinetd.log import Level, ProgramLog
 from pyxinetd.loop import Loop
 from pyxinetd.peerenv import PEERENV_FLAG
@@ -97,7 +100,7 @@ def endpoints(svc: ServiceConfig, conn: socket.socket | None,
             pass
         else:
             if isinstance(local, tuple) and isinstance(remote, tuple):
-                return Endpoints(int(remote[1]), normalize_address(str(local[0])),
+                return Endpoints(int(remote[1]), wrap_address(peer_text(local)),
                                  int(local[1]))
     wildcard = "::" if svc.family == socket.AF_INET6 else "0.0.0.0"
     fallback = Endpoints(0, normalize_address(svc.bind or wildcard), svc.port or 0)
@@ -112,7 +115,7 @@ def endpoints(svc: ServiceConfig, conn: socket.socket | None,
         return replace(fallback, client_port=client_port)
     if not isinstance(local, tuple):
         return replace(fallback, client_port=client_port)
-    return Endpoints(client_port, normalize_address(str(local[0])), int(local[1]))
+    return Endpoints(client_port, wrap_address(peer_text(local)), int(local[1]))
 
 
 def _endpoint(address: str | None, info: NameInfo | None, port: int) -> Endpoint:
@@ -232,7 +235,8 @@ class AccessGate:
         if want_client:
             self.resolver.lookup(normalize_address(peer), lambda i: arrived("client", i))
         if want_server and ends.server is not None:
-            self.resolver.lookup(ends.server, lambda i: arrived("server", i))
+            self.resolver.lookup(normalize_address(ends.server),
+                                 lambda i: arrived("server", i))
         if missing == 0:
             self.loop.call_soon(proceed)
 
@@ -257,7 +261,7 @@ class AccessGate:
                 ) -> Decision:
         """What hosts_access decides (nothing run yet)."""
         allow, deny = self.tables.current()
-        address = normalize_address(peer) if lists.parse_peer(peer) is not None else None
+        address = wrap_address(peer) if lists.parse_peer(peer) is not None else None
         request = Request(plan.daemon, _endpoint(address, client, ends.client_port),
                           _endpoint(ends.server, server, ends.server_port), pid=os.getpid(),
                           resident=plan.resident)

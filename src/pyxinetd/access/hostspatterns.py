@@ -92,6 +92,15 @@ def normalize_address(text: str) -> str:
     return str(addr)
 
 
+def wrap_address(text: str) -> str:
+    """An address as libwrap holds it (its `%a`, and the text address patterns are
+    compared with): numeric, IPv4-mapped as plain IPv4, a scoped IPv6 address with its
+    zone (`fe80::1%eth0`), as getnameinfo writes it."""
+    host, percent, zone = text.partition("%")
+    plain = normalize_address(host)
+    return f"{plain}%{zone}" if percent and zone and ":" in plain else plain
+
+
 @dataclass(frozen=True)
 class Request:
     daemon: str
@@ -278,7 +287,7 @@ def _ipv6_match(pattern: str, address: str | None) -> bool:
         return False
     net_addr = _pattern_address(pattern[1:close])
     try:
-        client = ipaddress.ip_address(address)
+        client = ipaddress.ip_address(address.partition("%")[0])
     except ValueError:
         return False
     if net_addr is None:
