@@ -15,6 +15,7 @@ its line number, and written back commented out so nothing is silently lost.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 from dataclasses import dataclass
@@ -46,11 +47,25 @@ def _protocol_word(entry: InetdEntry) -> str:
     return entry.protocol + {"any": "", "ipv4": "4", "ipv6": "6"}[entry.family]
 
 
+def _listening_family(entry: InetdEntry) -> str:
+    """The family an entry's socket takes: its address's when it names one, else the
+    protocol's (`any`: one dual-stack socket for both)."""
+    if entry.host is not None and entry.family == "any":
+        try:
+            return "ipv6" if ipaddress.ip_address(entry.host).version == 6 else "ipv4"
+        except ValueError:
+            return "any"        # a host name: either family
+    return entry.family
+
+
 def _overlaps(a: InetdEntry, b: InetdEntry) -> bool:
     """True if the two entries would listen on one port and protocol with overlapping
-    addresses (the same one, or one of them on all)."""
-    return ((a.name, a.socket_type, _protocol_word(a), a.rpc_version, a.tcpmux)
-            == (b.name, b.socket_type, _protocol_word(b), b.rpc_version, b.tcpmux)
+    addresses (the same one, or one of them on all) of overlapping families (a dual-stack
+    socket takes the port on both, a v6-only one on IPv6 only)."""
+    fa, fb = _listening_family(a), _listening_family(b)
+    return ((a.name, a.socket_type, a.protocol, a.rpc_version, a.tcpmux)
+            == (b.name, b.socket_type, b.protocol, b.rpc_version, b.tcpmux)
+            and (fa == fb or "any" in (fa, fb))
             and (a.host == b.host or a.host is None or b.host is None))
 
 
@@ -84,18 +99,21 @@ def block_ids(entries: list[InetdEntry], sink: DiagnosticSink) -> dict[int, str]
     groups: dict[str, list[InetdEntry]] = {}
     for entry in entries:
         groups.setdefault(entry.id, []).append(entry)
+    # Whatever their ids: a builtin and an external server of one name, or a tcp line
+    # and a tcp6 line that is no twin of it, take one port too.
+    for index, entry in enumerate(entries):
+        earlier = next((e for e in entries[:index] if _overlaps(e, entry)), None)
+        if earlier is not None:
+            sink.warning(entry.file, entry.line, (
+                f"service {entry.name} listens on the port and protocol of the entry of "
+                f"line {earlier.line}, on the same or an overlapping address: only the "
+                "first can be served"))
     taken = {base for base, group in groups.items() if len(group) == 1}
     for base, group in groups.items():
         if len(group) == 1:
             continue
         parts = _telling_apart(group)
         for index, entry in enumerate(group):
-            earlier = next((e for e in group[:index] if _overlaps(e, entry)), None)
-            if earlier is not None:
-                sink.warning(entry.file, entry.line, (
-                    f"service {entry.name} listens on the port and protocol of the entry of "
-                    f"line {earlier.line}, on the same or an overlapping address: only the "
-                    "first can be served"))
             sid = "-".join([base] + [p[index] for p in parts])
             candidate, number = sid, 2
             while candidate in taken:

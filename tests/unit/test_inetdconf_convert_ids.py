@@ -60,3 +60,25 @@ def test_generated_ids_do_not_take_another_services_name() -> None:
                    f"time dgram udp wait nobody {CAT} cat\n"
                    f"time-stream stream tcp nowait nobody {CAT} cat\n").text
     assert "id              = time-stream-2" in text and "id              = time-dgram" in text
+
+
+def test_entries_on_one_port_are_reported_whatever_their_ids(tmp_path: Path) -> None:
+    # A builtin and an external server of one name, and a tcp line with a tcp6 line that
+    # is no twin of it (other arguments): each pair listens on one socket; xinetd binds
+    # the first only, and check disables the second.
+    ids, problems, reported = load_converted(tmp_path, (
+        "daytime stream tcp nowait root internal\n"
+        f"daytime stream tcp nowait nobody {CAT} cat\n"
+        f"finger stream tcp nowait nobody {CAT} cat -a\n"
+        f"finger stream tcp6 nowait nobody {CAT} cat -b\n"
+        # These share no socket: an IPv4-only and an IPv6-only one; an address of one
+        # family and the other family's wildcard.
+        f"smtp stream tcp4 nowait nobody {CAT} cat -a\n"
+        f"smtp stream tcp6 nowait nobody {CAT} cat -b\n"
+        f"127.0.0.1:ftp stream tcp nowait nobody {CAT} cat -a\n"
+        f"ftp stream tcp6 nowait nobody {CAT} cat -b\n"))
+    overlaps = sorted(p.split(":")[1] for p in reported if "only the first" in p)
+    assert overlaps == ["2", "4"], reported
+    assert "entry of line 1" in reported[0] and "entry of line 3" in reported[1]
+    assert len(problems) == 2 and all("DISABLING" in p for p in problems), problems
+    assert {"smtp-tcp4", "smtp-tcp6", "ftp-tcp", "ftp-tcp6"} <= set(ids)
