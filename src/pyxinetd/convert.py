@@ -158,9 +158,18 @@ def service_block(entry: InetdEntry, daemon_dir: str | None, sink: DiagnosticSin
                 f"service {entry.name}: tcpd runs {argv[0]!r} from its own daemon folder; "
                 "kept behind tcpd (give --daemon-dir DIR to run the daemon directly)"))
         lines.append(_line("server", server))
-        if argv and argv[0] == os.path.basename(server):
+        named = bool(argv) and argv[0] != os.path.basename(server)
+        if argv and not named:
             argv = argv[1:]
-        elif argv:
+        argv, comment = _comment_free(argv)
+        if comment:
+            # inetd passes them on; in an xinetd file they would start a comment.
+            sink.warning(entry.file, entry.line, (
+                f"service {entry.name}: arguments {' '.join(comment)!r} not written: a "
+                "word starting with '#' after the first value of server_args starts a "
+                "comment in an xinetd file (-inetd_compat passes them to the server)"))
+            lines.append(f"\t# inetd.conf line {entry.line} also passes: {' '.join(comment)}")
+        if named and argv:
             flags.append("NAMEINARGS")
         if argv:
             lines.append(_line("server_args", *argv))
@@ -181,6 +190,16 @@ def service_block(entry: InetdEntry, daemon_dir: str | None, sink: DiagnosticSin
         lines.append(_line("per_source", str(entry.per_source)))
     lines.append("}")
     return lines
+
+
+def _comment_free(argv: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the words server_args can hold, the words from where an xinetd file would see a
+    comment): a word starting with `#` after the first, or a lone `#` (as
+    pyxinetd.config.grammar reads a value list)."""
+    for index, word in enumerate(argv):
+        if word.startswith("#") and (index > 0 or word == "#"):
+            return argv[:index], argv[index:]
+    return argv, ()
 
 
 def convert(text: str, file: str = "<stdin>", *, daemon_dir: str | None = None) -> Conversion:

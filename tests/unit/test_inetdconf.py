@@ -430,3 +430,20 @@ def test_the_inetd_corpus_was_found() -> None:
     if not shared_present():
         pytest.skip(SHARED_ABSENT)
     assert CORPUS_FILES, f"no inetd.conf corpus at {CORPUS}"
+
+
+def test_converter_does_not_write_arguments_an_xinetd_file_reads_as_a_comment(
+        tmp_path: Path) -> None:
+    # inetd passes `#` words on as arguments, and so does -inetd_compat; in an xinetd
+    # file a word starting with `#` after the first value starts a comment.
+    result = convert(f"finger stream tcp nowait nobody {CAT} cat #x -n # z\n"
+                     f"time stream tcp nowait nobody {CAT} other # z\n", "inetd.conf")
+    assert "server_args     = #x -n\n" in result.text
+    assert "server_args     = other\n" in result.text
+    lost = [p for p in result.problems() if "# z" in p]
+    assert [p.split(":")[1] for p in lost] == ["1", "2"], result.problems()
+    conf = tmp_path / "converted.conf"
+    conf.write_text(result.text)
+    converted = load(str(conf))
+    assert not messages(converted), messages(converted)
+    assert [s.server_argv for s in converted.services] == [("cat", "#x", "-n"), ("other",)]
