@@ -43,3 +43,20 @@ def test_the_message_names_the_account_to_write() -> None:
     result = convert(f"time stream tcp nowait 0 {CAT} cat\n")
     assert result.skipped == 1 and "service time" not in result.text
     assert any("<stdin>:1:" in p and "write 'root'" in p for p in result.problems())
+
+
+@pytest.mark.parametrize(("field", "message"), [
+    ("nobody.", "no group name after 'nobody.'"),
+    ("nobody:", "no group name after 'nobody:'"),
+    (".nogroup", "no user name in '.nogroup'"),
+])
+def test_an_empty_user_or_group_is_refused_with_file_and_line(tmp_path: Path, field: str,
+                                                              message: str) -> None:
+    # xinetd: `Unknown group: ` and the entry is skipped; a group forgotten after the
+    # separator is not run silently with the user's own group.
+    config = load_inetd(tmp_path, f"time stream tcp nowait {field} {CAT} cat\n")
+    assert not config.services
+    errors = [str(d) for d in config.diagnostics if d.severity is Severity.ERROR]
+    assert len(errors) == 1 and "inetd.conf:1:24: error: " in errors[0], errors
+    assert message in errors[0] and errors[0].endswith("; entry skipped")
+    assert "not converted" in convert(f"time stream tcp nowait {field} {CAT} cat\n").text

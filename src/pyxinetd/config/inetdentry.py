@@ -239,14 +239,19 @@ class InetdParser:
             self.sink.warning(self.file, number, (
                 f"login class {login_class!r} ignored (pyxinetd has no login classes)"), col)
         if ":" in user:
-            name, _, group = user.partition(":")
+            name, separator, group = user.partition(":")
         elif "." in user and not is_digits(user):
             # As xinetd: the first '.' separates user and group.
-            name, _, group = user.partition(".")
+            name, separator, group = user.partition(".")
         else:
-            name, group = user, ""
+            name, separator, group = user, "", ""
         if not name:
             raise _Skip(self._skip(number, col, f"no user name in {text!r}"))
+        if separator and not group:
+            # xinetd: `Unknown group: ` and no service; not the user's own group.
+            raise _Skip(self._skip(number, col, (
+                f"no group name after {name + separator!r}: write {name!r} for the "
+                "user's own group")))
         # Every inetd (OpenBSD, FreeBSD, NetBSD, netkit, GNU) looks both up by name only
         # (getpwnam, getgrnam) and ignores the service, as xinetd -inetd_compat does
         # (`Unknown user: 0`): a number here is not taken as an id.
