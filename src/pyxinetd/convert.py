@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 
 from pyxinetd.config.diagnostics import Diagnostic, DiagnosticSink, Severity
-from pyxinetd.config.inetdconf import entry_lines, parse_inetd_text
+from pyxinetd.config.inetdconf import entry_lines, inetd_lines, parse_inetd_lines
 from pyxinetd.config.inetdentry import InetdEntry, unwrap_tcpd
 
 
@@ -205,12 +205,12 @@ def _comment_free(argv: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ..
 def convert(text: str, file: str = "<stdin>", *, daemon_dir: str | None = None) -> Conversion:
     """Convert the inetd.conf `text`; `file` names it in the diagnostics."""
     sink = DiagnosticSink()
-    source = text.split("\n")
+    source = inetd_lines(text, file, sink)
     out: list[str] = [f"# Converted from {file} by pyxinetd convert.", ""]
     skipped = 0
     # The lines each entry goes on over; their words are in its block (or comment).
     continued = {number: more for number, _, more, read in entry_lines(source) if read}
-    items = parse_inetd_text(text, file, sink)
+    items = parse_inetd_lines(source, file, sink)
     ids = block_ids([item for _, item in items if isinstance(item, InetdEntry)], sink)
     for number, item in items:
         original = source[number - 1].rstrip("\r")

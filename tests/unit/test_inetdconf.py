@@ -447,3 +447,30 @@ def test_converter_does_not_write_arguments_an_xinetd_file_reads_as_a_comment(
     converted = load(str(conf))
     assert not messages(converted), messages(converted)
     assert [s.server_argv for s in converted.services] == [("cat", "#x", "-n"), ("other",)]
+
+
+def test_a_nul_byte_ends_its_line_as_in_xinetd(tmp_path: Path) -> None:
+    # xinetd reads C strings: `cat -n\0 -x` runs `cat -n`. Kept, the NUL reached the
+    # argv and every start failed (`embedded null byte`).
+    config = load_inetd(tmp_path, f"daytime stream tcp nowait nobody {CAT} cat -n\0 -x\n"
+                                  "# a comment\0 with a NUL\n"
+                                  f"time stream tcp nowait nobody {CAT} cat\0\n")
+    assert [s.server_argv for s in config.services] == [("cat", "-n"), ("cat",)]
+    warned = messages(config, Severity.WARNING)
+    assert [w.split(":")[1] for w in warned] == ["1", "3"], warned
+    assert "NUL byte at column" in warned[0]
+    result = convert(f"daytime stream tcp nowait nobody {CAT} cat -n\0 -x\n# x\0y\n",
+                     "inetd.conf")
+    assert "\0" not in result.text and "server_args     = -n\n" in result.text
+    assert "# x\n" in result.text
+
+
+def test_crlf_line_ends_are_read_as_lf_with_one_warning(tmp_path: Path) -> None:
+    # xinetd keeps the \r in the last field (`Unknown user: root\r`, a server named
+    # `internal\r`).
+    config = load_inetd(tmp_path, f"daytime stream tcp nowait nobody {CAT} cat -n\r\n"
+                                  "echo stream tcp nowait nobody internal\r\n")
+    assert [s.id for s in config.services] == ["daytime", "echo-stream"]
+    assert config.services[0].server_argv == ("cat", "-n")
+    warned = messages(config, Severity.WARNING)
+    assert len(warned) == 1 and "inetd.conf:1:" in warned[0] and "CRLF" in warned[0]

@@ -42,9 +42,46 @@ def continues(line: str) -> bool:
     return len(words) < 2 or words[1] not in SOCKET_TYPES
 
 
+def inetd_lines(text: str, file: str, sink: DiagnosticSink) -> list[str]:
+    """The lines of `text` as xinetd reads them, CRLF line ends taken as LF.
+
+    A NUL byte ends its line, as in xinetd's C strings: kept, it would reach a value (an
+    argv string no exec takes). Said unless only a comment loses its end, as for an
+    xinetd file (pyxinetd.config.grammar).
+    """
+    lines = text.split("\n")
+    crlf_warned = False
+    for index, line in enumerate(lines):
+        number = index + 1
+        if line.endswith("\r"):
+            line = line[:-1]
+            if not crlf_warned:
+                crlf_warned = True
+                sink.warning(file, number, (
+                    "file has CRLF (DOS) line endings; read as if they were LF (xinetd "
+                    "2.3.15.3 would keep the \\r in the last field of every line)"))
+        cut = line.find("\0")
+        if cut >= 0:
+            line = line[:cut]
+            kept = line.strip(" \t")
+            if not kept.startswith("#"):
+                sink.warning(file, number, (
+                    f"NUL byte at column {cut + 1}: the rest of the line is ignored, as "
+                    f"xinetd does (read as {kept!r})"))
+        lines[index] = line
+    return lines
+
+
 def parse_inetd_text(text: str, file: str, sink: DiagnosticSink
                      ) -> list[tuple[int, InetdEntry | str | None]]:
-    """Every line of `text` as (line number, entry | skip reason | None for no entry).
+    """Every line of `text` as (line number, entry | skip reason | None for no entry)."""
+    return parse_inetd_lines(inetd_lines(text, file, sink), file, sink)
+
+
+def parse_inetd_lines(lines: list[str], file: str, sink: DiagnosticSink
+                      ) -> list[tuple[int, InetdEntry | str | None]]:
+    """Every line (from `inetd_lines`) as (line number, entry | skip reason | None for no
+    entry).
 
     BSD inetds listen on IPv4 only for `tcp`, so their files pair each `tcp` line with
     a `tcp6` one. Here `tcp` is already dual-stack (as in xinetd), and the v6-only
@@ -53,7 +90,6 @@ def parse_inetd_text(text: str, file: str, sink: DiagnosticSink
     """
     parser = InetdParser(file, sink)
     items: list[tuple[int, InetdEntry | str | None]] = []
-    lines = text.split("\n")
     for number, line, continued, read in entry_lines(lines):
         if _is_lone_host(line) and number < len(lines) and _holds_words(lines[number]):
             # OpenBSD reads a lone `host:` on over the indented line after it: the address
