@@ -474,3 +474,13 @@ def test_crlf_line_ends_are_read_as_lf_with_one_warning(tmp_path: Path) -> None:
     assert config.services[0].server_argv == ("cat", "-n")
     warned = messages(config, Severity.WARNING)
     assert len(warned) == 1 and "inetd.conf:1:" in warned[0] and "CRLF" in warned[0]
+
+
+def test_a_line_longer_than_xinetd_reads_is_read_whole_with_a_warning(tmp_path: Path) -> None:
+    # xinetd reads about 16 KiB of it: the entry runs with the arguments up to there and
+    # the rest is a line of its own (`Bad socket type: (null)`).
+    args = " ".join(["x" * 99] * 200)
+    config = load_inetd(tmp_path, f"# {args}\ntime stream tcp nowait nobody {CAT} cat {args}\n")
+    assert len(only(config).server_argv) == 201
+    warned = messages(config, Severity.WARNING)
+    assert len(warned) == 1 and "inetd.conf:2:" in warned[0] and "read whole" in warned[0]

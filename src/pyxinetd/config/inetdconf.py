@@ -24,6 +24,7 @@ from dataclasses import replace
 from pyxinetd.config.attributes import Applier, Draft
 from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.inetdentry import SOCKET_TYPES, InetdEntry, InetdParser, columns
+from pyxinetd.config.linesyntax import XINETD_LINE_BYTES
 from pyxinetd.config.model import DroppedEntry
 from pyxinetd.config.rawentries import RawAttribute
 
@@ -43,7 +44,8 @@ def continues(line: str) -> bool:
 
 
 def inetd_lines(text: str, file: str, sink: DiagnosticSink) -> list[str]:
-    """The lines of `text` as xinetd reads them, CRLF line ends taken as LF.
+    """The lines of `text` as xinetd reads them, CRLF line ends taken as LF, long lines
+    whole (both with a warning).
 
     A NUL byte ends its line, as in xinetd's C strings: kept, it would reach a value (an
     argv string no exec takes). Said unless only a comment loses its end, as for an
@@ -68,6 +70,13 @@ def inetd_lines(text: str, file: str, sink: DiagnosticSink) -> list[str]:
                 sink.warning(file, number, (
                     f"NUL byte at column {cut + 1}: the rest of the line is ignored, as "
                     f"xinetd does (read as {kept!r})"))
+        if len(line) >= XINETD_LINE_BYTES // 4 and not line.lstrip(" \t").startswith("#"):
+            size = len(line.encode("utf-8", "surrogateescape"))
+            if size >= XINETD_LINE_BYTES:
+                sink.warning(file, number, (
+                    f"line is {size} bytes long; read whole (xinetd 2.3.15.3 reads about 16 "
+                    "KiB of a line: it runs the entry with the arguments up to there and "
+                    "takes the rest for a line of its own)"))
         lines[index] = line
     return lines
 
