@@ -31,6 +31,7 @@ from pyxinetd.dgramrelay import NowaitRelays
 from pyxinetd.forkretry import ForkRetry, Hold, Outcome
 from pyxinetd.handover import HandedOver
 from pyxinetd.intercept import Address, Interceptors
+from pyxinetd.internal.session import discard_input
 from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
 from pyxinetd.log import ProgramLog, strerror
 from pyxinetd.servicelog import ServiceLogs, fail_entry
@@ -165,6 +166,9 @@ class Dispatcher:
             if svc.banner_fail:
                 banners.banner_fail(svc, conn, self._banner_error)
             if not self.userid.after_refusal(svc, conn, peer):
+                # What the client sent is never read: closing over it would reset the
+                # connection and could lose the banners before the client reads them.
+                discard_input(conn)
                 conn.close()
 
     def _banner_error(self, text: str) -> None:

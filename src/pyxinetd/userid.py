@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pyxinetd.children import Occupancy
 from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.ident import IdentQuery, IdentResult, Outcome, endpoints_of
+from pyxinetd.internal.session import discard_input
 from pyxinetd.log import ProgramLog, strerror
 from pyxinetd.servicelog import ServiceLogs, noid_entry, userid_entry
 from pyxinetd.loop import Loop
@@ -204,4 +205,5 @@ class UserIds:
             self._program.error("stream_logging",
                                 f"Failed to contact identity server at {held.peer}: "
                                 f"{result.outcome.reason}")
+        discard_input(held.conn)    # as for any refusal (Dispatcher.refuse)
         held.conn.close()

@@ -168,3 +168,28 @@ def test_only_from_prefix_length_read_as_xinetd_reads_it(
                                   "FAIL: masked address from=127.0.0.1"), timeout=TIMEOUT)
     if only_from != "127.0.0.0/+8":
         daemon.wait_for_log(r"after the prefix length is ignored", timeout=TIMEOUT)
+
+
+def test_a_client_that_spoke_first_still_gets_the_whole_refusal(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bytes the client sent before it was refused are never read; closing over them
+    # made the kernel reset the connection, which could throw banner_fail (and the
+    # `banner` before it) away before the client read it.
+    log = tmp_path / "services.log"
+    (tmp_path / "hi").write_bytes(b"hello there\r\n")
+    (tmp_path / "go-away").write_bytes(b"go away\r\n")
+    ports = {name: free_port() for name in ("address", "wrapped")}
+    (tmp_path / "hosts.deny").write_text("refused-two: ALL\n")
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    extra = f"    banner = {tmp_path / 'hi'}\n    banner_fail = {tmp_path / 'go-away'}\n"
+    daemons.start_config(
+        service("address", ports["address"], log, extra + "    only_from = 10.0.0.1")
+        + service("wrapped", ports["wrapped"], log, extra + "    libwrap = refused-two"))
+    for name, port in ports.items():
+        for attempt in range(30):
+            with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as conn:
+                conn.sendall(b"x\n" * 100)
+                got = b""
+                while data := conn.recv(65536):
+                    got += data
+            assert got == b"hello there\r\ngo away\r\n", (name, attempt)
