@@ -316,7 +316,8 @@ def cli() -> None:
 @click.option("--daemon-options", "daemon_options", metavar="OPTIONS",
               help="The daemon's own options (as in XINETD_OPTS): their -f and -inetd_compat "
                    "name what is checked, and status 2 also says the daemon would not start "
-                   "(bad options, or no service without -stayalive).")
+                   "(bad options, a -filelog it cannot open, or no service without "
+                   "-stayalive).")
 def check(config_file: str, as_json: bool, inetd_compat: bool, inetd_conf: str | None,
           daemon_options: str | None) -> None:
     """Load the configuration, print what would be served and every diagnostic."""
@@ -330,6 +331,15 @@ def check(config_file: str, as_json: bool, inetd_compat: bool, inetd_conf: str |
         except UsageError as err:
             click.echo(f"pyxinetd: {err}", err=True)
             sys.exit(STATUS_UNREADABLE)
+        if options.filelog is not None:
+            from pyxinetd.files import append_problem
+
+            # The daemon's first step after its options: without its log it exits 1.
+            problem = append_problem(options.filelog)
+            if problem is not None:
+                click.echo(f"pyxinetd: msg_init failed: can't open log file ({problem})",
+                           err=True)
+                sys.exit(STATUS_UNREADABLE)
         config_file = options.config_path
         inetd_compat = inetd_compat or options.inetd_compat
         keeps_running = options.keeps_running_without_services

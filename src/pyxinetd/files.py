@@ -10,6 +10,7 @@ on for writing is made blocking again, as log files and servers expect.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -53,6 +54,35 @@ def open_for_append(path: str, mode: int = 0o644) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def append_problem(path: str) -> str | None:
+    """Why open_for_append(path) would fail (the reason's text), or None if it would
+    succeed; neither creates the file nor writes to it.
+
+    For `pyxinetd check --daemon-options`: the init script asks it before stopping a
+    running daemon for a new one, which cannot start without its -filelog."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOCTTY
+                     | os.O_NONBLOCK)
+    except FileNotFoundError as err:
+        if not path or path.endswith("/"):
+            return err.strerror
+        folder = os.path.dirname(path) or "."
+        try:
+            if not stat.S_ISDIR(os.stat(folder).st_mode):
+                return os.strerror(errno.ENOTDIR)
+            if os.statvfs(folder).f_flag & os.ST_RDONLY:
+                return os.strerror(errno.EROFS)
+        except OSError as folder_err:
+            return folder_err.strerror
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return os.strerror(errno.EACCES)
+        return None
+    except OSError as err:
+        return err.strerror
+    os.close(fd)
+    return None
 
 
 def through_stderr(fd: int) -> int:

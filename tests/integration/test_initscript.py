@@ -162,6 +162,31 @@ def test_restart_keeps_the_running_daemon_when_the_new_configuration_cannot_star
     assert script.pid() != first and script.serves()
 
 
+def test_restart_keeps_the_running_daemon_when_the_new_one_cannot_open_its_log(
+        script: InitScript, tmp_path: Path) -> None:
+    # The new daemon would stop at `msg_init failed: can't open log file`: the folder of
+    # its -filelog is gone. Stopping the running one first would leave nothing serving.
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    defaults = tmp_path / "default-xinetd"
+    defaults.write_text(defaults.read_text().replace(str(script.log), str(folder / "x.log")))
+    assert script.run("start").returncode == 0
+    first = script.pid()
+    (folder / "x.log").unlink()
+    folder.rmdir()
+    result = script.run("restart")
+    assert result.returncode == 1, result
+    assert ("Not restarting xinetd: pyxinetd: msg_init failed: can't open log file "
+            "(No such file or directory); the running daemon is kept.") in result.stderr
+    assert script.pid() == first and first is not None and alive(first)
+    assert script.serves()
+    assert not folder.exists()
+    # A log that can be created (the file is missing, its folder is there) is no obstacle.
+    folder.mkdir()
+    assert script.run("restart").returncode == 0
+    assert script.pid() != first and script.serves()
+
+
 def test_a_failing_start_reports_failure(script: InitScript) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", script.port))

@@ -252,6 +252,16 @@ def test_cli_check_with_the_daemons_options_says_whether_it_would_start(
     assert done.returncode == 2, done
     assert "no service to activate, and without -stayalive the daemon exits" in done.stdout
     assert cli(f"-stayalive -f {off}").returncode == 0
+    # A -filelog the daemon could not open (msg_init failed): it would exit at once. The
+    # check neither creates nor writes the log.
+    done = cli(f"-f {conf} -filelog {tmp_path}/gone/x.log")
+    assert done.returncode == 2, done
+    assert done.stderr == ("pyxinetd: msg_init failed: can't open log file "
+                           "(No such file or directory)\n")
+    done = cli(f"-f {conf} -filelog {tmp_path}")
+    assert done.returncode == 2 and "(Is a directory)" in done.stderr, done
+    assert cli(f"-f {conf} -filelog {tmp_path}/new.log").returncode == 0
+    assert not (tmp_path / "new.log").exists()
 
 
 def _documented_fields(section: str) -> set[str]:
