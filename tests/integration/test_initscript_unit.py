@@ -82,11 +82,16 @@ def test_unit_and_script_pass_the_same_options(tmp_path: Path, compat: str,
     if inetd_exists:
         inetd_conf.write_text("")
     defaults = tmp_path / "default-xinetd"
-    defaults.write_text(f'XINETD_OPTS="-stayalive -limit 40"\nINETD_COMPAT={compat}\n')
+    # A word that looks like a pattern is passed as written (the unit's `set -f`): a file
+    # it happens to match must not change the daemon's options.
+    (tmp_path / "x1.log").write_text("")
+    pattern = f"{tmp_path}/x*.log"
+    defaults.write_text(f'XINETD_OPTS="-stayalive -limit 40 -filelog {pattern}"\n'
+                        f'INETD_COMPAT={compat}\n')
     argv = run_unit(tmp_path, environment_file(defaults), inetd_conf)
     wanted_compat = ["-inetd_compat"] if compat == "Yes" and inetd_exists else []
     assert argv == ["-dontfork", "-pidfile", "/run/xinetd.pid", "-stayalive", "-limit",
-                    "40", *wanted_compat]
+                    "40", "-filelog", pattern, *wanted_compat]
     script_argv = run_script_start(tmp_path, defaults, inetd_conf)
     assert script_argv[0] == "-pidfile" and script_argv[2:] == argv[3:]
 
