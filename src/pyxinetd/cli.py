@@ -9,6 +9,7 @@ subcommands (`pyxinetd check ...`) and `--help`.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -325,9 +326,12 @@ def check(config_file: str, as_json: bool, inetd_compat: bool, inetd_conf: str |
 
     keeps_running = True
     if daemon_options is not None:
-        # Split as the shell splits an unquoted $XINETD_OPTS.
+        # Split as the shell splits an unquoted $XINETD_OPTS: at blanks and newlines
+        # only (str.split() would also split at a no-break space, which the shell
+        # leaves inside a word).
+        words = [word for word in re.split(r"[ \t\n]+", daemon_options) if word]
         try:
-            options, _, _ = parse_serving_args(daemon_options.split())
+            options, _, _ = parse_serving_args(words)
         except UsageError as err:
             click.echo(f"pyxinetd: {err}", err=True)
             sys.exit(STATUS_UNREADABLE)

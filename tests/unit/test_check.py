@@ -252,6 +252,11 @@ def test_cli_check_with_the_daemons_options_says_whether_it_would_start(
     assert done.returncode == 2, done
     assert "no service to activate, and without -stayalive the daemon exits" in done.stdout
     assert cli(f"-stayalive -f {off}").returncode == 0
+    # Split where the shell splits an unquoted $XINETD_OPTS (blanks and newlines), not at
+    # every Unicode space: `-stayalive<NBSP>-f` is one word there, an unknown option.
+    done = cli(f"-stayalive\u00a0-f {conf}")
+    assert done.returncode == 2 and "unexpected argument" in done.stderr, done
+    assert cli(f"\t-stayalive\n-f  {conf} ").returncode == 0
     # A -filelog the daemon could not open (msg_init failed): it would exit at once. The
     # check neither creates nor writes the log.
     done = cli(f"-f {conf} -filelog {tmp_path}/gone/x.log")
