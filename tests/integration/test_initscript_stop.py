@@ -199,3 +199,38 @@ def test_stop_never_signals_a_process_that_took_the_daemons_pid(tmp_path: Path) 
     result = json.loads(done.stdout)
     assert result["survived"], result
     assert result["status"] == 0 and "killed" not in result["output"], result
+
+
+@pytest.mark.parametrize("broken", ['XINETD_OPTS="-stayalive\n', "exit 0\n"])
+def test_a_broken_defaults_file_stops_neither_stop_nor_status(script: InitScript,
+                                                               tmp_path: Path,
+                                                               broken: str) -> None:
+    # A shell syntax error (or an `exit`) in /etc/default/xinetd would end the script
+    # where it reads the file: `status` and `stop` would fail (or claim success) and
+    # leave the daemon running, though neither needs the daemon's options.
+    assert script.run("start").returncode == 0
+    pid = script.pid()
+    defaults = tmp_path / "default-xinetd"
+    good = defaults.read_text()
+    defaults.write_text(broken)
+    status = script.run("status")
+    assert (status.returncode, status.stdout) == (0, f"xinetd is running (pid {pid}).\n")
+    assert script.run("reload").returncode == 0
+    # What would start without the options the file was meant to give is not started:
+    # restart keeps the running daemon (LSB 6, "not configured").
+    restart = script.run("restart")
+    assert restart.returncode == 6, restart
+    assert restart.stderr == (f"Not restarting xinetd: {defaults} cannot be read (a shell "
+                              "syntax error, or an exit, in it); the running daemon is "
+                              "kept.\n")
+    assert script.pid() == pid and pid is not None and alive(pid)
+    stop = script.run("stop")
+    assert stop.returncode == 0 and stop.stderr == "", stop
+    assert not alive(pid) and script.pid() is None
+    start = script.run("start")
+    assert start.returncode == 6, start
+    assert start.stderr == (f"Cannot start xinetd: {defaults} cannot be read (a shell "
+                            "syntax error, or an exit, in it).\n")
+    assert script.pid() is None
+    defaults.write_text(good)
+    assert script.run("start").returncode == 0
