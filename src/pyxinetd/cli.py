@@ -8,6 +8,7 @@ subcommands (`pyxinetd check ...`) and `--help`.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import signal
@@ -63,12 +64,19 @@ def serve(args: Sequence[str]) -> int:
         _tell(f"{version_text()} {COMPILED_OPTIONS}")
         return 0
     # The detached daemon works from `/`: relative paths are taken from here, now.
+    here = _current_folder()
     options = replace(
-        options, config_path=_from_here(options.config_path),
-        filelog=None if options.filelog is None else _from_here(options.filelog),
-        pidfile=None if options.pidfile is None else _from_here(options.pidfile),
-        dump_file=os.path.abspath(dump_path()))
+        options, config_path=_from_here(options.config_path, here),
+        filelog=None if options.filelog is None else _from_here(options.filelog, here),
+        pidfile=None if options.pidfile is None else _from_here(options.pidfile, here),
+        dump_file=_from_here(dump_path(), here))
     detach = not (options.debug or options.dontfork)
+    lost_pidfile = None
+    if detach and options.pidfile and not os.path.isabs(options.pidfile):
+        # Still relative: this folder was removed, and nothing can be created in it any
+        # more (a foreground daemon's open fails there, as xinetd's does). The detached
+        # daemon, working from `/`, would take the name for another file: it gets none.
+        lost_pidfile, options = options.pidfile, replace(options, pidfile=None)
     # The environment servers get is the one the daemon was started with: not the
     # LC_CTYPE the interpreter itself may have added (pyxinetd.process).
     drop_coerced_locale()
@@ -121,7 +129,7 @@ def serve(args: Sequence[str]) -> int:
     # The detached daemon opens its own log, so that lines carry its pid.
     program.close()
     syslog.close()
-    return _start_detached(config, options, notify_target)
+    return _start_detached(config, options, notify_target, lost_pidfile)
 
 
 def _tell(text: str) -> None:
@@ -153,10 +161,22 @@ def _exiting() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
-def _from_here(path: str) -> str:
-    """`path` taken from the current folder; an empty one stays empty, naming no file
-    (as for xinetd: `-f ''` cannot be opened, it is not the current folder)."""
-    return os.path.abspath(path) if path else path
+def _current_folder() -> str | None:
+    """The current folder's path; None when it was removed (getcwd fails)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def _from_here(path: str, here: str | None) -> str:
+    """`path` taken from the folder `here`; an empty one stays empty, naming no file
+    (as for xinetd: `-f ''` cannot be opened, it is not the current folder). Without
+    `here` (the current folder was removed) a relative path stays relative: opened from
+    the removed folder, it fails as xinetd's open of it fails."""
+    if not path or (here is None and not os.path.isabs(path)):
+        return path
+    return os.path.normpath(os.path.join(here or "/", path))
 
 
 def _restore_standard_streams() -> None:
@@ -251,7 +271,7 @@ def _run_master(config: Configuration, options: MasterOptions, program: ProgramL
 
 
 def _start_detached(config: Configuration, options: MasterOptions,
-                    notify_target: NotifyTarget | None) -> int:
+                    notify_target: NotifyTarget | None, lost_pidfile: str | None) -> int:
     from pyxinetd.daemonize import ReportingProgramLog, start_detached
 
     def serve_detached(report: StartupReport) -> int:
@@ -263,6 +283,9 @@ def _start_detached(config: Configuration, options: MasterOptions,
             return 1
         assert isinstance(program, ReportingProgramLog)
         program.report = report
+        if lost_pidfile is not None:
+            program.error("main", f"cannot open pidfile {lost_pidfile}: "
+                                  f"{os.strerror(errno.ENOENT)}; serving without a pidfile")
         try:
             return _run_master(config, options, program, syslog, bad_facility, report,
                                notify_target=notify_target)

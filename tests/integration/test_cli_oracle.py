@@ -159,3 +159,29 @@ def test_no_services_is_logged_as_by_xinetd(tmp_path: Path) -> None:
         logs.append(_levels_and_texts((tmp_path / name / "log").read_text()))
     assert logs[0] == ["CRITICAL: PID {init_services} no services. Exiting..."]
     assert logs[1] == logs[0]
+
+
+_IN_REMOVED_FOLDER = 'mkdir "$1" && cd "$1" && rmdir "$1" && shift && exec "$@"'
+
+
+def test_a_relative_configuration_in_a_removed_folder_is_logged_as_by_xinetd(
+        tmp_path: Path) -> None:
+    # Started from a folder that was removed, `-f echo.conf` names no file: xinetd logs
+    # the failed open and its CRITICAL line, exit 1. pyxinetd used to die on its way to
+    # the absolute path (getcwd: a traceback, status 1, no log line at all).
+    xinetd = require_xinetd()
+    logs, statuses = [], []
+    for name, command in (("xinetd", [xinetd]),
+                          ("pyxinetd", [sys.executable, "-m", "pyxinetd"])):
+        log = tmp_path / f"{name}.log"
+        done = subprocess.run(["unshare", "-n", "-m", "sh", "-c", _IN_REMOVED_FOLDER, "sh",
+                               str(tmp_path / name), *command, "-dontfork", "-f", "echo.conf",
+                               "-filelog", str(log)],
+                              capture_output=True, text=True, timeout=60)
+        statuses.append(done.returncode)
+        assert "Traceback" not in done.stderr, done.stderr
+        logs.append(_levels_and_texts(log.read_text()))
+    assert statuses == [1, 1]
+    assert logs[0] == ["ERROR: open( echo.conf ) failed: No such file or directory (errno = 2)",
+                       "CRITICAL: PID {init_services} couldn't get configuration. Exiting..."]
+    assert logs[1] == logs[0]

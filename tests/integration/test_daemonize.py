@@ -421,3 +421,32 @@ def _answers(port: int) -> bytes | None:
         return echo_roundtrip(port)
     except OSError:
         return None
+
+
+def test_a_relative_pidfile_in_a_removed_folder_is_not_written_elsewhere(
+        detached: Detached, tmp_path: Path) -> None:
+    # The folder the start command ran in was removed: a relative pidfile can no longer
+    # be created there. As xinetd (which opens it in that folder and fails), the daemon
+    # serves without it and says so; it must not land in `/`, where the detached daemon
+    # works, nor must the start command die on the way (getcwd: a traceback).
+    port = free_port()
+    conf, log = tmp_path / "r.conf", tmp_path / "r.log"
+    conf.write_text(echo_conf(port))
+    name = f"pyxinetd-test-{os.getpid()}-{port}.pid"
+    try:
+        result = subprocess.run(
+            ["sh", "-c", 'mkdir "$1" && cd "$1" && rmdir "$1" && shift && exec "$@"', "sh",
+             str(tmp_path / "gone"), sys.executable, "-m", "pyxinetd", "-f", str(conf),
+             "-filelog", str(log), "-pidfile", name],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=START_TIMEOUT)
+        pids = [int(line.split("[")[1].split("]")[0]) for line in
+                log.read_text().splitlines() if "Started working" in line] if log.exists() else []
+        detached.pids.update(pids)
+        assert not os.path.lexists(f"/{name}")
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == (f"pyxinetd: ERROR: cannot open pidfile {name}: No such file "
+                                 "or directory; serving without a pidfile\n")
+        assert echo_roundtrip(port) == b"ping\n"
+    finally:
+        if os.path.lexists(f"/{name}"):
+            os.unlink(f"/{name}")
