@@ -299,3 +299,26 @@ def test_a_user_other_than_root_sees_the_daemon_running(script: InitScript,
         assert result.returncode == 4, (action, result)
     assert alive(pid) and script.serves()
     assert script.run("status").returncode == 0
+
+
+@pytest.mark.parametrize("option", ["-dontfork", "-d"])
+def test_options_keeping_the_daemon_in_the_foreground_are_refused(
+        script: InitScript, tmp_path: Path, option: str) -> None:
+    # With -dontfork or -d the daemon never returns to the script, which would wait for
+    # it (at boot, for ever). They are xinetd.service's options, not the script's.
+    defaults = tmp_path / "default-xinetd"
+    good = defaults.read_text()
+    assert script.run("start").returncode == 0
+    first = script.pid()
+    defaults.write_text(good.replace('"\n', f' {option}"\n'))
+    reason = (f"XINETD_OPTS holds {option}, which keeps the daemon in the foreground "
+              "(for xinetd.service)")
+    restart = script.run("restart")
+    assert restart.returncode == 6, restart
+    assert restart.stderr == f"Not restarting xinetd: {reason}; the running daemon is kept.\n"
+    assert script.pid() == first and first is not None and alive(first)
+    assert script.run("stop").returncode == 0
+    start = script.run("start")
+    assert start.returncode == 6, start
+    assert start.stderr == f"Cannot start xinetd: {reason}.\n"
+    assert script.pid() is None
