@@ -90,6 +90,13 @@ def serve(args: Sequence[str]) -> int:
         # Detaching closes them too (pyxinetd.daemonize), in the daemon.
         close_inherited_descriptors(keep=handed_over.descriptors())
 
+    if detach and options.filelog:
+        stream = _standard_stream_behind(options.filelog)
+        if stream is not None:
+            _tell(f"pyxinetd: -filelog {options.filelog} is this command's {stream}, which "
+                  "the detached daemon does not keep (its descriptors 0-2 are /dev/null): "
+                  "its program log is lost; -dontfork keeps it")
+
     if options.pidfile is not None:
         # A courtesy check before anything is loaded or bound; the lock taken by the
         # serving process is what actually keeps a second daemon out.
@@ -177,6 +184,33 @@ def _from_here(path: str, here: str | None) -> str:
     if not path or (here is None and not os.path.isabs(path)):
         return path
     return os.path.normpath(os.path.join(here or "/", path))
+
+
+_OWN_DESCRIPTOR = re.compile(r"/(?:proc/(?:self|thread-self|%d)/fd|dev/fd)/([012])"
+                             % os.getpid())
+
+
+def _standard_stream_behind(path: str) -> str | None:
+    """"stdin", "stdout" or "stderr" when `path` reaches this process's descriptor 0, 1
+    or 2 through /proc/self/fd (`/dev/stderr`, `/dev/fd/1`) and that is not /dev/null
+    already; else None. Opened again in the detached daemon, such a path names its own
+    descriptor, /dev/null."""
+    for _ in range(40):    # the kernel's own limit on a chain of links
+        match = _OWN_DESCRIPTOR.fullmatch(os.path.normpath(path))
+        if match is not None:
+            fd = int(match.group(1))
+            try:
+                if os.path.samestat(os.fstat(fd), os.stat(os.devnull)):
+                    return None
+            except OSError:
+                return None
+            return ("stdin", "stdout", "stderr")[fd]
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return None
+        path = os.path.join(os.path.dirname(path), target)
+    return None
 
 
 def _restore_standard_streams() -> None:

@@ -450,3 +450,29 @@ def test_a_relative_pidfile_in_a_removed_folder_is_not_written_elsewhere(
     finally:
         if os.path.lexists(f"/{name}"):
             os.unlink(f"/{name}")
+
+
+@pytest.mark.parametrize("name", ["/dev/stderr", "/proc/self/fd/2"])
+def test_a_log_on_the_start_commands_stderr_is_said_to_be_lost(detached: Detached,
+                                                               tmp_path: Path,
+                                                               name: str) -> None:
+    # The detached daemon's descriptors 0-2 are /dev/null, so `-filelog /dev/stderr`
+    # names /dev/null there: its program log vanished without a word (xinetd, which
+    # opens it before leaving its stderr, writes there).
+    port = free_port()
+    conf, pidfile, err = tmp_path / "e.conf", tmp_path / "e.pid", tmp_path / "e.err"
+    conf.write_text(echo_conf(port))
+    detached.pidfiles.append(pidfile)
+    with err.open("w") as stderr:
+        status = subprocess.run([sys.executable, "-m", "pyxinetd", "-f", str(conf),
+                                 "-filelog", name, "-pidfile", str(pidfile)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=stderr, timeout=START_TIMEOUT).returncode
+    pid = read_pid(pidfile)
+    if pid is not None:
+        detached.pids.add(pid)
+    assert status == 0
+    assert err.read_text() == (f"pyxinetd: -filelog {name} is this command's stderr, which "
+                               "the detached daemon does not keep (its descriptors 0-2 are "
+                               "/dev/null): its program log is lost; -dontfork keeps it\n")
+    assert echo_roundtrip(port) == b"ping\n"
