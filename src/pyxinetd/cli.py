@@ -388,9 +388,12 @@ def check(config_file: str, as_json: bool, inetd_compat: bool, inetd_conf: str |
         # leaves inside a word).
         words = [word for word in re.split(r"[ \t\n]+", daemon_options) if word]
         try:
-            options, _, _ = parse_serving_args(words)
+            options, seen, _ = parse_serving_args(words)
         except UsageError as err:
             click.echo(f"pyxinetd: {err}", err=True)
+            sys.exit(STATUS_UNREADABLE)
+        if "-version" in seen:
+            click.echo("pyxinetd: -version: the daemon prints its version and exits", err=True)
             sys.exit(STATUS_UNREADABLE)
         if options.filelog is not None:
             from pyxinetd.files import append_problem

@@ -257,6 +257,10 @@ def test_cli_check_with_the_daemons_options_says_whether_it_would_start(
     done = cli(f"-stayalive\u00a0-f {conf}")
     assert done.returncode == 2 and "unexpected argument" in done.stderr, done
     assert cli(f"\t-stayalive\n-f  {conf} ").returncode == 0
+    # -version: the daemon prints its version and exits, serving nothing.
+    done = cli(f"-f {conf} -version")
+    assert done.returncode == 2, done
+    assert done.stderr == "pyxinetd: -version: the daemon prints its version and exits\n"
     # A -filelog the daemon could not open (msg_init failed): it would exit at once. The
     # check neither creates nor writes the log.
     done = cli(f"-f {conf} -filelog {tmp_path}/gone/x.log")
