@@ -81,14 +81,18 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[X
         source = root / name
         stubs = _server_paths(source.read_text(errors="replace"))
         run = run_xinetd_dump(main, stubs=stubs, before=before, inetd_conf=source, timeout=60)
-        try:
-            ours = json.loads(run.before_stdout)
-        except ValueError:
-            ours = {"error": run.before_stderr or run.before_stdout or "no output"}
-        return run, ours
+        return run, _reported(run)
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         yield dict(zip(FILES, pool.map(one, FILES)))
+
+
+def _reported(run: XinetdRun) -> Any:
+    """The JSON pyxinetd printed in the run's `before` command, or what went wrong."""
+    try:
+        return json.loads(run.before_stdout)
+    except ValueError:
+        return {"error": run.before_stderr or run.before_stdout or "no output"}
 
 
 def _as_pyxinetd_reads_it(state: DumpState) -> DumpState:
@@ -194,11 +198,7 @@ def converted_runs(tmp_path_factory: pytest.TempPathFactory
         before = shlex.join([sys.executable, "-m", "pyxinetd", "check", "--json", "-f",
                              str(conf)])
         run = run_xinetd_dump(conf, stubs=stubs, before=before, timeout=60)
-        try:
-            ours = json.loads(run.before_stdout)
-        except ValueError:
-            ours = {"error": run.before_stderr or run.before_stdout or "no output"}
-        return run, ours
+        return run, _reported(run)
 
     with ThreadPoolExecutor(max_workers=3) as pool:
         yield dict(zip(CONVERTED, pool.map(one, CONVERTED)))
