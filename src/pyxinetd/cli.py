@@ -256,6 +256,8 @@ def _run_master(config: Configuration, options: MasterOptions, program: ProgramL
 
     The master closes `syslog` when it shuts down.
     """
+    from pyxinetd.errors import SetupError
+    from pyxinetd.log import strerror
     from pyxinetd.master import Master
     from pyxinetd.pidfile import PidFile, PidFileError
 
@@ -282,8 +284,16 @@ def _run_master(config: Configuration, options: MasterOptions, program: ProgramL
     try:
         notifier = Notifier(notify_target,
                             lambda text: program.warning("sd_notify", text))
-        master = Master(config, options, program_log=program, syslog=syslog,
-                        notifier=notifier, handed_over=handed_over)
+        try:
+            master = Master(config, options, program_log=program, syslog=syslog,
+                            notifier=notifier, handed_over=handed_over)
+        except SetupError as err:
+            # As xinetd, whose signal pipe fails the same way under a tiny `ulimit -n`:
+            # one CRITICAL line and status 1 (a detached start prints it on stderr).
+            program.critical("init_common",
+                             f"cannot create {err.what}: {strerror(err.cause)}. Exiting...")
+            syslog.close()
+            return 1
         if report is not None:
             master.on_started = report.ready
         if pidfile is not None:

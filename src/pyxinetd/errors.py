@@ -25,6 +25,17 @@ class ConfigError(PyxinetdError):
         super().__init__(where + message)
 
 
+class SetupError(PyxinetdError):
+    """The daemon's own machinery (its selector, its signal socket pair) could not be
+    created, e.g. for want of a descriptor under a tiny `ulimit -n`: it cannot serve.
+    `what` names it; `cause` is the failed call's error."""
+
+    def __init__(self, what: str, cause: OSError) -> None:
+        self.what = what
+        self.cause = cause
+        super().__init__(f"cannot create {what}: {cause.strerror}")
+
+
 class BindError(PyxinetdError):
     """A service's listening socket could not be created or bound."""
 

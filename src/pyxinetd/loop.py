@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from pyxinetd.errors import SetupError
 from pyxinetd.timers import Clock, Timer, TimerQueue
 
 READ = selectors.EVENT_READ
@@ -43,7 +44,10 @@ class FileLike(Protocol):
 
 class Loop:
     def __init__(self, clock: Clock = time.monotonic) -> None:
-        self.selector = selectors.DefaultSelector()
+        try:
+            self.selector = selectors.DefaultSelector()
+        except OSError as err:
+            raise SetupError("the event loop's selector", err) from err
         self.timers = TimerQueue(clock)
         self.clock = clock
         self._running = False

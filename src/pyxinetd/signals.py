@@ -26,6 +26,7 @@ import socket
 from collections.abc import Callable, Mapping
 from types import FrameType
 
+from pyxinetd.errors import SetupError
 from pyxinetd.loop import READ, Loop
 
 # Signals by role (xinetd's xconfig.h names them the same way).
@@ -65,7 +66,10 @@ class SignalWakeup:
         # Signals in the order their bytes were read, not yet recorded or dispatched.
         self._arrived: dict[int, None] = {}
         self._previous: dict[int, object] = {}
-        self._rsock, self._wsock = socket.socketpair()
+        try:
+            self._rsock, self._wsock = socket.socketpair()
+        except OSError as err:
+            raise SetupError("the signal socket pair", err) from err
         self._rsock.setblocking(False)
         self._wsock.setblocking(False)
         self._old_wakeup_fd = -1
