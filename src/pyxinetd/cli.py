@@ -65,6 +65,11 @@ def serve(args: Sequence[str]) -> int:
         return 0
     # The detached daemon works from `/`: relative paths are taken from here, now.
     here = _current_folder()
+    unplaced = _environment_paths_from_here(here)
+    if unplaced is not None:
+        _tell(f"pyxinetd: {unplaced}={os.environ[unplaced]} is a relative path, and the "
+              "folder it would be taken from was removed: give an absolute path")
+        return 1
     options = replace(
         options, config_path=_from_here(options.config_path, here),
         filelog=None if options.filelog is None else _from_here(options.filelog, here),
@@ -184,6 +189,29 @@ def _from_here(path: str, here: str | None) -> str:
     if not path or (here is None and not os.path.isabs(path)):
         return path
     return os.path.normpath(os.path.join(here or "/", path))
+
+
+def _environment_paths_from_here(here: str | None) -> str | None:
+    """Make every relative path the daemon reads from its environment (the dump file,
+    the syslog socket, the hosts tables) absolute, taken from `here`, in os.environ
+    itself: its readers look it up there, some only in the detached daemon, which works
+    from `/`. Returns the name of the first that stays relative because the current
+    folder was removed (None when there is none): unlike -f or -filelog, which then fail
+    to open as xinetd's do, such a variable has no xinetd counterpart to follow, and
+    taking it from `/` would read or write some other file."""
+    from pyxinetd.access.gate import ALLOW_ENV, DENY_ENV
+    from pyxinetd.dump import DUMP_FILE_ENV
+    from pyxinetd.syslogsender import SYSLOG_SOCKET_ENV
+
+    for name in (DUMP_FILE_ENV, SYSLOG_SOCKET_ENV, ALLOW_ENV, DENY_ENV):
+        # An empty value names no file (or the default): nothing to take from anywhere.
+        value = os.environ.get(name, "")
+        if not value or os.path.isabs(value):
+            continue
+        if here is None:
+            return name
+        os.environ[name] = _from_here(value, here)
+    return None
 
 
 _OWN_DESCRIPTOR = re.compile(r"/(?:proc/(?:self|thread-self|%d)/fd|dev/fd)/([012])"
