@@ -29,6 +29,9 @@ from pyxinetd.handover import take_from_environment as take_handed_over
 from pyxinetd.notify import Notifier, NotifyTarget, take_from_environment
 from pyxinetd.options import USAGE, UsageError, parse_serving_args
 from pyxinetd.process import close_inherited_descriptors, drop_coerced_locale
+from pyxinetd.startpaths import (
+    current_folder, environment_paths_from_here, from_here, standard_stream_behind,
+)
 
 if TYPE_CHECKING:
     from pyxinetd.config.model import Configuration
@@ -64,17 +67,17 @@ def serve(args: Sequence[str]) -> int:
         _tell(f"{version_text()} {COMPILED_OPTIONS}")
         return 0
     # The detached daemon works from `/`: relative paths are taken from here, now.
-    here = _current_folder()
-    unplaced = _environment_paths_from_here(here)
+    here = current_folder()
+    unplaced = environment_paths_from_here(here)
     if unplaced is not None:
         _tell(f"pyxinetd: {unplaced}={os.environ[unplaced]} is a relative path, and the "
               "folder it would be taken from was removed: give an absolute path")
         return 1
     options = replace(
-        options, config_path=_from_here(options.config_path, here),
-        filelog=None if options.filelog is None else _from_here(options.filelog, here),
-        pidfile=None if options.pidfile is None else _from_here(options.pidfile, here),
-        dump_file=_from_here(dump_path(), here))
+        options, config_path=from_here(options.config_path, here),
+        filelog=None if options.filelog is None else from_here(options.filelog, here),
+        pidfile=None if options.pidfile is None else from_here(options.pidfile, here),
+        dump_file=from_here(dump_path(), here))
     detach = not (options.debug or options.dontfork)
     lost_pidfile = None
     if detach and options.pidfile and not os.path.isabs(options.pidfile):
@@ -96,7 +99,7 @@ def serve(args: Sequence[str]) -> int:
         close_inherited_descriptors(keep=handed_over.descriptors())
 
     if detach and options.filelog:
-        stream = _standard_stream_behind(options.filelog)
+        stream = standard_stream_behind(options.filelog)
         if stream is not None:
             _tell(f"pyxinetd: -filelog {options.filelog} is this command's {stream}, which "
                   "the detached daemon does not keep (its descriptors 0-2 are /dev/null): "
@@ -171,74 +174,6 @@ def _exiting() -> None:
     for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM,
                    signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(signum, signal.SIG_IGN)
-
-
-def _current_folder() -> str | None:
-    """The current folder's path; None when it was removed (getcwd fails)."""
-    try:
-        return os.getcwd()
-    except OSError:
-        return None
-
-
-def _from_here(path: str, here: str | None) -> str:
-    """`path` taken from the folder `here`; an empty one stays empty, naming no file
-    (as for xinetd: `-f ''` cannot be opened, it is not the current folder). Without
-    `here` (the current folder was removed) a relative path stays relative: opened from
-    the removed folder, it fails as xinetd's open of it fails."""
-    if not path or (here is None and not os.path.isabs(path)):
-        return path
-    return os.path.normpath(os.path.join(here or "/", path))
-
-
-def _environment_paths_from_here(here: str | None) -> str | None:
-    """Make every relative path the daemon reads from its environment (the dump file,
-    the syslog socket, the hosts tables) absolute, taken from `here`, in os.environ
-    itself: its readers look it up there, some only in the detached daemon, which works
-    from `/`. Returns the name of the first that stays relative because the current
-    folder was removed (None when there is none): unlike -f or -filelog, which then fail
-    to open as xinetd's do, such a variable has no xinetd counterpart to follow, and
-    taking it from `/` would read or write some other file."""
-    from pyxinetd.access.gate import ALLOW_ENV, DENY_ENV
-    from pyxinetd.dump import DUMP_FILE_ENV
-    from pyxinetd.syslogsender import SYSLOG_SOCKET_ENV
-
-    for name in (DUMP_FILE_ENV, SYSLOG_SOCKET_ENV, ALLOW_ENV, DENY_ENV):
-        # An empty value names no file (or the default): nothing to take from anywhere.
-        value = os.environ.get(name, "")
-        if not value or os.path.isabs(value):
-            continue
-        if here is None:
-            return name
-        os.environ[name] = _from_here(value, here)
-    return None
-
-
-_OWN_DESCRIPTOR = re.compile(r"/(?:proc/(?:self|thread-self|%d)/fd|dev/fd)/([012])"
-                             % os.getpid())
-
-
-def _standard_stream_behind(path: str) -> str | None:
-    """"stdin", "stdout" or "stderr" when `path` reaches this process's descriptor 0, 1
-    or 2 through /proc/self/fd (`/dev/stderr`, `/dev/fd/1`) and that is not /dev/null
-    already; else None. Opened again in the detached daemon, such a path names its own
-    descriptor, /dev/null."""
-    for _ in range(40):    # the kernel's own limit on a chain of links
-        match = _OWN_DESCRIPTOR.fullmatch(os.path.normpath(path))
-        if match is not None:
-            fd = int(match.group(1))
-            try:
-                if os.path.samestat(os.fstat(fd), os.stat(os.devnull)):
-                    return None
-            except OSError:
-                return None
-            return ("stdin", "stdout", "stderr")[fd]
-        try:
-            target = os.readlink(path)
-        except OSError:
-            return None
-        path = os.path.join(os.path.dirname(path), target)
-    return None
 
 
 def _restore_standard_streams() -> None:
