@@ -36,8 +36,8 @@ exec "$PY" -m pyxinetd -f "$T/xinetd.conf" -dontfork -filelog "$T/log" -inetd_co
 """
 
 
-def _read(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+def _read(port: int, host: str = "127.0.0.1") -> bytes:
+    with socket.create_connection((host, port), timeout=10) as conn:
         data = b""
         while chunk := conn.recv(4096):
             data += chunk
@@ -52,12 +52,14 @@ def _answer(port: int) -> bytes | None:
 
 
 def _start(tmp_path: Path, entry: str, defaults: str = "",
-           env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+           env: dict[str, str] | None = None, services: str = "",
+           ) -> tuple[subprocess.Popen[bytes], int]:
     """pyxinetd -inetd_compat with `entry` (for the service `pyxinetd-test`) as
-    /etc/inetd.conf, once it has started working; returns it and the service's port."""
+    /etc/inetd.conf and `services` (blocks) after the defaults, once it has started
+    working; returns it and the service's port."""
     port = free_port()
     (tmp_path / "mnt").mkdir()
-    (tmp_path / "xinetd.conf").write_text(f"defaults\n{{\n{defaults}}}\n")
+    (tmp_path / "xinetd.conf").write_text(f"defaults\n{{\n{defaults}}}\n{services}")
     (tmp_path / "services").write_text(f"pyxinetd-test {port}/tcp\n")
     (tmp_path / "inetd.conf").write_text(entry)
     log = tmp_path / "log"
@@ -111,5 +113,21 @@ def test_inetd_compat_entry_gets_passenv_but_not_only_from_of_defaults(tmp_path:
         environment = _read(port).decode().splitlines()
         assert "PYX_KEPT=kept" in environment
         assert not [v for v in environment if v.startswith(("PYX_DROPPED=", "PATH="))]
+    finally:
+        _stop(proc)
+
+
+def test_tcp6_twin_of_a_duplicate_tcp_line_serves_ipv6_itself(tmp_path: Path) -> None:
+    # The xinetd file has the port on IPv4: the tcp line is a duplicate, dropped, so its
+    # dual-stack socket serves no IPv6 client and the tcp6 line listens itself.
+    block = ("service pyxinetd-test\n{\n\tsocket_type = stream\n\twait = no\n"
+             "\tuser = nobody\n\tserver = /bin/echo\n\tserver_args = four\n"
+             "\tflags = IPv4\n}\n")
+    proc, port = _start(tmp_path, "pyxinetd-test stream tcp nowait nobody /bin/echo echo six\n"
+                                  "pyxinetd-test stream tcp6 nowait nobody /bin/echo echo six\n",
+                        services=block)
+    try:
+        assert _read(port) == b"four\n"
+        assert _read(port, "::1") == b"six\n"
     finally:
         _stop(proc)

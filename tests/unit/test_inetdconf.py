@@ -141,6 +141,28 @@ def test_tcp6_twin_names_the_tcp_line_that_is_served_when_that_line_repeats(
     assert twin and "socket of line 1 " in twin[0], messages(config)
 
 
+_FINGER_ON_IPV4 = ("defaults\n{\n}\nservice finger\n{\n\tsocket_type = stream\n"
+                   "\twait = no\n\tuser = nobody\n\tserver = /bin/echo\n\tflags = IPv4\n}\n")
+
+
+@pytest.mark.parametrize("lines", [(1, 2), (2, 1)])
+def test_tcp6_twin_of_a_duplicate_tcp_line_listens_on_its_own(
+        tmp_path: Path, lines: tuple[int, int]) -> None:
+    # The xinetd file serves the port on IPv4: the tcp line is a duplicate and serves
+    # nothing, so the tcp6 line, before or after it, is a service of its own.
+    tcp, six = lines
+    text = {tcp: "finger stream tcp nowait nobody /bin/echo echo\n",
+            six: "finger stream tcp6 nowait nobody /bin/echo echo\n"}
+    config = load_inetd(tmp_path, text[1] + text[2], _FINGER_ON_IPV4)
+    four, served = config.services
+    assert four.origin.file.endswith("xinetd.conf") and "IPv4" in four.flags
+    assert served.origin.line == six and served.family == socket.AF_INET6 and served.v6only
+    assert [d.line for d in config.dropped] == [tcp]
+    assert not [m for m in messages(config) if "served by the dual-stack" in m]
+    assert any(f":{six}: info: finger/tcp6 listens on IPv6 on its own: line {tcp}" in m
+               for m in messages(config)), messages(config)
+
+
 def test_socket_options_are_warned_and_ignored(tmp_path: Path) -> None:
     config = load_inetd(tmp_path, "echo stream tcp,rcvbuf=1k,sndbuf=2k nowait root internal\n")
     assert only(config).protocol == "tcp"

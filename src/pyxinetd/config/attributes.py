@@ -133,6 +133,9 @@ class Draft:
     # a `disable = no` read after it. Any `disable` line that leaves it set ends the block.
     marked: bool = False
     explicit_traffic: bool = False
+    # An inetd.conf tcp6/udp6 line: the line of its tcp/udp twin in the same file, whose
+    # dual-stack socket serves it if that line is served (pyxinetd.config.inetdconf).
+    twin_of: int | None = None
 
     @classmethod
     def start(cls, entry: RawEntry) -> Draft:

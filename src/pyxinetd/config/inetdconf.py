@@ -90,13 +90,23 @@ def parse_inetd_text(text: str, file: str, sink: DiagnosticSink
 def parse_inetd_lines(lines: list[str], file: str, sink: DiagnosticSink
                       ) -> list[tuple[int, InetdEntry | str | None]]:
     """Every line (from `inetd_lines`) as (line number, entry | skip reason | None for no
-    entry).
+    entry), each tcp6/udp6 twin (see `twin_lines`) folded into its dual-stack line with
+    an INFO line: what `pyxinetd convert` writes, one block for both."""
+    items = read_inetd_lines(lines, file, sink)
+    twins = twin_lines(items)
+    merged: list[tuple[int, InetdEntry | str | None]] = []
+    for number, item in items:
+        if number in twins and isinstance(item, InetdEntry):
+            sink.info(file, number, served_by_twin(item.name, item.protocol, twins[number]))
+            item = None
+        merged.append((number, item))
+    return merged
 
-    BSD inetds listen on IPv4 only for `tcp`, so their files pair each `tcp` line with
-    a `tcp6` one. Here `tcp` is already dual-stack (as in xinetd), and the v6-only
-    twin would clash with it: a `tcp6`/`udp6` line identical to a `tcp`/`udp` one but
-    for the family gives no service of its own (an INFO says so), wherever it is.
-    """
+
+def read_inetd_lines(lines: list[str], file: str, sink: DiagnosticSink
+                     ) -> list[tuple[int, InetdEntry | str | None]]:
+    """Every line (from `inetd_lines`) as (line number, entry | skip reason | None for no
+    entry), twins included."""
     parser = InetdParser(file, sink)
     items: list[tuple[int, InetdEntry | str | None]] = []
     for number, line, continued, read in entry_lines(lines):
@@ -115,24 +125,39 @@ def parse_inetd_lines(lines: list[str], file: str, sink: DiagnosticSink
                 # Visible, since a mistyped indented entry is read this way too.
                 sink.info(file, number + offset, f"continues the entry of line {number} "
                           "(it starts with a blank and is no entry of its own)")
-    # The first dual-stack line of a key: a later one repeats it and is dropped as a
-    # duplicate, so the twin is served by the first.
-    dual: dict[InetdEntry, InetdEntry] = {}
-    for _, e in items:
+    return items
+
+
+def twin_lines(items: list[tuple[int, InetdEntry | str | None]]) -> dict[int, int]:
+    """The twins of dual-stack lines: line of a tcp6/udp6 entry -> line of its tcp/udp
+    twin.
+
+    BSD inetds listen on IPv4 only for `tcp`, so their files pair each `tcp` line with
+    a `tcp6` one. Here `tcp` is already dual-stack (as in xinetd), and the v6-only
+    twin would clash with it: a `tcp6`/`udp6` line identical to a `tcp`/`udp` one but
+    for the family is served by that line's socket, wherever it is. The twin is the
+    first dual-stack line of its key: a later one repeats it and is dropped as a
+    duplicate.
+    """
+    dual: dict[InetdEntry, int] = {}
+    for number, e in items:
         if isinstance(e, InetdEntry) and e.family == "any":
-            dual.setdefault(_twin_key(e), e)
-    merged: list[tuple[int, InetdEntry | str | None]] = []
-    for number, item in items:
-        if isinstance(item, InetdEntry) and item.family == "ipv6":
-            twin = dual.get(_twin_key(item))
-            if twin is not None:
-                sink.info(file, number, (
-                    f"{item.name}/{item.protocol}6 is served by the dual-stack socket of line "
-                    f"{twin.line} ({item.protocol} listens on IPv4 and IPv6 here); no separate "
-                    "service"))
-                item = None
-        merged.append((number, item))
-    return merged
+            dual.setdefault(_twin_key(e), number)
+    return {number: dual[_twin_key(e)] for number, e in items
+            if isinstance(e, InetdEntry) and e.family == "ipv6" and _twin_key(e) in dual}
+
+
+def served_by_twin(name: str, protocol: str, twin: int) -> str:
+    """The INFO line of a tcp6/udp6 line served by the dual-stack socket of line `twin`."""
+    return (f"{name}/{protocol}6 is served by the dual-stack socket of line {twin} "
+            f"({protocol} listens on IPv4 and IPv6 here); no separate service")
+
+
+def unserved_twin(name: str, protocol: str, twin: int) -> str:
+    """The INFO line of a tcp6/udp6 line whose dual-stack line `twin` is not served (a
+    duplicate, or rejected): it listens on its own."""
+    return (f"{name}/{protocol}6 listens on IPv6 on its own: line {twin}, whose "
+            "dual-stack socket would serve it, is not served")
 
 
 def entry_lines(lines: list[str]) -> list[tuple[int, str, tuple[str, ...], bool]]:
@@ -238,12 +263,19 @@ def read_inetd_conf(text: str, file: str, applier: Applier, sink: DiagnosticSink
     applier = Applier(replace(applier.ctx, numeric_ids=False), applier.sink)
     drafts: list[Draft] = []
     dropped: list[DroppedEntry] = []
-    for number, item in parse_inetd_text(text, file, sink):
+    items = read_inetd_lines(inetd_lines(text, file, sink), file, sink)
+    # Twins stay services here: whether the dual-stack line serves them is known only
+    # once duplicates are out (pyxinetd.config.loader), and if it does not (an xinetd
+    # file has the port on IPv4), the v6-only line listens on its own.
+    twins = twin_lines(items)
+    for number, item in items:
         if item is None:
             continue
         if isinstance(item, str):
             dropped.append(DroppedEntry(None, None, file, number, item))
             continue
-        drafts.append(entry_draft(item, applier))
+        draft = entry_draft(item, applier)
+        draft.twin_of = twins.get(number)
+        drafts.append(draft)
         sink.debug(file, number, f"added service {item.name}")
     return drafts, dropped

@@ -20,7 +20,7 @@ from pyxinetd.config.diagnostics import Diagnostic, DiagnosticSink
 from pyxinetd.config.grammar import parse_text
 from pyxinetd.config.rawentries import RawEntry, RawInclude
 from pyxinetd.config.includes import list_includedir, read_included_text, read_text
-from pyxinetd.config.inetdconf import read_inetd_conf
+from pyxinetd.config.inetdconf import read_inetd_conf, served_by_twin, unserved_twin
 from pyxinetd.config.lookups import Lookups
 from pyxinetd.config.model import (
     AddressEntry, Configuration, Defaults, DroppedEntry, LogTarget, ServiceConfig,
@@ -226,7 +226,18 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     services: list[ServiceConfig] = []
     sockets = SocketTable(sink)
     takes_defaults_env = False
-    for draft in reader.services:
+    # (file, line) of the services kept: an inetd.conf twin is served by its line's
+    # dual-stack socket only if that line is among them.
+    kept: set[tuple[str, int]] = set()
+    for draft in _twins_after_their_lines(reader.services):
+        if draft.twin_of is not None:
+            protocol = draft.own["protocol"].values[0] if "protocol" in draft.own else "tcp"
+            if (draft.file, draft.twin_of) in kept:
+                sink.info(draft.file, draft.line,
+                          served_by_twin(draft.name, protocol, draft.twin_of))
+                continue
+            sink.info(draft.file, draft.line,
+                      unserved_twin(draft.name, protocol, draft.twin_of))
         sid = str(draft.values.get("id") or draft.name)
         reason = _removal(draft, sid, enabled, disabled)
         if reason is not None:
@@ -263,6 +274,7 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
         if notice is not None:
             sink.info(service.origin.file, service.origin.line, notice)
         services.append(without_ident_userid(service, sink))
+        kept.add((draft.file, draft.line))
     _warn_shared_ids(services, sink, inetd_path if inetd_compat else None)
     model = _defaults_model(defaults)
     if model.passenv is not None and takes_defaults_env:
@@ -271,6 +283,24 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     return Configuration(path=path, defaults=model, services=tuple(services),
                          dropped=tuple(dropped), diagnostics=tuple(sink.items),
                          files=tuple(reader.files))
+
+
+def _twins_after_their_lines(drafts: list[Draft]) -> list[Draft]:
+    """`drafts` in order, but an inetd.conf twin that comes before its dual-stack line
+    right after that line, which decides whether the twin is served by it."""
+    later: dict[tuple[str, int], list[Draft]] = {}
+    for draft in drafts:
+        if draft.twin_of is not None and draft.twin_of > draft.line:
+            later.setdefault((draft.file, draft.twin_of), []).append(draft)
+    ordered: list[Draft] = []
+    for draft in drafts:
+        if draft.twin_of is not None and draft.twin_of > draft.line:
+            continue
+        ordered.append(draft)
+        ordered += later.pop((draft.file, draft.line), [])
+    for rest in later.values():
+        ordered += rest
+    return ordered
 
 
 def _read_inetd(reader: _Reader, path: str) -> None:
