@@ -292,3 +292,14 @@ def test_json_fields_match_the_documentation() -> None:
     assert set(report["services"][0]) == _documented_fields("services[]")
     assert set(report["dropped"][0]) == _documented_fields("dropped[]")
     assert set(report["diagnostics"][0]) == _documented_fields("diagnostics[]")
+
+
+def test_cli_check_warns_of_a_tcpmux_service_no_client_can_reach(tmp_path: Path) -> None:
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text("service helper\n{\n\ttype = TCPMUX UNLISTED\n\tsocket_type = stream\n"
+                    "\twait = no\n\tuser = nobody\n\tserver = /bin/cat\n}\n")
+    done = subprocess.run([sys.executable, "-m", "pyxinetd", "check", "-f", str(conf)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == STATUS_OK, done.stderr
+    assert (f"{conf}:1: warning: service helper: type TCPMUX, but no tcpmux service is "
+            "enabled") in done.stdout + done.stderr

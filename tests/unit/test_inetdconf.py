@@ -213,6 +213,15 @@ def test_tcpmux_subservice(tmp_path: Path) -> None:
     assert client is not None and {"TCPMUXPLUS", "UNLISTED"} <= client.types
 
 
+def test_tcpmux_subservice_without_the_tcpmux_line_is_warned(tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, f"tcpmux/+hello stream tcp nowait nobody {CAT} cat\n")
+    assert only(config).name == "hello"
+    assert messages(config, Severity.WARNING) == [
+        f"{tmp_path}/inetd.conf:1: warning: service hello: type TCPMUXPLUS, but no tcpmux "
+        "service is enabled, so no client can reach it (add a `tcpmux stream tcp nowait "
+        "root internal` line, which listens on port 1)"]
+
+
 @pytest.mark.parametrize(("line", "needle"), [
     ("ftp stream tcp", "no wait"),
     (f"ftp stream tcp waut root {CAT} cat", "bad value for wait"),

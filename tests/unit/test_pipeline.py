@@ -143,6 +143,36 @@ def test_tcpmux_client_port_is_ignored_with_a_warning(tmp_path: Path) -> None:
                "own" in w for w in warnings(config))
 
 
+_TCPMUX_CLIENTS = (
+    block("helper", "type = TCPMUX UNLISTED", "socket_type = stream", "wait = no",
+          "user = nobody", "server = /bin/cat")
+    + block("plus", "type = TCPMUXPLUS UNLISTED", "socket_type = stream", "wait = no",
+            "user = nobody", "server = /bin/cat"))
+
+
+def _tcpmux(*lines: str) -> str:
+    return block("tcpmux", "type = INTERNAL", "socket_type = stream", "wait = no", *lines)
+
+
+@pytest.mark.parametrize("dispatcher", ["", _tcpmux("disable = yes")], ids=["absent", "disabled"])
+def test_tcpmux_clients_without_the_tcpmux_service_are_warned(
+        tmp_path: Path, dispatcher: str) -> None:
+    # They load (as in xinetd, which says nothing) but only tcpmux reaches them.
+    config = load_text(tmp_path, dispatcher + _TCPMUX_CLIENTS)
+    assert [s.name for s in config.services] == ["helper", "plus"]
+    lines = dispatcher.count("\n")
+    assert [w.partition(" (add")[0] for w in warnings(config)] == [
+        f"{tmp_path}/xinetd.conf:{lines + 1}: warning: service helper: type TCPMUX, but no "
+        "tcpmux service is enabled, so no client can reach it",
+        f"{tmp_path}/xinetd.conf:{lines + 9}: warning: service plus: type TCPMUXPLUS, but "
+        "no tcpmux service is enabled, so no client can reach it"]
+
+
+def test_tcpmux_clients_with_the_tcpmux_service_are_not_warned(tmp_path: Path) -> None:
+    config = load_text(tmp_path, _TCPMUX_CLIENTS + _tcpmux())
+    assert len(config.services) == 3 and not warnings(config)
+
+
 def test_rpc_services(tmp_path: Path) -> None:
     text = (block("rstatd", "type = RPC", "socket_type = dgram", "wait = yes",
                   "user = nobody", "server = /bin/cat", "rpc_version = 2-4")

@@ -276,6 +276,7 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
         services.append(without_ident_userid(service, sink))
         kept.add((draft.file, draft.line))
     _warn_shared_ids(services, sink, inetd_path if inetd_compat else None)
+    _warn_tcpmux_unreachable(services, sink, inetd_path if inetd_compat else None)
     model = _defaults_model(defaults)
     if model.passenv is not None and takes_defaults_env:
         model = replace(model, environment=tuple(
@@ -343,3 +344,21 @@ def _warn_shared_ids(services: list[ServiceConfig], sink: DiagnosticSink,
             sink.warning(service.origin.file, service.origin.line, (
                 f"service {service.name}: id {service.id} is also used by the service at "
                 f"{first.origin}; {advice} so logs and reconfiguration can tell them apart"))
+
+
+def _warn_tcpmux_unreachable(services: list[ServiceConfig], sink: DiagnosticSink,
+                             inetd_path: str | None) -> None:
+    """TCPMUX services own no socket: only the `tcpmux` builtin reaches them, by name.
+    Without it they load and are never served, which xinetd 2.3.15.3 does not mention."""
+    if any(s.is_internal and s.name == "tcpmux" and not s.is_sensor and not s.is_redirect
+           for s in services):
+        return
+    for service in services:
+        if service.is_tcpmux_client:
+            kind = "TCPMUXPLUS" if "TCPMUXPLUS" in service.types else "TCPMUX"
+            add = ("a `tcpmux stream tcp nowait root internal` line"
+                   if service.origin.file == inetd_path else
+                   "a `service tcpmux` block with `type = INTERNAL`")
+            sink.warning(service.origin.file, service.origin.line, (
+                f"service {service.name}: type {kind}, but no tcpmux service is enabled, "
+                f"so no client can reach it (add {add}, which listens on port 1)"))
