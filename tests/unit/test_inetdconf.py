@@ -159,8 +159,18 @@ def test_tcp6_twin_of_a_duplicate_tcp_line_listens_on_its_own(
     assert served.origin.line == six and served.family == socket.AF_INET6 and served.v6only
     assert [d.line for d in config.dropped] == [tcp]
     assert not [m for m in messages(config) if "served by the dual-stack" in m]
-    assert any(f":{six}: info: finger/tcp6 listens on IPv6 on its own: line {tcp}" in m
+    assert any(f":{six}: info: finger/tcp6 is a service of its own (IPv6 only): "
+               f"line {tcp}" in m
                for m in messages(config)), messages(config)
+
+
+def test_tcp6_twin_of_a_failing_tcp_line_is_checked_on_its_own(tmp_path: Path) -> None:
+    # Line 1 serves nothing, so line 2 is not "served by" it: both fail, each reported.
+    config = load_inetd(tmp_path, "finger stream tcp nowait nobody /nonexistent x\n"
+                                  "finger stream tcp6 nowait nobody /nonexistent x\n")
+    assert not config.services and [d.line for d in config.dropped] == [1, 2]
+    assert [d.line for d in config.diagnostics if d.severity is Severity.ERROR] == [1, 2]
+    assert not [m for m in messages(config) if "served by the dual-stack" in m]
 
 
 def test_socket_options_are_warned_and_ignored(tmp_path: Path) -> None:

@@ -155,8 +155,8 @@ def served_by_twin(name: str, protocol: str, twin: int) -> str:
 
 def unserved_twin(name: str, protocol: str, twin: int) -> str:
     """The INFO line of a tcp6/udp6 line whose dual-stack line `twin` is not served (a
-    duplicate, or rejected): it listens on its own."""
-    return (f"{name}/{protocol}6 listens on IPv6 on its own: line {twin}, whose "
+    duplicate, or rejected): it is checked, and served, as a service of its own."""
+    return (f"{name}/{protocol}6 is a service of its own (IPv6 only): line {twin}, whose "
             "dual-stack socket would serve it, is not served")
 
 
