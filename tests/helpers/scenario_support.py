@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import ports
@@ -191,8 +191,52 @@ def read(path: str) -> str:
 
 def wait_for(path: str, pattern: str, deadline: float) -> bool:
     """Whether `pattern` appears in the file at `path` before the monotonic `deadline`."""
+    return wait_count(path, pattern, 1, deadline)
+
+
+def wait_count(path: str, pattern: str, count: int, deadline: float) -> bool:
+    """Whether `pattern` matches at least `count` times in the file at `path` before
+    the monotonic `deadline` (a loaded machine writes log lines late: wait for them
+    rather than for a fixed time)."""
     while time.monotonic() < deadline:
-        if re.search(pattern, read(path)):
+        if len(re.findall(pattern, read(path))) >= count:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def children_of(pid: int) -> list[int]:
+    """The pids whose parent is `pid` (its threads' /proc children lists)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += [int(word) for word in f.read().split()]
+        except OSError:
+            continue    # the thread ended meanwhile
+    return found
+
+
+def settled(pid: int, keep: Collection[int] = ()) -> bool:
+    """Whether the process `pid` has no child left (its servers have exited and been
+    reaped) but those in `keep`, and no orphan this process adopted as a subreaper
+    (become_subreaper) is still running; such orphans are reaped here as they end."""
+    for child in own_children():
+        if child != pid and child not in keep:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child, os.WNOHANG)
+    return not [child for child in children_of(pid) + own_children()
+                if child != pid and child not in keep]
+
+
+def wait_settled(pid: int, deadline: float, keep: Collection[int] = ()) -> bool:
+    """Whether settled(pid, keep) holds before the monotonic `deadline`."""
+    while time.monotonic() < deadline:
+        if settled(pid, keep):
             return True
         time.sleep(0.02)
     return False
@@ -202,12 +246,15 @@ def wait_for(path: str, pattern: str, deadline: float) -> bool:
 def running(daemon: Sequence[str], conf: str, program_log: str,
             *options: str) -> Iterator[subprocess.Popen[bytes]]:
     """`DAEMON -f CONF -dontfork -filelog LOG OPTIONS...`, ready (its `Started working`
-    line) when the block starts; SIGTERM (SIGKILL after 10 s) when it ends."""
+    line, within 60 s) when the block starts; SIGTERM (SIGKILL after 10 s) when it
+    ends."""
     proc = subprocess.Popen([*daemon, "-f", conf, "-dontfork", *options,
                              "-filelog", program_log], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        if not wait_for(program_log, "Started working", time.monotonic() + 20):
+        # A generous bound: a loaded machine has taken more than 20 s to start xinetd
+        # with a long configuration; a daemon that starts costs no more for it.
+        if not wait_for(program_log, "Started working", time.monotonic() + 60):
             raise SystemExit(f"the daemon did not start (exit status {proc.poll()}); "
                              f"its log: {read(program_log)[-2000:]!r}")
         yield proc
