@@ -23,7 +23,8 @@ import subprocess
 import sys
 import time
 
-from scenario_support import SyslogSink, begin, free_port, read, running, wait_for
+from scenario_support import (
+    SyslogSink, begin, free_port, read, running, wait_for, wait_settled)
 
 PEER = "127.0.0.1"
 LONG_ID = "L" * 1500
@@ -179,11 +180,13 @@ def main():
         os.unlink(path("rm.log"))
         os.rename(path("ren.log"), path("ren.log.1"))
         after = {name: len(ask(ports[name])) for name in ("rm", "ren", "lim")}
-        time.sleep(0.3)     # their EXIT lines, before the reload reopens the logs
+        # Their EXIT lines, before the reload reopens the logs: a daemon writes an EXIT
+        # line as it reaps the server, so once it has no child left they are written.
+        wait_settled(proc.pid, time.monotonic() + 10)
         proc.send_signal(signal.SIGHUP)
         wait_for(run.program_log, "Reconfigured", time.monotonic() + 10)
         reloaded = {name: len(ask(ports[name])) for name in ("rm", "ren", "lim", "full")}
-        time.sleep(0.5)     # the last EXIT lines
+        wait_settled(proc.pid, time.monotonic() + 10)     # the last EXIT lines
         drain()
     drain()
     fifo_lines = []
