@@ -19,7 +19,8 @@ import socket
 import sys
 import time
 
-from scenario_support import begin, fake_load, free_port, read, running, seen, wait_for
+from scenario_support import (
+    begin, children_of, fake_load, free_port, read, running, seen, wait_children, wait_for)
 
 PEER = "127.0.0.1"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -104,7 +105,7 @@ def main() -> int:
                 + service("other", ports["other"], "\tserver_args = hi\n",
                           server="/bin/echo"))
     seen_by = {}
-    with running(run.daemon, run.conf, log, "-limit", "4"):
+    with running(run.daemon, run.conf, log, "-limit", "4") as daemon:
         held = [socket.create_connection((PEER, ports["ext"]), timeout=5) for _ in range(2)]
         wait_for(log, r"(START: ext.*\n.*){2}", time.monotonic() + 10)
         seen_by["ext"] = ask(ports["ext"])
@@ -121,11 +122,14 @@ def main() -> int:
         held_daytime = socket.create_connection((PEER, ports["daytime"]), timeout=5)
         seen_by["daytime held"] = seen(held_daytime, wait=0.5)[:5]
         seen_by["other"] = ask(ports["other"])
+        serving = len(children_of(daemon.pid))     # the ps server (cat) among them
         first.close()
         wait_for(log, r"EXIT: ps|START: ps.*\n(?!.*FAIL: ps)", time.monotonic() + 2)
-        time.sleep(0.5)     # the ps server (cat) sees EOF and exits: a slot is free
+        # The ps server sees EOF and exits: a slot is free once the daemon reaped it.
+        wait_children(daemon.pid, serving - 1, time.monotonic() + 10)
         seen_by["other again"] = ask(ports["other"])
-        time.sleep(0.5)     # its server (echo) has exited and been reaped
+        # Its server (echo) has exited (the client saw EOF): wait until it is reaped.
+        wait_children(daemon.pid, serving - 1, time.monotonic() + 10)
         seen_by["daytime"] = ask(ports["daytime"])[:5]
         # Last: xinetd 2.3.15.3 then never serves this service again.
         waiter = socket.create_connection((PEER, ports["waiter"]), timeout=5)

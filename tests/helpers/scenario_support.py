@@ -221,6 +221,16 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def wait_children(pid: int, most: int, deadline: float) -> bool:
+    """Whether the process `pid` has at most `most` children (the others exited and
+    reaped: their slots free) before the monotonic `deadline`."""
+    while time.monotonic() < deadline:
+        if len(children_of(pid)) <= most:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def settled(pid: int, keep: Collection[int] = ()) -> bool:
     """Whether the process `pid` has no child left (its servers have exited and been
     reaped) but those in `keep`, and no orphan this process adopted as a subreaper
