@@ -30,7 +30,7 @@ import socket
 import sys
 import time
 
-from scenario_support import begin, free_port, read, running, write_file
+from scenario_support import begin, free_port, read, running, wait_settled, write_file
 
 PEER = "127.0.0.1"
 
@@ -162,13 +162,15 @@ def main():
         for sid in ("changed", "moved"):
             wait_for_line(run.service_log if sid != "moved" else moved,
                           rf"EXIT: {sid}\b", deadline)
-        time.sleep(0.3)
+        # no_exit's server too has ended; its EXIT line (if any) is written once the
+        # daemon has reaped it.
+        wait_settled(proc.pid, time.monotonic() + 10)
         for sid in RELOADED:
             client(ports[sid])
         deadline = time.monotonic() + 5
         wait_for_line(run.service_log, r"EXIT: changed\b", deadline, count=2)
         wait_for_line(moved, r"EXIT: moved\b", deadline, count=2)
-        time.sleep(0.3)
+        wait_settled(proc.pid, time.monotonic() + 10)     # no_exit's server reaped
     lines = {sid: [] for sid in ids}
     for entry in entries(run.service_log) + entries(moved):
         sid = entry.split()[1]
