@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 
-from scenario_support import begin, free_port, read, running
+from scenario_support import begin, free_port, read, running, wait_settled
 
 
 def service(name, port, log):
@@ -41,14 +41,15 @@ def one_run(run, kind):
         text = "".join(service(name, port, limits) for name, port in ports.items())
     with open(conf, "w") as f:
         f.write(text)
-    with running(run.daemon, conf, program):
+    with running(run.daemon, conf, program) as daemon:
         for _ in range(14):
             for port in ports.values():
                 with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
                     conn.settimeout(5)
                     conn.recv(10)
                 time.sleep(0.02)
-        time.sleep(0.5)
+        # The last lines are written as the daemon reaps the last servers.
+        wait_settled(daemon.pid, time.monotonic() + 10)
     lines = []
     for line in read(program).splitlines():
         m = re.search(r"((?:ALERT|ERROR): (?:Size|Error) .*)", line)
