@@ -20,7 +20,8 @@ import socket
 import sys
 import time
 
-from scenario_support import begin, fake_load, free_port, read, running, wait_for
+from scenario_support import (
+    begin, fake_load, free_port, read, running, wait_for, wait_settled)
 
 PEER = "127.0.0.1"
 
@@ -70,7 +71,7 @@ def main() -> int:
                   f"\tlog_on_failure = HOST\n}}\n"
                 + service("chatty", chatty, f"{chatty_log} 300 500", "\tcps = 0 0\n")
                 + service("full", full, f"{full_log} 300 500", ""))
-    with running(run.daemon, run.conf, shared):
+    with running(run.daemon, run.conf, shared) as daemon:
         ask(busy)
         wait_for(shared, r"FAIL: busy", time.monotonic() + 10)
         for _ in range(10):
@@ -88,7 +89,9 @@ def main() -> int:
             ask(chatty)
             time.sleep(0.05)
         ask(full)
-        time.sleep(0.5)
+        # A daemon logs a START (or its log's error) as it starts a server, before it
+        # reaps it: once the servers are reaped, every line is written.
+        wait_settled(daemon.pid, time.monotonic() + 10)
     lines = [line for line in stripped(read(shared))
              if not line.startswith(("NOTICE", "WARNING: Exiting"))]
     print(json.dumps({
