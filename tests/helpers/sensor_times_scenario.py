@@ -27,7 +27,8 @@ import subprocess
 import sys
 import time
 
-from scenario_support import begin, free_port, read, running, seen, wait_for, write_file
+from scenario_support import (
+    begin, free_port, read, running, seen, wait_for, wait_settled, write_file)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DUMP = "/var/run/xinetd.dump"
@@ -169,6 +170,11 @@ def main() -> int:
         in the order of the steps."""
         wait_for(log, pattern, time.monotonic() + 5)
 
+    def settled() -> None:
+        """Wait until the daemon has reaped its servers (and xinetd the children that
+        check a datagram's address): the lines they cause are written by then."""
+        wait_settled(proc.pid, time.monotonic() + 10)
+
     def protected(tag: str, src: str) -> None:
         """What `src` gets from the services the sensors protect."""
         if ":" not in src:
@@ -204,7 +210,7 @@ def main() -> int:
                     source(9), source(10), source(11), source(12), "::1"):
             protected(src[8:] if "." in src else src, src)
         settle(r"FAIL: ext6 address from=::1\n")
-        time.sleep(0.3)
+        settled()
         # Caught again: on the same socket, then on the dual-stack one, and the other
         # way round.
         got["trap4 .2 again"] = ask(ports["trap4"], source(2))
@@ -221,7 +227,7 @@ def main() -> int:
         got["t_in"] = ask(ports["t_in"], source(7))
         got["t_mid"] = ask(ports["t_mid"], source(7))
         got["t_24"] = ask(ports["t_24"], source(7))
-        time.sleep(0.3)
+        settled()
         proc.send_signal(signal.SIGUSR1)
         wait_for(DUMP, "END OF DUMP", time.monotonic() + 5)
         dump = read(DUMP)
@@ -231,7 +237,7 @@ def main() -> int:
         for src in (source(2), source(3), source(6)):
             got[f"after reload {src[8:]} ext4"] = ask(ports["ext4"], src)
             got[f"after reload {src[8:]} ext6"] = ask(ports["ext6"], src)
-        time.sleep(0.3)
+        settled()
     print(json.dumps({"clients": got, "lines": stripped(read(log), workdir),
                       "dump": dump.splitlines()}))
     return 0
