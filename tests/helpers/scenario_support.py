@@ -262,8 +262,10 @@ def running(daemon: Sequence[str], conf: str, program_log: str,
                              "-filelog", program_log], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        # A generous bound: a loaded machine has taken more than 20 s to start xinetd
-        # with a long configuration; a daemon that starts costs no more for it.
+        # A generous bound: xinetd spends about 1.8 s of CPU on each address entry
+        # with a `/-1` prefix (test_access_decisions_oracle.py has four), so a start
+        # took 7 s alone and over 40 s with ten at once on two cores. A daemon that
+        # starts costs no more for it.
         if not wait_for(program_log, "Started working", time.monotonic() + 60):
             raise SystemExit(f"the daemon did not start (exit status {proc.poll()}); "
                              f"its log: {read(program_log)[-2000:]!r}")
