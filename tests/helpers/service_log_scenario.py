@@ -24,7 +24,8 @@ import subprocess
 import sys
 import time
 
-from scenario_support import SyslogSink, begin, free_port, read, running, write_file
+from scenario_support import (
+    SyslogSink, begin, free_port, read, running, settled, wait_for, write_file)
 
 PEER = "127.0.0.1"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -233,7 +234,8 @@ def cases(workdir):
 
     def rotate(port):
         stream(port)
-        time.sleep(0.3)
+        # Its EXIT line goes to the log before the rename.
+        wait_for(rotated, r"EXIT: rot ", time.monotonic() + 10)
         os.rename(rotated, rotated + ".1")
         stream(port)
     out.append(Case("rot", external("/bin/echo", "hi"), rotate, log=f"FILE {rotated}"))
@@ -300,10 +302,11 @@ def main():
         while "Reconfigured" not in read(run.program_log) and time.monotonic() < deadline:
             time.sleep(0.05)
         stream(next(c.port for c in case_list if c.sid == "rot"))
-        deadline = time.monotonic() + 4      # the sleepers end, their EXIT lines come
-        while time.monotonic() < deadline:
-            drain()
-            time.sleep(0.1)
+        # The sleepers (2 s) end: their EXIT lines are written once they are reaped.
+        deadline = time.monotonic() + 15
+        while not settled(proc.pid) and time.monotonic() < deadline:
+            drain()     # syslog's lines meanwhile (the socket's queue is not endless)
+            time.sleep(0.05)
     drain()
     result = {c.sid: {"file": [], "syslog": []} for c in case_list}
     for line in read(run.service_log).splitlines():
