@@ -48,11 +48,19 @@ def test_xinetd_serves_no_client_at_all(tmp_path: Path) -> None:
     # ones' server never set up. What else xinetd logs varies from run to run: the
     # refused client's FAIL line, the START lines, or none of them when its
     # interceptor's own connect to the (never listening) server is refused first.
-    result = run(tmp_path, require_xinetd())
-    assert result["replies"] == ["", "", ""]
+    # An interceptor may also end on `recv: Connection reset by peer` before its
+    # server child reaches the dup2 (seen under load, for every client of a run
+    # once): up to three runs, each closing every client, until one shows the dup2.
+    xinetd = require_xinetd()
+    for attempt in range(3):
+        (tmp_path / str(attempt)).mkdir()
+        result = run(tmp_path / str(attempt), xinetd)
+        assert result["replies"] == ["", "", ""]
+        assert not [line for line in result["lines"]
+                    if line.startswith("START") and "127.0.0.3" in line]
+        if "dup2( 0, 0 ) failed" in result["program_log"]:
+            break
     assert "dup2( 0, 0 ) failed: Bad file descriptor" in result["program_log"]
-    assert not [line for line in result["lines"]
-                if line.startswith("START") and "127.0.0.3" in line]
 
 
 def test_the_scenario_ends_what_its_daemon_left_behind(tmp_path: Path) -> None:
