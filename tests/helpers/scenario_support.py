@@ -234,7 +234,9 @@ def wait_children(pid: int, most: int, deadline: float) -> bool:
 def settled(pid: int, keep: Collection[int] = ()) -> bool:
     """Whether the process `pid` has no child left (its servers have exited and been
     reaped) but those in `keep`, and no orphan this process adopted as a subreaper
-    (become_subreaper) is still running; such orphans are reaped here as they end."""
+    (become_subreaper) is still running; such orphans are reaped here as they end.
+    Any other child of this process counts as such an orphan (and is reaped): use it
+    where the daemon is the scenario's only child of its own."""
     for child in own_children():
         if child != pid and child not in keep:
             with contextlib.suppress(ChildProcessError):
