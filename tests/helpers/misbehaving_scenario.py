@@ -175,6 +175,16 @@ def settled(path, sid, deadline, before=0):
         time.sleep(0.02)
 
 
+def listening(port):
+    """Whether a TCP socket of this network namespace listens on `port`."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in read(table).splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
 def dump_counters(run, daemon_pid, sid):
     """The dump's counters and the service's state line, then a consistency check."""
     dump = os.path.join("/run", "xinetd.dump")
@@ -222,7 +232,11 @@ def drive(case, run, daemon_pid, workdir):
     if case.client == "loop":
         s = socket.create_connection(("127.0.0.1", port), timeout=3)
         wait_for(run.service_log, rf"FAIL: {case.sid} ", time.monotonic() + 5)
-        time.sleep(0.3)
+        # The service is deactivated: what the held client gets depends on whether
+        # its listening socket is closed yet.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and listening(port):
+            time.sleep(0.02)
         return stream_client(port, 1.0, first=s)
     if case.client == "hold2":
         a = socket.create_connection(("127.0.0.1", port), timeout=3)
