@@ -163,11 +163,27 @@ def t_send_then_wait(conn, note):
     note["got"] = summary(got)
 
 
+RELAYED = threading.Event()     # the treset client has the 5000 bytes
+
+
 def t_send_then_reset(conn, note):
     note["first"] = drain(conn, limit=3)[0].decode("latin-1")
     conn.sendall(b"r" * 5000)
-    time.sleep(0.2)     # let the daemon relay the bytes before the reset
+    RELAYED.wait(DEADLINE)      # the daemon has relayed the bytes: now the reset
     reset(conn)
+
+
+def c_read_before_reset(port):
+    """client_read for treset: tells its target when the 5000 bytes have arrived."""
+    RELAYED.clear()
+    with connect(port) as c:
+        c.sendall(b"abc")
+        got, end = drain(c, limit=5000)
+        RELAYED.set()
+        if end == "limit":
+            more, end = drain(c)
+            got += more
+        return {"got": summary(got), "end": end}
 
 
 SIOCOUTQ = 0x5411      # bytes in a socket's send queue not yet acknowledged
@@ -486,7 +502,7 @@ def main():
         "bigdown": lambda p: c_big_down(p, targets["bigdown"], ports["during"], daemon.pid),
         "bigup": c_big_up,
         "creset": c_client_reset,
-        "treset": lambda p: client_read(p, send=b"abc"),
+        "treset": c_read_before_reset,
         "tresetbig": c_after_reset,
         "cresetbig": c_stall_then_reset,
         "tresetnow": c_send_wait_read,
