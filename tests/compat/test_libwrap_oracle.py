@@ -16,6 +16,7 @@ import pytest
 
 from oracle import xinetd_path
 from pyxinetd.access.hostsaccess import Decision, evaluate, parse_table
+from pyxinetd.access.hoststables import HostsTables
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request
 from pyxinetd.access.resolverhelper import run_check
 
@@ -117,3 +118,30 @@ def test_a_failed_aclexec_does_not_open_the_hosts_deny_rule_after_it(
         capture_output=True, text=True, timeout=30, check=True, cwd=tmp_path)
     assert done.stdout.strip() == "granted"     # libwrap's stale status
     assert ours(allow, deny) == "denied"
+
+
+# A table that exists but cannot be opened is an error in libwrap, not an empty file:
+# hosts.deny refuses, hosts.allow matches nothing. A dangling link is a missing file.
+UNOPENABLE = [("allow", "loop"), ("allow", "through-a-file"), ("deny", "loop"),
+              ("deny", "through-a-file"), ("deny", "dangling")]
+
+
+@pytest.mark.parametrize(("which", "how"), UNOPENABLE)
+def test_table_that_cannot_be_opened(which: str, how: str, tmp_path: Path) -> None:
+    library = libwrap()
+    (tmp_path / "file").write_text("")
+    (tmp_path / "allow").write_text("in.ftpd: 10.0.0.6\n")
+    (tmp_path / "deny").write_text("in.ftpd: 10.0.0.7\n")
+    broken = tmp_path / which
+    broken.unlink()
+    broken.symlink_to({"loop": which, "through-a-file": str(tmp_path / "file" / "x"),
+                       "dangling": str(tmp_path / "nowhere")}[how])
+    tables = HostsTables(str(tmp_path / "allow"), str(tmp_path / "deny"))
+    for client in ("10.0.0.5", "10.0.0.6", "10.0.0.7"):
+        done = subprocess.run(
+            [sys.executable, str(PROBE), str(library), str(tmp_path / "allow"),
+             str(tmp_path / "deny"), "in.ftpd", client],
+            capture_output=True, text=True, timeout=30, check=True, cwd=tmp_path)
+        decision = evaluate(*tables.current(), Request("in.ftpd", Endpoint(client)),
+                            Lookups())
+        assert decision.access == done.stdout.strip(), client

@@ -207,3 +207,45 @@ def test_setenv_name_ends_at_any_blank(
                               "in.tables: ALL: setenv GREETING\thello there \n", "",
                               server="/usr/bin/env env")
     assert "GREETING=hello there" in fetch(port).decode().splitlines()
+
+
+@pytest.mark.parametrize("broken", ["loop", "not-a-folder"])
+def test_hosts_deny_that_cannot_be_opened_refuses(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        broken: str) -> None:
+    # libwrap takes a table it cannot open for a reason other than its absence (here a
+    # symbolic link loop, or a path through a file) as an error: hosts.deny then
+    # refuses every request that hosts.allow did not grant, instead of granting it.
+    daemon, port, log = start(daemons, tmp_path, monkeypatch, "in.tables: 127.0.0.2\n", "")
+    deny = tmp_path / "hosts.deny"
+    deny.unlink()
+    if broken == "loop":
+        deny.symlink_to(deny.name)
+    else:
+        (tmp_path / "file").write_text("")
+        deny.symlink_to(tmp_path / "file" / "hosts.deny")
+    time.sleep(1.2)     # the tables are looked at again at most once a second
+    assert fetch(port) == b""
+    wait_log_lines(log, re.escape("FAIL: tables libwrap from=127.0.0.1"), timeout=TIMEOUT)
+    daemon.wait_for_log(re.escape(f"cannot open {deny}: ") + r".*: every request is refused",
+                        timeout=TIMEOUT)
+    # hosts.allow is still read first.
+    assert fetch(port, source="127.0.0.2") == b"hello\n"
+    # A dangling link is an absent file: nothing refuses.
+    deny.unlink()
+    deny.symlink_to(tmp_path / "nowhere")
+    time.sleep(1.2)
+    assert fetch(port) == b"hello\n"
+
+
+def test_hosts_allow_that_cannot_be_opened_matches_nothing(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    daemon, port, log = start(daemons, tmp_path, monkeypatch, "", "in.tables: 127.0.0.2\n")
+    allow = tmp_path / "hosts.allow"
+    allow.unlink()
+    allow.symlink_to(allow.name)
+    time.sleep(1.2)
+    assert fetch(port) == b"hello\n"
+    assert fetch(port, source="127.0.0.2") == b""
+    daemon.wait_for_log(re.escape(f"cannot open {allow}: ") + r".*: no rule of it applies",
+                        timeout=TIMEOUT)

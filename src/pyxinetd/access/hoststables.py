@@ -5,13 +5,17 @@ rules, joining continued lines and numbering each rule by its last line, as libw
 options are parsed here (pyxinetd.access.hostsoptions) but, as in libwrap, an option
 error only counts when its rule matches (pyxinetd.access.hostsaccess), and then it denies.
 
-`HostsTables` keeps both files parsed and re-reads one only when its mtime, size or
-inode changes, checked at most once per `recheck` seconds: no file I/O per connection.
+`HostsTables` keeps both files parsed and re-reads one only when its mtime, ctime, size
+or inode changes, checked at most once per `recheck` seconds: no file I/O per connection.
+A missing file is empty; one that exists but cannot be opened (no permission, a symbolic
+link loop) is an error, as in libwrap: the scan of it fails at once (see `Rule.broken`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -171,8 +175,27 @@ def parse_table(text: str, label: str, path: str | None = None) -> Table:
 
 @dataclass
 class _Loaded:
-    key: tuple[int, int, int, int] | None
+    key: tuple[int, ...] | None
     table: Table
+
+
+def _unopenable(path: str, label: str, reason: str) -> Table:
+    """A table libwrap cannot open (any error but ENOENT): its scan fails before the
+    first rule, so hosts.deny refuses every request and hosts.allow matches none."""
+    consequence = ("every request is refused" if label == "hosts.deny"
+                   else "no rule of it applies")
+    return Table(label, (Rule(label, 0, (), (), None, broken=True, source=path),),
+                 (f"cannot open {path}: {reason}: {consequence}",))
+
+
+def _open_problem(path: str) -> OSError | None:
+    """Why `path` cannot be opened for reading, or None when it can."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    return None
 
 
 @dataclass
@@ -235,17 +258,34 @@ class HostsTables:
         return self._client_names or self._server_names
 
     def _load(self, path: str, label: str, old: _Loaded | None) -> _Loaded:
+        key: tuple[int, ...]
         try:
             st = os.stat(path)
-        except OSError:
-            return _Loaded(None, Table(label))
-        key = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
-        if old is not None and old.key == key:
-            return old
-        raw = read_regular(path)    # never a wait, whatever the path names
-        if raw is None:
-            return _Loaded(None, Table(label))
-        table = parse_table(raw.decode("utf-8", errors="replace"), label, path)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return _Loaded(None, Table(label))
+            # Any other reason (a link loop, a folder without search permission) is
+            # an error in libwrap, not an empty file; reported once while it lasts.
+            key = (-1, exc.errno or 0)
+            if old is not None and old.key == key:
+                return old
+            table = _unopenable(path, label, exc.strerror or str(exc))
+        else:
+            # ctime too: a chmod that makes the file readable again changes nothing else.
+            key = (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+            if old is not None and old.key == key:
+                return old
+            raw = read_regular(path)    # never a wait, whatever the path names
+            problem = (_open_problem(path) if raw is None and stat.S_ISREG(st.st_mode)
+                       else None)
+            if problem is not None and problem.errno != errno.ENOENT:
+                table = _unopenable(path, label, problem.strerror or str(problem))
+            elif raw is None:
+                # Not a regular file (docs/compatibility.md), removed meanwhile, or a
+                # read error, which libwrap's fgets takes for the end of the file.
+                return _Loaded(None, Table(label))
+            else:
+                table = parse_table(raw.decode("utf-8", errors="replace"), label, path)
         if self.on_warning is not None:
             for warning in table.warnings:
                 self.on_warning(warning)
