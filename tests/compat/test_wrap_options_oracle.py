@@ -231,3 +231,42 @@ def test_libwrap_messages_are_the_same(
     assert 'ERROR: /etc/hosts.allow, line 5: option "deny" must be at end' in expected
     assert 'ERROR: /etc/hosts.allow, line 8: bad nice value: "x"' in expected
     assert "ERROR: /etc/hosts.allow, line 15: twist option in resident process" in expected
+
+
+# A client whose name has characters a shell could misread: `%` expansions make them
+# safe, and libwrap makes them safe in its own copy of the name, so its `twist` line
+# shows them as they are unless an expansion of the name came first.
+ODD_NAME = "a$b`c`;d|e&f"
+ODD_CASE = {
+    "allow": ("in.named: ALL: twist echo [%h] [%n] [%c] [%s]\n"
+              "in.plain: KNOWN: twist echo plain %a\n"
+              "in.spawned: ALL: spawn echo %n > /mnt/out1: twist echo spawned\n"),
+    "deny": "",
+    "services": ("defaults\n{\n\tlog_type = FILE {dir}/services.log\n}\n"
+                 + _stream("named", "in.probe", "\tlibwrap = in.named\n")
+                 + _stream("plain", "in.probe", "\tlibwrap = in.plain\n")
+                 + _stream("spawned", "in.probe", "\tlibwrap = in.spawned\n")),
+    "etc": {"hosts": f"127.0.0.1\t{ODD_NAME}\n"},
+    "requests": [{"port": "named"}, {"port": "plain"}, {"port": "spawned"}],
+}
+
+
+@pytest.fixture(scope="module")
+def odd_name_results(tmp_path_factory: pytest.TempPathFactory
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+    return run_scenario_both(SCENARIO, tmp_path_factory.mktemp("wrap_odd_name"),
+                             require_xinetd(), mount=True, case=ODD_CASE)
+
+
+def test_a_name_with_shell_characters(
+        odd_name_results: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    xinetd, pyxinetd = odd_name_results
+    assert pyxinetd["answers"] == xinetd["answers"]
+    assert pyxinetd["outs"] == xinetd["outs"] == {"out1": "a_b_c__d_e_f\n"}
+    expected = libwrap_lines_of_xinetd(xinetd["syslog"])
+    assert libwrap_lines_of_pyxinetd(pyxinetd["program"]) == expected
+    assert expected == [
+        "INFO: twist a_b_c__d_e_f to echo [127.0.0.1] [a_b_c__d_e_f] [a_b_c__d_e_f] "
+        "[in.named@127.0.0.1]",
+        f"INFO: twist {ODD_NAME} to echo plain 127.0.0.1",
+        "INFO: twist a_b_c__d_e_f to echo spawned"]

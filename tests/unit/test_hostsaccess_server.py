@@ -102,6 +102,24 @@ def test_expansions_reach_spawn_twist_and_setenv() -> None:
     assert decision.access == "delegated"
 
 
+@pytest.mark.parametrize(("options", "logged"), [
+    ("twist echo hi", "a$b`c`;d"),
+    ("twist echo %a %d", "a$b`c`;d"),
+    ("twist echo %n", "a_b_c__d"),
+    ("spawn echo %h: twist echo hi", "a_b_c__d"),
+    ("setenv X %c: twist echo hi", "a_b_c__d"),
+])
+def test_twist_client_is_made_safe_only_by_an_expansion_of_it(
+        options: str, logged: str) -> None:
+    # libwrap replaces the unsafe characters in the request's own copy of the name when
+    # it expands %h, %n or %c: its `twist CLIENT to CMD` line shows the name as the
+    # resolver gave it until then (seen with xinetd and Debian's libwrap).
+    client = Endpoint("10.0.0.5", name="a$b`c`;d", port=40000)
+    decision = decide(f"in.ftpd: KNOWN: {options}\n", "", request(client=client))
+    assert decision.access == "delegated"
+    assert decision.twist_client == logged
+
+
 # -- what a table needs before evaluating ------------------------------------------
 
 @pytest.mark.parametrize(("line", "client", "server", "ends"), [

@@ -22,8 +22,8 @@ import os
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from pyxinetd.access.hostsoptions import OPTIONS, expand, setenv_pair, umask_value, \
-    unrecognized
+from pyxinetd.access.hostsoptions import CLIENT_TEXT_LETTERS, OPTIONS, client_info, expand, \
+    setenv_pair, umask_value, unrecognized
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, client_match, daemon_match, \
     list_match
 # The tables are read and kept by their own module; their names stay importable here.
@@ -116,6 +116,9 @@ def _apply_options(rule: Rule, request: Request, file_access: Access,
     place = f"{rule.source or rule.label}, line {rule.line}"
     access: Access = file_access
     niced = 0
+    # Whether an expansion so far has made the client's name safe in place, as libwrap's
+    # does: its `twist CLIENT to CMD` line shows the name as it is until then.
+    made_safe = False
     for option in rule.options:
         if option.error is not None:
             trace.append(f"error: {option.error}")
@@ -125,6 +128,7 @@ def _apply_options(rule: Rule, request: Request, file_access: Access,
         if value is not None and OPTIONS[key][3]:
             trace.extend(f"warning: {place}: {text}" for text in unrecognized(value))
             value = expand(value, request)
+            made_safe = made_safe or bool(option.letters & CLIENT_TEXT_LETTERS)
         trace.append(f"option: {option.keyword} {value or ''}")
         if key == "allow":
             access = "granted"
@@ -136,7 +140,8 @@ def _apply_options(rule: Rule, request: Request, file_access: Access,
             return _refused(rule, trace, commands, banners)
         elif key == "twist":
             fields["twist"] = value
-            fields["twist_client"] = expand("%c", request)
+            fields["twist_client"] = expand("%c", request) if made_safe \
+                else client_info(request)
             access = "delegated"
         elif key in ("spawn", "aclexec") and value is not None:
             umask = fields.get("umask")
@@ -156,6 +161,7 @@ def _apply_options(rule: Rule, request: Request, file_access: Access,
                 # Its %n/%N look the name up (in libwrap, as the file is sent): the
                 # options after it see the name in %h %H %c %s.
                 letters = lookups.banner_letters(os.path.join(value, request.daemon))
+                made_safe = made_safe or bool(letters & CLIENT_TEXT_LETTERS)
                 if "n" in letters:
                     request.client.look_up()
                 if "N" in letters:

@@ -28,6 +28,10 @@ _SAFE = set("1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRST
 
 # The letters `expand` knows; libwrap warns about any other and expands it to nothing.
 KNOWN_LETTERS = frozenset("aAcdhHnNprRsu%")
+# Letters whose expansion libwrap makes safe in the request's own copy of the client's
+# name (percent_x edits the buffer eval_hostname returns): from then on libwrap's own
+# lines show the name with '_' in it too.
+CLIENT_TEXT_LETTERS = frozenset("chn")
 # Letters that look up a host name: the client's, the server's.
 CLIENT_NAME_LETTERS = frozenset("n")
 SERVER_NAME_LETTERS = frozenset("N")
@@ -205,6 +209,11 @@ def expand(text: str, request: Request) -> str:
             value = "".join(c if c in _SAFE else "_" for c in value)
         out.append(value)
     return "".join(out)
+
+
+def client_info(request: Request) -> str:
+    """What `%c` stands for, before its unsafe characters are replaced."""
+    return _expansion("c", request)
 
 
 def _expansion(letter: str, request: Request) -> str:
