@@ -236,7 +236,7 @@ def test_libwrap_messages_are_the_same(
 # A client whose name has characters a shell could misread: `%` expansions make them
 # safe, and libwrap makes them safe in its own copy of the name, so its `twist` line
 # shows them as they are unless an expansion of the name came first.
-ODD_NAME = "a$b`c`;d|e&f"
+ODD_NAME = "A$b`c`;d|e&f"     # its case is kept too
 ODD_CASE = {
     "allow": ("in.named: ALL: twist echo [%h] [%n] [%c] [%s]\n"
               "in.plain: KNOWN: twist echo plain %a\n"
@@ -262,11 +262,11 @@ def test_a_name_with_shell_characters(
         odd_name_results: tuple[dict[str, Any], dict[str, Any]]) -> None:
     xinetd, pyxinetd = odd_name_results
     assert pyxinetd["answers"] == xinetd["answers"]
-    assert pyxinetd["outs"] == xinetd["outs"] == {"out1": "a_b_c__d_e_f\n"}
+    assert pyxinetd["outs"] == xinetd["outs"] == {"out1": "A_b_c__d_e_f\n"}
     expected = libwrap_lines_of_xinetd(xinetd["syslog"])
     assert libwrap_lines_of_pyxinetd(pyxinetd["program"]) == expected
     assert expected == [
-        "INFO: twist a_b_c__d_e_f to echo [127.0.0.1] [a_b_c__d_e_f] [a_b_c__d_e_f] "
+        "INFO: twist A_b_c__d_e_f to echo [127.0.0.1] [A_b_c__d_e_f] [A_b_c__d_e_f] "
         "[in.named@127.0.0.1]",
         f"INFO: twist {ODD_NAME} to echo plain 127.0.0.1",
-        "INFO: twist a_b_c__d_e_f to echo spawned"]
+        "INFO: twist A_b_c__d_e_f to echo spawned"]

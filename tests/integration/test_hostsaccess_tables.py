@@ -133,6 +133,22 @@ def test_paranoid_client_is_not_unknown(
                                   "FAIL: tables libwrap from=127.0.0.9"), timeout=TIMEOUT)
 
 
+@pytest.mark.skipif(namespace_problem("mount") is not None,
+                    reason=str(namespace_problem("mount")))
+def test_client_name_keeps_its_case(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # libwrap shows the name as the resolver gave it; its patterns ignore case.
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n127.0.0.9 Mixed.Example.COM\n")
+    wrapper = ("unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
+               str(hosts))
+    daemon, port, log = start(daemons, tmp_path, monkeypatch,
+                              "in.tables: .EXAMPLE.com: twist echo %n %h %c\n", "", wrapper)
+    assert fetch(port, "127.0.0.9") == b"Mixed.Example.COM Mixed.Example.COM Mixed.Example.COM\n"
+    daemon.wait_for_log(re.escape("INFO: twist Mixed.Example.COM to echo Mixed.Example.COM "),
+                        timeout=TIMEOUT)
+
+
 def ipv6_loopback() -> bool:
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:

@@ -62,13 +62,13 @@ def resolve(address: str, wanted: Callable[[], bool] = _never_late) -> NameInfo:
     except (OSError, UnicodeError):
         return NO_NAME
     if not wanted():
-        return NameInfo(name.lower(), False)
+        return NameInfo(name, False)
     try:
         infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
-        return NameInfo(name.lower(), False)
+        return NameInfo(name, False)
     found = {str(info[4][0]).split("%", 1)[0] for info in infos}
-    return NameInfo(name.lower(), address in found)
+    return NameInfo(name, address in found)
 
 
 def lookup_threads(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
