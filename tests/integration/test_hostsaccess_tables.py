@@ -149,6 +149,29 @@ def test_client_name_keeps_its_case(
                         timeout=TIMEOUT)
 
 
+@pytest.mark.skipif(namespace_problem("mount") is not None,
+                    reason=str(namespace_problem("mount")))
+@pytest.mark.parametrize(("name", "answer"), [
+    # One label of 119 characters: more than DNS allows, but the resolver reads it from
+    # /etc/hosts and confirms it (checked with xinetd and Debian's libwrap).
+    ("a" * 119 + ".example", "known"),
+    ("a" * 60 + "." + "b" * 58 + ".example", "known"),       # 127 bytes
+    # libwrap cuts a name of 128 bytes or more, and the cut name does not resolve.
+    ("a" * 60 + "." + "b" * 59 + ".example", "paranoid"),
+], ids=["long-label", "127-bytes", "128-bytes"])
+def test_long_client_names_as_libwrap_sees_them(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        name: str, answer: str) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n127.0.0.9 {name}\n")
+    wrapper = ("unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
+               str(hosts))
+    daemon, port, log = start(daemons, tmp_path, monkeypatch,
+                              "in.tables: KNOWN: twist echo known\n"
+                              "in.tables: PARANOID: twist echo paranoid\n", "", wrapper)
+    assert fetch(port, "127.0.0.9") == f"{answer}\n".encode()
+
+
 def ipv6_loopback() -> bool:
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:

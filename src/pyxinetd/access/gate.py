@@ -118,11 +118,17 @@ def endpoints(svc: ServiceConfig, conn: socket.socket | None,
     return Endpoints(client_port, wrap_address(peer_text(local)), int(local[1]))
 
 
+# libwrap keeps a host name in a buffer of this many bytes, the final NUL included: a
+# longer name is cut, and the forward lookup of what is left fails (PARANOID).
+WRAP_NAME_BUFFER = 128
+
+
 def _endpoint(address: str | None, info: NameInfo | None, port: int) -> Endpoint:
-    """A confirmed name is the host's name; an unconfirmed one makes it PARANOID."""
+    """A confirmed name is the host's name; an unconfirmed one makes it PARANOID, and so
+    does one too long for libwrap's buffer."""
     if info is None or info.name is None:
         return Endpoint(address, port=port, lazy=True)
-    if info.confirmed:
+    if info.confirmed and len(os.fsencode(info.name)) < WRAP_NAME_BUFFER:
         return Endpoint(address, name=info.name, port=port, lazy=True)
     return Endpoint(address, paranoid=True, port=port, lazy=True)
 

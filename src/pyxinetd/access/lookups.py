@@ -64,7 +64,10 @@ def resolve(address: str, wanted: Callable[[], bool] = _never_late) -> NameInfo:
     if not wanted():
         return NameInfo(name, False)
     try:
-        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+        # As bytes: a str goes through Python's IDNA codec, which refuses what the
+        # resolver itself takes (a label over 63 characters, from /etc/hosts say), and
+        # such a name would wrongly read as PARANOID.
+        infos = socket.getaddrinfo(os.fsencode(name), None, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
         return NameInfo(name, False)
     found = {str(info[4][0]).split("%", 1)[0] for info in infos}
