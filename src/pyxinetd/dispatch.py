@@ -116,6 +116,9 @@ class Dispatcher:
     def pause_accept(self, rt: ServiceRuntime, err: OSError) -> None:
         self.suspend.pause_accept(rt, err)
 
+    def accepting(self, rt: ServiceRuntime) -> None:
+        self.suspend.accepting(rt)
+
     def close_listener(self, rt: ServiceRuntime) -> None:
         self.intercept.drop_held(rt)
         if rt.sock is not None:
@@ -200,12 +203,14 @@ class Dispatcher:
             for conn, addr, peer in accept_batch(sock):
                 self._handle_connection(rt, conn, addr, peer)
                 if rt.sock is not sock or not rt.wants_events:
-                    return
+                    break
         except OSError as err:
             if err.errno in ACCEPT_CAPACITY_ERRNOS:
                 self.suspend.pause_accept(rt, err)
             elif err.errno != errno.EBADF:
                 self.program.error("svc_accept", f"{rt.id}: accept failed: {strerror(err)}")
+            return
+        self.suspend.accepting(rt)
 
     def _handle_connection(self, rt: ServiceRuntime, conn: socket.socket,
                            addr: tuple[object, ...], peer: str) -> None:

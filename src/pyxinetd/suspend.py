@@ -8,6 +8,8 @@ Three reasons, all timed by the loop's deadline timers (nothing sleeps):
   meanwhile; a bind failure at the end leaves it FAILED, logged, and the loop serving.
 * accept() out of descriptors or memory: the socket stays open but is not watched for
   ACCEPT_RETRY_DELAY seconds, so the loop does not spin on a backlog it cannot accept.
+  The shortage is logged when it starts, not again at each retry that fails the same
+  way: a listener is "starved" until it accepts again (`accepting`).
 * a wait = yes stream request refused by a limit above 0 (`-limit`, instances, per_source)
   stays queued, but the socket is not watched until a server or in-loop session ends (a
   slot may be free), or REFUSED_RETRY_DELAY passes at the latest. Watched all along, the
@@ -18,6 +20,7 @@ Three reasons, all timed by the loop's deadline timers (nothing sleeps):
 from __future__ import annotations
 
 import socket
+import weakref
 from collections.abc import Callable
 from typing import Protocol
 
@@ -58,6 +61,10 @@ class Suspensions:
         self.occupancy = occupancy
         # Services whose queued wait = yes request was refused, with their retry timer.
         self._refused: dict[ServiceRuntime, Timer] = {}
+        # Services whose accept() ran out of a resource and has not accepted since: their
+        # failure is logged once, not once a second for as long as the shortage lasts.
+        # Weak: a service a reload removed while starved is not kept alive here.
+        self._starved: weakref.WeakSet[ServiceRuntime] = weakref.WeakSet()
         # Called when a cps trip closes a listener and when its new one is bound (on a
         # new port): RPC services follow it in the portmapper (pyxinetd.rpc).
         self.on_cps_closed: Callable[[ServiceRuntime], None] | None = None
@@ -107,15 +114,22 @@ class Suspensions:
         """Out of descriptors or memory: stop watching the listener for a while."""
         rt.accept_paused = True
         self.listeners.refresh(rt)
-        self.program.error("svc_accept",
-                           f"{rt.id}: accept failed: {strerror(err)}; "
-                           f"retrying in {ACCEPT_RETRY_DELAY:g} seconds")
+        if rt not in self._starved:
+            self._starved.add(rt)
+            self.program.error("svc_accept",
+                               f"{rt.id}: accept failed: {strerror(err)}; "
+                               f"retrying in {ACCEPT_RETRY_DELAY:g} seconds")
 
         def resume() -> None:
             rt.accept_paused = False
             self.listeners.refresh(rt)
 
         self.loop.call_later(ACCEPT_RETRY_DELAY, resume)
+
+    def accepting(self, rt: ServiceRuntime) -> None:
+        """rt's listener accepted (or found nothing to accept): a later shortage is a
+        new one, logged again."""
+        self._starved.discard(rt)
 
     def hold_refused(self, rt: ServiceRuntime) -> None:
         """A queued wait = yes request was refused: look again when a slot frees or

@@ -95,6 +95,8 @@ class WaitServers:
                 # Out of descriptors: the connection is still queued and the socket
                 # still readable; look again later, as a wait = no listener does.
                 self.host.suspend.pause_accept(rt, err)
+            else:
+                self.host.suspend.accepting(rt)
 
     def start(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str,
               drop: Callable[[socket.socket], None], *,

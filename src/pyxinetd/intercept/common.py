@@ -43,6 +43,8 @@ class Host(Protocol):
 
     def pause_accept(self, rt: ServiceRuntime, err: OSError) -> None: ...
 
+    def accepting(self, rt: ServiceRuntime) -> None: ...
+
 
 def descriptor_share(each: int, most: int) -> int:
     """How many relays of `each` descriptors one intercepted server may have at once:

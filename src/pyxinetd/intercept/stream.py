@@ -167,6 +167,8 @@ class StreamInterception(Interception):
             else:
                 self.host.program.error("intercept",
                                         f"{self.svc.id}: accept failed: {strerror(err)}")
+            return
+        self.host.accepting(self.rt)
 
     def _admitting(self, conn: socket.socket, peer: str) -> Callable[[Verdict], None]:
         def decided(verdict: Verdict) -> None:
