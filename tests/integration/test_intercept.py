@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -524,3 +525,60 @@ def test_peerenv_tells_the_service_not_the_private_socket(
                     {"PROTO": "UDP", "REMOTE_ADDR": "127.0.0.2",
                      "REMOTE_PORT": str(client_port)})
         assert told == expected
+
+
+@pytest.mark.parametrize("socket_type", ["stream", "dgram"])
+def test_private_socket_shortage_is_logged_once_and_the_service_serves_again(
+        daemons: DaemonFactory, tmp_path: Path, socket_type: str) -> None:
+    port = free_port()
+    daemon = daemons.start_config(config(tmp_path, port, socket_type=socket_type, count=1))
+    log = tmp_path / "services.log"
+
+    def served(reply: bytes) -> None:
+        assert reply.startswith(b"pid="), reply
+
+    # One request served first: the service log is open before descriptors run out.
+    if socket_type == "stream":
+        exchange(tcp_from("127.0.0.1", port))
+    else:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.settimeout(TIMEOUT)
+            sender.sendto(b"first", ("127.0.0.1", port))
+            served(sender.recv(4096))
+    wait_log_lines(log, r"EXIT: icept", 1)
+    pid = daemon.proc.pid
+    used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (min(set(range(len(used) + 1)) - used), hard))
+    shortage = r"ERROR: icept: cannot make the server's socket: Too many open files"
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sender.settimeout(TIMEOUT)
+        if socket_type == "stream":
+            conn = tcp_from("127.0.0.1", port)      # stays queued, tried every second
+        else:
+            sender.sendto(b"lost", ("127.0.0.1", port))
+        daemon.wait_for_log(shortage)
+        for _ in range(3):
+            time.sleep(0.7)
+            if socket_type == "dgram":
+                sender.sendto(b"lost", ("127.0.0.1", port))   # each one a new try
+        # One ERROR and one FAIL line for the shortage, not one per try.
+        assert len(re.findall(shortage, daemon.log())) == 1, daemon.log()
+        assert len(re.findall(r"FAIL: icept fork", log.read_text())) == 1, log.read_text()
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        if socket_type == "stream":
+            assert exchange(conn)["pid"]    # the queued client gets the next server
+        else:
+            def answered() -> bool:
+                sender.sendto(b"back", ("127.0.0.1", port))
+                try:
+                    sender.settimeout(0.5)
+                    return sender.recv(4096).startswith(b"pid=")
+                except TimeoutError:
+                    return False
+            wait_until(answered, TIMEOUT, what="a datagram answered again")
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+        sender.close()
+    assert daemon.proc.poll() is None

@@ -15,6 +15,7 @@ ports, and a reload that keeps a service may change its id's case.
 from __future__ import annotations
 
 import socket
+import weakref
 
 from pyxinetd.children import Child, ExitStatus
 from pyxinetd.config.model import ServiceConfig
@@ -22,6 +23,7 @@ from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.intercept.common import INTERCEPT_FLAG, Address, Host, OnReap, private_socket
 from pyxinetd.intercept.dgram import DatagramInterception
 from pyxinetd.intercept.stream import Held, StreamInterception
+from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS
 from pyxinetd.log import strerror
 from pyxinetd.servicelog import fail_entry
 from pyxinetd.loop import READ
@@ -39,6 +41,10 @@ class Interceptors:
         # Every relay still open, including those of servers that exited and are
         # still delivering their last bytes (closed at shutdown).
         self._relays: set[RedirectSession] = set()
+        # Services whose private socket could not be made for want of a descriptor (or
+        # memory) and whose server has not started since: the request stays queued and
+        # is tried again each second, but the shortage is logged once, not per retry.
+        self._short: weakref.WeakSet[ServiceRuntime] = weakref.WeakSet()
 
     def start(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str, on_reap: OnReap,
               hold: Hold, admitted: Address | None = None) -> int | Outcome | None:
@@ -50,11 +56,16 @@ class Interceptors:
         try:
             server = private_socket(listener)
         except OSError as err:
+            if err.errno in ACCEPT_CAPACITY_ERRNOS:
+                if rt in self._short:
+                    return None
+                self._short.add(rt)
             self.host.program.error("intercept", f"{svc.id}: cannot make the server's "
                                                  f"socket: {strerror(err)}")
             if svc.log_type is not None:
                 self.host.logs.write(svc, fail_entry(svc, "fork", peer))
             return None
+        self._short.discard(rt)
         interception: Running
         if listener.type == socket.SOCK_STREAM:
             interception = StreamInterception(self.host, rt, listener, server, self._relays)
