@@ -19,6 +19,7 @@ Three reasons, all timed by the loop's deadline timers (nothing sleeps):
 
 from __future__ import annotations
 
+import select
 import socket
 import weakref
 from collections.abc import Callable
@@ -112,6 +113,12 @@ class Suspensions:
 
     def pause_accept(self, rt: ServiceRuntime, err: OSError) -> None:
         """Out of descriptors or memory: stop watching the listener for a while."""
+        if rt.sock is not None and not _backlog_waiting(rt.sock):
+            # Linux reserves the new descriptor before it looks at the queue, so with
+            # the last descriptor just given to a connection, the accept() that ends a
+            # batch fails on an empty queue: no client was turned away, and the next
+            # one is accepted when it comes (or finds the shortage then).
+            return
         rt.accept_paused = True
         self.listeners.refresh(rt)
         if rt not in self._starved:
@@ -155,3 +162,14 @@ class Suspensions:
             self.occupancy.on_release = None
         rt.accept_paused = False
         self.listeners.refresh(rt)
+
+
+def _backlog_waiting(sock: socket.socket) -> bool:
+    """Whether a connection waits in the listener's queue, without waiting."""
+    # poll(), not select(): a listener may have a descriptor above FD_SETSIZE.
+    poller = select.poll()
+    try:
+        poller.register(sock, select.POLLIN)
+    except (OSError, ValueError):   # closed meanwhile: nothing to watch either
+        return False
+    return bool(poller.poll(0))

@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -440,6 +441,36 @@ def test_accept_backs_off_on_emfile(daemons: DaemonFactory) -> None:
             conn.close()
     wait_until(served, TIMEOUT, what="the TCP echo served again")
     assert daemon.proc.poll() is None
+
+
+def test_accept_of_the_last_descriptor_is_no_shortage(daemons: DaemonFactory) -> None:
+    # Linux reserves a descriptor before it looks at the queue: with the last one just
+    # given to a client, the accept() that ends the batch fails on an empty queue.
+    # No client was turned away: no line, and the next client is not held back.
+    port = free_ports(1)[0]
+    echo = make_service(name="echo", id="echo_tcp", port=port, types={"INTERNAL"},
+                        server=None, server_argv=(), environment=None, cps=(1000, 1),
+                        instances=None)
+    daemon = daemons.start_services([echo])
+    pid = daemon.pid
+    used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (min(set(range(len(used) + 1)) - used) + 1,
+                                                    hard))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as first:
+            first.sendall(b"last")
+            assert first.recv(100) == b"last"
+            assert "accept failed" not in daemon.log(), daemon.log()
+            # A client that comes while the last descriptor is taken is a shortage.
+            second = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            daemon.wait_for_log(ACCEPT_FAILED, TIMEOUT)
+        with second:
+            second.sendall(b"next")
+            assert second.recv(100) == b"next"  # once the first one's descriptor is back
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(re.findall(ACCEPT_FAILED, daemon.log())) == 1, daemon.log()
 
 
 def test_cps_reactivation_without_descriptors_deactivates_only_that_service(
