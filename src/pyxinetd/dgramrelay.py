@@ -6,7 +6,9 @@ the server writes is sent to the client from the service socket, from the addres
 client's first datagram was sent to (pyxinetd.replysource; it matters on a wildcard
 bind, where the kernel would pick the source for the route back). More datagrams from
 the same sender go to the same running server; those that arrive while the first waits
-for its access verdict follow it (to its server, or with it when refused).
+for its access verdict follow it (to its server, or with it when refused). Out of
+descriptors for a channel, the datagram is dropped (the sender's next one tries again);
+the shortage is logged once, naming the first client it dropped, not per datagram.
 
 A server's channel belongs to its service's runtime, not to the service's id: ids may
 repeat on different ports, and a reload may change an id's case. When a reload replaces
@@ -24,6 +26,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,7 +35,7 @@ from pyxinetd.access.gate import PASS, Datagram, Verdict
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, Host, read_datagrams, send_quietly
 from pyxinetd.forkretry import Hold, Outcome
-from pyxinetd.listener import peer_text
+from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, peer_text
 from pyxinetd.log import strerror
 from pyxinetd.servicelog import fail_entry
 from pyxinetd.loop import READ
@@ -77,6 +80,10 @@ class NowaitRelays:
         self.host = host
         self._park_datagram = park
         self._relays: dict[tuple[ServiceRuntime, tuple[object, ...]], _Relay] = {}
+        # Services that could not make a channel for want of descriptors (or memory)
+        # and have not made one since: a sender repeating its datagram (or a flood of
+        # senders) would otherwise log two lines per datagram for as long as it lasts.
+        self._short: weakref.WeakSet[ServiceRuntime] = weakref.WeakSet()
         # Senders whose first datagram waits for its access verdict, with the datagrams
         # they sent meanwhile: these follow the first to its server.
         self._waiting: dict[tuple[ServiceRuntime, tuple[object, ...]], list[bytes]] = {}
@@ -166,11 +173,16 @@ class NowaitRelays:
         except OSError as err:
             # Out of descriptors (each running server holds one pair end): drop this
             # datagram; the next one tries again.
+            if err.errno in ACCEPT_CAPACITY_ERRNOS:
+                if rt in self._short:
+                    return
+                self._short.add(rt)
             host.program.error("svc_relay", f"{rt.id}: cannot start a server: "
                                             f"{strerror(err)} (client {peer})")
             if rt.config.log_type is not None:
                 host.logs.write(rt.config, fail_entry(rt.config, "fork", peer))
             return
+        self._short.discard(rt)
         ours.setblocking(False)
         relay = _Relay(rt, addr, ours, source)
         send_quietly(ours, first, None)
