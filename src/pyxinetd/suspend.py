@@ -5,7 +5,9 @@ Three reasons, all timed by the loop's deadline timers (nothing sleeps):
 * cps (reference §4.5): a service accepting more than its rate closes its listening
   socket for the configured number of seconds, then binds a new one (xinetd's
   "Deactivating service ... Restarting in N seconds"). The service is SUSPENDED_CPS
-  meanwhile; a bind failure at the end leaves it FAILED, logged, and the loop serving.
+  meanwhile; a bind failure at the end leaves it FAILED, logged, and the loop serving,
+  except for want of descriptors or memory: then the socket is tried again each second
+  (logged once) until the shortage ends.
 * accept() out of descriptors or memory: the socket stays open but is not watched for
   ACCEPT_RETRY_DELAY seconds, so the loop does not spin on a backlog it cannot accept.
   The shortage is logged when it starts, not again at each retry that fails the same
@@ -28,7 +30,7 @@ from typing import Protocol
 from pyxinetd.children import Occupancy
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.errors import BindError
-from pyxinetd.listener import bind_socket, create_socket
+from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, bind_socket, create_socket
 from pyxinetd.log import ProgramLog, strerror
 from pyxinetd.loop import Loop
 from pyxinetd.service import Event, ServiceRuntime, State
@@ -66,6 +68,9 @@ class Suspensions:
         # failure is logged once, not once a second for as long as the shortage lasts.
         # Weak: a service a reload removed while starved is not kept alive here.
         self._starved: weakref.WeakSet[ServiceRuntime] = weakref.WeakSet()
+        # Services whose socket could not be made again after a cps pause for want of
+        # descriptors or memory: retried each second, logged once.
+        self._short_rebind: weakref.WeakSet[ServiceRuntime] = weakref.WeakSet()
         # Called when a cps trip closes a listener and when its new one is bound (on a
         # new port): RPC services follow it in the portmapper (pyxinetd.rpc).
         self.on_cps_closed: Callable[[ServiceRuntime], None] | None = None
@@ -101,11 +106,22 @@ class Suspensions:
                 except OSError:
                     sock.close()
                     raise
-        except (BindError, OSError):
+        except (BindError, OSError) as err:
             # BindError: no socket at all (EMFILE...). Ending here must not end the loop.
-            self.program.error("cps_service_restart", f"Error activating service {rt.config.name}")
+            cause = err if isinstance(err, OSError) else err.__cause__
+            short = isinstance(cause, OSError) and cause.errno in ACCEPT_CAPACITY_ERRNOS
+            if not (short and rt in self._short_rebind):
+                self.program.error("cps_service_restart",
+                                   f"Error activating service {rt.config.name}")
+            if short:
+                # Out of descriptors or memory for a while only: try again each second
+                # (logged once) rather than leave the service off until a reload.
+                self._short_rebind.add(rt)
+                self.loop.call_later(ACCEPT_RETRY_DELAY, lambda: self._reactivate(rt))
+                return
             rt.transition(Event.REBIND_FAILED)
             return
+        self._short_rebind.discard(rt)
         self.program.error("cps_service_restart", f"Activating service {rt.config.name}")
         self.listeners.activate(rt, sock, Event.CPS_EXPIRED)
         if self.on_cps_reopened is not None:

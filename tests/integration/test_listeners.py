@@ -473,7 +473,7 @@ def test_accept_of_the_last_descriptor_is_no_shortage(daemons: DaemonFactory) ->
     assert len(re.findall(ACCEPT_FAILED, daemon.log())) == 1, daemon.log()
 
 
-def test_cps_reactivation_without_descriptors_deactivates_only_that_service(
+def test_cps_reactivation_without_descriptors_waits_for_them(
         daemons: DaemonFactory) -> None:
     tripped_port, busy_port, udp_port = free_ports(3)
     internal = {"types": {"INTERNAL"}, "server": None, "server_argv": (),
@@ -503,9 +503,18 @@ def test_cps_reactivation_without_descriptors_deactivates_only_that_service(
         daemon.wait_for_log(r"ERROR: Error activating service echo\n", TIMEOUT)
         assert daemon.proc.poll() is None, daemon.log()
         assert udp_echo(udp_port, b"alive") == b"alive"
+        # The socket is tried again each second while descriptors are short, and the
+        # failure is logged once.
+        time.sleep(1.5)
+        assert daemon.log().count("Error activating service echo") == 1, daemon.log()
     finally:
         for conn in clients:
             conn.close()
+    # Descriptors are back: the service is bound again without a reload.
+    daemon.wait_for_log(r"ERROR: Activating service echo\n", TIMEOUT)
+    with socket.create_connection(("127.0.0.1", tripped_port), timeout=TIMEOUT) as conn:
+        conn.sendall(b"back")
+        assert conn.recv(100) == b"back"
     assert daemon.proc.poll() is None, daemon.log()
 
 
