@@ -162,6 +162,9 @@ class HandedOver:
         self._free = list(sockets or [])
         self._loop: Loop | None = None
         self._report: Callable[[str], None] | None = None
+        # Free sockets whose clients could not be turned away for want of a descriptor,
+        # and have not been since: reported once, not at every retry.
+        self._short: set[socket.socket] = set()
         # What could not be taken over (the daemon logs it once it has a log).
         self.problems = problems or []
 
@@ -187,12 +190,15 @@ class HandedOver:
     def _turn_away(self, sock: socket.socket) -> None:
         err = _turn_away(sock)
         loop = self._loop
+        if err is None:
+            self._short.discard(sock)
         if err is None or loop is None:
             return
         # Out of descriptors: the clients stay queued and the socket readable; look
         # again in a while rather than on every loop turn.
         loop.unregister(sock)
-        if self._report is not None:
+        if self._report is not None and sock not in self._short:
+            self._short.add(sock)
             self._report(f"cannot turn away the clients of {describe(sock)}: "
                          f"{strerror(err)}; retrying in {TURN_AWAY_RETRY:g} seconds")
 
@@ -212,6 +218,7 @@ class HandedOver:
         if chosen is None:
             return None
         self._free.remove(chosen)
+        self._short.discard(chosen)
         if self._loop is not None:
             self._loop.unregister(chosen)
         try:

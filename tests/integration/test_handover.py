@@ -15,6 +15,7 @@ import resource
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 from tests.daemon import HELPERS, DaemonFactory, Daemon, free_port, wait_log_lines
@@ -204,6 +205,9 @@ def test_a_spare_socket_without_a_descriptor_to_turn_clients_away_waits(
                 daemon.wait_for_log(rf"ERROR: cannot turn away the clients of descriptor "
                                     rf"4 \(127\.0\.0\.1 port {spare_port}, stream\): Too "
                                     r"many open files \(errno = 24\); retrying in 1 seconds")
+                # Retried each second meanwhile, and reported once.
+                time.sleep(1.5)
+                assert daemon.log().count("cannot turn away the clients") == 1, daemon.log()
                 resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
                 assert c.recv(100) == b""     # turned away once it could be accepted
         finally:
