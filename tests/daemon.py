@@ -204,10 +204,14 @@ class DaemonFactory:
 
     def _spawn(self, argv: list[str], log_path: Path, err_path: Path, ready: bool,
                pass_fds: Sequence[int] = ()) -> Daemon:
+        # A SIGUSR1 dump goes to the test's folder, not the machine's
+        # /var/run/xinetd.dump, unless the test named a file itself.
+        env = dict(os.environ)
+        env.setdefault("PYXINETD_DUMP_FILE", str(self.tmp_path / "xinetd.dump"))
         with open(err_path, "wb") as err:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
                                     start_new_session=True, cwd=self.tmp_path,
-                                    pass_fds=tuple(pass_fds))
+                                    pass_fds=tuple(pass_fds), env=env)
         daemon = Daemon(proc, log_path)
         self.daemons.append(daemon)
         if ready:
