@@ -329,3 +329,14 @@ def kill_detached(pids: set[int], pidfiles: list[Path]) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def syslog_until(sock: socket.socket, wanted: str, *, most: int = 20) -> list[str]:
+    """Syslog datagrams read from `sock` until one holds `wanted` (the last one then),
+    at most `most` of them, each awaited with the socket's own timeout."""
+    messages: list[str] = []
+    for _ in range(most):
+        messages.append(sock.recv(4096).decode())
+        if wanted in messages[-1]:
+            break
+    return messages

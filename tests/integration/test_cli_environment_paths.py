@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import free_port, read_pid
+from tests.daemon import free_port, read_pid, syslog_until
 from tests.integration.test_daemonize import (START_TIMEOUT, Detached, detached, echo_conf,
                                               echo_roundtrip)
 
@@ -59,12 +59,7 @@ def test_a_relative_syslog_socket_is_in_the_start_folder(
             detached.pids.add(pid)
         assert result.returncode == 0, result.stderr
         wanted = f"xinetd[{pid}]: Started working: 1 available service"
-        messages: list[str] = []
-        # Bounded: a few start-up lines, each awaited with the socket's timeout.
-        for _ in range(20):
-            messages.append(syslog.recv(4096).decode())
-            if wanted in messages[-1]:
-                break
+        messages = syslog_until(syslog, wanted)
     assert wanted in messages[-1], messages
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import (DaemonFactory, alive, free_port, kill_detached, read_pid,
-                          wait_until)
+                          syslog_until, wait_until)
 
 START_TIMEOUT = 30.0
 
@@ -324,12 +324,7 @@ def test_detached_program_log_goes_to_syslog_facility_daemon(detached: Detached,
         assert result.returncode == 0, result.stderr
         pid = read_pid(pidfile)
         wanted = f"xinetd[{pid}]: Started working: 1 available service"
-        messages: list[str] = []
-        # Bounded: a few start-up lines, each awaited with the socket's timeout.
-        for _ in range(20):
-            messages.append(syslog.recv(4096).decode())
-            if wanted in messages[-1]:
-                break
+        messages = syslog_until(syslog, wanted)
     # daemon (3) * 8 + notice (5)
     assert messages[-1].startswith("<29>") and wanted in messages[-1], messages
 
