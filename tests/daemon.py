@@ -32,6 +32,7 @@ from typing import Any
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.master import MasterOptions
 from tests.helpers import ports
+from tests.helpers.procs import children_of
 
 HELPERS = Path(__file__).parent / "helpers"
 READY_TIMEOUT = 15.0
@@ -97,21 +98,6 @@ def wait_log_lines(path: Path, pattern: str, count: int = 1, timeout: float = 10
     text: str = wait_until(lambda: len(regex.findall(read_log(path))) >= count
                            and read_log(path), timeout, what=f"{path.name}: {pattern!r}")
     return text
-
-
-def children_of(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tasks:
-        try:
-            text = Path(f"/proc/{pid}/task/{tid}/children").read_text()
-        except OSError:
-            continue
-        out.extend(int(x) for x in text.split())
-    return out
 
 
 def process_state(pid: int) -> str | None:
@@ -340,3 +326,13 @@ def syslog_until(sock: socket.socket, wanted: str, *, most: int = 20) -> list[st
         if wanted in messages[-1]:
             break
     return messages
+
+
+def nofile_limited(nofile: int) -> list[str]:
+    """A command prefix running what follows under RLIMIT_NOFILE soft = hard = nofile;
+    skips the calling test without prlimit."""
+    import pytest
+
+    if shutil.which("prlimit") is None:
+        pytest.skip("needs prlimit (util-linux)")
+    return ["prlimit", f"--nofile={nofile}:{nofile}", "--"]

@@ -21,6 +21,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import ports
+from procs import children_of
 
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -203,22 +204,6 @@ def wait_count(path: str, pattern: str, count: int, deadline: float) -> bool:
             return True
         time.sleep(0.02)
     return False
-
-
-def children_of(pid: int) -> list[int]:
-    """The pids whose parent is `pid` (its threads' /proc children lists)."""
-    found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                found += [int(word) for word in f.read().split()]
-        except OSError:
-            continue    # the thread ended meanwhile
-    return found
 
 
 def wait_children(pid: int, most: int, deadline: float) -> bool:

@@ -13,24 +13,17 @@ from __future__ import annotations
 
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.daemon import free_port
+from tests.daemon import free_port, nofile_limited
 from tests.oracle import require_xinetd
 
 TIMEOUT = 30
 TINY_LIMIT = 5
-
-
-def limited(nofile: int) -> list[str]:
-    if shutil.which("prlimit") is None:
-        pytest.skip("needs prlimit (util-linux)")
-    return ["prlimit", f"--nofile={nofile}:{nofile}", "--"]
 
 
 def conf(tmp_path: Path) -> Path:
@@ -43,7 +36,7 @@ def conf(tmp_path: Path) -> Path:
 
 
 def run_tiny(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    argv = [*limited(TINY_LIMIT), sys.executable, "-m", "pyxinetd", "-f",
+    argv = [*nofile_limited(TINY_LIMIT), sys.executable, "-m", "pyxinetd", "-f",
             str(conf(tmp_path)), *args]
     done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           cwd=tmp_path, timeout=TIMEOUT)
@@ -95,7 +88,7 @@ def _loader_argv(wrapper: str) -> list[str]:
 
 def test_xinetd_fails_the_same_way(tmp_path: Path) -> None:
     argv = _loader_argv(require_xinetd())
-    done = subprocess.run(["unshare", "-n", "--", *limited(TINY_LIMIT), *argv,
+    done = subprocess.run(["unshare", "-n", "--", *nofile_limited(TINY_LIMIT), *argv,
                            "-f", str(conf(tmp_path)), "-dontfork", "-filelog", "log"],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           cwd=tmp_path, timeout=TIMEOUT)

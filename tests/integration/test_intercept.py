@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import resource
-import shutil
 import signal
 import socket
 import sys
@@ -20,8 +19,8 @@ import pytest
 
 from pyxinetd.intercept import MAX_CLIENTS
 from pyxinetd.service import MAX_PARKED_BYTES
-from tests.daemon import (HELPERS, DaemonFactory, free_port, namespace_problem, open_fds,
-                          run_scenario, wait_log_lines, wait_until)
+from tests.daemon import (HELPERS, DaemonFactory, free_port, namespace_problem,
+                          nofile_limited, open_fds, run_scenario, wait_log_lines, wait_until)
 from tests.integration.test_reload import reload
 
 TIMEOUT = 10.0
@@ -319,13 +318,6 @@ ECHO = """service echo
 LOW_NOFILE = 128
 
 
-def limited(nofile: int) -> list[str]:
-    """A wrapper running the daemon under RLIMIT_NOFILE soft = hard = nofile."""
-    if shutil.which("prlimit") is None:
-        pytest.skip("needs prlimit (util-linux)")
-    return ["prlimit", f"--nofile={nofile}:{nofile}", "--"]
-
-
 def echoes(port: int) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as echo:
         echo.sendall(b"still here")
@@ -338,7 +330,7 @@ def test_stream_clients_in_hand_are_bounded_by_the_descriptor_limit(
     port, echo_port = free_port(), free_port()
     text = config(tmp_path, port).replace(f"server = {sys.executable}", "server = /bin/sleep")
     text = re.sub(r"\tserver_args = .*\n", "\tserver_args = 30\n", text)
-    daemons.start_config(text + ECHO.format(port=echo_port), wrapper=limited(LOW_NOFILE))
+    daemons.start_config(text + ECHO.format(port=echo_port), wrapper=nofile_limited(LOW_NOFILE))
     bound = LOW_NOFILE // 4 // 2     # two descriptors per client in hand
     clients = []
     try:
@@ -357,7 +349,7 @@ def test_datagram_senders_are_bounded_by_the_descriptor_limit(
         daemons: DaemonFactory, tmp_path: Path) -> None:
     port, echo_port = free_port(), free_port()
     daemon = daemons.start_config(config(tmp_path, port, socket_type="dgram", count=10_000)
-                                  + ECHO.format(port=echo_port), wrapper=limited(LOW_NOFILE))
+                                  + ECHO.format(port=echo_port), wrapper=nofile_limited(LOW_NOFILE))
     bound = LOW_NOFILE // 4         # one descriptor per sender's channel
     senders = []
     try:
