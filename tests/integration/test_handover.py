@@ -215,16 +215,31 @@ def test_a_spare_socket_without_a_descriptor_to_turn_clients_away_waits(
         assert ask(port) == b"hello\n"
 
 
+def v6only_and_v4_wildcards() -> tuple[socket.socket, socket.socket]:
+    """A v6-only `[::]:P` and a `0.0.0.0:P` on one port P. The port the kernel picks for
+    the IPv6 socket may be held on IPv4 by another test's connection at that moment: a
+    bounded number of ports is tried."""
+    for _ in range(50):
+        six = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        six.bind(("::", 0))
+        four = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            four.bind(("0.0.0.0", six.getsockname()[1]))
+        except OSError:
+            four.close()
+            six.close()
+            continue
+        return six, four
+    raise RuntimeError("no port free on both families")
+
+
 def test_each_family_takes_the_socket_of_its_family(daemons: DaemonFactory) -> None:
     # systemd with `BindIPv6Only=ipv6-only` and two ListenStream lines passes a v6-only
     # `[::]:P` and a `0.0.0.0:P`; an IPv4 service and a v6-only one share port P. Each
     # takes the socket it would have bound itself, whatever order they come in.
-    six = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    six.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    six.bind(("::", 0))
+    six, four = v6only_and_v4_wildcards()
     port = six.getsockname()[1]
-    four = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    four.bind(("0.0.0.0", port))
     for sock in (six, four):
         sock.listen(16)
     with six, four:
