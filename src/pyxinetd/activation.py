@@ -3,9 +3,12 @@
 One activation per service in flight (reference §4.2): the bind with xinetd's retries
 (timers, pyxinetd.listener.Binder), then for RPC services the portmapper registration
 (pyxinetd.rpc), then the dispatcher watches the socket. `settled()` tells the caller
-(start-up, a reload) once the service is ACTIVE, FAILED, or AWAITING_ADDRESS: its `bind`
+(start-up, a reload) once the service is ACTIVE, FAILED, AWAITING_ADDRESS: its `bind`
 address is not on the host yet, and pyxinetd.addresswait tries again when an address
-appears.
+appears, or AWAITING_RESOURCES: the daemon had no descriptor (or memory) left for its
+socket, and it is tried again each second, silently, until the shortage ends (xinetd
+leaves such a service off until a reload; a shortage is a moment, not a verdict on the
+service).
 """
 
 from __future__ import annotations
@@ -17,10 +20,15 @@ from collections.abc import Callable
 from pyxinetd import rpc
 from pyxinetd.addresswait import AddressWait
 from pyxinetd.dispatch import Dispatcher
-from pyxinetd.listener import BIND_RETRIES, Binder
+from pyxinetd.listener import BIND_RETRIES, SHORTAGE_ERRNOS, Binder
 from pyxinetd.log import ProgramLog
 from pyxinetd.loop import Loop
 from pyxinetd.service import Event, ServiceRuntime, State
+from pyxinetd.timers import Timer
+
+# A service short of descriptors for its socket is tried again this often (the NOTICE
+# says "each second").
+SHORTAGE_RETRY_DELAY = 1.0
 
 
 class Activations:
@@ -37,6 +45,8 @@ class Activations:
         # Pending binds (retries) and registrations, with what to call once settled.
         self._pending: dict[ServiceRuntime,
                             tuple[Binder | rpc.Activation, Callable[[], None]]] = {}
+        # Services waiting for descriptors, with the timer of their next attempt.
+        self._short: dict[ServiceRuntime, Timer] = {}
         self._address_wait = AddressWait(
             loop, self._awaiting_address, self._address_appeared,
             lambda text: program.warning("activate_normal", text))
@@ -46,6 +56,7 @@ class Activations:
         (or waits for its address to appear: State.AWAITING_ADDRESS)."""
         svc = rt.config
         awaiting = rt.state is State.AWAITING_ADDRESS
+        short_before = rt.state is State.AWAITING_RESOURCES
         if not self.dispatcher.logs.open(svc):
             # xinetd does not activate a service whose log it cannot create.
             self.program.error("activate_normal",
@@ -81,6 +92,10 @@ class Activations:
                 self.program.notice("activate_normal",
                                     f"Service {svc.id}: address {svc.bind} appeared, "
                                     f"service activated")
+            elif rt.state is State.AWAITING_RESOURCES:
+                self.program.notice("activate_normal",
+                                    f"Service {svc.id}: descriptors available again, "
+                                    f"service activated")
             if self.program.debug_mode:
                 host, port = sock.getsockname()[:2]
                 self.program.debug("activate_normal",
@@ -93,8 +108,12 @@ class Activations:
             self._pending.pop(rt, None)
             missing = (binder is not None and binder.last_errno == errno.EADDRNOTAVAIL
                        and svc.bind is not None and self._address_wait.can_wait())
-            if awaiting and missing:
-                settled()   # still not there: wait on, silently
+            short = binder is not None and binder.last_errno in SHORTAGE_ERRNOS
+            if (awaiting and missing) or (short_before and short):
+                # Still not there: wait on, silently.
+                if short:
+                    self._retry_later(rt)
+                settled()
                 return
             # xinetd's line either way (log watchers look for it): the service does not
             # serve now. A missing address is waited for; any other failure is final.
@@ -105,6 +124,13 @@ class Activations:
                 self.program.notice("activate_normal",
                                     f"Service {svc.id} will be activated when address "
                                     f"{svc.bind} appears")
+            elif short:
+                rt.transition(Event.RESOURCES_SHORT)
+                self.program.notice("activate_normal",
+                                    f"Service {svc.id} will be activated when the daemon "
+                                    f"has descriptors again (tried each second)")
+                self._retry_later(rt)
+                self._address_wait.refresh()
             else:
                 rt.transition(Event.BIND_FAILED)
                 self._address_wait.refresh()
@@ -117,9 +143,22 @@ class Activations:
         binder = Binder(self.loop, svc, bound, failed,
                         lambda text: self.program.error("activate_normal", text),
                         log_notice=lambda text: self.program.notice("activate_normal", text),
-                        retries=0 if awaiting else BIND_RETRIES, quiet_missing=awaiting)
+                        retries=0 if awaiting or short_before else BIND_RETRIES,
+                        quiet=(frozenset({errno.EADDRNOTAVAIL}) if awaiting
+                               else SHORTAGE_ERRNOS if short_before else frozenset()))
         self._pending[rt] = (binder, settled)
         binder.start()
+
+    def _retry_later(self, rt: ServiceRuntime) -> None:
+        self._short[rt] = self.loop.call_later(SHORTAGE_RETRY_DELAY,
+                                               lambda: self._retry_short(rt))
+
+    def _retry_short(self, rt: ServiceRuntime) -> None:
+        del self._short[rt]
+        # A reload drops a waiting runtime from the services (it binds a new one), and
+        # cancels this timer; the test is for safety only.
+        if rt.state is State.AWAITING_RESOURCES and rt in self._services():
+            self.start(rt, lambda: None)
 
     def _awaiting_address(self) -> list[ServiceRuntime]:
         """Services waiting for their address, without an attempt in flight."""
@@ -132,6 +171,9 @@ class Activations:
     def cancel(self, rt: ServiceRuntime) -> None:
         """Abandon the activation of `rt` in flight (a reload replaced it); it counts as
         settled."""
+        timer = self._short.pop(rt, None)
+        if timer is not None:
+            timer.cancel()
         entry = self._pending.pop(rt, None)
         if entry is not None:
             binder, settled = entry
@@ -147,4 +189,7 @@ class Activations:
         for pending, _ in self._pending.values():
             pending.cancel()
         self._pending.clear()
+        for timer in self._short.values():
+            timer.cancel()
+        self._short.clear()
         self._address_wait.close()

@@ -35,7 +35,7 @@ from pyxinetd.access.gate import PASS, Datagram, Verdict
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, Host, read_datagrams, send_quietly
 from pyxinetd.forkretry import Hold, Outcome
-from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, peer_text
+from pyxinetd.listener import SHORTAGE_ERRNOS, peer_text
 from pyxinetd.log import strerror
 from pyxinetd.servicelog import fail_entry
 from pyxinetd.loop import READ
@@ -173,7 +173,7 @@ class NowaitRelays:
         except OSError as err:
             # Out of descriptors (each running server holds one pair end): drop this
             # datagram; the next one tries again.
-            if err.errno in ACCEPT_CAPACITY_ERRNOS:
+            if err.errno in SHORTAGE_ERRNOS:
                 if rt in self._short:
                     return
                 self._short.add(rt)

@@ -32,7 +32,7 @@ from pyxinetd.forkretry import ForkRetry, Hold, Outcome
 from pyxinetd.handover import HandedOver
 from pyxinetd.intercept import Address, Interceptors
 from pyxinetd.internal.session import discard_input
-from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
+from pyxinetd.listener import SHORTAGE_ERRNOS, accept_batch
 from pyxinetd.log import ProgramLog, strerror
 from pyxinetd.servicelog import ServiceLogs, fail_entry
 from pyxinetd.peerenv import PEERENV_FLAG
@@ -205,7 +205,7 @@ class Dispatcher:
                 if rt.sock is not sock or not rt.wants_events:
                     break
         except OSError as err:
-            if err.errno in ACCEPT_CAPACITY_ERRNOS:
+            if err.errno in SHORTAGE_ERRNOS:
                 self.suspend.pause_accept(rt, err)
             elif err.errno != errno.EBADF:
                 self.program.error("svc_accept", f"{rt.id}: accept failed: {strerror(err)}")

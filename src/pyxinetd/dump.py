@@ -36,6 +36,7 @@ DEFAULT_DUMP_FILE = "/var/run/xinetd.dump"
 _STATE_WORDS = {
     State.STARTING: "Not started",
     State.AWAITING_ADDRESS: "Not started",
+    State.AWAITING_RESOURCES: "Not started",
     State.ACTIVE: "Active",
     State.SUSPENDED_WAIT: "Suspended",
     State.SUSPENDED_CPS: "Disabled",

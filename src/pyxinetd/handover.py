@@ -34,7 +34,7 @@ import socket
 from collections.abc import Callable, MutableMapping
 
 from pyxinetd.config.model import ServiceConfig
-from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, set_connection_flags
+from pyxinetd.listener import SHORTAGE_ERRNOS, set_connection_flags
 from pyxinetd.log import strerror
 from pyxinetd.loop import READ, Loop
 
@@ -147,7 +147,7 @@ def _turn_away(sock: socket.socket) -> OSError | None:
         except (BlockingIOError, InterruptedError):
             return None
         except OSError as err:
-            if err.errno in ACCEPT_CAPACITY_ERRNOS:
+            if err.errno in SHORTAGE_ERRNOS:
                 return err
             continue    # the client reset meanwhile, or a queued ICMP error
     return None

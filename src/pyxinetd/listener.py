@@ -36,8 +36,9 @@ MAX_BIND_DELAY_US = 500_000
 _LEADING_INTEGER = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)", re.ASCII)
 # How many connections one readiness event may accept before the loop serves others.
 ACCEPT_BATCH = 64
-# accept() errors that mean "out of a resource": pause the listener, do not spin.
-ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# Errors that mean "out of descriptors or memory" for now: an accept() that fails so
+# pauses the listener rather than spinning, a socket() that fails so is tried again.
+SHORTAGE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # Errors about one connection only (the peer gave up before we accepted it).
 ACCEPT_TRANSIENT_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM,
                                      errno.EINTR})
@@ -176,8 +177,8 @@ class Binder:
     receives xinetd's ERROR lines (`bind failed`, `socket creation failed`), and
     `log_notice(text)` its NOTICE lines (`bind retry attempt N`, the IPv6 fallback);
     without `log_notice` those go to `log_error` too. `last_errno` is the errno of the
-    last failed bind. With `quiet_missing`, a bind failing because the address is not
-    on the host (EADDRNOTAVAIL) is not logged (a service waiting for its address).
+    last failed socket creation or bind. A failure whose errno is in `quiet` is not
+    logged (a service waiting for its address, or for descriptors).
     """
 
     def __init__(self, loop: Loop, service: ServiceConfig,
@@ -185,7 +186,7 @@ class Binder:
                  log_error: Callable[[str], None], *, retries: int = BIND_RETRIES,
                  delay: float | None = None,
                  log_notice: Callable[[str], None] | None = None,
-                 quiet_missing: bool = False) -> None:
+                 quiet: frozenset[int] = frozenset()) -> None:
         self._loop = loop
         self._service = service
         self._on_bound = on_bound
@@ -197,7 +198,7 @@ class Binder:
         self._attempt = 0
         self._sock: socket.socket | None = None
         self._timer: object | None = None
-        self._quiet_missing = quiet_missing
+        self._quiet = quiet
         self.last_errno: int | None = None
         self.done = False
 
@@ -205,7 +206,10 @@ class Binder:
         try:
             self._sock = create_socket(self._service, self._log_notice)
         except BindError as err:
-            self._log_error(str(err))
+            cause = err.__cause__
+            self.last_errno = cause.errno if isinstance(cause, OSError) else None
+            if self.last_errno not in self._quiet:
+                self._log_error(str(err))
             self._finish(None)
             return
         self._try()
@@ -216,7 +220,7 @@ class Binder:
             bind_socket(self._sock, self._service)
         except OSError as err:
             self.last_errno = err.errno
-            if not (self._quiet_missing and err.errno == errno.EADDRNOTAVAIL):
+            if err.errno not in self._quiet:
                 self._log_error(f"bind failed ({strerror(err)}). "
                                 f"service = {self._service.id}")
             if self._attempt >= self._retries:

@@ -211,10 +211,12 @@ class Master:
                                  f"no service listens on the socket the service manager "
                                  f"passed as {unclaimed}; it is kept for a reload")
         available = self.available_count()
-        # A service waiting for its address will serve once it appears: the daemon
-        # stays (xinetd would have given up on it, and exited without services).
+        # A service waiting for its address, or for descriptors, will serve once it
+        # has them: the daemon stays (xinetd would have given up on it, and exited
+        # without services).
         stays = (available > 0 or self.options.keeps_running_without_services
-                 or any(rt.state is State.AWAITING_ADDRESS for rt in self.services))
+                 or any(rt.state in (State.AWAITING_ADDRESS, State.AWAITING_RESOURCES)
+                        for rt in self.services))
         if not stays:
             # As xinetd, which gives up in init_services, before its start-up lines: a
             # `Started working: 0 available services` would read as a daemon that runs.

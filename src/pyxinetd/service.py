@@ -27,6 +27,7 @@ class State(enum.Enum):
     SUSPENDED_WAIT = "suspended_wait"  # a wait=yes server owns the socket
     SUSPENDED_CPS = "suspended_cps"    # closed by a cps trip, reopened by a timer
     AWAITING_ADDRESS = "awaiting_address"  # its bind address is not on the host yet
+    AWAITING_RESOURCES = "awaiting_resources"  # no descriptor (or memory) for its socket
     FAILED = "failed"                  # could not bind: deactivated for good
     STOPPED = "stopped"                # shut down
 
@@ -35,6 +36,7 @@ class Event(enum.Enum):
     BOUND = "bound"
     BIND_FAILED = "bind_failed"
     ADDRESS_MISSING = "address_missing"  # bind failed with EADDRNOTAVAIL
+    RESOURCES_SHORT = "resources_short"  # socket() failed with EMFILE, ENFILE, ENOMEM...
     WAIT_SPAWNED = "wait_spawned"
     WAIT_REAPED = "wait_reaped"
     CPS_TRIPPED = "cps_tripped"
@@ -49,6 +51,11 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (State.STARTING, Event.ADDRESS_MISSING): State.AWAITING_ADDRESS,
     (State.AWAITING_ADDRESS, Event.BOUND): State.ACTIVE,
     (State.AWAITING_ADDRESS, Event.BIND_FAILED): State.FAILED,
+    (State.AWAITING_ADDRESS, Event.RESOURCES_SHORT): State.AWAITING_RESOURCES,
+    (State.STARTING, Event.RESOURCES_SHORT): State.AWAITING_RESOURCES,
+    (State.AWAITING_RESOURCES, Event.BOUND): State.ACTIVE,
+    (State.AWAITING_RESOURCES, Event.BIND_FAILED): State.FAILED,
+    (State.AWAITING_RESOURCES, Event.ADDRESS_MISSING): State.AWAITING_ADDRESS,
     (State.ACTIVE, Event.WAIT_SPAWNED): State.SUSPENDED_WAIT,
     (State.SUSPENDED_WAIT, Event.WAIT_REAPED): State.ACTIVE,
     (State.ACTIVE, Event.CPS_TRIPPED): State.SUSPENDED_CPS,

@@ -30,7 +30,7 @@ from typing import Protocol
 from pyxinetd.children import Occupancy
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.errors import BindError
-from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, bind_socket, create_socket
+from pyxinetd.listener import SHORTAGE_ERRNOS, bind_socket, create_socket
 from pyxinetd.log import ProgramLog, strerror
 from pyxinetd.loop import Loop
 from pyxinetd.service import Event, ServiceRuntime, State
@@ -109,7 +109,7 @@ class Suspensions:
         except (BindError, OSError) as err:
             # BindError: no socket at all (EMFILE...). Ending here must not end the loop.
             cause = err if isinstance(err, OSError) else err.__cause__
-            short = isinstance(cause, OSError) and cause.errno in ACCEPT_CAPACITY_ERRNOS
+            short = isinstance(cause, OSError) and cause.errno in SHORTAGE_ERRNOS
             if not (short and rt in self._short_rebind):
                 self.program.error("cps_service_restart",
                                    f"Error activating service {rt.config.name}")

@@ -27,7 +27,7 @@ from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.dgram import drain
 from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.intercept import INTERCEPT_FLAG, Address, Interceptors
-from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS
+from pyxinetd.listener import SHORTAGE_ERRNOS
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.service import REASON_CPS, REASON_LOAD, REASON_TIME, Event, Limits, \
     ServiceRuntime, State
@@ -175,7 +175,7 @@ def _reject_pending(sock: socket.socket) -> OSError | None:
         conn, _ = sock.accept()
         conn.close()
     except OSError as err:
-        if err.errno in ACCEPT_CAPACITY_ERRNOS:
+        if err.errno in SHORTAGE_ERRNOS:
             return err
     finally:
         sock.setblocking(True)

@@ -23,7 +23,7 @@ from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.intercept.common import INTERCEPT_FLAG, Address, Host, OnReap, private_socket
 from pyxinetd.intercept.dgram import DatagramInterception
 from pyxinetd.intercept.stream import Held, StreamInterception
-from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS
+from pyxinetd.listener import SHORTAGE_ERRNOS
 from pyxinetd.log import strerror
 from pyxinetd.servicelog import fail_entry
 from pyxinetd.loop import READ
@@ -56,7 +56,7 @@ class Interceptors:
         try:
             server = private_socket(listener)
         except OSError as err:
-            if err.errno in ACCEPT_CAPACITY_ERRNOS:
+            if err.errno in SHORTAGE_ERRNOS:
                 if rt in self._short:
                     return None
                 self._short.add(rt)

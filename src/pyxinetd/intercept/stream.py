@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from pyxinetd.access.gate import Verdict
 from pyxinetd.intercept.common import Address, Host, Interception, descriptor_share
-from pyxinetd.listener import ACCEPT_CAPACITY_ERRNOS, accept_batch
+from pyxinetd.listener import SHORTAGE_ERRNOS, accept_batch
 from pyxinetd.log import strerror
 from pyxinetd.redirect import RedirectSession
 from pyxinetd.service import ServiceRuntime
@@ -162,7 +162,7 @@ class StreamInterception(Interception):
                     self.host.refresh(self.rt)   # stop reading until a client is done
                     return
         except OSError as err:
-            if err.errno in ACCEPT_CAPACITY_ERRNOS:
+            if err.errno in SHORTAGE_ERRNOS:
                 self.host.pause_accept(self.rt, err)
             else:
                 self.host.program.error("intercept",

@@ -1,0 +1,98 @@
+"""A service whose socket cannot be made for want of descriptors, at start-up or when a
+reload adds it, waits for them: it is tried again each second, silently, and serves once
+the daemon has descriptors again, without another reload (xinetd leaves it off until
+the next reload; docs/compatibility.md)."""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import signal
+import socket
+import time
+from pathlib import Path
+
+from tests.daemon import Daemon, DaemonFactory, free_port, nofile_limited
+
+TIMEOUT = 10.0
+SHORT = r"NOTICE: Service (\S+) will be activated when the daemon has descriptors again"
+BACK = r"NOTICE: Service (\S+): descriptors available again, service activated"
+
+
+def echo_services(ports: dict[str, int], kind: str = "stream") -> str:
+    return "".join(f"""service echo
+{{
+\ttype = INTERNAL UNLISTED
+\tid = {name}
+\tsocket_type = {kind}
+\twait = {"yes" if kind == "dgram" else "no"}
+\tport = {port}
+\tbind = 127.0.0.1
+}}
+""" for name, port in ports.items())
+
+
+def echoes(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as conn:
+        conn.sendall(b"ping")
+        return conn.recv(100) == b"ping"
+
+
+def short_services(daemon: Daemon) -> list[str]:
+    return re.findall(SHORT, daemon.log())
+
+
+def test_services_short_of_descriptors_at_start_up_wait_and_others_serve(
+        daemons: DaemonFactory) -> None:
+    udp_port = free_port()
+    ports = {f"s{i}": free_port() for i in range(30)}
+    # The daemon itself holds about 7 descriptors: some of the 31 sockets fit, not all.
+    # The datagram service comes first, and serves without a descriptor per client.
+    daemon = daemons.start_config(echo_services({"udp": udp_port}, "dgram")
+                                  + echo_services(ports), wrapper=nofile_limited(24))
+    short = short_services(daemon)
+    available = int(re.findall(r"Started working: (\d+) available", daemon.log())[0])
+    assert short and available == len(ports) + 1 - len(short), daemon.log()
+    for name in short:
+        # xinetd's lines, then the wait; each once.
+        assert daemon.log().count(f"service = {name}\n") == 1
+        assert daemon.log().count(f"Service {name} failed to start and is deactivated") == 1
+    # Tried again each second, silently, while the shortage lasts.
+    time.sleep(2.5)
+    assert short_services(daemon) == short
+    assert "socket creation failed" not in daemon.log().split("Started working")[1]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(TIMEOUT)
+        udp.sendto(b"ping", ("127.0.0.1", udp_port))
+        assert udp.recv(100) == b"ping"
+    assert daemon.proc.poll() is None
+
+
+def test_services_a_reload_adds_wait_for_descriptors_and_then_serve(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    first = {"first": free_port()}
+    daemon = daemons.start_config(echo_services(first))
+    conf = tmp_path / "daemon1.conf"
+    added = {f"added{i}": free_port() for i in range(6)}
+    conf.write_text(echo_services(first | added))
+    pid = daemon.proc.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    held = len(os.listdir(f"/proc/{pid}/fd"))
+    # Room for reading the configuration and two of the new sockets, not six (and
+    # none for a client meanwhile).
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (held + 2, hard))
+    try:
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log(r"Reconfigured: new=\d+ old=\d+ dropped=\d+", TIMEOUT)
+        short = short_services(daemon)
+        assert 0 < len(short) < len(added), daemon.log()
+        time.sleep(1.5)
+        assert short_services(daemon) == short      # waiting, silently
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    # Descriptors are back: each waiting service is bound within a second or so.
+    daemon.wait_for_log(BACK, TIMEOUT, count=len(short))
+    assert sorted(re.findall(BACK, daemon.log())) == sorted(short)
+    assert all(echoes(port) for port in (first | added).values())
+    assert daemon.proc.poll() is None
