@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import alive, free_port, kill_detached, wait_until
+from tests.daemon import alive, free_port, kill_detached, wait_log_lines, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the init script is run as root")
 
@@ -160,6 +160,36 @@ def test_restart_keeps_the_running_daemon_when_the_new_configuration_cannot_star
     defaults.write_text(good)
     assert script.run("restart").returncode == 0
     assert script.pid() != first and script.serves()
+
+
+def test_reload_reports_a_configuration_the_daemon_would_not_take(
+        script: InitScript, tmp_path: Path) -> None:
+    assert script.run("start").returncode == 0
+    first = script.pid()
+    conf = tmp_path / "xinetd.conf"
+    text = conf.read_text()
+    # Unreadable, the daemon would keep its configuration; with no service left (no
+    # -stayalive here) it would exit. Neither is a reload: 1, and the daemon is not
+    # signalled.
+    for broken, reason in (("missing", "open( "), ("disabled", "no service to activate")):
+        if broken == "missing":
+            conf.unlink()
+        else:
+            conf.write_text(text.replace("\twait = no\n", "\twait = no\n\tdisable = yes\n"))
+        for action in ("reload", "force-reload"):
+            result = script.run(action)
+            assert result.returncode == 1, result
+            assert "Not reloading xinetd: " in result.stderr and reason in result.stderr, result
+            assert "the running configuration is kept" in result.stderr
+            assert script.pid() == first and first is not None and alive(first)
+            assert script.serves()
+    assert "Starting reconfiguration" not in script.log.read_text()
+    # Mended, it reloads.
+    conf.write_text(text)
+    result = script.run("reload")
+    assert result.returncode == 0, result
+    wait_log_lines(script.log, "Reconfigured: ")
+    assert script.pid() == first and script.serves()
 
 
 def test_restart_keeps_the_running_daemon_when_the_new_one_cannot_open_its_log(
