@@ -12,8 +12,10 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,43 @@ def test_the_unit_file_is_valid() -> None:
     done = subprocess.run([analyze, "verify", "--man=no", str(UNIT)], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def run_unit_reload(tmp_path: Path, env: dict[str, str],
+                    main_pid: int) -> subprocess.CompletedProcess[str]:
+    """The unit's ExecReload= as systemd runs it: `$$` and `%%` unescaped, the daemon's
+    pid as $MAINPID, and a `pyxinetd` that is this checkout's."""
+    words = [w.replace("$$", "$").replace("%%", "%")
+             for w in shlex.split(unit_setting("ExecReload"))]
+    folder = tmp_path / "real-bin"
+    folder.mkdir(exist_ok=True)
+    wrapper = folder / "pyxinetd"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m pyxinetd "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    return subprocess.run(words, env={**os.environ, **env, "MAINPID": str(main_pid),
+                                      "PATH": f"{folder}:/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_unit_reloads_only_a_configuration_the_daemon_would_take(
+        tmp_path: Path) -> None:
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text("service echo\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+                    "\tport = 7\n\twait = no\n\tdisable = yes\n}\n")
+    env = {"XINETD_OPTS": f"-f {conf}", "INETD_COMPAT": "No"}
+    # Stands for the daemon: SIGHUP ends it.
+    daemon = subprocess.Popen(["sleep", "60"])
+    try:
+        conf.rename(tmp_path / "moved.conf")
+        refused = run_unit_reload(tmp_path, env, daemon.pid)
+        assert refused.returncode == 1, refused
+        assert f"open( {conf} ) failed" in refused.stderr, refused
+        assert daemon.poll() is None            # not signalled
+        # No service to activate is no reason under -dontfork, which implies -stayalive.
+        (tmp_path / "moved.conf").rename(conf)
+        done = run_unit_reload(tmp_path, env, daemon.pid)
+        assert done.returncode == 0, done
+        assert daemon.wait(timeout=10) == -signal.SIGHUP
+    finally:
+        daemon.kill()
+        daemon.wait()
