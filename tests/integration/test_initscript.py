@@ -130,26 +130,38 @@ def test_start_twice_is_a_no_op_and_restart_replaces_the_daemon(script: InitScri
     assert script.serves()
 
 
-def test_restart_keeps_the_running_daemon_when_the_new_configuration_cannot_start(
-        script: InitScript, tmp_path: Path) -> None:
+def refused_for_each_broken_configuration(script: InitScript, conf: Path,
+                                          actions: tuple[str, ...], said: str,
+                                          kept: str) -> int:
+    """Start the daemon, then break its main file in two ways (missing; every service
+    disabled, with no -stayalive); each `action` must say `said` and `kept` with status
+    1 and leave the daemon serving. Returns its pid, with the file mended."""
     assert script.run("start").returncode == 0
     first = script.pid()
-    conf = tmp_path / "xinetd.conf"
+    assert first is not None
     text = conf.read_text()
     for broken, reason in (("missing", "open( "), ("disabled", "no service to activate")):
         if broken == "missing":
             conf.unlink()
         else:
             conf.write_text(text.replace("\twait = no\n", "\twait = no\n\tdisable = yes\n"))
-        for action in ("restart", "try-restart"):
+        for action in actions:
             result = script.run(action)
             assert result.returncode == 1, result
-            assert "Not restarting xinetd: " in result.stderr and reason in result.stderr, result
-            assert "the running daemon is kept" in result.stderr
-            assert script.pid() == first and first is not None and alive(first)
+            assert said in result.stderr and reason in result.stderr, result
+            assert kept in result.stderr
+            assert script.pid() == first and alive(first)
             assert script.serves()
-    # Options the daemon would refuse.
     conf.write_text(text)
+    return first
+
+
+def test_restart_keeps_the_running_daemon_when_the_new_configuration_cannot_start(
+        script: InitScript, tmp_path: Path) -> None:
+    first = refused_for_each_broken_configuration(
+        script, tmp_path / "xinetd.conf", ("restart", "try-restart"),
+        "Not restarting xinetd: ", "the running daemon is kept")
+    # Options the daemon would refuse.
     defaults = tmp_path / "default-xinetd"
     good = defaults.read_text()
     defaults.write_text(good.replace('"\n', ' -limit x"\n'))
@@ -164,28 +176,14 @@ def test_restart_keeps_the_running_daemon_when_the_new_configuration_cannot_star
 
 def test_reload_reports_a_configuration_the_daemon_would_not_take(
         script: InitScript, tmp_path: Path) -> None:
-    assert script.run("start").returncode == 0
-    first = script.pid()
-    conf = tmp_path / "xinetd.conf"
-    text = conf.read_text()
     # Unreadable, the daemon would keep its configuration; with no service left (no
     # -stayalive here) it would exit. Neither is a reload: 1, and the daemon is not
     # signalled.
-    for broken, reason in (("missing", "open( "), ("disabled", "no service to activate")):
-        if broken == "missing":
-            conf.unlink()
-        else:
-            conf.write_text(text.replace("\twait = no\n", "\twait = no\n\tdisable = yes\n"))
-        for action in ("reload", "force-reload"):
-            result = script.run(action)
-            assert result.returncode == 1, result
-            assert "Not reloading xinetd: " in result.stderr and reason in result.stderr, result
-            assert "the running configuration is kept" in result.stderr
-            assert script.pid() == first and first is not None and alive(first)
-            assert script.serves()
+    first = refused_for_each_broken_configuration(
+        script, tmp_path / "xinetd.conf", ("reload", "force-reload"),
+        "Not reloading xinetd: ", "the running configuration is kept")
     assert "Starting reconfiguration" not in script.log.read_text()
     # Mended, it reloads.
-    conf.write_text(text)
     result = script.run("reload")
     assert result.returncode == 0, result
     wait_log_lines(script.log, "Reconfigured: ")
