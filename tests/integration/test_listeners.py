@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from pyxinetd.master import MasterOptions
-from tests.daemon import HELPERS, Daemon, DaemonFactory, wait_until
+from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, wait_until
 from tests.factories import make_service
 
 TIMEOUT = 10.0
@@ -53,29 +53,23 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root
 
 
 def free_ports(count: int) -> list[int]:
-    """Ports free for TCP on 127.0.0.1 and ::1 (a dual-stack bind) and for UDP on IPv4."""
-    ports: list[int] = []
-    held: list[socket.socket] = []
-    try:
-        while len(ports) < count:
-            tcp = socket.socket(socket.AF_INET6 if HAVE_IPV6 else socket.AF_INET,
-                                socket.SOCK_STREAM)
-            held.append(tcp)
-            if HAVE_IPV6:
-                tcp.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            tcp.bind(("::" if HAVE_IPV6 else "0.0.0.0", 0))
-            port = tcp.getsockname()[1]
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            held.append(udp)
-            try:
-                udp.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            ports.append(port)
-    finally:
-        for s in held:
-            s.close()
-    return ports
+    """Ports free for TCP on 127.0.0.1 and ::1 (a dual-stack bind) and for UDP on every
+    IPv4 address, all different."""
+    def udp_everywhere(port: int) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("0.0.0.0", port))
+
+    found: list[int] = []
+    for _ in range(200):
+        if len(found) == count:
+            return found
+        port = free_port()
+        try:
+            udp_everywhere(port)
+        except OSError:
+            continue
+        found.append(port)
+    raise RuntimeError("no free ports")
 
 
 # What each kind of service runs: stream/nowait and dgram/nowait servers report on
