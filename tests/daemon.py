@@ -215,6 +215,20 @@ class DaemonFactory:
         return self._spawn([*wrapper, sys.executable, str(HELPERS / "run_master.py"),
                             str(spec)], log_path, err_path, ready)
 
+    def start_master_on(self, conf_text: str, *, ready: bool = True,
+                        wrapper: Sequence[str] = (), **options: Any) -> Daemon:
+        """Run a Master on a configuration file holding `conf_text`, with MasterOptions
+        `options` (not through the command line, whose -dontfork implies -stayalive);
+        the file is the daemon's log path with `.conf` for `.log`."""
+        log_path, err_path = self._paths()
+        conf = self.tmp_path / f"daemon{self._n}.conf"
+        conf.write_text(conf_text)
+        opts = replace(MasterOptions(), filelog=str(log_path), **options)
+        spec = self.tmp_path / f"daemon{self._n}.pickle"
+        spec.write_bytes(pickle.dumps((str(conf), opts)))
+        return self._spawn([*wrapper, sys.executable, str(HELPERS / "run_master.py"),
+                            str(spec)], log_path, err_path, ready)
+
     def start_config(self, conf_text: str, *args: str, ready: bool = True,
                      wrapper: Sequence[str] = (), pass_fds: Sequence[int] = ()) -> Daemon:
         log_path, err_path = self._paths()

@@ -211,12 +211,8 @@ class Master:
                                  f"no service listens on the socket the service manager "
                                  f"passed as {unclaimed}; it is kept for a reload")
         available = self.available_count()
-        # A service waiting for its address, or for descriptors, will serve once it
-        # has them: the daemon stays (xinetd would have given up on it, and exited
-        # without services).
         stays = (available > 0 or self.options.keeps_running_without_services
-                 or any(rt.state in (State.AWAITING_ADDRESS, State.AWAITING_RESOURCES)
-                        for rt in self.services))
+                 or self.has_waiting_services())
         if not stays:
             # As xinetd, which gives up in init_services, before its start-up lines: a
             # `Started working: 0 available services` would read as a daemon that runs.
@@ -240,6 +236,14 @@ class Master:
         return sum(1 for rt in self.services
                    if rt.state in (State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS)
                    and not rt.config.is_tcpmux_client)
+
+    def has_waiting_services(self) -> bool:
+        """Whether a service waits for its address or for descriptors: it will serve
+        once it has them, so it keeps a daemon without -stayalive running, at start-up
+        and after a reload (xinetd gives up on such a service, and then exits without
+        services)."""
+        return any(rt.state in (State.AWAITING_ADDRESS, State.AWAITING_RESOURCES)
+                   for rt in self.services)
 
     def stop(self, status: int) -> None:
         self.notifier.stopping("Exiting")

@@ -387,6 +387,7 @@ class Reconfigurer:
         available = m.available_count()
         plural = "service" if available == 1 else "services"
         m.notifier.ready(f"Reconfigured: {available} available {plural}")
-        if m.available_count() == 0 and not m.options.keeps_running_without_services:
+        if (available == 0 and not m.options.keeps_running_without_services
+                and not m.has_waiting_services()):
             m.program.critical("hard_reconfig", "No available services. Exiting")
             m.stop(1)

@@ -141,6 +141,23 @@ def test_daemon_without_stayalive_keeps_running_for_a_waiting_service(
     assert echo_from_namespace(daemon, "10.77.0.1", port) == "hello, address\n"
 
 
+def test_a_reload_leaving_only_a_waiting_service_keeps_the_daemon(
+        daemons: DaemonFactory) -> None:
+    # The same after a reload: without -stayalive, no available service would end the
+    # daemon, but one waiting for its address will serve.
+    port = free_port()
+    daemon = daemons.start_master_on(echo_config("127.0.0.1", port), wrapper=UNSHARE)
+    daemon.log_path.with_suffix(".conf").write_text(echo_config("10.77.0.1", port))
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_log(r"Reconfigured: ")
+    assert "will be activated when address" in daemon.log()
+    assert "No available services" not in daemon.log()
+    assert daemon.proc.poll() is None
+    add_address(daemon, "10.77.0.1")
+    daemon.wait_for_log(r"appeared, service activated")
+    assert echo_from_namespace(daemon, "10.77.0.1", port) == "hello, address\n"
+
+
 def test_other_bind_errors_still_deactivate(daemons: DaemonFactory) -> None:
     # The port is held by another socket, so the bind fails with EADDRINUSE: no
     # reason to wait, the service is deactivated as in xinetd.

@@ -250,35 +250,16 @@ def test_bad_defaults_value_keeps_the_daemon_running(daemons: DaemonFactory,
     assert daemon.proc.poll() is None
 
 
-# Serves a configuration file like the command line does, but with the options given
-# as a repr()'d dict: the command line always runs -dontfork here, which implies
-# -stayalive, and a daemon that detaches could not report its exit status.
-_RUN_CONFIG = """
-import ast
-import sys
-from dataclasses import replace
-from pyxinetd.config import load
-from pyxinetd.log import ProgramLog
-from pyxinetd.master import Master, MasterOptions
-conf, log, options = sys.argv[1], sys.argv[2], ast.literal_eval(sys.argv[3])
-program = ProgramLog.to_file(log)
-sys.exit(Master(load(conf), replace(MasterOptions(), **options), program_log=program).run())
-"""
-
-
 def test_no_service_left_exits_1_unless_stayalive(daemons: DaemonFactory,
                                                   tmp_path: Path) -> None:
     started = []
-    for name, options in (("leaving", {}), ("staying", {"stayalive": True})):
-        conf = tmp_path / f"{name}.conf"
-        conf.write_text(defaults(tmp_path) + service("s", free_port(), "S"))
-        log = tmp_path / f"{name}.log"
-        argv = [sys.executable, "-c", _RUN_CONFIG, str(conf), str(log), repr(options)]
-        started.append((conf, daemons._spawn(argv, log, tmp_path / f"{name}.err", True)))
-    for conf, daemon in started:
-        conf.write_text(defaults(tmp_path))
+    for options in ({}, {"stayalive": True}):
+        daemon = daemons.start_master_on(defaults(tmp_path) + service("s", free_port(), "S"),
+                                         **options)
+        started.append(daemon)
+        daemon.log_path.with_suffix(".conf").write_text(defaults(tmp_path))
         daemon.signal(signal.SIGHUP)
-    (_, leaving), (_, staying) = started
+    leaving, staying = started
     assert leaving.wait_exit() == 1
     assert "CRITICAL: " in leaving.log() and "No available services. Exiting" in leaving.log()
     log = staying.wait_for_log("Reconfigured: new=0 old=0 dropped=1")
