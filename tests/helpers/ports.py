@@ -17,8 +17,9 @@ import random
 import socket
 from collections.abc import Callable, Container
 
-# The pool: below Linux's default ephemeral range (32768-60999), above most fixed ports.
-_POOL = (20000, 32768)
+# The pool: below Linux's default ephemeral range (32768-60999), above most fixed ports
+# and the demo configuration's (etc/demo: 20007-20101), so the suite can run beside it.
+_POOL = (21000, 32768)
 
 
 def _ephemeral_low() -> int:
