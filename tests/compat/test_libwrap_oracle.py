@@ -58,6 +58,13 @@ CASES = [
     ("x" * 2047 + "\nALL: ALL\n", ""),
     ("in.ftpd: 10.0.0.5 " + "y" * 2028 + "\n", "ALL: ALL\n"),
     ("in.ftpd: 10.0.0.5 " + "y" * 2029 + "\n", "ALL: ALL\n"),
+    # A NUL byte ends the text of its line; the next line is joined to what is left.
+    ("", "in.ftpd: 10.0.0.5\0junk\nALL: ALL\n"),
+    ("", "in.ftpd: 10.0.0.5\0junk\n\n"),
+    ("", "in.ftpd: 10.0.0.\0\n5\n"),
+    ("", "\0\nin.ftpd: 10.0.0.5\n"),
+    ("", "in.ftpd: 10.0.0.0/255.0.0.0\0 junk\n\n"),
+    ("in.ftpd: 10.0.0.5\0" + "y" * 3000 + "\n\n", "ALL: ALL\n"),
 ]
 
 

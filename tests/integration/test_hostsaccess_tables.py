@@ -288,3 +288,34 @@ def test_hosts_allow_that_cannot_be_opened_matches_nothing(
     assert fetch(port, source="127.0.0.2") == b""
     daemon.wait_for_log(re.escape(f"cannot open {allow}: ") + r".*: no rule of it applies",
                         timeout=TIMEOUT)
+
+
+@pytest.mark.parametrize(("allow", "deny", "served"), [
+    # libwrap's text of the rule ends at the NUL: `127.0.0.0/255.0.0.0` matches.
+    ("", "in.tables: 127.0.0.0/255.0.0.0\0 junk\n\n", False),
+    # The line cut at its NUL is joined to the next one: `127.0.0.` `1` is 127.0.0.1.
+    ("in.tables: 127.0.0.\0junk\n1\n", "ALL: ALL\n", True),
+    ("in.tables: 127.0.0.2\0\n", "", True),     # the end of the file cuts the rule: no match
+], ids=["cut", "joined", "cut-at-the-end"])
+def test_nul_byte_in_a_table_ends_the_line_as_libwrap_reads_it(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        allow: str, deny: str, served: bool) -> None:
+    daemon, port, log = start(daemons, tmp_path, monkeypatch, allow, deny)
+    assert fetch(port) == (b"hello\n" if served else b"")
+    outcome = "START: tables" if served else "FAIL: tables libwrap"
+    wait_log_lines(log, re.escape(f"{outcome} ") + r".*from=127\.0\.0\.1", timeout=TIMEOUT)
+    assert daemon.proc.poll() is None
+    assert "Traceback" not in daemon.log()
+
+
+def test_bytes_not_utf8_count_once_in_the_length_of_a_rule(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 1,500 bytes of Latin-1 fit in libwrap's 2,048-byte line: the rule is read.
+    (tmp_path / "hosts.allow").write_bytes(b"in.tables: 127.0.0.1 " + b"\xe9" * 1500 + b"\n")
+    (tmp_path / "hosts.deny").write_bytes(b"ALL: ALL\n")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    port = free_port()
+    daemon = daemons.start_config(conf(port, tmp_path / "services.log"))
+    assert fetch(port) == b"hello\n"
+    assert "line too long" not in daemon.log()

@@ -96,27 +96,36 @@ class Table:
 LINE_BUFFER = 2048
 
 
-def _logical_lines(text: str) -> list[tuple[int, str, bool]]:
-    """Join backslash-newline continuations; number each rule by its last line. The
-    flag is False for a rule libwrap cannot read whole: one that does not fit in its
-    buffer with the final newline, or that the end of the file cuts before a newline."""
+def _logical_lines(data: bytes) -> list[tuple[int, str, bool]]:
+    """The rules as libwrap's xgets() reads them: fgets() into a buffer of LINE_BUFFER
+    bytes, each piece kept up to its first NUL (strlen), backslash-newline joining the
+    next line. The flag is False for a rule libwrap cannot read whole: one that does not
+    fit in its buffer with the final newline, or that the end of the file cuts before a
+    newline; nothing after it is returned (libwrap's scan stops there).
+
+    So a NUL byte drops the rest of what fgets() read with it, and the next line, its
+    newline unseen, is joined to the line. A rule is numbered by the line it ends on,
+    and decoded on its own, a byte that is not UTF-8 read as U+FFFD."""
     result: list[tuple[int, str, bool]] = []
-    lines = text.split("\n")
-    last = len(lines) - 1           # lines[last] has no newline after it ('' if none)
-    pending, size, fits = "", 0, True
-    for index, line in enumerate(lines):
-        if index == last and line == "" and pending == "":
+    pos = 0
+    while pos < len(data):
+        text, room, whole = b"", LINE_BUFFER, False
+        while room > 1 and pos < len(data):
+            end = data.find(b"\n", pos, pos + room - 1)
+            stop = end + 1 if end >= 0 else min(len(data), pos + room - 1)
+            piece = data[pos:stop].split(b"\0", 1)[0]
+            pos = stop
+            if piece.endswith(b"\\\n"):
+                piece = piece[:-2]
+            elif piece.endswith(b"\n"):
+                text, whole = text + piece[:-1], True
+                break
+            text += piece
+            room -= len(piece)
+        number = data.count(b"\n", 0, pos) + (0 if whole else 1)
+        result.append((number, text.decode("utf-8", errors="replace"), whole))
+        if not whole:
             break
-        terminated = index < last
-        # fgets keeps what it read plus the newline; a continuation drops "\\\n".
-        size += len(line.encode("utf-8")) + (1 if terminated else 0)
-        fits = fits and size < LINE_BUFFER
-        if terminated and line.endswith("\\"):
-            pending += line[:-1]
-            size -= 2
-            continue
-        result.append((index + 1, pending + line, fits and terminated))
-        pending, size, fits = "", 0, True
     return result
 
 
@@ -141,13 +150,14 @@ def _split_options(text: str) -> list[str]:
     return fields
 
 
-def parse_table(text: str, label: str, path: str | None = None) -> Table:
-    """Parse one file's text; `label` (hosts.allow / hosts.deny) says which file it is,
+def parse_table(text: str | bytes, label: str, path: str | None = None) -> Table:
+    """Parse one file's text (or its bytes, as read); `label` (hosts.allow / hosts.deny) says which file it is,
     `path` (the label when not given) names it in error messages, as libwrap does."""
     source = path or label
     rules: list[Rule] = []
     warnings: list[str] = []
-    for number, line, whole in _logical_lines(text):
+    data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+    for number, line, whole in _logical_lines(data):
         if not whole:
             warnings.append(f"{source}, line {number}: missing newline or line too long "
                             f"(longer than {LINE_BUFFER - 1} bytes): "
@@ -285,7 +295,7 @@ class HostsTables:
                 # read error, which libwrap's fgets takes for the end of the file.
                 return _Loaded(None, Table(label))
             else:
-                table = parse_table(raw.decode("utf-8", errors="replace"), label, path)
+                table = parse_table(raw, label, path)
         if self.on_warning is not None:
             for warning in table.warnings:
                 self.on_warning(warning)
