@@ -65,6 +65,15 @@ CASES = [
     ("", "\0\nin.ftpd: 10.0.0.5\n"),
     ("", "in.ftpd: 10.0.0.0/255.0.0.0\0 junk\n\n"),
     ("in.ftpd: 10.0.0.5\0" + "y" * 3000 + "\n\n", "ALL: ALL\n"),
+    # Only " \t\r\n" and commas separate list words; option names end at "= \t\r\n".
+    ("", "ALL: 10.0.0.5\v\n"),
+    ("", "ALL: 10.0.0.4\f10.0.0.5\n"),
+    ("", "ALL: 10.0.0.4\u00a010.0.0.5\n"),
+    ("", "ALL\v: 10.0.0.5\n"),
+    ("ALL: 10.0.0.5: setenv\vX 1\n", "ALL: ALL\n"),
+    ("ALL: 10.0.0.5: allow\u00a0\n", "ALL: ALL\n"),
+    ("ALL: 10.0.0.5: \vallow\n", "ALL: ALL\n"),
+    ("ALL: 10.0.0.5: setenv X\v1\n", "ALL: ALL\n"),
 ]
 
 

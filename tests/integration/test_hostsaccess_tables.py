@@ -319,3 +319,18 @@ def test_bytes_not_utf8_count_once_in_the_length_of_a_rule(
     daemon = daemons.start_config(conf(port, tmp_path / "services.log"))
     assert fetch(port) == b"hello\n"
     assert "line too long" not in daemon.log()
+
+
+@pytest.mark.parametrize("allow", [
+    "in.tables: 127.0.0.2\v127.0.0.1\n",        # one word, that matches nobody
+    "in.tables: 127.0.0.1\f\n",
+    "in.tables: 127.0.0.2\u00a0127.0.0.1\n",    # a no-break space is no blank either
+    "in.tables: 127.0.0.1: setenv\vX 1\n",      # the option `setenv\vX` is unknown
+    "in.tables: 127.0.0.1: allow\u00a0\n",
+], ids=["vt-in-list", "ff-after-word", "nbsp-in-list", "vt-in-option", "nbsp-after-option"])
+def test_only_blanks_tabs_and_line_ends_separate_as_in_libwrap(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        allow: str) -> None:
+    daemon, port, log = start(daemons, tmp_path, monkeypatch, allow, "ALL: ALL\n")
+    assert fetch(port) == b""
+    wait_log_lines(log, re.escape("FAIL: tables libwrap from=127.0.0.1"), timeout=TIMEOUT)

@@ -28,6 +28,9 @@ _SAFE = set("1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRST
 
 # The letters `expand` knows; libwrap warns about any other and expands it to nothing.
 KNOWN_LETTERS = frozenset("aAcdhHnNprRsu%")
+# What C's isspace() takes for a space in the C locale (libwrap's chop_string() trims
+# these); Python's str.strip() would also trim a no-break space or U+2028.
+C_SPACES = " \t\n\v\f\r"
 # Letters whose expansion libwrap makes safe in the request's own copy of the client's
 # name (percent_x edits the buffer eval_hostname returns): from then on libwrap's own
 # lines show the name with '_' in it too.
@@ -117,9 +120,11 @@ def _severity_level(value: str) -> str | None:
 
 def parse_option(field_text: str, is_last: bool, where: str) -> Option:
     """One option field of a rule; `where` ("hosts.allow, line 3") prefixes errors."""
-    match = re.match(r"([^\s=]*)\s*(?:=\s*)?(.*)$", field_text, re.S)
+    # libwrap's process_options(): the name ends at "= \t\r\n" (a vertical tab, a form
+    # feed or a no-break space is part of it), one `=` may follow.
+    match = re.match(r"([^= \t\r\n]*)[ \t\r\n]*(?:=[ \t\r\n]*)?(.*)$", field_text, re.S)
     assert match is not None
-    key, value_text = match.group(1), match.group(2).strip()
+    key, value_text = match.group(1), match.group(2).strip(C_SPACES)
     value = value_text or None
     if key == "":
         return Option(key, value, f"{where}: missing option name")
@@ -177,10 +182,10 @@ def umask_value(text: str) -> int | None:
 def setenv_pair(text: str) -> tuple[str, str] | None:
     """`NAME VALUE` split at the first blank; None when setenv(3) would refuse the name
     (empty, or with `=` in it, which libwrap reports as an error)."""
-    name, value = _split_first_blank(text.strip())
+    name, value = _split_first_blank(text.strip(C_SPACES))
     if name == "" or "=" in name:
         return None
-    return name, value.strip()
+    return name, value.strip(C_SPACES)
 
 
 def _split_first_blank(text: str) -> tuple[str, str]:

@@ -24,8 +24,11 @@ from pyxinetd.files import read_regular
 
 UNKNOWN = "unknown"
 PARANOID = "paranoid"
-# List separators of hosts_access(5): blanks and commas.
-_SEPARATORS = re.compile(r"[\s,]+")
+# List separators of hosts_access(5): blanks and commas; exactly libwrap's `sep` (", \t\r\n"
+# in hosts_access.c): a vertical tab, a form feed or a no-break space is part of a word.
+_SEPARATORS = re.compile(r"[ \t\r\n,]+")
+# fscanf("%s") reads a /file pattern's words between C-locale spaces.
+_C_SPACES = re.compile(r"[ \t\n\v\f\r]+")
 _LEADING_INT = re.compile(r"[+-]?\d+")
 _ADDRESS_CHARS = set("0123456789./")
 
@@ -363,7 +366,8 @@ def _file_match(path: str, host: Endpoint, lookups: Lookups, depth: int) -> bool
     text = lookups.read_list(path)
     if text is None:
         return False
-    return any(host_match(item, host, lookups, depth + 1) for item in text.split())
+    return any(host_match(item, host, lookups, depth + 1)
+               for item in _C_SPACES.split(text) if item)
 
 
 def split_at(text: str, delimiter: str) -> tuple[str, str | None]:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pyxinetd.access.hostsoptions import CLIENT_NAME_LETTERS, ENDPOINT_LETTERS, \
+from pyxinetd.access.hostsoptions import C_SPACES, CLIENT_NAME_LETTERS, ENDPOINT_LETTERS, \
     SERVER_NAME_LETTERS, Option, parse_option
 from pyxinetd.access.hostspatterns import patterns_need_names, split_at, tokens
 from pyxinetd.files import read_regular
@@ -141,12 +141,12 @@ def _split_options(text: str) -> list[str]:
             i += 2
             continue
         if char == ":":
-            fields.append("".join(current).strip())
+            fields.append("".join(current).strip(C_SPACES))
             current = []
         else:
             current.append(char)
         i += 1
-    fields.append("".join(current).strip())
+    fields.append("".join(current).strip(C_SPACES))
     return fields
 
 
@@ -165,7 +165,7 @@ def parse_table(text: str | bytes, label: str, path: str | None = None) -> Table
                                else "the rest of the file is ignored"))
             rules.append(Rule(label, number, (), (), None, broken=True))
             break
-        if line.startswith("#") or line.strip() == "":
+        if line.startswith("#") or line.strip(" \t\r\n") == "":
             continue
         daemons, rest = split_at(line, ":")
         if rest is None:
