@@ -63,6 +63,9 @@ CASES = [
     ("", "in.ftpd: 10.0.0.5\0junk\n\n"),
     ("", "in.ftpd: 10.0.0.\0\n5\n"),
     ("", "\0\nin.ftpd: 10.0.0.5\n"),
+    ("", "\0in.ftpd: ALL\n"),                  # nothing kept at the end of the file
+    ("", "in.other: ALL\n\0in.ftpd: ALL\n"),
+    ("", "\\\n"),
     ("", "in.ftpd: 10.0.0.0/255.0.0.0\0 junk\n\n"),
     ("in.ftpd: 10.0.0.5\0" + "y" * 3000 + "\n\n", "ALL: ALL\n"),
     # Only " \t\r\n" and commas separate list words; option names end at "= \t\r\n".

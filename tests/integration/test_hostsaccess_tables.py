@@ -296,7 +296,8 @@ def test_hosts_allow_that_cannot_be_opened_matches_nothing(
     # The line cut at its NUL is joined to the next one: `127.0.0.` `1` is 127.0.0.1.
     ("in.tables: 127.0.0.\0junk\n1\n", "ALL: ALL\n", True),
     ("in.tables: 127.0.0.2\0\n", "", True),     # the end of the file cuts the rule: no match
-], ids=["cut", "joined", "cut-at-the-end"])
+    ("", "\0in.tables: ALL\n", True),              # nothing kept: the end of the table
+], ids=["cut", "joined", "cut-at-the-end", "nothing-kept"])
 def test_nul_byte_in_a_table_ends_the_line_as_libwrap_reads_it(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         allow: str, deny: str, served: bool) -> None:

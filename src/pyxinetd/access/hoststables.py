@@ -122,6 +122,8 @@ def _logical_lines(data: bytes) -> list[tuple[int, str, bool]]:
                 break
             text += piece
             room -= len(piece)
+        if not whole and text == b"":
+            break       # xgets() returns NULL at the end of the file when it kept nothing
         number = data.count(b"\n", 0, pos) + (0 if whole else 1)
         result.append((number, text.decode("utf-8", errors="replace"), whole))
         if not whole:
