@@ -108,11 +108,13 @@ def _logical_lines(data: bytes) -> list[tuple[int, str, bool]]:
     and decoded on its own, a byte that is not UTF-8 read as U+FFFD."""
     result: list[tuple[int, str, bool]] = []
     pos = 0
+    newlines = 0        # read so far: the number of the line a rule ends on
     while pos < len(data):
         text, room, whole = b"", LINE_BUFFER, False
         while room > 1 and pos < len(data):
             end = data.find(b"\n", pos, pos + room - 1)
             stop = end + 1 if end >= 0 else min(len(data), pos + room - 1)
+            newlines += end >= 0
             piece = data[pos:stop].split(b"\0", 1)[0]
             pos = stop
             if piece.endswith(b"\\\n"):
@@ -124,7 +126,7 @@ def _logical_lines(data: bytes) -> list[tuple[int, str, bool]]:
             room -= len(piece)
         if not whole and text == b"":
             break       # xgets() returns NULL at the end of the file when it kept nothing
-        number = data.count(b"\n", 0, pos) + (0 if whole else 1)
+        number = newlines + (0 if whole else 1)
         result.append((number, text.decode("utf-8", errors="replace"), whole))
         if not whole:
             break
