@@ -107,6 +107,13 @@ class Sessions:
             else:
                 record.session = internal.start_stream(self.loop, svc, conn, addr, closed,
                                                        view=self._view, greeting=greeting)
+                if record.session.closed:
+                    # Served and closed inside start_stream (the request and its EOF
+                    # were already queued): its on_close waits for the end of the loop
+                    # turn, but the slot is free now. The client may already be
+                    # connecting again, and the accept batch still running would refuse
+                    # it for `instances` or `per_source`.
+                    closed()
         except (ValueError, OSError) as err:
             self.program.error("internal", f"{svc.id}: {err}")
             conn.close()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import resource
+import signal
 import socket
 import sys
 import time
 from pathlib import Path
 
-from tests.daemon import HELPERS, DaemonFactory, free_port
+from tests.daemon import HELPERS, DaemonFactory, free_port, process_state, wait_until
 from tests.integration.test_dispatch import connect, logged, read_all, service_log, wait_service_log
 from tests.factories import make_service
+from tests.integration.test_internal_daemon import builtin
 
 
 def sleeper(tmp_path: Path, name: str, port: int, **overrides: object):  # type: ignore[no-untyped-def]
@@ -195,3 +197,26 @@ def test_wait_request_turned_away_without_a_descriptor_is_looked_at_later(
     finally:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
     assert daemon.proc.poll() is None
+
+
+def test_connections_queued_together_are_served_one_after_another(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    """Requests already complete in the listen queue are each served and closed before
+    the next is accepted: none waits on another's slot, `instances = 1` refuses none."""
+    port = free_port()
+    daemon = daemons.start_services([
+        builtin("echo", port, instances=1, cps=(100000, 1), **logged(tmp_path))])
+    daemon.signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: process_state(daemon.pid) == "T", what="daemon stopped")
+        clients = [connect(port) for _ in range(10)]
+        for number, c in enumerate(clients):
+            c.sendall(b"%d\n" % number)
+            c.shutdown(socket.SHUT_WR)
+    finally:
+        daemon.signal(signal.SIGCONT)
+    for number, c in enumerate(clients):
+        with c:
+            assert read_all(c) == b"%d\n" % number
+    wait_service_log(tmp_path, r"EXIT: echo status=0 pid=0", 10)
+    assert "FAIL" not in service_log(tmp_path)
