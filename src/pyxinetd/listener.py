@@ -27,6 +27,7 @@ from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.errors import BindError
 from pyxinetd.log import strerror
 from pyxinetd.loop import Loop
+from pyxinetd.timers import Timer
 
 LISTEN_BACKLOG = 64
 BIND_RETRIES = 10
@@ -197,7 +198,7 @@ class Binder:
         self._delay = bind_delay() if delay is None else delay
         self._attempt = 0
         self._sock: socket.socket | None = None
-        self._timer: object | None = None
+        self._timer: Timer | None = None
         self._quiet = quiet
         self.last_errno: int | None = None
         self.done = False
@@ -215,6 +216,7 @@ class Binder:
         self._try()
 
     def _try(self) -> None:
+        self._timer = None
         assert self._sock is not None
         try:
             bind_socket(self._sock, self._service)
@@ -229,7 +231,7 @@ class Binder:
                 return
             self._attempt += 1
             self._log_notice(f"bind retry attempt {self._attempt}")
-            self._loop.call_later(self._delay, self._try)
+            self._timer = self._loop.call_later(self._delay, self._try)
             return
         self._finish(self._sock)
 
@@ -241,7 +243,13 @@ class Binder:
             self._on_bound(sock)
 
     def cancel(self) -> None:
-        """Abandon a pending retry (shutdown); the callbacks are not called."""
+        """Abandon a pending retry (shutdown, or a reload that replaced the service);
+        the callbacks are not called."""
+        if self._timer is not None:
+            # Left running, the retry would bind the closed socket (EBADF lines), then
+            # report a failure for a service that is no longer there.
+            self._timer.cancel()
+            self._timer = None
         if not self.done and self._sock is not None:
             self._sock.close()
         self.done = True

@@ -218,10 +218,12 @@ class Reconfigurer:
         """Take a runtime out of service: its activation in flight abandoned, its RPC
         registration unset, its listening socket closed."""
         m = self.master
+        # Stopped first: abandoning a bind still retrying settles the reload that
+        # added the service, whose report must not count it as available.
+        rt.transition(Event.STOP)
         m.activations.cancel(rt)
         m.rpc.unregister(rt)
         m.dispatcher.close_listener(rt)
-        rt.transition(Event.STOP)
 
     def _remove(self, rt: ServiceRuntime, svc: ServiceConfig, kept_ids: set[str]) -> None:
         m = self.master

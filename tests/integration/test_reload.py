@@ -266,6 +266,34 @@ def test_no_service_left_exits_1_unless_stayalive(daemons: DaemonFactory,
     assert "No available services" not in log and staying.proc.poll() is None
 
 
+def test_a_service_removed_while_its_bind_is_retried_is_abandoned_quietly(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload adds a service whose port is taken (its bind retries), the next one
+    removes it: the retries stop, the first reload does not count it as available, and
+    nothing is reported about it afterwards."""
+    a = free_port()
+    # 0.5 s between attempts: the ten retries outlast the second reload's load.
+    monkeypatch.setenv("XINETD_BIND_DELAY", "500000")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        kept = defaults(tmp_path) + service("a", a, "A")
+        daemon = daemons.start_config(kept)
+        replace_conf(daemon, kept + service("late", taken, "L"))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log(r"NOTICE: bind retry attempt 1\n")
+        replace_conf(daemon, kept)
+        log = reload(daemon, None, 2)
+    assert re.findall(r"Reconfigured: .*", log)[:2] == [
+        "Reconfigured: new=0 old=1 dropped=0 (services)",
+        "Reconfigured: new=0 old=1 dropped=1 (services)"]
+    assert "Bad file descriptor" not in log
+    assert "Service late failed to start" not in log
+    assert "internal error" not in log
+    assert greeting(a).startswith("A pid=")
+
+
 def test_burst_of_reloads_leaks_nothing(daemons: DaemonFactory, tmp_path: Path) -> None:
     a, b, c = free_port(), free_port(), free_port()
     one = defaults(tmp_path) + service("a", a, "A1") + service("b", b, "B")
