@@ -54,6 +54,8 @@ class Loop:
         # Callbacks for the end of the current turn (call_soon): cheaper than a timer.
         self._soon: list[Callable[[], None]] = []
         self.on_error: ErrorHook | None = None
+        # The descriptor whose events come first in a turn (see first()); -1: none.
+        self._first_fd = -1
 
     # -- I/O registration -------------------------------------------------
     def register(self, fileobj: FileLike | int, events: int, handler: Handler) -> None:
@@ -77,6 +79,18 @@ class Loop:
         if fd < 0:  # a closed socket: the selector finds it by identity, if at all
             return any(key.fileobj is fileobj for key in self.selector.get_map().values())
         return self.selector.get_map().get(fd) is not None
+
+    def first(self, fileobj: FileLike | int | None) -> None:
+        """Handle the events of `fileobj` (registered separately) before any other of
+        the same turn; None: no such descriptor.
+
+        The signal socket: a server's exit and the next client's connection often
+        arrive together, and reaping the server first frees the slot the client is
+        then admitted to (xinetd reads its signal pipe before its service sockets)."""
+        if fileobj is None:
+            self._first_fd = -1
+        else:
+            self._first_fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
 
     def set_events(self, fileobj: FileLike | int, events: int, handler: Handler) -> None:
         """Register, modify or unregister so that exactly `events` are watched."""
@@ -109,7 +123,14 @@ class Loop:
             timeout = (None if deadline is None
                        else min(_MAX_SLEEP, max(0.0, deadline - self.clock())))
         registered = self.selector.get_map()
-        for key, mask in self.selector.select(timeout):
+        events = self.selector.select(timeout)
+        if len(events) > 1 and self._first_fd >= 0:
+            for index, (key, _) in enumerate(events):
+                if key.fd == self._first_fd:
+                    if index:
+                        events.insert(0, events.pop(index))
+                    break
+        for key, mask in events:
             # An earlier handler of this batch may have unregistered, closed or re-armed
             # this descriptor: deliver only what is still asked for, to the handler that
             # asks for it now (the selector is level-triggered: nothing skipped is lost).

@@ -94,6 +94,7 @@ class SignalWakeup:
         # flaw). Every signal with a role is let through.
         self._old_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, self._dispatch)
         self._loop.register(self._rsock, READ, self._on_readable)
+        self._loop.first(self._rsock)
         self.installed = True
 
     def uninstall(self, *, ignore: bool = False) -> None:
@@ -102,6 +103,7 @@ class SignalWakeup:
         if not self.installed:
             return
         self._loop.unregister(self._rsock)
+        self._loop.first(None)
         for signum, previous in self._previous.items():
             if ignore and signum != REAP_SIGNAL:
                 previous = signal.SIG_IGN

@@ -220,3 +220,31 @@ def test_connections_queued_together_are_served_one_after_another(
             assert read_all(c) == b"%d\n" % number
     wait_service_log(tmp_path, r"EXIT: echo status=0 pid=0", 10)
     assert "FAIL" not in service_log(tmp_path)
+
+
+def test_a_server_that_exited_before_the_next_connection_frees_its_slot_for_it(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    """The server's exit and the next connection reach the daemon in the same turn: the
+    exit is taken first (xinetd reads its signal pipe before its sockets), so the
+    client the freed slot is waiting for is not refused by `instances = 1`."""
+    port = free_port()
+    daemon = daemons.start_services([make_service(
+        name="one", port=port, server="/bin/sh", server_argv=("sh", "-c", "read x; echo $x"),
+        instances=1, **logged(tmp_path))])
+    first = connect(port)
+    server = wait_until(daemon.children, what="the first server")[0]
+    daemon.signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: process_state(daemon.pid) == "T", what="daemon stopped")
+        with first:
+            first.sendall(b"first\n")
+            assert read_all(first) == b"first\n"
+        wait_until(lambda: process_state(server) == "Z", what="the server's exit")
+        second = connect(port)
+    finally:
+        daemon.signal(signal.SIGCONT)
+    with second:
+        second.sendall(b"second\n")
+        assert read_all(second) == b"second\n"
+    wait_service_log(tmp_path, r"EXIT: one status=0", 2)
+    assert "FAIL" not in service_log(tmp_path)

@@ -59,3 +59,21 @@ def test_a_re_armed_descriptor_gets_its_new_handler_and_only_its_new_events() ->
         for sock in (a, a_w, b, b_w):
             sock.close()
         loop.close()
+
+
+def test_the_first_descriptor_is_handled_before_the_rest_of_its_batch() -> None:
+    loop = Loop()
+    made = pairs(5)
+    order: list[int] = []
+    try:
+        for number, (reader, _) in enumerate(made):
+            loop.register(reader, READ, lambda mask, n=number: order.append(n))
+        # Readable last, registered last: without first() it comes last.
+        loop.first(made[4][0])
+        loop.run_once()
+        assert order[0] == 4 and sorted(order) == [0, 1, 2, 3, 4]
+    finally:
+        for reader, writer in made:
+            reader.close()
+            writer.close()
+        loop.close()
