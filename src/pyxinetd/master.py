@@ -379,7 +379,8 @@ class Master:
                 if self._adopts_orphans:
                     self.program.debug("child_exit", f"reaped orphaned process {pid}")
                 else:
-                    self.program.error("child_exit", f"unknown child process {pid} died")
+                    # NOTICE, as xinetd's child_exit() logs it.
+                    self.program.notice("child_exit", f"unknown child process {pid} died")
                 continue
             svc: ServiceConfig = child.service
             if svc.log_type is not None:

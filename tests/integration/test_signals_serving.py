@@ -71,6 +71,25 @@ def test_as_process_one_orphans_are_reaped_quietly(daemons: DaemonFactory,
     assert "unknown child process" not in log
 
 
+
+def test_a_child_the_daemon_did_not_start_is_logged_as_xinetd_logs_it(
+        daemons: DaemonFactory) -> None:
+    # The program that exec'd the daemon left a child behind: it is the daemon's now.
+    port = free_port()
+    conf = (f"service echo\n{{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+            f"\twait = no\n\tbind = 127.0.0.1\n\tport = {port}\n}}\n")
+    daemon = daemons.start_config(conf, wrapper=("sh", "-c", 'sleep 300 & exec "$@"', "sh"))
+    [stranger] = daemon.children()
+    os.kill(stranger, signal.SIGKILL)
+    log = daemon.wait_for_log(rf"unknown child process {stranger} died")
+    # xinetd 2.3.15.3's level (child_exit()).
+    assert f"NOTICE: unknown child process {stranger} died\n" in log
+    with connect(port) as conn:
+        conn.sendall(b"still here")
+        conn.shutdown(socket.SHUT_WR)
+        assert read_all(conn) == b"still here"
+
+
 BLOCKING_WRAPPER = (sys.executable, "-c",
                     "import os, signal, sys\n"
                     "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD, signal.SIGHUP,"
