@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
 import signal
 import socket
@@ -232,7 +233,10 @@ def test_a_server_that_exited_before_the_next_connection_frees_its_slot_for_it(
         name="one", port=port, server="/bin/sh", server_argv=("sh", "-c", "read x; echo $x"),
         instances=1, **logged(tmp_path))])
     first = connect(port)
-    server = wait_until(daemon.children, what="the first server")[0]
+    # Its START line, not the daemon's first child: that may be a helper of the daemon
+    # (the server not started yet, and then never, with the daemon stopped).
+    server = int(re.findall(r"START: one pid=(\d+)",
+                            wait_service_log(tmp_path, r"START: one pid="))[0])
     daemon.signal(signal.SIGSTOP)
     try:
         wait_until(lambda: process_state(daemon.pid) == "T", what="daemon stopped")
