@@ -24,6 +24,7 @@ goes through the checks as a new client's, to a new server if they allow it.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 import weakref
@@ -60,6 +61,32 @@ def _running(pid: int) -> bool:
     return exited is None
 
 
+def client_key(addr: tuple[object, ...]) -> tuple[object, ...]:
+    """The sender as the relays know it: an IPv4 client seen by a dual-stack socket
+    (::ffff:a.b.c.d) is the same client as a.b.c.d seen by an IPv4 socket."""
+    if len(addr) == 4 and isinstance(addr[0], str):
+        try:
+            mapped = ipaddress.IPv6Address(addr[0]).ipv4_mapped
+        except ValueError:
+            return addr
+        if mapped is not None:
+            return (str(mapped), addr[1])
+    return addr
+
+
+def reply_address(sock: socket.socket, addr: tuple[object, ...]
+                  ) -> tuple[object, ...] | None:
+    """`addr` in the form `sock` sends to: a reload may have given the service a socket
+    of the other family. None when `sock` cannot reach it (an IPv6 client of a service
+    that is now IPv4 only)."""
+    if sock.family == socket.AF_INET6 and len(addr) == 2:
+        return (f"::ffff:{addr[0]}", addr[1], 0, 0)
+    if sock.family == socket.AF_INET and len(addr) != 2:
+        key = client_key(addr)
+        return key if len(key) == 2 else None
+    return addr
+
+
 @dataclass
 class _Relay:
     """A dgram/nowait server's private datagram channel."""
@@ -71,6 +98,9 @@ class _Relay:
     source: replysource.Source
     pid: int = 0
 
+    @property
+    def key(self) -> tuple[ServiceRuntime, tuple[object, ...]]:
+        return self.service, client_key(self.addr)
 
 
 class NowaitRelays:
@@ -92,7 +122,7 @@ class NowaitRelays:
         host = self.host
         # A failed read (other than nothing queued) does not end the batch.
         for sock, data, addr, source in read_datagrams(rt, on_error="skip"):
-            relay = self._relays.get((rt, addr))
+            relay = self._relays.get((rt, client_key(addr)))
             if relay is not None and self._deliver(relay, data):
                 continue
             if self._follow(rt, addr, data):
@@ -127,7 +157,7 @@ class NowaitRelays:
                 if not resume():
                     return      # its service was removed meanwhile
                 self._nowait_admit(rt, addr, peer, data, source, v)
-                relay = self._relays.get(key)
+                relay = self._relays.get((rt, client_key(addr)))
                 for datagram in later:
                     if relay is not None and not self._deliver(relay, datagram):
                         break   # its server dropped the channel at once
@@ -136,7 +166,7 @@ class NowaitRelays:
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=addr)
             return
-        relay = self._relays.get((rt, addr))
+        relay = self._relays.get((rt, client_key(addr)))
         if relay is not None and self._deliver(relay, data):
             pass    # another datagram of this peer started its server while this waited
         elif rt.sock is not None:
@@ -188,7 +218,7 @@ class NowaitRelays:
         send_quietly(ours, first, None)
         # Known before the spawn: while a failed fork waits for its retry, more
         # datagrams of this peer queue in the pair for the server to come.
-        self._relays[(rt, addr)] = relay
+        self._relays[relay.key] = relay
         self._spawn_relay(relay, svc or rt.config, theirs, peer)
 
     def _spawn_relay(self, relay: _Relay, svc: ServiceConfig, theirs: socket.socket,
@@ -226,8 +256,8 @@ class NowaitRelays:
         except OSError as err:
             if err.errno not in (errno.ECONNREFUSED, errno.ENOTCONN):
                 return True     # a full channel: the datagram is dropped, as on a network
-            if self._relays.get((relay.service, relay.addr)) is relay:
-                del self._relays[(relay.service, relay.addr)]
+            if self._relays.get(relay.key) is relay:
+                del self._relays[relay.key]
             # A server that exited (not reaped yet) closed it too, and says nothing.
             if _running(relay.pid):
                 self.host.program.warning(
@@ -246,8 +276,9 @@ class NowaitRelays:
             except OSError:
                 return
             target = relay.service.sock
-            if target is not None:
-                send_quietly(target, data, relay.addr, relay.source)
+            towards = None if target is None else reply_address(target, relay.addr)
+            if target is not None and towards is not None:
+                send_quietly(target, data, towards, relay.source)
 
     def _end_relay(self, relay: _Relay) -> None:
         # Forward what the server wrote before it exited, then drop the channel.
@@ -258,18 +289,18 @@ class NowaitRelays:
         if self.host.loop.is_registered(relay.sock):
             self.host.loop.unregister(relay.sock)
         relay.sock.close()
-        if self._relays.get((relay.service, relay.addr)) is relay:
-            del self._relays[(relay.service, relay.addr)]
+        if self._relays.get(relay.key) is relay:
+            del self._relays[relay.key]
 
     def move(self, old: ServiceRuntime, new: ServiceRuntime) -> None:
         """A reload replaced the socket of `old` by `new`'s: the running servers keep
         their clients, whose next datagrams reach them through the new socket, and
         their replies leave from it."""
-        for (rt, addr), relay in list(self._relays.items()):
+        for (rt, key), relay in list(self._relays.items()):
             if rt is old:
-                del self._relays[(old, addr)]
+                del self._relays[(old, key)]
                 relay.service = new
-                self._relays.setdefault((new, addr), relay)
+                self._relays.setdefault(relay.key, relay)
 
     def close_all(self) -> None:
         """Shutdown: drop every relay channel (the servers see EOF)."""

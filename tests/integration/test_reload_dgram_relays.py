@@ -11,8 +11,12 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.daemon import HELPERS, DaemonFactory, free_port, wait_until
 from tests.integration.test_reload import defaults, reload, service_log
+
+needs_ipv6 = pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
 
 
 def dgram_service(port: int, **attrs: str) -> str:
@@ -59,6 +63,20 @@ def test_a_server_keeps_answering_when_the_reload_replaces_its_socket(
     # talks to: the server it already has goes on answering, from the new socket.
     check_same_server(daemons, tmp_path, {"flags": "IPv4"},
                       {"flags": "IPv4", "bind": "127.0.0.1"}, "relayed")
+
+
+@needs_ipv6
+def test_a_server_keeps_its_client_when_the_new_socket_is_ipv4(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # The dual-stack socket saw the client as ::ffff:127.0.0.1, the IPv4 one sees
+    # 127.0.0.1: the same client, still served by its server, answered from IPv4.
+    check_same_server(daemons, tmp_path, {"flags": "IPv6"}, {"flags": "IPv4"}, "relayed")
+
+
+@needs_ipv6
+def test_a_server_keeps_its_client_when_the_new_socket_is_dual_stack(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    check_same_server(daemons, tmp_path, {"flags": "IPv4"}, {"flags": "IPv6"}, "relayed")
 
 
 def test_services_sharing_an_id_each_start_their_own_server(
