@@ -627,6 +627,27 @@ def test_raw_service_starts_its_server_on_a_packet(daemons: DaemonFactory,
         assert record["remote_host"] == "::1"
 
 
+@needs_root
+def test_raw_packet_left_unread_is_discarded_when_its_server_exits(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # xinetd 2.3.15.3 neither peeks a raw packet's sender nor drains what its server
+    # left: the packet starts (and, with no address, refuses) a server again and
+    # again until cps trips. Here each packet gets one server, which sees its sender.
+    log = tmp_path / "raw.log"
+    daemon = daemons.start_config(raw_block(
+        "rawunread", 4000, tmp_path / "unused.json", flags="IPv4", server="/bin/true",
+        server_args="unread", log_type=f"FILE {log}", log_on_success="PID HOST EXIT",
+        log_on_failure="HOST"))
+    for count in (1, 2):
+        send_raw(socket.AF_INET, "127.0.0.1", b"pyxinetd raw probe %d" % count)
+        wait_until(lambda: log.exists() and log.read_text().count("EXIT: rawunread")
+                   == count, TIMEOUT, what=f"server {count} reaped")
+    text = log.read_text()
+    assert text.count("START: rawunread") == 2
+    assert text.count("from=127.0.0.1") == 2
+    assert "FAIL" not in text and "Deactivating" not in daemon.log()
+
+
 def _sctp_available() -> str | None:
     try:
         socket.socket(socket.AF_INET, socket.SOCK_SEQPACKET, socket.IPPROTO_SCTP).close()
