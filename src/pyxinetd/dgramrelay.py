@@ -303,6 +303,12 @@ class NowaitRelays:
                 self._relays.setdefault(relay.key, relay)
 
     def close_all(self) -> None:
-        """Shutdown: drop every relay channel (the servers see EOF)."""
+        """Shutdown: drop every relay channel, the running servers seeing EOF.
+
+        Closing one end of a datagram socket pair tells the other end nothing: a server
+        waiting in read() on descriptor 0 would wait for ever, a process left behind at
+        each stop. Each gets an empty datagram first, the zero-length read that ends a
+        server reading until EOF."""
         for relay in list(self._relays.values()):
+            send_quietly(relay.sock, b"", None)
             self._drop_relay(relay)

@@ -1,4 +1,5 @@
-"""A reload keeps a dgram wait = no service's running servers talking to their clients.
+"""A reload keeps a dgram wait = no service's running servers talking to their clients,
+and the daemon's stop ends their channels with an EOF they can see.
 
 Real daemon, real datagram servers (tests/helpers/dgram_nowait_server.py), which answer
 `pid=PID got=DATA` to every datagram of their client while it keeps sending.
@@ -7,13 +8,14 @@ Real daemon, real datagram servers (tests/helpers/dgram_nowait_server.py), which
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.daemon import HELPERS, DaemonFactory, free_port, wait_until
+from tests.daemon import HELPERS, DaemonFactory, alive, free_port, wait_until
 from tests.integration.test_reload import defaults, reload, service_log
 
 needs_ipv6 = pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
@@ -108,6 +110,23 @@ def test_a_server_that_closes_its_channel_does_not_cut_its_client_off(
         assert reply.endswith("got=two") and reply.split()[0] != f"pid={first}"
     daemon.wait_for_log(rf"WARNING: service relayed server {first} from (::ffff:)?"
                         r"127\.0\.0\.1 closed its datagram channel")
+
+
+def test_servers_reading_until_eof_end_when_the_daemon_stops(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # A datagram socket pair says nothing to a server when the daemon closes its end:
+    # without the empty datagram it gets at shutdown, such a server would read for ever.
+    port = free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + dgram_service(
+        port, server_args=str(HELPERS / "dgram_until_eof_server.py")))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        reply = ask(client, port, b"one")
+    assert reply.endswith("got=one")
+    server = int(reply.split()[0].removeprefix("pid="))
+    daemon.signal(signal.SIGTERM)
+    daemon.wait_exit()
+    wait_until(lambda: not alive(server), what="the server's exit")
 
 
 def ask_once(client: socket.socket, port: int, data: bytes) -> str | None:
