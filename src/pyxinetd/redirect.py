@@ -36,6 +36,7 @@ import os
 import socket
 from collections.abc import Callable, Iterable
 
+from pyxinetd import redirectloops
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.internal.session import Peer
 from pyxinetd.listener import peer_text
@@ -54,6 +55,8 @@ LINGER_SECONDS = 10.0
 
 # (host, port) -> resolved target; filled by resolve_targets().
 _targets: dict[tuple[str, int], Target] = {}
+# Services whose target leads back to them (pyxinetd.redirectloops): id -> the chain.
+_looping: dict[str, str] = {}
 
 
 def resolve(host: str, port: int) -> Target:
@@ -76,9 +79,11 @@ def _local(family: int, source: str) -> tuple[object, ...]:
 def resolve_targets(services: Iterable[ServiceConfig]) -> dict[str, str]:
     """Resolve the redirect target of every service once (call at load and reload).
 
-    Returns {service id: error text} for the targets that could not be resolved; those
-    services fail each connection with the `can't connect` message until the next load.
+    Returns {service id: error text} for the targets that could not be resolved, and
+    for those that lead back to their own service; those services fail each connection
+    with the `can't connect` message until the next load.
     """
+    services = list(services)
     errors: dict[str, str] = {}
     fresh: dict[tuple[str, int], Target] = {}
     for svc in services:
@@ -90,6 +95,12 @@ def resolve_targets(services: Iterable[ServiceConfig]) -> dict[str, str]:
             errors[svc.id] = f"{svc.redirect[0]}: {exc.strerror or exc}"
     _targets.clear()
     _targets.update(fresh)
+    _looping.clear()
+    _looping.update(redirectloops.find_loops(services, fresh))
+    for service_id, chain in _looping.items():
+        errors[service_id] = (f"leads back to this service ({chain}): its connections "
+                              f"are closed, not relayed to this daemon again until it "
+                              f"runs out of descriptors")
     return errors
 
 
@@ -140,6 +151,11 @@ class RedirectSession:
         conn.setblocking(False)
         _nodelay(conn)
         self.out: socket.socket | None = None
+        if target is None and service.id in _looping:
+            # Relayed, the connection would come back to this service, and so on.
+            self.to_target = self.to_client = None
+            loop.call_later(0, lambda: self._fail_loop(_looping.get(service.id, "")))
+            return
         try:
             family, sockaddr = target if target is not None else _target_of(service)
             # Numeric, with the zone of a link-local target (`fe80::1%eth0`), as
@@ -246,6 +262,13 @@ class RedirectSession:
         origin = f" from {self._source}" if self._source is not None else ""
         self._on_error(f"can't connect to remote host {self._target_text}{origin}: "
                        f"{_errno_text(code)}")
+
+    def _fail_loop(self, chain: str) -> None:
+        if self._closed:
+            return
+        self._release()
+        self._on_error(f"can't connect to remote host {self._target_text}: redirect "
+                       f"loop ({chain})")
 
     def _connect_ready(self, mask: int) -> None:
         if self._closed:

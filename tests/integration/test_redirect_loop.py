@@ -1,0 +1,70 @@
+"""A redirect whose target leads back to its own service: its connections are closed
+with an error line instead of relayed to the daemon again and again, and every other
+service keeps serving. Real daemon, real sockets."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from tests.daemon import DaemonFactory, free_port
+
+TIMEOUT = 10.0
+
+
+def relay(name: str, port: int, target: int, bind: str = "") -> str:
+    bound = f"\tbind = {bind}\n" if bind else ""
+    return f"""service {name}
+{{
+\ttype = UNLISTED
+\tsocket_type = stream
+\twait = no
+\tuser = root
+\tport = {port}
+{bound}\tredirect = 127.0.0.1 {target}
+\tcps = 0 0
+}}
+"""
+
+
+def echo(port: int) -> str:
+    return f"""service echo
+{{
+\ttype = INTERNAL UNLISTED
+\tsocket_type = stream
+\twait = no
+\tport = {port}
+\tbind = 127.0.0.1
+}}
+"""
+
+
+def ended_at_once(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
+        return client.recv(100) == b""
+
+
+def test_loops_are_named_at_start_and_their_connections_closed(
+        daemons: DaemonFactory) -> None:
+    me, a, b, echo_port, into_echo = (free_port() for _ in range(5))
+    daemon = daemons.start_config(relay("me", me, me) + relay("a", a, b)
+                                  + relay("b", b, a, bind="127.0.0.1")
+                                  + relay("fine", into_echo, echo_port) + echo(echo_port))
+    log = daemon.log()
+    assert f"ERROR: me: redirect target leads back to this service (me -> me)" in log
+    assert "ERROR: a: redirect target leads back to this service (a -> b -> a)" in log
+    assert "ERROR: b: redirect target leads back to this service (b -> a -> b)" in log
+    assert "fine:" not in log         # a chain that ends at a service is no loop
+    fds = len(os.listdir(f"/proc/{daemon.pid}/fd"))
+    for _ in range(20):
+        assert ended_at_once(me)
+        assert ended_at_once(a)
+    daemon.wait_for_log(r"can't connect to remote host 127\.0\.0\.1: redirect loop "
+                        r"\(me -> me\)", TIMEOUT)
+    daemon.wait_for_log(r"can't connect to remote host 127\.0\.0\.1: redirect loop "
+                        r"\(a -> b -> a\)", TIMEOUT)
+    # Nothing held: no chain of relays was built.
+    assert len(os.listdir(f"/proc/{daemon.pid}/fd")) == fds
+    with socket.create_connection(("127.0.0.1", into_echo), timeout=TIMEOUT) as client:
+        client.sendall(b"through")
+        assert client.recv(100) == b"through"
