@@ -171,9 +171,10 @@ class PortmapClient:
     def pending(self) -> int:
         return len(self._pending)
 
-    def set(self, mapping: Mapping, done: Callable[[bool | None, str | None], None]) -> None:
-        """PMAPPROC_SET; done(True/False, None) with the answer, or (None, error)."""
-        self._call(PMAPPROC_SET, mapping, _decoding(decode_bool, done))
+    def set(self, mapping: Mapping, done: Callable[[bool | None, str | None], None]) -> int:
+        """PMAPPROC_SET; done(True/False, None) with the answer, or (None, error).
+        Returns the call's xid, for abandon()."""
+        return self._call(PMAPPROC_SET, mapping, _decoding(decode_bool, done))
 
     def unset(self, mapping: Mapping,
               done: Callable[[bool | None, str | None], None]) -> None:
@@ -182,6 +183,14 @@ class PortmapClient:
 
     def dump(self, done: Callable[[list[Mapping] | None, str | None], None]) -> None:
         self._call(PMAPPROC_DUMP, None, _decoding(decode_dump, done))
+
+    def abandon(self, xid: int) -> None:
+        """Forget one pending call: no retransmission, its `done` is not called."""
+        call = self._pending.pop(xid, None)
+        if call is not None and call.timer is not None:
+            call.timer.cancel()
+        if not self._pending:
+            self._close_socket()
 
     def close(self) -> None:
         """Forget every pending call (their `done` is not called) and close the socket."""
@@ -192,7 +201,7 @@ class PortmapClient:
         self._close_socket()
 
     # -- internals -------------------------------------------------------------
-    def _call(self, procedure: int, mapping: Mapping | None, done: Done) -> None:
+    def _call(self, procedure: int, mapping: Mapping | None, done: Done) -> int:
         xid = next(self._xids) & 0xFFFFFFFF
         call = _Pending(encode_call(xid, procedure, mapping), done)
         if self._sock is None:
@@ -200,9 +209,10 @@ class PortmapClient:
                 self._open()
             except OSError as err:
                 done(None, f"portmapper socket: {strerror(err)}")
-                return
+                return xid
         self._pending[xid] = call
         self._send(xid, call)
+        return xid
 
     def _open(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -18,11 +18,15 @@ the versions of any other live service of the same program are registered again.
 
 Unlike xinetd, no call blocks: the SET of every version is sent at once, without the
 1 s sleep xinetd makes after each one, and the loop serves the other services meanwhile.
+So a SET may still be unanswered when the daemon stops; the portmapper may have taken
+it (only its answer lost or late), so it is abandoned and its version UNSET too, or the
+portmapper would keep handing out the port of a daemon that has gone.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import signal
 import socket
@@ -68,6 +72,9 @@ class RpcRegistry:
         self.log = program
         self.client = client or PortmapClient(loop)
         self._registered: dict[ServiceRuntime, Registration] = {}
+        # The SET calls not answered yet: (service id, mapping, xid of the call).
+        self._setting: dict[int, tuple[str, Mapping, int | None]] = {}
+        self._set_keys = itertools.count()
 
     def registration(self, rt: ServiceRuntime) -> Registration | None:
         return self._registered.get(rt)
@@ -108,8 +115,21 @@ class RpcRegistry:
             done(Registration(program, protocol, port, tuple(sorted(accepted))))
 
         for version in wanted:
-            self.client.set(Mapping(program, version, protocol, port),
-                            functools.partial(answered, version))
+            self._set(svc.id, Mapping(program, version, protocol, port),
+                      functools.partial(answered, version))
+
+    def _set(self, service_id: str, mapping: Mapping,
+             done: Callable[[bool | None, str | None], None]) -> None:
+        """A SET call, kept among those in flight until it is answered (or fails)."""
+        key = next(self._set_keys)
+
+        def answered(ok: bool | None, error: str | None) -> None:
+            self._setting.pop(key, None)
+            done(ok, error)
+        self._setting[key] = (service_id, mapping, None)
+        xid = self.client.set(mapping, answered)
+        if key in self._setting:    # not failed at once
+            self._setting[key] = (service_id, mapping, xid)
 
     def keep(self, rt: ServiceRuntime, registration: Registration) -> None:
         self._registered[rt] = registration
@@ -125,9 +145,18 @@ class RpcRegistry:
         self.unset(rt.config.id, registration, then)
 
     def unregister_all(self, then: Callable[[], None]) -> None:
-        """UNSET every registration (shutdown); `then()` once every call is answered."""
-        entries = list(self._registered.items())
+        """UNSET every registration (shutdown), and every version whose SET is still
+        unanswered (abandoned: no retransmission may follow the UNSET); `then()` once
+        every call is answered."""
+        entries = [(rt.config.id, registration)
+                   for rt, registration in self._registered.items()]
         self._registered.clear()
+        for service_id, mapping, xid in self._setting.values():
+            if xid is not None:
+                self.client.abandon(xid)
+            entries.append((service_id, Registration(mapping.program, mapping.protocol,
+                                                     mapping.port, (mapping.version,))))
+        self._setting.clear()
         remaining = [len(entries) + 1]
 
         def one_done() -> None:
@@ -135,8 +164,8 @@ class RpcRegistry:
             if remaining[0] == 0:
                 then()
 
-        for rt, registration in entries:
-            self.unset(rt.config.id, registration, one_done, restore=False)
+        for service_id, registration in entries:
+            self.unset(service_id, registration, one_done, restore=False)
         one_done()
 
     def reregister(self, rt: ServiceRuntime, old: ServiceConfig) -> None:
@@ -196,7 +225,7 @@ class RpcRegistry:
                 continue
             for mapping in other.mappings():
                 if mapping.version in dropped.versions:
-                    self.client.set(mapping, functools.partial(
+                    self._set(rt.config.id, mapping, functools.partial(
                         self._restored, rt.config.id, other, mapping.version))
 
     def _restored(self, service_id: str, registration: Registration, version: int,

@@ -26,9 +26,11 @@ from typing import Any
 import pytest
 
 import oracle
+from tests.daemon import namespace_problem, run_scenario
 
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO = REPO / "tests" / "helpers" / "rpc_scenario.py"
+LOST_REPLY = REPO / "tests" / "helpers" / "rpc_lost_reply_scenario.py"
 FETCH = REPO / "scripts" / "fetch-rpcbind"
 UDP_PROGRAM = 0x20000111
 TCP_PROGRAM = 0x20000112
@@ -246,3 +248,16 @@ def test_same_registrations_and_dump_as_xinetd() -> None:
     def flags(dump: str) -> list[str]:
         return [line for line in dump.splitlines() if line.startswith("\t\tflags =")]
     assert flags(ours["dump"]) == flags(theirs["dump"])
+
+
+def test_sigterm_unsets_a_version_whose_set_is_unanswered(tmp_path: Path) -> None:
+    # The portmapper took the SET but its answer is lost: the daemon must not exit
+    # leaving the portmapper to hand out the port of a socket that is gone.
+    problem = namespace_problem("ip")
+    if problem:
+        pytest.skip(problem)
+    result = run_scenario(LOST_REPLY, tmp_path)
+    assert "error" not in result, result
+    assert result["returncode"] == 0, result["log"]
+    assert result["calls"][0] == 1 and 2 in result["calls"]    # SET, then its UNSET
+    assert result["table"] == [], result

@@ -163,3 +163,21 @@ def test_dump_answered() -> None:
     assert got == [([Mapping(100000, 2, 17, 111)], None)]
     responder.sock.close()
     loop.close()
+
+
+def test_an_abandoned_call_is_not_sent_again_nor_answered() -> None:
+    loop = Loop()
+    responder = Responder(loop, lambda call: None)
+    client = PortmapClient(loop, responder.address, attempts=3, interval=0.01)
+    results: list[tuple[bool | None, str | None]] = []
+    xid = client.set(Mapping(5, 1, 6, 9), lambda ok, err: results.append((ok, err)))
+    run_until(loop, lambda: len(responder.calls) == 1)
+    client.abandon(xid)
+    assert client.pending == 0
+    # A later call gives the loop the time the retransmissions would have taken.
+    client.unset(Mapping(5, 1, 6, 0), lambda ok, err: results.append((ok, err)))
+    run_until(loop, lambda: bool(results))
+    assert results == [(None, "portmapper did not answer")]     # the UNSET's only
+    assert [call[5] for call in responder.calls] == [1, 2, 2, 2]
+    responder.sock.close()
+    loop.close()
