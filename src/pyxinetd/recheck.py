@@ -18,6 +18,10 @@ server instances", the instance limit last; xinetd 2.3.15.3 does not do it (refe
    new `instances` allows, the most recently started ones fail (reason `instances`)
    until the limit holds.
 
+The clients of an intercepted server (`flags = INTERCEPT`: its stream relays, its
+datagram senders' channels, the stream clients held for its next server) are checked
+the same way, steps 1-2 only, each with its own address.
+
 This module decides; it neither signals nor logs. The caller (pyxinetd.reconfig) lists
 the running servers of the service and says how to end each one.
 """
@@ -54,8 +58,11 @@ class Recheck:
 
     def __init__(self, svc: ServiceConfig, servers: Sequence[Running], lookup: NameLookup,
                  *, on_tie: Callable[[str], None] | None = None,
-                 now: float | None = None) -> None:
+                 now: float | None = None, instances: bool = True) -> None:
         self.svc = svc
+        # Whether step 3 applies: not to the clients of an intercepted server, which
+        # are not servers and do not count toward `instances`.
+        self._instances = instances
         self.servers = list(servers)
         self._lookup = lookup
         self._on_tie = on_tie
@@ -117,7 +124,7 @@ class Recheck:
         """Step 3: the instances limit, over the servers that passed steps 1-2."""
         self.done = True
         limit = self.svc.instances
-        if limit is None or self.cancelled:
+        if limit is None or self.cancelled or not self._instances:
             return
         survivors = [i for i, s in enumerate(self.servers)
                      if i not in self._failed and s.alive()]

@@ -51,11 +51,12 @@ from typing import TYPE_CHECKING
 
 from pyxinetd import redirect
 from pyxinetd.access.hostspatterns import normalize_address
-from pyxinetd.children import Child, ExitStatus
+from pyxinetd.children import NO_ADDRESS, Child, ExitStatus
 from pyxinetd.config.isolated import LoaderFailed
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.configload import Outcome, PendingLoad, load_timeout
 from pyxinetd.errors import ConfigError
+from pyxinetd.intercept import Client
 from pyxinetd.portholders import PortHolders
 from pyxinetd.recheck import Recheck, Running
 from pyxinetd.reload import Change, diff_services
@@ -257,6 +258,7 @@ class Reconfigurer:
         # configuration a reload replaces.
         rt.cps.rate = change.new.cps[0]
         rt.cps.reset()
+        self.master.dispatcher.intercept.readjusted(rt)
         self.master.dispatcher.refresh(rt)
         self.master.rpc.reregister(rt, change.old)
 
@@ -296,8 +298,11 @@ class Reconfigurer:
         shared = Counter(change.old.id.lower() for change in kept)
         children = [c for c in m.children if not self.terminations.is_terminating(c)]
         sessions = m.dispatcher.open_sessions()
+        intercepted = m.dispatcher.intercept.servers()
         for change in kept:
             svc = change.new
+            if svc.access_times or svc.only_from is not None or svc.no_access:
+                self._recheck_clients(svc)
             if not (svc.access_times or svc.only_from is not None or svc.no_access
                     or svc.instances is not None):
                 continue
@@ -309,7 +314,8 @@ class Reconfigurer:
             else:
                 def picked(other: ServiceConfig) -> bool:
                     return other.id.lower() == wanted
-            servers = [self._running_child(svc, c) for c in children if picked(c.service)]
+            servers = [self._running_child(svc, c, c.pid in intercepted)
+                       for c in children if picked(c.service)]
             servers += [self._running_session(svc, r) for r in sessions if picked(r.service)]
             if not servers:
                 continue
@@ -317,7 +323,36 @@ class Reconfigurer:
             self._rechecks.append(job)
             job.start()
 
-    def _running_child(self, svc: ServiceConfig, child: Child) -> Running:
+    def _recheck_clients(self, svc: ServiceConfig) -> None:
+        """The clients of svc's intercepted server, each checked with its address."""
+        m = self.master
+        for rt in m.services:
+            if rt.config is not svc:
+                continue
+            clients = [self._intercepted_client(svc, c)
+                       for c in m.dispatcher.intercept.clients(rt)]
+            if clients:
+                job = Recheck(svc, clients, self._lookup_name,
+                              on_tie=self._tie_reporter(svc), instances=False)
+                self._rechecks.append(job)
+                job.start()
+
+    def _intercepted_client(self, svc: ServiceConfig, client: Client) -> Running:
+        def end(reason: str) -> None:
+            if not client.alive():
+                return
+            server = f"server {client.server}" if client.server else "the next server"
+            self.master.program.warning(
+                "recheck_servers", f"service {svc.id} client {client.peer} of {server} "
+                                   f"no longer allowed (reason={reason}); disconnecting")
+            client.end()
+
+        return Running(client.peer, 0.0, end, client.alive)
+
+    def _running_child(self, svc: ServiceConfig, child: Child,
+                       intercepted: bool = False) -> Running:
+        """`intercepted`: its clients are checked one by one (_recheck_clients), not
+        by the address of the first one, which other clients do not share."""
         m = self.master
 
         def alive() -> bool:
@@ -332,7 +367,8 @@ class Reconfigurer:
                               f"longer allowed (reason={reason}); terminating")
             self.terminations.terminate([child])
 
-        return Running(child.peer, child.start_time, end, alive)
+        peer = NO_ADDRESS if intercepted else child.peer
+        return Running(peer, child.start_time, end, alive)
 
     def _running_session(self, svc: ServiceConfig, record: SessionRecord) -> Running:
         def alive() -> bool:

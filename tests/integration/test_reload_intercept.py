@@ -1,15 +1,20 @@
 """A reload keeps the running intercepted server (flags = INTERCEPT) of a kept service
-served: the daemon goes on reading the service socket for it.
+served: the daemon goes on reading the service socket for it, and checks the clients
+it relays again against the new rules.
 
 Real daemon, real servers (tests/helpers/intercept_server.py, as in test_intercept.py).
 """
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 
-from tests.daemon import DaemonFactory, free_port
-from tests.integration.test_intercept import config, exchange, tcp_from
+import pytest
+
+from tests.daemon import DaemonFactory, free_port, wait_log_lines
+from tests.integration.test_intercept import TIMEOUT, config, exchange, tcp_from
 from tests.integration.test_reload import reload
 
 
@@ -36,3 +41,73 @@ def test_two_services_sharing_an_id_each_keep_their_own_server(
     # Each server goes on being handed its own service's clients.
     assert exchange(tcp_from("127.0.0.2", one))["pid"] == first_pid
     assert exchange(tcp_from("127.0.0.2", two))["pid"] == second_pid
+
+
+def udp_from(source: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((source, 0))
+    sock.settimeout(TIMEOUT)
+    return sock
+
+
+def test_a_reload_judges_the_running_servers_senders_by_the_new_rules(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # 127.0.0.2 starts the server, 127.0.0.3 is refused, 127.0.0.4 admitted; the
+    # reload then refuses 127.0.0.2 and admits 127.0.0.3.
+    port = free_port()
+    daemon = daemons.start_config(config(tmp_path, port, "no_access = 127.0.0.3",
+                                         socket_type="dgram", count=4))
+    a, r, b = udp_from("127.0.0.2"), udp_from("127.0.0.3"), udp_from("127.0.0.4")
+    with a, r, b:
+        a.sendto(b"a1", ("127.0.0.1", port))
+        pid = a.recv(1000).decode().split()[0]
+        r.sendto(b"r1", ("127.0.0.1", port))
+        b.sendto(b"b1", ("127.0.0.1", port))
+        assert b.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=b1"
+        reload(daemon, config(tmp_path, port, "no_access = 127.0.0.2",
+                              socket_type="dgram", count=4), 1)
+        # The newly refused sender loses its channel; the server, which other
+        # senders still use, keeps running although that sender started it.
+        a.sendto(b"a2", ("127.0.0.1", port))
+        r.sendto(b"r2", ("127.0.0.1", port))
+        assert r.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=r2"
+        b.sendto(b"b2", ("127.0.0.1", port))
+        assert b.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=b2"
+        # Its fourth datagram answered, the server exits: a2 never reached it.
+        text = wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 {pid}")
+        a.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            a.recv(1000)
+        r.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            r.recv(1000)    # r1 never reached it either
+    assert re.findall(r"(?:START|FAIL): icept .*", text) == [
+        f"START: icept {pid} from=127.0.0.2",
+        "FAIL: icept address from=127.0.0.3",
+        f"START: icept {pid} from=127.0.0.4",
+        "FAIL: icept address from=127.0.0.2",
+        f"START: icept {pid} from=127.0.0.3",
+    ]
+    assert re.search(r"WARNING: service icept client 127\.0\.0\.2 of server \d+ no "
+                     r"longer allowed \(reason=address\); disconnecting", daemon.log())
+
+
+def test_a_reload_disconnects_a_relayed_client_the_new_rules_refuse(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    port = free_port()
+    daemon = daemons.start_config(config(tmp_path, port))
+    banned = tcp_from("127.0.0.2", port)
+    with banned:
+        greeting = b""
+        while not greeting.endswith(b"\n"):
+            data = banned.recv(4096)
+            assert data, f"closed after {greeting!r}"
+            greeting += data
+        pid = greeting.split()[0].decode()
+        reload(daemon, config(tmp_path, port, "no_access = 127.0.0.2"), 1)
+        # The server, still busy with that client, sees it leave and serves the next.
+        assert banned.recv(4096) == b""
+    assert f"pid={exchange(tcp_from('127.0.0.4', port))['pid']}" == pid
+    assert re.search(rf"WARNING: service icept client 127\.0\.0\.2 of server "
+                     rf"{pid.split('=')[1]} no longer allowed \(reason=address\); "
+                     rf"disconnecting", daemon.log())

@@ -33,9 +33,10 @@ its server's set-up fails (`dup2( 0, 0 ) failed: Bad file descriptor`) and every
 is closed; see docs/compatibility.md.
 """
 
-from pyxinetd.intercept.common import INTERCEPT_FLAG, Address
+from pyxinetd.intercept.common import INTERCEPT_FLAG, Address, Client
 from pyxinetd.intercept.dgram import MAX_CHANNELS
 from pyxinetd.intercept.registry import Interceptors
 from pyxinetd.intercept.stream import MAX_CLIENTS
 
-__all__ = ["INTERCEPT_FLAG", "MAX_CHANNELS", "MAX_CLIENTS", "Address", "Interceptors"]
+__all__ = ["INTERCEPT_FLAG", "MAX_CHANNELS", "MAX_CLIENTS", "Address", "Client",
+           "Interceptors"]

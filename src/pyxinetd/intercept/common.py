@@ -6,6 +6,7 @@ from __future__ import annotations
 import resource
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from pyxinetd.access.gate import PASS, AccessGate, Datagram, Verdict
@@ -22,6 +23,18 @@ INTERCEPT_FLAG = "INTERCEPT"
 
 OnReap = Callable[[Child, ExitStatus], None]
 Address = tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class Client:
+    """An admitted client of an intercepted server (a stream relay, a datagram
+    sender's channel, a stream client held for the next server), as a reload checks
+    it again against the service's new rules (pyxinetd.recheck)."""
+
+    peer: str
+    server: int                     # the pid of the server it reaches; 0: held
+    alive: Callable[[], bool]       # False once it ended by itself
+    end: Callable[[], None]         # disconnect it
 
 
 class Host(Protocol):
@@ -111,6 +124,13 @@ class Interception:
     def receive(self) -> None:
         """Take what waits on the service socket."""
         raise NotImplementedError
+
+    def clients(self) -> list[Client]:
+        """The admitted clients talking to the server now."""
+        raise NotImplementedError
+
+    def readjusted(self) -> None:
+        """A reload kept the service: verdicts kept from its old rules are dropped."""
 
     def close(self) -> None:
         """Shutdown: end everything now."""

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 
 from pyxinetd import replysource
 from pyxinetd.access.gate import Datagram, Verdict
 from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, receive_datagrams, send_quietly
-from pyxinetd.intercept.common import (Address, Host, Interception, descriptor_share,
-                                       loopback)
+from pyxinetd.intercept.common import (Address, Client, Host, Interception,
+                                       descriptor_share, loopback)
 from pyxinetd.listener import peer_text
 from pyxinetd.log import strerror
 from pyxinetd.loop import READ
@@ -106,6 +107,19 @@ class DatagramInterception(Interception):
         for channel in list(self._channels.values()):
             self._close_channel(channel)
         self._forget_pending()
+
+    def clients(self) -> list[Client]:
+        def alive(channel: _Channel) -> Callable[[], bool]:
+            return lambda: self._channels.get(channel.sender) is channel
+
+        def end(channel: _Channel) -> Callable[[], None]:
+            return lambda: self._close_channel(channel) if alive(channel)() else None
+        return [Client(peer_text(channel.sender), self.pid, alive(channel), end(channel))
+                for channel in self._channels.values()]
+
+    def readjusted(self) -> None:
+        # A sender refused under the old rules is checked again at its next datagram.
+        self._refused.clear()
 
     def _forget_pending(self) -> None:
         self._pending.clear()

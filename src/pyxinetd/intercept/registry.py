@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import socket
 import weakref
+from collections.abc import Callable
 
 from pyxinetd.children import Child, ExitStatus
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.forkretry import Hold, Outcome
-from pyxinetd.intercept.common import INTERCEPT_FLAG, Address, Host, OnReap, private_socket
+from pyxinetd.intercept.common import (INTERCEPT_FLAG, Address, Client, Host, OnReap,
+                                       private_socket)
 from pyxinetd.intercept.dgram import DatagramInterception
 from pyxinetd.intercept.stream import Held, StreamInterception
 from pyxinetd.listener import SHORTAGE_ERRNOS
@@ -134,6 +136,39 @@ class Interceptors:
     def _close(held: list[Held]) -> None:
         for client in held:
             client.conn.close()
+
+    def readjusted(self, rt: ServiceRuntime) -> None:
+        """A reload kept rt's service with new attributes: its running server's
+        clients are its new rules' to judge (a sender refused under the old ones is
+        checked again)."""
+        interception = self._running.get(rt)
+        if interception is not None:
+            interception.readjusted()
+
+    def clients(self, rt: ServiceRuntime) -> list[Client]:
+        """The clients of rt's running intercepted server, and those held for its
+        next one, for a reload to check them again."""
+        interception = self._running.get(rt)
+        found = interception.clients() if interception is not None else []
+        for client in self._held.get(rt, []):
+            found.append(Client(client.peer, 0, self._holding(rt, client),
+                                self._release(rt, client)))
+        return found
+
+    def _holding(self, rt: ServiceRuntime, client: Held) -> Callable[[], bool]:
+        return lambda: client in self._held.get(rt, [])
+
+    def _release(self, rt: ServiceRuntime, client: Held) -> Callable[[], None]:
+        def release() -> None:
+            held = self._held.get(rt, [])
+            if client in held:
+                held.remove(client)
+                client.conn.close()
+        return release
+
+    def servers(self) -> set[int]:
+        """The pids of the running intercepted servers."""
+        return {interception.pid for interception in self._running.values()}
 
     def watch(self, rt: ServiceRuntime) -> bool:
         """If an intercepted server of rt runs, watch the service socket for it (or

@@ -27,7 +27,8 @@ import socket
 from collections.abc import Callable
 
 from pyxinetd.access.gate import Verdict
-from pyxinetd.intercept.common import Address, Host, Interception, descriptor_share
+from pyxinetd.intercept.common import (Address, Client, Host, Interception,
+                                       descriptor_share)
 from pyxinetd.listener import SHORTAGE_ERRNOS, accept_batch
 from pyxinetd.log import strerror
 from pyxinetd.redirect import RedirectSession
@@ -129,6 +130,12 @@ class StreamInterception(Interception):
             conn.close()
         self._close_private()
         return held
+
+    def clients(self) -> list[Client]:
+        def alive(relay: RedirectSession) -> Callable[[], bool]:
+            return lambda: relay in self._mine and not relay.closed
+        return [Client(str(relay.peer[0]), self.pid, alive(relay), relay.close)
+                for relay in self._mine]
 
     def close(self) -> None:
         super().close()
