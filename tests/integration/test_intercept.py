@@ -425,10 +425,10 @@ def test_a_reload_that_removes_the_service_ends_its_clients_and_serving_goes_on(
 
 
 
-def test_no_descriptor_for_a_new_senders_channel_leaves_the_server_served(
+def test_no_descriptor_for_a_new_senders_channel_is_logged_once_and_the_server_served(
         daemons: DaemonFactory, tmp_path: Path) -> None:
     port = free_port()
-    daemon = daemons.start_config(config(tmp_path, port, socket_type="dgram"))
+    daemon = daemons.start_config(config(tmp_path, port, socket_type="dgram", count=4))
     a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     with a, b:
@@ -444,9 +444,14 @@ def test_no_descriptor_for_a_new_senders_channel_leaves_the_server_served(
         soft, hard = resource.prlimit(master, resource.RLIMIT_NOFILE)
         resource.prlimit(master, resource.RLIMIT_NOFILE, (lowest_free, hard))
         try:
-            b.sendto(b"b1", ("127.0.0.1", port))
-            daemon.wait_for_log("ERROR: icept: cannot relay for 127.0.0.4: Too many open "
-                                "files")
+            for n in range(20):
+                b.sendto(f"b{n}".encode(), ("127.0.0.1", port))
+            # a's channel exists: its answer comes after the master read b's 20.
+            a.sendto(b"probe", ("127.0.0.1", port))
+            assert a.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=probe"
+            # Each of b's datagrams tried for a channel; the shortage is logged once.
+            assert daemon.log().count("ERROR: icept: cannot relay for 127.0.0.4: Too many "
+                                      "open files") == 1
         finally:
             resource.prlimit(master, resource.RLIMIT_NOFILE, (soft, hard))
         # The master still reads the service socket for the server: both senders are

@@ -11,7 +11,9 @@ before the start, and gets its channel at once.
 
 Bounded: at most MAX_CHANNELS senders talk to one server at once (a descriptor each),
 and no more than a quarter of the daemon's descriptor limit (common.descriptor_share);
-datagrams of further senders are dropped, with one ERROR line. A channel that carried
+datagrams of further senders are dropped, with one ERROR line; so are those of a
+sender whose channel finds no descriptor (it tries again at its next datagram; one
+ERROR line until a channel opens again). A channel that carried
 nothing either way for CHANNEL_IDLE seconds is closed, so a server that runs for long
 holds a descriptor per sender that talks to it now, not per sender it ever served: the
 sender's next datagram is checked again (a new START) and gets a new channel. One timer,
@@ -36,7 +38,7 @@ from pyxinetd.access.gate import Datagram, Verdict
 from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, receive_datagrams, send_quietly
 from pyxinetd.intercept.common import (Address, Client, Host, Interception,
                                        descriptor_share, loopback)
-from pyxinetd.listener import peer_text
+from pyxinetd.listener import SHORTAGE_ERRNOS, peer_text
 from pyxinetd.log import strerror
 from pyxinetd.loop import READ
 from pyxinetd.service import MAX_PARKED_BYTES, MAX_PARKED_DATAGRAMS, ServiceRuntime
@@ -82,6 +84,8 @@ class DatagramInterception(Interception):
         self._waiting_reported = False
         self._sources: dict[Address, replysource.Source] = {}   # of the pending senders
         self._full_reported = False
+        # Out of descriptors for a channel: logged once, until a channel opens again.
+        self._short = False
         self.max_channels = descriptor_share(1, MAX_CHANNELS)
         self._idle = channel_idle()
         self._expiry: Timer | None = None
@@ -215,9 +219,16 @@ class DatagramInterception(Interception):
         except OSError as err:
             if sock is not None:
                 sock.close()
+            if err.errno in SHORTAGE_ERRNOS:
+                # The sender's next datagram tries again: one line for the shortage,
+                # not one per datagram.
+                if self._short:
+                    return
+                self._short = True
             self.host.program.error("intercept", f"{self.svc.id}: cannot relay for "
                                                  f"{peer}: {strerror(err)}")
             return
+        self._short = False
         channel = _Channel(sender, sock, source, self.host.loop.clock())
         self._channels[sender] = channel
         if self._expiry is None:
