@@ -579,3 +579,69 @@ def test_private_socket_shortage_is_logged_once_and_the_service_serves_again(
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
         sender.close()
     assert daemon.proc.poll() is None
+
+
+def gated_aclexec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> Path:
+    """hosts.allow admits `source` by an aclexec command that waits for a byte on the
+    returned FIFO (see release): its verdict comes when the test says."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    (tmp_path / "hosts.allow").write_text(f"in.icept: {source}: aclexec /bin/sh -c "
+                                          f"'head -c 1 {gate} >/dev/null'\n")
+    (tmp_path / "hosts.deny").write_text("")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    return gate
+
+
+def release(gate: Path) -> None:
+    """Let the aclexec command waiting on `gate` admit its client."""
+    def opened() -> int | None:
+        try:
+            return os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:     # ENXIO: the command has not opened it yet
+            return None
+    fd = wait_until(opened, TIMEOUT)
+    try:
+        os.write(fd, b"x")
+    finally:
+        os.close(fd)
+
+
+def test_a_client_admitted_after_its_server_exited_goes_to_the_next_server(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port = free_port()
+    daemons.start_config(config(tmp_path, port, "libwrap = in.icept", count=1))
+    with tcp_from("127.0.0.5", port) as late:
+        # Its verdict waits; meanwhile the server serves another client and exits.
+        first = exchange(tcp_from("127.0.0.2", port))["pid"]
+        wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 pid={first}")
+        release(gate)
+        second = exchange(late)["pid"]
+    assert second != first
+    text = wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 pid={second}")
+    assert re.findall(r"START: icept .*", text) == [f"START: icept pid={first} from=127.0.0.2",
+                                                    f"START: icept pid={second} from=127.0.0.5"]
+
+
+def test_a_client_admitted_after_its_server_exited_goes_to_the_running_one(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port = free_port()
+    daemons.start_config(config(tmp_path, port, "libwrap = in.icept", count=2))
+    with tcp_from("127.0.0.5", port) as late:
+        first = exchange(tcp_from("127.0.0.2", port))["pid"]
+        assert exchange(tcp_from("127.0.0.2", port))["pid"] == first
+        wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 pid={first}")
+        # The next server runs (busy with its first client) when the verdict comes.
+        with tcp_from("127.0.0.3", port) as busy:
+            greeting = busy.recv(4096)
+            second = greeting.split()[0].decode().removeprefix("pid=")
+            assert second != first
+            release(gate)
+            busy.sendall(b"ping\n")
+            assert busy.recv(4096) == b"ping\n"
+        assert exchange(late)["pid"] == second
+    text = wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 pid={second}")
+    assert f"START: icept pid={second} from=127.0.0.5" in text

@@ -70,7 +70,8 @@ class Interceptors:
         self._short.discard(rt)
         interception: Running
         if listener.type == socket.SOCK_STREAM:
-            interception = StreamInterception(self.host, rt, listener, server, self._relays)
+            interception = StreamInterception(self.host, rt, listener, server, self._relays,
+                                              lambda client: self._admitted_late(rt, client))
         else:
             interception = DatagramInterception(self.host, rt, listener, server)
 
@@ -111,6 +112,19 @@ class Interceptors:
             server.close()  # the server has its own copy
             interception.begin(result, admitted)
         return result
+
+    def _admitted_late(self, rt: ServiceRuntime, client: Held) -> None:
+        """A client admitted after its server exited: relayed to rt's server if one
+        runs now, else held for the next one (closed if the service is gone)."""
+        running = self._running.get(rt)
+        if isinstance(running, StreamInterception) and not running.finished:
+            running.adopt(client)
+        elif rt.state is State.STOPPED or rt.sock is None \
+                or INTERCEPT_FLAG not in rt.config.flags:
+            client.conn.close()
+        else:
+            self._held.setdefault(rt, []).append(client)
+            self.host.refresh(rt)   # the next server starts as for a queued request
 
     def _take_held(self, rt: ServiceRuntime) -> list[Held]:
         return self._held.pop(rt, [])

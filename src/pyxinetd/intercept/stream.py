@@ -5,6 +5,10 @@ admitted one gets `START` with the server's pid and is relayed to the server's p
 listening socket by a RedirectSession aimed at it. A `twist` rule of hosts.allow runs
 its command for that client instead, as it would for a wait = no service.
 
+A client whose verdict comes after the server exited (a slow name lookup or aclexec
+command) is not lost either: it goes to the service's next server (or the one already
+running), whose pid its `START` line names.
+
 Clients the server never accepted are not lost: the master keeps its own copy of the
 private listening socket, so when the server exits such connections are still queued
 there, recognised by their address (the relay's end). The client, and the bytes it
@@ -40,11 +44,16 @@ MAX_CLIENTS = 512
 class Held:
     """An admitted client its server never accepted, waiting for the next one."""
 
-    def __init__(self, conn: socket.socket, peer: str, sent: bytes, done: bool) -> None:
+    def __init__(self, conn: socket.socket, peer: str, sent: bytes, done: bool,
+                 announced: bool = True) -> None:
         self.conn = conn
         self.peer = peer
         self.sent = sent    # what it already sent, for the next server
         self.done = done    # it had finished sending (shut down its side)
+        # Its `START` line is written (when it was admitted while a server ran); a
+        # client admitted after its server exited gets the line of the server it
+        # reaches.
+        self.announced = announced
 
 
 def _unaccepted(private: socket.socket) -> dict[Address, socket.socket]:
@@ -77,8 +86,13 @@ def _read_queued(conn: socket.socket) -> bytes:
 
 class StreamInterception(Interception):
     def __init__(self, host: Host, rt: ServiceRuntime, listener: socket.socket,
-                 server: socket.socket, relays: set[RedirectSession]) -> None:
+                 server: socket.socket, relays: set[RedirectSession],
+                 late: Callable[[Held], None]) -> None:
         super().__init__(host, rt, listener, server)
+        # Where a client goes whose verdict came after the server exited: to the
+        # service's running server or the next one (pyxinetd.intercept.registry).
+        self._late = late
+        self._closed = False
         # Our copy of the server's listening socket: it keeps the connections the
         # server did not accept queued after the server exits.
         self.private: socket.socket | None = server
@@ -103,7 +117,7 @@ class StreamInterception(Interception):
         self.listener.setblocking(False)
         for client in held:
             self._relay(client.conn, client.peer, client.sent, client.done,
-                        announce=False)
+                        announce=not client.announced)
         self.stopped = self.saturated
 
     def server_exited(self) -> list[Held]:
@@ -139,6 +153,7 @@ class StreamInterception(Interception):
 
     def close(self) -> None:
         super().close()
+        self._closed = True
         self._close_private()
         for relay in list(self._mine):
             relay.close()
@@ -191,8 +206,8 @@ class StreamInterception(Interception):
             self.host.refresh(self.rt)
 
     def _admit(self, conn: socket.socket, peer: str, verdict: Verdict) -> None:
-        if self.finished:
-            conn.close()    # the server is gone; a verdict that came too late
+        if self._closed:
+            conn.close()    # shutdown
             return
         reason = self.refusal(verdict)
         if reason is not None:
@@ -208,7 +223,21 @@ class StreamInterception(Interception):
             finally:
                 conn.close()
             return
+        if self.finished:
+            # The server exited while this client's verdict was awaited (a name
+            # lookup, an aclexec command): like a client it never accepted, it is not
+            # lost.
+            self._late(Held(conn, peer, b"", False, announced=False))
+            return
         self._relay(conn, peer)
+
+    def adopt(self, client: Held) -> None:
+        """Relay a client admitted for an earlier server to this one."""
+        self._relay(client.conn, client.peer, client.sent, client.done,
+                    announce=not client.announced)
+        if self.saturated and not self.stopped:
+            self.stopped = True
+            self.host.refresh(self.rt)
 
     def _relay(self, conn: socket.socket, peer: str, sent: bytes = b"",
                done: bool = False, *, announce: bool = True) -> None:
