@@ -33,7 +33,7 @@ Parse, validate, diff, apply; never die on bad input (reference §6.2, §1.8):
    - the running servers and in-loop sessions of every kept service are checked again
      against its new access_times, only_from/no_access and instances, as xinetd's
      manual promises (pyxinetd.recheck); those that fail are ended like the servers of
-     a removed service;
+     a removed service (pyxinetd.rechecks);
 4. once every bind has settled: `Reconfigured: new=N old=N dropped=N (services)`, and
    without -stayalive/-dontfork, no available service left means exit 1.
 
@@ -45,26 +45,22 @@ first and the escalation is a timer, so the loop never waits (pyxinetd.terminati
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pyxinetd import redirect
-from pyxinetd.access.hostspatterns import normalize_address
-from pyxinetd.children import NO_ADDRESS, Child, ExitStatus
+from pyxinetd.children import ExitStatus
 from pyxinetd.config.isolated import LoaderFailed
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.configload import Outcome, PendingLoad, load_timeout
 from pyxinetd.errors import ConfigError
-from pyxinetd.intercept import Client
 from pyxinetd.portholders import PortHolders
-from pyxinetd.recheck import Recheck, Running
+from pyxinetd.rechecks import Rechecks
 from pyxinetd.reload import Change, diff_services
 from pyxinetd.service import Event, ServiceRuntime, State
 from pyxinetd.terminations import Terminations
 
 if TYPE_CHECKING:
-    from pyxinetd.sessions import SessionRecord
     from pyxinetd.master import Master
 
 # Runtimes in these states take part in the diff; FAILED ones, and those waiting for
@@ -84,8 +80,8 @@ class Reconfigurer:
         self.terminations = Terminations(master)
         # Ports still held by terminated wait = yes servers: binds wait for them.
         self._holders = PortHolders(master)
-        # The rechecks of the last reload (name lookups may still be pending).
-        self._rechecks: list[Recheck] = []
+        # The running servers and sessions of kept services, checked again.
+        self._rechecks = Rechecks(master, self.terminations)
         # The load in progress, and whether another reload was asked for meanwhile.
         self._load: PendingLoad | None = None
         self._again = False
@@ -210,7 +206,7 @@ class Reconfigurer:
                 m.activations.cancel(rt)
         m.services = running + added
         m.activations.refresh()
-        self._recheck(tuple(kept))
+        self._rechecks.start(tuple(kept))
 
         counts = (len(kept), len(live) - len(kept))
         self._bind_all(to_bind, lambda: self._reconfigured(added, *counts))
@@ -288,114 +284,6 @@ class Reconfigurer:
         # A dgram wait = no server keeps its client: its channel moves to the new socket.
         m.dispatcher.relays.move(rt, fresh)
         return fresh
-
-    # -- running servers of kept services (pyxinetd.recheck) ------------------------
-    def _recheck(self, kept: tuple[Change, ...]) -> None:
-        m = self.master
-        for job in self._rechecks:
-            job.cancel()
-        self._rechecks = []
-        shared = Counter(change.old.id.lower() for change in kept)
-        children = [c for c in m.children if not self.terminations.is_terminating(c)]
-        sessions = m.dispatcher.open_sessions()
-        intercepted = m.dispatcher.intercept.servers()
-        for change in kept:
-            svc = change.new
-            if svc.access_times or svc.only_from is not None or svc.no_access:
-                self._recheck_clients(svc)
-            if not (svc.access_times or svc.only_from is not None or svc.no_access
-                    or svc.instances is not None):
-                continue
-            wanted = change.old.id.lower()
-            if shared[wanted] > 1:
-                # Duplicate ids: only what belongs to this very service (rehomed).
-                def picked(other: ServiceConfig) -> bool:
-                    return other is svc
-            else:
-                def picked(other: ServiceConfig) -> bool:
-                    return other.id.lower() == wanted
-            servers = [self._running_child(svc, c, c.pid in intercepted)
-                       for c in children if picked(c.service)]
-            servers += [self._running_session(svc, r) for r in sessions if picked(r.service)]
-            if not servers:
-                continue
-            job = Recheck(svc, servers, self._lookup_name, on_tie=self._tie_reporter(svc))
-            self._rechecks.append(job)
-            job.start()
-
-    def _recheck_clients(self, svc: ServiceConfig) -> None:
-        """The clients of svc's intercepted server, each checked with its address."""
-        m = self.master
-        for rt in m.services:
-            if rt.config is not svc:
-                continue
-            clients = [self._intercepted_client(svc, c)
-                       for c in m.dispatcher.intercept.clients(rt)]
-            if clients:
-                job = Recheck(svc, clients, self._lookup_name,
-                              on_tie=self._tie_reporter(svc), instances=False)
-                self._rechecks.append(job)
-                job.start()
-
-    def _intercepted_client(self, svc: ServiceConfig, client: Client) -> Running:
-        def end(reason: str) -> None:
-            if not client.alive():
-                return
-            server = f"server {client.server}" if client.server else "the next server"
-            self.master.program.warning(
-                "recheck_servers", f"service {svc.id} client {client.peer} of {server} "
-                                   f"no longer allowed (reason={reason}); disconnecting")
-            client.end()
-
-        return Running(client.peer, 0.0, end, client.alive)
-
-    def _running_child(self, svc: ServiceConfig, child: Child,
-                       intercepted: bool = False) -> Running:
-        """`intercepted`: its clients are checked one by one (_recheck_clients), not
-        by the address of the first one, which other clients do not share."""
-        m = self.master
-
-        def alive() -> bool:
-            return (m.children.get(child.pid) is child
-                    and not self.terminations.is_terminating(child))
-
-        def end(reason: str) -> None:
-            if not alive():
-                return
-            m.program.warning("recheck_servers",
-                              f"service {svc.id} server {child.pid} from {child.peer} no "
-                              f"longer allowed (reason={reason}); terminating")
-            self.terminations.terminate([child])
-
-        peer = NO_ADDRESS if intercepted else child.peer
-        return Running(peer, child.start_time, end, alive)
-
-    def _running_session(self, svc: ServiceConfig, record: SessionRecord) -> Running:
-        def alive() -> bool:
-            return record.session is not None and not record.session.closed
-
-        def end(reason: str) -> None:
-            if record.session is None or record.session.closed:
-                return
-            self.master.program.warning(
-                "recheck_servers", f"service {svc.id} session from {record.peer} no "
-                                   f"longer allowed (reason={reason}); closing")
-            record.session.close()
-
-        return Running(record.peer, record.start, end, alive)
-
-    def _tie_reporter(self, svc: ServiceConfig) -> Callable[[str], None]:
-        def report(peer: str) -> None:
-            # The line new connections log in this case (pyxinetd.access.gate).
-            self.master.program.error("check_access",
-                                      f"Service={svc.id}: only_from list and no_access "
-                                      f"list match equally the address {peer}")
-        return report
-
-    def _lookup_name(self, peer: str, done: Callable[[str | None], None]) -> None:
-        # The resolver new connections use: a helper process, never blocking the loop.
-        self.master.dispatcher.access.resolver.lookup(normalize_address(peer),
-                                                      lambda info: done(info.name))
 
     # -- 4. bind and report --------------------------------------------------------
     def _bind_all(self, runtimes: list[ServiceRuntime], finish: Callable[[], None]) -> None:
