@@ -18,23 +18,13 @@ import os
 import socket
 import time
 
+from procs import receive_queue
 from scenario_support import begin, free_port, running
 from slow_dns_scenario import mute_dns, nameservers, write_echo_config
 
 SIZE = 60_000
 MOST = 200          # far beyond any bound the daemon may have
 HOLD = 2.0
-
-
-def receive_queue(port: int) -> int | None:
-    """The bytes queued on the UDP socket bound to 127.0.0.1:PORT (/proc/net/udp)."""
-    wanted = f"0100007F:{port:04X}"
-    with open("/proc/net/udp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            if fields[1] == wanted:
-                return int(fields[4].split(":")[1], 16)
-    return None
 
 
 def drained(port: int, seconds: float) -> bool:

@@ -1,5 +1,6 @@
-"""Looking at a process's children through /proc, shared by tests/daemon.py and the
-scenario scripts run in namespaces (which import it as a sibling module)."""
+"""Looking at a process's children and a socket's queue through /proc, shared by
+tests/daemon.py and the scenario scripts run in namespaces (which import it as a
+sibling module)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,15 @@ def children_of(pid: int) -> list[int]:
         except OSError:
             continue    # the thread ended meanwhile
     return found
+
+
+def receive_queue(port: int) -> int | None:
+    """The bytes queued on the UDP socket bound to 127.0.0.1:PORT (/proc/net/udp), or
+    None without such a socket."""
+    wanted = f"0100007F:{port:04X}"
+    with open("/proc/net/udp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == wanted:
+                return int(fields[4].split(":")[1], 16)
+    return None

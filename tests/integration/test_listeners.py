@@ -27,6 +27,7 @@ import pytest
 
 from pyxinetd.master import MasterOptions
 from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, wait_until
+from tests.helpers.procs import receive_queue
 from tests.factories import make_service
 
 TIMEOUT = 10.0
@@ -539,6 +540,9 @@ def test_dgram_nowait_relays_out_of_descriptors_drop_the_datagram(
         # logged again for each of them.
         for _ in range(5):
             clients[-1].sendto(b"x", ("127.0.0.1", relay_port))
+        # Every datagram read (and dropped) before the servers go: one still queued
+        # would start a server once they have freed their descriptors.
+        wait_until(lambda: receive_queue(relay_port) == 0, TIMEOUT, what="the datagrams read")
     finally:
         for client in clients:
             client.close()
