@@ -57,7 +57,13 @@ class Activations:
         svc = rt.config
         awaiting = rt.state is State.AWAITING_ADDRESS
         short_before = rt.state is State.AWAITING_RESOURCES
-        if not self.dispatcher.logs.open(svc):
+        logs = self.dispatcher.logs
+        if not logs.open(svc, quiet=SHORTAGE_ERRNOS if short_before else frozenset()):
+            if logs.open_errno in SHORTAGE_ERRNOS:
+                # No descriptor for its log file: a shortage like one for its socket.
+                self._short_of_descriptors(rt, quietly=short_before)
+                settled()
+                return
             # xinetd does not activate a service whose log it cannot create.
             self.program.error("activate_normal",
                                f"Service {svc.id} failed to start and is deactivated.")
@@ -109,10 +115,11 @@ class Activations:
             missing = (binder is not None and binder.last_errno == errno.EADDRNOTAVAIL
                        and svc.bind is not None and self._address_wait.can_wait())
             short = binder is not None and binder.last_errno in SHORTAGE_ERRNOS
-            if (awaiting and missing) or (short_before and short):
-                # Still not there: wait on, silently.
-                if short:
-                    self._retry_later(rt)
+            if awaiting and missing:
+                settled()   # still not there: wait on, silently
+                return
+            if short:
+                self._short_of_descriptors(rt, quietly=short_before)
                 settled()
                 return
             # xinetd's line either way (log watchers look for it): the service does not
@@ -124,13 +131,6 @@ class Activations:
                 self.program.notice("activate_normal",
                                     f"Service {svc.id} will be activated when address "
                                     f"{svc.bind} appears")
-            elif short:
-                rt.transition(Event.RESOURCES_SHORT)
-                self.program.notice("activate_normal",
-                                    f"Service {svc.id} will be activated when the daemon "
-                                    f"has descriptors again (tried each second)")
-                self._retry_later(rt)
-                self._address_wait.refresh()
             else:
                 rt.transition(Event.BIND_FAILED)
                 self._address_wait.refresh()
@@ -148,6 +148,21 @@ class Activations:
                                else SHORTAGE_ERRNOS if short_before else frozenset()))
         self._pending[rt] = (binder, settled)
         binder.start()
+
+    def _short_of_descriptors(self, rt: ServiceRuntime, *, quietly: bool) -> None:
+        """No descriptor (or memory) for rt's socket or log file: try again in a
+        second; `quietly` while it already waits."""
+        if not quietly:
+            # xinetd's line (log watchers look for it), then why it is not final.
+            svc = rt.config
+            self.program.error("activate_normal",
+                               f"Service {svc.id} failed to start and is deactivated.")
+            rt.transition(Event.RESOURCES_SHORT)
+            self.program.notice("activate_normal",
+                                f"Service {svc.id} will be activated when the daemon "
+                                f"has descriptors again (tried each second)")
+            self._address_wait.refresh()
+        self._retry_later(rt)
 
     def _retry_later(self, rt: ServiceRuntime) -> None:
         self._short[rt] = self.loop.call_later(SHORTAGE_RETRY_DELAY,

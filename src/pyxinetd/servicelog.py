@@ -32,6 +32,7 @@ from pyxinetd.config.model import FileTarget, LogTarget, ServiceConfig, SyslogTa
 from pyxinetd.files import open_for_append, through_stderr
 from pyxinetd.log import (FACILITIES, SEVERITIES, Level, ProgramLog, SyslogSender,
                           file_timestamp, strerror)
+from pyxinetd.listener import SHORTAGE_ERRNOS
 from pyxinetd.logstream import LogStream
 from pyxinetd.loop import Loop
 from pyxinetd.textbytes import as_written
@@ -160,6 +161,9 @@ class ServiceLogs:
         self._held: list[tuple[tuple[str, str], _LogFile]] = []
         # The shared log of `defaults` could not be created (until the next reload).
         self._common_failed = False
+        # The errno of the last open() that failed (None: it did not fail), so that
+        # a caller can tell a shortage of descriptors from a file it cannot create.
+        self.open_errno: int | None = None
 
     def attach(self, loop: Loop) -> None:
         """Write the entries a FIFO had no room for from `loop`, as it has room."""
@@ -179,30 +183,38 @@ class ServiceLogs:
             return
         self._write_file(target, _label(service, target), entry)
 
-    def open(self, service: ServiceConfig) -> bool:
+    def open(self, service: ServiceConfig, *, quiet: frozenset[int] = frozenset()) -> bool:
         """Open `service`'s FILE log ahead of its first entry, as xinetd does when it
         activates a service (the file exists from then on). False when it cannot be
         created: the reason is logged, then xinetd's `creation of ID log failed` (ID
         `default` for the shared log of `defaults`, said once for all its services),
-        and the caller does not activate the service (xinetd's log_start() fails it)."""
+        and the caller does not activate the service (xinetd's log_start() fails it).
+        `open_errno` tells why; a failure whose errno is in `quiet` is not logged (a
+        service waiting for descriptors tries again)."""
+        self.open_errno = None
         target = service.log_type
         if not isinstance(target, FileTarget) or (target.path,
                                                   _label(service, target)) in self._files:
             return True
         if target.common and self._common_failed:
             return False    # said once, for the first service that shares it
-        if self._open(target, _label(service, target)) is not None:
+        if self._open(target, _label(service, target), quiet) is not None:
             return True
         if _is_fifo(target.path):
             # A FIFO whose reader is not there yet: it may come, so the service serves
             # and each entry tries again (xinetd would wait for the reader, stalled).
             return True
-        self._common_failed = target.common
+        if self.open_errno in quiet:
+            return False
+        # Said once: the services sharing it are not activated either. A shortage of
+        # descriptors is not a verdict on the file: each of them tries again.
+        self._common_failed = target.common and self.open_errno not in SHORTAGE_ERRNOS
         label = "default" if target.common else service.id
         self._program.error("log_start", f"creation of {label} log failed")
         return False
 
-    def _open(self, target: FileTarget, label: str) -> _LogFile | None:
+    def _open(self, target: FileTarget, label: str,
+              quiet: frozenset[int] = frozenset()) -> _LogFile | None:
         held = self._take_held(target.path, label)
         if held is not None:
             self._files[(target.path, label)] = held
@@ -210,7 +222,9 @@ class ServiceLogs:
         try:
             fd = through_stderr(open_for_append(target.path))
         except OSError as err:
-            self._program.error("log_open", f"Cannot open {target.path}: {strerror(err)}")
+            self.open_errno = err.errno
+            if err.errno not in quiet:
+                self._program.error("log_open", f"Cannot open {target.path}: {strerror(err)}")
             return None
         info = os.fstat(fd)
         log = _LogFile(fd, info.st_size, target.soft_limit, target.hard_limit, label)

@@ -96,3 +96,31 @@ def test_services_a_reload_adds_wait_for_descriptors_and_then_serve(
     assert sorted(re.findall(BACK, daemon.log())) == sorted(short)
     assert all(echoes(port) for port in (first | added).values())
     assert daemon.proc.poll() is None
+
+
+def test_services_whose_log_file_finds_no_descriptor_wait_like_their_socket(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    first = {"first": free_port()}
+    daemon = daemons.start_config(echo_services(first))
+    conf = tmp_path / "daemon1.conf"
+    added = {f"logged{i}": free_port() for i in range(6)}
+    logged = "".join(echo_services({name: port}).replace(
+        "\tbind = 127.0.0.1\n", f"\tbind = 127.0.0.1\n\tlog_type = FILE {tmp_path}/{name}.log\n")
+        for name, port in added.items())
+    conf.write_text(echo_services(first) + logged)
+    pid = daemon.proc.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    held = len(os.listdir(f"/proc/{pid}/fd"))
+    # Each added service needs a descriptor for its log file and one for its socket.
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (held + 2, hard))
+    try:
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log(r"Reconfigured: new=\d+ old=\d+ dropped=\d+", TIMEOUT)
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    short = short_services(daemon)
+    assert 0 < len(short) < len(added), daemon.log()
+    daemon.wait_for_log(BACK, TIMEOUT, count=len(short))
+    assert sorted(re.findall(BACK, daemon.log())) == sorted(short)
+    assert all(echoes(port) for port in (first | added).values())
+    assert all((tmp_path / f"{name}.log").exists() for name in added)
