@@ -30,10 +30,23 @@ i=0
 while [ -s log ] && ! grep -q -e "Started working" -e Exiting log && [ $i -lt 100 ]; do
     sleep 0.1; i=$((i+1))
 done
-for p in $(ls /proc | grep '^[0-9]*$'); do
-    [ "$p" = 1 ] || [ "$p" = $$ ] && continue
-    grep -q xinetd "/proc/$p/cmdline" 2>/dev/null && echo "running"
-done
+running() {
+    # Not this script's shells (their command lines name the daemon too): a subshell
+    # running this function has a pid of its own.
+    for p in $(ls /proc | grep '^[0-9]*$'); do
+        [ "$p" = 1 ] || [ "$p" = $$ ] && continue
+        comm=""
+        read -r comm < "/proc/$p/comm" 2>/dev/null
+        [ "$comm" = sh ] && continue
+        grep -q xinetd "/proc/$p/cmdline" 2>/dev/null && echo "running"
+    done
+}
+# A daemon that logged its exit may still be on its way out (Python's teardown).
+if grep -q Exiting log 2>/dev/null; then
+    i=0
+    while [ -n "$(running)" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+fi
+running
 true
 """
 
