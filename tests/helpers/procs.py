@@ -33,3 +33,15 @@ def receive_queue(port: int) -> int | None:
             if fields[1] == wanted:
                 return int(fields[4].split(":")[1], 16)
     return None
+
+
+def accept_queue(port: int) -> int | None:
+    """The connections waiting in the accept queue of the TCP socket listening on
+    127.0.0.1:PORT (/proc/net/tcp), or None without such a socket."""
+    wanted = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == wanted and fields[3] == "0A":
+                return int(fields[4].split(":")[1], 16)
+    return None
