@@ -77,3 +77,10 @@ def make_service(**overrides: Any) -> ServiceConfig:
 
 def make_config(*services: ServiceConfig, path: str = "<factory>") -> Configuration:
     return Configuration(path=path, defaults=Defaults(), services=tuple(services))
+
+
+def service_text(name: str, **attrs: object) -> str:
+    """A `service NAME { ... }` entry in configuration-file syntax, one `key = value`
+    line per keyword argument, in order."""
+    body = "".join(f"\t{key} = {value}\n" for key, value in attrs.items())
+    return f"service {name}\n{{\n{body}}}\n"

@@ -5,12 +5,14 @@ the next reload; docs/compatibility.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
 import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.daemon import Daemon, DaemonFactory, free_port, nofile_limited
@@ -69,28 +71,33 @@ def test_services_short_of_descriptors_at_start_up_wait_and_others_serve(
     assert daemon.proc.poll() is None
 
 
-def test_services_a_reload_adds_wait_for_descriptors_and_then_serve(
-        daemons: DaemonFactory, tmp_path: Path) -> None:
-    first = {"first": free_port()}
-    daemon = daemons.start_config(echo_services(first))
-    conf = tmp_path / "daemon1.conf"
-    added = {f"added{i}": free_port() for i in range(6)}
-    conf.write_text(echo_services(first | added))
+@contextlib.contextmanager
+def reloaded_short_of_descriptors(daemon: Daemon, conf_text: str) -> Iterator[list[str]]:
+    """Reload `conf_text` with room for reading it and two new descriptors, not more
+    (none for a client meanwhile); yields the services left waiting for descriptors.
+    The daemon's limit is back on leaving."""
+    daemon.log_path.with_suffix(".conf").write_text(conf_text)
     pid = daemon.proc.pid
     soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     held = len(os.listdir(f"/proc/{pid}/fd"))
-    # Room for reading the configuration and two of the new sockets, not six (and
-    # none for a client meanwhile).
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (held + 2, hard))
     try:
         daemon.signal(signal.SIGHUP)
         daemon.wait_for_log(r"Reconfigured: new=\d+ old=\d+ dropped=\d+", TIMEOUT)
-        short = short_services(daemon)
+        yield short_services(daemon)
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_services_a_reload_adds_wait_for_descriptors_and_then_serve(
+        daemons: DaemonFactory) -> None:
+    first = {"first": free_port()}
+    daemon = daemons.start_config(echo_services(first))
+    added = {f"added{i}": free_port() for i in range(6)}
+    with reloaded_short_of_descriptors(daemon, echo_services(first | added)) as short:
         assert 0 < len(short) < len(added), daemon.log()
         time.sleep(1.5)
         assert short_services(daemon) == short      # waiting, silently
-    finally:
-        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
     # Descriptors are back: each waiting service is bound within a second or so.
     daemon.wait_for_log(BACK, TIMEOUT, count=len(short))
     assert sorted(re.findall(BACK, daemon.log())) == sorted(short)
@@ -102,24 +109,13 @@ def test_services_whose_log_file_finds_no_descriptor_wait_like_their_socket(
         daemons: DaemonFactory, tmp_path: Path) -> None:
     first = {"first": free_port()}
     daemon = daemons.start_config(echo_services(first))
-    conf = tmp_path / "daemon1.conf"
     added = {f"logged{i}": free_port() for i in range(6)}
     logged = "".join(echo_services({name: port}).replace(
         "\tbind = 127.0.0.1\n", f"\tbind = 127.0.0.1\n\tlog_type = FILE {tmp_path}/{name}.log\n")
         for name, port in added.items())
-    conf.write_text(echo_services(first) + logged)
-    pid = daemon.proc.pid
-    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
-    held = len(os.listdir(f"/proc/{pid}/fd"))
     # Each added service needs a descriptor for its log file and one for its socket.
-    resource.prlimit(pid, resource.RLIMIT_NOFILE, (held + 2, hard))
-    try:
-        daemon.signal(signal.SIGHUP)
-        daemon.wait_for_log(r"Reconfigured: new=\d+ old=\d+ dropped=\d+", TIMEOUT)
-    finally:
-        resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
-    short = short_services(daemon)
-    assert 0 < len(short) < len(added), daemon.log()
+    with reloaded_short_of_descriptors(daemon, echo_services(first) + logged) as short:
+        assert 0 < len(short) < len(added), daemon.log()
     daemon.wait_for_log(BACK, TIMEOUT, count=len(short))
     assert sorted(re.findall(BACK, daemon.log())) == sorted(short)
     assert all(echoes(port) for port in (first | added).values())

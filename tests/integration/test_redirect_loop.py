@@ -8,35 +8,20 @@ import os
 import socket
 
 from tests.daemon import DaemonFactory, free_port
+from tests.factories import service_text
 
 TIMEOUT = 10.0
 
 
 def relay(name: str, port: int, target: int, bind: str = "") -> str:
-    bound = f"\tbind = {bind}\n" if bind else ""
-    return f"""service {name}
-{{
-\ttype = UNLISTED
-\tsocket_type = stream
-\twait = no
-\tuser = root
-\tport = {port}
-{bound}\tredirect = 127.0.0.1 {target}
-\tcps = 0 0
-}}
-"""
+    bound = {"bind": bind} if bind else {}
+    return service_text(name, type="UNLISTED", socket_type="stream", wait="no", user="root",
+                        port=port, **bound, redirect=f"127.0.0.1 {target}", cps="0 0")
 
 
 def echo(port: int) -> str:
-    return f"""service echo
-{{
-\ttype = INTERNAL UNLISTED
-\tsocket_type = stream
-\twait = no
-\tport = {port}
-\tbind = 127.0.0.1
-}}
-"""
+    return service_text("echo", type="INTERNAL UNLISTED", socket_type="stream", wait="no",
+                        port=port, bind="127.0.0.1")
 
 
 def ended_at_once(port: int) -> bool:
