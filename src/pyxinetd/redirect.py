@@ -154,7 +154,8 @@ class RedirectSession:
         if target is None and service.id in _looping:
             # Relayed, the connection would come back to this service, and so on.
             self.to_target = self.to_client = None
-            loop.call_later(0, lambda: self._fail_loop(_looping.get(service.id, "")))
+            chain = _looping[service.id]
+            loop.call_later(0, lambda: self._fail(f"redirect loop ({chain})"))
             return
         try:
             family, sockaddr = target if target is not None else _target_of(service)
@@ -187,7 +188,7 @@ class RedirectSession:
             loop.register(self.out, WRITE, self._connect_ready)
         else:
             # Report from the loop, not from inside the creator's call.
-            loop.call_later(0, lambda: self._fail(code))
+            loop.call_later(0, lambda: self._fail(_errno_text(code)))
 
     @property
     def closed(self) -> bool:
@@ -248,7 +249,7 @@ class RedirectSession:
             self.loop.unregister(self.out)
             self.out.close()
 
-    def _fail(self, code: int) -> None:
+    def _fail(self, why: str) -> None:
         if self._closed:
             return
         if self._greeting:
@@ -260,15 +261,7 @@ class RedirectSession:
                 pass
         self._release()
         origin = f" from {self._source}" if self._source is not None else ""
-        self._on_error(f"can't connect to remote host {self._target_text}{origin}: "
-                       f"{_errno_text(code)}")
-
-    def _fail_loop(self, chain: str) -> None:
-        if self._closed:
-            return
-        self._release()
-        self._on_error(f"can't connect to remote host {self._target_text}: redirect "
-                       f"loop ({chain})")
+        self._on_error(f"can't connect to remote host {self._target_text}{origin}: {why}")
 
     def _connect_ready(self, mask: int) -> None:
         if self._closed:
@@ -282,7 +275,7 @@ class RedirectSession:
             assert self.to_target is not None
             self.to_target.destination_lost(drain=True)
         elif code != 0:
-            self._fail(code)
+            self._fail(_errno_text(code))
             return
         self._connected = True
         self._update()

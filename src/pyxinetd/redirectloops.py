@@ -17,6 +17,7 @@ import ipaddress
 import socket
 from collections.abc import Callable, Mapping, Sequence
 
+from pyxinetd.access.hostspatterns import normalize_address
 from pyxinetd.config.model import ServiceConfig, SocketType
 
 Target = tuple[int, tuple[object, ...]]   # (family, sockaddr), as pyxinetd.redirect has it
@@ -37,18 +38,6 @@ def is_local_address(family: int, host: str) -> bool:
     return True
 
 
-def _same_address(a: str, b: str) -> bool:
-    try:
-        one, two = ipaddress.ip_address(a), ipaddress.ip_address(b)
-    except ValueError:
-        return a == b
-    if isinstance(one, ipaddress.IPv6Address) and one.ipv4_mapped is not None:
-        one = one.ipv4_mapped
-    if isinstance(two, ipaddress.IPv6Address) and two.ipv4_mapped is not None:
-        two = two.ipv4_mapped
-    return one == two
-
-
 def _listener_for(services: Sequence[ServiceConfig], family: int, host: str,
                   port: int) -> ServiceConfig | None:
     """The service of this configuration a TCP connection to host:port reaches: one
@@ -59,7 +48,7 @@ def _listener_for(services: Sequence[ServiceConfig], family: int, host: str,
         if svc.socket_type is not SocketType.STREAM or svc.port != port:
             continue
         if svc.bind is not None:
-            if _same_address(svc.bind, host):
+            if normalize_address(svc.bind) == normalize_address(host):
                 return svc
             continue
         ipv4_host = family == socket.AF_INET
