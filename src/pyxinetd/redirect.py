@@ -20,8 +20,10 @@ bounded buffers on the loop, one per direction (pyxinetd.relaydirection):
 - bytes are counted both ways for the TRAFFIC line: in = client -> target,
   out = target -> client (bytes handed to the kernel towards the other side).
 
-Target addresses are resolved once, by resolve_targets() at configuration load, so
-the serving path never waits for DNS (a numeric address needs no lookup at all).
+A target named by a host name is looked up when the configuration is read
+(pyxinetd.config.netvalues: in the loader child at a reload), so the service holds a
+numeric address; resolve_targets() turns it into a socket address at each load without
+any lookup (AI_NUMERICHOST), and neither a reload nor a connection ever waits for DNS.
 
 The same relay carries the clients of an intercepted wait = yes server
 (pyxinetd.intercept.stream), aimed at the server's private socket instead: it can start
@@ -60,9 +62,10 @@ _looping: dict[str, str] = {}
 
 
 def resolve(host: str, port: int) -> Target:
-    """Resolve one target (blocking for names); raises OSError (socket.gaierror)."""
+    """The socket address of a numeric target; raises OSError (socket.gaierror) for
+    anything else. Never a DNS lookup: this runs in the loop."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                               proto=socket.IPPROTO_TCP)
+                               proto=socket.IPPROTO_TCP, flags=socket.AI_NUMERICHOST)
     family, _, _, _, sockaddr = infos[0]
     return int(family), tuple(sockaddr)
 
@@ -108,7 +111,7 @@ def _target_of(service: ServiceConfig) -> Target:
     assert service.redirect is not None
     target = _targets.get(service.redirect)
     if target is None:
-        # Not pre-resolved: a numeric address costs nothing; a name is looked up once.
+        # Not resolved at load (its resolution failed then): tried again, numerically.
         target = resolve(*service.redirect)
         _targets[service.redirect] = target
     return target

@@ -8,12 +8,14 @@ import struct
 import termios
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from internal_support import DEADLINE, LoopThread, make_service, recv_all, wait_for
 
 from pyxinetd import internal, redirect
+from pyxinetd.config import load
 
 
 class Target:
@@ -151,14 +153,18 @@ def test_greeting_reaches_the_client_when_the_target_refuses() -> None:
     assert lt.closes[0][0] == "error"
 
 
-def test_target_name_resolved_once_and_greeting_not_counted(targets: list[Target]) -> None:
-    # The target listens where `localhost` leads first: 127.0.0.1, or ::1 where
-    # /etc/hosts also names ::1 localhost (Debian's default), which getaddrinfo then
-    # puts first.
-    family = socket.getaddrinfo("localhost", None, type=socket.SOCK_STREAM)[0][0]
-    target = Target(answer_after_eof, family=family)
+def test_target_name_is_looked_up_when_read_and_greeting_not_counted(
+        targets: list[Target], tmp_path: Path) -> None:
+    # The name is looked up by the configuration's reader (xinetd's choice: its first
+    # IPv4 address), so the service holds a number and the loop never asks DNS.
+    target = Target(answer_after_eof)
     targets.append(target)
-    svc = make_service("redir", redirect=("localhost", target.port))
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text("service redir\n{\n\ttype = UNLISTED\n\tsocket_type = stream\n"
+                    "\tprotocol = tcp\n\twait = no\n\tport = 1\n\tuser = root\n"
+                    f"\tredirect = localhost {target.port}\n}}\n")
+    svc = load(str(conf)).services[0]
+    assert svc.redirect == ("127.0.0.1", target.port)
     assert redirect.resolve_targets([svc]) == {}
     lt = LoopThread()
     addr = lt.listen(lambda loop, conn, peer: internal.start_redirect(
@@ -171,10 +177,13 @@ def test_target_name_resolved_once_and_greeting_not_counted(targets: list[Target
         assert wait_for(lambda: lt.closes == [("traffic", 3, 15)])
 
 
-def test_unresolvable_target_is_reported_by_resolve_targets() -> None:
-    svc = make_service("redir", redirect=("no-such-host.invalid", 1))
+def test_a_target_name_is_never_looked_up_in_the_loop() -> None:
+    # Built without the reader (which would have looked it up), the name is refused
+    # by resolve_targets() as not numeric rather than sent to DNS from the loop.
+    svc = make_service("redir", redirect=("localhost", 1))
     errors = redirect.resolve_targets([svc])
     assert list(errors) == ["redir"]
+    assert "localhost" in errors["redir"]
 
 
 def test_ipv6_service_to_ipv4_target(targets: list[Target]) -> None:
