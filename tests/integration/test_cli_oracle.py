@@ -26,10 +26,6 @@ ip link set lo up
 cd "$1"; shift
 "$@" </dev/null >out 2>err
 echo "status=$?"
-i=0
-while [ -s log ] && ! grep -q -e "Started working" -e Exiting log && [ $i -lt 100 ]; do
-    sleep 0.1; i=$((i+1))
-done
 running() {
     # Not this script's shells (their command lines name the daemon too): a subshell
     # running this function has a pid of its own.
@@ -41,11 +37,14 @@ running() {
         grep -q xinetd "/proc/$p/cmdline" 2>/dev/null && echo "running"
     done
 }
-# A daemon that logged its exit may still be on its way out (Python's teardown).
-if grep -q Exiting log 2>/dev/null; then
-    i=0
-    while [ -n "$(running)" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
-fi
+# Settled: the daemon serves (`Started working`) or is gone. xinetd's parent exits
+# before its child has read the configuration, let alone logged anything, and a daemon
+# that logged its exit may still be on its way out (Python's teardown).
+i=0
+while [ -n "$(running)" ] && ! grep -q "Started working" log 2>/dev/null && [ $i -lt 100 ]
+do
+    sleep 0.1; i=$((i+1))
+done
 running
 true
 """
