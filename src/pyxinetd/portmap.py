@@ -7,7 +7,9 @@ v2 messages (RFC 5531) for the portmapper protocol v2 (RFC 1833), written by han
 every field is a 32-bit XDR word and the credentials are AUTH_NONE, so a message is a
 fixed sequence of words. They go over one UDP socket, connected to 127.0.0.1:111,
 registered in the master's Loop; each call is retransmitted from a timer a few times
-and then reported as unanswered. Nothing here blocks or sleeps.
+and then reported as unanswered (NO_ANSWER: the portmapper may have applied it, only
+its answers lost). Nothing here blocks or sleeps. $PYXINETD_PORTMAP_INTERVAL sets the
+seconds between retransmissions, for tests that hold the portmapper's answers.
 
 A connected UDP socket reports the ICMP "port unreachable" of a host without a
 portmapper as ECONNREFUSED, so that case fails at once instead of after every
@@ -47,6 +49,12 @@ AUTH_NONE = 0
 # about 2 s before a silent portmapper is given up on.
 RETRY_INTERVAL = 0.5
 ATTEMPTS = 4
+# Test-only override of RETRY_INTERVAL, in seconds (so a test can hold the answers).
+INTERVAL_ENV = "PYXINETD_PORTMAP_INTERVAL"
+MAX_INTERVAL = 600.0
+# The error of a call given up on after its last retransmission: the portmapper may
+# have applied it (only its answer lost), unlike a call refused or never sent.
+NO_ANSWER = "portmapper did not answer"
 _MAX_REPLY = 65536
 
 _WORD = struct.Struct(">I")
@@ -140,6 +148,17 @@ def decode_dump(body: bytes) -> list[Mapping]:
     return out
 
 
+def retry_interval(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
+    """RETRY_INTERVAL, or $PYXINETD_PORTMAP_INTERVAL (seconds) when set and valid."""
+    try:
+        value = float(environ.get(INTERVAL_ENV, RETRY_INTERVAL))
+    except ValueError:
+        return RETRY_INTERVAL
+    if value != value or value <= 0:
+        return RETRY_INTERVAL
+    return min(value, MAX_INTERVAL)
+
+
 # done(result body, error text): exactly one of the two is None.
 Done = Callable[[bytes | None, str | None], None]
 _Result = TypeVar("_Result")
@@ -157,11 +176,11 @@ class PortmapClient:
     """Sends portmapper calls from the loop; each call's `done` is called exactly once."""
 
     def __init__(self, loop: Loop, address: tuple[str, int] = PMAP_ADDRESS, *,
-                 attempts: int = ATTEMPTS, interval: float = RETRY_INTERVAL) -> None:
+                 attempts: int = ATTEMPTS, interval: float | None = None) -> None:
         self._loop = loop
         self._address = address
         self._attempts = attempts
-        self._interval = interval
+        self._interval = retry_interval() if interval is None else interval
         self._sock: socket.socket | None = None
         self._pending: dict[int, _Pending] = {}
         # Start from a random xid: a late reply to an earlier daemon's call must not match.
@@ -172,8 +191,9 @@ class PortmapClient:
         return len(self._pending)
 
     def set(self, mapping: Mapping, done: Callable[[bool | None, str | None], None]) -> int:
-        """PMAPPROC_SET; done(True/False, None) with the answer, or (None, error).
-        Returns the call's xid, for abandon()."""
+        """PMAPPROC_SET; done(True/False, None) with the answer, or (None, error), the
+        error being NO_ANSWER when the call may have been applied. Returns the call's
+        xid, for abandon()."""
         return self._call(PMAPPROC_SET, mapping, _decoding(decode_bool, done))
 
     def unset(self, mapping: Mapping,
@@ -254,7 +274,7 @@ class PortmapClient:
         if call is None:
             return
         if call.attempts >= self._attempts:
-            self._finish(xid, None, "portmapper did not answer")
+            self._finish(xid, None, NO_ANSWER)
             return
         self._send(xid, call)
 

@@ -16,11 +16,21 @@ UNSET is protocol-blind: the portmapper drops the tcp *and* udp entries of a pro
 version. xinetd leaves the other protocol's service unregistered in that case; here
 the versions of any other live service of the same program are registered again.
 
+A SET that is never answered (every retransmission unanswered) may still have been
+applied, only its answers lost: its version is UNSET (and the other live services of
+the program SET again, as above), so that the portmapper does not hand out a port
+nobody serves, whether the service then runs with its other versions or fails.
+xinetd leaves such a version registered.
+
 Unlike xinetd, no call blocks: the SET of every version is sent at once, without the
 1 s sleep xinetd makes after each one, and the loop serves the other services meanwhile.
 So a SET may still be unanswered when the daemon stops; the portmapper may have taken
 it (only its answer lost or late), so it is abandoned and its version UNSET too, or the
-portmapper would keep handing out the port of a daemon that has gone.
+portmapper would keep handing out the port of a daemon that has gone. Likewise a
+reload may change `rpc_version` while a service's calls are in flight (its first
+registration, or the UNSET/SET of an earlier reload): once they are answered, the
+range they were for is compared with the configuration's, and registered again when
+it differs, so the registered versions end as the last configuration gives them.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ from pyxinetd.children import Child
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.log import ProgramLog
 from pyxinetd.loop import Loop
-from pyxinetd.portmap import Mapping, PortmapClient
+from pyxinetd.portmap import NO_ANSWER, Mapping, PortmapClient
 from pyxinetd.service import ServiceRuntime
 
 
@@ -87,13 +97,40 @@ class RpcRegistry:
 
     # -- registering -------------------------------------------------------------
     def register(self, rt: ServiceRuntime, port: int,
-                 done: Callable[[Registration | None], None]) -> None:
-        """SET every version of `rt` at `port`; done(registration, or None if none took)."""
-        svc = rt.config
+                 done: Callable[[Registration | None], None], *,
+                 still_wanted: Callable[[], bool]) -> None:
+        """SET every version of `rt` at `port`; done(registration, or None if none took).
+
+        When a reload changed `rt`'s range while the calls were in flight, what they
+        registered is UNSET and the new range registered, until the range answered is
+        the configuration's; done() then reports that one. Once `still_wanted()` is
+        False (the service stopped meanwhile), done() gets what was registered (its
+        caller unregisters it), or is not called when nothing is left registered."""
+        asked = rt.config.rpc_version
+
+        def answered(registration: Registration | None) -> None:
+            if rt.config.rpc_version == asked or not still_wanted():
+                done(registration)
+                return
+
+            def again() -> None:
+                if still_wanted():
+                    self.register(rt, port, done, still_wanted=still_wanted)
+            if registration is None:
+                again()
+            else:
+                self.unset(rt.config.id, registration, again)
+        self._register_range(rt.config, port, answered)
+
+    def _register_range(self, svc: ServiceConfig, port: int,
+                        done: Callable[[Registration | None], None]) -> None:
+        """SET every version of `svc` at `port`; done(registration, or None if none
+        took), after the UNSET of any version whose SET went unanswered is sent."""
         assert svc.rpc_number is not None
         program, protocol = svc.rpc_number, svc.protocol_number
         wanted = list(versions(svc))
         accepted: list[int] = []
+        unanswered: list[int] = []
         remaining = [len(wanted)]
 
         def answered(version: int, ok: bool | None, error: str | None) -> None:
@@ -104,11 +141,18 @@ class RpcRegistry:
                 self.log.error("activate_rpc",
                                     f"pmap_set failed. service={svc.id} program={program} "
                                     f"version={version}{why}")
+                if error == NO_ANSWER:
+                    unanswered.append(version)
             remaining[0] -= 1
             if remaining[0]:
                 return
             self.log.debug("activate_rpc",
                                 f"Registered {len(accepted)} versions of {svc.id}")
+            if unanswered:
+                # Sent before done() may SET any of these versions again, so that the
+                # portmapper takes the UNSET first.
+                self.unset(svc.id, Registration(program, protocol, port,
+                                                tuple(sorted(unanswered))), None)
             if not accepted:
                 done(None)
                 return
@@ -169,24 +213,28 @@ class RpcRegistry:
         one_done()
 
     def reregister(self, rt: ServiceRuntime, old: ServiceConfig) -> None:
-        """A readjusted service: register again if its version range changed (§6.2)."""
+        """A readjusted service: register again if its version range changed (§6.2).
+
+        Not registered: nothing to do, or its calls are in flight, and register()
+        compares the range they were for with the new one once they are answered."""
         if old.rpc_version == rt.config.rpc_version or rt not in self._registered:
             return
         port = self._registered[rt].port
-
-        def register_new() -> None:
-            if rt.sock is None:
-                return      # stopped meanwhile
-            self.register(rt, port, lambda reg: self._keep_if_live(rt, reg))
-
-        self.unregister(rt, register_new)
+        self.unregister(rt, lambda: self._register_live(rt, port))
 
     def follow(self, rt: ServiceRuntime) -> None:
         """A cps re-activation bound a new socket: register it (xinetd does too)."""
         if not is_rpc(rt.config) or rt.sock is None:
             return
-        port = rt.sock.getsockname()[1]
-        self.register(rt, port, lambda reg: self._keep_if_live(rt, reg))
+        self._register_live(rt, rt.sock.getsockname()[1])
+
+    def _register_live(self, rt: ServiceRuntime, port: int) -> None:
+        """Register a service that serves at `port`, for as long as it does."""
+        def live() -> bool:
+            return rt.sock is not None and rt.sock.getsockname()[1] == port
+        if not live():
+            return      # stopped or moved meanwhile
+        self.register(rt, port, lambda reg: self._keep_if_live(rt, reg), still_wanted=live)
 
     def _keep_if_live(self, rt: ServiceRuntime, registration: Registration | None) -> None:
         if registration is None:
@@ -259,7 +307,8 @@ class Activation:
         self.done = False
 
     def start(self) -> None:
-        self._registry.register(self._rt, self._sock.getsockname()[1], self._answered)
+        self._registry.register(self._rt, self._sock.getsockname()[1], self._answered,
+                                still_wanted=lambda: not self.done)
 
     def _answered(self, registration: Registration | None) -> None:
         if self.done:

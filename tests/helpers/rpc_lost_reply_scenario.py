@@ -1,93 +1,104 @@
-"""SIGTERM while a portmapper SET is unanswered: the version must not stay registered.
+"""RPC services whose portmapper SETs are applied but never answered.
 
 Run inside a private network namespace (it brings `lo` up itself):
 
-    unshare -n python3 rpc_lost_reply_scenario.py DIR [DAEMON ARGV...]
+    unshare -n python3 rpc_lost_reply_scenario.py DIR CASE [DAEMON ARGV...]
 
-A small portmapper on 127.0.0.1:111 (a thread here, real UDP) takes every SET into its
-table without answering it, as a busy portmapper whose answers come late or are lost
-would; it answers UNSET (dropping the program version) and nothing else. The daemon
-(DAEMON ARGV, default pyxinetd; -dontfork -filelog) starts with one RPC service; once the portmapper has
-taken its SET, the daemon gets SIGTERM. Prints one JSON object: the table left once the
-daemon has exited, the procedures received in order, the exit status and the log.
+A portmapper on 127.0.0.1:111 (tests/helpers/fake_portmapper.py) takes some SETs into
+its table without answering them, as a portmapper whose answers are lost would. The
+daemon (DAEMON ARGV, default pyxinetd; -dontfork -filelog) starts, and CASE is:
+
+- `sigterm`: one tcp service, none of whose SETs is answered; once the portmapper has
+  taken its SET, the daemon gets SIGTERM (before the SET is given up on).
+- `no-answer`: the SETs of tcp services are left unanswered for version 1 of
+  LOST_PROGRAM (service `lostset`, its only version: it fails) and version 2 of
+  PARTIAL_PROGRAM (service `partial`, versions 1-2: it serves with version 1); every
+  other call is answered. A udp service `shareudp` of LOST_PROGRAM (versions 1-2)
+  registers normally. Once the daemon logged that `lostset` failed, the table is read
+  when the portmapper has had the UNSET of each unanswered version and the SET that
+  puts `shareudp`'s version 1 back (or at the deadline); then SIGTERM.
+
+Prints one JSON object: the table at that point (`deactivated`, no-answer only), the
+table left once the daemon has exited, the calls received in order, the exit status
+and the log.
 """
 
 from __future__ import annotations
 
 import json
 import signal
-import socket
-import struct
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from fake_portmapper import (ANSWER, SET, SILENT, TCP, UDP, UNSET, Call,  # noqa: E402
+                             FakePortmapper)
 from rpc_scenario import read, rpc_service, wait_for  # noqa: E402
 
 PROGRAM = 0x20000117
+LOST_PROGRAM = 0x20000118
+PARTIAL_PROGRAM = 0x20000119
 DEADLINE = 30.0
-SET, UNSET = 1, 2
 
 
-class SilentSetPortmapper:
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 111))
-        self.sock.settimeout(0.2)
-        self.table: set[tuple[int, int, int, int]] = set()
-        self.calls: list[int] = []
-        self.lock = threading.Lock()
-        self.running = True
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+def silent_sets(call: Call) -> str:
+    return SILENT if call[0] == SET else ANSWER
 
-    def _serve(self) -> None:
-        while self.running:
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except TimeoutError:
-                continue
-            words = struct.unpack(f">{len(data) // 4}I", data[:len(data) // 4 * 4])
-            xid, procedure = words[0], words[5]
-            program, version, protocol, port = words[10:14]
-            with self.lock:
-                self.calls.append(procedure)
-                if procedure == SET:
-                    self.table.add((program, version, protocol, port))
-                    continue        # taken, never answered
-                if procedure == UNSET:
-                    self.table = {m for m in self.table
-                                  if (m[0], m[1]) != (program, version)}
-            # An accepted, successful reply carrying TRUE.
-            self.sock.sendto(struct.pack(">7I", xid, 1, 0, 0, 0, 0, 1), peer)
 
-    def close(self) -> None:
-        self.running = False
-        self.thread.join(timeout=5)
-        self.sock.close()
+def lost_versions(call: Call) -> str:
+    procedure, program, version, protocol, _ = call
+    if procedure == SET and protocol == TCP and (program, version) in (
+            (LOST_PROGRAM, 1), (PARTIAL_PROGRAM, 2)):
+        return SILENT
+    return ANSWER
+
+
+def restored(calls: list[Call]) -> bool:
+    """Both UNSETs received, and shareudp's version 1 SET again after the first."""
+    unsets = [i for i, c in enumerate(calls) if c[0] == UNSET]
+    if not any(calls[i][1:3] == (LOST_PROGRAM, 1) for i in unsets) or \
+            not any(calls[i][1:3] == (PARTIAL_PROGRAM, 2) for i in unsets):
+        return False
+    first = min(i for i in unsets if calls[i][1:3] == (LOST_PROGRAM, 1))
+    return any(c[:4] == (SET, LOST_PROGRAM, 1, UDP) for c in calls[first:])
 
 
 def main() -> None:
-    work = Path(sys.argv[1])
-    argv = sys.argv[2:] or [sys.executable, "-m", "pyxinetd"]
+    work, case = Path(sys.argv[1]), sys.argv[2]
+    argv = sys.argv[3:] or [sys.executable, "-m", "pyxinetd"]
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    portmapper = SilentSetPortmapper()
     conf, log = work / "rpc.conf", work / "daemon.log"
-    conf.write_text(rpc_service("lostset", PROGRAM, "1", "tcp"))
+    if case == "sigterm":
+        portmapper = FakePortmapper(silent_sets)
+        conf.write_text(rpc_service("lostset", PROGRAM, "1", "tcp"))
+    else:
+        portmapper = FakePortmapper(lost_versions)
+        conf.write_text(rpc_service("lostset", LOST_PROGRAM, "1", "tcp")
+                        + rpc_service("shareudp", LOST_PROGRAM, "1-2", "udp")
+                        + rpc_service("partial", PARTIAL_PROGRAM, "1-2", "tcp"))
     result: dict[str, object] = {}
     with open(work / "daemon.err", "wb") as err:
         daemon = subprocess.Popen(
-            [*argv, "-dontfork", "-f", str(conf), "-filelog", str(log)], stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-            start_new_session=True)
+            [*argv, "-dontfork", "-f", str(conf), "-filelog", str(log)],
+            stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
     try:
         deadline = time.monotonic() + DEADLINE
-        wait_for(lambda: SET in portmapper.calls or daemon.poll() is not None,
-                 "the SET call", deadline)
+        if case == "sigterm":
+            wait_for(lambda: any(c[0] == SET for c in portmapper.snapshot()[0])
+                     or daemon.poll() is not None, "the SET call", deadline)
+        else:
+            wait_for(lambda: "Service lostset failed to start" in read(log)
+                     or daemon.poll() is not None, "the failure of lostset", deadline)
+            try:
+                wait_for(lambda: restored(portmapper.snapshot()[0]), "the UNSET calls",
+                         time.monotonic() + 10.0)
+            except SystemExit:
+                pass        # the table shows what is missing
+            result["deactivated"] = portmapper.snapshot()[2]
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=DEADLINE)
     except (SystemExit, subprocess.TimeoutExpired) as stop:
@@ -97,8 +108,9 @@ def main() -> None:
             daemon.kill()
             daemon.wait(timeout=10)
         portmapper.close()
-        result["table"] = sorted(portmapper.table)
-        result["calls"] = portmapper.calls
+        calls, _, table = portmapper.snapshot()
+        result["table"] = table
+        result["calls"] = calls
         result["returncode"] = daemon.returncode
         result["log"] = read(log) + read(work / "daemon.err")
         print(json.dumps(result))

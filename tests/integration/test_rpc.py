@@ -31,6 +31,7 @@ from tests.daemon import namespace_problem, run_scenario
 REPO = Path(__file__).resolve().parents[2]
 SCENARIO = REPO / "tests" / "helpers" / "rpc_scenario.py"
 LOST_REPLY = REPO / "tests" / "helpers" / "rpc_lost_reply_scenario.py"
+SLOW_RELOAD = REPO / "tests" / "helpers" / "rpc_slow_reload_scenario.py"
 FETCH = REPO / "scripts" / "fetch-rpcbind"
 UDP_PROGRAM = 0x20000111
 TCP_PROGRAM = 0x20000112
@@ -39,6 +40,9 @@ CPS_PROGRAM = 0x20000114
 BOUND_PROGRAM = 0x20000115
 FIXED_PROGRAM = 0x20000116
 FIXED_PORT = 4711
+LOST_PROGRAM = 0x20000118
+PARTIAL_PROGRAM = 0x20000119
+SLOW_PROGRAM = 0x2000011A
 UDP, TCP = 17, 6
 
 
@@ -256,8 +260,43 @@ def test_sigterm_unsets_a_version_whose_set_is_unanswered(tmp_path: Path) -> Non
     problem = namespace_problem("ip")
     if problem:
         pytest.skip(problem)
-    result = run_scenario(LOST_REPLY, tmp_path)
+    result = run_scenario(LOST_REPLY, tmp_path, "sigterm")
     assert "error" not in result, result
     assert result["returncode"] == 0, result["log"]
-    assert result["calls"][0] == 1 and 2 in result["calls"]    # SET, then its UNSET
+    procedures = [call[0] for call in result["calls"]]
+    assert procedures[0] == 1 and 2 in procedures    # SET, then its UNSET
     assert result["table"] == [], result
+
+
+def test_a_version_whose_set_is_never_answered_is_unset(tmp_path: Path) -> None:
+    # The portmapper applies the SETs of lostset (its only version) and of partial's
+    # version 2 but never answers them. lostset fails and partial serves version 1,
+    # neither leaving the portmapper a version nobody serves; the UNSET of lostset's
+    # version takes shareudp's (the same program on udp), which is SET again.
+    problem = namespace_problem("ip")
+    if problem:
+        pytest.skip(problem)
+    result = run_scenario(LOST_REPLY, tmp_path, "no-answer")
+    assert "error" not in result, result
+    log = result["log"]
+    assert "Service lostset failed to start and is deactivated." in log
+    assert "pmap_set failed. service=partial program=" in log
+    assert "Service partial failed" not in log
+    assert _triples(result["deactivated"]) == [
+        (LOST_PROGRAM, 1, UDP), (LOST_PROGRAM, 2, UDP), (PARTIAL_PROGRAM, 1, TCP)]
+    assert result["table"] == [] and result["returncode"] == 0, result
+
+
+def test_the_last_of_two_reloads_decides_the_versions_while_calls_are_unanswered(
+        tmp_path: Path) -> None:
+    # The second reload (rpc_version 2 -> 3) comes while the SET of version 2, from
+    # the first one (1 -> 2), is unanswered: version 3 ends registered, alone.
+    problem = namespace_problem("ip")
+    if problem:
+        pytest.skip(problem)
+    result = run_scenario(SLOW_RELOAD, tmp_path)
+    assert "error" not in result, result
+    assert _triples(result["started"]) == [(SLOW_PROGRAM, 1, TCP)]
+    assert _triples(result["settled"]) == [(SLOW_PROGRAM, 3, TCP)], result["calls"]
+    assert result["answer"] == "tcp-rpc\n"
+    assert result["table"] == [] and result["returncode"] == 0, result

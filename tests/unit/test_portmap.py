@@ -13,9 +13,10 @@ from collections.abc import Callable
 import pytest
 
 from pyxinetd.loop import READ, Loop
-from pyxinetd.portmap import (PMAPPROC_DUMP, PMAPPROC_SET, PMAPPROC_UNSET, Mapping,
+from pyxinetd.portmap import (INTERVAL_ENV, MAX_INTERVAL, NO_ANSWER, PMAPPROC_DUMP,
+                              PMAPPROC_SET, PMAPPROC_UNSET, RETRY_INTERVAL, Mapping,
                               PortmapClient, XdrError, decode_bool, decode_dump,
-                              decode_reply, encode_call, reply_xid)
+                              decode_reply, encode_call, reply_xid, retry_interval)
 
 
 def words(data: bytes) -> list[int]:
@@ -129,7 +130,7 @@ def test_retransmits_then_gives_up() -> None:
     results: list[tuple[bool | None, str | None]] = []
     client.unset(Mapping(5, 1, 6, 0), lambda ok, err: results.append((ok, err)))
     run_until(loop, lambda: bool(results))
-    assert results == [(None, "portmapper did not answer")]
+    assert results == [(None, NO_ANSWER)]
     assert len(responder.calls) == 3
     assert len({call[0] for call in responder.calls}) == 1   # the same xid each time
     responder.sock.close()
@@ -181,3 +182,12 @@ def test_an_abandoned_call_is_not_sent_again_nor_answered() -> None:
     assert [call[5] for call in responder.calls] == [1, 2, 2, 2]
     responder.sock.close()
     loop.close()
+
+
+@pytest.mark.parametrize("value, interval", [
+    (None, RETRY_INTERVAL), ("60", 60.0), ("0.05", 0.05), ("0", RETRY_INTERVAL),
+    ("-1", RETRY_INTERVAL), ("nan", RETRY_INTERVAL), ("soon", RETRY_INTERVAL),
+    ("1e9", MAX_INTERVAL)])
+def test_the_retransmission_interval_override(value: str | None, interval: float) -> None:
+    environ = {} if value is None else {INTERVAL_ENV: value}
+    assert retry_interval(environ) == interval

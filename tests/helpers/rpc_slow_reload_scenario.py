@@ -1,0 +1,123 @@
+"""Reloads that change `rpc_version` while the portmapper has not answered yet.
+
+Run inside a private network namespace (it brings `lo` up itself):
+
+    unshare -n python3 rpc_slow_reload_scenario.py DIR [DAEMON ARGV...]
+
+A portmapper on 127.0.0.1:111 (tests/helpers/fake_portmapper.py) holds its answers
+whenever this script says so, and gives them when it says so: no step here waits for
+a time to pass, and the daemon's retransmissions are 60 s apart
+($PYXINETD_PORTMAP_INTERVAL), so none is given up on meanwhile. The daemon (pyxinetd
+by default; -dontfork -filelog) serves one tcp RPC service, `moving`, with
+`rpc_version = 1`. Then:
+
+1. the portmapper holds; a reload gives `rpc_version = 2`: the daemon UNSETs version
+   1; that UNSET is answered, and the daemon SETs version 2, held;
+2. while that SET is held, a second reload gives `rpc_version = 3`;
+3. the portmapper answers the held SET, and everything from then on;
+4. the table is read once it holds version 3 and nothing else of the program (or at
+   the deadline), and a client talks to the port registered; then SIGTERM.
+
+Prints one JSON object: the table after step 4 (`settled`), the client's answer, the
+calls received in order, the table left after the exit, the exit status and the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from fake_portmapper import (ANSWER, HOLD, SET, UNSET, Call,  # noqa: E402
+                             FakePortmapper)
+from rpc_scenario import read, rpc_service, talk_tcp, wait_for  # noqa: E402
+
+PROGRAM = 0x2000011a
+DEADLINE = 30.0
+
+
+class Switch:
+    """The portmapper's policy: hold every call while `holding`."""
+
+    def __init__(self) -> None:
+        self.holding = False
+
+    def __call__(self, call: Call) -> str:
+        return HOLD if self.holding else ANSWER
+
+
+def main() -> None:
+    work = Path(sys.argv[1])
+    argv = sys.argv[2:] or [sys.executable, "-m", "pyxinetd"]
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    switch = Switch()
+    portmapper = FakePortmapper(switch)
+    conf, log = work / "rpc.conf", work / "daemon.log"
+    conf.write_text(rpc_service("moving", PROGRAM, "1", "tcp"))
+    env = dict(os.environ, PYXINETD_PORTMAP_INTERVAL="60")
+    result: dict[str, object] = {}
+    with open(work / "daemon.err", "wb") as err:
+        daemon = subprocess.Popen(
+            [*argv, "-dontfork", "-f", str(conf), "-filelog", str(log)], env=env,
+            stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+
+    def held(procedure: int, version: int) -> bool:
+        return any(c[:3] == (procedure, PROGRAM, version) for c in portmapper.snapshot()[1])
+
+    def reload(rpc_version: str, count: int) -> None:
+        conf.write_text(rpc_service("moving", PROGRAM, rpc_version, "tcp"))
+        daemon.send_signal(signal.SIGHUP)
+        wait_for(lambda: read(log).count("Reconfigured") >= count, f"reload {count}",
+                 deadline)
+
+    try:
+        deadline = time.monotonic() + DEADLINE
+        wait_for(lambda: "Started working" in read(log) or daemon.poll() is not None,
+                 "Started working", deadline)
+        result["started"] = portmapper.snapshot()[2]
+        switch.holding = True
+        reload("2", 1)
+        wait_for(lambda: held(UNSET, 1), "the UNSET of version 1", deadline)
+        portmapper.release()
+        wait_for(lambda: held(SET, 2), "the SET of version 2", deadline)
+        reload("3", 2)
+        switch.holding = False
+        portmapper.release()
+
+        def settled() -> bool:
+            table = portmapper.snapshot()[2]
+            return [m[:3] for m in table if m[0] == PROGRAM] == [(PROGRAM, 3, 6)]
+        try:
+            wait_for(settled, "version 3 alone", time.monotonic() + 10.0)
+        except SystemExit:
+            pass        # the table shows what is left
+        table = portmapper.snapshot()[2]
+        result["settled"] = table
+        ports = {m[3] for m in table if m[0] == PROGRAM}
+        result["answer"] = talk_tcp(ports.pop()) if len(ports) == 1 else "no single port"
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=DEADLINE)
+    except (SystemExit, subprocess.TimeoutExpired) as stop:
+        result["error"] = str(stop)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(timeout=10)
+        portmapper.close()
+        calls, _, table = portmapper.snapshot()
+        result["table"] = table
+        result["calls"] = calls
+        result["returncode"] = daemon.returncode
+        result["log"] = read(log) + read(work / "daemon.err")
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
