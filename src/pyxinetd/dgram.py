@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pyxinetd import internal, replysource
 from pyxinetd.access.gate import AccessGate, Datagram, Verdict
@@ -31,6 +31,10 @@ from pyxinetd.log import ProgramLog
 from pyxinetd.servicelog import ServiceLogs, start_entry
 from pyxinetd.loop import Loop
 from pyxinetd.service import REASON_ADDRESS, ServiceRuntime, State
+
+if TYPE_CHECKING:
+    from pyxinetd.intercept import Interceptors
+    from pyxinetd.intercept.dgram import HeldSender
 
 # Datagrams handled per readiness event before the loop serves others.
 DGRAM_BATCH = 64
@@ -51,6 +55,7 @@ class Host(MasterView, Protocol):
     program: ProgramLog
     logs: ServiceLogs
     access: AccessGate
+    intercept: Interceptors
 
     def parent_check(self, rt: ServiceRuntime, peer: str) -> str | None: ...
 
@@ -183,6 +188,10 @@ class DatagramDispatch:
 
     def on_wait(self, rt: ServiceRuntime) -> None:
         host = self.host
+        held = host.intercept.next_sender(rt)
+        if held is not None:
+            self._serve_held(rt, held)
+            return
         addr = self._peek(rt)
         if addr is None:
             return
@@ -229,6 +238,25 @@ class DatagramDispatch:
         # A failed fork keeps the datagram queued for the retry; given up, it goes.
         if host.start_wait_server(rt, svc, peer, _discard, sender=addr) is None:
             self._discard_one(rt)
+
+    def _serve_held(self, rt: ServiceRuntime, held: HeldSender) -> None:
+        """A sender admitted by an intercepted server's checks after that server exited
+        (pyxinetd.intercept.dgram): served first, as the oldest request, like a datagram
+        queued on the socket: the parent-level checks, then a server, which is handed
+        its datagrams (its access verdict is in)."""
+        host = self.host
+
+        def drop(sock: socket.socket | None) -> None:
+            host.intercept.forget_sender(rt, held)
+        reason = host.parent_check(rt, held.peer)
+        if reason is not None:
+            drop(None)
+            host.refuse(rt, held.peer, reason, None, sender=held.sender)
+            host.refresh(rt)    # the next held sender, or the socket
+            return
+        svc = host.access.prepare(rt.config, held.verdict, None, held.peer)
+        if host.start_wait_server(rt, svc, held.peer, drop, sender=held.sender) is None:
+            drop(None)
 
     # -- internal datagram builtins -----------------------------------------
     def on_internal(self, rt: ServiceRuntime) -> None:

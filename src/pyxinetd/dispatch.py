@@ -119,8 +119,10 @@ class Dispatcher:
     def accepting(self, rt: ServiceRuntime) -> None:
         self.suspend.accepting(rt)
 
-    def close_listener(self, rt: ServiceRuntime) -> None:
-        self.intercept.drop_held(rt)
+    def close_listener(self, rt: ServiceRuntime, why: str | None = None) -> None:
+        """Close rt's listening socket; the clients held for its next intercepted server
+        are closed too, with a WARNING giving `why` when a reload is the cause."""
+        self.intercept.drop_held(rt, why)
         if rt.sock is not None:
             self.loop.unregister(rt.sock)
             if not self.handed_over.give_back(rt.sock):

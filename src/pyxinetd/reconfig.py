@@ -211,20 +211,21 @@ class Reconfigurer:
         counts = (len(kept), len(live) - len(kept))
         self._bind_all(to_bind, lambda: self._reconfigured(added, *counts))
 
-    def _stop(self, rt: ServiceRuntime) -> None:
+    def _stop(self, rt: ServiceRuntime, why: str) -> None:
         """Take a runtime out of service: its activation in flight abandoned, its RPC
-        registration unset, its listening socket closed."""
+        registration unset, its listening socket closed (`why`: for the clients held
+        for its next intercepted server, closed with it)."""
         m = self.master
         # Stopped first: abandoning a bind still retrying settles the reload that
         # added the service, whose report must not count it as available.
         rt.transition(Event.STOP)
         m.activations.cancel(rt)
         m.rpc.unregister(rt)
-        m.dispatcher.close_listener(rt)
+        m.dispatcher.close_listener(rt, why)
 
     def _remove(self, rt: ServiceRuntime, svc: ServiceConfig, kept_ids: set[str]) -> None:
         m = self.master
-        self._stop(rt)
+        self._stop(rt, "a reload removed the service")
         selected = self._selector(svc, kept_ids)
         m.dispatcher.close_sessions(selected)
         doomed = [c for c in m.children if selected(c.service)]
@@ -269,7 +270,7 @@ class Reconfigurer:
                           kept_ids: set[str]) -> ServiceRuntime:
         """A kept service whose socket changed: stop the old runtime, return a new one."""
         m = self.master
-        self._stop(rt)
+        self._stop(rt, "a reload replaced the service's socket")
         # Requests held for a fork retry belong to the old socket's runtime: they end
         # now, logged as given up, rather than silently at their retry.
         m.dispatcher.give_up_held(rt, change.new)

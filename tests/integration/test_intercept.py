@@ -645,3 +645,64 @@ def test_a_client_admitted_after_its_server_exited_goes_to_the_running_one(
         assert exchange(late)["pid"] == second
     text = wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 pid={second}")
     assert f"START: icept pid={second} from=127.0.0.5" in text
+
+
+def udp_from(source: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((source, 0))
+        sock.settimeout(TIMEOUT)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def test_a_sender_admitted_after_its_server_exited_gets_the_next_server(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: the datagrams of a sender whose verdict was awaited when the server
+    # exited were dropped. Now they start the next server, as any datagram does.
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port = free_port()
+    daemons.start_config(config(tmp_path, port, "libwrap = in.icept",
+                                socket_type="dgram", count=2))
+    with udp_from("127.0.0.2") as a, udp_from("127.0.0.5") as late:
+        a.sendto(b"a1", ("127.0.0.1", port))
+        first = a.recv(1000).decode().split()[0]
+        late.sendto(b"l1", ("127.0.0.1", port))     # its verdict waits for the gate
+        a.sendto(b"a2", ("127.0.0.1", port))
+        assert a.recv(1000).decode() == f"{first} peer=127.0.0.1 got=a2"
+        wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 {first}")
+        release(gate)
+        reply = late.recv(1000).decode()
+    second = reply.split()[0]
+    assert reply == f"{second} peer=127.0.0.1 got=l1" and second != first
+    text = wait_log_lines(tmp_path / "services.log", rf"START: icept {second} ")
+    assert re.findall(r"START: icept .*", text) == [f"START: icept {first} from=127.0.0.2",
+                                                    f"START: icept {second} from=127.0.0.5"]
+
+
+def test_a_refused_senders_lines_follow_the_services_one_refusal_rule(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # The same sender refused with no server running, during a server's life, and
+    # after it: one FAIL line within the minute, as for any datagram service (before,
+    # each running server logged it once more).
+    port = free_port()
+    daemons.start_config(config(tmp_path, port, "no_access = 127.0.0.3",
+                                socket_type="dgram", count=2))
+    with udp_from("127.0.0.2") as a, udp_from("127.0.0.3") as r:
+        r.sendto(b"r1", ("127.0.0.1", port))        # no server: the dispatcher refuses
+        a.sendto(b"a1", ("127.0.0.1", port))
+        first = a.recv(1000).decode().split()[0]
+        r.sendto(b"r2", ("127.0.0.1", port))        # the interceptor refuses
+        a.sendto(b"a2", ("127.0.0.1", port))
+        assert a.recv(1000).decode() == f"{first} peer=127.0.0.1 got=a2"
+        wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 {first}")
+        r.sendto(b"r3", ("127.0.0.1", port))        # no server again
+        a.sendto(b"a3", ("127.0.0.1", port))
+        second = a.recv(1000).decode().split()[0]
+        r.sendto(b"r4", ("127.0.0.1", port))        # the next server's interceptor
+        a.sendto(b"a4", ("127.0.0.1", port))
+        assert a.recv(1000).decode() == f"{second} peer=127.0.0.1 got=a4"
+        text = wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 {second}")
+    assert text.count("FAIL: icept address from=127.0.0.3") == 1

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import DaemonFactory, free_port, wait_log_lines
-from tests.integration.test_intercept import TIMEOUT, config, exchange, tcp_from
+from tests.integration.test_intercept import (TIMEOUT, config, exchange, gated_aclexec,
+                                            release, tcp_from)
 from tests.integration.test_reload import reload
 
 
@@ -111,3 +112,35 @@ def test_a_reload_disconnects_a_relayed_client_the_new_rules_refuse(
     assert re.search(rf"WARNING: service icept client 127\.0\.0\.2 of server "
                      rf"{pid.split('=')[1]} no longer allowed \(reason=address\); "
                      rf"disconnecting", daemon.log())
+
+
+@pytest.mark.parametrize("change", ["flag", "service"])
+def test_a_held_client_closed_by_a_reload_gets_a_line_that_says_why(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        change: str) -> None:
+    # A client admitted after its server exited waits for the next one; a reload that
+    # removes INTERCEPT (the next server reads the socket itself) or the service
+    # closes it, with a WARNING naming it and the reason (before: without a word).
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port, other = free_port(), free_port()
+    daemon = daemons.start_config(config(tmp_path, port, "libwrap = in.icept", count=1))
+    with tcp_from("127.0.0.5", port) as late:
+        first = exchange(tcp_from("127.0.0.2", port))["pid"]
+        wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 pid={first}")
+        if change == "flag":
+            text = config(tmp_path, port, "libwrap = in.icept", count=1).replace(
+                "\tflags = INTERCEPT\n", "")
+            why = "a reload removed flags = INTERCEPT"
+        else:
+            text = config(tmp_path, other, "libwrap = in.icept", count=1).replace(
+                "service icept", "service other").replace("type = UNLISTED",
+                                                          "type = UNLISTED\n\tid = other")
+            why = "a reload removed the service or replaced its socket"
+        reload(daemon, text, 1)
+        release(gate)
+        try:
+            assert late.recv(4096) == b""
+        except ConnectionResetError:
+            pass
+    daemon.wait_for_log(rf"WARNING: .*service icept client 127\.0\.0\.5 held for the next "
+                        rf"server: {re.escape(why)}; disconnecting")

@@ -46,6 +46,10 @@ class Host(Protocol):
     access: AccessGate
     denied: Callable[[str], bool]
 
+    def refuse(self, rt: ServiceRuntime, peer: str, reason: str,
+               conn: socket.socket | None, *, sender: tuple[object, ...] | None = None
+               ) -> None: ...
+
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
                      on_reap: OnReap | None = None, *, hold: Hold | None = None,
                      announce: bool = True,

@@ -1,8 +1,11 @@
 """An intercepted datagram server: its senders checked, and their datagrams relayed.
 
 Every datagram on the service socket is read by the master. A sender's first datagram
-is checked (common.py): a refused sender gets one `FAIL` line and its datagrams are
-dropped for the rest of this server's life; an admitted one gets `START` and a channel,
+is checked (common.py): a refused sender is not checked again for the rest of this
+server's life, its datagrams are dropped, and each refusal is logged by the service's one
+refusal policy (Dispatcher.refuse: an address refusal that repeats the service's last
+one within a minute is not logged again, whether a server runs or not); an admitted one
+gets `START` and a channel,
 a loopback socket connected to the server's private socket, through which its datagrams
 reach the server and the server's replies come back, to leave from the service socket
 towards it, from the address the sender's first datagram was sent to (on a wildcard
@@ -25,6 +28,12 @@ beyond them, datagrams of senders without a channel are dropped, with one ERROR 
 while the admitted senders' datagrams still flow. Each new sender's datagram is
 otherwise kept for as long as its lookup takes (a flood from many ports grew the daemon
 by up to 64 KiB a sender).
+
+A sender whose verdict is still awaited when the server exits is not lost: refused, it
+is logged as above; admitted, it and its datagrams go to the service's server running
+then, or are held for its next one, which the dispatcher starts for them as for a
+datagram queued on the service socket (its checks, then the server;
+pyxinetd.intercept.registry).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pyxinetd import replysource
 from pyxinetd.access.gate import Datagram, Verdict
@@ -58,6 +68,22 @@ def channel_idle(environ: dict[str, str] | os._Environ[str] = os.environ) -> flo
     return shortened(CHANNEL_IDLE, IDLE_ENV, environ)
 
 
+@dataclass
+class HeldSender:
+    """An admitted sender whose verdict came after its server exited, with its
+    datagrams, waiting for the service's next server."""
+
+    sender: Address
+    peer: str
+    datagrams: list[bytes]
+    source: replysource.Source
+    verdict: Verdict
+
+    @property
+    def size(self) -> int:
+        return sum(len(data) for data in self.datagrams)
+
+
 class _Channel:
     """One sender's way to and from the intercepted server."""
 
@@ -74,10 +100,15 @@ class _Channel:
 
 class DatagramInterception(Interception):
     def __init__(self, host: Host, rt: ServiceRuntime, listener: socket.socket,
-                 server: socket.socket) -> None:
+                 server: socket.socket, late: Callable[[HeldSender], None]) -> None:
         super().__init__(host, rt, listener, server)
+        # Where a sender goes whose verdict admitted it after the server exited: to
+        # the service's running server or the next one (pyxinetd.intercept.registry).
+        self._late = late
+        self._closed = False
         self._channels: dict[Address, _Channel] = {}
-        self._refused: set[Address] = set()
+        # The senders refused during this server's life, and why: not checked again.
+        self._refused: dict[Address, str] = {}
         self._pending: dict[Address, list[bytes]] = {}    # waiting for a verdict
         self._pending_datagrams = 0     # in _pending, and their bytes
         self._pending_bytes = 0
@@ -90,24 +121,38 @@ class DatagramInterception(Interception):
         self._idle = channel_idle()
         self._expiry: Timer | None = None
 
-    def begin(self, pid: int, admitted: Address | None) -> None:
+    def begin(self, pid: int, admitted: Address | None, held: list[HeldSender]) -> None:
         """The server runs: read the service socket from now on. `admitted`: the sender
-        whose datagram started the server, already checked by the dispatcher."""
+        whose datagram started the server, already checked by the dispatcher; `held`:
+        senders admitted after an earlier server exited, with their datagrams."""
         self.pid = pid
-        if admitted is not None:
+        for sender in held:
+            self.adopt(sender)
+        if admitted is not None and admitted not in self._channels:
             self._open_channel(admitted, peer_text(admitted), [], None)
 
+    def adopt(self, held: HeldSender) -> None:
+        """Relay a sender admitted for an earlier server, and its datagrams, to this
+        one (its `START` names this server)."""
+        channel = self._channels.get(held.sender)
+        if channel is None:
+            self._open_channel(held.sender, held.peer, held.datagrams, held.source)
+            return
+        for data in held.datagrams:
+            send_quietly(channel.sock, data, None)
+
     def server_exited(self) -> None:
-        """Stop reading the service socket; forward the replies still queued, then end."""
+        """Stop reading the service socket; forward the replies still queued, then end.
+        The senders still waiting for their verdict keep their datagrams (_admit_sender)."""
         self.finished = True
         self.host.loop.unregister(self.listener)
         for channel in list(self._channels.values()):
             self._forward_replies(channel)
             self._close_channel(channel)
-        self._forget_pending()
 
     def close(self) -> None:
         super().close()
+        self._closed = True
         for channel in list(self._channels.values()):
             self._close_channel(channel)
         self._forget_pending()
@@ -148,7 +193,10 @@ class DatagramInterception(Interception):
             elif sender in self._pending:
                 if len(self._pending[sender]) < PENDING_LIMIT and self._room(sender):
                     self._keep_pending(sender, data)
-            elif sender not in self._refused and self._room(sender):
+            elif sender in self._refused:
+                # Not checked again; logged as the service logs any refused datagram.
+                self._refuse(sender, peer_text(sender), self._refused[sender])
+            elif self._room(sender):
                 self._check_sender(sender, data, source)
 
     def _room(self, sender: Address) -> bool:
@@ -191,15 +239,28 @@ class DatagramInterception(Interception):
     def _admit_sender(self, sender: Address, peer: str, verdict: Verdict) -> None:
         queued = self._take_pending(sender)
         source = self._sources.pop(sender, replysource.KERNEL_CHOICE)
-        if self.finished:
-            return
+        if self._closed:
+            return      # shutdown
         reason = self.refusal(verdict)
         if reason is not None:
-            if len(self._refused) < MAX_CHANNELS:
-                self._refused.add(sender)
-            self.fail(peer, reason)
+            if len(self._refused) < MAX_CHANNELS and not self.finished:
+                self._refused[sender] = reason
+            self._refuse(sender, peer, reason)
+            return
+        if self.finished:
+            # The server exited while this sender's verdict was awaited: like any
+            # datagram that arrives after it, its datagrams are not lost.
+            self._late(HeldSender(sender, peer, queued, source, verdict))
+            return
+        if sender in self._channels:
+            self.adopt(HeldSender(sender, peer, queued, source, verdict))
             return
         self._open_channel(sender, peer, queued, source)
+
+    def _refuse(self, sender: Address, peer: str, reason: str) -> None:
+        """A refused datagram, logged by the service's one refusal policy (an address
+        refusal repeating the service's last one within a minute is not logged)."""
+        self.host.refuse(self.rt, peer, reason, None, sender=sender)
 
     def _open_channel(self, sender: Address, peer: str, queued: list[bytes],
                       source: replysource.Source | None) -> None:

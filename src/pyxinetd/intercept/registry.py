@@ -4,9 +4,12 @@ clients held for a service's next server: what the dispatcher calls.
 `start` makes the private socket, starts the server on it (no `START` line: each
 admitted client gets its own) and reads the service socket for it; `watch` is how the
 dispatcher's `refresh` leaves the service socket to a running interception; when the
-server is reaped, the interception ends and the clients it never served are held until
-the service's next server, which the dispatcher starts as for a queued request
-(`holds`), or are closed when that cannot happen (`drop_held`).
+server is reaped, the interception ends and the clients it never served (and the
+datagram senders admitted after it exited) are held until the service's next server,
+which the dispatcher starts as for a queued request (`holds`), or are closed when that
+cannot happen (`drop_held`). A stream client closed because a reload removed its
+service or the flag gets a WARNING that says so; datagrams go without a word, as those
+queued on a removed service's socket do.
 
 Both belong to the service's runtime, not to its id: ids may repeat on different
 ports, and a reload that keeps a service may change its id's case.
@@ -23,16 +26,19 @@ from pyxinetd.config.model import ServiceConfig
 from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.intercept.common import (INTERCEPT_FLAG, Address, Client, Host, OnReap,
                                        private_socket)
-from pyxinetd.intercept.dgram import DatagramInterception
+from pyxinetd.intercept.dgram import DatagramInterception, HeldSender
 from pyxinetd.intercept.stream import Held, StreamInterception
 from pyxinetd.listener import SHORTAGE_ERRNOS
 from pyxinetd.log import strerror
 from pyxinetd.servicelog import fail_entry
 from pyxinetd.loop import READ
 from pyxinetd.redirect import RedirectSession
-from pyxinetd.service import ServiceRuntime, State
+from pyxinetd.service import MAX_PARKED_BYTES, MAX_PARKED_DATAGRAMS, ServiceRuntime, State
 
 Running = StreamInterception | DatagramInterception
+# Why held stream clients are closed (their WARNING).
+_FLAG_REMOVED = "a reload removed flags = INTERCEPT"
+_STOPPED = "a reload removed the service or replaced its socket"
 
 
 class Interceptors:
@@ -40,6 +46,7 @@ class Interceptors:
         self.host = host
         self._running: dict[ServiceRuntime, Running] = {}
         self._held: dict[ServiceRuntime, list[Held]] = {}
+        self._held_senders: dict[ServiceRuntime, list[HeldSender]] = {}
         # Every relay still open, including those of servers that exited and are
         # still delivering their last bytes (closed at shutdown).
         self._relays: set[RedirectSession] = set()
@@ -73,13 +80,14 @@ class Interceptors:
             interception = StreamInterception(self.host, rt, listener, server, self._relays,
                                               lambda client: self._admitted_late(rt, client))
         else:
-            interception = DatagramInterception(self.host, rt, listener, server)
+            interception = DatagramInterception(self.host, rt, listener, server,
+                                                lambda sender: self._sender_late(rt, sender))
 
         def reaped(child: Child, status: ExitStatus) -> None:
             if isinstance(interception, StreamInterception):
                 held = interception.server_exited()
                 if rt.state is State.STOPPED:
-                    self._close(held)   # a reload removed or replaced the service
+                    self._close(rt, held, _STOPPED)
                 elif held:
                     self._held.setdefault(rt, []).extend(held)
             else:
@@ -110,7 +118,7 @@ class Interceptors:
             interception.begin(result, self._take_held(rt))
         else:
             server.close()  # the server has its own copy
-            interception.begin(result, admitted)
+            interception.begin(result, admitted, self._held_senders.pop(rt, []))
         return result
 
     def _admitted_late(self, rt: ServiceRuntime, client: Held) -> None:
@@ -119,36 +127,73 @@ class Interceptors:
         running = self._running.get(rt)
         if isinstance(running, StreamInterception) and not running.finished:
             running.adopt(client)
-        elif rt.state is State.STOPPED or rt.sock is None \
-                or INTERCEPT_FLAG not in rt.config.flags:
-            client.conn.close()
+        elif rt.state is State.STOPPED or rt.sock is None:
+            self._close(rt, [client], _STOPPED if rt.state is State.STOPPED else None)
+        elif INTERCEPT_FLAG not in rt.config.flags:
+            self._close(rt, [client], _FLAG_REMOVED)
         else:
             self._held.setdefault(rt, []).append(client)
             self.host.refresh(rt)   # the next server starts as for a queued request
+
+    def _sender_late(self, rt: ServiceRuntime, held: HeldSender) -> None:
+        """A datagram sender admitted after its server exited: relayed to rt's server if
+        one runs now, else held for the next one, as a datagram queued on the service
+        socket would wait for it (dropped if the service is gone or no longer
+        intercepted: its next server reads the service socket, where these datagrams
+        cannot be put back)."""
+        running = self._running.get(rt)
+        if isinstance(running, DatagramInterception) and not running.finished:
+            running.adopt(held)
+            return
+        if rt.state is State.STOPPED or rt.sock is None \
+                or INTERCEPT_FLAG not in rt.config.flags:
+            return
+        waiting = self._held_senders.setdefault(rt, [])
+        # Within the bounds of the datagrams a service keeps for their verdicts.
+        if len(waiting) < MAX_PARKED_DATAGRAMS and \
+                sum(other.size for other in waiting) + held.size <= MAX_PARKED_BYTES:
+            waiting.append(held)
+        self.host.refresh(rt)   # the next server starts as for a queued datagram
+
+    def next_sender(self, rt: ServiceRuntime) -> HeldSender | None:
+        """The first datagram sender held for rt's next server, if any."""
+        waiting = self._held_senders.get(rt)
+        return waiting[0] if waiting else None
+
+    def forget_sender(self, rt: ServiceRuntime, held: HeldSender) -> None:
+        """Drop a held sender whose server will not start (refused, failed)."""
+        waiting = self._held_senders.get(rt, [])
+        if held in waiting:
+            waiting.remove(held)
 
     def _take_held(self, rt: ServiceRuntime) -> list[Held]:
         return self._held.pop(rt, [])
 
     def holds(self, rt: ServiceRuntime) -> bool:
         """Whether clients wait for rt's next server."""
-        if not self._held.get(rt):
+        if not self._held.get(rt) and not self._held_senders.get(rt):
             return False
         if INTERCEPT_FLAG not in rt.config.flags:
             # A reload removed the flag: the next server reads the service socket itself
             # and could never be given these clients.
-            self.drop_held(rt)
+            self.drop_held(rt, _FLAG_REMOVED)
             return False
         return True
 
-    def drop_held(self, rt: ServiceRuntime) -> int:
-        """Close the clients held for rt's next server (it may not start); how many."""
+    def drop_held(self, rt: ServiceRuntime, why: str | None = None) -> int:
+        """Close the clients held for rt's next server (it may not start), with a
+        WARNING each that gives `why` when given; how many."""
         held = self._held.pop(rt, [])
-        self._close(held)
-        return len(held)
+        senders = self._held_senders.pop(rt, [])
+        self._close(rt, held, why)
+        return len(held) + len(senders)
 
-    @staticmethod
-    def _close(held: list[Held]) -> None:
+    def _close(self, rt: ServiceRuntime, held: list[Held], why: str | None) -> None:
         for client in held:
+            if why is not None:
+                self.host.program.warning(
+                    "intercept", f"service {rt.config.id} client {client.peer} held for the "
+                                 f"next server: {why}; disconnecting")
             client.conn.close()
 
     def readjusted(self, rt: ServiceRuntime) -> None:
@@ -199,9 +244,10 @@ class Interceptors:
         for interception in list(self._running.values()):
             interception.close()
         self._running.clear()
-        for held in self._held.values():
-            self._close(held)
+        for rt, held in self._held.items():
+            self._close(rt, held, None)
         self._held.clear()
+        self._held_senders.clear()
         for relay in list(self._relays):
             relay.close()
         self._relays.clear()
