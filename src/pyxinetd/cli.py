@@ -27,7 +27,7 @@ from pyxinetd.master import COMPILED_OPTIONS, DEFAULT_CONFIG, MasterOptions, ver
 from pyxinetd.handover import HandedOver
 from pyxinetd.handover import take_from_environment as take_handed_over
 from pyxinetd.notify import Notifier, NotifyTarget, take_from_environment
-from pyxinetd.options import USAGE, UsageError, parse_serving_args
+from pyxinetd.options import SYNOPSIS, USAGE, UsageError, parse_serving_args
 from pyxinetd.process import close_inherited_descriptors, drop_coerced_locale
 from pyxinetd.startpaths import (
     current_folder, environment_paths_from_here, from_here, standard_stream_behind,
@@ -331,7 +331,7 @@ def _start_detached(config: Configuration, options: MasterOptions,
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]},
-             epilog="Without a command, serve: " + USAGE.removeprefix("Usage: "))
+             epilog="Without a command, serve: " + SYNOPSIS)
 def cli() -> None:
     """pyxinetd: the Internet super-daemon, compatible with xinetd."""
 

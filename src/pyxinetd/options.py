@@ -17,9 +17,13 @@ from pyxinetd.master import MasterOptions
 
 _NUMBER = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
 _ULONG_MAX = 2**64 - 1
+# The usage line of a usage error: xinetd's, word for word, which leaves out the flags
+# below. --help shows every option, the flags a user starts with (-dontfork) included.
 USAGE = ("Usage: pyxinetd [-d] [-f config_file] [-filelog filename] [-syslog facility] "
          "[-reuse] [-limit proc_limit] [-pidfile filename] [-logprocs limit] "
          "[-shutdownprocs limit] [-cc interval]")
+SYNOPSIS = (USAGE.removeprefix("Usage: ")
+            + " [-dontfork] [-stayalive] [-inetd_compat] [-version]")
 
 # option -> (MasterOptions field or None, kind); kind: flag, str, int (>= 0), pos (> 0).
 _OPTIONS: dict[str, tuple[str | None, str]] = {

@@ -60,6 +60,19 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=60)
 
 
+def test_help_names_every_serving_option() -> None:
+    # The usage line of a usage error is xinetd's, which leaves out -dontfork and the
+    # other flags; --help is where a user looks for them.
+    out = run("-h")
+    assert out.returncode == 0
+    words = set(out.stdout.replace("[", " ").replace("]", " ").split())
+    options = ["-d", "-f", "-filelog", "-syslog", "-reuse", "-limit", "-pidfile",
+               "-logprocs", "-shutdownprocs", "-cc", "-dontfork", "-stayalive",
+               "-inetd_compat", "-version"]
+    missing = [option for option in options if option not in words]
+    assert missing == []
+
+
 def test_version_goes_to_stderr() -> None:
     out = run("-version")
     assert out.returncode == 0
