@@ -19,6 +19,17 @@ A server that closes its end of the channel (descriptors 0-2) but runs on would 
 its client's datagrams into the void until it exits: the first one that finds the
 channel closed is logged (WARNING naming the service, the server and the client) and
 goes through the checks as a new client's, to a new server if they allow it.
+
+A client whose server starts also gets a socket of its own (pyxinetd.clientsocket),
+bound to the address it sent to and connected to it: its datagrams arrive there, and
+its server's replies leave from there, also while a cps trip has the service socket
+closed (new clients find the port closed, as in xinetd). Without one (no descriptor
+for it, or the clients' share of descriptors in use) the client is served through the
+service socket, logged once for the service until a client gets one again. A reload
+that replaces the service socket closes the clients' sockets; each client gets a new
+one, for the new socket, with its next datagram. When the server is reaped, what its
+client sent meanwhile is handled as a new client's, as it would have been on the
+service socket.
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyxinetd import replysource
+from pyxinetd import clientsocket, replysource
 from pyxinetd.access.gate import PASS, Datagram, Verdict
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, Host, read_datagrams, send_quietly
@@ -97,6 +108,11 @@ class _Relay:
     # Where the replies leave from: the destination of the client's first datagram.
     source: replysource.Source
     pid: int = 0
+    # The client's own socket (pyxinetd.clientsocket), when it has one.
+    own: socket.socket | None = None
+    # A reload replaced the service socket: the client's next datagram on the new one
+    # gives it a socket of its own again.
+    reattach: bool = False
 
     @property
     def key(self) -> tuple[ServiceRuntime, tuple[object, ...]]:
@@ -117,26 +133,39 @@ class NowaitRelays:
         # Senders whose first datagram waits for its access verdict, with the datagrams
         # they sent meanwhile: these follow the first to its server.
         self._waiting: dict[tuple[ServiceRuntime, tuple[object, ...]], list[bytes]] = {}
+        # How many clients have a socket of their own (at most clientsocket.budget()).
+        self.own_sockets = 0
+        # Services that logged a client served without a socket of its own, and have
+        # not given one a socket since: logged once, not once per client.
+        self._unowned: weakref.WeakSet[ServiceRuntime] = weakref.WeakSet()
 
     def on_readable(self, rt: ServiceRuntime) -> None:
-        host = self.host
         # A failed read (other than nothing queued) does not end the batch.
         for sock, data, addr, source in read_datagrams(rt, on_error="skip"):
             relay = self._relays.get((rt, client_key(addr)))
             if relay is not None and self._deliver(relay, data):
+                if relay.reattach:
+                    relay.reattach = False
+                    self._attach(relay, sock, addr, source)
                 continue
-            if self._follow(rt, addr, data):
-                continue
-            peer = peer_text(addr)
-            reason = host.parent_check(rt, peer)
-            if reason is not None:
-                host.refuse(rt, peer, reason, None, sender=addr)
-                continue
-            verdict = host.access.check(rt.config, peer, datagram=Datagram(sock, addr))
-            if verdict is not PASS:
-                self._nowait_admit(rt, addr, peer, data, source, verdict)
-                continue
-            self._start_relay(rt, addr, peer, data, source)
+            self._admit(rt, sock, addr, data, source)
+
+    def _admit(self, rt: ServiceRuntime, sock: socket.socket, addr: tuple[object, ...],
+               data: bytes, source: replysource.Source) -> None:
+        """A datagram of a client without a running server: the checks, then a server."""
+        host = self.host
+        if self._follow(rt, addr, data):
+            return
+        peer = peer_text(addr)
+        reason = host.parent_check(rt, peer)
+        if reason is not None:
+            host.refuse(rt, peer, reason, None, sender=addr)
+            return
+        verdict = host.access.check(rt.config, peer, datagram=Datagram(sock, addr))
+        if verdict is not PASS:
+            self._nowait_admit(rt, addr, peer, data, source, verdict)
+            return
+        self._start_relay(rt, addr, peer, data, source)
 
     def _nowait_admit(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
                       data: bytes, source: replysource.Source, verdict: Verdict | None
@@ -219,7 +248,98 @@ class NowaitRelays:
         # Known before the spawn: while a failed fork waits for its retry, more
         # datagrams of this peer queue in the pair for the server to come.
         self._relays[relay.key] = relay
+        if rt.sock is not None:
+            towards = reply_address(rt.sock, addr)
+            if towards is not None:
+                self._attach(relay, rt.sock, towards, source)
         self._spawn_relay(relay, svc or rt.config, theirs, peer)
+
+    def _attach(self, relay: _Relay, sock: socket.socket, addr: tuple[object, ...],
+                source: replysource.Source) -> None:
+        """Give the client its own socket, for its datagram from `addr` (in the family
+        of `sock`, the service socket it came in on) from `source`."""
+        rt = relay.service
+        local = clientsocket.local_address(sock, source)
+        if local is None:
+            return      # a multicast destination: no address to answer from
+        budget = clientsocket.budget()
+        if self.own_sockets >= budget:
+            self._unowned_client(rt, addr, f"the clients' sockets hold their share of "
+                                           f"the descriptor limit, {budget}")
+            return
+        try:
+            own = clientsocket.open_for(sock, addr, local)
+        except OSError as err:
+            self._unowned_client(rt, addr, strerror(err))
+            return
+        self._unowned.discard(rt)
+        relay.own = own
+        self.own_sockets += 1
+        self.host.loop.register(own, READ, lambda mask: self._from_client(relay))
+
+    def _unowned_client(self, rt: ServiceRuntime, addr: tuple[object, ...],
+                        why: str) -> None:
+        if rt in self._unowned:
+            return
+        self._unowned.add(rt)
+        self.host.program.warning(
+            "svc_relay", f"service {rt.id}: no socket of its own for client "
+                         f"{peer_text(addr)} ({why}): its server is reached through the "
+                         "service socket, and cut off from its client while a cps trip "
+                         "has that closed")
+
+    def _release_own(self, relay: _Relay) -> list[bytes]:
+        """Close the client's own socket; what the client sent to it, not read yet."""
+        own = relay.own
+        if own is None:
+            return []
+        relay.own = None
+        self.own_sockets -= 1
+        if self.host.loop.is_registered(own):
+            self.host.loop.unregister(own)
+        queued: list[bytes] = []
+        for _ in range(DGRAM_BATCH):
+            try:
+                queued.append(own.recv(MAX_DATAGRAM))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue    # an ICMP error from the client's host, consumed now
+        own.close()
+        return queued
+
+    def _from_client(self, relay: _Relay) -> None:
+        """The client's datagrams on its own socket go to its server."""
+        for _ in range(DGRAM_BATCH):
+            own = relay.own
+            if own is None:
+                return
+            try:
+                data = own.recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue    # an ICMP error from the client's host, consumed now
+            if not self._deliver(relay, data):
+                self._readmit(relay, [data])
+                return
+
+    def _readmit(self, relay: _Relay, datagrams: list[bytes]) -> None:
+        """Datagrams of `relay`'s client that its server will not read: handled as a
+        new client's, on the service socket (turned away when it is closed, as a new
+        client's datagrams are)."""
+        rt = relay.service
+        sock = rt.sock
+        if sock is None or not rt.wants_events:
+            return
+        addr = reply_address(sock, relay.addr)
+        if addr is None:
+            return
+        for data in datagrams:
+            current = self._relays.get((rt, client_key(addr)))
+            if current is not None and self._deliver(current, data):
+                continue
+            self._admit(rt, sock, addr, data, relay.source)
 
     def _spawn_relay(self, relay: _Relay, svc: ServiceConfig, theirs: socket.socket,
                      peer: str) -> None:
@@ -258,6 +378,10 @@ class NowaitRelays:
                 return True     # a full channel: the datagram is dropped, as on a network
             if self._relays.get(relay.key) is relay:
                 del self._relays[relay.key]
+            # Its socket goes now: a new server's client socket takes the same addresses.
+            later = self._release_own(relay)
+            if later:
+                self.host.loop.call_soon(lambda: self._readmit(relay, later))
             # A server that exited (not reaped yet) closed it too, and says nothing.
             if _running(relay.pid):
                 self.host.program.warning(
@@ -275,17 +399,26 @@ class NowaitRelays:
                 return
             except OSError:
                 return
+            if relay.own is not None:
+                send_quietly(relay.own, data, None)
+                continue
             target = relay.service.sock
             towards = None if target is None else reply_address(target, relay.addr)
             if target is not None and towards is not None:
                 send_quietly(target, data, towards, relay.source)
 
     def _end_relay(self, relay: _Relay) -> None:
-        # Forward what the server wrote before it exited, then drop the channel.
+        # Forward what the server wrote before it exited, then drop the channel; what
+        # its client sent meanwhile is a new client's (its server is gone), handled
+        # once the reaping is over.
         self._relay_replies(relay)
+        later = self._release_own(relay)
         self._drop_relay(relay)
+        if later:
+            self.host.loop.call_soon(lambda: self._readmit(relay, later))
 
     def _drop_relay(self, relay: _Relay) -> None:
+        self._release_own(relay)
         if self.host.loop.is_registered(relay.sock):
             self.host.loop.unregister(relay.sock)
         relay.sock.close()
@@ -301,6 +434,19 @@ class NowaitRelays:
                 del self._relays[(old, key)]
                 relay.service = new
                 self._relays.setdefault(relay.key, relay)
+                # Its socket has the old socket's address, which the new one may not
+                # have: the client gets another with its next datagram on the new one.
+                relay.reattach = True
+                for data in self._release_own(relay):
+                    if not self._deliver(relay, data):
+                        break
+
+    def release(self, rt: ServiceRuntime) -> None:
+        """A reload removed `rt`: its clients' sockets go with its socket, so that the
+        port is as free as the service left it (its servers are being stopped)."""
+        for relay in list(self._relays.values()):
+            if relay.service is rt:
+                self._release_own(relay)
 
     def close_all(self) -> None:
         """Shutdown: drop every relay channel, the running servers seeing EOF.

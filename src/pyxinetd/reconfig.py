@@ -226,6 +226,7 @@ class Reconfigurer:
     def _remove(self, rt: ServiceRuntime, svc: ServiceConfig, kept_ids: set[str]) -> None:
         m = self.master
         self._stop(rt, "a reload removed the service")
+        m.dispatcher.relays.release(rt)
         selected = self._selector(svc, kept_ids)
         m.dispatcher.close_sessions(selected)
         doomed = [c for c in m.children if selected(c.service)]

@@ -1,0 +1,189 @@
+"""A cps trip of a dgram wait = no service turns new clients away (the port looks
+closed, as in xinetd) but leaves the running servers talking to their clients: each
+client has a socket of its own, bound to the address it sent to and connected to it.
+
+Real daemon, real servers (tests/helpers/dgram_gated_server.py answers once its gate
+file exists; dgram_nowait_server.py at once), real sockets. The pause is long (60 s):
+everything a test checks happens while the service is deactivated.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, nofile_limited
+from tests.integration.test_reload import defaults, reload, wait_service_log
+
+needs_ipv6 = pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+DEACTIVATED = r"Deactivating service relayed due to excessive incoming connections"
+
+
+def dgram_service(port: int, server_args: str, **attrs: str) -> str:
+    lines = {
+        "type": "UNLISTED", "socket_type": "dgram", "protocol": "udp", "port": str(port),
+        "wait": "no", "user": "root", "server": sys.executable,
+        "server_args": server_args,
+        # Two new clients within a second close the socket for a minute.
+        "cps": "1 60",
+    }
+    lines.update(attrs)
+    body = "".join(f"\t{key} = {value}\n" for key, value in lines.items())
+    return f"service relayed\n{{\n{body}}}\n"
+
+
+def gated(gate: Path) -> str:
+    return f"{HELPERS / 'dgram_gated_server.py'} {gate} 20"
+
+
+def answering() -> str:
+    return f"{HELPERS / 'dgram_nowait_server.py'} 20"
+
+
+def trip(daemon: Daemon, family: int, host: str, port: int) -> None:
+    """New clients, one datagram each, until the service's cps trips."""
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_DGRAM) as newcomer:
+            newcomer.sendto(b"burst", (host, port))
+        if re.search(DEACTIVATED, daemon.log()):
+            return
+    daemon.wait_for_log(DEACTIVATED)
+
+
+def assert_port_closed(family: int, host: str, port: int) -> None:
+    """A new client is told the port is closed (ICMP port unreachable)."""
+    with socket.socket(family, socket.SOCK_DGRAM) as newcomer:
+        newcomer.settimeout(10)
+        newcomer.connect((host, port))
+        newcomer.send(b"new")
+        with pytest.raises(ConnectionRefusedError):
+            newcomer.recv(1000)
+
+
+def answer(client: socket.socket, host: str, port: int) -> str:
+    """The next reply, which must come from the address and port the client asked."""
+    data, sender = client.recvfrom(1000)
+    assert (sender[0], sender[1]) == (host, port)
+    return data.decode()
+
+
+SOCKETS = [
+    pytest.param({"flags": "IPv4", "bind": "127.0.0.1"}, socket.AF_INET, "127.0.0.1",
+                 id="ipv4-bound"),
+    pytest.param({"flags": "IPv4"}, socket.AF_INET, "127.0.0.1", id="ipv4-wildcard"),
+    pytest.param({"flags": "IPv6"}, socket.AF_INET, "127.0.0.1", id="dual-stack-ipv4-client",
+                 marks=needs_ipv6),
+    pytest.param({"flags": "IPv6"}, socket.AF_INET6, "::1", id="dual-stack-ipv6-client",
+                 marks=needs_ipv6),
+    pytest.param({"bind": "::1"}, socket.AF_INET6, "::1", id="ipv6-bound", marks=needs_ipv6),
+]
+
+
+@pytest.mark.parametrize(("attrs", "family", "host"), SOCKETS)
+def test_a_server_started_by_the_tripping_burst_answers_during_the_pause(
+        daemons: DaemonFactory, tmp_path: Path, attrs: dict[str, str], family: int,
+        host: str) -> None:
+    port, gate = free_port(), tmp_path / "gate"
+    daemon = daemons.start_config(defaults(tmp_path) + dgram_service(
+        port, gated(gate), **attrs))
+    with socket.socket(family, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        client.sendto(b"one", (host, port))
+        trip(daemon, family, host, port)
+        assert_port_closed(family, host, port)
+        # The server was started before the trip; it answers now, the socket closed.
+        gate.touch()
+        first = answer(client, host, port)
+        assert first.endswith("got=one")
+        # And its client's next datagram still reaches it.
+        client.sendto(b"two", (host, port))
+        assert answer(client, host, port) == f"{first.split()[0]} got=two"
+    assert "Activating service relayed" not in daemon.log()
+
+
+def test_a_reload_that_replaces_the_socket_gives_the_client_a_new_one(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # The client's socket had the wildcard socket's address: the reload closes it, and
+    # the client's next datagram, on the new socket, gives it one for that socket.
+    port, host = free_port(), "127.0.0.1"
+    daemon = daemons.start_config(defaults(tmp_path) + dgram_service(
+        port, answering(), flags="IPv4"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        client.sendto(b"one", (host, port))
+        pid = answer(client, host, port).split()[0]
+        log = reload(daemon, defaults(tmp_path) + dgram_service(
+            port, answering(), flags="IPv4", bind=host), 1)
+        assert "readjusting service" in log
+        client.sendto(b"two", (host, port))
+        assert answer(client, host, port) == f"{pid} got=two"
+        trip(daemon, socket.AF_INET, host, port)
+        assert_port_closed(socket.AF_INET, host, port)
+        client.sendto(b"three", (host, port))
+        assert answer(client, host, port) == f"{pid} got=three"
+
+
+def test_a_removed_services_clients_find_the_port_closed(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    port, host = free_port(), "127.0.0.1"
+    daemon = daemons.start_config(defaults(tmp_path) + dgram_service(
+        port, answering(), bind=host))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        client.connect((host, port))
+        client.send(b"one")
+        assert client.recv(1000).decode().endswith("got=one")
+        reload(daemon, defaults(tmp_path), 1)
+        client.send(b"two")
+        with pytest.raises(ConnectionRefusedError):
+            client.recv(1000)
+
+
+def test_a_client_whose_server_exited_gets_a_new_server(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # Each server answers one datagram and exits; once it is reaped its client's
+    # socket is gone, and the client's next datagram starts a new server.
+    port, host = free_port(), "127.0.0.1"
+    daemons.start_config(defaults(tmp_path) + dgram_service(
+        port, str(HELPERS / "dgram_nowait_server.py"), bind=host, cps="0 0"))
+    pids = set()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        for n in range(3):
+            client.sendto(str(n).encode(), (host, port))
+            reply = answer(client, host, port)
+            assert reply.endswith(f"got={n}")
+            pid = reply.split()[0].removeprefix("pid=")
+            pids.add(pid)
+            wait_service_log(tmp_path, rf"EXIT: relayed status=0 pid={pid}")
+    assert len(pids) == 3
+
+
+def test_clients_beyond_the_descriptor_share_are_served_through_the_service_socket(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # Under a limit of 24 descriptors the clients' sockets may hold 6: the seventh
+    # client is still served, through the service socket, and that is logged once.
+    port, host = free_port(), "127.0.0.1"
+    daemon = daemons.start_config(defaults(tmp_path) + dgram_service(
+        port, answering(), bind=host, cps="0 0"), wrapper=nofile_limited(24))
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
+    try:
+        for n, client in enumerate(clients):
+            client.settimeout(10)
+            client.sendto(f"c{n}".encode(), (host, port))
+            assert answer(client, host, port).endswith(f"got=c{n}")
+        for n, client in enumerate(clients):
+            client.sendto(f"again{n}".encode(), (host, port))
+            assert answer(client, host, port).endswith(f"got=again{n}")
+    finally:
+        for client in clients:
+            client.close()
+    line = daemon.wait_for_log(r"WARNING: service relayed: no socket of its own for "
+                               r"client 127\.0\.0\.1 \(the clients' sockets hold their "
+                               r"share of the descriptor limit, 6\)")
+    assert "cut off from its client while a cps trip has that closed" in line
+    assert daemon.log().count("no socket of its own") == 1
