@@ -7,7 +7,9 @@ port the client sent to (SO_REUSEADDR, as the service socket has) and connected 
 client. Linux prefers a connected socket to the service socket for that client's
 datagrams, and for those alone, whether the service socket is open, closed for a pause
 or bound again after it; the server's replies leave from it, from the address the
-client asked.
+client asked. Between its bind and its connect the socket takes any datagram sent to
+that address, so what it reads is checked against its client's address: another
+sender's datagram is handled as if the service socket had read it (pyxinetd.dgramrelay).
 
 Each costs the master one descriptor for as long as its server runs. Together they may
 hold at most a quarter of the daemon's descriptor limit (`budget`), so that however many

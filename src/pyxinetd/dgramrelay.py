@@ -85,6 +85,11 @@ def client_key(addr: tuple[object, ...]) -> tuple[object, ...]:
     return addr
 
 
+def _same_peer(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    """Whether two addresses of a socket's peers name the same host and port."""
+    return client_key(a)[:2] == client_key(b)[:2]
+
+
 def reply_address(sock: socket.socket, addr: tuple[object, ...]
                   ) -> tuple[object, ...] | None:
     """`addr` in the form `sock` sends to: a reload may have given the service a socket
@@ -108,8 +113,10 @@ class _Relay:
     # Where the replies leave from: the destination of the client's first datagram.
     source: replysource.Source
     pid: int = 0
-    # The client's own socket (pyxinetd.clientsocket), when it has one.
+    # The client's own socket (pyxinetd.clientsocket), when it has one, and the
+    # client's address as that socket is connected to it.
     own: socket.socket | None = None
+    own_peer: tuple[object, ...] = ()
     # A reload replaced the service socket: the client's next datagram on the new one
     # gives it a socket of its own again.
     reattach: bool = False
@@ -274,6 +281,7 @@ class NowaitRelays:
             return
         self._unowned.discard(rt)
         relay.own = own
+        relay.own_peer = addr
         self.own_sockets += 1
         self.host.loop.register(own, READ, lambda mask: self._from_client(relay))
 
@@ -300,13 +308,20 @@ class NowaitRelays:
         queued: list[bytes] = []
         for _ in range(DGRAM_BATCH):
             try:
-                queued.append(own.recv(MAX_DATAGRAM))
+                data, sender = own.recvfrom(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 continue    # an ICMP error from the client's host, consumed now
+            if _same_peer(sender, relay.own_peer):
+                queued.append(data)
+            else:
+                self._readmit_later(relay, data, sender)
         own.close()
         return queued
+
+    def _readmit_later(self, relay: _Relay, data: bytes, sender: tuple[object, ...]) -> None:
+        self.host.loop.call_soon(lambda: self._readmit(relay, [data], sender=sender))
 
     def _from_client(self, relay: _Relay) -> None:
         """The client's datagrams on its own socket go to its server."""
@@ -315,24 +330,32 @@ class NowaitRelays:
             if own is None:
                 return
             try:
-                data = own.recv(MAX_DATAGRAM)
+                data, sender = own.recvfrom(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 continue    # an ICMP error from the client's host, consumed now
+            if not _same_peer(sender, relay.own_peer):
+                # Another client's, queued in the moment between the socket's bind and
+                # its connect, when a socket bound to the service's address takes any
+                # datagram sent there: as if the service socket had read it.
+                self._readmit(relay, [data], sender=sender)
+                continue
             if not self._deliver(relay, data):
                 self._readmit(relay, [data])
                 return
 
-    def _readmit(self, relay: _Relay, datagrams: list[bytes]) -> None:
-        """Datagrams of `relay`'s client that its server will not read: handled as a
-        new client's, on the service socket (turned away when it is closed, as a new
-        client's datagrams are)."""
+    def _readmit(self, relay: _Relay, datagrams: list[bytes], *,
+                 sender: tuple[object, ...] | None = None) -> None:
+        """Datagrams of `relay`'s client (or of `sender`, which reached that client's
+        socket) that its server will not read: handled as a new client's, on the
+        service socket (turned away when it is closed, as a new client's datagrams
+        are)."""
         rt = relay.service
         sock = rt.sock
         if sock is None or not rt.wants_events:
             return
-        addr = reply_address(sock, relay.addr)
+        addr = reply_address(sock, relay.addr if sender is None else sender)
         if addr is None:
             return
         for data in datagrams:
