@@ -192,11 +192,16 @@ def test_a_limit_above_fs_nr_open_is_given_as_fs_nr_open_at_most(tmp_path: Path)
     conf = tmp_path / "x.conf"
     conf.write_text(_service("huge", free_port(), nr_open + 1))
     checked = _check(conf, [])
-    given = min(nr_open, resource.getrlimit(resource.RLIMIT_NOFILE)[1]) \
-        if not _has_sys_resource() else nr_open
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if _has_sys_resource() or hard >= nr_open:
+        why, given = (f"fs.nr_open ({nr_open}), which Linux refuses whatever the "
+                      "privilege"), nr_open
+    else:
+        # The daemon's hard limit is the lower ceiling, and the one the line names.
+        why, given = (f"the daemon's hard limit ({hard}), which the daemon cannot raise "
+                      "(it lacks CAP_SYS_RESOURCE)"), hard
     assert (f"{conf}:10: warning: service huge: rlimit_files = {nr_open + 1} is above "
-            f"fs.nr_open ({nr_open}), which Linux refuses whatever the privilege: its "
-            f"servers get {given}") in checked.stdout, checked.stdout
+            f"{why}: its servers get {given}") in checked.stdout, checked.stdout
 
 
 @pytest.mark.skipif(UNSHARE is None, reason="needs unshare")
@@ -228,11 +233,18 @@ def test_what_is_given_and_what_is_not() -> None:
             f"is above the daemon's hard limit ({hard[name]}), which the daemon cannot "
             "raise (it lacks CAP_SYS_RESOURCE)")
         assert lacking.granted(name, value) == hard[name]
-    for ceilings, given in ((capable, 1 << 20), (lacking, 1024),
-                            (Ceilings({}, None, 1 << 20), 1 << 20)):
+    for ceilings, given in ((capable, 1 << 20), (Ceilings({}, None, 1 << 20), 1 << 20),
+                            (Ceilings({"files": 2 << 20}, "it lacks CAP_SYS_RESOURCE",
+                                      1 << 20), 1 << 20)):
         assert ceilings.refusal("files", (1 << 20) + 1) == (
             f"is above fs.nr_open ({1 << 20}), which Linux refuses whatever the privilege")
         assert ceilings.granted("files", (1 << 20) + 1) == given
+    # Above both ceilings, the reason is the one that decides what is given: here the
+    # daemon's hard limit, below fs.nr_open.
+    assert lacking.refusal("files", (1 << 20) + 1) == (
+        "is above the daemon's hard limit (1024), which the daemon cannot raise (it lacks "
+        "CAP_SYS_RESOURCE)")
+    assert lacking.granted("files", (1 << 20) + 1) == 1024
     # nice: own 3, floor 0 (RLIMIT_NICE 20, no CAP_SYS_NICE).
     floored = Ceilings({}, None, None, own_nice=3, nice_floor=0,
                        cannot_renice="it lacks CAP_SYS_NICE")

@@ -78,13 +78,17 @@ class Ceilings:
         """Why rlimit `name` = `value` (soft = hard) cannot be given, or None."""
         if name == "files" and value == resource.RLIM_INFINITY:
             return None       # given as the daemon's hard limit (spawnrequest.py)
-        if name == "files" and self.nr_open is not None and value > self.nr_open:
+        hard = self.hard.get(name, resource.RLIM_INFINITY)
+        above_hard = (self.cannot_raise is not None and hard != resource.RLIM_INFINITY
+                      and (value == resource.RLIM_INFINITY or value > hard))
+        above_nr_open = name == "files" and self.nr_open is not None and value > self.nr_open
+        # The reason given is the ceiling that decides what the servers get (granted()):
+        # the lower of the two when both are exceeded.
+        if above_nr_open and not (above_hard and self.nr_open is not None
+                                  and hard < self.nr_open):
             return (f"is above fs.nr_open ({self.nr_open}), which Linux refuses whatever "
                     "the privilege")
-        hard = self.hard.get(name, resource.RLIM_INFINITY)
-        if self.cannot_raise is None or hard == resource.RLIM_INFINITY:
-            return None
-        if value != resource.RLIM_INFINITY and value <= hard:
+        if not above_hard:
             return None
         return (f"is above the daemon's hard limit ({hard}), which the daemon cannot raise "
                 f"({self.cannot_raise})")
