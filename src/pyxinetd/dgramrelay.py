@@ -39,8 +39,9 @@ import ipaddress
 import os
 import socket
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 from pyxinetd import clientsocket, replysource
 from pyxinetd.access.gate import PASS, Datagram, Verdict
@@ -305,42 +306,33 @@ class NowaitRelays:
         self.own_sockets -= 1
         if self.host.loop.is_registered(own):
             self.host.loop.unregister(own)
-        queued: list[bytes] = []
-        for _ in range(DGRAM_BATCH):
-            try:
-                data, sender = own.recvfrom(MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                continue    # an ICMP error from the client's host, consumed now
-            if _same_peer(sender, relay.own_peer):
-                queued.append(data)
-            else:
-                self._readmit_later(relay, data, sender)
+        queued = list(self._client_datagrams(relay, own))
         own.close()
         return queued
 
-    def _readmit_later(self, relay: _Relay, data: bytes, sender: tuple[object, ...]) -> None:
-        self.host.loop.call_soon(lambda: self._readmit(relay, [data], sender=sender))
-
-    def _from_client(self, relay: _Relay) -> None:
-        """The client's datagrams on its own socket go to its server."""
+    def _client_datagrams(self, relay: _Relay, own: socket.socket) -> Iterator[bytes]:
+        """What `relay`'s client sent to its own socket, a batch at most. Another
+        sender's datagram was queued there in the moment between the socket's bind and
+        its connect, when a socket bound to the service's address takes any datagram
+        sent there: it is handled as if the service socket had read it."""
         for _ in range(DGRAM_BATCH):
-            own = relay.own
-            if own is None:
-                return
             try:
                 data, sender = own.recvfrom(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 continue    # an ICMP error from the client's host, consumed now
-            if not _same_peer(sender, relay.own_peer):
-                # Another client's, queued in the moment between the socket's bind and
-                # its connect, when a socket bound to the service's address takes any
-                # datagram sent there: as if the service socket had read it.
-                self._readmit(relay, [data], sender=sender)
-                continue
+            if _same_peer(sender, relay.own_peer):
+                yield data
+            else:
+                self.host.loop.call_soon(partial(self._readmit, relay, [data], sender=sender))
+
+    def _from_client(self, relay: _Relay) -> None:
+        """The client's datagrams on its own socket go to its server."""
+        own = relay.own
+        if own is None:
+            return
+        for data in self._client_datagrams(relay, own):
             if not self._deliver(relay, data):
                 self._readmit(relay, [data])
                 return
