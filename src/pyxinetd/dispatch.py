@@ -30,7 +30,7 @@ from pyxinetd.dgram import DatagramDispatch
 from pyxinetd.dgramrelay import NowaitRelays
 from pyxinetd.forkretry import ForkRetry, Hold, Outcome
 from pyxinetd.handover import HandedOver
-from pyxinetd.intercept import Address, Interceptors
+from pyxinetd.intercept import CPS_TRIPPED, Address, Interceptors
 from pyxinetd.internal.session import discard_input
 from pyxinetd.listener import SHORTAGE_ERRNOS, accept_batch
 from pyxinetd.log import ProgramLog, strerror
@@ -160,6 +160,8 @@ class Dispatcher:
         the last one of this service within a minute is not logged again."""
         svc = rt.config
         if reason == REASON_CPS:
+            # Its held datagram senders' datagrams are lost with the socket: said so.
+            self.intercept.drop_held(rt, CPS_TRIPPED)
             self.suspend.cps_tripped(rt)
         elif reason == REASON_LOAD:
             self.program.error("xinetd", f"refused connect from {peer} due to excessive load")

@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pyxinetd.access import lists
+from pyxinetd.access.hostspatterns import normalize_address
+from pyxinetd.access.resolver import Resolver
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.service import within_access_times
 
@@ -41,6 +43,21 @@ REASON_INSTANCES = "instances"
 
 # Resolves a peer address to its reverse name (None: none known), calling back later.
 NameLookup = Callable[[str, Callable[[str | None], None]], None]
+
+
+def resolver_lookup(resolver: Resolver) -> NameLookup:
+    """The NameLookup of the resolver new connections use: a helper process, never
+    blocking the loop."""
+    def lookup(peer: str, done: Callable[[str | None], None]) -> None:
+        resolver.lookup(normalize_address(peer), lambda info: done(info.name))
+    return lookup
+
+
+def tie_text(svc: ServiceConfig, peer: str) -> str:
+    """The line new connections log when both lists match `peer` equally
+    (pyxinetd.access.gate)."""
+    return (f"Service={svc.id}: only_from list and no_access list match equally the "
+            f"address {peer}")
 
 
 @dataclass(frozen=True)
@@ -58,8 +75,11 @@ class Recheck:
 
     def __init__(self, svc: ServiceConfig, servers: Sequence[Running], lookup: NameLookup,
                  *, on_tie: Callable[[str], None] | None = None,
-                 now: float | None = None, instances: bool = True) -> None:
+                 now: float | None = None, instances: bool = True,
+                 on_done: Callable[[], None] | None = None) -> None:
         self.svc = svc
+        # Called once every verdict is in and the failed servers were ended.
+        self._on_done = on_done
         # Whether step 3 applies: not to the clients of an intercepted server, which
         # are not servers and do not count toward `instances`.
         self._instances = instances
@@ -121,10 +141,17 @@ class Recheck:
             self._limit()
 
     def _limit(self) -> None:
-        """Step 3: the instances limit, over the servers that passed steps 1-2."""
         self.done = True
+        if self.cancelled:
+            return
+        self._enforce_instances()
+        if self._on_done is not None:
+            self._on_done()
+
+    def _enforce_instances(self) -> None:
+        """Step 3: the instances limit, over the servers that passed steps 1-2."""
         limit = self.svc.instances
-        if limit is None or self.cancelled or not self._instances:
+        if limit is None or not self._instances:
             return
         survivors = [i for i, s in enumerate(self.servers)
                      if i not in self._failed and s.alive()]

@@ -14,11 +14,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pyxinetd.access.hostspatterns import normalize_address
 from pyxinetd.children import NO_ADDRESS, Child
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.intercept import Client
-from pyxinetd.recheck import Recheck, Running
+from pyxinetd.recheck import Recheck, Running, resolver_lookup, tie_text
 from pyxinetd.reload import Change
 from pyxinetd.terminations import Terminations
 
@@ -134,13 +133,8 @@ class Rechecks:
 
     def _tie_reporter(self, svc: ServiceConfig) -> Callable[[str], None]:
         def report(peer: str) -> None:
-            # The line new connections log in this case (pyxinetd.access.gate).
-            self.master.program.error("check_access",
-                                      f"Service={svc.id}: only_from list and no_access "
-                                      f"list match equally the address {peer}")
+            self.master.program.error("check_access", tie_text(svc, peer))
         return report
 
     def _lookup_name(self, peer: str, done: Callable[[str | None], None]) -> None:
-        # The resolver new connections use: a helper process, never blocking the loop.
-        self.master.dispatcher.access.resolver.lookup(normalize_address(peer),
-                                                      lambda info: done(info.name))
+        resolver_lookup(self.master.dispatcher.access.resolver)(peer, done)

@@ -211,16 +211,20 @@ class Reconfigurer:
         counts = (len(kept), len(live) - len(kept))
         self._bind_all(to_bind, lambda: self._reconfigured(added, *counts))
 
-    def _stop(self, rt: ServiceRuntime, why: str) -> None:
+    def _stop(self, rt: ServiceRuntime, why: str,
+              successor: ServiceRuntime | None = None) -> None:
         """Take a runtime out of service: its activation in flight abandoned, its RPC
         registration unset, its listening socket closed (`why`: for the clients held
-        for its next intercepted server, closed with it)."""
+        for its next intercepted server, closed with it unless `successor`, the
+        runtime of the service's new socket, takes them over)."""
         m = self.master
         # Stopped first: abandoning a bind still retrying settles the reload that
         # added the service, whose report must not count it as available.
         rt.transition(Event.STOP)
         m.activations.cancel(rt)
         m.rpc.unregister(rt)
+        if successor is not None:
+            m.dispatcher.intercept.move(rt, successor)
         m.dispatcher.close_listener(rt, why)
 
     def _remove(self, rt: ServiceRuntime, svc: ServiceConfig, kept_ids: set[str]) -> None:
@@ -271,7 +275,8 @@ class Reconfigurer:
                           kept_ids: set[str]) -> ServiceRuntime:
         """A kept service whose socket changed: stop the old runtime, return a new one."""
         m = self.master
-        self._stop(rt, "a reload replaced the service's socket")
+        fresh = ServiceRuntime(change.new, m.loop.clock)
+        self._stop(rt, "a reload replaced the service's socket", fresh)
         # Requests held for a fork retry belong to the old socket's runtime: they end
         # now, logged as given up, rather than silently at their retry.
         m.dispatcher.give_up_held(rt, change.new)
@@ -282,7 +287,6 @@ class Reconfigurer:
             holders = [c for c in m.children if selected(c.service)]
             self.terminations.terminate(holders)
             self._holders.hold(holders)
-        fresh = ServiceRuntime(change.new, m.loop.clock)
         # A dgram wait = no server keeps its client: its channel moves to the new socket.
         m.dispatcher.relays.move(rt, fresh)
         return fresh
@@ -303,8 +307,15 @@ class Reconfigurer:
             if remaining[0] == 0:
                 finish()
 
+        def bound(rt: ServiceRuntime) -> Callable[[], None]:
+            def done() -> None:
+                # Clients handed over from a replaced socket cannot wait for ever.
+                self.master.dispatcher.intercept.unbound(rt)
+                settled()
+            return done
+
         for rt in runtimes:
-            self._holders.start_when_free(rt, settled)
+            self._holders.start_when_free(rt, bound(rt))
         settled()
 
     def _reconfigured(self, added: list[ServiceRuntime], old: int, dropped: int) -> None:

@@ -135,7 +135,7 @@ def test_a_held_client_closed_by_a_reload_gets_a_line_that_says_why(
             text = config(tmp_path, other, "libwrap = in.icept", count=1).replace(
                 "service icept", "service other").replace("type = UNLISTED",
                                                           "type = UNLISTED\n\tid = other")
-            why = "a reload removed the service or replaced its socket"
+            why = "a reload removed the service"
         reload(daemon, text, 1)
         release(gate)
         try:
@@ -144,3 +144,144 @@ def test_a_held_client_closed_by_a_reload_gets_a_line_that_says_why(
             pass
     daemon.wait_for_log(rf"WARNING: .*service icept client 127\.0\.0\.5 held for the next "
                         rf"server: {re.escape(why)}; disconnecting")
+
+
+def replaced_socket(text: str) -> str:
+    """The same service on a new socket: KEEPALIVE is a socket option."""
+    return text.replace("\tflags = INTERCEPT\n", "\tflags = INTERCEPT KEEPALIVE\n")
+
+
+def read_lines(conn: socket.socket, count: int) -> list[str]:
+    data = b""
+    while data.count(b"\n") < count:
+        chunk = conn.recv(4096)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    return data.decode().splitlines()
+
+
+def closed(conn: socket.socket) -> bool:
+    try:
+        return conn.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_clients_a_replaced_sockets_server_left_go_to_the_new_sockets_server(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # Two clients wait, relayed, for a busy server that serves one client per start;
+    # a reload replaces the socket (its server ends) and refuses one of them. Before,
+    # both were closed with a WARNING; now the one the new rules admit is served by the
+    # new socket's server, with what it had sent, and only the other is closed.
+    port = free_port()
+    log = tmp_path / "services.log"
+    daemon = daemons.start_config(config(tmp_path, port, count=1))
+    with tcp_from("127.0.0.2", port) as busy, tcp_from("127.0.0.4", port) as kept, \
+            tcp_from("127.0.0.3", port) as banned:
+        old = read_lines(busy, 1)[0].split()[0]
+        kept.sendall(b"early\n")
+        banned.sendall(b"early\n")
+        wait_log_lines(log, rf"START: icept {old} from=127\.0\.0\.3")
+        wait_log_lines(log, rf"START: icept {old} from=127\.0\.0\.4")
+        reload(daemon, replaced_socket(config(tmp_path, port, "no_access = 127.0.0.3",
+                                              count=1)), 1)
+        assert closed(busy)     # its server was ended with the old socket
+        greeting, echoed = read_lines(kept, 2)[:2]
+        assert greeting.split()[0] != old and echoed == "early"
+        assert closed(banned)
+    daemon.wait_for_log(r"WARNING: .*service icept client 127\.0\.0\.3 of the next server "
+                        r"no longer allowed \(reason=address\); disconnecting")
+    assert not re.search(r"client 127\.0\.0\.4 .*disconnecting", daemon.log())
+
+
+def test_a_client_admitted_late_goes_to_the_new_sockets_server(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its verdict comes after a reload replaced the socket: it reaches the new
+    # socket's server (before: closed with a WARNING).
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port = free_port()
+    text = config(tmp_path, port, "libwrap = in.icept", count=1)
+    daemon = daemons.start_config(text)
+    with tcp_from("127.0.0.5", port) as late:
+        first = exchange(tcp_from("127.0.0.2", port))["pid"]
+        wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 pid={first}")
+        reload(daemon, replaced_socket(text), 1)
+        release(gate)
+        second = exchange(late)["pid"]
+    assert second != first
+    assert "disconnecting" not in daemon.log()
+
+
+@pytest.mark.parametrize("change", ["flag", "service", "socket"])
+def test_held_datagrams_a_reload_drops_get_one_line_or_reach_the_new_socket(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        change: str) -> None:
+    # A sender admitted after its server exited waits for the next one with its
+    # datagrams. A reload that removes INTERCEPT or the service drops them with one
+    # WARNING for all (before: without a word); one that replaces the socket hands
+    # them to the new socket's server.
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port, other = free_port(), free_port()
+    text = config(tmp_path, port, "libwrap = in.icept", socket_type="dgram", count=2)
+    daemon = daemons.start_config(text)
+    with udp_from("127.0.0.2") as a, udp_from("127.0.0.5") as late:
+        a.sendto(b"a1", ("127.0.0.1", port))
+        first = a.recv(1000).decode().split()[0]
+        late.sendto(b"l1", ("127.0.0.1", port))     # its verdict waits for the gate
+        late.sendto(b"l2", ("127.0.0.1", port))
+        a.sendto(b"a2", ("127.0.0.1", port))
+        assert a.recv(1000).decode() == f"{first} peer=127.0.0.1 got=a2"
+        wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 {first}")
+        if change == "flag":
+            reload(daemon, text.replace("\tflags = INTERCEPT\n", ""), 1)
+            why = "a reload removed flags = INTERCEPT"
+        elif change == "service":
+            reload(daemon, config(tmp_path, other, socket_type="dgram").replace(
+                "service icept", "service other"), 1)
+            why = "a reload removed the service"
+        else:
+            reload(daemon, replaced_socket(text), 1)
+            release(gate)
+            replies = sorted(late.recv(1000).decode() for _ in range(2))
+            second = replies[0].split()[0]
+            assert second != first
+            assert replies == [f"{second} peer=127.0.0.1 got=l1",
+                               f"{second} peer=127.0.0.1 got=l2"]
+            assert "held for the next server dropped" not in daemon.log()
+            return
+        release(gate)
+    daemon.wait_for_log(rf"WARNING: .*service icept: 2 datagrams from 127\.0\.0\.5 held for "
+                        rf"the next server dropped: {re.escape(why)}")
+    assert len(re.findall(r"held for the next server dropped", daemon.log())) == 1
+
+
+def test_a_sender_admitted_before_a_reload_is_judged_by_the_new_rules(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its verdict, asked under the old rules, comes after the server exited and a
+    # reload (keeping the socket) refused it: it is judged again and dropped, with the
+    # WARNING of a reload's recheck (before: it kept the old verdict and started the
+    # next server).
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port = free_port()
+    log = tmp_path / "services.log"
+    text = config(tmp_path, port, "libwrap = in.icept", socket_type="dgram", count=2)
+    daemon = daemons.start_config(text)
+    with udp_from("127.0.0.2") as a, udp_from("127.0.0.5") as late:
+        a.sendto(b"a1", ("127.0.0.1", port))
+        first = a.recv(1000).decode().split()[0]
+        late.sendto(b"l1", ("127.0.0.1", port))     # its verdict waits for the gate
+        a.sendto(b"a2", ("127.0.0.1", port))
+        assert a.recv(1000).decode() == f"{first} peer=127.0.0.1 got=a2"
+        wait_log_lines(log, rf"EXIT: icept status=0 {first}")
+        reload(daemon, config(tmp_path, port, "libwrap = in.icept", "no_access = 127.0.0.5",
+                              socket_type="dgram", count=1), 1)
+        release(gate)
+        daemon.wait_for_log(r"WARNING: .*service icept client 127\.0\.0\.5 of the next "
+                            r"server no longer allowed \(reason=address\); disconnecting")
+        # The next server is a's: a held sender would have been served first.
+        a.sendto(b"a3", ("127.0.0.1", port))
+        second = a.recv(1000).decode().split()[0]
+        assert second != first
+    text = wait_log_lines(log, rf"EXIT: icept status=0 {second}")
+    assert re.findall(r"START: icept .*", text) == [f"START: icept {first} from=127.0.0.2",
+                                                    f"START: icept {second} from=127.0.0.2"]

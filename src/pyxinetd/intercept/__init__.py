@@ -19,8 +19,11 @@ master keeps reading the service socket while that server runs:
              the server's replies come back through it and leave from the service
              socket, to it.
   common.py  the checks and log lines both share, the private socket.
-  registry.py  the running intercepted servers, one per service, and the stream clients
-             held for a service's next server; what the dispatcher calls.
+  registry.py  the running intercepted servers, one per service, and the clients held
+             for a service's next server, handed to its new socket's runtime when a
+             reload replaces the socket; what the dispatcher calls.
+  handover.py  a held client admitted by rules a reload has since replaced, judged
+             again before it reaches a server.
 
 The server sees its clients as the loopback address. When it exits, the relays deliver
 what it wrote and end, the channels forward the replies still queued, and the service
@@ -35,8 +38,8 @@ is closed; see docs/compatibility.md.
 
 from pyxinetd.intercept.common import INTERCEPT_FLAG, Address, Client
 from pyxinetd.intercept.dgram import MAX_CHANNELS
-from pyxinetd.intercept.registry import Interceptors
+from pyxinetd.intercept.registry import CPS_TRIPPED, Interceptors
 from pyxinetd.intercept.stream import MAX_CLIENTS
 
-__all__ = ["INTERCEPT_FLAG", "MAX_CHANNELS", "MAX_CLIENTS", "Address", "Client",
+__all__ = ["CPS_TRIPPED", "INTERCEPT_FLAG", "MAX_CHANNELS", "MAX_CLIENTS", "Address", "Client",
            "Interceptors"]

@@ -45,7 +45,9 @@ from dataclasses import dataclass
 
 from pyxinetd import replysource
 from pyxinetd.access.gate import Datagram, Verdict
+from pyxinetd.config.model import ServiceConfig
 from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, receive_datagrams, send_quietly
+from pyxinetd.dgramrelay import reply_address
 from pyxinetd.intercept.common import (Address, Client, Host, Interception,
                                        descriptor_share, loopback)
 from pyxinetd.listener import SHORTAGE_ERRNOS, peer_text
@@ -76,8 +78,13 @@ class HeldSender:
     sender: Address
     peer: str
     datagrams: list[bytes]
-    source: replysource.Source
+    # Where its replies leave from; None: from its next datagram's destination (it was
+    # read on a socket a reload has since replaced).
+    source: replysource.Source | None
     verdict: Verdict
+    # The service's rules it was admitted by: judged again by the service's rules of
+    # the moment before it reaches a server (pyxinetd.intercept.handover).
+    checked: ServiceConfig
 
     @property
     def size(self) -> int:
@@ -134,9 +141,17 @@ class DatagramInterception(Interception):
     def adopt(self, held: HeldSender) -> None:
         """Relay a sender admitted for an earlier server, and its datagrams, to this
         one (its `START` names this server)."""
-        channel = self._channels.get(held.sender)
+        # Read on a socket a reload replaced, it is named in this socket's family.
+        sender = reply_address(self.listener, held.sender)
+        if sender is None:
+            # An IPv6 sender of a service that is now IPv4 only: no reply could reach it.
+            self.host.program.warning(
+                "intercept", f"service {self.svc.id}: datagrams of {held.peer} held for "
+                             f"the next server dropped: the service's socket is now IPv4")
+            return
+        channel = self._channels.get(sender)
         if channel is None:
-            self._open_channel(held.sender, held.peer, held.datagrams, held.source)
+            self._open_channel(sender, held.peer, held.datagrams, held.source)
             return
         for data in held.datagrams:
             send_quietly(channel.sock, data, None)
@@ -228,15 +243,18 @@ class DatagramInterception(Interception):
         peer = peer_text(sender)
         self._keep_pending(sender, data)
         self._sources[sender] = source
+        asked = self.svc
         verdict = self.verdict_now(peer, None, sender)
         if verdict is None:
-            self.host.access.wait(self.svc, peer,
-                                  lambda v: self._admit_sender(sender, peer, v),
+            self.host.access.wait(asked, peer,
+                                  lambda v: self._admit_sender(sender, peer, v, asked),
                                   datagram=Datagram(self.listener, sender))
         else:
-            self._admit_sender(sender, peer, verdict)
+            self._admit_sender(sender, peer, verdict, asked)
 
-    def _admit_sender(self, sender: Address, peer: str, verdict: Verdict) -> None:
+    def _admit_sender(self, sender: Address, peer: str, verdict: Verdict,
+                      asked: ServiceConfig) -> None:
+        """`asked`: the service's rules the verdict was asked of."""
         queued = self._take_pending(sender)
         source = self._sources.pop(sender, replysource.KERNEL_CHOICE)
         if self._closed:
@@ -250,10 +268,10 @@ class DatagramInterception(Interception):
         if self.finished:
             # The server exited while this sender's verdict was awaited: like any
             # datagram that arrives after it, its datagrams are not lost.
-            self._late(HeldSender(sender, peer, queued, source, verdict))
+            self._late(HeldSender(sender, peer, queued, source, verdict, asked))
             return
         if sender in self._channels:
-            self.adopt(HeldSender(sender, peer, queued, source, verdict))
+            self.adopt(HeldSender(sender, peer, queued, source, verdict, asked))
             return
         self._open_channel(sender, peer, queued, source)
 

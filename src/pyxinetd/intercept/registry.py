@@ -8,8 +8,14 @@ server is reaped, the interception ends and the clients it never served (and the
 datagram senders admitted after it exited) are held until the service's next server,
 which the dispatcher starts as for a queued request (`holds`), or are closed when that
 cannot happen (`drop_held`). A stream client closed because a reload removed its
-service or the flag gets a WARNING that says so; datagrams go without a word, as those
-queued on a removed service's socket do.
+service or the flag gets a WARNING that says so; held datagram senders dropped by a
+reload or a cps trip get one WARNING per service and event, not one per datagram.
+
+A reload that replaces the service's socket hands the clients held for its next server
+(and those its old server leaves unserved, or admits late) to the service's new
+runtime, its successor (`move`). Every client admitted by rules a reload has since
+replaced is judged again by the service's rules of the moment before it reaches a
+server (pyxinetd.intercept.handover); one they refuse is closed with a WARNING.
 
 Both belong to the service's runtime, not to its id: ids may repeat on different
 ports, and a reload that keeps a service may change its id's case.
@@ -27,6 +33,7 @@ from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.intercept.common import (INTERCEPT_FLAG, Address, Client, Host, OnReap,
                                        private_socket)
 from pyxinetd.intercept.dgram import DatagramInterception, HeldSender
+from pyxinetd.intercept.handover import Judgement
 from pyxinetd.intercept.stream import Held, StreamInterception
 from pyxinetd.listener import SHORTAGE_ERRNOS
 from pyxinetd.log import strerror
@@ -36,9 +43,12 @@ from pyxinetd.redirect import RedirectSession
 from pyxinetd.service import MAX_PARKED_BYTES, MAX_PARKED_DATAGRAMS, ServiceRuntime, State
 
 Running = StreamInterception | DatagramInterception
-# Why held stream clients are closed (their WARNING).
+Waiting = Held | HeldSender
+# Why held clients are closed (their WARNING).
 _FLAG_REMOVED = "a reload removed flags = INTERCEPT"
-_STOPPED = "a reload removed the service or replaced its socket"
+_REMOVED = "a reload removed the service"
+_NOT_BOUND = "the service's new socket is not bound"
+CPS_TRIPPED = "a cps trip closed the service's socket"
 
 
 class Interceptors:
@@ -54,6 +64,11 @@ class Interceptors:
         # memory) and whose server has not started since: the request stays queued and
         # is tried again each second, but the shortage is logged once, not per retry.
         self._short: weakref.WeakSet[ServiceRuntime] = weakref.WeakSet()
+        # A runtime whose socket a reload replaced, and the one that replaced it.
+        self._successors: weakref.WeakKeyDictionary[ServiceRuntime, ServiceRuntime] = \
+            weakref.WeakKeyDictionary()
+        # Clients being judged again (closed at shutdown).
+        self._judged: dict[int, tuple[Waiting, Judgement]] = {}
 
     def start(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str, on_reap: OnReap,
               hold: Hold, admitted: Address | None = None) -> int | Outcome | None:
@@ -87,7 +102,9 @@ class Interceptors:
             if isinstance(interception, StreamInterception):
                 held = interception.server_exited()
                 if rt.state is State.STOPPED:
-                    self._close(rt, held, _STOPPED)
+                    # Removed (closed), or its socket replaced (to its successor).
+                    for client in held:
+                        self._admitted_late(rt, client)
                 elif held:
                     self._held.setdefault(rt, []).extend(held)
             else:
@@ -123,14 +140,21 @@ class Interceptors:
 
     def _admitted_late(self, rt: ServiceRuntime, client: Held) -> None:
         """A client admitted after its server exited: relayed to rt's server if one
-        runs now, else held for the next one (closed if the service is gone)."""
+        runs now, else held for the next one (closed if the service is gone); judged
+        again first if a reload replaced the rules that admitted it."""
+        rt = self._current(rt)
+        why = self._unservable(rt)
+        if why is not None:
+            # A cps trip closes its held clients without a word, as before.
+            self._close(rt, [client], None if why == CPS_TRIPPED else why)
+            return
+        if client.checked is not rt.config:
+            self._judge_again(rt, client, lambda: self._admitted_late(rt, client),
+                              lambda: client.conn.close())
+            return
         running = self._running.get(rt)
         if isinstance(running, StreamInterception) and not running.finished:
             running.adopt(client)
-        elif rt.state is State.STOPPED or rt.sock is None:
-            self._close(rt, [client], _STOPPED if rt.state is State.STOPPED else None)
-        elif INTERCEPT_FLAG not in rt.config.flags:
-            self._close(rt, [client], _FLAG_REMOVED)
         else:
             self._held.setdefault(rt, []).append(client)
             self.host.refresh(rt)   # the next server starts as for a queued request
@@ -138,15 +162,21 @@ class Interceptors:
     def _sender_late(self, rt: ServiceRuntime, held: HeldSender) -> None:
         """A datagram sender admitted after its server exited: relayed to rt's server if
         one runs now, else held for the next one, as a datagram queued on the service
-        socket would wait for it (dropped if the service is gone or no longer
-        intercepted: its next server reads the service socket, where these datagrams
-        cannot be put back)."""
+        socket would wait for it (dropped, with a line, if the service is gone or no
+        longer intercepted: its next server reads the service socket, where these
+        datagrams cannot be put back); judged again first if a reload replaced the
+        rules that admitted it."""
+        rt = self._current(rt)
+        why = self._unservable(rt)
+        if why is not None:
+            self._dropped(rt, [held], why)
+            return
+        if held.checked is not rt.config:
+            self._judge_again(rt, held, lambda: self._sender_late(rt, held), lambda: None)
+            return
         running = self._running.get(rt)
         if isinstance(running, DatagramInterception) and not running.finished:
             running.adopt(held)
-            return
-        if rt.state is State.STOPPED or rt.sock is None \
-                or INTERCEPT_FLAG not in rt.config.flags:
             return
         waiting = self._held_senders.setdefault(rt, [])
         # Within the bounds of the datagrams a service keeps for their verdicts.
@@ -154,6 +184,74 @@ class Interceptors:
                 sum(other.size for other in waiting) + held.size <= MAX_PARKED_BYTES:
             waiting.append(held)
         self.host.refresh(rt)   # the next server starts as for a queued datagram
+
+    def _current(self, rt: ServiceRuntime) -> ServiceRuntime:
+        """rt, or the runtime that took over the service when a reload replaced rt's
+        socket (and so on, reload after reload)."""
+        while rt in self._successors:
+            rt = self._successors[rt]
+        return rt
+
+    @staticmethod
+    def _unservable(rt: ServiceRuntime) -> str | None:
+        """Why rt's next server cannot be given a client; None when it can (one being
+        bound counts: a reload's new socket)."""
+        if rt.state is State.STOPPED:
+            return _REMOVED
+        if INTERCEPT_FLAG not in rt.config.flags:
+            return _FLAG_REMOVED
+        if rt.state is State.SUSPENDED_CPS:
+            return CPS_TRIPPED
+        if rt.sock is None and rt.state is not State.STARTING:
+            return _NOT_BOUND
+        return None
+
+    def _judge_again(self, rt: ServiceRuntime, client: Waiting, passed: Callable[[], None],
+                     end: Callable[[], None]) -> None:
+        """Judge a client by rt's rules now; `passed()` then, or it is refused with a
+        WARNING and `end()`ed."""
+        svc = rt.config
+        key = id(client)
+
+        def admitted() -> None:
+            del self._judged[key]
+            client.checked = svc
+            passed()
+
+        def refused(reason: str) -> None:
+            del self._judged[key]
+            self.host.program.warning(
+                "intercept", f"service {svc.id} client {client.peer} of the next server "
+                             f"no longer allowed (reason={reason}); disconnecting")
+            end()
+
+        judgement = Judgement(self.host, svc, client.peer, admitted, refused)
+        self._judged[key] = (client, judgement)
+        judgement.start()
+
+    def unbound(self, rt: ServiceRuntime) -> None:
+        """A reload's new socket for rt could not be bound (or waits for its address):
+        the clients handed to it are closed."""
+        if rt.state is not State.ACTIVE:
+            self.drop_held(rt, _NOT_BOUND)
+
+    def move(self, old: ServiceRuntime, fresh: ServiceRuntime) -> None:
+        """A reload replaced old's socket by fresh's: the clients held for old's next
+        server, and those its server leaves or admits later, are the new runtime's,
+        judged again by its rules (closed if it is no longer intercepted)."""
+        if INTERCEPT_FLAG not in fresh.config.flags:
+            self.drop_held(old, _FLAG_REMOVED)
+            return
+        self._successors[old] = fresh
+        held = self._held.pop(old, [])
+        senders = self._held_senders.pop(old, [])
+        for client in held:
+            self._admitted_late(old, client)
+        for sender in senders:
+            # The reply source was the old socket's address, which the new one may
+            # not have: its next datagram's destination is used.
+            sender.source = None
+            self._sender_late(old, sender)
 
     def next_sender(self, rt: ServiceRuntime) -> HeldSender | None:
         """The first datagram sender held for rt's next server, if any."""
@@ -182,11 +280,26 @@ class Interceptors:
 
     def drop_held(self, rt: ServiceRuntime, why: str | None = None) -> int:
         """Close the clients held for rt's next server (it may not start), with a
-        WARNING each that gives `why` when given; how many."""
+        WARNING each that gives `why` when given (the held datagram senders: one for
+        all); how many."""
         held = self._held.pop(rt, [])
         senders = self._held_senders.pop(rt, [])
-        self._close(rt, held, why)
+        self._close(rt, [] if why == CPS_TRIPPED else held, why)
+        for client in held if why == CPS_TRIPPED else []:
+            client.conn.close()
+        if why is not None:
+            self._dropped(rt, senders, why)
         return len(held) + len(senders)
+
+    def _dropped(self, rt: ServiceRuntime, senders: list[HeldSender], why: str) -> None:
+        """Held datagram senders dropped: one line for all of them."""
+        if not senders:
+            return
+        datagrams = sum(len(sender.datagrams) for sender in senders)
+        peers = ", ".join(sorted({sender.peer for sender in senders}))
+        self.host.program.warning(
+            "intercept", f"service {rt.config.id}: {_count(datagrams, 'datagram')} from "
+                         f"{peers} held for the next server dropped: {why}")
 
     def _close(self, rt: ServiceRuntime, held: list[Held], why: str | None) -> None:
         for client in held:
@@ -210,19 +323,32 @@ class Interceptors:
         interception = self._running.get(rt)
         found = interception.clients() if interception is not None else []
         for client in self._held.get(rt, []):
-            found.append(Client(client.peer, 0, self._holding(rt, client),
-                                self._release(rt, client)))
+            found.append(Client(client.peer, 0, self._holding(self._held, rt, client),
+                                self._release(self._held, rt, client, client.conn.close)))
+        for sender in self._held_senders.get(rt, []):
+            found.append(Client(sender.peer, 0,
+                                self._holding(self._held_senders, rt, sender),
+                                self._release(self._held_senders, rt, sender, _nothing)))
         return found
 
-    def _holding(self, rt: ServiceRuntime, client: Held) -> Callable[[], bool]:
-        return lambda: client in self._held.get(rt, [])
+    @staticmethod
+    def _holding(lists: dict[ServiceRuntime, list[Held]] | dict[ServiceRuntime,
+                                                               list[HeldSender]],
+                 rt: ServiceRuntime, client: Waiting) -> Callable[[], bool]:
+        return lambda: any(other is client for other in lists.get(rt, []))
 
-    def _release(self, rt: ServiceRuntime, client: Held) -> Callable[[], None]:
+    @staticmethod
+    def _release(lists: dict[ServiceRuntime, list[Held]] | dict[ServiceRuntime,
+                                                               list[HeldSender]],
+                 rt: ServiceRuntime, client: Waiting,
+                 end: Callable[[], None]) -> Callable[[], None]:
         def release() -> None:
-            held = self._held.get(rt, [])
-            if client in held:
-                held.remove(client)
-                client.conn.close()
+            held: list[Held] | list[HeldSender] = lists.get(rt, [])
+            for index, other in enumerate(held):
+                if other is client:
+                    del held[index]
+                    end()
+                    return
         return release
 
     def servers(self) -> set[int]:
@@ -247,7 +373,20 @@ class Interceptors:
         for rt, held in self._held.items():
             self._close(rt, held, None)
         self._held.clear()
+        for client, judgement in list(self._judged.values()):
+            judgement.drop()
+            if isinstance(client, Held):
+                client.conn.close()
+        self._judged.clear()
         self._held_senders.clear()
         for relay in list(self._relays):
             relay.close()
         self._relays.clear()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _nothing() -> None:
+    """A held sender's datagrams go with it: nothing to close."""

@@ -31,6 +31,7 @@ import socket
 from collections.abc import Callable
 
 from pyxinetd.access.gate import Verdict
+from pyxinetd.config.model import ServiceConfig
 from pyxinetd.intercept.common import (Address, Client, Host, Interception,
                                        descriptor_share)
 from pyxinetd.listener import SHORTAGE_ERRNOS, accept_batch
@@ -45,9 +46,12 @@ class Held:
     """An admitted client its server never accepted, waiting for the next one."""
 
     def __init__(self, conn: socket.socket, peer: str, sent: bytes, done: bool,
-                 announced: bool = True) -> None:
+                 checked: ServiceConfig, announced: bool = True) -> None:
         self.conn = conn
         self.peer = peer
+        # The service's rules it was admitted by: judged again by the service's rules
+        # of the moment before it reaches a server (pyxinetd.intercept.handover).
+        self.checked = checked
         self.sent = sent    # what it already sent, for the next server
         self.done = done    # it had finished sending (shut down its side)
         # Its `START` line is written (when it was admitted while a server ran); a
@@ -137,7 +141,8 @@ class StreamInterception(Interception):
                 queued = _read_queued(unserved[end])
                 conn, buffered, done = relay.detach_client()
                 self._forget(relay)
-                held.append(Held(conn, str(relay.peer[0]), queued + buffered, done))
+                held.append(Held(conn, str(relay.peer[0]), queued + buffered, done,
+                                 self.svc))
             else:
                 relay.target_gone()
         for conn in unserved.values():
@@ -171,12 +176,14 @@ class StreamInterception(Interception):
     def receive(self) -> None:
         try:
             for conn, _, peer in accept_batch(self.listener):
+                asked = self.svc
                 verdict = self.verdict_now(peer, conn, None)
                 if verdict is None:
                     self._deciding += 1
-                    self.host.access.wait(self.svc, peer, self._admitting(conn, peer), conn)
+                    self.host.access.wait(asked, peer, self._admitting(conn, peer, asked),
+                                          conn)
                 else:
-                    self._admit(conn, peer, verdict)
+                    self._admit(conn, peer, verdict, asked)
                 if self.finished:
                     return
                 if self.saturated:
@@ -192,10 +199,11 @@ class StreamInterception(Interception):
             return
         self.host.accepting(self.rt)
 
-    def _admitting(self, conn: socket.socket, peer: str) -> Callable[[Verdict], None]:
+    def _admitting(self, conn: socket.socket, peer: str,
+                   asked: ServiceConfig) -> Callable[[Verdict], None]:
         def decided(verdict: Verdict) -> None:
             self._deciding -= 1
-            self._admit(conn, peer, verdict)
+            self._admit(conn, peer, verdict, asked)
             self._unsaturate()
         return decided
 
@@ -205,7 +213,9 @@ class StreamInterception(Interception):
             self.stopped = False
             self.host.refresh(self.rt)
 
-    def _admit(self, conn: socket.socket, peer: str, verdict: Verdict) -> None:
+    def _admit(self, conn: socket.socket, peer: str, verdict: Verdict,
+               asked: ServiceConfig) -> None:
+        """`asked`: the service's rules the verdict was asked of."""
         if self._closed:
             conn.close()    # shutdown
             return
@@ -227,7 +237,7 @@ class StreamInterception(Interception):
             # The server exited while this client's verdict was awaited (a name
             # lookup, an aclexec command): like a client it never accepted, it is not
             # lost.
-            self._late(Held(conn, peer, b"", False, announced=False))
+            self._late(Held(conn, peer, b"", False, asked, announced=False))
             return
         self._relay(conn, peer)
 
