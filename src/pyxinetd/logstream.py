@@ -1,5 +1,5 @@
 """A log's descriptor written without waiting: the program log's (`-filelog FILE`, or
-stderr), a service log's FIFO.
+stderr), a service log's FIFO or regular file.
 
 A reader that stops reading must not stall the daemon: `-filelog` naming a FIFO whose
 reader pauses, or `-dontfork` with stderr a pipe (`pyxinetd -dontfork | slow-reader`, a
@@ -18,6 +18,11 @@ change it for them too. So the description stderr came with is never changed:
   its own description already);
 - a regular file never waits for a reader, and a terminal waits only while its user
   holds it (^S): both are written as they are, a blocking write.
+A regular file may have no room either: its file system is full (ENOSPC) or its owner's
+quota is (EDQUOT). A line it refuses so, or the tail of one it took in part, waits in the
+same backlog and goes first when the next line is written (nothing tells the daemon that
+room appeared, and it never polls), so lines are not lost while someone frees the disk,
+nor cut in the middle.
 Each line is one write of one whole line (lines are far below PIPE_BUF, which a pipe
 writes whole or not at all), so lines never interleave with parts of others; a longer
 line a stream takes in part has its tail written before anything else.
@@ -26,6 +31,7 @@ line a stream takes in part has its tail written before anything else.
 from __future__ import annotations
 
 import enum
+import errno
 import fcntl
 import os
 import socket
@@ -35,8 +41,13 @@ from collections.abc import Callable
 from pyxinetd.backlog import BACKLOG_LIMIT, FLUSH_ON_CLOSE, Backlog
 
 
+# What a regular file refuses for want of room, which room made later cures.
+_NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 class Kind(enum.Enum):
-    BLOCKING = "a regular file or a terminal"
+    BLOCKING = "a terminal or another device"
+    FILE = "a regular file"
     PIPE = "a pipe or a FIFO"
     SOCKET = "a socket"
 
@@ -50,16 +61,21 @@ class LogStream(Backlog):
 
     `dropped_message` reads the count of dropped lines (None: it reported the count
     itself); `write_failed` hears of a write that failed for good (the reader is gone),
-    whose line is lost."""
+    whose line is lost; `no_room` hears once that a regular file has no room (a full
+    disk) whose lines wait, and again only after a line was written since."""
 
     def __init__(self, fd: int, *, owned: bool,
                  dropped_message: Callable[[int], bytes | None], limit: int = BACKLOG_LIMIT,
-                 write_failed: Callable[[OSError], None] | None = None) -> None:
+                 write_failed: Callable[[OSError], None] | None = None,
+                 no_room: Callable[[OSError], None] | None = None) -> None:
         super().__init__(limit)
         self._fd: int | None = fd
         self._owned = owned
         self._dropped_line = dropped_message
         self._write_failed = write_failed
+        self._no_room = no_room
+        # The regular file refused the last write for want of room (said once).
+        self._full = False
         # The descriptor written to, when it is not `fd` itself.
         self._writer: int | None = None
         self._sock: socket.socket | None = None
@@ -72,6 +88,8 @@ class LogStream(Backlog):
             mode = os.fstat(fd).st_mode
         except OSError:
             return Kind.BLOCKING    # writes fail, and are dropped, as before
+        if stat.S_ISREG(mode):
+            return Kind.FILE
         if stat.S_ISSOCK(mode):
             try:
                 # A descriptor of our own on the same description: a socket object
@@ -103,7 +121,8 @@ class LogStream(Backlog):
 
     def write_line(self, data: bytes) -> None:
         """Write one whole line now, or queue it; never waits (but on a regular file or
-        a terminal, see the module docstring)."""
+        a terminal, see the module docstring). On a device other than a pipe or socket
+        (a terminal) a line that cannot be written is lost."""
         if self._fd is None:
             return
         if self.kind is Kind.BLOCKING:
@@ -117,7 +136,7 @@ class LogStream(Backlog):
             while data:
                 data = data[os.write(self._fd, data):]
         except OSError:
-            pass        # a full disk, a closed terminal: the line is lost, serving goes on
+            pass        # a closed terminal: the line is lost, serving goes on
 
     def _deliver(self, data: bytes) -> bytes | None:
         try:
@@ -131,12 +150,22 @@ class LogStream(Backlog):
         except BlockingIOError:
             return data
         except OSError as err:
+            if self.kind is Kind.FILE and err.errno in _NO_ROOM_ERRNOS:
+                if not self._full and self._no_room is not None:
+                    self._no_room(err)
+                self._full = True
+                return data     # written before the next line, once there is room
             if self._write_failed is not None:
                 self._write_failed(err)
             return None     # the reader is gone (EPIPE): nobody to wait for
-        return data[sent:] if sent < len(data) else None
+        if sent < len(data):
+            return data[sent:]
+        self._full = False
+        return None
 
     def _room_target(self) -> socket.socket | int | None:
+        if self.kind is Kind.FILE:
+            return None     # always "writable" to poll: the next line tries again
         if self._sock is not None:
             return self._sock
         return self._writer if self._writer is not None else self._fd

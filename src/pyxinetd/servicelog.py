@@ -12,11 +12,18 @@ wait per log; the newest beyond are dropped, and a WARNING `N entries dropped: P
 full` says how many once there is room (or, at exit, when what still waits gets up to
 FLUSH_ON_CLOSE seconds for every log together and the rest is counted).
 
-A reload loses none of them: a FIFO log closed for a reload with entries still waiting
-keeps its descriptor and its entries, written from the loop as the reader reads. The
-same log (path and id) opened again after the reload, while the path still names that
-FIFO, goes on with that stream, so its new entries come after the old ones; a log nobody
-opens again is closed once what waited is written.
+A regular file may have no room (its file system or its owner's quota is full): an
+entry it refuses waits the same way, and is written before the next entry once there
+is room; the first refusal is said once (ERROR `Error writing PATH: No space left on
+device (errno = 28)`), and again only after an entry was written since. Nothing tells
+the daemon that room appeared, so what waits there is tried again with the next entry
+(a reload or the exit tries once more, and counts what is still left as dropped).
+
+A reload loses none of a FIFO's entries: a FIFO log closed for a reload with entries
+still waiting keeps its descriptor and its entries, written from the loop as the reader
+reads. The same log (path and id) opened again after the reload, while the path still
+names that FIFO, goes on with that stream, so its new entries come after the old ones;
+a log nobody opens again is closed once what waited is written.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from pyxinetd.files import open_for_append, through_stderr
 from pyxinetd.log import (FACILITIES, SEVERITIES, Level, ProgramLog, SyslogSender,
                           file_timestamp, strerror)
 from pyxinetd.listener import SHORTAGE_ERRNOS
-from pyxinetd.logstream import LogStream
+from pyxinetd.logstream import Kind, LogStream
 from pyxinetd.loop import Loop
 from pyxinetd.textbytes import as_written
 
@@ -136,6 +143,7 @@ class _LogFile:
     soft_limit: int | None
     hard_limit: int | None
     label: str
+    path: str
     warned: bool = False            # the soft-limit message was written
     closed_for_good: bool = False
     stream: LogStream | None = None     # a FIFO's entries, written without waiting
@@ -227,19 +235,21 @@ class ServiceLogs:
                 self._program.error("log_open", f"Cannot open {target.path}: {strerror(err)}")
             return None
         info = os.fstat(fd)
-        log = _LogFile(fd, info.st_size, target.soft_limit, target.hard_limit, label)
-        if stat.S_ISFIFO(info.st_mode):
-            # A blocking write would stall the loop, and every service, while the reader
-            # does not read: entries with no room wait (module docstring).
+        log = _LogFile(fd, info.st_size, target.soft_limit, target.hard_limit, label,
+                       target.path)
+        if stat.S_ISFIFO(info.st_mode) or stat.S_ISREG(info.st_mode):
+            # A FIFO: a blocking write would stall the loop, and every service, while the
+            # reader does not read. A regular file: its disk may be full for a while.
+            # Either way entries with no room wait (module docstring).
             path = target.path
             log.stream = LogStream(
                 fd, owned=True, limit=self._backlog_limit,
                 dropped_message=lambda count: self._report_dropped(path, count),
-                write_failed=lambda err: self._program.error(
-                    "log_write", f"Error writing {path}: {strerror(err)}"))
+                write_failed=lambda err: self._write_error(path, err),
+                no_room=lambda err: self._write_error(path, err))
             if self._loop is not None:
                 log.stream.attach(self._loop)
-        elif not stat.S_ISREG(info.st_mode):
+        else:
             # A device (a terminal) the loop must not wait for either: an entry it has no
             # room for is lost, and reported.
             os.set_blocking(fd, False)
@@ -262,21 +272,26 @@ class ServiceLogs:
             return
         data = as_written(f"{file_timestamp(self._clock())}: {entry}\n")
         if log.stream is not None:
-            log.stream.write_line(data)     # no size limits: a pipe has no size
-            return
-        try:
-            log.size += os.write(log.fd, data)
-        except OSError as err:
-            self._program.error("log_write", f"Error writing {target.path}: {strerror(err)}")
-            return
+            log.stream.write_line(data)
+            if log.stream.kind is Kind.PIPE:
+                return      # no size limits: a pipe has no size
+        else:
+            try:
+                log.size += os.write(log.fd, data)
+            except OSError as err:
+                self._write_error(target.path, err)
+                return
         if log.soft_limit is not None:
             self._check_limits(log)
+
+    def _write_error(self, path: str, err: OSError) -> None:
+        self._program.error("log_write", f"Error writing {path}: {strerror(err)}")
 
     def _check_limits(self, log: _LogFile) -> None:
         """The manual's two limits (reference §5.4), against the file's size after a
         line: a message at ALERT the first time the soft limit is exceeded (xinetd 2.3.15.3 never writes it), then, past the
         hard limit, the line is finished and the log closed until the next reload."""
-        if log.stream is not None:
+        if log.stream is not None and log.stream.kind is Kind.PIPE:
             return
         try:
             # The file's real size: other services may write to it too, and a rotation
@@ -291,7 +306,7 @@ class ServiceLogs:
             self._program.log(Level.ALERT, "log_write",
                               f"Size of {log.label} log exceeded soft limit")
         if log.hard_limit is not None and log.size > log.hard_limit:
-            os.close(log.fd)
+            self._close_log(log.path, log, 0.0)
             log.closed_for_good = True
             self._program.error("log_write", f"Size of {log.label} log exceeded hard limit")
 
@@ -306,7 +321,8 @@ class ServiceLogs:
         """Close every log: a reload opens them again. A FIFO's entries still waiting
         for its reader are kept, and written from the loop (module docstring)."""
         for key, log in self._files.items():
-            if log.stream is not None and self._loop is not None and not log.stream.flush():
+            if (log.stream is not None and log.stream.kind is Kind.PIPE
+                    and self._loop is not None and not log.stream.flush()):
                 self._hold(key, log)
             else:
                 self._close_log(key[0], log, 0.0)

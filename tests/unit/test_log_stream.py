@@ -136,7 +136,7 @@ def test_a_regular_file_is_written_as_it_is(tmp_path: object) -> None:
     path = os.path.join(str(tmp_path), "log")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     stream = LogStream(fd, owned=True, dropped_message=dropped)
-    assert stream.kind is Kind.BLOCKING
+    assert stream.kind is Kind.FILE
     stream.write_line(b"one\n")
     stream.write_line(b"two\n")
     stream.close()
