@@ -110,7 +110,7 @@ class ProgramLog:
     def to_file(cls, path: str, *, debug: bool = False) -> ProgramLog:
         fd = open_for_append(path)
         return cls(debug=debug, output=lambda log: LogStream(
-            fd, owned=True, dropped_message=log._dropped_line))
+            fd, owned=True, dropped_message=log._dropped_line, wait_for_reader=True))
 
     @classmethod
     def to_stderr(cls, *, debug: bool = False) -> ProgramLog:
@@ -121,7 +121,7 @@ class ProgramLog:
         except (OSError, ValueError, AttributeError):
             pass
         return cls(debug=debug, output=lambda log: LogStream(
-            2, owned=False, dropped_message=log._dropped_line))
+            2, owned=False, dropped_message=log._dropped_line, wait_for_reader=True))
 
     @classmethod
     def to_syslog(cls, sender: SyslogSender, facility: str = "daemon", *,

@@ -23,6 +23,10 @@ quota is (EDQUOT). A line it refuses so, or the tail of one it took in part, wai
 same backlog and goes first when the next line is written (nothing tells the daemon that
 room appeared, and it never polls), so lines are not lost while someone frees the disk,
 nor cut in the middle.
+A FIFO's reader may leave, and another come (`-filelog` naming a FIFO whose reader is
+restarted): with `wait_for_reader`, a line written while it has no reader (EPIPE)
+waits the same way, and goes first when a later line finds a reader again. Nothing
+is watched meanwhile (a pipe without a reader is always ready to fail).
 Each line is one write of one whole line (lines are far below PIPE_BUF, which a pipe
 writes whole or not at all), so lines never interleave with parts of others; a longer
 line a stream takes in part has its tail written before anything else.
@@ -62,12 +66,15 @@ class LogStream(Backlog):
     `dropped_message` reads the count of dropped lines (None: it reported the count
     itself); `write_failed` hears of a write that failed for good (the reader is gone),
     whose line is lost; `no_room` hears once that a regular file has no room (a full
-    disk) whose lines wait, and again only after a line was written since."""
+    disk) whose lines wait, and again only after a line was written since;
+    `wait_for_reader`: a line a pipe or FIFO refuses for want of a reader waits for
+    the next one instead of being lost (module docstring)."""
 
     def __init__(self, fd: int, *, owned: bool,
                  dropped_message: Callable[[int], bytes | None], limit: int = BACKLOG_LIMIT,
                  write_failed: Callable[[OSError], None] | None = None,
-                 no_room: Callable[[OSError], None] | None = None) -> None:
+                 no_room: Callable[[OSError], None] | None = None,
+                 wait_for_reader: bool = False) -> None:
         super().__init__(limit)
         self._fd: int | None = fd
         self._owned = owned
@@ -76,6 +83,9 @@ class LogStream(Backlog):
         self._no_room = no_room
         # The regular file refused the last write for want of room (said once).
         self._full = False
+        self._wait_for_reader = wait_for_reader
+        # The pipe refused the last write for want of a reader: nothing to watch.
+        self._readerless = False
         # The descriptor written to, when it is not `fd` itself.
         self._writer: int | None = None
         self._sock: socket.socket | None = None
@@ -148,6 +158,7 @@ class LogStream(Backlog):
                     return None
                 sent = os.write(fd, data)
         except BlockingIOError:
+            self._readerless = False    # full, so read: the loop watches for room
             return data
         except OSError as err:
             if self.kind is Kind.FILE and err.errno in _NO_ROOM_ERRNOS:
@@ -155,16 +166,21 @@ class LogStream(Backlog):
                     self._no_room(err)
                 self._full = True
                 return data     # written before the next line, once there is room
+            if (self.kind is Kind.PIPE and err.errno == errno.EPIPE
+                    and self._wait_for_reader):
+                self._readerless = True
+                return data     # written before the next line that finds a reader
             if self._write_failed is not None:
                 self._write_failed(err)
             return None     # the reader is gone (EPIPE): nobody to wait for
+        self._readerless = False
         if sent < len(data):
             return data[sent:]
         self._full = False
         return None
 
     def _room_target(self) -> socket.socket | int | None:
-        if self.kind is Kind.FILE:
+        if self.kind is Kind.FILE or self._readerless:
             return None     # always "writable" to poll: the next line tries again
         if self._sock is not None:
             return self._sock

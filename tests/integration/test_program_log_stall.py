@@ -182,6 +182,51 @@ def test_filelog_a_fifo_whose_reader_stops(tmp_path: Path,
         os.close(rfd)
 
 
+def reload_answering(proc: subprocess.Popen[bytes], conf: Path, port: int,
+                     answer: str) -> None:
+    """Reload with a server that answers `answer`, and see it applied: the daemon
+    serves."""
+    config(conf.parent, port, answer)
+    proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + TIMEOUT
+    while echo(port) != f"{answer}\n".encode():
+        assert time.monotonic() < deadline, f"the reload to {answer!r} never applied"
+
+
+def test_filelog_a_fifo_whose_reader_leaves_keeps_the_lines_for_the_next_reader(
+        tmp_path: Path, started: list[subprocess.Popen[bytes]]) -> None:
+    """A reader restarted: the lines logged while none read (the pipe full first, then
+    no reader at all) all reach the next reader, in order (they were lost, without a
+    word)."""
+    port = free_port()
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    first = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    second = None
+    try:
+        fcntl.fcntl(first, F_SETPIPE_SZ, 4096)
+        conf = config(tmp_path, port)
+        proc = start(started, conf, "-filelog", str(fifo))
+        text = Reader(first).read_until(r"Started working")
+        for n in range(RELOADS):
+            reload_answering(proc, conf, port, f"reload{n}")
+        os.close(first)         # the reader leaves, lines still waiting for it
+        first = None
+        reload_answering(proc, conf, port, "alone")
+        second = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        reload_answering(proc, conf, port, "back")
+        text += Reader(second).read_until(r"Reconfigured: ", RELOADS + 2)
+        assert all(LINE.match(line) for line in text.splitlines()), text
+        warnings = [int(m.group(1)) for m in re.finditer(r"bogus_attribute_number_(\d+)",
+                                                         text)]
+        assert warnings == list(range(ATTRIBUTES)) * (RELOADS + 3)
+        assert "messages dropped" not in text
+    finally:
+        for fd in (first, second):
+            if fd is not None:
+                os.close(fd)
+
+
 def test_lines_waiting_at_exit_are_written_once_the_reader_reads(
         tmp_path: Path, started: list[subprocess.Popen[bytes]]) -> None:
     port = free_port()
