@@ -142,3 +142,48 @@ def test_a_regular_file_is_written_as_it_is(tmp_path: object) -> None:
     stream.close()
     with open(path, "rb") as f:
         assert f.read() == b"one\ntwo\n"
+
+
+def test_lines_a_fifo_without_reader_refuses_wait_unwatched_for_the_next_reader(
+        tmp_path: object) -> None:
+    path = os.path.join(str(tmp_path), "log.fifo")
+    os.mkfifo(path)
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    fcntl.fcntl(fd, F_SETPIPE_SZ, 4096)
+    loop = Loop()
+    stream = LogStream(fd, owned=True, dropped_message=dropped, wait_for_reader=True)
+    try:
+        assert stream.kind is Kind.PIPE
+        stream.attach(loop)
+        sent = lines(60)
+        for line in sent:
+            stream.write_line(line)
+        assert stream.pending and loop.is_registered(fd)     # the pipe is full
+        os.close(reader)
+        reader = None
+        loop.run_once()     # the write end now polls ready: it fails, and is let go
+        assert not loop.is_registered(fd)
+        waiting = stream.pending
+        assert waiting
+        later = lines(2, start=60)
+        stream.write_line(later[0])
+        assert stream.pending == waiting + 1 and not loop.is_registered(fd)
+        reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        stream.write_line(later[1])
+        got = b""
+
+        def all_read() -> bool:
+            nonlocal got
+            assert reader is not None
+            got += read_all(lambda: os.read(reader, 65536))
+            return not stream.pending and got.endswith(later[1])
+        run_until(loop, all_read)
+        # What the pipe held when the first reader left is still in it: every line
+        # reaches the next reader, in order.
+        assert got == b"".join(sent + later)
+    finally:
+        stream.close(0)
+        if reader is not None:
+            os.close(reader)
+        loop.close()
