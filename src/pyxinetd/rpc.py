@@ -109,7 +109,11 @@ class RpcRegistry:
         asked = rt.config.rpc_version
 
         def answered(registration: Registration | None) -> None:
-            if rt.config.rpc_version == asked or not still_wanted():
+            if not still_wanted():
+                if registration is not None:
+                    done(registration)  # for its caller to unregister
+                return
+            if rt.config.rpc_version == asked:
                 done(registration)
                 return
 

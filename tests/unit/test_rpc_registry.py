@@ -1,0 +1,50 @@
+"""pyxinetd.rpc.RpcRegistry against a real UDP 'portmapper' on 127.0.0.1 driven by the
+same Loop (tests/unit/test_portmap.py's Responder)."""
+
+from __future__ import annotations
+
+import io
+import socket
+
+from pyxinetd.log import ProgramLog
+from pyxinetd.loop import Loop
+from pyxinetd.portmap import PortmapClient
+from pyxinetd.rpc import RpcRegistry
+from pyxinetd.service import ServiceRuntime
+from tests.factories import make_service
+from tests.unit.test_portmap import Responder, reply, run_until
+
+
+def test_a_service_stopped_while_its_set_is_in_flight_logs_no_failed_registration(
+) -> None:
+    # The SET is refused once a reload has stopped the service: its `pmap_set failed`
+    # is logged, but not `No RPC versions registered`, the line of a service that
+    # cannot start.
+    loop = Loop()
+    calls: list[list[int]] = []
+    responder = Responder(loop, lambda call: calls.append(call))
+    program = io.StringIO()
+    registry = RpcRegistry(loop, ProgramLog(stream=program),
+                           PortmapClient(loop, responder.address, interval=5.0))
+    rt = ServiceRuntime(make_service(name="rpcsvc", types=frozenset({"RPC"}),
+                                     socket_type="dgram", wait=True,
+                                     rpc_number=0x20000200, rpc_version=(1, 1)))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        rt.sock = sock
+        registry.follow(rt)
+        run_until(loop, lambda: bool(calls))
+        rt.sock = None      # stopped by a reload
+        client = registry.client._sock
+        assert client is not None
+        responder.sock.sendto(reply(calls[0][0], 0), client.getsockname())
+        run_until(loop, lambda: "pmap_set failed. service=rpcsvc" in program.getvalue())
+        run_until(loop, lambda: registry.client.pending == 0)
+        assert "No RPC versions registered" not in program.getvalue()
+        assert registry.registration(rt) is None
+    finally:
+        sock.close()
+        registry.close()
+        responder.sock.close()
+        loop.close()
