@@ -187,3 +187,28 @@ def test_clients_beyond_the_descriptor_share_are_served_through_the_service_sock
                                r"share of the descriptor limit, 6\)")
     assert "cut off from its client while a cps trip has that closed" in line
     assert daemon.log().count("no socket of its own") == 1
+
+
+@pytest.mark.parametrize(("attrs", "family", "host"), SOCKETS)
+def test_the_service_binds_again_after_the_pause_beside_the_clients_sockets(
+        daemons: DaemonFactory, tmp_path: Path, attrs: dict[str, str], family: int,
+        host: str) -> None:
+    # The clients' sockets keep the service's address bound through the pause: the
+    # service socket is bound again beside them when it ends, new clients are served,
+    # and the client whose server runs still reaches that server.
+    port = free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + dgram_service(
+        port, answering(), cps="1 2", **attrs))
+    with socket.socket(family, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        client.sendto(b"one", (host, port))
+        pid = answer(client, host, port).split()[0]
+        trip(daemon, family, host, port)
+        daemon.wait_for_log("Activating service relayed", timeout=30)
+        with socket.socket(family, socket.SOCK_DGRAM) as newcomer:
+            newcomer.settimeout(10)
+            newcomer.sendto(b"new", (host, port))
+            assert answer(newcomer, host, port).endswith("got=new")
+        client.sendto(b"two", (host, port))
+        assert answer(client, host, port) == f"{pid} got=two"
+    assert not re.search(r"WARNING|cannot|failed", daemon.log()), daemon.log()
