@@ -43,7 +43,8 @@ def local_address(service: socket.socket, source: replysource.Source
     """The address and port (in `service`'s family) a client's datagram was sent to:
     the service socket's own for one bound to an address, the datagram's destination
     (`source`, from replysource.receive) on a wildcard bind. None when it is not known
-    (an IPv6 multicast destination, which is no source either)."""
+    (an IPv6 multicast destination, which is no source either; no destination
+    reported, on a wildcard socket where IP_PKTINFO/IPV6_RECVPKTINFO is off)."""
     name = service.getsockname()
     host, port = str(name[0]), int(name[1])
     if not is_wildcard(host):

@@ -269,7 +269,9 @@ class NowaitRelays:
         rt = relay.service
         local = clientsocket.local_address(sock, source)
         if local is None:
-            return      # a multicast destination: no address to answer from
+            # Its destination is not known (an IPv6 multicast request; a wildcard
+            # socket that does not report destinations): no address to bind.
+            return
         budget = clientsocket.budget()
         if self.own_sockets >= budget:
             self._unowned_client(rt, addr, f"the clients' sockets hold their share of "
