@@ -12,6 +12,10 @@ included, and then handled as `policy(call)` says:
 - HOLD:   kept, unapplied, until release() applies and answers every held call in the
           order they came (a busy portmapper); a retransmission of a held call is
           dropped.
+
+sync() returns once every datagram sent to it before has been handled (a NULL call
+of its own goes through the same socket, last), so that a scenario knows what the
+portmapper has seen of what a daemon sent.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import struct
 import threading
 from collections.abc import Callable
 
-SET, UNSET = 1, 2
+NULL, SET, UNSET = 0, 1, 2
 TCP, UDP = 6, 17
 ANSWER, SILENT, HOLD = "answer", "silent", "hold"
 
@@ -43,6 +47,9 @@ class FakePortmapper:
         self.held: list[tuple[int, Call, tuple[str, int]]] = []
         self.lock = threading.Lock()
         self.running = True
+        self._synced: set[int] = set()
+        self._sync_xids = iter(range(1, 1 << 31))
+        self._sync_done = threading.Condition(self.lock)
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
@@ -51,6 +58,17 @@ class FakePortmapper:
         with self.lock:
             return (list(self.calls), [call for _, call, _ in self.held],
                     sorted(self.table))
+
+    def sync(self, timeout: float = 10.0) -> None:
+        """Once every datagram that reached the portmapper before this call is handled."""
+        with self.lock:
+            xid = next(self._sync_xids) | 0x80000000
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.sendto(struct.pack(">14I", xid, 0, 2, 100000, 2, NULL, *[0] * 8),
+                         ("127.0.0.1", 111))
+            with self.lock:
+                if not self._sync_done.wait_for(lambda: xid in self._synced, timeout):
+                    raise RuntimeError("the fake portmapper did not handle its NULL call")
 
     def release(self) -> None:
         """Apply and answer every held call, in the order they came."""
@@ -76,6 +94,10 @@ class FakePortmapper:
             xid = words[0]
             call = (words[5], *words[10:14])
             with self.lock:
+                if call[0] == NULL:
+                    self._synced.add(xid)
+                    self._sync_done.notify_all()
+                    continue
                 self.calls.append(call)
                 if any(held_xid == xid for held_xid, _, _ in self.held):
                     continue

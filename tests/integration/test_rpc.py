@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCENARIO = REPO / "tests" / "helpers" / "rpc_scenario.py"
 LOST_REPLY = REPO / "tests" / "helpers" / "rpc_lost_reply_scenario.py"
 SLOW_RELOAD = REPO / "tests" / "helpers" / "rpc_slow_reload_scenario.py"
+ORDER = REPO / "tests" / "helpers" / "rpc_order_scenario.py"
 FETCH = REPO / "scripts" / "fetch-rpcbind"
 UDP_PROGRAM = 0x20000111
 TCP_PROGRAM = 0x20000112
@@ -43,6 +44,7 @@ FIXED_PORT = 4711
 LOST_PROGRAM = 0x20000118
 PARTIAL_PROGRAM = 0x20000119
 SLOW_PROGRAM = 0x2000011A
+ORDER_PROGRAM = 0x2000011B
 UDP, TCP = 17, 6
 
 
@@ -300,3 +302,48 @@ def test_the_last_of_two_reloads_decides_the_versions_while_calls_are_unanswered
     assert _triples(result["settled"]) == [(SLOW_PROGRAM, 3, TCP)], result["calls"]
     assert result["answer"] == "tcp-rpc\n"
     assert result["table"] == [] and result["returncode"] == 0, result
+
+
+def _ordered(case: str, tmp_path: Path) -> dict[str, Any]:
+    problem = namespace_problem("ip")
+    if problem:
+        pytest.skip(problem)
+    result = run_scenario(ORDER, tmp_path, case)
+    assert "error" not in result, result
+    return result
+
+
+def _held_unset_first(result: dict[str, Any]) -> None:
+    """No SET of the program reached the portmapper after its UNSET, still unanswered."""
+    calls = result["before_release"]
+    unset = next(i for i, call in enumerate(calls) if call[:3] == [2, ORDER_PROGRAM, 1])
+    assert [call for call in calls[unset:] if call[0] == 1] == [], calls
+
+
+def _ends_as_configured(result: dict[str, Any]) -> None:
+    assert _triples(result["settled"]) == [tuple(t) for t in result["expected"]], \
+        result["calls"]
+    assert result["answer"] == "tcp-rpc\n"
+    assert result["table"] == [] and result["returncode"] == 0, result
+
+
+def test_an_unset_does_not_take_a_set_of_the_program_still_unanswered(
+        tmp_path: Path) -> None:
+    # sharetcp's SET of version 2 is unanswered when the reload that removes shareudp
+    # UNSETs version 1, which takes sharetcp's version 1 (tcp) too: it is SET again.
+    _ends_as_configured(_ordered("inflight-set", tmp_path))
+
+
+def test_a_late_unset_of_a_cps_deactivation_does_not_take_the_reopened_port(
+        tmp_path: Path) -> None:
+    result = _ordered("cps-reopen", tmp_path)
+    # The new port's SET waits for the answer to the UNSET before it.
+    _held_unset_first(result)
+    _ends_as_configured(result)
+
+
+def test_a_late_unset_of_a_removed_service_does_not_take_it_when_added_again(
+        tmp_path: Path) -> None:
+    result = _ordered("readd", tmp_path)
+    _held_unset_first(result)
+    _ends_as_configured(result)
