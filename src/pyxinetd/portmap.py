@@ -197,9 +197,10 @@ class PortmapClient:
         return self._call(PMAPPROC_SET, mapping, _decoding(decode_bool, done))
 
     def unset(self, mapping: Mapping,
-              done: Callable[[bool | None, str | None], None]) -> None:
-        """PMAPPROC_UNSET: the portmapper drops program/version for tcp *and* udp."""
-        self._call(PMAPPROC_UNSET, mapping, _decoding(decode_bool, done))
+              done: Callable[[bool | None, str | None], None]) -> int:
+        """PMAPPROC_UNSET: the portmapper drops program/version for tcp *and* udp.
+        Returns the call's xid."""
+        return self._call(PMAPPROC_UNSET, mapping, _decoding(decode_bool, done))
 
     def dump(self, done: Callable[[list[Mapping] | None, str | None], None]) -> None:
         self._call(PMAPPROC_DUMP, None, _decoding(decode_dump, done))

@@ -8,35 +8,35 @@ its protocol (pyxinetd.portmap), and it is available once at least one version i
 registered; with none, it fails like a bind failure (xinetd's rule). Requests are then
 dispatched as for any service of its socket type and wait mode.
 
-The registrations are dropped (PMAPPROC_UNSET of every version) when a reload removes
-the service or moves it to a new socket, and at SIGTERM/SIGQUIT; a reload that only
-changes the version range unregisters the old range and registers the new one.
-
-UNSET is protocol-blind: the portmapper drops the tcp *and* udp entries of a program
-version. xinetd leaves the other protocol's service unregistered in that case; here
-the versions of any other live service of the same program are registered again.
+The registry keeps two things: what the running services want registered (a Claim
+per service: its versions at its socket's port) and what it believes the portmapper
+holds. After every change of either and every answer it reconciles them, one call at
+a time per program number: a call for a program is sent only once the one before it
+has been answered or given up, so no call overtakes another of its program (an UNSET
+is protocol-blind and drops a version for tcp *and* udp: sent beside a SET of the same
+program, or retransmitted after one, it would take that SET away). An entry nobody
+wants any more is UNSET first; then a wanted one missing is SET. So a service removed
+by a reload, moved to a new socket or closed by cps is UNSET, the versions of any other
+live service of the program that UNSET took are SET again (xinetd leaves them
+unregistered), and a reload that changes `rpc_version` UNSETs the versions it drops
+and SETs those it adds, whatever calls are in flight when it comes.
 
 A SET that is never answered (every retransmission unanswered) may still have been
-applied, only its answers lost: its version is UNSET (and the other live services of
-the program SET again, as above), so that the portmapper does not hand out a port
-nobody serves, whether the service then runs with its other versions or fails.
-xinetd leaves such a version registered.
+applied, only its answers lost: its version counts as not registered and, the entry
+being unwanted, is UNSET, so that the portmapper does not hand out a port nobody
+serves, whether the service then runs with its other versions or fails. xinetd
+leaves such a version registered. An UNSET never answered is not sent again.
 
-Unlike xinetd, no call blocks: the SET of every version is sent at once, without the
-1 s sleep xinetd makes after each one, and the loop serves the other services meanwhile.
-So a SET may still be unanswered when the daemon stops; the portmapper may have taken
-it (only its answer lost or late), so it is abandoned and its version UNSET too, or the
-portmapper would keep handing out the port of a daemon that has gone. Likewise a
-reload may change `rpc_version` while a service's calls are in flight (its first
-registration, or the UNSET/SET of an earlier reload): once they are answered, the
-range they were for is compared with the configuration's, and registered again when
-it differs, so the registered versions end as the last configuration gives them.
+Unlike xinetd, no call blocks: the loop serves the other services meanwhile, and
+there is no 1 s sleep after each SET. At SIGTERM/SIGQUIT nothing is wanted any more:
+a SET still in flight is abandoned (not retransmitted: the portmapper may have taken
+it) and every entry that may be registered is UNSET, all versions at once, each
+UNSET sent once, so the daemon exits after the last retransmission at worst.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import os
 import signal
 import socket
@@ -47,7 +47,8 @@ from pyxinetd.children import Child
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.log import ProgramLog
 from pyxinetd.loop import Loop
-from pyxinetd.portmap import NO_ANSWER, Mapping, PortmapClient
+from pyxinetd.portmap import (NO_ANSWER, PMAPPROC_SET, PMAPPROC_UNSET, Mapping,
+                              PortmapClient)
 from pyxinetd.service import ServiceRuntime
 
 
@@ -70,8 +71,57 @@ class Registration:
     port: int
     versions: tuple[int, ...]
 
-    def mappings(self) -> list[Mapping]:
-        return [Mapping(self.program, v, self.protocol, self.port) for v in self.versions]
+
+class Claim:
+    """What one service wants registered: each version of its range at `port`.
+
+    `outcome` is what became of a version's SET: True (registered), False (refused or
+    never answered: not asked again until a reload changes the range); a version not
+    in it is still to be SET. `on_settled` is called once every version has one."""
+
+    def __init__(self, rt: ServiceRuntime, port: int,
+                 on_settled: Callable[[Registration | None], None] | None) -> None:
+        assert rt.config.rpc_number is not None
+        self.rt = rt
+        self.program = rt.config.rpc_number
+        self.protocol = rt.config.protocol_number
+        self.port = port
+        self.outcome: dict[int, bool] = {}
+        self.on_settled = on_settled
+
+    @property
+    def service_id(self) -> str:
+        return self.rt.config.id
+
+    def wants(self, version: int) -> bool:
+        return version in versions(self.rt.config) and self.outcome.get(version) is not False
+
+    def registration(self) -> Registration | None:
+        accepted = tuple(v for v in versions(self.rt.config) if self.outcome.get(v))
+        if not accepted:
+            return None
+        return Registration(self.program, self.protocol, self.port, accepted)
+
+    def settled(self) -> bool:
+        return all(v in self.outcome for v in versions(self.rt.config))
+
+
+@dataclass
+class _Entry:
+    """One (program, version, protocol) the portmapper may hold for us, at `port`.
+    Not `certain` when a call about it went unanswered."""
+
+    port: int
+    service_id: str
+    certain: bool
+
+
+@dataclass
+class _Call:
+    procedure: int          # PMAPPROC_SET or PMAPPROC_UNSET
+    mapping: Mapping
+    claim: Claim | None     # the SET's
+    xid: int | None = None
 
 
 class RpcRegistry:
@@ -81,13 +131,18 @@ class RpcRegistry:
                  client: PortmapClient | None = None) -> None:
         self.log = program
         self.client = client or PortmapClient(loop)
-        self._registered: dict[ServiceRuntime, Registration] = {}
-        # The SET calls not answered yet: (service id, mapping, xid of the call).
-        self._setting: dict[int, tuple[str, Mapping, int | None]] = {}
-        self._set_keys = itertools.count()
+        self._claims: dict[ServiceRuntime, Claim] = {}
+        # What the portmapper holds, as far as the answers tell: (program, version,
+        # protocol) -> entry.
+        self._table: dict[tuple[int, int, int], _Entry] = {}
+        # The calls in flight, by program: one, except while unregistering everything.
+        self._in_flight: dict[int, list[_Call]] = {}
+        self._closing = False
+        self._when_idle: list[Callable[[], None]] = []
 
     def registration(self, rt: ServiceRuntime) -> Registration | None:
-        return self._registered.get(rt)
+        claim = self._claims.get(rt)
+        return claim.registration() if claim is not None else None
 
     def activation(self, rt: ServiceRuntime, sock: socket.socket,
                    on_registered: Callable[[socket.socket], None],
@@ -95,201 +150,200 @@ class RpcRegistry:
         """The registration step of a freshly bound RPC service (call start())."""
         return Activation(self, rt, sock, on_registered, on_failed)
 
-    # -- registering -------------------------------------------------------------
-    def register(self, rt: ServiceRuntime, port: int,
-                 done: Callable[[Registration | None], None], *,
-                 still_wanted: Callable[[], bool]) -> None:
-        """SET every version of `rt` at `port`; done(registration, or None if none took).
+    # -- what is wanted ----------------------------------------------------------
+    def claim(self, rt: ServiceRuntime, port: int,
+              on_settled: Callable[[Registration | None], None] | None) -> Claim:
+        """Register every version of `rt` at `port` (instead of what it had);
+        on_settled(registration, or None if no version took) once each is answered."""
+        old = self._claims.pop(rt, None)
+        claim = Claim(rt, port, on_settled)
+        if not self._closing:
+            self._claims[rt] = claim
+        self._reconcile(claim.program)
+        if old is not None and old.program != claim.program:
+            self._reconcile(old.program)
+        return claim
 
-        When a reload changed `rt`'s range while the calls were in flight, what they
-        registered is UNSET and the new range registered, until the range answered is
-        the configuration's; done() then reports that one. Once `still_wanted()` is
-        False (the service stopped meanwhile), done() gets what was registered (its
-        caller unregisters it), or is not called when nothing is left registered."""
-        asked = rt.config.rpc_version
+    def withdraw(self, claim: Claim) -> None:
+        """`claim` is wanted no more: what it registered is UNSET (its on_settled is
+        not called)."""
+        claim.on_settled = None
+        if self._claims.get(claim.rt) is claim:
+            del self._claims[claim.rt]
+        self._reconcile(claim.program)
 
-        def answered(registration: Registration | None) -> None:
-            if not still_wanted():
-                if registration is not None:
-                    done(registration)  # for its caller to unregister
-                return
-            if rt.config.rpc_version == asked:
-                done(registration)
-                return
-
-            def again() -> None:
-                if still_wanted():
-                    self.register(rt, port, done, still_wanted=still_wanted)
-            if registration is None:
-                again()
-            else:
-                self.unset(rt.config.id, registration, again)
-        self._register_range(rt.config, port, answered)
-
-    def _register_range(self, svc: ServiceConfig, port: int,
-                        done: Callable[[Registration | None], None]) -> None:
-        """SET every version of `svc` at `port`; done(registration, or None if none
-        took), after the UNSET of any version whose SET went unanswered is sent."""
-        assert svc.rpc_number is not None
-        program, protocol = svc.rpc_number, svc.protocol_number
-        wanted = list(versions(svc))
-        accepted: list[int] = []
-        unanswered: list[int] = []
-        remaining = [len(wanted)]
-
-        def answered(version: int, ok: bool | None, error: str | None) -> None:
-            if ok:
-                accepted.append(version)
-            else:
-                why = f" ({error})" if error else ""
-                self.log.error("activate_rpc",
-                                    f"pmap_set failed. service={svc.id} program={program} "
-                                    f"version={version}{why}")
-                if error == NO_ANSWER:
-                    unanswered.append(version)
-            remaining[0] -= 1
-            if remaining[0]:
-                return
-            self.log.debug("activate_rpc",
-                                f"Registered {len(accepted)} versions of {svc.id}")
-            if unanswered:
-                # Sent before done() may SET any of these versions again, so that the
-                # portmapper takes the UNSET first.
-                self.unset(svc.id, Registration(program, protocol, port,
-                                                tuple(sorted(unanswered))), None)
-            if not accepted:
-                done(None)
-                return
-            done(Registration(program, protocol, port, tuple(sorted(accepted))))
-
-        for version in wanted:
-            self._set(svc.id, Mapping(program, version, protocol, port),
-                      functools.partial(answered, version))
-
-    def _set(self, service_id: str, mapping: Mapping,
-             done: Callable[[bool | None, str | None], None]) -> None:
-        """A SET call, kept among those in flight until it is answered (or fails)."""
-        key = next(self._set_keys)
-
-        def answered(ok: bool | None, error: str | None) -> None:
-            self._setting.pop(key, None)
-            done(ok, error)
-        self._setting[key] = (service_id, mapping, None)
-        xid = self.client.set(mapping, answered)
-        if key in self._setting:    # not failed at once
-            self._setting[key] = (service_id, mapping, xid)
-
-    def keep(self, rt: ServiceRuntime, registration: Registration) -> None:
-        self._registered[rt] = registration
-
-    # -- unregistering -----------------------------------------------------------
-    def unregister(self, rt: ServiceRuntime, then: Callable[[], None] | None = None) -> None:
-        """UNSET what `rt` registered (if anything); `then()` once answered."""
-        registration = self._registered.pop(rt, None)
-        if registration is None:
-            if then is not None:
-                then()
-            return
-        self.unset(rt.config.id, registration, then)
-
-    def unregister_all(self, then: Callable[[], None]) -> None:
-        """UNSET every registration (shutdown), and every version whose SET is still
-        unanswered (abandoned: no retransmission may follow the UNSET); `then()` once
-        every call is answered."""
-        entries = [(rt.config.id, registration)
-                   for rt, registration in self._registered.items()]
-        self._registered.clear()
-        for service_id, mapping, xid in self._setting.values():
-            if xid is not None:
-                self.client.abandon(xid)
-            entries.append((service_id, Registration(mapping.program, mapping.protocol,
-                                                     mapping.port, (mapping.version,))))
-        self._setting.clear()
-        remaining = [len(entries) + 1]
-
-        def one_done() -> None:
-            remaining[0] -= 1
-            if remaining[0] == 0:
-                then()
-
-        for service_id, registration in entries:
-            self.unset(service_id, registration, one_done, restore=False)
-        one_done()
+    def unregister(self, rt: ServiceRuntime) -> None:
+        """UNSET what `rt` registered (if anything)."""
+        claim = self._claims.get(rt)
+        if claim is not None:
+            self.withdraw(claim)
 
     def reregister(self, rt: ServiceRuntime, old: ServiceConfig) -> None:
-        """A readjusted service: register again if its version range changed (§6.2).
-
-        Not registered: nothing to do, or its calls are in flight, and register()
-        compares the range they were for with the new one once they are answered."""
-        if old.rpc_version == rt.config.rpc_version or rt not in self._registered:
+        """A readjusted service: its range changed (§6.2), so the versions it dropped
+        are UNSET and those it added SET; those refused before are asked again."""
+        claim = self._claims.get(rt)
+        if old.rpc_version == rt.config.rpc_version or claim is None:
             return
-        port = self._registered[rt].port
-        self.unregister(rt, lambda: self._register_live(rt, port))
+        claim.outcome = {v: ok for v, ok in claim.outcome.items() if ok}
+        self._reconcile(claim.program)
 
     def follow(self, rt: ServiceRuntime) -> None:
         """A cps re-activation bound a new socket: register it (xinetd does too)."""
         if not is_rpc(rt.config) or rt.sock is None:
             return
-        self._register_live(rt, rt.sock.getsockname()[1])
 
-    def _register_live(self, rt: ServiceRuntime, port: int) -> None:
-        """Register a service that serves at `port`, for as long as it does."""
-        def live() -> bool:
-            return rt.sock is not None and rt.sock.getsockname()[1] == port
-        if not live():
-            return      # stopped or moved meanwhile
-        self.register(rt, port, lambda reg: self._keep_if_live(rt, reg), still_wanted=live)
+        def settled(registration: Registration | None) -> None:
+            if registration is None:
+                self.log.error("activate_rpc",
+                               f"No RPC versions registered for service {rt.config.id}")
+        self.claim(rt, rt.sock.getsockname()[1], settled)
 
-    def _keep_if_live(self, rt: ServiceRuntime, registration: Registration | None) -> None:
-        if registration is None:
-            self.log.error("activate_rpc",
-                                f"No RPC versions registered for service {rt.config.id}")
-        elif rt.sock is not None and rt.sock.getsockname()[1] == registration.port:
-            self._registered[rt] = registration
-        else:
-            self.unset(rt.config.id, registration, None)
-
-    def unset(self, service_id: str, registration: Registration,
-               then: Callable[[], None] | None, *, restore: bool = True) -> None:
-        remaining = [len(registration.versions)]
-
-        def answered(version: int, ok: bool | None, error: str | None) -> None:
-            if not ok:
-                why = f" ({error})" if error else ""
-                self.log.error("deactivate",
-                                    f"pmap_unset failed. service={service_id} "
-                                    f"program={registration.program} version={version}{why}")
-            remaining[0] -= 1
-            if remaining[0]:
-                return
-            if restore:
-                self._restore_shared(registration)
-            if then is not None:
-                then()
-
-        for mapping in registration.mappings():
-            self.client.unset(mapping, functools.partial(answered, mapping.version))
-
-    def _restore_shared(self, dropped: Registration) -> None:
-        """SET again the versions of other services that the protocol-blind UNSET took."""
-        for rt, other in self._registered.items():
-            if other.program != dropped.program:
-                continue
-            for mapping in other.mappings():
-                if mapping.version in dropped.versions:
-                    self._set(rt.config.id, mapping, functools.partial(
-                        self._restored, rt.config.id, other, mapping.version))
-
-    def _restored(self, service_id: str, registration: Registration, version: int,
-                  ok: bool | None, error: str | None) -> None:
-        if not ok:
-            why = f" ({error})" if error else ""
-            self.log.error("activate_rpc",
-                                f"pmap_set failed. service={service_id} "
-                                f"program={registration.program} version={version}{why}")
+    def unregister_all(self, then: Callable[[], None]) -> None:
+        """UNSET every registration (shutdown), and every version whose SET is still
+        unanswered (abandoned: no retransmission may follow the UNSET); `then()` once
+        every call is answered or given up. Nothing is registered afterwards."""
+        self._closing = True
+        for claim in self._claims.values():
+            claim.on_settled = None
+        self._claims.clear()
+        for calls in self._in_flight.values():
+            for call in [c for c in calls if c.procedure == PMAPPROC_SET]:
+                if call.xid is not None:
+                    self.client.abandon(call.xid)
+                calls.remove(call)
+                self._maybe_there(call.mapping, call.claim)
+        self._when_idle.append(then)
+        for program in {key[0] for key in self._table} | set(self._in_flight):
+            self._reconcile(program)
+        self._check_idle()
 
     def close(self) -> None:
         self.client.close()
+
+    # -- reconciling -------------------------------------------------------------
+    def _wanting(self, program: int, version: int, protocol: int) -> list[Claim]:
+        return [c for c in self._claims.values() if c.program == program
+                and c.protocol == protocol and c.wants(version)]
+
+    def _unwanted(self, key: tuple[int, int, int], entry: _Entry) -> bool:
+        return not any(c.port == entry.port for c in self._wanting(*key))
+
+    def _reconcile(self, program: int) -> None:
+        """Send the next call `program` needs, unless one is in flight."""
+        calls = self._in_flight.setdefault(program, [])
+        if calls and not self._closing:
+            return
+        unsetting = {call.mapping.version for call in calls}
+        for key, entry in sorted(self._table.items()):
+            if key[0] == program and key[1] not in unsetting and self._unwanted(key, entry):
+                self._send(program, _Call(PMAPPROC_UNSET, Mapping(*key, entry.port), None))
+                if not self._closing:
+                    return
+                unsetting.add(key[1])
+        if self._closing:
+            if not self._in_flight.get(program):
+                self._in_flight.pop(program, None)
+            self._check_idle()
+            return
+        for claim in self._claims.values():
+            if claim.program != program:
+                continue
+            for version in versions(claim.rt.config):
+                held = self._table.get((program, version, claim.protocol))
+                if claim.wants(version) and not (held is not None and held.certain
+                                                 and held.port == claim.port):
+                    self._send(program, _Call(PMAPPROC_SET, Mapping(
+                        program, version, claim.protocol, claim.port), claim))
+                    return
+        if not self._in_flight.get(program):
+            self._in_flight.pop(program, None)
+        self._settle(program)
+        self._check_idle()
+
+    def _send(self, program: int, call: _Call) -> None:
+        self._in_flight.setdefault(program, []).append(call)
+        if call.procedure == PMAPPROC_SET:
+            call.xid = self.client.set(call.mapping, functools.partial(self._set_answered,
+                                                                       call))
+        else:
+            call.xid = self.client.unset(call.mapping, functools.partial(
+                self._unset_answered, call))
+
+    def _done(self, call: _Call) -> bool:
+        """Take `call` out of those in flight; False if it was abandoned already."""
+        calls = self._in_flight.get(call.mapping.program, [])
+        if call not in calls:
+            return False
+        calls.remove(call)
+        if not calls:
+            del self._in_flight[call.mapping.program]
+        return True
+
+    def _set_answered(self, call: _Call, ok: bool | None, error: str | None) -> None:
+        if not self._done(call):
+            return
+        mapping, claim = call.mapping, call.claim
+        assert claim is not None
+        key = (mapping.program, mapping.version, mapping.protocol)
+        entry = self._table.get(key)
+        if ok or (ok is False and entry is not None and not entry.certain
+                  and entry.port == mapping.port):
+            # FALSE for a triple that may be ours at this very port: it is there.
+            self._table[key] = _Entry(mapping.port, claim.service_id, True)
+            claim.outcome[mapping.version] = True
+        else:
+            why = f" ({error})" if error else ""
+            self.log.error("activate_rpc",
+                           f"pmap_set failed. service={claim.service_id} "
+                           f"program={mapping.program} version={mapping.version}{why}")
+            claim.outcome[mapping.version] = False
+            if error == NO_ANSWER:
+                self._maybe_there(mapping, claim)
+        self._reconcile(mapping.program)
+
+    def _maybe_there(self, mapping: Mapping, claim: Claim | None) -> None:
+        """A SET went unanswered: the portmapper may hold it."""
+        key = (mapping.program, mapping.version, mapping.protocol)
+        if key not in self._table:
+            self._table[key] = _Entry(mapping.port, claim.service_id if claim else "",
+                                      False)
+
+    def _unset_answered(self, call: _Call, ok: bool | None, error: str | None) -> None:
+        if not self._done(call):
+            return
+        program, version = call.mapping.program, call.mapping.version
+        entries = {key: entry for key, entry in self._table.items()
+                   if key[:2] == (program, version)}
+        if ok is None:
+            owner = next((e.service_id for k, e in entries.items()
+                          if self._unwanted(k, e)), "")
+            self.log.error("deactivate", f"pmap_unset failed. service={owner} "
+                                         f"program={program} version={version} ({error})")
+        for key, entry in entries.items():
+            if ok is not None or self._unwanted(key, entry):
+                del self._table[key]        # gone, or given up on
+            else:
+                entry.certain = False       # maybe gone: SET again to know
+        self._reconcile(program)
+
+    def _settle(self, program: int) -> None:
+        """Report the claims of `program` whose every version was answered."""
+        for claim in list(self._claims.values()):
+            if claim.program != program or claim.on_settled is None or not claim.settled():
+                continue
+            report, claim.on_settled = claim.on_settled, None
+            registration = claim.registration()
+            self.log.debug("activate_rpc", f"Registered "
+                           f"{len(registration.versions) if registration else 0} "
+                           f"versions of {claim.service_id}")
+            report(registration)
+
+    def _check_idle(self) -> None:
+        if self._in_flight or not self._when_idle:
+            return
+        waiting, self._when_idle = self._when_idle, []
+        for then in waiting:
+            then()
 
 
 class Activation:
@@ -308,30 +362,30 @@ class Activation:
         self._sock = sock
         self._on_registered = on_registered
         self._on_failed = on_failed
+        self._claim: Claim | None = None
         self.done = False
 
     def start(self) -> None:
-        self._registry.register(self._rt, self._sock.getsockname()[1], self._answered,
-                                still_wanted=lambda: not self.done)
+        self._claim = self._registry.claim(self._rt, self._sock.getsockname()[1],
+                                           self._answered)
 
     def _answered(self, registration: Registration | None) -> None:
-        if self.done:
-            if registration is not None:
-                self._registry.unset(self._rt.config.id, registration, None)
-            return
         self.done = True
         if registration is None:
             self._registry.log.error(
                 "activate_rpc", f"No RPC versions registered for service {self._rt.config.id}")
+            if self._claim is not None:
+                self._registry.withdraw(self._claim)
             self._sock.close()
             self._on_failed()
             return
-        self._registry.keep(self._rt, registration)
         self._on_registered(self._sock)
 
     def cancel(self) -> None:
         if not self.done:
             self._sock.close()
+            if self._claim is not None:
+                self._registry.withdraw(self._claim)
         self.done = True
 
 
