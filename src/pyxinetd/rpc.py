@@ -192,11 +192,15 @@ class RpcRegistry:
         if not is_rpc(rt.config) or rt.sock is None:
             return
 
+        sock = rt.sock
+
         def settled(registration: Registration | None) -> None:
-            if registration is None:
+            # A service stopped meanwhile (its socket closed or replaced by a reload)
+            # is not one that cannot start: its failed SETs were logged, nothing more.
+            if registration is None and rt.sock is sock:
                 self.log.error("activate_rpc",
                                f"No RPC versions registered for service {rt.config.id}")
-        self.claim(rt, rt.sock.getsockname()[1], settled)
+        self.claim(rt, sock.getsockname()[1], settled)
 
     def unregister_all(self, then: Callable[[], None]) -> None:
         """UNSET every registration (shutdown), and every version whose SET is still
