@@ -11,10 +11,11 @@ dispatched as for any service of its socket type and wait mode.
 The registry keeps two things: what the running services want registered (a Claim
 per service: its versions at its socket's port) and what it believes the portmapper
 holds. After every change of either and every answer it reconciles them, one call at
-a time per program number: a call for a program is sent only once the one before it
-has been answered or given up, so no call overtakes another of its program (an UNSET
+a time per program version: a call for a version is sent only once the one before it
+has been answered or given up, so no call overtakes another of its version (an UNSET
 is protocol-blind and drops a version for tcp *and* udp: sent beside a SET of the same
-program, or retransmitted after one, it would take that SET away). An entry nobody
+version, or retransmitted after one, it would take that SET away); a call touches its
+own version alone, so different versions go in parallel. An entry nobody
 wants any more is UNSET first; then a wanted one missing is SET. So a service removed
 by a reload, moved to a new socket or closed by cps is UNSET, the versions of any other
 live service of the program that UNSET took are SET again (xinetd leaves them
@@ -135,8 +136,10 @@ class RpcRegistry:
         # What the portmapper holds, as far as the answers tell: (program, version,
         # protocol) -> entry.
         self._table: dict[tuple[int, int, int], _Entry] = {}
-        # The calls in flight, by program: one, except while unregistering everything.
-        self._in_flight: dict[int, list[_Call]] = {}
+        # The calls in flight, by (program, version): at most one each. A call touches
+        # its own version alone (an UNSET both protocols of it), so versions do not
+        # wait for each other, and no call of a version overtakes another.
+        self._in_flight: dict[tuple[int, int], _Call] = {}
         self._closing = False
         self._when_idle: list[Callable[[], None]] = []
 
@@ -210,14 +213,14 @@ class RpcRegistry:
         for claim in self._claims.values():
             claim.on_settled = None
         self._claims.clear()
-        for calls in self._in_flight.values():
-            for call in [c for c in calls if c.procedure == PMAPPROC_SET]:
+        for lane, call in list(self._in_flight.items()):
+            if call.procedure == PMAPPROC_SET:
                 if call.xid is not None:
                     self.client.abandon(call.xid)
-                calls.remove(call)
+                del self._in_flight[lane]
                 self._maybe_there(call.mapping, call.claim)
         self._when_idle.append(then)
-        for program in {key[0] for key in self._table} | set(self._in_flight):
+        for program in {key[0] for key in self._table} | {lane[0] for lane in self._in_flight}:
             self._reconcile(program)
         self._check_idle()
 
@@ -233,39 +236,38 @@ class RpcRegistry:
         return not any(c.port == entry.port for c in self._wanting(*key))
 
     def _reconcile(self, program: int) -> None:
-        """Send the next call `program` needs, unless one is in flight."""
-        calls = self._in_flight.setdefault(program, [])
-        if calls and not self._closing:
-            return
-        unsetting = {call.mapping.version for call in calls}
-        for key, entry in sorted(self._table.items()):
-            if key[0] == program and key[1] not in unsetting and self._unwanted(key, entry):
-                self._send(program, _Call(PMAPPROC_UNSET, Mapping(*key, entry.port), None))
-                if not self._closing:
-                    return
-                unsetting.add(key[1])
-        if self._closing:
-            if not self._in_flight.get(program):
-                self._in_flight.pop(program, None)
-            self._check_idle()
-            return
+        """Send the next call each version of `program` needs, unless it has one in
+        flight: an UNSET of what nobody wants first, then the SETs wanted."""
+        known = {key[1] for key in self._table if key[0] == program}
+        known.update(lane[1] for lane in self._in_flight if lane[0] == program)
         for claim in self._claims.values():
-            if claim.program != program:
-                continue
-            for version in versions(claim.rt.config):
-                held = self._table.get((program, version, claim.protocol))
-                if claim.wants(version) and not (held is not None and held.certain
-                                                 and held.port == claim.port):
-                    self._send(program, _Call(PMAPPROC_SET, Mapping(
-                        program, version, claim.protocol, claim.port), claim))
-                    return
-        if not self._in_flight.get(program):
-            self._in_flight.pop(program, None)
+            if claim.program == program:
+                known.update(versions(claim.rt.config))
+        for version in sorted(known):
+            self._reconcile_version(program, version)
         self._settle(program)
         self._check_idle()
 
-    def _send(self, program: int, call: _Call) -> None:
-        self._in_flight.setdefault(program, []).append(call)
+    def _reconcile_version(self, program: int, version: int) -> None:
+        if (program, version) in self._in_flight:
+            return
+        for key, entry in sorted(self._table.items()):
+            if key[:2] == (program, version) and self._unwanted(key, entry):
+                self._send(_Call(PMAPPROC_UNSET, Mapping(*key, entry.port), None))
+                return
+        if self._closing:
+            return
+        for claim in self._claims.values():
+            if claim.program != program or not claim.wants(version):
+                continue
+            held = self._table.get((program, version, claim.protocol))
+            if not (held is not None and held.certain and held.port == claim.port):
+                self._send(_Call(PMAPPROC_SET, Mapping(
+                    program, version, claim.protocol, claim.port), claim))
+                return
+
+    def _send(self, call: _Call) -> None:
+        self._in_flight[(call.mapping.program, call.mapping.version)] = call
         if call.procedure == PMAPPROC_SET:
             call.xid = self.client.set(call.mapping, functools.partial(self._set_answered,
                                                                        call))
@@ -275,12 +277,10 @@ class RpcRegistry:
 
     def _done(self, call: _Call) -> bool:
         """Take `call` out of those in flight; False if it was abandoned already."""
-        calls = self._in_flight.get(call.mapping.program, [])
-        if call not in calls:
+        lane = (call.mapping.program, call.mapping.version)
+        if self._in_flight.get(lane) is not call:
             return False
-        calls.remove(call)
-        if not calls:
-            del self._in_flight[call.mapping.program]
+        del self._in_flight[lane]
         return True
 
     def _set_answered(self, call: _Call, ok: bool | None, error: str | None) -> None:

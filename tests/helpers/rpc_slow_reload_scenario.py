@@ -12,9 +12,9 @@ by default; -dontfork -filelog) serves one tcp RPC service, `moving`, with
 `rpc_version = 1`. Then:
 
 1. the portmapper holds; a reload gives `rpc_version = 2`: the daemon UNSETs version
-   1; that UNSET is answered, and the daemon SETs version 2, held;
-2. while that SET is held, a second reload gives `rpc_version = 3`;
-3. the portmapper answers the held SET, and everything from then on;
+   1 and SETs version 2 (versions do not wait for each other), both held;
+2. while they are held, a second reload gives `rpc_version = 3`;
+3. the portmapper answers the held calls, and everything from then on;
 4. the table is read once it holds version 3 and nothing else of the program (or at
    the deadline), and a client talks to the port registered; then SIGTERM.
 
@@ -84,9 +84,8 @@ def main() -> None:
         result["started"] = portmapper.snapshot()[2]
         switch.holding = True
         reload("2", 1)
-        wait_for(lambda: held(UNSET, 1), "the UNSET of version 1", deadline)
-        portmapper.release()
-        wait_for(lambda: held(SET, 2), "the SET of version 2", deadline)
+        wait_for(lambda: held(UNSET, 1) and held(SET, 2),
+                 "the UNSET of version 1 and the SET of version 2", deadline)
         reload("3", 2)
         switch.holding = False
         portmapper.release()
