@@ -25,7 +25,6 @@ and the log.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -37,7 +36,7 @@ sys.path.insert(0, str(HERE))
 
 from fake_portmapper import (ANSWER, SET, SILENT, TCP, UDP, UNSET, Call,  # noqa: E402
                              FakePortmapper)
-from rpc_scenario import read, rpc_service, wait_for  # noqa: E402
+from rpc_scenario import finish, read, rpc_service, wait_for  # noqa: E402
 
 PROGRAM = 0x20000117
 LOST_PROGRAM = 0x20000118
@@ -104,16 +103,7 @@ def main() -> None:
     except (SystemExit, subprocess.TimeoutExpired) as stop:
         result["error"] = str(stop)
     finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait(timeout=10)
-        portmapper.close()
-        calls, _, table = portmapper.snapshot()
-        result["table"] = table
-        result["calls"] = calls
-        result["returncode"] = daemon.returncode
-        result["log"] = read(log) + read(work / "daemon.err")
-        print(json.dumps(result))
+        finish(result, daemon, portmapper, log, work / "daemon.err")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ left after the exit, the exit status and the log.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -45,8 +44,8 @@ sys.path.insert(0, str(HERE))
 
 from fake_portmapper import (ANSWER, HOLD, SET, TCP, UDP, UNSET, Call,  # noqa: E402
                              FakePortmapper)
-from rpc_scenario import (PLAIN_PORT, read, rpc_service, service_text,  # noqa: E402
-                          talk_tcp, wait_for)
+from rpc_scenario import (PLAIN_PORT, finish, read, rpc_service,  # noqa: E402
+                          service_text, talk_tcp, wait_for)
 
 PROGRAM = 0x2000011b
 DEADLINE = 30.0
@@ -175,16 +174,7 @@ def main() -> None:
     except (SystemExit, AssertionError, RuntimeError, subprocess.TimeoutExpired) as stop:
         result["error"] = f"{type(stop).__name__}: {stop}"
     finally:
-        if daemon.poll() is None:
-            daemon.kill()
-            daemon.wait(timeout=10)
-        portmapper.close()
-        calls, _, table = portmapper.snapshot()
-        result["table"] = table
-        result["calls"] = calls
-        result["returncode"] = daemon.returncode
-        result["log"] = read(log) + read(work / "daemon.err")
-        print(json.dumps(result))
+        finish(result, daemon, portmapper, log, work / "daemon.err")
 
 
 if __name__ == "__main__":

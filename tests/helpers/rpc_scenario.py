@@ -49,6 +49,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pyxinetd.portmap import PMAPPROC_DUMP, decode_dump, decode_reply, encode_call
 
@@ -210,6 +211,24 @@ def settle(predicate, timeout: float) -> list[list[int]] | str:  # type: ignore[
 
 def rows(table: list[list[int]] | str, program: int) -> list[list[int]]:
     return [row for row in table if row[0] == program] if isinstance(table, list) else []
+
+
+def finish(result: dict[str, object], daemon: subprocess.Popen[bytes],
+           portmapper: Any, log: Path, err: Path) -> None:
+    """The end of a fake-portmapper scenario (tests/helpers/fake_portmapper.py): the
+    daemon killed if still there, the portmapper closed, and `result` printed as one
+    JSON object with the table and calls the portmapper was left with, the daemon's
+    exit status and its log."""
+    if daemon.poll() is None:
+        daemon.kill()
+        daemon.wait(timeout=10)
+    portmapper.close()
+    calls, _, table = portmapper.snapshot()
+    result["table"] = table
+    result["calls"] = calls
+    result["returncode"] = daemon.returncode
+    result["log"] = read(log) + read(err)
+    print(json.dumps(result))
 
 
 def talk_tcp(port: int, host: str = "127.0.0.1") -> str:
