@@ -104,7 +104,9 @@ class Claim:
         return Registration(self.program, self.protocol, self.port, accepted)
 
     def settled(self) -> bool:
-        return all(v in self.outcome for v in versions(self.rt.config))
+        wanted = versions(self.rt.config)
+        # The count first: asked after each answer, it is false until the last one.
+        return len(self.outcome) >= len(wanted) and all(v in self.outcome for v in wanted)
 
 
 @dataclass
@@ -238,27 +240,43 @@ class RpcRegistry:
     def _reconcile(self, program: int) -> None:
         """Send the next call each version of `program` needs, unless it has one in
         flight: an UNSET of what nobody wants first, then the SETs wanted."""
-        known = {key[1] for key in self._table if key[0] == program}
+        entries: dict[int, list[tuple[tuple[int, int, int], _Entry]]] = {}
+        for key, entry in sorted(self._table.items()):
+            if key[0] == program:
+                entries.setdefault(key[1], []).append((key, entry))
+        claims = [c for c in self._claims.values() if c.program == program]
+        known = set(entries)
         known.update(lane[1] for lane in self._in_flight if lane[0] == program)
-        for claim in self._claims.values():
-            if claim.program == program:
-                known.update(versions(claim.rt.config))
+        for claim in claims:
+            known.update(versions(claim.rt.config))
         for version in sorted(known):
-            self._reconcile_version(program, version)
+            self._next_call(program, version, entries.get(version, []), claims)
         self._settle(program)
         self._check_idle()
 
     def _reconcile_version(self, program: int, version: int) -> None:
+        """_reconcile() for the one version an answer concerned (the others' state
+        did not change): a range of 1,000 versions costs no more per answer."""
+        entries = [(key, entry) for key, entry in sorted(self._table.items())
+                   if key[:2] == (program, version)]
+        self._next_call(program, version, entries,
+                        [c for c in self._claims.values() if c.program == program])
+        self._settle(program)
+        self._check_idle()
+
+    def _next_call(self, program: int, version: int,
+                   entries: list[tuple[tuple[int, int, int], _Entry]],
+                   claims: list[Claim]) -> None:
         if (program, version) in self._in_flight:
             return
-        for key, entry in sorted(self._table.items()):
-            if key[:2] == (program, version) and self._unwanted(key, entry):
+        for key, entry in entries:
+            if self._unwanted(key, entry):
                 self._send(_Call(PMAPPROC_UNSET, Mapping(*key, entry.port), None))
                 return
         if self._closing:
             return
-        for claim in self._claims.values():
-            if claim.program != program or not claim.wants(version):
+        for claim in claims:
+            if not claim.wants(version):
                 continue
             held = self._table.get((program, version, claim.protocol))
             if not (held is not None and held.certain and held.port == claim.port):
@@ -303,7 +321,7 @@ class RpcRegistry:
             claim.outcome[mapping.version] = False
             if error == NO_ANSWER:
                 self._maybe_there(mapping, claim)
-        self._reconcile(mapping.program)
+        self._reconcile_version(mapping.program, mapping.version)
 
     def _maybe_there(self, mapping: Mapping, claim: Claim | None) -> None:
         """A SET went unanswered: the portmapper may hold it."""
@@ -328,7 +346,7 @@ class RpcRegistry:
                 del self._table[key]        # gone, or given up on
             else:
                 entry.certain = False       # maybe gone: SET again to know
-        self._reconcile(program)
+        self._reconcile_version(program, version)
 
     def _settle(self, program: int) -> None:
         """Report the claims of `program` whose every version was answered."""
