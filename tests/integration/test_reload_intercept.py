@@ -285,3 +285,40 @@ def test_a_sender_admitted_before_a_reload_is_judged_by_the_new_rules(
     text = wait_log_lines(log, rf"EXIT: icept status=0 {second}")
     assert re.findall(r"START: icept .*", text) == [f"START: icept {first} from=127.0.0.2",
                                                     f"START: icept {second} from=127.0.0.2"]
+
+
+@pytest.mark.parametrize("socket_type", ["stream", "dgram"])
+def test_a_late_client_of_a_replaced_socket_without_intercept_is_told_the_flag_went(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        socket_type: str) -> None:
+    # One reload gives the service another address and removes INTERCEPT: the client
+    # whose verdict comes after it is closed (its datagrams dropped) because the flag
+    # went, not because the service did, which the reload kept.
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port = free_port()
+    text = config(tmp_path, port, "libwrap = in.icept", socket_type=socket_type, count=1)
+    daemon = daemons.start_config(text)
+    late: socket.socket
+    if socket_type == "stream":
+        late = tcp_from("127.0.0.5", port)
+        first = "pid=" + exchange(tcp_from("127.0.0.2", port))["pid"]
+    else:
+        late = udp_from("127.0.0.5")
+        with udp_from("127.0.0.2") as a:
+            a.sendto(b"a1", ("127.0.0.1", port))
+            first = a.recv(1000).decode().split()[0]
+        late.sendto(b"l1", ("127.0.0.1", port))     # its verdict waits for the gate
+    with late:
+        wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 {first}")
+        reload(daemon, config(tmp_path, port, "libwrap = in.icept", socket_type=socket_type,
+                              count=1, bind="127.0.0.9").replace("\tflags = INTERCEPT\n",
+                                                                 ""), 1)
+        release(gate)
+        why = re.escape("a reload removed flags = INTERCEPT")
+        if socket_type == "stream":
+            daemon.wait_for_log(rf"WARNING: .*service icept client 127\.0\.0\.5 held for "
+                                rf"the next server: {why}; disconnecting")
+        else:
+            daemon.wait_for_log(rf"WARNING: .*service icept: 1 datagram from 127\.0\.0\.5 "
+                                rf"held for the next server dropped: {why}")
+    assert "a reload removed the service" not in daemon.log()

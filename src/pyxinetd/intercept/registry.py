@@ -239,10 +239,13 @@ class Interceptors:
         """A reload replaced old's socket by fresh's: the clients held for old's next
         server, and those its server leaves or admits later, are the new runtime's,
         judged again by its rules (closed if it is no longer intercepted)."""
+        # Recorded even when fresh is not intercepted: the clients old's server leaves
+        # or admits later are closed for the reason fresh gives (the flag went), not as
+        # though the service had been removed.
+        self._successors[old] = fresh
         if INTERCEPT_FLAG not in fresh.config.flags:
             self.drop_held(old, _FLAG_REMOVED)
             return
-        self._successors[old] = fresh
         held = self._held.pop(old, [])
         senders = self._held_senders.pop(old, [])
         for client in held:
