@@ -322,3 +322,47 @@ def test_a_late_client_of_a_replaced_socket_without_intercept_is_told_the_flag_w
             daemon.wait_for_log(rf"WARNING: .*service icept: 1 datagram from 127\.0\.0\.5 "
                                 rf"held for the next server dropped: {why}")
     assert "a reload removed the service" not in daemon.log()
+
+
+@pytest.mark.parametrize("socket_type", ["stream", "dgram"])
+def test_a_verdict_asked_before_a_reload_is_judged_by_the_new_rules_while_the_server_runs(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        socket_type: str) -> None:
+    # Its verdict, asked under the old rules, comes after a reload (keeping the socket)
+    # refused it, while the server still runs: it never reaches that server (before:
+    # relayed to it, with a START line, by the old verdict).
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port = free_port()
+    log = tmp_path / "services.log"
+    daemon = daemons.start_config(config(tmp_path, port, "libwrap = in.icept",
+                                         socket_type=socket_type, count=3))
+    if socket_type == "stream":
+        with tcp_from("127.0.0.5", port) as late:
+            first = "pid=" + exchange(tcp_from("127.0.0.2", port))["pid"]
+            reload(daemon, config(tmp_path, port, "libwrap = in.icept",
+                                  "no_access = 127.0.0.5", count=3), 1)
+            release(gate)
+            assert closed(late)
+        # The server still runs: it serves the next client.
+        assert "pid=" + exchange(tcp_from("127.0.0.2", port))["pid"] == first
+    else:
+        with udp_from("127.0.0.2") as a, udp_from("127.0.0.5") as late:
+            a.sendto(b"a1", ("127.0.0.1", port))
+            first = a.recv(1000).decode().split()[0]
+            late.sendto(b"l1", ("127.0.0.1", port))     # its verdict waits for the gate
+            reload(daemon, config(tmp_path, port, "libwrap = in.icept",
+                                  "no_access = 127.0.0.5", socket_type="dgram", count=3), 1)
+            release(gate)
+            daemon.wait_for_log(r"WARNING: .*service icept client 127\.0\.0\.5 of the "
+                                r"next server no longer allowed \(reason=address\)")
+            # The same server answers a's next datagrams; l1 never reached it.
+            a.sendto(b"a2", ("127.0.0.1", port))
+            assert a.recv(1000).decode() == f"{first} peer=127.0.0.1 got=a2"
+            a.sendto(b"a3", ("127.0.0.1", port))
+            assert a.recv(1000).decode() == f"{first} peer=127.0.0.1 got=a3"
+            late.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                late.recv(1000)
+    daemon.wait_for_log(r"WARNING: .*service icept client 127\.0\.0\.5 of the next server "
+                        r"no longer allowed \(reason=address\); disconnecting")
+    assert "from=127.0.0.5" not in log.read_text()

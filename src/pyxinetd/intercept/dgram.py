@@ -265,9 +265,11 @@ class DatagramInterception(Interception):
                 self._refused[sender] = reason
             self._refuse(sender, peer, reason)
             return
-        if self.finished:
+        if self.finished or asked is not self.svc:
             # The server exited while this sender's verdict was awaited: like any
-            # datagram that arrives after it, its datagrams are not lost.
+            # datagram that arrives after it, its datagrams are not lost. Or a reload
+            # replaced the rules it was asked under: judged by the new ones first (the
+            # registry hands it back to this server if it still runs).
             self._late(HeldSender(sender, peer, queued, source, verdict, asked))
             return
         if sender in self._channels:

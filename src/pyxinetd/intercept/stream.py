@@ -7,7 +7,8 @@ its command for that client instead, as it would for a wait = no service.
 
 A client whose verdict comes after the server exited (a slow name lookup or aclexec
 command) is not lost either: it goes to the service's next server (or the one already
-running), whose pid its `START` line names.
+running), whose pid its `START` line names. One whose verdict was asked before a reload
+is judged again by the new rules before it reaches a server, running or next.
 
 Clients the server never accepted are not lost: the master keeps its own copy of the
 private listening socket, so when the server exits such connections are still queued
@@ -233,10 +234,12 @@ class StreamInterception(Interception):
             finally:
                 conn.close()
             return
-        if self.finished:
+        if self.finished or asked is not self.svc:
             # The server exited while this client's verdict was awaited (a name
             # lookup, an aclexec command): like a client it never accepted, it is not
-            # lost.
+            # lost. Or a reload replaced the rules it was asked under: it is judged by
+            # the new ones first, as the clients relayed then were (the registry hands
+            # it back to this server if it still runs).
             self._late(Held(conn, peer, b"", False, asked, announced=False))
             return
         self._relay(conn, peer)
