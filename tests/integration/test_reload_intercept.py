@@ -8,6 +8,7 @@ Real daemon, real servers (tests/helpers/intercept_server.py, as in test_interce
 from __future__ import annotations
 
 import re
+import signal
 import socket
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from tests.daemon import DaemonFactory, free_port, wait_log_lines
 from tests.integration.test_intercept import (TIMEOUT, config, exchange, gated_aclexec,
                                             release, tcp_from)
-from tests.integration.test_reload import reload
+from tests.integration.test_reload import conf_path, reload
 
 
 def test_the_running_server_keeps_its_clients_when_only_the_ids_case_changes(
@@ -366,3 +367,33 @@ def test_a_verdict_asked_before_a_reload_is_judged_by_the_new_rules_while_the_se
     daemon.wait_for_log(r"WARNING: .*service icept client 127\.0\.0\.5 of the next server "
                         r"no longer allowed \(reason=address\); disconnecting")
     assert "from=127.0.0.5" not in log.read_text()
+
+
+def test_clients_waiting_for_a_socket_still_binding_go_to_the_next_reloads_socket(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A reload gives the service an address whose port is taken: its bind is retried
+    # while the client its old server left waits for the new socket. A second reload
+    # gives it a free address before the retries end: the client is served there
+    # (before: closed with "the service's new socket is not bound").
+    monkeypatch.setenv("XINETD_BIND_DELAY", "500000")   # ten retries over 5 s
+    port = free_port()
+    log = tmp_path / "services.log"
+    daemon = daemons.start_config(config(tmp_path, port, count=1))
+    with socket.socket() as taken, tcp_from("127.0.0.2", port) as busy, \
+            tcp_from("127.0.0.4", port) as kept:
+        taken.bind(("127.0.0.9", port))
+        taken.listen()
+        old = read_lines(busy, 1)[0].split()[0]
+        kept.sendall(b"early\n")
+        wait_log_lines(log, rf"START: icept {old} from=127\.0\.0\.4")
+        conf_path(daemon).write_text(config(tmp_path, port, count=1, bind="127.0.0.9"))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log(r"NOTICE: bind retry attempt 1\n")
+        # The old server ended with its socket: kept waits for the new one.
+        wait_log_lines(log, rf"EXIT: icept signal=\d+ {old}")
+        conf_path(daemon).write_text(config(tmp_path, port, count=1, bind="127.0.0.10"))
+        daemon.signal(signal.SIGHUP)
+        greeting, echoed = read_lines(kept, 2)[:2]
+        assert greeting.split()[0] != old and echoed == "early"
+    daemon.wait_for_log(r"Reconfigured: ", count=2)
+    assert "disconnecting" not in daemon.log()

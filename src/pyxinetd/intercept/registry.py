@@ -231,8 +231,10 @@ class Interceptors:
 
     def unbound(self, rt: ServiceRuntime) -> None:
         """A reload's new socket for rt could not be bound (or waits for its address):
-        the clients handed to it are closed."""
-        if rt.state is not State.ACTIVE:
+        the clients handed to it are closed. Not those of a runtime a later reload
+        stopped while its bind was retried: that reload hands them on to the runtime
+        that replaced it (`move`), or closes them saying why."""
+        if rt.state not in (State.ACTIVE, State.STOPPED):
             self.drop_held(rt, _NOT_BOUND)
 
     def move(self, old: ServiceRuntime, fresh: ServiceRuntime) -> None:
