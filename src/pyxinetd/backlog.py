@@ -8,7 +8,9 @@ does not fit waits here, at most BACKLOG_LIMIT of them (beyond that the newest a
 counted and dropped, and a line says how many once there is room again). What waits is
 sent in order, before any newer message, and whenever the loop (once attached) reports
 the target writable: the kernel wakes a writer when the reader makes room, so nothing
-is retried on a clock. `drain()` gives what waits a bounded time at exit.
+is retried on a clock. A target with nothing to watch (a full disk, a FIFO without a
+reader: pyxinetd.logstream) has what waits tried again with its next message instead.
+`drain()` gives what waits a bounded time at exit.
 
 A subclass says how one message is delivered, what the loop watches for room, and how
 the count of dropped messages reads (or that it is reported elsewhere).

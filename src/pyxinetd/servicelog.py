@@ -146,7 +146,8 @@ class _LogFile:
     path: str
     warned: bool = False            # the soft-limit message was written
     closed_for_good: bool = False
-    stream: LogStream | None = None     # a FIFO's entries, written without waiting
+    # A FIFO's or regular file's entries, written without waiting (a device: None).
+    stream: LogStream | None = None
 
 
 class ServiceLogs:
@@ -174,7 +175,8 @@ class ServiceLogs:
         self.open_errno: int | None = None
 
     def attach(self, loop: Loop) -> None:
-        """Write the entries a FIFO had no room for from `loop`, as it has room."""
+        """Write the entries a FIFO had no room for from `loop`, as it has room (a
+        full disk's wait for the next entry: nothing tells when it has room)."""
         self._loop = loop
         for log in self._files.values():
             if log.stream is not None:
