@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from pyxinetd.timers import COMPACT_MIN_CANCELLED
 from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, wait_until
 
 CENSUS = HELPERS / "census_daemon.py"
@@ -329,3 +330,41 @@ service echo
         raise AssertionError(f"tables changed: {changed}") from None
     for key in ("registered", "timers_live", "fds"):
         assert after[key] == before[key], key
+
+
+def test_cancelled_per_connection_timers_do_not_pile_up_behind_a_live_one(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # Each tcpmux connection gets a 60 s timer for its name, cancelled as soon as the
+    # name comes. The sensor's scrub timer (a minute away) stays live meanwhile: the
+    # cancelled ones behind it must not wait for their own deadlines to leave the heap.
+    sensor_port, port = free_port(), free_port()
+    daemon, out = start(daemons, tmp_path, f"""
+service daytime
+{{
+  type = INTERNAL UNLISTED
+  socket_type = stream
+  protocol = tcp
+  wait = no
+  port = {sensor_port}
+  flags = SENSOR
+  deny_time = 5
+}}
+service tcpmux
+{{
+  type = INTERNAL UNLISTED
+  socket_type = stream
+  protocol = tcp
+  wait = no
+  port = {port}
+  cps = 100000 1
+}}
+""")
+    connect(sensor_port, 0)
+    daemon.wait_for_log("to the global_no_access list")
+    before = census(daemon, out)
+    assert before["timers_live"] == 1
+    for i in range(1, 3 * COMPACT_MIN_CANCELLED + 1):
+        assert connect(port, i, b"nosuch\r\n").startswith(b"-")
+    after = census(daemon, out)
+    assert after["timers_live"] == 1
+    assert after["timers_heap"] <= 1 + COMPACT_MIN_CANCELLED
