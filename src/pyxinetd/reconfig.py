@@ -48,7 +48,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pyxinetd import redirect
+from pyxinetd import redirect, spawner
 from pyxinetd.children import ExitStatus
 from pyxinetd.config.isolated import LoaderFailed
 from pyxinetd.config.model import Configuration, ServiceConfig
@@ -205,6 +205,9 @@ class Reconfigurer:
                 # (an RPC registration); its replacement is bound afresh.
                 m.activations.cancel(rt)
         m.services = running + added
+        ids = {rt.config.id for rt in m.services}
+        m.dispatcher.access.keep_plans(ids)
+        spawner.keep_plans(ids)
         m.activations.refresh()
         self._rechecks.start(tuple(kept))
 

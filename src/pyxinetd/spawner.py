@@ -234,6 +234,10 @@ class Spawner(FallbackPaths):
 
     # -- path 0: the C extension -------------------------------------------------------
 
+    def keep_plans(self, service_ids: set[str]) -> None:
+        """Forget the plans of the ids a reload removed (see keep_plans below)."""
+        self._plans = {sid: plan for sid, plan in self._plans.items() if sid in service_ids}
+
     def run_native(self, req: SpawnRequest) -> int:
         """pyxinetd._spawn: the whole checklist in C, in a CLONE_VM|CLONE_VFORK child."""
         # All but REMOTE_HOST is fixed per service (a twist command has none).
@@ -297,6 +301,13 @@ def spawn(service: ServiceConfig, sock: socket.socket, remote_host: str, *,
     return _DEFAULT.spawn(service, sock, remote_host, as_root=as_root,
                           remote_name=remote_name, stderr_fd=stderr_fd, sender=sender,
                           addresses=addresses)
+
+
+def keep_plans(service_ids: set[str]) -> None:
+    """After a reload: only the services in `service_ids` keep their spawn plans. The
+    plans are keyed by id, so a configuration whose ids change from one reload to the
+    next (generated names, say) would otherwise leave one plan per id ever served."""
+    _DEFAULT.keep_plans(service_ids)
 
 
 def use_short_slice() -> bool:

@@ -109,6 +109,30 @@ def test_reloads_leave_one_access_plan_and_one_spawn_plan_per_service(
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="servers run as root")
+def test_reloads_that_rename_the_services_leave_no_plan_of_a_removed_id(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    ports = [free_port() for _ in range(2)]
+
+    def conf(generation: int) -> str:
+        # Each reload removes both ids and adds two new ones, on the same ports.
+        return (external("one", ports[0], f"  id = one-{generation}\n"
+                                          "  only_from = 127.0.0.0/8\n")
+                + external("two", ports[1], f"  id = two-{generation}\n"))
+
+    daemon, out = start(daemons, tmp_path, conf(0))
+    conf_path = tmp_path / f"daemon{daemons._n}.conf"
+    for generation in range(1, 16):
+        conf_path.write_text(conf(generation))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("Reconfigured", count=generation)
+        for port in ports:
+            assert connect(port, generation).strip() in (b"one", b"two")
+    tables = census(daemon, out)["tables"]
+    assert tables["master.dispatcher.access._plans"] <= 2
+    assert tables["pyxinetd.spawner._DEFAULT._plans"] <= 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="servers run as root")
 def test_a_hosts_allow_option_leaves_no_spawn_plan_per_connection(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"

@@ -161,6 +161,11 @@ class AccessGate:
         self._plans[svc.id] = (svc, plan)
         return plan
 
+    def keep_plans(self, service_ids: set[str]) -> None:
+        """Forget the plans of the ids a reload removed: keyed by id, the table would
+        otherwise keep one configuration of every id the daemon ever served."""
+        self._plans = {sid: plan for sid, plan in self._plans.items() if sid in service_ids}
+
     def _wrap(self, plan: ServicePlan) -> bool:
         return plan.wrap and not self.tables.empty
 
