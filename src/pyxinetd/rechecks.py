@@ -66,9 +66,7 @@ class Rechecks:
             servers += [self._running_session(svc, r) for r in sessions if picked(r.service)]
             if not servers:
                 continue
-            job = Recheck(svc, servers, self._lookup_name, on_tie=self._tie_reporter(svc))
-            self._jobs.append(job)
-            job.start()
+            self._run(svc, servers)
 
     def _recheck_clients(self, svc: ServiceConfig) -> None:
         """The clients of svc's intercepted server, each checked with its address."""
@@ -79,10 +77,21 @@ class Rechecks:
             clients = [self._intercepted_client(svc, c)
                        for c in m.dispatcher.intercept.clients(rt)]
             if clients:
-                job = Recheck(svc, clients, self._lookup_name,
-                              on_tie=self._tie_reporter(svc), instances=False)
-                self._jobs.append(job)
-                job.start()
+                self._run(svc, clients, instances=False)
+
+    def _run(self, svc: ServiceConfig, servers: list[Running], *,
+             instances: bool = True) -> None:
+        """Start one recheck; it is kept (for a newer reload to cancel) only while its
+        name lookups are out. Kept once done, it held the servers, sessions and
+        clients it checked, the ones long gone too, until the next reload."""
+        def finished() -> None:
+            if job in self._jobs:
+                self._jobs.remove(job)
+
+        job = Recheck(svc, servers, self._lookup_name, on_tie=self._tie_reporter(svc),
+                      instances=instances, on_done=finished)
+        self._jobs.append(job)
+        job.start()
 
     def _intercepted_client(self, svc: ServiceConfig, client: Client) -> Running:
         def end(reason: str) -> None:

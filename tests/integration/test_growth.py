@@ -392,3 +392,47 @@ service tcpmux
     after = census(daemon, out)
     assert after["timers_live"] == 1
     assert after["timers_heap"] <= 1 + COMPACT_MIN_CANCELLED
+
+
+def test_a_reload_keeps_no_recheck_once_its_verdicts_are_in(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # Each reload checks the running sessions of a kept service again; a recheck that
+    # is over must not stay behind, holding the sessions it checked.
+    port = free_port()
+
+    def conf(generation: int) -> str:
+        return f"""
+service echo
+{{
+  type = INTERNAL UNLISTED
+  socket_type = stream
+  protocol = tcp
+  wait = no
+  port = {port}
+  only_from = 127.0.0.0/8 10.0.0.{generation}
+}}
+"""
+    daemon, out = start(daemons, tmp_path, conf(0))
+    conf_path = tmp_path / f"daemon{daemons._n}.conf"
+    clients = []
+    try:
+        for i in range(3):
+            s = socket.socket()
+            clients.append(s)
+            s.settimeout(5)
+            s.bind((source(i), 0))
+            s.connect(("127.0.0.1", port))
+            s.sendall(b"x")
+            assert s.recv(1) == b"x"
+        conf_path.write_text(conf(1))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log("Reconfigured")
+        report = census(daemon, out)
+        assert report["tables"]["master.dispatcher.sessions._records"] == 3  # still served
+        assert report["tables"]["master.reconfig._rechecks._jobs"] == 0
+        for s in clients:
+            s.sendall(b"y")
+            assert s.recv(1) == b"y"
+    finally:
+        for s in clients:
+            s.close()
