@@ -279,10 +279,14 @@ class RpcRegistry:
             if not claim.wants(version):
                 continue
             held = self._table.get((program, version, claim.protocol))
-            if not (held is not None and held.certain and held.port == claim.port):
-                self._send(_Call(PMAPPROC_SET, Mapping(
-                    program, version, claim.protocol, claim.port), claim))
-                return
+            if held is not None and held.certain and held.port == claim.port:
+                # Exactly what it wants is there, whoever SET it (a removed service's
+                # late answer for the same fixed port): it counts as registered.
+                claim.outcome.setdefault(version, True)
+                continue
+            self._send(_Call(PMAPPROC_SET, Mapping(
+                program, version, claim.protocol, claim.port), claim))
+            return
 
     def _send(self, call: _Call) -> None:
         self._in_flight[(call.mapping.program, call.mapping.version)] = call

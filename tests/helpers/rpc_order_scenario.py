@@ -22,6 +22,10 @@ portmapper has seen what the daemon sent then once its sync() returns. CASE is:
   a new socket (whose registration the daemon may have sent meanwhile).
 - `readd`: `moving` (tcp, version 1) is registered; a reload removes it, and its UNSET
   is held; a second reload adds it again (a new socket), then the UNSET is released.
+- `readd-fixed`: a reload adds `moving` (tcp, version 1, `port = 4711`), and its SET
+  is held; a second reload removes it, a third adds it again (bound at the same port)
+  while that SET is still held; then the SET is released. Every reload must complete
+  (`Reconfigured` three times) and the service serve.
 
 After the release every call is answered; the table is read once it holds exactly
 what the configuration wants (`expected`), or at the deadline, and a client talks to
@@ -44,8 +48,8 @@ sys.path.insert(0, str(HERE))
 
 from fake_portmapper import (ANSWER, HOLD, SET, TCP, UDP, UNSET, Call,  # noqa: E402
                              FakePortmapper)
-from rpc_scenario import (PLAIN_PORT, finish, read, rpc_service,  # noqa: E402
-                          service_text, talk_tcp, wait_for)
+from rpc_scenario import (FIXED_PORT, PLAIN_PORT, finish, read,  # noqa: E402
+                          rpc_service, service_text, talk_tcp, wait_for)
 
 PROGRAM = 0x2000011b
 DEADLINE = 30.0
@@ -95,6 +99,8 @@ def main() -> None:
                         + plain_service())
     elif case == "cps-reopen":
         conf.write_text(cps + plain_service())
+    elif case == "readd-fixed":
+        conf.write_text(plain_service())
     else:
         conf.write_text(rpc_service("moving", PROGRAM, "1", "tcp") + plain_service())
     env = dict(os.environ, PYXINETD_PORTMAP_INTERVAL="60")
@@ -107,9 +113,12 @@ def main() -> None:
     def held(procedure: int, version: int) -> bool:
         return any(c[:3] == (procedure, PROGRAM, version) for c in portmapper.snapshot()[1])
 
+    reloads = [0]
+
     def reload(text: str, count: int) -> None:
         conf.write_text(text)
         daemon.send_signal(signal.SIGHUP)
+        reloads[0] = count
         wait_for(lambda: read(log).count("Swapping defaults") >= count, f"reload {count}",
                  deadline)
 
@@ -145,6 +154,15 @@ def main() -> None:
             wait_for(lambda: "Activating service cpstcp" in read(log), "the reactivation",
                      deadline)
             barrier()
+        elif case == "readd-fixed":
+            expected = [(PROGRAM, 1, TCP)]
+            fixed = rpc_service("moving", PROGRAM, "1", "tcp", f"\tport = {FIXED_PORT}\n")
+            holder.hold = (SET, 1, TCP)
+            reload(fixed + plain_service(), 1)
+            wait_for(lambda: held(SET, 1), "the SET of the added service", deadline)
+            reload(plain_service(), 2)
+            reload(fixed + plain_service(), 3)
+            barrier()
         else:
             expected = [(PROGRAM, 1, TCP)]
             holder.hold = (UNSET, 1, TCP)
@@ -169,6 +187,13 @@ def main() -> None:
         result["expected"] = expected
         ports = {m[3] for m in table if m[0] == PROGRAM}
         result["answer"] = talk_tcp(ports.pop()) if len(ports) == 1 else "no single port"
+        try:
+            wait_for(lambda: read(log).count("Reconfigured") >= reloads[0],
+                     "every reload's completion", time.monotonic() + 10.0)
+        except SystemExit:
+            pass        # the count shows what is missing
+        result["reconfigured"] = read(log).count("Reconfigured")
+        result["reloads"] = reloads[0]
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=DEADLINE)
     except (SystemExit, AssertionError, RuntimeError, subprocess.TimeoutExpired) as stop:

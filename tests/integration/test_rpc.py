@@ -324,6 +324,7 @@ def _ends_as_configured(result: dict[str, Any]) -> None:
     assert _triples(result["settled"]) == [tuple(t) for t in result["expected"]], \
         result["calls"]
     assert result["answer"] == "tcp-rpc\n"
+    assert result["reconfigured"] == result["reloads"], result["log"]
     assert result["table"] == [] and result["returncode"] == 0, result
 
 
@@ -352,4 +353,14 @@ def test_a_late_unset_of_a_removed_service_does_not_take_it_when_added_again(
         tmp_path: Path) -> None:
     result = _ordered("readd", tmp_path)
     _held_unset_first(result)
+    _ends_as_configured(result)
+
+
+def test_a_service_added_again_at_its_port_while_its_set_is_unanswered_becomes_available(
+        tmp_path: Path) -> None:
+    # The SET of the removed service, answered once the one added again (same `port`)
+    # waits for its turn, puts there exactly what the new one wants: it counts as the
+    # new one's, whose registration settles, so the reload completes and it serves.
+    result = _ordered("readd-fixed", tmp_path)
+    assert "Reconfigured" in result["log"]
     _ends_as_configured(result)

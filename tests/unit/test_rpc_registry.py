@@ -9,7 +9,7 @@ import socket
 from pyxinetd.log import ProgramLog
 from pyxinetd.loop import Loop
 from pyxinetd.portmap import PortmapClient
-from pyxinetd.rpc import RpcRegistry
+from pyxinetd.rpc import Registration, RpcRegistry
 from pyxinetd.service import ServiceRuntime
 from tests.factories import make_service
 from tests.unit.test_portmap import Responder, reply, run_until
@@ -45,6 +45,39 @@ def test_a_service_stopped_while_its_set_is_in_flight_logs_no_failed_registratio
         assert registry.registration(rt) is None
     finally:
         sock.close()
+        registry.close()
+        responder.sock.close()
+        loop.close()
+
+
+def _rpc_runtime(program: int, versions: tuple[int, int]) -> ServiceRuntime:
+    return ServiceRuntime(make_service(name="moving", types=frozenset({"RPC"}),
+                                       rpc_number=program, rpc_version=versions))
+
+
+def test_a_claim_whose_entry_a_withdrawn_claims_set_put_there_settles() -> None:
+    # A service removed while its SET is unanswered and added again at the same (fixed)
+    # port: the late TRUE registers exactly what the new claim wants, so the new claim
+    # settles with it (no SET is due, and none is sent).
+    loop = Loop()
+    calls: list[list[int]] = []
+    responder = Responder(loop, lambda call: calls.append(call))
+    registry = RpcRegistry(loop, ProgramLog(stream=io.StringIO()),
+                           PortmapClient(loop, responder.address, interval=5.0))
+    settled: list[Registration | None] = []
+    try:
+        removed = registry.claim(_rpc_runtime(0x20000201, (1, 1)), 4711, None)
+        run_until(loop, lambda: len(calls) == 1)
+        registry.withdraw(removed)
+        again = _rpc_runtime(0x20000201, (1, 1))
+        registry.claim(again, 4711, settled.append)
+        client = registry.client._sock
+        assert client is not None
+        responder.sock.sendto(reply(calls[0][0], 1), client.getsockname())
+        run_until(loop, lambda: registry.client.pending == 0)
+        assert settled == [Registration(0x20000201, 6, 4711, (1,))]
+        assert len(calls) == 1
+    finally:
         registry.close()
         responder.sock.close()
         loop.close()
