@@ -135,9 +135,10 @@ class RpcRegistry:
         self.log = program
         self.client = client or PortmapClient(loop)
         self._claims: dict[ServiceRuntime, Claim] = {}
-        # What the portmapper holds, as far as the answers tell: (program, version,
-        # protocol) -> entry.
-        self._table: dict[tuple[int, int, int], _Entry] = {}
+        # What the portmapper holds, as far as the answers tell: (program, version)
+        # -> protocol -> entry. By version, so that an answer, which concerns one,
+        # costs the same whatever the number of versions registered.
+        self._table: dict[tuple[int, int], dict[int, _Entry]] = {}
         # The calls in flight, by (program, version): at most one each. A call touches
         # its own version alone (an UNSET both protocols of it), so versions do not
         # wait for each other, and no call of a version overtakes another.
@@ -222,7 +223,7 @@ class RpcRegistry:
                 del self._in_flight[lane]
                 self._maybe_there(call.mapping, call.claim)
         self._when_idle.append(then)
-        for program in {key[0] for key in self._table} | {lane[0] for lane in self._in_flight}:
+        for program in {lane[0] for lane in self._table} | {lane[0] for lane in self._in_flight}:
             self._reconcile(program)
         self._check_idle()
 
@@ -240,29 +241,35 @@ class RpcRegistry:
     def _reconcile(self, program: int) -> None:
         """Send the next call each version of `program` needs, unless it has one in
         flight: an UNSET of what nobody wants first, then the SETs wanted."""
-        entries: dict[int, list[tuple[tuple[int, int, int], _Entry]]] = {}
-        for key, entry in sorted(self._table.items()):
-            if key[0] == program:
-                entries.setdefault(key[1], []).append((key, entry))
         claims = [c for c in self._claims.values() if c.program == program]
-        known = set(entries)
+        known = {lane[1] for lane in self._table if lane[0] == program}
         known.update(lane[1] for lane in self._in_flight if lane[0] == program)
         for claim in claims:
             known.update(versions(claim.rt.config))
         for version in sorted(known):
-            self._next_call(program, version, entries.get(version, []), claims)
+            self._next_call(program, version, self._entries(program, version), claims)
         self._settle(program)
         self._check_idle()
 
     def _reconcile_version(self, program: int, version: int) -> None:
         """_reconcile() for the one version an answer concerned (the others' state
         did not change): a range of 1,000 versions costs no more per answer."""
-        entries = [(key, entry) for key, entry in sorted(self._table.items())
-                   if key[:2] == (program, version)]
-        self._next_call(program, version, entries,
+        self._next_call(program, version, self._entries(program, version),
                         [c for c in self._claims.values() if c.program == program])
         self._settle(program)
         self._check_idle()
+
+    def _entries(self, program: int, version: int) -> list[tuple[tuple[int, int, int],
+                                                                   _Entry]]:
+        """The entries of one version, by protocol: ((program, version, protocol), entry)."""
+        held = self._table.get((program, version), {})
+        return [((program, version, protocol), held[protocol]) for protocol in sorted(held)]
+
+    def _held(self, key: tuple[int, int, int]) -> _Entry | None:
+        return self._table.get(key[:2], {}).get(key[2])
+
+    def _hold(self, key: tuple[int, int, int], entry: _Entry) -> None:
+        self._table.setdefault((key[0], key[1]), {})[key[2]] = entry
 
     def _next_call(self, program: int, version: int,
                    entries: list[tuple[tuple[int, int, int], _Entry]],
@@ -278,7 +285,7 @@ class RpcRegistry:
         for claim in claims:
             if not claim.wants(version):
                 continue
-            held = self._table.get((program, version, claim.protocol))
+            held = self._held((program, version, claim.protocol))
             if held is not None and held.certain and held.port == claim.port:
                 # Exactly what it wants is there, whoever SET it (a removed service's
                 # late answer for the same fixed port): it counts as registered.
@@ -311,11 +318,11 @@ class RpcRegistry:
         mapping, claim = call.mapping, call.claim
         assert claim is not None
         key = (mapping.program, mapping.version, mapping.protocol)
-        entry = self._table.get(key)
+        entry = self._held(key)
         if ok or (ok is False and entry is not None and not entry.certain
                   and entry.port == mapping.port):
             # FALSE for a triple that may be ours at this very port: it is there.
-            self._table[key] = _Entry(mapping.port, claim.service_id, True)
+            self._hold(key, _Entry(mapping.port, claim.service_id, True))
             claim.outcome[mapping.version] = True
         else:
             why = f" ({error})" if error else ""
@@ -330,26 +337,25 @@ class RpcRegistry:
     def _maybe_there(self, mapping: Mapping, claim: Claim | None) -> None:
         """A SET went unanswered: the portmapper may hold it."""
         key = (mapping.program, mapping.version, mapping.protocol)
-        if key not in self._table:
-            self._table[key] = _Entry(mapping.port, claim.service_id if claim else "",
-                                      False)
+        if self._held(key) is None:
+            self._hold(key, _Entry(mapping.port, claim.service_id if claim else "", False))
 
     def _unset_answered(self, call: _Call, ok: bool | None, error: str | None) -> None:
         if not self._done(call):
             return
         program, version = call.mapping.program, call.mapping.version
-        entries = {key: entry for key, entry in self._table.items()
-                   if key[:2] == (program, version)}
+        entries = self._entries(program, version)
         if ok is None:
-            owner = next((e.service_id for k, e in entries.items()
-                          if self._unwanted(k, e)), "")
+            owner = next((e.service_id for k, e in entries if self._unwanted(k, e)), "")
             self.log.error("deactivate", f"pmap_unset failed. service={owner} "
                                          f"program={program} version={version} ({error})")
-        for key, entry in entries.items():
+        for key, entry in entries:
             if ok is not None or self._unwanted(key, entry):
-                del self._table[key]        # gone, or given up on
+                del self._table[key[:2]][key[2]]    # gone, or given up on
             else:
-                entry.certain = False       # maybe gone: SET again to know
+                entry.certain = False               # maybe gone: SET again to know
+        if not self._table.get((program, version), True):
+            del self._table[(program, version)]
         self._reconcile_version(program, version)
 
     def _settle(self, program: int) -> None:
