@@ -66,7 +66,8 @@ class LogStream(Backlog):
     `dropped_message` reads the count of dropped lines (None: it reported the count
     itself); `write_failed` hears of a write that failed for good (the reader is gone),
     whose line is lost; `no_room` hears once that a regular file has no room (a full
-    disk) whose lines wait, and again only after a line was written since;
+    disk), or with `wait_for_reader` a pipe no reader (EPIPE), whose lines wait, and
+    again only after a line was written since;
     `wait_for_reader`: a line a pipe or FIFO refuses for want of a reader waits for
     the next one instead of being lost (module docstring)."""
 
@@ -168,6 +169,8 @@ class LogStream(Backlog):
                 return data     # written before the next line, once there is room
             if (self.kind is Kind.PIPE and err.errno == errno.EPIPE
                     and self._wait_for_reader):
+                if not self._readerless and self._no_room is not None:
+                    self._no_room(err)
                 self._readerless = True
                 return data     # written before the next line that finds a reader
             if self._write_failed is not None:

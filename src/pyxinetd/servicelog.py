@@ -7,7 +7,11 @@ Messages about a log (it cannot be opened, it is full) go to the program log.
 A FILE that is a FIFO is written without waiting for its reader (pyxinetd.logstream): an
 entry that finds the pipe full waits in the daemon, in order, and is written once the
 reader makes room, so a reader that is briefly slow delays entries instead of losing
-them, and one that stops reading never stalls the daemon. At most BACKLOG_LIMIT entries
+them, and one that stops reading never stalls the daemon. A reader that leaves is said
+once (ERROR `Error writing PATH: Broken pipe (errno = 32)`, again only after an entry
+was written since); the entries wait for the next reader, which gets them first, in
+order (nothing is watched meanwhile: a FIFO with no reader is always ready to fail, so
+the next entry tries again). At most BACKLOG_LIMIT entries
 wait per log; the newest beyond are dropped, and a WARNING `N entries dropped: PATH was
 full` says how many once there is room (or, at exit, when what still waits gets up to
 FLUSH_ON_CLOSE seconds for every log together and the rest is counted).
@@ -248,7 +252,7 @@ class ServiceLogs:
                 fd, owned=True, limit=self._backlog_limit,
                 dropped_message=lambda count: self._report_dropped(path, count),
                 write_failed=lambda err: self._write_error(path, err),
-                no_room=lambda err: self._write_error(path, err))
+                no_room=lambda err: self._write_error(path, err), wait_for_reader=True)
             if self._loop is not None:
                 log.stream.attach(self._loop)
         else:

@@ -203,7 +203,8 @@ def test_entries_still_waiting_from_a_reload_are_counted_at_exit(tmp_path: Path)
         t.close()
 
 
-def test_a_reader_that_left_is_reported_for_each_entry(tmp_path: Path) -> None:
+def test_a_reader_that_left_is_said_once_and_its_entries_wait_for_the_next(
+        tmp_path: Path) -> None:
     path, reader = fifo_with_small_pipe(tmp_path)
     text = io.StringIO()
     program = ProgramLog(stream=text)
@@ -212,9 +213,20 @@ def test_a_reader_that_left_is_reported_for_each_entry(tmp_path: Path) -> None:
     svc = make_service(name="svc", log_type=FileTarget(path))
     try:
         logs.write(svc, userid_entry(svc, "0"))
+        assert numbers(read_lines(reader)) == [0]
         os.close(reader)
-        logs.write(svc, userid_entry(svc, "1"))
-        assert f"ERROR: Error writing {path}: Broken pipe (errno = 32)" in text.getvalue()
+        for n in (1, 2, 3):
+            logs.write(svc, userid_entry(svc, str(n)))
+        error = f"ERROR: Error writing {path}: Broken pipe (errno = 32)"
+        assert text.getvalue().count(error) == 1
+        # A new reader gets what waited first, in order, then the next entry.
+        reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        logs.write(svc, userid_entry(svc, "4"))
+        assert numbers(read_lines(reader)) == [1, 2, 3, 4]
+        # Written since: the next time the reader leaves is said again.
+        os.close(reader)
+        logs.write(svc, userid_entry(svc, "5"))
+        assert text.getvalue().count(error) == 2
     finally:
         logs.close()
         sender.close()
