@@ -14,7 +14,9 @@ One FILE log (the one of `defaults`, or a service's own), one client per service
   status, when it really exits), `exit 255`, SIGABRT with a core file;
 - a reload while servers run, which changes one service's flags, moves another's log
   to a file of its own and takes EXIT out of a third's: their EXIT lines follow the
-  new configuration, and the next clients too.
+  new configuration, and the next clients too. Those servers are /bin/cat, which ends
+  when its client closes: each one outlasts the reload however long the daemon takes
+  to apply it (a server that ended first would rightly be logged by the old flags).
 
 Prints one JSON object: "lines", for each service id its service-log entries (stamp
 dropped, pids made N) in order, from every log file; "moved" the lines of the file the
@@ -59,7 +61,7 @@ AFTER = {
     "fail_empty": "\tinstances = 0\n\tlog_on_failure =\n",
 }
 EVERY = "\tlog_on_success = HOST PID EXIT DURATION\n"
-# Running across the reload, then once more after it.
+# Running across the reload (until their clients close), then once more after it.
 RELOADED = {
     "changed": (EVERY, "\tlog_on_success = PID DURATION\n"),
     "moved": (EVERY, EVERY + "\tlog_type = FILE {moved}\n"),
@@ -82,7 +84,7 @@ def config(ports, scripts, service_log, moved, after_reload):
         text += service(sid, ports[sid], EVERY, server=path, args=args)
     for sid, bodies in RELOADED.items():
         text += service(sid, ports[sid], bodies[after_reload].format(moved=moved),
-                        server="/bin/sleep", args="1")
+                        server="/bin/cat", args="")
     return text
 
 
@@ -99,6 +101,17 @@ def client(port, until_eof=True):
         except OSError:
             pass
     return None
+
+
+def finished_client(port):
+    """Connect, send EOF at once and read to EOF: a /bin/cat server ends."""
+    with socket.create_connection((PEER, port), timeout=5) as conn:
+        conn.shutdown(socket.SHUT_WR)
+        try:
+            while conn.recv(4096):
+                pass
+        except OSError:
+            pass
 
 
 def wait_for_line(path, pattern, deadline, count=1):
@@ -157,8 +170,8 @@ def main():
         proc.send_signal(signal.SIGHUP)
         wait_for_line(run.program_log, "Reconfigured", time.monotonic() + 10)
         for conn in held:
-            conn.close()
-        deadline = time.monotonic() + 5     # the sleepers (1 s) end
+            conn.close()                    # their servers end now, after the reload
+        deadline = time.monotonic() + 10
         for sid in ("changed", "moved"):
             wait_for_line(run.service_log if sid != "moved" else moved,
                           rf"EXIT: {sid}\b", deadline)
@@ -166,8 +179,8 @@ def main():
         # daemon has reaped it.
         wait_settled(proc.pid, time.monotonic() + 10)
         for sid in RELOADED:
-            client(ports[sid])
-        deadline = time.monotonic() + 5
+            finished_client(ports[sid])
+        deadline = time.monotonic() + 10
         wait_for_line(run.service_log, r"EXIT: changed\b", deadline, count=2)
         wait_for_line(moved, r"EXIT: moved\b", deadline, count=2)
         wait_settled(proc.pid, time.monotonic() + 10)     # no_exit's server reaped
