@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 
+from procs import kill_if_running
 from scenario_support import begin, free_port, read, running, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -276,11 +277,10 @@ def break_servers(workdir):
 
 
 def kill_leftovers(piddir):
+    # Only those still running a server given `piddir`: a recorded pid may have gone
+    # to another process since its server exited.
     for name in os.listdir(piddir):
-        try:
-            os.kill(int(name), signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_if_running(int(name), piddir)
         os.unlink(os.path.join(piddir, name))
 
 

@@ -1,10 +1,12 @@
-"""Looking at a process's children and a socket's queue through /proc, shared by
+"""Looking at a process's children and a socket's queue through /proc, and ending a
+recorded process only while it is still the one recorded, shared by
 tests/daemon.py and the scenario scripts run in namespaces (which import it as a
 sibling module)."""
 
 from __future__ import annotations
 
 import os
+import signal
 
 
 def children_of(pid: int) -> list[int]:
@@ -45,3 +47,22 @@ def accept_queue(port: int) -> int | None:
             if fields[1] == wanted and fields[3] == "0A":
                 return int(fields[4].split(":")[1], 16)
     return None
+
+
+def kill_if_running(pid: int, argument: str) -> bool:
+    """SIGKILL `pid` only while its command line holds `argument` (a path only the
+    caller's processes are given); whether it was sent. A pid recorded by a process
+    that has exited since may have been given to an unrelated one, on a busy machine
+    within seconds: that one is left alone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = f.read().split(b"\0")
+    except OSError:
+        return False
+    if os.fsencode(argument) not in words:
+        return False
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import Daemon, DaemonFactory, HELPERS, free_port, open_fds, read_log, wait_until
-from tests.helpers.procs import accept_queue
+from tests.helpers.procs import accept_queue, kill_if_running
 
 DEADLINE = 5.0          # every socket operation of a client
 CHAOS_SECONDS = 2.5     # length of each random schedule
@@ -575,6 +575,13 @@ def recorded_pids(piddir: Path) -> list[int]:
     return [int(f.name.rsplit(".", 1)[1]) for f in piddir.iterdir()]
 
 
+def kill_recorded(piddir: Path) -> None:
+    """SIGKILL the misbehaving servers (and grandchildren) of `piddir` still running:
+    most recorded pids are of servers long gone, maybe given to other processes since."""
+    for pid in recorded_pids(piddir):
+        kill_if_running(pid, str(piddir))
+
+
 @pytest.fixture
 def piddir(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "pids"
@@ -582,11 +589,7 @@ def piddir(tmp_path: Path) -> Iterator[Path]:
     try:
         yield path
     finally:
-        for pid in recorded_pids(path):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_recorded(path)
 
 
 def test_misbehaving_servers(daemons: DaemonFactory, tmp_path: Path, dump_file: Path,
@@ -636,11 +639,7 @@ def test_misbehaving_servers(daemons: DaemonFactory, tmp_path: Path, dump_file: 
         with pytest.raises(ConnectionRefusedError):
             connect(bad_ports[mode]).close()
     # The other hung servers never end on their own: kill them by the pids they recorded.
-    for pid in recorded_pids(piddir):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_recorded(piddir)
     wait_until(lambda: not external_children(daemon), what="misbehaving servers to be reaped")
     # No running instance is left: in the servers list and in the dump's counters.
     assert servers_reply(p.servers) == b""
