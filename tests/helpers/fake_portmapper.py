@@ -59,6 +59,12 @@ class FakePortmapper:
             return (list(self.calls), [call for _, call, _ in self.held],
                     sorted(self.table))
 
+    def holds(self, procedure: int, program: int, version: int) -> bool:
+        """Whether a call of `procedure` for that program version is held."""
+        with self.lock:
+            return any(call[:3] == (procedure, program, version)
+                       for _, call, _ in self.held)
+
     def sync(self, timeout: float = 10.0) -> None:
         """Once every datagram that reached the portmapper before this call is handled."""
         with self.lock:

@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE))
 
 from fake_portmapper import (ANSWER, SET, SILENT, TCP, UDP, UNSET, Call,  # noqa: E402
                              FakePortmapper)
-from rpc_scenario import finish, read, rpc_service, wait_for  # noqa: E402
+from rpc_scenario import finish, read, rpc_service, start_daemon, wait_for  # noqa: E402
 
 PROGRAM = 0x20000117
 LOST_PROGRAM = 0x20000118
@@ -80,10 +80,7 @@ def main() -> None:
                         + rpc_service("shareudp", LOST_PROGRAM, "1-2", "udp")
                         + rpc_service("partial", PARTIAL_PROGRAM, "1-2", "tcp"))
     result: dict[str, object] = {}
-    with open(work / "daemon.err", "wb") as err:
-        daemon = subprocess.Popen(
-            [*argv, "-dontfork", "-f", str(conf), "-filelog", str(log)],
-            stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+    daemon = start_daemon(argv, conf, log, work / "daemon.err")
     try:
         deadline = time.monotonic() + DEADLINE
         if case == "sigterm":

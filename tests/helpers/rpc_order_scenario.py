@@ -48,26 +48,12 @@ sys.path.insert(0, str(HERE))
 
 from fake_portmapper import (ANSWER, HOLD, SET, TCP, UDP, UNSET, Call,  # noqa: E402
                              FakePortmapper)
-from rpc_scenario import (FIXED_PORT, PLAIN_PORT, finish, read,  # noqa: E402
-                          rpc_service, service_text, talk_tcp, wait_for)
+from rpc_scenario import (FIXED_PORT, PLAIN_PORT, finish, plain_service,  # noqa: E402
+                          read, rpc_service, settle_and_ask, start_daemon, talk_tcp,
+                          wait_for, wait_started)
 
 PROGRAM = 0x2000011b
 DEADLINE = 30.0
-
-
-def plain_service() -> str:
-    """A non-RPC service: a request to it shows the loop went past an earlier step."""
-    return service_text("plain", f"""\
-\ttype = UNLISTED
-\tsocket_type = stream
-\tprotocol = tcp
-\tport = {PLAIN_PORT}
-\twait = no
-\tuser = root
-\tflags = IPv4
-\tserver = {sys.executable}
-\tserver_args = {HERE / 'rpc_tcp_server.py'}
-""")
 
 
 class Holder:
@@ -105,13 +91,7 @@ def main() -> None:
         conf.write_text(rpc_service("moving", PROGRAM, "1", "tcp") + plain_service())
     env = dict(os.environ, PYXINETD_PORTMAP_INTERVAL="60")
     result: dict[str, object] = {}
-    with open(work / "daemon.err", "wb") as err:
-        daemon = subprocess.Popen(
-            [*argv, "-dontfork", "-f", str(conf), "-filelog", str(log)], env=env,
-            stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
-
-    def held(procedure: int, version: int) -> bool:
-        return any(c[:3] == (procedure, PROGRAM, version) for c in portmapper.snapshot()[1])
+    daemon = start_daemon(argv, conf, log, work / "daemon.err", env)
 
     reloads = [0]
 
@@ -123,22 +103,23 @@ def main() -> None:
                  deadline)
 
     def barrier() -> None:
-        """Once the loop went past the steps logged so far, and the portmapper handled
-        every call the daemon sent until then."""
+        """Once the loop went past the steps logged so far (it served a request to the
+        plain service sent after them), and the portmapper handled every call the
+        daemon sent until then."""
         assert talk_tcp(PLAIN_PORT) == "tcp-rpc\n"
         portmapper.sync()
 
     try:
         deadline = time.monotonic() + DEADLINE
-        wait_for(lambda: "Started working" in read(log) or daemon.poll() is not None,
-                 "Started working", deadline)
+        wait_started(daemon, log, deadline)
         result["started"] = portmapper.snapshot()[2]
         if case == "inflight-set":
             expected = [(PROGRAM, 1, TCP), (PROGRAM, 2, TCP)]
             holder.hold = (SET, 2, TCP)
             reload(shareudp + rpc_service("sharetcp", PROGRAM, "1-2", "tcp")
                    + plain_service(), 1)
-            wait_for(lambda: held(SET, 2), "the SET of version 2", deadline)
+            wait_for(lambda: portmapper.holds(SET, PROGRAM, 2), "the SET of version 2",
+                     deadline)
             reload(rpc_service("sharetcp", PROGRAM, "1-2", "tcp") + plain_service(), 2)
             barrier()
         elif case == "cps-reopen":
@@ -150,7 +131,8 @@ def main() -> None:
             for _ in range(20):
                 if talk_tcp(port).startswith("error:"):
                     break
-            wait_for(lambda: held(UNSET, 1), "the UNSET of the cps deactivation", deadline)
+            wait_for(lambda: portmapper.holds(UNSET, PROGRAM, 1),
+                     "the UNSET of the cps deactivation", deadline)
             wait_for(lambda: "Activating service cpstcp" in read(log), "the reactivation",
                      deadline)
             barrier()
@@ -159,7 +141,8 @@ def main() -> None:
             fixed = rpc_service("moving", PROGRAM, "1", "tcp", f"\tport = {FIXED_PORT}\n")
             holder.hold = (SET, 1, TCP)
             reload(fixed + plain_service(), 1)
-            wait_for(lambda: held(SET, 1), "the SET of the added service", deadline)
+            wait_for(lambda: portmapper.holds(SET, PROGRAM, 1),
+                     "the SET of the added service", deadline)
             reload(plain_service(), 2)
             reload(fixed + plain_service(), 3)
             barrier()
@@ -167,26 +150,16 @@ def main() -> None:
             expected = [(PROGRAM, 1, TCP)]
             holder.hold = (UNSET, 1, TCP)
             reload(plain_service(), 1)
-            wait_for(lambda: held(UNSET, 1), "the UNSET of the removal", deadline)
+            wait_for(lambda: portmapper.holds(UNSET, PROGRAM, 1),
+                     "the UNSET of the removal", deadline)
             reload(rpc_service("moving", PROGRAM, "1", "tcp") + plain_service(), 2)
             barrier()
         result["before_release"] = portmapper.snapshot()[0]
         holder.hold = None
         portmapper.release()
-
-        def settled() -> bool:
-            table = portmapper.snapshot()[2]
-            return [m[:3] for m in table if m[0] == PROGRAM] == expected
-        try:
-            wait_for(settled, "the configuration's registrations",
-                     time.monotonic() + 10.0)
-        except SystemExit:
-            pass        # the table shows what is wrong
-        table = portmapper.snapshot()[2]
-        result["settled"] = table
+        settle_and_ask(result, portmapper, PROGRAM, expected,
+                       "the configuration's registrations")
         result["expected"] = expected
-        ports = {m[3] for m in table if m[0] == PROGRAM}
-        result["answer"] = talk_tcp(ports.pop()) if len(ports) == 1 else "no single port"
         try:
             wait_for(lambda: read(log).count("Reconfigured") >= reloads[0],
                      "every reload's completion", time.monotonic() + 10.0)

@@ -90,7 +90,12 @@ def configuration(with_udp: bool) -> str:
 \tserver = {py}
 \tserver_args = {HERE / 'rpc_tcp_server.py'}
 """)
-    plain = service_text("plain", f"""\
+    return (udp if with_udp else "") + tcp + plain_service()
+
+
+def plain_service() -> str:
+    """A tcp service that is not RPC, at PLAIN_PORT."""
+    return service_text("plain", f"""\
 \ttype = UNLISTED
 \tsocket_type = stream
 \tprotocol = tcp
@@ -98,10 +103,9 @@ def configuration(with_udp: bool) -> str:
 \twait = no
 \tuser = root
 \tflags = IPv4
-\tserver = {py}
+\tserver = {sys.executable}
 \tserver_args = {HERE / 'rpc_tcp_server.py'}
 """)
-    return (udp if with_udp else "") + tcp + plain
 
 
 SHARED_PROGRAM = 0x20000113
@@ -171,6 +175,22 @@ def read(path: Path) -> str:
         return ""
 
 
+def start_daemon(argv: list[str], conf: Path, log: Path, err: Path,
+                 env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`argv` (a daemon's command) on `conf` with -dontfork and -filelog `log`, in a
+    session of its own, its standard output and error in `err`."""
+    with open(err, "wb") as out:
+        return subprocess.Popen([*argv, "-dontfork", "-f", str(conf), "-filelog", str(log)],
+                                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                start_new_session=True)
+
+
+def wait_started(daemon: subprocess.Popen[bytes], log: Path, deadline: float) -> None:
+    """Until the daemon logged `Started working`, or exited."""
+    wait_for(lambda: "Started working" in read(log) or daemon.poll() is not None,
+             "Started working", deadline)
+
+
 def portmap_table() -> list[list[int]] | str:
     """[program, version, protocol, port] rows other than the portmapper's own."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -229,6 +249,24 @@ def finish(result: dict[str, object], daemon: subprocess.Popen[bytes],
     result["returncode"] = daemon.returncode
     result["log"] = read(log) + read(err)
     print(json.dumps(result))
+
+
+def settle_and_ask(result: dict[str, object], portmapper: Any, program: int,
+                   expected: list[tuple[int, int, int]], what: str) -> None:
+    """Once the fake portmapper's rows of `program` are the (program, version,
+    protocol) triples `expected` (or after 10 s), its table as `settled` in `result`,
+    and as `answer` what a client gets at the one port those rows name."""
+    def settled() -> bool:
+        table = portmapper.snapshot()[2]
+        return [m[:3] for m in table if m[0] == program] == expected
+    try:
+        wait_for(settled, what, time.monotonic() + 10.0)
+    except SystemExit:
+        pass        # the table shows what is wrong
+    table = portmapper.snapshot()[2]
+    result["settled"] = table
+    ports = {m[3] for m in table if m[0] == program}
+    result["answer"] = talk_tcp(ports.pop()) if len(ports) == 1 else "no single port"
 
 
 def talk_tcp(port: int, host: str = "127.0.0.1") -> str:
@@ -350,15 +388,11 @@ def main() -> None:
         argv = [args.xinetd]
     else:
         argv = [sys.executable, "-m", "pyxinetd"]
-    argv += ["-dontfork", "-f", str(conf), "-filelog", str(log)]
     result: dict[str, object] = {}
     deadline = time.monotonic() + DEADLINE
-    with open(work / "daemon.err", "wb") as err:
-        daemon = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=err,
-                                  stderr=err, start_new_session=True)
+    daemon = start_daemon(argv, conf, log, work / "daemon.err", env)
     try:
-        wait_for(lambda: "Started working" in read(log) or daemon.poll() is not None,
-                 "Started working", deadline)
+        wait_started(daemon, log, deadline)
         if args.more:
             more_steps(result, daemon, conf, log, deadline, args.first_steps)
             return

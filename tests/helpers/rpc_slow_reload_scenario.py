@@ -36,7 +36,8 @@ sys.path.insert(0, str(HERE))
 
 from fake_portmapper import (ANSWER, HOLD, SET, UNSET, Call,  # noqa: E402
                              FakePortmapper)
-from rpc_scenario import finish, read, rpc_service, talk_tcp, wait_for  # noqa: E402
+from rpc_scenario import (finish, read, rpc_service, settle_and_ask,  # noqa: E402
+                          start_daemon, wait_for, wait_started)
 
 PROGRAM = 0x2000011a
 DEADLINE = 30.0
@@ -62,13 +63,7 @@ def main() -> None:
     conf.write_text(rpc_service("moving", PROGRAM, "1", "tcp"))
     env = dict(os.environ, PYXINETD_PORTMAP_INTERVAL="60")
     result: dict[str, object] = {}
-    with open(work / "daemon.err", "wb") as err:
-        daemon = subprocess.Popen(
-            [*argv, "-dontfork", "-f", str(conf), "-filelog", str(log)], env=env,
-            stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
-
-    def held(procedure: int, version: int) -> bool:
-        return any(c[:3] == (procedure, PROGRAM, version) for c in portmapper.snapshot()[1])
+    daemon = start_daemon(argv, conf, log, work / "daemon.err", env)
 
     def reload(rpc_version: str, count: int) -> None:
         conf.write_text(rpc_service("moving", PROGRAM, rpc_version, "tcp"))
@@ -78,28 +73,17 @@ def main() -> None:
 
     try:
         deadline = time.monotonic() + DEADLINE
-        wait_for(lambda: "Started working" in read(log) or daemon.poll() is not None,
-                 "Started working", deadline)
+        wait_started(daemon, log, deadline)
         result["started"] = portmapper.snapshot()[2]
         switch.holding = True
         reload("2", 1)
-        wait_for(lambda: held(UNSET, 1) and held(SET, 2),
+        wait_for(lambda: portmapper.holds(UNSET, PROGRAM, 1)
+                 and portmapper.holds(SET, PROGRAM, 2),
                  "the UNSET of version 1 and the SET of version 2", deadline)
         reload("3", 2)
         switch.holding = False
         portmapper.release()
-
-        def settled() -> bool:
-            table = portmapper.snapshot()[2]
-            return [m[:3] for m in table if m[0] == PROGRAM] == [(PROGRAM, 3, 6)]
-        try:
-            wait_for(settled, "version 3 alone", time.monotonic() + 10.0)
-        except SystemExit:
-            pass        # the table shows what is left
-        table = portmapper.snapshot()[2]
-        result["settled"] = table
-        ports = {m[3] for m in table if m[0] == PROGRAM}
-        result["answer"] = talk_tcp(ports.pop()) if len(ports) == 1 else "no single port"
+        settle_and_ask(result, portmapper, PROGRAM, [(PROGRAM, 3, 6)], "version 3 alone")
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=DEADLINE)
     except (SystemExit, subprocess.TimeoutExpired) as stop:

@@ -256,14 +256,21 @@ def test_same_registrations_and_dump_as_xinetd() -> None:
     assert flags(ours["dump"]) == flags(theirs["dump"])
 
 
-def test_sigterm_unsets_a_version_whose_set_is_unanswered(tmp_path: Path) -> None:
-    # The portmapper took the SET but its answer is lost: the daemon must not exit
-    # leaving the portmapper to hand out the port of a socket that is gone.
+def _against_fake_portmapper(script: Path, tmp_path: Path, *args: str) -> dict[str, Any]:
+    """The result of a scenario run against tests/helpers/fake_portmapper.py (in a
+    network namespace of its own), which must have ended without an error."""
     problem = namespace_problem("ip")
     if problem:
         pytest.skip(problem)
-    result = run_scenario(LOST_REPLY, tmp_path, "sigterm")
+    result = run_scenario(script, tmp_path, *args)
     assert "error" not in result, result
+    return result
+
+
+def test_sigterm_unsets_a_version_whose_set_is_unanswered(tmp_path: Path) -> None:
+    # The portmapper took the SET but its answer is lost: the daemon must not exit
+    # leaving the portmapper to hand out the port of a socket that is gone.
+    result = _against_fake_portmapper(LOST_REPLY, tmp_path, "sigterm")
     assert result["returncode"] == 0, result["log"]
     procedures = [call[0] for call in result["calls"]]
     assert procedures[0] == 1 and 2 in procedures    # SET, then its UNSET
@@ -275,11 +282,7 @@ def test_a_version_whose_set_is_never_answered_is_unset(tmp_path: Path) -> None:
     # version 2 but never answers them. lostset fails and partial serves version 1,
     # neither leaving the portmapper a version nobody serves; the UNSET of lostset's
     # version takes shareudp's (the same program on udp), which is SET again.
-    problem = namespace_problem("ip")
-    if problem:
-        pytest.skip(problem)
-    result = run_scenario(LOST_REPLY, tmp_path, "no-answer")
-    assert "error" not in result, result
+    result = _against_fake_portmapper(LOST_REPLY, tmp_path, "no-answer")
     log = result["log"]
     assert "Service lostset failed to start and is deactivated." in log
     assert "pmap_set failed. service=partial program=" in log
@@ -293,24 +296,11 @@ def test_the_last_of_two_reloads_decides_the_versions_while_calls_are_unanswered
         tmp_path: Path) -> None:
     # The second reload (rpc_version 2 -> 3) comes while the SET of version 2, from
     # the first one (1 -> 2), is unanswered: version 3 ends registered, alone.
-    problem = namespace_problem("ip")
-    if problem:
-        pytest.skip(problem)
-    result = run_scenario(SLOW_RELOAD, tmp_path)
-    assert "error" not in result, result
+    result = _against_fake_portmapper(SLOW_RELOAD, tmp_path)
     assert _triples(result["started"]) == [(SLOW_PROGRAM, 1, TCP)]
     assert _triples(result["settled"]) == [(SLOW_PROGRAM, 3, TCP)], result["calls"]
     assert result["answer"] == "tcp-rpc\n"
     assert result["table"] == [] and result["returncode"] == 0, result
-
-
-def _ordered(case: str, tmp_path: Path) -> dict[str, Any]:
-    problem = namespace_problem("ip")
-    if problem:
-        pytest.skip(problem)
-    result = run_scenario(ORDER, tmp_path, case)
-    assert "error" not in result, result
-    return result
 
 
 def _held_unset_first(result: dict[str, Any]) -> None:
@@ -334,7 +324,7 @@ def test_an_unset_does_not_take_a_set_of_the_program_still_unanswered(
     # comes: no UNSET of version 2 is sent while it is (one call at a time per
     # version); the UNSET of version 1 goes (versions do not wait for each other) and
     # takes sharetcp's version 1 (tcp) too, which is SET again.
-    result = _ordered("inflight-set", tmp_path)
+    result = _against_fake_portmapper(ORDER, tmp_path, "inflight-set")
     calls = result["before_release"]
     held = calls.index([1, ORDER_PROGRAM, 2, TCP, result["settled"][0][3]])
     assert [call for call in calls[held:] if call[0] == 2 and call[2] == 2] == [], calls
@@ -343,7 +333,7 @@ def test_an_unset_does_not_take_a_set_of_the_program_still_unanswered(
 
 def test_a_late_unset_of_a_cps_deactivation_does_not_take_the_reopened_port(
         tmp_path: Path) -> None:
-    result = _ordered("cps-reopen", tmp_path)
+    result = _against_fake_portmapper(ORDER, tmp_path, "cps-reopen")
     # The new port's SET waits for the answer to the UNSET before it.
     _held_unset_first(result)
     _ends_as_configured(result)
@@ -351,7 +341,7 @@ def test_a_late_unset_of_a_cps_deactivation_does_not_take_the_reopened_port(
 
 def test_a_late_unset_of_a_removed_service_does_not_take_it_when_added_again(
         tmp_path: Path) -> None:
-    result = _ordered("readd", tmp_path)
+    result = _against_fake_portmapper(ORDER, tmp_path, "readd")
     _held_unset_first(result)
     _ends_as_configured(result)
 
@@ -361,6 +351,6 @@ def test_a_service_added_again_at_its_port_while_its_set_is_unanswered_becomes_a
     # The SET of the removed service, answered once the one added again (same `port`)
     # waits for its turn, puts there exactly what the new one wants: it counts as the
     # new one's, whose registration settles, so the reload completes and it serves.
-    result = _ordered("readd-fixed", tmp_path)
+    result = _against_fake_portmapper(ORDER, tmp_path, "readd-fixed")
     assert "Reconfigured" in result["log"]
     _ends_as_configured(result)
