@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 
 from pyxinetd.timers import COMPACT_MIN_CANCELLED
 from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, wait_until
+from tests.integration.test_reload import conf_path
 
 CENSUS = HELPERS / "census_daemon.py"
 
@@ -85,6 +87,23 @@ service {name}
 """
 
 
+def reload(daemon: Daemon, text: str, generation: int) -> None:
+    """The configuration file now holds `text`, and the daemon has applied it: its
+    `generation`-th `Reconfigured` line (a failed reload does not count)."""
+    conf_path(daemon).write_text(text)
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_log("Reconfigured", count=generation)
+
+
+def reload_generations(daemon: Daemon, conf: Callable[[int], str], ports: list[int]) -> None:
+    """Reload conf(1) to conf(15) in turn, each time served at every port (by the
+    services `one` and `two`) by a client from a new address."""
+    for generation in range(1, 16):
+        reload(daemon, conf(generation), generation)
+        for port in ports:
+            assert connect(port, generation).strip() in (b"one", b"two")
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="servers run as root")
 def test_reloads_leave_one_access_plan_and_one_spawn_plan_per_service(
         daemons: DaemonFactory, tmp_path: Path) -> None:
@@ -96,13 +115,7 @@ def test_reloads_leave_one_access_plan_and_one_spawn_plan_per_service(
                 + external("two", ports[1], f"  env = GENERATION={generation}\n"))
 
     daemon, out = start(daemons, tmp_path, conf(0))
-    conf_path = tmp_path / f"daemon{daemons._n}.conf"
-    for generation in range(1, 16):
-        conf_path.write_text(conf(generation))
-        daemon.signal(signal.SIGHUP)
-        daemon.wait_for_log("Reconfigured", count=generation)
-        for port in ports:
-            assert connect(port, generation).strip() in (b"one", b"two")
+    reload_generations(daemon, conf, ports)
     tables = census(daemon, out)["tables"]
     assert tables["master.dispatcher.access._plans"] <= 2
     assert tables["pyxinetd.spawner._DEFAULT._plans"] <= 2
@@ -120,13 +133,7 @@ def test_reloads_that_rename_the_services_leave_no_plan_of_a_removed_id(
                 + external("two", ports[1], f"  id = two-{generation}\n"))
 
     daemon, out = start(daemons, tmp_path, conf(0))
-    conf_path = tmp_path / f"daemon{daemons._n}.conf"
-    for generation in range(1, 16):
-        conf_path.write_text(conf(generation))
-        daemon.signal(signal.SIGHUP)
-        daemon.wait_for_log("Reconfigured", count=generation)
-        for port in ports:
-            assert connect(port, generation).strip() in (b"one", b"two")
+    reload_generations(daemon, conf, ports)
     tables = census(daemon, out)["tables"]
     assert tables["master.dispatcher.access._plans"] <= 2
     assert tables["pyxinetd.spawner._DEFAULT._plans"] <= 2
@@ -413,7 +420,6 @@ service echo
 }}
 """
     daemon, out = start(daemons, tmp_path, conf(0))
-    conf_path = tmp_path / f"daemon{daemons._n}.conf"
     clients = []
     try:
         for i in range(3):
@@ -424,9 +430,7 @@ service echo
             s.connect(("127.0.0.1", port))
             s.sendall(b"x")
             assert s.recv(1) == b"x"
-        conf_path.write_text(conf(1))
-        daemon.signal(signal.SIGHUP)
-        daemon.wait_for_log("Reconfigured")
+        reload(daemon, conf(1), 1)
         report = census(daemon, out)
         assert report["tables"]["master.dispatcher.sessions._records"] == 3  # still served
         assert report["tables"]["master.reconfig._rechecks._jobs"] == 0
