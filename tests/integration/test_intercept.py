@@ -79,12 +79,17 @@ def exchange(conn: socket.socket) -> dict[str, str]:
         return dict(item.split("=", 1) for item in greeting.decode().split())
 
 
+def closed(conn: socket.socket) -> bool:
+    """Whether the daemon closed the connection (reset it, or ended it unanswered)."""
+    try:
+        return conn.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+
+
 def refused(conn: socket.socket) -> bool:
     with conn:
-        try:
-            return conn.recv(4096) == b""
-        except ConnectionResetError:
-            return True
+        return closed(conn)
 
 
 def test_stream_checks_every_connection_and_relays_the_admitted(
@@ -658,6 +663,21 @@ def udp_from(source: str) -> socket.socket:
     return sock
 
 
+def server_exits_while_held(a: socket.socket, late: socket.socket, port: int, log: Path,
+                            held: tuple[bytes, ...] = (b"l1",)) -> str:
+    """`a` starts a server of the service (count = 2) and ends it with its second
+    datagram while `late` sends `held`, its verdict waiting for the gate; that
+    server's `pid=N`, once the log says it exited."""
+    a.sendto(b"a1", ("127.0.0.1", port))
+    first = a.recv(1000).decode().split()[0]
+    for data in held:
+        late.sendto(data, ("127.0.0.1", port))
+    a.sendto(b"a2", ("127.0.0.1", port))
+    assert a.recv(1000).decode() == f"{first} peer=127.0.0.1 got=a2"
+    wait_log_lines(log, rf"EXIT: icept status=0 {first}")
+    return first
+
+
 def test_a_sender_admitted_after_its_server_exited_gets_the_next_server(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Before: the datagrams of a sender whose verdict was awaited when the server
@@ -667,12 +687,7 @@ def test_a_sender_admitted_after_its_server_exited_gets_the_next_server(
     daemons.start_config(config(tmp_path, port, "libwrap = in.icept",
                                 socket_type="dgram", count=2))
     with udp_from("127.0.0.2") as a, udp_from("127.0.0.5") as late:
-        a.sendto(b"a1", ("127.0.0.1", port))
-        first = a.recv(1000).decode().split()[0]
-        late.sendto(b"l1", ("127.0.0.1", port))     # its verdict waits for the gate
-        a.sendto(b"a2", ("127.0.0.1", port))
-        assert a.recv(1000).decode() == f"{first} peer=127.0.0.1 got=a2"
-        wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 {first}")
+        first = server_exits_while_held(a, late, port, tmp_path / "services.log")
         release(gate)
         reply = late.recv(1000).decode()
     second = reply.split()[0]

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import DaemonFactory, free_port, wait_log_lines
-from tests.integration.test_intercept import (TIMEOUT, config, exchange, gated_aclexec,
-                                            release, tcp_from)
+from tests.integration.test_intercept import (closed, config, exchange, gated_aclexec,
+                                            release, server_exits_while_held, tcp_from,
+                                            udp_from)
 from tests.integration.test_reload import conf_path, reload
 
 
@@ -43,13 +44,6 @@ def test_two_services_sharing_an_id_each_keep_their_own_server(
     # Each server goes on being handed its own service's clients.
     assert exchange(tcp_from("127.0.0.2", one))["pid"] == first_pid
     assert exchange(tcp_from("127.0.0.2", two))["pid"] == second_pid
-
-
-def udp_from(source: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((source, 0))
-    sock.settimeout(TIMEOUT)
-    return sock
 
 
 def test_a_reload_judges_the_running_servers_senders_by_the_new_rules(
@@ -100,12 +94,7 @@ def test_a_reload_disconnects_a_relayed_client_the_new_rules_refuse(
     daemon = daemons.start_config(config(tmp_path, port))
     banned = tcp_from("127.0.0.2", port)
     with banned:
-        greeting = b""
-        while not greeting.endswith(b"\n"):
-            data = banned.recv(4096)
-            assert data, f"closed after {greeting!r}"
-            greeting += data
-        pid = greeting.split()[0].decode()
+        pid = read_lines(banned, 1)[0].split()[0]
         reload(daemon, config(tmp_path, port, "no_access = 127.0.0.2"), 1)
         # The server, still busy with that client, sees it leave and serves the next.
         assert banned.recv(4096) == b""
@@ -139,10 +128,7 @@ def test_a_held_client_closed_by_a_reload_gets_a_line_that_says_why(
             why = "a reload removed the service"
         reload(daemon, text, 1)
         release(gate)
-        try:
-            assert late.recv(4096) == b""
-        except ConnectionResetError:
-            pass
+        assert closed(late)
     daemon.wait_for_log(rf"WARNING: .*service icept client 127\.0\.0\.5 held for the next "
                         rf"server: {re.escape(why)}; disconnecting")
 
@@ -159,13 +145,6 @@ def read_lines(conn: socket.socket, count: int) -> list[str]:
         assert chunk, f"closed after {data!r}"
         data += chunk
     return data.decode().splitlines()
-
-
-def closed(conn: socket.socket) -> bool:
-    try:
-        return conn.recv(4096) == b""
-    except ConnectionResetError:
-        return True
 
 
 def test_clients_a_replaced_sockets_server_left_go_to_the_new_sockets_server(
@@ -226,13 +205,8 @@ def test_held_datagrams_a_reload_drops_get_one_line_or_reach_the_new_socket(
     text = config(tmp_path, port, "libwrap = in.icept", socket_type="dgram", count=2)
     daemon = daemons.start_config(text)
     with udp_from("127.0.0.2") as a, udp_from("127.0.0.5") as late:
-        a.sendto(b"a1", ("127.0.0.1", port))
-        first = a.recv(1000).decode().split()[0]
-        late.sendto(b"l1", ("127.0.0.1", port))     # its verdict waits for the gate
-        late.sendto(b"l2", ("127.0.0.1", port))
-        a.sendto(b"a2", ("127.0.0.1", port))
-        assert a.recv(1000).decode() == f"{first} peer=127.0.0.1 got=a2"
-        wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 {first}")
+        first = server_exits_while_held(a, late, port, tmp_path / "services.log",
+                                        (b"l1", b"l2"))
         if change == "flag":
             reload(daemon, text.replace("\tflags = INTERCEPT\n", ""), 1)
             why = "a reload removed flags = INTERCEPT"
@@ -268,12 +242,7 @@ def test_a_sender_admitted_before_a_reload_is_judged_by_the_new_rules(
     text = config(tmp_path, port, "libwrap = in.icept", socket_type="dgram", count=2)
     daemon = daemons.start_config(text)
     with udp_from("127.0.0.2") as a, udp_from("127.0.0.5") as late:
-        a.sendto(b"a1", ("127.0.0.1", port))
-        first = a.recv(1000).decode().split()[0]
-        late.sendto(b"l1", ("127.0.0.1", port))     # its verdict waits for the gate
-        a.sendto(b"a2", ("127.0.0.1", port))
-        assert a.recv(1000).decode() == f"{first} peer=127.0.0.1 got=a2"
-        wait_log_lines(log, rf"EXIT: icept status=0 {first}")
+        first = server_exits_while_held(a, late, port, log)
         reload(daemon, config(tmp_path, port, "libwrap = in.icept", "no_access = 127.0.0.5",
                               socket_type="dgram", count=1), 1)
         release(gate)
