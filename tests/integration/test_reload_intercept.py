@@ -266,7 +266,10 @@ def test_a_late_client_of_a_replaced_socket_without_intercept_is_told_the_flag_w
     # went, not because the service did, which the reload kept.
     gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
     port = free_port()
-    text = config(tmp_path, port, "libwrap = in.icept", socket_type=socket_type, count=1)
+    # A datagram server answers two: the late sender's datagram comes between them,
+    # so that the running server's interceptor holds it (server_exits_while_held).
+    count = 1 if socket_type == "stream" else 2
+    text = config(tmp_path, port, "libwrap = in.icept", socket_type=socket_type, count=count)
     daemon = daemons.start_config(text)
     late: socket.socket
     if socket_type == "stream":
@@ -275,14 +278,13 @@ def test_a_late_client_of_a_replaced_socket_without_intercept_is_told_the_flag_w
     else:
         late = udp_from("127.0.0.5")
         with udp_from("127.0.0.2") as a:
-            a.sendto(b"a1", ("127.0.0.1", port))
-            first = a.recv(1000).decode().split()[0]
-        late.sendto(b"l1", ("127.0.0.1", port))     # its verdict waits for the gate
+            # Its verdict waits for the gate.
+            first = server_exits_while_held(a, late, port, tmp_path / "services.log")
     with late:
         wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 {first}")
         reload(daemon, config(tmp_path, port, "libwrap = in.icept", socket_type=socket_type,
-                              count=1, bind="127.0.0.9").replace("\tflags = INTERCEPT\n",
-                                                                 ""), 1)
+                              count=count, bind="127.0.0.9").replace(
+                                  "\tflags = INTERCEPT\n", ""), 1)
         release(gate)
         why = re.escape("a reload removed flags = INTERCEPT")
         if socket_type == "stream":
