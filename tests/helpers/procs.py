@@ -26,13 +26,15 @@ def children_of(pid: int) -> list[int]:
 
 
 def receive_queue(port: int) -> int | None:
-    """The bytes queued on the UDP socket bound to 127.0.0.1:PORT (/proc/net/udp), or
-    None without such a socket."""
+    """The bytes queued on the unconnected UDP socket bound to 127.0.0.1:PORT (the
+    service socket; /proc/net/udp), or None without such a socket. The sockets of
+    dgram wait = no clients share its address, each connected to its client: they are
+    not it."""
     wanted = f"0100007F:{port:04X}"
     with open("/proc/net/udp") as f:
         for line in f.readlines()[1:]:
             fields = line.split()
-            if fields[1] == wanted:
+            if fields[1] == wanted and fields[2] == "00000000:0000":
                 return int(fields[4].split(":")[1], 16)
     return None
 
