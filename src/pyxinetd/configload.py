@@ -28,7 +28,7 @@ from pyxinetd.config import isolated
 from pyxinetd.config.isolated import LoaderFailed
 from pyxinetd.config.model import Configuration
 from pyxinetd.loop import READ, Loop
-from pyxinetd.timers import Timer
+from pyxinetd.timers import Timer, seconds_setting
 
 # What a load gives: the configuration, or the error (ConfigError, OSError, LoaderFailed).
 Outcome = Configuration | Exception
@@ -41,14 +41,7 @@ DEFAULT_LOAD_TIMEOUT = 60.0
 
 def load_timeout(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
     """The loader's deadline in seconds, from $PYXINETD_LOAD_TIMEOUT (positive)."""
-    try:
-        value = float(environ.get(LOAD_TIMEOUT_ENV, DEFAULT_LOAD_TIMEOUT))
-    except ValueError:
-        return DEFAULT_LOAD_TIMEOUT
-    if not value > 0 or value == float("inf"):  # NaN, zero, negative, infinite
-        return DEFAULT_LOAD_TIMEOUT
-    return value
-
+    return seconds_setting(DEFAULT_LOAD_TIMEOUT, LOAD_TIMEOUT_ENV, environ=environ)
 
 class PendingLoad:
     """One load in a loader child; `done(outcome)` is called once, from the loop."""

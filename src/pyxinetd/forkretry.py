@@ -41,7 +41,7 @@ from pyxinetd.log import ProgramLog
 from pyxinetd.servicelog import ServiceLogs, fail_entry
 from pyxinetd.loop import Loop
 from pyxinetd.service import ServiceRuntime, State
-from pyxinetd.timers import Timer
+from pyxinetd.timers import Timer, seconds_setting
 
 # Seconds between two fork attempts for a held request (xinetd: RETRY_INTERVAL, 5 s).
 RETRY_INTERVAL = 5.0
@@ -55,14 +55,7 @@ REASON_FORK = "fork"
 
 def retry_interval(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
     """RETRY_INTERVAL, or $PYXINETD_FORK_RETRY_INTERVAL (seconds) when set and valid."""
-    try:
-        value = float(environ.get(RETRY_INTERVAL_ENV, RETRY_INTERVAL))
-    except ValueError:
-        return RETRY_INTERVAL
-    if value != value or value <= 0:  # NaN, or a value that would spin
-        return RETRY_INTERVAL
-    return min(value, MAX_RETRY_INTERVAL)
-
+    return seconds_setting(RETRY_INTERVAL, RETRY_INTERVAL_ENV, MAX_RETRY_INTERVAL, environ)
 
 class Outcome(enum.Enum):
     """What became of a request whose fork failed (besides a pid or a plain failure)."""

@@ -29,7 +29,7 @@ from typing import TypeVar
 
 from pyxinetd.log import strerror
 from pyxinetd.loop import READ, Loop
-from pyxinetd.timers import Timer
+from pyxinetd.timers import Timer, seconds_setting
 
 PMAP_PROGRAM = 100000
 PMAP_VERSION = 2
@@ -150,14 +150,7 @@ def decode_dump(body: bytes) -> list[Mapping]:
 
 def retry_interval(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
     """RETRY_INTERVAL, or $PYXINETD_PORTMAP_INTERVAL (seconds) when set and valid."""
-    try:
-        value = float(environ.get(INTERVAL_ENV, RETRY_INTERVAL))
-    except ValueError:
-        return RETRY_INTERVAL
-    if value != value or value <= 0:
-        return RETRY_INTERVAL
-    return min(value, MAX_INTERVAL)
-
+    return seconds_setting(RETRY_INTERVAL, INTERVAL_ENV, MAX_INTERVAL, environ)
 
 # done(result body, error text): exactly one of the two is None.
 Done = Callable[[bytes | None, str | None], None]

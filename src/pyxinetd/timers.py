@@ -16,12 +16,28 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 Clock = Callable[[], float]
+
+
+def seconds_setting(default: float, variable: str, maximum: float = math.inf,
+                    environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
+    """`default` seconds, or $`variable` when it holds a number of seconds above 0, at
+    most `maximum` (a larger one is taken as `maximum`; an infinite one with no maximum,
+    NaN, zero, a negative number or a word as `default`): the daemon's few period and
+    deadline settings from the environment."""
+    try:
+        value = float(environ.get(variable, default))
+    except ValueError:
+        return default
+    if not value > 0 or (value == math.inf and maximum == math.inf):
+        return default
+    return min(value, maximum)
 
 
 def shortened(default: float, variable: str,

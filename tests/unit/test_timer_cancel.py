@@ -88,3 +88,15 @@ def test_cancelling_a_timer_that_already_ran_changes_nothing() -> None:
     timer.cancel()
     assert timers._cancelled == 0
     assert fired == ["ran"]
+
+
+def test_seconds_setting_takes_a_positive_number_capped_and_defaults_otherwise() -> None:
+    from pyxinetd.timers import seconds_setting
+    assert seconds_setting(5.0, "X", 60.0, {}) == 5.0
+    assert seconds_setting(5.0, "X", 60.0, {"X": "0.25"}) == 0.25
+    assert seconds_setting(5.0, "X", 60.0, {"X": "600"}) == 60.0
+    assert seconds_setting(5.0, "X", 60.0, {"X": "inf"}) == 60.0
+    assert seconds_setting(5.0, "X", environ={"X": "inf"}) == 5.0
+    assert seconds_setting(5.0, "X", environ={"X": "1e6"}) == 1e6
+    for bad in ("0", "-1", "nan", "-inf", "soon", ""):
+        assert seconds_setting(5.0, "X", 60.0, {"X": bad}) == 5.0

@@ -38,7 +38,7 @@ from pyxinetd.access.lookups import NameInfo as NameInfo
 from pyxinetd.access.lookups import resolve as resolve
 from pyxinetd.access.resolverwire import DAEMON_CONTEXT, MAX_PACKET, ShellContext
 from pyxinetd.loop import READ, Loop
-from pyxinetd.timers import Timer
+from pyxinetd.timers import Timer, seconds_setting
 
 DEFAULT_TIMEOUT = 5.0
 # Test-only override of DEFAULT_TIMEOUT, in seconds (so a test can keep lookups pending).
@@ -56,14 +56,7 @@ StatusCallback = Callable[[int | None], None]
 
 def lookup_timeout(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
     """DEFAULT_TIMEOUT, or $PYXINETD_LOOKUP_TIMEOUT (seconds) when set and valid."""
-    try:
-        value = float(environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
-    except ValueError:
-        return DEFAULT_TIMEOUT
-    if value != value or value <= 0:
-        return DEFAULT_TIMEOUT
-    return min(value, MAX_TIMEOUT)
-
+    return seconds_setting(DEFAULT_TIMEOUT, TIMEOUT_ENV, MAX_TIMEOUT, environ)
 
 class Resolver:
     """Master side: asynchronous lookups through the helper process."""
