@@ -53,13 +53,6 @@ def resolver_lookup(resolver: Resolver) -> NameLookup:
     return lookup
 
 
-def tie_text(svc: ServiceConfig, peer: str) -> str:
-    """The line new connections log when both lists match `peer` equally
-    (pyxinetd.access.gate)."""
-    return (f"Service={svc.id}: only_from list and no_access list match equally the "
-            f"address {peer}")
-
-
 @dataclass(frozen=True)
 class Running:
     """One running server (external process or in-loop session) of a service."""

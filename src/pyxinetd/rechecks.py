@@ -14,10 +14,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pyxinetd.access.lists import tie_text
 from pyxinetd.children import NO_ADDRESS, Child
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.intercept import Client
-from pyxinetd.recheck import Recheck, Running, resolver_lookup, tie_text
+from pyxinetd.recheck import Recheck, Running, resolver_lookup
 from pyxinetd.reload import Change
 from pyxinetd.terminations import Terminations
 

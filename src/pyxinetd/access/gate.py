@@ -258,9 +258,7 @@ class AccessGate:
         if plan.lists:
             result = lists.check(svc, peer, client.name if client is not None else None)
             if result.tie:
-                self.program.error("check_access",
-                                   f"Service={svc.id}: only_from list and no_access list "
-                                   f"match equally the address {peer}")
+                self.program.error("check_access", lists.tie_text(svc, peer))
             if not result.allowed:
                 return Verdict(False, REASON_ADDRESS)
         if not self._wrap(plan):

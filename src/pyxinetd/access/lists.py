@@ -40,6 +40,12 @@ ALLOWED = ListResult(True)
 DENIED = ListResult(False)
 
 
+def tie_text(svc: ServiceConfig, peer: str) -> str:
+    """xinetd's ERROR line when both lists match `peer` equally."""
+    return (f"Service={svc.id}: only_from list and no_access list match equally the "
+            f"address {peer}")
+
+
 def has_lists(service: ServiceConfig) -> bool:
     return service.only_from is not None or bool(service.no_access)
 

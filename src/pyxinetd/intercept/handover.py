@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pyxinetd.access.lists import tie_text
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.intercept.common import Host
-from pyxinetd.recheck import Recheck, Running, resolver_lookup, tie_text
+from pyxinetd.recheck import Recheck, Running, resolver_lookup
 
 
 class Judgement:
