@@ -25,30 +25,31 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def _queue(table: str, port: int, rem_address: str | None, state: str | None) -> int | None:
+    """The receive queue (column tx_queue:rx_queue) of the first socket of /proc/net/TABLE
+    on 127.0.0.1:PORT with that remote address and state (None: any), or None."""
+    wanted = f"0100007F:{port:04X}"
+    with open(f"/proc/net/{table}") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if (fields[1] == wanted and rem_address in (None, fields[2])
+                    and state in (None, fields[3])):
+                return int(fields[4].split(":")[1], 16)
+    return None
+
+
 def receive_queue(port: int) -> int | None:
     """The bytes queued on the unconnected UDP socket bound to 127.0.0.1:PORT (the
     service socket; /proc/net/udp), or None without such a socket. The sockets of
     dgram wait = no clients share its address, each connected to its client: they are
     not it."""
-    wanted = f"0100007F:{port:04X}"
-    with open("/proc/net/udp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            if fields[1] == wanted and fields[2] == "00000000:0000":
-                return int(fields[4].split(":")[1], 16)
-    return None
+    return _queue("udp", port, "00000000:0000", None)
 
 
 def accept_queue(port: int) -> int | None:
     """The connections waiting in the accept queue of the TCP socket listening on
     127.0.0.1:PORT (/proc/net/tcp), or None without such a socket."""
-    wanted = f"0100007F:{port:04X}"
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            if fields[1] == wanted and fields[3] == "0A":
-                return int(fields[4].split(":")[1], 16)
-    return None
+    return _queue("tcp", port, None, "0A")
 
 
 def kill_if_running(pid: int, argument: str) -> bool:
