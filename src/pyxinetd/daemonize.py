@@ -194,16 +194,22 @@ def _become_daemon(serve: Callable[[StartupReport], int], wfd: int, umask: int) 
 
 def _read_report(rfd: int, timeout: float) -> StartupOutcome:
     outcome = StartupOutcome()
+    pending = bytearray()
     try:
-        _read_into(outcome, rfd, timeout)
+        _read_into(outcome, rfd, timeout, pending)
     except KeyboardInterrupt:
         outcome.interrupted = True
+        # The daemon may have reported its pid before Ctrl-C, while this process had not
+        # read it yet: what is already in the pipe still names the daemon that goes on.
+        _read_available(outcome, rfd, pending)
+        # A daemon that had reported that it serves is a start that succeeded.
+        outcome.interrupted = not outcome.ready
     return outcome
 
 
-def _read_into(outcome: StartupOutcome, rfd: int, timeout: float) -> None:
+def _read_into(outcome: StartupOutcome, rfd: int, timeout: float,
+               pending: bytearray) -> None:
     deadline = time.monotonic() + timeout
-    buffer = b""
     with selectors.DefaultSelector() as selector:
         selector.register(rfd, selectors.EVENT_READ)
         while True:
@@ -216,12 +222,32 @@ def _read_into(outcome: StartupOutcome, rfd: int, timeout: float) -> None:
             chunk = os.read(rfd, 65536)
             if not chunk:
                 return
-            buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
-            for line in lines:
-                _apply(outcome, line)
-                if outcome.ready:
-                    return
+            _take_lines(outcome, pending, chunk)
+            if outcome.ready:
+                return
+
+
+def _read_available(outcome: StartupOutcome, rfd: int, pending: bytearray) -> None:
+    """Apply what the pipe holds now, without waiting for more."""
+    os.set_blocking(rfd, False)
+    while not outcome.ready:
+        try:
+            chunk = os.read(rfd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        if not chunk:
+            return
+        _take_lines(outcome, pending, chunk)
+
+
+def _take_lines(outcome: StartupOutcome, pending: bytearray, chunk: bytes) -> None:
+    pending += chunk
+    *lines, rest = bytes(pending).split(b"\n")
+    pending[:] = rest
+    for line in lines:
+        _apply(outcome, line)
+        if outcome.ready:
+            return
 
 
 def _apply(outcome: StartupOutcome, line: bytes) -> None:
