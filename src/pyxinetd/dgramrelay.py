@@ -111,7 +111,8 @@ class _Relay:
     service: ServiceRuntime
     addr: tuple[object, ...]
     sock: socket.socket
-    # Where the replies leave from: the destination of the client's first datagram.
+    # Where the replies leave from: the destination of the client's first datagram
+    # (on the service's current socket: a reload that replaces it starts again).
     source: replysource.Source
     pid: int = 0
     # The client's own socket (pyxinetd.clientsocket), when it has one, and the
@@ -153,7 +154,10 @@ class NowaitRelays:
             relay = self._relays.get((rt, client_key(addr)))
             if relay is not None and self._deliver(relay, data):
                 if relay.reattach:
+                    # Its datagrams now go where this one went: its socket is bound
+                    # there, and what that socket reads for a new server answers so.
                     relay.reattach = False
+                    relay.source = source
                     self._attach(relay, sock, addr, source)
                 continue
             self._admit(rt, sock, addr, data, source)

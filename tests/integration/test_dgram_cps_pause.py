@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, nofile_limited
+from tests.daemon import (HELPERS, Daemon, DaemonFactory, free_port, nofile_limited, open_fds,
+                          wait_until)
 from tests.integration.test_reload import defaults, reload, wait_service_log
 
 needs_ipv6 = pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
@@ -212,3 +213,28 @@ def test_the_service_binds_again_after_the_pause_beside_the_clients_sockets(
         client.sendto(b"two", (host, port))
         assert answer(client, host, port) == f"{pid} got=two"
     assert not re.search(r"WARNING|cannot|failed", daemon.log()), daemon.log()
+
+
+def test_a_client_readmitted_from_its_socket_is_answered_from_where_it_sent(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # The client asked 127.0.0.2, then after a reload that replaced the wildcard
+    # socket 127.0.0.3, which gave it a socket there. Its server then drops its
+    # channel: the client's next datagram, read from that socket, gets a new server,
+    # whose socket and replies must have 127.0.0.3, not the first request's address.
+    port, marker = free_port(), tmp_path / "first-server"
+    closing = f"{HELPERS / 'dgram_closing_server.py'} {marker} 2"
+    daemon = daemons.start_config(defaults(tmp_path) + dgram_service(
+        port, closing, flags="IPv4", cps="0 0"))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        client.sendto(b"one", ("127.0.0.2", port))
+        first = answer(client, "127.0.0.2", port).split()[0]
+        reload(daemon, defaults(tmp_path) + dgram_service(
+            port, closing, flags="IPv6", cps="0 0"), 1)
+        client.sendto(b"two", ("127.0.0.3", port))
+        assert answer(client, "127.0.0.3", port) == f"{first} got=two"
+        pid = int(first.removeprefix("pid="))
+        wait_until(lambda: 0 not in open_fds(pid), what="the server's channel closed")
+        client.sendto(b"three", ("127.0.0.3", port))
+        reply = answer(client, "127.0.0.3", port)
+        assert reply.endswith("got=three") and not reply.startswith(first)
