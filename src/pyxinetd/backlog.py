@@ -95,6 +95,20 @@ class Backlog(abc.ABC):
                 return False
             self._backlog.popleft()
 
+    def take_over(self, other: Backlog) -> None:
+        """Put what waits in `other` (a target given up for this one) before what waits
+        here, and its count of dropped messages with ours; beyond the bound, the newest
+        are counted. Meant for a target nothing was written to yet: a message begun
+        here would be cut."""
+        self._backlog.extendleft(reversed(other._backlog))
+        self._dropped += other._dropped
+        other._backlog.clear()
+        other._dropped = 0
+        while len(self._backlog) > self._limit:
+            self._backlog.pop()
+            self._dropped += 1
+        self._schedule()
+
     def _queue(self, data: bytes) -> None:
         if len(self._backlog) < self._limit:
             self._backlog.append(data)

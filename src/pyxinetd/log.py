@@ -22,7 +22,7 @@ from typing import TextIO
 from pyxinetd.backlog import FLUSH_ON_CLOSE
 from pyxinetd.config.diagnostics import Diagnostic, Severity
 from pyxinetd.files import open_for_append
-from pyxinetd.logstream import LogStream
+from pyxinetd.logstream import Kind, LogStream
 from pyxinetd.loop import Loop
 from pyxinetd.textbytes import as_written
 # Re-exported: the syslog socket lives in its own module, its users import it from here.
@@ -132,6 +132,14 @@ class ProgramLog:
         """Write the lines the file or stderr had no room for from `loop`, as it has room."""
         if self._output is not None:
             self._output.attach(loop)
+
+    def file_stream(self) -> LogStream | None:
+        """The stream of the program log's regular file (`-filelog FILE`), else None:
+        a service log naming the same file writes through it, so the file's lines wait
+        in one queue, in the order they were logged."""
+        if self._output is not None and self._output.kind is Kind.FILE:
+            return self._output
+        return None
 
     def fds(self) -> list[int]:
         """Descriptors the log holds (the spawner must not pass them on)."""

@@ -130,6 +130,11 @@ class LogStream(Backlog):
             return Kind.PIPE
         return Kind.BLOCKING
 
+    @property
+    def fd(self) -> int | None:
+        """The descriptor the lines are for (None once closed)."""
+        return self._fd
+
     def write_line(self, data: bytes) -> None:
         """Write one whole line now, or queue it; never waits (but on a regular file or
         a terminal, see the module docstring). On a device other than a pipe or socket

@@ -323,6 +323,9 @@ class Reconfigurer:
 
     def _reconfigured(self, added: list[ServiceRuntime], old: int, dropped: int) -> None:
         m = self.master
+        # Every log of the new configuration is open: the entries a full disk still
+        # holds for a file none of them writes to are settled now.
+        m.logs.reloaded()
         new = sum(1 for rt in added if rt.state in _LIVE)
         m.program.notice("hard_reconfig",
                          f"Reconfigured: new={new} old={old} dropped={dropped} (services)")

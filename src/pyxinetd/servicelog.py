@@ -141,6 +141,31 @@ def _is_fifo(path: str) -> bool:
 
 
 @dataclass
+class _SharedFile:
+    """A FIFO or regular file some service logs write to: one descriptor, one queue of
+    the entries waiting for room, whichever log they came from (module docstring)."""
+    stream: LogStream
+    path: str
+    # Logs writing through it; closed when the last one lets go. The program log's
+    # own file (-filelog) is the program log's to close.
+    users: int = 0
+    program: bool = False
+
+    @property
+    def fd(self) -> int:
+        fd = self.stream.fd
+        assert fd is not None
+        return fd
+
+    def names(self, info: os.stat_result) -> bool:
+        """`info` (a path's stat) is this file."""
+        try:
+            return os.path.samestat(info, os.fstat(self.fd))
+        except OSError:
+            return False
+
+
+@dataclass
 class _LogFile:
     fd: int
     size: int
@@ -150,16 +175,23 @@ class _LogFile:
     path: str
     warned: bool = False            # the soft-limit message was written
     closed_for_good: bool = False
-    # A FIFO's or regular file's entries, written without waiting (a device: None).
-    stream: LogStream | None = None
+    # A FIFO's or regular file's descriptor and queue, shared with the other logs
+    # naming the same file (a device: None, and `fd` is this log's own).
+    shared: _SharedFile | None = None
+
+    @property
+    def stream(self) -> LogStream | None:
+        return None if self.shared is None else self.shared.stream
 
 
 class ServiceLogs:
     """Writes service entries to each service's log_type.
 
-    A FILE log is one descriptor per service, or one for every service sharing the
-    log of `defaults`, as in xinetd: services naming the same file each have their
-    own log, with their own limits and their own id in the messages about them."""
+    A FILE log is one per service, or one for every service sharing the log of
+    `defaults`, as in xinetd: services naming the same file each have their own log,
+    with their own limits and their own id in the messages about them. Their entries
+    go through one descriptor and one queue per file, so that entries waiting for
+    room are written in the order they were logged, whichever service logged them."""
 
     def __init__(self, program: ProgramLog, syslog: SyslogSender,
                  clock: Callable[[], float] = time.time,
@@ -170,8 +202,12 @@ class ServiceLogs:
         self._backlog_limit = backlog_limit
         self._loop: Loop | None = None
         self._files: dict[tuple[str, str], _LogFile] = {}
-        # FIFO logs closed for a reload whose entries still wait for the reader.
-        self._held: list[tuple[tuple[str, str], _LogFile]] = []
+        # The FIFOs and regular files the logs of `_files` write to.
+        self._shared: list[_SharedFile] = []
+        # Files closed for a reload whose entries still wait for room: a FIFO's are
+        # written from the loop as its reader reads, a regular file's go to the file
+        # a log opens at its path next (module docstring).
+        self._held: list[_SharedFile] = []
         # The shared log of `defaults` could not be created (until the next reload).
         self._common_failed = False
         # The errno of the last open() that failed (None: it did not fail), so that
@@ -182,9 +218,9 @@ class ServiceLogs:
         """Write the entries a FIFO had no room for from `loop`, as it has room (a
         full disk's wait for the next entry: nothing tells when it has room)."""
         self._loop = loop
-        for log in self._files.values():
-            if log.stream is not None:
-                log.stream.attach(loop)
+        for shared in self._shared:
+            if not shared.program:
+                shared.stream.attach(loop)
 
     def write(self, service: ServiceConfig, entry: str | None) -> None:
         target: LogTarget | None = service.log_type
@@ -229,42 +265,89 @@ class ServiceLogs:
 
     def _open(self, target: FileTarget, label: str,
               quiet: frozenset[int] = frozenset()) -> _LogFile | None:
-        held = self._take_held(target.path, label)
-        if held is not None:
-            self._files[(target.path, label)] = held
-            return held
-        try:
-            fd = through_stderr(open_for_append(target.path))
-        except OSError as err:
-            self.open_errno = err.errno
-            if err.errno not in quiet:
-                self._program.error("log_open", f"Cannot open {target.path}: {strerror(err)}")
-            return None
-        info = os.fstat(fd)
-        log = _LogFile(fd, info.st_size, target.soft_limit, target.hard_limit, label,
-                       target.path)
-        if stat.S_ISFIFO(info.st_mode) or stat.S_ISREG(info.st_mode):
-            # A FIFO: a blocking write would stall the loop, and every service, while the
-            # reader does not read. A regular file: its disk may be full for a while.
-            # Either way entries with no room wait (module docstring).
-            path = target.path
-            log.stream = LogStream(
-                fd, owned=True, limit=self._backlog_limit,
-                dropped_message=lambda count: self._report_dropped(path, count),
-                write_failed=lambda err: self._write_error(path, err),
-                no_room=lambda err: self._write_error(path, err), wait_for_reader=True)
-            if self._loop is not None:
-                log.stream.attach(self._loop)
+        shared = self._already_open(target.path)
+        if shared is not None:
+            info = os.fstat(shared.fd)
+            log = _LogFile(shared.fd, info.st_size, target.soft_limit, target.hard_limit,
+                           label, target.path, shared=shared)
+            shared.users += 1
         else:
-            # A device (a terminal) the loop must not wait for either: an entry it has no
-            # room for is lost, and reported.
-            os.set_blocking(fd, False)
+            try:
+                fd = through_stderr(open_for_append(target.path))
+            except OSError as err:
+                self.open_errno = err.errno
+                if err.errno not in quiet:
+                    self._program.error("log_open",
+                                        f"Cannot open {target.path}: {strerror(err)}")
+                return None
+            info = os.fstat(fd)
+            log = _LogFile(fd, info.st_size, target.soft_limit, target.hard_limit, label,
+                           target.path)
+            if stat.S_ISFIFO(info.st_mode) or stat.S_ISREG(info.st_mode):
+                # A FIFO: a blocking write would stall the loop, and every service, while
+                # the reader does not read. A regular file: its disk may be full for a
+                # while. Either way entries with no room wait (module docstring).
+                log.shared = self._new_shared(target.path, fd)
+                log.shared.users += 1
+            else:
+                # A device (a terminal) the loop must not wait for either: an entry it
+                # has no room for is lost, and reported.
+                os.set_blocking(fd, False)
         self._files[(target.path, label)] = log
         if log.soft_limit is not None and log.size > log.soft_limit:
             # Already past a limit (not rotated since): say so; past the hard one,
             # nothing more is written to it, as in xinetd.
             self._check_limits(log)
         return log
+
+    def _already_open(self, path: str) -> _SharedFile | None:
+        """The file `path` names, when another log, the program log (-filelog), or a
+        log closed for a reload with entries still waiting writes to it already."""
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None     # not there yet: open() creates it
+        for shared in self._shared:
+            if shared.names(info):
+                return shared
+        program = self._program.file_stream()
+        if program is not None and program.fd is not None:
+            try:
+                same = os.path.samestat(info, os.fstat(program.fd))
+            except OSError:
+                same = False
+            if same:
+                shared = _SharedFile(program, path, program=True)
+                self._shared.append(shared)
+                return shared
+        for shared in self._held:
+            if shared.names(info):
+                # Its entries still wait: the new ones come after them.
+                self._held.remove(shared)
+                shared.stream.on_drained = None
+                self._shared.append(shared)
+                return shared
+        return None
+
+    def _new_shared(self, path: str, fd: int) -> _SharedFile:
+        stream = LogStream(
+            fd, owned=True, limit=self._backlog_limit,
+            dropped_message=lambda count: self._report_dropped(path, count),
+            write_failed=lambda err: self._write_error(path, err),
+            no_room=lambda err: self._write_error(path, err), wait_for_reader=True)
+        shared = _SharedFile(stream, path)
+        if stream.kind is Kind.FILE:
+            for held in [h for h in self._held
+                         if h.path == path and h.stream.kind is Kind.FILE]:
+                # The file a reload closed with entries still waiting was renamed or
+                # removed (rotated): they are the first lines of the one now there.
+                stream.take_over(held.stream)
+                self._held.remove(held)
+                held.stream.close(0.0)
+        if self._loop is not None:
+            stream.attach(self._loop)
+        self._shared.append(shared)
+        return shared
 
     def _write_file(self, target: FileTarget, label: str, entry: str) -> None:
         log = self._files.get((target.path, label)) or self._open(target, label)
@@ -296,7 +379,9 @@ class ServiceLogs:
     def _check_limits(self, log: _LogFile) -> None:
         """The manual's two limits (reference §5.4), against the file's size after a
         line: a message at ALERT the first time the soft limit is exceeded (xinetd 2.3.15.3 never writes it), then, past the
-        hard limit, the line is finished and the log closed until the next reload."""
+        hard limit, the line is finished and the log closed until the next reload.
+        Entries still waiting for room are not in the file yet: they count once
+        written."""
         if log.stream is not None and log.stream.kind is Kind.PIPE:
             return
         try:
@@ -312,72 +397,86 @@ class ServiceLogs:
             self._program.log(Level.ALERT, "log_write",
                               f"Size of {log.label} log exceeded soft limit")
         if log.hard_limit is not None and log.size > log.hard_limit:
-            self._close_log(log.path, log, 0.0)
+            self._close_log(log, 0.0)
             log.closed_for_good = True
             self._program.error("log_write", f"Size of {log.label} log exceeded hard limit")
 
     def fds(self) -> list[int]:
-        return [f.fd for f in self._files.values() if not f.closed_for_good] + [
-            log.fd for _, log in self._held]
+        own = {f.fd for f in self._files.values() if f.shared is None and not f.closed_for_good}
+        return sorted(own | {s.fd for s in [*self._shared, *self._held] if not s.program})
 
     def _report_dropped(self, path: str, count: int) -> None:
         self._program.warning("log_write", f"{count} entries dropped: {path} was full")
 
     def close_for_reload(self) -> None:
-        """Close every log: a reload opens them again. A FIFO's entries still waiting
-        for its reader are kept, and written from the loop (module docstring)."""
-        for key, log in self._files.items():
-            if (log.stream is not None and log.stream.kind is Kind.PIPE
-                    and self._loop is not None and not log.stream.flush()):
-                self._hold(key, log)
+        """Close every log: a reload opens them again. A file whose entries still wait
+        for room is held: a FIFO's are written from the loop, a regular file's go to
+        the file a log of the new configuration opens at its path (module docstring)."""
+        for log in self._files.values():
+            if log.shared is None and not log.closed_for_good:
+                os.close(log.fd)
+        for shared in self._shared:
+            if shared.program:
+                continue
+            shared.users = 0
+            if shared.stream.flush() or (shared.stream.kind is Kind.PIPE
+                                         and self._loop is None):
+                self._close_shared(shared, 0.0)
             else:
-                self._close_log(key[0], log, 0.0)
+                self._hold(shared)
         self._files.clear()
+        self._shared.clear()
         self._common_failed = False
 
-    def _hold(self, key: tuple[str, str], log: _LogFile) -> None:
-        stream = log.stream
-        assert stream is not None
+    def reloaded(self) -> None:
+        """The reload has opened every log it opens: the entries of a regular file
+        no log writes to any more are tried once more, and the rest counted (one
+        WARNING). Nothing would ever tell them there is room."""
+        for shared in [h for h in self._held if h.stream.kind is Kind.FILE]:
+            self._held.remove(shared)
+            self._close_shared(shared, 0.0)
 
+    def _hold(self, shared: _SharedFile) -> None:
         def drained() -> None:
             # Nobody opened it again since the reload, and nothing waits any more.
-            self._held.remove((key, log))
-            self._close_log(key[0], log, 0.0)
-        stream.on_drained = drained
-        self._held.append((key, log))
+            if shared in self._held:
+                self._held.remove(shared)
+                self._close_shared(shared, 0.0)
+        shared.stream.on_drained = drained
+        self._held.append(shared)
 
-    def _take_held(self, path: str, label: str) -> _LogFile | None:
-        """The held log of (`path`, `label`), while `path` still names its FIFO (a FIFO
-        made anew there is another pipe, with perhaps another reader)."""
-        for key, log in self._held:
-            if key != (path, label):
-                continue
-            try:
-                same = os.path.samestat(os.stat(path), os.fstat(log.fd))
-            except OSError:
-                same = False
-            if same and log.stream is not None:
-                self._held.remove((key, log))
-                log.stream.on_drained = None
-                return log
-        return None
+    def _close_log(self, log: _LogFile, flush_for: float) -> None:
+        """`log` lets go of its file: closed, once no other log writes to it."""
+        shared = log.shared
+        if shared is None:
+            if not log.closed_for_good:
+                os.close(log.fd)
+            return
+        if log.closed_for_good or shared.program:
+            return
+        shared.users -= 1
+        if shared.users <= 0 and shared in self._shared:
+            self._shared.remove(shared)
+            self._close_shared(shared, flush_for)
 
-    def _close_log(self, path: str, log: _LogFile, flush_for: float) -> None:
-        if log.stream is not None:
-            log.stream.on_drained = None
-            forgotten = log.stream.close(flush_for)
-            if forgotten:
-                self._report_dropped(path, forgotten)
-        elif not log.closed_for_good:
-            os.close(log.fd)
+    def _close_shared(self, shared: _SharedFile, flush_for: float) -> None:
+        shared.stream.on_drained = None
+        forgotten = shared.stream.close(flush_for)
+        if forgotten:
+            self._report_dropped(shared.path, forgotten)
 
     def close(self, flush_for: float = 0.0) -> None:
-        """Close every log, held ones too: the daemon stops. Entries waiting for a
-        FIFO's reader get `flush_for` seconds in all (the exit gives FLUSH_ON_CLOSE);
-        the rest are counted as dropped."""
+        """Close every log, held ones too: the daemon stops. Entries waiting for room
+        get `flush_for` seconds in all (the exit gives FLUSH_ON_CLOSE); the rest are
+        counted as dropped."""
         deadline = time.monotonic() + flush_for
-        for (path, _), log in [*self._files.items(), *self._held]:
-            self._close_log(path, log, max(0.0, deadline - time.monotonic()))
+        for log in self._files.values():
+            if log.shared is None and not log.closed_for_good:
+                os.close(log.fd)
+        for shared in [*self._shared, *self._held]:
+            if not shared.program:
+                self._close_shared(shared, max(0.0, deadline - time.monotonic()))
         self._files.clear()
+        self._shared.clear()
         self._held.clear()
         self._common_failed = False
