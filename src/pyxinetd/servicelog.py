@@ -12,7 +12,7 @@ once (ERROR `Error writing PATH: Broken pipe (errno = 32)`, again only after an 
 was written since); the entries wait for the next reader, which gets them first, in
 order (nothing is watched meanwhile: a FIFO with no reader is always ready to fail, so
 the next entry tries again). At most BACKLOG_LIMIT entries
-wait per log; the newest beyond are dropped, and a WARNING `N entries dropped: PATH was
+wait per file; the newest beyond are dropped, and a WARNING `N entries dropped: PATH was
 full` says how many once there is room (or, at exit, when what still waits gets up to
 FLUSH_ON_CLOSE seconds for every log together and the rest is counted).
 
@@ -21,13 +21,24 @@ entry it refuses waits the same way, and is written before the next entry once t
 is room; the first refusal is said once (ERROR `Error writing PATH: No space left on
 device (errno = 28)`), and again only after an entry was written since. Nothing tells
 the daemon that room appeared, so what waits there is tried again with the next entry
-(a reload or the exit tries once more, and counts what is still left as dropped).
+(the exit tries once more, and counts what is still left as dropped).
 
-A reload loses none of a FIFO's entries: a FIFO log closed for a reload with entries
+Every log naming the same FIFO or regular file (services sharing it, each with its own
+limits and id, as in xinetd) writes through one descriptor and one queue, so entries
+waiting for room come out in the order they were logged, whichever service logged
+them; the `-filelog` program log's file too, when a service log names it (its queue is
+then the program log's). The success path is the same write either way: the sharing is
+found once, when a log is opened (a stat of the path against the open files).
+
+A reload loses none of the waiting entries. A FIFO closed for a reload with entries
 still waiting keeps its descriptor and its entries, written from the loop as the reader
-reads. The same log (path and id) opened again after the reload, while the path still
-names that FIFO, goes on with that stream, so its new entries come after the old ones;
-a log nobody opens again is closed once what waited is written.
+reads; a log opened after the reload while the path still names that FIFO goes on with
+that queue, so its new entries come after the old ones; a FIFO nobody opens again is
+closed once what waited is written. A regular file's waiting entries go to the file a
+log of the new configuration opens at the same path, first (the same file, or the new
+one a rotation left there, though they were logged before it). If none opens that
+path, they are tried once more when the reload has opened its logs (`reloaded()`), and
+the rest counted, once: nothing would ever tell them there is room.
 """
 
 from __future__ import annotations
