@@ -368,3 +368,46 @@ def test_clients_waiting_for_a_socket_still_binding_go_to_the_next_reloads_socke
         assert greeting.split()[0] != old and echoed == "early"
     daemon.wait_for_log(r"Reconfigured: ", count=2)
     assert "disconnecting" not in daemon.log()
+
+
+@pytest.mark.parametrize("change", ["refused", "twisted elsewhere", "removed"])
+def test_a_twist_asked_before_a_reload_follows_the_new_rules(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        change: str) -> None:
+    # hosts.allow's aclexec command fails once the gate opens, after a reload: the
+    # hosts.deny rule after it, a twist, would decide. The new rules refuse the
+    # client, send it to another twist, or the service is gone: before, the old twist
+    # answered it in every case.
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    (tmp_path / "hosts.allow").write_text(
+        f"in.icept: 127.0.0.5: aclexec /bin/sh -c 'head -c 1 {gate} >/dev/null; exit 1'\n")
+    (tmp_path / "hosts.deny").write_text("in.icept: 127.0.0.5: twist /bin/echo old %a\n"
+                                         "in.other: 127.0.0.5: twist /bin/echo new %a\n")
+    port = free_port()
+    log = tmp_path / "services.log"
+    daemon = daemons.start_config(config(tmp_path, port, "libwrap = in.icept"))
+    with tcp_from("127.0.0.5", port) as late:
+        first = exchange(tcp_from("127.0.0.2", port))["pid"]
+        if change == "refused":
+            new = config(tmp_path, port, "libwrap = in.icept", "no_access = 127.0.0.5")
+        elif change == "twisted elsewhere":
+            new = config(tmp_path, port, "libwrap = in.other")
+        else:
+            new = config(tmp_path, free_port()).replace("service icept", "service other")
+        reload(daemon, new, 1)
+        release(gate)
+        answer = b""
+        while chunk := late.recv(4096):
+            answer += chunk
+    if change == "twisted elsewhere":
+        assert answer == b"new 127.0.0.5\n"
+        # The server still runs: it serves the next client.
+        assert exchange(tcp_from("127.0.0.2", port))["pid"] == first
+        return
+    assert answer == b""
+    if change == "refused":
+        wait_log_lines(log, r"FAIL: icept address from=127\.0\.0\.5")
+    else:
+        daemon.wait_for_log(r"WARNING: .*service icept client 127\.0\.0\.5 held for the next "
+                            r"server: a reload removed the service; disconnecting")
+    assert "twist 127.0.0.5 to /bin/echo old" not in daemon.log()

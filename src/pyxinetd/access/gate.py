@@ -63,6 +63,9 @@ class Verdict:
 
 
 PASS = Verdict(True)
+# What `AccessGate.wait` answers when a reload replaced the service's rules before they
+# were applied: nothing was decided or run (see `wait`'s `replaced`); ask again.
+RULES_REPLACED = Verdict(False, "rules replaced")
 
 
 @dataclass(frozen=True)
@@ -205,9 +208,14 @@ class AccessGate:
         return self._verdict(svc, plan, peer, decision)
 
     def wait(self, svc: ServiceConfig, peer: str, done: Callable[[Verdict], None],
-             conn: socket.socket | None = None, datagram: Datagram | None = None) -> None:
+             conn: socket.socket | None = None, datagram: Datagram | None = None, *,
+             replaced: Callable[[], bool] | None = None) -> None:
         """Look the names up and run the aclexec check without blocking, then call
-        `done` (never before returning) with the verdict."""
+        `done` (never before returning) with the verdict. `replaced`: whether a reload
+        has since replaced `svc`'s rules; asked when the rules are about to be applied
+        (the names are in, or a failed aclexec hands over to the next rule), and if so
+        nothing is decided, sent or run (no banner, spawn or twist of the old rules)
+        and `done` gets RULES_REPLACED."""
         plan = self._plan(svc)
         wrap = self._wrap(plan)
         ends = self._ends(svc, wrap, conn, datagram)
@@ -229,12 +237,15 @@ class AccessGate:
         missing = int(want_client) + int(want_server)
 
         def proceed() -> None:
+            if replaced is not None and replaced():
+                done(RULES_REPLACED)
+                return
             outcome = self._judge(svc, plan, peer, ends, names.get("client"),
                                   names.get("server"))
             if isinstance(outcome, Verdict):
                 done(outcome)
             else:
-                self._settle(svc, plan, peer, outcome, conn, done)
+                self._settle(svc, plan, peer, outcome, conn, done, replaced)
 
         def arrived(side: str, info: NameInfo) -> None:
             nonlocal missing
@@ -312,8 +323,8 @@ class AccessGate:
                                     about=f"for {service_id} from {peer}")
 
     def _settle(self, svc: ServiceConfig, plan: ServicePlan, peer: str, decision: Decision,
-                conn: socket.socket | None,
-                done: Callable[[Verdict], None]) -> None:
+                conn: socket.socket | None, done: Callable[[Verdict], None],
+                replaced: Callable[[], bool] | None = None) -> None:
         """Run the decision's aclexec check, if any, then call `done`."""
         self._start(plan, decision, conn, svc.id, peer)
         if not decision.aclexec:
@@ -328,8 +339,12 @@ class AccessGate:
                        f"did not finish within {self.aclexec_timeout:g} s (killed)")
             self.program.info("libwrap", f"aclexec {outcome} ({decision.matched}) for "
                                          f"{svc.id} from {peer}: the rule does not apply")
+            if replaced is not None and replaced():
+                # The rule handed over to was found by the old rules.
+                done(RULES_REPLACED)
+                return
             self._settle(svc, plan, peer, decision.otherwise or Decision("granted"),
-                         conn, done)
+                         conn, done, replaced)
 
         self.resolver.run_check(decision.aclexec, self.aclexec_timeout, finished,
                                 command_context(plan, decision.aclexec_setup))

@@ -23,6 +23,9 @@ INTERCEPT_FLAG = "INTERCEPT"
 
 OnReap = Callable[[Child, ExitStatus], None]
 Address = tuple[object, ...]
+# The service's rules as they are now: its runtime's, or those of the runtime a reload
+# moved it to (a new socket); None once a reload removed it.
+Rules = Callable[[], ServiceConfig | None]
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,10 @@ class Interception:
     """The service socket of one running intercepted server, read by the master."""
 
     def __init__(self, host: Host, rt: ServiceRuntime, listener: socket.socket,
-                 server: socket.socket) -> None:
+                 server: socket.socket, rules: Rules) -> None:
         self.host = host
         self.rt = rt
+        self.rules = rules
         self.listener = listener
         self.family = server.family
         self.server_address: Address = tuple(server.getsockname())
@@ -141,30 +145,54 @@ class Interception:
         self.finished = True
 
     # -- the checks, the log lines -------------------------------------------------
-    def fail(self, peer: str, reason: str) -> None:
-        if self.svc.log_type is not None:
-            self.host.logs.write(self.svc, fail_entry(self.svc, reason, peer))
+    def fail(self, peer: str, reason: str, svc: ServiceConfig | None = None) -> None:
+        """`svc`: the service's rules that refused (default: the runtime's)."""
+        svc = svc or self.svc
+        if svc.log_type is not None:
+            self.host.logs.write(svc, fail_entry(svc, reason, peer))
 
     def started(self, peer: str) -> None:
         if self.svc.log_type is not None:
             self.host.logs.write(self.svc, start_entry(self.svc, self.pid, peer))
 
-    def verdict_now(self, peer: str, conn: socket.socket | None,
+    def replaced(self, asked: ServiceConfig) -> Callable[[], bool]:
+        """Whether a reload has replaced the rules a verdict was asked of (or removed
+        the service): AccessGate.wait then answers RULES_REPLACED, and the client is
+        asked about again by the rules of the moment (`ask`)."""
+        return lambda: self.rules() is not asked
+
+    def verdict_now(self, svc: ServiceConfig, peer: str, conn: socket.socket | None,
                     sender: Address | None) -> Verdict | None:
-        """The address verdict (deny list, only_from/no_access, TCP Wrappers), or None
-        when it must wait for a name or an aclexec check (AccessGate.wait)."""
-        if INTERCEPT_FLAG not in self.svc.flags:
+        """The address verdict of `svc`'s rules (deny list, only_from/no_access, TCP
+        Wrappers), or None when it must wait for a name or an aclexec check
+        (AccessGate.wait)."""
+        if INTERCEPT_FLAG not in svc.flags:
             return PASS     # a reload removed the flag: relay without checking
         if self.host.denied(peer):
             return Verdict(False, REASON_ADDRESS)
         datagram = Datagram(self.listener, sender) if sender is not None else None
-        return self.host.access.check(self.svc, peer, conn, datagram)
+        return self.host.access.check(svc, peer, conn, datagram)
 
-    def refusal(self, verdict: Verdict) -> str | None:
-        """xinetd's interceptor order: the address rules, then access_times."""
+    def ask(self, svc: ServiceConfig, peer: str, conn: socket.socket | None,
+            sender: Address | None, decided: Callable[[Verdict], None]) -> bool:
+        """Ask `svc`'s rules about a client: `decided(verdict)` now (True), or once
+        its names or aclexec check are in (False); RULES_REPLACED if a reload replaced
+        `svc` before its rules were applied."""
+        verdict = self.verdict_now(svc, peer, conn, sender)
+        if verdict is not None:
+            decided(verdict)
+            return True
+        datagram = Datagram(self.listener, sender) if sender is not None else None
+        self.host.access.wait(svc, peer, decided, conn, datagram,
+                              replaced=self.replaced(svc))
+        return False
+
+    def refusal(self, verdict: Verdict, svc: ServiceConfig | None = None) -> str | None:
+        """xinetd's interceptor order: the address rules, then access_times (`svc`'s:
+        the rules the verdict was asked of; default: the runtime's)."""
         if not verdict.allowed:
             return verdict.reason or REASON_ADDRESS
-        svc = self.svc
+        svc = svc or self.svc
         if INTERCEPT_FLAG in svc.flags and svc.access_times and not within_access_times(svc):
             return REASON_TIME
         return None

@@ -44,11 +44,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyxinetd import replysource
-from pyxinetd.access.gate import Datagram, Verdict
+from pyxinetd.access.gate import PASS, RULES_REPLACED, Verdict
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, receive_datagrams, send_quietly
 from pyxinetd.dgramrelay import reply_address
-from pyxinetd.intercept.common import (Address, Client, Host, Interception,
+from pyxinetd.intercept.common import (Address, Client, Host, Interception, Rules,
                                        descriptor_share, loopback)
 from pyxinetd.listener import SHORTAGE_ERRNOS, peer_text
 from pyxinetd.log import strerror
@@ -107,8 +107,9 @@ class _Channel:
 
 class DatagramInterception(Interception):
     def __init__(self, host: Host, rt: ServiceRuntime, listener: socket.socket,
-                 server: socket.socket, late: Callable[[HeldSender], None]) -> None:
-        super().__init__(host, rt, listener, server)
+                 server: socket.socket, late: Callable[[HeldSender], None],
+                 rules: Rules) -> None:
+        super().__init__(host, rt, listener, server, rules)
         # Where a sender goes whose verdict admitted it after the server exited: to
         # the service's running server or the next one (pyxinetd.intercept.registry).
         self._late = late
@@ -240,17 +241,28 @@ class DatagramInterception(Interception):
 
     def _check_sender(self, sender: Address, data: bytes,
                       source: replysource.Source) -> None:
-        peer = peer_text(sender)
         self._keep_pending(sender, data)
         self._sources[sender] = source
-        asked = self.svc
-        verdict = self.verdict_now(peer, None, sender)
-        if verdict is None:
-            self.host.access.wait(asked, peer,
-                                  lambda v: self._admit_sender(sender, peer, v, asked),
-                                  datagram=Datagram(self.listener, sender))
-        else:
-            self._admit_sender(sender, peer, verdict, asked)
+        self._ask_about(sender, peer_text(sender), self.svc)
+
+    def _ask_about(self, sender: Address, peer: str, asked: ServiceConfig) -> None:
+        """Ask `asked`'s rules about a sender whose datagrams wait in _pending; asked
+        again by the rules of the moment if a reload replaces them before they are
+        applied (a `spawn` of the old ones never runs)."""
+        def decided(verdict: Verdict) -> None:
+            rules = self.rules()
+            if verdict is not RULES_REPLACED:
+                self._admit_sender(sender, peer, verdict, asked)
+            elif self._closed:
+                self._take_pending(sender)      # shutdown
+                self._sources.pop(sender, None)
+            elif rules is not None:
+                self._ask_about(sender, peer, rules)
+            else:
+                # The service is gone: the registry drops its datagrams, saying why.
+                self._late(HeldSender(sender, peer, self._take_pending(sender),
+                                      self._sources.pop(sender, None), PASS, asked))
+        self.ask(asked, peer, None, sender, decided)
 
     def _admit_sender(self, sender: Address, peer: str, verdict: Verdict,
                       asked: ServiceConfig) -> None:
@@ -259,7 +271,7 @@ class DatagramInterception(Interception):
         source = self._sources.pop(sender, replysource.KERNEL_CHOICE)
         if self._closed:
             return      # shutdown
-        reason = self.refusal(verdict)
+        reason = self.refusal(verdict, asked)
         if reason is not None:
             if len(self._refused) < MAX_CHANNELS and not self.finished:
                 self._refused[sender] = reason

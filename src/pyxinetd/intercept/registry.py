@@ -9,7 +9,8 @@ datagram senders admitted after it exited) are held until the service's next ser
 which the dispatcher starts as for a queued request (`holds`), or are closed when that
 cannot happen (`drop_held`). A stream client closed because a reload removed its
 service or the flag gets a WARNING that says so; held datagram senders dropped by a
-reload or a cps trip get one WARNING per service and event, not one per datagram.
+reload or a cps trip get one WARNING per service and event, not one per datagram, and
+so do the held stream clients a cps trip closes (a flood: up to MAX_CLIENTS of them).
 
 A reload that replaces the service's socket hands the clients held for its next server
 (and those its old server leaves unserved, or admits late) to the service's new
@@ -93,10 +94,12 @@ class Interceptors:
         interception: Running
         if listener.type == socket.SOCK_STREAM:
             interception = StreamInterception(self.host, rt, listener, server, self._relays,
-                                              lambda client: self._admitted_late(rt, client))
+                                              lambda client: self._admitted_late(rt, client),
+                                              lambda: self._rules(rt))
         else:
             interception = DatagramInterception(self.host, rt, listener, server,
-                                                lambda sender: self._sender_late(rt, sender))
+                                                lambda sender: self._sender_late(rt, sender),
+                                                lambda: self._rules(rt))
 
         def reaped(child: Child, status: ExitStatus) -> None:
             if isinstance(interception, StreamInterception):
@@ -144,9 +147,11 @@ class Interceptors:
         again first if a reload replaced the rules that admitted it."""
         rt = self._current(rt)
         why = self._unservable(rt)
+        if why == CPS_TRIPPED:
+            self._disconnected(rt, [client], why)
+            return
         if why is not None:
-            # A cps trip closes its held clients without a word, as before.
-            self._close(rt, [client], None if why == CPS_TRIPPED else why)
+            self._close(rt, [client], why)
             return
         if client.checked is not rt.config:
             self._judge_again(rt, client, lambda: self._admitted_late(rt, client),
@@ -191,6 +196,11 @@ class Interceptors:
         while rt in self._successors:
             rt = self._successors[rt]
         return rt
+
+    def _rules(self, rt: ServiceRuntime) -> ServiceConfig | None:
+        """The service's rules now: rt's, or its successor's; None once removed."""
+        rt = self._current(rt)
+        return None if rt.state is State.STOPPED else rt.config
 
     @staticmethod
     def _unservable(rt: ServiceRuntime) -> str | None:
@@ -285,13 +295,14 @@ class Interceptors:
 
     def drop_held(self, rt: ServiceRuntime, why: str | None = None) -> int:
         """Close the clients held for rt's next server (it may not start), with a
-        WARNING each that gives `why` when given (the held datagram senders: one for
-        all); how many."""
+        WARNING each that gives `why` when given (the held datagram senders, and the
+        stream clients a cps trip closes: one for all); how many."""
         held = self._held.pop(rt, [])
         senders = self._held_senders.pop(rt, [])
-        self._close(rt, [] if why == CPS_TRIPPED else held, why)
-        for client in held if why == CPS_TRIPPED else []:
-            client.conn.close()
+        if why == CPS_TRIPPED:
+            self._disconnected(rt, held, why)
+        else:
+            self._close(rt, held, why)
         if why is not None:
             self._dropped(rt, senders, why)
         return len(held) + len(senders)
@@ -305,6 +316,19 @@ class Interceptors:
         self.host.program.warning(
             "intercept", f"service {rt.config.id}: {_count(datagrams, 'datagram')} from "
                          f"{peers} held for the next server dropped: {why}")
+
+    def _disconnected(self, rt: ServiceRuntime, held: list[Held], why: str) -> None:
+        """Held stream clients closed by a flood's cps trip: one line for all of them,
+        as for the datagrams held then (a WARNING each would add up to MAX_CLIENTS
+        lines to the one `Deactivating service` line of the trip)."""
+        if not held:
+            return
+        peers = ", ".join(sorted({client.peer for client in held}))
+        self.host.program.warning(
+            "intercept", f"service {rt.config.id}: {_count(len(held), 'client')} from "
+                         f"{peers} held for the next server disconnected: {why}")
+        for client in held:
+            client.conn.close()
 
     def _close(self, rt: ServiceRuntime, held: list[Held], why: str | None) -> None:
         for client in held:

@@ -31,9 +31,9 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
-from pyxinetd.access.gate import Verdict
+from pyxinetd.access.gate import RULES_REPLACED, Verdict
 from pyxinetd.config.model import ServiceConfig
-from pyxinetd.intercept.common import (Address, Client, Host, Interception,
+from pyxinetd.intercept.common import (Address, Client, Host, Interception, Rules,
                                        descriptor_share)
 from pyxinetd.listener import SHORTAGE_ERRNOS, accept_batch
 from pyxinetd.log import strerror
@@ -92,8 +92,8 @@ def _read_queued(conn: socket.socket) -> bytes:
 class StreamInterception(Interception):
     def __init__(self, host: Host, rt: ServiceRuntime, listener: socket.socket,
                  server: socket.socket, relays: set[RedirectSession],
-                 late: Callable[[Held], None]) -> None:
-        super().__init__(host, rt, listener, server)
+                 late: Callable[[Held], None], rules: Rules) -> None:
+        super().__init__(host, rt, listener, server, rules)
         # Where a client goes whose verdict came after the server exited: to the
         # service's running server or the next one (pyxinetd.intercept.registry).
         self._late = late
@@ -177,14 +177,7 @@ class StreamInterception(Interception):
     def receive(self) -> None:
         try:
             for conn, _, peer in accept_batch(self.listener):
-                asked = self.svc
-                verdict = self.verdict_now(peer, conn, None)
-                if verdict is None:
-                    self._deciding += 1
-                    self.host.access.wait(asked, peer, self._admitting(conn, peer, asked),
-                                          conn)
-                else:
-                    self._admit(conn, peer, verdict, asked)
+                self._check(conn, peer, self.svc)
                 if self.finished:
                     return
                 if self.saturated:
@@ -200,13 +193,32 @@ class StreamInterception(Interception):
             return
         self.host.accepting(self.rt)
 
-    def _admitting(self, conn: socket.socket, peer: str,
-                   asked: ServiceConfig) -> Callable[[Verdict], None]:
+    def _check(self, conn: socket.socket, peer: str, asked: ServiceConfig) -> None:
+        """Ask `asked`'s rules about a client, then admit or refuse it; asked again by
+        the rules of the moment if a reload replaces them before they are applied."""
+        self._deciding += 1
+
         def decided(verdict: Verdict) -> None:
             self._deciding -= 1
-            self._admit(conn, peer, verdict, asked)
+            if verdict is RULES_REPLACED:
+                self._ask_again(conn, peer, asked)
+            else:
+                self._admit(conn, peer, verdict, asked)
             self._unsaturate()
-        return decided
+        self.ask(asked, peer, conn, None, decided)
+
+    def _ask_again(self, conn: socket.socket, peer: str, asked: ServiceConfig) -> None:
+        """A reload replaced the rules before they decided about this client: the
+        service's rules of the moment do, from the start (a `twist`, `spawn` or banner
+        of the old ones never runs)."""
+        rules = self.rules()
+        if self._closed:
+            conn.close()    # shutdown
+        elif rules is None:
+            # The service is gone: the registry closes the client, saying why.
+            self._late(Held(conn, peer, b"", False, asked, announced=False))
+        else:
+            self._check(conn, peer, rules)
 
     def _unsaturate(self) -> None:
         """A client is done: read the service socket again if it was not."""
@@ -220,15 +232,17 @@ class StreamInterception(Interception):
         if self._closed:
             conn.close()    # shutdown
             return
-        reason = self.refusal(verdict)
+        reason = self.refusal(verdict, asked)
         if reason is not None:
-            self.fail(peer, reason)
+            self.fail(peer, reason, asked)
             conn.close()
             return
-        svc = self.host.access.prepare(self.svc, verdict, conn, peer)
+        svc = self.host.access.prepare(asked, verdict, conn, peer)
         if verdict.decision is not None and verdict.decision.twist is not None:
             # A hosts.allow `twist`: that command answers this client instead of the
-            # running server, as it would have for a wait = no service.
+            # running server, as it would have for a wait = no service. Never one of
+            # rules a reload replaced: AccessGate.wait answers RULES_REPLACED then (a
+            # twist ends libwrap's scan, so an aclexec check never decides it).
             try:
                 self.host.spawn_server(svc, conn, peer)
             finally:
