@@ -76,7 +76,8 @@ class Host(MasterView, Protocol):
 
     def start_wait_server(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str,
                           drop: Callable[[socket.socket], None], *,
-                          sender: tuple[object, ...] | None = None
+                          sender: tuple[object, ...] | None = None,
+                          again: Callable[[], None] | None = None
                           ) -> int | Outcome | None: ...
 
 
@@ -239,24 +240,38 @@ class DatagramDispatch:
         if host.start_wait_server(rt, svc, peer, _discard, sender=addr) is None:
             self._discard_one(rt)
 
-    def _serve_held(self, rt: ServiceRuntime, held: HeldSender) -> None:
+    def _serve_held(self, rt: ServiceRuntime, held: HeldSender, *,
+                    checked: bool = False) -> None:
         """A sender admitted by an intercepted server's checks after that server exited
         (pyxinetd.intercept.dgram): served first, as the oldest request, like a datagram
-        queued on the socket: the parent-level checks, then a server, which is handed
-        its datagrams (its access verdict is in)."""
+        queued on the socket: the parent-level checks (unless `checked`: a fork retry),
+        then a server, which is handed its datagrams (its access verdict is in)."""
         host = self.host
 
         def drop(sock: socket.socket | None) -> None:
             host.intercept.forget_sender(rt, held)
-        reason = host.parent_check(rt, held.peer)
-        if reason is not None:
-            drop(None)
-            host.refuse(rt, held.peer, reason, None, sender=held.sender)
-            host.refresh(rt)    # the next held sender, or the socket
-            return
+        if not checked:
+            reason = host.parent_check(rt, held.peer)
+            if reason is not None:
+                drop(None)
+                host.refuse(rt, held.peer, reason, None, sender=held.sender)
+                host.refresh(rt)    # the next held sender, or the socket
+                return
         svc = host.access.prepare(rt.config, held.verdict, None, held.peer)
-        if host.start_wait_server(rt, svc, held.peer, drop, sender=held.sender) is None:
+        if host.start_wait_server(rt, svc, held.peer, drop, sender=held.sender,
+                                  again=lambda: self._retry_held(rt)) is None:
             drop(None)
+
+    def _retry_held(self, rt: ServiceRuntime) -> None:
+        """A fork retry for the held senders: the first one held now, with the service
+        as it is now. A reload since the failed fork may have refused the sender it was
+        for (its recheck drops it) or changed the service: the retry must not start the
+        server for that sender, or with the old configuration."""
+        held = self.host.intercept.next_sender(rt)
+        if held is None:
+            self.host.refresh(rt)   # none left: the socket is watched again
+            return
+        self._serve_held(rt, held, checked=True)
 
     # -- internal datagram builtins -----------------------------------------
     def on_internal(self, rt: ServiceRuntime) -> None:

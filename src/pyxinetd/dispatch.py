@@ -341,9 +341,10 @@ class Dispatcher:
 
     def start_wait_server(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str,
                           drop: Callable[[socket.socket], None], *,
-                          sender: Address | None = None) -> int | Outcome | None:
+                          sender: Address | None = None,
+                          again: Callable[[], None] | None = None) -> int | Outcome | None:
         """A wait = yes server for a request the datagram model admitted (WaitServers)."""
-        return self.waits.start(rt, svc, peer, drop, sender=sender)
+        return self.waits.start(rt, svc, peer, drop, sender=sender, again=again)
 
     # -- the view the `servers` and `services` builtins read ------------------
     def active_services(self) -> list[ServiceConfig]:

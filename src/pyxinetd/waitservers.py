@@ -100,12 +100,14 @@ class WaitServers:
 
     def start(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str,
               drop: Callable[[socket.socket], None], *,
-              sender: Address | None = None) -> int | Outcome | None:
+              sender: Address | None = None,
+              again: Callable[[], None] | None = None) -> int | Outcome | None:
         """Start a wait = yes server on the service socket (or, with INTERCEPT, on a
         private one, the interceptor reading the service socket; `sender`: the datagram
         sender already checked). While a failed fork waits for its retry, the socket is
         not watched (the request stays queued); `drop` removes that request when it is
-        given up."""
+        given up. `again`: how the retry serves the request (default: this same start
+        again)."""
         host = self.host
 
         def release() -> None:
@@ -119,7 +121,10 @@ class WaitServers:
             if rt.sock is None or rt.state is not State.ACTIVE:
                 host.refresh(rt)
                 return
-            self.start(rt, svc, peer, drop, sender=sender)
+            if again is not None:
+                again()
+            else:
+                self.start(rt, svc, peer, drop, sender=sender)
 
         assert rt.sock is not None
         hold = Hold(rt, retry, release)

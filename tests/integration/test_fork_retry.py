@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import Daemon, HELPERS, READY_TIMEOUT, free_port, read_log, wait_until
+from tests.integration.test_intercept import release
 
 SETPRIV = shutil.which("setpriv")
 PRLIMIT = shutil.which("prlimit")
@@ -366,3 +367,73 @@ def test_dgram_nowait_relay_queues_the_peers_datagrams_while_held(box: Box) -> N
     log = box.service_log()
     assert len(re.findall(r"START: dnowait", log)) == 1
     assert "FAIL: dnowait" not in log
+
+
+def test_a_reload_during_a_fork_retry_judges_the_held_datagram_senders_again(
+        box: Box) -> None:
+    # Two senders of an intercepted dgram service are admitted (their aclexec checks
+    # gated) after its server exited; the next server's fork fails, so they stay held
+    # for the retry. A reload refuses the first of them: the retry serves the other,
+    # and never the refused one (before: the retry started the server for the sender
+    # its fork had failed for, refused or not).
+    gates = {source: box.path / f"gate{source[-1]}" for source in ("127.0.0.5", "127.0.0.6")}
+    rules = ""
+    for source, gate in gates.items():
+        os.mkfifo(gate, 0o666)
+        gate.chmod(0o666)
+        rules += f"in.icept: {source}: aclexec /bin/sh -c 'head -c 1 {gate} >/dev/null'\n"
+    (box.path / "hosts.allow").write_text(rules)
+    (box.path / "hosts.deny").write_text("")
+    port = free_port()
+
+    def conf(*extra: str) -> str:
+        return service("icept", port, "flags = INTERCEPT", "libwrap = in.icept", *extra,
+                       socket_type="dgram", protocol="udp", wait="yes", server=SERVER_PYTHON,
+                       server_args=f"-I -S {HELPERS / 'intercept_server.py'} 2")
+    environ = {"PYXINETD_HOSTS_ALLOW": str(box.path / "hosts.allow"),
+               "PYXINETD_HOSTS_DENY": str(box.path / "hosts.deny")}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environ.items():
+            patch.setenv(name, value)
+        daemon = box.start(conf(), interval="5")
+    conf_file = box.path / "daemon0.conf"
+    senders = {source: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+               for source in ("127.0.0.2", "127.0.0.5", "127.0.0.6")}
+    try:
+        for source, sock in senders.items():
+            sock.bind((source, 0))
+            sock.settimeout(10)
+        a, kept, refused = senders.values()
+        a.sendto(b"a1", ("127.0.0.1", port))
+        first = a.recv(1000).decode().split()[0]
+        refused.sendto(b"r1", ("127.0.0.1", port))
+        kept.sendto(b"k1", ("127.0.0.1", port))
+        a.sendto(b"a2", ("127.0.0.1", port))
+        assert a.recv(1000).decode() == f"{first} peer=127.0.0.1 got=a2"
+        box.wait_service_log(rf"EXIT: icept status=0 {first}")
+        set_process_limit(daemon, 1)
+        try:
+            release(gates["127.0.0.6"])
+            daemon.wait_for_log(r"icept: fork failed: Resource temporarily unavailable")
+        finally:
+            # The reload loads the configuration in a child process: forks must work
+            # again. The retry is 5 s away.
+            restore_process_limit(daemon)
+        release(gates["127.0.0.5"])
+        conf_file.write_text(conf_file.read_text().replace(
+            "\tflags = INTERCEPT\n", "\tflags = INTERCEPT\n\tno_access = 127.0.0.6\n"))
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for_log(r"WARNING: .*service icept client 127\.0\.0\.6 of the next "
+                            r"server no longer allowed \(reason=address\); disconnecting")
+        reply = kept.recv(1000).decode()
+        second = reply.split()[0]
+        assert reply == f"{second} peer=127.0.0.1 got=k1" and second != first
+        box.wait_service_log(rf"START: icept {second} from=127\.0\.0\.5")
+        refused.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            refused.recv(1000)
+    finally:
+        for sock in senders.values():
+            sock.close()
+    assert "from=127.0.0.6" not in box.service_log()
+    assert "too many consecutive fork failures" not in daemon.log()

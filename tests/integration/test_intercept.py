@@ -721,3 +721,27 @@ def test_a_refused_senders_lines_follow_the_services_one_refusal_rule(
         assert a.recv(1000).decode() == f"{second} peer=127.0.0.1 got=a4"
         text = wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 {second}")
     assert text.count("FAIL: icept address from=127.0.0.3") == 1
+
+
+def test_clients_held_when_a_cps_trip_closes_the_socket_get_one_line(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # Two clients wait, relayed, for a server that serves one client per start; its
+    # exit starts the next server for them, the second start within the second trips
+    # `cps = 1 30`, and the trip closes them with the socket: one WARNING for both
+    # (before: closed without a word), after their START lines.
+    port = free_port()
+    log = tmp_path / "services.log"
+    daemon = daemons.start_config(config(tmp_path, port, count=1).replace(
+        "\tcps = 0 0\n", "\tcps = 1 30\n"))
+    with tcp_from("127.0.0.2", port) as busy, tcp_from("127.0.0.4", port) as one, \
+            tcp_from("127.0.0.3", port) as two:
+        pid = busy.recv(4096).split()[0].decode()
+        wait_log_lines(log, rf"START: icept {pid} from=127\.0\.0\.[34]", 2)
+        busy.sendall(b"ping\n")
+        assert busy.recv(4096) == b"ping\n"
+        assert closed(one) and closed(two)
+    daemon.wait_for_log(r"Deactivating service icept")
+    daemon.wait_for_log(r"WARNING: .*service icept: 2 clients from 127\.0\.0\.3, 127\.0\.0\.4 "
+                        r"held for the next server disconnected: a cps trip closed the "
+                        r"service's socket")
+    assert daemon.log().count("held for the next server") == 1
