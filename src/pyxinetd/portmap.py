@@ -183,6 +183,11 @@ class PortmapClient:
     def pending(self) -> int:
         return len(self._pending)
 
+    @property
+    def give_up_after(self) -> float:
+        """Seconds from a call's first send until it is reported unanswered."""
+        return self._attempts * self._interval
+
     def set(self, mapping: Mapping, done: Callable[[bool | None, str | None], None]) -> int:
         """PMAPPROC_SET; done(True/False, None) with the answer, or (None, error), the
         error being NO_ANSWER when the call may have been applied. Returns the call's

@@ -15,7 +15,8 @@ a time per program version: a call for a version is sent only once the one befor
 has been answered or given up, so no call overtakes another of its version (an UNSET
 is protocol-blind and drops a version for tcp *and* udp: sent beside a SET of the same
 version, or retransmitted after one, it would take that SET away); a call touches its
-own version alone, so different versions go in parallel. An entry nobody
+own version alone, so different versions go in parallel, at most WINDOW calls in
+flight in all (see below). An entry nobody
 wants any more is UNSET first; then a wanted one missing is SET. So a service removed
 by a reload, moved to a new socket or closed by cps is UNSET, the versions of any other
 live service of the program that UNSET took are SET again (xinetd leaves them
@@ -28,11 +29,23 @@ being unwanted, is UNSET, so that the portmapper does not hand out a port nobody
 serves, whether the service then runs with its other versions or fails. xinetd
 leaves such a version registered. An UNSET never answered is not sent again.
 
+The calls in flight are WINDOW at most, across every program: the portmapper reads
+them from one UDP socket whose receive buffer holds a few hundred small datagrams,
+so a range of 1,000 versions (or many services at start-up) sent at once would
+overflow it, and every call dropped would wait for its retransmission, which would
+burst again. A version due a call while the window is full waits its turn (a lane
+in `_waiting`: only which version, never which call, so the call is chosen from the
+table when the slot is free); the turns go round the programs, so that a wide range
+does not hold back another program's single version.
+
 Unlike xinetd, no call blocks: the loop serves the other services meanwhile, and
 there is no 1 s sleep after each SET. At SIGTERM/SIGQUIT nothing is wanted any more:
 a SET still in flight is abandoned (not retransmitted: the portmapper may have taken
-it) and every entry that may be registered is UNSET, all versions at once, each
-UNSET sent once, so the daemon exits after the last retransmission at worst.
+it) and every entry that may be registered is UNSET, through the same window, each
+UNSET sent once. Unregistering has one call's retransmission span to complete
+(PortmapClient.give_up_after, about 2 s): an answering portmapper takes thousands of
+UNSETs in that time, and a silent one is not waited for beyond it (the versions
+still unanswered or unsent then are logged), so the exit is bounded.
 """
 
 from __future__ import annotations
@@ -51,6 +64,14 @@ from pyxinetd.loop import Loop
 from pyxinetd.portmap import (NO_ANSWER, PMAPPROC_SET, PMAPPROC_UNSET, Mapping,
                               PortmapClient)
 from pyxinetd.service import ServiceRuntime
+from pyxinetd.timers import Timer
+
+# The most portmapper calls in flight at once. rpcbind reads one UDP socket with the
+# default receive buffer (net.core.rmem_default, 208 KiB), in which each small call
+# costs a socket buffer of about 1 KiB: a few hundred fit. 32 stays well below that
+# with room for other programs' calls, and over loopback, where an answer comes back
+# in well under a millisecond, the window is not what limits the pace.
+WINDOW = 32
 
 
 def is_rpc(svc: ServiceConfig) -> bool:
@@ -131,9 +152,11 @@ class RpcRegistry:
     """The portmapper registrations of the master's RPC services."""
 
     def __init__(self, loop: Loop, program: ProgramLog,
-                 client: PortmapClient | None = None) -> None:
+                 client: PortmapClient | None = None, window: int = WINDOW) -> None:
         self.log = program
+        self.loop = loop
         self.client = client or PortmapClient(loop)
+        self.window = window
         self._claims: dict[ServiceRuntime, Claim] = {}
         # What the portmapper holds, as far as the answers tell: (program, version)
         # -> protocol -> entry. By version, so that an answer, which concerns one,
@@ -143,7 +166,12 @@ class RpcRegistry:
         # its own version alone (an UNSET both protocols of it), so versions do not
         # wait for each other, and no call of a version overtakes another.
         self._in_flight: dict[tuple[int, int], _Call] = {}
+        # The versions due a call while the window is full, by program: the programs in
+        # the order of their turns, each one's versions in the order they became due.
+        self._waiting: dict[int, dict[int, None]] = {}
+        self._filling = False
         self._closing = False
+        self._close_deadline: Timer | None = None
         self._when_idle: list[Callable[[], None]] = []
 
     def registration(self, rt: ServiceRuntime) -> Registration | None:
@@ -223,12 +251,35 @@ class RpcRegistry:
                 del self._in_flight[lane]
                 self._maybe_there(call.mapping, call.claim)
         self._when_idle.append(then)
+        if self._close_deadline is None:
+            self._close_deadline = self.loop.call_later(self.client.give_up_after,
+                                                        self._give_up)
         for program in {lane[0] for lane in self._table} | {lane[0] for lane in self._in_flight}:
             self._reconcile(program)
         self._check_idle()
 
     def close(self) -> None:
+        if self._close_deadline is not None:
+            self._close_deadline.cancel()
         self.client.close()
+
+    def _give_up(self) -> None:
+        """The end of unregistering's time: the UNSETs still unanswered or unsent are
+        abandoned (the portmapper may keep those versions), so that the exit comes."""
+        self._close_deadline = None
+        left: dict[int, int] = {}
+        for (program, _), call in self._in_flight.items():
+            if call.xid is not None:
+                self.client.abandon(call.xid)
+            left[program] = left.get(program, 0) + 1
+        self._in_flight.clear()
+        for program, waiting in self._waiting.items():
+            left[program] = left.get(program, 0) + len(waiting)
+        self._waiting.clear()
+        for program, count in sorted(left.items()):
+            self.log.error("deactivate", f"pmap_unset failed. program={program} "
+                                         f"versions={count} (no time left at exit)")
+        self._check_idle()
 
     # -- reconciling -------------------------------------------------------------
     def _wanting(self, program: int, version: int, protocol: int) -> list[Claim]:
@@ -248,16 +299,21 @@ class RpcRegistry:
             known.update(versions(claim.rt.config))
         for version in sorted(known):
             self._next_call(program, version, self._entries(program, version), claims)
-        self._settle(program)
+        for touched in sorted(self._fill_window() | {program}):
+            self._settle(touched)
         self._check_idle()
 
     def _reconcile_version(self, program: int, version: int) -> None:
         """_reconcile() for the one version an answer concerned (the others' state
         did not change): a range of 1,000 versions costs no more per answer."""
         self._next_call(program, version, self._entries(program, version),
-                        [c for c in self._claims.values() if c.program == program])
-        self._settle(program)
+                        self._program_claims(program))
+        for touched in sorted(self._fill_window() | {program}):
+            self._settle(touched)
         self._check_idle()
+
+    def _program_claims(self, program: int) -> list[Claim]:
+        return [c for c in self._claims.values() if c.program == program]
 
     def _entries(self, program: int, version: int) -> list[tuple[tuple[int, int, int],
                                                                    _Entry]]:
@@ -274,14 +330,55 @@ class RpcRegistry:
     def _next_call(self, program: int, version: int,
                    entries: list[tuple[tuple[int, int, int], _Entry]],
                    claims: list[Claim]) -> None:
-        if (program, version) in self._in_flight:
+        """Send the call this version needs now, or, while the window is full or other
+        versions wait for a slot, queue the version behind them."""
+        call = self._due(program, version, entries, claims)
+        if call is None:
             return
+        if self._waiting or len(self._in_flight) >= self.window:
+            self._waiting.setdefault(program, {})[version] = None
+            return
+        self._send(call)
+
+    def _fill_window(self) -> set[int]:
+        """Give the free slots of the window to the waiting versions, one per program
+        in turn. Each one's call is chosen now, from the table: a version no longer
+        needing one (its claim withdrawn meanwhile, or what it wants found there) just
+        leaves the queue. Returns the programs whose versions it took, to be settled."""
+        touched: set[int] = set()
+        if self._filling:
+            return touched  # a call answered at once (no socket): the outer loop goes on
+        self._filling = True
+        try:
+            while self._waiting and len(self._in_flight) < self.window:
+                program = next(iter(self._waiting))
+                versions = self._waiting.pop(program)
+                version = next(iter(versions))
+                del versions[version]
+                if versions:
+                    self._waiting[program] = versions     # its next turn comes last
+                touched.add(program)
+                call = self._due(program, version, self._entries(program, version),
+                                 self._program_claims(program))
+                if call is not None:
+                    self._send(call)
+        finally:
+            self._filling = False
+        return touched
+
+    def _due(self, program: int, version: int,
+             entries: list[tuple[tuple[int, int, int], _Entry]],
+             claims: list[Claim]) -> _Call | None:
+        """The call `version` needs now, from the claims and the table; None while
+        one is in flight for it, or when it needs none (a claim finding exactly what it
+        wants there counts it as registered)."""
+        if (program, version) in self._in_flight:
+            return None
         for key, entry in entries:
             if self._unwanted(key, entry):
-                self._send(_Call(PMAPPROC_UNSET, Mapping(*key, entry.port), None))
-                return
+                return _Call(PMAPPROC_UNSET, Mapping(*key, entry.port), None)
         if self._closing:
-            return
+            return None
         for claim in claims:
             if not claim.wants(version):
                 continue
@@ -291,9 +388,9 @@ class RpcRegistry:
                 # late answer for the same fixed port): it counts as registered.
                 claim.outcome.setdefault(version, True)
                 continue
-            self._send(_Call(PMAPPROC_SET, Mapping(
-                program, version, claim.protocol, claim.port), claim))
-            return
+            return _Call(PMAPPROC_SET, Mapping(program, version, claim.protocol,
+                                               claim.port), claim)
+        return None
 
     def _send(self, call: _Call) -> None:
         self._in_flight[(call.mapping.program, call.mapping.version)] = call
@@ -371,8 +468,11 @@ class RpcRegistry:
             report(registration)
 
     def _check_idle(self) -> None:
-        if self._in_flight or not self._when_idle:
+        if self._in_flight or self._waiting or not self._when_idle:
             return
+        if self._close_deadline is not None:
+            self._close_deadline.cancel()
+            self._close_deadline = None
         waiting, self._when_idle = self._when_idle, []
         for then in waiting:
             then()
