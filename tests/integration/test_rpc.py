@@ -33,6 +33,7 @@ SCENARIO = REPO / "tests" / "helpers" / "rpc_scenario.py"
 LOST_REPLY = REPO / "tests" / "helpers" / "rpc_lost_reply_scenario.py"
 SLOW_RELOAD = REPO / "tests" / "helpers" / "rpc_slow_reload_scenario.py"
 ORDER = REPO / "tests" / "helpers" / "rpc_order_scenario.py"
+WINDOW = REPO / "tests" / "helpers" / "rpc_window_scenario.py"
 FETCH = REPO / "scripts" / "fetch-rpcbind"
 UDP_PROGRAM = 0x20000111
 TCP_PROGRAM = 0x20000112
@@ -354,3 +355,63 @@ def test_a_service_added_again_at_its_port_while_its_set_is_unanswered_becomes_a
     result = _against_fake_portmapper(ORDER, tmp_path, "readd-fixed")
     assert "Reconfigured" in result["log"]
     _ends_as_configured(result)
+
+
+WINDOW_PROGRAM = 0x2000011C
+NARROW_PROGRAM = 0x2000011D
+
+
+@functools.lru_cache(maxsize=1)
+def _window_rounds() -> str:
+    work = Path(tempfile.mkdtemp(prefix="pyxinetd-rpc-window-"))
+    try:
+        return json.dumps(_against_fake_portmapper(WINDOW, work, "rounds"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def window_rounds() -> dict[str, Any]:
+    """The `rounds` case of the window scenario, run once per test session."""
+    result: dict[str, Any] = json.loads(_window_rounds())
+    return result
+
+
+def test_a_wide_range_keeps_at_most_the_window_of_calls_in_flight() -> None:
+    # rpc_version = 1-1000: the portmapper (holding the calls) never has more than 32
+    # of them unanswered, and every version ends registered.
+    result = window_rounds()
+    assert max(result["held"]) == 32, result["held"]
+    wide = [row for row in result["registered"] if row[0] == WINDOW_PROGRAM]
+    assert sorted(row[1] for row in wide) == list(range(1, 1001))
+    assert "pmap_set failed" not in result["log"]
+
+
+def test_a_narrow_service_registers_while_a_wide_range_is_still_going() -> None:
+    # Added after the wide one by the same reload, its SET gets the first free slot.
+    result = window_rounds()
+    first = result["first_round"]
+    assert [row[:3] for row in first if row[0] == NARROW_PROGRAM] == [
+        [NARROW_PROGRAM, 1, TCP]]
+    assert len([row for row in first if row[0] == WINDOW_PROGRAM]) < 100
+
+
+def test_sigterm_unsets_a_wide_range_through_the_window() -> None:
+    result = window_rounds()
+    assert max(result["held_at_exit"]) <= 32, result["held_at_exit"]
+    unset = {(call[1], call[2]) for call in result["calls"] if call[0] == 2}
+    assert {(WINDOW_PROGRAM, v) for v in range(1, 1001)} <= unset
+    assert result["table"] == [] and result["returncode"] == 0, result["log"]
+
+
+def test_sigterm_against_a_silent_portmapper_gives_up_after_one_call_s_retransmissions(
+        tmp_path: Path) -> None:
+    # Unanswered UNSETs hold their slots: the daemon does not send the other 68 after
+    # them, 32 at a time, each batch waiting out its retransmissions; it gives up once
+    # the first batch has had its time, says so, and exits.
+    result = _against_fake_portmapper(WINDOW, tmp_path, "silent-exit")
+    unset_versions = {call[2] for call in result["calls"]
+                      if call[0] == 2 and call[1] == WINDOW_PROGRAM}
+    assert len(unset_versions) == 32, sorted(unset_versions)
+    assert f"pmap_unset failed. program={WINDOW_PROGRAM} versions=100 " \
+           "(no time left at exit)" in result["log"]
+    assert result["returncode"] == 0, result["log"]
