@@ -34,6 +34,11 @@ are then:
    once the tcp one's versions are back (or after a few seconds);
 5. sends SIGTERM, waits for the exit, reads the table.
 With --first-steps it stops after step 2 (steps 3 and 4 wait seconds for timers).
+
+With --wide the configuration is one dgram RPC service with `rpc_version = 1-1000`
+(WIDE_PROGRAM) and the plain service: the table is read once the daemon has started
+(`started`), with the number of datagrams the namespace's UDP sockets dropped for a
+full receive buffer until then (`dropped`), and after SIGTERM (`terminated`).
 When the namespace or rpcbind cannot be set up it prints {"skip": reason}.
 It prints one JSON object; the caller compares (programs, versions, protocols).
 """
@@ -45,6 +50,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -159,6 +165,13 @@ def more_configuration(with_shared_udp: bool) -> str:
             + listing)
 
 
+WIDE_PROGRAM = 0x2000011E
+
+
+def wide_configuration() -> str:
+    return rpc_service("wide", WIDE_PROGRAM, "1-1000", "udp") + plain_service()
+
+
 def wait_for(predicate, what: str, deadline: float) -> None:  # type: ignore[no-untyped-def]
     delay = 0.005
     while not predicate():
@@ -191,20 +204,58 @@ def wait_started(daemon: subprocess.Popen[bytes], log: Path, deadline: float) ->
              "Started working", deadline)
 
 
-def portmap_table() -> list[list[int]] | str:
-    """[program, version, protocol, port] rows other than the portmapper's own."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def portmap_table(tcp: bool = False) -> list[list[int]] | str:
+    """[program, version, protocol, port] rows other than the portmapper's own. Over
+    tcp for a table larger than rpcbind's UDP replies (8,800 bytes: about 400 rows)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
     sock.settimeout(2.0)
     try:
         sock.connect(("127.0.0.1", 111))
-        sock.send(encode_call(4242, PMAPPROC_DUMP))
-        _, body = decode_reply(sock.recv(65536))
+        if tcp:
+            _, body = decode_reply(dump_over_tcp(sock))
+        else:
+            sock.send(encode_call(4242, PMAPPROC_DUMP))
+            _, body = decode_reply(sock.recv(65536))
     except OSError as err:
         return f"error: {err}"
     finally:
         sock.close()
     return sorted([m.program, m.version, m.protocol, m.port]
                   for m in decode_dump(body) if m.program != 100000)
+
+
+def dump_over_tcp(sock: socket.socket) -> bytes:
+    """The reply to a DUMP call over a connected tcp socket (RFC 5531 record marking:
+    each fragment after a word of its length, the top bit set on the last one)."""
+    message = encode_call(4242, PMAPPROC_DUMP)
+    sock.sendall(struct.pack(">I", 0x80000000 | len(message)) + message)
+    data = b""
+    buffer = b""
+    last = False
+    while not last:
+        while len(buffer) < 4:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the portmapper closed the connection")
+            buffer += chunk
+        (header,) = struct.unpack(">I", buffer[:4])
+        last, length = bool(header & 0x80000000), header & 0x7FFFFFFF
+        while len(buffer) < 4 + length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the portmapper closed the connection")
+            buffer += chunk
+        data += buffer[4:4 + length]
+        buffer = buffer[4 + length:]
+    return data
+
+
+def udp_receive_buffer_errors() -> int:
+    """The datagrams dropped in this network namespace because a socket's receive
+    buffer was full (Udp RcvbufErrors in /proc/net/snmp)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
+             if line.startswith("Udp:")]
+    return int(lines[1][lines[0].index("RcvbufErrors")])
 
 
 def talk_udp(port: int) -> str:
@@ -372,6 +423,7 @@ def main() -> None:
     parser.add_argument("--no-rpcbind", action="store_true")
     parser.add_argument("--more", action="store_true")
     parser.add_argument("--first-steps", action="store_true")
+    parser.add_argument("--wide", action="store_true")
     args = parser.parse_args()
     work: Path = args.workdir
     try:
@@ -381,7 +433,11 @@ def main() -> None:
         print(json.dumps({"skip": f"rpcbind does not run in a namespace here: {why}"}))
         return
     conf, log = work / "rpc.conf", work / "daemon.log"
-    conf.write_text(more_configuration(True) if args.more else configuration(with_udp=True))
+    if args.wide:
+        conf.write_text(wide_configuration())
+    else:
+        conf.write_text(more_configuration(True) if args.more
+                        else configuration(with_udp=True))
     dump_file = Path("/run/xinetd.dump")
     env = dict(os.environ, PYXINETD_DUMP_FILE=str(dump_file))
     if args.xinetd:
@@ -398,6 +454,13 @@ def main() -> None:
             return
         result["plain"] = talk_tcp(PLAIN_PORT)
         if args.no_rpcbind:
+            return
+        if args.wide:
+            result["started"] = portmap_table(tcp=True)
+            result["dropped"] = udp_receive_buffer_errors()
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=max(1.0, deadline - time.monotonic()))
+            result["terminated"] = portmap_table(tcp=True)
             return
         table = portmap_table()
         result["started"] = table

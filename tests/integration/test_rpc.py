@@ -46,6 +46,7 @@ LOST_PROGRAM = 0x20000118
 PARTIAL_PROGRAM = 0x20000119
 SLOW_PROGRAM = 0x2000011A
 ORDER_PROGRAM = 0x2000011B
+WIDE_PROGRAM = 0x2000011E
 UDP, TCP = 17, 6
 
 
@@ -236,6 +237,21 @@ def test_xinetd_ignores_the_port_of_an_rpc_service() -> None:
 
 def test_the_more_scenario_unregisters_everything_at_sigterm() -> None:
     result = scenario("--more")
+    assert result["terminated"] == []
+    assert result["returncode"] == 0
+
+
+def test_every_version_of_a_wide_range_is_registered_with_rpcbind_and_unset_at_sigterm(
+) -> None:
+    # rpc_version = 1-1000 against rpcbind's own receive buffer: sent at once, the
+    # calls overflowed it, and the versions whose calls were lost waited for
+    # retransmissions that burst again.
+    result = scenario("--wide")
+    wide = _rows(result["started"], WIDE_PROGRAM)
+    assert sorted(row[1] for row in wide) == list(range(1, 1001))
+    assert {row[2] for row in wide} == {UDP}
+    assert "pmap_set failed" not in result["log"], result["log"]
+    assert result["dropped"] == 0
     assert result["terminated"] == []
     assert result["returncode"] == 0
 
