@@ -2,7 +2,8 @@
 
 Run it inside a private network namespace (the scenarios that use it are). Its table
 follows rpcbind's rules for the v2 protocol (pmap_svc.c): SET adds (program, version,
-protocol) at a port unless that triple is there already (then FALSE); UNSET drops the
+protocol) at a port unless that triple is there already (then TRUE at the same port,
+as for a retransmitted SET whose answer was lost, else FALSE); UNSET drops the
 program version for tcp *and* udp (TRUE if anything went). Each call that arrives is
 recorded in `calls` as (procedure, program, version, protocol, port), retransmissions
 included, and then handled as `policy(call)` says:
@@ -119,7 +120,7 @@ class FakePortmapper:
         procedure, program, version, protocol, port = call
         if procedure == SET:
             if any(m[:3] == (program, version, protocol) for m in self.table):
-                return False
+                return (program, version, protocol, port) in self.table
             self.table.add((program, version, protocol, port))
             return True
         if procedure == UNSET:
