@@ -81,3 +81,34 @@ def test_a_claim_whose_entry_a_withdrawn_claims_set_put_there_settles() -> None:
         registry.close()
         responder.sock.close()
         loop.close()
+
+
+def test_the_window_bounds_the_calls_and_gives_free_slots_to_each_program_in_turn(
+) -> None:
+    # Window 2: program A's six versions take both slots; B's single version, due
+    # while A's other four wait, gets the second slot freed, not the sixth.
+    loop = Loop()
+    responder = Responder(loop, lambda call: reply(call[0], 1))
+    registry = RpcRegistry(loop, ProgramLog(stream=io.StringIO()),
+                           PortmapClient(loop, responder.address, interval=5.0), window=2)
+    settled: list[Registration | None] = []
+    in_flight: list[int] = []
+    try:
+        registry.claim(_rpc_runtime(0x20000202, (1, 6)), 4711, settled.append)
+        registry.claim(_rpc_runtime(0x20000203, (1, 1)), 4712, settled.append)
+
+        def both_settled() -> bool:
+            in_flight.append(registry.client.pending)
+            return len(settled) == 2
+        run_until(loop, both_settled)
+        assert max(in_flight) == 2
+        assert [(call[10], call[11]) for call in responder.calls] == [
+            (0x20000202, 1), (0x20000202, 2), (0x20000202, 3), (0x20000203, 1),
+            (0x20000202, 4), (0x20000202, 5), (0x20000202, 6)]
+        assert sorted(settled, key=lambda r: r.program if r else 0) == [
+            Registration(0x20000202, 6, 4711, (1, 2, 3, 4, 5, 6)),
+            Registration(0x20000203, 6, 4712, (1,))]
+    finally:
+        registry.close()
+        responder.sock.close()
+        loop.close()
