@@ -45,7 +45,8 @@ it) and every entry that may be registered is UNSET, through the same window, ea
 UNSET sent once. Unregistering has one call's retransmission span to complete
 (PortmapClient.give_up_after, about 2 s): an answering portmapper takes thousands of
 UNSETs in that time, and a silent one is not waited for beyond it (the versions
-still unanswered or unsent then are logged), so the exit is bounded.
+still unanswered or unsent then are logged), so the exit is bounded. An exit that
+does not wait at all (-d's SIGINT) sends every UNSET still due once, window or not.
 """
 
 from __future__ import annotations
@@ -172,6 +173,7 @@ class RpcRegistry:
         self._filling = False
         self._closing = False
         self._close_deadline: Timer | None = None
+        self._gave_up = False
         self._when_idle: list[Callable[[], None]] = []
 
     def registration(self, rt: ServiceRuntime) -> Registration | None:
@@ -259,14 +261,23 @@ class RpcRegistry:
         self._check_idle()
 
     def close(self) -> None:
+        """Close the portmapper socket. When unregistering is still under way (an exit
+        that does not wait for it: -d's SIGINT, an error), the UNSETs still waiting for
+        a slot are sent first, once each and never answered: the window would only keep
+        them from going at all. After giving up on a silent portmapper, nothing is."""
         if self._close_deadline is not None:
             self._close_deadline.cancel()
+            self._close_deadline = None
+        if self._closing and not self._gave_up:
+            self.window = len(self._in_flight) + sum(map(len, self._waiting.values()))
+            self._fill_window()
         self.client.close()
 
     def _give_up(self) -> None:
         """The end of unregistering's time: the UNSETs still unanswered or unsent are
         abandoned (the portmapper may keep those versions), so that the exit comes."""
         self._close_deadline = None
+        self._gave_up = True
         left: dict[int, int] = {}
         for (program, _), call in self._in_flight.items():
             if call.xid is not None:
@@ -372,7 +383,7 @@ class RpcRegistry:
         """The call `version` needs now, from the claims and the table; None while
         one is in flight for it, or when it needs none (a claim finding exactly what it
         wants there counts it as registered)."""
-        if (program, version) in self._in_flight:
+        if (program, version) in self._in_flight or self._gave_up:
             return None
         for key, entry in entries:
             if self._unwanted(key, entry):

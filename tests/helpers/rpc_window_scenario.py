@@ -23,6 +23,8 @@ serving the plain service alone. CASE is:
 - `silent-exit`: the retransmissions are 0.2 s apart. `wide` (versions 1-100) is
   registered, answered at once; then the portmapper holds every UNSET and never
   answers, and the daemon gets SIGTERM.
+- `interrupt`: as `silent-exit`, but the daemon runs with -d and gets SIGINT, which
+  ends it without waiting for the portmapper.
 
 Prints one JSON object: the rounds' counts, the table after the reload's rounds
 (`registered`), the calls received in order, the table left after the exit, the exit
@@ -74,6 +76,8 @@ def main() -> None:
     wide = rpc_service("wide", WIDE_PROGRAM, f"1-{WIDE_VERSIONS}", "tcp")
     narrow = rpc_service("narrow", NARROW_PROGRAM, "1", "tcp")
     interval = "60" if case == "rounds" else "0.2"
+    if case == "interrupt":
+        argv = [*argv, "-d"]
     if case == "rounds":
         conf.write_text(plain_service())
     else:
@@ -89,9 +93,9 @@ def main() -> None:
     try:
         deadline = time.monotonic() + DEADLINE
         wait_started(daemon, log, deadline)
-        if case == "silent-exit":
+        if case != "rounds":
             holder.hold = {UNSET}
-            daemon.send_signal(signal.SIGTERM)
+            daemon.send_signal(signal.SIGTERM if case == "silent-exit" else signal.SIGINT)
             daemon.wait(timeout=DEADLINE)
             return
         holder.hold = {SET, UNSET}

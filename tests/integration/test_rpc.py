@@ -431,3 +431,14 @@ def test_sigterm_against_a_silent_portmapper_gives_up_after_one_call_s_retransmi
     assert f"pmap_unset failed. program={WINDOW_PROGRAM} versions=100 " \
            "(no time left at exit)" in result["log"]
     assert result["returncode"] == 0, result["log"]
+
+
+def test_an_exit_that_does_not_wait_for_the_portmapper_still_sends_every_unset(
+        tmp_path: Path) -> None:
+    # -d's SIGINT ends the daemon at once: the UNSETs beyond the window are not left
+    # unsent for want of a free slot, each goes once.
+    result = _against_fake_portmapper(WINDOW, tmp_path, "interrupt")
+    unset_versions = {call[2] for call in result["calls"]
+                      if call[0] == 2 and call[1] == WINDOW_PROGRAM}
+    assert unset_versions == set(range(1, 101)), sorted(unset_versions)
+    assert result["returncode"] == 1, result["log"]
