@@ -266,6 +266,35 @@ def test_tcp_wrappers_decide_for_each_client(daemons: DaemonFactory, tmp_path: P
         "127.0.0.2", "127.0.0.5"]
 
 
+def test_a_twist_sender_never_reaches_the_running_datagram_server(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: a sender a `twist` rule admitted while the server ran got a channel to
+    # that server, and the twist command never ran (as a stream client's does).
+    out = tmp_path / "twisted.out"
+    (tmp_path / "hosts.allow").write_text(
+        f"in.icept: 127.0.0.4: twist /bin/sh -c 'head -c 2 > {out}'\n")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    port = free_port()
+    daemon = daemons.start_config(config(tmp_path, port, "libwrap = in.icept",
+                                         socket_type="dgram", count=2))
+    with udp_from("127.0.0.2") as a, udp_from("127.0.0.4") as twisted:
+        a.sendto(b"a1", ("127.0.0.1", port))
+        pid = a.recv(1000).decode().split()[0]
+        twisted.sendto(b"t1", ("127.0.0.1", port))
+        wait_until(lambda: out.exists() and out.read_bytes() == b"t1", TIMEOUT)
+        # The server's second and last datagram is a2, not t1.
+        a.sendto(b"a2", ("127.0.0.1", port))
+        assert a.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=a2"
+        twisted.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            twisted.recv(1000)
+    text = wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 {pid}")
+    assert re.findall(r"START: icept (pid=\d+) from=127.0.0.2", text) == [pid]
+    assert len(re.findall(r"START: icept pid=\d+ from=127.0.0.4", text)) == 1
+    assert "twist 127.0.0.4 to /bin/sh" in daemon.log_path.read_text()
+
+
 def test_a_flood_against_a_server_that_never_accepts_is_bounded(
         daemons: DaemonFactory, tmp_path: Path) -> None:
     # Every admitted client costs the master two descriptors; past MAX_CLIENTS the

@@ -10,7 +10,9 @@ a loopback socket connected to the server's private socket, through which its da
 reach the server and the server's replies come back, to leave from the service socket
 towards it, from the address the sender's first datagram was sent to (on a wildcard
 bind; pyxinetd.replysource). The sender whose datagram started the server was checked by the dispatcher
-before the start, and gets its channel at once.
+before the start, and gets its channel at once. A sender a hosts.allow `twist` rule
+admits gets no channel: the command runs for it, on a private socket of its own where
+its datagrams wait, and nothing of it reaches the running server.
 
 Bounded: at most MAX_CHANNELS senders talk to one server at once (a descriptor each),
 and no more than a quarter of the daemon's descriptor limit (common.descriptor_share);
@@ -45,11 +47,12 @@ from dataclasses import dataclass
 
 from pyxinetd import replysource
 from pyxinetd.access.gate import PASS, RULES_REPLACED, Verdict
+from pyxinetd.children import Child, ExitStatus
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, receive_datagrams, send_quietly
 from pyxinetd.dgramrelay import reply_address
 from pyxinetd.intercept.common import (Address, Client, Host, Interception, Rules,
-                                       descriptor_share, loopback)
+                                       descriptor_share, loopback, private_socket)
 from pyxinetd.listener import SHORTAGE_ERRNOS, peer_text
 from pyxinetd.log import strerror
 from pyxinetd.loop import READ
@@ -57,6 +60,9 @@ from pyxinetd.service import MAX_PARKED_BYTES, MAX_PARKED_DATAGRAMS, ServiceRunt
 from pyxinetd.timers import Timer, shortened
 
 MAX_CHANNELS = 1024
+# Twist commands run at once for the senders of one server (a process each; a flood of
+# forged senders a twist rule matches must not fork without end).
+MAX_TWISTS = 16
 PENDING_LIMIT = 16
 # Seconds a channel may stay quiet (nothing from its sender, nothing from the server)
 # before it is closed; as long as the kernel's connection tracking keeps a UDP stream.
@@ -117,6 +123,10 @@ class DatagramInterception(Interception):
         self._channels: dict[Address, _Channel] = {}
         # The senders refused during this server's life, and why: not checked again.
         self._refused: dict[Address, str] = {}
+        # The senders a twist command runs for: their datagrams are its, not checked
+        # again until it exits (one command per sender, as per connection for a stream).
+        self._twisted: set[Address] = set()
+        self._twists_reported = False
         self._pending: dict[Address, list[bytes]] = {}    # waiting for a verdict
         self._pending_datagrams = 0     # in _pending, and their bytes
         self._pending_bytes = 0
@@ -209,6 +219,8 @@ class DatagramInterception(Interception):
             elif sender in self._pending:
                 if len(self._pending[sender]) < PENDING_LIMIT and self._room(sender):
                     self._keep_pending(sender, data)
+            elif sender in self._twisted:
+                pass    # its twist command read what it was given
             elif sender in self._refused:
                 # Not checked again; logged as the service logs any refused datagram.
                 self._refuse(sender, peer_text(sender), self._refused[sender])
@@ -277,6 +289,11 @@ class DatagramInterception(Interception):
                 self._refused[sender] = reason
             self._refuse(sender, peer, reason)
             return
+        if verdict.decision is not None and verdict.decision.twist is not None:
+            # A hosts.allow `twist`: that command takes this sender's datagrams instead
+            # of the running server, as it would have had no server been running.
+            self._twist(sender, peer, verdict, asked, queued)
+            return
         if self.finished or asked is not self.svc:
             # The server exited while this sender's verdict was awaited: like any
             # datagram that arrives after it, its datagrams are not lost. Or a reload
@@ -288,6 +305,51 @@ class DatagramInterception(Interception):
             self.adopt(HeldSender(sender, peer, queued, source, verdict, asked))
             return
         self._open_channel(sender, peer, queued, source)
+
+    def _twist(self, sender: Address, peer: str, verdict: Verdict, asked: ServiceConfig,
+               queued: list[bytes]) -> None:
+        """Run a `twist` command for a sender admitted while a server runs: on a
+        private socket of its own (the sender's datagrams queued there), never relayed
+        to the running server. Like the twist command of a wait = yes service that no
+        server held, it reads them on an unconnected socket, where its writes fail.
+        Never one of rules a reload replaced (AccessGate.wait answers RULES_REPLACED).
+        At most MAX_TWISTS at once: beyond, the sender's datagrams are dropped, with one
+        ERROR line until one exits."""
+        if len(self._twisted) >= MAX_TWISTS:
+            if not self._twists_reported:
+                self._twists_reported = True
+                self.host.program.error(
+                    "intercept", f"{asked.id}: {MAX_TWISTS} twist commands already run "
+                                 f"for senders of this server; datagrams of {peer} dropped")
+            return
+        svc = self.host.access.prepare(asked, verdict, None, peer)
+        feeder: socket.socket | None = None
+        try:
+            sock = private_socket(self.listener)
+        except OSError as err:
+            self.host.program.error("intercept", f"{svc.id}: cannot run the twist command "
+                                                 f"for {peer}: {strerror(err)}")
+            return
+
+        def reaped(child: Child, status: ExitStatus) -> None:
+            self._twisted.discard(sender)
+            self._twists_reported = False
+        try:
+            feeder = socket.socket(sock.family, socket.SOCK_DGRAM)
+            feeder.setblocking(False)
+            feeder.bind((loopback(sock.family), 0))
+            for data in queued:
+                send_quietly(feeder, data, tuple(sock.getsockname()))
+            if isinstance(self.host.spawn_server(svc, sock, peer, reaped), int) \
+                    and not self._closed:
+                self._twisted.add(sender)
+        except OSError as err:
+            self.host.program.error("intercept", f"{svc.id}: cannot run the twist command "
+                                                 f"for {peer}: {strerror(err)}")
+        finally:
+            if feeder is not None:
+                feeder.close()
+            sock.close()
 
     def _refuse(self, sender: Address, peer: str, reason: str) -> None:
         """A refused datagram, logged by the service's one refusal policy (an address
