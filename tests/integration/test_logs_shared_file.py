@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.daemon import DaemonFactory, free_port
+from tests.daemon import DaemonFactory, free_port, wait_log_lines
 from tests.integration.test_dispatch import connect, read_all
 
 
@@ -47,3 +47,25 @@ def test_each_service_reports_the_limits_of_a_shared_file_under_its_own_id(
     # last one written.
     last = len(text.splitlines()[-1]) + 1
     assert len(text) > 500 >= len(text) - last
+
+
+def test_a_service_past_its_hard_limit_does_not_stop_the_others_on_the_same_file(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # The services share one descriptor for the file: the one closed by its own hard
+    # limit lets go of its log only, the other goes on writing through it.
+    log = tmp_path / "shared.log"
+    ports = {"aa": free_port(), "bb": free_port()}
+    limited = service("aa", ports["aa"], log)
+    unlimited = service("bb", ports["bb"], log).replace(f"{log} 300 500", f"{log}")
+    daemon = daemons.start_config(limited + unlimited)
+    for _ in range(12):     # aa alone goes past 500 bytes
+        with connect(ports["aa"]) as conn:
+            assert read_all(conn) == b"hi\n"
+    daemon.wait_for_log(r"Error in aa log")
+    for _ in range(3):
+        with connect(ports["bb"]) as conn:
+            assert read_all(conn) == b"hi\n"
+    text = wait_log_lines(log, r"START: bb ", 3)
+    assert "Size of bb log" not in daemon.log() and "Error in bb log" not in daemon.log()
+    assert text.splitlines()[-3:] == [line for line in text.splitlines()
+                                      if "START: bb " in line]
