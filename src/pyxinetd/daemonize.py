@@ -201,7 +201,10 @@ def _read_report(rfd: int, timeout: float) -> StartupOutcome:
         outcome.interrupted = True
         # The daemon may have reported its pid before Ctrl-C, while this process had not
         # read it yet: what is already in the pipe still names the daemon that goes on.
-        _read_available(outcome, rfd, pending)
+        try:
+            _read_available(outcome, rfd, pending)
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: say what is known rather than nothing
         # A daemon that had reported that it serves is a start that succeeded.
         outcome.interrupted = not outcome.ready
     return outcome
