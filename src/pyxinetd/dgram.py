@@ -80,6 +80,11 @@ class Host(MasterView, Protocol):
                           again: Callable[[], None] | None = None
                           ) -> int | Outcome | None: ...
 
+    def judge_again(self, rt: ServiceRuntime, peer: str, *,
+                    admitted: Callable[[ServiceConfig], None],
+                    conn: socket.socket | None = None, datagram: Datagram | None = None,
+                    dropped: Callable[[], None] = ...) -> None: ...
+
 
 def drain(sock: socket.socket) -> None:
     """Discard what is queued on a datagram socket, bounded by DRAIN_LIMIT."""

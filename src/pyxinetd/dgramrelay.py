@@ -370,8 +370,22 @@ class NowaitRelays:
             theirs.close()
             self._drop_relay(relay)
 
-        hold = Hold(relay.service, lambda: self._spawn_relay(relay, svc, theirs, peer),
-                    release)
+        judged = relay.service.config
+
+        def retry() -> None:
+            rt = relay.service
+            if rt.config is judged or rt.sock is None:
+                self._spawn_relay(relay, svc, theirs, peer)
+            else:
+                # A reload since the failed fork: the new rules judge the client (its
+                # datagrams wait in the channel), and start the new configuration's
+                # server.
+                host.judge_again(rt, peer, datagram=Datagram(rt.sock, relay.addr),
+                                 admitted=lambda now: self._spawn_relay(relay, now, theirs,
+                                                                        peer),
+                                 dropped=release)
+
+        hold = Hold(relay.service, retry, release)
         try:
             # The server's socket pair cannot tell PEERENV who sent the datagram.
             result = host.spawn_server(svc, theirs, peer, lambda c, s: self._end_relay(relay),

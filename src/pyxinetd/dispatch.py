@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from pyxinetd import banners
-from pyxinetd.access.gate import AccessGate, Verdict
+from pyxinetd.access.gate import AccessGate, Datagram, Verdict
 from pyxinetd.access.hostspatterns import normalize_address
 from pyxinetd.access.resolver import NameInfo
 from pyxinetd.children import Child, ChildTable, ExitStatus
@@ -38,8 +38,8 @@ from pyxinetd.servicelog import ServiceLogs, fail_entry
 from pyxinetd.peerenv import PEERENV_FLAG
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.sensor import DenyList
-from pyxinetd.service import REASON_ADDRESS, REASON_CPS, REASON_LOAD, Event, Limits, \
-    ServiceRuntime, State
+from pyxinetd.service import REASON_ADDRESS, REASON_CPS, REASON_LOAD, REASON_TIME, Event, \
+    Limits, ServiceRuntime, State, within_access_times
 from pyxinetd.serverstart import ServerStarter
 from pyxinetd.sessions import FORKING_BUILTINS, SessionRecord, Sessions
 from pyxinetd.suspend import Suspensions
@@ -231,14 +231,22 @@ class Dispatcher:
                peer: str, verdict: Verdict | None) -> None:
         """The end of the access checks (§4.4): refuse, or start the (possibly twisted)
         server. None: the rules need a name looked up or an aclexec check run; the
-        connection waits, parked."""
+        connection waits, parked. A reload that replaces the rules meanwhile has the
+        new ones judge it (`judge_again`): the old ones' verdict is never applied."""
         if verdict is None:
             resume = self.hold(rt, peer, conn.close)
+            asked = rt.config
 
             def decided(v: Verdict) -> None:
-                if resume():
+                if not resume():
+                    return
+                if rt.config is not asked:
+                    self.judge_again(rt, peer, conn=conn,
+                                     admitted=lambda svc: self._go(rt, svc, conn, addr, peer))
+                else:
                     self._admit(rt, conn, addr, peer, v)
-            self.access.wait(rt.config, peer, decided, conn)
+            self.access.wait(asked, peer, decided, conn,
+                             replaced=lambda: rt.config is not asked)
             return
         if not verdict.allowed:
             self.refuse(rt, peer, verdict.reason or "address", conn)
@@ -246,6 +254,12 @@ class Dispatcher:
         svc = rt.config
         if verdict.decision is not None:
             svc = self.access.prepare(svc, verdict, conn, peer)
+        self._go(rt, svc, conn, addr, peer)
+
+    def _go(self, rt: ServiceRuntime, svc: ServiceConfig, conn: socket.socket,
+            addr: tuple[object, ...], peer: str) -> None:
+        """An admitted connection: its client identified first (USERID), then its
+        server or in-loop session started."""
         if self.userid.wanted(svc):
             self._identify_then_start(rt, svc, conn, addr, peer)
             return
@@ -253,6 +267,57 @@ class Dispatcher:
             self.sessions.start(svc, conn, addr, peer)
         else:
             self._name_then_launch(rt, svc, conn, addr, peer)
+
+    def judge_again(self, rt: ServiceRuntime, peer: str, *,
+                    admitted: Callable[[ServiceConfig], None],
+                    conn: socket.socket | None = None, datagram: Datagram | None = None,
+                    dropped: Callable[[], None] = lambda: None) -> None:
+        """A request admitted by rules a reload has since replaced, and not started yet
+        (its verdict, client name or ident reply came in after the reload; its fork
+        failed before it and is retried now): the service's rules in force now judge
+        it, as the reload judged its running servers (pyxinetd.recheck): the deny
+        list, `access_times`, then `only_from`/`no_access` and TCP Wrappers. Allowed,
+        `admitted(svc)` gets the service to start, as the matched rule prepares it;
+        refused, it gets the FAIL line (and banner_fail; `conn` is closed), then
+        `dropped()`. Its instance slot is held while names are looked up; a reload
+        that removes the service meanwhile closes `conn` and calls `dropped()`."""
+        svc = rt.config
+        if self.denied(peer):
+            verdict: Verdict | None = Verdict(False, REASON_ADDRESS)
+        elif svc.access_times and not within_access_times(svc):
+            verdict = Verdict(False, REASON_TIME)
+        else:
+            verdict = self.access.check(svc, peer, conn, datagram)
+        if verdict is None:
+            def drop() -> None:
+                if conn is not None:
+                    conn.close()
+                dropped()
+            resume = self.hold(rt, peer, drop)
+
+            def decided(v: Verdict) -> None:
+                if not resume():
+                    return
+                if rt.config is not svc:
+                    self.judge_again(rt, peer, admitted=admitted, conn=conn,
+                                     datagram=datagram, dropped=dropped)
+                else:
+                    self._judged(rt, svc, peer, v, admitted, conn, datagram, dropped)
+            self.access.wait(svc, peer, decided, conn, datagram,
+                             replaced=lambda: rt.config is not svc)
+            return
+        self._judged(rt, svc, peer, verdict, admitted, conn, datagram, dropped)
+
+    def _judged(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str, verdict: Verdict,
+                admitted: Callable[[ServiceConfig], None], conn: socket.socket | None,
+                datagram: Datagram | None, dropped: Callable[[], None]) -> None:
+        if not verdict.allowed:
+            self.refuse(rt, peer, verdict.reason or REASON_ADDRESS, conn,
+                        sender=None if datagram is None else datagram.sender)
+            dropped()
+            return
+        admitted(self.access.prepare(svc, verdict, conn, peer)
+                 if verdict.decision is not None else svc)
 
     def _name_then_launch(self, rt: ServiceRuntime, svc: ServiceConfig, conn: socket.socket,
                           addr: tuple[object, ...], peer: str) -> None:
@@ -263,22 +328,38 @@ class Dispatcher:
             return
 
         resume = self.hold(rt, peer, conn.close)
+        judged = rt.config
 
         def named(info: NameInfo) -> None:
             if not resume():
                 return
             name = info.name if info.confirmed else None
+            if rt.config is not judged:
+                # A reload came while the name was looked up: the new rules judge the
+                # client, and its server is the new configuration's.
+                self.judge_again(rt, peer, conn=conn, admitted=lambda now: self.launch(
+                    now, conn, addr, peer, checked=True, rt=rt, remote_name=name))
+                return
             self.launch(svc, conn, addr, peer, checked=True, rt=rt, remote_name=name)
         self.access.resolver.lookup(normalize_address(peer), named)
 
     def _identify_then_start(self, rt: ServiceRuntime, svc: ServiceConfig,
                              conn: socket.socket, addr: tuple[object, ...], peer: str) -> None:
-        """USERID (§4.11): the server starts once its client is identified."""
-        def start() -> None:
-            if svc.is_internal or svc.is_redirect:
-                self.sessions.start(svc, conn, addr, peer)
+        """USERID (§4.11): the server starts once its client is identified; by the
+        rules in force then, if a reload came meanwhile (`judge_again`)."""
+        judged = rt.config
+
+        def run(now: ServiceConfig) -> None:
+            if now.is_internal or now.is_redirect:
+                self.sessions.start(now, conn, addr, peer)
             else:
-                self._name_then_launch(rt, svc, conn, addr, peer)
+                self._name_then_launch(rt, now, conn, addr, peer)
+
+        def start() -> None:
+            if rt.config is judged:
+                run(svc)
+            else:
+                self.judge_again(rt, peer, conn=conn, admitted=run)
         self.userid.before_start(svc, conn, peer, start)
 
     def launch(self, svc: ServiceConfig, conn: socket.socket, addr: tuple[object, ...],
@@ -310,8 +391,18 @@ class Dispatcher:
                   ) -> None:
         hold = None
         if rt is not None:
-            hold = Hold(rt, lambda: self._start_on(rt, svc, conn, peer, addr, remote_name),
-                        conn.close)
+            judged = rt.config
+
+            def retry() -> None:
+                assert rt is not None
+                if rt.config is judged:
+                    self._start_on(rt, svc, conn, peer, addr, remote_name)
+                else:
+                    # A reload since the failed fork: the new rules judge the client,
+                    # and the server started is the new configuration's.
+                    self.judge_again(rt, peer, conn=conn, admitted=lambda now: self._start_on(
+                        rt, now, conn, peer, addr, remote_name))
+            hold = Hold(rt, retry, conn.close)
         try:
             result = self.starter.start(svc, conn, peer, hold=hold, remote_name=remote_name,
                                         client=addr)

@@ -8,7 +8,9 @@ suspended until that server is reaped (reference §4.3).
            start (a failed exec would otherwise be tried again at once, for ever)
   both     `start`: the server on the service socket, or with INTERCEPT on a private one
            while the master reads the service socket for it (pyxinetd.intercept); a
-           failed fork keeps the request queued for the retry (pyxinetd.forkretry)
+           failed fork keeps the request queued for the retry (pyxinetd.forkretry);
+           after a reload, the retry starts the new configuration's server, for a
+           datagram once the new rules admit its sender (Dispatcher.judge_again)
            `reaped`: the resume, serving a request that queued meanwhile in the same
            loop turn (dgram/wait first drains what the server left)
 
@@ -22,6 +24,7 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
+from pyxinetd.access.gate import Datagram
 from pyxinetd.children import NO_ADDRESS, Child, ChildTable, ExitStatus
 from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.dgram import drain
@@ -52,6 +55,11 @@ class Host(Protocol):
     def refresh(self, rt: ServiceRuntime) -> None: ...
 
     def handler_for(self, rt: ServiceRuntime) -> Handler: ...
+
+    def judge_again(self, rt: ServiceRuntime, peer: str, *,
+                    admitted: Callable[[ServiceConfig], None],
+                    conn: socket.socket | None = None, datagram: Datagram | None = None,
+                    dropped: Callable[[], None] = ...) -> None: ...
 
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
                      on_reap: OnReap | None = None, *,
@@ -109,12 +117,17 @@ class WaitServers:
         given up. `again`: how the retry serves the request (default: this same start
         again)."""
         host = self.host
+        judged = rt.config
 
         def release() -> None:
             rt.accept_paused = False
             if rt.sock is not None:
                 drop(rt.sock)
             host.refresh(rt)
+
+        def admitted(now: ServiceConfig) -> None:
+            rt.accept_paused = False
+            self.start(rt, now, peer, drop, sender=sender)
 
         def retry() -> None:
             rt.accept_paused = False
@@ -123,8 +136,17 @@ class WaitServers:
                 return
             if again is not None:
                 again()
-            else:
+            elif rt.config is judged:
                 self.start(rt, svc, peer, drop, sender=sender)
+            elif sender is None:
+                # A reload since the failed fork; a stream request has no address to
+                # judge: the server is the new configuration's.
+                self.start(rt, rt.config, peer, drop)
+            else:
+                # The datagram stays queued while the new rules judge its sender.
+                rt.accept_paused = True
+                host.judge_again(rt, peer, datagram=Datagram(rt.sock, sender),
+                                 admitted=admitted, dropped=release)
 
         assert rt.sock is not None
         hold = Hold(rt, retry, release)

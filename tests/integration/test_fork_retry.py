@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -437,3 +437,110 @@ def test_a_reload_during_a_fork_retry_judges_the_held_datagram_senders_again(
             sock.close()
     assert "from=127.0.0.6" not in box.service_log()
     assert "too many consecutive fork failures" not in daemon.log()
+
+
+def _reload_with(daemon: Daemon, edit: Callable[[str], str]) -> None:
+    """Rewrite the daemon's configuration with `edit` and apply it (SIGHUP)."""
+    conf = daemon.log_path.with_suffix(".conf")
+    new = conf.with_suffix(".new")
+    new.write_text(edit(conf.read_text()))
+    new.chmod(0o644)
+    new.replace(conf)
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_log(r"Reconfigured: ")
+
+
+def _fail_forks_for(daemon: Daemon, *ids: str) -> None:
+    """Forks fail until each of `ids` logged its failed fork, then work again (the
+    reload loads its configuration in a child process)."""
+    try:
+        for service_id in ids:
+            daemon.wait_for_log(rf"{service_id}: fork failed: Resource temporarily "
+                                r"unavailable")
+    finally:
+        restore_process_limit(daemon)
+
+
+def test_a_reload_during_a_fork_retry_judges_held_connections_by_the_new_rules(
+        box: Box) -> None:
+    # Both connections' forks failed before the reload, which refuses the first one's
+    # client and changes the other's server_args: at the retry, the first gets the
+    # new rules' FAIL line and no server, the second its server with the new
+    # arguments (before: both started the old configuration's server).
+    refused, changed = free_port(), free_port()
+    daemon = box.start(service("refused", refused) + service("changed", changed),
+                       interval="4")
+    set_process_limit(daemon, 1)
+    first, second = connect(refused), connect(changed)
+    with first, second:
+        _fail_forks_for(daemon, "refused", "changed")
+        _reload_with(daemon, lambda text: text.replace(
+            "\tserver_args = hello from refused\n",
+            "\tserver_args = hello from refused\n\tno_access = 127.0.0.1\n").replace(
+            "hello from changed", "hello again from changed"))
+        assert nothing_yet(first) and nothing_yet(second)
+        assert read_all(second) == b"hello again from changed\n"
+        assert read_all(first) == b""
+    box.wait_service_log(r"FAIL: refused address from=127\.0\.0\.1")
+    log = box.service_log()
+    assert "START: refused" not in log
+    assert len(re.findall(r"START: changed pid=\d+", log)) == 1
+    assert "too many consecutive fork failures" not in daemon.log()
+
+
+def test_a_reload_during_a_fork_retry_starts_the_new_stream_wait_server(box: Box) -> None:
+    # A stream wait = yes request is retried with the server the reload configured.
+    port = free_port()
+    new_server = box.path / "new_wait_server.py"
+    new_server.write_text((HELPERS / "wait_stream_server.py").read_text().replace(
+        'f"pid={os.getpid()}\\n"', 'f"new pid={os.getpid()}\\n"'))
+    new_server.chmod(0o644)
+    daemon = box.start(service("swait", port, wait="yes", server=SERVER_PYTHON,
+                               server_args=str(HELPERS / "wait_stream_server.py")),
+                       interval="4")
+    set_process_limit(daemon, 1)
+    with connect(port) as client:
+        _fail_forks_for(daemon, "swait")
+        _reload_with(daemon, lambda text: text.replace(
+            str(HELPERS / "wait_stream_server.py"), str(new_server)))
+        assert client.recv(100).startswith(b"new pid=")
+        client.sendall(b"still here\n")
+        assert read_all(client) == b"still here\n"
+    box.wait_service_log(r"START: swait pid=\d+ from=<no address>")
+
+
+def test_a_reload_during_a_fork_retry_judges_held_datagrams_by_the_new_rules(
+        box: Box) -> None:
+    # dgram wait = yes (its datagram queued on the service socket) and wait = no (its
+    # datagram in its server's channel): a reload refuses their sender before the
+    # retry, which then logs the new rules' FAIL line and starts no server; the
+    # datagrams are discarded, and the socket serves the next sender.
+    dwait, dnowait = free_port(), free_port()
+    daemon = box.start(
+        service("dwait", dwait, socket_type="dgram", protocol="udp", wait="yes",
+                server=SERVER_PYTHON, server_args=str(HELPERS / "udp_wait_server.py"))
+        + service("dnowait", dnowait, socket_type="dgram", protocol="udp",
+                  server=SERVER_PYTHON, server_args=str(HELPERS / "dgram_nowait_server.py")),
+        interval="4")
+    set_process_limit(daemon, 1)
+    refused = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with refused, other:
+        refused.bind(("127.0.0.5", 0))
+        other.bind(("127.0.0.6", 0))
+        other.settimeout(10)
+        refused.sendto(b"one", ("127.0.0.1", dwait))
+        refused.sendto(b"two", ("127.0.0.1", dnowait))
+        _fail_forks_for(daemon, "dwait", "dnowait")
+        _reload_with(daemon, lambda text: text.replace(
+            "\twait = ", "\tno_access = 127.0.0.5\n\twait = "))
+        box.wait_service_log(r"FAIL: dwait address from=127\.0\.0\.5")
+        box.wait_service_log(r"FAIL: dnowait address from=127\.0\.0\.5")
+        for port in (dwait, dnowait):
+            other.sendto(b"next", ("127.0.0.1", port))
+            assert re.fullmatch(r"pid=\d+ got=next", other.recv(1000).decode())
+        refused.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            refused.recv(1000)
+    assert "from=127.0.0.5" not in "".join(
+        line for line in box.service_log().splitlines(True) if "START" in line)
