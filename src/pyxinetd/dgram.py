@@ -217,15 +217,41 @@ class DatagramDispatch:
             rt.accept_paused = True
             host.refresh(rt)
             resume = host.hold(rt, peer, _nothing)     # counts as its server would
+            asked = rt.config
 
             def decided(v: Verdict) -> None:
-                if resume():
-                    self._wait_admit(rt, addr, peer, v, resumed=True)
-                else:
+                if not resume():
                     rt.accept_paused = False    # its service was removed meanwhile
-            host.access.wait(rt.config, peer, decided, datagram=datagram)
+                elif rt.config is not asked:
+                    # A reload replaced the rules meanwhile: the new ones judge the
+                    # sender, the datagram still queued.
+                    host.judge_again(rt, peer, datagram=datagram,
+                                     admitted=lambda now: self._wait_start(rt, now, addr, peer),
+                                     dropped=lambda: self._wait_dropped(rt))
+                else:
+                    self._wait_admit(rt, addr, peer, v, resumed=True)
+            host.access.wait(asked, peer, decided, datagram=datagram,
+                             replaced=lambda: rt.config is not asked)
             return
         self._wait_admit(rt, addr, peer, verdict)
+
+    def _wait_start(self, rt: ServiceRuntime, svc: ServiceConfig, addr: tuple[object, ...],
+                    peer: str) -> None:
+        """Start `svc`'s server for the admitted datagram at the head of the queue."""
+        rt.accept_paused = False
+        if rt.sock is None or rt.state is not State.ACTIVE:
+            self.host.refresh(rt)
+            return
+        # A failed fork keeps the datagram queued for the retry; given up, it goes.
+        if self.host.start_wait_server(rt, svc, peer, _discard, sender=addr) is None:
+            self._discard_one(rt)
+
+    def _wait_dropped(self, rt: ServiceRuntime) -> None:
+        """The datagram at the head of the queue was refused (its FAIL line written),
+        or its service removed: it goes, and the socket is watched again."""
+        rt.accept_paused = False
+        self._discard_one(rt)
+        self.host.refresh(rt)
 
     def _wait_admit(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
                     verdict: Verdict, *, resumed: bool = False) -> None:
@@ -240,10 +266,7 @@ class DatagramDispatch:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=addr)
             host.refresh(rt)
             return
-        svc = host.access.prepare(rt.config, verdict, None, peer)
-        # A failed fork keeps the datagram queued for the retry; given up, it goes.
-        if host.start_wait_server(rt, svc, peer, _discard, sender=addr) is None:
-            self._discard_one(rt)
+        self._wait_start(rt, host.access.prepare(rt.config, verdict, None, peer), addr, peer)
 
     def _serve_held(self, rt: ServiceRuntime, held: HeldSender, *,
                     checked: bool = False) -> None:
@@ -300,8 +323,16 @@ class DatagramDispatch:
                         ) -> None:
         host = self.host
         if verdict is None:
-            self.park(rt, lambda v: self._internal_admit(rt, data, datagram, peer, source, v),
-                      peer, datagram, len(data))
+            asked = rt.config
+
+            def decided(v: Verdict) -> None:
+                if rt.config is not asked:
+                    # A reload replaced the rules meanwhile: the new ones judge it.
+                    v2 = host.access.check(rt.config, peer, datagram=datagram)
+                    self._internal_admit(rt, data, datagram, peer, source, v2)
+                else:
+                    self._internal_admit(rt, data, datagram, peer, source, v)
+            self.park(rt, decided, peer, datagram, len(data), lambda: rt.config is not asked)
             return
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=datagram.sender)
@@ -324,10 +355,12 @@ class DatagramDispatch:
         internal.reply_datagram(svc, sock, data, datagram.sender, view=host, source=source)
 
     def park(self, rt: ServiceRuntime, admit: Callable[[Verdict], None], peer: str,
-              datagram: Datagram, size: int) -> None:
+             datagram: Datagram, size: int, replaced: Callable[[], bool]) -> None:
         """Hold a datagram of `size` bytes read from `rt`'s socket until the access
         verdict; while the service holds as many as its bounds allow (ServiceRuntime's
-        parked counts), its socket is not read."""
+        parked counts), its socket is not read. `replaced`: whether a reload has since
+        replaced the rules asked (AccessGate.wait: RULES_REPLACED, nothing of the old
+        rules run; `admit` asks the new ones)."""
         host = self.host
         rt.parked += 1
         rt.parked_bytes += size
@@ -341,4 +374,4 @@ class DatagramDispatch:
             if was_full and rt.wants_events:
                 host.refresh(rt)
             admit(verdict)
-        host.access.wait(rt.config, peer, decided, datagram=datagram)
+        host.access.wait(rt.config, peer, decided, datagram=datagram, replaced=replaced)

@@ -55,7 +55,8 @@ from pyxinetd.loop import READ
 from pyxinetd.service import REASON_ADDRESS, ServiceRuntime
 
 # Holds a datagram until its access verdict (DatagramDispatch.park).
-Park = Callable[[ServiceRuntime, Callable[[Verdict], None], str, Datagram, int], None]
+Park = Callable[[ServiceRuntime, Callable[[Verdict], None], str, Datagram, int,
+                 Callable[[], bool]], None]
 
 
 def _nothing() -> None:
@@ -191,29 +192,51 @@ class NowaitRelays:
             resume = host.hold(rt, peer, _nothing)
             key = (rt, addr)
             self._waiting[key] = []
+            asked = rt.config
 
             def decided(v: Verdict) -> None:
                 later = self._waiting.pop(key, [])
                 self._unpark(rt, later)
                 if not resume():
                     return      # its service was removed meanwhile
+                if rt.config is not asked and rt.sock is not None:
+                    # A reload replaced the rules meanwhile: the new ones judge the
+                    # sender; what it sent meanwhile goes with its first datagram.
+                    host.judge_again(rt, peer, datagram=Datagram(rt.sock, addr),
+                                     admitted=lambda now: self._admitted(
+                                         rt, addr, peer, [data, *later], source, now))
+                    return
                 self._nowait_admit(rt, addr, peer, data, source, v)
-                relay = self._relays.get((rt, client_key(addr)))
-                for datagram in later:
-                    if relay is not None and not self._deliver(relay, datagram):
-                        break   # its server dropped the channel at once
-            self._park_datagram(rt, decided, peer, Datagram(rt.sock, addr), len(data))
+                self._deliver_later(rt, addr, later)
+            self._park_datagram(rt, decided, peer, Datagram(rt.sock, addr), len(data),
+                                lambda: rt.config is not asked)
             return
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=addr)
             return
+        # What the matched hosts.allow rule asks for (twist, umask, nice, ...).
+        self._admitted(rt, addr, peer, [data], source,
+                       host.access.prepare(rt.config, verdict, None, peer))
+
+    def _admitted(self, rt: ServiceRuntime, addr: tuple[object, ...], peer: str,
+                  datagrams: list[bytes], source: replysource.Source,
+                  svc: ServiceConfig) -> None:
+        """An admitted sender's datagrams go to its server: the one another of its
+        datagrams started while these waited, or a new one of `svc`."""
+        first, later = datagrams[0], datagrams[1:]
         relay = self._relays.get((rt, client_key(addr)))
-        if relay is not None and self._deliver(relay, data):
+        if relay is not None and self._deliver(relay, first):
             pass    # another datagram of this peer started its server while this waited
         elif rt.sock is not None:
-            # What the matched hosts.allow rule asks for (twist, umask, nice, ...).
-            self._start_relay(rt, addr, peer, data, source,
-                              host.access.prepare(rt.config, verdict, None, peer))
+            self._start_relay(rt, addr, peer, first, source, svc)
+        self._deliver_later(rt, addr, later)
+
+    def _deliver_later(self, rt: ServiceRuntime, addr: tuple[object, ...],
+                       later: list[bytes]) -> None:
+        relay = self._relays.get((rt, client_key(addr)))
+        for datagram in later:
+            if relay is not None and not self._deliver(relay, datagram):
+                break   # its server dropped the channel at once
 
     def _follow(self, rt: ServiceRuntime, addr: tuple[object, ...], data: bytes) -> bool:
         """Whether `data` joins its sender's first datagram, which waits for its access

@@ -1,0 +1,130 @@
+"""A plain service's access verdict still awaited at a reload (here an aclexec command
+held by a FIFO) is judged by the new configuration once it comes: the new rules refuse
+the client (FAIL, no server), or admit it to the new configuration's server; a
+removed service's client is closed without a server (docs/reload.md)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import HELPERS, DaemonFactory, free_port, read_log, wait_log_lines, \
+    wait_until
+from tests.integration.test_intercept import closed, gated_aclexec, tcp_from, udp_from
+from tests.integration.test_reload import reload
+
+
+def config(tmp_path: Path, port: int, *lines: str, socket_type: str = "stream",
+           wait: str = "no", server: str = "/bin/echo", args: str = "old",
+           libwrap: str = "in.icept") -> str:
+    """Service `plain` (its hosts.allow name in.icept, as gated_aclexec writes)."""
+    body = "".join(f"\t{line}\n" for line in lines)
+    return f"""defaults
+{{
+\tlog_type = FILE {tmp_path / "services.log"}
+\tlog_on_success = PID HOST EXIT
+\tlog_on_failure = HOST
+}}
+service plain
+{{
+\ttype = UNLISTED
+\tsocket_type = {socket_type}
+\tprotocol = {"tcp" if socket_type == "stream" else "udp"}
+\twait = {wait}
+\tuser = root
+\tport = {port}
+\tbind = 127.0.0.1
+\tserver = {server}
+\tserver_args = {args}
+\tlibwrap = {libwrap}
+{body}}}
+"""
+
+
+@contextmanager
+def verdict_awaited(gate: Path) -> Iterator[None]:
+    """Once the aclexec command reads `gate` (the verdict is awaited), run the block;
+    then let the command admit its client."""
+    def opened() -> int | None:
+        try:
+            return os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:     # ENXIO: the command has not opened it yet
+            return None
+    fd = wait_until(opened)
+    try:
+        yield
+        os.write(fd, b"x")
+    finally:
+        os.close(fd)
+
+
+def read_all(conn: socket.socket) -> bytes:
+    chunks = []
+    while chunk := conn.recv(4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("change", ["refused", "changed", "removed"])
+def test_a_stream_verdict_awaited_at_a_reload_is_judged_by_the_new_rules(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        change: str) -> None:
+    # Before: the old rules' verdict started the old configuration's server.
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port = free_port()
+    log = tmp_path / "services.log"
+    daemon = daemons.start_config(config(tmp_path, port))
+    with tcp_from("127.0.0.5", port) as late:
+        if change == "refused":
+            new = config(tmp_path, port, "no_access = 127.0.0.5")
+        elif change == "changed":
+            # Under its new hosts.allow name no rule asks an aclexec command.
+            new = config(tmp_path, port, args="new", libwrap="in.other")
+        else:
+            new = config(tmp_path, free_port()).replace("service plain", "service other")
+        with verdict_awaited(gate):
+            reload(daemon, new, 1)
+        if change == "changed":
+            assert read_all(late) == b"new\n"
+            wait_log_lines(log, r"START: plain pid=\d+ from=127\.0\.0\.5")
+            return
+        assert closed(late)
+    if change == "refused":
+        wait_log_lines(log, r"FAIL: plain address from=127\.0\.0\.5")
+    assert "START: plain" not in read_log(log)
+
+
+@pytest.mark.parametrize("wait", ["yes", "no"])
+def test_a_datagram_verdict_awaited_at_a_reload_is_judged_by_the_new_rules(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        wait: str) -> None:
+    # The dispatcher's first datagram of a sender, waiting for its verdict: the new
+    # rules refuse the sender; no server starts for it, and the next sender is served.
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port = free_port()
+    log = tmp_path / "services.log"
+    helper = "udp_wait_server.py" if wait == "yes" else "dgram_nowait_server.py"
+    args = f"-I -S {HELPERS / helper}"
+    daemon = daemons.start_config(config(tmp_path, port, socket_type="dgram", wait=wait,
+                                         server=sys.executable, args=args))
+    with udp_from("127.0.0.5") as late, udp_from("127.0.0.6") as other:
+        late.sendto(b"late", ("127.0.0.1", port))
+        with verdict_awaited(gate):
+            reload(daemon, config(tmp_path, port, "no_access = 127.0.0.5",
+                                  socket_type="dgram", wait=wait, server=sys.executable,
+                                  args=args), 1)
+        wait_log_lines(log, r"FAIL: plain address from=127\.0\.0\.5")
+        other.sendto(b"next", ("127.0.0.1", port))
+        assert re.fullmatch(r"pid=\d+ got=next", other.recv(1000).decode())
+        late.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            late.recv(1000)
+    assert "START: plain pid=0" not in read_log(log)
+    assert not re.search(r"START: plain pid=\d+ from=127\.0\.0\.5", read_log(log))
