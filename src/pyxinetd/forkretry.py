@@ -146,7 +146,9 @@ class ForkRetry:
 
     def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
         """A reload kept the service `old` as `new`: its held requests belong to `new`
-        (a later reload that removes it finds them); each retries as admitted."""
+        (a later reload that removes it finds them). Their Hold.retry sees that the
+        service's configuration changed and has the new one judge them
+        (Dispatcher.judge_again)."""
         for held in self._held:
             if held.service is old:
                 held.service = new
