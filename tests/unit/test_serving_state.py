@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -152,22 +155,53 @@ def test_checks_in_xinetd_order() -> None:
     assert tight.check("x", table.occupancy, limits) == REASON_CPS
 
 
+REAP_SCRIPT = """
+import json, os, signal, sys
+from pyxinetd.children import reap
+
+def zombie(pid):
+    # Exited, not yet collected: the next waitpid(-1, WNOHANG) may take it.
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+
+exited = os.fork()
+if exited == 0:
+    os._exit(3)
+killed = os.fork()
+if killed == 0:
+    os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(0)
+hold_r, hold_w = os.pipe()
+running = os.fork()
+if running == 0:
+    os.close(hold_w)
+    os.read(hold_r, 1)      # until the parent closes its end
+    os._exit(0)
+os.close(hold_r)
+zombie(exited)
+zombie(killed)
+first = sorted((pid, s.kind, s.value) for pid, s in reap())
+os.close(hold_w)
+zombie(running)
+second = [(pid, s.kind, s.value) for pid, s in reap()]
+third = list(reap())
+print(json.dumps({"pids": [exited, killed, running], "first": first, "second": second,
+                  "third": third}))
+"""
+
+
 def test_reap_loops_until_nothing_is_left() -> None:
-    results = [(5, 0), (6, 9), (0, 0)]
-    calls: list[tuple[int, int]] = []
-
-    def fake_waitpid(pid: int, options: int) -> tuple[int, int]:
-        calls.append((pid, options))
-        return results.pop(0)
-
-    reaped = list(reap(fake_waitpid))
-    assert [(p, s.kind, s.value) for p, s in reaped] == [(5, "status", 0), (6, "signal", 9)]
-    assert all(c == (-1, os.WNOHANG) for c in calls)
-
-    def no_children(pid: int, options: int) -> tuple[int, int]:
-        raise ChildProcessError
-
-    assert list(reap(no_children)) == []
+    # Real children, in a process of their own (the test process may have other children
+    # that are not the test's to collect).
+    done = subprocess.run([sys.executable, "-c", REAP_SCRIPT], capture_output=True,
+                          text=True, timeout=30, check=True)
+    result = json.loads(done.stdout)
+    exited, killed, running = result["pids"]
+    # Both exited children in one pass; the one still running stops the loop without
+    # blocking on it (WNOHANG: pid 0).
+    assert result["first"] == sorted([[exited, "status", 3], [killed, "signal", 9]])
+    assert result["second"] == [[running, "status", 0]]
+    # No child left at all (ECHILD): the loop ends too.
+    assert result["third"] == []
 
 
 def test_exit_status_decoding_of_a_real_child() -> None:
