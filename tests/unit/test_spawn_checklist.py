@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+from pyxinetd.config.ceilings import Ceilings
 from pyxinetd.config.model import Rlimits
 from pyxinetd.errors import SpawnError
 from pyxinetd.posix import HAVE_FORK_EXEC
@@ -207,6 +208,15 @@ def full_service(**overrides: Any) -> Any:
     return make_service(**fields)
 
 
+# The request is built from what this process may give a server (build_request reads
+# pyxinetd.config.ceilings): full_service()'s nice = -5 is only asked for where lowering
+# nice is allowed, as root with CAP_SYS_NICE.
+gives_full_service = pytest.mark.skipif(
+    Ceilings.of_this_process().granted_nice(-5) != -5,
+    reason="nice = -5 needs a process that may lower its nice (root, CAP_SYS_NICE)")
+
+
+@gives_full_service
 def test_child_checklist_runs_in_order(sock: socket.socket) -> None:
     fake = RecordingPosix(fork_result=0)
     with pytest.raises(ChildExited) as exited:
@@ -405,6 +415,7 @@ def test_native_is_first_choice_for_every_service() -> None:
                   user=1) is Method.NATIVE
 
 
+@gives_full_service
 def test_native_gets_the_whole_checklist_and_the_parent_lends_nothing(
         sock: socket.socket) -> None:
     fake = RecordingPosix(native=True, nofile=(1024, 4096))
