@@ -100,6 +100,18 @@ def wait_log_lines(path: Path, pattern: str, count: int = 1, timeout: float = 10
     return text
 
 
+# A daemon that does not run as root ignores `user` and `group`, and says so once per
+# service that names them (docs/compatibility.md). Tests that want no other warning, or
+# no other line about a service, read the log without these lines.
+IDS_IGNORED = re.compile(r"^[^\n]*WARNING: \S+: not running as root, user and group "
+                         r"ignored\r?(\n|$)", re.M)
+
+
+def without_ids_ignored(log: str) -> str:
+    """`log` less the unprivileged daemon's `user and group ignored` warnings."""
+    return IDS_IGNORED.sub("", log)
+
+
 def process_state(pid: int) -> str | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
