@@ -104,7 +104,6 @@ def reload_generations(daemon: Daemon, conf: Callable[[int], str], ports: list[i
             assert connect(port, generation).strip() in (b"one", b"two")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="servers run as root")
 def test_reloads_leave_one_access_plan_and_one_spawn_plan_per_service(
         daemons: DaemonFactory, tmp_path: Path) -> None:
     ports = [free_port() for _ in range(2)]
@@ -121,7 +120,6 @@ def test_reloads_leave_one_access_plan_and_one_spawn_plan_per_service(
     assert tables["pyxinetd.spawner._DEFAULT._plans"] <= 2
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="servers run as root")
 def test_reloads_that_rename_the_services_leave_no_plan_of_a_removed_id(
         daemons: DaemonFactory, tmp_path: Path) -> None:
     ports = [free_port() for _ in range(2)]
@@ -139,7 +137,6 @@ def test_reloads_that_rename_the_services_leave_no_plan_of_a_removed_id(
     assert tables["pyxinetd.spawner._DEFAULT._plans"] <= 2
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="servers run as root")
 def test_a_hosts_allow_option_leaves_no_spawn_plan_per_connection(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     allow, deny = tmp_path / "hosts.allow", tmp_path / "hosts.deny"
@@ -221,7 +218,6 @@ def channel_tables(report: dict[str, Any]) -> list[int]:
     return [size for path, size in report["tables"].items() if path.endswith("._channels")]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="servers run as root")
 def test_an_intercepted_datagram_server_keeps_channels_for_its_active_senders_only(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A wait = yes server that runs for long: each sender's channel (a descriptor) is

@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.daemon import free_port, read_pid
 
 
@@ -73,7 +71,6 @@ def serve_twice(log: Path, services_log: Path, nowait: int, wait: int) -> None:
         wait_for_lines(services_log, "EXIT: waiting", n)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="services run as root")
 def test_foreground_daemon_started_with_sigchld_ignored_serves_and_reaps(
         tmp_path: Path) -> None:
     conf, services_log, nowait, wait = configuration(tmp_path)
@@ -92,7 +89,6 @@ def test_foreground_daemon_started_with_sigchld_ignored_serves_and_reaps(
             proc.wait(10)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="services run as root")
 def test_detached_daemon_started_with_sigchld_ignored_serves_and_reaps(
         tmp_path: Path) -> None:
     conf, services_log, nowait, wait = configuration(tmp_path)
