@@ -67,7 +67,7 @@ def test_a_line_ends_at_the_first_crlf_within_the_first_1024_bytes() -> None:
     assert split_reply(b"\r\n") == b""
 
 
-def test_control_characters_never_reach_a_log_line() -> None:
+def test_printable_replaces_control_characters() -> None:
     assert printable(b"UNIX : al\nice\x1b[31m\x7f\tok") == "UNIX : al?ice?[31m?\tok"
     assert printable("UNIX : jos\u00e9".encode()) == "UNIX : jos\u00e9"
     assert printable(b"UNIX : \xff") == "UNIX : \ufffd"
@@ -161,6 +161,22 @@ def test_a_userid_reply() -> None:
     assert queries == [b"40001,23\r\n"]
     assert result == IdentResult(Outcome.OK, "UNIX : alice")
     assert reports == []
+
+
+def test_control_characters_never_reach_a_log_line() -> None:
+    # What a server sends goes into the USERID line, or the program log's `Bad line`:
+    # an escape sequence or a DEL from it is shown as `?` in both.
+    reply = b"40001 , 23 : USERID : UNIX : al\x1b[31mice\x7f\tok\r\n"
+    with ident_server(lambda c, q: c.sendall(reply)) as (port, _):
+        result, reports = run_query(port)
+    assert result == IdentResult(Outcome.OK, "UNIX : al?[31mice?\tok")
+    assert reports == []
+    with ident_server(lambda c, q: c.sendall(b"40001 , 23 : ERROR\x1b[2J : X\r\n")) \
+            as (port, _):
+        result, reports = run_query(port)
+    assert result == IdentResult(Outcome.BAD_RESPONSE)
+    assert reports == [("log_remote_user", "Bad line received from identity server at "
+                                           "127.0.0.1: 40001 , 23 : ERROR?[2J : X")]
 
 
 def test_a_reply_in_pieces_with_more_after_the_line() -> None:
