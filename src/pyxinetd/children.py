@@ -200,14 +200,11 @@ class ChildTable:
                 child.service = new
 
 
-WaitPid = Callable[[int, int], tuple[int, int]]
-
-
-def reap(waitpid: WaitPid = os.waitpid) -> Iterator[tuple[int, ExitStatus]]:
+def reap() -> Iterator[tuple[int, ExitStatus]]:
     """Yield (pid, status) for every exited child until none is left; never blocks."""
     while True:
         try:
-            pid, status = waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
