@@ -471,13 +471,15 @@ class Dispatcher:
         self.retries.rehome(old, new)
         self.waiting.rehome(old, new)
 
-    def close_sessions(self, selected: Callable[[ServiceConfig], bool]) -> int:
+    def close_sessions(self, selected: Callable[[ServiceConfig], bool],
+                       why: str | None = None) -> int:
         """Close the in-loop sessions whose service `selected` picks (a reload removed
-        it), drop its ident lookups and its requests waiting for a fork retry.
-        Returns how many sessions and held requests were closed."""
+        it), drop its ident lookups and its requests waiting for a fork retry (one
+        WARNING per service giving `why`). Returns how many sessions and held requests
+        were closed."""
         self.userid.cancel(selected)
         closed = self.sessions.close_matching(selected) + self.waiting.cancel(selected)
-        return closed + self.retries.release_matching(selected)
+        return closed + self.retries.release_matching(selected, why)
 
     def give_up_held(self, rt: ServiceRuntime, log_as: ServiceConfig) -> int:
         """A reload replaced the socket of `rt`: end its requests held for a fork

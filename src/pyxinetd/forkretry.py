@@ -22,8 +22,9 @@ that service succeeds again: a service whose forks keep failing does not pile up
 connections. A held request keeps its instance slot (it counts toward instances,
 per_source and -limit, like the server it is waiting to become).
 
-A reload that removes the service lets go of its held requests (release_matching); one
-that replaces its socket gives them up as the last failed fork does, FAIL line
+A reload that removes the service lets go of its held requests (release_matching), with
+one WARNING per service naming their peers, as for the other clients a removal closes;
+one that replaces its socket gives them up as the last failed fork does, FAIL line
 included (give_up_runtime): they were to be served from a socket that is gone.
 """
 
@@ -153,13 +154,24 @@ class ForkRetry:
             if held.service is old:
                 held.service = new
 
-    def release_matching(self, selected: Callable[[ServiceConfig], bool]) -> int:
-        """Let go of the held requests of the services `selected` picks (a reload
-        removed them), without a FAIL line. Returns how many."""
+    def release_matching(self, selected: Callable[[ServiceConfig], bool],
+                         why: str | None = None) -> int:
+        """Let go of the held requests of the services `selected` picks, without a FAIL
+        line: they were never refused. `why` (a reload removed them): one WARNING per
+        service, naming its peers, says so. Returns how many."""
         doomed = [h for h in self._held if selected(h.service)]
+        released: dict[str, list[str]] = {}
         for held in doomed:
             if self._forget(held):
+                released.setdefault(held.service.id, []).append(held.peer)
                 held.hold.release()
+        if why is not None:
+            for service_id, peers in released.items():
+                noun = "request" if len(peers) == 1 else "requests"
+                self.program.warning(
+                    "server_retry", f"service {service_id}: {len(peers)} {noun} from "
+                                    f"{', '.join(sorted(set(peers)))} held for a fork retry "
+                                    f"dropped: {why}")
         return len(doomed)
 
     def give_up_runtime(self, rt: ServiceRuntime, log_as: ServiceConfig) -> int:

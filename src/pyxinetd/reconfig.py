@@ -66,6 +66,8 @@ if TYPE_CHECKING:
 # Runtimes in these states take part in the diff; FAILED ones, and those waiting for
 # their address, are retried as new.
 _LIVE = (State.STARTING, State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS)
+# Why the clients a removal closes are closed (their WARNING).
+REMOVED = "a reload removed the service"
 
 
 class Reconfigurer:
@@ -232,10 +234,10 @@ class Reconfigurer:
 
     def _remove(self, rt: ServiceRuntime, svc: ServiceConfig, kept_ids: set[str]) -> None:
         m = self.master
-        self._stop(rt, "a reload removed the service")
+        self._stop(rt, REMOVED)
         m.dispatcher.relays.release(rt)
         selected = self._selector(svc, kept_ids)
-        m.dispatcher.close_sessions(selected)
+        m.dispatcher.close_sessions(selected, REMOVED)
         doomed = [c for c in m.children if selected(c.service)]
         for child in doomed:
             m.children.release(child)

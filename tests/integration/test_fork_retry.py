@@ -250,6 +250,9 @@ def test_reload_removing_the_service_releases_held_connections(box: Box) -> None
         assert read_all(client) == b""
     log = box.service_log()
     assert "START: gone" not in log and "FAIL: gone" not in log
+    # One WARNING, naming the peer, as for every other client a removal closes.
+    assert re.search(r"WARNING: .*service gone: 1 request from 127\.0\.0\.1 held for a "
+                     r"fork retry dropped: a reload removed the service", daemon.log())
     with connect(kept) as c:
         assert read_all(c) == b"hello from kept\n"
 
