@@ -240,13 +240,14 @@ class Dispatcher:
             def decided(v: Verdict) -> None:
                 if not resume():
                     return
-                if rt.config is not asked:
-                    self.judge_again(rt, peer, conn=conn,
-                                     admitted=lambda svc: self._go(rt, svc, conn, addr, peer))
+                now = _in_force(rt, asked)
+                if now is not None:
+                    self.judge_again(now, peer, conn=conn,
+                                     admitted=lambda svc: self._go(now, svc, conn, addr, peer))
                 else:
                     self._admit(rt, conn, addr, peer, v)
             self.access.wait(asked, peer, decided, conn,
-                             replaced=lambda: rt.config is not asked)
+                             replaced=lambda: _in_force(rt, asked) is not None)
             return
         if not verdict.allowed:
             self.refuse(rt, peer, verdict.reason or "address", conn)
@@ -298,13 +299,14 @@ class Dispatcher:
             def decided(v: Verdict) -> None:
                 if not resume():
                     return
-                if rt.config is not svc:
-                    self.judge_again(rt, peer, admitted=admitted, conn=conn,
+                now = _in_force(rt, svc)
+                if now is not None:
+                    self.judge_again(now, peer, admitted=admitted, conn=conn,
                                      datagram=datagram, dropped=dropped)
                 else:
                     self._judged(rt, svc, peer, v, admitted, conn, datagram, dropped)
             self.access.wait(svc, peer, decided, conn, datagram,
-                             replaced=lambda: rt.config is not svc)
+                             replaced=lambda: _in_force(rt, svc) is not None)
             return
         self._judged(rt, svc, peer, verdict, admitted, conn, datagram, dropped)
 
@@ -334,11 +336,12 @@ class Dispatcher:
             if not resume():
                 return
             name = info.name if info.confirmed else None
-            if rt.config is not judged:
+            now = _in_force(rt, judged)
+            if now is not None:
                 # A reload came while the name was looked up: the new rules judge the
                 # client, and its server is the new configuration's.
-                self.judge_again(rt, peer, conn=conn, admitted=lambda now: self.launch(
-                    now, conn, addr, peer, checked=True, rt=rt, remote_name=name))
+                self.judge_again(now, peer, conn=conn, admitted=lambda svc: self.launch(
+                    svc, conn, addr, peer, checked=True, rt=now, remote_name=name))
                 return
             self.launch(svc, conn, addr, peer, checked=True, rt=rt, remote_name=name)
         self.access.resolver.lookup(normalize_address(peer), named)
@@ -349,17 +352,19 @@ class Dispatcher:
         rules in force then, if a reload came meanwhile (`judge_again`)."""
         judged = rt.config
 
-        def run(now: ServiceConfig) -> None:
+        def run(serving: ServiceRuntime, now: ServiceConfig) -> None:
             if now.is_internal or now.is_redirect:
                 self.sessions.start(now, conn, addr, peer)
             else:
-                self._name_then_launch(rt, now, conn, addr, peer)
+                self._name_then_launch(serving, now, conn, addr, peer)
 
         def start() -> None:
-            if rt.config is judged:
-                run(svc)
+            serving = _in_force(rt, judged)
+            if serving is None:
+                run(rt, svc)
             else:
-                self.judge_again(rt, peer, conn=conn, admitted=run)
+                self.judge_again(serving, peer, conn=conn,
+                                 admitted=lambda now: run(serving, now))
         self.userid.before_start(svc, conn, peer, start)
 
     def launch(self, svc: ServiceConfig, conn: socket.socket, addr: tuple[object, ...],
@@ -496,3 +501,11 @@ class Dispatcher:
         self.userid.close()
         self.sensor.close()
 
+
+def _in_force(rt: ServiceRuntime, asked: ServiceConfig) -> ServiceRuntime | None:
+    """The service's runtime whose rules judge a request `rt` asked `asked` about,
+    when a reload has replaced them since (changed the service, or gave it a new
+    socket: the request accepted on the old one is judged by the new configuration);
+    None while `asked` is still in force."""
+    now = rt.current()
+    return None if now.config is asked else now

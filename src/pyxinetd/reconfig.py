@@ -281,6 +281,7 @@ class Reconfigurer:
         """A kept service whose socket changed: stop the old runtime, return a new one."""
         m = self.master
         fresh = ServiceRuntime(change.new, m.loop.clock)
+        rt.successor = fresh
         self._stop(rt, "a reload replaced the service's socket", fresh)
         # Requests held for a fork retry belong to the old socket's runtime: they end
         # now, logged as given up, rather than silently at their retry.

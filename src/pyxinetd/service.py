@@ -185,10 +185,21 @@ class ServiceRuntime:
         # The configuration `_unlimited` was computed for (reloads replace self.config).
         self._limits_of: ServiceConfig | None = None
         self._unlimited = False
+        # The runtime a reload's new socket for this service gave it (reconfig): the
+        # requests accepted here and still waiting are judged by its configuration.
+        self.successor: ServiceRuntime | None = None
 
     @property
     def id(self) -> str:
         return self.config.id
+
+    def current(self) -> ServiceRuntime:
+        """The service's runtime now: this one, or the one that replaced its socket
+        (and so on, reload after reload)."""
+        rt = self
+        while rt.successor is not None:
+            rt = rt.successor
+        return rt
 
     def transition(self, event: Event) -> State:
         self.state = next_state(self.state, event)

@@ -128,3 +128,30 @@ def test_a_datagram_verdict_awaited_at_a_reload_is_judged_by_the_new_rules(
             late.recv(1000)
     assert "START: plain pid=0" not in read_log(log)
     assert not re.search(r"START: plain pid=\d+ from=127\.0\.0\.5", read_log(log))
+
+
+@pytest.mark.parametrize("change", ["refused", "changed"])
+def test_a_verdict_awaited_at_a_reload_that_replaces_the_socket_is_judged_by_the_new_rules(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        change: str) -> None:
+    # `flags = KEEPALIVE` makes a new socket: the request, accepted on the old one,
+    # is still judged by the configuration in force, not the one it was asked under.
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port = free_port()
+    log = tmp_path / "services.log"
+    daemon = daemons.start_config(config(tmp_path, port))
+    with tcp_from("127.0.0.5", port) as late:
+        if change == "refused":
+            new = config(tmp_path, port, "flags = KEEPALIVE", "no_access = 127.0.0.5")
+        else:
+            new = config(tmp_path, port, "flags = KEEPALIVE", args="new",
+                         libwrap="in.other")
+        with verdict_awaited(gate):
+            reload(daemon, new, 1)
+        if change == "changed":
+            assert read_all(late) == b"new\n"
+            wait_log_lines(log, r"START: plain pid=\d+ from=127\.0\.0\.5")
+            return
+        assert closed(late)
+    wait_log_lines(log, r"FAIL: plain address from=127\.0\.0\.5")
+    assert "START: plain" not in read_log(log)
