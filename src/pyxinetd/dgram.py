@@ -230,8 +230,10 @@ class DatagramDispatch:
                                      dropped=lambda: self._wait_dropped(rt))
                 else:
                     self._wait_admit(rt, addr, peer, v, resumed=True)
+            # A reload that replaces the socket replaces the rules too: the datagram
+            # goes with the old socket, no verdict of the old rules is applied to it.
             host.access.wait(asked, peer, decided, datagram=datagram,
-                             replaced=lambda: rt.config is not asked)
+                             replaced=lambda: rt.current().config is not asked)
             return
         self._wait_admit(rt, addr, peer, verdict)
 
@@ -326,13 +328,16 @@ class DatagramDispatch:
             asked = rt.config
 
             def decided(v: Verdict) -> None:
+                if rt.current() is not rt:
+                    return      # a reload replaced its socket: the datagram goes with it
                 if rt.config is not asked:
                     # A reload replaced the rules meanwhile: the new ones judge it.
                     v2 = host.access.check(rt.config, peer, datagram=datagram)
                     self._internal_admit(rt, data, datagram, peer, source, v2)
                 else:
                     self._internal_admit(rt, data, datagram, peer, source, v)
-            self.park(rt, decided, peer, datagram, len(data), lambda: rt.config is not asked)
+            self.park(rt, decided, peer, datagram, len(data),
+                      lambda: rt.current().config is not asked)
             return
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=datagram.sender)

@@ -199,7 +199,9 @@ class NowaitRelays:
                 self._unpark(rt, later)
                 if not resume():
                     return      # its service was removed meanwhile
-                if rt.config is not asked and rt.sock is not None:
+                if rt.sock is None:
+                    return      # a reload replaced its socket: the datagrams go with it
+                if rt.config is not asked:
                     # A reload replaced the rules meanwhile: the new ones judge the
                     # sender; what it sent meanwhile goes with its first datagram.
                     host.judge_again(rt, peer, datagram=Datagram(rt.sock, addr),
@@ -209,7 +211,7 @@ class NowaitRelays:
                 self._nowait_admit(rt, addr, peer, data, source, v)
                 self._deliver_later(rt, addr, later)
             self._park_datagram(rt, decided, peer, Datagram(rt.sock, addr), len(data),
-                                lambda: rt.config is not asked)
+                                lambda: rt.current().config is not asked)
             return
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=addr)

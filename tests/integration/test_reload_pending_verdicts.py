@@ -155,3 +155,38 @@ def test_a_verdict_awaited_at_a_reload_that_replaces_the_socket_is_judged_by_the
         assert closed(late)
     wait_log_lines(log, r"FAIL: plain address from=127\.0\.0\.5")
     assert "START: plain" not in read_log(log)
+
+
+@pytest.mark.parametrize("wait", ["yes", "no"])
+def test_a_datagram_verdict_awaited_at_a_reload_that_replaces_the_socket_goes_with_it(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        wait: str) -> None:
+    # The datagram was read from (or queued on) the old socket, which is gone: no
+    # verdict of the old rules is applied to it (the failed aclexec hands over to a
+    # hosts.deny rule that would refuse it: no FAIL line, no server), and the
+    # sender's next datagram, on the new socket, is judged by the new rules.
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    allow = tmp_path / "hosts.allow"
+    allow.write_text(allow.read_text().replace(">/dev/null'", ">/dev/null; exit 1'"))
+    (tmp_path / "hosts.deny").write_text("in.icept: ALL\n")
+    port = free_port()
+    log = tmp_path / "services.log"
+    helper = "udp_wait_server.py" if wait == "yes" else "dgram_nowait_server.py"
+    args = f"-I -S {HELPERS / helper}"
+    daemon = daemons.start_config(config(tmp_path, port, socket_type="dgram", wait=wait,
+                                         server=sys.executable, args=args))
+    with udp_from("127.0.0.5") as late:
+        late.sendto(b"late", ("127.0.0.1", port))
+        with verdict_awaited(gate):
+            # A wildcard `bind` makes a new socket, still reached at 127.0.0.1.
+            reload(daemon, config(tmp_path, port, socket_type="dgram", wait=wait,
+                                  server=sys.executable, args=args, libwrap="in.other"
+                                  ).replace("bind = 127.0.0.1", "bind = 0.0.0.0"), 1)
+        # The old rules' check has ended (and its verdict, if any, been applied).
+        daemon.wait_for_log(r"aclexec returned 1 .* for plain from 127\.0\.0\.5")
+        late.sendto(b"again", ("127.0.0.1", port))
+        reply = late.recv(1000).decode()
+        assert re.fullmatch(r"pid=\d+ got=again", reply), reply
+    text = read_log(log)
+    assert "FAIL: plain" not in text
+    assert len(re.findall(r"START: plain pid=\d+ from=127\.0\.0\.5", text)) == 1
