@@ -152,10 +152,11 @@ class Dispatcher:
 
     # -- refusals, cps -----------------------------------------------------
     def refuse(self, rt: ServiceRuntime, peer: str, reason: str,
-               conn: socket.socket | None, *, sender: tuple[object, ...] | None = None
-               ) -> None:
+               conn: socket.socket | None, *, sender: tuple[object, ...] | None = None,
+               greeted: bool = False) -> None:
         """Log and answer a refused request, in xinetd's order: the program-log line of
-        a cps trip or of max_load first, then the FAIL line, then banner_fail.
+        a cps trip or of max_load first, then the FAIL line, then banner_fail (not
+        when `greeted`: the client was sent banner_success already, see `judge_again`).
         `sender`: a datagram's source (address, port); an address refusal that repeats
         the last one of this service within a minute is not logged again."""
         svc = rt.config
@@ -170,7 +171,7 @@ class Dispatcher:
                 and rt.repeated_refusal(sender)):
             self.logs.write(svc, fail_entry(svc, reason, peer))
         if conn is not None:
-            if svc.banner_fail:
+            if svc.banner_fail and not greeted:
                 banners.banner_fail(svc, conn, self._banner_error)
             if not self.userid.after_refusal(svc, conn, peer):
                 # What the client sent is never read: closing over it would reset the
@@ -272,7 +273,8 @@ class Dispatcher:
     def judge_again(self, rt: ServiceRuntime, peer: str, *,
                     admitted: Callable[[ServiceConfig], None],
                     conn: socket.socket | None = None, datagram: Datagram | None = None,
-                    dropped: Callable[[], None] = lambda: None) -> None:
+                    dropped: Callable[[], None] = lambda: None,
+                    greeted: bool = False) -> None:
         """A request admitted by rules a reload has since replaced, and not started yet
         (its verdict, client name or ident reply came in after the reload; its fork
         failed before it and is retried now): the service's rules in force now judge
@@ -281,7 +283,9 @@ class Dispatcher:
         `admitted(svc)` gets the service to start, as the matched rule prepares it;
         refused, it gets the FAIL line (and banner_fail; `conn` is closed), then
         `dropped()`. Its instance slot is held while names are looked up; a reload
-        that removes the service meanwhile closes `conn` and calls `dropped()`."""
+        that removes the service meanwhile closes `conn` and calls `dropped()`.
+        `greeted`: `conn` was sent banner_success before its fork failed; refused, it
+        gets no banner_fail after it (xinetd's child writes one or the other, §4.4)."""
         svc = rt.config
         if self.denied(peer):
             verdict: Verdict | None = Verdict(False, REASON_ADDRESS)
@@ -302,20 +306,23 @@ class Dispatcher:
                 now = _in_force(rt, svc)
                 if now is not None:
                     self.judge_again(now, peer, admitted=admitted, conn=conn,
-                                     datagram=datagram, dropped=dropped)
+                                     datagram=datagram, dropped=dropped, greeted=greeted)
                 else:
-                    self._judged(rt, svc, peer, v, admitted, conn, datagram, dropped)
+                    self._judged(rt, svc, peer, v, admitted, conn, datagram, dropped,
+                                 greeted)
             self.access.wait(svc, peer, decided, conn, datagram,
                              replaced=lambda: _in_force(rt, svc) is not None)
             return
-        self._judged(rt, svc, peer, verdict, admitted, conn, datagram, dropped)
+        self._judged(rt, svc, peer, verdict, admitted, conn, datagram, dropped, greeted)
 
     def _judged(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str, verdict: Verdict,
                 admitted: Callable[[ServiceConfig], None], conn: socket.socket | None,
-                datagram: Datagram | None, dropped: Callable[[], None]) -> None:
+                datagram: Datagram | None, dropped: Callable[[], None],
+                greeted: bool = False) -> None:
         if not verdict.allowed:
             self.refuse(rt, peer, verdict.reason or REASON_ADDRESS, conn,
-                        sender=None if datagram is None else datagram.sender)
+                        sender=None if datagram is None else datagram.sender,
+                        greeted=greeted)
             dropped()
             return
         admitted(self.access.prepare(svc, verdict, conn, peer)
@@ -404,9 +411,10 @@ class Dispatcher:
                     self._start_on(rt, svc, conn, peer, addr, remote_name)
                 else:
                     # A reload since the failed fork: the new rules judge the client,
-                    # and the server started is the new configuration's.
+                    # and the server started is the new configuration's. The client
+                    # has its banner_success (launch): neither banner is sent again.
                     self.judge_again(rt, peer, conn=conn, admitted=lambda now: self._start_on(
-                        rt, now, conn, peer, addr, remote_name))
+                        rt, now, conn, peer, addr, remote_name), greeted=True)
             hold = Hold(rt, retry, conn.close)
         try:
             result = self.starter.start(svc, conn, peer, hold=hold, remote_name=remote_name,

@@ -547,3 +547,32 @@ def test_a_reload_during_a_fork_retry_judges_held_datagrams_by_the_new_rules(
             refused.recv(1000)
     assert "from=127.0.0.5" not in "".join(
         line for line in box.service_log().splitlines(True) if "START" in line)
+
+
+def test_a_fork_retry_refused_by_a_reload_sends_no_banner_fail_after_banner_success(
+        box: Box) -> None:
+    # banner_success went out before the fork that failed; the new rules refuse the
+    # held client at its retry: it gets the FAIL line, and no banner_fail contradicting
+    # the banner it already has (xinetd writes one of the two, never both). One the
+    # new rules admit gets no second banner_success.
+    refused, changed = free_port(), free_port()
+    (box.path / "success").write_text("welcome\n")
+    (box.path / "fail").write_text("go away\n")
+    banners = (f"banner_success = {box.path / 'success'}",
+               f"banner_fail = {box.path / 'fail'}")
+    for name in ("success", "fail"):
+        (box.path / name).chmod(0o644)
+    daemon = box.start(service("refused", refused, *banners)
+                       + service("changed", changed, *banners), interval="4")
+    set_process_limit(daemon, 1)
+    first, second = connect(refused), connect(changed)
+    with first, second:
+        _fail_forks_for(daemon, "refused", "changed")
+        _reload_with(daemon, lambda text: text.replace(
+            "\tserver_args = hello from refused\n",
+            "\tserver_args = hello from refused\n\tno_access = 127.0.0.1\n").replace(
+            "hello from changed", "hello again from changed"))
+        assert read_all(second) == b"welcome\nhello again from changed\n"
+        assert read_all(first) == b"welcome\n"
+    box.wait_service_log(r"FAIL: refused address from=127\.0\.0\.1")
+    assert "START: refused" not in box.service_log()
