@@ -129,12 +129,17 @@ def tcpmux_conf(tmp_path: Path, port: int, *muxed: str) -> str:
 def test_a_tcpmux_session_still_reading_its_name_looks_it_up_in_the_new_configuration(
         daemons: DaemonFactory, tmp_path: Path) -> None:
     port = free_port()
-    daemon = daemons.start_config(tcpmux_conf(tmp_path, port, "foo"))
+    daemon = daemons.start_config(tcpmux_conf(tmp_path, port, "foo", "same"))
     with socket.create_connection(("127.0.0.1", port), timeout=10) as gone, \
-            socket.create_connection(("127.0.0.1", port), timeout=10) as added:
-        wait_service_log(tmp_path, r"(?s)START: tcpmux .*START: tcpmux ")
-        reload(daemon, tcpmux_conf(tmp_path, port, "bar"), 1)
+            socket.create_connection(("127.0.0.1", port), timeout=10) as added, \
+            socket.create_connection(("127.0.0.1", port), timeout=10) as changed:
+        wait_service_log(tmp_path, r"(?s)START: tcpmux .*START: tcpmux .*START: tcpmux ")
+        reload(daemon, tcpmux_conf(tmp_path, port, "bar", "same").replace(
+            "server_args = same", "server_args = same changed"), 1)
         gone.sendall(b"foo\r\n")
         added.sendall(b"bar\r\n")
+        changed.sendall(b"same\r\n")
         assert read_line(gone) == "-Service name not found\r\n"
         assert read_line(added) == "bar\n"
+        # A service the reload changed runs with its new attributes.
+        assert read_line(changed) == "same changed\n"
