@@ -274,8 +274,9 @@ class DatagramDispatch:
                     checked: bool = False) -> None:
         """A sender admitted by an intercepted server's checks after that server exited
         (pyxinetd.intercept.dgram): served first, as the oldest request, like a datagram
-        queued on the socket: the parent-level checks (unless `checked`: a fork retry),
-        then a server, which is handed its datagrams (its access verdict is in)."""
+        queued on the socket: the parent-level checks (unless `checked`: the fork retry
+        of this same sender, which passed them and kept its slot), then a server, which
+        is handed its datagrams (its access verdict is in)."""
         host = self.host
 
         def drop(sock: socket.socket | None) -> None:
@@ -289,19 +290,23 @@ class DatagramDispatch:
                 return
         svc = host.access.prepare(rt.config, held.verdict, None, held.peer)
         if host.start_wait_server(rt, svc, held.peer, drop, sender=held.sender,
-                                  again=lambda: self._retry_held(rt)) is None:
+                                  again=lambda: self._retry_held(rt, held)) is None:
             drop(None)
 
-    def _retry_held(self, rt: ServiceRuntime) -> None:
-        """A fork retry for the held senders: the first one held now, with the service
-        as it is now. A reload since the failed fork may have refused the sender it was
-        for (its recheck drops it) or changed the service: the retry must not start the
-        server for that sender, or with the old configuration."""
+    def _retry_held(self, rt: ServiceRuntime, failed: HeldSender) -> None:
+        """A fork retry for the held senders, `failed` the one whose fork failed: the
+        first one held now, with the service as it is now. A reload since the failed
+        fork may have refused `failed` (its recheck drops it) or changed the service:
+        the retry must not start the server for it, or with the old configuration.
+        Another sender served instead never passed the parent-level checks (its
+        verdict came while the fork was held, or it waited behind `failed`): they run
+        now, by the service's limits of the moment, as for a datagram queued on the
+        socket; `failed` passed them, and its slot was held until this retry."""
         held = self.host.intercept.next_sender(rt)
         if held is None:
             self.host.refresh(rt)   # none left: the socket is watched again
             return
-        self._serve_held(rt, held, checked=True)
+        self._serve_held(rt, held, checked=held is failed)
 
     # -- internal datagram builtins -----------------------------------------
     def on_internal(self, rt: ServiceRuntime) -> None:

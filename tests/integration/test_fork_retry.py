@@ -372,74 +372,114 @@ def test_dgram_nowait_relay_queues_the_peers_datagrams_while_held(box: Box) -> N
     assert "FAIL: dnowait" not in log
 
 
-def test_a_reload_during_a_fork_retry_judges_the_held_datagram_senders_again(
-        box: Box) -> None:
-    # Two senders of an intercepted dgram service are admitted (their aclexec checks
-    # gated) after its server exited; the next server's fork fails, so they stay held
-    # for the retry. A reload refuses the first of them: the retry serves the other,
-    # and never the refused one (before: the retry started the server for the sender
-    # its fork had failed for, refused or not).
-    gates = {source: box.path / f"gate{source[-1]}" for source in ("127.0.0.5", "127.0.0.6")}
-    rules = ""
-    for source, gate in gates.items():
-        os.mkfifo(gate, 0o666)
-        gate.chmod(0o666)
-        rules += f"in.icept: {source}: aclexec /bin/sh -c 'head -c 1 {gate} >/dev/null'\n"
-    (box.path / "hosts.allow").write_text(rules)
-    (box.path / "hosts.deny").write_text("")
-    port = free_port()
+class HeldSenders:
+    """An intercepted dgram service (libwrap in.icept, a two-datagram server) whose
+    senders 127.0.0.6, then 127.0.0.5, are admitted (their aclexec checks gated) after
+    its first server exited; the next server's fork fails for 127.0.0.6, so both stay
+    held for the retry (5 s away)."""
 
-    def conf(*extra: str) -> str:
-        return service("icept", port, "flags = INTERCEPT", "libwrap = in.icept", *extra,
+    def __init__(self, box: Box) -> None:
+        gates = {source: box.path / f"gate{source[-1]}"
+                 for source in ("127.0.0.5", "127.0.0.6")}
+        rules = ""
+        for source, gate in gates.items():
+            os.mkfifo(gate, 0o666)
+            gate.chmod(0o666)
+            rules += f"in.icept: {source}: aclexec /bin/sh -c 'head -c 1 {gate} >/dev/null'\n"
+        (box.path / "hosts.allow").write_text(rules)
+        (box.path / "hosts.deny").write_text("")
+        self.port = port = free_port()
+        conf = service("icept", port, "flags = INTERCEPT", "libwrap = in.icept",
                        socket_type="dgram", protocol="udp", wait="yes", server=SERVER_PYTHON,
                        server_args=f"-I -S {HELPERS / 'intercept_server.py'} 2")
-    environ = {"PYXINETD_HOSTS_ALLOW": str(box.path / "hosts.allow"),
-               "PYXINETD_HOSTS_DENY": str(box.path / "hosts.deny")}
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in environ.items():
-            patch.setenv(name, value)
-        daemon = box.start(conf(), interval="5")
-    conf_file = box.path / "daemon0.conf"
-    senders = {source: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-               for source in ("127.0.0.2", "127.0.0.5", "127.0.0.6")}
-    try:
-        for source, sock in senders.items():
-            sock.bind((source, 0))
-            sock.settimeout(10)
-        a, kept, refused = senders.values()
-        a.sendto(b"a1", ("127.0.0.1", port))
-        first = a.recv(1000).decode().split()[0]
-        refused.sendto(b"r1", ("127.0.0.1", port))
-        kept.sendto(b"k1", ("127.0.0.1", port))
-        a.sendto(b"a2", ("127.0.0.1", port))
-        assert a.recv(1000).decode() == f"{first} peer=127.0.0.1 got=a2"
-        box.wait_service_log(rf"EXIT: icept status=0 {first}")
-        set_process_limit(daemon, 1)
+        environ = {"PYXINETD_HOSTS_ALLOW": str(box.path / "hosts.allow"),
+                   "PYXINETD_HOSTS_DENY": str(box.path / "hosts.deny")}
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in environ.items():
+                patch.setenv(name, value)
+            self.daemon = daemon = box.start(conf, interval="5")
+        self.conf_file = box.path / "daemon0.conf"
+        self.senders = {source: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                        for source in ("127.0.0.2", "127.0.0.5", "127.0.0.6")}
         try:
-            release(gates["127.0.0.6"])
-            daemon.wait_for_log(r"icept: fork failed: Resource temporarily unavailable")
-        finally:
-            # The reload loads the configuration in a child process: forks must work
-            # again. The retry is 5 s away.
-            restore_process_limit(daemon)
-        release(gates["127.0.0.5"])
-        conf_file.write_text(conf_file.read_text().replace(
-            "\tflags = INTERCEPT\n", "\tflags = INTERCEPT\n\tno_access = 127.0.0.6\n"))
-        daemon.signal(signal.SIGHUP)
-        daemon.wait_for_log(r"WARNING: .*service icept client 127\.0\.0\.6 of the next "
-                            r"server no longer allowed \(reason=address\); disconnecting")
-        reply = kept.recv(1000).decode()
-        second = reply.split()[0]
-        assert reply == f"{second} peer=127.0.0.1 got=k1" and second != first
-        box.wait_service_log(rf"START: icept {second} from=127\.0\.0\.5")
-        refused.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            refused.recv(1000)
-    finally:
-        for sock in senders.values():
+            for source, sock in self.senders.items():
+                sock.bind((source, 0))
+                sock.settimeout(10)
+            self.a, self.second, self.first = self.senders.values()
+            self.a.sendto(b"a1", ("127.0.0.1", port))
+            self.server = self.a.recv(1000).decode().split()[0]
+            self.first.sendto(b"r1", ("127.0.0.1", port))
+            self.second.sendto(b"k1", ("127.0.0.1", port))
+            self.a.sendto(b"a2", ("127.0.0.1", port))
+            assert self.a.recv(1000).decode() == f"{self.server} peer=127.0.0.1 got=a2"
+            box.wait_service_log(rf"EXIT: icept status=0 {self.server}")
+            set_process_limit(daemon, 1)
+            try:
+                release(gates["127.0.0.6"])
+                daemon.wait_for_log(r"icept: fork failed: Resource temporarily unavailable")
+            finally:
+                # A reload loads the configuration in a child process: forks must
+                # work again.
+                restore_process_limit(daemon)
+            release(gates["127.0.0.5"])
+        except BaseException:
+            self.close()
+            raise
+
+    def reload(self, *lines: str) -> None:
+        """Add `lines` to the service and reload, before the retry."""
+        self.conf_file.write_text(self.conf_file.read_text().replace(
+            "\tflags = INTERCEPT\n",
+            "\tflags = INTERCEPT\n" + "".join(f"\t{line}\n" for line in lines)))
+        self.daemon.signal(signal.SIGHUP)
+
+    def close(self) -> None:
+        for sock in self.senders.values():
             sock.close()
+
+
+def test_a_reload_during_a_fork_retry_judges_the_held_datagram_senders_again(
+        box: Box) -> None:
+    # A reload refuses the sender the fork failed for: the retry serves the other, and
+    # never the refused one (before: the retry started the server for the sender its
+    # fork had failed for, refused or not).
+    held = HeldSenders(box)
+    try:
+        held.reload("no_access = 127.0.0.6")
+        held.daemon.wait_for_log(r"WARNING: .*service icept client 127\.0\.0\.6 of the "
+                                 r"next server no longer allowed \(reason=address\); "
+                                 r"disconnecting")
+        reply = held.second.recv(1000).decode()
+        second = reply.split()[0]
+        assert reply == f"{second} peer=127.0.0.1 got=k1" and second != held.server
+        box.wait_service_log(rf"START: icept {second} from=127\.0\.0\.5")
+        held.first.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            held.first.recv(1000)
+    finally:
+        held.close()
     assert "from=127.0.0.6" not in box.service_log()
-    assert "too many consecutive fork failures" not in daemon.log()
+    assert "too many consecutive fork failures" not in held.daemon.log()
+
+
+def test_a_fork_retry_runs_the_parent_checks_for_a_held_sender_it_was_not_for(
+        box: Box) -> None:
+    # The reload refuses the sender the fork failed for, and sets per_source = 0: the
+    # other held sender, which the retry would serve instead, never passed the checks
+    # before a fork (its verdict came while the fork was held). They run at the retry,
+    # and refuse it (before: the retry served it unchecked).
+    held = HeldSenders(box)
+    try:
+        held.reload("no_access = 127.0.0.6", "per_source = 0")
+        box.wait_service_log(r"FAIL: icept per_source_limit from=127\.0\.0\.5")
+        held.second.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            held.second.recv(1000)
+    finally:
+        held.close()
+    log = box.service_log()
+    assert "START: icept" not in log.split(f"EXIT: icept status=0 {held.server}")[1]
+    assert "from=127.0.0.6" not in log
 
 
 def _reload_with(daemon: Daemon, edit: Callable[[str], str]) -> None:
