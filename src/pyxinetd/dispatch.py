@@ -199,6 +199,14 @@ class Dispatcher:
             return REASON_ADDRESS
         return reason
 
+    def twist_check(self, rt: ServiceRuntime, peer: str) -> str | None:
+        """The limits a `twist` command run for a client of a running intercepted
+        server is checked against, as a server started for it: `max_load`,
+        `access_times`, `instances`, `per_source`, `-limit` (the refusal reason or
+        None). Not `cps`: the interceptor's clients are not requests on the service
+        socket, and a trip would close that socket under the running server."""
+        return rt.check(peer, self.children.occupancy, self.limits, rated=False)
+
     # -- stream ------------------------------------------------------------
     def _on_acceptable(self, rt: ServiceRuntime) -> None:
         sock = rt.sock

@@ -244,13 +244,16 @@ class ServiceRuntime:
                 or (reason == REASON_PER_SOURCE and svc.per_source == 0))
 
     def check(self, peer: str, occupancy: Occupancy, limits: Limits,
-              deny_peer: Callable[[str], bool] | None = None) -> str | None:
+              deny_peer: Callable[[str], bool] | None = None, *,
+              rated: bool = True) -> str | None:
         """Run the parent-level checks in xinetd's order; the FAIL reason or None.
 
         A cps trip returns REASON_CPS; the caller then deactivates the service.
+        `rated`: the request counts against `cps` (not a process started for a client
+        an intercepted server's interceptor admitted: pyxinetd.intercept.common).
         """
         svc = self.config
-        if not self.cps.admit():
+        if rated and not self.cps.admit():
             return REASON_CPS
         if svc is not self._limits_of:
             self._limits_of = svc

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pyxinetd.intercept import MAX_CLIENTS
+from pyxinetd.intercept import MAX_CLIENTS, MAX_TWISTS
 from pyxinetd.service import MAX_PARKED_BYTES
 from tests.daemon import (HELPERS, DaemonFactory, free_port, namespace_problem,
                           nofile_limited, open_fds, run_scenario, wait_log_lines, wait_until)
@@ -293,6 +293,112 @@ def test_a_twist_sender_never_reaches_the_running_datagram_server(
     assert re.findall(r"START: icept (pid=\d+) from=127.0.0.2", text) == [pid]
     assert len(re.findall(r"START: icept pid=\d+ from=127.0.0.4", text)) == 1
     assert "twist 127.0.0.4 to /bin/sh" in daemon.log_path.read_text()
+
+
+def twist_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    """hosts.allow sends 127.0.0.4 and 127.0.0.5 to the twist `command`."""
+    (tmp_path / "hosts.allow").write_text(f"in.icept: 127.0.0.4 127.0.0.5: twist {command}\n")
+    (tmp_path / "hosts.deny").write_text("")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+
+
+def test_a_twisted_stream_client_counts_as_an_instance(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # instances = 3: the running server and two twist commands; the third twisted
+    # client is refused for the limit, as a wait = no service's would be (before: every
+    # twisted client forked its command, whatever the limit).
+    twist_rules(tmp_path, monkeypatch, "/bin/sh -c 'echo twisted; head -c 1 >/dev/null'")
+    port = free_port()
+    daemons.start_config(config(tmp_path, port, "libwrap = in.icept", "instances = 3",
+                                count=1))
+    with tcp_from("127.0.0.2", port) as a:
+        assert a.recv(4096).startswith(b"pid=")     # the server runs, busy with it
+        twisted = [tcp_from(source, port) for source in ("127.0.0.4", "127.0.0.5")]
+        try:
+            for conn in twisted:
+                assert conn.recv(4096) == b"twisted\n"
+            with tcp_from("127.0.0.4", port) as third:
+                assert third.recv(4096) == b""
+            wait_log_lines(tmp_path / "services.log",
+                           r"FAIL: icept service_limit from=127\.0\.0\.4")
+        finally:
+            for conn in twisted:
+                conn.close()
+        a.sendall(b"ping\n")
+        assert a.recv(4096) == b"ping\n"
+    text = wait_log_lines(tmp_path / "services.log", r"START: icept pid=\d+ from=127", 3)
+    assert len(re.findall(r"FAIL: icept", text)) == 1
+
+
+def test_twist_commands_of_a_stream_server_are_bounded(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No limit set: at most MAX_TWISTS twist commands run at once for the clients of one
+    # server; the next twisted client is disconnected, with one ERROR line, until one
+    # of them exits (before: one process per twisted client, without end).
+    twist_rules(tmp_path, monkeypatch, "/bin/sh -c 'echo twisted; head -c 1 >/dev/null'")
+    port = free_port()
+    daemon = daemons.start_config(config(tmp_path, port, "libwrap = in.icept", count=1))
+    with tcp_from("127.0.0.2", port) as a:
+        assert a.recv(4096).startswith(b"pid=")
+        twisted: list[socket.socket] = []
+        try:
+            for _ in range(MAX_TWISTS):
+                twisted.append(tcp_from("127.0.0.4", port))
+                assert twisted[-1].recv(4096) == b"twisted\n"
+            for _ in range(2):
+                with tcp_from("127.0.0.5", port) as over:
+                    assert over.recv(4096) == b""
+            twisted.pop().close()
+
+            def twisted_again() -> bool:
+                with tcp_from("127.0.0.5", port) as conn:
+                    return conn.recv(4096) == b"twisted\n"
+            wait_until(twisted_again, TIMEOUT, what="a twist command once one exited")
+        finally:
+            for conn in twisted:
+                conn.close()
+        a.sendall(b"ping\n")
+        assert a.recv(4096) == b"ping\n"
+    lines = re.findall(rf"icept: {MAX_TWISTS} twist commands already run .*",
+                       daemon.log_path.read_text())
+    assert lines == [f"icept: {MAX_TWISTS} twist commands already run for clients of this "
+                     f"server; 127.0.0.5 disconnected"]
+
+
+def test_a_twisted_datagram_sender_counts_as_an_instance(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # instances = 2: the running server and one twist command; the second twisted
+    # sender is refused for the limit until that command exits, then gets its own.
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    twist_rules(tmp_path, monkeypatch,
+                f"/bin/sh -c 'head -c 2 > {tmp_path}/out.%a; head -c 1 {gate} >/dev/null'")
+    port = free_port()
+    daemons.start_config(config(tmp_path, port, "libwrap = in.icept", "instances = 2",
+                                socket_type="dgram", count=2))
+    out4, out5 = tmp_path / "out.127.0.0.4", tmp_path / "out.127.0.0.5"
+    with udp_from("127.0.0.2") as a, udp_from("127.0.0.4") as first, \
+            udp_from("127.0.0.5") as second:
+        a.sendto(b"a1", ("127.0.0.1", port))
+        pid = a.recv(1000).decode().split()[0]
+        first.sendto(b"t1", ("127.0.0.1", port))
+        wait_until(lambda: out4.exists() and out4.read_bytes() == b"t1", TIMEOUT)
+        second.sendto(b"u1", ("127.0.0.1", port))
+        wait_log_lines(tmp_path / "services.log",
+                       r"FAIL: icept service_limit from=127\.0\.0\.5")
+        assert not out5.exists()
+        release(gate)
+        wait_log_lines(tmp_path / "services.log", r"EXIT: icept status=0 pid=(?!%s)" %
+                       pid.removeprefix("pid="))
+
+        def twisted() -> bool:
+            second.sendto(b"u2", ("127.0.0.1", port))
+            return out5.exists() and out5.read_bytes() == b"u2"
+        wait_until(twisted, TIMEOUT, what="the second sender's twist command")
+        release(gate)
+        a.sendto(b"a2", ("127.0.0.1", port))
+        assert a.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=a2"
 
 
 def test_a_flood_against_a_server_that_never_accepts_is_bounded(

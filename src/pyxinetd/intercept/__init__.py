@@ -36,10 +36,10 @@ its server's set-up fails (`dup2( 0, 0 ) failed: Bad file descriptor`) and every
 is closed; see docs/compatibility.md.
 """
 
-from pyxinetd.intercept.common import INTERCEPT_FLAG, Address, Client
+from pyxinetd.intercept.common import INTERCEPT_FLAG, MAX_TWISTS, Address, Client
 from pyxinetd.intercept.dgram import MAX_CHANNELS
 from pyxinetd.intercept.registry import CPS_TRIPPED, Interceptors
 from pyxinetd.intercept.stream import MAX_CLIENTS
 
-__all__ = ["CPS_TRIPPED", "INTERCEPT_FLAG", "MAX_CHANNELS", "MAX_CLIENTS", "Address", "Client",
-           "Interceptors"]
+__all__ = ["CPS_TRIPPED", "INTERCEPT_FLAG", "MAX_CHANNELS", "MAX_CLIENTS", "MAX_TWISTS",
+           "Address", "Client", "Interceptors"]

@@ -20,6 +20,9 @@ from pyxinetd.loop import Loop
 from pyxinetd.service import REASON_ADDRESS, REASON_TIME, ServiceRuntime, within_access_times
 
 INTERCEPT_FLAG = "INTERCEPT"
+# Twist commands run at once for the clients of one server (a process each, stream or
+# dgram; a flood of clients a twist rule matches must not fork without end).
+MAX_TWISTS = 16
 
 OnReap = Callable[[Child, ExitStatus], None]
 Address = tuple[object, ...]
@@ -60,6 +63,8 @@ class Host(Protocol):
                      client: tuple[object, ...] | None = None) -> int | Outcome | None: ...
 
     def refresh(self, rt: ServiceRuntime) -> None: ...
+
+    def twist_check(self, rt: ServiceRuntime, peer: str) -> str | None: ...
 
     def pause_accept(self, rt: ServiceRuntime, err: OSError) -> None: ...
 
@@ -118,6 +123,8 @@ class Interception:
         self.finished = False
         # Not reading the service socket for now (too many clients in hand).
         self.stopped = False
+        self._twists = 0                # twist commands running for its clients
+        self._twists_reported = False
 
     @property
     def svc(self) -> ServiceConfig:
@@ -143,6 +150,41 @@ class Interception:
     def close(self) -> None:
         """Shutdown: end everything now."""
         self.finished = True
+
+    # -- twist commands -------------------------------------------------------------
+    def may_twist(self, peer: str, svc: ServiceConfig, refuse: Callable[[str], None],
+                  what: str) -> bool:
+        """Whether a `twist` command may start for a client a hosts.allow rule sends to
+        it while the server runs. It is a process started for that client, as a
+        wait = no service's twisted server is: the service's limits (Host.twist_check)
+        count it; one refuses it with `refuse(reason)`. At most MAX_TWISTS run at once
+        for the clients of one server, whatever the limits: beyond, one ERROR line
+        until one exits (`what`: what becomes of the client)."""
+        if self._twists >= MAX_TWISTS:
+            if not self._twists_reported:
+                self._twists_reported = True
+                self.host.program.error("intercept", f"{svc.id}: {MAX_TWISTS} twist commands "
+                                                     f"already run for clients of this "
+                                                     f"server; {what}")
+            return False
+        reason = self.host.twist_check(self.rt, peer)
+        if reason is not None:
+            refuse(reason)
+            return False
+        return True
+
+    def spawn_twist(self, svc: ServiceConfig, sock: socket.socket, peer: str,
+                    ended: Callable[[], None] = lambda: None) -> bool:
+        """Start `svc`'s twist command on `sock` for `peer`: whether it started. It
+        counts toward MAX_TWISTS until it is reaped (then `ended()`)."""
+        def reaped(child: Child, status: ExitStatus) -> None:
+            self._twists -= 1
+            self._twists_reported = False
+            ended()
+        if not isinstance(self.host.spawn_server(svc, sock, peer, reaped), int):
+            return False
+        self._twists += 1
+        return True
 
     # -- the checks, the log lines -------------------------------------------------
     def fail(self, peer: str, reason: str, svc: ServiceConfig | None = None) -> None:

@@ -12,7 +12,8 @@ towards it, from the address the sender's first datagram was sent to (on a wildc
 bind; pyxinetd.replysource). The sender whose datagram started the server was checked by the dispatcher
 before the start, and gets its channel at once. A sender a hosts.allow `twist` rule
 admits gets no channel: the command runs for it, on a private socket of its own where
-its datagrams wait, and nothing of it reaches the running server.
+its datagrams wait, and nothing of it reaches the running server; the command counts
+as a stream client's does (common.Interception.may_twist).
 
 Bounded: at most MAX_CHANNELS senders talk to one server at once (a descriptor each),
 and no more than a quarter of the daemon's descriptor limit (common.descriptor_share);
@@ -47,7 +48,6 @@ from dataclasses import dataclass
 
 from pyxinetd import replysource
 from pyxinetd.access.gate import PASS, RULES_REPLACED, Verdict
-from pyxinetd.children import Child, ExitStatus
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, receive_datagrams, send_quietly
 from pyxinetd.dgramrelay import reply_address
@@ -60,9 +60,6 @@ from pyxinetd.service import MAX_PARKED_BYTES, MAX_PARKED_DATAGRAMS, ServiceRunt
 from pyxinetd.timers import Timer, shortened
 
 MAX_CHANNELS = 1024
-# Twist commands run at once for the senders of one server (a process each; a flood of
-# forged senders a twist rule matches must not fork without end).
-MAX_TWISTS = 16
 PENDING_LIMIT = 16
 # Seconds a channel may stay quiet (nothing from its sender, nothing from the server)
 # before it is closed; as long as the kernel's connection tracking keeps a UDP stream.
@@ -126,7 +123,6 @@ class DatagramInterception(Interception):
         # The senders a twist command runs for: their datagrams are its, not checked
         # again until it exits (one command per sender, as per connection for a stream).
         self._twisted: set[Address] = set()
-        self._twists_reported = False
         self._pending: dict[Address, list[bytes]] = {}    # waiting for a verdict
         self._pending_datagrams = 0     # in _pending, and their bytes
         self._pending_bytes = 0
@@ -313,14 +309,11 @@ class DatagramInterception(Interception):
         to the running server. Like the twist command of a wait = yes service that no
         server held, it reads them on an unconnected socket, where its writes fail.
         Never one of rules a reload replaced (AccessGate.wait answers RULES_REPLACED).
-        At most MAX_TWISTS at once: beyond, the sender's datagrams are dropped, with one
-        ERROR line until one exits."""
-        if len(self._twisted) >= MAX_TWISTS:
-            if not self._twists_reported:
-                self._twists_reported = True
-                self.host.program.error(
-                    "intercept", f"{asked.id}: {MAX_TWISTS} twist commands already run "
-                                 f"for senders of this server; datagrams of {peer} dropped")
+        It counts as the service's server would (`may_twist`): a sender the limits
+        refuse is logged, and checked again at its next datagram; beyond MAX_TWISTS
+        its datagrams are dropped."""
+        if not self.may_twist(peer, asked, lambda reason: self._refuse(sender, peer, reason),
+                              f"datagrams of {peer} dropped"):
             return
         svc = self.host.access.prepare(asked, verdict, None, peer)
         feeder: socket.socket | None = None
@@ -330,17 +323,13 @@ class DatagramInterception(Interception):
             self.host.program.error("intercept", f"{svc.id}: cannot run the twist command "
                                                  f"for {peer}: {strerror(err)}")
             return
-
-        def reaped(child: Child, status: ExitStatus) -> None:
-            self._twisted.discard(sender)
-            self._twists_reported = False
         try:
             feeder = socket.socket(sock.family, socket.SOCK_DGRAM)
             feeder.setblocking(False)
             feeder.bind((loopback(sock.family), 0))
             for data in queued:
                 send_quietly(feeder, data, tuple(sock.getsockname()))
-            if isinstance(self.host.spawn_server(svc, sock, peer, reaped), int) \
+            if self.spawn_twist(svc, sock, peer, lambda: self._twisted.discard(sender)) \
                     and not self._closed:
                 self._twisted.add(sender)
         except OSError as err:

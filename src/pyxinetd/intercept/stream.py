@@ -3,7 +3,8 @@
 Each connection on the service socket is accepted here and checked (common.py); an
 admitted one gets `START` with the server's pid and is relayed to the server's private
 listening socket by a RedirectSession aimed at it. A `twist` rule of hosts.allow runs
-its command for that client instead, as it would for a wait = no service.
+its command for that client instead, as it would for a wait = no service, and the
+command counts as that service's server would (common.Interception.may_twist).
 
 A client whose verdict comes after the server exited (a slow name lookup or aclexec
 command) is not lost either: it goes to the service's next server (or the one already
@@ -237,17 +238,21 @@ class StreamInterception(Interception):
             self.fail(peer, reason, asked)
             conn.close()
             return
-        svc = self.host.access.prepare(asked, verdict, conn, peer)
         if verdict.decision is not None and verdict.decision.twist is not None:
             # A hosts.allow `twist`: that command answers this client instead of the
-            # running server, as it would have for a wait = no service. Never one of
-            # rules a reload replaced: AccessGate.wait answers RULES_REPLACED then (a
-            # twist ends libwrap's scan, so an aclexec check never decides it).
+            # running server, as it would have for a wait = no service, and counts as
+            # that service's server would (`may_twist`). Never one of rules a reload
+            # replaced: AccessGate.wait answers RULES_REPLACED then (a twist ends
+            # libwrap's scan, so an aclexec check never decides it).
             try:
-                self.host.spawn_server(svc, conn, peer)
+                if self.may_twist(peer, asked, lambda reason: self.host.refuse(
+                        self.rt, peer, reason, conn), f"{peer} disconnected"):
+                    self.spawn_twist(self.host.access.prepare(asked, verdict, conn, peer),
+                                     conn, peer)
             finally:
                 conn.close()
             return
+        svc = self.host.access.prepare(asked, verdict, conn, peer)
         if self.finished or asked is not self.svc:
             # The server exited while this client's verdict was awaited (a name
             # lookup, an aclexec command): like a client it never accepted, it is not
