@@ -1,4 +1,4 @@
-"""Starting external servers: one ordered checklist, three ways of getting there.
+"""Starting external servers: one ordered checklist, four ways of getting there.
 
 What the server must find when it starts (xinetd reference §4.7-4.9): the connection
 on descriptors 0, 1 and 2 and no other descriptor; every signal at its default
