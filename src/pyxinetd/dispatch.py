@@ -293,7 +293,11 @@ class Dispatcher:
         `dropped()`. Its instance slot is held while names are looked up; a reload
         that removes the service meanwhile closes `conn` and calls `dropped()`.
         `greeted`: `conn` was sent banner_success before its fork failed; refused, it
-        gets no banner_fail after it (xinetd's child writes one or the other, §4.4)."""
+        gets no banner_fail after it (xinetd's child writes one or the other, §4.4).
+        A runtime not available (its new socket could not be bound, a later reload
+        removed it) starts no server: the request is dropped (`unavailable`)."""
+        if self._unavailable(rt, peer, conn, dropped):
+            return
         svc = rt.config
         if self.denied(peer):
             verdict: Verdict | None = Verdict(False, REASON_ADDRESS)
@@ -309,7 +313,7 @@ class Dispatcher:
             resume = self.hold(rt, peer, drop)
 
             def decided(v: Verdict) -> None:
-                if not resume():
+                if not resume() or self._unavailable(rt, peer, conn, dropped):
                     return
                 now = _in_force(rt, svc)
                 if now is not None:
@@ -322,6 +326,22 @@ class Dispatcher:
                              replaced=lambda: _in_force(rt, svc) is not None)
             return
         self._judged(rt, svc, peer, verdict, admitted, conn, datagram, dropped, greeted)
+
+    def _unavailable(self, rt: ServiceRuntime, peer: str, conn: socket.socket | None,
+                     dropped: Callable[[], None]) -> bool:
+        """Whether `rt`, the runtime a request waiting at a reload is judged by, does
+        not serve (the service's new socket could not be bound: it waits for its
+        address, or failed; or it was taken out since). Then the request is closed
+        with a WARNING naming its peer, and `dropped()` called: no server starts for
+        a service that is not available, whatever the rules would say."""
+        if rt.state in _AVAILABLE:
+            return False
+        self.program.warning("hard_reconfig", f"service {rt.id}: request from {peer} "
+                                              f"dropped: the service is not available")
+        if conn is not None:
+            conn.close()
+        dropped()
+        return True
 
     def _judged(self, rt: ServiceRuntime, svc: ServiceConfig, peer: str, verdict: Verdict,
                 admitted: Callable[[ServiceConfig], None], conn: socket.socket | None,
@@ -516,6 +536,11 @@ class Dispatcher:
         self.relays.close_all()
         self.userid.close()
         self.sensor.close()
+
+
+# The states of a runtime that serves its requests (or is binding its socket).
+_AVAILABLE = frozenset({State.STARTING, State.ACTIVE, State.SUSPENDED_WAIT,
+                        State.SUSPENDED_CPS})
 
 
 def _in_force(rt: ServiceRuntime, asked: ServiceConfig) -> ServiceRuntime | None:

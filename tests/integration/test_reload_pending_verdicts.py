@@ -190,3 +190,22 @@ def test_a_datagram_verdict_awaited_at_a_reload_that_replaces_the_socket_goes_wi
     text = read_log(log)
     assert "FAIL: plain" not in text
     assert len(re.findall(r"START: plain pid=\d+ from=127\.0\.0\.5", text)) == 1
+
+
+def test_a_verdict_awaited_at_a_reload_whose_new_socket_cannot_bind_starts_no_server(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The new `bind` address is not on the host: the service is not available under
+    # the configuration that judges the request, so no server starts for it.
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port = free_port()
+    log = tmp_path / "services.log"
+    daemon = daemons.start_config(config(tmp_path, port))
+    with tcp_from("127.0.0.5", port) as late:
+        new = config(tmp_path, port, libwrap="in.other").replace(
+            "bind = 127.0.0.1", "bind = 192.0.2.1")
+        with verdict_awaited(gate):
+            reload(daemon, new, 1)
+        assert closed(late)
+    daemon.wait_for_log(r"service plain: request from 127\.0\.0\.5 dropped: "
+                        r"the service is not available")
+    assert "START: plain" not in read_log(log)
