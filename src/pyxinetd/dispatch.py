@@ -313,13 +313,17 @@ class Dispatcher:
             resume = self.hold(rt, peer, drop)
 
             def decided(v: Verdict) -> None:
-                if not resume() or self._unavailable(rt, peer, conn, dropped):
+                if not resume():
                     return
                 now = _in_force(rt, svc)
-                if now is not None:
+                if now is not None and datagram is not None and now is not rt:
+                    # A reload replaced the socket the datagram was read from (or
+                    # queued on): it went with that socket, judged by no rules.
+                    dropped()
+                elif now is not None:
                     self.judge_again(now, peer, admitted=admitted, conn=conn,
                                      datagram=datagram, dropped=dropped, greeted=greeted)
-                else:
+                elif not self._unavailable(rt, peer, conn, dropped):
                     self._judged(rt, svc, peer, v, admitted, conn, datagram, dropped,
                                  greeted)
             self.access.wait(svc, peer, decided, conn, datagram,

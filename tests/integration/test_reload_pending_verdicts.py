@@ -209,3 +209,59 @@ def test_a_verdict_awaited_at_a_reload_whose_new_socket_cannot_bind_starts_no_se
     daemon.wait_for_log(r"service plain: request from 127\.0\.0\.5 dropped: "
                         r"the service is not available")
     assert "START: plain" not in read_log(log)
+
+
+def test_a_datagram_judged_again_at_a_reload_whose_next_reload_replaces_the_socket_goes_with_it(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A first reload has the new rules judge the waiting datagram (their aclexec
+    # command runs for it); a second one, before their verdict, replaces the socket:
+    # the datagram went with the old socket, and the second reload's rules, which
+    # refuse the sender, log no FAIL line for it.
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    allow = tmp_path / "hosts.allow"
+    allow.write_text(allow.read_text().replace(">/dev/null'", ">/dev/null; exit 1'"))
+    port = free_port()
+    log = tmp_path / "services.log"
+    args = f"-I -S {HELPERS / 'udp_wait_server.py'}"
+    daemon = daemons.start_config(config(tmp_path, port, socket_type="dgram", wait="yes",
+                                         server=sys.executable, args=args))
+    with udp_from("127.0.0.5") as late:
+        late.sendto(b"late", ("127.0.0.1", port))
+        with verdict_awaited(gate):
+            reload(daemon, config(tmp_path, port, socket_type="dgram", wait="yes",
+                                  server=sys.executable, args=f"{args} 0"), 1)
+        with verdict_awaited(gate):
+            reload(daemon, config(tmp_path, port, "no_access = 127.0.0.5",
+                                  socket_type="dgram", wait="yes", server=sys.executable,
+                                  args=args).replace("bind = 127.0.0.1", "bind = 0.0.0.0"),
+                   2)
+        # The second rules' check has ended (its command failed: they would hand over).
+        daemon.wait_for_log(r"aclexec returned 1 .* for plain from 127\.0\.0\.5", count=2)
+        # The socket is watched: a datagram of another sender is served.
+        with udp_from("127.0.0.6") as other:
+            other.sendto(b"next", ("127.0.0.1", port))
+            assert re.fullmatch(r"pid=\d+ got=next", other.recv(1000).decode())
+    text = read_log(log)
+    assert "FAIL: plain" not in text
+    assert not re.search(r"START: plain pid=\d+ from=127\.0\.0\.5", text)
+
+
+def test_a_connection_judged_again_at_a_reload_whose_next_reload_replaces_the_socket_is_served(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first reload's rules run their aclexec command for the waiting connection;
+    # the second reload gives the service a new socket before their verdict: the
+    # connection, accepted on the first socket, is judged by the second reload's
+    # configuration and gets its server.
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port = free_port()
+    log = tmp_path / "services.log"
+    daemon = daemons.start_config(config(tmp_path, port))
+    with tcp_from("127.0.0.5", port) as late:
+        with verdict_awaited(gate):
+            reload(daemon, config(tmp_path, port, args="first"), 1)
+        with verdict_awaited(gate):
+            reload(daemon, config(tmp_path, port, "flags = KEEPALIVE", args="second",
+                                  libwrap="in.other"), 2)
+        assert read_all(late) == b"second\n"
+    wait_log_lines(log, r"START: plain pid=\d+ from=127\.0\.0\.5")
+    assert "not available" not in daemon.log()
