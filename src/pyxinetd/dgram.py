@@ -29,6 +29,7 @@ from pyxinetd.internal.status import MasterView
 from pyxinetd.listener import peer_text
 from pyxinetd.log import ProgramLog
 from pyxinetd.servicelog import ServiceLogs, start_entry
+from pyxinetd.reload import rules_replaced
 from pyxinetd.loop import Loop
 from pyxinetd.service import REASON_ADDRESS, ServiceRuntime, State
 
@@ -222,7 +223,7 @@ class DatagramDispatch:
             def decided(v: Verdict) -> None:
                 if not resume():
                     rt.accept_paused = False    # its service was removed meanwhile
-                elif rt.config is not asked:
+                elif rules_replaced(asked, rt.config):
                     # A reload replaced the rules meanwhile: the new ones judge the
                     # sender, the datagram still queued.
                     host.judge_again(rt, peer, datagram=datagram,
@@ -233,7 +234,7 @@ class DatagramDispatch:
             # A reload that replaces the socket replaces the rules too: the datagram
             # goes with the old socket, no verdict of the old rules is applied to it.
             host.access.wait(asked, peer, decided, datagram=datagram,
-                             replaced=lambda: rt.current().config is not asked)
+                             replaced=lambda: rules_replaced(asked, rt.current().config))
             return
         self._wait_admit(rt, addr, peer, verdict)
 
@@ -335,14 +336,14 @@ class DatagramDispatch:
             def decided(v: Verdict) -> None:
                 if rt.current() is not rt:
                     return      # a reload replaced its socket: the datagram goes with it
-                if rt.config is not asked:
+                if rules_replaced(asked, rt.config):
                     # A reload replaced the rules meanwhile: the new ones judge it.
                     v2 = host.access.check(rt.config, peer, datagram=datagram)
                     self._internal_admit(rt, data, datagram, peer, source, v2)
                 else:
                     self._internal_admit(rt, data, datagram, peer, source, v)
             self.park(rt, decided, peer, datagram, len(data),
-                      lambda: rt.current().config is not asked)
+                      lambda: rules_replaced(asked, rt.current().config))
             return
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=datagram.sender)

@@ -51,6 +51,7 @@ from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.listener import SHORTAGE_ERRNOS, peer_text
 from pyxinetd.log import strerror
 from pyxinetd.servicelog import fail_entry
+from pyxinetd.reload import rules_replaced
 from pyxinetd.loop import READ
 from pyxinetd.service import REASON_ADDRESS, ServiceRuntime
 
@@ -201,7 +202,7 @@ class NowaitRelays:
                     return      # its service was removed meanwhile
                 if rt.sock is None:
                     return      # a reload replaced its socket: the datagrams go with it
-                if rt.config is not asked:
+                if rules_replaced(asked, rt.config):
                     # A reload replaced the rules meanwhile: the new ones judge the
                     # sender; what it sent meanwhile goes with its first datagram.
                     host.judge_again(rt, peer, datagram=Datagram(rt.sock, addr),
@@ -211,7 +212,7 @@ class NowaitRelays:
                 self._nowait_admit(rt, addr, peer, data, source, v)
                 self._deliver_later(rt, addr, later)
             self._park_datagram(rt, decided, peer, Datagram(rt.sock, addr), len(data),
-                                lambda: rt.current().config is not asked)
+                                lambda: rules_replaced(asked, rt.current().config))
             return
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=addr)

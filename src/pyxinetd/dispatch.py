@@ -36,6 +36,7 @@ from pyxinetd.listener import SHORTAGE_ERRNOS, accept_batch
 from pyxinetd.log import ProgramLog, strerror
 from pyxinetd.servicelog import ServiceLogs, fail_entry
 from pyxinetd.peerenv import PEERENV_FLAG
+from pyxinetd.reload import rules_replaced
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.sensor import DenyList
 from pyxinetd.service import REASON_ADDRESS, REASON_CPS, REASON_LOAD, REASON_TIME, Event, \
@@ -553,4 +554,4 @@ def _in_force(rt: ServiceRuntime, asked: ServiceConfig) -> ServiceRuntime | None
     socket: the request accepted on the old one is judged by the new configuration);
     None while `asked` is still in force."""
     now = rt.current()
-    return None if now.config is asked else now
+    return None if now is rt and not rules_replaced(asked, now.config) else now

@@ -107,6 +107,14 @@ def same_attributes(old: ServiceConfig, new: ServiceConfig) -> bool:
     return replace(old, origin=new.origin) == new
 
 
+def rules_replaced(asked: ServiceConfig, now: ServiceConfig) -> bool:
+    """Whether the service a request was judged by (`asked`) is replaced by its
+    configuration in force (`now`). A reload always makes new objects, but one that
+    leaves the service as it was (an unchanged file, a line moved) replaces nothing: a
+    verdict still awaited from `asked` holds, and its aclexec command is not run again."""
+    return now is not asked and not same_attributes(asked, now)
+
+
 def diff_services(old: Sequence[ServiceConfig], new: Sequence[ServiceConfig]) -> Plan:
     """Match running services with new ones; see the module docstring.
 

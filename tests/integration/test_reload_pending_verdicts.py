@@ -265,3 +265,40 @@ def test_a_connection_judged_again_at_a_reload_whose_next_reload_replaces_the_so
         assert read_all(late) == b"second\n"
     wait_log_lines(log, r"START: plain pid=\d+ from=127\.0\.0\.5")
     assert "not available" not in daemon.log()
+
+
+@pytest.mark.parametrize("socket_type", ["stream", "dgram"])
+def test_a_verdict_awaited_at_a_reload_that_changes_nothing_is_applied_and_asked_once(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        socket_type: str) -> None:
+    # A SIGHUP with the file unchanged (its lines moved, here) makes new configuration
+    # objects but replaces no rule: the awaited verdict stands, and the aclexec command
+    # is not run a second time for the same client.
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    runs = tmp_path / "runs"
+    allow = tmp_path / "hosts.allow"
+    allow.write_text(allow.read_text().replace("aclexec /bin/sh -c '",
+                                               f"aclexec /bin/sh -c 'echo run >>{runs}; "))
+    port = free_port()
+    log = tmp_path / "services.log"
+    if socket_type == "stream":
+        text = config(tmp_path, port)
+    else:
+        args = f"-I -S {HELPERS / 'dgram_nowait_server.py'}"
+        text = config(tmp_path, port, socket_type="dgram", server=sys.executable, args=args)
+    daemon = daemons.start_config(text)
+    if socket_type == "stream":
+        with tcp_from("127.0.0.5", port) as late:
+            with verdict_awaited(gate):
+                reload(daemon, "\n\n" + text, 1)
+            assert read_all(late) == b"old\n"
+    else:
+        with udp_from("127.0.0.5") as late:
+            late.sendto(b"late", ("127.0.0.1", port))
+            with verdict_awaited(gate):
+                reload(daemon, "\n\n" + text, 1)
+            late.settimeout(10)
+            assert re.fullmatch(r"pid=\d+ got=late", late.recv(1000).decode())
+    wait_log_lines(log, r"START: plain pid=\d+ from=127\.0\.0\.5")
+    assert runs.read_text() == "run\n"
+    assert "FAIL" not in read_log(log)

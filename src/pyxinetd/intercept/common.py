@@ -16,6 +16,7 @@ from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.listener import LISTEN_BACKLOG
 from pyxinetd.log import ProgramLog
 from pyxinetd.servicelog import ServiceLogs, fail_entry, start_entry
+from pyxinetd.reload import rules_replaced
 from pyxinetd.loop import Loop
 from pyxinetd.service import REASON_ADDRESS, REASON_TIME, ServiceRuntime, within_access_times
 
@@ -201,7 +202,10 @@ class Interception:
         """Whether a reload has replaced the rules a verdict was asked of (or removed
         the service): AccessGate.wait then answers RULES_REPLACED, and the client is
         asked about again by the rules of the moment (`ask`)."""
-        return lambda: self.rules() is not asked
+        def replaced() -> bool:
+            now = self.rules()
+            return now is None or rules_replaced(asked, now)
+        return replaced
 
     def verdict_now(self, svc: ServiceConfig, peer: str, conn: socket.socket | None,
                     sender: Address | None) -> Verdict | None:
