@@ -138,10 +138,17 @@ class Backlog(abc.ABC):
         self._schedule()
         if not (self._backlog or self._dropped):
             self._drained()
+        elif self._watched is None:
+            self._stranded()
 
     def _drained(self) -> None:
         """What waited is all sent (or given up), from the loop: a subclass may let go
         of a target kept only for it."""
+
+    def _stranded(self) -> None:
+        """What waits no longer has anything to watch (the reader left), from the loop:
+        only a next message would try again. A subclass may give up a target kept only
+        for what waits."""
 
     def drain(self, seconds: float = FLUSH_ON_CLOSE) -> int:
         """Detach from the loop and give what waits up to `seconds` (0: what fits at

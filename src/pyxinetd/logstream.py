@@ -93,6 +93,9 @@ class LogStream(Backlog):
         self.kind = self._prepare(fd)
         # Told, from the loop, once the lines that waited are all written (or given up).
         self.on_drained: Callable[[], None] | None = None
+        # Told, from the loop, when the reader left while lines waited for room: only
+        # a next line would try them again.
+        self.on_stranded: Callable[[], None] | None = None
 
     def _prepare(self, fd: int) -> Kind:
         try:
@@ -197,9 +200,18 @@ class LogStream(Backlog):
     def _dropped_message(self, count: int) -> bytes | None:
         return self._dropped_line(count)
 
+    @property
+    def readerless(self) -> bool:
+        """The pipe had no reader at the last write (its lines wait for the next)."""
+        return self._readerless
+
     def _drained(self) -> None:
         if self.on_drained is not None:
             self.on_drained()
+
+    def _stranded(self) -> None:
+        if self.on_stranded is not None:
+            self.on_stranded()
 
     def fds(self) -> list[int]:
         """Descriptors the stream opened (the spawner must not pass them on)."""

@@ -38,7 +38,11 @@ closed once what waited is written. A regular file's waiting entries go to the f
 log of the new configuration opens at the same path, first (the same file, or the new
 one a rotation left there, though they were logged before it). If none opens that
 path, they are tried once more when the reload has opened its logs (`reloaded()`), and
-the rest counted, once: nothing would ever tell them there is room.
+the rest counted, once: nothing would ever tell them there is room. So are those of a
+FIFO nobody opens again whose reader has left (at the reload, or later while they are
+written from the loop): only an entry of a log would try them again, and none comes, so
+the descriptor would be held for ever (one more with each reload that moves a log off a
+FIFO without a reader, or finds a new FIFO at its path).
 """
 
 from __future__ import annotations
@@ -335,7 +339,7 @@ class ServiceLogs:
             if shared.names(info):
                 # Its entries still wait: the new ones come after them.
                 self._held.remove(shared)
-                shared.stream.on_drained = None
+                shared.stream.on_drained = shared.stream.on_stranded = None
                 self._shared.append(shared)
                 return shared
         return None
@@ -441,9 +445,11 @@ class ServiceLogs:
 
     def reloaded(self) -> None:
         """The reload has opened every log it opens: the entries of a regular file
-        no log writes to any more are tried once more, and the rest counted (one
-        WARNING). Nothing would ever tell them there is room."""
-        for shared in [h for h in self._held if h.stream.kind is Kind.FILE]:
+        no log writes to any more, or of a FIFO that has no reader, are tried once
+        more, and the rest counted (one WARNING). Nothing would ever tell them there is
+        room: no entry of theirs comes to try again."""
+        for shared in [h for h in self._held
+                       if h.stream.kind is Kind.FILE or h.stream.readerless]:
             self._held.remove(shared)
             self._close_shared(shared, 0.0)
 
@@ -453,7 +459,14 @@ class ServiceLogs:
             if shared in self._held:
                 self._held.remove(shared)
                 self._close_shared(shared, 0.0)
+        def stranded() -> None:
+            # Its reader left while what waits was written from the loop: no entry of
+            # a log will try them again, and no reader could be seen coming.
+            if shared in self._held:
+                self._held.remove(shared)
+                self._close_shared(shared, 0.0)
         shared.stream.on_drained = drained
+        shared.stream.on_stranded = stranded
         self._held.append(shared)
 
     def _close_log(self, log: _LogFile, flush_for: float) -> None:
@@ -471,7 +484,7 @@ class ServiceLogs:
             self._close_shared(shared, flush_for)
 
     def _close_shared(self, shared: _SharedFile, flush_for: float) -> None:
-        shared.stream.on_drained = None
+        shared.stream.on_drained = shared.stream.on_stranded = None
         forgotten = shared.stream.close(flush_for)
         if forgotten:
             self._report_dropped(shared.path, forgotten)

@@ -12,7 +12,7 @@ import os
 import signal
 from pathlib import Path
 
-from tests.daemon import DaemonFactory, free_port, wait_until
+from tests.daemon import Daemon, DaemonFactory, free_port, wait_until
 from tests.integration.test_dispatch import connect, read_all
 
 F_SETPIPE_SZ = 1031     # <fcntl.h>; Python 3.11's fcntl module names it on Linux only
@@ -114,3 +114,81 @@ def test_a_reload_loses_none_of_the_entries_waiting_for_the_reader(
         assert "entries dropped" not in daemon.log() and "Error writing" not in daemon.log()
     finally:
         os.close(reader)
+
+
+def open_on(daemon_pid: int, path: Path) -> int:
+    """How many of the daemon's descriptors are open on `path`."""
+    fd_dir = Path(f"/proc/{daemon_pid}/fd")
+    count = 0
+    for fd in fd_dir.iterdir():
+        try:
+            if os.readlink(fd) == str(path):
+                count += 1
+        except OSError:
+            pass    # closed meanwhile
+    return count
+
+
+def reload_to(daemon: Daemon, text: str, generation: int) -> None:
+    args = list(daemon.proc.args)   # type: ignore[arg-type]
+    Path(args[args.index("-f") + 1]).write_text(text)
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_log("Reconfigured", count=generation)
+
+
+def test_a_reload_off_a_fifo_whose_reader_left_lets_go_of_the_fifo(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # Entries wait for a reader that left; the reload moves the log to another file
+    # (or finds a new FIFO made at the path): no entry would ever try them again, so
+    # the old FIFO is closed and they are counted, reload after reload.
+    fifo, other = tmp_path / "log.fifo", tmp_path / "other.log"
+    port = free_port()
+    on_fifo = service("piped", port, f"\tlog_type = FILE {fifo}\n")
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    daemon = daemons.start_config(on_fifo)
+    os.close(reader)
+    for generation in range(1, 4):
+        assert ask(port) == b"hi\n"
+        daemon.wait_for_log(f"Error writing {fifo}: Broken pipe", count=generation)
+        wait_until(lambda: not daemon.children(), 10.0, what="the server reaped")
+        assert open_on(daemon.proc.pid, fifo) == 1
+        reload_to(daemon, service("piped", port, f"\tlog_type = FILE {other}\n"),
+                  2 * generation - 1)
+        assert open_on(daemon.proc.pid, fifo) == 0
+        assert daemon.log().count(f"entries dropped: {fifo} was full") == generation
+        # A new FIFO at the path, with a reader that comes and leaves.
+        fifo.unlink()
+        os.mkfifo(fifo)
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        reload_to(daemon, on_fifo, 2 * generation)
+        os.close(reader)
+    assert open_on(daemon.proc.pid, fifo) == 1
+    assert daemon.log().count(f"entries dropped: {fifo} was full") == 3
+
+
+def test_a_fifo_held_by_a_reload_is_let_go_when_its_reader_leaves(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # The reader stops reading, entries wait; a reload moves the log elsewhere and
+    # the FIFO is kept for them, written from the loop. Then the reader leaves: no
+    # entry would try them again, so the FIFO is closed and they are counted.
+    fifo, other = tmp_path / "log.fifo", tmp_path / "other.log"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    ident = "x" * 900
+    try:
+        fcntl.fcntl(reader, F_SETPIPE_SZ, 4096)
+        port = free_port()
+        daemon = daemons.start_config(
+            service("piped", port, f"\tlog_type = FILE {fifo}\n\tid = {ident}\n"))
+        for _ in range(6):      # 12 entries: 4 fit, the others wait
+            assert ask(port) == b"hi\n"
+        wait_until(lambda: not daemon.children(), 10.0, what="the servers reaped")
+        reload_to(daemon, service("piped", port, f"\tlog_type = FILE {other}\n"), 1)
+        assert open_on(daemon.proc.pid, fifo) == 1
+        assert "entries dropped" not in daemon.log()
+    finally:
+        os.close(reader)
+    daemon.wait_for_log(f"entries dropped: {fifo} was full")
+    wait_until(lambda: open_on(daemon.proc.pid, fifo) == 0, 10.0, what="the FIFO closed")
+    assert ask(port) == b"hi\n"
