@@ -216,11 +216,14 @@ class RpcRegistry:
 
     def reregister(self, rt: ServiceRuntime, old: ServiceConfig) -> None:
         """A readjusted service: its range changed (§6.2), so the versions it dropped
-        are UNSET and those it added SET; those refused before are asked again."""
+        are UNSET and those it added SET; those refused before are asked again. What
+        it kept of a dropped version is forgotten: UNSET now, it is registered again
+        only once a later widening's SET is answered."""
         claim = self._claims.get(rt)
         if old.rpc_version == rt.config.rpc_version or claim is None:
             return
-        claim.outcome = {v: ok for v, ok in claim.outcome.items() if ok}
+        wanted = versions(rt.config)
+        claim.outcome = {v: ok for v, ok in claim.outcome.items() if ok and v in wanted}
         self._reconcile(claim.program)
 
     def follow(self, rt: ServiceRuntime) -> None:

@@ -3,6 +3,7 @@ same Loop (tests/unit/test_portmap.py's Responder)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import socket
 
@@ -108,6 +109,44 @@ def test_the_window_bounds_the_calls_and_gives_free_slots_to_each_program_in_tur
         assert sorted(settled, key=lambda r: r.program if r else 0) == [
             Registration(0x20000202, 6, 4711, (1, 2, 3, 4, 5, 6)),
             Registration(0x20000203, 6, 4712, (1,))]
+    finally:
+        registry.close()
+        responder.sock.close()
+        loop.close()
+
+
+def test_versions_a_narrowed_range_dropped_count_as_registered_again_only_once_set_again(
+) -> None:
+    # 1-6 registered; a reload narrows the range to 2-3 (1, 4-6 UNSET), another widens
+    # it back to 1-6 while the portmapper does not answer: until the SETs of 1 and 4-6
+    # are answered, only 2-3 are registered, and what the claim keeps of the narrowed
+    # range is its versions alone.
+    loop = Loop()
+    answering = [True]
+    responder = Responder(loop, lambda call: reply(call[0], 1) if answering[0] else None)
+    registry = RpcRegistry(loop, ProgramLog(stream=io.StringIO()),
+                           PortmapClient(loop, responder.address, interval=5.0))
+    settled: list[Registration | None] = []
+    rt = _rpc_runtime(0x20000204, (1, 6))
+    try:
+        claim = registry.claim(rt, 4711, settled.append)
+        run_until(loop, lambda: bool(settled))
+        assert registry.registration(rt) == Registration(0x20000204, 6, 4711,
+                                                         (1, 2, 3, 4, 5, 6))
+        old = rt.config
+        rt.config = dataclasses.replace(old, rpc_version=(2, 3))
+        registry.reregister(rt, old)
+        run_until(loop, lambda: registry.client.pending == 0)
+        assert [(call[5], call[11]) for call in responder.calls[6:]] == [
+            (2, 1), (2, 4), (2, 5), (2, 6)]
+        assert registry.registration(rt) == Registration(0x20000204, 6, 4711, (2, 3))
+        assert sorted(claim.outcome) == [2, 3]
+        answering[0] = False
+        old = rt.config
+        rt.config = dataclasses.replace(old, rpc_version=(1, 6))
+        registry.reregister(rt, old)
+        run_until(loop, lambda: registry.client.pending == 4)
+        assert registry.registration(rt) == Registration(0x20000204, 6, 4711, (2, 3))
     finally:
         registry.close()
         responder.sock.close()
