@@ -325,8 +325,11 @@ class Dispatcher:
                     self.judge_again(now, peer, admitted=admitted, conn=conn,
                                      datagram=datagram, dropped=dropped, greeted=greeted)
                 elif not self._unavailable(rt, peer, conn, dropped):
-                    self._judged(rt, svc, peer, v, admitted, conn, datagram, dropped,
-                                 greeted)
+                    # The verdict stands, and the server is started as the runtime's
+                    # configuration of now: a reload that changed nothing made a new,
+                    # equal one, the one a later reload hands its servers over from.
+                    self._judged(rt, rt.config, peer, v, admitted, conn, datagram,
+                                 dropped, greeted)
             self.access.wait(svc, peer, decided, conn, datagram,
                              replaced=lambda: _in_force(rt, svc) is not None)
             return

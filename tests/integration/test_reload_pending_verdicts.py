@@ -302,3 +302,28 @@ def test_a_verdict_awaited_at_a_reload_that_changes_nothing_is_applied_and_asked
     wait_log_lines(log, r"START: plain pid=\d+ from=127\.0\.0\.5")
     assert runs.read_text() == "run\n"
     assert "FAIL" not in read_log(log)
+
+
+def test_a_server_admitted_by_a_verdict_that_stood_at_an_unchanged_reload_moves_with_the_next_reload(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A first reload has the new rules judge the waiting connection; a second one,
+    # before their verdict, changes nothing. The server the verdict starts is the
+    # service's as a third reload finds it: its EXIT goes to the third one's log
+    # (before, it carried the first reload's configuration, which no reload hands
+    # over: its EXIT went to a log the service no longer writes to).
+    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    port = free_port()
+    log, moved = tmp_path / "services.log", tmp_path / "moved.log"
+    daemon = daemons.start_config(config(tmp_path, port, server="/bin/cat", args="-"))
+    changed = config(tmp_path, port, server="/bin/cat", args="- -")
+    with tcp_from("127.0.0.5", port) as late:
+        with verdict_awaited(gate):
+            reload(daemon, changed, 1)
+        with verdict_awaited(gate):
+            reload(daemon, "\n\n" + changed, 2)
+        wait_log_lines(log, r"START: plain pid=\d+ from=127\.0\.0\.5")
+        reload(daemon, changed.replace("services.log", "moved.log"), 3)
+        late.sendall(b"served\n")
+        assert late.recv(100) == b"served\n"
+    wait_log_lines(moved, r"EXIT: plain status=0 pid=\d+")
+    assert "EXIT" not in read_log(log)
