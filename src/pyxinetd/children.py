@@ -194,9 +194,10 @@ class ChildTable:
 
     def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
         """A reload kept the service `old` as `new`: its servers belong to `new` now
-        (their EXIT is logged with it). The counters need no change (same id)."""
+        (their EXIT is logged with it), those a hosts.allow rule's options started as a
+        copy of `old` too. The counters need no change (same id)."""
         for child in self._children.values():
-            if child.service is old:
+            if child.service.belongs_to(old):
                 child.service = new
 
 

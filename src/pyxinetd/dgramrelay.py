@@ -400,8 +400,8 @@ class NowaitRelays:
 
         def retry() -> None:
             rt = relay.service
-            if rt.config is judged or rt.sock is None:
-                self._spawn_relay(relay, svc, theirs, peer)
+            if not rules_replaced(judged, rt.config) or rt.sock is None:
+                self._spawn_relay(relay, svc.as_of(judged, rt.config), theirs, peer)
             else:
                 # A reload since the failed fork: the new rules judge the client (its
                 # datagrams wait in the channel), and start the new configuration's

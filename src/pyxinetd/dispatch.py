@@ -386,7 +386,8 @@ class Dispatcher:
                 self.judge_again(now, peer, conn=conn, admitted=lambda svc: self.launch(
                     svc, conn, addr, peer, checked=True, rt=now, remote_name=name))
                 return
-            self.launch(svc, conn, addr, peer, checked=True, rt=rt, remote_name=name)
+            self.launch(svc.as_of(judged, rt.config), conn, addr, peer, checked=True, rt=rt,
+                        remote_name=name)
         self.access.resolver.lookup(normalize_address(peer), named)
 
     def _identify_then_start(self, rt: ServiceRuntime, svc: ServiceConfig,
@@ -404,7 +405,7 @@ class Dispatcher:
         def start() -> None:
             serving = _in_force(rt, judged)
             if serving is None:
-                run(rt, svc)
+                run(rt, svc.as_of(judged, rt.config))
             else:
                 self.judge_again(serving, peer, conn=conn,
                                  admitted=lambda now: run(serving, now))
@@ -443,8 +444,9 @@ class Dispatcher:
 
             def retry() -> None:
                 assert rt is not None
-                if rt.config is judged:
-                    self._start_on(rt, svc, conn, peer, addr, remote_name)
+                if not rules_replaced(judged, rt.config):
+                    self._start_on(rt, svc.as_of(judged, rt.config), conn, peer, addr,
+                                   remote_name)
                 else:
                     # A reload since the failed fork: the new rules judge the client,
                     # and the server started is the new configuration's. The client

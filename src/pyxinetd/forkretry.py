@@ -151,7 +151,7 @@ class ForkRetry:
         service's configuration changed and has the new one judge them
         (Dispatcher.judge_again)."""
         for held in self._held:
-            if held.service is old:
+            if held.service.belongs_to(old):
                 held.service = new
 
     def release_matching(self, selected: Callable[[ServiceConfig], bool],

@@ -58,7 +58,7 @@ class Rechecks:
             if shared[wanted] > 1:
                 # Duplicate ids: only what belongs to this very service (rehomed).
                 def picked(other: ServiceConfig) -> bool:
-                    return other is svc
+                    return other.belongs_to(svc)
             else:
                 def picked(other: ServiceConfig) -> bool:
                     return other.id.lower() == wanted

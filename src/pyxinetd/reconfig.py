@@ -256,7 +256,7 @@ class Reconfigurer:
         """
         wanted = svc.id.lower()
         if wanted in kept_ids:
-            return lambda other: other is svc
+            return lambda other: other.belongs_to(svc)
         return lambda other: other.id.lower() == wanted
 
     def _readjust(self, rt: ServiceRuntime, change: Change) -> None:

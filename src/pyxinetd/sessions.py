@@ -148,7 +148,7 @@ class Sessions:
         (a later reload or recheck finds them there); each still logs with the
         configuration it was started with."""
         for record in self._records.values():
-            if record.service is old:
+            if record.service.belongs_to(old):
                 record.service = new
 
     def close_matching(self, selected: Callable[[ServiceConfig], bool]) -> int:

@@ -127,7 +127,7 @@ class UserIds:
         """A reload kept the service `old` as `new`: its lookups belong to `new` (a
         later reload that removes it finds them)."""
         for held in self._held.values():
-            if held.service is old:
+            if held.service.belongs_to(old):
                 held.service = new
 
     def cancel(self, selected: Callable[[ServiceConfig], bool]) -> int:

@@ -55,7 +55,7 @@ class Waiting:
     def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
         """A reload kept `old` as `new`: its waiting requests count toward `new`."""
         for request in self._requests.values():
-            if request.service is old:
+            if request.service.belongs_to(old):
                 request.service = new
 
     def cancel(self, selected: Callable[[ServiceConfig], bool]) -> int:

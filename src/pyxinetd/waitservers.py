@@ -32,6 +32,7 @@ from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.intercept import INTERCEPT_FLAG, Address, Interceptors
 from pyxinetd.listener import SHORTAGE_ERRNOS
 from pyxinetd.loop import READ, Handler, Loop
+from pyxinetd.reload import rules_replaced
 from pyxinetd.service import REASON_CPS, REASON_LOAD, REASON_TIME, Event, Limits, \
     ServiceRuntime, State
 from pyxinetd.suspend import Suspensions
@@ -136,8 +137,8 @@ class WaitServers:
                 return
             if again is not None:
                 again()
-            elif rt.config is judged:
-                self.start(rt, svc, peer, drop, sender=sender)
+            elif not rules_replaced(judged, rt.config):
+                self.start(rt, svc.as_of(judged, rt.config), peer, drop, sender=sender)
             elif sender is None:
                 # A reload since the failed fork; a stream request has no address to
                 # judge: the server is the new configuration's.

@@ -143,3 +143,46 @@ def test_a_tcpmux_session_still_reading_its_name_looks_it_up_in_the_new_configur
         assert read_line(added) == "bar\n"
         # A service the reload changed runs with its new attributes.
         assert read_line(changed) == "same changed\n"
+
+
+def setenv_rule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """hosts.allow admits the clients of `libwrap = in.kept` with an option
+    (`setenv`): their servers run a copy of the service made for them."""
+    (tmp_path / "hosts.allow").write_text("in.kept: ALL: setenv KEPT_OPTION yes\n")
+    (tmp_path / "hosts.deny").write_text("")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+
+
+def test_servers_started_with_a_hosts_allow_option_belong_to_the_new_configuration(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    setenv_rule(tmp_path, monkeypatch)
+    port = free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + service(
+        "kept", port, "A", "hold", libwrap="in.kept"))
+    first, pid = hold(port)
+    with first:
+        reload(daemon, defaults(tmp_path) + service(
+            "kept", port, "B", "hold", libwrap="in.kept",
+            log_type=f"FILE {tmp_path / 'new.log'}"), 1)
+    # Its EXIT is logged with the configuration it runs under now, as for a server
+    # started without an option.
+    wait_until(lambda: re.search(rf"EXIT: kept status=0 pid={pid}\b",
+                                 read_log(tmp_path / "new.log")), what="EXIT in the new log")
+    assert f"EXIT: kept status=0 pid={pid}" not in read_log(tmp_path / "services.log")
+
+
+def test_a_removed_service_sharing_its_id_ends_servers_started_with_an_option(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    setenv_rule(tmp_path, monkeypatch)
+    one, two = free_port(), free_port()
+    pair = (service("dup", one, "A", "hold", libwrap="in.kept"),
+            service("dup", two, "B", "hold", libwrap="in.kept"))
+    daemon = daemons.start_config(defaults(tmp_path) + pair[0] + pair[1])
+    conn, pid = hold(one)
+    with conn:
+        reload(daemon, defaults(tmp_path) + service("dup", one, "A2", "hold",
+                                                    libwrap="in.kept") + pair[1], 1)
+        reload(daemon, defaults(tmp_path) + pair[1], 2)
+        wait_service_log(tmp_path, rf"EXIT: dup signal=15 pid={pid}\b")
+        assert conn.recv(100) == b""

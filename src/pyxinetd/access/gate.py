@@ -406,7 +406,10 @@ class AccessGate:
             changes["user"] = decision.uid
         if decision.gid is not None:
             changes["group"] = decision.gid
-        return replace(svc, **changes) if changes else svc  # type: ignore[arg-type]
+        if not changes:
+            return svc
+        changes["prepared_from"] = svc.prepared_from or svc
+        return replace(svc, **changes)  # type: ignore[arg-type]
 
     @staticmethod
     def _socket_options(decision: Decision, conn: socket.socket) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from pyxinetd.config.diagnostics import Diagnostic
@@ -226,6 +226,26 @@ class ServiceConfig:
     # CUSTOM_ENV) gets, internal and redirected services included; None when the
     # service names neither and takes the daemon's or the defaults' environment.
     own_environment: tuple[str, ...] | None = None
+    # The service this is the copy of, made for one client by a hosts.allow rule's
+    # options (setenv, twist, nice, umask, user, group: AccessGate.prepare); None for
+    # the service itself. Not an attribute: equality ignores it.
+    prepared_from: ServiceConfig | None = field(default=None, compare=False, repr=False)
+
+    def belongs_to(self, service: ServiceConfig) -> bool:
+        """Whether a server or session started as `self` is one of `service`'s: it was
+        started as `service` itself or as the copy a hosts.allow rule made of it."""
+        return self is service or self.prepared_from is service
+
+    def as_of(self, old: ServiceConfig, new: ServiceConfig) -> ServiceConfig:
+        """`self`, to be started as `old` or as a copy prepared of it, as a
+        configuration of `new`: the same service after a reload that left its
+        attributes as they were. The server started from it is then `new`'s, for the
+        reloads that come later. Anything else is returned as it is."""
+        if old is new or not self.belongs_to(old):
+            return self
+        if self is old:
+            return new
+        return replace(self, prepared_from=new)
 
     @property
     def is_internal(self) -> bool:
