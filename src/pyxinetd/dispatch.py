@@ -402,13 +402,18 @@ class Dispatcher:
             else:
                 self._name_then_launch(serving, now, conn, addr, peer)
 
-        def start() -> None:
+        def start(identified: Callable[[], None]) -> None:
             serving = _in_force(rt, judged)
             if serving is None:
                 run(rt, svc.as_of(judged, rt.config))
-            else:
-                self.judge_again(serving, peer, conn=conn,
-                                 admitted=lambda now: run(serving, now))
+                identified()
+                return
+
+            def admitted(now: ServiceConfig) -> None:
+                run(serving, now)
+                identified()
+            # Refused by the new rules: FAIL, and no USERID line (nothing started).
+            self.judge_again(serving, peer, conn=conn, admitted=admitted)
         self.userid.before_start(svc, conn, peer, start)
 
     def launch(self, svc: ServiceConfig, conn: socket.socket, addr: tuple[object, ...],

@@ -46,6 +46,10 @@ IDONLY_TIMEOUT = 120.0
 TIMEOUT_ENV = "PYXINETD_IDENT_TIMEOUT"
 DEFAULT_LOGPROCS = 15
 
+# What starts a client's server once it is identified: it is given what logs the
+# USERID line, to call once the server or session started.
+Start = Callable[[Callable[[], None]], None]
+
 
 @dataclass
 class _Held:
@@ -55,7 +59,7 @@ class _Held:
     conn: socket.socket
     peer: str
     query: IdentQuery
-    start: Callable[[], None] | None   # None: a refused connection (log_on_failure)
+    start: Start | None     # None: a refused connection (log_on_failure)
 
 
 def timeout_override(environ: dict[str, str] | os._Environ[str] = os.environ
@@ -96,9 +100,11 @@ class UserIds:
                 and self._forks(svc))
 
     def before_start(self, svc: ServiceConfig, conn: socket.socket, peer: str,
-                     start: Callable[[], None]) -> None:
-        """Identify the client, then call `start()` (which owns `conn` from then on)
-        and log USERID; with IDONLY a failed lookup logs NOID and closes `conn`."""
+                     start: Start) -> None:
+        """Identify the client, then call `start(identified)`, which owns `conn` from
+        then on and calls `identified()` (the USERID line) once it has started the
+        server or session: not for a client the rules of a reload that came meanwhile
+        refuse. With IDONLY a failed lookup logs NOID and closes `conn`."""
         self._hold(svc, conn, peer, start)
 
     def running(self) -> int:
@@ -146,7 +152,7 @@ class UserIds:
 
     # -- the lookups --------------------------------------------------------------
     def _hold(self, svc: ServiceConfig, conn: socket.socket, peer: str,
-              start: Callable[[], None] | None) -> _Held | None:
+              start: Start | None) -> _Held | None:
         try:
             where = dataclasses.replace(endpoints_of(conn), peer_name=peer)
         except OSError as err:
@@ -189,14 +195,15 @@ class UserIds:
             self._ended(held.service, held.conn, held.peer, held.start, result)
 
     def _ended(self, svc: ServiceConfig, conn: socket.socket, peer: str,
-               start: Callable[[], None], result: IdentResult) -> None:
+               start: Start, result: IdentResult) -> None:
         if result.outcome is not Outcome.OK and "IDONLY" in svc.flags:
             self._logs.write(svc, noid_entry(svc, peer, result.outcome.reason))
             conn.close()
             return
-        start()
-        if result.userid is not None:
-            self._logs.write(svc, userid_entry(svc, result.userid))
+        def identified() -> None:
+            if result.userid is not None:
+                self._logs.write(svc, userid_entry(svc, result.userid))
+        start(identified)
 
     def _refusal_ended(self, held: _Held, result: IdentResult) -> None:
         if result.userid is not None:

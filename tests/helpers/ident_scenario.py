@@ -94,6 +94,9 @@ class Identd:
         self.modes = modes
         self.queries: list[str] = []
         self.stop = threading.Event()
+        # Mode "held": the query has arrived (`held`); answered once `release` is set.
+        self.held = threading.Event()
+        self.release = threading.Event()
         self.listeners: list[socket.socket] = []
         for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
             sock = socket.socket(family, socket.SOCK_STREAM)
@@ -140,6 +143,10 @@ class Identd:
                 "long": "x" * 2000,
                 "reset": f"{remote} , {local} : USERID",
             }
+            if mode == "held":
+                self.held.set()
+                self.release.wait(DEADLINE)
+                mode = "userid"
             try:
                 if mode in replies:
                     conn.sendall(replies[mode].encode())
