@@ -20,7 +20,8 @@ import pytest
 from pyxinetd.intercept import MAX_CLIENTS, MAX_TWISTS
 from pyxinetd.service import MAX_PARKED_BYTES
 from tests.daemon import (HELPERS, DaemonFactory, free_port, namespace_problem,
-                          nofile_limited, open_fds, run_scenario, wait_log_lines, wait_until)
+                          nofile_limited, open_fds, read_log, run_scenario, wait_log_lines,
+                          wait_until)
 from tests.integration.test_reload import reload
 
 TIMEOUT = 10.0
@@ -164,6 +165,33 @@ def test_datagrams_of_a_refused_sender_never_reach_the_server(
     assert text.count("FAIL: icept address from=127.0.0.3") == 1
     starts = re.findall(r"START: icept pid=\d+ from=(\S+)", text)
     assert starts == ["127.0.0.2", "127.0.0.4"]
+
+
+def test_a_sender_refused_under_the_old_rules_is_checked_again_after_a_reload(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # The running server's refused sender is remembered (one FAIL line) until a
+    # reload: the new rules admit its next datagram to the same server.
+    port = free_port()
+    log = tmp_path / "services.log"
+    daemon = daemons.start_config(config(tmp_path, port, "no_access = 127.0.0.3",
+                                         socket_type="dgram"))
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with a, r:
+        for sock, source in ((a, "127.0.0.2"), (r, "127.0.0.3")):
+            sock.bind((source, 0))
+            sock.settimeout(TIMEOUT)
+        a.sendto(b"a1", ("127.0.0.1", port))
+        pid = a.recv(1000).decode().split()[0]
+        r.sendto(b"r1", ("127.0.0.1", port))
+        wait_log_lines(log, r"FAIL: icept address from=127\.0\.0\.3")
+        reload(daemon, config(tmp_path, port, "no_access = 127.0.0.9", socket_type="dgram"),
+               1)
+        r.sendto(b"r2", ("127.0.0.1", port))
+        assert r.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=r2"
+    text = read_log(log)
+    assert text.count("FAIL: icept address from=127.0.0.3") == 1
+    assert re.findall(r"START: icept pid=\d+ from=(\S+)", text) == ["127.0.0.2", "127.0.0.3"]
 
 
 def test_ipv6_service_gets_a_private_ipv6_socket(daemons: DaemonFactory,
