@@ -201,7 +201,10 @@ class UserIds:
             conn.close()
             return
         def identified() -> None:
-            if result.userid is not None:
+            # `svc` is the configuration in force (a reload may have dropped USERID
+            # from log_on_success while the reply was awaited).
+            if (result.userid is not None and svc.log_type is not None
+                    and "USERID" in svc.log_on_success):
                 self._logs.write(svc, userid_entry(svc, result.userid))
         start(identified)
 

@@ -93,7 +93,9 @@ def config(workdir: str, port: int, what: str, change: str, log: str) -> str:
     if flags:
         lines.append("flags = " + " ".join(flags))
     if what == "ident":
-        lines.append("log_on_success = PID HOST EXIT USERID")
+        # "quiet": the reload stops logging USERID while the reply is awaited.
+        lines.append("log_on_success = PID HOST EXIT"
+                     + ("" if change == "quiet" else " USERID"))
     if change == "refused":
         lines.append(f"no_access = {CLIENT if what == 'name' else '127.0.0.1'}")
     if change == "none":

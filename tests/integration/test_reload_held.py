@@ -67,3 +67,12 @@ def test_a_reload_that_replaces_the_socket_starts_the_new_server_for_the_held_cl
     userid = ["USERID: held UNIX : alice"] if what == "ident" else []
     assert entries(result) == [f"START: held pid=P from={CLIENT[what]}", *userid,
                                "EXIT: held status=0 pid=P"]
+
+
+def test_a_reload_that_stops_logging_userid_writes_no_userid_line_for_the_held_client(
+        tmp_path: Path) -> None:
+    # The server starts, as the new rules admit the client; its reply came, but the
+    # configuration in force no longer asks for the USERID line.
+    result = held_across_a_reload(tmp_path, "ident", "quiet")
+    assert result["client"] == "b'old unnamed\\n' EOF"
+    assert entries(result) == ["START: held pid=P from=127.0.0.1", "EXIT: held status=0 pid=P"]
