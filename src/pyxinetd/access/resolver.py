@@ -73,9 +73,14 @@ class Resolver:
         self._ids = iter(range(1, 1 << 62))
         self._pending: dict[int, tuple[NameCallback, Timer]] = {}
         self._checks: dict[int, tuple[StatusCallback, Timer]] = {}
+        # The daemon exits (close): no helper is started again.
+        self._closed = False
 
     def lookup(self, address: str, callback: NameCallback) -> None:
-        """Call `callback` later (never before returning) with what the name is."""
+        """Call `callback` later (never before returning) with what the name is; never
+        once the resolver is closed."""
+        if self._closed:
+            return
         request_id = next(self._ids)
         timer = self.loop.call_later(self.timeout, lambda: self._expire(request_id))
         self._pending[request_id] = (callback, timer)
@@ -96,7 +101,10 @@ class Resolver:
     def run_check(self, commands: tuple[str, ...], timeout: float,
                   callback: StatusCallback, context: ShellContext = DAEMON_CONTEXT) -> None:
         """Run the commands one after the other (`/bin/sh -c`, stdio on /dev/null) and
-        call `callback` later (never before returning) with the last one's status."""
+        call `callback` later (never before returning) with the last one's status; never
+        once the resolver is closed."""
+        if self._closed:
+            return
         request_id = next(self._ids)
         timer = self.loop.call_later(timeout + CHECK_GRACE,
                                      lambda: self._finish_check(request_id, None))
@@ -106,16 +114,26 @@ class Resolver:
             self.loop.call_soon(lambda: self._finish_check(request_id, None))
 
     def close(self) -> None:
-        """Stop the helper (its queued lookups answer nobody now; left alone it would
-        linger until the slowest of them gave up) and expire what waits."""
+        """The daemon exits: stop the helper (its queued lookups answer nobody now; left
+        alone it would linger until the slowest of them gave up) and forget what waits,
+        without an answer. Every request that waited is being closed: "name unknown" or
+        a failed check would act for it now, as if at its deadline (a check's fallback
+        rule logged a refusal of a client nobody refused, ran its spawn commands through
+        a helper started again, a reload's recheck would end a server that is to keep
+        running). Nothing is run or looked up from here on."""
+        self._closed = True
         if self.pid is not None:
             try:
                 os.kill(self.pid, signal.SIGTERM)
             except OSError:
                 pass
-            # Still ours to reap (at exit, or after a reload): not an unknown child.
+            # Still ours to reap (at exit): not an unknown child.
             self._exited.add(self.pid)
             self.pid = None
+        for _, timer in (*self._pending.values(), *self._checks.values()):
+            timer.cancel()
+        self._pending.clear()
+        self._checks.clear()
         self._disconnect()
 
     def reaped(self, pid: int) -> bool:
@@ -140,6 +158,8 @@ class Resolver:
             self._finish_check(request_id, None)
 
     def _send(self, message: dict[str, object]) -> bool:
+        if self._closed:
+            return False
         if self._sock is None and not self._start(message):
             return False
         assert self._sock is not None
