@@ -24,6 +24,7 @@ from pyxinetd.children import Child, ChildTable
 from pyxinetd.config.model import (SERVICE_FLAGS, SERVICE_TYPES, AddressEntry, Configuration,
                                    Defaults, FileTarget, LogTarget, ServiceConfig, SocketType,
                                    SyslogTarget)
+from pyxinetd.forkretry import HeldRequest
 from pyxinetd.intercept import INTERCEPT_FLAG
 from pyxinetd.log import strerror
 from pyxinetd.service import ServiceRuntime, State
@@ -80,20 +81,25 @@ def append(path: str, text: str) -> str | None:
 def render(config: Configuration, services: Sequence[ServiceRuntime], children: ChildTable,
            sessions: int, socket_fds: Sequence[int], *, version: str,
            process_limit: int | None, now: float | None = None,
-           open_fds: Sequence[int] | None = None) -> str:
-    """The whole dump, from `INTERNAL STATE DUMP` to `END OF DUMP`."""
+           open_fds: Sequence[int] | None = None,
+           retries: Sequence[HeldRequest] = ()) -> str:
+    """The whole dump, from `INTERNAL STATE DUMP` to `END OF DUMP`. `retries`: the
+    requests held for a fork retry, xinetd's retry table."""
     shown = [rt for rt in services if rt.state in _STATE_WORDS]
     out = [f"INTERNAL STATE DUMP: {version}",
            f"Current time: {time.ctime(time.time() if now is None else now)}", "",
            "Services + defaults:", "Service defaults"]
     out += [f"\t{line}" for line in _defaults_lines(config.defaults)]
     for rt in shown:
-        out += _service_block(rt, children)
+        out += _service_block(rt, children, retries)
     out += ["Server table dump:"]
     sockets = {rt.config.id: rt.sock.fileno() for rt in services if rt.sock is not None}
     for child in children:
         out += _server_lines(child, sockets.get(child.service.id, -1))
-    out += ["", "Retry table dump:", ""]
+    out += ["", "Retry table dump:"]
+    for held in retries:
+        out += _retry_lines(held)
+    out += [""]
     mask = list(socket_fds)
     fds = _open_fds() if open_fds is None else list(open_fds)
     others = [fd for fd in fds if fd not in mask]
@@ -149,6 +155,18 @@ def _server_lines(child: Child, service_fd: int) -> list[str]:
             ""]
 
 
+def _retry_lines(held: HeldRequest) -> list[str]:
+    """One request held for a fork retry, under xinetd's labels for the servers of its
+    retry table: no process yet (pid 0), the time its last fork failed, its client."""
+    return [f"{held.service.id} server",
+            "pid = 0",
+            f"start_time = {time.ctime(held.since)}",
+            "Connection info:",
+            f"\tservice = {held.service.id}",
+            f"\tremote_address = {held.peer}",
+            ""]
+
+
 def _open_fds() -> list[int]:
     try:
         return sorted(int(name) for name in os.listdir("/proc/self/fd"))
@@ -180,7 +198,8 @@ def _defaults_lines(d: Defaults) -> list[str]:
     return lines
 
 
-def _service_block(rt: ServiceRuntime, children: ChildTable) -> list[str]:
+def _service_block(rt: ServiceRuntime, children: ChildTable,
+                   retries: Sequence[HeldRequest]) -> list[str]:
     svc = rt.config
     lines = [f"Service = {svc.name}",
              f"\tState = {_STATE_WORDS[rt.state]}",
@@ -188,9 +207,12 @@ def _service_block(rt: ServiceRuntime, children: ChildTable) -> list[str]:
     lines += [f"\t\t{line}" for line in _config_lines(svc)]
     if rt.state is State.ACTIVE:
         fd = rt.sock.fileno() if rt.sock is not None else -1
-        lines += [f"\trunning servers = {children.occupancy.of_service(svc.id)}",
-                  "\tretry servers = 0",
-                  "\tattempts = 0",
+        # A held request holds its instance slot, but is no running server: xinetd
+        # counts its retry servers apart, as here.
+        held = sum(1 for h in retries if h.service.id == svc.id)
+        lines += [f"\trunning servers = {children.occupancy.of_service(svc.id) - held}",
+                  f"\tretry servers = {held}",
+                  f"\tattempts = {rt.fork_failures}",
                   f"\tservice fd = {fd}"]
     return lines + [""]
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -80,6 +81,18 @@ class _Held:
     service: ServiceConfig
     peer: str
     timer: Timer | None = field(default=None)
+    # When its last fork failed (wall clock, for the state dump).
+    since: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class HeldRequest:
+    """What the state dump shows of a request held for a fork retry."""
+
+    rt: ServiceRuntime
+    service: ServiceConfig
+    peer: str
+    since: float
 
 
 class ForkRetry:
@@ -96,6 +109,10 @@ class ForkRetry:
 
     def __len__(self) -> int:
         return len(self._held)
+
+    def held(self) -> list[HeldRequest]:
+        """The requests waiting for their retry, oldest first."""
+        return [HeldRequest(h.hold.rt, h.service, h.peer, h.since) for h in self._held]
 
     @staticmethod
     def succeeded(rt: ServiceRuntime) -> None:

@@ -34,7 +34,8 @@ class Internals:
         path = self.dump_path
         text = dump.render(m.config, m.services, m.children,
                            m.dispatcher.session_count(), self._socket_fds(),
-                           version=self.version, process_limit=m.options.process_limit)
+                           version=self.version, process_limit=m.options.process_limit,
+                           retries=m.dispatcher.retries.held())
         problem = dump.append(path, text)
         if problem is not None:
             m.program.error("dump_internal_state", problem)

@@ -616,3 +616,33 @@ def test_a_fork_retry_refused_by_a_reload_sends_no_banner_fail_after_banner_succ
         assert read_all(first) == b"welcome\n"
     box.wait_service_log(r"FAIL: refused address from=127\.0\.0\.1")
     assert "START: refused" not in box.service_log()
+
+
+def test_the_state_dump_lists_the_requests_held_for_a_fork_retry(
+        box: Box, monkeypatch: pytest.MonkeyPatch) -> None:
+    # xinetd's dump has a retry table and counts each service's retry servers and
+    # failed attempts; they were printed empty and 0 while a request was held.
+    dump_file = box.path / "state.dump"
+    monkeypatch.setenv("PYXINETD_DUMP_FILE", str(dump_file))
+    port = free_port()
+    daemon = box.start(service("held", port), interval="60")
+    set_process_limit(daemon, 1)
+    try:
+        client = connect(port)
+        daemon.wait_for_log(r"held: fork failed: Resource temporarily unavailable")
+    finally:
+        restore_process_limit(daemon)
+    with client:
+        daemon.signal(signal.SIGUSR1)
+        daemon.wait_for_log("generated state dump")
+        dump = dump_file.read_text()
+        block = dump.split("Service = held\n", 1)[1].split("\n\n", 1)[0]
+        assert "\trunning servers = 0\n\tretry servers = 1\n\tattempts = 1\n" in block, block
+        table = dump.split("Retry table dump:\n", 1)[1].split("\nSocket mask:", 1)[0]
+        assert re.fullmatch(r"held server\npid = 0\nstart_time = .+\nConnection info:\n"
+                            r"\tservice = held\n\tremote_address = 127\.0\.0\.1\n\n", table), table
+        assert nothing_yet(client)
+    # Serving goes on: the held client is served at its retry (60 s away), or closed
+    # with the daemon; a new client is served now.
+    with connect(port) as other:
+        assert read_all(other) == b"hello from held\n"
