@@ -130,10 +130,14 @@ def _server_lines(child: Child, service_fd: int) -> list[str]:
     server accepts for itself, so no client is known. The server asked identd first
     (`log_remote_user`) only for a logging `wait = no` stream service with USERID in
     log_on_success; `writes_to_log` is the same flag, or, for INTERCEPT, whether the
-    service logs at all."""
+    service logs at all. A `wait = yes` stream child whose client port is known was
+    started on that client's connection, as a `wait = no` server is: a hosts.allow
+    `twist` command run for a client of a running intercepted server (a server started
+    on a listening socket has no peer: its port is 0)."""
     svc = child.service
     stream = svc.socket_type is SocketType.STREAM
-    if stream and not svc.wait:
+    on_connection = stream and (not svc.wait or child.peer_port != 0)
+    if on_connection:
         descriptor, flags, remote = -1, 3, f"{child.peer},{child.peer_port}"
     elif stream:
         descriptor, flags, remote = service_fd, 1, "<no address>,0"
@@ -141,7 +145,8 @@ def _server_lines(child: Child, service_fd: int) -> list[str]:
         descriptor, flags, remote = service_fd, 1, f"{child.peer},{child.peer_port}"
     log_user = (svc.log_type is not None and "USERID" in svc.log_on_success
                 and stream and not svc.wait)
-    writes = log_user or (INTERCEPT_FLAG in svc.flags and svc.log_type is not None)
+    writes = log_user or (INTERCEPT_FLAG in svc.flags and svc.log_type is not None
+                          and not on_connection)
     return [f"{svc.id} server",
             f"pid = {child.pid}",
             f"start_time = {time.ctime(child.started_at)}",

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import DaemonFactory, free_port, wait_until
+from tests.daemon import DaemonFactory, free_port, wait_log_lines, wait_until
+from tests.integration.test_intercept import config as intercepted_config
+from tests.integration.test_intercept import tcp_from, twist_rules
 
 
 def configuration(log: Path, ports: list[int]) -> str:
@@ -83,3 +85,37 @@ def test_an_intercepted_datagram_server_shows_its_first_senders_port(
         entry = server_entry(dump_file.read_text(), "intercepted")
         assert re.search(rf"\tremote_address = 127\.0\.0\.1,{datagram.getsockname()[1]}\n",
                          entry), entry
+
+
+def test_a_twist_command_for_an_intercepted_stream_client_shows_that_client(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hosts.allow `twist` run for a client of a running intercepted stream server
+    gets that client's connection, as a wait = no server does: its entry shows the
+    connection the daemon closed (descriptor -1, flags 3), the client's address and
+    port, and no log written for it by the interceptor. Before, it was shown as the
+    wait = yes service's server: the service socket's descriptor, `<no address>,0` and
+    `writes_to_log = YES`."""
+    dump_file = tmp_path / "xinetd.dump"
+    monkeypatch.setenv("PYXINETD_DUMP_FILE", str(dump_file))
+    twist_rules(tmp_path, monkeypatch, "/bin/sh -c 'echo twisted; head -c 1 >/dev/null'")
+    port = free_port()
+    daemon = daemons.start_config(intercepted_config(tmp_path, port, "libwrap = in.icept",
+                                                     count=1))
+    with tcp_from("127.0.0.2", port) as first:
+        assert first.recv(4096).startswith(b"pid=")
+        with tcp_from("127.0.0.4", port) as twisted:
+            assert twisted.recv(4096) == b"twisted\n"
+            text = wait_log_lines(tmp_path / "services.log",
+                                  r"START: icept pid=\d+ from=127\.0\.0\.4")
+            pid = re.findall(r"START: icept pid=(\d+) from=127\.0\.0\.4", text)[0]
+            daemon.signal(signal.SIGUSR1)
+            daemon.wait_for_log("generated state dump")
+            dump = dump_file.read_text()
+            entry = re.search(rf"(?ms)^icept server\npid = {pid}\n.*?\n\n", dump)
+            assert entry, dump
+            assert (f"\tdescriptor = -1\n\tflags = 3\n\tremote_address = 127.0.0.4,"
+                    f"{twisted.getsockname()[1]}\nlog_remote_user = NO\n"
+                    f"writes_to_log = NO\n") in entry.group()
+            twisted.sendall(b"x")
+        first.sendall(b"ping\n")
+        assert first.recv(4096) == b"ping\n"
