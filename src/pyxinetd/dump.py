@@ -161,14 +161,22 @@ def _server_lines(child: Child, service_fd: int) -> list[str]:
 
 
 def _retry_lines(held: HeldRequest) -> list[str]:
-    """One request held for a fork retry, under xinetd's labels for the servers of its
-    retry table: no process yet (pid 0), the time its last fork failed, its client."""
-    return [f"{held.service.id} server",
-            "pid = 0",
+    """One request held for a fork retry, as xinetd's server_dump prints the servers of
+    its retry table: the pid fork() returned (-1), the time its last fork failed, its
+    client, the failed forks (`fork_failures`, printed only when there are some: always,
+    here), whether the server is to ask identd (USERID in a logging service's
+    log_on_success) and `writes_to_log = NO` (xinetd sets it when a server starts)."""
+    svc = held.service
+    log_user = svc.log_type is not None and "USERID" in svc.log_on_success
+    return [f"{svc.id} server",
+            "pid = -1",
             f"start_time = {time.ctime(held.since)}",
             "Connection info:",
-            f"\tservice = {held.service.id}",
+            f"\tservice = {svc.id}",
             f"\tremote_address = {held.peer}",
+            f"fork_failures = {held.fork_failures}",
+            f"log_remote_user = {'YES' if log_user else 'NO'}",
+            "writes_to_log = NO",
             ""]
 
 

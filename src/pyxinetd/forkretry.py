@@ -93,6 +93,8 @@ class HeldRequest:
     service: ServiceConfig
     peer: str
     since: float
+    # The service's consecutive failed forks when the dump was taken.
+    fork_failures: int
 
 
 class ForkRetry:
@@ -112,7 +114,8 @@ class ForkRetry:
 
     def held(self) -> list[HeldRequest]:
         """The requests waiting for their retry, oldest first."""
-        return [HeldRequest(h.hold.rt, h.service, h.peer, h.since) for h in self._held]
+        return [HeldRequest(h.hold.rt, h.service, h.peer, h.since, h.hold.rt.fork_failures)
+                for h in self._held]
 
     @staticmethod
     def succeeded(rt: ServiceRuntime) -> None:

@@ -639,8 +639,13 @@ def test_the_state_dump_lists_the_requests_held_for_a_fork_retry(
         block = dump.split("Service = held\n", 1)[1].split("\n\n", 1)[0]
         assert "\trunning servers = 0\n\tretry servers = 1\n\tattempts = 1\n" in block, block
         table = dump.split("Retry table dump:\n", 1)[1].split("\nSocket mask:", 1)[0]
-        assert re.fullmatch(r"held server\npid = 0\nstart_time = .+\nConnection info:\n"
-                            r"\tservice = held\n\tremote_address = 127\.0\.0\.1\n\n", table), table
+        # xinetd's server_dump: the pid fork() returned, then fork_failures,
+        # log_remote_user and writes_to_log after the connection (before, `pid = 0`
+        # and neither of the three).
+        assert re.fullmatch(r"held server\npid = -1\nstart_time = .+\nConnection info:\n"
+                            r"\tservice = held\n\tremote_address = 127\.0\.0\.1\n"
+                            r"fork_failures = 1\nlog_remote_user = NO\nwrites_to_log = NO\n\n",
+                            table), table
         assert nothing_yet(client)
     # Serving goes on: the held client is served at its retry (60 s away), or closed
     # with the daemon; a new client is served now.
