@@ -13,6 +13,8 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -139,13 +141,8 @@ def test_datagrams_of_a_refused_sender_never_reach_the_server(
     port = free_port()
     daemons.start_config(config(tmp_path, port, "no_access = 127.0.0.3",
                                 socket_type="dgram"))
-    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a, r, b = udp_from("127.0.0.2"), udp_from("127.0.0.3"), udp_from("127.0.0.4")
     with a, r, b:
-        for sock, source in ((a, "127.0.0.2"), (r, "127.0.0.3"), (b, "127.0.0.4")):
-            sock.bind((source, 0))
-            sock.settimeout(TIMEOUT)
         a.sendto(b"a1", ("127.0.0.1", port))
         first = a.recv(1000).decode()
         assert first.startswith("pid=") and first.endswith("peer=127.0.0.1 got=a1")
@@ -175,12 +172,7 @@ def test_a_sender_refused_under_the_old_rules_is_checked_again_after_a_reload(
     log = tmp_path / "services.log"
     daemon = daemons.start_config(config(tmp_path, port, "no_access = 127.0.0.3",
                                          socket_type="dgram"))
-    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with a, r:
-        for sock, source in ((a, "127.0.0.2"), (r, "127.0.0.3")):
-            sock.bind((source, 0))
-            sock.settimeout(TIMEOUT)
+    with udp_from("127.0.0.2") as a, udp_from("127.0.0.3") as r:
         a.sendto(b"a1", ("127.0.0.1", port))
         pid = a.recv(1000).decode().split()[0]
         r.sendto(b"r1", ("127.0.0.1", port))
@@ -597,12 +589,7 @@ def test_no_descriptor_for_a_new_senders_channel_is_logged_once_and_the_server_s
         daemons: DaemonFactory, tmp_path: Path) -> None:
     port = free_port()
     daemon = daemons.start_config(config(tmp_path, port, socket_type="dgram", count=4))
-    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with a, b:
-        for sock, source in ((a, "127.0.0.2"), (b, "127.0.0.4")):
-            sock.bind((source, 0))
-            sock.settimeout(TIMEOUT)
+    with udp_from("127.0.0.2") as a, udp_from("127.0.0.4") as b:
         a.sendto(b"a1", ("127.0.0.1", port))
         pid = a.recv(1000).decode().split()[0]
         # No descriptor left for b's channel to the running server.
@@ -762,8 +749,10 @@ def gated_aclexec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) 
     return gate
 
 
-def release(gate: Path) -> None:
-    """Let the aclexec command waiting on `gate` admit its client."""
+@contextmanager
+def verdict_awaited(gate: Path) -> Iterator[None]:
+    """Once the aclexec command reads `gate` (the verdict is awaited), run the block;
+    then let the command admit its client."""
     def opened() -> int | None:
         try:
             return os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
@@ -771,9 +760,16 @@ def release(gate: Path) -> None:
             return None
     fd = wait_until(opened, TIMEOUT)
     try:
+        yield
         os.write(fd, b"x")
     finally:
         os.close(fd)
+
+
+def release(gate: Path) -> None:
+    """Let the aclexec command waiting on `gate` admit its client."""
+    with verdict_awaited(gate):
+        pass
 
 
 def test_a_client_admitted_after_its_server_exited_goes_to_the_next_server(
