@@ -5,7 +5,6 @@ removed service's client is closed without a server (docs/reload.md)."""
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import sys
@@ -15,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import HELPERS, DaemonFactory, free_port, read_log, wait_log_lines, \
-    wait_until
-from tests.integration.test_intercept import closed, gated_aclexec, tcp_from, udp_from
+from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, read_log, wait_log_lines
+from tests.integration.test_intercept import (gated_aclexec, tcp_from, udp_from,
+                                            verdict_awaited)
 from tests.integration.test_reload import reload
 
 
@@ -48,28 +47,76 @@ service plain
 """
 
 
+def dgram_config(tmp_path: Path, port: int, *lines: str, wait: str = "no",
+                 count: str = "", libwrap: str = "in.icept") -> str:
+    """Service `plain` as a datagram service: wait = yes runs udp_wait_server.py (with
+    `count`, its argument), wait = no dgram_nowait_server.py."""
+    helper = "udp_wait_server.py" if wait == "yes" else "dgram_nowait_server.py"
+    args = f"-I -S {HELPERS / helper} {count}".rstrip()
+    return config(tmp_path, port, *lines, socket_type="dgram", wait=wait,
+                  server=sys.executable, args=args, libwrap=libwrap)
+
+
+def gated_plain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, int, Path]:
+    """The FIFO holding the verdict of 127.0.0.5 (gated_aclexec), a port for the
+    service, and its log."""
+    return (gated_aclexec(tmp_path, monkeypatch, "127.0.0.5"), free_port(),
+            tmp_path / "services.log")
+
+
 @contextmanager
-def verdict_awaited(gate: Path) -> Iterator[None]:
-    """Once the aclexec command reads `gate` (the verdict is awaited), run the block;
-    then let the command admit its client."""
-    def opened() -> int | None:
-        try:
-            return os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:     # ENXIO: the command has not opened it yet
-            return None
-    fd = wait_until(opened)
-    try:
-        yield
-        os.write(fd, b"x")
-    finally:
-        os.close(fd)
+def connected_across(daemon: Daemon, gate: Path, port: int,
+                     new: str) -> Iterator[socket.socket]:
+    """The connection of 127.0.0.5, its verdict awaited at a reload to `new`, once the
+    verdict came."""
+    with tcp_from("127.0.0.5", port) as late:
+        with verdict_awaited(gate):
+            reload(daemon, new, 1)
+        yield late
 
 
-def read_all(conn: socket.socket) -> bytes:
+@contextmanager
+def sent_across(daemon: Daemon, gate: Path, port: int,
+                new: str) -> Iterator[socket.socket]:
+    """The socket of 127.0.0.5, whose datagram's verdict is awaited at a reload to
+    `new`, once the verdict came."""
+    with udp_from("127.0.0.5") as late:
+        late.sendto(b"late", ("127.0.0.1", port))
+        with verdict_awaited(gate):
+            reload(daemon, new, 1)
+        yield late
+
+
+def answer(conn: socket.socket) -> bytes:
+    """All the server sent until the connection ended (b"" when the daemon closed or
+    reset it unanswered)."""
     chunks = []
-    while chunk := conn.recv(4096):
-        chunks.append(chunk)
+    try:
+        while chunk := conn.recv(4096):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
     return b"".join(chunks)
+
+
+def answer_across(daemon: Daemon, gate: Path, port: int, new: str) -> bytes:
+    """What the connection of 127.0.0.5, its verdict awaited at a reload to `new`,
+    gets once the verdict came."""
+    with connected_across(daemon, gate, port, new) as late:
+        return answer(late)
+
+
+def judged_by_the_new_rules(log: Path, change: str, answered: bytes) -> None:
+    """`changed`: the client got the new configuration's server; otherwise none, and
+    `refused` logged FAIL."""
+    if change == "changed":
+        assert answered == b"new\n"
+        wait_log_lines(log, r"START: plain pid=\d+ from=127\.0\.0\.5")
+        return
+    assert answered == b""
+    if change == "refused":
+        wait_log_lines(log, r"FAIL: plain address from=127\.0\.0\.5")
+    assert "START: plain" not in read_log(log)
 
 
 @pytest.mark.parametrize("change", ["refused", "changed", "removed"])
@@ -77,28 +124,16 @@ def test_a_stream_verdict_awaited_at_a_reload_is_judged_by_the_new_rules(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         change: str) -> None:
     # Before: the old rules' verdict started the old configuration's server.
-    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
-    port = free_port()
-    log = tmp_path / "services.log"
+    gate, port, log = gated_plain(tmp_path, monkeypatch)
     daemon = daemons.start_config(config(tmp_path, port))
-    with tcp_from("127.0.0.5", port) as late:
-        if change == "refused":
-            new = config(tmp_path, port, "no_access = 127.0.0.5")
-        elif change == "changed":
-            # Under its new hosts.allow name no rule asks an aclexec command.
-            new = config(tmp_path, port, args="new", libwrap="in.other")
-        else:
-            new = config(tmp_path, free_port()).replace("service plain", "service other")
-        with verdict_awaited(gate):
-            reload(daemon, new, 1)
-        if change == "changed":
-            assert read_all(late) == b"new\n"
-            wait_log_lines(log, r"START: plain pid=\d+ from=127\.0\.0\.5")
-            return
-        assert closed(late)
     if change == "refused":
-        wait_log_lines(log, r"FAIL: plain address from=127\.0\.0\.5")
-    assert "START: plain" not in read_log(log)
+        new = config(tmp_path, port, "no_access = 127.0.0.5")
+    elif change == "changed":
+        # Under its new hosts.allow name no rule asks an aclexec command.
+        new = config(tmp_path, port, args="new", libwrap="in.other")
+    else:
+        new = config(tmp_path, free_port()).replace("service plain", "service other")
+    judged_by_the_new_rules(log, change, answer_across(daemon, gate, port, new))
 
 
 @pytest.mark.parametrize("wait", ["yes", "no"])
@@ -107,19 +142,10 @@ def test_a_datagram_verdict_awaited_at_a_reload_is_judged_by_the_new_rules(
         wait: str) -> None:
     # The dispatcher's first datagram of a sender, waiting for its verdict: the new
     # rules refuse the sender; no server starts for it, and the next sender is served.
-    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
-    port = free_port()
-    log = tmp_path / "services.log"
-    helper = "udp_wait_server.py" if wait == "yes" else "dgram_nowait_server.py"
-    args = f"-I -S {HELPERS / helper}"
-    daemon = daemons.start_config(config(tmp_path, port, socket_type="dgram", wait=wait,
-                                         server=sys.executable, args=args))
-    with udp_from("127.0.0.5") as late, udp_from("127.0.0.6") as other:
-        late.sendto(b"late", ("127.0.0.1", port))
-        with verdict_awaited(gate):
-            reload(daemon, config(tmp_path, port, "no_access = 127.0.0.5",
-                                  socket_type="dgram", wait=wait, server=sys.executable,
-                                  args=args), 1)
+    gate, port, log = gated_plain(tmp_path, monkeypatch)
+    daemon = daemons.start_config(dgram_config(tmp_path, port, wait=wait))
+    new = dgram_config(tmp_path, port, "no_access = 127.0.0.5", wait=wait)
+    with sent_across(daemon, gate, port, new) as late, udp_from("127.0.0.6") as other:
         wait_log_lines(log, r"FAIL: plain address from=127\.0\.0\.5")
         other.sendto(b"next", ("127.0.0.1", port))
         assert re.fullmatch(r"pid=\d+ got=next", other.recv(1000).decode())
@@ -136,25 +162,13 @@ def test_a_verdict_awaited_at_a_reload_that_replaces_the_socket_is_judged_by_the
         change: str) -> None:
     # `flags = KEEPALIVE` makes a new socket: the request, accepted on the old one,
     # is still judged by the configuration in force, not the one it was asked under.
-    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
-    port = free_port()
-    log = tmp_path / "services.log"
+    gate, port, log = gated_plain(tmp_path, monkeypatch)
     daemon = daemons.start_config(config(tmp_path, port))
-    with tcp_from("127.0.0.5", port) as late:
-        if change == "refused":
-            new = config(tmp_path, port, "flags = KEEPALIVE", "no_access = 127.0.0.5")
-        else:
-            new = config(tmp_path, port, "flags = KEEPALIVE", args="new",
-                         libwrap="in.other")
-        with verdict_awaited(gate):
-            reload(daemon, new, 1)
-        if change == "changed":
-            assert read_all(late) == b"new\n"
-            wait_log_lines(log, r"START: plain pid=\d+ from=127\.0\.0\.5")
-            return
-        assert closed(late)
-    wait_log_lines(log, r"FAIL: plain address from=127\.0\.0\.5")
-    assert "START: plain" not in read_log(log)
+    if change == "refused":
+        new = config(tmp_path, port, "flags = KEEPALIVE", "no_access = 127.0.0.5")
+    else:
+        new = config(tmp_path, port, "flags = KEEPALIVE", args="new", libwrap="in.other")
+    judged_by_the_new_rules(log, change, answer_across(daemon, gate, port, new))
 
 
 @pytest.mark.parametrize("wait", ["yes", "no"])
@@ -165,23 +179,15 @@ def test_a_datagram_verdict_awaited_at_a_reload_that_replaces_the_socket_goes_wi
     # verdict of the old rules is applied to it (the failed aclexec hands over to a
     # hosts.deny rule that would refuse it: no FAIL line, no server), and the
     # sender's next datagram, on the new socket, is judged by the new rules.
-    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    gate, port, log = gated_plain(tmp_path, monkeypatch)
     allow = tmp_path / "hosts.allow"
     allow.write_text(allow.read_text().replace(">/dev/null'", ">/dev/null; exit 1'"))
     (tmp_path / "hosts.deny").write_text("in.icept: ALL\n")
-    port = free_port()
-    log = tmp_path / "services.log"
-    helper = "udp_wait_server.py" if wait == "yes" else "dgram_nowait_server.py"
-    args = f"-I -S {HELPERS / helper}"
-    daemon = daemons.start_config(config(tmp_path, port, socket_type="dgram", wait=wait,
-                                         server=sys.executable, args=args))
-    with udp_from("127.0.0.5") as late:
-        late.sendto(b"late", ("127.0.0.1", port))
-        with verdict_awaited(gate):
-            # A wildcard `bind` makes a new socket, still reached at 127.0.0.1.
-            reload(daemon, config(tmp_path, port, socket_type="dgram", wait=wait,
-                                  server=sys.executable, args=args, libwrap="in.other"
-                                  ).replace("bind = 127.0.0.1", "bind = 0.0.0.0"), 1)
+    daemon = daemons.start_config(dgram_config(tmp_path, port, wait=wait))
+    # A wildcard `bind` makes a new socket, still reached at 127.0.0.1.
+    new = dgram_config(tmp_path, port, wait=wait, libwrap="in.other").replace(
+        "bind = 127.0.0.1", "bind = 0.0.0.0")
+    with sent_across(daemon, gate, port, new) as late:
         # The old rules' check has ended (and its verdict, if any, been applied).
         daemon.wait_for_log(r"aclexec returned 1 .* for plain from 127\.0\.0\.5")
         late.sendto(b"again", ("127.0.0.1", port))
@@ -196,16 +202,11 @@ def test_a_verdict_awaited_at_a_reload_whose_new_socket_cannot_bind_starts_no_se
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The new `bind` address is not on the host: the service is not available under
     # the configuration that judges the request, so no server starts for it.
-    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
-    port = free_port()
-    log = tmp_path / "services.log"
+    gate, port, log = gated_plain(tmp_path, monkeypatch)
     daemon = daemons.start_config(config(tmp_path, port))
-    with tcp_from("127.0.0.5", port) as late:
-        new = config(tmp_path, port, libwrap="in.other").replace(
-            "bind = 127.0.0.1", "bind = 192.0.2.1")
-        with verdict_awaited(gate):
-            reload(daemon, new, 1)
-        assert closed(late)
+    new = config(tmp_path, port, libwrap="in.other").replace(
+        "bind = 127.0.0.1", "bind = 192.0.2.1")
+    assert answer_across(daemon, gate, port, new) == b""
     daemon.wait_for_log(r"service plain: request from 127\.0\.0\.5 dropped: "
                         r"the service is not available")
     assert "START: plain" not in read_log(log)
@@ -217,24 +218,15 @@ def test_a_datagram_judged_again_at_a_reload_whose_next_reload_replaces_the_sock
     # command runs for it); a second one, before their verdict, replaces the socket:
     # the datagram went with the old socket, and the second reload's rules, which
     # refuse the sender, log no FAIL line for it.
-    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    gate, port, log = gated_plain(tmp_path, monkeypatch)
     allow = tmp_path / "hosts.allow"
     allow.write_text(allow.read_text().replace(">/dev/null'", ">/dev/null; exit 1'"))
-    port = free_port()
-    log = tmp_path / "services.log"
-    args = f"-I -S {HELPERS / 'udp_wait_server.py'}"
-    daemon = daemons.start_config(config(tmp_path, port, socket_type="dgram", wait="yes",
-                                         server=sys.executable, args=args))
-    with udp_from("127.0.0.5") as late:
-        late.sendto(b"late", ("127.0.0.1", port))
+    daemon = daemons.start_config(dgram_config(tmp_path, port, wait="yes"))
+    first = dgram_config(tmp_path, port, wait="yes", count="0")
+    with sent_across(daemon, gate, port, first) as late:
         with verdict_awaited(gate):
-            reload(daemon, config(tmp_path, port, socket_type="dgram", wait="yes",
-                                  server=sys.executable, args=f"{args} 0"), 1)
-        with verdict_awaited(gate):
-            reload(daemon, config(tmp_path, port, "no_access = 127.0.0.5",
-                                  socket_type="dgram", wait="yes", server=sys.executable,
-                                  args=args).replace("bind = 127.0.0.1", "bind = 0.0.0.0"),
-                   2)
+            reload(daemon, dgram_config(tmp_path, port, "no_access = 127.0.0.5", wait="yes"
+                                        ).replace("bind = 127.0.0.1", "bind = 0.0.0.0"), 2)
         # The second rules' check has ended (its command failed: they would hand over).
         daemon.wait_for_log(r"aclexec returned 1 .* for plain from 127\.0\.0\.5", count=2)
         # The socket is watched: a datagram of another sender is served.
@@ -252,17 +244,13 @@ def test_a_connection_judged_again_at_a_reload_whose_next_reload_replaces_the_so
     # the second reload gives the service a new socket before their verdict: the
     # connection, accepted on the first socket, is judged by the second reload's
     # configuration and gets its server.
-    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
-    port = free_port()
-    log = tmp_path / "services.log"
+    gate, port, log = gated_plain(tmp_path, monkeypatch)
     daemon = daemons.start_config(config(tmp_path, port))
-    with tcp_from("127.0.0.5", port) as late:
-        with verdict_awaited(gate):
-            reload(daemon, config(tmp_path, port, args="first"), 1)
+    with connected_across(daemon, gate, port, config(tmp_path, port, args="first")) as late:
         with verdict_awaited(gate):
             reload(daemon, config(tmp_path, port, "flags = KEEPALIVE", args="second",
                                   libwrap="in.other"), 2)
-        assert read_all(late) == b"second\n"
+        assert answer(late) == b"second\n"
     wait_log_lines(log, r"START: plain pid=\d+ from=127\.0\.0\.5")
     assert "not available" not in daemon.log()
 
@@ -274,30 +262,17 @@ def test_a_verdict_awaited_at_a_reload_that_changes_nothing_is_applied_and_asked
     # A SIGHUP with the file unchanged (its lines moved, here) makes new configuration
     # objects but replaces no rule: the awaited verdict stands, and the aclexec command
     # is not run a second time for the same client.
-    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
+    gate, port, log = gated_plain(tmp_path, monkeypatch)
     runs = tmp_path / "runs"
     allow = tmp_path / "hosts.allow"
     allow.write_text(allow.read_text().replace("aclexec /bin/sh -c '",
                                                f"aclexec /bin/sh -c 'echo run >>{runs}; "))
-    port = free_port()
-    log = tmp_path / "services.log"
-    if socket_type == "stream":
-        text = config(tmp_path, port)
-    else:
-        args = f"-I -S {HELPERS / 'dgram_nowait_server.py'}"
-        text = config(tmp_path, port, socket_type="dgram", server=sys.executable, args=args)
+    text = config(tmp_path, port) if socket_type == "stream" else dgram_config(tmp_path, port)
     daemon = daemons.start_config(text)
     if socket_type == "stream":
-        with tcp_from("127.0.0.5", port) as late:
-            with verdict_awaited(gate):
-                reload(daemon, "\n\n" + text, 1)
-            assert read_all(late) == b"old\n"
+        assert answer_across(daemon, gate, port, "\n\n" + text) == b"old\n"
     else:
-        with udp_from("127.0.0.5") as late:
-            late.sendto(b"late", ("127.0.0.1", port))
-            with verdict_awaited(gate):
-                reload(daemon, "\n\n" + text, 1)
-            late.settimeout(10)
+        with sent_across(daemon, gate, port, "\n\n" + text) as late:
             assert re.fullmatch(r"pid=\d+ got=late", late.recv(1000).decode())
     wait_log_lines(log, r"START: plain pid=\d+ from=127\.0\.0\.5")
     assert runs.read_text() == "run\n"
@@ -311,14 +286,11 @@ def test_a_server_admitted_by_a_verdict_that_stood_at_an_unchanged_reload_moves_
     # service's as a third reload finds it: its EXIT goes to the third one's log
     # (before, it carried the first reload's configuration, which no reload hands
     # over: its EXIT went to a log the service no longer writes to).
-    gate = gated_aclexec(tmp_path, monkeypatch, "127.0.0.5")
-    port = free_port()
-    log, moved = tmp_path / "services.log", tmp_path / "moved.log"
+    gate, port, log = gated_plain(tmp_path, monkeypatch)
+    moved = tmp_path / "moved.log"
     daemon = daemons.start_config(config(tmp_path, port, server="/bin/cat", args="-"))
     changed = config(tmp_path, port, server="/bin/cat", args="- -")
-    with tcp_from("127.0.0.5", port) as late:
-        with verdict_awaited(gate):
-            reload(daemon, changed, 1)
+    with connected_across(daemon, gate, port, changed) as late:
         with verdict_awaited(gate):
             reload(daemon, "\n\n" + changed, 2)
         wait_log_lines(log, r"START: plain pid=\d+ from=127\.0\.0\.5")
