@@ -36,7 +36,8 @@ sys.path.insert(0, str(HERE))
 
 from fake_portmapper import (ANSWER, SET, SILENT, TCP, UDP, UNSET, Call,  # noqa: E402
                              FakePortmapper)
-from rpc_scenario import finish, read, rpc_service, start_daemon, wait_for  # noqa: E402
+from rpc_scenario import (read, reported, rpc_service, start_daemon,  # noqa: E402
+                          wait_for)
 
 PROGRAM = 0x20000117
 LOST_PROGRAM = 0x20000118
@@ -81,7 +82,7 @@ def main() -> None:
                         + rpc_service("partial", PARTIAL_PROGRAM, "1-2", "tcp"))
     result: dict[str, object] = {}
     daemon = start_daemon(argv, conf, log, work / "daemon.err")
-    try:
+    with reported(result, daemon, portmapper, log, work / "daemon.err"):
         deadline = time.monotonic() + DEADLINE
         if case == "sigterm":
             wait_for(lambda: any(c[0] == SET for c in portmapper.snapshot()[0])
@@ -97,10 +98,6 @@ def main() -> None:
             result["deactivated"] = portmapper.snapshot()[2]
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=DEADLINE)
-    except (SystemExit, subprocess.TimeoutExpired) as stop:
-        result["error"] = str(stop)
-    finally:
-        finish(result, daemon, portmapper, log, work / "daemon.err")
 
 
 if __name__ == "__main__":

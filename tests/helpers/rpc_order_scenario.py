@@ -48,8 +48,8 @@ sys.path.insert(0, str(HERE))
 
 from fake_portmapper import (ANSWER, HOLD, SET, TCP, UDP, UNSET, Call,  # noqa: E402
                              FakePortmapper)
-from rpc_scenario import (FIXED_PORT, PLAIN_PORT, finish, plain_service,  # noqa: E402
-                          read, rpc_service, settle_and_ask, start_daemon, talk_tcp,
+from rpc_scenario import (FIXED_PORT, PLAIN_PORT, plain_service, read,  # noqa: E402
+                          reported, rpc_service, settle_and_ask, start_daemon, talk_tcp,
                           wait_for, wait_started)
 
 PROGRAM = 0x2000011b
@@ -109,7 +109,7 @@ def main() -> None:
         assert talk_tcp(PLAIN_PORT) == "tcp-rpc\n"
         portmapper.sync()
 
-    try:
+    with reported(result, daemon, portmapper, log, work / "daemon.err"):
         deadline = time.monotonic() + DEADLINE
         wait_started(daemon, log, deadline)
         result["started"] = portmapper.snapshot()[2]
@@ -169,10 +169,6 @@ def main() -> None:
         result["reloads"] = reloads[0]
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=DEADLINE)
-    except (SystemExit, AssertionError, RuntimeError, subprocess.TimeoutExpired) as stop:
-        result["error"] = f"{type(stop).__name__}: {stop}"
-    finally:
-        finish(result, daemon, portmapper, log, work / "daemon.err")
 
 
 if __name__ == "__main__":

@@ -54,6 +54,8 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -284,22 +286,29 @@ def rows(table: list[list[int]] | str, program: int) -> list[list[int]]:
     return [row for row in table if row[0] == program] if isinstance(table, list) else []
 
 
-def finish(result: dict[str, object], daemon: subprocess.Popen[bytes],
-           portmapper: Any, log: Path, err: Path) -> None:
-    """The end of a fake-portmapper scenario (tests/helpers/fake_portmapper.py): the
-    daemon killed if still there, the portmapper closed, and `result` printed as one
-    JSON object with the table and calls the portmapper was left with, the daemon's
-    exit status and its log."""
-    if daemon.poll() is None:
-        daemon.kill()
-        daemon.wait(timeout=10)
-    portmapper.close()
-    calls, _, table = portmapper.snapshot()
-    result["table"] = table
-    result["calls"] = calls
-    result["returncode"] = daemon.returncode
-    result["log"] = read(log) + read(err)
-    print(json.dumps(result))
+@contextmanager
+def reported(result: dict[str, object], daemon: subprocess.Popen[bytes],
+             portmapper: Any, log: Path, err: Path) -> Iterator[None]:
+    """The steps of a fake-portmapper scenario (tests/helpers/fake_portmapper.py): one
+    that stops them (a wait given up on, a failed check, a timeout) is `error` in
+    `result`. Then the daemon is killed if still there, the portmapper closed, and
+    `result` printed as one JSON object with the table and calls the portmapper was
+    left with, the daemon's exit status and its log."""
+    try:
+        yield
+    except (SystemExit, AssertionError, RuntimeError, subprocess.TimeoutExpired) as stop:
+        result["error"] = f"{type(stop).__name__}: {stop}"
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(timeout=10)
+        portmapper.close()
+        calls, _, table = portmapper.snapshot()
+        result["table"] = table
+        result["calls"] = calls
+        result["returncode"] = daemon.returncode
+        result["log"] = read(log) + read(err)
+        print(json.dumps(result))
 
 
 def settle_and_ask(result: dict[str, object], portmapper: Any, program: int,

@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE))
 
 from fake_portmapper import (ANSWER, HOLD, SET, UNSET, Call,  # noqa: E402
                              FakePortmapper)
-from rpc_scenario import (finish, read, rpc_service, settle_and_ask,  # noqa: E402
+from rpc_scenario import (read, reported, rpc_service, settle_and_ask,  # noqa: E402
                           start_daemon, wait_for, wait_started)
 
 PROGRAM = 0x2000011a
@@ -71,7 +71,7 @@ def main() -> None:
         wait_for(lambda: read(log).count("Reconfigured") >= count, f"reload {count}",
                  deadline)
 
-    try:
+    with reported(result, daemon, portmapper, log, work / "daemon.err"):
         deadline = time.monotonic() + DEADLINE
         wait_started(daemon, log, deadline)
         result["started"] = portmapper.snapshot()[2]
@@ -86,10 +86,6 @@ def main() -> None:
         settle_and_ask(result, portmapper, PROGRAM, [(PROGRAM, 3, 6)], "version 3 alone")
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=DEADLINE)
-    except (SystemExit, subprocess.TimeoutExpired) as stop:
-        result["error"] = str(stop)
-    finally:
-        finish(result, daemon, portmapper, log, work / "daemon.err")
 
 
 if __name__ == "__main__":

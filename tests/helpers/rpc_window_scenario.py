@@ -44,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from fake_portmapper import ANSWER, HOLD, SET, UNSET, Call, FakePortmapper  # noqa: E402
-from rpc_scenario import (PLAIN_PORT, finish, plain_service, read,  # noqa: E402
+from rpc_scenario import (PLAIN_PORT, plain_service, read, reported,  # noqa: E402
                           rpc_service, start_daemon, talk_tcp, wait_for, wait_started)
 
 WIDE_PROGRAM = 0x2000011C
@@ -90,7 +90,7 @@ def main() -> None:
     def wide_rows() -> int:
         return sum(1 for m in portmapper.snapshot()[2] if m[0] == WIDE_PROGRAM)
 
-    try:
+    with reported(result, daemon, portmapper, log, work / "daemon.err"):
         deadline = time.monotonic() + DEADLINE
         wait_started(daemon, log, deadline)
         if case != "rounds":
@@ -125,10 +125,6 @@ def main() -> None:
             portmapper.release()
         result["held_at_exit"] = at_exit
         daemon.wait(timeout=DEADLINE)
-    except (SystemExit, AssertionError, RuntimeError, subprocess.TimeoutExpired) as stop:
-        result["error"] = f"{type(stop).__name__}: {stop}"
-    finally:
-        finish(result, daemon, portmapper, log, work / "daemon.err")
 
 
 if __name__ == "__main__":
