@@ -28,12 +28,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.daemon import Daemon, HELPERS, READY_TIMEOUT, free_port, read_log, wait_until
-from tests.integration.test_intercept import release
+from tests.integration.test_intercept import release, udp_from
 
 SETPRIV = shutil.which("setpriv")
 PRLIMIT = shutil.which("prlimit")
@@ -399,12 +400,9 @@ class HeldSenders:
                 patch.setenv(name, value)
             self.daemon = daemon = box.start(conf, interval="5")
         self.conf_file = box.path / "daemon0.conf"
-        self.senders = {source: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.senders = {source: udp_from(source)
                         for source in ("127.0.0.2", "127.0.0.5", "127.0.0.6")}
         try:
-            for source, sock in self.senders.items():
-                sock.bind((source, 0))
-                sock.settimeout(10)
             self.a, self.second, self.first = self.senders.values()
             self.a.sendto(b"a1", ("127.0.0.1", port))
             self.server = self.a.recv(1000).decode().split()[0]
@@ -504,15 +502,15 @@ def _fail_forks_for(daemon: Daemon, *ids: str) -> None:
         restore_process_limit(daemon)
 
 
-def test_a_reload_during_a_fork_retry_judges_held_connections_by_the_new_rules(
-        box: Box) -> None:
-    # Both connections' forks failed before the reload, which refuses the first one's
-    # client and changes the other's server_args: at the retry, the first gets the
-    # new rules' FAIL line and no server, the second its server with the new
-    # arguments (before: both started the old configuration's server).
+@contextmanager
+def _refused_and_changed_at_retry(box: Box, *extra: str
+                                  ) -> Iterator[tuple[Daemon, socket.socket, socket.socket]]:
+    """Services `refused` and `changed` (with `extra` lines), each with a connection
+    whose fork failed; then a reload refuses the first one's client and changes the
+    other's server_args. The daemon and the two connections, closed after the block."""
     refused, changed = free_port(), free_port()
-    daemon = box.start(service("refused", refused) + service("changed", changed),
-                       interval="4")
+    daemon = box.start(service("refused", refused, *extra)
+                       + service("changed", changed, *extra), interval="4")
     set_process_limit(daemon, 1)
     first, second = connect(refused), connect(changed)
     with first, second:
@@ -521,6 +519,16 @@ def test_a_reload_during_a_fork_retry_judges_held_connections_by_the_new_rules(
             "\tserver_args = hello from refused\n",
             "\tserver_args = hello from refused\n\tno_access = 127.0.0.1\n").replace(
             "hello from changed", "hello again from changed"))
+        yield daemon, first, second
+
+
+def test_a_reload_during_a_fork_retry_judges_held_connections_by_the_new_rules(
+        box: Box) -> None:
+    # Both connections' forks failed before the reload, which refuses the first one's
+    # client and changes the other's server_args: at the retry, the first gets the
+    # new rules' FAIL line and no server, the second its server with the new
+    # arguments (before: both started the old configuration's server).
+    with _refused_and_changed_at_retry(box) as (daemon, first, second):
         assert nothing_yet(first) and nothing_yet(second)
         assert read_all(second) == b"hello again from changed\n"
         assert read_all(first) == b""
@@ -566,12 +574,7 @@ def test_a_reload_during_a_fork_retry_judges_held_datagrams_by_the_new_rules(
                   server=SERVER_PYTHON, server_args=str(HELPERS / "dgram_nowait_server.py")),
         interval="4")
     set_process_limit(daemon, 1)
-    refused = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    with refused, other:
-        refused.bind(("127.0.0.5", 0))
-        other.bind(("127.0.0.6", 0))
-        other.settimeout(10)
+    with udp_from("127.0.0.5") as refused, udp_from("127.0.0.6") as other:
         refused.sendto(b"one", ("127.0.0.1", dwait))
         refused.sendto(b"two", ("127.0.0.1", dnowait))
         _fail_forks_for(daemon, "dwait", "dnowait")
@@ -595,23 +598,13 @@ def test_a_fork_retry_refused_by_a_reload_sends_no_banner_fail_after_banner_succ
     # held client at its retry: it gets the FAIL line, and no banner_fail contradicting
     # the banner it already has (xinetd writes one of the two, never both). One the
     # new rules admit gets no second banner_success.
-    refused, changed = free_port(), free_port()
     (box.path / "success").write_text("welcome\n")
     (box.path / "fail").write_text("go away\n")
     banners = (f"banner_success = {box.path / 'success'}",
                f"banner_fail = {box.path / 'fail'}")
     for name in ("success", "fail"):
         (box.path / name).chmod(0o644)
-    daemon = box.start(service("refused", refused, *banners)
-                       + service("changed", changed, *banners), interval="4")
-    set_process_limit(daemon, 1)
-    first, second = connect(refused), connect(changed)
-    with first, second:
-        _fail_forks_for(daemon, "refused", "changed")
-        _reload_with(daemon, lambda text: text.replace(
-            "\tserver_args = hello from refused\n",
-            "\tserver_args = hello from refused\n\tno_access = 127.0.0.1\n").replace(
-            "hello from changed", "hello again from changed"))
+    with _refused_and_changed_at_retry(box, *banners) as (_, first, second):
         assert read_all(second) == b"welcome\nhello again from changed\n"
         assert read_all(first) == b"welcome\n"
     box.wait_service_log(r"FAIL: refused address from=127\.0\.0\.1")
