@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 
 from scenario_support import begin, free_port, read, running, wait_count, write_file
 
@@ -78,6 +79,26 @@ def reopened(pid, path, deadline):
     raise SystemExit(f"the daemon did not open {path} again")
 
 
+def echo_service(name, port, log, logging):
+    """Service `name`: /bin/echo hi on PEER:`port`, logging to FILE `log` what the
+    `logging` lines ask."""
+    return (f"service {name}\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = no\n"
+            f"\tuser = root\n\tserver = /bin/echo\n\tserver_args = hi\n\tbind = {PEER}\n"
+            f"\tport = {port}\n\tcps = 0 0\n\tlog_type = FILE {log}\n{logging}}}\n")
+
+
+@contextmanager
+def full_folder(run):
+    """WORKDIR/full, a 16 KiB tmpfs mounted for the block (lazily unmounted after)."""
+    folder = os.path.join(os.path.dirname(run.conf), "full")
+    os.makedirs(folder)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", folder], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", folder], check=False)
+
+
 def lines(path):
     text = re.sub(r"pid=\d+", "pid=N", read(path))
     text = re.sub(r"xinetd\[\d+\]", "xinetd[N]", text)
@@ -87,20 +108,14 @@ def lines(path):
 
 def main():
     run = begin()
-    workdir = os.path.dirname(run.conf)
-    folder = os.path.join(workdir, "full")
-    os.makedirs(folder)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", folder], check=True)
-    service_log = os.path.join(folder, "services.log")
-    program_log = os.path.join(folder, "program.log")
-    port = free_port()
-    write_file(run.conf, (
-        f"service full\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = no\n"
-        f"\tuser = root\n\tserver = /bin/echo\n\tserver_args = hi\n\tbind = {PEER}\n"
-        f"\tport = {port}\n\tcps = 0 0\n\tlog_type = FILE {service_log}\n"
-        f"\tlog_on_success = HOST PID EXIT\n\tlog_on_failure = HOST\n}}\n"))
-    answers = {}
-    try:
+    with full_folder(run) as folder:
+        service_log = os.path.join(folder, "services.log")
+        program_log = os.path.join(folder, "program.log")
+        port = free_port()
+        write_file(run.conf, echo_service("full", port, service_log,
+                                          "\tlog_on_success = HOST PID EXIT\n"
+                                          "\tlog_on_failure = HOST\n"))
+        answers = {}
         with running(run.daemon, run.conf, program_log) as proc:
             fill_disk(folder, program_log)
             answers["full"] = [ask(port) for _ in range(CLIENTS)]
@@ -121,8 +136,6 @@ def main():
         print(json.dumps({"answers": answers, "rotated": lines(service_log + ".1"),
                           "service_log": lines(service_log),
                           "program_log": lines(program_log)}))
-    finally:
-        subprocess.run(["umount", "-l", folder], check=False)
 
 
 if __name__ == "__main__":

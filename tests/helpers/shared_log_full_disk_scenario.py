@@ -15,32 +15,24 @@ library only; every wait bounded.
 
 import json
 import os
-import subprocess
 import time
 
-from full_disk_scenario import PEER, ask, fill_disk, lines
+from full_disk_scenario import ask, echo_service, fill_disk, full_folder, lines
 from scenario_support import begin, free_port, running, wait_count, write_file
 
 
 def service(name, port, log):
-    return (f"service {name}\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = no\n"
-            f"\tuser = root\n\tserver = /bin/echo\n\tserver_args = hi\n\tbind = {PEER}\n"
-            f"\tport = {port}\n\tcps = 0 0\n\tlog_type = FILE {log}\n"
-            f"\tlog_on_success = HOST\n}}\n")
+    return echo_service(name, port, log, "\tlog_on_success = HOST\n")
 
 
 def main():
     run = begin()
-    workdir = os.path.dirname(run.conf)
-    folder = os.path.join(workdir, "full")
-    os.makedirs(folder)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", folder], check=True)
-    shared, other = os.path.join(folder, "shared.log"), os.path.join(folder, "other.log")
-    ports = {name: free_port() for name in ("aa", "bb", "cc", "dd")}
-    write_file(run.conf, service("aa", ports["aa"], shared) + service("bb", ports["bb"], shared)
-               + service("cc", ports["cc"], other))
-    answers = []
-    try:
+    with full_folder(run) as folder:
+        shared, other = os.path.join(folder, "shared.log"), os.path.join(folder, "other.log")
+        ports = {name: free_port() for name in ("aa", "bb", "cc", "dd")}
+        write_file(run.conf, service("aa", ports["aa"], shared)
+                   + service("bb", ports["bb"], shared) + service("cc", ports["cc"], other))
+        answers = []
         with running(run.daemon, run.conf, run.program_log) as proc:
             fill_disk(folder, shared, other)
             for name in ("aa", "bb", "aa", "bb", "aa", "bb", "cc"):
@@ -55,8 +47,6 @@ def main():
             wait_count(shared, "START", 9, time.monotonic() + 10)
         print(json.dumps({"answers": answers, "shared": lines(shared),
                           "other": lines(other), "program_log": lines(run.program_log)}))
-    finally:
-        subprocess.run(["umount", "-l", folder], check=False)
 
 
 if __name__ == "__main__":
