@@ -26,7 +26,6 @@ and the log.
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,8 +35,8 @@ sys.path.insert(0, str(HERE))
 
 from fake_portmapper import (ANSWER, SET, SILENT, TCP, UDP, UNSET, Call,  # noqa: E402
                              FakePortmapper)
-from rpc_scenario import (read, reported, rpc_service, start_daemon,  # noqa: E402
-                          wait_for)
+from rpc_scenario import (fake_portmapper_run, read, reported, rpc_service,  # noqa: E402
+                          start_daemon, wait_for)
 
 PROGRAM = 0x20000117
 LOST_PROGRAM = 0x20000118
@@ -68,10 +67,7 @@ def restored(calls: list[Call]) -> bool:
 
 
 def main() -> None:
-    work, case = Path(sys.argv[1]), sys.argv[2]
-    argv = sys.argv[3:] or [sys.executable, "-m", "pyxinetd"]
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    conf, log = work / "rpc.conf", work / "daemon.log"
+    work, case, argv, conf, log = fake_portmapper_run()
     if case == "sigterm":
         portmapper = FakePortmapper(silent_sets)
         conf.write_text(rpc_service("lostset", PROGRAM, "1", "tcp"))

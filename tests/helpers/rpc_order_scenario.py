@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,9 +47,9 @@ sys.path.insert(0, str(HERE))
 
 from fake_portmapper import (ANSWER, HOLD, SET, TCP, UDP, UNSET, Call,  # noqa: E402
                              FakePortmapper)
-from rpc_scenario import (FIXED_PORT, PLAIN_PORT, plain_service, read,  # noqa: E402
-                          reported, rpc_service, settle_and_ask, start_daemon, talk_tcp,
-                          wait_for, wait_started)
+from rpc_scenario import (FIXED_PORT, PLAIN_PORT, fake_portmapper_run,  # noqa: E402
+                          plain_service, read, reported, rpc_service, settle_and_ask,
+                          start_daemon, talk_tcp, wait_for, wait_started)
 
 PROGRAM = 0x2000011b
 DEADLINE = 30.0
@@ -72,12 +71,9 @@ class Holder:
 
 
 def main() -> None:
-    work, case = Path(sys.argv[1]), sys.argv[2]
-    argv = sys.argv[3:] or [sys.executable, "-m", "pyxinetd"]
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    work, case, argv, conf, log = fake_portmapper_run()
     holder = Holder()
     portmapper = FakePortmapper(holder)
-    conf, log = work / "rpc.conf", work / "daemon.log"
     shareudp = rpc_service("shareudp", PROGRAM, "1", "udp")
     cps = rpc_service("cpstcp", PROGRAM, "1", "tcp", "\tcps = 1 2\n")
     if case == "inflight-set":

@@ -286,6 +286,17 @@ def rows(table: list[list[int]] | str, program: int) -> list[list[int]]:
     return [row for row in table if row[0] == program] if isinstance(table, list) else []
 
 
+def fake_portmapper_run(cases: bool = True) -> tuple[Path, str, list[str], Path, Path]:
+    """The start of a fake-portmapper scenario run as `SCRIPT DIR [CASE] [DAEMON
+    ARGV...]`, once `lo` is up: DIR, CASE ("" without `cases`), the daemon's argv
+    (pyxinetd by default), and the paths of its configuration and log in DIR."""
+    work = Path(sys.argv[1])
+    case = sys.argv[2] if cases else ""
+    argv = sys.argv[3 if cases else 2:] or [sys.executable, "-m", "pyxinetd"]
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    return work, case, argv, work / "rpc.conf", work / "daemon.log"
+
+
 @contextmanager
 def reported(result: dict[str, object], daemon: subprocess.Popen[bytes],
              portmapper: Any, log: Path, err: Path) -> Iterator[None]:

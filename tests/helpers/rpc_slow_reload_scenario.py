@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,8 +35,8 @@ sys.path.insert(0, str(HERE))
 
 from fake_portmapper import (ANSWER, HOLD, SET, UNSET, Call,  # noqa: E402
                              FakePortmapper)
-from rpc_scenario import (read, reported, rpc_service, settle_and_ask,  # noqa: E402
-                          start_daemon, wait_for, wait_started)
+from rpc_scenario import (fake_portmapper_run, read, reported, rpc_service,  # noqa: E402
+                          settle_and_ask, start_daemon, wait_for, wait_started)
 
 PROGRAM = 0x2000011a
 DEADLINE = 30.0
@@ -54,12 +53,9 @@ class Switch:
 
 
 def main() -> None:
-    work = Path(sys.argv[1])
-    argv = sys.argv[2:] or [sys.executable, "-m", "pyxinetd"]
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    work, _, argv, conf, log = fake_portmapper_run(cases=False)
     switch = Switch()
     portmapper = FakePortmapper(switch)
-    conf, log = work / "rpc.conf", work / "daemon.log"
     conf.write_text(rpc_service("moving", PROGRAM, "1", "tcp"))
     env = dict(os.environ, PYXINETD_PORTMAP_INTERVAL="60")
     result: dict[str, object] = {}

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,8 +43,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from fake_portmapper import ANSWER, HOLD, SET, UNSET, Call, FakePortmapper  # noqa: E402
-from rpc_scenario import (PLAIN_PORT, plain_service, read, reported,  # noqa: E402
-                          rpc_service, start_daemon, talk_tcp, wait_for, wait_started)
+from rpc_scenario import (PLAIN_PORT, fake_portmapper_run, plain_service,  # noqa: E402
+                          read, reported, rpc_service, start_daemon, talk_tcp, wait_for,
+                          wait_started)
 
 WIDE_PROGRAM = 0x2000011C
 NARROW_PROGRAM = 0x2000011D
@@ -67,12 +67,9 @@ class Holder:
 
 
 def main() -> None:
-    work, case = Path(sys.argv[1]), sys.argv[2]
-    argv = sys.argv[3:] or [sys.executable, "-m", "pyxinetd"]
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    work, case, argv, conf, log = fake_portmapper_run()
     holder = Holder()
     portmapper = FakePortmapper(holder)
-    conf, log = work / "rpc.conf", work / "daemon.log"
     wide = rpc_service("wide", WIDE_PROGRAM, f"1-{WIDE_VERSIONS}", "tcp")
     narrow = rpc_service("narrow", NARROW_PROGRAM, "1", "tcp")
     interval = "60" if case == "rounds" else "0.2"
