@@ -884,23 +884,52 @@ def test_a_refused_senders_lines_follow_the_services_one_refusal_rule(
 
 def test_clients_held_when_a_cps_trip_closes_the_socket_get_one_line(
         daemons: DaemonFactory, tmp_path: Path) -> None:
-    # Two clients wait, relayed, for a server that serves one client per start; its
-    # exit starts the next server for them, the second start within the second trips
-    # `cps = 1 30`, and the trip closes them with the socket: one WARNING for both
-    # (before: closed without a word), after their START lines.
+    # Clients wait, relayed, for a server that serves one client per start; each exit
+    # starts the next server for one of them, and the first start in the same
+    # one-second cps window as the one before trips `cps = 1 30`: the trip closes the
+    # clients still held with the socket, with one WARNING naming them all (before:
+    # closed without a word), after their START lines. Which start trips depends on
+    # where the second boundaries fall: the clients served before it are answered.
     port = free_port()
     log = tmp_path / "services.log"
     daemon = daemons.start_config(config(tmp_path, port, count=1).replace(
         "\tcps = 0 0\n", "\tcps = 1 30\n"))
-    with tcp_from("127.0.0.2", port) as busy, tcp_from("127.0.0.4", port) as one, \
-            tcp_from("127.0.0.3", port) as two:
+    sources = ["127.0.0.3", "127.0.0.4", "127.0.0.5"]
+    with tcp_from("127.0.0.2", port) as busy, tcp_from(sources[0], port) as a, \
+            tcp_from(sources[1], port) as b, tcp_from(sources[2], port) as c:
         pid = busy.recv(4096).split()[0].decode()
-        wait_log_lines(log, rf"START: icept {pid} from=127\.0\.0\.[34]", 2)
+        wait_log_lines(log, rf"START: icept {pid} from=127\.0\.0\.[345]", 3)
         busy.sendall(b"ping\n")
         assert busy.recv(4096) == b"ping\n"
-        assert closed(one) and closed(two)
-    daemon.wait_for_log(r"Deactivating service icept")
-    daemon.wait_for_log(r"WARNING: .*service icept: 2 clients from 127\.0\.0\.3, 127\.0\.0\.4 "
-                        r"held for the next server disconnected: a cps trip closed the "
+        held = dict(zip(sources, (a, b, c)))
+        closed_by_trip = []
+        # Each served client ends its server, which starts the next (a deadline bounds
+        # the wait for a load-delayed start).
+        deadline = time.monotonic() + TIMEOUT
+        while held and "Deactivating service icept" not in daemon.log() \
+                and time.monotonic() < deadline:
+            for source, conn in list(held.items()):
+                conn.settimeout(0.2)
+                try:
+                    greeting = conn.recv(4096)
+                except TimeoutError:
+                    continue        # still held
+                finally:
+                    conn.settimeout(10)
+                del held[source]
+                if greeting == b"":
+                    closed_by_trip.append(source)
+                else:
+                    conn.sendall(b"ping\n")
+                    assert conn.recv(4096) == b"ping\n"
+                break
+        daemon.wait_for_log(r"Deactivating service icept")
+        closed_by_trip += [source for source, conn in held.items() if closed(conn)]
+    assert closed_by_trip, "the trip closed no held client"
+    closed_by_trip.sort()
+    many = "client" if len(closed_by_trip) == 1 else "clients"
+    daemon.wait_for_log(rf"WARNING: .*service icept: {len(closed_by_trip)} {many} from "
+                        + re.escape(", ".join(closed_by_trip))
+                        + r" held for the next server disconnected: a cps trip closed the "
                         r"service's socket")
     assert daemon.log().count("held for the next server") == 1
