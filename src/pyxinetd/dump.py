@@ -222,7 +222,10 @@ def _service_block(rt: ServiceRuntime, children: ChildTable,
         fd = rt.sock.fileno() if rt.sock is not None else -1
         # A held request holds its instance slot, but is no running server: xinetd
         # counts its retry servers apart, as here.
-        held = sum(1 for h in retries if h.service.id == svc.id)
+        # By id, case-insensitively, as the running servers are counted (services
+        # sharing an id share both counts).
+        wanted = svc.id.lower()
+        held = sum(1 for h in retries if h.service.id.lower() == wanted)
         lines += [f"\trunning servers = {children.occupancy.of_service(svc.id) - held}",
                   f"\tretry servers = {held}",
                   f"\tattempts = {rt.fork_failures}",
