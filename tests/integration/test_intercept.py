@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import select
 import signal
 import socket
 import sys
@@ -21,7 +22,7 @@ import pytest
 
 from pyxinetd.intercept import MAX_CLIENTS, MAX_TWISTS
 from pyxinetd.service import MAX_PARKED_BYTES
-from tests.daemon import (HELPERS, DaemonFactory, free_port, namespace_problem,
+from tests.daemon import (HELPERS, Daemon, DaemonFactory, free_port, namespace_problem,
                           nofile_limited, open_fds, read_log, run_scenario, wait_log_lines,
                           wait_until)
 from tests.integration.test_reload import reload
@@ -882,50 +883,61 @@ def test_a_refused_senders_lines_follow_the_services_one_refusal_rule(
     assert text.count("FAIL: icept address from=127.0.0.3") == 1
 
 
-def test_clients_held_when_a_cps_trip_closes_the_socket_get_one_line(
-        daemons: DaemonFactory, tmp_path: Path) -> None:
-    # Clients wait, relayed, for a server that serves one client per start; each exit
-    # starts the next server for one of them, and the first start in the same
-    # one-second cps window as the one before trips `cps = 1 30`: the trip closes the
-    # clients still held with the socket, with one WARNING naming them all (before:
-    # closed without a word), after their START lines. Which start trips depends on
-    # where the second boundaries fall: the clients served before it are answered.
-    port = free_port()
-    log = tmp_path / "services.log"
-    daemon = daemons.start_config(config(tmp_path, port, count=1).replace(
-        "\tcps = 0 0\n", "\tcps = 1 30\n"))
-    sources = ["127.0.0.3", "127.0.0.4", "127.0.0.5"]
+def _held_round(daemon: Daemon, log: Path, port: int, sources: list[str]) -> list[str]:
+    """One busy client and three held behind it, then each held client served as the
+    exits start its server, until a cps trip: the held clients it closed (none when
+    every start of the round fell in a later second than the one before)."""
     with tcp_from("127.0.0.2", port) as busy, tcp_from(sources[0], port) as a, \
             tcp_from(sources[1], port) as b, tcp_from(sources[2], port) as c:
         pid = busy.recv(4096).split()[0].decode()
         wait_log_lines(log, rf"START: icept {pid} from=127\.0\.0\.[345]", 3)
         busy.sendall(b"ping\n")
         assert busy.recv(4096) == b"ping\n"
-        held = dict(zip(sources, (a, b, c)))
+        held = {conn: source for source, conn in zip(sources, (a, b, c))}
         closed_by_trip = []
-        # Each served client ends its server, which starts the next (a deadline bounds
-        # the wait for a load-delayed start).
+        # Answered at once, so that the next start follows within the second; a
+        # deadline bounds the wait for a load-delayed start.
         deadline = time.monotonic() + TIMEOUT
-        while held and "Deactivating service icept" not in daemon.log() \
-                and time.monotonic() < deadline:
-            for source, conn in list(held.items()):
-                conn.settimeout(0.2)
-                try:
-                    greeting = conn.recv(4096)
-                except TimeoutError:
-                    continue        # still held
-                finally:
-                    conn.settimeout(10)
-                del held[source]
+        while held and "Deactivating service icept" not in daemon.log():
+            assert time.monotonic() < deadline, f"no server started for {held.values()}"
+            ready, _, _ = select.select(list(held), [], [], 0.2)
+            for conn in ready:
+                source = held.pop(conn)
+                greeting = conn.recv(4096)
                 if greeting == b"":
                     closed_by_trip.append(source)
                 else:
                     conn.sendall(b"ping\n")
                     assert conn.recv(4096) == b"ping\n"
-                break
+        # The trip closes the held clients before its line: either shows it came.
+        if not closed_by_trip and "Deactivating service icept" not in daemon.log():
+            return []
         daemon.wait_for_log(r"Deactivating service icept")
-        closed_by_trip += [source for source, conn in held.items() if closed(conn)]
-    assert closed_by_trip, "the trip closed no held client"
+        return closed_by_trip + [source for conn, source in held.items() if closed(conn)]
+
+
+def test_clients_held_when_a_cps_trip_closes_the_socket_get_one_line(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # Clients wait, relayed, for a server that serves one client per start; each exit
+    # starts the next server for one of them, and the first start in the same whole
+    # second (the cps window) as the one before trips `cps = 1 30`: the trip closes the
+    # clients still held with the socket, with one WARNING naming them all (before:
+    # closed without a word), after their START lines. Where the second boundaries fall
+    # decides which start trips, or that none of a round does (each in a later second
+    # than the one before): then a new round begins in a second after the last start,
+    # so that its first start cannot trip.
+    port = free_port()
+    log = tmp_path / "services.log"
+    daemon = daemons.start_config(config(tmp_path, port, count=1).replace(
+        "\tcps = 0 0\n", "\tcps = 1 30\n"))
+    sources = ["127.0.0.3", "127.0.0.4", "127.0.0.5"]
+    deadline = time.monotonic() + 6 * TIMEOUT
+    while not (closed_by_trip := _held_round(daemon, log, port, sources)):
+        assert "Deactivating service icept" not in daemon.log(), "the trip closed no client"
+        assert time.monotonic() < deadline, "no two starts in the same second"
+        last_start = time.monotonic()      # the last start came before its greeting
+        wait_until(lambda: int(time.monotonic()) > int(last_start), 2 * TIMEOUT,
+                   what="the next second")
     closed_by_trip.sort()
     many = "client" if len(closed_by_trip) == 1 else "clients"
     daemon.wait_for_log(rf"WARNING: .*service icept: {len(closed_by_trip)} {many} from "
