@@ -43,7 +43,7 @@ def test_burst_leaves_no_zombie_and_no_leaked_fd(daemons: DaemonFactory) -> None
         t.join(240)
     assert not errors, errors[:3]
     wait_until(lambda: not daemon.children(), timeout=30, what="every server to be reaped")
-    assert daemon.zombies() == []
+    wait_until(lambda: daemon.zombies() == [], what="every exited server reaped")
     assert open_fds(daemon.pid) == before
     assert daemon.proc.poll() is None
 

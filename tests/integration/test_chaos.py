@@ -265,7 +265,7 @@ def check_healthy(daemon: Daemon, tmp_path: Path, baseline: dict[int, str],
     # Every server has ended (the probes' own ones too) and was reaped: no zombies, and
     # no descriptor is left over. Both settle once the last EXIT was handled.
     wait_until(lambda: not external_children(daemon), what="servers to end")
-    assert daemon.zombies() == []
+    wait_until(lambda: daemon.zombies() == [], what="every exited server reaped")
     # A reload may reopen a log file or bind a socket again, so descriptor numbers and
     # socket inodes may change; what is open, counted by kind, must be exactly the same.
     deadline = time.monotonic() + 5.0

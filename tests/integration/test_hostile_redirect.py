@@ -130,7 +130,7 @@ def test_hostile_targets_and_clients(daemons: DaemonFactory, tmp_path: Path) -> 
         # The service log is opened at its first line, after the baseline was taken.
         wait_until(lambda: set(open_fds(daemon.proc.pid).values()) <= baseline | {str(log)},
                    DEADLINE, what="the descriptors of the ended sessions to close")
-        assert daemon.zombies() == []
+        wait_until(lambda: daemon.zombies() == [], what="every exited server reaped")
 
 
 PAYLOAD = 2 * 1024 * 1024
@@ -179,4 +179,4 @@ def test_a_target_gone_while_its_client_still_sends(daemons: DaemonFactory,
         assert (got, end) == (PAYLOAD, "EOF")
         wait_until(lambda: "EXIT: resetting" in read_log(log), DEADLINE)
         assert f"TRAFFIC: resetting in=1(bytes) out={PAYLOAD}(bytes)" in read_log(log)
-        assert daemon.zombies() == []
+        wait_until(lambda: daemon.zombies() == [], what="every exited server reaped")

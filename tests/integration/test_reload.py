@@ -136,7 +136,7 @@ def test_removed_service_refuses_and_its_servers_are_terminated(
         assert f"Sending signal 9 to polite server {pid1}" not in log
         assert c1.recv(100) == b"" and c2.recv(100) == b""
     assert greeting(keep).startswith("K pid=")
-    assert daemon.zombies() == []
+    wait_until(lambda: daemon.zombies() == [], what="every exited server reaped")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGQUIT])
@@ -339,7 +339,7 @@ def test_burst_of_reloads_leaks_nothing(daemons: DaemonFactory, tmp_path: Path) 
     assert served and all(re.fullmatch(r"A[12] pid=\d+\n", line) for line in served)
     assert greeting(a).startswith("A1")
     wait_until(lambda: not daemon.children(), what="every server to be reaped")
-    assert daemon.zombies() == []
+    wait_until(lambda: daemon.zombies() == [], what="every exited server reaped")
     assert len(open_fds(daemon.pid)) == fds_before
     assert "Traceback" not in daemon.log() + (daemon.log_path.with_suffix(".err").read_text())
     assert daemon.proc.poll() is None

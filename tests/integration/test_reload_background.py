@@ -16,7 +16,7 @@ import socket
 import time
 from pathlib import Path
 
-from tests.daemon import Daemon, DaemonFactory, children_of, free_port
+from tests.daemon import Daemon, DaemonFactory, children_of, free_port, wait_until
 from tests.integration.test_reload import conf_path, defaults, read_line
 
 STARTING = "Starting reconfiguration"
@@ -98,7 +98,7 @@ def test_serving_goes_on_while_a_large_configuration_loads(daemons: DaemonFactor
     assert re.search(r"Reconfigured: new=\d+ old=1 dropped=0 \(services\)", log)
     assert log.count("readjusting service") == 1
     assert echo(port, "end") == "end\n"
-    assert daemon.zombies() == []
+    wait_until(lambda: daemon.zombies() == [], what="every exited server reaped")
 
 
 def test_reload_asked_during_a_load_runs_once_more(daemons: DaemonFactory,

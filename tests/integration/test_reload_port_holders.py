@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import Daemon, DaemonFactory, free_port
+from tests.daemon import Daemon, DaemonFactory, free_port, wait_until
 from tests.integration.test_reload import defaults, greeting, reload, replace_conf, service
 
 WAIT_SERVER = {"wait": "yes"}
@@ -49,7 +49,7 @@ def test_the_new_socket_is_bound_once_the_holder_is_gone(
     assert "failed to start" not in log and "bind failed" not in log
     assert "Reconfigured: " in log
     assert greeting(port).startswith("NEW")
-    assert daemon.zombies() == []
+    wait_until(lambda: daemon.zombies() == [], what="every exited server reaped")
     assert daemon.proc.poll() is None
 
 
