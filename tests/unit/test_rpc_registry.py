@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from pyxinetd.log import ProgramLog
 from pyxinetd.loop import Loop
@@ -16,22 +18,35 @@ from tests.factories import make_service
 from tests.unit.test_portmap import Responder, reply, run_until
 
 
+@contextmanager
+def portmapped(answer: Callable[[list[int]], bytes | None], program: io.StringIO | None = None,
+               **options: int) -> Iterator[tuple[Loop, Responder, RpcRegistry]]:
+    """A loop, a UDP portmapper on it answering with `answer(call)`, and a registry
+    calling it (its program log to `program`); all closed afterwards."""
+    loop = Loop()
+    responder = Responder(loop, answer)
+    registry = RpcRegistry(loop, ProgramLog(stream=program or io.StringIO()),
+                           PortmapClient(loop, responder.address, interval=5.0), **options)
+    try:
+        yield loop, responder, registry
+    finally:
+        registry.close()
+        responder.sock.close()
+        loop.close()
+
+
 def test_a_service_stopped_while_its_set_is_in_flight_logs_no_failed_registration(
 ) -> None:
     # The SET is refused once a reload has stopped the service: its `pmap_set failed`
     # is logged, but not `No RPC versions registered`, the line of a service that
     # cannot start.
-    loop = Loop()
     calls: list[list[int]] = []
-    responder = Responder(loop, lambda call: calls.append(call))
     program = io.StringIO()
-    registry = RpcRegistry(loop, ProgramLog(stream=program),
-                           PortmapClient(loop, responder.address, interval=5.0))
     rt = ServiceRuntime(make_service(name="rpcsvc", types=frozenset({"RPC"}),
                                      socket_type="dgram", wait=True,
                                      rpc_number=0x20000200, rpc_version=(1, 1)))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
+    with portmapped(lambda call: calls.append(call), program) as (loop, responder, registry), \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         rt.sock = sock
         registry.follow(rt)
@@ -44,11 +59,6 @@ def test_a_service_stopped_while_its_set_is_in_flight_logs_no_failed_registratio
         run_until(loop, lambda: registry.client.pending == 0)
         assert "No RPC versions registered" not in program.getvalue()
         assert registry.registration(rt) is None
-    finally:
-        sock.close()
-        registry.close()
-        responder.sock.close()
-        loop.close()
 
 
 def _rpc_runtime(program: int, versions: tuple[int, int]) -> ServiceRuntime:
@@ -60,13 +70,9 @@ def test_a_claim_whose_entry_a_withdrawn_claims_set_put_there_settles() -> None:
     # A service removed while its SET is unanswered and added again at the same (fixed)
     # port: the late TRUE registers exactly what the new claim wants, so the new claim
     # settles with it (no SET is due, and none is sent).
-    loop = Loop()
     calls: list[list[int]] = []
-    responder = Responder(loop, lambda call: calls.append(call))
-    registry = RpcRegistry(loop, ProgramLog(stream=io.StringIO()),
-                           PortmapClient(loop, responder.address, interval=5.0))
     settled: list[Registration | None] = []
-    try:
+    with portmapped(lambda call: calls.append(call)) as (loop, responder, registry):
         removed = registry.claim(_rpc_runtime(0x20000201, (1, 1)), 4711, None)
         run_until(loop, lambda: len(calls) == 1)
         registry.withdraw(removed)
@@ -78,23 +84,15 @@ def test_a_claim_whose_entry_a_withdrawn_claims_set_put_there_settles() -> None:
         run_until(loop, lambda: registry.client.pending == 0)
         assert settled == [Registration(0x20000201, 6, 4711, (1,))]
         assert len(calls) == 1
-    finally:
-        registry.close()
-        responder.sock.close()
-        loop.close()
 
 
 def test_the_window_bounds_the_calls_and_gives_free_slots_to_each_program_in_turn(
 ) -> None:
     # Window 2: program A's six versions take both slots; B's single version, due
     # while A's other four wait, gets the second slot freed, not the sixth.
-    loop = Loop()
-    responder = Responder(loop, lambda call: reply(call[0], 1))
-    registry = RpcRegistry(loop, ProgramLog(stream=io.StringIO()),
-                           PortmapClient(loop, responder.address, interval=5.0), window=2)
     settled: list[Registration | None] = []
     in_flight: list[int] = []
-    try:
+    with portmapped(lambda call: reply(call[0], 1), window=2) as (loop, responder, registry):
         registry.claim(_rpc_runtime(0x20000202, (1, 6)), 4711, settled.append)
         registry.claim(_rpc_runtime(0x20000203, (1, 1)), 4712, settled.append)
 
@@ -109,10 +107,6 @@ def test_the_window_bounds_the_calls_and_gives_free_slots_to_each_program_in_tur
         assert sorted(settled, key=lambda r: r.program if r else 0) == [
             Registration(0x20000202, 6, 4711, (1, 2, 3, 4, 5, 6)),
             Registration(0x20000203, 6, 4712, (1,))]
-    finally:
-        registry.close()
-        responder.sock.close()
-        loop.close()
 
 
 def test_versions_a_narrowed_range_dropped_count_as_registered_again_only_once_set_again(
@@ -121,14 +115,11 @@ def test_versions_a_narrowed_range_dropped_count_as_registered_again_only_once_s
     # it back to 1-6 while the portmapper does not answer: until the SETs of 1 and 4-6
     # are answered, only 2-3 are registered, and what the claim keeps of the narrowed
     # range is its versions alone.
-    loop = Loop()
     answering = [True]
-    responder = Responder(loop, lambda call: reply(call[0], 1) if answering[0] else None)
-    registry = RpcRegistry(loop, ProgramLog(stream=io.StringIO()),
-                           PortmapClient(loop, responder.address, interval=5.0))
     settled: list[Registration | None] = []
     rt = _rpc_runtime(0x20000204, (1, 6))
-    try:
+    with portmapped(lambda call: reply(call[0], 1) if answering[0] else None) \
+            as (loop, responder, registry):
         claim = registry.claim(rt, 4711, settled.append)
         run_until(loop, lambda: bool(settled))
         assert registry.registration(rt) == Registration(0x20000204, 6, 4711,
@@ -147,7 +138,3 @@ def test_versions_a_narrowed_range_dropped_count_as_registered_again_only_once_s
         registry.reregister(rt, old)
         run_until(loop, lambda: registry.client.pending == 4)
         assert registry.registration(rt) == Registration(0x20000204, 6, 4711, (2, 3))
-    finally:
-        registry.close()
-        responder.sock.close()
-        loop.close()
