@@ -128,6 +128,19 @@ def service(name: str, port: int, *extra: str, **attrs: str) -> str:
     return f"service {name}\n{{\n{body}}}\n"
 
 
+def held_by_a_failed_fork(daemon: Daemon, port: int, service_id: str) -> socket.socket:
+    """A client of `service_id` whose server's fork failed (the process limit), held for
+    its retry. Forks work again afterwards: a reload loads the configuration in a child
+    process."""
+    set_process_limit(daemon, 1)
+    try:
+        client = connect(port)
+        daemon.wait_for_log(rf"{service_id}: fork failed: Resource temporarily unavailable")
+    finally:
+        restore_process_limit(daemon)
+    return client
+
+
 def connect(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.settimeout(10)
@@ -230,13 +243,7 @@ def test_five_consecutive_failures_give_up(box: Box) -> None:
 def test_reload_removing_the_service_releases_held_connections(box: Box) -> None:
     gone, kept = free_port(), free_port()
     daemon = box.start(service("gone", gone) + service("kept", kept), interval="60")
-    set_process_limit(daemon, 1)
-    try:
-        client = connect(gone)
-        daemon.wait_for_log(r"gone: fork failed: Resource temporarily unavailable")
-    finally:
-        # The reload loads the configuration in a child process: forks must work again.
-        restore_process_limit(daemon)
+    client = held_by_a_failed_fork(daemon, gone, "gone")
     with client:
         assert nothing_yet(client)
         conf = daemon.log_path.with_suffix(".conf")
@@ -262,12 +269,7 @@ def test_reload_changing_the_bind_gives_up_held_connections_with_a_fail_line(
         box: Box) -> None:
     port = free_port()
     daemon = box.start(service("moved", port), interval="60")
-    set_process_limit(daemon, 1)
-    try:
-        client = connect(port)
-        daemon.wait_for_log(r"moved: fork failed: Resource temporarily unavailable")
-    finally:
-        restore_process_limit(daemon)
+    client = held_by_a_failed_fork(daemon, port, "moved")
     with client:
         assert nothing_yet(client)
         conf = daemon.log_path.with_suffix(".conf")
@@ -619,12 +621,7 @@ def test_the_state_dump_lists_the_requests_held_for_a_fork_retry(
     monkeypatch.setenv("PYXINETD_DUMP_FILE", str(dump_file))
     port = free_port()
     daemon = box.start(service("held", port), interval="60")
-    set_process_limit(daemon, 1)
-    try:
-        client = connect(port)
-        daemon.wait_for_log(r"held: fork failed: Resource temporarily unavailable")
-    finally:
-        restore_process_limit(daemon)
+    client = held_by_a_failed_fork(daemon, port, "held")
     with client:
         daemon.signal(signal.SIGUSR1)
         daemon.wait_for_log("generated state dump")
