@@ -140,29 +140,37 @@ def send_now(sock: socket.socket, data: bytes) -> bytes:
 
 
 def write(service: ServiceConfig, sock: socket.socket, moment: Moment,
-          log_error: LogError) -> bytes:
-    """Write the `moment` banner to `sock` (best effort); return the unsent bytes."""
+          log_error: LogError, client: str | None = None) -> bytes:
+    """Write the `moment` banner to `sock` (best effort); return the unsent bytes.
+
+    `client` is the peer as `from=` writes it; the socket's own peer name is no
+    substitute for an IPv4 client of a dual-stack service, whose accepted socket was
+    turned into an IPv4 one (listener.accept_batch) and so names it `a.b.c.d`, not
+    `::ffff:a.b.c.d` as its other lines do."""
     path = banner_path(service, moment)
     if path is None:
         return b""
     data = read_banner(path)
     if data is None:
-        log_error(open_failed_message(service, path, client_of(sock)))
+        who = client if client is not None else client_of(sock)
+        log_error(open_failed_message(service, path, who))
         return b""
     return send_now(sock, data)
 
 
-def banner(service: ServiceConfig, sock: socket.socket, log_error: LogError) -> bytes:
+def banner(service: ServiceConfig, sock: socket.socket, log_error: LogError,
+           client: str | None = None) -> bytes:
     """Moment 1: before any check, whatever the outcome."""
-    return write(service, sock, Moment.BANNER, log_error)
+    return write(service, sock, Moment.BANNER, log_error, client)
 
 
-def banner_fail(service: ServiceConfig, sock: socket.socket, log_error: LogError) -> bytes:
+def banner_fail(service: ServiceConfig, sock: socket.socket, log_error: LogError,
+                client: str | None = None) -> bytes:
     """Moment 2: after a refusal, before the connection is closed."""
-    return write(service, sock, Moment.FAIL, log_error)
+    return write(service, sock, Moment.FAIL, log_error, client)
 
 
 def banner_success(service: ServiceConfig, sock: socket.socket,
-                   log_error: LogError) -> bytes:
+                   log_error: LogError, client: str | None = None) -> bytes:
     """Moment 3: every check passed; the server is about to start."""
-    return write(service, sock, Moment.SUCCESS, log_error)
+    return write(service, sock, Moment.SUCCESS, log_error, client)

@@ -173,7 +173,7 @@ class Dispatcher:
             self.logs.write(svc, fail_entry(svc, reason, peer))
         if conn is not None:
             if svc.banner_fail and not greeted:
-                banners.banner_fail(svc, conn, self._banner_error)
+                banners.banner_fail(svc, conn, self._banner_error, peer)
             if not self.userid.after_refusal(svc, conn, peer):
                 # What the client sent is never read: closing over it would reset the
                 # connection and could lose the banners before the client reads them.
@@ -230,7 +230,7 @@ class Dispatcher:
                            addr: tuple[object, ...], peer: str) -> None:
         svc = rt.config
         if svc.banner:
-            banners.banner(svc, conn, self._banner_error)
+            banners.banner(svc, conn, self._banner_error, peer)
         reason = self.parent_check(rt, peer)
         if reason is not None:
             self.refuse(rt, peer, reason, conn)
@@ -434,7 +434,7 @@ class Dispatcher:
                 return
         try:
             if svc.banner_success:
-                banners.banner_success(svc, conn, self._banner_error)
+                banners.banner_success(svc, conn, self._banner_error, peer)
         except BaseException:
             conn.close()
             raise

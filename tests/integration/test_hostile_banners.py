@@ -60,6 +60,27 @@ def test_unusable_banner_files_are_named_with_the_reason_and_the_client(
     assert fetch(ports[0]) == b"served\n"     # still serving
 
 
+def test_the_client_of_a_dual_stack_service_is_named_as_its_from_field(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # An IPv4 client of a service without `bind` is ::ffff:a.b.c.d in every line of
+    # its request, the banner's included, although its accepted socket is IPv4.
+    missing = tmp_path / "missing"
+    ports = [free_port() for _ in range(3)]
+    conf = "".join(
+        service(name, port, f"{moment} = {missing}", extra).replace("\tbind = 127.0.0.1\n", "")
+        for name, port, moment, extra in (
+            ("dbanner", ports[0], "banner", ""),
+            ("dsuccess", ports[1], "banner_success", ""),
+            ("dfail", ports[2], "banner_fail", "\tonly_from = 192.0.2.1\n")))
+    daemon = daemons.start_config(conf)
+    assert fetch(ports[0]) == b"served\n"
+    assert fetch(ports[1]) == b"served\n"
+    assert fetch(ports[2]) == b""
+    daemon.wait_for_log("open of banner", count=3)
+    clients = re.findall(r"open of banner .* failed: .* \(client (\S+)\)$", daemon.log(), re.M)
+    assert clients == ["::ffff:127.0.0.1"] * 3
+
+
 def test_a_banner_that_cannot_be_opened(daemons: DaemonFactory, tmp_path: Path) -> None:
     # Root reads any file whatever its mode: a symlink to itself cannot be opened.
     loop = tmp_path / "loop"
