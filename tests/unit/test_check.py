@@ -294,6 +294,29 @@ def test_json_fields_match_the_documentation() -> None:
     assert set(report["diagnostics"][0]) == _documented_fields("diagnostics[]")
 
 
+def test_the_documented_example_is_what_check_prints(tmp_path: Path) -> None:
+    # docs/check-json.md's Example, run with /etc/ moved under tmp_path: every field it
+    # shows has the value shown, in the order shown.
+    text = (Path(__file__).resolve().parents[2] / "docs" / "check-json.md").read_text()
+    example = text.split("## Example", 1)[1]
+    service_text = example.split("```\n", 2)[1]
+    shown_json = example.split("```json\n", 1)[1].split("```", 1)[0]
+    etc = f"{tmp_path}/etc/"
+    (tmp_path / "etc" / "xinetd.d").mkdir(parents=True)
+    (tmp_path / "etc" / "xinetd.conf").write_text(f"includedir {etc}xinetd.d\n")
+    (tmp_path / "etc" / "xinetd.d" / "echo").write_text(service_text)
+    output, status = run_check(f"{etc}xinetd.conf", as_json=True)
+    shown = json.loads(shown_json.replace("/etc/", etc))
+    report = json.loads(output)
+    assert status == shown["status"]
+    [shown_service] = shown.pop("services")
+    [service] = report.pop("services")
+    assert shown_service.pop("...") == "..."
+    assert list(service)[:len(shown_service)] == list(shown_service)
+    assert {key: service[key] for key in shown_service} == shown_service
+    assert report == shown
+
+
 def test_cli_check_warns_of_a_tcpmux_service_no_client_can_reach(tmp_path: Path) -> None:
     conf = tmp_path / "xinetd.conf"
     conf.write_text("service helper\n{\n\ttype = TCPMUX UNLISTED\n\tsocket_type = stream\n"
