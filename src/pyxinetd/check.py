@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import socket
+from dataclasses import replace
 from typing import Any
 
 from pyxinetd.config.diagnostics import Diagnostic, Severity
@@ -55,6 +56,7 @@ def run_check(config_file: str, *, as_json: bool = False, inetd_compat: bool = F
         config = load(config_file, inetd_compat=inetd_compat, inetd_path=inetd_path)
     except ConfigError as exc:
         return _unreadable(config_file, exc, as_json), STATUS_UNREADABLE
+    config = with_redirect_problems(config)
     status = exit_status(config)
     if needs_service and not config.services:
         status = STATUS_UNREADABLE
@@ -67,6 +69,25 @@ def run_check(config_file: str, *, as_json: bool = False, inetd_compat: bool = F
         text = (f"{head}\n{config.path}: no service to activate, and without -stayalive "
                 f"the daemon exits\n{verdict}\n")
     return text, status
+
+
+def with_redirect_problems(config: Configuration) -> Configuration:
+    """`config` with the ERROR the daemon logs once it has loaded it for each redirect
+    target that cannot be resolved or leads back to its own service (pyxinetd.redirect),
+    at the service's line: such a service closes every connection instead of relaying
+    it. Judged by this host's addresses, as the daemon judges them."""
+    from pyxinetd import redirect
+
+    problems = redirect.resolve_targets(config.services)
+    found: list[Diagnostic] = []
+    for svc in config.services:
+        problem = problems.pop(svc.id, None)
+        if problem is not None:
+            found.append(Diagnostic(Severity.ERROR, svc.origin.file, svc.origin.line,
+                                    f"{svc.id}: redirect target {problem}"))
+    if not found:
+        return config
+    return replace(config, diagnostics=config.diagnostics + tuple(found))
 
 
 def exit_status(config: Configuration) -> int:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 from tests.daemon import DaemonFactory, free_port, without_ids_ignored
 from tests.factories import service_text
@@ -54,3 +57,29 @@ def test_loops_are_named_at_start_and_their_connections_closed(
     with socket.create_connection(("127.0.0.1", into_echo), timeout=TIMEOUT) as client:
         client.sendall(b"through")
         assert client.recv(100) == b"through"
+
+
+def test_check_reports_the_loops_the_daemon_would_report(tmp_path: Path) -> None:
+    # `pyxinetd check` names each loop at its service's line, as an error (the service
+    # closes every connection), and leaves a chain that ends at a service alone.
+    me, a, b, echo_port, into_echo = (free_port() for _ in range(5))
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text(relay("me", me, me) + relay("a", a, b) + relay("b", b, a)
+                    + relay("fine", into_echo, echo_port) + echo(echo_port))
+    done = subprocess.run([sys.executable, "-m", "pyxinetd", "check", "-f", str(conf)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, done
+    errors = [line for line in done.stdout.splitlines() if ": error: " in line]
+    lines = conf.read_text().splitlines()
+    at = {name: lines.index(f"service {name}") + 1 for name in ("me", "a", "b")}
+    assert errors == [
+        f"{conf}:{at['me']}: error: me: redirect target leads back to this service (me -> me)"
+        ": its connections are closed, not relayed to this daemon again until it runs out "
+        "of descriptors",
+        f"{conf}:{at['a']}: error: a: redirect target leads back to this service "
+        "(a -> b -> a): its connections are closed, not relayed to this daemon again "
+        "until it runs out of descriptors",
+        f"{conf}:{at['b']}: error: b: redirect target leads back to this service "
+        "(b -> a -> b): its connections are closed, not relayed to this daemon again "
+        "until it runs out of descriptors",
+    ]
