@@ -82,3 +82,16 @@ def test_entries_on_one_port_are_reported_whatever_their_ids(tmp_path: Path) -> 
     assert "entry of line 1" in reported[0] and "entry of line 3" in reported[1]
     assert len(problems) == 2 and all("DISABLING" in p for p in problems), problems
     assert {"smtp-tcp4", "smtp-tcp6", "ftp-tcp", "ftp-tcp6"} <= set(ids)
+
+
+def test_the_documented_example_converts_as_shown() -> None:
+    # docs/inetd-conf.md, `pyxinetd convert`: the entry shown, converted with the
+    # --daemon-dir shown, gives the block shown, byte for byte.
+    text = (Path(__file__).resolve().parents[2] / "docs" / "inetd-conf.md").read_text()
+    section = text.split("## `pyxinetd convert`", 1)[1]
+    blocks = section.split("```\n")[1::2]     # the fenced blocks' contents
+    commands, entry, block = blocks[0], blocks[1], blocks[2]
+    assert "--daemon-dir /usr/sbin" in commands and "with `--daemon-dir /usr/sbin`" in section
+    result = convert(entry, "inetd.conf", daemon_dir="/usr/sbin")
+    assert result.problems() == []
+    assert block in result.text
