@@ -113,6 +113,33 @@ def fake_load(workdir: str, load: str) -> None:
     subprocess.run(["mount", "--bind", fake, "/proc/loadavg"], check=True)
 
 
+def _private_layer(folder: str, n: int) -> None:
+    upper, work = f"/run/scenario-priv/{n}/u", f"/run/scenario-priv/{n}/w"
+    os.makedirs(upper)
+    os.makedirs(work)
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={folder},upperdir={upper},workdir={work}", folder], check=True)
+
+
+def private_dev_and_etc() -> None:
+    """Overlay /dev and /etc with private writable layers on a tmpfs (the scenario runs
+    in its own mount namespace), so /dev/log can be a socket the scenario reads and
+    /etc/hosts.deny a file it writes, without touching the host."""
+    os.makedirs("/run/scenario-priv", exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run/scenario-priv"], check=True)
+    _private_layer("/dev", 1)
+    _private_layer("/etc", 2)
+
+
+def far_window() -> str:
+    """An `access_times` window of one minute about six hours from now: closed for the
+    whole run."""
+    t = time.localtime(time.time() + 6 * 3600)
+    start = min(t.tm_hour * 60 + t.tm_min, 23 * 60 + 58)
+    return (f"{start // 60:02d}:{start % 60:02d}-"
+            f"{(start + 1) // 60:02d}:{(start + 1) % 60:02d}")
+
+
 class SyslogSink:
     """A datagram socket at /dev/log (the scenario's own, in its mount namespace: the
     caller has put a private /dev over the real one) collecting what the daemon sends

@@ -25,7 +25,8 @@ import sys
 import time
 
 from scenario_support import (
-    SyslogSink, begin, free_port, read, running, settled, wait_for, write_file)
+    SyslogSink, begin, far_window, free_port, private_dev_and_etc, read, running, settled,
+    wait_for, write_file)
 
 PEER = "127.0.0.1"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,28 +36,6 @@ FAILURE_FLAGS = ("HOST", "USERID", "ATTEMPT")
 
 def subsets(flags):
     return [" ".join(c) for n in range(len(flags) + 1) for c in itertools.combinations(flags, n)]
-
-
-def overlay(folder, n):
-    upper, work = f"/run/svclog-priv/{n}/u", f"/run/svclog-priv/{n}/w"
-    os.makedirs(upper)
-    os.makedirs(work)
-    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                    f"lowerdir={folder},upperdir={upper},workdir={work}", folder], check=True)
-
-
-def private_dev_and_etc():
-    os.makedirs("/run/svclog-priv", exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/run/svclog-priv"], check=True)
-    overlay("/dev", 1)
-    overlay("/etc", 2)
-
-
-def far_window():
-    t = time.localtime(time.time() + 6 * 3600)
-    start = min(t.tm_hour * 60 + t.tm_min, 23 * 60 + 58)
-    return (f"{start // 60:02d}:{start % 60:02d}-"
-            f"{(start + 1) // 60:02d}:{(start + 1) % 60:02d}")
 
 
 _TAKEN = set()
