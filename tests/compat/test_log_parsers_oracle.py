@@ -3,7 +3,8 @@
 tests/helpers/log_parsers_scenario.py runs against each daemon in its own network and
 mount namespaces: served clients (log_on_success HOST PID EXIT DURATION USERID, no
 identd), and clients refused by only_from, no_access, per_source, instances,
-access_times and hosts.deny (log_on_failure HOST ATTEMPT), each from an address of its
+access_times and hosts.deny (log_on_failure HOST ATTEMPT), and by only_from on an IPv6
+socket (an IPv4 client, `::ffff:` mapped, and an IPv6 one), each from an address of its
 own, each case logged once to syslog (authpriv) and once to a FILE log. The syslog
 datagrams are written out as rsyslog's traditional file format puts them in
 /var/log/auth.log (`Mmm dd hh:mm:ss HOST TAG: text`), the FILE log's lines are taken as
@@ -39,7 +40,7 @@ pytestmark = [pytest.mark.oracle,
 Result = dict[str, Any]
 LOGS = ("syslog", "file")
 # The services whose clients xinetd refuses in a forked child (address, libwrap).
-REFUSED_IN_CHILD = ("only_from", "no_access", "libwrap")
+REFUSED_IN_CHILD = ("only_from", "no_access", "libwrap", "dual_stack")
 # What rsyslog (Debian 12: RSYSLOG_TraditionalFileFormat) writes for a datagram
 # `<PRI>Mmm dd hh:mm:ss TAG: text`: the priority goes, the host name comes in.
 DATAGRAM = re.compile(r"<\d+>(\w{3} [ \d]\d \d\d:\d\d:\d\d) (xinetd\[\d+\]: .*)", re.S)
@@ -102,8 +103,10 @@ def test_fail2ban_bans_the_same_hosts(lines: dict[str, dict[str, list[str]]], lo
     pyxinetd = fail2ban_hosts(root, lines["pyxinetd"][log], tmp_path)
     assert pyxinetd == xinetd
     # The filter knows `address` and `libwrap` refusals: only_from's client twice,
-    # no_access's and hosts.deny's once.
-    assert xinetd == ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.8"]
+    # no_access's and hosts.deny's once, the IPv6 socket's two (fail2ban reads
+    # ::ffff:127.0.0.9 as the IPv4 address it maps).
+    assert xinetd == ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.8",
+                      "127.0.0.9", "::1"]
 
 
 @pytest.mark.parametrize("log", LOGS)

@@ -9,7 +9,8 @@ writes), and runs each case of CASES twice: as a service logging to `SYSLOG auth
 (what Debian's rsyslog writes to /var/log/auth.log, the file logwatch's `secure` group
 reads) and, under the id `<case>_file`, to a FILE log. Every client comes from an
 address of its own in 127.0.0.0/8, so that a parser's verdict names the host of each
-event. No identd runs: USERID queries are refused.
+event (the IPv6 socket's second client is ::1). No identd runs: USERID queries are
+refused.
 
 Prints one JSON object: "syslog", the datagrams the daemon sent to /dev/log, as sent;
 "file", the FILE log's lines, as written. Standard library only; every wait bounded.
@@ -37,6 +38,9 @@ CASES = {
     "instances": ("\tinstances = 1\n", ("127.0.0.5", "127.0.0.6"), "held"),
     "access_times": ("\taccess_times = {window}\n", ("127.0.0.7",), "each"),
     "libwrap": ("\tlibwrap = deniedwrap\n", ("127.0.0.8",), "each"),
+    # An IPv6 socket: an IPv4 client comes as ::ffff:127.0.0.9, then an IPv6 one.
+    "dual_stack": (f"\tflags = IPv6\n\tbind = ::\n\tonly_from = {ALLOWED}\n",
+                   ("127.0.0.9", "::1"), "each"),
 }
 DEFAULTS = ("defaults\n{\n\tlog_on_success = HOST PID EXIT DURATION USERID\n"
             "\tlog_on_failure = HOST ATTEMPT\n\tcps = 0 0\n}\n")
@@ -44,12 +48,14 @@ DEFAULTS = ("defaults\n{\n\tlog_on_success = HOST PID EXIT DURATION USERID\n"
 
 def service(sid, port, body, server, log):
     return (f"service {sid}\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = no\n"
-            f"\tuser = root\n\tserver = {server}\n{body}\tbind = {LISTEN}\n"
+            f"\tuser = root\n\tserver = {server}\n{body}"
+            + ("" if "\tbind =" in body else f"\tbind = {LISTEN}\n") +
             f"\tport = {port}\n\tlog_type = {log}\n}}\n")
 
 
 def connect(port, source):
-    conn = socket.create_connection((LISTEN, port), timeout=5, source_address=(source, 0))
+    to = "::1" if ":" in source else LISTEN
+    conn = socket.create_connection((to, port), timeout=5, source_address=(source, 0))
     conn.settimeout(5)
     return conn
 
