@@ -50,6 +50,7 @@ HOSTNAME = "gateway"
 @pytest.fixture(scope="module")
 def lines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, list[str]]]:
     """For each daemon ("xinetd", "pyxinetd"), its lines as each log holds them."""
+    require_fail2ban()      # no daemon runs when the parsers cannot be had
     root: Path = tmp_path_factory.mktemp("log_parsers")
     results = run_scenario_both(SCENARIO, root, require_xinetd(), mount=True)
     return {daemon: {"syslog": [auth_log_line(m) for m in result["syslog"]],
