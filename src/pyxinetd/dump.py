@@ -24,6 +24,7 @@ from pyxinetd.children import Child, ChildTable
 from pyxinetd.config.model import (SERVICE_FLAGS, SERVICE_TYPES, AddressEntry, Configuration,
                                    Defaults, FileTarget, LogTarget, ServiceConfig, SocketType,
                                    SyslogTarget)
+from pyxinetd.files import open_appending
 from pyxinetd.forkretry import HeldRequest
 from pyxinetd.intercept import INTERCEPT_FLAG
 from pyxinetd.log import strerror
@@ -60,11 +61,11 @@ def append(path: str, text: str) -> str | None:
 
     Never waits: the file is opened and written with O_NONBLOCK, so a FIFO nobody reads
     fails at once (ENXIO) and one whose reader does not keep up gets what fits; for a
-    regular file the flag changes nothing.
+    regular file the flag changes nothing. A symlink another user planted in /tmp is
+    not followed (pyxinetd.files.planted_link).
     """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-                     | os.O_NOCTTY | os.O_NONBLOCK, 0o644)
+        fd = open_appending(path, 0o644)
     except OSError as err:
         return f"failed to open {path}: {strerror(err)}"   # xinetd's words
     data = as_written(text)

@@ -43,11 +43,46 @@ def read_regular(path: str, limit: int = READ_LIMIT) -> bytes | None:
         os.close(fd)
 
 
+def open_appending(path: str, mode: int = 0o644) -> int:
+    """open(O_WRONLY|O_APPEND|O_CREAT|O_NONBLOCK), close-on-exec, that does not follow a
+    symlink another user planted in a sticky world-writable folder (planted_link).
+    Raises OSError: EACCES for such a link, ENXIO for a FIFO without a reader."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, mode)
+    except OSError as err:
+        if err.errno != errno.ELOOP:
+            raise
+        if planted_link(path):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), path) from None
+    # A symlink its folder's owner or this process made: followed, as it always was.
+    # Only those users can replace it between the check and this open (sticky folder).
+    return os.open(path, flags, mode)
+
+
+def planted_link(path: str) -> bool:
+    """True when the last component of `path` is a symlink
+    in a sticky world-writable folder (/tmp) owned neither by this process's user nor
+    by the folder's owner: what the kernel refuses to follow with fs.protected_symlinks
+    = 1 (Debian's default), whatever that setting is on this host. The daemon runs as
+    root: following such a link would let any local user aim its log (or dump) lines
+    at a file of their choice, /etc/shadow say, and create it if missing."""
+    try:
+        link = os.lstat(path)
+        folder = os.stat(os.path.dirname(path) or ".")
+    except OSError:
+        return False
+    if not stat.S_ISLNK(link.st_mode):
+        return False
+    shared = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
+    return bool(shared) and link.st_uid not in (os.geteuid(), folder.st_uid)
+
+
 def open_for_append(path: str, mode: int = 0o644) -> int:
-    """A file opened for appending (created with `mode`), close-on-exec. Raises OSError,
-    ENXIO for a FIFO without a reader."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY
-                 | os.O_NONBLOCK, mode)
+    """A file opened for appending (created with `mode`), close-on-exec, blocking.
+    Raises OSError, ENXIO for a FIFO without a reader, EACCES for a planted symlink
+    (open_appending)."""
+    fd = open_appending(path, mode)
     try:
         os.set_blocking(fd, True)
     except OSError:
