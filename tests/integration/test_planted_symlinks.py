@@ -1,4 +1,4 @@
-"""A log or dump path in a sticky world-writable folder (/tmp) where another user put a
+"""A log, dump or server stderr path in a sticky world-writable folder (/tmp) where another user put a
 symlink: the daemon, root, does not follow it, as the kernel refuses with
 fs.protected_symlinks = 1 (Debian's default), whatever this host's setting. A link the
 folder's owner or the daemon's user made is followed as before."""
@@ -86,4 +86,20 @@ def test_a_dump_symlink_planted_by_another_user_is_not_followed(
     daemon.signal(signal.SIGUSR1)
     daemon.wait_for_log(rf"ERROR: failed to open {re.escape(str(link))}: Permission denied")
     assert daemon.proc.poll() is None
+    assert target.read_text() == SECRET
+
+
+def test_a_stderr_symlink_planted_by_another_user_is_not_handed_to_the_server(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    target = secret(tmp_path)
+    link = planted(shared_folder(tmp_path), "server.err", target, "nobody")
+    port = free_port()
+    conf = (f"service s\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = no\n"
+            f"\tuser = nobody\n\tserver = /bin/echo\n\tserver_args = hi\n"
+            f"\tbind = 127.0.0.1\n\tport = {port}\n\tstderr = {link}\n}}\n")
+    daemon = daemons.start_config(conf)
+    with connect(port) as conn:
+        assert read_all(conn) == b"hi\n"
+    daemon.wait_for_log(rf"cannot open stderr file {re.escape(str(link))} "
+                        rf"\(Permission denied")
     assert target.read_text() == SECRET
