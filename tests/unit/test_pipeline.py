@@ -114,12 +114,19 @@ def test_internal_builtins_by_name_and_socket_type(tmp_path: Path) -> None:
             + block("tcpmux", "id = tcpmux-dgram", "type = INTERNAL UNLISTED",
                     "socket_type = dgram", "wait = yes", "port = 9098")
             + block("bogus", "type = INTERNAL UNLISTED", "socket_type = stream", "wait = no",
-                    "port = 9"))
+                    "port = 9")
+            + block("services", "id = services-dgram", "type = INTERNAL UNLISTED",
+                    "socket_type = dgram", "wait = yes", "port = 9097"))
     config = load_text(tmp_path, text)
     assert [s.id for s in config.services] == ["daytime-dgram", "tcpmux", "servers"]
     reasons = dropped_reasons(config)
-    assert reasons[0].startswith("No such internal service: tcpmux/dgram - DISABLING (")
-    assert reasons[1].startswith("No such internal service: bogus/stream - DISABLING (")
+    assert reasons[0] == ("No such internal service: tcpmux/dgram - DISABLING "
+                          "(tcpmux is served on stream only)")
+    assert reasons[1].startswith("No such internal service: bogus/stream - DISABLING "
+                                 "(builtins: chargen, daytime, ")
+    # A forged datagram would get the whole list sent to its forged source.
+    assert reasons[2] == ("No such internal service: services/dgram - DISABLING "
+                          "(services is served on stream only)")
 
 
 def test_tcpmux_clients(tmp_path: Path) -> None:

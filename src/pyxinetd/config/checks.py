@@ -168,8 +168,11 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
         builtin = BUILTINS.get(name)
         if builtin is None or socket_type not in builtin:
             kind = socket_type.value if socket_type is not None else "Unknown socket type"
+            served = (f"{name} is served on {' and '.join(sorted(t.value for t in builtin))}"
+                      " only" if builtin is not None
+                      else f"builtins: {', '.join(sorted(BUILTINS))}")
             raise ServiceRejected(f"No such internal service: {name}/{kind}{DISABLING} "
-                                  f"(builtins: {', '.join(sorted(BUILTINS))})")
+                                  f"({served})")
     if "LABELED" in flags:
         _check_labeled(sid, internal or sensor, socket_type, wait, redirect is not None)
     if tcpmux:

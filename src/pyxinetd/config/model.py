@@ -47,12 +47,14 @@ class SocketType(str, enum.Enum):
 
 
 # The internal services pyxinetd serves, by service name, with the socket types each
-# supports. `servers` and `services` were dropped by xinetd 2.3.15; pyxinetd keeps them.
+# supports. `servers` and `services` were dropped by xinetd 2.3.15; pyxinetd keeps them,
+# on stream only as xinetd had them: on dgram a forged one-byte datagram would get up
+# to 64 KiB of list sent to its forged source (a reflector).
 BUILTINS: dict[str, frozenset[SocketType]] = {
     name: frozenset({SocketType.STREAM, SocketType.DGRAM})
-    for name in ("echo", "discard", "chargen", "daytime", "time", "servers", "services")
+    for name in ("echo", "discard", "chargen", "daytime", "time")
 }
-BUILTINS["tcpmux"] = frozenset({SocketType.STREAM})
+BUILTINS["servers"] = BUILTINS["services"] = BUILTINS["tcpmux"] = frozenset({SocketType.STREAM})
 
 
 @dataclass(frozen=True, slots=True)

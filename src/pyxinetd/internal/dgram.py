@@ -22,12 +22,9 @@ ECHO_DATAGRAM = 2048
 # Enough for any datagram, so that one read consumes exactly one.
 _MAX_DATAGRAM = 65536
 _LOOP_PORTS = frozenset({0, 7, 9, 13, 19, 37})
-# The largest UDP payload over IPv4 (65535 - 20 - 8): a `servers` or `services` list
-# longer than this would make sendto fail (EMSGSIZE) and the client get nothing.
-MAX_REPLY = 65507
 
 
-def reply_for(name: str, data: bytes, view: status.MasterView | None) -> bytes | None:
+def reply_for(name: str, data: bytes) -> bytes | None:
     """The reply a builtin sends for one received datagram, or None for no reply."""
     if name == "echo":
         return data[:ECHO_DATAGRAM]
@@ -37,17 +34,7 @@ def reply_for(name: str, data: bytes, view: status.MasterView | None) -> bytes |
         return clock.daytime_text()
     if name == "time":
         return clock.time_bytes()
-    if name in ("servers", "services") and view is not None:
-        return fit_lines(status.report(name, view))
-    return None     # discard, or nothing to say
-
-
-def fit_lines(report: bytes, limit: int = MAX_REPLY) -> bytes:
-    """`report` cut after its last whole CRLF-terminated line within `limit` bytes."""
-    if len(report) <= limit:
-        return report
-    end = report.rfind(b"\r\n", 0, limit)
-    return report[:end + 2] if end >= 0 else b""
+    return None     # discard
 
 
 def handle(name: str, sock: socket.socket, view: status.MasterView | None) -> None:
@@ -85,7 +72,7 @@ def answer(name: str, sock: socket.socket, data: bytes, peer: tuple[Any, ...],
            source: replysource.Source = replysource.KERNEL_CHOICE) -> None:
     """Answer one datagram already received from `peer`, from `source` (what
     replysource.receive gave); never raises OSError."""
-    reply = reply_for(name, data, view)
+    reply = reply_for(name, data)
     if reply is None or loops_back(peer, view):
         return
     try:
