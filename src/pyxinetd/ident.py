@@ -44,6 +44,9 @@ _INT_MAX = 2**31 - 1
 # Control characters (tab excepted) are replaced in what reaches the logs.
 _UNPRINTABLE = bytes(range(0x20)).replace(b"\t", b"") + b"\x7f"
 _SANITIZE = bytes.maketrans(_UNPRINTABLE, b"?" * len(_UNPRINTABLE))
+# The line breaks Unicode adds (NEL, LINE and PARAGRAPH SEPARATOR): a reader that splits
+# decoded text with str.splitlines() would see a forged second log line there.
+_UNICODE_BREAKS = str.maketrans({"\x85": "?", "\u2028": "?", "\u2029": "?"})
 
 
 class Outcome(enum.Enum):
@@ -148,7 +151,8 @@ def _unmapped(host: str) -> str | None:
 
 def printable(data: bytes) -> str:
     """Bytes from the network as they may go into a log line."""
-    return data.translate(_SANITIZE).decode("utf-8", errors="replace")
+    return data.translate(_SANITIZE).decode("utf-8", errors="replace").translate(
+        _UNICODE_BREAKS)
 
 
 def _port(field: bytes) -> int | None:

@@ -73,6 +73,12 @@ def test_printable_replaces_control_characters() -> None:
     assert printable(b"UNIX : \xff") == "UNIX : \ufffd"
 
 
+def test_printable_replaces_unicode_line_breaks() -> None:
+    # NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR end a line for str.splitlines().
+    text = printable("UNIX : a\u0085b\u2028c\u2029d".encode())
+    assert text == "UNIX : a?b?c?d" and len(text.splitlines()) == 1
+
+
 def test_the_query_names_the_client_port_first() -> None:
     where = Endpoints(socket.AF_INET, "127.0.0.1", 23, "127.0.0.2", 40001)
     assert where.query() == b"40001,23\r\n"
