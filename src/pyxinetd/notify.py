@@ -7,7 +7,11 @@ datagram of `KEY=value` lines each:
 - `READY=1` with `STATUS=Started working: N available services` and `MAINPID`, once
   the start-up binds have settled (systemd holds back units ordered after it until then);
 - `RELOADING=1` (with `MONOTONIC_USEC`, as systemd 253+ asks) when a reload starts, and
-  `READY=1` with the outcome as `STATUS` when it has been applied or refused;
+  `READY=1` with the outcome as `STATUS` when it has been applied or refused; both
+  statuses end with the reload's number, `(reload N)`, so that each reload changes
+  the status text, even one whose outcome reads as the last one's: the unit's reload
+  command waits for that change (systemd 252 would otherwise end the reload job
+  before the daemon has taken the signal);
 - `STOPPING=1` when the daemon begins to exit;
 - `WATCHDOG=1` every half `$WATCHDOG_USEC` when the unit sets `WatchdogSec=` (a timer
   in the loop, so a wedged loop stops the pings and systemd restarts the daemon).
@@ -73,18 +77,23 @@ class Notifier:
         self._sock: socket.socket | None = None
         self._stopping = False
         self._warned = False
+        self._reloads = 0  # reloads begun; the statuses from the first one on say which
 
     @property
     def enabled(self) -> bool:
         return self._target is not None
 
     def ready(self, status: str) -> None:
-        self._send(f"READY=1\nSTATUS={status}\nMAINPID={os.getpid()}")
+        self._send(f"READY=1\nSTATUS={self._numbered(status)}\nMAINPID={os.getpid()}")
 
     def reloading(self) -> None:
+        self._reloads += 1
         monotonic = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-        self._send(f"RELOADING=1\nSTATUS=Reloading the configuration\n"
+        self._send(f"RELOADING=1\nSTATUS={self._numbered('Reloading the configuration')}\n"
                    f"MONOTONIC_USEC={monotonic}")
+
+    def _numbered(self, status: str) -> str:
+        return f"{status} (reload {self._reloads})" if self._reloads else status
 
     def stopping(self, status: str) -> None:
         if not self._stopping:

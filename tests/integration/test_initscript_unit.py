@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import shlex
 import shutil
 import signal
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -116,20 +119,32 @@ def test_the_unit_file_is_valid() -> None:
     assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
-def run_unit_reload(tmp_path: Path, env: dict[str, str],
-                    main_pid: int) -> subprocess.CompletedProcess[str]:
-    """The unit's ExecReload= as systemd runs it: `$$` and `%%` unescaped, the daemon's
-    pid as $MAINPID, and a `pyxinetd` that is this checkout's."""
-    words = [w.replace("$$", "$").replace("%%", "%")
+def reload_command(tmp_path: Path, env: dict[str, str], main_pid: int,
+                   status: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """The unit's ExecReload= as systemd runs it: `$$` and `%%` unescaped, `%n` the
+    unit's name, the daemon's pid as $MAINPID, and a `pyxinetd` that is this checkout's.
+    With `status`, a `systemctl` whose `show -P StatusText` prints that file stands for
+    systemd's (without, `systemctl show` finds no systemd and prints nothing)."""
+    words = [w.replace("$$", "$").replace("%%", "%").replace("%n", "xinetd.service")
              for w in shlex.split(unit_setting("ExecReload"))]
     folder = tmp_path / "real-bin"
     folder.mkdir(exist_ok=True)
     wrapper = folder / "pyxinetd"
     wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m pyxinetd "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
-    return subprocess.run(words, env={**os.environ, **env, "MAINPID": str(main_pid),
-                                      "PATH": f"{folder}:/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=60)
+    if status is not None:
+        systemctl = folder / "systemctl"
+        systemctl.write_text(f'#!/bin/sh\n[ "$*" = "show -P StatusText xinetd.service" ]'
+                             f' && exec cat {status}\nexit 1\n')
+        systemctl.chmod(systemctl.stat().st_mode | stat.S_IXUSR)
+    return words, {**os.environ, **env, "MAINPID": str(main_pid),
+                   "PATH": f"{folder}:/usr/bin:/bin"}
+
+
+def run_unit_reload(tmp_path: Path, env: dict[str, str],
+                    main_pid: int) -> subprocess.CompletedProcess[str]:
+    words, full_env = reload_command(tmp_path, env, main_pid)
+    return subprocess.run(words, env=full_env, capture_output=True, text=True, timeout=60)
 
 
 def test_the_unit_reloads_only_a_configuration_the_daemon_would_take(
@@ -154,3 +169,90 @@ def test_the_unit_reloads_only_a_configuration_the_daemon_would_take(
     finally:
         daemon.kill()
         daemon.wait()
+
+
+# Stands for the daemon: says "ready", takes one SIGHUP and says "hup", then writes the
+# line it reads from stdin to the status file (the STATUS= systemd would show) and
+# waits for stdin's end.
+HUP_TAKER = """
+import pathlib, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+print("ready", flush=True)
+signal.sigwait({signal.SIGHUP})
+print("hup", flush=True)
+pathlib.Path(sys.argv[1]).write_text(sys.stdin.readline())
+sys.stdin.read()
+"""
+
+
+def read_line(stream: IO[str]) -> str:
+    ready, _, _ = select.select([stream], [], [], 30)
+    assert ready, "no line within 30 s"
+    return stream.readline().strip()
+
+
+def test_the_unit_reload_returns_once_the_daemon_has_taken_it_up(tmp_path: Path) -> None:
+    # systemd 252 ends a reload job when ExecReload= exits, and waits for READY=1 only
+    # when the daemon's RELOADING=1 came before: the command must not exit before the
+    # daemon's status has changed.
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text("service echo\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+                    "\tport = 7\n\twait = no\n}\n")
+    status = tmp_path / "status"
+    status.write_text("Reconfigured: 1 available service (reload 1)\n")
+    daemon = subprocess.Popen([sys.executable, "-c", HUP_TAKER, str(status)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert daemon.stdin is not None and daemon.stdout is not None
+    reload = None
+    try:
+        assert read_line(daemon.stdout) == "ready"
+        words, env = reload_command(tmp_path, {"XINETD_OPTS": f"-f {conf}",
+                                               "INETD_COMPAT": "No"}, daemon.pid, status)
+        reload = subprocess.Popen(words, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        assert read_line(daemon.stdout) == "hup"
+        # Signalled, but its status is still the last reload's: the command waits.
+        assert reload.poll() is None
+        daemon.stdin.write("Reloading the configuration (reload 2)\n")
+        daemon.stdin.flush()
+        assert reload.wait(timeout=30) == 0
+    finally:
+        for process in (daemon, reload):
+            if process is not None:
+                process.kill()
+                process.communicate()
+
+
+def test_the_unit_reload_stops_waiting_for_a_daemon_that_exited(tmp_path: Path) -> None:
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text("service echo\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+                    "\tport = 7\n\twait = no\n}\n")
+    status = tmp_path / "status"
+    status.write_text("Started working: 1 available service\n")
+    daemon = subprocess.Popen(["sleep", "60"])  # SIGHUP ends it, the status unchanged
+    try:
+        words, env = reload_command(tmp_path, {"XINETD_OPTS": f"-f {conf}",
+                                               "INETD_COMPAT": "No"}, daemon.pid, status)
+        # The daemon is reaped at once, so the command's `kill -0` finds it gone.
+        reaper = threading.Thread(target=daemon.wait)
+        reaper.start()
+        done = subprocess.run(words, env=env, capture_output=True, text=True, timeout=60)
+        reaper.join(timeout=30)
+        assert done.returncode == 0, done
+        assert daemon.returncode == -signal.SIGHUP
+    finally:
+        daemon.kill()
+        daemon.wait()
+
+
+def test_the_unit_watchdog_signal_is_sigkill_and_restarts_on_watchdog() -> None:
+    # SIGABRT, systemd's default WatchdogSignal=, is the daemon's consistency check
+    # (as xinetd's): it would keep running until TimeoutStopSec= ran out.
+    assert unit_setting("WatchdogSignal") == "SIGKILL"
+    assert unit_setting("Restart") == "on-watchdog"
+    assert not re.search(r"^WatchdogSec=", UNIT.read_text(), re.MULTILINE)
+
+
+def test_the_program_log_is_tagged_xinetd_in_the_journal() -> None:
+    # Otherwise journald names the lines after ExecStart='s first program, sh.
+    assert unit_setting("SyslogIdentifier") == "xinetd"

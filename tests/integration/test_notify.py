@@ -105,9 +105,24 @@ def test_reload_reports_reloading_then_ready(daemons: DaemonFactory,
     reloading = manager.until("RELOADING")[-1]
     assert reloading["RELOADING"] == "1"
     assert int(reloading["MONOTONIC_USEC"]) > 0
+    assert reloading["STATUS"] == "Reloading the configuration (reload 1)"
     ready = manager.until("READY")[-1]
     # Worded as the start-up line: "1 available service".
-    assert ready["STATUS"] == "Reconfigured: 1 available service"
+    assert ready["STATUS"] == "Reconfigured: 1 available service (reload 1)"
+
+
+def test_each_reload_changes_the_status_even_with_the_same_outcome(
+        daemons: DaemonFactory, manager: ManagerSocket) -> None:
+    # The unit's reload command waits for the status to change: a reload that ends
+    # as the last one did must still say something new.
+    daemon = start(daemons, free_port())
+    manager.until("READY")
+    statuses = []
+    for _ in range(2):
+        daemon.signal(signal.SIGHUP)
+        statuses.append(manager.until("READY")[-1]["STATUS"])
+    assert statuses == ["Reconfigured: 1 available service (reload 1)",
+                        "Reconfigured: 1 available service (reload 2)"]
 
 
 def test_failed_reload_still_ends_with_ready(daemons: DaemonFactory, manager: ManagerSocket,
@@ -120,7 +135,7 @@ def test_failed_reload_still_ends_with_ready(daemons: DaemonFactory, manager: Ma
     manager.until("RELOADING")
     ready = manager.until("READY")[-1]
     assert ready["STATUS"].startswith("reconfiguration failed (")
-    assert ready["STATUS"].endswith("the running configuration is kept")
+    assert ready["STATUS"].endswith("the running configuration is kept (reload 1)")
 
 
 def test_stopping_on_sigterm(daemons: DaemonFactory, manager: ManagerSocket) -> None:
