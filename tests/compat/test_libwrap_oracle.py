@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from oracle import xinetd_path
+from oracle import require_xinetd
 from pyxinetd.access.hostsaccess import Decision, evaluate, parse_table
 from pyxinetd.access.hoststables import HostsTables
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request
@@ -81,9 +81,7 @@ CASES = [
 
 
 def libwrap() -> Path:
-    wrapper = xinetd_path()
-    if wrapper is None:
-        pytest.skip("Debian's xinetd and libwrap are not available")
+    wrapper = require_xinetd()      # or skips, saying why it is unavailable
     found = sorted(Path(wrapper).parent.glob("root/**/libwrap.so.0"))
     if not found:
         pytest.skip("libwrap.so.0 not found beside the xinetd oracle")
