@@ -7,6 +7,7 @@ and reload) use load_isolated() on every configuration they serve.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from pyxinetd.config.isolated import compact, load_isolated
 from pyxinetd.config.model import Configuration, Defaults, ServiceConfig
 from pyxinetd.errors import ConfigError
 from tests.compat.corpus import corpus_cases, enable_all
+from tests.helpers.procs import children_of
 
 ENV = {"PATH": "/usr/bin:/bin", "TZ": "UTC"}
 VALID = sorted((Path(__file__).resolve().parents[1] / "data" / "conf" / "valid").glob("*.conf"))
@@ -24,11 +26,9 @@ CORPUS = [case.source for case in corpus_cases()][::15]
 
 
 def _children() -> set[int]:
-    """Pids of this process's children, zombies included (never reaps anyone's)."""
-    pids: set[int] = set()
-    for task in Path("/proc/self/task").iterdir():
-        pids.update(int(p) for p in (task / "children").read_text().split())
-    return pids
+    """Pids of this process's children, zombies included (never reaps anyone's); a
+    thread of the test process that ends while they are read is skipped."""
+    return set(children_of(os.getpid()))
 
 
 def _same(a: object, b: object) -> bool:
