@@ -18,7 +18,7 @@ import os
 import socket
 import time
 
-from procs import receive_queue
+from procs import children_of, receive_queue
 from scenario_support import begin, free_port, running
 from slow_dns_scenario import mute_dns, nameservers, write_echo_config
 
@@ -40,15 +40,13 @@ def drained(port: int, seconds: float) -> bool:
 def resolver_helpers(parent: int) -> list[int]:
     """The name resolver helpers among `parent`'s children."""
     found = []
-    for task in os.listdir(f"/proc/{parent}/task"):
-        with open(f"/proc/{parent}/task/{task}/children") as f:
-            for pid in f.read().split():
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as c:
-                        if b"pyxinetd.access.resolver" in c.read():
-                            found.append(int(pid))
-                except OSError:
-                    pass
+    for pid in children_of(parent):     # skips a daemon thread that ends meanwhile
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as c:
+                if b"pyxinetd.access.resolver" in c.read():
+                    found.append(pid)
+        except OSError:
+            pass
     return found
 
 
