@@ -420,6 +420,9 @@ def convert(file: str | None, daemon_dir: str | None) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and (args[0] in cli.commands or args[0] in ("-h", "--help")):
+        from pyxinetd.signals import release_hold
+
+        release_hold()  # held by `python3 -m pyxinetd` for a daemon; this is none
         cli(args, prog_name="pyxinetd")
         return
     sys.exit(serve(args))

@@ -21,6 +21,7 @@ is full, hence readable, and wakes the loop all the same.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 from collections.abc import Callable, Mapping
@@ -40,19 +41,51 @@ INTERRUPT_SIGNAL = signal.SIGINT
 # Signals whose default action (terminate) the daemon must never take, held back until
 # the loop's handlers are in place (see hold_until_installed).
 HELD_AT_START = (*RECONFIG_SIGNALS, DUMP_SIGNAL)
+# The signals that ask for the end: held at start as well by process 1 only.
+ENDING_SIGNALS = (TERMINATE_SIGNAL, QUICK_EXIT_SIGNAL, INTERRUPT_SIGNAL)
+
+# The mask before the first hold_until_installed(), for release_hold().
+_mask_before_hold: set[int | signal.Signals] | None = None
+
+
+def held_at_start(pid: int) -> tuple[int, ...]:
+    """The signals hold_until_installed() blocks in the process `pid`."""
+    return (*HELD_AT_START, *ENDING_SIGNALS) if pid == 1 else HELD_AT_START
 
 
 def hold_until_installed() -> None:
-    """Block SIGHUP, SIGUSR2 and SIGUSR1 until SignalWakeup.install() unblocks them.
+    """Block SIGHUP, SIGUSR2 and SIGUSR1 (and, as process 1, SIGTERM, SIGQUIT and
+    SIGINT) until SignalWakeup.install() unblocks them.
 
-    xinetd installs its handlers before it reads its configuration; here the start-up
-    load comes first, and one of these signals arriving during it (seconds, for a
-    large configuration) would kill the daemon silently. Blocked, it stays pending
-    and is handled once the loop runs: a reload then follows `Started working`, as in
-    xinetd. SIGTERM, SIGQUIT and SIGINT keep their default action: they ask for the
-    end anyway.
+    xinetd installs its handlers before it reads its configuration; here the imports
+    and the start-up load come first (most of a second on a slow host, seconds for a
+    large configuration), and one of the first three arriving during them would kill
+    the daemon silently. Blocked, it stays pending and is handled once the loop runs:
+    a reload then follows `Started working`, as in xinetd. Elsewhere SIGTERM, SIGQUIT
+    and SIGINT keep their default action: they ask for the end anyway. Process 1 (a
+    container's init) is different: the kernel drops a signal whose action there is
+    the default one, so the SIGTERM of a `docker stop` arriving during the start-up
+    was lost, the daemon served on and was killed 10 seconds later; and SIGINT (a
+    Ctrl-C in `docker run -it`) raised KeyboardInterrupt where xinetd ignores it.
+    Held, they are handled as xinetd handles them: `Exiting...` after `Started
+    working`, and SIGINT ignored (except with -d).
+
+    Called again, it blocks the same signals and keeps the first call's mask for
+    release_hold().
     """
-    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_AT_START)
+    global _mask_before_hold
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held_at_start(os.getpid()))
+    if _mask_before_hold is None:
+        _mask_before_hold = previous
+
+
+def release_hold() -> None:
+    """Undo hold_until_installed() in a command that does not serve (`pyxinetd
+    check`): the mask is again the one it started with."""
+    global _mask_before_hold
+    if _mask_before_hold is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, _mask_before_hold)
+        _mask_before_hold = None
 
 
 class SignalWakeup:
