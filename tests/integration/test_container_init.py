@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import Daemon, DaemonFactory, free_port, wait_until
+from tests.daemon import Daemon, DaemonFactory, free_port, wait_log_lines, wait_until
 from tests.helpers.procs import children_of
 from tests.integration.test_dispatch import read_all
 
@@ -101,3 +101,33 @@ def test_sigint_while_process_one_starts_in_debug_mode_ends_it(
     os.kill(pid, signal.SIGINT)
     finish_configuration(writer, echo_service(free_port()))
     assert wrapper.wait_exit() == 1
+
+
+def test_as_process_one_a_grandchild_holding_the_connection_frees_the_slot_and_is_reaped(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # A challenge that double-forks: its setsid grandchild keeps the connection and
+    # outlives it. As in xinetd, instances and per_source count the direct child only
+    # (its exit frees the slot); the grandchild, handed to process 1, is reaped by the
+    # daemon when it ends: no zombie is left in the container.
+    server = tmp_path / "double-fork"
+    server.write_text("#!/bin/sh\n"
+                      "setsid sh -c 'echo grandchild; exec cat >/dev/null' &\n")
+    server.chmod(0o755)
+    port, service_log = free_port(), tmp_path / "services.log"
+    conf = (f"service df\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = no\n"
+            f"\tuser = root\n\tserver = {server}\n\tbind = 127.0.0.1\n\tport = {port}\n"
+            f"\tinstances = 1\n\tper_source = 1\n\tlog_type = FILE {service_log}\n"
+            f"\tlog_on_success = PID EXIT\n}}\n")
+    wrapper = daemons.start_config(conf, wrapper=AS_PROCESS_ONE)
+    [pid] = children_of(wrapper.pid)
+    clients = []
+    for n in (1, 2):
+        conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+        clients.append(conn)
+        assert conn.makefile("rb").readline() == b"grandchild\n"
+        wait_log_lines(service_log, r"EXIT: df status=0", count=n)
+    assert "FAIL" not in service_log.read_text()
+    for conn in clients:
+        conn.close()
+    wait_until(lambda: not children_of(pid), what="the grandchildren to be reaped")
+    assert wrapper.proc.poll() is None
