@@ -43,35 +43,80 @@ def read_regular(path: str, limit: int = READ_LIMIT) -> bytes | None:
         os.close(fd)
 
 
+# Symlinks one path may go through, as Linux's path walk allows (MAXSYMLINKS).
+MAX_SYMLINKS = 40
+
+
 def open_appending(path: str, mode: int = 0o644) -> int:
     """open(O_WRONLY|O_APPEND|O_CREAT|O_NONBLOCK), close-on-exec, that does not follow a
     symlink another user planted in a sticky world-writable folder (planted_link).
     Raises OSError: EACCES for such a link, ENXIO for a FIFO without a reader."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+    return _open_unplanted(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                           | os.O_NOCTTY | os.O_NONBLOCK, mode)
+
+
+def _open_unplanted(path: str, flags: int, mode: int = 0o644) -> int:
+    """os.open(path, flags, mode), the path walked one component at a time from a folder
+    descriptor: every symlink on the way, not only the last component (a link to a
+    folder, a link to a link), is checked by planted_link before it is followed, as the
+    kernel checks each one. Each step is O_NOFOLLOW below the descriptor of a folder
+    already checked, so no link can be swapped in between a check and its use."""
+    if not path:
+        return os.open(path, flags, mode)   # ENOENT, as open("") is
+    folder = os.open("/" if path.startswith("/") else ".",
+                     os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return os.open(path, flags | os.O_NOFOLLOW, mode)
-    except OSError as err:
-        if err.errno != errno.ELOOP:
-            raise
-        if planted_link(path):
-            raise OSError(errno.EACCES, os.strerror(errno.EACCES), path) from None
-    # A symlink its folder's owner or this process made: followed, as it always was.
-    # Only those users can replace it between the check and this open (sticky folder).
-    return os.open(path, flags, mode)
+        names = _components(path)
+        links = 0
+        while True:
+            name = names.pop(0)
+            try:
+                if not names:
+                    return os.open(name, flags | os.O_NOFOLLOW, mode, dir_fd=folder)
+                step = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW
+                               | os.O_CLOEXEC, dir_fd=folder)
+            except OSError as err:
+                # A symlink is ELOOP as the last component, ENOTDIR before it.
+                if err.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                link = os.stat(name, dir_fd=folder, follow_symlinks=False)
+                if not stat.S_ISLNK(link.st_mode):
+                    raise
+            else:
+                os.close(folder)
+                folder = step
+                continue
+            if planted_link(link, os.fstat(folder)):
+                raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
+            links += 1
+            if links > MAX_SYMLINKS:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            target = os.readlink(name, dir_fd=folder)
+            if target.startswith("/"):
+                root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                os.close(folder)
+                folder = root
+            names = _components(target) + names
+    finally:
+        os.close(folder)
 
 
-def planted_link(path: str) -> bool:
-    """True when the last component of `path` is a symlink
+def _components(path: str) -> list[str]:
+    """The names `path` goes through; one ending in "/" ends in ".", so that its last
+    name must be a folder (and opening it for writing fails, EISDIR, as open() does)."""
+    names = [name for name in path.split("/") if name not in ("", ".")]
+    if not names or path.endswith(("/", "/.")):
+        names.append(".")
+    return names
+
+
+def planted_link(link: os.stat_result, folder: os.stat_result) -> bool:
+    """True for a symlink (`link`, as lstat() saw it)
     in a sticky world-writable folder (/tmp) owned neither by this process's user nor
     by the folder's owner: what the kernel refuses to follow with fs.protected_symlinks
     = 1 (Debian's default), whatever that setting is on this host. The daemon runs as
     root: following such a link would let any local user aim its log (or dump) lines
     at a file of their choice, /etc/shadow say, and create it if missing."""
-    try:
-        link = os.lstat(path)
-        folder = os.stat(os.path.dirname(path) or ".")
-    except OSError:
-        return False
     if not stat.S_ISLNK(link.st_mode):
         return False
     shared = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
@@ -98,8 +143,8 @@ def append_problem(path: str) -> str | None:
     For `pyxinetd check --daemon-options`: the init script asks it before stopping a
     running daemon for a new one, which cannot start without its -filelog."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOCTTY
-                     | os.O_NONBLOCK)
+        fd = _open_unplanted(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOCTTY
+                             | os.O_NONBLOCK)
     except FileNotFoundError as err:
         if not path or path.endswith("/"):
             return err.strerror

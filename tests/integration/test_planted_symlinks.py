@@ -9,6 +9,8 @@ import os
 import pwd
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,4 +104,51 @@ def test_a_stderr_symlink_planted_by_another_user_is_not_handed_to_the_server(
         assert read_all(conn) == b"hi\n"
     daemon.wait_for_log(rf"cannot open stderr file {re.escape(str(link))} "
                         rf"\(Permission denied")
+    assert target.read_text() == SECRET
+
+
+def test_a_log_path_through_a_planted_folder_link_is_not_followed(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # /tmp/logs -> a folder of root's: the kernel checks every link of a path, not only
+    # its last name.
+    folder = tmp_path / "root-only"
+    folder.mkdir()
+    target = secret(folder)
+    link = planted(shared_folder(tmp_path), "logs", folder, "nobody") / target.name
+    bad_port, good_port = free_port(), free_port()
+    daemon = daemons.start_config(service("bad", bad_port, link)
+                                  + service("good", good_port, tmp_path / "good.log"))
+    assert f"Cannot open {link}: Permission denied (errno = 13)" in daemon.log()
+    assert refused(bad_port)
+    with connect(good_port) as conn:
+        assert read_all(conn) == b"hi\n"
+    assert target.read_text() == SECRET
+
+
+def test_a_link_of_the_folders_owner_to_a_planted_link_is_not_followed(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    shared = shared_folder(tmp_path)
+    target = secret(tmp_path)
+    planted(shared, "planted.log", target, "nobody")
+    link = planted(shared, "x.log", shared / "planted.log", None)
+    port = free_port()
+    daemon = daemons.start_config(service("s", port, link))
+    assert f"Cannot open {link}: Permission denied (errno = 13)" in daemon.log()
+    assert refused(port)
+    assert target.read_text() == SECRET
+
+
+def test_the_check_of_the_daemons_options_refuses_a_planted_filelog(tmp_path: Path) -> None:
+    # The init script asks it before stopping a running daemon: it must fail where the
+    # daemon's own open of the -filelog would.
+    target = secret(tmp_path)
+    link = planted(shared_folder(tmp_path), "xinetd.log", target, "nobody")
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text(service("s", free_port(), tmp_path / "s.log"))
+    done = subprocess.run([sys.executable, "-m", "pyxinetd", "check", "--daemon-options",
+                           f"-f {conf} -filelog {link}"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2, done
+    assert done.stderr == ("pyxinetd: msg_init failed: can't open log file "
+                           "(Permission denied)\n")
     assert target.read_text() == SECRET
