@@ -23,6 +23,8 @@ from typing import IO
 
 import pytest
 
+from tests.daemon import wait_until
+
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "etc" / "systemd" / "xinetd.service"
 SCRIPT = REPO / "etc" / "init.d" / "xinetd"
@@ -123,8 +125,9 @@ def reload_command(tmp_path: Path, env: dict[str, str], main_pid: int,
                    status: Path | None = None) -> tuple[list[str], dict[str, str]]:
     """The unit's ExecReload= as systemd runs it: `$$` and `%%` unescaped, `%n` the
     unit's name, the daemon's pid as $MAINPID, and a `pyxinetd` that is this checkout's.
-    With `status`, a `systemctl` whose `show -P StatusText` prints that file stands for
-    systemd's (without, `systemctl show` finds no systemd and prints nothing)."""
+    With `status`, a `systemctl` whose `show -P StatusText` prints that file (and
+    appends a line to `status`.calls) stands for systemd's (without, `systemctl show`
+    finds no systemd and prints nothing)."""
     words = [w.replace("$$", "$").replace("%%", "%").replace("%n", "xinetd.service")
              for w in shlex.split(unit_setting("ExecReload"))]
     folder = tmp_path / "real-bin"
@@ -135,7 +138,7 @@ def reload_command(tmp_path: Path, env: dict[str, str], main_pid: int,
     if status is not None:
         systemctl = folder / "systemctl"
         systemctl.write_text(f'#!/bin/sh\n[ "$*" = "show -P StatusText xinetd.service" ]'
-                             f' && exec cat {status}\nexit 1\n')
+                             f' || exit 1\necho >> {status}.calls\nexec cat {status}\n')
         systemctl.chmod(systemctl.stat().st_mode | stat.S_IXUSR)
     return words, {**os.environ, **env, "MAINPID": str(main_pid),
                    "PATH": f"{folder}:/usr/bin:/bin"}
@@ -171,17 +174,18 @@ def test_the_unit_reloads_only_a_configuration_the_daemon_would_take(
         daemon.wait()
 
 
-# Stands for the daemon: says "ready", takes one SIGHUP and says "hup", then writes the
-# line it reads from stdin to the status file (the STATUS= systemd would show) and
-# waits for stdin's end.
+# Stands for the daemon: says "ready", takes one SIGHUP and says "hup", then writes
+# each line it reads from stdin to the status file (the STATUS= systemd would show),
+# saying "set" after each, until stdin's end.
 HUP_TAKER = """
 import pathlib, signal, sys
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
 print("ready", flush=True)
 signal.sigwait({signal.SIGHUP})
 print("hup", flush=True)
-pathlib.Path(sys.argv[1]).write_text(sys.stdin.readline())
-sys.stdin.read()
+for line in sys.stdin:
+    pathlib.Path(sys.argv[1]).write_text(line)
+    print("set", flush=True)
 """
 
 
@@ -214,6 +218,46 @@ def test_the_unit_reload_returns_once_the_daemon_has_taken_it_up(tmp_path: Path)
         # Signalled, but its status is still the last reload's: the command waits.
         assert reload.poll() is None
         daemon.stdin.write("Reloading the configuration (reload 2)\n")
+        daemon.stdin.flush()
+        assert reload.wait(timeout=30) == 0
+    finally:
+        for process in (daemon, reload):
+            if process is not None:
+                process.kill()
+                process.communicate()
+
+
+def test_the_unit_reload_asked_during_a_load_waits_for_the_load_after_it(
+        tmp_path: Path) -> None:
+    # A SIGHUP while reload 2 loads is run as reload 3 once it ends: reload 2's outcome
+    # (which may have read the file before the change) must not end the command.
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text("service echo\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+                    "\tport = 7\n\twait = no\n}\n")
+    status = tmp_path / "status"
+    status.write_text("Reloading the configuration (reload 2)\n")
+    calls = tmp_path / "status.calls"
+    daemon = subprocess.Popen([sys.executable, "-c", HUP_TAKER, str(status)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert daemon.stdin is not None and daemon.stdout is not None
+    reload = None
+    try:
+        assert read_line(daemon.stdout) == "ready"
+        words, env = reload_command(tmp_path, {"XINETD_OPTS": f"-f {conf}",
+                                               "INETD_COMPAT": "No"}, daemon.pid, status)
+        reload = subprocess.Popen(words, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        assert read_line(daemon.stdout) == "hup"
+        daemon.stdin.write("Reconfigured: 1 available service (reload 2)\n")
+        daemon.stdin.flush()
+        assert read_line(daemon.stdout) == "set"
+        # Two more looks at the status after reload 2's outcome: the command has seen
+        # it, and goes on waiting.
+        seen = len(calls.read_text().splitlines())
+        wait_until(lambda: len(calls.read_text().splitlines()) >= seen + 2,
+                   what="the command to read the status twice more")
+        assert reload.poll() is None
+        daemon.stdin.write("Reloading the configuration (reload 3)\n")
         daemon.stdin.flush()
         assert reload.wait(timeout=30) == 0
     finally:
