@@ -32,7 +32,8 @@ from pyxinetd.forkretry import ForkRetry, Hold, Outcome
 from pyxinetd.handover import HandedOver
 from pyxinetd.intercept import CPS_TRIPPED, Address, Interceptors
 from pyxinetd.internal.session import discard_input
-from pyxinetd.listener import SHORTAGE_ERRNOS, accept_batch
+from pyxinetd.listener import ACCEPT_BATCH, SHORTAGE_ERRNOS, Accepted, accept_queued, \
+    reset_all
 from pyxinetd.log import ProgramLog, strerror
 from pyxinetd.servicelog import ServiceLogs, fail_entry
 from pyxinetd.peerenv import PEERENV_FLAG
@@ -213,18 +214,36 @@ class Dispatcher:
         sock = rt.sock
         if sock is None:
             return
-        try:
-            for conn, addr, peer in accept_batch(sock):
-                self._handle_connection(rt, conn, addr, peer)
-                if rt.sock is not sock or not rt.wants_events:
-                    break
-        except OSError as err:
+        budget = ACCEPT_BATCH
+        while budget > 0:
+            batch, err = accept_queued(sock, budget)
+            budget -= len(batch)
+            if not self._serve_batch(rt, sock, batch) or err is None:
+                break
+            if batch and err.errno in SHORTAGE_ERRNOS:
+                continue    # what the batch held is closed or given away: accept on
             if err.errno in SHORTAGE_ERRNOS:
                 self.suspend.pause_accept(rt, err)
             elif err.errno != errno.EBADF:
                 self.program.error("svc_accept", f"{rt.id}: accept failed: {strerror(err)}")
             return
         self.suspend.accepting(rt)
+
+    def _serve_batch(self, rt: ServiceRuntime, sock: socket.socket,
+                     batch: list[Accepted]) -> bool:
+        """Handle the accepted connections in their order; False when the listener was
+        closed or paused meanwhile (a cps trip): the rest of the batch is reset, as the
+        kernel resets what a closed listener still had queued."""
+        for index, (conn, addr, peer) in enumerate(batch):
+            try:
+                self._handle_connection(rt, conn, addr, peer)
+            except BaseException:
+                reset_all(batch[index + 1:])
+                raise
+            if rt.sock is not sock or not rt.wants_events:
+                reset_all(batch[index + 1:])
+                return False
+        return True
 
     def _handle_connection(self, rt: ServiceRuntime, conn: socket.socket,
                            addr: tuple[object, ...], peer: str) -> None:

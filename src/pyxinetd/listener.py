@@ -288,6 +288,37 @@ def accept_batch(sock: socket.socket, limit: int = ACCEPT_BATCH
         yield conn, tuple(addr), peer
 
 
+# One accepted connection: the socket, the address tuple and the peer text.
+Accepted = tuple[socket.socket, tuple[object, ...], str]
+
+
+def accept_queued(sock: socket.socket, limit: int = ACCEPT_BATCH
+                  ) -> tuple[list[Accepted], OSError | None]:
+    """Accept up to `limit` queued connections before any is handled (accept_batch):
+    the listen queue is emptied at once, so clients that connect while the batch is
+    served (its servers started, its refusals logged) find room in it. Returns them
+    with the error that ended the batch (EMFILE...), or None when the queue was empty
+    or `limit` was reached."""
+    batch: list[Accepted] = []
+    try:
+        for accepted in accept_batch(sock, limit):
+            batch.append(accepted)
+    except OSError as err:
+        return batch, err
+    return batch, None
+
+
+def reset_all(batch: list[Accepted]) -> None:
+    """Close accepted connections with a reset (SO_LINGER 0), as the kernel closes the
+    ones still queued on a listening socket that is closed."""
+    for conn, _, _ in batch:
+        try:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        conn.close()
+
+
 def peer_text(addr: object) -> str:
     """The numeric peer text xinetd logs (`::ffff:a.b.c.d` for mapped peers), and gives
     servers as REMOTE_HOST: with the zone of a scoped IPv6 peer (`fe80::1%eth0`), as

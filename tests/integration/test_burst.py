@@ -1,7 +1,10 @@
-"""2,000 connections leave no zombie and no leaked descriptor in the daemon."""
+"""2,000 connections leave no zombie and no leaked descriptor in the daemon; a batch of
+queued connections is taken off the listen queue before the first of them is served."""
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +49,74 @@ def test_burst_leaves_no_zombie_and_no_leaked_fd(daemons: DaemonFactory) -> None
     wait_until(lambda: daemon.zombies() == [], what="every exited server reaped")
     assert open_fds(daemon.pid) == before
     assert daemon.proc.poll() is None
+
+
+QUEUED = 10
+TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+
+
+def listen_queue(tables: str, port: int) -> int:
+    """How many connections wait in the accept queue of the TCP listener on `port`,
+    read from /proc/net/tcp and tcp6 text (a listening socket's rx_queue)."""
+    total = 0
+    for row in tables.splitlines():
+        fields = row.split()
+        if len(fields) > 4 and fields[3] == "0A" and ":" in fields[1] \
+                and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            total += int(fields[4].split(":")[1], 16)
+    return total
+
+
+def queued(port: int) -> int:
+    return listen_queue("".join(Path(table).read_text() for table in TCP_TABLES), port)
+
+
+def _queue_while_stopped(daemons: DaemonFactory, port: int, count: int,
+                         **overrides: object) -> tuple[list[socket.socket], object]:
+    """`count` clients connected while the daemon is stopped, all of them waiting in
+    its listen queue; the daemon is running again when this returns."""
+    daemon = daemons.start_services([make_service(name="queued", port=port, **overrides)])
+    daemon.signal(signal.SIGSTOP)
+    try:
+        clients = [connect(port) for _ in range(count)]
+        wait_until(lambda: queued(port) == count, what="every client in the listen queue")
+    finally:
+        daemon.signal(signal.SIGCONT)
+    return clients, daemon
+
+
+def test_queued_clients_leave_the_listen_queue_before_the_first_server_starts(
+        daemons: DaemonFactory) -> None:
+    # Clients that connect while a burst is served find room in the listen queue: the
+    # batch is accepted first, so no server of it sees a connection still queued.
+    port = free_port()
+    clients, _ = _queue_while_stopped(daemons, port, QUEUED, server="/bin/cat",
+                                      server_argv=("cat", *TCP_TABLES))
+    seen = []
+    for conn in clients:
+        with conn:
+            seen.append(listen_queue(read_all(conn).decode(), port))
+    assert seen == [0] * QUEUED
+
+
+def test_connections_accepted_past_a_cps_trip_are_reset(daemons: DaemonFactory) -> None:
+    # cps = 2: the third connection trips it and the listener closes. The connections
+    # after it, already accepted with the batch, are reset as the kernel resets those a
+    # closed listener still had queued, with no line of their own.
+    port = free_port()
+    clients, daemon = _queue_while_stopped(daemons, port, 5, server="/bin/echo",
+                                           server_argv=("echo", "b"), cps=(2, 30))
+    answers = []
+    for conn in clients:
+        with conn:
+            try:
+                answers.append(read_all(conn))
+            except ConnectionResetError:
+                answers.append(None)
+    assert answers[:3] == [b"b\n", b"b\n", b""]
+    assert answers[3:] == [None, None]
+    log = daemon.wait_for_log("Deactivating service queued")
+    assert log.count("Deactivating service") == 1, log
 
 
 IDLE_SCRIPT = r"""
