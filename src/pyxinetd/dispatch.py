@@ -221,7 +221,7 @@ class Dispatcher:
             if not self._serve_batch(rt, sock, batch) or err is None:
                 break
             if batch and err.errno in SHORTAGE_ERRNOS:
-                continue    # what the batch held is closed or given away: accept on
+                continue    # its refused and started connections gave their descriptors back
             if err.errno in SHORTAGE_ERRNOS:
                 self.suspend.pause_accept(rt, err)
             elif err.errno != errno.EBADF:
