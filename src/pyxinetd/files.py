@@ -63,6 +63,15 @@ def _open_unplanted(path: str, flags: int, mode: int = 0o644) -> int:
     already checked, so no link can be swapped in between a check and its use."""
     if not path:
         return os.open(path, flags, mode)   # ENOENT, as open("") is
+    if _no_link_above(path):
+        # The usual case, without a descriptor per folder (a daemon at its descriptor
+        # limit still opens its log): only the last name can be a link, and
+        # O_NOFOLLOW refuses it; then the walk below checks it.
+        try:
+            return os.open(path, flags | os.O_NOFOLLOW, mode)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
     folder = os.open("/" if path.startswith("/") else ".",
                      os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -99,6 +108,19 @@ def _open_unplanted(path: str, flags: int, mode: int = 0o644) -> int:
             names = _components(target) + names
     finally:
         os.close(folder)
+
+
+def _no_link_above(path: str) -> bool:
+    """Whether every folder above the last name of `path` exists and none of them is a
+    symlink (lstat only). Such a folder cannot be replaced by a link afterwards but by
+    its owner or the owner of the folder holding it (a sticky one's rule), who could
+    write there anyway; a folder that does not exist yet could be created as a link,
+    so the walk handles that path."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        return os.path.realpath(folder, strict=True) == os.path.normpath(folder)
+    except OSError:
+        return False
 
 
 def _components(path: str) -> list[str]:
