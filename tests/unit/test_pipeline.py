@@ -512,3 +512,49 @@ def test_checks_run_in_xinetds_order_and_name_every_missing_attribute(
         "error: Service svc missing attribute protocol - DISABLING",
         "error: Service svc missing attribute user - DISABLING",
     ]
+
+
+def _load_with_protocols(tmp_path: Path, protocols: str | None, text: str) -> Any:
+    from pyxinetd.config.loader import load_configuration
+    from pyxinetd.config.lookups import Lookups
+    table = tmp_path / "protocols"
+    if protocols is not None:
+        table.write_text(protocols)
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text(text)
+    return load_configuration(str(conf), environ={"PATH": "/bin"},
+                              lookups=Lookups(protocols=str(table)))
+
+
+def test_without_etc_protocols_the_socket_type_still_implies_tcp_and_udp(
+        tmp_path: Path) -> None:
+    # A minimal image ships no /etc/protocols: xinetd then disables every service
+    # (`missing attribute protocol`); its manual promises the default protocol.
+    config = _load_with_protocols(tmp_path, None, "".join(
+        block(name, "type = UNLISTED", f"port = {port}", f"socket_type = {kind}",
+              "wait = no", "user = root", "server = /bin/cat")
+        for name, port, kind in (("s", 3737, "stream"), ("d", 3738, "dgram"))))
+    assert [(s.id, s.protocol, s.protocol_number) for s in config.services] == [
+        ("s", "tcp", 6), ("d", "udp", 17)]
+
+
+def test_without_etc_protocols_tcp_and_udp_are_still_known_by_name(
+        tmp_path: Path) -> None:
+    config = _load_with_protocols(tmp_path, None, block(
+        "s", "type = UNLISTED", "port = 3737", "protocol = udp", "wait = yes",
+        "user = root", "server = /bin/cat"))
+    assert [(s.protocol, s.protocol_number, s.socket_type) for s in config.services] == [
+        ("udp", 17, SocketType.DGRAM)]
+
+
+def test_a_trimmed_etc_protocols_still_implies_the_missing_default(tmp_path: Path) -> None:
+    # Only tcp listed: a dgram service without `protocol` still gets udp; naming udp
+    # is rejected, as the file does not list it.
+    text = (block("d", "type = UNLISTED", "port = 3737", "socket_type = dgram",
+                  "wait = yes", "user = root", "server = /bin/cat")
+            + block("n", "type = UNLISTED", "port = 3738", "protocol = udp",
+                    "wait = yes", "user = root", "server = /bin/cat"))
+    config = _load_with_protocols(tmp_path, "tcp\t6\tTCP\n", text)
+    assert [(s.id, s.protocol, s.protocol_number) for s in config.services] == [
+        ("d", "udp", 17)]
+    assert any("Protocol udp not in /etc/protocols" in m for m in errors(config))

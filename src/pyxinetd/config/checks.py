@@ -134,9 +134,7 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
     if socket_type is None and protocol in _INFER_SOCKET:
         socket_type = _INFER_SOCKET[protocol]
     if protocol is None and socket_type in _INFER_PROTOCOL:
-        protocol = _INFER_PROTOCOL[socket_type]
-        found = lookups.protocol(protocol)
-        protocol_number = found[1] if found else None
+        protocol, protocol_number = lookups.implied_protocol(_INFER_PROTOCOL[socket_type])
     # /etc/services is searched under the protocol as written, as getservbyname does
     # for xinetd: `protocol = TCP` (an /etc/protocols alias) finds no tcp entry.
     written = draft.own.get("protocol")

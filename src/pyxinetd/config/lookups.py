@@ -27,6 +27,9 @@ class UserInfo:
     passwd_gid: int | None = None
 
 
+# The protocols a socket type implies, by their fixed numbers (IANA's, the kernel's).
+KERNEL_PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
+
 # (uid_t)-1 means "no change" to setuid/setgid: the largest usable id is one less.
 _MAX_ID = 2**32 - 2
 
@@ -108,14 +111,19 @@ class Lookups:
                 for alias in [row[0], *row[2:]]:
                     table.setdefault(alias, (row[0], int(row[1])))
             if not table:
-                # No readable file: fall back to the C library for the usual two.
-                for proto in ("tcp", "udp"):
-                    try:
-                        table[proto] = (proto, socket.getprotobyname(proto))
-                    except OSError:
-                        pass
+                # No readable file (a minimal image may ship none): the usual two by
+                # the kernel's numbers. The C library is no fallback: its
+                # getprotobyname reads the same missing file.
+                table = {proto: (proto, number) for proto, number in KERNEL_PROTOCOLS.items()}
             self._protocols = table
         return self._protocols.get(name)
+
+    def implied_protocol(self, name: str) -> tuple[str, int]:
+        """(name, number) of the protocol a socket type implies (`tcp` for stream,
+        `udp` for dgram): /etc/protocols' entry when it lists one, else the kernel's
+        number. xinetd's manual promises the service's default protocol when
+        `protocol` is not written, whatever the file holds."""
+        return self.protocol(name) or (name, KERNEL_PROTOCOLS[name])
 
     # -- /etc/rpc ----------------------------------------------------------------
 
