@@ -1,0 +1,54 @@
+"""Under an address space limit too small for it (an appliance's ulimit -v), pyxinetd
+says so in one line and exits 1, instead of a MemoryError traceback.
+
+How much memory the interpreter and pyxinetd's imports need depends on the machine, so
+the test runs `pyxinetd check` under a range of limits, from too small for Python to
+start to enough for the check, and asserts what every run that ran out of memory said.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "etc" / "demo" / "xinetd.conf"
+OUT_OF_MEMORY = ("pyxinetd: out of memory (is the address space limit, ulimit -v, "
+                 "too small?)")
+MIB = 1024 * 1024
+IN_MAIN = re.compile(r'__main__\.py", line \d+, in main\b')
+
+
+def check_under(limit: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["prlimit", f"--as={limit}", "--", sys.executable, "-m",
+                           "pyxinetd", "check", "-f", str(DEMO)],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_running_out_of_memory_is_one_line_not_a_traceback() -> None:
+    if shutil.which("prlimit") is None:
+        pytest.skip("needs prlimit (util-linux)")
+    said = []
+    for mib in range(12, 66, 2):
+        done = check_under(mib * MIB)
+        if done.returncode == 0:
+            break       # enough for the whole check: larger limits are too
+        # Smaller limits fail before pyxinetd's main() runs (the interpreter cannot
+        # start, or importing the package itself fails): nothing of pyxinetd's can
+        # speak then. Once main() runs, a MemoryError is its one line.
+        if "MemoryError" in done.stderr and IN_MAIN.search(done.stderr):
+            raise AssertionError(f"a traceback under {mib} MiB: {done.stderr}")
+        if OUT_OF_MEMORY in done.stderr:
+            assert done.returncode == 1, done
+            assert done.stderr.splitlines()[-1] == OUT_OF_MEMORY, done.stderr
+            said.append(mib)
+    else:
+        pytest.skip("the check did not pass under 64 MiB here")
+    if not said:
+        pytest.skip("no limit here made pyxinetd's own code run out of memory")
