@@ -33,7 +33,7 @@ from pyxinetd.handover import HandedOver
 from pyxinetd.intercept import CPS_TRIPPED, Address, Interceptors
 from pyxinetd.internal.session import discard_input
 from pyxinetd.listener import ACCEPT_BATCH, SHORTAGE_ERRNOS, Accepted, accept_queued, \
-    reset_all
+    descriptor_ceiling, reset_all
 from pyxinetd.log import ProgramLog, strerror
 from pyxinetd.servicelog import ServiceLogs, fail_entry
 from pyxinetd.peerenv import PEERENV_FLAG
@@ -215,10 +215,15 @@ class Dispatcher:
         if sock is None:
             return
         budget = ACCEPT_BATCH
+        ceiling = descriptor_ceiling()
         while budget > 0:
-            batch, err = accept_queued(sock, budget)
+            batch, err, crowded = accept_queued(sock, budget, ceiling)
             budget -= len(batch)
-            if not self._serve_batch(rt, sock, batch) or err is None:
+            if not self._serve_batch(rt, sock, batch):
+                break
+            if crowded:
+                continue    # served, the batch gave its descriptors back: accept on
+            if err is None:
                 break
             if batch and err.errno in SHORTAGE_ERRNOS:
                 continue    # its refused and started connections gave their descriptors back

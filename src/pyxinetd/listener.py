@@ -18,6 +18,7 @@ import errno
 import ipaddress
 import os
 import re
+import resource
 import socket
 import struct
 from collections.abc import Callable, Iterator
@@ -37,6 +38,9 @@ MAX_BIND_DELAY_US = 500_000
 _LEADING_INTEGER = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)", re.ASCII)
 # How many connections one readiness event may accept before the loop serves others.
 ACCEPT_BATCH = 64
+# Descriptors a batch leaves free for the handling of what it accepted: a banner file,
+# a server's stderr file (or /dev/null), an ident or redirect socket each take one.
+BATCH_RESERVE = 16
 # Errors that mean "out of descriptors or memory" for now: an accept() that fails so
 # pauses the listener rather than spinning, a socket() that fails so is tried again.
 SHORTAGE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -292,20 +296,36 @@ def accept_batch(sock: socket.socket, limit: int = ACCEPT_BATCH
 Accepted = tuple[socket.socket, tuple[object, ...], str]
 
 
-def accept_queued(sock: socket.socket, limit: int = ACCEPT_BATCH
-                  ) -> tuple[list[Accepted], OSError | None]:
+def accept_queued(sock: socket.socket, limit: int = ACCEPT_BATCH,
+                  ceiling: int | None = None
+                  ) -> tuple[list[Accepted], OSError | None, bool]:
     """Accept up to `limit` queued connections before any is handled (accept_batch):
     the listen queue is emptied at once, so clients that connect while the batch is
     served (its servers started, its refusals logged) find room in it. Returns them
     with the error that ended the batch (EMFILE...), or None when the queue was empty
-    or `limit` was reached."""
+    or `limit` was reached, and whether a connection given a descriptor at `ceiling`
+    or above ended it (descriptor_ceiling: the descriptors left are kept for the
+    handling of the batch; more may be queued)."""
     batch: list[Accepted] = []
     try:
         for accepted in accept_batch(sock, limit):
             batch.append(accepted)
+            if ceiling is not None and accepted[0].fileno() >= ceiling:
+                return batch, None, True
     except OSError as err:
-        return batch, err
-    return batch, None
+        return batch, err, False
+    return batch, None, False
+
+
+def descriptor_ceiling() -> int:
+    """The descriptor number from which a batch stops accepting. Linux gives the lowest
+    free number, so a connection given this one or above leaves fewer than
+    BATCH_RESERVE free: accepting on would take the descriptors its handling needs
+    (the banners of a batch taken up to EMFILE could not be opened)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 62
+    return soft - BATCH_RESERVE
 
 
 def reset_all(batch: list[Accepted]) -> None:

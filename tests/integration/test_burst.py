@@ -8,9 +8,10 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
-from tests.daemon import DaemonFactory, free_port, open_fds, wait_until
+from tests.daemon import DaemonFactory, free_port, nofile_limited, open_fds, wait_until
 from tests.integration.test_dispatch import connect, read_all
 from tests.factories import make_service
 
@@ -72,10 +73,12 @@ def queued(port: int) -> int:
 
 
 def _queue_while_stopped(daemons: DaemonFactory, port: int, count: int,
-                         **overrides: object) -> tuple[list[socket.socket], object]:
+                         wrapper: Sequence[str] = (), **overrides: object
+                         ) -> tuple[list[socket.socket], object]:
     """`count` clients connected while the daemon is stopped, all of them waiting in
     its listen queue; the daemon is running again when this returns."""
-    daemon = daemons.start_services([make_service(name="queued", port=port, **overrides)])
+    daemon = daemons.start_services([make_service(name="queued", port=port, **overrides)],
+                                    wrapper=wrapper)
     daemon.signal(signal.SIGSTOP)
     try:
         clients = [connect(port) for _ in range(count)]
@@ -118,6 +121,25 @@ def test_connections_accepted_past_a_cps_trip_are_reset(daemons: DaemonFactory) 
     log = daemon.wait_for_log("Deactivating service queued")
     assert log.count("Deactivating service") == 1, log
 
+
+
+def test_a_batch_near_the_descriptor_limit_leaves_its_banners_descriptors(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # 40 queued clients, 32 descriptors: a batch taken up to EMFILE left none to open
+    # the banner of any connection it held. The batch stops short of the limit, so
+    # every client gets its banner, as from xinetd (which accepts one at a time).
+    banner = tmp_path / "banner"
+    banner.write_text("welcome\n")
+    port = free_port()
+    clients, daemon = _queue_while_stopped(daemons, port, 40, wrapper=nofile_limited(32),
+                                           server="/bin/echo", server_argv=("echo", "b"),
+                                           banner=str(banner))
+    answers = []
+    for conn in clients:
+        with conn:
+            answers.append(read_all(conn))
+    assert answers == [b"welcome\nb\n"] * 40
+    assert "open of banner" not in daemon.log()
 
 IDLE_SCRIPT = r"""
 import os, sys
