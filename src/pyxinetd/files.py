@@ -111,16 +111,43 @@ def _open_unplanted(path: str, flags: int, mode: int = 0o644) -> int:
 
 
 def _no_link_above(path: str) -> bool:
-    """Whether every folder above the last name of `path` exists and none of them is a
-    symlink (lstat only). Such a folder cannot be replaced by a link afterwards but by
-    its owner or the owner of the folder holding it (a sticky one's rule), who could
-    write there anyway; a folder that does not exist yet could be created as a link,
-    so the walk handles that path."""
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        return os.path.realpath(folder, strict=True) == os.path.normpath(folder)
-    except OSError:
+    """Whether every folder above the last name of `path` exists, is no symlink, and
+    can be made one by no one but root and this process's user until the open: the
+    folder holding each of them lets no one else rename or replace it (_guarded).
+    Anyone else able to would win the race between this check and the open, and have
+    the daemon create and write a file wherever their link points (a folder of their
+    own in /tmp, swapped for a link to /etc). Such a path, one with `..`, and one with
+    a folder missing (it could be created as a link) go through the walk, which checks
+    each link it meets."""
+    if ".." in path.split("/"):
         return False
+    trusted = (0, os.geteuid())
+    try:
+        holder = os.lstat("/")
+        current = "/"
+        for name in os.path.dirname(os.path.abspath(path)).split("/"):
+            if not name:
+                continue
+            current = os.path.join(current, name)
+            folder = os.lstat(current)
+            if not stat.S_ISDIR(folder.st_mode) or not _guarded(holder, folder, trusted):
+                return False
+            holder = folder
+    except OSError:     # a folder missing, or the daemon's working folder removed
+        return False
+    return True
+
+
+def _guarded(holder: os.stat_result, folder: os.stat_result, trusted: tuple[int, int]
+             ) -> bool:
+    """Whether only `trusted` users can rename or replace `folder` in `holder`: a
+    holder of theirs that no group or other user may write, or a sticky one (where
+    only the owners of the entry and of the folder may) with `folder` theirs too."""
+    if holder.st_uid not in trusted:
+        return False    # its owner may make it writable
+    if not holder.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return True
+    return bool(holder.st_mode & stat.S_ISVTX) and folder.st_uid in trusted
 
 
 def _components(path: str) -> list[str]:
