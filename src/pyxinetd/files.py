@@ -118,8 +118,9 @@ def _no_link_above(path: str) -> bool:
     the daemon create and write a file wherever their link points (a folder of their
     own in /tmp, swapped for a link to /etc). Such a path, one with `..`, and one with
     a folder missing (it could be created as a link) go through the walk, which checks
-    each link it meets."""
-    if ".." in path.split("/"):
+    each link it meets. So does a path ending in "/" or "/.": the kernel follows its
+    last name, O_NOFOLLOW or not."""
+    if ".." in path.split("/") or path.endswith(("/", "/.")):
         return False
     trusted = (0, os.geteuid())
     try:

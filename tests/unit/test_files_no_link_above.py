@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pyxinetd.files import _no_link_above
+from pyxinetd.files import _no_link_above, open_for_append
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a folder of nobody)")
 
@@ -61,3 +61,18 @@ def test_a_folder_link_is_walked(tmp_path: Path) -> None:
     (tmp_path / "logs").mkdir()
     (tmp_path / "via").symlink_to(tmp_path / "logs")
     assert not _no_link_above(str(tmp_path / "via" / "x.log"))
+
+
+@needs_root
+def test_a_planted_folder_link_named_with_a_trailing_slash_is_refused(tmp_path: Path) -> None:
+    # "log/" makes the kernel follow the link whatever O_NOFOLLOW says: the walk
+    # refuses it as planted, as without the slash, rather than reporting a folder.
+    folder = tmp_path / "private"
+    folder.mkdir()
+    link = sticky_shared(tmp_path) / "log"
+    link.symlink_to(folder)
+    nobody = pwd.getpwnam("nobody")
+    os.lchown(link, nobody.pw_uid, nobody.pw_gid)
+    for path in (f"{link}/", f"{link}/."):
+        with pytest.raises(PermissionError):
+            open_for_append(path)
