@@ -133,6 +133,11 @@ class ProgramLog:
         if self._output is not None:
             self._output.attach(loop)
 
+    @property
+    def writes_to_syslog(self) -> bool:
+        """The lines go to syslog (`-syslog`, or a detached daemon's default)."""
+        return self._syslog is not None
+
     def file_stream(self) -> LogStream | None:
         """The stream of the program log's regular file (`-filelog FILE`), else None:
         a service log naming the same file writes through it, so the file's lines wait

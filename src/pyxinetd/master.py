@@ -100,6 +100,11 @@ class Master:
         # so are the lines a program log's reader had no room for.
         self.syslog.attach(self.loop)
         self.program.attach(self.loop)
+        # A host without a syslog daemon keeps the syslog lines waiting: the program log
+        # says so, once per outage, unless it is syslog itself (which would only wait too).
+        if not self.program.writes_to_syslog:
+            self.syslog.on_unreachable = lambda text: self.program.warning("syslog", text)
+            self.syslog.on_reached = lambda text: self.program.notice("syslog", text)
         self.children = ChildTable()
         self.logs = ServiceLogs(self.program, self.syslog)
         self.logs.attach(self.loop)

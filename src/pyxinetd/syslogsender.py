@@ -20,6 +20,13 @@ syslog daemon listens, what waited goes first, in order, each with its own time 
 Only what the old syslog daemon had taken but not read is lost with it. A message that
 finds no descriptor left for the socket (EMFILE) waits the same way.
 
+Such an outage is recorded, not reported: the first message that finds no syslog daemon
+calls `on_unreachable` once, and `on_reached` is called once what waited has been sent
+to a syslog daemon again (with how many waited and how many were dropped). Whoever owns
+the program log sets them, when that log is not syslog itself (pyxinetd.master): the
+administrator of a host without a syslog daemon otherwise never learns where the lines
+went. Once per outage, never per message.
+
 A syslog daemon may listen on a stream socket instead (syslog-ng's
 `unix-stream("/dev/log")`): like glibc's syslog(), and so xinetd, the sender then
 connects a stream and ends each message with a NUL byte. A stream may take a message
@@ -33,6 +40,7 @@ import errno
 import os
 import socket
 import time
+from collections.abc import Callable
 
 from pyxinetd.backlog import BACKLOG_LIMIT as BACKLOG_LIMIT
 from pyxinetd.backlog import FLUSH_ON_CLOSE, Backlog
@@ -68,12 +76,23 @@ class SyslogSender(Backlog):
         # Why the messages counted as dropped were dropped (the line that counts them
         # says it).
         self._drop_reason = "the syslog socket was full"
+        # Told once when a message first finds no syslog daemon, and once when what
+        # waited meanwhile was sent to one again (module docstring); each gets one line.
+        self.on_unreachable: Callable[[str], None] | None = None
+        self.on_reached: Callable[[str], None] | None = None
+        # The outage under way: why the first message found no syslog daemon (None:
+        # none), and how many messages waited or were dropped since.
+        self._outage: OSError | None = None
+        self._outage_waited = 0
+        self._outage_dropped = 0
 
     def send(self, priority: int, text: str, now: float | None = None) -> None:
         stamp = syslog_timestamp(time.time() if now is None else now)
         self.submit(as_written(f"<{priority}>{stamp} {SYSLOG_IDENT}[{self._pid}]: {text}"))
 
     def _dropped_message(self, count: int) -> bytes:
+        if self._outage is not None:
+            self._outage_dropped += count
         reason, self._drop_reason = self._drop_reason, "the syslog socket was full"
         return (f"<{DROPPED_PRIORITY}>{syslog_timestamp(time.time())} {SYSLOG_IDENT}"
                 f"[{self._pid}]: {count} messages dropped: {reason}".encode())
@@ -81,7 +100,47 @@ class SyslogSender(Backlog):
     def _queue(self, data: bytes) -> None:
         if self._sock is None and self.pending >= self._limit:
             self._drop_reason = "no syslog daemon listened"
+        elif self._sock is None and self._outage is not None:
+            self._outage_waited += 1    # (not what waits for room once one listens)
         super()._queue(data)
+
+    def flush(self) -> bool:
+        done = super().flush()
+        if done and self._outage is not None and self._sock is not None:
+            self._outage_ended()
+        return done
+
+    def _outage_began(self, err: OSError) -> None:
+        """A message found no syslog daemon (nobody listens, or no descriptor was left
+        for the socket): say so once, until one takes what waits."""
+        if self._outage is not None:
+            return
+        self._outage = err
+        self._outage_waited = self._outage_dropped = 0
+        if self.on_unreachable is None:
+            return
+        reason = os.strerror(err.errno) if err.errno else str(err)
+        if err.errno in (errno.ENOENT, errno.ECONNREFUSED):
+            what = f"no syslog daemon listens on {self.path}"
+        else:
+            what = f"cannot reach the syslog daemon on {self.path}"
+        self.on_unreachable(
+            f"syslog: {what} ({reason}): syslog messages wait for one, at most "
+            f"{self._limit:,}; beyond that the newest are dropped")
+
+    def _outage_ended(self) -> None:
+        """What waited for a syslog daemon has all been sent to one."""
+        waited, dropped = self._outage_waited, self._outage_dropped
+        self._outage = None
+        self._outage_waited = self._outage_dropped = 0
+        if self.on_reached is None:
+            return
+        text = (f"syslog: a syslog daemon listens on {self.path}: the {waited} "
+                f"message{'s' if waited != 1 else ''} that waited "
+                f"{'were' if waited != 1 else 'was'} sent")
+        if dropped:
+            text += f", {dropped} more {'were' if dropped != 1 else 'was'} dropped"
+        self.on_reached(text)
 
     def _room_target(self) -> socket.socket | None:
         return self._sock
@@ -130,7 +189,8 @@ class SyslogSender(Backlog):
         for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
             try:
                 sock = socket.socket(socket.AF_UNIX, kind | socket.SOCK_CLOEXEC)
-            except OSError:
+            except OSError as err:
+                self._outage_began(err)
                 return None
             sock.setblocking(False)
             try:
@@ -139,7 +199,10 @@ class SyslogSender(Backlog):
                 sock.close()
                 if err.errno == errno.EPROTOTYPE:
                     continue
-                return None     # EAGAIN too: a stream listener's backlog is full
+                if err.errno != errno.EAGAIN:
+                    # EAGAIN is a stream listener's full backlog: one listens.
+                    self._outage_began(err)
+                return None
             self._stream = kind == socket.SOCK_STREAM
             return sock
         return None

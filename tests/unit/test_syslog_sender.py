@@ -110,3 +110,55 @@ def test_a_syslog_daemon_that_stops_reading_never_blocks_and_the_loss_is_said_on
         sender.close()
     assert got == [f"m{n}".encode() for n in range(total - 5)] + [
         b"5 messages dropped: the syslog socket was full"]
+
+
+def test_an_outage_is_told_once_as_it_begins_and_once_when_what_waited_was_sent(
+        tmp_path: Path) -> None:
+    path = str(tmp_path / "log")
+    sender = SyslogSender(path)
+    told: list[str] = []
+    sender.on_unreachable = told.append
+    sender.on_reached = told.append
+    sender._limit = 3
+    for n in range(5):
+        sender.send(27, f"m{n}")
+    assert told == [f"syslog: no syslog daemon listens on {path} (No such file or "
+                    "directory): syslog messages wait for one, at most 3; beyond "
+                    "that the newest are dropped"]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslogd:
+        syslogd.bind(path)
+        sender.send(27, "m5")
+        sender.send(27, "m6")
+        assert len(_received(syslogd)) == 6
+        assert told[1:] == [f"syslog: a syslog daemon listens on {path}: the 3 messages "
+                            "that waited were sent, 2 more were dropped"]
+    os.unlink(path)
+    sender.send(27, "m7")
+    assert len(told) == 3 and told[2].startswith("syslog: no syslog daemon listens on")
+    sender.close(flush_for=0)
+
+
+def test_a_socket_without_a_descriptor_for_it_is_told_as_unreachable(
+        tmp_path: Path) -> None:
+    path = str(tmp_path / "log")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslogd:
+        syslogd.bind(path)
+        sender = SyslogSender(path)
+        told: list[str] = []
+        sender.on_unreachable = told.append
+        sender.on_reached = told.append
+        lowest_free = os.dup(0)
+        os.close(lowest_free)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+        try:
+            sender.send(27, "accept failed: Too many open files")
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        sender.send(27, "and then")
+        sender.close()
+    assert told == [f"syslog: cannot reach the syslog daemon on {path} (Too many open "
+                    "files): syslog messages wait for one, at most 1,000; beyond "
+                    "that the newest are dropped",
+                    f"syslog: a syslog daemon listens on {path}: the 1 message that "
+                    "waited was sent"]
