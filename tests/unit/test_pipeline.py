@@ -558,3 +558,27 @@ def test_a_trimmed_etc_protocols_still_implies_the_missing_default(tmp_path: Pat
     assert [(s.id, s.protocol, s.protocol_number) for s in config.services] == [
         ("d", "udp", 17)]
     assert any("Protocol udp not in /etc/protocols" in m for m in errors(config))
+
+
+def test_an_implied_protocol_keeps_its_name_where_etc_protocols_lists_it_as_an_alias(
+        tmp_path: Path) -> None:
+    # `TCP 6 tcp`: the implied protocol is still `tcp`, and a listed service finds its
+    # port as telnet/tcp, as xinetd does (it serves it); taking the file's official name
+    # looked up telnet/TCP and disabled the service.
+    config = _load_with_protocols(tmp_path, "TCP\t6\ttcp\nUDP\t17\tudp\n", block(
+        "telnet", "socket_type = stream", "wait = no", "user = root",
+        "server = /bin/cat"))
+    assert [(s.id, s.protocol, s.protocol_number, s.port) for s in config.services] == [
+        ("telnet", "tcp", 6, 23)]
+
+
+def test_an_unreadable_etc_protocols_is_a_missing_one(tmp_path: Path) -> None:
+    # A folder where the file should be: read fails, tcp and udp are still known.
+    (tmp_path / "protocols").mkdir()
+    config = _load_with_protocols(tmp_path, None, block(
+        "s", "type = UNLISTED", "port = 3737", "protocol = tcp", "wait = no",
+        "user = root", "server = /bin/cat") + block(
+        "d", "type = UNLISTED", "port = 3738", "socket_type = dgram", "wait = yes",
+        "user = root", "server = /bin/cat"))
+    assert [(s.id, s.protocol, s.protocol_number) for s in config.services] == [
+        ("s", "tcp", 6), ("d", "udp", 17)]

@@ -120,10 +120,13 @@ class Lookups:
 
     def implied_protocol(self, name: str) -> tuple[str, int]:
         """(name, number) of the protocol a socket type implies (`tcp` for stream,
-        `udp` for dgram): /etc/protocols' entry when it lists one, else the kernel's
-        number. xinetd's manual promises the service's default protocol when
-        `protocol` is not written, whatever the file holds."""
-        return self.protocol(name) or (name, KERNEL_PROTOCOLS[name])
+        `udp` for dgram): the number /etc/protocols gives the name when it lists it,
+        else the kernel's. xinetd's manual promises the service's default protocol when
+        `protocol` is not written, whatever the file holds. The name stays the implied
+        one, as xinetd's does, even where the file lists it as an alias (`TCP 6 tcp`):
+        a listed service's port is looked up under it (`telnet/tcp`)."""
+        found = self.protocol(name)
+        return name, found[1] if found is not None else KERNEL_PROTOCOLS[name]
 
     # -- /etc/rpc ----------------------------------------------------------------
 
