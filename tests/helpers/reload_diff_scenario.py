@@ -69,7 +69,8 @@ class World:
                 "wait": "no" if mode == "stream" else "yes", "user": "root",
                 "bind": "127.0.0.1", "port": str(self.port(name)),
                 "server": sys.executable,
-                "server_args": f"-I -S {SERVER} {name} {self.record} {mode}"}
+                "server_args": f"-I -S {SERVER} {name} {self.record} {mode} "
+                               f"{os.getpid()}"}
         body.update(attrs)
         return body
 

@@ -1,14 +1,17 @@
 """A server for reload_diff_scenario.py: greets its client, holds it, and writes down
 what happened to it, so that the scenario sees which signal a reload sent.
 
-Usage: reload_diff_server.py TAG RECORD [stream|wait|dgram]
-  stream  (default) fd 0 is the connection
+Usage: reload_diff_server.py TAG RECORD stream|wait|dgram SCENARIO_PID
+  stream  fd 0 is the connection
   wait    fd 0 is the listening socket (stream wait = yes): accept one connection
   dgram   fd 0 is the datagram socket (wait = yes): answer one datagram
 
 It answers `TAG\n`, appends `TAG start PID` to RECORD, then stays until its client
 closes (`TAG eof PID`) or a catchable signal arrives (`TAG sig=NAME PID`, then it
-exits); a SIGKILL leaves no line. It never stays longer than 60 s.
+exits); a SIGKILL leaves no line. It never outlives the scenario (SCENARIO_PID) by
+more than a second: a fixed lifetime would end the servers started first while a
+loaded machine still runs the scenario's later steps, which then see their clients
+closed and their EXIT lines as if a reload had ended them.
 """
 
 import os
@@ -18,7 +21,15 @@ import socket
 import sys
 import time
 
-tag, record, mode = sys.argv[1], sys.argv[2], (sys.argv[3:] or ["stream"])[0]
+tag, record, mode, scenario = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+
+
+def scenario_running() -> bool:
+    try:
+        with open(f"/proc/{scenario}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def note(what: str) -> None:
@@ -41,13 +52,13 @@ if mode == "dgram":
     _data, peer = sock.recvfrom(65535)
     note("start")   # before the answer: a client that has it finds the line
     sock.sendto(f"{tag}\n".encode(), peer)
-    time.sleep(60)
+    while scenario_running():
+        time.sleep(1)
     os._exit(0)
 conn = sock.accept()[0] if mode == "wait" else sock
 note("start")
 conn.sendall(f"{tag}\n".encode())
-deadline = time.monotonic() + 60
-while time.monotonic() < deadline:
+while scenario_running():
     if select.select([conn], [], [], 1)[0]:
         try:
             if not conn.recv(4096):
