@@ -18,6 +18,8 @@ import stat
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -195,15 +197,19 @@ def read_line(stream: IO[str]) -> str:
     return stream.readline().strip()
 
 
-def test_the_unit_reload_returns_once_the_daemon_has_taken_it_up(tmp_path: Path) -> None:
-    # systemd 252 ends a reload job when ExecReload= exits, and waits for READY=1 only
-    # when the daemon's RELOADING=1 came before: the command must not exit before the
-    # daemon's status has changed.
+ECHO_CONF = ("service echo\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+             "\tport = 7\n\twait = no\n}\n")
+
+
+@contextmanager
+def reload_under_way(tmp_path: Path, status_before: str
+                     ) -> Iterator[tuple[subprocess.Popen[str], subprocess.Popen[str]]]:
+    """The unit's reload command run against a stand-in daemon (HUP_TAKER) whose status
+    reads `status_before`; yields (daemon, command) once the daemon has its SIGHUP."""
     conf = tmp_path / "xinetd.conf"
-    conf.write_text("service echo\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
-                    "\tport = 7\n\twait = no\n}\n")
+    conf.write_text(ECHO_CONF)
     status = tmp_path / "status"
-    status.write_text("Reconfigured: 1 available service (reload 1)\n")
+    status.write_text(status_before + "\n")
     daemon = subprocess.Popen([sys.executable, "-c", HUP_TAKER, str(status)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert daemon.stdin is not None and daemon.stdout is not None
@@ -215,62 +221,55 @@ def test_the_unit_reload_returns_once_the_daemon_has_taken_it_up(tmp_path: Path)
         reload = subprocess.Popen(words, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         assert read_line(daemon.stdout) == "hup"
-        # Signalled, but its status is still the last reload's: the command waits.
-        assert reload.poll() is None
-        daemon.stdin.write("Reloading the configuration (reload 2)\n")
-        daemon.stdin.flush()
-        assert reload.wait(timeout=30) == 0
+        yield daemon, reload
     finally:
         for process in (daemon, reload):
             if process is not None:
                 process.kill()
                 process.communicate()
+
+
+def set_status(daemon: subprocess.Popen[str], text: str) -> None:
+    """The stand-in daemon's next STATUS=, once it is the one systemctl shows."""
+    assert daemon.stdin is not None and daemon.stdout is not None
+    daemon.stdin.write(text + "\n")
+    daemon.stdin.flush()
+    assert read_line(daemon.stdout) == "set"
+
+
+def test_the_unit_reload_returns_once_the_daemon_has_taken_it_up(tmp_path: Path) -> None:
+    # systemd 252 ends a reload job when ExecReload= exits, and waits for READY=1 only
+    # when the daemon's RELOADING=1 came before: the command must not exit before the
+    # daemon's status has changed.
+    with reload_under_way(tmp_path, "Reconfigured: 1 available service (reload 1)") \
+            as (daemon, reload):
+        # Signalled, but its status is still the last reload's: the command waits.
+        assert reload.poll() is None
+        set_status(daemon, "Reloading the configuration (reload 2)")
+        assert reload.wait(timeout=30) == 0
 
 
 def test_the_unit_reload_asked_during_a_load_waits_for_the_load_after_it(
         tmp_path: Path) -> None:
     # A SIGHUP while reload 2 loads is run as reload 3 once it ends: reload 2's outcome
     # (which may have read the file before the change) must not end the command.
-    conf = tmp_path / "xinetd.conf"
-    conf.write_text("service echo\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
-                    "\tport = 7\n\twait = no\n}\n")
-    status = tmp_path / "status"
-    status.write_text("Reloading the configuration (reload 2)\n")
     calls = tmp_path / "status.calls"
-    daemon = subprocess.Popen([sys.executable, "-c", HUP_TAKER, str(status)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert daemon.stdin is not None and daemon.stdout is not None
-    reload = None
-    try:
-        assert read_line(daemon.stdout) == "ready"
-        words, env = reload_command(tmp_path, {"XINETD_OPTS": f"-f {conf}",
-                                               "INETD_COMPAT": "No"}, daemon.pid, status)
-        reload = subprocess.Popen(words, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True)
-        assert read_line(daemon.stdout) == "hup"
-        daemon.stdin.write("Reconfigured: 1 available service (reload 2)\n")
-        daemon.stdin.flush()
-        assert read_line(daemon.stdout) == "set"
+    with reload_under_way(tmp_path, "Reloading the configuration (reload 2)") \
+            as (daemon, reload):
+        set_status(daemon, "Reconfigured: 1 available service (reload 2)")
         # Two more looks at the status after reload 2's outcome: the command has seen
         # it, and goes on waiting.
         seen = len(calls.read_text().splitlines())
         wait_until(lambda: len(calls.read_text().splitlines()) >= seen + 2,
                    what="the command to read the status twice more")
         assert reload.poll() is None
-        daemon.stdin.write("Reloading the configuration (reload 3)\n")
-        daemon.stdin.flush()
+        set_status(daemon, "Reloading the configuration (reload 3)")
         assert reload.wait(timeout=30) == 0
-    finally:
-        for process in (daemon, reload):
-            if process is not None:
-                process.kill()
-                process.communicate()
 
 
 def test_the_unit_reload_stops_waiting_for_a_daemon_that_exited(tmp_path: Path) -> None:
     conf = tmp_path / "xinetd.conf"
-    conf.write_text("service echo\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
-                    "\tport = 7\n\twait = no\n}\n")
+    conf.write_text(ECHO_CONF)
     status = tmp_path / "status"
     status.write_text("Started working: 1 available service\n")
     daemon = subprocess.Popen(["sleep", "60"])  # SIGHUP ends it, the status unchanged
