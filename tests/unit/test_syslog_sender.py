@@ -11,21 +11,26 @@ from pathlib import Path
 from pyxinetd.log import SyslogSender
 
 
+def send_without_a_descriptor(sender: SyslogSender, text: str) -> None:
+    """`sender.send(text)` with not a descriptor left for its socket (as when accept()
+    has just failed with EMFILE): the limit is the number the next one would get."""
+    lowest_free = os.dup(0)
+    os.close(lowest_free)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+    try:
+        sender.send(27, text)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def test_no_descriptor_for_the_socket_keeps_the_line_for_the_next_one(
         tmp_path: Path) -> None:
     path = str(tmp_path / "log")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslogd:
         syslogd.bind(path)
         sender = SyslogSender(path)
-        lowest_free = os.dup(0)     # the number the next descriptor would get
-        os.close(lowest_free)
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        # Not a descriptor left (as when accept() has just failed with EMFILE).
-        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
-        try:
-            sender.send(27, "accept failed: Too many open files")
-        finally:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        send_without_a_descriptor(sender, "accept failed: Too many open files")
         assert sender.pending == 1
         sender.send(27, "and then")
         got = [m.rsplit(b": ", 1)[1] for m in _received(syslogd)]
@@ -147,14 +152,7 @@ def test_a_socket_without_a_descriptor_for_it_is_told_as_unreachable(
         told: list[str] = []
         sender.on_unreachable = told.append
         sender.on_reached = told.append
-        lowest_free = os.dup(0)
-        os.close(lowest_free)
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
-        try:
-            sender.send(27, "accept failed: Too many open files")
-        finally:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        send_without_a_descriptor(sender, "accept failed: Too many open files")
         sender.send(27, "and then")
         sender.close()
     assert told == [f"syslog: cannot reach the syslog daemon on {path} (Too many open "
