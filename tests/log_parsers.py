@@ -21,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.oracle import run_fetch_script
+
 REPO = Path(__file__).resolve().parents[1]
 FETCH_SCRIPT = REPO / "scripts" / "fetch-logparsers"
 
@@ -45,16 +47,8 @@ LOGWATCH_ENV = {
 @functools.lru_cache(maxsize=1)
 def _fetch() -> tuple[Path | None, str]:
     """Run scripts/fetch-logparsers once; (unpacked root, '') or (None, why not)."""
-    try:
-        done = subprocess.run([str(FETCH_SCRIPT)], capture_output=True, text=True,
-                              timeout=300, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"scripts/fetch-logparsers failed: {exc}"
-    path = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-    if done.returncode != 0 or not path or not os.path.isdir(path):
-        tail = " ".join(done.stderr.strip().splitlines()[-3:])
-        return None, f"scripts/fetch-logparsers failed (status {done.returncode}): {tail}"
-    return Path(path), ""
+    path, why = run_fetch_script(FETCH_SCRIPT, os.path.isdir)
+    return (None, why) if path is None else (Path(path), "")
 
 
 def require_fail2ban() -> Path:

@@ -97,6 +97,21 @@ exec "$ORACLE_XINETD" -dontfork -f "$ORACLE_CONF" -filelog /run/xinetd.log $comp
 # --------------------------------------------------------------------------- fetching
 
 
+def run_fetch_script(script: Path, usable: Callable[[str], bool]) -> tuple[str | None, str]:
+    """Run one of scripts/fetch-*, which prints the path of what it fetched last; (that
+    path, '') when the script succeeded and `usable(path)`, or (None, why not)."""
+    try:
+        done = subprocess.run([str(script)], capture_output=True, text=True,
+                              timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"scripts/{script.name} failed: {exc}"
+    path = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    if done.returncode != 0 or not path or not usable(path):
+        tail = " ".join(done.stderr.strip().splitlines()[-3:])
+        return None, f"scripts/{script.name} failed (status {done.returncode}): {tail}"
+    return path, ""
+
+
 @functools.lru_cache(maxsize=1)
 def _fetch() -> tuple[str | None, str]:
     """Run scripts/fetch-xinetd once; (wrapper path, '') or (None, why not)."""
@@ -105,15 +120,9 @@ def _fetch() -> tuple[str | None, str]:
     for tool in ("unshare", "ip", "mount"):
         if shutil.which(tool) is None:
             return None, f"the xinetd oracle needs {tool!r} (util-linux, iproute2)"
-    try:
-        done = subprocess.run([str(FETCH_SCRIPT)], capture_output=True, text=True,
-                              timeout=300, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"scripts/fetch-xinetd failed: {exc}"
-    path = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
-    if done.returncode != 0 or not path or not os.access(path, os.X_OK):
-        tail = " ".join(done.stderr.strip().splitlines()[-3:])
-        return None, f"scripts/fetch-xinetd failed (status {done.returncode}): {tail}"
+    path, why = run_fetch_script(FETCH_SCRIPT, lambda p: os.access(p, os.X_OK))
+    if path is None:
+        return None, why
     # Namespaces may be forbidden even to root (a seccomp profile, a locked container).
     probe = subprocess.run(["unshare", "-n", "-m", "true"], capture_output=True, text=True,
                            timeout=30, check=False)
