@@ -81,6 +81,22 @@ def file_timestamp(now: float) -> str:
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}")
 
 
+def stderr_is_journal(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+    """Whether descriptor 2 is the systemd journal's stream, which stamps, tags and
+    ranks each line itself: systemd names that stream's `device:inode` in
+    JOURNAL_STREAM (systemd.exec(5)). A stderr the unit's command redirected elsewhere
+    (`2>FILE`) no longer matches, and keeps the file format."""
+    value = environ.get("JOURNAL_STREAM", "")
+    device, _, inode = value.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (int(device), int(inode))
+
+
 def strerror(err: OSError) -> str:
     """xinetd's %m: `<strerror text> (errno = N)`."""
     if err.errno is None:
@@ -97,8 +113,10 @@ class ProgramLog:
     def __init__(self, *, stream: TextIO | None = None, syslog: SyslogSender | None = None,
                  facility: int = FACILITIES["daemon"], debug: bool = False,
                  clock: Callable[[], float] = time.time,
-                 output: Callable[[ProgramLog], LogStream] | None = None) -> None:
+                 output: Callable[[ProgramLog], LogStream] | None = None,
+                 journal: bool = False) -> None:
         self._stream = stream
+        self._journal = journal
         self._syslog = syslog
         self._facility = facility
         self.debug_mode = debug
@@ -120,7 +138,7 @@ class ProgramLog:
             sys.stderr.flush()
         except (OSError, ValueError, AttributeError):
             pass
-        return cls(debug=debug, output=lambda log: LogStream(
+        return cls(debug=debug, journal=stderr_is_journal(), output=lambda log: LogStream(
             2, owned=False, dropped_message=log._dropped_line, wait_for_reader=True))
 
     @classmethod
@@ -156,6 +174,11 @@ class ProgramLog:
         return out
 
     def _line(self, now: float, level: Level, text: str) -> str:
+        if self._journal:
+            # The journal adds the stamp and `xinetd[PID]:` (SyslogIdentifier=) and takes
+            # the `<N>` prefix as the line's priority, so a line reads there as the same
+            # line sent to syslog does.
+            return f"<{level.severity}>{text}\n"
         if self.debug_mode:
             return f"{file_timestamp(now)}: {level.word}: {text}\n"
         return f"{file_timestamp(now)} {SYSLOG_IDENT}[{self._pid}]: {level.word}: {text}\n"
