@@ -242,6 +242,16 @@ class Dispatcher:
         for index, (conn, addr, peer) in enumerate(batch):
             try:
                 self._handle_connection(rt, conn, addr, peer)
+            except Exception as exc:
+                if self.loop.on_error is None:
+                    reset_all(batch[index + 1:])
+                    raise
+                # A bug met while handling one client costs that client alone: raised
+                # to the loop, it would stop watching the listener, ending the service
+                # for every later client, and reset the rest of the batch unnamed.
+                reset_all([(conn, addr, peer)])
+                self.loop.on_error(f"handling {rt.id}'s connection from {peer} "
+                                   "(reset)", exc)
             except BaseException:
                 reset_all(batch[index + 1:])
                 raise
