@@ -168,6 +168,18 @@ def receive_datagrams(current: Callable[[], socket.socket | None], *,
         yield sock, data, addr, source
 
 
+def contained(host: Host, rt: ServiceRuntime, addr: tuple[object, ...],
+              exc: Exception) -> bool:
+    """A bug met while handling one datagram (already read) costs that datagram alone:
+    logged naming the service and the sender, and the socket stays watched (raised to
+    the loop, it would no longer be, ending the service). False without the loop's
+    error hook (unit tests): the caller raises it again."""
+    if host.loop.on_error is None:
+        return False
+    host.loop.on_error(f"handling {rt.id}'s datagram from {peer_text(addr)} (dropped)", exc)
+    return True
+
+
 class DatagramDispatch:
     """The readiness handlers of dgram/wait services and of the datagram builtins
     (dgram/nowait: pyxinetd.dgramrelay)."""
@@ -317,14 +329,18 @@ class DatagramDispatch:
         # and the address to answer from; a refused datagram is consumed. A failed
         # read ends the batch: a queued ICMP error is reported once, consumed now.
         for sock, data, addr, source in read_datagrams(rt, on_error="stop"):
-            peer = peer_text(addr)
-            reason = host.parent_check(rt, peer)
-            if reason is not None:
-                host.refuse(rt, peer, reason, None, sender=addr)
-                continue
-            datagram = Datagram(sock, addr)
-            self._internal_admit(rt, data, datagram, peer, source,
-                                 host.access.check(svc, peer, datagram=datagram))
+            try:
+                peer = peer_text(addr)
+                reason = host.parent_check(rt, peer)
+                if reason is not None:
+                    host.refuse(rt, peer, reason, None, sender=addr)
+                    continue
+                datagram = Datagram(sock, addr)
+                self._internal_admit(rt, data, datagram, peer, source,
+                                     host.access.check(svc, peer, datagram=datagram))
+            except Exception as exc:
+                if not contained(host, rt, addr, exc):
+                    raise
 
     def _internal_admit(self, rt: ServiceRuntime, data: bytes, datagram: Datagram,
                         peer: str, source: replysource.Source, verdict: Verdict | None

@@ -46,7 +46,8 @@ from functools import partial
 from pyxinetd import clientsocket, replysource
 from pyxinetd.access.gate import PASS, Datagram, Verdict
 from pyxinetd.config.model import ServiceConfig
-from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, Host, read_datagrams, send_quietly
+from pyxinetd.dgram import (DGRAM_BATCH, MAX_DATAGRAM, Host, contained, read_datagrams,
+                            send_quietly)
 from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.listener import SHORTAGE_ERRNOS, peer_text
 from pyxinetd.log import strerror
@@ -153,16 +154,24 @@ class NowaitRelays:
     def on_readable(self, rt: ServiceRuntime) -> None:
         # A failed read (other than nothing queued) does not end the batch.
         for sock, data, addr, source in read_datagrams(rt, on_error="skip"):
-            relay = self._relays.get((rt, client_key(addr)))
-            if relay is not None and self._deliver(relay, data):
-                if relay.reattach:
-                    # Its datagrams now go where this one went: its socket is bound
-                    # there, and what that socket reads for a new server answers so.
-                    relay.reattach = False
-                    relay.source = source
-                    self._attach(relay, sock, addr, source)
-                continue
-            self._admit(rt, sock, addr, data, source)
+            try:
+                self._received(rt, sock, data, addr, source)
+            except Exception as exc:
+                if not contained(self.host, rt, addr, exc):
+                    raise
+
+    def _received(self, rt: ServiceRuntime, sock: socket.socket, data: bytes,
+                  addr: tuple[object, ...], source: replysource.Source) -> None:
+        relay = self._relays.get((rt, client_key(addr)))
+        if relay is not None and self._deliver(relay, data):
+            if relay.reattach:
+                # Its datagrams now go where this one went: its socket is bound
+                # there, and what that socket reads for a new server answers so.
+                relay.reattach = False
+                relay.source = source
+                self._attach(relay, sock, addr, source)
+            return
+        self._admit(rt, sock, addr, data, source)
 
     def _admit(self, rt: ServiceRuntime, sock: socket.socket, addr: tuple[object, ...],
                data: bytes, source: replysource.Source) -> None:

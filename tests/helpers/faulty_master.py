@@ -1,8 +1,9 @@
 """Run a Master whose connection handling fails, as a bug would, for one client address.
 
 Usage: python faulty_master.py SPEC.pickle ADDRESS, SPEC as run_master.py's. Every
-connection from ADDRESS raises RuntimeError in the dispatcher's per-connection handling,
-before any check: the stand-in for a bug no real input is known to reach, to show that
+connection or datagram from ADDRESS raises RuntimeError in the dispatcher's first check
+(`parent_check`, run for stream connections, internal datagrams and dgram/nowait
+datagrams alike): the stand-in for a bug no real input is known to reach, to show that
 such a bug costs that client alone.
 """
 
@@ -18,16 +19,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 import run_master  # noqa: E402  (tests/helpers is not a package)
 
 FAULTY_PEER = sys.argv.pop(2)
-_handle = Dispatcher._handle_connection
+_check = Dispatcher.parent_check
 
 
-def _failing(self: Dispatcher, rt: Any, conn: Any, addr: Any, peer: str) -> None:
+def _failing(self: Dispatcher, rt: Any, peer: str) -> str | None:
     if peer == FAULTY_PEER:
         raise RuntimeError(f"injected failure for {peer}")
-    _handle(self, rt, conn, addr, peer)
+    return _check(self, rt, peer)
 
 
-Dispatcher._handle_connection = _failing  # type: ignore[method-assign]
+Dispatcher.parent_check = _failing  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     sys.exit(run_master.main())

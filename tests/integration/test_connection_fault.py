@@ -1,13 +1,14 @@
-"""A bug met while handling one connection costs that client alone.
+"""A bug met while handling one client costs that client alone.
 
-The listener's connections are accepted in batches (pyxinetd.dispatch). An exception
-raised while one of them is handled used to reach the loop, which then stopped watching
-the listener (the service served nobody after it) and reset the rest of the batch with
-no line naming them. Now that client is reset, one internal-error line names the service
-and the peer, the rest of the batch is served, and so is every later client. No real
-input is known to raise there, so the failure is injected for one client address
-(tests/helpers/faulty_master.py); the connections reach the daemon in one batch because
-it is stopped (SIGSTOP) while they queue.
+A listener's connections are accepted in batches, and a datagram socket's datagrams read
+in batches (pyxinetd.dispatch, dgram, dgramrelay). An exception raised while one of them
+was handled reached the loop, which then stopped watching the socket (the service
+served nobody after it) and, for a stream batch, reset the rest with no line naming
+them. Now that connection is reset (that datagram dropped), one internal-error line
+names the service and the peer, and the rest of the batch and every later client are
+served. No real input is known to raise there, so the failure is injected for one client
+address (tests/helpers/faulty_master.py); the stream connections reach the daemon in one
+batch because it is stopped (SIGSTOP) while they queue.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import signal
 import socket
 import sys
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.master import MasterOptions
 from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port
 from tests.factories import make_service
@@ -27,6 +30,15 @@ from tests.factories import make_service
 TIMEOUT = 10.0
 FAULTY = "127.0.0.3"
 GOOD = ("127.0.0.1", "127.0.0.2", "127.0.0.4")
+
+
+def start_faulty(daemons: DaemonFactory, svc: ServiceConfig) -> Daemon:
+    log_path = daemons.tmp_path / "faulty.log"
+    spec = daemons.tmp_path / "faulty.pickle"
+    spec.write_bytes(pickle.dumps(([svc], replace(MasterOptions(dontfork=True),
+                                                  filelog=str(log_path)))))
+    return daemons._spawn([sys.executable, str(HELPERS / "faulty_master.py"), str(spec),
+                           FAULTY], log_path, daemons.tmp_path / "faulty.err", True)
 
 
 def connect_from(source: str, port: int) -> socket.socket:
@@ -50,23 +62,26 @@ def answer(sock: socket.socket) -> bytes | str:
     return received
 
 
+def datagram_from(source: str, port: int, data: bytes, *, expect_reply: bool) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        sock.sendto(data, ("127.0.0.1", port))
+        if not expect_reply:
+            return None
+        sock.settimeout(TIMEOUT)
+        return sock.recv(65536)
+
+
 @pytest.fixture
-def daemon_and_port(daemons: DaemonFactory) -> tuple[Daemon, int]:
+def echo_stream(daemons: DaemonFactory) -> tuple[Daemon, int]:
     port = free_port()
-    svc = make_service(name="hello", port=port, server="/bin/echo", server_argv=("echo", "hello"),
-                       bind="127.0.0.1")
-    log_path = daemons.tmp_path / "faulty.log"
-    spec = daemons.tmp_path / "faulty.pickle"
-    spec.write_bytes(pickle.dumps(([svc], replace(MasterOptions(dontfork=True),
-                                                  filelog=str(log_path)))))
-    daemon = daemons._spawn([sys.executable, str(HELPERS / "faulty_master.py"), str(spec),
-                             FAULTY], log_path, daemons.tmp_path / "faulty.err", True)
-    return daemon, port
+    svc = make_service(name="hello", port=port, server="/bin/echo",
+                       server_argv=("echo", "hello"))
+    return start_faulty(daemons, svc), port
 
 
-def test_one_clients_failure_resets_it_and_names_it(daemon_and_port: tuple[Daemon, int]
-                                                    ) -> None:
-    daemon, port = daemon_and_port
+def test_one_clients_failure_resets_it_and_names_it(echo_stream: tuple[Daemon, int]) -> None:
+    daemon, port = echo_stream
     daemon.signal(signal.SIGSTOP)
     try:
         socks = {src: connect_from(src, port) for src in (GOOD[0], FAULTY, *GOOD[1:])}
@@ -80,8 +95,8 @@ def test_one_clients_failure_resets_it_and_names_it(daemon_and_port: tuple[Daemo
         rf"RuntimeError: injected failure for {FAULTY}")
 
 
-def test_the_service_serves_every_later_client(daemon_and_port: tuple[Daemon, int]) -> None:
-    daemon, port = daemon_and_port
+def test_the_service_serves_every_later_client(echo_stream: tuple[Daemon, int]) -> None:
+    daemon, port = echo_stream
     assert answer(connect_from(FAULTY, port)) == "reset"
     for src in GOOD:
         assert answer(connect_from(src, port)) == b"hello\n"
@@ -90,3 +105,32 @@ def test_the_service_serves_every_later_client(daemon_and_port: tuple[Daemon, in
     text = daemon.log()
     assert text.count(f"connection from {FAULTY} (reset)") == 2, text
     assert "no longer watched" not in text
+
+
+def dgram_service(port: int, **overrides: Any) -> ServiceConfig:
+    return make_service(port=port, socket_type=SocketType.DGRAM, **overrides)
+
+
+@pytest.mark.parametrize("kind", ["internal echo", "dgram nowait server"])
+def test_one_senders_failure_drops_its_datagram_and_the_service_goes_on(
+        daemons: DaemonFactory, kind: str) -> None:
+    port = free_port()
+    if kind == "internal echo":
+        svc = dgram_service(port, name="echo", types={"INTERNAL"}, server=None,
+                            server_argv=(), environment=None)
+    else:
+        server = str(HELPERS / "dgram_nowait_server.py")
+        svc = dgram_service(port, name="relay", wait=False, server=sys.executable,
+                            server_argv=("python3", server))
+    daemon = start_faulty(daemons, svc)
+    datagram_from(FAULTY, port, b"first", expect_reply=False)
+    daemon.wait_for_log(rf"internal error in handling {svc.id}'s datagram from {FAULTY} "
+                        rf"\(dropped\): RuntimeError: injected failure for {FAULTY}")
+    for src in GOOD:
+        reply = datagram_from(src, port, src.encode(), expect_reply=True)
+        assert reply is not None and reply.endswith(src.encode()), reply
+    datagram_from(FAULTY, port, b"second", expect_reply=False)
+    daemon.wait_for_log(rf"{svc.id}'s datagram from {FAULTY} \(dropped\)", count=2)
+    reply = datagram_from(GOOD[0], port, b"last", expect_reply=True)
+    assert reply is not None and reply.endswith(b"last")
+    assert "no longer watched" not in daemon.log()
