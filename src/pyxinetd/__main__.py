@@ -17,16 +17,44 @@ def main() -> None:
     try:
         from pyxinetd.signals import hold_until_installed
         hold_until_installed()
+        # getaddrinfo() encodes a host (a `bind` address) with the idna codec, whose
+        # module and its C extension are imported on first use. Mapping that extension
+        # fails under a tight address space limit, and the codec search reports the
+        # failure as `LookupError: unknown encoding: idna`, a traceback from the depths
+        # of the configuration load. Imported here, it fails as what it is.
+        import encodings.idna  # noqa: F401
         from pyxinetd.cli import main as command_line
         command_line()
     except MemoryError:
         # Under a small address space limit (an appliance's ulimit -v) the imports or
         # the configuration run out of memory: one line, not a traceback.
-        try:
-            os.write(2, _OUT_OF_MEMORY)
-        except OSError:
-            pass
-        raise SystemExit(1) from None
+        _out_of_memory()
+    except ImportError as err:
+        if not _no_room_to_map(err):
+            raise
+        _out_of_memory()
+
+
+def _out_of_memory() -> None:
+    try:
+        os.write(2, _OUT_OF_MEMORY)
+    except OSError:
+        pass
+    raise SystemExit(1) from None
+
+
+def _no_room_to_map(err: ImportError) -> bool:
+    """A C extension module the loader could not map (glibc's dlopen(): `failed to map
+    segment from shared object`) under a finite address space limit: out of memory.
+    The same words on a file system mounted noexec are not, and keep their traceback."""
+    if "failed to map segment" not in str(err):
+        return False
+    try:
+        import resource
+
+        return resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY
+    except (ImportError, MemoryError):
+        return True     # no room for this small module either
 
 
 if __name__ == "__main__":
