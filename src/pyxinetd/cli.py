@@ -26,6 +26,7 @@ from pyxinetd.log import SyslogSender
 from pyxinetd.master import COMPILED_OPTIONS, DEFAULT_CONFIG, MasterOptions, version_text
 from pyxinetd.handover import HandedOver
 from pyxinetd.handover import take_from_environment as take_handed_over
+from pyxinetd.installation import record as record_installation
 from pyxinetd.notify import Notifier, NotifyTarget, take_from_environment
 from pyxinetd.options import SYNOPSIS, USAGE, UsageError, parse_serving_args
 from pyxinetd.process import close_inherited_descriptors, drop_coerced_locale
@@ -66,6 +67,9 @@ def serve(args: Sequence[str]) -> int:
     if "-version" in seen:
         _tell(f"{version_text()} {COMPILED_OPTIONS}")
         return 0
+    # The code this daemon runs, before any more of it is read from disk: a reload
+    # refuses to mix it with files an upgrade puts in its place (pyxinetd.installation).
+    record_installation()
     # The detached daemon works from `/`: relative paths are taken from here, now.
     here = current_folder()
     unplaced = environment_paths_from_here(here)

@@ -33,6 +33,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from pyxinetd import installation
 from pyxinetd.access.lookups import NO_NAME as NO_NAME
 from pyxinetd.access.lookups import NameInfo as NameInfo
 from pyxinetd.access.lookups import resolve as resolve
@@ -75,6 +76,8 @@ class Resolver:
         self._checks: dict[int, tuple[StatusCallback, Timer]] = {}
         # The daemon exits (close): no helper is started again.
         self._closed = False
+        # The package's files replaced on disk, as last reported (said once).
+        self._replaced: installation.Replacement | None = None
 
     def lookup(self, address: str, callback: NameCallback) -> None:
         """Call `callback` later (never before returning) with what the name is; never
@@ -173,6 +176,15 @@ class Resolver:
             return False
 
     def _start(self, message: dict[str, object]) -> bool:
+        # The helper runs the code on disk: after an upgrade, new code that would speak
+        # its own protocol to this old daemon. Only a restart brings the two together.
+        replaced = installation.replaced()
+        if replaced is not None:
+            if replaced != self._replaced:
+                self._report(f"{replaced}: restart it to load the new code; the name "
+                             f"resolver is not started until then ({_dropped(message)})")
+            self._replaced = replaced
+            return False
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         except OSError as err:

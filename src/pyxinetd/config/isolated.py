@@ -12,6 +12,11 @@ The child sends either the Configuration or the ConfigError/OSError the load rai
 it inherited but its pipe first: listening sockets, sessions and the resolver's socket
 must not outlive their closing in the daemon while a load runs.
 
+The parser is imported in the child, from disk: after an upgrade replaced the package's
+files, that is the new code, next to the daemon's old model inherited by the fork. A
+reload's child therefore compares the files with the daemon's first
+(pyxinetd.installation) and, when they changed, sends that instead of a configuration.
+
 Two ways to use it:
 - `load_isolated()` (start-up) blocks until the child is done and reaps it by pid. When
   the child cannot give a result (fork fails, it dies, it sends garbage), the
@@ -32,6 +37,7 @@ import signal
 from collections.abc import Hashable
 from typing import Any
 
+from pyxinetd import installation
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.errors import ConfigError
 
@@ -69,7 +75,8 @@ def load_isolated(path: str, environ: dict[str, str] | None = None,
 
 def _load_in_child(path: str, kwargs: dict[str, Any]) -> Configuration:
     try:
-        child = start_loader(path, **kwargs)
+        # The daemon has just recorded its files: nothing to compare yet.
+        child = start_loader(path, **kwargs, code_check=False)
     except OSError as err:
         raise LoaderFailed(str(err)) from err
     os.set_blocking(child.fd, True)
@@ -81,10 +88,13 @@ def _load_in_child(path: str, kwargs: dict[str, Any]) -> Configuration:
 
 
 def start_loader(path: str, environ: dict[str, str] | None = None,
-                 inetd_compat: bool = False, inetd_path: str = "/etc/inetd.conf"
-                 ) -> LoaderChild:
+                 inetd_compat: bool = False, inetd_path: str = "/etc/inetd.conf",
+                 code_check: bool = True) -> LoaderChild:
     """Fork the loader child; raises OSError when it cannot be started.
 
+    With `code_check`, the child first compares the package's files on disk with the
+    daemon's (pyxinetd.installation) and sends back what changed instead of loading:
+    the parser it would import is the new code, its model the daemon's old one.
     The caller reads `fd` to EOF, closes it, reaps `pid`, then calls receive()."""
     kwargs: dict[str, Any] = dict(environ=environ, inetd_compat=inetd_compat,
                                   inetd_path=inetd_path)
@@ -96,7 +106,7 @@ def start_loader(path: str, environ: dict[str, str] | None = None,
         os.close(wfd)
         raise
     if pid == 0:  # pragma: no cover - the child's coverage is not collected
-        _child(rfd, wfd, path, kwargs)
+        _child(rfd, wfd, path, kwargs, code_check)
     os.close(wfd)
     os.set_blocking(rfd, False)
     return LoaderChild(pid, rfd)
@@ -106,7 +116,8 @@ def receive(data: bytes, sent: bool) -> Configuration:
     """The loader's result: the Configuration, or the error the load raised.
 
     `sent`: the child exited with status SENT. Raises ConfigError or OSError as load()
-    did in the child, LoaderFailed when the child gave nothing usable."""
+    did in the child, LoaderFailed when the child gave nothing usable or found the
+    package's files replaced on disk."""
     if not sent:
         raise LoaderFailed("the configuration loader exited without a result")
     try:
@@ -116,6 +127,9 @@ def receive(data: bytes, sent: bool) -> Configuration:
     if isinstance(message, tuple) and len(message) == 2 and message[0] == "config" \
             and isinstance(message[1], Configuration):
         return message[1]
+    if isinstance(message, tuple) and len(message) == 2 and message[0] == "replaced" \
+            and isinstance(message[1], str):
+        raise LoaderFailed(f"{message[1]}: restart it to load the new code")
     error = _rebuild_error(message)
     if error is not None:
         raise error
@@ -139,7 +153,7 @@ def _rebuild_error(message: object) -> Exception | None:
     return None
 
 
-def _child(rfd: int, wfd: int, path: str, kwargs: dict[str, Any]) -> None:
+def _child(rfd: int, wfd: int, path: str, kwargs: dict[str, Any], code_check: bool) -> None:
     """Called in the child; never returns."""
     status = _FAILED
     try:
@@ -153,15 +167,20 @@ def _child(rfd: int, wfd: int, path: str, kwargs: dict[str, Any]) -> None:
         os.close(rfd)
         os.closerange(3, wfd)
         os.closerange(wfd + 1, _max_fd())
-        from pyxinetd.config import load
-
         message: tuple[object, ...]
-        try:
-            message = ("config", compact(load(path, **kwargs)))
-        except ConfigError as err:
-            message = ("ConfigError", err.message, err.path, err.line, err.col)
-        except OSError as err:
-            message = ("OSError", err.errno, err.strerror, err.filename, None)
+        # Checked before anything is imported from disk.
+        replaced = installation.replaced() if code_check else None
+        if replaced is not None:
+            message = ("replaced", str(replaced))
+        else:
+            from pyxinetd.config import load
+
+            try:
+                message = ("config", compact(load(path, **kwargs)))
+            except ConfigError as err:
+                message = ("ConfigError", err.message, err.path, err.line, err.col)
+            except OSError as err:
+                message = ("OSError", err.errno, err.strerror, err.filename, None)
         data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
         with os.fdopen(wfd, "wb") as pipe:
             pipe.write(data)
