@@ -67,6 +67,13 @@ class Installation:
     stamps: Stamps
     digests: dict[str, bytes]
 
+    @classmethod
+    def read(cls, root: str, version: str) -> Installation:
+        """The code files under the package folder `root` now; raises OSError."""
+        stamps = _stamps(root)
+        return cls(root, version, stamps,
+                   {path: _digest(os.path.join(root, path)) for path in stamps})
+
     def replaced(self) -> Replacement | None:
         """None while the files on disk are the daemon's own (the same contents)."""
         try:
@@ -107,9 +114,7 @@ def record() -> Installation | None:
     global _recorded
     root = os.path.dirname(os.path.abspath(pyxinetd.__file__))
     try:
-        stamps = _stamps(root)
-        digests = {path: _digest(os.path.join(root, path)) for path in stamps}
-        _recorded = Installation(root, pyxinetd.__version__, stamps, digests)
+        _recorded = Installation.read(root, pyxinetd.__version__)
     except OSError:
         _recorded = None
     return _recorded

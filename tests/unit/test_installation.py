@@ -1,0 +1,69 @@
+"""pyxinetd.installation: the package's files compared with the ones recorded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pyxinetd.installation import Installation, Replacement
+
+
+def package(root: Path, version: str = "1.0") -> Path:
+    folder = root / "pyxinetd"
+    (folder / "config").mkdir(parents=True)
+    (folder / "__init__.py").write_text(f'__version__ = "{version}"\n')
+    (folder / "config" / "model.py").write_text("FIELDS = 1\n")
+    (folder / "__pycache__").mkdir()
+    (folder / "__pycache__" / "model.cpython-311.pyc").write_bytes(b"\0")
+    return folder
+
+
+def rewrite(path: Path, text: str) -> None:
+    """As an installer writes a file: a new file, a new mtime."""
+    mtime = path.stat().st_mtime_ns
+    path.unlink()
+    path.write_text(text)
+    os.utime(path, ns=(mtime + 1_000_000, mtime + 1_000_000))
+
+
+def test_the_same_contents_rewritten_are_not_a_replacement(tmp_path: Path) -> None:
+    folder = package(tmp_path)
+    recorded = Installation.read(str(folder), "1.0")
+    rewrite(folder / "config" / "model.py", "FIELDS = 1\n")
+    assert recorded.replaced() is None
+    # The new stamps are kept: the next check compares stats only.
+    assert recorded.stamps == Installation.read(str(folder), "1.0").stamps
+
+
+def test_bytecode_is_not_looked_at(tmp_path: Path) -> None:
+    folder = package(tmp_path)
+    recorded = Installation.read(str(folder), "1.0")
+    (folder / "__pycache__" / "model.cpython-311.pyc").write_bytes(b"\1\2")
+    assert recorded.replaced() is None
+
+
+def test_a_changed_file_is_named_with_the_version_on_disk(tmp_path: Path) -> None:
+    folder = package(tmp_path)
+    recorded = Installation.read(str(folder), "1.0")
+    rewrite(folder / "config" / "model.py", "FIELDS = 2\n")
+    assert recorded.replaced() == Replacement("1.0", "1.0", "config/model.py")
+    rewrite(folder / "__init__.py", '__version__ = "2.0"\n')
+    replaced = recorded.replaced()
+    assert replaced is not None
+    assert str(replaced) == "pyxinetd on disk is now 2.0 (this daemon runs 1.0)"
+
+
+def test_an_added_module_is_a_replacement(tmp_path: Path) -> None:
+    folder = package(tmp_path)
+    recorded = Installation.read(str(folder), "1.0")
+    (folder / "config" / "fields.py").write_text("")
+    assert recorded.replaced() == Replacement("1.0", "1.0", "config/fields.py")
+
+
+def test_a_removed_package_is_named_so(tmp_path: Path) -> None:
+    folder = package(tmp_path)
+    recorded = Installation.read(str(folder), "1.0")
+    (folder / "__init__.py").unlink()
+    replaced = recorded.replaced()
+    assert replaced == Replacement("1.0", None, "__init__.py")
+    assert str(replaced) == "pyxinetd 1.0 is no longer installed (__init__.py is missing)"
