@@ -7,6 +7,8 @@ default one is dropped by the kernel, and a `docker stop` arriving then was lost
 """
 
 import os
+import signal
+import sys
 
 # Written without building anything: there may be no memory left for it.
 _OUT_OF_MEMORY = (b"pyxinetd: out of memory (is the address space limit, ulimit -v, "
@@ -29,6 +31,11 @@ def main() -> None:
         # Under a small address space limit (an appliance's ulimit -v) the imports or
         # the configuration run out of memory: one line, not a traceback.
         _out_of_memory()
+    except KeyboardInterrupt:
+        # A Ctrl-C while the daemon starts (outside process 1, SIGINT keeps its default
+        # action until the handlers are installed): end as that default action ends a
+        # process, killed by SIGINT, without Python's traceback of wherever it landed.
+        _die_of(signal.SIGINT)
     except ImportError as err:
         if not _no_room_to_map(err):
             raise
@@ -40,7 +47,15 @@ def _out_of_memory() -> None:
         os.write(2, _OUT_OF_MEMORY)
     except OSError:
         pass
-    raise SystemExit(1) from None
+    # `pyxinetd check` says 2 when it could not check at all (1 means it found errors).
+    raise SystemExit(2 if sys.argv[1:2] == ["check"] else 1) from None
+
+
+def _die_of(signum: signal.Signals) -> None:
+    signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+    os.kill(os.getpid(), signum)
+    raise SystemExit(128 + signum)   # not reached unless the signal is blocked elsewhere
 
 
 def _no_room_to_map(err: ImportError) -> bool:

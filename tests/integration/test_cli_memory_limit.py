@@ -1,5 +1,6 @@
 """Under an address space limit too small for it (an appliance's ulimit -v), pyxinetd
-says so in one line and exits 1, instead of a MemoryError traceback.
+says so in one line and exits (`check`: 2, it could not check), instead of a MemoryError
+traceback.
 
 How much memory the interpreter and pyxinetd's imports need depends on the machine, so
 the test runs `pyxinetd check` under a range of limits, from too small for Python to
@@ -45,7 +46,7 @@ def test_running_out_of_memory_is_one_line_not_a_traceback() -> None:
         if "MemoryError" in done.stderr and IN_MAIN.search(done.stderr):
             raise AssertionError(f"a traceback under {mib} MiB: {done.stderr}")
         if OUT_OF_MEMORY in done.stderr:
-            assert done.returncode == 1, done
+            assert done.returncode == 2, done
             assert done.stderr.splitlines()[-1] == OUT_OF_MEMORY, done.stderr
             said.append(mib)
     else:
@@ -76,7 +77,7 @@ def test_just_short_of_the_memory_the_check_needs_is_still_one_line() -> None:
             # (`error return without exception set`): not pyxinetd's to turn into a line.
             continue
         assert done.stderr == OUT_OF_MEMORY + "\n", f"under {kib} KiB: {done.stderr}"
-        assert done.returncode == 1, done
+        assert done.returncode == 2, done
         said += 1
     if not said:
         pytest.skip("no limit just short of enough ran out of memory in pyxinetd's code here")

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.daemon import free_port, read_pid
+from tests.daemon import children_of, free_port, read_pid, wait_until
 
 ATTEMPTS = 6
 
@@ -81,3 +81,28 @@ def test_sigterm_as_soon_as_the_pidfile_names_the_daemon_exits_cleanly(
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+
+
+def test_ctrl_c_while_the_configuration_loads_ends_the_daemon_without_a_traceback(
+        tmp_path: Path) -> None:
+    """Outside process 1, SIGINT keeps its default action until the handlers are
+    installed: a Ctrl-C then ends the starting daemon, killed by SIGINT as a C program
+    would be, not with Python's KeyboardInterrupt traceback. The main file is a FIFO
+    nobody writes, so the load waits in it (its loader child blocked opening it) until
+    the signal comes."""
+    fifo = tmp_path / "xinetd.conf"
+    os.mkfifo(fifo)
+    err = tmp_path / "stderr"
+    with open(err, "wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "pyxinetd", "-dontfork", "-f",
+                                 str(fifo)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=stderr,
+                                start_new_session=True)
+    try:
+        wait_until(lambda: children_of(proc.pid), 15, what="the loader child")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == -signal.SIGINT
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)     # the loader child, still blocked
+        proc.wait(10)
+    assert err.read_text() == ""
