@@ -6,6 +6,7 @@ default one is dropped by the kernel, and a `docker stop` arriving then was lost
 (pyxinetd.signals.hold_until_installed).
 """
 
+import codecs
 import os
 import signal
 import sys
@@ -15,7 +16,33 @@ _OUT_OF_MEMORY = (b"pyxinetd: out of memory (is the address space limit, ulimit 
                   b"too small?)\n")
 
 
+def in_utf8_mode() -> None:
+    """Exec the interpreter again in its UTF-8 mode (`-X utf8`) if the locale is not UTF-8.
+
+    Configuration files are read as UTF-8 with surrogate escapes, and the logs write
+    them back that way (pyxinetd.textbytes); file names, argv and the environment go
+    through the file system encoding, which the locale picks. Under a Latin-1 locale
+    the two disagree: a server path written in UTF-8 was looked up under other bytes
+    (not executable, service disabled), a `server_args` character outside Latin-1
+    stopped the service's listener (UnicodeEncodeError), and the log wrote a Latin-1
+    file name in UTF-8. xinetd passes all of them on as the bytes they are; in UTF-8
+    mode every one of them round-trips too. The C and POSIX locales need nothing: the
+    interpreter is then in UTF-8 mode already (PEP 538, PEP 540). Done before the
+    signals are held, so that the mask the daemon restores is the one it was started
+    with; the process keeps its pid. If the exec fails, the daemon runs on as it is.
+    """
+    if sys.flags.utf8_mode or codecs.lookup(sys.getfilesystemencoding()).name == "utf-8":
+        return
+    if not sys.executable or not sys.orig_argv:
+        return
+    try:
+        os.execv(sys.executable, [sys.executable, "-X", "utf8", *sys.orig_argv[1:]])
+    except OSError:
+        pass
+
+
 def main() -> None:
+    in_utf8_mode()
     try:
         from pyxinetd.signals import hold_until_installed
         hold_until_installed()

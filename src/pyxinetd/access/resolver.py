@@ -194,8 +194,11 @@ class Resolver:
                          f"({_dropped(message)})")
             return False
         try:
+            # In UTF-8 mode, as the daemon (pyxinetd.__main__.in_utf8_mode): a host
+            # name that is not UTF-8 comes back as the bytes it was, whatever the locale.
             self.pid = os.posix_spawn(
-                sys.executable, [sys.executable, "-m", "pyxinetd.access.resolver"],
+                sys.executable,
+                [sys.executable, "-X", "utf8", "-m", "pyxinetd.access.resolver"],
                 dict(os.environ),
                 file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), 0)],
                 setsigmask=(), setsigdef=(2, 15, 1, 13))

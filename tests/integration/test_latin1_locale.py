@@ -1,0 +1,79 @@
+"""The daemon started in a locale that is not UTF-8 (ISO-8859-1, built with localedef
+into the test's folder and found through LOCPATH): configuration bytes, file names,
+argv and the environment still go out as the bytes they are, as xinetd passes them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import DaemonFactory, free_port, wait_until
+
+LOCALE = "en_US.ISO-8859-1"
+
+
+@pytest.fixture(scope="module")
+def latin1_locale(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """`env` settings that start a command in an ISO-8859-1 locale."""
+    if shutil.which("localedef") is None or not Path("/usr/share/i18n/locales/en_US").exists():
+        pytest.skip("localedef or the en_US locale source is not installed")
+    folder = tmp_path_factory.mktemp("locales")
+    built = subprocess.run(["localedef", "-i", "en_US", "-f", "ISO-8859-1",
+                            str(folder / LOCALE)], capture_output=True)
+    if not (folder / LOCALE).is_dir():
+        pytest.skip(f"localedef failed: {built.stderr.decode(errors='replace')}")
+    return ["env", "-u", "LANG", "-u", "LC_CTYPE", f"LOCPATH={folder}", f"LC_ALL={LOCALE}"]
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    data = b""
+    for _ in range(1000):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_utf8_server_path_arguments_and_env_reach_the_server_under_a_latin1_locale(
+        daemons: DaemonFactory, tmp_path: Path, latin1_locale: list[str]) -> None:
+    # A server path in UTF-8 was looked up under its Latin-1 encoding (service
+    # disabled), and a character outside Latin-1 in server_args or env stopped the
+    # listener with a UnicodeEncodeError.
+    server = tmp_path / "c\u00e4t\u20ac"
+    shutil.copy("/bin/cat", server)
+    service_log = tmp_path / "svc\u20ac.log"
+    port = free_port()
+    daemon = daemons.start_config(
+        "service cat\n{\n"
+        f"  type = UNLISTED\n  port = {port}\n  socket_type = stream\n  wait = no\n"
+        "  user = root\n  bind = 127.0.0.1\n"
+        f"  server = {server}\n"
+        "  server_args = /proc/self/cmdline /proc/self/environ\n"
+        "  env = EURO=\u20ac\u00e9\n"
+        f"  log_type = FILE {service_log}\n  log_on_success = PID\n}}\n",
+        wrapper=latin1_locale)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        received = read_to_end(client)
+    assert received.startswith(b"c\xc3\xa4t\xe2\x82\xac\0/proc/self/cmdline\0/proc/self/environ\0")
+    assert b"\0EURO=\xe2\x82\xac\xc3\xa9\0" in received
+    wait_until(lambda: service_log.exists() and b"START: cat" in service_log.read_bytes(),
+               what="the START line in the service log named in UTF-8")
+    assert "not executable" not in daemon.log()
+
+
+def test_latin1_file_name_is_logged_as_its_bytes_under_a_latin1_locale(
+        daemons: DaemonFactory, tmp_path: Path, latin1_locale: list[str]) -> None:
+    # The name was decoded as Latin-1 and written back in UTF-8 (`caf\xc3\xa9`), the
+    # name of no file.
+    folder = tmp_path / "included"
+    folder.mkdir()
+    (folder / "caf\udce9").write_bytes(b"bogus line\n")
+    daemon = daemons.start_config(f"includedir {folder}\n", wrapper=latin1_locale)
+    log = daemon.log_path.read_bytes()
+    assert b"[file=" + bytes(folder) + b"/caf\xe9] [line=1]" in log
