@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pyxinetd.config.diagnostics import Diagnostic, DiagnosticSink, Severity
 from pyxinetd.config.inetdconf import entry_lines, inetd_lines, parse_inetd_lines
 from pyxinetd.config.inetdentry import InetdEntry, unwrap_tcpd
+from pyxinetd.textbytes import quoted
 
 
 _BLANKS = " \t"
@@ -155,7 +156,7 @@ def service_block(entry: InetdEntry, daemon_dir: str | None, sink: DiagnosticSin
             server, argv = unwrapped
         elif os.path.basename(server) == "tcpd" and argv:
             sink.warning(entry.file, entry.line, (
-                f"service {entry.name}: tcpd runs {argv[0]!r} from its own daemon folder; "
+                f"service {entry.name}: tcpd runs {quoted(argv[0])} from its own daemon folder; "
                 "kept behind tcpd (give --daemon-dir DIR to run the daemon directly)"))
         lines.append(_line("server", server))
         named = bool(argv) and argv[0] != os.path.basename(server)
@@ -165,7 +166,7 @@ def service_block(entry: InetdEntry, daemon_dir: str | None, sink: DiagnosticSin
         if comment:
             # inetd passes them on; in an xinetd file they would start a comment.
             sink.warning(entry.file, entry.line, (
-                f"service {entry.name}: arguments {' '.join(comment)!r} not written: a "
+                f"service {entry.name}: arguments {quoted(' '.join(comment))} not written: a "
                 "word starting with '#' after the first value of server_args starts a "
                 "comment in an xinetd file (-inetd_compat passes them to the server)"))
             lines.append(f"\t# inetd.conf line {entry.line} also passes: {' '.join(comment)}")

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from pyxinetd.master import MasterOptions
+from pyxinetd.textbytes import quoted
 
 _NUMBER = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+")
 _ULONG_MAX = 2**64 - 1
@@ -61,7 +62,7 @@ def parse_serving_args(args: Sequence[str]) -> tuple[MasterOptions, list[str], l
     while i < len(args):
         word = args[i]
         if not word.startswith("-") or word == "-":
-            raise UsageError(f"unexpected argument {word!r}")
+            raise UsageError(f"unexpected argument {quoted(word)}")
         spec = _OPTIONS.get(word)
         if spec is None:
             warnings.append(f"pyxinetd: ignoring unknown option {word}")
@@ -85,11 +86,11 @@ def parse_serving_args(args: Sequence[str]) -> tuple[MasterOptions, list[str], l
             # As xinetd's strtol with an end check: leading white space and a sign,
             # then ASCII digits only (Python's int() would also take `1_0` or `5 `).
             if _NUMBER.fullmatch(raw) is None or int(raw) < 0:
-                raise UsageError(f"option {word}: bad number {raw!r}")
+                raise UsageError(f"option {word}: bad number {quoted(raw)}")
             # xinetd reads -limit and -logprocs with strtoul: beyond an unsigned long
             # it reports ERANGE and prints the usage (-cc, an int there, is taken as is).
             if word != "-cc" and int(raw) > _ULONG_MAX:
-                raise UsageError(f"option {word}: number out of range {raw!r}")
+                raise UsageError(f"option {word}: number out of range {quoted(raw)}")
             value = int(raw)
         if name is not None:
             values[name] = value

@@ -9,6 +9,8 @@ log line would then name a file that does not exist.
 
 from __future__ import annotations
 
+import re
+
 
 def as_written(text: str) -> bytes:
     """UTF-8, with every surrogate escape turned back into its original byte.
@@ -20,3 +22,17 @@ def as_written(text: str) -> bytes:
         return text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         return text.encode("utf-8", "replace")
+
+
+# In repr() text a backslash of the original is always doubled, so a surrogate escape
+# is a `\udcNN` after an even number of backslashes.
+_ESCAPED_BYTE = re.compile(r"(?<!\\)((?:\\\\)*)\\udc([89a-f][0-9a-f])")
+
+
+def quoted(text: str) -> str:
+    """`text` quoted as repr() quotes it, a byte that is not UTF-8 shown as `\\xNN`.
+
+    repr() shows the surrogate escape of a Latin-1 `é` as `\\udce9`, which names no
+    character of the file; `\\xe9` is the byte the file holds.
+    """
+    return _ESCAPED_BYTE.sub(r"\1\\x\2", repr(text))

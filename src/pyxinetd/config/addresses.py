@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from pyxinetd.config.lookups import decimal, is_digits
 from pyxinetd.config.model import AddressEntry
+from pyxinetd.textbytes import quoted
 
 NetworkLookup = Callable[[str], "ipaddress.IPv4Network | None"]
 
@@ -101,7 +102,7 @@ def _cidr(token: str) -> tuple[AddressEntry | None, str | None]:
         bits = 2 ** 32 - bits if bits < 2 ** 32 else 2 ** 32 - 1
         remarks.append(f"a negative prefix length is read as xinetd reads it, as {bits}")
     if length.end() < len(bits_text):
-        remarks.append(f"{bits_text[length.end():]!r} after the prefix length is ignored, "
+        remarks.append(f"{quoted(bits_text[length.end():])} after the prefix length is ignored, "
                        "as xinetd ignores it")
     if ":" in address_text:
         try:

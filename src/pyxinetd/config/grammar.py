@@ -27,6 +27,7 @@ from pyxinetd.config.linesyntax import (
     shown_name,
 )
 from pyxinetd.config.rawentries import IncludeKind, RawAttribute, RawEntry, RawInclude, RawItem
+from pyxinetd.textbytes import quoted
 
 
 class _State(enum.Enum):
@@ -92,7 +93,7 @@ class _FileParser:
         if not kept.strip(SPACES).startswith("#"):
             self.sink.warning(self.file, number, (
                 f"NUL byte at column {cut + 1}: the rest of the line is ignored, as "
-                f"xinetd does (read as {kept.strip(SPACES)!r})"))
+                f"xinetd does (read as {quoted(kept.strip(SPACES))})"))
         return kept
 
     def _long_line(self, line: str, number: int) -> None:
@@ -129,7 +130,7 @@ class _FileParser:
                 return
             self.sink.error(self.file, number, (
                 "missing service keyword (expected 'service NAME', 'defaults', 'include FILE' "
-                f"or 'includedir DIR', found {first_word(stripped)!r}; lines up to the next "
+                f"or 'includedir DIR', found {quoted(first_word(stripped))}; lines up to the next "
                 "lone '}' are skipped)"))
             self.state = _State.SKIP
             return
@@ -160,7 +161,8 @@ class _FileParser:
         if extra:
             hint = (" ('{' must be on a line of its own)" if "{" in extra else "")
             self.sink.warning(self.file, number,
-                              f"extra words after {keyword} {name!r} ignored: {' '.join(extra)}{hint}")
+                              f"extra words after {keyword} {quoted(name)} ignored: "
+                              f"{' '.join(extra)}{hint}")
         self.entry = entry
         self.state = _State.OPEN
 
@@ -241,7 +243,7 @@ class _FileParser:
             self.state = _State.TOP
             return
         self.sink.error(self.file, number, (
-            f"missing service keyword (found {first_word(stripped)!r} after the syntax "
+            f"missing service keyword (found {quoted(first_word(stripped))} after the syntax "
             "error that ended the defaults entry; lines up to the next lone '}' are "
             "skipped)"))
         self.state = _State.SKIP
@@ -261,13 +263,14 @@ class _FileParser:
         col = len(line) - len(line.lstrip(SPACES)) + 1
         if not tokens.name:
             self._break(entry, number, f"Attribute  needs a space before operator (attribute "
-                                       f"name missing before operator {tokens.op or '='!r}",
+                                       f"name missing before operator {quoted(tokens.op or '=')}",
                         col, close=True)
             return
         if tokens.op is None:
             if tokens.values:
                 problem = (f"Bad operator for attribute: {tokens.name} (expected '=', '+=' or "
-                           f"'-=' after {shown_name(tokens.name)}, found {tokens.values[0]!r}")
+                           f"'-=' after {shown_name(tokens.name)}, "
+                           f"found {quoted(tokens.values[0])}")
             else:
                 words = "Nothing after attribute: {}"
                 if self.lines[number - 1][-1:] not in SPACES:
@@ -285,7 +288,7 @@ class _FileParser:
             self._break(entry, number,
                         # xinetd's name runs up to the '=': `instances+=` is `instances+`.
                         f"Attribute {tokens.name}{tokens.op[:-1]} needs a space before "
-                        f"operator ({tokens.op!r} "
+                        f"operator ({quoted(tokens.op)} "
                         f"right after {shown_name(tokens.name)}",
                         col + len(tokens.name), close=True)
             return
@@ -294,7 +297,7 @@ class _FileParser:
             if value.startswith("#") and (index > 0 or value == "#"):
                 self.sink.warning(self.file, number, (
                     f"inline comment after the value of {tokens.name} ignored: "
-                    f"{' '.join(values[index:])!r} (xinetd has no inline comments and would "
+                    f"{quoted(' '.join(values[index:]))} (xinetd has no inline comments and would "
                     "read those words as values)"), line.find(value, col) + 1)
                 values = values[:index]
                 break

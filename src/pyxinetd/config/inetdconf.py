@@ -27,6 +27,7 @@ from pyxinetd.config.inetdentry import SOCKET_TYPES, InetdEntry, InetdParser, co
 from pyxinetd.config.linesyntax import XINETD_LINE_BYTES
 from pyxinetd.config.model import DroppedEntry
 from pyxinetd.config.rawentries import RawAttribute
+from pyxinetd.textbytes import quoted
 
 
 def continues(line: str) -> bool:
@@ -69,7 +70,7 @@ def inetd_lines(text: str, file: str, sink: DiagnosticSink) -> list[str]:
             if not kept.startswith("#"):
                 sink.warning(file, number, (
                     f"NUL byte at column {cut + 1}: the rest of the line is ignored, as "
-                    f"xinetd does (read as {kept!r})"))
+                    f"xinetd does (read as {quoted(kept)})"))
         if len(line) >= XINETD_LINE_BYTES // 4 and not line.lstrip(" \t").startswith("#"):
             size = len(line.encode("utf-8", "surrogateescape"))
             if size >= XINETD_LINE_BYTES:

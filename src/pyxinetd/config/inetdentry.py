@@ -20,6 +20,7 @@ from typing import Literal
 
 from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.lookups import decimal, is_digits
+from pyxinetd.textbytes import quoted
 
 Family = Literal["any", "ipv4", "ipv6"]
 
@@ -172,8 +173,8 @@ class InetdParser:
         base, _, options = text.partition(",")
         if options:
             self.sink.warning(self.file, number, (
-                f"socket options {options!r} ignored (pyxinetd sets no buffer sizes; xinetd "
-                f"2.3.15.3 rejects the protocol {text!r})"), col)
+                f"socket options {quoted(options)} ignored (pyxinetd sets no buffer sizes; xinetd "
+                f"2.3.15.3 rejects the protocol {quoted(text)})"), col)
         rpc = base.startswith("rpc/")
         if rpc:
             base = base[4:]
@@ -202,7 +203,7 @@ class InetdParser:
             kind = "TCPMUXPLUS" if rest.startswith("+") else "TCPMUX"
             return rest.lstrip("+"), None, kind
         raise _Skip(self._skip(number, col, (
-            f"service name {text!r}: a '/' is only allowed for RPC services (protocol "
+            f"service name {quoted(text)}: a '/' is only allowed for RPC services (protocol "
             "rpc/tcp or rpc/udp) and tcpmux/NAME")))
 
     def _wait(self, text: str, number: int, col: int | None
@@ -210,7 +211,7 @@ class InetdParser:
         m = _WAIT_RE.fullmatch(text.lower())
         if m is None:
             raise _Skip(self._skip(number, col, (
-                f"bad value for wait: {text!r}: expected wait or nowait, optionally with .N "
+                f"bad value for wait: {quoted(text)}: expected wait or nowait, optionally with .N "
                 "or /A/B/C")))
         wait = m.group(1) == "wait"
         cps = instances = per_source = None
@@ -237,7 +238,7 @@ class InetdParser:
         user, slash, login_class = text.partition("/")
         if slash:
             self.sink.warning(self.file, number, (
-                f"login class {login_class!r} ignored (pyxinetd has no login classes)"), col)
+                f"login class {quoted(login_class)} ignored (pyxinetd has no login classes)"), col)
         if ":" in user:
             name, separator, group = user.partition(":")
         elif "." in user and not is_digits(user):
@@ -246,11 +247,11 @@ class InetdParser:
         else:
             name, separator, group = user, "", ""
         if not name:
-            raise _Skip(self._skip(number, col, f"no user name in {text!r}"))
+            raise _Skip(self._skip(number, col, f"no user name in {quoted(text)}"))
         if separator and not group:
             # xinetd: `Unknown group: ` and no service; not the user's own group.
             raise _Skip(self._skip(number, col, (
-                f"no group name after {name + separator!r}: write {name!r} for the "
+                f"no group name after {quoted(name + separator)}: write {quoted(name)} for the "
                 "user's own group")))
         # Every inetd (OpenBSD, FreeBSD, NetBSD, netkit, GNU) looks both up by name only
         # (getpwnam, getgrnam) and ignores the service, as xinetd -inetd_compat does
@@ -258,7 +259,8 @@ class InetdParser:
         for kind, value in (("user", name), ("group", group)):
             if is_digits(value):
                 raise _Skip(self._skip(number, col, (
-                    f"{kind} {value!r} is a number: inetd.conf takes {kind} names only (inetd "
+                    f"{kind} {quoted(value)} is a number: inetd.conf takes {kind} names "
+                    "only (inetd "
                     f"and xinetd look the name up and ignore the entry){_named(kind, value)}")))
         return name, group or None
 
@@ -274,7 +276,7 @@ def _named(kind: str, number: str) -> str:
                 else grp.getgrgid(int(number)).gr_name)
     except (KeyError, OverflowError):
         return ""
-    return f"; write {name!r}"
+    return f"; write {quoted(name)}"
 
 
 class _Skip(Exception):

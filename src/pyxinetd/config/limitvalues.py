@@ -16,6 +16,7 @@ from pyxinetd.config.model import TimeWindow
 from pyxinetd.config.values import (
     INT_MAX, LONG_MAX, ValueContext, ValueProblem, Values, byte_size, uint,
 )
+from pyxinetd.textbytes import quoted
 
 
 def _rlimit(values: Values, suffixes: bool, words: str | None = None) -> int | None:
@@ -46,11 +47,12 @@ def _clock(text: str, interval: str) -> int:
     hours, colon, minutes = text.partition(":")
     hour, minute = decimal(hours), decimal(minutes)
     if not colon or hour is None or minute is None:
-        raise ValueProblem("incorrect time interval", f"{interval!r}: expected H:MM-H:MM")
+        raise ValueProblem("incorrect time interval", f"{quoted(interval)}: expected H:MM-H:MM")
     if hour == 24 and minute == 0:
         return 24 * 60
     if hour > 23 or minute > 59:
-        raise ValueProblem("invalid time interval", f"{interval!r}: hours 0-23, minutes 0-59")
+        raise ValueProblem("invalid time interval",
+                           f"{quoted(interval)}: hours 0-23, minutes 0-59")
     return hour * 60 + minute
 
 
@@ -61,11 +63,11 @@ def parse_access_times(values: Values, ctx: ValueContext) -> tuple[TimeWindow, .
     for interval in values:
         start_text, dash, end_text = interval.partition("-")
         if not dash:
-            raise ValueProblem("incorrect time interval", f"{interval!r}: expected H:MM-H:MM")
+            raise ValueProblem("incorrect time interval", f"{quoted(interval)}: expected H:MM-H:MM")
         start, end = _clock(start_text, interval), _clock(end_text, interval)
         if start == 24 * 60:
             raise ValueProblem("invalid time interval",
-                               f"{interval!r}: 24:00 can only end an interval")
+                               f"{quoted(interval)}: 24:00 can only end an interval")
         if end == 24 * 60:
             ctx.remark(f"{interval}: 24:00 taken as the end of the day (xinetd 2.3.15.3 rejects "
                        "it and disables the service)")
@@ -106,13 +108,13 @@ def parse_max_load(values: Values, ctx: ValueContext) -> float:
     leading = _LEADING_NUMBER.match(word)
     if leading is not None and float(leading.group(1)) == 0:
         raise ValueProblem("error parsing max_load argument",
-                           f"{word!r}: expected a number greater than 0")
+                           f"{quoted(word)}: expected a number greater than 0")
     if leading is None:
         raise ValueProblem("error reading max_load argument",
-                           f"{word!r}: expected a number greater than 0")
+                           f"{quoted(word)}: expected a number greater than 0")
     if not load > 0 or load != load or load == float("inf"):
         # xinetd takes these (docs/compatibility.md): no words of its own.
-        raise ValueProblem(f"bad max_load {word!r}: expected a number greater than 0")
+        raise ValueProblem(f"bad max_load {quoted(word)}: expected a number greater than 0")
     return load
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import pyparsing as pp
 
 from pyxinetd.config.rawentries import RawAttribute
+from pyxinetd.textbytes import quoted
 
 # Tokens are separated by blanks and tabs only (any other byte, \r included, stays in
 # the token), exactly as xinetd splits its lines.
@@ -125,7 +126,7 @@ def first_word(stripped: str) -> str:
 
 def shown_name(name: str) -> str:
     """A name as a message shows it: quoted when it holds invisible characters."""
-    return name if name.isprintable() else repr(name)
+    return name if name.isprintable() else quoted(name)
 
 
 def disable_value(raw: RawAttribute) -> str | None:

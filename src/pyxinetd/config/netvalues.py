@@ -14,6 +14,7 @@ from pyxinetd.config.addresses import AddressError, parse_address
 from pyxinetd.config.lookups import is_digits
 from pyxinetd.config.model import AddressEntry
 from pyxinetd.config.values import ValueContext, ValueProblem, Values, unsigned
+from pyxinetd.textbytes import quoted
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,12 @@ def parse_redirect(values: Values, ctx: ValueContext) -> tuple[str, int]:
         if not 0 < port <= 65535:
             raise ValueProblem("port number too large" if port > 65535 else
                                "port number invalid",
-                               f"redirect port {port_text!r}: expected 1-65535")
+                               f"redirect port {quoted(port_text)}: expected 1-65535")
     else:
         found = ctx.lookups.service_port(port_text, "tcp")
         if found is None:
             raise ValueProblem("port number invalid",
-                               f"redirect port {port_text!r}: expected a number or a tcp "
+                               f"redirect port {quoted(port_text)}: expected a number or a tcp "
                                "service name from /etc/services")
         port = found
     return _resolve_one(host, "redirect host", "bad address"), port
@@ -59,7 +60,7 @@ def parse_redirect_source(values: Values, ctx: ValueContext) -> str:
     try:
         return str(ipaddress.ip_address(values[0]))
     except ValueError:
-        raise ValueProblem(f"bad redirect_source {values[0]!r}: expected a numeric IPv4 or "
+        raise ValueProblem(f"bad redirect_source {quoted(values[0])}: expected a numeric IPv4 or "
                            "IPv6 address") from None
 
 
@@ -75,11 +76,11 @@ def _resolve_one(host: str, what: str, words: str | None = None) -> str:
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (OSError, ValueError) as exc:
-        problem = f"{what} {host!r} does not resolve: {exc}"
+        problem = f"{what} {quoted(host)} does not resolve: {exc}"
         raise (ValueProblem(problem) if words is None else ValueProblem(words, problem)) from None
     usable = [info for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
     if not usable:
-        problem = f"{what} {host!r} does not resolve"
+        problem = f"{what} {quoted(host)} does not resolve"
         raise ValueProblem(problem) if words is None else ValueProblem(words, problem)
     chosen = next((info for info in usable if info[0] == socket.AF_INET), usable[0])
     return str(chosen[4][0])
@@ -93,13 +94,13 @@ def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
         try:
             infos = socket.getaddrinfo(text, None, socket.AF_INET, flags=socket.AI_NUMERICHOST)
         except (OSError, ValueError):
-            raise ValueProblem(f"bad bind address {text!r}: expected an IPv4 address") from None
+            raise ValueProblem(f"bad bind address {quoted(text)}: expected an IPv4 address") from None
         return BindSpec(text, ((socket.AF_INET, str(infos[0][4][0])),))
     if ":" in text:
         try:
             parsed = ipaddress.IPv6Address(text)
         except ValueError:
-            raise ValueProblem(f"bad bind address {text!r}: expected an IPv6 address") from None
+            raise ValueProblem(f"bad bind address {quoted(text)}: expected an IPv6 address") from None
         # inet_ntop's form, as xinetd writes addresses (`::ffff:127.0.0.1`, which
         # Python 3.11's ipaddress would print `::ffff:7f00:1`).
         address = socket.inet_ntop(socket.AF_INET6, parsed.packed)
@@ -115,13 +116,13 @@ def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
             try:
                 socket.getaddrinfo(text, None, socket.AF_INET6, flags=socket.AI_NUMERICHOST)
             except (OSError, ValueError):
-                raise ValueProblem(f"bad bind address {text!r}: no interface "
-                                   f"{text.split('%', 1)[1]!r} for its zone") from None
+                raise ValueProblem(f"bad bind address {quoted(text)}: no interface "
+                                   f"{quoted(text.split('%', 1)[1])} for its zone") from None
         return BindSpec(text, ((socket.AF_INET6, address),))
     try:
         infos = socket.getaddrinfo(text, None, type=socket.SOCK_STREAM)
     except (OSError, ValueError) as exc:
-        raise ValueProblem("bad address", f"bind host {text!r} does not resolve: {exc}") \
+        raise ValueProblem("bad address", f"bind host {quoted(text)} does not resolve: {exc}") \
             from None
     candidates: list[tuple[int, str]] = []
     for family, _, _, _, sockaddr in infos:
@@ -130,7 +131,7 @@ def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
             if pair not in candidates:
                 candidates.append(pair)
     if not candidates:
-        raise ValueProblem(f"bind host {text!r} has no IPv4 or IPv6 address")
+        raise ValueProblem(f"bind host {quoted(text)} has no IPv4 or IPv6 address")
     return BindSpec(text, tuple(candidates))
 
 

@@ -25,6 +25,7 @@ from pyxinetd.config.diagnostics import did_you_mean
 from pyxinetd.config.lookups import Lookups, UserInfo
 from pyxinetd.config.lookups import decimal
 from pyxinetd.config.model import SERVICE_FLAGS, SERVICE_TYPES, SocketType
+from pyxinetd.textbytes import quoted
 
 Values = tuple[str, ...]
 
@@ -115,7 +116,7 @@ def one_of(word: str, allowed: Iterable[str], what: str, words: str | None = Non
     expected = f"expected {choices(pool)}{did_you_mean(word, pool)}"
     if words is not None:
         raise ValueProblem(words, expected)
-    raise ValueProblem(f"bad {what} {word!r}: {expected}")
+    raise ValueProblem(f"bad {what} {quoted(word)}: {expected}")
 
 
 def unsigned(word: str) -> int | None:
@@ -136,8 +137,8 @@ def uint(word: str, what: str, maximum: int | None = None, words: str | None = N
     else:
         return value
     if words is None:
-        raise ValueProblem(f"bad {what} {word!r}: {expected}")
-    raise ValueProblem(words, expected if word in words else f"{word!r}: {expected}")
+        raise ValueProblem(f"bad {what} {quoted(word)}: {expected}")
+    raise ValueProblem(words, expected if word in words else f"{quoted(word)}: {expected}")
 
 
 def parse_yes_no(values: Values, ctx: ValueContext) -> bool:
@@ -194,11 +195,11 @@ def parse_rpc_version(values: Values, ctx: ValueContext) -> tuple[int, int]:
     last = uint(high, "rpc_version", U32_MAX, f"bad version range: {low}") if dash else first
     if first > last:
         raise ValueProblem(f"bad version range: {first}",
-                           f"{values[0]!r}: expected N or N-M with N <= M")
+                           f"{quoted(values[0])}: expected N or N-M with N <= M")
     if last - first >= MAX_RPC_VERSIONS:
         # Each version is registered with the portmapper, one call each (xinetd sleeps a
         # second per version at start): a range of millions is a typo, never a service.
-        raise ValueProblem(f"bad version range {values[0]!r}: at most {MAX_RPC_VERSIONS} "
+        raise ValueProblem(f"bad version range {quoted(values[0])}: at most {MAX_RPC_VERSIONS} "
                            "versions")
     return first, last
 
@@ -225,7 +226,7 @@ def parse_stderr(values: Values, ctx: ValueContext) -> str:
     client (appended to; /dev/null to discard)."""
     path = values[0]
     if not path.startswith("/"):
-        raise ValueProblem(f"stderr needs an absolute file name, not {path!r}")
+        raise ValueProblem(f"stderr needs an absolute file name, not {quoted(path)}")
     return path
 
 
@@ -260,7 +261,7 @@ def parse_umask(values: Values, ctx: ValueContext) -> int:
     digits = bare[1:] if bare[:1] == "+" else bare
     if not digits or any(c not in "01234567" for c in digits) or int(digits, 8) > 0o777:
         raise ValueProblem("umask argument is invalid.",
-                           f"{word!r}: expected an octal number 0-777")
+                           f"{quoted(word)}: expected an octal number 0-777")
     return int(digits, 8)
 
 
@@ -281,7 +282,7 @@ def parse_env(values: Values, ctx: ValueContext) -> Values:
             raise ValueProblem(f"{value} has no '='", "expected NAME=value")
         if value.startswith("="):
             # xinetd accepts it; no server could read a variable without a name.
-            ctx.remark(f"env string {value!r} has no variable name before '='; it is not "
+            ctx.remark(f"env string {quoted(value)} has no variable name before '='; it is not "
                        "passed to the server")
     return values
 
@@ -305,11 +306,11 @@ def byte_size(word: str, what: str, suffixes: bool = True, words: str | None = N
         expected = "a number with an optional k or m suffix" if suffixes else "a number"
         if words is not None:
             raise ValueProblem(words, f"expected {expected}")
-        raise ValueProblem(f"{what} {word!r} is invalid: expected {expected}")
+        raise ValueProblem(f"{what} {quoted(word)} is invalid: expected {expected}")
     if value * multiplier > ULONG_MAX:
         if words is not None:
             raise ValueProblem(words, f"more than {ULONG_MAX}")
-        raise ValueProblem(f"{what} {word!r} is invalid: more than {ULONG_MAX}")
+        raise ValueProblem(f"{what} {quoted(word)} is invalid: more than {ULONG_MAX}")
     return value * multiplier
 
 

@@ -1,6 +1,7 @@
-"""The daemon started in a locale that is not UTF-8 (ISO-8859-1, built with localedef
-into the test's folder and found through LOCPATH): configuration bytes, file names,
-argv and the environment still go out as the bytes they are, as xinetd passes them.
+"""Bytes that are not UTF-8, in configuration files, file names, argv and the environment:
+they go out as the bytes they are, as xinetd passes them, also when the daemon is started
+in a locale that is not UTF-8 (ISO-8859-1, built with localedef into the test's folder
+and found through LOCPATH), and messages show them as `\\xNN`.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,15 @@ def test_latin1_file_name_is_logged_as_its_bytes_under_a_latin1_locale(
     daemon = daemons.start_config(f"includedir {folder}\n", wrapper=latin1_locale)
     log = daemon.log_path.read_bytes()
     assert b"[file=" + bytes(folder) + b"/caf\xe9] [line=1]" in log
+
+
+def test_check_names_a_byte_that_is_not_utf8_by_its_hex_value(tmp_path: Path) -> None:
+    # repr() showed the surrogate escape, `'bogus\udce9'`: no character of the file.
+    conf = tmp_path / "latin1.conf"
+    conf.write_bytes(b"service probe\n{\n  bogus\xe9 = 1\n}\n\xe9\xe9 junk\n")
+    checked = subprocess.run([sys.executable, "-m", "pyxinetd", "check", "-f", str(conf)],
+                             capture_output=True)
+    out = checked.stdout + checked.stderr
+    assert f"{conf}:3: warning: bad service attribute: 'bogus\\xe9'".encode() in out
+    assert b"found '\\xe9\\xe9'" in out
+    assert b"udc" not in out
