@@ -26,6 +26,7 @@ from pyxinetd.servicelog import (
 )
 from pyxinetd.loop import Loop
 from pyxinetd.service import ServiceRuntime, State
+from pyxinetd.textbytes import as_written
 
 # Builtins xinetd forks (they log EXIT when they end); the others never do.
 FORKING_BUILTINS = frozenset({"echo", "discard", "chargen", "tcpmux"})
@@ -123,10 +124,12 @@ class Sessions:
         self.program.error("banner", text)
 
     def _tcpmux_lookup(self, name: str) -> ServiceConfig | None:
-        wanted = name.lower()
+        # Compared as bytes, ignoring the case of ASCII letters only: xinetd's
+        # strcasecmp() in the C locale (`CAF\xc9` is not `caf\xe9`, nor `\u212a` `k`).
+        wanted = as_written(name).lower()
         for rt in self._services():
             svc = rt.config
-            if svc.is_tcpmux_client and svc.name.lower() == wanted \
+            if svc.is_tcpmux_client and as_written(svc.name).lower() == wanted \
                     and rt.state is State.ACTIVE:
                 return svc
         return None

@@ -91,3 +91,31 @@ def test_check_names_a_byte_that_is_not_utf8_by_its_hex_value(tmp_path: Path) ->
     assert f"{conf}:3: warning: bad service attribute: 'bogus\\xe9'".encode() in out
     assert b"found '\\xe9\\xe9'" in out
     assert b"udc" not in out
+
+
+def tcpmux_ask(port: int, line: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(line + b"\r\n")
+        return read_to_end(client)
+
+
+def test_tcpmux_finds_and_lists_service_names_by_their_bytes(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # The client's name was decoded as Latin-1 and the configuration's as UTF-8: no
+    # non-ASCII name was ever found, and `help` listed `caf?`. xinetd compares bytes,
+    # ignoring the case of ASCII letters only.
+    port = free_port()
+    services = tmp_path / "mux.conf"
+    services.write_bytes(
+        b"service tcpmux\n{\n  type = INTERNAL UNLISTED\n  protocol = tcp\n"
+        b"  socket_type = stream\n  wait = no\n  user = root\n  bind = 127.0.0.1\n"
+        b"  port = %d\n}\n" % port
+        + b"".join(b"service %s\n{\n  type = UNLISTED TCPMUX\n  protocol = tcp\n"
+                   b"  socket_type = stream\n  wait = no\n  user = root\n"
+                   b"  server = /bin/echo\n  server_args = %s\n}\n" % (name, answer)
+                   for name, answer in ((b"caf\xe9", b"latin1"), (b"t\xc3\xa9", b"utf8"))))
+    daemons.start_config(f"include {services}\n")
+    assert tcpmux_ask(port, b"caf\xe9") == b"latin1\n"
+    assert tcpmux_ask(port, b"T\xc3\xa9") == b"utf8\n"
+    assert tcpmux_ask(port, b"CAF\xc9") == b"-Service name not found\r\n"
+    assert tcpmux_ask(port, b"help") == b"caf\xe9\r\nt\xc3\xa9\r\n"

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.internal.session import OnClose, Peer, discard_input
 from pyxinetd.loop import READ, WRITE, Loop
+from pyxinetd.textbytes import as_written
 from pyxinetd.timers import Timer
 
 MAX_LINE = 1024
@@ -124,13 +125,15 @@ class TcpmuxSession:
             # MAX_LINE bytes, which in one segment would have been closed above.
             self.close()
             return
-        name = line[:-2].decode("latin-1")
+        # Decoded as the configuration is (UTF-8, other bytes as surrogate escapes),
+        # so that a name matches the service whose name has its bytes, whatever the
+        # encoding; the listing gives each name back as those bytes.
+        name = line[:-2].decode("utf-8", "surrogateescape")
         service = self._lookup(name)
         if service is not None:
             self._start(service)
         elif name.lower() == "help" and self._names is not None:
-            listing = "".join(f"{n}\r\n" for n in self._names())
-            self._answer(listing.encode("latin-1", "replace"))
+            self._answer(b"".join(as_written(n) + b"\r\n" for n in self._names()))
         else:
             self._answer(NOT_FOUND)
 
