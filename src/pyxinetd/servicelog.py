@@ -47,6 +47,7 @@ FIFO without a reader, or finds a new FIFO at its path).
 
 from __future__ import annotations
 
+import codecs
 import os
 import stat
 import time
@@ -135,12 +136,14 @@ MAX_ENTRY_BYTES = 1024
 
 
 def bounded_entry(entry: str) -> str:
-    """`entry` cut to its first MAX_ENTRY_BYTES bytes of UTF-8, as xinetd cuts it (a
-    character split by the cut is dropped)."""
-    data = entry.encode(errors="replace")
+    """`entry` cut to its first MAX_ENTRY_BYTES bytes as written, as xinetd cuts it (a
+    UTF-8 character split by the cut is dropped). Bytes of the configuration that are
+    not UTF-8 (surrogate escapes) stay as they are, as in an entry that is not cut."""
+    data = as_written(entry)
     if len(data) <= MAX_ENTRY_BYTES:
         return entry
-    return data[:MAX_ENTRY_BYTES].decode(errors="ignore")
+    return codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(
+        data[:MAX_ENTRY_BYTES], final=False)
 
 
 def _label(service: ServiceConfig, target: FileTarget) -> str:

@@ -119,3 +119,25 @@ def test_tcpmux_finds_and_lists_service_names_by_their_bytes(
     assert tcpmux_ask(port, b"T\xc3\xa9") == b"utf8\n"
     assert tcpmux_ask(port, b"CAF\xc9") == b"-Service name not found\r\n"
     assert tcpmux_ask(port, b"help") == b"caf\xe9\r\nt\xc3\xa9\r\n"
+
+
+def test_a_service_log_entry_cut_at_1024_bytes_keeps_a_latin1_byte(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # The cut encoded the entry with errors="replace": the Latin-1 byte became `?`,
+    # although the same name in a shorter entry was written as it is.
+    port = free_port()
+    name = b"caf\xe9" + b"x" * 1100
+    service_log = tmp_path / "services.log"
+    services = tmp_path / "long.conf"
+    services.write_bytes(
+        b"service %s\n{\n  type = UNLISTED\n  protocol = tcp\n  port = %d\n"
+        b"  socket_type = stream\n  wait = no\n  user = root\n  bind = 127.0.0.1\n"
+        b"  server = /bin/true\n  log_type = FILE %s\n  log_on_success = PID\n}\n"
+        % (name, port, bytes(service_log)))
+    daemons.start_config(f"include {services}\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        read_to_end(client)
+    wait_until(lambda: service_log.exists() and b"START: " in service_log.read_bytes(),
+               what="the START line")
+    entry = b"START: " + name
+    assert b": " + entry[:1024] + b"\n" in service_log.read_bytes()
