@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import DaemonFactory, free_port, wait_until
+from tests.daemon import DaemonFactory, free_port, namespace_problem, wait_until
 
 LOCALE = "en_US.ISO-8859-1"
 
@@ -141,3 +141,37 @@ def test_a_service_log_entry_cut_at_1024_bytes_keeps_a_latin1_byte(
                what="the START line")
     entry = b"START: " + name
     assert b": " + entry[:1024] + b"\n" in service_log.read_bytes()
+
+
+@pytest.mark.parametrize(("name", "shown"), [(b"h\xe9st", b"h_st"), (b"h\xc3\xa9st", b"h__st")])
+def test_a_host_name_that_is_not_ascii_matches_hosts_allow_and_expands_byte_by_byte(
+        daemons: DaemonFactory, tmp_path: Path, name: bytes, shown: bytes) -> None:
+    # Python refused the Latin-1 name from the resolver (UnicodeDecodeError): the client
+    # had no name, and the rule naming it never matched (libwrap matches it). libwrap
+    # replaces each unsafe byte of an expansion with `_`: a UTF-8 `é` is two.
+    problem = namespace_problem("mount")
+    if problem:
+        pytest.skip(problem)
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(b"127.0.0.1\t" + name + b"\n")
+    banners = tmp_path / "banners"
+    banners.mkdir()
+    (banners / "wrapped").write_bytes(b"hello %n\n")
+    allow = tmp_path / "hosts.allow"
+    allow.write_bytes(b"wrapped: " + name + b" : banners " + bytes(banners) + b"\n")
+    deny = tmp_path / "hosts.deny"
+    deny.write_bytes(b"wrapped: ALL\n")
+    port = free_port()
+    # /etc/hosts is replaced in a private mount namespace; `exec` keeps the daemon's pid.
+    wrapper = ["env", f"PYXINETD_HOSTS_ALLOW={allow}", f"PYXINETD_HOSTS_DENY={deny}",
+               "unshare", "-m", "--propagation", "private", "sh", "-c",
+               f"mount --bind {hosts} /etc/hosts && exec \"$@\"", "sh"]
+    daemons.start_config(
+        "service wrapped\n{\n"
+        f"  type = UNLISTED\n  port = {port}\n  socket_type = stream\n  wait = no\n"
+        "  user = root\n  bind = 127.0.0.1\n  libwrap = wrapped\n  server = /bin/echo\n"
+        "  server_args = served\n}\n",
+        wrapper=wrapper)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        received = read_to_end(client)
+    assert received == b"hello " + shown + b"\r\nserved\n"

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 
 from pyxinetd.access.hostspatterns import Request, iter_expansions
+from pyxinetd.textbytes import as_written
 
 # Characters kept as they are in `%` expansions; anything else becomes '_' so that
 # the result cannot confuse a shell (percent_x in libwrap).
@@ -211,7 +212,8 @@ def expand(text: str, request: Request) -> str:
             continue
         value = _expansion(letter, request)
         if letter != "%":
-            value = "".join(c if c in _SAFE else "_" for c in value)
+            # Byte by byte, as libwrap replaces them: a UTF-8 `é` is two `_`.
+            value = "".join(c if c in _SAFE else "_" for c in map(chr, as_written(value)))
         out.append(value)
     return "".join(out)
 

@@ -105,7 +105,8 @@ def _logical_lines(data: bytes) -> list[tuple[int, str, bool]]:
 
     So a NUL byte drops the rest of what fgets() read with it, and the next line, its
     newline unseen, is joined to the line. A rule is numbered by the line it ends on,
-    and decoded on its own, a byte that is not UTF-8 read as U+FFFD."""
+    and decoded on its own, a byte that is not UTF-8 kept as a surrogate escape (so a
+    Latin-1 host name matches, and a command or path gets the file's bytes)."""
     result: list[tuple[int, str, bool]] = []
     pos = 0
     newlines = 0        # read so far: the number of the line a rule ends on
@@ -127,7 +128,7 @@ def _logical_lines(data: bytes) -> list[tuple[int, str, bool]]:
         if not whole and text == b"":
             break       # xgets() returns NULL at the end of the file when it kept nothing
         number = newlines + (0 if whole else 1)
-        result.append((number, text.decode("utf-8", errors="replace"), whole))
+        result.append((number, text.decode("utf-8", errors="surrogateescape"), whole))
         if not whole:
             break
     return result

@@ -59,6 +59,13 @@ def resolve(address: str, wanted: Callable[[], bool] = _never_late) -> NameInfo:
         # getnameinfo, so one lookup waiting on a slow DNS server would stop every other
         # thread of the helper, the other lookups and the reading of requests included.
         name = socket.gethostbyaddr(address)[0]
+    except UnicodeDecodeError as err:
+        # Python decodes the name as strict UTF-8; the resolver hands any bytes on
+        # (a Latin-1 name in /etc/hosts), as it does to libwrap. The error holds them
+        # all: the name is kept as they are, as the configuration keeps its bytes.
+        if not isinstance(err.object, bytes):
+            return NO_NAME
+        name = err.object.decode("utf-8", "surrogateescape")
     except (OSError, UnicodeError):
         return NO_NAME
     if not wanted():
