@@ -143,15 +143,26 @@ def test_a_service_log_entry_cut_at_1024_bytes_keeps_a_latin1_byte(
     assert b": " + entry[:1024] + b"\n" in service_log.read_bytes()
 
 
+def skip_without_mount_namespace() -> None:
+    problem = namespace_problem("mount")
+    if problem:
+        pytest.skip(problem)
+
+
+def with_hosts_file(hosts: Path) -> list[str]:
+    """A wrapper running the daemon with `hosts` as /etc/hosts, in a private mount
+    namespace; `exec` keeps the daemon's pid."""
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c",
+            f"mount --bind {hosts} /etc/hosts && exec \"$@\"", "sh"]
+
+
 @pytest.mark.parametrize(("name", "shown"), [(b"h\xe9st", b"h_st"), (b"h\xc3\xa9st", b"h__st")])
 def test_a_host_name_that_is_not_ascii_matches_hosts_allow_and_expands_byte_by_byte(
         daemons: DaemonFactory, tmp_path: Path, name: bytes, shown: bytes) -> None:
     # Python refused the Latin-1 name from the resolver (UnicodeDecodeError): the client
     # had no name, and the rule naming it never matched (libwrap matches it). libwrap
     # replaces each unsafe byte of an expansion with `_`: a UTF-8 `é` is two.
-    problem = namespace_problem("mount")
-    if problem:
-        pytest.skip(problem)
+    skip_without_mount_namespace()
     hosts = tmp_path / "hosts"
     hosts.write_bytes(b"127.0.0.1\t" + name + b"\n")
     banners = tmp_path / "banners"
@@ -162,10 +173,8 @@ def test_a_host_name_that_is_not_ascii_matches_hosts_allow_and_expands_byte_by_b
     deny = tmp_path / "hosts.deny"
     deny.write_bytes(b"wrapped: ALL\n")
     port = free_port()
-    # /etc/hosts is replaced in a private mount namespace; `exec` keeps the daemon's pid.
     wrapper = ["env", f"PYXINETD_HOSTS_ALLOW={allow}", f"PYXINETD_HOSTS_DENY={deny}",
-               "unshare", "-m", "--propagation", "private", "sh", "-c",
-               f"mount --bind {hosts} /etc/hosts && exec \"$@\"", "sh"]
+               *with_hosts_file(hosts)]
     daemons.start_config(
         "service wrapped\n{\n"
         f"  type = UNLISTED\n  port = {port}\n  socket_type = stream\n  wait = no\n"
@@ -175,3 +184,29 @@ def test_a_host_name_that_is_not_ascii_matches_hosts_allow_and_expands_byte_by_b
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
         received = read_to_end(client)
     assert received == b"hello " + shown + b"\r\nserved\n"
+
+
+def test_a_redirect_target_named_in_latin1_is_looked_up_by_its_bytes(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # The name went through Python's IDNA codec, which refused the byte: "does not
+    # resolve", service disabled; xinetd passes the bytes to the resolver.
+    skip_without_mount_namespace()
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(b"127.0.0.1\th\xe9st\n")
+    with socket.create_server(("127.0.0.1", 0)) as target:
+        port = free_port()
+        services = tmp_path / "redirect.conf"
+        services.write_bytes(
+            b"service redir\n{\n  type = UNLISTED\n  port = %d\n  socket_type = stream\n"
+            b"  wait = no\n  user = root\n  bind = h\xe9st\n  redirect = h\xe9st %d\n}\n"
+            % (port, target.getsockname()[1]))
+        daemon = daemons.start_config(f"include {services}\n",
+                                      wrapper=with_hosts_file(hosts))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            target.settimeout(10)
+            relayed, _ = target.accept()
+            with relayed:
+                relayed.sendall(b"from the target\n")
+                relayed.shutdown(socket.SHUT_WR)
+                assert read_to_end(client) == b"from the target\n"
+    assert "does not resolve" not in daemon.log()

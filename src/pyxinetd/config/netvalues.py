@@ -14,7 +14,7 @@ from pyxinetd.config.addresses import AddressError, parse_address
 from pyxinetd.config.lookups import is_digits
 from pyxinetd.config.model import AddressEntry
 from pyxinetd.config.values import ValueContext, ValueProblem, Values, unsigned
-from pyxinetd.textbytes import quoted
+from pyxinetd.textbytes import as_written, quoted
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,10 @@ def _resolve_one(host: str, what: str, words: str | None = None) -> str:
     except ValueError:
         pass
     try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        # As bytes, as xinetd passes the name: a str goes through Python's IDNA codec,
+        # which refuses a byte that is not UTF-8 (a Latin-1 name in /etc/hosts) and
+        # would turn a UTF-8 name into another one (`xn--...`).
+        infos = socket.getaddrinfo(as_written(host), None, type=socket.SOCK_STREAM)
     except (OSError, ValueError) as exc:
         problem = f"{what} {quoted(host)} does not resolve: {exc}"
         raise (ValueProblem(problem) if words is None else ValueProblem(words, problem)) from None
@@ -120,7 +123,8 @@ def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
                                    f"{quoted(text.split('%', 1)[1])} for its zone") from None
         return BindSpec(text, ((socket.AF_INET6, address),))
     try:
-        infos = socket.getaddrinfo(text, None, type=socket.SOCK_STREAM)
+        # As bytes, as for a redirect host (_resolve_one).
+        infos = socket.getaddrinfo(as_written(text), None, type=socket.SOCK_STREAM)
     except (OSError, ValueError) as exc:
         raise ValueProblem("bad address", f"bind host {quoted(text)} does not resolve: {exc}") \
             from None
