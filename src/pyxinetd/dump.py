@@ -27,6 +27,7 @@ from pyxinetd.config.model import (SERVICE_FLAGS, SERVICE_TYPES, AddressEntry, C
 from pyxinetd.files import open_appending
 from pyxinetd.forkretry import HeldRequest
 from pyxinetd.intercept import INTERCEPT_FLAG
+from pyxinetd.localzone import local_time
 from pyxinetd.log import strerror
 from pyxinetd.service import ServiceRuntime, State
 from pyxinetd.textbytes import as_written
@@ -88,7 +89,7 @@ def render(config: Configuration, services: Sequence[ServiceRuntime], children: 
     requests held for a fork retry, xinetd's retry table."""
     shown = [rt for rt in services if rt.state in _STATE_WORDS]
     out = [f"INTERNAL STATE DUMP: {version}",
-           f"Current time: {time.ctime(time.time() if now is None else now)}", "",
+           f"Current time: {time.asctime(local_time(now))}", "",
            "Services + defaults:", "Service defaults"]
     out += [f"\t{line}" for line in _defaults_lines(config.defaults)]
     for rt in shown:
@@ -150,7 +151,7 @@ def _server_lines(child: Child, service_fd: int) -> list[str]:
                           and not on_connection)
     return [f"{svc.id} server",
             f"pid = {child.pid}",
-            f"start_time = {time.ctime(child.started_at)}",
+            f"start_time = {time.asctime(local_time(child.started_at))}",
             "Connection info:",
             f"\tservice = {svc.id}",
             f"\tdescriptor = {descriptor}",
@@ -171,7 +172,7 @@ def _retry_lines(held: HeldRequest) -> list[str]:
     log_user = svc.log_type is not None and "USERID" in svc.log_on_success
     return [f"{svc.id} server",
             "pid = -1",
-            f"start_time = {time.ctime(held.since)}",
+            f"start_time = {time.asctime(local_time(held.since))}",
             "Connection info:",
             f"\tservice = {svc.id}",
             f"\tremote_address = {held.peer}",

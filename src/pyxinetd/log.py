@@ -22,6 +22,7 @@ from typing import TextIO
 from pyxinetd.backlog import FLUSH_ON_CLOSE
 from pyxinetd.config.diagnostics import Diagnostic, Severity
 from pyxinetd.files import open_for_append
+from pyxinetd.localzone import local_time
 from pyxinetd.logstream import Kind, LogStream
 from pyxinetd.loop import Loop
 from pyxinetd.textbytes import as_written
@@ -76,7 +77,7 @@ _SEVERITY_LEVELS = {
 
 def file_timestamp(now: float) -> str:
     """xinetd's file-log stamp: YY/M/D@HH:MM:SS, month and day not zero-padded."""
-    t = time.localtime(now)
+    t = local_time(now)
     return (f"{t.tm_year % 100:02d}/{t.tm_mon}/{t.tm_mday}@"
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}")
 

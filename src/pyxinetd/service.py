@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from pyxinetd.children import Occupancy
 from pyxinetd.config.model import ServiceConfig
+from pyxinetd.localzone import local_time
 
 
 class State(enum.Enum):
@@ -135,7 +136,7 @@ def read_load_average(path: str = "/proc/loadavg") -> float:
 def within_access_times(service: ServiceConfig, now: float | None = None) -> bool:
     if not service.access_times:
         return True
-    t = time.localtime(now)
+    t = local_time(now)
     minute = t.tm_hour * 60 + t.tm_min
     return any(w.start <= minute <= w.end for w in service.access_times)
 

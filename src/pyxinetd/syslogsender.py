@@ -44,6 +44,7 @@ from collections.abc import Callable
 
 from pyxinetd.backlog import BACKLOG_LIMIT as BACKLOG_LIMIT
 from pyxinetd.backlog import FLUSH_ON_CLOSE, Backlog
+from pyxinetd.localzone import local_time
 from pyxinetd.textbytes import as_written
 
 SYSLOG_SOCKET_ENV = "PYXINETD_SYSLOG_SOCKET"
@@ -57,7 +58,7 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 def syslog_timestamp(now: float) -> str:
     """RFC 3164 stamp: `Mmm dd hh:mm:ss`, the day padded with a space."""
-    t = time.localtime(now)
+    t = local_time(now)
     return f"{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
 
 

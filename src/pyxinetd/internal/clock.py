@@ -12,6 +12,7 @@ import struct
 import time
 
 from pyxinetd.internal.session import OnClose, StreamSession
+from pyxinetd.localzone import local_time
 from pyxinetd.loop import Loop
 
 SECONDS_1900_TO_1970 = 2208988800
@@ -22,7 +23,7 @@ _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN",
 
 
 def daytime_text(now: float | None = None) -> bytes:
-    t = time.localtime(now)
+    t = local_time(now)
     zone = time.strftime("%Z", t)
     text = (f"{t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} {zone}\r\n")

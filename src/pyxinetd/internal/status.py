@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from pyxinetd.config.model import ServiceConfig
+from pyxinetd.localzone import local_time
 
 
 class ServerInfo(NamedTuple):
@@ -52,7 +53,7 @@ def services_text(view: MasterView) -> bytes:
 def servers_text(view: MasterView) -> bytes:
     lines = []
     for pid, service_id, peer, start in view.running_servers():
-        started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start))
+        started = time.strftime("%Y-%m-%dT%H:%M:%S%z", local_time(start))
         lines.append(f"{pid} {service_id} {peer or '-'} {started}\r\n")
     return "".join(lines).encode("utf-8", "replace")
 
