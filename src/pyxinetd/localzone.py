@@ -37,11 +37,12 @@ def _zone_file_key(path: str) -> ZoneFileKey:
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def follow_system_zone(path: str = SYSTEM_ZONE_FILE) -> None:
-    """Reload the local zone when TZ is unset and `path` changed since the last look."""
+def follow_system_zone() -> None:
+    """Reload the local zone when TZ is unset and the system's zone file changed since
+    the last look (glibc reads that file, whatever path we would name)."""
     if "TZ" in os.environ:
         return
-    key = _zone_file_key(path)
+    key = _zone_file_key(SYSTEM_ZONE_FILE)
     if _seen and _seen[0] == key:
         return
     _seen[:] = [key]
