@@ -78,13 +78,21 @@ class Installation:
         """None while the files on disk are the daemon's own (the same contents)."""
         try:
             stamps = _stamps(self.root)
-        except OSError:     # the folder is gone, or a file vanished while looked at
+        except (FileNotFoundError, NotADirectoryError):
+            # The folder is gone, or a file vanished while looked at.
             return Replacement(self.version, _version_on_disk(self.root), "__init__.py")
+        except OSError:
+            # Nothing to look with (EMFILE when the descriptors run out): that is no
+            # sign of an upgrade, and what follows will report the shortage itself.
+            return None
         if stamps == self.stamps:
             return None
         changed = sorted(path for path in self.stamps.keys() | stamps.keys()
                          if self.stamps.get(path) != stamps.get(path))
-        different = [path for path in changed if not self._same(path, stamps)]
+        try:
+            different = [path for path in changed if not self._same(path, stamps)]
+        except OSError:
+            return None     # a file that could not be read (EMFILE): unknown, not changed
         if not different:
             # Rewritten as they were (a reinstall): the next check is a stat per file.
             self.stamps = stamps
@@ -94,13 +102,14 @@ class Installation:
         return Replacement(self.version, _version_on_disk(self.root), (missing or different)[0])
 
     def _same(self, path: str, stamps: Stamps) -> bool:
-        """The file at `path` (stamped differently) still has the recorded contents."""
+        """The file at `path` (stamped differently) still has the recorded contents;
+        raises OSError when it exists but cannot be read."""
         if path not in stamps or path not in self.stamps \
                 or stamps[path][0] != self.stamps[path][0]:
             return False
         try:
             return _digest(os.path.join(self.root, path)) == self.digests[path]
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             return False
 
 

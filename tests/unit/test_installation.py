@@ -67,3 +67,28 @@ def test_a_removed_package_is_named_so(tmp_path: Path) -> None:
     replaced = recorded.replaced()
     assert replaced == Replacement("1.0", None, "__init__.py")
     assert str(replaced) == "pyxinetd 1.0 is no longer installed (__init__.py is missing)"
+
+
+def test_no_descriptor_to_look_with_is_not_a_replacement(tmp_path: Path) -> None:
+    """Out of descriptors (EMFILE), the folder cannot be listed: that says nothing of an
+    upgrade (it was taken for a removed package, and the name resolver was then never
+    started, where the shortage should be reported as itself)."""
+    import subprocess
+    import sys
+
+    folder = package(tmp_path)
+    script = (
+        "import os, resource, sys\n"
+        "from pyxinetd.installation import Installation\n"
+        f"recorded = Installation.read({str(folder)!r}, '1.0')\n"
+        "used = len(os.listdir('/proc/self/fd'))\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (used - 1, resource.getrlimit("
+        "resource.RLIMIT_NOFILE)[1]))\n"
+        "try:\n"
+        "    os.scandir('/')\n"
+        "except OSError as err:\n"
+        "    print('EMFILE' if err.errno == 24 else err)\n"
+        "print(recorded.replaced())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.split() == ["EMFILE", "None"], done
