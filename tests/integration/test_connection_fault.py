@@ -112,7 +112,8 @@ def test_the_service_serves_every_later_client(echo_stream: tuple[Daemon, int]) 
         assert served(src, port) == b"hello\n"
     assert served(FAULTY, port) == "reset"
     assert served(GOOD[0], port) == b"hello\n"
-    text = daemon.log()
+    # The line follows the reset the client saw: wait for it.
+    text = daemon.wait_for_log(rf"connection from {FAULTY} \(reset\)", count=2)
     assert text.count(f"connection from {FAULTY} (reset)") == 2, text
     assert "no longer watched" not in text
 
