@@ -59,8 +59,10 @@ class PendingLoad:
             self.child: isolated.LoaderChild | None = isolated.start_loader(path, **kwargs)
         except OSError as err:
             self.child = None
-            self._finish(LoaderFailed(f"cannot start the configuration loader: "
-                                      f"{err.strerror or err}"))
+            # EAGAIN: the process limit (RLIMIT_NPROC, a pids cgroup) is reached.
+            reason = (f"{err.strerror} (errno = {err.errno})" if err.errno and err.strerror
+                      else str(err))
+            self._finish(LoaderFailed(f"cannot start the configuration loader: {reason}"))
             return
         loop.register(self.child.fd, READ, lambda mask: self._readable())
         if timeout is not None:
@@ -118,7 +120,8 @@ class PendingLoad:
         try:
             outcome = isolated.receive(data, sent)
         except LoaderFailed as err:
-            outcome = LoaderFailed(f"{err} ({status})" if not sent else str(err))
+            outcome = LoaderFailed(f"{err} ({status}{_hint(status)})" if not sent
+                                   else str(err))
         except Exception as err:    # ConfigError, OSError: what the load raised
             outcome = err
         self._finish(outcome)
@@ -156,3 +159,10 @@ class PendingLoad:
             os.waitpid(self.child.pid, 0)
         except ChildProcessError:
             pass
+
+
+def _hint(status: ExitStatus) -> str:
+    """What a SIGKILL the daemon did not send most likely was: the OOM killer, under a
+    memory limit (the loader offers itself to it first, pyxinetd.oomscore)."""
+    return ": out of memory?" if status.kind == "signal" and status.value == signal.SIGKILL \
+        else ""

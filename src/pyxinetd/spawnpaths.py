@@ -199,8 +199,8 @@ class FallbackPaths:
         code_text, _, rest = report.decode("utf-8", "replace").partition(":")
         step, _, message = rest.partition(":")
         code = int(code_text) if code_text.isdigit() else 0
-        raise SpawnError(f"{req.service_id}: cannot start {req.path}: {step}: {message}",
-                         errno=code, step=step)
+        raise SpawnError(f"{req.service_id}: cannot start {req.path}: {step}: {message}"
+                         f"{limit_hint(req, step, code)}", errno=code, step=step)
 
     def child_checklist(self, req: SpawnRequest, errpipe: int) -> NoReturn:
         """Called in the child; never returns. The order below is the behaviour."""
@@ -261,5 +261,16 @@ class FallbackPaths:
 def spawn_error(req: SpawnRequest, step: str, err: OSError) -> SpawnError:
     code = err.errno or 0
     reason = err.strerror or os.strerror(code)
-    return SpawnError(f"{req.service_id}: cannot start {req.path}: {step}: {reason}",
-                      errno=code, step=step)
+    return SpawnError(f"{req.service_id}: cannot start {req.path}: {step}: {reason}"
+                      f"{limit_hint(req, step, code)}", errno=code, step=step)
+
+
+def limit_hint(req: SpawnRequest, step: str, code: int) -> str:
+    """Why exec said EAGAIN: since Linux 3.1 setuid() to a user already at its
+    RLIMIT_NPROC succeeds, and the exec that follows fails with EAGAIN instead (a
+    transient "Resource temporarily unavailable" that names no limit)."""
+    if step != "exec" or code != errno.EAGAIN:
+        return ""
+    uid = req.credentials.uid if req.credentials is not None else None
+    who = f"uid {uid}" if uid is not None else "the server's user"
+    return f" ({who} has reached its process limit, RLIMIT_NPROC)"

@@ -40,6 +40,7 @@ from typing import Any
 from pyxinetd import installation
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.errors import ConfigError
+from pyxinetd.oomscore import offer_to_oom_killer
 
 # The child's exit status when it sent a result (a Configuration or an error).
 SENT = 0
@@ -161,6 +162,8 @@ def _child(rfd: int, wfd: int, path: str, kwargs: dict[str, Any], code_check: bo
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
+        # Short of memory, the kernel must take this child, not the daemon.
+        offer_to_oom_killer()
         # Objects of the daemon that are already garbage are never collected here, so no
         # finalizer closes a descriptor number the load has since reused.
         gc.freeze()
