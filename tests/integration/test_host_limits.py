@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import DaemonFactory, free_port, read_log, wait_until
+from tests.daemon import Daemon, DaemonFactory, free_port, read_log, wait_until
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PRLIMIT = shutil.which("prlimit")
@@ -160,10 +160,9 @@ def test_forks_failing_at_the_pids_limit_are_retried_and_no_instance_slot_is_los
         "ERROR: gives: fork failed: Resource temporarily unavailable (errno = 11)\n") == 5
 
     # Held: the connection stays open while its fork is retried.
-    client = _connect(held)
-    daemon.wait_for_log(r"held: fork failed: Resource temporarily unavailable")
-    pids_cgroup.write("pids.max", "max")
-    with client:
+    with _connect(held) as client:
+        daemon.wait_for_log(r"held: fork failed: Resource temporarily unavailable")
+        pids_cgroup.write("pids.max", "max")
         assert _echoes(held, client)
         # Its slot is the server's now: instances = 1 refuses a second client.
         with _connect(held) as second:
@@ -177,6 +176,51 @@ def test_forks_failing_at_the_pids_limit_are_retried_and_no_instance_slot_is_los
         assert _echoes(gives, client)
     with _connect(held) as client:
         assert _echoes(held, client)
+
+
+def _named(tmp_path: Path, port: int, interval: str, cgroup: Cgroup,
+           daemons: DaemonFactory) -> Daemon:
+    """A daemon in `cgroup` whose service admits clients by name (only_from = localhost):
+    each request needs the resolver helper, a process of its own."""
+    wrapper = ["env", f"PYXINETD_FORK_RETRY_INTERVAL={interval}", *cgroup.wrapper]
+    return daemons.start_config(
+        _config(tmp_path, _cat("named", port, instances="1", only_from="localhost")),
+        wrapper=wrapper)
+
+
+def test_a_name_lookup_at_the_pids_limit_waits_for_the_resolver_like_a_failed_fork(
+        daemons: DaemonFactory, pids_cgroup: Cgroup, tmp_path: Path) -> None:
+    port = free_port()
+    daemon = _named(tmp_path, port, "1", pids_cgroup, daemons)
+    pids_cgroup.write("pids.max", "1")
+    with _connect(port) as client:
+        daemon.wait_for_log(r"ERROR: cannot start the name resolver: Resource temporarily "
+                            r"unavailable \(errno = 11\); 1 request waits, tried again "
+                            r"in 1 s")
+        pids_cgroup.write("pids.max", "max")
+        # Held, not refused for want of a name: admitted once the helper could start.
+        assert _echoes(port, client)
+    assert "FAIL" not in _services_log(tmp_path)
+
+
+def test_a_name_lookup_gives_up_after_five_resolver_starts_with_fail_fork(
+        daemons: DaemonFactory, pids_cgroup: Cgroup, tmp_path: Path) -> None:
+    port = free_port()
+    daemon = _named(tmp_path, port, "0.05", pids_cgroup, daemons)
+    pids_cgroup.write("pids.max", "1")
+    with _connect(port) as client:
+        daemon.wait_for_log(r"ERROR: cannot start the name resolver: Resource temporarily "
+                            r"unavailable \(errno = 11\) \(the name of 127\.0\.0\.1 is "
+                            r"not looked up\)")
+        assert client.recv(100) == b""
+    wait_until(lambda: "FAIL: named fork from=127.0.0.1" in _services_log(tmp_path),
+               what="FAIL: named fork")
+    assert daemon.log().count("cannot start the name resolver") == 5
+    assert "FAIL: named address" not in _services_log(tmp_path)
+    pids_cgroup.write("pids.max", "max")
+    # Its instance slot was given back.
+    with _connect(port) as client:
+        assert _echoes(port, client)
 
 
 def test_a_reload_at_the_pids_limit_keeps_the_running_configuration(

@@ -44,6 +44,7 @@ from pyxinetd.spawnrequest import TWIST_FLAG
 
 REASON_ADDRESS = "address"
 REASON_LIBWRAP = "libwrap"
+REASON_FORK = "fork"
 # Environment variables that point the daemon at other tables (tests, chroots).
 ALLOW_ENV = "PYXINETD_HOSTS_ALLOW"
 DENY_ENV = "PYXINETD_HOSTS_DENY"
@@ -63,6 +64,8 @@ class Verdict:
 
 
 PASS = Verdict(True)
+# A name the rules need could not be looked up: no process for the resolver helper.
+NO_PROCESS = Verdict(False, REASON_FORK)
 # What `AccessGate.wait` answers when a reload replaced the service's rules before they
 # were applied: nothing was decided or run (see `wait`'s `replaced`); ask again.
 RULES_REPLACED = Verdict(False, "rules replaced")
@@ -239,6 +242,11 @@ class AccessGate:
         def proceed() -> None:
             if replaced is not None and replaced():
                 done(RULES_REPLACED)
+                return
+            if any(info.unavailable for info in names.values()):
+                # No process for the lookup: xinetd's child, which would have checked,
+                # could not be forked either; given up as its retry gives up.
+                done(NO_PROCESS)
                 return
             outcome = self._judge(svc, plan, peer, ends, names.get("client"),
                                   names.get("server"))

@@ -41,9 +41,14 @@ class NameInfo:
 
     name: str | None = None
     confirmed: bool = False
+    # Not looked up: no process could be created for the resolver helper (the master's
+    # side gives up, pyxinetd.access.resolver). Read as no name, but by the access
+    # checks, which refuse the request as a failed fork.
+    unavailable: bool = False
 
 
 NO_NAME = NameInfo()
+UNAVAILABLE = NameInfo(unavailable=True)
 
 
 def _never_late() -> bool:

@@ -21,10 +21,20 @@ passes, or when the helper is gone, the callback gets "name unknown" (a lookup) 
 (a check), and the request proceeds as if the lookup had failed or the command had
 exited non-zero. The helper is told that deadline and skips a lookup nobody waits for
 any more. The helper exits when its socket reaches EOF (the master closed it or died).
+
+When the helper cannot be created at all (EAGAIN or ENOMEM: the process limit, a pids
+cgroup, memory), that is the fork xinetd's child would have made for the request, and
+it is handled as a failed fork is (reference §4.15, pyxinetd.forkretry): what was to
+be sent waits, its deadline not running, and the helper is started again
+RETRY_INTERVAL later, one ERROR line per attempt; after MAX_FORK_FAILURES attempts in
+a row the waiting lookups are answered UNAVAILABLE (checks: None), and so is every
+later one whose start fails, until a helper starts again. The access checks refuse a
+request whose name is UNAVAILABLE with `FAIL: ID fork`, as xinetd's retry gives up.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -35,6 +45,7 @@ from collections.abc import Callable
 
 from pyxinetd import installation
 from pyxinetd.access.lookups import NO_NAME as NO_NAME
+from pyxinetd.access.lookups import UNAVAILABLE as UNAVAILABLE
 from pyxinetd.access.lookups import NameInfo as NameInfo
 from pyxinetd.access.lookups import resolve as resolve
 from pyxinetd.access.resolverwire import DAEMON_CONTEXT, MAX_PACKET, ShellContext
@@ -48,6 +59,8 @@ MAX_TIMEOUT = 3600.0
 # The master's deadline for a check passes this long after the helper's own, so that
 # the helper's answer (status None after its kill) normally arrives first.
 CHECK_GRACE = 1.0
+# A helper that could not be created at all: tried again later, as a failed fork is.
+NO_PROCESS = frozenset({errno.EAGAIN, errno.ENOMEM})
 
 NameCallback = Callable[[NameInfo], None]
 # The exit status of a check's last command (negative: killed by that signal), or None
@@ -63,9 +76,20 @@ class Resolver:
     """Master side: asynchronous lookups through the helper process."""
 
     def __init__(self, loop: Loop, *, timeout: float | None = None,
-                 on_error: Callable[[str], None] | None = None) -> None:
+                 on_error: Callable[[str], None] | None = None,
+                 retry_interval: float | None = None) -> None:
+        # Imported here: the helper process runs this module and needs none of it.
+        from pyxinetd.forkretry import MAX_FORK_FAILURES, retry_interval as interval
+
         self.loop = loop
         self.timeout = lookup_timeout() if timeout is None else timeout
+        self.retry_interval = interval() if retry_interval is None else retry_interval
+        self.max_start_failures = MAX_FORK_FAILURES
+        # Consecutive starts of the helper that found no process for it.
+        self._start_failures = 0
+        # What waits for the helper's next start (from `_restart`), in order.
+        self._queued: list[dict[str, object]] = []
+        self._restart: Timer | None = None
         self._on_error = on_error
         self._sock: socket.socket | None = None
         self.pid: int | None = None
@@ -91,7 +115,8 @@ class Resolver:
         # same in the helper), so that the helper skips a lookup it reaches too late.
         if not self._send({"id": request_id, "op": "name", "addr": address,
                            "until": time.monotonic() + self.timeout}):
-            self.loop.call_soon(lambda: self._expire(request_id))
+            info = UNAVAILABLE if self._given_up else NO_NAME
+            self.loop.call_soon(lambda: self._expire(request_id, info))
 
     def run_shell(self, command: str, context: ShellContext = DAEMON_CONTEXT, *,
                   about: str = "") -> None:
@@ -125,6 +150,10 @@ class Resolver:
         a helper started again, a reload's recheck would end a server that is to keep
         running). Nothing is run or looked up from here on."""
         self._closed = True
+        if self._restart is not None:
+            self._restart.cancel()
+            self._restart = None
+        self._queued.clear()
         if self.pid is not None:
             try:
                 os.kill(self.pid, signal.SIGTERM)
@@ -160,11 +189,26 @@ class Resolver:
         for request_id in list(self._checks):
             self._finish_check(request_id, None)
 
+    @property
+    def _given_up(self) -> bool:
+        return self._start_failures >= self.max_start_failures
+
     def _send(self, message: dict[str, object]) -> bool:
         if self._closed:
             return False
-        if self._sock is None and not self._start(message):
-            return False
+        if self._sock is None:
+            if self._restart is not None:
+                self._wait_for_start(message)
+                return True
+            started = self._start(message)
+            if started is None:
+                self._wait_for_start(message)
+                return True
+            if not started:
+                return False
+        return self._transmit(message)
+
+    def _transmit(self, message: dict[str, object]) -> bool:
         assert self._sock is not None
         try:
             self._sock.send(json.dumps(message).encode(), socket.MSG_DONTWAIT)
@@ -175,7 +219,9 @@ class Resolver:
                 self._lost()
             return False
 
-    def _start(self, message: dict[str, object]) -> bool:
+    def _start(self, message: dict[str, object]) -> bool | None:
+        """Start the helper: True; False when `message` cannot be sent (reported);
+        None when no process could be created and it waits for the next attempt."""
         # The helper runs the code on disk: after an upgrade, new code that would speak
         # its own protocol to this old daemon. Only a restart brings the two together.
         replaced = installation.replaced()
@@ -204,15 +250,109 @@ class Resolver:
                 setsigmask=(), setsigdef=(2, 15, 1, 13))
         except OSError as err:
             ours.close()
+            if err.errno in NO_PROCESS:
+                return self._no_process(err, message)
             self._report(f"cannot start the name resolver: {err.strerror or err} "
                          f"({_dropped(message)})")
             return False
         finally:
             theirs.close()
+        self._start_failures = 0
         ours.setblocking(False)
         self._sock = ours
         self.loop.register(ours, READ, lambda mask: self._readable())
         return True
+
+    def _no_process(self, err: OSError, message: dict[str, object]) -> bool | None:
+        """The helper could not be created: try again RETRY_INTERVAL later (None), or
+        give up (False) after MAX_FORK_FAILURES attempts in a row."""
+        self._start_failures += 1
+        reason = f"{err.strerror} (errno = {err.errno})"
+        # `message` and what waits with it (_start_again leaves the others queued).
+        waiting = len(self._queued) + 1
+        many = "requests" if waiting > 1 else "request"
+        if not self._given_up:
+            self._report(f"cannot start the name resolver: {reason}; {waiting} {many} "
+                         f"{'wait' if waiting > 1 else 'waits'}, tried again in "
+                         f"{self.retry_interval:g} s")
+            self._restart = self.loop.call_later(self.retry_interval, self._start_again)
+            return None
+        if waiting == 1:
+            self._report(f"cannot start the name resolver: {reason} ({_dropped(message)})")
+        else:
+            self._report(f"cannot start the name resolver: {reason}; {waiting} {many} "
+                         f"given up after {self._start_failures} attempts")
+        return False
+
+    def _wait_for_start(self, message: dict[str, object]) -> None:
+        """Keep `message` for the helper's next start; its deadline stops meanwhile."""
+        request_id = message.get("id")
+        entry = (self._pending.get(request_id) if message["op"] == "name"
+                 else self._checks.get(request_id) if message["op"] == "check"
+                 else None) if isinstance(request_id, int) else None
+        if entry is not None:
+            entry[1].cancel()
+        self._queued.append(message)
+
+    def _start_again(self) -> None:
+        self._restart = None
+        live = [m for m in self._queued if self._still_wanted(m)]
+        self._queued = live[1:]
+        if not live or self._closed:
+            return
+        started = self._start(live[0])
+        self._queued = [] if started else live
+        if started is None:
+            return
+        if not started:
+            # Given up (or no descriptor for the helper's socket): what waited is
+            # answered now.
+            self._give_up_queued(UNAVAILABLE if self._given_up else NO_NAME)
+            return
+        for message in live:
+            self._resend(message)
+
+    def _still_wanted(self, message: dict[str, object]) -> bool:
+        request_id = message.get("id")
+        if message["op"] == "name":
+            return request_id in self._pending
+        if message["op"] == "check":
+            return request_id in self._checks
+        return True
+
+    def _resend(self, message: dict[str, object]) -> None:
+        """Send a message that waited for the helper, its deadline started anew."""
+        request_id = message.get("id")
+        if isinstance(request_id, int) and message["op"] == "name":
+            callback, _ = self._pending[request_id]
+            message["until"] = time.monotonic() + self.timeout
+            self._pending[request_id] = (callback, self.loop.call_later(
+                self.timeout, lambda: self._expire(request_id)))
+            if not self._transmit(message):
+                self.loop.call_soon(lambda: self._expire(request_id))
+        elif isinstance(request_id, int) and message["op"] == "check":
+            done, _ = self._checks[request_id]
+            timeout = float(str(message.get("timeout", 0)))
+            self._checks[request_id] = (done, self.loop.call_later(
+                timeout + CHECK_GRACE, lambda: self._finish_check(request_id, None)))
+            if not self._transmit(message):
+                self.loop.call_soon(lambda: self._finish_check(request_id, None))
+        elif self._sock is not None:
+            self._transmit(message)
+
+    def _give_up_queued(self, info: NameInfo = UNAVAILABLE) -> None:
+        """No helper after MAX_FORK_FAILURES attempts: what waited is answered now."""
+        queued, self._queued = self._queued, []
+        for message in queued:
+            request_id = message.get("id")
+            if not isinstance(request_id, int):
+                about = f" {message['about']}" if message.get("about") else ""
+                self._report(f"spawn command{about} not run (no process for the name "
+                             f"resolver): {message.get('cmd')}")
+            elif message["op"] == "name":
+                self._expire(request_id, info)
+            else:
+                self._finish_check(request_id, None)
 
     def _readable(self) -> None:
         sock = self._sock
@@ -256,11 +396,11 @@ class Resolver:
             self.pid = None
         self._disconnect()
 
-    def _expire(self, request_id: int) -> None:
+    def _expire(self, request_id: int, info: NameInfo = NO_NAME) -> None:
         entry = self._pending.pop(request_id, None)
         if entry is not None:
             entry[1].cancel()
-            entry[0](NO_NAME)
+            entry[0](info)
 
     def _finish_check(self, request_id: int, status: int | None) -> None:
         entry = self._checks.pop(request_id, None)
