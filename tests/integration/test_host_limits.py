@@ -223,6 +223,28 @@ def test_a_name_lookup_gives_up_after_five_resolver_starts_with_fail_fork(
         assert _echoes(port, client)
 
 
+def test_a_deny_rule_whose_aclexec_check_found_no_process_does_not_let_the_client_in(
+        daemons: DaemonFactory, pids_cgroup: Cgroup, tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "hosts.allow").write_text("")
+    (tmp_path / "hosts.deny").write_text("cat: ALL: aclexec /bin/true\n")
+    wrapper = ["env", "PYXINETD_FORK_RETRY_INTERVAL=1",
+               f"PYXINETD_HOSTS_ALLOW={tmp_path / 'hosts.allow'}",
+               f"PYXINETD_HOSTS_DENY={tmp_path / 'hosts.deny'}", *pids_cgroup.wrapper]
+    daemon = daemons.start_config(_config(tmp_path, _cat("gated", port)), wrapper=wrapper)
+    pids_cgroup.write("pids.max", "1")
+    with _connect(port) as client:
+        daemon.wait_for_log(r"cannot start the name resolver: Resource temporarily "
+                            r"unavailable \(errno = 11\) \(aclexec not run: /bin/true\)")
+        # Room again before a server's fork would have been given up: the check that
+        # never ran must not count as one that failed (its deny rule skipped).
+        pids_cgroup.write("pids.max", "max")
+        assert client.recv(100) == b""
+    wait_until(lambda: "FAIL: gated fork from=127.0.0.1" in _services_log(tmp_path),
+               what="FAIL: gated fork")
+    assert "START: gated" not in _services_log(tmp_path)
+
+
 def test_a_reload_at_the_pids_limit_keeps_the_running_configuration(
         daemons: DaemonFactory, pids_cgroup: Cgroup, tmp_path: Path) -> None:
     old, new = free_port(), free_port()

@@ -343,6 +343,11 @@ class AccessGate:
             if status == 0:
                 done(self._verdict(svc, plan, peer, decision))
                 return
+            if status is None and self.resolver.no_process:
+                # Not run, for want of a process: not a failed check, whose rule would
+                # not apply (a denying one would let the client in).
+                done(NO_PROCESS)
+                return
             outcome = (f"returned {status}" if status is not None else
                        f"did not finish within {self.aclexec_timeout:g} s (killed)")
             self.program.info("libwrap", f"aclexec {outcome} ({decision.matched}) for "

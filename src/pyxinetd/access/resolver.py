@@ -193,6 +193,12 @@ class Resolver:
     def _given_up(self) -> bool:
         return self._start_failures >= self.max_start_failures
 
+    @property
+    def no_process(self) -> bool:
+        """Whether the helper is given up for want of a process (MAX_FORK_FAILURES
+        starts in a row found none): a check answered None now was never run."""
+        return self._given_up
+
     def _send(self, message: dict[str, object]) -> bool:
         if self._closed:
             return False
