@@ -149,9 +149,21 @@ def _stamp_folder(folder: str, prefix: str, found: Stamps) -> None:
             if entry.is_dir(follow_symlinks=False):
                 if entry.name != "__pycache__":
                     _stamp_folder(entry.path, f"{prefix}{entry.name}/", found)
-            elif entry.name.endswith(_CODE_SUFFIXES):
-                info = entry.stat()
+            elif entry.name.endswith(_CODE_SUFFIXES) and _importable(entry.name):
+                try:
+                    info = entry.stat()
+                except FileNotFoundError:
+                    # Removed since listed (an upgrade under way), or a dangling
+                    # symlink: no file Python could import, as if not there.
+                    continue
                 found[prefix + entry.name] = (info.st_size, info.st_mtime_ns)
+
+
+def _importable(name: str) -> bool:
+    """A module name can be taken from the file's: an editor's lock file (Emacs makes
+    `.#gate.py`, a dangling symlink, while gate.py is edited) or a copy (`gate copy.py`)
+    is never imported, so neither is code of the daemon's."""
+    return name.partition(".")[0].isidentifier()
 
 
 def _digest(path: str) -> bytes:

@@ -92,3 +92,25 @@ def test_no_descriptor_to_look_with_is_not_a_replacement(tmp_path: Path) -> None
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60)
     assert done.stdout.split() == ["EMFILE", "None"], done
+
+
+def test_an_editor_lock_file_is_not_code(tmp_path: Path) -> None:
+    # Emacs locks a file it edits with a dangling symlink named `.#NAME`: no module
+    # can be imported from it. It used to fail the stat of every check, reported as
+    # a changed __init__.py, and to leave the daemon with no record at all.
+    folder = package(tmp_path)
+    recorded = Installation.read(str(folder), "1.0")
+    lock = folder / "config" / ".#model.py"
+    lock.symlink_to("someone@host.1234:5678")
+    assert recorded.replaced() is None
+    assert Installation.read(str(folder), "1.0").stamps == recorded.stamps
+
+
+def test_a_file_removed_while_listed_is_named(tmp_path: Path) -> None:
+    folder = package(tmp_path)
+    recorded = Installation.read(str(folder), "1.0")
+    # A dangling symlink is what a file removed between the listing and its stat
+    # looks like to the stat.
+    (folder / "config" / "model.py").unlink()
+    (folder / "config" / "model.py").symlink_to("gone")
+    assert recorded.replaced() == Replacement("1.0", "1.0", "config/model.py")
