@@ -215,15 +215,23 @@ class DatagramDispatch:
         if addr is None:
             return
         peer = peer_text(addr)
-        reason = host.parent_check(rt, peer)
+        try:
+            reason = host.parent_check(rt, peer)
+            assert rt.sock is not None
+            datagram = Datagram(rt.sock, addr)
+            verdict = None if reason is not None \
+                else host.access.check(rt.config, peer, datagram=datagram)
+        except Exception as exc:
+            if not contained(host, rt, addr, exc):
+                raise
+            # Still queued: it would wake the loop again at once, and fail again.
+            self._discard_one(rt)
+            return
         if reason is not None:
             # Discard the refused datagram, or it would wake us again at once.
             self._discard_one(rt)
             host.refuse(rt, peer, reason, None, sender=addr)
             return
-        assert rt.sock is not None
-        datagram = Datagram(rt.sock, addr)
-        verdict = host.access.check(rt.config, peer, datagram=datagram)
         if verdict is None:
             # The rules need the sender's name: stop watching the socket (the datagram
             # stays queued) until the verdict.
@@ -245,8 +253,16 @@ class DatagramDispatch:
                     self._wait_admit(rt, addr, peer, v, resumed=True)
             # A reload that replaces the socket replaces the rules too: the datagram
             # goes with the old socket, no verdict of the old rules is applied to it.
-            host.access.wait(asked, peer, decided, datagram=datagram,
-                             replaced=lambda: rules_replaced(asked, rt.current().config))
+            try:
+                host.access.wait(asked, peer, decided, datagram=datagram,
+                                 replaced=lambda: rules_replaced(asked, rt.current().config))
+            except Exception as exc:
+                # Nothing waits: the slot is free, the datagram goes, the socket is
+                # watched again.
+                resume()
+                if not contained(host, rt, addr, exc):
+                    raise
+                self._wait_dropped(rt)
             return
         self._wait_admit(rt, addr, peer, verdict)
 

@@ -220,8 +220,15 @@ class NowaitRelays:
                     return
                 self._nowait_admit(rt, addr, peer, data, source, v)
                 self._deliver_later(rt, addr, later)
-            self._park_datagram(rt, decided, peer, Datagram(rt.sock, addr), len(data),
-                                lambda: rules_replaced(asked, rt.current().config))
+            try:
+                self._park_datagram(rt, decided, peer, Datagram(rt.sock, addr), len(data),
+                                    lambda: rules_replaced(asked, rt.current().config))
+            except BaseException:
+                # Nothing waits (the datagram is dropped): neither the slot nor the
+                # sender's later datagrams.
+                self._waiting.pop(key, None)
+                resume()
+                raise
             return
         if not verdict.allowed:
             host.refuse(rt, peer, verdict.reason or REASON_ADDRESS, None, sender=addr)

@@ -290,8 +290,13 @@ class Dispatcher:
                                      admitted=lambda svc: self._go(now, svc, conn, addr, peer))
                 else:
                     self._admit(rt, conn, addr, peer, v)
-            self.access.wait(asked, peer, decided, conn,
-                             replaced=lambda: _in_force(rt, asked) is not None)
+            try:
+                self.access.wait(asked, peer, decided, conn,
+                                 replaced=lambda: _in_force(rt, asked) is not None)
+            except BaseException:
+                # Nothing waits (the caller resets the connection): the slot is free.
+                resume()
+                raise
             return
         if not verdict.allowed:
             self.refuse(rt, peer, verdict.reason or "address", conn)
@@ -364,8 +369,12 @@ class Dispatcher:
                     # equal one, the one a later reload hands its servers over from.
                     self._judged(rt, rt.config, peer, v, admitted, conn, datagram,
                                  dropped, greeted)
-            self.access.wait(svc, peer, decided, conn, datagram,
-                             replaced=lambda: _in_force(rt, svc) is not None)
+            try:
+                self.access.wait(svc, peer, decided, conn, datagram,
+                                 replaced=lambda: _in_force(rt, svc) is not None)
+            except BaseException:
+                resume()    # nothing waits: the slot is free
+                raise
             return
         self._judged(rt, svc, peer, verdict, admitted, conn, datagram, dropped, greeted)
 
@@ -422,7 +431,11 @@ class Dispatcher:
                 return
             self.launch(svc.as_of(judged, rt.config), conn, addr, peer, checked=True, rt=rt,
                         remote_name=name)
-        self.access.resolver.lookup(normalize_address(peer), named)
+        try:
+            self.access.resolver.lookup(normalize_address(peer), named)
+        except BaseException:
+            resume()    # nothing waits: the slot is free
+            raise
 
     def _identify_then_start(self, rt: ServiceRuntime, svc: ServiceConfig,
                              conn: socket.socket, addr: tuple[object, ...], peer: str) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pyxinetd.config.model import ServiceConfig, SocketType
+from pyxinetd.config.model import AddressEntry, ServiceConfig, SocketType
 from pyxinetd.master import MasterOptions
 from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port
 from tests.factories import make_service
@@ -144,4 +144,53 @@ def test_one_senders_failure_drops_its_datagram_and_the_service_goes_on(
     daemon.wait_for_log(rf"{svc.id}'s datagram from {FAULTY} \(dropped\)", count=2)
     reply = datagram_from(GOOD[0], port, b"last", expect_reply=True)
     assert reply is not None and reply.endswith(b"last")
+    assert "no longer watched" not in daemon.log()
+
+
+def test_a_failure_while_waiting_for_a_name_gives_the_instance_slot_back(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # only_from = localhost: each request takes its instance slot, then waits for its
+    # client's name; the failure is raised as the wait starts. The slot must not stay
+    # taken by a client that was reset: with instances = 1, nobody would be served.
+    monkeypatch.setenv("FAULT_AT", "access_wait")
+    port = free_port()
+    svc = make_service(name="hello", port=port, server="/bin/echo",
+                       server_argv=("echo", "hello"), instances=1,
+                       only_from=(AddressEntry("localhost", "host", name="localhost"),))
+    daemon = start_faulty(daemons, svc)
+    assert served(FAULTY, port) == "reset"
+    daemon.wait_for_log(rf"connection from {FAULTY} \(reset\)")
+    assert served(GOOD[0], port) == b"hello\n"
+
+
+def probe_wait_service(port: int, **overrides: Any) -> ServiceConfig:
+    """A dgram wait = yes service whose server answers one datagram, then exits."""
+    return dgram_service(port, name="probe", wait=True, server=sys.executable,
+                         server_argv=("python3", str(HELPERS / "listener_probe.py"),
+                                      "dgram"), **overrides)
+
+
+def test_a_wait_services_datagram_that_fails_is_dropped_and_the_socket_stays_watched(
+        daemons: DaemonFactory) -> None:
+    # The datagram is only peeked at before its server is started: left queued, it
+    # would be met again at once; raised to the loop, the service ended.
+    port = free_port()
+    daemon = start_faulty(daemons, probe_wait_service(port))
+    datagram_from(FAULTY, port, b"first", expect_reply=False)
+    daemon.wait_for_log(rf"internal error in handling probe's datagram from {FAULTY} "
+                        rf"\(dropped\): RuntimeError: injected failure for {FAULTY}")
+    assert datagram_from(GOOD[0], port, b"x", expect_reply=True)
+    assert "no longer watched" not in daemon.log()
+
+
+def test_a_wait_services_failure_while_waiting_for_a_name_frees_slot_and_socket(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAULT_AT", "access_wait")
+    port = free_port()
+    svc = probe_wait_service(port, instances=1, only_from=(
+        AddressEntry("localhost", "host", name="localhost"),))
+    daemon = start_faulty(daemons, svc)
+    datagram_from(FAULTY, port, b"first", expect_reply=False)
+    daemon.wait_for_log(rf"probe's datagram from {FAULTY} \(dropped\)")
+    assert datagram_from(GOOD[0], port, b"x", expect_reply=True)
     assert "no longer watched" not in daemon.log()
