@@ -252,3 +252,21 @@ def test_a_restart_runs_the_new_code(daemons: DaemonFactory, installed: Installa
     restarted.signal(signal.SIGHUP)
     restarted.wait_for_log(r"Reconfigured: new=0 old=3 dropped=0")
     assert refusal(restarted) == []
+
+
+def test_a_deny_rule_whose_aclexec_check_the_replaced_files_stopped_refuses(
+        daemons: DaemonFactory, installed: Installation, ports: dict[str, int],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The check is not run (the helper would run the new files): it is no check that
+    # failed, whose rule does not apply. The deny rule skipped let every client in.
+    (tmp_path / "hosts.allow").write_text("")
+    (tmp_path / "hosts.deny").write_text("echo: ALL: aclexec /bin/true\n")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    daemon = daemons.start_config(echo("gated", ports["plain"]), wrapper=installed.wrapper())
+    installed.install(renamed_answer)
+    assert not echoes(ports["plain"])
+    log = daemon.wait_for_log("the name resolver is not started")
+    assert "(aclexec not run: /bin/true)" in log
+    assert "did not finish" not in log
+    assert resolver_helpers(daemon) == []

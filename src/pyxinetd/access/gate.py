@@ -348,6 +348,11 @@ class AccessGate:
                 # not apply (a denying one would let the client in).
                 done(NO_PROCESS)
                 return
+            if status is None and self.resolver.stopped_by_upgrade:
+                # Not run either (the helper would run replaced files): refused by the
+                # rule it was to decide, not skipped as a check that failed.
+                done(Verdict(False, REASON_LIBWRAP))
+                return
             outcome = (f"returned {status}" if status is not None else
                        f"did not finish within {self.aclexec_timeout:g} s (killed)")
             self.program.info("libwrap", f"aclexec {outcome} ({decision.matched}) for "

@@ -199,6 +199,12 @@ class Resolver:
         starts in a row found none): a check answered None now was never run."""
         return self._given_up
 
+    @property
+    def stopped_by_upgrade(self) -> bool:
+        """Whether the helper is not started because the package's files on disk were
+        replaced since start-up: a check answered None now was never run."""
+        return self._sock is None and self._replaced is not None
+
     def _send(self, message: dict[str, object]) -> bool:
         if self._closed:
             return False
@@ -237,6 +243,7 @@ class Resolver:
                              f"resolver is not started until then ({_dropped(message)})")
             self._replaced = replaced
             return False
+        self._replaced = None
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         except OSError as err:
