@@ -43,7 +43,7 @@ def resolver_helpers(parent: int) -> list[int]:
     for pid in children_of(parent):     # skips a daemon thread that ends meanwhile
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as c:
-                if b"pyxinetd.access.resolver" in c.read():
+                if b"pyxinetd/access/resolverstart.py" in c.read():
                     found.append(pid)
         except OSError:
             pass

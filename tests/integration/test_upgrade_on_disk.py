@@ -156,7 +156,7 @@ def resolver_helpers(daemon: Daemon) -> list[int]:
             return Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             return b""
-    return [pid for pid in daemon.children() if b"pyxinetd.access.resolver" in command(pid)]
+    return [pid for pid in daemon.children() if b"pyxinetd/access/resolverstart.py" in command(pid)]
 
 
 def refusal(daemon: Daemon) -> list[str]:
@@ -270,3 +270,33 @@ def test_a_deny_rule_whose_aclexec_check_the_replaced_files_stopped_refuses(
     assert "(aclexec not run: /bin/true)" in log
     assert "did not finish" not in log
     assert resolver_helpers(daemon) == []
+
+
+def test_the_name_resolver_is_the_daemons_package_not_one_found_first_on_the_path(
+        daemons: DaemonFactory, installed: Installation, ports: dict[str, int],
+        tmp_path: Path) -> None:
+    """Another pyxinetd installed, after the daemon started, in a folder the search path
+    names first (pip into /usr/local over the distribution's package): the name
+    resolver, a new interpreter, must still run the daemon's package, whose files the
+    installation check watches, not the other one (started with `-m`, it ran the
+    other, and no check saw it)."""
+    shadow = tmp_path / "earlier-on-the-path"
+    shadow.mkdir()
+    marker = tmp_path / "the-other-pyxinetd-was-imported"
+    conf = echo("plain", ports["plain"]) + echo("byname", ports["byname"],
+                                                 "\tonly_from = localhost\n")
+    wrapper = ["sh", "-c", f'shift; export PYTHONPATH="{shadow}"; exec "{installed.python}" "$@"',
+               "sh"]
+    daemon = daemons.start_config(conf, wrapper=wrapper)
+    other = shadow / "pyxinetd"
+    shutil.copytree(PACKAGE, other, ignore=shutil.ignore_patterns("__pycache__", "*.c"))
+    init = other / "__init__.py"
+    init.write_text(f"open({str(marker)!r}, 'w').close()\n" + init.read_text())
+
+    assert echoes(ports["byname"])      # only_from = localhost: looked up by the helper
+    helpers = resolver_helpers(daemon)
+    assert len(helpers) == 1
+    command = Path(f"/proc/{helpers[0]}/cmdline").read_bytes().split(b"\0")
+    assert str(installed.package / "access" / "resolverstart.py").encode() in command
+    assert not marker.exists()
+    assert refusal(daemon) == []

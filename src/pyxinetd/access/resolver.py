@@ -3,7 +3,8 @@
 Why a helper process: getnameinfo/getaddrinfo block, for as long as the resolver likes,
 and the master must never block; threads in the master are ruled out because it forks
 servers (a fork while another thread holds a libc lock can deadlock the child). So the
-master starts one long-lived helper (`python -m pyxinetd.access.resolver`, whose code is
+master starts one long-lived helper (`python .../pyxinetd/access/resolverstart.py`, run
+by its path so that it is this package's code; its code is
 pyxinetd.access.resolverhelper) on first need, with one end of an AF_UNIX SOCK_SEQPACKET
 pair on its fd 0. Requests and answers are one JSON object per packet
 (pyxinetd.access.resolverwire); the helper answers lookups from a bounded pool of threads
@@ -256,8 +257,7 @@ class Resolver:
             # In UTF-8 mode, as the daemon (pyxinetd.__main__.in_utf8_mode): a host
             # name that is not UTF-8 comes back as the bytes it was, whatever the locale.
             self.pid = os.posix_spawn(
-                sys.executable,
-                [sys.executable, "-X", "utf8", "-m", "pyxinetd.access.resolver"],
+                sys.executable, [sys.executable, "-X", "utf8", _HELPER_SCRIPT],
                 dict(os.environ),
                 file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), 0)],
                 setsigmask=(), setsigdef=(2, 15, 1, 13))
@@ -426,6 +426,11 @@ class Resolver:
             self._on_error(text)
 
 
+# Run by its path, so that the helper is this package's code and no other installation
+# found first on the interpreter's search path (pyxinetd.access.resolverstart).
+_HELPER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resolverstart.py")
+
+
 def _dropped(message: dict[str, object]) -> str:
     """What is given up with a request the helper cannot take: the log line names the
     client whose name is not looked up, or the commands not run."""
@@ -435,9 +440,3 @@ def _dropped(message: dict[str, object]) -> str:
     if isinstance(commands, list):
         return "aclexec not run: " + "; ".join(str(c) for c in commands)
     return f"not run: {message.get('cmd')}"
-
-
-if __name__ == "__main__":
-    # The helper's command line (what `ps` shows) names this module, the resolver's.
-    from pyxinetd.access.resolverhelper import main
-    main()

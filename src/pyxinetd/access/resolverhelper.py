@@ -1,4 +1,4 @@
-"""The name resolver helper process (`python -m pyxinetd.access.resolver`).
+"""The name resolver helper process (`python .../pyxinetd/access/resolverstart.py`).
 
 It answers the master (pyxinetd.access.resolver, which explains why the lookups run in
 a process of their own) over the SOCK_SEQPACKET socket on its fd 0, one JSON object per
