@@ -33,7 +33,7 @@ from pyxinetd.access.hostspatterns import (
     Endpoint, Lookups, Request, normalize_address, wrap_address,
 )
 from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables
-from pyxinetd.access.resolver import NameInfo, Resolver
+from pyxinetd.access.resolver import NameInfo, NotRun, Resolver
 from pyxinetd.access.serviceplan import ServicePlan, command_context, plan_for
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.listener import peer_text
@@ -339,18 +339,21 @@ class AccessGate:
             done(self._verdict(svc, plan, peer, decision))
             return
 
-        def finished(status: int | None) -> None:
+        def finished(status: int | None | NotRun) -> None:
             if status == 0:
                 done(self._verdict(svc, plan, peer, decision))
                 return
-            if status is None and self.resolver.no_process:
-                # Not run, for want of a process: not a failed check, whose rule would
-                # not apply (a denying one would let the client in).
-                done(NO_PROCESS)
-                return
-            if status is None and self.resolver.stopped_by_upgrade:
-                # Not run either (the helper would run replaced files): refused by the
-                # rule it was to decide, not skipped as a check that failed.
+            if isinstance(status, NotRun):
+                # Never run: not a failed check, whose rule would not apply (a denying
+                # one skipped would let the client in). For want of a process, the
+                # request is given up as a failed fork; otherwise refused by the rule
+                # the check was to decide.
+                if self.resolver.no_process:
+                    done(NO_PROCESS)
+                    return
+                self.program.warning("libwrap", f"aclexec not run ({status.why}) "
+                                                f"({decision.matched}) for {svc.id} from "
+                                                f"{peer}: refused")
                 done(Verdict(False, REASON_LIBWRAP))
                 return
             outcome = (f"returned {status}" if status is not None else

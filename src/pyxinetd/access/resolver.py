@@ -35,6 +35,7 @@ request whose name is UNAVAILABLE with `FAIL: ID fork`, as xinetd's retry gives 
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -66,7 +67,22 @@ NO_PROCESS = frozenset({errno.EAGAIN, errno.ENOMEM})
 NameCallback = Callable[[NameInfo], None]
 # The exit status of a check's last command (negative: killed by that signal), or None
 # when it did not finish in time or could not be run.
-StatusCallback = Callable[[int | None], None]
+@dataclasses.dataclass(frozen=True)
+class NotRun:
+    """A check whose commands never ran (`why`): the helper could not be started, was
+    lost, or could not start the shell. Unlike a check that failed or ran out of
+    time, whose rule does not apply, it decides nothing: the request is refused."""
+
+    why: str
+
+
+HELPER_NOT_RUNNING = NotRun("the name resolver is not running")
+HELPER_LOST = NotRun("the name resolver exited")
+HELPER_NO_PROCESS = NotRun("no process for the name resolver")
+
+# A check's outcome: the last command's status, None when it was killed at its
+# deadline (a failed check), or NotRun.
+StatusCallback = Callable[[int | None | NotRun], None]
 
 
 def lookup_timeout(environ: dict[str, str] | os._Environ[str] = os.environ) -> float:
@@ -140,7 +156,7 @@ class Resolver:
         self._checks[request_id] = (callback, timer)
         if not self._send({"id": request_id, "op": "check", "cmds": list(commands),
                            "timeout": timeout, **context.message()}):
-            self.loop.call_soon(lambda: self._finish_check(request_id, None))
+            self.loop.call_soon(lambda: self._finish_check(request_id, HELPER_NOT_RUNNING))
 
     def close(self) -> None:
         """The daemon exits: stop the helper (its queued lookups answer nobody now; left
@@ -188,7 +204,7 @@ class Resolver:
         for request_id in list(self._pending):
             self._expire(request_id)
         for request_id in list(self._checks):
-            self._finish_check(request_id, None)
+            self._finish_check(request_id, HELPER_LOST)
 
     @property
     def _given_up(self) -> bool:
@@ -197,14 +213,9 @@ class Resolver:
     @property
     def no_process(self) -> bool:
         """Whether the helper is given up for want of a process (MAX_FORK_FAILURES
-        starts in a row found none): a check answered None now was never run."""
+        starts in a row found none): a check answered NotRun now is given up as a
+        failed fork."""
         return self._given_up
-
-    @property
-    def stopped_by_upgrade(self) -> bool:
-        """Whether the helper is not started because the package's files on disk were
-        replaced since start-up: a check answered None now was never run."""
-        return self._sock is None and self._replaced is not None
 
     def _send(self, message: dict[str, object]) -> bool:
         if self._closed:
@@ -349,7 +360,7 @@ class Resolver:
             self._checks[request_id] = (done, self.loop.call_later(
                 timeout + CHECK_GRACE, lambda: self._finish_check(request_id, None)))
             if not self._transmit(message):
-                self.loop.call_soon(lambda: self._finish_check(request_id, None))
+                self.loop.call_soon(lambda: self._finish_check(request_id, HELPER_NOT_RUNNING))
         elif self._sock is not None:
             self._transmit(message)
 
@@ -365,7 +376,7 @@ class Resolver:
             elif message["op"] == "name":
                 self._expire(request_id, info)
             else:
-                self._finish_check(request_id, None)
+                self._finish_check(request_id, HELPER_NO_PROCESS)
 
     def _readable(self) -> None:
         sock = self._sock
@@ -387,6 +398,9 @@ class Resolver:
                                  f"{answer['skipped']}")
                     continue
                 request_id = int(answer["id"])
+                if "not_run" in answer:
+                    self._finish_check(request_id, NotRun(str(answer["not_run"])))
+                    continue
                 if "status" in answer:
                     status = answer["status"]
                     self._finish_check(request_id, None if status is None else int(status))
@@ -415,7 +429,7 @@ class Resolver:
             entry[1].cancel()
             entry[0](info)
 
-    def _finish_check(self, request_id: int, status: int | None) -> None:
+    def _finish_check(self, request_id: int, status: int | None | NotRun) -> None:
         entry = self._checks.pop(request_id, None)
         if entry is not None:
             entry[1].cancel()

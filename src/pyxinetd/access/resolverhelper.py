@@ -91,16 +91,17 @@ _running_lock = threading.Lock()
 
 
 def run_check(commands: list[str], timeout: float,
-              context: ShellContext = DAEMON_CONTEXT) -> int | None:
+              context: ShellContext = DAEMON_CONTEXT) -> int | str | None:
     """Blocking: run the commands in turn within `timeout` seconds in all; the last
-    one's status (negative: the signal that ended it), or None when a command could
-    not be started or the deadline passed (its process group is then killed)."""
+    one's status (negative: the signal that ended it), None when the deadline passed
+    (its process group is then killed), or why a command could not be started (a
+    check that never ran is no failed check: the master refuses the request)."""
     deadline = time.monotonic() + timeout
     status: int | None = None
     for command in commands:
         proc = _start_shell(command, context)
         if proc is None:
-            return None
+            return "/bin/sh could not be started"
         with _running_lock:
             _running_checks.add(proc.pid)
         try:
@@ -162,7 +163,11 @@ def _serve(sock: socket.socket) -> None:
 
     def check(request_id: int, commands: list[str], timeout: float,
               context: ShellContext) -> None:
-        send({"id": request_id, "status": run_check(commands, timeout, context)})
+        status = run_check(commands, timeout, context)
+        if isinstance(status, str):
+            send({"id": request_id, "status": None, "not_run": status})
+        else:
+            send({"id": request_id, "status": status})
 
     pool = LookupPool(answer)
     try:
