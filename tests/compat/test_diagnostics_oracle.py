@@ -194,6 +194,10 @@ KNOWN: tuple[Known, ...] = (
           "xinetd takes the pair and fails when it creates the socket, a run-time line"),
     Known("pyxinetd", r"^WARNING: service \S+: port \d+ ignored: a TCPMUX service has no ",
           "xinetd ignores a TCPMUX service's port silently (it listens on no such port)"),
+    Known("pyxinetd", r"^WARNING: service \S+: (banner|banner_success|banner_fail)(, \S+)* "
+                      r"ignored: a stream wait = yes server accepts ",
+          "xinetd takes the banners silently and fails at run time (its child writes them "
+          "to the listening socket and dies of SIGPIPE)"),
     Known("pyxinetd", r"^WARNING: service \S+: id \S+ is also used by the service at ",
           "pyxinetd warns of two services sharing an id; xinetd is silent"),
     Known("pyxinetd", r"^WARNING: service \S+: TRAFFIC from the defaults' log_on_success "

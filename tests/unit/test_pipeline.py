@@ -582,3 +582,37 @@ def test_an_unreadable_etc_protocols_is_a_missing_one(tmp_path: Path) -> None:
         "user = root", "server = /bin/cat"))
     assert [(s.id, s.protocol, s.protocol_number) for s in config.services] == [
         ("s", "tcp", 6), ("d", "udp", 17)]
+
+
+def test_banners_of_a_stream_wait_server_are_ignored_with_a_warning(tmp_path: Path) -> None:
+    # The server accepts the connection itself: the daemon has none to write them on.
+    config = load_text(tmp_path, block(
+        "waiter", "type = UNLISTED", "port = 5901", "socket_type = stream", "wait = yes",
+        "user = nobody", "server = /bin/cat", "banner = /etc/issue",
+        "banner_fail = /etc/issue"))
+    assert [s.banner for s in config.services] == ["/etc/issue"]
+    assert any("service waiter: banner, banner_fail ignored: a stream wait = yes server "
+               "accepts its connections itself" in w for w in warnings(config))
+
+
+@pytest.mark.parametrize("lines", [
+    ("socket_type = stream", "wait = no", "server = /bin/cat"),
+    ("socket_type = dgram", "wait = yes", "server = /bin/cat"),
+    ("socket_type = stream", "wait = yes", "type = INTERNAL UNLISTED"),
+])
+def test_banners_where_they_reach_the_client_are_not_warned_of(
+        tmp_path: Path, lines: tuple[str, ...]) -> None:
+    text = block("echo", *lines, "port = 5902", "user = nobody", "banner = /etc/issue")
+    if "type = INTERNAL UNLISTED" not in lines:
+        text = text.replace("\tport", "\ttype = UNLISTED\n\tport", 1)
+    config = load_text(tmp_path, text)
+    assert len(config.services) == 1, errors(config)
+    assert not any("banner" in w for w in warnings(config))
+
+
+def test_banners_from_the_defaults_are_warned_of_too(tmp_path: Path) -> None:
+    config = load_text(tmp_path, "defaults\n{\n\tbanner_success = /etc/issue\n}\n" + block(
+        "waiter", "type = UNLISTED", "port = 5903", "socket_type = stream", "wait = yes",
+        "user = nobody", "server = /bin/cat"))
+    assert any("service waiter: banner_success ignored: a stream wait = yes server"
+               in w for w in warnings(config))

@@ -60,6 +60,21 @@ def _late(draft: Draft, ctx: FillContext, name: str) -> object | None:
     return ctx.defaults.values.get(name)
 
 
+def _warn_unreachable_banners(draft: Draft, ctx: FillContext, sid: str) -> None:
+    """A stream `wait = yes` server accepts its connections itself: the daemon never
+    holds a client connection to write a banner on. xinetd 2.3.15.3 writes it to the
+    listening socket: its child dies of SIGPIPE before the server starts, the request
+    stays queued and the service loops until cps deactivates it
+    (docs/compatibility.md)."""
+    # The defaults' banners are already the service's own values here (its copy).
+    named = [attr for attr in ("banner", "banner_success", "banner_fail")
+             if _late(draft, ctx, attr) is not None]
+    if named:
+        ctx.sink.warning(draft.file, draft.line, (
+            f"service {sid}: {', '.join(named)} ignored: a stream wait = yes server accepts "
+            "its connections itself, so no banner can be written to its clients"))
+
+
 def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
     """Fill and check one service; raises ServiceRejected."""
     name = draft.name
@@ -92,6 +107,9 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
     if "stderr" in draft.values and not external:
         sink.warning(*where, f"service {sid}: stderr has no effect on internal, "
                              "redirected and SENSOR services (they start no server)")
+
+    if wait and socket_type is SocketType.STREAM and external:
+        _warn_unreachable_banners(draft, ctx, sid)
 
     # -- log flags (the TRAFFIC rule; port 113's: without_ident_userid) --------------
     log_on_success = set(cast(frozenset[str], _late(draft, ctx, "log_on_success") or frozenset()))
