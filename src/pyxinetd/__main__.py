@@ -15,6 +15,10 @@ import sys
 _OUT_OF_MEMORY = (b"pyxinetd: out of memory (is the address space limit, ulimit -v, "
                   b"too small?)\n")
 
+# The signal mask before in_utf8_mode() held the daemon's signals and executed the
+# interpreter again (numbers separated by commas).
+MASK_AT_START_VARIABLE = "PYXINETD_MASK_AT_START"
+
 
 def in_utf8_mode() -> None:
     """Exec the interpreter again in its UTF-8 mode (`-X utf8`) if the locale is not UTF-8.
@@ -27,25 +31,47 @@ def in_utf8_mode() -> None:
     stopped the service's listener (UnicodeEncodeError), and the log wrote a Latin-1
     file name in UTF-8. xinetd passes all of them on as the bytes they are; in UTF-8
     mode every one of them round-trips too. The C and POSIX locales need nothing: the
-    interpreter is then in UTF-8 mode already (PEP 538, PEP 540). Done before the
-    signals are held, so that the mask the daemon restores is the one it was started
-    with; the process keeps its pid. If the exec fails, the daemon runs on as it is.
+    interpreter is then in UTF-8 mode already (PEP 538, PEP 540). The process keeps
+    its pid. If the exec fails, the daemon runs on as it is.
+
+    The signals the daemon holds are held across the exec (a blocked signal stays
+    pending through it): as process 1, a `docker stop` arriving while the second
+    interpreter starts was dropped by the kernel, and the daemon served on. The mask
+    the command was started with goes along in the environment (mask_at_start()), for
+    the daemon to restore it.
     """
     if sys.flags.utf8_mode or codecs.lookup(sys.getfilesystemencoding()).name == "utf-8":
         return
     if not sys.executable or not sys.orig_argv:
         return
+    from pyxinetd.signals import held_at_start
+    started_with = signal.pthread_sigmask(signal.SIG_BLOCK, held_at_start(os.getpid()))
+    env = dict(os.environ)
+    env[MASK_AT_START_VARIABLE] = ",".join(str(int(s)) for s in sorted(started_with))
     try:
-        os.execv(sys.executable, [sys.executable, "-X", "utf8", *sys.orig_argv[1:]])
+        os.execve(sys.executable, [sys.executable, "-X", "utf8", *sys.orig_argv[1:]], env)
     except OSError:
-        pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, started_with)
+
+
+def mask_at_start() -> set[int] | None:
+    """The signal mask the command was started with, if in_utf8_mode() carried it over
+    its exec (None: the present mask is that one); read and removed from the
+    environment, so that no server inherits it."""
+    value = os.environ.pop(MASK_AT_START_VARIABLE, None)
+    if value is None or not sys.flags.utf8_mode:
+        return None
+    try:
+        return {int(n) for n in value.split(",") if n}
+    except ValueError:
+        return None
 
 
 def main() -> None:
     in_utf8_mode()
     try:
         from pyxinetd.signals import hold_until_installed
-        hold_until_installed()
+        hold_until_installed(mask_at_start())
         # getaddrinfo() encodes a host (a `bind` address) with the idna codec, whose
         # module and its C extension are imported on first use. Mapping that extension
         # fails under a tight address space limit, and the codec search reports the

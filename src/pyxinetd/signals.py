@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from types import FrameType
 
 from pyxinetd.errors import SetupError
@@ -45,7 +45,7 @@ HELD_AT_START = (*RECONFIG_SIGNALS, DUMP_SIGNAL)
 ENDING_SIGNALS = (TERMINATE_SIGNAL, QUICK_EXIT_SIGNAL, INTERRUPT_SIGNAL)
 
 # The mask before the first hold_until_installed(), for release_hold().
-_mask_before_hold: set[int | signal.Signals] | None = None
+_mask_before_hold: set[int] | None = None
 
 
 def held_at_start(pid: int) -> tuple[int, ...]:
@@ -53,7 +53,7 @@ def held_at_start(pid: int) -> tuple[int, ...]:
     return (*HELD_AT_START, *ENDING_SIGNALS) if pid == 1 else HELD_AT_START
 
 
-def hold_until_installed() -> None:
+def hold_until_installed(started_with: Collection[int] | None = None) -> None:
     """Block SIGHUP, SIGUSR2 and SIGUSR1 (and, as process 1, SIGTERM, SIGQUIT and
     SIGINT) until SignalWakeup.install() unblocks them.
 
@@ -71,12 +71,13 @@ def hold_until_installed() -> None:
     working`, and SIGINT ignored (except with -d).
 
     Called again, it blocks the same signals and keeps the first call's mask for
-    release_hold().
+    release_hold(). `started_with` is the mask to keep instead when the signals were
+    held already before an exec (pyxinetd.__main__.in_utf8_mode).
     """
     global _mask_before_hold
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held_at_start(os.getpid()))
     if _mask_before_hold is None:
-        _mask_before_hold = previous
+        _mask_before_hold = set(map(int, previous if started_with is None else started_with))
 
 
 def release_hold() -> None:

@@ -6,7 +6,10 @@ and found through LOCPATH), and messages show them as `\\xNN`.
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import DaemonFactory, free_port, namespace_problem, wait_until
+from tests.helpers.procs import children_of
 
 LOCALE = "en_US.ISO-8859-1"
 
@@ -64,6 +68,7 @@ def test_utf8_server_path_arguments_and_env_reach_the_server_under_a_latin1_loca
         received = read_to_end(client)
     assert received.startswith(b"c\xc3\xa4t\xe2\x82\xac\0/proc/self/cmdline\0/proc/self/environ\0")
     assert b"\0EURO=\xe2\x82\xac\xc3\xa9\0" in received
+    assert b"PYXINETD_MASK_AT_START" not in received
     wait_until(lambda: service_log.exists() and b"START: cat" in service_log.read_bytes(),
                what="the START line in the service log named in UTF-8")
     assert "not executable" not in daemon.log()
@@ -79,6 +84,50 @@ def test_latin1_file_name_is_logged_as_its_bytes_under_a_latin1_locale(
     daemon = daemons.start_config(f"includedir {folder}\n", wrapper=latin1_locale)
     log = daemon.log_path.read_bytes()
     assert b"[file=" + bytes(folder) + b"/caf\xe9] [line=1]" in log
+
+
+def test_a_stop_sent_to_process_one_while_it_starts_again_in_utf8_mode_is_not_lost(
+        daemons: DaemonFactory, tmp_path: Path, latin1_locale: list[str]) -> None:
+    # As process 1 of a container the kernel drops a signal whose action is the
+    # default one. Nothing was held yet while the interpreter started again in UTF-8
+    # mode: the SIGTERM of a `docker stop` then was lost and the daemon served on.
+    # Here the second interpreter waits on a FIFO (its sitecustomize) while the
+    # signal is sent.
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare for a pid namespace")
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import os, sys\n"
+        "if sys.flags.utf8_mode and os.getpid() == 1:\n"
+        f"    open({str(gate)!r}).close()\n")
+    python_path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    daemon = daemons.start_config(
+        "service s\n{\n  type = UNLISTED\n  socket_type = stream\n  wait = no\n"
+        f"  user = root\n  bind = 127.0.0.1\n  port = {free_port()}\n"
+        "  server = /bin/echo\n}\n",
+        ready=False,
+        wrapper=[*latin1_locale, f"PYTHONPATH={python_path}",
+                 "unshare", "-p", "-f", "--mount-proc", "--"])
+
+    def open_gate() -> int | None:
+        try:
+            return os.open(gate, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as err:
+            if err.errno != errno.ENXIO:    # the interpreter has not opened it yet
+                raise
+            return None
+
+    writer = wait_until(open_gate, what="the interpreter started again to wait on the FIFO")
+    [pid] = children_of(daemon.pid)
+    os.kill(pid, signal.SIGTERM)
+    os.close(writer)
+    assert daemon.wait_exit() == 0
+    log = daemon.log()
+    assert "Started working" in log
+    assert log.rstrip().endswith("WARNING: Exiting...")
 
 
 def test_check_names_a_byte_that_is_not_utf8_by_its_hex_value(tmp_path: Path) -> None:
