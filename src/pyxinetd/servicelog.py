@@ -47,7 +47,6 @@ FIFO without a reader, or finds a new FIFO at its path).
 
 from __future__ import annotations
 
-import codecs
 import os
 import stat
 import time
@@ -136,14 +135,14 @@ MAX_ENTRY_BYTES = 1024
 
 
 def bounded_entry(entry: str) -> str:
-    """`entry` cut to its first MAX_ENTRY_BYTES bytes as written, as xinetd cuts it (a
-    UTF-8 character split by the cut is dropped). Bytes of the configuration that are
-    not UTF-8 (surrogate escapes) stay as they are, as in an entry that is not cut."""
+    """`entry` cut to its first MAX_ENTRY_BYTES bytes as written, as xinetd cuts it:
+    byte by byte, so that a UTF-8 character split by the cut leaves its first bytes
+    (kept as surrogate escapes, written back as they are). Bytes of the configuration
+    that are not UTF-8 stay as they are, as in an entry that is not cut."""
     data = as_written(entry)
     if len(data) <= MAX_ENTRY_BYTES:
         return entry
-    return codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(
-        data[:MAX_ENTRY_BYTES], final=False)
+    return data[:MAX_ENTRY_BYTES].decode("utf-8", errors="surrogateescape")
 
 
 def _label(service: ServiceConfig, target: FileTarget) -> str:

@@ -192,6 +192,24 @@ def test_a_service_log_entry_cut_at_1024_bytes_keeps_a_latin1_byte(
     assert b": " + entry[:1024] + b"\n" in service_log.read_bytes()
 
 
+def test_a_service_log_entry_cut_inside_a_utf8_character_keeps_its_first_bytes(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # xinetd cuts the entry at its 1024th byte, whatever character that byte is part
+    # of (`START: ` and 508 `é` are 1023 bytes: the 1024th is the first of the next
+    # `é`); the cut dropped the whole character, one byte short of xinetd's line.
+    port = free_port()
+    service_log = tmp_path / "services.log"
+    daemons.start_config(
+        f"service {'é' * 600}\n{{\n  type = UNLISTED\n  protocol = tcp\n  port = {port}\n"
+        "  socket_type = stream\n  wait = no\n  user = root\n  bind = 127.0.0.1\n"
+        f"  server = /bin/true\n  log_type = FILE {service_log}\n  log_on_success = PID\n}}\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        read_to_end(client)
+    wait_until(lambda: service_log.exists() and b"START: " in service_log.read_bytes(),
+               what="the START line")
+    assert b": START: " + "é".encode() * 508 + b"\xc3\n" in service_log.read_bytes()
+
+
 def skip_without_mount_namespace() -> None:
     problem = namespace_problem("mount")
     if problem:
