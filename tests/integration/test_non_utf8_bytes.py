@@ -253,6 +253,28 @@ def test_a_host_name_that_is_not_ascii_matches_hosts_allow_and_expands_byte_by_b
     assert received == b"hello " + shown + b"\r\nserved\n"
 
 
+def test_only_from_names_a_host_in_utf8_as_xinetd_does(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # xinetd looks the name's bytes up (getaddrinfo) and matches the client's name;
+    # the token was taken for no host name at all (`failed to parse`, ignored), so
+    # the only entry of only_from was dropped and nobody was let in.
+    skip_without_mount_namespace()
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(b"127.0.0.1\tlocalhost\n127.0.0.2\tb\xc3\xbccher.example\n")
+    port = free_port()
+    daemon = daemons.start_config(
+        "service s\n{\n  type = UNLISTED\n  socket_type = stream\n  wait = no\n"
+        f"  user = root\n  bind = 127.0.0.1\n  port = {port}\n  server = /bin/echo\n"
+        "  server_args = served\n  only_from = b\u00fccher.example\n}\n",
+        wrapper=with_hosts_file(hosts))
+    with socket.socket() as client:
+        client.settimeout(10)
+        client.bind(("127.0.0.2", 0))
+        client.connect(("127.0.0.1", port))
+        assert read_to_end(client) == b"served\n"
+    assert "failed to parse" not in daemon.log()
+
+
 def test_a_redirect_target_named_in_latin1_is_looked_up_by_its_bytes(
         daemons: DaemonFactory, tmp_path: Path) -> None:
     # The name went through Python's IDNA codec, which refused the byte: "does not

@@ -29,9 +29,12 @@ from pyxinetd.textbytes import quoted
 
 NetworkLookup = Callable[[str], "ipaddress.IPv4Network | None"]
 
-# RFC 1123 labels, plus '_' which resolvers accept in /etc/hosts.
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}\.?$)[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
-                          r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$")
+# RFC 1123 labels, plus '_' which resolvers accept in /etc/hosts, and any byte that is
+# not ASCII (a UTF-8 name such as `bücher.example`, or a Latin-1 one, surrogate
+# escapes here): xinetd hands the name's bytes to getaddrinfo, which finds it in
+# /etc/hosts, as `bind` and `redirect` do here (config.netvalues).
+_LABEL = r"[A-Za-z0-9_\x80-\U0010ffff](?:[A-Za-z0-9_\x80-\U0010ffff-]*[A-Za-z0-9_\x80-\U0010ffff])?"
+_HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}\.?$){_LABEL}(?:\.{_LABEL})*\.?$")
 _TCPD_WORDS = {"ALL", "LOCAL", "KNOWN", "UNKNOWN", "PARANOID"}
 
 
