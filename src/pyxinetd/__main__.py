@@ -85,9 +85,9 @@ def main() -> None:
         # the configuration run out of memory: one line, not a traceback.
         _out_of_memory()
     except KeyboardInterrupt:
-        # A Ctrl-C while the daemon starts (outside process 1, SIGINT keeps its default
-        # action until the handlers are installed): end as that default action ends a
-        # process, killed by SIGINT, without Python's traceback of wherever it landed.
+        # A Ctrl-C that came before SIGINT was held (the interpreter's own start) or
+        # once a command released it: end as the default action ends a process,
+        # killed by SIGINT, without Python's traceback of wherever it landed.
         _die_of(signal.SIGINT)
     except ImportError as err:
         if not _no_room_to_map(err):

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import selectors
 import sys
 import time
@@ -155,6 +156,9 @@ def start_detached(serve: Callable[[StartupReport], int], *,
         os.close(rfd)
         _become_daemon(serve, wfd, umask)
     os.close(wfd)
+    # Ctrl-C reaches this command while it waits (status 130); the daemon keeps SIGINT
+    # held until its handlers ignore it, as xinetd does (pyxinetd.signals).
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
     try:
         return _read_report(rfd, timeout)
     finally:

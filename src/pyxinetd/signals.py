@@ -39,10 +39,12 @@ REAP_SIGNAL = signal.SIGCHLD
 CONSISTENCY_SIGNAL = signal.SIGABRT
 INTERRUPT_SIGNAL = signal.SIGINT
 # Signals whose default action (terminate) the daemon must never take, held back until
-# the loop's handlers are in place (see hold_until_installed).
-HELD_AT_START = (*RECONFIG_SIGNALS, DUMP_SIGNAL)
+# the loop's handlers are in place (see hold_until_installed). SIGINT is one: xinetd
+# ignores it from its first steps (but with -d), so a Ctrl-C while the daemon starts
+# must not end it either.
+HELD_AT_START = (*RECONFIG_SIGNALS, DUMP_SIGNAL, INTERRUPT_SIGNAL)
 # The signals that ask for the end: held at start as well by process 1 only.
-ENDING_SIGNALS = (TERMINATE_SIGNAL, QUICK_EXIT_SIGNAL, INTERRUPT_SIGNAL)
+ENDING_SIGNALS = (TERMINATE_SIGNAL, QUICK_EXIT_SIGNAL)
 
 # The mask before the first hold_until_installed(), for release_hold().
 _mask_before_hold: set[int] | None = None
@@ -54,21 +56,23 @@ def held_at_start(pid: int) -> tuple[int, ...]:
 
 
 def hold_until_installed(started_with: Collection[int] | None = None) -> None:
-    """Block SIGHUP, SIGUSR2 and SIGUSR1 (and, as process 1, SIGTERM, SIGQUIT and
-    SIGINT) until SignalWakeup.install() unblocks them.
+    """Block SIGHUP, SIGUSR2, SIGUSR1 and SIGINT (and, as process 1, SIGTERM and
+    SIGQUIT) until SignalWakeup.install() unblocks them.
 
     xinetd installs its handlers before it reads its configuration; here the imports
     and the start-up load come first (most of a second on a slow host, seconds for a
     large configuration), and one of the first three arriving during them would kill
     the daemon silently. Blocked, it stays pending and is handled once the loop runs:
-    a reload then follows `Started working`, as in xinetd. Elsewhere SIGTERM, SIGQUIT
-    and SIGINT keep their default action: they ask for the end anyway. Process 1 (a
-    container's init) is different: the kernel drops a signal whose action there is
-    the default one, so the SIGTERM of a `docker stop` arriving during the start-up
-    was lost, the daemon served on and was killed 10 seconds later; and SIGINT (a
-    Ctrl-C in `docker run -it`) raised KeyboardInterrupt where xinetd ignores it.
-    Held, they are handled as xinetd handles them: `Exiting...` after `Started
-    working`, and SIGINT ignored (except with -d).
+    a reload then follows `Started working`, as in xinetd. SIGINT, which xinetd
+    ignores (but with -d), is held too: a Ctrl-C while the daemon starts is then
+    ignored as it is once it serves (with -d it ends the daemon once the handlers are
+    in: `Exiting...`, status 1), instead of ending it in its first second only.
+    Elsewhere SIGTERM and SIGQUIT keep their default action: they ask for the end
+    anyway. Process 1 (a container's init) is different: the kernel drops a signal
+    whose action there is the default one, so the SIGTERM of a `docker stop` arriving
+    during the start-up was lost, the daemon served on and was killed 10 seconds
+    later. Held, they are handled as xinetd handles them: `Exiting...` after `Started
+    working`.
 
     Called again, it blocks the same signals and keeps the first call's mask for
     release_hold(). `started_with` is the mask to keep instead when the signals were
