@@ -15,13 +15,12 @@ wait bounded.
 import json
 import os
 import re
-import socket
 import sys
 import time
 
 from scenario_support import (
-    SyslogSink, begin, free_port, private_dev_and_etc, read, running, seen, wait_for)
-from zone_change_scenario import offset
+    SyslogSink, begin, free_port, private_dev_and_etc, read, running, wait_for)
+from zone_change_scenario import ask, offset
 
 ZONES = ("UTC", "XXX-5:30", "<+0530>-5:30", "America/St_Johns", "Asia/Kolkata",
          "garbage!!", "Foo/Bar", ":/nonexistent", "")
@@ -30,11 +29,6 @@ ZONES = ("UTC", "XXX-5:30", "<+0530>-5:30", "America/St_Johns", "Asia/Kolkata",
 def service(name: str, port: int, body: str) -> str:
     return (f"service {name}\n{{\n\tsocket_type = stream\n\twait = no\n\tuser = root\n"
             f"\tport = {port}\n\tbind = 127.0.0.1\n{body}}}\n")
-
-
-def ask(port: int) -> str:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-        return seen(conn, wait=5)
 
 
 def main() -> int:
