@@ -156,9 +156,6 @@ def start_detached(serve: Callable[[StartupReport], int], *,
         os.close(rfd)
         _become_daemon(serve, wfd, umask)
     os.close(wfd)
-    # Ctrl-C reaches this command while it waits (status 130); the daemon keeps SIGINT
-    # held until its handlers ignore it, as xinetd does (pyxinetd.signals).
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
     try:
         return _read_report(rfd, timeout)
     finally:
@@ -200,6 +197,11 @@ def _read_report(rfd: int, timeout: float) -> StartupOutcome:
     outcome = StartupOutcome()
     pending = bytearray()
     try:
+        # Ctrl-C reaches this command while it waits (status 130); the daemon keeps
+        # SIGINT held until its handlers ignore it, as xinetd does (pyxinetd.signals).
+        # One held while the command loaded the configuration arrives here, at the
+        # unblocking: the daemon is forked already and goes on all the same.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
         _read_into(outcome, rfd, timeout, pending)
     except KeyboardInterrupt:
         outcome.interrupted = True

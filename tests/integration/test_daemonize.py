@@ -8,6 +8,7 @@ group (fixture `detached`).
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import socket
@@ -408,6 +409,40 @@ def test_ctrl_c_while_waiting_names_the_daemon_that_goes_on(detached: Detached,
                    "serves; it goes on starting on its own (see the program log)\n")
     assert alive(pid)
     go.touch()
+    assert wait_until(lambda: _answers(port), 20, what="the echo service") == b"ping\n"
+
+
+def _interrupt_at_exec() -> None:
+    """In the start command's process before its exec: a Ctrl-C that arrives while it
+    imports and loads its configuration, held (blocked, pending) as the command holds
+    it then; both survive the exec."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_while_the_command_loads_names_the_daemon_that_goes_on(
+        detached: Detached, tmp_path: Path) -> None:
+    """A Ctrl-C held while the start command loads the configuration reaches it once
+    it waits for the daemon it forked: the daemon goes on (it ignores SIGINT, as
+    xinetd does), so the command says so and exits 130, as for a Ctrl-C while it
+    waits, rather than exiting 1 in silence over a daemon that serves."""
+    port = free_port()
+    conf = tmp_path / "held.conf"
+    conf.write_text(echo_conf(port))
+    pidfile = tmp_path / "held.pid"
+    detached.pidfiles.append(pidfile)
+    start = subprocess.run(
+        [sys.executable, "-m", "pyxinetd", "-f", str(conf), "-filelog",
+         str(tmp_path / "held.log"), "-pidfile", str(pidfile)],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=START_TIMEOUT,
+        preexec_fn=_interrupt_at_exec, restore_signals=True)
+    pid = wait_until(lambda: read_pid(pidfile), 20, what="the daemon's pidfile")
+    detached.pids.add(pid)
+    assert start.returncode == 130, start.stderr
+    assert start.stdout == ""
+    assert re.fullmatch(r"pyxinetd: interrupted before the daemon( \(pid \d+\))? reported "
+                        r"that it serves; it goes on starting on its own \(see the "
+                        r"program log\)\n", start.stderr), start.stderr
     assert wait_until(lambda: _answers(port), 20, what="the echo service") == b"ping\n"
 
 
