@@ -90,7 +90,15 @@ def main() -> None:
         # killed by SIGINT, without Python's traceback of wherever it landed.
         _die_of(signal.SIGINT)
     except ImportError as err:
-        if not _no_room_to_map(err):
+        if not _no_room_to_map(err) or not _address_space_limited():
+            raise
+        _out_of_memory()
+    except SystemError as err:
+        # CPython 3.11 sometimes loses the MemoryError of an allocation that failed in
+        # its own C code (an import, dataclasses' exec) and reports that instead. Only
+        # those words, and only under an address space limit: any other SystemError is
+        # a bug to show.
+        if not _lost_memory_error(err) or not _address_space_limited():
             raise
         _out_of_memory()
 
@@ -113,10 +121,19 @@ def _die_of(signum: signal.Signals) -> None:
 
 def _no_room_to_map(err: ImportError) -> bool:
     """A C extension module the loader could not map (glibc's dlopen(): `failed to map
-    segment from shared object`) under a finite address space limit: out of memory.
+    segment from shared object`): out of memory under a finite address space limit.
     The same words on a file system mounted noexec are not, and keep their traceback."""
-    if "failed to map segment" not in str(err):
-        return False
+    return "failed to map segment" in str(err)
+
+
+def _lost_memory_error(err: SystemError) -> bool:
+    """CPython's words for an error return whose exception was lost."""
+    text = str(err)
+    return ("error return without exception set" in text
+            or "without setting an exception" in text)
+
+
+def _address_space_limited() -> bool:
     try:
         import resource
 
