@@ -326,3 +326,36 @@ def test_exec_refused_by_the_server_users_process_limit_names_the_limit(
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_deny_rule_whose_aclexec_check_got_no_thread_in_the_resolver_refuses(
+        daemons: DaemonFactory, pids_cgroup: Cgroup, tmp_path: Path) -> None:
+    """The helper runs each check on a thread of its own: at the pids limit none can be
+    started, and the check never runs. Taken for a failed check, the denying rule was
+    skipped and the client served once its server could be forked."""
+    port = free_port()
+    (tmp_path / "hosts.allow").write_text("")
+    (tmp_path / "hosts.deny").write_text("cat: ALL: aclexec /bin/true\n")
+    wrapper = ["env", f"PYXINETD_HOSTS_ALLOW={tmp_path / 'hosts.allow'}",
+               f"PYXINETD_HOSTS_DENY={tmp_path / 'hosts.deny'}", *pids_cgroup.wrapper]
+    daemon = daemons.start_config(_config(tmp_path, _cat("gated", port)), wrapper=wrapper)
+    # A first check starts the helper; refused by the rule its check confirms.
+    with _connect(port) as client:
+        assert client.recv(100) == b""
+    wait_until(lambda: "FAIL: gated libwrap" in _services_log(tmp_path),
+               what="the first request refused")
+    # The daemon and its helper, the check's thread and shell gone: nothing more fits.
+    wait_until(lambda: len(pids_cgroup.read("tasks").split()) == 2,
+               what="the daemon and the helper alone in the cgroup")
+    pids_cgroup.write("pids.max", "2")
+    with _connect(port) as client:
+        daemon.wait_for_log(r"(aclexec not run|aclexec did not finish).* for gated from "
+                            r"127\.0\.0\.1")
+        # Room for a server, were the request admitted.
+        pids_cgroup.write("pids.max", "max")
+        assert client.recv(100) == b""
+    assert ("WARNING: aclexec not run (no thread could be started for it) (hosts.deny "
+            "line 1) for gated from 127.0.0.1: refused\n") in daemon.log()
+    wait_until(lambda: _services_log(tmp_path).count("FAIL: gated libwrap") == 2,
+               what="the second request refused")
+    assert "START: gated" not in _services_log(tmp_path)

@@ -203,8 +203,10 @@ def _serve(sock: socket.socket) -> None:
                         float(message["timeout"]), ShellContext.read(message)),
                         daemon=True).start()
                 except RuntimeError:
-                    # Answered as a check that could not be run: the rule does not apply.
-                    send({"id": int(message["id"]), "status": None})
+                    # Never run: no failed check, whose rule would not apply (a
+                    # denying one skipped would let the client in).
+                    send({"id": int(message["id"]), "status": None,
+                          "not_run": "no thread could be started for it"})
     finally:
         pool.close()
 
