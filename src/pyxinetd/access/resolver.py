@@ -267,11 +267,14 @@ class Resolver:
         try:
             # In UTF-8 mode, as the daemon (pyxinetd.__main__.in_utf8_mode): a host
             # name that is not UTF-8 comes back as the bytes it was, whatever the locale.
+            # In a session of its own, as servers are: a Ctrl-C or hang-up at the
+            # daemon's terminal (ignored, or a reload) would end it, refusing the
+            # checks in flight and leaving their commands to run past their deadline.
             self.pid = os.posix_spawn(
                 sys.executable, [sys.executable, "-X", "utf8", _HELPER_SCRIPT],
                 dict(os.environ),
                 file_actions=[(os.POSIX_SPAWN_DUP2, theirs.fileno(), 0)],
-                setsigmask=(), setsigdef=(2, 15, 1, 13))
+                setsid=True, setsigmask=(), setsigdef=(2, 15, 1, 13))
         except OSError as err:
             ours.close()
             if err.errno in NO_PROCESS:
