@@ -13,7 +13,12 @@ import os
 import sys
 
 if __name__ == "__main__":
-    # sys.path[0] is this file's folder (pyxinetd/access); the package's parent goes first.
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    here = os.path.dirname(os.path.abspath(__file__))
+    # Python puts this file's folder (pyxinetd/access) first on the path, unless told
+    # not to (-P, PYTHONSAFEPATH): drop it where it is there, and put the package's
+    # parent first in any case.
+    if sys.path and sys.path[0] and os.path.abspath(sys.path[0]) == here:
+        del sys.path[0]
+    sys.path.insert(0, os.path.dirname(os.path.dirname(here)))
     from pyxinetd.access.resolverhelper import main
     main()
