@@ -43,9 +43,14 @@ def start_faulty(daemons: DaemonFactory, svc: ServiceConfig) -> Daemon:
 
 def connect_from(source: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(TIMEOUT)
-    sock.bind((source, 0))
-    sock.connect(("127.0.0.1", port))
+    try:
+        sock.settimeout(TIMEOUT)
+        sock.bind((source, 0))
+        sock.connect(("127.0.0.1", port))
+    except BaseException:
+        # A reset that reaches connect() must not leave the socket to the collector.
+        sock.close()
+        raise
     return sock
 
 
