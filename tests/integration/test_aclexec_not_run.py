@@ -24,7 +24,7 @@ def test_a_deny_rule_whose_check_lost_its_helper_refuses(daemons: DaemonFactory,
                                                          tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "hosts.allow").write_text("")
-    (tmp_path / "hosts.deny").write_text("ALL: ALL: aclexec kill -KILL $PPID; sleep 30\n")
+    (tmp_path / "hosts.deny").write_text("ALL: ALL: aclexec kill -KILL $PPID\n")
     services = tmp_path / "services.log"
     conf = (f"service guarded\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n"
             f"\twait = no\n\tuser = root\n\tserver = /bin/echo\n\tserver_args = served\n"
