@@ -278,11 +278,20 @@ def run_scenario(script: Path, workdir: Path | str, *daemon: str,
     mount namespace, for scenarios that mount over /etc, /dev or /proc files); its JSON
     result."""
     namespaces = ["-n", "-m", "--propagation", "private"] if mount else ["-n"]
-    done = subprocess.run(["unshare", *namespaces, sys.executable, str(script),
-                           str(workdir), *daemon],
-                          capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    # A session of its own: a scenario stopped at the deadline takes its daemon (and
+    # that daemon's servers) with it instead of leaving them running in its namespace.
+    with subprocess.Popen(["unshare", *namespaces, sys.executable, str(script),
+                           str(workdir), *daemon], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as scenario:
+        try:
+            stdout, stderr = scenario.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(scenario.pid, signal.SIGKILL)
+            stdout, stderr = scenario.communicate()
+            raise AssertionError(f"{script.name} did not end within 120 s: {stderr}")
+    assert scenario.returncode == 0, stderr
+    result: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     return result
 
 
