@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import free_port, wait_until
+from tests.daemon import READY_TIMEOUT, free_port, wait_until
 
 TIMEOUT = 10.0
 FILE_LINE = re.compile(r"^\d\d/\d+/\d+@\d\d:\d\d:\d\d xinetd\[\d+\]: [A-Z]+: ", re.M)
@@ -62,11 +63,13 @@ def run_until(conf: Path, stderr: int, environ: dict[str, str], *args: str,
     try:
         def arrived() -> bool:
             if read is not None:
-                received.extend(read.recv(65536))
+                # Only what has arrived: a blocking recv() would outlast the deadline.
+                if select.select([read], [], [], 0)[0]:
+                    received.extend(read.recv(65536))
                 return until.encode() in received
             assert log is not None
             return until in log.read_text()
-        wait_until(arrived, TIMEOUT, what=until)
+        wait_until(arrived, READY_TIMEOUT, what=until)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(TIMEOUT)
