@@ -4,6 +4,8 @@
 
 WORKDIR/plan.json says what to do:
 
+- "sysctl": `KEY=VALUE` settings of the namespace made before `lo` comes up (such as
+  `net.ipv6.conf.all.disable_ipv6=1` for a host without IPv6; optional);
 - "links": `ip` argument lists run after `lo` is up (a veth pair, addresses...);
 - "hosts": the text of /etc/hosts for the run (optional; needs a private mount
   namespace too: `unshare -n -m`);
@@ -79,8 +81,9 @@ def probe_udp(p: dict) -> dict:
         s.settimeout(2)
         if p.get("src"):
             s.bind(_address(p["src"], 0, p.get("scope")))
-        s.sendto(p.get("send", "x\n").encode(), _address(p["dst"], p["port"], p.get("scope")))
         try:
+            s.sendto(p.get("send", "x\n").encode(),
+                     _address(p["dst"], p["port"], p.get("scope")))
             data, sender = s.recvfrom(65536)
         except socket.timeout:
             return {"reply": "timeout"}
@@ -96,9 +99,11 @@ def clean(text: str) -> list[str]:
 
 
 def main() -> int:
-    run = begin()
-    with open(os.path.join(os.path.dirname(run.conf), "plan.json")) as f:
+    with open(os.path.join(sys.argv[1], "plan.json")) as f:
         plan = json.load(f)
+    for setting in plan.get("sysctl", []):
+        subprocess.run(["sysctl", "-q", "-w", setting], check=True)
+    run = begin()
     if "hosts" in plan:
         hosts = os.path.join(os.path.dirname(run.conf), "hosts")
         with open(hosts, "w") as f:

@@ -50,6 +50,14 @@ def allowed(only_from: tuple[str, ...] | None, no_access: tuple[str, ...], peer:
     ("::/0", "::ffff:10.0.0.1", True),
     ("::1/128", "::1", True),                       # xinetd: never matches (a bug)
     ("::ffff:0:0/96", "::ffff:10.1.1.1", True),
+    # An IPv4 client (IPv4 socket) matches IPv6 entries by its mapped form, as the
+    # same host does on a dual-stack socket.
+    ("::ffff:127.0.0.1", "127.0.0.1", True),
+    ("::ffff:127.0.0.1", "127.0.0.2", False),
+    ("::ffff:0:0/96", "10.1.1.1", True),
+    ("::ffff:127.0.0.0/104", "127.9.9.9", True),
+    ("::/0", "10.0.0.1", True),
+    ("2001:db8::/32", "10.0.0.1", False),
 ])
 def test_only_from_forms(token: str, peer: str, expected: bool) -> None:
     assert allowed((token,), (), peer) is expected
@@ -79,6 +87,15 @@ def test_no_access_alone() -> None:
     assert not allowed(None, ("10.0.0.0/8",), "10.1.1.1")
     assert allowed(None, ("10.0.0.0/8",), "11.1.1.1")
     assert not allowed(None, ("badguy.example.com",), "10.0.0.6", "badguy.example.com")
+
+
+def test_a_mapped_deny_entry_refuses_the_ipv4_client_it_names() -> None:
+    # The same host, whichever socket family sees it: no way round the entry.
+    for peer in ("127.0.0.1", "::ffff:127.0.0.1"):
+        assert not allowed(None, ("::ffff:127.0.0.1",), peer)
+        assert not allowed(("127.0.0.0/8",), ("::ffff:127.0.0.1",), peer)
+        assert not allowed(("::ffff:127.0.0.0/104",), ("127.0.0.1",), peer)
+    assert allowed(("127.0.0.0/8",), ("::ffff:127.0.0.1",), "127.0.0.2")
 
 
 def test_more_specific_match_wins() -> None:

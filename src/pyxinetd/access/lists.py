@@ -3,7 +3,9 @@
 Entries are parsed by pyxinetd.config.addresses. Matching:
 - IPv4 networks match IPv4 clients and IPv4-mapped IPv6 clients (`::ffff:a.b.c.d`);
 - IPv6 networks match IPv6 clients by prefix (an exact address is a /128; `::/0`
-  matches every client of a dual-stack socket, mapped ones included);
+  matches every client of a dual-stack socket, mapped ones included), and IPv4 clients
+  by their mapped form, so a host gets the same decision through either family
+  (`::ffff:127.0.0.1` matches 127.0.0.1 on an IPv4 socket too);
 - host names match the client's reverse name, ignoring case; `.domain` entries match
   names that end with the suffix (the bare domain itself does not). As in xinetd there is
   no forward confirmation, and a failed lookup makes name entries not match.
@@ -70,10 +72,15 @@ def rank(entry: AddressEntry, addr: IPAddress, name: str | None) -> tuple[int, i
         if addr.version == net.version:
             if addr not in net:
                 return None
-        else:
-            mapped = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) else None
-            if net.version != 4 or mapped is None or mapped not in net:
+        elif isinstance(addr, ipaddress.IPv6Address):
+            mapped = addr.ipv4_mapped
+            if mapped is None or mapped not in net:
                 return None
+        elif ipaddress.IPv6Address(f"::ffff:{addr}") not in net:
+            # An IPv4 client is the host its mapped form names: the same decision on
+            # an IPv4 socket as on a dual-stack one (xinetd lets 127.0.0.1 through
+            # `no_access = ::ffff:127.0.0.1` on an IPv4 service).
+            return None
         bits = net.prefixlen + (96 if net.version == 4 else 0)
         return (_HOST, 0) if bits == 128 else (_NETWORK, bits)
     if entry.name is None or name is None:
