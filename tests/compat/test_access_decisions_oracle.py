@@ -14,7 +14,9 @@ FAIL lines must be the same, except for the deviations docs/compatibility.md lis
 - IPv6 `/128` entries match their host (xinetd: never; reference §3.1, §8.2);
 - an IPv4 client of a dual-stack service is looked up by its IPv4 address for host
   and `.domain` entries (xinetd asks for the name of ::ffff:a.b.c.d, which /etc/hosts
-  does not answer, so its name entries never match mapped clients).
+  does not answer, so its name entries never match mapped clients);
+- entries within ::ffff:0:0/96 match the IPv4 clients they name on a `flags = IPv4`
+  service too (xinetd: never there).
 """
 
 from __future__ import annotations
@@ -90,6 +92,11 @@ DEVIATIONS = {
     ("namedeny", "127.0.0.1"): ("namedeny\n", ""),
     ("namedeny", "127.255.255.254"): ("namedeny\n", ""),
     ("domain", "127.1.2.3"): ("", "domain\n"),
+    # Entries within ::ffff:0:0/96 name IPv4 hosts on IPv4 sockets too.
+    ("mapped-4", "127.0.0.2"): ("", "mapped-4\n"),
+    ("mapped128-4", "127.0.0.2"): ("", "mapped128-4\n"),
+    **{(name, src): (f"{name}\n", "") for name in ("mappeddeny-4", "v6mapped96-4")
+       for src in SOURCES4},
 }
 # `match equally` lines xinetd writes where one list is more specific: pyxinetd then
 # follows that list silently (bothwide's no_access names a /32 inside only_from's /8).

@@ -50,13 +50,13 @@ def allowed(only_from: tuple[str, ...] | None, no_access: tuple[str, ...], peer:
     ("::/0", "::ffff:10.0.0.1", True),
     ("::1/128", "::1", True),                       # xinetd: never matches (a bug)
     ("::ffff:0:0/96", "::ffff:10.1.1.1", True),
-    # An IPv4 client (IPv4 socket) matches IPv6 entries by its mapped form, as the
-    # same host does on a dual-stack socket.
+    # An IPv4 client (IPv4 socket) matches the entries within ::ffff:0:0/96 by its
+    # mapped form, as the same host does on a dual-stack socket.
     ("::ffff:127.0.0.1", "127.0.0.1", True),
     ("::ffff:127.0.0.1", "127.0.0.2", False),
     ("::ffff:0:0/96", "10.1.1.1", True),
     ("::ffff:127.0.0.0/104", "127.9.9.9", True),
-    ("::/0", "10.0.0.1", True),
+    ("::/0", "10.0.0.1", False),                    # wider than ::ffff:0:0/96
     ("2001:db8::/32", "10.0.0.1", False),
 ])
 def test_only_from_forms(token: str, peer: str, expected: bool) -> None:

@@ -117,14 +117,24 @@ def test_except_nests_to_the_right() -> None:
     assert verdicts == ["granted", "denied", "granted"]
 
 
-def test_mapped_client_matches_ipv4_not_ipv6_prefix() -> None:
+def test_mapped_client_matches_ipv4_and_mapped_patterns() -> None:
+    # libwrap holds a mapped client as IPv4 and matches `[::ffff:...]` patterns with
+    # nobody; pyxinetd matches them with the IPv4 hosts they name (a deny rule so
+    # written must hold), and other IPv6 patterns still with IPv6 clients only.
     from pyxinetd.access.hostspatterns import normalize_address
-    client = Endpoint(normalize_address("::ffff:10.0.0.5"))
     deny = parse_table("ALL: ALL\n", "hosts.deny")
-    v4 = parse_table("in.telnetd: 10.0.0.5\n", "hosts.allow")
-    v6 = parse_table("in.telnetd: [::ffff:10.0.0.0]/104\n", "hosts.allow")
-    assert evaluate(v4, deny, Request("in.telnetd", client), Lookups()).access == "granted"
-    assert evaluate(v6, deny, Request("in.telnetd", client), Lookups()).access == "denied"
+
+    def access(allow: str, address: str) -> str:
+        return evaluate(parse_table(f"in.telnetd: {allow}\n", "hosts.allow"), deny,
+                        Request("in.telnetd", Endpoint(normalize_address(address))),
+                        Lookups()).access
+    for address in ("::ffff:10.0.0.5", "10.0.0.5"):
+        assert access("10.0.0.5", address) == "granted"
+        assert access("[::ffff:10.0.0.0]/104", address) == "granted"
+        assert access("[::ffff:10.0.0.5]", address) == "granted"
+        assert access("[::ffff:10.0.0.6]", address) == "denied"
+        assert access("[::]/0", address) == "denied"
+        assert access("[::ffff:0.0.0.0]/95", address) == "denied"
 
 
 def test_options_must_be_last_and_errors_deny() -> None:

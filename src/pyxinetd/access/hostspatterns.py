@@ -282,8 +282,8 @@ def masked_match(net_text: str, mask_text: str, address: str | None) -> bool:
 
 
 def _ipv6_match(pattern: str, address: str | None) -> bool:
-    """`[v6addr]` or `[v6net]/len`; an IPv4 (or mapped) client never matches. As in
-    libwrap, the net is masked (`[2001:db8::1]/64` is 2001:db8::/64) and the length is
+    """`[v6addr]` or `[v6net]/len`; an IPv4 (or mapped) client matches only a pattern
+    within ::ffff:0:0/96 (libwrap: never). As in libwrap, the net is masked (`[2001:db8::1]/64` is 2001:db8::/64) and the length is
     read as atoi reads it (`/64x` is /64, an empty or wordy one is /0)."""
     close = pattern.find("]")
     if close < 0 or address is None:
@@ -295,17 +295,25 @@ def _ipv6_match(pattern: str, address: str | None) -> bool:
         return False
     if net_addr is None:
         return False
-    if not isinstance(client, ipaddress.IPv6Address):
-        return False
     rest = pattern[close + 1:]
-    if rest == "":
-        return client == net_addr
-    if not rest.startswith("/"):
-        return False
-    bits = _leading_int(rest[1:]) or 0
-    if not 0 <= bits <= 128:
-        return False
+    bits = 128
+    if rest != "":
+        if not rest.startswith("/"):
+            return False
+        bits = _leading_int(rest[1:]) or 0
+        if not 0 <= bits <= 128:
+            return False
+    if isinstance(client, ipaddress.IPv4Address):
+        # A pattern within ::ffff:0:0/96 names IPv4 hosts. libwrap holds a mapped client
+        # as IPv4 and so matches such a pattern with nobody: a deny rule written so
+        # would never hold. Compare the client's mapped form with it instead.
+        if bits < 96 or net_addr not in _MAPPED:
+            return False
+        client = ipaddress.IPv6Address(f"::ffff:{client}")
     return client in ipaddress.IPv6Network((net_addr, bits), strict=False)
+
+
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 def _pattern_address(text: str) -> ipaddress.IPv6Address | None:

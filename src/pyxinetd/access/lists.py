@@ -3,9 +3,10 @@
 Entries are parsed by pyxinetd.config.addresses. Matching:
 - IPv4 networks match IPv4 clients and IPv4-mapped IPv6 clients (`::ffff:a.b.c.d`);
 - IPv6 networks match IPv6 clients by prefix (an exact address is a /128; `::/0`
-  matches every client of a dual-stack socket, mapped ones included), and IPv4 clients
-  by their mapped form, so a host gets the same decision through either family
-  (`::ffff:127.0.0.1` matches 127.0.0.1 on an IPv4 socket too);
+  matches every client of a dual-stack socket, mapped ones included); those within
+  ::ffff:0:0/96 name IPv4 hosts and match IPv4 clients too, so such a host gets the
+  same decision through either family (`::ffff:127.0.0.1` matches 127.0.0.1 on an
+  IPv4 socket as on a dual-stack one);
 - host names match the client's reverse name, ignoring case; `.domain` entries match
   names that end with the suffix (the bare domain itself does not). As in xinetd there is
   no forward confirmation, and a failed lookup makes name entries not match.
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from pyxinetd.config.model import AddressEntry, ServiceConfig
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 # Rank classes: networks < domains < single hosts.
 _NETWORK, _DOMAIN, _HOST = 0, 1, 2
@@ -76,10 +79,12 @@ def rank(entry: AddressEntry, addr: IPAddress, name: str | None) -> tuple[int, i
             mapped = addr.ipv4_mapped
             if mapped is None or mapped not in net:
                 return None
-        elif ipaddress.IPv6Address(f"::ffff:{addr}") not in net:
-            # An IPv4 client is the host its mapped form names: the same decision on
-            # an IPv4 socket as on a dual-stack one (xinetd lets 127.0.0.1 through
-            # `no_access = ::ffff:127.0.0.1` on an IPv4 service).
+        elif not (net.subnet_of(_MAPPED)  # type: ignore[arg-type]
+                  and ipaddress.IPv6Address(f"::ffff:{addr}") in net):
+            # An entry within ::ffff:0:0/96 names IPv4 hosts: the same decision on an
+            # IPv4 socket as on a dual-stack one (xinetd lets 127.0.0.1 through
+            # `no_access = ::ffff:127.0.0.1` on an IPv4 service). A wider IPv6 network
+            # (`::/0`) stays a matter of IPv6 clients there, as in xinetd.
             return None
         bits = net.prefixlen + (96 if net.version == 4 else 0)
         return (_HOST, 0) if bits == 128 else (_NETWORK, bits)
