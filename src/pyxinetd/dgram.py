@@ -409,12 +409,30 @@ class DatagramDispatch:
         rt.parked_bytes += size
         if not rt.wants_events:
             host.refresh(rt)
+        parked = True
 
-        def decided(verdict: Verdict) -> None:
+        def unpark() -> bool:
+            """Give the datagram's share of the bounds back; False if it was already."""
+            nonlocal parked
+            if not parked:
+                return False
+            parked = False
             was_full = not rt.wants_events
             rt.parked -= 1
             rt.parked_bytes -= size
             if was_full and rt.wants_events:
                 host.refresh(rt)
-            admit(verdict)
-        host.access.wait(rt.config, peer, decided, datagram=datagram, replaced=replaced)
+            return True
+
+        def decided(verdict: Verdict) -> None:
+            # A wait that failed after asking for a name may still be called back: its
+            # datagram was dropped then, and is neither counted off nor served again.
+            if unpark():
+                admit(verdict)
+        try:
+            host.access.wait(rt.config, peer, decided, datagram=datagram, replaced=replaced)
+        except BaseException:
+            # Nothing waits (the datagram is dropped): counted for good, such failures
+            # would fill the bounds and the socket would be read no more.
+            unpark()
+            raise

@@ -24,6 +24,7 @@ import pytest
 
 from pyxinetd.config.model import AddressEntry, ServiceConfig, SocketType
 from pyxinetd.master import MasterOptions
+from pyxinetd.service import MAX_PARKED_BYTES
 from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port
 from tests.factories import make_service
 
@@ -199,3 +200,34 @@ def test_a_wait_services_failure_while_waiting_for_a_name_frees_slot_and_socket(
     daemon.wait_for_log(rf"probe's datagram from {FAULTY} \(dropped\)")
     assert datagram_from(GOOD[0], port, b"x", expect_reply=True)
     assert "no longer watched" not in daemon.log()
+
+
+@pytest.mark.parametrize("kind", ["internal echo", "dgram nowait server"])
+def test_a_failure_while_waiting_for_a_name_gives_the_parked_budget_back(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    # Each datagram is parked (counted against the service's bounds on parked datagrams
+    # and bytes) while its sender's name is looked up; the failure is raised as the
+    # wait starts. Counted for good, the largest datagrams would fill the bytes bound
+    # within 65 and the socket would be read no more: nobody served after them.
+    monkeypatch.setenv("FAULT_AT", "access_wait")
+    port = free_port()
+    # cps: more datagrams come within a second than its default lets in.
+    limits: dict[str, Any] = {"only_from": (AddressEntry("localhost", "host",
+                                                          name="localhost"),),
+                              "cps": (100_000, 1)}
+    if kind == "internal echo":
+        svc = dgram_service(port, name="echo", types={"INTERNAL"}, server=None,
+                            server_argv=(), environment=None, **limits)
+    else:
+        server = str(HELPERS / "dgram_nowait_server.py")
+        svc = dgram_service(port, name="relay", wait=False, server=sys.executable,
+                            server_argv=("python3", server), **limits)
+    daemon = start_faulty(daemons, svc)
+    largest = b"x" * 65507
+    over = MAX_PARKED_BYTES // len(largest) + 1
+    for sent in range(1, over + 1):
+        # One at a time: a burst of them would overflow the socket's receive buffer.
+        datagram_from(FAULTY, port, largest, expect_reply=False)
+        daemon.wait_for_log(rf"{svc.id}'s datagram from {FAULTY} \(dropped\)", count=sent)
+    reply = datagram_from(GOOD[0], port, b"after", expect_reply=True)
+    assert reply is not None and reply.endswith(b"after"), reply
