@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pyxinetd.config.model import AddressEntry, ServiceConfig, SocketType
+from pyxinetd.config.model import AddressEntry, FileTarget, ServiceConfig, SocketType
 from pyxinetd.master import MasterOptions
 from pyxinetd.service import MAX_PARKED_BYTES
 from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port
@@ -231,3 +231,24 @@ def test_a_failure_while_waiting_for_a_name_gives_the_parked_budget_back(
         daemon.wait_for_log(rf"{svc.id}'s datagram from {FAULTY} \(dropped\)", count=sent)
     reply = datagram_from(GOOD[0], port, b"after", expect_reply=True)
     assert reply is not None and reply.endswith(b"after"), reply
+
+
+def test_a_failure_after_the_client_was_identified_gives_its_slot_back(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # USERID: the server starts once the ident lookup is over, from the loop (not while
+    # the connection is accepted); PEERENV then asks for the client's name, and that
+    # fails. That client's connection ends (closed as its socket object goes, not
+    # reset: the failure reaches the loop from the ident socket's handler), and its
+    # instance slot is given back exactly once: with instances = 1 the next client
+    # is served.
+    monkeypatch.setenv("FAULT_AT", "name_lookup")
+    port = free_port()
+    svc = make_service(name="hello", port=port, server="/bin/echo",
+                       server_argv=("echo", "hello"), flags=frozenset({"PEERENV"}),
+                       log_type=FileTarget(str(daemons.tmp_path / "services.log")),
+                       log_on_success=frozenset({"USERID"}), instances=1)
+    daemon = start_faulty(daemons, svc)
+    result = served(FAULTY, port)
+    daemon.wait_for_log(rf"injected failure for {FAULTY}")
+    assert result in ("reset", b"")
+    assert served(GOOD[0], port) == b"hello\n"
