@@ -149,7 +149,7 @@ def _stamp_folder(folder: str, prefix: str, found: Stamps) -> None:
             if entry.is_dir(follow_symlinks=False):
                 if entry.name != "__pycache__":
                     _stamp_folder(entry.path, f"{prefix}{entry.name}/", found)
-            elif entry.name.endswith(_CODE_SUFFIXES) and _importable(entry.name):
+            elif _importable(entry.name):
                 try:
                     info = entry.stat()
                 except FileNotFoundError:
@@ -160,10 +160,13 @@ def _stamp_folder(folder: str, prefix: str, found: Stamps) -> None:
 
 
 def _importable(name: str) -> bool:
-    """A module name can be taken from the file's: an editor's lock file (Emacs makes
-    `.#gate.py`, a dangling symlink, while gate.py is edited) or a copy (`gate copy.py`)
-    is never imported, so neither is code of the daemon's."""
-    return name.partition(".")[0].isidentifier()
+    """A file this interpreter imports a module from: its name is a module name and a
+    suffix of code. An editor's lock file (Emacs makes `.#gate.py`, a dangling
+    symlink, while gate.py is edited), a copy (`gate copy.py`, `gate.orig.py`) or an
+    extension built for another Python (`_spawn.cpython-312-....so`, where only `.so`
+    is this one's) is never imported, so is no code of the daemon's."""
+    return any(name.endswith(suffix) and name[:-len(suffix)].isidentifier()
+               for suffix in _CODE_SUFFIXES)
 
 
 def _digest(path: str) -> bytes:

@@ -114,3 +114,20 @@ def test_a_file_removed_while_listed_is_named(tmp_path: Path) -> None:
     (folder / "config" / "model.py").unlink()
     (folder / "config" / "model.py").symlink_to("gone")
     assert recorded.replaced() == Replacement("1.0", "1.0", "config/model.py")
+
+
+def test_a_copy_or_another_pythons_extension_is_not_code(tmp_path: Path) -> None:
+    # Neither is ever imported: `model.orig.py` names no module, and an extension
+    # built for another Python has a suffix this one does not load.
+    folder = package(tmp_path)
+    recorded = Installation.read(str(folder), "1.0")
+    (folder / "config" / "model.orig.py").write_text("FIELDS = 0\n")
+    (folder / "_spawn.cpython-19-x86_64-linux-gnu.so").write_bytes(b"\0")
+    assert recorded.replaced() is None
+
+
+def test_an_extension_module_is_code(tmp_path: Path) -> None:
+    folder = package(tmp_path)
+    recorded = Installation.read(str(folder), "1.0")
+    (folder / "_spawn.so").write_bytes(b"\0")
+    assert recorded.replaced() == Replacement("1.0", "1.0", "_spawn.so")
