@@ -15,7 +15,7 @@ restart runs the new code.
 The record is each file's path, size and mtime_ns (a stat per file, under a millisecond
 for the whole package: cheap enough for every check), plus a checksum of each file's
 contents, read once at start-up (about 1 MiB, a few milliseconds). A reinstall of the
-same files changes their mtimes only: the digests of the files stamped differently,
+same files changes their mtimes only: the checksums of the files stamped differently,
 computed again then, tell so, and the new stamps are kept, so the next check is a stat
 per file again.
 """
