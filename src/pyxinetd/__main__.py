@@ -7,6 +7,7 @@ default one is dropped by the kernel, and a `docker stop` arriving then was lost
 """
 
 import codecs
+import errno
 import os
 import signal
 import sys
@@ -91,6 +92,12 @@ def main() -> None:
         _die_of(signal.SIGINT)
     except ImportError as err:
         if not _no_room_to_map(err) or not _address_space_limited():
+            raise
+        _out_of_memory()
+    except OSError as err:
+        # ENOMEM from a system call that allocates (the import system listing a
+        # folder, say) is the same shortage: one line under an address space limit.
+        if err.errno != errno.ENOMEM or not _address_space_limited():
             raise
         _out_of_memory()
     except SystemError as err:
