@@ -426,6 +426,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args and (args[0] in cli.commands or args[0] in ("-h", "--help")):
         from pyxinetd.signals import release_hold
 
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            # A Ctrl-C ends a command that does not serve as its default action does
+            # (killed by SIGINT), whenever it comes: click would turn one that reaches
+            # the command into `Aborted!` and status 1, which for `check` says errors
+            # were found. Set before the release, so a held one ends it the same way.
+            # Inherited as ignored (a background job), it stays ignored.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
         release_hold()  # held by `python3 -m pyxinetd` for a daemon; this is none
         cli(args, prog_name="pyxinetd")
         return
