@@ -147,7 +147,9 @@ def _stamp_folder(folder: str, prefix: str, found: Stamps) -> None:
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
-                if entry.name != "__pycache__":
+                # A folder whose name is no package name (`config.orig`, a copy) is
+                # never imported from; __pycache__ holds only derived bytecode.
+                if entry.name != "__pycache__" and entry.name.isidentifier():
                     _stamp_folder(entry.path, f"{prefix}{entry.name}/", found)
             elif _importable(entry.name):
                 try:

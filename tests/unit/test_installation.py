@@ -131,3 +131,17 @@ def test_an_extension_module_is_code(tmp_path: Path) -> None:
     recorded = Installation.read(str(folder), "1.0")
     (folder / "_spawn.so").write_bytes(b"\0")
     assert recorded.replaced() == Replacement("1.0", "1.0", "_spawn.so")
+
+
+def test_a_copied_folder_is_not_code(tmp_path: Path) -> None:
+    # `config.orig/` names no package: nothing in it is ever imported. A new package
+    # (a folder named like one, with or without __init__.py) is code all the same.
+    folder = package(tmp_path)
+    recorded = Installation.read(str(folder), "1.0")
+    for copy in ("config.orig", "config copy"):
+        (folder / copy).mkdir()
+        (folder / copy / "model.py").write_text("FIELDS = 0\n")
+    assert recorded.replaced() is None
+    (folder / "newpkg").mkdir()
+    (folder / "newpkg" / "model.py").write_text("FIELDS = 0\n")
+    assert recorded.replaced() == Replacement("1.0", "1.0", "newpkg/model.py")
