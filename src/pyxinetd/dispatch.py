@@ -281,7 +281,7 @@ class Dispatcher:
             resume = self.hold(rt, peer, conn.close)
             asked = rt.config
 
-            def decided(v: Verdict) -> None:
+            def decide(v: Verdict) -> None:
                 if not resume():
                     return
                 now = _in_force(rt, asked)
@@ -290,11 +290,15 @@ class Dispatcher:
                                      admitted=lambda svc: self._go(now, svc, conn, addr, peer))
                 else:
                     self._admit(rt, conn, addr, peer, v)
+
+            def decided(v: Verdict) -> None:
+                self._contained(rt, peer, conn, lambda: decide(v))
             try:
                 self.access.wait(asked, peer, decided, conn,
                                  replaced=lambda: _in_force(rt, asked) is not None)
             except BaseException:
-                # Nothing waits (the caller resets the connection): the slot is free.
+                # Nothing waits (the caller, the accept batch or `_contained`, resets
+                # the connection): the slot is free.
                 resume()
                 raise
             return
@@ -346,29 +350,41 @@ class Dispatcher:
         else:
             verdict = self.access.check(svc, peer, conn, datagram)
         if verdict is None:
+            settled = False
+
+            def settle() -> None:
+                # Once: a failure met after it (`_contained`) drops the request again.
+                nonlocal settled
+                if not settled:
+                    settled = True
+                    dropped()
+
             def drop() -> None:
                 if conn is not None:
                     conn.close()
-                dropped()
+                settle()
             resume = self.hold(rt, peer, drop)
 
             def decided(v: Verdict) -> None:
+                self._contained(rt, peer, conn, lambda: decide(v), settle)
+
+            def decide(v: Verdict) -> None:
                 if not resume():
                     return
                 now = _in_force(rt, svc)
                 if now is not None and datagram is not None and now is not rt:
                     # A reload replaced the socket the datagram was read from (or
                     # queued on): it went with that socket, judged by no rules.
-                    dropped()
+                    settle()
                 elif now is not None:
                     self.judge_again(now, peer, admitted=admitted, conn=conn,
-                                     datagram=datagram, dropped=dropped, greeted=greeted)
-                elif not self._unavailable(rt, peer, conn, dropped):
+                                     datagram=datagram, dropped=settle, greeted=greeted)
+                elif not self._unavailable(rt, peer, conn, settle):
                     # The verdict stands, and the server is started as the runtime's
                     # configuration of now: a reload that changed nothing made a new,
                     # equal one, the one a later reload hands its servers over from.
                     self._judged(rt, rt.config, peer, v, admitted, conn, datagram,
-                                 dropped, greeted)
+                                 settle, greeted)
             try:
                 self.access.wait(svc, peer, decided, conn, datagram,
                                  replaced=lambda: _in_force(rt, svc) is not None)
@@ -407,6 +423,29 @@ class Dispatcher:
         admitted(self.access.prepare(svc, verdict, conn, peer)
                  if verdict.decision is not None else svc)
 
+    def _contained(self, rt: ServiceRuntime, peer: str, conn: socket.socket | None,
+                   step: Callable[[], None], dropped: Callable[[], None] | None = None
+                   ) -> None:
+        """Run `step` of a request that waited (for its client's name, a verdict, an
+        ident reply, a fork retry), called from the loop by another descriptor's
+        handler (the name resolver's, an ident socket's) or a timer. A bug met there
+        costs that client alone, as in an accept batch: its connection is reset (a
+        datagram is dropped), `dropped()` is called, and one line names it. Raised to
+        the loop, it would stop watching that other descriptor: every later name or
+        ident reply unread, each request waiting for it until its deadline."""
+        try:
+            step()
+        except Exception as exc:
+            if conn is not None:
+                reset_all([(conn, (), peer)])
+            if dropped is not None:
+                dropped()
+            if self.loop.on_error is None:
+                raise
+            what = (f"connection from {peer} (reset)" if conn is not None
+                    else f"datagram from {peer} (dropped)")
+            self.loop.on_error(f"handling {rt.id}'s {what}", exc)
+
     def _name_then_launch(self, rt: ServiceRuntime, svc: ServiceConfig, conn: socket.socket,
                           addr: tuple[object, ...], peer: str) -> None:
         """Start the server; with PEERENV on TCP, once the client's name is known
@@ -419,6 +458,9 @@ class Dispatcher:
         judged = rt.config
 
         def named(info: NameInfo) -> None:
+            self._contained(rt, peer, conn, lambda: launch(info))
+
+        def launch(info: NameInfo) -> None:
             if not resume():
                 return
             name = info.name if info.confirmed else None
@@ -450,6 +492,9 @@ class Dispatcher:
                 self._name_then_launch(serving, now, conn, addr, peer)
 
         def start(identified: Callable[[], None]) -> None:
+            self._contained(rt, peer, conn, lambda: identify(identified))
+
+        def identify(identified: Callable[[], None]) -> None:
             serving = _in_force(rt, judged)
             if serving is None:
                 run(rt, svc.as_of(judged, rt.config))
@@ -495,6 +540,10 @@ class Dispatcher:
             judged = rt.config
 
             def retry() -> None:
+                assert rt is not None
+                self._contained(rt, peer, conn, start_again)
+
+            def start_again() -> None:
                 assert rt is not None
                 if not rules_replaced(judged, rt.config):
                     self._start_on(rt, svc.as_of(judged, rt.config), conn, peer, addr,

@@ -7,7 +7,11 @@ datagrams alike): the stand-in for a bug no real input is known to reach, to sho
 such a bug costs that client alone. With $FAULT_AT=access_wait the failure is raised
 instead where an admitted request has taken its instance slot and starts waiting for
 its client's name (`AccessGate.wait`), to show that the slot is given back; with
-$FAULT_AT=name_lookup, where a name lookup for the client is asked (`Resolver.lookup`).
+$FAULT_AT=name_lookup, where a name lookup for the client is asked (`Resolver.lookup`);
+with $FAULT_AT=peerenv_lookup, only where the lookup is the one PEERENV asks for once
+the access checks admitted the client (`Dispatcher._name_then_launch`); with
+$FAULT_AT=judge_again_wait, only where a request admitted by rules a reload replaced
+waits for the new rules' checks (`AccessGate.wait` from `Dispatcher.judge_again`).
 """
 
 from __future__ import annotations
@@ -52,7 +56,39 @@ def _failing_lookup(self: Resolver, address: str, *args: Any, **kwargs: Any) -> 
     _lookup(self, address, *args, **kwargs)
 
 
-if os.environ.get("FAULT_AT") == "access_wait":
+# Inside which of the dispatcher's steps the daemon is (the fault's scope).
+_inside: set[str] = set()
+
+
+def _within(step: str, method: Any) -> Any:
+    def marked(*args: Any, **kwargs: Any) -> Any:
+        _inside.add(step)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _inside.discard(step)
+    return marked
+
+
+def _failing_within(step: str, method: Any, client_at: int) -> Any:
+    """`method`, failing while inside `step` for the client its argument `client_at`
+    names."""
+    def failing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if step in _inside and args[client_at] == FAULTY_PEER:
+            raise RuntimeError(f"injected failure for {FAULTY_PEER}")
+        return method(self, *args, **kwargs)
+    return failing
+
+
+if os.environ.get("FAULT_AT") == "peerenv_lookup":
+    Dispatcher._name_then_launch = _within(  # type: ignore[method-assign]
+        "peerenv", Dispatcher._name_then_launch)
+    Resolver.lookup = _failing_within("peerenv", _lookup, 0)  # type: ignore[method-assign]
+elif os.environ.get("FAULT_AT") == "judge_again_wait":
+    Dispatcher.judge_again = _within(  # type: ignore[method-assign]
+        "judge_again", Dispatcher.judge_again)
+    AccessGate.wait = _failing_within("judge_again", _wait, 1)  # type: ignore[method-assign]
+elif os.environ.get("FAULT_AT") == "access_wait":
     AccessGate.wait = _failing_wait  # type: ignore[method-assign]
 elif os.environ.get("FAULT_AT") == "name_lookup":
     Resolver.lookup = _failing_lookup  # type: ignore[method-assign]

@@ -8,16 +8,21 @@ them. Now that connection is reset (that datagram dropped), one internal-error l
 names the service and the peer, and the rest of the batch and every later client are
 served. No real input is known to raise there, so the failure is injected for one client
 address (tests/helpers/faulty_master.py); the stream connections reach the daemon in one
-batch because it is stopped (SIGSTOP) while they queue.
+batch because it is stopped (SIGSTOP) while they queue. A request that waited (for its
+client's name, an aclexec verdict, an ident reply) goes on from another descriptor's
+handler: a failure there resets that client alone too, and that descriptor (the name
+resolver's socket, read for every later name and verdict) stays watched.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import pickle
 import signal
 import socket
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,17 +32,26 @@ from pyxinetd.master import MasterOptions
 from pyxinetd.service import MAX_PARKED_BYTES
 from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port
 from tests.factories import make_service
+from tests.integration.test_intercept import gated_aclexec, tcp_from, verdict_awaited
+from tests.integration.test_reload import reload
+from tests.integration.test_reload_pending_verdicts import config
 
 TIMEOUT = 10.0
 FAULTY = "127.0.0.3"
 GOOD = ("127.0.0.1", "127.0.0.2", "127.0.0.4")
 
 
-def start_faulty(daemons: DaemonFactory, svc: ServiceConfig) -> Daemon:
+def start_faulty(daemons: DaemonFactory, svc: ServiceConfig | str) -> Daemon:
+    """The faulty daemon serving `svc`, or the configuration text `svc` (in the file
+    test_reload.reload rewrites)."""
     log_path = daemons.tmp_path / "faulty.log"
     spec = daemons.tmp_path / "faulty.pickle"
-    spec.write_bytes(pickle.dumps(([svc], replace(MasterOptions(dontfork=True),
-                                                  filelog=str(log_path)))))
+    served: list[ServiceConfig] | str = [svc] if isinstance(svc, ServiceConfig) else str(
+        log_path.with_suffix(".conf"))
+    if isinstance(svc, str):
+        log_path.with_suffix(".conf").write_text(svc)
+    spec.write_bytes(pickle.dumps((served, replace(MasterOptions(dontfork=True),
+                                                   filelog=str(log_path)))))
     return daemons._spawn([sys.executable, str(HELPERS / "faulty_master.py"), str(spec),
                            FAULTY], log_path, daemons.tmp_path / "faulty.err", True)
 
@@ -248,7 +262,55 @@ def test_a_failure_after_the_client_was_identified_gives_its_slot_back(
                        log_type=FileTarget(str(daemons.tmp_path / "services.log")),
                        log_on_success=frozenset({"USERID"}), instances=1)
     daemon = start_faulty(daemons, svc)
-    result = served(FAULTY, port)
-    daemon.wait_for_log(rf"injected failure for {FAULTY}")
-    assert result in ("reset", b"")
+    assert served(FAULTY, port) == "reset"
+    daemon.wait_for_log(rf"internal error in handling hello's connection from {FAULTY} "
+                        rf"\(reset\): RuntimeError: injected failure for {FAULTY}")
     assert served(GOOD[0], port) == b"hello\n"
+    assert "no longer watched" not in daemon.log()
+
+
+def test_a_failure_once_the_clients_name_came_resets_it_and_later_names_are_read(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # only_from names a host: the client's name is looked up before the verdict, from
+    # the name resolver's socket's handler, and PEERENV asks for it again there, which
+    # fails. Raised to the loop, the resolver's socket was no longer watched, the
+    # client's connection left to close as its object went: every later client's name
+    # waited for its deadline (here, never).
+    monkeypatch.setenv("FAULT_AT", "peerenv_lookup")
+    monkeypatch.setenv("PYXINETD_LOOKUP_TIMEOUT", "3600")
+    port = free_port()
+    svc = make_service(name="hello", port=port, server="/bin/echo",
+                       server_argv=("echo", "hello"), flags=frozenset({"PEERENV"}),
+                       only_from=(AddressEntry("127.0.0.0/8", "net",
+                                               ipaddress.ip_network("127.0.0.0/8")),
+                                  AddressEntry("localhost", "host", name="localhost")))
+    daemon = start_faulty(daemons, svc)
+    assert served(FAULTY, port) == "reset"
+    daemon.wait_for_log(rf"internal error in handling hello's connection from {FAULTY} "
+                        rf"\(reset\): RuntimeError: injected failure for {FAULTY}")
+    for src in GOOD:
+        assert served(src, port) == b"hello\n"
+    assert "no longer watched" not in daemon.log()
+
+
+def test_a_failure_while_the_new_rules_judge_a_request_resets_it_and_verdicts_are_read(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The client's aclexec verdict is awaited at a reload that replaces the rules; when
+    # it comes (from the name resolver's socket's handler), the new rules judge the
+    # client, and their own aclexec check fails to start. Every later client's verdict
+    # comes through the same socket.
+    monkeypatch.setenv("FAULT_AT", "judge_again_wait")
+    gate = gated_aclexec(tmp_path, monkeypatch, FAULTY)
+    with open(tmp_path / "hosts.allow", "a") as allow:
+        allow.write("in.icept: ALL: aclexec /bin/true\n")
+    port = free_port()
+    daemon = start_faulty(daemons, config(tmp_path, port))
+    with tcp_from(FAULTY, port) as late:
+        with verdict_awaited(gate):
+            reload(daemon, config(tmp_path, port, "no_access = 127.0.0.9"), 1)
+        assert answer(late) == "reset"
+    daemon.wait_for_log(rf"internal error in handling plain's connection from {FAULTY} "
+                        rf"\(reset\): RuntimeError: injected failure for {FAULTY}")
+    for src in GOOD:
+        assert served(src, port) == b"old\n"
+    assert "no longer watched" not in daemon.log()
