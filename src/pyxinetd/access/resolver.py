@@ -78,6 +78,9 @@ class NotRun:
 
 HELPER_NOT_RUNNING = NotRun("the name resolver is not running")
 HELPER_LOST = NotRun("the name resolver exited")
+# Its socket's buffer is full: the helper has not read what was sent before (stopped,
+# or starved of CPU). The request goes on as at its deadline, at once.
+HELPER_BUSY = NotRun("the name resolver's queue is full")
 HELPER_NO_PROCESS = NotRun("no process for the name resolver")
 
 # A check's outcome: the last command's status, None when it was killed at its
@@ -130,8 +133,8 @@ class Resolver:
         self._pending[request_id] = (callback, timer)
         # `until`: when nobody waits for the answer any more (CLOCK_MONOTONIC is the
         # same in the helper), so that the helper skips a lookup it reaches too late.
-        if not self._send({"id": request_id, "op": "name", "addr": address,
-                           "until": time.monotonic() + self.timeout}):
+        if self._send({"id": request_id, "op": "name", "addr": address,
+                       "until": time.monotonic() + self.timeout}) is not None:
             info = UNAVAILABLE if self._given_up else NO_NAME
             self.loop.call_soon(lambda: self._expire(request_id, info))
 
@@ -154,9 +157,10 @@ class Resolver:
         timer = self.loop.call_later(timeout + CHECK_GRACE,
                                      lambda: self._finish_check(request_id, None))
         self._checks[request_id] = (callback, timer)
-        if not self._send({"id": request_id, "op": "check", "cmds": list(commands),
-                           "timeout": timeout, **context.message()}):
-            self.loop.call_soon(lambda: self._finish_check(request_id, HELPER_NOT_RUNNING))
+        failed = self._send({"id": request_id, "op": "check", "cmds": list(commands),
+                             "timeout": timeout, **context.message()})
+        if failed is not None:
+            self.loop.call_soon(lambda: self._finish_check(request_id, failed))
 
     def close(self) -> None:
         """The daemon exits: stop the helper (its queued lookups answer nobody now; left
@@ -196,15 +200,26 @@ class Resolver:
             return True
         return False
 
-    def _disconnect(self) -> None:
+    def _disconnect(self, *, later: bool = False) -> None:
+        """Close the helper's socket and answer what it was asked: now, or (`later`)
+        at the end of the loop's turn, when this is met while a request is being sent
+        (its caller was promised no callback before it returns)."""
         if self._sock is not None:
             self.loop.unregister(self._sock)
             self._sock.close()
             self._sock = None
-        for request_id in list(self._pending):
-            self._expire(request_id)
-        for request_id in list(self._checks):
-            self._finish_check(request_id, HELPER_LOST)
+        # Only these: a request made meanwhile goes to the next helper.
+        names, checks = list(self._pending), list(self._checks)
+
+        def answer() -> None:
+            for request_id in names:
+                self._expire(request_id)
+            for request_id in checks:
+                self._finish_check(request_id, HELPER_LOST)
+        if later:
+            self.loop.call_soon(answer)
+        else:
+            answer()
 
     @property
     def _given_up(self) -> bool:
@@ -217,31 +232,38 @@ class Resolver:
         failed fork."""
         return self._given_up
 
-    def _send(self, message: dict[str, object]) -> bool:
+    def _send(self, message: dict[str, object]) -> NotRun | None:
+        """None when `message` is sent, or waits for the helper's next start; why not
+        otherwise (reported)."""
         if self._closed:
-            return False
+            return HELPER_NOT_RUNNING
         if self._sock is None:
             if self._restart is not None:
                 self._wait_for_start(message)
-                return True
+                return None
             started = self._start(message)
             if started is None:
                 self._wait_for_start(message)
-                return True
+                return None
             if not started:
-                return False
+                return HELPER_NOT_RUNNING
         return self._transmit(message)
 
-    def _transmit(self, message: dict[str, object]) -> bool:
+    def _transmit(self, message: dict[str, object]) -> NotRun | None:
+        """Send `message` to the running helper: None, or why it was not sent
+        (reported). Never calls back: the sender was promised no callback before it
+        returns (a helper found gone is answered for at the end of the turn)."""
         assert self._sock is not None
         try:
             self._sock.send(json.dumps(message).encode(), socket.MSG_DONTWAIT)
-            return True
+            return None
+        except BlockingIOError:
+            self._report(f"name resolver: its queue is full ({_dropped(message)})")
+            return HELPER_BUSY
         except OSError as err:
             self._report(f"name resolver: {err.strerror or err} ({_dropped(message)})")
-            if not isinstance(err, BlockingIOError):
-                self._lost()
-            return False
+            self._lost(later=True)
+            return HELPER_LOST
 
     def _start(self, message: dict[str, object]) -> bool | None:
         """Start the helper: True; False when `message` cannot be sent (reported);
@@ -355,17 +377,26 @@ class Resolver:
             message["until"] = time.monotonic() + self.timeout
             self._pending[request_id] = (callback, self.loop.call_later(
                 self.timeout, lambda: self._expire(request_id)))
-            if not self._transmit(message):
+            if self._transmit_again(message) is not None:
                 self.loop.call_soon(lambda: self._expire(request_id))
         elif isinstance(request_id, int) and message["op"] == "check":
             done, _ = self._checks[request_id]
             timeout = float(str(message.get("timeout", 0)))
             self._checks[request_id] = (done, self.loop.call_later(
                 timeout + CHECK_GRACE, lambda: self._finish_check(request_id, None)))
-            if not self._transmit(message):
-                self.loop.call_soon(lambda: self._finish_check(request_id, HELPER_NOT_RUNNING))
-        elif self._sock is not None:
-            self._transmit(message)
+            failed = self._transmit_again(message)
+            if failed is not None:
+                self.loop.call_soon(lambda: self._finish_check(request_id, failed))
+        else:
+            self._transmit_again(message)
+
+    def _transmit_again(self, message: dict[str, object]) -> NotRun | None:
+        """`_transmit`, for one of the messages sent in turn after a start: the helper
+        may have been found gone while an earlier one was sent."""
+        if self._sock is None:
+            self._report(f"name resolver: exited ({_dropped(message)})")
+            return HELPER_LOST
+        return self._transmit(message)
 
     def _give_up_queued(self, info: NameInfo = UNAVAILABLE) -> None:
         """No helper after MAX_FORK_FAILURES attempts: what waited is answered now."""
@@ -416,7 +447,7 @@ class Resolver:
                 entry[1].cancel()
                 entry[0](info)
 
-    def _lost(self) -> None:
+    def _lost(self, *, later: bool = False) -> None:
         if self._sock is not None:
             self._report("name resolver exited; it is restarted when needed")
         # It is gone (or going): never signalled again; its pid waits for the master's
@@ -424,7 +455,7 @@ class Resolver:
         if self.pid is not None:
             self._exited.add(self.pid)
             self.pid = None
-        self._disconnect()
+        self._disconnect(later=later)
 
     def _expire(self, request_id: int, info: NameInfo = NO_NAME) -> None:
         entry = self._pending.pop(request_id, None)

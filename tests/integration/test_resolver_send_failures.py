@@ -1,0 +1,125 @@
+"""The name resolver's master side when a request cannot be sent to a running helper,
+with a real loop and the real helper process: the helper stopped (SIGSTOP) until its
+socket's buffer is full, or killed before the master read its end of file.
+
+A request met with a full queue is answered at once, as at its deadline, and an aclexec
+check says why it was not run ("the name resolver's queue is full", not that the
+resolver is not running). A helper found gone while a request is sent answers what it
+was asked at the end of the loop's turn, never before `lookup` or `run_check` returns:
+the access gate, asking for one name, counted the answer in before it looked at what
+was missing, and gave its verdict twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pyxinetd.access.resolver import HELPER_BUSY, HELPER_LOST, NO_NAME, NameInfo, NotRun
+from pyxinetd.config.model import AddressEntry
+from tests.factories import make_service
+from tests.integration.test_hostsaccess_gate import Gate
+
+# Bound of the requests sent to a stopped helper before its queue is full.
+MOST_QUEUED = 100_000
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[Gate]:
+    g = Gate(tmp_path, aclexec_timeout=10.0)
+    g.tables("", "")
+    yield g
+    if g.gate.resolver.pid is not None:
+        os.kill(g.gate.resolver.pid, signal.SIGCONT)
+    g.close()
+
+
+def turns(gate: Gate, done: Callable[[], bool]) -> None:
+    """Run the loop until `done()`, then one more turn (what it queued runs)."""
+    for _ in range(1000):
+        if done():
+            break
+        gate.loop.run_once()
+    assert done(), "not answered"
+    gate.loop.call_later(0.0, lambda: None)   # that turn does not sleep
+    gate.loop.run_once()
+
+
+def running_helper(gate: Gate) -> int:
+    """Start the helper (one lookup answered); its pid."""
+    names: list[NameInfo] = []
+    gate.gate.resolver.lookup("127.0.0.1", names.append)
+    turns(gate, lambda: bool(names))
+    pid = gate.gate.resolver.pid
+    assert pid is not None
+    return pid
+
+
+def killed_helper(gate: Gate) -> None:
+    """The helper killed and reaped, its end of file not read by the master yet."""
+    pid = running_helper(gate)
+    os.kill(pid, signal.SIGKILL)
+    assert os.waitpid(pid, 0)[0] == pid
+
+
+def test_a_check_met_with_a_full_queue_says_so(gate: Gate) -> None:
+    resolver = gate.gate.resolver
+    pid = running_helper(gate)
+    os.kill(pid, signal.SIGSTOP)
+    names: list[NameInfo] = []
+    for _ in range(MOST_QUEUED):
+        resolver.lookup("127.0.0.1", names.append)
+        if "name resolver:" in gate.log.getvalue():
+            break   # the first request the helper did not take
+    assert "name resolver: its queue is full (the name of 127.0.0.1 is not looked up)" \
+        in gate.log.getvalue()
+    statuses: list[int | None | NotRun] = []
+    resolver.run_check(("true",), 10.0, statuses.append)
+    assert statuses == []
+    turns(gate, lambda: bool(statuses))
+    assert statuses == [HELPER_BUSY]
+    assert "the name resolver's queue is full" in HELPER_BUSY.why
+    # The lookups it did not take were answered at once, as at their deadline; the
+    # helper still runs, and is the one asked next.
+    assert NO_NAME in names
+    assert resolver.pid == pid
+    assert "exited" not in gate.log.getvalue()
+
+
+def test_a_lookup_that_finds_the_helper_gone_is_answered_after_it_returns(
+        gate: Gate) -> None:
+    killed_helper(gate)
+    names: list[NameInfo] = []
+    gate.gate.resolver.lookup("127.0.0.1", names.append)
+    assert names == []
+    turns(gate, lambda: bool(names))
+    assert names == [NO_NAME]
+
+
+def test_a_check_that_finds_the_helper_gone_is_answered_after_it_returns(
+        gate: Gate) -> None:
+    killed_helper(gate)
+    statuses: list[int | None | NotRun] = []
+    gate.gate.resolver.run_check(("true",), 10.0, statuses.append)
+    assert statuses == []
+    turns(gate, lambda: bool(statuses))
+    assert statuses == [HELPER_LOST]
+
+
+def test_a_verdict_waiting_for_a_name_from_a_helper_found_gone_is_given_once(
+        gate: Gate) -> None:
+    killed_helper(gate)
+    svc = make_service(name="svc", only_from=(AddressEntry("localhost", "host",
+                                                           name="localhost"),))
+    assert gate.gate.check(svc, "127.0.0.1") is None
+    verdicts: list[object] = []
+    gate.gate.wait(svc, "127.0.0.1", verdicts.append)
+    assert verdicts == []
+    turns(gate, lambda: bool(verdicts))
+    assert len(verdicts) == 1, verdicts
+    # And the next request starts a new helper, which names the client.
+    assert running_helper(gate) > 0
