@@ -123,3 +123,26 @@ def test_a_verdict_waiting_for_a_name_from_a_helper_found_gone_is_given_once(
     assert len(verdicts) == 1, verdicts
     # And the next request starts a new helper, which names the client.
     assert running_helper(gate) > 0
+
+
+def test_a_check_the_master_gave_up_on_is_not_run_by_a_helper_late_to_read_it(
+        gate: Gate, tmp_path: Path) -> None:
+    # The helper reads the check after the master's deadline for it (here it is
+    # stopped; on a loaded host it starts slowly): the master logged the check as
+    # killed and applied the next rule. Its deadline counts from when the master
+    # sent it, so the helper does not run the command then.
+    resolver = gate.gate.resolver
+    pid = running_helper(gate)
+    os.kill(pid, signal.SIGSTOP)
+    ran = tmp_path / "ran"
+    statuses: list[int | None | NotRun] = []
+    resolver.run_check((f"touch {ran}",), 0.0, statuses.append)
+    turns(gate, lambda: bool(statuses))
+    assert statuses == [None]
+    os.kill(pid, signal.SIGCONT)
+    # A check sent after it is answered once the helper has read both.
+    after: list[int | None | NotRun] = []
+    resolver.run_check(("true",), 10.0, after.append)
+    turns(gate, lambda: bool(after))
+    assert after == [0]
+    assert not ran.exists()

@@ -59,7 +59,10 @@ DEFAULT_TIMEOUT = 5.0
 TIMEOUT_ENV = "PYXINETD_LOOKUP_TIMEOUT"
 MAX_TIMEOUT = 3600.0
 # The master's deadline for a check passes this long after the helper's own, so that
-# the helper's answer (status None after its kill) normally arrives first.
+# the helper's answer (status None after its kill) normally arrives first. Both count
+# from when the master sent the check (its `until`): counted from when the helper read
+# it, a helper slow to start (a loaded host) let the command run on past the master's
+# deadline, logged as killed, a rule applied for it that it might yet have satisfied.
 CHECK_GRACE = 1.0
 # A helper that could not be created at all: tried again later, as a failed fork is.
 NO_PROCESS = frozenset({errno.EAGAIN, errno.ENOMEM})
@@ -158,7 +161,8 @@ class Resolver:
                                      lambda: self._finish_check(request_id, None))
         self._checks[request_id] = (callback, timer)
         failed = self._send({"id": request_id, "op": "check", "cmds": list(commands),
-                             "timeout": timeout, **context.message()})
+                             "timeout": timeout, "until": time.monotonic() + timeout,
+                             **context.message()})
         if failed is not None:
             self.loop.call_soon(lambda: self._finish_check(request_id, failed))
 
@@ -382,6 +386,7 @@ class Resolver:
         elif isinstance(request_id, int) and message["op"] == "check":
             done, _ = self._checks[request_id]
             timeout = float(str(message.get("timeout", 0)))
+            message["until"] = time.monotonic() + timeout
             self._checks[request_id] = (done, self.loop.call_later(
                 timeout + CHECK_GRACE, lambda: self._finish_check(request_id, None)))
             failed = self._transmit_again(message)

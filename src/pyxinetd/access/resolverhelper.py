@@ -91,14 +91,18 @@ _running_lock = threading.Lock()
 
 
 def run_check(commands: list[str], timeout: float,
-              context: ShellContext = DAEMON_CONTEXT) -> int | str | None:
-    """Blocking: run the commands in turn within `timeout` seconds in all; the last
-    one's status (negative: the signal that ended it), None when the deadline passed
-    (its process group is then killed), or why a command could not be started (a
-    check that never ran is no failed check: the master refuses the request)."""
-    deadline = time.monotonic() + timeout
+              context: ShellContext = DAEMON_CONTEXT, *,
+              until: float = float("inf")) -> int | str | None:
+    """Blocking: run the commands in turn within `timeout` seconds in all, and by
+    `until` (CLOCK_MONOTONIC) at the latest; the last one's status (negative: the
+    signal that ended it), None when the deadline passed (its process group is then
+    killed; a command not started yet is not), or why a command could not be started
+    (a check that never ran is no failed check: the master refuses the request)."""
+    deadline = min(time.monotonic() + timeout, until)
     status: int | None = None
     for command in commands:
+        if time.monotonic() >= deadline:
+            return None
         proc = _start_shell(command, context)
         if proc is None:
             return "/bin/sh could not be started"
@@ -161,9 +165,9 @@ def _serve(sock: socket.socket) -> None:
         finally:
             spawn_slots.release()
 
-    def check(request_id: int, commands: list[str], timeout: float,
+    def check(request_id: int, commands: list[str], timeout: float, until: float,
               context: ShellContext) -> None:
-        status = run_check(commands, timeout, context)
+        status = run_check(commands, timeout, context, until=until)
         if isinstance(status, str):
             send({"id": request_id, "status": None, "not_run": status})
         else:
@@ -200,7 +204,8 @@ def _serve(sock: socket.socket) -> None:
                 try:
                     threading.Thread(target=check, args=(
                         int(message["id"]), [str(c) for c in message["cmds"]],
-                        float(message["timeout"]), ShellContext.read(message)),
+                        float(message["timeout"]), float(message.get("until", "inf")),
+                        ShellContext.read(message)),
                         daemon=True).start()
                 except RuntimeError:
                     # Never run: no failed check, whose rule would not apply (a
