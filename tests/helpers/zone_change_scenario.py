@@ -73,6 +73,19 @@ def ask(port: int) -> str:
         return seen(conn, wait=5)
 
 
+def syslog_starts(sink: SyslogSink) -> list[str]:
+    """The `START: syslog` messages the sink got (waiting up to 10 s for the first);
+    the sink is emptied for the next round."""
+    deadline = time.monotonic() + 10
+    syslog: list[str] = []
+    while not syslog and time.monotonic() < deadline:
+        sink.drain()
+        syslog = [m for m in sink.messages if "START: syslog" in m]
+        time.sleep(0.02)
+    sink.messages.clear()
+    return syslog
+
+
 def main() -> int:
     run = begin()
     private_dev_and_etc()
@@ -105,13 +118,7 @@ def main() -> int:
             ask(ports["syslog"])
             window_answer = ask(ports["window"])
             wait_for(run.service_log, r"(START|FAIL): window", time.monotonic() + 10)
-            deadline = time.monotonic() + 10
-            syslog: list[str] = []
-            while not syslog and time.monotonic() < deadline:
-                sink.drain()
-                syslog = [m for m in sink.messages if "START: syslog" in m]
-                time.sleep(0.02)
-            sink.messages.clear()
+            syslog = syslog_starts(sink)
             day = re.search(r"(\d\d:\d\d):\d\d (\S*)\\r\\n", daytime)
             file_line = read(run.service_log).splitlines()[lines]
             program = read(run.program_log).splitlines()[-1]

@@ -20,7 +20,7 @@ import time
 
 from scenario_support import (
     SyslogSink, begin, free_port, private_dev_and_etc, read, running, wait_for)
-from zone_change_scenario import ask, offset
+from zone_change_scenario import ask, offset, syslog_starts
 
 ZONES = ("UTC", "XXX-5:30", "<+0530>-5:30", "America/St_Johns", "Asia/Kolkata",
          "garbage!!", "Foo/Bar", ":/nonexistent", "")
@@ -54,13 +54,7 @@ def main() -> int:
             ask(ports["file"])
             ask(ports["syslog"])
             wait_for(run.service_log, "START: file", time.monotonic() + 10)
-            deadline = time.monotonic() + 10
-            syslog: list[str] = []
-            while not syslog and time.monotonic() < deadline:
-                sink.drain()
-                syslog = [m for m in sink.messages if "START: syslog" in m]
-                time.sleep(0.02)
-            sink.messages.clear()
+            syslog = syslog_starts(sink)
             program = read(run.program_log).splitlines()[-1]
         day = re.search(r"(\d\d:\d\d):\d\d ([^\\]*)\\r\\n", daytime)
         stamp = re.search(r"(\d\d:\d\d):\d\d xinetd\[", syslog[0]) if syslog else None

@@ -15,16 +15,18 @@ import re
 import socket
 from pathlib import Path
 
-from tests.daemon import DaemonFactory, free_port, read_log, wait_until
+from tests.daemon import Daemon, DaemonFactory, free_port, read_log, wait_until
 
 TIMEOUT = 10.0
 
 
-def test_a_deny_rule_whose_check_lost_its_helper_refuses(daemons: DaemonFactory,
-                                                         tmp_path: Path) -> None:
+def start_guarded(daemons: DaemonFactory, tmp_path: Path, deny_rule: str
+                  ) -> tuple[Daemon, int, Path]:
+    """A daemon serving `guarded` (an exec'd /bin/echo, logged to services.log) under
+    a hosts.deny of `deny_rule` and an empty hosts.allow: (daemon, port, service log)."""
     port = free_port()
     (tmp_path / "hosts.allow").write_text("")
-    (tmp_path / "hosts.deny").write_text("ALL: ALL: aclexec kill -KILL $PPID\n")
+    (tmp_path / "hosts.deny").write_text(deny_rule + "\n")
     services = tmp_path / "services.log"
     conf = (f"service guarded\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n"
             f"\twait = no\n\tuser = root\n\tserver = /bin/echo\n\tserver_args = served\n"
@@ -33,6 +35,13 @@ def test_a_deny_rule_whose_check_lost_its_helper_refuses(daemons: DaemonFactory,
     daemon = daemons.start_config(conf, wrapper=[
         "env", f"PYXINETD_HOSTS_ALLOW={tmp_path / 'hosts.allow'}",
         f"PYXINETD_HOSTS_DENY={tmp_path / 'hosts.deny'}"])
+    return daemon, port, services
+
+
+def test_a_deny_rule_whose_check_lost_its_helper_refuses(daemons: DaemonFactory,
+                                                         tmp_path: Path) -> None:
+    daemon, port, services = start_guarded(daemons, tmp_path,
+                                           "ALL: ALL: aclexec kill -KILL $PPID")
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
         client.settimeout(TIMEOUT)
         assert client.recv(100) == b""

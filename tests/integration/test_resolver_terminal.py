@@ -15,29 +15,21 @@ import signal
 import socket
 from pathlib import Path
 
-from tests.daemon import DaemonFactory, free_port, read_log, wait_until
+from tests.daemon import DaemonFactory, read_log, wait_until
+from tests.integration.test_aclexec_not_run import start_guarded
 
 TIMEOUT = 10.0
 
 
 def test_a_ctrl_c_to_the_foreground_daemon_leaves_a_running_aclexec_check_alone(
         daemons: DaemonFactory, tmp_path: Path) -> None:
-    port = free_port()
     started, release = tmp_path / "started", tmp_path / "release"
     # The check runs until the test lets it end (bounded: 20 s at most), then confirms
     # the denying rule.
-    (tmp_path / "hosts.allow").write_text("")
-    (tmp_path / "hosts.deny").write_text(
+    daemon, port, services = start_guarded(
+        daemons, tmp_path,
         f"ALL: ALL: aclexec touch {started}; i=0; while [ ! -e {release} ] && "
-        f"[ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n")
-    services = tmp_path / "services.log"
-    conf = (f"service guarded\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n"
-            f"\twait = no\n\tuser = root\n\tserver = /bin/echo\n\tserver_args = served\n"
-            f"\tbind = 127.0.0.1\n\tport = {port}\n\tlog_type = FILE {services}\n"
-            f"\tlog_on_failure = HOST\n\tlog_on_success = HOST\n}}\n")
-    daemon = daemons.start_config(conf, wrapper=[
-        "env", f"PYXINETD_HOSTS_ALLOW={tmp_path / 'hosts.allow'}",
-        f"PYXINETD_HOSTS_DENY={tmp_path / 'hosts.deny'}"])
+        f"[ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done")
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
         client.settimeout(TIMEOUT)
         wait_until(started.exists, what="the aclexec check running")
