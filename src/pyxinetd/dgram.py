@@ -180,6 +180,21 @@ def contained(host: Host, rt: ServiceRuntime, addr: tuple[object, ...],
     return True
 
 
+def contained_verdict(host: Host, rt: ServiceRuntime, addr: tuple[object, ...],
+                      step: Callable[[], None], dropped: Callable[[], None]) -> None:
+    """Run `step`, the handling of a datagram whose access verdict came in (from the
+    name resolver's socket's handler). A bug met there costs that datagram alone:
+    `dropped()` gives back what it held (it must be safe to call whatever `step`
+    did before failing), and one line names it. Raised to the loop, it would stop
+    watching the resolver's socket: every later name unread until its deadline."""
+    try:
+        step()
+    except Exception as exc:
+        dropped()
+        if not contained(host, rt, addr, exc):
+            raise
+
+
 class DatagramDispatch:
     """The readiness handlers of dgram/wait services and of the datagram builtins
     (dgram/nowait: pyxinetd.dgramrelay)."""
@@ -240,7 +255,18 @@ class DatagramDispatch:
             resume = host.hold(rt, peer, _nothing)     # counts as its server would
             asked = rt.config
 
+            def dropped() -> None:
+                # Still paused: the datagram is still queued, its fate undecided.
+                resume()
+                if rt.accept_paused:
+                    self._wait_dropped(rt)
+                else:
+                    host.refresh(rt)
+
             def decided(v: Verdict) -> None:
+                contained_verdict(host, rt, addr, lambda: decide(v), dropped)
+
+            def decide(v: Verdict) -> None:
                 if not resume():
                     rt.accept_paused = False    # its service was removed meanwhile
                 elif rules_replaced(asked, rt.config):
@@ -398,12 +424,14 @@ class DatagramDispatch:
         internal.reply_datagram(svc, sock, data, datagram.sender, view=host, source=source)
 
     def park(self, rt: ServiceRuntime, admit: Callable[[Verdict], None], peer: str,
-             datagram: Datagram, size: int, replaced: Callable[[], bool]) -> None:
+             datagram: Datagram, size: int, replaced: Callable[[], bool],
+             dropped: Callable[[], None] = _nothing) -> None:
         """Hold a datagram of `size` bytes read from `rt`'s socket until the access
         verdict; while the service holds as many as its bounds allow (ServiceRuntime's
         parked counts), its socket is not read. `replaced`: whether a reload has since
         replaced the rules asked (AccessGate.wait: RULES_REPLACED, nothing of the old
-        rules run; `admit` asks the new ones)."""
+        rules run; `admit` asks the new ones). A failure in `admit` drops the datagram
+        (`dropped()` gives back what else it held) and is named (`contained_verdict`)."""
         host = self.host
         rt.parked += 1
         rt.parked_bytes += size
@@ -428,7 +456,7 @@ class DatagramDispatch:
             # A wait that failed after asking for a name may still be called back: its
             # datagram was dropped then, and is neither counted off nor served again.
             if unpark():
-                admit(verdict)
+                contained_verdict(host, rt, datagram.sender, lambda: admit(verdict), dropped)
         try:
             host.access.wait(rt.config, peer, decided, datagram=datagram, replaced=replaced)
         except BaseException:

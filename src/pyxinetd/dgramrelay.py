@@ -58,7 +58,7 @@ from pyxinetd.service import REASON_ADDRESS, ServiceRuntime
 
 # Holds a datagram until its access verdict (DatagramDispatch.park).
 Park = Callable[[ServiceRuntime, Callable[[Verdict], None], str, Datagram, int,
-                 Callable[[], bool]], None]
+                 Callable[[], bool], Callable[[], None]], None]
 
 
 def _nothing() -> None:
@@ -204,10 +204,18 @@ class NowaitRelays:
             self._waiting[key] = []
             asked = rt.config
 
+            def give_back() -> tuple[list[bytes], bool]:
+                """The sender's later datagrams, counted off the bounds, and its slot
+                (once: a failure met after it, `park`, calls it again); whether the
+                request may go on (`resume`)."""
+                later = self._waiting.pop(key, None)
+                if later is not None:
+                    self._unpark(rt, later)
+                return later or [], resume()
+
             def decided(v: Verdict) -> None:
-                later = self._waiting.pop(key, [])
-                self._unpark(rt, later)
-                if not resume():
+                later, going_on = give_back()
+                if not going_on:
                     return      # its service was removed meanwhile
                 if rt.sock is None:
                     return      # a reload replaced its socket: the datagrams go with it
@@ -220,9 +228,13 @@ class NowaitRelays:
                     return
                 self._nowait_admit(rt, addr, peer, data, source, v)
                 self._deliver_later(rt, addr, later)
+
+            def dropped() -> None:
+                give_back()
             try:
                 self._park_datagram(rt, decided, peer, Datagram(rt.sock, addr), len(data),
-                                    lambda: rules_replaced(asked, rt.current().config))
+                                    lambda: rules_replaced(asked, rt.current().config),
+                                    dropped)
             except BaseException:
                 # Nothing waits (the datagram is dropped): neither the slot nor the
                 # sender's later datagrams.

@@ -11,7 +11,10 @@ $FAULT_AT=name_lookup, where a name lookup for the client is asked (`Resolver.lo
 with $FAULT_AT=peerenv_lookup, only where the lookup is the one PEERENV asks for once
 the access checks admitted the client (`Dispatcher._name_then_launch`); with
 $FAULT_AT=judge_again_wait, only where a request admitted by rules a reload replaced
-waits for the new rules' checks (`AccessGate.wait` from `Dispatcher.judge_again`).
+waits for the new rules' checks (`AccessGate.wait` from `Dispatcher.judge_again`);
+with $FAULT_AT=verdict_refuse, only where a verdict that came after a wait (the
+callback `AccessGate.wait` was given, run from the name resolver's socket's handler)
+refuses the client (`Dispatcher.refuse`).
 """
 
 from __future__ import annotations
@@ -80,7 +83,16 @@ def _failing_within(step: str, method: Any, client_at: int) -> Any:
     return failing
 
 
-if os.environ.get("FAULT_AT") == "peerenv_lookup":
+def _marking_wait(self: AccessGate, svc: Any, peer: str, decided: Any, *args: Any,
+                  **kwargs: Any) -> None:
+    _wait(self, svc, peer, _within("verdict", decided), *args, **kwargs)
+
+
+if os.environ.get("FAULT_AT") == "verdict_refuse":
+    AccessGate.wait = _marking_wait  # type: ignore[method-assign]
+    Dispatcher.refuse = _failing_within(  # type: ignore[method-assign]
+        "verdict", Dispatcher.refuse, 1)
+elif os.environ.get("FAULT_AT") == "peerenv_lookup":
     Dispatcher._name_then_launch = _within(  # type: ignore[method-assign]
         "peerenv", Dispatcher._name_then_launch)
     Resolver.lookup = _failing_within("peerenv", _lookup, 0)  # type: ignore[method-assign]

@@ -314,3 +314,39 @@ def test_a_failure_while_the_new_rules_judge_a_request_resets_it_and_verdicts_ar
     for src in GOOD:
         assert served(src, port) == b"old\n"
     assert "no longer watched" not in daemon.log()
+
+
+@pytest.mark.parametrize("kind", ["internal echo", "dgram nowait server", "dgram wait server"])
+def test_a_failure_once_a_senders_verdict_came_drops_its_datagram_and_names_are_read(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    # only_from names a host: the sender's name is looked up before the verdict, which
+    # comes from the name resolver's socket's handler and refuses the faulty sender
+    # (no name); that refusal fails. Raised to the loop, the resolver's socket was no
+    # longer watched (every later sender's name waited for its deadline: here, never)
+    # and a wait service's socket, paused while the name was looked up, stayed so.
+    monkeypatch.setenv("FAULT_AT", "verdict_refuse")
+    monkeypatch.setenv("PYXINETD_LOOKUP_TIMEOUT", "3600")
+    port = free_port()
+    limits: dict[str, Any] = {"only_from": (AddressEntry("localhost", "host",
+                                                          name="localhost"),),
+                              "instances": 1}
+    if kind == "internal echo":
+        svc = dgram_service(port, name="echo", types={"INTERNAL"}, server=None,
+                            server_argv=(), environment=None, **limits)
+    elif kind == "dgram nowait server":
+        server = str(HELPERS / "dgram_nowait_server.py")
+        svc = dgram_service(port, name="relay", wait=False, server=sys.executable,
+                            server_argv=("python3", server), **limits)
+    else:
+        svc = probe_wait_service(port, **limits)
+    daemon = start_faulty(daemons, svc)
+    datagram_from(FAULTY, port, b"first", expect_reply=False)
+    daemon.wait_for_log(rf"internal error in handling {svc.id}'s datagram from {FAULTY} "
+                        rf"\(dropped\): RuntimeError: injected failure for {FAULTY}")
+    # Its name read, its slot free (instances = 1), its datagram read (the socket
+    # watched again): a good sender is served.
+    reply = datagram_from(GOOD[0], port, b"after", expect_reply=True)
+    assert reply
+    if kind != "dgram wait server":
+        assert reply.endswith(b"after"), reply
+    assert "no longer watched" not in daemon.log()
