@@ -82,7 +82,8 @@ class NotRun:
 HELPER_NOT_RUNNING = NotRun("the name resolver is not running")
 HELPER_LOST = NotRun("the name resolver exited")
 # Its socket's buffer is full: the helper has not read what was sent before (stopped,
-# or starved of CPU). The request goes on as at its deadline, at once.
+# or starved of CPU). A lookup goes on at once as at its deadline (no name); a check,
+# never run, refuses its request (NotRun), as docs/access-control.md says.
 HELPER_BUSY = NotRun("the name resolver's queue is full")
 HELPER_NO_PROCESS = NotRun("no process for the name resolver")
 
