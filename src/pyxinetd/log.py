@@ -178,8 +178,9 @@ class ProgramLog:
         if self._journal:
             # The journal adds the stamp and `xinetd[PID]:` (SyslogIdentifier=) and takes
             # the `<N>` prefix as the line's priority, so a line reads there as the same
-            # line sent to syslog does.
-            return f"<{level.severity}>{text}\n"
+            # line sent to syslog does. The journal cuts a message at each newline and
+            # reads each piece's own prefix: every piece carries it.
+            return "".join(f"<{level.severity}>{part}\n" for part in text.split("\n"))
         if self.debug_mode:
             return f"{file_timestamp(now)}: {level.word}: {text}\n"
         return f"{file_timestamp(now)} {SYSLOG_IDENT}[{self._pid}]: {level.word}: {text}\n"

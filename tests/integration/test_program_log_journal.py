@@ -11,6 +11,7 @@ descriptor 2 with JOURNAL_STREAM, so a stderr redirected elsewhere keeps the fil
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import select
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from pyxinetd.log import ProgramLog
 from tests.daemon import READY_TIMEOUT, free_port, wait_until
 
 TIMEOUT = 10.0
@@ -110,3 +112,12 @@ def test_a_stderr_redirected_elsewhere_keeps_the_file_format(
                          {"JOURNAL_STREAM": journal_stream(theirs)}, log=log)
     assert FILE_LINE.search(text), text
     assert "<5>" not in text
+
+
+def test_every_line_of_a_message_carries_its_priority() -> None:
+    """The journal cuts a message at each newline and reads each piece's own `<N>`:
+    a message of several lines is written with the prefix on each (without it the
+    continuation would be filed at the stream's default priority)."""
+    out = io.StringIO()
+    ProgramLog(stream=out, journal=True).error("test", "first line\nsecond line")
+    assert out.getvalue() == "<3>first line\n<3>second line\n"
