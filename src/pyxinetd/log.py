@@ -89,13 +89,19 @@ def stderr_is_journal(environ: dict[str, str] | os._Environ[str] = os.environ) -
     (`2>FILE`) no longer matches, and keeps the file format."""
     value = environ.get("JOURNAL_STREAM", "")
     device, _, inode = value.partition(":")
-    if not (device.isdigit() and inode.isdigit()):
+    # ASCII digits only, as systemd writes them: str.isdigit() also takes `²`, which
+    # int() refuses (the daemon died at start with a traceback).
+    if not (_is_decimal(device) and _is_decimal(inode)):
         return False
     try:
         st = os.fstat(2)
     except OSError:
         return False
     return (st.st_dev, st.st_ino) == (int(device), int(inode))
+
+
+def _is_decimal(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def strerror(err: OSError) -> str:

@@ -121,3 +121,16 @@ def test_every_line_of_a_message_carries_its_priority() -> None:
     out = io.StringIO()
     ProgramLog(stream=out, journal=True).error("test", "first line\nsecond line")
     assert out.getvalue() == "<3>first line\n<3>second line\n"
+
+
+@pytest.mark.parametrize("value", ["\u00b2:1", "1:\u0661", "\uff11:\uff12", "1", ":", "1:2:3", " 1:2"])
+def test_a_malformed_journal_stream_keeps_the_file_format(
+        tmp_path: Path, value: str) -> None:
+    # `²` passes str.isdigit() but not int(): the daemon died at start with a
+    # traceback. Digits other than ASCII ones are no device:inode systemd writes.
+    log = tmp_path / "stderr.log"
+    with open(log, "wb") as err:
+        text = run_until(write_config(tmp_path), err.fileno(), {"JOURNAL_STREAM": value},
+                         log=log)
+    assert FILE_LINE.search(text), text
+    assert "Traceback" not in text
