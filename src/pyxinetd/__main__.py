@@ -17,7 +17,7 @@ _OUT_OF_MEMORY = (b"pyxinetd: out of memory (is the address space limit, ulimit 
                   b"too small?)\n")
 
 # The signal mask before in_utf8_mode() held the daemon's signals and executed the
-# interpreter again (numbers separated by commas).
+# interpreter again: `PID:NUMBERS`, the numbers separated by commas.
 MASK_AT_START_VARIABLE = "PYXINETD_MASK_AT_START"
 
 
@@ -48,7 +48,8 @@ def in_utf8_mode() -> None:
     from pyxinetd.signals import held_at_start
     started_with = signal.pthread_sigmask(signal.SIG_BLOCK, held_at_start(os.getpid()))
     env = dict(os.environ)
-    env[MASK_AT_START_VARIABLE] = ",".join(str(int(s)) for s in sorted(started_with))
+    env[MASK_AT_START_VARIABLE] = (f"{os.getpid()}:"
+                                   + ",".join(str(int(s)) for s in sorted(started_with)))
     try:
         os.execve(sys.executable, [sys.executable, "-X", "utf8", *sys.orig_argv[1:]], env)
     except OSError:
@@ -58,14 +59,22 @@ def in_utf8_mode() -> None:
 def mask_at_start() -> set[int] | None:
     """The signal mask the command was started with, if in_utf8_mode() carried it over
     its exec (None: the present mask is that one); read and removed from the
-    environment, so that no server inherits it."""
+    environment, so that no server inherits it. Only this process's own is taken
+    (the exec keeps the pid): one set by hand, or left by another process, named
+    signals to block in `pyxinetd check` (SIGTERM), or numbers that are no signal,
+    which ended it with a traceback."""
     value = os.environ.pop(MASK_AT_START_VARIABLE, None)
     if value is None or not sys.flags.utf8_mode:
         return None
+    pid, _, numbers = value.partition(":")
+    if pid != str(os.getpid()):
+        return None
+    valid = {int(s) for s in signal.valid_signals()}
     try:
-        return {int(n) for n in value.split(",") if n}
+        mask = {int(n) for n in numbers.split(",") if n}
     except ValueError:
         return None
+    return mask if mask <= valid else None
 
 
 def main() -> None:

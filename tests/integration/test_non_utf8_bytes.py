@@ -299,3 +299,67 @@ def test_a_redirect_target_named_in_latin1_is_looked_up_by_its_bytes(
                 relayed.shutdown(socket.SHUT_WR)
                 assert read_to_end(client) == b"from the target\n"
     assert "does not resolve" not in daemon.log()
+
+
+def blocked_signals(pid: int) -> set[int]:
+    """The signals the process `pid` blocks, from its SigBlk line."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    [line] = [line for line in status.splitlines() if line.startswith("SigBlk:")]
+    mask = int(line.split()[1], 16)
+    return {n for n in range(1, 65) if mask & (1 << (n - 1))}
+
+
+def mask_of_a_command(tmp_path: Path, env: list[str]) -> set[int]:
+    """The signal mask `pyxinetd convert` has once it opens its input (a FIFO), past
+    the release of the start-up hold; its exit status must be 0."""
+    fifo = tmp_path / "inetd.conf"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([*env, sys.executable, "-m", "pyxinetd", "convert", str(fifo)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    writer = None
+    try:
+        def open_fifo() -> int | None:
+            try:
+                return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as err:
+                if err.errno != errno.ENXIO:    # not opened for reading yet
+                    raise
+                return None
+
+        writer = wait_until(open_fifo, what="the command to open its input")
+        mask = blocked_signals(proc.pid)
+        os.close(writer)
+        writer = None
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        return mask
+    finally:
+        if writer is not None:
+            os.close(writer)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.parametrize("value", ["15", "1:15", "99", "0", "x"])
+def test_a_start_mask_variable_set_by_hand_is_not_taken(tmp_path: Path, value: str) -> None:
+    # In UTF-8 mode (the C locale) the variable was trusted whoever set it: `15` left
+    # SIGTERM blocked in the command, `99` or `0` ended it with a traceback.
+    mask = mask_of_a_command(tmp_path, ["env", "LC_ALL=C",
+                                        f"PYXINETD_MASK_AT_START={value}"])
+    assert signal.SIGTERM not in mask
+    assert not mask & {signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT}
+
+
+def test_a_command_started_again_in_utf8_mode_gets_back_the_mask_it_started_with(
+        tmp_path: Path, latin1_locale: list[str]) -> None:
+    # Started with SIGUSR1 blocked: held across the exec with the rest, then given back
+    # as it was, while SIGHUP, held only for the start, is let through again.
+    blocking = [sys.executable, "-c",
+                "import os, signal, sys\n"
+                "signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n"
+                "os.execvp(sys.argv[1], sys.argv[1:])\n"]
+    mask = mask_of_a_command(tmp_path, [*blocking, *latin1_locale])
+    assert signal.SIGUSR1 in mask
+    assert signal.SIGHUP not in mask
