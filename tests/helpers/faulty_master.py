@@ -14,7 +14,9 @@ $FAULT_AT=judge_again_wait, only where a request admitted by rules a reload repl
 waits for the new rules' checks (`AccessGate.wait` from `Dispatcher.judge_again`);
 with $FAULT_AT=verdict_refuse, only where a verdict that came after a wait (the
 callback `AccessGate.wait` was given, run from the name resolver's socket's handler)
-refuses the client (`Dispatcher.refuse`).
+refuses the client (`Dispatcher.refuse`); with $FAULT_AT=intercept_refuse, only where
+such a verdict refuses a client of an intercepted server (`Interception.fail` for a
+stream client, `Dispatcher.refuse` for a datagram sender).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from pyxinetd.access.gate import AccessGate
 from pyxinetd.access.resolver import Resolver
 from pyxinetd.dispatch import Dispatcher
+from pyxinetd.intercept.common import Interception
 
 sys.path.insert(0, str(Path(__file__).parent))
 import run_master  # noqa: E402  (tests/helpers is not a package)
@@ -88,7 +91,13 @@ def _marking_wait(self: AccessGate, svc: Any, peer: str, decided: Any, *args: An
     _wait(self, svc, peer, _within("verdict", decided), *args, **kwargs)
 
 
-if os.environ.get("FAULT_AT") == "verdict_refuse":
+if os.environ.get("FAULT_AT") == "intercept_refuse":
+    AccessGate.wait = _marking_wait  # type: ignore[method-assign]
+    Interception.fail = _failing_within(  # type: ignore[method-assign]
+        "verdict", Interception.fail, 0)
+    Dispatcher.refuse = _failing_within(  # type: ignore[method-assign]
+        "verdict", Dispatcher.refuse, 1)
+elif os.environ.get("FAULT_AT") == "verdict_refuse":
     AccessGate.wait = _marking_wait  # type: ignore[method-assign]
     Dispatcher.refuse = _failing_within(  # type: ignore[method-assign]
         "verdict", Dispatcher.refuse, 1)

@@ -30,9 +30,11 @@ import pytest
 from pyxinetd.config.model import AddressEntry, FileTarget, ServiceConfig, SocketType
 from pyxinetd.master import MasterOptions
 from pyxinetd.service import MAX_PARKED_BYTES
-from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port
+from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, wait_log_lines
 from tests.factories import make_service
-from tests.integration.test_intercept import gated_aclexec, tcp_from, verdict_awaited
+from tests.integration.test_intercept import config as intercept_config
+from tests.integration.test_intercept import (exchange, gated_aclexec, tcp_from, udp_from,
+                                              verdict_awaited)
 from tests.integration.test_reload import reload
 from tests.integration.test_reload_pending_verdicts import config
 
@@ -349,4 +351,53 @@ def test_a_failure_once_a_senders_verdict_came_drops_its_datagram_and_names_are_
     assert reply
     if kind != "dgram wait server":
         assert reply.endswith(b"after"), reply
+    assert "no longer watched" not in daemon.log()
+
+
+def intercepted(tmp_path: Path, port: int, socket_type: str) -> str:
+    """An INTERCEPT wait = yes service whose clients are checked by the master while its
+    server runs; only_from names a host: each client's name is looked up first."""
+    return intercept_config(tmp_path, port, "only_from = localhost",
+                            socket_type=socket_type, count=2)
+
+
+def test_a_failure_once_an_intercepted_clients_verdict_came_resets_it_and_names_are_read(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The master accepts each client of the running server and checks it: its name is
+    # looked up, and the verdict (from the name resolver's socket's handler) refuses
+    # the faulty client; that refusal fails. Raised to the loop, the resolver's socket
+    # was no longer watched: every later client waited for its name (here, never).
+    monkeypatch.setenv("FAULT_AT", "intercept_refuse")
+    monkeypatch.setenv("PYXINETD_LOOKUP_TIMEOUT", "3600")
+    port = free_port()
+    daemon = start_faulty(daemons, intercepted(tmp_path, port, "stream"))
+    assert served(FAULTY, port) == "reset"
+    daemon.wait_for_log(rf"internal error in handling icept's connection from {FAULTY} "
+                        rf"\(reset\): RuntimeError: injected failure for {FAULTY}")
+    for _ in range(2):
+        assert exchange(tcp_from(GOOD[0], port))["peer"] == "127.0.0.1"
+    assert "no longer watched" not in daemon.log()
+
+
+def test_a_failure_once_an_intercepted_senders_verdict_came_drops_its_datagrams(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A good sender starts the server; the faulty one's datagrams wait for its name
+    # while the master reads the service socket; its refusal fails. Its datagrams
+    # must go (not counted as waiting for ever), its name read, later senders served.
+    monkeypatch.setenv("FAULT_AT", "intercept_refuse")
+    monkeypatch.setenv("PYXINETD_LOOKUP_TIMEOUT", "3600")
+    port = free_port()
+    daemon = start_faulty(daemons, intercepted(tmp_path, port, "dgram"))
+    with udp_from(GOOD[0]) as good, udp_from(FAULTY) as faulty:
+        good.sendto(b"g1", ("127.0.0.1", port))
+        pid = good.recv(1000).decode().split()[0]
+        faulty.sendto(b"f1", ("127.0.0.1", port))
+        daemon.wait_for_log(rf"internal error in handling icept's datagrams from {FAULTY} "
+                            rf"\(dropped\): RuntimeError: injected failure for {FAULTY}")
+        # Refused, not left waiting: its next datagram is refused at once, and logged.
+        faulty.sendto(b"f2", ("127.0.0.1", port))
+        wait_log_lines(tmp_path / "services.log", rf"FAIL: icept address from={FAULTY}")
+        with udp_from(GOOD[0]) as later:
+            later.sendto(b"l1", ("127.0.0.1", port))
+            assert later.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=l1"
     assert "no longer watched" not in daemon.log()

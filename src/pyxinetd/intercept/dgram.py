@@ -256,21 +256,48 @@ class DatagramInterception(Interception):
     def _ask_about(self, sender: Address, peer: str, asked: ServiceConfig) -> None:
         """Ask `asked`'s rules about a sender whose datagrams wait in _pending; asked
         again by the rules of the moment if a reload replaces them before they are
-        applied (a `spawn` of the old ones never runs)."""
+        applied (a `spawn` of the old ones never runs). A bug met on the way costs
+        that sender alone (`_contained`)."""
         def decided(verdict: Verdict) -> None:
+            self._contained(sender, peer, lambda: decide(verdict))
+
+        def decide(verdict: Verdict) -> None:
             rules = self.rules()
             if verdict is not RULES_REPLACED:
                 self._admit_sender(sender, peer, verdict, asked)
             elif self._closed:
-                self._take_pending(sender)      # shutdown
-                self._sources.pop(sender, None)
+                self._drop_pending(sender)      # shutdown
             elif rules is not None:
                 self._ask_about(sender, peer, rules)
             else:
                 # The service is gone: the registry drops its datagrams, saying why.
                 self._late(HeldSender(sender, peer, self._take_pending(sender),
                                       self._sources.pop(sender, None), PASS, asked))
-        self.ask(asked, peer, None, sender, decided)
+
+        def ask() -> None:
+            self.ask(asked, peer, None, sender, decided)
+        self._contained(sender, peer, ask)
+
+    def _drop_pending(self, sender: Address) -> None:
+        self._take_pending(sender)
+        self._sources.pop(sender, None)
+
+    def _contained(self, sender: Address, peer: str, step: Callable[[], None]) -> None:
+        """Run `step` of a sender's checks: from the read of the service socket, or
+        from the loop by the name resolver's socket's handler once its verdict came.
+        A bug met there costs that sender alone: the datagrams it has waiting are
+        dropped (given back to the bounds on waiting datagrams; its next datagram is
+        checked again), and one line names it. Raised to the loop, it would stop
+        watching the service socket or the resolver's (every later name unread until
+        its deadline)."""
+        try:
+            step()
+        except Exception as exc:
+            self._drop_pending(sender)
+            if self.host.loop.on_error is None:
+                raise
+            self.host.loop.on_error(f"handling {self.svc.id}'s datagrams from {peer} "
+                                    f"(dropped)", exc)
 
     def _admit_sender(self, sender: Address, peer: str, verdict: Verdict,
                       asked: ServiceConfig) -> None:

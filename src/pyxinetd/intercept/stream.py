@@ -36,7 +36,7 @@ from pyxinetd.access.gate import RULES_REPLACED, Verdict
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.intercept.common import (Address, Client, Host, Interception, Rules,
                                        descriptor_share)
-from pyxinetd.listener import SHORTAGE_ERRNOS, accept_batch
+from pyxinetd.listener import SHORTAGE_ERRNOS, accept_batch, reset_all
 from pyxinetd.log import strerror
 from pyxinetd.redirect import RedirectSession
 from pyxinetd.service import ServiceRuntime
@@ -196,17 +196,48 @@ class StreamInterception(Interception):
 
     def _check(self, conn: socket.socket, peer: str, asked: ServiceConfig) -> None:
         """Ask `asked`'s rules about a client, then admit or refuse it; asked again by
-        the rules of the moment if a reload replaces them before they are applied."""
+        the rules of the moment if a reload replaces them before they are applied.
+        A bug met on the way costs that client alone (`_contained`)."""
         self._deciding += 1
+        waiting = True
+
+        def settle() -> None:
+            # Once: the verdict came, or asking for it failed.
+            nonlocal waiting
+            if waiting:
+                waiting = False
+                self._deciding -= 1
 
         def decided(verdict: Verdict) -> None:
-            self._deciding -= 1
+            settle()
             if verdict is RULES_REPLACED:
-                self._ask_again(conn, peer, asked)
+                self._contained(conn, peer, lambda: self._ask_again(conn, peer, asked))
             else:
-                self._admit(conn, peer, verdict, asked)
+                self._contained(conn, peer, lambda: self._admit(conn, peer, verdict, asked))
             self._unsaturate()
-        self.ask(asked, peer, conn, None, decided)
+
+        def ask() -> None:
+            try:
+                self.ask(asked, peer, conn, None, decided)
+            except BaseException:
+                settle()    # nothing waits for its verdict
+                raise
+        self._contained(conn, peer, ask)
+
+    def _contained(self, conn: socket.socket, peer: str, step: Callable[[], None]) -> None:
+        """Run `step` of a client's checks: from the accept batch, or from the loop by
+        the name resolver's socket's handler once its verdict came. A bug met there
+        costs that client alone: its connection is reset and one line names it.
+        Raised to the loop, it would stop watching the service socket or the
+        resolver's (every later name unread until its deadline)."""
+        try:
+            step()
+        except Exception as exc:
+            reset_all([(conn, (), peer)])
+            if self.host.loop.on_error is None:
+                raise
+            self.host.loop.on_error(f"handling {self.svc.id}'s connection from {peer} "
+                                    f"(reset)", exc)
 
     def _ask_again(self, conn: socket.socket, peer: str, asked: ServiceConfig) -> None:
         """A reload replaced the rules before they decided about this client: the
