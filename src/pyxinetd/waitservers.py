@@ -119,18 +119,41 @@ class WaitServers:
         again)."""
         host = self.host
         judged = rt.config
+        # The request went on to a server start, or was let go of: not again.
+        settled = False
 
         def release() -> None:
+            nonlocal settled
+            if settled:
+                return
+            settled = True
             rt.accept_paused = False
             if rt.sock is not None:
                 drop(rt.sock)
             host.refresh(rt)
 
         def admitted(now: ServiceConfig) -> None:
+            nonlocal settled
+            settled = True
             rt.accept_paused = False
             self.start(rt, now, peer, drop, sender=sender)
 
         def retry() -> None:
+            # From a timer: a bug met there costs this request alone. Raised, it left
+            # the socket paused for good (the service served nobody after it).
+            try:
+                retry_now()
+            except Exception as exc:
+                release()
+                rt.accept_paused = False
+                host.refresh(rt)
+                if host.loop.on_error is None:
+                    raise
+                what = "connection" if sender is None else "datagram"
+                host.loop.on_error(f"handling {rt.id}'s {what} from {peer} (dropped) at "
+                                   f"its fork retry", exc)
+
+        def retry_now() -> None:
             rt.accept_paused = False
             if rt.sock is None or rt.state is not State.ACTIVE:
                 host.refresh(rt)

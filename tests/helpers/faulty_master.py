@@ -16,11 +16,16 @@ with $FAULT_AT=verdict_refuse, only where a verdict that came after a wait (the
 callback `AccessGate.wait` was given, run from the name resolver's socket's handler)
 refuses the client (`Dispatcher.refuse`); with $FAULT_AT=intercept_refuse, only where
 such a verdict refuses a client of an intercepted server (`Interception.fail` for a
-stream client, `Dispatcher.refuse` for a datagram sender).
+stream client, `Dispatcher.refuse` for a datagram sender); with
+$FAULT_AT=retry_judge, the client's forks fail (no process, as at a process limit;
+retried every $PYXINETD_FORK_RETRY_INTERVAL seconds, never given up) until a reload
+kept its service, and the new rules' judging of it at the retry fails
+(`Dispatcher.judge_again`).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -28,7 +33,9 @@ from typing import Any
 
 from pyxinetd.access.gate import AccessGate
 from pyxinetd.access.resolver import Resolver
+from pyxinetd import forkretry, serverstart
 from pyxinetd.dispatch import Dispatcher
+from pyxinetd.errors import FORK_STEP, SpawnError
 from pyxinetd.intercept.common import Interception
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -91,7 +98,35 @@ def _marking_wait(self: AccessGate, svc: Any, peer: str, decided: Any, *args: An
     _wait(self, svc, peer, _within("verdict", decided), *args, **kwargs)
 
 
-if os.environ.get("FAULT_AT") == "intercept_refuse":
+_spawn = serverstart.spawn
+_rehome = Dispatcher.rehome
+_judge_again = Dispatcher.judge_again
+_reloaded: list[bool] = []
+
+
+def _failing_fork(svc: Any, sock: Any, peer: str, **kwargs: Any) -> int:
+    if peer == FAULTY_PEER and not _reloaded:
+        raise SpawnError("fork failed", errno=errno.EAGAIN, step=FORK_STEP)
+    return _spawn(svc, sock, peer, **kwargs)
+
+
+def _failing_judge_again(self: Dispatcher, rt: Any, peer: str, **kwargs: Any) -> None:
+    if peer == FAULTY_PEER:
+        raise RuntimeError(f"injected failure for {peer}")
+    _judge_again(self, rt, peer, **kwargs)
+
+
+def _marking_rehome(self: Dispatcher, *args: Any) -> None:
+    _reloaded.append(True)
+    _rehome(self, *args)
+
+
+if os.environ.get("FAULT_AT") == "retry_judge":
+    serverstart.spawn = _failing_fork  # type: ignore[assignment]
+    forkretry.MAX_FORK_FAILURES = sys.maxsize
+    Dispatcher.rehome = _marking_rehome  # type: ignore[method-assign]
+    Dispatcher.judge_again = _failing_judge_again  # type: ignore[method-assign]
+elif os.environ.get("FAULT_AT") == "intercept_refuse":
     AccessGate.wait = _marking_wait  # type: ignore[method-assign]
     Interception.fail = _failing_within(  # type: ignore[method-assign]
         "verdict", Interception.fail, 0)

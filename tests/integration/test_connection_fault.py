@@ -17,6 +17,7 @@ resolver's socket, read for every later name and verdict) stays watched.
 from __future__ import annotations
 
 import ipaddress
+import json
 import pickle
 import signal
 import socket
@@ -401,3 +402,32 @@ def test_a_failure_once_an_intercepted_senders_verdict_came_drops_its_datagrams(
             later.sendto(b"l1", ("127.0.0.1", port))
             assert later.recv(1000).decode() == f"{pid} peer=127.0.0.1 got=l1"
     assert "no longer watched" not in daemon.log()
+
+
+def test_a_failure_while_a_fork_retry_is_judged_again_frees_a_wait_services_socket(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A dgram wait = yes request whose fork failed stays queued, the socket not watched
+    # until its retry. A reload replaces the rules meanwhile: at the retry the new ones
+    # judge its sender, and that fails. The socket stayed paused for good: nobody was
+    # served after it.
+    monkeypatch.setenv("FAULT_AT", "retry_judge")
+    monkeypatch.setenv("PYXINETD_FORK_RETRY_INTERVAL", "0.1")
+    port = free_port()
+
+    def probe(*lines: str) -> str:
+        body = "".join(f"\t{line}\n" for line in lines)
+        return (f"service probe\n{{\n\ttype = UNLISTED\n\tsocket_type = dgram\n"
+                f"\tprotocol = udp\n\tport = {port}\n\tbind = 127.0.0.1\n\twait = yes\n"
+                f"\tuser = root\n\tserver = {sys.executable}\n"
+                f"\tserver_args = {HELPERS / 'listener_probe.py'} dgram\n{body}}}\n")
+    daemon = start_faulty(daemons, probe())
+    datagram_from(FAULTY, port, b"first", expect_reply=False)
+    daemon.wait_for_log(r"probe: fork failed: Resource temporarily unavailable")
+    reload(daemon, probe("no_access = 127.0.0.9"), 1)
+    daemon.wait_for_log(rf"internal error in handling probe's datagram from {FAULTY} "
+                        rf"\(dropped\) at its fork retry: RuntimeError: "
+                        rf"injected failure for {FAULTY}")
+    # The socket watched again, the faulty datagram gone: the next server reads the
+    # good sender's.
+    reply = datagram_from(GOOD[0], port, b"x", expect_reply=True)
+    assert reply is not None and json.loads(reply)["peer"][0] == GOOD[0], reply
