@@ -20,7 +20,9 @@ stream client, `Dispatcher.refuse` for a datagram sender); with
 $FAULT_AT=retry_judge, the client's forks fail (no process, as at a process limit;
 retried every $PYXINETD_FORK_RETRY_INTERVAL seconds, never given up) until a reload
 kept its service, and the new rules' judging of it at the retry fails
-(`Dispatcher.judge_again`).
+(`Dispatcher.judge_again`); with $FAULT_AT=resolver_unread, the name resolver's
+socket is never watched: its answers stay unread until the master meets the socket
+again, sending a request (a stand-in for a turn whose other handlers run first).
 """
 
 from __future__ import annotations
@@ -121,7 +123,19 @@ def _marking_rehome(self: Dispatcher, *args: Any) -> None:
     _rehome(self, *args)
 
 
-if os.environ.get("FAULT_AT") == "retry_judge":
+_start_resolver = Resolver._start
+
+
+def _unwatched_start(self: Resolver, *args: Any) -> bool | None:
+    started = _start_resolver(self, *args)
+    if self._sock is not None:
+        self.loop.unregister(self._sock)
+    return started
+
+
+if os.environ.get("FAULT_AT") == "resolver_unread":
+    Resolver._start = _unwatched_start  # type: ignore[method-assign]
+elif os.environ.get("FAULT_AT") == "retry_judge":
     serverstart.spawn = _failing_fork  # type: ignore[assignment]
     forkretry.MAX_FORK_FAILURES = sys.maxsize
     Dispatcher.rehome = _marking_rehome  # type: ignore[method-assign]

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import pickle
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +34,8 @@ import pytest
 from pyxinetd.config.model import AddressEntry, FileTarget, ServiceConfig, SocketType
 from pyxinetd.master import MasterOptions
 from pyxinetd.service import MAX_PARKED_BYTES
-from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, wait_log_lines
+from tests.daemon import (HELPERS, Daemon, DaemonFactory, free_port, wait_log_lines,
+                          wait_until)
 from tests.factories import make_service
 from tests.integration.test_intercept import config as intercept_config
 from tests.integration.test_intercept import (exchange, gated_aclexec, tcp_from, udp_from,
@@ -431,3 +435,59 @@ def test_a_failure_while_a_fork_retry_is_judged_again_frees_a_wait_services_sock
     # good sender's.
     reply = datagram_from(GOOD[0], port, b"x", expect_reply=True)
     assert reply is not None and json.loads(reply)["peer"][0] == GOOD[0], reply
+
+
+def _resolver_of(daemon: Daemon) -> int:
+    """The pid of the daemon's name resolver helper."""
+    def found() -> int | None:
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and \
+                        b"resolverstart.py" in (entry / "cmdline").read_bytes() and \
+                        (entry / "stat").read_text().rsplit(")", 1)[1].split()[1] == \
+                        str(daemon.pid):
+                    return int(entry.name)
+            except OSError:
+                continue
+        return None
+    pid: int = wait_until(found, TIMEOUT, what="the name resolver")
+    return pid
+
+
+def _resolver_socket(pid: int) -> tuple[int, str] | None:
+    """Process `pid`'s SOCK_SEQPACKET socket (the name resolver's): how many bytes wait
+    unread on it, and its peer's inode ("0" once the helper's end is closed)."""
+    listing = subprocess.run(["ss", "-xpn"], capture_output=True, text=True, check=True,
+                             timeout=TIMEOUT).stdout
+    for line in listing.splitlines():
+        fields = line.split()
+        if fields[0] == "u_seq" and f"pid={pid}," in line:
+            return int(fields[2]), fields[7]
+    return None
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")
+def test_answers_unread_when_the_name_resolver_is_found_gone_still_reach_their_clients(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The helper answered a lookup and exited; before the master read the answer, it
+    # sent the helper the next client's lookup, which failed (EPIPE). The answer
+    # unread was dropped with the socket: its client was refused as one whose name
+    # is unknown. Each request gets its own answer: the first client its name, the
+    # next one (never looked up) none.
+    monkeypatch.setenv("FAULT_AT", "resolver_unread")
+    monkeypatch.setenv("PYXINETD_LOOKUP_TIMEOUT", "3600")
+    port = free_port()
+    svc = make_service(name="hello", port=port, server="/bin/echo",
+                       server_argv=("echo", "hello"),
+                       only_from=(AddressEntry("localhost", "host", name="localhost"),))
+    daemon = start_faulty(daemons, svc)
+    with connect_from(GOOD[0], port) as first:
+        helper = _resolver_of(daemon)
+        wait_until(lambda: (_resolver_socket(daemon.pid) or (0, ""))[0] > 0, TIMEOUT,
+                   what="the answer, unread")
+        os.kill(helper, signal.SIGKILL)
+        wait_until(lambda: (_resolver_socket(daemon.pid) or (0, ""))[1] == "0", TIMEOUT,
+                   what="the name resolver's end closed")
+        assert served(GOOD[1], port) in (b"", "reset")
+        assert answer(first) == b"hello\n"
+    daemon.wait_for_log(r"name resolver: .*the name of 127\.0\.0\.2 is not looked up")

@@ -205,10 +205,12 @@ class Resolver:
             return True
         return False
 
-    def _disconnect(self, *, later: bool = False) -> None:
+    def _disconnect(self, *, later: bool = False, unread: list[bytes] | None = None) -> None:
         """Close the helper's socket and answer what it was asked: now, or (`later`)
         at the end of the loop's turn, when this is met while a request is being sent
-        (its caller was promised no callback before it returns)."""
+        (its caller was promised no callback before it returns). `unread`: the answers
+        the helper sent that were read off the socket just before: theirs go first,
+        the requests left get "name unknown" (a check: HELPER_LOST)."""
         if self._sock is not None:
             self.loop.unregister(self._sock)
             self._sock.close()
@@ -217,6 +219,8 @@ class Resolver:
         names, checks = list(self._pending), list(self._checks)
 
         def answer() -> None:
+            for packet in unread or ():
+                self._answer(packet)
             for request_id in names:
                 self._expire(request_id)
             for request_id in checks:
@@ -267,7 +271,9 @@ class Resolver:
             return HELPER_BUSY
         except OSError as err:
             self._report(f"name resolver: {err.strerror or err} ({_dropped(message)})")
-            self._lost(later=True)
+            # The helper may have answered requests before it went: those answers are
+            # theirs, not "name unknown" (read now, delivered at the end of the turn).
+            self._lost(later=True, unread=self._unread())
             return HELPER_LOST
 
     def _start(self, message: dict[str, object]) -> bool | None:
@@ -430,30 +436,51 @@ class Resolver:
             if not packet:
                 self._lost()
                 return
-            try:
-                answer = json.loads(packet)
-                if "skipped" in answer:
-                    about = f" {answer['about']}" if answer.get("about") else ""
-                    self._report(f"spawn command{about} not run ({answer['reason']}): "
-                                 f"{answer['skipped']}")
-                    continue
-                request_id = int(answer["id"])
-                if "not_run" in answer:
-                    self._finish_check(request_id, NotRun(str(answer["not_run"])))
-                    continue
-                if "status" in answer:
-                    status = answer["status"]
-                    self._finish_check(request_id, None if status is None else int(status))
-                    continue
-                info = NameInfo(answer.get("name"), bool(answer.get("confirmed")))
-            except (ValueError, KeyError, TypeError):
-                continue
-            entry = self._pending.pop(request_id, None)
-            if entry is not None:
-                entry[1].cancel()
-                entry[0](info)
+            self._answer(packet)
 
-    def _lost(self, *, later: bool = False) -> None:
+    def _unread(self) -> list[bytes]:
+        """The answers waiting on the helper's socket, read without waiting (up to its
+        end, or an error: the socket is about to be closed)."""
+        packets: list[bytes] = []
+        while self._sock is not None:
+            try:
+                packet = self._sock.recv(MAX_PACKET)
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+            if not packet:
+                break
+            packets.append(packet)
+        return packets
+
+    def _answer(self, packet: bytes) -> None:
+        """One packet from the helper: an answer for the request it names (a request
+        already answered, at its deadline, gets no second one)."""
+        try:
+            answer = json.loads(packet)
+            if "skipped" in answer:
+                about = f" {answer['about']}" if answer.get("about") else ""
+                self._report(f"spawn command{about} not run ({answer['reason']}): "
+                             f"{answer['skipped']}")
+                return
+            request_id = int(answer["id"])
+            if "not_run" in answer:
+                self._finish_check(request_id, NotRun(str(answer["not_run"])))
+                return
+            if "status" in answer:
+                status = answer["status"]
+                self._finish_check(request_id, None if status is None else int(status))
+                return
+            info = NameInfo(answer.get("name"), bool(answer.get("confirmed")))
+        except (ValueError, KeyError, TypeError):
+            return
+        entry = self._pending.pop(request_id, None)
+        if entry is not None:
+            entry[1].cancel()
+            entry[0](info)
+
+    def _lost(self, *, later: bool = False, unread: list[bytes] | None = None) -> None:
         if self._sock is not None:
             self._report("name resolver exited; it is restarted when needed")
         # It is gone (or going): never signalled again; its pid waits for the master's
@@ -461,7 +488,7 @@ class Resolver:
         if self.pid is not None:
             self._exited.add(self.pid)
             self.pid = None
-        self._disconnect(later=later)
+        self._disconnect(later=later, unread=unread or [])
 
     def _expire(self, request_id: int, info: NameInfo = NO_NAME) -> None:
         entry = self._pending.pop(request_id, None)
