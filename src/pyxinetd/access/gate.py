@@ -30,7 +30,7 @@ from pyxinetd.access import lists
 from pyxinetd.access.hostsbanners import send_banner
 from pyxinetd.access.hostsaccess import NO_SETUP, Decision, evaluate
 from pyxinetd.access.hostspatterns import (
-    Endpoint, Lookups, Request, normalize_address, wrap_address,
+    Endpoint, Lookups, NameNotLookedUp, Request, normalize_address, wrap_address,
 )
 from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables
 from pyxinetd.access.resolver import NameInfo, NotRun, Resolver
@@ -132,6 +132,8 @@ WRAP_NAME_BUFFER = 128
 def _endpoint(address: str | None, info: NameInfo | None, port: int) -> Endpoint:
     """A confirmed name is the host's name; an unconfirmed one makes it PARANOID, and so
     does one too long for libwrap's buffer."""
+    if info is not None and info.not_looked_up:
+        return Endpoint(address, port=port, lazy=True, not_looked_up=True)
     if info is None or info.name is None:
         return Endpoint(address, port=port, lazy=True)
     if info.confirmed and len(os.fsencode(info.name)) < WRAP_NAME_BUFFER:
@@ -275,6 +277,10 @@ class AccessGate:
                ) -> Verdict | Decision:
         """The address lists' verdict, or what hosts_access decided (nothing run yet)."""
         if plan.lists:
+            if client is not None and client.not_looked_up \
+                    and lists.depends_on_name(svc, peer):
+                self._not_looked_up(svc, peer, peer)
+                return Verdict(False, REASON_ADDRESS)
             result = lists.check(svc, peer, client.name if client is not None else None)
             if result.tie:
                 self.program.error("check_access", lists.tie_text(svc, peer))
@@ -282,7 +288,18 @@ class AccessGate:
                 return Verdict(False, REASON_ADDRESS)
         if not self._wrap(plan):
             return PASS
-        return self._decide(plan, peer, ends, client, server)
+        try:
+            return self._decide(plan, peer, ends, client, server)
+        except NameNotLookedUp as missing:
+            self._not_looked_up(svc, peer, str(missing))
+            return Verdict(False, REASON_LIBWRAP)
+
+    def _not_looked_up(self, svc: ServiceConfig, peer: str, address: str) -> None:
+        """The line of a request refused because a name its verdict needed was never
+        looked up (`address`: the client's, or the server's for `daemon@host`)."""
+        self.program.warning("check_access", f"the name of {address} was not looked up "
+                                             f"(the name resolver's queue stayed full): "
+                                             f"{svc.id} from {peer} refused")
 
     def _decide(self, plan: ServicePlan, peer: str, ends: Endpoints,
                 client: NameInfo | None, server: NameInfo | None

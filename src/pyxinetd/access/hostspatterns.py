@@ -33,6 +33,11 @@ _LEADING_INT = re.compile(r"[+-]?\d+")
 _ADDRESS_CHARS = set("0123456789./")
 
 
+class NameNotLookedUp(Exception):
+    """A pattern needs the name of an endpoint whose lookup never ran: no verdict
+    can be given on it (a name pattern that did not match could have)."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One end of the connection. `name` is the verified host name (None = unknown);
@@ -47,6 +52,9 @@ class Endpoint:
     # then on (the address before). A `lazy` endpoint counts as not looked up until its
     # name is first read (`name_text`, `name_known`), for the rest of its request.
     lazy: bool = False
+    # The lookup never ran (pyxinetd.access.lookups.NOT_LOOKED_UP): a pattern that
+    # needs the name raises NameNotLookedUp; `%h`/`%n` show it as an unknown name.
+    not_looked_up: bool = False
     _looked: list[bool] = field(default_factory=lambda: [False], compare=False, repr=False)
 
     @property
@@ -343,16 +351,24 @@ def _pattern_address(text: str) -> ipaddress.IPv6Address | None:
     return address
 
 
+def _needs_name(host: Endpoint) -> Endpoint:
+    """`host`, whose name a pattern is about to read; raises when it was never looked
+    up."""
+    if host.not_looked_up:
+        raise NameNotLookedUp(host.addr_text)
+    return host
+
+
 def host_match(pattern: str, host: Endpoint, lookups: Lookups, depth: int = 0) -> bool:
     upper = pattern.upper()
     if pattern.startswith("@"):
-        return host.name_known and lookups.innetgr(pattern[1:], host.name_text)
+        return _needs_name(host).name_known and lookups.innetgr(pattern[1:], host.name_text)
     if pattern.startswith("/"):
         return depth < 4 and _file_match(pattern, host, lookups, depth)
     if upper == "KNOWN":
-        return host.name_known and host.address is not None
+        return _needs_name(host).name_known and host.address is not None
     if upper == "LOCAL":
-        return host.name_known and "." not in host.name_text
+        return _needs_name(host).name_known and "." not in host.name_text
     if pattern.startswith("["):
         return _ipv6_match(pattern, host.address)
     if "/" in pattern:
@@ -364,7 +380,8 @@ def host_match(pattern: str, host: Endpoint, lookups: Lookups, depth: int = 0) -
     # compared as text, `unknown` or `paranoid` included: that is how UNKNOWN and
     # PARANOID match, and why UNKNOWN does not match a paranoid host (its name is
     # `paranoid`).
-    return not set(pattern) <= _ADDRESS_CHARS and string_match(pattern, host.name_text)
+    return not set(pattern) <= _ADDRESS_CHARS and string_match(pattern,
+                                                               _needs_name(host).name_text)
 
 
 def _file_match(path: str, host: Endpoint, lookups: Lookups, depth: int) -> bool:

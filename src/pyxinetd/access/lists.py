@@ -129,3 +129,23 @@ def check(service: ServiceConfig, peer: str, name: str | None = None) -> ListRes
     if allowed == denied:
         return ListResult(False, tie=True)
     return ALLOWED if allowed > denied else DENIED
+
+
+def depends_on_name(service: ServiceConfig, peer: str) -> bool:
+    """Whether some reverse name of `peer` would give another verdict than none (its
+    lookup never ran): tried with no name and with a name matching each name entry in
+    turn (a name matching several entries is one of these, the most specific)."""
+    addr = parse_peer(peer)
+    if addr is None:
+        return False
+    without = check(service, peer)
+    entries = (service.only_from or ()) + service.no_access
+    for entry in entries:
+        if entry.name is None or entry.network is not None:
+            continue
+        wanted = entry.name.rstrip(".")
+        name = ("x" + wanted if wanted.startswith(".") else "x." + wanted) \
+            if entry.kind == "domain" else wanted
+        if check(service, peer, name) != without:
+            return True
+    return False

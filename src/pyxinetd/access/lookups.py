@@ -45,10 +45,14 @@ class NameInfo:
     # side gives up, pyxinetd.access.resolver). Read as no name, but by the access
     # checks, which refuse the request as a failed fork.
     unavailable: bool = False
+    # Never looked up: the helper took no request until the deadline (its queue full).
+    # Not a name the DNS lacks: a verdict that depends on the name refuses the request.
+    not_looked_up: bool = False
 
 
 NO_NAME = NameInfo()
 UNAVAILABLE = NameInfo(unavailable=True)
+NOT_LOOKED_UP = NameInfo(not_looked_up=True)
 
 
 def _never_late() -> bool:

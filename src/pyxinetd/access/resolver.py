@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import json
 import os
 import signal
@@ -47,11 +48,12 @@ from collections.abc import Callable
 
 from pyxinetd import installation
 from pyxinetd.access.lookups import NO_NAME as NO_NAME
+from pyxinetd.access.lookups import NOT_LOOKED_UP as NOT_LOOKED_UP
 from pyxinetd.access.lookups import UNAVAILABLE as UNAVAILABLE
 from pyxinetd.access.lookups import NameInfo as NameInfo
 from pyxinetd.access.lookups import resolve as resolve
 from pyxinetd.access.resolverwire import DAEMON_CONTEXT, MAX_PACKET, ShellContext
-from pyxinetd.loop import READ, Loop
+from pyxinetd.loop import READ, WRITE, Loop
 from pyxinetd.timers import Timer, seconds_setting
 
 DEFAULT_TIMEOUT = 5.0
@@ -82,8 +84,10 @@ class NotRun:
 HELPER_NOT_RUNNING = NotRun("the name resolver is not running")
 HELPER_LOST = NotRun("the name resolver exited")
 # Its socket's buffer is full: the helper has not read what was sent before (stopped,
-# or starved of CPU). A lookup goes on at once as at its deadline (no name); a check,
-# never run, refuses its request (NotRun), as docs/access-control.md says.
+# or starved of CPU). A lookup waits for it to read, and is sent then; one still unsent
+# at its deadline is answered NOT_LOOKED_UP (never NO_NAME: a deny rule by name would
+# be skipped). A check, never run, refuses its request (NotRun), as
+# docs/access-control.md says.
 HELPER_BUSY = NotRun("the name resolver's queue is full")
 HELPER_NO_PROCESS = NotRun("no process for the name resolver")
 
@@ -113,6 +117,9 @@ class Resolver:
         self._start_failures = 0
         # What waits for the helper's next start (from `_restart`), in order.
         self._queued: list[dict[str, object]] = []
+        # Lookups the running helper's full queue did not take, by id, in order: sent
+        # as soon as its socket is writable again.
+        self._backlog: dict[int, dict[str, object]] = {}
         self._restart: Timer | None = None
         self._on_error = on_error
         self._sock: socket.socket | None = None
@@ -137,8 +144,16 @@ class Resolver:
         self._pending[request_id] = (callback, timer)
         # `until`: when nobody waits for the answer any more (CLOCK_MONOTONIC is the
         # same in the helper), so that the helper skips a lookup it reaches too late.
-        if self._send({"id": request_id, "op": "name", "addr": address,
-                       "until": time.monotonic() + self.timeout}) is not None:
+        message: dict[str, object] = {"id": request_id, "op": "name", "addr": address,
+                                      "until": time.monotonic() + self.timeout}
+        if self._backlog and self._sock is not None:
+            # Behind the others that wait for the helper to read.
+            self._backlog[request_id] = message
+            return
+        failed = self._send(message)
+        if failed is HELPER_BUSY and self._sock is not None:
+            self._wait_for_room(request_id, message)
+        elif failed is not None:
             info = UNAVAILABLE if self._given_up else NO_NAME
             self.loop.call_soon(lambda: self._expire(request_id, info))
 
@@ -180,6 +195,7 @@ class Resolver:
             self._restart.cancel()
             self._restart = None
         self._queued.clear()
+        self._backlog.clear()
         if self.pid is not None:
             try:
                 os.kill(self.pid, signal.SIGTERM)
@@ -217,12 +233,14 @@ class Resolver:
             self._sock = None
         # Only these: a request made meanwhile goes to the next helper.
         names, checks = list(self._pending), list(self._checks)
+        unsent, self._backlog = set(self._backlog), {}
 
         def answer() -> None:
             for packet in unread or ():
                 self._answer(packet)
             for request_id in names:
-                self._expire(request_id)
+                self._expire(request_id, NOT_LOOKED_UP if request_id in unsent
+                             else NO_NAME)
             for request_id in checks:
                 self._finish_check(request_id, HELPER_LOST)
         if later:
@@ -267,7 +285,12 @@ class Resolver:
             self._sock.send(json.dumps(message).encode(), socket.MSG_DONTWAIT)
             return None
         except BlockingIOError:
-            self._report(f"name resolver: its queue is full ({_dropped(message)})")
+            if message.get("op") == "name":
+                if not self._backlog:
+                    self._report(f"name resolver: its queue is full (the name of "
+                                 f"{message.get('addr')} waits for it)")
+            else:
+                self._report(f"name resolver: its queue is full ({_dropped(message)})")
             return HELPER_BUSY
         except OSError as err:
             self._report(f"name resolver: {err.strerror or err} ({_dropped(message)})")
@@ -320,7 +343,7 @@ class Resolver:
         self._start_failures = 0
         ours.setblocking(False)
         self._sock = ours
-        self.loop.register(ours, READ, lambda mask: self._readable())
+        self.loop.register(ours, READ, self._ready)
         return True
 
     def _no_process(self, err: OSError, message: dict[str, object]) -> bool | None:
@@ -424,6 +447,35 @@ class Resolver:
             else:
                 self._finish_check(request_id, HELPER_NO_PROCESS)
 
+    def _wait_for_room(self, request_id: int, message: dict[str, object]) -> None:
+        """Keep a lookup the helper's full queue did not take, and watch its socket
+        for room; its deadline runs on."""
+        assert self._sock is not None
+        if not self._backlog:
+            self.loop.modify(self._sock, READ | WRITE, self._ready)
+        self._backlog[request_id] = message
+
+    def _ready(self, mask: int) -> None:
+        if mask & READ:
+            self._readable()
+        if mask & WRITE and self._sock is not None:
+            self._writable()
+
+    def _writable(self) -> None:
+        """Room in the helper's queue: send what waited for it, in order, with the
+        deadline each has left."""
+        while self._backlog and self._sock is not None:
+            request_id, message = next(iter(self._backlog.items()))
+            failed = self._transmit(message)
+            if failed is HELPER_BUSY:
+                return
+            self._backlog.pop(request_id, None)
+            if failed is not None:
+                # The helper is gone: answered as its other lookups are.
+                self.loop.call_soon(functools.partial(self._expire, request_id))
+        if self._sock is not None:
+            self.loop.modify(self._sock, READ, self._ready)
+
     def _readable(self) -> None:
         sock = self._sock
         while sock is not None:
@@ -491,6 +543,9 @@ class Resolver:
         self._disconnect(later=later, unread=unread or [])
 
     def _expire(self, request_id: int, info: NameInfo = NO_NAME) -> None:
+        if self._backlog.pop(request_id, None) is not None:
+            # Never sent: not looked up, whatever ended the wait.
+            info = NOT_LOOKED_UP
         entry = self._pending.pop(request_id, None)
         if entry is not None:
             entry[1].cancel()

@@ -1,0 +1,133 @@
+"""A name lookup the resolver helper never took (its queue full: it has read nothing
+for a while) is no name the DNS lacks. The lookup is sent again as soon as the helper
+reads, within the request's deadline; if it never was, a verdict that depended on the
+name refuses the request (a denying rule by name skipped would admit the client the
+admin denied), with a WARNING line naming the client, and a verdict that did not
+depend on it is unaffected. Real loop, real helper process (stopped with SIGSTOP).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyxinetd.access.gate import Verdict
+from pyxinetd.access.resolver import NOT_LOOKED_UP, NameInfo
+from pyxinetd.config.model import AddressEntry
+from tests.factories import make_service
+from tests.integration.test_hostsaccess_gate import Gate
+from tests.integration.test_resolver_send_failures import MOST_QUEUED, running_helper, turns
+
+# The lookups' deadline here: the test waits for it to pass (bounded by `turns`).
+LOOKUP_DEADLINE = 0.5
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Iterator[Gate]:
+    g = Gate(tmp_path, aclexec_timeout=10.0)
+    g.tables("", "")
+    g.gate.resolver.timeout = LOOKUP_DEADLINE
+    yield g
+    if g.gate.resolver.pid is not None:
+        os.kill(g.gate.resolver.pid, signal.SIGCONT)
+    g.close()
+
+
+def full_queue(gate: Gate) -> int:
+    """The helper running, stopped, and its queue full; its pid."""
+    pid = running_helper(gate)
+    os.kill(pid, signal.SIGSTOP)
+    names: list[NameInfo] = []
+    for _ in range(MOST_QUEUED):
+        gate.gate.resolver.lookup("127.0.0.9", names.append)
+        if "queue is full" in gate.log.getvalue():
+            return pid
+    raise AssertionError("the helper's queue never filled")
+
+
+def verdict_of(gate: Gate, peer: str = "127.0.0.1", **service: object) -> list[Verdict]:
+    svc = make_service(name="svc", libwrap="in.test", **service)
+    assert gate.gate.check(svc, peer) is None
+    verdicts: list[Verdict] = []
+    gate.gate.wait(svc, peer, verdicts.append)
+    return verdicts
+
+
+NO_ACCESS_LOCALHOST = {"no_access": (AddressEntry("localhost", "host", name="localhost"),)}
+
+
+def test_no_access_by_name_refuses_when_the_lookup_never_ran(gate: Gate) -> None:
+    full_queue(gate)
+    verdicts = verdict_of(gate, **NO_ACCESS_LOCALHOST)
+    turns(gate, lambda: bool(verdicts))
+    assert [v.allowed for v in verdicts] == [False]
+    assert verdicts[0].reason == "address"
+    assert "the name of 127.0.0.1 was not looked up" in gate.log.getvalue()
+
+
+def test_hosts_deny_by_name_refuses_when_the_lookup_never_ran(gate: Gate) -> None:
+    gate.tables("", "ALL: localhost\n")
+    full_queue(gate)
+    verdicts = verdict_of(gate)
+    turns(gate, lambda: bool(verdicts))
+    assert [v.allowed for v in verdicts] == [False]
+    assert verdicts[0].reason == "libwrap"
+    assert "the name of 127.0.0.1 was not looked up" in gate.log.getvalue()
+
+
+def test_hosts_allow_unknown_does_not_admit_a_client_never_looked_up(gate: Gate) -> None:
+    gate.tables("ALL: UNKNOWN\n", "ALL: ALL\n")
+    full_queue(gate)
+    verdicts = verdict_of(gate)
+    turns(gate, lambda: bool(verdicts))
+    assert [(v.allowed, v.reason) for v in verdicts] == [(False, "libwrap")]
+    assert "the name of 127.0.0.1 was not looked up" in gate.log.getvalue()
+
+
+def test_a_hosts_verdict_reached_before_any_name_pattern_is_unaffected(gate: Gate) -> None:
+    gate.tables("ALL: 127.0.0.1\n", "ALL: localhost\n")
+    full_queue(gate)
+    verdicts = verdict_of(gate)
+    turns(gate, lambda: bool(verdicts))
+    assert [v.allowed for v in verdicts] == [True]
+    assert "was not looked up" not in gate.log.getvalue()
+
+
+def test_a_list_verdict_no_name_could_change_is_unaffected(gate: Gate) -> None:
+    # The exact address in only_from outranks any domain in no_access.
+    full_queue(gate)
+    verdicts = verdict_of(
+        gate, only_from=(AddressEntry("127.0.0.1", "host",
+                                      ipaddress.IPv4Network("127.0.0.1/32")),),
+        no_access=(AddressEntry(".bad.example", "domain", name=".bad.example"),))
+    turns(gate, lambda: bool(verdicts))
+    assert [v.allowed for v in verdicts] == [True]
+    assert "was not looked up" not in gate.log.getvalue()
+
+
+def test_a_lookup_the_full_queue_held_back_is_sent_once_the_helper_reads(
+        gate: Gate) -> None:
+    gate.gate.resolver.timeout = 60.0
+    pid = full_queue(gate)
+    verdicts = verdict_of(gate, **NO_ACCESS_LOCALHOST)
+    gate.loop.call_later(0.0, lambda: None)
+    gate.loop.run_once()
+    assert verdicts == []
+    os.kill(pid, signal.SIGCONT)
+    turns(gate, lambda: bool(verdicts))
+    # Refused by the name itself (localhost), looked up once the helper read.
+    assert [(v.allowed, v.reason) for v in verdicts] == [(False, "address")]
+    assert "was not looked up" not in gate.log.getvalue()
+
+
+def test_a_lookup_that_never_ran_is_not_looked_up_rather_than_unnamed(gate: Gate) -> None:
+    full_queue(gate)
+    names: list[NameInfo] = []
+    gate.gate.resolver.lookup("127.0.0.1", names.append)
+    turns(gate, lambda: bool(names))
+    assert names == [NOT_LOOKED_UP]
