@@ -36,3 +36,13 @@ def quoted(text: str) -> str:
     character of the file; `\\xe9` is the byte the file holds.
     """
     return _ESCAPED_BYTE.sub(r"\1\\x\2", repr(text))
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """`text` with only A-Z folded: how xinetd and libwrap compare host names
+    (strcasecmp in the C locale). str.lower() also folds `É` to `é`, letting a name
+    pattern match a host xinetd does not match (and `İ` grows a character)."""
+    return text.translate(_ASCII_LOWER)

@@ -270,3 +270,38 @@ def test_a_name_with_shell_characters(
         "[in.named@127.0.0.1]",
         f"INFO: twist {ODD_NAME} to echo plain 127.0.0.1",
         "INFO: twist A_b_c__d_e_f to echo spawned"]
+
+
+# Host names are compared ignoring the case of A-Z only (strcasecmp in the C locale),
+# by libwrap's patterns and by xinetd's only_from alike: `É` and `é` differ. Python's
+# str.lower() folded them, so a pattern matched a host xinetd does not match.
+FOLD_NAMES = ("wrap_host", "wrap_host_ascii", "wrap_domain", "wrap_domain_ascii",
+              "list_host", "list_host_ascii", "list_domain", "list_domain_ascii")
+FOLD_CASE = {
+    "allow": ("in.wrap_host: hést.démo\nin.wrap_host_ascii: hÉST.DÉMO\n"
+              "in.wrap_domain: .démo\nin.wrap_domain_ascii: .DÉMO\n"),
+    "deny": "ALL: ALL\n",
+    "services": ("defaults\n{\n\tlog_type = FILE {dir}/services.log\n}\n"
+                 + "".join(_stream(n, "in.probe", f"\tlibwrap = in.{n}\n")
+                           for n in FOLD_NAMES[:4])
+                 + "".join(_stream(n, "probe", f"\tflags = NOLIBWRAP\n\tonly_from = {p}\n")
+                           for n, p in zip(FOLD_NAMES[4:], ("hést.démo", "hÉST.DÉMO",
+                                                             ".démo", ".DÉMO")))),
+    "etc": {"hosts": "127.0.0.1\tHÉst.dÉmo\n"},
+    "requests": [{"port": n} for n in FOLD_NAMES],
+}
+
+
+@pytest.fixture(scope="module")
+def fold_results(tmp_path_factory: pytest.TempPathFactory
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    return run_scenario_both(SCENARIO, tmp_path_factory.mktemp("wrap_fold"),
+                             require_xinetd(), mount=True, case=FOLD_CASE)
+
+
+def test_a_name_pattern_folds_the_case_of_ascii_letters_only(
+        fold_results: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    xinetd, pyxinetd = fold_results
+    served = [bool(answer) for answer in xinetd["answers"]]
+    assert served == [False, True] * 4, xinetd["answers"]
+    assert pyxinetd["answers"] == xinetd["answers"]

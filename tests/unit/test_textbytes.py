@@ -1,6 +1,6 @@
 """Surrogate escapes written back as their bytes, and shown as the bytes in quotes."""
 
-from pyxinetd.textbytes import as_written, quoted
+from pyxinetd.textbytes import as_written, ascii_lower, quoted
 
 
 def test_as_written_gives_back_the_bytes_a_file_was_decoded_from() -> None:
@@ -20,3 +20,9 @@ def test_quoted_leaves_a_written_backslash_u_sequence_alone() -> None:
     # `\udce9` typed into the file is six characters, not an escaped byte.
     assert quoted("a\\udce9") == r"'a\\udce9'"
     assert quoted("a\\\udce9") == r"'a\\\xe9'"
+
+
+def test_ascii_lower_folds_a_to_z_only() -> None:
+    # strcasecmp in the C locale: `É` stays, `İ` keeps its length, a surrogate escape
+    # (a byte that is not UTF-8) is kept.
+    assert ascii_lower("HÉst.İ\udce9ABC") == "hÉst.İ\udce9abc"

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from pyxinetd.files import read_regular
+from pyxinetd.textbytes import ascii_lower
 
 UNKNOWN = "unknown"
 PARANOID = "paranoid"
@@ -160,7 +161,7 @@ class Lookups:
         if self._groups is None:
             text = self._read(self._netgroup_file) if self._netgroup_files() else None
             self._groups = parse_netgroups(text or "")
-        return self._member(group, host.lower(), set())
+        return self._member(group, ascii_lower(host), set())
 
     def _netgroup_files(self) -> bool:
         """Whether innetgr(3) would read the netgroup file: nsswitch.conf lists `files`
@@ -180,7 +181,7 @@ class Lookups:
             if len(member) == 1:
                 if self._member(member[0], host, seen):
                     return True
-            elif member[0] == "" or member[0].lower() == host:
+            elif member[0] == "" or ascii_lower(member[0]) == host:
                 return True
         return False
 
@@ -232,20 +233,21 @@ def list_match(items: list[str], match: Callable[[str], bool]) -> bool:
 
 
 def string_match(pattern: str, text: str) -> bool:
-    """tcpd's string_match: .suffix, ALL, KNOWN, prefix., wildcards, exact; any case."""
-    text = normalize_address(text) if text.lower().startswith("::ffff:") else text
+    """tcpd's string_match: .suffix, ALL, KNOWN, prefix., wildcards, exact; any case
+    of A-Z only (strcasecmp in the C locale, as libwrap)."""
+    text = normalize_address(text) if ascii_lower(text).startswith("::ffff:") else text
     if pattern.startswith("."):
-        return len(text) > len(pattern) and text.lower().endswith(pattern.lower())
+        return len(text) > len(pattern) and ascii_lower(text).endswith(ascii_lower(pattern))
     upper = pattern.upper()
     if upper == "ALL":
         return True
     if upper == "KNOWN":
-        return text.lower() != UNKNOWN
+        return ascii_lower(text) != UNKNOWN
     if pattern.endswith("."):
-        return text.lower().startswith(pattern.lower())
+        return ascii_lower(text).startswith(ascii_lower(pattern))
     if "*" in pattern or "?" in pattern:
-        return fnmatch.fnmatchcase(text.lower(), pattern.lower())
-    return pattern.lower() == text.lower()
+        return fnmatch.fnmatchcase(ascii_lower(text), ascii_lower(pattern))
+    return ascii_lower(pattern) == ascii_lower(text)
 
 
 def _dot_quad(text: str) -> int | None:

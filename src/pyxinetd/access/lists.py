@@ -7,7 +7,8 @@ Entries are parsed by pyxinetd.config.addresses. Matching:
   ::ffff:0:0/96 name IPv4 hosts and match IPv4 clients too, so such a host gets the
   same decision through either family (`::ffff:127.0.0.1` matches 127.0.0.1 on an
   IPv4 socket as on a dual-stack one);
-- host names match the client's reverse name, ignoring case; `.domain` entries match
+- host names match the client's reverse name, ignoring the case of A-Z (strcasecmp in
+  the C locale, as xinetd: `É` and `é` differ); `.domain` entries match
   names that end with the suffix (the bare domain itself does not). As in xinetd there is
   no forward confirmation, and a failed lookup makes name entries not match.
 
@@ -25,6 +26,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from pyxinetd.config.model import AddressEntry, ServiceConfig
+from pyxinetd.textbytes import ascii_lower
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -90,8 +92,8 @@ def rank(entry: AddressEntry, addr: IPAddress, name: str | None) -> tuple[int, i
         return (_HOST, 0) if bits == 128 else (_NETWORK, bits)
     if entry.name is None or name is None:
         return None
-    wanted = entry.name.lower()
-    client = name.lower().rstrip(".")
+    wanted = ascii_lower(entry.name)
+    client = ascii_lower(name).rstrip(".")
     if entry.kind == "domain":
         suffix = wanted if wanted.startswith(".") else "." + wanted
         if len(client) > len(suffix) and client.endswith(suffix):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from pyxinetd.config.lookups import decimal, is_digits
 from pyxinetd.config.model import AddressEntry
-from pyxinetd.textbytes import quoted
+from pyxinetd.textbytes import ascii_lower, quoted
 
 NetworkLookup = Callable[[str], "ipaddress.IPv4Network | None"]
 
@@ -191,7 +191,7 @@ def parse_address(token: str, networks: NetworkLookup) -> AddressParse:
     if "/" not in token and "{" not in token:
         if token.startswith("."):
             if _HOSTNAME_RE.match(token[1:]) and not all(is_digits(c) or c == "." for c in token):
-                return AddressParse((AddressEntry(token, "domain", name=token.lower()),))
+                return AddressParse((AddressEntry(token, "domain", name=ascii_lower(token)),))
         else:
             named = networks(token)
             if named is not None:
@@ -206,7 +206,7 @@ def parse_address(token: str, networks: NetworkLookup) -> AddressParse:
                 if token.upper() in _TCPD_WORDS:
                     warning = (f"{token} is not a keyword in xinetd address lists; it is taken as "
                                "a host name (use 0.0.0.0/0 ::/0 for everyone)")
-                return AddressParse((AddressEntry(token, "host", name=token.lower()),), warning)
+                return AddressParse((AddressEntry(token, "host", name=ascii_lower(token)),), warning)
     if "/" in token:
         cidr, warning = _cidr(token)
         if cidr is not None:
