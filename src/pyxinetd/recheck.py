@@ -12,7 +12,9 @@ server instances", the instance limit last; xinetd 2.3.15.3 does not do it (refe
    (pyxinetd.access.lists). When the lists hold host names, the peer's name comes from
    the same non-blocking resolver as for new connections: the recheck waits for it
    without ever blocking the loop, and a lookup that fails or times out makes name
-   entries not match, as for a new connection. Servers without a peer (stream
+   entries not match, as for a new connection; one that never ran (the resolver
+   helper's queue stayed full) fails the server when some name would change the
+   lists' verdict, as it refuses a new connection. Servers without a peer (stream
    `wait = yes`) skip this check;
 3. instances: once every verdict of steps 1-2 is in, if more servers still run than the
    new `instances` allows, the most recently started ones fail (reason `instances`)
@@ -41,15 +43,25 @@ REASON_ADDRESS = "address"
 REASON_TIME = "time"
 REASON_INSTANCES = "instances"
 
-# Resolves a peer address to its reverse name (None: none known), calling back later.
-NameLookup = Callable[[str, Callable[[str | None], None]], None]
+
+
+class NotLookedUp:
+    """The answer of a lookup that never ran: not a name the DNS lacks."""
+
+
+NOT_LOOKED_UP = NotLookedUp()
+# A peer's reverse name, None when none is known, or NOT_LOOKED_UP.
+Name = str | None | NotLookedUp
+# Resolves a peer address to its reverse name, calling back later.
+NameLookup = Callable[[str, Callable[[Name], None]], None]
 
 
 def resolver_lookup(resolver: Resolver) -> NameLookup:
     """The NameLookup of the resolver new connections use: a helper process, never
     blocking the loop."""
-    def lookup(peer: str, done: Callable[[str | None], None]) -> None:
-        resolver.lookup(normalize_address(peer), lambda info: done(info.name))
+    def lookup(peer: str, done: Callable[[Name], None]) -> None:
+        resolver.lookup(normalize_address(peer), lambda info: done(
+            NOT_LOOKED_UP if info.not_looked_up else info.name))
     return lookup
 
 
@@ -110,18 +122,23 @@ class Recheck:
             return
         self._limit()
 
-    def _verdict_for(self, index: int) -> Callable[[str | None], None]:
-        def verdict(name: str | None) -> None:
+    def _verdict_for(self, index: int) -> Callable[[Name], None]:
+        def verdict(name: Name) -> None:
             if self.cancelled:
                 return
             self._judge(index, name)
             self._settle()
         return verdict
 
-    def _judge(self, index: int, name: str | None) -> None:
+    def _judge(self, index: int, name: Name) -> None:
         server = self.servers[index]
         if not server.alive():
             return
+        if isinstance(name, NotLookedUp):
+            if lists.depends_on_name(self.svc, server.peer):
+                self._fail(index, REASON_ADDRESS)
+                return
+            name = None     # the verdict is the same whatever the name
         result = lists.check(self.svc, server.peer, name)
         if result.tie and self._on_tie is not None:
             self._on_tie(server.peer)

@@ -18,7 +18,7 @@ from pyxinetd.access.lists import tie_text
 from pyxinetd.children import NO_ADDRESS, Child
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.intercept import Client
-from pyxinetd.recheck import Recheck, Running, resolver_lookup
+from pyxinetd.recheck import Name, Recheck, Running, resolver_lookup
 from pyxinetd.reload import Change
 from pyxinetd.terminations import Terminations
 
@@ -146,5 +146,5 @@ class Rechecks:
             self.master.program.error("check_access", tie_text(svc, peer))
         return report
 
-    def _lookup_name(self, peer: str, done: Callable[[str | None], None]) -> None:
+    def _lookup_name(self, peer: str, done: Callable[[Name], None]) -> None:
         resolver_lookup(self.master.dispatcher.access.resolver)(peer, done)

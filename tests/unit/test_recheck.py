@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pyxinetd.config.addresses import parse_address as parse_token
 from pyxinetd.config.model import AddressEntry
 from pyxinetd.config.model import TimeWindow
-from pyxinetd.recheck import Recheck, Running
+from pyxinetd.recheck import NOT_LOOKED_UP, Name, Recheck, Running
 from tests.factories import make_service
 
 
@@ -32,9 +32,9 @@ class Server:
 
 class Lookups:
     def __init__(self) -> None:
-        self.pending: list[tuple[str, Callable[[str | None], None]]] = []
+        self.pending: list[tuple[str, Callable[[Name], None]]] = []
 
-    def __call__(self, peer: str, done: Callable[[str | None], None]) -> None:
+    def __call__(self, peer: str, done: Callable[[Name], None]) -> None:
         self.pending.append((peer, done))
 
 
@@ -92,3 +92,23 @@ def test_nothing_to_check_ends_nothing() -> None:
     servers = [Server("127.0.0.1", 1.0), Server("127.0.0.2", 2.0)]
     assert run(make_service(), servers).done
     assert all(s.reason is None for s in servers)
+
+
+def test_a_name_never_looked_up_fails_a_server_only_where_a_name_would_decide() -> None:
+    # A lookup that never ran (the resolver helper's queue stayed full) is no name the
+    # DNS lacks: the no_access name would have ended the first server; the second
+    # one's verdict is the same whatever its name (its exact address in only_from
+    # outranks any domain), and the third is refused by address whatever its name.
+    for lists, reason in (
+            ({"no_access": (parse_address("bad.example"),)}, "address"),
+            ({"only_from": (parse_address("127.0.0.1"),),
+              "no_access": (parse_address(".bad.example"),)}, None),
+            ({"only_from": (parse_address("good.example"),),
+              "no_access": (parse_address("127.0.0.1"),)}, "address")):
+        servers = [Server("127.0.0.1", 1.0)]
+        lookups = Lookups()
+        job = run(make_service(**lists), servers, lookups)
+        for _, done in lookups.pending:
+            done(NOT_LOOKED_UP)
+        assert job.done
+        assert [s.reason for s in servers] == [reason], lists
