@@ -21,7 +21,9 @@ from pyxinetd.access.resolver import NOT_LOOKED_UP, NameInfo
 from pyxinetd.config.model import AddressEntry
 from tests.factories import make_service
 from tests.integration.test_hostsaccess_gate import Gate
-from tests.integration.test_resolver_send_failures import MOST_QUEUED, running_helper, turns
+from tests.integration.test_resolver_send_failures import (
+    MOST_QUEUED, killed_helper, running_helper, turns,
+)
 
 # The lookups' deadline here: the test waits for it to pass (bounded by `turns`).
 LOOKUP_DEADLINE = 0.5
@@ -131,3 +133,14 @@ def test_a_lookup_that_never_ran_is_not_looked_up_rather_than_unnamed(gate: Gate
     gate.gate.resolver.lookup("127.0.0.1", names.append)
     turns(gate, lambda: bool(names))
     assert names == [NOT_LOOKED_UP]
+
+
+def test_a_deny_rule_by_name_refuses_when_the_helper_is_found_gone(gate: Gate) -> None:
+    # The lookup is not sent at all: the helper exited (killed here).
+    gate.tables("", "ALL: localhost\n")
+    killed_helper(gate)
+    verdicts = verdict_of(gate)
+    turns(gate, lambda: bool(verdicts))
+    assert [(v.allowed, v.reason) for v in verdicts] == [(False, "libwrap")]
+    assert ("WARNING: the name of 127.0.0.1 was not looked up (the name "
+            "resolver exited): svc from 127.0.0.1 refused") in gate.log.getvalue()

@@ -133,7 +133,7 @@ def _endpoint(address: str | None, info: NameInfo | None, port: int) -> Endpoint
     """A confirmed name is the host's name; an unconfirmed one makes it PARANOID, and so
     does one too long for libwrap's buffer."""
     if info is not None and info.not_looked_up:
-        return Endpoint(address, port=port, lazy=True, not_looked_up=True)
+        return Endpoint(address, port=port, lazy=True, not_looked_up=info.not_looked_up)
     if info is None or info.name is None:
         return Endpoint(address, port=port, lazy=True)
     if info.confirmed and len(os.fsencode(info.name)) < WRAP_NAME_BUFFER:
@@ -279,7 +279,7 @@ class AccessGate:
         if plan.lists:
             if client is not None and client.not_looked_up \
                     and lists.depends_on_name(svc, peer):
-                self._not_looked_up(svc, peer, peer)
+                self._not_looked_up(svc, peer, peer, client.not_looked_up)
                 return Verdict(False, REASON_ADDRESS)
             result = lists.check(svc, peer, client.name if client is not None else None)
             if result.tie:
@@ -291,15 +291,16 @@ class AccessGate:
         try:
             return self._decide(plan, peer, ends, client, server)
         except NameNotLookedUp as missing:
-            self._not_looked_up(svc, peer, str(missing))
+            address, why = missing.args
+            self._not_looked_up(svc, peer, str(address), str(why))
             return Verdict(False, REASON_LIBWRAP)
 
-    def _not_looked_up(self, svc: ServiceConfig, peer: str, address: str) -> None:
+    def _not_looked_up(self, svc: ServiceConfig, peer: str, address: str, why: str
+                       ) -> None:
         """The line of a request refused because a name its verdict needed was never
         looked up (`address`: the client's, or the server's for `daemon@host`)."""
         self.program.warning("check_access", f"the name of {address} was not looked up "
-                                             f"(the name resolver's queue stayed full): "
-                                             f"{svc.id} from {peer} refused")
+                                             f"({why}): {svc.id} from {peer} refused")
 
     def _decide(self, plan: ServicePlan, peer: str, ends: Endpoints,
                 client: NameInfo | None, server: NameInfo | None

@@ -53,9 +53,9 @@ class Endpoint:
     # then on (the address before). A `lazy` endpoint counts as not looked up until its
     # name is first read (`name_text`, `name_known`), for the rest of its request.
     lazy: bool = False
-    # The lookup never ran (pyxinetd.access.lookups.NOT_LOOKED_UP): a pattern that
+    # Why the lookup never ran (pyxinetd.access.lookups.NameInfo): a pattern that
     # needs the name raises NameNotLookedUp; `%h`/`%n` show it as an unknown name.
-    not_looked_up: bool = False
+    not_looked_up: str = ""
     _looked: list[bool] = field(default_factory=lambda: [False], compare=False, repr=False)
 
     @property
@@ -357,7 +357,7 @@ def _needs_name(host: Endpoint) -> Endpoint:
     """`host`, whose name a pattern is about to read; raises when it was never looked
     up."""
     if host.not_looked_up:
-        raise NameNotLookedUp(host.addr_text)
+        raise NameNotLookedUp(host.addr_text, host.not_looked_up)
     return host
 
 

@@ -45,14 +45,15 @@ class NameInfo:
     # side gives up, pyxinetd.access.resolver). Read as no name, but by the access
     # checks, which refuse the request as a failed fork.
     unavailable: bool = False
-    # Never looked up: the helper took no request until the deadline (its queue full).
-    # Not a name the DNS lacks: a verdict that depends on the name refuses the request.
-    not_looked_up: bool = False
+    # Never looked up, and why (the helper's queue stayed full, it exited or could not
+    # be started): not a name the DNS lacks, so a verdict that depends on the name
+    # refuses the request. Empty when the lookup ran.
+    not_looked_up: str = ""
 
 
 NO_NAME = NameInfo()
 UNAVAILABLE = NameInfo(unavailable=True)
-NOT_LOOKED_UP = NameInfo(not_looked_up=True)
+NOT_LOOKED_UP = NameInfo(not_looked_up="the name resolver's queue stayed full")
 
 
 def _never_late() -> bool:

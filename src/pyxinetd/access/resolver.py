@@ -18,9 +18,11 @@ run); the exit status of an aclexec check (one or more commands run in turn)
 is sent back, and the check is killed (its whole process group) at its deadline.
 
 On the master side every lookup and every check has a deadline (a loop timer); when it
-passes, or when the helper is gone, the callback gets "name unknown" (a lookup) or None
-(a check), and the request proceeds as if the lookup had failed or the command had
-exited non-zero. The helper is told that deadline and skips a lookup nobody waits for
+passes, the callback gets "name unknown" (a lookup) or None (a check), and the request
+proceeds as if the lookup had failed or the command had exited non-zero. A lookup or
+check that never ran (the helper gone, not started, its queue full until the
+deadline) is told apart: a lookup gets a NameInfo with `not_looked_up` (why), a check
+NotRun, and the access checks refuse a verdict that depends on it. The helper is told that deadline and skips a lookup nobody waits for
 any more. The helper exits when its socket reaches EOF (the master closed it or died).
 
 When the helper cannot be created at all (EAGAIN or ENOMEM: the process limit, a pids
@@ -154,7 +156,7 @@ class Resolver:
         if failed is HELPER_BUSY and self._sock is not None:
             self._wait_for_room(request_id, message)
         elif failed is not None:
-            info = UNAVAILABLE if self._given_up else NO_NAME
+            info = UNAVAILABLE if self._given_up else never_ran(failed)
             self.loop.call_soon(lambda: self._expire(request_id, info))
 
     def run_shell(self, command: str, context: ShellContext = DAEMON_CONTEXT, *,
@@ -239,8 +241,9 @@ class Resolver:
             for packet in unread or ():
                 self._answer(packet)
             for request_id in names:
+                # Sent or not, no answer will come: the lookup never finished.
                 self._expire(request_id, NOT_LOOKED_UP if request_id in unsent
-                             else NO_NAME)
+                             else never_ran(HELPER_LOST))
             for request_id in checks:
                 self._finish_check(request_id, HELPER_LOST)
         if later:
@@ -315,7 +318,7 @@ class Resolver:
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         except OSError as err:
-            # Out of descriptors (EMFILE): this request goes on without a name, the
+            # Out of descriptors (EMFILE): this request's name is not looked up, the
             # next one tries again.
             self._report(f"cannot start the name resolver: {err.strerror or err} "
                          f"({_dropped(message)})")
@@ -390,7 +393,8 @@ class Resolver:
         if not started:
             # Given up (or no descriptor for the helper's socket): what waited is
             # answered now.
-            self._give_up_queued(UNAVAILABLE if self._given_up else NO_NAME)
+            self._give_up_queued(UNAVAILABLE if self._given_up
+                                 else never_ran(HELPER_NOT_RUNNING))
             return
         for message in live:
             self._resend(message)
@@ -411,8 +415,10 @@ class Resolver:
             message["until"] = time.monotonic() + self.timeout
             self._pending[request_id] = (callback, self.loop.call_later(
                 self.timeout, lambda: self._expire(request_id)))
-            if self._transmit_again(message) is not None:
-                self.loop.call_soon(lambda: self._expire(request_id))
+            failed = self._transmit_again(message)
+            if failed is not None:
+                info = never_ran(failed)
+                self.loop.call_soon(lambda: self._expire(request_id, info))
         elif isinstance(request_id, int) and message["op"] == "check":
             done, _ = self._checks[request_id]
             timeout = float(str(message.get("timeout", 0)))
@@ -472,7 +478,8 @@ class Resolver:
             self._backlog.pop(request_id, None)
             if failed is not None:
                 # The helper is gone: answered as its other lookups are.
-                self.loop.call_soon(functools.partial(self._expire, request_id))
+                self.loop.call_soon(functools.partial(self._expire, request_id,
+                                                      never_ran(failed)))
         if self._sock is not None:
             self.loop.modify(self._sock, READ, self._ready)
 
@@ -565,6 +572,12 @@ class Resolver:
 # Run by its path, so that the helper is this package's code and no other installation
 # found first on the interpreter's search path (pyxinetd.access.resolverstart).
 _HELPER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "resolverstart.py")
+
+
+def never_ran(why: NotRun) -> NameInfo:
+    """The answer of a lookup the helper never made (or never finished): no name the
+    DNS lacks, and the access checks refuse a verdict that needs it."""
+    return NameInfo(not_looked_up=why.why)
 
 
 def _dropped(message: dict[str, object]) -> str:
