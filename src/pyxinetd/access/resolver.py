@@ -46,6 +46,7 @@ import signal
 import socket
 import sys
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from pyxinetd import installation
@@ -120,8 +121,9 @@ class Resolver:
         # What waits for the helper's next start (from `_restart`), in order.
         self._queued: list[dict[str, object]] = []
         # Lookups the running helper's full queue did not take, by id, in order: sent
-        # as soon as its socket is writable again.
-        self._backlog: dict[int, dict[str, object]] = {}
+        # as soon as its socket is writable again. Ordered (its first entry is found at
+        # once however many were taken from the front; a dict scans past them).
+        self._backlog: OrderedDict[int, dict[str, object]] = OrderedDict()
         self._restart: Timer | None = None
         self._on_error = on_error
         self._sock: socket.socket | None = None
@@ -235,7 +237,7 @@ class Resolver:
             self._sock = None
         # Only these: a request made meanwhile goes to the next helper.
         names, checks = list(self._pending), list(self._checks)
-        unsent, self._backlog = set(self._backlog), {}
+        unsent, self._backlog = set(self._backlog), OrderedDict()
 
         def answer() -> None:
             for packet in unread or ():
