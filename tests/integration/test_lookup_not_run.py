@@ -144,3 +144,19 @@ def test_a_deny_rule_by_name_refuses_when_the_helper_is_found_gone(gate: Gate) -
     assert [(v.allowed, v.reason) for v in verdicts] == [(False, "libwrap")]
     assert ("WARNING: the name of 127.0.0.1 was not looked up (the name "
             "resolver exited): svc from 127.0.0.1 refused") in gate.log.getvalue()
+
+
+@pytest.mark.parametrize(("allow", "allowed"), [
+    # Matched by its address whether or not the name would have matched.
+    ("ALL: localhost 127.0.0.1\n", True),
+    # The name decides whether the exception applies.
+    ("ALL: 127.0.0.1 EXCEPT localhost\n", False),
+])
+def test_a_client_list_decides_without_the_name_when_no_name_would_change_it(
+        gate: Gate, allow: str, allowed: bool) -> None:
+    gate.tables(allow, "ALL: ALL\n")
+    full_queue(gate)
+    verdicts = verdict_of(gate)
+    turns(gate, lambda: bool(verdicts))
+    assert [v.allowed for v in verdicts] == [allowed]
+    assert ("was not looked up" in gate.log.getvalue()) is not allowed

@@ -219,17 +219,41 @@ def tokens(text: str) -> list[str]:
 
 
 def list_match(items: list[str], match: Callable[[str], bool]) -> bool:
-    """First matching item wins; `a EXCEPT b` = a and not b, nesting to the right."""
+    """First matching item wins; `a EXCEPT b` = a and not b, nesting to the right.
+
+    An item that needs a name never looked up (`match` raises NameNotLookedUp) decides
+    nothing alone: the list's verdict is given when it is the same whether the item
+    matched or not (`foo.example 127.0.0.1` for 127.0.0.1), and raises otherwise."""
+    verdict = _list_verdict(items, match)
+    if isinstance(verdict, NameNotLookedUp):
+        raise verdict
+    return verdict
+
+
+def _list_verdict(items: list[str], match: Callable[[str], bool]
+                  ) -> bool | NameNotLookedUp:
     for i, item in enumerate(items):
         if item.upper() == "EXCEPT":
             return False
-        if match(item):
-            rest = iter(items[i + 1:])
-            for j, later in enumerate(rest):
-                if later.upper() == "EXCEPT":
-                    return not list_match(items[i + 2 + j:], match)
-            return True
+        try:
+            matched = match(item)
+        except NameNotLookedUp as missing:
+            if_matched = _matched_verdict(items[i + 1:], match)
+            if_not = _list_verdict(items[i + 1:], match)
+            return if_matched if if_matched == if_not else missing
+        if matched:
+            return _matched_verdict(items[i + 1:], match)
     return False
+
+
+def _matched_verdict(rest: list[str], match: Callable[[str], bool]
+                     ) -> bool | NameNotLookedUp:
+    """The list's verdict once an item matched: true unless its EXCEPT list matches."""
+    for j, later in enumerate(rest):
+        if later.upper() == "EXCEPT":
+            excepted = _list_verdict(rest[j + 1:], match)
+            return excepted if isinstance(excepted, NameNotLookedUp) else not excepted
+    return True
 
 
 def string_match(pattern: str, text: str) -> bool:
