@@ -22,8 +22,9 @@ passes, the callback gets "name unknown" (a lookup) or None (a check), and the r
 proceeds as if the lookup had failed or the command had exited non-zero. A lookup or
 check that never ran (the helper gone, not started, its queue full until the
 deadline) is told apart: a lookup gets a NameInfo with `not_looked_up` (why), a check
-NotRun, and the access checks refuse a verdict that depends on it. The helper is told that deadline and skips a lookup nobody waits for
-any more. The helper exits when its socket reaches EOF (the master closed it or died).
+NotRun, and the access checks refuse a verdict that depends on it. The helper is told
+that deadline and skips a lookup nobody waits for any more. The helper exits when its
+socket reaches EOF (the master closed it or died).
 
 When the helper cannot be created at all (EAGAIN or ENOMEM: the process limit, a pids
 cgroup, memory), that is the fork xinetd's child would have made for the request, and
@@ -418,7 +419,9 @@ class Resolver:
             self._pending[request_id] = (callback, self.loop.call_later(
                 self.timeout, lambda: self._expire(request_id)))
             failed = self._transmit_again(message)
-            if failed is not None:
+            if failed is HELPER_BUSY and self._sock is not None:
+                self._wait_for_room(request_id, message)
+            elif failed is not None:
                 info = never_ran(failed)
                 self.loop.call_soon(lambda: self._expire(request_id, info))
         elif isinstance(request_id, int) and message["op"] == "check":
