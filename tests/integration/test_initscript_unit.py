@@ -241,9 +241,13 @@ def test_the_unit_reload_returns_once_the_daemon_has_taken_it_up(tmp_path: Path)
     # systemd 252 ends a reload job when ExecReload= exits, and waits for READY=1 only
     # when the daemon's RELOADING=1 came before: the command must not exit before the
     # daemon's status has changed.
+    calls = tmp_path / "status.calls"
     with reload_under_way(tmp_path, "Reconfigured: 1 available service (reload 1)") \
             as (daemon, reload):
-        # Signalled, but its status is still the last reload's: the command waits.
+        # Signalled, but its status is still the last reload's: the command has looked
+        # at it again (the look before the signal, then one after) and waits.
+        wait_until(lambda: len(calls.read_text().splitlines()) >= 2,
+                   what="the command to read the status after the signal")
         assert reload.poll() is None
         set_status(daemon, "Reloading the configuration (reload 2)")
         assert reload.wait(timeout=30) == 0
