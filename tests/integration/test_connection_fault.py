@@ -258,21 +258,34 @@ def test_a_failure_after_the_client_was_identified_gives_its_slot_back(
         daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     # USERID: the server starts once the ident lookup is over, from the loop (not while
     # the connection is accepted); PEERENV then asks for the client's name, and that
-    # fails. That client's connection ends (closed as its socket object goes, not
-    # reset: the failure reaches the loop from the ident socket's handler), and its
-    # instance slot is given back exactly once: with instances = 1 the next client
-    # is served.
+    # fails. That client's connection is reset and named (the failure is contained in
+    # the ident socket's handler), and its instance slot is given back exactly once:
+    # with instances = 2 and one server running, the next client is served and the
+    # one after it refused (given back twice, the running server's slot would be free).
     monkeypatch.setenv("FAULT_AT", "name_lookup")
     port = free_port()
-    svc = make_service(name="hello", port=port, server="/bin/echo",
-                       server_argv=("echo", "hello"), flags=frozenset({"PEERENV"}),
+    svc = make_service(name="hello", port=port, server="/bin/sh",
+                       server_argv=("sh", "-c", "echo hello; exec cat >/dev/null"),
+                       flags=frozenset({"PEERENV"}),
                        log_type=FileTarget(str(daemons.tmp_path / "services.log")),
-                       log_on_success=frozenset({"USERID"}), instances=1)
+                       log_on_success=frozenset({"USERID", "HOST", "PID"}),
+                       log_on_failure=frozenset({"HOST"}), instances=2)
     daemon = start_faulty(daemons, svc)
-    assert served(FAULTY, port) == "reset"
-    daemon.wait_for_log(rf"internal error in handling hello's connection from {FAULTY} "
-                        rf"\(reset\): RuntimeError: injected failure for {FAULTY}")
-    assert served(GOOD[0], port) == b"hello\n"
+    held = [connect_from(GOOD[0], port)]
+    try:
+        assert held[0].recv(100) == b"hello\n"
+        assert served(FAULTY, port) == "reset"
+        daemon.wait_for_log(rf"internal error in handling hello's connection from {FAULTY} "
+                            rf"\(reset\): RuntimeError: injected failure for {FAULTY}")
+        held.append(connect_from(GOOD[1], port))
+        assert held[1].recv(100) == b"hello\n"
+        held.append(connect_from(GOOD[2], port))
+        assert held[2].recv(100) == b""     # refused: 2 servers run
+        wait_log_lines(daemons.tmp_path / "services.log",
+                       rf"FAIL: hello service_limit from={GOOD[2]}")
+    finally:
+        for conn in held:
+            conn.close()
     assert "no longer watched" not in daemon.log()
 
 
