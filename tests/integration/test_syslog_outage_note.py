@@ -78,7 +78,7 @@ def test_filelog_says_once_that_no_syslog_daemon_listens_and_once_that_one_took_
     got = syslog_until(syslogd, "START", most=1)
     got += [syslogd.recv(4096).decode() for _ in range(3)]
     assert [m.split("]: ", 1)[1].split(" pid=")[0] for m in got] == ["START: a"] * 4
-    notice = re.findall(REACHED + r".*", daemon.log())
+    notice = re.findall(REACHED + r".*", daemon.wait_for_log(REACHED))
     assert notice == [f"NOTICE: syslog: a syslog daemon listens on {syslog_path}: "
                       "the 3 messages that waited were sent"]
 
@@ -89,18 +89,19 @@ def test_each_outage_is_said_once(daemons: DaemonFactory, port: int, syslog_path
     served(port)
     syslogd.bind(str(syslog_path))
     served(port)
-    assert len(re.findall(REACHED, daemon.log())) == 1
+    assert len(re.findall(REACHED, daemon.wait_for_log(REACHED))) == 1
     # The syslog daemon goes away, and its successor is not there yet.
     syslogd.close()
     syslog_path.unlink()
     served(port)
     served(port)
-    assert len(re.findall(UNREACHABLE, daemon.log())) == 2
+    assert len(re.findall(UNREACHABLE, daemon.wait_for_log(UNREACHABLE, count=2))) == 2
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as successor:
         successor.bind(str(syslog_path))
         served(port)
-    assert len(re.findall(REACHED, daemon.log())) == 2
-    assert len(re.findall(UNREACHABLE, daemon.log())) == 2
+    log = daemon.wait_for_log(REACHED, count=2)
+    assert len(re.findall(REACHED, log)) == 2
+    assert len(re.findall(UNREACHABLE, log)) == 2
 
 
 def test_the_notice_counts_the_lines_dropped_beyond_the_limit(
