@@ -22,7 +22,10 @@ retried every $PYXINETD_FORK_RETRY_INTERVAL seconds, never given up) until a rel
 kept its service, and the new rules' judging of it at the retry fails
 (`Dispatcher.judge_again`); with $FAULT_AT=resolver_unread, the name resolver's
 socket is never watched: its answers stay unread until the master meets the socket
-again, sending a request (a stand-in for a turn whose other handlers run first).
+again, sending a request (a stand-in for a turn whose other handlers run first);
+with $FAULT_AT=intercept_relayed, an intercepted server's client fails once its relay
+to the server is set up (`StreamInterception._relay`: a failure after the connection
+was handed on).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pyxinetd import forkretry, serverstart
 from pyxinetd.dispatch import Dispatcher
 from pyxinetd.errors import FORK_STEP, SpawnError
 from pyxinetd.intercept.common import Interception
+from pyxinetd.intercept.stream import StreamInterception
 
 sys.path.insert(0, str(Path(__file__).parent))
 import run_master  # noqa: E402  (tests/helpers is not a package)
@@ -133,7 +137,19 @@ def _unwatched_start(self: Resolver, *args: Any) -> bool | None:
     return started
 
 
-if os.environ.get("FAULT_AT") == "resolver_unread":
+_relay = StreamInterception._relay
+
+
+def _failing_after_relay(self: StreamInterception, conn: Any, peer: str, *args: Any,
+                         **kwargs: Any) -> None:
+    _relay(self, conn, peer, *args, **kwargs)
+    if peer == FAULTY_PEER:
+        raise RuntimeError(f"injected failure for {peer}")
+
+
+if os.environ.get("FAULT_AT") == "intercept_relayed":
+    StreamInterception._relay = _failing_after_relay  # type: ignore[method-assign]
+elif os.environ.get("FAULT_AT") == "resolver_unread":
     Resolver._start = _unwatched_start  # type: ignore[method-assign]
 elif os.environ.get("FAULT_AT") == "retry_judge":
     serverstart.spawn = _failing_fork  # type: ignore[assignment]

@@ -504,3 +504,24 @@ def test_answers_unread_when_the_name_resolver_is_found_gone_still_reach_their_c
         assert served(GOOD[1], port) in (b"", "reset")
         assert answer(first) == b"hello\n"
     daemon.wait_for_log(r"name resolver: .*the name of 127\.0\.0\.2 is not looked up")
+
+
+def test_a_failure_once_an_intercepted_clients_relay_is_set_up_ends_that_relay(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The faulty client is admitted and its relay to the server set up; then its
+    # handling fails. Reset by the containment, its connection was closed under the
+    # relay, which still counted it and watched its descriptor number (the next
+    # accept's): the relay is ended instead, the client reset once, the server and
+    # later clients unharmed.
+    monkeypatch.setenv("FAULT_AT", "intercept_relayed")
+    port = free_port()
+    daemon = start_faulty(daemons, intercept_config(tmp_path, port, count=3))
+    assert exchange(tcp_from(GOOD[0], port))["peer"] == "127.0.0.1"
+    assert served(FAULTY, port) in ("reset", b"")
+    daemon.wait_for_log(rf"internal error in handling icept's connection from {FAULTY} "
+                        rf"\(reset\): RuntimeError: injected failure for {FAULTY}")
+    for _ in range(2):
+        # The server sees the relay's end.
+        assert exchange(tcp_from(GOOD[1], port))["peer"] == "127.0.0.1"
+    assert "no longer watched" not in daemon.log()
+    assert "internal error" not in daemon.log().split("injected failure")[1]

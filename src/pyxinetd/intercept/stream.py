@@ -30,6 +30,8 @@ for every service (a server that never accepts would otherwise take them all).
 from __future__ import annotations
 
 import socket
+import struct
+import weakref
 from collections.abc import Callable
 
 from pyxinetd.access.gate import RULES_REPLACED, Verdict
@@ -105,6 +107,8 @@ class StreamInterception(Interception):
         self._relays = relays           # shared by all: relays outlive their server
         self._mine: set[RedirectSession] = set()
         self._deciding = 0              # clients waiting for a verdict
+        # Connections handed to the registry (`_late`): theirs whatever fails after.
+        self._handed: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         # Two descriptors per client in hand (its connection and the relay's).
         self.max_clients = descriptor_share(2, MAX_CLIENTS)
 
@@ -227,17 +231,34 @@ class StreamInterception(Interception):
     def _contained(self, conn: socket.socket, peer: str, step: Callable[[], None]) -> None:
         """Run `step` of a client's checks: from the accept batch, or from the loop by
         the name resolver's socket's handler once its verdict came. A bug met there
-        costs that client alone: its connection is reset and one line names it.
-        Raised to the loop, it would stop watching the service socket or the
-        resolver's (every later name unread until its deadline)."""
+        costs that client alone: its connection is reset (by its relay's teardown if
+        one has it by then) and one line names it. Raised to the loop, it would stop
+        watching the service socket or the resolver's (every later name unread until
+        its deadline)."""
         try:
             step()
         except Exception as exc:
-            reset_all([(conn, (), peer)])
+            self._let_go(conn, peer)
             if self.host.loop.on_error is None:
                 raise
             self.host.loop.on_error(f"handling {self.svc.id}'s connection from {peer} "
                                     f"(reset)", exc)
+
+    def _let_go(self, conn: socket.socket, peer: str) -> None:
+        """A client whose handling failed, by whoever has its connection now. A relay
+        set up for it ends (its teardown stops watching the connection before closing
+        it, and counts it off): closed under the relay, its descriptor number would
+        be the next accept's while the relay still watches it. One handed to the
+        registry (`_late`) is its: held, judged again, or closed there."""
+        relay = next((r for r in self._relays if r.conn is conn), None)
+        if relay is not None:
+            try:
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass    # closed all the same
+            relay.close()
+        elif conn not in self._handed:
+            reset_all([(conn, (), peer)])
 
     def _ask_again(self, conn: socket.socket, peer: str, asked: ServiceConfig) -> None:
         """A reload replaced the rules before they decided about this client: the
@@ -248,9 +269,13 @@ class StreamInterception(Interception):
             conn.close()    # shutdown
         elif rules is None:
             # The service is gone: the registry closes the client, saying why.
-            self._late(Held(conn, peer, b"", False, asked, announced=False))
+            self._hand_late(Held(conn, peer, b"", False, asked, announced=False))
         else:
             self._check(conn, peer, rules)
+
+    def _hand_late(self, client: Held) -> None:
+        self._handed.add(client.conn)
+        self._late(client)
 
     def _unsaturate(self) -> None:
         """A client is done: read the service socket again if it was not."""
@@ -290,7 +315,7 @@ class StreamInterception(Interception):
             # lost. Or a reload replaced the rules it was asked under: it is judged by
             # the new ones first, as the clients relayed then were (the registry hands
             # it back to this server if it still runs).
-            self._late(Held(conn, peer, b"", False, asked, announced=False))
+            self._hand_late(Held(conn, peer, b"", False, asked, announced=False))
             return
         self._relay(conn, peer)
 
