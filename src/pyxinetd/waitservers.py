@@ -136,7 +136,14 @@ class WaitServers:
             nonlocal settled
             settled = True
             rt.accept_paused = False
-            self.start(rt, now, peer, drop, sender=sender)
+            try:
+                self.start(rt, now, peer, drop, sender=sender)
+            except BaseException:
+                # Nothing holds the request now (a new fork held keeps the socket
+                # paused; a server that started has it): the socket is watched again,
+                # where the request still queued is read.
+                host.refresh(rt)
+                raise
 
         def retry() -> None:
             # From a timer: a bug met there costs this request alone. Raised, it left
@@ -144,13 +151,17 @@ class WaitServers:
             try:
                 retry_now()
             except Exception as exc:
+                # Let go of, unless the new rules admitted it already: its new start
+                # has it then (a server running, or a new fork held whose own retry
+                # serves it: the socket stays paused, or the request is read twice).
+                handed_on = settled
                 release()
-                rt.accept_paused = False
                 host.refresh(rt)
                 if host.loop.on_error is None:
                     raise
                 what = "connection" if sender is None else "datagram"
-                host.loop.on_error(f"handling {rt.id}'s {what} from {peer} (dropped) at "
+                fate = "kept for its new start" if handed_on else "dropped"
+                host.loop.on_error(f"handling {rt.id}'s {what} from {peer} ({fate}) at "
                                    f"its fork retry", exc)
 
         def retry_now() -> None:

@@ -20,7 +20,9 @@ stream client, `Dispatcher.refuse` for a datagram sender); with
 $FAULT_AT=retry_judge, the client's forks fail (no process, as at a process limit;
 retried every $PYXINETD_FORK_RETRY_INTERVAL seconds, never given up) until a reload
 kept its service, and the new rules' judging of it at the retry fails
-(`Dispatcher.judge_again`); with $FAULT_AT=resolver_unread, the name resolver's
+(`Dispatcher.judge_again`); with $FAULT_AT=retry_judge_held, the client's forks
+always fail, and the new rules' judging at the retry fails once it has admitted the
+request and its new fork failed (held again); with $FAULT_AT=resolver_unread, the name resolver's
 socket is never watched: its answers stay unread until the master meets the socket
 again, sending a request (a stand-in for a turn whose other handlers run first);
 with $FAULT_AT=intercept_relayed, an intercepted server's client fails once its relay
@@ -122,6 +124,12 @@ def _failing_judge_again(self: Dispatcher, rt: Any, peer: str, **kwargs: Any) ->
     _judge_again(self, rt, peer, **kwargs)
 
 
+def _failing_after_judge_again(self: Dispatcher, rt: Any, peer: str, **kwargs: Any) -> None:
+    _judge_again(self, rt, peer, **kwargs)
+    if peer == FAULTY_PEER:
+        raise RuntimeError(f"injected failure for {peer}")
+
+
 def _marking_rehome(self: Dispatcher, *args: Any) -> None:
     _reloaded.append(True)
     _rehome(self, *args)
@@ -151,6 +159,10 @@ if os.environ.get("FAULT_AT") == "intercept_relayed":
     StreamInterception._relay = _failing_after_relay  # type: ignore[method-assign]
 elif os.environ.get("FAULT_AT") == "resolver_unread":
     Resolver._start = _unwatched_start  # type: ignore[method-assign]
+elif os.environ.get("FAULT_AT") == "retry_judge_held":
+    serverstart.spawn = _failing_fork  # type: ignore[assignment]
+    forkretry.MAX_FORK_FAILURES = sys.maxsize
+    Dispatcher.judge_again = _failing_after_judge_again  # type: ignore[method-assign]
 elif os.environ.get("FAULT_AT") == "retry_judge":
     serverstart.spawn = _failing_fork  # type: ignore[assignment]
     forkretry.MAX_FORK_FAILURES = sys.maxsize

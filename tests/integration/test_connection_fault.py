@@ -421,6 +421,15 @@ def test_a_failure_once_an_intercepted_senders_verdict_came_drops_its_datagrams(
     assert "no longer watched" not in daemon.log()
 
 
+def dgram_probe(port: int, *lines: str) -> str:
+    """A dgram wait = yes service whose server answers one datagram with its peer."""
+    body = "".join(f"\t{line}\n" for line in lines)
+    return (f"service probe\n{{\n\ttype = UNLISTED\n\tsocket_type = dgram\n"
+            f"\tprotocol = udp\n\tport = {port}\n\tbind = 127.0.0.1\n\twait = yes\n"
+            f"\tuser = root\n\tserver = {sys.executable}\n"
+            f"\tserver_args = {HELPERS / 'listener_probe.py'} dgram\n{body}}}\n")
+
+
 def test_a_failure_while_a_fork_retry_is_judged_again_frees_a_wait_services_socket(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A dgram wait = yes request whose fork failed stays queued, the socket not watched
@@ -430,17 +439,10 @@ def test_a_failure_while_a_fork_retry_is_judged_again_frees_a_wait_services_sock
     monkeypatch.setenv("FAULT_AT", "retry_judge")
     monkeypatch.setenv("PYXINETD_FORK_RETRY_INTERVAL", "0.1")
     port = free_port()
-
-    def probe(*lines: str) -> str:
-        body = "".join(f"\t{line}\n" for line in lines)
-        return (f"service probe\n{{\n\ttype = UNLISTED\n\tsocket_type = dgram\n"
-                f"\tprotocol = udp\n\tport = {port}\n\tbind = 127.0.0.1\n\twait = yes\n"
-                f"\tuser = root\n\tserver = {sys.executable}\n"
-                f"\tserver_args = {HELPERS / 'listener_probe.py'} dgram\n{body}}}\n")
-    daemon = start_faulty(daemons, probe())
+    daemon = start_faulty(daemons, dgram_probe(port))
     datagram_from(FAULTY, port, b"first", expect_reply=False)
     daemon.wait_for_log(r"probe: fork failed: Resource temporarily unavailable")
-    reload(daemon, probe("no_access = 127.0.0.9"), 1)
+    reload(daemon, dgram_probe(port, "no_access = 127.0.0.9"), 1)
     daemon.wait_for_log(rf"internal error in handling probe's datagram from {FAULTY} "
                         rf"\(dropped\) at its fork retry: RuntimeError: "
                         rf"injected failure for {FAULTY}")
@@ -525,3 +527,28 @@ def test_a_failure_once_an_intercepted_clients_relay_is_set_up_ends_that_relay(
         assert exchange(tcp_from(GOOD[1], port))["peer"] == "127.0.0.1"
     assert "no longer watched" not in daemon.log()
     assert "internal error" not in daemon.log().split("injected failure")[1]
+
+
+def test_a_failure_after_a_fork_retry_is_admitted_and_held_again_keeps_the_socket_paused(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # At the retry the new rules admit the request and its new fork fails: it is held
+    # again, the socket paused until that fork's retry. A failure met after that
+    # un-paused the socket anyway: the datagram still queued was read as a second
+    # request, held for a second fork retry (two servers for one request, the forks
+    # succeeding). The one request stays held, once.
+    dump_file = tmp_path / "state.dump"
+    monkeypatch.setenv("PYXINETD_DUMP_FILE", str(dump_file))
+    monkeypatch.setenv("FAULT_AT", "retry_judge_held")
+    monkeypatch.setenv("PYXINETD_FORK_RETRY_INTERVAL", "0.1")
+    port = free_port()
+    daemon = start_faulty(daemons, dgram_probe(port))
+    datagram_from(FAULTY, port, b"first", expect_reply=False)
+    daemon.wait_for_log(r"probe: fork failed: Resource temporarily unavailable")
+    reload(daemon, dgram_probe(port, "no_access = 127.0.0.9"), 1)
+    daemon.wait_for_log(rf"internal error in handling probe's datagram from {FAULTY} "
+                        rf"\(kept for its new start\) at its fork retry: RuntimeError: "
+                        rf"injected failure for {FAULTY}")
+    daemon.signal(signal.SIGUSR1)
+    daemon.wait_for_log("generated state dump")
+    block = dump_file.read_text().split("Service = probe\n", 1)[1].split("\n\n", 1)[0]
+    assert "\tretry servers = 1\n" in block, block
