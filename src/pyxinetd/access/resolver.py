@@ -241,6 +241,10 @@ class Resolver:
         unsent, self._backlog = set(self._backlog), OrderedDict()
 
         def answer() -> None:
+            if self._closed and later:
+                # The daemon exits (`close` came later in this turn): nothing is
+                # answered, nor a skipped spawn command of the unread logged, now.
+                return
             for packet in unread or ():
                 self._answer(packet)
             for request_id in names:
