@@ -231,7 +231,7 @@ class Resolver:
         at the end of the loop's turn, when this is met while a request is being sent
         (its caller was promised no callback before it returns). `unread`: the answers
         the helper sent that were read off the socket just before: theirs go first,
-        the requests left get "name unknown" (a check: HELPER_LOST)."""
+        the requests left are never looked up (a check: HELPER_LOST)."""
         if self._sock is not None:
             self.loop.unregister(self._sock)
             self._sock.close()
