@@ -160,3 +160,30 @@ def test_a_client_list_decides_without_the_name_when_no_name_would_change_it(
     turns(gate, lambda: bool(verdicts))
     assert [v.allowed for v in verdicts] == [allowed]
     assert ("was not looked up" in gate.log.getvalue()) is not allowed
+
+
+def test_a_domain_in_no_access_refuses_though_a_host_under_it_is_in_only_from(
+        gate: Gate) -> None:
+    # The network admits 127.0.0.1 without a name and so does x.bad.example (the exact
+    # host outranks the domain), but any other name under .bad.example is refused.
+    full_queue(gate)
+    verdicts = verdict_of(
+        gate, only_from=(AddressEntry("127.0.0.0/8", "cidr",
+                                      ipaddress.IPv4Network("127.0.0.0/8")),
+                         AddressEntry("x.bad.example", "host", name="x.bad.example")),
+        no_access=(AddressEntry(".bad.example", "domain", name=".bad.example"),))
+    turns(gate, lambda: bool(verdicts))
+    assert [(v.allowed, v.reason) for v in verdicts] == [(False, "address")]
+    assert "the name of 127.0.0.1 was not looked up" in gate.log.getvalue()
+
+
+def test_hosts_deny_by_a_file_of_names_refuses_when_the_lookup_never_ran(
+        gate: Gate, tmp_path: Path) -> None:
+    listed = tmp_path / "bad-hosts"
+    listed.write_text("localhost\n")
+    gate.tables("", f"ALL: {listed}\n")
+    full_queue(gate)
+    verdicts = verdict_of(gate)
+    turns(gate, lambda: bool(verdicts))
+    assert [(v.allowed, v.reason) for v in verdicts] == [(False, "libwrap")]
+    assert "the name of 127.0.0.1 was not looked up" in gate.log.getvalue()

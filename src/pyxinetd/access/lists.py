@@ -135,19 +135,29 @@ def check(service: ServiceConfig, peer: str, name: str | None = None) -> ListRes
 
 def depends_on_name(service: ServiceConfig, peer: str) -> bool:
     """Whether some reverse name of `peer` would give another verdict than none (its
-    lookup never ran): tried with no name and with a name matching each name entry in
-    turn (a name matching several entries is one of these, the most specific)."""
+    lookup never ran). A name matches one host entry at most, and domains that are
+    suffixes of one another: tried with each host entry's name, and for each domain
+    with a name under it that is no host entry's (`x.example` would also match a host
+    entry `x.example`, which can outrank the domain and hide its verdict)."""
     addr = parse_peer(peer)
     if addr is None:
         return False
     without = check(service, peer)
-    entries = (service.only_from or ()) + service.no_access
+    entries = [entry for entry in (service.only_from or ()) + service.no_access
+               if entry.name is not None and entry.network is None]
+    hosts = {ascii_lower(entry.name).rstrip(".") for entry in entries
+             if entry.name is not None and entry.kind != "domain"}
     for entry in entries:
-        if entry.name is None or entry.network is not None:
-            continue
+        assert entry.name is not None
         wanted = entry.name.rstrip(".")
-        name = ("x" + wanted if wanted.startswith(".") else "x." + wanted) \
-            if entry.kind == "domain" else wanted
+        if entry.kind == "domain":
+            suffix = wanted if wanted.startswith(".") else "." + wanted
+            label = "x"
+            while ascii_lower(label + suffix) in hosts:
+                label += "x"
+            name = label + suffix
+        else:
+            name = wanted
         if check(service, peer, name) != without:
             return True
     return False
