@@ -193,6 +193,17 @@ def test_server_name_is_looked_up_for_percent_n(gate: Gate, tmp_path: Path) -> N
             assert out.read_text() == "localhost localhost in.test@localhost\n"
 
 
+@pytest.mark.skipif(resolve("127.0.0.1").name != "localhost",
+                    reason="127.0.0.1 does not resolve to localhost")
+def test_a_file_pattern_listing_the_client_name_refuses_it(gate: Gate,
+                                                           tmp_path: Path) -> None:
+    listed = tmp_path / "bad-hosts"
+    listed.write_text("localhost\n")
+    gate.tables("", f"ALL: {listed}\n")
+    verdict, waited = gate.verdict()
+    assert waited and not verdict.allowed
+
+
 # -- severity and banners of a refusing rule -----------------------------------------
 
 def test_severity_sets_the_refusal_level(gate: Gate) -> None:

@@ -134,6 +134,10 @@ def test_twist_client_is_made_safe_only_by_an_expansion_of_it(
     ("in.ftpd@127.0.0.1: ALL", False, False, True),
     ("in.ftpd@localhost: ALL", False, True, True),
     ("in.ftpd@KNOWN: ALL", False, True, True),
+    # A /file's words may be names, read only when the request is judged.
+    ("ALL: /etc/hosts.evil", True, False, False),
+    ("ALL: ALL EXCEPT /etc/hosts.good", True, False, False),
+    ("in.ftpd@/etc/servers: ALL", False, True, True),
     ("ALL: ALL: banners /etc/banners", False, False, True),
     ("ALL: ALL: severity auth.info", False, False, False),
 ])

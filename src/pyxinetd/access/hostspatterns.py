@@ -457,6 +457,9 @@ def patterns_need_names(items: list[str]) -> bool:
         if "@" in item[1:]:
             host = split_at(item[1:], "@")[1] or ""
         upper = host.upper()
+        if host.startswith("/"):
+            # A `/file` list: its words may be names (read when the request is judged).
+            return True
         if upper in ("ALL", "EXCEPT") or host.startswith("[") or "/" in host[1:] \
                 or (set(host) <= _ADDRESS_CHARS and host != ""):
             continue
