@@ -157,3 +157,11 @@ def test_built_in_defaults(tmp_path: Path) -> None:
     assert (s.instances, s.per_source, s.cps, s.max_load, s.groups, s.umask, s.deny_time) == (
         None, None, (50, 10), None, False, None, 0)
     assert s.log_type is None and s.v6only is False
+
+
+def test_no_access_remove_folds_only_the_case_of_a_to_z(tmp_path: Path) -> None:
+    # strcasecmp in the C locale, as xinetd: `Ü` is not `ü`, so the deny entry stays.
+    s = svc(tmp_path, "no_access = bücher.example", "no_access -= BÜCHER.EXAMPLE")
+    assert texts(s.no_access) == ["bücher.example"]
+    s = svc(tmp_path, "no_access = bücher.example", "no_access -= BüCHER.EXAMPLE")
+    assert s.no_access == ()

@@ -219,7 +219,8 @@ def parse_address(token: str, networks: NetworkLookup) -> AddressParse:
 
 
 def same_address(a: AddressEntry, b: AddressEntry) -> bool:
-    """The equality `-=` uses: same network and mask, or same name ignoring case."""
+    """The equality `-=` uses: same network and mask, or same name ignoring the case of
+    A-Z (xinetd's strcasecmp in the C locale: `-= BÜCHER.example` keeps `bücher.example`)."""
     if a.network is not None or b.network is not None:
         return a.network == b.network
-    return (a.name or "").lower() == (b.name or "").lower() and a.kind == b.kind
+    return ascii_lower(a.name or "") == ascii_lower(b.name or "") and a.kind == b.kind
