@@ -187,3 +187,18 @@ def test_hosts_deny_by_a_file_of_names_refuses_when_the_lookup_never_ran(
     turns(gate, lambda: bool(verdicts))
     assert [(v.allowed, v.reason) for v in verdicts] == [(False, "libwrap")]
     assert "the name of 127.0.0.1 was not looked up" in gate.log.getvalue()
+
+
+def test_a_deny_rule_whose_aclexec_reads_the_name_refuses_when_it_never_ran(
+        gate: Gate, tmp_path: Path) -> None:
+    # Run with `unknown` for %n, the check would fail and the rule not apply: admitted.
+    listed = tmp_path / "bad-hosts"
+    listed.write_text("localhost\n")
+    gate.tables("", f"ALL: ALL: aclexec grep -qx %n {listed}\n")
+    killed_helper(gate)
+    verdicts = verdict_of(gate)
+    turns(gate, lambda: bool(verdicts))
+    assert [(v.allowed, v.reason) for v in verdicts] == [(False, "libwrap")]
+    assert ("WARNING: the name of 127.0.0.1 was not looked up (the name resolver "
+            "exited): svc from 127.0.0.1 refused") in gate.log.getvalue()
+    assert "aclexec returned" not in gate.log.getvalue()

@@ -22,10 +22,10 @@ import os
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from pyxinetd.access.hostsoptions import CLIENT_TEXT_LETTERS, OPTIONS, client_info, expand, \
-    setenv_pair, umask_value, unrecognized
+from pyxinetd.access.hostsoptions import CLIENT_NAME_LETTERS, CLIENT_TEXT_LETTERS, OPTIONS, \
+    SERVER_NAME_LETTERS, client_info, expand, setenv_pair, umask_value, unrecognized
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, client_match, daemon_match, \
-    list_match
+    list_match, needs_name
 # The tables are read and kept by their own module; their names stay importable here.
 from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables, Rule, \
     Table, parse_table
@@ -125,6 +125,13 @@ def _apply_options(rule: Rule, request: Request, file_access: Access,
             return _refused(rule, trace, commands, banners)
         key = option.keyword.lower()
         value = option.value
+        if key == "aclexec":
+            # Its status decides the verdict: a name never looked up is no `unknown`
+            # (a hosts.deny check by %n would grant the client it was to refuse).
+            if option.letters & CLIENT_NAME_LETTERS:
+                needs_name(request.client)
+            if option.letters & SERVER_NAME_LETTERS:
+                needs_name(request.server)
         if value is not None and OPTIONS[key][3]:
             trace.extend(f"warning: {place}: {text}" for text in unrecognized(value))
             value = expand(value, request)

@@ -377,7 +377,7 @@ def _pattern_address(text: str) -> ipaddress.IPv6Address | None:
     return address
 
 
-def _needs_name(host: Endpoint) -> Endpoint:
+def needs_name(host: Endpoint) -> Endpoint:
     """`host`, whose name a pattern is about to read; raises when it was never looked
     up."""
     if host.not_looked_up:
@@ -388,13 +388,13 @@ def _needs_name(host: Endpoint) -> Endpoint:
 def host_match(pattern: str, host: Endpoint, lookups: Lookups, depth: int = 0) -> bool:
     upper = pattern.upper()
     if pattern.startswith("@"):
-        return _needs_name(host).name_known and lookups.innetgr(pattern[1:], host.name_text)
+        return needs_name(host).name_known and lookups.innetgr(pattern[1:], host.name_text)
     if pattern.startswith("/"):
         return depth < 4 and _file_match(pattern, host, lookups, depth)
     if upper == "KNOWN":
-        return _needs_name(host).name_known and host.address is not None
+        return needs_name(host).name_known and host.address is not None
     if upper == "LOCAL":
-        return _needs_name(host).name_known and "." not in host.name_text
+        return needs_name(host).name_known and "." not in host.name_text
     if pattern.startswith("["):
         return _ipv6_match(pattern, host.address)
     if "/" in pattern:
@@ -407,7 +407,7 @@ def host_match(pattern: str, host: Endpoint, lookups: Lookups, depth: int = 0) -
     # PARANOID match, and why UNKNOWN does not match a paranoid host (its name is
     # `paranoid`).
     return not set(pattern) <= _ADDRESS_CHARS and string_match(pattern,
-                                                               _needs_name(host).name_text)
+                                                               needs_name(host).name_text)
 
 
 def _file_match(path: str, host: Endpoint, lookups: Lookups, depth: int) -> bool:
