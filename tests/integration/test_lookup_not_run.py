@@ -202,3 +202,15 @@ def test_a_deny_rule_whose_aclexec_reads_the_name_refuses_when_it_never_ran(
     assert ("WARNING: the name of 127.0.0.1 was not looked up (the name resolver "
             "exited): svc from 127.0.0.1 refused") in gate.log.getvalue()
     assert "aclexec returned" not in gate.log.getvalue()
+
+
+def test_a_file_that_lists_the_address_after_a_name_matches_without_the_name(
+        gate: Gate, tmp_path: Path) -> None:
+    listed = tmp_path / "good-hosts"
+    listed.write_text("localhost 127.0.0.1\n")
+    gate.tables(f"ALL: {listed}\n", "ALL: ALL\n")
+    full_queue(gate)
+    verdicts = verdict_of(gate)
+    turns(gate, lambda: bool(verdicts))
+    assert [v.allowed for v in verdicts] == [True]
+    assert "was not looked up" not in gate.log.getvalue()

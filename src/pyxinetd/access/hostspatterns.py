@@ -417,8 +417,17 @@ def _file_match(path: str, host: Endpoint, lookups: Lookups, depth: int) -> bool
     text = lookups.read_list(path)
     if text is None:
         return False
-    return any(host_match(item, host, lookups, depth + 1)
-               for item in _C_SPACES.split(text) if item)
+    missing: NameNotLookedUp | None = None
+    for item in _C_SPACES.split(text):
+        try:
+            if item and host_match(item, host, lookups, depth + 1):
+                return True
+        except NameNotLookedUp as error:
+            # Undecided only if no later word matches (`localhost 127.0.0.1`).
+            missing = missing or error
+    if missing is not None:
+        raise missing
+    return False
 
 
 def split_at(text: str, delimiter: str) -> tuple[str, str | None]:
