@@ -249,9 +249,9 @@ class Dispatcher:
                 # A bug met while handling one client costs that client alone: raised
                 # to the loop, it would stop watching the listener, ending the service
                 # for every later client, and reset the rest of the batch unnamed.
-                reset_all([(conn, addr, peer)])
+                fate = self._let_go(conn, peer)
                 self.loop.on_error(f"handling {rt.id}'s connection from {peer} "
-                                   "(reset)", exc)
+                                   f"({fate})", exc)
             except BaseException:
                 reset_all(batch[index + 1:])
                 raise
@@ -430,21 +430,36 @@ class Dispatcher:
         ident reply, a fork retry), called from the loop by another descriptor's
         handler (the name resolver's, an ident socket's) or a timer. A bug met there
         costs that client alone, as in an accept batch: its connection is reset (a
-        datagram is dropped), `dropped()` is called, and one line names it. Raised to
+        datagram is dropped; one an in-loop session or a forked server has is let go
+        of by it: `_let_go`), `dropped()` is called, and one line names it. Raised to
         the loop, it would stop watching that other descriptor: every later name or
         ident reply unread, each request waiting for it until its deadline."""
         try:
             step()
         except Exception as exc:
-            if conn is not None:
-                reset_all([(conn, (), peer)])
+            fate = "dropped" if conn is None else self._let_go(conn, peer)
             if dropped is not None:
                 dropped()
             if self.loop.on_error is None:
                 raise
-            what = (f"connection from {peer} (reset)" if conn is not None
-                    else f"datagram from {peer} (dropped)")
-            self.loop.on_error(f"handling {rt.id}'s {what}", exc)
+            what = "connection" if conn is not None else "datagram"
+            self.loop.on_error(f"handling {rt.id}'s {what} from {peer} ({fate})", exc)
+
+    def _let_go(self, conn: socket.socket, peer: str) -> str:
+        """A client whose handling failed, let go of by whoever has its connection now;
+        returns what became of it, for the line naming it. An in-loop session (a
+        redirect's relay, a builtin) ends with a reset: closed under it, the session
+        would watch a descriptor number the next accept reuses, its slot never given
+        back. Once a server is forked for it, the master's copy is closed already,
+        normally: the server has the connection and keeps serving (a reset set now
+        would be on the socket they share, and the server's own close would reset).
+        Otherwise the master alone has it: reset."""
+        if self.sessions.reset(conn):
+            return "reset"
+        if conn.fileno() < 0:
+            return "closed"
+        reset_all([(conn, (), peer)])
+        return "reset"
 
     def _name_then_launch(self, rt: ServiceRuntime, svc: ServiceConfig, conn: socket.socket,
                           addr: tuple[object, ...], peer: str) -> None:

@@ -332,11 +332,18 @@ def reset_all(batch: list[Accepted]) -> None:
     """Close accepted connections with a reset (SO_LINGER 0), as the kernel closes the
     ones still queued on a listening socket that is closed."""
     for conn, _, _ in batch:
-        try:
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
+        reset_on_close(conn)
         conn.close()
+
+
+def reset_on_close(conn: socket.socket) -> None:
+    """Have `conn`'s close send a reset (SO_LINGER 0). Only for a connection no server
+    shares: the option is the socket's, and a forked server's own close would reset
+    too."""
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass    # closed all the same
 
 
 def peer_text(addr: object) -> str:

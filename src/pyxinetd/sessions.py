@@ -19,7 +19,7 @@ from pyxinetd import banners, internal
 from pyxinetd.children import Occupancy
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.internal.status import MasterView
-from pyxinetd.listener import peer_text
+from pyxinetd.listener import peer_text, reset_on_close
 from pyxinetd.log import ProgramLog
 from pyxinetd.servicelog import (
     ServiceLogs, exit_entry, start_entry, traffic_entry, whole_seconds,
@@ -46,6 +46,7 @@ class SessionRecord:
     start: float
     started_at: float
     session: internal.Session | None = field(default=None)
+    conn: socket.socket | None = field(default=None)    # its client's connection
 
 
 class Sessions:
@@ -71,7 +72,7 @@ class Sessions:
               addr: tuple[object, ...], peer: str) -> None:
         """Serve an accepted (and admitted) connection in the loop; takes `conn` over."""
         key = next(self._ids)
-        record = SessionRecord(svc, peer, self.loop.clock(), time.time())
+        record = SessionRecord(svc, peer, self.loop.clock(), time.time(), conn=conn)
         self._records[key] = record
         self.occupancy.add(svc.id, peer)
         if svc.log_type is not None:
@@ -119,6 +120,22 @@ class Sessions:
             self.program.error("internal", f"{svc.id}: {err}")
             conn.close()
             closed()
+        except BaseException:
+            if record.session is None:
+                closed()    # never started: the slot is free, the caller has `conn`
+            raise
+
+    def reset(self, conn: socket.socket) -> bool:
+        """End the session serving `conn` with a reset, if one does: its teardown stops
+        watching the connection before closing it and gives its slot back (closed
+        under it, the session would watch a descriptor number the next accept
+        reuses). Whether one did."""
+        for record in list(self._records.values()):
+            if record.conn is conn and record.session is not None:
+                reset_on_close(conn)
+                _close(record)
+                return True
+        return False
 
     def _banner_error(self, text: str) -> None:
         self.program.error("banner", text)

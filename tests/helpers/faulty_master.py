@@ -27,7 +27,9 @@ socket is never watched: its answers stay unread until the master meets the sock
 again, sending a request (a stand-in for a turn whose other handlers run first);
 with $FAULT_AT=intercept_relayed, an intercepted server's client fails once its relay
 to the server is set up (`StreamInterception._relay`: a failure after the connection
-was handed on).
+was handed on); with $FAULT_AT=session_started, once its in-loop session (a redirect,
+a stream builtin) has the connection (`Sessions.start`); with $FAULT_AT=server_started,
+once its server is forked (`ServerStarter.start` gave its pid).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from pyxinetd.dispatch import Dispatcher
 from pyxinetd.errors import FORK_STEP, SpawnError
 from pyxinetd.intercept.common import Interception
 from pyxinetd.intercept.stream import StreamInterception
+from pyxinetd.serverstart import ServerStarter
+from pyxinetd.sessions import Sessions
 
 sys.path.insert(0, str(Path(__file__).parent))
 import run_master  # noqa: E402  (tests/helpers is not a package)
@@ -155,7 +159,23 @@ def _failing_after_relay(self: StreamInterception, conn: Any, peer: str, *args: 
         raise RuntimeError(f"injected failure for {peer}")
 
 
-if os.environ.get("FAULT_AT") == "intercept_relayed":
+def _failing_after(method: Any, peer_at: int, started: Any = lambda result: True) -> Any:
+    """`method`, failing for the faulty client once it returned (and `started` says its
+    result is a start)."""
+    def failing(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = method(self, *args, **kwargs)
+        if args[peer_at] == FAULTY_PEER and started(result):
+            raise RuntimeError(f"injected failure for {FAULTY_PEER}")
+        return result
+    return failing
+
+
+if os.environ.get("FAULT_AT") == "session_started":
+    Sessions.start = _failing_after(Sessions.start, 3)  # type: ignore[method-assign]
+elif os.environ.get("FAULT_AT") == "server_started":
+    ServerStarter.start = _failing_after(  # type: ignore[method-assign]
+        ServerStarter.start, 2, lambda result: isinstance(result, int))
+elif os.environ.get("FAULT_AT") == "intercept_relayed":
     StreamInterception._relay = _failing_after_relay  # type: ignore[method-assign]
 elif os.environ.get("FAULT_AT") == "resolver_unread":
     Resolver._start = _unwatched_start  # type: ignore[method-assign]

@@ -552,3 +552,75 @@ def test_a_failure_after_a_fork_retry_is_admitted_and_held_again_keeps_the_socke
     daemon.wait_for_log("generated state dump")
     block = dump_file.read_text().split("Service = probe\n", 1)[1].split("\n\n", 1)[0]
     assert "\tretry servers = 1\n" in block, block
+
+
+def named_hosts() -> tuple[AddressEntry, ...]:
+    """only_from admitting every loopback client, naming a host too: each client's name
+    is looked up first, its verdict coming from the name resolver's socket's handler."""
+    return (AddressEntry("127.0.0.0/8", "net", ipaddress.ip_network("127.0.0.0/8")),
+            AddressEntry("localhost", "host", name="localhost"))
+
+
+@pytest.mark.parametrize("waits", [False, True], ids=["accepted", "after its name"])
+def test_a_failure_once_a_redirects_session_has_the_client_ends_that_session(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch, waits: bool) -> None:
+    # The faulty client's redirect session is started (its instance slot taken, its
+    # connection watched by the session), then its handling fails. Reset by the
+    # containment, the connection was closed under the session: the slot was never
+    # given back (instances = 1: nobody served after it) and the session still
+    # watched the descriptor number, the next accept's. The session ends instead.
+    monkeypatch.setenv("FAULT_AT", "session_started")
+    monkeypatch.setenv("PYXINETD_LOOKUP_TIMEOUT", "3600")
+    with socket.create_server(("127.0.0.1", 0)) as target:
+        port = free_port()
+        svc = make_service(name="redir", port=port, server=None, server_argv=(),
+                           environment=None, redirect=("127.0.0.1", target.getsockname()[1]),
+                           instances=1, only_from=named_hosts() if waits else None)
+        daemon = start_faulty(daemons, svc)
+        assert served(FAULTY, port) == "reset"
+        daemon.wait_for_log(rf"internal error in handling redir's connection from {FAULTY} "
+                            rf"\(reset\): RuntimeError: injected failure for {FAULTY}")
+        for src in GOOD:
+            with connect_from(src, port) as conn:
+                conn.sendall(b"hi")
+                target.settimeout(TIMEOUT)
+                while True:
+                    inner, _ = target.accept()
+                    with inner:
+                        inner.settimeout(TIMEOUT)
+                        # The faulty client's session may have reached the target too:
+                        # its relay ended, that connection reads its end at once.
+                        if inner.recv(100, socket.MSG_PEEK) == b"":
+                            continue
+                        assert inner.recv(100) == b"hi"
+                        inner.sendall(b"there")
+                        assert conn.recv(100) == b"there"
+                        break
+    assert "no longer watched" not in daemon.log()
+    assert "internal error" not in daemon.log().split("injected failure")[1]
+
+
+@pytest.mark.parametrize("waits", [False, True], ids=["accepted", "after its name"])
+def test_a_failure_once_the_clients_server_is_forked_leaves_the_client_to_it(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch, waits: bool) -> None:
+    # The faulty client's server is forked (it shares the connection), then its handling
+    # fails. A reset (SO_LINGER 0 on the shared socket) would end the server's own
+    # closing with a reset too: the master only closes its copy, and the server
+    # answers its client in full.
+    monkeypatch.setenv("FAULT_AT", "server_started")
+    monkeypatch.setenv("PYXINETD_LOOKUP_TIMEOUT", "3600")
+    port = free_port()
+    svc = make_service(name="hello", port=port, server="/bin/sh",
+                       server_argv=("sh", "-c", "read line; echo \"got $line\""),
+                       only_from=named_hosts() if waits else None)
+    daemon = start_faulty(daemons, svc)
+    with connect_from(FAULTY, port) as conn:
+        daemon.wait_for_log(rf"internal error in handling hello's connection from {FAULTY} "
+                            rf"\(closed\): RuntimeError: injected failure for "
+                            rf"{FAULTY}")
+        conn.sendall(b"x\n")
+        assert answer(conn) == b"got x\n"
+    with connect_from(GOOD[0], port) as conn:
+        conn.sendall(b"y\n")
+        assert answer(conn) == b"got y\n"
+    assert "no longer watched" not in daemon.log()

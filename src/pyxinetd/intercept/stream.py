@@ -30,7 +30,6 @@ for every service (a server that never accepts would otherwise take them all).
 from __future__ import annotations
 
 import socket
-import struct
 import weakref
 from collections.abc import Callable
 
@@ -38,7 +37,7 @@ from pyxinetd.access.gate import RULES_REPLACED, Verdict
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.intercept.common import (Address, Client, Host, Interception, Rules,
                                        descriptor_share)
-from pyxinetd.listener import SHORTAGE_ERRNOS, accept_batch, reset_all
+from pyxinetd.listener import SHORTAGE_ERRNOS, accept_batch, reset_all, reset_on_close
 from pyxinetd.log import strerror
 from pyxinetd.redirect import RedirectSession
 from pyxinetd.service import ServiceRuntime
@@ -232,33 +231,35 @@ class StreamInterception(Interception):
         """Run `step` of a client's checks: from the accept batch, or from the loop by
         the name resolver's socket's handler once its verdict came. A bug met there
         costs that client alone: its connection is reset (by its relay's teardown if
-        one has it by then) and one line names it. Raised to the loop, it would stop
+        one has it by then; one the registry has is left to it) and one line names it
+        and what became of it. Raised to the loop, it would stop
         watching the service socket or the resolver's (every later name unread until
         its deadline)."""
         try:
             step()
         except Exception as exc:
-            self._let_go(conn, peer)
+            fate = self._let_go(conn, peer)
             if self.host.loop.on_error is None:
                 raise
             self.host.loop.on_error(f"handling {self.svc.id}'s connection from {peer} "
-                                    f"(reset)", exc)
+                                    f"({fate})", exc)
 
-    def _let_go(self, conn: socket.socket, peer: str) -> None:
+    def _let_go(self, conn: socket.socket, peer: str) -> str:
         """A client whose handling failed, by whoever has its connection now. A relay
         set up for it ends (its teardown stops watching the connection before closing
         it, and counts it off): closed under the relay, its descriptor number would
         be the next accept's while the relay still watches it. One handed to the
-        registry (`_late`) is its: held, judged again, or closed there."""
+        registry (`_late`) is its: held, judged again, or closed there. Returns what
+        became of the client, for the line naming it."""
         relay = next((r for r in self._relays if r.conn is conn), None)
         if relay is not None:
-            try:
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            except OSError:
-                pass    # closed all the same
+            reset_on_close(conn)
             relay.close()
-        elif conn not in self._handed:
+        elif conn in self._handed:
+            return "kept for its server"
+        else:
             reset_all([(conn, (), peer)])
+        return "reset"
 
     def _ask_again(self, conn: socket.socket, peer: str, asked: ServiceConfig) -> None:
         """A reload replaced the rules before they decided about this client: the
