@@ -29,7 +29,9 @@ with $FAULT_AT=intercept_relayed, an intercepted server's client fails once its 
 to the server is set up (`StreamInterception._relay`: a failure after the connection
 was handed on); with $FAULT_AT=session_started, once its in-loop session (a redirect,
 a stream builtin) has the connection (`Sessions.start`); with $FAULT_AT=server_started,
-once its server is forked (`ServerStarter.start` gave its pid).
+once its server is forked (`ServerStarter.start` gave its pid); with
+$FAULT_AT=intercept_handed, once an intercepted server's client is handed to the registry
+(`StreamInterception._hand_late`: its verdict came after its server exited).
 """
 
 from __future__ import annotations
@@ -170,7 +172,17 @@ def _failing_after(method: Any, peer_at: int, started: Any = lambda result: True
     return failing
 
 
-if os.environ.get("FAULT_AT") == "session_started":
+def _failing_after_handed(self: StreamInterception, client: Any) -> None:
+    _hand_late(self, client)
+    if client.peer == FAULTY_PEER:
+        raise RuntimeError(f"injected failure for {FAULTY_PEER}")
+
+
+_hand_late = StreamInterception._hand_late
+
+if os.environ.get("FAULT_AT") == "intercept_handed":
+    StreamInterception._hand_late = _failing_after_handed  # type: ignore[method-assign]
+elif os.environ.get("FAULT_AT") == "session_started":
     Sessions.start = _failing_after(Sessions.start, 3)  # type: ignore[method-assign]
 elif os.environ.get("FAULT_AT") == "server_started":
     ServerStarter.start = _failing_after(  # type: ignore[method-assign]

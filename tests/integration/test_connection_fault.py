@@ -38,8 +38,8 @@ from tests.daemon import (HELPERS, Daemon, DaemonFactory, free_port, wait_log_li
                           wait_until)
 from tests.factories import make_service
 from tests.integration.test_intercept import config as intercept_config
-from tests.integration.test_intercept import (exchange, gated_aclexec, tcp_from, udp_from,
-                                              verdict_awaited)
+from tests.integration.test_intercept import (exchange, gated_aclexec, release, tcp_from,
+                                              udp_from, verdict_awaited)
 from tests.integration.test_reload import reload
 from tests.integration.test_reload_pending_verdicts import config
 
@@ -623,4 +623,25 @@ def test_a_failure_once_the_clients_server_is_forked_leaves_the_client_to_it(
     with connect_from(GOOD[0], port) as conn:
         conn.sendall(b"y\n")
         assert answer(conn) == b"got y\n"
+    assert "no longer watched" not in daemon.log()
+
+
+def test_a_failure_once_an_intercepted_client_is_handed_to_the_registry_leaves_it_there(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The faulty client's verdict comes after its server exited: it is handed to the
+    # registry, which keeps it for the next server; then its handling fails. The
+    # registry has it: it reaches the next server, and its line says so.
+    monkeypatch.setenv("FAULT_AT", "intercept_handed")
+    gate = gated_aclexec(tmp_path, monkeypatch, FAULTY)
+    port = free_port()
+    daemon = start_faulty(daemons, intercept_config(tmp_path, port, "libwrap = in.icept",
+                                                    count=1))
+    with tcp_from(FAULTY, port) as late:
+        first = exchange(tcp_from(GOOD[0], port))["pid"]
+        wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 pid={first}")
+        release(gate)
+        daemon.wait_for_log(rf"internal error in handling icept's connection from {FAULTY} "
+                            rf"\(kept for its server\): RuntimeError: injected failure for "
+                            rf"{FAULTY}")
+        assert exchange(late)["pid"] != first
     assert "no longer watched" not in daemon.log()
