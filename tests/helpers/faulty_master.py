@@ -31,7 +31,10 @@ was handed on); with $FAULT_AT=session_started, once its in-loop session (a redi
 a stream builtin) has the connection (`Sessions.start`); with $FAULT_AT=server_started,
 once its server is forked (`ServerStarter.start` gave its pid); with
 $FAULT_AT=intercept_handed, once an intercepted server's client is handed to the registry
-(`StreamInterception._hand_late`: its verdict came after its server exited).
+(`StreamInterception._hand_late`: its verdict came after its server exited); with
+$FAULT_AT=intercept_unsaturate, where an intercepted server's service socket is read
+again once a client's verdict came (`StreamInterception._unsaturate`), for the faulty
+client's verdict only.
 """
 
 from __future__ import annotations
@@ -180,7 +183,24 @@ def _failing_after_handed(self: StreamInterception, client: Any) -> None:
 
 _hand_late = StreamInterception._hand_late
 
-if os.environ.get("FAULT_AT") == "intercept_handed":
+def _marking_peers_wait(self: AccessGate, svc: Any, peer: str, decided: Any, *args: Any,
+                        **kwargs: Any) -> None:
+    _wait(self, svc, peer, _within(f"verdict for {peer}", decided), *args, **kwargs)
+
+
+_unsaturate = StreamInterception._unsaturate
+
+
+def _failing_unsaturate(self: StreamInterception) -> None:
+    if f"verdict for {FAULTY_PEER}" in _inside:
+        raise RuntimeError(f"injected failure for {FAULTY_PEER}")
+    _unsaturate(self)
+
+
+if os.environ.get("FAULT_AT") == "intercept_unsaturate":
+    AccessGate.wait = _marking_peers_wait  # type: ignore[method-assign]
+    StreamInterception._unsaturate = _failing_unsaturate  # type: ignore[method-assign]
+elif os.environ.get("FAULT_AT") == "intercept_handed":
     StreamInterception._hand_late = _failing_after_handed  # type: ignore[method-assign]
 elif os.environ.get("FAULT_AT") == "session_started":
     Sessions.start = _failing_after(Sessions.start, 3)  # type: ignore[method-assign]

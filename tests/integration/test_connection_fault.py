@@ -645,3 +645,21 @@ def test_a_failure_once_an_intercepted_client_is_handed_to_the_registry_leaves_i
                             rf"{FAULTY}")
         assert exchange(late)["pid"] != first
     assert "no longer watched" not in daemon.log()
+
+
+def test_a_failure_reading_an_intercepted_services_socket_again_names_it_and_names_are_read(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Once a client's verdict came (from the name resolver's socket's handler), the
+    # service socket is read again if the clients in hand had stopped it; that fails.
+    # Raised to the loop, the resolver's socket was no longer watched: every later
+    # client waited for its name (here, never). The line names the service.
+    monkeypatch.setenv("FAULT_AT", "intercept_unsaturate")
+    monkeypatch.setenv("PYXINETD_LOOKUP_TIMEOUT", "3600")
+    port = free_port()
+    daemon = start_faulty(daemons, intercepted(tmp_path, port, "stream"))
+    assert served(FAULTY, port) in ("reset", b"")
+    daemon.wait_for_log(r"internal error in reading icept's service socket again: "
+                        rf"RuntimeError: injected failure for {FAULTY}")
+    for _ in range(2):
+        assert exchange(tcp_from(GOOD[0], port))["peer"] == "127.0.0.1"
+    assert "no longer watched" not in daemon.log()

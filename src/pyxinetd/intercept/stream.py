@@ -217,7 +217,7 @@ class StreamInterception(Interception):
                 self._contained(conn, peer, lambda: self._ask_again(conn, peer, asked))
             else:
                 self._contained(conn, peer, lambda: self._admit(conn, peer, verdict, asked))
-            self._unsaturate()
+            self._read_again()
 
         def ask() -> None:
             try:
@@ -277,6 +277,18 @@ class StreamInterception(Interception):
     def _hand_late(self, client: Held) -> None:
         self._handed.add(client.conn)
         self._late(client)
+
+    def _read_again(self) -> None:
+        """`_unsaturate`, once a client's verdict came (from the name resolver's
+        socket's handler). A bug met there concerns the service, not that client: one
+        line names the service. Raised to the loop, it would stop watching the
+        resolver's socket (every later name unread until its deadline)."""
+        try:
+            self._unsaturate()
+        except Exception as exc:
+            if self.host.loop.on_error is None:
+                raise
+            self.host.loop.on_error(f"reading {self.svc.id}'s service socket again", exc)
 
     def _unsaturate(self) -> None:
         """A client is done: read the service socket again if it was not."""
