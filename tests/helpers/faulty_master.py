@@ -34,7 +34,9 @@ $FAULT_AT=intercept_handed, once an intercepted server's client is handed to the
 (`StreamInterception._hand_late`: its verdict came after its server exited); with
 $FAULT_AT=intercept_unsaturate, where an intercepted server's service socket is read
 again once a client's verdict came (`StreamInterception._unsaturate`), for the faulty
-client's verdict only.
+client's verdict only; with $FAULT_AT=intercept_sender_admitted, once an intercepted
+server's sender is admitted and handed on (a channel to the running server, or the
+registry: `DatagramInterception._admit_sender`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from pyxinetd import forkretry, serverstart
 from pyxinetd.dispatch import Dispatcher
 from pyxinetd.errors import FORK_STEP, SpawnError
 from pyxinetd.intercept.common import Interception
+from pyxinetd.intercept.dgram import DatagramInterception
 from pyxinetd.intercept.stream import StreamInterception
 from pyxinetd.serverstart import ServerStarter
 from pyxinetd.sessions import Sessions
@@ -197,7 +200,10 @@ def _failing_unsaturate(self: StreamInterception) -> None:
     _unsaturate(self)
 
 
-if os.environ.get("FAULT_AT") == "intercept_unsaturate":
+if os.environ.get("FAULT_AT") == "intercept_sender_admitted":
+    DatagramInterception._admit_sender = _failing_after(  # type: ignore[method-assign]
+        DatagramInterception._admit_sender, 1)
+elif os.environ.get("FAULT_AT") == "intercept_unsaturate":
     AccessGate.wait = _marking_peers_wait  # type: ignore[method-assign]
     StreamInterception._unsaturate = _failing_unsaturate  # type: ignore[method-assign]
 elif os.environ.get("FAULT_AT") == "intercept_handed":

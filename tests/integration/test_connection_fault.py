@@ -663,3 +663,37 @@ def test_a_failure_reading_an_intercepted_services_socket_again_names_it_and_nam
     for _ in range(2):
         assert exchange(tcp_from(GOOD[0], port))["peer"] == "127.0.0.1"
     assert "no longer watched" not in daemon.log()
+
+
+@pytest.mark.parametrize("running", [True, False], ids=["server running", "server exited"])
+def test_a_failure_once_an_intercepted_sender_is_handed_on_keeps_its_reply_source(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        running: bool) -> None:
+    # On a wildcard bind, replies leave from the address the sender's first datagram
+    # was sent to (here 127.0.0.2). The faulty sender's verdict comes (while its server
+    # runs, or after it exited: the registry has it) and it is handed on; then its
+    # handling fails, and its waiting datagrams are let go of. What it was handed on
+    # with, its reply source too, stays its: its replies come from 127.0.0.2, and its
+    # line says where it went (not that its datagrams were dropped).
+    monkeypatch.setenv("FAULT_AT", "intercept_sender_admitted")
+    gate = gated_aclexec(tmp_path, monkeypatch, FAULTY)
+    port = free_port()
+    daemon = start_faulty(daemons, intercept_config(
+        tmp_path, port, "libwrap = in.icept", socket_type="dgram", bind="0.0.0.0",
+        count=3 if running else 2))
+    with udp_from(GOOD[0]) as a, udp_from(FAULTY) as late:
+        a.sendto(b"a1", ("127.0.0.1", port))
+        first = a.recv(1000).decode().split()[0]
+        late.sendto(b"l1", ("127.0.0.2", port))
+        if not running:
+            a.sendto(b"a2", ("127.0.0.1", port))
+            assert a.recv(1000).decode() == f"{first} peer=127.0.0.1 got=a2"
+            wait_log_lines(tmp_path / "services.log", rf"EXIT: icept status=0 {first}")
+        release(gate)
+        fate = "relayed" if running else "kept for its server"
+        daemon.wait_for_log(rf"internal error in handling icept's datagrams from {FAULTY} "
+                            rf"\({fate}\): RuntimeError: injected failure for {FAULTY}")
+        reply, source = late.recvfrom(1000)
+    assert source == ("127.0.0.2", port)
+    assert reply.decode().endswith(" peer=127.0.0.1 got=l1"), reply
+    assert (reply.decode().split()[0] == first) is running

@@ -128,6 +128,8 @@ class DatagramInterception(Interception):
         self._pending_bytes = 0
         self._waiting_reported = False
         self._sources: dict[Address, replysource.Source] = {}   # of the pending senders
+        # The senders handed to the registry (`_late`) by the step `_contained` runs.
+        self._handed: set[Address] = set()
         self._full_reported = False
         # Out of descriptors for a channel: logged once, until a channel opens again.
         self._short = False
@@ -271,12 +273,16 @@ class DatagramInterception(Interception):
                 self._ask_about(sender, peer, rules)
             else:
                 # The service is gone: the registry drops its datagrams, saying why.
-                self._late(HeldSender(sender, peer, self._take_pending(sender),
+                self._hand_late(HeldSender(sender, peer, self._take_pending(sender),
                                       self._sources.pop(sender, None), PASS, asked))
 
         def ask() -> None:
             self.ask(asked, peer, None, sender, decided)
         self._contained(sender, peer, ask)
+
+    def _hand_late(self, held: HeldSender) -> None:
+        self._handed.add(held.sender)
+        self._late(held)
 
     def _drop_pending(self, sender: Address) -> None:
         self._take_pending(sender)
@@ -289,15 +295,25 @@ class DatagramInterception(Interception):
         dropped (given back to the bounds on waiting datagrams; its next datagram is
         checked again), and one line names it. Raised to the loop, it would stop
         watching the service socket or the resolver's (every later name unread until
-        its deadline)."""
+        its deadline). A sender handed on by then keeps what it was handed on with
+        (its datagrams, the address its replies leave from): relayed by its channel,
+        or kept by the registry; the line says which."""
         try:
             step()
         except Exception as exc:
             self._drop_pending(sender)
+            if sender in self._channels:
+                fate = "relayed"
+            elif sender in self._handed:
+                fate = "kept for its server"
+            else:
+                fate = "dropped"
             if self.host.loop.on_error is None:
                 raise
             self.host.loop.on_error(f"handling {self.svc.id}'s datagrams from {peer} "
-                                    f"(dropped)", exc)
+                                    f"({fate})", exc)
+        finally:
+            self._handed.discard(sender)
 
     def _admit_sender(self, sender: Address, peer: str, verdict: Verdict,
                       asked: ServiceConfig) -> None:
@@ -322,7 +338,7 @@ class DatagramInterception(Interception):
             # datagram that arrives after it, its datagrams are not lost. Or a reload
             # replaced the rules it was asked under: judged by the new ones first (the
             # registry hands it back to this server if it still runs).
-            self._late(HeldSender(sender, peer, queued, source, verdict, asked))
+            self._hand_late(HeldSender(sender, peer, queued, source, verdict, asked))
             return
         if sender in self._channels:
             self.adopt(HeldSender(sender, peer, queued, source, verdict, asked))
