@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import socket
 import time
+import weakref
 from collections.abc import Callable, Sequence
 
 from pyxinetd import banners
@@ -76,6 +77,9 @@ class Dispatcher:
         self.access = AccessGate(loop, program)
         self.dgram = DatagramDispatch(self)
         self.relays = NowaitRelays(self, self.dgram.park)
+        # Connections held for a fork retry (pyxinetd.forkretry): the retry's, whatever
+        # fails after they were held.
+        self._held_for_retry: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         # USERID/IDONLY: ident lookups before a server starts or after a refusal.
         self.userid = UserIds(loop, program, logs, children.occupancy,
                               lambda svc: not svc.is_internal
@@ -453,9 +457,12 @@ class Dispatcher:
         back. Once a server is forked for it, the master's copy is closed already,
         normally: the server has the connection and keeps serving (a reset set now
         would be on the socket they share, and the server's own close would reset).
-        Otherwise the master alone has it: reset."""
+        One held for a fork retry is the retry's (its timer forks for it, or gives it
+        up). Otherwise the master alone has it: reset."""
         if self.sessions.reset(conn):
             return "reset"
+        if conn in self._held_for_retry:
+            return "kept for its fork retry"
         if conn.fileno() < 0:
             return "closed"
         reset_all([(conn, (), peer)])
@@ -556,6 +563,7 @@ class Dispatcher:
 
             def retry() -> None:
                 assert rt is not None
+                self._held_for_retry.discard(conn)
                 self._contained(rt, peer, conn, start_again)
 
             def start_again() -> None:
@@ -576,7 +584,9 @@ class Dispatcher:
         except BaseException:
             conn.close()
             raise
-        if result is not Outcome.HELD:
+        if result is Outcome.HELD:
+            self._held_for_retry.add(conn)
+        else:
             conn.close()
 
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,

@@ -36,7 +36,9 @@ $FAULT_AT=intercept_unsaturate, where an intercepted server's service socket is 
 again once a client's verdict came (`StreamInterception._unsaturate`), for the faulty
 client's verdict only; with $FAULT_AT=intercept_sender_admitted, once an intercepted
 server's sender is admitted and handed on (a channel to the running server, or the
-registry: `DatagramInterception._admit_sender`).
+registry: `DatagramInterception._admit_sender`); with $FAULT_AT=fork_held, the faulty
+client's first fork fails (no process: it is held for a retry), and its handling fails
+once it is held (`Dispatcher._start_on` returned).
 """
 
 from __future__ import annotations
@@ -200,7 +202,22 @@ def _failing_unsaturate(self: StreamInterception) -> None:
     _unsaturate(self)
 
 
-if os.environ.get("FAULT_AT") == "intercept_sender_admitted":
+_forks_failed: list[str] = []
+
+
+def _failing_first_fork(svc: Any, sock: Any, peer: str, **kwargs: Any) -> int:
+    if peer == FAULTY_PEER and not _forks_failed:
+        _forks_failed.append(peer)
+        raise SpawnError("fork failed", errno=errno.EAGAIN, step=FORK_STEP)
+    return _spawn(svc, sock, peer, **kwargs)
+
+
+if os.environ.get("FAULT_AT") == "fork_held":
+    serverstart.spawn = _failing_first_fork  # type: ignore[assignment]
+    Dispatcher._start_on = _failing_after(  # type: ignore[method-assign]
+        Dispatcher._start_on, 3, lambda result: len(_forks_failed) == 1
+        and _forks_failed.append("held") is None)
+elif os.environ.get("FAULT_AT") == "intercept_sender_admitted":
     DatagramInterception._admit_sender = _failing_after(  # type: ignore[method-assign]
         DatagramInterception._admit_sender, 1)
 elif os.environ.get("FAULT_AT") == "intercept_unsaturate":

@@ -697,3 +697,23 @@ def test_a_failure_once_an_intercepted_sender_is_handed_on_keeps_its_reply_sourc
     assert source == ("127.0.0.2", port)
     assert reply.decode().endswith(" peer=127.0.0.1 got=l1"), reply
     assert (reply.decode().split()[0] == first) is running
+
+
+def test_a_failure_once_the_clients_request_is_held_for_a_fork_retry_leaves_it_held(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The faulty client's fork fails (no process): its connection is held for a retry;
+    # then its handling fails. Reset then, the connection was closed under the retry,
+    # which forked for a closed socket. The retry keeps it, and serves it.
+    monkeypatch.setenv("FAULT_AT", "fork_held")
+    monkeypatch.setenv("PYXINETD_FORK_RETRY_INTERVAL", "0.1")
+    port = free_port()
+    svc = make_service(name="hello", port=port, server="/bin/echo",
+                       server_argv=("echo", "hello"))
+    daemon = start_faulty(daemons, svc)
+    with connect_from(FAULTY, port) as conn:
+        daemon.wait_for_log(rf"internal error in handling hello's connection from {FAULTY} "
+                            rf"\(kept for its fork retry\): RuntimeError: injected failure "
+                            rf"for {FAULTY}")
+        assert answer(conn) == b"hello\n"
+    assert served(GOOD[0], port) == b"hello\n"
+    assert "no longer watched" not in daemon.log()
