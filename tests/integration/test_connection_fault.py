@@ -11,7 +11,10 @@ address (tests/helpers/faulty_master.py); the stream connections reach the daemo
 batch because it is stopped (SIGSTOP) while they queue. A request that waited (for its
 client's name, an aclexec verdict, an ident reply) goes on from another descriptor's
 handler: a failure there resets that client alone too, and that descriptor (the name
-resolver's socket, read for every later name and verdict) stays watched.
+resolver's socket, read for every later name and verdict) stays watched. A client
+whose connection something else has by the time its handling fails (its in-loop session,
+its forked server, a fork retry, the intercepted server's registry or relay) is let go
+of by that holder, and its line says what became of it.
 """
 
 from __future__ import annotations
