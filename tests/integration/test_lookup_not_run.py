@@ -214,3 +214,38 @@ def test_a_file_that_lists_the_address_after_a_name_matches_without_the_name(
     turns(gate, lambda: bool(verdicts))
     assert [v.allowed for v in verdicts] == [True]
     assert "was not looked up" not in gate.log.getvalue()
+
+
+def test_an_aclexec_check_the_full_queue_held_back_runs_once_the_helper_reads(
+        gate: Gate, tmp_path: Path) -> None:
+    gate.gate.resolver.timeout = 60.0
+    ran = tmp_path / "ran"
+    gate.tables(f"in.test: ALL: aclexec touch {ran}\n", "ALL: ALL\n")
+    pid = full_queue(gate)
+    verdicts = verdict_of(gate)
+    gate.loop.call_later(0.0, lambda: None)
+    gate.loop.run_once()
+    assert verdicts == []
+    os.kill(pid, signal.SIGCONT)
+    turns(gate, lambda: bool(verdicts))
+    # Admitted by the check's own status: it ran.
+    assert [(v.allowed, v.reason) for v in verdicts] == [(True, None)]
+    assert ran.exists()
+    assert "aclexec not run" not in gate.log.getvalue()
+    assert "name resolver: its queue is full (the name of 127.0.0.9 waits for it)" \
+        in gate.log.getvalue()
+
+
+def test_an_aclexec_check_never_sent_by_its_deadline_refuses(
+        gate: Gate, tmp_path: Path) -> None:
+    gate.gate.aclexec_timeout = LOOKUP_DEADLINE
+    ran = tmp_path / "ran"
+    gate.tables(f"in.test: ALL: aclexec touch {ran}\n", "ALL: ALL\n")
+    full_queue(gate)
+    verdicts = verdict_of(gate)
+    turns(gate, lambda: bool(verdicts))
+    # Never run, which is no failed check: its rule refuses.
+    assert [(v.allowed, v.reason) for v in verdicts] == [(False, "libwrap")]
+    assert ("WARNING: aclexec not run (the name resolver's queue stayed full) "
+            "(hosts.allow line 1) for svc from 127.0.0.1: refused") in gate.log.getvalue()
+    assert not ran.exists()

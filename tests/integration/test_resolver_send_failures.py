@@ -2,9 +2,10 @@
 with a real loop and the real helper process: the helper stopped (SIGSTOP) until its
 socket's buffer is full, or killed before the master read its end of file.
 
-A lookup met with a full queue waits for the helper to read (tests/integration/
-test_lookup_not_run.py), and an aclexec check says why it was not run ("the name resolver's queue is full", not that the
-resolver is not running). A helper found gone while a request is sent answers what it
+A lookup or an aclexec check met with a full queue waits for the helper to read
+(tests/integration/test_lookup_not_run.py), in the order they were asked; a check never
+sent by its deadline says why it was not run ("the name resolver's queue stayed full",
+not that the resolver is not running). A helper found gone while a request is sent answers what it
 was asked at the end of the loop's turn, never before `lookup` or `run_check` returns:
 the access gate, asking for one name, counted the answer in before it looked at what
 was missing, and gave its verdict twice.
@@ -19,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from pyxinetd.access.resolver import HELPER_BUSY, HELPER_LOST, NameInfo, NotRun, never_ran
+from pyxinetd.access.resolver import (
+    HELPER_LOST, QUEUE_STAYED_FULL, NameInfo, NotRun, never_ran,
+)
 from pyxinetd.config.model import AddressEntry
 from tests.factories import make_service
 from tests.integration.test_hostsaccess_gate import Gate
@@ -66,7 +69,8 @@ def killed_helper(gate: Gate) -> None:
     assert os.waitpid(pid, 0)[0] == pid
 
 
-def test_a_check_met_with_a_full_queue_says_so(gate: Gate) -> None:
+def test_a_check_met_with_a_full_queue_waits_for_it(
+        gate: Gate) -> None:
     resolver = gate.gate.resolver
     pid = running_helper(gate)
     os.kill(pid, signal.SIGSTOP)
@@ -79,15 +83,32 @@ def test_a_check_met_with_a_full_queue_says_so(gate: Gate) -> None:
         in gate.log.getvalue()
     statuses: list[int | None | NotRun] = []
     resolver.run_check(("true",), 10.0, statuses.append)
-    assert statuses == []
-    turns(gate, lambda: bool(statuses))
-    assert statuses == [HELPER_BUSY]
-    assert "the name resolver's queue is full" in HELPER_BUSY.why
-    # The lookups it did not take wait for it, unanswered; the helper still runs, and
-    # is the one asked next.
-    assert names == []
+    gate.loop.call_later(0.0, lambda: None)
+    gate.loop.run_once()
+    # Nothing given up: the check and the lookups wait, the helper still runs.
+    assert statuses == [] and names == []
     assert resolver.pid == pid
+    assert "aclexec" not in gate.log.getvalue()
+    os.kill(pid, signal.SIGCONT)
+    turns(gate, lambda: bool(statuses))
+    assert statuses == [0]
     assert "exited" not in gate.log.getvalue()
+
+
+def test_a_check_never_sent_by_its_deadline_is_not_run(gate: Gate) -> None:
+    resolver = gate.gate.resolver
+    pid = running_helper(gate)
+    os.kill(pid, signal.SIGSTOP)
+    names: list[NameInfo] = []
+    for _ in range(MOST_QUEUED):
+        resolver.lookup("127.0.0.1", names.append)
+        if "name resolver:" in gate.log.getvalue():
+            break
+    statuses: list[int | None | NotRun] = []
+    resolver.run_check(("true",), 0.0, statuses.append)
+    turns(gate, lambda: bool(statuses))
+    assert statuses == [QUEUE_STAYED_FULL]
+    assert resolver.pid == pid
 
 
 def test_a_lookup_that_finds_the_helper_gone_is_answered_after_it_returns(

@@ -88,11 +88,12 @@ class NotRun:
 HELPER_NOT_RUNNING = NotRun("the name resolver is not running")
 HELPER_LOST = NotRun("the name resolver exited")
 # Its socket's buffer is full: the helper has not read what was sent before (stopped,
-# or starved of CPU). A lookup waits for it to read, and is sent then; one still unsent
-# at its deadline is answered NOT_LOOKED_UP (never NO_NAME: a deny rule by name would
-# be skipped). A check, never run, refuses its request (NotRun), as
-# docs/access-control.md says.
+# or starved of CPU). A lookup or a check waits for it to read, and is sent then; a
+# lookup still unsent at its deadline is answered NOT_LOOKED_UP (never NO_NAME: a deny
+# rule by name would be skipped), a check QUEUE_STAYED_FULL (never run: it refuses its
+# request, as docs/access-control.md says).
 HELPER_BUSY = NotRun("the name resolver's queue is full")
+QUEUE_STAYED_FULL = NotRun("the name resolver's queue stayed full")
 HELPER_NO_PROCESS = NotRun("no process for the name resolver")
 
 # A check's outcome: the last command's status, None when it was killed at its
@@ -121,8 +122,8 @@ class Resolver:
         self._start_failures = 0
         # What waits for the helper's next start (from `_restart`), in order.
         self._queued: list[dict[str, object]] = []
-        # Lookups the running helper's full queue did not take, by id, in order: sent
-        # as soon as its socket is writable again. Ordered (its first entry is found at
+        # Lookups and checks the running helper's full queue did not take, by id, in
+        # order: sent as soon as its socket is writable again. Ordered (its first entry is found at
         # once however many were taken from the front; a dict scans past them).
         self._backlog: OrderedDict[int, dict[str, object]] = OrderedDict()
         self._restart: Timer | None = None
@@ -181,10 +182,18 @@ class Resolver:
         timer = self.loop.call_later(timeout + CHECK_GRACE,
                                      lambda: self._finish_check(request_id, None))
         self._checks[request_id] = (callback, timer)
-        failed = self._send({"id": request_id, "op": "check", "cmds": list(commands),
-                             "timeout": timeout, "until": time.monotonic() + timeout,
-                             **context.message()})
-        if failed is not None:
+        message: dict[str, object] = {"id": request_id, "op": "check",
+                                      "cmds": list(commands), "timeout": timeout,
+                                      "until": time.monotonic() + timeout,
+                                      **context.message()}
+        if self._backlog and self._sock is not None:
+            # Behind the others that wait for the helper to read.
+            self._backlog[request_id] = message
+            return
+        failed = self._send(message)
+        if failed is HELPER_BUSY and self._sock is not None:
+            self._wait_for_room(request_id, message)
+        elif failed is not None:
             self.loop.call_soon(lambda: self._finish_check(request_id, failed))
 
     def close(self) -> None:
@@ -295,12 +304,11 @@ class Resolver:
             self._sock.send(json.dumps(message).encode(), socket.MSG_DONTWAIT)
             return None
         except BlockingIOError:
-            if message.get("op") == "name":
-                if not self._backlog:
-                    self._report(f"name resolver: its queue is full (the name of "
-                                 f"{message.get('addr')} waits for it)")
-            else:
+            if message.get("op") not in ("name", "check"):
                 self._report(f"name resolver: its queue is full ({_dropped(message)})")
+            elif not self._backlog:
+                # Said once: what follows waits behind it.
+                self._report(f"name resolver: its queue is full ({_waiting(message)})")
             return HELPER_BUSY
         except OSError as err:
             self._report(f"name resolver: {err.strerror or err} ({_dropped(message)})")
@@ -435,7 +443,9 @@ class Resolver:
             self._checks[request_id] = (done, self.loop.call_later(
                 timeout + CHECK_GRACE, lambda: self._finish_check(request_id, None)))
             failed = self._transmit_again(message)
-            if failed is not None:
+            if failed is HELPER_BUSY and self._sock is not None:
+                self._wait_for_room(request_id, message)
+            elif failed is not None:
                 self.loop.call_soon(lambda: self._finish_check(request_id, failed))
         else:
             self._transmit_again(message)
@@ -463,8 +473,8 @@ class Resolver:
                 self._finish_check(request_id, HELPER_NO_PROCESS)
 
     def _wait_for_room(self, request_id: int, message: dict[str, object]) -> None:
-        """Keep a lookup the helper's full queue did not take, and watch its socket
-        for room; its deadline runs on."""
+        """Keep a lookup or check the helper's full queue did not take, and watch its
+        socket for room; its deadline runs on."""
         assert self._sock is not None
         if not self._backlog:
             self.loop.modify(self._sock, READ | WRITE, self._ready)
@@ -481,14 +491,23 @@ class Resolver:
         deadline each has left."""
         while self._backlog and self._sock is not None:
             request_id, message = next(iter(self._backlog.items()))
+            check = message["op"] == "check"
+            if check and float(str(message["until"])) <= time.monotonic():
+                # Its time is up: the helper would not start it (its master deadline,
+                # CHECK_GRACE later, has not come yet). Never run, not failed.
+                self._backlog.pop(request_id, None)
+                self.loop.call_soon(functools.partial(self._finish_check, request_id,
+                                                      QUEUE_STAYED_FULL))
+                continue
             failed = self._transmit(message)
             if failed is HELPER_BUSY:
                 return
             self._backlog.pop(request_id, None)
             if failed is not None:
-                # The helper is gone: answered as its other lookups are.
-                self.loop.call_soon(functools.partial(self._expire, request_id,
-                                                      never_ran(failed)))
+                # The helper is gone: answered as its other requests are.
+                self.loop.call_soon(
+                    functools.partial(self._finish_check, request_id, failed) if check
+                    else functools.partial(self._expire, request_id, never_ran(failed)))
         if self._sock is not None:
             self.loop.modify(self._sock, READ, self._ready)
 
@@ -568,6 +587,9 @@ class Resolver:
             entry[0](info)
 
     def _finish_check(self, request_id: int, status: int | None | NotRun) -> None:
+        if self._backlog.pop(request_id, None) is not None:
+            # Never sent: never run, whatever ended the wait.
+            status = QUEUE_STAYED_FULL
         entry = self._checks.pop(request_id, None)
         if entry is not None:
             entry[1].cancel()
@@ -587,6 +609,16 @@ def never_ran(why: NotRun) -> NameInfo:
     """The answer of a lookup the helper never made (or never finished): no name the
     DNS lacks, and the access checks refuse a verdict that needs it."""
     return NameInfo(not_looked_up=why.why)
+
+
+def _waiting(message: dict[str, object]) -> str:
+    """What waits for room in the helper's queue: the client whose name, or the
+    commands of the check."""
+    if message.get("op") == "name":
+        return f"the name of {message.get('addr')} waits for it"
+    commands = message.get("cmds")
+    listed = "; ".join(str(c) for c in commands) if isinstance(commands, list) else ""
+    return f"aclexec waits for it: {listed}"
 
 
 def _dropped(message: dict[str, object]) -> str:
