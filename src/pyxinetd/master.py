@@ -252,6 +252,10 @@ class Master:
 
     def stop(self, status: int) -> None:
         self.notifier.stopping("Exiting")
+        # Now, not at shutdown: the loop's turn that took the signal still runs its
+        # due timers, and a bind retry among them logged its lines after `Exiting...`
+        # (or, its last attempt failing, a `Started working` for a daemon that exits).
+        self.activations.close()
         self.exit_status = status
         self.loop_should_stop = True
         self.loop.stop()

@@ -9,12 +9,14 @@ Behaviour is checked first (a client connects or is refused); the listening addr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +33,8 @@ from tests.helpers.procs import receive_queue
 from tests.factories import make_service
 
 TIMEOUT = 10.0
+# Services whose binds retry at once: the more, the longer their retries last.
+SERVICES_RETRYING = 20
 PROBE = HELPERS / "listener_probe.py"
 RESEND_AFTER = 0.5
 # Probe servers start without site-packages or PYTHON* variables: quicker, same report.
@@ -731,6 +735,39 @@ def test_servers_started_while_binds_retry_run_in_the_root_directory(
         assert "Started working" not in daemon.log()
     # The factory starts every daemon in the test's own directory.
     assert answer == b"/\n"
+
+
+def test_a_sigint_in_debug_mode_cancels_the_bind_retries_pending(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without a pause between attempts each turn of the loop retries every service
+    # that waits for its port: the turn that takes the SIGINT has retries due. The
+    # daemon is stopped (SIGSTOP) while they go on, so the SIGINT is there when it
+    # resumes. Nothing may follow `Exiting...`.
+    monkeypatch.delenv("XINETD_BIND_DELAY", raising=False)
+    with contextlib.ExitStack() as stack:
+        held = []
+        for _ in range(SERVICES_RETRYING):
+            busy = stack.enter_context(socket.socket())
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            held.append(busy.getsockname()[1])
+        conf = "".join(block(f"taken{n}", port, bind="127.0.0.1", flags="IPv4")
+                       for n, port in enumerate(held))
+        daemon = daemons.start_config(conf, "-d", ready=False)
+        wait_until(lambda: "bind retry attempt 1\n" in daemon.log(), TIMEOUT,
+                   interval=0.001, what="the first bind retry")
+        daemon.signal(signal.SIGSTOP)
+        try:
+            before = daemon.log()
+            daemon.signal(signal.SIGINT)
+        finally:
+            daemon.signal(signal.SIGCONT)
+        assert daemon.wait_exit(TIMEOUT) == 1
+    # Retries were pending when the signal came.
+    assert before.count("bind retry attempt 10\n") < SERVICES_RETRYING, before
+    log = daemon.log()
+    # The last line: no retry, no `bind failed`, no `Started working` after it.
+    assert re.search(r"WARNING: \d+ \{quit_program\} Exiting\.\.\.\n\Z", log), log
 
 
 @pytest.mark.skipif(_absent_address_is_local(), reason=f"{ABSENT_ADDRESS} is local here")
