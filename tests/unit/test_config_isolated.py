@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from pyxinetd.config import load
-from pyxinetd.config.isolated import compact, load_isolated
+from pyxinetd import installation
+from pyxinetd.config.isolated import SENT, compact, load_isolated, receive, start_loader
 from pyxinetd.config.model import Configuration, Defaults, ServiceConfig
 from pyxinetd.errors import ConfigError
 from tests.compat.corpus import corpus_cases, enable_all
@@ -112,3 +113,27 @@ def test_unreadable_main_file_raises_as_load_does(tmp_path: Path) -> None:
     assert _children() <= before
     assert str(isolated.value) == str(direct.value)
     assert (isolated.value.path, isolated.value.line) == (direct.value.path, direct.value.line)
+
+
+def test_a_reinstall_of_the_same_files_is_learned_by_the_daemon_not_only_the_loader(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The record of a package whose file is then rewritten with the same contents, as
+    # a reinstall does: the loader child sees it is the same code and loads; the new
+    # stamps are the daemon's now, so the next reload's check reads no file again.
+    folder = tmp_path / "pyxinetd"
+    folder.mkdir()
+    init = folder / "__init__.py"
+    init.write_text('__version__ = "1.0"\n')
+    recorded = installation.Installation.read(str(folder), "1.0")
+    monkeypatch.setattr(installation, "_recorded", recorded)
+    stamp = init.stat().st_mtime_ns + 1_000_000
+    os.utime(init, ns=(stamp, stamp))
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text("defaults\n{\n}\n")
+    child = start_loader(str(conf))
+    os.set_blocking(child.fd, True)
+    with os.fdopen(child.fd, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(child.pid, 0)
+    assert receive(data, os.WIFEXITED(status) and os.WEXITSTATUS(status) == SENT)
+    assert recorded.stamps == installation.Installation.read(str(folder), "1.0").stamps

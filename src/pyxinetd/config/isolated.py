@@ -99,6 +99,12 @@ def start_loader(path: str, environ: dict[str, str] | None = None,
     The caller reads `fd` to EOF, closes it, reaps `pid`, then calls receive()."""
     kwargs: dict[str, Any] = dict(environ=environ, inetd_compat=inetd_compat,
                                   inetd_path=inetd_path)
+    if code_check:
+        # Here, before the fork, as well as in the child: files rewritten with the
+        # same contents (a reinstall) have their new stamps kept in the daemon's
+        # record. Kept in the child's copy only, they died with it, and every later
+        # reload read those files again. The child's check is then a stat per file.
+        installation.replaced()
     rfd, wfd = os.pipe()
     try:
         pid = os.fork()
