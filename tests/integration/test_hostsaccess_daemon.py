@@ -285,3 +285,21 @@ service echo
     # service still reads its socket, and the next datagram starts the helper.
     assert ask() == b"ping"
     assert "internal error" not in daemon.log()
+
+
+def test_a_fifo_named_as_a_file_pattern_blocks_no_service(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rules are judged in the daemon's loop: opening a FIFO with no writer would
+    block it, and every service with it. A /file that is no regular file lists nothing."""
+    fifo = tmp_path / "bad-hosts"
+    os.mkfifo(fifo)
+    (tmp_path / "hosts.allow").write_text("")
+    (tmp_path / "hosts.deny").write_text(f"in.fifo: {fifo}\n")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    log = tmp_path / "services.log"
+    wrapped, other = free_port(), free_port()
+    daemons.start_config(service("wrapped", "127.0.0.1", wrapped, log, "in.fifo")
+                         + service("other", "127.0.0.1", other, log, "in.other"))
+    assert fetch("127.0.0.1", wrapped) == b"hello\n"
+    assert fetch("127.0.0.1", other) == b"hello\n"

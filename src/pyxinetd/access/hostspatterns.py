@@ -187,11 +187,11 @@ class Lookups:
 
 
 def _read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except OSError:
-        return None
+    """A regular file's text, None otherwise. The rules are judged in the daemon's loop:
+    a FIFO named as a `/file` would block it in open(2) for every service (tcpd blocked
+    only its own child), and /dev/zero would never end."""
+    raw = read_regular(path)
+    return None if raw is None else raw.decode("utf-8", errors="replace")
 
 
 def parse_netgroups(text: str) -> dict[str, list[list[str]]]:
