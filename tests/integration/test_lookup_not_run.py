@@ -249,3 +249,33 @@ def test_an_aclexec_check_never_sent_by_its_deadline_refuses(
     assert ("WARNING: aclexec not run (the name resolver's queue stayed full) "
             "(hosts.allow line 1) for svc from 127.0.0.1: refused") in gate.log.getvalue()
     assert not ran.exists()
+
+
+@pytest.mark.parametrize("letter", ["h", "c"])
+def test_an_aclexec_showing_a_name_a_pattern_asked_for_refuses_when_it_never_ran(
+        gate: Gate, tmp_path: Path, letter: str) -> None:
+    # libwrap looked the name up for `localhost`, so %h (%c) is the name there; run with
+    # the address, the check would fail and the denying rule not apply: admitted.
+    listed = tmp_path / "bad-hosts"
+    listed.write_text("localhost\n")
+    gate.tables("", f"ALL: localhost 127.0.0.1: aclexec grep -qx %{letter} {listed}\n")
+    killed_helper(gate)
+    verdicts = verdict_of(gate)
+    turns(gate, lambda: bool(verdicts))
+    assert [(v.allowed, v.reason) for v in verdicts] == [(False, "libwrap")]
+    assert ("WARNING: the name of 127.0.0.1 was not looked up (the name resolver "
+            "exited): svc from 127.0.0.1 refused") in gate.log.getvalue()
+    assert "aclexec returned" not in gate.log.getvalue()
+
+
+def test_an_aclexec_showing_a_name_no_pattern_asked_for_runs_with_the_address(
+        gate: Gate, tmp_path: Path) -> None:
+    # 127.0.0.1 matched first: libwrap never looked the name up, and %h is the address.
+    listed = tmp_path / "bad-hosts"
+    listed.write_text("127.0.0.1\n")
+    gate.tables("", f"ALL: 127.0.0.1 localhost: aclexec grep -qx %h {listed}\n")
+    killed_helper(gate)
+    verdicts = verdict_of(gate)
+    turns(gate, lambda: bool(verdicts))
+    assert [v.allowed for v in verdicts] == [False]
+    assert "was not looked up" not in gate.log.getvalue()

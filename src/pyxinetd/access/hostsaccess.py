@@ -22,8 +22,9 @@ import os
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from pyxinetd.access.hostsoptions import CLIENT_NAME_LETTERS, CLIENT_TEXT_LETTERS, OPTIONS, \
-    SERVER_NAME_LETTERS, client_info, expand, setenv_pair, umask_value, unrecognized
+from pyxinetd.access.hostsoptions import CLIENT_INFO_LETTERS, CLIENT_NAME_LETTERS, \
+    CLIENT_TEXT_LETTERS, OPTIONS, SERVER_INFO_LETTERS, SERVER_NAME_LETTERS, client_info, \
+    expand, setenv_pair, umask_value, unrecognized
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, client_match, daemon_match, \
     list_match, needs_name
 # The tables are read and kept by their own module; their names stay importable here.
@@ -128,9 +129,13 @@ def _apply_options(rule: Rule, request: Request, file_access: Access,
         if key == "aclexec":
             # Its status decides the verdict: a name never looked up is no `unknown`
             # (a hosts.deny check by %n would grant the client it was to refuse).
-            if option.letters & CLIENT_NAME_LETTERS:
+            # `%h` and the like show the name only once a pattern or an expansion
+            # has asked for it (libwrap looked it up then), the address before.
+            if option.letters & CLIENT_NAME_LETTERS or (
+                    option.letters & CLIENT_INFO_LETTERS and request.client.name_asked):
                 needs_name(request.client)
-            if option.letters & SERVER_NAME_LETTERS:
+            if option.letters & SERVER_NAME_LETTERS or (
+                    option.letters & SERVER_INFO_LETTERS and request.server.name_asked):
                 needs_name(request.server)
         if value is not None and OPTIONS[key][3]:
             trace.extend(f"warning: {place}: {text}" for text in unrecognized(value))

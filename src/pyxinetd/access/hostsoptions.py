@@ -39,6 +39,9 @@ CLIENT_TEXT_LETTERS = frozenset("chn")
 # Letters that look up a host name: the client's, the server's.
 CLIENT_NAME_LETTERS = frozenset("n")
 SERVER_NAME_LETTERS = frozenset("N")
+# Letters that show a host's name once something has looked it up, its address before.
+CLIENT_INFO_LETTERS = frozenset("ch")
+SERVER_INFO_LETTERS = frozenset("Hs")
 # Letters that read the connection's endpoints (addresses, ports) beyond the client
 # address the caller always has.
 ENDPOINT_LETTERS = frozenset("AHNRrs")

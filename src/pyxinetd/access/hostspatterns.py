@@ -74,6 +74,12 @@ class Endpoint:
         self._looked[0] = True
 
     @property
+    def name_asked(self) -> bool:
+        """Whether a pattern or an expansion has read the name so far: libwrap would have
+        looked it up then, and `%h %H %c %s` show it from then on."""
+        return self._looked[0]
+
+    @property
     def name_known(self) -> bool:
         self._looked[0] = True
         return self.name is not None and not self.paranoid
@@ -381,6 +387,8 @@ def needs_name(host: Endpoint) -> Endpoint:
     """`host`, whose name a pattern is about to read; raises when it was never looked
     up."""
     if host.not_looked_up:
+        # libwrap would have looked it up here: `%h` would show the name from now on.
+        host.look_up()
         raise NameNotLookedUp(host.addr_text, host.not_looked_up)
     return host
 
