@@ -8,6 +8,8 @@ Where the vectors file has no case, the expected results are what Debian's libwr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pyxinetd.access.hostsaccess import Decision, evaluate, expand, parse_table
@@ -275,3 +277,20 @@ def test_a_scoped_client_keeps_its_zone_and_matches_without_it() -> None:
                   request(client=client)).access == "granted"
     assert decide("in.ftpd: [fe80::]/64\n", "ALL: ALL\n",
                   request(client=client)).access == "granted"
+
+
+def test_files_within_files_are_read_as_deep_as_they_go(tmp_path: Path) -> None:
+    # Debian's libwrap denies 10.0.0.5 listed six files deep (libwrap_probe.py).
+    (tmp_path / "f6").write_text("10.0.0.5\n")
+    for i in range(5, 0, -1):
+        (tmp_path / f"f{i}").write_text(f"{tmp_path}/f{i + 1}\n")
+    client = Endpoint("10.0.0.5")
+    assert not decide("", f"ALL: {tmp_path}/f1\n", request(client=client)).granted
+
+
+def test_a_file_that_lists_itself_still_matches_its_other_words(tmp_path: Path) -> None:
+    # libwrap recurses into it until it crashes; here the word matches nothing.
+    loop = tmp_path / "loop"
+    loop.write_text(f"{loop} 10.0.0.5\n")
+    assert not decide("", f"ALL: {loop}\n", request(client=Endpoint("10.0.0.5"))).granted
+    assert decide("", f"ALL: {loop}\n", request(client=Endpoint("10.0.0.6"))).granted

@@ -32,6 +32,8 @@ _SEPARATORS = re.compile(r"[ \t\r\n,]+")
 _C_SPACES = re.compile(r"[ \t\n\v\f\r]+")
 _LEADING_INT = re.compile(r"[+-]?\d+")
 _ADDRESS_CHARS = set("0123456789./")
+# How many `/file` lists deep a pattern is still read (libwrap: no limit).
+FILE_NESTING = 40
 
 
 class NameNotLookedUp(Exception):
@@ -393,12 +395,17 @@ def needs_name(host: Endpoint) -> Endpoint:
     return host
 
 
-def host_match(pattern: str, host: Endpoint, lookups: Lookups, depth: int = 0) -> bool:
+def host_match(pattern: str, host: Endpoint, lookups: Lookups,
+               chain: tuple[str, ...] = ()) -> bool:
+    """`chain`: the `/file` lists being read, outermost first, that led to `pattern`."""
     upper = pattern.upper()
     if pattern.startswith("@"):
         return needs_name(host).name_known and lookups.innetgr(pattern[1:], host.name_text)
     if pattern.startswith("/"):
-        return depth < 4 and _file_match(pattern, host, lookups, depth)
+        # libwrap reads files within files as deep as they go, and recurses until it
+        # crashes on one that lists itself: such a word matches nothing here.
+        return pattern not in chain and len(chain) < FILE_NESTING \
+            and _file_match(pattern, host, lookups, chain)
     if upper == "KNOWN":
         return needs_name(host).name_known and host.address is not None
     if upper == "LOCAL":
@@ -418,7 +425,8 @@ def host_match(pattern: str, host: Endpoint, lookups: Lookups, depth: int = 0) -
                                                                needs_name(host).name_text)
 
 
-def _file_match(path: str, host: Endpoint, lookups: Lookups, depth: int) -> bool:
+def _file_match(path: str, host: Endpoint, lookups: Lookups, chain: tuple[str, ...]
+                ) -> bool:
     """A `/file` pattern: every blank-separated word of the file is a host pattern, as
     libwrap reads it (fscanf "%s"): commas do not separate, and `#` starts no comment
     (`# 10.0.0.5` lists the words `#` and `10.0.0.5`)."""
@@ -428,7 +436,7 @@ def _file_match(path: str, host: Endpoint, lookups: Lookups, depth: int) -> bool
     missing: NameNotLookedUp | None = None
     for item in _C_SPACES.split(text):
         try:
-            if item and host_match(item, host, lookups, depth + 1):
+            if item and host_match(item, host, lookups, (*chain, path)):
                 return True
         except NameNotLookedUp as error:
             # Undecided only if no later word matches (`localhost 127.0.0.1`).
