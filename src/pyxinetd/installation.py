@@ -26,6 +26,7 @@ import dataclasses
 import importlib.machinery
 import os
 import re
+import stat
 import zlib
 
 import pyxinetd
@@ -34,6 +35,10 @@ import pyxinetd
 _CODE_SUFFIXES = tuple(importlib.machinery.SOURCE_SUFFIXES
                        + importlib.machinery.EXTENSION_SUFFIXES)
 _VERSION = re.compile(r"""^__version__\s*=\s*["']([^"']+)["']""", re.MULTILINE)
+
+# The "checksum" of a file that is no regular file (a FIFO, a device): CRC-32 is never
+# negative, so it differs from every recorded one.
+NOT_CODE = -1
 
 # A file's size and mtime_ns, by its path under the package folder.
 Stamps = dict[str, tuple[int, int]]
@@ -175,8 +180,14 @@ def _digest(path: str) -> int:
     """A checksum of the file's contents (CRC-32: what tells a reinstall of the same
     files from new ones; whoever can write the package's files can run code in the
     daemon anyway). Not hashlib: it maps OpenSSL's libcrypto, 3.7 MiB of resident
-    memory for the daemon's whole life."""
-    with open(path, "rb") as code:
+    memory for the daemon's whole life. Opened without blocking: a FIFO put where a
+    module was (the daemon checks at every reload) would block its loop in open(2)
+    until a writer came. What is no regular file is no code: NOT_CODE, which no
+    checksum equals."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as code:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return NOT_CODE
         return zlib.crc32(code.read())
 
 

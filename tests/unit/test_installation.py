@@ -145,3 +145,19 @@ def test_a_copied_folder_is_not_code(tmp_path: Path) -> None:
     (folder / "newpkg").mkdir()
     (folder / "newpkg" / "model.py").write_text("FIELDS = 0\n")
     assert recorded.replaced() == Replacement("1.0", "1.0", "newpkg/model.py")
+
+
+def test_a_fifo_put_where_a_module_was_is_a_replacement_read_without_blocking(
+        tmp_path: Path) -> None:
+    # An empty module (as many __init__.py are) replaced by a FIFO: the same size, a new
+    # mtime, so its contents are compared. Opened as before, open(2) waited for a
+    # writer, and the daemon's loop with it (it checks at every reload).
+    folder = package(tmp_path)
+    empty = folder / "config" / "__init__.py"
+    empty.write_bytes(b"")
+    recorded = Installation.read(str(folder), "1.0")
+    mtime = empty.stat().st_mtime_ns
+    empty.unlink()
+    os.mkfifo(empty)
+    os.utime(empty, ns=(mtime + 1_000_000, mtime + 1_000_000))
+    assert recorded.replaced() == Replacement("1.0", "1.0", "config/__init__.py")
