@@ -43,6 +43,17 @@ def read_regular(path: str, limit: int = READ_LIMIT) -> bytes | None:
         os.close(fd)
 
 
+def open_problem(path: str) -> OSError | None:
+    """Why `path` cannot be opened for reading, or None when it can (never a wait: a
+    FIFO opens at once with O_NONBLOCK)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    return None
+
+
 # Symlinks one path may go through, as Linux's path walk allows (MAXSYMLINKS).
 MAX_SYMLINKS = 40
 

@@ -14,7 +14,7 @@ import pytest
 
 from pyxinetd.access.hostsaccess import Decision, evaluate, expand, parse_table
 from pyxinetd.access.hostsoptions import parse_option
-from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request
+from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, files_need_names
 
 CLIENT = Endpoint("10.0.0.5", name="host5.example.com", port=40000)
 SERVER = Endpoint("192.0.2.1", name="ftp.example.com", port=21)
@@ -136,16 +136,62 @@ def test_twist_client_is_made_safe_only_by_an_expansion_of_it(
     ("in.ftpd@127.0.0.1: ALL", False, False, True),
     ("in.ftpd@localhost: ALL", False, True, True),
     ("in.ftpd@KNOWN: ALL", False, True, True),
-    # A /file's words may be names, read only when the request is judged.
-    ("ALL: /etc/hosts.evil", True, False, False),
-    ("ALL: ALL EXCEPT /etc/hosts.good", True, False, False),
-    ("in.ftpd@/etc/servers: ALL", False, True, True),
+    # A /file's words may be names: that is decided per request (below).
+    ("ALL: /etc/hosts.evil", False, False, False),
+    ("ALL: ALL EXCEPT /etc/hosts.good", False, False, False),
+    ("in.ftpd@/etc/servers: ALL", False, False, True),
     ("ALL: ALL: banners /etc/banners", False, False, True),
     ("ALL: ALL: severity auth.info", False, False, False),
 ])
 def test_table_needs(line: str, client: bool, server: bool, ends: bool) -> None:
     table = parse_table(line + "\n", "hosts.allow")
     assert (table.client_names, table.server_names, table.endpoints) == (client, server, ends)
+
+
+def test_table_lists_its_file_patterns_with_the_rules_naming_them() -> None:
+    table = parse_table("ALL: ALL EXCEPT /etc/hosts.good\n"
+                        "in.ftpd@/etc/servers: joe@/etc/hosts.joe\n",
+                        "hosts.allow", "/etc/hosts.allow")
+    assert table.client_files == (("/etc/hosts.good", "/etc/hosts.allow, line 1"),
+                                  ("/etc/hosts.joe", "/etc/hosts.allow, line 2"))
+    assert table.server_files == (("/etc/servers", "/etc/hosts.allow, line 2"),)
+
+
+@pytest.mark.parametrize(("words", "needs"), [
+    ("10.0.0.5 10.0.0.0/255.0.0.0 [::1] 192.168.", False),
+    ("", False),
+    ("10.0.0.5 bad.example", True),
+    ("@trusted", True),
+    ("KNOWN", True),
+    ("LOCAL", True),
+    (".example.com", True),
+    ("/lists/names", True),         # a file within the file
+    ("/lists/addresses", False),
+    ("/lists/missing", False),
+    ("/lists/self", False),         # lists itself: matches nothing
+])
+def test_a_file_needs_names_only_when_a_word_of_it_does(words: str, needs: bool) -> None:
+    files = {"/list": words, "/lists/names": "10.0.0.7\nhost.example\n",
+             "/lists/addresses": "10.0.0.7\n", "/lists/self": "/lists/self\n"}
+    lookups = Lookups(read_file=files.get)
+    assert files_need_names([("/list", "/etc/hosts.allow, line 1")], lookups) is needs
+
+
+def test_a_request_reads_each_file_once_for_its_lookup_and_its_verdict() -> None:
+    reads: list[str] = []
+    contents = iter(["10.0.0.5\n", "bad.example\n"])
+
+    def read(path: str) -> str:
+        reads.append(path)
+        return next(contents)
+
+    lookups = Lookups(read_file=read).for_request()
+    assert not files_need_names([("/list", "")], lookups)
+    allow = parse_table("ALL: /list\n", "hosts.allow")
+    decision = evaluate(allow, parse_table("ALL: ALL\n", "hosts.deny"),
+                        request(client=Endpoint("10.0.0.5")), lookups)
+    assert decision.access == "granted"
+    assert reads == ["/list"]
 
 
 # -- aclexec -------------------------------------------------------------------------

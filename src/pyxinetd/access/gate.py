@@ -30,7 +30,8 @@ from pyxinetd.access import lists
 from pyxinetd.access.hostsbanners import send_banner
 from pyxinetd.access.hostsaccess import NO_SETUP, Decision, evaluate
 from pyxinetd.access.hostspatterns import (
-    Endpoint, Lookups, NameNotLookedUp, Request, normalize_address, wrap_address,
+    Endpoint, Lookups, NameNotLookedUp, Request, files_need_names, normalize_address,
+    wrap_address,
 )
 from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables
 from pyxinetd.access.resolver import NameInfo, NotRun, Resolver
@@ -153,7 +154,8 @@ class AccessGate:
             on_warning=lambda text: program.warning("hosts_access", text))
         self.resolver = resolver or Resolver(
             loop, on_error=lambda text: program.error("resolver", text))
-        self.lookups = lookups or Lookups()
+        self.lookups = lookups or Lookups(
+            on_warning=lambda text: program.warning("hosts_access", text))
         self.aclexec_timeout = aclexec_timeout
         # One plan per service id, for the configuration it was worked out for: a
         # reload's new configuration replaces it, so the table never holds more than
@@ -183,12 +185,18 @@ class AccessGate:
             return NO_ENDPOINTS
         return endpoints(svc, conn, datagram)
 
-    def _wants(self, plan: ServicePlan, wrap: bool, peer: str, ends: Endpoints
-               ) -> tuple[bool, bool]:
-        """Which names the request must wait for: (the client's, the server's)."""
+    def _wants(self, plan: ServicePlan, wrap: bool, peer: str, ends: Endpoints,
+               lookups: Lookups) -> tuple[bool, bool]:
+        """Which names the request must wait for: (the client's, the server's). A
+        `/file` list needs one only when a word of it does, as read through the
+        request's `lookups` (Lookups.for_request), which then judge it."""
         client = lists.parse_peer(peer) is not None and (
-            plan.list_names or (wrap and self.tables.client_names))
-        server = wrap and ends.server is not None and self.tables.server_names
+            plan.list_names or (wrap and (
+                self.tables.client_names
+                or files_need_names(list(self.tables.client_files), lookups))))
+        server = wrap and ends.server is not None and (
+            self.tables.server_names
+            or files_need_names(list(self.tables.server_files), lookups))
         return client, server
 
     def check(self, svc: ServiceConfig, peer: str, conn: socket.socket | None = None,
@@ -201,9 +209,10 @@ class AccessGate:
         if not plan.lists and not wrap:
             return PASS
         ends = self._ends(svc, wrap, conn, datagram)
-        if any(self._wants(plan, wrap, peer, ends)):
+        lookups = self.lookups.for_request()
+        if any(self._wants(plan, wrap, peer, ends, lookups)):
             return None
-        outcome = self._judge(svc, plan, peer, ends, None, None)
+        outcome = self._judge(svc, plan, peer, ends, None, None, lookups)
         if isinstance(outcome, Verdict):
             return outcome
         decision = outcome
@@ -224,14 +233,15 @@ class AccessGate:
         plan = self._plan(svc)
         wrap = self._wrap(plan)
         ends = self._ends(svc, wrap, conn, datagram)
-        want_client, want_server = self._wants(plan, wrap, peer, ends)
+        lookups = self.lookups.for_request()
+        want_client, want_server = self._wants(plan, wrap, peer, ends, lookups)
         if wrap and conn is not None and self.tables.endpoints \
                 and not (want_client and want_server):
             # A banner file's %n/%N looks the name up in libwrap: known only once the
             # rule that sends it has been found (rare: banners with those letters). A
             # failed aclexec hands over to the next matching rule, whose banners may
             # ask for a name too: every rule of the chain may end up sending its own.
-            decision: Decision | None = self._decide(plan, peer, ends, None, None)
+            decision: Decision | None = self._decide(plan, peer, ends, None, None, lookups)
             while decision is not None:
                 banner_client, banner_server = self._banner_wants(plan, decision, peer,
                                                                   ends)
@@ -251,7 +261,7 @@ class AccessGate:
                 done(NO_PROCESS)
                 return
             outcome = self._judge(svc, plan, peer, ends, names.get("client"),
-                                  names.get("server"))
+                                  names.get("server"), lookups)
             if isinstance(outcome, Verdict):
                 done(outcome)
             else:
@@ -273,7 +283,7 @@ class AccessGate:
             self.loop.call_soon(proceed)
 
     def _judge(self, svc: ServiceConfig, plan: ServicePlan, peer: str, ends: Endpoints,
-               client: NameInfo | None, server: NameInfo | None
+               client: NameInfo | None, server: NameInfo | None, lookups: Lookups
                ) -> Verdict | Decision:
         """The address lists' verdict, or what hosts_access decided (nothing run yet)."""
         if plan.lists:
@@ -289,7 +299,7 @@ class AccessGate:
         if not self._wrap(plan):
             return PASS
         try:
-            return self._decide(plan, peer, ends, client, server)
+            return self._decide(plan, peer, ends, client, server, lookups)
         except NameNotLookedUp as missing:
             address, why = missing.args
             self._not_looked_up(svc, peer, str(address), str(why))
@@ -303,7 +313,7 @@ class AccessGate:
                                              f"({why}): {svc.id} from {peer} refused")
 
     def _decide(self, plan: ServicePlan, peer: str, ends: Endpoints,
-                client: NameInfo | None, server: NameInfo | None
+                client: NameInfo | None, server: NameInfo | None, lookups: Lookups
                 ) -> Decision:
         """What hosts_access decides (nothing run yet)."""
         allow, deny = self.tables.current()
@@ -311,7 +321,7 @@ class AccessGate:
         request = Request(plan.daemon, _endpoint(address, client, ends.client_port),
                           _endpoint(ends.server, server, ends.server_port), pid=os.getpid(),
                           resident=plan.resident)
-        return evaluate(allow, deny, request, self.lookups)
+        return evaluate(allow, deny, request, lookups)
 
     def _banner_wants(self, plan: ServicePlan, decision: Decision, peer: str,
                       ends: Endpoints) -> tuple[bool, bool]:

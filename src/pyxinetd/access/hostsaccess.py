@@ -100,8 +100,10 @@ class Decision:
 
 
 def _rule_matches(rule: Rule, request: Request, lookups: Lookups) -> bool:
-    return list_match(list(rule.daemons), lambda p: daemon_match(p, request, lookups)) \
-        and list_match(list(rule.clients), lambda p: client_match(p, request, lookups))
+    return list_match(list(rule.daemons),
+                      lambda p: daemon_match(p, request, lookups, rule.place)) \
+        and list_match(list(rule.clients),
+                       lambda p: client_match(p, request, lookups, rule.place))
 
 
 def _apply_options(rule: Rule, request: Request, file_access: Access,
@@ -114,7 +116,7 @@ def _apply_options(rule: Rule, request: Request, file_access: Access,
     commands: list[tuple[str, str, CommandSetup]] = []
     setenv: list[tuple[str, str]] = []
     banners: list[Banner] = []
-    place = f"{rule.source or rule.label}, line {rule.line}"
+    place = rule.place
     access: Access = file_access
     niced = 0
     # Whether an expansion so far has made the client's name safe in place, as libwrap's

@@ -13,6 +13,7 @@ injectable `Lookups` object, so the evaluator can run against fixture files.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import ipaddress
 import re
@@ -20,7 +21,7 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from pyxinetd.files import read_regular
+from pyxinetd.files import open_problem, read_regular
 from pyxinetd.textbytes import ascii_lower
 
 UNKNOWN = "unknown"
@@ -140,19 +141,45 @@ class Request:
 class Lookups:
     """Netgroups and `/file` lists; the defaults read /etc/netgroup and the real file.
 
-    Subclass or pass callables to substitute fixtures.
+    Subclass or pass callables to substitute fixtures. `read_file` answers None for a
+    file that lists nothing, and raises OSError for one that cannot be opened (which
+    lists nothing either, and is reported to `on_warning`).
     """
 
     def __init__(self, *, netgroup_file: str = "/etc/netgroup",
                  nsswitch_file: str = "/etc/nsswitch.conf",
-                 read_file: Callable[[str], str | None] | None = None) -> None:
+                 read_file: Callable[[str], str | None] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> None:
         self._netgroup_file = netgroup_file
         self._nsswitch_file = nsswitch_file
         self._read = read_file or _read_text
+        self._on_warning = on_warning
         self._groups: dict[str, list[list[str]]] | None = None
+        # The `/file` lists that could not be opened, and why, as last reported: each
+        # is reported again only once the reason changes (it is read per request).
+        self._unopenable: dict[str, str] = {}
 
-    def read_list(self, path: str) -> str | None:
-        return self._read(path)
+    def read_list(self, path: str, where: str = "") -> str | None:
+        """The words of a `/file` list (None: it lists nothing). `where` names the rule
+        that names it ("/etc/hosts.deny, line 3"), for the warning of a file that cannot
+        be opened: libwrap's `open PATH: REASON`, given once per reason here."""
+        try:
+            text = self._read(path)
+        except OSError as problem:
+            reason = problem.strerror or str(problem)
+            if self._unopenable.get(path) != reason:
+                self._unopenable[path] = reason
+                if self._on_warning is not None:
+                    self._on_warning(f"{where}: open {path}: {reason}" if where
+                                     else f"open {path}: {reason}")
+            return None
+        self._unopenable.pop(path, None)
+        return text
+
+    def for_request(self) -> Lookups:
+        """These lookups as one request sees them: each `/file` list read once, so the
+        decision to look a name up and the verdict are made on the same words."""
+        return RequestLookups(self)
 
     def banner_letters(self, path: str) -> frozenset[str]:
         """The `%` letters of a banner file (none when it is missing or not a regular
@@ -194,12 +221,42 @@ class Lookups:
         return False
 
 
+class RequestLookups(Lookups):
+    """The lookups of one request (`Lookups.for_request`): netgroups and warnings are
+    the daemon's, each `/file` list is read at most once."""
+
+    def __init__(self, shared: Lookups) -> None:
+        super().__init__()
+        self._shared = shared
+        self._lists: dict[str, str | None] = {}
+
+    def read_list(self, path: str, where: str = "") -> str | None:
+        if path not in self._lists:
+            self._lists[path] = self._shared.read_list(path, where)
+        return self._lists[path]
+
+    def banner_letters(self, path: str) -> frozenset[str]:
+        return self._shared.banner_letters(path)
+
+    def innetgr(self, group: str, host: str) -> bool:
+        return self._shared.innetgr(group, host)
+
+    def for_request(self) -> Lookups:
+        return self
+
+
 def _read_text(path: str) -> str | None:
     """A regular file's text, None otherwise. The rules are judged in the daemon's loop:
     a FIFO named as a `/file` would block it in open(2) for every service (tcpd blocked
-    only its own child), and /dev/zero would never end."""
+    only its own child), and /dev/zero would never end. Raises OSError when the file
+    cannot be opened for a reason other than its absence (libwrap warns then)."""
     raw = read_regular(path)
-    return None if raw is None else raw.decode("utf-8", errors="replace")
+    if raw is None:
+        problem = open_problem(path)
+        if problem is not None and problem.errno != errno.ENOENT:
+            raise problem
+        return None
+    return raw.decode("utf-8", errors="replace")
 
 
 def parse_netgroups(text: str) -> dict[str, list[list[str]]]:
@@ -396,8 +453,9 @@ def needs_name(host: Endpoint) -> Endpoint:
 
 
 def host_match(pattern: str, host: Endpoint, lookups: Lookups,
-               chain: tuple[str, ...] = ()) -> bool:
-    """`chain`: the `/file` lists being read, outermost first, that led to `pattern`."""
+               chain: tuple[str, ...] = (), where: str = "") -> bool:
+    """`chain`: the `/file` lists being read, outermost first, that led to `pattern`;
+    `where`: the rule's place, for the warning of a `/file` that cannot be opened."""
     upper = pattern.upper()
     if pattern.startswith("@"):
         return needs_name(host).name_known and lookups.innetgr(pattern[1:], host.name_text)
@@ -405,7 +463,7 @@ def host_match(pattern: str, host: Endpoint, lookups: Lookups,
         # libwrap reads files within files as deep as they go, and recurses until it
         # crashes on one that lists itself: such a word matches nothing here.
         return pattern not in chain and len(chain) < FILE_NESTING \
-            and _file_match(pattern, host, lookups, chain)
+            and _file_match(pattern, host, lookups, chain, where)
     if upper == "KNOWN":
         return needs_name(host).name_known and host.address is not None
     if upper == "LOCAL":
@@ -425,18 +483,18 @@ def host_match(pattern: str, host: Endpoint, lookups: Lookups,
                                                                needs_name(host).name_text)
 
 
-def _file_match(path: str, host: Endpoint, lookups: Lookups, chain: tuple[str, ...]
-                ) -> bool:
+def _file_match(path: str, host: Endpoint, lookups: Lookups, chain: tuple[str, ...],
+                where: str) -> bool:
     """A `/file` pattern: every blank-separated word of the file is a host pattern, as
     libwrap reads it (fscanf "%s"): commas do not separate, and `#` starts no comment
     (`# 10.0.0.5` lists the words `#` and `10.0.0.5`)."""
-    text = lookups.read_list(path)
+    text = lookups.read_list(path, where)
     if text is None:
         return False
     missing: NameNotLookedUp | None = None
     for item in _C_SPACES.split(text):
         try:
-            if item and host_match(item, host, lookups, (*chain, path)):
+            if item and host_match(item, host, lookups, (*chain, path), where):
                 return True
         except NameNotLookedUp as error:
             # Undecided only if no later word matches (`localhost 127.0.0.1`).
@@ -459,36 +517,68 @@ def split_at(text: str, delimiter: str) -> tuple[str, str | None]:
     return text, None
 
 
-def daemon_match(pattern: str, request: Request, lookups: Lookups) -> bool:
+def daemon_match(pattern: str, request: Request, lookups: Lookups, where: str = ""
+                 ) -> bool:
     head, host = split_at(pattern[1:], "@")
     name = pattern[:1] + head
     if host is None:
         return string_match(pattern, request.daemon)
-    return string_match(name, request.daemon) and host_match(host, request.server, lookups)
+    return string_match(name, request.daemon) and host_match(host, request.server, lookups,
+                                                             where=where)
 
 
-def client_match(pattern: str, request: Request, lookups: Lookups) -> bool:
+def client_match(pattern: str, request: Request, lookups: Lookups, where: str = ""
+                 ) -> bool:
     user_part, host = split_at(pattern[1:], "@")
     if host is None:
-        return host_match(pattern, request.client, lookups)
+        return host_match(pattern, request.client, lookups, where=where)
     user = pattern[:1] + user_part
-    return host_match(host, request.client, lookups) and string_match(user, request.user_text)
+    return host_match(host, request.client, lookups, where=where) \
+        and string_match(user, request.user_text)
+
+
+def _host_part(item: str) -> str:
+    """The host pattern of a list item (`user@host` or `daemon@host`: the part after @)."""
+    return split_at(item[1:], "@")[1] or "" if "@" in item[1:] else item
+
+
+def _host_needs_name(host: str) -> bool:
+    """Whether matching the host pattern `host` (no `/file`) may read a host name."""
+    return not (host.upper() in ("ALL", "EXCEPT") or host.startswith("[")
+                or "/" in host[1:] or (set(host) <= _ADDRESS_CHARS and host != ""))
 
 
 def patterns_need_names(items: list[str]) -> bool:
-    """True when matching may look at a host name (so the caller must resolve first)."""
-    for item in items:
-        host = item
-        if "@" in item[1:]:
-            host = split_at(item[1:], "@")[1] or ""
-        upper = host.upper()
-        if host.startswith("/"):
-            # A `/file` list: its words may be names (read when the request is judged).
-            return True
-        if upper in ("ALL", "EXCEPT") or host.startswith("[") or "/" in host[1:] \
-                or (set(host) <= _ADDRESS_CHARS and host != ""):
-            continue
-        return True
+    """True when matching may look at a host name (so the caller must resolve first).
+    A `/file` list is not counted: whether it does depends on its words, read per
+    request (`pattern_files`, `files_need_names`)."""
+    return any(_host_needs_name(host) for host in map(_host_part, items)
+               if not host.startswith("/"))
+
+
+def pattern_files(items: list[str]) -> list[str]:
+    """The `/file` lists the items name."""
+    return [host for host in map(_host_part, items) if host.startswith("/")]
+
+
+def files_need_names(paths: list[tuple[str, str]], lookups: Lookups,
+                     chain: tuple[str, ...] = ()) -> bool:
+    """Whether a word of the `/file` lists (path, the place of the rule naming it) may
+    make matching read a host name. libwrap looks the name up only when a word needs
+    it: a file of addresses costs no lookup. Read through `lookups`, which the request
+    is then judged with (Lookups.for_request), so both see the same words."""
+    for path, where in paths:
+        if path in chain or len(chain) >= FILE_NESTING:
+            continue    # matches nothing (host_match)
+        text = lookups.read_list(path, where)
+        for word in _C_SPACES.split(text or ""):
+            if not word:
+                continue
+            if word.startswith("/"):
+                if files_need_names([(word, where)], lookups, (*chain, path)):
+                    return True
+            elif _host_needs_name(word):
+                return True
     return False
 
 

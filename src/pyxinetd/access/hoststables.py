@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 from pyxinetd.access.hostsoptions import C_SPACES, CLIENT_NAME_LETTERS, ENDPOINT_LETTERS, \
     SERVER_NAME_LETTERS, Option, parse_option
-from pyxinetd.access.hostspatterns import patterns_need_names, split_at, tokens
-from pyxinetd.files import read_regular
+from pyxinetd.access.hostspatterns import pattern_files, patterns_need_names, split_at, \
+    tokens
+from pyxinetd.files import open_problem, read_regular
 
 __all__ = ["DEFAULT_ALLOW", "DEFAULT_DENY", "HostsTables", "LINE_BUFFER", "Rule", "Table",
            "parse_table"]
@@ -48,6 +49,11 @@ class Rule:
     @property
     def where(self) -> str:
         return f"{self.label} line {self.line}"
+
+    @property
+    def place(self) -> str:
+        """The rule as libwrap's warnings name it: "/etc/hosts.allow, line 3"."""
+        return f"{self.source or self.label}, line {self.line}"
 
     @property
     def server_hosts(self) -> list[str]:
@@ -77,6 +83,17 @@ class Table:
         """Matching or expanding may need the server's (local) host name."""
         return any(patterns_need_names(r.server_hosts) or r.letters & SERVER_NAME_LETTERS
                    for r in self.rules)
+
+    @property
+    def client_files(self) -> tuple[tuple[str, str], ...]:
+        """The `/file` lists of the client patterns, each with the place of its rule:
+        their words may need the client's name (files_need_names)."""
+        return tuple((path, r.place) for r in self.rules for path in pattern_files(list(r.clients)))
+
+    @property
+    def server_files(self) -> tuple[tuple[str, str], ...]:
+        """The `/file` lists of the `daemon@host` patterns, with their rules' places."""
+        return tuple((path, r.place) for r in self.rules for path in pattern_files(r.server_hosts))
 
     @property
     def endpoints(self) -> bool:
@@ -203,16 +220,6 @@ def _unopenable(path: str, label: str, reason: str) -> Table:
                  (f"cannot open {path}: {reason}: {consequence}",))
 
 
-def _open_problem(path: str) -> OSError | None:
-    """Why `path` cannot be opened for reading, or None when it can."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError as exc:
-        return exc
-    os.close(fd)
-    return None
-
-
 @dataclass
 class HostsTables:
     """Both files, parsed, re-read when they change (checked at most every `recheck` s)."""
@@ -229,6 +236,8 @@ class HostsTables:
     _client_names: bool = field(default=False, init=False)
     _server_names: bool = field(default=False, init=False)
     _endpoints: bool = field(default=False, init=False)
+    _client_files: tuple[tuple[str, str], ...] = field(default=(), init=False)
+    _server_files: tuple[tuple[str, str], ...] = field(default=(), init=False)
 
     def current(self) -> tuple[Table, Table]:
         now = self.clock()
@@ -241,6 +250,8 @@ class HostsTables:
             self._client_names = any(t.client_names for t in tables)
             self._server_names = any(t.server_names for t in tables)
             self._endpoints = any(t.endpoints for t in tables)
+            self._client_files = tuple(f for t in tables for f in t.client_files)
+            self._server_files = tuple(f for t in tables for f in t.server_files)
         return self._allow.table, self._deny.table
 
     @property
@@ -260,6 +271,19 @@ class HostsTables:
         """A rule may need the server's host name (after `current()`)."""
         self.current()
         return self._server_names
+
+    @property
+    def client_files(self) -> tuple[tuple[str, str], ...]:
+        """The `/file` lists of client patterns, with their rules' places (after
+        `current()`): whether they need the client's name depends on their words."""
+        self.current()
+        return self._client_files
+
+    @property
+    def server_files(self) -> tuple[tuple[str, str], ...]:
+        """The `/file` lists of `daemon@host` patterns (after `current()`)."""
+        self.current()
+        return self._server_files
 
     @property
     def endpoints(self) -> bool:
@@ -291,7 +315,7 @@ class HostsTables:
             if old is not None and old.key == key:
                 return old
             raw = read_regular(path)    # never a wait, whatever the path names
-            problem = (_open_problem(path) if raw is None and stat.S_ISREG(st.st_mode)
+            problem = (open_problem(path) if raw is None and stat.S_ISREG(st.st_mode)
                        else None)
             if problem is not None and problem.errno != errno.ENOENT:
                 table = _unopenable(path, label, problem.strerror or str(problem))
