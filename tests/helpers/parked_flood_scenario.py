@@ -18,7 +18,7 @@ import os
 import socket
 import time
 
-from procs import children_of, receive_queue
+from procs import receive_queue, resolver_helpers
 from scenario_support import begin, free_port, running
 from slow_dns_scenario import mute_dns, nameservers, write_echo_config
 
@@ -35,19 +35,6 @@ def drained(port: int, seconds: float) -> bool:
             return True
         time.sleep(0.01)
     return False
-
-
-def resolver_helpers(parent: int) -> list[int]:
-    """The name resolver helpers among `parent`'s children."""
-    found = []
-    for pid in children_of(parent):     # skips a daemon thread that ends meanwhile
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as c:
-                if b"pyxinetd/access/resolverstart.py" in c.read():
-                    found.append(pid)
-        except OSError:
-            pass
-    return found
 
 
 def alive(pid: int) -> bool:

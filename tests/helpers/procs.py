@@ -25,6 +25,19 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def resolver_helpers(parent: int) -> list[int]:
+    """The name resolver helpers among `parent`'s children."""
+    found: list[int] = []
+    for pid in children_of(parent):     # skips a daemon thread that ends meanwhile
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as c:
+                if b"pyxinetd/access/resolverstart.py" in c.read():
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
 def _queue(table: str, port: int, rem_address: str | None, state: str | None) -> int | None:
     """The receive queue (column tx_queue:rx_queue) of the first socket of /proc/net/TABLE
     on 127.0.0.1:PORT with that remote address and state (None: any), or None."""

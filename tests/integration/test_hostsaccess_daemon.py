@@ -20,6 +20,7 @@ from pyxinetd.access.resolver import resolve
 from pyxinetd.service import MAX_PARKED_BYTES
 from tests.daemon import HELPERS, Daemon, DaemonFactory, free_port, namespace_problem, \
     run_scenario, wait_log_lines, wait_until
+from tests.helpers.procs import resolver_helpers
 
 TIMEOUT = 10.0
 
@@ -303,3 +304,51 @@ def test_a_fifo_named_as_a_file_pattern_blocks_no_service(
                          + service("other", "127.0.0.1", other, log, "in.other"))
     assert fetch("127.0.0.1", wrapped) == b"hello\n"
     assert fetch("127.0.0.1", other) == b"hello\n"
+
+
+def test_a_file_pattern_of_addresses_looks_no_name_up(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # libwrap looks the name up only when a word of the file needs it: a file of
+    # addresses costs no lookup (the resolver helper, started on first need, never is).
+    good, bad = tmp_path / "good-hosts", tmp_path / "bad-hosts"
+    good.write_text("10.9.9.9 127.0.0.1\n")
+    bad.write_text("10.9.9.9\n127.0.0.0/255.0.0.0\n")
+    (tmp_path / "hosts.allow").write_text(f"in.good: {good}\n")
+    (tmp_path / "hosts.deny").write_text(f"in.good: ALL\nin.bad: {bad}\n")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    log = tmp_path / "services.log"
+    admitted, refused = free_port(), free_port()
+    daemon = daemons.start_config(service("good", "127.0.0.1", admitted, log, "in.good")
+                                  + service("bad", "127.0.0.1", refused, log, "in.bad"))
+    assert fetch("127.0.0.1", admitted) == b"hello\n"
+    assert fetch("127.0.0.1", refused) == b""
+    wait_log(log, "FAIL: bad libwrap from=127.0.0.1")
+    assert resolver_helpers(daemon.pid) == []
+
+
+def test_a_file_pattern_that_cannot_be_opened_is_logged_once_per_reason(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # libwrap: `open PATH: REASON` for any reason but ENOENT (the file lists nothing).
+    listed = tmp_path / "bad-hosts"
+    listed.symlink_to(listed)     # a link to itself: ELOOP, whoever reads it
+    (tmp_path / "hosts.allow").write_text("")
+    (tmp_path / "hosts.deny").write_text(f"in.listed: {listed}\n")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    log = tmp_path / "services.log"
+    port = free_port()
+    daemon = daemons.start_config(service("listed", "127.0.0.1", port, log, "in.listed"))
+    assert fetch("127.0.0.1", port) == b"hello\n"
+    assert fetch("127.0.0.1", port) == b"hello\n"
+    wait_log_lines(log, "START: listed", count=2, timeout=TIMEOUT)
+    looping = (f"WARNING: {tmp_path / 'hosts.deny'}, line 1: open {listed}: "
+               "Too many levels of symbolic links")
+    daemon.wait_for_log(re.escape(looping))
+    # Another reason is logged again: a folder in the path is a file.
+    listed.unlink()
+    (tmp_path / "plain").write_text("")
+    listed.symlink_to(tmp_path / "plain" / "hosts")
+    assert fetch("127.0.0.1", port) == b"hello\n"
+    daemon.wait_for_log(re.escape(f"open {listed}: Not a directory"))
+    assert daemon.log().count(looping) == 1

@@ -279,3 +279,19 @@ def test_an_aclexec_showing_a_name_no_pattern_asked_for_runs_with_the_address(
     turns(gate, lambda: bool(verdicts))
     assert [v.allowed for v in verdicts] == [False]
     assert "was not looked up" not in gate.log.getvalue()
+
+
+def test_a_file_of_addresses_decides_at_once_while_no_lookup_could_run(
+        gate: Gate, tmp_path: Path) -> None:
+    # No word of the files needs a name: no lookup is asked, so none waits for the
+    # stopped helper (nor is refused for want of it).
+    good, bad = tmp_path / "good-hosts", tmp_path / "bad-hosts"
+    good.write_text("10.9.9.9 127.0.0.1\n")
+    bad.write_text("127.0.0.2\n")
+    gate.tables(f"ALL: {good}\n", f"ALL: {bad}\n")
+    full_queue(gate)
+    svc = make_service(name="svc", libwrap="in.test")
+    assert gate.gate.check(svc, "127.0.0.1") == Verdict(True)
+    refused = gate.gate.check(svc, "127.0.0.2")
+    assert refused is not None and (refused.allowed, refused.reason) == (False, "libwrap")
+    assert "was not looked up" not in gate.log.getvalue()
