@@ -88,12 +88,14 @@ class Table:
     def client_files(self) -> tuple[tuple[str, str], ...]:
         """The `/file` lists of the client patterns, each with the place of its rule:
         their words may need the client's name (files_need_names)."""
-        return tuple((path, r.place) for r in self.rules for path in pattern_files(list(r.clients)))
+        return tuple((path, r.place) for r in self.rules
+                     for path in pattern_files(list(r.clients)))
 
     @property
     def server_files(self) -> tuple[tuple[str, str], ...]:
         """The `/file` lists of the `daemon@host` patterns, with their rules' places."""
-        return tuple((path, r.place) for r in self.rules for path in pattern_files(r.server_hosts))
+        return tuple((path, r.place) for r in self.rules
+                     for path in pattern_files(r.server_hosts))
 
     @property
     def endpoints(self) -> bool:
