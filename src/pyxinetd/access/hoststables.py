@@ -105,10 +105,6 @@ class Table:
                    or any(o.keyword.lower() == "banners" for o in r.options or ())
                    for r in self.rules)
 
-    @property
-    def needs_names(self) -> bool:
-        return self.client_names or self.server_names
-
 
 # libwrap reads a rule into a buffer of this many bytes (continuations included); a rule
 # that does not fit, or a last line without its newline, is an error (see `Rule.broken`).
@@ -292,11 +288,6 @@ class HostsTables:
         """A rule may read the server address or a port (after `current()`)."""
         self.current()
         return self._endpoints
-
-    @property
-    def needs_names(self) -> bool:
-        self.current()
-        return self._client_names or self._server_names
 
     def _load(self, path: str, label: str, old: _Loaded | None) -> _Loaded:
         key: tuple[int, ...]
