@@ -301,9 +301,11 @@ class Dispatcher:
                 self.access.wait(asked, peer, decided, conn,
                                  replaced=lambda: _in_force(rt, asked) is not None)
             except BaseException:
-                # Nothing waits (the caller, the accept batch or `_contained`, resets
-                # the connection): the slot is free.
-                resume()
+                # Unless the gate parked it (the wait has it, and its slot: `_let_go`
+                # leaves it there), nothing waits (the caller, the accept batch or
+                # `_contained`, resets the connection): the slot is free.
+                if not self.access.holds(conn):
+                    resume()
                 raise
             return
         if not verdict.allowed:
@@ -393,7 +395,8 @@ class Dispatcher:
                 self.access.wait(svc, peer, decided, conn, datagram,
                                  replaced=lambda: _in_force(rt, svc) is not None)
             except BaseException:
-                resume()    # nothing waits: the slot is free
+                if conn is None or not self.access.holds(conn):
+                    resume()    # nothing waits: the slot is free
                 raise
             return
         self._judged(rt, svc, peer, verdict, admitted, conn, datagram, dropped, greeted)
@@ -458,11 +461,19 @@ class Dispatcher:
         normally: the server has the connection and keeps serving (a reset set now
         would be on the socket they share, and the server's own close would reset).
         One held for a fork retry is the retry's (its timer forks for it, or gives it
-        up). Otherwise the master alone has it: reset."""
+        up). One handed to an ident lookup before its server starts (or after its
+        refusal) is the lookup's, and one parked for its access checks' names or
+        aclexec verdict the wait's: closed under them, they would go on with a closed
+        socket (a server started on it, or on the descriptor number an accept reused).
+        Otherwise the master alone has it: reset."""
         if self.sessions.reset(conn):
             return "reset"
         if conn in self._held_for_retry:
             return "kept for its fork retry"
+        if self.userid.holds(conn):
+            return "kept for its ident lookup"
+        if self.access.holds(conn):
+            return "kept for its access check"
         if conn.fileno() < 0:
             return "closed"
         reset_all([(conn, (), peer)])

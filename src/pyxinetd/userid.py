@@ -107,6 +107,11 @@ class UserIds:
         refuse. With IDONLY a failed lookup logs NOID and closes `conn`."""
         self._hold(svc, conn, peer, start)
 
+    def holds(self, conn: socket.socket) -> bool:
+        """Whether `conn` is held for a lookup (before its server starts, or after its
+        refusal): the lookup's, whatever fails after it was handed here."""
+        return any(held.conn is conn for held in self._held.values())
+
     def running(self) -> int:
         """Connections held for a lookup before their server starts (they count as
         running instances)."""

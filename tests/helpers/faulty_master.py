@@ -38,7 +38,10 @@ client's verdict only; with $FAULT_AT=intercept_sender_admitted, once an interce
 server's sender is admitted and handed on (a channel to the running server, or the
 registry: `DatagramInterception._admit_sender`); with $FAULT_AT=fork_held, the faulty
 client's first fork fails (no process: it is held for a retry), and its handling fails
-once it is held (`Dispatcher._start_on` returned).
+once it is held (`Dispatcher._start_on` returned); with $FAULT_AT=ident_held, once the
+client is handed to its ident lookup before its server starts (`UserIds.before_start`
+returned); with $FAULT_AT=access_parked, once the client is parked for its access checks'
+names or aclexec verdict (`AccessGate.wait` returned).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from pyxinetd.intercept.dgram import DatagramInterception
 from pyxinetd.intercept.stream import StreamInterception
 from pyxinetd.serverstart import ServerStarter
 from pyxinetd.sessions import Sessions
+from pyxinetd.userid import UserIds
 
 sys.path.insert(0, str(Path(__file__).parent))
 import run_master  # noqa: E402  (tests/helpers is not a package)
@@ -212,7 +216,12 @@ def _failing_first_fork(svc: Any, sock: Any, peer: str, **kwargs: Any) -> int:
     return _spawn(svc, sock, peer, **kwargs)
 
 
-if os.environ.get("FAULT_AT") == "fork_held":
+if os.environ.get("FAULT_AT") == "ident_held":
+    UserIds.before_start = _failing_after(  # type: ignore[method-assign]
+        UserIds.before_start, 2)
+elif os.environ.get("FAULT_AT") == "access_parked":
+    AccessGate.wait = _failing_after(_wait, 1)  # type: ignore[method-assign]
+elif os.environ.get("FAULT_AT") == "fork_held":
     serverstart.spawn = _failing_first_fork  # type: ignore[assignment]
     Dispatcher._start_on = _failing_after(  # type: ignore[method-assign]
         Dispatcher._start_on, 3, lambda result: len(_forks_failed) == 1

@@ -14,7 +14,8 @@ handler: a failure there resets that client alone too, and that descriptor (the 
 resolver's socket, read for every later name and verdict) stays watched. A client
 whose connection something else has by the time its handling fails (its in-loop session,
 its forked server, a fork retry, the intercepted server's registry or relay) is let go
-of by that holder, and its line says what became of it.
+of by that holder, and its line says what became of it (an ident lookup or an access
+check that has it keeps it).
 """
 
 from __future__ import annotations
@@ -720,3 +721,48 @@ def test_a_failure_once_the_clients_request_is_held_for_a_fork_retry_leaves_it_h
         assert answer(conn) == b"hello\n"
     assert served(GOOD[0], port) == b"hello\n"
     assert "no longer watched" not in daemon.log()
+
+
+def test_a_failure_once_the_client_is_handed_to_its_ident_lookup_leaves_it_there(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # USERID: the faulty client is handed to its ident lookup (its server starts once
+    # the lookup is over), then its handling fails. Reset then, the connection was
+    # closed under the lookup, which went on to start a server for it. The lookup
+    # keeps it, and its server serves it.
+    monkeypatch.setenv("FAULT_AT", "ident_held")
+    port = free_port()
+    svc = make_service(name="hello", port=port, server="/bin/echo",
+                       server_argv=("echo", "hello"),
+                       log_type=FileTarget(str(daemons.tmp_path / "services.log")),
+                       log_on_success=frozenset({"USERID", "HOST", "PID"}),
+                       log_on_failure=frozenset({"HOST"}))
+    daemon = start_faulty(daemons, svc)
+    with connect_from(FAULTY, port) as conn:
+        daemon.wait_for_log(rf"internal error in handling hello's connection from {FAULTY} "
+                            rf"\(kept for its ident lookup\): RuntimeError: injected "
+                            rf"failure for {FAULTY}")
+        assert answer(conn) == b"hello\n"
+    assert served(GOOD[0], port) == b"hello\n"
+    assert "no longer watched" not in daemon.log()
+    assert daemon.log().count("internal error") == 1, daemon.log()
+
+
+def test_a_failure_once_the_client_is_parked_for_its_access_checks_leaves_it_there(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # only_from names a host: the faulty client is parked while its name is looked up,
+    # then its handling fails. Reset then, the connection was closed under the wait
+    # and its instance slot given back while the wait still had it. The wait keeps it:
+    # its verdict comes, and its server serves it.
+    monkeypatch.setenv("FAULT_AT", "access_parked")
+    port = free_port()
+    svc = make_service(name="hello", port=port, server="/bin/echo",
+                       server_argv=("echo", "hello"), only_from=named_hosts())
+    daemon = start_faulty(daemons, svc)
+    with connect_from(FAULTY, port) as conn:
+        daemon.wait_for_log(rf"internal error in handling hello's connection from {FAULTY} "
+                            rf"\(kept for its access check\): RuntimeError: injected "
+                            rf"failure for {FAULTY}")
+        assert answer(conn) == b"hello\n"
+    assert served(GOOD[0], port) == b"hello\n"
+    assert "no longer watched" not in daemon.log()
+    assert daemon.log().count("internal error") == 1, daemon.log()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import socket
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -162,6 +163,9 @@ class AccessGate:
         # the services there are (keyed by the object, it kept every configuration of
         # every service since the start, one more set per reload).
         self._plans: dict[str, tuple[ServiceConfig, ServicePlan]] = {}
+        # Connections parked in `wait` until their verdict is given: the wait's,
+        # whatever fails after they were parked.
+        self._parked: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 
     def _plan(self, svc: ServiceConfig) -> ServicePlan:
         cached = self._plans.get(svc.id)
@@ -221,6 +225,10 @@ class AccessGate:
         self._start(plan, decision, conn, svc.id, peer)
         return self._verdict(svc, plan, peer, decision)
 
+    def holds(self, conn: socket.socket) -> bool:
+        """Whether `conn` is parked in a `wait` whose verdict is not given yet."""
+        return conn in self._parked
+
     def wait(self, svc: ServiceConfig, peer: str, done: Callable[[Verdict], None],
              conn: socket.socket | None = None, datagram: Datagram | None = None, *,
              replaced: Callable[[], bool] | None = None) -> None:
@@ -229,7 +237,19 @@ class AccessGate:
         has since replaced `svc`'s rules; asked when the rules are about to be applied
         (the names are in, or a failed aclexec hands over to the next rule), and if so
         nothing is decided, sent or run (no banner, spawn or twist of the old rules)
-        and `done` gets RULES_REPLACED."""
+        and `done` gets RULES_REPLACED. `conn` is parked here (`holds`) until then."""
+        if conn is None:
+            self._wait(svc, peer, done, conn, datagram, replaced)
+            return
+        try:
+            self._wait(svc, peer, self._parking(conn, done), conn, datagram, replaced)
+        except BaseException:
+            self._parked.discard(conn)  # nothing waits: the caller has it
+            raise
+
+    def _wait(self, svc: ServiceConfig, peer: str, done: Callable[[Verdict], None],
+              conn: socket.socket | None, datagram: Datagram | None,
+              replaced: Callable[[], bool] | None) -> None:
         plan = self._plan(svc)
         wrap = self._wrap(plan)
         ends = self._ends(svc, wrap, conn, datagram)
@@ -281,6 +301,16 @@ class AccessGate:
                                  lambda i: arrived("server", i))
         if missing == 0:
             self.loop.call_soon(proceed)
+
+    def _parking(self, conn: socket.socket, done: Callable[[Verdict], None]
+                 ) -> Callable[[Verdict], None]:
+        """`done`, once `conn` is no longer parked: the verdict's callback has it."""
+        self._parked.add(conn)
+
+        def given(verdict: Verdict) -> None:
+            self._parked.discard(conn)
+            done(verdict)
+        return given
 
     def _judge(self, svc: ServiceConfig, plan: ServicePlan, peer: str, ends: Endpoints,
                client: NameInfo | None, server: NameInfo | None, lookups: Lookups
