@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pyxinetd.access.resolver import (
-    HELPER_LOST, QUEUE_STAYED_FULL, NameInfo, NotRun, never_ran,
+    CHECK_GRACE, HELPER_LOST, QUEUE_STAYED_FULL, NameInfo, NotRun, never_ran,
 )
 from pyxinetd.config.model import AddressEntry
 from tests.factories import make_service
@@ -168,3 +168,26 @@ def test_a_check_the_master_gave_up_on_is_not_run_by_a_helper_late_to_read_it(
     turns(gate, lambda: bool(after))
     assert after == [0]
     assert not ran.exists()
+
+
+def test_a_check_never_sent_is_refused_at_its_own_deadline_once(gate: Gate) -> None:
+    # A check waiting for room in the stopped helper's queue: its time is up at its
+    # deadline, not CHECK_GRACE later (the grace is for a helper that has it, its
+    # commands killed at the deadline). A timer due halfway through that grace finds
+    # it refused already; it is refused once, even after the grace.
+    resolver = gate.gate.resolver
+    pid = running_helper(gate)
+    os.kill(pid, signal.SIGSTOP)
+    names: list[NameInfo] = []
+    for _ in range(MOST_QUEUED):
+        resolver.lookup("127.0.0.1", names.append)
+        if "name resolver:" in gate.log.getvalue():
+            break
+    statuses: list[int | None | NotRun] = []
+    resolver.run_check(("true",), 0.2, statuses.append)
+    seen: list[list[int | None | NotRun]] = []
+    gate.loop.call_later(0.2 + CHECK_GRACE / 2, lambda: seen.append(list(statuses)))
+    gate.loop.call_later(0.2 + CHECK_GRACE * 2, lambda: seen.append(list(statuses)))
+    turns(gate, lambda: len(seen) == 2)
+    assert seen == [[QUEUE_STAYED_FULL], [QUEUE_STAYED_FULL]]
+    assert resolver.pid == pid

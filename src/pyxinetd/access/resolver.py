@@ -179,8 +179,7 @@ class Resolver:
         if self._closed:
             return
         request_id = next(self._ids)
-        timer = self.loop.call_later(timeout + CHECK_GRACE,
-                                     lambda: self._finish_check(request_id, None))
+        timer = self.loop.call_later(timeout, lambda: self._check_due(request_id))
         self._checks[request_id] = (callback, timer)
         message: dict[str, object] = {"id": request_id, "op": "check",
                                       "cmds": list(commands), "timeout": timeout,
@@ -423,13 +422,18 @@ class Resolver:
         return True
 
     def _resend(self, message: dict[str, object]) -> None:
-        """Send a message that waited for the helper, its deadline started anew."""
+        """Send a message that waited for the helper, its deadline started anew; a
+        lookup or check goes behind those the new helper's full queue did not take
+        (sent before them, it would overtake requests asked before it)."""
         request_id = message.get("id")
         if isinstance(request_id, int) and message["op"] == "name":
             callback, _ = self._pending[request_id]
             message["until"] = time.monotonic() + self.timeout
             self._pending[request_id] = (callback, self.loop.call_later(
                 self.timeout, lambda: self._expire(request_id)))
+            if self._backlog and self._sock is not None:
+                self._backlog[request_id] = message
+                return
             failed = self._transmit_again(message)
             if failed is HELPER_BUSY and self._sock is not None:
                 self._wait_for_room(request_id, message)
@@ -441,7 +445,10 @@ class Resolver:
             timeout = float(str(message.get("timeout", 0)))
             message["until"] = time.monotonic() + timeout
             self._checks[request_id] = (done, self.loop.call_later(
-                timeout + CHECK_GRACE, lambda: self._finish_check(request_id, None)))
+                timeout, lambda: self._check_due(request_id)))
+            if self._backlog and self._sock is not None:
+                self._backlog[request_id] = message
+                return
             failed = self._transmit_again(message)
             if failed is HELPER_BUSY and self._sock is not None:
                 self._wait_for_room(request_id, message)
@@ -493,8 +500,8 @@ class Resolver:
             request_id, message = next(iter(self._backlog.items()))
             check = message["op"] == "check"
             if check and float(str(message["until"])) <= time.monotonic():
-                # Its time is up: the helper would not start it (its master deadline,
-                # CHECK_GRACE later, has not come yet). Never run, not failed.
+                # Its time is up: the helper would not start it (its deadline timer,
+                # `_check_due`, has not fired yet). Never run, not failed.
                 self._backlog.pop(request_id, None)
                 self.loop.call_soon(functools.partial(self._finish_check, request_id,
                                                       QUEUE_STAYED_FULL))
@@ -585,6 +592,19 @@ class Resolver:
         if entry is not None:
             entry[1].cancel()
             entry[0](info)
+
+    def _check_due(self, request_id: int) -> None:
+        """A check's own deadline (its `until`): one still waiting for room in the
+        helper's queue is never run, refused now (`_finish_check`: QUEUE_STAYED_FULL);
+        one sent has CHECK_GRACE more for the helper's answer (its commands killed at
+        the deadline), then counts as killed."""
+        if request_id in self._backlog:
+            self._finish_check(request_id, QUEUE_STAYED_FULL)
+            return
+        entry = self._checks.get(request_id)
+        if entry is not None:
+            self._checks[request_id] = (entry[0], self.loop.call_later(
+                CHECK_GRACE, lambda: self._finish_check(request_id, None)))
 
     def _finish_check(self, request_id: int, status: int | None | NotRun) -> None:
         if self._backlog.pop(request_id, None) is not None:
