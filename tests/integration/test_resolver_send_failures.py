@@ -3,9 +3,10 @@ with a real loop and the real helper process: the helper stopped (SIGSTOP) until
 socket's buffer is full, or killed before the master read its end of file.
 
 A lookup or an aclexec check met with a full queue waits for the helper to read
-(tests/integration/test_lookup_not_run.py), in the order they were asked; a check never
-sent by its deadline says why it was not run ("the name resolver's queue stayed full",
-not that the resolver is not running). A helper found gone while a request is sent answers what it
+(tests/integration/test_lookup_not_run.py), in the order they were asked, after a
+restart of the helper too; a check never sent by its deadline says why it was not run
+("the name resolver's queue stayed full", not that the resolver is not running), at
+that deadline. A helper found gone while a request is sent answers what it
 was asked at the end of the loop's turn, never before `lookup` or `run_check` returns:
 the access gate, asking for one name, counted the answer in before it looked at what
 was missing, and gave its verdict twice.
@@ -29,6 +30,8 @@ from tests.integration.test_hostsaccess_gate import Gate
 
 # Bound of the requests sent to a stopped helper before its queue is full.
 MOST_QUEUED = 100_000
+# Requests resent to a new helper: more than it takes before it starts reading.
+RESENT = 30_000
 
 
 @pytest.fixture
@@ -191,3 +194,26 @@ def test_a_check_never_sent_is_refused_at_its_own_deadline_once(gate: Gate) -> N
     turns(gate, lambda: len(seen) == 2)
     assert seen == [[QUEUE_STAYED_FULL], [QUEUE_STAYED_FULL]]
     assert resolver.pid == pid
+
+
+def test_requests_resent_to_a_restarted_helper_keep_the_order_asked(gate: Gate) -> None:
+    # Requests that waited for the helper's next start (as after a start that found
+    # no process) are sent in turn once it starts; the new helper, still starting,
+    # takes only so many, then reads while the rest are sent. One its full queue did
+    # not take waits for room: every one asked after it must go behind it, not to the
+    # helper as room appears (a later lookup overtaking an earlier check or lookup).
+    resolver = gate.gate.resolver
+    resolver._restart = gate.loop.call_later(3600.0, resolver._start_again)
+    asked: list[int] = []
+    for index in range(RESENT):
+        if index % 100 == 50:
+            resolver.run_check(("true",), 3600.0, lambda status: None)
+        else:
+            resolver.lookup("127.0.0.1", lambda info: None)
+        asked.append(len(asked) + 1)
+    assert resolver.pid is None
+    resolver._restart.cancel()
+    resolver._start_again()
+    backlog = list(resolver._backlog)
+    assert backlog, "the new helper took every request before its queue was full"
+    assert backlog == asked[asked.index(backlog[0]):]
