@@ -80,6 +80,8 @@ class Dispatcher:
         # Connections held for a fork retry (pyxinetd.forkretry): the retry's, whatever
         # fails after they were held.
         self._held_for_retry: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        # Admitted PEERENV clients whose server waits for their name (TCPREMOTEHOST).
+        self._naming: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         # USERID/IDONLY: ident lookups before a server starts or after a refusal.
         self.userid = UserIds(loop, program, logs, children.occupancy,
                               lambda svc: not svc.is_internal
@@ -461,7 +463,7 @@ class Dispatcher:
         normally: the server has the connection and keeps serving (a reset set now
         would be on the socket they share, and the server's own close would reset).
         One held for a fork retry is the retry's (its timer forks for it, or gives it
-        up). One handed to an ident lookup before its server starts (or after its
+        up); one whose PEERENV name is being looked up, the lookup's. One handed to an ident lookup before its server starts (or after its
         refusal) is the lookup's, and one parked for its access checks' names or
         aclexec verdict the wait's: closed under them, they would go on with a closed
         socket (a server started on it, or on the descriptor number an accept reused).
@@ -470,6 +472,8 @@ class Dispatcher:
             return "reset"
         if conn in self._held_for_retry:
             return "kept for its fork retry"
+        if conn in self._naming:
+            return "kept for its name lookup"
         if self.userid.holds(conn):
             return "kept for its ident lookup"
         if self.access.holds(conn):
@@ -491,6 +495,7 @@ class Dispatcher:
         judged = rt.config
 
         def named(info: NameInfo) -> None:
+            self._naming.discard(conn)
             self._contained(rt, peer, conn, lambda: launch(info))
 
         def launch(info: NameInfo) -> None:
@@ -506,9 +511,12 @@ class Dispatcher:
                 return
             self.launch(svc.as_of(judged, rt.config), conn, addr, peer, checked=True, rt=rt,
                         remote_name=name)
+        # Before the call: the answer may come within it (`named` lets go of it then).
+        self._naming.add(conn)
         try:
             self.access.resolver.lookup(normalize_address(peer), named)
         except BaseException:
+            self._naming.discard(conn)
             resume()    # nothing waits: the slot is free
             raise
 

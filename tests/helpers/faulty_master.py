@@ -41,7 +41,9 @@ client's first fork fails (no process: it is held for a retry), and its handling
 once it is held (`Dispatcher._start_on` returned); with $FAULT_AT=ident_held, once the
 client is handed to its ident lookup before its server starts (`UserIds.before_start`
 returned); with $FAULT_AT=access_parked, once the client is parked for its access checks'
-names or aclexec verdict (`AccessGate.wait` returned).
+names or aclexec verdict (`AccessGate.wait` returned); with $FAULT_AT=peerenv_named, once an
+admitted PEERENV client waits for its name before its server starts
+(`Dispatcher._name_then_launch` returned).
 """
 
 from __future__ import annotations
@@ -216,7 +218,10 @@ def _failing_first_fork(svc: Any, sock: Any, peer: str, **kwargs: Any) -> int:
     return _spawn(svc, sock, peer, **kwargs)
 
 
-if os.environ.get("FAULT_AT") == "ident_held":
+if os.environ.get("FAULT_AT") == "peerenv_named":
+    Dispatcher._name_then_launch = _failing_after(  # type: ignore[method-assign]
+        Dispatcher._name_then_launch, 4)
+elif os.environ.get("FAULT_AT") == "ident_held":
     UserIds.before_start = _failing_after(  # type: ignore[method-assign]
         UserIds.before_start, 2)
 elif os.environ.get("FAULT_AT") == "access_parked":

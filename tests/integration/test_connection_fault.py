@@ -747,6 +747,27 @@ def test_a_failure_once_the_client_is_handed_to_its_ident_lookup_leaves_it_there
     assert daemon.log().count("internal error") == 1, daemon.log()
 
 
+def test_a_failure_once_a_peerenv_client_waits_for_its_name_leaves_it_to_the_lookup(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # PEERENV: the admitted client's server starts once its name (TCPREMOTEHOST) is
+    # known; its handling fails once the lookup has it. Reset then, the connection was
+    # closed under the lookup, which went on to start a server on the closed socket.
+    # The lookup keeps it, and its server serves it.
+    monkeypatch.setenv("FAULT_AT", "peerenv_named")
+    port = free_port()
+    svc = make_service(name="hello", port=port, server="/bin/echo",
+                       server_argv=("echo", "hello"), flags=frozenset({"PEERENV"}))
+    daemon = start_faulty(daemons, svc)
+    with connect_from(FAULTY, port) as conn:
+        daemon.wait_for_log(rf"internal error in handling hello's connection from {FAULTY} "
+                            rf"\(kept for its name lookup\): RuntimeError: injected "
+                            rf"failure for {FAULTY}")
+        assert answer(conn) == b"hello\n"
+    assert served(GOOD[0], port) == b"hello\n"
+    assert "cannot start" not in daemon.log()
+    assert daemon.log().count("internal error") == 1, daemon.log()
+
+
 def test_a_failure_once_the_client_is_parked_for_its_access_checks_leaves_it_there(
         daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     # only_from names a host: the faulty client is parked while its name is looked up,
