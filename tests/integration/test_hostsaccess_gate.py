@@ -257,3 +257,31 @@ def test_tables_that_are_no_regular_files_count_as_missing(gate: Gate) -> None:
     gate.deny.write_text("in.test: 127.0.0.2\n")
     assert gate.verdict("127.0.0.1")[0].allowed
     assert not gate.verdict("127.0.0.2")[0].allowed
+
+
+# -- the tables a request is judged by -----------------------------------------------
+
+@pytest.mark.skipif(resolve("127.0.0.1").name != "localhost",
+                    reason="127.0.0.1 does not resolve to localhost")
+def test_a_request_is_judged_by_the_tables_it_looked_names_up_for(
+        gate: Gate, tmp_path: Path) -> None:
+    # The names a request waits for are the ones its tables need: tables rewritten
+    # during the wait must not judge it, or a rule by a name never looked up (here the
+    # server's, through the same /file) is skipped. Both versions deny this client.
+    listed = tmp_path / "names"
+    listed.write_text("localhost\n")
+    gate.tables("", f"ALL: {listed}\n")
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener, socket.create_connection(listener.getsockname(), timeout=TIMEOUT):
+        accepted, _ = listener.accept()
+        with accepted:
+            svc = make_service(name="svc", libwrap="in.test")
+            assert gate.gate.check(svc, "127.0.0.1", accepted) is None
+            box: list[Verdict] = []
+            gate.gate.wait(svc, "127.0.0.1", box.append, accepted)
+            gate.tables("", f"ALL@{listed}: ALL\n")     # the client's name is on its way
+            deadline = time.monotonic() + TIMEOUT
+            while not box:
+                assert time.monotonic() < deadline, "no verdict in time"
+                gate.loop.run_once()
+            assert not box[0].allowed

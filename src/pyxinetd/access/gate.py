@@ -34,7 +34,7 @@ from pyxinetd.access.hostspatterns import (
     Endpoint, Lookups, NameNotLookedUp, Request, files_need_names, normalize_address,
     wrap_address,
 )
-from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables
+from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables, TablesView
 from pyxinetd.access.resolver import NameInfo, NotRun, Resolver
 from pyxinetd.access.serviceplan import ServicePlan, command_context, plan_for
 from pyxinetd.config.model import ServiceConfig
@@ -180,27 +180,31 @@ class AccessGate:
         otherwise keep one configuration of every id the daemon ever served."""
         self._plans = {sid: plan for sid, plan in self._plans.items() if sid in service_ids}
 
-    def _wrap(self, plan: ServicePlan) -> bool:
-        return plan.wrap and not self.tables.empty
+    @staticmethod
+    def _wrap(plan: ServicePlan, tables: TablesView) -> bool:
+        return plan.wrap and not tables.empty
 
-    def _ends(self, svc: ServiceConfig, wrap: bool, conn: socket.socket | None,
-              datagram: Datagram | None) -> Endpoints:
-        if not (wrap and self.tables.endpoints):
+    @staticmethod
+    def _ends(svc: ServiceConfig, wrap: bool, tables: TablesView,
+              conn: socket.socket | None, datagram: Datagram | None) -> Endpoints:
+        if not (wrap and tables.endpoints):
             return NO_ENDPOINTS
         return endpoints(svc, conn, datagram)
 
-    def _wants(self, plan: ServicePlan, wrap: bool, peer: str, ends: Endpoints,
-               lookups: Lookups) -> tuple[bool, bool]:
+    @staticmethod
+    def _wants(plan: ServicePlan, wrap: bool, peer: str, ends: Endpoints,
+               tables: TablesView, lookups: Lookups) -> tuple[bool, bool]:
         """Which names the request must wait for: (the client's, the server's). A
         `/file` list needs one only when a word of it does, as read through the
-        request's `lookups` (Lookups.for_request), which then judge it."""
+        request's `lookups` (Lookups.for_request), which then judge it, as the same
+        `tables` do (rewritten meanwhile, they may need a name never looked up)."""
         client = lists.parse_peer(peer) is not None and (
             plan.list_names or (wrap and (
-                self.tables.client_names
-                or files_need_names(list(self.tables.client_files), lookups))))
+                tables.client_names
+                or files_need_names(list(tables.client_files), lookups))))
         server = wrap and ends.server is not None and (
-            self.tables.server_names
-            or files_need_names(list(self.tables.server_files), lookups))
+            tables.server_names
+            or files_need_names(list(tables.server_files), lookups))
         return client, server
 
     def check(self, svc: ServiceConfig, peer: str, conn: socket.socket | None = None,
@@ -209,14 +213,15 @@ class AccessGate:
         `wait`. `conn`: the accepted connection, when there is one; `datagram`: the
         service socket and sender of a datagram request."""
         plan = self._plan(svc)
-        wrap = self._wrap(plan)
+        tables = self.tables.view()
+        wrap = self._wrap(plan, tables)
         if not plan.lists and not wrap:
             return PASS
-        ends = self._ends(svc, wrap, conn, datagram)
+        ends = self._ends(svc, wrap, tables, conn, datagram)
         lookups = self.lookups.for_request()
-        if any(self._wants(plan, wrap, peer, ends, lookups)):
+        if any(self._wants(plan, wrap, peer, ends, tables, lookups)):
             return None
-        outcome = self._judge(svc, plan, peer, ends, None, None, lookups)
+        outcome = self._judge(svc, plan, peer, ends, None, None, tables, lookups)
         if isinstance(outcome, Verdict):
             return outcome
         decision = outcome
@@ -251,17 +256,19 @@ class AccessGate:
               conn: socket.socket | None, datagram: Datagram | None,
               replaced: Callable[[], bool] | None) -> None:
         plan = self._plan(svc)
-        wrap = self._wrap(plan)
-        ends = self._ends(svc, wrap, conn, datagram)
+        tables = self.tables.view()
+        wrap = self._wrap(plan, tables)
+        ends = self._ends(svc, wrap, tables, conn, datagram)
         lookups = self.lookups.for_request()
-        want_client, want_server = self._wants(plan, wrap, peer, ends, lookups)
-        if wrap and conn is not None and self.tables.endpoints \
+        want_client, want_server = self._wants(plan, wrap, peer, ends, tables, lookups)
+        if wrap and conn is not None and tables.endpoints \
                 and not (want_client and want_server):
             # A banner file's %n/%N looks the name up in libwrap: known only once the
             # rule that sends it has been found (rare: banners with those letters). A
             # failed aclexec hands over to the next matching rule, whose banners may
             # ask for a name too: every rule of the chain may end up sending its own.
-            decision: Decision | None = self._decide(plan, peer, ends, None, None, lookups)
+            decision: Decision | None = self._decide(plan, peer, ends, None, None, tables,
+                                                     lookups)
             while decision is not None:
                 banner_client, banner_server = self._banner_wants(plan, decision, peer,
                                                                   ends)
@@ -281,7 +288,7 @@ class AccessGate:
                 done(NO_PROCESS)
                 return
             outcome = self._judge(svc, plan, peer, ends, names.get("client"),
-                                  names.get("server"), lookups)
+                                  names.get("server"), tables, lookups)
             if isinstance(outcome, Verdict):
                 done(outcome)
             else:
@@ -313,8 +320,8 @@ class AccessGate:
         return given
 
     def _judge(self, svc: ServiceConfig, plan: ServicePlan, peer: str, ends: Endpoints,
-               client: NameInfo | None, server: NameInfo | None, lookups: Lookups
-               ) -> Verdict | Decision:
+               client: NameInfo | None, server: NameInfo | None, tables: TablesView,
+               lookups: Lookups) -> Verdict | Decision:
         """The address lists' verdict, or what hosts_access decided (nothing run yet)."""
         if plan.lists:
             if client is not None and client.not_looked_up \
@@ -326,10 +333,10 @@ class AccessGate:
                 self.program.error("check_access", lists.tie_text(svc, peer))
             if not result.allowed:
                 return Verdict(False, REASON_ADDRESS)
-        if not self._wrap(plan):
+        if not self._wrap(plan, tables):
             return PASS
         try:
-            return self._decide(plan, peer, ends, client, server, lookups)
+            return self._decide(plan, peer, ends, client, server, tables, lookups)
         except NameNotLookedUp as missing:
             address, why = missing.args
             self._not_looked_up(svc, peer, str(address), str(why))
@@ -343,15 +350,14 @@ class AccessGate:
                                              f"({why}): {svc.id} from {peer} refused")
 
     def _decide(self, plan: ServicePlan, peer: str, ends: Endpoints,
-                client: NameInfo | None, server: NameInfo | None, lookups: Lookups
-                ) -> Decision:
+                client: NameInfo | None, server: NameInfo | None, tables: TablesView,
+                lookups: Lookups) -> Decision:
         """What hosts_access decides (nothing run yet)."""
-        allow, deny = self.tables.current()
         address = wrap_address(peer) if lists.parse_peer(peer) is not None else None
         request = Request(plan.daemon, _endpoint(address, client, ends.client_port),
                           _endpoint(ends.server, server, ends.server_port), pid=os.getpid(),
                           resident=plan.resident)
-        return evaluate(allow, deny, request, lookups)
+        return evaluate(tables.allow, tables.deny, request, lookups)
 
     def _banner_wants(self, plan: ServicePlan, decision: Decision, peer: str,
                       ends: Endpoints) -> tuple[bool, bool]:

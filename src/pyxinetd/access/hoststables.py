@@ -27,7 +27,7 @@ from pyxinetd.access.hostspatterns import pattern_files, patterns_need_names, sp
 from pyxinetd.files import open_problem, read_regular
 
 __all__ = ["DEFAULT_ALLOW", "DEFAULT_DENY", "HostsTables", "LINE_BUFFER", "Rule", "Table",
-           "parse_table"]
+           "TablesView", "parse_table"]
 
 DEFAULT_ALLOW = "/etc/hosts.allow"
 DEFAULT_DENY = "/etc/hosts.deny"
@@ -218,6 +218,34 @@ def _unopenable(path: str, label: str, reason: str) -> Table:
                  (f"cannot open {path}: {reason}: {consequence}",))
 
 
+@dataclass(frozen=True)
+class TablesView:
+    """Both tables as one request reads them, with what their rules need: the names a
+    request waits for and the rules that then judge it come from the same view, so a
+    file rewritten meanwhile cannot bring in a rule by a name never looked up."""
+
+    allow: Table
+    deny: Table
+    empty: bool = True              # no rule in either file: every request is granted
+    client_names: bool = False      # a rule may need the client's host name
+    server_names: bool = False      # a rule may need the server's host name
+    endpoints: bool = False         # a rule may read the server address or a port
+    # The `/file` lists of client (and of `daemon@host`) patterns, with their rules'
+    # places: whether they need a name depends on their words (files_need_names).
+    client_files: tuple[tuple[str, str], ...] = ()
+    server_files: tuple[tuple[str, str], ...] = ()
+
+
+def _view(allow: Table, deny: Table) -> TablesView:
+    tables = (allow, deny)
+    return TablesView(allow, deny, empty=not allow.rules and not deny.rules,
+                      client_names=any(t.client_names for t in tables),
+                      server_names=any(t.server_names for t in tables),
+                      endpoints=any(t.endpoints for t in tables),
+                      client_files=tuple(f for t in tables for f in t.client_files),
+                      server_files=tuple(f for t in tables for f in t.server_files))
+
+
 @dataclass
 class HostsTables:
     """Both files, parsed, re-read when they change (checked at most every `recheck` s)."""
@@ -230,64 +258,55 @@ class HostsTables:
     _allow: _Loaded | None = field(default=None, init=False)
     _deny: _Loaded | None = field(default=None, init=False)
     _checked_at: float = field(default=float("-inf"), init=False)
-    _empty: bool = field(default=True, init=False)
-    _client_names: bool = field(default=False, init=False)
-    _server_names: bool = field(default=False, init=False)
-    _endpoints: bool = field(default=False, init=False)
-    _client_files: tuple[tuple[str, str], ...] = field(default=(), init=False)
-    _server_files: tuple[tuple[str, str], ...] = field(default=(), init=False)
+    _view: TablesView | None = field(default=None, init=False)
+
+    def view(self) -> TablesView:
+        """The tables as they are now (re-read if they changed): what one request is
+        judged by from its first look at the rules to its verdict."""
+        now = self.clock()
+        if self._view is None or now - self._checked_at >= self.recheck:
+            self._checked_at = now
+            allow = self._load(self.allow_path, "hosts.allow", self._allow)
+            deny = self._load(self.deny_path, "hosts.deny", self._deny)
+            if self._view is None or allow is not self._allow or deny is not self._deny:
+                self._view = _view(allow.table, deny.table)
+            self._allow, self._deny = allow, deny
+        return self._view
 
     def current(self) -> tuple[Table, Table]:
-        now = self.clock()
-        if self._allow is None or self._deny is None or now - self._checked_at >= self.recheck:
-            self._checked_at = now
-            self._allow = self._load(self.allow_path, "hosts.allow", self._allow)
-            self._deny = self._load(self.deny_path, "hosts.deny", self._deny)
-            self._empty = not self._allow.table.rules and not self._deny.table.rules
-            tables = (self._allow.table, self._deny.table)
-            self._client_names = any(t.client_names for t in tables)
-            self._server_names = any(t.server_names for t in tables)
-            self._endpoints = any(t.endpoints for t in tables)
-            self._client_files = tuple(f for t in tables for f in t.client_files)
-            self._server_files = tuple(f for t in tables for f in t.server_files)
-        return self._allow.table, self._deny.table
+        view = self.view()
+        return view.allow, view.deny
 
     @property
     def empty(self) -> bool:
         """No rule in either file (after `current()`): every request is granted."""
-        self.current()
-        return self._empty
+        return self.view().empty
 
     @property
     def client_names(self) -> bool:
         """A rule may need the client's host name (after `current()`)."""
-        self.current()
-        return self._client_names
+        return self.view().client_names
 
     @property
     def server_names(self) -> bool:
         """A rule may need the server's host name (after `current()`)."""
-        self.current()
-        return self._server_names
+        return self.view().server_names
 
     @property
     def client_files(self) -> tuple[tuple[str, str], ...]:
         """The `/file` lists of client patterns, with their rules' places (after
         `current()`): whether they need the client's name depends on their words."""
-        self.current()
-        return self._client_files
+        return self.view().client_files
 
     @property
     def server_files(self) -> tuple[tuple[str, str], ...]:
         """The `/file` lists of `daemon@host` patterns (after `current()`)."""
-        self.current()
-        return self._server_files
+        return self.view().server_files
 
     @property
     def endpoints(self) -> bool:
         """A rule may read the server address or a port (after `current()`)."""
-        self.current()
-        return self._endpoints
+        return self.view().endpoints
 
     def _load(self, path: str, label: str, old: _Loaded | None) -> _Loaded:
         key: tuple[int, ...]
