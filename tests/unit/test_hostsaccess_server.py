@@ -14,7 +14,8 @@ import pytest
 
 from pyxinetd.access.hostsaccess import Decision, evaluate, expand, parse_table
 from pyxinetd.access.hostsoptions import parse_option
-from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, files_need_names
+from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, files_need_names, \
+    host_match
 
 CLIENT = Endpoint("10.0.0.5", name="host5.example.com", port=40000)
 SERVER = Endpoint("192.0.2.1", name="ftp.example.com", port=21)
@@ -192,6 +193,28 @@ def test_a_request_reads_each_file_once_for_its_lookup_and_its_verdict() -> None
                         request(client=Endpoint("10.0.0.5")), lookups)
     assert decision.access == "granted"
     assert reads == ["/list"]
+
+
+def test_files_listing_each_other_are_each_read_once_per_pattern() -> None:
+    # Eight files, each listing an address and all eight: read once per path through
+    # them, they cost tens of thousands of reads (exponentially more with each file),
+    # all in the daemon's loop. Each is read once, and the client still matches.
+    paths = [f"/lists/{i}" for i in range(8)]
+    reads: list[str] = []
+
+    def read(path: str) -> str:
+        reads.append(path)
+        return f"10.9.9.{paths.index(path)} " + " ".join(paths) + "\n"
+
+    lookups = Lookups(read_file=read)
+    assert not files_need_names([(paths[0], "")], lookups)
+    assert sorted(reads) == paths
+    reads.clear()
+    assert not host_match(paths[0], Endpoint("10.0.0.5"), lookups)
+    assert sorted(reads) == paths
+    reads.clear()
+    assert host_match(paths[0], Endpoint("10.9.9.7"), lookups)
+    assert len(reads) == len(set(reads))
 
 
 # -- aclexec -------------------------------------------------------------------------

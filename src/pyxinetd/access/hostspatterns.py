@@ -453,17 +453,25 @@ def needs_name(host: Endpoint) -> Endpoint:
 
 
 def host_match(pattern: str, host: Endpoint, lookups: Lookups,
-               chain: tuple[str, ...] = (), where: str = "") -> bool:
+               chain: tuple[str, ...] = (), where: str = "",
+               seen: set[str] | None = None) -> bool:
     """`chain`: the `/file` lists being read, outermost first, that led to `pattern`;
-    `where`: the rule's place, for the warning of a `/file` that cannot be opened."""
+    `where`: the rule's place, for the warning of a `/file` that cannot be opened;
+    `seen`: the `/file` lists this pattern has led to so far."""
     upper = pattern.upper()
     if pattern.startswith("@"):
         return needs_name(host).name_known and lookups.innetgr(pattern[1:], host.name_text)
     if pattern.startswith("/"):
         # libwrap reads files within files as deep as they go, and recurses until it
         # crashes on one that lists itself: such a word matches nothing here.
-        return pattern not in chain and len(chain) < FILE_NESTING \
-            and _file_match(pattern, host, lookups, chain, where)
+        # A list met again matches nothing either: its words were all tried already
+        # (or are being tried). Files listing each other would otherwise be read once
+        # per path through them, exponentially many, in the daemon's loop.
+        seen = set() if seen is None else seen
+        if pattern in seen or len(chain) >= FILE_NESTING:
+            return False
+        seen.add(pattern)
+        return _file_match(pattern, host, lookups, chain, where, seen)
     if upper == "KNOWN":
         return needs_name(host).name_known and host.address is not None
     if upper == "LOCAL":
@@ -484,7 +492,7 @@ def host_match(pattern: str, host: Endpoint, lookups: Lookups,
 
 
 def _file_match(path: str, host: Endpoint, lookups: Lookups, chain: tuple[str, ...],
-                where: str) -> bool:
+                where: str, seen: set[str]) -> bool:
     """A `/file` pattern: every blank-separated word of the file is a host pattern, as
     libwrap reads it (fscanf "%s"): commas do not separate, and `#` starts no comment
     (`# 10.0.0.5` lists the words `#` and `10.0.0.5`)."""
@@ -494,7 +502,7 @@ def _file_match(path: str, host: Endpoint, lookups: Lookups, chain: tuple[str, .
     missing: NameNotLookedUp | None = None
     for item in _C_SPACES.split(text):
         try:
-            if item and host_match(item, host, lookups, (*chain, path), where):
+            if item and host_match(item, host, lookups, (*chain, path), where, seen):
                 return True
         except NameNotLookedUp as error:
             # Undecided only if no later word matches (`localhost 127.0.0.1`).
@@ -562,20 +570,22 @@ def pattern_files(items: list[str]) -> list[str]:
 
 
 def files_need_names(paths: list[tuple[str, str]], lookups: Lookups,
-                     chain: tuple[str, ...] = ()) -> bool:
+                     chain: tuple[str, ...] = (), seen: set[str] | None = None) -> bool:
     """Whether a word of the `/file` lists (path, the place of the rule naming it) may
     make matching read a host name. libwrap looks the name up only when a word needs
     it: a file of addresses costs no lookup. Read through `lookups`, which the request
     is then judged with (Lookups.for_request), so both see the same words."""
+    seen = set() if seen is None else seen
     for path, where in paths:
-        if path in chain or len(chain) >= FILE_NESTING:
-            continue    # matches nothing (host_match)
+        if path in seen or len(chain) >= FILE_NESTING:
+            continue    # its words were looked at already (host_match)
+        seen.add(path)
         text = lookups.read_list(path, where)
         for word in _C_SPACES.split(text or ""):
             if not word:
                 continue
             if word.startswith("/"):
-                if files_need_names([(word, where)], lookups, (*chain, path)):
+                if files_need_names([(word, where)], lookups, (*chain, path), seen):
                     return True
             elif _host_needs_name(word):
                 return True
