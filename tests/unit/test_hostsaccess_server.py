@@ -14,8 +14,8 @@ import pytest
 
 from pyxinetd.access.hostsaccess import Decision, evaluate, expand, parse_table
 from pyxinetd.access.hostsoptions import parse_option
-from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, files_need_names, \
-    host_match
+from pyxinetd.access.hostspatterns import (MAX_UNOPENABLE_REMEMBERED, Endpoint, Lookups,
+                                            Request, files_need_names, host_match)
 
 CLIENT = Endpoint("10.0.0.5", name="host5.example.com", port=40000)
 SERVER = Endpoint("192.0.2.1", name="ftp.example.com", port=21)
@@ -363,3 +363,20 @@ def test_a_file_that_lists_itself_still_matches_its_other_words(tmp_path: Path) 
     loop.write_text(f"{loop} 10.0.0.5\n")
     assert not decide("", f"ALL: {loop}\n", request(client=Endpoint("10.0.0.5"))).granted
     assert decide("", f"ALL: {loop}\n", request(client=Endpoint("10.0.0.6"))).granted
+
+
+def test_unopenable_file_lists_are_remembered_up_to_a_bound(tmp_path: Path) -> None:
+    # Tables rewritten again and again to name new unopenable paths: each is warned
+    # about once, and what is remembered of them stays bounded.
+    warnings: list[str] = []
+    lookups = Lookups(on_warning=warnings.append)
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    count = MAX_UNOPENABLE_REMEMBERED + 10
+    for n in range(count):
+        assert lookups.read_list(f"{loop}/{n}") is None
+    assert len(warnings) == count
+    assert len(lookups._unopenable) <= MAX_UNOPENABLE_REMEMBERED
+    # The newest is still remembered: asked again, it is not warned about again.
+    assert lookups.read_list(f"{loop}/{count - 1}") is None
+    assert len(warnings) == count

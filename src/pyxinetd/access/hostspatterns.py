@@ -138,6 +138,10 @@ class Request:
         return self.user if self.user is not None else UNKNOWN
 
 
+# How many unopenable `/file` lists are remembered as reported (see Lookups.read_list).
+MAX_UNOPENABLE_REMEMBERED = 1024
+
+
 class Lookups:
     """Netgroups and `/file` lists; the defaults read /etc/netgroup and the real file.
 
@@ -168,6 +172,10 @@ class Lookups:
         except OSError as problem:
             reason = problem.strerror or str(problem)
             if self._unopenable.get(path) != reason:
+                if len(self._unopenable) >= MAX_UNOPENABLE_REMEMBERED:
+                    # Tables rewritten again and again to name new paths: forgetting
+                    # costs a repeated warning, remembering without bound the memory.
+                    self._unopenable.clear()
                 self._unopenable[path] = reason
                 if self._on_warning is not None:
                     self._on_warning(f"{where}: open {path}: {reason}" if where
