@@ -16,6 +16,7 @@ import pytest
 
 from pyxinetd.access.gate import AccessGate, Datagram, Verdict
 from pyxinetd.access.hostsaccess import HostsTables
+from pyxinetd.access.hostspatterns import Lookups
 from pyxinetd.access.resolver import resolve
 from pyxinetd.log import ProgramLog
 from pyxinetd.loop import Loop
@@ -45,7 +46,7 @@ class Gate:
                 datagram: Datagram | None = None, **service: object
                 ) -> tuple[Verdict, bool]:
         """The verdict, and whether it had to wait (bounded by TIMEOUT)."""
-        svc = make_service(name="svc", libwrap="in.test", **service)
+        svc = make_service(**{"name": "svc", "libwrap": "in.test", **service})
         now = self.gate.check(svc, peer, conn, datagram)
         if now is not None:
             return now, False
@@ -202,6 +203,29 @@ def test_a_file_pattern_listing_the_client_name_refuses_it(gate: Gate,
     gate.tables("", f"ALL: {listed}\n")
     verdict, waited = gate.verdict()
     assert waited and not verdict.allowed
+
+
+def test_a_file_of_another_daemons_rule_is_not_read_for_a_request(gate: Gate,
+                                                                   tmp_path: Path) -> None:
+    # libwrap reads a rule's /file lists only once its daemon matched: a request for a
+    # service the rule does not name reads none of them (none per connection).
+    names, addresses = tmp_path / "names", tmp_path / "addresses"
+    names.write_text("bad.example\n")
+    addresses.write_text("127.0.0.9\n")
+    reads: list[str] = []
+
+    def read(path: str) -> str | None:
+        reads.append(path)
+        return Path(path).read_text()
+
+    gate.gate.lookups = Lookups(read_file=read)
+    gate.tables(f"in.test: {addresses}\n", f"sshd: {names}\nin.test EXCEPT in.x: ALL\n")
+    verdict, waited = gate.verdict()
+    assert not waited and not verdict.allowed
+    assert reads == [str(addresses)]
+    reads.clear()
+    assert gate.verdict(libwrap="in.other")[0].allowed
+    assert reads == []
 
 
 # -- severity and banners of a refusing rule -----------------------------------------

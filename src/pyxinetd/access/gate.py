@@ -198,13 +198,14 @@ class AccessGate:
         `/file` list needs one only when a word of it does, as read through the
         request's `lookups` (Lookups.for_request), which then judge it, as the same
         `tables` do (rewritten meanwhile, they may need a name never looked up)."""
+        client_files, server_files = tables.files(plan.daemon) if wrap else ((), ())
         client = lists.parse_peer(peer) is not None and (
             plan.list_names or (wrap and (
                 tables.client_names
-                or files_need_names(list(tables.client_files), lookups))))
+                or files_need_names(list(client_files), lookups))))
         server = wrap and ends.server is not None and (
             tables.server_names
-            or files_need_names(list(tables.server_files), lookups))
+            or files_need_names(list(server_files), lookups))
         return client, server
 
     def check(self, svc: ServiceConfig, peer: str, conn: socket.socket | None = None,

@@ -543,6 +543,18 @@ def daemon_match(pattern: str, request: Request, lookups: Lookups, where: str = 
                                                              where=where)
 
 
+def daemon_may_match(items: list[str], daemon: str) -> bool:
+    """Whether the daemon list `items` may match a request for `daemon`, whatever its
+    server's host: an item before the first EXCEPT names it (what follows an EXCEPT
+    only takes away)."""
+    for item in items:
+        if item.upper() == "EXCEPT":
+            return False
+        if string_match(item[:1] + split_at(item[1:], "@")[0], daemon):
+            return True
+    return False
+
+
 def client_match(pattern: str, request: Request, lookups: Lookups, where: str = ""
                  ) -> bool:
     user_part, host = split_at(pattern[1:], "@")

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 from pyxinetd.access.hostsoptions import C_SPACES, CLIENT_NAME_LETTERS, ENDPOINT_LETTERS, \
     SERVER_NAME_LETTERS, Option, parse_option
-from pyxinetd.access.hostspatterns import pattern_files, patterns_need_names, split_at, \
-    tokens
+from pyxinetd.access.hostspatterns import daemon_may_match, pattern_files, \
+    patterns_need_names, split_at, tokens
 from pyxinetd.files import open_problem, read_regular
 
 __all__ = ["DEFAULT_ALLOW", "DEFAULT_DENY", "HostsTables", "LINE_BUFFER", "Rule", "Table",
@@ -64,6 +64,11 @@ class Rule:
     def letters(self) -> frozenset[str]:
         """Every `%` letter the options expand."""
         return frozenset().union(*(o.letters for o in self.options or ()))
+
+    def may_serve(self, daemon: str) -> bool:
+        """Whether the daemon list may match requests for `daemon`, whatever the
+        server's host (hostspatterns.daemon_may_match)."""
+        return daemon_may_match(list(self.daemons), daemon)
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,25 @@ class TablesView:
     # places: whether they need a name depends on their words (files_need_names).
     client_files: tuple[tuple[str, str], ...] = ()
     server_files: tuple[tuple[str, str], ...] = ()
+    _files: dict[str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]] = \
+        field(default_factory=dict, compare=False, repr=False)
+
+    def files(self, daemon: str
+              ) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+        """`client_files` and `server_files` of the rules that may apply to requests
+        for `daemon`: the lists a request reads to know whether it needs a name. Those
+        of other daemons' rules are never read for it (libwrap reads a list only when
+        the rule's daemon matched), so a service they do not name reads no file."""
+        cached = self._files.get(daemon)
+        if cached is None:
+            rules = [r for t in (self.allow, self.deny) for r in t.rules
+                     if r.may_serve(daemon)]
+            cached = (tuple((path, r.place) for r in rules
+                            for path in pattern_files(list(r.clients))),
+                      tuple((path, r.place) for r in rules
+                            for path in pattern_files(r.server_hosts)))
+            self._files[daemon] = cached
+        return cached
 
 
 def _view(allow: Table, deny: Table) -> TablesView:
