@@ -607,7 +607,9 @@ def files_need_names(paths: list[tuple[str, str]], lookups: Lookups,
             if word.startswith("/"):
                 if files_need_names([(word, where)], lookups, (*chain, path), seen):
                     return True
-            elif _host_needs_name(word):
+            elif word.upper() == "EXCEPT" or _host_needs_name(word):
+                # In a file, EXCEPT is a word like any other (libwrap's file_match
+                # hands each word to host_match): compared with the name too.
                 return True
     return False
 
