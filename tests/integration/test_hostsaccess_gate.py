@@ -309,3 +309,42 @@ def test_a_request_is_judged_by_the_tables_it_looked_names_up_for(
                 assert time.monotonic() < deadline, "no verdict in time"
                 gate.loop.run_once()
             assert not box[0].allowed
+
+
+
+class CountedBanners(Lookups):
+    """Counts the reads of banner files' `%` letters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def banner_letters(self, path: str) -> frozenset[str]:
+        self.reads += 1
+        return super().banner_letters(path)
+
+
+@pytest.mark.parametrize(("banner", "options", "reads"), [
+    ("hello\n", "banners {dir}: spawn echo %h > {out}", 1),
+    # Parked (for the name, for the aclexec check): read once by `check`, once by `wait`.
+    ("name %n\n", "banners {dir}: spawn echo %h > {out}", 2),
+    ("hello\n", "banners {dir}: aclexec /bin/true: spawn echo %h > {out}", 2),
+])
+def test_a_request_reads_its_banner_file_once_for_its_names_and_its_verdict(
+        gate: Gate, tmp_path: Path, banner: str, options: str, reads: int,
+        connection: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    # The names a banner's %n/%N is waited for, and the rule's options, see one version
+    # of the file: a file rewritten between reads (it was read up to five times per
+    # request) could leave `%n` expanded with no name looked up, or `%h` after it
+    # showing the address, as libwrap never does.
+    _, _, accepted = connection
+    out, folder = tmp_path / "spawn.out", tmp_path / "banners"
+    folder.mkdir()
+    (folder / "in.test").write_text(banner)
+    counted = CountedBanners()
+    gate.gate.lookups = counted
+    gate.tables("in.test: ALL: " + options.format(dir=folder, out=out) + "\n", "")
+    assert gate.verdict(conn=accepted)[0].allowed
+    assert counted.reads == reads
+    wait_until(lambda: out.exists() and out.read_text().endswith("\n"), TIMEOUT,
+               what="the spawn command's output")

@@ -226,7 +226,8 @@ class AccessGate:
         if isinstance(outcome, Verdict):
             return outcome
         decision = outcome
-        if decision.aclexec or conn is not None and any(self._banner_wants(plan, decision, peer, ends)):
+        if decision.aclexec or conn is not None and any(
+                self._banner_wants(plan, decision, peer, ends, lookups)):
             return None
         self._start(plan, decision, conn, svc.id, peer)
         return self._verdict(svc, plan, peer, decision)
@@ -272,7 +273,7 @@ class AccessGate:
                                                      lookups)
             while decision is not None:
                 banner_client, banner_server = self._banner_wants(plan, decision, peer,
-                                                                  ends)
+                                                                  ends, lookups)
                 want_client, want_server = (want_client or banner_client,
                                             want_server or banner_server)
                 decision = decision.otherwise
@@ -360,13 +361,15 @@ class AccessGate:
                           resident=plan.resident)
         return evaluate(tables.allow, tables.deny, request, lookups)
 
-    def _banner_wants(self, plan: ServicePlan, decision: Decision, peer: str,
-                      ends: Endpoints) -> tuple[bool, bool]:
+    @staticmethod
+    def _banner_wants(plan: ServicePlan, decision: Decision, peer: str, ends: Endpoints,
+                      lookups: Lookups) -> tuple[bool, bool]:
         """Which names the decision's banner files ask for with %n/%N (client, server)
-        that no lookup was planned for."""
+        that no lookup was planned for, as the request's `lookups` read them (those the
+        rules were judged with)."""
         client = server = False
         for banner in decision.banners:
-            letters = self.lookups.banner_letters(os.path.join(banner.folder, plan.daemon))
+            letters = lookups.banner_letters(os.path.join(banner.folder, plan.daemon))
             request = banner.request
             client = client or ("n" in letters and lists.parse_peer(peer) is not None
                                 and request.client.name is None)

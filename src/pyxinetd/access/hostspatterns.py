@@ -231,12 +231,14 @@ class Lookups:
 
 class RequestLookups(Lookups):
     """The lookups of one request (`Lookups.for_request`): netgroups and warnings are
-    the daemon's, each `/file` list is read at most once."""
+    the daemon's, each `/file` list and each banner file's letters are read at most
+    once (the names a banner's `%n`/`%N` is waited for are those it is judged with)."""
 
     def __init__(self, shared: Lookups) -> None:
         super().__init__()
         self._shared = shared
         self._lists: dict[str, str | None] = {}
+        self._letters: dict[str, frozenset[str]] = {}
 
     def read_list(self, path: str, where: str = "") -> str | None:
         if path not in self._lists:
@@ -244,7 +246,9 @@ class RequestLookups(Lookups):
         return self._lists[path]
 
     def banner_letters(self, path: str) -> frozenset[str]:
-        return self._shared.banner_letters(path)
+        if path not in self._letters:
+            self._letters[path] = self._shared.banner_letters(path)
+        return self._letters[path]
 
     def innetgr(self, group: str, host: str) -> bool:
         return self._shared.innetgr(group, host)
