@@ -228,6 +228,18 @@ def test_a_file_of_another_daemons_rule_is_not_read_for_a_request(gate: Gate,
     assert reads == []
 
 
+def test_a_name_another_daemons_rule_needs_is_not_looked_up_for_a_request(
+        gate: Gate) -> None:
+    # libwrap looks the client's name up only when a rule whose daemon list matched
+    # reads it: `sshd: .example.com` makes no request for another service wait for a
+    # reverse lookup, while a request for sshd does.
+    gate.tables("sshd: .example.com\nALL: ALL\n", "")
+    verdict, waited = gate.verdict()
+    assert verdict.allowed and not waited
+    verdict, waited = gate.verdict(libwrap="sshd")
+    assert verdict.allowed and waited
+
+
 # -- severity and banners of a refusing rule -----------------------------------------
 
 def test_severity_sets_the_refusal_level(gate: Gate) -> None:

@@ -199,12 +199,13 @@ class AccessGate:
         request's `lookups` (Lookups.for_request), which then judge it, as the same
         `tables` do (rewritten meanwhile, they may need a name never looked up)."""
         client_files, server_files = tables.files(plan.daemon) if wrap else ((), ())
+        client_names, server_names = tables.names(plan.daemon) if wrap else (False, False)
         client = lists.parse_peer(peer) is not None and (
             plan.list_names or (wrap and (
-                tables.client_names
+                client_names
                 or files_need_names(list(client_files), lookups))))
         server = wrap and ends.server is not None and (
-            tables.server_names
+            server_names
             or files_need_names(list(server_files), lookups))
         return client, server
 

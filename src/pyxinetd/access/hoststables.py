@@ -65,6 +65,18 @@ class Rule:
         """Every `%` letter the options expand."""
         return frozenset().union(*(o.letters for o in self.options or ()))
 
+    @property
+    def client_names(self) -> bool:
+        """Matching or expanding this rule may need the client's host name."""
+        return bool(patterns_need_names(list(self.clients))
+                    or self.letters & CLIENT_NAME_LETTERS)
+
+    @property
+    def server_names(self) -> bool:
+        """Matching or expanding this rule may need the server's (local) host name."""
+        return bool(patterns_need_names(self.server_hosts)
+                    or self.letters & SERVER_NAME_LETTERS)
+
     def may_serve(self, daemon: str) -> bool:
         """Whether the daemon list may match requests for `daemon`, whatever the
         server's host (hostspatterns.daemon_may_match)."""
@@ -80,14 +92,12 @@ class Table:
     @property
     def client_names(self) -> bool:
         """Matching or expanding may need the client's host name."""
-        return any(patterns_need_names(list(r.clients)) or r.letters & CLIENT_NAME_LETTERS
-                   for r in self.rules)
+        return any(r.client_names for r in self.rules)
 
     @property
     def server_names(self) -> bool:
         """Matching or expanding may need the server's (local) host name."""
-        return any(patterns_need_names(r.server_hosts) or r.letters & SERVER_NAME_LETTERS
-                   for r in self.rules)
+        return any(r.server_names for r in self.rules)
 
     @property
     def client_files(self) -> tuple[tuple[str, str], ...]:
@@ -241,6 +251,22 @@ class TablesView:
     server_files: tuple[tuple[str, str], ...] = ()
     _files: dict[str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]] = \
         field(default_factory=dict, compare=False, repr=False)
+    _names: dict[str, tuple[bool, bool]] = field(default_factory=dict, compare=False,
+                                                 repr=False)
+
+    def names(self, daemon: str) -> tuple[bool, bool]:
+        """`client_names` and `server_names` of the rules that may apply to requests
+        for `daemon`. libwrap looks a name up only when a rule whose daemon list
+        matched reads it, so one `sshd: .example.com` rule does not make every other
+        service's client wait for a reverse lookup."""
+        cached = self._names.get(daemon)
+        if cached is None:
+            rules = [r for t in (self.allow, self.deny) for r in t.rules
+                     if r.may_serve(daemon)]
+            cached = (any(r.client_names for r in rules),
+                      any(r.server_names for r in rules))
+            self._names[daemon] = cached
+        return cached
 
     def files(self, daemon: str
               ) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
