@@ -162,3 +162,56 @@ def test_table_that_cannot_be_opened(which: str, how: str, tmp_path: Path) -> No
         decision = evaluate(*tables.current(), Request("in.ftpd", Endpoint(client)),
                             Lookups())
         assert decision.access == done.stdout.strip(), client
+
+
+# A host whose name is `unknown` or `paranoid` (any case), even as the DNS gives it, is
+# not KNOWN for libwrap (HOSTNAME_KNOWN compares the name with those words).
+NAMED = [
+    ("ALL: KNOWN\n", "ALL: ALL\n", "unknown"),
+    ("ALL: KNOWN\n", "ALL: ALL\n", "Paranoid"),
+    ("ALL: LOCAL\n", "ALL: ALL\n", "UNKNOWN"),
+    ("", "ALL: ALL EXCEPT KNOWN\n", "unknown"),
+    ("ALL: KNOWN@ALL\n", "ALL: ALL\n", "unknown"),
+    ("ALL: UNKNOWN\n", "ALL: ALL\n", "unknown"),
+    ("ALL: PARANOID\n", "ALL: ALL\n", "paranoid"),
+    ("ALL: KNOWN\n", "ALL: ALL\n", "localhost"),
+    ("ALL: LOCAL\n", "ALL: ALL\n", "host.example.com"),
+]
+
+
+@pytest.mark.parametrize(("allow", "deny", "name"), NAMED)
+def test_verdict_on_a_named_client_matches_libwrap(allow: str, deny: str, name: str,
+                                                   tmp_path: Path) -> None:
+    library = libwrap()
+    (tmp_path / "allow").write_text(allow)
+    (tmp_path / "deny").write_text(deny)
+    done = subprocess.run(
+        [sys.executable, str(PROBE), str(library), str(tmp_path / "allow"),
+         str(tmp_path / "deny"), "in.ftpd", "10.0.0.5", name],
+        capture_output=True, text=True, timeout=30, check=True, cwd=tmp_path)
+    paranoid = name.lower() == "paranoid"
+    client = Endpoint("10.0.0.5", name=None if paranoid else name, paranoid=paranoid)
+    decision = evaluate(parse_table(allow, "hosts.allow"), parse_table(deny, "hosts.deny"),
+                        Request("in.ftpd", client), Lookups())
+    assert decision.access == done.stdout.strip()
+
+
+# fscanf reads a `/file` list's words with their NUL bytes, and a NUL ends the word as C
+# sees it: a binary file named as a list is read, not an error.
+NUL_LISTS = [b"10.0.0.5\0tail\n", b"10.0.0.0/255.0.0.0\0x\n", b"\0010.0.0.5\n",
+             b"10.0.0.0/255.0.0.0\0\n", b"junk\0 [::1]\0/8 10.\0x\n"]
+
+
+@pytest.mark.parametrize("content", NUL_LISTS)
+def test_a_list_file_with_nul_bytes_matches_as_in_libwrap(content: bytes,
+                                                          tmp_path: Path) -> None:
+    library = libwrap()
+    (tmp_path / "list").write_bytes(content)
+    allow = f"ALL: {tmp_path / 'list'}\n"
+    (tmp_path / "allow").write_text(allow)
+    (tmp_path / "deny").write_text("ALL: ALL\n")
+    done = subprocess.run(
+        [sys.executable, str(PROBE), str(library), str(tmp_path / "allow"),
+         str(tmp_path / "deny"), "in.ftpd", "10.0.0.5"],
+        capture_output=True, text=True, timeout=30, check=True, cwd=tmp_path)
+    assert ours(allow, "ALL: ALL\n") == done.stdout.strip()

@@ -84,8 +84,11 @@ class Endpoint:
 
     @property
     def name_known(self) -> bool:
+        """libwrap's HOSTNAME_KNOWN: a host whose name is `unknown` or `paranoid` (any
+        case) is not known, even when the DNS gives that name."""
         self._looked[0] = True
-        return self.name is not None and not self.paranoid
+        return self.name is not None and not self.paranoid \
+            and ascii_lower(self.name) not in (UNKNOWN, PARANOID)
 
     @property
     def info(self) -> str:
@@ -512,7 +515,9 @@ def _file_match(path: str, host: Endpoint, lookups: Lookups, chain: tuple[str, .
     if text is None:
         return False
     missing: NameNotLookedUp | None = None
-    for item in _C_SPACES.split(text):
+    for word in _C_SPACES.split(text):
+        # A NUL ends the word as C reads it (a binary file named as a list).
+        item = word.partition("\0")[0]
         try:
             if item and host_match(item, host, lookups, (*chain, path), where, seen):
                 return True
