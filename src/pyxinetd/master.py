@@ -362,6 +362,11 @@ class Master:
         """SIGINT is ignored, except in -d mode where it ends the daemon (status 1)."""
         if self.options.debug and not self.stopping:
             self.program.warning("quit_program", "Exiting...")
+            # Now, as SIGTERM does: the rest of the loop's turn that took the signal
+            # accepted the connections queued on a listener (servers forked, START
+            # lines) and judged the requests whose names had just come back, all
+            # after `Exiting...`; xinetd exits from its handler.
+            self.stop_serving()
             self.stop(1)
 
     def reload(self) -> None:

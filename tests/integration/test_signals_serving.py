@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.daemon import DaemonFactory, free_port, wait_until
+from tests.daemon import (
+    Daemon, DaemonFactory, free_port, process_state, read_log, wait_until,
+)
 from tests.integration.test_dispatch import connect, read_all
 from tests.factories import make_service
+from tests.helpers.procs import accept_queue, resolver_helpers
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGQUIT])
@@ -48,6 +55,90 @@ def test_sigint_exits_in_debug_mode(daemons: DaemonFactory) -> None:
     daemon.signal(signal.SIGINT)
     assert daemon.wait_exit() == 1
 
+
+def echo_service(port: int, services: Path) -> str:
+    """A service answering `s`, its START and FAIL lines in `services`."""
+    return (f"service s\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n"
+            f"\tport = {port}\n\tbind = 127.0.0.1\n\twait = no\n\tuser = root\n"
+            f"\tserver = /bin/echo\n\tserver_args = s\n\tcps = 1000 1\n"
+            f"\tlog_type = FILE {services}\n\tlog_on_success = HOST\n"
+            f"\tlog_on_failure = HOST\n}}\n")
+
+
+@contextlib.contextmanager
+def stopped_then_interrupted(daemon: Daemon) -> Iterator[None]:
+    """The idle daemon stopped (SIGSTOP: asleep in its loop's wait) while the block
+    runs, then sent SIGINT and resumed: the signal is taken in the loop's next turn,
+    with whatever else is due by then."""
+    wait_until(lambda: process_state(daemon.pid) == "S", what="the daemon idle")
+    daemon.signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: process_state(daemon.pid) == "T", what="the daemon stopped")
+        yield
+        daemon.signal(signal.SIGINT)
+    finally:
+        daemon.signal(signal.SIGCONT)
+
+
+def test_a_debug_sigint_serves_no_connection_queued_with_it(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # xinetd exits from its handler; the rest of the loop's turn that took the SIGINT
+    # accepted what the listener held and started servers after `Exiting...`.
+    port, services = free_port(), tmp_path / "services.log"
+    daemon = daemons.start_config(echo_service(port, services), "-d")
+    with contextlib.ExitStack() as stack:
+        with stopped_then_interrupted(daemon):
+            queued = [stack.enter_context(connect(port)) for _ in range(3)]
+            wait_until(lambda: accept_queue(port) == len(queued), what="3 queued")
+        assert daemon.wait_exit() == 1
+        for conn in queued:
+            with contextlib.suppress(ConnectionResetError):
+                assert read_all(conn) == b""
+    assert re.search(r"\{quit_program\} Exiting\.\.\.\n\Z", daemon.log()), daemon.log()
+    assert "START" not in read_log(services)
+
+
+def answers_unread(daemon: Daemon) -> int:
+    """The bytes the name resolver sent that wait on the daemon's end of its socket
+    (its one SOCK_SEQPACKET socket: `ss`'s receive queue)."""
+    out = subprocess.run(["ss", "-Hxp"], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        fields = line.split()
+        if fields[0] == "u_seq" and f"pid={daemon.pid}," in line:
+            return int(fields[2])
+    return 0
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="ss is not installed")
+def test_a_debug_sigint_judges_no_request_whose_name_came_with_it(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The client's name comes back in the turn that takes the SIGINT: it was judged
+    # then, after `Exiting...` (a refusal logged, or a server started).
+    (tmp_path / "hosts.allow").write_text("")
+    (tmp_path / "hosts.deny").write_text("ALL: localhost\n")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    port, services = free_port(), tmp_path / "services.log"
+    daemon = daemons.start_config(echo_service(port, services), "-d")
+    with connect(port) as first:
+        read_all(first)     # judged by its name: the helper runs
+    (helper,) = wait_until(lambda: resolver_helpers(daemon.pid), what="the name resolver")
+    os.kill(helper, signal.SIGSTOP)
+    try:
+        with connect(port) as waiting:
+            wait_until(lambda: accept_queue(port) == 0, what="the client accepted")
+            judged = read_log(services)
+            with stopped_then_interrupted(daemon):
+                os.kill(helper, signal.SIGCONT)
+                wait_until(lambda: answers_unread(daemon) > 0, what="its name sent back")
+            assert daemon.wait_exit() == 1
+            with contextlib.suppress(ConnectionResetError):
+                assert read_all(waiting) == b""
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(helper, signal.SIGCONT)
+    assert re.search(r"\{quit_program\} Exiting\.\.\.\n\Z", daemon.log()), daemon.log()
+    assert read_log(services) == judged
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
