@@ -141,6 +141,29 @@ def test_a_debug_sigint_judges_no_request_whose_name_came_with_it(
     assert read_log(services) == judged
 
 
+def test_a_stopped_name_resolver_ends_with_the_daemon(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its SIGTERM was held pending while it was stopped: it stayed behind, stopped.
+    (tmp_path / "hosts.allow").write_text("")
+    (tmp_path / "hosts.deny").write_text("ALL: localhost\n")
+    monkeypatch.setenv("PYXINETD_HOSTS_ALLOW", str(tmp_path / "hosts.allow"))
+    monkeypatch.setenv("PYXINETD_HOSTS_DENY", str(tmp_path / "hosts.deny"))
+    port, services = free_port(), tmp_path / "services.log"
+    daemon = daemons.start_config(echo_service(port, services))
+    with connect(port) as first:
+        read_all(first)     # judged by its name: the helper runs
+    (helper,) = wait_until(lambda: resolver_helpers(daemon.pid), what="the name resolver")
+    os.kill(helper, signal.SIGSTOP)
+    try:
+        wait_until(lambda: process_state(helper) == "T", what="the helper stopped")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait_exit() == 0
+        wait_until(lambda: process_state(helper) in (None, "Z"), what="the helper gone")
+    finally:
+        if process_state(helper) == "T":
+            os.kill(helper, signal.SIGKILL)
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                     reason="needs root and unshare for a PID namespace")
 def test_as_process_one_orphans_are_reaped_quietly(daemons: DaemonFactory,

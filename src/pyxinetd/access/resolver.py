@@ -210,10 +210,13 @@ class Resolver:
         self._queued.clear()
         self._backlog.clear()
         if self.pid is not None:
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-            except OSError:
-                pass
+            # SIGCONT too: a helper stopped (SIGSTOP, a debugger) would hold the
+            # SIGTERM pending, and stay behind the daemon, stopped, for good.
+            for signum in (signal.SIGTERM, signal.SIGCONT):
+                try:
+                    os.kill(self.pid, signum)
+                except OSError:
+                    pass
             # Still ours to reap (at exit): not an unknown child.
             self._exited.add(self.pid)
             self.pid = None
