@@ -330,7 +330,12 @@ class Master:
 
     def _announced(self, signum: int, action: Callable[[], None]) -> Callable[[], None]:
         def announce_then_act() -> None:
-            self.program.debug("check_pipe", f"Got signal {signum} ({signal.strsignal(signum)})")
+            # Not once the daemon exits: xinetd exits from the handler that logs
+            # `Exiting...` and names no signal after it (those that came with it, or
+            # during the RPC services' unregistering, act on nothing now).
+            if not self.stopping:
+                self.program.debug("check_pipe",
+                                   f"Got signal {signum} ({signal.strsignal(signum)})")
             action()
         return announce_then_act
 

@@ -98,6 +98,20 @@ def test_a_debug_sigint_serves_no_connection_queued_with_it(
     assert "START" not in read_log(services)
 
 
+def test_no_signal_is_named_after_a_debug_sigint_taken_with_it(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # Whatever order the kernel hands them over in, SIGHUP or SIGABRT is taken after
+    # the SIGINT: `Got signal N` was logged after `Exiting...`, for a signal that does
+    # nothing any more (xinetd exits from the handler that logs that line).
+    daemon = daemons.start_config(echo_service(free_port(), tmp_path / "services.log"),
+                                  "-d")
+    with stopped_then_interrupted(daemon):
+        daemon.signal(signal.SIGHUP)
+        daemon.signal(signal.SIGABRT)
+    assert daemon.wait_exit() == 1
+    assert re.search(r"\{quit_program\} Exiting\.\.\.\n\Z", daemon.log()), daemon.log()
+
+
 def answers_unread(daemon: Daemon) -> int:
     """The bytes the name resolver sent that wait on the daemon's end of its socket
     (its one SOCK_SEQPACKET socket: `ss`'s receive queue)."""
