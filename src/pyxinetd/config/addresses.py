@@ -218,9 +218,26 @@ def parse_address(token: str, networks: NetworkLookup) -> AddressParse:
                         f"failed to parse {token}")
 
 
+def _written(entry: AddressEntry) -> tuple[object, int] | None:
+    """The address as written and the prefix length: xinetd keeps a CIDR entry's host
+    bits (it masks the client, not the entry), so `-= 127.0.0.0/8` leaves
+    `127.255.0.0/8` in place although both match the same clients."""
+    if entry.network is None:
+        return None
+    address: object = entry.network.network_address
+    if entry.kind == "cidr":
+        text = entry.text.partition("/")[0]
+        if ":" in text:
+            address = ipaddress.IPv6Address(text)
+        else:
+            address = _ipv4_numeric(text) or address
+    return address, entry.network.prefixlen
+
+
 def same_address(a: AddressEntry, b: AddressEntry) -> bool:
-    """The equality `-=` uses: same network and mask, or same name ignoring the case of
-    A-Z (xinetd's strcasecmp in the C locale: `-= BÜCHER.example` keeps `bücher.example`)."""
+    """The equality `-=` uses: same address as written and same mask, or same name
+    ignoring the case of A-Z (xinetd's strcasecmp in the C locale: `-= BÜCHER.example`
+    keeps `bücher.example`)."""
     if a.network is not None or b.network is not None:
-        return a.network == b.network
+        return _written(a) == _written(b)
     return ascii_lower(a.name or "") == ascii_lower(b.name or "") and a.kind == b.kind
