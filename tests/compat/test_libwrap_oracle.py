@@ -78,6 +78,11 @@ CASES = [
     ("ALL: 10.0.0.5: allow\u00a0\n", "ALL: ALL\n"),
     ("ALL: 10.0.0.5: \vallow\n", "ALL: ALL\n"),
     ("ALL: 10.0.0.5: setenv X\v1\n", "ALL: ALL\n"),
+    # `*` and `?` are the only wildcards: `[...]` is no class (a wrong admit otherwise).
+    ("ALL: 1[0].0.0.*\n", "ALL: ALL\n"),
+    ("ALL: 10.0.0.[!9]\n", "ALL: ALL\n"),
+    ("in.f[t]*: ALL\n", "ALL: ALL\n"),
+    ("in.ftp?: 10.0.0.?\n", "ALL: ALL\n"),
 ]
 
 
@@ -89,10 +94,10 @@ def libwrap() -> Path:
     return found[0]
 
 
-def ours(allow: str, deny: str) -> str:
+def ours(allow: str, deny: str, daemon: str = "in.ftpd") -> str:
     decision: Decision | None = evaluate(
         parse_table(allow, "hosts.allow"), parse_table(deny, "hosts.deny"),
-        Request("in.ftpd", Endpoint("10.0.0.5")), Lookups())
+        Request(daemon, Endpoint("10.0.0.5")), Lookups())
     while decision is not None:
         if not decision.aclexec or run_check(list(decision.aclexec), 10.0) == 0:
             return "granted" if decision.granted else "denied"
@@ -110,6 +115,52 @@ def test_verdict_matches_libwrap(allow: str, deny: str, tmp_path: Path) -> None:
          str(tmp_path / "deny"), "in.ftpd", "10.0.0.5"],
         capture_output=True, text=True, timeout=30, check=True, cwd=tmp_path)
     assert ours(allow, deny) == done.stdout.strip()
+
+
+# Daemon lists against daemon names: Debian's libwrap tries a pattern with `*` or `?`
+# as wildcards first (before `.suffix` and `prefix.`), byte by byte, and any case of
+# A-Z only. daemon_may_match decides with the same string_match whether a request
+# looks up a name for a rule: a wrong "no" there would skip a deny by name.
+DAEMON_LISTS = [
+    ("*.", "in.ftpd."),
+    ("a*.", "in.ftpd."),
+    (".*", ".ftpd"),
+    (".*", "x.*"),
+    ("*.*.", "a.b."),
+    ("f[t]*", "ftpd"),
+    ("f[t]*", "f[t]pd"),
+    ("F?PD", "ftpd"),
+    ("a?b", "a\u00e9b"),
+    ("a??b", "a\u00e9b"),
+    ("*\u00c9*", "a\u00e9b"),
+    ("FTPD", "ftpd"),
+    ("IN.", "in.ftpd"),
+    (".FTPD", "in.ftpd"),
+    ("KNOWN", "ftpd"),
+    ("KNOWN", "unknown"),
+    ("LOCAL", "ftpd"),
+    ("ALL EXCEPT in.ftpd", "in.ftpd"),
+    ("ALL EXCEPT in.ftpd", "ftpd"),
+    ("EXCEPT ftpd", "ftpd"),
+    ("a@b", "a@b"),
+    ("except", "except"),
+]
+
+
+@pytest.mark.parametrize(("daemons", "daemon"), DAEMON_LISTS)
+def test_daemon_list_matches_libwrap(daemons: str, daemon: str, tmp_path: Path) -> None:
+    library = libwrap()
+    deny = f"{daemons}: ALL\n"
+    (tmp_path / "allow").write_text("")
+    (tmp_path / "deny").write_text(deny)
+    done = subprocess.run(
+        [sys.executable, str(PROBE), str(library), str(tmp_path / "allow"),
+         str(tmp_path / "deny"), daemon, "10.0.0.5"],
+        capture_output=True, text=True, timeout=30, check=True, cwd=tmp_path)
+    verdict = done.stdout.strip()
+    assert ours("", deny, daemon) == verdict
+    rule = parse_table(deny, "hosts.deny").rules[0]
+    assert rule.may_serve(daemon) or verdict == "granted"
 
 
 # After a failed aclexec, Debian's libwrap keeps the failing status in a static

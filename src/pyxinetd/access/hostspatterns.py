@@ -14,7 +14,7 @@ injectable `Lookups` object, so the evaluator can run against fixture files.
 from __future__ import annotations
 
 import errno
-import fnmatch
+import functools
 import ipaddress
 import re
 import socket
@@ -337,9 +337,13 @@ def _matched_verdict(rest: list[str], match: Callable[[str], bool]
 
 
 def string_match(pattern: str, text: str) -> bool:
-    """tcpd's string_match: .suffix, ALL, KNOWN, prefix., wildcards, exact; any case
+    """tcpd's string_match: wildcards, .suffix, ALL, KNOWN, prefix., exact; any case
     of A-Z only (strcasecmp in the C locale, as libwrap)."""
     text = normalize_address(text) if ascii_lower(text).startswith("::ffff:") else text
+    if "*" in pattern or "?" in pattern:
+        # Debian's libwrap tries a pattern with `*` or `?` as wildcards before anything
+        # else (`*.` matches `in.ftpd.`, `.*` is no suffix), and knows no `[...]`.
+        return _wildcards(_c_bytes(pattern)).fullmatch(_c_bytes(text)) is not None
     if pattern.startswith("."):
         return len(text) > len(pattern) and ascii_lower(text).endswith(ascii_lower(pattern))
     upper = pattern.upper()
@@ -349,9 +353,22 @@ def string_match(pattern: str, text: str) -> bool:
         return ascii_lower(text) != UNKNOWN
     if pattern.endswith("."):
         return ascii_lower(text).startswith(ascii_lower(pattern))
-    if "*" in pattern or "?" in pattern:
-        return fnmatch.fnmatchcase(ascii_lower(text), ascii_lower(pattern))
     return ascii_lower(pattern) == ascii_lower(text)
+
+
+def _c_bytes(text: str) -> bytes:
+    """`text` as libwrap holds it, its letters A-Z in lower case."""
+    return text.encode("utf-8", "surrogateescape").lower()
+
+
+@functools.lru_cache(maxsize=256)
+def _wildcards(pattern: bytes) -> re.Pattern[bytes]:
+    """libwrap's match_pattern_ylo: `*` any run of bytes, `?` any one byte (half of
+    a two-byte letter), every other byte itself (`[` and `\\` included)."""
+    return re.compile(b"".join(b".*" if byte == b"*" else b"." if byte == b"?"
+                               else re.escape(byte)
+                               for byte in (pattern[i:i + 1] for i in range(len(pattern)))),
+                      re.DOTALL)
 
 
 def _dot_quad(text: str) -> int | None:
