@@ -380,3 +380,44 @@ def test_unopenable_file_lists_are_remembered_up_to_a_bound(tmp_path: Path) -> N
     # The newest is still remembered: asked again, it is not warned about again.
     assert lookups.read_list(f"{loop}/{count - 1}") is None
     assert len(warnings) == count
+
+
+# -- rules of other daemons ------------------------------------------------------
+
+@pytest.mark.parametrize(("daemons", "daemon"), [
+    ("sshd", "in.ftpd"),
+    ("sshd EXCEPT in.ftpd", "in.ftpd"),
+    ("EXCEPT in.ftpd", "in.ftpd"),
+    ("IN.FTPD.", "in.ftpd"),
+    ("*.", "in.ftpd"),
+    ("in.f[t]*", "in.ftpd"),
+    ("in.ftpd@192.0.2.1", "in.ftpd@192.0.2.1"),
+    ("in.ftpd@.example.com", "sshd"),
+    ("KNOWN", "unknown"),
+])
+def test_a_rule_that_cannot_name_the_daemon_never_reads_a_name(daemons: str,
+                                                               daemon: str) -> None:
+    # Its names are not looked up for the request (TablesView.names, files): its client
+    # list must then never be reached, nor a `daemon@host` host part of its list.
+    rule = parse_table(f"{daemons}: .example.com\n", "hosts.deny").rules[0]
+    assert not rule.may_serve(daemon)
+    unnamed = Endpoint("10.0.0.5", not_looked_up="not looked up")
+    decision = decide("", f"{daemons}: .example.com\n",
+                      request(server=unnamed, client=unnamed, daemon=daemon))
+    assert decision.granted and decision.matched is None
+
+
+@pytest.mark.parametrize(("daemons", "daemon"), [
+    ("ALL EXCEPT sshd", "in.ftpd"),
+    ("in.ftpd EXCEPT in.ftpd", "in.ftpd"),
+    ("IN.FTPD", "in.ftpd"),
+    ("in.", "in.ftpd"),
+    (".FTPD", "in.ftpd"),
+    ("*.", "in.ftpd."),
+    ("in.f?pd", "in.ftpd"),
+    ("KNOWN", "in.ftpd"),
+])
+def test_a_rule_that_may_name_the_daemon_has_its_names_looked_up(daemons: str,
+                                                                  daemon: str) -> None:
+    rule = parse_table(f"{daemons}@.example.com: .example.com\n", "hosts.deny").rules[0]
+    assert rule.may_serve(daemon) and rule.client_names and rule.server_names
