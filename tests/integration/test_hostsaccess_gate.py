@@ -325,15 +325,15 @@ def test_a_request_is_judged_by_the_tables_it_looked_names_up_for(
 
 
 class CountedBanners(Lookups):
-    """Counts the reads of banner files' `%` letters."""
+    """Counts the reads of banner files."""
 
     def __init__(self) -> None:
         super().__init__()
         self.reads = 0
 
-    def banner_letters(self, path: str) -> frozenset[str]:
+    def banner_text(self, path: str) -> bytes | None:
         self.reads += 1
-        return super().banner_letters(path)
+        return super().banner_text(path)
 
 
 @pytest.mark.parametrize(("banner", "options", "reads"), [
@@ -360,3 +360,28 @@ def test_a_request_reads_its_banner_file_once_for_its_names_and_its_verdict(
     assert counted.reads == reads
     wait_until(lambda: out.exists() and out.read_text().endswith("\n"), TIMEOUT,
                what="the spawn command's output")
+
+
+def test_a_banner_is_sent_as_read_when_its_names_were_decided(
+        gate: Gate, tmp_path: Path,
+        connection: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    # The rule a failed aclexec hands over to (the hosts.deny one) sends its banner
+    # once the check is done.
+    # The file, rewritten by the check to ask for the client's name, which no lookup
+    # was planned for, must go out as it was read (not with `%n` as `unknown`).
+    _, client, accepted = connection
+    folder = tmp_path / "banners"
+    folder.mkdir()
+    (folder / "in.test").write_text("hello\n")
+    rewrite = tmp_path / "rewrite"
+    rewrite.write_text("name %n\n")
+    gate.tables(f"in.test: ALL: aclexec cp {rewrite} {folder}/in.test; exit 1\n",
+                f"in.test: ALL: banners {folder}\n")
+    verdict, waited = gate.verdict(conn=accepted)
+    assert not verdict.allowed and waited
+    assert (folder / "in.test").read_text() == "name %n\n"   # the check ran
+    accepted.close()
+    data = b""
+    while chunk := client.recv(4096):
+        data += chunk
+    assert data == b"hello\r\n"

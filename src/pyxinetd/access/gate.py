@@ -230,7 +230,7 @@ class AccessGate:
         if decision.aclexec or conn is not None and any(
                 self._banner_wants(plan, decision, peer, ends, lookups)):
             return None
-        self._start(plan, decision, conn, svc.id, peer)
+        self._start(plan, decision, conn, svc.id, peer, lookups)
         return self._verdict(svc, plan, peer, decision)
 
     def holds(self, conn: socket.socket) -> bool:
@@ -295,7 +295,7 @@ class AccessGate:
             if isinstance(outcome, Verdict):
                 done(outcome)
             else:
-                self._settle(svc, plan, peer, outcome, conn, done, replaced)
+                self._settle(svc, plan, peer, outcome, conn, done, lookups, replaced)
 
         def arrived(side: str, info: NameInfo) -> None:
             nonlocal missing
@@ -379,7 +379,7 @@ class AccessGate:
         return client, server
 
     def _start(self, plan: ServicePlan, decision: Decision, conn: socket.socket | None,
-               service_id: str, peer: str) -> None:
+               service_id: str, peer: str, lookups: Lookups) -> None:
         """What the matched rule does whatever the verdict, and whatever its aclexec
         check will say: banners sent (libwrap sends them as it processes the options:
         a refusing rule's reach the client too, before banner_fail), errors logged,
@@ -388,8 +388,12 @@ class AccessGate:
         banners = list(decision.banners)
         for step, line in enumerate((*decision.trace, "")):
             while banners and banners[0].step <= step:
-                send_banner(banners.pop(0), plan.daemon, conn,
-                            lambda text: self.program.warning("hosts_access", text))
+                # As the request read it when its names were decided: read again, a
+                # rewrite meanwhile could ask for a name never looked up.
+                banner = banners.pop(0)
+                send_banner(banner,
+                            lookups.banner_text(os.path.join(banner.folder, plan.daemon)),
+                            conn, lambda text: self.program.warning("hosts_access", text))
             if line.startswith("error:"):
                 self.program.error("hosts_access", line[len("error: "):])
             elif line.startswith("warning:"):
@@ -401,9 +405,10 @@ class AccessGate:
 
     def _settle(self, svc: ServiceConfig, plan: ServicePlan, peer: str, decision: Decision,
                 conn: socket.socket | None, done: Callable[[Verdict], None],
-                replaced: Callable[[], bool] | None = None) -> None:
-        """Run the decision's aclexec check, if any, then call `done`."""
-        self._start(plan, decision, conn, svc.id, peer)
+                lookups: Lookups, replaced: Callable[[], bool] | None = None) -> None:
+        """Run the decision's aclexec check, if any, then call `done`. `lookups`: the
+        request's, whose banner files were read when its names were decided."""
+        self._start(plan, decision, conn, svc.id, peer, lookups)
         if not decision.aclexec:
             done(self._verdict(svc, plan, peer, decision))
             return
@@ -434,7 +439,7 @@ class AccessGate:
                 done(RULES_REPLACED)
                 return
             self._settle(svc, plan, peer, decision.otherwise or Decision("granted"),
-                         conn, done, replaced)
+                         conn, done, lookups, replaced)
 
         self.resolver.run_check(decision.aclexec, self.aclexec_timeout, finished,
                                 command_context(plan, decision.aclexec_setup))

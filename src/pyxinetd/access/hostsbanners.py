@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 from pyxinetd.access.hostsaccess import Banner
 from pyxinetd.access.hostsoptions import expand, unrecognized
-from pyxinetd.files import read_regular
 
 # libwrap reads a banner file with fgets(3) into a BUFSIZ (8192) buffer, one byte kept
 # for the CRLF that replaces the newline: a longer line is read, and expanded, in
@@ -45,13 +44,14 @@ def banner_lines(raw: bytes) -> tuple[bytes, list[str]]:
     return lead, lines
 
 
-def send_banner(banner: Banner, daemon: str, conn: socket.socket | None,
+def send_banner(banner: Banner, raw: bytes | None, conn: socket.socket | None,
                 warn: Callable[[str], None]) -> None:
-    """Send DIR/<daemon> to the client. When DIR itself cannot be read, libwrap warns
+    """Send DIR/<daemon> to the client: `raw`, its bytes as the request read them
+    (Lookups.banner_text: the text whose `%n`/`%N` its names were looked up for), None
+    when there is no such regular file. When DIR itself cannot be read, libwrap warns
     (a missing file in it is silent); it warns about `%` letters it does not know. A
     datagram request (`conn` None) has nowhere to send the banner to (libwrap's write
     fails), but gets the warnings."""
-    raw = read_regular(os.path.join(banner.folder, daemon))
     if raw is None:
         try:
             os.stat(banner.folder)

@@ -192,10 +192,14 @@ class Lookups:
         decision to look a name up and the verdict are made on the same words."""
         return RequestLookups(self)
 
+    def banner_text(self, path: str) -> bytes | None:
+        """A banner file's bytes (None when it is missing or not a regular file: a FIFO
+        would block)."""
+        return read_regular(path)
+
     def banner_letters(self, path: str) -> frozenset[str]:
-        """The `%` letters of a banner file (none when it is missing or not a regular
-        file: a FIFO would block)."""
-        raw = read_regular(path)
+        """The `%` letters of a banner file (`banner_text`; none when there is none)."""
+        raw = self.banner_text(path)
         if raw is None:
             return frozenset()
         return frozenset(letter for _, letter in
@@ -234,13 +238,14 @@ class Lookups:
 
 class RequestLookups(Lookups):
     """The lookups of one request (`Lookups.for_request`): netgroups and warnings are
-    the daemon's, each `/file` list and each banner file's letters are read at most
-    once (the names a banner's `%n`/`%N` is waited for are those it is judged with)."""
+    the daemon's, each `/file` list and each banner file is read at most once (the
+    names a banner's `%n`/`%N` is waited for are those of the text then sent)."""
 
     def __init__(self, shared: Lookups) -> None:
         super().__init__()
         self._shared = shared
         self._lists: dict[str, str | None] = {}
+        self._banners: dict[str, bytes | None] = {}
         self._letters: dict[str, frozenset[str]] = {}
 
     def read_list(self, path: str, where: str = "") -> str | None:
@@ -248,9 +253,14 @@ class RequestLookups(Lookups):
             self._lists[path] = self._shared.read_list(path, where)
         return self._lists[path]
 
+    def banner_text(self, path: str) -> bytes | None:
+        if path not in self._banners:
+            self._banners[path] = self._shared.banner_text(path)
+        return self._banners[path]
+
     def banner_letters(self, path: str) -> frozenset[str]:
         if path not in self._letters:
-            self._letters[path] = self._shared.banner_letters(path)
+            self._letters[path] = super().banner_letters(path)
         return self._letters[path]
 
     def innetgr(self, group: str, host: str) -> bool:
