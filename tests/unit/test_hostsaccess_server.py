@@ -421,3 +421,18 @@ def test_a_rule_that_may_name_the_daemon_has_its_names_looked_up(daemons: str,
                                                                   daemon: str) -> None:
     rule = parse_table(f"{daemons}@.example.com: .example.com\n", "hosts.deny").rules[0]
     assert rule.may_serve(daemon) and rule.client_names and rule.server_names
+
+
+def test_requests_share_the_text_of_an_unchanged_banner_file(tmp_path: Path) -> None:
+    # A parked request keeps the banner text it read until it is sent: requests that
+    # read an unchanged file share one copy; a rewritten file is read again.
+    banner = tmp_path / "in.test"
+    banner.write_bytes(b"hello %a\n")
+    lookups = Lookups()
+    first = lookups.for_request().banner_text(str(banner))
+    second = lookups.for_request().banner_text(str(banner))
+    assert first == b"hello %a\n" and second is first
+    banner.write_bytes(b"goodbye, longer now\n")
+    assert lookups.for_request().banner_text(str(banner)) == b"goodbye, longer now\n"
+    banner.unlink()
+    assert lookups.for_request().banner_text(str(banner)) is None

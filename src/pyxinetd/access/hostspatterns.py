@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import functools
 import ipaddress
+import os
 import re
 import socket
 from collections.abc import Callable, Iterator
@@ -143,6 +144,8 @@ class Request:
 
 # How many unopenable `/file` lists are remembered as reported (see Lookups.read_list).
 MAX_UNOPENABLE_REMEMBERED = 1024
+# How many banner files' texts are kept to be shared (see Lookups.banner_text).
+MAX_BANNERS_REMEMBERED = 256
 
 
 class Lookups:
@@ -165,6 +168,8 @@ class Lookups:
         # The `/file` lists that could not be opened, and why, as last reported: each
         # is reported again only once the reason changes (it is read per request).
         self._unopenable: dict[str, str] = {}
+        # The last text read of each banner file, by the stat it was read under.
+        self._banner_texts: dict[str, tuple[tuple[int, int, int, int], bytes]] = {}
 
     def read_list(self, path: str, where: str = "") -> str | None:
         """The words of a `/file` list (None: it lists nothing). `where` names the rule
@@ -194,8 +199,22 @@ class Lookups:
 
     def banner_text(self, path: str) -> bytes | None:
         """A banner file's bytes (None when it is missing or not a regular file: a FIFO
-        would block)."""
-        return read_regular(path)
+        would block). Each parked request keeps the text it read until it is sent, so
+        requests that read an unchanged file share one copy of it."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._banner_texts.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        text = read_regular(path)
+        if text is not None:
+            if len(self._banner_texts) >= MAX_BANNERS_REMEMBERED:
+                self._banner_texts.clear()
+            self._banner_texts[path] = (key, text)
+        return text
 
     def banner_letters(self, path: str) -> frozenset[str]:
         """The `%` letters of a banner file (`banner_text`; none when there is none)."""
