@@ -43,7 +43,9 @@ client is handed to its ident lookup before its server starts (`UserIds.before_s
 returned); with $FAULT_AT=access_parked, once the client is parked for its access checks'
 names or aclexec verdict (`AccessGate.wait` returned); with $FAULT_AT=peerenv_named, once an
 admitted PEERENV client waits for its name before its server starts
-(`Dispatcher._name_then_launch` returned).
+(`Dispatcher._name_then_launch` returned); with $FAULT_AT=names_skipped, the access
+checks never ask for the client's or the server's name (`AccessGate._wants` answers
+"no name needed" for the faulty client, whatever its rules read).
 """
 
 from __future__ import annotations
@@ -218,7 +220,18 @@ def _failing_first_fork(svc: Any, sock: Any, peer: str, **kwargs: Any) -> int:
     return _spawn(svc, sock, peer, **kwargs)
 
 
-if os.environ.get("FAULT_AT") == "peerenv_named":
+_wants = AccessGate._wants
+
+
+def _skipping_wants(plan: Any, wrap: bool, peer: str, *args: Any) -> tuple[bool, bool]:
+    if peer == FAULTY_PEER:
+        return False, False
+    return _wants(plan, wrap, peer, *args)
+
+
+if os.environ.get("FAULT_AT") == "names_skipped":
+    AccessGate._wants = staticmethod(_skipping_wants)  # type: ignore[method-assign,assignment]
+elif os.environ.get("FAULT_AT") == "peerenv_named":
     Dispatcher._name_then_launch = _failing_after(  # type: ignore[method-assign]
         Dispatcher._name_then_launch, 4)
 elif os.environ.get("FAULT_AT") == "ident_held":

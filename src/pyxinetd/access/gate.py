@@ -30,8 +30,9 @@ from dataclasses import dataclass, replace
 from pyxinetd.access import lists
 from pyxinetd.access.hostsbanners import send_banner
 from pyxinetd.access.hostsaccess import NO_SETUP, Decision, evaluate
+from pyxinetd.access.hostsoptions import unasked_reader
 from pyxinetd.access.hostspatterns import (
-    Endpoint, Lookups, NameNotLookedUp, Request, files_need_names, normalize_address,
+    Endpoint, Lookups, NameNeverAsked, NameNotLookedUp, Request, files_need_names, normalize_address,
     wrap_address,
 )
 from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables, TablesView
@@ -131,12 +132,19 @@ def endpoints(svc: ServiceConfig, conn: socket.socket | None,
 WRAP_NAME_BUFFER = 128
 
 
-def _endpoint(address: str | None, info: NameInfo | None, port: int) -> Endpoint:
+def _endpoint(address: str | None, info: NameInfo | None, port: int, *,
+              pending: bool = False) -> Endpoint:
     """A confirmed name is the host's name; an unconfirmed one makes it PARANOID, and so
-    does one too long for libwrap's buffer."""
+    does one too long for libwrap's buffer. No `info`: the name was never asked for
+    (`_wants` judged no rule reads it), and reading it is a bug (Endpoint.unasked);
+    unless `pending`, its lookup not yet answered. An endpoint without an address has
+    no name to ask for: it is `unknown`."""
     if info is not None and info.not_looked_up:
         return Endpoint(address, port=port, lazy=True, not_looked_up=info.not_looked_up)
-    if info is None or info.name is None:
+    if info is None:
+        return Endpoint(address, port=port, lazy=True,
+                        unasked=address is not None and not pending)
+    if info.name is None:
         return Endpoint(address, port=port, lazy=True)
     if info.confirmed and len(os.fsencode(info.name)) < WRAP_NAME_BUFFER:
         return Endpoint(address, name=info.name, port=port, lazy=True)
@@ -270,8 +278,9 @@ class AccessGate:
             # rule that sends it has been found (rare: banners with those letters). A
             # failed aclexec hands over to the next matching rule, whose banners may
             # ask for a name too: every rule of the chain may end up sending its own.
-            decision: Decision | None = self._decide(plan, peer, ends, None, None, tables,
-                                                     lookups)
+            # Names asked for here count as unknown until they come.
+            decision: Decision | None = self._preview(plan, peer, ends, tables, lookups,
+                                                      (want_client, want_server))
             while decision is not None:
                 banner_client, banner_server = self._banner_wants(plan, decision, peer,
                                                                   ends, lookups)
@@ -294,6 +303,9 @@ class AccessGate:
                                   names.get("server"), tables, lookups)
             if isinstance(outcome, Verdict):
                 done(outcome)
+            elif conn is not None and self._banners_unasked(svc, plan, peer, outcome,
+                                                            lookups):
+                done(Verdict(False, REASON_LIBWRAP))
             else:
                 self._settle(svc, plan, peer, outcome, conn, done, lookups, replaced)
 
@@ -331,6 +343,9 @@ class AccessGate:
                     and lists.depends_on_name(svc, peer):
                 self._not_looked_up(svc, peer, peer, client.not_looked_up)
                 return Verdict(False, REASON_ADDRESS)
+            if client is None and plan.list_names and lists.parse_peer(peer) is not None:
+                self._never_asked(svc, peer, peer, "the only_from/no_access names")
+                return Verdict(False, REASON_ADDRESS)
             result = lists.check(svc, peer, client.name if client is not None else None)
             if result.tie:
                 self.program.error("check_access", lists.tie_text(svc, peer))
@@ -338,12 +353,33 @@ class AccessGate:
                 return Verdict(False, REASON_ADDRESS)
         if not self._wrap(plan, tables):
             return PASS
+        request = self._request(plan, peer, ends, client, server)
         try:
-            return self._decide(plan, peer, ends, client, server, tables, lookups)
+            decision = evaluate(tables.allow, tables.deny, request, lookups)
+        except NameNeverAsked:
+            pass    # noted in the endpoint's trips: said below
         except NameNotLookedUp as missing:
-            address, why = missing.args
+            address, why = missing.args[:2]
             self._not_looked_up(svc, peer, str(address), str(why))
             return Verdict(False, REASON_LIBWRAP)
+        else:
+            if not (request.client.trips or request.server.trips):
+                return decision
+        # Even when a later list item decided without it (the list swallowed the
+        # error), a name read but never asked for shows a wrong choice of names.
+        for end in (request.client, request.server):
+            if end.trips:
+                self._never_asked(svc, peer, end.addr_text, end.trips[0])
+        return Verdict(False, REASON_LIBWRAP)
+
+    def _never_asked(self, svc: ServiceConfig, peer: str, address: str, reader: str
+                     ) -> None:
+        """The line of a request refused because `reader` (a pattern, a `%` letter, an
+        address list) read a name no lookup was asked for: a bug, shown, never judged
+        as `unknown` (a deny by name would have been skipped)."""
+        self.program.error("internal_error",
+                           f"internal error in access checks: {reader} read the name "
+                           f"of {address}, never asked for: {svc.id} from {peer} refused")
 
     def _not_looked_up(self, svc: ServiceConfig, peer: str, address: str, why: str
                        ) -> None:
@@ -352,15 +388,28 @@ class AccessGate:
         self.program.warning("check_access", f"the name of {address} was not looked up "
                                              f"({why}): {svc.id} from {peer} refused")
 
-    def _decide(self, plan: ServicePlan, peer: str, ends: Endpoints,
-                client: NameInfo | None, server: NameInfo | None, tables: TablesView,
-                lookups: Lookups) -> Decision:
-        """What hosts_access decides (nothing run yet)."""
+    @staticmethod
+    def _request(plan: ServicePlan, peer: str, ends: Endpoints, client: NameInfo | None,
+                 server: NameInfo | None, pending: tuple[bool, bool] = (False, False)
+                 ) -> Request:
+        """The request hosts_access judges; a name without its NameInfo was never asked
+        for, unless `pending` says its lookup is (client, server)."""
         address = wrap_address(peer) if lists.parse_peer(peer) is not None else None
-        request = Request(plan.daemon, _endpoint(address, client, ends.client_port),
-                          _endpoint(ends.server, server, ends.server_port), pid=os.getpid(),
-                          resident=plan.resident)
-        return evaluate(tables.allow, tables.deny, request, lookups)
+        return Request(plan.daemon,
+                       _endpoint(address, client, ends.client_port, pending=pending[0]),
+                       _endpoint(ends.server, server, ends.server_port, pending=pending[1]),
+                       pid=os.getpid(), resident=plan.resident)
+
+    def _preview(self, plan: ServicePlan, peer: str, ends: Endpoints, tables: TablesView,
+                 lookups: Lookups, pending: tuple[bool, bool]) -> Decision | None:
+        """What hosts_access decides before any name is in (those `pending` unknown):
+        to find the banners that ask for names. None when it reads a name never asked
+        for: the judging refuses it, and says so."""
+        try:
+            return evaluate(tables.allow, tables.deny,
+                            self._request(plan, peer, ends, None, None, pending), lookups)
+        except NameNeverAsked:
+            return None
 
     @staticmethod
     def _banner_wants(plan: ServicePlan, decision: Decision, peer: str, ends: Endpoints,
@@ -377,6 +426,22 @@ class AccessGate:
             server = server or ("N" in letters and ends.server is not None
                                 and request.server.name is None)
         return client, server
+
+    def _banners_unasked(self, svc: ServiceConfig, plan: ServicePlan, peer: str,
+                         decision: Decision, lookups: Lookups) -> bool:
+        """Whether a banner file the decision (or a rule a failed aclexec hands over
+        to) would send reads a name never asked for: then said, as `_judge` does."""
+        chain: Decision | None = decision
+        while chain is not None:
+            for banner in chain.banners:
+                path = os.path.join(banner.folder, plan.daemon)
+                unasked = unasked_reader(lookups.banner_letters(path), banner.request)
+                if unasked is not None:
+                    end, letter = unasked
+                    self._never_asked(svc, peer, end.addr_text, f"{letter} in {path}")
+                    return True
+            chain = chain.otherwise
+        return False
 
     def _start(self, plan: ServicePlan, decision: Decision, conn: socket.socket | None,
                service_id: str, peer: str, lookups: Lookups) -> None:

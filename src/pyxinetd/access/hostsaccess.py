@@ -135,10 +135,10 @@ def _apply_options(rule: Rule, request: Request, file_access: Access,
             # has asked for it (libwrap looked it up then), the address before.
             if option.letters & CLIENT_NAME_LETTERS or (
                     option.letters & CLIENT_INFO_LETTERS and request.client.name_asked):
-                needs_name(request.client)
+                needs_name(request.client, f"aclexec {value}")
             if option.letters & SERVER_NAME_LETTERS or (
                     option.letters & SERVER_INFO_LETTERS and request.server.name_asked):
-                needs_name(request.server)
+                needs_name(request.server, f"aclexec {value}")
         if value is not None and OPTIONS[key][3]:
             trace.extend(f"warning: {place}: {text}" for text in unrecognized(value))
             value = expand(value, request)

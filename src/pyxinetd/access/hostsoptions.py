@@ -20,7 +20,7 @@ import pwd
 import re
 from dataclasses import dataclass
 
-from pyxinetd.access.hostspatterns import Request, iter_expansions
+from pyxinetd.access.hostspatterns import Endpoint, Request, iter_expansions
 from pyxinetd.textbytes import as_written
 
 # Characters kept as they are in `%` expansions; anything else becomes '_' so that
@@ -226,8 +226,36 @@ def client_info(request: Request) -> str:
     return _expansion("c", request)
 
 
+def _reads_name(letter: str, end: Endpoint) -> bool:
+    """Whether `%letter` reads `end`'s name: `%n`/`%N` always, the others once a lazy
+    endpoint's name has been asked for (the address before)."""
+    return letter in "nN" or not end.lazy or end.name_asked
+
+
+def _name_read(letter: str, request: Request) -> Endpoint | None:
+    """The endpoint whose name `%letter` reads for `request`, if any."""
+    for readers, end in ((CLIENT_NAME_LETTERS | CLIENT_INFO_LETTERS, request.client),
+                         (SERVER_NAME_LETTERS | SERVER_INFO_LETTERS, request.server)):
+        if letter in readers and _reads_name(letter, end):
+            return end
+    return None
+
+
+def unasked_reader(letters: frozenset[str], request: Request) -> tuple[Endpoint, str] | None:
+    """The first of `letters` (a text's `%` letters) that would read a name the gate
+    never asked for (Endpoint.unasked), with its endpoint; None when none would."""
+    for letter in sorted(letters):
+        end = _name_read(letter, request)
+        if end is not None and end.unasked:
+            return end, f"%{letter}"
+    return None
+
+
 def _expansion(letter: str, request: Request) -> str:
     client, server = request.client, request.server
+    end = _name_read(letter, request)
+    if end is not None:
+        end.read_by(f"%{letter}")
     if letter == "a":
         return client.addr_text
     if letter == "A":

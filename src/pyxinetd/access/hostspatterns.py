@@ -43,6 +43,17 @@ class NameNotLookedUp(Exception):
     can be given on it (a name pattern that did not match could have)."""
 
 
+class NameNeverAsked(NameNotLookedUp):
+    """A pattern or an expansion read the name of an endpoint the gate never asked to
+    have looked up (`Endpoint.unasked`): the gate's choice of names missed one, a bug.
+    Read as `unknown`, a deny by name would be skipped; it is refused instead.
+    args: (address, why, pattern)."""
+
+    @property
+    def pattern(self) -> str:
+        return str(self.args[2])
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One end of the connection. `name` is the verified host name (None = unknown);
@@ -60,6 +71,12 @@ class Endpoint:
     # Why the lookup never ran (pyxinetd.access.lookups.NameInfo): a pattern that
     # needs the name raises NameNotLookedUp; `%h`/`%n` show it as an unknown name.
     not_looked_up: str = ""
+    # The gate did not ask for this name (it judged no rule would read it): a pattern
+    # or expansion that reads it raises NameNeverAsked, and is noted in `trips` (shared
+    # by the request's copies), so the gate refuses and says so even when a later
+    # list item made the verdict without it.
+    unasked: bool = False
+    trips: list[str] = field(default_factory=list, compare=False, repr=False)
     _looked: list[bool] = field(default_factory=lambda: [False], compare=False, repr=False)
 
     @property
@@ -72,6 +89,14 @@ class Endpoint:
         if self.paranoid:
             return PARANOID
         return self.name if self.name is not None else UNKNOWN
+
+    def read_by(self, pattern: str) -> Endpoint:
+        """This endpoint, whose name `pattern` is about to read; raises NameNeverAsked
+        when the gate never asked for it."""
+        if self.unasked:
+            self.trips.append(pattern)
+            raise NameNeverAsked(self.addr_text, "never asked for", pattern)
+        return self
 
     def look_up(self) -> None:
         """From now on the name counts as looked up (libwrap looked it up)."""
@@ -503,9 +528,10 @@ def _pattern_address(text: str) -> ipaddress.IPv6Address | None:
     return address
 
 
-def needs_name(host: Endpoint) -> Endpoint:
-    """`host`, whose name a pattern is about to read; raises when it was never looked
-    up."""
+def needs_name(host: Endpoint, pattern: str = "") -> Endpoint:
+    """`host`, whose name `pattern` is about to read; raises when it was never looked
+    up, or never asked for (NameNeverAsked)."""
+    host.read_by(pattern)
     if host.not_looked_up:
         # libwrap would have looked it up here: `%h` would show the name from now on.
         host.look_up()
@@ -520,8 +546,10 @@ def host_match(pattern: str, host: Endpoint, lookups: Lookups,
     `where`: the rule's place, for the warning of a `/file` that cannot be opened;
     `seen`: the `/file` lists this pattern has led to so far."""
     upper = pattern.upper()
+    # What reads the name, for the line of a name never asked for.
+    reader = f"{pattern} (in {chain[-1]})" if chain else pattern
     if pattern.startswith("@"):
-        return needs_name(host).name_known and lookups.innetgr(pattern[1:], host.name_text)
+        return needs_name(host, reader).name_known and lookups.innetgr(pattern[1:], host.name_text)
     if pattern.startswith("/"):
         # libwrap reads files within files as deep as they go, and recurses until it
         # crashes on one that lists itself: such a word matches nothing here.
@@ -534,9 +562,9 @@ def host_match(pattern: str, host: Endpoint, lookups: Lookups,
         seen.add(pattern)
         return _file_match(pattern, host, lookups, chain, where, seen)
     if upper == "KNOWN":
-        return needs_name(host).name_known and host.address is not None
+        return needs_name(host, reader).name_known and host.address is not None
     if upper == "LOCAL":
-        return needs_name(host).name_known and "." not in host.name_text
+        return needs_name(host, reader).name_known and "." not in host.name_text
     if pattern.startswith("["):
         return _ipv6_match(pattern, host.address)
     if "/" in pattern:
@@ -548,8 +576,8 @@ def host_match(pattern: str, host: Endpoint, lookups: Lookups,
     # compared as text, `unknown` or `paranoid` included: that is how UNKNOWN and
     # PARANOID match, and why UNKNOWN does not match a paranoid host (its name is
     # `paranoid`).
-    return not set(pattern) <= _ADDRESS_CHARS and string_match(pattern,
-                                                               needs_name(host).name_text)
+    return not set(pattern) <= _ADDRESS_CHARS and string_match(
+        pattern, needs_name(host, reader).name_text)
 
 
 def _file_match(path: str, host: Endpoint, lookups: Lookups, chain: tuple[str, ...],
