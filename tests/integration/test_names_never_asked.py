@@ -10,15 +10,18 @@ and the reader, never judge it as `unknown`; other clients are judged as always.
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pyxinetd.access.gate import Datagram
 from pyxinetd.config.model import AddressEntry, ServiceConfig
-from tests.daemon import DaemonFactory, free_port
+from tests.daemon import DaemonFactory, free_port, wait_until
 from tests.factories import make_service
 from tests.integration.test_connection_fault import FAULTY, GOOD, served, start_faulty
+from tests.integration.test_hostsaccess_gate import TIMEOUT, Gate, gate  # noqa: F401
 
 
 def _tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allow: str, deny: str
@@ -82,3 +85,28 @@ def test_a_name_in_no_access_never_asked_for_refuses_and_says_so(
     assert served(FAULTY, port) == b""
     daemon.wait_for_log(_line("the only_from/no_access names"))
     assert served(GOOD[0], port) == b"hello\n"
+
+
+def test_a_datagrams_banner_asking_for_a_name_does_not_trip_the_later_options(
+        gate: Gate, tmp_path: Path) -> None:
+    # A datagram's banner is not sent and its %n looks nothing up, yet it counts as
+    # asking for the name: `%h` after it shows the address, and the request is
+    # admitted, never refused as reading a name never asked for.
+    banners = tmp_path / "banners"
+    banners.mkdir()
+    (banners / "in.test").write_text("hello %n\n")
+    out = tmp_path / "spawn.out"
+    gate.tables(f"in.test: ALL: banners {banners}: spawn echo %h > {out}\n", "")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as service, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        service.bind(("127.0.0.2", 0))
+        client.bind(("127.0.0.1", 0))
+        client.sendto(b"x", service.getsockname())
+        _, sender = service.recvfrom(16)
+        verdict, _ = gate.verdict(datagram=Datagram(service, sender), socket_type="dgram",
+                                  protocol="udp", port=None, bind="127.0.0.2")
+    assert verdict.allowed
+    wait_until(lambda: out.exists() and out.read_text().endswith("\n"), TIMEOUT,
+               what="the spawn command's output")
+    assert out.read_text() == "127.0.0.1\n"
+    assert "internal error" not in gate.log.getvalue()

@@ -215,7 +215,7 @@ def _as_now(request: Request) -> Request:
     """A copy of `request` whose endpoints keep what has been looked up so far (the
     original goes on with the options after this one)."""
     def endpoint(end: Endpoint) -> Endpoint:
-        return replace(end, _looked=[end._looked[0]])
+        return replace(end, _looked=[end._looked[0]], _asked=[end._asked[0]])
     return replace(request, client=endpoint(request.client), server=endpoint(request.server))
 
 

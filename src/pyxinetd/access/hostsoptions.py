@@ -246,7 +246,7 @@ def unasked_reader(letters: frozenset[str], request: Request) -> tuple[Endpoint,
     never asked for (Endpoint.unasked), with its endpoint; None when none would."""
     for letter in sorted(letters):
         end = _name_read(letter, request)
-        if end is not None and end.unasked:
+        if end is not None and end.name_unasked:
             return end, f"%{letter}"
     return None
 

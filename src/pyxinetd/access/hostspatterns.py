@@ -74,10 +74,12 @@ class Endpoint:
     # The gate did not ask for this name (it judged no rule would read it): a pattern
     # or expansion that reads it raises NameNeverAsked, and is noted in `trips` (shared
     # by the request's copies), so the gate refuses and says so even when a later
-    # list item made the verdict without it.
+    # list item made the verdict without it. A banner's `%n`/`%N` asks for it
+    # (`look_up`): the gate then waits for it, or, for a datagram, looks nothing up.
     unasked: bool = False
     trips: list[str] = field(default_factory=list, compare=False, repr=False)
     _looked: list[bool] = field(default_factory=lambda: [False], compare=False, repr=False)
+    _asked: list[bool] = field(default_factory=lambda: [False], compare=False, repr=False)
 
     @property
     def addr_text(self) -> str:
@@ -93,14 +95,22 @@ class Endpoint:
     def read_by(self, pattern: str) -> Endpoint:
         """This endpoint, whose name `pattern` is about to read; raises NameNeverAsked
         when the gate never asked for it."""
-        if self.unasked:
+        if self.name_unasked:
             self.trips.append(pattern)
             raise NameNeverAsked(self.addr_text, "never asked for", pattern)
         return self
 
+    @property
+    def name_unasked(self) -> bool:
+        """Whether reading the name now is a bug: the gate never asked for it, and no
+        banner has since."""
+        return self.unasked and not self._asked[0]
+
     def look_up(self) -> None:
-        """From now on the name counts as looked up (libwrap looked it up)."""
+        """From now on the name counts as looked up (libwrap looked it up), and as
+        asked for (a banner's `%n`/`%N`, which the gate waits for)."""
         self._looked[0] = True
+        self._asked[0] = True
 
     @property
     def name_asked(self) -> bool:
