@@ -17,12 +17,15 @@ loader tests its uniqueness first (a duplicate logs only that) and then logs the
 and the reasons; one that passes gets the line from the loader once it proved unique.
 
 The first failing stage ends the service, as in xinetd. pyxinetd's own checks (a
-protocol that cannot carry the socket type, which xinetd only finds when it creates the
-socket) come after all of xinetd's.
+protocol that cannot carry the socket type, by pyxinetd's table or the kernel's answer,
+which xinetd only finds when it creates the socket) come after all of xinetd's.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
@@ -36,6 +39,8 @@ _INFER_SOCKET = {"tcp": SocketType.STREAM, "udp": SocketType.DGRAM}
 _INFER_PROTOCOL = {SocketType.STREAM: "tcp", SocketType.DGRAM: "udp"}
 # The one socket type (besides raw) each of these protocols can be opened with.
 _CARRIES = {"tcp": SocketType.STREAM, "udp": SocketType.DGRAM}
+# The kernel's answers to socket() that mean it never pairs the type with the protocol.
+_PAIR_REFUSED = (errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT, errno.EPROTOTYPE)
 # xinetd names missing attributes in the order of its attribute numbers.
 _REQUIRED_ORDER = ("wait", "socket_type", "protocol", "user", "server", "rpc_version", "port",
                    "rpc_number")
@@ -260,8 +265,33 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
         # supported"); said here, with the file and line, it is also caught by `check`.
         raise rejected(f"service {sid}: protocol {protocol} does not carry socket_type "
                        f"{socket_type.value} (it takes {carried.value} or raw)")
+    refused = None if tcpmux or carried is not None else kernel_refuses(socket_type,
+                                                                         protocol_number)
+    if refused is not None:
+        raise rejected(f"service {sid}: protocol {protocol} does not carry socket_type "
+                       f"{socket_type.value} (the kernel refuses the pair: {refused})")
     return Checked(socket_type, protocol, protocol_number, None if tcpmux else port,
                    rpc_number if rpc else None, frozenset(flags))
+
+
+def kernel_refuses(socket_type: SocketType, protocol_number: int) -> str | None:
+    """Why the kernel will not make this socket in either family (stream over icmp), or
+    None. xinetd finds it only when it creates the socket at start (`socket creation
+    failed (Protocol not supported ...)`); asked here, the file and line can be named.
+    Other failures (a raw socket without privilege, no descriptor left) are the run's,
+    not the configuration's, and are left to the start."""
+    refusal: int | None = None
+    for family in (socket.AF_INET6, socket.AF_INET):
+        try:
+            socket.socket(family, socket_type.kernel_type, protocol_number).close()
+        except OSError as err:
+            if err.errno in _PAIR_REFUSED:
+                refusal = err.errno
+            elif err.errno != errno.EAFNOSUPPORT:    # a host without IPv6 tells nothing
+                return None
+        else:
+            return None
+    return os.strerror(refusal) if refusal is not None else None
 
 
 def _check_labeled(sid: str, internal: bool, socket_type: SocketType | None,
