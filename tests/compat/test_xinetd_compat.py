@@ -68,6 +68,10 @@ KNOWN: dict[tuple[str, str], Deviation] = {
         "a failed attribute keeps the service disabled; xinetd's later `disable = no` "
         "resurrects it without the attribute",
         frozenset({"resurrected: activated by xinetd, not by pyxinetd"})),
+    ("asis", "synthetic/deviation-enabled-failed.conf"): Deviation(
+        "a failed attribute keeps the service disabled; xinetd's defaults' `enabled` list "
+        "re-enables it, without the attribute",
+        frozenset({"revived: activated by xinetd, not by pyxinetd"})),
     ("asis", "synthetic/deviation-inline-comment.conf"): Deviation(
         "inline comments are stripped; xinetd takes `# the port` as values, ignores the "
         "port line and drops the UNLISTED service",

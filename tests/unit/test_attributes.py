@@ -298,6 +298,20 @@ def test_disable_no_does_not_resurrect(tmp_path: Path) -> None:
     assert any("does not re-enable" in w for w in warnings(config))
 
 
+def test_enabled_list_does_not_resurrect(tmp_path: Path) -> None:
+    defaults = "defaults\n{\n\tenabled = svc ok gone\n\tdisabled = gone\n}\n"
+    config = load_text(tmp_path, defaults + service_block("svc", "nice = x")
+                       + service_block("ok", port=20002)
+                       + service_block("gone", "nice = x", port=20003))
+    assert [s.id for s in config.services] == ["ok"]
+    # Named once, for the listed service whose attribute failed; the disabled list
+    # removes `gone` in xinetd too.
+    assert [w.split(": warning: ", 1)[1] for w in warnings(config)
+            if "enabled list does not re-enable" in w] == [
+        "service svc: the defaults' enabled list does not re-enable a service whose "
+        "attribute failed (xinetd 2.3.15.3 would run it with that attribute unset)"]
+
+
 def test_user_resolution(tmp_path: Path) -> None:
     svc = one(tmp_path)
     assert (svc.user, svc.user_name, svc.group) == (65534, "nobody", 65534)

@@ -240,6 +240,11 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
                       unserved_twin(draft.name, protocol, draft.twin_of))
         sid = str(draft.values.get("id") or draft.name)
         reason = _removal(draft, sid, enabled, disabled)
+        if _revived_by_enabled(draft, sid, enabled, disabled):
+            sink.warning(draft.file, draft.line, (
+                f"service {draft.name}: the defaults' enabled list does not re-enable a "
+                f"service whose attribute failed (xinetd 2.3.15.3 would run it with that "
+                f"attribute unset)"))
         if reason is not None:
             sink.debug(draft.file, draft.line, f"removing {draft.name}: {reason}")
             dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line, reason))
@@ -329,6 +334,16 @@ def _removal(draft: Draft, sid: str, enabled: object, disabled: object) -> str |
     if isinstance(disabled, frozenset) and key in disabled:
         return f"id {sid} is in the defaults' disabled list"
     return None
+
+
+def _revived_by_enabled(draft: Draft, sid: str, enabled: object, disabled: object) -> bool:
+    """xinetd 2.3.15.3 marks every service disabled when the defaults have `enabled`,
+    then enables the listed ones (confparse.c remove_disabled_services), which clears
+    the mark a failed attribute set: such a service runs with that attribute unset."""
+    key = sid.lower()
+    return (bool(draft.failures) and not draft.disabled
+            and isinstance(enabled, frozenset) and key in enabled
+            and not (isinstance(disabled, frozenset) and key in disabled))
 
 
 def _warn_shared_ids(services: list[ServiceConfig], sink: DiagnosticSink,
