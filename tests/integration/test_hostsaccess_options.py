@@ -226,6 +226,32 @@ def test_a_banners_n_looks_the_name_up(
     assert fetch(port) == f"name {name} then {host}\r\n{host}\n"
 
 
+@pytest.mark.parametrize(("daemon_list", "client_list", "letter"), [
+    # The client's name (looked up for the rule's pattern) matches the rule; its
+    # banner asks for the server's name, which no rule reads.
+    ("in.probe", "{name}", "%N"),
+    # The server's name (for `daemon@host`) matches; the banner asks for the client's.
+    ("in.probe@{name}", "ALL", "%n"),
+])
+def test_a_banner_of_a_rule_matched_by_a_name_gets_the_other_name(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        daemon_list: str, client_list: str, letter: str) -> None:
+    # Before the names came, the rule could not be told to match: its banner's name
+    # is looked up once they are in, the request served (not refused as reading a
+    # name never asked for).
+    name = expected_name("127.0.0.1")
+    if name in ("unknown", "paranoid"):
+        pytest.skip("127.0.0.1 has no name here")
+    folder = tmp_path / "banners"
+    folder.mkdir()
+    (folder / "in.probe").write_text(f"name {letter}\n")
+    daemon, port = start(daemons, tmp_path, monkeypatch,
+                         f"{daemon_list.format(name=name)}: {client_list.format(name=name)}"
+                         f": banners {folder}: twist echo served\n")
+    assert fetch(port) == f"name {name}\r\nserved\n"
+    assert "internal error" not in daemon.log()
+
+
 def test_every_banners_option_sends_its_file_in_order(
         daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first, second = tmp_path / "b1", tmp_path / "b2"

@@ -289,8 +289,10 @@ class AccessGate:
                 decision = decision.otherwise
         names: dict[str, NameInfo] = {}
         missing = int(want_client) + int(want_server)
+        banners_seen = not (wrap and conn is not None and tables.endpoints)
 
         def proceed() -> None:
+            nonlocal banners_seen, missing
             if replaced is not None and replaced():
                 done(RULES_REPLACED)
                 return
@@ -299,6 +301,18 @@ class AccessGate:
                 # could not be forked either; given up as its retry gives up.
                 done(NO_PROCESS)
                 return
+            if not banners_seen:
+                # The names that came in may match a rule the preview (which read them
+                # as unknown) did not: its banners may ask for the other name.
+                banners_seen = True
+                more = [side for side in self._banner_names(plan, peer, ends, tables,
+                                                            lookups, names)
+                        if side not in names]
+                if more:
+                    missing = len(more)
+                    for side in more:
+                        look_up(side)
+                    return
             outcome = self._judge(svc, plan, peer, ends, names.get("client"),
                                   names.get("server"), tables, lookups)
             if isinstance(outcome, Verdict):
@@ -316,11 +330,15 @@ class AccessGate:
             if missing == 0:
                 proceed()
 
+        def look_up(side: str) -> None:
+            address = peer if side == "client" else ends.server
+            assert address is not None
+            self.resolver.lookup(normalize_address(address), lambda i: arrived(side, i))
+
         if want_client:
-            self.resolver.lookup(normalize_address(peer), lambda i: arrived("client", i))
+            look_up("client")
         if want_server and ends.server is not None:
-            self.resolver.lookup(normalize_address(ends.server),
-                                 lambda i: arrived("server", i))
+            look_up("server")
         if missing == 0:
             self.loop.call_soon(proceed)
 
@@ -410,6 +428,28 @@ class AccessGate:
                             self._request(plan, peer, ends, None, None, pending), lookups)
         except NameNeverAsked:
             return None
+
+    def _banner_names(self, plan: ServicePlan, peer: str, ends: Endpoints,
+                      tables: TablesView, lookups: Lookups, names: dict[str, NameInfo]
+                      ) -> list[str]:
+        """The names ("client", "server") the banner files of the rules that decide
+        with `names` ask for (those of the rules a failed aclexec hands over to
+        included); none when the rules read a name never asked for (the judging
+        refuses it, and says so)."""
+        try:
+            decision: Decision | None = evaluate(
+                tables.allow, tables.deny,
+                self._request(plan, peer, ends, names.get("client"), names.get("server")),
+                lookups)
+        except NameNotLookedUp:
+            return []
+        client = server = False
+        while decision is not None:
+            banner_client, banner_server = self._banner_wants(plan, decision, peer, ends,
+                                                              lookups)
+            client, server = client or banner_client, server or banner_server
+            decision = decision.otherwise
+        return [side for side, wanted in (("client", client), ("server", server)) if wanted]
 
     @staticmethod
     def _banner_wants(plan: ServicePlan, decision: Decision, peer: str, ends: Endpoints,
