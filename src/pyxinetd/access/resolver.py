@@ -152,16 +152,8 @@ class Resolver:
         # same in the helper), so that the helper skips a lookup it reaches too late.
         message: dict[str, object] = {"id": request_id, "op": "name", "addr": address,
                                       "until": time.monotonic() + self.timeout}
-        if self._backlog and self._sock is not None:
-            # Behind the others that wait for the helper to read.
-            self._backlog[request_id] = message
-            return
-        failed = self._send(message)
-        if failed is HELPER_BUSY and self._sock is not None:
-            self._wait_for_room(request_id, message)
-        elif failed is not None:
-            info = UNAVAILABLE if self._given_up else never_ran(failed)
-            self.loop.call_soon(lambda: self._expire(request_id, info))
+        self._offer(request_id, message, self._send, lambda why: self._expire_soon(
+            request_id, UNAVAILABLE if self._given_up else never_ran(why)))
 
     def run_shell(self, command: str, context: ShellContext = DAEMON_CONTEXT, *,
                   about: str = "") -> None:
@@ -185,15 +177,8 @@ class Resolver:
                                       "cmds": list(commands), "timeout": timeout,
                                       "until": time.monotonic() + timeout,
                                       **context.message()}
-        if self._backlog and self._sock is not None:
-            # Behind the others that wait for the helper to read.
-            self._backlog[request_id] = message
-            return
-        failed = self._send(message)
-        if failed is HELPER_BUSY and self._sock is not None:
-            self._wait_for_room(request_id, message)
-        elif failed is not None:
-            self.loop.call_soon(lambda: self._finish_check(request_id, failed))
+        self._offer(request_id, message, self._send,
+                    lambda why: self._finish_check_soon(request_id, why))
 
     def close(self) -> None:
         """The daemon exits: stop the helper (its queued lookups answer nobody now; left
@@ -434,29 +419,16 @@ class Resolver:
             message["until"] = time.monotonic() + self.timeout
             self._pending[request_id] = (callback, self.loop.call_later(
                 self.timeout, lambda: self._expire(request_id)))
-            if self._backlog and self._sock is not None:
-                self._backlog[request_id] = message
-                return
-            failed = self._transmit_again(message)
-            if failed is HELPER_BUSY and self._sock is not None:
-                self._wait_for_room(request_id, message)
-            elif failed is not None:
-                info = never_ran(failed)
-                self.loop.call_soon(lambda: self._expire(request_id, info))
+            self._offer(request_id, message, self._transmit_again,
+                        lambda why: self._expire_soon(request_id, never_ran(why)))
         elif isinstance(request_id, int) and message["op"] == "check":
             done, _ = self._checks[request_id]
             timeout = float(str(message.get("timeout", 0)))
             message["until"] = time.monotonic() + timeout
             self._checks[request_id] = (done, self.loop.call_later(
                 timeout, lambda: self._check_due(request_id)))
-            if self._backlog and self._sock is not None:
-                self._backlog[request_id] = message
-                return
-            failed = self._transmit_again(message)
-            if failed is HELPER_BUSY and self._sock is not None:
-                self._wait_for_room(request_id, message)
-            elif failed is not None:
-                self.loop.call_soon(lambda: self._finish_check(request_id, failed))
+            self._offer(request_id, message, self._transmit_again,
+                        lambda why: self._finish_check_soon(request_id, why))
         else:
             self._transmit_again(message)
 
@@ -481,6 +453,30 @@ class Resolver:
                 self._expire(request_id, info)
             else:
                 self._finish_check(request_id, HELPER_NO_PROCESS)
+
+    def _offer(self, request_id: int, message: dict[str, object],
+               send: Callable[[dict[str, object]], NotRun | None],
+               failed: Callable[[NotRun], None]) -> None:
+        """Send a lookup or check, or keep it behind those that wait for the helper to
+        read (sent before them, it would overtake requests asked before it); one that
+        meets a full queue waits for room; `failed` is told why one cannot be sent."""
+        if self._backlog and self._sock is not None:
+            self._backlog[request_id] = message
+            return
+        why = send(message)
+        if why is HELPER_BUSY and self._sock is not None:
+            self._wait_for_room(request_id, message)
+        elif why is not None:
+            failed(why)
+
+    def _expire_soon(self, request_id: int, info: NameInfo) -> None:
+        """A lookup that cannot be sent is answered in a later turn: never within the
+        call that asked for it."""
+        self.loop.call_soon(lambda: self._expire(request_id, info))
+
+    def _finish_check_soon(self, request_id: int, why: NotRun) -> None:
+        """A check that cannot be sent is answered in a later turn, as a lookup is."""
+        self.loop.call_soon(lambda: self._finish_check(request_id, why))
 
     def _wait_for_room(self, request_id: int, message: dict[str, object]) -> None:
         """Keep a lookup or check the helper's full queue did not take, and watch its
