@@ -24,6 +24,7 @@ import ipaddress
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -723,6 +724,21 @@ def test_a_failure_once_the_clients_request_is_held_for_a_fork_retry_leaves_it_h
     assert "no longer watched" not in daemon.log()
 
 
+def served_by_its_holder(daemon: Daemon, port: int, kept: str) -> None:
+    """The faulty client's handling failed once `kept` held it: one line says so, the
+    holder goes on and its server serves it, and so is the next client; no server was
+    started on a closed socket and no descriptor stopped being watched."""
+    with connect_from(FAULTY, port) as conn:
+        daemon.wait_for_log(rf"internal error in handling hello's connection from {FAULTY} "
+                            rf"\({re.escape('kept for ' + kept)}\): RuntimeError: "
+                            rf"injected failure for {FAULTY}")
+        assert answer(conn) == b"hello\n"
+    assert served(GOOD[0], port) == b"hello\n"
+    log = daemon.log()
+    assert "cannot start" not in log and "no longer watched" not in log
+    assert log.count("internal error") == 1, log
+
+
 def test_a_failure_once_the_client_is_handed_to_its_ident_lookup_leaves_it_there(
         daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     # USERID: the faulty client is handed to its ident lookup (its server starts once
@@ -736,15 +752,7 @@ def test_a_failure_once_the_client_is_handed_to_its_ident_lookup_leaves_it_there
                        log_type=FileTarget(str(daemons.tmp_path / "services.log")),
                        log_on_success=frozenset({"USERID", "HOST", "PID"}),
                        log_on_failure=frozenset({"HOST"}))
-    daemon = start_faulty(daemons, svc)
-    with connect_from(FAULTY, port) as conn:
-        daemon.wait_for_log(rf"internal error in handling hello's connection from {FAULTY} "
-                            rf"\(kept for its ident lookup\): RuntimeError: injected "
-                            rf"failure for {FAULTY}")
-        assert answer(conn) == b"hello\n"
-    assert served(GOOD[0], port) == b"hello\n"
-    assert "no longer watched" not in daemon.log()
-    assert daemon.log().count("internal error") == 1, daemon.log()
+    served_by_its_holder(start_faulty(daemons, svc), port, "its ident lookup")
 
 
 def test_a_failure_once_a_peerenv_client_waits_for_its_name_leaves_it_to_the_lookup(
@@ -757,15 +765,7 @@ def test_a_failure_once_a_peerenv_client_waits_for_its_name_leaves_it_to_the_loo
     port = free_port()
     svc = make_service(name="hello", port=port, server="/bin/echo",
                        server_argv=("echo", "hello"), flags=frozenset({"PEERENV"}))
-    daemon = start_faulty(daemons, svc)
-    with connect_from(FAULTY, port) as conn:
-        daemon.wait_for_log(rf"internal error in handling hello's connection from {FAULTY} "
-                            rf"\(kept for its name lookup\): RuntimeError: injected "
-                            rf"failure for {FAULTY}")
-        assert answer(conn) == b"hello\n"
-    assert served(GOOD[0], port) == b"hello\n"
-    assert "cannot start" not in daemon.log()
-    assert daemon.log().count("internal error") == 1, daemon.log()
+    served_by_its_holder(start_faulty(daemons, svc), port, "its name lookup")
 
 
 def test_a_failure_once_the_client_is_parked_for_its_access_checks_leaves_it_there(
@@ -778,12 +778,4 @@ def test_a_failure_once_the_client_is_parked_for_its_access_checks_leaves_it_the
     port = free_port()
     svc = make_service(name="hello", port=port, server="/bin/echo",
                        server_argv=("echo", "hello"), only_from=named_hosts())
-    daemon = start_faulty(daemons, svc)
-    with connect_from(FAULTY, port) as conn:
-        daemon.wait_for_log(rf"internal error in handling hello's connection from {FAULTY} "
-                            rf"\(kept for its access check\): RuntimeError: injected "
-                            rf"failure for {FAULTY}")
-        assert answer(conn) == b"hello\n"
-    assert served(GOOD[0], port) == b"hello\n"
-    assert "no longer watched" not in daemon.log()
-    assert daemon.log().count("internal error") == 1, daemon.log()
+    served_by_its_holder(start_faulty(daemons, svc), port, "its access check")
