@@ -690,6 +690,8 @@ def test_private_socket_shortage_is_logged_once_and_the_service_serves_again(
     def served(reply: bytes) -> None:
         assert reply.startswith(b"pid="), reply
 
+    pid = daemon.proc.pid
+    sockets_before = open_sockets(pid)
     # One request served first: the service log is open before descriptors run out.
     if socket_type == "stream":
         exchange(tcp_from("127.0.0.1", port))
@@ -699,12 +701,16 @@ def test_private_socket_shortage_is_logged_once_and_the_service_serves_again(
             sender.sendto(b"first", ("127.0.0.1", port))
             served(sender.recv(4096))
     wait_log_lines(log, r"EXIT: icept", 1)
-    pid = daemon.proc.pid
+    # The first request's sockets may outlive its EXIT line a moment: one closed after
+    # the limit is set would leave room for the server's socket.
+    wait_until(lambda: open_sockets(pid) == sockets_before, TIMEOUT,
+               what="the first request's sockets closed")
     used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
     soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (min(set(range(len(used) + 1)) - used), hard))
     shortage = r"ERROR: icept: cannot make the server's socket: Too many open files"
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    conn: socket.socket | None = None
     try:
         sender.settimeout(TIMEOUT)
         if socket_type == "stream":
@@ -720,7 +726,7 @@ def test_private_socket_shortage_is_logged_once_and_the_service_serves_again(
         assert len(re.findall(shortage, daemon.log())) == 1, daemon.log()
         assert len(re.findall(r"FAIL: icept fork", log.read_text())) == 1, log.read_text()
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
-        if socket_type == "stream":
+        if conn is not None:
             assert exchange(conn)["pid"]    # the queued client gets the next server
         else:
             def answered() -> bool:
@@ -734,7 +740,22 @@ def test_private_socket_shortage_is_logged_once_and_the_service_serves_again(
     finally:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
         sender.close()
+        if conn is not None:
+            conn.close()
     assert daemon.proc.poll() is None
+
+
+def open_sockets(pid: int) -> set[str]:
+    """The sockets a process has open, by descriptor and inode."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:"):
+            found.add(f"{fd} {target}")
+    return found
 
 
 def gated_aclexec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str) -> Path:
