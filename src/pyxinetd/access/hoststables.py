@@ -242,58 +242,53 @@ class TablesView:
     allow: Table
     deny: Table
     empty: bool = True              # no rule in either file: every request is granted
-    client_names: bool = False      # a rule may need the client's host name
-    server_names: bool = False      # a rule may need the server's host name
     endpoints: bool = False         # a rule may read the server address or a port
-    # The `/file` lists of client (and of `daemon@host`) patterns, with their rules'
-    # places: whether they need a name depends on their words (files_need_names).
-    client_files: tuple[tuple[str, str], ...] = ()
-    server_files: tuple[tuple[str, str], ...] = ()
-    _files: dict[str, tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]] = \
-        field(default_factory=dict, compare=False, repr=False)
-    _names: dict[str, tuple[bool, bool]] = field(default_factory=dict, compare=False,
-                                                 repr=False)
+    _needs: dict[str, _DaemonNeeds] = field(default_factory=dict, compare=False,
+                                            repr=False)
 
     def names(self, daemon: str) -> tuple[bool, bool]:
-        """`client_names` and `server_names` of the rules that may apply to requests
-        for `daemon`. libwrap looks a name up only when a rule whose daemon list
-        matched reads it, so one `sshd: .example.com` rule does not make every other
-        service's client wait for a reverse lookup."""
-        cached = self._names.get(daemon)
-        if cached is None:
-            rules = [r for t in (self.allow, self.deny) for r in t.rules
-                     if r.may_serve(daemon)]
-            cached = (any(r.client_names for r in rules),
-                      any(r.server_names for r in rules))
-            self._names[daemon] = cached
-        return cached
+        """Whether the rules that may apply to requests for `daemon` may need the
+        client's and the server's host names. libwrap looks a name up only when a rule
+        whose daemon list matched reads it, so one `sshd: .example.com` rule does not
+        make every other service's client wait for a reverse lookup."""
+        return self._for(daemon).names
 
     def files(self, daemon: str
               ) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
-        """`client_files` and `server_files` of the rules that may apply to requests
-        for `daemon`: the lists a request reads to know whether it needs a name. Those
+        """The `/file` lists of the client and of the `daemon@host` patterns of the
+        rules that may apply to requests for `daemon`, each with its rule's place: the
+        lists a request reads to know whether it needs a name (files_need_names). Those
         of other daemons' rules are never read for it (libwrap reads a list only when
         the rule's daemon matched), so a service they do not name reads no file."""
-        cached = self._files.get(daemon)
-        if cached is None:
+        return self._for(daemon).files
+
+    def _for(self, daemon: str) -> _DaemonNeeds:
+        needs = self._needs.get(daemon)
+        if needs is None:
             rules = [r for t in (self.allow, self.deny) for r in t.rules
                      if r.may_serve(daemon)]
-            cached = (tuple((path, r.place) for r in rules
-                            for path in pattern_files(list(r.clients))),
-                      tuple((path, r.place) for r in rules
-                            for path in pattern_files(r.server_hosts)))
-            self._files[daemon] = cached
-        return cached
+            needs = _DaemonNeeds(
+                (any(r.client_names for r in rules), any(r.server_names for r in rules)),
+                (tuple((path, r.place) for r in rules
+                       for path in pattern_files(list(r.clients))),
+                 tuple((path, r.place) for r in rules
+                       for path in pattern_files(r.server_hosts))))
+            self._needs[daemon] = needs
+        return needs
+
+
+@dataclass(frozen=True)
+class _DaemonNeeds:
+    """What the rules that may apply to one daemon's requests need (TablesView)."""
+
+    names: tuple[bool, bool]
+    files: tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
 
 
 def _view(allow: Table, deny: Table) -> TablesView:
     tables = (allow, deny)
     return TablesView(allow, deny, empty=not allow.rules and not deny.rules,
-                      client_names=any(t.client_names for t in tables),
-                      server_names=any(t.server_names for t in tables),
-                      endpoints=any(t.endpoints for t in tables),
-                      client_files=tuple(f for t in tables for f in t.client_files),
-                      server_files=tuple(f for t in tables for f in t.server_files))
+                      endpoints=any(t.endpoints for t in tables))
 
 
 @dataclass
@@ -331,27 +326,6 @@ class HostsTables:
     def empty(self) -> bool:
         """No rule in either file (after `current()`): every request is granted."""
         return self.view().empty
-
-    @property
-    def client_names(self) -> bool:
-        """A rule may need the client's host name (after `current()`)."""
-        return self.view().client_names
-
-    @property
-    def server_names(self) -> bool:
-        """A rule may need the server's host name (after `current()`)."""
-        return self.view().server_names
-
-    @property
-    def client_files(self) -> tuple[tuple[str, str], ...]:
-        """The `/file` lists of client patterns, with their rules' places (after
-        `current()`): whether they need the client's name depends on their words."""
-        return self.view().client_files
-
-    @property
-    def server_files(self) -> tuple[tuple[str, str], ...]:
-        """The `/file` lists of `daemon@host` patterns (after `current()`)."""
-        return self.view().server_files
 
     @property
     def endpoints(self) -> bool:
