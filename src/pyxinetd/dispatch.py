@@ -32,6 +32,7 @@ from pyxinetd.dgramrelay import NowaitRelays
 from pyxinetd.forkretry import ForkRetry, Hold, Outcome
 from pyxinetd.handover import HandedOver
 from pyxinetd.intercept import CPS_TRIPPED, Address, Interceptors
+from pyxinetd.internal import tcpmux
 from pyxinetd.internal.session import discard_input
 from pyxinetd.listener import ACCEPT_BATCH, SHORTAGE_ERRNOS, Accepted, accept_queued, \
     descriptor_ceiling, reset_all
@@ -566,6 +567,7 @@ class Dispatcher:
                 self._admit(rt, conn, addr, peer, self.access.check(svc, peer, conn))
                 return
         try:
+            tcpmux.acknowledge(svc, conn)
             if svc.banner_success:
                 banners.banner_success(svc, conn, self._banner_error, peer)
         except BaseException:

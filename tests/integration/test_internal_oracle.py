@@ -24,7 +24,7 @@ from internal_support import DEADLINE, LoopThread, make_service
 import oracle
 from pyxinetd import internal
 from pyxinetd.config.model import ServiceConfig, SocketType
-from pyxinetd.internal import chargen
+from pyxinetd.internal import chargen, tcpmux
 
 pytestmark = pytest.mark.oracle
 
@@ -111,7 +111,9 @@ def run_our_probe() -> dict[str, Any]:
         return plus if name.lower() == "plus" else None
 
     def launch(service: ServiceConfig, conn: socket.socket, peer: Any) -> None:
-        # What the spawned /bin/echo would write.
+        # What the daemon's launch of an admitted client and the spawned /bin/echo
+        # would write.
+        tcpmux.acknowledge(service, conn)
         conn.settimeout(DEADLINE)
         conn.sendall(b"from the server\n")
         conn.close()

@@ -33,7 +33,9 @@ class Mux:
             names=lambda: sorted(SERVICES)))
 
     def launch(self, service: ServiceConfig, conn: socket.socket, peer: Any) -> None:
-        # CORE's launch spawns the server; here the test plays the server.
+        # The daemon's launch runs the service's checks, acknowledges and spawns the
+        # server; here the service admits every client and the test plays the server.
+        tcpmux.acknowledge(service, conn)
         self.launched.append((service, conn, peer))
 
     def __enter__(self) -> Mux:
@@ -74,6 +76,22 @@ def test_tcpmuxplus_sends_go_first() -> None:
         conn.sendall(b"data")
         conn.shutdown(socket.SHUT_WR)
         assert recv_all(c) == b"+Go\r\ndata"
+
+
+def test_the_session_leaves_go_to_the_launch() -> None:
+    """`+Go` says the service started: the session hands a TCPMUXPLUS client over
+    without it, for the launch to send once the service's own checks admitted it."""
+    got: list[socket.socket] = []
+    lt = LoopThread()
+    mux = make_service("tcpmux", port=1)
+    addr = lt.listen(lambda loop, conn, peer: internal.start_tcpmux(
+        loop, mux, conn, peer, lookup, lambda svc, conn, peer: got.append(conn),
+        lt.on_close("tcpmux")))
+    with lt, socket.create_connection(addr[:2], timeout=DEADLINE) as c:
+        c.sendall(b"plus\r\n")
+        assert wait_for(lambda: len(got) == 1)
+        got[0].close()      # refused: closed without a byte
+        assert recv_all(c) == b""
 
 
 @pytest.mark.parametrize("first,second", [(b"fo", b"o\r\nrest"), (b"foo\r", b"\nrest")])

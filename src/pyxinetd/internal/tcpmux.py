@@ -10,7 +10,12 @@ Differences from xinetd, all deliberate (docs/compatibility.md):
   `-Service name not found\\r\\n\\0`; RFC 1078 has no NUL, and a client that takes the
   NUL for the first byte of the server's output is confused by it);
 - `help` lists the TCPMUX service names, one per CRLF-terminated line, as RFC 1078
-  asks (a configured service literally named `help` still wins).
+  asks (a configured service literally named `help` still wins);
+- a TCPMUXPLUS client's `+Go` is sent once its service admitted it
+  (`acknowledge`, called where the server is started): after the banners of its
+  hosts.allow/hosts.deny rule, as xinetd sends them, and before its `banner_success`;
+  a refused client never gets it (xinetd sent it when the service had a
+  `banner_fail`).
 As in xinetd, a line of 2 bytes or less, one ending in a bare LF (even with more bytes
 after it), or one not ending in CRLF within MAX_LINE bytes (over all its segments),
 closes the connection without a reply.
@@ -156,12 +161,19 @@ class TcpmuxSession:
         self._detach()
         conn = self.conn
         conn.setblocking(True)   # the server inherits the file status flags
-        if "TCPMUXPLUS" in service.types:
-            try:
-                conn.send(GO, socket.MSG_DONTWAIT)
-            except OSError:
-                pass    # 5 bytes on a fresh connection: fails only if the peer is gone
         try:
             self._launch(service, conn, self.peer)
         finally:
             self._on_close()
+
+
+def acknowledge(service: ServiceConfig, conn: socket.socket) -> None:
+    """Send a TCPMUXPLUS client its `+Go`, once its service's own checks admitted it
+    (their hosts.allow/hosts.deny banners already sent): RFC 1078's `+` means the
+    service is started, so a refused client must not get it."""
+    if "TCPMUXPLUS" not in service.types:
+        return
+    try:
+        conn.send(GO, socket.MSG_DONTWAIT)
+    except OSError:
+        pass    # 5 bytes on a fresh connection: fails only if the peer is gone
