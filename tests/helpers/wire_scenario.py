@@ -290,6 +290,7 @@ TCPMUX_LINES = {
     "1023 bytes": b"a" * 1021 + b"\r\n", "1025 bytes": b"a" * 1023 + b"\r\n",
     "CRCRLF": b"plus\r\r\n",
     "LF then more": b"plus\nhello", "LF then a partial CR": b"plus\nhello\r",
+    "CRLF then more": b"plus\r\nhello",
 }
 
 

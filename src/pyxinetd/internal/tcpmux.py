@@ -2,8 +2,9 @@
 
 Differences from xinetd, all deliberate (docs/compatibility.md):
 - the name line is read with MSG_PEEK and only the line itself is consumed, so bytes
-  the client sent right after it stay queued for the selected server (xinetd read up
-  to 1024 bytes and lost the rest);
+  the client sent right after it stay queued for the selected server (xinetd read
+  once, up to 1024 bytes, and closed without a reply when that read held more than
+  the line);
 - a name split over several segments is waited for (up to NAME_TIMEOUT seconds)
   instead of failing on the first read;
 - the replies carry no trailing NUL byte (xinetd sent `+Go\\r\\n\\0` and
