@@ -162,3 +162,14 @@ def test_a_line_past_the_limit_in_two_segments_closes_silently() -> None:
         time.sleep(0.2)     # a separate segment, read on its own
         c.sendall(b"b" * 100 + b"\r\n")
         closed_silently(mux, c)
+
+
+def test_a_client_that_never_sends_its_name_is_closed_at_the_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # xinetd waits forever; pyxinetd closes at NAME_TIMEOUT, here made due at once.
+    monkeypatch.setattr(tcpmux, "NAME_TIMEOUT", 0.0)
+    with Mux() as mux, mux.connect() as c:
+        c.sendall(b"plu")       # a partial name, then nothing
+        assert recv_all(c) == b""
+        assert mux.launched == []
+        assert wait_for(lambda: mux.lt.closes == [("tcpmux",)])
