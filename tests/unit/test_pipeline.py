@@ -404,6 +404,25 @@ def test_an_ipv6_address_and_an_ipv4_socket_share_a_port(tmp_path: Path) -> None
     assert "service: h id: h is unique but its identical to service: f" in reasons[1]
 
 
+def test_a_pair_xinetd_would_split_is_kept_with_a_warning(tmp_path: Path) -> None:
+    # xinetd drops any later service without `bind` on the port of a bound one, whatever
+    # the families; pyxinetd keeps one whose socket coexists, and says what xinetd does.
+    text = (service_block("a", "bind = 127.0.0.1", port=20001)
+            + service_block("b", "v6only = yes", port=20001)
+            + service_block("c", "bind = ::1", port=20002)
+            + service_block("d", "flags = IPv4", port=20002)
+            + service_block("e", "bind = 127.0.0.1", port=20003)
+            + service_block("f", "bind = ::1", port=20003))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a", "b", "c", "d", "e", "f"]
+    kept = [w for w in warnings(config) if "is kept beside" in w]
+    assert len(kept) == 2, kept
+    assert "warning: service: b id: b is kept beside service: a id: a (" in kept[0]
+    assert "warning: service: d id: d is kept beside service: c id: c (" in kept[1]
+    assert all("(xinetd 2.3.15.3 would disable it: is unique but its identical to service: "
+               in w for w in kept)
+
+
 def test_a_udp_duplicate_names_what_xinetd_would_do(tmp_path: Path) -> None:
     # Datagram sockets with SO_REUSEADDR bind the same port side by side: xinetd keeps
     # both services and both bind, so the warning must not promise a bind failure.

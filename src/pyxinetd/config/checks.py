@@ -32,7 +32,7 @@ from typing import TypeVar, cast
 from pyxinetd.config.attributes import Draft
 from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.lookups import Lookups
-from pyxinetd.config.model import BUILTINS, SocketType
+from pyxinetd.config.model import BUILTINS, SENSOR_SOCKET_TYPES, SocketType
 
 T = TypeVar("T")
 _INFER_SOCKET = {"tcp": SocketType.STREAM, "udp": SocketType.DGRAM}
@@ -167,6 +167,11 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
             sink.error(*where, f"Multi-threaded services cannot be intercepted: {sid} "
                                "(INTERCEPT cleared: it needs wait = yes)")
         flags.discard("INTERCEPT")
+    if sensor and socket_type not in SENSOR_SOCKET_TYPES:
+        # xinetd serves a sensor with its builtin `sensor`, whatever the service's name.
+        kind = socket_type.value if socket_type is not None else "Unknown socket type"
+        raise ServiceRejected(f"No such internal service: sensor/{kind}{DISABLING} (SENSOR "
+                              "is served on dgram and stream only)")
     if internal and not sensor:   # a sensor replaces the builtin, whatever the name
         builtin = BUILTINS.get(name)
         if builtin is None or socket_type not in builtin:

@@ -62,6 +62,16 @@ def _conflict(a: SocketClaim, b: SocketClaim) -> bool:
     return True
 
 
+def _xinetd_refuses(a: SocketClaim, b: SocketClaim) -> bool:
+    """Would xinetd's own uniqueness test drop b after a? Only an earlier service with a
+    `bind` is looked at; b clashes with it when it has no `bind`, or the same one."""
+    if a.bind is None or a.rpc_number is not None or b.rpc_number is not None:
+        return False
+    if a.port is None or a.port != b.port or a.protocol != b.protocol:
+        return False
+    return b.bind is None or (b.bind == a.bind and b.family == a.family)
+
+
 def _takes_ipv4(six: SocketClaim) -> bool:
     """Does this IPv6 socket take IPv4 traffic, and so clash with an IPv4 socket on its
     port? Only a dual-stack one bound to every address (`::`, or no `bind`) or to an
@@ -100,9 +110,23 @@ class SocketTable:
         same_socket = self._by_key.setdefault(_socket_key(claim), [])
         earlier = next((k for k in same_socket if _conflict(k, claim)), None)
         if earlier is None:
+            bound = next((k for k in same_socket if _xinetd_refuses(k, claim)), None)
+            if bound is not None:
+                self._keep_beside(claim, bound)
             same_socket.append(claim)
             return None
         return self._refuse(claim, earlier)
+
+    def _keep_beside(self, claim: SocketClaim, earlier: SocketClaim) -> None:
+        """Say that a service xinetd's own test would drop is kept: its socket is of the
+        other family and one of the two takes no IPv4 traffic, so both can listen."""
+        self._sink.warning(
+            claim.origin.file, claim.origin.line,
+            f"service: {claim.name} id: {claim.id} is kept beside service: {earlier.name} "
+            f"id: {earlier.id} ({earlier.origin}): same port/protocol, but their sockets "
+            "coexist (one IPv4, one IPv6 taking no IPv4 traffic) (xinetd 2.3.15.3 would "
+            "disable it: is unique but its identical to service: "
+            f"{earlier.name} id: {earlier.id} - DISABLING)")
 
     def duplicate_of_bound(self, claim: SocketClaim) -> str | None:
         """For a service that fails a later check: log and return why it is a duplicate

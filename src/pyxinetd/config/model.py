@@ -55,6 +55,8 @@ BUILTINS: dict[str, frozenset[SocketType]] = {
     for name in ("echo", "discard", "chargen", "daytime", "time")
 }
 BUILTINS["servers"] = BUILTINS["services"] = BUILTINS["tcpmux"] = frozenset({SocketType.STREAM})
+# The socket types of xinetd's builtin `sensor`, which serves every `flags = SENSOR`.
+SENSOR_SOCKET_TYPES = frozenset({SocketType.STREAM, SocketType.DGRAM})
 
 
 @dataclass(frozen=True, slots=True)
