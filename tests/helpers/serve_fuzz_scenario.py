@@ -1,0 +1,175 @@
+"""Serve a batch of generated services (scripts/diff-fuzz-serve) against one daemon and
+report what every client saw, what the helper servers reported and the service log.
+
+    unshare -n python3 serve_fuzz_scenario.py CASE_JSON DAEMON [ARG...]
+
+CASE_JSON holds {"services": [...]}: each service has an "id", a configuration "body"
+(its attribute lines; `{W}` stands for this run's folder, `{ECHO}` for the port of a
+local echo server that redirected services reach), "files" to write first (banners)
+and "waves" of clients. A wave's clients connect in order, each from its own 127.0.0.x,
+sends its bytes and maybe half-closes, and is read until EOF or a short quiet spell,
+while the earlier ones are still held; then the wave's connections are closed and the
+daemon's servers are waited for. Every service logs to a file of its own.
+
+Prints one JSON object: for each service id, "clients" (one line each: the bytes got,
+then EOF, open or the error) and "log" (its service log lines, stamp dropped, pids,
+durations and ports made N, sorted: the order of concurrent servers' lines is not
+the daemon's to keep). Standard library only; every wait bounded.
+"""
+
+import json
+import os
+import re
+import socket
+import sys
+import threading
+import time
+
+from scenario_support import begin, free_port, read, running, seen, settled, write_file
+
+QUIET = 0.4          # seconds of silence after which a connection counts as open
+
+
+def echo_server():
+    """A threaded TCP echo server on 127.0.0.1, the redirect target; its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(32)
+
+    def serve(conn):
+        with conn:
+            try:
+                while True:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    conn.sendall(data)
+            except OSError:
+                return
+
+    def accept():
+        while True:
+            conn, _ = listener.accept()
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+    threading.Thread(target=accept, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+def normalised(text):
+    text = re.sub(r'"(pid|ppid|sid|pgid|ino|dev)": \d+', r'"\1": N', text)
+    text = re.sub(r"pid=\d+", "pid=N", text)
+    text = re.sub(r"duration=\d+", "duration=N", text)
+    return re.sub(r"(from=\S+?)(\s|$)", r"\1\2", text)
+
+
+def stream_client(port, client):
+    conn = socket.socket()
+    conn.bind((client["src"], 0))
+    conn.settimeout(5)
+    try:
+        conn.connect(("127.0.0.1", port))
+    except OSError as exc:
+        conn.close()
+        return None, f"connect {type(exc).__name__}"
+    data = bytes.fromhex(client["data"])
+    try:
+        if data:
+            conn.sendall(data)
+        if client["half_close"]:
+            conn.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        return conn, f"send {type(exc).__name__}"
+    return conn, None
+
+
+def dgram_client(port, client):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((client["src"], 0))
+    sock.settimeout(QUIET * 2)
+    sock.sendto(bytes.fromhex(client["data"]) or b"\n", ("127.0.0.1", port))
+    try:
+        return repr(sock.recv(65535))
+    except OSError as exc:
+        return f"{type(exc).__name__}"
+    finally:
+        sock.close()
+
+
+def quiesce(pid):
+    """Until the daemon has had no server for two looks in a row (a suspended service
+    accepts a queued connection only after its slot frees)."""
+    deadline = time.monotonic() + 10
+    calm = 0
+    while time.monotonic() < deadline and calm < 3:
+        calm = calm + 1 if settled(pid) else 0
+        time.sleep(0.1)
+
+
+def run_service(svc, port, pid):
+    results = []
+    for wave in svc["waves"]:
+        held = []
+        for client in wave:
+            if svc["dgram"]:
+                results.append(dgram_client(port, client))
+                continue
+            conn, error = stream_client(port, client)
+            if conn is None:
+                results.append(error)
+                continue
+            held.append(conn)
+            got = error or seen(conn, wait=QUIET)
+            if svc["unread"]:   # a server that never reads: reset or EOF is a race
+                got = got.replace("ConnectionResetError", "EOF")
+            results.append(got)
+        for conn in held:
+            conn.close()
+        quiesce(pid)
+    return [normalised(r) for r in results]
+
+
+def log_lines(path):
+    lines = []
+    for line in read(path).split("\n"):
+        if ": " in line:
+            lines.append(normalised(line.split(": ", 1)[1]))
+    return sorted(lines)
+
+
+def main():
+    case_path = sys.argv[1]
+    with open(case_path) as f:
+        case = json.load(f)
+    sys.argv[1] = workdir = os.path.dirname(case_path)
+    run = begin()
+    echo = echo_server()
+    ports = {}
+    text = ""
+    for svc in case["services"]:
+        for name, content in svc["files"].items():
+            write_file(os.path.join(workdir, name), content)
+        ports[svc["id"]] = port = free_port()
+        body = svc["body"].replace("{W}", workdir).replace("{ECHO}", str(echo))
+        text += (f"service {svc['name']}\n{{\n\tid = {svc['id']}\n\tport = {port}\n"
+                 f"\tbind = 127.0.0.1\n\tlog_type = FILE {workdir}/{svc['id']}.log\n"
+                 f"{body}}}\n")
+    write_file(run.conf, text)
+    # A small environment of known order: servers without passenv get all of it.
+    keep = {k: os.environ[k] for k in ("PATH", "PYTHONPATH", "HOME", "LANG") if k in os.environ}
+    os.environ.clear()
+    os.environ.update(keep)
+    out = {}
+    with running(run.daemon, run.conf, run.program_log) as proc:
+        for svc in case["services"]:
+            out[svc["id"]] = {"clients": run_service(svc, ports[svc["id"]], proc.pid)}
+        quiesce(proc.pid)
+    for svc in case["services"]:
+        out[svc["id"]]["log"] = log_lines(os.path.join(workdir, f"{svc['id']}.log"))
+    out["program"] = [line.split(": ", 1)[1] for line in read(run.program_log).split("\n")
+                      if ": " in line]
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
