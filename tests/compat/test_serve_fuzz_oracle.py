@@ -40,3 +40,41 @@ def test_seeded_services_are_served_as_xinetd_serves_them(tmp_path: Path) -> Non
     assert fuzz.differences(batch, x, p) == []
     # Something was served: a comparison of two silent runs proves nothing.
     assert any(x[svc["id"]]["log"] for svc in batch)
+
+
+def service(body: str, files: dict[str, str], kind: str = "report") -> dict[str, object]:
+    return {"id": "fz1", "name": "fz1", "kind": kind, "dgram": False, "unread": False,
+            "body": "".join(f"\t{line}\n" for line in body.splitlines()), "files": files,
+            "waves": [[{"src": "127.0.0.1", "data": "", "half_close": False}]]}
+
+
+BANNERED = {"fz1.banner_success": "banner_success of fz1\n"}
+
+
+def test_a_nobody_services_banner_success_xinetd_cannot_read_is_no_difference() -> None:
+    fuzz = fuzzer()
+    svc = service("user = nobody\nbanner_success = {W}/fz1.banner_success", BANNERED)
+    x = {"fz1": {"clients": ["b'served' EOF"], "log": ["START: fz1"]}}
+    p = {"fz1": {"clients": ["b'banner_success of fz1\\nserved' EOF"], "log": ["START: fz1"]}}
+    assert fuzz.differences([svc], x, p) == []
+
+
+def test_a_root_services_missing_banner_success_is_a_difference() -> None:
+    fuzz = fuzzer()
+    svc = service("user = root\nbanner_success = {W}/fz1.banner_success", BANNERED)
+    x = {"fz1": {"clients": ["b'served' EOF"], "log": ["START: fz1"]}}
+    p = {"fz1": {"clients": ["b'banner_success of fz1\\nserved' EOF"], "log": ["START: fz1"]}}
+    assert len(fuzz.differences([svc], x, p)) == 1
+
+
+def test_banners_of_a_stream_wait_service_are_a_known_deviation() -> None:
+    fuzz = fuzzer()
+    svc = service("wait = yes\nper_source = 1\nbanner = {W}/fz1.banner",
+                  {"fz1.banner": "banner of fz1\n"}, kind="wait-stream")
+    x = {"fz1": {"clients": ["connect ConnectionRefusedError"],
+                 "log": ["EXIT: fz1 signal=13", "START: fz1 from=<no address>"]}}
+    p = {"fz1": {"clients": ["b'[]\\n' EOF"],
+                 "log": ["EXIT: fz1 status=0", "START: fz1 from=<no address>"]}}
+    assert fuzz.differences([svc], x, p) == []
+    plain = service("wait = yes\nper_source = 1", {}, kind="wait-stream")
+    assert len(fuzz.differences([plain], x, p)) == 1
