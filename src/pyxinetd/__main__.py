@@ -79,6 +79,9 @@ def mask_at_start() -> set[int] | None:
 
 def main() -> None:
     in_utf8_mode()
+    # Decided before anything can run out of memory, for an exit that builds nothing.
+    # `pyxinetd check` says 2 when it could not check at all (1 means it found errors).
+    out_of_memory_status = 2 if sys.argv[1:2] == ["check"] else 1
     try:
         from pyxinetd.signals import hold_until_installed
         hold_until_installed(mask_at_start())
@@ -90,42 +93,60 @@ def main() -> None:
         import encodings.idna  # noqa: F401
         from pyxinetd.cli import main as command_line
         command_line()
-    except MemoryError:
-        # Under a small address space limit (an appliance's ulimit -v) the imports or
-        # the configuration run out of memory: one line, not a traceback.
-        _out_of_memory()
     except KeyboardInterrupt:
         # A Ctrl-C that came before SIGINT was held (the interpreter's own start) or
         # once a command released it: end as the default action ends a process,
         # killed by SIGINT, without Python's traceback of wherever it landed.
         _die_of(signal.SIGINT)
-    except ImportError as err:
-        if not _no_room_to_map(err) or not _address_space_limited():
+    except (MemoryError, ImportError, OSError, SystemError) as err:
+        # Under a small address space limit (an appliance's ulimit -v) the imports or
+        # the configuration run out of memory: one line, not a traceback.
+        try:
+            short_of_memory = _short_of_memory(err)
+        except Exception:
+            # The telling itself failed: it only reads the error and the limit, so
+            # this is no room left even for that (a MemoryError, or one CPython lost).
+            short_of_memory = True
+        if not short_of_memory:
             raise
-        _out_of_memory()
-    except OSError as err:
+        # Inline, and ended by os._exit(): the way out must allocate nothing, and every
+        # other way does. A Python function call may need a new frame chunk; raising
+        # SystemExit builds the exception and a traceback entry per frame it leaves, and
+        # the interpreter's finalization allocates too. When any of those failed,
+        # CPython printed a traceback after the line, or lost the MemoryError (`SystemError:
+        # error return without exception set`), and exited 1. Nothing is left to undo:
+        # pyxinetd's own clean-up (its `finally` blocks and context managers) ran as
+        # the error came up to here, and it registers no atexit handler. Only the
+        # output `check` printed may still sit in sys.stdout's buffer: flushed if it
+        # can be.
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass        # memory, a closed or a missing stdout: the line goes all the same
+        try:
+            os.write(2, _OUT_OF_MEMORY)
+        except OSError:
+            pass
+        os._exit(out_of_memory_status)
+
+
+def _short_of_memory(err: BaseException) -> bool:
+    """Whether an error that came up to main() is a shortage of memory."""
+    if isinstance(err, MemoryError):
+        return True
+    if isinstance(err, ImportError):
+        return _no_room_to_map(err) and _address_space_limited()
+    if isinstance(err, OSError):
         # ENOMEM from a system call that allocates (the import system listing a
         # folder, say) is the same shortage: one line under an address space limit.
-        if err.errno != errno.ENOMEM or not _address_space_limited():
-            raise
-        _out_of_memory()
-    except SystemError as err:
+        return err.errno == errno.ENOMEM and _address_space_limited()
+    if isinstance(err, SystemError):
         # CPython 3.11 sometimes loses the MemoryError of an allocation that failed in
         # its own C code (an import, dataclasses' exec) and reports that instead. Only
         # those words, and only under an address space limit: any other SystemError is
         # a bug to show.
-        if not _lost_memory_error(err) or not _address_space_limited():
-            raise
-        _out_of_memory()
-
-
-def _out_of_memory() -> None:
-    try:
-        os.write(2, _OUT_OF_MEMORY)
-    except OSError:
-        pass
-    # `pyxinetd check` says 2 when it could not check at all (1 means it found errors).
-    raise SystemExit(2 if sys.argv[1:2] == ["check"] else 1) from None
+        return _lost_memory_error(err) and _address_space_limited()
+    return False
 
 
 def _die_of(signum: signal.Signals) -> None:
