@@ -171,6 +171,7 @@ BAD = [
     ("log_type = FILE /l 2k 1k", "hard limit (1024) is less than soft limit (2048)"),
     ("log_type = FILE /l x", "soft limit is invalid (service bad: expected a number"),
     ("log_type = FILES /l", 'did you mean "FILE"'),
+    ("log_type = SYSLOG, daemon", "Unknown log type: SYSLOG, (service bad: expected SYSLOG"),
     ("log_on_success = HOST PIDS", 'did you mean "PID"'),
     ("log_on_failure = RECORD", "Bad log_on_failure flag: RECORD (service bad: it no longer exists"),
     ("stderr = svc.err", "stderr needs an absolute file name, not 'svc.err'"),

@@ -10,7 +10,6 @@ from pyxinetd.config.model import (
     LOG_ON_FAILURE_FLAGS, LOG_ON_SUCCESS_FLAGS, FileTarget, LogTarget, SyslogTarget,
 )
 from pyxinetd.config.values import KIB, ValueContext, ValueProblem, Values, byte_size, choices, one_of
-from pyxinetd.textbytes import quoted
 
 SYSLOG_FACILITIES = ("daemon", "auth", "authpriv", "user", "mail", "lpr", "news", "uucp", "ftp",
                      "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7")
@@ -46,8 +45,8 @@ def parse_log_type(values: Values, ctx: ValueContext) -> LogTarget:
             # FILELOG_SIZE_CONTROL): `FILE path 0 [hard]` is a log without limits.
             return FileTarget(values[1])
         return FileTarget(values[1], soft, hard)
-    raise ValueProblem(f"unknown log type {quoted(values[0])}: expected SYSLOG or FILE"
-                       f"{did_you_mean(values[0], ('SYSLOG', 'FILE'))}")
+    raise ValueProblem(f"Unknown log type: {values[0]}",
+                       f"expected SYSLOG or FILE{did_you_mean(values[0], ('SYSLOG', 'FILE'))}")
 
 
 def _log_flags(values: Values, allowed: tuple[str, ...], what: str) -> frozenset[str]:
