@@ -259,14 +259,16 @@ class Applier:
                        replace: bool) -> tuple[str, ...]:
         """The names of a passenv line that add to the list, as xinetd adds them: one by
         one, a name already listed (whatever its case) silently skipped, a name the
-        daemon was not started with skipped with a warning naming this line."""
+        daemon was not started with skipped with a warning naming this line (each time
+        it is written: being skipped, it is never listed)."""
         environ = self.ctx.environ
         if raw.op == "-=" or environ is None:
             return names
         listed = () if replace else cast(tuple[str, ...], draft.values.get("passenv") or ())
         present = {name.casefold() for name in listed}
         added: list[str] = []
-        for name in names:
+        # The line's words as written: `names` holds a repeated one once.
+        for name in raw.values:
             if name.casefold() in present:
                 continue
             if name not in environ:
