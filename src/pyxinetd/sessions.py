@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pyxinetd import banners, internal
 from pyxinetd.children import Occupancy
 from pyxinetd.config.model import ServiceConfig
+from pyxinetd.internal import tcpmux
 from pyxinetd.internal.status import MasterView
 from pyxinetd.listener import peer_text, reset_on_close
 from pyxinetd.log import ProgramLog
@@ -80,6 +81,9 @@ class Sessions:
         greeting = b""
         if svc.banner_success:
             greeting = banners.load(svc, banners.Moment.SUCCESS, self._banner_error, peer)
+        # A TCPMUXPLUS service served here (a redirect, a builtin) has no launch to send
+        # its `+Go`: it leads the greeting, before the banner_success, as in a launch.
+        greeting = tcpmux.acknowledgement(svc) + greeting
 
         def closed(bytes_in: int | None = None, bytes_out: int | None = None) -> None:
             if self._records.pop(key, None) is None:

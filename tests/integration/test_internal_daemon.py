@@ -92,6 +92,35 @@ def test_tcpmux_hands_the_connection_and_following_bytes_to_the_server(
         assert read_all(c) == b"-Service name not found\r\n"
 
 
+def test_a_tcpmuxplus_service_served_in_the_loop_sends_go(daemons: DaemonFactory,
+                                                            tmp_path: Path) -> None:
+    """A TCPMUXPLUS service that is a redirect or a builtin is served in the loop, not
+    by a launched server: its client gets `+Go` all the same, before the service's
+    banner_success and its first byte."""
+    port = free_port()
+    (tmp_path / "welcome").write_text("welcome\r\n")
+    with socket.create_server(("127.0.0.1", 0)) as target:
+        daemons.start_services([
+            builtin("tcpmux", port),
+            make_service(name="plusr", port=None, types={"TCPMUXPLUS", "UNLISTED"},
+                         server=None, server_argv=(), environment=None,
+                         redirect=("127.0.0.1", target.getsockname()[1])),
+            make_service(name="echo", port=None, types={"TCPMUXPLUS", "UNLISTED", "INTERNAL"},
+                         server=None, server_argv=(), environment=None,
+                         banner_success=str(tmp_path / "welcome")),
+        ])
+        with connect(port) as c:
+            c.sendall(b"plusr\r\n")
+            served, _ = target.accept()
+            with served:
+                served.sendall(b"from the target")
+            assert read_all(c) == b"+Go\r\nfrom the target"
+    with connect(port) as c:
+        c.sendall(b"echo\r\nping")
+        c.shutdown(socket.SHUT_WR)
+        assert read_all(c) == b"+Go\r\nwelcome\r\nping"
+
+
 def test_servers_and_services(daemons: DaemonFactory, tmp_path: Path) -> None:
     servers_port, services_port, cat_port = free_port(), free_port(), free_port()
     daemons.start_services([

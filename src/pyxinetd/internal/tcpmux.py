@@ -13,7 +13,8 @@ Differences from xinetd, all deliberate (docs/compatibility.md):
 - `help` lists the TCPMUX service names, one per CRLF-terminated line, as RFC 1078
   asks (a configured service literally named `help` still wins);
 - a TCPMUXPLUS client's `+Go` is sent once its service admitted it
-  (`acknowledge`, called where the server is started): after the banners of its
+  (`acknowledge`, called where the server is started; a service served in the loop,
+  a redirect or a builtin, writes it first in its greeting): after the banners of its
   hosts.allow/hosts.deny rule, as xinetd sends them, and before its `banner_success`;
   a refused client never gets it (xinetd sent it when the service had a
   `banner_fail`).
@@ -168,13 +169,19 @@ class TcpmuxSession:
             self._on_close()
 
 
+def acknowledgement(service: ServiceConfig) -> bytes:
+    """What an admitted client of `service` is sent first: `+Go` for TCPMUXPLUS."""
+    return GO if "TCPMUXPLUS" in service.types else b""
+
+
 def acknowledge(service: ServiceConfig, conn: socket.socket) -> None:
     """Send a TCPMUXPLUS client its `+Go`, once its service's own checks admitted it
     (their hosts.allow/hosts.deny banners already sent): RFC 1078's `+` means the
     service is started, so a refused client must not get it."""
-    if "TCPMUXPLUS" not in service.types:
+    go = acknowledgement(service)
+    if not go:
         return
     try:
-        conn.send(GO, socket.MSG_DONTWAIT)
+        conn.send(go, socket.MSG_DONTWAIT)
     except OSError:
         pass    # 5 bytes on a fresh connection: fails only if the peer is gone
