@@ -423,6 +423,20 @@ def test_a_pair_xinetd_would_split_is_kept_with_a_warning(tmp_path: Path) -> Non
                in w for w in kept)
 
 
+def test_a_kept_pair_of_one_id_is_warned_of_in_xinetds_words_for_a_duplicate(
+        tmp_path: Path) -> None:
+    # Same id: xinetd says `not unique or is a duplicate`, not `is unique but its
+    # identical to` (seen with xinetd 2.3.15.3 on this pair).
+    text = (service_block("a", "bind = 127.0.0.1", port=20001)
+            + service_block("a", "flags = IPv6\n\tv6only = yes", port=20001))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a", "a"]
+    kept = [w for w in warnings(config) if "is kept beside" in w]
+    assert len(kept) == 1, kept
+    assert kept[0].endswith("(xinetd 2.3.15.3 would disable it:"
+                            " not unique or is a duplicate - DISABLING)"), kept[0]
+
+
 def test_a_udp_duplicate_names_what_xinetd_would_do(tmp_path: Path) -> None:
     # Datagram sockets with SO_REUSEADDR bind the same port side by side: xinetd keeps
     # both services and both bind, so the warning must not promise a bind failure.

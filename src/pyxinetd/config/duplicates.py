@@ -72,6 +72,14 @@ def _xinetd_refuses(a: SocketClaim, b: SocketClaim) -> bool:
     return b.bind is None or (b.bind == a.bind and b.family == a.family)
 
 
+def _xinetd_words(claim: SocketClaim, earlier: SocketClaim) -> str:
+    """How xinetd says that it drops `claim` after `earlier` ("its" included): a
+    service of the same id (compared ignoring case) is "not unique"."""
+    if earlier.id.lower() == claim.id.lower():
+        return "not unique or is a duplicate"
+    return f"is unique but its identical to service: {earlier.name} id: {earlier.id}"
+
+
 def _takes_ipv4(six: SocketClaim) -> bool:
     """Does this IPv6 socket take IPv4 traffic, and so clash with an IPv4 socket on its
     port? Only a dual-stack one bound to every address (`::`, or no `bind`) or to an
@@ -125,8 +133,7 @@ class SocketTable:
             f"service: {claim.name} id: {claim.id} is kept beside service: {earlier.name} "
             f"id: {earlier.id} ({earlier.origin}): same port/protocol, but their sockets "
             "coexist (one IPv4, one IPv6 taking no IPv4 traffic) (xinetd 2.3.15.3 would "
-            "disable it: is unique but its identical to service: "
-            f"{earlier.name} id: {earlier.id} - DISABLING)")
+            f"disable it: {_xinetd_words(claim, earlier)}{DISABLING})")
 
     def duplicate_of_bound(self, claim: SocketClaim) -> str | None:
         """For a service that fails a later check: log and return why it is a duplicate
@@ -138,12 +145,9 @@ class SocketTable:
         return None if earlier is None else self._refuse(claim, earlier)
 
     def _refuse(self, claim: SocketClaim, earlier: SocketClaim) -> str:
-        same = earlier.id.lower() == claim.id.lower()
-        # xinetd's words ("its" included), then where the first one is.
-        what = ("not unique or is a duplicate" if same else
-                f"is unique but its identical to service: {earlier.name} id: {earlier.id}")
-        reason = (f"service: {claim.name} id: {claim.id} {what}{DISABLING} (same "
-                  f"port/protocol as {earlier.origin})")
+        # xinetd's words, then where the first one is.
+        reason = (f"service: {claim.name} id: {claim.id} {_xinetd_words(claim, earlier)}"
+                  f"{DISABLING} (same port/protocol as {earlier.origin})")
         where = (claim.origin.file, claim.origin.line)
         if earlier.bind is not None:
             self._sink.error(*where, reason)
