@@ -63,7 +63,7 @@ class TcpmuxSession:
         # A view of the caller's bytes, not a copy (a banner shared by many sessions).
         self._greeting = memoryview(greeting)
         conn.setblocking(False)
-        self._timer: Timer | None = loop.call_later(NAME_TIMEOUT, self.close)
+        self._timer: Timer | None = loop.call_later(NAME_TIMEOUT, self._name_too_late)
         loop.register(conn, WRITE if greeting else READ, self._ready)
 
     @property
@@ -76,6 +76,12 @@ class TcpmuxSession:
         self._detach()
         self.conn.close()
         self._on_close()
+
+    def _name_too_late(self) -> None:
+        # Bytes of a name not read yet (they came with the deadline) would turn the
+        # close into a reset: the client gets the FIN, as for a reply.
+        discard_input(self.conn)
+        self.close()
 
     def _detach(self) -> None:
         self._closed = True
