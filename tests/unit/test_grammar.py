@@ -184,6 +184,31 @@ def test_unclosed_service_before_next_service() -> None:
     assert "missing '}'" in diags[0]
 
 
+_XINETD_DROPS_IT = ("(xinetd 2.3.15.3 would skip on up to the next lone '}', dropping this "
+                    "service)")
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    # A bad attribute line, then the block's `}` missing: the skip ends at the header.
+    ("service a\n{\nwait = no\n\u00a0\nservice b\n{\nwait = no\n}\n", 5),
+    # The `}` missing: the header is read as an attribute of the unclosed block.
+    ("service a\n{\nwait = no\nservice b\n{\nwait = no\n}\n", 4),
+    # No `{` after the header: the next header is that line.
+    ("service a\nservice b\n{\nwait = no\n}\n", 2),
+    # A stray line between entries.
+    ("ssh stream tcp nowait root /usr/sbin/tcpd sshd -i\nservice b\n{\n}\n", 2),
+])
+def test_service_that_ends_a_skip_says_xinetd_would_drop_it(text: str, line: int) -> None:
+    items, diags = parse(text)
+    assert [i.name for i in items if isinstance(i, RawEntry) and not i.broken] == ["b"]
+    assert diags[-1] == (f"f.conf:{line}: warning: service b starts here, where the lines "
+                         f"skipped after the error above end {_XINETD_DROPS_IT}")
+
+
+def test_skip_ended_by_its_lone_brace_announces_nothing() -> None:
+    _items, diags = parse("service a\n{\n\u00a0\n}\nservice b\n{\n}\n")
+    assert not any("starts here" in d for d in diags)
+
 def test_end_of_file_inside_entry() -> None:
     # xinetd's two lines, at the file's last line (comments and blanks count).
     items, diags = parse("service a\n{\nwait = no\n\n# end\n")

@@ -186,9 +186,8 @@ class _FileParser:
         self._break(entry, number, f"Service {entry.name}: missing '{{' (on the line after "
                                    f"{self._title(entry)}", close=True)
         self.state = _State.SKIP   # xinetd skips here for defaults too
-        if is_header(stripped):
-            self.state = _State.TOP
-            self._top(line, stripped, number)
+        if is_header(stripped) and parse_header(line) is not None:
+            self._resume_at(line, stripped, number)
 
     def _body(self, line: str, stripped: str, number: int) -> None:
         entry = self.entry
@@ -206,8 +205,7 @@ class _FileParser:
             self._break(entry, number, (
                 f"Bad operator for attribute: {first_word(stripped)} (missing '}}' before this "
                 f"line: {self._title(entry)} is incomplete"), close=True)
-            self.state = _State.TOP
-            self._top(line, stripped, number)
+            self._resume_at(line, stripped, number)
             return
         self._attribute(entry, line, number)
 
@@ -253,8 +251,33 @@ class _FileParser:
         if brace is not None and brace[0] == "}":
             self.state = _State.TOP
         elif is_header(stripped) and parse_header(line) is not None:
-            self.state = _State.TOP
-            self._top(line, stripped, number)
+            self._resume_at(line, stripped, number)
+
+    def _resume_at(self, line: str, stripped: str, number: int) -> None:
+        """Start the entry of a header line met where xinetd 2.3.15.3 is still skipping
+        up to the next lone `}` (after a syntax error, or a block missing its `}`), and
+        say what xinetd loses there: that `}` is most often this entry's own, so xinetd
+        drops the entry with no line of its own about it (docs/compatibility.md)."""
+        header = parse_header(line)
+        assert header is not None
+        keyword, args = header
+        if keyword == "service" and args:
+            self.sink.warning(self.file, number, (
+                f"service {args[0]} starts here, where the lines skipped after the error "
+                "above end (xinetd 2.3.15.3 would skip on up to the next lone '}', "
+                "dropping this service)"))
+        elif keyword == "defaults":
+            self.sink.warning(self.file, number, (
+                "defaults starts here, where the lines skipped after the error above end "
+                "(xinetd 2.3.15.3 would skip on up to the next lone '}', ignoring this "
+                "defaults entry)"))
+        else:
+            self.sink.warning(self.file, number, (
+                f"{keyword} is read here, where the lines skipped after the error above end "
+                "(xinetd 2.3.15.3 would skip on up to the next lone '}', not reading this "
+                "line)"))
+        self.state = _State.TOP
+        self._top(line, stripped, number)
 
     # -- attribute lines -----------------------------------------------------------
 
