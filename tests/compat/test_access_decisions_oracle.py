@@ -72,6 +72,10 @@ FORMS = (
     # %u wraps a negative length: /-1 is /4294967295, the address alone.
     ("negprefix", "only_from = 127.0.0.2/-1"),
     ("negdeny", "no_access = 127.1.2.3/-1"),
+    # tcp_wrappers' words are no keywords here: both drop them (`failed to parse ALL`).
+    ("tcpdall", "only_from = ALL"),
+    ("tcpdalldeny", "no_access += ALL"),
+    ("tcpdplus", "only_from = 127.0.0.2 LOCAL"),
 )
 SOURCES4 = ("127.0.0.1", "127.0.0.2", "127.1.2.3", "127.255.255.254")
 SOURCES6 = ("::1", "::ffff:127.0.0.2")
@@ -170,6 +174,11 @@ def test_access_decisions_match_xinetd_but_for_the_documented_deviations(
     netmask = [line for line in ours["program_log"] if "dotted netmask" in line]
     assert len(netmask) == 2 and "write 127.0.0.0/8" in netmask[0], ours["program_log"]
     assert not [line for line in theirs["program_log"] if "127.0.0.0/255" in line]
+    # tcp_wrappers' words: the same words in both logs, at WARNING in pyxinetd's.
+    for log, level in ((theirs["program_log"], "ERROR"), (ours["program_log"], "WARNING")):
+        dropped = [line for line in log if "failed to parse " in line]
+        assert len(dropped) == 6, log
+        assert all(f"{level}: failed to parse " in line for line in dropped), dropped
     # The plan is only as good as its answers: both daemons serve and refuse somebody.
     replies = [r["reply"] for r in ours["replies"]]
     assert replies.count("") > 50 and len(replies) - replies.count("") > 50

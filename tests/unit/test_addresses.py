@@ -84,9 +84,13 @@ def test_unparseable_token_is_dropped_with_warning(token: str) -> None:
     assert parsed.warning and "it is ignored" in parsed.warning
 
 
-def test_tcpd_words_warn() -> None:
-    parsed = parse_address("ALL", NETS)
-    assert parsed.entries[0].kind == "host" and parsed.warning and "not a keyword" in parsed.warning
+@pytest.mark.parametrize("word", ["ALL", "all", "LOCAL", "KNOWN", "UNKNOWN", "PARANOID"])
+def test_tcpd_words_are_dropped_in_xinetds_words(word: str) -> None:
+    # xinetd looks the word up as a host name, finds none: `failed to parse ALL`.
+    parsed = parse_address(word, NETS)
+    assert parsed.entries == ()
+    assert parsed.words == f"failed to parse {word}"
+    assert parsed.warning is not None and "not a keyword" in parsed.warning
 
 
 def test_empty_token_is_ignored() -> None:

@@ -201,12 +201,13 @@ def parse_address(token: str, networks: NetworkLookup) -> AddressParse:
                                "matches every IPv4 client, as 0.0.0.0 does (xinetd 2.3.15.3 "
                                f"ignores it: failed to parse {token})")
                 return AddressParse((AddressEntry(token, "netname", named),), warning)
+            if token.upper() in _TCPD_WORDS:
+                # xinetd looks the word up as a host name, finds none and drops it.
+                return AddressParse((), f"{token} is not a keyword in xinetd address lists, "
+                                        "nor a host name; it is ignored: use 0.0.0.0/0 ::/0 "
+                                        "for everyone", f"failed to parse {token}")
             if _HOSTNAME_RE.match(token) and not all(is_digits(c) or c == "." for c in token):
-                warning = None
-                if token.upper() in _TCPD_WORDS:
-                    warning = (f"{token} is not a keyword in xinetd address lists; it is taken as "
-                               "a host name (use 0.0.0.0/0 ::/0 for everyone)")
-                return AddressParse((AddressEntry(token, "host", name=ascii_lower(token)),), warning)
+                return AddressParse((AddressEntry(token, "host", name=ascii_lower(token)),))
     if "/" in token:
         cidr, warning = _cidr(token)
         if cidr is not None:
