@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pyxinetd.config.model import SocketType
+from pyxinetd.rpc import versions
 from tests.unit.config_kit import (
     dropped_reasons, errors, load_text, messages, service_block, warnings,
 )
@@ -201,6 +202,17 @@ def test_rpc_services(tmp_path: Path) -> None:
     assert "unknown RPC service: nosuchrpc" in reasons[0]
     assert "missing attribute rpc_version" in reasons[1]
 
+
+def test_a_range_ending_at_the_highest_version_registers_its_versions_once(
+        tmp_path: Path) -> None:
+    # xinetd's registration loop never ends there (its counter wraps to 0), so it never
+    # starts serving; the manual's range is its versions (docs/compatibility.md).
+    text = block("top", "type = RPC UNLISTED", "socket_type = stream", "wait = no",
+                 "user = nobody", "server = /bin/cat", "rpc_number = 300000",
+                 "rpc_version = 4294967294-4294967295")
+    config = load_text(tmp_path, text)
+    (svc,) = config.services
+    assert list(versions(svc)) == [4294967294, 4294967295] and not warnings(config)
 
 def test_redirect_source_only_with_redirect(tmp_path: Path) -> None:
     relay = service_block("relay", "redirect = 127.0.0.1 8080",
