@@ -8,9 +8,12 @@ the evaluator plus the helper's check runner, following `otherwise` on a failure
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -316,3 +319,153 @@ def test_seeded_rule_sets_match_libwrap(seed: int, tmp_path: Path) -> None:
                             parse_table(deny, "hosts.deny"),
                             Request(daemon, Endpoint("10.0.0.5")), Lookups())
         assert decision.access == done.stdout.strip(), (allow, deny, daemon)
+
+
+# The wider generator: the shapes real files take that the seeded sets above do not
+# (continued lines, comments and `#` words, long lines, `daemon@host` and `user@host`,
+# IPv6 and odd netmasks, EXCEPT twice, empty fields, extra colons, `/file` lists, option
+# words with odd arguments), against clients with or without names, users and servers.
+# Left out, as above: IPv4-mapped clients and patterns, aclexec. Run it longer by hand: PYXINETD_WRAPFUZZ_QUERIES=50000 (PYXINETD_WRAPFUZZ_SEED too).
+BATCH_PROBE = Path(__file__).resolve().parents[1] / "helpers" / "libwrap_batch_probe.py"
+WIDE_DAEMONS = ["ALL", "all", "in.ftpd", "IN.FTPD", "in.*", "in.", "in..", ".ftpd", "..ftpd",
+                "sshd", "*", "?", "in.ftpd@10.0.0.1", "in.ftpd@127.0.0.1", "ALL@::1",
+                "ALL@[::1]", "ALL@server.example.com", "ALL@.example.com", "ALL@LOCAL",
+                "in.ftpd@KNOWN", "ALL@UNKNOWN", "ALL@10.0.0.0/255.255.255.0", "ALL@10.",
+                "@", "in.ftpd@", "@ALL", "ALL@ALL@ALL", "ALL@in.ftpd@10.0.0.1", "except",
+                "Except", "LOCAL", "KNOWN", "in.ftpd@/LIST"]
+WIDE_CLIENTS = [
+    "ALL", "all", "10.0.0.5", "10.", "10.0.", "10..", "10...", ".10.0.0.5", "10.0.0.5.",
+    ".0.0.5", ".", "..", "0.5", "10.0.0.5/255.255.255.255", "10.0.0.4/255.255.255.254",
+    "10.0.0.0/255.0.255.0", "10.0.0.1/255.255.255.1", "0.0.0.5/0.0.0.255",
+    "10.0.0.0/0.0.0.0", "0.0.0.0/0.0.0.0", "10.0.0.0/8", "10.0.0.0/33", "10.0.0.5/32",
+    "10.0.0.0/0", "10.0.0.0/-1", "10.0.0.0/08", "10.0.0.0/255.0.0", "10.0.0.0/",
+    "10.0.0/255.255.255.0", "10.0.0.0/255.0.0.0.0", "/255.0.0.0", "10.0.0.0/8/8",
+    "[::1]", "[::1]/128", "[::]/0", "[::1]/127", "[fe80::]/10", "[::1", "::1", "[10.0.0.5]", "[::1]/200", "[::1]/-1",
+    "[::1]/", "[0::1]", "[::1]x", "KNOWN@ALL", "UNKNOWN@ALL", "KNOWN@10.0.0.5",
+    "alice@10.0.0.5", "ALICE@ALL", "alice@KNOWN", "a*@ALL", "%u@ALL", "@10.0.0.5",
+    "alice@", "alice@[::1]", "ALL@ALL", "x@y@10.0.0.5", "@netgroup", "@",
+    "host.example.com", ".example.com", "HOST.EXAMPLE.COM", ".EXAMPLE.COM", ".com.",
+    "host.", "host..", "localhost", "LOCALHOST", ".localhost", "LOCAL", "KNOWN",
+    "UNKNOWN", "PARANOID", "012.0.0.5", "10.0.0.05", "/nonexistent", "#", "#10.0.0.5",
+    "10.0.0.5#", "/LIST", "alice@/LIST", "in.ftpd"]
+WIDE_OPTIONS = [
+    "allow", "deny", "ALLOW", "Deny", "allow x", "deny=", "allow=x", "spawn /bin/true",
+    "spawn", "spawn=/bin/true", "twist /bin/true", "TWIST=/bin/true", "setenv X 1",
+    "setenv X", "setenv", "setenv =1", "setenv X=1", "umask 022", "umask 999", "umask",
+    "umask 0x1", "user nobody", "user nobody.nogroup", "user nosuchuser", "user",
+    "user .nogroup", "user 0", "nice", "nice 5", "nice -5", "nice x", "keepalive",
+    "keepalive x", "linger 5", "linger", "linger x", "rfc931", "rfc931 3", "rfc931 -1",
+    "banners /nonexistent", "banners", "severity", "severity auth.info", "severity info",
+    "severity local0.bogus", "severity AUTH.INFO", "frobnicate", "frobnicate x", "=",
+    "", " ", "allow ", " deny", "\tallow"]
+WIDE_REQUESTS = [
+    # (client address, client name, user, server address, server name)
+    ("10.0.0.5", "", "", "", ""), ("10.0.0.5", "host.example.com", "", "", ""),
+    ("10.0.0.5", "", "alice", "10.0.0.1", ""), ("::1", "", "", "::1", ""),
+    ("::1", "localhost", "ALICE", "", ""), ("127.0.0.1", "localhost", "", "127.0.0.1", ""),
+    ("10.0.0.5", "host.example.com", "alice", "127.0.0.1", "server.example.com"),
+    ("10.0.0.5", "", "", "10.0.0.1", "localhost")]
+
+
+def _wide_words(rng: random.Random, pool: list[str], lists: list[str]) -> str:
+    words = [rng.choice(pool) for _ in range(rng.randint(0 if rng.random() < 0.05 else 1, 4))]
+    for _ in range(rng.choice([0, 0, 0, 1, 1, 2])):
+        words += [rng.choice(["EXCEPT", "except", "Except"]), rng.choice(pool)]
+    text = rng.choice([" ", ", ", ",", "\t", " , ", ",,"]).join(words)
+    while "/LIST" in text:
+        text = text.replace("/LIST", rng.choice(lists), 1)
+    return text
+
+
+def _continued(rng: random.Random, line: str) -> str:
+    """`line` broken at random places with a backslash-newline (libwrap joins them)."""
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(line) + 1)
+        line = line[:at] + "\\\n" + line[at:]
+    return line
+
+
+def _wide_line(rng: random.Random, lists: list[str]) -> str:
+    fields = [_wide_words(rng, WIDE_DAEMONS, lists), _wide_words(rng, WIDE_CLIENTS, lists)]
+    fields += [rng.choice(WIDE_OPTIONS) for _ in range(rng.choice([0, 0, 1, 1, 2, 3]))]
+    line = rng.choice([":", ": ", " : ", ":\t"]).join(fields)
+    roll = rng.random()
+    if roll < 0.1:
+        line = _continued(rng, line)
+    elif roll < 0.15:
+        line = rng.choice(["#", "# ", " #", "\t# "]) + line
+    elif roll < 0.2:
+        line = "# " + _continued(rng, line)
+    elif roll < 0.25:
+        line += rng.choice([" # comment", "#", " #:deny", " \\"])
+    elif roll < 0.28:
+        pad = " ".join(["10.0.0.9"] * rng.randint(200, 260))
+        line = line.replace(":", f": {pad}", 1) if ":" in line else line + pad
+    elif roll < 0.31:
+        line = line.upper()
+    elif roll < 0.34:
+        line = rng.choice([":", "::", "", " ", "ALL", ": ALL", "ALL:", "ALL::", ":::"])
+    return line + rng.choice(["\n"] * 12 + ["\r\n", " \n", "\\\n"])
+
+
+def _wide_table(rng: random.Random, lists: list[str]) -> str:
+    return "".join(_wide_line(rng, lists) for _ in range(rng.randint(0, 4)))
+
+
+def _wide_list(rng: random.Random) -> str:
+    words = [rng.choice(WIDE_CLIENTS[:60] + ["EXCEPT", "ALL", "#", "\\"])
+             for _ in range(rng.randint(0, 5))]
+    text = ""
+    for word in words:
+        text += word + rng.choice(["\n", " ", "\t", "\\\n", ",", " # x\n"])
+    return text
+
+
+def _wide_queries(seed: int, count: int, folder: Path) -> Iterator[dict[str, str]]:
+    rng = random.Random(seed)
+    lists = [str(folder / f"list{i}") for i in range(3)]
+    for number in range(count):
+        for path in lists:
+            Path(path).write_text(_wide_list(rng))
+        allow, deny = folder / f"allow{number % 2}", folder / f"deny{number % 2}"
+        allow.write_text(_wide_table(rng, lists))
+        deny.write_text(_wide_table(rng, lists))
+        client, name, user, server, server_name = rng.choice(WIDE_REQUESTS)
+        yield {"allow": str(allow), "deny": str(deny),
+               "daemon": rng.choice(["in.ftpd", "sshd", "IN.FTPD"]), "client": client,
+               "name": name, "user": user, "server": server, "server_name": server_name}
+
+
+def _wide_ours(query: dict[str, str]) -> str:
+    request = Request(query["daemon"], Endpoint(query["client"], name=query["name"] or None),
+                      Endpoint(query["server"] or None, name=query["server_name"] or None),
+                      user=query["user"] or None)
+    tables = HostsTables(query["allow"], query["deny"])
+    return evaluate(*tables.current(), request, Lookups()).access
+
+
+def test_wide_rule_sets_match_libwrap(tmp_path: Path) -> None:
+    library = libwrap()
+    count = int(os.environ.get("PYXINETD_WRAPFUZZ_QUERIES", "150"))
+    seed = int(os.environ.get("PYXINETD_WRAPFUZZ_SEED", "0"))
+    probe = subprocess.Popen([sys.executable, str(BATCH_PROBE), str(library)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             cwd=tmp_path)
+    assert probe.stdin is not None and probe.stdout is not None
+    differences = []
+    try:
+        for query in _wide_queries(seed, count, tmp_path):
+            probe.stdin.write(json.dumps(query) + "\n")
+            probe.stdin.flush()
+            theirs = probe.stdout.readline().strip()
+            mine = _wide_ours(query)
+            if mine != theirs:
+                differences.append((theirs, mine, query,
+                                    Path(query["allow"]).read_text(),
+                                    Path(query["deny"]).read_text()))
+                if len(differences) >= 5:
+                    break
+    finally:
+        probe.stdin.close()
+        probe.wait(timeout=30)
+    assert not differences, differences
