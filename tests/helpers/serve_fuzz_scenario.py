@@ -8,7 +8,9 @@ CASE_JSON holds {"services": [...]}: each service has an "id", a configuration "
 local echo server that redirected services reach), "files" to write first (banners)
 and "waves" of clients. A wave's clients connect in order, each from its own 127.0.0.x,
 sends its bytes and maybe half-closes, and is read until EOF or a short quiet spell,
-while the earlier ones are still held; then the wave's connections are closed and the
+while the earlier ones are still held; before the next client connects, the daemon has
+reaped every server but those of the clients still open (both daemons then start it
+with the same instances in use). Then the wave's connections are closed and the
 daemon's servers are waited for. Every service logs to a file of its own.
 
 Prints one JSON object: for each service id, "clients" (one line each: the bytes got,
@@ -25,9 +27,11 @@ import sys
 import threading
 import time
 
+from procs import children_of
 from scenario_support import begin, free_port, read, running, seen, settled, write_file
 
 QUIET = 0.4          # seconds of silence after which a connection counts as open
+REAPED = 5.0         # at most this long for the daemon to reap a server that has ended
 
 
 def echo_server():
@@ -105,17 +109,30 @@ def quiesce(pid):
         time.sleep(0.1)
 
 
+def reaped(pid, serving):
+    """Until the daemon has no child but those in `serving` (the servers of clients
+    still held open): a server whose client saw the end of its connection may still be
+    running or unreaped, holding an instance and a per_source slot, and the next client
+    would be refused or not by how fast the daemon reaped it."""
+    deadline = time.monotonic() + REAPED
+    while time.monotonic() < deadline and not set(children_of(pid)) <= serving:
+        time.sleep(0.02)
+
+
 def run_service(svc, port, pid):
     results = []
     for wave in svc["waves"]:
         held = []
+        serving = set()
         for client in wave:
             if svc["dgram"]:
                 results.append(dgram_client(port, client))
+                reaped(pid, serving)
                 continue
             conn, error = stream_client(port, client)
             if conn is None:
                 results.append(error)
+                reaped(pid, serving)
                 continue
             held.append(conn)
             # A send that failed (the daemon had closed first: a refusal) is the client's
@@ -125,6 +142,12 @@ def run_service(svc, port, pid):
             if svc["unread"]:   # a server that never reads: reset or EOF is a race
                 got = got.replace("ConnectionResetError", "EOF")
             results.append(got)
+            if got.endswith(" open"):
+                # Every server that had ended before this client connected is reaped
+                # (below), so the daemon's children now serve the open clients.
+                serving = set(children_of(pid))
+            else:
+                reaped(pid, serving)
         for conn in held:
             conn.close()
         quiesce(pid)
