@@ -31,6 +31,11 @@ from procs import children_of
 from scenario_support import begin, free_port, read, running, seen, settled, write_file
 
 QUIET = 0.4          # seconds of silence after which a connection counts as open
+# A helper server (report, wait-stream, env-dgram) writes once and ends, but Python's
+# start can take longer than QUIET on a loaded machine: its client is read until the
+# end, for at most this long, or its reply waited for as long.
+PATIENCE = 3.0
+ENDING = {"report", "wait-stream", "env-dgram"}
 REAPED = 5.0         # at most this long for the daemon to reap a server that has ended
 
 
@@ -86,10 +91,10 @@ def stream_client(port, client):
     return conn, None
 
 
-def dgram_client(port, client):
+def dgram_client(port, client, wait):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((client["src"], 0))
-    sock.settimeout(QUIET * 2)
+    sock.settimeout(wait)
     sock.sendto(bytes.fromhex(client["data"]) or b"\n", ("127.0.0.1", port))
     try:
         return repr(sock.recv(65535))
@@ -121,12 +126,13 @@ def reaped(pid, serving):
 
 def run_service(svc, port, pid):
     results = []
+    patience = PATIENCE if svc["kind"] in ENDING else QUIET
     for wave in svc["waves"]:
         held = []
         serving = set()
         for client in wave:
             if svc["dgram"]:
-                results.append(dgram_client(port, client))
+                results.append(dgram_client(port, client, max(patience, QUIET * 2)))
                 reaped(pid, serving)
                 continue
             conn, error = stream_client(port, client)
@@ -138,7 +144,7 @@ def run_service(svc, port, pid):
             # A send that failed (the daemon had closed first: a refusal) is the client's
             # race, not the daemon's doing: what the daemon wrote before closing (banner,
             # banner_fail) is still there to read.
-            got = seen(conn, wait=QUIET)
+            got = seen(conn, wait=patience)
             if svc["unread"]:   # a server that never reads: reset or EOF is a race
                 got = got.replace("ConnectionResetError", "EOF")
             results.append(got)
