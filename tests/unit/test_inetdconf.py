@@ -525,3 +525,14 @@ def test_a_line_longer_than_xinetd_reads_is_read_whole_with_a_warning(tmp_path: 
     assert len(only(config).server_argv) == 201
     warned = messages(config, Severity.WARNING)
     assert len(warned) == 1 and "inetd.conf:2:" in warned[0] and "read whole" in warned[0]
+
+
+def test_a_first_line_xinetd_cuts_at_8_kib_is_read_whole_with_a_warning(
+        tmp_path: Path) -> None:
+    # xinetd 2.3.15.3 cuts the first line of inetd.conf at 8192 bytes (found by
+    # scripts/diff-fuzz-inetd): the rest is `Bad socket type: (null)` at line 2.
+    args = " ".join(["x" * 99] * 82)
+    config = load_inetd(tmp_path, f"time stream tcp nowait nobody {CAT} cat {args}\n")
+    assert len(only(config).server_argv) == 83
+    warned = messages(config, Severity.WARNING)
+    assert len(warned) == 1 and "inetd.conf:1:" in warned[0] and "read whole" in warned[0]

@@ -30,6 +30,12 @@ from pyxinetd.config.rawentries import RawAttribute
 from pyxinetd.textbytes import quoted
 
 
+# xinetd 2.3.15.3 reads inetd.conf through a 16 KiB buffer (XINETD_LINE_BYTES), but cuts
+# the file's first line at 8 KiB and a later one where the buffer ends: from 8 KiB on, a
+# line may be cut.
+INETD_LINE_BYTES = XINETD_LINE_BYTES // 2
+
+
 def continues(line: str) -> bool:
     """True if `line`, coming right after a line of an entry, holds more words of that
     entry. The BSD inetds (OpenBSD, NetBSD, FreeBSD) read every line that starts with a
@@ -71,13 +77,14 @@ def inetd_lines(text: str, file: str, sink: DiagnosticSink) -> list[str]:
                 sink.warning(file, number, (
                     f"NUL byte at column {cut + 1}: the rest of the line is ignored, as "
                     f"xinetd does (read as {quoted(kept)})"))
-        if len(line) >= XINETD_LINE_BYTES // 4 and not line.lstrip(" \t").startswith("#"):
+        if len(line) >= INETD_LINE_BYTES // 4 and not line.lstrip(" \t").startswith("#"):
             size = len(line.encode("utf-8", "surrogateescape"))
-            if size >= XINETD_LINE_BYTES:
+            if size >= INETD_LINE_BYTES:
                 sink.warning(file, number, (
-                    f"line is {size} bytes long; read whole (xinetd 2.3.15.3 reads about 16 "
-                    "KiB of a line: it runs the entry with the arguments up to there and "
-                    "takes the rest for a line of its own)"))
+                    f"line is {size} bytes long; read whole (xinetd 2.3.15.3 reads 8 to 16 "
+                    "KiB of a line, depending on where it sits in the file: it runs the "
+                    "entry with the arguments up to there and takes the rest for a line of "
+                    "its own)"))
         lines[index] = line
     return lines
 
