@@ -536,3 +536,12 @@ def test_a_first_line_xinetd_cuts_at_8_kib_is_read_whole_with_a_warning(
     assert len(only(config).server_argv) == 83
     warned = messages(config, Severity.WARNING)
     assert len(warned) == 1 and "inetd.conf:1:" in warned[0] and "read whole" in warned[0]
+
+
+def test_a_builtin_with_an_upper_case_socket_type_gets_the_lower_case_id(
+        tmp_path: Path) -> None:
+    # xinetd reads `STREAM` as stream and names the service chargen-stream in its dump
+    # (found by scripts/diff-fuzz-inetd); the defaults' enabled/disabled lists name it so.
+    config = load_inetd(tmp_path, "chargen STREAM tcp nowait root internal\n")
+    assert only(config).id == "chargen-stream"
+    assert only(config).socket_type == "stream"

@@ -62,7 +62,8 @@ class InetdEntry:
     def id(self) -> str:
         """The service id: xinetd's NAME-SOCKTYPE for the classic builtins."""
         if self.internal and self.name in _CLASSIC_BUILTINS:
-            return f"{self.name}-{self.socket_type}"
+            # Socket types are read in any case (`STREAM`), as by xinetd.
+            return f"{self.name}-{self.socket_type.lower()}"
         return self.name
 
     def col(self, index: int) -> int | None:
