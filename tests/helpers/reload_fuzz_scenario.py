@@ -1,0 +1,136 @@
+"""A sequence of reloads described by a case file, against one daemon inside a private
+network namespace (scripts/diff-fuzz-reload writes the case and compares two runs).
+
+    unshare -n python3 reload_fuzz_scenario.py WORKDIR DAEMON [ARG...]
+
+WORKDIR/case.json: {"steps": [STEP, ...]}; the first step starts the daemon, each
+other one is a reload. A STEP is
+  name        what the step changed
+  services    {id: {"name": service name, "place": "main"|"extra"|"dir",
+                    "broken": bool, "attrs": {attribute: value}}}
+  release     labels of held clients to close before the edit
+  probes      [[label, "tcp"|"udp", port name, address], ...] after the reload
+  hold        [[label, port name, first bytes], ...] clients to hold after the probes
+Attribute values may name `{port:NAME}` (a free port, the same for one NAME),
+`{server:TAG:MODE}` (the server_args of tests/helpers/reload_diff_server.py),
+`{python}` and `{log:N}` (the Nth service log). Each step is recorded as
+reload_diff_scenario.py records its own (the same World, probes and observation), and
+the run prints {"steps": [[name, observation], ...]}. Standard library only; every
+wait bounded.
+"""
+
+import json
+import os
+import re
+import signal
+import sys
+import time
+
+import reload_diff_scenario as rds
+from scenario_support import begin, read, running, wait_for
+
+# Probes of a port that does not answer wait this long (a refused client is closed at
+# once; nothing here is silent on purpose).
+rds.ANSWER_WAIT = 1.0
+
+
+class FuzzWorld(rds.World):
+    """The World of reload_diff_scenario.py, with any service in any of the three
+    files."""
+
+    def expand(self, value: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            kind, _, rest = match.group(1).partition(":")
+            if kind == "port":
+                return str(self.port(rest))
+            if kind == "server":
+                tag, mode = rest.split(":")
+                return f"-I -S {rds.SERVER} {tag} {self.record} {mode} {os.getpid()}"
+            if kind == "log":
+                return self.logs[int(rest)]
+            return sys.executable
+        return re.sub(r"\{(port:[\w-]+|server:[\w-]+:\w+|log:\d|python)\}", one, value)
+
+    def write_services(self, conf: str, services: dict[str, dict[str, object]]) -> None:
+        files = {"main": "", "extra": "", "dir": ""}
+        for sid, spec in services.items():
+            attrs = {k: self.expand(str(v)) for k, v in dict(spec["attrs"]).items()}
+            attrs["_name"] = str(spec["name"])
+            files[str(spec["place"])] += self.block(sid, attrs, bool(spec["broken"]))
+        text = (f"defaults\n{{\n\tlog_type = FILE {self.log}\n"
+                "\tlog_on_success = PID HOST EXIT\n\tlog_on_failure = HOST\n"
+                "\tcps = 0 0\n}\n" + files["main"]
+                + f"include {self.extra}\nincludedir {self.incdir}\n")
+        for path, body in ((self.extra, files["extra"]),
+                           (os.path.join(self.incdir, "svc"), files["dir"])):
+            with open(path + ".new", "w") as f:
+                f.write(body)
+            os.replace(path + ".new", path)
+        with open(conf + ".new", "w") as f:
+            f.write(text)
+        os.replace(conf + ".new", conf)
+
+
+def release(w: FuzzWorld, labels: list[str]) -> None:
+    """Close held clients; wait for the servers they ended (and their EXIT lines)."""
+    before = read(w.record)
+    for label in labels:
+        conn = w.held.pop(label, None)
+        if conn is not None:
+            conn.close()
+    starts = [line.split() for line in before.splitlines()]
+    tags = {label.split("#")[0] for label in labels}
+    pids = [pid for tag, what, pid in starts if what == "start" and tag in tags]
+    deadline = time.monotonic() + rds.ENDING
+    for pid in pids:
+        if rds.alive(pid):
+            wait_for(w.record, rf"eof {pid}\b", deadline)
+    rds.wait_gone(w, [pid for pid in pids if rds.alive(pid)])
+    time.sleep(rds.SETTLE)
+
+
+def probe(w: FuzzWorld, proto: str, port: str, addr: str) -> str:
+    return (rds.probe_tcp if proto == "tcp" else rds.probe_udp)(w.port(port), addr)
+
+
+def main() -> int:
+    run = begin()
+    os.environ["PYXINETD_KILL_GRACE"] = "0.5"
+    w = FuzzWorld(os.path.dirname(run.conf))
+    with open(os.path.join(w.workdir, "case.json")) as f:
+        case = json.load(f)
+    steps: list[tuple[str, dict[str, object]]] = []
+    w.write_services(run.conf, case["steps"][0]["services"])
+    reloads = 0
+    with running(run.daemon, run.conf, run.program_log, "-stayalive") as daemon:
+        for n, spec in enumerate(case["steps"]):
+            if n:
+                release(w, spec["release"])
+                w.write_services(run.conf, spec["services"])
+                reloads += 1
+                daemon.send_signal(signal.SIGHUP)
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and len(
+                        re.findall(rds.RELOAD_END, read(run.program_log))) < reloads:
+                    time.sleep(0.02)
+                signalled = re.findall(r"Sending signal \d+ to \S+ server (\d+)",
+                                       read(run.program_log)[w.seen["program"]:])
+                rds.wait_gone(w, signalled)
+            before_probes = len(read(w.record))
+            done: dict[str, object] = {}
+            for label, proto, port, addr in spec["probes"]:
+                done[label] = probe(w, proto, port, addr)
+            started = [line.split() for line in read(w.record)[before_probes:].splitlines()]
+            rds.wait_gone(w, (pid for _tag, what, pid in started if what == "start"))
+            for label, port, first in spec["hold"]:
+                done[f"hold {label}"] = rds.hold(w, label, w.port(port), first.encode())
+            steps.append((spec["name"], rds.observe(w, run.program_log, done)))
+        for conn in w.held.values():
+            conn.close()
+    rds.stop_servers(w)
+    print(json.dumps({"steps": steps}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
