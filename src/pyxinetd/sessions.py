@@ -89,13 +89,17 @@ class Sessions:
             if self._records.pop(key, None) is None:
                 return
             self.occupancy.remove(svc.id, peer)
-            if svc.log_type is None:
-                return
-            if bytes_in is not None and bytes_out is not None:
+            if bytes_in is not None and bytes_out is not None and svc.log_type is not None:
+                # TRAFFIC counts what this session relayed under the rules it was
+                # started with ...
                 self.logs.write(svc, traffic_entry(svc, bytes_in, bytes_out))
-            if svc.is_redirect or svc.name in FORKING_BUILTINS:
+            # ... but EXIT goes where the service logs now (rehome()), as xinetd's
+            # master logs the EXIT of the forked builtin or redirect it reaps, and as
+            # an external server's EXIT is logged.
+            now = record.service
+            if now.log_type is not None and (svc.is_redirect or svc.name in FORKING_BUILTINS):
                 duration = whole_seconds(record.started_at, self.loop.clock() - record.start)
-                self.logs.write(svc, exit_entry(svc, 0, ("status", 0), duration))
+                self.logs.write(now, exit_entry(now, 0, ("status", 0), duration))
 
         try:
             if svc.is_redirect:
@@ -169,8 +173,7 @@ class Sessions:
 
     def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
         """A reload kept the service `old` as `new`: its sessions now belong to `new`
-        (a later reload or recheck finds them there); each still logs with the
-        configuration it was started with."""
+        (a later reload or recheck finds them there) and log their EXIT with it."""
         for record in self._records.values():
             if record.service.belongs_to(old):
                 record.service = new

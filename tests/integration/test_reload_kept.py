@@ -13,7 +13,7 @@ import pytest
 
 from tests.daemon import DaemonFactory, free_port, read_log, wait_until
 from tests.integration.test_reload import defaults, read_line, reload, service, \
-    wait_service_log
+    service_log, wait_service_log
 
 
 @pytest.fixture(autouse=True)
@@ -186,3 +186,27 @@ def test_a_removed_service_sharing_its_id_ends_servers_started_with_an_option(
         reload(daemon, defaults(tmp_path) + pair[1], 2)
         wait_service_log(tmp_path, rf"EXIT: dup signal=15 pid={pid}\b")
         assert conn.recv(100) == b""
+
+
+def echo_service(port: int, **attrs: str) -> str:
+    lines = {"type": "INTERNAL UNLISTED", "id": "echo-kept", "socket_type": "stream",
+             "wait": "no", "user": "root", "bind": "127.0.0.1", "port": str(port), **attrs}
+    return "service echo\n{\n" + "".join(f"\t{k} = {v}\n" for k, v in lines.items()) + "}\n"
+
+
+def test_in_loop_sessions_of_a_kept_service_log_their_exit_with_its_new_configuration(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # xinetd's master logs the EXIT of a forked builtin when it reaps it, with the
+    # service as the reload left it: its new log file.
+    port = free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + echo_service(port))
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with conn:
+        conn.sendall(b"hi\n")
+        assert read_line(conn) == "hi\n"
+        wait_service_log(tmp_path, r"START: echo-kept pid=0 from=127.0.0.1")
+        reload(daemon, defaults(tmp_path) + echo_service(
+            port, log_type=f"FILE {tmp_path / 'new.log'}"), 1)
+    wait_until(lambda: "EXIT: echo-kept status=0 pid=0" in read_log(tmp_path / "new.log"),
+               what="EXIT in the new log")
+    assert "EXIT" not in service_log(tmp_path)
