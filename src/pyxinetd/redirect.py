@@ -262,9 +262,13 @@ class RedirectSession:
                 self.conn.send(self._greeting)
             except OSError:
                 pass
-        self._release()
         origin = f" from {self._source}" if self._source is not None else ""
-        self._on_error(f"can't connect to remote host {self._target_text}{origin}: {why}")
+        message = f"can't connect to remote host {self._target_text}{origin}: {why}"
+        # Logged before the client's connection is closed, as xinetd's redirect child
+        # logs and then exits: a client that sees the end finds the reason logged.
+        self._closed = True
+        self._on_error(message)
+        self._release()
 
     def _connect_ready(self, mask: int) -> None:
         if self._closed:

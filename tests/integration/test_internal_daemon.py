@@ -158,6 +158,20 @@ def test_unreachable_redirect_target_frees_its_instance(daemons: DaemonFactory,
     assert "TRAFFIC" not in log
 
 
+def test_unreachable_redirect_target_is_logged_before_the_client_is_closed(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # As xinetd's redirect child, which logs and then exits: a client that sees the
+    # end of its connection finds the reason already in the program log.
+    port, dead = free_port(), free_port()
+    daemon = daemons.start_services([
+        make_service(name="redir", port=port, server=None, server_argv=(),
+                     environment=None, redirect=("127.0.0.1", dead),
+                     **logged(tmp_path))])
+    with connect(port) as c:
+        assert read_all(c) == b""
+        assert "can't connect to remote host 127.0.0.1: Connection refused" in daemon.log()
+
+
 def forge_udp(source_port: int, port: int, payload: bytes) -> None:
     """Send a loopback UDP datagram whose source port is `source_port` (a raw socket:
     root only), as a spoofing attacker would."""
