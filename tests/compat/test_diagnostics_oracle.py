@@ -223,7 +223,7 @@ KNOWN: tuple[Known, ...] = (
     Known("xinetd", r"^WARNING: attribute \S+ expects \d+ values and \d+ values were specified",
           "xinetd counts the words of an inline comment as values; pyxinetd strips it",
           beside=r"^WARNING: .*inline comment after the value"),
-    Known("pyxinetd", r"^WARNING: .*: env string '='",
+    Known("pyxinetd", r"^WARNING: .*: env string '=",
           "pyxinetd warns of a value that does not do what it seems to; xinetd is silent"),
     Known("xinetd", r"^ERROR: No such internal service: (servers|services)/",
           "pyxinetd serves the `servers` and `services` internal services"),
