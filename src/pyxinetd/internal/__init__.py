@@ -37,9 +37,10 @@ API used by the master (all functions are called from the loop and never block):
         first, then reads the service name line; `lookup(name)` returns the
         TCPMUX/TCPMUXPLUS ServiceConfig with that name (case-insensitive) or None.
         When one is found, the session leaves the loop, `conn` is made blocking again,
-        TCPMUXPLUS services get "+Go\\r\\n", then `launch(service, conn, peer)` is called:
-        from then on `conn` belongs to launch, which runs the service's own checks,
-        banners and spawn, and closes the master's copy. `on_close()` is called after
+        then `launch(service, conn, peer)` is called: from then on `conn` belongs to
+        launch, which runs the service's own checks, then for an admitted client sends
+        a TCPMUXPLUS service's "+Go\\r\\n" (tcpmux.acknowledge) and the banners and
+        starts the server, and closes the master's copy. `on_close()` is called after
         launch returns (or raises). `names()` lists the TCPMUX service names for the
         `help` request; without it `help` is answered like an unknown name.
 
