@@ -9,6 +9,8 @@ share protocol and port (RPC services: protocol, program number and an overlappi
 sockets cannot coexist: both bound to the same address of the same family, or one of
 them bound to no particular address, on the same family or as an IPv6 socket that takes
 IPv4 traffic (dual-stack, bound to `::` or an IPv4-mapped address) beside an IPv4 one. tcpmux clients have no socket of their own and never clash.
+A pair whose sockets coexist, but that xinetd's own test would split (an earlier service
+with a `bind`, a later one without), is kept with a warning in xinetd's words.
 """
 
 from __future__ import annotations
