@@ -1,8 +1,8 @@
 """-inetd_compat against the real xinetd 2.3.15.3, and `convert` against -inetd_compat.
 
-For every corpus inetd.conf, xinetd runs on an empty main file with -inetd_compat and
-the corpus file bound over /etc/inetd.conf in its private mount namespace (the real
-/etc is never written); every server the file names exists there as a stub. In the
+For every corpus inetd.conf and every file of ./synthetic-inetd, xinetd runs on an
+empty main file with -inetd_compat and the file bound over /etc/inetd.conf in its
+private mount namespace (the real /etc is never written); every server the file names exists there as a stub. In the
 same namespace pyxinetd loads the same file with `check --inetd-compat`, and loads
 the output of `pyxinetd convert` with plain `check`.
 
@@ -11,7 +11,8 @@ the output of `pyxinetd convert` with plain `check`.
   side first: stream builtins are `NAME-stream`, not `NAME-dgram`; an entry without an
   argv[0] field runs with the server's name as argv[0], not an empty argv; `.N` rate
   suffixes become cps. Beyond that pyxinetd may only activate services for the forms
-  xinetd rejects or mishandles (EXTRA below).
+  xinetd rejects or mishandles (EXTRA below), and give other attributes to the services
+  of those forms both activate (DIFFERING).
 - The converted file must yield the same services (ids, ports, argv, users, ...) as
   -inetd_compat, tcpd entries compared by what tcpd would execute.
 - The real xinetd, loading the converted file as its own configuration, must activate
