@@ -2,9 +2,9 @@
 
 For every corpus inetd.conf and every file of ./synthetic-inetd, xinetd runs on an
 empty main file with -inetd_compat and the file bound over /etc/inetd.conf in its
-private mount namespace (the real /etc is never written); every server the file names exists there as a stub. In the
-same namespace pyxinetd loads the same file with `check --inetd-compat`, and loads
-the output of `pyxinetd convert` with plain `check`.
+private mount namespace (the real /etc is never written); every server the file
+names exists there as a stub. In the same namespace pyxinetd loads the same file with
+`check --inetd-compat`, and loads the output of `pyxinetd convert` with plain `check`.
 
 - For the entries xinetd accepts, both must activate the same services. The
   deliberate differences (docs/compatibility.md, "inetd.conf") are applied to xinetd's
