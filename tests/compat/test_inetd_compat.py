@@ -279,3 +279,14 @@ def test_long_first_line_is_read_whole_with_a_warning_where_xinetd_cuts_it(
     assert argv[len(cut) - 1].startswith(cut[-1])
     assert [d for d in ours["compat"]["diagnostics"] if d["file"] == "/etc/inetd.conf"
             and d["line"] == 1 and d["severity"] == "warning"], ours["compat"]["diagnostics"]
+
+
+def test_long_comment_line_stays_one_comment_where_xinetd_reads_its_rest_as_a_line(
+        runs: dict[str, tuple[XinetdRun, Any]]) -> None:
+    run, ours = runs["long-comment-line.inetd.conf"]
+    assert run.started, run.log
+    assert "Bad socket type: (null) [file=/etc/inetd.conf] [line=2]" in run.log, run.log
+    said = [d for d in ours["compat"]["diagnostics"]
+            if d["file"] == "/etc/inetd.conf" and d["severity"] in ("warning", "error")]
+    assert not said
+    assert [s["id"] for s in ours["compat"]["services"]] == ["echo-stream"]
