@@ -248,6 +248,10 @@ KNOWN: tuple[Known, ...] = (
     Known("xinetd", r"^ERROR: Bad operator for attribute: ",
           "xinetd cuts a line of 16 KiB in two; pyxinetd reads it whole and warns",
           beside=r"^WARNING: line is \d+ bytes long", anywhere=True),
+    Known("xinetd", r"^ERROR: missing service keyword \[",
+          "xinetd cuts a comment line of 16 KiB between entries and reads its rest as a "
+          "line; pyxinetd reads it whole and warns",
+          beside=r"^WARNING: line is \d+ bytes long, a comment", anywhere=True),
     Known("xinetd", r"^WARNING: Bad (\S+ flag|service type): ",
           "the same words start pyxinetd's one ERROR line for the bad word (" + _ONE_LINE
           + ")",

@@ -334,6 +334,21 @@ def test_a_line_longer_than_xinetd_reads_is_read_whole_with_a_warning() -> None:
     assert diags == []
 
 
+def test_a_comment_longer_than_xinetd_reads_stays_one_comment_with_a_warning() -> None:
+    # xinetd reads the rest of such a comment as a line: it drops the entry around it
+    # or, between entries, the next one (tests/compat/synthetic/deviation-long-comment.conf).
+    words = " ".join(["10.0.0.1"] * 2500)
+    items, diags = parse(f"service a\n{{\n#only_from = {words}\nwait = no\n}}\n"
+                         f"# {words}\nservice b\n{{\nwait = no\n}}\n")
+    assert [(i.name, [x.name for x in i.attrs]) for i in items if isinstance(i, RawEntry)
+            and i.broken is None] == [("a", ["wait"]), ("b", ["wait"])]
+    assert len(diags) == 2, diags
+    assert "f.conf:3: warning: line is 22512 bytes long, a comment; read whole" in diags[0]
+    assert "f.conf:6: warning: line is 22501 bytes long, a comment; read whole" in diags[1]
+    _, diags = parse(f"# {words[:12000]}\nservice a\n{{\nwait = no\n}}\n")
+    assert diags == []
+
+
 def test_form_feed_and_vertical_tab_are_blank_as_for_xinetd() -> None:
     items, diags = parse("service a\n{\f\n\v\nwait = no\n\f\n}\v\n")
     assert diags == []

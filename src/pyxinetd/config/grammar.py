@@ -71,10 +71,12 @@ class _FileParser:
                         "file has CRLF (DOS) line endings; read as if they were LF "
                         "(xinetd 2.3.15.3 would keep the \\r in every last value)"))
             stripped = line.strip(SPACES)
-            if not stripped or stripped[0] == "#":
+            if not stripped:
                 continue
             if len(line) >= XINETD_LINE_BYTES // 4:
-                self._long_line(line, number)
+                self._long_line(line, number, comment=stripped[0] == "#")
+            if stripped[0] == "#":
+                continue
             self._line(line, stripped, number)
         self._end_of_file(len(lines))
         return self.items
@@ -96,9 +98,18 @@ class _FileParser:
                 f"xinetd does (read as {quoted(kept.strip(SPACES))})"))
         return kept
 
-    def _long_line(self, line: str, number: int) -> None:
+    def _long_line(self, line: str, number: int, *, comment: bool) -> None:
         size = len(line.encode("utf-8", "surrogateescape"))
-        if size >= XINETD_LINE_BYTES:
+        if size < XINETD_LINE_BYTES:
+            return
+        if comment:
+            # Said although only a comment is read whole: xinetd cuts it too, and the
+            # rest it reads as a line drops an entry.
+            self.sink.warning(self.file, number, (
+                f"line is {size} bytes long, a comment; read whole (xinetd 2.3.15.3 reads "
+                "about 16 KiB of a line and would take the rest for a line of its own, "
+                "dropping the entry the comment is in or, between entries, the next one)"))
+        else:
             self.sink.warning(self.file, number, (
                 f"line is {size} bytes long; read whole (xinetd 2.3.15.3 reads about 16 KiB "
                 "of a line and would take the rest for a line of its own, dropping the "
