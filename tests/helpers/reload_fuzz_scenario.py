@@ -89,8 +89,39 @@ def release(w: FuzzWorld, labels: list[str]) -> None:
     time.sleep(rds.SETTLE)
 
 
-def probe(w: FuzzWorld, proto: str, port: str, addr: str) -> str:
-    return (rds.probe_tcp if proto == "tcp" else rds.probe_udp)(w.port(port), addr)
+def children(pid: int) -> set[str]:
+    """The processes whose parent is `pid` (zombies included: not yet reaped)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[1] == str(pid):
+                    found.add(entry)
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def probe(w: FuzzWorld, daemon: int, proto: str, port: str, addr: str) -> str:
+    """A probe, then (bounded) until the daemon has reaped and logged every process it
+    forked for it. xinetd's builtins and redirects run in a child, and a probe right
+    after another one on a service with `instances` would find the first child not yet
+    reaped (`FAIL: ID service_limit`), where pyxinetd's in-loop session (pid=0) has
+    already ended."""
+    before = children(daemon)
+    sizes = {path: len(read(path)) for path in w.logs}
+    answer = (rds.probe_tcp if proto == "tcp" else rds.probe_udp)(w.port(port), addr)
+    deadline = time.monotonic() + rds.ENDING
+    while time.monotonic() < deadline and children(daemon) - before:
+        time.sleep(0.01)
+    # The daemon writes a child's START line before it can reap that child.
+    started = [m.group(1) for path, size in sizes.items()
+               for m in re.finditer(r"START: .* pid=(\d+)", read(path)[size:])]
+    if any(pid != "0" for pid in started):
+        rds.wait_gone(w, (pid for pid in started if pid != "0"))
+    return answer
 
 
 def main() -> int:
@@ -119,7 +150,7 @@ def main() -> int:
             before_probes = len(read(w.record))
             done: dict[str, object] = {}
             for label, proto, port, addr in spec["probes"]:
-                done[label] = probe(w, proto, port, addr)
+                done[label] = probe(w, daemon.pid, proto, port, addr)
             started = [line.split() for line in read(w.record)[before_probes:].splitlines()]
             rds.wait_gone(w, (pid for _tag, what, pid in started if what == "start"))
             for label, port, first in spec["hold"]:
