@@ -210,3 +210,33 @@ def test_in_loop_sessions_of_a_kept_service_log_their_exit_with_its_new_configur
     wait_until(lambda: "EXIT: echo-kept status=0 pid=0" in read_log(tmp_path / "new.log"),
                what="EXIT in the new log")
     assert "EXIT" not in service_log(tmp_path)
+
+
+def redirect_service(port: int, target: int, **attrs: str) -> str:
+    lines = {"type": "UNLISTED", "socket_type": "stream", "wait": "no", "user": "root",
+             "bind": "127.0.0.1", "port": str(port), "redirect": f"127.0.0.1 {target}",
+             "log_on_success": "PID HOST EXIT TRAFFIC", **attrs}
+    return "service redir\n{\n" + "".join(f"\t{k} = {v}\n" for k, v in lines.items()) + "}\n"
+
+
+def test_a_redirect_session_logs_traffic_as_started_and_exit_as_the_reload_left_it(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # xinetd's redirect child writes TRAFFIC with the service it was forked with (its
+    # log file, its log_on_success); the master logs the child's EXIT when it reaps
+    # it, with the service as the reload left it.
+    echo, port = free_port(), free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + echo_service(echo)
+                                  + redirect_service(port, echo))
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with conn:
+        conn.sendall(b"hi\n")
+        assert read_line(conn) == "hi\n"
+        wait_service_log(tmp_path, r"START: redir pid=0 from=127.0.0.1")
+        reload(daemon, defaults(tmp_path) + echo_service(echo) + redirect_service(
+            port, echo, log_type=f"FILE {tmp_path / 'new.log'}",
+            log_on_success="PID EXIT"), 1)
+    wait_service_log(tmp_path, r"TRAFFIC: redir in=3\(bytes\) out=3\(bytes\)")
+    wait_until(lambda: "EXIT: redir status=0 pid=0" in read_log(tmp_path / "new.log"),
+               what="EXIT in the new log")
+    assert "EXIT: redir" not in service_log(tmp_path)
+    assert "TRAFFIC" not in read_log(tmp_path / "new.log")
