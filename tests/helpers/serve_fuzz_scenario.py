@@ -13,10 +13,19 @@ reaped every server but those of the clients still open (both daemons then start
 with the same instances in use). Then the wave's connections are closed and the
 daemon's servers are waited for. Every service logs to a file of its own.
 
+A service with a "burst" (a `cps` small enough to trip) gets it first: its clients
+connect one after another, at a moment when neither the wall clock (xinetd's cps
+seconds) nor the monotonic clock (pyxinetd's) is about to turn a second, and are read
+only once all have connected; then, once the daemon has logged the service's
+`Activating service` (or after its pause and a margin), its waves. `{FAR}` in a body
+is an `access_times` window far from now. With "load" in CASE_JSON, the daemons read
+that one-minute load from a /proc/loadavg mounted over the real one.
+
 Prints one JSON object: for each service id, "clients" (one line each: the bytes got,
 then EOF, open or the error) and "log" (its service log lines, stamp dropped, pids,
 durations and ports made N, sorted: the order of concurrent servers' lines is not
-the daemon's to keep). Standard library only; every wait bounded.
+the daemon's to keep), and "program": the deactivation, activation and load lines
+the daemon wrote while the service ran, in order. Standard library only; every wait bounded.
 """
 
 import json
@@ -28,7 +37,9 @@ import threading
 import time
 
 from procs import children_of
-from scenario_support import begin, free_port, read, running, seen, settled, write_file
+from scenario_support import (
+    begin, fake_load, far_window, free_port, read, running, seen, settled, wait_count,
+    write_file)
 
 QUIET = 0.4          # seconds of silence after which a connection counts as open
 # A helper server (report, wait-stream, env-dgram) writes once and ends, but Python's
@@ -124,9 +135,46 @@ def reaped(pid, serving):
         time.sleep(0.02)
 
 
-def run_service(svc, port, pid):
+PRESSURE_LINE = re.compile(r"((Error a|A|Dea)ctivating service .*|refused connect .*)")
+BURST_SPAN = 0.45    # seconds the burst may take, within one second of both clocks
+
+
+def second_to_spare():
+    """Until neither clock turns a second for BURST_SPAN: the largest gap between the
+    two clocks' turns is at least half a second, so two sleeps at most."""
+    for _ in range(4):
+        left = min(1 - time.time() % 1, 1 - time.monotonic() % 1)
+        if left >= BURST_SPAN:
+            return
+        time.sleep(left + 0.002)
+
+
+def run_burst(svc, port, pid, program_log, patience):
+    """The burst of a tripping cps, then a wait for the service to come back."""
+    before = len(read(program_log))
+    activated = len(re.findall("Activating service", read(program_log)))
+    second_to_spare()
+    conns = [stream_client(port, client) for client in svc["burst"]]
+    results = []
+    for conn, error in conns:
+        results.append(error or seen(conn, wait=patience))
+    for conn, _ in conns:
+        if conn is not None:
+            conn.close()
+    if "Deactivating service" in read(program_log)[before:]:
+        wait_count(program_log, "Activating service", activated + 1,
+                   time.monotonic() + svc["pause"] + 3)
+    quiesce(pid)
+    if svc["unread"]:
+        results = [r.replace("ConnectionResetError", "EOF") for r in results]
+    return results
+
+
+def run_service(svc, port, pid, program_log):
     results = []
     patience = PATIENCE if svc["kind"] in ENDING else QUIET
+    if svc.get("burst"):
+        results += run_burst(svc, port, pid, program_log, patience)
     for wave in svc["waves"]:
         held = []
         serving = set()
@@ -181,7 +229,8 @@ def main():
         for name, content in svc["files"].items():
             write_file(os.path.join(workdir, name), content)
         ports[svc["id"]] = port = free_port()
-        body = svc["body"].replace("{W}", workdir).replace("{ECHO}", str(echo))
+        body = (svc["body"].replace("{W}", workdir).replace("{ECHO}", str(echo))
+                .replace("{FAR}", far_window()))
         text += (f"service {svc['name']}\n{{\n\tid = {svc['id']}\n\tport = {port}\n"
                  f"\tbind = 127.0.0.1\n\tlog_type = FILE {workdir}/{svc['id']}.log\n"
                  f"{body}}}\n")
@@ -190,10 +239,19 @@ def main():
     keep = {k: os.environ[k] for k in ("PATH", "PYTHONPATH", "HOME", "LANG") if k in os.environ}
     os.environ.clear()
     os.environ.update(keep)
+    if "load" in case:
+        fake_load(workdir, case["load"])
     out = {}
     with running(run.daemon, run.conf, run.program_log) as proc:
         for svc in case["services"]:
-            out[svc["id"]] = {"clients": run_service(svc, ports[svc["id"]], proc.pid)}
+            before = len(read(run.program_log))
+            clients = run_service(svc, ports[svc["id"]], proc.pid, run.program_log)
+            out[svc["id"]] = {"clients": clients}
+            if "load" in case:
+                out[svc["id"]]["program"] = [
+                    normalised(m.group(1)) for m in
+                    map(PRESSURE_LINE.search, read(run.program_log)[before:].split("\n"))
+                    if m]
         quiesce(proc.pid)
     for svc in case["services"]:
         out[svc["id"]]["log"] = log_lines(os.path.join(workdir, f"{svc['id']}.log"))
