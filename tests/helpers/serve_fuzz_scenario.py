@@ -139,6 +139,18 @@ PRESSURE_LINE = re.compile(r"((Error a|A|Dea)ctivating service .*|refused connec
 BURST_SPAN = 0.45    # seconds the burst may take, within one second of both clocks
 
 
+def taken(port, deadline):
+    """Until the listening socket on `port` has no connection waiting to be accepted
+    (or is gone), or the monotonic `deadline`."""
+    while time.monotonic() < deadline:
+        with open("/proc/net/tcp") as f:
+            rows = [row.split() for row in f.read().splitlines()[1:]]
+        if not any(row[3] == "0A" and int(row[1].split(":")[1], 16) == port
+                   and int(row[4].split(":")[1], 16) > 0 for row in rows):
+            return
+        time.sleep(0.002)
+
+
 def second_to_spare():
     """Until neither clock turns a second for BURST_SPAN: the largest gap between the
     two clocks' turns is at least half a second, so two sleeps at most."""
@@ -154,7 +166,13 @@ def run_burst(svc, port, pid, program_log, patience):
     before = len(read(program_log))
     activated = len(re.findall("Activating service", read(program_log)))
     second_to_spare()
-    conns = [stream_client(port, client) for client in svc["burst"]]
+    conns = []
+    for client in svc["burst"]:
+        conns.append(stream_client(port, client))
+        # Each connection taken from the queue before the next comes: else whether a
+        # client comes after the trip (refused) or before it (queued, then reset) is
+        # a race of the client against the daemon.
+        taken(port, time.monotonic() + BURST_SPAN / len(svc["burst"]))
     results = []
     for conn, error in conns:
         results.append(error or seen(conn, wait=patience))
