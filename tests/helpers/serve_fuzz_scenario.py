@@ -164,7 +164,8 @@ def second_to_spare():
 def run_burst(svc, port, pid, program_log, patience):
     """The burst of a tripping cps, then a wait for the service to come back."""
     before = len(read(program_log))
-    activated = len(re.findall("Activating service", read(program_log)))
+    back = re.escape(f"Activating service {svc['name']}") + "$"
+    activated = len(re.findall(back, read(program_log), re.M))
     second_to_spare()
     conns = []
     for client in svc["burst"]:
@@ -180,7 +181,7 @@ def run_burst(svc, port, pid, program_log, patience):
         if conn is not None:
             conn.close()
     if "Deactivating service" in read(program_log)[before:]:
-        wait_count(program_log, "Activating service", activated + 1,
+        wait_count(program_log, f"(?m){back}", activated + 1,
                    time.monotonic() + svc["pause"] + 3)
     quiesce(pid)
     if svc["unread"]:
@@ -269,7 +270,9 @@ def main():
                 out[svc["id"]]["program"] = [
                     normalised(m.group(1)) for m in
                     map(PRESSURE_LINE.search, read(run.program_log)[before:].split("\n"))
-                    if m]
+                    # Another service's reactivation may come while this one runs.
+                    if m and (m.group(1).startswith("refused connect")
+                              or f" service {svc['name']} " in m.group(1) + " ")]
         quiesce(proc.pid)
     for svc in case["services"]:
         out[svc["id"]]["log"] = log_lines(os.path.join(workdir, f"{svc['id']}.log"))
