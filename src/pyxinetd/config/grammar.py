@@ -197,8 +197,8 @@ class _FileParser:
         self._break(entry, number, f"Service {entry.name}: missing '{{' (on the line after "
                                    f"{self._title(entry)}", close=True)
         self.state = _State.SKIP   # xinetd skips here for defaults too
-        if is_header(stripped) and parse_header(line) is not None:
-            self._resume_at(line, stripped, number)
+        if is_header(stripped) and (header := parse_header(line)) is not None:
+            self._resume_at(line, stripped, number, header)
 
     def _body(self, line: str, stripped: str, number: int) -> None:
         entry = self.entry
@@ -212,11 +212,11 @@ class _FileParser:
             self._close(entry)
             return
         word = first_word(stripped).lower()
-        if word in ("service", "defaults") and parse_header(line) is not None:
+        if word in ("service", "defaults") and (header := parse_header(line)) is not None:
             self._break(entry, number, (
                 f"Bad operator for attribute: {first_word(stripped)} (missing '}}' before this "
                 f"line: {self._title(entry)} is incomplete"), close=True)
-            self._resume_at(line, stripped, number)
+            self._resume_at(line, stripped, number, header)
             return
         self._attribute(entry, line, number)
 
@@ -261,16 +261,15 @@ class _FileParser:
         brace = brace_line(stripped)
         if brace is not None and brace[0] == "}":
             self.state = _State.TOP
-        elif is_header(stripped) and parse_header(line) is not None:
-            self._resume_at(line, stripped, number)
+        elif is_header(stripped) and (header := parse_header(line)) is not None:
+            self._resume_at(line, stripped, number, header)
 
-    def _resume_at(self, line: str, stripped: str, number: int) -> None:
+    def _resume_at(self, line: str, stripped: str, number: int,
+                   header: tuple[str, tuple[str, ...]]) -> None:
         """Start the entry of a header line met where xinetd 2.3.15.3 is still skipping
         up to the next lone `}` (after a syntax error, or a block missing its `}`), and
         say what xinetd loses there: that `}` is most often this entry's own, so xinetd
         drops the entry with no line of its own about it (docs/compatibility.md)."""
-        header = parse_header(line)
-        assert header is not None
         keyword, args = header
         if keyword == "service" and args:
             self.sink.warning(self.file, number, (
