@@ -137,3 +137,24 @@ def test_negative_prefix_is_read_as_xinetd_reads_it_the_address_alone() -> None:
     (zero,) = parse_address("127.0.0.2/-0", NETS).entries
     assert str(zero.network) == "0.0.0.0/0"
     assert parse_address("127.0.0.2/-", NETS).entries == ()
+
+
+def _label_char(c: str) -> bool:
+    """The characters a host name's label may hold (see config.addresses)."""
+    return c.isascii() and (c.isalnum() or c == "_") or not c.isascii()
+
+
+# Not the characters that make a token another form of address (or separate tokens).
+@pytest.mark.parametrize("code", [*(n for n in range(0x80) if chr(n) not in " \t\n{,/."),
+                                  0x80, 0xE9, 0x3A9, 0x4E2D, 0xDCE9, 0xFFFD, 0x1F600, 0x10FFFF])
+def test_a_host_name_may_hold_every_non_ascii_character_and_only_these_ascii_ones(
+        code: int) -> None:
+    c = chr(code)
+    inner = parse_address(f"a{c}b.example", NETS)
+    edge = parse_address(f"{c}a.example", NETS)
+    if _label_char(c) or c == "-":
+        assert [e.kind for e in inner.entries] == ["host"]
+    else:
+        assert inner.entries == ()
+    # '-' may not start a label.
+    assert bool(edge.entries) == _label_char(c)

@@ -33,7 +33,12 @@ NetworkLookup = Callable[[str], "ipaddress.IPv4Network | None"]
 # not ASCII (a UTF-8 name such as `bücher.example`, or a Latin-1 one, surrogate
 # escapes here): xinetd hands the name's bytes to getaddrinfo, which finds it in
 # /etc/hosts, as `bind` and `redirect` do here (config.netvalues).
-_LABEL = r"[A-Za-z0-9_\x80-\U0010ffff](?:[A-Za-z0-9_\x80-\U0010ffff-]*[A-Za-z0-9_\x80-\U0010ffff])?"
+# Written as "anything but the ASCII characters a label may not hold": the same set as
+# [A-Za-z0-9_\x80-\U0010ffff], but that spelling took the re compiler ~30 ms (a
+# bitmap over every code point), a tenth of the daemon's start-up.
+_LABEL_CHAR = r"[^\x00-/:-@\[-^`{-\x7f]"
+_LABEL_INNER = r"[^\x00-,./:-@\[-^`{-\x7f]"       # the same, and '-'
+_LABEL = rf"{_LABEL_CHAR}(?:{_LABEL_INNER}*{_LABEL_CHAR})?"
 _HOSTNAME_RE = re.compile(rf"^(?=.{{1,253}}\.?$){_LABEL}(?:\.{_LABEL})*\.?$")
 _TCPD_WORDS = {"ALL", "LOCAL", "KNOWN", "UNKNOWN", "PARANOID"}
 
