@@ -6,8 +6,10 @@ network namespace (scripts/diff-fuzz-reload writes the case and compares two run
 WORKDIR/case.json: {"steps": [STEP, ...]}; the first step starts the daemon, each
 other one is a reload. A STEP is
   name        what the step changed
-  services    {id: {"name": service name, "place": "main"|"extra"|"dir",
+  services    {id: {"name": service name, "place": "main"|"extra"|"dir"|"dir2",
                     "broken": bool, "attrs": {attribute: value}}}
+  absent      the include files ("extra", "dir", "dir2") not there in this step
+  defaults    {attribute: value} set in `defaults` over the scenario's own
   release     labels of held clients to close before the edit
   probes      [[label, "tcp"|"udp", port name, address], ...] after the reload
   hold        [[label, port name, first bytes], ...] clients to hold after the probes
@@ -35,8 +37,9 @@ rds.ANSWER_WAIT = 1.0
 
 
 class FuzzWorld(rds.World):
-    """The World of reload_diff_scenario.py, with any service in any of the three
-    files."""
+    """The World of reload_diff_scenario.py, with any service in any of four files
+    (the main one, the one named by `include`, two in the `includedir` folder), each
+    of the three others there or not."""
 
     def expand(self, value: str) -> str:
         def one(match: re.Match[str]) -> str:
@@ -51,20 +54,29 @@ class FuzzWorld(rds.World):
             return sys.executable
         return re.sub(r"\{(port:[\w-]+|server:[\w-]+:\w+|log:\d|python)\}", one, value)
 
-    def write_services(self, conf: str, services: dict[str, dict[str, object]]) -> None:
-        files = {"main": "", "extra": "", "dir": ""}
+    def write_services(self, conf: str, step: dict[str, object]) -> None:
+        services: dict[str, dict[str, object]] = dict(step["services"])  # type: ignore[call-overload]
+        files = {"main": "", "extra": "", "dir": "", "dir2": ""}
         for sid, spec in services.items():
             attrs = {k: self.expand(str(v)) for k, v in dict(spec["attrs"]).items()}
             attrs["_name"] = str(spec["name"])
             files[str(spec["place"])] += self.block(sid, attrs, bool(spec["broken"]))
-        text = (f"defaults\n{{\n\tlog_type = FILE {self.log}\n"
-                "\tlog_on_success = PID HOST EXIT\n\tlog_on_failure = HOST\n"
-                "\tcps = 0 0\n}\n" + files["main"]
-                + f"include {self.extra}\nincludedir {self.incdir}\n")
-        for path, body in ((self.extra, files["extra"]),
-                           (os.path.join(self.incdir, "svc"), files["dir"])):
+        defaults = {"log_type": f"FILE {self.log}", "log_on_success": "PID HOST EXIT",
+                    "log_on_failure": "HOST", "cps": "0 0"}
+        defaults.update({k: self.expand(str(v))
+                         for k, v in dict(step.get("defaults") or {}).items()})
+        text = ("defaults\n{\n" + "".join(f"\t{k} = {v}\n" for k, v in defaults.items())
+                + "}\n" + files["main"] + f"include {self.extra}\nincludedir {self.incdir}\n")
+        absent = set(step.get("absent") or ())  # type: ignore[call-overload]
+        for place, path in (("extra", self.extra),
+                            ("dir", os.path.join(self.incdir, "svc")),
+                            ("dir2", os.path.join(self.incdir, "svc2"))):
+            if place in absent:
+                if os.path.exists(path):
+                    os.unlink(path)
+                continue
             with open(path + ".new", "w") as f:
-                f.write(body)
+                f.write(files[place])
             os.replace(path + ".new", path)
         with open(conf + ".new", "w") as f:
             f.write(text)
@@ -135,13 +147,13 @@ def main() -> int:
     with open(os.path.join(w.workdir, "case.json")) as f:
         case = json.load(f)
     steps: list[tuple[str, dict[str, object]]] = []
-    w.write_services(run.conf, case["steps"][0]["services"])
+    w.write_services(run.conf, case["steps"][0])
     reloads = 0
     with running(run.daemon, run.conf, run.program_log, "-stayalive") as daemon:
         for n, spec in enumerate(case["steps"]):
             if n:
                 release(w, spec["release"])
-                w.write_services(run.conf, spec["services"])
+                w.write_services(run.conf, spec)
                 reloads += 1
                 daemon.send_signal(signal.SIGHUP)
                 deadline = time.monotonic() + 15
