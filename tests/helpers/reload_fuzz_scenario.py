@@ -55,7 +55,7 @@ class FuzzWorld(rds.World):
         return re.sub(r"\{(port:[\w-]+|server:[\w-]+:\w+|log:\d|python)\}", one, value)
 
     def write_services(self, conf: str, step: dict[str, object]) -> None:
-        services: dict[str, dict[str, object]] = dict(step["services"])  # type: ignore[call-overload]
+        services: dict[str, dict[str, object]] = step["services"]  # type: ignore
         files = {"main": "", "extra": "", "dir": "", "dir2": ""}
         for sid, spec in services.items():
             attrs = {k: self.expand(str(v)) for k, v in dict(spec["attrs"]).items()}
