@@ -91,3 +91,48 @@ def test_clients_of_servers_that_never_read_send_nothing() -> None:
     assert all(c["data"] == "" for svc in unread for wave in svc["waves"] for c in wave)
     assert any(c["data"] for svc in cases if svc["kind"] not in fuzz.UNREAD
                for wave in svc["waves"] for c in wave)
+
+
+def test_wide_draws_keep_plain_seeds_and_reach_every_wide_kind() -> None:
+    fuzz = fuzzer()
+    wide = [fuzz.make_wide(random.Random(f"5/{n}"), n) for n in range(60)]
+    assert {svc["kind"].split("-")[0] for svc in wide} >= {
+        "chargen", "daytime", "time", "tcpmux", "ipv6", "wrap"}
+    assert any("::1" in c["src"] for svc in wide for w in svc["waves"] for c in w)
+    assert any("twist" in svc.get("allow", "") for svc in wide)
+    rng = random.Random(4)
+    assert [fuzz.make_service(rng, n) for n in range(100)][65]["kind"] == "report"
+
+
+def test_tcpmux_nul_and_help_answers_are_no_difference() -> None:
+    fuzz = fuzzer()
+    svc = {**service("type = TCPMUXPLUS UNLISTED", {}), "via": "tcpmux",
+           "waves": [[{"src": "127.0.0.1", "data": b"nosuch\r\n".hex(), "half_close": False},
+                      {"src": "127.0.0.2", "data": b"help\r\n".hex(), "half_close": False}]]}
+    x = {"fz1": {"clients": ["b'-Service name not found\\r\\n\\x00' EOF",
+                             "b'-Service name not found\\r\\n\\x00' EOF"], "log": []}}
+    p = {"fz1": {"clients": ["b'-Service name not found\\r\\n' EOF", "b'+fz1\\r\\n' EOF"],
+                 "log": []}}
+    assert fuzz.differences([svc], x, p) == []
+    p["fz1"]["clients"][0] = "b'+Go\\r\\n' EOF"
+    assert len(fuzz.differences([svc], x, p)) == 1
+
+
+def test_a_libwrap_refusal_xinetd_forks_first_is_no_difference() -> None:
+    fuzz = fuzzer()
+    svc = {**service("libwrap = in.w1", {}), "allow": "", "deny": "in.w1 : ALL\n"}
+    x = {"fz1": {"clients": ["b'' EOF"],
+                 "log": ["EXIT: fz1 status=0", "FAIL: fz1 libwrap", "START: fz1"]}}
+    p = {"fz1": {"clients": ["b'' EOF"], "log": ["FAIL: fz1 libwrap"]}}
+    assert fuzz.differences([svc], x, p) == []
+    p["fz1"]["clients"] = ["b'served' EOF"]
+    assert len(fuzz.differences([svc], x, p)) == 1
+
+
+def test_a_forked_chargen_killed_by_sigpipe_is_no_difference() -> None:
+    fuzz = fuzzer()
+    svc = {**service("type = INTERNAL UNLISTED", {}, kind="chargen"), "name": "chargen"}
+    x = {"fz1": {"clients": ["b'!' prefix"], "log": ["EXIT: fz1 signal=13", "START: fz1"]}}
+    p = {"fz1": {"clients": ["b'!' prefix"], "log": ["EXIT: fz1 status=0", "START: fz1"]}}
+    assert fuzz.differences([svc], x, p) == []
+    assert len(fuzz.differences([{**svc, "name": "echo", "kind": "echo"}], x, p)) == 1

@@ -28,6 +28,7 @@ the daemon's to keep), and "program": the deactivation, activation and load line
 the daemon wrote while the service ran, in order. Standard library only; every wait bounded.
 """
 
+import ast
 import json
 import os
 import re
@@ -38,8 +39,8 @@ import time
 
 from procs import children_of
 from scenario_support import (
-    begin, fake_load, far_window, free_port, read, running, seen, settled, wait_count,
-    write_file)
+    begin, fake_load, far_window, free_port, private_dev_and_etc, read, running, seen, settled,
+    wait_count, write_file)
 
 QUIET = 0.4          # seconds of silence after which a connection counts as open
 # A helper server (report, wait-stream, env-dgram) writes once and ends, but Python's
@@ -82,12 +83,22 @@ def normalised(text):
     return re.sub(r"(from=\S+?)(\s|$)", r"\1\2", text)
 
 
+def family(address):
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def destination(client):
+    """Where a client connects: ::1 from ::1, else 127.0.0.1 (an IPv6 service bound to
+    no address takes both)."""
+    return "::1" if ":" in client["src"] else "127.0.0.1"
+
+
 def stream_client(port, client):
-    conn = socket.socket()
+    conn = socket.socket(family(client["src"]))
     conn.bind((client["src"], 0))
     conn.settimeout(5)
     try:
-        conn.connect(("127.0.0.1", port))
+        conn.connect((destination(client), port))
     except OSError as exc:
         conn.close()
         return None, f"connect {type(exc).__name__}"
@@ -103,16 +114,56 @@ def stream_client(port, client):
 
 
 def dgram_client(port, client, wait):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(family(client["src"]), socket.SOCK_DGRAM)
     sock.bind((client["src"], 0))
     sock.settimeout(wait)
-    sock.sendto(bytes.fromhex(client["data"]) or b"\n", ("127.0.0.1", port))
+    sock.sendto(bytes.fromhex(client["data"]) or b"\n", (destination(client), port))
     try:
         return repr(sock.recv(65535))
     except OSError as exc:
         return f"{type(exc).__name__}"
     finally:
         sock.close()
+
+
+# Seconds between 1900 (RFC 868's epoch) and 1970.
+RFC868 = 2208988800
+
+
+def shaped(svc, line):
+    """A client's line with what depends on the clock made a shape: daytime's digits
+    made D, time's four bytes made `time4 now` (within a minute of this host's clock)."""
+    mask = svc.get("mask")
+    found = re.match(r"(b'.*'|b\".*\")( .*)?$", line, re.S)
+    if mask is None or found is None:
+        return line
+    got = ast.literal_eval(found.group(1))
+    rest = found.group(2) or ""
+    if mask == "daytime":
+        return repr(re.sub(rb"\d", b"D", got)) + rest
+    if len(got) == 4 and abs(int.from_bytes(got, "big") - RFC868 - time.time()) < 60:
+        return "time4 now" + rest
+    return f"time{len(got)} {got!r}" + rest
+
+
+def prefix(conn, size, wait):
+    """The first `size` bytes a stream client gets (chargen never ends), then the
+    connection is closed."""
+    got = b""
+    conn.settimeout(wait)
+    try:
+        while len(got) < size:
+            chunk = conn.recv(size - len(got))
+            if not chunk:
+                return f"{got!r} EOF"
+            got += chunk
+    except socket.timeout:
+        return f"{got!r} open"
+    except OSError as exc:
+        return f"{got!r} {type(exc).__name__}"
+    finally:
+        conn.close()
+    return f"{got!r} prefix"
 
 
 def quiesce(pid):
@@ -199,12 +250,17 @@ def run_service(svc, port, pid, program_log):
         serving = set()
         for client in wave:
             if svc["dgram"]:
-                results.append(dgram_client(port, client, max(patience, QUIET * 2)))
+                results.append(shaped(svc, dgram_client(port, client,
+                                                        max(patience, QUIET * 2))))
                 reaped(pid, serving)
                 continue
             conn, error = stream_client(port, client)
             if conn is None:
                 results.append(error)
+                reaped(pid, serving)
+                continue
+            if svc.get("prefix"):
+                results.append(prefix(conn, svc["prefix"], patience))
                 reaped(pid, serving)
                 continue
             held.append(conn)
@@ -214,7 +270,7 @@ def run_service(svc, port, pid, program_log):
             got = seen(conn, wait=patience)
             if svc["unread"]:   # a server that never reads: reset or EOF is a race
                 got = got.replace("ConnectionResetError", "EOF")
-            results.append(got)
+            results.append(shaped(svc, got))
             if got.endswith(" open"):
                 # Every server that had ended before this client connected is reaped
                 # (below), so the daemon's children now serve the open clients.
@@ -244,15 +300,34 @@ def main():
     echo = echo_server()
     ports = {}
     text = ""
+    if "tcpmux" in case:
+        ports["tcpmux"] = free_port()
+        text += ("service tcpmux\n{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+                 "\tprotocol = tcp\n\twait = no\n\tuser = root\n\tbind = 127.0.0.1\n"
+                 f"\tport = {ports['tcpmux']}\n\tlog_type = FILE {workdir}/tcpmux.log\n"
+                 f"{case['tcpmux']}}}\n")
     for svc in case["services"]:
         for name, content in svc["files"].items():
+            os.makedirs(os.path.dirname(os.path.join(workdir, name)), exist_ok=True)
             write_file(os.path.join(workdir, name), content)
-        ports[svc["id"]] = port = free_port()
         body = (svc["body"].replace("{W}", workdir).replace("{ECHO}", str(echo))
                 .replace("{FAR}", far_window()))
-        text += (f"service {svc['name']}\n{{\n\tid = {svc['id']}\n\tport = {port}\n"
-                 f"\tbind = 127.0.0.1\n\tlog_type = FILE {workdir}/{svc['id']}.log\n"
+        where = ""
+        if svc.get("via") == "tcpmux":
+            # Reached by name through the tcpmux service: no port of its own.
+            ports[svc["id"]] = ports["tcpmux"]
+        else:
+            ports[svc["id"]] = port = free_port()
+            bind = svc.get("bind", "127.0.0.1")
+            where = f"\tport = {port}\n" + (f"\tbind = {bind}\n" if bind else "")
+        text += (f"service {svc['name']}\n{{\n\tid = {svc['id']}\n{where}"
+                 f"\tlog_type = FILE {workdir}/{svc['id']}.log\n"
                  f"{body}}}\n")
+    if "allow" in case or "deny" in case:
+        # Both tables at their real paths, on a private layer over /etc.
+        private_dev_and_etc()
+        for table in ("allow", "deny"):
+            write_file(f"/etc/hosts.{table}", case.get(table, "").replace("{W}", workdir))
     write_file(run.conf, text)
     # A small environment of known order: servers without passenv get all of it.
     keep = {k: os.environ[k] for k in ("PATH", "PYTHONPATH", "HOME", "LANG") if k in os.environ}
@@ -276,6 +351,11 @@ def main():
         quiesce(proc.pid)
     for svc in case["services"]:
         out[svc["id"]]["log"] = log_lines(os.path.join(workdir, f"{svc['id']}.log"))
+        for name in svc.get("outputs", []):
+            # What a hosts.allow `spawn` wrote: its lines sorted, as spawns may overlap.
+            out[svc["id"]][name] = sorted(read(os.path.join(workdir, name)).splitlines())
+    if "tcpmux" in case:
+        out["tcpmux"] = log_lines(os.path.join(workdir, "tcpmux.log"))
     out["program"] = [line.split(": ", 1)[1] for line in read(run.program_log).split("\n")
                       if ": " in line]
     print(json.dumps(out))
