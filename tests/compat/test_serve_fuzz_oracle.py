@@ -136,3 +136,16 @@ def test_a_forked_chargen_killed_by_sigpipe_is_no_difference() -> None:
     p = {"fz1": {"clients": ["b'!' prefix"], "log": ["EXIT: fz1 status=0", "START: fz1"]}}
     assert fuzz.differences([svc], x, p) == []
     assert len(fuzz.differences([{**svc, "name": "echo", "kind": "echo"}], x, p)) == 1
+
+
+def test_a_twist_xinetd_refuses_after_a_resident_check_is_no_difference() -> None:
+    fuzz = fuzzer()
+    svc = {**service("libwrap = in.w2", {}), "id": "fz2", "allow":
+           "in.w2 : 127.0.0.1 : twist /bin/echo twisted %d %a\n", "deny": ""}
+    daytime = {**service("type = INTERNAL UNLISTED", {}, kind="daytime"), "name": "daytime"}
+    x = {"fz1": {}, "fz2": {"clients": ["b'' EOF"], "log": ["FAIL: fz2 libwrap", "START: fz2"]}}
+    p = {"fz1": {}, "fz2": {"clients": ["b'twisted in.w2 127.0.0.1\\n' EOF"],
+                            "log": ["START: fz2"]}}
+    assert fuzz.differences([daytime, svc], x, p) == []
+    # Before any request was checked in xinetd's own process, its twist runs too.
+    assert len(fuzz.differences([svc, daytime], x, p)) == 1
