@@ -149,3 +149,13 @@ def test_a_twist_xinetd_refuses_after_a_resident_check_is_no_difference() -> Non
     assert fuzz.differences([daytime, svc], x, p) == []
     # Before any request was checked in xinetd's own process, its twist runs too.
     assert len(fuzz.differences([svc, daytime], x, p)) == 1
+
+
+def test_seeded_wide_services_are_served_as_xinetd_serves_them(tmp_path: Path) -> None:
+    # A TCPMUX service through tcpmux, IPv6 echo datagrams, chargen datagrams, time.
+    xinetd = require_xinetd()
+    fuzz = fuzzer()
+    batch = [fuzz.make_wide(random.Random(f"1/{n}"), n) for n in range(4)]
+    x, p = fuzz.run_batch(batch, tmp_path, xinetd)
+    assert fuzz.differences(batch, x, p) == []
+    assert all(x[svc["id"]]["clients"] for svc in batch)
