@@ -159,3 +159,15 @@ def test_seeded_wide_services_are_served_as_xinetd_serves_them(tmp_path: Path) -
     x, p = fuzz.run_batch(batch, tmp_path, xinetd)
     assert fuzz.differences(batch, x, p) == []
     assert all(x[svc["id"]]["clients"] for svc in batch)
+
+
+def test_a_rule_for_all_judges_every_service_of_the_batch() -> None:
+    fuzz = fuzzer()
+    chargen = {**service("type = INTERNAL UNLISTED", {}, kind="chargen"), "name": "chargen"}
+    wrapped = {**service("libwrap = in.w2", {}), "id": "fz2",
+               "allow": "ALL : 127.0.0.1 : deny\n", "deny": ""}
+    x = {"fz1": {"clients": ["b'' EOF"], "log": ["EXIT: fz1 status=0", "START: fz1"]},
+         "fz2": {}}
+    p = {"fz1": {"clients": ["b'' EOF"], "log": []}, "fz2": {}}
+    assert fuzz.differences([chargen, wrapped], x, p) == []
+    assert len(fuzz.differences([chargen], x, p)) == 1
