@@ -171,3 +171,29 @@ def test_a_rule_for_all_judges_every_service_of_the_batch() -> None:
     p = {"fz1": {"clients": ["b'' EOF"], "log": []}, "fz2": {}}
     assert fuzz.differences([chargen, wrapped], x, p) == []
     assert len(fuzz.differences([chargen], x, p)) == 1
+
+
+def test_seeded_shared_daemon_serves_as_xinetd_serves(tmp_path: Path) -> None:
+    # Case 16 of `--shared --seed 1`: a redirect and a datagram echo under `-limit 2`,
+    # a client refused for the process limit, and a SIGHUP while two are held.
+    xinetd = require_xinetd()
+    fuzz = fuzzer()
+    rng = random.Random("shared 1")
+    case = [fuzz.make_shared(rng, n) for n in range(17)][16]
+    x, p = fuzz.run_shared(case, tmp_path, xinetd)
+    assert fuzz.shared_differences(case, x, p) == []
+    log = [line for svc in case["services"] for line in x[svc["id"]]["log"]]
+    assert any(line.startswith("FAIL:") and "process_limit" in line for line in log)
+    assert any(" | after HUP: " in c for svc in case["services"]
+               for c in x[svc["id"]]["clients"])
+
+
+def test_a_held_builtin_of_a_disabled_service_is_a_known_deviation_only_there() -> None:
+    fuzz = fuzzer()
+    svc = service("type = INTERNAL UNLISTED\nwait = no", {}, kind="discard")
+    x = {"fz1": {"clients": ["b'' open | after HUP-disable: b'' open"], "log": []}}
+    p = {"fz1": {"clients": ["b'' open | after HUP-disable: b'' EOF"], "log": []}}
+    waves = [{"clients": [], "signal": "HUP-disable", "disable": "fz1"}]
+    assert fuzz.shared_differences({"services": [svc], "waves": waves}, x, p) == []
+    kept = [{"clients": [], "signal": "HUP"}]
+    assert len(fuzz.shared_differences({"services": [svc], "waves": kept}, x, p)) == 1
