@@ -197,3 +197,15 @@ def test_a_held_builtin_of_a_disabled_service_is_a_known_deviation_only_there() 
     assert fuzz.shared_differences({"services": [svc], "waves": waves}, x, p) == []
     kept = [{"clients": [], "signal": "HUP"}]
     assert len(fuzz.shared_differences({"services": [svc], "waves": kept}, x, p)) == 1
+
+
+def test_a_datagram_xinetd_drained_is_a_known_deviation_but_a_wrong_answer_is_not() -> None:
+    fuzz = fuzzer()
+    svc = service("type = INTERNAL UNLISTED\nsocket_type = dgram\nwait = yes", {},
+                  kind="echo-dgram") | {"dgram": True}
+    case = {"services": [svc], "waves": [{"clients": [], "signal": None}]}
+    x = {"fz1": {"clients": ["b'a\\n'", "TimeoutError"], "log": ["START: fz1"]}}
+    p = {"fz1": {"clients": ["b'a\\n'", "b'b\\n'"], "log": ["START: fz1", "START: fz1"]}}
+    assert fuzz.shared_differences(case, x, p) == []
+    wrong = {"fz1": {"clients": ["b'c\\n'", "b'b\\n'"], "log": ["START: fz1", "START: fz1"]}}
+    assert len(fuzz.shared_differences(case, x, wrong)) == 1
