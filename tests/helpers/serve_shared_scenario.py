@@ -15,7 +15,8 @@ state dump` or `Reconfigured` line, then sends each client still open one more l
 and reads again (a held client must still be served, or see its server end when its
 service was disabled). `HUP-disable` first rewrites the configuration with
 `disable = yes` in that service. Then the wave's connections are closed and the
-daemon's servers are waited for.
+daemon's servers are waited for. A case with a SIGUSR1 mounts a tmpfs on /run first,
+so the dumps go to a /var/run/xinetd.dump of its own.
 
 Prints one JSON object: for each service id, "clients" (one line each, in the
 service's order: what the client got, then ` | after SIGNAL: ` and what it got after
