@@ -17,7 +17,8 @@ A service with a "burst" (a `cps` small enough to trip) gets it first: its clien
 connect one after another, at a moment when neither the wall clock (xinetd's cps
 seconds) nor the monotonic clock (pyxinetd's) is about to turn a second, and are read
 only once all have connected; then, once the daemon has logged the service's
-`Activating service` (or after its pause and a margin), its waves. `{FAR}` in a body
+`Activating service` (or after its pause and a margin) and the burst's cps window is
+over in both clocks (both daemons carry its count over the reactivation), its waves. `{FAR}` in a body
 is an `access_times` window far from now. With "load" in CASE_JSON, the daemons read
 that one-minute load from a /proc/loadavg mounted over the real one.
 
@@ -212,12 +213,30 @@ def second_to_spare():
         time.sleep(left + 0.002)
 
 
+def window_over(svc, seconds):
+    """Until the cps window begun in `seconds` (the burst's second of the wall clock and
+    of the monotonic clock) is over in both clocks: it lasts `rate` seconds (reference
+    §4.5), and both daemons carry its count over the reactivation, so a client that
+    comes while it lasts trips the service again. Without this wait, whether the next
+    client lands in the window's last second or after it would be a race of the
+    reactivation against the turn of a second."""
+    rate = int(re.search(r"^\s*cps = (\d+) ", svc["body"], re.M).group(1))
+    wall, mono = seconds
+    for _ in range(rate + 2):
+        left = max(wall + rate - time.time(), mono + rate - time.monotonic())
+        if left <= 0:
+            return
+        time.sleep(left + 0.002)
+
+
 def run_burst(svc, port, pid, program_log, patience):
-    """The burst of a tripping cps, then a wait for the service to come back."""
+    """The burst of a tripping cps, then a wait for the service to come back and for
+    the burst's cps window to end."""
     before = len(read(program_log))
     back = re.escape(f"Activating service {svc['name']}") + "$"
     activated = len(re.findall(back, read(program_log), re.M))
     second_to_spare()
+    seconds = (int(time.time()), int(time.monotonic()))
     conns = []
     for client in svc["burst"]:
         conns.append(stream_client(port, client))
@@ -234,6 +253,7 @@ def run_burst(svc, port, pid, program_log, patience):
     if "Deactivating service" in read(program_log)[before:]:
         wait_count(program_log, f"(?m){back}", activated + 1,
                    time.monotonic() + svc["pause"] + 3)
+    window_over(svc, seconds)
     quiesce(pid)
     if svc["unread"]:
         results = [r.replace("ConnectionResetError", "EOF") for r in results]
