@@ -43,6 +43,8 @@ _OPTIONS: dict[str, tuple[str | None, str]] = {
     "-shutdownprocs": (None, "str"),  # its argument is skipped unread, as in xinetd
     "-version": (None, "flag"),
 }
+# Every option word the daemon takes, in xinetd's order (man/pyxinetd.8 lists them all).
+OPTION_WORDS: tuple[str, ...] = tuple(_OPTIONS)
 
 
 class UsageError(Exception):
