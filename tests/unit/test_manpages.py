@@ -82,3 +82,11 @@ def test_the_package_installs_the_pages_where_man_looks() -> None:
     assert data_files["share/man/man8"] == ["man/pyxinetd.8"]
     assert data_files["share/man/man5"] == ["man/pyxinetd.conf.5"]
     assert DAEMON_PAGE.is_file() and CONFIG_PAGE.is_file()
+
+
+@pytest.mark.parametrize("page", [DAEMON_PAGE, CONFIG_PAGE], ids=lambda p: p.name)
+def test_the_pages_name_the_version_the_package_has(page: Path) -> None:
+    tomllib = pytest.importorskip("tomllib")
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    title = next(line for line in page.read_text().splitlines() if line.startswith(".TH "))
+    assert f'"pyxinetd {version}"' in title
