@@ -251,3 +251,24 @@ def test_a_flood_of_forged_datagrams_is_warned_about_once(daemons: DaemonFactory
         assert client.recv(100) == b"ping"
     warnings = re.findall(r"echo-d: no reply to .*\(possible loop\)", daemon.log())
     assert len(warnings) == 1, warnings
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: only root can change user")
+@pytest.mark.parametrize("kind", ["TCPMUX", "TCPMUXPLUS"])
+def test_a_tcpmux_server_runs_as_its_services_user_and_group(daemons: DaemonFactory,
+                                                            kind: str) -> None:
+    # CVE-2013-4342: xinetd before 2.3.15 ran TCPMUX servers as root whatever their
+    # service's `user` and `group` said (xinetd-org/xinetd PR 10).
+    port = free_port()
+    daemons.start_config(
+        f"service tcpmux\n{{\n\ttype = INTERNAL UNLISTED\n\tsocket_type = stream\n"
+        f"\twait = no\n\tuser = root\n\tport = {port}\n\tbind = 127.0.0.1\n}}\n"
+        f"service whoami\n{{\n\ttype = {kind} UNLISTED\n\tsocket_type = stream\n"
+        f"\twait = no\n\tuser = nobody\n\tgroup = daemon\n\tserver = /usr/bin/id\n}}\n")
+    with connect(port) as c:
+        c.sendall(b"whoami\r\n")
+        c.shutdown(socket.SHUT_WR)
+        answer = read_all(c).decode()
+    go = "+Go\r\n" if kind == "TCPMUXPLUS" else ""
+    assert re.fullmatch(rf"{re.escape(go)}uid=65534\(nobody\) gid=1\(daemon\) "
+                        rf"groups=1\(daemon\)\n", answer), answer
