@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 import time
 from pathlib import Path
 
 from pyxinetd.config.model import FileTarget, SocketType
-from tests.daemon import DaemonFactory, free_port, python_server, read_log, wait_log_lines
+from tests.daemon import HELPERS, DaemonFactory, free_port, open_fds, python_server, read_log, \
+    wait_log_lines
 from tests.factories import make_service
 
 TIMEOUT = 10.0
@@ -274,3 +276,37 @@ def test_a_service_log_that_is_a_fifo_without_reader_never_stalls_the_daemon(
             assert read_all(conn) == b"hello\n"
     line = daemon.wait_for_log("Cannot open")
     assert f"Cannot open {fifo}: No such device or address (errno = 6)" in line
+
+
+def test_udp_services_serve_when_the_daemon_starts_with_descriptors_0_to_2_closed(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # xinetd-org/xinetd PR 22: a socket that lands on descriptor 0, 1 or 2 is taken for
+    # the server's stdin/stdout/stderr (FreeBSD, pfSense: UDP services broken). The
+    # daemon puts /dev/null on a closed 0-2 before it opens anything, as xinetd does.
+    builtin, waiting, nowait, stream = (free_port() for _ in range(4))
+
+    def udp(name: str, port: int, extra: str, kind: str = "UNLISTED") -> str:
+        return (f"service {name}\n{{\n\ttype = {kind}\n\tsocket_type = dgram\n"
+                f"\tprotocol = udp\n\tuser = root\n\tbind = 127.0.0.1\n\tport = {port}\n"
+                + extra + "}\n")
+
+    daemon = daemons.start_config(
+        udp("echo", builtin, "\twait = yes\n", "INTERNAL UNLISTED")
+        + udp("udpwait", waiting, f"\twait = yes\n\tserver = {sys.executable}\n"
+                                  f"\tserver_args = {HELPERS / 'udp_wait_server.py'}\n")
+        + udp("udpnowait", nowait, f"\twait = no\n\tserver = {sys.executable}\n"
+                                   f"\tserver_args = {HELPERS / 'dgram_nowait_server.py'}\n")
+        + f"service hello\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = no\n"
+          f"\tuser = root\n\tbind = 127.0.0.1\n\tport = {stream}\n\tserver = /bin/echo\n"
+          f"\tserver_args = hello\n}}\n",
+        wrapper=("sh", "-c", 'exec "$@" <&- >&- 2>&-', "sh"))
+    assert [open_fds(daemon.pid)[fd] for fd in (0, 1, 2)] == ["/dev/null"] * 3
+    with udp_client() as client:
+        client.sendto(b"ping", ("127.0.0.1", builtin))
+        assert client.recv(1000) == b"ping"
+        client.sendto(b"one", ("127.0.0.1", waiting))
+        assert client.recv(1000).decode().endswith("got=one")
+        client.sendto(b"two", ("127.0.0.1", nowait))
+        assert client.recv(1000).decode().endswith("got=two")
+    with connect(stream) as conn:
+        assert read_all(conn) == b"hello\n"
