@@ -240,3 +240,37 @@ def test_a_redirect_session_logs_traffic_as_started_and_exit_as_the_reload_left_
                what="EXIT in the new log")
     assert "EXIT: redir" not in service_log(tmp_path)
     assert "TRAFFIC" not in read_log(tmp_path / "new.log")
+
+
+def test_connections_of_unchanged_services_go_on_across_reloads(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # moby/moby issue 40209: a reload is not a restart. The connections of a service the
+    # reload keeps unchanged stay up and keep being served, whoever serves them: an
+    # external server, an in-loop builtin, a redirect session; only another service
+    # is added, changed and removed around them.
+    cat, echo, redir, other, added = (free_port() for _ in range(5))
+    kept = (service("cat", cat, server="/bin/cat", server_args="-u")
+            + echo_service(echo) + redirect_service(redir, echo))
+    daemon = daemons.start_config(defaults(tmp_path) + kept + service("other", other, "O"))
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=10)
+               for port in (cat, echo, redir)]
+    try:
+        for conn in clients:
+            conn.sendall(b"before\n")
+            assert read_line(conn) == "before\n"
+        reload(daemon, defaults(tmp_path) + kept + service("other", other, "O2"), 1)
+        log = reload(daemon, defaults(tmp_path) + kept + service("added", added, "N"), 2)
+        assert "Reconfigured: new=1 old=3 dropped=1 (services)" in log.split(
+            "Starting reconfiguration")[-1]
+        for conn in clients:
+            conn.sendall(b"after\n")
+            assert read_line(conn) == "after\n"
+    finally:
+        for conn in clients:
+            conn.close()
+    wait_service_log(tmp_path, r"EXIT: cat status=0 pid=[1-9]")
+    # Two echo sessions: the client's own and the redirect's.
+    wait_until(lambda: service_log(tmp_path).count("EXIT: echo-kept status=0 pid=0") == 2,
+               what="both echo sessions' EXIT")
+    wait_service_log(tmp_path, r"EXIT: redir status=0 pid=0")
+    assert "signal=" not in service_log(tmp_path)
