@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
+from pyxinetd.config.loader import load_configuration
+from pyxinetd.config.lookups import Lookups
 from pyxinetd.config.model import SocketType
 from pyxinetd.rpc import versions
 from tests.unit.config_kit import (
-    dropped_reasons, errors, load_text, messages, service_block, warnings,
+    ENV, dropped_reasons, errors, load_text, messages, service_block, warnings,
 )
 
 
@@ -661,3 +663,39 @@ def test_banners_from_the_defaults_are_warned_of_too(tmp_path: Path) -> None:
         "user = nobody", "server = /bin/cat"))
     assert any("service waiter: banner_success ignored: a stream wait = yes server"
                in w for w in warnings(config))
+
+
+def load_on_host(tmp_path: Path, text: str, *, selinux: bool) -> Any:
+    """Load `text` as on a host with SELinux enabled or not (its selinuxfs)."""
+    selinuxfs = tmp_path / "selinuxfs"
+    selinuxfs.mkdir(exist_ok=True)
+    if selinux:
+        (selinuxfs / "enforce").write_text("1")
+    path = tmp_path / "labeled.conf"
+    path.write_text(text)
+    return load_configuration(str(path), environ=ENV,
+                              lookups=Lookups(selinuxfs=str(selinuxfs)))
+
+
+def test_a_labeled_service_is_served_with_a_warning_where_selinux_is_off(
+        tmp_path: Path) -> None:
+    # No context to give the server: xinetd 2.3.15.3 refuses every client there.
+    config = load_on_host(tmp_path, service_block("lab", "flags = LABELED"), selinux=False)
+    assert [s.id for s in config.services] == ["lab"]
+    assert any("service lab: flags = LABELED ignored: SELinux is not enabled" in w
+               for w in warnings(config)), warnings(config)
+
+
+def test_a_labeled_service_is_refused_where_selinux_runs(tmp_path: Path) -> None:
+    # Its servers would run in the daemon's context, not in their client's.
+    config = load_on_host(tmp_path, service_block("lab", "flags = LABELED"), selinux=True)
+    assert not config.services
+    assert dropped_reasons(config) == [
+        "Changing process context failed for lab - DISABLING (flags = LABELED: pyxinetd "
+        "cannot run a server in its client's SELinux context)"]
+    # The checks that come first are xinetd's, whatever the host.
+    config = load_on_host(tmp_path, service_block("lab", "flags = LABELED", "wait = yes"),
+                          selinux=True)
+    assert dropped_reasons(config) == [
+        "Tcp wait services cannot support labeled networking: lab (LABELED is only for "
+        "external stream wait = no services)"]

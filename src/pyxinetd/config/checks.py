@@ -183,6 +183,16 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
                                   f"({served})")
     if "LABELED" in flags:
         _check_labeled(sid, internal or sensor, socket_type, wait, redirect is not None)
+        # pyxinetd cannot run a server in its client's SELinux context. Where SELinux
+        # runs, serving anyway would give each client the daemon's context: refused.
+        if lookups.selinux_enabled():
+            raise ServiceRejected(f"Changing process context failed for {sid}{DISABLING} "
+                                  "(flags = LABELED: pyxinetd cannot run a server in its "
+                                  "client's SELinux context)")
+        sink.warning(*where, f"service {sid}: flags = LABELED ignored: SELinux is not "
+                             "enabled on this host, so there is no context to give the "
+                             "server (xinetd 2.3.15.3 refuses every client here: "
+                             "Changing process context failed)")
     if tcpmux:
         if not unlisted:
             raise ServiceRejected(f"Service: {name} (tcpmux) should have UNLISTED in type. "

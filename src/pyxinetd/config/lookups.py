@@ -72,15 +72,24 @@ class Lookups:
     """Per-load caches of the system databases."""
 
     def __init__(self, *, services: str = "/etc/services", protocols: str = "/etc/protocols",
-                 rpc: str = "/etc/rpc", networks: str = "/etc/networks") -> None:
+                 rpc: str = "/etc/rpc", networks: str = "/etc/networks",
+                 selinuxfs: str = "/sys/fs/selinux") -> None:
         self._paths = {"services": services, "protocols": protocols, "rpc": rpc,
                        "networks": networks}
+        self._selinuxfs = selinuxfs
         self._services: dict[tuple[str, str], int] | None = None
         self._protocols: dict[str, tuple[str, int]] | None = None
         self._rpc: dict[str, int] | None = None
         self._networks: dict[str, ipaddress.IPv4Network] | None = None
         self._users: dict[str, UserInfo | None] = {}
         self._groups: dict[str, int | None] = {}
+
+    # -- SELinux -----------------------------------------------------------------
+
+    def selinux_enabled(self) -> bool:
+        """Whether the host runs SELinux: its filesystem is mounted with a policy
+        loaded (the `enforce` file), as libselinux's is_selinux_enabled() tells."""
+        return os.path.exists(os.path.join(self._selinuxfs, "enforce"))
 
     # -- /etc/services -----------------------------------------------------------
 
