@@ -618,16 +618,82 @@ set_slice(PyObject *module, PyObject *arg)
 #endif
 }
 
+/* -- fault signals: the kernel's, and those sent by a process ------------------------- */
+
+/* Installed for SIGSEGV, SIGBUS and the other fault signals (pyxinetd.faultsignals).
+   xinetd logs a SIGSEGV sent with kill(1) and goes on serving; Python cannot: a handler
+   of its own for a real fault would only set a flag and return to the faulting
+   instruction, which faults again, for ever. The kernel tells the two apart: a fault
+   has a positive si_code (SEGV_MAPERR, BUS_ADRERR, SI_KERNEL...), a signal sent by a
+   process has SI_USER, SI_QUEUE or SI_TKILL (zero or negative). A sent one is handed to
+   Python's own handling (its recording handler then runs in the loop, as for any other
+   signal); a real fault gets the default action back, which the instruction, run again
+   on return, then takes: the process dies of it as it would have without this guard,
+   with its core dump. Async-signal-safe: sigaction and PyErr_SetInterruptEx only. */
+static void
+fault_guard(int sig, siginfo_t *info, void *context)
+{
+    (void)context;
+    if (info != NULL && info->si_code <= 0) {
+        PyErr_SetInterruptEx(sig);
+        return;
+    }
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+}
+
+PyDoc_STRVAR(guard_faults_doc,
+"guard_faults(signals) -> None\n\n"
+"Catch each of `signals` (fault signals whose Python handler is already installed) at\n"
+"C level: sent by a process, Python's handler runs; raised by a real fault, the\n"
+"default action is taken. OSError when a disposition cannot be set.");
+
+static PyObject *
+guard_faults(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    PyObject *fast = PySequence_Fast(arg, "signals must be a sequence of ints");
+    if (fast == NULL)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long sig = PyLong_AsLong(PySequence_Fast_GET_ITEM(fast, i));
+        if (sig == -1 && PyErr_Occurred()) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = fault_guard;
+        /* SA_ONSTACK as CPython's own handlers; every other signal blocked meanwhile. */
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigfillset(&sa.sa_mask);
+        if (sig <= 0 || sig >= NSIG || sigaction((int)sig, &sa, NULL) < 0) {
+            if (sig <= 0 || sig >= NSIG)
+                errno = EINVAL;
+            Py_DECREF(fast);
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+    }
+    Py_DECREF(fast);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef spawn_methods[] = {
     {"spawn", (PyCFunction)(void (*)(void))spawn, METH_VARARGS | METH_KEYWORDS, spawn_doc},
     {"set_slice", set_slice, METH_O, set_slice_doc},
+    {"guard_faults", guard_faults, METH_O, guard_faults_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef spawn_module = {
     PyModuleDef_HEAD_INIT,
     "pyxinetd._spawn",
-    "The spawner's child checklist in C, in a CLONE_VM|CLONE_VFORK child.",
+    "The spawner's child checklist in C, in a CLONE_VM|CLONE_VFORK child (and the\n"
+    "guard that tells a fault signal sent by a process from a real fault).",
     -1,
     spawn_methods,
     NULL, NULL, NULL, NULL,

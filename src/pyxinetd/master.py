@@ -17,8 +17,9 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
-from pyxinetd import XINETD_COMPAT_VERSION, __version__, redirect, rpc
+from pyxinetd import XINETD_COMPAT_VERSION, __version__, faultsignals, redirect, rpc
 from pyxinetd.activation import Activations
 from pyxinetd.backlog import FLUSH_ON_CLOSE
 from pyxinetd.children import ChildTable, ExitStatus, reap
@@ -326,7 +327,18 @@ class Master:
             if self.options.debug and signum in TTY_SIGNALS:
                 continue
             table.setdefault(signum, _ignore)
+        # Fault signals sent with kill(1), as xinetd takes them: SIGSEGV and SIGBUS
+        # logged, the others ignored (installed only where the guard that lets a real
+        # fault crash is available: pyxinetd.faultsignals).
+        for signum in faultsignals.LOGGED:
+            table[signum] = partial(self._unexpected_signal, signum)
+        for signum in faultsignals.IGNORED:
+            table[signum] = _ignore
         return table
+
+    def _unexpected_signal(self, signum: int) -> None:
+        self.program.critical("general_handler", f"({os.getpid()}) "
+                              f"{faultsignals.unexpected_signal_text(signum)}")
 
     def _announced(self, signum: int, action: Callable[[], None]) -> Callable[[], None]:
         def announce_then_act() -> None:

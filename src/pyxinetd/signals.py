@@ -27,6 +27,7 @@ import socket
 from collections.abc import Callable, Collection, Mapping
 from types import FrameType
 
+from pyxinetd import faultsignals
 from pyxinetd.errors import SetupError
 from pyxinetd.loop import READ, Loop
 
@@ -125,8 +126,17 @@ class SignalWakeup:
 
     def install(self) -> None:
         self._old_wakeup_fd = signal.set_wakeup_fd(self._wsock.fileno(), warn_on_full_buffer=False)
+        # Fault signals only under the extension's guard (pyxinetd.faultsignals): a
+        # Python handler alone would hang the daemon on a real fault.
+        faults = [s for s in self._dispatch if s in faultsignals.FAULT_SIGNALS]
+        if faults and not faultsignals.guard_available():
+            for signum in faults:
+                del self._dispatch[signum]
+            faults = []
         for signum in self._dispatch:
             self._previous[signum] = signal.signal(signum, self._record)
+        if faults:
+            faultsignals.guard(faults)
         # A blocked mask survives exec: started by a program that blocks SIGCHLD or
         # SIGTERM, the daemon would never reap a server nor stop (xinetd has that
         # flaw). Every signal with a role is let through.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from pyxinetd import faultsignals
 from tests.integration.test_daemonize import echo_conf
 from tests.oracle import require_xinetd
 
@@ -88,3 +89,25 @@ def test_a_main_file_replaced_by_a_folder_is_not_read_as_an_empty_configuration(
                         f"ERROR: open( {folder} ) failed: Is a directory (errno = 21)",
                         "WARNING: reconfiguration failed",
                         "WARNING: Exiting..."])
+
+
+@pytest.mark.skipif(not faultsignals.guard_available(),
+                    reason="the C extension's fault guard is not built or not enabled")
+def test_fault_signals_sent_with_kill_are_logged_or_ignored_as_xinetd_takes_them(
+        tmp_path: Path) -> None:
+    # SIGFPE, SIGILL, SIGTRAP and SIGSYS first (ignored: were one to kill the daemon,
+    # the SIGSEGV line would never come), then SIGSEGV and SIGBUS, each logged.
+    steps = ("for s in FPE ILL TRAP SYS; do kill -$s $pid; done; "
+             "kill -SEGV $pid; wait_log 'Segmentation fault'; "
+             "kill -BUS $pid; wait_log 'Bus error'")
+    theirs, ours = both(tmp_path, steps)
+    masked = [(status, [re.sub(r"^CRITICAL: \d+ \{general_handler\} \(\d+\)",
+                               "CRITICAL: PID {general_handler} (PID)", line) for line in lines])
+              for status, lines in (theirs, ours)]
+    assert masked[1] == masked[0]
+    assert masked[0] == (0, [
+        "NOTICE: Started working: 1 available service",
+        "CRITICAL: PID {general_handler} (PID) Unexpected signal: 11 (Segmentation fault)",
+        "CRITICAL: PID {general_handler} (PID) Unexpected signal: 7 (Bus error)",
+        "WARNING: Exiting...",
+    ])
