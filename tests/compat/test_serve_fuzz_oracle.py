@@ -209,3 +209,38 @@ def test_a_datagram_xinetd_drained_is_a_known_deviation_but_a_wrong_answer_is_no
     assert fuzz.shared_differences(case, x, p) == []
     wrong = {"fz1": {"clients": ["b'c\\n'", "b'b\\n'"], "log": ["START: fz1", "START: fz1"]}}
     assert len(fuzz.shared_differences(case, x, wrong)) == 1
+
+
+def test_a_datagram_service_xinetd_stopped_at_a_refusal_is_excused_only_after_it() -> None:
+    fuzz = fuzzer()
+    svc = service("type = INTERNAL UNLISTED\nsocket_type = dgram\nwait = yes", {},
+                  kind="echo-dgram") | {"dgram": True}
+    clients = [{"svc": "fz1", "src": "127.0.0.1", "data": "610a", "half_close": False}]
+    case = {"services": [svc], "waves": [{"clients": clients * 3, "signal": None}]}
+    fail = "FAIL: fz1 process_limit"
+    x = {"fz1": {"clients": ["b'a\\n'", "TimeoutError", "TimeoutError"],
+                 "log": [fail, "START: fz1"]}}
+    p = {"fz1": {"clients": ["b'a\\n'", "TimeoutError", "b'a\\n'"],
+                 "log": [fail, "START: fz1", "START: fz1"]}}
+    assert fuzz.shared_differences(case, x, p) == []
+    assert fuzz.stopped_at_refusal(case, svc, x["fz1"], p["fz1"])
+    # A datagram xinetd left unanswered before any refusal is no stop ...
+    early = {"clients": ["TimeoutError", "TimeoutError", "b'a\\n'"],
+             "log": [fail, "START: fz1"]}
+    assert not fuzz.stopped_at_refusal(case, svc, early, p["fz1"])
+    # ... nor one after the reload that resumes xinetd's service.
+    waves = [{"clients": clients * 2, "signal": "HUP"}, {"clients": clients, "signal": None}]
+    assert not fuzz.stopped_at_refusal({"services": [svc], "waves": waves}, svc,
+                                       x["fz1"], p["fz1"])
+    # ... nor an answer of xinetd's that pyxinetd's differs from.
+    answered = {**x["fz1"], "clients": ["b'a\\n'", "TimeoutError", "b'b\\n'"]}
+    assert not fuzz.stopped_at_refusal(case, svc, answered, p["fz1"])
+
+
+def test_xinetd_is_given_the_host_a_slash_128_entry_means_and_nothing_else() -> None:
+    fuzz = fuzzer()
+    svc = service("flags = IPv6\nonly_from = ::ffff:127.0.0.1 ::1/128\nno_access = ::1/128",
+                  {})
+    body = fuzz.as_xinetd_reads(svc)["body"]
+    assert "\tonly_from = ::ffff:127.0.0.1 ::1\n" in body and "\tno_access = ::1\n" in body
+    assert fuzz.as_xinetd_reads(service("only_from = ::/0", {}))["body"] == "\tonly_from = ::/0\n"
