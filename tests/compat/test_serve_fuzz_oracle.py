@@ -161,6 +161,20 @@ def test_seeded_wide_services_are_served_as_xinetd_serves_them(tmp_path: Path) -
     assert all(x[svc["id"]]["clients"] for svc in batch)
 
 
+def test_seeded_wrapped_services_are_served_as_xinetd_serves_them(tmp_path: Path) -> None:
+    # Cases 29 and 27 of `--wide --seed 4`: an echo whose hosts.allow rules twist two of
+    # its clients and let the third through, and a NAMEINARGS server whose `ALL : ...
+    # : deny` rule refuses one client, with the service's banner_fail.
+    xinetd = require_xinetd()
+    fuzz = fuzzer()
+    batch = [fuzz.make_wide(random.Random(f"4/{n}"), n) for n in (29, 27)]
+    x, p = fuzz.run_batch(batch, tmp_path, xinetd)
+    assert fuzz.differences(batch, x, p) == []
+    assert [c.startswith("b'twisted in.w29 ") for c in x["fz29"]["clients"]] == [
+        True, False, True]
+    assert x["fz27"]["clients"][1] == "b'banner_fail of fz27\\n' EOF"
+
+
 def test_a_rule_for_all_judges_every_service_of_the_batch() -> None:
     fuzz = fuzzer()
     chargen = {**service("type = INTERNAL UNLISTED", {}, kind="chargen"), "name": "chargen"}
