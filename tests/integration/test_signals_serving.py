@@ -262,3 +262,25 @@ def test_a_signal_right_behind_sigterm_does_not_kill_the_exiting_daemon(
             daemon.signal(late)
         assert daemon.wait_exit() == 0
         assert not pidfile.exists()
+
+
+def test_sigterm_closes_an_open_echo_session_and_logs_its_exit(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # xinetd's forked echo child keeps xinetd's SIGTERM handler, which does nothing
+    # there, and serves on after the daemon exited (compatibility.md); pyxinetd serves
+    # its builtins in its loop and closes their sessions as it exits.
+    port = free_port()
+    services = tmp_path / "services.log"
+    daemon = daemons.start_config(
+        f"service echo\n{{\n\ttype = INTERNAL UNLISTED\n\tid = echo\n\tsocket_type = stream\n"
+        f"\tprotocol = tcp\n\tport = {port}\n\tbind = 127.0.0.1\n\twait = no\n"
+        f"\tlog_type = FILE {services}\n\tlog_on_success = PID HOST EXIT\n}}\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"ping\n")
+        assert conn.recv(100) == b"ping\n"
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait_exit() == 0
+        assert conn.recv(100) == b""
+    lines = read_log(services).splitlines()
+    assert [line.split(": ")[1].split(" ")[0] for line in lines] == ["START", "EXIT"]
+    assert re.search(r"EXIT: echo status=0 pid=\d+$", lines[1])
