@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import random
 import time
 from pathlib import Path
 from types import ModuleType
@@ -54,3 +55,25 @@ def test_a_run_resumed_after_a_difference_restarts_on_that_steps_configuration()
     assert first["release"] == []
     assert first["name"].endswith("(both daemons restarted here)")
     assert rest == case["steps"][4:]
+
+
+def test_a_wait_stream_service_inheriting_an_address_list_is_not_probed() -> None:
+    # docs/compatibility.md, "Access lists are checked in the master": xinetd refuses
+    # every start of such a service and forks on for the queued connection.
+    fuzz = fuzzer()
+    model = fuzz.Model(random.Random(0))
+    waiting, serving = model.add(), model.add()
+    model.services[waiting]["kind"] = "wait-stream"
+    model.services[serving]["kind"] = "conn"
+    ports = {sid: model.services[sid]["port"] for sid in (waiting, serving)}
+
+    def probed() -> set[str]:
+        return {port for _label, _proto, port, _addr in model.probes()}
+
+    assert probed() == set(ports.values())
+    model.set_default("no_access", "10.0.0.0/8")
+    assert probed() == {ports[serving]}
+    model.set_default("no_access", None)
+    model.set_default("only_from", "127.0.0.1")
+    assert probed() == {ports[serving]}
+    assert model.holds() == []
