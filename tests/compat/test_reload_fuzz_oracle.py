@@ -43,6 +43,17 @@ def test_seeded_reloads_look_as_they_do_under_xinetd(tmp_path: Path) -> None:
     assert any(step["hold"] for step in case["steps"])
 
 
+def test_seeded_reloads_with_an_address_list_in_defaults_look_as_under_xinetd(
+        tmp_path: Path) -> None:
+    xinetd = require_xinetd()
+    fuzz = fuzzer()
+    # Seed 21, case 3: a client held across a rename, then `no_access` in defaults
+    # (inherited by a connection server and a stream wait = yes one).
+    case = fuzz.make_case(21, 3, 6)
+    assert fuzz.differences(case, tmp_path, xinetd, time.monotonic() + 60) == []
+    assert any(step["defaults"].get("no_access") for step in case["steps"])
+
+
 def test_a_run_resumed_after_a_difference_restarts_on_that_steps_configuration() -> None:
     fuzz = fuzzer()
     case = fuzz.make_case(2, 2, 5)
