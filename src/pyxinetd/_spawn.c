@@ -624,18 +624,29 @@ set_slice(PyObject *module, PyObject *arg)
    xinetd logs a SIGSEGV sent with kill(1) and goes on serving; Python cannot: a handler
    of its own for a real fault would only set a flag and return to the faulting
    instruction, which faults again, for ever. The kernel tells the two apart: a fault
-   has a positive si_code (SEGV_MAPERR, BUS_ADRERR, SI_KERNEL...), a signal sent by a
-   process has SI_USER, SI_QUEUE or SI_TKILL (zero or negative). A sent one is handed to
-   Python's own handling (its recording handler then runs in the loop, as for any other
-   signal); a real fault gets the default action back, which the instruction, run again
-   on return, then takes: the process dies of it as it would have without this guard,
-   with its core dump. Async-signal-safe: sigaction and PyErr_SetInterruptEx only. */
+   has a positive si_code (SEGV_MAPERR, BUS_ADRERR, SI_KERNEL, SYS_SECCOMP...), a signal
+   sent by a process has SI_USER, SI_QUEUE, SI_TKILL (zero or negative). A sent one is
+   handed to Python's own handling (its recording handler then runs in the loop, as for
+   any other signal); errno is kept, as CPython's own handler keeps it, since writing
+   the wakeup byte can fail (EAGAIN on a full socket) between a system call and the
+   read of its errno in the code interrupted.
+
+   A real fault gets the default action back and is queued again to this thread with
+   the kernel's own siginfo (blocked while the handler runs, it is delivered on return,
+   so the process dies of it with its core dump and the fault's address). Returning
+   alone is not enough: the faulting instruction is not always run again. A seccomp
+   SIGSYS (SECCOMP_RET_TRAP) skips the system call and an int3 SIGTRAP resumes after
+   the breakpoint: the process would go on, with a system call that never ran. Should
+   the queueing fail, raise() still ends it (with SI_TKILL). Async-signal-safe:
+   sigaction, raw system calls and PyErr_SetInterruptEx only. */
 static void
 fault_guard(int sig, siginfo_t *info, void *context)
 {
     (void)context;
+    int saved_errno = errno;
     if (info != NULL && info->si_code <= 0) {
         PyErr_SetInterruptEx(sig);
+        errno = saved_errno;
         return;
     }
     struct sigaction dfl;
@@ -643,6 +654,11 @@ fault_guard(int sig, siginfo_t *info, void *context)
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
     sigaction(sig, &dfl, NULL);
+    if (info == NULL
+            || syscall(SYS_rt_tgsigqueueinfo, (long)getpid(), (long)syscall(SYS_gettid),
+                       (long)sig, info) < 0)
+        raise(sig);
+    errno = saved_errno;
 }
 
 PyDoc_STRVAR(guard_faults_doc,

@@ -6,8 +6,9 @@ installed for them: after a real fault (in the interpreter or a library) it woul
 set a flag and return to the faulting instruction, which faults again, for ever, a hung
 daemon instead of a crashed one. The C extension's guard (pyxinetd._spawn.guard_faults)
 tells the two apart by who sent the signal: one sent by a process reaches the daemon's
-recording handler like any other signal, a real fault gets the default action (the
-process dies with its core dump, as without the guard). Without the extension the
+recording handler like any other signal, a real fault gets the default action and is
+raised again (the process dies with its core dump, as without the guard, even where the
+faulting instruction is not run again: a seccomp SIGSYS, an int3 SIGTRAP). Without the extension the
 fault signals keep their default action, and a `kill -SEGV` ends the daemon.
 """
 
