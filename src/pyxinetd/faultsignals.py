@@ -14,6 +14,7 @@ fault signals keep their default action, and a `kill -SEGV` ends the daemon.
 
 from __future__ import annotations
 
+import faulthandler
 import signal
 from collections.abc import Iterable
 
@@ -34,6 +35,14 @@ def guard_available() -> bool:
     extension is built and enabled (PYXINETD_NATIVE_SPAWN=0 makes the daemon behave as
     one built without it, this guard included)."""
     return NATIVE_ENABLED and hasattr(_spawn, "guard_faults")
+
+
+def left_to_faulthandler() -> bool:
+    """Whether Python's faulthandler (PYTHONFAULTHANDLER, `-X faulthandler`) holds the
+    fault signals: someone debugging the daemon asked for a traceback on a real fault,
+    which the guard would replace. The fault signals are then left to it (a `kill -SEGV`
+    ends the daemon, with that traceback)."""
+    return faulthandler.is_enabled()
 
 
 def guard(signums: Iterable[int]) -> None:

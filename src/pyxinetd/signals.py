@@ -127,9 +127,11 @@ class SignalWakeup:
     def install(self) -> None:
         self._old_wakeup_fd = signal.set_wakeup_fd(self._wsock.fileno(), warn_on_full_buffer=False)
         # Fault signals only under the extension's guard (pyxinetd.faultsignals): a
-        # Python handler alone would hang the daemon on a real fault.
+        # Python handler alone would hang the daemon on a real fault. Not over
+        # faulthandler's either: its traceback was asked for.
         faults = [s for s in self._dispatch if s in faultsignals.FAULT_SIGNALS]
-        if faults and not faultsignals.guard_available():
+        if faults and (not faultsignals.guard_available()
+                       or faultsignals.left_to_faulthandler()):
             for signum in faults:
                 del self._dispatch[signum]
             faults = []

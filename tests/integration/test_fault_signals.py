@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +64,20 @@ def test_without_the_guard_a_sigsegv_sent_with_kill_keeps_its_default_action(
     daemon = daemons.start_services([make_service(name="s", port=free_port())])
     daemon.signal(signal.SIGSEGV)
     assert daemon.wait_exit() == -signal.SIGSEGV
+
+
+@guarded
+def test_under_faulthandler_a_sigsegv_sent_with_kill_ends_the_daemon_with_its_traceback(
+        daemons: DaemonFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whoever set PYTHONFAULTHANDLER asked for tracebacks on faults: the guard stays
+    # out of faulthandler's way, as it would have to on a real fault.
+    monkeypatch.setenv("PYTHONFAULTHANDLER", "1")
+    daemon = daemons.start_services([make_service(name="s", port=free_port())])
+    daemon.signal(signal.SIGSEGV)
+    assert daemon.wait_exit() == -signal.SIGSEGV
+    assert "Fatal Python error: Segmentation fault" in daemon.log_path.with_suffix(
+        ".err").read_text()
+    assert "Unexpected signal" not in daemon.log()
 
 
 _REAL_FAULT = """
