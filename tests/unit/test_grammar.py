@@ -98,6 +98,31 @@ def test_lone_name_words_depend_on_what_follows(lines: str, words: str) -> None:
     assert any(words in d for d in diags), diags
 
 
+@pytest.mark.parametrize("lines, reads_on", [
+    # After the first blank the scan met, an operator: xinetd 2.3.15.3 takes the lone
+    # name with the text after it as its values (`bad service attribute: foo`) and
+    # reads the lines after it its own way; pyxinetd's error says so.
+    ("foo\nwait = no\n}\n", True),
+    ("\\\ntype  =  UNLISTED  \n}\n", True),
+    ("foo\nwait += no\n}\n", True),
+    ("foo\nwait\n-=\tno\n}\n", True),
+    ("foo\nwait =no\n}\n", True),
+    # No operator there: xinetd's `Bad operator for attribute: foo`, the same as ours.
+    ("foo\nwait x no\n}\n", False),
+    ("foo\nwait +no\n}\n", False),
+    ("foo\n\twait = no\n}\n", False),
+])
+def test_lone_name_before_an_operator_says_how_xinetd_reads_on(lines: str,
+                                                               reads_on: bool) -> None:
+    _items, diags = parse(f"service a\n{{\n{lines}")
+    name = lines.split("\n", 1)[0]
+    assert any(f"Bad operator for attribute: {name} (nothing after {name}" in d
+               for d in diags), diags
+    note = (f"xinetd 2.3.15.3 would read the operator after the next blank and take the "
+            f"text after it as the values of {name}; service dropped)")
+    assert any(note in d for d in diags) is reads_on, diags
+
+
 def test_line_without_a_name_is_an_error_in_defaults_too(tmp_path: Path) -> None:
     # Such a line used to escape the grammar as an exception and stop the whole load.
     conf = load_text(tmp_path, "defaults\n{\ninstances = 4\n=\numask = 022\n}\n"

@@ -306,15 +306,24 @@ class _FileParser:
                            f"found {quoted(tokens.values[0])}")
             else:
                 words = "Nothing after attribute: {}"
+                xinetd_reads = ""
                 if self.lines[number - 1][-1:] not in SPACES:
                     # No blank after the name: xinetd reads on (see linesyntax.name_runs_on).
-                    words, lost = name_runs_on(self.lines[number:])
-                    if lost is not None:
-                        self.unread.add(number + 1 + lost)
+                    run_on = name_runs_on(self.lines[number:])
+                    words = run_on.words
+                    if run_on.lost is not None:
+                        self.unread.add(number + 1 + run_on.lost)
+                    if run_on.takes_values:
+                        # The manual's grammar has one attribute a line; xinetd's reading
+                        # of the lines after this one differs from here on.
+                        xinetd_reads = ("; xinetd 2.3.15.3 would read the operator after "
+                                        "the next blank and take the text after it as "
+                                        f"the values of {shown_name(tokens.name)}")
                 problem = words.format(tokens.name) + (
                     f" (expected '= VALUE' after {shown_name(tokens.name)}"
                     if words.startswith("Nothing") else
-                    f" (nothing after {shown_name(tokens.name)}: expected '= VALUE'")
+                    f" (nothing after {shown_name(tokens.name)}: expected '= VALUE'"
+                ) + xinetd_reads
             self._break(entry, number, problem, col, close=True)
             return
         if not tokens.gap:

@@ -143,27 +143,39 @@ def is_header(stripped: str) -> bool:
     return word in _HEADER_WORDS
 
 
-def name_runs_on(following: list[str]) -> tuple[str, int | None]:
-    """How xinetd 2.3.15.3 reads a line that is a lone attribute name: (its words, the
-    index in `following` of a line it then never reads, if any).
+@dataclass(frozen=True)
+class RunOn:
+    """How xinetd 2.3.15.3 reads a line that is a lone attribute name (name_runs_on)."""
+
+    words: str                # its message, with `{}` for the name
+    lost: int | None          # the index of a following line it then never reads
+    takes_values: bool        # an operator follows: it reads on as an attribute line
+
+
+def name_runs_on(following: list[str]) -> RunOn:
+    """How xinetd 2.3.15.3 reads a line that is a lone attribute name.
 
     xinetd's scan of the name stops only at a blank or an '=', not at the end of the
     line: it runs on into the following lines (their newlines count as blanks) and ends
     that text where it stops. A '=' there gives `needs a space before operator`; after
     a blank, only blanks to the end of the file give `Nothing after attribute`, anything
-    else `Bad operator`. The text cut there costs one line: an indented line is emptied,
-    and a newline lost merges the line after it into its line.
+    else `Bad operator`, but for an operator (`=`, `+=`, `-=`, after any blanks): xinetd
+    then has no message of its own and takes the name with the text after the operator
+    as its values (`takes_values`; pyxinetd's words are still `Bad operator`).
+    The text cut there costs one line: an indented line is emptied, and a newline lost
+    merges the line after it into its line.
     """
     for index, text in enumerate(following):
         for col, char in enumerate(text + "\n"):
             if char == "=":
-                return "Attribute {} needs a space before operator", None
+                return RunOn("Attribute {} needs a space before operator", None, False)
             if char not in SPACES:
                 continue
             rest = "\n".join([text[col + 1:], *following[index + 1:]])
             words = ("Nothing after attribute: {}" if not rest.strip(SPACES)
                      else "Bad operator for attribute: {}")
+            operator = rest.lstrip(SPACES).startswith(("=", "+=", "-="))
             if col == len(text):
-                return words, index + 1
-            return words, index if col == 0 else None
-    return "Nothing after attribute: {}", None
+                return RunOn(words, index + 1, operator)
+            return RunOn(words, index if col == 0 else None, operator)
+    return RunOn("Nothing after attribute: {}", None, False)
