@@ -486,6 +486,33 @@ def test_duplicate_of_a_bound_service_comes_before_missing_attributes(tmp_path: 
     assert not any("service: d id: d" in m for m in messages(config))
 
 
+_LISTED = ("socket_type = stream", "protocol = tcp", "wait = no", "user = nobody",
+           "server = /bin/cat", "port = 20001")
+
+
+@pytest.mark.parametrize("name, lines, base", [
+    # Each would fail one of xinetd's checks; xinetd 2.3.15.3 tests uniqueness first and
+    # logs only the duplicate line.
+    ("nolisted", _LISTED, False),                             # not in /etc/services
+    ("echo", _LISTED, False),                                 # expects port 7
+    ("red", ("wait = yes", "redirect = 127.0.0.1 7"), True),  # a redirect must not wait
+    ("traf", ("log_on_success = TRAFFIC",), True),            # TRAFFIC, not redirected
+    ("lab", ("wait = yes", "flags = LABELED"), True),         # LABELED wait
+    ("nosuch", ("type = UNLISTED INTERNAL",), True),          # no such builtin
+    ("echo", ("type = UNLISTED INTERNAL", "flags = NAMEINARGS"), True),
+])
+def test_duplicate_of_a_bound_service_comes_before_xinetds_checks(
+        tmp_path: Path, name: str, lines: tuple[str, ...], base: bool) -> None:
+    text = (service_block("a", "bind = 127.0.0.1", port=20001)
+            + service_block(name, *lines, port=20001, base=base))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a"]
+    about = [m for m in messages(config) if "bind" not in m and name in m]
+    assert len(about) == 1, about
+    assert f"service: {name} id: {name} is unique but its identical to service: a id: a" \
+        in about[0]
+
+
 def test_same_id_on_different_ports_is_kept_with_warning(tmp_path: Path) -> None:
     text = (service_block("echo2", "id = same", port=20001)
             + service_block("echo3", "id = same", port=20002))

@@ -10,11 +10,12 @@ both daemons' logs sees the same lines in the same order only if pyxinetd keeps 
 3. the required attributes: every missing one is named, in xinetd's order (wait,
    socket_type, protocol, user, server, rpc_version, port, rpc_number).
 
-xinetd checks that a service is unique (pyxinetd.config.duplicates) before it logs the
-INFO line of `flags = IPv4 IPv6` and the required attributes: a service failing from
-stage 3 on carries that line and where it would listen in its ServiceRejected, so the
-loader tests its uniqueness first (a duplicate logs only that) and then logs the line
-and the reasons; one that passes gets the line from the loader once it proved unique.
+xinetd checks that a service is unique (pyxinetd.config.duplicates) between stages 1
+and 2, and logs the INFO line of `flags = IPv4 IPv6` before stage 3: a service failing
+from stage 2 on carries where it would listen in its ServiceRejected (from stage 3 on,
+that line too), so the loader tests its uniqueness first (a duplicate logs only that)
+and then logs the line and the reasons; one that passes gets the line from the loader
+once it proved unique.
 
 The first failing stage ends the service, as in xinetd. pyxinetd's own checks (a
 protocol that cannot carry the socket type, by pyxinetd's table or the kernel's answer,
@@ -50,7 +51,7 @@ DISABLING = " - DISABLING"
 
 @dataclass(frozen=True)
 class Listening:
-    """What a service rejected from stage 3 on would have listened under: xinetd tests
+    """What a service rejected from stage 2 on would have listened under: xinetd tests
     uniqueness before that stage, so such a service may be a duplicate first."""
 
     protocol: str
@@ -66,8 +67,9 @@ class ServiceRejected(Exception):
     Where xinetd has words for a reason, the message starts with them (log parsers grep
     them); pyxinetd's explanation follows in parentheses. `reasons` holds every line to
     log, in order: xinetd names each missing attribute on a line of its own. A service
-    rejected from stage 3 on carries `listening` (for the uniqueness test that comes
-    first) and the `notice` xinetd logs before the reasons (fallback_notice).
+    rejected from stage 2 on carries `listening` (for the uniqueness test that comes
+    first); from stage 3 on, the `notice` xinetd logs before the reasons too
+    (fallback_notice).
     """
 
     def __init__(self, reason: str, *more: str, listening: Listening | None = None,
@@ -157,6 +159,20 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
                                   f"getservbyname ({name}/{looked_up} is not in "
                                   "/etc/services: add type = UNLISTED and a port)")
 
+    # xinetd tests that the service is unique right after the fill (reference §1.7):
+    # a rejection from here on carries where it would listen, and a duplicate of a
+    # bound service gets only that line. The INFO line of `flags = IPv4 IPv6` comes
+    # after the checks, before the required attributes.
+    rpc_number = _get(draft, "rpc_number", int)
+
+    def listening() -> Listening | None:
+        return None if protocol is None else Listening(
+            protocol, None if tcpmux else port, rpc_number if rpc else None,
+            frozenset(flags), tcpmux)
+
+    def checking(*reasons: str) -> ServiceRejected:
+        return ServiceRejected(*reasons, listening=listening())
+
     # -- 2. check ------------------------------------------------------------------
     if "INTERCEPT" in flags and (internal or not wait):
         # The service runs, without the relay.
@@ -170,7 +186,7 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
     if sensor and socket_type not in SENSOR_SOCKET_TYPES:
         # xinetd serves a sensor with its builtin `sensor`, whatever the service's name.
         kind = socket_type.value if socket_type is not None else "Unknown socket type"
-        raise ServiceRejected(f"No such internal service: sensor/{kind}{DISABLING} (SENSOR "
+        raise checking(f"No such internal service: sensor/{kind}{DISABLING} (SENSOR "
                               "is served on dgram and stream only)")
     if internal and not sensor:   # a sensor replaces the builtin, whatever the name
         builtin = BUILTINS.get(name)
@@ -179,14 +195,17 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
             served = (f"{name} is served on {' and '.join(sorted(t.value for t in builtin))}"
                       " only" if builtin is not None
                       else f"builtins: {', '.join(sorted(BUILTINS))}")
-            raise ServiceRejected(f"No such internal service: {name}/{kind}{DISABLING} "
+            raise checking(f"No such internal service: {name}/{kind}{DISABLING} "
                                   f"({served})")
     if "LABELED" in flags:
-        _check_labeled(sid, internal or sensor, socket_type, wait, redirect is not None)
+        unlabeled = _labeled_refusal(sid, internal or sensor, socket_type, wait,
+                                     redirect is not None)
+        if unlabeled is not None:
+            raise checking(unlabeled)
         # pyxinetd cannot run a server in its client's SELinux context. Where SELinux
         # runs, serving anyway would give each client the daemon's context: refused.
         if lookups.selinux_enabled():
-            raise ServiceRejected(f"Changing process context failed for {sid}{DISABLING} "
+            raise checking(f"Changing process context failed for {sid}{DISABLING} "
                                   "(flags = LABELED: pyxinetd cannot run a server in its "
                                   "client's SELinux context)")
         sink.warning(*where, f"service {sid}: flags = LABELED ignored: SELinux is not "
@@ -195,12 +214,12 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
                              "Changing process context failed)")
     if tcpmux:
         if not unlisted:
-            raise ServiceRejected(f"Service: {name} (tcpmux) should have UNLISTED in type. "
+            raise checking(f"Service: {name} (tcpmux) should have UNLISTED in type. "
                                   "(TCPMUX services must be UNLISTED with protocol tcp)")
         # Without any protocol xinetd 2.3.15.3 crashes here (docs/compatibility.md);
         # the missing attributes are named below instead.
         if protocol is not None and protocol != "tcp":
-            raise ServiceRejected(f"Service: {name} (tcpmux) should have tcp in protocol. "
+            raise checking(f"Service: {name} (tcpmux) should have tcp in protocol. "
                                   "(TCPMUX services must be UNLISTED with protocol tcp)")
         if port is not None:
             # xinetd keeps the value (its state dump shows it) and listens on no such
@@ -208,47 +227,43 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
             sink.warning(*where, f"service {sid}: port {port} ignored: a TCPMUX service has no "
                                  "socket of its own; clients reach it by name through the "
                                  "tcpmux service (port 1)")
-    rpc_number = _get(draft, "rpc_number", int)
     if rpc and not unlisted:
         rpc_number = lookups.rpc_number(name)
         if rpc_number is None:
-            raise ServiceRejected(f"unknown RPC service: {name} (not in /etc/rpc; add "
+            raise checking(f"unknown RPC service: {name} (not in /etc/rpc; add "
                                   "type = UNLISTED and rpc_number)")
     elif not unlisted:
         if looked_up is None:
-            raise ServiceRejected(f"A protocol or a socket_type must be specified for "
+            raise checking(f"A protocol or a socket_type must be specified for "
                                   f"service: {name}.")
         listed = lookups.service_port(name, looked_up)
         if listed is None:
-            raise ServiceRejected(f"service/protocol combination not in /etc/services: "
+            raise checking(f"service/protocol combination not in /etc/services: "
                                   f"{name}/{looked_up} (add type = UNLISTED)")
         if port is not None and port != listed:
-            raise ServiceRejected(f"Service {name} expects port {listed}, not {port}")
+            raise checking(f"Service {name} expects port {listed}, not {port}")
     if redirect is not None:
         why = " (redirect needs socket_type = stream and wait = no)"
         if socket_type is not SocketType.STREAM:
-            raise ServiceRejected(f"Only tcp sockets are supported for redirected service "
+            raise checking(f"Only tcp sockets are supported for redirected service "
                                   f"{name}{why}")
         if wait:
-            raise ServiceRejected(f"Redirected service {name} must not wait{why}")
+            raise checking(f"Redirected service {name} must not wait{why}")
         if "NAMEINARGS" in flags:
-            raise ServiceRejected(f"Redirected service {name} should not have NAMEINARGS flag "
+            raise checking(f"Redirected service {name} should not have NAMEINARGS flag "
                                   "set (no server is started)")
     elif "TRAFFIC" in (_get(draft, "log_on_success", frozenset) or ()) \
             and draft.explicit_traffic:
         # xinetd's words, "its" included. (TRAFFIC from the defaults: pipeline.py.)
-        raise ServiceRejected(f"Service {name} should not have TRAFFIC flag set since its "
+        raise checking(f"Service {name} should not have TRAFFIC flag set since its "
                               "not redirected")
     if "NAMEINARGS" in flags and internal:
-        raise ServiceRejected(f"Service {name} is INTERNAL and has NAMEINARGS flag set (a "
+        raise checking(f"Service {name} is INTERNAL and has NAMEINARGS flag set (a "
                               "builtin takes no arguments)")
 
     # -- 3. required attributes (reference §2.4) -------------------------------------
     def rejected(*reasons: str) -> ServiceRejected:
-        listening = None if protocol is None else Listening(
-            protocol, None if tcpmux else port, rpc_number if rpc else None,
-            frozenset(flags), tcpmux)
-        return ServiceRejected(*reasons, listening=listening,
+        return ServiceRejected(*reasons, listening=listening(),
                                notice=fallback_notice(name, flags))
 
     present = {"wait": wait is not None, "socket_type": socket_type is not None,
@@ -309,13 +324,15 @@ def kernel_refuses(socket_type: SocketType, protocol_number: int) -> str | None:
     return os.strerror(refusal) if refusal is not None else None
 
 
-def _check_labeled(sid: str, internal: bool, socket_type: SocketType | None,
-                   wait: bool | None, redirected: bool) -> None:
-    """LABELED runs the server in the peer's SELinux context: external stream nowait."""
+def _labeled_refusal(sid: str, internal: bool, socket_type: SocketType | None,
+                     wait: bool | None, redirected: bool) -> str | None:
+    """LABELED runs the server in the peer's SELinux context: external stream nowait.
+    Why this service cannot have it, or None."""
     for failed, words in ((internal, "Internal services"),
                           (socket_type is not SocketType.STREAM, "Non-stream socket types"),
                           (bool(wait), "Tcp wait services"),
                           (redirected, "Redirected services")):
         if failed:
-            raise ServiceRejected(f"{words} cannot support labeled networking: {sid} "
-                                  "(LABELED is only for external stream wait = no services)")
+            return (f"{words} cannot support labeled networking: {sid} "
+                    "(LABELED is only for external stream wait = no services)")
+    return None

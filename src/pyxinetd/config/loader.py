@@ -255,8 +255,8 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
             # passenv of its own (its dump then shows it under `Service defaults`).
             takes_defaults_env = takes_defaults_env or "passenv" not in draft.own
         except ServiceRejected as exc:
-            # xinetd tests uniqueness before the required attributes: a duplicate of a
-            # bound service gets only that line.
+            # xinetd tests uniqueness before its checks and the required attributes: a
+            # duplicate of a bound service gets only that line.
             claim = rejected_claim(draft, ctx, exc)
             duplicate = sockets.duplicate_of_bound(claim) if claim is not None else None
             if duplicate is not None:

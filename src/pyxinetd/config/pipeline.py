@@ -235,7 +235,7 @@ def _family_and_bind(draft: Draft, ctx: FillContext, flags: set[str] | frozenset
 
 def rejected_claim(draft: Draft, ctx: FillContext, rejected: ServiceRejected
                    ) -> SocketClaim | None:
-    """Where a service rejected from the required attributes on would have listened, for
+    """Where a service rejected from xinetd's checks on would have listened, for
     the uniqueness test xinetd runs first; None if it was rejected before that."""
     listening = rejected.listening
     if listening is None:
