@@ -330,6 +330,25 @@ def test_lines_after_disable_yes_are_not_read() -> None:
     assert isinstance(b, RawEntry) and b.broken is None and b.attrs[0].name == "wait"
 
 
+@pytest.mark.parametrize("value", ["no,", "maybe", "1"])
+def test_lines_after_a_failed_disable_value_are_not_read(value: str) -> None:
+    # xinetd 2.3.15.3 marks the service disabled at the failed value and reads no more
+    # of the block: the lone name after it gets no `Nothing after attribute`.
+    items, diags = parse(f"service a\n{{\ndisable = {value}\nnowait\nfoo= 1\n}}\n"
+                         "service b\n{\nwait = no\n}\n")
+    assert diags == []
+    a, b = items
+    assert isinstance(a, RawEntry) and a.broken is None
+    assert [x.name for x in a.attrs] == ["disable"]
+    assert isinstance(b, RawEntry) and b.broken is None and b.attrs[0].name == "wait"
+
+
+def test_a_failed_disable_value_after_a_valid_one_does_not_stop_the_reading() -> None:
+    items, _ = parse("service a\n{\ndisable = no\ndisable = maybe\nwait = no\n}\n")
+    assert [[x.name for x in i.attrs] for i in items if isinstance(i, RawEntry)] == [
+        ["disable", "disable", "wait"]]
+
+
 def test_a_repeated_or_invalid_disable_line_does_not_stop_the_reading() -> None:
     items, _ = parse("service a\n{\ndisable = no\ndisable = yes\nwait = no\n}\n"
                      "service b\n{\ndisable = yes please\ndisable += yes\nwait = no\n}\n")

@@ -18,6 +18,7 @@ from pyxinetd.config.linesyntax import (
     SPACES,
     XINETD_LINE_BYTES,
     brace_line,
+    disable_ends_block,
     disable_value,
     first_word,
     is_header,
@@ -35,7 +36,7 @@ class _State(enum.Enum):
     OPEN = "expect-brace"
     BODY = "body"
     SKIP = "skip"
-    DISABLED = "disabled"   # after `disable = yes`: the rest of the block is not read
+    DISABLED = "disabled"   # after `disable = yes` or a bad value: the rest is not read
     # After a syntax error in `defaults`: xinetd is back between entries, so the next
     # line it reads gets `missing service keyword`.
     RECOVER = "recover"
@@ -345,7 +346,7 @@ class _FileParser:
                 break
         raw = RawAttribute(tokens.name, tokens.op, values, self.file, number, col)
         # Only the first valid `disable` line counts (a repeated one is ignored).
-        if (entry.kind == "service" and disable_value(raw) == "yes"
+        if (entry.kind == "service" and disable_ends_block(raw)
                 and not any(disable_value(a) for a in entry.attrs)):
             self.state = _State.DISABLED
         entry.attrs.append(raw)

@@ -137,6 +137,15 @@ def disable_value(raw: RawAttribute) -> str | None:
     return value if value in ("yes", "no") else None
 
 
+def disable_ends_block(raw: RawAttribute) -> bool:
+    """Whether xinetd stops reading the block at this line, the first to set `disable`:
+    `disable = yes`, and a value that fails (`disable = no,`) which marks the service
+    disabled too. Its lines after it are not read, a syntax error among them neither."""
+    if raw.name.lower() != "disable" or raw.op != "=" or len(raw.values) != 1:
+        return False
+    return raw.values[0].lower() != "no"
+
+
 def is_header(stripped: str) -> bool:
     """Whether a stripped line's first word is a header keyword (any case)."""
     word = first_word(stripped).lower()
