@@ -229,9 +229,21 @@ class _FileParser:
         brace = brace_line(stripped)
         if brace is not None and brace[0] == "}":
             self._close(entry)
-        elif is_header(stripped) and parse_header(line) is not None:
+        elif is_header(stripped) and (header := parse_header(line)) is not None:
+            # xinetd skips a disabled block up to the next lone `}`, which is most often
+            # the next entry's own: that entry is lost, with no line about it.
+            keyword, args = header
+            if keyword == "service" and args:
+                lost = (f"and service {args[0]} starts (xinetd 2.3.15.3 would skip on up to "
+                        f"the next lone '}}', dropping service {args[0]} with no message)")
+            elif keyword == "defaults":
+                lost = ("and defaults starts (xinetd 2.3.15.3 would skip on up to the next "
+                        "lone '}', ignoring this defaults entry)")
+            else:
+                lost = ("(xinetd 2.3.15.3 would skip on up to the next lone '}', not reading "
+                        "this line)")
             self.sink.warning(self.file, number, f"missing '}}' before this line: the disabled "
-                                                 f"{self._title(entry)} ends here")
+                                                 f"{self._title(entry)} ends here {lost}")
             self._close(entry)
             self._top(line, stripped, number)
 
