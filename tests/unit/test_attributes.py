@@ -156,6 +156,13 @@ BAD = [
     ("access_times = 9:00-8:00", "the start must be before the end"),
     ("access_times = 9-10", "incorrect time interval"),
     ("access_times = 0:00-123:59", "invalid time interval"),
+    # xinetd 2.3.15.3 judges the hour before the minutes' text, the minutes' text before
+    # their value.
+    ("access_times = 0:00-123:59,", "invalid time interval (service bad: '0:00-123:59,'"),
+    ("access_times = 0:00-123:5x", "invalid time interval (service bad:"),
+    ("access_times = 0:00-12:99,", "incorrect time interval (service bad:"),
+    ("access_times = 0:00-123x:00", "incorrect time interval (service bad:"),
+    ("access_times = 0:99-x", "invalid time interval (service bad:"),
     ("access_times =", "attribute access_times expects at least 1 value and none was given."),
     ("instances = -1", "Number of instances is invalid: -1 (service bad:"),
     ("per_source = many", "Number of per source instances is invalid: many (service bad:"),

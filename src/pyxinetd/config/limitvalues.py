@@ -44,15 +44,24 @@ def rlimit_size(words: str) -> Callable[[Values, ValueContext], int | None]:
 def _clock(text: str, interval: str) -> int:
     # Only the values are bounded, not the digits: xinetd takes `000:00` or `023:0059`
     # (leading zeros) as the manual's hour 0-23 and minute 0-59.
+    # xinetd judges the hour before it reads the minutes: `123:5x` is an invalid hour
+    # where `12:99,` is an incorrect interval (its words for each, seen with 2.3.15.3).
     hours, colon, minutes = text.partition(":")
     hour, minute = decimal(hours), decimal(minutes)
-    if not colon or hour is None or minute is None:
-        raise ValueProblem("incorrect time interval", f"{quoted(interval)}: expected H:MM-H:MM")
+    incorrect = ValueProblem("incorrect time interval",
+                             f"{quoted(interval)}: expected H:MM-H:MM")
+    invalid = ValueProblem("invalid time interval",
+                           f"{quoted(interval)}: hours 0-23, minutes 0-59")
+    if not colon or hour is None:
+        raise incorrect
     if hour == 24 and minute == 0:
         return 24 * 60
-    if hour > 23 or minute > 59:
-        raise ValueProblem("invalid time interval",
-                           f"{quoted(interval)}: hours 0-23, minutes 0-59")
+    if hour > 23:
+        raise invalid
+    if minute is None:
+        raise incorrect
+    if minute > 59:
+        raise invalid
     return hour * 60 + minute
 
 
