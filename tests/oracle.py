@@ -314,8 +314,10 @@ def _xinetd_in_namespace(conf_path: str | os.PathLike[str], stubs: Sequence[str]
 
 
 def _read(path: Path) -> str:
+    # Bytes decoded as they are: read_text() would turn a \r that xinetd copies from a
+    # value into its message (`Server /bin/cat\r is not executable`) into a line break.
     try:
-        return path.read_text(errors="replace")
+        return path.read_bytes().decode(errors="replace")
     except FileNotFoundError:
         return ""
 

@@ -228,7 +228,7 @@ KNOWN: tuple[Known, ...] = (
     Known("xinetd", r"^ERROR: No such internal service: (servers|services)/",
           "pyxinetd serves the `servers` and `services` internal services"),
     Known("xinetd", r"^(ERROR|WARNING): (Unknown user: nobody|Server /bin/cat|"
-                    r"Bad (service|socket) type: \S+|Bad value for wait: no)\n",
+                    r"Bad (service|socket) type: \S+|Bad value for wait: no)\r",
           "CRLF files: xinetd keeps the \\r in the last value of a line"),
     Known("xinetd", r"^ERROR: missing service keyword",
           "a lone `}` between entries: pyxinetd ignores that line with a WARNING in "
