@@ -497,7 +497,7 @@ def _apply_line(svc: DumpService, key: str, value: str) -> None:
     elif lowered == "server":
         svc.server = value
     elif lowered == "server argv":
-        svc.server_argv = tuple(value.split())
+        svc.server_argv = tuple(w for w in value.split(" ") if w)
     elif lowered == "redirect":
         svc.redirect = value
     elif lowered == "access times":
@@ -519,7 +519,7 @@ def _split(line: str) -> tuple[str, str] | None:
     for sep in (" = ", ": "):
         if sep in line:
             key, _, value = line.partition(sep)
-            return key.strip(), value.strip()
+            return key.strip(" \t"), value.strip(" \t")
     if line.endswith(" =") or line.endswith(":"):   # 'Server argv =' with nothing after
         return line.rstrip(" =:").strip(), ""
     return None
@@ -538,10 +538,12 @@ def parse_dump(text: str) -> DumpState:
     current: DumpService | None = None
     sub: str | None = None            # a multi-line block inside the current service
     sub_depth = 0                     # the tab depth of that block's heading
-    for raw in text.splitlines():
+    # Lines end at '\n' only, and only blanks are stripped: a \r xinetd keeps in a value
+    # (`server_args = -s\r`) is part of it.
+    for raw in text.split("\n"):
         if raw.startswith("Server table dump:"):
             break
-        stripped = raw.strip()
+        stripped = raw.strip(" \t")
         if not stripped:
             continue
         depth = len(raw) - len(raw.lstrip("\t"))

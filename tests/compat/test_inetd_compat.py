@@ -134,6 +134,9 @@ def _as_pyxinetd_reads_it(state: DumpState) -> DumpState:
             svc.id = svc.name
         if svc.server is not None and svc.server_argv == ():
             svc.server_argv = (os.path.basename(svc.server),)
+        # CRLF line ends are read as LF; xinetd keeps the \r in a line's last field.
+        if svc.server_argv and svc.server_argv[-1].endswith("\r"):
+            svc.server_argv = (*svc.server_argv[:-1], svc.server_argv[-1][:-1])
     return state
 
 
