@@ -228,11 +228,17 @@ def _read_into(outcome: StartupOutcome, rfd: int, timeout: float,
                 return
             if not selector.select(remaining):
                 continue
-            chunk = os.read(rfd, 65536)
-            if not chunk:
-                return
-            _take_lines(outcome, pending, chunk)
-            if outcome.ready:
+            # Ctrl-C is held from the read until its lines are applied: raised in
+            # between, it would lose a line already taken out of the pipe (the daemon's
+            # pid, which the interrupted command names). It comes at the unblocking.
+            signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
+            try:
+                chunk = os.read(rfd, 65536)
+                if chunk:
+                    _take_lines(outcome, pending, chunk)
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+            if not chunk or outcome.ready:
                 return
 
 
