@@ -187,7 +187,7 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
         # xinetd serves a sensor with its builtin `sensor`, whatever the service's name.
         kind = socket_type.value if socket_type is not None else "Unknown socket type"
         raise checking(f"No such internal service: sensor/{kind}{DISABLING} (SENSOR "
-                              "is served on dgram and stream only)")
+                       "is served on dgram and stream only)")
     if internal and not sensor:   # a sensor replaces the builtin, whatever the name
         builtin = BUILTINS.get(name)
         if builtin is None or socket_type not in builtin:
@@ -196,7 +196,7 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
                       " only" if builtin is not None
                       else f"builtins: {', '.join(sorted(BUILTINS))}")
             raise checking(f"No such internal service: {name}/{kind}{DISABLING} "
-                                  f"({served})")
+                           f"({served})")
     if "LABELED" in flags:
         unlabeled = _labeled_refusal(sid, internal or sensor, socket_type, wait,
                                      redirect is not None)
@@ -206,8 +206,8 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
         # runs, serving anyway would give each client the daemon's context: refused.
         if lookups.selinux_enabled():
             raise checking(f"Changing process context failed for {sid}{DISABLING} "
-                                  "(flags = LABELED: pyxinetd cannot run a server in its "
-                                  "client's SELinux context)")
+                           "(flags = LABELED: pyxinetd cannot run a server in its "
+                           "client's SELinux context)")
         sink.warning(*where, f"service {sid}: flags = LABELED ignored: SELinux is not "
                              "enabled on this host, so there is no context to give the "
                              "server (xinetd 2.3.15.3 refuses every client here: "
@@ -215,12 +215,12 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
     if tcpmux:
         if not unlisted:
             raise checking(f"Service: {name} (tcpmux) should have UNLISTED in type. "
-                                  "(TCPMUX services must be UNLISTED with protocol tcp)")
+                           "(TCPMUX services must be UNLISTED with protocol tcp)")
         # Without any protocol xinetd 2.3.15.3 crashes here (docs/compatibility.md);
         # the missing attributes are named below instead.
         if protocol is not None and protocol != "tcp":
             raise checking(f"Service: {name} (tcpmux) should have tcp in protocol. "
-                                  "(TCPMUX services must be UNLISTED with protocol tcp)")
+                           "(TCPMUX services must be UNLISTED with protocol tcp)")
         if port is not None:
             # xinetd keeps the value (its state dump shows it) and listens on no such
             # port either: the name, sent to the tcpmux service, is the only way in.
@@ -231,35 +231,35 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
         rpc_number = lookups.rpc_number(name)
         if rpc_number is None:
             raise checking(f"unknown RPC service: {name} (not in /etc/rpc; add "
-                                  "type = UNLISTED and rpc_number)")
+                           "type = UNLISTED and rpc_number)")
     elif not unlisted:
         if looked_up is None:
             raise checking(f"A protocol or a socket_type must be specified for "
-                                  f"service: {name}.")
+                           f"service: {name}.")
         listed = lookups.service_port(name, looked_up)
         if listed is None:
             raise checking(f"service/protocol combination not in /etc/services: "
-                                  f"{name}/{looked_up} (add type = UNLISTED)")
+                           f"{name}/{looked_up} (add type = UNLISTED)")
         if port is not None and port != listed:
             raise checking(f"Service {name} expects port {listed}, not {port}")
     if redirect is not None:
         why = " (redirect needs socket_type = stream and wait = no)"
         if socket_type is not SocketType.STREAM:
             raise checking(f"Only tcp sockets are supported for redirected service "
-                                  f"{name}{why}")
+                           f"{name}{why}")
         if wait:
             raise checking(f"Redirected service {name} must not wait{why}")
         if "NAMEINARGS" in flags:
             raise checking(f"Redirected service {name} should not have NAMEINARGS flag "
-                                  "set (no server is started)")
+                           "set (no server is started)")
     elif "TRAFFIC" in (_get(draft, "log_on_success", frozenset) or ()) \
             and draft.explicit_traffic:
         # xinetd's words, "its" included. (TRAFFIC from the defaults: pipeline.py.)
         raise checking(f"Service {name} should not have TRAFFIC flag set since its "
-                              "not redirected")
+                       "not redirected")
     if "NAMEINARGS" in flags and internal:
         raise checking(f"Service {name} is INTERNAL and has NAMEINARGS flag set (a "
-                              "builtin takes no arguments)")
+                       "builtin takes no arguments)")
 
     # -- 3. required attributes (reference §2.4) -------------------------------------
     def rejected(*reasons: str) -> ServiceRejected:
