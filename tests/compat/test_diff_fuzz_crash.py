@@ -7,8 +7,6 @@ nothing, which the line-by-line comparison would list as many differences.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +15,9 @@ from types import ModuleType
 import pytest
 
 from oracle import require_xinetd, run_xinetd_dump
+from tests.scripts import load_script
 
 pytestmark = pytest.mark.oracle
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "diff-fuzz-config"
 
 SERVICE = """\
 service other
@@ -46,13 +43,7 @@ service mux
 
 
 def _fuzzer() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("diff_fuzz_config", str(SCRIPT))
-    spec = importlib.util.spec_from_loader("diff_fuzz_config", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("diff_fuzz_config", module)
-    loader.exec_module(module)
-    return module
+    return load_script("diff-fuzz-config")
 
 
 def test_a_crash_of_xinetd_is_one_finding(tmp_path: Path) -> None:

@@ -6,8 +6,6 @@ the script knows.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import random
 import time
 from pathlib import Path
@@ -17,20 +15,14 @@ import pytest
 
 from tests.daemon import namespace_problem
 from tests.oracle import require_xinetd
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "diff-fuzz-reload"
+from tests.scripts import load_script
 
 pytestmark = pytest.mark.skipif(namespace_problem("ip") is not None,
                                 reason=str(namespace_problem("ip")))
 
 
 def fuzzer() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("diff_fuzz_reload", str(SCRIPT))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_script("diff-fuzz-reload")
 
 
 def test_seeded_reloads_look_as_they_do_under_xinetd(tmp_path: Path) -> None:

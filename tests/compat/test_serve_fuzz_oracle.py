@@ -5,8 +5,6 @@ write the same service log lines, but for the documented deviations the script k
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import random
 from pathlib import Path
 from types import ModuleType
@@ -15,20 +13,14 @@ import pytest
 
 from tests.daemon import namespace_problem
 from tests.oracle import require_xinetd
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "diff-fuzz-serve"
+from tests.scripts import load_script
 
 pytestmark = pytest.mark.skipif(namespace_problem("ip") is not None,
                                 reason=str(namespace_problem("ip")))
 
 
 def fuzzer() -> ModuleType:
-    loader = importlib.machinery.SourceFileLoader("diff_fuzz_serve", str(SCRIPT))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_script("diff-fuzz-serve")
 
 
 def test_seeded_services_are_served_as_xinetd_serves_them(tmp_path: Path) -> None:
