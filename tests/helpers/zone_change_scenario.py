@@ -54,7 +54,10 @@ def window_around(minutes: int) -> str:
     start, end = minutes - 30, minutes + 30
     if start < 0:
         return f"{clock(start + DAY)}-23:59 00:00-{clock(end)}"
-    if end >= DAY:
+    if end == DAY:
+        # Not `00:00-00:00`: an empty interval, which both daemons refuse.
+        return f"{clock(start)}-23:59"
+    if end > DAY:
         return f"{clock(start)}-23:59 00:00-{clock(end - DAY)}"
     return f"{clock(start)}-{clock(end)}"
 
