@@ -50,16 +50,16 @@ def offset(stamp_hhmm: str, utc: float) -> int:
 
 def window_around(minutes: int) -> str:
     """access_times intervals covering `minutes` after midnight +-30, split at
-    midnight."""
+    midnight. An interval left empty by the split (`00:00-00:00`, `23:59-23:59`) is
+    left out: both daemons refuse it."""
     start, end = minutes - 30, minutes + 30
     if start < 0:
-        return f"{clock(start + DAY)}-23:59 00:00-{clock(end)}"
-    if end == DAY:
-        # Not `00:00-00:00`: an empty interval, which both daemons refuse.
-        return f"{clock(start)}-23:59"
-    if end > DAY:
-        return f"{clock(start)}-23:59 00:00-{clock(end - DAY)}"
-    return f"{clock(start)}-{clock(end)}"
+        parts = [(start + DAY, DAY - 1), (0, end)]
+    elif end >= DAY:
+        parts = [(start, DAY - 1), (0, end - DAY)]
+    else:
+        parts = [(start, end)]
+    return " ".join(f"{clock(a)}-{clock(b)}" for a, b in parts if a < b)
 
 
 def clock(minutes: int) -> str:
