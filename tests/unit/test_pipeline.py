@@ -288,6 +288,39 @@ def test_intercept_cleared_on_nowait(tmp_path: Path) -> None:
     assert "INTERCEPT" not in s.flags
 
 
+def test_intercept_cleared_on_nowait_is_logged_once_the_service_proved_unique(
+        tmp_path: Path) -> None:
+    config = load_text(tmp_path, service_block("svc", "flags = INTERCEPT"))
+    assert len(errors(config)) == 1
+    assert "Multi-threaded services cannot be intercepted: svc" in errors(config)[0]
+
+
+def test_a_duplicate_of_a_bound_service_gets_no_intercept_line(tmp_path: Path) -> None:
+    # xinetd 2.3.15.3 tests uniqueness before INTERCEPT (confparse.c check_entry): the
+    # duplicate's only line is the duplicate's.
+    text = (service_block("a", "bind = 127.0.0.1", port=20001)
+            + service_block("b", "flags = INTERCEPT", port=20001)
+            + service_block("c", "flags = INTERCEPT", "type = UNLISTED INTERNAL",
+                            port=20001))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a"]
+    assert not any("intercepted" in m for m in messages(config))
+    assert len([m for m in messages(config) if "identical to service: a" in m]) == 2
+
+
+def test_a_rejected_service_logs_its_intercept_line_before_its_reason(tmp_path: Path) -> None:
+    # Beside an unbound service there is no duplicate test: INTERCEPT, then the check.
+    text = (service_block("a", port=20001)
+            + service_block("b", "flags = INTERCEPT", "type = UNLISTED INTERNAL",
+                            port=20001))
+    config = load_text(tmp_path, text)
+    about_b = [m for m in errors(config) if " b" in m]
+    assert len(about_b) == 3, about_b
+    assert "Internal services cannot be intercepted: b" in about_b[0]
+    assert "Multi-threaded services cannot be intercepted: b" in about_b[1]
+    assert "No such internal service: b/stream" in about_b[2]
+
+
 def test_intercept_on_wait_service_kept_without_a_warning(tmp_path: Path) -> None:
     config = load_text(tmp_path, service_block("svc", "flags = INTERCEPT", "wait = yes"))
     assert "INTERCEPT" in config.services[0].flags

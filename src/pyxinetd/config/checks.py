@@ -12,10 +12,10 @@ both daemons' logs sees the same lines in the same order only if pyxinetd keeps 
 
 xinetd checks that a service is unique (pyxinetd.config.duplicates) between stages 1
 and 2, and logs the INFO line of `flags = IPv4 IPv6` before stage 3: a service failing
-from stage 2 on carries where it would listen in its ServiceRejected (from stage 3 on,
-that line too), so the loader tests its uniqueness first (a duplicate logs only that)
-and then logs the line and the reasons; one that passes gets the line from the loader
-once it proved unique.
+from stage 2 on carries where it would listen in its ServiceRejected, with the lines of
+an INTERCEPT stage 2 clears (from stage 3 on, the INFO line too), so the loader tests
+its uniqueness first (a duplicate logs only that) and then logs those lines and the
+reasons; one that passes gets them from the loader once it proved unique.
 
 The first failing stage ends the service, as in xinetd. pyxinetd's own checks (a
 protocol that cannot carry the socket type, by pyxinetd's table or the kernel's answer,
@@ -68,16 +68,18 @@ class ServiceRejected(Exception):
     them); pyxinetd's explanation follows in parentheses. `reasons` holds every line to
     log, in order: xinetd names each missing attribute on a line of its own. A service
     rejected from stage 2 on carries `listening` (for the uniqueness test that comes
-    first); from stage 3 on, the `notice` xinetd logs before the reasons too
-    (fallback_notice).
+    first) and `cleared`, the INTERCEPT lines xinetd logs before the reasons
+    (interception_errors); from stage 3 on, the `notice` xinetd logs before the reasons
+    too (fallback_notice).
     """
 
     def __init__(self, reason: str, *more: str, listening: Listening | None = None,
-                 notice: str | None = None) -> None:
+                 notice: str | None = None, cleared: tuple[str, ...] = ()) -> None:
         super().__init__(reason)
         self.reasons = (reason, *more)
         self.listening = listening
         self.notice = notice
+        self.cleared = cleared
 
 
 def rejection_line(reason: str) -> str:
@@ -102,6 +104,22 @@ def fallback_notice(name: str, flags: frozenset[str] | set[str]) -> str | None:
     if "IPv4" in flags and "IPv6" in flags:
         return f"Service {name} will use IPv6 or fallback to IPv4"
     return None
+
+
+def interception_errors(draft: Draft) -> tuple[str, ...]:
+    """xinetd's ERROR lines for an INTERCEPT it clears (the service runs, without the
+    relay): an internal service, or one with `wait = no`. xinetd logs them after its
+    uniqueness test, so the loader logs them once the service proved no duplicate."""
+    if "INTERCEPT" not in (_get(draft, "flags", frozenset) or ()):
+        return ()
+    sid = _get(draft, "id", str) or draft.name
+    errors = []
+    if "INTERNAL" in (_get(draft, "type", frozenset) or ()):
+        errors.append(f"Internal services cannot be intercepted: {sid} (INTERCEPT cleared)")
+    if not _get(draft, "wait", bool):
+        errors.append(f"Multi-threaded services cannot be intercepted: {sid} (INTERCEPT "
+                      "cleared: it needs wait = yes)")
+    return tuple(errors)
 
 
 def _get(draft: Draft, name: str, kind: type[T]) -> T | None:
@@ -170,19 +188,15 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
             protocol, None if tcpmux else port, rpc_number if rpc else None,
             frozenset(flags), tcpmux)
 
-    def checking(*reasons: str) -> ServiceRejected:
-        return ServiceRejected(*reasons, listening=listening())
-
     # -- 2. check ------------------------------------------------------------------
-    if "INTERCEPT" in flags and (internal or not wait):
-        # The service runs, without the relay.
-        if internal:
-            sink.error(*where, f"Internal services cannot be intercepted: {sid} (INTERCEPT "
-                               "cleared)")
-        if not wait:
-            sink.error(*where, f"Multi-threaded services cannot be intercepted: {sid} "
-                               "(INTERCEPT cleared: it needs wait = yes)")
+    cleared = interception_errors(draft)
+    if cleared:
+        # The service runs, without the relay; the loader logs why.
         flags.discard("INTERCEPT")
+
+    def checking(*reasons: str) -> ServiceRejected:
+        return ServiceRejected(*reasons, listening=listening(), cleared=cleared)
+
     if sensor and socket_type not in SENSOR_SOCKET_TYPES:
         # xinetd serves a sensor with its builtin `sensor`, whatever the service's name.
         kind = socket_type.value if socket_type is not None else "Unknown socket type"
@@ -264,7 +278,7 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
     # -- 3. required attributes (reference §2.4) -------------------------------------
     def rejected(*reasons: str) -> ServiceRejected:
         return ServiceRejected(*reasons, listening=listening(),
-                               notice=fallback_notice(name, flags))
+                               notice=fallback_notice(name, flags), cleared=cleared)
 
     present = {"wait": wait is not None, "socket_type": socket_type is not None,
                "protocol": protocol is not None, "user": "user" in draft.values,

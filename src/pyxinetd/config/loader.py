@@ -26,7 +26,7 @@ from pyxinetd.config.model import (
     AddressEntry, Configuration, Defaults, DroppedEntry, LogTarget, ServiceConfig,
 )
 from pyxinetd.config.duplicates import SocketTable
-from pyxinetd.config.checks import fallback_notice
+from pyxinetd.config.checks import fallback_notice, interception_errors
 from pyxinetd.config.pipeline import (
     FillContext, ServiceRejected, build_service, rejected_claim, rejection_line,
     without_ident_userid,
@@ -262,6 +262,8 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
             if duplicate is not None:
                 dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line, duplicate))
                 continue
+            for error in exc.cleared:
+                sink.error(draft.file, draft.line, error)
             if exc.notice is not None:
                 sink.info(draft.file, draft.line, exc.notice)
             for reason in exc.reasons:
@@ -274,7 +276,10 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
             dropped.append(DroppedEntry(service.name, service.id, service.origin.file,
                                         service.origin.line, duplicate))
             continue
-        # xinetd announces the fallback only for a service that proved unique.
+        # xinetd clears an INTERCEPT it cannot serve, and announces the fallback, only
+        # for a service that proved unique.
+        for error in interception_errors(draft):
+            sink.error(draft.file, draft.line, error)
         notice = fallback_notice(service.name, service.flags)
         if notice is not None:
             sink.info(service.origin.file, service.origin.line, notice)
