@@ -759,3 +759,39 @@ def test_a_labeled_service_is_refused_where_selinux_runs(tmp_path: Path) -> None
     assert dropped_reasons(config) == [
         "Tcp wait services cannot support labeled networking: lab (LABELED is only for "
         "external stream wait = no services)"]
+
+
+def test_a_tcpmux_service_on_a_bound_services_port_is_a_duplicate_before_its_type_check(
+        tmp_path: Path) -> None:
+    # xinetd 2.3.15.3's uniqueness test compares a TCPMUX service's port line too, before
+    # its TCPMUX check: the service without UNLISTED gets only the duplicate line.
+    text = (service_block("a", "bind = 127.0.0.1", port=20001)
+            + service_block("mux", "type = TCPMUX", port=20001))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a"]
+    about = [m for m in messages(config) if "mux" in m]
+    assert len(about) == 1, about
+    assert "service: mux id: mux is unique but its identical to service: a id: a" in about[0]
+
+
+def test_a_tcpmux_service_off_a_bound_services_port_gets_its_type_check(
+        tmp_path: Path) -> None:
+    text = (service_block("a", "bind = 127.0.0.1", port=20001)
+            + service_block("mux", "type = TCPMUX", port=20002))
+    config = load_text(tmp_path, text)
+    assert dropped_reasons(config)[-1].startswith(
+        "Service: mux (tcpmux) should have UNLISTED in type.")
+
+
+def test_a_tcpmux_service_with_a_bound_services_port_line_is_kept_with_a_warning(
+        tmp_path: Path) -> None:
+    # It listens on no port, so nothing clashes; xinetd 2.3.15.3 disables it all the same.
+    text = (service_block("a", "bind = 127.0.0.1", port=20001)
+            + service_block("mux", "type = TCPMUX UNLISTED", port=20001))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a", "mux"]
+    kept = [w for w in warnings(config) if "is kept beside service: a" in w]
+    assert len(kept) == 1, warnings(config)
+    assert "a TCPMUX service has no socket of its own" in kept[0]
+    assert ("xinetd 2.3.15.3 would disable it: is unique but its identical to service: a "
+            "id: a - DISABLING") in kept[0]

@@ -184,9 +184,9 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
     rpc_number = _get(draft, "rpc_number", int)
 
     def listening() -> Listening | None:
+        # A TCPMUX service's port line too: xinetd's uniqueness test compares it.
         return None if protocol is None else Listening(
-            protocol, None if tcpmux else port, rpc_number if rpc else None,
-            frozenset(flags), tcpmux)
+            protocol, port, rpc_number if rpc else None, frozenset(flags), tcpmux)
 
     # -- 2. check ------------------------------------------------------------------
     cleared = interception_errors(draft)

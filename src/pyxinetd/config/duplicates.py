@@ -8,16 +8,19 @@ with a `bind` (the only ones xinetd's own test looks at). Two services clash whe
 share protocol and port (RPC services: protocol, program number and an overlapping version range) and their
 sockets cannot coexist: both bound to the same address of the same family, or one of
 them bound to no particular address, on the same family or as an IPv6 socket that takes
-IPv4 traffic (dual-stack, bound to `::` or an IPv4-mapped address) beside an IPv4 one. tcpmux clients have no socket of their own and never clash.
+IPv4 traffic (dual-stack, bound to `::` or an IPv4-mapped address) beside an IPv4 one.
+TCPMUX services have no socket of their own and never clash.
 A pair whose sockets coexist, but that xinetd's own test would split (an earlier service
-with a `bind`, a later one without), is kept with a warning in xinetd's words.
+with a `bind`, a later one without), is kept with a warning in xinetd's words. That test
+compares a TCPMUX service's `port` line too (confparse.c check_entry): one kept warns
+the same way, one rejected by a later check is named a duplicate first, as by xinetd.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.model import Origin, ServiceConfig
@@ -112,10 +115,13 @@ class SocketTable:
         self._sink = sink
         self._by_key: dict[tuple[str, int | None, int | None], list[SocketClaim]] = {}
 
-    def admit(self, service: ServiceConfig) -> str | None:
-        """Keep `service`, or log and return why it is dropped (an earlier one clashes)."""
+    def admit(self, service: ServiceConfig, port_line: int | None = None) -> str | None:
+        """Keep `service`, or log and return why it is dropped (an earlier one clashes).
+        `port_line`: a TCPMUX service's port as written (it listens on none)."""
         claim = SocketClaim.of(service)
         if claim.tcpmux_client:
+            if port_line is not None:
+                self._keep_tcpmux_service(replace(claim, port=port_line))
             return None
         same_socket = self._by_key.setdefault(_socket_key(claim), [])
         earlier = next((k for k in same_socket if _conflict(k, claim)), None)
@@ -127,23 +133,40 @@ class SocketTable:
             return None
         return self._refuse(claim, earlier)
 
-    def _keep_beside(self, claim: SocketClaim, earlier: SocketClaim) -> None:
+    def _keep_beside(self, claim: SocketClaim, earlier: SocketClaim,
+                     why: str = "their sockets coexist (one IPv4, one IPv6 taking no IPv4 "
+                                "traffic)") -> None:
         """Say that a service xinetd's own test would drop is kept: its socket is of the
-        other family and one of the two takes no IPv4 traffic, so both can listen."""
+        other family and one of the two takes no IPv4 traffic, so both can listen (or it
+        has no socket, `why`)."""
         self._sink.warning(
             claim.origin.file, claim.origin.line,
             f"service: {claim.name} id: {claim.id} is kept beside service: {earlier.name} "
-            f"id: {earlier.id} ({earlier.origin}): same port/protocol, but their sockets "
-            "coexist (one IPv4, one IPv6 taking no IPv4 traffic) (xinetd 2.3.15.3 would "
-            f"disable it: {_xinetd_words(claim, earlier)}{DISABLING})")
+            f"id: {earlier.id} ({earlier.origin}): same port/protocol, but {why} (xinetd "
+            f"2.3.15.3 would disable it: {_xinetd_words(claim, earlier)}{DISABLING})")
+
+    def _bound_by_xinetds_test(self, claim: SocketClaim) -> SocketClaim | None:
+        """The earlier service xinetd's own test finds `claim` a duplicate of, if any."""
+        return next((k for k in self._by_key.get(_socket_key(claim), [])
+                     if _xinetd_refuses(k, claim)), None)
+
+    def _keep_tcpmux_service(self, claim: SocketClaim) -> None:
+        """A TCPMUX service, whose `port` line (`claim.port`) xinetd's test compares
+        though it listens on no such port: kept, with a warning where xinetd drops it."""
+        bound = self._bound_by_xinetds_test(claim)
+        if bound is not None:
+            self._keep_beside(claim, bound, "a TCPMUX service has no socket of its own")
 
     def duplicate_of_bound(self, claim: SocketClaim) -> str | None:
         """For a service that fails a later check: log and return why it is a duplicate
-        when xinetd's own test (an earlier service with a `bind`) finds it one first."""
+        when xinetd's own test (an earlier service with a `bind`) finds it one first.
+        A TCPMUX service's `port` line counts there, as in xinetd: it is rejected either
+        way, and this names xinetd's reason."""
         if claim.tcpmux_client:
-            return None
-        earlier = next((k for k in self._by_key.get(_socket_key(claim), [])
-                        if k.bind is not None and _conflict(k, claim)), None)
+            earlier = self._bound_by_xinetds_test(claim) if claim.port is not None else None
+        else:
+            earlier = next((k for k in self._by_key.get(_socket_key(claim), [])
+                            if k.bind is not None and _conflict(k, claim)), None)
         return None if earlier is None else self._refuse(claim, earlier)
 
     def _refuse(self, claim: SocketClaim, earlier: SocketClaim) -> str:

@@ -271,7 +271,8 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
             dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line,
                                         "; ".join(exc.reasons)))
             continue
-        duplicate = sockets.admit(service)
+        port_line = draft.values.get("port") if service.is_tcpmux_client else None
+        duplicate = sockets.admit(service, port_line if isinstance(port_line, int) else None)
         if duplicate is not None:
             dropped.append(DroppedEntry(service.name, service.id, service.origin.file,
                                         service.origin.line, duplicate))
