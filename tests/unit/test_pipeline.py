@@ -795,3 +795,31 @@ def test_a_tcpmux_service_with_a_bound_services_port_line_is_kept_with_a_warning
     assert "a TCPMUX service has no socket of its own" in kept[0]
     assert ("xinetd 2.3.15.3 would disable it: is unique but its identical to service: a "
             "id: a - DISABLING") in kept[0]
+
+
+def test_a_service_after_a_bound_tcpmux_service_with_its_port_line_is_kept_with_a_warning(
+        tmp_path: Path) -> None:
+    # xinetd 2.3.15.3 compares the earlier TCPMUX service's port line too, and disables
+    # the later one; neither has a socket that clashes.
+    text = (service_block("mux", "type = TCPMUX UNLISTED", "bind = 127.0.0.1", port=20001)
+            + service_block("a", port=20001)
+            + service_block("mux2", "type = TCPMUX UNLISTED", port=20001))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["mux", "a", "mux2"]
+    kept = [w for w in warnings(config) if "is kept beside service: mux id: mux" in w]
+    assert len(kept) == 2, warnings(config)
+    assert all("a TCPMUX service has no socket of its own" in w for w in kept)
+    assert ("xinetd 2.3.15.3 would disable it: is unique but its identical to service: mux "
+            "id: mux - DISABLING") in kept[0]
+
+
+def test_a_rejected_service_after_a_bound_tcpmux_service_gets_only_the_duplicate_line(
+        tmp_path: Path) -> None:
+    text = (service_block("mux", "type = TCPMUX UNLISTED", "bind = 127.0.0.1", port=20001)
+            + service_block("b", "flags = INTERCEPT", "type = UNLISTED INTERNAL",
+                            port=20001))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["mux"]
+    assert not any("intercepted" in m or "internal service" in m for m in messages(config))
+    assert len([m for m in errors(config) if "service: b id: b is unique but its identical "
+                "to service: mux id: mux" in m]) == 1

@@ -12,8 +12,9 @@ IPv4 traffic (dual-stack, bound to `::` or an IPv4-mapped address) beside an IPv
 TCPMUX services have no socket of their own and never clash.
 A pair whose sockets coexist, but that xinetd's own test would split (an earlier service
 with a `bind`, a later one without), is kept with a warning in xinetd's words. That test
-compares a TCPMUX service's `port` line too (confparse.c check_entry): one kept warns
-the same way, one rejected by a later check is named a duplicate first, as by xinetd.
+compares a TCPMUX service's `port` line too (confparse.c check_entry), on either side
+of the pair: one kept warns the same way, one rejected by a later check is named a
+duplicate first, as by xinetd.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class SocketClaim:
 
 
 def _conflict(a: SocketClaim, b: SocketClaim) -> bool:
-    """Would b's listening socket clash with a's?"""
+    """Would b's listening socket clash with a's? (A TCPMUX service has none.)"""
+    if a.tcpmux_client or b.tcpmux_client:
+        return False
     if a.rpc_number is not None or b.rpc_number is not None:
         if a.rpc_number != b.rpc_number or a.protocol != b.protocol:
             return False
@@ -108,6 +111,15 @@ def _socket_key(claim: SocketClaim) -> tuple[str, int | None, int | None]:
     return claim.protocol, claim.port, None
 
 
+_NO_SOCKET = "a TCPMUX service has no socket of its own"
+
+
+def _tcpmux_why(bound: SocketClaim) -> tuple[str, ...]:
+    """Why a service xinetd's test would drop after `bound` is kept, when `bound` is a
+    TCPMUX service (the default reason otherwise)."""
+    return (_NO_SOCKET,) if bound.tcpmux_client else ()
+
+
 class SocketTable:
     """The services kept so far, by the socket key they would listen under."""
 
@@ -128,7 +140,7 @@ class SocketTable:
         if earlier is None:
             bound = next((k for k in same_socket if _xinetd_refuses(k, claim)), None)
             if bound is not None:
-                self._keep_beside(claim, bound)
+                self._keep_beside(claim, bound, *_tcpmux_why(bound))
             same_socket.append(claim)
             return None
         return self._refuse(claim, earlier)
@@ -155,7 +167,11 @@ class SocketTable:
         though it listens on no such port: kept, with a warning where xinetd drops it."""
         bound = self._bound_by_xinetds_test(claim)
         if bound is not None:
-            self._keep_beside(claim, bound, "a TCPMUX service has no socket of its own")
+            self._keep_beside(claim, bound, _NO_SOCKET)
+        if claim.bind is not None:
+            # It never clashes (_conflict), but xinetd's test drops the services after
+            # it with its port line and no bind, or the same bind.
+            self._by_key.setdefault(_socket_key(claim), []).append(claim)
 
     def duplicate_of_bound(self, claim: SocketClaim) -> str | None:
         """For a service that fails a later check: log and return why it is a duplicate
@@ -166,7 +182,8 @@ class SocketTable:
             earlier = self._bound_by_xinetds_test(claim) if claim.port is not None else None
         else:
             earlier = next((k for k in self._by_key.get(_socket_key(claim), [])
-                            if k.bind is not None and _conflict(k, claim)), None)
+                            if k.bind is not None and (_conflict(k, claim) or (
+                                k.tcpmux_client and _xinetd_refuses(k, claim)))), None)
         return None if earlier is None else self._refuse(claim, earlier)
 
     def _refuse(self, claim: SocketClaim, earlier: SocketClaim) -> str:
