@@ -823,3 +823,19 @@ def test_a_rejected_service_after_a_bound_tcpmux_service_gets_only_the_duplicate
     assert not any("intercepted" in m or "internal service" in m for m in messages(config))
     assert len([m for m in errors(config) if "service: b id: b is unique but its identical "
                 "to service: mux id: mux" in m]) == 1
+
+
+def test_a_service_that_cannot_bind_beside_an_unbound_one_logs_its_checks_first(
+        tmp_path: Path) -> None:
+    # xinetd's uniqueness test looks only at earlier services with a bind: it keeps v,
+    # logs its INTERCEPT and fallback lines, and fails to bind it later. pyxinetd drops
+    # v, after the same lines.
+    text = (service_block("a", port=20001)
+            + service_block("v", "flags = INTERCEPT IPv4 IPv6", port=20001))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a"]
+    about = [m for m in messages(config) if "v (" in m or "Service v " in m or "id: v " in m]
+    assert len(about) == 3, about
+    assert "Multi-threaded services cannot be intercepted: v" in about[0]
+    assert "Service v will use IPv6 or fallback to IPv4" in about[1]
+    assert "xinetd 2.3.15.3 would keep both" in about[2]

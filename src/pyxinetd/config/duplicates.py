@@ -145,6 +145,19 @@ class SocketTable:
             return None
         return self._refuse(claim, earlier)
 
+    def passes_xinetds_test(self, service: ServiceConfig, port_line: int | None = None
+                            ) -> bool:
+        """Would xinetd's own uniqueness test (an earlier service with a `bind`) keep
+        `service`? It then logs the lines of its later checks, even for a service
+        pyxinetd drops because its socket cannot bind beside an earlier one."""
+        claim = SocketClaim.of(service)
+        if claim.tcpmux_client:
+            if port_line is None:
+                return True
+            claim = replace(claim, port=port_line)
+        return not any(k.bind is not None and (_conflict(k, claim) or _xinetd_refuses(k, claim))
+                       for k in self._by_key.get(_socket_key(claim), []))
+
     def _keep_beside(self, claim: SocketClaim, earlier: SocketClaim,
                      why: str = "their sockets coexist (one IPv4, one IPv6 taking no IPv4 "
                                 "traffic)") -> None:

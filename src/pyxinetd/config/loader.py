@@ -271,19 +271,22 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
             dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line,
                                         "; ".join(exc.reasons)))
             continue
-        port_line = draft.values.get("port") if service.is_tcpmux_client else None
-        duplicate = sockets.admit(service, port_line if isinstance(port_line, int) else None)
+        written = draft.values.get("port") if service.is_tcpmux_client else None
+        port_line = written if isinstance(written, int) else None
+        # xinetd clears an INTERCEPT it cannot serve, and announces the fallback, only
+        # for a service that passed its uniqueness test: before pyxinetd's own verdict
+        # on a socket that cannot bind (xinetd runs into that later), after the warning
+        # of one pyxinetd keeps though xinetd's test drops it.
+        unique_to_xinetd = sockets.passes_xinetds_test(service, port_line)
+        if unique_to_xinetd:
+            _log_checked(draft, service, sink)
+        duplicate = sockets.admit(service, port_line)
         if duplicate is not None:
             dropped.append(DroppedEntry(service.name, service.id, service.origin.file,
                                         service.origin.line, duplicate))
             continue
-        # xinetd clears an INTERCEPT it cannot serve, and announces the fallback, only
-        # for a service that proved unique.
-        for error in interception_errors(draft):
-            sink.error(draft.file, draft.line, error)
-        notice = fallback_notice(service.name, service.flags)
-        if notice is not None:
-            sink.info(service.origin.file, service.origin.line, notice)
+        if not unique_to_xinetd:
+            _log_checked(draft, service, sink)
         services.append(without_ident_userid(service, sink))
         kept.add((draft.file, draft.line))
     _warn_shared_ids(services, sink, inetd_path if inetd_compat else None)
@@ -295,6 +298,16 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     return Configuration(path=path, defaults=model, services=tuple(services),
                          dropped=tuple(dropped), diagnostics=tuple(sink.items),
                          files=tuple(reader.files))
+
+
+def _log_checked(draft: Draft, service: ServiceConfig, sink: DiagnosticSink) -> None:
+    """The lines xinetd logs for a service past its uniqueness test: an INTERCEPT it
+    clears, then the fallback of `flags = IPv4 IPv6`."""
+    for error in interception_errors(draft):
+        sink.error(draft.file, draft.line, error)
+    notice = fallback_notice(service.name, service.flags)
+    if notice is not None:
+        sink.info(service.origin.file, service.origin.line, notice)
 
 
 def _twins_after_their_lines(drafts: list[Draft]) -> list[Draft]:
