@@ -839,3 +839,88 @@ def test_a_service_that_cannot_bind_beside_an_unbound_one_logs_its_checks_first(
     assert "Multi-threaded services cannot be intercepted: v" in about[0]
     assert "Service v will use IPv6 or fallback to IPv4" in about[1]
     assert "xinetd 2.3.15.3 would keep both" in about[2]
+
+
+def _rpc(name: str, program: int, versions: str, *lines: str, udp: bool = False) -> str:
+    kind = ("socket_type = dgram", "wait = yes") if udp else ("socket_type = stream",
+                                                             "wait = no")
+    return block(name, "type = RPC UNLISTED", *kind,
+                 "user = nobody", "server = /bin/cat", f"rpc_number = {program}",
+                 f"rpc_version = {versions}", *lines)
+
+
+def test_xinetds_uniqueness_test_compares_rpc_services_by_program_and_versions(
+        tmp_path: Path) -> None:
+    # As xinetd 2.3.15.3 does, after an earlier RPC service with a `bind`: a later one of
+    # the same program with an overlapping range (no `bind`, or the same) is disabled in
+    # its words; a disjoint range, another program or protocol is kept.
+    text = (_rpc("a", 300001, "1-2", "bind = 127.0.0.1")
+            + _rpc("b", 300001, "2-3", "bind = 127.0.0.1")
+            + _rpc("c", 300001, "2")
+            + _rpc("d", 300001, "3-4", "bind = 127.0.0.1")
+            + _rpc("e", 300002, "1-2", "bind = 127.0.0.1")
+            + _rpc("f", 300001, "1-2", "bind = 127.0.0.1", udp=True))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a", "d", "e", "f"]
+    assert [e for e in errors(config) if "DISABLING" in e] == [
+        e for e in errors(config) if "its identical to service: a id: a" in e]
+    assert len([e for e in errors(config) if "its identical to service: a" in e]) == 2
+
+
+def test_an_rpc_duplicate_xinetds_test_keeps_is_one_it_fails_to_register(
+        tmp_path: Path) -> None:
+    # Another bind address, or a `port` line of its own, passes xinetd's test: xinetd
+    # keeps the service and its registration fails (`pmap_set failed`), so pyxinetd drops
+    # it with a warning, not with xinetd's error line.
+    text = (_rpc("a", 300001, "1-2", "bind = 127.0.0.1")
+            + _rpc("b", 300001, "1-2", "bind = 127.0.0.2")
+            + _rpc("c", 300001, "2", "bind = 127.0.0.1", "port = 20302"))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a"]
+    assert not [e for e in errors(config) if "DISABLING" in e]
+    dropped = [w for w in warnings(config) if "its identical to service: a" in w]
+    assert len(dropped) == 2, dropped
+    assert all(w.endswith("(xinetd 2.3.15.3 would keep both and fail to register the second"
+                          " with the portmapper)") for w in dropped)
+
+
+def test_an_rpc_service_and_another_on_its_port_line_are_duplicates(
+        tmp_path: Path) -> None:
+    # xinetd's test compares an RPC service's `port` line with other services' ports
+    # (seen with xinetd 2.3.15.3, either order); pyxinetd binds the RPC service there.
+    text = (_rpc("a", 300001, "1-2", "bind = 127.0.0.1", "port = 20301")
+            + service_block("b", port=20301)
+            + service_block("c", "bind = 127.0.0.1", port=20303)
+            + _rpc("d", 300002, "1", "port = 20303"))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a", "c"]
+    assert any("service: b id: b is unique but its identical to service: a id: a - "
+               "DISABLING" in e for e in errors(config))
+    assert any("service: d id: d is unique but its identical to service: c id: c - "
+               "DISABLING" in e for e in errors(config))
+
+
+def test_rpc_services_on_one_port_line_cannot_both_bind_it(tmp_path: Path) -> None:
+    # xinetd binds both to ports of the kernel's choice and keeps them; pyxinetd binds
+    # an RPC service to its `port`, so the second cannot listen and is dropped.
+    text = (_rpc("a", 300001, "1", "bind = 127.0.0.1", "port = 20301")
+            + _rpc("b", 300002, "1", "bind = 127.0.0.1", "port = 20301"))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a"]
+    [warning] = [w for w in warnings(config) if "its identical to service: a" in w]
+    assert warning.endswith("(xinetd 2.3.15.3 would keep both, binding an RPC service to a "
+                            "port of the kernel's choice)")
+
+
+def test_a_service_on_port_0_is_kept_beside_a_bound_rpc_service_with_xinetds_words(
+        tmp_path: Path) -> None:
+    # xinetd's test takes an RPC service without `port` as port 0, so it disables a later
+    # service with `port = 0`; both sockets get a free port, so pyxinetd keeps it.
+    text = (_rpc("a", 300001, "1", "bind = 127.0.0.1")
+            + service_block("b", port=0))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a", "b"]
+    [kept] = [w for w in warnings(config) if "is kept beside service: a" in w]
+    assert "but port 0 is no port" in kept
+    assert kept.endswith("(xinetd 2.3.15.3 would disable it: is unique but its identical "
+                         "to service: a id: a - DISABLING)")

@@ -52,16 +52,27 @@ class SocketClaim:
 
 
 def _conflict(a: SocketClaim, b: SocketClaim) -> bool:
-    """Would b's listening socket clash with a's? (A TCPMUX service has none.)"""
+    """Would b's listening socket, or its portmapper registration, clash with a's? (A
+    TCPMUX service has no socket.) An RPC service with a `port` listens on it."""
     if a.tcpmux_client or b.tcpmux_client:
         return False
-    if a.rpc_number is not None or b.rpc_number is not None:
-        if a.rpc_number != b.rpc_number or a.protocol != b.protocol:
-            return False
-        if a.rpc_version is None or b.rpc_version is None:
-            return False
-        return a.rpc_version[0] <= b.rpc_version[1] and b.rpc_version[0] <= a.rpc_version[1]
-    if a.port is None or a.port != b.port or a.protocol != b.protocol:
+    return _same_registration(a, b) or _same_socket(a, b)
+
+
+def _same_registration(a: SocketClaim, b: SocketClaim) -> bool:
+    """Two RPC services of one program and protocol with overlapping version ranges: the
+    portmapper takes only the first one's registration."""
+    if a.rpc_number is None or a.rpc_number != b.rpc_number or a.protocol != b.protocol:
+        return False
+    if a.rpc_version is None or b.rpc_version is None:
+        return False
+    return a.rpc_version[0] <= b.rpc_version[1] and b.rpc_version[0] <= a.rpc_version[1]
+
+
+def _same_socket(a: SocketClaim, b: SocketClaim) -> bool:
+    """Two sockets on one port and protocol that cannot coexist (port 0 is none: the
+    kernel picks a free one for each)."""
+    if not a.port or a.port != b.port or a.protocol != b.protocol:
         return False
     if a.bind is not None and b.bind is not None:
         return a.bind == b.bind and a.family == b.family
@@ -70,14 +81,29 @@ def _conflict(a: SocketClaim, b: SocketClaim) -> bool:
     return True
 
 
+def _xinetd_port(claim: SocketClaim) -> int | None:
+    """The port xinetd's test compares: the `port` line, 0 for an RPC service without
+    one (xinetd looks up no port for it, and binds it to the kernel's choice anyway)."""
+    if claim.port is None and claim.rpc_number is not None:
+        return 0
+    return claim.port
+
+
 def _xinetd_refuses(a: SocketClaim, b: SocketClaim) -> bool:
     """Would xinetd's own uniqueness test drop b after a? Only an earlier service with a
-    `bind` is looked at; b clashes with it when it has no `bind`, or the same one."""
-    if a.bind is None or a.rpc_number is not None or b.rpc_number is not None:
+    `bind` is looked at; b clashes with it on the same port line and protocol, when it
+    has no `bind`, or the same one. Two RPC services must also share the program and a
+    version (an RPC service and another one need not)."""
+    if a.bind is None:
         return False
-    if a.port is None or a.port != b.port or a.protocol != b.protocol:
+    port = _xinetd_port(a)
+    if port is None or port != _xinetd_port(b) or a.protocol != b.protocol:
         return False
-    return b.bind is None or (b.bind == a.bind and b.family == a.family)
+    if b.bind is not None and (b.bind != a.bind or b.family != a.family):
+        return False
+    if a.rpc_number is not None and b.rpc_number is not None:
+        return _same_registration(a, b)
+    return True
 
 
 def _xinetd_words(claim: SocketClaim, earlier: SocketClaim) -> str:
@@ -104,28 +130,72 @@ def _takes_ipv4(six: SocketClaim) -> bool:
     return address.is_unspecified or address.ipv4_mapped is not None
 
 
-def _socket_key(claim: SocketClaim) -> tuple[str, int | None, int | None]:
-    """Services that can clash share this key (RPC: program number; others: port)."""
-    if claim.rpc_number is not None:
-        return claim.protocol, None, claim.rpc_number
-    return claim.protocol, claim.port, None
+_Key = tuple[str, str, int]
+
+
+def _keys(claim: SocketClaim) -> tuple[_Key, ...]:
+    """Services that can clash share one of these keys: the port xinetd's test compares
+    (which is the listening port, when there is one) and an RPC program."""
+    port = _xinetd_port(claim)
+    by_port = () if port is None else (("port", claim.protocol, port),)
+    by_program = (() if claim.rpc_number is None
+                  else (("rpc", claim.protocol, claim.rpc_number),))
+    return by_port + by_program
 
 
 _NO_SOCKET = "a TCPMUX service has no socket of its own"
 
 
-def _tcpmux_why(bound: SocketClaim) -> tuple[str, ...]:
-    """Why a service xinetd's test would drop after `bound` is kept, when `bound` is a
-    TCPMUX service (the default reason otherwise)."""
-    return (_NO_SOCKET,) if bound.tcpmux_client else ()
+def _why_kept(claim: SocketClaim, bound: SocketClaim) -> tuple[str, ...]:
+    """Why a service xinetd's test would drop after `bound` is kept: `bound` is a TCPMUX
+    service, or the port line is 0 (an RPC service without one), so each socket gets a
+    free port of the kernel's choice (the default reason otherwise)."""
+    if bound.tcpmux_client:
+        return (_NO_SOCKET,)
+    if not claim.port or not bound.port:
+        return ("port 0 is no port: each socket gets one of the kernel's choice",)
+    return ()
+
+
+def _xinetd_outcome(claim: SocketClaim, earlier: SocketClaim) -> str:
+    """What xinetd 2.3.15.3 does with a pair its uniqueness test keeps but pyxinetd
+    cannot serve side by side."""
+    if _same_registration(earlier, claim):
+        return " and fail to register the second with the portmapper"
+    if claim.rpc_number is not None or earlier.rpc_number is not None:
+        # It binds an RPC service to a port of the kernel's choice, whatever its `port`.
+        return ", binding an RPC service to a port of the kernel's choice"
+    if claim.protocol == "udp":
+        # Datagram sockets with SO_REUSEADDR bind one port side by side.
+        return ", the two sockets sharing the port"
+    return " and fail to bind the second"
+
+
+def _named_duplicate(bound: SocketClaim, claim: SocketClaim) -> bool:
+    """Does xinetd's test name `claim`, rejected by a later check, a duplicate of the
+    earlier `bound`?"""
+    if bound.rpc_number is not None or claim.rpc_number is not None or bound.tcpmux_client:
+        return _xinetd_refuses(bound, claim)
+    return bound.bind is not None and _conflict(bound, claim)
 
 
 class SocketTable:
-    """The services kept so far, by the socket key they would listen under."""
+    """The services kept so far, under each key they could clash by, in reading order."""
 
     def __init__(self, sink: DiagnosticSink) -> None:
         self._sink = sink
-        self._by_key: dict[tuple[str, int | None, int | None], list[SocketClaim]] = {}
+        self._by_key: dict[_Key, list[tuple[int, SocketClaim]]] = {}
+        self._kept = 0
+
+    def _earlier(self, claim: SocketClaim) -> list[SocketClaim]:
+        """The services kept before that share a key with `claim`, first read first."""
+        found = {n: k for key in _keys(claim) for n, k in self._by_key.get(key, [])}
+        return [found[n] for n in sorted(found)]
+
+    def _keep(self, claim: SocketClaim) -> None:
+        for key in _keys(claim):
+            self._by_key.setdefault(key, []).append((self._kept, claim))
+        self._kept += 1
 
     def admit(self, service: ServiceConfig, port_line: int | None = None) -> str | None:
         """Keep `service`, or log and return why it is dropped (an earlier one clashes).
@@ -135,13 +205,13 @@ class SocketTable:
             if port_line is not None:
                 self._keep_tcpmux_service(replace(claim, port=port_line))
             return None
-        same_socket = self._by_key.setdefault(_socket_key(claim), [])
-        earlier = next((k for k in same_socket if _conflict(k, claim)), None)
+        earlier_ones = self._earlier(claim)
+        earlier = next((k for k in earlier_ones if _conflict(k, claim)), None)
         if earlier is None:
-            bound = next((k for k in same_socket if _xinetd_refuses(k, claim)), None)
+            bound = next((k for k in earlier_ones if _xinetd_refuses(k, claim)), None)
             if bound is not None:
-                self._keep_beside(claim, bound, *_tcpmux_why(bound))
-            same_socket.append(claim)
+                self._keep_beside(claim, bound, *_why_kept(claim, bound))
+            self._keep(claim)
             return None
         return self._refuse(claim, earlier)
 
@@ -155,15 +225,14 @@ class SocketTable:
             if port_line is None:
                 return True
             claim = replace(claim, port=port_line)
-        return not any(k.bind is not None and (_conflict(k, claim) or _xinetd_refuses(k, claim))
-                       for k in self._by_key.get(_socket_key(claim), []))
+        return self._bound_by_xinetds_test(claim) is None
 
     def _keep_beside(self, claim: SocketClaim, earlier: SocketClaim,
                      why: str = "their sockets coexist (one IPv4, one IPv6 taking no IPv4 "
                                 "traffic)") -> None:
         """Say that a service xinetd's own test would drop is kept: its socket is of the
         other family and one of the two takes no IPv4 traffic, so both can listen (or it
-        has no socket, `why`)."""
+        has no socket, or none on that port: `why`)."""
         self._sink.warning(
             claim.origin.file, claim.origin.line,
             f"service: {claim.name} id: {claim.id} is kept beside service: {earlier.name} "
@@ -172,8 +241,7 @@ class SocketTable:
 
     def _bound_by_xinetds_test(self, claim: SocketClaim) -> SocketClaim | None:
         """The earlier service xinetd's own test finds `claim` a duplicate of, if any."""
-        return next((k for k in self._by_key.get(_socket_key(claim), [])
-                     if _xinetd_refuses(k, claim)), None)
+        return next((k for k in self._earlier(claim) if _xinetd_refuses(k, claim)), None)
 
     def _keep_tcpmux_service(self, claim: SocketClaim) -> None:
         """A TCPMUX service, whose `port` line (`claim.port`) xinetd's test compares
@@ -184,7 +252,7 @@ class SocketTable:
         if claim.bind is not None:
             # It never clashes (_conflict), but xinetd's test drops the services after
             # it with its port line and no bind, or the same bind.
-            self._by_key.setdefault(_socket_key(claim), []).append(claim)
+            self._keep(claim)
 
     def duplicate_of_bound(self, claim: SocketClaim) -> str | None:
         """For a service that fails a later check: log and return why it is a duplicate
@@ -194,9 +262,8 @@ class SocketTable:
         if claim.tcpmux_client:
             earlier = self._bound_by_xinetds_test(claim) if claim.port is not None else None
         else:
-            earlier = next((k for k in self._by_key.get(_socket_key(claim), [])
-                            if k.bind is not None and (_conflict(k, claim) or (
-                                k.tcpmux_client and _xinetd_refuses(k, claim)))), None)
+            earlier = next((k for k in self._earlier(claim) if _named_duplicate(k, claim)),
+                           None)
         return None if earlier is None else self._refuse(claim, earlier)
 
     def _refuse(self, claim: SocketClaim, earlier: SocketClaim) -> str:
@@ -204,11 +271,9 @@ class SocketTable:
         reason = (f"service: {claim.name} id: {claim.id} {_xinetd_words(claim, earlier)}"
                   f"{DISABLING} (same port/protocol as {earlier.origin})")
         where = (claim.origin.file, claim.origin.line)
-        if earlier.bind is not None:
+        if _xinetd_refuses(earlier, claim):
             self._sink.error(*where, reason)
         else:
-            # Datagram sockets with SO_REUSEADDR bind one port side by side.
-            outcome = (", the two sockets sharing the port" if claim.protocol == "udp"
-                       else " and fail to bind the second")
-            self._sink.warning(*where, f"{reason} (xinetd 2.3.15.3 would keep both{outcome})")
+            self._sink.warning(*where, f"{reason} (xinetd 2.3.15.3 would keep both"
+                                       f"{_xinetd_outcome(claim, earlier)})")
         return reason
