@@ -5,11 +5,15 @@ Each service is offered to a SocketTable as soon as it was built
 one against those kept before it before logging anything more about it; one that fails
 the required attributes (or a later check) is tested first too, against the services
 with a `bind` (the only ones xinetd's own test looks at). Two services clash when they
-share protocol and port (RPC services: protocol, program number and an overlapping version range) and their
-sockets cannot coexist: both bound to the same address of the same family, or one of
-them bound to no particular address, on the same family or as an IPv6 socket that takes
-IPv4 traffic (dual-stack, bound to `::` or an IPv4-mapped address) beside an IPv4 one.
-TCPMUX services have no socket of their own and never clash.
+share protocol and port (an RPC service's `port`, where it listens) and their sockets
+cannot coexist: both bound to the same address of the same family, or one of them bound
+to no particular address, on the same family or as an IPv6 socket that takes IPv4
+traffic (dual-stack, bound to `::` or an IPv4-mapped address) beside an IPv4 one. Two
+RPC services also clash on protocol, program number and an overlapping version range,
+which the portmapper registers once.
+TCPMUX services have no socket of their own and never clash. xinetd's test compares an
+RPC service's `port` line (0 without one), and then, for two RPC services, the program
+and version ranges.
 A pair whose sockets coexist, but that xinetd's own test would split (an earlier service
 with a `bind`, a later one without), is kept with a warning in xinetd's words. That test
 compares a TCPMUX service's `port` line too (confparse.c check_entry), on either side
