@@ -924,3 +924,16 @@ def test_a_service_on_port_0_is_kept_beside_a_bound_rpc_service_with_xinetds_wor
     assert "but port 0 is no port" in kept
     assert kept.endswith("(xinetd 2.3.15.3 would disable it: is unique but its identical "
                          "to service: a id: a - DISABLING)")
+
+
+def test_two_services_on_port_0_are_kept_with_xinetds_words(tmp_path: Path) -> None:
+    # Seen with xinetd 2.3.15.3: a bound `port = 0` service makes its test disable a later
+    # one on `port = 0`; each socket gets its own port from the kernel, so both serve.
+    text = (service_block("a", "bind = 127.0.0.1", port=0)
+            + service_block("b", port=0))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a", "b"]
+    [kept] = [w for w in warnings(config) if "is kept beside service: a" in w]
+    assert "but port 0 is no port" in kept
+    assert kept.endswith("(xinetd 2.3.15.3 would disable it: is unique but its identical "
+                         "to service: a id: a - DISABLING)")
