@@ -937,3 +937,16 @@ def test_two_services_on_port_0_are_kept_with_xinetds_words(tmp_path: Path) -> N
     assert "but port 0 is no port" in kept
     assert kept.endswith("(xinetd 2.3.15.3 would disable it: is unique but its identical "
                          "to service: a id: a - DISABLING)")
+
+
+def test_an_rpc_duplicate_reaching_beyond_the_earlier_range_is_named_partly_registered(
+        tmp_path: Path) -> None:
+    # Seen with xinetd 2.3.15.3 and rpcbind: b's pmap_set fails for version 2 only, and
+    # it stays active at version 3; pyxinetd drops it, and the warning says so.
+    text = (_rpc("a", 300001, "1-2", "bind = 127.0.0.1")
+            + _rpc("b", 300001, "2-3", "bind = 127.0.0.2"))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["a"]
+    [dropped] = [w for w in warnings(config) if "its identical to service: a" in w]
+    assert dropped.endswith("(xinetd 2.3.15.3 would keep both, the portmapper taking the "
+                            "second only for the versions the first does not have)")

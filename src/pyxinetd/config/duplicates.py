@@ -85,6 +85,13 @@ def _same_socket(a: SocketClaim, b: SocketClaim) -> bool:
     return True
 
 
+def _versions_within(b: SocketClaim, a: SocketClaim) -> bool:
+    """Is each of b's RPC versions one of a's?"""
+    if a.rpc_version is None or b.rpc_version is None:
+        return False
+    return a.rpc_version[0] <= b.rpc_version[0] and b.rpc_version[1] <= a.rpc_version[1]
+
+
 def _xinetd_port(claim: SocketClaim) -> int | None:
     """The port xinetd's test compares: the `port` line, 0 for an RPC service without
     one (xinetd looks up no port for it, and binds it to the kernel's choice anyway)."""
@@ -165,7 +172,12 @@ def _xinetd_outcome(claim: SocketClaim, earlier: SocketClaim) -> str:
     """What xinetd 2.3.15.3 does with a pair its uniqueness test keeps but pyxinetd
     cannot serve side by side."""
     if _same_registration(earlier, claim):
-        return " and fail to register the second with the portmapper"
+        if _versions_within(claim, earlier):
+            return " and fail to register the second with the portmapper"
+        # Its pmap_set fails for the shared versions only, and it serves the others
+        # (service.c activate_rpc gives up only when no version is registered).
+        return (", the portmapper taking the second only for the versions the first "
+                "does not have")
     if claim.rpc_number is not None or earlier.rpc_number is not None:
         # It binds an RPC service to a port of the kernel's choice, whatever its `port`.
         return ", binding an RPC service to a port of the kernel's choice"
