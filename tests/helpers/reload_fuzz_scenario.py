@@ -39,7 +39,14 @@ rds.ANSWER_WAIT = 1.0
 class FuzzWorld(rds.World):
     """The World of reload_diff_scenario.py, with any service in any of four files
     (the main one, the one named by `include`, two in the `includedir` folder), each
-    of the three others there or not."""
+    of the three others there or not. Its servers may run as nobody: they can write
+    their notes."""
+
+    def __init__(self, workdir: str) -> None:
+        super().__init__(workdir)
+        with open(self.record, "a"):
+            pass
+        os.chmod(self.record, 0o666)
 
     def expand(self, value: str) -> str:
         def one(match: re.Match[str]) -> str:
@@ -143,6 +150,7 @@ def probe(w: FuzzWorld, daemon: int, proto: str, port: str, addr: str) -> str:
 def main() -> int:
     run = begin()
     os.environ["PYXINETD_KILL_GRACE"] = "0.5"
+    os.environ["FUZZPASS"] = "daemon"      # for the services' `passenv`
     w = FuzzWorld(os.path.dirname(run.conf))
     with open(os.path.join(w.workdir, "case.json")) as f:
         case = json.load(f)
