@@ -7,9 +7,10 @@ Usage: reload_diff_server.py TAG RECORD stream|wait|dgram SCENARIO_PID [report [
   dgram   fd 0 is the datagram socket (wait = yes): answer one datagram
 
 It answers `TAG\n` (with `report`: `TAG report ARG... uid=UID exe=PROGRAM FUZZ=VALUE
-FUZZPASS=VALUE\n`, what it was started with; `-` for a variable not set), appends `TAG start PID` to RECORD, then stays until its client
-closes (`TAG eof PID`) or a catchable signal arrives (`TAG sig=NAME PID`, then it
-exits); a SIGKILL leaves no line. It never outlives the scenario (SCENARIO_PID) by
+FUZZPASS=VALUE\n`, what it was started with: PROGRAM from /proc/self/exe, as argv[0]
+is only a name; `-` for a variable not set), appends `TAG start PID` to RECORD, then
+stays until its client closes (`TAG eof PID`) or a catchable signal arrives
+(`TAG sig=NAME PID`, then it exits); a SIGKILL leaves no line. It never outlives the scenario (SCENARIO_PID) by
 more than a second: a fixed lifetime would end the servers started first while a
 loaded machine still runs the scenario's later steps, which then see their clients
 closed and their EXIT lines as if a reload had ended them.
@@ -25,7 +26,8 @@ import time
 tag, record, mode, scenario = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 greeting = tag
 if sys.argv[5:6] == ["report"]:
-    greeting = " ".join([tag, *sys.argv[5:], f"uid={os.getuid()}", f"exe={sys.executable}",
+    greeting = " ".join([tag, *sys.argv[5:], f"uid={os.getuid()}",
+                         f"exe={os.readlink('/proc/self/exe')}",
                          *(f"{k}={os.environ.get(k, '-')}" for k in ("FUZZ", "FUZZPASS"))])
 
 
