@@ -6,7 +6,9 @@ the script knows.
 
 from __future__ import annotations
 
+import os
 import random
+import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
@@ -33,6 +35,65 @@ def test_seeded_reloads_look_as_they_do_under_xinetd(tmp_path: Path) -> None:
     case = fuzz.make_case(2, 0, 4)
     assert fuzz.differences(case, tmp_path, xinetd, time.monotonic() + 60) == []
     assert any(step["hold"] for step in case["steps"])
+
+
+def test_the_admin_edits_are_drawn_only_when_asked_for() -> None:
+    fuzz = fuzzer()
+
+    def names(admin: bool) -> str:
+        return " ".join(step["name"] for seed in range(1, 11) for n in range(3)
+                        for step in fuzz.make_case(seed, n, 15, admin)["steps"])
+
+    for edit in (" user = ", " env = ", " passenv = ", " log_on_failure = ", " server = "):
+        assert edit not in names(False) and edit in names(True)
+
+
+def test_a_servers_user_program_and_environment_after_reloads_are_as_under_xinetd(
+        ) -> None:
+    # A client held from the start keeps its root server; probes after each reload
+    # see the server started with the new user, program and environment.
+    xinetd = require_xinetd()
+    # A server run as nobody writes its notes there: pytest's folders are root's only.
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o755)
+        run_servers_with_new_credentials(Path(folder), xinetd)
+
+
+def run_servers_with_new_credentials(tmp_path: Path, xinetd: str) -> None:
+    fuzz = fuzzer()
+    model = fuzz.AdminModel(random.Random(0))
+    sid = model.add()
+    v = model.services[sid]
+    v.update(kind="conn", bind=None, target=None)
+    start = {**model.step("start", []), "hold": [[f"{sid}#1", v["port"], ""]]}
+    model.held[f"{sid}#1"] = sid
+    steps = [start]
+    for attr, value in (("user", "nobody"), ("env", "FUZZ=one"), ("passenv", "FUZZPASS"),
+                        ("passenv", ""), ("user", None), ("log_on_failure", "ATTEMPT"),
+                        ("only_from", "10.0.0.0/8")):
+        model.set(v, attr, value)
+        model.set(v, "server", fuzz.SYSTEM_PYTHON)
+        # docs/compatibility.md, "Running servers are checked again on
+        # reconfiguration": the held client is closed before the address list.
+        release = model.release(sid) if attr == "only_from" else []
+        steps.append({**model.step(f"{attr} = {value}", release), "hold": []})
+    case = {"steps": steps, "in_loop": sorted(model.in_loop)}
+    theirs, ours = fuzz.run_case(case, tmp_path, xinetd)
+    assert fuzz.compare(case, theirs, ours) is None
+    answers = [seen["probes"][f"tcp {v['port']} 127.0.0.1"] for _name, seen in ours["steps"]]
+    system = f"exe={os.path.realpath(fuzz.SYSTEM_PYTHON)}"
+    assert "uid=0 " in answers[0] and "FUZZPASS=daemon" in answers[0]
+    assert f"uid=65534 {system} FUZZ=- FUZZPASS=daemon" in answers[1]
+    # `env` adds to the daemon's environment; an empty `passenv` passes none of it.
+    assert f"uid=65534 {system} FUZZ=one FUZZPASS=daemon" in answers[2]
+    assert "FUZZ=one FUZZPASS=daemon" in answers[3]
+    assert f"uid=65534 {system} FUZZ=one FUZZPASS=-" in answers[4]
+    assert f"uid=0 {system} FUZZ=one FUZZPASS=-" in answers[5]
+    # The client held from the start kept its server up to its release; the refusal
+    # is logged as log_on_failure = ATTEMPT has it (no HOST).
+    assert all(seen["held clients ended"] == {} for _name, seen in ours["steps"])
+    assert ours["steps"][-1][1]["service logs"]["services.log"][-1].endswith(
+        f"FAIL: {sid} address")
 
 
 def test_seeded_reloads_with_an_address_list_in_defaults_look_as_under_xinetd(
