@@ -80,3 +80,31 @@ def test_a_wait_stream_service_inheriting_an_address_list_is_not_probed() -> Non
     model.set_default("only_from", "127.0.0.1")
     assert probed() == {ports[serving]}
     assert model.holds() == []
+
+
+def test_a_redirect_sent_elsewhere_gets_another_echo_service_and_its_clients_closed(
+        ) -> None:
+    fuzz = fuzzer()
+    model = fuzz.Model(random.Random(0), more=True)
+    echo = model.add("echo")
+    redirect = model.add("redirect")
+    assert model.services[redirect]["target"] == echo
+    model.held["held#1"] = redirect
+    name, release = model.retarget()
+    target = model.services[redirect]["target"]
+    assert target != echo and model.services[target]["kind"] == "echo"
+    assert name.endswith(f"{redirect} redirect {echo} -> {target}")
+    assert release == ["held#1"]
+    assert model.spec(redirect)["attrs"]["redirect"] == \
+        f"127.0.0.1 {{port:{model.services[target]['port']}}}"
+
+
+def test_the_more_edits_are_drawn_only_when_asked_for() -> None:
+    fuzz = fuzzer()
+
+    def names(more: bool) -> str:
+        return " ".join(step["name"] for seed in range(27, 37) for n in range(3)
+                        for step in fuzz.make_case(seed, n, 15, more)["steps"])
+
+    assert "per_source" not in names(False) and " redirect " not in names(False)
+    assert "per_source" in names(True) and " redirect " in names(True)
