@@ -42,7 +42,7 @@ def test_the_admin_edits_are_drawn_only_when_asked_for() -> None:
 
     def names(admin: bool) -> str:
         return " ".join(step["name"] for seed in range(1, 11) for n in range(3)
-                        for step in fuzz.make_case(seed, n, 15, admin)["steps"])
+                        for step in fuzz.make_case(seed, n, 15, admin=admin)["steps"])
 
     for edit in (" user = ", " env = ", " passenv = ", " log_on_failure = ", " server = "):
         assert edit not in names(False) and edit in names(True)
@@ -141,3 +141,84 @@ def test_a_wait_stream_service_inheriting_an_address_list_is_not_probed() -> Non
     model.set_default("only_from", "127.0.0.1")
     assert probed() == {ports[serving]}
     assert model.holds() == []
+
+
+def test_a_redirect_sent_elsewhere_gets_another_echo_service_and_its_clients_closed(
+        ) -> None:
+    fuzz = fuzzer()
+    model = fuzz.Model(random.Random(0), more=True)
+    echo = model.add("echo")
+    redirect = model.add("redirect")
+    assert model.services[redirect]["target"] == echo
+    model.held["held#1"] = redirect
+    name, release = model.retarget()
+    target = model.services[redirect]["target"]
+    assert target != echo and model.services[target]["kind"] == "echo"
+    assert name.endswith(f"{redirect} redirect {echo} -> {target}")
+    assert release == ["held#1"]
+    assert model.spec(redirect)["attrs"]["redirect"] == \
+        f"127.0.0.1 {{port:{model.services[target]['port']}}}"
+
+
+def test_the_more_edits_are_drawn_only_when_asked_for() -> None:
+    fuzz = fuzzer()
+
+    def names(more: bool) -> str:
+        return " ".join(step["name"] for seed in range(27, 37) for n in range(3)
+                        for step in fuzz.make_case(seed, n, 15, more)["steps"])
+
+    assert "per_source" not in names(False) and " redirect " not in names(False)
+    assert "per_source" in names(True) and " redirect " in names(True)
+
+
+def test_clients_held_across_a_reload_count_toward_the_new_per_source_as_under_xinetd(
+        tmp_path: Path) -> None:
+    xinetd = require_xinetd()
+    fuzz = fuzzer()
+    model = fuzz.Model(random.Random(0), more=True)
+    served = [model.add("conn"), model.add("echo"), model.add("redirect")]
+    for sid in served:
+        model.services[sid]["bind"] = None
+    model.services[served[2]]["target"] = served[1]
+    start = model.step("start", [])
+    start["hold"] = []
+    for n, sid in enumerate(served, 1):
+        model.held[f"{sid}#{n}"] = sid
+        first = "" if model.services[sid]["kind"] == "conn" else "hi\n"
+        start["hold"].append([f"{sid}#{n}", model.services[sid]["port"], first])
+    steps = [start]
+    for limit in ("1", "2"):
+        for sid in served:
+            model.set(model.services[sid], "per_source", limit)
+        steps.append({**model.step(f"per_source = {limit}", []), "hold": []})
+    case = {"steps": steps, "in_loop": sorted(model.in_loop)}
+    theirs, ours = fuzz.run_case(case, tmp_path, xinetd)
+    assert fuzz.compare(case, theirs, ours) is None
+    # per_source = 1: a probe from the held clients' address is refused on each.
+    _name, limited = ours["steps"][1]
+    refused = "".join(limited["service logs"]["services.log"])
+    assert all(f"FAIL: {sid} per_source_limit" in refused for sid in served)
+
+
+def test_a_recheck_of_a_redirect_target_closes_the_redirects_held_clients_first() -> None:
+    # docs/compatibility.md, "Running servers are checked again on reconfiguration":
+    # a redirect's session into an internal target is one of the target's sessions.
+    fuzz = fuzzer()
+    model = fuzz.Model(random.Random(0))
+    echo = model.add("echo")
+    redirect = model.add("redirect")
+    model.held[f"{redirect}#1"] = redirect
+    model.held[f"{redirect}#2"] = redirect
+
+
+    class Drawing(random.Random):
+        """Draws `instances` = 1 on the echo service."""
+
+        def choice(self, seq):  # type: ignore[no-untyped-def]
+            return next((x for x in ("instances", echo, "1") if x in seq), seq[0])
+
+    model.rng = Drawing(0)
+    name, release = model.edit()
+    assert name == f"{echo} instances = 1"
+    assert sorted(release) == [f"{redirect}#1", f"{redirect}#2"]
+    assert model.held == {}
