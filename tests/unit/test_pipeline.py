@@ -825,6 +825,43 @@ def test_a_rejected_service_after_a_bound_tcpmux_service_gets_only_the_duplicate
                 "to service: mux id: mux" in m]) == 1
 
 
+def _tcpmux_without_port(name: str, *lines: str) -> str:
+    return block(name, "type = TCPMUX UNLISTED", "socket_type = stream", "protocol = tcp",
+                 "wait = no", "server = /bin/cat", *lines)
+
+
+def test_tcpmux_services_without_a_port_line_are_on_port_0_in_xinetds_test(
+        tmp_path: Path) -> None:
+    # Seen with xinetd 2.3.15.3: after a bound TCPMUX service without a port line, it
+    # disables a TCPMUX service and an RPC service without one (port 0 both); neither
+    # listens on a clashing socket, so pyxinetd keeps them, in xinetd's words.
+    text = (_tcpmux_without_port("m1", "user = nobody", "bind = 127.0.0.1")
+            + _tcpmux_without_port("m2", "user = nobody")
+            + _rpc("r3", 300077, "1"))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["m1", "m2", "r3"]
+    kept = [w for w in warnings(config) if "is kept beside service: m1 id: m1" in w]
+    assert [w.split(": warning: ")[1].split(" is kept")[0] for w in kept] == [
+        "service: m2 id: m2", "service: r3 id: r3"]
+    assert all("a TCPMUX service has no socket of its own (xinetd 2.3.15.3 would disable "
+               "it: is unique but its identical to service: m1 id: m1 - DISABLING)" in w
+               for w in kept)
+
+
+def test_a_rejected_tcpmux_service_without_a_port_line_gets_only_the_duplicate_line(
+        tmp_path: Path) -> None:
+    # No `user` (a missing attribute): xinetd names the duplicate first, and only that.
+    text = (_tcpmux_without_port("m1", "user = nobody", "bind = 127.0.0.1")
+            + _tcpmux_without_port("m2"))
+    config = load_text(tmp_path, text)
+    assert [s.name for s in config.services] == ["m1"]
+    about = [m for m in messages(config) if "m2" in m and "tcpmux service" not in m]
+    assert len(about) == 1, about
+    assert ("service: m2 id: m2 is unique but its identical to service: m1 id: m1 "
+            "- DISABLING") in about[0]
+    assert about[0] in errors(config)
+
+
 def test_a_service_that_cannot_bind_beside_an_unbound_one_logs_its_checks_first(
         tmp_path: Path) -> None:
     # xinetd's uniqueness test looks only at earlier services with a bind: it keeps v,

@@ -16,8 +16,8 @@ RPC service's `port` line (0 without one), and then, for two RPC services, the p
 and version ranges.
 A pair whose sockets coexist, but that xinetd's own test would split (an earlier service
 with a `bind`, a later one without), is kept with a warning in xinetd's words. That test
-compares a TCPMUX service's `port` line too (confparse.c check_entry), on either side
-of the pair: one kept warns the same way, one rejected by a later check is named a
+compares a TCPMUX service's `port` line too (confparse.c check_entry; 0 without one),
+on either side of the pair: one kept warns the same way, one rejected by a later check is named a
 duplicate first, as by xinetd.
 """
 
@@ -93,9 +93,10 @@ def _versions_within(b: SocketClaim, a: SocketClaim) -> bool:
 
 
 def _xinetd_port(claim: SocketClaim) -> int | None:
-    """The port xinetd's test compares: the `port` line, 0 for an RPC service without
-    one (xinetd looks up no port for it, and binds it to the kernel's choice anyway)."""
-    if claim.port is None and claim.rpc_number is not None:
+    """The port xinetd's test compares: the `port` line, 0 for an RPC or TCPMUX service
+    without one (xinetd looks up no port for either: the RPC one is bound to the
+    kernel's choice anyway, the TCPMUX one listens on none)."""
+    if claim.port is None and (claim.rpc_number is not None or claim.tcpmux_client):
         return 0
     return claim.port
 
@@ -215,11 +216,11 @@ class SocketTable:
 
     def admit(self, service: ServiceConfig, port_line: int | None = None) -> str | None:
         """Keep `service`, or log and return why it is dropped (an earlier one clashes).
-        `port_line`: a TCPMUX service's port as written (it listens on none)."""
+        `port_line`: a TCPMUX service's port as written (it listens on none), None
+        without a `port` line."""
         claim = SocketClaim.of(service)
         if claim.tcpmux_client:
-            if port_line is not None:
-                self._keep_tcpmux_service(replace(claim, port=port_line))
+            self._keep_tcpmux_service(replace(claim, port=port_line))
             return None
         earlier_ones = self._earlier(claim)
         earlier = next((k for k in earlier_ones if _conflict(k, claim)), None)
@@ -238,8 +239,6 @@ class SocketTable:
         pyxinetd drops because its socket cannot bind beside an earlier one."""
         claim = SocketClaim.of(service)
         if claim.tcpmux_client:
-            if port_line is None:
-                return True
             claim = replace(claim, port=port_line)
         return self._bound_by_xinetds_test(claim) is None
 
@@ -276,7 +275,7 @@ class SocketTable:
         A TCPMUX service's `port` line counts there, as in xinetd: it is rejected either
         way, and this names xinetd's reason."""
         if claim.tcpmux_client:
-            earlier = self._bound_by_xinetds_test(claim) if claim.port is not None else None
+            earlier = self._bound_by_xinetds_test(claim)
         else:
             earlier = next((k for k in self._earlier(claim) if _named_duplicate(k, claim)),
                            None)
