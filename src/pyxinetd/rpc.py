@@ -23,6 +23,15 @@ live service of the program that UNSET took are SET again (xinetd leaves them
 unregistered), and a reload that changes `rpc_version` UNSETs the versions it drops
 and SETs those it adds, whatever calls are in flight when it comes.
 
+Two services of one program and protocol whose ranges overlap (on different sockets)
+both claim the shared versions: the claim made first (the service read first, at
+start-up) sends its SET first and the portmapper refuses the other one's, which is
+logged as xinetd logs it (`pmap_set failed`); that service is served at the versions
+it did register, or fails with none, as in xinetd. A version refused while another
+live service of ours holds it is SET again once that holder's entry is UNSET (a
+reload removed it, or it closed), so the survivor serves its whole range; xinetd
+leaves such a version unregistered.
+
 A SET that is never answered (every retransmission unanswered) may still have been
 applied, only its answers lost: its version counts as not registered and, the entry
 being unwanted, is UNSET, so that the portmapper does not hand out a port nobody
@@ -100,7 +109,9 @@ class Claim:
 
     `outcome` is what became of a version's SET: True (registered), False (refused or
     never answered: not asked again until a reload changes the range); a version not
-    in it is still to be SET. `on_settled` is called once every version has one."""
+    in it is still to be SET. `yielded`: the refused versions another of our services
+    held at the time, asked again once the portmapper no longer holds them.
+    `on_settled` is called once every version has one."""
 
     def __init__(self, rt: ServiceRuntime, port: int,
                  on_settled: Callable[[Registration | None], None] | None) -> None:
@@ -110,6 +121,7 @@ class Claim:
         self.protocol = rt.config.protocol_number
         self.port = port
         self.outcome: dict[int, bool] = {}
+        self.yielded: set[int] = set()
         self.on_settled = on_settled
 
     @property
@@ -118,6 +130,11 @@ class Claim:
 
     def wants(self, version: int) -> bool:
         return version in versions(self.rt.config) and self.outcome.get(version) is not False
+
+    def reclaims(self, version: int) -> bool:
+        """Was `version` refused for another service's entry, to be asked again once
+        that is gone?"""
+        return version in self.yielded and version in versions(self.rt.config)
 
     def registration(self) -> Registration | None:
         accepted = tuple(v for v in versions(self.rt.config) if self.outcome.get(v))
@@ -224,6 +241,7 @@ class RpcRegistry:
             return
         wanted = versions(rt.config)
         claim.outcome = {v: ok for v, ok in claim.outcome.items() if ok and v in wanted}
+        claim.yielded.clear()
         self._reconcile(claim.program)
 
     def follow(self, rt: ServiceRuntime) -> None:
@@ -394,9 +412,13 @@ class RpcRegistry:
         if self._closing:
             return None
         for claim in claims:
+            held = self._held((program, version, claim.protocol))
+            if held is None and claim.reclaims(version):
+                # The service that held it is gone: this one's turn.
+                claim.yielded.discard(version)
+                claim.outcome.pop(version, None)
             if not claim.wants(version):
                 continue
-            held = self._held((program, version, claim.protocol))
             if held is not None and held.certain and held.port == claim.port:
                 # Exactly what it wants is there, whoever SET it (a removed service's
                 # late answer for the same fixed port): it counts as registered.
@@ -443,6 +465,9 @@ class RpcRegistry:
             claim.outcome[mapping.version] = False
             if error == NO_ANSWER:
                 self._maybe_there(mapping, claim)
+            elif ok is False and entry is not None and entry.port != mapping.port:
+                # Another of our services registered it first (an overlapping range).
+                claim.yielded.add(mapping.version)
         self._reconcile_version(mapping.program, mapping.version)
 
     def _maybe_there(self, mapping: Mapping, claim: Claim | None) -> None:

@@ -39,6 +39,13 @@ With --wide the configuration is one dgram RPC service with `rpc_version = 1-100
 (WIDE_PROGRAM) and the plain service: the table is read once the daemon has started
 (`started`), with the number of datagrams the namespace's UDP sockets dropped for a
 full receive buffer until then (`dropped`), and after SIGTERM (`terminated`).
+With --overlap the configuration is overlap_configuration(): two tcp services of
+OVERLAP_PROGRAM, versions 1-2 on 127.0.0.1 then 2-3 on 127.0.0.2, and two of
+HELD_PROGRAM, version 1 on each address. The table is read once the daemon has started
+(`started`), the second service is asked at the port of version 3 on 127.0.0.2
+(`later_answer`); then a reload removes both first services, and the table is read once
+the later ones hold the whole of their ranges, or after a few seconds (`reloaded`);
+then SIGTERM.
 When the namespace or rpcbind cannot be set up it prints {"skip": reason}.
 It prints one JSON object; the caller compares (programs, versions, protocols).
 """
@@ -168,6 +175,40 @@ def more_configuration(with_shared_udp: bool) -> str:
 
 
 WIDE_PROGRAM = 0x2000011E
+OVERLAP_PROGRAM = 0x2000011F
+HELD_PROGRAM = 0x20000120
+
+
+def overlap_configuration(with_first: bool) -> str:
+    """Services of one program and protocol whose version ranges overlap, on different
+    addresses: a later one whose range reaches beyond the earlier's, and one whose
+    range the earlier holds whole. Without `with_first`, only the later ones."""
+    first = (rpc_service("early", OVERLAP_PROGRAM, "1-2", "tcp", "\tbind = 127.0.0.1\n")
+             + rpc_service("heldfirst", HELD_PROGRAM, "1", "tcp", "\tbind = 127.0.0.1\n"))
+    later = (rpc_service("later", OVERLAP_PROGRAM, "2-3", "tcp", "\tbind = 127.0.0.2\n")
+             + rpc_service("heldlater", HELD_PROGRAM, "1", "tcp", "\tbind = 127.0.0.2\n"))
+    return (first if with_first else "") + later + plain_service()
+
+
+def overlap_steps(result: dict[str, object], daemon: subprocess.Popen[bytes], conf: Path,
+                  log: Path, deadline: float) -> None:
+    """The steps of --overlap (see the module docstring)."""
+    table = portmap_table()
+    result["started"] = table
+    version_3 = [row for row in rows(table, OVERLAP_PROGRAM) if row[1] == 3]
+    result["later_answer"] = (talk_tcp(version_3[0][3], "127.0.0.2") if version_3
+                              else "not registered")
+    conf.write_text(overlap_configuration(False))
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Reconfigured" in read(log), "Reconfigured", deadline)
+
+    def whole(t: list[list[int]] | str) -> bool:
+        return (len(rows(t, OVERLAP_PROGRAM)) == 2 and len(rows(t, HELD_PROGRAM)) == 1
+                and 1 not in [row[1] for row in rows(t, OVERLAP_PROGRAM)])
+    result["reloaded"] = settle(whole, 5.0)
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(timeout=max(1.0, deadline - time.monotonic()))
+    result["terminated"] = portmap_table()
 
 
 def wide_configuration() -> str:
@@ -444,6 +485,7 @@ def main() -> None:
     parser.add_argument("--more", action="store_true")
     parser.add_argument("--first-steps", action="store_true")
     parser.add_argument("--wide", action="store_true")
+    parser.add_argument("--overlap", action="store_true")
     args = parser.parse_args()
     work: Path = args.workdir
     try:
@@ -455,6 +497,8 @@ def main() -> None:
     conf, log = work / "rpc.conf", work / "daemon.log"
     if args.wide:
         conf.write_text(wide_configuration())
+    elif args.overlap:
+        conf.write_text(overlap_configuration(True))
     else:
         conf.write_text(more_configuration(True) if args.more
                         else configuration(with_udp=True))
@@ -471,6 +515,9 @@ def main() -> None:
         wait_started(daemon, log, deadline)
         if args.more:
             more_steps(result, daemon, conf, log, deadline, args.first_steps)
+            return
+        if args.overlap:
+            overlap_steps(result, daemon, conf, log, deadline)
             return
         result["plain"] = talk_tcp(PLAIN_PORT)
         if args.no_rpcbind:

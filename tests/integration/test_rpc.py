@@ -47,6 +47,8 @@ PARTIAL_PROGRAM = 0x20000119
 SLOW_PROGRAM = 0x2000011A
 ORDER_PROGRAM = 0x2000011B
 WIDE_PROGRAM = 0x2000011E
+OVERLAP_PROGRAM = 0x2000011F
+HELD_PROGRAM = 0x20000120
 UDP, TCP = 17, 6
 
 
@@ -271,6 +273,59 @@ def test_same_registrations_and_dump_as_xinetd() -> None:
     def flags(dump: str) -> list[str]:
         return [line for line in dump.splitlines() if line.startswith("\t\tflags =")]
     assert flags(ours["dump"]) == flags(theirs["dump"])
+
+
+def test_a_later_overlapping_range_is_served_at_the_versions_the_earlier_does_not_hold(
+        ) -> None:
+    # Versions 1-2 on 127.0.0.1, then 2-3 on 127.0.0.2: the portmapper refuses the
+    # second one's version 2, and it serves version 3; one whose whole range is held
+    # fails to start. As xinetd 2.3.15.3 does, with its lines.
+    result = scenario("--overlap")
+    started = result["started"]
+    assert _triples(started) == [(OVERLAP_PROGRAM, 1, TCP), (OVERLAP_PROGRAM, 2, TCP),
+                                 (OVERLAP_PROGRAM, 3, TCP), (HELD_PROGRAM, 1, TCP)]
+    ports = {version: port for _, version, _, port in _rows(started, OVERLAP_PROGRAM)}
+    assert ports[1] == ports[2] != ports[3]
+    assert result["later_answer"] == "tcp-rpc\n"
+    log = result["log"]
+    assert log.count("pmap_set failed.") == 2
+    assert f"pmap_set failed. service=later program={OVERLAP_PROGRAM} version=2\n" in log
+    assert f"pmap_set failed. service=heldlater program={HELD_PROGRAM} version=1\n" in log
+    assert "Service heldlater failed to start and is deactivated." in log
+    assert "Service later failed" not in log
+    assert "Started working: 4 available services" in log
+    assert "it is served at version 3 only" in log
+
+
+def test_a_reload_removing_the_earlier_range_registers_the_later_whole_range() -> None:
+    # xinetd leaves version 2 unregistered (the test below shows it); the later
+    # service takes it once the earlier one's UNSET is answered, at its own port.
+    result = scenario("--overlap")
+    later_port = next(row[3] for row in _rows(result["started"], OVERLAP_PROGRAM)
+                      if row[1] == 3)
+    assert _rows(result["reloaded"], OVERLAP_PROGRAM) == [
+        [OVERLAP_PROGRAM, 2, TCP, later_port], [OVERLAP_PROGRAM, 3, TCP, later_port]]
+    assert _triples(_rows(result["reloaded"], HELD_PROGRAM)) == [(HELD_PROGRAM, 1, TCP)]
+    assert result["terminated"] == []
+    assert result["returncode"] == 0
+
+
+def test_the_overlap_registrations_and_lines_are_those_of_xinetd() -> None:
+    _require_rpcbind()
+    xinetd = oracle.xinetd_path()
+    if xinetd is None:
+        pytest.skip(oracle.unavailable_reason())
+    ours, theirs = scenario("--overlap"), scenario("--overlap", "--xinetd", xinetd)
+    assert _triples(ours["started"]) == _triples(theirs["started"])
+    assert ours["later_answer"] == theirs["later_answer"]
+
+    def lines(log: str) -> list[str]:
+        return [line.split(": ", 1)[1] for line in log.splitlines()
+                if "pmap_set failed" in line or "failed to start" in line
+                or "Started working" in line]
+    assert lines(ours["log"])[:4] == lines(theirs["log"])[:4]
+    # The one difference: the reload. xinetd leaves the shared version unregistered.
+    assert _triples(theirs["reloaded"]) == [(OVERLAP_PROGRAM, 3, TCP), (HELD_PROGRAM, 1, TCP)]
 
 
 def _against_fake_portmapper(script: Path, tmp_path: Path, *args: str) -> dict[str, Any]:

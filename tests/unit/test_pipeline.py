@@ -904,21 +904,26 @@ def test_xinetds_uniqueness_test_compares_rpc_services_by_program_and_versions(
     assert len([e for e in errors(config) if "its identical to service: a" in e]) == 2
 
 
-def test_an_rpc_duplicate_xinetds_test_keeps_is_one_it_fails_to_register(
+def test_an_rpc_duplicate_xinetds_test_keeps_is_kept_with_the_versions_it_loses(
         tmp_path: Path) -> None:
     # Another bind address, or a `port` line of its own, passes xinetd's test: xinetd
-    # keeps the service and its registration fails (`pmap_set failed`), so pyxinetd drops
-    # it with a warning, not with xinetd's error line.
+    # keeps the service and its registration fails (`pmap_set failed`, then the
+    # service is deactivated); pyxinetd keeps it too, and says which versions are lost.
     text = (_rpc("a", 300001, "1-2", "bind = 127.0.0.1")
             + _rpc("b", 300001, "1-2", "bind = 127.0.0.2")
             + _rpc("c", 300001, "2", "bind = 127.0.0.1", "port = 20302"))
     config = load_text(tmp_path, text)
-    assert [s.name for s in config.services] == ["a"]
+    assert [s.name for s in config.services] == ["a", "b", "c"]
     assert not [e for e in errors(config) if "DISABLING" in e]
-    dropped = [w for w in warnings(config) if "its identical to service: a" in w]
-    assert len(dropped) == 2, dropped
-    assert all(w.endswith("(xinetd 2.3.15.3 would keep both and fail to register the second"
-                          " with the portmapper)") for w in dropped)
+    lost = [w for w in warnings(config) if "RPC program 300001" in w]
+    assert len(lost) == 2, lost
+    assert "service: b id: b: RPC program 300001 version 1-2 (tcp) is registered by " \
+           "service: a id: a (" in lost[0]
+    assert "service: c id: c: RPC program 300001 version 2 (tcp) is registered by " \
+           "service: a id: a (" in lost[1]
+    assert "service: b id: b (" in lost[1]
+    assert all(w.endswith("it registers none and fails to start (as in xinetd 2.3.15.3)")
+               for w in lost)
 
 
 def test_an_rpc_service_and_another_on_its_port_line_are_duplicates(
@@ -976,14 +981,21 @@ def test_two_services_on_port_0_are_kept_with_xinetds_words(tmp_path: Path) -> N
                          "to service: a id: a - DISABLING)")
 
 
-def test_an_rpc_duplicate_reaching_beyond_the_earlier_range_is_named_partly_registered(
+def test_an_rpc_service_reaching_beyond_an_earlier_range_is_kept_for_its_other_versions(
         tmp_path: Path) -> None:
     # Seen with xinetd 2.3.15.3 and rpcbind: b's pmap_set fails for version 2 only, and
-    # it stays active at version 3; pyxinetd drops it, and the warning says so.
+    # it stays active at version 3; so does pyxinetd, and the warning says so.
     text = (_rpc("a", 300001, "1-2", "bind = 127.0.0.1")
-            + _rpc("b", 300001, "2-3", "bind = 127.0.0.2"))
+            + _rpc("b", 300001, "2-4", "bind = 127.0.0.2")
+            + _rpc("c", 300001, "1-5", "bind = 127.0.0.3")
+            + _rpc("d", 300001, "2-3", "bind = 127.0.0.2", udp=True))
     config = load_text(tmp_path, text)
-    assert [s.name for s in config.services] == ["a"]
-    [dropped] = [w for w in warnings(config) if "its identical to service: a" in w]
-    assert dropped.endswith("(xinetd 2.3.15.3 would keep both, the portmapper taking the "
-                            "second only for the versions the first does not have)")
+    assert [s.name for s in config.services] == ["a", "b", "c", "d"]
+    assert not [m for m in errors(config) if "DISABLING" in m]
+    lost = [w for w in warnings(config) if "RPC program 300001" in w]
+    assert len(lost) == 2, lost
+    assert "service: b id: b: RPC program 300001 version 2 (tcp) is registered by " \
+           "service: a id: a (" in lost[0]
+    assert lost[0].endswith("it is served at version 3-4 only (as in xinetd 2.3.15.3)")
+    assert "service: c id: c: RPC program 300001 version 1-4 (tcp)" in lost[1]
+    assert lost[1].endswith("it is served at version 5 only (as in xinetd 2.3.15.3)")

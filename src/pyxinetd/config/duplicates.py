@@ -9,8 +9,10 @@ share protocol and port (an RPC service's `port`, where it listens) and their so
 cannot coexist: both bound to the same address of the same family, or one of them bound
 to no particular address, on the same family or as an IPv6 socket that takes IPv4
 traffic (dual-stack, bound to `::` or an IPv4-mapped address) beside an IPv4 one. Two
-RPC services also clash on protocol, program number and an overlapping version range,
-which the portmapper registers once.
+RPC services of one protocol, program number and an overlapping version range clash
+only where xinetd's own test says so; otherwise the later one is kept, with a warning
+naming the versions the portmapper gives the earlier one (it registers each once:
+pyxinetd.rpc), and is served at the others, or fails to start with none left.
 TCPMUX services have no socket of their own and never clash. xinetd's test compares an
 RPC service's `port` line (0 without one), and then, for two RPC services, the program
 and version ranges.
@@ -56,16 +58,18 @@ class SocketClaim:
 
 
 def _conflict(a: SocketClaim, b: SocketClaim) -> bool:
-    """Would b's listening socket, or its portmapper registration, clash with a's? (A
-    TCPMUX service has no socket.) An RPC service with a `port` listens on it."""
+    """Would b's listening socket clash with a's, or its registration be one xinetd's
+    own test refuses? (A TCPMUX service has no socket.) An RPC service with a `port`
+    listens on it. Other overlapping RPC services are both kept: the portmapper takes
+    the shared versions from the first one (SocketTable._note_shared_versions)."""
     if a.tcpmux_client or b.tcpmux_client:
         return False
-    return _same_registration(a, b) or _same_socket(a, b)
+    return _same_socket(a, b) or (_same_registration(a, b) and _xinetd_refuses(a, b))
 
 
 def _same_registration(a: SocketClaim, b: SocketClaim) -> bool:
     """Two RPC services of one program and protocol with overlapping version ranges: the
-    portmapper takes only the first one's registration."""
+    portmapper registers each shared version once, for the first one."""
     if a.rpc_number is None or a.rpc_number != b.rpc_number or a.protocol != b.protocol:
         return False
     if a.rpc_version is None or b.rpc_version is None:
@@ -90,6 +94,28 @@ def _versions_within(b: SocketClaim, a: SocketClaim) -> bool:
     if a.rpc_version is None or b.rpc_version is None:
         return False
     return a.rpc_version[0] <= b.rpc_version[0] and b.rpc_version[1] <= a.rpc_version[1]
+
+
+def _shared_versions(claim: SocketClaim, earlier: list[SocketClaim]) -> list[int]:
+    """The versions of `claim` that one of the `earlier` services of its program and
+    protocol registers first."""
+    if claim.rpc_version is None:
+        return []
+    low, high = claim.rpc_version
+    spans = [(max(low, k.rpc_version[0]), min(high, k.rpc_version[1]))
+             for k in earlier if _same_registration(k, claim) and k.rpc_version is not None]
+    return sorted({v for first, last in spans for v in range(first, last + 1)})
+
+
+def _version_text(numbers: list[int]) -> str:
+    """Sorted versions as ranges: `1, 3-5`."""
+    spans: list[list[int]] = []
+    for v in numbers:
+        if spans and v == spans[-1][1] + 1:
+            spans[-1][1] = v
+        else:
+            spans.append([v, v])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _xinetd_port(claim: SocketClaim) -> int | None:
@@ -228,6 +254,7 @@ class SocketTable:
             bound = next((k for k in earlier_ones if _xinetd_refuses(k, claim)), None)
             if bound is not None:
                 self._keep_beside(claim, bound, *_why_kept(claim, bound))
+            self._note_shared_versions(claim, earlier_ones)
             self._keep(claim)
             return None
         return self._refuse(claim, earlier)
@@ -241,6 +268,26 @@ class SocketTable:
         if claim.tcpmux_client:
             claim = replace(claim, port=port_line)
         return self._bound_by_xinetds_test(claim) is None
+
+    def _note_shared_versions(self, claim: SocketClaim, earlier: list[SocketClaim]) -> None:
+        """Warn that the versions an earlier RPC service of the same program and
+        protocol registers first are not served by `claim` (xinetd logs `pmap_set
+        failed` for each, and deactivates a service left with none)."""
+        shared = _shared_versions(claim, earlier)
+        if not shared or claim.rpc_version is None:
+            return
+        holders = ", ".join(f"service: {k.name} id: {k.id} ({k.origin})"
+                            for k in earlier if _same_registration(k, claim))
+        low, high = claim.rpc_version
+        rest = [v for v in range(low, high + 1) if v not in set(shared)]
+        served = (f"it is served at version {_version_text(rest)} only" if rest
+                  else "it registers none and fails to start")
+        self._sink.warning(
+            claim.origin.file, claim.origin.line,
+            f"service: {claim.name} id: {claim.id}: RPC program {claim.rpc_number} "
+            f"version {_version_text(shared)} ({claim.protocol}) is registered by "
+            f"{holders} first, and the portmapper holds one registration of each: "
+            f"{served} (as in xinetd 2.3.15.3)")
 
     def _keep_beside(self, claim: SocketClaim, earlier: SocketClaim,
                      why: str = "their sockets coexist (one IPv4, one IPv6 taking no IPv4 "
