@@ -543,8 +543,7 @@ class Activation:
     def _answered(self, registration: Registration | None) -> None:
         self.done = True
         if registration is None:
-            self._registry.log.error(
-                "activate_rpc", f"No RPC versions registered for service {self._rt.config.id}")
+            # Its refused SETs were logged; the caller logs xinetd's `failed to start`.
             if self._claim is not None:
                 self._registry.withdraw(self._claim)
             self._sock.close()
