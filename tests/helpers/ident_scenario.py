@@ -90,7 +90,8 @@ INTERNAL_NAMES = {"echo_only": "echo", "daytime_only": "daytime"}
 # -- the identd ---------------------------------------------------------------------
 
 class Identd:
-    def __init__(self, modes: dict[int, str]) -> None:
+    def __init__(self, modes: dict[int, str],
+                 hosts: tuple[str, str] = ("127.0.0.1", "::1")) -> None:
         self.modes = modes
         self.queries: list[str] = []
         self.stop = threading.Event()
@@ -98,7 +99,7 @@ class Identd:
         self.held = threading.Event()
         self.release = threading.Event()
         self.listeners: list[socket.socket] = []
-        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        for family, host in zip((socket.AF_INET, socket.AF_INET6), hosts):
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:

@@ -44,7 +44,28 @@ def describe_fd(fd):
     except OSError as err:
         return {"error": err.errno}
     kind = "socket" if stat.S_ISSOCK(st.st_mode) else "other"
-    return {"kind": kind, "ino": st.st_ino, "dev": st.st_dev}
+    info = {"kind": kind, "ino": st.st_ino, "dev": st.st_dev}
+    if kind == "socket":
+        info.update(socket_options(fd))
+    return info
+
+
+def socket_options(fd):
+    """SO_KEEPALIVE and, on a TCP socket, TCP_NODELAY (flags KEEPALIVE, NODELAY)."""
+    try:
+        import socket
+    except ImportError:     # an interpreter started without its lib-dynload
+        return {}
+    sock = socket.socket(fileno=fd)
+    try:
+        options = {"keepalive": sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)}
+        if sock.type == socket.SOCK_STREAM and sock.family != socket.AF_UNIX:
+            options["nodelay"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        return options
+    except OSError as err:
+        return {"sockopt_error": err.errno}
+    finally:
+        sock.detach()
 
 
 def main():

@@ -89,8 +89,11 @@ def family(address):
 
 
 def destination(client):
-    """Where a client connects: ::1 from ::1, else 127.0.0.1 (an IPv6 service bound to
-    no address takes both)."""
+    """Where a client connects: its "dst" if it has one (a service bound to one
+    127.0.0.x), else ::1 from ::1, else 127.0.0.1 (an IPv6 service bound to no address
+    takes both)."""
+    if client.get("dst"):
+        return client["dst"]
     return "::1" if ":" in client["src"] else "127.0.0.1"
 
 
@@ -125,6 +128,28 @@ def dgram_client(port, client, wait):
         return f"{type(exc).__name__}"
     finally:
         sock.close()
+
+
+def dgram_senders(port, clients, wait):
+    """What each of `clients` gets when all send their datagram at once, before any is
+    read: one reply each (or the error), read once all have sent."""
+    socks = []
+    for client in clients:
+        sock = socket.socket(family(client["src"]), socket.SOCK_DGRAM)
+        sock.bind((client["src"], 0))
+        sock.sendto(bytes.fromhex(client["data"]) or b"\n", (destination(client), port))
+        socks.append(sock)
+    results = []
+    deadline = time.monotonic() + wait * len(clients)
+    for sock in socks:
+        sock.settimeout(max(deadline - time.monotonic(), 0.05))
+        try:
+            results.append(repr(sock.recv(65535)))
+        except OSError as exc:
+            results.append(f"{type(exc).__name__}")
+        finally:
+            sock.close()
+    return results
 
 
 # Seconds between 1900 (RFC 868's epoch) and 1970.
@@ -268,6 +293,10 @@ def run_service(svc, port, pid, program_log):
     for wave in svc["waves"]:
         held = []
         serving = set()
+        if svc["dgram"] and svc.get("together"):
+            results += dgram_senders(port, wave, max(patience, QUIET * 2))
+            quiesce(pid)
+            continue
         for client in wave:
             if svc["dgram"]:
                 results.append(shaped(svc, dgram_client(port, client,
@@ -343,6 +372,14 @@ def main():
         text += (f"service {svc['name']}\n{{\n\tid = {svc['id']}\n{where}"
                  f"\tlog_type = FILE {workdir}/{svc['id']}.log\n"
                  f"{body}}}\n")
+    identd = None
+    modes = {ports[svc["id"]]: svc["ident"] for svc in case["services"] if "ident" in svc}
+    if modes:
+        # On port 113 of every address of this network namespace (clients come from
+        # 127.0.0.1-9); its answer is the service's "ident" mode
+        # (ident_scenario.Identd), other services' clients get `userid`.
+        from ident_scenario import Identd
+        identd = Identd(modes, ("0.0.0.0", "::"))
     if "allow" in case or "deny" in case:
         # Both tables at their real paths, on a private layer over /etc.
         private_dev_and_etc()
