@@ -13,6 +13,11 @@ reaped every server but those of the clients still open (both daemons then start
 with the same instances in use). Then the wave's connections are closed and the
 daemon's servers are waited for. Every service logs to a file of its own.
 
+A client's "dst" is the address it connects to (a service bound to one 127.0.0.x). A
+datagram service with "together" has each wave's clients send all at once, read once
+all have sent. A service with "ident" has its clients' ident queries answered by an
+identd on port 113 of every address (tests/helpers/ident_scenario.py, that mode).
+
 A service with a "burst" (a `cps` small enough to trip) gets it first: its clients
 connect one after another, at a moment when neither the wall clock (xinetd's cps
 seconds) nor the monotonic clock (pyxinetd's) is about to turn a second, and are read
