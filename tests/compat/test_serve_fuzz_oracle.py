@@ -250,3 +250,31 @@ def test_xinetd_is_given_the_host_a_slash_128_entry_means_and_nothing_else() -> 
     body = fuzz.as_xinetd_reads(svc)["body"]
     assert "\tonly_from = ::ffff:127.0.0.1 ::1\n" in body and "\tno_access = ::1\n" in body
     assert fuzz.as_xinetd_reads(service("only_from = ::/0", {}))["body"] == "\tonly_from = ::/0\n"
+
+
+def test_seeded_rare_services_are_served_as_xinetd_serves_them(tmp_path: Path) -> None:
+    # Cases 11, 1, 4 and 7 of `--rare --seed 3`: a report server with KEEPALIVE,
+    # rlimit_stack = 3m and rlimit_cpu = UNLIMITED; a USERID report
+    # server its identd names; an IDONLY echo whose identd answers garbage; datagram
+    # senders at once to a wait = yes server.
+    xinetd = require_xinetd()
+    fuzz = fuzzer()
+    batch = [fuzz.make_rare(random.Random(f"rare 3/{n}"), n) for n in (11, 1, 4, 7)]
+    x, p = fuzz.run_batch(batch, tmp_path, xinetd)
+    assert fuzz.differences(batch, x, p) == []
+    assert '"keepalive": 1, "nodelay": 0' in x["fz11"]["clients"][0]
+    assert any(line.startswith("USERID: fz1 ") for line in x["fz1"]["log"])
+    assert any(line.startswith("NOID: fz4 ") for line in p["fz4"]["log"])
+    assert any(c.startswith("b'[") for c in x["fz7"]["clients"])
+
+
+def test_an_unidentified_idonly_client_is_a_known_deviation_only_as_listed() -> None:
+    fuzz = fuzzer()
+    svc = service("flags = IDONLY\nlog_on_success = PID EXIT USERID", {})
+    p = {"fz1": {"clients": ["b'' EOF"], "log": ["NOID: fz1 127.0.0.1 bad response"]}}
+    x = {"fz1": {"clients": ["b'' EOF"], "log": [
+        "EXIT: fz1 status=0 pid=N", "NOID: fz1 127.0.0.1 bad response", "START: fz1 pid=N"]}}
+    assert fuzz.differences([svc], x, p) == []
+    # A START of xinetd's for a client it identified is a difference.
+    twice = {"fz1": {**x["fz1"], "log": [*x["fz1"]["log"], "START: fz1 pid=N"]}}
+    assert len(fuzz.differences([svc], twice, p)) == 1
