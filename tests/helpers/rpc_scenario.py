@@ -45,7 +45,9 @@ HELD_PROGRAM, version 1 on each address. The table is read once the daemon has s
 (`started`), the second service is asked at the port of version 3 on 127.0.0.2
 (`later_answer`); then a reload removes both first services, and the table is read once
 the later ones hold the whole of their ranges, or after a few seconds (`reloaded`);
-then SIGTERM.
+a reload adds the first services back, and the table is read once the first one's
+version 1 is registered, or after a few seconds (`restored`, with the lines logged
+from that reload on: `restored_log`); then SIGTERM (`terminated`).
 When the namespace or rpcbind cannot be set up it prints {"skip": reason}.
 It prints one JSON object; the caller compares (programs, versions, protocols).
 """
@@ -206,6 +208,15 @@ def overlap_steps(result: dict[str, object], daemon: subprocess.Popen[bytes], co
         return (len(rows(t, OVERLAP_PROGRAM)) == 2 and len(rows(t, HELD_PROGRAM)) == 1
                 and 1 not in [row[1] for row in rows(t, OVERLAP_PROGRAM)])
     result["reloaded"] = settle(whole, 5.0)
+    conf.write_text(overlap_configuration(True))
+    log_size = len(read(log))
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: "Reconfigured" in read(log)[log_size:], "Reconfigured", deadline)
+
+    def early_back(t: list[list[int]] | str) -> bool:
+        return 1 in [row[1] for row in rows(t, OVERLAP_PROGRAM)]
+    result["restored"] = settle(early_back, 5.0)
+    result["restored_log"] = read(log)[log_size:]
     daemon.send_signal(signal.SIGTERM)
     daemon.wait(timeout=max(1.0, deadline - time.monotonic()))
     result["terminated"] = portmap_table()

@@ -287,7 +287,7 @@ def test_a_later_overlapping_range_is_served_at_the_versions_the_earlier_does_no
     ports = {version: port for _, version, _, port in _rows(started, OVERLAP_PROGRAM)}
     assert ports[1] == ports[2] != ports[3]
     assert result["later_answer"] == "tcp-rpc\n"
-    log = result["log"]
+    log = result["log"].split("Starting reconfiguration")[0]
     assert log.count("pmap_set failed.") == 2
     assert f"pmap_set failed. service=later program={OVERLAP_PROGRAM} version=2\n" in log
     assert f"pmap_set failed. service=heldlater program={HELD_PROGRAM} version=1\n" in log
@@ -310,6 +310,30 @@ def test_a_reload_removing_the_earlier_range_registers_the_later_whole_range() -
     assert result["returncode"] == 0
 
 
+def test_a_reload_adding_the_earlier_range_back_leaves_the_shared_version_to_its_holder(
+        ) -> None:
+    # The later services, running, hold version 2 and HELD_PROGRAM's version 1 when the
+    # earlier ones come back: the portmapper refuses those to the earlier ones, and the
+    # load-time warning does not claim the later ones lose them.
+    result = scenario("--overlap")
+    later_port = next(row[3] for row in _rows(result["reloaded"], OVERLAP_PROGRAM)
+                      if row[1] == 3)
+    held_port = _rows(result["reloaded"], HELD_PROGRAM)[0][3]
+    restored = _rows(result["restored"], OVERLAP_PROGRAM)
+    assert [row[:3] for row in restored] == [[OVERLAP_PROGRAM, v, TCP] for v in (1, 2, 3)]
+    assert restored[0][3] != later_port
+    assert [row[3] for row in restored[1:]] == [later_port, later_port]
+    assert _rows(result["restored"], HELD_PROGRAM) == [[HELD_PROGRAM, 1, TCP, held_port]]
+    log = result["restored_log"]
+    assert f"pmap_set failed. service=early program={OVERLAP_PROGRAM} version=2\n" in log
+    assert "Service heldfirst failed to start and is deactivated." in log
+    warnings = [line for line in log.splitlines() if "is also in the range of" in line]
+    assert len(warnings) == 2
+    assert all("(at a reload, a running one that holds it already)" in line
+               for line in warnings)
+    assert result["terminated"] == []
+
+
 def test_the_overlap_registrations_and_lines_are_those_of_xinetd() -> None:
     _require_rpcbind()
     xinetd = oracle.xinetd_path()
@@ -324,8 +348,14 @@ def test_the_overlap_registrations_and_lines_are_those_of_xinetd() -> None:
         return [line.split(": ", 1)[1] for line in log.splitlines()
                 if "ERROR: " in line or "Started working" in line]
     assert lines(ours["log"])[:4] == lines(theirs["log"])[:4]
-    # The one difference: the reload. xinetd leaves the shared version unregistered.
+    # The differences: the reloads. xinetd leaves the shared version unregistered, so
+    # the earlier service registers it when a reload adds it back (pyxinetd's later
+    # one holds it then); HELD_PROGRAM's goes as in pyxinetd.
     assert _triples(theirs["reloaded"]) == [(OVERLAP_PROGRAM, 3, TCP), (HELD_PROGRAM, 1, TCP)]
+    early = [row for row in _rows(theirs["restored"], OVERLAP_PROGRAM) if row[1] in (1, 2)]
+    assert len(early) == 2 and early[0][3] == early[1][3]
+    assert _triples(ours["restored"]) == _triples(theirs["restored"])
+    assert lines(ours["restored_log"])[-2:] == lines(theirs["restored_log"])
 
 
 def _against_fake_portmapper(script: Path, tmp_path: Path, *args: str) -> dict[str, Any]:

@@ -917,9 +917,9 @@ def test_an_rpc_duplicate_xinetds_test_keeps_is_kept_with_the_versions_it_loses(
     assert not [e for e in errors(config) if "DISABLING" in e]
     lost = [w for w in warnings(config) if "RPC program 300001" in w]
     assert len(lost) == 2, lost
-    assert "service: b id: b: RPC program 300001 version 1-2 (tcp) is registered by " \
+    assert "service: b id: b: RPC program 300001 version 1-2 (tcp) is also in the range of " \
            "service: a id: a (" in lost[0]
-    assert "service: c id: c: RPC program 300001 version 2 (tcp) is registered by " \
+    assert "service: c id: c: RPC program 300001 version 2 (tcp) is also in the range of " \
            "service: a id: a (" in lost[1]
     assert "service: b id: b (" in lost[1]
     assert all(w.endswith("it registers none and fails to start (as in xinetd 2.3.15.3)")
@@ -994,7 +994,7 @@ def test_an_rpc_service_reaching_beyond_an_earlier_range_is_kept_for_its_other_v
     assert not [m for m in errors(config) if "DISABLING" in m]
     lost = [w for w in warnings(config) if "RPC program 300001" in w]
     assert len(lost) == 2, lost
-    assert "service: b id: b: RPC program 300001 version 2 (tcp) is registered by " \
+    assert "service: b id: b: RPC program 300001 version 2 (tcp) is also in the range of " \
            "service: a id: a (" in lost[0]
     assert lost[0].endswith("it is served at version 3-4 only (as in xinetd 2.3.15.3)")
     assert "service: c id: c: RPC program 300001 version 1-4 (tcp)" in lost[1]

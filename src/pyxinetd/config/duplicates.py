@@ -11,8 +11,9 @@ to no particular address, on the same family or as an IPv6 socket that takes IPv
 traffic (dual-stack, bound to `::` or an IPv4-mapped address) beside an IPv4 one. Two
 RPC services of one protocol, program number and an overlapping version range clash
 only where xinetd's own test says so; otherwise the later one is kept, with a warning
-naming the versions the portmapper gives the earlier one (it registers each once:
-pyxinetd.rpc), and is served at the others, or fails to start with none left.
+naming the versions the portmapper gives the earlier one at start-up (it registers
+each once, for the first SET: pyxinetd.rpc; at a reload, a running service that holds
+one keeps it), and is served at the others, or fails to start with none left.
 TCPMUX services have no socket of their own and never clash. xinetd's test compares an
 RPC service's `port` line (0 without one), and then, for two RPC services, the program
 and version ranges.
@@ -271,8 +272,8 @@ class SocketTable:
 
     def _note_shared_versions(self, claim: SocketClaim, earlier: list[SocketClaim]) -> None:
         """Warn that the versions an earlier RPC service of the same program and
-        protocol registers first are not served by `claim` (xinetd logs `pmap_set
-        failed` for each, and deactivates a service left with none)."""
+        protocol registers first at start-up are not served by `claim` (xinetd logs
+        `pmap_set failed` for each, and deactivates a service left with none)."""
         shared = _shared_versions(claim, earlier)
         if not shared or claim.rpc_version is None:
             return
@@ -282,12 +283,16 @@ class SocketTable:
         rest = [v for v in range(low, high + 1) if v not in set(shared)]
         served = (f"it is served at version {_version_text(rest)} only" if rest
                   else "it registers none and fails to start")
+        # Which one registers a shared version is decided when the SETs are answered:
+        # at a reload, a running service that holds it keeps it (pyxinetd.rpc), so the
+        # words name start-up's outcome without promising it for a reload.
         self._sink.warning(
             claim.origin.file, claim.origin.line,
             f"service: {claim.name} id: {claim.id}: RPC program {claim.rpc_number} "
-            f"version {_version_text(shared)} ({claim.protocol}) is registered by "
-            f"{holders} first, and the portmapper holds one registration of each: "
-            f"{served} (as in xinetd 2.3.15.3)")
+            f"version {_version_text(shared)} ({claim.protocol}) is also in the range "
+            f"of {holders}, and the portmapper holds one registration of each, for the "
+            f"service that registers it first (at a reload, a running one that holds it "
+            f"already); at start-up the earlier one: {served} (as in xinetd 2.3.15.3)")
 
     def _keep_beside(self, claim: SocketClaim, earlier: SocketClaim,
                      why: str = "their sockets coexist (one IPv4, one IPv6 taking no IPv4 "
