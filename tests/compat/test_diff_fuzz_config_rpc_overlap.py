@@ -1,0 +1,100 @@
+"""scripts/diff-fuzz-config and two RPC services whose version ranges overlap on other
+sockets.
+
+Both daemons keep both services (docs/compatibility.md, "Duplicates are detected
+without `bind` too"); pyxinetd warns at load which versions the later one is not served
+at, in words ending `(as in xinetd 2.3.15.3)`. That warning is pyxinetd's alone, and no
+deviation: it must not explain a difference of the service it names.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from oracle import require_xinetd, run_xinetd_dump
+from tests.scripts import load_script
+
+pytestmark = pytest.mark.oracle
+
+OVERLAP = """\
+service rpca
+{
+\ttype        = RPC UNLISTED
+\trpc_number  = 300123
+\trpc_version = 1-2
+\tbind        = 127.0.0.1
+\tport        = 7001
+\tsocket_type = stream
+\tprotocol    = tcp
+\twait        = no
+\tuser        = nobody
+\tserver      = /bin/cat
+}
+
+service rpcb
+{
+\ttype        = RPC UNLISTED
+\trpc_number  = 300123
+\trpc_version = 2-3
+\tport        = 7002
+\tsocket_type = stream
+\tprotocol    = tcp
+\twait        = no
+\tuser        = nobody
+\tserver      = /bin/cat
+}
+"""
+WARNING = ("service: rpcb id: rpcb: RPC program 300123 version 2 (tcp) is also in the "
+           "range of service: rpca id: rpca (/x.conf:1), and the portmapper holds one "
+           "registration of each, for the service that registers it first (at a reload, "
+           "a running one that holds it already); at start-up the earlier one: it is "
+           "served at version 3 only (as in xinetd 2.3.15.3)")
+
+
+def _fuzzer() -> ModuleType:
+    return load_script("diff-fuzz-config")
+
+
+def _report(message: str) -> dict:  # type: ignore[type-arg]
+    return {"status": 0, "services": [], "dropped": [],
+            "diagnostics": [{"file": "/x.conf", "line": 15, "severity": "warning",
+                             "message": message}]}
+
+
+def test_the_overlap_warning_explains_no_difference_of_its_service() -> None:
+    fuzz = _fuzzer()
+    diff = "rpcb: port: xinetd 7002, pyxinetd 7003"
+    assert not fuzz.announced(diff, _report(WARNING), {"rpcb": "rpcb"})
+    line = f"pyxinetd only: WARNING: {diff} [file=/x.conf] [line=16]"
+    assert not fuzz.announced_in_log(line, _report(WARNING), "")
+
+
+def test_a_deviation_warning_still_explains_its_service() -> None:
+    fuzz = _fuzzer()
+    kept = ("service: rpcb id: rpcb is kept beside service: rpca id: rpca (/x.conf:1): "
+            "same port/protocol, but port 0 is no port: each socket gets one of the "
+            "kernel's choice (xinetd 2.3.15.3 would disable it: is unique but its "
+            "identical to service: rpca id: rpca - DISABLING)")
+    assert fuzz.announced("rpcb: port: xinetd 7002, pyxinetd 7003", _report(kept),
+                          {"rpcb": "rpcb"})
+
+
+def test_overlapping_rpc_ranges_on_other_sockets_are_no_difference(tmp_path: Path) -> None:
+    require_xinetd()
+    fuzz = _fuzzer()
+    main = tmp_path / "xinetd.conf"
+    main.write_text(OVERLAP)
+    stubs = fuzz.server_paths(main.read_bytes())
+    with tempfile.TemporaryDirectory(prefix="pyxinetd-dfuzz-") as tmp:
+        empty = Path(tmp) / "empty.conf"
+        empty.write_text("")
+        report, error = fuzz.check_many([main], stubs, empty)[str(main)]
+    assert report is not None, error
+    assert any("is also in the range of service: rpca" in d["message"]
+               for d in report["diagnostics"])
+    run = run_xinetd_dump(main, stubs=stubs)
+    assert fuzz.differences(run, report, "") == []
