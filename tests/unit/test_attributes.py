@@ -300,6 +300,23 @@ def test_disable_line_after_a_failure_ends_the_block(tmp_path: Path) -> None:
         assert any("nonexistent" in e for e in errors(config)), lines
 
 
+def test_a_syntax_error_after_a_disable_line_that_ends_the_block_is_not_read(
+        tmp_path: Path) -> None:
+    # xinetd skips to the `}` at the `disable` line: the lone name after it is never
+    # read, so it is no error; the service is dropped for its failed attribute.
+    for name in ("\\", "foo"):
+        config = load_text(tmp_path, service_block(
+            "svc", "group = nosuchgroup", "DISABLE = no no", name, "server = /bin/cat"))
+        assert config.services == ()
+        assert [e.split(": error: ", 1)[1].split(" (", 1)[0] for e in errors(config)] == [
+            "Unknown group: nosuchgroup"], name
+        assert dropped_reasons(config)[0].startswith("bad attribute value"), name
+    # Without the failure the `disable` line ends nothing: the lone name is an error.
+    config = load_text(tmp_path, service_block("svc", "DISABLE = no no", "\\",
+                                               "server = /bin/cat"))
+    assert any("Bad operator for attribute: \\" in e for e in errors(config))
+
+
 def test_disable_no_does_not_resurrect(tmp_path: Path) -> None:
     config = load_text(tmp_path, service_block("svc", "nice = x", "disable = no"))
     assert config.services == ()

@@ -305,6 +305,11 @@ class _FileParser:
     # -- attribute lines -----------------------------------------------------------
 
     def _attribute(self, entry: RawEntry, line: str, number: int) -> None:
+        self._read_attribute(entry, line, number)
+        if self.entry is None and entry.broken is not None:
+            entry.broken_line = number
+
+    def _read_attribute(self, entry: RawEntry, line: str, number: int) -> None:
         tokens = parse_attribute(line)
         col = len(line) - len(line.lstrip(SPACES)) + 1
         if not tokens.name:

@@ -16,7 +16,7 @@ from typing import TypeVar, cast
 
 from pyxinetd.config.attributes import COPIED_AT_PARSE, Applier, Draft
 from pyxinetd.config.ceilings import Ceilings
-from pyxinetd.config.diagnostics import Diagnostic, DiagnosticSink
+from pyxinetd.config.diagnostics import Diagnostic, DiagnosticSink, Severity
 from pyxinetd.config.grammar import parse_text
 from pyxinetd.config.rawentries import RawEntry, RawInclude
 from pyxinetd.config.includes import list_includedir, read_included_text, read_text
@@ -83,6 +83,11 @@ class _Reader:
         while pending and (before is None or (pending[-1].line or 0) < before):
             self.sink.items.append(pending.pop())
 
+    def _unreport_syntax(self, file: str, line: int) -> None:
+        """Withdraw the grammar's error at `file`:`line`, a line xinetd does not read."""
+        self._syntax = [d for d in self._syntax if not (
+            d.file == file and d.line == line and d.severity is Severity.ERROR)]
+
     def _include(self, item: RawInclude) -> None:
         if item.kind == "include":
             paths = [item.path]
@@ -122,24 +127,26 @@ class _Reader:
             if self.defaults.line == 0:
                 self.defaults.file, self.defaults.line = entry.file, entry.line
             return
-        if entry.broken is not None:
-            # Dropped; but its lines before the syntax error are read for their
-            # diagnostics, as xinetd reads them before it meets the error.
-            scratch = Draft.start(entry)
-            for raw in entry.attrs:
-                self._report_syntax(before=raw.line)
-                if not self.applier.apply(scratch, raw):
-                    break
-            self.dropped.append(DroppedEntry(entry.name, None, entry.file, entry.line, entry.broken))
-            return
+        # A broken entry is dropped; but its lines before the syntax error are read for
+        # their diagnostics, as xinetd reads them before it meets the error.
         draft = Draft.start(entry)
         for name in COPIED_AT_PARSE:
             if name in self.defaults.values:
                 draft.values[name] = self.defaults.values[name]
+        stopped = False
         for raw in entry.attrs:
             self._report_syntax(before=raw.line)
             if not self.applier.apply(draft, raw):
+                stopped = True
                 break
+        if entry.broken is not None and not (stopped and entry.broken_line is not None):
+            self.dropped.append(DroppedEntry(entry.name, None, entry.file, entry.line, entry.broken))
+            return
+        if entry.broken_line is not None:
+            # xinetd stopped reading the block at a `disable` line and skipped to its
+            # `}`: the line with the syntax error is never read, and the service is
+            # dropped for its failed attribute.
+            self._unreport_syntax(entry.file, entry.broken_line)
         self.services.append(draft)
 
 

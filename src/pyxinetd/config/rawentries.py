@@ -36,6 +36,8 @@ class RawEntry:
     line: int
     attrs: list[RawAttribute] = field(default_factory=list)
     broken: str | None = None
+    # The line of a syntax error among the attribute lines (not a missing brace).
+    broken_line: int | None = None
     # A second `defaults` in one file: its block is skipped; the entry reaches the
     # reader only when it breaks before its `{` (the error is reported, nothing applied).
     ignored: bool = False
