@@ -1,10 +1,13 @@
-"""scripts/diff-fuzz-config and two RPC services whose version ranges overlap on other
-sockets.
+"""scripts/diff-fuzz-config's filters: what they explain, and no more.
 
-Both daemons keep both services (docs/compatibility.md, "Duplicates are detected
-without `bind` too"); pyxinetd warns at load which versions the later one is not served
-at, in words ending `(as in xinetd 2.3.15.3)`. That warning is pyxinetd's alone, and no
-deviation: it must not explain a difference of the service it names.
+Two RPC services whose version ranges overlap on other sockets: both daemons keep both
+(docs/compatibility.md, "Duplicates are detected without `bind` too"); pyxinetd warns at
+load which versions the later one is not served at, in words ending `(as in xinetd
+2.3.15.3)`. That warning is pyxinetd's alone, and no deviation: it must not explain a
+difference of the service it names.
+
+A log file that cannot be created fails its services at start in both daemons; xinetd's
+`creation of default log failed` is no error of the configuration.
 """
 
 from __future__ import annotations
@@ -55,6 +58,25 @@ WARNING = ("service: rpcb id: rpcb: RPC program 300123 version 2 (tcp) is also i
            "served at version 3 only (as in xinetd 2.3.15.3)")
 
 
+LOG_IN_A_MISSING_FOLDER = """\
+defaults
+{
+\tlog_type    = FILE /nonexistent-folder/x.log
+}
+
+service plain
+{
+\ttype        = UNLISTED
+\tport        = 20131
+\tsocket_type = stream
+\tprotocol    = tcp
+\twait        = no
+\tuser        = nobody
+\tserver      = /bin/cat
+}
+"""
+
+
 def _fuzzer() -> ModuleType:
     return load_script("diff-fuzz-config")
 
@@ -83,18 +105,35 @@ def test_a_deviation_warning_still_explains_its_service() -> None:
                           {"rpcb": "rpcb"})
 
 
-def test_overlapping_rpc_ranges_on_other_sockets_are_no_difference(tmp_path: Path) -> None:
-    require_xinetd()
-    fuzz = _fuzzer()
-    main = tmp_path / "xinetd.conf"
-    main.write_text(OVERLAP)
+def _both(fuzz: ModuleType, main: Path) -> tuple[object, dict]:  # type: ignore[type-arg]
+    """xinetd's run and pyxinetd's check report of one file."""
     stubs = fuzz.server_paths(main.read_bytes())
     with tempfile.TemporaryDirectory(prefix="pyxinetd-dfuzz-") as tmp:
         empty = Path(tmp) / "empty.conf"
         empty.write_text("")
         report, error = fuzz.check_many([main], stubs, empty)[str(main)]
     assert report is not None, error
+    return run_xinetd_dump(main, stubs=stubs), report
+
+
+def test_overlapping_rpc_ranges_on_other_sockets_are_no_difference(tmp_path: Path) -> None:
+    require_xinetd()
+    fuzz = _fuzzer()
+    main = tmp_path / "xinetd.conf"
+    main.write_text(OVERLAP)
+    run, report = _both(fuzz, main)
     assert any("is also in the range of service: rpca" in d["message"]
                for d in report["diagnostics"])
-    run = run_xinetd_dump(main, stubs=stubs)
+    assert fuzz.differences(run, report, "") == []
+
+
+def test_a_log_file_that_cannot_be_created_is_no_error_of_the_configuration(
+        tmp_path: Path) -> None:
+    require_xinetd()
+    fuzz = _fuzzer()
+    main = tmp_path / "xinetd.conf"
+    main.write_text(LOG_IN_A_MISSING_FOLDER)
+    run, report = _both(fuzz, main)
+    assert "ERROR: creation of default log failed" in run.log  # type: ignore[attr-defined]
+    assert report["status"] == 0
     assert fuzz.differences(run, report, "") == []
