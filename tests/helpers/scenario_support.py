@@ -140,6 +140,19 @@ def far_window() -> str:
             f"{(start + 1) // 60:02d}:{(start + 1) % 60:02d}")
 
 
+def second_to_spare(span: float) -> None:
+    """Until neither the wall clock (xinetd's cps seconds) nor the monotonic clock
+    (pyxinetd's) turns a second for `span` seconds (at most half a second), so that
+    connections made within `span` count in one cps second for both daemons: the
+    largest gap between the two clocks' turns is at least half a second, so two sleeps
+    at most."""
+    for _ in range(4):
+        left = min(1 - time.time() % 1, 1 - time.monotonic() % 1)
+        if left >= span:
+            return
+        time.sleep(left + 0.002)
+
+
 class SyslogSink:
     """A datagram socket at /dev/log (the scenario's own, in its mount namespace: the
     caller has put a private /dev over the real one) collecting what the daemon sends

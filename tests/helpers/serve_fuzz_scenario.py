@@ -45,8 +45,8 @@ import time
 
 from procs import children_of
 from scenario_support import (
-    begin, fake_load, far_window, free_port, private_dev_and_etc, read, running, seen, settled,
-    wait_count, write_file)
+    begin, fake_load, far_window, free_port, private_dev_and_etc, read, running,
+    second_to_spare, seen, settled, wait_count, write_file)
 
 QUIET = 0.4          # seconds of silence after which a connection counts as open
 # A helper server (report, wait-stream, env-dgram) writes once and ends, but Python's
@@ -233,16 +233,6 @@ def taken(port, deadline):
         time.sleep(0.002)
 
 
-def second_to_spare():
-    """Until neither clock turns a second for BURST_SPAN: the largest gap between the
-    two clocks' turns is at least half a second, so two sleeps at most."""
-    for _ in range(4):
-        left = min(1 - time.time() % 1, 1 - time.monotonic() % 1)
-        if left >= BURST_SPAN:
-            return
-        time.sleep(left + 0.002)
-
-
 def window_over(svc, seconds):
     """Until the cps window begun in `seconds` (the burst's second of the wall clock and
     of the monotonic clock) is over in both clocks: it lasts `rate` seconds (reference
@@ -265,7 +255,7 @@ def run_burst(svc, port, pid, program_log, patience):
     before = len(read(program_log))
     back = re.escape(f"Activating service {svc['name']}") + "$"
     activated = len(re.findall(back, read(program_log), re.M))
-    second_to_spare()
+    second_to_spare(BURST_SPAN)
     seconds = (int(time.time()), int(time.monotonic()))
     conns = []
     for client in svc["burst"]:
