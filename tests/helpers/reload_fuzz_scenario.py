@@ -24,6 +24,7 @@ wait bounded.
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -47,6 +48,10 @@ class FuzzWorld(rds.World):
         with open(self.record, "a"):
             pass
         os.chmod(self.record, 0o666)
+        # A server run as nobody cannot read the checkout's copy when the checkout lies
+        # under /root (mode 0700): it runs one from the case's folder.
+        self.server = shutil.copy(rds.SERVER, workdir)
+        os.chmod(self.server, 0o644)
 
     def expand(self, value: str) -> str:
         def one(match: re.Match[str]) -> str:
@@ -55,7 +60,7 @@ class FuzzWorld(rds.World):
                 return str(self.port(rest))
             if kind == "server":
                 tag, mode = rest.split(":")
-                return f"-I -S {rds.SERVER} {tag} {self.record} {mode} {os.getpid()}"
+                return f"-I -S {self.server} {tag} {self.record} {mode} {os.getpid()}"
             if kind == "log":
                 return self.logs[int(rest)]
             return sys.executable
