@@ -300,8 +300,12 @@ def _xinetd_in_namespace(conf_path: str | os.PathLike[str], stubs: Sequence[str]
             if name in os.environ:
                 env[name] = os.environ[name]
         with open(run / "stderr", "wb") as err:
+            # --pdeathsig: xinetd runs in a session of its own, so a caller killed before
+            # its clean-up (a fuzzer stopped by `timeout`) would leave it running; the
+            # kernel kills it when the thread that started it goes.
             proc = subprocess.Popen(
-                ["unshare", "-n", "-m", "--propagation", "private",
+                ["setpriv", "--pdeathsig", "KILL",
+                 "unshare", "-n", "-m", "--propagation", "private",
                  "bash", "-c", _NAMESPACE_SCRIPT],
                 env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
                 start_new_session=True)
