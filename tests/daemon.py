@@ -83,6 +83,15 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
+def start_of_a_second() -> None:
+    """Until just after the monotonic clock turns a second. pyxinetd counts cps in its
+    whole seconds (the tests share that clock with the daemon), and the elapsed time of
+    a window counts as 1 in its first two seconds: requests begun now fall in those
+    two seconds if they take less than about 1.98 s, and in this one second if they
+    take less than about 0.98 s."""
+    time.sleep(1.02 - time.monotonic() % 1)
+
+
 def read_log(path: Path) -> str:
     """A log file's text so far ('' before the daemon has created it)."""
     try:

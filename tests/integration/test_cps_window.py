@@ -16,7 +16,8 @@ import socket
 import time
 from pathlib import Path
 
-from tests.daemon import DaemonFactory, free_port, read_log, wait_log_lines
+from tests.daemon import (DaemonFactory, free_port, read_log, start_of_a_second,
+                          wait_log_lines)
 
 TIMEOUT = 10.0
 
@@ -56,10 +57,6 @@ def fetch(port: int) -> bytes | None:
         return b""
 
 
-def start_of_a_second() -> None:
-    time.sleep(1.02 - time.monotonic() % 1)
-
-
 def test_the_count_carries_on_after_the_service_is_activated_again(
         daemons: DaemonFactory, tmp_path: Path) -> None:
     port, log = free_port(), tmp_path / "services.log"
@@ -69,7 +66,9 @@ def test_the_count_carries_on_after_the_service_is_activated_again(
     assert fetch(port) in (b"", None)       # the 4th in a second: deactivated
     daemon.wait_for_log(r"ERROR: Activating service rate")
     # The window's count is 4 and one second has passed: the next request makes
-    # 5 in 1 s, more than 3, and deactivates the service again.
+    # 5 in 1 s, more than 3, and deactivates the service again. (It comes in the
+    # window's second second as long as the four requests above, three /bin/echo
+    # servers and a refusal, took less than the 0.98 s left of their first.)
     reply = None
     for _ in range(100):
         reply = fetch(port)
