@@ -317,6 +317,26 @@ def test_a_syntax_error_after_a_disable_line_that_ends_the_block_is_not_read(
     assert any("Bad operator for attribute: \\" in e for e in errors(config))
 
 
+def test_a_header_after_a_disable_line_that_ends_the_block_is_not_read(
+        tmp_path: Path) -> None:
+    # The block's `}` is missing: xinetd stops at the `disable` line and never reads the
+    # `service next` line, so there is no `Bad operator for attribute: service`; pyxinetd
+    # starts that entry (xinetd's skip to the next lone `}` loses it) with a warning.
+    unclosed = service_block("svc", "group = nosuchgroup", "DISABLE = no no",
+                             "server = /bin/cat").replace("}\n", "\n")
+    config = load_text(tmp_path, unclosed + service_block("next", port=20002))
+    assert [e.split(": error: ", 1)[1].split(" (", 1)[0] for e in errors(config)] == [
+        "Unknown group: nosuchgroup"]
+    assert any("service next starts here" in w and "xinetd 2.3.15.3 would skip on" in w
+               for w in warnings(config)), warnings(config)
+    assert [s.name for s in config.services] == ["next"]
+    assert dropped_reasons(config)[0].startswith("bad attribute value")
+    # Without the failure xinetd reads on and meets the header: an error.
+    unclosed = service_block("svc", "DISABLE = no no", "server = /bin/cat").replace("}\n", "\n")
+    config = load_text(tmp_path, unclosed + service_block("next", port=20002))
+    assert any("Bad operator for attribute: service" in e for e in errors(config))
+
+
 def test_disable_no_does_not_resurrect(tmp_path: Path) -> None:
     config = load_text(tmp_path, service_block("svc", "nice = x", "disable = no"))
     assert config.services == ()

@@ -217,6 +217,9 @@ class _FileParser:
             self._break(entry, number, (
                 f"Bad operator for attribute: {first_word(stripped)} (missing '}}' before this "
                 f"line: {self._title(entry)} is incomplete"), close=True)
+            # Where an earlier `disable` line ended the block (known to the loader only,
+            # once values are parsed), xinetd never reads this line: it is withdrawn then.
+            entry.broken_line = number
             self._resume_at(line, stripped, number, header)
             return
         self._attribute(entry, line, number)

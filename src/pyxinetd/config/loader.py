@@ -145,7 +145,9 @@ class _Reader:
         if entry.broken_line is not None:
             # xinetd stopped reading the block at a `disable` line and skipped to its
             # `}`: the line with the syntax error is never read, and the service is
-            # dropped for its failed attribute.
+            # dropped for its failed attribute. A header line there (the block's `}`
+            # missing) keeps the grammar's warning that starts the next entry, which
+            # xinetd's skip loses.
             self._unreport_syntax(entry.file, entry.broken_line)
         self.services.append(draft)
 

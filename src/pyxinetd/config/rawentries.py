@@ -36,7 +36,8 @@ class RawEntry:
     line: int
     attrs: list[RawAttribute] = field(default_factory=list)
     broken: str | None = None
-    # The line of a syntax error among the attribute lines (not a missing brace).
+    # The line of a syntax error among the block's lines, an attribute line or a header
+    # line where the block's `}` is missing (not a missing `{`).
     broken_line: int | None = None
     # A second `defaults` in one file: its block is skipped; the entry reaches the
     # reader only when it breaks before its `{` (the error is reported, nothing applied).
