@@ -13,7 +13,8 @@ reaped every server but those of the clients still open (both daemons then start
 with the same instances in use). Then the wave's connections are closed and the
 daemon's servers are waited for. Every service logs to a file of its own.
 
-A client's "dst" is the address it connects to (a service bound to one 127.0.0.x). A
+A datagram client with "exact" sends its bytes as they are, even none (others send a
+newline for none). A client's "dst" is the address it connects to (a service bound to one 127.0.0.x). A
 datagram service with "together" has each wave's clients send all at once, read once
 all have sent. A service with "ident" has its clients' ident queries answered by an
 identd on port 113 of every address (tests/helpers/ident_scenario.py, that mode).
@@ -126,7 +127,9 @@ def dgram_client(port, client, wait):
     sock = socket.socket(family(client["src"]), socket.SOCK_DGRAM)
     sock.bind((client["src"], 0))
     sock.settimeout(wait)
-    sock.sendto(bytes.fromhex(client["data"]) or b"\n", (destination(client), port))
+    data = bytes.fromhex(client["data"])
+    # An "exact" client's datagram is sent as drawn, even empty; others send a line.
+    sock.sendto(data if client.get("exact") else data or b"\n", (destination(client), port))
     try:
         return repr(sock.recv(65535))
     except OSError as exc:
@@ -174,6 +177,9 @@ def shaped(svc, line):
         return repr(re.sub(rb"\d", b"D", got)) + rest
     if len(got) == 4 and abs(int.from_bytes(got, "big") - RFC868 - time.time()) < 60:
         return "time4 now" + rest
+    if len(got) > 4 and abs(int.from_bytes(got[-4:], "big") - RFC868 - time.time()) < 60:
+        # The four bytes after the service's banners.
+        return f"{got[:-4]!r} then time4 now" + rest
     return f"time{len(got)} {got!r}" + rest
 
 
