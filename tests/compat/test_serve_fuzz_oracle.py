@@ -278,3 +278,43 @@ def test_an_unidentified_idonly_client_is_a_known_deviation_only_as_listed() -> 
     # A START of xinetd's for a client it identified is a difference.
     twice = {"fz1": {**x["fz1"], "log": [*x["fz1"]["log"], "START: fz1 pid=N"]}}
     assert len(fuzz.differences([svc], twice, p)) == 1
+
+
+def test_seeded_odd_services_are_served_as_xinetd_serves_them(tmp_path: Path) -> None:
+    # Cases 0, 1, 4 and 7 of `--odd --seed 2`: a discard with its three banners and
+    # refusals, chargen datagrams of 2048 and 1024 bytes and a NUL, a TCPMUX service
+    # named with blanks and in another case, a TCPMUXPLUS one with blanks.
+    xinetd = require_xinetd()
+    fuzz = fuzzer()
+    batch = [fuzz.make_odd(random.Random(f"odd 2/{n}"), n) for n in (0, 1, 4, 7)]
+    x, p = fuzz.run_batch(batch, tmp_path, xinetd)
+    assert fuzz.differences(batch, x, p) == []
+    assert all(x[svc["id"]]["clients"] for svc in batch)
+
+
+def test_odd_draws_keep_the_other_modes_seeds() -> None:
+    fuzz = fuzzer()
+    odd = [fuzz.make_odd(random.Random(f"odd 5/{n}"), n) for n in range(60)]
+    assert {svc["kind"] for svc in odd} >= {"echo-dgram", "tcpmux-odd", "tcpmuxplus-odd",
+                                            "banners-daytime"}
+    assert any(c["data"] == "" and c["exact"] for svc in odd if svc["dgram"]
+               for w in svc["waves"] for c in w)
+    rng = random.Random(4)
+    assert [fuzz.make_service(rng, n) for n in range(100)][65]["kind"] == "report"
+
+
+def test_a_datagram_xinetd_drained_after_an_answer_is_known_only_after_one() -> None:
+    fuzz = fuzzer()
+    svc = service("type = INTERNAL UNLISTED\nsocket_type = dgram\nwait = yes", {},
+                  kind="time-dgram") | {"dgram": True, "name": "time"}
+    clients = [{"src": "127.0.0.1", "data": "", "half_close": False, "exact": True}] * 2
+    svc["waves"] = [clients]
+    x = {"fz1": {"clients": ["time4 now", "TimeoutError"], "log": ["START: fz1"]}}
+    p = {"fz1": {"clients": ["time4 now", "time4 now"], "log": ["START: fz1"] * 2}}
+    assert fuzz.differences([svc], x, p) == []
+    # The first datagram of a wave follows no answer: xinetd drained nothing there.
+    first = {"fz1": {"clients": ["TimeoutError", "time4 now"], "log": ["START: fz1"]}}
+    assert len(fuzz.differences([svc], first, p)) == 1
+    # Nor does the drain explain a line more than the datagrams it left unanswered.
+    more = {"fz1": {**p["fz1"], "log": ["START: fz1"] * 3}}
+    assert len(fuzz.differences([svc], x, more)) == 1
