@@ -181,9 +181,10 @@ KNOWN: tuple[Known, ...] = (
           beside=r"^WARNING: .*TRAFFIC from the defaults' log_on_success dropped"),
     Known("pyxinetd", r"^INFO: Service (servers|services) will use IPv6 or fallback to IPv4",
           "pyxinetd serves the `servers` and `services` internal services"),
-    Known("pyxinetd", r"^(ERROR|WARNING): ",
+    Known("pyxinetd", r"^(ERROR|WARNING|INFO): ",
           "xinetd stops at a bad value in the defaults; pyxinetd ignores that line and "
-          "reads on (docs/compatibility.md), reporting what follows",
+          "reads on (docs/compatibility.md), reporting what follows (a service's `will "
+          "use IPv6 or fallback to IPv4` too)",
           beside=r"^ERROR: A fatal error was encountered while parsing the default section",
           anywhere=True),
     Known("pyxinetd", r"^(ERROR|WARNING): ",

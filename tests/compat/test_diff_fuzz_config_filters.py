@@ -8,6 +8,10 @@ difference of the service it names.
 
 A log file that cannot be created fails its services at start in both daemons; xinetd's
 `creation of default log failed` is no error of the configuration.
+
+A bad value in the defaults stops xinetd; pyxinetd ignores that line and reads on
+(docs/compatibility.md), so what it logs for a later service, in an included file too,
+is no difference: its INFO `will use IPv6 or fallback to IPv4` as much as a warning.
 """
 
 from __future__ import annotations
@@ -76,6 +80,29 @@ service plain
 }
 """
 
+BAD_DEFAULTS_THEN_INCLUDE = """\
+defaults
+{
+\tlog_on_failure = HOST RECORD
+}
+
+include PART
+"""
+
+DUAL_STACK_SERVICE = """\
+service dual
+{
+\ttype        = UNLISTED
+\tport        = 20162
+\tsocket_type = stream
+\tprotocol    = tcp
+\twait        = no
+\tuser        = nobody
+\tserver      = /bin/cat
+\tflags       = IPv6 IPv4
+}
+"""
+
 
 def _fuzzer() -> ModuleType:
     return load_script("diff-fuzz-config")
@@ -136,4 +163,21 @@ def test_a_log_file_that_cannot_be_created_is_no_error_of_the_configuration(
     run, report = _both(fuzz, main)
     assert "ERROR: creation of default log failed" in run.log  # type: ignore[attr-defined]
     assert report["status"] == 0
+    assert fuzz.differences(run, report, "") == []
+
+
+def test_a_service_read_after_xinetd_stopped_at_the_defaults_is_no_difference(
+        tmp_path: Path) -> None:
+    require_xinetd()
+    fuzz = _fuzzer()
+    part = tmp_path / "part"
+    part.write_text(DUAL_STACK_SERVICE)
+    main = tmp_path / "xinetd.conf"
+    main.write_text(BAD_DEFAULTS_THEN_INCLUDE.replace("PART", str(part)))
+    run, report = _both(fuzz, main)
+    assert "A fatal error was encountered while parsing the default section" in (
+        run.log)  # type: ignore[attr-defined]
+    assert any(d["severity"] == "info" and d["file"] == str(part)
+               and d["message"] == "Service dual will use IPv6 or fallback to IPv4"
+               for d in report["diagnostics"])
     assert fuzz.differences(run, report, "") == []

@@ -94,6 +94,8 @@ KNOWN: dict[tuple[str, str], Deviation] = {
         "a server that is not a regular file is rejected at load; xinetd serves the service "
         "and every exec fails",
         frozenset({"server-directory: activated by xinetd, not by pyxinetd"})),
+    ("asis", "synthetic/deviation-fatal-defaults.conf"): Deviation(
+        _FATAL_DEFAULTS, frozenset({"dual: activated by pyxinetd, not by xinetd"})),
     ("asis", "synthetic/deviation-traffic.conf"): Deviation(
         "TRAFFIC in the defaults is dropped from non-redirect services; xinetd disables them",
         frozenset({"plain: activated by pyxinetd, not by xinetd"})),
