@@ -318,3 +318,33 @@ def test_a_datagram_xinetd_drained_after_an_answer_is_known_only_after_one() -> 
     # Nor does the drain explain a line more than the datagrams it left unanswered.
     more = {"fz1": {**p["fz1"], "log": ["START: fz1"] * 3}}
     assert len(fuzz.differences([svc], x, more)) == 1
+
+
+def test_a_stream_chargen_behind_a_drained_chargen_datagram_is_known_only_by_its_lines() -> None:
+    # Cases 13 and 19 of `--odd --seed 3`: xinetd drained one of the chargen datagrams
+    # pyxinetd answered, so its counter, where the later stream chargen starts, stands
+    # 14 lines behind.
+    fuzz = fuzzer()
+    dgram = service("type = INTERNAL UNLISTED\nsocket_type = dgram\nwait = yes", {},
+                    kind="chargen-dgram") | {"id": "fz1", "dgram": True, "name": "chargen"}
+    dgram["waves"] = [[{"src": "127.0.0.1", "data": "", "half_close": False,
+                        "exact": True}] * 2]
+    banner = {"fz2.banner": "banner of fz2\n"}
+    stream = service("type = INTERNAL UNLISTED\nbanner = {W}/fz2.banner", banner,
+                     kind="banners-chargen") | {"id": "fz2", "name": "chargen"}
+    answer = "chargen1024 lines"
+
+    def prefix(first: int) -> str:
+        return f"{b'banner of fz2' + bytes([10]) + fuzz.chargen_text(first, 100)!r} prefix"
+
+    x = {"fz1": {"clients": [answer, "TimeoutError"], "log": ["START: fz1"]},
+         "fz2": {"clients": [prefix(14)], "log": ["START: fz2"]}}
+    p = {"fz1": {"clients": [answer, answer], "log": ["START: fz1"] * 2},
+         "fz2": {"clients": [prefix(28)], "log": ["START: fz2"]}}
+    assert fuzz.differences([dgram, stream], x, p) == []
+    # Without the drain the stream's start is compared as is ...
+    whole = {**x, "fz1": p["fz1"]}
+    assert len(fuzz.differences([dgram, stream], whole, p)) == 1
+    # ... and with it, a start other than 14 lines on is still a difference.
+    off = {**p, "fz2": {"clients": [prefix(29)], "log": ["START: fz2"]}}
+    assert len(fuzz.differences([dgram, stream], x, off)) == 1
