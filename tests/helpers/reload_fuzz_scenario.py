@@ -6,7 +6,9 @@ network namespace (scripts/diff-fuzz-reload writes the case and compares two run
 WORKDIR/case.json: {"steps": [STEP, ...]}; the first step starts the daemon, each
 other one is a reload. A STEP is
   name        what the step changed
-  services    {id: {"name": service name, "place": "main"|"extra"|"dir"|"dir2",
+  services    {id: {"name": service name, "place": "main"|"extra"|"dir"|"dir2"|
+                    "dir~"|"dir.rpmsave" (the last two: files of the `includedir`
+                    folder whose names it skips, svc~ and svc.rpmsave),
                     "broken": bool, "attrs": {attribute: value}}}
   absent      the include files ("extra", "dir", "dir2") not there in this step
   defaults    {attribute: value} set in `defaults` over the scenario's own
@@ -15,7 +17,9 @@ other one is a reload. A STEP is
   hold        [[label, port name, first bytes], ...] clients to hold after the probes
 Attribute values may name `{port:NAME}` (a free port, the same for one NAME),
 `{server:TAG:MODE}` (the server_args of tests/helpers/reload_diff_server.py),
-`{python}` and `{log:N}` (the Nth service log). Each step is recorded as
+`{python}`, `{log:N}` (the Nth service log) and `{times:here}` or `{times:away}` (an
+`access_times` that includes the hour of the step and the next one, or excludes
+them). Each step is recorded as
 reload_diff_scenario.py records its own (the same World, probes and observation), and
 the run prints {"steps": [[name, observation], ...]}. Standard library only; every
 wait bounded.
@@ -63,12 +67,15 @@ class FuzzWorld(rds.World):
                 return f"-I -S {self.server} {tag} {self.record} {mode} {os.getpid()}"
             if kind == "log":
                 return self.logs[int(rest)]
+            if kind == "times":
+                return access_times(rest == "here")
             return sys.executable
-        return re.sub(r"\{(port:[\w-]+|server:[\w-]+:\w+|log:\d|python)\}", one, value)
+        return re.sub(r"\{(port:[\w-]+|server:[\w-]+:\w+|log:\d|times:\w+|python)\}", one, value)
 
     def write_services(self, conf: str, step: dict[str, object]) -> None:
         services: dict[str, dict[str, object]] = step["services"]  # type: ignore
-        files = {"main": "", "extra": "", "dir": "", "dir2": ""}
+        files = {"main": "", "extra": "", "dir": "", "dir2": "", "dir~": "",
+                 "dir.rpmsave": ""}
         for sid, spec in services.items():
             attrs = {k: self.expand(str(v)) for k, v in dict(spec["attrs"]).items()}
             attrs["_name"] = str(spec["name"])
@@ -90,9 +97,24 @@ class FuzzWorld(rds.World):
             with open(path + ".new", "w") as f:
                 f.write(files[place])
             os.replace(path + ".new", path)
+        # Files the `includedir` skips for their names: written once a service is
+        # placed there (and kept, maybe empty, after), so that cases without them
+        # leave the folder as it was.
+        for place, path in (("dir~", os.path.join(self.incdir, "svc~")),
+                            ("dir.rpmsave", os.path.join(self.incdir, "svc.rpmsave"))):
+            if files[place] or os.path.exists(path):
+                with open(path, "w") as f:
+                    f.write(files[place])
         with open(conf + ".new", "w") as f:
             f.write(text)
         os.replace(conf + ".new", conf)
+
+
+def access_times(here: bool) -> str:
+    """Two whole hours of the local clock: this one and the next (here), or the two
+    three hours on (away). An interval cannot wrap midnight: each hour is its own."""
+    hour = time.localtime().tm_hour + (0 if here else 3)
+    return " ".join(f"{h % 24:02d}:00-{h % 24:02d}:59" for h in (hour, hour + 1))
 
 
 def release(w: FuzzWorld, labels: list[str]) -> None:
