@@ -4,8 +4,8 @@ The same scenario for both daemons (tests/helpers/inetd_serve_scenario.py, each 
 own network and mount namespace, with a private /etc): the internal services on
 tcp/tcp6 and udp/udp6 lines, external servers run as `nobody`, `user.group` and
 `user:group`, `wait` stream and dgram servers, a `nowait.N` rate, a tcp6-only line, a
-server whose argv[0] is not its file name, one without an argv field, and lines both
-daemons reject between good ones. What every client got, what the report servers say
+server whose argv[0] is not its file name, one without an argv field, lines both
+daemons reject between good ones, and a hosts.deny naming builtins and servers. What every client got, what the report servers say
 of their uid, gid, groups, argv, environment and umask, and the service log must be
 xinetd's, but for the deviations docs/compatibility.md lists under inetd.conf, each
 checked here for what pyxinetd does instead.
@@ -72,6 +72,13 @@ def test_inetd_conf_clients_get_what_xinetd_gives(
     assert xinetd["clients"]["echo/stream/::1"] == "b'hello\\n' EOF"
     assert xinetd["clients"]["echo/dgram/::1"] == "b'echo\\n'"
     assert xinetd["clients"]["after-bad"] == "b'after\\n' EOF"
+    assert xinetd["clients"]["time/stream/::1"] == "<4 bytes> EOF"
+    # hosts.deny names `daytime` (the builtin's service name: refused) and the ids
+    # `time-stream` and `time-dgram` (no libwrap name: served) and external servers'
+    # names (NOLIBWRAP: served).
+    assert xinetd["clients"]["daytime/stream/127.0.0.1"] == "b'' EOF"
+    assert xinetd["clients"]["wait-stream"] == "b'pid=N\\nline\\n' EOF"
+    assert xinetd["clients"]["wait-dgram"].startswith("b'pid=N got=gram")
     # An entry without an argv field, as `user.group`: the group first, then the user's.
     assert xinetd["clients"]["id-plain"] == (
         "b'uid=4242(inetdprobe) gid=4244(probetwo) groups=4244(probetwo),"
@@ -99,6 +106,7 @@ def test_inetd_conf_log_is_xinetds(results: tuple[dict[str, Any], dict[str, Any]
     xinetd, pyxinetd = results
     assert comparable_log(pyxinetd["log"]) == comparable_log(xinetd["log"])
     assert "START: wait-stream pid=N from=<no address>" in xinetd["log"]
+    assert "FAIL: daytime-dgram libwrap from=::1" in xinetd["log"]    # the stream one
 
 
 def test_inetd_conf_deviations_are_the_documented_ones(
