@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,13 +53,16 @@ def comparable_log(lines: list[str]) -> list[str]:
     return sorted(kept)
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any]]:
-    root = tmp_path_factory.mktemp("inetd-serve")
+def run_both(root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     (root / "x").mkdir()
     (root / "p").mkdir()
     return (run_scenario(SCENARIO, root / "x", *direct_command(require_xinetd()), mount=True),
             run_scenario(SCENARIO, root / "p", sys.executable, "-m", "pyxinetd", mount=True))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], dict[str, Any]]:
+    return run_both(tmp_path_factory.mktemp("inetd-serve"))
 
 
 def test_inetd_conf_clients_get_what_xinetd_gives(
@@ -136,3 +140,29 @@ def test_inetd_conf_deviations_are_the_documented_ones(
     assert xinetd["program"] == []
     assert pyxinetd["program"] == ["ERROR: Deactivating service rated due to excessive "
                                    "incoming connections.  Restarting in 600 seconds."]
+
+
+def test_inetd_conf_entries_take_the_defaults_xinetd_gives_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INETD_SERVE_DEFAULTS", "more")
+    xinetd, pyxinetd = run_both(tmp_path)
+    # A tcp6 line with the defaults' IPv4 bind listens on that address, with a warning
+    # (compatibility.md, "A bind address is never dropped for the family flag").
+    deviating = re.compile(DEVIATING_CLIENTS.pattern + "|six-only/127.0.0.1")
+    for client, got in xinetd["clients"].items():
+        if not deviating.search(client):
+            assert pyxinetd["clients"][client] == got, client
+    for name in ("rep-nobody", "rep-dot", "rep-argv0"):
+        assert "error" not in xinetd["reports"][name], name
+        assert pyxinetd["reports"][name] == xinetd["reports"][name], name
+    assert comparable_log(pyxinetd["log"]) == comparable_log(xinetd["log"])
+    # What the comparison covers: bind, umask, passenv and the log flags reach the
+    # entries; env, groups = no, nice and the rlimits do not.
+    assert xinetd["clients"]["echo/stream/::1"] == "connect ConnectionRefusedError"
+    dot = xinetd["reports"]["rep-dot"]
+    assert dot["umask"] == 0o027
+    assert sorted(dot["environ"]) == ["LC_CTYPE", "PATH", "PROBE_MARK", "REMOTE_HOST"]
+    assert dot["groups"] == [4242, 4243, 4244]
+    assert dot["nice"] == 0 and dot["rlimits"]["files"][0] != 77
+    assert any(line.startswith("EXIT: rep-dot status=0 pid=N duration=N")
+               for line in xinetd["log"])

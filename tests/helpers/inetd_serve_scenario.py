@@ -8,13 +8,14 @@ maps every name of the entries to a free port, an account `inetdprobe` with two
 supplementary groups, and an /etc/inetd.conf adapted from the corpus's (the internal
 services on tcp/tcp6 and udp/udp6, external `nowait` servers run as `nobody`, as
 `user.group` and as `user:group`, `wait` stream and dgram servers, a `nowait.N` rate, a
-tcp6-only line, a server whose argv[0] differs from its path,
-one without an argv field, and lines the daemon rejects between good ones) and a
-hosts.deny naming builtins and external servers. Starts the daemon with a small
-known environment and a defaults block logging to a file, asks every service, and
-prints one JSON object: "clients" (what each client saw), "reports" (what the report
-servers said of their uid, gid, groups, argv, environment and umask), "log" (the
-service log, normalised and sorted) and "program" (the daemon's deactivation lines).
+tcp6-only line, a server whose argv[0] differs from its path, one without an argv
+field, and lines the daemon rejects between good ones) and a hosts.deny naming
+builtins and external servers. Starts the daemon with a small known environment and
+a defaults block logging to a file (with INETD_SERVE_DEFAULTS=more in the
+environment, MORE_DEFAULTS too), asks every service, and prints one JSON object:
+"clients" (what each client saw), "reports" (what the report servers said of their
+uid, gid, groups, argv, environment, umask, nice and rlimits), "log" (the service log,
+normalised and sorted) and "program" (the daemon's deactivation lines).
 Standard library only; every wait bounded.
 """
 
@@ -37,6 +38,13 @@ WAIT_DGRAM = os.path.join(HELPERS, "udp_wait_server.py")
 # Found without PATH or PYTHONHOME, whatever argv[0] it is given.
 PYTHON = "/usr/bin/python3"
 PROBE_UID = 4242
+# With INETD_SERVE_DEFAULTS=more in the environment, the defaults also hold these:
+# those xinetd applies to inetd.conf entries (it applies its defaults after reading
+# every file), and those it does not.
+MORE_DEFAULTS = ("\tlog_on_success += USERID DURATION\n\tlog_on_failure += ATTEMPT\n"
+                 "\tumask = 027\n\tpassenv = PROBE_MARK PATH\n\tbind = 127.0.0.1\n"
+                 "\tinstances = 1\n\tenv = ADDED=1\n\tgroups = no\n\tnice = 5\n"
+                 "\trlimit_files = 77\n")
 RATE = 2            # nowait.RATE: more than RATE connections in a second pause it
 
 INTERNALS = ("echo", "discard", "daytime", "time", "chargen")
@@ -162,7 +170,7 @@ def report(port: int) -> dict[str, object]:
         full = json.loads(data)
     except ValueError:
         return {"unreadable": repr(data)}
-    return {key: full[key] for key in ("uid", "gid", "groups", "argv", "environ", "umask")}
+    return {key: full[key] for key in ("uid", "gid", "groups", "argv", "environ", "umask", "nice", "rlimits")}
 
 
 def clients(ports: dict[str, int], daemon: int) -> dict[str, str]:
@@ -225,8 +233,11 @@ def main() -> int:
     private_dev_and_etc()
     ports = {name: free_port() for name in NAMES}
     private_etc(ports)
-    write_file(run.conf, f"defaults\n{{\n\tlog_type = FILE {run.service_log}\n"
-                         "\tlog_on_success = HOST PID EXIT\n\tlog_on_failure = HOST\n}\n")
+    defaults = (f"\tlog_type = FILE {run.service_log}\n"
+                "\tlog_on_success = HOST PID EXIT\n\tlog_on_failure = HOST\n")
+    if os.environ.get("INETD_SERVE_DEFAULTS") == "more":
+        defaults += MORE_DEFAULTS
+    write_file(run.conf, f"defaults\n{{\n{defaults}}}\n")
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
            "PROBE_MARK": "kept"}
     proc = subprocess.Popen([*run.daemon, "-f", run.conf, "-dontfork", "-inetd_compat",
