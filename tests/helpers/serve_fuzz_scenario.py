@@ -55,6 +55,9 @@ QUIET = 0.4          # seconds of silence after which a connection counts as ope
 # end, for at most this long, or its reply waited for as long.
 PATIENCE = 3.0
 ENDING = {"report", "wait-stream", "env-dgram"}
+# The same helpers started for the other kinds (behind tcpmux, libwrap, ident, an IPv6
+# or bound address): their clients are read as patiently.
+ENDING_SERVERS = ("report_server.py", "env_probe.py")
 REAPED = 5.0         # at most this long for the daemon to reap a server that has ended
 
 
@@ -294,7 +297,8 @@ def run_burst(svc, port, pid, program_log, patience):
 
 def run_service(svc, port, pid, program_log):
     results = []
-    patience = PATIENCE if svc["kind"] in ENDING else QUIET
+    ends = svc["kind"] in ENDING or any(name in svc["body"] for name in ENDING_SERVERS)
+    patience = PATIENCE if ends else QUIET
     if svc.get("burst"):
         results += run_burst(svc, port, pid, program_log, patience)
     for wave in svc["waves"]:
