@@ -178,6 +178,10 @@ def shaped(svc, line):
     got = ast.literal_eval(found.group(1))
     rest = found.group(2) or ""
     if mask == "daytime":
+        # The names too: the two daemons' answers may fall either side of midnight.
+        got = re.sub(rb"\b(Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day\b", b"WEEKDAY", got)
+        got = re.sub(rb"\b(January|February|March|April|May|June|July|August|September|"
+                     rb"October|November|December)\b", b"MONTH", got)
         return repr(re.sub(rb"\d", b"D", got)) + rest
     if mask == "chargen":
         # Where the line counter stands depends on every chargen datagram the daemon
