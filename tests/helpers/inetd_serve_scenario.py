@@ -26,11 +26,10 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 from scenario_support import (
-    Scenario, begin, free_port, private_dev_and_etc, read, second_to_spare, seen, wait_count,
+    begin, free_port, private_dev_and_etc, read, second_to_spare, seen, wait_count,
     wait_for, wait_settled, write_file)
 
 HELPERS = os.path.dirname(os.path.abspath(__file__))
@@ -230,33 +229,25 @@ def log_lines(path: str) -> list[str]:
     return sorted(lines)
 
 
-def readable_servers() -> str:
-    """Copies of the helper servers in a folder of /tmp that anyone may read: a server
-    run as nobody cannot read the checkout's when the checkout lies under /root (mode
-    0700). Returns the folder (removed by the caller)."""
+def readable_servers() -> None:
+    """Copies of the helper servers on the scenario's private tmpfs (after
+    private_dev_and_etc), at the same path in both daemons' runs: a server run as nobody
+    cannot read the checkout's when the checkout lies under /root (mode 0700)."""
     global REPORT, WAIT_STREAM, WAIT_DGRAM
-    folder = tempfile.mkdtemp(prefix="inetd-serve-servers-")
-    os.chmod(folder, 0o755)
+    folder = "/run/scenario-priv/servers"
+    os.makedirs(folder, mode=0o755)
     copies = []
     for path in (REPORT, WAIT_STREAM, WAIT_DGRAM):
         copy = shutil.copyfile(path, os.path.join(folder, os.path.basename(path)))
         os.chmod(copy, 0o644)
         copies.append(copy)
     REPORT, WAIT_STREAM, WAIT_DGRAM = copies
-    return folder
 
 
 def main() -> int:
     run = begin()
-    servers = readable_servers()
-    try:
-        return serve(run)
-    finally:
-        shutil.rmtree(servers, ignore_errors=True)
-
-
-def serve(run: Scenario) -> int:
     private_dev_and_etc()
+    readable_servers()
     ports = {name: free_port() for name in NAMES}
     private_etc(ports)
     defaults = (f"\tlog_type = FILE {run.service_log}\n"
