@@ -85,25 +85,6 @@
 #define SYS_SETUID SYS_setuid
 #endif
 
-/* sched_setattr(2)'s struct (SCHED_ATTR_SIZE_VER1); glibc 2.36 declares neither. */
-struct pyx_sched_attr {
-    uint32_t size;
-    uint32_t sched_policy;
-    uint64_t sched_flags;
-    int32_t sched_nice;
-    uint32_t sched_priority;
-    uint64_t sched_runtime;   /* fair policies, Linux 6.12+: the task's time slice */
-    uint64_t sched_deadline;
-    uint64_t sched_period;
-    uint32_t sched_util_min;
-    uint32_t sched_util_max;
-};
-#define PYX_SCHED_FLAG_RESET_ON_FORK 0x01
-
-/* Set by set_slice(): the master runs with a custom time slice, which every child would
-   inherit; the child puts the default back before exec (read-only in the child). */
-static int master_custom_slice;
-
 /* The kernel's sigset size (glibc's sigset_t is larger than what the kernel accepts). */
 #define KERNEL_SIGSET_SIZE ((NSIG - 1) / 8)
 
@@ -256,22 +237,6 @@ child_main(void *arg)
         if (setrlimit(c->limits[i].resource, &c->limits[i].value) < 0)
             child_fail(c, STEP_RLIMIT, (int)i);
     }
-
-    /* The master's short time slice is for the master (and this child until exec):
-       the server gets the default back, keeping its policy, nice and reset-on-fork.
-       Best effort: on failure the server only keeps a shorter slice. */
-#if defined(SYS_sched_getattr) && defined(SYS_sched_setattr)
-    if (master_custom_slice) {
-        struct pyx_sched_attr a = {0};
-        if (syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) == 0
-                && (a.sched_policy == SCHED_OTHER || a.sched_policy == SCHED_BATCH)) {
-            a.size = sizeof a;
-            a.sched_flags &= PYX_SCHED_FLAG_RESET_ON_FORK;
-            a.sched_runtime = 0;
-            (void)syscall(SYS_sched_setattr, 0, &a, 0);
-        }
-    }
-#endif
 
     /* 7. credentials, raw (see the top of this file), groups before gid before uid. */
     if (c->set_groups && syscall(SYS_SETGROUPS, c->n_groups, c->groups) < 0)
@@ -585,39 +550,6 @@ done:
     return result;
 }
 
-PyDoc_STRVAR(set_slice_doc,
-"set_slice(nanoseconds) -> None\n\n"
-"Give the calling process a custom time slice (EEVDF, Linux 6.12+; the kernel clamps\n"
-"it to 0.1-100 ms), keeping its policy and nice. Children spawned afterwards get the\n"
-"default slice back before exec. OSError when the kernel refuses (or lacks) it.");
-
-static PyObject *
-set_slice(PyObject *module, PyObject *arg)
-{
-    unsigned long long ns = PyLong_AsUnsignedLongLong(arg);
-    if (ns == (unsigned long long)-1 && PyErr_Occurred())
-        return NULL;
-#if defined(SYS_sched_getattr) && defined(SYS_sched_setattr)
-    struct pyx_sched_attr a = {0};
-    if (syscall(SYS_sched_getattr, 0, &a, sizeof a, 0) != 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    if (a.sched_policy != SCHED_OTHER && a.sched_policy != SCHED_BATCH) {
-        errno = EINVAL;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    a.size = sizeof a;
-    a.sched_flags &= PYX_SCHED_FLAG_RESET_ON_FORK;
-    a.sched_runtime = ns;
-    if (syscall(SYS_sched_setattr, 0, &a, 0) != 0)
-        return PyErr_SetFromErrno(PyExc_OSError);
-    master_custom_slice = 1;
-    Py_RETURN_NONE;
-#else
-    errno = ENOSYS;
-    return PyErr_SetFromErrno(PyExc_OSError);
-#endif
-}
-
 /* -- fault signals: the kernel's, and those sent by a process ------------------------- */
 
 /* Installed for SIGSEGV, SIGBUS and the other fault signals (pyxinetd.faultsignals).
@@ -700,7 +632,6 @@ guard_faults(PyObject *module, PyObject *arg)
 
 static PyMethodDef spawn_methods[] = {
     {"spawn", (PyCFunction)(void (*)(void))spawn, METH_VARARGS | METH_KEYWORDS, spawn_doc},
-    {"set_slice", set_slice, METH_O, set_slice_doc},
     {"guard_faults", guard_faults, METH_O, guard_faults_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -3,9 +3,9 @@
 The descriptor limit raised to its hard value (servers inherit it: xinetd's
 RLIMIT_NOFILE rule), descriptors 0-2 opened on /dev/null when missing (so no listener
 or connection ever lands there), an inherited SIG_IGN of SIGCHLD undone (so children
-can be waited for), the umask widened by 022 as xinetd does, and the
-master's short scheduling slice (docs/performance.md). Before the configuration takes
-its environment, the LC_CTYPE the interpreter added to it (drop_coerced_locale).
+can be waited for), and the umask widened by 022 as xinetd does. Before the
+configuration takes its environment, the LC_CTYPE the interpreter added to it
+(drop_coerced_locale).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import os
 import resource
 import signal
 from collections.abc import Collection, MutableMapping
-
-from pyxinetd.spawner import use_short_slice
 
 
 def open_missing_standard_fds() -> list[int]:
@@ -86,8 +84,6 @@ def prepare_process() -> None:
     open_missing_standard_fds()
     old = os.umask(0o022)
     os.umask(old | 0o022)
-    # Scheduling only: servers get the default slice back (docs/performance.md).
-    use_short_slice()
 
 
 def drop_coerced_locale(environ: MutableMapping[str, str] | None = None,

@@ -74,9 +74,6 @@ _C_PATH_RESETS = frozenset({int(signal.SIGPIPE), int(signal.SIGXFSZ)})
 # of services dropped by reloads are not kept forever.
 _PLAN_CACHE_MAX = 4096
 
-# The master's time slice (see use_short_slice).
-MASTER_SLICE_NS = 100_000
-
 # linux/capability.h
 CAP_SYS_NICE = 23
 CAP_SYS_RESOURCE = 24
@@ -308,27 +305,3 @@ def keep_plans(service_ids: set[str]) -> None:
     plans are keyed by id, so a configuration whose ids change from one reload to the
     next (generated names, say) would otherwise leave one plan per id ever served."""
     _DEFAULT.keep_plans(service_ids)
-
-
-def use_short_slice() -> bool:
-    """Ask for a short time slice for the master (Linux 6.12+ EEVDF custom slice); True if
-    granted. Only with the C extension, whose child puts the default back before exec,
-    so servers never inherit it.
-
-    A nowait master is suspended in every native spawn until the child has exec'd; on a
-    busy machine that child (which inherits the slice) otherwise waits behind other
-    runnable tasks for a core, and so does the master when a connection arrives. A short
-    slice gives both an earlier deadline; they run for tens of microseconds, so what
-    they take from others is small. Nice and policy are unchanged.
-    """
-    if not _DEFAULT._os.native_available():
-        return False
-    try:
-        from pyxinetd import _spawn
-    except ImportError:
-        return False
-    try:
-        _spawn.set_slice(MASTER_SLICE_NS)
-    except OSError:
-        return False
-    return True
