@@ -66,7 +66,7 @@ def _decode(status: int) -> ExitStatus:
     return ExitStatus._decode_new(status)
 
 
-@dataclass
+@dataclass(slots=True)
 class Child:
     """A running server process started by the master."""
 

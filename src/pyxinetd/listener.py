@@ -14,6 +14,7 @@ wait=yes server explicitly on fds 0-2.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import ipaddress
 import os
@@ -22,6 +23,7 @@ import resource
 import socket
 import struct
 from collections.abc import Callable, Iterator
+from typing import cast
 
 from pyxinetd import replysource
 from pyxinetd.config.model import ServiceConfig, SocketType
@@ -269,10 +271,12 @@ def accept_batch(sock: socket.socket, limit: int = ACCEPT_BATCH
     (IPV6_ADDRFORM), while the peer text keeps the `::ffff:` form xinetd logs.
     """
     # socket.accept() converts the listener's family and type to enums on every call
-    # (about half its cost here); the batch reads them once and wraps the descriptor
-    # itself. Like socket.accept(), the new socket is blocking (accept4 without
-    # SOCK_NONBLOCK, default timeout) and close-on-exec.
-    family, kind, proto = sock.family, sock.type, sock.proto
+    # (about half its cost here); the batch reads them once, as the plain numbers the
+    # C socket holds (socket.socket's properties would convert them too), and wraps
+    # the descriptor itself. Like socket.accept(), the new socket is blocking (accept4
+    # without SOCK_NONBLOCK, default timeout) and close-on-exec.
+    raw = cast(_socket.socket, super(socket.socket, sock))
+    family, kind, proto = raw.family, raw.type, raw.proto
     for _ in range(limit):
         try:
             fd, addr = sock._accept()  # type: ignore[attr-defined]

@@ -56,29 +56,34 @@ class Loop:
         self.on_error: ErrorHook | None = None
         # The descriptor whose events come first in a turn (see first()); -1: none.
         self._first_fd = -1
+        # What is registered, by descriptor number: the selector's keys as it returned
+        # them. Its own mapping looks a number up through four Python-level calls, and
+        # a miss raises a KeyError that formats repr(fileobj) (a getsockname() and a
+        # getpeername() for a socket); run_once() looks up every event.
+        self._keys: dict[int, selectors.SelectorKey] = {}
 
     # -- I/O registration -------------------------------------------------
     def register(self, fileobj: FileLike | int, events: int, handler: Handler) -> None:
-        self.selector.register(fileobj, events, handler)
+        key = self.selector.register(fileobj, events, handler)
+        self._keys[key.fd] = key
 
     def modify(self, fileobj: FileLike | int, events: int, handler: Handler) -> None:
-        self.selector.modify(fileobj, events, handler)
+        key = self.selector.modify(fileobj, events, handler)
+        self._keys[key.fd] = key
 
     def unregister(self, fileobj: FileLike | int) -> None:
         """Unregister if registered; a no-op otherwise (callers close sockets freely)."""
         try:
-            self.selector.unregister(fileobj)
+            key = self.selector.unregister(fileobj)
         except (KeyError, ValueError):
-            pass
+            return
+        del self._keys[key.fd]
 
     def is_registered(self, fileobj: FileLike | int) -> bool:
-        # Looked up by descriptor number: on a miss the selector's mapping (get_key()
-        # and get_map() alike) raises a KeyError that formats repr(fileobj), and
-        # repr(socket) costs a getsockname() and a getpeername().
         fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
         if fd < 0:  # a closed socket: the selector finds it by identity, if at all
-            return any(key.fileobj is fileobj for key in self.selector.get_map().values())
-        return self.selector.get_map().get(fd) is not None
+            return any(key.fileobj is fileobj for key in self._keys.values())
+        return fd in self._keys
 
     def first(self, fileobj: FileLike | int | None) -> None:
         """Handle the events of `fileobj` (registered separately) before any other of
@@ -97,11 +102,11 @@ class Loop:
         registered = self.is_registered(fileobj)
         if events == 0:
             if registered:
-                self.selector.unregister(fileobj)
+                self.unregister(fileobj)
         elif registered:
-            self.selector.modify(fileobj, events, handler)
+            self.modify(fileobj, events, handler)
         else:
-            self.selector.register(fileobj, events, handler)
+            self.register(fileobj, events, handler)
 
     # -- timers -----------------------------------------------------------
     def call_at(self, deadline: float, callback: Callable[[], None]) -> Timer:
@@ -122,7 +127,7 @@ class Loop:
             deadline = self.timers.next_deadline()
             timeout = (None if deadline is None
                        else min(_MAX_SLEEP, max(0.0, deadline - self.clock())))
-        registered = self.selector.get_map()
+        registered = self._keys
         events = self.selector.select(timeout)
         if len(events) > 1 and self._first_fd >= 0:
             for index, (key, _) in enumerate(events):
@@ -171,3 +176,4 @@ class Loop:
 
     def close(self) -> None:
         self.selector.close()
+        self._keys.clear()

@@ -345,7 +345,7 @@ class Master:
             # Not once the daemon exits: xinetd exits from the handler that logs
             # `Exiting...` and names no signal after it (those that came with it, or
             # during the RPC services' unregistering, act on nothing now).
-            if not self.stopping:
+            if not self.stopping and self.program.debug_mode:
                 self.program.debug("check_pipe",
                                    f"Got signal {signum} ({signal.strsignal(signum)})")
             action()
