@@ -43,7 +43,7 @@ from pyxinetd.reload import rules_replaced
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.sensor import DenyList
 from pyxinetd.service import REASON_ADDRESS, REASON_CPS, REASON_LOAD, REASON_TIME, Event, \
-    Limits, ServiceRuntime, State, within_access_times
+    LIVE_STATES, Limits, ServiceRuntime, State, within_access_times
 from pyxinetd.serverstart import ServerStarter
 from pyxinetd.sessions import FORKING_BUILTINS, SessionRecord, Sessions
 from pyxinetd.suspend import Suspensions
@@ -68,6 +68,8 @@ class Dispatcher:
         self.logs = logs
         self.limits = limits
         self._services = services
+        # datagram_builtin_ports(), with what it was computed for.
+        self._builtin_ports: tuple[object, frozenset[int]] = (None, frozenset())
         # Stream builtins, tcpmux and redirect, served in the loop.
         self.sessions = Sessions(loop, children.occupancy, program, logs,
                                  services=services, view=self, launch=self.launch)
@@ -637,8 +639,22 @@ class Dispatcher:
 
     # -- the view the `servers` and `services` builtins read ------------------
     def active_services(self) -> list[ServiceConfig]:
-        live = (State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS)
-        return [rt.config for rt in self._services() if rt.state in live]
+        return [rt.config for rt in self._services() if rt.state in LIVE_STATES]
+
+    def datagram_builtin_ports(self) -> frozenset[int]:
+        """The ports of the live datagram builtins, which every datagram a builtin
+        answers is checked against (internal.dgram.loops_back): kept until a service
+        enters or leaves LIVE_STATES or the service table is replaced, so a datagram
+        costs a set lookup however many services are configured."""
+        services = self._services()
+        key = (ServiceRuntime.liveness_changes, id(services), len(services))
+        if self._builtin_ports[0] != key:
+            ports = frozenset(
+                rt.config.port for rt in services
+                if rt.state in LIVE_STATES and rt.config.port is not None
+                and rt.config.is_internal and rt.config.socket_type is SocketType.DGRAM)
+            self._builtin_ports = (key, ports)
+        return self._builtin_ports[1]
 
     def port_of(self, svc: ServiceConfig) -> int | None:
         rt = self._runtime(svc)

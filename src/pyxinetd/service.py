@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from pyxinetd.children import Occupancy
 from pyxinetd.config.model import ServiceConfig
@@ -68,6 +69,12 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
 
 class InvalidTransition(RuntimeError):
     pass
+
+
+# The states in which a service holds its port (bound, or a wait = yes server or a
+# cps pause has it for now): the services the `services` builtin lists, and the ones
+# whose port the datagram builtins' loop check counts.
+LIVE_STATES = frozenset({State.ACTIVE, State.SUSPENDED_WAIT, State.SUSPENDED_CPS})
 
 
 def next_state(state: State, event: Event) -> State:
@@ -202,8 +209,15 @@ class ServiceRuntime:
             rt = rt.successor
         return rt
 
+    # Counts the transitions into or out of LIVE_STATES, of every runtime: what is
+    # derived from the set of live services is computed again only when it changes.
+    liveness_changes: ClassVar[int] = 0
+
     def transition(self, event: Event) -> State:
-        self.state = next_state(self.state, event)
+        before = self.state
+        self.state = next_state(before, event)
+        if (before in LIVE_STATES) is not (self.state in LIVE_STATES):
+            ServiceRuntime.liveness_changes += 1
         return self.state
 
     @property

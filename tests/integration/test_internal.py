@@ -38,6 +38,10 @@ class View:
     def running_servers(self) -> list[ServerInfo]:
         return self.servers
 
+    def datagram_builtin_ports(self) -> frozenset[int]:
+        return frozenset(s.port for s in self.services if s.is_internal and s.port is not None
+                         and s.socket_type is SocketType.DGRAM)
+
 
 def serve(lt: LoopThread, name: str, **kw: Any) -> tuple[Any, ...]:
     svc = make_service(name)

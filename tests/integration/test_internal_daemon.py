@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import signal
 import socket
 import struct
 from pathlib import Path
@@ -208,6 +209,70 @@ def test_forged_datagram_from_a_builtin_port_is_not_answered(daemons: DaemonFact
     log = wait_service_log(tmp_path, r"START: daytime-d ")
     assert len(re.findall(r"START: echo-d ", log)) == 1, log
     assert len(re.findall(r"START: daytime-d ", log)) == 1, log
+
+
+def dgram_builtins_conf(tmp_path: Path, builtins: dict[str, int]) -> str:
+    """Datagram builtins (name: port) whose starts are logged to tmp_path/svc.log."""
+    return "".join(f"""
+service {name}
+{{
+\tid             = {name}-d
+\ttype           = INTERNAL UNLISTED
+\tsocket_type    = dgram
+\tprotocol       = udp
+\twait           = yes
+\tbind           = 127.0.0.1
+\tport           = {port}
+\tlog_type       = FILE {tmp_path / 'svc.log'}
+\tlog_on_success = PID HOST
+}}
+""" for name, port in builtins.items())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="forging a source port needs a raw socket")
+def test_the_loop_check_follows_the_builtins_a_reload_adds_and_removes(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    echo_port, daytime_port, later_port = free_port(), free_port(), free_port()
+    daemon = daemons.start_config(dgram_builtins_conf(
+        tmp_path, {"echo": echo_port, "daytime": daytime_port}))
+    conf = tmp_path / "daemon1.conf"
+
+    def starts() -> int:
+        text = (tmp_path / "svc.log").read_text() if (tmp_path / "svc.log").exists() else ""
+        return len(re.findall(r"START: echo-d ", text))
+
+    def echo_answers_a_client() -> None:
+        # Datagrams are read in order: once this one is answered, the ones sent before
+        # it were handled.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(10)
+            client.sendto(b"ping", ("127.0.0.1", echo_port))
+            assert client.recv(100) == b"ping"
+
+    forge_udp(daytime_port, echo_port, b"loop")
+    daemon.wait_for_log(re.escape(f"echo-d: no reply to 127.0.0.1 port {daytime_port}: "))
+
+    # daytime removed: its port is an ordinary client's again, and is answered.
+    conf.write_text(dgram_builtins_conf(tmp_path, {"echo": echo_port}))
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_log(r"Reconfigured: ")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as former:
+        former.bind(("127.0.0.1", daytime_port))
+        former.settimeout(10)
+        forge_udp(daytime_port, echo_port, b"back")
+        assert former.recv(100) == b"back"
+
+    # daytime added on another port: that port is not answered (echo-d warned within
+    # the minute already, so its START lines tell: none for the forged datagram).
+    conf.write_text(dgram_builtins_conf(tmp_path, {"echo": echo_port, "daytime": later_port}))
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for_log(r"Reconfigured: ", count=2)
+    echo_answers_a_client()
+    before = starts()
+    forge_udp(later_port, echo_port, b"loop")
+    echo_answers_a_client()
+    assert starts() == before + 1
+    assert f"no reply to 127.0.0.1 port {echo_port}" not in daemon.log()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="forging a source port needs a raw socket")

@@ -14,7 +14,6 @@ import socket
 from typing import Any
 
 from pyxinetd import replysource
-from pyxinetd.config.model import SocketType
 from pyxinetd.internal import chargen, clock, status
 
 # xinetd reads up to this much of a datagram for echo; longer ones are truncated.
@@ -61,10 +60,7 @@ def loops_back(peer: tuple[Any, ...], view: status.MasterView | None) -> bool:
     port = peer[1]
     if port in _LOOP_PORTS:
         return True
-    if view is None:
-        return False
-    return any(svc.port == port and svc.is_internal and svc.socket_type is SocketType.DGRAM
-               for svc in view.active_services())
+    return view is not None and port in view.datagram_builtin_ports()
 
 
 def answer(name: str, sock: socket.socket, data: bytes, peer: tuple[Any, ...],

@@ -12,7 +12,7 @@ format (docs/internal-services.md), each line ending in CRLF:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import NamedTuple, Protocol
 
 from pyxinetd.config.model import ServiceConfig
@@ -39,6 +39,10 @@ class MasterView(Protocol):
         ...
 
     def running_servers(self) -> Sequence[tuple[int, str, str, float]]: ...
+
+    def datagram_builtin_ports(self) -> Collection[int]:
+        """The ports of the active datagram builtins (internal.dgram.loops_back)."""
+        ...
 
 
 def services_text(view: MasterView) -> bytes:
