@@ -1,6 +1,7 @@
 """Generating the benchmark configurations (xinetd syntax, read by both daemons).
 
-Every service listens on 127.0.0.1 on a port found free by binding port 0. Rate limits are
+Every service listens on 127.0.0.1 on a free port outside the kernel's ephemeral range
+(free_ports), so that no client of a run can hold it. Rate limits are
 switched off explicitly, in the defaults and in every service: xinetd's default
 `cps = 50 10` would deactivate a service within the first second of a benchmark, and the
 defaults `instances`/`per_source` are spelled out as UNLIMITED so neither daemon refuses
@@ -11,6 +12,7 @@ in which neither daemon writes a service log line per connection.
 from __future__ import annotations
 
 import os
+import random
 import socket
 import sys
 from collections.abc import Sequence
@@ -33,33 +35,53 @@ class BenchService:
     payload: bytes  # what the client expects back (and sends, for echo kinds)
 
 
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+# Where ports are drawn when the ephemeral range leaves room below it.
+LOWEST_PORT = 10000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open(EPHEMERAL_RANGE_FILE) as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999     # Linux's default
+
+
+def _candidate_ports() -> list[int]:
+    """Ports no client socket is given: below the ephemeral range (above it when there is
+    more room there), shuffled. A service port inside the range could be the local port
+    of a client connection, or of its TIME_WAIT, from an earlier case or the ceiling
+    phase (thousands per second): bind() then fails with EADDRINUSE even with
+    SO_REUSEADDR, and both daemons would serve nothing on it for a whole round."""
+    low, high = _ephemeral_range()
+    below = range(LOWEST_PORT, low)
+    above = range(high + 1, 65536)
+    ports = list(below if len(below) >= len(above) else above)
+    random.shuffle(ports)
+    return ports
+
+
 def free_ports(count: int, kind: int = socket.SOCK_STREAM) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 for TCP and UDP at the time of the call.
+    """`count` distinct ports free on 127.0.0.1 for TCP and UDP at the time of the call,
+    outside the ephemeral range (_candidate_ports).
 
     All sockets stay bound until every port is chosen (so the ports are distinct); a port
-    is kept only if the other protocol can bind it too, so a service of either type fits.
-    The TCP check of a UDP port uses SO_REUSEADDR, as both daemons do: after a busy case
-    thousands of client-side TIME_WAIT sockets occupy ephemeral ports, which keep a
-    daemon from nothing but would fail a plain bind().
+    is kept only if both protocols can bind it, so a service of either type fits.
     """
     held: list[socket.socket] = []
     ports: list[int] = []
     try:
-        attempts = 0
-        while len(ports) < count and attempts < count * 4 + 100:
-            attempts += 1
-            s = socket.socket(socket.AF_INET, kind)
-            held.append(s)
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-            other = socket.socket(socket.AF_INET,
-                                  socket.SOCK_DGRAM if kind == socket.SOCK_STREAM
-                                  else socket.SOCK_STREAM)
-            held.append(other)
-            if kind == socket.SOCK_DGRAM:
-                other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        for port in _candidate_ports():
+            if len(ports) == count:
+                break
             try:
-                other.bind(("127.0.0.1", port))
+                for protocol in (kind, socket.SOCK_DGRAM if kind == socket.SOCK_STREAM
+                                 else socket.SOCK_STREAM):
+                    s = socket.socket(socket.AF_INET, protocol)
+                    held.append(s)
+                    s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             ports.append(port)
