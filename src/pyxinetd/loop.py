@@ -68,7 +68,16 @@ class Loop:
         self._keys[key.fd] = key
 
     def modify(self, fileobj: FileLike | int, events: int, handler: Handler) -> None:
-        key = self.selector.modify(fileobj, events, handler)
+        try:
+            key = self.selector.modify(fileobj, events, handler)
+        except BaseException:
+            # The selector unregisters a descriptor the kernel refused to modify
+            # (EBADF, ENOMEM): the table follows it.
+            # In place: run_once() holds the table through its turn.
+            kept = list(self.selector.get_map().values())
+            self._keys.clear()
+            self._keys.update((key.fd, key) for key in kept)
+            raise
         self._keys[key.fd] = key
 
     def unregister(self, fileobj: FileLike | int) -> None:

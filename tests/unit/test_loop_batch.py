@@ -77,3 +77,35 @@ def test_the_first_descriptor_is_handled_before_the_rest_of_its_batch() -> None:
             reader.close()
             writer.close()
         loop.close()
+
+
+def test_a_descriptor_the_kernel_refused_to_re_arm_gets_no_event() -> None:
+    # The selector drops a descriptor whose epoll modify fails (EBADF: closed behind
+    # its back); the rest of the turn, and later turns, must not deliver it.
+    loop = Loop()
+    (a, a_w), (b, b_w) = pairs(2)
+    calls: list[str] = []
+    gone: list[int] = []
+
+    def break_the_other(other: socket.socket, name: str) -> None:
+        calls.append(name)
+        if gone:
+            return
+        fd = other.detach()
+        gone.append(fd)
+        socket.close(fd)
+        try:
+            loop.modify(fd, READ | WRITE, lambda mask: calls.append("re-armed"))
+        except OSError:
+            pass
+
+    loop.register(a, READ, lambda mask: break_the_other(b, "a"))
+    loop.register(b, READ, lambda mask: break_the_other(a, "b"))
+    try:
+        loop.run_once()
+        assert len(calls) == 1
+        assert not loop.is_registered(gone[0])
+    finally:
+        for sock in (a, a_w, b, b_w):
+            sock.close()
+        loop.close()
