@@ -153,7 +153,7 @@ class NowaitRelays:
 
     def on_readable(self, rt: ServiceRuntime) -> None:
         # A failed read (other than nothing queued) does not end the batch.
-        for sock, data, addr, source in read_datagrams(rt, on_error="skip"):
+        for sock, data, addr, source in read_datagrams(rt):
             try:
                 self._received(rt, sock, data, addr, source)
             except Exception as exc:

@@ -23,7 +23,6 @@ import resource
 import socket
 import struct
 from collections.abc import Callable, Iterator
-from typing import cast
 
 from pyxinetd import replysource
 from pyxinetd.config.model import ServiceConfig, SocketType
@@ -275,7 +274,7 @@ def accept_batch(sock: socket.socket, limit: int = ACCEPT_BATCH
     # C socket holds (socket.socket's properties would convert them too), and wraps
     # the descriptor itself. Like socket.accept(), the new socket is blocking (accept4
     # without SOCK_NONBLOCK, default timeout) and close-on-exec.
-    raw = cast(_socket.socket, super(socket.socket, sock))
+    raw: _socket.socket = super(socket.socket, sock)  # type: ignore[assignment]
     family, kind, proto = raw.family, raw.type, raw.proto
     for _ in range(limit):
         try:

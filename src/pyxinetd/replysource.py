@@ -43,8 +43,10 @@ _NO_INDEX = bytes(4)
 # The ancillary data to send a reply with; empty: the kernel picks the source.
 Source = tuple[tuple[int, int, bytes], ...]
 KERNEL_CHOICE: Source = ()
-# Each socket's buffer size, learnt once (`enable`, or `space` on first use).
-_rooms: weakref.WeakKeyDictionary[socket.socket, int] = weakref.WeakKeyDictionary()
+# Each socket's buffer size, learnt once (`enable`, or `space` on first use), by
+# descriptor; the weak reference tells a socket from a later one given the same
+# descriptor. (A WeakKeyDictionary lookup is a Python call per datagram event.)
+_rooms: dict[int, tuple[weakref.ref[socket.socket], int]] = {}
 
 
 def enable(sock: socket.socket, *, v6only: bool) -> int:
@@ -59,7 +61,7 @@ def enable(sock: socket.socket, *, v6only: bool) -> int:
     else:
         sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
         room = SPACE_V4
-    _rooms[sock] = room
+    _rooms[sock.fileno()] = (weakref.ref(sock), room)
     return room
 
 
@@ -67,9 +69,11 @@ def space(sock: socket.socket) -> int:
     """The ancillary buffer size for `sock`: 0 for a socket bound to one address, which
     needs no options. A wildcard-bound socket `enable` did not set up (one passed by
     systemd) is set up on its first use."""
-    room = _rooms.get(sock)
-    if room is None:
-        room = _rooms[sock] = _adopt(sock)
+    known = _rooms.get(sock.fileno())
+    if known is not None and known[0]() is sock:
+        return known[1]
+    room = _adopt(sock)
+    _rooms[sock.fileno()] = (weakref.ref(sock), room)
     return room
 
 

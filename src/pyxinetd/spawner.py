@@ -53,6 +53,7 @@ import os
 import resource
 import signal
 import socket
+import sys
 from dataclasses import dataclass
 
 from pyxinetd.config.model import ServiceConfig
@@ -277,13 +278,15 @@ class Spawner(FallbackPaths):
 
     def _run_plan(self, plan: NativePlan, fd: int, remote_host: str,
                   peer_env: tuple[str, ...] = (), stderr_fd: int = -1) -> int:
-        remote = (os.fsencode("REMOTE_HOST=" + remote_host),)
+        # os.fsencode's own encoding, without its Python-level call per spawn.
+        remote = (("REMOTE_HOST=" + remote_host).encode(_FS_ENCODING, _FS_ERRORS),)
         env = (replaced_by(plan.env_head, peer_env) + tuple(map(os.fsencode, peer_env))
                + remote + replaced_by(plan.env_tail, peer_env)
                if peer_env else plan.env_head + remote + plan.env_tail)
         return self._native_spawn(plan.request, plan.settings, plan.path, plan.argv, env,
                                   fd, stderr_fd)
 
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _DEFAULT = Spawner(RealPosix())
 
 

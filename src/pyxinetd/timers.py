@@ -114,13 +114,17 @@ class TimerQueue:
 
     def next_deadline(self) -> float | None:
         """The earliest live deadline, or None when no timer is pending."""
-        self._drop_cancelled()
-        return self._heap[0].deadline if self._heap else None
+        heap = self._heap
+        if heap and heap[0].cancelled:      # asked every loop turn: no call when clean
+            self._drop_cancelled()
+        return heap[0].deadline if heap else None
 
     def run_due(self, on_error: Callable[[str, Exception], None] | None = None) -> int:
         """Run every timer whose deadline has passed; return how many ran. A callback
         that raises is reported to `on_error` and the others still run (without
         `on_error`, the exception propagates)."""
+        if not self._heap:
+            return 0        # every loop turn asks: an idle queue costs no clock read
         now = self.clock()
         ran = 0
         while True:

@@ -222,9 +222,12 @@ class AccessGate:
         """The verdict now, or None when it must wait (names, aclexec): then call
         `wait`. `conn`: the accepted connection, when there is one; `datagram`: the
         service socket and sender of a datagram request."""
-        plan = self._plan(svc)
+        # Every request passes here: the plan lookup and the TCP Wrappers test are
+        # written out (`_plan`, `_wrap`), since most requests end at PASS.
+        cached = self._plans.get(svc.id)
+        plan = cached[1] if cached is not None and cached[0] is svc else self._plan(svc)
         tables = self.tables.view()
-        wrap = self._wrap(plan, tables)
+        wrap = plan.wrap and not tables.empty
         if not plan.lists and not wrap:
             return PASS
         ends = self._ends(svc, wrap, tables, conn, datagram)

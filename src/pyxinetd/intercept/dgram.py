@@ -207,7 +207,7 @@ class DatagramInterception(Interception):
     def receive(self) -> None:
         # The read loop of the dgram/nowait relays (pyxinetd.dgram), on the fixed
         # service socket; a failed read (a queued ICMP error) is skipped, as they skip it.
-        for _, data, sender, source in receive_datagrams(self._reading, on_error="skip"):
+        for _, data, sender, source in receive_datagrams(self._reading):
             channel = self._channels.get(sender)
             if channel is not None:
                 if channel.source is None:

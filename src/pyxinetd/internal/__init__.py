@@ -25,11 +25,11 @@ API used by the master (all functions are called from the loop and never block):
         reply without waiting (dropped on EAGAIN). Never raises OSError. On a
         wildcard-bound socket the reply leaves from the request's destination address.
 
-    reply_datagram(service, sock, data, peer, *, view=None, source=()) -> None
-        The same for a datagram the master has already received (with
-        replysource.receive, which gives the sender its checks need and `source`, the
-        ancillary data naming the address to answer from): send at most one reply to
-        `peer`.
+    datagram_reply(name, data) -> bytes | None
+        The reply of the builtin `name` to a datagram the master has already received
+        (with replysource.receive, which gives the sender its checks need and the
+        address to answer from) and checked with `must_not_answer`; None for no reply
+        (discard). The master sends it.
 
     start_tcpmux(loop, service, conn, peer, lookup, launch, on_close, *, names=None,
                  greeting=b"") -> Session
@@ -56,8 +56,7 @@ API used by the master (all functions are called from the loop and never block):
     None of the callbacks is ever called before the start_* function returns.
 
     is_builtin(service) -> bool       the service names a builtin this package serves
-    answers_datagrams(service) -> bool   the datagram builtin ever replies (not discard)
-    loops_back(peer, view) -> bool    a reply to `peer` could start a loop between builtins
+    must_not_answer(service, peer, view) -> bool   a reply to `peer` could start a loop
     supports(name, socket_type) -> bool
 
 The master counts an open Session as a running instance of its service, keeps it in a
@@ -76,11 +75,10 @@ from pyxinetd.internal.session import OnClose, Peer, Session
 from pyxinetd.internal.status import MasterView, ServerInfo
 from pyxinetd.internal.tcpmux import Launch, Lookup
 from pyxinetd.loop import Loop
-from pyxinetd.replysource import KERNEL_CHOICE, Source
 
 __all__ = [
     "BUILTINS", "Launch", "Lookup", "MasterView", "OnClose", "Peer", "ServerInfo", "Session",
-    "answers_datagrams", "handle_datagram", "is_builtin", "loops_back", "reply_datagram",
+    "datagram_reply", "handle_datagram", "is_builtin", "must_not_answer",
     "start_redirect", "start_stream",
     "start_tcpmux", "supports",
 ]
@@ -124,23 +122,16 @@ def handle_datagram(service: ServiceConfig, sock: socket.socket, *,
     dgram.handle(service.name, sock, view)
 
 
-def answers_datagrams(service: ServiceConfig) -> bool:
-    """Whether the datagram builtin ever replies (not discard): only a builtin that
-    replies needs the loop check (loops_back)."""
-    return dgram.answers(service.name)
+# The reply to one datagram already received and checked with `must_not_answer`,
+# given the builtin's name; None: no reply (discard). Bound directly: it runs before
+# every reply a builtin sends.
+datagram_reply = dgram.reply_for
 
 
-def loops_back(peer: Peer, view: MasterView | None) -> bool:
-    """True when a datagram builtin must not answer `peer` (see internal.dgram)."""
-    return dgram.loops_back(peer, view)
-
-
-def reply_datagram(service: ServiceConfig, sock: socket.socket, data: bytes, peer: Peer, *,
-                   view: MasterView | None = None,
-                   source: Source = KERNEL_CHOICE) -> None:
-    """Answer one datagram already received from `peer`, from `source`; never raises
-    OSError."""
-    dgram.answer(service.name, sock, data, peer, view, source)
+def must_not_answer(service: ServiceConfig, peer: Peer, view: MasterView | None) -> bool:
+    """Whether the datagram builtin must not answer `peer`: never for discard, which
+    does not answer; for the others, `loops_back`."""
+    return dgram.must_not_answer(service.name, peer, view)
 
 
 def start_tcpmux(loop: Loop, service: ServiceConfig, conn: socket.socket, peer: Peer,

@@ -46,10 +46,14 @@ def handle(name: str, sock: socket.socket, view: status.MasterView | None) -> No
     answer(name, sock, data, peer, view, source)
 
 
-def answers(name: str) -> bool:
-    """Whether the datagram builtin `name` ever sends a reply (discard never does, so no
-    datagram to it can start a loop)."""
-    return name != "discard"
+def must_not_answer(name: str, peer: tuple[Any, ...], view: status.MasterView | None
+                    ) -> bool:
+    """Whether the builtin `name` must not answer `peer` because the reply could come
+    back (`loops_back`); never for discard, which does not answer."""
+    if name == "discard":
+        return False
+    port = peer[1]
+    return port in _LOOP_PORTS or (view is not None and port in view.datagram_builtin_ports())
 
 
 def loops_back(peer: tuple[Any, ...], view: status.MasterView | None) -> bool:
