@@ -345,7 +345,7 @@ class Master:
             # Not once the daemon exits: xinetd exits from the handler that logs
             # `Exiting...` and names no signal after it (those that came with it, or
             # during the RPC services' unregistering, act on nothing now).
-            if not self.stopping and self.program.debug_mode:
+            if self.program.debug_mode and not self.stopping:
                 self.program.debug("check_pipe",
                                    f"Got signal {signum} ({signal.strsignal(signum)})")
             action()
@@ -401,12 +401,13 @@ class Master:
     def reap_children(self) -> None:
         """Collect every exited child; log EXIT; let its service resume."""
         for pid, status in reap():
-            if self.reconfig.claim(pid, status):
-                continue    # the reload's configuration loader
-            if self.dispatcher.access.resolver.reaped(pid):
-                continue    # the name resolver helper; restarted when needed
+            # A server first: that is almost every child reaped.
             child = self.children.pop(pid)
             if child is None:
+                if self.reconfig.claim(pid, status):
+                    continue    # the reload's configuration loader
+                if self.dispatcher.access.resolver.reaped(pid):
+                    continue    # the name resolver helper; restarted when needed
                 if self._adopts_orphans:
                     self.program.debug("child_exit", f"reaped orphaned process {pid}")
                 else:

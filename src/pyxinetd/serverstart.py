@@ -68,7 +68,7 @@ class ServerStarter:
         finally:
             if stderr_fd >= 0:
                 os.close(stderr_fd)     # the server has its own copy
-        if hold is not None:
+        if hold is not None and hold.rt.fork_failures:
             self.retries.succeeded(hold.rt)
         self.children.add(Child(pid, svc, peer, self._clock(), self._wall(), on_reap,
                                 peer_port=_client_port(sock, client or sender)))

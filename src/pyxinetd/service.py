@@ -268,7 +268,8 @@ class ServiceRuntime:
         an intercepted server's interceptor admitted: pyxinetd.intercept.common).
         """
         svc = self.config
-        if rated and not self.cps.admit():
+        # `cps = 0 0` counts nothing: no call (a reload setting a rate resets the window).
+        if rated and self.cps.rate > 0 and not self.cps.admit():
             return REASON_CPS
         if svc is not self._limits_of:
             self._limits_of = svc

@@ -201,10 +201,16 @@ class SignalWakeup:
         recorded, self._recorded = self._recorded, {}
         # Arrival order where the byte was read; a signal whose byte was dropped
         # comes after. A byte whose record is not made yet waits for it.
-        order = [signum for signum in self._arrived if signum in recorded]
-        order += [signum for signum in recorded if signum not in self._arrived]
-        for signum in order:
-            self._arrived.pop(signum, None)
+        arrived = self._arrived
+        if arrived.keys() == recorded.keys():
+            # The usual case (every byte read has its record, and no more): no sorting.
+            order = list(arrived)
+            arrived.clear()
+        else:
+            order = [signum for signum in arrived if signum in recorded]
+            order += [signum for signum in recorded if signum not in arrived]
+            for signum in order:
+                arrived.pop(signum, None)
         for signum in order:
             action = self._dispatch.get(signum)
             if action is None:

@@ -68,6 +68,9 @@ class Suspensions:
         # failure is logged once, not once a second for as long as the shortage lasts.
         # Weak: a service a reload removed while starved is not kept alive here.
         self._starved: weakref.WeakSet[ServiceRuntime] = weakref.WeakSet()
+        # Whether _starved may hold anything: `accepting` runs on every accept batch,
+        # and a WeakSet's own test is a Python call.
+        self._maybe_starved = False
         # Services whose socket could not be made again after a cps pause for want of
         # descriptors or memory: retried each second, logged once.
         self._short_rebind: weakref.WeakSet[ServiceRuntime] = weakref.WeakSet()
@@ -139,6 +142,7 @@ class Suspensions:
         self.listeners.refresh(rt)
         if rt not in self._starved:
             self._starved.add(rt)
+            self._maybe_starved = True
             self.program.error("svc_accept",
                                f"{rt.id}: accept failed: {strerror(err)}; "
                                f"retrying in {ACCEPT_RETRY_DELAY:g} seconds")
@@ -152,7 +156,9 @@ class Suspensions:
     def accepting(self, rt: ServiceRuntime) -> None:
         """rt's listener accepted (or found nothing to accept): a later shortage is a
         new one, logged again."""
-        self._starved.discard(rt)
+        if self._maybe_starved:
+            self._starved.discard(rt)
+            self._maybe_starved = bool(self._starved)
 
     def hold_refused(self, rt: ServiceRuntime) -> None:
         """A queued wait = yes request was refused: look again when a slot frees or

@@ -184,10 +184,9 @@ def acknowledge(service: ServiceConfig, conn: socket.socket) -> None:
     """Send a TCPMUXPLUS client its `+Go`, once its service's own checks admitted it
     (their hosts.allow/hosts.deny banners already sent): RFC 1078's `+` means the
     service is started, so a refused client must not get it."""
-    go = acknowledgement(service)
-    if not go:
-        return
+    if "TCPMUXPLUS" not in service.types:
+        return      # every other service: asked per connection, so no further call
     try:
-        conn.send(go, socket.MSG_DONTWAIT)
+        conn.send(GO, socket.MSG_DONTWAIT)
     except OSError:
         pass    # 5 bytes on a fresh connection: fails only if the peer is gone
