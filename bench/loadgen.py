@@ -31,11 +31,13 @@ import multiprocessing.connection
 import os
 import socket
 import struct
+import subprocess
 import time
 from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.procs import Janitor
 
@@ -217,19 +219,23 @@ def _at(when: float, probe: Probe) -> dict[str, float]:
 def run_load(janitor: Janitor, kind: str, addr: tuple[str, int], payload: bytes,
              concurrency: int, warmup: float, duration: float,
              timeout: float = 5.0, rto: float = 0.1,
-             probe: Probe | None = None) -> LoadResult:
+             probe: Probe | None = None, client: Path | None = None) -> LoadResult:
     """Drive `addr` with `concurrency` client processes; bounded by warmup+duration+timeout.
 
     `probe`, if given, is called when the measurement starts and when it ends (to read a
-    daemon's CPU time over exactly the measured window).
+    daemon's CPU time over exactly the measured window). `client`: the compiled C client
+    (bench/cclient.py) to run as each client process; None runs the Python loop.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown request kind {kind!r}")
-    ctx = multiprocessing.get_context("fork")
     now = time.monotonic()
-    # Leave time for every process to be forked before the shared start.
-    start = now + 0.05 + 0.01 * concurrency
+    # Leave time for every process to be started before the shared start.
+    start = now + (0.1 if client is not None else 0.05) + 0.01 * concurrency
     schedule = Schedule(start, start + warmup, start + warmup + duration)
+    if client is not None:
+        return _run_c_clients(janitor, client, kind, addr, payload, concurrency, schedule,
+                              timeout, rto, probe)
+    ctx = multiprocessing.get_context("fork")
     workers = []
     pipes = []
     try:
@@ -272,6 +278,77 @@ def run_load(janitor: Janitor, kind: str, addr: tuple[str, int], payload: bytes,
             receiver.close()
         for proc in workers:
             janitor.stop_worker(proc)
+
+
+def _run_c_clients(janitor: Janitor, client: Path, kind: str, addr: tuple[str, int],
+                   payload: bytes, concurrency: int, schedule: Schedule, timeout: float,
+                   rto: float, probe: Probe | None) -> LoadResult:
+    """run_load with bench/loadclient.c as the client processes (same schedule, same
+    request loop, same accounting; each reports on its stdout once the end has passed)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i in range(concurrency):
+            proc = subprocess.Popen(
+                [str(client), kind, addr[0], str(addr[1]), payload.hex(), repr(timeout),
+                 repr(rto), str(i), repr(schedule.start), repr(schedule.measure),
+                 repr(schedule.end)],
+                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
+            janitor.track_popen(proc)
+            procs.append(proc)
+        result = LoadResult(kind, concurrency, schedule.end - schedule.measure)
+        if probe is not None:
+            result.probes = (_at(schedule.measure, probe), _at(schedule.end, probe))
+        deadline = schedule.end + max(timeout, rto * (RETRANSMITS + 1)) + 10.0
+        errors: Counter[str] = Counter()
+        samples = array("d")
+        retransmits = 0
+        for proc in procs:
+            try:
+                out, _ = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                errors["client did not report"] += 1
+                continue
+            try:
+                client_errors, client_retransmits, latencies = _c_report(out)
+            except ValueError:
+                errors["client died" if proc.returncode else "client report unreadable"] += 1
+                continue
+            errors.update(client_errors)
+            retransmits += client_retransmits
+            samples.extend(latencies)
+        result.latencies = sorted(samples)
+        result.ok = len(result.latencies)
+        result.errors = sum(errors.values())
+        result.error_kinds = dict(errors)
+        result.retransmits = retransmits
+        return result
+    finally:
+        for proc in procs:
+            janitor.stop_popen(proc)
+
+
+def _c_report(out: bytes) -> tuple[dict[str, int], int, array[float]]:
+    """Parse a C client's report (see bench/loadclient.c); ValueError if incomplete."""
+    lines = out.split(b"\n", 2)
+    if len(lines) < 3 or not lines[0].startswith(b"retransmits ") \
+            or not lines[1].startswith(b"errors "):
+        raise ValueError("no report")
+    retransmits = int(lines[0].split()[1])
+    rest = lines[2]
+    errors: dict[str, int] = {}
+    for _ in range(int(lines[1].split()[1])):
+        line, rest = rest.split(b"\n", 1)
+        count, reason = line.split(b" ", 1)
+        errors[reason.decode(errors="replace")] = int(count)
+    head, data = rest.split(b"\n", 1)
+    if not head.startswith(b"latencies "):
+        raise ValueError("no latencies")
+    wanted = int(head.split()[1])
+    latencies = array("d")
+    latencies.frombytes(data[:wanted * latencies.itemsize])
+    if len(latencies) != wanted:
+        raise ValueError("latencies cut short")
+    return errors, retransmits, latencies
 
 
 def merge(results: list[LoadResult]) -> LoadResult:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import multiprocessing
 import socket
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from bench.procs import Janitor
 
@@ -51,17 +53,27 @@ def _serve_datagram(sock: socket.socket) -> None:
 
 @contextmanager
 def reference_server(janitor: Janitor, kind: str, payload: bytes,
-                     processes: int = 2) -> Iterator[tuple[str, int]]:
-    """Serve `kind` ("read", "echo" or "udp") on 127.0.0.1; yields the address."""
+                     processes: int = 2, binary: Path | None = None
+                     ) -> Iterator[tuple[str, int]]:
+    """Serve `kind` ("read", "echo" or "udp") on 127.0.0.1; yields the address.
+    `binary`: bench/refserver.c compiled (bench/cclient.py), run as the processes
+    instead of the Python loops."""
     stream = kind != "udp"
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM if stream else socket.SOCK_DGRAM)
     ctx = multiprocessing.get_context("fork")
     workers = []
+    popens: list[subprocess.Popen[bytes]] = []
     try:
         sock.bind(("127.0.0.1", 0))
         if stream:
             sock.listen(256)
-        for i in range(processes):
+        for i in range(processes if binary is not None else 0):
+            proc_c = subprocess.Popen([str(binary), kind, payload.hex(), str(sock.fileno())],
+                                      pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL,
+                                      start_new_session=True)
+            janitor.track_popen(proc_c)
+            popens.append(proc_c)
+        for i in range(processes if binary is None else 0):
             if stream:
                 proc = ctx.Process(target=_serve_stream, args=(sock, payload, kind == "echo"),
                                    name=f"bench-ref-{kind}-{i}", daemon=True)
@@ -74,6 +86,8 @@ def reference_server(janitor: Janitor, kind: str, payload: bytes,
         address: tuple[str, int] = sock.getsockname()
         yield address
     finally:
+        for proc_c in popens:
+            janitor.stop_popen(proc_c)
         for proc in workers:
             if proc.is_alive():
                 proc.kill()

@@ -178,7 +178,8 @@ def render(data: dict[str, Any]) -> str:
     lines += _cpu_lines(data.get("cases", []))
     ceilings = data.get("ceilings") or {}
     if ceilings:
-        lines += ["", "load generator ceiling (trivial pre-forked server): " + ", ".join(
+        lines += ["", f"load generator: {data.get('load_generator', 'Python')}; its ceiling "
+                  "(trivial pre-forked server): " + ", ".join(
             f"{k} {v['rate_per_s']:.0f}/s" for k, v in ceilings.items())]
     resources = data.get("resources") or {}
     if resources:

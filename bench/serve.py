@@ -34,7 +34,7 @@ if not __package__:  # run as a script: make `bench` importable from the checkou
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import cases as case_table  # noqa: E402
-from bench import confgen, daemons, loadgen, procinfo, profile, report  # noqa: E402
+from bench import cclient, confgen, daemons, loadgen, procinfo, profile, report  # noqa: E402
 from bench.procs import Janitor, become_subreaper, terminate_raises  # noqa: E402
 from bench.refserver import reference_server  # noqa: E402
 
@@ -50,6 +50,7 @@ class Context:
     specs: dict[str, daemons.DaemonSpec]
     failed: dict[str, str] = field(default_factory=dict)  # daemon -> why it was dropped
     profiles: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+    tools: cclient.CTools | None = None  # compiled C client and server; None: Python
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -83,6 +84,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="measured seconds per load-generator ceiling run (default: "
                         "--duration, at most 3)")
     p.add_argument("--no-ceiling", action="store_true", help="skip the ceiling phase")
+    p.add_argument("--python-clients", action="store_true",
+                   help="drive the daemons with the Python request loop instead of the C "
+                        "client (bench/loadclient.c, compiled for the run when a C "
+                        "compiler is installed)")
     p.add_argument("--service-log", action="store_true",
                    help="give both daemons a FILE service log (START/EXIT per connection)")
     p.add_argument("--timeout", type=float, default=5.0,
@@ -113,9 +118,11 @@ def measure_ceilings(ctx: Context, chosen: list[case_table.Case],
                      for c in chosen})
     ceilings: dict[str, dict[str, object]] = {}
     for kind, payload, concurrency in wanted:
-        with reference_server(ctx.janitor, kind, payload) as addr:
+        with reference_server(ctx.janitor, kind, payload,
+                              binary=ctx.tools.refserver if ctx.tools else None) as addr:
             result = loadgen.run_load(ctx.janitor, kind, addr, payload, concurrency,
-                                      args.warmup, duration, args.timeout, args.udp_rto)
+                                      args.warmup, duration, args.timeout, args.udp_rto,
+                                      client=ctx.tools.client if ctx.tools else None)
         ceilings[report.ceiling_key(kind, concurrency)] = result.summary()
         report.progress(f"ceiling {kind:<5} c{concurrency}: {result.rate:10.1f} req/s"
                         + (f"  ({result.errors} errors)" if result.errors else ""))
@@ -173,7 +180,8 @@ def run_case(ctx: Context, case: case_table.Case, service: confgen.BenchService,
             result = loadgen.run_load(ctx.janitor, service.kind, ("127.0.0.1", service.port),
                                       service.payload, case.concurrency, args.warmup,
                                       args.duration * case.duration_factor, args.timeout,
-                                      args.udp_rto, probe=_probe(running.pid))
+                                      args.udp_rto, probe=_probe(running.pid),
+                                      client=ctx.tools.client if ctx.tools else None)
             extra: dict[str, Any] = dict(_cpu_summary(result))
             extra["rss_after_kib"] = procinfo.status_kib(running.pid, "VmRSS")
             extra["hwm_after_kib"] = procinfo.status_kib(running.pid, "VmHWM")
@@ -310,6 +318,13 @@ def run(args: argparse.Namespace) -> int:
         except daemons.DaemonError as e:
             failed[name] = str(e)
     ctx = Context(args, janitor, workdir, specs, failed)
+    if args.python_clients:
+        client_text = "Python (--python-clients)"
+    else:
+        ctx.tools, client_text = cclient.build(workdir)
+        if ctx.tools is None:
+            client_text = f"Python ({client_text})"
+    report.progress(f"load generator: {client_text}")
     data: dict[str, object] = {
         "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "git_commit": _git_commit(),
@@ -318,6 +333,7 @@ def run(args: argparse.Namespace) -> int:
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "nofile_soft_limit": nofile,
         "subreaper": subreaper,
+        "load_generator": client_text,
     }
     try:
         with terminate_raises():
