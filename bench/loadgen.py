@@ -216,6 +216,12 @@ def _at(when: float, probe: Probe) -> dict[str, float]:
     return probe()
 
 
+# What one client process gave back: its errors by reason, its retransmissions and its
+# latencies; or, as a string, why it gave nothing.
+ClientReport = tuple[dict[str, int], int, "array[float]"]
+Collect = Callable[[float], "ClientReport | str"]   # deadline -> that client's report
+
+
 def run_load(janitor: Janitor, kind: str, addr: tuple[str, int], payload: bytes,
              concurrency: int, warmup: float, duration: float,
              timeout: float = 5.0, rto: float = 0.1,
@@ -232,22 +238,18 @@ def run_load(janitor: Janitor, kind: str, addr: tuple[str, int], payload: bytes,
     # Leave time for every process to be started before the shared start.
     start = now + (0.1 if client is not None else 0.05) + 0.01 * concurrency
     schedule = Schedule(start, start + warmup, start + warmup + duration)
-    if client is not None:
-        return _run_c_clients(janitor, client, kind, addr, payload, concurrency, schedule,
-                              timeout, rto, probe)
-    ctx = multiprocessing.get_context("fork")
-    workers = []
-    pipes = []
+    collectors: list[Collect] = []
+    stops: list[Callable[[], None]] = []
     try:
         for i in range(concurrency):
-            receiver, sender = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_client, name=f"bench-client-{i}", daemon=True,
-                               args=(kind, addr, payload, schedule, timeout, rto, i, sender))
-            proc.start()
-            janitor.track_worker(proc)
-            sender.close()
-            workers.append(proc)
-            pipes.append(receiver)
+            if client is not None:
+                collect, stop = _start_c_client(janitor, client, kind, addr, payload,
+                                                schedule, timeout, rto, i)
+            else:
+                collect, stop = _start_python_client(janitor, kind, addr, payload,
+                                                     schedule, timeout, rto, i)
+            collectors.append(collect)
+            stops.append(stop)
         result = LoadResult(kind, concurrency, duration)
         if probe is not None:
             result.probes = (_at(schedule.measure, probe), _at(schedule.end, probe))
@@ -255,64 +257,12 @@ def run_load(janitor: Janitor, kind: str, addr: tuple[str, int], payload: bytes,
         errors: Counter[str] = Counter()
         samples = array("d")
         retransmits = 0
-        for receiver in pipes:
-            left = deadline - time.monotonic()
-            if left <= 0 or not receiver.poll(left):
-                errors["client did not report"] += 1
+        for collect in collectors:
+            report = collect(deadline)
+            if isinstance(report, str):
+                errors[report] += 1
                 continue
-            try:
-                client_errors, client_retransmits = receiver.recv()
-                errors.update(client_errors)
-                retransmits += client_retransmits
-                samples.frombytes(receiver.recv_bytes())
-            except (EOFError, OSError):
-                errors["client died"] += 1
-        result.latencies = sorted(samples)
-        result.ok = len(result.latencies)
-        result.errors = sum(errors.values())
-        result.error_kinds = dict(errors)
-        result.retransmits = retransmits
-        return result
-    finally:
-        for receiver in pipes:
-            receiver.close()
-        for proc in workers:
-            janitor.stop_worker(proc)
-
-
-def _run_c_clients(janitor: Janitor, client: Path, kind: str, addr: tuple[str, int],
-                   payload: bytes, concurrency: int, schedule: Schedule, timeout: float,
-                   rto: float, probe: Probe | None) -> LoadResult:
-    """run_load with bench/loadclient.c as the client processes (same schedule, same
-    request loop, same accounting; each reports on its stdout once the end has passed)."""
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        for i in range(concurrency):
-            proc = subprocess.Popen(
-                [str(client), kind, addr[0], str(addr[1]), payload.hex(), repr(timeout),
-                 repr(rto), str(i), repr(schedule.start), repr(schedule.measure),
-                 repr(schedule.end)],
-                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
-            janitor.track_popen(proc)
-            procs.append(proc)
-        result = LoadResult(kind, concurrency, schedule.end - schedule.measure)
-        if probe is not None:
-            result.probes = (_at(schedule.measure, probe), _at(schedule.end, probe))
-        deadline = schedule.end + max(timeout, rto * (RETRANSMITS + 1)) + 10.0
-        errors: Counter[str] = Counter()
-        samples = array("d")
-        retransmits = 0
-        for proc in procs:
-            try:
-                out, _ = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                errors["client did not report"] += 1
-                continue
-            try:
-                client_errors, client_retransmits, latencies = _c_report(out)
-            except ValueError:
-                errors["client died" if proc.returncode else "client report unreadable"] += 1
-                continue
+            client_errors, client_retransmits, latencies = report
             errors.update(client_errors)
             retransmits += client_retransmits
             samples.extend(latencies)
@@ -323,11 +273,66 @@ def _run_c_clients(janitor: Janitor, client: Path, kind: str, addr: tuple[str, i
         result.retransmits = retransmits
         return result
     finally:
-        for proc in procs:
-            janitor.stop_popen(proc)
+        for stop in stops:
+            stop()
 
 
-def _c_report(out: bytes) -> tuple[dict[str, int], int, array[float]]:
+def _start_python_client(janitor: Janitor, kind: str, addr: tuple[str, int],
+                         payload: bytes, schedule: Schedule, timeout: float, rto: float,
+                         worker: int) -> tuple[Collect, Callable[[], None]]:
+    """One client running `_client` in a forked process; its collector and its stop."""
+    ctx = multiprocessing.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+    proc = ctx.Process(
+        target=_client, name=f"bench-client-{worker}", daemon=True,
+        args=(kind, addr, payload, schedule, timeout, rto, worker, sender))
+    proc.start()
+    janitor.track_worker(proc)
+    sender.close()
+
+    def collect(deadline: float) -> ClientReport | str:
+        left = deadline - time.monotonic()
+        if left <= 0 or not receiver.poll(left):
+            return "client did not report"
+        try:
+            client_errors, client_retransmits = receiver.recv()
+            latencies = array("d")
+            latencies.frombytes(receiver.recv_bytes())
+        except (EOFError, OSError):
+            return "client died"
+        return client_errors, client_retransmits, latencies
+
+    def stop() -> None:
+        receiver.close()
+        janitor.stop_worker(proc)
+    return collect, stop
+
+
+def _start_c_client(janitor: Janitor, client: Path, kind: str, addr: tuple[str, int],
+                    payload: bytes, schedule: Schedule, timeout: float, rto: float,
+                    worker: int) -> tuple[Collect, Callable[[], None]]:
+    """One bench/loadclient.c process (same schedule, same request loop, same
+    accounting; it reports on its stdout once the end has passed)."""
+    proc = subprocess.Popen(
+        [str(client), kind, addr[0], str(addr[1]), payload.hex(), repr(timeout), repr(rto),
+         str(worker), repr(schedule.start), repr(schedule.measure), repr(schedule.end)],
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
+    janitor.track_popen(proc)
+
+    def collect(deadline: float) -> ClientReport | str:
+        try:
+            out, _ = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return "client did not report"
+        try:
+            return _c_report(out)
+        except ValueError:
+            return "client died" if proc.returncode else "client report unreadable"
+
+    return collect, lambda: janitor.stop_popen(proc)
+
+
+def _c_report(out: bytes) -> ClientReport:
     """Parse a C client's report (see bench/loadclient.c); ValueError if incomplete."""
     lines = out.split(b"\n", 2)
     if len(lines) < 3 or not lines[0].startswith(b"retransmits ") \
