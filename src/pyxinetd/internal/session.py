@@ -153,18 +153,21 @@ class StreamSession:
             self._on_close()
 
     # -- loop side ------------------------------------------------------------
+    # `pending` is written out below: these run several times per connection, and the
+    # property is a call each time.
     def _events(self) -> int:
+        pending = len(self._head) + len(self._out)
         events = 0
-        if self.wants_input and not self._finishing and self.pending < OUTPUT_LIMIT:
+        if self.wants_input and not self._finishing and pending < OUTPUT_LIMIT:
             events |= READ
-        if self.pending or (self.producing() and not self._finishing):
+        if pending or (self.producing() and not self._finishing):
             events |= WRITE
         return events
 
     def _update(self) -> None:
         if self._closed:
             return
-        if self._finishing and not self.pending:
+        if self._finishing and not (self._head or self._out):
             discard_input(self.conn)
             self.close()
             return
@@ -190,7 +193,7 @@ class StreamSession:
                 self._write()
             if mask & READ:
                 self._read_available()
-                if self.pending:
+                if self._head or self._out:
                     # Written at once: the socket is almost always writable.
                     self._write()
         except (BlockingIOError, InterruptedError):
@@ -213,7 +216,7 @@ class StreamSession:
                 return
 
     def _read(self) -> None:
-        room = max(1, min(RECV_SIZE, OUTPUT_LIMIT - self.pending))
+        room = max(1, min(RECV_SIZE, OUTPUT_LIMIT - len(self._head) - len(self._out)))
         data = self.conn.recv(room)
         if not data:
             self.eof()
