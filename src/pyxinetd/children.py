@@ -115,21 +115,9 @@ class Occupancy:
 
     def remove(self, service_id: str, peer: str, *, released: bool = False) -> None:
         if not released:
-            # `_decrement` twice, written out: this runs for every server reaped.
             service_id = service_id.lower()
-            by_service = self._by_service
-            count = by_service.get(service_id, 0) - 1
-            if count <= 0:
-                by_service.pop(service_id, None)
-            else:
-                by_service[service_id] = count
-            by_peer = self._by_peer
-            key = (service_id, _source(peer))
-            count = by_peer.get(key, 0) - 1
-            if count <= 0:
-                by_peer.pop(key, None)
-            else:
-                by_peer[key] = count
+            self._decrement(self._by_service, service_id)
+            self._decrement(self._by_peer, (service_id, _source(peer)))
         self.total -= 1
         if self.on_release is not None:
             self.on_release()

@@ -437,10 +437,7 @@ class DatagramDispatch:
         # The loop check is done: the reply goes out without a second one.
         reply = internal.datagram_reply(svc.name, data)
         if reply is not None:
-            try:
-                replysource.send(sock, reply, sender, source)
-            except OSError:
-                pass    # best effort: a full buffer drops the reply, never blocks
+            send_quietly(sock, reply, sender, source)
 
     def park(self, rt: ServiceRuntime, admit: Callable[[Verdict], None], peer: str,
              datagram: Datagram, size: int, replaced: Callable[[], bool],

@@ -75,6 +75,9 @@ _C_PATH_RESETS = frozenset({int(signal.SIGPIPE), int(signal.SIGXFSZ)})
 # of services dropped by reloads are not kept forever.
 _PLAN_CACHE_MAX = 4096
 
+# What os.fsencode encodes with: REMOTE_HOST is encoded per spawn without its call.
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+
 # linux/capability.h
 CAP_SYS_NICE = 23
 CAP_SYS_RESOURCE = 24
@@ -278,7 +281,6 @@ class Spawner(FallbackPaths):
 
     def _run_plan(self, plan: NativePlan, fd: int, remote_host: str,
                   peer_env: tuple[str, ...] = (), stderr_fd: int = -1) -> int:
-        # os.fsencode's own encoding, without its Python-level call per spawn.
         remote = (("REMOTE_HOST=" + remote_host).encode(_FS_ENCODING, _FS_ERRORS),)
         env = (replaced_by(plan.env_head, peer_env) + tuple(map(os.fsencode, peer_env))
                + remote + replaced_by(plan.env_tail, peer_env)
@@ -286,7 +288,6 @@ class Spawner(FallbackPaths):
         return self._native_spawn(plan.request, plan.settings, plan.path, plan.argv, env,
                                   fd, stderr_fd)
 
-_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 _DEFAULT = Spawner(RealPosix())
 
 

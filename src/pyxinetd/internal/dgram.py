@@ -50,10 +50,7 @@ def must_not_answer(name: str, peer: tuple[Any, ...], view: status.MasterView | 
                     ) -> bool:
     """Whether the builtin `name` must not answer `peer` because the reply could come
     back (`loops_back`); never for discard, which does not answer."""
-    if name == "discard":
-        return False
-    port = peer[1]
-    return port in _LOOP_PORTS or (view is not None and port in view.datagram_builtin_ports())
+    return name != "discard" and loops_back(peer, view)
 
 
 def loops_back(peer: tuple[Any, ...], view: status.MasterView | None) -> bool:
