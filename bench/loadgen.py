@@ -1,7 +1,9 @@
 """The load generator: N client processes, each a tight blocking request loop.
 
 Why processes: the machine has few cores shared with the daemons, and one Python process
-issuing requests tops out well below what a fork-free server can take. Each client process
+issuing requests tops out well below what a fork-free server can take. Each client is
+bench/loadclient.c when bench/cclient.py could compile it (the same loop in C, for a
+fraction of the CPU the clients take from the daemon), else `_client` below. Each client process
 runs one request at a time (so concurrency = number of processes), on blocking sockets
 whose timeouts are kernel-side (SO_RCVTIMEO/SO_SNDTIMEO), so no poll() is added to the
 path and no call can hang.

@@ -67,13 +67,15 @@ def reference_server(janitor: Janitor, kind: str, payload: bytes,
         sock.bind(("127.0.0.1", 0))
         if stream:
             sock.listen(256)
-        for i in range(processes if binary is not None else 0):
-            proc_c = subprocess.Popen([str(binary), kind, payload.hex(), str(sock.fileno())],
-                                      pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL,
-                                      start_new_session=True)
-            janitor.track_popen(proc_c)
-            popens.append(proc_c)
-        for i in range(processes if binary is None else 0):
+        for i in range(processes):
+            if binary is not None:
+                proc_c = subprocess.Popen(
+                    [str(binary), kind, payload.hex(), str(sock.fileno())],
+                    pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL,
+                    start_new_session=True)
+                janitor.track_popen(proc_c)
+                popens.append(proc_c)
+                continue
             if stream:
                 proc = ctx.Process(target=_serve_stream, args=(sock, payload, kind == "echo"),
                                    name=f"bench-ref-{kind}-{i}", daemon=True)
