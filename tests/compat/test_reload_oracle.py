@@ -86,9 +86,11 @@ def program_lines(lines: list[str], *, xinetd: bool) -> Counter[str]:
     for line in (_whole_lines(lines) if xinetd else lines):
         if line.startswith("NOTICE: readjusting service "):
             readjusting = line.rsplit(" ", 1)[1]
-        if xinetd and re.fullmatch(r"NOTICE: service (.*[^\w.-].*|) deactivated", line, re.S):
+        if xinetd and re.fullmatch(r"NOTICE: service (.*[^\w.-].*|) deactivated", line,
+                                   re.S | re.ASCII):
             # When readjust() fails, xinetd prints the id it has just freed (bytes that
-            # are no id, or none at all when the freed memory starts with a NUL).
+            # are no id, or none at all when the freed memory starts with a NUL). An id
+            # is ASCII: freed bytes read as non-ASCII letters ("ɓs8PU") are no id either.
             line = f"NOTICE: service {readjusting} deactivated"
         if not xinetd and line.startswith("ERROR: Cannot open "):
             continue  # the reason before `creation of ID log failed`, as at start-up
