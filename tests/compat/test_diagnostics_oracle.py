@@ -242,6 +242,17 @@ KNOWN: tuple[Known, ...] = (
           "xinetd's skip after a lone `}` runs to the end of the file; pyxinetd's stops "
           "at that line",
           beside=r"^WARNING: missing service keyword \(stray '\}'", anywhere=True),
+    Known("xinetd", r"^ERROR: missing service keyword \[",
+          "xinetd's scan of a lone attribute name cut away the `service` line after the "
+          "entry's `}`, so it takes the `{` for a stray line (its numbers one short from "
+          "there); pyxinetd reads that entry and warns that xinetd drops it",
+          beside=r"^WARNING: service \S+ starts here \(xinetd 2\.3\.15\.3 would never read "
+                 r"this line, which its scan of the attribute name", anywhere=True),
+    Known("xinetd", r"^WARNING: missing \} in last service entry",
+          "the same words, one line later in pyxinetd: xinetd's numbers are one short after "
+          "its scan of a lone attribute name ran on past the end of its line",
+          beside=r"^WARNING: missing \} in last service entry \(xinetd 2\.3\.15\.3 would "
+                 r"reach the end of the file", anywhere=True),
     Known("xinetd", r"^ERROR: Bad operator for attribute: \}",
           "`} # comment` ends the entry in pyxinetd (docs/compatibility.md); xinetd reads "
           "it as an attribute",

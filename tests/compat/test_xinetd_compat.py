@@ -61,6 +61,10 @@ KNOWN: dict[tuple[str, str], Deviation] = {
         "to the next lone `}`, the following one",
         frozenset({"commented-end: activated by pyxinetd, not by xinetd",
                    "swallowed: activated by pyxinetd, not by xinetd"})),
+    ("asis", "synthetic/deviation-run-on-header.conf"): Deviation(
+        "a `service` line right after an entry's `}` is read; xinetd never reads it when "
+        "its scan of a lone attribute name on the line before that `}` ran on into it",
+        frozenset({"after-run-on: activated by pyxinetd, not by xinetd"})),
     ("asis", "synthetic/deviation-crlf.conf"): Deviation(
         "CRLF files load as if LF; xinetd keeps the \\r in every last token",
         frozenset({"crlf: activated by pyxinetd, not by xinetd"})),

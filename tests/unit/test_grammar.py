@@ -98,6 +98,52 @@ def test_lone_name_words_depend_on_what_follows(lines: str, words: str) -> None:
     assert any(words in d for d in diags), diags
 
 
+def _services(items: list[RawEntry | RawInclude]) -> list[str]:
+    return [i.name for i in items if isinstance(i, RawEntry) and not i.broken]
+
+
+def test_entry_on_a_line_xinetd_cuts_away_is_read_with_a_warning() -> None:
+    # `nowait` alone before the `}`: xinetd's scan of the name runs on through the `}`
+    # and cuts the `service b` line away; that `}` still ends its skip, and it takes
+    # the `{` after for a stray line, dropping b. pyxinetd reads b and says so.
+    items, diags = parse("service a\n{\nnowait\n}\nservice b\n{\n}\n")
+    assert _services(items) == ["b"]
+    assert [d for d in diags if "warning" in d] == [
+        "f.conf:5: warning: service b starts here (xinetd 2.3.15.3 would never read this "
+        "line, which its scan of the attribute name on line 3 ran on into, and would take "
+        "the line after it for a stray one and skip lines up to the next lone '}', dropping "
+        "this service)"]
+
+
+def test_entry_after_a_brace_xinetd_cuts_away_is_read_with_a_warning() -> None:
+    # An indented `}` after the lone name is emptied by xinetd's cut: its skip runs on
+    # to the next lone `}`, b's own.
+    items, diags = parse("service a\n{\nfoo\n\t}\nservice b\n{\n}\nservice c\n{\n}\n")
+    assert _services(items) == ["b", "c"]
+    assert [d for d in diags if "warning" in d] == [
+        "f.conf:5: warning: service b starts here (xinetd 2.3.15.3 would still be skipping "
+        "lines up to a lone '}' here, dropping this service: it never reads the '}' on line "
+        "4, which its scan of the attribute name on line 3 ran on into)"]
+
+
+def test_brace_xinetd_cuts_away_at_the_end_of_the_file_gets_its_warning() -> None:
+    items, diags = parse("service a\n{\n\\\n\n}\n")
+    assert _services(items) == []
+    assert [d for d in diags if "warning" in d] == [
+        "f.conf:5: warning: missing } in last service entry (xinetd 2.3.15.3 would reach "
+        "the end of the file still skipping lines up to a lone '}': it never reads the '}' "
+        "on line 5, which its scan of the attribute name on line 3 ran on into; nothing is "
+        "lost)"]
+
+
+def test_a_lone_brace_ends_the_skip_xinetd_goes_on_with() -> None:
+    # xinetd's skip ends at the next lone `}` (a stray one here): the entry after it is
+    # read by both, with no warning.
+    items, diags = parse("service a\n{\nfoo\n\t}\n}\nservice b\n{\n}\n")
+    assert _services(items) == ["b"]
+    assert not any("xinetd 2.3.15.3 would" in d for d in diags), diags
+
+
 @pytest.mark.parametrize("lines, reads_on", [
     # After the first blank the scan met, an operator: xinetd 2.3.15.3 takes the lone
     # name with the text after it as its values (`bad service attribute: foo`) and
@@ -230,9 +276,15 @@ def test_service_that_ends_a_skip_says_xinetd_would_drop_it(text: str, line: int
                          f"skipped after the error above end {_XINETD_DROPS_IT}")
 
 
-def test_skip_ended_by_its_lone_brace_announces_nothing() -> None:
+def test_skip_ended_by_its_lone_brace_is_not_said_to_end_at_the_next_service() -> None:
+    # The skip ends at the `}`, not at b. (xinetd still drops b: the NBSP is no blank to
+    # it, so its scan of that name ran on through the `}` and cut the `service b` line
+    # away; checked against xinetd 2.3.15.3.)
     _items, diags = parse("service a\n{\n\u00a0\n}\nservice b\n{\n}\n")
-    assert not any("starts here" in d for d in diags)
+    assert not any("where the lines skipped after the error above end" in d for d in diags)
+    assert diags[-1].startswith("f.conf:5: warning: service b starts here (xinetd 2.3.15.3 "
+                                "would never read this line, which its scan of the "
+                                "attribute name on line 3 ran on into"), diags
 
 def test_end_of_file_inside_entry() -> None:
     # xinetd's two lines, at the file's last line (comments and blanks count).

@@ -53,8 +53,12 @@ class _FileParser:
         self.entry: RawEntry | None = None
         self.seen_defaults = False
         self.lines: list[str] = []
-        # Line numbers xinetd never reads, having run into them (see linesyntax.name_runs_on).
-        self.unread: set[int] = set()
+        # Line numbers xinetd never reads, having run into them (see linesyntax.name_runs_on),
+        # each with the number of the attribute line whose scan ran on.
+        self.unread: dict[int, int] = {}
+        # The line of a lone '}' that ended a skip here but that xinetd never reads, while
+        # xinetd would still be skipping up to the next lone '}' (see _skip).
+        self.xinetd_skips_past: int | None = None
 
     def run(self, text: str) -> list[RawItem]:
         lines = text.split("\n")
@@ -133,6 +137,8 @@ class _FileParser:
             self._skip(line, stripped, number)
 
     def _top(self, line: str, stripped: str, number: int) -> None:
+        if self.xinetd_skips_past is not None or number in self.unread:
+            self._lost_to_xinetd(line, stripped, number)
         header = parse_header(line)
         if header is None:
             brace = brace_line(stripped)
@@ -277,8 +283,44 @@ class _FileParser:
         brace = brace_line(stripped)
         if brace is not None and brace[0] == "}":
             self.state = _State.TOP
+            if number in self.unread:
+                # The '}' ends the skip here, where it was written; xinetd's scan of a lone
+                # attribute name cut it away, so xinetd skips on to the next lone '}'. What
+                # that costs is said where it happens (_top, _end_of_file).
+                self.xinetd_skips_past = number
         elif is_header(stripped) and (header := parse_header(line)) is not None:
             self._resume_at(line, stripped, number, header)
+
+    def _lost_to_xinetd(self, line: str, stripped: str, number: int) -> None:
+        """Say what xinetd 2.3.15.3 loses at a line read between entries that it never
+        reaches as a line of its own: it is still skipping (the '}' that ended the skip
+        here is one its scan of a lone attribute name cut away), or that scan cut this
+        very line away. Read here as written; an entry starting here would be lost to
+        xinetd, with no line of its own about it."""
+        skipping, self.xinetd_skips_past = self.xinetd_skips_past, None
+        header = parse_header(line) if is_header(stripped) else None
+        if header is None:
+            return  # a lone '}' ends xinetd's skip too; other text is an error here anyway
+        keyword, args = header
+        if keyword == "service" and args:
+            subject, loss = f"service {args[0]} starts here", "dropping this service"
+        elif keyword == "defaults":
+            subject, loss = "defaults starts here", "ignoring this defaults entry"
+        else:
+            subject, loss = f"{keyword} is read here", "not reading this line"
+        if skipping is not None:
+            message = (f"{subject} (xinetd 2.3.15.3 would still be skipping lines up to a "
+                       f"lone '}}' here, {loss}: it never reads the '}}' on line {skipping}, "
+                       f"which its scan of the attribute name on line "
+                       f"{self.unread[skipping]} ran on into)")
+        else:
+            then = ("" if keyword in ("include", "includedir") else
+                    f", and would take the line after it for a stray one and skip lines up "
+                    f"to the next lone '}}', {loss}")
+            message = (f"{subject} (xinetd 2.3.15.3 would never read this line, which its "
+                       f"scan of the attribute name on line {self.unread[number]} ran on "
+                       f"into{then})")
+        self.sink.warning(self.file, number, message)
 
     def _resume_at(self, line: str, stripped: str, number: int,
                    header: tuple[str, tuple[str, ...]]) -> None:
@@ -333,7 +375,7 @@ class _FileParser:
                     run_on = name_runs_on(self.lines[number:])
                     words = run_on.words
                     if run_on.lost is not None:
-                        self.unread.add(number + 1 + run_on.lost)
+                        self.unread[number + 1 + run_on.lost] = number
                     if run_on.takes_values:
                         # The manual's grammar has one attribute a line; xinetd's reading
                         # of the lines after this one differs from here on.
@@ -429,6 +471,15 @@ class _FileParser:
             self.sink.warning(self.file, max(last_line, 1), (
                 "missing } in last service entry (end of file while skipping lines up to "
                 "a lone '}')"))
+        elif self.xinetd_skips_past is not None:
+            # Nothing is lost here either, but xinetd is still skipping (_skip).
+            skipped = self.xinetd_skips_past
+            self.sink.warning(self.file, max(last_line, 1), (
+                "missing } in last service entry (xinetd 2.3.15.3 would reach the end of "
+                "the file still skipping lines up to a lone '}': it never reads the '}' "
+                f"on line {skipped}, which its scan of the attribute name on line "
+                f"{self.unread[skipped]} ran on into; nothing is lost)"))
+            self.xinetd_skips_past = None
         self.state = _State.TOP
 
 
