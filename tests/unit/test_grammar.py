@@ -136,6 +136,15 @@ def test_brace_xinetd_cuts_away_at_the_end_of_the_file_gets_its_warning() -> Non
         "lost)"]
 
 
+def test_a_service_line_cut_away_inside_the_skip_is_announced_once() -> None:
+    # `bar` stops the scan and `service b` is cut away while both daemons still skip:
+    # the one warning is the skip's own.
+    _items, diags = parse("service a\n{\nfoo\nbar\nservice b\n{\n}\n")
+    assert [d for d in diags if "warning" in d] == [
+        "f.conf:5: warning: service b starts here, where the lines skipped after the error "
+        f"above end {_XINETD_DROPS_IT}"]
+
+
 def test_a_lone_brace_ends_the_skip_xinetd_goes_on_with() -> None:
     # xinetd's skip ends at the next lone `}` (a stray one here): the entry after it is
     # read by both, with no warning.

@@ -124,6 +124,8 @@ class _FileParser:
 
     def _line(self, line: str, stripped: str, number: int) -> None:
         if self.state is _State.TOP:
+            if self.xinetd_skips_past is not None or number in self.unread:
+                self._lost_to_xinetd(line, stripped, number)
             self._top(line, stripped, number)
         elif self.state is _State.OPEN:
             self._open(line, stripped, number)
@@ -137,8 +139,6 @@ class _FileParser:
             self._skip(line, stripped, number)
 
     def _top(self, line: str, stripped: str, number: int) -> None:
-        if self.xinetd_skips_past is not None or number in self.unread:
-            self._lost_to_xinetd(line, stripped, number)
         header = parse_header(line)
         if header is None:
             brace = brace_line(stripped)
