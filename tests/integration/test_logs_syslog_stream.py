@@ -21,17 +21,29 @@ from tests.daemon import free_port
 TIMEOUT = 10.0
 
 
-def read_until(conn: socket.socket, count: int) -> list[bytes]:
-    """`count` NUL-terminated messages (bounded by TIMEOUT)."""
-    data = b""
-    conn.settimeout(TIMEOUT)
-    deadline = time.monotonic() + TIMEOUT
-    while data.count(b"\0") < count and time.monotonic() < deadline:
-        chunk = conn.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data.split(b"\0")[:-1]
+class Messages:
+    """The NUL-terminated messages of one connection, in order."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.data = b""
+
+    def first_with(self, text: bytes) -> bytes:
+        """The next message that contains `text`, those before it passed over (run
+        unprivileged, the daemon warns that `user` is ignored first); bounded by
+        TIMEOUT."""
+        self.conn.settimeout(TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            while b"\0" in self.data:
+                message, self.data = self.data.split(b"\0", 1)
+                if text in message:
+                    return message
+            chunk = self.conn.recv(65536)
+            if not chunk:
+                break
+            self.data += chunk
+        raise AssertionError(f"no message with {text!r}; left: {self.data!r}")
 
 
 def test_the_daemon_logs_to_a_stream_syslog_socket(tmp_path: Path) -> None:
@@ -54,12 +66,13 @@ def test_the_daemon_logs_to_a_stream_syslog_socket(tmp_path: Path) -> None:
     try:
         conn, _ = listener.accept()
         with conn:
-            started = read_until(conn, 2)
+            messages = Messages(conn)
+            started = messages.first_with(b"Started working")
             assert re.fullmatch(rb"<29>\w{3} [ \d]\d \d\d:\d\d:\d\d xinetd\[\d+\]: "
-                                rb"Started working: 1 available service", started[-1])
+                                rb"Started working: 1 available service", started)
             with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
                 client.recv(10)
-            [line] = read_until(conn, 1)
+            line = messages.first_with(b"START")
             assert re.fullmatch(rb"<142>\w{3} [ \d]\d \d\d:\d\d:\d\d xinetd\[%d\]: "
                                 rb"START: a pid=\d+" % proc.pid, line)
     finally:

@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,6 +50,12 @@ class Installation:
             check=True, capture_output=True, text=True, env=self.environment(),
             timeout=60).stdout.strip()
         self.package = Path(site) / "pyxinetd"
+        if sys.prefix != sys.base_prefix:
+            # The suite runs in a virtual environment: its packages (pyparsing, click...)
+            # are not the system's that --system-site-packages shows, so they are listed
+            # (after this environment's own, so the copy below is the pyxinetd found).
+            ours = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+            (Path(site) / "suite-dependencies.pth").write_text("\n".join(sorted(ours)) + "\n")
         self.install()
         imported = subprocess.run(
             [str(self.python), "-c", "import pyxinetd; print(pyxinetd.__file__)"],
