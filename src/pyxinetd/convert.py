@@ -21,7 +21,8 @@ import os
 from dataclasses import dataclass
 
 from pyxinetd.config.diagnostics import Diagnostic, DiagnosticSink, Severity
-from pyxinetd.config.inetdconf import entry_lines, inetd_lines, parse_inetd_lines
+from pyxinetd.config.inetdconf import (entry_lines, inetd_lines, read_inetd_lines,
+                                      served_by_twin, twin_lines, unserved_twin)
 from pyxinetd.config.inetdentry import InetdEntry, unwrap_tcpd
 from pyxinetd.textbytes import quoted
 
@@ -70,6 +71,42 @@ def _overlaps(a: InetdEntry, b: InetdEntry) -> bool:
             and (a.host == b.host or a.host is None or b.host is None))
 
 
+def shadowed(entries: list[InetdEntry]) -> list[tuple[InetdEntry, InetdEntry]]:
+    """The entries that cannot be served, each with the earlier entry that takes its
+    port (see _overlaps). An entry that cannot be served takes no port from those after
+    it."""
+    served: list[InetdEntry] = []
+    out: list[tuple[InetdEntry, InetdEntry]] = []
+    for entry in entries:
+        earlier = next((e for e in served if _overlaps(e, entry)), None)
+        if earlier is None:
+            served.append(entry)
+        else:
+            out.append((entry, earlier))
+    return out
+
+
+def _fold_served_twins(items: list[tuple[int, InetdEntry | str | None]], file: str,
+                       sink: DiagnosticSink) -> list[tuple[int, InetdEntry | str | None]]:
+    """Each tcp6/udp6 twin folded into its dual-stack line, whose block serves both, as
+    -inetd_compat serves it; but a twin whose line cannot be served (an entry before it
+    takes the port: an IPv4-only `tcp4` line, say) stays a block of its own, as
+    -inetd_compat then serves it on its own (pyxinetd.config.loader)."""
+    twins = twin_lines(items)
+    unserved = {entry.line for entry, _ in shadowed(
+        [e for n, e in items if isinstance(e, InetdEntry) and n not in twins])}
+    folded: list[tuple[int, InetdEntry | str | None]] = []
+    for number, item in items:
+        if number in twins and isinstance(item, InetdEntry):
+            if twins[number] in unserved:
+                sink.info(file, number, unserved_twin(item.name, item.protocol, twins[number]))
+            else:
+                sink.info(file, number, served_by_twin(item.name, item.protocol, twins[number]))
+                item = None
+        folded.append((number, item))
+    return folded
+
+
 def _telling_apart(group: list[InetdEntry]) -> list[list[str]]:
     """The fewest of (socket type, protocol as written, address) that tell the entries
     of `group` apart, in that order of preference; each as one value per entry."""
@@ -102,13 +139,11 @@ def block_ids(entries: list[InetdEntry], sink: DiagnosticSink) -> dict[int, str]
         groups.setdefault(entry.id, []).append(entry)
     # Whatever their ids: a builtin and an external server of one name, or a tcp line
     # and a tcp6 line that is no twin of it, take one port too.
-    for index, entry in enumerate(entries):
-        earlier = next((e for e in entries[:index] if _overlaps(e, entry)), None)
-        if earlier is not None:
-            sink.warning(entry.file, entry.line, (
-                f"service {entry.name} listens on the port and protocol of the entry of "
-                f"line {earlier.line}, on the same or an overlapping address: only the "
-                "first can be served"))
+    for entry, earlier in shadowed(entries):
+        sink.warning(entry.file, entry.line, (
+            f"service {entry.name} listens on the port and protocol of the entry of "
+            f"line {earlier.line}, on the same or an overlapping address: only the "
+            "first can be served"))
     taken = {base for base, group in groups.items() if len(group) == 1}
     for base, group in groups.items():
         if len(group) == 1:
@@ -211,7 +246,7 @@ def convert(text: str, file: str = "<stdin>", *, daemon_dir: str | None = None) 
     skipped = 0
     # The lines each entry goes on over; their words are in its block (or comment).
     continued = {number: more for number, _, more, read in entry_lines(source) if read}
-    items = parse_inetd_lines(source, file, sink)
+    items = _fold_served_twins(read_inetd_lines(source, file, sink), file, sink)
     ids = block_ids([item for _, item in items if isinstance(item, InetdEntry)], sink)
     for number, item in items:
         original = source[number - 1].rstrip("\r")

@@ -100,3 +100,38 @@ def test_the_documented_example_converts_as_shown() -> None:
     result = convert(entry, "inetd.conf", daemon_dir="/usr/sbin")
     assert result.problems() == []
     assert block in result.text
+
+
+def test_a_twin_whose_line_cannot_be_served_is_converted_as_its_own(tmp_path: Path) -> None:
+    # The dual-stack `tcp` line shares the IPv4 port of the `tcp4` line before it, so
+    # it is not served, and its `tcp6` twin is served on its own: by -inetd_compat, and
+    # so by the converted file (before, the twin was folded into the unserved line and
+    # IPv6 clients lost the service after conversion).
+    text = ("daytime stream tcp4 nowait root internal\n"
+            "daytime stream tcp nowait root internal\n"
+            "daytime stream tcp6 nowait root internal\n")
+    ids, problems, reported = load_converted(tmp_path, text)
+    assert sorted(ids) == ["daytime-stream-tcp4", "daytime-stream-tcp6"]
+    assert [p for p in reported if "only the first" in p] == [
+        "inetd.conf:2: warning: service daytime listens on the port and protocol of the "
+        "entry of line 1, on the same or an overlapping address: only the first can be "
+        "served"]
+    assert "inetd.conf:3: info: daytime/tcp6 is a service of its own (IPv6 only): line 2, " \
+           "whose dual-stack socket would serve it, is not served" in reported
+    compat = tmp_path / "inetd.conf"
+    compat.write_text(text)
+    main = tmp_path / "xinetd.conf"
+    main.write_text("defaults\n{\n}\n")
+    served = load(str(main), inetd_compat=True, inetd_path=str(compat)).services
+    assert sorted((s.socket_type, s.protocol, s.family, s.v6only) for s in served) == sorted(
+        (s.socket_type, s.protocol, s.family, s.v6only)
+        for s in load(str(tmp_path / "converted.conf")).services)
+
+
+def test_a_twin_whose_line_is_served_is_folded_into_it(tmp_path: Path) -> None:
+    ids, problems, reported = load_converted(tmp_path, (
+        "daytime stream tcp nowait root internal\n"
+        "daytime stream tcp6 nowait root internal\n"))
+    assert list(ids) == ["daytime-stream"] and problems == []
+    assert reported == ["inetd.conf:2: info: daytime/tcp6 is served by the dual-stack socket "
+                        "of line 1 (tcp listens on IPv4 and IPv6 here); no separate service"]
