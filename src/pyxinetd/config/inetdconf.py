@@ -91,24 +91,9 @@ def inetd_lines(text: str, file: str, sink: DiagnosticSink) -> list[str]:
 
 def parse_inetd_text(text: str, file: str, sink: DiagnosticSink
                      ) -> list[tuple[int, InetdEntry | str | None]]:
-    """Every line of `text` as (line number, entry | skip reason | None for no entry)."""
-    return parse_inetd_lines(inetd_lines(text, file, sink), file, sink)
-
-
-def parse_inetd_lines(lines: list[str], file: str, sink: DiagnosticSink
-                      ) -> list[tuple[int, InetdEntry | str | None]]:
-    """Every line (from `inetd_lines`) as (line number, entry | skip reason | None for no
-    entry), each tcp6/udp6 twin (see `twin_lines`) folded into its dual-stack line with
-    an INFO line: what `pyxinetd convert` writes, one block for both."""
-    items = read_inetd_lines(lines, file, sink)
-    twins = twin_lines(items)
-    merged: list[tuple[int, InetdEntry | str | None]] = []
-    for number, item in items:
-        if number in twins and isinstance(item, InetdEntry):
-            sink.info(file, number, served_by_twin(item.name, item.protocol, twins[number]))
-            item = None
-        merged.append((number, item))
-    return merged
+    """Every line of `text` as (line number, entry | skip reason | None for no entry),
+    tcp6/udp6 twins included (see `twin_lines`)."""
+    return read_inetd_lines(inetd_lines(text, file, sink), file, sink)
 
 
 def read_inetd_lines(lines: list[str], file: str, sink: DiagnosticSink
