@@ -146,9 +146,12 @@ BAD = [
     ("redirect = 127.0.0.1 0", "port number invalid (service bad: redirect port '0'"),
     ("redirect = no-such-host.invalid 25", "bad address (service bad: redirect host 'no-such-host.invalid' does not resolve"),
     ("redirect = 127.0.0.1 no-such-service", "port number invalid (service bad: redirect port 'no-such-service'"),
-    ("bind = 999.1.1.1", "bad bind address"),
-    ("bind = 127.0.0.1.", "bad bind address"),
-    ("bind = ::zz", "bad bind address"),
+    # xinetd's words for every bind address it cannot take.
+    ("bind = 999.1.1.1", "bad address (service bad: bind address '999.1.1.1': expected an "
+                         "IPv4 address"),
+    ("bind = 127.0.0.1.", "bad address (service bad: bind address '127.0.0.1.': expected"),
+    ("bind = ::zz", "bad address (service bad: bind address '::zz': expected an IPv6 "
+                    "address"),
     ("v6only = perhaps", "expected yes or no"),
     ("only_from = 10.0.0.1,10.0.0.2", "has a comma in it"),
     ("no_access = 10.0.{1,,2}", "consecutive commas"),

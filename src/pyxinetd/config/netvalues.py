@@ -97,13 +97,15 @@ def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
         try:
             infos = socket.getaddrinfo(text, None, socket.AF_INET, flags=socket.AI_NUMERICHOST)
         except (OSError, ValueError):
-            raise ValueProblem(f"bad bind address {quoted(text)}: expected an IPv4 address") from None
+            raise ValueProblem("bad address", f"bind address {quoted(text)}: expected an "
+                               "IPv4 address") from None
         return BindSpec(text, ((socket.AF_INET, str(infos[0][4][0])),))
     if ":" in text:
         try:
             parsed = ipaddress.IPv6Address(text)
         except ValueError:
-            raise ValueProblem(f"bad bind address {quoted(text)}: expected an IPv6 address") from None
+            raise ValueProblem("bad address", f"bind address {quoted(text)}: expected an "
+                               "IPv6 address") from None
         # inet_ntop's form, as xinetd writes addresses (`::ffff:127.0.0.1`, which
         # Python 3.11's ipaddress would print `::ffff:7f00:1`).
         address = socket.inet_ntop(socket.AF_INET6, parsed.packed)
@@ -119,8 +121,9 @@ def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
             try:
                 socket.getaddrinfo(text, None, socket.AF_INET6, flags=socket.AI_NUMERICHOST)
             except (OSError, ValueError):
-                raise ValueProblem(f"bad bind address {quoted(text)}: no interface "
-                                   f"{quoted(text.split('%', 1)[1])} for its zone") from None
+                raise ValueProblem("bad address", f"bind address {quoted(text)}: no "
+                                   f"interface {quoted(text.split('%', 1)[1])} for its "
+                                   "zone") from None
         return BindSpec(text, ((socket.AF_INET6, address),))
     try:
         # As bytes, as for a redirect host (_resolve_one).
