@@ -196,3 +196,25 @@ def test_a_line_one_short_pairs_with_a_counterpart_already_explained() -> None:
     # Never with a line further on in xinetd's numbering than in pyxinetd's.
     later = theirs.replace("[line=16]", "[line=18]")
     assert fuzz.line_numbers_short([ours], [later]) == [ours]
+
+
+def test_a_duplicate_of_a_service_xinetd_never_read_is_explained() -> None:
+    # pyxinetd reads `bound`, which xinetd's skip after a missing `}` drops (a
+    # deviation warning names it); a later service on its port is then a duplicate in
+    # pyxinetd only. That follows from the deviation; an unrelated service does not.
+    fuzz = _fuzzer()
+    report = {"status": 1, "services": [], "dropped": [], "diagnostics": [
+        {"file": "/x.conf", "line": 32, "severity": "warning",
+         "message": "service bound starts here, where the lines skipped after the error "
+                    "above end (xinetd 2.3.15.3 would skip on up to the next lone '}', "
+                    "dropping this service)"},
+        {"file": "/x.conf", "line": 44, "severity": "error",
+         "message": "service: late id: late is unique but its identical to service: "
+                    "bound id: bound - DISABLING (same port/protocol as /x.conf:32)"}]}
+    names = {"late": "late", "other": "other"}
+    assert fuzz.announced("late: activated by xinetd, not by pyxinetd", report, names)
+    assert not fuzz.announced("other: activated by xinetd, not by pyxinetd", report,
+                              names)
+    line = "xinetd only: ERROR: Multi-threaded services cannot be intercepted: late"
+    assert fuzz.announced_in_log(line, report, "")
+    assert not fuzz.announced_in_log(line.replace("late", "other"), report, "")
