@@ -218,3 +218,18 @@ def test_a_duplicate_of_a_service_xinetd_never_read_is_explained() -> None:
     line = "xinetd only: ERROR: Multi-threaded services cannot be intercepted: late"
     assert fuzz.announced_in_log(line, report, "")
     assert not fuzz.announced_in_log(line.replace("late", "other"), report, "")
+
+
+def test_xinetd_words_from_its_stale_buffer_pair_with_nothing_after_attribute() -> None:
+    # A lone name before the end of the file: xinetd's scan may run into older bytes of
+    # its read buffer, and an `=` there gives `needs a space before operator`.
+    fuzz = _fuzzer()
+    place = "[file=/x.conf] [line=47]"
+    ours = (f"pyxinetd only: ERROR: Nothing after attribute: \\ (expected '= VALUE' "
+            f"after \\; service dropped) {place}")
+    for theirs in (f"xinetd only: ERROR: Bad operator for attribute: \\ {place}",
+                   f"xinetd only: ERROR: Attribute \\ needs a space before operator {place}"):
+        assert fuzz.stale_buffer([theirs, ours]) == []
+        # Only at the same place.
+        elsewhere = theirs.replace("[line=47]", "[line=46]")
+        assert fuzz.stale_buffer([elsewhere, ours]) == [elsewhere, ours]
