@@ -233,3 +233,24 @@ def test_xinetd_words_from_its_stale_buffer_pair_with_nothing_after_attribute() 
         # Only at the same place.
         elsewhere = theirs.replace("[line=47]", "[line=46]")
         assert fuzz.stale_buffer([elsewhere, ours]) == [elsewhere, ours]
+
+
+def test_xinetd_naming_a_sensor_by_its_builtin_pairs_with_the_services_first_reason(
+        tmp_path: Path) -> None:
+    # pyxinetd drops a SENSOR service for a umask beyond 32 bits (documented); xinetd
+    # takes that umask and disables the service later, naming it `sensor/raw`.
+    fuzz = _fuzzer()
+    main = tmp_path / "xinetd.conf"
+    main.write_text("service trap\n{\n\tflags = SENSOR\n\tsocket_type = raw\n"
+                    "\tumask = 040000000000\n}\nservice plain\n{\n\tumask = 8\n}\n")
+    report = {"dropped": [
+        {"name": "trap", "id": "trap", "file": str(main), "line": 1, "reason": "..."},
+        {"name": "plain", "id": "plain", "file": str(main), "line": 7, "reason": "..."}]}
+    assert fuzz.sensors(report) == {"trap"}
+    theirs = "xinetd only: ERROR: No such internal service: sensor/raw - DISABLING"
+    ours = (f"pyxinetd only: ERROR: umask argument is invalid. (service trap: "
+            f"'040000000000': expected an octal number 0-777; service disabled) "
+            f"[file={main}] [line=5]")
+    assert fuzz.first_reason_only([theirs, ours], fuzz.sensors(report)) == []
+    other = ours.replace("service trap:", "service plain:")
+    assert fuzz.first_reason_only([theirs, other], fuzz.sensors(report)) == [theirs, other]
