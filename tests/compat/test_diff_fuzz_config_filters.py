@@ -254,3 +254,25 @@ def test_xinetd_naming_a_sensor_by_its_builtin_pairs_with_the_services_first_rea
     assert fuzz.first_reason_only([theirs, ours], fuzz.sensors(report)) == []
     other = ours.replace("service trap:", "service plain:")
     assert fuzz.first_reason_only([theirs, other], fuzz.sensors(report)) == [theirs, other]
+
+
+def test_xinetd_nameinargs_line_without_a_name_pairs_with_the_services_first_reason(
+        tmp_path: Path) -> None:
+    fuzz = _fuzzer()
+    main = tmp_path / "xinetd.conf"
+    main.write_text("service bare\n{\n\tflags = NAMEINARGS\n\tport = 65536\n}\n"
+                    "service with-args\n{\n\tflags = NAMEINARGS\n\tserver_args = x\n"
+                    "\tport = 65536\n}\n")
+    report = {"dropped": [
+        {"name": "bare", "id": "bare", "file": str(main), "line": 1, "reason": "..."},
+        {"name": "with-args", "id": "with-args", "file": str(main), "line": 6,
+         "reason": "..."}]}
+    assert fuzz.bare_nameinargs(report) == {"bare"}
+    theirs = "xinetd only: ERROR: Must specify server args if using NAMEINARGS flag"
+    ours = (f"pyxinetd only: ERROR: port number is invalid (service bare: '65536': "
+            f"expected a number from 0 to 65535; service disabled) [file={main}] [line=4]")
+    assert fuzz.first_reason_only([theirs, ours], frozenset(),
+                                  fuzz.bare_nameinargs(report)) == []
+    other = ours.replace("service bare:", "service with-args:")
+    assert fuzz.first_reason_only([theirs, other], frozenset(),
+                                  fuzz.bare_nameinargs(report)) == [theirs, other]
