@@ -276,3 +276,20 @@ def test_xinetd_nameinargs_line_without_a_name_pairs_with_the_services_first_rea
     other = ours.replace("service bare:", "service with-args:")
     assert fuzz.first_reason_only([theirs, other], frozenset(),
                                   fuzz.bare_nameinargs(report)) == [theirs, other]
+
+
+def test_a_fallback_line_of_a_service_rejected_earlier_by_the_other_daemon_pairs() -> None:
+    # TRAFFIC from the defaults: xinetd disables the service first, before announcing
+    # its fallback to IPv4; pyxinetd drops the flag, announces it, then finds no user.
+    fuzz = _fuzzer()
+    theirs = ("xinetd only: ERROR: Service miss should not have TRAFFIC flag set since "
+              "its not redirected")
+    ours = ("pyxinetd only: ERROR: Service miss missing attribute user - DISABLING "
+            "[file=/x.conf] [line=5]")
+    info = ("pyxinetd only: INFO: Service miss will use IPv6 or fallback to IPv4 "
+            "[file=/x.conf] [line=5]")
+    assert fuzz.first_reason_only([theirs, ours, info]) == []
+    # Alone (no pair of first reasons for the service), the line is a difference.
+    assert fuzz.first_reason_only([info]) == [info]
+    other = info.replace("Service miss", "Service kept")
+    assert fuzz.first_reason_only([theirs, ours, other]) == [other]
