@@ -227,14 +227,18 @@ def quiesce(pid):
         time.sleep(0.1)
 
 
+def servers_of(pid):
+    """The daemon's children but its name resolver helper: the servers it started."""
+    return set(children_of(pid)) - set(resolver_helpers(pid))
+
+
 def reaped(pid, serving):
     """Until the daemon has no child but those in `serving` (the servers of clients
     still held open): a server whose client saw the end of its connection may still be
     running or unreaped, holding an instance and a per_source slot, and the next client
     would be refused or not by how fast the daemon reaped it."""
     deadline = time.monotonic() + REAPED
-    while time.monotonic() < deadline and \
-            not set(children_of(pid)) - set(resolver_helpers(pid)) <= serving:
+    while time.monotonic() < deadline and not servers_of(pid) <= serving:
         time.sleep(0.02)
 
 
@@ -340,7 +344,7 @@ def run_service(svc, port, pid, program_log):
             if got.endswith(" open"):
                 # Every server that had ended before this client connected is reaped
                 # (below), so the daemon's children now serve the open clients.
-                serving = set(children_of(pid)) - set(resolver_helpers(pid))
+                serving = servers_of(pid)
             else:
                 reaped(pid, serving)
         for conn in held:
