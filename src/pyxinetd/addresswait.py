@@ -5,11 +5,21 @@ xinetd deactivates a service when its bind address does not exist at start-up
 configured serves nothing on that address until it is restarted or reloaded
 (openSUSE/xinetd issue 13). pyxinetd logs the same failed binds, then keeps such a service waiting
 (State.AWAITING_ADDRESS) and tries its bind again whenever the kernel reports a new
-address: an rtnetlink socket subscribed to the IPv4 and IPv6 address groups, watched by
-the loop like any other descriptor. Nothing polls: without an address event the
-services just wait; the socket exists only while some service waits.
+address: an rtnetlink socket subscribed to the IPv4 and IPv6 address groups, and to the
+IPv4 route group, watched by the loop like any other descriptor. Nothing polls: without
+such an event the services just wait; the socket exists only while some service waits.
 
-Any new address (or a lost notification, ENOBUFS) triggers one bind attempt per
+Why the routes: an IPv4 bind is allowed when the address has a route of type `local`
+(the kernel looks the address up in its routing tables, not in the address list), and
+the kernel announces a new IPv4 address *before* it adds that route (net/ipv4/devinet.c,
+`__inet_insert_ifa`: "Send message first, then call notifier"). A bind made as soon as
+the RTM_NEWADDR arrives can still fail with EADDRNOTAVAIL; the RTM_NEWROUTE of the local
+route, sent once it is in the table, is the moment it succeeds. The same message makes
+an address served through a local route alone (`ip route add local ADDR dev lo`, the
+"AnyIP" set-up) activate its service. IPv6 binds check the address list itself, and a
+tentative address is announced again once duplicate address detection clears it.
+
+Any such message (or a lost notification, ENOBUFS) triggers one bind attempt per
 waiting service; an attempt that still finds no address is silent.
 """
 
@@ -26,14 +36,20 @@ from pyxinetd.service import ServiceRuntime
 
 # <linux/rtnetlink.h>
 RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV4_ROUTE = 0x40
 RTMGRP_IPV6_IFADDR = 0x100
 RTM_NEWADDR = 20
+RTM_NEWROUTE = 24
+RTN_LOCAL = 2
 _NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, seq, pid
+# struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
+_RTMSG_TYPE_OFFSET = 7
 _RECV_SIZE = 65536
 
 
 def has_new_address(data: bytes) -> bool:
-    """True when the netlink datagram `data` holds an RTM_NEWADDR message."""
+    """True when the netlink datagram `data` holds an RTM_NEWADDR message, or an
+    RTM_NEWROUTE message for a route of type `local` (see the module's docstring)."""
     offset = 0
     while offset + _NLMSGHDR.size <= len(data):
         length, kind, _, _, _ = _NLMSGHDR.unpack_from(data, offset)
@@ -41,12 +57,17 @@ def has_new_address(data: bytes) -> bool:
             return True
         if length < _NLMSGHDR.size:
             return False
+        type_at = offset + _NLMSGHDR.size + _RTMSG_TYPE_OFFSET
+        if (kind == RTM_NEWROUTE and type_at < min(offset + length, len(data))
+                and data[type_at] == RTN_LOCAL):
+            return True
         offset += (length + 3) & ~3  # NLMSG_ALIGN
     return False
 
 
 class AddressWatch:
-    """Calls `on_new_address()` (once per readable turn) when an address is added."""
+    """Calls `on_new_address()` (once per readable turn) when an address or a local
+    route is added."""
 
     def __init__(self, loop: Loop, on_new_address: Callable[[], None]) -> None:
         self._loop = loop
@@ -64,7 +85,7 @@ class AddressWatch:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK
                              | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
         try:
-            sock.bind((0, RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR))
+            sock.bind((0, RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR))
         except OSError:
             sock.close()
             raise

@@ -158,6 +158,20 @@ def test_a_reload_leaving_only_a_waiting_service_keeps_the_daemon(
     assert echo_from_namespace(daemon, "10.77.0.1", port) == "hello, address\n"
 
 
+def test_a_local_route_alone_activates_the_service(daemons: DaemonFactory) -> None:
+    # "AnyIP": an address that is on no interface but has a route of type local is
+    # bindable. Only the route's notification announces it (no RTM_NEWADDR comes), the
+    # same notification that tells a new address's bind will now succeed.
+    port = free_port()
+    daemon = daemons.start_config(echo_config("10.77.0.1", port), wrapper=UNSHARE)
+    daemon.wait_for_log(r"will be activated when address 10\.77\.0\.1 appears")
+    in_namespace(daemon, "ip", "route", "add", "local", "10.77.0.1/32", "dev", "lo")
+    daemon.wait_for_log(r"Service late-echo: address 10\.77\.0\.1 appeared, "
+                        r"service activated")
+    assert echo_from_namespace(daemon, "10.77.0.1", port) == "hello, address\n"
+    assert netlink_sockets(daemon.pid) == 0
+
+
 def test_other_bind_errors_still_deactivate(daemons: DaemonFactory) -> None:
     # The port is held by another socket, so the bind fails with EADDRINUSE: no
     # reason to wait, the service is deactivated as in xinetd.
