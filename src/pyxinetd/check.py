@@ -48,7 +48,8 @@ def run_check(config_file: str, *, as_json: bool = False, inetd_compat: bool = F
               inetd_path: str = "/etc/inetd.conf", needs_service: bool = False
               ) -> tuple[str, int]:
     """Load `config_file` (and inetd.conf, with `inetd_compat`); return (the report to
-    print, the exit status). `needs_service`: a daemon without -stayalive exits when
+    print, the exit status). `needs_service`: a daemon without -stayalive (or -dontfork,
+    which implies it) exits when
     nothing is activated, so that is STATUS_UNREADABLE too (it would not start)."""
     from pyxinetd.config import load
 
@@ -67,7 +68,7 @@ def run_check(config_file: str, *, as_json: bool = False, inetd_compat: bool = F
         # Before the verdict line, the reason it failed.
         head, verdict = text.rstrip("\n").rsplit("\n", 1)
         text = (f"{head}\n{config.path}: no service to activate, and without -stayalive "
-                f"the daemon exits\n{verdict}\n")
+                f"(or -dontfork) the daemon exits\n{verdict}\n")
     return text, status
 
 

@@ -352,7 +352,7 @@ def cli() -> None:
               help="The daemon's own options (as in XINETD_OPTS): their -f and -inetd_compat "
                    "name what is checked, and status 2 also says the daemon would not start "
                    "(bad options, a -filelog it cannot open, or no service without "
-                   "-stayalive).")
+                   "-stayalive or -dontfork).")
 def check(config_file: str, as_json: bool, inetd_compat: bool, inetd_conf: str | None,
           daemon_options: str | None) -> None:
     """Load the configuration, print what would be served and every diagnostic."""
