@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import alive, free_port, kill_detached, wait_log_lines, wait_until
+from tests.daemon import (alive, free_port, kill_detached, syslog_until, wait_log_lines,
+                          wait_until)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the init script is run as root")
 
@@ -358,3 +359,31 @@ def test_options_keeping_the_daemon_in_the_foreground_start_it_in_the_background
     assert start.returncode == 1, start
     assert start.stdout == "Starting internet superserver: xinetd failed.\n"
     assert start.stderr.startswith("xinetd exited at once (status 1)"), start
+
+
+def test_dontfork_in_the_options_logs_to_syslog_as_xinetd(script: InitScript,
+                                                          tmp_path: Path) -> None:
+    # The background daemon's stderr is /dev/null; with -dontfork pyxinetd's program
+    # log would go there, and every start-up or reload error with it. xinetd logs to
+    # syslog with -dontfork as without: the script asks for that.
+    defaults = tmp_path / "default-xinetd"
+    conf = tmp_path / "xinetd.conf"
+    defaults.write_text(f'XINETD_OPTS="-f {conf} -dontfork"\n')
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslog:
+        syslog.bind(str(tmp_path / "log.sock"))
+        syslog.settimeout(10)
+        script.env["PYXINETD_SYSLOG_SOCKET"] = str(tmp_path / "log.sock")
+        assert script.run("start").returncode == 0
+        pid = script.pid()
+        assert pid is not None
+        wanted = f"xinetd[{pid}]: Started working: 1 available service"
+        messages = syslog_until(syslog, wanted)
+        assert messages[-1].startswith("<29>") and wanted in messages[-1], messages
+        # A broken edit's error reaches syslog too.
+        conf.write_text(conf.read_text() + "service broken {\n")
+        assert script.run("reload").returncode == 0
+        messages = syslog_until(syslog, "Reconfigured")
+        assert any(m.startswith("<27>") and "Service broken: missing '{'" in m
+                   and f"[file={conf}] [line=10]" in m for m in messages), messages
+    assert script.serves()
+    assert script.run("stop").returncode == 0

@@ -66,6 +66,8 @@ def test_stop_kills_a_process_ignoring_sigterm(script: InitScript) -> None:
         script.pidfile.write_text(f"{stubborn.pid}\n")
         stop = script.run("stop")
         assert stop.returncode == 0, stop
+        assert stop.stdout == (f"Stopping internet superserver: xinetd: killed with SIGKILL, "
+                               f"pid {stubborn.pid} was still running 1 s after SIGTERM.\n")
         assert stubborn.wait(timeout=10) == -signal.SIGKILL
         assert not script.pidfile.exists()
     finally:
