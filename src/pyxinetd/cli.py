@@ -195,8 +195,9 @@ def _restore_standard_streams() -> None:
 def _open_program_log(options: MasterOptions, syslog: SyslogSender, *,
                       reporting: bool = False) -> tuple[ProgramLog, str | None]:
     """The program log the options ask for; also returns an unknown -syslog facility."""
+    from pyxinetd.config.logvalues import SYSLOG_FACILITIES
     from pyxinetd.daemonize import ReportingProgramLog
-    from pyxinetd.log import FACILITIES, ProgramLog
+    from pyxinetd.log import ProgramLog
 
     kind = ReportingProgramLog if reporting else ProgramLog
     bad_facility = None
@@ -204,7 +205,9 @@ def _open_program_log(options: MasterOptions, syslog: SyslogSender, *,
         return kind.to_file(options.filelog, debug=options.debug), None
     if options.syslog_facility is not None:
         facility = options.syslog_facility.lower()
-        if facility not in FACILITIES:
+        # xinetd's table, the one `log_type = SYSLOG` takes: no kern, syslog or cron,
+        # facilities that belong to the kernel, the syslog daemon and cron.
+        if facility not in SYSLOG_FACILITIES:
             bad_facility, facility = options.syslog_facility, "daemon"
         # -d -syslog: the debug lines go to syslog too (at LOG_DEBUG), for journald and
         # the like; xinetd sends them to /dev/tty whatever -syslog says.

@@ -506,3 +506,29 @@ def test_a_log_on_the_start_commands_stderr_is_said_to_be_lost(detached: Detache
                                "the detached daemon does not keep (its descriptors 0-2 are "
                                "/dev/null): its program log is lost; -dontfork keeps it\n")
     assert echo_roundtrip(port) == b"ping\n"
+
+
+@pytest.mark.parametrize("facility", ["kern", "syslog", "cron"])
+def test_a_facility_xinetd_does_not_know_is_refused(detached: Detached, tmp_path: Path,
+                                                    facility: str) -> None:
+    # xinetd's -syslog takes the facilities of `log_type = SYSLOG` only: a daemon's lines
+    # filed as the kernel's (kern is 0) would go where nobody looks for them.
+    conf = tmp_path / "facility.conf"
+    conf.write_text(echo_conf(free_port()))
+    pidfile = tmp_path / "facility.pid"
+    detached.pidfiles.append(pidfile)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslog:
+        syslog.bind(str(tmp_path / "log.sock"))
+        syslog.settimeout(10)
+        env = {**os.environ, "PYXINETD_SYSLOG_SOCKET": str(tmp_path / "log.sock")}
+        result = subprocess.run([sys.executable, "-m", "pyxinetd", "-f", str(conf),
+                                 "-pidfile", str(pidfile), "-syslog", facility], env=env,
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                timeout=START_TIMEOUT)
+        assert result.returncode == 0, result.stderr
+        pid = read_pid(pidfile)
+        messages = syslog_until(syslog, f"xinetd[{pid}]: Started working")
+    # daemon (3) * 8 + err (3), then notice (5)
+    assert any(m.startswith("<27>") and f"Bad syslog facility: {facility}" in m
+               for m in messages), messages
+    assert messages[-1].startswith("<29>"), messages
