@@ -34,9 +34,9 @@ from pyxinetd.notify import Notifier
 from pyxinetd.process import prepare_process
 from pyxinetd.reconfig import Reconfigurer
 from pyxinetd.service import Event, Limits, ServiceRuntime, State
-from pyxinetd.signals import (CONSISTENCY_SIGNAL, DUMP_SIGNAL, INTERRUPT_SIGNAL,
-                              QUICK_EXIT_SIGNAL, RECONFIG_SIGNALS, REAP_SIGNAL,
-                              TERMINATE_SIGNAL, SignalWakeup)
+from pyxinetd.signals import (CONSISTENCY_SIGNAL, DUMP_SIGNAL, IGNORED_SIGNALS,
+                              INTERRUPT_SIGNAL, QUICK_EXIT_SIGNAL, RECONFIG_SIGNALS,
+                              REAP_SIGNAL, TERMINATE_SIGNAL, TTY_SIGNALS, SignalWakeup)
 from pyxinetd.timers import Clock
 
 DEFAULT_CONFIG = "/etc/xinetd.conf"
@@ -44,10 +44,6 @@ DEFAULT_CONFIG = "/etc/xinetd.conf"
 COMPILED_OPTIONS = "libwrap loadavg"
 # Signals xinetd ignores. A recording handler (reset to default by exec) is used
 # instead of SIG_IGN, which servers would inherit across exec.
-IGNORED_SIGNALS = tuple(getattr(signal, name) for name in (
-    "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGCONT",
-    "SIGTTIN", "SIGTTOU", "SIGTSTP") if hasattr(signal, name))
-TTY_SIGNALS = (signal.SIGTTIN, signal.SIGTTOU, signal.SIGTSTP)
 
 
 def version_text() -> str:

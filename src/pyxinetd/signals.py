@@ -39,11 +39,27 @@ QUICK_EXIT_SIGNAL = signal.SIGQUIT
 REAP_SIGNAL = signal.SIGCHLD
 CONSISTENCY_SIGNAL = signal.SIGABRT
 INTERRUPT_SIGNAL = signal.SIGINT
+# Signals xinetd catches and does nothing with: its signal_init() gives every signal
+# from 1 to 31 a handler (the loop stops at 32, which glibc refuses), and those without
+# a role or a fault to log do nothing. Their default action would otherwise stop or end
+# the daemon: SIGXCPU once a CPU limit's soft value is passed, SIGPWR from a UPS
+# daemon, SIGALRM from a stray kill. Not SIG_IGN: an ignored disposition survives exec
+# into every server, a handler does not. SIGPIPE and SIGXFSZ Python ignores already.
+IGNORED_SIGNALS = tuple(getattr(signal, name) for name in (
+    "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGWINCH", "SIGIO", "SIGCONT", "SIGTTIN", "SIGTTOU",
+    "SIGTSTP", "SIGURG", "SIGXCPU", "SIGPWR", "SIGSTKFLT") if hasattr(signal, name))
+# Those that keep their default action with -d, as in xinetd (a debugged daemon in a
+# terminal can be suspended).
+TTY_SIGNALS = (signal.SIGTTIN, signal.SIGTTOU, signal.SIGTSTP)
+# The ignored signals whose default action ends the process.
+_IGNORED_ENDING = tuple(s for s in IGNORED_SIGNALS
+                        if s not in (*TTY_SIGNALS, signal.SIGWINCH, signal.SIGCONT,
+                                     signal.SIGURG))
 # Signals whose default action (terminate) the daemon must never take, held back until
 # the loop's handlers are in place (see hold_until_installed). SIGINT is one: xinetd
 # ignores it from its first steps (but with -d), so a Ctrl-C while the daemon starts
-# must not end it either.
-HELD_AT_START = (*RECONFIG_SIGNALS, DUMP_SIGNAL, INTERRUPT_SIGNAL)
+# must not end it either; so are those it ignores (SIGALRM, SIGXCPU, ...).
+HELD_AT_START = (*RECONFIG_SIGNALS, DUMP_SIGNAL, INTERRUPT_SIGNAL, *_IGNORED_ENDING)
 # The signals that ask for the end: held at start as well by process 1 only.
 ENDING_SIGNALS = (TERMINATE_SIGNAL, QUICK_EXIT_SIGNAL)
 
@@ -57,7 +73,8 @@ def held_at_start(pid: int) -> tuple[int, ...]:
 
 
 def hold_until_installed(started_with: Collection[int] | None = None) -> None:
-    """Block SIGHUP, SIGUSR2, SIGUSR1 and SIGINT (and, as process 1, SIGTERM and
+    """Block SIGHUP, SIGUSR2, SIGUSR1, SIGINT and the ignored signals whose default
+    action ends a process (SIGALRM, SIGXCPU, ...; and, as process 1, SIGTERM and
     SIGQUIT) until SignalWakeup.install() unblocks them.
 
     xinetd installs its handlers before it reads its configuration; here the imports

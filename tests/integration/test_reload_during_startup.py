@@ -1,4 +1,5 @@
-"""SIGHUP, SIGUSR2 and SIGUSR1 sent while the daemon still loads its configuration.
+"""SIGHUP, SIGUSR2, SIGUSR1 and the ignored signals sent while the daemon still loads
+its configuration.
 
 xinetd installs its signal handlers before it reads its configuration: a reload asked
 for during the start-up load is done once it serves. Python leaves these signals at
@@ -50,6 +51,28 @@ def test_signals_during_the_start_up_load_are_handled_once_serving(
     if signal.SIGUSR1 in signals:
         wait_until(lambda: "END OF DUMP" in (dump.read_text() if dump.exists() else ""),
                    what="the state dump")
+    assert greeting(port).startswith("A pid=")
+    assert daemon.proc.poll() is None
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait_exit() == 0
+
+
+def test_ignored_signals_during_the_start_up_load_do_not_end_it(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # xinetd ignores SIGALRM, SIGXCPU, SIGPWR... from before its configuration is read;
+    # their default action used to end pyxinetd while it was still loading.
+    port = free_port()
+    fifo = tmp_path / "main.fifo"
+    os.mkfifo(fifo)
+    text = defaults(tmp_path) + service("a", port, "A")
+    daemon = daemons.start_config(text, "-f", str(fifo), ready=False)
+    wait_until(daemon.children, what="the start-up load")
+    for signum in (signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF, signal.SIGIO,
+                   signal.SIGXCPU, signal.SIGPWR, signal.SIGSTKFLT):
+        daemon.signal(signum)
+    with open(fifo, "w") as feed:
+        feed.write(text)
+    daemon.wait_for_log("Started working")
     assert greeting(port).startswith("A pid=")
     assert daemon.proc.poll() is None
     daemon.signal(signal.SIGTERM)
