@@ -8,19 +8,26 @@ address is not on the host yet, and pyxinetd.addresswait tries again when an add
 appears, or AWAITING_RESOURCES: the daemon had no descriptor (or memory) left for its
 socket, and it is tried again each second, silently, until the shortage ends (xinetd
 leaves such a service off until a reload; a shortage is a moment, not a verdict on the
-service).
+service). Once the start-up binds are under way (`keep_reserve`), a service's socket
+is made only while more than reserve() descriptors are free, else it waits the same
+way: the services that serve need descriptors for their clients (and a reload for its
+loader), and a reload's new services, or waiting ones retried as each descriptor came
+free, took them all and starved the services that served before (only a restart got
+them back). The start-up itself binds as xinetd does, as long as sockets can be made.
 """
 
 from __future__ import annotations
 
 import errno
+import os
+import resource
 import socket
 from collections.abc import Callable
 
 from pyxinetd import rpc
 from pyxinetd.addresswait import AddressWait
 from pyxinetd.dispatch import Dispatcher
-from pyxinetd.listener import BIND_RETRIES, SHORTAGE_ERRNOS, Binder
+from pyxinetd.listener import BATCH_RESERVE, BIND_RETRIES, SHORTAGE_ERRNOS, Binder
 from pyxinetd.log import ProgramLog
 from pyxinetd.loop import Loop
 from pyxinetd.service import Event, ServiceRuntime, State
@@ -47,6 +54,8 @@ class Activations:
                             tuple[Binder | rpc.Activation, Callable[[], None]]] = {}
         # Services waiting for descriptors, with the timer of their next attempt.
         self._short: dict[ServiceRuntime, Timer] = {}
+        # Set once the start-up binds are under way (module docstring).
+        self.keep_reserve = False
         self._address_wait = AddressWait(
             loop, self._awaiting_address, self._address_appeared,
             lambda text: program.warning("activate_normal", text))
@@ -139,6 +148,17 @@ class Activations:
         if handed is not None:
             bound(handed)
             return
+        if self.keep_reserve:
+            free = descriptors_free()
+            if free is not None and free <= reserve():
+                if not short_before:
+                    self.program.warning("activate_normal",
+                                         f"Service {svc.id}: {max(free, 0)} descriptors "
+                                         f"left, kept for the clients of the services "
+                                         f"that serve; its socket is not made now")
+                self._short_of_descriptors(rt, quietly=short_before)
+                settled()
+                return
         # A waiting service's attempt is one bind, silent while the address is missing.
         binder = Binder(self.loop, svc, bound, failed,
                         lambda text: self.program.error("activate_normal", text),
@@ -208,3 +228,27 @@ class Activations:
             timer.cancel()
         self._short.clear()
         self._address_wait.close()
+
+
+def reserve() -> int:
+    """The descriptors a bind after the start-up leaves free: the accept path's
+    reserve, or a quarter of a small limit, so that a daemon run with a tiny one can
+    still add a service."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return BATCH_RESERVE
+    return min(BATCH_RESERVE, soft // 4)
+
+
+def descriptors_free() -> int | None:
+    """How many more descriptors this process may open now; None when that cannot be
+    told (no limit, no /proc)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        # The listing's own descriptor is among those it lists.
+        open_now = len(os.listdir("/proc/self/fd")) - 1
+    except OSError:
+        return None
+    return soft - open_now

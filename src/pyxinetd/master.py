@@ -192,6 +192,8 @@ class Master:
             self.warn_if_ids_ignored(rt.config)
             self._pending_binds += 1
             self.activations.start(rt, self._bind_done)
+        # From here on a bind leaves the serving services their descriptors.
+        self.activations.keep_reserve = True
         self._bind_done()
         if self.options.cc_interval:
             self.internals.schedule_consistency_check()
