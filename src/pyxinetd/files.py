@@ -71,7 +71,14 @@ def _open_unplanted(path: str, flags: int, mode: int = 0o644) -> int:
     descriptor: every symlink on the way, not only the last component (a link to a
     folder, a link to a link), is checked by planted_link before it is followed, as the
     kernel checks each one. Each step is O_NOFOLLOW below the descriptor of a folder
-    already checked, so no link can be swapped in between a check and its use."""
+    already checked, so no link can be swapped in between a check and its use.
+
+    The links of /proc (`/proc/self/fd/2`, which `/dev/stderr` and `/dev/fd/2` lead to,
+    `/proc/1/fd/1`) are the kernel's own: their text names no path (`pipe:[N]`,
+    `socket:[N]`, a deleted file's name), and what they lead to is an open file, not a
+    name anyone could swap. Only the kernel can follow them, so it does: a container's
+    `log_type = FILE /dev/stderr` reaches the pipe `docker logs` reads, as in xinetd
+    (a socket, such as the journal's stream, cannot be opened that way: ENXIO)."""
     if not path:
         return os.open(path, flags, mode)   # ENOENT, as open("") is
     if _no_link_above(path):
@@ -106,11 +113,19 @@ def _open_unplanted(path: str, flags: int, mode: int = 0o644) -> int:
                 os.close(folder)
                 folder = step
                 continue
-            if planted_link(link, os.fstat(folder)):
-                raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
             links += 1
             if links > MAX_SYMLINKS:
                 raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            held = os.fstat(folder)
+            if _in_proc(held):
+                if not names:
+                    return os.open(name, flags, mode, dir_fd=folder)
+                step = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=folder)
+                os.close(folder)
+                folder = step
+                continue
+            if planted_link(link, held):
+                raise OSError(errno.EACCES, os.strerror(errno.EACCES), path)
             target = os.readlink(name, dir_fd=folder)
             if target.startswith("/"):
                 root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -119,6 +134,14 @@ def _open_unplanted(path: str, flags: int, mode: int = 0o644) -> int:
             names = _components(target) + names
     finally:
         os.close(folder)
+
+
+def _in_proc(folder: os.stat_result) -> bool:
+    """Whether `folder` is on the proc file system mounted at /proc."""
+    try:
+        return folder.st_dev == os.stat("/proc").st_dev
+    except OSError:
+        return False
 
 
 def _no_link_above(path: str) -> bool:
