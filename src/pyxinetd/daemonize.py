@@ -114,8 +114,8 @@ class ReportingProgramLog(ProgramLog):
         super().__init__(*args, **kwargs)
         self.report: StartupReport | None = None
 
-    def log(self, level: Level, func: str, text: str) -> None:
-        super().log(level, func, text)
+    def log(self, level: Level, func: str, text: str, *, always: bool = False) -> None:
+        super().log(level, func, text, always=always)
         if self.report is not None and level in _FORWARDED_LEVELS:
             self.report.message(f"{level.word}: {text}")
 

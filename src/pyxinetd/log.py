@@ -198,8 +198,10 @@ class ProgramLog:
             text = f"{self._pid} {{log_write}} {text}"
         return as_written(self._line(self._clock(), Level.WARNING, text))
 
-    def log(self, level: Level, func: str, text: str) -> None:
-        if level is Level.DEBUG and not self.debug_mode:
+    def log(self, level: Level, func: str, text: str, *, always: bool = False) -> None:
+        """Write one line; a DEBUG one only with -d, unless `always` (a DEBUG line
+        xinetd writes without -d too)."""
+        if level is Level.DEBUG and not self.debug_mode and not always:
             return
         if self.debug_mode or level is Level.CRITICAL:
             text = f"{self._pid} {{{func}}} {text}"
@@ -235,13 +237,15 @@ class ProgramLog:
 
     def diagnostic(self, diagnostic: Diagnostic) -> None:
         """A configuration diagnostic, as xinetd's parser logs it: `MESSAGE [file=F]
-        [line=N]`, at its severity (DEBUG ones only with -d)."""
+        [line=N]`, at its severity (DEBUG ones only with -d, but those xinetd writes
+        without it too)."""
         text = str(diagnostic.message)
         if diagnostic.file is not None:
             text += f" [file={diagnostic.file}]"
             if diagnostic.line is not None:
                 text += f" [line={diagnostic.line}]"
-        self.log(_SEVERITY_LEVELS[diagnostic.severity], "parse", text)
+        self.log(_SEVERITY_LEVELS[diagnostic.severity], "parse", text,
+                 always=diagnostic.always)
 
     def close(self, flush_for: float = FLUSH_ON_CLOSE) -> None:
         """Give the lines waiting for room `flush_for` seconds (pyxinetd.backlog), then

@@ -58,8 +58,10 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Result, Result]:
 
 
 def program(result: Result) -> list[str]:
-    """The program log, the work folder's name made W."""
-    return [re.sub(r"/\S*/[xp]/", "W/", line) for line in result["program"]]
+    """The program log, the work folder's name made W, and pyxinetd's `removing NAME`
+    lines without the reason and place it adds to xinetd's words."""
+    return [re.sub(r"^(DEBUG: removing \S+): .*", r"\1", re.sub(r"/\S*/[xp]/", "W/", line))
+            for line in result["program"]]
 
 
 def test_every_client_is_served_and_the_files_are_the_same(

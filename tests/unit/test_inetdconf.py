@@ -68,6 +68,8 @@ def test_added_service_is_logged_at_debug_with_its_line(tmp_path: Path) -> None:
     debug = [d for d in config.diagnostics if d.severity is Severity.DEBUG
              and d.message == "added service daytime"]
     assert debug and debug[0].line == 2 and debug[0].file == str(tmp_path / "inetd.conf")
+    # xinetd writes it without -d too.
+    assert debug[0].always
 
 
 def test_argv0_field_is_argv0_and_missing_one_is_the_server_name(tmp_path: Path) -> None:

@@ -27,6 +27,9 @@ class Diagnostic:
     line: int | None
     message: str
     col: int | None = None
+    # A DEBUG line xinetd writes to its log without -d too (`Reading included
+    # configuration file`, `added service`): logged whatever the debug mode.
+    always: bool = False
 
     def where(self) -> str:
         if self.file is None:
@@ -50,8 +53,8 @@ class DiagnosticSink:
     items: list[Diagnostic] = field(default_factory=list)
 
     def add(self, severity: Severity, file: str | None, line: int | None, message: str,
-            col: int | None = None) -> None:
-        self.items.append(Diagnostic(severity, file, line, message, col))
+            col: int | None = None, *, always: bool = False) -> None:
+        self.items.append(Diagnostic(severity, file, line, message, col, always))
 
     def warning(self, file: str | None, line: int | None, message: str,
                 col: int | None = None) -> None:
@@ -64,8 +67,10 @@ class DiagnosticSink:
     def info(self, file: str | None, line: int | None, message: str) -> None:
         self.add(Severity.INFO, file, line, message)
 
-    def debug(self, file: str | None, line: int | None, message: str) -> None:
-        self.add(Severity.DEBUG, file, line, message)
+    def debug(self, file: str | None, line: int | None, message: str, *,
+              always: bool = False) -> None:
+        """`always`: logged without -d too (Diagnostic.always)."""
+        self.add(Severity.DEBUG, file, line, message, always=always)
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:

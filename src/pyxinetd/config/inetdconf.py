@@ -270,5 +270,5 @@ def read_inetd_conf(text: str, file: str, applier: Applier, sink: DiagnosticSink
         draft = entry_draft(item, applier)
         draft.twin_of = twins.get(number)
         drafts.append(draft)
-        sink.debug(file, number, f"added service {item.name}")
+        sink.debug(file, number, f"added service {item.name}", always=True)
     return drafts, dropped

@@ -113,7 +113,8 @@ class _Reader:
                 self.sink.error(item.file, item.line,
                                 f"Unable to open included configuration file: {path} ({why})")
                 continue
-            self.sink.debug(item.file, item.line, f"Reading included configuration file: {path}")
+            self.sink.debug(item.file, item.line, f"Reading included configuration file: {path}",
+                            always=True)
             self.read_file(path, text, identity)
 
     def _entry(self, entry: RawEntry) -> None:
@@ -255,7 +256,13 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
                 f"service whose attribute failed (xinetd 2.3.15.3 would run it with that "
                 f"attribute unset)"))
         if reason is not None:
-            sink.debug(draft.file, draft.line, f"removing {draft.name}: {reason}")
+            # xinetd's remove_disabled_services() writes `removing NAME` (without -d too)
+            # for the services it marked: a failed attribute, or not in `enabled`; it
+            # drops those with `disable = yes` or in `disabled` without a word.
+            sink.debug(draft.file, draft.line, f"removing {draft.name}: {reason}",
+                       always=not draft.disabled and (bool(draft.failures)
+                                                      or isinstance(enabled, frozenset)
+                                                      and sid.lower() not in enabled))
             dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line, reason))
             continue
         try:
