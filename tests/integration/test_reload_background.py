@@ -16,6 +16,8 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.daemon import Daemon, DaemonFactory, children_of, free_port, wait_until
 from tests.integration.test_reload import conf_path, defaults, read_line
 
@@ -175,3 +177,29 @@ def test_loader_that_dies_keeps_the_running_configuration(daemons: DaemonFactory
     conf_path(daemon).write_text(text)
     daemon.signal(signal.SIGHUP)
     assert "Reconfigured: new=0 old=1 dropped=0" in daemon.wait_for_log(DONE)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
+                                    signal.SIGALRM])
+def test_a_signal_to_the_process_group_spares_the_loader(daemons: DaemonFactory,
+                                                         tmp_path: Path,
+                                                         signum: signal.Signals) -> None:
+    # The loader is in the daemon's process group: a Ctrl-C or hang-up of the terminal
+    # a -dontfork daemon runs in, or a `kill -- -PGID`, reached it too and ended it:
+    # `reconfiguration failed`, and after a SIGINT the reload was lost for good.
+    port, extra = free_port(), free_port()
+    text = defaults(tmp_path) + echo_service(port)
+    daemon = daemons.start_config(text)
+    writer = open_writer_after_hup(daemon)
+    loaders = daemon.children()
+    assert len(loaders) == 1
+    os.kill(loaders[0], signum)     # as the group's signal reaches it
+    daemon.signal(signum)
+    more = text + ("service echo\n{\n\ttype = INTERNAL UNLISTED\n\tid = echo-extra\n"
+                   "\tsocket_type = stream\n\tprotocol = tcp\n\twait = no\n"
+                   f"\tport = {extra}\n\tbind = 127.0.0.1\n}}\n")
+    feed(writer, more)
+    log = daemon.wait_for_log(r"Reconfigured: new=1 old=1 dropped=0")
+    assert "reconfiguration failed" not in log
+    assert echo(extra, "y") == "y\n"
+    assert daemon.proc.poll() is None

@@ -41,6 +41,7 @@ from pyxinetd import installation
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.errors import ConfigError
 from pyxinetd.oomscore import offer_to_oom_killer
+from pyxinetd.signals import IGNORED_SIGNALS
 
 # The child's exit status when it sent a result (a Configuration or an error).
 SENT = 0
@@ -166,8 +167,16 @@ def _child(rfd: int, wfd: int, path: str, kwargs: dict[str, Any], code_check: bo
     try:
         # Signals meant for the daemon must not reach its wakeup socket from here.
         signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        # The loader shares the daemon's process group: a signal sent to the group (a
+        # terminal's Ctrl-C or hang-up for a -dontfork daemon, `kill -HUP -- -PGID`)
+        # reaches it too. Those the daemon ignores or takes as a request are nothing to
+        # the loader, whose end they would otherwise be (and the reload's: a SIGINT
+        # lost it for good). SIGTERM and SIGQUIT end the daemon, and it with them.
+        for signum in (signal.SIGTERM, signal.SIGQUIT, signal.SIGCHLD):
             signal.signal(signum, signal.SIG_DFL)
+        for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGUSR1, signal.SIGUSR2,
+                       signal.SIGABRT, *IGNORED_SIGNALS):
+            signal.signal(signum, signal.SIG_IGN)
         # Short of memory, the kernel must take this child, not the daemon.
         offer_to_oom_killer()
         # Objects of the daemon that are already garbage are never collected here, so no
