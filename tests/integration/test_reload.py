@@ -237,6 +237,19 @@ def test_unreadable_main_file_changes_nothing(daemons: DaemonFactory, tmp_path: 
     assert "Reconfigured: new=0 old=1 dropped=0 (services)" in log
 
 
+def test_an_endless_main_file_changes_nothing(daemons: DaemonFactory, tmp_path: Path) -> None:
+    # The main file replaced by a link to a device: read without end, it took the
+    # host's memory; now refused once past any real configuration's size.
+    port = free_port()
+    daemon = daemons.start_config(defaults(tmp_path) + service("s", port, "S"))
+    conf_path(daemon).unlink()
+    conf_path(daemon).symlink_to("/dev/zero")
+    log = reload(daemon, None, 1)
+    assert re.search(r"ERROR: open\( \S+ \) failed: File too large \(errno = 27\)\n"
+                     r".*WARNING: reconfiguration failed", log)
+    assert greeting(port).startswith("S pid=")
+
+
 def test_bad_defaults_value_keeps_the_daemon_running(daemons: DaemonFactory,
                                                      tmp_path: Path) -> None:
     port = free_port()

@@ -16,15 +16,31 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import BinaryIO
 
 from pyxinetd.config.diagnostics import DiagnosticSink
 
 
+# The most a configuration file may hold: far beyond any real one (a thousand services
+# take about 200 KiB), and a bound on what a device named as the main file (`-f
+# /dev/zero`, a symlink to one) costs: read without end, it took the memory of the
+# host, and at start-up the daemon's own with it.
+CONFIG_READ_LIMIT = 32 << 20
+
+
 def read_text(path: str) -> str:
-    """The file's text; undecodable bytes survive as surrogate escapes. Raises OSError."""
+    """The file's text; undecodable bytes survive as surrogate escapes. Raises OSError,
+    EFBIG for more than CONFIG_READ_LIMIT bytes."""
     with open(path, "rb") as handle:
-        data = handle.read()
+        data = _read_bounded(handle, path)
     return data.decode("utf-8", errors="surrogateescape")
+
+
+def _read_bounded(handle: BinaryIO, path: str) -> bytes:
+    data = handle.read(CONFIG_READ_LIMIT + 1)
+    if len(data) > CONFIG_READ_LIMIT:
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), path)
+    return data
 
 
 def read_included_text(path: str) -> str:
@@ -41,7 +57,7 @@ def read_included_text(path: str) -> str:
             raise OSError(errno.EINVAL, "not a regular file", path)
         with os.fdopen(fd, "rb") as handle:
             fd = -1
-            data = handle.read()
+            data = _read_bounded(handle, path)
     finally:
         if fd >= 0:
             os.close(fd)
