@@ -613,6 +613,13 @@ def test_main_file_unreadable_raises_config_error(tmp_path: Path) -> None:
     ("service a\n{\n= no\n}\n", "Attribute  needs a space before operator (", "error"),
     ("service a\n{\nwait = no\nservice b\n{\n}\n",
      "Bad operator for attribute: service (missing '}' before this line: service a", "error"),
+    # A top-level keyword in a block: the `}` above it is what is missing, not an operator.
+    ("defaults\n{\ninstances = 60\n\nincludedir /etc/xinetd.d\n",
+     "Bad operator for attribute: includedir (missing '}' before this line: defaults is "
+     "incomplete, and includedir /etc/xinetd.d is not read; the rest of this defaults", "error"),
+    ("service a\n{\nwait = no\ninclude /etc/x.conf\n",
+     "Bad operator for attribute: include (missing '}' before this line: service a is "
+     "incomplete, and include /etc/x.conf is not read; service dropped", "error"),
 ])
 def test_syntax_errors_start_with_xinetds_words(text: str, words: str, level: str) -> None:
     # Log parsers grep xinetd's words: pyxinetd's line starts with them, its reason follows.

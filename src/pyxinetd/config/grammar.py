@@ -363,7 +363,14 @@ class _FileParser:
                         col, close=True)
             return
         if tokens.op is None:
-            if tokens.values:
+            if tokens.values and tokens.name in ("include", "includedir"):
+                # A keyword of the top level inside a block: almost always a `}` left
+                # out above it. xinetd skips the line as a bad attribute all the same,
+                # so the files it names are not read.
+                problem = (f"Bad operator for attribute: {tokens.name} (missing '}}' before "
+                           f"this line: {self._title(entry)} is incomplete, and "
+                           f"{tokens.name} {tokens.values[0]} is not read")
+            elif tokens.values:
                 problem = (f"Bad operator for attribute: {tokens.name} (expected '=', '+=' or "
                            f"'-=' after {shown_name(tokens.name)}, "
                            f"found {quoted(tokens.values[0])}")
