@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from pyxinetd.errors import SpawnError
+from pyxinetd.interpreter import interpreter_problem
 from pyxinetd.posix import RESETTABLE_SIGNALS, Posix
 from pyxinetd.spawnrequest import SpawnRequest
 
@@ -200,7 +201,8 @@ class FallbackPaths:
         step, _, message = rest.partition(":")
         code = int(code_text) if code_text.isdigit() else 0
         raise SpawnError(f"{req.service_id}: cannot start {req.path}: {step}: {message}"
-                         f"{limit_hint(req, step, code)}", errno=code, step=step)
+                         f"{limit_hint(req, step, code)}{script_hint(req, step, code)}",
+                         errno=code, step=step)
 
     def child_checklist(self, req: SpawnRequest, errpipe: int) -> NoReturn:
         """Called in the child; never returns. The order below is the behaviour."""
@@ -262,7 +264,17 @@ def spawn_error(req: SpawnRequest, step: str, err: OSError) -> SpawnError:
     code = err.errno or 0
     reason = err.strerror or os.strerror(code)
     return SpawnError(f"{req.service_id}: cannot start {req.path}: {step}: {reason}"
-                      f"{limit_hint(req, step, code)}", errno=code, step=step)
+                      f"{limit_hint(req, step, code)}{script_hint(req, step, code)}",
+                      errno=code, step=step)
+
+
+def script_hint(req: SpawnRequest, step: str, code: int) -> str:
+    """Why exec said ENOENT (or EACCES) of a file that is there: a script whose #!
+    interpreter is missing, often a carriage return at its end (pyxinetd.interpreter)."""
+    if step != "exec" or code not in (errno.ENOENT, errno.EACCES):
+        return ""
+    problem = interpreter_problem(req.path)
+    return f"; {problem}" if problem is not None else ""
 
 
 def limit_hint(req: SpawnRequest, step: str, code: int) -> str:

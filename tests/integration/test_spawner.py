@@ -532,6 +532,9 @@ def test_exec_failure(bad_servers: dict[str, str], kind: str, method: SpawnPath)
     assert info.value.errno == EXPECTED_ERRNO[kind]
     assert info.value.step == "exec"
     assert bad_servers[kind] in str(info.value)
+    # ENOENT for a file that is there: the message says which file is missing.
+    assert (str(info.value).endswith("; its #! interpreter /nonexistent/interpreter does "
+                                     "not exist")) == (kind == "badinterp"), str(info.value)
     assert zombies_of_me() == []
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)

@@ -25,6 +25,7 @@ from pyxinetd.config.diagnostics import did_you_mean
 from pyxinetd.config.lookups import Lookups, UserInfo
 from pyxinetd.config.lookups import decimal
 from pyxinetd.config.model import SERVICE_FLAGS, SERVICE_TYPES, SocketType
+from pyxinetd.interpreter import interpreter_problem
 from pyxinetd.textbytes import quoted
 
 Values = tuple[str, ...]
@@ -218,6 +219,10 @@ def parse_server(values: Values, ctx: ValueContext) -> str:
     if not stat.S_ISREG(mode) or not os.access(path, os.X_OK):
         raise ValueProblem(f"Server {path} is not executable",
                            "expected an executable regular file")
+    problem = interpreter_problem(path)
+    if problem is not None:
+        # xinetd takes it, and every client's exec fails (ENOENT): kept, but said now.
+        ctx.remark(f"server {path}: {problem}; every exec of it will fail")
     return path
 
 
