@@ -140,8 +140,9 @@ class TcpmuxSession:
             return
         # Decoded as the configuration is (UTF-8, other bytes as surrogate escapes),
         # so that a name matches the service whose name has its bytes, whatever the
-        # encoding; the listing gives each name back as those bytes.
-        name = line[:-2].decode("utf-8", "surrogateescape")
+        # encoding; the listing gives each name back as those bytes. Up to a NUL, as
+        # xinetd reads it (a C string): `plus\0junk` asks for plus.
+        name = line[:-2].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
         service = self._lookup(name)
         if service is not None:
             self._start(service)
