@@ -25,6 +25,7 @@ from pyxinetd.config.model import (
     TimeWindow,
 )
 from pyxinetd.config.netvalues import BindSpec, needs_dual_stack
+from pyxinetd.config.serveraccess import access_problem
 from pyxinetd.config.values import UserSpec
 
 T = TypeVar("T")
@@ -151,6 +152,15 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
         # a numeric user, whose primary gid is the uid's number.
         login_gid = user.info.passwd_gid if user.info.passwd_gid is not None else user.info.gid
         supplementary = ctx.lookups.supplementary_groups(user.info.name, login_gid)
+    if (external and server is not None and uid not in (None, 0) and os.geteuid() == 0):
+        # Run as root, the daemon switches to that user before the exec (unprivileged,
+        # it ignores the user: nothing to check).
+        assert uid is not None
+        gids = {g for g in (group, *supplementary) if g is not None}
+        problem = access_problem(server, uid, gids)
+        if problem is not None:
+            sink.warning(*where, f"service {sid}: user {user_name or uid} cannot run "
+                                 f"{server}: {problem}; every exec of it will fail")
 
     # -- argv and environment --------------------------------------------------------
     if internal or redirect is not None:

@@ -1,0 +1,65 @@
+"""Whether a service's user can run its server: the permissions the exec will meet.
+
+The loader checks that `server` is an executable file, as the daemon (root) sees it.
+The server is exec'd after setuid to the service's user, who also needs search
+permission on every folder above it, execute permission on the file and, for a script,
+read permission (its interpreter opens it as that user). A challenge installed 0700
+root under a root-only folder with `user = nobody` passed every check and failed each
+connection with "exec: Permission denied". Judged from the mode bits; a file or folder
+with an ACL, which can grant more than they show, is not judged.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Collection
+
+_ACL = "system.posix_acl_access"
+
+
+def access_problem(path: str, uid: int, gids: Collection[int]) -> str | None:
+    """Why the user `uid` (groups `gids`) cannot exec `path`, or None (it can, or it
+    cannot be told)."""
+    try:
+        real = os.path.realpath(path)
+        folders = _folders(os.path.abspath(path)) | _folders(real)
+        for folder in sorted(folders, key=len):
+            info = os.stat(folder)
+            if _has_acl(folder):
+                return None
+            if not _allowed(info, uid, gids, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+                return f"no search permission on {folder}"
+        info = os.stat(real)
+        if _has_acl(real):
+            return None
+        if not _allowed(info, uid, gids, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+            return "no execute permission on the file"
+        with open(real, "rb") as server:
+            script = server.read(2) == b"#!"
+        if script and not _allowed(info, uid, gids, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH):
+            return "no read permission on the script, which its interpreter must read"
+    except OSError:
+        return None
+    return None
+
+
+def _folders(path: str) -> set[str]:
+    parts = path.split("/")[1:-1]
+    return {"/" + "/".join(parts[:n]) for n in range(len(parts) + 1)}
+
+
+def _allowed(info: os.stat_result, uid: int, gids: Collection[int],
+             owner: int, group: int, other: int) -> bool:
+    if info.st_uid == uid:
+        return bool(info.st_mode & owner)
+    if info.st_gid in gids:
+        return bool(info.st_mode & group)
+    return bool(info.st_mode & other)
+
+
+def _has_acl(path: str) -> bool:
+    try:
+        return _ACL in os.listxattr(path)
+    except OSError:
+        return False
