@@ -187,8 +187,20 @@ def test_reload_reports_a_configuration_the_daemon_would_not_take(
     # Mended, it reloads.
     result = script.run("reload")
     assert result.returncode == 0, result
+    assert result.stderr == ""
     wait_log_lines(script.log, "Reconfigured: ")
     assert script.pid() == first and script.serves()
+    # With a broken service beside the working one, it reloads (the daemon serves what
+    # it can) and says what `pyxinetd check` found, which only the log told before.
+    conf = tmp_path / "xinetd.conf"
+    conf.write_text(conf.read_text() + "service broken\n{\n\tsocket_type = stream\n}\n")
+    result = script.run("reload")
+    assert result.returncode == 0, result
+    assert result.stderr == (f"xinetd: the configuration has problems ({conf}: 1 service(s) "
+                             "to activate, 1 dropped, 0 warning(s), 1 error(s)); pyxinetd "
+                             "check lists them.\n"), result
+    wait_log_lines(script.log, "Reconfigured: ", count=2)
+    assert script.serves()
 
 
 def test_restart_keeps_the_running_daemon_when_the_new_one_cannot_open_its_log(

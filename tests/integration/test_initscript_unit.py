@@ -170,6 +170,20 @@ def test_the_unit_reloads_only_a_configuration_the_daemon_would_take(
         (tmp_path / "moved.conf").rename(conf)
         done = run_unit_reload(tmp_path, env, daemon.pid)
         assert done.returncode == 0, done
+        assert done.stderr == ""
+        assert daemon.wait(timeout=10) == -signal.SIGHUP
+    finally:
+        daemon.kill()
+        daemon.wait()
+    # A broken service beside: reloaded, and check's summary goes to the journal.
+    conf.write_text(conf.read_text() + "service broken\n{\n\tsocket_type = stream\n}\n")
+    daemon = subprocess.Popen(["sleep", "60"])
+    try:
+        done = run_unit_reload(tmp_path, env, daemon.pid)
+        assert done.returncode == 0, done
+        assert done.stderr == (f"the configuration has problems ({conf}: 0 service(s) to "
+                               "activate, 2 dropped, 0 warning(s), 1 error(s)); pyxinetd "
+                               "check lists them\n"), done
         assert daemon.wait(timeout=10) == -signal.SIGHUP
     finally:
         daemon.kill()
