@@ -307,11 +307,12 @@ def test_a_foreground_daemon_keeps_none_of_its_starters_descriptors(
                 os.close(fd)
 
 
-def test_detached_program_log_goes_to_syslog_facility_daemon(detached: Detached,
-                                                             tmp_path: Path) -> None:
-    port = free_port()
+def detached_on_syslog(detached: Detached, tmp_path: Path, *options: str
+                       ) -> tuple[int, list[str]]:
+    """Start a detached daemon (with `options`) logging to a syslog socket of the test's;
+    its pid and the syslog datagrams up to its `Started working`."""
     conf = tmp_path / "syslog.conf"
-    conf.write_text(echo_conf(port))
+    conf.write_text(echo_conf(free_port()))
     pidfile = tmp_path / "syslog.pid"
     detached.pidfiles.append(pidfile)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslog:
@@ -319,14 +320,20 @@ def test_detached_program_log_goes_to_syslog_facility_daemon(detached: Detached,
         syslog.settimeout(10)
         env = {**os.environ, "PYXINETD_SYSLOG_SOCKET": str(tmp_path / "log.sock")}
         result = subprocess.run([sys.executable, "-m", "pyxinetd", "-f", str(conf),
-                                 "-pidfile", str(pidfile)], env=env,
+                                 "-pidfile", str(pidfile), *options], env=env,
                                 stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                 timeout=START_TIMEOUT)
         assert result.returncode == 0, result.stderr
         pid = read_pid(pidfile)
-        wanted = f"xinetd[{pid}]: Started working: 1 available service"
-        messages = syslog_until(syslog, wanted)
+        assert pid is not None
+        return pid, syslog_until(syslog, f"xinetd[{pid}]: Started working")
+
+
+def test_detached_program_log_goes_to_syslog_facility_daemon(detached: Detached,
+                                                             tmp_path: Path) -> None:
+    pid, messages = detached_on_syslog(detached, tmp_path)
     # daemon (3) * 8 + notice (5)
+    wanted = f"xinetd[{pid}]: Started working: 1 available service"
     assert messages[-1].startswith("<29>") and wanted in messages[-1], messages
 
 
@@ -513,21 +520,7 @@ def test_a_facility_xinetd_does_not_know_is_refused(detached: Detached, tmp_path
                                                     facility: str) -> None:
     # xinetd's -syslog takes the facilities of `log_type = SYSLOG` only: a daemon's lines
     # filed as the kernel's (kern is 0) would go where nobody looks for them.
-    conf = tmp_path / "facility.conf"
-    conf.write_text(echo_conf(free_port()))
-    pidfile = tmp_path / "facility.pid"
-    detached.pidfiles.append(pidfile)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslog:
-        syslog.bind(str(tmp_path / "log.sock"))
-        syslog.settimeout(10)
-        env = {**os.environ, "PYXINETD_SYSLOG_SOCKET": str(tmp_path / "log.sock")}
-        result = subprocess.run([sys.executable, "-m", "pyxinetd", "-f", str(conf),
-                                 "-pidfile", str(pidfile), "-syslog", facility], env=env,
-                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                timeout=START_TIMEOUT)
-        assert result.returncode == 0, result.stderr
-        pid = read_pid(pidfile)
-        messages = syslog_until(syslog, f"xinetd[{pid}]: Started working")
+    _, messages = detached_on_syslog(detached, tmp_path, "-syslog", facility)
     # daemon (3) * 8 + err (3), then notice (5)
     assert any(m.startswith("<27>") and f"Bad syslog facility: {facility}" in m
                for m in messages), messages

@@ -17,8 +17,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import DaemonFactory, free_port, wait_until
+from tests.daemon import Daemon, DaemonFactory, free_port, wait_until
 from tests.integration.test_reload import conf_path, defaults, greeting, service
+
+
+def loading_from_a_fifo(daemons: DaemonFactory, tmp_path: Path) -> tuple[Daemon, Path, str, int]:
+    """A daemon whose start-up load waits on its main file, a FIFO (so signals surely
+    arrive during the load): the daemon, the FIFO, the text to feed it, its port."""
+    port = free_port()
+    fifo = tmp_path / "main.fifo"
+    os.mkfifo(fifo)
+    text = defaults(tmp_path) + service("a", port, "A")
+    daemon = daemons.start_config(text, "-f", str(fifo), ready=False)
+    # The loader child of the start-up load is waiting for the FIFO's writer.
+    wait_until(daemon.children, what="the start-up load")
+    return daemon, fifo, text, port
 
 
 @pytest.mark.parametrize("signals", [(signal.SIGHUP,), (signal.SIGUSR2, signal.SIGUSR1)])
@@ -27,15 +40,7 @@ def test_signals_during_the_start_up_load_are_handled_once_serving(
         signals: tuple[signal.Signals, ...]) -> None:
     dump = tmp_path / "xinetd.dump"
     monkeypatch.setenv("PYXINETD_DUMP_FILE", str(dump))
-    port = free_port()
-    # The main file is a FIFO: the start-up load waits for it to be written, so the
-    # signals surely arrive during the load.
-    fifo = tmp_path / "main.fifo"
-    os.mkfifo(fifo)
-    text = defaults(tmp_path) + service("a", port, "A")
-    daemon = daemons.start_config(text, "-f", str(fifo), ready=False)
-    # The loader child of the start-up load is waiting for the FIFO's writer.
-    wait_until(daemon.children, what="the start-up load")
+    daemon, fifo, text, port = loading_from_a_fifo(daemons, tmp_path)
     for signum in signals:
         daemon.signal(signum)
     with open(fifo, "w") as feed:
@@ -61,12 +66,7 @@ def test_ignored_signals_during_the_start_up_load_do_not_end_it(
         daemons: DaemonFactory, tmp_path: Path) -> None:
     # xinetd ignores SIGALRM, SIGXCPU, SIGPWR... from before its configuration is read;
     # their default action used to end pyxinetd while it was still loading.
-    port = free_port()
-    fifo = tmp_path / "main.fifo"
-    os.mkfifo(fifo)
-    text = defaults(tmp_path) + service("a", port, "A")
-    daemon = daemons.start_config(text, "-f", str(fifo), ready=False)
-    wait_until(daemon.children, what="the start-up load")
+    daemon, fifo, text, port = loading_from_a_fifo(daemons, tmp_path)
     for signum in (signal.SIGALRM, signal.SIGVTALRM, signal.SIGPROF, signal.SIGIO,
                    signal.SIGXCPU, signal.SIGPWR, signal.SIGSTKFLT):
         daemon.signal(signum)
