@@ -452,3 +452,20 @@ def test_bind_address_of_the_other_family_than_the_flag_is_kept(tmp_path: Path) 
     assert any("bind address 127.0.0.1 has no IPv6 address" in w for w in warnings(config))
     config = load_text(tmp_path, service_block("svc", "bind = 127.0.0.1"))
     assert config.services[0].family == socket.AF_INET and warnings(config) == []
+
+
+def test_a_service_dropped_for_several_bad_values_names_their_lines_once(
+        tmp_path: Path) -> None:
+    # Each error is logged at its line; the dropped entry (and the daemon's `removing`
+    # line) names the places instead of repeating every text.
+    config = load_text(tmp_path, service_block("svc", "wait = maybe", "instances = x",
+                                               "server = /bin/cat"))
+    conf = config.path
+    (reason,) = dropped_reasons(config)
+    assert reason.startswith(f"bad attribute values at {conf}:"), reason
+    lines = [int(e.split(":")[1]) for e in errors(config)]
+    assert reason == (f"bad attribute values at {conf}:{lines[0]}, {lines[1]} (the errors "
+                      "logged there)")
+    config = load_text(tmp_path, service_block("svc", "wait = maybe", "server = /bin/cat"))
+    assert dropped_reasons(config)[0].startswith(
+        f"bad attribute value: {config.path}:"), dropped_reasons(config)

@@ -127,7 +127,8 @@ class Draft:
     own: dict[str, RawAttribute] = field(default_factory=dict)
     # Every line of a list attribute applied, in order (own keeps only the last).
     list_lines: list[RawAttribute] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
+    # The attribute lines whose value failed: (file, line, what was wrong).
+    failures: list[tuple[str, int, str]] = field(default_factory=list)
     disabled: bool = False
     # xinetd's disabled mark: set by a failed attribute (or `disable = yes`), cleared by
     # a `disable = no` read after it. Any `disable` line that leaves it set ends the block.
@@ -316,7 +317,7 @@ class Applier:
     def _fail(self, draft: Draft, raw: RawAttribute, problem: v.ValueProblem) -> None:
         self.sink.error(raw.file, raw.line, v.describe(problem, draft.title(),
                                                        "service disabled"), raw.col)
-        draft.failures.append(f"{raw.file}:{raw.line}: {problem}")
+        draft.failures.append((raw.file, raw.line, str(problem)))
         draft.marked = True
 
     def _apply_defaults(self, draft: Draft, raw: RawAttribute, spec: AttributeSpec | None) -> None:

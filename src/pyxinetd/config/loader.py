@@ -361,8 +361,17 @@ def _read_inetd(reader: _Reader, path: str) -> None:
 def _removal(draft: Draft, sid: str, enabled: object, disabled: object) -> str | None:
     if draft.disabled:
         return "disabled (disable = yes)"
+    if len(draft.failures) == 1:
+        file, line, problem = draft.failures[0]
+        return f"bad attribute value: {file}:{line}: {problem}"
     if draft.failures:
-        return "bad attribute value: " + "; ".join(draft.failures)
+        # Each was logged at its line already: the places, not the texts again (a
+        # service with seven bad lines made a line of 600 characters, twice).
+        lines: dict[str, list[str]] = {}
+        for file, line, _ in draft.failures:
+            lines.setdefault(file, []).append(str(line))
+        places = "; ".join(f"{file}:{', '.join(numbers)}" for file, numbers in lines.items())
+        return f"bad attribute values at {places} (the errors logged there)"
     key = sid.lower()
     if isinstance(enabled, frozenset) and key not in enabled:
         return f"id {sid} is not in the defaults' enabled list"
