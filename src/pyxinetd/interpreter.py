@@ -17,6 +17,8 @@ import os
 import re
 import stat
 
+from pyxinetd.files import read_regular
+
 # The kernel's buffer for a script's first line (BINPRM_BUF_SIZE).
 _HEAD = 256
 _INTERPRETER = re.compile(rb"[ \t]*([^ \t\n]*)")
@@ -24,13 +26,11 @@ _INTERPRETER = re.compile(rb"[ \t]*([^ \t\n]*)")
 
 def interpreter_problem(path: str) -> str | None:
     """Why the script `path` cannot be run through its `#!` line, or None: it is no
-    script, cannot be read here, or its interpreter is an executable file."""
-    try:
-        with open(path, "rb") as script:
-            head = script.read(_HEAD)
-    except OSError:
-        return None
-    if not head.startswith(b"#!"):
+    script, cannot be read here, or its interpreter is an executable file. Asked in the
+    daemon's loop after a failed exec: read without waiting (a FIFO put in the server's
+    place is no script)."""
+    head = read_regular(path, _HEAD)
+    if head is None or not head.startswith(b"#!"):
         return None
     line = head[2:].split(b"\n", 1)[0]
     match = _INTERPRETER.match(line)

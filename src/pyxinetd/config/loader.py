@@ -249,20 +249,16 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
             sink.info(draft.file, draft.line,
                       unserved_twin(draft.name, protocol, draft.twin_of))
         sid = str(draft.values.get("id") or draft.name)
-        reason = _removal(draft, sid, enabled, disabled)
+        removal = _removal(draft, sid, enabled, disabled)
         if _revived_by_enabled(draft, sid, enabled, disabled):
             sink.warning(draft.file, draft.line, (
                 f"service {draft.name}: the defaults' enabled list does not re-enable a "
                 f"service whose attribute failed (xinetd 2.3.15.3 would run it with that "
                 f"attribute unset)"))
-        if reason is not None:
-            # xinetd's remove_disabled_services() writes `removing NAME` (without -d too)
-            # for the services it marked: a failed attribute, or not in `enabled`; it
-            # drops those with `disable = yes` or in `disabled` without a word.
+        if removal is not None:
+            reason, named_by_xinetd = removal
             sink.debug(draft.file, draft.line, f"removing {draft.name}: {reason}",
-                       always=not draft.disabled and (bool(draft.failures)
-                                                      or isinstance(enabled, frozenset)
-                                                      and sid.lower() not in enabled))
+                       always=named_by_xinetd)
             dropped.append(DroppedEntry(draft.name, sid, draft.file, draft.line, reason))
             continue
         try:
@@ -358,26 +354,36 @@ def _read_inetd(reader: _Reader, path: str) -> None:
     reader.dropped.extend(dropped)
 
 
-def _removal(draft: Draft, sid: str, enabled: object, disabled: object) -> str | None:
+def _removal(draft: Draft, sid: str, enabled: object, disabled: object
+             ) -> tuple[str, bool] | None:
+    """Why the service is dropped, and whether xinetd names it then: its
+    remove_disabled_services() writes `removing NAME` (without -d too) for the services
+    it marked, a failed attribute or one not in `enabled`, and drops those with
+    `disable = yes` or in `disabled` without a word. None: it is kept."""
     if draft.disabled:
-        return "disabled (disable = yes)"
+        return "disabled (disable = yes)", False
+    if draft.failures:
+        return _failed(draft), True
+    key = sid.lower()
+    if isinstance(enabled, frozenset) and key not in enabled:
+        return f"id {sid} is not in the defaults' enabled list", True
+    if isinstance(disabled, frozenset) and key in disabled:
+        return f"id {sid} is in the defaults' disabled list", False
+    return None
+
+
+def _failed(draft: Draft) -> str:
+    """The reason a service whose attribute values failed is dropped."""
     if len(draft.failures) == 1:
         file, line, problem = draft.failures[0]
         return f"bad attribute value: {file}:{line}: {problem}"
-    if draft.failures:
-        # Each was logged at its line already: the places, not the texts again (a
-        # service with seven bad lines made a line of 600 characters, twice).
-        lines: dict[str, list[str]] = {}
-        for file, line, _ in draft.failures:
-            lines.setdefault(file, []).append(str(line))
-        places = "; ".join(f"{file}:{', '.join(numbers)}" for file, numbers in lines.items())
-        return f"bad attribute values at {places} (the errors logged there)"
-    key = sid.lower()
-    if isinstance(enabled, frozenset) and key not in enabled:
-        return f"id {sid} is not in the defaults' enabled list"
-    if isinstance(disabled, frozenset) and key in disabled:
-        return f"id {sid} is in the defaults' disabled list"
-    return None
+    # Each was logged at its line already: the places, not the texts again (a service
+    # with seven bad lines made a line of 600 characters, twice).
+    lines: dict[str, list[str]] = {}
+    for file, line, _ in draft.failures:
+        lines.setdefault(file, []).append(str(line))
+    places = "; ".join(f"{file}:{', '.join(numbers)}" for file, numbers in lines.items())
+    return f"bad attribute values at {places} (the errors logged there)"
 
 
 def _revived_by_enabled(draft: Draft, sid: str, enabled: object, disabled: object) -> bool:

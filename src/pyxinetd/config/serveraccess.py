@@ -15,6 +15,8 @@ import os
 import stat
 from collections.abc import Collection
 
+from pyxinetd.files import read_regular
+
 _ACL = "system.posix_acl_access"
 
 
@@ -35,8 +37,7 @@ def access_problem(path: str, uid: int, gids: Collection[int]) -> str | None:
             return None
         if not _allowed(info, uid, gids, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
             return "no execute permission on the file"
-        with open(real, "rb") as server:
-            script = server.read(2) == b"#!"
+        script = (read_regular(real, 2) or b"") == b"#!"
         if script and not _allowed(info, uid, gids, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH):
             return "no read permission on the script, which its interpreter must read"
     except OSError:
