@@ -154,6 +154,7 @@ class RedirectSession:
         conn.setblocking(False)
         _nodelay(conn)
         self.out: socket.socket | None = None
+        reason: str | None = None
         if target is None and service.id in _looping:
             # Relayed, the connection would come back to this service, and so on.
             self.to_target = self.to_client = None
@@ -175,6 +176,10 @@ class RedirectSession:
             if "KEEPALIVE" in service.flags:
                 self.out.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
             code = self.out.connect_ex(sockaddr)
+        except socket.gaierror as exc:
+            # The target's (or redirect_source's) zone names an interface that is gone:
+            # the resolver's words, as its negative code is not an errno.
+            code, reason = errno.EADDRNOTAVAIL, str(exc.strerror or exc)
         except OSError as exc:
             code = exc.errno or errno.EINVAL
         self.to_target = RelayDirection(conn, self.out) if self.out else None
@@ -191,7 +196,8 @@ class RedirectSession:
             loop.register(self.out, WRITE, self._connect_ready)
         else:
             # Report from the loop, not from inside the creator's call.
-            loop.call_later(0, lambda: self._fail(_errno_text(code)))
+            why = reason or _errno_text(code)
+            loop.call_later(0, lambda: self._fail(why))
 
     @property
     def closed(self) -> bool:

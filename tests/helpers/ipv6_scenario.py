@@ -133,6 +133,9 @@ def main() -> int:
     replies = []
     with running(run.daemon, run.conf, run.program_log):
         for p in plan["probes"]:
+            if p["proto"] == "ip":     # a change to the links between two probes
+                subprocess.run(["ip", *p["args"]], check=True)
+                continue
             replies.append(probe_tcp(p) if p["proto"] == "tcp" else probe_udp(p))
         # Let the last servers' EXIT lines reach the log.
         expected = plan.get("exits", 0)

@@ -50,3 +50,23 @@ def test_a_link_local_target_and_source_keep_their_zone(tmp_path: Path) -> None:
     assert [r["reply"] for r in result["replies"]] == ["zoned\n", ""], result
     assert "xinetd[N]: ERROR: can't connect to remote host fe80::1%d0: Connection refused " \
            "(errno = 111) (client ::1)" in result["program_log"], result["program_log"]
+
+
+def test_a_source_zone_whose_interface_is_gone_is_named_in_the_resolvers_words(
+        tmp_path: Path) -> None:
+    # redirect_source's zone is resolved for each connection; once its interface is
+    # deleted the resolver fails, and its negative code is not an errno: the line once
+    # read `Unknown error -2 (errno = -2)`.
+    conf = (echo("echoll", 7309, "fe80::1%d0")
+            + redirect("fromll", 7310, "fe80::1%d0 7309").replace(
+                "    redirect =", "    redirect_source = fe80::1%d0\n    redirect ="))
+    result = run_plan(tmp_path, {"links": VETH, "conf": conf, "exits": 2, "probes": [
+        {"proto": "tcp", "dst": "::1", "port": 7310, "send": "zoned\n", "until": "\n"},
+        {"proto": "ip", "args": ["link", "del", "d0"]},
+        {"proto": "tcp", "dst": "::1", "port": 7310, "send": "gone\n", "until": "\n"}]})
+    assert [r["reply"] for r in result["replies"]] == ["zoned\n", ""], result
+    failures = [line for line in result["program_log"] if "can't connect" in line]
+    assert len(failures) == 1 and failures[0].startswith(
+        "xinetd[N]: ERROR: can't connect to remote host fe80::1%"), result["program_log"]
+    assert failures[0].endswith(" from fe80::1%d0: Name or service not known (client ::1)"), \
+        failures

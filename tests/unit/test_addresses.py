@@ -84,6 +84,27 @@ def test_unparseable_token_is_dropped_with_warning(token: str) -> None:
     assert parsed.warning and "it is ignored" in parsed.warning
 
 
+@pytest.mark.parametrize("token, why", [
+    ("fe80::2%no-such-if", "no interface 'no-such-if' for its zone"),
+    ("fe80::2%no-such-if/64", "no interface 'no-such-if' for its zone"),
+    # glibc takes a zone by name only on a link-local address, as xinetd reads it.
+    ("fd00::2%lo", "its zone 'lo' names an interface, which only a link-local"),
+    ("::ffff:10.0.0.1%lo", "its zone 'lo' names an interface"),
+])
+def test_a_zone_that_does_not_resolve_drops_the_token(token: str, why: str) -> None:
+    # xinetd: `failed to parse TOKEN`, the word dropped. Kept as the bare address, the
+    # entry matched that host on every interface, admitting whom xinetd refuses.
+    parsed = parse_address(token, NETS)
+    assert parsed.entries == () and parsed.words == f"failed to parse {token}"
+    assert parsed.warning and why in parsed.warning and "it is ignored" in parsed.warning
+
+
+@pytest.mark.parametrize("token", ["fe80::2%lo", "fe80::2%1", "fd00::2%1", "fe80::2%lo/64",
+                                   "ff02::1%lo"])
+def test_a_zone_that_resolves_is_kept(token: str) -> None:
+    assert parse_address(token, NETS).entries and parse_address(token, NETS).warning is None
+
+
 @pytest.mark.parametrize("word", ["ALL", "all", "LOCAL", "KNOWN", "UNKNOWN", "PARANOID"])
 def test_tcpd_words_are_dropped_in_xinetds_words(word: str) -> None:
     # xinetd looks the word up as a host name, finds none: `failed to parse ALL`.

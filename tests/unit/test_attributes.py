@@ -186,6 +186,18 @@ BAD = [
     ("log_on_failure = RECORD", "Bad log_on_failure flag: RECORD (service bad: it no longer exists"),
     ("stderr = svc.err", "stderr needs an absolute file name, not 'svc.err'"),
     ("redirect_source = gateway", "bad redirect_source 'gateway': expected a numeric"),
+    # A zone must resolve as xinetd's getaddrinfo(AI_NUMERICHOST) resolves it: by name
+    # only on a link-local address (`lo` exists on every host).
+    ("redirect = fe80::1%no-such-if 25", "bad address (service bad: redirect host "
+                                         "'fe80::1%no-such-if': no interface 'no-such-if'"),
+    ("redirect = fd00::1%lo 25", "bad address (service bad: redirect host 'fd00::1%lo': its "
+                                 "zone 'lo' names an interface, which only a link-local"),
+    ("bind = fd00::1%lo", "bad address (service bad: bind address 'fd00::1%lo': its zone "
+                          "'lo' names an interface, which only a link-local"),
+    ("bind = fe80::1%no-such-if", "bad address (service bad: bind address "
+                                  "'fe80::1%no-such-if': no interface 'no-such-if'"),
+    ("redirect_source = fe80::1%no-such-if", "bad redirect_source 'fe80::1%no-such-if': no "
+                                             "interface 'no-such-if' for its zone"),
 ]
 
 
@@ -424,6 +436,15 @@ def test_second_log_type_in_defaults_is_an_error(tmp_path: Path) -> None:
                                  "\tlog_type = FILE /x\n}\n")
     assert config.defaults.log_type == SyslogTarget("daemon")
     assert any("more than one log_type" in e for e in errors(config))
+
+
+def test_mapped_redirect_addresses_are_written_as_xinetd_writes_them(tmp_path: Path) -> None:
+    # inet_ntop's form, not Python's `::ffff:a09:5`: one log line names the target and
+    # the source, which must not read as two forms of address.
+    svc = one(tmp_path, "redirect = ::ffff:10.9.0.5 9009", "redirect_source = ::ffff:10.9.0.99")
+    assert (svc.redirect, svc.redirect_source) == (("::ffff:10.9.0.5", 9009), "::ffff:10.9.0.99")
+    zoned = one(tmp_path, "redirect = fe80::1%lo 9009", "redirect_source = fe80::0:2%1")
+    assert (zoned.redirect, zoned.redirect_source) == (("fe80::1%lo", 9009), "fe80::2%1")
 
 
 def test_bind_host_name_is_resolved(tmp_path: Path) -> None:

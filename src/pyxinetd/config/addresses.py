@@ -56,6 +56,36 @@ class AddressParse:
     words: str | None = None
 
 
+def zone_problem(text: str) -> str | None:
+    """Why the zone of the IPv6 address `text` (`fe80::1%eth0`) cannot be used, or None
+    when it has none, `text` is no IPv6 address, or the zone resolves. xinetd reads
+    such addresses with getaddrinfo(AI_NUMERICHOST), which takes a zone by number on
+    any address, and by interface name only on a link-local one (glibc), and refuses
+    the address otherwise; so does every address attribute here."""
+    address, percent, zone = text.partition("%")
+    if not percent:
+        return None
+    try:
+        parsed = ipaddress.IPv6Address(address)
+    except ValueError:
+        return None
+    try:
+        socket.getaddrinfo(text, None, socket.AF_INET6, flags=socket.AI_NUMERICHOST)
+        return None
+    except (OSError, ValueError, UnicodeError):
+        pass
+    local = parsed.is_link_local or (parsed.is_multicast and (parsed.packed[1] & 0x0F) == 2)
+    if not local and zone:
+        try:
+            socket.if_nametoindex(zone)
+        except (OSError, ValueError, UnicodeError):
+            pass
+        else:
+            return (f"its zone {quoted(zone)} names an interface, which only a link-local "
+                    "address (fe80::/10) may carry: give the interface's number, or no zone")
+    return f"no interface {quoted(zone)} for its zone"
+
+
 def _ipv4_numeric(token: str) -> ipaddress.IPv4Address | None:
     if not token or not all(is_digits(c) or c in ".xXabcdefABCDEF" for c in token):
         return None
@@ -190,6 +220,10 @@ def parse_address(token: str, networks: NetworkLookup) -> AddressParse:
     if "," in token and "{" not in token:
         raise AddressError(f"Address: {token} has a comma in it - remove the comma "
                            "(separate addresses with blanks)")
+    if ":" in token and "%" in token:
+        problem = zone_problem(token.partition("/")[0])
+        if problem is not None:
+            return AddressParse((), f"{problem}; it is ignored", f"failed to parse {token}")
     entry = _numeric(token)
     if entry is not None:
         return AddressParse((entry,))

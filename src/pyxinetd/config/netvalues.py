@@ -10,7 +10,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
-from pyxinetd.config.addresses import AddressError, parse_address
+from pyxinetd.config.addresses import AddressError, parse_address, zone_problem
 from pyxinetd.config.lookups import is_digits
 from pyxinetd.config.model import AddressEntry
 from pyxinetd.config.values import ValueContext, ValueProblem, Values, unsigned
@@ -57,11 +57,28 @@ def parse_redirect(values: Values, ctx: ValueContext) -> tuple[str, int]:
 def parse_redirect_source(values: Values, ctx: ValueContext) -> str:
     """pyxinetd's `redirect_source = ADDRESS`: the local address a redirect connects
     from (a numeric address of this host)."""
-    try:
-        return str(ipaddress.ip_address(values[0]))
-    except ValueError:
+    address = numeric_text(values[0])
+    if address is None:
         raise ValueProblem(f"bad redirect_source {quoted(values[0])}: expected a numeric IPv4 or "
-                           "IPv6 address") from None
+                           "IPv6 address")
+    problem = zone_problem(values[0])
+    if problem is not None:
+        raise ValueProblem(f"bad redirect_source {quoted(values[0])}: {problem}")
+    return address
+
+
+def numeric_text(text: str) -> str | None:
+    """A numeric address in the form xinetd writes addresses (inet_ntop's: an
+    IPv4-mapped one is `::ffff:127.0.0.1`, which Python 3.11's ipaddress prints
+    `::ffff:7f00:1`), with its zone as written; None for anything else."""
+    try:
+        parsed = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(parsed, ipaddress.IPv4Address):
+        return str(parsed)
+    address = socket.inet_ntop(socket.AF_INET6, parsed.packed)
+    return f"{address}%{parsed.scope_id}" if parsed.scope_id else address
 
 
 def _resolve_one(host: str, what: str, words: str | None = None) -> str:
@@ -69,10 +86,13 @@ def _resolve_one(host: str, what: str, words: str | None = None) -> str:
     xinetd asks getaddrinfo for IPv4 unless the text holds a colon (a name with both
     reaches its target over IPv4); an IPv6-only name gets its first IPv6 address,
     where xinetd rejects it (docs/compatibility.md)."""
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
+    address = numeric_text(host)
+    if address is not None:
+        problem = zone_problem(host)
+        if problem is not None:
+            detail = f"{what} {quoted(host)}: {problem}"
+            raise ValueProblem(detail) if words is None else ValueProblem(words, detail)
+        return address
     try:
         # As bytes, as xinetd passes the name: a str goes through Python's IDNA codec,
         # which refuses a byte that is not UTF-8 (a Latin-1 name in /etc/hosts) and
@@ -106,24 +126,16 @@ def parse_bind(values: Values, ctx: ValueContext) -> BindSpec:
         except ValueError:
             raise ValueProblem("bad address", f"bind address {quoted(text)}: expected an "
                                "IPv6 address") from None
-        # inet_ntop's form, as xinetd writes addresses (`::ffff:127.0.0.1`, which
-        # Python 3.11's ipaddress would print `::ffff:7f00:1`).
-        address = socket.inet_ntop(socket.AF_INET6, parsed.packed)
-        if parsed.scope_id:
-            address += f"%{parsed.scope_id}"
+        address = numeric_text(text) or text
         if parsed.ipv4_mapped is not None:
             # An IPv4 address too: with the IPv4 flag the socket binds the address it maps.
             return BindSpec(text, ((socket.AF_INET6, address),
                                    (socket.AF_INET, str(parsed.ipv4_mapped))))
-        if "%" in text:
-            # A zone (`fe80::1%eth0`) must name an interface now, as xinetd's numeric
-            # getaddrinfo() requires; the socket is bound on it (listener.bind_socket).
-            try:
-                socket.getaddrinfo(text, None, socket.AF_INET6, flags=socket.AI_NUMERICHOST)
-            except (OSError, ValueError):
-                raise ValueProblem("bad address", f"bind address {quoted(text)}: no "
-                                   f"interface {quoted(text.split('%', 1)[1])} for its "
-                                   "zone") from None
+        # A zone (`fe80::1%eth0`) must resolve now, as xinetd's numeric getaddrinfo()
+        # requires; the socket is bound on it (listener.bind_socket).
+        problem = zone_problem(text)
+        if problem is not None:
+            raise ValueProblem("bad address", f"bind address {quoted(text)}: {problem}")
         return BindSpec(text, ((socket.AF_INET6, address),))
     try:
         # As bytes, as for a redirect host (_resolve_one).
