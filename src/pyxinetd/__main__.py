@@ -77,7 +77,22 @@ def mask_at_start() -> set[int] | None:
     return mask if mask <= valid else None
 
 
+def find_own_interpreter() -> None:
+    """Fill in sys.executable when the interpreter could not: started by its bare name
+    with no PATH in the environment (`env -i`, a minimal init's run script), Python
+    leaves it empty, and the name resolver helper (and the UTF-8 re-exec) had no
+    program to run: every client whose check needs a host name was reset. The kernel
+    knows the program: /proc/self/exe (without /proc it stays empty, and the users say
+    why they cannot start)."""
+    if not sys.executable:
+        try:
+            sys.executable = os.readlink("/proc/self/exe")
+        except OSError:
+            pass
+
+
 def main() -> None:
+    find_own_interpreter()
     in_utf8_mode()
     # Decided before anything can run out of memory, for an exit that builds nothing.
     # `pyxinetd check` says 2 when it could not check at all (1 means it found errors).

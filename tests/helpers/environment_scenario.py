@@ -10,6 +10,7 @@ environment its server received, in order. Standard library only; every wait bou
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import time
 from scenario_support import begin, free_port, wait_for
 
 PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "env_probe.py")
+EXEC_RAW_ENV = os.path.join(os.path.dirname(os.path.abspath(__file__)), "exec_raw_env.py")
 # An interpreter that finds its library without PATH or PYTHONHOME (some services get
 # neither); a private one may locate it through argv[0] and PATH only.
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
@@ -81,13 +83,22 @@ def main() -> int:
                 + "".join(service(n, ports[n], extra) for n, extra in DEFAULTS_PASSENV.items()))
     result: dict[str, list[str]] = {}
     without_remote = [(k, v) for k, v in STARTUP if k != "REMOTE_HOST"]
+    # A supervisor that appends to an inherited environment names a variable twice.
+    twice = STARTUP + [("ALPHA", "again"), ("ZED", "last")]
     runs = [(plain_conf, CASES, STARTUP, ""), (defaults_conf, DEFAULTS_PASSENV, STARTUP, ""),
             (plain_conf, CASES, without_remote, "/no-startup-remote"),
-            (defaults_conf, DEFAULTS_PASSENV, without_remote, "/no-startup-remote")]
+            (defaults_conf, DEFAULTS_PASSENV, without_remote, "/no-startup-remote"),
+            (plain_conf, {n: CASES[n] for n in ("plain", "passenv")}, twice, "/named-twice")]
     for n, (conf, names, startup, suffix) in enumerate(runs):
         log = f"{conf}.{n}.log"
         env = dict(startup)
-        proc = subprocess.Popen([*run.daemon, "-f", conf, "-dontfork", "-filelog", log],
+        command = [*run.daemon, "-f", conf, "-dontfork", "-filelog", log]
+        if len(env) < len(startup):
+            with open(f"{conf}.{n}.env", "wb") as f:
+                f.write(b"".join(f"{k}={v}".encode() + b"\0" for k, v in startup))
+            command = [sys.executable, "-S", EXEC_RAW_ENV, f"{conf}.{n}.env",
+                       shutil.which(command[0]) or command[0], *command[1:]]
+        proc = subprocess.Popen(command,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, env=env)
         try:

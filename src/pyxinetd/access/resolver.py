@@ -317,6 +317,12 @@ class Resolver:
             self._replaced = replaced
             return False
         self._replaced = None
+        if not sys.executable:
+            # Python found no path for itself (no PATH, no /proc: pyxinetd.__main__).
+            self._report(f"cannot start the name resolver: the Python interpreter's path "
+                         f"is unknown; start pyxinetd by an absolute path "
+                         f"({_dropped(message)})")
+            return False
         try:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         except OSError as err:
