@@ -115,6 +115,45 @@ def test_start_status_reload_stop(script: InitScript) -> None:
     assert script.run("stop").returncode == 0
 
 
+@pytest.mark.parametrize("foreground", [False, True], ids=["detached", "dontfork"])
+def test_a_start_that_loses_the_race_to_another_start_succeeds(script: InitScript,
+                                                               foreground: bool) -> None:
+    # Two starts at once (a boot script and a monitor): both find no daemon, both start
+    # one, the second's finds the pidfile locked by the first's and exits. The service
+    # runs: LSB wants 0 for that start too, not `failed` and 1. The loser is held until
+    # the winner has written its pidfile, so the race always goes that way.
+    if foreground:
+        defaults = Path(script.env["PYXINETD_DEFAULTS"])
+        defaults.write_text(defaults.read_text().replace('XINETD_OPTS="',
+                                                         'XINETD_OPTS="-dontfork '))
+    held = Path(script.env["PYXINETD_DAEMON"]).with_name("held-pyxinetd")
+    marker = held.with_name("held-started")
+    held.write_text(f'#!/bin/sh\n: > "{marker}"\nn=0\n'
+                    f'while [ ! -s "{script.pidfile}" ] && [ $n -lt 300 ]; '
+                    f'do sleep 0.1; n=$((n+1)); done\nexec {sys.executable} -m pyxinetd "$@"\n')
+    held.chmod(held.stat().st_mode | stat.S_IXUSR)
+    loser = subprocess.Popen(["/bin/sh", str(SCRIPT), "start"],
+                             env={**script.env, "PYXINETD_DAEMON": str(held)},
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        # The loser has found no daemon and started its own before the winner begins.
+        wait_until(marker.exists, timeout=30)
+        winner = script.run("start")
+        out, err = loser.communicate(timeout=60)
+    finally:
+        if loser.poll() is None:
+            loser.kill()
+            loser.wait()
+    assert winner.returncode == 0, winner
+    pid = script.pid()
+    assert loser.returncode == 0, (out, err)
+    assert f"is already running (pid {pid}): started by another start meanwhile" in out, \
+        (out, err)
+    assert "failed" not in out, (out, err)
+    assert pid is not None and alive(pid) and script.serves()
+
+
 def test_start_twice_is_a_no_op_and_restart_replaces_the_daemon(script: InitScript) -> None:
     assert script.run("start").returncode == 0
     first = script.pid()

@@ -114,6 +114,36 @@ def test_the_shipped_defaults_read_inetd_conf_as_debian_does(tmp_path: Path) -> 
     assert run_unit(tmp_path, env, inetd_conf)[-1] == "-inetd_compat"
 
 
+def test_the_program_can_be_named_in_the_defaults_file(tmp_path: Path) -> None:
+    # pyxinetd in a virtual environment, outside PATH: at boot the environment names
+    # nothing, so /etc/default/xinetd must be able to (the script once read it only
+    # after it had looked for the program, and the unit never).
+    (tmp_path / "script").mkdir()
+    venv_bin = stand_in(tmp_path / "script", ">&2")
+    named = venv_bin.parent / "venv-pyxinetd"
+    (venv_bin / "pyxinetd").rename(named)
+    defaults = tmp_path / "default-xinetd"
+    # A missing main file: a real pyxinetd found instead of the stand-in (the test
+    # failing) would not start, nor serve anything.
+    missing = tmp_path / "none.conf"
+    defaults.write_text(f'XINETD_OPTS="-f {missing}"\nINETD_COMPAT=No\n'
+                        f'PYXINETD_DAEMON="{named}"\n')
+    env = {k: v for k, v in os.environ.items() if k != "PYXINETD_DAEMON"}
+    env.update(PYXINETD_DEFAULTS=str(defaults), PYXINETD_PIDFILE=str(tmp_path / "none.pid"),
+               PATH="/usr/bin:/bin")
+    done = subprocess.run(["/bin/sh", str(SCRIPT), "start"], env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert done.stderr.splitlines()[:4] == ["-pidfile", str(tmp_path / "none.pid"), "-f",
+                                            str(missing)], done.stderr
+    # The unit: a bare `pyxinetd` in PATH is not the one the defaults name.
+    words = [w.replace("$$", "$") for w in shlex.split(unit_setting("ExecStart"))]
+    unit_env = {**environment_file(defaults), "PATH": f"{stand_in(tmp_path)}:/usr/bin:/bin"}
+    ran = subprocess.run(words, env=unit_env, capture_output=True, text=True, timeout=30,
+                         check=True)
+    assert ran.stdout == "" and ran.stderr.splitlines() == [
+        "-dontfork", "-pidfile", "/run/xinetd.pid", "-f", str(missing)]
+
+
 def test_the_unit_file_is_valid() -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:

@@ -7,6 +7,7 @@ was reset. pyxinetd.__main__ takes the path from the kernel instead."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 
 from tests.daemon import DaemonFactory, free_port, wait_until
@@ -47,7 +48,6 @@ def test_a_check_by_host_name_is_served(daemons: DaemonFactory) -> None:
 
 def test_the_bare_name_case_leaves_sys_executable_empty() -> None:
     # The premise of the test above, on this interpreter.
-    import subprocess
     out = subprocess.run(["env", "-i", "bash", "-c", 'exec -a python3 "$0" "$@"',
                           sys.executable, "-S", "-c", "import sys; print(repr(sys.executable))"],
                          capture_output=True, text=True, timeout=30, check=True).stdout
