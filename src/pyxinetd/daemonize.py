@@ -59,6 +59,10 @@ READY_TIMEOUT = 60.0
 _MESSAGE_BUDGET = 32 * 1024
 _MESSAGE_MAX = 2048
 _FORWARDED_LEVELS = (Level.ERROR, Level.CRITICAL)
+# The NOTICE that says why an ERROR just forwarded is not final (a service whose
+# address is not there yet, or the daemon short of descriptors): without it, the start
+# command shows xinetd's `failed to start and is deactivated` alone, a dead service.
+_FORWARDED_NOTICE = " will be activated when "
 
 
 class StartupReport:
@@ -108,7 +112,8 @@ class StartupReport:
 
 
 class ReportingProgramLog(ProgramLog):
-    """A program log that also copies ERROR and CRITICAL lines to a StartupReport."""
+    """A program log that also copies ERROR and CRITICAL lines to a StartupReport, and
+    the NOTICE that says a service failing to start now will be activated later."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -116,7 +121,8 @@ class ReportingProgramLog(ProgramLog):
 
     def log(self, level: Level, func: str, text: str, *, always: bool = False) -> None:
         super().log(level, func, text, always=always)
-        if self.report is not None and level in _FORWARDED_LEVELS:
+        if self.report is not None and (level in _FORWARDED_LEVELS or (
+                level is Level.NOTICE and _FORWARDED_NOTICE in text)):
             self.report.message(f"{level.word}: {text}")
 
 

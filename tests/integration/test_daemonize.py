@@ -14,13 +14,13 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from tests.daemon import (DaemonFactory, alive, free_port, kill_detached, read_pid,
-                          syslog_until, wait_until)
+from tests.daemon import (DaemonFactory, alive, free_port, kill_detached, namespace_problem,
+                          read_pid, syslog_until, wait_until)
 
 START_TIMEOUT = 30.0
 
@@ -40,8 +40,10 @@ class Detached:
         self.n = 0
 
     def start(self, conf_text: str | None, *args: str, pidfile: Path | None = None,
-              umask: int | None = None) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
-        """Run the start command to completion; returns (result, pidfile, log)."""
+              umask: int | None = None, prefix: Sequence[str] = ()
+              ) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+        """Run the start command to completion; returns (result, pidfile, log).
+        `prefix` is a command that execs the rest (the pid stays the start command's)."""
         self.n += 1
         conf = self.tmp_path / f"d{self.n}.conf"
         if conf_text is not None:
@@ -53,6 +55,7 @@ class Detached:
                 "-pidfile", str(pidfile), *args]
         if umask is not None:
             argv = ["sh", "-c", f'umask {umask:03o} && exec "$@"', "sh", *argv]
+        argv = [*prefix, *argv]
         # Captured output: if the daemon kept the start command's stdout or stderr
         # open, run() would wait for the timeout instead of returning.
         result = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
@@ -164,6 +167,21 @@ def test_nothing_to_serve_fails_with_the_reason_on_stderr(detached: Detached) ->
     # The pidfile written by the daemon is removed on "no services".
     assert not pidfile.exists()
     assert "no services. Exiting..." in log.read_text()
+
+
+@pytest.mark.skipif(namespace_problem("ip") is not None, reason=str(namespace_problem("ip")))
+def test_a_service_waiting_for_its_address_is_said_to_wait(detached: Detached) -> None:
+    # A boot where the network comes up after the daemon: the start command showed only
+    # xinetd's `failed to start and is deactivated`, which reads as a dead service,
+    # and not the line saying it is bound once the address appears.
+    conf = echo_conf(free_port()).replace("bind = 127.0.0.1", "bind = 10.77.0.1")
+    result, _, _ = detached.start(conf, prefix=(
+        "unshare", "-n", "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    deactivated = lines.index("pyxinetd: ERROR: Service echo failed to start and is deactivated.")
+    assert lines[deactivated + 1] == ("pyxinetd: NOTICE: Service echo will be activated when "
+                                      "address 10.77.0.1 appears"), result.stderr
 
 
 def test_unreadable_configuration_fails_before_detaching(detached: Detached) -> None:
