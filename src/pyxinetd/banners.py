@@ -30,15 +30,13 @@ On datagram services the write fails silently (there is no connected peer), as i
 from __future__ import annotations
 
 import enum
-import os
 import socket
-import stat
 from collections.abc import Callable
 
 from pyxinetd.config.model import ServiceConfig
-from pyxinetd.files import READ_LIMIT, read_regular
+from pyxinetd.filerights import Rights, read_for, read_problem, rights_of
+from pyxinetd.files import READ_LIMIT
 from pyxinetd.listener import peer_text
-from pyxinetd.log import strerror
 
 LogError = Callable[[str], None]
 # The most of a banner file that is read and sent.
@@ -69,10 +67,12 @@ _SHARED_FILES = 4
 _shared: dict[str, bytes] = {}
 
 
-def read_banner(path: str) -> bytes | None:
-    """The banner file's bytes (at most BANNER_LIMIT), or None when it cannot be read.
-    Read afresh at every call; equal contents come back as one shared object."""
-    data = read_regular(path, BANNER_LIMIT)
+def read_banner(path: str, rights: Rights | None = None) -> bytes | None:
+    """The banner file's bytes (at most BANNER_LIMIT), or None when it cannot be read,
+    read with `rights` where a user other than root can change the path
+    (pyxinetd.filerights; None: the daemon's own). Read afresh at every call; equal
+    contents come back as one shared object."""
+    data = read_for(path, rights, BANNER_LIMIT)
     if data is None:
         return None
     known = _shared.pop(path, None)
@@ -84,22 +84,13 @@ def read_banner(path: str) -> bytes | None:
     return data
 
 
-def why_unreadable(path: str) -> str:
-    """Why read_banner() gave nothing: the error of opening `path`, or its kind. Asked
-    only after a failure, and never opens anything but a regular file."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return "not a regular file"
-        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY))
-    except OSError as err:
-        return strerror(err)
-    return "cannot be read"
 
 
 def open_failed_message(service: ServiceConfig, path: str, client: str | None = None
                         ) -> str:
     """xinetd's text, then why the file was skipped and the client it was meant for."""
-    text = f"service = {service.id}, open of banner {path} failed: {why_unreadable(path)}"
+    why = read_problem(path, rights_of(service))
+    text = f"service = {service.id}, open of banner {path} failed: {why}"
     return text if client is None else f"{text} (client {client})"
 
 
@@ -121,7 +112,7 @@ def load(service: ServiceConfig, moment: Moment, log_error: LogError,
     path = banner_path(service, moment)
     if path is None:
         return b""
-    data = read_banner(path)
+    data = read_banner(path, rights_of(service))
     if data is None:
         log_error(open_failed_message(service, path, client))
         return b""
@@ -150,7 +141,7 @@ def write(service: ServiceConfig, sock: socket.socket, moment: Moment,
     path = banner_path(service, moment)
     if path is None:
         return b""
-    data = read_banner(path)
+    data = read_banner(path, rights_of(service))
     if data is None:
         who = client if client is not None else client_of(sock)
         log_error(open_failed_message(service, path, who))

@@ -18,13 +18,22 @@ import stat
 READ_LIMIT = 16 << 20
 
 
+# How read_regular() opens a file: a FIFO opens at once, and is then refused.
+READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+
+
 def read_regular(path: str, limit: int = READ_LIMIT) -> bytes | None:
     """A regular file's first `limit` bytes; None when it cannot be opened or read, or
     is not a regular file."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        fd = os.open(path, READ_FLAGS)
     except OSError:
         return None
+    return read_opened(fd, limit)
+
+
+def read_opened(fd: int, limit: int = READ_LIMIT) -> bytes | None:
+    """read_regular() of a descriptor opened with READ_FLAGS, which it closes."""
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None

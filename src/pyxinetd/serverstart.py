@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pyxinetd.children import Child, ChildTable, ExitStatus
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.errors import SpawnError
-from pyxinetd.files import open_for_append
+from pyxinetd.filerights import append_for, rights_of
 from pyxinetd.forkretry import REASON_FORK, ForkRetry, Hold, Outcome
 from pyxinetd.log import ProgramLog, strerror
 from pyxinetd.servicelog import ServiceLogs, fail_entry, start_entry
@@ -78,13 +78,14 @@ class ServerStarter:
 
     def _stderr_for(self, svc: ServiceConfig) -> int:
         """`stderr = FILE`: the file, opened for this start (appending; created 0640 by
-        the daemon, so a server running as nobody can write it too). A file that cannot
-        be opened is reported and the server's stderr goes to /dev/null: never to the
-        client, which the service asked not to have it."""
+        the daemon, so a server running as nobody can write it too), with the service's
+        rights where a user other than root can change the path (pyxinetd.filerights).
+        A file that cannot be opened is reported and the server's stderr goes to
+        /dev/null: never to the client, which the service asked not to have it."""
         assert svc.stderr is not None
         try:
             # Without waiting: a FIFO with no reader is an error here, not a stall.
-            return open_for_append(svc.stderr, 0o640)
+            return append_for(svc.stderr, 0o640, rights_of(svc))
         except OSError as err:
             self.program.error("spawn", f"{svc.id}: cannot open stderr file {svc.stderr} "
                                         f"({strerror(err)}); the server's stderr goes to "

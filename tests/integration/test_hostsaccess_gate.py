@@ -18,6 +18,7 @@ from pyxinetd.access.gate import AccessGate, Datagram, Verdict
 from pyxinetd.access.hostsaccess import HostsTables
 from pyxinetd.access.hostspatterns import Lookups
 from pyxinetd.access.resolver import resolve
+from pyxinetd.filerights import Rights
 from pyxinetd.log import ProgramLog
 from pyxinetd.loop import Loop
 from tests.daemon import alive, wait_until
@@ -331,9 +332,9 @@ class CountedBanners(Lookups):
         super().__init__()
         self.reads = 0
 
-    def banner_text(self, path: str) -> bytes | None:
+    def banner_text(self, path: str, rights: Rights | None = None) -> bytes | None:
         self.reads += 1
-        return super().banner_text(path)
+        return super().banner_text(path, rights)
 
 
 @pytest.mark.parametrize(("banner", "options", "reads"), [

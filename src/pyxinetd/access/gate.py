@@ -231,7 +231,7 @@ class AccessGate:
         if not plan.lists and not wrap:
             return PASS
         ends = self._ends(svc, wrap, tables, conn, datagram)
-        lookups = self.lookups.for_request()
+        lookups = self.lookups.for_request(svc)
         if any(self._wants(plan, wrap, peer, ends, tables, lookups)):
             return None
         outcome = self._judge(svc, plan, peer, ends, None, None, tables, lookups)
@@ -273,7 +273,7 @@ class AccessGate:
         tables = self.tables.view()
         wrap = self._wrap(plan, tables)
         ends = self._ends(svc, wrap, tables, conn, datagram)
-        lookups = self.lookups.for_request()
+        lookups = self.lookups.for_request(svc)
         want_client, want_server = self._wants(plan, wrap, peer, ends, tables, lookups)
         if wrap and conn is not None and tables.endpoints \
                 and not (want_client and want_server):

@@ -22,6 +22,8 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from pyxinetd.config.model import ServiceConfig
+from pyxinetd.filerights import Rights, read_for, rights_of
 from pyxinetd.files import open_problem, read_regular
 from pyxinetd.textbytes import ascii_lower
 
@@ -203,8 +205,10 @@ class Lookups:
         # The `/file` lists that could not be opened, and why, as last reported: each
         # is reported again only once the reason changes (it is read per request).
         self._unopenable: dict[str, str] = {}
-        # The last text read of each banner file, by the stat it was read under.
-        self._banner_texts: dict[str, tuple[tuple[int, int, int, int], bytes]] = {}
+        # The last text read of each banner file with each service's rights, by the stat
+        # it was read under.
+        self._banner_texts: dict[tuple[str, Rights | None],
+                                 tuple[tuple[int, int, int, int], bytes]] = {}
 
     def read_list(self, path: str, where: str = "") -> str | None:
         """The words of a `/file` list (None: it lists nothing). `where` names the rule
@@ -227,28 +231,31 @@ class Lookups:
         self._unopenable.pop(path, None)
         return text
 
-    def for_request(self) -> Lookups:
+    def for_request(self, service: ServiceConfig | None = None) -> Lookups:
         """These lookups as one request sees them: each `/file` list read once, so the
-        decision to look a name up and the verdict are made on the same words."""
-        return RequestLookups(self)
+        decision to look a name up and the verdict are made on the same words; banner
+        files read with `service`'s rights (pyxinetd.filerights)."""
+        return RequestLookups(self, service)
 
-    def banner_text(self, path: str) -> bytes | None:
+    def banner_text(self, path: str, rights: Rights | None = None) -> bytes | None:
         """A banner file's bytes (None when it is missing or not a regular file: a FIFO
-        would block). Each parked request keeps the text it read until it is sent, so
-        requests that read an unchanged file share one copy of it."""
+        would block), read with `rights` where the path is not root's alone
+        (pyxinetd.filerights; None: the daemon's own). Each parked request keeps the
+        text it read until it is sent, so requests that read an unchanged file share
+        one copy of it."""
         try:
             st = os.stat(path)
         except OSError:
             return None
         key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        cached = self._banner_texts.get(path)
+        cached = self._banner_texts.get((path, rights))
         if cached is not None and cached[0] == key:
             return cached[1]
-        text = read_regular(path)
+        text = read_for(path, rights)
         if text is not None:
             if len(self._banner_texts) >= MAX_BANNERS_REMEMBERED:
                 self._banner_texts.clear()
-            self._banner_texts[path] = (key, text)
+            self._banner_texts[(path, rights)] = (key, text)
         return text
 
     def banner_letters(self, path: str) -> frozenset[str]:
@@ -295,9 +302,10 @@ class RequestLookups(Lookups):
     the daemon's, each `/file` list and each banner file is read at most once (the
     names a banner's `%n`/`%N` is waited for are those of the text then sent)."""
 
-    def __init__(self, shared: Lookups) -> None:
+    def __init__(self, shared: Lookups, service: ServiceConfig | None = None) -> None:
         super().__init__()
         self._shared = shared
+        self._service = service
         self._lists: dict[str, str | None] = {}
         self._banners: dict[str, bytes | None] = {}
         self._letters: dict[str, frozenset[str]] = {}
@@ -307,9 +315,11 @@ class RequestLookups(Lookups):
             self._lists[path] = self._shared.read_list(path, where)
         return self._lists[path]
 
-    def banner_text(self, path: str) -> bytes | None:
+    def banner_text(self, path: str, rights: Rights | None = None) -> bytes | None:
         if path not in self._banners:
-            self._banners[path] = self._shared.banner_text(path)
+            if rights is None and self._service is not None:
+                rights = rights_of(self._service)
+            self._banners[path] = self._shared.banner_text(path, rights)
         return self._banners[path]
 
     def banner_letters(self, path: str) -> frozenset[str]:
@@ -320,7 +330,7 @@ class RequestLookups(Lookups):
     def innetgr(self, group: str, host: str) -> bool:
         return self._shared.innetgr(group, host)
 
-    def for_request(self) -> Lookups:
+    def for_request(self, service: ServiceConfig | None = None) -> Lookups:
         return self
 
 

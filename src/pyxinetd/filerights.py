@@ -1,0 +1,188 @@
+"""Files the daemon opens for a service (its `stderr` file, its banners), with no more
+rights than the service has.
+
+The daemon runs as root; a service's server often does not. A file the configuration
+names in a folder that a user other than root can change is under that user's
+control: they can swap it for a symlink (or make it one before it exists) to
+/etc/shadow, and a root open would then send that file to every client as a banner,
+or hand the server a root-opened descriptor on it (appending to it, truncating it, or
+having root create /etc/cron.d/x). xinetd reads `banner_success` and TCP Wrappers'
+banners in the server's child, after it has taken the service's user, and has no
+`stderr` attribute.
+
+So: a path that only root can change (every folder on the way root's and writable by
+no one else, no symlink in it) is opened by the daemon as it is, which keeps files
+under /var/log or /etc working whatever the service's user (the daemon creates a
+missing `stderr` file there for a `nobody` server). Any other path is opened with the
+service's own rights (its user, group and supplementary groups, as its server gets
+them), or nobody's for a service without a user (one served in the loop, as root),
+so whoever controls the folder gets nothing that user could not read or write itself.
+A daemon not running as root opens everything with its own rights, as before.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pyxinetd.config.model import ServiceConfig
+from pyxinetd.files import READ_FLAGS, READ_LIMIT, open_for_append, read_opened, read_regular
+from pyxinetd.log import strerror
+
+# Debian's nobody and nogroup, by number: no name-service lookup in the loop.
+NOBODY_UID = 65534
+NOGROUP_GID = 65534
+
+@dataclass(frozen=True)
+class Rights:
+    """Whose rights a file is opened with."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+NOBODY = Rights(NOBODY_UID, NOGROUP_GID, ())
+
+
+def rights_of(service: ServiceConfig) -> Rights | None:
+    """The rights a service's files are opened with when their path is not root's
+    alone; None: the daemon's own (it does not run as root)."""
+    if os.geteuid() != 0:
+        return None
+    if service.user is None:
+        return NOBODY if service.group is None else Rights(NOBODY_UID, service.group, ())
+    gid = service.group if service.group is not None else _primary_gid(service.user)
+    return Rights(service.user, gid, tuple(service.supplementary_groups))
+
+
+def _primary_gid(uid: int) -> int:
+    # The loader resolves `group` whenever `user` is set (spawnrequest's safety net).
+    import pwd
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return uid
+
+
+def only_root_can_change(path: str) -> bool:
+    """Whether no user but root can change what `path` leads to: an absolute path
+    without `..` whose every folder is a real folder of root's that no one else can
+    rename or replace (its holder writable by no one else, or sticky, as /tmp), the
+    file's own folder writable by no one else either (a sticky one only when the file
+    is there and root's: in /tmp anyone may create the name first), and the last name
+    no symlink (checked by the open, O_NOFOLLOW)."""
+    if not path.startswith("/") or ".." in path.split("/") or path.endswith(("/", "/.")):
+        return False
+    names = [name for name in path.split("/")[:-1] if name and name != "."]
+    try:
+        holder = os.lstat("/")
+        if holder.st_uid != 0:
+            return False
+        current = "/"
+        for name in names:
+            current = os.path.join(current, name)
+            folder = os.lstat(current)
+            if (not stat.S_ISDIR(folder.st_mode) or folder.st_uid != 0
+                    or not _keeps_its_entries(holder)):
+                return False
+            holder = folder
+        if not holder.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return True
+        if not holder.st_mode & stat.S_ISVTX:
+            return False
+        entry = os.lstat(path)
+        return entry.st_uid == 0 and stat.S_ISREG(entry.st_mode)
+    except OSError:
+        return False
+
+
+def _keeps_its_entries(folder: os.stat_result) -> bool:
+    """Whether only root can rename or remove a root-owned entry of `folder`."""
+    return not folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or bool(
+        folder.st_mode & stat.S_ISVTX)
+
+
+@contextmanager
+def acting_as(rights: Rights) -> Iterator[None]:
+    """The daemon's effective ids and groups are `rights`' for the body, then root's
+    again. The master has no threads (nothing else runs meanwhile) and its signal
+    handlers only record, so nothing runs with the borrowed ids but the body."""
+    saved_gid = os.getegid()
+    saved_groups = os.getgroups()
+    os.setgroups(list(rights.groups))
+    try:
+        os.setegid(rights.gid)
+        try:
+            os.seteuid(rights.uid)
+            try:
+                yield
+            finally:
+                os.seteuid(0)
+        finally:
+            os.setegid(saved_gid)
+    finally:
+        os.setgroups(saved_groups)
+
+
+def open_for(path: str, flags: int, mode: int, rights: Rights) -> int:
+    """os.open(path, flags, mode) as the daemon when only root can change the path
+    (O_NOFOLLOW on its last name: a symlink there is opened the other way), otherwise
+    with `rights`. Raises OSError."""
+    if only_root_can_change(path):
+        try:
+            return os.open(path, flags | os.O_NOFOLLOW, mode)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+    with acting_as(rights):
+        return os.open(path, flags, mode)
+
+
+def read_for(path: str, rights: Rights | None, limit: int = READ_LIMIT) -> bytes | None:
+    """files.read_regular() with `rights` (open_for; None: the daemon's own)."""
+    if rights is None:
+        return read_regular(path, limit)
+    try:
+        fd = open_for(path, READ_FLAGS, 0, rights)
+    except OSError:
+        return None
+    return read_opened(fd, limit)
+
+
+def read_problem(path: str, rights: Rights | None) -> str:
+    """Why read_for() gave nothing: the error of opening `path` with `rights`, or
+    its kind. Never opens anything but for reading, without waiting."""
+    try:
+        if rights is None:
+            fd = os.open(path, READ_FLAGS)
+        else:
+            fd = open_for(path, READ_FLAGS, 0, rights)
+    except OSError as err:
+        return strerror(err)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "not a regular file"
+    except OSError as err:
+        return strerror(err)
+    finally:
+        os.close(fd)
+    return "cannot be read"
+
+
+def append_for(path: str, mode: int, rights: Rights | None) -> int:
+    """files.open_for_append() with `rights` (open_for; None: the daemon's own, through
+    the planted-link walk). A FIFO without a reader is ENXIO, never a wait."""
+    if rights is None:
+        return open_for_append(path, mode)
+    fd = open_for(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY
+                  | os.O_NONBLOCK, mode, rights)
+    try:
+        os.set_blocking(fd, True)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
