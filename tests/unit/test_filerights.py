@@ -1,0 +1,53 @@
+"""pyxinetd.filerights.only_root_can_change: which paths the daemon opens as root."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from pyxinetd.filerights import only_root_can_change
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the folders must be root's")
+
+
+def test_a_root_folder_path_is_roots_alone() -> None:
+    assert only_root_can_change("/etc/passwd")
+    assert only_root_can_change("/etc/no-such-file")     # the daemon may create it
+
+
+@pytest.mark.parametrize("path", ["etc/passwd", "/etc/../etc/passwd", "/etc/", ""])
+def test_relative_dotted_or_folder_paths_are_not(path: str) -> None:
+    assert not only_root_can_change(path)
+
+
+def test_a_file_in_a_sticky_shared_folder_is_only_when_it_is_there_and_roots() -> None:
+    # Anyone may create a missing name in /tmp first; root's existing file no one can
+    # replace.
+    with tempfile.NamedTemporaryFile(dir="/tmp") as f:
+        assert only_root_can_change(f.name)
+        os.chown(f.name, 65534, 65534)
+        assert not only_root_can_change(f.name)
+    assert not only_root_can_change("/tmp/pyxinetd-no-such-file")
+
+
+def test_a_folder_of_roots_inside_a_sticky_one_keeps_its_files(tmp_path: Path) -> None:
+    # pytest's folders are root's, under the sticky /tmp: no one else can rename them.
+    assert only_root_can_change(str(tmp_path / "banner"))
+
+
+def test_a_folder_of_another_user_or_writable_by_others_is_not(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    assert not only_root_can_change(str(theirs / "banner"))
+    assert not only_root_can_change(str(theirs / "deeper" / "banner"))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o775)
+    assert not only_root_can_change(str(shared / "banner"))
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    assert not only_root_can_change(str(link / "banner"))   # a link on the way
