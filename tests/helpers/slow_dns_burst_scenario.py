@@ -11,9 +11,14 @@ $PYXINETD_LOOKUP_TIMEOUT) serves a dgram echo builtin with `only_from = .burst.t
 so every datagram waits for its sender's name. A datagram from 127.0.3.250 first (the
 resolver helper is started and answers), then the burst: MODE `distinct` sends one
 datagram from each of 127.0.3.1 to 127.0.3.BURST, MODE `same` BURST datagrams from
-127.0.3.1 (each from a port of its own). Prints one JSON object: how many of the burst
-were echoed, how many FAIL lines they got, and how many PTR queries reached the DNS
-server for the burst's addresses. Standard library only; every wait bounded.
+127.0.3.1 (each from a port of its own). MODE `network` is an attack: the burst's PTR
+answers come only after LATE seconds (past the deadline, as from a reverse zone that
+never answers), the pool has 8 threads ($PYXINETD_LOOKUP_THREADS), and a client of
+another network, 127.0.4.9 (named at once, l-9.burst.test), sends its datagram just
+after the burst. Prints one JSON object: how many of the burst were echoed, how many
+FAIL lines they got, how many PTR queries reached the DNS server for the burst's
+addresses, and (`network`) whether the other client was echoed. Standard library only;
+every wait bounded.
 """
 
 import heapq
@@ -33,6 +38,8 @@ BURST = 30
 DELAY = 1.0          # the PTR answers of the burst's addresses: well within...
 DEADLINE = "3"       # ...the daemon's lookup deadline, but 4 at a time would miss it
 WARM = "127.0.3.250"
+LATE = 10.0          # `network`: the burst's PTR answers, past the deadline
+OTHER = "127.0.4.9"  # `network`: a client of another network, named at once
 ANSWER_WAIT = 15.0
 
 
@@ -63,8 +70,9 @@ def reply(packet: bytes, end: int, rtype: int = 0, rdata: bytes = b"",
 class BurstDns:
     """The DNS server of the scenario, on SOCKS; counts the PTR queries per address."""
 
-    def __init__(self, socks: list[socket.socket]) -> None:
+    def __init__(self, socks: list[socket.socket], delay: float = DELAY) -> None:
         self.socks = socks
+        self.delay = delay
         self.ptr_queries: dict[str, int] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.serve, daemon=True)
@@ -78,10 +86,14 @@ class BurstDns:
             address = f"127.0.3.{last}"
             self.ptr_queries[address] = self.ptr_queries.get(address, 0) + 1
             host = "warm.burst.test" if address == WARM else f"h-{last}.burst.test"
-            return (0.0 if address == WARM else DELAY,
+            return (0.0 if address == WARM else self.delay,
                     reply(packet, end, 12, encode(host)))
+        if qtype == 12 and name.endswith(".4.0.127.in-addr.arpa"):
+            return 0.0, reply(packet, end, 12, encode(f"l-{name.split('.')[0]}.burst.test"))
         if qtype == 1 and name.endswith(".burst.test"):
             label = name.split(".")[0]
+            if label.startswith("l-"):
+                return 0.0, reply(packet, end, 1, socket.inet_aton(f"127.0.4.{label[2:]}"))
             last = 250 if label == "warm" else int(label[2:])
             return 0.0, reply(packet, end, 1, socket.inet_aton(f"127.0.3.{last}"))
         if name.endswith(".burst.test"):
@@ -113,7 +125,8 @@ def main() -> int:
     run = Scenario(daemon, os.path.join(workdir, "xinetd.conf"),
                    os.path.join(workdir, "services.log"),
                    os.path.join(workdir, "program.log"))
-    dns = BurstDns([mute_dns(address) for address in nameservers()])
+    dns = BurstDns([mute_dns(address) for address in nameservers()],
+                   LATE if mode == "network" else DELAY)
     port = free_port()
     write_echo_config(run.conf, port, f"""defaults
 {{
@@ -129,8 +142,11 @@ def main() -> int:
         f.write(text.replace("only_from = localhost", "only_from = .burst.test"))
     os.environ["RES_OPTIONS"] = "timeout:5 attempts:1"
     os.environ["PYXINETD_LOOKUP_TIMEOUT"] = DEADLINE
-    sources = ([f"127.0.3.{n}" for n in range(1, BURST + 1)] if mode == "distinct"
-               else ["127.0.3.1"] * BURST)
+    if mode == "network":
+        os.environ["RES_OPTIONS"] = f"timeout:{int(LATE) + 5} attempts:1"
+        os.environ["PYXINETD_LOOKUP_THREADS"] = "8"
+    sources = (["127.0.3.1"] * BURST if mode == "same"
+               else [f"127.0.3.{n}" for n in range(1, BURST + 1)])
     result: dict[str, object] = {}
     with running(run.daemon, run.conf, run.program_log):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as warm:
@@ -146,6 +162,16 @@ def main() -> int:
             for sender, source in zip(senders, sources):
                 sender.bind((source, 0))
                 sender.sendto(b"x", ("127.0.0.1", port))
+            if mode == "network":
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+                    other.bind((OTHER, 0))
+                    other.settimeout(ANSWER_WAIT)
+                    time.sleep(0.2)     # the burst's lookups have taken their threads
+                    other.sendto(b"other", ("127.0.0.1", port))
+                    try:
+                        result["other"] = other.recv(100) == b"other"
+                    except OSError:
+                        result["other"] = False
             waiting, echoed = set(senders), 0
             deadline = time.monotonic() + ANSWER_WAIT
             while waiting and time.monotonic() < deadline:

@@ -2,7 +2,8 @@
 deadline) is decided on those answers, not refused for waiting in a queue: the resolver
 helper runs their lookups side by side, and one address's lookup once
 (tests/helpers/slow_dns_burst_scenario.py: 30 clients, answers 1 s late, deadline 3 s;
-4 lookups at a time would leave more than half of them unanswered)."""
+4 lookups at a time would leave more than half of them unanswered), and one network's
+lookups that never answer in time cannot starve another network's clients."""
 
 from __future__ import annotations
 
@@ -33,3 +34,15 @@ def test_clients_from_one_slow_address_share_one_lookup(tmp_path: Path) -> None:
     assert result["echoed"] == 30
     assert result["fail_lines"] == 0
     assert result["ptr_queries"] == 1
+
+
+def test_one_networks_unanswered_lookups_leave_threads_for_other_clients(
+        tmp_path: Path) -> None:
+    # 30 addresses of one /24 whose reverse zone answers only after the deadline (an
+    # attacker's): with the pool's 8 threads all theirs, a client of another network
+    # waited behind them past its own deadline and was refused. One network now takes
+    # at most half the threads.
+    result = run_scenario(SCENARIO, tmp_path, "network", sys.executable, "-m", "pyxinetd")
+    assert result["warm"]
+    assert result["other"] is True, result
+    assert result["echoed"] == 0

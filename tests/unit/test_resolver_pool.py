@@ -10,7 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from pyxinetd.access.lookups import (
-    DEFAULT_THREADS, MAX_THREADS, LookupPool, NameInfo, lookup_threads)
+    DEFAULT_THREADS, MAX_THREADS, LookupPool, NameInfo, lookup_threads,
+    network_of)
 
 WAIT = 10.0   # bound of every wait below; none is reached when the pool works
 
@@ -66,15 +67,15 @@ def test_a_burst_of_distinct_addresses_is_looked_up_at_once() -> None:
     pool = LookupPool(answers, max_threads=32, resolve=dns)
     try:
         for n in range(20):
-            pool.ask(n, f"192.0.2.{n}", later())
+            pool.ask(n, f"10.{n}.0.1", later())
         # All 20 lookups are under way together (the old pool ran 4).
         wait_until(lambda: dns.running == 20, "20 lookups running together")
         dns.release.set()
         wait_until(lambda: answers.count() == 20, "20 answers")
     finally:
         pool.close()
-    assert answers.got[7] == NameInfo("host-192.0.2.7.test", True)
-    assert sorted(dns.asked) == sorted(f"192.0.2.{n}" for n in range(20))
+    assert answers.got[7] == NameInfo("host-10.7.0.1.test", True)
+    assert sorted(dns.asked) == sorted(f"10.{n}.0.1" for n in range(20))
 
 
 def test_the_pool_never_grows_past_its_bound() -> None:
@@ -82,7 +83,7 @@ def test_the_pool_never_grows_past_its_bound() -> None:
     pool = LookupPool(answers, max_threads=5, resolve=dns)
     try:
         for n in range(30):
-            pool.ask(n, f"192.0.2.{n}", later())
+            pool.ask(n, f"10.{n}.0.1", later())
         wait_until(lambda: dns.running == 5, "5 lookups running")
         assert pool.threads == 5
         dns.release.set()
@@ -179,13 +180,65 @@ def test_idle_threads_end() -> None:
     pool = LookupPool(answers, max_threads=8, resolve=dns, idle=0.05)
     try:
         for n in range(8):
-            pool.ask(n, f"192.0.2.{n}", later())
+            pool.ask(n, f"10.{n}.0.1", later())
         wait_until(lambda: answers.count() == 8, "8 answers")
         wait_until(lambda: pool.threads == 0, "the threads to end")
         pool.ask(8, "192.0.2.8", later())
         wait_until(lambda: answers.count() == 9, "an answer from a new thread")
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize("attacker", ["203.0.113.{n}", "::ffff:203.0.113.{n}",
+                                      "2001:db8:0:7::{n:x}"])
+def test_one_client_network_cannot_take_every_thread(attacker: str) -> None:
+    # Reverse lookups that never answer, from many addresses of one network: they take
+    # half the threads, and a client of another network is looked up at once.
+    dns, answers = SlowDns(), Answers()
+    pool = LookupPool(answers, max_threads=8, resolve=dns)
+    try:
+        for n in range(1, 21):
+            pool.ask(n, attacker.format(n=n), later())
+        wait_until(lambda: dns.running == 4, "the network's lookups")
+        time.sleep(0.1)
+        assert dns.running == 4
+        pool.ask(0, "198.51.100.7", later())
+        wait_until(lambda: "198.51.100.7" in dns.asked, "the other network's lookup")
+        dns.release.set()
+        wait_until(lambda: answers.count() == 21, "21 answers")
+    finally:
+        pool.close()
+    assert dns.most_at_once == 4 + 1
+    assert len(dns.asked) == 21
+
+
+def test_threads_stuck_in_lookups_nobody_waits_for_do_not_count() -> None:
+    # Two lookups outlive their deadlines (the DNS answers after the master gave up):
+    # a new client is looked up all the same, on a third thread past the bound of two.
+    dns, answers = SlowDns(), Answers()
+    pool = LookupPool(answers, max_threads=2, resolve=dns)
+    try:
+        soon = time.monotonic() + 0.2
+        pool.ask(0, "10.1.0.1", soon)
+        pool.ask(1, "10.2.0.1", soon)
+        wait_until(lambda: dns.running == 2, "two lookups")
+        wait_until(lambda: time.monotonic() > soon, "their deadline")
+        pool.ask(2, "10.3.0.1", later())
+        wait_until(lambda: dns.running == 3, "a third lookup")
+        assert pool.threads == 3
+        dns.release.set()
+        wait_until(lambda: answers.count() == 1, "the live one's answer")
+    finally:
+        pool.close()
+    assert set(answers.got) == {2}
+
+
+@pytest.mark.parametrize(("address", "network"), [
+    ("192.0.2.77", "192.0.2.0/24"), ("::ffff:192.0.2.77", "192.0.2.0/24"),
+    ("2001:db8:1:2:3::4", "2001:db8:1:2::/64"), ("fe80::1%eth0", "fe80::/64"),
+    ("not an address", "not an address")])
+def test_the_network_an_address_counts_against(address: str, network: str) -> None:
+    assert network_of(address) == network
 
 
 @pytest.mark.parametrize(("value", "threads"), [

@@ -11,7 +11,18 @@ decided in about one lookup deadline, not one deadline per handful of clients. S
   address are one DNS query, not one each);
 - every request carries its own deadline (`until`, CLOCK_MONOTONIC, the master's clock
   too): an address whose askers have all given up is dropped from the queue unasked,
-  its forward confirmation is not started, and nobody is answered late.
+  its forward confirmation is not started, and nobody is answered late;
+- no client network takes the pool: at most half the bound of threads look up
+  addresses of one /24 (IPv4, mapped ones included) or /64 (IPv6) at a time (16 of
+  32), the others of it wait their turn while other networks' addresses go first; a
+  burst from one network still gets many lookups side by side. A client whose reverse zone
+  never answers holds a thread for the resolver's whole timeout (10 s with glibc's
+  defaults), past the master's deadline: from a few dozen addresses of its own it
+  would otherwise keep every thread busy, and every other client whose verdict needs
+  its name would miss its deadline (xinetd looks each name up in the request's own
+  child, where a slow one delays only that client);
+- a thread stuck in a lookup nobody waits for any more does not count against the
+  bound: the pool may grow past it by that many, up to MAX_THREADS.
 
 Threads are harmless in the helper (it never forks while looking up); the master, which
 forks servers, has none.
@@ -19,6 +30,7 @@ forks servers, has none.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import threading
@@ -32,6 +44,19 @@ DEFAULT_THREADS = 32
 MAX_THREADS = 256
 # How long a thread with nothing to look up lingers for the next burst before it ends.
 IDLE_SECONDS = 10.0
+
+
+def network_of(address: str) -> str:
+    """The client network `address` counts against: its /24 (IPv4, IPv4-mapped IPv6
+    too) or /64 (IPv6); the address itself when it is neither."""
+    try:
+        parsed = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped
+    bits = 24 if isinstance(parsed, ipaddress.IPv4Address) else 64
+    return str(ipaddress.ip_network((parsed, bits), strict=False))
 
 
 @dataclass(frozen=True)
@@ -125,6 +150,10 @@ class LookupPool:
         self._queue: deque[str] = deque()
         # The requests (id, deadline) of every address queued or being looked up.
         self._askers: dict[str, list[tuple[int, float]]] = {}
+        # Addresses being looked up, and how many threads each client network holds.
+        self._in_flight: set[str] = set()
+        self._per_network: dict[str, int] = {}
+        self._per_network_max = max(1, self._max // 2)
         self._threads = 0
         self._idle = 0       # threads waiting for work
         self._closed = False
@@ -146,8 +175,10 @@ class LookupPool:
                 return
             self._askers[address] = [(request_id, until)]
             self._queue.append(address)
-            self._drop_stale_head(self._clock())
-            if len(self._queue) > self._idle and self._threads < self._max:
+            now = self._clock()
+            self._drop_stale_head(now)
+            if len(self._queue) > self._idle and self._threads < min(
+                    MAX_THREADS, self._max + self._stuck(now)):
                 try:
                     threading.Thread(target=self._run, daemon=True,
                                      name="lookup").start()
@@ -180,14 +211,44 @@ class LookupPool:
     def _live(self, address: str, now: float) -> bool:
         return any(until > now for _, until in self._askers[address])
 
+    def _stuck(self, now: float) -> int:
+        """How many threads look up an address nobody waits for any more (lock held)."""
+        return sum(1 for address in self._in_flight if not self._live(address, now))
+
     def _take(self) -> str | None:
-        """The next address somebody still waits for (lock held)."""
+        """The oldest address somebody still waits for whose network has a thread to
+        spare, now in flight (lock held)."""
+        now = self._clock()
+        skipped: list[str] = []
+        taken = None
         while self._queue:
             address = self._queue.popleft()
-            if self._live(address, self._clock()):
-                return address
-            del self._askers[address]
-        return None
+            if not self._live(address, now):
+                del self._askers[address]
+                continue
+            network = network_of(address)
+            if self._per_network.get(network, 0) >= self._per_network_max:
+                skipped.append(address)
+                continue
+            self._per_network[network] = self._per_network.get(network, 0) + 1
+            self._in_flight.add(address)
+            taken = address
+            break
+        self._queue.extendleft(reversed(skipped))
+        return taken
+
+    def _landed(self, address: str) -> None:
+        """`address`'s lookup is over (lock held)."""
+        self._in_flight.discard(address)
+        network = network_of(address)
+        left = self._per_network.get(network, 0) - 1
+        if left > 0:
+            self._per_network[network] = left
+        else:
+            self._per_network.pop(network, None)
+        if self._queue:
+            # An address its network's bound held back may go now.
+            self._work.notify()
 
     def _run(self) -> None:
         while True:
@@ -204,7 +265,12 @@ class LookupPool:
                     if address is None and not notified:
                         self._threads -= 1
                         return
-            info = self._resolve(address, lambda: self._wanted(address))
+            try:
+                info = self._resolve(address, lambda: self._wanted(address))
+            except Exception:
+                # Never seen; but a thread that ended here would keep its network's
+                # slot (and its askers waiting) for good.
+                info = NO_NAME
             self._deliver(address, info)
 
     def _wanted(self, address: str) -> bool:
@@ -213,6 +279,7 @@ class LookupPool:
 
     def _deliver(self, address: str, info: NameInfo) -> None:
         with self._lock:
+            self._landed(address)
             askers = self._askers.pop(address, [])
             now = self._clock()
         for request_id, until in askers:
