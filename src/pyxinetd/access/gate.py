@@ -572,8 +572,12 @@ class AccessGate:
         decision = verdict.decision
         if decision is None:
             return svc
+        prepared = self._prepared(svc, decision, peer)
         if conn is not None:
-            self._socket_options(decision, conn)
+            self._socket_options(decision, conn, prepared)
+        return prepared
+
+    def _prepared(self, svc: ServiceConfig, decision: Decision, peer: str) -> ServiceConfig:
         changes: dict[str, object] = {}
         environment = list(svc.environment if svc.environment is not None
                            else (f"PATH={os.defpath}",))
@@ -615,11 +619,19 @@ class AccessGate:
         return replace(svc, **changes)  # type: ignore[arg-type]
 
     @staticmethod
-    def _socket_options(decision: Decision, conn: socket.socket) -> None:
+    def _socket_options(decision: Decision, conn: socket.socket, svc: ServiceConfig) -> None:
+        """`keepalive`, and `linger N` as libwrap sets it: lingering on for N > 0, off
+        (the default, graceful close) for 0; `{on, 0}` would make the last close a
+        reset, cutting off what the server wrote last. Lingering is for a server's
+        socket only: a connection the daemon serves and closes itself (a builtin, a
+        redirect, an INTERCEPT relay, tcpmux before its handover) would have its
+        close() wait up to N seconds for a client that does not read, the whole
+        daemon with it, where xinetd's child alone waits."""
         try:
             if decision.keepalive:
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            if decision.linger is not None:
+            if decision.linger and svc.server is not None and not (
+                    svc.is_internal or svc.is_redirect or "INTERCEPT" in svc.flags):
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                 (1).to_bytes(4, "little") + decision.linger.to_bytes(4, "little"))
         except OSError:
