@@ -39,6 +39,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pyxinetd.textbytes import ascii_lower
+
 THREADS_ENV = "PYXINETD_LOOKUP_THREADS"
 DEFAULT_THREADS = 32
 MAX_THREADS = 256
@@ -105,12 +107,32 @@ def resolve(address: str, wanted: Callable[[], bool] = _never_late) -> NameInfo:
         return NO_NAME
     if not wanted():
         return NameInfo(name, False)
+    # libwrap's confirmation (socket.c, sock_hostname): the name's forward lookup, in
+    # the client's family, must give the reverse name back as its canonical name
+    # (compared ignoring case; `localhost` excepted), or the name is an alias, a CNAME
+    # in the DNS or a second name of an /etc/hosts line ("host name/name mismatch");
+    # and then the client's address among its addresses ("host name/address
+    # mismatch"). Either way the client is PARANOID.
+    family = socket.AF_INET6 if ":" in address and not address.startswith("::ffff:") \
+        else socket.AF_INET if ":" not in address else socket.AF_UNSPEC
+    canonical: str | None = None
     try:
         # As bytes: a str goes through Python's IDNA codec, which refuses what the
         # resolver itself takes (a label over 63 characters, from /etc/hosts say), and
         # such a name would wrongly read as PARANOID.
-        infos = socket.getaddrinfo(os.fsencode(name), None, proto=socket.IPPROTO_TCP)
+        try:
+            infos = socket.getaddrinfo(os.fsencode(name), None, family,
+                                       proto=socket.IPPROTO_TCP, flags=socket.AI_CANONNAME)
+            canonical = infos[0][3] if infos else ""
+        except UnicodeDecodeError:
+            # A canonical name that is not UTF-8 (Python decodes it strictly): the
+            # addresses alone, as before.
+            infos = socket.getaddrinfo(os.fsencode(name), None, family,
+                                       proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
+        return NameInfo(name, False)
+    if canonical is not None and ascii_lower(canonical) != ascii_lower(name) \
+            and ascii_lower(name) != "localhost":
         return NameInfo(name, False)
     found = {str(info[4][0]).split("%", 1)[0] for info in infos}
     return NameInfo(name, address in found)
