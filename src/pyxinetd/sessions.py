@@ -48,6 +48,8 @@ class SessionRecord:
     started_at: float
     session: internal.Session | None = field(default=None)
     conn: socket.socket | None = field(default=None)    # its client's connection
+    # A tcpmux session that became its TCPMUX service's server: its slot went with it.
+    handed_over: bool = False
 
 
 class Sessions:
@@ -88,7 +90,8 @@ class Sessions:
         def closed(bytes_in: int | None = None, bytes_out: int | None = None) -> None:
             if self._records.pop(key, None) is None:
                 return
-            self.occupancy.remove(svc.id, peer)
+            if not record.handed_over:
+                self.occupancy.remove(svc.id, peer)
             if bytes_in is not None and bytes_out is not None and svc.log_type is not None:
                 # TRAFFIC counts what this session relayed under the rules it was
                 # started with ...
@@ -111,8 +114,19 @@ class Sessions:
                 record.session = internal.start_redirect(
                     self.loop, svc, conn, addr, closed, unreachable, greeting=greeting)
             elif svc.name == "tcpmux":
+                def hand_over(target: ServiceConfig, conn: socket.socket,
+                              addr: tuple[object, ...]) -> None:
+                    # The session becomes the TCPMUX service's server, as xinetd's
+                    # tcpmux child execs it: one process, one slot. Its own goes back
+                    # before that service's checks count the running servers, or
+                    # `-limit 1` (N with N-1 running) refused every such client.
+                    if self._records.get(key) is record and not record.handed_over:
+                        record.handed_over = True
+                        self.occupancy.remove(svc.id, peer)
+                    self._tcpmux_launch(target, conn, addr)
+
                 record.session = internal.start_tcpmux(
-                    self.loop, svc, conn, addr, self._tcpmux_lookup, self._tcpmux_launch,
+                    self.loop, svc, conn, addr, self._tcpmux_lookup, hand_over,
                     closed, names=self._tcpmux_names, greeting=greeting)
             else:
                 record.session = internal.start_stream(self.loop, svc, conn, addr, closed,

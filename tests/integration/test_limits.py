@@ -252,3 +252,30 @@ def test_a_server_that_exited_before_the_next_connection_frees_its_slot_for_it(
         assert read_all(second) == b"second\n"
     wait_service_log(tmp_path, r"EXIT: one status=0", 2)
     assert "FAIL" not in service_log(tmp_path)
+
+
+def test_a_tcpmux_handover_counts_once_against_the_process_limit(daemons: DaemonFactory,
+                                                                  tmp_path: Path) -> None:
+    # xinetd's tcpmux child execs the TCPMUX service's server: one process. The
+    # session's slot once stayed taken while that service's checks counted the
+    # running servers: with -limit 1 every tcpmux client was refused (process_limit).
+    port = free_port()
+    log = tmp_path / "services.log"
+    conf = (f"defaults\n{{\n\tlog_type = FILE {log}\n\tlog_on_failure = HOST\n"
+            f"\tlog_on_success = EXIT\n}}\n"
+            f"service tcpmux\n{{\n\ttype = INTERNAL UNLISTED\n\tport = {port}\n"
+            f"\tbind = 127.0.0.1\n\tsocket_type = stream\n\twait = no\n}}\n"
+            f"service foo\n{{\n\ttype = TCPMUX UNLISTED\n\tsocket_type = stream\n"
+            f"\tprotocol = tcp\n\twait = no\n\tuser = root\n\tserver = /bin/echo\n"
+            f"\tserver_args = hello\n}}\n")
+    daemons.start_config(conf, "-limit", "1")
+    for served in range(1, 3):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"foo\r\n")
+            reply = b""
+            while data := conn.recv(100):
+                reply += data
+        assert reply == b"hello\n", log.read_text() if log.exists() else ""
+        # The next client comes once this server is reaped (one slot in all).
+        wait_until(lambda: log.exists() and log.read_text().count("EXIT: foo") == served)
+    assert "FAIL" not in log.read_text()
