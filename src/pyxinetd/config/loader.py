@@ -408,7 +408,9 @@ def _warn_shared_ids(services: list[ServiceConfig], sink: DiagnosticSink,
                       "`id`")
             sink.warning(service.origin.file, service.origin.line, (
                 f"service {service.name}: id {service.id} is also used by the service at "
-                f"{first.origin}; {advice} so logs and reconfiguration can tell them apart"))
+                f"{first.origin}; they share their running servers' count (`instances`, "
+                f"`per_source`), where xinetd counts each apart; {advice} so that limits, "
+                f"logs and reconfiguration can tell them apart"))
 
 
 def _warn_tcpmux_unreachable(services: list[ServiceConfig], sink: DiagnosticSink,
