@@ -411,6 +411,11 @@ class NowaitRelays:
         if addr is None:
             return
         for data in datagrams:
+            if rt.sock is not sock or not rt.wants_events:
+                # The one before tripped cps (or ended the service otherwise): the rest
+                # find the socket closed, as a new client's datagrams would; admitted,
+                # the next would trip cps again on a suspended service.
+                return
             current = self._relays.get((rt, client_key(addr)))
             if current is not None and self._deliver(current, data):
                 continue
