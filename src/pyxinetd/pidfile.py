@@ -14,7 +14,10 @@ descriptor of the file, so the daemon never opens the file a second time.
 
 A symlink at the path is removed (the link, never its target) and a regular file is
 created in its place, exclusively and without following links, as xinetd does; a link
-that reappears in between makes the creation fail instead of writing through it.
+that reappears in between makes the creation fail instead of writing through it. So is
+anything else that is not a regular file of the daemon's own user (a FIFO, a file
+another user planted in a shared folder such as /tmp, which they could rewrite, or
+hold a lock on to keep the daemon from starting): xinetd replaces whatever is there.
 
 Releasing unlinks the file first, then drops the lock. A starter that opened the old
 file just before the unlink would then lock an inode no longer reachable by its path;
@@ -26,6 +29,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import struct
 from types import TracebackType
 
@@ -64,10 +68,13 @@ def lock_holder(path: str) -> int | None:
     make a daemon starting at the same moment fail.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        # Without waiting: a FIFO at the path opens at once, and is no pidfile.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
+        if not _ours(os.fstat(fd)):
+            return None     # replaced by the start (PidFile.acquire), whoever locks it
         query = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0) + bytes(16)
         try:
             answer = fcntl.fcntl(fd, fcntl.F_GETLK, query)
@@ -79,8 +86,15 @@ def lock_holder(path: str) -> int | None:
         os.close(fd)
 
 
-def replace_symlink(path: str) -> int:
-    """Remove the symlink at `path` (never its target) and create the file in its place.
+def _ours(st: os.stat_result) -> bool:
+    """Whether a file at the pidfile's path may be taken over as it is: a regular file
+    of the daemon's own user."""
+    return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+
+
+def replace_symlink(path: str, what: str = "the symlink") -> int:
+    """Remove what is at `path` (a symlink, never its target; a FIFO, another user's
+    file) and create the file in its place.
 
     As xinetd does, which unlinks the path before creating it. The creation is
     exclusive and does not follow links: if something appears at the path in between
@@ -91,7 +105,7 @@ def replace_symlink(path: str) -> int:
     except FileNotFoundError:
         pass
     except OSError as err:
-        raise PidFileError(path, f"cannot remove the symlink at pidfile {path}: "
+        raise PidFileError(path, f"cannot remove {what} at pidfile {path}: "
                                  f"{err.strerror}") from err
     return create_exclusive(path)
 
@@ -142,13 +156,24 @@ class PidFile:
 
     def _open_locked(self) -> int:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
-                         PIDFILE_MODE)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+                         | os.O_NONBLOCK, PIDFILE_MODE)
         except OSError as err:
             if err.errno != errno.ELOOP:
                 raise PidFileError(self.path, f"cannot open pidfile {self.path}: "
                                               f"{err.strerror}") from err
             fd = replace_symlink(self.path)
+        else:
+            try:
+                found = os.fstat(fd)
+            except OSError as err:
+                os.close(fd)
+                raise PidFileError(self.path, f"cannot open pidfile {self.path}: "
+                                              f"{err.strerror}") from err
+            if not _ours(found):
+                os.close(fd)
+                fd = replace_symlink(self.path, "the file of another user" if
+                                     stat.S_ISREG(found.st_mode) else "what is")
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:

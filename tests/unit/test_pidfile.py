@@ -119,3 +119,38 @@ def test_a_link_put_back_before_the_creation_is_not_written_through(tmp_path: Pa
     with pytest.raises(PidFileError):
         create_exclusive(str(dangling))
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_fifo_at_the_path_is_replaced_without_waiting(tmp_path: Path) -> None:
+    # A local user's FIFO in a shared folder: opening it to ask who locks it waited
+    # for a writer for ever, and the start with it.
+    path = tmp_path / "x.pid"
+    os.mkfifo(path)
+    assert lock_holder(str(path)) is None
+    with PidFile(str(path)):
+        assert path.is_file() and path.read_text() == f"{os.getpid()}\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the planted file is another user's")
+def test_a_file_another_user_planted_is_replaced_even_locked(tmp_path: Path) -> None:
+    # In /tmp (or any shared folder) a user plants the pidfile: kept, it stayed theirs
+    # (they could rewrite the pid); locked by them, it kept the daemon from starting.
+    # xinetd replaces whatever is at the path.
+    path = tmp_path / "x.pid"
+    path.write_text("")
+    os.chown(path, 65534, 65534)
+    planted = path.stat().st_ino
+    locker = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys\n"
+         "fd = os.open(sys.argv[1], os.O_RDWR)\nfcntl.lockf(fd, fcntl.LOCK_EX)\n"
+         "print('locked', flush=True)\nsys.stdin.read()\n", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert locker.stdout is not None and locker.stdout.readline() == "locked\n"
+        assert lock_holder(str(path)) is None      # not a pidfile of the daemon's user
+        with PidFile(str(path)):
+            st = path.stat()
+            assert (st.st_uid, st.st_ino != planted) == (0, True)
+            assert path.read_text() == f"{os.getpid()}\n"
+    finally:
+        locker.communicate(timeout=10)    # closes its stdin: it ends
