@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pyxinetd import banners, internal
+from pyxinetd.access import lists
 from pyxinetd.children import Occupancy
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.internal import tcpmux
@@ -127,7 +128,7 @@ class Sessions:
 
                 record.session = internal.start_tcpmux(
                     self.loop, svc, conn, addr, self._tcpmux_lookup, hand_over,
-                    closed, names=self._tcpmux_names, greeting=greeting)
+                    closed, names=lambda: self._tcpmux_names(peer), greeting=greeting)
             else:
                 record.session = internal.start_stream(self.loop, svc, conn, addr, closed,
                                                        view=self._view, greeting=greeting)
@@ -173,9 +174,14 @@ class Sessions:
                 return svc
         return None
 
-    def _tcpmux_names(self) -> list[str]:
+    def _tcpmux_names(self, peer: str) -> list[str]:
+        """`help`'s list for the client `peer`: the TCPMUX services that are up, but
+        those whose only_from/no_access turn its address away (their names are
+        nobody's business there); one whose verdict needs the client's name is listed."""
         return [rt.config.name for rt in self._services()
-                if rt.config.is_tcpmux_client and rt.state is State.ACTIVE]
+                if rt.config.is_tcpmux_client and rt.state is State.ACTIVE
+                and (lists.check(rt.config, peer).allowed
+                     or lists.depends_on_name(rt.config, peer))]
 
     def _tcpmux_launch(self, svc: ServiceConfig, conn: socket.socket,
                        addr: tuple[object, ...]) -> None:

@@ -93,6 +93,25 @@ def test_tcpmux_hands_the_connection_and_following_bytes_to_the_server(
         assert read_all(c) == b"-Service name not found\r\n"
 
 
+def test_tcpmux_help_leaves_out_the_services_the_client_may_not_use(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # Their names are nobody's business there: `help` lists what the client's address
+    # may reach (a service whose verdict needs the client's name is listed).
+    port = free_port()
+    conf = (f"service tcpmux\n{{\n\ttype = INTERNAL UNLISTED\n\tport = {port}\n"
+            f"\tbind = 127.0.0.1\n\tsocket_type = stream\n\twait = no\n}}\n")
+    for name, lists in (("public", ""), ("secret-admin", "\tonly_from = 10.9.9.9\n"),
+                        ("blocked", "\tno_access = 127.0.0.0/8\n"),
+                        ("by-name", "\tonly_from = .example.test\n")):
+        conf += (f"service {name}\n{{\n\ttype = TCPMUX UNLISTED\n\tsocket_type = stream\n"
+                 f"\tprotocol = tcp\n\twait = no\n\tuser = root\n\tserver = /bin/cat\n"
+                 f"{lists}}}\n")
+    daemons.start_config(conf)
+    with connect(port) as c:
+        c.sendall(b"help\r\n")
+        assert sorted(read_all(c).split(b"\r\n")) == [b"", b"by-name", b"public"]
+
+
 def test_a_tcpmuxplus_service_served_in_the_loop_sends_go(daemons: DaemonFactory,
                                                             tmp_path: Path) -> None:
     """A TCPMUXPLUS service that is a redirect or a builtin is served in the loop, not
