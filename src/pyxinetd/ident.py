@@ -45,8 +45,13 @@ _INT_MAX = 2**31 - 1
 _UNPRINTABLE = bytes(range(0x20)).replace(b"\t", b"") + b"\x7f"
 _SANITIZE = bytes.maketrans(_UNPRINTABLE, b"?" * len(_UNPRINTABLE))
 # The line breaks Unicode adds (NEL, LINE and PARAGRAPH SEPARATOR): a reader that splits
-# decoded text with str.splitlines() would see a forged second log line there.
-_UNICODE_BREAKS = str.maketrans({"\x85": "?", "\u2028": "?", "\u2029": "?"})
+# decoded text with str.splitlines() would see a forged second log line there. And the
+# other C1 controls (a terminal showing the log takes U+009B for an escape sequence's
+# start) and the marks that turn the direction of text (a log line shown other than
+# written).
+_UNICODE_BREAKS = str.maketrans(
+    {chr(c): "?" for c in (*range(0x80, 0xA0), 0x2028, 0x2029, 0x200E, 0x200F,
+                           *range(0x202A, 0x202F), *range(0x2066, 0x206A))})
 
 
 class Outcome(enum.Enum):

@@ -79,6 +79,12 @@ def test_printable_replaces_unicode_line_breaks() -> None:
     assert text == "UNIX : a?b?c?d" and len(text.splitlines()) == 1
 
 
+def test_printable_replaces_c1_controls_and_direction_marks() -> None:
+    # A CSI a terminal would obey, and text shown reversed; accented letters stay.
+    text = printable("UNIX : a\u009b31mb\u202ecba\u2066d\u00e9".encode())
+    assert text == "UNIX : a?31mb?cba?d\u00e9"
+
+
 def test_the_query_names_the_client_port_first() -> None:
     where = Endpoints(socket.AF_INET, "127.0.0.1", 23, "127.0.0.2", 40001)
     assert where.query() == b"40001,23\r\n"
