@@ -188,6 +188,7 @@ def main() -> int:
             "FAIL: echo-dgram address from=127.0.3.")
         result["ptr_queries"] = sum(count for address, count in dns.ptr_queries.items()
                                     if address != WARM)
+        result["late_lines"] = read(run.program_log).count(" unanswered after ")
     dns.stop.set()
     dns.thread.join(5)
     print(json.dumps(result))

@@ -26,6 +26,7 @@ def test_clients_from_distinct_slow_addresses_are_all_decided_on_their_names(
     assert result["echoed"] == 30
     assert result["fail_lines"] == 0
     assert result["ptr_queries"] == 30
+    assert result["late_lines"] == 0
 
 
 def test_clients_from_one_slow_address_share_one_lookup(tmp_path: Path) -> None:
@@ -46,3 +47,5 @@ def test_one_networks_unanswered_lookups_leave_threads_for_other_clients(
     assert result["warm"]
     assert result["other"] is True, result
     assert result["echoed"] == 0
+    # The refusals point at the DNS: one line for the burst (at most one a minute).
+    assert result["late_lines"] == 1, result

@@ -61,6 +61,8 @@ from pyxinetd.loop import READ, WRITE, Loop
 from pyxinetd.timers import Timer, seconds_setting
 
 DEFAULT_TIMEOUT = 5.0
+# Lookups that missed their deadline are reported at most once per this many seconds.
+LATE_REPORT_INTERVAL = 60.0
 # Test-only override of DEFAULT_TIMEOUT, in seconds (so a test can keep lookups pending).
 TIMEOUT_ENV = "PYXINETD_LOOKUP_TIMEOUT"
 MAX_TIMEOUT = 3600.0
@@ -139,6 +141,9 @@ class Resolver:
         self._closed = False
         # The package's files replaced on disk, as last reported (said once).
         self._replaced: installation.Replacement | None = None
+        # Lookups unanswered at their deadline: said once per LATE_REPORT_INTERVAL.
+        self._late_quiet_until = float("-inf")
+        self._late_unsaid = 0
 
     def lookup(self, address: str, callback: NameCallback) -> None:
         """Call `callback` later (never before returning) with what the name is; never
@@ -146,7 +151,7 @@ class Resolver:
         if self._closed:
             return
         request_id = next(self._ids)
-        timer = self.loop.call_later(self.timeout, lambda: self._expire(request_id))
+        timer = self.loop.call_later(self.timeout, lambda: self._late(request_id, address))
         self._pending[request_id] = (callback, timer)
         # `until`: when nobody waits for the answer any more (CLOCK_MONOTONIC is the
         # same in the helper), so that the helper skips a lookup it reaches too late.
@@ -588,6 +593,24 @@ class Resolver:
             self._exited.add(self.pid)
             self.pid = None
         self._disconnect(later=later, unread=unread or [])
+
+    def _late(self, request_id: int, address: str) -> None:
+        """A lookup's deadline passed unanswered: judged as a client without a name
+        (the access checks' rules then decide). Said, at most once a minute, so that a
+        refusal that follows points at the DNS, not at the rules."""
+        if request_id in self._pending and request_id not in self._backlog:
+            now = time.monotonic()
+            if now >= self._late_quiet_until:
+                more = (f"; {self._late_unsaid} more since the last such line"
+                        if self._late_unsaid else "")
+                self._report(f"name lookup of {address} unanswered after {self.timeout:g} s: "
+                             f"judged as a client without a name (a slow DNS server, or "
+                             f"every lookup thread busy with slow ones){more}")
+                self._late_quiet_until = now + LATE_REPORT_INTERVAL
+                self._late_unsaid = 0
+            else:
+                self._late_unsaid += 1
+        self._expire(request_id)
 
     def _expire(self, request_id: int, info: NameInfo = NO_NAME) -> None:
         if self._backlog.pop(request_id, None) is not None:
