@@ -29,7 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pyxinetd.config.model import ServiceConfig
-from pyxinetd.files import READ_FLAGS, READ_LIMIT, open_for_append, read_opened, read_regular
+from pyxinetd.files import (MAX_SYMLINKS, READ_FLAGS, READ_LIMIT, open_for_append, read_opened,
+                            read_regular)
 from pyxinetd.log import strerror
 
 # Debian's nobody and nogroup, by number: no name-service lookup in the loop.
@@ -128,16 +129,23 @@ def acting_as(rights: Rights) -> Iterator[None]:
         os.setgroups(saved_groups)
 
 
-def open_for(path: str, flags: int, mode: int, rights: Rights) -> int:
-    """os.open(path, flags, mode) as the daemon when only root can change the path
-    (O_NOFOLLOW on its last name: a symlink there is opened the other way), otherwise
-    with `rights`. Raises OSError."""
+def open_for(path: str, flags: int, mode: int, rights: Rights, links: int = 0) -> int:
+    """os.open(path, flags, mode) as the daemon when only root can change the path,
+    otherwise with `rights`. A symlink as the last name is followed the same way: as
+    the daemon when root made it and only root can change where it leads, else with
+    `rights`. Raises OSError (ELOOP past MAX_SYMLINKS links, as the kernel)."""
     if only_root_can_change(path):
         try:
             return os.open(path, flags | os.O_NOFOLLOW, mode)
         except OSError as err:
             if err.errno != errno.ELOOP:
                 raise
+        link = os.lstat(path)
+        if stat.S_ISLNK(link.st_mode) and link.st_uid == 0:
+            if links >= MAX_SYMLINKS:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+            target = os.path.join(os.path.dirname(path), os.readlink(path))
+            return open_for(target, flags, mode, rights, links + 1)
     with acting_as(rights):
         return os.open(path, flags, mode)
 

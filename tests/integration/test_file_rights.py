@@ -92,6 +92,20 @@ def test_a_stderr_link_planted_by_the_services_user_gets_no_root_open(
     assert f"cannot open stderr file {link} (Permission denied (errno = 13))" in daemon.log()
 
 
+def test_roots_link_into_the_services_folder_is_followed_with_its_rights(
+        daemons: DaemonFactory, place: Place) -> None:
+    # A link root made, in root's folder, leads into nobody's: what it leads to there
+    # is nobody's to choose, so it is opened with nobody's rights.
+    planted = place.planted("err.log", place.secret)
+    link = place.root / "err.log"
+    link.symlink_to(planted)
+    port = free_port()
+    daemon = daemons.start_config(service(port, place.server, f"stderr = {link}"))
+    assert ask(port) == b"out\n"
+    wait_until(lambda: "cannot open stderr file" in daemon.log(), TIMEOUT)
+    assert place.secret.read_bytes() == SECRET
+
+
 def test_a_stderr_file_in_the_services_own_folder_is_its_own(daemons: DaemonFactory,
                                                               place: Place) -> None:
     # Opened with nobody's rights there: created by and for nobody, and written.
