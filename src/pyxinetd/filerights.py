@@ -107,6 +107,16 @@ def _keeps_its_entries(folder: os.stat_result) -> bool:
         folder.st_mode & stat.S_ISVTX)
 
 
+def _own_or_inits_proc(path: str) -> bool:
+    """Whether `path` is a descriptor of the daemon or of init: /proc/self/fd/N (or
+    thread-self, or the daemon's pid) or /proc/1/fd/N. Not the rest of /proc:
+    /proc/self/root/tmp/x is a path in /tmp."""
+    parts = path.split("/")
+    return (len(parts) == 5 and parts[0] == "" and parts[1] == "proc"
+            and parts[2] in ("self", "thread-self", "1", str(os.getpid()))
+            and parts[3] == "fd" and parts[4].isdigit())
+
+
 @contextmanager
 def acting_as(rights: Rights) -> Iterator[None]:
     """The daemon's effective ids and groups are `rights`' for the body, then root's
@@ -134,6 +144,12 @@ def open_for(path: str, flags: int, mode: int, rights: Rights, links: int = 0) -
     otherwise with `rights`. A symlink as the last name is followed the same way: as
     the daemon when root made it and only root can change where it leads, else with
     `rights`. Raises OSError (ELOOP past MAX_SYMLINKS links, as the kernel)."""
+    if _own_or_inits_proc(path):
+        # /dev/stderr and /dev/fd/N lead here: a container's logs (docker logs reads
+        # the pipe on fd 2). These name files the daemon (or init) has open, not paths
+        # anyone could swap, and only the daemon's own ids may open them: a process
+        # that took another user's ids is not dumpable, its /proc/self is root's.
+        return os.open(path, flags, mode)
     if only_root_can_change(path):
         try:
             return os.open(path, flags | os.O_NOFOLLOW, mode)

@@ -9,8 +9,10 @@ daemon with `-filelog /dev/stderr` did not start at all.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,15 +88,26 @@ def test_a_service_log_on_a_stderr_pipe(daemons: DaemonFactory, stderr_pipe: Std
     assert "Cannot open" not in daemon.log()
 
 
+@pytest.mark.parametrize("user", ["root", "nobody"])
 def test_a_servers_stderr_on_the_daemons_stderr_pipe(daemons: DaemonFactory,
                                                      stderr_pipe: StderrPipe,
-                                                     tmp_path: Path) -> None:
+                                                     tmp_path: Path, user: str) -> None:
+    # As nobody too: /dev/stderr leads to the daemon's own /proc/self/fd/2, which
+    # names an open file, not a path anyone could swap (pyxinetd.filerights); opened
+    # with nobody's ids, it was refused (the process is not dumpable then).
     port = free_port()
-    daemon = daemons.start_config(chal(tmp_path, port, "\tstderr = /dev/stderr\n"),
-                                  wrapper=stderr_pipe.wrapper, pass_fds=stderr_pipe.fds)
-    with connect(port) as conn:
-        assert read_all(conn) == b"out\n"
-    wait_until(lambda: "oops\n" in stderr_pipe.text(), what="the server's stderr")
+    folder = Path(tempfile.mkdtemp(prefix="pyxinetd-pipe-"))
+    folder.chmod(0o755)
+    try:
+        daemon = daemons.start_config(
+            chal(folder, port, "\tstderr = /dev/stderr\n").replace("user = root",
+                                                                  f"user = {user}"),
+            wrapper=stderr_pipe.wrapper, pass_fds=stderr_pipe.fds)
+        with connect(port) as conn:
+            assert read_all(conn) == b"out\n"
+        wait_until(lambda: "oops\n" in stderr_pipe.text(), what="the server's stderr")
+    finally:
+        shutil.rmtree(folder)
     assert "cannot open stderr file" not in daemon.log()
 
 
