@@ -109,9 +109,11 @@ def _keeps_its_entries(folder: os.stat_result) -> bool:
 
 def _own_or_inits_proc(path: str) -> bool:
     """Whether `path` is a descriptor of the daemon or of init: /proc/self/fd/N (or
-    thread-self, or the daemon's pid) or /proc/1/fd/N. Not the rest of /proc:
-    /proc/self/root/tmp/x is a path in /tmp."""
+    thread-self, or the daemon's pid, or /dev/fd/N) or /proc/1/fd/N. Not the rest of
+    /proc: /proc/self/root/tmp/x is a path in /tmp."""
     parts = path.split("/")
+    if len(parts) == 4 and parts[:3] == ["", "dev", "fd"]:
+        return parts[3].isdigit()       # the system's link to /proc/self/fd
     return (len(parts) == 5 and parts[0] == "" and parts[1] == "proc"
             and parts[2] in ("self", "thread-self", "1", str(os.getpid()))
             and parts[3] == "fd" and parts[4].isdigit())

@@ -89,9 +89,11 @@ def test_a_service_log_on_a_stderr_pipe(daemons: DaemonFactory, stderr_pipe: Std
 
 
 @pytest.mark.parametrize("user", ["root", "nobody"])
+@pytest.mark.parametrize("path", ["/dev/stderr", "/dev/fd/2"])
 def test_a_servers_stderr_on_the_daemons_stderr_pipe(daemons: DaemonFactory,
                                                      stderr_pipe: StderrPipe,
-                                                     tmp_path: Path, user: str) -> None:
+                                                     tmp_path: Path, user: str,
+                                                     path: str) -> None:
     # As nobody too: /dev/stderr leads to the daemon's own /proc/self/fd/2, which
     # names an open file, not a path anyone could swap (pyxinetd.filerights); opened
     # with nobody's ids, it was refused (the process is not dumpable then).
@@ -100,7 +102,7 @@ def test_a_servers_stderr_on_the_daemons_stderr_pipe(daemons: DaemonFactory,
     folder.chmod(0o755)
     try:
         daemon = daemons.start_config(
-            chal(folder, port, "\tstderr = /dev/stderr\n").replace("user = root",
+            chal(folder, port, f"\tstderr = {path}\n").replace("user = root",
                                                                   f"user = {user}"),
             wrapper=stderr_pipe.wrapper, pass_fds=stderr_pipe.fds)
         with connect(port) as conn:
