@@ -17,7 +17,10 @@ missing `stderr` file there for a `nobody` server). Any other path is opened wit
 service's own rights (its user, group and supplementary groups, as its server gets
 them), or nobody's for a service without a user (one served in the loop, as root),
 so whoever controls the folder gets nothing that user could not read or write itself.
-A daemon not running as root opens everything with its own rights, as before.
+A daemon not running as root opens everything with its own rights, as before. The
+daemon's own descriptors (/dev/stderr, /dev/fd/N, /proc/self/fd/N) and init's
+(/proc/1/fd/N), a container's logs, are opened as the daemon: they name open files,
+not paths anyone could swap.
 """
 
 from __future__ import annotations
