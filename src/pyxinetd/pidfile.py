@@ -92,6 +92,12 @@ def _ours(st: os.stat_result) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
 
 
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    """What tells one file at a path from the next: an inode number freed by an unlink
+    is often reused at once, by the file created in its place."""
+    return (st.st_dev, st.st_ino, st.st_uid, st.st_mode, st.st_ctime_ns)
+
+
 def replace_symlink(path: str, what: str = "the symlink") -> int:
     """Remove what is at `path` (a symlink, never its target; a FIFO, another user's
     file) and create the file in its place.
@@ -139,6 +145,8 @@ class PidFile:
             return
         for _ in range(_ACQUIRE_ATTEMPTS):
             fd = self._open_locked()
+            if fd is None:
+                continue
             if self._still_at_path(fd):
                 break
             os.close(fd)
@@ -154,26 +162,41 @@ class PidFile:
                                           f"{err.strerror}") from err
         self._fd = fd
 
-    def _open_locked(self) -> int:
+    def _open_locked(self) -> int | None:
+        """The file at the path, opened and locked: None when what was there changed
+        while it was being judged (try again)."""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
-                         | os.O_NONBLOCK, PIDFILE_MODE)
+            found: os.stat_result | None = os.lstat(self.path)
+        except FileNotFoundError:
+            found = None
         except OSError as err:
-            if err.errno != errno.ELOOP:
-                raise PidFileError(self.path, f"cannot open pidfile {self.path}: "
-                                              f"{err.strerror}") from err
-            fd = replace_symlink(self.path)
+            raise PidFileError(self.path, f"cannot open pidfile {self.path}: "
+                                          f"{err.strerror}") from err
+        if found is not None and not _ours(found):
+            # Replaced before any open: with fs.protected_regular or protected_fifos
+            # (Debian's defaults) even root's O_CREAT open of another user's file or
+            # FIFO in a sticky folder fails, and a FIFO is no file to open at all.
+            fd = self._replace(found)
+            if fd is None:
+                return None
         else:
             try:
-                found = os.fstat(fd)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+                             | os.O_NONBLOCK, PIDFILE_MODE)
+            except OSError as err:
+                if err.errno != errno.ELOOP:
+                    raise PidFileError(self.path, f"cannot open pidfile {self.path}: "
+                                                  f"{err.strerror}") from err
+                return None     # a symlink put there since the lstat: judged again
+            try:
+                opened = os.fstat(fd)
             except OSError as err:
                 os.close(fd)
                 raise PidFileError(self.path, f"cannot open pidfile {self.path}: "
                                               f"{err.strerror}") from err
-            if not _ours(found):
+            if not _ours(opened):
                 os.close(fd)
-                fd = replace_symlink(self.path, "the file of another user" if
-                                     stat.S_ISREG(found.st_mode) else "what is")
+                return None     # put there since the lstat: judged again
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -185,6 +208,29 @@ class PidFile:
             raise PidFileError(self.path, f"cannot lock pidfile {self.path}: "
                                           f"{err.strerror}") from err
         return fd
+
+    def _replace(self, judged: os.stat_result) -> int | None:
+        """Remove what was judged not to be the daemon's pidfile (the link, never its
+        target) and create the file in its place; None when something else is at the
+        path by now: a daemon started meanwhile replaced it first, and its pidfile is
+        not to be removed on the strength of what was there before."""
+        try:
+            now = os.lstat(self.path)
+        except FileNotFoundError:
+            now = None
+        except OSError as err:
+            raise PidFileError(self.path, f"cannot open pidfile {self.path}: "
+                                          f"{err.strerror}") from err
+        if now is None or _identity(now) != _identity(judged):
+            return None
+        what = ("the symlink" if stat.S_ISLNK(judged.st_mode) else
+                "the file of another user" if stat.S_ISREG(judged.st_mode) else "what is")
+        try:
+            return replace_symlink(self.path, what)
+        except PidFileError:
+            if os.path.lexists(self.path):
+                return None     # created by another daemon between unlink and create
+            raise
 
     def _still_at_path(self, fd: int) -> bool:
         try:

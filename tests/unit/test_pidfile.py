@@ -154,3 +154,24 @@ def test_a_file_another_user_planted_is_replaced_even_locked(tmp_path: Path) -> 
             assert path.read_text() == f"{os.getpid()}\n"
     finally:
         locker.communicate(timeout=10)    # closes its stdin: it ends
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the planted file is another user's")
+def test_a_planted_file_another_daemon_replaced_meanwhile_is_not_replaced_again(
+        tmp_path: Path) -> None:
+    # Two daemons judge the same planted file; the first replaces it and runs. The
+    # second, acting on what it judged, removed the first's live pidfile and ran too.
+    path = tmp_path / "x.pid"
+    path.write_text("")
+    os.chown(path, 65534, 65534)
+    judged = os.lstat(path)
+    first = PidFile(str(path))
+    first.acquire()       # replaces the planted file, locks its own
+    try:
+        second = PidFile(str(path))
+        assert second._replace(judged) is None
+        # The first's file is still the one at the path (its lock, held by this
+        # process, cannot be tested from it: POSIX locks are the process's).
+        assert path.read_text() == f"{os.getpid()}\n" and path.stat().st_uid == 0
+    finally:
+        first.release()
