@@ -63,6 +63,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -630,7 +631,29 @@ guard_faults(PyObject *module, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(dumpable_doc,
+"dumpable(flag=-1, /)\n--\n\n"
+"The process's dumpable flag (prctl PR_GET_DUMPABLE), after setting it to `flag`\n"
+"when that is 0 or 1. A change of effective ids clears it, and going back to\n"
+"root's does not set it again (pyxinetd.filerights). OSError on failure.");
+
+static PyObject *
+dumpable(PyObject *module, PyObject *args)
+{
+    (void)module;
+    int flag = -1;
+    if (!PyArg_ParseTuple(args, "|i:dumpable", &flag))
+        return NULL;
+    if (flag >= 0 && prctl(PR_SET_DUMPABLE, (unsigned long)flag, 0UL, 0UL, 0UL) < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    int now = prctl(PR_GET_DUMPABLE, 0UL, 0UL, 0UL, 0UL);
+    if (now < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyLong_FromLong(now);
+}
+
 static PyMethodDef spawn_methods[] = {
+    {"dumpable", dumpable, METH_VARARGS, dumpable_doc},
     {"spawn", (PyCFunction)(void (*)(void))spawn, METH_VARARGS | METH_KEYWORDS, spawn_doc},
     {"guard_faults", guard_faults, METH_O, guard_faults_doc},
     {NULL, NULL, 0, NULL},

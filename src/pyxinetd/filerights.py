@@ -129,6 +129,7 @@ def acting_as(rights: Rights) -> Iterator[None]:
     handlers only record, so nothing runs with the borrowed ids but the body."""
     saved_gid = os.getegid()
     saved_groups = os.getgroups()
+    dumpable = _dumpable()
     os.setgroups(list(rights.groups))
     try:
         os.setegid(rights.gid)
@@ -142,6 +143,23 @@ def acting_as(rights: Rights) -> Iterator[None]:
             os.setegid(saved_gid)
     finally:
         os.setgroups(saved_groups)
+        if dumpable == 1:
+            # The switch cleared it: the daemon would write no core dump, and its
+            # /proc files would be root's whoever runs it.
+            _dumpable(1)
+
+
+def _dumpable(flag: int = -1) -> int | None:
+    """prctl's dumpable flag (set to `flag` first when 0 or 1), through the C
+    extension; None without it."""
+    try:
+        from pyxinetd._spawn import dumpable
+    except ImportError:
+        return None
+    try:
+        return dumpable(flag)
+    except OSError:
+        return None
 
 
 def open_for(path: str, flags: int, mode: int, rights: Rights, links: int = 0) -> int:

@@ -62,3 +62,23 @@ def test_the_proc_links_followed_as_the_daemon(path: str, own: bool) -> None:
     # Descriptors of the daemon or of init (a container's logs): not paths in /tmp.
     from pyxinetd.filerights import _own_or_inits_proc
     assert _own_or_inits_proc(path) is own
+
+
+def test_acting_as_another_user_gives_every_id_back() -> None:
+    # In a process of its own (the switch is process-wide): ids, groups and the
+    # dumpable flag, which a change of effective ids clears, are as they were.
+    import subprocess
+    import sys
+    script = (
+        "import os\n"
+        "from pyxinetd.filerights import NOBODY, Rights, acting_as, _dumpable\n"
+        "os.setgroups([4, 27])\n"
+        "before = (os.geteuid(), os.getegid(), sorted(os.getgroups()), _dumpable())\n"
+        "with acting_as(Rights(65534, 65534, (100,))):\n"
+        "    inside = (os.geteuid(), os.getegid(), sorted(os.getgroups()))\n"
+        "after = (os.geteuid(), os.getegid(), sorted(os.getgroups()), _dumpable())\n"
+        "print(before == after, inside, before)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=30, check=True).stdout.split(" ", 1)
+    assert out[0] == "True", out
+    assert out[1].startswith("(65534, 65534, [100])"), out
