@@ -79,18 +79,21 @@ def test_a_burst_of_distinct_addresses_is_looked_up_at_once() -> None:
 
 
 def test_the_pool_never_grows_past_its_bound() -> None:
+    # Past it only for a network with nothing under way (below): here two networks,
+    # each the share of half the bound.
     dns, answers = SlowDns(), Answers()
-    pool = LookupPool(answers, max_threads=5, resolve=dns)
+    pool = LookupPool(answers, max_threads=10, resolve=dns)
     try:
         for n in range(30):
-            pool.ask(n, f"10.{n}.0.1", later())
-        wait_until(lambda: dns.running == 5, "5 lookups running")
-        assert pool.threads == 5
+            pool.ask(n, f"10.{n % 2}.0.{n}", later())
+        wait_until(lambda: dns.running == 10, "10 lookups running")
+        time.sleep(0.1)
+        assert pool.threads == 10
         dns.release.set()
         wait_until(lambda: answers.count() == 30, "30 answers")
     finally:
         pool.close()
-    assert dns.most_at_once == 5
+    assert dns.most_at_once == 10
     assert len(dns.asked) == 30
 
 
@@ -212,6 +215,25 @@ def test_one_client_network_cannot_take_every_thread(attacker: str) -> None:
     assert len(dns.asked) == 21
 
 
+def test_a_client_of_a_network_with_nothing_in_flight_never_waits_for_threads() -> None:
+    # Two networks' unanswered lookups hold every thread of the bound (half each):
+    # a client of a third network gets one more thread at once.
+    dns, answers = SlowDns(), Answers()
+    pool = LookupPool(answers, max_threads=8, resolve=dns)
+    try:
+        for n in range(1, 11):
+            pool.ask(n, f"203.0.113.{n}", later())
+            pool.ask(100 + n, f"198.18.0.{n}", later())
+        wait_until(lambda: dns.running == 8, "both networks' lookups")
+        pool.ask(0, "192.0.2.7", later())
+        wait_until(lambda: "192.0.2.7" in dns.asked, "the third network's lookup")
+        assert pool.threads == 9
+        dns.release.set()
+        wait_until(lambda: answers.count() == 21, "21 answers")
+    finally:
+        pool.close()
+
+
 def test_threads_stuck_in_lookups_nobody_waits_for_do_not_count() -> None:
     # Two lookups outlive their deadlines (the DNS answers after the master gave up):
     # a new client is looked up all the same, on a third thread past the bound of two.
@@ -235,7 +257,8 @@ def test_threads_stuck_in_lookups_nobody_waits_for_do_not_count() -> None:
 
 @pytest.mark.parametrize(("address", "network"), [
     ("192.0.2.77", "192.0.2.0/24"), ("::ffff:192.0.2.77", "192.0.2.0/24"),
-    ("2001:db8:1:2:3::4", "2001:db8:1:2::/64"), ("fe80::1%eth0", "fe80::/64"),
+    ("2001:db8:1:2:3::4", "2001:db8:1::/56"), ("2001:db8:1:1ff::1", "2001:db8:1:100::/56"),
+    ("fe80::1%eth0", "fe80::/56"),
     ("not an address", "not an address")])
 def test_the_network_an_address_counts_against(address: str, network: str) -> None:
     assert network_of(address) == network

@@ -13,16 +13,20 @@ decided in about one lookup deadline, not one deadline per handful of clients. S
   too): an address whose askers have all given up is dropped from the queue unasked,
   its forward confirmation is not started, and nobody is answered late;
 - no client network takes the pool: at most half the bound of threads look up
-  addresses of one /24 (IPv4, mapped ones included) or /64 (IPv6) at a time (16 of
-  32), the others of it wait their turn while other networks' addresses go first; a
-  burst from one network still gets many lookups side by side. A client whose reverse zone
+  addresses of one /24 (IPv4, mapped ones included) or /56 (IPv6) at a time (16 of
+  32), the others of it wait their turn while other networks' addresses go first (the
+  network with the fewest lookups in flight is served first); a burst from one
+  network still gets many lookups side by side. And a network with nothing in flight
+  gets a thread at once, past the bound if need be (up to MAX_THREADS): the threads
+  other networks hold never make its client wait, so starving others takes more
+  networks than a few. A client whose reverse zone
   never answers holds a thread for the resolver's whole timeout (10 s with glibc's
   defaults), past the master's deadline: from a few dozen addresses of its own it
   would otherwise keep every thread busy, and every other client whose verdict needs
   its name would miss its deadline (xinetd looks each name up in the request's own
   child, where a slow one delays only that client);
 - a thread stuck in a lookup nobody waits for any more does not count against the
-  bound: the pool may grow past it by that many, up to MAX_THREADS.
+  bound either: the pool may grow past it by that many, up to MAX_THREADS.
 
 Threads are harmless in the helper (it never forks while looking up); the master, which
 forks servers, has none.
@@ -43,21 +47,22 @@ from pyxinetd.textbytes import ascii_lower
 
 THREADS_ENV = "PYXINETD_LOOKUP_THREADS"
 DEFAULT_THREADS = 32
-MAX_THREADS = 256
+MAX_THREADS = 512
 # How long a thread with nothing to look up lingers for the next burst before it ends.
 IDLE_SECONDS = 10.0
 
 
 def network_of(address: str) -> str:
     """The client network `address` counts against: its /24 (IPv4, IPv4-mapped IPv6
-    too) or /64 (IPv6); the address itself when it is neither."""
+    too) or /56 (IPv6: a home or small site gets a /56, and has 256 /64s to spread
+    over); the address itself when it is neither."""
     try:
         parsed = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return address
     if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
         parsed = parsed.ipv4_mapped
-    bits = 24 if isinstance(parsed, ipaddress.IPv4Address) else 64
+    bits = 24 if isinstance(parsed, ipaddress.IPv4Address) else 56
     return str(ipaddress.ip_network((parsed, bits), strict=False))
 
 
@@ -199,8 +204,12 @@ class LookupPool:
             self._queue.append(address)
             now = self._clock()
             self._drop_stale_head(now)
-            if len(self._queue) > self._idle and self._threads < min(
-                    MAX_THREADS, self._max + self._stuck(now)):
+            # Past the bound by as many threads as are stuck in lookups nobody waits
+            # for, and for a network with nothing in flight (up to MAX_THREADS): the
+            # threads other networks hold, answered or not, never make it wait.
+            if len(self._queue) > self._idle and self._threads < MAX_THREADS and (
+                    self._threads < self._max + self._stuck(now)
+                    or self._network_waits_alone(address)):
                 try:
                     threading.Thread(target=self._run, daemon=True,
                                      name="lookup").start()
@@ -233,30 +242,45 @@ class LookupPool:
     def _live(self, address: str, now: float) -> bool:
         return any(until > now for _, until in self._askers[address])
 
+    def _network_waits_alone(self, address: str) -> bool:
+        """Whether `address` (just queued) is the only one of its network queued or in
+        flight (lock held)."""
+        network = network_of(address)
+        if network in self._per_network:
+            return False
+        return sum(1 for queued in self._queue if network_of(queued) == network) == 1
+
     def _stuck(self, now: float) -> int:
         """How many threads look up an address nobody waits for any more (lock held)."""
         return sum(1 for address in self._in_flight if not self._live(address, now))
 
     def _take(self) -> str | None:
-        """The oldest address somebody still waits for whose network has a thread to
-        spare, now in flight (lock held)."""
+        """The next address somebody still waits for, now in flight (lock held): of
+        the networks below their share, the one with the fewest lookups in flight
+        (oldest first among equals), so that a network's queued burst never keeps a
+        client of another from the next free thread."""
         now = self._clock()
-        skipped: list[str] = []
-        taken = None
-        while self._queue:
-            address = self._queue.popleft()
+        best: tuple[int, int] | None = None     # (in flight for its network, index)
+        for index, address in enumerate(self._queue):
             if not self._live(address, now):
-                del self._askers[address]
                 continue
-            network = network_of(address)
-            if self._per_network.get(network, 0) >= self._per_network_max:
-                skipped.append(address)
-                continue
-            self._per_network[network] = self._per_network.get(network, 0) + 1
-            self._in_flight.add(address)
-            taken = address
-            break
-        self._queue.extendleft(reversed(skipped))
+            busy = self._per_network.get(network_of(address), 0)
+            if busy < self._per_network_max and (best is None or busy < best[0]):
+                best = (busy, index)
+                if busy == 0:
+                    break
+        # Addresses nobody waits for any more go now (dropped unasked).
+        stale = [a for a in self._queue if not self._live(a, now)]
+        taken = self._queue[best[1]] if best is not None else None
+        for address in stale:
+            self._queue.remove(address)
+            del self._askers[address]
+        if taken is None:
+            return None
+        self._queue.remove(taken)
+        network = network_of(taken)
+        self._per_network[network] = self._per_network.get(network, 0) + 1
+        self._in_flight.add(taken)
         return taken
 
     def _landed(self, address: str) -> None:
