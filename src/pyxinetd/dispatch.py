@@ -35,7 +35,7 @@ from pyxinetd.intercept import CPS_TRIPPED, Address, Interceptors
 from pyxinetd.internal import tcpmux
 from pyxinetd.internal.session import discard_input
 from pyxinetd.listener import ACCEPT_BATCH, SHORTAGE_ERRNOS, Accepted, accept_queued, \
-    descriptor_ceiling, reset_all
+    close_unlingering, descriptor_ceiling, reset_all
 from pyxinetd.log import ProgramLog, strerror
 from pyxinetd.servicelog import ServiceLogs, fail_entry
 from pyxinetd.peerenv import PEERENV_FLAG
@@ -600,17 +600,19 @@ class Dispatcher:
                     # has its banner_success (launch): neither banner is sent again.
                     self.judge_again(rt, peer, conn=conn, admitted=lambda now: self._start_on(
                         rt, now, conn, peer, addr, remote_name), greeted=True)
-            hold = Hold(rt, retry, conn.close)
+            hold = Hold(rt, retry, lambda: close_unlingering(conn))
         try:
             result = self.starter.start(svc, conn, peer, hold=hold, remote_name=remote_name,
                                         client=addr)
         except BaseException:
-            conn.close()
+            close_unlingering(conn)
             raise
         if result is Outcome.HELD:
             self._held_for_retry.add(conn)
+        elif isinstance(result, int):
+            conn.close()    # the server has its own copy: the last close is its
         else:
-            conn.close()
+            close_unlingering(conn)
 
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
                      on_reap: Callable[[Child, ExitStatus], None] | None = None, *,

@@ -349,6 +349,18 @@ def reset_on_close(conn: socket.socket) -> None:
         pass    # closed all the same
 
 
+def close_unlingering(conn: socket.socket) -> None:
+    """Close a connection whose last reference is the daemon's (its server never
+    started), lingering off: a hosts.allow `linger N` set for the server would make
+    this close wait up to N seconds for a client that does not read what was sent (a
+    banner), the whole daemon with it."""
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 0, 0))
+    except OSError:
+        pass
+    conn.close()
+
+
 def peer_text(addr: object) -> str:
     """The numeric peer text xinetd logs (`::ffff:a.b.c.d` for mapped peers), and gives
     servers as REMOTE_HOST: with the zone of a scoped IPv6 peer (`fe80::1%eth0`), as

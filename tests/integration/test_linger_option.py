@@ -76,3 +76,32 @@ def test_linger_on_a_connection_the_daemon_serves_stalls_nothing(
             while data := conn.recv(100):
                 reply += data
     assert reply.endswith(b"\r\n")
+
+
+def test_linger_on_a_connection_whose_server_failed_stalls_nothing(
+        daemons: DaemonFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server cannot be executed (its mode changed after the load): the daemon
+    # closes the connection itself, and its banner, not read by the client, was still
+    # queued. With SO_LINGER 60 left on it, that close held the daemon.
+    tables(tmp_path, monkeypatch, "ALL: ALL: linger 60\n")
+    banner = tmp_path / "banner"
+    banner.write_bytes(b"b" * 400000)
+    server = tmp_path / "server"
+    server.write_text("#!/bin/sh\necho never\n")
+    server.chmod(0o755)
+    broken, daytime = free_port(), free_port()
+    daemon = daemons.start_config(
+        f"service broken\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = no\n"
+        f"\tuser = root\n\tport = {broken}\n\tbind = 127.0.0.1\n\tserver = {server}\n"
+        f"\tbanner = {banner}\n}}\n" + internal("daytime", daytime))
+    server.chmod(0o644)
+    with socket.socket() as hog:
+        hog.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        hog.settimeout(TIMEOUT)
+        hog.connect(("127.0.0.1", broken))
+        daemon.wait_for_log(r"FAIL|ERROR")
+        with socket.create_connection(("127.0.0.1", daytime), timeout=TIMEOUT) as conn:
+            reply = b""
+            while data := conn.recv(100):
+                reply += data
+    assert reply.endswith(b"\r\n")
