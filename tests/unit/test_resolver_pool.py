@@ -3,9 +3,14 @@ lookup function that blocks until the test releases it, in place of a slow DNS."
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -270,3 +275,20 @@ def test_the_network_an_address_counts_against(address: str, network: str) -> No
 def test_the_bound_comes_from_the_environment(value: str | None, threads: int) -> None:
     environ = {} if value is None else {"PYXINETD_LOOKUP_THREADS": value}
     assert lookup_threads(environ) == threads
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="a private /etc/hosts needs root and unshare")
+def test_an_alias_whose_canonical_name_is_not_utf8_is_paranoid(tmp_path: Path) -> None:
+    # libwrap compares the bytes: the canonical name Python cannot decode must still
+    # be told from the reverse name (it once skipped the test, confirming the alias).
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(b"127.0.0.6 caf\xe9.test shared.test\n127.0.0.1 shared.test\n"
+                      b"127.0.0.9 caf\xe9.test\n")
+    script = ("import sys\nfrom pyxinetd.access.lookups import resolve\n"
+              "print(resolve('127.0.0.1').confirmed, resolve('127.0.0.9').confirmed)\n")
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f'mount --bind "$1" /etc/hosts && exec "$2" -c "$3"',
+         "sh", str(hosts), sys.executable, script],
+        capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout.split() == ["False", "True"], done

@@ -43,8 +43,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyxinetd.textbytes import ascii_lower
-
 THREADS_ENV = "PYXINETD_LOOKUP_THREADS"
 DEFAULT_THREADS = 32
 MAX_THREADS = 512
@@ -120,24 +118,25 @@ def resolve(address: str, wanted: Callable[[], bool] = _never_late) -> NameInfo:
     # mismatch"). Either way the client is PARANOID.
     family = socket.AF_INET6 if ":" in address and not address.startswith("::ffff:") \
         else socket.AF_INET if ":" not in address else socket.AF_UNSPEC
-    canonical: str | None = None
+    written = os.fsencode(name)
     try:
         # As bytes: a str goes through Python's IDNA codec, which refuses what the
         # resolver itself takes (a label over 63 characters, from /etc/hosts say), and
         # such a name would wrongly read as PARANOID.
         try:
-            infos = socket.getaddrinfo(os.fsencode(name), None, family,
+            infos = socket.getaddrinfo(written, None, family,
                                        proto=socket.IPPROTO_TCP, flags=socket.AI_CANONNAME)
-            canonical = infos[0][3] if infos else ""
-        except UnicodeDecodeError:
-            # A canonical name that is not UTF-8 (Python decodes it strictly): the
-            # addresses alone, as before.
-            infos = socket.getaddrinfo(os.fsencode(name), None, family,
-                                       proto=socket.IPPROTO_TCP)
+            canonical = os.fsencode(infos[0][3]) if infos else b""
+        except UnicodeDecodeError as err:
+            # A canonical name that is not UTF-8 (Python decodes it strictly): its
+            # bytes are in the error; the addresses are asked for again without it.
+            canonical = err.object if isinstance(err.object, bytes) else b""
+            canonical = canonical.split(b"\0", 1)[0]
+            infos = socket.getaddrinfo(written, None, family, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
         return NameInfo(name, False)
-    if canonical is not None and ascii_lower(canonical) != ascii_lower(name) \
-            and ascii_lower(name) != "localhost":
+    # Compared as bytes, ignoring the case of A-Z only (strcasecmp in the C locale).
+    if canonical.lower() != written.lower() and written.lower() != b"localhost":
         return NameInfo(name, False)
     found = {str(info[4][0]).split("%", 1)[0] for info in infos}
     return NameInfo(name, address in found)
