@@ -144,6 +144,26 @@ def set_connection_flags(sock: socket.socket, service: ServiceConfig) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
 
+def readjust_options(sock: socket.socket, old: ServiceConfig, new: ServiceConfig) -> None:
+    """A reload kept the socket of `old` for `new`: the options that follow the
+    configuration set as `new` wants them (NODELAY and KEEPALIVE off again when
+    dropped; the datagram destinations of pyxinetd.replysource asked for when the
+    daemon now answers on the socket, INTERCEPT added, and no longer asked for when a
+    server reads it itself). Raises OSError."""
+    if new.socket_type is SocketType.STREAM and new.protocol == "tcp":
+        for flag, level, option in (("NODELAY", socket.IPPROTO_TCP, socket.TCP_NODELAY),
+                                    ("KEEPALIVE", socket.SOL_SOCKET, socket.SO_KEEPALIVE)):
+            wanted = flag in new.flags
+            if wanted != (flag in old.flags):
+                sock.setsockopt(level, option, int(wanted))
+    had = answers_datagrams(old) and is_wildcard(old.bind)
+    wants = answers_datagrams(new) and is_wildcard(new.bind)
+    if wants and not had:
+        replysource.enable(sock, v6only=sock.family == socket.AF_INET6 and new.v6only)
+    elif had and not wants:
+        replysource.disable(sock)
+
+
 def bind_socket(sock: socket.socket, service: ServiceConfig) -> None:
     """Bind (and listen, for connection-oriented types); raises OSError for a retry."""
     family = sock.family

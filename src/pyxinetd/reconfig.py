@@ -54,6 +54,8 @@ from pyxinetd.config.isolated import LoaderFailed
 from pyxinetd.config.model import Configuration, ServiceConfig
 from pyxinetd.configload import Outcome, PendingLoad, load_timeout
 from pyxinetd.errors import ConfigError
+from pyxinetd.listener import readjust_options
+from pyxinetd.log import strerror
 from pyxinetd.portholders import PortHolders
 from pyxinetd.rechecks import Rechecks
 from pyxinetd.reload import Change, diff_services
@@ -188,7 +190,7 @@ class Reconfigurer:
                 continue
             kept.append(change)
             if change.keeps_listener:
-                self._readjust(rt, change)
+                self._readjust(rt, change, kept_ids)
                 running.append(rt)
             else:
                 fresh = self._replace_listener(rt, change, kept_ids)
@@ -259,7 +261,23 @@ class Reconfigurer:
             return lambda other: other.belongs_to(svc)
         return lambda other: other.id.lower() == wanted
 
-    def _readjust(self, rt: ServiceRuntime, change: Change) -> None:
+    def _readjust(self, rt: ServiceRuntime, change: Change, kept_ids: set[str]) -> None:
+        old, new = change.old, change.new
+        if rt.sock is not None:
+            try:
+                readjust_options(rt.sock, old, new)
+            except OSError as err:
+                self.master.program.error("readjust", f"{new.id}: cannot set the options of "
+                                                      f"its socket: {strerror(err)}")
+        if "INTERCEPT" in new.flags and "INTERCEPT" not in old.flags and old.wait \
+                and not old.is_internal and not old.is_redirect:
+            # As xinetd (reconfig.c, readjust, "clear->set"): the server that reads the
+            # service socket itself would go on answering clients the interceptor is
+            # there to check; it is ended, and the next request starts an intercepted
+            # one.
+            selected = self._selector(old, kept_ids - {old.id.lower()})
+            holders = [c for c in self.master.children if selected(c.service)]
+            self.terminations.terminate(holders)
         rt.config = change.new
         # The window starts again, as in xinetd, whose counter lives in the
         # configuration a reload replaces.

@@ -13,7 +13,9 @@ attributes replace the old ones for future requests.
 Beyond xinetd, a kept service says whether its listening socket can stay open: only
 when everything the socket was created and bound with is the same (the bind tuple).
 Otherwise the master closes it and binds a new one; xinetd re-creates the socket in
-that case too (bind address or IPv4/IPv6 change).
+that case too (bind address or IPv4/IPv6 change). The options a kept socket can take
+on the fly (NODELAY, KEEPALIVE, the datagram destinations INTERCEPT needs) are set
+on it (listener.readjust_options), as xinetd keeps the socket and its servers then.
 """
 
 from __future__ import annotations
@@ -24,8 +26,6 @@ from dataclasses import dataclass, replace
 
 from pyxinetd.config.model import Configuration, ServiceConfig, SocketType
 
-# Flags that set options on the listening socket itself (listener.create_socket).
-SOCKET_FLAGS = frozenset({"NODELAY", "KEEPALIVE"})
 # Types whose change makes two services with the same id different (reference §6.2).
 IDENTITY_TYPES = frozenset({"UNLISTED", "INTERNAL", "RPC"})
 
@@ -41,7 +41,6 @@ class ListenerKey:
     protocol: str
     protocol_number: int
     v6only: bool
-    socket_flags: frozenset[str]
     # The dispatcher puts the socket of an external wait=yes service in blocking mode
     # and hands it to the server; a redirect never does. Toggling redirect therefore
     # changes how the socket is used, so such a change gets a fresh socket.
@@ -86,7 +85,6 @@ def listener_key(svc: ServiceConfig) -> ListenerKey:
         protocol_number=svc.protocol_number,
         # IPV6_V6ONLY is only set on AF_INET6 sockets.
         v6only=svc.v6only if svc.family == socket.AF_INET6 else False,
-        socket_flags=svc.flags & SOCKET_FLAGS,
         redirect=svc.redirect is not None,
     )
 

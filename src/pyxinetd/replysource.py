@@ -77,6 +77,20 @@ def space(sock: socket.socket) -> int:
     return room
 
 
+def disable(sock: socket.socket) -> None:
+    """Stop asking for `sock`'s datagram destinations (enable's undoing: a server now
+    reads the socket itself, and gets no ancillary data it did not ask for). Raises
+    OSError."""
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 0)
+        if not sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 0)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 0)
+    # Known as needing none: `space` must not set it up again on the next peek.
+    _rooms[sock.fileno()] = (weakref.ref(sock), 0)
+
+
 def _adopt(sock: socket.socket) -> int:
     try:
         if not ipaddress.ip_address(str(sock.getsockname()[0]).partition("%")[0]
