@@ -6,7 +6,8 @@ other service refuses it with FAIL reason `address`. As in xinetd (sensor.c):
 
 * a sensor does not look at the list: a listed client that reaches a sensor again has
   its expiry moved to the later of the two (never earlier; a FOREVER entry stays), with
-  no new CRITICAL line;
+  no new CRITICAL line (what xinetd's code means to do; an inverted test keeps its
+  first expiry: docs/compatibility.md);
 * the list is scrubbed every minute (SCRUB_INTERVAL), from the first addition while it
   holds entries that can expire: expired entries leave it then (INFO `At least 1
   DENY_TIME has expired, global_no_access list updated`), and once it is empty

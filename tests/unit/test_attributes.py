@@ -72,6 +72,8 @@ GOOD = [
     ("cps = 0 0", "cps", (0, 0)),
     ("max_load = 2.5", "max_load", 2.5),
     ("deny_time = FOREVER", "deny_time", -1),
+    # xinetd's own spelling of FOREVER (its CRITICAL line: `for -1 minutes`).
+    ("deny_time = -1", "deny_time", -1),
     ("deny_time = never", "deny_time", 0),
     ("deny_time = 120", "deny_time", 120),
     ("banner = /etc/issue", "banner", "/etc/issue"),
@@ -173,6 +175,8 @@ BAD = [
     ("max_load = 0", "error parsing max_load argument (service bad: '0'"),
     ("max_load = abc", "error reading max_load argument"),
     ("deny_time = always", "Error parsing: always (service bad: expected"),
+    ("deny_time = -5", "Error parsing: -5 (service bad: '-5': expected minutes (0 or more), "
+                       "FOREVER (or -1), or NEVER"),
     ("log_type = SYSLOG daemonn", 'did you mean "daemon"'),
     ("log_type = SYSLOG nosuchfacility", "Unknown syslog facility: nosuchfacility (service bad: "),
     ("log_type = SYSLOG daemon loud", "Unknown syslog level: loud (service bad: expected"),

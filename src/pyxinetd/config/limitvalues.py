@@ -127,10 +127,22 @@ def parse_max_load(values: Values, ctx: ValueContext) -> float:
     return load
 
 
+# strtol's spelling of -1: blanks, the sign, zeros.
+_MINUS_ONE = re.compile(r"[ \t\n\v\f\r]*-0*1")
+
+
 def parse_deny_time(values: Values, ctx: ValueContext) -> int:
     word = values[0].upper()
-    if word == "FOREVER":
+    if word == "FOREVER" or _MINUS_ONE.fullmatch(values[0]):
+        # -1 is how xinetd keeps FOREVER (its CRITICAL line says `for -1 minutes`, its
+        # dump `Deny Time: -1`), and reads it from the file as such (strtol).
         return -1
     if word == "NEVER":
         return 0
+    if values[0].lstrip(" \t\n\v\f\r").startswith("-"):
+        # xinetd takes it as minutes in the past: the client is listed until the next
+        # scrub of the list, up to a minute, an accident nobody means.
+        raise ValueProblem(f"Error parsing: {values[0]}",
+                           f"{quoted(values[0])}: expected minutes (0 or more), FOREVER "
+                           f"(or -1), or NEVER")
     return uint(values[0], "deny_time", LONG_MAX, f"Error parsing: {values[0]}")
