@@ -264,7 +264,8 @@ def _config_lines(svc: ServiceConfig) -> list[str]:
     lines += [f"CPS = max conn:{svc.cps[0]} wait:{svc.cps[1]}",
               f"PER_SOURCE = {-1 if svc.per_source is None else svc.per_source}"]
     lines.append(f"Bind = {svc.bind or 'All addresses.'}")
-    if svc.server is not None and not svc.is_internal and svc.redirect is None:
+    if svc.server is not None and not svc.is_internal and svc.redirect is None \
+            and not svc.is_sensor:      # a sensor starts no server: xinetd shows none
         lines += [f"Server = {svc.server}", f"Server argv = {' '.join(svc.server_argv)}"]
     if svc.libwrap is not None:
         lines.append(f"Libwrap = {svc.libwrap}")

@@ -48,6 +48,8 @@ from pyxinetd.localzone import local_time
 from pyxinetd.textbytes import as_written
 
 SYSLOG_SOCKET_ENV = "PYXINETD_SYSLOG_SOCKET"
+# A message too long for one datagram is cut to this many bytes.
+DATAGRAM_CUT = 64 * 1024
 DEFAULT_SYSLOG_SOCKET = "/dev/log"
 SYSLOG_IDENT = "xinetd"
 # daemon.warning, for the line that counts dropped messages.
@@ -161,7 +163,13 @@ class SyslogSender(Backlog):
                 sent = self._sock.send(payload, socket.MSG_NOSIGNAL)
             except BlockingIOError:
                 return data
-            except OSError:
+            except OSError as err:
+                if err.errno == errno.EMSGSIZE and len(data) > DATAGRAM_CUT:
+                    # Longer than one datagram of the socket may be (about 208 KiB on
+                    # Linux): cut, as xinetd's fixed buffer cuts a long line, rather
+                    # than lost without a word.
+                    data = data[:DATAGRAM_CUT]
+                    continue
                 tail_only = self._partial
                 self._close_socket()
                 if tail_only:

@@ -324,3 +324,27 @@ service plain
     assert "\t\tPassenv = PATH\n\trunning servers = 0\n" in service  # inherited: no strings
     assert "\tservice fd = " in service and service.split("\tservice fd = ")[1].split("\n")[1:3] \
         == ["", "Server table dump:"]
+
+
+def test_a_sensor_shows_no_server(
+        daemons: DaemonFactory, tmp_path: Path, dump_file: Path) -> None:
+    # A SENSOR starts no server: xinetd's dump shows no `Server` lines for it.
+    port = free_port()
+    daemon = daemons.start_config(f"""
+service trap
+{{
+    type = UNLISTED
+    socket_type = stream
+    protocol = tcp
+    port = {port}
+    bind = 127.0.0.1
+    wait = no
+    user = nobody
+    server = /bin/true
+    flags = SENSOR
+    deny_time = -1
+}}
+""")
+    service = take_dump(daemon, dump_file, 1).split("Service = trap\n")[1]
+    assert "Server" not in service.split("Deny Time")[0]
+    assert "\t\tDeny Time: -1\n" in service

@@ -8,12 +8,13 @@ import re
 import signal
 import socket
 import struct
+import sys
 from pathlib import Path
 
 import pytest
 
 from pyxinetd.config.model import AddressEntry, SocketType
-from tests.daemon import DaemonFactory, free_port
+from tests.daemon import HELPERS, DaemonFactory, free_port
 from tests.factories import make_service
 from tests.integration.test_dispatch import connect, logged, read_all, wait_service_log
 
@@ -159,6 +160,31 @@ def test_servers_and_services(daemons: DaemonFactory, tmp_path: Path) -> None:
             text = read_all(c).decode()
         assert re.fullmatch(r"[1-9]\d* cat 127\.0\.0\.1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
                             r"[+-]\d{4}\r\n", text), text
+
+
+def test_servers_shows_a_wait_server_without_a_peer_and_names_as_written(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # A wait = yes stream server has no peer (it accepts its clients itself): `-`,
+    # keeping the four fields (it read `<no address>`, five); a name that is not UTF-8
+    # is the configuration's bytes, as in the logs (it read `caf?`).
+    servers_port, services_port, wait_port = free_port(), free_port(), free_port()
+    name = b"caf\xe9".decode("utf-8", "surrogateescape")
+    daemons.start_services([
+        builtin("servers", servers_port),
+        builtin("services", services_port),
+        make_service(name=name, port=wait_port, wait=True, server=sys.executable,
+                     server_argv=("python3", str(HELPERS / "wait_stream_server.py"), "hold")),
+    ])
+    with connect(services_port) as c:
+        assert f"{wait_port}\r\n".encode() in read_all(c)
+    with connect(services_port) as c:
+        assert b"caf\xe9 tcp " in read_all(c)
+    with connect(wait_port) as held:
+        assert held.recv(100).startswith(b"pid=")     # the server runs
+        with connect(servers_port) as c:
+            text = read_all(c)
+    assert re.fullmatch(rb"[1-9]\d* caf\xe9 - \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}\r\n",
+                        text), text
 
 
 def test_unreachable_redirect_target_frees_its_instance(daemons: DaemonFactory,

@@ -160,3 +160,22 @@ def test_a_socket_without_a_descriptor_for_it_is_told_as_unreachable(
                     "that the newest are dropped",
                     f"syslog: a syslog daemon listens on {path}: the 1 message that "
                     "waited was sent"]
+
+
+def test_a_message_longer_than_a_datagram_may_be_is_cut_not_lost(tmp_path: Path) -> None:
+    # A service name of 300,000 characters in an ERROR line: the datagram socket
+    # refuses it (EMSGSIZE), and it was dropped without a word.
+    from pyxinetd.syslogsender import DATAGRAM_CUT
+    path = str(tmp_path / "log")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslogd:
+        syslogd.bind(path)
+        syslogd.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sender = SyslogSender(path)
+        sender.send(27, "Service " + "n" * 300000 + " missing attribute user")
+        sender.send(27, "next")
+        syslogd.setblocking(False)
+        first = syslogd.recv(1 << 20)
+        second = syslogd.recv(1000)
+        sender.close()
+    assert len(first) == DATAGRAM_CUT and b"Service nnnn" in first
+    assert second.endswith(b": next")

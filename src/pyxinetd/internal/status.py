@@ -16,7 +16,9 @@ from collections.abc import Collection, Sequence
 from typing import NamedTuple, Protocol
 
 from pyxinetd.config.model import ServiceConfig
+from pyxinetd.children import NO_ADDRESS
 from pyxinetd.localzone import local_time
+from pyxinetd.textbytes import as_written
 
 
 class ServerInfo(NamedTuple):
@@ -51,15 +53,17 @@ def services_text(view: MasterView) -> bytes:
         number = view.port_of(svc)
         port = "-" if number is None else str(number)
         lines.append(f"{svc.id} {svc.protocol} {port}\r\n")
-    return "".join(lines).encode("utf-8", "replace")
+    return as_written("".join(lines))
 
 
 def servers_text(view: MasterView) -> bytes:
     lines = []
     for pid, service_id, peer, start in view.running_servers():
         started = time.strftime("%Y-%m-%dT%H:%M:%S%z", local_time(start))
-        lines.append(f"{pid} {service_id} {peer or '-'} {started}\r\n")
-    return "".join(lines).encode("utf-8", "replace")
+        # A wait = yes stream server accepts its clients itself: no peer to show.
+        shown = "-" if not peer or peer == NO_ADDRESS else peer
+        lines.append(f"{pid} {service_id} {shown} {started}\r\n")
+    return as_written("".join(lines))
 
 
 def report(name: str, view: MasterView) -> bytes:
