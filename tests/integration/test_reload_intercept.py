@@ -134,8 +134,10 @@ def test_a_held_client_closed_by_a_reload_gets_a_line_that_says_why(
 
 
 def replaced_socket(text: str) -> str:
-    """The same service on a new socket: KEEPALIVE is a socket option."""
-    return text.replace("\tflags = INTERCEPT\n", "\tflags = INTERCEPT KEEPALIVE\n")
+    """The same service on a new socket: the same address, but on a dual-stack IPv6
+    socket (its IPv4-mapped form), where IPv4 clients reach it as before."""
+    assert "\tbind = 127.0.0.1\n" in text
+    return text.replace("\tbind = 127.0.0.1\n", "\tbind = ::ffff:127.0.0.1\n")
 
 
 def read_lines(conn: socket.socket, count: int) -> list[str]:
@@ -220,8 +222,9 @@ def test_held_datagrams_a_reload_drops_get_one_line_or_reach_the_new_socket(
             replies = sorted(late.recv(1000).decode() for _ in range(2))
             second = replies[0].split()[0]
             assert second != first
-            assert replies == [f"{second} peer=127.0.0.1 got=l1",
-                               f"{second} peer=127.0.0.1 got=l2"]
+            # The server's own socket is of the new socket's family (IPv6 now):
+            # what it sees is the daemon's relay on ::1.
+            assert replies == [f"{second} peer=::1 got=l1", f"{second} peer=::1 got=l2"]
             assert "held for the next server dropped" not in daemon.log()
             return
         release(gate)

@@ -91,8 +91,6 @@ def test_rpc_services_compare_program_numbers_not_ports() -> None:
     {"bind": "127.0.0.2"},
     {"bind": None},
     {"family": socket.AF_INET6, "bind": "::1"},
-    {"flags": frozenset({"KEEPALIVE"})},
-    {"flags": frozenset({"NODELAY"})},
     {"redirect": ("127.0.0.1", 9)},
 ])
 def test_socket_changes_keep_the_service_but_not_its_listener(overrides: dict[str, object]
@@ -102,6 +100,15 @@ def test_socket_changes_keep_the_service_but_not_its_listener(overrides: dict[st
     plan = diff_services([old], [new])
     assert plan.added == plan.removed == ()
     assert len(plan.changed) == 1 and not plan.changed[0].keeps_listener
+
+
+@pytest.mark.parametrize("flags", [{"KEEPALIVE"}, {"NODELAY"}, {"INTERCEPT"}])
+def test_options_set_on_the_kept_socket_keep_its_listener(flags: set[str]) -> None:
+    # As xinetd, which keeps the socket (and the servers holding it) for these:
+    # listener.readjust_options sets them on it.
+    old = make_service(name="a", port=1000)
+    plan = diff_services([old], [make_service(name="a", port=1000, flags=frozenset(flags))])
+    assert len(plan.changed) == 1 and plan.changed[0].keeps_listener
 
 
 def test_v6only_matters_only_for_inet6_listeners() -> None:
