@@ -35,6 +35,7 @@ from pyxinetd.config.model import ServiceConfig
 from pyxinetd.files import (MAX_SYMLINKS, READ_FLAGS, READ_LIMIT, open_for_append, read_opened,
                             read_regular)
 from pyxinetd.log import strerror
+from pyxinetd.spawnrequest import primary_gid
 
 # Debian's nobody and nogroup, by number: no name-service lookup in the loop.
 NOBODY_UID = 65534
@@ -59,17 +60,8 @@ def rights_of(service: ServiceConfig) -> Rights | None:
         return None
     if service.user is None:
         return NOBODY if service.group is None else Rights(NOBODY_UID, service.group, ())
-    gid = service.group if service.group is not None else _primary_gid(service.user)
+    gid = service.group if service.group is not None else primary_gid(service.user)
     return Rights(service.user, gid, tuple(service.supplementary_groups))
-
-
-def _primary_gid(uid: int) -> int:
-    # The loader resolves `group` whenever `user` is set (spawnrequest's safety net).
-    import pwd
-    try:
-        return pwd.getpwuid(uid).pw_gid
-    except KeyError:
-        return uid
 
 
 def only_root_can_change(path: str) -> bool:

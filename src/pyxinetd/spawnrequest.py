@@ -106,7 +106,7 @@ def build_request(service: ServiceConfig, fd: int, remote_host: str, *, as_root:
     if as_root and (service.user is not None or service.group is not None):
         gid = service.group
         if gid is None and service.user is not None:
-            gid = _primary_gid(service.user)
+            gid = primary_gid(service.user)
         credentials = Credentials(service.user, gid, tuple(service.supplementary_groups))
 
     limits = service.rlimits
@@ -179,7 +179,8 @@ def encoded(strings: tuple[str, ...]) -> tuple[bytes, ...]:
     return tuple(os.fsencode(text) for text in strings)
 
 
-def _primary_gid(uid: int) -> int:
+def primary_gid(uid: int) -> int:
+    """The primary group of `uid` (the server's gid when the service names no group)."""
     # The loader resolves `group` whenever `user` is set; this is only a safety net, so
     # that a server never keeps gid 0 because a group was left unresolved.
     try:
