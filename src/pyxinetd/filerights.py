@@ -65,35 +65,51 @@ def rights_of(service: ServiceConfig) -> Rights | None:
 
 
 def only_root_can_change(path: str) -> bool:
-    """Whether no user but root can change what `path` leads to: an absolute path
-    without `..` whose every folder is a real folder of root's that no one else can
-    rename or replace (its holder writable by no one else, or sticky, as /tmp), the
-    file's own folder writable by no one else either (a sticky one only when the file
-    is there and root's: in /tmp anyone may create the name first), and the last name
-    no symlink (checked by the open, O_NOFOLLOW)."""
+    """Whether no user but root can change what `path` leads to (root_only_path)."""
+    return root_only_path(path) is not None
+
+
+def root_only_path(path: str, links: int = 0) -> str | None:
+    """`path` with the folders on its way free of links, when no user but root can
+    change what it leads to; None otherwise. That is: an absolute path without `..`
+    whose every folder is a real folder of root's that no one else can rename or
+    replace (its holder writable by no one else, or sticky, as /tmp), or a link root
+    made there (`/var/run -> /run`) to such a path; the file's own folder writable by no
+    one else either (a sticky one only when the file is there and root's: in /tmp
+    anyone may create the name first); the last name no symlink (checked by the open,
+    O_NOFOLLOW)."""
     if not path.startswith("/") or ".." in path.split("/") or path.endswith(("/", "/.")):
-        return False
-    names = [name for name in path.split("/")[:-1] if name and name != "."]
+        return None
+    names = [name for name in path.split("/") if name and name != "."]
+    last = names.pop() if names else ""
     try:
         holder = os.lstat("/")
         if holder.st_uid != 0:
-            return False
+            return None
         current = "/"
-        for name in names:
-            current = os.path.join(current, name)
-            folder = os.lstat(current)
-            if (not stat.S_ISDIR(folder.st_mode) or folder.st_uid != 0
-                    or not _keeps_its_entries(holder)):
-                return False
-            holder = folder
+        for index, name in enumerate(names):
+            step = os.path.join(current, name)
+            entry = os.lstat(step)
+            if entry.st_uid != 0 or not _keeps_its_entries(holder):
+                return None
+            if stat.S_ISLNK(entry.st_mode):
+                if links >= MAX_SYMLINKS:
+                    return None
+                target = os.path.join(current, os.readlink(step))
+                rest = "/".join([*names[index + 1:], last])
+                return root_only_path(os.path.join(target, rest), links + 1)
+            if not stat.S_ISDIR(entry.st_mode):
+                return None
+            holder, current = entry, step
+        resolved = os.path.join(current, last)
         if not holder.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return True
+            return resolved
         if not holder.st_mode & stat.S_ISVTX:
-            return False
-        entry = os.lstat(path)
-        return entry.st_uid == 0 and stat.S_ISREG(entry.st_mode)
+            return None
+        found = os.lstat(resolved)
+        return resolved if found.st_uid == 0 and stat.S_ISREG(found.st_mode) else None
     except OSError:
-        return False
+        return None
 
 
 def _keeps_its_entries(folder: os.stat_result) -> bool:
@@ -165,7 +181,9 @@ def open_for(path: str, flags: int, mode: int, rights: Rights, links: int = 0) -
         # anyone could swap, and only the daemon's own ids may open them: a process
         # that took another user's ids is not dumpable, its /proc/self is root's.
         return os.open(path, flags, mode)
-    if only_root_can_change(path):
+    resolved = root_only_path(path)
+    if resolved is not None:
+        path = resolved
         try:
             return os.open(path, flags | os.O_NOFOLLOW, mode)
         except OSError as err:

@@ -123,7 +123,7 @@ def create_exclusive(path: str) -> int:
                        | os.O_NOFOLLOW, PIDFILE_MODE)
     except FileExistsError as err:
         raise PidFileError(path, f"cannot create pidfile {path}: something was put there "
-                                 f"while its symlink was being replaced") from err
+                                 f"while it was being replaced") from err
     except OSError as err:
         raise PidFileError(path, f"cannot create pidfile {path}: {err.strerror}") from err
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pyxinetd.filerights import only_root_can_change
+from pyxinetd.filerights import only_root_can_change, root_only_path
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the folders must be root's")
 
@@ -48,9 +48,18 @@ def test_a_folder_of_another_user_or_writable_by_others_is_not(tmp_path: Path) -
     shared.mkdir()
     shared.chmod(0o775)
     assert not only_root_can_change(str(shared / "banner"))
+    # A link on the way: root's, to root's folder, as /var/run -> /run, is followed;
+    # one of another user's, or leading to their folder, is not.
     link = tmp_path / "link"
     link.symlink_to(tmp_path)
-    assert not only_root_can_change(str(link / "banner"))   # a link on the way
+    assert root_only_path(str(link / "banner")) == str(tmp_path / "banner")
+    into_theirs = tmp_path / "into-theirs"
+    into_theirs.symlink_to(theirs)
+    assert not only_root_can_change(str(into_theirs / "banner"))
+    planted = tmp_path / "planted"
+    planted.symlink_to(tmp_path)
+    os.lchown(planted, 65534, 65534)
+    assert not only_root_can_change(str(planted / "banner"))
 
 
 @pytest.mark.parametrize(("path", "own"), [

@@ -112,7 +112,7 @@ def test_a_link_put_back_before_the_creation_is_not_written_through(tmp_path: Pa
     with pytest.raises(PidFileError) as info:
         create_exclusive(str(link))
     assert str(info.value) == (f"cannot create pidfile {link}: something was put there "
-                               f"while its symlink was being replaced")
+                               f"while it was being replaced")
     assert target.read_text() == "keep\n" and link.is_symlink()
     dangling = tmp_path / "y.pid"
     dangling.symlink_to(tmp_path / "nowhere")

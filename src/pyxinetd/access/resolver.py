@@ -595,7 +595,7 @@ class Resolver:
         self._disconnect(later=later, unread=unread or [])
 
     def _late(self, request_id: int, address: str) -> None:
-        """A lookup's deadline passed unanswered: judged as a client without a name
+        """A lookup's deadline passed unanswered: the client is taken as having no name
         (the access checks' rules then decide). Said, at most once a minute, so that a
         refusal that follows points at the DNS, not at the rules."""
         if request_id in self._pending and request_id not in self._backlog:
@@ -604,7 +604,7 @@ class Resolver:
                 more = (f"; {self._late_unsaid} more since the last such line"
                         if self._late_unsaid else "")
                 self._report(f"name lookup of {address} unanswered after {self.timeout:g} s: "
-                             f"judged as a client without a name (a slow DNS server, or "
+                             f"the client is taken as having no name (a slow DNS server, or "
                              f"every lookup thread busy with slow ones){more}")
                 self._late_quiet_until = now + LATE_REPORT_INTERVAL
                 self._late_unsaid = 0
