@@ -32,8 +32,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pyxinetd.config.model import ServiceConfig
-from pyxinetd.files import (MAX_SYMLINKS, READ_FLAGS, READ_LIMIT, open_for_append, read_opened,
-                            read_regular)
+from pyxinetd.files import (APPEND_FLAGS, MAX_SYMLINKS, READ_FLAGS, READ_LIMIT, made_blocking,
+                            open_for_append, read_opened, read_regular)
 from pyxinetd.log import strerror
 from pyxinetd.spawnrequest import primary_gid
 
@@ -235,11 +235,4 @@ def append_for(path: str, mode: int, rights: Rights | None) -> int:
     the planted-link walk). A FIFO without a reader is ENXIO, never a wait."""
     if rights is None:
         return open_for_append(path, mode)
-    fd = open_for(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY
-                  | os.O_NONBLOCK, mode, rights)
-    try:
-        os.set_blocking(fd, True)
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
+    return made_blocking(open_for(path, APPEND_FLAGS, mode, rights))

@@ -20,6 +20,9 @@ READ_LIMIT = 16 << 20
 
 # How read_regular() opens a file: a FIFO opens at once, and is then refused.
 READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+# How a file is opened for appending: a FIFO without a reader is ENXIO, no wait.
+APPEND_FLAGS = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOCTTY
+                | os.O_NONBLOCK)
 
 
 def read_regular(path: str, limit: int = READ_LIMIT) -> bytes | None:
@@ -71,8 +74,7 @@ def open_appending(path: str, mode: int = 0o644) -> int:
     """open(O_WRONLY|O_APPEND|O_CREAT|O_NONBLOCK), close-on-exec, that does not follow a
     symlink another user planted in a sticky world-writable folder (planted_link).
     Raises OSError: EACCES for such a link, ENXIO for a FIFO without a reader."""
-    return _open_unplanted(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-                           | os.O_NOCTTY | os.O_NONBLOCK, mode)
+    return _open_unplanted(path, APPEND_FLAGS, mode)
 
 
 def _open_unplanted(path: str, flags: int, mode: int = 0o644) -> int:
@@ -220,7 +222,12 @@ def open_for_append(path: str, mode: int = 0o644) -> int:
     """A file opened for appending (created with `mode`), close-on-exec, blocking.
     Raises OSError, ENXIO for a FIFO without a reader, EACCES for a planted symlink
     (open_appending)."""
-    fd = open_appending(path, mode)
+    return made_blocking(open_appending(path, mode))
+
+
+def made_blocking(fd: int) -> int:
+    """`fd`, opened O_NONBLOCK (a FIFO without a reader fails then instead of waiting),
+    made blocking again, as log files and servers expect; closed if that fails."""
     try:
         os.set_blocking(fd, True)
     except OSError:
