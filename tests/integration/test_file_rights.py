@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import DaemonFactory, free_port, wait_until
+from tests.integration.test_stderr import ask
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (a folder of nobody's)")
 
@@ -65,14 +65,6 @@ def service(port: int, server: Path | str, *lines: str) -> str:
     return (f"service talker\n{{\n\ttype = UNLISTED\n\tsocket_type = stream\n\twait = no\n"
             f"\tport = {port}\n\tbind = 127.0.0.1\n\tuser = nobody\n\tserver = {server}\n"
             f"{body}}}\n")
-
-
-def ask(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as conn:
-        chunks = []
-        while data := conn.recv(4096):
-            chunks.append(data)
-    return b"".join(chunks)
 
 
 def test_a_stderr_link_planted_by_the_services_user_gets_no_root_open(
