@@ -224,13 +224,20 @@ class Dispatcher:
         if sock is None:
             return
         budget = ACCEPT_BATCH
-        ceiling = descriptor_ceiling()
+        svc = rt.config
+        in_loop = svc.is_internal or svc.is_redirect
+        ceiling = descriptor_ceiling(in_loop)
         while budget > 0:
             batch, err, crowded = accept_queued(sock, budget, ceiling)
             budget -= len(batch)
             if not self._serve_batch(rt, sock, batch):
                 break
             if crowded:
+                if in_loop and batch[-1][0].fileno() >= 0:
+                    # Its sessions keep their descriptors: the rest are the other
+                    # services'. New clients wait in the queue until a session ends.
+                    self.suspend.wait_for_descriptors(rt, ceiling)
+                    return
                 continue    # served, the batch gave its descriptors back: accept on
             if err is None:
                 break

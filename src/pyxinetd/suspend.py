@@ -12,6 +12,12 @@ Three reasons, all timed by the loop's deadline timers (nothing sleeps):
   ACCEPT_RETRY_DELAY seconds, so the loop does not spin on a backlog it cannot accept.
   The shortage is logged when it starts, not again at each retry that fails the same
   way: a listener is "starved" until it accepts again (`accepting`).
+* an in-loop service (internal stream builtin, redirect) whose sessions hold every
+  descriptor but the share kept for the other services (listener.descriptor_ceiling):
+  its clients wait in the queue, the socket unwatched until a session or server ends,
+  or REFUSED_RETRY_DELAY passes at the latest, as for the next point. Accepting on, its
+  clients would take the last descriptors, and every other service's accept() would
+  fail for as long as they stay.
 * a wait = yes stream request refused by a limit above 0 (`-limit`, instances, per_source)
   stays queued, but the socket is not watched until a server or in-loop session ends (a
   slot may be free), or REFUSED_RETRY_DELAY passes at the latest. Watched all along, the
@@ -21,6 +27,7 @@ Three reasons, all timed by the loop's deadline timers (nothing sleeps):
 
 from __future__ import annotations
 
+import resource
 import select
 import socket
 import weakref
@@ -68,8 +75,11 @@ class Suspensions:
         # failure is logged once, not once a second for as long as the shortage lasts.
         # Weak: a service a reload removed while starved is not kept alive here.
         self._starved: weakref.WeakSet[ServiceRuntime] = weakref.WeakSet()
-        # Whether _starved may hold anything: `accepting` runs on every accept batch,
-        # and a WeakSet's own test is a Python call.
+        # In-loop services waiting for their sessions' descriptors, logged once until
+        # they accept again (as _starved).
+        self._crowded: weakref.WeakSet[ServiceRuntime] = weakref.WeakSet()
+        # Whether _starved or _crowded may hold anything: `accepting` runs on every
+        # accept batch, and a WeakSet's own test is a Python call.
         self._maybe_starved = False
         # Services whose socket could not be made again after a cps pause for want of
         # descriptors or memory: retried each second, logged once.
@@ -158,11 +168,28 @@ class Suspensions:
         new one, logged again."""
         if self._maybe_starved:
             self._starved.discard(rt)
-            self._maybe_starved = bool(self._starved)
+            self._crowded.discard(rt)
+            self._maybe_starved = bool(self._starved) or bool(self._crowded)
+
+    def wait_for_descriptors(self, rt: ServiceRuntime, ceiling: int) -> None:
+        """rt's in-loop sessions reached `ceiling`, the descriptors above it kept for
+        the other services: accept again when a session or server ends (hold_refused).
+        Logged when the shortage starts, not at each session's end."""
+        if rt not in self._crowded:
+            self._crowded.add(rt)
+            self._maybe_starved = True
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            self.program.warning(
+                "svc_accept",
+                f"{rt.id}: its sessions reached the last {soft - ceiling} of {soft} "
+                f"descriptors, kept for the other services; new clients wait until one "
+                f"of its sessions ends")
+        self.hold_refused(rt)
 
     def hold_refused(self, rt: ServiceRuntime) -> None:
-        """A queued wait = yes request was refused: look again when a slot frees or
-        after REFUSED_RETRY_DELAY, not on every loop turn."""
+        """A queued wait = yes request was refused, or an in-loop service must wait for
+        descriptors: look again when a slot frees or after REFUSED_RETRY_DELAY, not on
+        every loop turn."""
         if rt in self._refused:
             return
         rt.accept_paused = True

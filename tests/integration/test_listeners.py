@@ -378,6 +378,19 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def short_of_descriptors(pid: int) -> tuple[int, int]:
+    """Lower the daemon's soft descriptor limit to its lowest free descriptor number:
+    the next descriptor it asks for (an accept(), a socket()) fails with EMFILE. Its
+    in-loop sessions cannot bring this about themselves: they leave a quarter of the
+    limit to the other services (test_in_loop_descriptor_share.py). Returns the limits
+    to put back."""
+    used = {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
+    limits = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE,
+                     (min(set(range(len(used) + 1)) - used), limits[1]))
+    return limits
+
+
 def test_accept_backs_off_on_emfile(daemons: DaemonFactory) -> None:
     tcp_port, udp_port = free_ports(2)
     internal = {"types": {"INTERNAL"}, "server": None, "server_argv": (),
@@ -385,61 +398,68 @@ def test_accept_backs_off_on_emfile(daemons: DaemonFactory) -> None:
     tcp = make_service(name="echo", id="echo_tcp", port=tcp_port, **internal)
     udp = make_service(name="echo", id="echo_udp", port=udp_port, socket_type="dgram",
                        **internal)
-    # Each open echo session holds one descriptor in the master, so idle clients use
-    # up a small RLIMIT_NOFILE (the master raises soft to hard: both are set).
-    nofile = 40
-    daemon = start_limited(daemons, [tcp, udp], nofile)
-    in_use = len(os.listdir(f"/proc/{daemon.pid}/fd"))
-    assert in_use < nofile - 5
+    daemon = start_limited(daemons, [tcp, udp], 40)
+    pid = daemon.pid
 
-    def fill() -> list[socket.socket]:
-        # More connections than descriptors: the extra ones wait in the backlog.
+    def waiting_clients() -> list[socket.socket]:
+        # Connected, never accepted while the shortage lasts: they wait in the backlog.
         return [socket.create_connection(("127.0.0.1", tcp_port), timeout=TIMEOUT)
-                for _ in range(nofile - in_use + 10)]
+                for _ in range(3)]
 
-    clients = fill()
-    try:
-        daemon.wait_for_log(ACCEPT_FAILED, TIMEOUT)
-        # Other services are served while the TCP listener is paused...
-        assert udp_echo(udp_port, b"still here") == b"still here"
-        # ...and the listener is retried every second, not polled (a spin shows as
-        # CPU time), and the shortage is logged once, not once per retry.
-        before = cpu_ticks(daemon.pid)
-        time.sleep(2.0)
-        ticks = cpu_ticks(daemon.pid) - before
-        assert ticks < 80, f"{ticks} clock ticks in 2 idle seconds: the listener spins"
-        assert udp_echo(udp_port, b"again") == b"again"
-        assert len(re.findall(ACCEPT_FAILED, daemon.log())) == 1, daemon.log()
-        # The sessions accepted before the limit still work.
-        clients[0].sendall(b"first")
-        assert clients[0].recv(100) == b"first"
-    finally:
-        for conn in clients:
-            conn.close()
-
-    # Descriptors are free again: the paused listener serves after its retry.
-    def served() -> bool:
+    with socket.create_connection(("127.0.0.1", tcp_port), timeout=TIMEOUT) as first:
+        first.sendall(b"in")
+        assert first.recv(100) == b"in"     # its session holds a descriptor from now
+        limits = short_of_descriptors(pid)
+        clients = waiting_clients()
         try:
-            with socket.create_connection(("127.0.0.1", tcp_port), timeout=TIMEOUT) as conn:
-                conn.sendall(b"back")
-                return conn.recv(100) == b"back"
-        except OSError:
-            return False
+            daemon.wait_for_log(ACCEPT_FAILED, TIMEOUT)
+            # Other services are served while the TCP listener is paused...
+            assert udp_echo(udp_port, b"still here") == b"still here"
+            # ...and the listener is retried every second, not polled (a spin shows as
+            # CPU time), and the shortage is logged once, not once per retry.
+            before = cpu_ticks(pid)
+            time.sleep(2.0)
+            ticks = cpu_ticks(pid) - before
+            assert ticks < 80, f"{ticks} clock ticks in 2 idle seconds: the listener spins"
+            assert udp_echo(udp_port, b"again") == b"again"
+            assert len(re.findall(ACCEPT_FAILED, daemon.log())) == 1, daemon.log()
+            # The session accepted before the shortage still works.
+            first.sendall(b"first")
+            assert first.recv(100) == b"first"
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+        # Descriptors are back: the paused listener serves the waiting clients after
+        # its retry.
+        for index, conn in enumerate(clients):
+            with conn:
+                assert echoed(conn, b"%d" % index) == b"%d" % index
 
-    wait_until(served, TIMEOUT, what="the TCP echo served again")
-    # Once every old session is closed, an accept drains the backlog: the shortage is
-    # over, and a later one is a new one, logged again.
-    wait_until(lambda: len(os.listdir(f"/proc/{daemon.pid}/fd")) <= in_use, TIMEOUT,
-               what="the sessions closed")
-    assert served()
-    clients = fill()
-    try:
-        daemon.wait_for_log(ACCEPT_FAILED, TIMEOUT, count=2)
-    finally:
-        for conn in clients:
-            conn.close()
-    wait_until(served, TIMEOUT, what="the TCP echo served again")
+        def served() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", tcp_port),
+                                              timeout=TIMEOUT) as conn:
+                    return echoed(conn, b"back") == b"back"
+            except OSError:
+                return False
+
+        # An accept that drained the backlog ended the shortage: a later one is a
+        # new one, logged again.
+        assert served()
+        limits = short_of_descriptors(pid)
+        try:
+            clients = waiting_clients()
+            daemon.wait_for_log(ACCEPT_FAILED, TIMEOUT, count=2)
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+            for conn in clients:
+                conn.close()
+        wait_until(served, TIMEOUT, what="the TCP echo served again")
     assert daemon.proc.poll() is None
+
+
+def echoed(conn: socket.socket, payload: bytes) -> bytes:
+    conn.sendall(payload)
+    return conn.recv(100)
 
 
 def test_accept_of_the_last_descriptor_is_no_shortage(daemons: DaemonFactory) -> None:
@@ -474,18 +494,16 @@ def test_accept_of_the_last_descriptor_is_no_shortage(daemons: DaemonFactory) ->
 
 def test_cps_reactivation_without_descriptors_waits_for_them(
         daemons: DaemonFactory) -> None:
-    tripped_port, busy_port, udp_port = free_ports(3)
+    tripped_port, udp_port = free_ports(2)
     internal = {"types": {"INTERNAL"}, "server": None, "server_argv": (),
                 "environment": None, "instances": None}
     tripped = make_service(name="echo", id="echo_cps", port=tripped_port, cps=(2, 2),
                            **internal)
-    busy = make_service(name="echo", id="echo_tcp", port=busy_port, cps=(1000, 1),
-                        **internal)
     udp = make_service(name="echo", id="echo_udp", port=udp_port, socket_type="dgram",
                        cps=(1000, 1), **internal)
-    nofile = 40
-    daemon = start_limited(daemons, [tripped, busy, udp], nofile)
+    daemon = start_limited(daemons, [tripped, udp], 40)
     clients: list[socket.socket] = []
+    limits = None
     try:
         # The third connection within a second trips cps: the listener is closed
         # and a timer will bind it again in 2 seconds...
@@ -493,12 +511,9 @@ def test_cps_reactivation_without_descriptors_waits_for_them(
                     for _ in range(3)]
         daemon.wait_for_log(r"Deactivating service echo due to excessive incoming "
                             r"connections\.  Restarting in 2 seconds\.", TIMEOUT)
-        # ...by when idle sessions of another service hold every descriptor.
-        for _ in range(nofile):
-            clients.append(socket.create_connection(("127.0.0.1", busy_port),
-                                                    timeout=TIMEOUT))
-        daemon.wait_for_log(ACCEPT_FAILED, TIMEOUT)
-        assert "Activating service echo" not in daemon.log(), "filled too late"
+        # ...by when the daemon has no descriptor left for its socket.
+        limits = short_of_descriptors(daemon.pid)
+        assert "Activating service echo" not in daemon.log(), "too late"
         daemon.wait_for_log(r"ERROR: Error activating service echo\n", TIMEOUT)
         assert daemon.proc.poll() is None, daemon.log()
         assert udp_echo(udp_port, b"alive") == b"alive"
@@ -507,6 +522,8 @@ def test_cps_reactivation_without_descriptors_waits_for_them(
         time.sleep(1.5)
         assert daemon.log().count("Error activating service echo") == 1, daemon.log()
     finally:
+        if limits is not None:
+            resource.prlimit(daemon.pid, resource.RLIMIT_NOFILE, limits)
         for conn in clients:
             conn.close()
     # Descriptors are back: the service is bound again without a reload.
