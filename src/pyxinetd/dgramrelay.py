@@ -37,6 +37,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import resource
 import socket
 import weakref
 from collections.abc import Callable, Iterator
@@ -49,7 +50,7 @@ from pyxinetd.config.model import ServiceConfig
 from pyxinetd.dgram import (DGRAM_BATCH, MAX_DATAGRAM, Host, contained, read_datagrams,
                             send_quietly)
 from pyxinetd.forkretry import Hold, Outcome
-from pyxinetd.listener import SHORTAGE_ERRNOS, peer_text
+from pyxinetd.listener import SHORTAGE_ERRNOS, descriptor_ceiling, peer_text
 from pyxinetd.log import strerror
 from pyxinetd.servicelog import fail_entry
 from pyxinetd.reload import rules_replaced
@@ -298,14 +299,19 @@ class NowaitRelays:
         except OSError as err:
             # Out of descriptors (each running server holds one pair end): drop this
             # datagram; the next one tries again.
-            if err.errno in SHORTAGE_ERRNOS:
-                if rt in self._short:
-                    return
-                self._short.add(rt)
-            host.program.error("svc_relay", f"{rt.id}: cannot start a server: "
-                                            f"{strerror(err)} (client {peer})")
-            if rt.config.log_type is not None:
-                host.logs.write(rt.config, fail_entry(rt.config, "fork", peer))
+            self._not_started(rt, peer, strerror(err), err.errno in SHORTAGE_ERRNOS)
+            return
+        ceiling = descriptor_ceiling(in_loop=True)
+        if theirs.fileno() >= ceiling:
+            # The pair ends the running servers keep in the daemon may not take the
+            # descriptors kept for the other services (listener.descriptor_ceiling),
+            # as in-loop sessions may not.
+            ours.close()
+            theirs.close()
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            self._not_started(rt, peer, f"its servers' channels reached the last "
+                                        f"{soft - ceiling} of {soft} descriptors, kept "
+                                        f"for the other services", True)
             return
         self._short.discard(rt)
         ours.setblocking(False)
@@ -319,6 +325,18 @@ class NowaitRelays:
             if towards is not None:
                 self._attach(relay, rt.sock, towards, source)
         self._spawn_relay(relay, svc or rt.config, theirs, peer)
+
+    def _not_started(self, rt: ServiceRuntime, peer: str, why: str, short: bool) -> None:
+        """No server for `peer`'s datagram, dropped; `short`: for want of descriptors,
+        logged when the shortage starts, not for each datagram while it lasts."""
+        if short:
+            if rt in self._short:
+                return
+            self._short.add(rt)
+        self.host.program.error("svc_relay", f"{rt.id}: cannot start a server: {why} "
+                                             f"(client {peer})")
+        if rt.config.log_type is not None:
+            self.host.logs.write(rt.config, fail_entry(rt.config, "fork", peer))
 
     def _attach(self, relay: _Relay, sock: socket.socket, addr: tuple[object, ...],
                 source: replysource.Source) -> None:

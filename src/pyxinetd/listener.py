@@ -45,7 +45,7 @@ BATCH_RESERVE = 16
 # The share of the descriptor limit that in-loop sessions (internal stream builtins,
 # redirect, tcpmux before its handover) may not take: each holds its descriptors for as
 # long as its client stays, where another service's connection is handed to its server
-# and closed at once. 4: a quarter, BATCH_RESERVE at least.
+# and closed at once. 4: a quarter.
 IN_LOOP_RESERVE_SHARE = 4
 # Errors that mean "out of descriptors or memory" for now: an accept() that fails so
 # pauses the listener rather than spinning, a socket() that fails so is tried again.
@@ -357,7 +357,7 @@ def descriptor_ceiling(in_loop: bool = False) -> int:
     if soft == resource.RLIM_INFINITY:
         return 1 << 62
     if in_loop:
-        return soft - max(BATCH_RESERVE, soft // IN_LOOP_RESERVE_SHARE)
+        return soft - soft // IN_LOOP_RESERVE_SHARE
     return soft - BATCH_RESERVE
 
 
