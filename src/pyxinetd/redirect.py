@@ -15,6 +15,10 @@ bounded buffers on the loop, one per direction (pyxinetd.relaydirection):
   and the relay ends. When the target is the side lost, the client is read (and its
   bytes dropped) until its EOF, at most LINGER_SECONDS once it has everything: closing
   over unread input would reset the connection and lose what is still queued for it;
+- once the target has finished sending (its FIN passed on), the client has QUIET_SECONDS
+  at a time to send more (to a target that only shut down its writing side) or finish:
+  a client keeping its end open and silent would otherwise hold the service's slot
+  (instances, per_source, -limit) for ever, where xinetd ends the session at once;
 - TCP_NODELAY on both sockets, SO_KEEPALIVE on the outgoing one with the KEEPALIVE
   flag; the outgoing socket gets no IPV6_V6ONLY (xinetd set it there by mistake);
 - bytes are counted both ways for the TRAFFIC line: in = client -> target,
@@ -54,6 +58,9 @@ Target = tuple[int, tuple[object, ...]]   # (family, sockaddr)
 # How long a relay whose target is gone keeps reading (and dropping) what its client
 # still sends, after the client has everything and the FIN, waiting for its EOF.
 LINGER_SECONDS = 10.0
+# How long a relay whose target has finished sending waits for its client to send
+# anything, or its EOF, before it ends; each time the client sends, it waits again.
+QUIET_SECONDS = 10.0
 
 # (host, port) -> resolved target; filled by resolve_targets().
 _targets: dict[tuple[str, int], Target] = {}
@@ -151,6 +158,7 @@ class RedirectSession:
         self._source: str | None = None
         self._greeting = greeting
         self._linger: Timer | None = None
+        self._quiet: Timer | None = None
         conn.setblocking(False)
         _nodelay(conn)
         self.out: socket.socket | None = None
@@ -252,6 +260,9 @@ class RedirectSession:
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
+        if self._quiet is not None:
+            self._quiet.cancel()
+            self._quiet = None
         self.loop.unregister(self.conn)
         self.conn.close()
         if self.out is not None:
@@ -306,10 +317,29 @@ class RedirectSession:
             # most LINGER_SECONDS, so that the close does not reset the connection
             # while the end of the answer is still queued towards the client.
             self._linger = self.loop.call_later(LINGER_SECONDS, self.close)
+        if b.done and self._quiet is None:
+            self._await_client()
         conn_events = (READ if a.wants_read() else 0) | (WRITE if b.pending else 0)
         out_events = (READ if b.wants_read() else 0) | (WRITE if a.pending else 0)
         self.loop.set_events(self.conn, conn_events, self._conn_ready)
         self.loop.set_events(self.out, out_events, self._out_ready)
+
+    def _await_client(self) -> None:
+        """The target has finished sending: end the relay unless the client sends
+        something (or its bytes reach the target) within QUIET_SECONDS."""
+        towards = self.to_target
+        assert towards is not None
+        seen = (towards.received, towards.count)
+
+        def quiet_over() -> None:
+            self._quiet = None
+            if self._closed:
+                return
+            if (towards.received, towards.count) != seen:
+                self._await_client()    # the client is still at it: wait again
+            else:
+                self.close()
+        self._quiet = self.loop.call_later(QUIET_SECONDS, quiet_over)
 
     def _conn_ready(self, mask: int) -> None:
         assert self.to_target is not None and self.to_client is not None

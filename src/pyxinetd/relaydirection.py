@@ -31,6 +31,7 @@ class RelayDirection:
         # (see destination_lost).
         self.dropping = False
         self.count = 0
+        self.received = 0       # bytes read from src, dropped ones too
         # Written before the buffer and not traffic: the banners, a view of the caller's
         # bytes (not a copy: many relays may share one large banner).
         self.head = NOTHING
@@ -62,7 +63,9 @@ class RelayDirection:
                                         BUFFER_LIMIT - len(self.head) - len(self.buffer))))
         if not data:
             self.eof = True
-        elif not self.dropping:
+            return
+        self.received += len(data)
+        if not self.dropping:
             self.buffer += data
 
     def source_lost(self) -> None:

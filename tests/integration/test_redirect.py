@@ -386,3 +386,56 @@ def test_what_a_reset_target_sent_is_read_after_a_failed_write() -> None:
             assert recv_all(client) == b"a" * payload
     finally:
         lt.stop()
+
+
+def test_a_silent_client_after_the_targets_fin_does_not_hold_the_relay(
+        targets: list[Target], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The target answers and closes (an idle timeout, a greeting server); its FIN
+    # reaches the client, which keeps its end open and says nothing. xinetd ends the
+    # session at the target's FIN; the relay ends once the client has been quiet for
+    # QUIET_SECONDS, giving back the service's slot (instances, per_source, -limit).
+    monkeypatch.setattr(redirect, "QUIET_SECONDS", 0.3)
+
+    def greet_and_close(conn: socket.socket) -> None:
+        conn.sendall(b"HELLO\n")
+    target = Target(greet_and_close)
+    targets.append(target)
+    lt = LoopThread()
+    addr = relay(lt, "127.0.0.1", target.port)
+    with lt:
+        with socket.create_connection(addr[:2], timeout=DEADLINE) as c:
+            assert recv_all(c) == b"HELLO\n"        # through the target's FIN
+            assert wait_for(lambda: len(lt.closes) == 1)
+            assert lt.closes[0][0] == "traffic"
+            assert c.recv(10) == b""
+
+
+def test_a_client_still_sending_to_a_half_closed_target_keeps_the_relay(
+        targets: list[Target], monkeypatch: pytest.MonkeyPatch) -> None:
+    # A target that only shut down its sending side still reads: a client that keeps
+    # sending, each time within QUIET_SECONDS, is relayed to its own EOF.
+    monkeypatch.setattr(redirect, "QUIET_SECONDS", 1.0)
+    received: list[bytes] = []
+
+    def greet_then_read(conn: socket.socket) -> None:
+        conn.sendall(b"HELLO\n")
+        conn.shutdown(socket.SHUT_WR)
+        received.append(recv_all(conn))
+    target = Target(greet_then_read)
+    targets.append(target)
+    lt = LoopThread()
+    addr = relay(lt, "127.0.0.1", target.port)
+    with lt:
+        with socket.create_connection(addr[:2], timeout=DEADLINE) as c:
+            assert recv_all(c) == b"HELLO\n"
+            for n in range(8):
+                # Each chunk comes after a pause of a quarter of the quiet time: 2 s
+                # in all, twice QUIET_SECONDS.
+                threading.Event().wait(0.25)
+                c.sendall(b"chunk%d\n" % n)
+            c.shutdown(socket.SHUT_WR)
+            assert wait_for(lambda: len(lt.closes) == 1)
+    target.close()
+    targets.remove(target)
+    assert received == [b"".join(b"chunk%d\n" % n for n in range(8))]
+    assert lt.closes[0][0] == "traffic"
