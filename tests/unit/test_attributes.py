@@ -65,6 +65,9 @@ GOOD = [
     ("access_times = 12:00-24:00", "access_times", (TimeWindow(720, 1440),)),
     # Leading zeros are read as xinetd reads them: only the values are bounded.
     ("access_times = 000:00-023:0059", "access_times", (TimeWindow(0, 1439),)),
+    # An empty hour or minute is 0, as xinetd reads it (its digits multiplied in from 0).
+    ("access_times = :30-13:", "access_times", (TimeWindow(30, 780),)),
+    ("access_times = :-8:15", "access_times", (TimeWindow(0, 495),)),
     ("instances = 7", "instances", 7),
     ("instances = UNLIMITED", "instances", None),
     ("per_source = 0", "per_source", 0),

@@ -46,8 +46,11 @@ def _clock(text: str, interval: str) -> int:
     # (leading zeros) as the manual's hour 0-23 and minute 0-59.
     # xinetd judges the hour before it reads the minutes: `123:5x` is an invalid hour
     # where `12:99,` is an incorrect interval (its words for each, seen with 2.3.15.3).
+    # An empty hour or minute is 0 (`:30-9:`, 0:30 to 9:00): xinetd reads each field by
+    # multiplying in the digits it finds, starting from 0.
     hours, colon, minutes = text.partition(":")
-    hour, minute = decimal(hours), decimal(minutes)
+    hour = 0 if not hours else decimal(hours)
+    minute = 0 if colon and not minutes else decimal(minutes)
     incorrect = ValueProblem("incorrect time interval",
                              f"{quoted(interval)}: expected H:MM-H:MM")
     invalid = ValueProblem("invalid time interval",
