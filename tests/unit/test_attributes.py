@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import resource
 import socket
 from pathlib import Path
@@ -187,6 +188,13 @@ BAD = [
     ("log_type = FILE", "wrong number of arguments"),
     ("log_type = FILE /l 2k 1k", "hard limit (1024) is less than soft limit (2048)"),
     ("log_type = FILE /l x", "soft limit is invalid (service bad: expected a number"),
+    # xinetd keeps the limits in 32 bits: 5000M would be about 904 MiB there.
+    ("log_type = FILE /l 5000M", "soft limit is invalid: 5000M (service bad: at most "
+                                 "4294967295 bytes; xinetd would keep the low 32 bits"),
+    ("log_type = FILE /l 1k 4096M", "hard limit is invalid: 4096M (service bad: at most"),
+    ("log_type = FILE /l 4294967295", "hard limit is invalid: 4294987775 (service bad: at "
+                                      "most 4294967295 bytes (the hard limit the soft one "
+                                      "gives"),
     ("log_type = FILES /l", 'did you mean "FILE"'),
     ("log_type = SYSLOG, daemon", "Unknown log type: SYSLOG, (service bad: expected SYSLOG"),
     ("log_on_success = HOST PIDS", 'did you mean "PID"'),
@@ -497,3 +505,14 @@ def test_a_service_dropped_for_several_bad_values_names_their_lines_once(
     config = load_text(tmp_path, service_block("svc", "wait = maybe", "server = /bin/cat"))
     assert dropped_reasons(config)[0].startswith(
         f"bad attribute value: {config.path}:"), dropped_reasons(config)
+
+
+def test_relative_log_file_name_warns(tmp_path: Path) -> None:
+    # xinetd takes it from its start folder until its first reload, then from `/`:
+    # pyxinetd always from `/`, and says so at load, with file and line.
+    config = load_text(tmp_path, service_block("svc", "log_type = FILE svc.log"))
+    texts = [str(d) for d in config.diagnostics]
+    assert any(re.search(r"xinetd\.conf:\d+:\d+: warning: service svc: log file name "
+                         r"svc\.log is relative: it is taken from /", t)
+               for t in texts), texts
+    assert config.services[0].log_type is not None

@@ -13,6 +13,8 @@ from pyxinetd.config.values import KIB, ValueContext, ValueProblem, Values, byte
 
 SYSLOG_FACILITIES = ("daemon", "auth", "authpriv", "user", "mail", "lpr", "news", "uucp", "ftp",
                      "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7")
+# The largest log size limit xinetd can hold (32-bit unsigned fields, src/filelog.h).
+LOG_LIMIT_MAX = 2**32 - 1
 SYSLOG_LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 
 
@@ -37,9 +39,25 @@ def parse_log_type(values: Values, ctx: ValueContext) -> LogTarget:
                 if len(values) > 3 else None)
         if soft is not None and hard is None:
             hard = soft + min(max(soft // 100, 5 * KIB), 20 * KIB)
+        for which, size, written in (("soft", soft, len(values) > 2),
+                                     ("hard", hard, len(values) > 3)):
+            if size is not None and size > LOG_LIMIT_MAX:
+                # xinetd keeps the limits in 32-bit fields: it would run with another
+                # size (5000M as about 904 MiB, 4096M as none at all), without a word.
+                given = values[2 if which == "soft" else 3] if written else f"{hard}"
+                raise ValueProblem(
+                    f"{which} limit is invalid: {given}",
+                    f"at most {LOG_LIMIT_MAX} bytes"
+                    + ("" if written else " (the hard limit the soft one gives: soft + "
+                                          "1 %, 5 to 20 KiB)")
+                    + "; xinetd would keep the low 32 bits, another size")
         if soft is not None and hard is not None and hard < soft:
             raise ValueProblem(f"hard limit ({hard}) is less than soft limit ({soft})",
                                "the hard limit must be at least the soft one")
+        if not values[1].startswith("/"):
+            ctx.remark(f"log file name {values[1]} is relative: it is taken from /, the "
+                       f"daemon's working folder (xinetd takes it from the folder it was "
+                       f"started in until its first reload, then from /)")
         if soft == 0:
             # xinetd controls the size only when the soft limit is not 0 (src/log.h,
             # FILELOG_SIZE_CONTROL): `FILE path 0 [hard]` is a log without limits.
