@@ -634,3 +634,28 @@ def test_end_of_file_while_skipping_is_reported_in_xinetds_words() -> None:
                          "while skipping lines up to a lone '}')"), diags
     _items, diags = parse("junk\n}\n")
     assert not any("missing }" in d for d in diags), diags
+
+
+@pytest.mark.parametrize("line", ["service = s1", "service += x", "defaults = 1",
+                                  "service -= y"])
+def test_a_header_keyword_before_an_operator_is_an_attribute_line(tmp_path: Path,
+                                                                  line: str) -> None:
+    # xinetd reads every line of a block as an attribute line: `bad service attribute`,
+    # the line ignored, the service served. Read as a header, it once ended the entry
+    # (service dropped) and started one named `=`.
+    config = load_text(tmp_path, service_block("s1", line))
+    assert [s.id for s in config.services] == ["s1"]
+    word = line.split()[0]
+    assert any(f"bad service attribute: {word}" in w for w in warnings(config)), \
+        warnings(config)
+    assert not errors(config)
+
+
+def test_a_header_keyword_before_an_operator_in_defaults_is_an_attribute_line(
+        tmp_path: Path) -> None:
+    config = load_text(tmp_path, "defaults\n{\n\tservice = x\n\tinstances = 5\n}\n"
+                       + service_block("s1"))
+    assert [(s.id, s.instances) for s in config.services] == [("s1", 5)]
+    assert any("attribute: service should not be in default section" in w
+               for w in warnings(config)), warnings(config)
+    assert not errors(config)

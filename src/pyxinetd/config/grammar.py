@@ -20,6 +20,7 @@ from pyxinetd.config.linesyntax import (
     brace_line,
     disable_ends_block,
     disable_value,
+    entry_header,
     first_word,
     is_header,
     name_runs_on,
@@ -219,7 +220,7 @@ class _FileParser:
             self._close(entry)
             return
         word = first_word(stripped).lower()
-        if word in ("service", "defaults") and (header := parse_header(line)) is not None:
+        if word in ("service", "defaults") and (header := entry_header(line)) is not None:
             self._break(entry, number, (
                 f"Bad operator for attribute: {first_word(stripped)} (missing '}}' before this "
                 f"line: {self._title(entry)} is incomplete"), close=True)
@@ -238,7 +239,7 @@ class _FileParser:
         brace = brace_line(stripped)
         if brace is not None and brace[0] == "}":
             self._close(entry)
-        elif is_header(stripped) and (header := parse_header(line)) is not None:
+        elif is_header(stripped) and (header := entry_header(line)) is not None:
             # xinetd skips a disabled block up to the next lone `}`, which is most often
             # the next entry's own: that entry is lost, with no line about it.
             keyword, args = header
@@ -288,7 +289,7 @@ class _FileParser:
                 # attribute name cut it away, so xinetd skips on to the next lone '}'. What
                 # that costs is said where it happens (_top, _end_of_file).
                 self.xinetd_skips_past = number
-        elif is_header(stripped) and (header := parse_header(line)) is not None:
+        elif is_header(stripped) and (header := entry_header(line)) is not None:
             self._resume_at(line, stripped, number, header)
 
     def _lost_to_xinetd(self, line: str, stripped: str, number: int) -> None:

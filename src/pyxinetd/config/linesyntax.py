@@ -106,6 +106,20 @@ def parse_header(text: str) -> tuple[str, tuple[str, ...]] | None:
     return keyword, tuple(_VALUE_RE.findall(_group(result, "args") or ""))
 
 
+def entry_header(text: str) -> tuple[str, tuple[str, ...]] | None:
+    """parse_header for a line read inside an entry (or while skipping one): a keyword
+    followed by an operator (`service = x`, `defaults += 1`) is an attribute line, as
+    xinetd reads every line of a block (`bad service attribute: service`), never the
+    header of a new entry."""
+    header = parse_header(text)
+    if header is not None and header[1] and _OPERATOR_START.match(header[1][0]):
+        return None
+    return header
+
+
+_OPERATOR_START = re.compile(r"[+-]?=")
+
+
 def brace_line(stripped: str) -> tuple[str, bool] | None:
     """('{' or '}', has_trailing_comment) for a brace line, else None."""
     if not stripped or stripped[0] not in "{}":
