@@ -39,10 +39,19 @@ def quoted(text: str) -> str:
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def ascii_lower(text: str) -> str:
-    """`text` with only A-Z folded: how xinetd and libwrap compare host names
-    (strcasecmp in the C locale). str.lower() also folds `É` to `é`, letting a name
-    pattern match a host xinetd does not match (and `İ` grows a character)."""
-    return text.translate(_ASCII_LOWER)
+    """`text` with only A-Z folded: how xinetd and libwrap compare host names and
+    keywords (strcasecmp in the C locale). str.lower() also folds `É` to `é`, letting
+    a name pattern match a host xinetd does not match (and `İ` grows a character), and
+    the Kelvin sign to k, letting it spell a keyword."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
+def ascii_upper(text: str) -> str:
+    """`text` with only a-z raised (ascii_lower's other way): str.upper() also turns
+    `ı` (dotless i) and `ſ` (long s) into I and S, so `UNLıMıTED` would read as
+    UNLIMITED, which xinetd rejects."""
+    return text.upper() if text.isascii() else text.translate(_ASCII_UPPER)

@@ -178,6 +178,15 @@ BAD = [
     ("cps = 1 x", "cps time argument not a number"),
     ("max_load = 0", "error parsing max_load argument (service bad: '0'"),
     ("max_load = abc", "error reading max_load argument"),
+    # float() reads these, xinetd's strtod does not: `1_0.5` would be 10.5 against
+    # xinetd's 1, digits of other scripts are no number to xinetd at all.
+    ("max_load = 1_0.5", "bad max_load '1_0.5': expected a number greater than 0"),
+    ("max_load = \uff12.\uff15", "error reading max_load argument"),
+    ("max_load = \u0660.\u0665", "error reading max_load argument"),
+    # C-locale case folding: the Kelvin sign, a dotless i and a long s spell nothing.
+    ("flags = \u212aEEPALIVE", "Bad service flag"),
+    ("instances = UNL\u0131M\u0131TED", "Number of instances is invalid"),
+    ("log_type = \u017fYSLOG daemon", "Unknown log type"),
     ("deny_time = always", "Error parsing: always (service bad: expected"),
     ("deny_time = -5", "Error parsing: -5 (service bad: '-5': expected minutes (0 or more), "
                        "FOREVER (or -1), or NEVER"),

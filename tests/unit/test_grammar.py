@@ -489,7 +489,27 @@ def test_include_lines() -> None:
     items, diags = parse("include /a/b\nincludedir /etc/xinetd.d/\nincludedir\n")
     assert [(i.kind, i.path) for i in items if isinstance(i, RawInclude)] == [
         ("include", "/a/b"), ("includedir", "/etc/xinetd.d/")]
-    assert "includedir needs a path" in diags[0]
+    assert "service name missing (includedir needs a path" in diags[0]
+
+
+@pytest.mark.parametrize("keyword", ["include", "includedir"])
+def test_include_without_a_path_says_xinetd_drops_the_next_entry(keyword: str) -> None:
+    # xinetd: `service name missing`, then a skip to the next lone `}`: the next entry
+    # is lost. pyxinetd reads it, and says so.
+    items, diags = parse(f"{keyword}\nservice x\n{{\n}}\nservice y\n{{\n}}\n")
+    assert [i.name for i in items if isinstance(i, RawEntry)] == ["x", "y"]
+    assert diags[0].startswith(f"f.conf:1: error: service name missing ({keyword} needs")
+    assert diags[1] == (f"f.conf:2: warning: service x starts here, where the lines "
+                        f"skipped after the error above end {_XINETD_DROPS_IT}")
+
+
+def test_header_keywords_fold_case_as_xinetd_does() -> None:
+    # strcasecmp in the C locale: a long s is no s, a dotless i no i. `ſervice web` was
+    # once read as a `defaults` entry, its attributes applied to every service.
+    items, diags = parse("\u017fervice web\n{\n\tinstances = 1\n}\nSERVICE b\n{\n}\n")
+    assert [(i.kind, i.name) for i in items if isinstance(i, RawEntry)] == [
+        ("service", "b")]
+    assert diags[0].startswith("f.conf:1: error: missing service keyword"), diags
 
 
 def test_non_utf8_file_loads(tmp_path: Path) -> None:

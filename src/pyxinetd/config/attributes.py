@@ -23,6 +23,7 @@ from pyxinetd.config.diagnostics import DiagnosticSink, did_you_mean
 from pyxinetd.config.linesyntax import shown_name
 from pyxinetd.config.rawentries import RawAttribute, RawEntry
 from pyxinetd.config.model import AddressEntry
+from pyxinetd.textbytes import ascii_lower
 
 Parser = Callable[[v.Values, v.ValueContext], object]
 _ALL_OPS = frozenset({"=", "+=", "-="})
@@ -110,7 +111,7 @@ COPIED_AT_PARSE = ("log_on_success", "log_on_failure", "only_from", "no_access",
 
 
 def lookup(name: str) -> AttributeSpec | None:
-    key = name.lower()
+    key = ascii_lower(name)
     return TABLE.get(ALIASES.get(key, key))
 
 

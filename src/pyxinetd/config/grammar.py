@@ -156,7 +156,12 @@ class _FileParser:
         keyword, args = header
         if keyword in ("include", "includedir"):
             if not args:
-                self.sink.error(self.file, number, f"{keyword} needs a path; line ignored")
+                # xinetd's words; it then skips to the next lone '}' (the next entry's
+                # own, most often: lost), as after a `service` line without a name.
+                self.sink.error(self.file, number, f"service name missing ({keyword} needs "
+                                                   f"a path; lines up to the next lone '}}' "
+                                                   f"are skipped)")
+                self.state = _State.SKIP
                 return
             if len(args) > 1:
                 self.sink.warning(self.file, number,

@@ -16,11 +16,11 @@ from pyxinetd.config.model import TimeWindow
 from pyxinetd.config.values import (
     INT_MAX, LONG_MAX, ValueContext, ValueProblem, Values, byte_size, uint,
 )
-from pyxinetd.textbytes import quoted
+from pyxinetd.textbytes import ascii_lower, ascii_upper, quoted
 
 
 def _rlimit(values: Values, suffixes: bool, words: str | None = None) -> int | None:
-    if values[0].upper() == "UNLIMITED":
+    if ascii_upper(values[0]) == "UNLIMITED":
         return resource.RLIM_INFINITY
     value = byte_size(values[0], "limit", suffixes,
                   None if words is None else f"{words} limit is invalid: {values[0]}")
@@ -94,7 +94,7 @@ def parse_access_times(values: Values, ctx: ValueContext) -> tuple[TimeWindow, .
 def limit(words: str) -> Callable[[Values, ValueContext], int | None]:
     """The parser of a number-or-UNLIMITED xinetd calls `Number of WORDS`."""
     def parse(values: Values, ctx: ValueContext) -> int | None:
-        if values[0].upper() == "UNLIMITED":
+        if ascii_upper(values[0]) == "UNLIMITED":
             return None
         return uint(values[0], "limit", INT_MAX,
                      f"Number of {words} is invalid: {values[0]}")
@@ -108,15 +108,14 @@ def parse_cps(values: Values, ctx: ValueContext) -> tuple[int, int]:
 
 # What strtod reads at the start of a word (xinetd reads max_load with it).
 _LEADING_NUMBER = re.compile(r"[ \t\n\v\f\r]*([+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?|[+-]?(inf|nan))",
-                             re.IGNORECASE)
+                             re.IGNORECASE | re.ASCII)
 
 
 def parse_max_load(values: Values, ctx: ValueContext) -> float:
     word = values[0]
-    try:
-        load = float(word)
-    except ValueError:
-        load = -1.0
+    # Only what strtod reads, whole: float() also takes `1_0.5` (10.5, where xinetd
+    # stops at the `_`: 1) and digits of other scripts (`２.５`), which xinetd rejects.
+    load = float(word) if _LEADING_NUMBER.fullmatch(word) else -1.0
     leading = _LEADING_NUMBER.match(word)
     if leading is not None and float(leading.group(1)) == 0:
         raise ValueProblem("error parsing max_load argument",
@@ -135,7 +134,7 @@ _MINUS_ONE = re.compile(r"[ \t\n\v\f\r]*-0*1")
 
 
 def parse_deny_time(values: Values, ctx: ValueContext) -> int:
-    word = values[0].upper()
+    word = ascii_upper(values[0])
     if word == "FOREVER" or _MINUS_ONE.fullmatch(values[0]):
         # -1 is how xinetd keeps FOREVER (its CRITICAL line says `for -1 minutes`, its
         # dump `Deny Time: -1`), and reads it from the file as such (strtol).

@@ -51,7 +51,7 @@ class Grammar:
 def grammar() -> Grammar:
     """Build the pyparsing productions (whitespace set per element, never globally)."""
     header = pp.Regex(
-        r"[ \t]*(?P<keyword>(?i:includedir|include|service|defaults))"
+        r"[ \t]*(?P<keyword>(?ai:includedir|include|service|defaults))"
         r"(?=[ \t]|$)[ \t]*(?P<args>.*)"
     ).set_name("entry header")
     header.leave_whitespace()

@@ -10,6 +10,7 @@ from pyxinetd.config.model import (
     LOG_ON_FAILURE_FLAGS, LOG_ON_SUCCESS_FLAGS, FileTarget, LogTarget, SyslogTarget,
 )
 from pyxinetd.config.values import KIB, ValueContext, ValueProblem, Values, byte_size, choices, one_of
+from pyxinetd.textbytes import ascii_upper
 
 SYSLOG_FACILITIES = ("daemon", "auth", "authpriv", "user", "mail", "lpr", "news", "uucp", "ftp",
                      "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7")
@@ -21,7 +22,7 @@ SYSLOG_LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "
 def parse_log_type(values: Values, ctx: ValueContext) -> LogTarget:
     if not values:
         raise ValueProblem("log_type needs SYSLOG facility [level] or FILE path [soft [hard]]")
-    kind = values[0].upper()
+    kind = ascii_upper(values[0])
     if kind == "SYSLOG":
         if not 2 <= len(values) <= 3:
             raise ValueProblem("wrong number of arguments", "expected SYSLOG facility [level]")
@@ -70,7 +71,7 @@ def parse_log_type(values: Values, ctx: ValueContext) -> LogTarget:
 def _log_flags(values: Values, allowed: tuple[str, ...], what: str) -> frozenset[str]:
     flags = []
     for value in values:
-        if value.upper() == "RECORD" and what == "log_on_failure":
+        if ascii_upper(value) == "RECORD" and what == "log_on_failure":
             raise ValueProblem("Bad log_on_failure flag: RECORD",
                                f"it no longer exists; expected {choices(allowed)}")
         flags.append(one_of(value, allowed, f"{what} flag", f"Bad {what} flag: {value}"))

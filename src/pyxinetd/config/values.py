@@ -26,7 +26,7 @@ from pyxinetd.config.lookups import Lookups, UserInfo
 from pyxinetd.config.lookups import decimal
 from pyxinetd.config.model import SERVICE_FLAGS, SERVICE_TYPES, SocketType
 from pyxinetd.interpreter import interpreter_problem
-from pyxinetd.textbytes import quoted
+from pyxinetd.textbytes import ascii_lower, ascii_upper, quoted
 
 Values = tuple[str, ...]
 
@@ -112,7 +112,7 @@ def one_of(word: str, allowed: Iterable[str], what: str, words: str | None = Non
     """`word` as spelt in `allowed` (any case); `words` are xinetd's for a bad one."""
     pool = list(allowed)
     for candidate in pool:
-        if candidate.lower() == word.lower():
+        if ascii_lower(candidate) == ascii_lower(word):
             return candidate
     expected = f"expected {choices(pool)}{did_you_mean(word, pool)}"
     if words is not None:
