@@ -24,6 +24,16 @@ _HEAD = 256
 _INTERPRETER = re.compile(rb"[ \t]*([^ \t\n]*)")
 
 
+def interpreter_of(path: str) -> str | None:
+    """The interpreter the `#!` line of the script `path` names, or None (no script,
+    unreadable here, no interpreter named)."""
+    head = read_regular(path, _HEAD)
+    if head is None or not head.startswith(b"#!"):
+        return None
+    match = _INTERPRETER.match(head[2:].split(b"\n", 1)[0])
+    return os.fsdecode(match.group(1)) if match and match.group(1) else None
+
+
 def interpreter_problem(path: str) -> str | None:
     """Why the script `path` cannot be run through its `#!` line, or None: it is no
     script, cannot be read here, or its interpreter is an executable file. Asked in the

@@ -26,6 +26,7 @@ import resource
 from collections.abc import Callable
 from typing import NoReturn
 
+from pyxinetd.config.serveraccess import access_problem
 from pyxinetd.errors import SpawnError
 from pyxinetd.interpreter import interpreter_problem
 from pyxinetd.posix import RESETTABLE_SIGNALS, Posix
@@ -270,11 +271,22 @@ def spawn_error(req: SpawnRequest, step: str, err: OSError) -> SpawnError:
 
 def script_hint(req: SpawnRequest, step: str, code: int) -> str:
     """Why exec said ENOENT (or EACCES) of a file that is there: a script whose #!
-    interpreter is missing, often a carriage return at its end (pyxinetd.interpreter)."""
+    interpreter is missing, often a carriage return at its end (pyxinetd.interpreter);
+    for EACCES, what the server's user may not reach (the file, or its interpreter
+    under a folder only root may search: pyxinetd.config.serveraccess)."""
     if step != "exec" or code not in (errno.ENOENT, errno.EACCES):
         return ""
     problem = interpreter_problem(req.path)
-    return f"; {problem}" if problem is not None else ""
+    if problem is not None:
+        return f"; {problem}"
+    who = req.credentials
+    if code == errno.EACCES and who is not None and who.uid not in (None, 0):
+        assert who.uid is not None
+        gids = {g for g in (who.gid, *who.groups) if g is not None}
+        denied = access_problem(req.path, who.uid, gids)
+        if denied is not None:
+            return f"; uid {who.uid} cannot run it: {denied}"
+    return ""
 
 
 def limit_hint(req: SpawnRequest, step: str, code: int) -> str:

@@ -555,6 +555,35 @@ def test_exec_failure_as_nobody(tmp_path: Path, method: SpawnPath) -> None:
     assert zombies_of_me() == []
 
 
+@root_only
+@pytest.mark.parametrize("method", CRED_METHODS)
+def test_exec_failure_names_the_interpreter_the_user_cannot_reach(
+        tmp_path: Path, method: SpawnPath) -> None:
+    # The script is readable and executable by nobody, its #! interpreter is not
+    # reachable (a Python under /root): the bare EACCES gets its cause.
+    sh = tmp_path / "sh"        # pytest's tmp dirs are 0700
+    sh.write_bytes(Path("/bin/sh").read_bytes())
+    sh.chmod(0o755)
+    closed = next(str(f) for f in reversed(sh.parents) if not os.stat(f).st_mode & 0o001)
+    public = Path(tempfile.mkdtemp(prefix="pyxinetd-interp-"))
+    try:
+        public.chmod(0o755)
+        script = public / "hello"
+        script.write_text(f"#!{sh}\necho hi\n")
+        script.chmod(0o755)
+        service = make_service(server=str(script), user=NOBODY, group=NOBODY,
+                               environment=ENV)
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            with pytest.raises(SpawnError) as info:
+                start(service, theirs, "peer", method, as_root=True)
+    finally:
+        shutil.rmtree(public)
+    assert info.value.errno == errno.EACCES
+    assert str(info.value).endswith(f"; uid {NOBODY} cannot run it: its #! interpreter "
+                                    f"{sh}: no search permission on {closed}"), info.value
+    assert zombies_of_me() == []
+
 
 CHILD_RLIMIT_PATHS = [Method.CHECKLIST] + ([Method.NATIVE] if HAVE_NATIVE else [])
 

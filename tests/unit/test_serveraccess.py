@@ -93,3 +93,35 @@ def test_the_loader_warns_and_keeps_the_service(tmp_path: Path) -> None:
     closed = next(str(f) for f in reversed(path.parents) if not os.stat(f).st_mode & 0o001)
     assert warnings == [f"service chal: user nobody cannot run {path}: no search "
                         f"permission on {closed}; every exec of it will fail"], warnings
+
+
+def interpreter_in(folder: Path, mode: int = 0o755) -> Path:
+    """A copy of /bin/sh in `folder`, as a script's #! interpreter."""
+    copy = folder / "sh"
+    copy.write_bytes(Path("/bin/sh").read_bytes())
+    copy.chmod(mode)
+    return copy
+
+
+def test_a_script_whose_interpreter_the_user_cannot_reach(folder: Path, base: Path) -> None:
+    # A Python under /root (0700), a virtual environment only root may enter: the
+    # script is fine, its every exec fails with a bare EACCES.
+    private = base / "private"
+    private.mkdir(mode=0o700)
+    sh = interpreter_in(private)
+    path = server(folder, 0o755, f"#!{sh}\necho hi\n".encode())
+    assert access_problem(path, OTHER_UID, {OTHER_GID}) == (
+        f"its #! interpreter {sh}: no search permission on {private}")
+    private.chmod(0o755)
+    assert access_problem(path, OTHER_UID, {OTHER_GID}) is None
+
+
+def test_a_script_whose_interpreter_the_user_cannot_execute(folder: Path, base: Path) -> None:
+    tools = base / "tools"
+    tools.mkdir(mode=0o755)
+    sh = interpreter_in(tools, 0o750)
+    path = server(folder, 0o755, f"#! {sh} -e\necho hi\n".encode())
+    assert access_problem(path, OTHER_UID, {OTHER_GID}) == (
+        f"its #! interpreter {sh}: no execute permission on the file")
+    # A member of the interpreter's group may.
+    assert access_problem(path, OTHER_UID, {os.stat(sh).st_gid}) is None

@@ -16,32 +16,53 @@ import stat
 from collections.abc import Collection
 
 from pyxinetd.files import read_regular
+from pyxinetd.interpreter import interpreter_of
 
 _ACL = "system.posix_acl_access"
 
 
 def access_problem(path: str, uid: int, gids: Collection[int]) -> str | None:
     """Why the user `uid` (groups `gids`) cannot exec `path`, or None (it can, or it
-    cannot be told)."""
+    cannot be told). For a script, its `#!` interpreter is judged too: one under a
+    folder only root may search (a Python under /root, a virtual environment) fails
+    every exec with a bare "Permission denied" for a script that looks fine."""
     try:
         real = os.path.realpath(path)
-        folders = _folders(os.path.abspath(path)) | _folders(real)
-        for folder in sorted(folders, key=len):
-            info = os.stat(folder)
-            if _has_acl(folder):
-                return None
-            if not _allowed(info, uid, gids, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
-                return f"no search permission on {folder}"
+        problem = _exec_problem(path, real, uid, gids)
+        if problem is not None:
+            return problem or None
         info = os.stat(real)
-        if _has_acl(real):
-            return None
-        if not _allowed(info, uid, gids, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
-            return "no execute permission on the file"
         script = (read_regular(real, 2) or b"") == b"#!"
-        if script and not _allowed(info, uid, gids, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH):
+        if not script:
+            return None
+        if not _allowed(info, uid, gids, stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH):
             return "no read permission on the script, which its interpreter must read"
+        interpreter = interpreter_of(real)
+        if interpreter is None or not os.path.isabs(interpreter):
+            return None     # said by the interpreter check (pyxinetd.interpreter)
+        problem = _exec_problem(interpreter, os.path.realpath(interpreter), uid, gids)
+        if problem:
+            return f"its #! interpreter {interpreter}: {problem}"
     except OSError:
         return None
+    return None
+
+
+def _exec_problem(path: str, real: str, uid: int, gids: Collection[int]) -> str | None:
+    """Why `uid` may not exec the file `path` (`real` its real path), "" when it cannot
+    be told (an ACL), None when it may. Raises OSError."""
+    folders = _folders(os.path.abspath(path)) | _folders(real)
+    for folder in sorted(folders, key=len):
+        info = os.stat(folder)
+        if _has_acl(folder):
+            return ""
+        if not _allowed(info, uid, gids, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+            return f"no search permission on {folder}"
+    info = os.stat(real)
+    if _has_acl(real):
+        return ""
+    if not _allowed(info, uid, gids, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+        return "no execute permission on the file"
     return None
 
 
