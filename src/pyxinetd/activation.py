@@ -68,23 +68,11 @@ class Activations:
         svc = rt.config
         awaiting = rt.state is State.AWAITING_ADDRESS
         short_before = rt.state is State.AWAITING_RESOURCES
-        logs = self.dispatcher.logs
-        if not logs.open(svc, quiet=SHORTAGE_ERRNOS if short_before else frozenset()):
-            if logs.open_errno in SHORTAGE_ERRNOS:
-                # No descriptor for its log file: a shortage like one for its socket.
-                self._short_of_descriptors(rt, quietly=short_before)
-                settled()
-                return
-            # xinetd does not activate a service whose log it cannot create.
-            self.program.error("activate_normal",
-                               f"Service {svc.id} failed to start and is deactivated.")
-            rt.transition(Event.BIND_FAILED)
-            settled()
-            return
         if svc.port is None and not rpc.is_rpc(svc):
             # TCPMUX clients own no socket: they are reached through tcpmux.
-            self.dispatcher.activate(rt, None, Event.BOUND)
-            settled()
+            if self._log_opened(rt, short_before, settled):
+                self.dispatcher.activate(rt, None, Event.BOUND)
+                settled()
             return
 
         handed = self.dispatcher.handed_over_socket(svc)
@@ -95,6 +83,13 @@ class Activations:
 
         def bound(sock: object) -> None:
             assert isinstance(sock, socket.socket)
+            # The log is opened once the socket is bound, as xinetd's svc_activate()
+            # does: a service whose port is taken leaves no empty log file behind, and
+            # one that can have neither says first that its port is taken.
+            if not self._log_opened(rt, short_before, settled, pending=True):
+                if not self.dispatcher.handed_over.give_back(sock):
+                    sock.close()
+                return
             if rpc.is_rpc(svc):
                 # Bound to port 0: the service is available once registered.
                 step = self.rpc.activation(rt, sock, registered, failed)
@@ -170,6 +165,26 @@ class Activations:
                                else SHORTAGE_ERRNOS if short_before else frozenset()))
         self._pending[rt] = (binder, settled)
         binder.start()
+
+    def _log_opened(self, rt: ServiceRuntime, short_before: bool,
+                    settled: Callable[[], None], *, pending: bool = False) -> bool:
+        """Open rt's FILE log (ServiceLogs.open); when it cannot be, the service does
+        not serve: it waits for descriptors (a shortage, as for its socket) or fails,
+        as xinetd's log_start() fails it, and `settled()` has run. `pending`: its bind
+        is in self._pending, done with now."""
+        logs = self.dispatcher.logs
+        if logs.open(rt.config, quiet=SHORTAGE_ERRNOS if short_before else frozenset()):
+            return True
+        if pending:
+            self._pending.pop(rt, None)
+        if logs.open_errno in SHORTAGE_ERRNOS:
+            self._short_of_descriptors(rt, quietly=short_before)
+        else:
+            self.program.error("activate_normal",
+                               f"Service {rt.config.id} failed to start and is deactivated.")
+            rt.transition(Event.BIND_FAILED)
+        settled()
+        return False
 
     def _take_descriptors(self) -> int | None:
         """None when a bind may go ahead; else the descriptors free, no more than

@@ -76,3 +76,33 @@ def test_a_defaults_log_that_cannot_be_created_is_reported_once(
     assert refused(ports[0]) and refused(ports[1])
     with connect(ports[2]) as conn:
         assert read_all(conn) == b"hi\n"
+
+
+def test_the_log_is_opened_once_the_socket_is_bound(daemons: DaemonFactory,
+                                                    tmp_path: Path) -> None:
+    # As xinetd's svc_activate(): bind first, then the log. A service whose port is
+    # taken leaves no empty log file behind, and one that can have neither its port nor
+    # its log says that its port is taken (the log would be the next thing to fix).
+    taken = [socket.socket(), socket.socket()]
+    for sock in taken:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+    try:
+        ports = [sock.getsockname()[1] for sock in taken]
+        created = tmp_path / "created.log"
+        unreachable = tmp_path / "no-such-folder" / "svc.log"
+        good_port = free_port()
+        daemon = daemons.start_config(service("busy", ports[0], created)
+                                      + service("both", ports[1], unreachable)
+                                      + service("good", good_port, tmp_path / "good.log"))
+        text = daemon.wait_for_log(r"Started working: 1 available service\n")
+    finally:
+        for sock in taken:
+            sock.close()
+    for name in ("busy", "both"):
+        assert (f"bind failed (Address already in use (errno = 98)). service = {name}"
+                in text), text
+        assert f"Service {name} failed to start and is deactivated." in text
+    assert not created.exists()
+    assert "creation of both log failed" not in text and "Cannot open" not in text
+    assert (tmp_path / "good.log").exists()
