@@ -303,3 +303,25 @@ def test_a_deny_time_beyond_32_bits_is_the_documented_wrap() -> None:
     assert fuzz.wide_deny_time("trap: deny_time: xinetd 5, pyxinetd 4294967301")
     assert not fuzz.wide_deny_time("trap: deny_time: xinetd 0, pyxinetd 5")
     assert not fuzz.wide_deny_time("trap: deny_time: xinetd 1, pyxinetd 4294967296")
+
+
+def test_a_syntax_error_explains_the_entries_around_it_only() -> None:
+    # A stray inetd.conf line at the end of a file once explained every difference of
+    # the file: a real one in its first service went unreported.
+    fuzz = _fuzzer()
+    report = {"status": 0, "dropped": [], "services": [
+        {"id": "first", "name": "first", "origin": {"file": "/x.conf", "line": 1}},
+        {"id": "before", "name": "before", "origin": {"file": "/x.conf", "line": 20}},
+        {"id": "after", "name": "after", "origin": {"file": "/x.conf", "line": 40}},
+        {"id": "last", "name": "last", "origin": {"file": "/x.conf", "line": 60}}],
+        "diagnostics": [{"file": "/x.conf", "line": 30, "severity": "error",
+                         "message": "missing service keyword (expected 'service NAME', "
+                                    "found 'telnet'; lines up to the next lone '}' are "
+                                    "skipped)"}]}
+    names = {n: n for n in ("first", "before", "after", "last")}
+    diff = "{}: activated by pyxinetd, not by xinetd"
+    assert fuzz.announced(diff.format("after"), report, names)
+    assert fuzz.announced(diff.format("before"), report, names)
+    assert not fuzz.announced(diff.format("first"), report, names)
+    assert not fuzz.announced(diff.format("last"), report, names)
+    assert fuzz.announced("verdict: xinetd errors, pyxinetd status 0", report, names)
