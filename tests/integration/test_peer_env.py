@@ -112,11 +112,14 @@ def test_ipv4_client_of_a_dual_stack_service_is_plain_ipv4(daemons: DaemonFactor
 
 
 def test_ipv6_client(daemons: DaemonFactory) -> None:
-    port = free_port()
+    # Probed apart: a daemon that fails to start must fail the test, not skip it.
     try:
-        daemons.start_config(service(port, "stream", extra="\tbind = ::1\n"))
-    except AssertionError as err:  # pragma: no cover - depends on the machine
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as err:  # pragma: no cover - depends on the machine
         pytest.skip(f"no IPv6 loopback here: {err}")
+    port = free_port()
+    daemons.start_config(service(port, "stream", extra="\tbind = ::1\n"))
     entries, (ip, client_port) = tcp_environment("::1", port)
     env = variables(entries)
     assert (env["TCPREMOTEIP"], env["TCPLOCALIP"], env["REMOTE_ADDR"]) == ("::1",) * 3

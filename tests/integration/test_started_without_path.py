@@ -6,6 +6,7 @@ was reset. pyxinetd.__main__ takes the path from the kernel instead."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -35,6 +36,8 @@ def test_a_check_by_host_name_is_served(daemons: DaemonFactory) -> None:
     wrapper = ["env", "-i", f"PYXINETD_HOSTS_ALLOW={tmp / 'hosts.allow'}",
                f"PYXINETD_HOSTS_DENY={tmp / 'hosts.deny'}",
                f"PYXINETD_DUMP_FILE={tmp / 'dump'}",
+               # The checkout under test (conftest.py), not the installed package.
+               f"PYTHONPATH={os.environ['PYTHONPATH']}",
                # argv[0] a bare name and no PATH: sys.executable comes out empty.
                "bash", "-c", 'exec -a python3 "$0" "$@"']
     daemon = daemons.start_config(CONF.format(port=port), wrapper=wrapper)

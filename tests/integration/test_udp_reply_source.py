@@ -138,3 +138,37 @@ def test_broadcast_request_is_answered_from_the_interface_address(
         in_namespace(daemon, "ip", *step)
     done = in_namespace(daemon, sys.executable, "-c", BROADCAST_CLIENT, str(ports["echo"]))
     assert done.stdout == "10.9.0.1 hello broadcast\n"
+
+
+MULTICAST_CLIENT = """
+import socket, sys
+group, port = sys.argv[1], int(sys.argv[2])
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.settimeout(2)
+    for _ in range(5):      # bounded: a datagram lost on the way is sent again
+        s.sendto(b"hello group", (group, port))
+        try:
+            print(s.recv(100).decode())
+            break
+        except TimeoutError:
+            continue
+"""
+
+
+def test_a_service_bound_to_a_multicast_group_joins_it(daemons: DaemonFactory) -> None:
+    # `bind = 239.1.2.3` (as xinetd): the socket is bound to the group's address and
+    # joins the group, so datagrams sent to the group reach it. Without the join,
+    # nothing answers.
+    group, port = "239.1.2.3", free_port()
+    unshare = ("unshare", "-n", "--", "sh", "-c",
+               "ip link set lo up && ip link set lo multicast on && "
+               'ip route add 239.0.0.0/8 dev lo && exec "$@"', "sh")
+    daemon = daemons.start_config(
+        f"service echo\n{{\n\ttype = INTERNAL UNLISTED\n\tid = echo-dgram\n"
+        f"\tsocket_type = dgram\n\tprotocol = udp\n\twait = yes\n\tport = {port}\n"
+        f"\tbind = {group}\n}}\n", wrapper=unshare)
+    # The kernel's list of the groups joined on lo: 239.1.2.3, in its byte order.
+    igmp = in_namespace(daemon, "cat", "/proc/net/igmp").stdout
+    assert "030201EF" in igmp, igmp
+    done = in_namespace(daemon, sys.executable, "-c", MULTICAST_CLIENT, group, str(port))
+    assert done.stdout.strip() == "hello group"

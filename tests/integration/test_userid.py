@@ -171,3 +171,24 @@ def test_same_lines_as_xinetd(tmp_path: Path) -> None:
         [m.replace(" at ::ffff:", " at ") for m in xinetds]
     assert ours["clients"] == theirs["clients"] | {
         "daytime_only": ours["clients"]["daytime_only"]}
+
+
+@pytest.mark.parametrize(("logprocs", "lookups"), [("1", 1), ("15", 3)])
+def test_logprocs_bounds_the_lookups_for_refused_clients(tmp_path: Path, logprocs: str,
+                                                         lookups: int) -> None:
+    # Three clients refused at once, an identd that never answers: with -logprocs 1 one
+    # lookup runs and the other two refusals are logged without one; with the default
+    # limit all three are looked up.
+    problem = namespace_problem("ip")
+    if problem is not None:
+        pytest.skip(problem)
+    # The lookups held overlap for 3 s: the three clients connect well within that.
+    env = dict(os.environ, PYXINETD_IDENT_TIMEOUT="3")
+    done = subprocess.run(["unshare", "-n", sys.executable,
+                           str(SCENARIO.with_name("logprocs_scenario.py")), str(tmp_path),
+                           logprocs], capture_output=True, text=True, timeout=60, env=env,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["queries"] == lookups, result
+    assert result["log"].count("FAIL: refused address from=127.0.0.1") == 3, result

@@ -13,8 +13,9 @@ import pytest
 from pyxinetd.config import load
 from pyxinetd.config.serveraccess import access_problem
 
-OTHER_UID = 65534       # nobody: owns none of the test's files
-OTHER_GID = 65534
+# A user that owns none of the test's files: nobody, unless the tests run as nobody.
+OTHER_UID = 65534 if os.geteuid() != 65534 else 65533
+OTHER_GID = 65534 if os.getegid() != 65534 else 65533
 
 
 @pytest.fixture
