@@ -12,7 +12,8 @@ that address, so what it reads is checked against its client's address: another
 sender's datagram is handled as if the service socket had read it (pyxinetd.dgramrelay).
 
 Each costs the master one descriptor for as long as its server runs. Together they may
-hold at most a quarter of the daemon's descriptor limit (`budget`), so that however many
+hold at most an eighth of the daemon's descriptor limit (`budget`), within the half
+in-loop sessions and relays may hold in all (pyxinetd.loopshare), so that however many
 clients come, the services keep descriptors to serve with; a client beyond it, or one
 for whom no socket can be made, is served through the service socket as before.
 """
@@ -26,8 +27,9 @@ import sys
 from pyxinetd import replysource
 from pyxinetd.listener import is_wildcard
 
-# The share of the daemon's descriptor limit the clients' sockets may hold together.
-DESCRIPTOR_SHARE = 4
+# The share of the daemon's descriptor limit the clients' sockets may hold together: an
+# eighth, a quarter of the half that relays and in-loop sessions share (loopshare).
+DESCRIPTOR_SHARE = 8
 
 
 def budget() -> int:

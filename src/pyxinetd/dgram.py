@@ -69,6 +69,8 @@ class Host(MasterView, Protocol):
 
     def refresh(self, rt: ServiceRuntime) -> None: ...
 
+    def in_loop_descriptors(self) -> int: ...
+
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
                      on_reap: OnReap | None = None, *,
                      hold: Hold | None = None,

@@ -37,20 +37,19 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
-import resource
 import socket
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 
-from pyxinetd import clientsocket, replysource
+from pyxinetd import clientsocket, loopshare, replysource
 from pyxinetd.access.gate import PASS, Datagram, Verdict
 from pyxinetd.config.model import ServiceConfig
 from pyxinetd.dgram import (DGRAM_BATCH, MAX_DATAGRAM, Host, contained, read_datagrams,
                             send_quietly)
 from pyxinetd.forkretry import Hold, Outcome
-from pyxinetd.listener import SHORTAGE_ERRNOS, descriptor_ceiling, peer_text
+from pyxinetd.listener import SHORTAGE_ERRNOS, peer_text
 from pyxinetd.log import strerror
 from pyxinetd.servicelog import fail_entry
 from pyxinetd.reload import rules_replaced
@@ -301,17 +300,16 @@ class NowaitRelays:
             # datagram; the next one tries again.
             self._not_started(rt, peer, strerror(err), err.errno in SHORTAGE_ERRNOS)
             return
-        ceiling = descriptor_ceiling(in_loop=True)
-        if theirs.fileno() >= ceiling:
-            # The pair ends the running servers keep in the daemon may not take the
-            # descriptors kept for the other services (listener.descriptor_ceiling),
-            # as in-loop sessions may not.
+        share = loopshare.budget()
+        if host.in_loop_descriptors() >= share:
+            # The channel ends the running servers keep in the daemon count with the
+            # in-loop sessions: together they may hold half the descriptor limit, the
+            # rest is the other services' (pyxinetd.loopshare).
             ours.close()
             theirs.close()
-            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-            self._not_started(rt, peer, f"its servers' channels reached the last "
-                                        f"{soft - ceiling} of {soft} descriptors, kept "
-                                        f"for the other services", True)
+            self._not_started(rt, peer, f"in-loop sessions and servers' channels hold "
+                                        f"{share} descriptors, half the limit; the rest "
+                                        f"are kept for the other services", True)
             return
         self._short.discard(rt)
         ours.setblocking(False)
@@ -559,6 +557,12 @@ class NowaitRelays:
         for relay in list(self._relays.values()):
             if relay.service is rt:
                 self._release_own(relay)
+
+    @property
+    def descriptors(self) -> int:
+        """The descriptors the relays hold in the daemon (pyxinetd.loopshare): the
+        channel end of each running server, and the clients' own sockets."""
+        return len(self._relays) + self.own_sockets
 
     def close_all(self) -> None:
         """Shutdown: drop every relay channel, the running servers seeing EOF.

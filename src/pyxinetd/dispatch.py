@@ -21,7 +21,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 
-from pyxinetd import banners
+from pyxinetd import banners, loopshare
 from pyxinetd.access.gate import AccessGate, Datagram, Verdict
 from pyxinetd.access.hostspatterns import normalize_address
 from pyxinetd.access.resolver import NameInfo
@@ -224,20 +224,27 @@ class Dispatcher:
         if sock is None:
             return
         budget = ACCEPT_BATCH
+        limited = False     # by the share's room: the batch may end with more queued
         svc = rt.config
-        in_loop = svc.is_internal or svc.is_redirect
-        ceiling = descriptor_ceiling(in_loop)
+        if svc.is_internal or svc.is_redirect:
+            # Its sessions keep their descriptors: no more are accepted than the share
+            # in-loop sessions may hold (pyxinetd.loopshare) has room for. The clients
+            # beyond it wait in the queue until a session ends.
+            cost = loopshare.session_cost(svc)
+            share = loopshare.budget()
+            room = (share - self.in_loop_descriptors()) // cost
+            if room <= 0:
+                self.suspend.wait_for_descriptors(rt, share)
+                return
+            if room < budget:
+                budget, limited = room, True
+        ceiling = descriptor_ceiling()
         while budget > 0:
             batch, err, crowded = accept_queued(sock, budget, ceiling)
             budget -= len(batch)
             if not self._serve_batch(rt, sock, batch):
                 break
             if crowded:
-                if in_loop and batch[-1][0].fileno() >= 0:
-                    # Its sessions keep their descriptors: the rest are the other
-                    # services'. New clients wait in the queue until a session ends.
-                    self.suspend.wait_for_descriptors(rt, ceiling)
-                    return
                 continue    # served, the batch gave its descriptors back: accept on
             if err is None:
                 break
@@ -248,7 +255,13 @@ class Dispatcher:
             elif err.errno != errno.EBADF:
                 self.program.error("svc_accept", f"{rt.id}: accept failed: {strerror(err)}")
             return
+        if limited and budget <= 0:
+            return      # the share's room is used up, not the queue: still short
         self.suspend.accepting(rt)
+
+    def in_loop_descriptors(self) -> int:
+        """The descriptors in-loop sessions and datagram relay channels hold now."""
+        return self.sessions.descriptors + self.relays.descriptors
 
     def _serve_batch(self, rt: ServiceRuntime, sock: socket.socket,
                      batch: list[Accepted]) -> bool:

@@ -42,11 +42,6 @@ ACCEPT_BATCH = 64
 # Descriptors a batch leaves free for the handling of what it accepted: a banner file,
 # a server's stderr file (or /dev/null), an ident or redirect socket each take one.
 BATCH_RESERVE = 16
-# The share of the descriptor limit that in-loop sessions (internal stream builtins,
-# redirect, tcpmux before its handover) may not take: each holds its descriptors for as
-# long as its client stays, where another service's connection is handed to its server
-# and closed at once. 4: a quarter.
-IN_LOOP_RESERVE_SHARE = 4
 # Errors that mean "out of descriptors or memory" for now: an accept() that fails so
 # pauses the listener rather than spinning, a socket() that fails so is tried again.
 SHORTAGE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -345,19 +340,14 @@ def accept_queued(sock: socket.socket, limit: int = ACCEPT_BATCH,
     return batch, None, False
 
 
-def descriptor_ceiling(in_loop: bool = False) -> int:
+def descriptor_ceiling() -> int:
     """The descriptor number from which a batch stops accepting. Linux gives the lowest
     free number, so a connection given this one or above leaves fewer than
     BATCH_RESERVE free: accepting on would take the descriptors its handling needs
-    (the banners of a batch taken up to EMFILE could not be opened). `in_loop`: for a
-    service whose sessions run in the loop, lower by the share kept from them
-    (IN_LOOP_RESERVE_SHARE), so their clients cannot take the descriptors every other
-    service needs to accept at all."""
+    (the banners of a batch taken up to EMFILE could not be opened)."""
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY:
         return 1 << 62
-    if in_loop:
-        return soft - soft // IN_LOOP_RESERVE_SHARE
     return soft - BATCH_RESERVE
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pyxinetd import banners, internal
+from pyxinetd import banners, internal, loopshare
 from pyxinetd.access import lists
 from pyxinetd.children import Occupancy
 from pyxinetd.config.model import ServiceConfig
@@ -68,6 +68,8 @@ class Sessions:
         self._launch = launch
         self._records: dict[int, SessionRecord] = {}
         self._ids = iter(range(1, 1 << 62))
+        # The descriptors the open sessions hold (pyxinetd.loopshare).
+        self.descriptors = 0
 
     def __len__(self) -> int:
         return len(self._records)
@@ -78,6 +80,8 @@ class Sessions:
         key = next(self._ids)
         record = SessionRecord(svc, peer, self.loop.clock(), time.time(), conn=conn)
         self._records[key] = record
+        cost = loopshare.session_cost(svc)
+        self.descriptors += cost
         self.occupancy.add(svc.id, peer)
         if svc.log_type is not None:
             self.logs.write(svc, start_entry(svc, 0, peer))
@@ -91,6 +95,7 @@ class Sessions:
         def closed(bytes_in: int | None = None, bytes_out: int | None = None) -> None:
             if self._records.pop(key, None) is None:
                 return
+            self.descriptors -= cost
             if not record.handed_over:
                 self.occupancy.remove(svc.id, peer)
             if bytes_in is not None and bytes_out is not None and svc.log_type is not None:
@@ -210,6 +215,7 @@ class Sessions:
         for record in list(self._records.values()):
             _close(record)
         self._records.clear()
+        self.descriptors = 0
 
 
 def _close(record: SessionRecord) -> None:

@@ -12,12 +12,12 @@ Three reasons, all timed by the loop's deadline timers (nothing sleeps):
   ACCEPT_RETRY_DELAY seconds, so the loop does not spin on a backlog it cannot accept.
   The shortage is logged when it starts, not again at each retry that fails the same
   way: a listener is "starved" until it accepts again (`accepting`).
-* an in-loop service (internal stream builtin, redirect) whose sessions hold every
-  descriptor but the share kept for the other services (listener.descriptor_ceiling):
-  its clients wait in the queue, the socket unwatched until a session or server ends,
-  or REFUSED_RETRY_DELAY passes at the latest, as for the next point. Accepting on, its
-  clients would take the last descriptors, and every other service's accept() would
-  fail for as long as they stay.
+* an in-loop service (internal stream builtin, redirect) when in-loop sessions hold
+  their share of the descriptor limit (pyxinetd.loopshare): its clients wait in the
+  queue, the socket unwatched until a session or server ends, or REFUSED_RETRY_DELAY
+  passes at the latest, as for the next point. Accepting on, its clients would take
+  the last descriptors, and every other service's accept() would fail for as long as
+  they stay.
 * a wait = yes stream request refused by a limit above 0 (`-limit`, instances, per_source)
   stays queued, but the socket is not watched until a server or in-loop session ends (a
   slot may be free), or REFUSED_RETRY_DELAY passes at the latest. Watched all along, the
@@ -27,7 +27,6 @@ Three reasons, all timed by the loop's deadline timers (nothing sleeps):
 
 from __future__ import annotations
 
-import resource
 import select
 import socket
 import weakref
@@ -171,19 +170,18 @@ class Suspensions:
             self._crowded.discard(rt)
             self._maybe_starved = bool(self._starved) or bool(self._crowded)
 
-    def wait_for_descriptors(self, rt: ServiceRuntime, ceiling: int) -> None:
-        """rt's in-loop sessions reached `ceiling`, the descriptors above it kept for
-        the other services: accept again when a session or server ends (hold_refused).
-        Logged when the shortage starts, not at each session's end."""
+    def wait_for_descriptors(self, rt: ServiceRuntime, share: int) -> None:
+        """In-loop sessions and relay channels hold their `share` of the descriptor
+        limit (pyxinetd.loopshare): rt's clients wait in its queue until a session or a
+        server ends (hold_refused). Logged when the shortage starts, not at each end."""
         if rt not in self._crowded:
             self._crowded.add(rt)
             self._maybe_starved = True
-            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             self.program.warning(
                 "svc_accept",
-                f"{rt.id}: its sessions reached the last {soft - ceiling} of {soft} "
-                f"descriptors, kept for the other services; new clients wait until one "
-                f"of its sessions ends")
+                f"{rt.id}: in-loop sessions and servers' channels hold {share} "
+                f"descriptors, half the limit; the rest are kept for the other "
+                f"services, and new clients of {rt.id} wait until a session ends")
         self.hold_refused(rt)
 
     def hold_refused(self, rt: ServiceRuntime) -> None:

@@ -169,13 +169,13 @@ def test_a_client_whose_server_exited_gets_a_new_server(
 
 def test_clients_beyond_the_descriptor_share_are_served_through_the_service_socket(
         daemons: DaemonFactory, tmp_path: Path) -> None:
-    # Under a limit of 48 descriptors the clients' sockets may hold 12: the 13th
-    # client is still served, through the service socket, and that is logged once.
-    # (The servers' channels stop short of the last quarter of the limit, 12 more.)
+    # Under a limit of 24 descriptors the clients' sockets may hold 3 (an eighth): the
+    # fourth client is still served, through the service socket, and that is logged
+    # once. (Channels and clients' sockets together may hold 12, half the limit.)
     port, host = free_port(), "127.0.0.1"
     daemon = daemons.start_config(defaults(tmp_path) + dgram_service(
-        port, answering(), bind=host, cps="0 0"), wrapper=nofile_limited(48))
-    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(14)]
+        port, answering(), bind=host, cps="0 0"), wrapper=nofile_limited(24))
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
     try:
         for n, client in enumerate(clients):
             client.settimeout(10)
@@ -189,7 +189,7 @@ def test_clients_beyond_the_descriptor_share_are_served_through_the_service_sock
             client.close()
     line = daemon.wait_for_log(r"WARNING: service relayed: no socket of its own for "
                                r"client 127\.0\.0\.1 \(the clients' sockets hold their "
-                               r"share of the descriptor limit, 12\)")
+                               r"share of the descriptor limit, 3\)")
     assert "cut off from its client while a cps trip has that closed" in line
     assert daemon.log().count("no socket of its own") == 1
 

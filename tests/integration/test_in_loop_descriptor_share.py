@@ -1,35 +1,40 @@
-"""In-loop sessions (internal stream builtins, redirect) hold a descriptor of the daemon
-for as long as their clients stay; under a small descriptor limit they may not take the
-last quarter of it, which is kept for the other services: an exec'd service still
-accepts while echo clients hold every descriptor echo may have, and the echo clients
-beyond its share wait in the queue and are served as sessions end
-(docs/compatibility.md). Before, echo's clients took every descriptor and every
+"""In-loop sessions (internal stream builtins, redirect) hold descriptors of the daemon
+for as long as their clients stay; under a small descriptor limit they may hold half
+of it together (pyxinetd.loopshare), the rest being kept for the other services: an
+exec'd service still accepts while echo or redirect clients hold all they may, and the
+clients beyond the share wait in the queue and are served as sessions end
+(docs/compatibility.md). Before, their clients took every descriptor and every
 service's accept() failed with EMFILE for as long as they stayed."""
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
+import time
 
-from tests.daemon import DaemonFactory, free_port, nofile_limited
+from tests.daemon import Daemon, DaemonFactory, free_port, nofile_limited
 
 TIMEOUT = 10.0
-LIMIT = 64
-CLIENTS = 100   # more than the limit: without the share, nothing else could accept
 
 
-def config(echo_port: int, exec_port: int) -> str:
+def echo_service(port: int) -> str:
     return f"""service echo
 {{
 \ttype = INTERNAL UNLISTED
 \tsocket_type = stream
 \twait = no
-\tport = {echo_port}
+\tport = {port}
 \tbind = 127.0.0.1
 \tinstances = UNLIMITED
 \tper_source = UNLIMITED
 \tcps = 0 0
 }}
-service hello
+"""
+
+
+def exec_service(port: int) -> str:
+    return f"""service hello
 {{
 \ttype = UNLISTED
 \tsocket_type = stream
@@ -37,8 +42,25 @@ service hello
 \tuser = root
 \tserver = /bin/echo
 \tserver_args = hello
-\tport = {exec_port}
+\tport = {port}
 \tbind = 127.0.0.1
+}}
+"""
+
+
+def redirect_service(port: int, target: int) -> str:
+    return f"""service rd
+{{
+\ttype = UNLISTED
+\tsocket_type = stream
+\twait = no
+\tport = {port}
+\tbind = 127.0.0.1
+\tredirect = 127.0.0.1 {target}
+\tuser = root
+\tinstances = UNLIMITED
+\tper_source = UNLIMITED
+\tcps = 0 0
 }}
 """
 
@@ -48,35 +70,95 @@ def ask_echo(conn: socket.socket, data: bytes) -> bytes:
     return conn.recv(100)
 
 
+def hello(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as conn:
+        return conn.makefile("rb").read()
+
+
+def open_descriptors(daemon: Daemon) -> int:
+    return len(os.listdir(f"/proc/{daemon.pid}/fd"))
+
+
 def test_echo_clients_leave_descriptors_for_an_exec_service(daemons: DaemonFactory) -> None:
     echo_port, exec_port = free_port(), free_port()
-    daemon = daemons.start_config(config(echo_port, exec_port),
-                                  wrapper=nofile_limited(LIMIT))
+    daemon = daemons.start_config(echo_service(echo_port) + exec_service(exec_port),
+                                  wrapper=nofile_limited(64))
     held: list[socket.socket] = []
     try:
-        for _ in range(CLIENTS):
-            # Connected all: the ones beyond echo's share wait in its listen queue.
+        for _ in range(90):
+            # Connected all: the ones beyond the share wait in echo's listen queue
+            # (backlog 64: 32 sessions and 64 waiting at most).
             held.append(socket.create_connection(("127.0.0.1", echo_port),
                                                  timeout=TIMEOUT))
-        line = daemon.wait_for_log(r"WARNING: echo: its sessions reached the last 16 of "
-                                   r"64 descriptors, kept for the other services; new "
-                                   r"clients wait until one of its sessions ends")
-        assert line
+        daemon.wait_for_log(r"WARNING: echo: in-loop sessions and servers' channels "
+                            r"hold 32 descriptors, half the limit; the rest are kept for "
+                            r"the other services, and new clients of echo wait until a "
+                            r"session ends")
         # The exec'd service accepts and serves meanwhile.
-        with socket.create_connection(("127.0.0.1", exec_port), timeout=TIMEOUT) as conn:
-            assert conn.makefile("rb").read() == b"hello\n"
-        # The first echo clients are served; the last wait for a session to end.
+        assert hello(exec_port) == b"hello\n"
+        # The share is not worn away: echo is looked at again each second (and at each
+        # server's end), and takes no client beyond it then.
+        count = open_descriptors(daemon)
+        time.sleep(2.5)
+        assert hello(exec_port) == b"hello\n"
+        assert open_descriptors(daemon) == count
+        # The first echo clients are served; the last wait for sessions to end.
         assert ask_echo(held[0], b"first") == b"first"
-        for conn in held[:CLIENTS // 2]:
+        for conn in held[:50]:
             conn.close()
-        # Each waiting client is served once descriptors are free (the listen
-        # queue holds them all: backlog 64).
-        for index, conn in enumerate(held[CLIENTS // 2:]):
+        for index, conn in enumerate(held[50:]):
+            # Each served in turn: the last ones once earlier sessions have ended.
             assert ask_echo(conn, b"%d" % index) == b"%d" % index
+            conn.close()
         assert "accept failed" not in daemon.log()
         # Logged once for the whole shortage.
-        assert daemon.log().count("its sessions reached the last") == 1
+        assert daemon.log().count("in-loop sessions and servers' channels hold") == 1
     finally:
         for conn in held:
             conn.close()
     assert daemon.proc.poll() is None
+
+
+def test_redirect_clients_leave_descriptors_for_an_exec_service(
+        daemons: DaemonFactory) -> None:
+    # Each redirect session holds two descriptors: the client's and the target's.
+    target = socket.socket()
+    target.bind(("127.0.0.1", 0))
+    target.listen(512)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        target.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(target.accept()[0])
+            except TimeoutError:
+                continue
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    rd_port, exec_port = free_port(), free_port()
+    held: list[socket.socket] = []
+    try:
+        daemon = daemons.start_config(
+            redirect_service(rd_port, target.getsockname()[1]) + exec_service(exec_port),
+            wrapper=nofile_limited(128))
+        for _ in range(90):
+            held.append(socket.create_connection(("127.0.0.1", rd_port), timeout=TIMEOUT))
+        daemon.wait_for_log(r"WARNING: rd: in-loop sessions and servers' channels hold 64 "
+                            r"descriptors")
+        assert hello(exec_port) == b"hello\n"
+        log = daemon.log()
+        assert "Too many open files" not in log, log
+        # 32 sessions of two descriptors each, no more.
+        deadline = time.monotonic() + TIMEOUT
+        while len(accepted) < 32 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)     # one look again at least: still no more
+        assert len(accepted) == 32
+    finally:
+        stop.set()
+        acceptor.join(TIMEOUT)
+        for conn in held + accepted:
+            conn.close()
+        target.close()
