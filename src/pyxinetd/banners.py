@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import enum
 import socket
+import sys
 from collections.abc import Callable
 
 from pyxinetd.config.model import ServiceConfig
@@ -59,12 +60,17 @@ def banner_path(service: ServiceConfig, moment: Moment) -> str | None:
     return service.banner_fail
 
 
-# The last bytes read from each banner file (a few files at most). A connection whose
-# banner reads the same gets this very object: an in-loop session queues its banner
-# without copying it, so clients that never read cost the daemon one copy of a large
-# banner in all, not one each (the fresh read is dropped at once).
+# The last bytes read from each banner file. A connection whose banner reads the same
+# gets this very object: an in-loop session queues its banner without copying it, so
+# clients that never read cost the daemon one copy of a large banner in all, not one
+# each (the fresh read is dropped at once). Kept: the last _SHARED_FILES files read,
+# and any other whose copy a session still holds (dropped, the next client of that
+# file would get a copy of its own, and clients cycling through more banner files than
+# that would each hold one).
 _SHARED_FILES = 4
 _shared: dict[str, bytes] = {}
+# sys.getrefcount() of a cached copy no session holds: the cache's and the argument's.
+_CACHE_ONLY = 2
 
 
 def read_banner(path: str, rights: Rights | None = None) -> bytes | None:
@@ -79,8 +85,10 @@ def read_banner(path: str, rights: Rights | None = None) -> bytes | None:
     if known is not None and known == data:
         data = known
     _shared[path] = data    # the most recent last, the oldest dropped first
-    while len(_shared) > _SHARED_FILES:
-        del _shared[next(iter(_shared))]
+    if len(_shared) > _SHARED_FILES:
+        for older in list(_shared)[:-_SHARED_FILES]:
+            if sys.getrefcount(_shared[older]) <= _CACHE_ONLY:
+                del _shared[older]
     return data
 
 

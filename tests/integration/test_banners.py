@@ -108,3 +108,27 @@ def test_a_banner_is_read_up_to_its_limit(tmp_path: Path) -> None:
     big = tmp_path / "big"
     big.write_bytes(b"x" * (banners.BANNER_LIMIT + 10))
     assert banners.read_banner(str(big)) == b"x" * banners.BANNER_LIMIT
+
+
+def test_a_banner_held_by_a_session_stays_shared_whatever_else_is_read(
+        tmp_path: Path) -> None:
+    # Clients that never read hold their banner in their session: one copy of each file
+    # for them all, however many other banner files are read meanwhile. Only a copy no
+    # session holds is dropped, beyond the last few files read.
+    paths = []
+    for n in range(10):
+        path = tmp_path / f"banner{n}"
+        path.write_bytes(b"banner %d\n" % n * 1000)
+        paths.append(str(path))
+    held = [memoryview(banners.read_banner(path) or b"") for path in paths]
+    for path, view in zip(paths, held):
+        again = banners.read_banner(path)
+        assert again is view.obj, path     # the very object the session holds
+    unheld = tmp_path / "unheld"
+    unheld.write_bytes(b"nobody holds this\n")
+    assert banners.read_banner(str(unheld)) == b"nobody holds this\n"
+    for path in paths[:5]:
+        banners.read_banner(path)          # more than four files read since
+    assert str(unheld) not in banners._shared
+    assert all(path in banners._shared for path in paths)
+    del held
