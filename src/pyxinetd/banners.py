@@ -24,7 +24,9 @@ Writing never blocks the loop:
   load(service, SUCCESS, ...) and given whole to the session as its `greeting`: the
   session writes it on write readiness before anything else, so nothing is cut and the
   order is kept.
-On datagram services the write fails silently (there is no connected peer), as in xinetd.
+Datagram builtins never send one (the loader warns: there is no connection to write
+it on); on another datagram service the write fails silently (no connected peer), as
+in xinetd.
 """
 
 from __future__ import annotations

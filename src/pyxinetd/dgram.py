@@ -430,9 +430,10 @@ class DatagramDispatch:
             unlogged = rt.loop_warning_due()
             if unlogged is not None:
                 since = f" ({unlogged} more dropped since the last warning)" if unlogged else ""
+                why = ("no reply can go there" if sender[1] == 0
+                       else "the port of a datagram builtin (possible loop)")
                 host.program.warning("svc_dgram", f"{svc.id}: no reply to {peer} port "
-                                                  f"{sender[1]}: the port of a "
-                                                  f"datagram builtin (possible loop){since}")
+                                                  f"{sender[1]}: {why}{since}")
             return
         if svc.log_type is not None:
             host.logs.write(svc, start_entry(svc, 0, peer))

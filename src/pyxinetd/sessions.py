@@ -133,7 +133,9 @@ class Sessions:
 
                 record.session = internal.start_tcpmux(
                     self.loop, svc, conn, addr, self._tcpmux_lookup, hand_over,
-                    closed, names=lambda: self._tcpmux_names(peer), greeting=greeting)
+                    closed, names=lambda: self._tcpmux_names(peer), greeting=greeting,
+                    report=lambda text: self.program.error(
+                        "tcpmux_handler", f"{text} (client {peer}: no service name line)"))
             else:
                 record.session = internal.start_stream(self.loop, svc, conn, addr, closed,
                                                        view=self._view, greeting=greeting)

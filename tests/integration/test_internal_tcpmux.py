@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from typing import Any
 
@@ -27,10 +28,11 @@ class Mux:
     def __init__(self) -> None:
         self.lt = LoopThread()
         self.launched: list[tuple[ServiceConfig, socket.socket, Any]] = []
+        self.reports: list[str] = []
         mux = make_service("tcpmux", port=1)
         self.addr = self.lt.listen(lambda loop, conn, peer: internal.start_tcpmux(
             loop, mux, conn, peer, lookup, self.launch, self.lt.on_close("tcpmux"),
-            names=lambda: sorted(SERVICES)))
+            names=lambda: sorted(SERVICES), report=self.reports.append))
 
     def launch(self, service: ServiceConfig, conn: socket.socket, peer: Any) -> None:
         # The daemon's launch runs the service's checks, acknowledges and spawns the
@@ -173,3 +175,24 @@ def test_a_client_that_never_sends_its_name_is_closed_at_the_deadline(
         assert recv_all(c) == b""
         assert mux.launched == []
         assert wait_for(lambda: mux.lt.closes == [("tcpmux",)])
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["eof", "reset"])
+def test_a_client_gone_before_sending_anything_is_a_read_failure(reset: bool) -> None:
+    # xinetd's tcpmux logs `read failed` when its one read of the name gets nothing.
+    with Mux() as mux:
+        c = mux.connect()
+        if reset:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        assert wait_for(lambda: mux.lt.closes == [("tcpmux",)])
+        assert mux.reports == ["read failed"]
+
+
+def test_bytes_that_make_no_name_are_no_read_failure() -> None:
+    # xinetd's read got them: the name is bad, and the connection closes silently.
+    with Mux() as mux, mux.connect() as c:
+        c.sendall(b"fo")
+        c.shutdown(socket.SHUT_WR)
+        closed_silently(mux, c)
+        assert mux.reports == []

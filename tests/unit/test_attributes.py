@@ -525,3 +525,17 @@ def test_relative_log_file_name_warns(tmp_path: Path) -> None:
                          r"svc\.log is relative: it is taken from /", t)
                for t in texts), texts
     assert config.services[0].log_type is not None
+
+
+def test_banners_of_a_datagram_builtin_are_warned_about(tmp_path: Path) -> None:
+    # Nothing is ever written: there is no connection to write a banner on.
+    config = load_text(tmp_path, "service echo\n{\n\ttype = INTERNAL UNLISTED\n\tid = e-d\n"
+                                 "\tsocket_type = dgram\n\twait = yes\n\tport = 7\n"
+                                 "\tbanner = /b1\n\tbanner_fail = /b3\n}\n")
+    assert [s.id for s in config.services] == ["e-d"]
+    assert any("service e-d: banner and banner_fail ignored: a datagram builtin's reply "
+               "is its one datagram" in w for w in warnings(config)), warnings(config)
+    stream = load_text(tmp_path, "service echo\n{\n\ttype = INTERNAL UNLISTED\n"
+                                 "\tsocket_type = stream\n\twait = no\n\tport = 7\n"
+                                 "\tbanner = /b1\n}\n")
+    assert not any("ignored" in w for w in warnings(stream))

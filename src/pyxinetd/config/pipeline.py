@@ -111,6 +111,14 @@ def build_service(draft: Draft, ctx: FillContext) -> ServiceConfig:
 
     if wait and socket_type is SocketType.STREAM and external:
         _warn_unreachable_banners(draft, ctx, sid)
+    if internal and socket_type is SocketType.DGRAM:
+        given = [name for name in ("banner", "banner_success", "banner_fail")
+                 if name in draft.values]
+        if given:
+            sink.warning(*where, f"service {sid}: {' and '.join(given)} ignored: a datagram "
+                                 "builtin's reply is its one datagram, and there is no "
+                                 "connection to write a banner on (xinetd opens the file "
+                                 "for each datagram and writes it nowhere)")
 
     # -- log flags (the TRAFFIC rule; port 113's: without_ident_userid) --------------
     log_on_success = set(cast(frozenset[str], _late(draft, ctx, "log_on_success") or frozenset()))

@@ -137,10 +137,11 @@ def must_not_answer(service: ServiceConfig, peer: Peer, view: MasterView | None)
 def start_tcpmux(loop: Loop, service: ServiceConfig, conn: socket.socket, peer: Peer,
                  lookup: Lookup, launch: Launch, on_close: OnClose, *,
                  names: Callable[[], Sequence[str]] | None = None,
-                 greeting: bytes = b"") -> Session:
+                 greeting: bytes = b"", report: Callable[[str], None] | None = None
+                 ) -> Session:
     """Run the RFC 1078 dispatcher on one connection; see the module docstring."""
     return tcpmux.TcpmuxSession(loop, conn, peer, lookup, launch, on_close, names=names,
-                                greeting=greeting)
+                                greeting=greeting, report=report)
 
 
 def start_redirect(loop: Loop, service: ServiceConfig, conn: socket.socket, peer: Peer,

@@ -47,7 +47,8 @@ class TcpmuxSession:
     def __init__(self, loop: Loop, conn: socket.socket, peer: Peer, lookup: Lookup,
                  launch: Launch, on_close: OnClose, *,
                  names: Callable[[], Sequence[str]] | None = None,
-                 greeting: bytes = b"") -> None:
+                 greeting: bytes = b"", report: Callable[[str], None] | None = None
+                 ) -> None:
         self.loop = loop
         self.conn = conn
         self.peer = peer
@@ -55,6 +56,8 @@ class TcpmuxSession:
         self._launch = launch
         self._on_close = on_close
         self._names = names
+        # xinetd's ERROR for a client gone (EOF or reset) before its name's line end.
+        self._report = report
         self._closed = False
         self._reply = bytearray()
         self._line = bytearray()
@@ -103,7 +106,14 @@ class TcpmuxSession:
         except (BlockingIOError, InterruptedError):
             pass
         except OSError:
+            self._read_failed()     # reset while its name was awaited?
             self.close()
+
+    def _read_failed(self) -> None:
+        """xinetd's tcpmux reads the name once: a read that gets nothing (EOF, reset)
+        is its `read failed`; bytes that make no name close silently."""
+        if self._report is not None and not self._line and not self._reply:
+            self._report("read failed")
 
     def _write_greeting(self) -> None:
         while self._greeting:
@@ -118,7 +128,8 @@ class TcpmuxSession:
         # keep the socket readable and spin the loop).
         queued = self.conn.recv(MAX_LINE, socket.MSG_PEEK)
         if not queued:
-            self.close()        # EOF before a full line
+            self._read_failed()     # EOF before a full line
+            self.close()
             return
         tail = bytes(self._line[-1:])     # a CR already taken may start the CRLF
         end = (tail + queued).find(b"\r\n")
