@@ -207,8 +207,12 @@ def service_block(entry: InetdEntry, daemon_dir: str | None, sink: DiagnosticSin
             lines.append(f"\t# inetd.conf line {entry.line} also passes: {' '.join(comment)}")
         if named and argv:
             flags.append("NAMEINARGS")
-        if argv:
-            lines.append(_line("server_args", *argv))
+        # `flags` goes before `server_args`: xinetd 2.3.15.3 builds the argv when it
+        # reads server_args, and a NAMEINARGS read after it leaves an empty argv that
+        # crashes every child (SIGSEGV; docs/compatibility.md).
+        server_args = _line("server_args", *argv) if argv else None
+    else:
+        server_args = None
     if entry.family == "ipv4":
         flags.append("IPv4")
     elif entry.family == "ipv6":
@@ -216,6 +220,8 @@ def service_block(entry: InetdEntry, daemon_dir: str | None, sink: DiagnosticSin
         lines.append(_line("v6only", "yes"))
     if flags:
         lines.append(_line("flags", *flags))
+    if server_args is not None:
+        lines.append(server_args)
     if entry.host is not None:
         lines.append(_line("bind", entry.host))
     if entry.cps is not None:
