@@ -109,6 +109,24 @@ def test_internal_ids(tmp_path: Path, name: str, socket_type: str, sid: str) -> 
     assert svc.id == sid and svc.is_internal and svc.server is None and not svc.flags
 
 
+@pytest.mark.parametrize("word", ["INTERNAL", "Internal"])
+def test_internal_in_any_case(tmp_path: Path, word: str) -> None:
+    # xinetd compares it with strcasecmp: a builtin, not a server named INTERNAL.
+    svc = only(load_inetd(tmp_path, f"daytime stream tcp nowait root {word}\n"))
+    assert svc.is_internal and svc.server is None
+
+
+def test_an_indented_entry_with_an_upper_case_socket_type_stands_alone(
+        tmp_path: Path) -> None:
+    # The socket type is read in any case: the line is an entry of its own, not more
+    # words of the entry above (xinetd serves both).
+    config = load_inetd(tmp_path, f"finger stream tcp nowait nobody {CAT} cat\n"
+                                  f"\tdaytime STREAM tcp nowait nobody {CAT} cat -u\n")
+    assert sorted(s.name for s in config.services) == ["daytime", "finger"]
+    finger = next(s for s in config.services if s.name == "finger")
+    assert finger.server_argv == ("cat",)
+
+
 def test_unknown_internal_service_is_reported(tmp_path: Path) -> None:
     config = load_inetd(tmp_path, "ssh stream tcp nowait root internal\n")
     assert not config.services
@@ -317,10 +335,19 @@ def test_inetd_services_come_after_xinetd_ones(tmp_path: Path) -> None:
     assert config.files[-1] == str(tmp_path / "inetd.conf")
 
 
-def test_missing_inetd_conf_is_a_warning(tmp_path: Path) -> None:
+def test_missing_inetd_conf_is_said_but_no_warning(tmp_path: Path) -> None:
+    # Debian's init script passes -inetd_compat whether or not the file exists: its
+    # absence is an INFO line (xinetd says nothing); one that cannot be read is a
+    # warning.
     main = tmp_path / "xinetd.conf"
     main.write_text("")
     config = load(str(main), inetd_compat=True, inetd_path=str(tmp_path / "none"))
+    assert not messages(config, Severity.WARNING)
+    assert any(f"no {tmp_path / 'none'} to read (-inetd_compat)" in m
+               for m in messages(config, Severity.INFO))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    config = load(str(main), inetd_compat=True, inetd_path=str(folder))
     assert any("cannot read" in m for m in messages(config, Severity.WARNING))
     assert load(str(main)).diagnostics == ()
 
@@ -547,3 +574,17 @@ def test_a_builtin_with_an_upper_case_socket_type_gets_the_lower_case_id(
     config = load_inetd(tmp_path, "chargen STREAM tcp nowait root internal\n")
     assert only(config).id == "chargen-stream"
     assert only(config).socket_type == "stream"
+
+
+@pytest.mark.parametrize("six_first", [True, False], ids=["tcp6-first", "tcp-first"])
+def test_a_tcp6_line_that_is_no_twin_leaves_the_port_to_the_tcp_line(
+        tmp_path: Path, six_first: bool) -> None:
+    # xinetd rejects tcp6 and serves the tcp line on both families. The v6-only line
+    # once won when it came first, and IPv4 clients were refused.
+    lines = [f"finger stream tcp6 nowait nobody {CAT} cat -6\n",
+             f"finger stream tcp nowait nobody {CAT} cat -4\n"]
+    config = load_inetd(tmp_path, "".join(lines if six_first else lines[::-1]))
+    svc = only(config)
+    assert svc.server_argv == ("cat", "-4") and svc.family == socket.AF_INET6
+    assert any("finger/tcp6 not served: line" in m and "rejects tcp6" in m
+               for m in messages(config, Severity.WARNING))

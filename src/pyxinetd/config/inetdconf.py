@@ -27,7 +27,7 @@ from pyxinetd.config.inetdentry import SOCKET_TYPES, InetdEntry, InetdParser, co
 from pyxinetd.config.linesyntax import XINETD_LINE_BYTES
 from pyxinetd.config.model import DroppedEntry
 from pyxinetd.config.rawentries import RawAttribute
-from pyxinetd.textbytes import quoted
+from pyxinetd.textbytes import ascii_lower, quoted
 
 
 # xinetd 2.3.15.3 reads inetd.conf through a 16 KiB buffer (XINETD_LINE_BYTES), but cuts
@@ -47,7 +47,8 @@ def continues(line: str) -> bool:
     words = [w for _, w in columns(line.rstrip("\r"))]
     if words and words[0].startswith("#"):
         return False
-    return len(words) < 2 or words[1] not in SOCKET_TYPES
+    # In any case, as the entry parser and xinetd read the socket type.
+    return len(words) < 2 or ascii_lower(words[1]) not in SOCKET_TYPES
 
 
 def inetd_lines(text: str, file: str, sink: DiagnosticSink) -> list[str]:
@@ -187,6 +188,12 @@ def _twin_key(entry: InetdEntry) -> InetdEntry:
     return replace(entry, line=0, family="any", cols=())
 
 
+def _slot(entry: InetdEntry) -> tuple[object, ...]:
+    """What one listening socket serves: a service's name, protocol and address."""
+    return (entry.name, entry.socket_type, entry.protocol, entry.host, entry.rpc_version,
+            entry.tcpmux)
+
+
 
 # --------------------------------------------------------------------------- drafts
 
@@ -261,11 +268,24 @@ def read_inetd_conf(text: str, file: str, applier: Applier, sink: DiagnosticSink
     # once duplicates are out (pyxinetd.config.loader), and if it does not (an xinetd
     # file has the port on IPv4), the v6-only line listens on its own.
     twins = twin_lines(items)
+    # The dual-stack line of each service slot: a v6-only line that is no twin of it
+    # (other arguments, user...) would take the port from it.
+    slots = {_slot(e): n for n, e in items if isinstance(e, InetdEntry) and e.family == "any"}
     for number, item in items:
         if item is None:
             continue
         if isinstance(item, str):
             dropped.append(DroppedEntry(None, None, file, number, item))
+            continue
+        dual = slots.get(_slot(item)) if item.family == "ipv6" else None
+        if dual is not None and number not in twins:
+            # xinetd rejects tcp6/udp6 (`Protocol tcp6 not in /etc/protocols`) and serves
+            # the tcp/udp line on both families: so here, whichever comes first.
+            reason = (f"{item.name}/{item.protocol}6 not served: line {dual}'s "
+                      f"{item.protocol} entry listens on IPv4 and IPv6 for this service "
+                      f"(xinetd 2.3.15.3 rejects {item.protocol}6 and serves that line)")
+            sink.warning(file, number, reason)
+            dropped.append(DroppedEntry(item.name, None, file, number, reason))
             continue
         draft = entry_draft(item, applier)
         draft.twin_of = twins.get(number)

@@ -20,7 +20,7 @@ from typing import Literal
 
 from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.lookups import decimal, is_digits
-from pyxinetd.textbytes import quoted
+from pyxinetd.textbytes import ascii_lower, quoted
 
 Family = Literal["any", "ipv4", "ipv6"]
 
@@ -147,7 +147,7 @@ class InetdParser:
         name, rpc_version, tcpmux = self._name(name_field, rpc, number, _at(cols, 0))
         wait, cps, instances, per_source = self._wait(wait_field, number, _at(cols, 3))
         user, group = self._user(user_field, number, _at(cols, 4))
-        internal = server == "internal"
+        internal = ascii_lower(server) == "internal"     # strcasecmp, as xinetd's
         if internal and argv:
             self.sink.warning(self.file, number, f"arguments of internal service {name} "
                               f"ignored: {' '.join(argv)}", _at(cols, 6))

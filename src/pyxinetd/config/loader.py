@@ -344,6 +344,13 @@ def _read_inetd(reader: _Reader, path: str) -> None:
     """Append the services of inetd.conf after every xinetd file, as xinetd does."""
     try:
         text = read_text(path)
+    except FileNotFoundError:
+        # Debian's init script passes -inetd_compat whether or not the file exists (a
+        # package's update-inetd may create it later): its absence is no problem, and
+        # xinetd says nothing about it.
+        reader.sink.info(path, None, f"no {path} to read (-inetd_compat); it is looked "
+                                     "for again at each reload")
+        return
     except (OSError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) else str(exc)
         reader.sink.warning(path, None, f"cannot read {path} (-inetd_compat): {why}")
