@@ -29,8 +29,12 @@ set -eu
 mount -t tmpfs tmpfs "$T/mnt"
 mkdir -p "$T/mnt/u" "$T/mnt/w"
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$T/mnt/u,workdir=$T/mnt/w" /etc
-: > /etc/inetd.conf
-mount --bind "$T/inetd.conf" /etc/inetd.conf
+if [ -n "${MISSING:-}" ]; then
+    rm -f /etc/inetd.conf
+else
+    : > /etc/inetd.conf
+    mount --bind "$T/inetd.conf" /etc/inetd.conf
+fi
 mount --bind "$T/services" /etc/services
 exec "$PY" -m pyxinetd -f "$T/xinetd.conf" -dontfork -filelog "$T/log" -inetd_compat
 """
@@ -129,5 +133,24 @@ def test_tcp6_twin_of_a_duplicate_tcp_line_serves_ipv6_itself(tmp_path: Path) ->
     try:
         assert _read(port) == b"four\n"
         assert _read(port, "::1") == b"six\n"
+    finally:
+        _stop(proc)
+
+
+def test_an_inetd_conf_created_after_the_start_is_served_after_a_reload(
+        tmp_path: Path) -> None:
+    # Debian's init script passes -inetd_compat whether or not /etc/inetd.conf exists;
+    # update-inetd may create it later, and a reload must serve it.
+    proc, port = _start(tmp_path, "", env={"MISSING": "1"})
+    log = tmp_path / "log"
+    try:
+        assert "no /etc/inetd.conf to read (-inetd_compat)" in log.read_text()
+        assert "WARNING" not in log.read_text()
+        subprocess.run(["nsenter", "-t", str(proc.pid), "-m", "sh", "-c",
+                        "printf 'pyxinetd-test stream tcp nowait nobody /bin/echo echo "
+                        "late\\n' > /etc/inetd.conf"], check=True, timeout=30)
+        os.kill(proc.pid, signal.SIGHUP)
+        wait_until(lambda: _answer(port) == b"late\n", timeout=15,
+                   what="the inetd.conf entry created after the start")
     finally:
         _stop(proc)
