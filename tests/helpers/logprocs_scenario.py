@@ -66,11 +66,14 @@ def main() -> int:
             time.sleep(0.05)
         clients = [socket.create_connection(("127.0.0.1", PORT), timeout=DEADLINE)
                    for _ in range(CLIENTS)]
-        # Every refusal is logged once its lookup ends or is skipped: the lookups
-        # held by the identd end at their timeout.
-        while _read(log).count("FAIL: refused") < CLIENTS:
-            if time.monotonic() > deadline:
-                break
+        # The refusals are logged at once; their lookups start meanwhile (each one
+        # running is held by the identd until the daemon's timeout). All the lookups
+        # that will ever start have by the end of that timeout: wait for all three
+        # or for its end, whichever comes first.
+        lookups_over = time.monotonic() + float(os.environ["PYXINETD_IDENT_TIMEOUT"]) + 1
+        while len(queries) < CLIENTS and time.monotonic() < min(lookups_over, deadline):
+            time.sleep(0.05)
+        while _read(log).count("FAIL: refused") < CLIENTS and time.monotonic() < deadline:
             time.sleep(0.05)
         for client in clients:
             client.close()
