@@ -307,9 +307,10 @@ class NowaitRelays:
             # rest is the other services' (pyxinetd.loopshare).
             ours.close()
             theirs.close()
-            self._not_started(rt, peer, f"in-loop sessions and servers' channels hold "
-                                        f"{share} descriptors, half the limit; the rest "
-                                        f"are kept for the other services", True)
+            self._not_started(rt, peer, f"in-loop sessions, servers' channels and "
+                                        f"identity lookups hold {share} descriptors, half "
+                                        f"the limit; the rest are kept for the services "
+                                        f"whose servers run on their own", True)
             return
         self._short.discard(rt)
         ours.setblocking(False)

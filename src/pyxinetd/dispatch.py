@@ -226,11 +226,12 @@ class Dispatcher:
         budget = ACCEPT_BATCH
         limited = False     # by the share's room: the batch may end with more queued
         svc = rt.config
-        if svc.is_internal or svc.is_redirect:
-            # Its sessions keep their descriptors: no more are accepted than the share
-            # in-loop sessions may hold (pyxinetd.loopshare) has room for. The clients
-            # beyond it wait in the queue until a session ends.
-            cost = loopshare.session_cost(svc)
+        identified = self.userid.wanted(svc)
+        if svc.is_internal or svc.is_redirect or identified:
+            # Its sessions (or its clients' identity lookups) keep their descriptors:
+            # no more are accepted than the share they may hold (pyxinetd.loopshare)
+            # has room for. The clients beyond it wait in the queue until one ends.
+            cost = 2 if identified else loopshare.session_cost(svc)
             share = loopshare.budget()
             room = (share - self.in_loop_descriptors()) // cost
             if room <= 0:
@@ -260,8 +261,10 @@ class Dispatcher:
         self.suspend.accepting(rt)
 
     def in_loop_descriptors(self) -> int:
-        """The descriptors in-loop sessions and datagram relay channels hold now."""
-        return self.sessions.descriptors + self.relays.descriptors
+        """The descriptors in-loop sessions, datagram relay channels and identity
+        lookups hold now."""
+        return (self.sessions.descriptors + self.relays.descriptors
+                + self.userid.descriptors())
 
     def _serve_batch(self, rt: ServiceRuntime, sock: socket.socket,
                      batch: list[Accepted]) -> bool:

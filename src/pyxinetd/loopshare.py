@@ -2,11 +2,12 @@
 
 An external server's connection is handed to the server and the daemon's copy closed
 at once, but an in-loop session (an internal stream builtin, a redirect, tcpmux before
-its handover) keeps its descriptors for as long as its client stays, and a running
+its handover) keeps its descriptors for as long as its client stays, a running
 `dgram`/`wait = no` server keeps one end of its channel in the daemon (pyxinetd.
-dgramrelay). xinetd forks those: a flood of them costs processes, not xinetd's
-descriptors. Here they could take every descriptor, and every other service's accept()
-would fail for as long as their clients stayed.
+dgramrelay), and a client waiting for its USERID lookup keeps its connection and the
+ident socket (pyxinetd.userid). xinetd forks those: a flood of them costs processes,
+not xinetd's descriptors. Here they could take every descriptor, and every other
+service's accept() would fail for as long as their clients stayed.
 
 So together they may hold at most half the limit, counted (not judged from descriptor
 numbers, which the daemon's own listeners and logs take too): a service whose session

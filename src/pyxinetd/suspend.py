@@ -46,6 +46,8 @@ from pyxinetd.timers import Timer
 ACCEPT_RETRY_DELAY = 1.0
 # A refused wait = yes request is looked at again after this long at the latest.
 REFUSED_RETRY_DELAY = 1.0
+# A service's clients waiting for the in-loop share are logged at most this often.
+CROWDED_LOG_INTERVAL = 60.0
 
 
 class Listeners(Protocol):
@@ -77,6 +79,9 @@ class Suspensions:
         # In-loop services waiting for their sessions' descriptors, logged once until
         # they accept again (as _starved).
         self._crowded: weakref.WeakSet[ServiceRuntime] = weakref.WeakSet()
+        # When each was last logged so (at most once in CROWDED_LOG_INTERVAL).
+        self._crowded_said: weakref.WeakKeyDictionary[ServiceRuntime, float] = \
+            weakref.WeakKeyDictionary()
         # Whether _starved or _crowded may hold anything: `accepting` runs on every
         # accept batch, and a WeakSet's own test is a Python call.
         self._maybe_starved = False
@@ -177,11 +182,20 @@ class Suspensions:
         if rt not in self._crowded:
             self._crowded.add(rt)
             self._maybe_starved = True
+            now = self.loop.clock()
+            last = self._crowded_said.get(rt)
+            if last is not None and now - last < CROWDED_LOG_INTERVAL:
+                # Clients arriving at the share's edge empty the queue and fill it
+                # again at each session's end: one line a minute says it all.
+                self.hold_refused(rt)
+                return
+            self._crowded_said[rt] = now
             self.program.warning(
                 "svc_accept",
-                f"{rt.id}: in-loop sessions and servers' channels hold {share} "
-                f"descriptors, half the limit; the rest are kept for the other "
-                f"services, and new clients of {rt.id} wait until a session ends")
+                f"{rt.id}: in-loop sessions, servers' channels and identity lookups "
+                f"hold {share} descriptors, half the limit; the rest are kept for the "
+                f"services whose servers run on their own, and new clients of {rt.id} "
+                f"wait until one of them ends")
         self.hold_refused(rt)
 
     def hold_refused(self, rt: ServiceRuntime) -> None:

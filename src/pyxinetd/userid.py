@@ -112,6 +112,11 @@ class UserIds:
         refusal): the lookup's, whatever fails after it was handed here."""
         return any(held.conn is conn for held in self._held.values())
 
+    def descriptors(self) -> int:
+        """The descriptors the lookups under way hold: each its client's connection and
+        its socket to the identity server (pyxinetd.loopshare)."""
+        return 2 * len(self._held)
+
     def running(self) -> int:
         """Connections held for a lookup before their server starts (they count as
         running instances)."""

@@ -554,10 +554,11 @@ def test_dgram_nowait_relays_out_of_descriptors_drop_the_datagram(
             client.sendto(b"x", ("127.0.0.1", relay_port))   # a new peer each time
         # The line names the client whose datagram is dropped. The servers' channels
         # stop at half the limit, the rest kept for the other services.
-        daemon.wait_for_log(r"ERROR: hang: cannot start a server: in-loop sessions and "
-                            r"servers' channels hold 16 descriptors, half the limit; the "
-                            r"rest are kept for the other services "
-                            r"\(client 127\.0\.0\.1\)\n", TIMEOUT)
+        daemon.wait_for_log(r"ERROR: hang: cannot start a server: in-loop sessions, "
+                            r"servers' channels and identity lookups hold 16 descriptors, "
+                            r"half the limit; the rest are kept for the services whose "
+                            r"servers run on their own \(client 127\.0\.0\.1\)\n",
+                            TIMEOUT)
         assert daemon.proc.poll() is None, daemon.log()
         assert udp_echo(udp_port, b"alive") == b"alive"
         # More datagrams of the same sender: dropped too, and the shortage is not

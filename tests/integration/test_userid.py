@@ -192,3 +192,24 @@ def test_logprocs_bounds_the_lookups_for_refused_clients(tmp_path: Path, logproc
     result = json.loads(done.stdout)
     assert result["queries"] == lookups, result
     assert result["log"].count("FAIL: refused address from=127.0.0.1") == 3, result
+
+
+def test_identity_lookups_leave_descriptors_for_the_other_services(tmp_path: Path) -> None:
+    # Each client waiting for its lookup holds its connection and an ident socket in the
+    # daemon (xinetd looks up in the forked child): under a small descriptor limit they
+    # count in the in-loop share, so another service is still served.
+    problem = namespace_problem("ip")
+    if problem is not None:
+        pytest.skip(problem)
+    env = dict(os.environ, PYXINETD_IDENT_TIMEOUT="30")
+    done = subprocess.run(["unshare", "-n", sys.executable,
+                           str(SCENARIO.with_name("userid_share_scenario.py")),
+                           str(tmp_path)], capture_output=True, text=True, timeout=90,
+                          env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["plain"] == "plain\n", result["program"]
+    assert "WARNING: identified: in-loop sessions, servers' channels and identity " \
+           "lookups hold 32 descriptors" in result["program"]
+    assert 0 < result["lookups"] <= 16     # two descriptors each: the share's 32
+    assert "Too many open files" not in result["program"]
