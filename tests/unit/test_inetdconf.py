@@ -588,3 +588,14 @@ def test_a_tcp6_line_that_is_no_twin_leaves_the_port_to_the_tcp_line(
     assert svc.server_argv == ("cat", "-4") and svc.family == socket.AF_INET6
     assert any("finger/tcp6 not served: line" in m and "rejects tcp6" in m
                for m in messages(config, Severity.WARNING))
+
+
+def test_a_tcp6_line_is_served_on_its_own_when_the_tcp_line_is_not(tmp_path: Path) -> None:
+    # The tcp line fails (an unknown user): the tcp6 line takes the port, IPv6 only,
+    # and says why.
+    config = load_inetd(tmp_path, f"finger stream tcp6 nowait nobody {CAT} cat -6\n"
+                                  f"finger stream tcp nowait nosuchuser-x {CAT} cat -4\n")
+    svc = only(config)
+    assert svc.server_argv == ("cat", "-6")
+    assert any("finger/tcp6 is a service of its own (IPv6 only): line 2's tcp entry"
+               in m for m in messages(config, Severity.INFO))

@@ -138,6 +138,9 @@ class Draft:
     # An inetd.conf tcp6/udp6 line: the line of its tcp/udp twin in the same file, whose
     # dual-stack socket serves it if that line is served (pyxinetd.config.inetdconf).
     twin_of: int | None = None
+    # An inetd.conf tcp6/udp6 line that is no twin of its service's tcp/udp line: the
+    # line of that entry, which takes the port (both families) if it is served.
+    yields_to: int | None = None
 
     @classmethod
     def start(cls, entry: RawEntry) -> Draft:

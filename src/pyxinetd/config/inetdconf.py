@@ -269,7 +269,7 @@ def read_inetd_conf(text: str, file: str, applier: Applier, sink: DiagnosticSink
     # file has the port on IPv4), the v6-only line listens on its own.
     twins = twin_lines(items)
     # The dual-stack line of each service slot: a v6-only line that is no twin of it
-    # (other arguments, user...) would take the port from it.
+    # (other arguments, user...) would take the port from it, so it yields.
     slots = {_slot(e): n for n, e in items if isinstance(e, InetdEntry) and e.family == "any"}
     for number, item in items:
         if item is None:
@@ -277,18 +277,26 @@ def read_inetd_conf(text: str, file: str, applier: Applier, sink: DiagnosticSink
         if isinstance(item, str):
             dropped.append(DroppedEntry(None, None, file, number, item))
             continue
-        dual = slots.get(_slot(item)) if item.family == "ipv6" else None
-        if dual is not None and number not in twins:
-            # xinetd rejects tcp6/udp6 (`Protocol tcp6 not in /etc/protocols`) and serves
-            # the tcp/udp line on both families: so here, whichever comes first.
-            reason = (f"{item.name}/{item.protocol}6 not served: line {dual}'s "
-                      f"{item.protocol} entry listens on IPv4 and IPv6 for this service "
-                      f"(xinetd 2.3.15.3 rejects {item.protocol}6 and serves that line)")
-            sink.warning(file, number, reason)
-            dropped.append(DroppedEntry(item.name, None, file, number, reason))
-            continue
         draft = entry_draft(item, applier)
         draft.twin_of = twins.get(number)
+        if item.family == "ipv6" and draft.twin_of is None:
+            # xinetd rejects tcp6/udp6 (`Protocol tcp6 not in /etc/protocols`) and serves
+            # the tcp/udp line on both families: so here, whichever comes first, if that
+            # line is served (pyxinetd.config.loader decides).
+            draft.yields_to = slots.get(_slot(item))
         drafts.append(draft)
         sink.debug(file, number, f"added service {item.name}", always=True)
     return drafts, dropped
+
+
+def yielded(name: str, protocol: str, line: int) -> str:
+    """Why a tcp6/udp6 line that is no twin is not served beside line `line`."""
+    return (f"{name}/{protocol}6 not served: line {line}'s {protocol} entry listens on IPv4 "
+            f"and IPv6 for this service (xinetd 2.3.15.3 rejects {protocol}6 and serves "
+            "that line)")
+
+
+def unyielded(name: str, protocol: str, line: int) -> str:
+    """The INFO line of a tcp6/udp6 line served on its own: line `line` is not served."""
+    return (f"{name}/{protocol}6 is a service of its own (IPv6 only): line {line}'s "
+            f"{protocol} entry, which would take its port, is not served")

@@ -20,7 +20,8 @@ from pyxinetd.config.diagnostics import Diagnostic, DiagnosticSink, Severity
 from pyxinetd.config.grammar import parse_text
 from pyxinetd.config.rawentries import RawEntry, RawInclude
 from pyxinetd.config.includes import list_includedir, read_included_text, read_text
-from pyxinetd.config.inetdconf import read_inetd_conf, served_by_twin, unserved_twin
+from pyxinetd.config.inetdconf import (read_inetd_conf, served_by_twin, unserved_twin, unyielded,
+                                       yielded)
 from pyxinetd.config.lookups import Lookups
 from pyxinetd.config.model import (
     AddressEntry, Configuration, Defaults, DroppedEntry, LogTarget, ServiceConfig,
@@ -248,6 +249,14 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
                 continue
             sink.info(draft.file, draft.line,
                       unserved_twin(draft.name, protocol, draft.twin_of))
+        if draft.yields_to is not None:
+            protocol = draft.own["protocol"].values[0] if "protocol" in draft.own else "tcp"
+            if (draft.file, draft.yields_to) in kept:
+                reason = yielded(draft.name, protocol, draft.yields_to)
+                sink.warning(draft.file, draft.line, reason)
+                dropped.append(DroppedEntry(draft.name, None, draft.file, draft.line, reason))
+                continue
+            sink.info(draft.file, draft.line, unyielded(draft.name, protocol, draft.yields_to))
         sid = str(draft.values.get("id") or draft.name)
         removal = _removal(draft, sid, enabled, disabled)
         if _revived_by_enabled(draft, sid, enabled, disabled):
@@ -327,11 +336,13 @@ def _twins_after_their_lines(drafts: list[Draft]) -> list[Draft]:
     right after that line, which decides whether the twin is served by it."""
     later: dict[tuple[str, int], list[Draft]] = {}
     for draft in drafts:
-        if draft.twin_of is not None and draft.twin_of > draft.line:
-            later.setdefault((draft.file, draft.twin_of), []).append(draft)
+        line = draft.twin_of if draft.twin_of is not None else draft.yields_to
+        if line is not None and line > draft.line:
+            later.setdefault((draft.file, line), []).append(draft)
     ordered: list[Draft] = []
     for draft in drafts:
-        if draft.twin_of is not None and draft.twin_of > draft.line:
+        line = draft.twin_of if draft.twin_of is not None else draft.yields_to
+        if line is not None and line > draft.line:
             continue
         ordered.append(draft)
         ordered += later.pop((draft.file, draft.line), [])
