@@ -31,6 +31,12 @@ mkdir -p "$T/mnt/u" "$T/mnt/w"
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$T/mnt/u,workdir=$T/mnt/w" /etc
 if [ -n "${MISSING:-}" ]; then
     rm -f /etc/inetd.conf
+    # Created later from within this namespace (and root: the tests may run in a
+    # chroot), once the test asks for it: bounded, 30 s at most.
+    ( i=0; while [ $i -lt 300 ]; do
+          if [ -f "$T/create" ]; then cp "$T/inetd.conf" /etc/inetd.conf; break; fi
+          sleep 0.1; i=$((i+1))
+      done ) &
 else
     : > /etc/inetd.conf
     mount --bind "$T/inetd.conf" /etc/inetd.conf
@@ -78,6 +84,17 @@ def _start(tmp_path: Path, entry: str, defaults: str = "",
         _stop(proc)
         raise
     return proc, port
+
+
+def _helper_waiting(pid: int) -> bool:
+    """Whether the daemon's namespace helper (its child, forked before the exec) is
+    still there: it exits once it has created the file."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return False
+    return any(Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"bash")
+               for child in children if Path(f"/proc/{child}").exists())
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -146,9 +163,12 @@ def test_an_inetd_conf_created_after_the_start_is_served_after_a_reload(
     try:
         assert "no /etc/inetd.conf to read (-inetd_compat)" in log.read_text()
         assert "WARNING" not in log.read_text()
-        subprocess.run(["nsenter", "-t", str(proc.pid), "-m", "sh", "-c",
-                        "printf 'pyxinetd-test stream tcp nowait nobody /bin/echo echo "
-                        "late\\n' > /etc/inetd.conf"], check=True, timeout=30)
+        # The namespace's own helper copies it to its /etc (never the host's).
+        (tmp_path / "inetd.conf").write_text(
+            "pyxinetd-test stream tcp nowait nobody /bin/echo echo late\n")
+        (tmp_path / "create").touch()
+        wait_until(lambda: not _helper_waiting(proc.pid), timeout=15,
+                   what="/etc/inetd.conf created in the daemon's namespace")
         os.kill(proc.pid, signal.SIGHUP)
         wait_until(lambda: _answer(port) == b"late\n", timeout=15,
                    what="the inetd.conf entry created after the start")
