@@ -12,8 +12,9 @@ Three reasons, all timed by the loop's deadline timers (nothing sleeps):
   ACCEPT_RETRY_DELAY seconds, so the loop does not spin on a backlog it cannot accept.
   The shortage is logged when it starts, not again at each retry that fails the same
   way: a listener is "starved" until it accepts again (`accepting`).
-* an in-loop service (internal stream builtin, redirect) when in-loop sessions hold
-  their share of the descriptor limit (pyxinetd.loopshare): its clients wait in the
+* an in-loop service (internal stream builtin, redirect) or a USERID one when in-loop
+  sessions and lookups hold their share of the descriptor limit (pyxinetd.loopshare):
+  its clients wait in the
   queue, the socket unwatched until a session or server ends, or REFUSED_RETRY_DELAY
   passes at the latest, as for the next point. Accepting on, its clients would take
   the last descriptors, and every other service's accept() would fail for as long as
@@ -176,26 +177,25 @@ class Suspensions:
             self._maybe_starved = bool(self._starved) or bool(self._crowded)
 
     def wait_for_descriptors(self, rt: ServiceRuntime, share: int) -> None:
-        """In-loop sessions and relay channels hold their `share` of the descriptor
-        limit (pyxinetd.loopshare): rt's clients wait in its queue until a session or a
-        server ends (hold_refused). Logged when the shortage starts, not at each end."""
+        """In-loop sessions, relay channels and identity lookups hold their `share` of
+        the descriptor limit (pyxinetd.loopshare): rt's clients wait in its queue until
+        one of them or a server ends (hold_refused). Logged when the shortage starts,
+        at most once in CROWDED_LOG_INTERVAL."""
         if rt not in self._crowded:
             self._crowded.add(rt)
             self._maybe_starved = True
+            # Clients arriving at the share's edge empty the queue and fill it again
+            # at each session's end: one line a minute says it all.
             now = self.loop.clock()
             last = self._crowded_said.get(rt)
-            if last is not None and now - last < CROWDED_LOG_INTERVAL:
-                # Clients arriving at the share's edge empty the queue and fill it
-                # again at each session's end: one line a minute says it all.
-                self.hold_refused(rt)
-                return
-            self._crowded_said[rt] = now
-            self.program.warning(
-                "svc_accept",
-                f"{rt.id}: in-loop sessions, servers' channels and identity lookups "
-                f"hold {share} descriptors, half the limit; the rest are kept for the "
-                f"services whose servers run on their own, and new clients of {rt.id} "
-                f"wait until one of them ends")
+            if last is None or now - last >= CROWDED_LOG_INTERVAL:
+                self._crowded_said[rt] = now
+                self.program.warning(
+                    "svc_accept",
+                    f"{rt.id}: in-loop sessions, servers' channels and identity lookups "
+                    f"hold {share} descriptors, half the limit; the rest are kept for the "
+                    f"services whose servers run on their own, and new clients of "
+                    f"{rt.id} wait until one of them ends")
         self.hold_refused(rt)
 
     def hold_refused(self, rt: ServiceRuntime) -> None:
