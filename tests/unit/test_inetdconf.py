@@ -193,6 +193,61 @@ def test_tcp6_twin_of_a_failing_tcp_line_is_checked_on_its_own(tmp_path: Path) -
     assert not [m for m in messages(config) if "served by the dual-stack" in m]
 
 
+def test_tcp6_twin_of_a_tcp_line_bound_to_ipv4_is_not_served_and_says_so(
+        tmp_path: Path) -> None:
+    # The defaults bind IPv4: line 1 listens on 127.0.0.1 only, so nothing serves the
+    # tcp6 line on IPv6 (it would take line 1's port): a WARNING and a dropped entry,
+    # never the INFO line that it is served by a dual-stack socket.
+    config = load_inetd(tmp_path, "finger stream tcp nowait nobody /bin/echo echo\n"
+                                  "finger stream tcp6 nowait nobody /bin/echo echo\n",
+                        "defaults\n{\n\tbind = 127.0.0.1\n}\n")
+    assert only(config).origin.line == 1
+    assert [d.line for d in config.dropped] == [2]
+    assert not [m for m in messages(config) if "dual-stack" in m]
+    assert any(":2: warning: finger/tcp6 not served: line 1's tcp entry" in m
+               and "listens on 127.0.0.1 only here" in m
+               for m in messages(config)), messages(config)
+
+
+def test_tcp6_twin_of_a_tcp_line_on_an_ipv6_address_is_served_by_its_ipv6_socket(
+        tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, "finger stream tcp nowait nobody /bin/echo echo\n"
+                                  "finger stream tcp6 nowait nobody /bin/echo echo\n",
+                        "defaults\n{\n\tbind = ::1\n}\n")
+    assert only(config).origin.line == 1 and not config.dropped
+    assert any(":2: info: finger/tcp6 is served by the IPv6 socket of line 1" in m
+               for m in messages(config)), messages(config)
+
+
+def test_a_twin_dropped_as_a_duplicate_is_never_said_to_be_a_service_of_its_own(
+        tmp_path: Path) -> None:
+    # Migrating: the converted blocks are in the xinetd file, inetd.conf still has the
+    # lines. Both lines are duplicates of the converted block; no INFO line calls the
+    # tcp6 one a service of its own before it is dropped.
+    xinetd = ("defaults\n{\n}\nservice finger\n{\n\tsocket_type = stream\n"
+              "\tprotocol = tcp\n\twait = no\n\tuser = nobody\n\tserver = /bin/echo\n}\n")
+    config = load_inetd(tmp_path, "finger stream tcp nowait nobody /bin/echo echo\n"
+                                  "finger stream tcp6 nowait nobody /bin/echo echo\n", xinetd)
+    assert only(config).origin.file.endswith("xinetd.conf")
+    assert [d.line for d in config.dropped] == [1, 2]
+    assert not [m for m in messages(config) if "service of its own" in m], messages(config)
+
+
+def test_an_unlisted_name_in_inetd_conf_is_not_told_to_add_type_unlisted(
+        tmp_path: Path) -> None:
+    config = load_inetd(tmp_path, "31337 stream tcp nowait nobody /bin/echo echo\n")
+    assert not config.services
+    errors = messages(config, Severity.ERROR)
+    assert any("31337/tcp is not in /etc/services: add it there, or convert the line" in m
+               for m in errors), errors
+    # The hint for an xinetd file stays.
+    main = tmp_path / "own.conf"
+    main.write_text("service 31337\n{\n\tsocket_type = stream\n\tprotocol = tcp\n"
+                    "\twait = no\n\tuser = nobody\n\tserver = /bin/echo\n}\n")
+    own = load(str(main))
+    assert any("add type = UNLISTED and a port" in m for m in messages(own, Severity.ERROR))
+
+
 def test_socket_options_are_warned_and_ignored(tmp_path: Path) -> None:
     config = load_inetd(tmp_path, "echo stream tcp,rcvbuf=1k,sndbuf=2k nowait root internal\n")
     assert only(config).protocol == "tcp"
@@ -211,6 +266,30 @@ def test_freebsd_limits_become_instances_and_per_source(tmp_path: Path) -> None:
     assert (a.instances, a.per_source) == (3, 2)
     assert (b.instances, b.per_source, b.cps) == (None, None, (50, 10))
     assert any("per client" in m for m in messages(config, Severity.WARNING))
+
+
+def test_limits_too_large_for_xinetd_attributes_are_ignored_not_fatal(
+        tmp_path: Path) -> None:
+    # xinetd ignores every suffix of the wait field and serves the entry; a limit
+    # no attribute can hold is ignored with a warning instead of dropping the entry.
+    config = load_inetd(tmp_path, "echo stream tcp nowait.99999999999999999999 root internal\n"
+                                  "time stream tcp nowait/99999999999/0/99999999999 root "
+                                  "internal\n"
+                                  "discard stream tcp nowait/5/0/2147483647 root internal\n")
+    echo, time_, discard = config.services
+    assert echo.cps == (50, 10) and (time_.instances, time_.per_source) == (None, None)
+    assert (discard.instances, discard.per_source) == (5, 2147483647)
+    warnings = messages(config, Severity.WARNING)
+    assert sum("is more than the largest limit" in m and "ignored: no limit" in m
+               for m in warnings) == 3, warnings
+    assert not config.dropped
+
+
+def test_convert_leaves_out_a_limit_too_large_and_says_so() -> None:
+    result = convert("time stream tcp nowait/99999999999/0/4 root internal\n", "inetd.conf")
+    assert "instances" not in result.text and "per_source      = 4" in result.text
+    assert any("99999999999 servers at once is more than the largest limit" in p
+               for p in result.problems()), result.problems()
 
 
 def test_rpc_entry(tmp_path: Path) -> None:

@@ -141,6 +141,9 @@ class Draft:
     # An inetd.conf tcp6/udp6 line that is no twin of its service's tcp/udp line: the
     # line of that entry, which takes the port (both families) if it is served.
     yields_to: int | None = None
+    # Read from an inetd.conf line (-inetd_compat): its hints cannot suggest xinetd
+    # attributes that line cannot hold.
+    inetd: bool = False
 
     @classmethod
     def start(cls, entry: RawEntry) -> Draft:

@@ -173,9 +173,13 @@ def check_service(draft: Draft, lookups: Lookups, sink: DiagnosticSink) -> Check
                                   "given")
         port = lookups.service_port(name, looked_up)
         if port is None:
+            # An inetd.conf line has no column for a port: the name must be listed.
+            remedy = ("add it there, or convert the line (pyxinetd convert) and give "
+                      "the block type = UNLISTED and a port" if draft.inetd
+                      else "add type = UNLISTED and a port")
             raise ServiceRejected(f"Port not specified and can't find service: {name} with "
                                   f"getservbyname ({name}/{looked_up} is not in "
-                                  "/etc/services: add type = UNLISTED and a port)")
+                                  f"/etc/services: {remedy})")
 
     # xinetd tests that the service is unique right after the fill (reference §1.7):
     # a rejection from here on carries where it would listen, and a duplicate of a

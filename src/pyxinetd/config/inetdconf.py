@@ -141,10 +141,24 @@ def twin_lines(items: list[tuple[int, InetdEntry | str | None]]) -> dict[int, in
             if isinstance(e, InetdEntry) and e.family == "ipv6" and _twin_key(e) in dual}
 
 
-def served_by_twin(name: str, protocol: str, twin: int) -> str:
-    """The INFO line of a tcp6/udp6 line served by the dual-stack socket of line `twin`."""
+def served_by_twin(name: str, protocol: str, twin: int, *, dual: bool = True) -> str:
+    """The INFO line of a tcp6/udp6 line served by the socket of line `twin`: a
+    dual-stack one, or (`dual` False: a v6-only or IPv6 bind address) IPv6 only."""
+    if not dual:
+        return (f"{name}/{protocol}6 is served by the IPv6 socket of line {twin}; no "
+                "separate service")
     return (f"{name}/{protocol}6 is served by the dual-stack socket of line {twin} "
             f"({protocol} listens on IPv4 and IPv6 here); no separate service")
+
+
+def twin_on_ipv4(name: str, protocol: str, twin: int, bind: str | None) -> str:
+    """Why a tcp6/udp6 line is not served: the socket of line `twin`, its dual-stack
+    twin in BSD files, listens on IPv4 only here (an IPv4 `bind`, `flags = IPv4` in
+    the defaults), and a v6-only socket of its own would take that line's port."""
+    where = f"on {bind}" if bind is not None else "on IPv4"
+    return (f"{name}/{protocol}6 not served: line {twin}'s {protocol} entry, which would "
+            f"serve IPv6 too, listens {where} only here (the defaults' bind or flags); "
+            "xinetd 2.3.15.3 does not serve it either")
 
 
 def unserved_twin(name: str, protocol: str, twin: int) -> str:
@@ -250,7 +264,7 @@ def _attributes(entry: InetdEntry) -> list[tuple[str, tuple[str, ...], int | Non
 def entry_draft(entry: InetdEntry, applier: Applier) -> Draft:
     """The service draft of one entry. Nothing is copied from `defaults` now: inetd.conf
     services only get the defaults applied after all files are read (reference §1.6)."""
-    draft = Draft("service", entry.name, entry.file, entry.line)
+    draft = Draft("service", entry.name, entry.file, entry.line, inetd=True)
     for name, values, col in _attributes(entry):
         applier.apply(draft, RawAttribute(name, "=", values, entry.file, entry.line, col or 1))
     return draft

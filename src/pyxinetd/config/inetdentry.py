@@ -20,6 +20,7 @@ from typing import Literal
 
 from pyxinetd.config.diagnostics import DiagnosticSink
 from pyxinetd.config.lookups import decimal, is_digits
+from pyxinetd.config.values import INT_MAX, ULONG_MAX
 from pyxinetd.textbytes import ascii_lower, quoted
 
 Family = Literal["any", "ipv4", "ipv6"]
@@ -217,7 +218,8 @@ class InetdParser:
         wait = m.group(1) == "wait"
         cps = instances = per_source = None
         if m.group(2) is not None:
-            per_minute = decimal(m.group(2)) or 0
+            per_minute = self._within(decimal(m.group(2)) or 0, ULONG_MAX, text,
+                                      "starts a minute", number, col)
             if per_minute > 0:
                 cps = (per_minute, INETD_RETRY_SECONDS)
                 self.sink.info(self.file, number, (
@@ -226,6 +228,11 @@ class InetdParser:
                     f"{per_minute} connections in one second)"))
         elif m.group(3) is not None:
             limits = [decimal(x) or 0 for x in m.group(3).split("/")[1:]]
+            # The first and the third become `instances` and `per_source`.
+            for index, what in ((0, "servers at once"), (2, "servers per client address")):
+                if index < len(limits):
+                    limits[index] = self._within(limits[index], INT_MAX, text, what,
+                                                 number, col)
             instances = limits[0] or None
             if len(limits) > 1 and limits[1]:
                 self.sink.warning(self.file, number, (
@@ -234,6 +241,18 @@ class InetdParser:
             if len(limits) > 2 and limits[2]:
                 per_source = limits[2]
         return wait, cps, instances, per_source
+
+    def _within(self, value: int, maximum: int, text: str, what: str, number: int,
+                col: int | None) -> int:
+        """`value`, or 0 (no limit) with a warning when the xinetd attribute it becomes
+        cannot hold it: the entry is served without that limit, as xinetd 2.3.15.3
+        serves it (it ignores every suffix of the wait field), rather than dropped."""
+        if value <= maximum:
+            return value
+        self.sink.warning(self.file, number, (
+            f"{text}: {value} {what} is more than the largest limit ({maximum}); "
+            "ignored: no limit"), col)
+        return 0
 
     def _user(self, text: str, number: int, col: int | None) -> tuple[str, str | None]:
         user, slash, login_class = text.partition("/")

@@ -10,6 +10,7 @@ a Diagnostic, and a service that cannot run becomes a DroppedEntry.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import replace
 from collections.abc import Mapping
 from typing import TypeVar, cast
@@ -20,7 +21,8 @@ from pyxinetd.config.diagnostics import Diagnostic, DiagnosticSink, Severity
 from pyxinetd.config.grammar import parse_text
 from pyxinetd.config.rawentries import RawEntry, RawInclude
 from pyxinetd.config.includes import list_includedir, read_included_text, read_text
-from pyxinetd.config.inetdconf import (read_inetd_conf, served_by_twin, unserved_twin, unyielded,
+from pyxinetd.config.inetdconf import (read_inetd_conf, served_by_twin, twin_on_ipv4,
+                                      unserved_twin, unyielded,
                                        yielded)
 from pyxinetd.config.lookups import Lookups
 from pyxinetd.config.model import (
@@ -237,18 +239,27 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     services: list[ServiceConfig] = []
     sockets = SocketTable(sink)
     takes_defaults_env = False
-    # (file, line) of the services kept: an inetd.conf twin is served by its line's
-    # dual-stack socket only if that line is among them.
-    kept: set[tuple[str, int]] = set()
+    # (file, line) -> the services kept: an inetd.conf twin is served by its line's
+    # dual-stack socket only if that line is among them, and listens on IPv6.
+    kept: dict[tuple[str, int], ServiceConfig] = {}
     for draft in _twins_after_their_lines(reader.services):
+        # A twin or v6-only line served on its own says so once it is kept: it may
+        # still be dropped (a duplicate of a converted block, say).
+        on_its_own: str | None = None
         if draft.twin_of is not None:
             protocol = draft.own["protocol"].values[0] if "protocol" in draft.own else "tcp"
-            if (draft.file, draft.twin_of) in kept:
+            twin = kept.get((draft.file, draft.twin_of))
+            if twin is not None and twin.family == socket.AF_INET6:
+                dual = not twin.v6only and twin.bind in (None, "::")
                 sink.info(draft.file, draft.line,
-                          served_by_twin(draft.name, protocol, draft.twin_of))
+                          served_by_twin(draft.name, protocol, draft.twin_of, dual=dual))
                 continue
-            sink.info(draft.file, draft.line,
-                      unserved_twin(draft.name, protocol, draft.twin_of))
+            if twin is not None:
+                reason = twin_on_ipv4(draft.name, protocol, draft.twin_of, twin.bind)
+                sink.warning(draft.file, draft.line, reason)
+                dropped.append(DroppedEntry(draft.name, None, draft.file, draft.line, reason))
+                continue
+            on_its_own = unserved_twin(draft.name, protocol, draft.twin_of)
         if draft.yields_to is not None:
             protocol = draft.own["protocol"].values[0] if "protocol" in draft.own else "tcp"
             if (draft.file, draft.yields_to) in kept:
@@ -256,7 +267,7 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
                 sink.warning(draft.file, draft.line, reason)
                 dropped.append(DroppedEntry(draft.name, None, draft.file, draft.line, reason))
                 continue
-            sink.info(draft.file, draft.line, unyielded(draft.name, protocol, draft.yields_to))
+            on_its_own = unyielded(draft.name, protocol, draft.yields_to)
         sid = str(draft.values.get("id") or draft.name)
         removal = _removal(draft, sid, enabled, disabled)
         if _revived_by_enabled(draft, sid, enabled, disabled):
@@ -309,7 +320,9 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
         if not unique_to_xinetd:
             _log_checked(draft, service, sink)
         services.append(without_ident_userid(service, sink))
-        kept.add((draft.file, draft.line))
+        kept[(draft.file, draft.line)] = service
+        if on_its_own is not None:
+            sink.info(draft.file, draft.line, on_its_own)
     _warn_shared_ids(services, sink, inetd_path if inetd_compat else None)
     _warn_tcpmux_unreachable(services, sink, inetd_path if inetd_compat else None)
     model = _defaults_model(defaults)
