@@ -70,10 +70,28 @@ def test_comma_outside_braces_is_an_error(token: str) -> None:
     ("10.0.{1,x}", "numbers"),
     ("10.0.{}", "consecutive commas"),
     ("1.2.3.4.{5}", "at most three octets"),
+    (".{1}", "consecutive dots"),   # was read as 1.0.0.0/8
 ])
 def test_bad_factorized_is_an_error(token: str, words: str) -> None:
     with pytest.raises(AddressError, match=words):
         parse_address(token, NETS)
+
+
+@pytest.mark.parametrize("token", ["127.0.0..1", "10..1", "127..0/8", "127..", ".5", ".",
+                                   ".5/8", ".example.com/8"])
+def test_a_token_with_two_dots_in_a_row_or_a_leading_dot_is_an_error(token: str) -> None:
+    # xinetd's factorised-address reader scans every token the others refused: two
+    # dots in a row (or a dot first) before any other character disable the service.
+    # Dropped with a warning, `no_access = 127.0.0..1` let in the host it named.
+    with pytest.raises(AddressError, match="consecutive dots"):
+        parse_address(token, NETS)
+
+
+@pytest.mark.parametrize("token", ["a..b", "1.2.3.4.5", "127.0.0.1."])
+def test_dots_after_another_character_leave_the_token_dropped_with_a_warning(
+        token: str) -> None:
+    parsed = parse_address(token, NETS)
+    assert parsed.entries == () and parsed.words == f"failed to parse {token}"
 
 
 @pytest.mark.parametrize("token", ["127.0.0.", "$(bogusnet)", "10.0.0.0/x", "fe80::/abc"])

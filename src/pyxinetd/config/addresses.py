@@ -189,10 +189,10 @@ def _factorized(token: str) -> tuple[AddressEntry, ...] | None:
         return None
     if ":" in head or (head and not all(is_digits(c) or c == "." for c in head)):
         return None
+    if head.startswith(".") or ".." in head:
+        raise AddressError(f"bad address {token}: consecutive dots")
     if head and not head.endswith("."):
         raise AddressError(f"bad address {token}: the part before '{{' must end with a dot")
-    if ".." in head:
-        raise AddressError(f"bad address {token}: consecutive dots")
     prefix = [decimal(p) or 0 for p in head.split(".") if p] if head else []
     if len(prefix) > 3 or any(p > 255 for p in prefix):
         raise AddressError(f"bad address {token}: expected at most three octets before '{{'")
@@ -254,8 +254,27 @@ def parse_address(token: str, networks: NetworkLookup) -> AddressParse:
     factorized = _factorized(token)
     if factorized is not None:
         return AddressParse(factorized)
+    if _dotted_typo(token):
+        raise AddressError(f"bad address {token}: consecutive dots")
     return AddressParse((), "not an address, a network or a host name; it is ignored",
                         f"failed to parse {token}")
+
+
+def _dotted_typo(token: str) -> bool:
+    """A token nothing else read whose leading digits and dots hold two dots in a row,
+    or start with a dot (`127.0.0..1`, `10..1`, `.5`, `.`, `.example.com/8`): an error
+    that disables the service in xinetd (its factorised-address reader scans them
+    first), not an entry to drop. Dropped with a warning, a mistyped `no_access` entry
+    would let in the host it was written to refuse."""
+    last = "."
+    for char in token:
+        if char == ".":
+            if last == ".":
+                return True
+        elif not is_digits(char):
+            return False
+        last = char
+    return False
 
 
 def _written(entry: AddressEntry) -> tuple[object, int] | None:
