@@ -2,10 +2,12 @@
 suspended until that server is reaped (reference §4.3).
 
   stream   `on_stream`: the request has no address yet (the server will accept it), so
-           only the parent-level checks run; refused by a limit it stays queued and is
-           looked at again when a slot frees (pyxinetd.suspend), refused by access_times
-           or max_load it is accepted and closed, and so is one whose server could not
-           start (a failed exec would otherwise be tried again at once, for ever)
+           the parent-level checks run, then TCP Wrappers without a client address
+           (the address lists have nothing to test); refused by a limit it stays
+           queued and is looked at again when a slot frees (pyxinetd.suspend), refused
+           by access_times, max_load or TCP Wrappers it is accepted and closed, and so
+           is one whose server could not start (a failed exec would otherwise be tried
+           again at once, for ever)
   both     `start`: the server on the service socket, or with INTERCEPT on a private one
            while the master reads the service socket for it (pyxinetd.intercept); a
            failed fork keeps the request queued for the retry (pyxinetd.forkretry);
@@ -24,7 +26,7 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
-from pyxinetd.access.gate import Datagram
+from pyxinetd.access.gate import AccessGate, Datagram, Verdict
 from pyxinetd.children import NO_ADDRESS, Child, ChildTable, ExitStatus
 from pyxinetd.config.model import ServiceConfig, SocketType
 from pyxinetd.dgram import drain
@@ -33,8 +35,9 @@ from pyxinetd.intercept import INTERCEPT_FLAG, Address, Interceptors
 from pyxinetd.listener import SHORTAGE_ERRNOS
 from pyxinetd.loop import READ, Handler, Loop
 from pyxinetd.reload import rules_replaced
-from pyxinetd.service import REASON_CPS, REASON_LOAD, REASON_TIME, Event, Limits, \
-    ServiceRuntime, State
+from pyxinetd.spawnrequest import TWIST_FLAG
+from pyxinetd.service import REASON_ADDRESS, REASON_CPS, REASON_LOAD, REASON_TIME, Event, \
+    Limits, ServiceRuntime, State
 from pyxinetd.suspend import Suspensions
 
 OnReap = Callable[[Child, ExitStatus], None]
@@ -50,8 +53,13 @@ class Host(Protocol):
     intercept: Interceptors
     denied: Callable[[str], bool]
 
+    access: AccessGate
+
     def refuse(self, rt: ServiceRuntime, peer: str, reason: str,
                conn: socket.socket | None) -> None: ...
+
+    def hold(self, rt: ServiceRuntime, peer: str, drop: Callable[[], None]
+             ) -> Callable[[], bool]: ...
 
     def refresh(self, rt: ServiceRuntime) -> None: ...
 
@@ -90,10 +98,90 @@ class WaitServers:
                 # A limit: the connection stays queued until a slot frees.
                 host.suspend.hold_refused(rt)
             return
-        if self.start(rt, rt.config, NO_ADDRESS, lambda sock: self._turn_away(rt)) is None:
+        # TCP Wrappers judge the request too, as xinetd's libwrap call does: without a
+        # client address, so the rules that need none decide (`ALL: ALL`, the daemon's
+        # own name, `ALL: UNKNOWN`), with their options. The address lists are skipped
+        # (there is no address to test).
+        verdict = host.access.check(rt.config, NO_ADDRESS)
+        if verdict is None:
+            self._await_verdict(rt)
+            return
+        self._admit(rt, verdict)
+
+    def _admit(self, rt: ServiceRuntime, verdict: Verdict) -> None:
+        """Start the server the access verdict admits, or turn the request away: the
+        connection queued is accepted and closed, as a refused wait = no client's is
+        (left queued, it would be judged and refused again at once, in a loop until
+        cps trips, as under xinetd)."""
+        host = self.host
+        if not verdict.allowed:
+            host.refuse(rt, NO_ADDRESS, verdict.reason or REASON_ADDRESS, None)
+            if rt.sock is not None:
+                self._turn_away(rt)
+            return
+        svc = host.access.prepare(rt.config, verdict, None, NO_ADDRESS)
+        if TWIST_FLAG in svc.flags:
+            self._twist(rt, svc)
+            return
+        if self.start(rt, svc, NO_ADDRESS, lambda sock: self._turn_away(rt)) is None:
             # The server could not start (a failed exec, logged): the same would happen
             # again at once for the connection still queued, in a loop until cps trips.
             self._turn_away(rt)
+
+    def _twist(self, rt: ServiceRuntime, svc: ServiceConfig) -> None:
+        """A `twist` rule's command answers the client in the server's place: here on
+        the connection queued, accepted for it, as for a wait = no service. (xinetd
+        runs it on the listening socket, where its output fails, the connection stays
+        queued and is judged again at once, until cps trips.) The service is not
+        suspended: no wait = yes server runs."""
+        host = self.host
+        sock = rt.sock
+        assert sock is not None
+        sock.setblocking(False)
+        try:
+            conn, _ = sock.accept()
+        except OSError as err:
+            if err.errno in SHORTAGE_ERRNOS:
+                host.suspend.pause_accept(rt, err)
+            return  # gone meanwhile (the client gave up): nothing to answer
+        finally:
+            sock.setblocking(True)
+        try:
+            host.spawn_server(svc, conn, NO_ADDRESS)
+        finally:
+            conn.close()    # the command has its own copy
+        host.suspend.accepting(rt)
+
+    def _await_verdict(self, rt: ServiceRuntime) -> None:
+        """The rules need a look-up (the server's name) or an aclexec check: the socket
+        is not watched meanwhile (the connection stays queued), and an instance slot is
+        held as its server would hold it. A reload that replaces the rules meanwhile
+        leaves the connection queued for the new ones to judge."""
+        host = self.host
+        rt.accept_paused = True
+        host.refresh(rt)
+        resume = host.hold(rt, NO_ADDRESS, _nothing)
+        asked = rt.config
+
+        def decided(verdict: Verdict) -> None:
+            still_held = resume()
+            rt.accept_paused = False
+            if (not still_held or rt.sock is None or rt.state is not State.ACTIVE
+                    or rules_replaced(asked, rt.config)):
+                host.refresh(rt)
+                return
+            try:
+                self._admit(rt, verdict)
+            finally:
+                host.refresh(rt)
+        try:
+            host.access.wait(asked, NO_ADDRESS, decided,
+                             replaced=lambda: rules_replaced(asked, rt.current().config))
+        except BaseException:
+            resume()
+            rt.accept_paused = False
+            host.refresh(rt)
+            raise
 
     def _turn_away(self, rt: ServiceRuntime) -> None:
         """Give up the request a stream wait = yes service could not serve: the clients
@@ -250,3 +338,7 @@ def _readable_now(sock: socket.socket) -> bool:
         return bool(select.select([sock], [], [], 0)[0])
     except (OSError, ValueError):  # closed meanwhile
         return False
+
+
+def _nothing() -> None:
+    """A held slot's drop: the request is the queued connection, nothing to close."""

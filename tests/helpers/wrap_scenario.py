@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from scenario_support import read
@@ -163,7 +164,21 @@ def main() -> int:
     if os.path.lexists("/dev/log"):
         os.unlink("/dev/log")
     syslog.bind("/dev/log")
-    syslog.setblocking(False)
+    # Read as the messages come: a datagram socket queues only a few (the namespace's
+    # net.unix.max_dgram_qlen, 10 by default), and a sender whose message does not fit
+    # blocks (xinetd's children, in libwrap's syslog(), would hang the run).
+    messages: list[str] = []
+    reading = threading.Event()
+
+    def read_syslog() -> None:
+        syslog.settimeout(0.1)
+        while not reading.is_set():
+            try:
+                messages.append(syslog.recv(65536).decode(errors="replace"))
+            except socket.timeout:
+                pass
+    reader = threading.Thread(target=read_syslog, daemon=True)
+    reader.start()
     ports: dict[str, int] = {}
 
     def port_of(match: re.Match[str]) -> str:
@@ -199,7 +214,9 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    messages = []
+    reading.set()
+    reader.join(5)
+    syslog.setblocking(False)
     while True:
         try:
             messages.append(syslog.recv(65536).decode(errors="replace"))
