@@ -72,7 +72,9 @@ SERVICES = (
     + _stream("twenv", "in.probe", "\tlibwrap = in.twenv\n\tenv = SVC=1\n")
     + _stream("nicesp", "in.probe", "\tlibwrap = in.nicesp\n\tnice = 3\n")
     + _stream("bann", "in.probe", "\tlibwrap = in.bann\n")
-    + _stream("bann2", "in.probe", "\tlibwrap = in.bann2\n"))
+    + _stream("bann2", "in.probe", "\tlibwrap = in.bann2\n")
+    + _stream("dbg", "in.probe", "\tlibwrap = in.dbg\n")
+    + _stream("dbgtw", "in.probe", "\tlibwrap = in.dbgtw\n"))
 
 ALLOW = (
     # %r and %p differ from run to run.
@@ -106,8 +108,11 @@ ALLOW = (
     # The banner is expanded where its option stands: %h before the %n shows the address.
     "in.bann: ALL: banners /mnt/banners: spawn echo %n > /mnt/out10\n"
     # A %n in the banner looks the name up, for the rest of the banner too.
-    "in.bann2: ALL: banners /mnt/banners\n")
-DENY = "udp.probe: ALL: severity warning\nin.crit: ALL: severity crit\n"
+    "in.bann2: ALL: banners /mnt/banners\n"
+    # Written at DEBUG, by xinetd without -d too.
+    "in.dbgtw: ALL: severity debug: twist echo dbg\n")
+DENY = ("udp.probe: ALL: severity warning\nin.crit: ALL: severity crit\n"
+        "in.dbg: ALL: severity debug\n")
 
 CASE = {
     "allow": ALLOW, "deny": DENY, "services": SERVICES,
@@ -119,6 +124,7 @@ CASE = {
                  {"port": "err"}, {"port": "lazy"}, {"port": "bad"}, {"port": "nia"}, {"port": "nobody"},
                  {"port": "udgram", "proto": "udp"}, {"port": "twenv"},
                  {"port": "nicesp"}, {"port": "bann"}, {"port": "bann2"},
+                 {"port": "dbg"}, {"port": "dbgtw"},
                  # Last: from the first check xinetd makes itself, libwrap refuses
                  # every twist, in the daemon and in the children it forks after.
                  {"port": "stime"}, {"port": "sday"}],
@@ -153,14 +159,17 @@ def libwrap_lines_of_xinetd(syslog: list[str]) -> list[str]:
         if text.startswith("error: "):
             out.append("ERROR: " + text[len("error: "):])
         elif text.startswith("twist "):
-            out.append("INFO: " + text)
+            # Its level is the rule's `severity` (the priority, `<PRI>`, says which).
+            level = int(message[1:message.index(">")]) % 8
+            out.append(("DEBUG: " if level == 7 else "INFO: ") + text)
     return out
 
 
 def libwrap_lines_of_pyxinetd(program: str) -> list[str]:
     lines = [line.split(": ", 1)[1] for line in program.splitlines() if ": " in line]
     return [line for line in lines
-            if line.startswith("ERROR: /etc/hosts.") or line.startswith("INFO: twist ")]
+            if line.startswith("ERROR: /etc/hosts.") or line.startswith("INFO: twist ")
+            or line.startswith("DEBUG: twist ")]
 
 
 def test_clients_receive_the_same_bytes(
@@ -211,6 +220,7 @@ def test_refusal_lines_are_the_same(results: tuple[dict[str, Any], dict[str, Any
         "from 127.0.0.1",
         "INFO: libwrap refused connection to err (libwrap=in.err) from 127.0.0.1",
         "INFO: libwrap refused connection to bad (libwrap=in.bad) from 127.0.0.1",
+        "DEBUG: libwrap refused connection to dbg (libwrap=in.dbg) from 127.0.0.1",
         "INFO: libwrap refused connection to stime (libwrap=time) from 127.0.0.1",
         "INFO: libwrap refused connection to sday (libwrap=daytime) from 127.0.0.1"]
 
@@ -231,6 +241,7 @@ def test_libwrap_messages_are_the_same(
     assert 'ERROR: /etc/hosts.allow, line 5: option "deny" must be at end' in expected
     assert 'ERROR: /etc/hosts.allow, line 8: bad nice value: "x"' in expected
     assert "ERROR: /etc/hosts.allow, line 15: twist option in resident process" in expected
+    assert "DEBUG: twist 127.0.0.1 to echo dbg" in expected
 
 
 # A client whose name has characters a shell could misread: `%` expansions make them

@@ -557,9 +557,10 @@ class AccessGate:
         if decision.access == "denied":
             level = SEVERITY_LEVELS.get(decision.severity or "info", Level.INFO)
             # xinetd's function name: shown on CRITICAL lines (`severity crit`).
+            # `severity debug` too: xinetd writes that DEBUG line without -d.
             self.program.log(level, "access_control",
                              f"libwrap refused connection to {svc.id} "
-                             f"(libwrap={plan.daemon}) from {peer}")
+                             f"(libwrap={plan.daemon}) from {peer}", always=True)
             return Verdict(False, REASON_LIBWRAP, decision)
         if decision.matched is None or decision.trace == ():
             return PASS
@@ -590,7 +591,8 @@ class AccessGate:
             # libwrap's own line (syslog there, the program log here).
             level = SEVERITY_LEVELS.get(decision.severity or "info", Level.INFO)
             self.program.log(level, "twist_option",
-                             f"twist {decision.twist_client or peer} to {decision.twist}")
+                             f"twist {decision.twist_client or peer} to {decision.twist}",
+                             always=True)
             # libwrap execs the command from the process that checked, whose environment
             # is the daemon's own plus `setenv`: not the service's env/passenv, and
             # neither REMOTE_HOST nor the PEERENV variables (TWIST_FLAG tells the
