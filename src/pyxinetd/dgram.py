@@ -90,14 +90,18 @@ class Host(MasterView, Protocol):
 
 
 def drain(sock: socket.socket) -> None:
-    """Discard what is queued on a datagram socket, bounded by DRAIN_LIMIT."""
+    """Discard what a dgram wait = yes server left queued on its socket, as xinetd's
+    drain() does (util.c: recv() while it returns more than 0): up to and including
+    the first empty datagram or error (an ICMP error queued on the socket); what
+    follows starts the next server. Bounded by DRAIN_LIMIT."""
     for _ in range(DRAIN_LIMIT):
         try:
-            sock.recv(MAX_DATAGRAM, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
+            if not sock.recv(MAX_DATAGRAM, socket.MSG_DONTWAIT):
+                return
+        except InterruptedError:
             continue
+        except OSError:
+            return
 
 
 def _discard(sock: socket.socket) -> None:

@@ -46,7 +46,7 @@ from functools import partial
 from pyxinetd import clientsocket, loopshare, replysource
 from pyxinetd.access.gate import PASS, Datagram, Verdict
 from pyxinetd.config.model import ServiceConfig
-from pyxinetd.dgram import (DGRAM_BATCH, MAX_DATAGRAM, Host, contained, read_datagrams,
+from pyxinetd.dgram import (DGRAM_BATCH, DRAIN_LIMIT, MAX_DATAGRAM, Host, contained, read_datagrams,
                             send_quietly)
 from pyxinetd.forkretry import Hold, Outcome
 from pyxinetd.listener import SHORTAGE_ERRNOS, peer_text
@@ -383,16 +383,17 @@ class NowaitRelays:
         self.own_sockets -= 1
         if self.host.loop.is_registered(own):
             self.host.loop.unregister(own)
-        queued = list(self._client_datagrams(relay, own))
+        queued = list(self._client_datagrams(relay, own, DRAIN_LIMIT))
         own.close()
         return queued
 
-    def _client_datagrams(self, relay: _Relay, own: socket.socket) -> Iterator[bytes]:
-        """What `relay`'s client sent to its own socket, a batch at most. Another
+    def _client_datagrams(self, relay: _Relay, own: socket.socket,
+                          limit: int = DGRAM_BATCH) -> Iterator[bytes]:
+        """What `relay`'s client sent to its own socket, `limit` datagrams at most. Another
         sender's datagram was queued there in the moment between the socket's bind and
         its connect, when a socket bound to the service's address takes any datagram
         sent there: it is handled as if the service socket had read it."""
-        for _ in range(DGRAM_BATCH):
+        for _ in range(limit):
             try:
                 data, sender = own.recvfrom(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
@@ -502,8 +503,8 @@ class NowaitRelays:
             return False
         return True
 
-    def _relay_replies(self, relay: _Relay) -> None:
-        for _ in range(DGRAM_BATCH):
+    def _relay_replies(self, relay: _Relay, limit: int = DGRAM_BATCH) -> None:
+        for _ in range(limit):
             try:
                 data = relay.sock.recv(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
@@ -521,8 +522,9 @@ class NowaitRelays:
     def _end_relay(self, relay: _Relay) -> None:
         # Forward what the server wrote before it exited, then drop the channel; what
         # its client sent meanwhile is a new client's (its server is gone), handled
-        # once the reaping is over.
-        self._relay_replies(relay)
+        # once the reaping is over. All of it, not one batch: nothing reads the channel
+        # after this (bounded: a grandchild still writing to it must not pin the loop).
+        self._relay_replies(relay, DRAIN_LIMIT)
         later = self._release_own(relay)
         self._drop_relay(relay)
         if later:

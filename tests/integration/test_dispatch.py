@@ -136,6 +136,26 @@ def test_dgram_wait_drains_what_the_server_left(daemons: DaemonFactory,
     assert len(re.findall("START: udpwait", service_log(tmp_path))) == 2
 
 
+def test_dgram_wait_drain_stops_at_an_empty_datagram_as_xinetds(
+        daemons: DaemonFactory, tmp_path: Path) -> None:
+    # xinetd's drain() reads until recv() returns 0: an empty datagram ends it, and
+    # what follows starts the next server (a client sending a, b, <empty>, c gets two).
+    port = free_port()
+    svc = make_service(name="udpwait", port=port, socket_type=SocketType.DGRAM, wait=True,
+                       **python_server("udp_wait_server.py", "0.5"), **logged(tmp_path))
+    daemons.start_services([svc])
+    with udp_client() as client:
+        client.settimeout(TIMEOUT)
+        for data in (b"a", b"b", b"", b"c"):
+            client.sendto(data, ("127.0.0.1", port))
+        first = client.recv(1000).decode()
+        second = client.recv(1000).decode()
+    assert first.endswith("got=a") and second.endswith("got=c")
+    assert first.split()[0] != second.split()[0]
+    wait_service_log(tmp_path, r"EXIT: udpwait status=0", 2)
+    assert len(re.findall("START: udpwait", service_log(tmp_path))) == 2
+
+
 def test_dgram_nowait_runs_one_server_per_peer(daemons: DaemonFactory,
                                                tmp_path: Path) -> None:
     port = free_port()

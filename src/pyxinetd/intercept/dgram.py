@@ -49,7 +49,8 @@ from dataclasses import dataclass
 from pyxinetd import replysource
 from pyxinetd.access.gate import PASS, RULES_REPLACED, Verdict
 from pyxinetd.config.model import ServiceConfig
-from pyxinetd.dgram import DGRAM_BATCH, MAX_DATAGRAM, receive_datagrams, send_quietly
+from pyxinetd.dgram import (DGRAM_BATCH, DRAIN_LIMIT, MAX_DATAGRAM, receive_datagrams,
+                            send_quietly)
 from pyxinetd.dgramrelay import reply_address
 from pyxinetd.intercept.common import (Address, Client, Host, Interception, Rules,
                                        descriptor_share, loopback, private_socket)
@@ -171,7 +172,8 @@ class DatagramInterception(Interception):
         self.finished = True
         self.host.loop.unregister(self.listener)
         for channel in list(self._channels.values()):
-            self._forward_replies(channel)
+            # All that is queued, not one batch: nothing reads the channel after this.
+            self._forward_replies(channel, DRAIN_LIMIT)
             self._close_channel(channel)
 
     def close(self) -> None:
@@ -425,8 +427,8 @@ class DatagramInterception(Interception):
         for data in queued:
             send_quietly(sock, data, None)
 
-    def _forward_replies(self, channel: _Channel) -> None:
-        for _ in range(DGRAM_BATCH):
+    def _forward_replies(self, channel: _Channel, limit: int = DGRAM_BATCH) -> None:
+        for _ in range(limit):
             try:
                 data = channel.sock.recv(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
