@@ -18,6 +18,8 @@ from pyxinetd.access.gate import AccessGate, Datagram, Verdict
 from pyxinetd.access.hostsaccess import HostsTables
 from pyxinetd.access.hostspatterns import Lookups
 from pyxinetd.access.resolver import resolve
+from pyxinetd.config.addresses import parse_address
+from pyxinetd.config.model import AddressEntry
 from pyxinetd.filerights import Rights
 from pyxinetd.log import ProgramLog
 from pyxinetd.loop import Loop
@@ -386,3 +388,24 @@ def test_a_banner_is_sent_as_read_when_its_names_were_decided(
     while chunk := client.recv(4096):
         data += chunk
     assert data == b"hello\r\n"
+
+
+# -- the address lists' names ---------------------------------------------------------
+
+def _entries(*tokens: str) -> tuple[AddressEntry, ...]:
+    return tuple(e for t in tokens for e in parse_address(t, lambda name: None).entries)
+
+
+def test_a_client_a_numeric_entry_decides_does_not_wait_for_its_name(gate: Gate) -> None:
+    # xinetd looks a name up only when its scan reaches a name entry: with the DNS
+    # down, 127.0.0.1 was held the whole lookup deadline (5 s) by a name in the list
+    # that could not change its verdict.
+    gate.tables("", "")
+    verdict, waited = gate.verdict(only_from=_entries("127.0.0.1", "somehost.example"))
+    assert verdict.allowed and not waited
+    verdict, waited = gate.verdict(no_access=_entries("127.0.0.1", "bad.example"))
+    assert not verdict.allowed and not waited
+    # A client only a name can decide still waits for it.
+    verdict, waited = gate.verdict(peer="127.0.0.3",
+                                   only_from=_entries("127.0.0.1", "somehost.example"))
+    assert not verdict.allowed and waited

@@ -200,7 +200,7 @@ class AccessGate:
         return endpoints(svc, conn, datagram)
 
     @staticmethod
-    def _wants(plan: ServicePlan, wrap: bool, peer: str, ends: Endpoints,
+    def _wants(svc: ServiceConfig, plan: ServicePlan, wrap: bool, peer: str, ends: Endpoints,
                tables: TablesView, lookups: Lookups) -> tuple[bool, bool]:
         """Which names the request must wait for: (the client's, the server's). A
         `/file` list needs one only when a word of it does, as read through the
@@ -208,8 +208,11 @@ class AccessGate:
         `tables` do (rewritten meanwhile, they may need a name never looked up)."""
         client_files, server_files = tables.files(plan.daemon) if wrap else ((), ())
         client_names, server_names = tables.names(plan.daemon) if wrap else (False, False)
+        # The lists want the client's name only when a name can change their verdict
+        # (xinetd looks a name up only when its scan reaches a name entry): a client
+        # a numeric entry decides is not held for a lookup.
         client = lists.parse_peer(peer) is not None and (
-            plan.list_names or (wrap and (
+            (plan.list_names and lists.depends_on_name(svc, peer)) or (wrap and (
                 client_names
                 or files_need_names(list(client_files), lookups))))
         server = wrap and ends.server is not None and (
@@ -232,7 +235,7 @@ class AccessGate:
             return PASS
         ends = self._ends(svc, wrap, tables, conn, datagram)
         lookups = self.lookups.for_request(svc)
-        if any(self._wants(plan, wrap, peer, ends, tables, lookups)):
+        if any(self._wants(svc, plan, wrap, peer, ends, tables, lookups)):
             return None
         outcome = self._judge(svc, plan, peer, ends, None, None, tables, lookups)
         if isinstance(outcome, Verdict):
@@ -274,7 +277,7 @@ class AccessGate:
         wrap = self._wrap(plan, tables)
         ends = self._ends(svc, wrap, tables, conn, datagram)
         lookups = self.lookups.for_request(svc)
-        want_client, want_server = self._wants(plan, wrap, peer, ends, tables, lookups)
+        want_client, want_server = self._wants(svc, plan, wrap, peer, ends, tables, lookups)
         if wrap and conn is not None and tables.endpoints \
                 and not (want_client and want_server):
             # A banner file's %n/%N looks the name up in libwrap: known only once the
@@ -364,7 +367,7 @@ class AccessGate:
                     and lists.depends_on_name(svc, peer):
                 self._not_looked_up(svc, peer, peer, client.not_looked_up)
                 return Verdict(False, REASON_ADDRESS)
-            if client is None and plan.list_names and lists.parse_peer(peer) is not None:
+            if client is None and plan.list_names and lists.depends_on_name(svc, peer):
                 self._never_asked(svc, peer, peer, "the only_from/no_access names")
                 return Verdict(False, REASON_ADDRESS)
             result = lists.check(svc, peer, client.name if client is not None else None)
