@@ -83,6 +83,16 @@ def test_domain_suffix() -> None:
     assert not allowed((".example.com",), (), "10.0.0.7", "badexample.com")
 
 
+def test_a_domain_written_with_its_final_dot_matches_as_without() -> None:
+    # `.example.com.` never matched: the client's name lost its final dot, the entry
+    # kept its own. A host entry already ignored it (`two.` is `two`).
+    assert allowed((".example.com.",), (), "10.0.0.5", "host5.example.com")
+    assert allowed((".example.com.",), (), "10.0.0.5", "host5.example.com.")
+    assert not allowed(None, (".evil.example.",), "10.0.0.6", "www.evil.example")
+    assert not allowed((".example.com.",), (), "10.0.0.7", "example.com")
+    assert allowed(("two.",), (), "10.0.0.8", "two")
+
+
 def test_no_access_alone() -> None:
     assert not allowed(None, ("10.0.0.0/8",), "10.1.1.1")
     assert allowed(None, ("10.0.0.0/8",), "11.1.1.1")

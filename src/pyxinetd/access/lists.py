@@ -92,14 +92,16 @@ def rank(entry: AddressEntry, addr: IPAddress, name: str | None) -> tuple[int, i
         return (_HOST, 0) if bits == 128 else (_NETWORK, bits)
     if entry.name is None or name is None:
         return None
-    wanted = ascii_lower(entry.name)
+    # Names compare without their final dot, on both sides: `host.example.` and
+    # `.example.` are the fully qualified forms of `host.example` and `.example`.
+    wanted = ascii_lower(entry.name).rstrip(".")
     client = ascii_lower(name).rstrip(".")
     if entry.kind == "domain":
         suffix = wanted if wanted.startswith(".") else "." + wanted
         if len(client) > len(suffix) and client.endswith(suffix):
             return (_DOMAIN, suffix.count("."))
         return None
-    return (_HOST, 0) if client == wanted.rstrip(".") else None
+    return (_HOST, 0) if client == wanted else None
 
 
 def best(entries: tuple[AddressEntry, ...], addr: IPAddress, name: str | None

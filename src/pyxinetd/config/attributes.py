@@ -188,6 +188,10 @@ class Applier:
     def __init__(self, ctx: v.ValueContext, sink: DiagnosticSink) -> None:
         self.ctx = ctx
         self.sink = sink
+        # Host names of the address lists -> where each was first written (file, line,
+        # column, the block's title), for the loader's report of those that do not
+        # resolve (pyxinetd.config.hostnames).
+        self.host_names: dict[str, tuple[str, int, int | None, str]] = {}
 
     def apply(self, draft: Draft, raw: RawAttribute) -> bool:
         """Apply one line; False means stop reading this block.
@@ -300,6 +304,7 @@ class Applier:
     def _parse(self, draft: Draft, raw: RawAttribute, spec: AttributeSpec) -> object | None:
         """The parsed value (None is a value: UNLIMITED), or _REJECTED."""
         self.ctx.remarks.clear()
+        self.ctx.host_names.clear()
         try:
             value = spec.parse(raw.values, self.ctx)
         except v.ValueProblem as problem:
@@ -315,6 +320,10 @@ class Applier:
                 self._fail(draft, raw, exc)
             return _REJECTED
         finally:
+            for name in self.ctx.host_names:
+                if name not in self.host_names:
+                    self.host_names[name] = (raw.file, raw.line, raw.col, draft.title())
+                    self.ctx.lookups.hosts.ask(name)
             for words, remark in self.ctx.remarks:
                 self.sink.warning(raw.file, raw.line, f"{draft.title()}: {remark}"
                                   if words is None else v.xinetd_first(words, draft.title(), remark),

@@ -35,7 +35,7 @@ from pyxinetd.config.pipeline import (
     without_ident_userid,
 )
 from pyxinetd.config.netvalues import BindSpec
-from pyxinetd.config.values import ValueContext
+from pyxinetd.config.values import ValueContext, xinetd_first
 from pyxinetd.errors import ConfigError
 
 T = TypeVar("T")
@@ -323,6 +323,7 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
         kept[(draft.file, draft.line)] = service
         if on_its_own is not None:
             sink.info(draft.file, draft.line, on_its_own)
+    _report_unresolved(reader.applier, lookups, sink)
     _warn_shared_ids(services, sink, inetd_path if inetd_compat else None)
     _warn_tcpmux_unreachable(services, sink, inetd_path if inetd_compat else None)
     model = _defaults_model(defaults)
@@ -332,6 +333,19 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
     return Configuration(path=path, defaults=model, services=tuple(services),
                          dropped=tuple(dropped), diagnostics=tuple(sink.items),
                          files=tuple(reader.files))
+
+
+def _report_unresolved(applier: Applier, lookups: Lookups, sink: DiagnosticSink) -> None:
+    """A host name of an address list that does not resolve, at the line that first
+    wrote it, in xinetd's words first (it drops such a name; pyxinetd keeps it)."""
+    failures = lookups.hosts.failures() if applier.host_names else {}
+    for name, (file, line, col, title) in applier.host_names.items():
+        why = failures.get(name)
+        if why is not None:
+            sink.warning(file, line, xinetd_first(
+                f"failed to parse {name}", title,
+                f"the name does not resolve now ({why}); kept: it matches a client whose "
+                "reverse name it is (xinetd 2.3.15.3 drops it)"), col)
 
 
 def _log_checked(draft: Draft, service: ServiceConfig, sink: DiagnosticSink) -> None:

@@ -16,6 +16,8 @@ import pwd
 import socket
 from dataclasses import dataclass
 
+from pyxinetd.config.hostnames import HostNameCheck
+
 
 @dataclass(frozen=True)
 class UserInfo:
@@ -83,6 +85,8 @@ class Lookups:
         self._networks: dict[str, ipaddress.IPv4Network] | None = None
         self._users: dict[str, UserInfo | None] = {}
         self._groups: dict[str, int | None] = {}
+        # The address lists' host names, looked up for a diagnostic only.
+        self.hosts = HostNameCheck()
 
     # -- SELinux -----------------------------------------------------------------
 

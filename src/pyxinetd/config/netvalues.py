@@ -172,5 +172,6 @@ def parse_addresses(values: Values, ctx: ValueContext) -> tuple[AddressEntry, ..
             raise ValueProblem(text)
         if parsed.warning:
             ctx.remark(parsed.warning, parsed.words)
+        ctx.host_names += [e.text for e in parsed.entries if e.kind == "host"]
         entries.extend(parsed.entries)
     return tuple(entries)

@@ -87,6 +87,9 @@ class ValueContext:
     remarks: list[tuple[str | None, str]] = field(default_factory=list)
     # Parsed address tokens: the same lists recur in file after file.
     addresses: dict[str, AddressParse | AddressError] = field(default_factory=dict)
+    # The host names of the address list being parsed, as written (pyxinetd.config.
+    # hostnames checks at load that they resolve).
+    host_names: list[str] = field(default_factory=list)
     # xinetd.conf takes numeric uids and gids; inetd.conf names only (its numbers are
     # refused before they get here), so its messages must not suggest a number.
     numeric_ids: bool = True

@@ -1,0 +1,62 @@
+"""Host names in only_from/no_access that do not resolve are reported at load, at the
+line that wrote them, in xinetd's words (`failed to parse NAME`), and kept.
+
+`pyxinetd check` runs in a private mount namespace whose /etc/hosts and
+/etc/nsswitch.conf (`hosts: files`) are the test's: the names resolve, or not, without
+asking any DNS server.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import namespace_problem
+
+pytestmark = pytest.mark.skipif(namespace_problem("mount") is not None,
+                                reason=str(namespace_problem("mount")))
+
+CONF = """defaults
+{
+	only_from = known.example typo.example 127.0.0.1
+}
+service lists
+{
+	type = UNLISTED
+	port = 7777
+	socket_type = stream
+	wait = no
+	user = nobody
+	server = /bin/echo
+	no_access = 127.0.0.3 evil.example typo.example
+}
+"""
+
+
+def check(tmp_path: Path) -> str:
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n127.0.0.5 known.example\n")
+    (tmp_path / "nsswitch.conf").write_text("hosts: files\n")
+    conf = tmp_path / "lists.conf"
+    conf.write_text(CONF)
+    script = (f"mount --bind {tmp_path / 'hosts'} /etc/hosts && "
+              f"mount --bind {tmp_path / 'nsswitch.conf'} /etc/nsswitch.conf && "
+              f"exec {sys.executable} -m pyxinetd check -f {conf}")
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=120, check=False)
+    return done.stdout + done.stderr
+
+
+def test_names_that_do_not_resolve_are_warned_about_once_at_their_first_line(
+        tmp_path: Path) -> None:
+    out = check(tmp_path)
+    assert (f"{tmp_path / 'lists.conf'}:3: warning: failed to parse typo.example (defaults: "
+            "the name does not resolve now (") in out, out
+    assert (f"{tmp_path / 'lists.conf'}:13: warning: failed to parse evil.example (service "
+            "lists: the name does not resolve now (") in out, out
+    assert out.count("failed to parse typo.example") == 1, out
+    assert "failed to parse known.example" not in out
+    # Kept: a warning, the service activated.
+    assert "1 service(s) to activate, 0 dropped, 2 warning(s), 0 error(s)" in out, out
