@@ -38,12 +38,13 @@ class HostNameCheck:
         if name in self._asked:
             return
         self._asked.add(name)
+        self._todo.put(name)
         with self._done:
             self._pending += 1
-        self._todo.put(name)
-        if self._workers < WORKERS:
+            if self._workers >= WORKERS:
+                return
             self._workers += 1
-            threading.Thread(target=self._work, name="hostname-check", daemon=True).start()
+        threading.Thread(target=self._work, name="hostname-check", daemon=True).start()
 
     def failures(self, wait: float = WAIT_SECONDS) -> dict[str, str]:
         """The names that did not resolve, with why; waits at most `wait` seconds for the
@@ -58,8 +59,15 @@ class HostNameCheck:
             return dict(self._failed)
 
     def _work(self) -> None:
+        # A worker ends when it finds nothing to do: a process that loads in-process
+        # again and again (`check`, the tests) keeps no idle threads.
         while True:
-            name = self._todo.get()
+            with self._done:
+                try:
+                    name = self._todo.get_nowait()
+                except queue.Empty:
+                    self._workers -= 1
+                    return
             why = _resolve(name)
             with self._done:
                 if why is not None:
