@@ -238,16 +238,29 @@ def _family_and_bind(draft: Draft, ctx: FillContext, flags: set[str] | frozenset
     family = int(socket.AF_INET if "IPv4" in flags and "IPv6" not in flags else socket.AF_INET6)
     if bind_spec is None:
         return family, None
-    chosen = next((c for c in bind_spec.candidates if c[0] == family), None)
+    candidates = bind_spec.candidates
+    chosen = next((c for c in candidates if c[0] == family), None)
+    # xinetd resolves a name with several addresses again, for the family its flags
+    # give (IPv6 without flags), and drops the service when that finds none.
+    several = len(candidates) > 1
+    wanted = "IPv4" if family == socket.AF_INET else "IPv6"
     if chosen is None:
-        chosen = bind_spec.candidates[0]
-        if {"IPv4", "IPv6"} & flags and sink is not None:
-            wanted = "IPv4" if family == socket.AF_INET else "IPv6"
+        chosen = candidates[0]
+        if ({"IPv4", "IPv6"} & flags or several) and sink is not None:
+            xinetd = (f"drops the service: bad address given for: {sid}" if several else
+                      "would not bind this address: it listens on every address, or "
+                      "fails to bind")
+            flag = f" of the {wanted} flag" if {"IPv4", "IPv6"} & flags else ""
             sink.warning(draft.file, draft.line, (
                 f"service {sid}: bind address {bind_spec.text} has no {wanted} address; "
-                f"bound to {chosen[1]} regardless of the {wanted} flag (xinetd 2.3.15.3 "
-                "would not bind this address: it listens on every address, or fails to "
-                "bind)"))
+                f"bound to {chosen[1]} regardless{flag} (xinetd 2.3.15.3 {xinetd})"))
+    same = [address for f, address in candidates if f == chosen[0]]
+    if len(same) > 1 and sink is not None:
+        sink.warning(draft.file, draft.line, (
+            f"service {sid}: bind host {bind_spec.text} has {len(same)} "
+            f"{'IPv4' if chosen[0] == socket.AF_INET else 'IPv6'} addresses "
+            f"({', '.join(same)}); the service listens on {chosen[1]} only, as in xinetd: "
+            "bind each address in a service of its own to serve them all"))
     return chosen
 
 
