@@ -115,6 +115,25 @@ def test_aclexec_failing_in_hosts_deny_grants(gate: Gate) -> None:
     assert not gate.verdict()[0].allowed
 
 
+def test_aclexec_runs_in_the_daemons_environment_without_a_coerced_locale(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A daemon started without LANG or LC_*: the helper's interpreter puts
+    # LC_CTYPE=C.UTF-8 in its own environment at its start (PEP 538), which the
+    # commands it runs inherited; the daemon's environment has no such variable.
+    for name in ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MARK", "daemon")
+    g = Gate(tmp_path, aclexec_timeout=10.0)
+    try:
+        out = tmp_path / "env.out"
+        g.tables(f"in.test: ALL: aclexec env > {out}\n", "ALL: ALL\n")
+        assert g.verdict()[0].allowed
+        names = {line.partition("=")[0] for line in out.read_text().splitlines()}
+    finally:
+        g.close()
+    assert "MARK" in names and "LC_CTYPE" not in names
+
+
 def test_aclexec_expansions_and_other_daemons(gate: Gate, tmp_path: Path) -> None:
     out = tmp_path / "acl.out"
     gate.tables(f"in.test: ALL: aclexec echo %d %a > {out}\n", "ALL: ALL\n")

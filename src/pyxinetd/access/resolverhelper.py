@@ -25,6 +25,7 @@ import time
 
 from pyxinetd.access.lookups import LookupPool, NameInfo
 from pyxinetd.access.resolverwire import DAEMON_CONTEXT, MAX_PACKET, ShellContext
+from pyxinetd.process import drop_coerced_locale
 from pyxinetd.timers import shortened
 
 
@@ -224,6 +225,10 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def main() -> None:
+    # The `spawn` and `aclexec` commands run here get the daemon's environment: not the
+    # LC_CTYPE this interpreter's start put in its own (PEP 538), as the daemon drops
+    # its own (pyxinetd.process).
+    drop_coerced_locale()
     signal.signal(signal.SIGTERM, _terminated)
     sock = socket.socket(fileno=os.dup(0))
     null = os.open(os.devnull, os.O_RDWR)
