@@ -26,10 +26,11 @@ from pyxinetd.access.hostsoptions import CLIENT_INFO_LETTERS, CLIENT_NAME_LETTER
     CLIENT_TEXT_LETTERS, OPTIONS, SERVER_INFO_LETTERS, SERVER_NAME_LETTERS, client_info, \
     expand, setenv_pair, umask_value, unrecognized
 from pyxinetd.access.hostspatterns import Endpoint, Lookups, Request, client_match, daemon_match, \
-    list_match, needs_name
+    list_match, needs_name, normalize_address
 # The tables are read and kept by their own module; their names stay importable here.
-from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables, Rule, \
-    Table, parse_table
+from pyxinetd.access.hoststables import DEFAULT_ALLOW, DEFAULT_DENY, HostsTables, LiteralRun, \
+    Rule, Table, parse_table
+from pyxinetd.textbytes import ascii_lower
 
 __all__ = ["DEFAULT_ALLOW", "DEFAULT_DENY", "Banner", "Decision", "HostsTables", "Rule", "Table",
            "evaluate", "expand", "parse_table"]
@@ -229,15 +230,32 @@ def _refused(rule: Rule, trace: list[str],
                     spawn_setup=tuple(setup for _, _, setup in commands))
 
 
+def _first_match(step: Rule | LiteralRun, address: str, request: Request,
+                 lookups: Lookups) -> Rule | None:
+    """The rule of `step` that matches the request first, if any."""
+    if isinstance(step, LiteralRun):
+        # Only a rule naming the client's address can match it (hoststables).
+        for rule in step.candidates(address):
+            if _rule_matches(rule, request, lookups):
+                return rule
+        return None
+    return step if _rule_matches(step, request, lookups) else None
+
+
 def _scan(tables: tuple[tuple[Table, Access], ...], request: Request, lookups: Lookups,
           serving: bool) -> Decision:
+    # The client's address as a literal pattern is compared with it (string_match).
+    address = request.client.addr_text
+    if ascii_lower(address).startswith("::ffff:"):
+        address = normalize_address(address)
     for index, (table, access) in enumerate(tables):
-        for rule in table.rules:
-            if rule.broken:
+        for step in table.plan_for(request.daemon):
+            if isinstance(step, Rule) and step.broken:
                 if access == "denied":
-                    return Decision("denied", rule.where)
+                    return Decision("denied", step.where)
                 break
-            if not _rule_matches(rule, request, lookups):
+            rule = _first_match(step, address, request, lookups)
+            if rule is None:
                 continue
             if rule.options is None:
                 return Decision(access, rule.where)

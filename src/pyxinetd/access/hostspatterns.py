@@ -625,6 +625,11 @@ def _file_match(path: str, host: Endpoint, lookups: Lookups, chain: tuple[str, .
 
 def split_at(text: str, delimiter: str) -> tuple[str, str | None]:
     """Split at the first delimiter outside [brackets] (Debian's IPv6-aware split_at)."""
+    if "[" not in text and "]" not in text:
+        # No bracket moves the depth: the first delimiter is the one (a table of tens
+        # of thousands of rules splits each of its lines here).
+        at = text.find(delimiter)
+        return (text, None) if at < 0 else (text[:at], text[at + 1:])
     depth = 0
     for i, char in enumerate(text):
         if char == "[":

@@ -14,6 +14,7 @@ link loop) is an error, as in libwrap: the scan of it fails at once (see `Rule.b
 from __future__ import annotations
 
 import errno
+import re
 import os
 import stat
 import time
@@ -29,6 +30,8 @@ from pyxinetd.files import open_problem, read_regular
 __all__ = ["DEFAULT_ALLOW", "DEFAULT_DENY", "HostsTables", "LINE_BUFFER", "Rule", "Table",
            "TablesView", "parse_table"]
 
+# Daemon names whose scan plans a table keeps (one per service's libwrap name, usually).
+MAX_DAEMON_PLANS = 256
 DEFAULT_ALLOW = "/etc/hosts.allow"
 DEFAULT_DENY = "/etc/hosts.deny"
 
@@ -83,11 +86,95 @@ class Rule:
         return daemon_may_match(list(self.daemons), daemon)
 
 
+# A client pattern libwrap compares with the client's address as text, and only so:
+# digits and dots, neither first nor last (no `10.` prefix, no `.domain`, no name).
+_LITERAL_ADDRESS = re.compile(r"[0-9]+(?:\.[0-9]+)*")
+
+
+def _literal_rule(rule: Rule) -> bool:
+    """Whether `rule` can match a client only when one of its client patterns is that
+    client's address as written, and its daemon list reads nothing but the daemon's
+    name: fail2ban's `ALL: 192.0.2.7` and DenyHosts' `sshd: 192.0.2.7`, appended by
+    the ten thousand."""
+    return (not rule.broken and bool(rule.clients)
+            and all(_LITERAL_ADDRESS.fullmatch(c) for c in rule.clients)
+            and all("@" not in d[1:] for d in rule.daemons))
+
+
+@dataclass(frozen=True)
+class LiteralRun:
+    """Consecutive literal rules (_literal_rule) with an index from each client address
+    they name to their positions: a request looks at the rules naming its address, in
+    order, instead of testing every rule in turn."""
+
+    rules: tuple[Rule, ...]
+    by_address: dict[str, tuple[int, ...]]
+    # Whether a rule of the run may need the client's or the server's name: only
+    # through its options' `%` letters (its patterns are addresses and daemon names).
+    client_names: bool = False
+    server_names: bool = False
+
+    def candidates(self, address: str) -> tuple[Rule, ...]:
+        """The rules of the run that may match a client whose address (as the patterns
+        compare it) is `address`, in their order."""
+        return tuple(self.rules[i] for i in self.by_address.get(address, ()))
+
+
+# Shorter runs are tested rule by rule: an index pays only when it skips many.
+LITERAL_RUN_MIN = 8
+
+
+def _literal_run(rules: list[Rule]) -> LiteralRun:
+    index: dict[str, list[int]] = {}
+    for position, rule in enumerate(rules):
+        for address in dict.fromkeys(rule.clients):
+            index.setdefault(address, []).append(position)
+    optioned = [rule for rule in rules if rule.options]
+    return LiteralRun(tuple(rules), {a: tuple(p) for a, p in index.items()},
+                      any(rule.client_names for rule in optioned),
+                      any(rule.server_names for rule in optioned))
+
+
+def scan_plan(rules: tuple[Rule, ...]) -> tuple[Rule | LiteralRun, ...]:
+    """`rules` in order, runs of literal rules grouped with their index."""
+    plan: list[Rule | LiteralRun] = []
+    run: list[Rule] = []
+
+    def flush() -> None:
+        if len(run) >= LITERAL_RUN_MIN:
+            plan.append(_literal_run(run))
+        else:
+            plan.extend(run)
+        run.clear()
+    for rule in rules:
+        if _literal_rule(rule):
+            run.append(rule)
+            continue
+        flush()
+        plan.append(rule)
+    flush()
+    return tuple(plan)
+
+
 @dataclass(frozen=True)
 class Table:
     label: str
     rules: tuple[Rule, ...] = ()
     warnings: tuple[str, ...] = ()
+    # daemon name -> the rules that may apply to its requests (Rule.may_serve; broken
+    # rules kept, they end the scan), as scan_plan groups them: a table of tens of
+    # thousands of rules for other daemons, or of addresses, costs a request little.
+    _plans: dict[str, tuple[Rule | LiteralRun, ...]] = field(
+        default_factory=dict, compare=False, repr=False)
+
+    def plan_for(self, daemon: str) -> tuple[Rule | LiteralRun, ...]:
+        plan = self._plans.get(daemon)
+        if plan is None:
+            if len(self._plans) >= MAX_DAEMON_PLANS:
+                self._plans.clear()
+            plan = scan_plan(tuple(r for r in self.rules if r.broken or r.may_serve(daemon)))
+            self._plans[daemon] = plan
+        return plan
 
     @property
     def client_names(self) -> bool:
@@ -265,10 +352,15 @@ class TablesView:
     def _for(self, daemon: str) -> _DaemonNeeds:
         needs = self._needs.get(daemon)
         if needs is None:
-            rules = [r for t in (self.allow, self.deny) for r in t.rules
-                     if r.may_serve(daemon)]
+            # The tables' scan plans hold the rules that may serve the daemon (and the
+            # broken ones, left out here); a run of address rules tells its needs whole.
+            steps = [step for t in (self.allow, self.deny) for step in t.plan_for(daemon)]
+            runs = [step for step in steps if isinstance(step, LiteralRun)]
+            rules = [step for step in steps
+                     if isinstance(step, Rule) and step.may_serve(daemon)]
             needs = _DaemonNeeds(
-                (any(r.client_names for r in rules), any(r.server_names for r in rules)),
+                (any(r.client_names for r in rules) or any(r.client_names for r in runs),
+                 any(r.server_names for r in rules) or any(r.server_names for r in runs)),
                 (tuple((path, r.place) for r in rules
                        for path in pattern_files(list(r.clients))),
                  tuple((path, r.place) for r in rules
