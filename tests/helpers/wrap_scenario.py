@@ -6,8 +6,9 @@ namespaces, reading the real /etc/hosts.allow and /etc/hosts.deny.
 CASEFILE (JSON): {"allow": TEXT, "deny": TEXT, "services": TEXT, "requests": [...]}.
 `services` is xinetd.conf text in which `{port:NAME}` is replaced by a free port and
 `{dir}` by the run folder. A request is {"proto": "tcp"|"udp", "port": NAME,
-"send": TEXT}. The run folder is a tmpfs on /mnt (mode 0755, so servers running as
-`nobody` can read it); /etc and /dev get writable overlays whose upper layers live in a
+"send": TEXT, "source": ADDRESS} ("source": the TCP client's own address, optional).
+The run folder is a tmpfs on /mnt (mode 0755, so servers running as `nobody` can read
+it); /etc and /dev get writable overlays whose upper layers live in a
 private tmpfs, so the tables are written at their real paths and a syslog socket can
 be bound at /dev/log: nothing outside the namespace is written. The run folder holds
 `probe` (a server printing its uid, gid, umask, nice value and environment),
@@ -85,7 +86,10 @@ def ask(req: dict[str, str], port: int) -> str:
     deadline = time.monotonic() + 5
     try:
         if req.get("proto", "tcp") == "tcp":
-            with socket.create_connection((PEER, port), timeout=5) as conn:
+            # "source": the client's own address (127.0.0.x), for rules about it.
+            source = (req["source"], 0) if "source" in req else None
+            with socket.create_connection((PEER, port), timeout=5,
+                                          source_address=source) as conn:
                 if data:
                     conn.sendall(data)
                     conn.shutdown(socket.SHUT_WR)

@@ -148,7 +148,7 @@ def _endpoint(address: str | None, info: NameInfo | None, port: int, *,
         return Endpoint(address, port=port, lazy=True)
     if info.confirmed and len(os.fsencode(info.name)) < WRAP_NAME_BUFFER:
         return Endpoint(address, name=info.name, port=port, lazy=True)
-    return Endpoint(address, paranoid=True, port=port, lazy=True)
+    return Endpoint(address, paranoid=True, port=port, lazy=True, mismatch=info.mismatch)
 
 
 class AccessGate:
@@ -497,6 +497,8 @@ class AccessGate:
         spawns run. Messages in libwrap's order: each banner's after the options
         before it."""
         banners = list(decision.banners)
+        for note in decision.notes:
+            self.program.warning("hosts_access", note)
         for step, line in enumerate((*decision.trace, "")):
             while banners and banners[0].step <= step:
                 # As the request read it when its names were decided: read again, a

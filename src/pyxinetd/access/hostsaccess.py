@@ -94,6 +94,10 @@ class Decision:
     # The client as `%c` showed it when the twist was processed (for libwrap's log
     # line `twist CLIENT to COMMAND`).
     twist_client: str | None = None
+    # libwrap's warnings of the scan that are no rule's options: a PARANOID name's
+    # mismatch, at the rule that first read the name ("/etc/hosts.deny, line 1: host
+    # name/address mismatch: A != NAME").
+    notes: tuple[str, ...] = ()
 
     @property
     def granted(self) -> bool:
@@ -242,8 +246,38 @@ def _first_match(step: Rule | LiteralRun, address: str, request: Request,
     return step if _rule_matches(step, request, lookups) else None
 
 
+class _Mismatches:
+    """libwrap logs a PARANOID name's mismatch when a rule first reads the name, with
+    that rule's place: which endpoints' names were read before each rule tells it."""
+
+    def __init__(self, request: Request) -> None:
+        self.ends = [e for e in (request.client, request.server) if e.mismatch]
+        self.read = [e.name_asked for e in self.ends]
+        self.notes: list[str] = []
+
+    def fork(self) -> _Mismatches:
+        """For the scan that follows a failed aclexec: the names read so far stay
+        read, its own decision carries only what it notes itself."""
+        other = _Mismatches.__new__(_Mismatches)
+        other.ends, other.read, other.notes = self.ends, list(self.read), []
+        return other
+
+    def after(self, step: Rule | LiteralRun, rule: Rule | None) -> None:
+        for i, end in enumerate(self.ends):
+            if not self.read[i] and end.name_asked:
+                self.read[i] = True
+                # A run of address rules reads no name but in the options of its match.
+                place = rule.place if rule is not None else _place(step)
+                self.notes.append(f"{place}: {end.mismatch}")
+
+
+def _place(step: Rule | LiteralRun) -> str:
+    return step.place if isinstance(step, Rule) else step.rules[0].place
+
+
 def _scan(tables: tuple[tuple[Table, Access], ...], request: Request, lookups: Lookups,
-          serving: bool) -> Decision:
+          serving: bool, mismatches: _Mismatches | None = None) -> Decision:
+    notes = mismatches or _Mismatches(request)
     # The client's address as a literal pattern is compared with it (string_match).
     address = request.client.addr_text
     if ascii_lower(address).startswith("::ffff:"):
@@ -252,20 +286,24 @@ def _scan(tables: tuple[tuple[Table, Access], ...], request: Request, lookups: L
         for step in table.plan_for(request.daemon):
             if isinstance(step, Rule) and step.broken:
                 if access == "denied":
-                    return Decision("denied", step.where)
+                    return Decision("denied", step.where, notes=tuple(notes.notes))
                 break
             rule = _first_match(step, address, request, lookups)
             if rule is None:
+                notes.after(step, None)
                 continue
             if rule.options is None:
-                return Decision(access, rule.where)
+                notes.after(step, rule)
+                return Decision(access, rule.where, notes=tuple(notes.notes))
             decision = _apply_options(rule, request, access, lookups)
+            notes.after(step, rule)
+            decision = replace(decision, notes=tuple(notes.notes))
             if decision.aclexec and serving:
                 # A failed aclexec ends this file's scan with no match.
-                rest = _scan(tables[index + 1:], request, lookups, serving)
+                rest = _scan(tables[index + 1:], request, lookups, serving, notes.fork())
                 decision = replace(decision, otherwise=rest)
             return decision
-    return Decision("granted")
+    return Decision("granted", notes=tuple(notes.notes))
 
 
 def evaluate(allow: Table, deny: Table, request: Request, lookups: Lookups, *,

@@ -79,6 +79,8 @@ class Endpoint:
     # list item made the verdict without it. A banner's `%n`/`%N` asks for it
     # (`look_up`): the gate then waits for it, or, for a datagram, looks nothing up.
     unasked: bool = False
+    # A PARANOID name's reason, in libwrap's words (lookups.NameInfo.mismatch).
+    mismatch: str = ""
     trips: list[str] = field(default_factory=list, compare=False, repr=False)
     _looked: list[bool] = field(default_factory=lambda: [False], compare=False, repr=False)
     _asked: list[bool] = field(default_factory=lambda: [False], compare=False, repr=False)

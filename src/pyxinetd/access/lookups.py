@@ -79,6 +79,11 @@ class NameInfo:
     # be started): not a name the DNS lacks, so a verdict that depends on the name
     # refuses the request. Empty when the lookup ran.
     not_looked_up: str = ""
+    # Why an unconfirmed name is not the host's, in libwrap's words (its sock_hostname
+    # logs them when a rule first reads the name): `host name/name mismatch: A != B`,
+    # `host name/address mismatch: ADDRESS != NAME`. Empty when confirmed, or when the
+    # forward lookup failed.
+    mismatch: str = ""
 
 
 NO_NAME = NameInfo()
@@ -136,10 +141,14 @@ def resolve(address: str, wanted: Callable[[], bool] = _never_late) -> NameInfo:
     except (OSError, UnicodeError):
         return NameInfo(name, False)
     # Compared as bytes, ignoring the case of A-Z only (strcasecmp in the C locale).
+    shown = canonical.decode("utf-8", "surrogateescape")
     if canonical.lower() != written.lower() and written.lower() != b"localhost":
-        return NameInfo(name, False)
+        return NameInfo(name, False, mismatch=f"host name/name mismatch: {name} != {shown}")
     found = {str(info[4][0]).split("%", 1)[0] for info in infos}
-    return NameInfo(name, address in found)
+    if address in found:
+        return NameInfo(name, True)
+    plain = address[len("::ffff:"):] if address.startswith("::ffff:") else address
+    return NameInfo(name, False, mismatch=f"host name/address mismatch: {plain} != {shown}")
 
 
 def lookup_threads(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:

@@ -576,7 +576,8 @@ class Resolver:
                 status = answer["status"]
                 self._finish_check(request_id, None if status is None else int(status))
                 return
-            info = NameInfo(answer.get("name"), bool(answer.get("confirmed")))
+            info = NameInfo(answer.get("name"), bool(answer.get("confirmed")),
+                            mismatch=str(answer.get("mismatch") or ""))
         except (ValueError, KeyError, TypeError):
             return
         entry = self._pending.pop(request_id, None)

@@ -147,7 +147,8 @@ def _serve(sock: socket.socket) -> None:
                 pass
 
     def answer(request_id: int, info: NameInfo) -> None:
-        send({"id": request_id, "name": info.name, "confirmed": info.confirmed})
+        send({"id": request_id, "name": info.name, "confirmed": info.confirmed,
+              "mismatch": info.mismatch})
 
     # Each spawn command holds a slot until its shell exits (see SPAWN_LIMIT).
     spawn_slots = threading.BoundedSemaphore(spawn_limit())
