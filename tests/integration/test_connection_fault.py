@@ -559,11 +559,13 @@ def test_a_failure_after_a_fork_retry_is_admitted_and_held_again_keeps_the_socke
     assert "\tretry servers = 1\n" in block, block
 
 
-def named_hosts() -> tuple[AddressEntry, ...]:
-    """only_from admitting every loopback client, naming a host too: each client's name
-    is looked up first, its verdict coming from the name resolver's socket's handler."""
-    return (AddressEntry("127.0.0.0/8", "net", ipaddress.ip_network("127.0.0.0/8")),
-            AddressEntry("localhost", "host", name="localhost"))
+def named_hosts() -> dict[str, tuple[AddressEntry, ...]]:
+    """only_from admitting every loopback client, and no_access naming a host, which
+    would outrank the network: each client's name is looked up first (it could change
+    the verdict), its verdict coming from the name resolver's socket's handler."""
+    return {"only_from": (AddressEntry("127.0.0.0/8", "net",
+                                       ipaddress.ip_network("127.0.0.0/8")),),
+            "no_access": (AddressEntry("blocked.invalid", "host", name="blocked.invalid"),)}
 
 
 @pytest.mark.parametrize("waits", [False, True], ids=["accepted", "after its name"])
@@ -580,7 +582,7 @@ def test_a_failure_once_a_redirects_session_has_the_client_ends_that_session(
         port = free_port()
         svc = make_service(name="redir", port=port, server=None, server_argv=(),
                            environment=None, redirect=("127.0.0.1", target.getsockname()[1]),
-                           instances=1, only_from=named_hosts() if waits else None)
+                           instances=1, **(named_hosts() if waits else {}))
         daemon = start_faulty(daemons, svc)
         assert served(FAULTY, port) == "reset"
         daemon.wait_for_log(rf"internal error in handling redir's connection from {FAULTY} "
@@ -617,7 +619,7 @@ def test_a_failure_once_the_clients_server_is_forked_leaves_the_client_to_it(
     port = free_port()
     svc = make_service(name="hello", port=port, server="/bin/sh",
                        server_argv=("sh", "-c", "read line; echo \"got $line\""),
-                       only_from=named_hosts() if waits else None)
+                       **(named_hosts() if waits else {}))
     daemon = start_faulty(daemons, svc)
     with connect_from(FAULTY, port) as conn:
         daemon.wait_for_log(rf"internal error in handling hello's connection from {FAULTY} "
@@ -777,5 +779,5 @@ def test_a_failure_once_the_client_is_parked_for_its_access_checks_leaves_it_the
     monkeypatch.setenv("FAULT_AT", "access_parked")
     port = free_port()
     svc = make_service(name="hello", port=port, server="/bin/echo",
-                       server_argv=("echo", "hello"), only_from=named_hosts())
+                       server_argv=("echo", "hello"), **named_hosts())
     served_by_its_holder(start_faulty(daemons, svc), port, "its access check")
