@@ -8,12 +8,13 @@ address is not on the host yet, and pyxinetd.addresswait tries again when an add
 appears, or AWAITING_RESOURCES: the daemon had no descriptor (or memory) left for its
 socket, and it is tried again each second, silently, until the shortage ends (xinetd
 leaves such a service off until a reload; a shortage is a moment, not a verdict on the
-service). Once the start-up binds are under way (`keep_reserve`), a service's socket
-is made only while more than reserve() descriptors are free, else it waits the same
-way: the services that serve need descriptors for their clients (and a reload for its
-loader), and a reload's new services, or waiting ones retried as each descriptor came
-free, took them all and starved the services that served before (only a restart got
-them back). The start-up itself binds as xinetd does, as long as sockets can be made.
+service). From the start-up's first bind on (`keep_reserve`), a service's socket is
+made only while more than reserve() descriptors are free, else it waits the same way:
+the services that serve need descriptors for their clients (and a reload for its
+loader). Binding until socket() failed (at start-up, a reload's new services, or
+waiting ones retried as each descriptor came free) took them all, and no service could
+accept a client; only a restart got them back. xinetd keeps a reserve too (`Maximum
+number of services reached`).
 """
 
 from __future__ import annotations
@@ -290,6 +291,8 @@ def descriptors_free() -> int | None:
     try:
         # The listing's own descriptor is among those it lists.
         open_now = len(os.listdir("/proc/self/fd")) - 1
-    except OSError:
-        return None
+    except OSError as err:
+        # No descriptor left to list them with: none is free (counted as "cannot be
+        # told", the bind went ahead and took the last ones).
+        return 0 if err.errno in (errno.EMFILE, errno.ENFILE) else None
     return soft - open_now

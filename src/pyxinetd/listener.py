@@ -75,11 +75,13 @@ def _protocol(service: ServiceConfig) -> int:
     return service.protocol_number if service.protocol not in ("tcp", "udp") else 0
 
 
-def create_socket(service: ServiceConfig,
-                  warn: Callable[[str], None] | None = None) -> socket.socket:
+def create_socket(service: ServiceConfig, warn: Callable[[str], None] | None = None,
+                  quiet: frozenset[int] = frozenset()) -> socket.socket:
     """Create and configure the unbound socket; raises BindError.
 
-    The BindError's text is the line xinetd logs; `warn` gets the IPv6 fallback notice.
+    The BindError's text is the line xinetd logs; `warn` gets the IPv6 fallback notice,
+    unless the IPv6 socket failed with an errno in `quiet` (a service short of
+    descriptors, tried again each second: a notice each time would flood the log).
     """
     family = service.family
     try:
@@ -88,7 +90,7 @@ def create_socket(service: ServiceConfig,
         if family != socket.AF_INET6 or service.bind is not None:
             raise BindError(f"socket creation failed ({strerror(err)}). "
                             f"service = {service.id}") from err
-        if warn is not None:
+        if warn is not None and err.errno not in quiet:
             warn(f"IPv6 socket creation failed for service {service.id}, trying IPv4")
         family = socket.AF_INET
         try:
@@ -230,7 +232,7 @@ class Binder:
 
     def start(self) -> None:
         try:
-            self._sock = create_socket(self._service, self._log_notice)
+            self._sock = create_socket(self._service, self._log_notice, self._quiet)
         except BindError as err:
             cause = err.__cause__
             self.last_errno = cause.errno if isinstance(cause, OSError) else None

@@ -188,12 +188,16 @@ class Master:
         # Held while binding starts: a bind that succeeds at once must not announce
         # `Started working` before the other services were even tried.
         self._pending_binds += 1
+        # Every bind, the start-up's too, leaves the serving services descriptors for
+        # their clients (and a reload its loader's pipe): with more services than the
+        # limit allows, binding until socket() failed left none, and no service could
+        # accept a client (xinetd keeps a reserve too: `Maximum number of services
+        # reached`).
+        self.activations.keep_reserve = True
         for rt in self.services:
             self.warn_if_ids_ignored(rt.config)
             self._pending_binds += 1
             self.activations.start(rt, self._bind_done)
-        # From here on a bind leaves the serving services their descriptors.
-        self.activations.keep_reserve = True
         self._bind_done()
         if self.options.cc_interval:
             self.internals.schedule_consistency_check()
