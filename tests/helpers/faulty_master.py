@@ -223,10 +223,11 @@ def _failing_first_fork(svc: Any, sock: Any, peer: str, **kwargs: Any) -> int:
 _wants = AccessGate._wants
 
 
-def _skipping_wants(plan: Any, wrap: bool, peer: str, *args: Any) -> tuple[bool, bool]:
+def _skipping_wants(svc: Any, plan: Any, wrap: bool, peer: str, *args: Any
+                    ) -> tuple[bool, bool]:
     if peer == FAULTY_PEER:
         return False, False
-    return _wants(plan, wrap, peer, *args)
+    return _wants(svc, plan, wrap, peer, *args)
 
 
 if os.environ.get("FAULT_AT") == "names_skipped":
