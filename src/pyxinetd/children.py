@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -192,13 +192,15 @@ class ChildTable:
     def of_service(self, service_id: str) -> list[Child]:
         return [c for c in self._children.values() if c.service.id == service_id]
 
-    def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
-        """A reload kept the service `old` as `new`: its servers belong to `new` now
-        (their EXIT is logged with it), those a hosts.allow rule's options started as a
-        copy of `old` too. The counters need no change (same id)."""
+    def rehome(self, moves: Mapping[int, ServiceConfig]) -> None:
+        """A reload kept services (`moves`: id() of the old configuration -> the new
+        one): their servers belong to the new ones now (their EXIT is logged with it),
+        those a hosts.allow rule's options started as a copy of an old one too. The
+        counters need no change (same id)."""
         for child in self._children.values():
-            if child.service.belongs_to(old):
-                child.service = new
+            moved = child.service.moved(moves)
+            if moved is not None:
+                child.service = moved
 
 
 def reap() -> Iterator[tuple[int, ExitStatus]]:

@@ -19,7 +19,7 @@ import errno
 import socket
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from pyxinetd import banners, loopshare
 from pyxinetd.access.gate import AccessGate, Datagram, Verdict
@@ -702,13 +702,13 @@ class Dispatcher:
         """The in-loop sessions, oldest first (a reload checks them again)."""
         return self.sessions.open()
 
-    def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
-        """A reload kept the service `old` as `new`: its in-loop sessions, ident
-        lookups and held requests belong to `new` from now on."""
-        self.sessions.rehome(old, new)
-        self.userid.rehome(old, new)
-        self.retries.rehome(old, new)
-        self.waiting.rehome(old, new)
+    def rehome(self, moves: Mapping[int, ServiceConfig]) -> None:
+        """A reload kept services (`moves`, ServiceConfig.moved): their in-loop
+        sessions, ident lookups and held requests belong to the new ones from now on."""
+        self.sessions.rehome(moves)
+        self.userid.rehome(moves)
+        self.retries.rehome(moves)
+        self.waiting.rehome(moves)
 
     def close_sessions(self, selected: Callable[[ServiceConfig], bool],
                        why: str | None = None) -> int:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pyxinetd.children import Occupancy
@@ -165,14 +165,15 @@ class ForkRetry:
         self.occupancy.remove(held.service.id, held.peer)
         return True
 
-    def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
-        """A reload kept the service `old` as `new`: its held requests belong to `new`
-        (a later reload that removes it finds them). Their Hold.retry sees that the
-        service's configuration changed and has the new one judge them
-        (Dispatcher.judge_again)."""
+    def rehome(self, moves: Mapping[int, ServiceConfig]) -> None:
+        """A reload kept services (`moves`, ServiceConfig.moved): their held requests
+        belong to the new ones (a later reload that removes them finds them). Their
+        Hold.retry sees that the service's configuration changed and has the new one
+        judge them (Dispatcher.judge_again)."""
         for held in self._held:
-            if held.service.belongs_to(old):
-                held.service = new
+            moved = held.service.moved(moves)
+            if moved is not None:
+                held.service = moved
 
     def release_matching(self, selected: Callable[[ServiceConfig], bool],
                          why: str | None = None) -> int:

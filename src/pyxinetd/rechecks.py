@@ -44,8 +44,15 @@ class Rechecks:
             job.cancel()
         self._jobs = []
         shared = Counter(change.old.id.lower() for change in kept)
-        children = [c for c in m.children if not self.terminations.is_terminating(c)]
-        sessions = m.dispatcher.open_sessions()
+        # The servers and sessions by id, in their order: each kept service looks at
+        # its own (scanning them all for each took minutes with thousands of both).
+        children: dict[str, list[Child]] = {}
+        for c in m.children:
+            if not self.terminations.is_terminating(c):
+                children.setdefault(c.service.id.lower(), []).append(c)
+        sessions: dict[str, list[SessionRecord]] = {}
+        for r in m.dispatcher.open_sessions():
+            sessions.setdefault(r.service.id.lower(), []).append(r)
         intercepted = m.dispatcher.intercept.servers()
         for change in kept:
             svc = change.new
@@ -63,8 +70,9 @@ class Rechecks:
                 def picked(other: ServiceConfig) -> bool:
                     return other.id.lower() == wanted
             servers = [self._running_child(svc, c, c.pid in intercepted)
-                       for c in children if picked(c.service)]
-            servers += [self._running_session(svc, r) for r in sessions if picked(r.service)]
+                       for c in children.get(wanted, ()) if picked(c.service)]
+            servers += [self._running_session(svc, r) for r in sessions.get(wanted, ())
+                        if picked(r.service)]
             if not servers:
                 continue
             self._run(svc, servers)

@@ -196,7 +196,14 @@ class Reconfigurer:
                 fresh = self._replace_listener(rt, change, kept_ids)
                 running.append(fresh)
                 to_bind.append(fresh)
-            self._rehome(change)
+        # The servers, sessions and waiting requests of the kept services are theirs
+        # under the new configuration, as in xinetd: their EXIT is logged with it, they
+        # count toward its instances, and a later reload that removes it finds them.
+        # One pass for all the kept services (one per service took minutes with
+        # thousands of services and servers, the loop stalled).
+        moves = {id(change.old): change.new for change in kept}
+        m.children.rehome(moves)
+        m.dispatcher.rehome(moves)
         added: list[ServiceRuntime] = []
         for svc in plan.added:
             rt = ServiceRuntime(svc, m.loop.clock)
@@ -286,13 +293,6 @@ class Reconfigurer:
         self.master.dispatcher.intercept.readjusted(rt)
         self.master.dispatcher.refresh(rt)
         self.master.rpc.reregister(rt, change.old)
-
-    def _rehome(self, change: Change) -> None:
-        """The servers, sessions and waiting requests of a kept service are its own
-        under the new configuration, as in xinetd: their EXIT is logged with it, they
-        count toward its instances, and a later reload that removes it finds them."""
-        self.master.children.rehome(change.old, change.new)
-        self.master.dispatcher.rehome(change.old, change.new)
 
     def _replace_listener(self, rt: ServiceRuntime, change: Change,
                           kept_ids: set[str]) -> ServiceRuntime:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pyxinetd import banners, internal, loopshare
@@ -198,12 +198,14 @@ class Sessions:
         """The sessions, oldest first."""
         return list(self._records.values())
 
-    def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
-        """A reload kept the service `old` as `new`: its sessions now belong to `new`
-        (a later reload or recheck finds them there) and log their EXIT with it."""
+    def rehome(self, moves: Mapping[int, ServiceConfig]) -> None:
+        """A reload kept services (`moves`, ServiceConfig.moved): their sessions now
+        belong to the new ones (a later reload or recheck finds them there) and log
+        their EXIT with them."""
         for record in self._records.values():
-            if record.service.belongs_to(old):
-                record.service = new
+            moved = record.service.moved(moves)
+            if moved is not None:
+                record.service = moved
 
     def close_matching(self, selected: Callable[[ServiceConfig], bool]) -> int:
         """Close the sessions whose service `selected` picks; each one releases its

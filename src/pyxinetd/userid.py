@@ -30,7 +30,7 @@ import dataclasses
 import itertools
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pyxinetd.children import Occupancy
@@ -139,12 +139,13 @@ class UserIds:
         return True
 
     # -- reload and shutdown ----------------------------------------------------
-    def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
-        """A reload kept the service `old` as `new`: its lookups belong to `new` (a
-        later reload that removes it finds them)."""
+    def rehome(self, moves: Mapping[int, ServiceConfig]) -> None:
+        """A reload kept services (`moves`, ServiceConfig.moved): their lookups belong
+        to the new ones (a later reload that removes them finds them)."""
         for held in self._held.values():
-            if held.service.belongs_to(old):
-                held.service = new
+            moved = held.service.moved(moves)
+            if moved is not None:
+                held.service = moved
 
     def cancel(self, selected: Callable[[ServiceConfig], bool]) -> int:
         """Drop the lookups of the services `selected` picks (a reload removed them):

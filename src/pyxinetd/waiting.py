@@ -12,7 +12,7 @@ connection is closed and nothing is started.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from pyxinetd.children import Occupancy
@@ -52,11 +52,13 @@ class Waiting:
     def __len__(self) -> int:
         return len(self._requests)
 
-    def rehome(self, old: ServiceConfig, new: ServiceConfig) -> None:
-        """A reload kept `old` as `new`: its waiting requests count toward `new`."""
+    def rehome(self, moves: Mapping[int, ServiceConfig]) -> None:
+        """A reload kept services (`moves`, ServiceConfig.moved): their waiting
+        requests count toward the new ones."""
         for request in self._requests.values():
-            if request.service.belongs_to(old):
-                request.service = new
+            moved = request.service.moved(moves)
+            if moved is not None:
+                request.service = moved
 
     def cancel(self, selected: Callable[[ServiceConfig], bool]) -> int:
         """Drop the requests of the services `selected` picks; returns how many."""

@@ -115,7 +115,7 @@ def test_child_table_counts_ids_case_insensitively_and_rehomes() -> None:
     child = _child(10, "Foo", "1.1.1.1")
     table.add(child)
     renamed = make_service(name="foo")
-    table.rehome(child.service, renamed)
+    table.rehome({id(child.service): renamed})
     assert child.service is renamed
     assert (table.occupancy.of_service("foo"), table.occupancy.of_peer("FOO", "1.1.1.1")) \
         == (1, 1)

@@ -11,6 +11,7 @@ import enum
 import ipaddress
 import socket
 from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
 from typing import Literal
 
 from pyxinetd.config.diagnostics import Diagnostic
@@ -239,6 +240,16 @@ class ServiceConfig:
         """Whether a server or session started as `self` is one of `service`'s: it was
         started as `service` itself or as the copy a hosts.allow rule made of it."""
         return self is service or self.prepared_from is service
+
+    def moved(self, moves: Mapping[int, ServiceConfig]) -> ServiceConfig | None:
+        """The service a reload kept `self` as, when `self` (or the service it is the
+        hosts.allow copy of) is a key of `moves` (id() of the old configuration -> the
+        new one); else None. One look-up per server or session, whatever the number of
+        services a reload kept."""
+        target: ServiceConfig | None = moves.get(id(self))
+        if target is None and self.prepared_from is not None:
+            target = moves.get(id(self.prepared_from))
+        return target
 
     def as_of(self, old: ServiceConfig, new: ServiceConfig) -> ServiceConfig:
         """`self`, to be started as `old` or as a copy prepared of it, as a
