@@ -320,10 +320,13 @@ class Applier:
                 self._fail(draft, raw, exc)
             return _REJECTED
         finally:
-            for name in self.ctx.host_names:
-                if name not in self.host_names:
-                    self.host_names[name] = (raw.file, raw.line, raw.col, draft.title())
-                    self.ctx.lookups.hosts.ask(name)
+            hosts = self.ctx.lookups.hosts
+            if hosts is not None:
+                for name in self.ctx.host_names:
+                    if name not in self.host_names:
+                        self.host_names[name] = (raw.file, raw.line, raw.col,
+                                                 draft.title())
+                        hosts.ask(name)
             for words, remark in self.ctx.remarks:
                 self.sink.warning(raw.file, raw.line, f"{draft.title()}: {remark}"
                                   if words is None else v.xinetd_first(words, draft.title(), remark),

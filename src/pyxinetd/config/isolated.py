@@ -72,7 +72,8 @@ def load_isolated(path: str, environ: dict[str, str] | None = None,
         pass
     from pyxinetd.config import load
 
-    return compact(load(path, **kwargs))
+    # In the daemon itself, which forks its reload loaders later: no resolver threads.
+    return compact(load(path, **kwargs, check_host_names=False))
 
 
 def _load_in_child(path: str, kwargs: dict[str, Any]) -> Configuration:

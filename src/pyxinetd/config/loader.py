@@ -338,7 +338,9 @@ def load_configuration(path: str, *, environ: Mapping[str, str] | None = None,
 def _report_unresolved(applier: Applier, lookups: Lookups, sink: DiagnosticSink) -> None:
     """A host name of an address list that does not resolve, at the line that first
     wrote it, in xinetd's words first (it drops such a name; pyxinetd keeps it)."""
-    failures = lookups.hosts.failures() if applier.host_names else {}
+    if lookups.hosts is None or not applier.host_names:
+        return
+    failures = lookups.hosts.failures()
     for name, (file, line, col, title) in applier.host_names.items():
         why = failures.get(name)
         if why is not None:

@@ -75,7 +75,7 @@ class Lookups:
 
     def __init__(self, *, services: str = "/etc/services", protocols: str = "/etc/protocols",
                  rpc: str = "/etc/rpc", networks: str = "/etc/networks",
-                 selinuxfs: str = "/sys/fs/selinux") -> None:
+                 selinuxfs: str = "/sys/fs/selinux", check_host_names: bool = True) -> None:
         self._paths = {"services": services, "protocols": protocols, "rpc": rpc,
                        "networks": networks}
         self._selinuxfs = selinuxfs
@@ -85,8 +85,9 @@ class Lookups:
         self._networks: dict[str, ipaddress.IPv4Network] | None = None
         self._users: dict[str, UserInfo | None] = {}
         self._groups: dict[str, int | None] = {}
-        # The address lists' host names, looked up for a diagnostic only.
-        self.hosts = HostNameCheck()
+        # The address lists' host names, looked up for a diagnostic only (None: not
+        # looked up, see pyxinetd.config.load).
+        self.hosts = HostNameCheck() if check_host_names else None
 
     # -- SELinux -----------------------------------------------------------------
 
