@@ -87,7 +87,9 @@ def test_a_token_with_two_dots_in_a_row_or_a_leading_dot_is_an_error(token: str)
         parse_address(token, NETS)
 
 
-@pytest.mark.parametrize("token", ["a..b", "1.2.3.4.5", "127.0.0.1."])
+@pytest.mark.parametrize("token", ["a..b", "1.2.3.4.5", "127.0.0.1.",
+                                   # A dot and a letter: a domain to xinetd, never a typo.
+                                   "..example", ".foo..bar", ".-x.example"])
 def test_dots_after_another_character_leave_the_token_dropped_with_a_warning(
         token: str) -> None:
     parsed = parse_address(token, NETS)

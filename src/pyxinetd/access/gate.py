@@ -193,9 +193,14 @@ class AccessGate:
         return plan.wrap and not tables.empty
 
     @staticmethod
-    def _ends(svc: ServiceConfig, wrap: bool, tables: TablesView,
+    def _ends(svc: ServiceConfig, wrap: bool, tables: TablesView, peer: str,
               conn: socket.socket | None, datagram: Datagram | None) -> Endpoints:
         if not (wrap and tables.endpoints):
+            return NO_ENDPOINTS
+        if conn is None and datagram is None and lists.parse_peer(peer) is None:
+            # A stream wait = yes request: libwrap, handed the listening socket, finds
+            # no client address (getpeername fails) and stops there, so the server's
+            # address and ports are `unknown` too (sock_host).
             return NO_ENDPOINTS
         return endpoints(svc, conn, datagram)
 
@@ -233,7 +238,7 @@ class AccessGate:
         wrap = plan.wrap and not tables.empty
         if not plan.lists and not wrap:
             return PASS
-        ends = self._ends(svc, wrap, tables, conn, datagram)
+        ends = self._ends(svc, wrap, tables, peer, conn, datagram)
         lookups = self.lookups.for_request(svc)
         if any(self._wants(svc, plan, wrap, peer, ends, tables, lookups)):
             return None
@@ -275,7 +280,7 @@ class AccessGate:
         plan = self._plan(svc)
         tables = self.tables.view()
         wrap = self._wrap(plan, tables)
-        ends = self._ends(svc, wrap, tables, conn, datagram)
+        ends = self._ends(svc, wrap, tables, peer, conn, datagram)
         lookups = self.lookups.for_request(svc)
         want_client, want_server = self._wants(svc, plan, wrap, peer, ends, tables, lookups)
         if wrap and conn is not None and tables.endpoints \

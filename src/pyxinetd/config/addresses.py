@@ -266,6 +266,12 @@ def _dotted_typo(token: str) -> bool:
     that disables the service in xinetd (its factorised-address reader scans them
     first), not an entry to drop. Dropped with a warning, a mistyped `no_access` entry
     would let in the host it was written to refuse."""
+    if token.startswith(".") and "/" not in token and "{" not in token \
+            and not all(is_digits(c) or c == "." for c in token):
+        # xinetd takes a dot and anything but digits and dots as a domain entry
+        # (`..example`, `.-x.example`): no typo it refuses (dropped here, with a
+        # warning, as such a name never matches).
+        return False
     last = "."
     for char in token:
         if char == ".":
