@@ -134,3 +134,12 @@ def test_equal_matches_deny_and_report_a_tie() -> None:
 
 def test_no_address_skips_the_lists() -> None:
     assert allowed((), (), "<no address>")
+
+
+def test_with_many_names_a_lookup_is_asked_for_without_weighing_each_name() -> None:
+    # Each name was tried against every entry, per request: a thousand names cost the
+    # loop half a second a connection. Beyond a bound the name is simply looked up.
+    many = entries("127.0.0.1", *(f"host{n}.example" for n in range(lists.NAME_ANALYSIS_MAX + 1)))
+    assert lists.depends_on_name(make_service(only_from=many), "127.0.0.1")
+    few = entries("127.0.0.1", "host1.example")
+    assert not lists.depends_on_name(make_service(only_from=few), "127.0.0.1")

@@ -199,3 +199,20 @@ def test_a_host_name_may_hold_every_non_ascii_character_and_only_these_ascii_one
         assert inner.entries == ()
     # '-' may not start a label.
     assert bool(edge.entries) == _label_char(c)
+
+
+def test_the_host_name_check_gives_up_quietly_without_threads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under a pids cgroup or RLIMIT_NPROC a thread cannot be started: the load went
+    # down with it (a reload lost, `check` a traceback); the check is a diagnostic.
+    import threading
+
+    from pyxinetd.config.hostnames import HostNameCheck
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    check = HostNameCheck()
+    check.ask("nosuch.invalid")
+    check.ask("other.invalid")
+    assert check.failures(wait=0.5) == {}

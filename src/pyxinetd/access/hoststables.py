@@ -161,18 +161,28 @@ class Table:
     label: str
     rules: tuple[Rule, ...] = ()
     warnings: tuple[str, ...] = ()
-    # daemon name -> the rules that may apply to its requests (Rule.may_serve; broken
-    # rules kept, they end the scan), as scan_plan groups them: a table of tens of
-    # thousands of rules for other daemons, or of addresses, costs a request little.
+    # The rules as scan_plan groups them, made once per table (a one-element holder,
+    # empty until the first request).
+    _grouped: list[tuple[Rule | LiteralRun, ...]] = field(
+        default_factory=list, compare=False, repr=False)
+    # daemon name -> the plan's steps that may apply to its requests: its runs of
+    # address rules (each candidate is still tested whole, its daemon list included)
+    # and the other rules that may serve it (Rule.may_serve; broken rules kept, they
+    # end the scan). A table of tens of thousands of rules for other daemons, or of
+    # addresses, costs a request little, and a new daemon name little more.
     _plans: dict[str, tuple[Rule | LiteralRun, ...]] = field(
         default_factory=dict, compare=False, repr=False)
 
     def plan_for(self, daemon: str) -> tuple[Rule | LiteralRun, ...]:
         plan = self._plans.get(daemon)
         if plan is None:
+            if not self._grouped:
+                self._grouped.append(scan_plan(self.rules))
             if len(self._plans) >= MAX_DAEMON_PLANS:
                 self._plans.clear()
-            plan = scan_plan(tuple(r for r in self.rules if r.broken or r.may_serve(daemon)))
+            plan = tuple(step for step in self._grouped[0]
+                         if isinstance(step, LiteralRun) or step.broken
+                         or step.may_serve(daemon))
             self._plans[daemon] = plan
         return plan
 
@@ -355,6 +365,8 @@ class TablesView:
             # The tables' scan plans hold the rules that may serve the daemon (and the
             # broken ones, left out here); a run of address rules tells its needs whole.
             steps = [step for t in (self.allow, self.deny) for step in t.plan_for(daemon)]
+            # A run holds other daemons' rules too: its needs are the whole run's (at
+            # worst a name looked up that no rule of this daemon reads).
             runs = [step for step in steps if isinstance(step, LiteralRun)]
             rules = [step for step in steps
                      if isinstance(step, Rule) and step.may_serve(daemon)]

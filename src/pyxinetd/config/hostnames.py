@@ -44,7 +44,22 @@ class HostNameCheck:
             if self._workers >= WORKERS:
                 return
             self._workers += 1
-        threading.Thread(target=self._work, name="hostname-check", daemon=True).start()
+        try:
+            threading.Thread(target=self._work, name="hostname-check", daemon=True).start()
+        except RuntimeError:
+            # No thread to be had (a pids cgroup, RLIMIT_NPROC): the check is only a
+            # diagnostic, the load goes on without it. Left to no worker, the names
+            # queued are not checked.
+            with self._done:
+                self._workers -= 1
+                if self._workers == 0:
+                    while True:
+                        try:
+                            self._todo.get_nowait()
+                        except queue.Empty:
+                            break
+                        self._pending -= 1
+                    self._done.notify_all()
 
     def failures(self, wait: float = WAIT_SECONDS) -> dict[str, str]:
         """The names that did not resolve, with why; waits at most `wait` seconds for the
