@@ -85,6 +85,11 @@ class Dispatcher:
         self._held_for_retry: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         # Admitted PEERENV clients whose server waits for their name (TCPREMOTEHOST).
         self._naming: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        # Identified clients (USERID) whose server has not started yet: what writes
+        # their USERID line once it has, after its START line, as xinetd's child writes
+        # them; never when it does not start (refused after a reload, a fork given up).
+        self._identified: weakref.WeakKeyDictionary[socket.socket, Callable[[], None]] = \
+            weakref.WeakKeyDictionary()
         # USERID/IDONLY: ident lookups before a server starts or after a refusal.
         self.userid = UserIds(loop, program, logs, children.occupancy,
                               lambda svc: not svc.is_internal
@@ -552,11 +557,16 @@ class Dispatcher:
         rules in force then, if a reload came meanwhile (`judge_again`)."""
         judged = rt.config
 
-        def run(serving: ServiceRuntime, now: ServiceConfig) -> None:
+        def run(serving: ServiceRuntime, now: ServiceConfig,
+                identified: Callable[[], None]) -> None:
             if now.is_internal or now.is_redirect:
                 self.sessions.start(now, conn, addr, peer)
-            else:
-                self._name_then_launch(serving, now, conn, addr, peer)
+                identified()
+                return
+            # Written once the server has started (_start_on): its name lookup
+            # (PEERENV) or a fork retry may come first, or it may never start.
+            self._identified[conn] = identified
+            self._name_then_launch(serving, now, conn, addr, peer)
 
         def start(identified: Callable[[], None]) -> None:
             self._contained(rt, peer, conn, lambda: identify(identified))
@@ -564,15 +574,11 @@ class Dispatcher:
         def identify(identified: Callable[[], None]) -> None:
             serving = _in_force(rt, judged)
             if serving is None:
-                run(rt, svc.as_of(judged, rt.config))
-                identified()
+                run(rt, svc.as_of(judged, rt.config), identified)
                 return
-
-            def admitted(now: ServiceConfig) -> None:
-                run(serving, now)
-                identified()
             # Refused by the new rules: FAIL, and no USERID line (nothing started).
-            self.judge_again(serving, peer, conn=conn, admitted=admitted)
+            self.judge_again(serving, peer, conn=conn,
+                             admitted=lambda now: run(serving, now, identified))
         self.userid.before_start(svc, conn, peer, start)
 
     def launch(self, svc: ServiceConfig, conn: socket.socket, addr: tuple[object, ...],
@@ -634,7 +640,9 @@ class Dispatcher:
             self._held_for_retry.add(conn)
         elif isinstance(result, int):
             conn.close()    # the server has its own copy: the last close is its
+            self._identified.pop(conn, _nothing)()
         else:
+            self._identified.pop(conn, None)
             close_unlingering(conn)
 
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
@@ -748,3 +756,7 @@ def _in_force(rt: ServiceRuntime, asked: ServiceConfig) -> ServiceRuntime | None
     None while `asked` is still in force."""
     now = rt.current()
     return None if now is rt and not rules_replaced(asked, now.config) else now
+
+
+def _nothing() -> None:
+    """No USERID line to write (the client was not identified)."""

@@ -83,6 +83,9 @@ SCENARIOS = [
     Scenario("dual_garbage", 7019, "garbage", flags="IDONLY"),
     # An identd that resets the connection half way through its line.
     Scenario("only_reset", 7020, "reset", flags="IPv4 IDONLY"),
+    # The server waits for its client's name too (PEERENV, pyxinetd's): the USERID
+    # line still comes after its START line.
+    Scenario("peerenv", 7021, "userid", flags="IPv4 PEERENV"),
 ]
 INTERNAL_NAMES = {"echo_only": "echo", "daytime_only": "daytime"}
 

@@ -106,12 +106,15 @@ def test_service_log(pyxinetd_run: dict[str, Any]) -> None:
         "START: held_limit from=127.0.0.1",
         "NOID: dual_garbage ::ffff:127.0.0.1 bad response",
         "NOID: only_reset 127.0.0.1 error while receiving response",
+        # Written once the server started, after its name lookup: not before START.
+        "START: peerenv from=127.0.0.1",
+        "USERID: peerenv UNIX : alice",
     ]
 
 
 def test_what_the_clients_got(pyxinetd_run: dict[str, Any]) -> None:
     clients = pyxinetd_run["clients"]
-    served = {"ok", "err", "only_ok", "none", "dual", "v6", "silent"}
+    served = {"ok", "err", "only_ok", "none", "dual", "v6", "silent", "peerenv"}
     assert {name: clients[name] for name in served} == {name: f"{name}\n" for name in served}
     dropped = {"only_garbage", "only_ports", "only_eof", "only_long", "only_none",
                "only_silent", "refused", "refused_addr", "echo_only", "dual_garbage",
@@ -128,7 +131,7 @@ def test_the_queries(pyxinetd_run: dict[str, Any]) -> None:
                    if (m := re.fullmatch(r"(\d+),(\d+)\r\n", q)))
     assert len(asked) == len(pyxinetd_run["queries"])
     assert asked == [7001, 7002, 7003, 7004, 7005, 7006, 7007, 7010, 7011, 7012, 7013,
-                     7014, 7016, 7017, 7018, 7019, 7020]
+                     7014, 7016, 7017, 7018, 7019, 7020, 7021]
 
 
 def test_program_log(pyxinetd_run: dict[str, Any]) -> None:
