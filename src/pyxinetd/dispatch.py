@@ -88,8 +88,8 @@ class Dispatcher:
         # Identified clients (USERID) whose server has not started yet: what writes
         # their USERID line once it has, after its START line, as xinetd's child writes
         # them; never when it does not start (refused after a reload, a fork given up).
-        self._identified: weakref.WeakKeyDictionary[socket.socket, Callable[[], None]] = \
-            weakref.WeakKeyDictionary()
+        self._identified: weakref.WeakKeyDictionary[
+            socket.socket, Callable[[ServiceConfig], None]] = weakref.WeakKeyDictionary()
         # USERID/IDONLY: ident lookups before a server starts or after a refusal.
         self.userid = UserIds(loop, program, logs, children.occupancy,
                               lambda svc: not svc.is_internal
@@ -537,8 +537,8 @@ class Dispatcher:
             if now is not None:
                 # A reload came while the name was looked up: the new rules judge the
                 # client, and its server is the new configuration's.
-                self.judge_again(now, peer, conn=conn, admitted=lambda svc: self.launch(
-                    svc, conn, addr, peer, checked=True, rt=now, remote_name=name))
+                self.judge_again(now, peer, conn=conn, admitted=lambda svc: self._start_as(
+                    now, svc, conn, addr, peer, name))
                 return
             self.launch(svc.as_of(judged, rt.config), conn, addr, peer, checked=True, rt=rt,
                         remote_name=name)
@@ -558,20 +558,19 @@ class Dispatcher:
         judged = rt.config
 
         def run(serving: ServiceRuntime, now: ServiceConfig,
-                identified: Callable[[], None]) -> None:
+                identified: Callable[[ServiceConfig], None]) -> None:
             if now.is_internal or now.is_redirect:
-                self.sessions.start(now, conn, addr, peer)
-                identified()
+                self.sessions.start(now, conn, addr, peer, started=identified)
                 return
             # Written once the server has started (_start_on): its name lookup
             # (PEERENV) or a fork retry may come first, or it may never start.
             self._identified[conn] = identified
             self._name_then_launch(serving, now, conn, addr, peer)
 
-        def start(identified: Callable[[], None]) -> None:
+        def start(identified: Callable[[ServiceConfig], None]) -> None:
             self._contained(rt, peer, conn, lambda: identify(identified))
 
-        def identify(identified: Callable[[], None]) -> None:
+        def identify(identified: Callable[[ServiceConfig], None]) -> None:
             serving = _in_force(rt, judged)
             if serving is None:
                 run(rt, svc.as_of(judged, rt.config), identified)
@@ -627,7 +626,7 @@ class Dispatcher:
                     # A reload since the failed fork: the new rules judge the client,
                     # and the server started is the new configuration's. The client
                     # has its banner_success (launch): neither banner is sent again.
-                    self.judge_again(rt, peer, conn=conn, admitted=lambda now: self._start_on(
+                    self.judge_again(rt, peer, conn=conn, admitted=lambda now: self._restart_as(
                         rt, now, conn, peer, addr, remote_name), greeted=True)
             hold = Hold(rt, retry, lambda: close_unlingering(conn))
         try:
@@ -640,10 +639,33 @@ class Dispatcher:
             self._held_for_retry.add(conn)
         elif isinstance(result, int):
             conn.close()    # the server has its own copy: the last close is its
-            self._identified.pop(conn, _nothing)()
+            self._identified.pop(conn, _nothing)(svc)
         else:
             self._identified.pop(conn, None)
             close_unlingering(conn)
+
+    def _start_as(self, rt: ServiceRuntime, svc: ServiceConfig, conn: socket.socket,
+                  addr: tuple[object, ...], peer: str, remote_name: str | None) -> None:
+        """Start an admitted client's server as `svc`, the configuration a reload that
+        came while it waited (for its name) put in force: a session when that made the
+        service a builtin or a redirect, else its server."""
+        if svc.is_internal or svc.is_redirect:
+            self.sessions.start(svc, conn, addr, peer,
+                                started=self._identified.pop(conn, None))
+            return
+        self.launch(svc, conn, addr, peer, checked=True, rt=rt, remote_name=remote_name)
+
+    def _restart_as(self, rt: ServiceRuntime, svc: ServiceConfig, conn: socket.socket,
+                    peer: str, addr: tuple[object, ...], remote_name: str | None) -> None:
+        """A fork retry's start as `svc`, the configuration a reload since the failed
+        fork put in force: a session when it made the service a builtin or a redirect
+        (whose greeting sends its banner_success, the client's second), else the
+        server."""
+        if svc.is_internal or svc.is_redirect:
+            self.sessions.start(svc, conn, addr, peer,
+                                started=self._identified.pop(conn, None))
+            return
+        self._start_on(rt, svc, conn, peer, addr, remote_name)
 
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
                      on_reap: Callable[[Child, ExitStatus], None] | None = None, *,
@@ -758,5 +780,5 @@ def _in_force(rt: ServiceRuntime, asked: ServiceConfig) -> ServiceRuntime | None
     return None if now is rt and not rules_replaced(asked, now.config) else now
 
 
-def _nothing() -> None:
+def _nothing(svc: ServiceConfig) -> None:
     """No USERID line to write (the client was not identified)."""

@@ -75,8 +75,11 @@ class Sessions:
         return len(self._records)
 
     def start(self, svc: ServiceConfig, conn: socket.socket,
-              addr: tuple[object, ...], peer: str) -> None:
-        """Serve an accepted (and admitted) connection in the loop; takes `conn` over."""
+              addr: tuple[object, ...], peer: str,
+              started: Callable[[ServiceConfig], None] | None = None) -> None:
+        """Serve an accepted (and admitted) connection in the loop; takes `conn` over.
+        `started(svc)` runs right after the START line (the USERID line goes there: the
+        session may end, and log its EXIT, before this returns)."""
         key = next(self._ids)
         record = SessionRecord(svc, peer, self.loop.clock(), time.time(), conn=conn)
         self._records[key] = record
@@ -85,6 +88,8 @@ class Sessions:
         self.occupancy.add(svc.id, peer)
         if svc.log_type is not None:
             self.logs.write(svc, start_entry(svc, 0, peer))
+        if started is not None:
+            started(svc)
         greeting = b""
         if svc.banner_success:
             greeting = banners.load(svc, banners.Moment.SUCCESS, self._banner_error, peer)

@@ -47,8 +47,9 @@ TIMEOUT_ENV = "PYXINETD_IDENT_TIMEOUT"
 DEFAULT_LOGPROCS = 15
 
 # What starts a client's server once it is identified: it is given what logs the
-# USERID line, to call once the server or session started.
-Start = Callable[[Callable[[], None]], None]
+# USERID line, to call with the configuration the server or session started as, once
+# it has (its log and log_on_success decide).
+Start = Callable[[Callable[[ServiceConfig], None]], None]
 
 
 @dataclass
@@ -211,12 +212,12 @@ class UserIds:
             self._logs.write(svc, noid_entry(svc, peer, result.outcome.reason))
             conn.close()
             return
-        def identified() -> None:
-            # `svc` is the configuration in force (a reload may have dropped USERID
-            # from log_on_success while the reply was awaited).
-            if (result.userid is not None and svc.log_type is not None
-                    and "USERID" in svc.log_on_success):
-                self._logs.write(svc, userid_entry(svc, result.userid))
+        def identified(started: ServiceConfig) -> None:
+            # `started`: the configuration the server started as (a reload may have
+            # dropped USERID from log_on_success, or moved the log, meanwhile).
+            if (result.userid is not None and started.log_type is not None
+                    and "USERID" in started.log_on_success):
+                self._logs.write(started, userid_entry(started, result.userid))
         start(identified)
 
     def _refusal_ended(self, held: _Held, result: IdentResult) -> None:

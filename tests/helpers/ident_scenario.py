@@ -86,8 +86,12 @@ SCENARIOS = [
     # The server waits for its client's name too (PEERENV, pyxinetd's): the USERID
     # line still comes after its START line.
     Scenario("peerenv", 7021, "userid", flags="IPv4 PEERENV"),
+    # A builtin whose session ends at once (the client's EOF already queued): its EXIT
+    # line comes after the USERID line, as xinetd's child writes them.
+    Scenario("echo_userid", 7022, "userid", log_on_success="HOST USERID EXIT",
+             internal=True),
 ]
-INTERNAL_NAMES = {"echo_only": "echo", "daytime_only": "daytime"}
+INTERNAL_NAMES = {"echo_only": "echo", "daytime_only": "daytime", "echo_userid": "echo"}
 
 
 # -- the identd ---------------------------------------------------------------------

@@ -109,6 +109,10 @@ def test_service_log(pyxinetd_run: dict[str, Any]) -> None:
         # Written once the server started, after its name lookup: not before START.
         "START: peerenv from=127.0.0.1",
         "USERID: peerenv UNIX : alice",
+        # An in-loop session that ends at once: USERID still before its EXIT.
+        "START: echo_userid from=127.0.0.1",
+        "USERID: echo_userid UNIX : alice",
+        "EXIT: echo_userid status=0",
     ]
 
 
@@ -122,6 +126,7 @@ def test_what_the_clients_got(pyxinetd_run: dict[str, Any]) -> None:
     assert {name: clients[name] for name in dropped} == dict.fromkeys(dropped, "")
     assert clients["held_limit"] == "held_limit\n|"
     assert clients["daytime_only"].endswith("\r\n")
+    assert clients["echo_userid"] == ""     # it sent nothing
 
 
 def test_the_queries(pyxinetd_run: dict[str, Any]) -> None:
@@ -131,7 +136,7 @@ def test_the_queries(pyxinetd_run: dict[str, Any]) -> None:
                    if (m := re.fullmatch(r"(\d+),(\d+)\r\n", q)))
     assert len(asked) == len(pyxinetd_run["queries"])
     assert asked == [7001, 7002, 7003, 7004, 7005, 7006, 7007, 7010, 7011, 7012, 7013,
-                     7014, 7016, 7017, 7018, 7019, 7020, 7021]
+                     7014, 7016, 7017, 7018, 7019, 7020, 7021, 7022]
 
 
 def test_program_log(pyxinetd_run: dict[str, Any]) -> None:

@@ -74,3 +74,14 @@ def test_a_long_run_of_address_rules_is_indexed() -> None:
     plan = parse_table(text, "hosts.deny").plan_for("in.echo")
     assert len(plan) == 1 and isinstance(plan[0], hoststables.LiteralRun)
     assert [r.line for r in plan[0].candidates("198.51.100.7")] == [8]
+
+
+def test_a_run_of_address_rules_needs_a_name_only_for_the_daemons_its_options_serve() -> None:
+    # One `sshd: ADDRESS: spawn ... %n` rule among address rules made every other
+    # service's client wait for its reverse name (5 s with the DNS down).
+    text = ("".join(f"ALL: 198.51.100.{n}\n" for n in range(20))
+            + "sshd: 198.51.100.77: spawn echo %n\n")
+    view = hoststables._view(parse_table("", "hosts.allow"), parse_table(text, "hosts.deny"))
+    assert view.names("in.echo") == (False, False)
+    assert view.names("sshd") == (True, False)
+

@@ -109,10 +109,16 @@ class LiteralRun:
 
     rules: tuple[Rule, ...]
     by_address: dict[str, tuple[int, ...]]
-    # Whether a rule of the run may need the client's or the server's name: only
-    # through its options' `%` letters (its patterns are addresses and daemon names).
-    client_names: bool = False
-    server_names: bool = False
+    # The rules with options: only their `%` letters can need the client's or the
+    # server's name (the patterns are addresses and daemon names).
+    optioned: tuple[Rule, ...] = ()
+
+    def names(self, daemon: str) -> tuple[bool, bool]:
+        """Whether a rule of the run that may serve `daemon` may need the client's and
+        the server's names."""
+        rules = [rule for rule in self.optioned if rule.may_serve(daemon)]
+        return (any(rule.client_names for rule in rules),
+                any(rule.server_names for rule in rules))
 
     def candidates(self, address: str) -> tuple[Rule, ...]:
         """The rules of the run that may match a client whose address (as the patterns
@@ -129,10 +135,8 @@ def _literal_run(rules: list[Rule]) -> LiteralRun:
     for position, rule in enumerate(rules):
         for address in dict.fromkeys(rule.clients):
             index.setdefault(address, []).append(position)
-    optioned = [rule for rule in rules if rule.options]
     return LiteralRun(tuple(rules), {a: tuple(p) for a, p in index.items()},
-                      any(rule.client_names for rule in optioned),
-                      any(rule.server_names for rule in optioned))
+                      tuple(rule for rule in rules if rule.options))
 
 
 def scan_plan(rules: tuple[Rule, ...]) -> tuple[Rule | LiteralRun, ...]:
@@ -365,14 +369,15 @@ class TablesView:
             # The tables' scan plans hold the rules that may serve the daemon (and the
             # broken ones, left out here); a run of address rules tells its needs whole.
             steps = [step for t in (self.allow, self.deny) for step in t.plan_for(daemon)]
-            # A run holds other daemons' rules too: its needs are the whole run's (at
-            # worst a name looked up that no rule of this daemon reads).
-            runs = [step for step in steps if isinstance(step, LiteralRun)]
+            # A run holds other daemons' rules too: its needs are those of its rules
+            # that may serve this one (one `sshd: ADDRESS: spawn ... %n` rule must not
+            # make every other service's client wait for its name).
+            run_needs = [step.names(daemon) for step in steps if isinstance(step, LiteralRun)]
             rules = [step for step in steps
                      if isinstance(step, Rule) and step.may_serve(daemon)]
             needs = _DaemonNeeds(
-                (any(r.client_names for r in rules) or any(r.client_names for r in runs),
-                 any(r.server_names for r in rules) or any(r.server_names for r in runs)),
+                (any(r.client_names for r in rules) or any(c for c, _ in run_needs),
+                 any(r.server_names for r in rules) or any(s for _, s in run_needs)),
                 (tuple((path, r.place) for r in rules
                        for path in pattern_files(list(r.clients))),
                  tuple((path, r.place) for r in rules
