@@ -15,8 +15,10 @@ import os
 import pwd
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pyxinetd.config.hostnames import HostNameCheck
+if TYPE_CHECKING:
+    from pyxinetd.config.hostnames import HostNameCheck
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,12 @@ class Lookups:
         self._groups: dict[str, int | None] = {}
         # The address lists' host names, looked up for a diagnostic only (None: not
         # looked up, see pyxinetd.config.load).
-        self.hosts = HostNameCheck() if check_host_names else None
+        self.hosts: HostNameCheck | None = None
+        if check_host_names:
+            # Imported here: the daemon imports this module but never loads a
+            # configuration itself, and needs neither the check nor its queue module.
+            from pyxinetd.config.hostnames import HostNameCheck
+            self.hosts = HostNameCheck()
 
     # -- SELinux -----------------------------------------------------------------
 
