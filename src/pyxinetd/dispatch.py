@@ -644,28 +644,28 @@ class Dispatcher:
             self._identified.pop(conn, None)
             close_unlingering(conn)
 
+    def _as_session(self, svc: ServiceConfig, conn: socket.socket,
+                    addr: tuple[object, ...], peer: str) -> bool:
+        """Serve a waiting client as a session when `svc`, the configuration a reload
+        put in force while it waited, made the service a builtin or a redirect; False
+        when it has a server to start."""
+        if not (svc.is_internal or svc.is_redirect):
+            return False
+        self.sessions.start(svc, conn, addr, peer, started=self._identified.pop(conn, None))
+        return True
+
     def _start_as(self, rt: ServiceRuntime, svc: ServiceConfig, conn: socket.socket,
                   addr: tuple[object, ...], peer: str, remote_name: str | None) -> None:
-        """Start an admitted client's server as `svc`, the configuration a reload that
-        came while it waited (for its name) put in force: a session when that made the
-        service a builtin or a redirect, else its server."""
-        if svc.is_internal or svc.is_redirect:
-            self.sessions.start(svc, conn, addr, peer,
-                                started=self._identified.pop(conn, None))
-            return
-        self.launch(svc, conn, addr, peer, checked=True, rt=rt, remote_name=remote_name)
+        """Start a client that waited for its name as `svc` (_as_session)."""
+        if not self._as_session(svc, conn, addr, peer):
+            self.launch(svc, conn, addr, peer, checked=True, rt=rt, remote_name=remote_name)
 
     def _restart_as(self, rt: ServiceRuntime, svc: ServiceConfig, conn: socket.socket,
                     peer: str, addr: tuple[object, ...], remote_name: str | None) -> None:
-        """A fork retry's start as `svc`, the configuration a reload since the failed
-        fork put in force: a session when it made the service a builtin or a redirect
-        (whose greeting sends its banner_success, the client's second), else the
-        server."""
-        if svc.is_internal or svc.is_redirect:
-            self.sessions.start(svc, conn, addr, peer,
-                                started=self._identified.pop(conn, None))
-            return
-        self._start_on(rt, svc, conn, peer, addr, remote_name)
+        """A fork retry's start as `svc` (_as_session; a session's greeting sends its
+        banner_success, the client's second)."""
+        if not self._as_session(svc, conn, addr, peer):
+            self._start_on(rt, svc, conn, peer, addr, remote_name)
 
     def spawn_server(self, svc: ServiceConfig, sock: socket.socket, peer: str,
                      on_reap: Callable[[Child, ExitStatus], None] | None = None, *,
